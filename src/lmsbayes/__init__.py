@@ -1,0 +1,64 @@
+"""lmsbayes: Bayesian meta-analysis of historical leiomyosarcoma trials.
+
+The package turns published trial-arm results into pooled and predictive
+progression-free-survival rates, phase II efficacy thresholds, and
+meta-analytic-predictive priors for adaptive designs.
+
+Heavy dependencies (PyMC, nutpie) are imported lazily so that
+``import lmsbayes`` stays cheap; ``lmsbayes.prior`` and ``lmsbayes.design``
+never import PyMC at all.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it; resolved on first attribute access
+_LAZY = {
+    "load_trials": "lmsbayes.data",
+    "long_table": "lmsbayes.data",
+    "DataValidationError": "lmsbayes.data",
+    "ModelSpec": "lmsbayes.spec",
+    "load_spec": "lmsbayes.spec",
+    "build_model": "lmsbayes.model",
+    "fit": "lmsbayes.fit",
+    "Fit": "lmsbayes.fit",
+    "load_fit": "lmsbayes.fit",
+    "predict": "lmsbayes.predict",
+    "thresholds": "lmsbayes.predict",
+    "Setting": "lmsbayes.predict",
+    "BetaMixture": "lmsbayes.prior",
+    "fit_mixture": "lmsbayes.prior",
+    "robustify": "lmsbayes.prior",
+    "ess": "lmsbayes.prior",
+    "map_prior": "lmsbayes.prior",
+}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'lmsbayes' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    # `fit` is both a module and a function; the function wins at package level
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lmsbayes.data import DataValidationError, load_trials, long_table
+    from lmsbayes.fit import Fit, fit, load_fit
+    from lmsbayes.model import build_model
+    from lmsbayes.predict import Setting, predict, thresholds
+    from lmsbayes.prior import BetaMixture, ess, fit_mixture, map_prior, robustify
+    from lmsbayes.spec import ModelSpec, load_spec
