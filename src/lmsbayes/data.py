@@ -1,0 +1,605 @@
+"""Load and validate the trial-arm table; turn it into a tidy arm x landmark table.
+
+The arm table (``data/lms_trials.csv``, schema in ``data/README.md``) holds one
+row per trial arm. :func:`load_trials` reads it as text, converts every column
+itself and reports *all* problems at once as a :class:`DataValidationError`.
+:func:`long_table` gives one row per (arm, landmark) with the rate, its
+standard error on the logit scale, effective binomial data and, for arms that
+cannot enter a model, the reason. The arithmetic lives in small numpy
+functions (:func:`exponential_rate`, :func:`se_log_median`,
+:func:`se_logit_from_median`, :func:`se_logit_from_ci`,
+:func:`se_logit_binomial`, :func:`effective_binomial`).
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import hashlib
+import importlib.resources
+import math
+import re
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "DataValidationError",
+    "Problem",
+    "effective_binomial",
+    "exponential_rate",
+    "load_trials",
+    "long_table",
+    "se_log_median",
+    "se_logit_binomial",
+    "se_logit_from_ci",
+    "se_logit_from_median",
+]
+
+Z95 = 1.959963984540054  # standard normal 97.5% quantile: a 95% CI spans 2 * Z95 se
+
+LABELS: dict[str, tuple[str, ...]] = {
+    "evidence": ("publication", "conference"),
+    "design": ("single_arm", "randomized"),
+    "treatment_class": ("R-T", "NR-T"),
+    "line": ("1L", "2L+"),
+    "population": ("LMS", "uLMS", "stLMS", "STS-LMS-subgroup", "L-sarcoma-LMS-subgroup"),
+}
+RATE_SOURCES = ("reported", "km_text")
+REQUIRED = (
+    "arm_id", "trial", "year", "evidence", "phase", "design", "arm", "agents",
+    "placebo", "treatment_class", "line", "population",
+)  # fmt: skip
+INT_COLUMNS = ("year", "pmid", "n", "n_uterine", "pfs_events")
+FLOAT_COLUMNS = ("pfs_median_m", "pfs_median_lo", "pfs_median_hi")
+TEXT_COLUMNS = ("arm_id", "trial", "first_author", "doi", "source_url", "phase", "arm", "agents")
+SCHEMA_LANDMARKS = (3, 6, 12)  # families always present in the output, blank if absent
+_SCHEMA_ORDER = (
+    "arm_id", "trial", "first_author", "year", "pmid", "doi", "source_url", "evidence",
+    "phase", "design", "arm", "agents", "placebo", "treatment_class", "line", "population",
+    "n", "n_uterine", "pfs_median_m", "pfs_median_lo", "pfs_median_hi", "pfs_events",
+)  # fmt: skip
+_RATE_FAMILY = re.compile(r"^pfsr_(\d+)m(?:_(lo|hi|source))?$")
+_ARM_ID = re.compile(r"^[a-z0-9_]+$")
+COVARIATES = (
+    "trial", "year", "line", "treatment_class", "placebo", "population", "evidence",
+    "design", "n", "uterine_fraction",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in the arm table (``row`` is the spreadsheet row: header = 1)."""
+
+    file: str
+    row: int | None
+    arm_id: str | None
+    column: str | None
+    value: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}"
+        if self.row is not None:
+            where += f" row {self.row}"
+            where += " (header)" if self.row == 1 else f" (arm_id {self.arm_id!r})"
+        if self.column is not None:
+            where += f", column {self.column!r}"
+        return f"{where}: {self.message}"
+
+
+class DataValidationError(ValueError):
+    """The arm table has problems; ``.problems`` lists every one of them."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        n = len(self.problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{n} problem{'s' if n != 1 else ''} in the trial data:\n{lines}")
+
+
+# ---------------------------------------------------------------------------- math
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    return np.log(p) - np.log1p(-p)
+
+
+def exponential_rate(median: np.ndarray, t: float | np.ndarray) -> np.ndarray:
+    """Survival at ``t`` under an exponential model with the given median.
+
+    Parameters
+    ----------
+    median : array_like
+        Median survival time (> 0), same unit as ``t``.
+    t : float or array_like
+        Landmark time.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``S(t) = 2 ** (-t / median)``.
+    """
+    return np.exp2(-np.asarray(t, dtype=float) / np.asarray(median, dtype=float))
+
+
+def se_log_median(
+    lo: np.ndarray, hi: np.ndarray, events: np.ndarray, n: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Standard error of log(median) from the best information available.
+
+    In order of preference: the 95% CI of the median,
+    ``(log hi - log lo) / (2 * 1.96)`` (method ``'median_ci'``); the number
+    of events, ``1 / sqrt(d)`` (``'events'``, exact for the exponential MLE);
+    the arm size, ``1 / sqrt(n)`` (``'n_approx'``, an optimistic approximation
+    because d <= n).
+
+    Parameters
+    ----------
+    lo, hi, events, n : array_like
+        CI bounds of the median, progression events and patients; NaN = unknown.
+
+    Returns
+    -------
+    se : numpy.ndarray
+        NaN where nothing is usable.
+    method : numpy.ndarray of str
+        ``'median_ci'``, ``'events'``, ``'n_approx'`` or ``''``.
+    """
+    lo, hi, d, n = (np.asarray(x, dtype=float) for x in (lo, hi, events, n))
+    ci_ok = (lo > 0) & (hi > lo)  # one-sided ("not reached") or degenerate CIs are unusable
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se_ci = (np.log(hi) - np.log(lo)) / (2 * Z95)
+        se_d, se_n = 1 / np.sqrt(d), 1 / np.sqrt(n)
+    d_ok, n_ok = d >= 1, n >= 1
+    se = np.select([ci_ok, d_ok, n_ok], [se_ci, se_d, se_n], np.nan)
+    method = np.select([ci_ok, d_ok, n_ok], ["median_ci", "events", "n_approx"], "")
+    return se, method
+
+
+def se_logit_from_median(median: np.ndarray, t: float, se_log_med: np.ndarray) -> np.ndarray:
+    """Logit-scale standard error of an exponential rate derived from a median.
+
+    On the cloglog scale ``c = log(t ln 2) - log(median)``, so
+    ``se_c = se(log median)``; the delta method from cloglog to logit gives
+    ``se_logit = |log S| / (1 - S) * se_c``.
+
+    Parameters
+    ----------
+    median : array_like
+        Median (> 0).
+    t : float
+        Landmark (> 0), same unit as the median.
+    se_log_med : array_like
+        Standard error of log(median), see :func:`se_log_median`.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    s = exponential_rate(median, t)
+    return np.abs(np.log(s)) / (1 - s) * np.asarray(se_log_med, dtype=float)
+
+
+def se_logit_from_ci(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Logit-scale standard error of a rate from its 95% CI.
+
+    ``(logit hi - logit lo) / (2 * 1.96)``; NaN unless ``0 < lo < hi < 1``
+    (a bound at 0 or 1, or a degenerate interval, carries no logit width).
+
+    Parameters
+    ----------
+    lo, hi : array_like
+        CI bounds in [0, 1]; NaN = unknown.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    ok = (lo > 0) & (hi < 1) & (hi > lo)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = (_logit(hi) - _logit(lo)) / (2 * Z95)
+    return np.where(ok, se, np.nan)
+
+
+def se_logit_binomial(s: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Binomial logit-scale standard error ``1 / sqrt(n S (1 - S))``.
+
+    At S = 0 or 1 the 0.5-corrected ``S' = (S n + 0.5) / (n + 1)`` is used so
+    the standard error stays finite; the rate itself is not changed.
+
+    Parameters
+    ----------
+    s, n : array_like
+        Rate in [0, 1] and arm size (NaN = unknown, giving NaN).
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    s, n = np.asarray(s, dtype=float), np.asarray(n, dtype=float)
+    edge = (s == 0) | (s == 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = np.where(edge, (s * n + 0.5) / (n + 1), s)
+        return np.where(n >= 1, 1 / np.sqrt(n * s * (1 - s)), np.nan)
+
+
+def effective_binomial(
+    s: np.ndarray, se_logit: np.ndarray, n: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Effective binomial data carrying the same information as (S, se_logit).
+
+    ``n_eff = 1 / (se_logit^2 S (1 - S))``, capped at ``n`` where known
+    (the data cannot be worth more patients than the arm had), rounded
+    half up and at least 1; ``y_eff = round(S n_eff)``.
+
+    Parameters
+    ----------
+    s, se_logit : array_like
+        Rate and its logit-scale standard error.
+    n : array_like, optional
+        Arm size; NaN = unknown (no cap).
+
+    Returns
+    -------
+    n_eff, y_eff : numpy.ndarray of float
+        Whole numbers; NaN where ``s`` or ``se_logit`` is NaN.
+    """
+    s, se = np.asarray(s, dtype=float), np.asarray(se_logit, dtype=float)
+    n = np.full_like(s, np.nan) if n is None else np.asarray(n, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        raw = 1 / (se**2 * s * (1 - s))  # inf at S = 0 or 1: the cap at n takes over
+    raw = np.where(np.isnan(se) | np.isnan(s), np.nan, raw)
+    capped = np.where(n >= 1, np.minimum(raw, n), raw)
+    n_eff = np.maximum(np.floor(capped + 0.5), 1)
+    n_eff = np.where(np.isfinite(capped), n_eff, np.nan)
+    return n_eff, np.floor(s * n_eff + 0.5)
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def _bundled_path() -> Path:
+    return Path(str(importlib.resources.files("lmsbayes") / "_data" / "lms_trials.csv"))
+
+
+def _read_cells(path: Path, file: str) -> tuple[list[str], list[list[str]], bytes]:
+    """Header and rows as stripped strings; structural problems raise at once."""
+    if not path.is_file():
+        raise FileNotFoundError(f"trial data file not found: {file}")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DataValidationError(
+            [Problem(file, None, None, None, None, f"not UTF-8 text ({err.reason} at byte {err.start})")]
+        ) from None
+    rows = [[cell.strip() for cell in r] for r in csv.reader(text.splitlines())]
+    rows = [r for r in rows if any(r)]  # blank lines are not arms
+    if not rows:
+        raise DataValidationError([Problem(file, None, None, None, None, "file is empty (no header row)")])
+    return rows[0], rows[1:], raw
+
+
+def _column_order(columns: list[str]) -> list[str]:
+    families = sorted({int(m[1]) for c in columns if (m := _RATE_FAMILY.match(c))} | set(SCHEMA_LANDMARKS))
+    rate_cols = [f"pfsr_{t}m{sfx}" for t in families for sfx in ("", "_lo", "_hi", "_source")]
+    known = [*_SCHEMA_ORDER, *rate_cols, "notes"]
+    return known + [c for c in columns if c not in known]
+
+
+def _parse_number(value: str, integer: bool) -> tuple[float, str | None]:
+    """(number or NaN, error message or None) for one cell."""
+    if value == "":
+        return math.nan, None
+    try:
+        x = float(value)
+    except ValueError:
+        kind = "a whole number" if integer else "a number"
+        return math.nan, (
+            f"must be {kind}, got {value!r} (text is not allowed in a numeric column: "
+            "leave it blank and explain in 'notes')"
+        )
+    if not math.isfinite(x):
+        return math.nan, f"must be a finite number, got {value!r} (leave unknown values blank)"
+    if integer and not x.is_integer():
+        return math.nan, f"must be a whole number, got {value!r}"
+    return x, None
+
+
+def _suggest(value: str, allowed: tuple[str, ...]) -> str:
+    lower = {a.lower(): a for a in allowed}
+    close = difflib.get_close_matches(value.lower(), list(lower), n=1, cutoff=0.6)
+    return f"; did you mean {lower[close[0]]!r}?" if close else ""
+
+
+# ---------------------------------------------------------------------------- validation
+
+
+class _Collector:
+    """Accumulates problems with their spreadsheet coordinates."""
+
+    def __init__(self, file: str, cells: pd.DataFrame) -> None:
+        self.file, self.cells, self.problems = file, cells, []
+
+    def add(self, i: int, column: str, message: str, value: str | None = None) -> None:
+        arm_id = self.cells.at[i, "arm_id"] if "arm_id" in self.cells else None
+        value = self.cells.at[i, column] if value is None and column in self.cells else value
+        self.problems.append(Problem(self.file, i + 2, arm_id or None, column, value, message))
+
+    def where(self, mask: pd.Series, column: str, message) -> None:
+        """Flag rows where ``mask``; ``message(i)`` builds the text for row i."""
+        for i in np.flatnonzero(mask.to_numpy(dtype=bool, na_value=False)):
+            self.add(int(i), column, message(int(i)))
+
+
+def _convert(cells: pd.DataFrame, out: _Collector) -> pd.DataFrame:
+    """Typed columns; per-cell problems (labels, numbers, bools, blanks) go to ``out``."""
+    df = pd.DataFrame(index=cells.index)
+    for col in cells.columns:
+        values = cells[col]
+        if col in REQUIRED:
+            out.where(values == "", col, lambda i: "required value is blank")
+        if col in INT_COLUMNS or col in FLOAT_COLUMNS or _RATE_FAMILY.match(col) and not col.endswith("_source"):
+            parsed = []
+            for i, v in enumerate(values):
+                x, err = _parse_number(v, integer=col in INT_COLUMNS)
+                if err:
+                    out.add(i, col, err)
+                parsed.append(x)
+            floats = pd.Series(parsed, index=cells.index, dtype="float64")
+            df[col] = floats.astype("Int64") if col in INT_COLUMNS else floats
+        elif col in LABELS or col.endswith("_source") and _RATE_FAMILY.match(col):
+            allowed = LABELS.get(col, RATE_SOURCES)
+            bad = (values != "") & ~values.isin(allowed)
+            out.where(bad, col, lambda i: (
+                f"must be one of {list(allowed)}, got {values[i]!r}{_suggest(values[i], allowed)}"
+            ))  # fmt: skip
+            df[col] = pd.Categorical(values.where(~bad & (values != "")), categories=list(allowed))
+        elif col == "placebo":
+            low = values.str.lower()
+            out.where((values != "") & ~low.isin(["true", "false"]), col,
+                      lambda i: f"must be 'true' or 'false', got {values[i]!r}")  # fmt: skip
+            df[col] = low.eq("true")
+        else:
+            df[col] = values.mask(values == "").astype("str")
+    return df
+
+
+def _check_rows(df: pd.DataFrame, cells: pd.DataFrame, out: _Collector) -> None:
+    """Range and consistency checks across columns (on cells that parsed)."""
+    bad_id = (cells["arm_id"] != "") & ~cells["arm_id"].str.fullmatch(_ARM_ID.pattern)
+    out.where(bad_id, "arm_id", lambda i: f"must be lowercase [a-z0-9_]+, got {cells.at[i, 'arm_id']!r}")
+    first = {}
+    for i, a in enumerate(cells["arm_id"]):
+        if a and a in first:
+            out.add(i, "arm_id", f"duplicate arm_id {a!r} (first used in row {first[a] + 2})")
+        first.setdefault(a, i)
+
+    n = df["n"].astype("float64")
+    out.where(n < 1, "n", lambda i: f"must be >= 1, got {cells.at[i, 'n']!r}")
+    for col in ("n_uterine", "pfs_events"):
+        x = df[col].astype("float64")
+        out.where(x < 0, col, lambda i: f"must be >= 0, got {cells.at[i, col]!r}")
+        out.where(x > n, col, lambda i: f"must be <= n ({cells.at[i, 'n']}), got {cells.at[i, col]!r}")
+    nu, pop = df["n_uterine"].astype("float64"), df["population"]
+    out.where((pop == "uLMS") & nu.notna() & n.notna() & (nu != n), "n_uterine",
+              lambda i: f"population 'uLMS' needs n_uterine = n ({cells.at[i, 'n']}), got {cells.at[i, 'n_uterine']!r}")  # fmt: skip
+    out.where((pop == "stLMS") & (nu > 0), "n_uterine",
+              lambda i: f"population 'stLMS' needs n_uterine = 0, got {cells.at[i, 'n_uterine']!r}")  # fmt: skip
+
+    med = df["pfs_median_m"]
+    out.where(med <= 0, "pfs_median_m", lambda i: f"must be > 0, got {cells.at[i, 'pfs_median_m']!r}")
+    _check_interval(df, cells, out, "pfs_median_m", "pfs_median_lo", "pfs_median_hi", (0.0, math.inf))
+    for col in [c for c in df.columns if (m := _RATE_FAMILY.match(c)) and m[2] is None]:
+        _check_interval(df, cells, out, col, f"{col}_lo", f"{col}_hi", (0.0, 1.0))
+        src = cells[f"{col}_source"]
+        out.where(df[col].notna() & (src == ""), f"{col}_source",
+                  lambda i: f"a rate is given in {col!r} ({cells.at[i, col]}) but its source is blank; "
+                  f"must be one of {list(RATE_SOURCES)}")  # fmt: skip
+        out.where((cells[col] == "") & (src != ""), f"{col}_source",
+                  lambda i: f"source given without a rate in {col!r}, got {src[i]!r}")  # fmt: skip
+
+
+def _check_interval(df, cells, out, est, lo, hi, bounds) -> None:
+    """Estimate and CI inside ``bounds``, lo <= hi, lo <= estimate <= hi, no CI without estimate."""
+    low, high = bounds
+    for col in (est, lo, hi):
+        if high < math.inf:
+            out.where((df[col] < low) | (df[col] > high), col,
+                      lambda i: f"must be in [{low:g}, {high:g}], got {cells.at[i, col]!r}")  # fmt: skip
+        elif col != est:
+            out.where(df[col] <= low, col, lambda i: f"must be > {low:g}, got {cells.at[i, col]!r}")
+    out.where(df[lo] > df[hi], lo,
+              lambda i: f"CI lower bound {cells.at[i, lo]} exceeds upper bound {hi!r} = {cells.at[i, hi]}")  # fmt: skip
+    outside = (df[est] < df[lo]) | (df[est] > df[hi])
+    out.where(outside, est, lambda i: (
+        f"estimate {cells.at[i, est]} lies outside its 95% CI "
+        f"[{cells.at[i, lo] or '?'}, {cells.at[i, hi] or '?'}]"
+    ))  # fmt: skip
+    for col in (lo, hi):
+        out.where(df[est].isna() & (cells[est] == "") & df[col].notna(), col,
+                  lambda i: f"CI bound {cells.at[i, col]} given without the estimate {est!r}")  # fmt: skip
+
+
+def _uterine_fraction(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    counts = df["n_uterine"].astype("float64") / df["n"].astype("float64")
+    by_pop = df["population"].map({"uLMS": 1.0, "stLMS": 0.0}).astype("float64")
+    frac = counts.fillna(by_pop)
+    source = np.select([counts.notna(), by_pop.notna()], ["counts", "population"], "missing")
+    return frac, pd.Series(source, index=df.index, dtype="str")
+
+
+def load_trials(path: str | PathLike[str] | None = None) -> pd.DataFrame:
+    """Read and validate the trial-arm table.
+
+    Parameters
+    ----------
+    path : str or path-like, optional
+        CSV file following the schema in ``data/README.md``; the bundled
+        ``lms_trials.csv`` when omitted.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per arm, in file order. Counts and years are nullable
+        ``Int64``; medians and rates ``float64``; ``placebo`` is ``bool``;
+        label columns are categoricals with the allowed labels as categories;
+        blank cells are missing. Optional columns absent from the file are
+        added blank; every ``pfsr_<t>m`` family is kept. Added columns:
+        ``uterine_fraction`` (n_uterine / n, else 1 for ``uLMS`` and 0 for
+        ``stLMS``, else NaN) and ``uterine_fraction_source`` (``'counts'``,
+        ``'population'`` or ``'missing'``). ``attrs`` holds ``path`` and the
+        file's ``sha256``.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    DataValidationError
+        Any problem with the content; all problems are listed at once, each
+        naming the file, row, column and value.
+    """
+    file = str(path) if path is not None else "lmsbayes/_data/lms_trials.csv (bundled)"
+    header, rows, raw = _read_cells(Path(path) if path is not None else _bundled_path(), file)
+
+    out = _Collector(file, pd.DataFrame())
+    for col in REQUIRED:
+        if col not in header:
+            out.problems.append(Problem(file, 1, None, col, None, "required column is missing"))
+    for col in {c for c in header if header.count(c) > 1}:
+        out.problems.append(Problem(file, 1, None, col, col, "column appears more than once in the header"))
+    for i, r in enumerate(rows):
+        if len(r) != len(header):
+            out.problems.append(Problem(file, i + 2, r[0] if r else None, None, None,
+                                        f"has {len(r)} cells but the header has {len(header)}"))  # fmt: skip
+    if out.problems:  # the table cannot be lined up; cell checks would only add noise
+        raise DataValidationError(out.problems)
+
+    columns = _column_order(header)
+    cells = pd.DataFrame(rows, columns=header, dtype=object).reindex(columns=columns, fill_value="")
+    cells = cells.fillna("").astype(object) if len(cells) else pd.DataFrame(columns=columns, dtype=object)
+    out.cells = cells
+    df = _convert(cells, out)
+    _check_rows(df, cells, out)
+    if out.problems:
+        order = {c: k for k, c in enumerate(columns)}
+        raise DataValidationError(sorted(out.problems, key=lambda p: (p.row, order.get(p.column, -1))))
+
+    df["uterine_fraction"], df["uterine_fraction_source"] = _uterine_fraction(df)
+    df.attrs = {"path": file, "sha256": hashlib.sha256(raw).hexdigest()}
+    return df
+
+
+# ---------------------------------------------------------------------------- long table
+
+
+def _landmark_rows(trials: pd.DataFrame, t: float, derive: bool) -> pd.DataFrame:
+    """All arms at one landmark: rate, se, effective data and inclusion."""
+    k = len(trials)
+    nan = np.full(k, np.nan)
+    col = f"pfsr_{int(t)}m" if float(t).is_integer() else None
+    has_col = col is not None and col in trials
+    s_rep = trials[col].to_numpy(float) if has_col else nan
+    n = trials["n"].astype("float64").to_numpy()
+    median = trials["pfs_median_m"].to_numpy(float)
+    reported = ~np.isnan(s_rep)
+    derived = ~reported & ~np.isnan(median) & derive
+
+    se_ci = se_logit_from_ci(trials[f"{col}_lo"], trials[f"{col}_hi"]) if has_col else nan
+    se_bin = se_logit_binomial(s_rep, n)
+    se_c, method_c = se_log_median(
+        trials["pfs_median_lo"], trials["pfs_median_hi"],
+        trials["pfs_events"].astype("float64"), n,
+    )  # fmt: skip
+    s_exp = exponential_rate(median, t)
+    se_exp = se_logit_from_median(median, t, se_c)
+
+    rate = np.where(reported, s_rep, np.where(derived, s_exp, np.nan))
+    source = trials[f"{col}_source"].astype(object).fillna("").to_numpy() if has_col else np.full(k, "")
+    rate_source = np.where(reported, source, np.where(derived, "exponential", ""))
+    se = np.select([reported & ~np.isnan(se_ci), reported & ~np.isnan(se_bin), derived],
+                   [se_ci, se_bin, se_exp], np.nan)  # fmt: skip
+    method = np.select([reported & ~np.isnan(se_ci), reported & ~np.isnan(se_bin), derived],
+                       ["rate_ci", "binomial", method_c], "")  # fmt: skip
+    n_eff, y_eff = effective_binomial(rate, se, n)
+
+    no_median = np.isnan(median)
+    reason = np.select(
+        [reported & np.isnan(se), derived & np.isnan(se), ~reported & no_median,
+         ~reported & np.full(k, not derive)],
+        ["reported rate has neither a usable 95% CI nor n",
+         "rate derived from the median has no standard error (no CI of the median, events or n)",
+         "no reported rate and no median",
+         "no reported rate (derivation from the median is off)"],
+        "",
+    )  # fmt: skip
+    rows = pd.DataFrame({
+        "arm_id": trials["arm_id"].to_numpy(),
+        "landmark": np.full(k, float(t)),
+        "rate": rate,
+        "rate_source": pd.array(rate_source, dtype="str"),
+        "se_logit": se,
+        "se_method": pd.array(method, dtype="str"),
+        "n_eff": pd.array(n_eff, dtype="Float64").astype("Int64"),
+        "y_eff": pd.array(y_eff, dtype="Float64").astype("Int64"),
+        "included": reason == "",
+        "exclusion_reason": pd.array(reason, dtype="str"),
+    })  # fmt: skip
+    for c in COVARIATES:
+        rows[c] = trials[c].array  # keeps Int64 / categorical dtypes
+    return rows
+
+
+def long_table(
+    trials: pd.DataFrame, landmarks=(3, 6), *, derive_from_median: bool = True
+) -> pd.DataFrame:
+    """One row per (arm, landmark) with the rate, its logit se and effective data.
+
+    Rules (see ARCHITECTURE.md, "Data"): a reported (or ``km_text``) rate is
+    used as is, with its logit se from its 95% CI, else binomial with n. A
+    missing rate is derived from the median, ``S = 2^(-t / median)``
+    (``rate_source = 'exponential'``), with ``se_logit`` from se(log median)
+    by the delta method (:func:`se_logit_from_median`). Landmarks without a
+    ``pfsr_<t>m`` column can only come from medians.
+
+    Parameters
+    ----------
+    trials : pandas.DataFrame
+        Output of :func:`load_trials`.
+    landmarks : sequence of float, default (3, 6)
+        Landmarks in months (> 0, distinct).
+    derive_from_median : bool, default True
+        Derive missing rates from the median; when False such rows are
+        excluded with the reason.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Every arm at every landmark (arm-major order), columns ``arm_id``,
+        ``landmark``, ``rate``, ``rate_source`` (``'reported'``,
+        ``'km_text'``, ``'exponential'`` or ``''``), ``se_logit``,
+        ``se_method`` (``'rate_ci'``, ``'binomial'``, ``'median_ci'``,
+        ``'events'``, ``'n_approx'`` or ``''``), ``n_eff``, ``y_eff``
+        (``Int64``, missing when excluded), ``included``,
+        ``exclusion_reason`` (``''`` when included), then the covariates
+        ``trial, year, line, treatment_class, placebo, population, evidence,
+        design, n, uterine_fraction``.
+    """
+    marks = [float(t) for t in np.atleast_1d(np.asarray(landmarks, dtype=float))]
+    if not marks or any(not (math.isfinite(t) and t > 0) for t in marks) or len(set(marks)) != len(marks):
+        raise ValueError(f"landmarks must be distinct positive numbers of months, got {landmarks!r}")
+    missing = [c for c in ("arm_id", "n", "pfs_median_m", "pfs_median_lo", "pfs_median_hi",
+                           "pfs_events", *COVARIATES) if c not in trials]  # fmt: skip
+    if missing:
+        raise ValueError(f"trials lacks columns {missing}; pass the output of load_trials()")
+    parts = [_landmark_rows(trials.reset_index(drop=True), t, derive_from_median) for t in marks]
+    table = pd.concat(parts, ignore_index=True)
+    order = np.arange(len(table)).reshape(len(marks), len(trials)).T.ravel()  # arm-major
+    table = table.iloc[order].reset_index(drop=True)
+    table.attrs = {**trials.attrs, "landmarks": tuple(marks), "derive_from_median": derive_from_median}
+    return table
