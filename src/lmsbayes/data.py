@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import difflib
 import hashlib
+import io
 import importlib.resources
 import math
 import re
@@ -278,7 +279,11 @@ def _read_cells(path: Path, file: str) -> tuple[list[str], list[list[str]], byte
         raise DataValidationError(
             [Problem(file, None, None, None, None, f"not UTF-8 text ({err.reason} at byte {err.start})")]
         ) from None
-    rows = [[cell.strip() for cell in r] for r in csv.reader(text.splitlines())]
+    # StringIO with newline="" lets csv keep line breaks inside quoted cells (notes)
+    try:
+        rows = [[cell.strip() for cell in r] for r in csv.reader(io.StringIO(text, newline=""))]
+    except csv.Error as err:
+        raise DataValidationError([Problem(file, None, None, None, None, f"not a readable CSV: {err}")]) from None
     rows = [r for r in rows if any(r)]  # blank lines are not arms
     if not rows:
         raise DataValidationError([Problem(file, None, None, None, None, "file is empty (no header row)")])
@@ -319,119 +324,154 @@ def _suggest(value: str, allowed: tuple[str, ...]) -> str:
 
 # ---------------------------------------------------------------------------- validation
 
+# pandas >= 3 has a real string dtype with NaN for missing; older pandas keeps object
+_TEXT = "str" if int(pd.__version__.split(".")[0]) >= 3 else object
+_CATEGORIES = {a: pd.CategoricalDtype(list(a)) for a in (*LABELS.values(), RATE_SOURCES)}
+
 
 class _Collector:
     """Accumulates problems with their spreadsheet coordinates."""
 
-    def __init__(self, file: str, cells: pd.DataFrame) -> None:
+    def __init__(self, file: str, cells: dict[str, np.ndarray]) -> None:
         self.file, self.cells, self.problems = file, cells, []
 
-    def add(self, i: int, column: str, message: str, value: str | None = None) -> None:
-        arm_id = self.cells.at[i, "arm_id"] if "arm_id" in self.cells else None
-        value = self.cells.at[i, column] if value is None and column in self.cells else value
+    def add(self, i: int, column: str, message: str) -> None:
+        arm_id = self.cells["arm_id"][i] if "arm_id" in self.cells else None
+        value = self.cells[column][i] if column in self.cells else None
         self.problems.append(Problem(self.file, i + 2, arm_id or None, column, value, message))
 
-    def where(self, mask: pd.Series, column: str, message) -> None:
+    def where(self, mask: np.ndarray, column: str, message) -> None:
         """Flag rows where ``mask``; ``message(i)`` builds the text for row i."""
-        for i in np.flatnonzero(mask.to_numpy(dtype=bool, na_value=False)):
+        for i in np.flatnonzero(mask):
             self.add(int(i), column, message(int(i)))
 
 
-def _convert(cells: pd.DataFrame, out: _Collector) -> pd.DataFrame:
-    """Typed columns; per-cell problems (labels, numbers, bools, blanks) go to ``out``."""
-    df = pd.DataFrame(index=cells.index)
-    for col in cells.columns:
-        values = cells[col]
+def _kind(col: str) -> str:
+    m = _RATE_FAMILY.match(col)
+    if col in INT_COLUMNS:
+        return "int"
+    if col in FLOAT_COLUMNS or (m and m[2] != "source"):
+        return "float"
+    if col in LABELS or m:
+        return "label"
+    return "bool" if col == "placebo" else "text"
+
+
+def _convert(cells: dict[str, np.ndarray], out: _Collector) -> dict[str, np.ndarray]:
+    """Typed arrays (floats with NaN, labels/text with None); cell problems go to ``out``."""
+    typed = {}
+    for col, values in cells.items():
+        blank, kind = values == "", _kind(col)
         if col in REQUIRED:
-            out.where(values == "", col, lambda i: "required value is blank")
-        if col in INT_COLUMNS or col in FLOAT_COLUMNS or _RATE_FAMILY.match(col) and not col.endswith("_source"):
-            parsed = []
+            out.where(blank, col, lambda i: "required value is blank")
+        if kind in ("int", "float"):
+            parsed = np.full(len(values), np.nan)
             for i, v in enumerate(values):
-                x, err = _parse_number(v, integer=col in INT_COLUMNS)
+                parsed[i], err = _parse_number(v, integer=kind == "int")
                 if err:
                     out.add(i, col, err)
-                parsed.append(x)
-            floats = pd.Series(parsed, index=cells.index, dtype="float64")
-            df[col] = floats.astype("Int64") if col in INT_COLUMNS else floats
-        elif col in LABELS or col.endswith("_source") and _RATE_FAMILY.match(col):
+            typed[col] = parsed
+        elif kind == "label":
             allowed = LABELS.get(col, RATE_SOURCES)
-            bad = (values != "") & ~values.isin(allowed)
+            bad = ~blank & ~np.isin(values, allowed)
             out.where(bad, col, lambda i: (
                 f"must be one of {list(allowed)}, got {values[i]!r}{_suggest(values[i], allowed)}"
             ))  # fmt: skip
-            df[col] = pd.Categorical(values.where(~bad & (values != "")), categories=list(allowed))
-        elif col == "placebo":
-            low = values.str.lower()
-            out.where((values != "") & ~low.isin(["true", "false"]), col,
+            typed[col] = np.where(blank | bad, None, values)
+        elif kind == "bool":
+            low = np.array([v.lower() for v in values], dtype=object)
+            out.where(~blank & ~np.isin(low, ["true", "false"]), col,
                       lambda i: f"must be 'true' or 'false', got {values[i]!r}")  # fmt: skip
-            df[col] = low.eq("true")
+            typed[col] = low == "true"
         else:
-            df[col] = values.mask(values == "").astype("str")
-    return df
+            typed[col] = np.where(blank, None, values)
+    return typed
 
 
-def _check_rows(df: pd.DataFrame, cells: pd.DataFrame, out: _Collector) -> None:
+def _check_rows(v: dict[str, np.ndarray], cells: dict[str, np.ndarray], out: _Collector) -> None:
     """Range and consistency checks across columns (on cells that parsed)."""
-    bad_id = (cells["arm_id"] != "") & ~cells["arm_id"].str.fullmatch(_ARM_ID.pattern)
-    out.where(bad_id, "arm_id", lambda i: f"must be lowercase [a-z0-9_]+, got {cells.at[i, 'arm_id']!r}")
-    first = {}
-    for i, a in enumerate(cells["arm_id"]):
+    ids = cells["arm_id"]
+    out.where(np.array([a != "" and not _ARM_ID.fullmatch(a) for a in ids], dtype=bool), "arm_id",
+              lambda i: f"must be lowercase [a-z0-9_]+, got {ids[i]!r}")  # fmt: skip
+    first: dict[str, int] = {}
+    for i, a in enumerate(ids):
         if a and a in first:
             out.add(i, "arm_id", f"duplicate arm_id {a!r} (first used in row {first[a] + 2})")
         first.setdefault(a, i)
 
-    n = df["n"].astype("float64")
-    out.where(n < 1, "n", lambda i: f"must be >= 1, got {cells.at[i, 'n']!r}")
+    n = v["n"]
+    out.where(n < 1, "n", lambda i: f"must be >= 1, got {cells['n'][i]!r}")
     for col in ("n_uterine", "pfs_events"):
-        x = df[col].astype("float64")
-        out.where(x < 0, col, lambda i: f"must be >= 0, got {cells.at[i, col]!r}")
-        out.where(x > n, col, lambda i: f"must be <= n ({cells.at[i, 'n']}), got {cells.at[i, col]!r}")
-    nu, pop = df["n_uterine"].astype("float64"), df["population"]
-    out.where((pop == "uLMS") & nu.notna() & n.notna() & (nu != n), "n_uterine",
-              lambda i: f"population 'uLMS' needs n_uterine = n ({cells.at[i, 'n']}), got {cells.at[i, 'n_uterine']!r}")  # fmt: skip
+        x, raw = v[col], cells[col]
+        out.where(x < 0, col, lambda i: f"must be >= 0, got {raw[i]!r}")
+        out.where(x > n, col, lambda i: f"must be <= n ({cells['n'][i]}), got {raw[i]!r}")
+    nu, pop = v["n_uterine"], v["population"]
+    out.where((pop == "uLMS") & (nu != n) & ~np.isnan(nu) & ~np.isnan(n), "n_uterine",
+              lambda i: f"population 'uLMS' needs n_uterine = n ({cells['n'][i]}), got {cells['n_uterine'][i]!r}")  # fmt: skip
     out.where((pop == "stLMS") & (nu > 0), "n_uterine",
-              lambda i: f"population 'stLMS' needs n_uterine = 0, got {cells.at[i, 'n_uterine']!r}")  # fmt: skip
+              lambda i: f"population 'stLMS' needs n_uterine = 0, got {cells['n_uterine'][i]!r}")  # fmt: skip
 
-    med = df["pfs_median_m"]
-    out.where(med <= 0, "pfs_median_m", lambda i: f"must be > 0, got {cells.at[i, 'pfs_median_m']!r}")
-    _check_interval(df, cells, out, "pfs_median_m", "pfs_median_lo", "pfs_median_hi", (0.0, math.inf))
-    for col in [c for c in df.columns if (m := _RATE_FAMILY.match(c)) and m[2] is None]:
-        _check_interval(df, cells, out, col, f"{col}_lo", f"{col}_hi", (0.0, 1.0))
-        src = cells[f"{col}_source"]
-        out.where(df[col].notna() & (src == ""), f"{col}_source",
-                  lambda i: f"a rate is given in {col!r} ({cells.at[i, col]}) but its source is blank; "
+    out.where(v["pfs_median_m"] <= 0, "pfs_median_m",
+              lambda i: f"must be > 0, got {cells['pfs_median_m'][i]!r}")  # fmt: skip
+    _check_interval(v, cells, out, "pfs_median_m", "pfs_median_lo", "pfs_median_hi", (0.0, math.inf))
+    for col in [c for c in v if (m := _RATE_FAMILY.match(c)) and m[2] is None]:
+        _check_interval(v, cells, out, col, f"{col}_lo", f"{col}_hi", (0.0, 1.0))
+        rate, src = cells[col], cells[f"{col}_source"]
+        out.where(~np.isnan(v[col]) & (src == ""), f"{col}_source",
+                  lambda i: f"a rate is given in {col!r} ({rate[i]}) but its source is blank; "
                   f"must be one of {list(RATE_SOURCES)}")  # fmt: skip
-        out.where((cells[col] == "") & (src != ""), f"{col}_source",
+        out.where((rate == "") & (src != ""), f"{col}_source",
                   lambda i: f"source given without a rate in {col!r}, got {src[i]!r}")  # fmt: skip
 
 
-def _check_interval(df, cells, out, est, lo, hi, bounds) -> None:
+def _check_interval(v, cells, out, est, lo, hi, bounds) -> None:
     """Estimate and CI inside ``bounds``, lo <= hi, lo <= estimate <= hi, no CI without estimate."""
     low, high = bounds
     for col in (est, lo, hi):
+        raw = cells[col]
         if high < math.inf:
-            out.where((df[col] < low) | (df[col] > high), col,
-                      lambda i: f"must be in [{low:g}, {high:g}], got {cells.at[i, col]!r}")  # fmt: skip
+            out.where((v[col] < low) | (v[col] > high), col,
+                      lambda i: f"must be in [{low:g}, {high:g}], got {raw[i]!r}")  # fmt: skip
         elif col != est:
-            out.where(df[col] <= low, col, lambda i: f"must be > {low:g}, got {cells.at[i, col]!r}")
-    out.where(df[lo] > df[hi], lo,
-              lambda i: f"CI lower bound {cells.at[i, lo]} exceeds upper bound {hi!r} = {cells.at[i, hi]}")  # fmt: skip
-    outside = (df[est] < df[lo]) | (df[est] > df[hi])
-    out.where(outside, est, lambda i: (
-        f"estimate {cells.at[i, est]} lies outside its 95% CI "
-        f"[{cells.at[i, lo] or '?'}, {cells.at[i, hi] or '?'}]"
+            out.where(v[col] <= low, col, lambda i: f"must be > {low:g}, got {raw[i]!r}")
+    out.where(v[lo] > v[hi], lo,
+              lambda i: f"CI lower bound {cells[lo][i]} exceeds upper bound {hi!r} = {cells[hi][i]}")  # fmt: skip
+    out.where((v[est] < v[lo]) | (v[est] > v[hi]), est, lambda i: (
+        f"estimate {cells[est][i]} lies outside its 95% CI "
+        f"[{cells[lo][i] or '?'}, {cells[hi][i] or '?'}]"
     ))  # fmt: skip
     for col in (lo, hi):
-        out.where(df[est].isna() & (cells[est] == "") & df[col].notna(), col,
-                  lambda i: f"CI bound {cells.at[i, col]} given without the estimate {est!r}")  # fmt: skip
+        out.where((cells[est] == "") & ~np.isnan(v[col]), col,
+                  lambda i: f"CI bound {cells[col][i]} given without the estimate {est!r}")  # fmt: skip
 
 
-def _uterine_fraction(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    counts = df["n_uterine"].astype("float64") / df["n"].astype("float64")
-    by_pop = df["population"].map({"uLMS": 1.0, "stLMS": 0.0}).astype("float64")
-    frac = counts.fillna(by_pop)
-    source = np.select([counts.notna(), by_pop.notna()], ["counts", "population"], "missing")
-    return frac, pd.Series(source, index=df.index, dtype="str")
+def _frame(v: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The typed arrays as a DataFrame with the documented dtypes."""
+    columns = {}
+    for col, x in v.items():
+        kind = _kind(col)
+        if kind == "int":
+            columns[col] = pd.array(x, dtype="Float64").astype("Int64")
+        elif kind == "label":
+            # from codes: validation already guaranteed every label is allowed (or None)
+            allowed = LABELS.get(col, RATE_SOURCES)
+            codes = [-1 if a is None else allowed.index(a) for a in x]
+            columns[col] = pd.Categorical.from_codes(codes, dtype=_CATEGORIES[allowed])
+        elif kind == "text":
+            columns[col] = pd.Series(x, dtype=object).astype(_TEXT)
+        else:
+            columns[col] = x
+    return pd.DataFrame(columns)
+
+
+def _uterine_fraction(v: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        counts = v["n_uterine"] / v["n"]
+    pop = v["population"]
+    by_pop = np.select([pop == "uLMS", pop == "stLMS"], [1.0, 0.0], np.nan)
+    frac = np.where(np.isnan(counts), by_pop, counts)
+    source = np.select([~np.isnan(counts), ~np.isnan(by_pop)], ["counts", "population"], "missing")
+    return frac, source.astype(object)
 
 
 def load_trials(path: str | PathLike[str] | None = None) -> pd.DataFrame:
@@ -467,11 +507,11 @@ def load_trials(path: str | PathLike[str] | None = None) -> pd.DataFrame:
     file = str(path) if path is not None else "lmsbayes/_data/lms_trials.csv (bundled)"
     header, rows, raw = _read_cells(Path(path) if path is not None else _bundled_path(), file)
 
-    out = _Collector(file, pd.DataFrame())
+    out = _Collector(file, {})
     for col in REQUIRED:
         if col not in header:
             out.problems.append(Problem(file, 1, None, col, None, "required column is missing"))
-    for col in {c for c in header if header.count(c) > 1}:
+    for col in sorted({c for c in header if header.count(c) > 1}):
         out.problems.append(Problem(file, 1, None, col, col, "column appears more than once in the header"))
     for i, r in enumerate(rows):
         if len(r) != len(header):
@@ -481,78 +521,74 @@ def load_trials(path: str | PathLike[str] | None = None) -> pd.DataFrame:
         raise DataValidationError(out.problems)
 
     columns = _column_order(header)
-    cells = pd.DataFrame(rows, columns=header, dtype=object).reindex(columns=columns, fill_value="")
-    cells = cells.fillna("").astype(object) if len(cells) else pd.DataFrame(columns=columns, dtype=object)
-    out.cells = cells
-    df = _convert(cells, out)
-    _check_rows(df, cells, out)
+    by_name = dict(zip(header, zip(*rows, strict=True), strict=True)) if rows else {}
+    blank = ("",) * len(rows)
+    out.cells = cells = {c: np.array(by_name.get(c, blank), dtype=object) for c in columns}
+    typed = _convert(cells, out)
+    _check_rows(typed, cells, out)
     if out.problems:
         order = {c: k for k, c in enumerate(columns)}
         raise DataValidationError(sorted(out.problems, key=lambda p: (p.row, order.get(p.column, -1))))
 
-    df["uterine_fraction"], df["uterine_fraction_source"] = _uterine_fraction(df)
+    df = _frame(typed)
+    df["uterine_fraction"], source = _uterine_fraction(typed)
+    df["uterine_fraction_source"] = pd.Series(source, dtype=object).astype(_TEXT)
     df.attrs = {"path": file, "sha256": hashlib.sha256(raw).hexdigest()}
     return df
 
 
 # ---------------------------------------------------------------------------- long table
 
+_REASONS = (
+    "reported rate has neither a usable 95% CI nor n",
+    "rate derived from the median has no standard error (no CI of the median, events or n)",
+    "no reported rate and no median",
+    "no reported rate (derivation from the median is off)",
+)
 
-def _landmark_rows(trials: pd.DataFrame, t: float, derive: bool) -> pd.DataFrame:
-    """All arms at one landmark: rate, se, effective data and inclusion."""
+
+def _floats(trials: pd.DataFrame, col: str) -> np.ndarray:
+    return trials[col].to_numpy(dtype=float, na_value=np.nan)
+
+
+def _landmark_rows(trials: pd.DataFrame, t: float, derive: bool) -> dict[str, np.ndarray]:
+    """All arms at one landmark: rate, se, effective data and inclusion, as arrays."""
     k = len(trials)
     nan = np.full(k, np.nan)
     col = f"pfsr_{int(t)}m" if float(t).is_integer() else None
-    has_col = col is not None and col in trials
-    s_rep = trials[col].to_numpy(float) if has_col else nan
-    n = trials["n"].astype("float64").to_numpy()
-    median = trials["pfs_median_m"].to_numpy(float)
+    has_col = col is not None and col in trials  # other landmarks can only come from medians
+    s_rep = _floats(trials, col) if has_col else nan
+    n, median = _floats(trials, "n"), _floats(trials, "pfs_median_m")
     reported = ~np.isnan(s_rep)
     derived = ~reported & ~np.isnan(median) & derive
 
-    se_ci = se_logit_from_ci(trials[f"{col}_lo"], trials[f"{col}_hi"]) if has_col else nan
+    se_ci = se_logit_from_ci(_floats(trials, f"{col}_lo"), _floats(trials, f"{col}_hi")) if has_col else nan
     se_bin = se_logit_binomial(s_rep, n)
     se_c, method_c = se_log_median(
-        trials["pfs_median_lo"], trials["pfs_median_hi"],
-        trials["pfs_events"].astype("float64"), n,
+        _floats(trials, "pfs_median_lo"), _floats(trials, "pfs_median_hi"),
+        _floats(trials, "pfs_events"), n,
     )  # fmt: skip
-    s_exp = exponential_rate(median, t)
-    se_exp = se_logit_from_median(median, t, se_c)
-
-    rate = np.where(reported, s_rep, np.where(derived, s_exp, np.nan))
-    source = trials[f"{col}_source"].astype(object).fillna("").to_numpy() if has_col else np.full(k, "")
-    rate_source = np.where(reported, source, np.where(derived, "exponential", ""))
-    se = np.select([reported & ~np.isnan(se_ci), reported & ~np.isnan(se_bin), derived],
-                   [se_ci, se_bin, se_exp], np.nan)  # fmt: skip
-    method = np.select([reported & ~np.isnan(se_ci), reported & ~np.isnan(se_bin), derived],
-                       ["rate_ci", "binomial", method_c], "")  # fmt: skip
+    use_ci, use_bin = reported & ~np.isnan(se_ci), reported & np.isnan(se_ci) & ~np.isnan(se_bin)
+    rate = np.where(reported, s_rep, np.where(derived, exponential_rate(median, t), np.nan))
+    source = np.asarray(trials[f"{col}_source"].astype(object).fillna(""), dtype=object) if has_col else ""
+    se = np.select([use_ci, use_bin, derived], [se_ci, se_bin, se_logit_from_median(median, t, se_c)], np.nan)
     n_eff, y_eff = effective_binomial(rate, se, n)
-
-    no_median = np.isnan(median)
     reason = np.select(
-        [reported & np.isnan(se), derived & np.isnan(se), ~reported & no_median,
+        [reported & np.isnan(se), derived & np.isnan(se), ~reported & np.isnan(median),
          ~reported & np.full(k, not derive)],
-        ["reported rate has neither a usable 95% CI nor n",
-         "rate derived from the median has no standard error (no CI of the median, events or n)",
-         "no reported rate and no median",
-         "no reported rate (derivation from the median is off)"],
-        "",
+        _REASONS, "",
     )  # fmt: skip
-    rows = pd.DataFrame({
-        "arm_id": trials["arm_id"].to_numpy(),
+    return {
         "landmark": np.full(k, float(t)),
         "rate": rate,
-        "rate_source": pd.array(rate_source, dtype="str"),
+        "rate_source": np.where(reported, source, np.where(derived, "exponential", "")),
         "se_logit": se,
-        "se_method": pd.array(method, dtype="str"),
-        "n_eff": pd.array(n_eff, dtype="Float64").astype("Int64"),
-        "y_eff": pd.array(y_eff, dtype="Float64").astype("Int64"),
+        "se_method": np.select([use_ci, use_bin, derived], ["rate_ci", "binomial", method_c], ""),
+        "n_eff": n_eff,
+        "y_eff": y_eff,
         "included": reason == "",
-        "exclusion_reason": pd.array(reason, dtype="str"),
-    })  # fmt: skip
-    for c in COVARIATES:
-        rows[c] = trials[c].array  # keeps Int64 / categorical dtypes
-    return rows
+        "exclusion_reason": reason,
+    }
 
 
 def long_table(
@@ -597,9 +633,18 @@ def long_table(
                            "pfs_events", *COVARIATES) if c not in trials]  # fmt: skip
     if missing:
         raise ValueError(f"trials lacks columns {missing}; pass the output of load_trials()")
-    parts = [_landmark_rows(trials.reset_index(drop=True), t, derive_from_median) for t in marks]
-    table = pd.concat(parts, ignore_index=True)
-    order = np.arange(len(table)).reshape(len(marks), len(trials)).T.ravel()  # arm-major
-    table = table.iloc[order].reset_index(drop=True)
+    trials = trials.reset_index(drop=True)
+    parts = [_landmark_rows(trials, t, derive_from_median) for t in marks]
+    # arm-major order: row r is arm r // L at landmark r % L
+    arm_idx = np.repeat(np.arange(len(trials)), len(marks))
+    stacked = {key: np.stack([p[key] for p in parts], axis=1).ravel() for key in parts[0]}
+    columns = {"arm_id": trials["arm_id"].array.take(arm_idx), **stacked}
+    for key in ("rate_source", "se_method", "exclusion_reason"):
+        columns[key] = pd.Series(stacked[key], dtype=object).astype(_TEXT)
+    for key in ("n_eff", "y_eff"):
+        columns[key] = pd.array(stacked[key], dtype="Float64").astype("Int64")
+    for c in COVARIATES:
+        columns[c] = trials[c].array.take(arm_idx)  # keeps Int64 / categorical dtypes
+    table = pd.DataFrame(columns)
     table.attrs = {**trials.attrs, "landmarks": tuple(marks), "derive_from_median": derive_from_median}
     return table
