@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.resources
 import math
+import pickle
 import subprocess
 import sys
 import tempfile
@@ -217,6 +218,24 @@ def test_ragged_rows_and_empty_files_are_problems_not_tracebacks(tmp_path):
     assert "empty" in str(pytest.raises(DataValidationError, load_trials, path).value)
     path.write_bytes(b"arm_id\n\xff\xfe\n")
     assert "UTF-8" in str(pytest.raises(DataValidationError, load_trials, path).value)
+
+
+def test_row_numbers_count_blank_lines_like_a_spreadsheet(tmp_path):
+    path = write(tmp_path / "t.csv", base_rows())
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines.insert(2, "\n")  # blank spreadsheet row 3
+    path.write_text("".join(lines).replace("drugx,false", "drugx,maybe", 1), encoding="utf-8")
+    (p,) = problems_of(path)
+    assert (p.row, p.arm_id, p.column) == (2, "a1", "placebo")
+    lines = path.read_text(encoding="utf-8").replace("maybe", "false").replace(",2L+,", ",2L,")
+    path.write_text(lines, encoding="utf-8")
+    assert [p.row for p in problems_of(path)] == [2, 4]  # a2 sits in row 4 after the blank row
+
+
+def test_error_survives_pickling():
+    err = DataValidationError([Problem("f.csv", 3, "a", "n", "0", "must be >= 1, got '0'")])
+    back = pickle.loads(pickle.dumps(err))
+    assert back.problems == err.problems and str(back) == str(err)
 
 
 def test_problem_is_a_frozen_value():

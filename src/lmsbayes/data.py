@@ -56,15 +56,14 @@ REQUIRED = (
 )  # fmt: skip
 INT_COLUMNS = ("year", "pmid", "n", "n_uterine", "pfs_events")
 FLOAT_COLUMNS = ("pfs_median_m", "pfs_median_lo", "pfs_median_hi")
-TEXT_COLUMNS = ("arm_id", "trial", "first_author", "doi", "source_url", "phase", "arm", "agents")
 SCHEMA_LANDMARKS = (3, 6, 12)  # families always present in the output, blank if absent
 _SCHEMA_ORDER = (
     "arm_id", "trial", "first_author", "year", "pmid", "doi", "source_url", "evidence",
     "phase", "design", "arm", "agents", "placebo", "treatment_class", "line", "population",
     "n", "n_uterine", "pfs_median_m", "pfs_median_lo", "pfs_median_hi", "pfs_events",
 )  # fmt: skip
-_RATE_FAMILY = re.compile(r"^pfsr_(\d+)m(?:_(lo|hi|source))?$")
-_ARM_ID = re.compile(r"^[a-z0-9_]+$")
+_RATE_FAMILY = re.compile(r"pfsr_(\d+)m(?:_(lo|hi|source))?")  # always used with fullmatch
+_ARM_ID = re.compile(r"[a-z0-9_]+")
 COVARIATES = (
     "trial", "year", "line", "treatment_class", "placebo", "population", "evidence",
     "design", "n", "uterine_fraction",
@@ -100,6 +99,9 @@ class DataValidationError(ValueError):
         n = len(self.problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{n} problem{'s' if n != 1 else ''} in the trial data:\n{lines}")
+
+    def __reduce__(self):  # picklable (e.g. across processes) despite the custom signature
+        return type(self), (self.problems,)
 
 
 # ---------------------------------------------------------------------------- math
@@ -264,12 +266,11 @@ def effective_binomial(
 # ---------------------------------------------------------------------------- reading
 
 
-def _bundled_path() -> Path:
-    return Path(str(importlib.resources.files("lmsbayes") / "_data" / "lms_trials.csv"))
+def _read_cells(path, file: str) -> tuple[list[str], list[list[str]], list[int], bytes]:
+    """Header, rows as stripped strings, their spreadsheet row numbers, and the raw bytes.
 
-
-def _read_cells(path: Path, file: str) -> tuple[list[str], list[list[str]], bytes]:
-    """Header and rows as stripped strings; structural problems raise at once."""
+    ``path`` is a Path or an importlib.resources Traversable (the bundled file).
+    """
     if not path.is_file():
         raise FileNotFoundError(f"trial data file not found: {file}")
     raw = path.read_bytes()
@@ -284,14 +285,17 @@ def _read_cells(path: Path, file: str) -> tuple[list[str], list[list[str]], byte
         rows = [[cell.strip() for cell in r] for r in csv.reader(io.StringIO(text, newline=""))]
     except csv.Error as err:
         raise DataValidationError([Problem(file, None, None, None, None, f"not a readable CSV: {err}")]) from None
-    rows = [r for r in rows if any(r)]  # blank lines are not arms
     if not rows:
         raise DataValidationError([Problem(file, None, None, None, None, "file is empty (no header row)")])
-    return rows[0], rows[1:], raw
+    if not any(rows[0]):
+        raise DataValidationError([Problem(file, 1, None, None, None, "row is blank; expected the header")])
+    # blank records are not arms, but they keep their place in the spreadsheet numbering
+    numbers = [k + 1 for k, r in enumerate(rows) if any(r) and k > 0]
+    return rows[0], [rows[k - 1] for k in numbers], numbers, raw
 
 
 def _column_order(columns: list[str]) -> list[str]:
-    families = sorted({int(m[1]) for c in columns if (m := _RATE_FAMILY.match(c))} | set(SCHEMA_LANDMARKS))
+    families = sorted({int(m[1]) for c in columns if (m := _RATE_FAMILY.fullmatch(c))} | set(SCHEMA_LANDMARKS))
     rate_cols = [f"pfsr_{t}m{sfx}" for t in families for sfx in ("", "_lo", "_hi", "_source")]
     known = [*_SCHEMA_ORDER, *rate_cols, "notes"]
     return known + [c for c in columns if c not in known]
@@ -332,13 +336,13 @@ _CATEGORIES = {a: pd.CategoricalDtype(list(a)) for a in (*LABELS.values(), RATE_
 class _Collector:
     """Accumulates problems with their spreadsheet coordinates."""
 
-    def __init__(self, file: str, cells: dict[str, np.ndarray]) -> None:
-        self.file, self.cells, self.problems = file, cells, []
+    def __init__(self, file: str, cells: dict[str, np.ndarray], rows: list[int]) -> None:
+        self.file, self.cells, self.rows, self.problems = file, cells, rows, []
 
     def add(self, i: int, column: str, message: str) -> None:
         arm_id = self.cells["arm_id"][i] if "arm_id" in self.cells else None
         value = self.cells[column][i] if column in self.cells else None
-        self.problems.append(Problem(self.file, i + 2, arm_id or None, column, value, message))
+        self.problems.append(Problem(self.file, self.rows[i], arm_id or None, column, value, message))
 
     def where(self, mask: np.ndarray, column: str, message) -> None:
         """Flag rows where ``mask``; ``message(i)`` builds the text for row i."""
@@ -347,7 +351,7 @@ class _Collector:
 
 
 def _kind(col: str) -> str:
-    m = _RATE_FAMILY.match(col)
+    m = _RATE_FAMILY.fullmatch(col)
     if col in INT_COLUMNS:
         return "int"
     if col in FLOAT_COLUMNS or (m and m[2] != "source"):
@@ -396,7 +400,7 @@ def _check_rows(v: dict[str, np.ndarray], cells: dict[str, np.ndarray], out: _Co
     first: dict[str, int] = {}
     for i, a in enumerate(ids):
         if a and a in first:
-            out.add(i, "arm_id", f"duplicate arm_id {a!r} (first used in row {first[a] + 2})")
+            out.add(i, "arm_id", f"duplicate arm_id {a!r} (first used in row {out.rows[first[a]]})")
         first.setdefault(a, i)
 
     n = v["n"]
@@ -414,7 +418,7 @@ def _check_rows(v: dict[str, np.ndarray], cells: dict[str, np.ndarray], out: _Co
     out.where(v["pfs_median_m"] <= 0, "pfs_median_m",
               lambda i: f"must be > 0, got {cells['pfs_median_m'][i]!r}")  # fmt: skip
     _check_interval(v, cells, out, "pfs_median_m", "pfs_median_lo", "pfs_median_hi", (0.0, math.inf))
-    for col in [c for c in v if (m := _RATE_FAMILY.match(c)) and m[2] is None]:
+    for col in [c for c in v if (m := _RATE_FAMILY.fullmatch(c)) and m[2] is None]:
         _check_interval(v, cells, out, col, f"{col}_lo", f"{col}_hi", (0.0, 1.0))
         rate, src = cells[col], cells[f"{col}_source"]
         out.where(~np.isnan(v[col]) & (src == ""), f"{col}_source",
@@ -505,9 +509,10 @@ def load_trials(path: str | PathLike[str] | None = None) -> pd.DataFrame:
         naming the file, row, column and value.
     """
     file = str(path) if path is not None else "lmsbayes/_data/lms_trials.csv (bundled)"
-    header, rows, raw = _read_cells(Path(path) if path is not None else _bundled_path(), file)
+    source = Path(path) if path is not None else importlib.resources.files("lmsbayes") / "_data" / "lms_trials.csv"
+    header, rows, numbers, raw = _read_cells(source, file)
 
-    out = _Collector(file, {})
+    out = _Collector(file, {}, numbers)
     for col in REQUIRED:
         if col not in header:
             out.problems.append(Problem(file, 1, None, col, None, "required column is missing"))
@@ -515,7 +520,7 @@ def load_trials(path: str | PathLike[str] | None = None) -> pd.DataFrame:
         out.problems.append(Problem(file, 1, None, col, col, "column appears more than once in the header"))
     for i, r in enumerate(rows):
         if len(r) != len(header):
-            out.problems.append(Problem(file, i + 2, r[0] if r else None, None, None,
+            out.problems.append(Problem(file, numbers[i], r[0] if r else None, None, None,
                                         f"has {len(r)} cells but the header has {len(header)}"))  # fmt: skip
     if out.problems:  # the table cannot be lined up; cell checks would only add noise
         raise DataValidationError(out.problems)
