@@ -45,7 +45,8 @@ def main() -> None:
     print(f"  boundaries + OC, p0 ~ MAP mixture    {t_mix:8.4f} s")
 
     print("Simon two-stage search (optimal and minimax together)")
-    for p0, p1, alpha, power in [(0.2, 0.4, 0.05, 0.8), (0.28, 0.44, 0.05, 0.8), (0.3, 0.5, 0.05, 0.9)]:
+    targets = [(0.2, 0.4, 0.05, 0.8), (0.28, 0.44, 0.05, 0.8), (0.3, 0.5, 0.05, 0.9)]
+    for p0, p1, alpha, power in targets:
         res = simon(p0, p1, alpha=alpha, power=power)
         t = best_of(lambda p0=p0, p1=p1, a=alpha, w=power: simon(p0, p1, alpha=a, power=w), 3)
         print(

@@ -649,7 +649,8 @@ class BayesianSingleArm:
         object.__setattr__(self, "p0", _check_threshold("p0", self.p0))
         if not isinstance(self.prior, BetaMixture):
             raise ValueError(f"prior must be a BetaMixture, got {type(self.prior).__name__}")
-        object.__setattr__(self, "success_prob", _check_open_unit("success_prob", self.success_prob))
+        success_prob = _check_open_unit("success_prob", self.success_prob)
+        object.__setattr__(self, "success_prob", success_prob)
         if self.futility_pp is not None:
             object.__setattr__(
                 self, "futility_pp", _check_open_unit("futility_pp", self.futility_pp)
@@ -737,7 +738,8 @@ class BayesianSingleArm:
             f"  success at n = {self.n_max}: {self.decision}",
         ]
         if self.futility_pp is not None and len(self.looks) > 1:
-            lines.append(f"  futility at interims: P(final success | data) < {_fmt(self.futility_pp)}")
+            pp = _fmt(self.futility_pp)
+            lines.append(f"  futility at interims: P(final success | data) < {pp}")
         if self.efficacy_stop and len(self.looks) > 1:
             lines.append(f"  efficacy at interims: {self.decision}")
         return "\n".join(lines)
