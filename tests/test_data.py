@@ -13,7 +13,6 @@ from dataclasses import FrozenInstanceError
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -48,16 +47,18 @@ NUMERIC = [
 ]  # fmt: skip
 
 
+FILLED = {
+    "trial": "T-1", "first_author": "Doe", "year": "2015", "pmid": "12345",
+    "evidence": "publication", "phase": "2", "design": "single_arm", "arm": "drug x",
+    "agents": "drugx", "placebo": "false", "treatment_class": "NR-T", "line": "2L+",
+    "population": "LMS", "n": "40", "n_uterine": "20", "pfs_median_m": "4.0",
+    "pfs_median_lo": "3.0", "pfs_median_hi": "6.0", "notes": "a note, with a comma",
+}  # fmt: skip
+
+
 def arm(arm_id: str, **cells: object) -> dict[str, str]:
     """A valid arm row; keyword arguments override cells (None = blank)."""
-    row = dict(
-        arm_id=arm_id, trial="T-1", first_author="Doe", year="2015", pmid="12345", doi="",
-        source_url="", evidence="publication", phase="2", design="single_arm", arm="drug x",
-        agents="drugx", placebo="false", treatment_class="NR-T", line="2L+", population="LMS",
-        n="40", n_uterine="20", pfs_median_m="4.0", pfs_median_lo="3.0", pfs_median_hi="6.0",
-        pfs_events="", pfsr_3m="", pfsr_6m="", pfsr_3m_lo="", pfsr_3m_hi="", pfsr_6m_lo="",
-        pfsr_6m_hi="", pfsr_3m_source="", pfsr_6m_source="", notes="a note, with a comma",
-    )  # fmt: skip
+    row = {c: "" for c in COLUMNS} | FILLED | {"arm_id": arm_id}
     row.update({k: "" if v is None else str(v) for k, v in cells.items()})
     return row
 
@@ -329,7 +330,8 @@ def test_derived_se_matches_sampling_variation_of_exponential_medians():
 @pytest.fixture
 def rule_table(tmp_path):
     rows = [
-        arm("rep_ci", pfsr_3m="0.6", pfsr_3m_lo="0.45", pfsr_3m_hi="0.75", pfsr_3m_source="reported"),
+        arm("rep_ci", pfsr_3m="0.6", pfsr_3m_lo="0.45", pfsr_3m_hi="0.75",
+            pfsr_3m_source="reported"),
         arm("rep_n", pfsr_3m="0.5", pfsr_3m_source="km_text", n="36", n_uterine=""),
         arm("rep_none", pfsr_3m="0.5", pfsr_3m_source="reported", n="", n_uterine="",
             pfs_median_m="", pfs_median_lo="", pfs_median_hi=""),
@@ -354,14 +356,20 @@ def test_long_table_applies_each_rule(rule_table):
         "rate_ci", "binomial", "", "binomial", "median_ci", "events", "n_approx", "", "",
     ]  # fmt: skip
     assert list(lt.index[~lt["included"]]) == ["rep_none", "med_only", "nothing"]
-    assert lt.loc["rep_none", "exclusion_reason"] == "reported rate has neither a usable 95% CI nor n"
+    assert (
+        lt.loc["rep_none", "exclusion_reason"] == "reported rate has neither a usable 95% CI nor n"
+    )
     assert "no CI of the median, events or n" in lt.loc["med_only", "exclusion_reason"]
     assert lt.loc["nothing", "exclusion_reason"] == "no reported rate and no median"
     assert (lt.loc[lt["included"], "exclusion_reason"] == "").all()
     assert lt.loc["rep_ci", "se_logit"] == pytest.approx(se_logit_from_ci(0.45, 0.75))
     assert lt.loc["rep_n", "se_logit"] == pytest.approx(1 / math.sqrt(36 * 0.25))
     assert (lt.loc["rep_n", "n_eff"], lt.loc["rep_n", "y_eff"]) == (36, 18)
-    assert (lt.loc["rep_one", "rate"], lt.loc["rep_one", "n_eff"], lt.loc["rep_one", "y_eff"]) == (1.0, 20, 20)
+    assert (lt.loc["rep_one", "rate"], lt.loc["rep_one", "n_eff"], lt.loc["rep_one", "y_eff"]) == (
+        1.0,
+        20,
+        20,
+    )
     assert lt.loc["med_ci", "rate"] == pytest.approx(2**-0.5)
     assert lt.loc["med_ci", "se_logit"] == pytest.approx(0.244789, abs=1e-6)
     # med_ci has no n: n_eff = 1 / (0.244789^2 * 0.707107 * 0.292893) = 80.5 -> 81 (no cap)
@@ -391,7 +399,10 @@ def test_long_table_has_every_arm_and_landmark_and_covariates(rule_table):
 def test_long_table_without_derivation_excludes_median_only_rows(rule_table):
     lt = long_table(rule_table, landmarks=(3,), derive_from_median=False).set_index("arm_id")
     assert not lt.loc["med_ci", "included"] and np.isnan(lt.loc["med_ci", "rate"])
-    assert lt.loc["med_ci", "exclusion_reason"] == "no reported rate (derivation from the median is off)"
+    assert (
+        lt.loc["med_ci", "exclusion_reason"]
+        == "no reported rate (derivation from the median is off)"
+    )
     assert lt.loc["rep_ci", "included"]
     assert (lt["rate_source"] != "exponential").all()
 
@@ -406,8 +417,9 @@ def test_long_table_rejects_bad_landmarks(rule_table, landmarks):
 
 SAFE_TEXT = st.text(
     alphabet=st.characters(blacklist_categories=("Cs", "Cc")) | st.sampled_from(",\"\n'"),
-    min_size=1, max_size=8,
-).filter(lambda s: s.strip() != "")  # fmt: skip
+    min_size=1,
+    max_size=8,
+).filter(lambda s: s.strip() != "")
 
 
 def _fmt(x: float) -> str:
@@ -419,7 +431,10 @@ def rates(draw, t: int) -> dict[str, str]:
     if not draw(st.booleans()):
         return {}
     s = draw(st.integers(0, 1000)) / 1000
-    cells = {f"pfsr_{t}m": _fmt(s), f"pfsr_{t}m_source": draw(st.sampled_from(["reported", "km_text"]))}
+    cells = {
+        f"pfsr_{t}m": _fmt(s),
+        f"pfsr_{t}m_source": draw(st.sampled_from(["reported", "km_text"])),
+    }
     if draw(st.booleans()):
         cells[f"pfsr_{t}m_lo"] = _fmt(draw(st.integers(0, int(s * 1000))) / 1000)
         cells[f"pfsr_{t}m_hi"] = _fmt(draw(st.integers(int(s * 1000), 1000)) / 1000)
@@ -438,17 +453,26 @@ def valid_rows(draw) -> list[dict[str, str]]:
         n_ut = {"uLMS": n, "stLMS": draw(st.sampled_from([0, None]))}.get(
             population, draw(st.none() | st.integers(0, n or 300))
         )
-        cells = dict(
-            trial=draw(SAFE_TEXT), arm=draw(SAFE_TEXT), agents=draw(SAFE_TEXT), notes=draw(SAFE_TEXT),
-            year=draw(st.integers(1990, 2030)), pmid=draw(st.none() | st.integers(1, 10**8)),
-            evidence=draw(st.sampled_from(LABELS["evidence"])),
-            design=draw(st.sampled_from(LABELS["design"])),
-            treatment_class=draw(st.sampled_from(LABELS["treatment_class"])),
-            line=draw(st.sampled_from(LABELS["line"])), population=population,
-            placebo=draw(st.sampled_from(["true", "false", "TRUE", "False"])),
-            n=n, n_uterine=n_ut, pfs_events=draw(st.none() | st.integers(0, n or 300)),
-            pfs_median_m=None, pfs_median_lo=None, pfs_median_hi=None,
-        )  # fmt: skip
+        cells = {
+            "trial": draw(SAFE_TEXT),
+            "arm": draw(SAFE_TEXT),
+            "agents": draw(SAFE_TEXT),
+            "notes": draw(SAFE_TEXT),
+            "year": draw(st.integers(1990, 2030)),
+            "pmid": draw(st.none() | st.integers(1, 10**8)),
+            "evidence": draw(st.sampled_from(LABELS["evidence"])),
+            "design": draw(st.sampled_from(LABELS["design"])),
+            "treatment_class": draw(st.sampled_from(LABELS["treatment_class"])),
+            "line": draw(st.sampled_from(LABELS["line"])),
+            "population": population,
+            "placebo": draw(st.sampled_from(["true", "false", "TRUE", "False"])),
+            "n": n,
+            "n_uterine": n_ut,
+            "pfs_events": draw(st.none() | st.integers(0, n or 300)),
+            "pfs_median_m": None,
+            "pfs_median_lo": None,
+            "pfs_median_hi": None,
+        }
         if draw(st.booleans()):
             median = draw(st.integers(50, 3000)) / 100
             cells["pfs_median_m"] = _fmt(median)
@@ -500,7 +524,9 @@ def test_random_corruptions_are_rejected_naming_the_column(rows, kind, data):
         column, rows[i]["n"] = "n", data.draw(st.sampled_from(["0", "-3"]))
     elif kind == "text":
         column = data.draw(st.sampled_from(NUMERIC))
-        rows[i][column] = data.draw(st.sampled_from(["5.6+", "NR", "NA", "n/a", "nan", "inf", "~3", "12 wk", "1,5"]))
+        rows[i][column] = data.draw(
+            st.sampled_from(["5.6+", "NR", "NA", "n/a", "nan", "inf", "~3", "12 wk", "1,5"])
+        )
     elif kind == "duplicate":
         column = "arm_id"
         rows.append(dict(rows[i]))

@@ -16,8 +16,8 @@ from __future__ import annotations
 import csv
 import difflib
 import hashlib
-import io
 import importlib.resources
+import io
 import math
 import re
 from dataclasses import dataclass
@@ -278,24 +278,41 @@ def _read_cells(path, file: str) -> tuple[list[str], list[list[str]], list[int],
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise DataValidationError(
-            [Problem(file, None, None, None, None, f"not UTF-8 text ({err.reason} at byte {err.start})")]
+            [
+                Problem(
+                    file,
+                    None,
+                    None,
+                    None,
+                    None,
+                    f"not UTF-8 text ({err.reason} at byte {err.start})",
+                )
+            ]
         ) from None
     # StringIO with newline="" lets csv keep line breaks inside quoted cells (notes)
     try:
         rows = [[cell.strip() for cell in r] for r in csv.reader(io.StringIO(text, newline=""))]
     except csv.Error as err:
-        raise DataValidationError([Problem(file, None, None, None, None, f"not a readable CSV: {err}")]) from None
+        raise DataValidationError(
+            [Problem(file, None, None, None, None, f"not a readable CSV: {err}")]
+        ) from None
     if not rows:
-        raise DataValidationError([Problem(file, None, None, None, None, "file is empty (no header row)")])
+        raise DataValidationError(
+            [Problem(file, None, None, None, None, "file is empty (no header row)")]
+        )
     if not any(rows[0]):
-        raise DataValidationError([Problem(file, 1, None, None, None, "row is blank; expected the header")])
+        raise DataValidationError(
+            [Problem(file, 1, None, None, None, "row is blank; expected the header")]
+        )
     # blank records are not arms, but they keep their place in the spreadsheet numbering
     numbers = [k + 1 for k, r in enumerate(rows) if any(r) and k > 0]
     return rows[0], [rows[k - 1] for k in numbers], numbers, raw
 
 
 def _column_order(columns: list[str]) -> list[str]:
-    families = sorted({int(m[1]) for c in columns if (m := _RATE_FAMILY.fullmatch(c))} | set(SCHEMA_LANDMARKS))
+    families = sorted(
+        {int(m[1]) for c in columns if (m := _RATE_FAMILY.fullmatch(c))} | set(SCHEMA_LANDMARKS)
+    )
     rate_cols = [f"pfsr_{t}m{sfx}" for t in families for sfx in ("", "_lo", "_hi", "_source")]
     known = [*_SCHEMA_ORDER, *rate_cols, "notes"]
     return known + [c for c in columns if c not in known]
@@ -342,12 +359,19 @@ class _Collector:
     def add(self, i: int, column: str, message: str) -> None:
         arm_id = self.cells["arm_id"][i] if "arm_id" in self.cells else None
         value = self.cells[column][i] if column in self.cells else None
-        self.problems.append(Problem(self.file, self.rows[i], arm_id or None, column, value, message))
+        self.problems.append(
+            Problem(self.file, self.rows[i], arm_id or None, column, value, message)
+        )
 
-    def where(self, mask: np.ndarray, column: str, message) -> None:
-        """Flag rows where ``mask``; ``message(i)`` builds the text for row i."""
+    def where(self, mask: np.ndarray, column: str, template: str) -> None:
+        """Flag rows where ``mask``.
+
+        ``template`` is formatted per row with ``value`` (the raw cell of
+        ``column``) and ``row`` (the row's raw cells by column, '?' if blank).
+        """
         for i in np.flatnonzero(mask):
-            self.add(int(i), column, message(int(i)))
+            row = {c: x[i] or "?" for c, x in self.cells.items()}
+            self.add(int(i), column, template.format(value=self.cells[column][i], row=row))
 
 
 def _kind(col: str) -> str:
@@ -367,7 +391,7 @@ def _convert(cells: dict[str, np.ndarray], out: _Collector) -> dict[str, np.ndar
     for col, values in cells.items():
         blank, kind = values == "", _kind(col)
         if col in REQUIRED:
-            out.where(blank, col, lambda i: "required value is blank")
+            out.where(blank, col, "required value is blank")
         if kind in ("int", "float"):
             parsed = np.full(len(values), np.nan)
             for i, v in enumerate(values):
@@ -378,14 +402,14 @@ def _convert(cells: dict[str, np.ndarray], out: _Collector) -> dict[str, np.ndar
         elif kind == "label":
             allowed = LABELS.get(col, RATE_SOURCES)
             bad = ~blank & ~np.isin(values, allowed)
-            out.where(bad, col, lambda i: (
-                f"must be one of {list(allowed)}, got {values[i]!r}{_suggest(values[i], allowed)}"
-            ))  # fmt: skip
+            for i in np.flatnonzero(bad):
+                hint = _suggest(values[i], allowed)
+                out.add(int(i), col, f"must be one of {list(allowed)}, got {values[i]!r}{hint}")
             typed[col] = np.where(blank | bad, None, values)
         elif kind == "bool":
             low = np.array([v.lower() for v in values], dtype=object)
-            out.where(~blank & ~np.isin(low, ["true", "false"]), col,
-                      lambda i: f"must be 'true' or 'false', got {values[i]!r}")  # fmt: skip
+            bad = ~blank & ~np.isin(low, ["true", "false"])
+            out.where(bad, col, "must be 'true' or 'false', got {value!r}")
             typed[col] = low == "true"
         else:
             typed[col] = np.where(blank, None, values)
@@ -395,8 +419,8 @@ def _convert(cells: dict[str, np.ndarray], out: _Collector) -> dict[str, np.ndar
 def _check_rows(v: dict[str, np.ndarray], cells: dict[str, np.ndarray], out: _Collector) -> None:
     """Range and consistency checks across columns (on cells that parsed)."""
     ids = cells["arm_id"]
-    out.where(np.array([a != "" and not _ARM_ID.fullmatch(a) for a in ids], dtype=bool), "arm_id",
-              lambda i: f"must be lowercase [a-z0-9_]+, got {ids[i]!r}")  # fmt: skip
+    bad_id = np.array([a != "" and not _ARM_ID.fullmatch(a) for a in ids], dtype=bool)
+    out.where(bad_id, "arm_id", "must be lowercase [a-z0-9_]+, got {value!r}")
     first: dict[str, int] = {}
     for i, a in enumerate(ids):
         if a and a in first:
@@ -404,49 +428,69 @@ def _check_rows(v: dict[str, np.ndarray], cells: dict[str, np.ndarray], out: _Co
         first.setdefault(a, i)
 
     n = v["n"]
-    out.where(n < 1, "n", lambda i: f"must be >= 1, got {cells['n'][i]!r}")
+    out.where(n < 1, "n", "must be >= 1, got {value!r}")
     for col in ("n_uterine", "pfs_events"):
-        x, raw = v[col], cells[col]
-        out.where(x < 0, col, lambda i: f"must be >= 0, got {raw[i]!r}")
-        out.where(x > n, col, lambda i: f"must be <= n ({cells['n'][i]}), got {raw[i]!r}")
+        out.where(v[col] < 0, col, "must be >= 0, got {value!r}")
+        out.where(v[col] > n, col, "must be <= n ({row[n]}), got {value!r}")
     nu, pop = v["n_uterine"], v["population"]
-    out.where((pop == "uLMS") & (nu != n) & ~np.isnan(nu) & ~np.isnan(n), "n_uterine",
-              lambda i: f"population 'uLMS' needs n_uterine = n ({cells['n'][i]}), got {cells['n_uterine'][i]!r}")  # fmt: skip
-    out.where((pop == "stLMS") & (nu > 0), "n_uterine",
-              lambda i: f"population 'stLMS' needs n_uterine = 0, got {cells['n_uterine'][i]!r}")  # fmt: skip
+    ulms_mismatch = (pop == "uLMS") & (nu != n) & ~np.isnan(nu) & ~np.isnan(n)
+    out.where(
+        ulms_mismatch,
+        "n_uterine",
+        "population 'uLMS' needs n_uterine = n ({row[n]}), got {value!r}",
+    )
+    out.where(
+        (pop == "stLMS") & (nu > 0),
+        "n_uterine",
+        "population 'stLMS' needs n_uterine = 0, got {value!r}",
+    )
 
-    out.where(v["pfs_median_m"] <= 0, "pfs_median_m",
-              lambda i: f"must be > 0, got {cells['pfs_median_m'][i]!r}")  # fmt: skip
-    _check_interval(v, cells, out, "pfs_median_m", "pfs_median_lo", "pfs_median_hi", (0.0, math.inf))
+    out.where(v["pfs_median_m"] <= 0, "pfs_median_m", "must be > 0, got {value!r}")
+    _check_interval(
+        v, cells, out, "pfs_median_m", "pfs_median_lo", "pfs_median_hi", (0.0, math.inf)
+    )
     for col in [c for c in v if (m := _RATE_FAMILY.fullmatch(c)) and m[2] is None]:
         _check_interval(v, cells, out, col, f"{col}_lo", f"{col}_hi", (0.0, 1.0))
-        rate, src = cells[col], cells[f"{col}_source"]
-        out.where(~np.isnan(v[col]) & (src == ""), f"{col}_source",
-                  lambda i: f"a rate is given in {col!r} ({rate[i]}) but its source is blank; "
-                  f"must be one of {list(RATE_SOURCES)}")  # fmt: skip
-        out.where((rate == "") & (src != ""), f"{col}_source",
-                  lambda i: f"source given without a rate in {col!r}, got {src[i]!r}")  # fmt: skip
+        src = f"{col}_source"
+        out.where(
+            ~np.isnan(v[col]) & (cells[src] == ""),
+            src,
+            f"a rate is given in {col!r} ({{row[{col}]}}) but its source is blank; "
+            f"must be one of {list(RATE_SOURCES)}",
+        )
+        out.where(
+            (cells[col] == "") & (cells[src] != ""),
+            src,
+            f"source given without a rate in {col!r}, got {{value!r}}",
+        )
 
 
 def _check_interval(v, cells, out, est, lo, hi, bounds) -> None:
     """Estimate and CI inside ``bounds``, lo <= hi, lo <= estimate <= hi, no CI without estimate."""
     low, high = bounds
     for col in (est, lo, hi):
-        raw = cells[col]
         if high < math.inf:
-            out.where((v[col] < low) | (v[col] > high), col,
-                      lambda i: f"must be in [{low:g}, {high:g}], got {raw[i]!r}")  # fmt: skip
+            out.where(
+                (v[col] < low) | (v[col] > high),
+                col,
+                f"must be in [{low:g}, {high:g}], got {{value!r}}",
+            )
         elif col != est:
-            out.where(v[col] <= low, col, lambda i: f"must be > {low:g}, got {raw[i]!r}")
-    out.where(v[lo] > v[hi], lo,
-              lambda i: f"CI lower bound {cells[lo][i]} exceeds upper bound {hi!r} = {cells[hi][i]}")  # fmt: skip
-    out.where((v[est] < v[lo]) | (v[est] > v[hi]), est, lambda i: (
-        f"estimate {cells[est][i]} lies outside its 95% CI "
-        f"[{cells[lo][i] or '?'}, {cells[hi][i] or '?'}]"
-    ))  # fmt: skip
+            out.where(v[col] <= low, col, f"must be > {low:g}, got {{value!r}}")
+    out.where(
+        v[lo] > v[hi], lo, f"CI lower bound {{value}} exceeds upper bound {hi!r} = {{row[{hi}]}}"
+    )
+    out.where(
+        (v[est] < v[lo]) | (v[est] > v[hi]),
+        est,
+        f"estimate {{value}} lies outside its 95% CI [{{row[{lo}]}}, {{row[{hi}]}}]",
+    )
     for col in (lo, hi):
-        out.where((cells[est] == "") & ~np.isnan(v[col]), col,
-                  lambda i: f"CI bound {cells[col][i]} given without the estimate {est!r}")  # fmt: skip
+        out.where(
+            (cells[est] == "") & ~np.isnan(v[col]),
+            col,
+            f"CI bound {{value}} given without the estimate {est!r}",
+        )
 
 
 def _frame(v: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -509,7 +553,11 @@ def load_trials(path: str | PathLike[str] | None = None) -> pd.DataFrame:
         naming the file, row, column and value.
     """
     file = str(path) if path is not None else "lmsbayes/_data/lms_trials.csv (bundled)"
-    source = Path(path) if path is not None else importlib.resources.files("lmsbayes") / "_data" / "lms_trials.csv"
+    source = (
+        Path(path)
+        if path is not None
+        else importlib.resources.files("lmsbayes") / "_data" / "lms_trials.csv"
+    )
     header, rows, numbers, raw = _read_cells(source, file)
 
     out = _Collector(file, {}, numbers)
@@ -517,11 +565,21 @@ def load_trials(path: str | PathLike[str] | None = None) -> pd.DataFrame:
         if col not in header:
             out.problems.append(Problem(file, 1, None, col, None, "required column is missing"))
     for col in sorted({c for c in header if header.count(c) > 1}):
-        out.problems.append(Problem(file, 1, None, col, col, "column appears more than once in the header"))
+        out.problems.append(
+            Problem(file, 1, None, col, col, "column appears more than once in the header")
+        )
     for i, r in enumerate(rows):
         if len(r) != len(header):
-            out.problems.append(Problem(file, numbers[i], r[0] if r else None, None, None,
-                                        f"has {len(r)} cells but the header has {len(header)}"))  # fmt: skip
+            out.problems.append(
+                Problem(
+                    file,
+                    numbers[i],
+                    r[0] if r else None,
+                    None,
+                    None,
+                    f"has {len(r)} cells but the header has {len(header)}",
+                )
+            )
     if out.problems:  # the table cannot be lined up; cell checks would only add noise
         raise DataValidationError(out.problems)
 
@@ -533,7 +591,9 @@ def load_trials(path: str | PathLike[str] | None = None) -> pd.DataFrame:
     _check_rows(typed, cells, out)
     if out.problems:
         order = {c: k for k, c in enumerate(columns)}
-        raise DataValidationError(sorted(out.problems, key=lambda p: (p.row, order.get(p.column, -1))))
+        raise DataValidationError(
+            sorted(out.problems, key=lambda p: (p.row, order.get(p.column, -1)))
+        )
 
     df = _frame(typed)
     df["uterine_fraction"], source = _uterine_fraction(typed)
@@ -567,7 +627,11 @@ def _landmark_rows(trials: pd.DataFrame, t: float, derive: bool) -> dict[str, np
     reported = ~np.isnan(s_rep)
     derived = ~reported & ~np.isnan(median) & derive
 
-    se_ci = se_logit_from_ci(_floats(trials, f"{col}_lo"), _floats(trials, f"{col}_hi")) if has_col else nan
+    se_ci = (
+        se_logit_from_ci(_floats(trials, f"{col}_lo"), _floats(trials, f"{col}_hi"))
+        if has_col
+        else nan
+    )
     se_bin = se_logit_binomial(s_rep, n)
     se_c, method_c = se_log_median(
         _floats(trials, "pfs_median_lo"), _floats(trials, "pfs_median_hi"),
@@ -575,8 +639,14 @@ def _landmark_rows(trials: pd.DataFrame, t: float, derive: bool) -> dict[str, np
     )  # fmt: skip
     use_ci, use_bin = reported & ~np.isnan(se_ci), reported & np.isnan(se_ci) & ~np.isnan(se_bin)
     rate = np.where(reported, s_rep, np.where(derived, exponential_rate(median, t), np.nan))
-    source = np.asarray(trials[f"{col}_source"].astype(object).fillna(""), dtype=object) if has_col else ""
-    se = np.select([use_ci, use_bin, derived], [se_ci, se_bin, se_logit_from_median(median, t, se_c)], np.nan)
+    source = (
+        np.asarray(trials[f"{col}_source"].astype(object).fillna(""), dtype=object)
+        if has_col
+        else ""
+    )
+    se = np.select(
+        [use_ci, use_bin, derived], [se_ci, se_bin, se_logit_from_median(median, t, se_c)], np.nan
+    )
     n_eff, y_eff = effective_binomial(rate, se, n)
     reason = np.select(
         [reported & np.isnan(se), derived & np.isnan(se), ~reported & np.isnan(median),
@@ -632,10 +702,27 @@ def long_table(
         design, n, uterine_fraction``.
     """
     marks = [float(t) for t in np.atleast_1d(np.asarray(landmarks, dtype=float))]
-    if not marks or any(not (math.isfinite(t) and t > 0) for t in marks) or len(set(marks)) != len(marks):
-        raise ValueError(f"landmarks must be distinct positive numbers of months, got {landmarks!r}")
-    missing = [c for c in ("arm_id", "n", "pfs_median_m", "pfs_median_lo", "pfs_median_hi",
-                           "pfs_events", *COVARIATES) if c not in trials]  # fmt: skip
+    if (
+        not marks
+        or any(not (math.isfinite(t) and t > 0) for t in marks)
+        or len(set(marks)) != len(marks)
+    ):
+        raise ValueError(
+            f"landmarks must be distinct positive numbers of months, got {landmarks!r}"
+        )
+    missing = [
+        c
+        for c in (
+            "arm_id",
+            "n",
+            "pfs_median_m",
+            "pfs_median_lo",
+            "pfs_median_hi",
+            "pfs_events",
+            *COVARIATES,
+        )
+        if c not in trials
+    ]
     if missing:
         raise ValueError(f"trials lacks columns {missing}; pass the output of load_trials()")
     trials = trials.reset_index(drop=True)
@@ -651,5 +738,9 @@ def long_table(
     for c in COVARIATES:
         columns[c] = trials[c].array.take(arm_idx)  # keeps Int64 / categorical dtypes
     table = pd.DataFrame(columns)
-    table.attrs = {**trials.attrs, "landmarks": tuple(marks), "derive_from_median": derive_from_median}
+    table.attrs = {
+        **trials.attrs,
+        "landmarks": tuple(marks),
+        "derive_from_median": derive_from_median,
+    }
     return table
