@@ -39,10 +39,11 @@ SIMON_OPTIMAL_A05_B20 = [
     (0.70, 0.90, (4, 6, 22, 27)),
 ]
 
-# Simon (1989) Table 1, alpha = 0.05, beta = 0.20, minimax designs.  These rows
-# were not found quoted in a searchable secondary source; they are checked
-# against the paper's table as reproduced in standard references, and two of
-# them independently against the brute-force search below.
+# Simon (1989) Table 1, alpha = 0.05, beta = 0.20, minimax designs.  Caveat: no
+# secondary source quoting these rows was found when this test was written, so
+# they are transcribed from the paper's table as the author knows it; the
+# p0 = 0.05 and p0 = 0.70 rows are also confirmed by the independent
+# brute-force search below.
 SIMON_MINIMAX_A05_B20 = [
     (0.05, 0.25, (0, 12, 2, 16)),
     (0.10, 0.30, (1, 15, 5, 25)),
@@ -120,12 +121,24 @@ def _brute_force_simon(p0, p1, alpha, beta, nmax):
     return best_opt[1], best_mm[1]
 
 
-@pytest.mark.parametrize(("p0", "p1", "nmax"), [(0.05, 0.25, 20), (0.7, 0.9, 28)])
-def test_simon_search_agrees_with_brute_force(p0, p1, nmax):
-    opt, mm = _brute_force_simon(p0, p1, 0.05, 0.2, nmax)
-    res = simon(p0, p1, alpha=0.05, power=0.8, nmax=nmax)
+@pytest.mark.parametrize(
+    ("p0", "p1", "alpha", "beta", "nmax"),
+    [(0.05, 0.25, 0.05, 0.2, 20), (0.7, 0.9, 0.05, 0.2, 28), (0.05, 0.25, 0.1, 0.1, 26)],
+)
+def test_simon_search_agrees_with_brute_force(p0, p1, alpha, beta, nmax):
+    opt, mm = _brute_force_simon(p0, p1, alpha, beta, nmax)
+    res = simon(p0, p1, alpha=alpha, power=1 - beta, nmax=nmax)
     assert _rn(res.optimal) == opt
     assert _rn(res.minimax) == mm
+
+
+def test_simon_alpha_beta_010():
+    # Simon (1989) Table 1, p0 = 0.05, p1 = 0.25, alpha = beta = 0.10: optimal
+    # 0/9, 2/24 (the row quoted in this project's design brief); minimax 0/13, 2/20
+    # is what the exhaustive search (and the brute force above) finds.
+    res = simon(0.05, 0.25, alpha=0.1, power=0.9)
+    assert _rn(res.optimal) == (0, 9, 2, 24)
+    assert _rn(res.minimax) == (0, 13, 2, 20)
 
 
 def test_simon_meets_constraints_and_table():
