@@ -20,6 +20,7 @@ import importlib.resources
 import io
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -266,6 +267,10 @@ def effective_binomial(
 # ---------------------------------------------------------------------------- reading
 
 
+def _unreadable(file: str, message: str, row: int | None = None) -> DataValidationError:
+    return DataValidationError([Problem(file, row, None, None, None, message)])
+
+
 def _read_cells(path, file: str) -> tuple[list[str], list[list[str]], list[int], bytes]:
     """Header, rows as stripped strings, their spreadsheet row numbers, and the raw bytes.
 
@@ -277,33 +282,15 @@ def _read_cells(path, file: str) -> tuple[list[str], list[list[str]], list[int],
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise DataValidationError(
-            [
-                Problem(
-                    file,
-                    None,
-                    None,
-                    None,
-                    None,
-                    f"not UTF-8 text ({err.reason} at byte {err.start})",
-                )
-            ]
-        ) from None
-    # StringIO with newline="" lets csv keep line breaks inside quoted cells (notes)
-    try:
+        raise _unreadable(file, f"not UTF-8 text ({err.reason} at byte {err.start})") from None
+    try:  # newline="" lets csv keep line breaks inside quoted cells (notes)
         rows = [[cell.strip() for cell in r] for r in csv.reader(io.StringIO(text, newline=""))]
     except csv.Error as err:
-        raise DataValidationError(
-            [Problem(file, None, None, None, None, f"not a readable CSV: {err}")]
-        ) from None
+        raise _unreadable(file, f"not a readable CSV: {err}") from None
     if not rows:
-        raise DataValidationError(
-            [Problem(file, None, None, None, None, "file is empty (no header row)")]
-        )
+        raise _unreadable(file, "file is empty (no header row)")
     if not any(rows[0]):
-        raise DataValidationError(
-            [Problem(file, 1, None, None, None, "row is blank; expected the header")]
-        )
+        raise _unreadable(file, "row is blank; expected the header", row=1)
     # blank records are not arms, but they keep their place in the spreadsheet numbering
     numbers = [k + 1 for k, r in enumerate(rows) if any(r) and k > 0]
     return rows[0], [rows[k - 1] for k in numbers], numbers, raw
@@ -612,26 +599,24 @@ _REASONS = (
 )
 
 
-def _floats(trials: pd.DataFrame, col: str) -> np.ndarray:
+def _floats(trials: pd.DataFrame, col: str | None) -> np.ndarray:
+    """A numeric column as floats with NaN; all NaN when the column is absent."""
+    if col not in trials:
+        return np.full(len(trials), np.nan)
     return trials[col].to_numpy(dtype=float, na_value=np.nan)
 
 
 def _landmark_rows(trials: pd.DataFrame, t: float, derive: bool) -> dict[str, np.ndarray]:
     """All arms at one landmark: rate, se, effective data and inclusion, as arrays."""
     k = len(trials)
-    nan = np.full(k, np.nan)
+    # only integer landmarks have pfsr_<t>m columns; others can only come from medians
     col = f"pfsr_{int(t)}m" if float(t).is_integer() else None
-    has_col = col is not None and col in trials  # other landmarks can only come from medians
-    s_rep = _floats(trials, col) if has_col else nan
+    s_rep = _floats(trials, col)
     n, median = _floats(trials, "n"), _floats(trials, "pfs_median_m")
     reported = ~np.isnan(s_rep)
     derived = ~reported & ~np.isnan(median) & derive
 
-    se_ci = (
-        se_logit_from_ci(_floats(trials, f"{col}_lo"), _floats(trials, f"{col}_hi"))
-        if has_col
-        else nan
-    )
+    se_ci = se_logit_from_ci(_floats(trials, f"{col}_lo"), _floats(trials, f"{col}_hi"))
     se_bin = se_logit_binomial(s_rep, n)
     se_c, method_c = se_log_median(
         _floats(trials, "pfs_median_lo"), _floats(trials, "pfs_median_hi"),
@@ -639,11 +624,8 @@ def _landmark_rows(trials: pd.DataFrame, t: float, derive: bool) -> dict[str, np
     )  # fmt: skip
     use_ci, use_bin = reported & ~np.isnan(se_ci), reported & np.isnan(se_ci) & ~np.isnan(se_bin)
     rate = np.where(reported, s_rep, np.where(derived, exponential_rate(median, t), np.nan))
-    source = (
-        np.asarray(trials[f"{col}_source"].astype(object).fillna(""), dtype=object)
-        if has_col
-        else ""
-    )
+    src = f"{col}_source"
+    source = trials[src].astype(object).fillna("").to_numpy() if src in trials else ""
     se = np.select(
         [use_ci, use_bin, derived], [se_ci, se_bin, se_logit_from_median(median, t, se_c)], np.nan
     )
@@ -667,7 +649,10 @@ def _landmark_rows(trials: pd.DataFrame, t: float, derive: bool) -> dict[str, np
 
 
 def long_table(
-    trials: pd.DataFrame, landmarks=(3, 6), *, derive_from_median: bool = True
+    trials: pd.DataFrame,
+    landmarks: Sequence[float] = (3, 6),
+    *,
+    derive_from_median: bool = True,
 ) -> pd.DataFrame:
     """One row per (arm, landmark) with the rate, its logit se and effective data.
 
@@ -710,19 +695,8 @@ def long_table(
         raise ValueError(
             f"landmarks must be distinct positive numbers of months, got {landmarks!r}"
         )
-    missing = [
-        c
-        for c in (
-            "arm_id",
-            "n",
-            "pfs_median_m",
-            "pfs_median_lo",
-            "pfs_median_hi",
-            "pfs_events",
-            *COVARIATES,
-        )
-        if c not in trials
-    ]
+    # outcome columns may be absent (treated as blank); identity and covariates may not
+    missing = [c for c in ("arm_id", *COVARIATES) if c not in trials]
     if missing:
         raise ValueError(f"trials lacks columns {missing}; pass the output of load_trials()")
     trials = trials.reset_index(drop=True)
