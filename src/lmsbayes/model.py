@@ -1,0 +1,364 @@
+"""Model inputs and the PyMC model: ``prepare_data(spec, trials)`` and ``build_model``.
+
+``prepare_data`` is pure pandas: it applies the spec's data filter, builds
+the long (arm x landmark) table and records every exclusion with its reason.
+``build_model`` turns the result into a non-centred hierarchical
+``pymc.Model`` with named coords (arm, landmark, covariate, stratum, obs) and
+all observed quantities in ``pm.Data`` containers, so that a compiled model
+can be refitted on new data of the same shape without recompiling.
+
+The model, per landmark t (see ARCHITECTURE.md, "Models")::
+
+    logit p[i, t] = alpha[t] + X[i] @ beta[t] + tau[stratum(i), t] * z[i, t] (+ trial effect)
+    logit-binomial:  y[i, t] ~ Binomial(n_eff[i, t], p[i, t])
+    logit-normal:    logit s[i, t] ~ Normal(logit p[i, t], se[i, t])
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from lmsbayes.covariates import design_matrix, main_effects
+from lmsbayes.spec import ModelSpec, SpecError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pymc as pm
+
+__all__ = ["ModelData", "prepare_data", "build_model", "structure_key"]
+
+
+@dataclass(frozen=True)
+class ModelData:
+    """Everything the model needs, with named rows; produced by :func:`prepare_data`.
+
+    Attributes
+    ----------
+    arms : pandas.DataFrame
+        Included arms (index ``arm``): trial, year, line, treatment_class,
+        population, evidence, design, n, uterine_fraction, label.
+    obs : pandas.DataFrame
+        Included (arm, landmark) observations: rate, rate_source, se_logit,
+        se_method, n_eff, y_eff, arm_idx, landmark_idx.
+    excluded : pandas.DataFrame
+        Every (arm, landmark) left out, with its reason (``landmark`` NaN when
+        the whole arm is excluded by the spec's data filter).
+    landmarks : tuple of float
+    covariates : tuple of str
+    strata : tuple of str
+        Heterogeneity strata (``('all',)`` or the lines).
+    data_sha256 : str
+        SHA-256 of the source CSV (or of the table when no file is known).
+    """
+
+    arms: pd.DataFrame
+    obs: pd.DataFrame
+    excluded: pd.DataFrame
+    landmarks: tuple[float, ...]
+    covariates: tuple[str, ...]
+    strata: tuple[str, ...]
+    uterine_centre: float
+    data_sha256: str
+    trials: tuple[str, ...] = field(default=())
+
+    @property
+    def effects(self) -> pd.DataFrame:
+        """Coded main effects per arm (``uterine`` NaN where unknown)."""
+        eff = main_effects(self.arms["line"], self.arms["treatment_class"],
+                           self.arms["uterine_fraction"], uterine_centre=self.uterine_centre)  # fmt: skip
+        eff.index = self.arms.index
+        return eff
+
+    @property
+    def latent_uterine(self) -> np.ndarray:
+        """Positions of arms whose uterine fraction is unknown and modelled as latent."""
+        if "uterine" not in {p for c in self.covariates for p in c.split(":")}:
+            return np.zeros(0, dtype=int)
+        return np.flatnonzero(self.arms["uterine_fraction"].isna().to_numpy())
+
+    @property
+    def stratum_idx(self) -> np.ndarray:
+        if self.strata == ("all",):
+            return np.zeros(len(self.arms), dtype=int)
+        return np.array([self.strata.index(v) for v in self.arms["line"].astype(str)])
+
+    @property
+    def trial_idx(self) -> np.ndarray:
+        return np.array([self.trials.index(t) for t in self.arms["trial"]])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The values of every ``pm.Data`` container, by name."""
+        eff = self.effects
+        obs = self.obs
+        rate = obs["rate"].to_numpy(float)
+        n_known = obs["n"].astype("float64").to_numpy()
+        # logit of 0 or 1 is infinite: use the 0.5-corrected rate for the normal likelihood only
+        corrected = np.where(np.isnan(n_known), obs["n_eff"].astype(float), n_known)
+        rate_c = np.where((rate <= 0) | (rate >= 1), (rate * corrected + 0.5) / (corrected + 1), rate)
+        return {
+            "x_line": eff["line"].to_numpy(float),
+            "x_nrt": eff["nrt"].to_numpy(float),
+            "x_uterine": np.nan_to_num(eff["uterine"].to_numpy(float), nan=0.0),
+            "arm_idx": obs["arm_idx"].to_numpy(np.int64),
+            "landmark_idx": obs["landmark_idx"].to_numpy(np.int64),
+            "n_eff": obs["n_eff"].to_numpy(np.int64),
+            "y_eff": obs["y_eff"].to_numpy(np.int64),
+            "logit_rate": np.log(rate_c / (1 - rate_c)),
+            "se_logit": obs["se_logit"].to_numpy(float),
+        }
+
+    def to_xarray(self):
+        """Arm- and observation-level inputs as an xarray Dataset (saved with a fit)."""
+        import xarray as xr
+
+        def plain(df: pd.DataFrame) -> pd.DataFrame:
+            # netCDF has no nullable integers or pandas strings: floats (NaN) and str
+            out = df.copy()
+            for c in out.columns:
+                if out[c].dtype.kind in "fiub" and not isinstance(out[c].dtype, pd.api.extensions.ExtensionDtype):
+                    continue
+                if pd.api.types.is_numeric_dtype(out[c].dtype):
+                    out[c] = out[c].astype("float64")
+                else:
+                    out[c] = out[c].astype(str).to_numpy(dtype=object)
+            return out
+
+        arms = plain(self.arms)
+        arms.index = pd.Index(list(self.arms.index), name="arm", dtype=object)
+        obs = plain(self.obs.reset_index(drop=True)).rename(columns=lambda c: f"obs_{c}")
+        obs.index.name = "obs"
+        exc = plain(self.excluded.reset_index(drop=True)).rename(columns=lambda c: f"excluded_{c}")
+        exc.index.name = "excluded"
+        ds_arms, ds_obs, ds_exc = (xr.Dataset.from_dataframe(d) for d in (arms, obs, exc))
+        ds = xr.merge([ds_arms, ds_obs, ds_exc])
+        ds.attrs.update(
+            landmarks=list(self.landmarks), covariates=list(self.covariates), strata=list(self.strata),
+            uterine_centre=self.uterine_centre, data_sha256=self.data_sha256, trials=list(self.trials),
+        )  # fmt: skip
+        return ds
+
+    @classmethod
+    def from_xarray(cls, ds) -> ModelData:
+        """Inverse of :meth:`to_xarray`."""
+        arm_vars = [v for v in ds.data_vars if ds[v].dims == ("arm",)]
+        arms = ds[arm_vars].to_dataframe()
+        for c in ("year", "n"):
+            if c in arms:
+                arms[c] = arms[c].round().astype("Int64")
+        obs_vars = [v for v in ds.data_vars if ds[v].dims == ("obs",)]
+        obs = ds[obs_vars].to_dataframe().rename(columns=lambda c: c[4:]).reset_index(drop=True)
+        for c in ("n_eff", "y_eff", "arm_idx", "landmark_idx"):
+            obs[c] = obs[c].astype(np.int64)
+        if "n" in obs:
+            obs["n"] = obs["n"].round().astype("Int64")
+        exc_vars = [v for v in ds.data_vars if ds[v].dims == ("excluded",)]
+        excluded = ds[exc_vars].to_dataframe().rename(columns=lambda c: c[9:]).reset_index(drop=True)
+        a = ds.attrs
+        return cls(
+            arms=arms, obs=obs, excluded=excluded,
+            landmarks=tuple(float(v) for v in np.atleast_1d(a["landmarks"])),
+            covariates=tuple(str(v) for v in np.atleast_1d(a["covariates"])) if len(np.atleast_1d(a["covariates"])) and str(np.atleast_1d(a["covariates"])[0]) else (),
+            strata=tuple(str(v) for v in np.atleast_1d(a["strata"])),
+            uterine_centre=float(a["uterine_centre"]), data_sha256=str(a["data_sha256"]),
+            trials=tuple(str(v) for v in np.atleast_1d(a["trials"])),
+        )  # fmt: skip
+
+
+def _arm_label(trials: pd.DataFrame) -> pd.Series:
+    agents = trials["agents"].astype(str).str.replace(";", "+")
+    return trials["trial"].astype(str) + " " + agents + " (" + trials["year"].astype(str) + ")"
+
+
+def prepare_data(spec: ModelSpec, trials: pd.DataFrame) -> ModelData:
+    """Apply the spec's data filter and build the model inputs.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    trials : pandas.DataFrame
+        The validated arm table from :func:`lmsbayes.data.load_trials`.
+
+    Returns
+    -------
+    ModelData
+
+    Raises
+    ------
+    SpecError
+        When no observation remains, or a covariate the spec asks for does not
+        vary in the selected arms (the data cannot inform it).
+    """
+    from lmsbayes.data import long_table
+
+    f = spec.data
+    t = trials.reset_index(drop=True)
+    reasons = pd.Series("", index=t.index, dtype=object)
+
+    def drop(mask, why: str) -> None:
+        mask = np.asarray(mask, dtype=bool) & (reasons == "").to_numpy()
+        reasons[mask] = why
+
+    drop(t["arm_id"].isin(f.exclude_arms), "listed in [data] exclude_arms")
+    drop(~t["line"].astype(str).isin(f.lines), f"line not in [data] lines {list(f.lines)}")
+    drop(~t["treatment_class"].astype(str).isin(f.classes), f"class not in [data] classes {list(f.classes)}")
+    if f.populations:
+        drop(~t["population"].astype(str).isin(f.populations), f"population not in [data] populations {list(f.populations)}")
+    year = t["year"].astype("float64")
+    drop((year < f.years[0]) | (year > f.years[1]), f"year outside [data] years {list(f.years)}")
+    drop(~t["evidence"].astype(str).isin(f.evidence), f"evidence not in [data] evidence {list(f.evidence)}")
+    if f.exclude_placebo:
+        drop(t["placebo"].astype(bool), "placebo arm ([data] exclude_placebo = true)")
+    uses_uterine = "uterine" in spec.main_effects
+    if uses_uterine and f.uterine_missing == "exclude":
+        drop(t["uterine_fraction"].isna(), "uterine fraction unknown ([data] uterine_missing = 'exclude')")
+
+    arm_excl = pd.DataFrame({"arm_id": t.loc[reasons != "", "arm_id"].to_numpy(),
+                             "landmark": np.nan, "reason": reasons[reasons != ""].to_numpy()})  # fmt: skip
+    kept = t[reasons == ""]
+    long = long_table(kept, spec.landmarks, derive_from_median=f.derive_from_median) if len(kept) else None
+    if long is None or not long["included"].any():
+        raise SpecError(["no observation remains after the [data] filter and the landmark rules"], spec.name)
+    obs_excl = long.loc[~long["included"], ["arm_id", "landmark", "exclusion_reason"]].rename(
+        columns={"exclusion_reason": "reason"})
+    obs = long[long["included"]].reset_index(drop=True)
+
+    arm_ids = list(dict.fromkeys(obs["arm_id"]))  # file order, arms with >= 1 observation
+    arms = kept.set_index("arm_id").loc[arm_ids]
+    arms = pd.DataFrame({
+        "label": _arm_label(arms.reset_index()).to_numpy(),
+        "trial": arms["trial"].astype(str), "year": arms["year"], "line": arms["line"].astype(str),
+        "treatment_class": arms["treatment_class"].astype(str), "population": arms["population"].astype(str),
+        "evidence": arms["evidence"].astype(str), "design": arms["design"].astype(str), "n": arms["n"],
+        "uterine_fraction": arms["uterine_fraction"].astype(float),
+    }, index=pd.Index(arm_ids, name="arm"))  # fmt: skip
+    landmarks = tuple(float(x) for x in spec.landmarks)
+    obs["arm_idx"] = [arm_ids.index(a) for a in obs["arm_id"]]
+    obs["landmark_idx"] = [landmarks.index(float(x)) for x in obs["landmark"]]
+    obs = obs[["arm_id", "landmark", "rate", "rate_source", "se_logit", "se_method", "n_eff", "y_eff",
+               "n", "arm_idx", "landmark_idx"]]  # fmt: skip
+
+    problems = []
+    eff = main_effects(arms["line"], arms["treatment_class"], arms["uterine_fraction"])
+    for cov in spec.model.covariates:
+        col = design_matrix(eff.fillna(0.5), [cov])[:, 0]  # latent fractions could vary; known ones decide
+        if "uterine" in cov.split(":"):
+            col = design_matrix(eff, [cov])[:, 0]
+            col = col[~np.isnan(col)]
+        if len(col) < 2 or np.ptp(col) == 0:
+            problems.append(
+                f"[model] covariates: {cov!r} does not vary in the {len(arms)} selected arms "
+                f"(e.g. all {', '.join(sorted(set(arms['line'])))} / {', '.join(sorted(set(arms['treatment_class'])))}); "
+                "remove it or widen the [data] filter"
+            )
+    if problems:
+        raise SpecError(problems, spec.name)
+
+    strata = tuple(sorted(set(arms["line"]))) if spec.random_effects.tau_by == "line" else ("all",)
+    sha = trials.attrs.get("sha256") or hashlib.sha256(
+        pd.util.hash_pandas_object(trials.astype(str), index=False).to_numpy().tobytes()).hexdigest()
+    excluded = pd.concat([arm_excl, obs_excl], ignore_index=True)
+    return ModelData(
+        arms=arms, obs=obs, excluded=excluded, landmarks=landmarks,
+        covariates=tuple(spec.model.covariates), strata=strata,
+        uterine_centre=spec.model.uterine_centre, data_sha256=sha,
+        trials=tuple(dict.fromkeys(arms["trial"])),
+    )  # fmt: skip
+
+
+def structure_key(spec: ModelSpec, data: ModelData) -> str:
+    """What determines the compiled model: structure and shapes, not data values."""
+    parts = (
+        spec.model, spec.random_effects, spec.priors.to_dict() if hasattr(spec.priors, "to_dict") else repr(spec.priors),
+        data.landmarks, data.strata, len(data.arms), len(data.obs), len(data.latent_uterine),
+        len(data.trials) if spec.random_effects.trial_effect else 0,
+    )  # fmt: skip
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def build_model(spec: ModelSpec, data: ModelData | pd.DataFrame) -> pm.Model:
+    """Build the non-centred hierarchical model.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    data : ModelData or pandas.DataFrame
+        Prepared inputs, or the arm table from ``load_trials`` (then
+        :func:`prepare_data` is applied).
+
+    Returns
+    -------
+    pymc.Model
+        Coords ``arm``, ``landmark``, ``covariate``, ``stratum``, ``obs``
+        (and ``trial``, ``arm_latent`` when used). Free variables ``alpha``
+        (landmark), ``beta`` (landmark, covariate), ``tau`` (stratum,
+        landmark), ``z`` (arm, landmark); deterministics ``theta`` (arm-level
+        logit rate) and ``p`` (arm-level rate).
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    if not isinstance(data, ModelData):
+        data = prepare_data(spec, data)
+    re, pri = spec.random_effects, spec.priors
+    arr = data.arrays()
+    latent = data.latent_uterine
+    coords = {
+        "arm": list(data.arms.index),
+        "landmark": list(data.landmarks),
+        "covariate": list(data.covariates),
+        "stratum": list(data.strata),
+        "obs": np.arange(len(data.obs)),
+    }
+    if latent.size:
+        coords["arm_latent"] = [data.arms.index[i] for i in latent]
+    if re.trial_effect:
+        coords["trial"] = list(data.trials)
+
+    with pm.Model(coords=coords) as model:
+        x = {k: pm.Data(f"x_{k}", arr[f"x_{k}"], dims="arm") for k in ("line", "nrt", "uterine")}
+        arm_idx = pm.Data("arm_idx", arr["arm_idx"], dims="obs")
+        lm_idx = pm.Data("landmark_idx", arr["landmark_idx"], dims="obs")
+        effects = dict(x)
+        if latent.size:
+            frac = pm.Beta("uterine_latent", 1.0, 1.0, dims="arm_latent")
+            effects["uterine"] = pt.set_subtensor(x["uterine"][latent], frac - data.uterine_centre)
+
+        alpha = pri.alpha.create("alpha", dims="landmark")
+        eta = pt.zeros((len(data.arms), len(data.landmarks))) + alpha[None, :]
+        if data.covariates:
+            beta = pri.beta.create("beta", dims=("landmark", "covariate"))
+            cols = []
+            for cov in data.covariates:
+                col = pt.ones(len(data.arms))
+                for part in cov.split(":"):
+                    col = col * effects[part]
+                cols.append(col)
+            X = pt.stack(cols, axis=1)  # (arm, covariate)
+            eta = eta + pt.dot(X, beta.T)
+        tau = pri.tau.create("tau", dims=("stratum", "landmark"))
+        if re.distribution == "student_t":
+            z = pm.StudentT("z", nu=re.nu, mu=0.0, sigma=1.0, dims=("arm", "landmark"))
+        else:
+            z = pm.Normal("z", 0.0, 1.0, dims=("arm", "landmark"))
+        eta = eta + tau[data.stratum_idx, :] * z
+        if re.trial_effect:
+            trial_tau = pri.trial_tau.create("trial_tau", dims="landmark")
+            v = pm.Normal("v", 0.0, 1.0, dims=("trial", "landmark"))
+            eta = eta + trial_tau[None, :] * v[data.trial_idx, :]
+        theta = pm.Deterministic("theta", eta, dims=("arm", "landmark"))
+        pm.Deterministic("p", pm.math.invlogit(theta), dims=("arm", "landmark"))
+
+        eta_obs = theta[arm_idx, lm_idx]
+        if spec.model.likelihood == "logit-binomial":
+            n_eff = pm.Data("n_eff", arr["n_eff"], dims="obs")
+            y_eff = pm.Data("y_eff", arr["y_eff"], dims="obs")
+            pm.Binomial("y", n=n_eff, logit_p=eta_obs, observed=y_eff, dims="obs")
+        else:
+            se = pm.Data("se_logit", arr["se_logit"], dims="obs")
+            logit_rate = pm.Data("logit_rate", arr["logit_rate"], dims="obs")
+            pm.Normal("y", mu=eta_obs, sigma=se, observed=logit_rate, dims="obs")
+    return model

@@ -1,0 +1,487 @@
+"""Declarative model specifications: ``models/*.toml`` -> frozen :class:`ModelSpec`.
+
+A spec says *what* to fit (which arms, which landmarks, which likelihood,
+covariates, random effects and priors) and *how* (sampler settings). It is
+read strictly: every unknown key, bad value or unknown prior is collected and
+reported at once, with a "did you mean" suggestion where one is close.
+
+Example
+-------
+>>> from lmsbayes.spec import load_spec
+>>> spec = load_spec("default")            # a bundled spec, or a path to a TOML file
+>>> spec.model.covariates
+('line', 'nrt', 'line:nrt', 'uterine')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import importlib.resources
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = [
+    "COVARIATES",
+    "LIKELIHOODS",
+    "DataFilter",
+    "ModelPart",
+    "ModelSpec",
+    "Prior",
+    "RandomEffects",
+    "SamplerSettings",
+    "SpecError",
+    "load_spec",
+    "parse_spec",
+    "bundled_specs",
+]
+
+#: The closed registry of likelihoods a spec may name (bambi-style families as data).
+LIKELIHOODS: dict[str, str] = {
+    "logit-binomial": "y ~ Binomial(n_eff, p): effective binomial data per arm and landmark",
+    "logit-normal": "logit(rate) ~ Normal(logit p, se_logit): the two-stage model of frequentist "
+    "meta-analysis (and of the EORTC 2021 analysis)",
+}
+
+#: Main-effect covariates the data can provide; interactions are "a:b" of these.
+COVARIATES: dict[str, str] = {
+    "line": "2L+ vs 1L (indicator of pre-treated population)",
+    "nrt": "NR-T vs R-T (indicator of a treatment not recommended by ESMO 2018)",
+    "uterine": "fraction of uterine LMS patients in the arm, centred at `uterine_centre`",
+}
+
+#: Distributions a Prior may name, with their parameter names and support.
+_PRIOR_FAMILIES: dict[str, tuple[tuple[str, ...], str]] = {
+    "Normal": (("mu", "sigma"), "real"),
+    "StudentT": (("nu", "mu", "sigma"), "real"),
+    "HalfNormal": (("sigma",), "positive"),
+    "HalfStudentT": (("nu", "sigma"), "positive"),
+    "HalfCauchy": (("beta",), "positive"),
+    "Exponential": (("lam",), "positive"),
+    "Uniform": (("lower", "upper"), "bounded"),
+    "Beta": (("alpha", "beta"), "unit"),
+}
+_POSITIVE_PARAMS = {"sigma", "nu", "beta", "lam", "alpha"}
+
+
+class SpecError(ValueError):
+    """A model specification is invalid; the message lists every problem."""
+
+    def __init__(self, problems: list[str], source: str = "<spec>") -> None:
+        self.problems = list(problems)
+        self.source = source
+        if len(problems) == 1:
+            msg = f"{source}: {problems[0]}"
+        else:
+            msg = f"{source}: {len(problems)} problems\n" + "\n".join(f"  - {p}" for p in problems)
+        super().__init__(msg)
+
+
+def _did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else f"; valid keys are {sorted(options)}"
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A prior distribution as a small printable value object.
+
+    Parameters
+    ----------
+    dist : str
+        Name of a PyMC distribution (``Normal``, ``HalfNormal``, ``StudentT``,
+        ``HalfStudentT``, ``HalfCauchy``, ``Exponential``, ``Uniform``, ``Beta``).
+    **params
+        Its parameters, by PyMC's names.
+
+    Examples
+    --------
+    >>> Prior("HalfNormal", sigma=0.5)
+    Prior('HalfNormal', sigma=0.5)
+    """
+
+    dist: str
+    params: tuple[tuple[str, float], ...] = ()
+
+    def __init__(self, dist: str, /, **params: float) -> None:
+        object.__setattr__(self, "dist", dist)
+        object.__setattr__(self, "params", tuple(sorted((k, float(v)) for k, v in params.items())))
+
+    @property
+    def kwargs(self) -> dict[str, float]:
+        """Parameters as a dict, ready for ``getattr(pm, prior.dist)(name, **kwargs)``."""
+        return dict(self.params)
+
+    @property
+    def support(self) -> str:
+        return _PRIOR_FAMILIES[self.dist][1]
+
+    def __repr__(self) -> str:
+        args = "".join(f", {k}={v!r}" for k, v in self.params)
+        return f"Prior({self.dist!r}{args})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dist": self.dist, **self.kwargs}
+
+    def create(self, name: str, **kwargs: Any):  # pragma: no cover - thin PyMC shim
+        """Create the PyMC random variable (call inside a model context)."""
+        import pymc as pm
+
+        return getattr(pm, self.dist)(name, **self.kwargs, **kwargs)
+
+    @classmethod
+    def parse(cls, value: Any, where: str, problems: list[str]) -> Prior | None:
+        """Parse ``{dist = "HalfNormal", sigma = 0.5}``; append problems instead of raising."""
+        if not isinstance(value, Mapping) or "dist" not in value:
+            problems.append(f"{where} must be a table like {{dist = \"HalfNormal\", sigma = 0.5}}, got {value!r}")
+            return None
+        dist = value["dist"]
+        if dist not in _PRIOR_FAMILIES:
+            problems.append(f"{where}: unknown distribution {dist!r}" + _did_you_mean(str(dist), tuple(_PRIOR_FAMILIES)))
+            return None
+        names, _ = _PRIOR_FAMILIES[dist]
+        params = {k: v for k, v in value.items() if k != "dist"}
+        ok = True
+        for key, v in params.items():
+            if key not in names:
+                problems.append(f"{where}: {dist} has no parameter {key!r}" + _did_you_mean(key, names))
+                ok = False
+            elif isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                problems.append(f"{where}.{key} must be a finite number, got {v!r}")
+                ok = False
+            elif key in _POSITIVE_PARAMS and v <= 0:
+                problems.append(f"{where}.{key} must be > 0, got {v!r}")
+                ok = False
+        missing = [n for n in names if n not in params and not (n == "mu" and dist in ("Normal", "StudentT"))]
+        if missing:
+            problems.append(f"{where}: {dist} needs {missing}")
+            ok = False
+        if dist == "Uniform" and ok and params["lower"] >= params["upper"]:
+            problems.append(f"{where}: Uniform needs lower < upper, got {params['lower']} >= {params['upper']}")
+            ok = False
+        return cls(dist, **params) if ok else None
+
+
+@dataclass(frozen=True)
+class DataFilter:
+    """Which arms enter the analysis. Every excluded arm is reported with its reason."""
+
+    lines: tuple[str, ...] = ("1L", "2L+")
+    classes: tuple[str, ...] = ("R-T", "NR-T")
+    populations: tuple[str, ...] = ()  # empty: all populations
+    years: tuple[int, int] = (2003, 2025)
+    evidence: tuple[str, ...] = ("publication", "conference")
+    exclude_placebo: bool = True
+    derive_from_median: bool = True
+    exclude_arms: tuple[str, ...] = ()
+    #: "exclude" drops arms with an unknown uterine fraction when `uterine` is a covariate;
+    #: "latent" gives them a Beta(1, 1) fraction that the model integrates over.
+    uterine_missing: str = "latent"
+
+
+@dataclass(frozen=True)
+class RandomEffects:
+    """Between-arm heterogeneity on the logit scale."""
+
+    distribution: str = "normal"  # or "student_t"
+    nu: float = 4.0  # degrees of freedom of the Student-t
+    tau_by: str = "none"  # "none" or "line": one tau per stratum
+    trial_effect: bool = False  # arms of one randomized trial share a trial effect
+
+
+@dataclass(frozen=True)
+class ModelPart:
+    likelihood: str = "logit-binomial"
+    covariates: tuple[str, ...] = ()
+    uterine_centre: float = 0.5
+
+
+@dataclass(frozen=True)
+class Priors:
+    alpha: Prior = field(default_factory=lambda: Prior("Normal", mu=0.0, sigma=2.0))
+    beta: Prior = field(default_factory=lambda: Prior("Normal", mu=0.0, sigma=1.0))
+    tau: Prior = field(default_factory=lambda: Prior("HalfNormal", sigma=0.5))
+    trial_tau: Prior = field(default_factory=lambda: Prior("HalfNormal", sigma=0.25))
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    draws: int = 1000
+    tune: int = 1000
+    chains: int = 4
+    target_accept: float = 0.9
+    seed: int = 20210617
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    reference: str = "pooled"  # or "predictive"
+    hr: tuple[float, ...] = (0.65,)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A complete, validated analysis: what to fit and how.
+
+    Read it with :func:`load_spec` (a TOML file or a bundled name such as
+    ``"default"``). The spec is frozen and hashable; ``spec.text`` keeps the
+    TOML it came from so that a saved fit records exactly what was asked.
+    """
+
+    name: str = "custom"
+    description: str = ""
+    landmarks: tuple[float, ...] = (3.0, 6.0)
+    data: DataFilter = field(default_factory=DataFilter)
+    model: ModelPart = field(default_factory=ModelPart)
+    random_effects: RandomEffects = field(default_factory=RandomEffects)
+    priors: Priors = field(default_factory=Priors)
+    sampler: SamplerSettings = field(default_factory=SamplerSettings)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    text: str = field(default="", compare=False, repr=False)
+
+    @property
+    def hash(self) -> str:
+        """SHA-256 of the canonical spec (independent of TOML formatting and comments)."""
+        return hashlib.sha256(repr(self.to_dict()).encode()).hexdigest()
+
+    @property
+    def main_effects(self) -> tuple[str, ...]:
+        return tuple(sorted({p for c in self.model.covariates for p in c.split(":")}))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out.pop("text")
+        for k, v in out["priors"].items():
+            out["priors"][k] = getattr(self.priors, k).to_dict()
+        return out
+
+    def replace(self, **changes: Any) -> ModelSpec:
+        """A copy with top-level fields or dotted sub-fields changed.
+
+        Examples
+        --------
+        >>> spec.replace(**{"sampler.draws": 500, "data.derive_from_median": False})
+        """
+        top: dict[str, Any] = {}
+        nested: dict[str, dict[str, Any]] = {}
+        for key, value in changes.items():
+            if "." in key:
+                part, sub = key.split(".", 1)
+                nested.setdefault(part, {})[sub] = value
+            else:
+                top[key] = value
+        for part, subs in nested.items():
+            top[part] = dataclasses.replace(getattr(self, part), **subs)
+        new = dataclasses.replace(self, **top)
+        _check(new, [], "<replace>", raise_=True)
+        return dataclasses.replace(new, text="")
+
+
+# --- parsing -----------------------------------------------------------------
+
+_SECTIONS: dict[str, type] = {
+    "data": DataFilter,
+    "model": ModelPart,
+    "random_effects": RandomEffects,
+    "priors": Priors,
+    "sampler": SamplerSettings,
+    "thresholds": Thresholds,
+}
+_TOP = {"name", "description", "landmarks", *_SECTIONS}
+
+
+def _coerce(value: Any, target: Any, where: str, problems: list[str]) -> Any:
+    """Coerce a TOML value to the type of the dataclass default ``target``."""
+    if isinstance(target, bool):
+        if not isinstance(value, bool):
+            problems.append(f"{where} must be true or false, got {value!r}")
+        return value
+    if isinstance(target, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.append(f"{where} must be an integer, got {value!r}")
+        return value
+    if isinstance(target, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append(f"{where} must be a number, got {value!r}")
+            return value
+        return float(value)
+    if isinstance(target, str):
+        if not isinstance(value, str):
+            problems.append(f"{where} must be a string, got {value!r}")
+        return value
+    if isinstance(target, tuple):
+        if not isinstance(value, list):
+            problems.append(f"{where} must be a list, got {value!r}")
+            return value
+        return tuple(value)
+    return value
+
+
+def parse_spec(raw: Mapping[str, Any], *, source: str = "<spec>", text: str = "") -> ModelSpec:
+    """Build a :class:`ModelSpec` from a parsed TOML mapping, collecting all problems.
+
+    Raises
+    ------
+    SpecError
+        Listing every unknown key, wrong type and invalid value, with suggestions.
+    """
+    problems: list[str] = []
+    top: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in _TOP:
+            problems.append(f"unknown key {key!r} at top level" + _did_you_mean(key, tuple(_TOP)))
+            continue
+        if key in _SECTIONS:
+            cls = _SECTIONS[key]
+            if not isinstance(value, Mapping):
+                problems.append(f"[{key}] must be a table, got {value!r}")
+                continue
+            defaults = cls()
+            fields = {f.name for f in dataclasses.fields(cls)}
+            kwargs: dict[str, Any] = {}
+            for sub, v in value.items():
+                where = f"[{key}] {sub}"
+                if sub not in fields:
+                    problems.append(f"unknown key {sub!r} in [{key}]" + _did_you_mean(sub, tuple(fields)))
+                    continue
+                if cls is Priors:
+                    prior = Prior.parse(v, f"[priors] {sub}", problems)
+                    if prior is not None:
+                        kwargs[sub] = prior
+                    continue
+                kwargs[sub] = _coerce(v, getattr(defaults, sub), where, problems)
+            try:
+                top[key] = cls(**kwargs)
+            except TypeError as exc:  # pragma: no cover - guarded by the field check
+                problems.append(f"[{key}]: {exc}")
+        elif key == "landmarks":
+            lm = _coerce(value, (), "landmarks", problems)
+            if isinstance(lm, tuple):
+                top[key] = tuple(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in lm)
+        else:
+            top[key] = _coerce(value, "", key, problems)
+    spec = ModelSpec(**top, text=text) if not problems else None
+    if spec is not None:
+        _check(spec, problems, source)
+    if problems:
+        raise SpecError(problems, source)
+    assert spec is not None
+    return spec
+
+
+def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = False) -> None:
+    """Semantic checks of a structurally valid spec."""
+    d, m, r, s = spec.data, spec.model, spec.random_effects, spec.sampler
+    for lm in spec.landmarks:
+        if not isinstance(lm, float) or not (0 < lm <= 120):
+            problems.append(f"landmarks: each landmark must be a number of months in (0, 120], got {lm!r}")
+    if not spec.landmarks:
+        problems.append("landmarks: at least one landmark is needed")
+    if len(set(spec.landmarks)) != len(spec.landmarks):
+        problems.append(f"landmarks: duplicates in {list(spec.landmarks)}")
+    for v in d.lines:
+        if v not in ("1L", "2L+"):
+            problems.append(f"[data] lines: must be among ['1L', '2L+'], got {v!r}")
+    for v in d.classes:
+        if v not in ("R-T", "NR-T"):
+            problems.append(f"[data] classes: must be among ['R-T', 'NR-T'], got {v!r}")
+    for v in d.evidence:
+        if v not in ("publication", "conference"):
+            problems.append(f"[data] evidence: must be among ['publication', 'conference'], got {v!r}")
+    if len(d.years) != 2 or not all(isinstance(y, int) for y in d.years) or d.years[0] > d.years[1]:
+        problems.append(f"[data] years must be [first, last] integers, got {list(d.years)!r}")
+    if d.uterine_missing not in ("latent", "exclude"):
+        problems.append(f"[data] uterine_missing must be 'latent' or 'exclude', got {d.uterine_missing!r}")
+    if m.likelihood not in LIKELIHOODS:
+        problems.append(f"[model] likelihood: unknown {m.likelihood!r}" + _did_you_mean(m.likelihood, tuple(LIKELIHOODS)))
+    seen = set()
+    for cov in m.covariates:
+        parts = cov.split(":") if isinstance(cov, str) else [cov]
+        for p in parts:
+            if p not in COVARIATES:
+                problems.append(f"[model] covariates: unknown covariate {p!r}" + _did_you_mean(str(p), tuple(COVARIATES)))
+        key = tuple(sorted(parts)) if all(isinstance(p, str) for p in parts) else cov
+        if key in seen:
+            problems.append(f"[model] covariates: {cov!r} is listed twice")
+        seen.add(key)
+        if len(parts) > 1 and len(set(parts)) != len(parts):
+            problems.append(f"[model] covariates: interaction {cov!r} repeats a term")
+    if not (0.0 <= m.uterine_centre <= 1.0):
+        problems.append(f"[model] uterine_centre must be in [0, 1], got {m.uterine_centre!r}")
+    if r.distribution not in ("normal", "student_t"):
+        problems.append(f"[random_effects] distribution must be 'normal' or 'student_t', got {r.distribution!r}")
+    if not r.nu > 0:
+        problems.append(f"[random_effects] nu must be > 0, got {r.nu!r}")
+    if r.tau_by not in ("none", "line"):
+        problems.append(f"[random_effects] tau_by must be 'none' or 'line', got {r.tau_by!r}")
+    for name in ("tau", "trial_tau"):
+        prior = getattr(spec.priors, name)
+        if prior.support not in ("positive", "unit", "bounded") or (
+            prior.dist == "Uniform" and prior.kwargs.get("lower", 0) < 0
+        ):
+            problems.append(f"[priors] {name} must have positive support (e.g. HalfNormal), got {prior!r}")
+    for name in ("alpha", "beta"):
+        if getattr(spec.priors, name).support != "real":
+            problems.append(f"[priors] {name} must be a distribution on the real line, got {getattr(spec.priors, name)!r}")
+    for name in ("draws", "tune", "chains"):
+        v = getattr(s, name)
+        if isinstance(v, int) and v < 1:
+            problems.append(f"[sampler] {name} must be >= 1, got {v!r}")
+    if not (0.5 <= s.target_accept < 1):
+        problems.append(f"[sampler] target_accept must be in [0.5, 1), got {s.target_accept!r}")
+    if spec.thresholds.reference not in ("pooled", "predictive"):
+        problems.append(f"[thresholds] reference must be 'pooled' or 'predictive', got {spec.thresholds.reference!r}")
+    for hr in spec.thresholds.hr:
+        if not isinstance(hr, (int, float)) or not (0 < hr < 1):
+            problems.append(f"[thresholds] hr: each hazard ratio must be in (0, 1), got {hr!r}")
+    if raise_ and problems:
+        raise SpecError(problems, source)
+
+
+def bundled_specs() -> dict[str, Path]:
+    """Names and paths of the specs shipped with the package (``models/*.toml``)."""
+    root = importlib.resources.files("lmsbayes") / "_models"
+    return {p.name[:-5]: Path(str(p)) for p in root.iterdir() if p.name.endswith(".toml")}
+
+
+def load_spec(path_or_name: str | Path = "default") -> ModelSpec:
+    """Read and validate a model spec.
+
+    Parameters
+    ----------
+    path_or_name : str or Path
+        A path to a TOML file, or the name of a bundled spec (``"default"``,
+        ``"eortc2021"``, ``"uterine"``).
+
+    Returns
+    -------
+    ModelSpec
+
+    Raises
+    ------
+    SpecError
+        If the file is not valid TOML or the spec is invalid (all problems at once).
+    FileNotFoundError
+        If neither a file nor a bundled spec of that name exists.
+    """
+    p = Path(path_or_name)
+    if not p.is_file():
+        bundled = bundled_specs()
+        if str(path_or_name) in bundled:
+            p = bundled[str(path_or_name)]
+        else:
+            raise FileNotFoundError(
+                f"no spec file {str(path_or_name)!r} and no bundled spec of that name "
+                f"(bundled: {sorted(bundled)})"
+            )
+    text = p.read_text(encoding="utf-8")
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError([f"not valid TOML: {exc}"], str(p)) from None
+    raw.setdefault("name", p.stem)
+    return parse_spec(raw, source=str(p), text=text)
