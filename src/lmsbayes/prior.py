@@ -448,27 +448,590 @@ class BetaMixture:
 
 
 # ---------------------------------------------------------------------- effective sample size
-def ess(mix: BetaMixture, method: str = "elir") -> float:
-    """Effective sample size of a beta-mixture prior (placeholder: elir, moment)."""
+_ESS_METHODS = ("elir", "moment", "morita")
+
+
+def ess(mix: BetaMixture, method: str = "elir", *, s: float = 100.0) -> float:
+    """Effective sample size (ESS) of a beta-mixture prior, in Bernoulli observations.
+
+    Parameters
+    ----------
+    mix : BetaMixture
+        The prior.
+    method : {"elir", "moment", "morita"}
+        ``"elir"`` (default, as in RBesT): expected local information ratio of
+        Neuenschwander et al. (2020),
+
+            ESS = E_prior[ i_prior(p) / i_F(p) ],  i_F(p) = 1 / (p (1 - p)),
+
+        with ``i_prior = -d^2/dp^2 log prior``.  It is the only one of the three
+        that is predictively consistent: averaging the posterior ESS over the
+        prior predictive of ``m`` new patients gives ESS + m.  It requires all
+        ``a, b >= 1`` (otherwise the defining integral diverges).
+        ``"moment"``: ``a + b`` of the single beta with the mixture's mean and
+        sd (conservative for mixtures).
+        ``"morita"``: Morita, Thall & Müller (2008) as implemented in RBesT
+        (curvature at the prior mode rather than the mean, closed form of
+        Neuenschwander et al. 2019, eq. 9; liberal for mixtures).
+    s : float, default 100
+        Morita only: the vague reference prior is Beta(mode / s, (1 - mode) / s).
+        ``s=np.inf`` drops it, which makes the ESS of a single Beta(a, b)
+        exactly ``a + b``.
+
+    Returns
+    -------
+    float
+        For a single Beta(a, b) all three methods give ``a + b`` (Morita up to
+        O(1/s)).
+
+    References
+    ----------
+    Neuenschwander B, Weber S, Schmidli H, O'Hagan A (2020). Predictively
+    consistent prior effective sample sizes. Biometrics 76(2):578-587.
+    Morita S, Thall PF, Müller P (2008). Determining the effective sample size
+    of a parametric prior. Biometrics 64(2):595-602.
+    RBesT ``ess()`` (R/mixess.R).
+    """
+    if not isinstance(mix, BetaMixture):
+        raise ValueError(f"mix must be a BetaMixture, got {type(mix).__name__}")
     if method == "moment":
         m, v = mix.mean(), mix.var()
-        return m * (1 - m) / v - 1.0
+        return float(m * (1.0 - m) / v - 1.0)
     if method == "elir":
+        _require_ge1(mix, "elir")
         return _ess_elir(mix)
-    raise ValueError(f"method must be one of ['elir', 'moment', 'morita'], got {method!r}")
+    if method == "morita":
+        _require_ge1(mix, "morita")
+        return _ess_morita(mix, s)
+    raise ValueError(f"method must be one of {list(_ESS_METHODS)}, got {method!r}")
+
+
+def _require_ge1(mix: BetaMixture, method: str) -> None:
+    # a < 1 or b < 1 makes the density unbounded at a boundary: the ELIR
+    # integral diverges and the mode sits at 0 or 1 (RBesT raises the same)
+    bad = (mix.a < 1.0) | (mix.b < 1.0)
+    if np.any(bad):
+        raise ValueError(
+            f"ess(method={method!r}) needs all a >= 1 and b >= 1 (the density is unbounded "
+            f"otherwise), got a={_fmt_list(mix.a)}, b={_fmt_list(mix.b)}; fit with "
+            "constrain_gt1=True"
+        )
+
+
+def _log_expit(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """log p and log(1 - p) for p = expit(u), without overflow."""
+    return -np.logaddexp(0.0, -u), -np.logaddexp(0.0, u)
+
+
+def _lir(mix: BetaMixture, u: Any) -> np.ndarray:
+    """Local information ratio i_prior(p) * p (1 - p) at p = expit(u)."""
+    w, a, b = mix.weights, mix.a, mix.b
+    # beyond |u| = 700 exp(|u|) overflows; the prior has no mass there anyway
+    u = np.clip(np.asarray(u, dtype=float), -700.0, 700.0)[..., None]
+    lp, lq = _log_expit(u)
+    r = _responsibilities(mix, lp, lq)
+    # -d2/dp2 log pi = E_r[-g_k'] - Var_r(g_k) with g_k = d/dp log f_k
+    curv = (r * ((a - 1) * np.exp(-u) + (b - 1) * np.exp(u))).sum(axis=-1)
+    return curv - _lir_var(mix, r, lp[..., 0], lq[..., 0])
+
+
+def _responsibilities(mix: BetaMixture, lp: np.ndarray, lq: np.ndarray) -> np.ndarray:
+    a, b = mix.a, mix.b
+    with np.errstate(divide="ignore"):
+        logf = np.log(mix.weights) + (a - 1) * lp + (b - 1) * lq - special.betaln(a, b)
+    return np.exp(logf - special.logsumexp(logf, axis=-1, keepdims=True))
+
+
+def _lir_var(mix: BetaMixture, r: np.ndarray, lp: np.ndarray, lq: np.ndarray) -> np.ndarray:
+    """Var_r(g) * p (1 - p), written as 1/2 sum_jk r_j r_k (g_j - g_k)^2 p (1 - p).
+
+    g_j - g_k = (da (1 - p) - db p) / (p (1 - p)), so no two large terms cancel.
+    """
+    p, q = np.exp(lp)[..., None, None], np.exp(lq)[..., None, None]
+    da = mix.a[:, None] - mix.a[None, :]
+    db = mix.b[:, None] - mix.b[None, :]
+    d2 = (da * q - db * p) ** 2 / (p * q)
+    return 0.5 * np.einsum("...j,...k,...jk->...", r, r, d2)
 
 
 def _ess_elir(mix: BetaMixture) -> float:
+    # Split -d2 log pi into its two parts (see _lir).  The first integrates in
+    # closed form, because pi(p) r_k(p) = w_k f_k(p):
+    #     E_pi[ sum_k r_k ((a_k-1)(1-p)/p + (b_k-1) p/(1-p)) ] = sum_k w_k (b_k 1[a_k>1] + a_k 1[b_k>1]).
+    # Done numerically, this part is the unstable one (for a_k near 1 its
+    # mass sits at p < 1e-300).  Only the between-component variance term,
+    # which is >= 0 and vanishes for k = 1, is integrated, on the logit scale.
     w, a, b = mix.weights, mix.a, mix.b
+    analytic = float(w @ (np.where(a > 1, b, 0.0) + np.where(b > 1, a, 0.0)))
+    if mix.n_components == 1:
+        return analytic
+    logw = np.log(np.where(w > 0, w, np.finfo(float).tiny))
+    lnorm = special.betaln(a, b)
+    da = a[:, None] - a[None, :]
+    db = b[:, None] - b[None, :]
 
-    def integrand(p: float) -> float:
-        logf = stats.beta.logpdf(p, a, b) + np.log(w)
-        f = special.logsumexp(logf)
-        r = np.exp(logf - f)
-        g = (a - 1) / p - (b - 1) / (1 - p)
-        # information of the prior x p(1-p): -d2/dp2 log pi = E_r[-g'] - Var_r(g)
-        info = r @ ((a - 1) / p**2 + (b - 1) / (1 - p) ** 2) - (r @ g**2 - (r @ g) ** 2)
-        return math.exp(f) * info * p * (1 - p)
+    def integrand(u: float) -> float:
+        lp, lq = _log_expit(np.asarray(u, dtype=float))
+        # pi r_j r_k (da q - db p)^2 / (p q) dp = w_j f_j w_k f_k / pi (da q - db p)^2 du:
+        # the Jacobian dp = p q du cancels the 1 / (p q); done on the log scale
+        logf = logw + (a - 1) * lp + (b - 1) * lq - lnorm
+        lpi = special.logsumexp(logf)
+        lpair = logf[:, None] + logf[None, :] - lpi
+        val = np.exp(lpair + 2 * np.log(np.abs(da * np.exp(lq) - db * np.exp(lp)) + 1e-300))
+        return 0.5 * float(val.sum())
 
-    val, _ = integrate.quad(integrand, 0.0, 1.0, limit=200)
-    return float(val)
+    # breakpoints at each component's central and extreme quantiles keep quad
+    # from stepping over a narrow peak
+    qs = special.logit(stats.beta.ppf(np.array([1e-12, 0.01, 0.5, 0.99, 1 - 1e-12])[:, None], a, b))
+    pts = np.unique(qs[np.isfinite(qs)])
+    var_term = integrate.quad(integrand, -np.inf, pts[0], limit=200)[0]
+    for lo, hi in zip(pts[:-1], pts[1:], strict=True):
+        var_term += integrate.quad(integrand, lo, hi, limit=200)[0]
+    var_term += integrate.quad(integrand, pts[-1], np.inf, limit=200)[0]
+    return analytic - float(var_term)
+
+
+def _mixture_modes(mix: BetaMixture) -> np.ndarray:
+    """Local maxima of the density in [eps, 1 - eps], highest first."""
+    eps = np.finfo(float).eps
+    # a grid uniform on the logit scale resolves peaks near 0 and 1; component
+    # modes are added so that narrow components cannot fall between grid points
+    grid = special.expit(np.linspace(-30.0, 30.0, 4001))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cmodes = np.where(
+            (mix.a > 1) & (mix.b > 1), (mix.a - 1) / (mix.a + mix.b - 2), mix.a / (mix.a + mix.b)
+        )
+    grid = np.unique(np.clip(np.concatenate([grid, cmodes, [eps, 1 - eps]]), eps, 1 - eps))
+    logf = mix.logpdf(grid)
+    left = np.concatenate([[-np.inf], logf[:-1]])
+    right = np.concatenate([logf[1:], [-np.inf]])
+    peaks = np.flatnonzero((logf >= left) & (logf > right))
+    modes = []
+    from scipy.optimize import minimize_scalar
+
+    for i in peaks:
+        lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
+        if hi > lo:
+            res = minimize_scalar(
+                lambda x: -mix.logpdf(x), bounds=(lo, hi), method="bounded",
+                options={"xatol": 1e-12},
+            )
+            x = res.x if -res.fun >= logf[i] else grid[i]
+        else:
+            x = grid[i]
+        modes.append(float(x))
+    modes_arr = np.array(modes)
+    return modes_arr[np.argsort(-mix.logpdf(modes_arr))]
+
+
+def _ess_morita(mix: BetaMixture, s: float) -> float:
+    import warnings
+
+    if not s > 0:
+        raise ValueError(f"s must be > 0, got s={s!r}")
+    modes = _mixture_modes(mix)
+    if modes.size > 1:
+        warnings.warn(
+            f"the prior has {modes.size} modes ({', '.join(f'{m:.3g}' for m in modes)}); the "
+            "Morita ESS uses the highest one and is ill-defined for multi-modal priors",
+            UserWarning,
+            stacklevel=3,
+        )
+    x = float(modes[0])
+    # prior information (negative curvature of log prior) at the mode
+    deriv2 = float(_lir(mix, special.logit(x))) / (x * (1.0 - x))
+    # curvature of the vague Beta(x/s, (1-x)/s) reference prior at the same point
+    a0, b0 = x / s, (1.0 - x) / s
+    info0 = (a0 - 1.0) / x**2 + (b0 - 1.0) / (1.0 - x) ** 2
+    # expected Fisher information of one Bernoulli observation under the prior
+    # predictive, evaluated at the mode (Neuenschwander et al. 2019, eq. 9)
+    mean = mix.mean()
+    e_info = mean / x**2 + (1.0 - mean) / (1.0 - x) ** 2
+    return float((deriv2 - info0) / e_info)
+
+
+# ---------------------------------------------------------------------- robustify
+def robustify(
+    mix: BetaMixture, weight: float, mean: float | None = None, n: float = 1.0
+) -> BetaMixture:
+    """Add a vague component to a prior to protect against prior-data conflict.
+
+    Follows RBesT's ``robustify`` for beta mixtures exactly: the robust
+    component is Beta(mean * (n + 1), (1 - mean) * (n + 1)) with weight
+    ``weight``, and the existing weights are scaled by ``1 - weight``.  With
+    the defaults (``mean=0.5, n=1``) that is the uniform Beta(1, 1); RBesT uses
+    ``n + 1`` rather than ``n`` so that the default is the uniform and not the
+    strict unit-information Beta(1/2, 1/2) (``n=0`` gives that one).
+
+    Parameters
+    ----------
+    mix : BetaMixture
+        The informative (e.g. MAP) prior.
+    weight : float
+        Prior probability of the robust component, ``0 < weight < 1``.
+    mean : float, optional
+        Mean of the robust component.  Defaults to 0.5 as in RBesT; like
+        RBesT we strongly recommend setting it to the null rate ``p0``.
+    n : float, default 1
+        Prior observations of the robust component (RBesT's ``n``), ``>= 0``.
+
+    Returns
+    -------
+    BetaMixture
+        ``k + 1`` components, the robust one last; provenance records the step.
+
+    References
+    ----------
+    Schmidli H, Gsteiger S, Roychoudhury S, O'Hagan A, Spiegelhalter D,
+    Neuenschwander B (2014). Robust meta-analytic-predictive priors in
+    clinical trials with historical control information. Biometrics
+    70(4):1023-1032.
+    """
+    if not isinstance(mix, BetaMixture):
+        raise ValueError(f"mix must be a BetaMixture, got {type(mix).__name__}")
+    if not 0.0 < weight < 1.0:
+        raise ValueError(f"weight must lie in (0, 1), got weight={weight!r}")
+    if mean is None:
+        mean = 0.5
+    if not 0.0 < mean < 1.0:
+        raise ValueError(f"mean must lie in (0, 1), got mean={mean!r}")
+    if not (np.isfinite(n) and n >= 0):
+        raise ValueError(f"n must be finite and >= 0, got n={n!r}")
+    m = float(n) + 1.0
+    prov = dict(mix.provenance or {})
+    prov["robustify"] = {"weight": float(weight), "mean": float(mean), "n": float(n)}
+    return BetaMixture(
+        weights=np.append(mix.weights * (1.0 - weight), weight),
+        a=np.append(mix.a, mean * m),
+        b=np.append(mix.b, (1.0 - mean) * m),
+        provenance=prov,
+    )
+
+
+# ---------------------------------------------------------------------- fitting to draws
+_CRITERIA = ("aic", "bic")
+
+
+def _as_draws(draws: Any) -> np.ndarray:
+    """Flatten draws (array or xarray.DataArray) to 1-D values in (0, 1)."""
+    if hasattr(draws, "dims") and hasattr(draws, "values"):
+        # an xarray.DataArray: only sample dims may be flattened, never a
+        # setting or landmark dim, which would silently pool different rates
+        extra = [d for d in draws.dims if d not in ("chain", "draw", "sample")]
+        if extra:
+            raise ValueError(
+                f"draws must only have sample dims ('chain', 'draw', 'sample'), got dims "
+                f"{tuple(draws.dims)}; select one value of {extra} first"
+            )
+        draws = draws.values
+    x = np.asarray(draws, dtype=float).ravel()
+    if x.size < 2:
+        raise ValueError(f"draws must hold at least 2 values, got {x.size}")
+    bad = ~((x >= 0.0) & (x <= 1.0))
+    if np.any(bad):
+        raise ValueError(
+            f"draws must lie in [0, 1] (they are rates), got {int(bad.sum())} value(s) outside, "
+            f"e.g. {x[bad][:3].tolist()}"
+        )
+    if np.ptp(x) == 0:
+        raise ValueError(f"draws are all equal ({x[0]!r}); a beta mixture cannot be fitted")
+    # exact 0s and 1s have -inf log-likelihood under any beta with a, b > 1;
+    # as in RBesT's EM they are moved to machine epsilon, which changes no
+    # quantile anyone could care about
+    eps = np.finfo(float).eps
+    return np.clip(x, eps, 1.0 - eps)
+
+
+def _moment_ab(m: float, v: float, floor: float) -> tuple[float, float]:
+    n = m * (1.0 - m) / v - 1.0 if v > 0 else 1e6
+    n = max(n, 2.0 * floor + 1e-3)
+    return max(m * n, floor), max((1.0 - m) * n, floor)
+
+
+def _beta_ml(s1: float, s2: float, a0: float, b0: float, floor: float) -> tuple[float, float]:
+    """Beta ML from weighted sufficient statistics s1 = E_r[log x], s2 = E_r[log(1-x)].
+
+    The negative log-likelihood per unit weight, betaln(a, b) - (a-1) s1 - (b-1) s2,
+    is strictly convex in (a, b) (the beta is an exponential family with
+    natural parameters a, b), so Newton's method from the moment-matching
+    start converges in a handful of steps.  Steps are halved to stay above
+    ``floor`` and to decrease the objective.  This replaces a general
+    optimiser: EM calls it k times per iteration, and a call to
+    ``scipy.optimize.minimize`` costs ~100 times more for a 2-parameter problem.
+    """
+
+    def nll(a: float, b: float) -> float:
+        return special.betaln(a, b) - (a - 1.0) * s1 - (b - 1.0) * s2
+
+    a, b = a0, b0
+    f = nll(a, b)
+    for _ in range(100):
+        psi_ab, tri_ab = special.digamma(a + b), special.polygamma(1, a + b)
+        g = np.array([special.digamma(a) - psi_ab - s1, special.digamma(b) - psi_ab - s2])
+        h11 = special.polygamma(1, a) - tri_ab
+        h22 = special.polygamma(1, b) - tri_ab
+        det = h11 * h22 - tri_ab**2
+        step = np.array([h22 * g[0] + tri_ab * g[1], tri_ab * g[0] + h11 * g[1]]) / det
+        t = 1.0
+        while True:
+            a_new, b_new = a - t * step[0], b - t * step[1]
+            if a_new >= floor and b_new >= floor:
+                f_new = nll(a_new, b_new)
+                if f_new <= f + 1e-14 * abs(f):
+                    break
+            t *= 0.5
+            if t < 1e-10:
+                # stuck at the constraint: the optimum lies on the boundary
+                a_new, b_new = max(a - t * step[0], floor), max(b - t * step[1], floor)
+                f_new = nll(a_new, b_new)
+                break
+        done = abs(a_new - a) <= 1e-10 * a and abs(b_new - b) <= 1e-10 * b
+        a, b, f = a_new, b_new, f_new
+        if done:
+            break
+    return float(a), float(b)
+
+
+def _em(
+    x: np.ndarray,
+    lx: np.ndarray,
+    l1x: np.ndarray,
+    init: tuple[np.ndarray, np.ndarray, np.ndarray],
+    constrain_gt1: bool,
+    max_iter: int,
+    tol: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, bool]:
+    w, a, b = (np.array(v, dtype=float) for v in init)
+    floor = 1.0 + 1e-8 if constrain_gt1 else 1e-8
+    a, b = np.maximum(a, floor), np.maximum(b, floor)
+    ll_old = -np.inf
+    converged = False
+    # columns of the per-draw statistics the M-step needs; one matrix product
+    # resp.T @ stats gives all weighted sums (and avoids BLAS dot on long vectors)
+    suff = np.column_stack([x, x * x, lx, l1x])
+    for _ in range(max_iter):
+        # E-step on the log scale: points far out in a component's tail would
+        # otherwise underflow to responsibility 0/0
+        with np.errstate(divide="ignore"):
+            logf = np.log(w) + (a - 1) * lx[:, None] + (b - 1) * l1x[:, None] - special.betaln(a, b)
+        top = logf.max(axis=1, keepdims=True)
+        resp = np.exp(logf - top)
+        dens = resp.sum(axis=1, keepdims=True)
+        ll = float((top + np.log(dens)).sum())
+        if abs(ll - ll_old) <= tol * (1.0 + abs(ll)):
+            converged = True
+            break
+        ll_old = ll
+        resp /= dens
+        nk = resp.sum(axis=0)
+        w = nk / x.size
+        sums = resp.T @ suff
+        for k in range(w.size):
+            if nk[k] < 1e-8 * x.size:
+                continue  # an emptied component keeps its shape; its weight is ~0
+            m, m2, s1, s2 = sums[k] / nk[k]
+            a0, b0 = _moment_ab(m, max(m2 - m * m, 0.0), floor)
+            a[k], b[k] = _beta_ml(s1, s2, a0, b0, floor)
+    w = w / w.sum()
+    return w, a, b, ll, converged
+
+
+def _inits(x: np.ndarray, k: int, rng: np.random.Generator, floor: float) -> list[tuple]:
+    """Starting values: equal-count quantile groups, and k-means on the logit scale."""
+    xs = np.sort(x)
+    out = []
+    groups = np.array_split(xs, k)
+    out.append(
+        (
+            np.array([g.size for g in groups], dtype=float) / x.size,
+            *map(np.array, zip(*(_moment_ab(g.mean(), g.var(), floor) for g in groups), strict=True)),
+        )
+    )
+    if k > 1:
+        # 1-D k-means (Lloyd) on logit(x), seeded k-means++ style from rng
+        z = special.logit(x)
+        centers = [rng.choice(z)]
+        for _ in range(1, k):
+            d2 = np.min((z[:, None] - np.array(centers)[None, :]) ** 2, axis=1)
+            centers.append(rng.choice(z, p=d2 / d2.sum()) if d2.sum() > 0 else rng.choice(z))
+        c = np.sort(np.array(centers))
+        for _ in range(50):
+            lab = np.argmin(np.abs(z[:, None] - c[None, :]), axis=1)
+            new = np.array([z[lab == j].mean() if np.any(lab == j) else c[j] for j in range(k)])
+            if np.allclose(new, c):
+                break
+            c = new
+        w, a, b = [], [], []
+        for j in range(k):
+            g = x[lab == j]
+            if g.size < 2:
+                g = x  # an empty cluster starts as the whole sample
+            w.append(max(g.size, 1) / x.size)
+            aj, bj = _moment_ab(g.mean(), g.var(), floor)
+            a.append(aj)
+            b.append(bj)
+        out.append((np.array(w) / np.sum(w), np.array(a), np.array(b)))
+    return out
+
+
+def fit_mixture(
+    draws: Any,
+    max_components: int = 4,
+    criterion: str = "bic",
+    rng: Any = None,
+    *,
+    constrain_gt1: bool = True,
+    max_iter: int = 500,
+    tol: float = 1e-9,
+) -> BetaMixture:
+    """Fit a beta mixture to draws by EM, choosing the number of components.
+
+    For each ``k = 1..max_components`` EM is run from two starts (equal-count
+    quantile groups, and k-means on the logit scale); the start with the
+    higher log-likelihood is kept, and ``k`` is chosen by ``criterion``.  The
+    M-step matches each component's weighted moments and then refines by
+    weighted maximum likelihood on (log a, log b) from the weighted sufficient
+    statistics sum r log x and sum r log(1 - x).  This is RBesT's ``mixfit`` /
+    ``automixfit`` for ``type="beta"``.
+
+    Parameters
+    ----------
+    draws : array_like or xarray.DataArray
+        Draws of a rate in [0, 1]; all dims are flattened (a DataArray may
+        only have ``chain``, ``draw`` or ``sample`` dims).  Values exactly 0 or
+        1 are moved to machine epsilon (``2.2e-16``) from the boundary, as
+        RBesT does: they have zero likelihood under a beta with a, b > 1.
+    max_components : int, default 4
+        Largest ``k`` tried.
+    criterion : {"bic", "aic"}
+        ``-2 loglik + penalty * (3k - 1)`` with penalty ``log(N)`` (BIC) or 2
+        (AIC).  RBesT's ``automixfit`` uses AIC with penalty 6 by default;
+        with thousands of MCMC draws BIC penalises at least as strongly.
+    rng : int or numpy.random.Generator, optional
+        Seeds the k-means start; the fit is deterministic given ``rng``.
+    constrain_gt1 : bool, default True
+        Keep all ``a, b > 1`` (RBesT's default), so that every component is
+        unimodal with a bounded density and the ELIR ESS is defined.
+    max_iter, tol : int, float
+        EM stops when the relative change of the log-likelihood is ``<= tol``.
+
+    Returns
+    -------
+    BetaMixture
+        Components ordered by decreasing weight.  ``provenance["fit"]`` holds
+        the log-likelihood and criterion of every ``k`` tried.
+    """
+    import warnings
+
+    x = _as_draws(draws)
+    if isinstance(max_components, bool) or not (
+        isinstance(max_components, int | np.integer) and max_components >= 1
+    ):
+        raise ValueError(f"max_components must be an integer >= 1, got {max_components!r}")
+    if criterion not in _CRITERIA:
+        raise ValueError(f"criterion must be one of {list(_CRITERIA)}, got {criterion!r}")
+    rng = np.random.default_rng(rng)
+    lx, l1x = np.log(x), np.log1p(-x)
+    floor = 1.0 + 1e-8 if constrain_gt1 else 1e-8
+    penalty = math.log(x.size) if criterion == "bic" else 2.0
+
+    table = []
+    best = None
+    for k in range(1, max_components + 1):
+        fits = [
+            _em(x, lx, l1x, init, constrain_gt1, max_iter, tol)
+            for init in _inits(x, k, rng, floor)
+        ]
+        w, a, b, ll, converged = max(fits, key=lambda f: f[3])
+        df = 3 * k - 1
+        ic = -2.0 * ll + penalty * df
+        table.append({"k": k, "loglik": ll, criterion: ic, "converged": converged})
+        if best is None or ic < best[0]:
+            best = (ic, w, a, b, converged, k)
+    _, w, a, b, converged, k = best
+    # over-fitted k often crawl (two components sharing one mode); only the
+    # chosen model's convergence matters
+    if not converged:
+        warnings.warn(
+            f"EM for the chosen k={k} components did not converge in {max_iter} iterations; "
+            "check mixture_fit_diagnostic()",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    order = np.argsort(-w, kind="stable")
+    prov = {
+        "fit": {
+            "method": "EM",
+            "criterion": criterion,
+            "n_draws": int(x.size),
+            "constrain_gt1": constrain_gt1,
+            "models": table,
+        }
+    }
+    return BetaMixture(weights=w[order], a=a[order], b=b[order], provenance=prov)
+
+
+def mixture_fit_diagnostic(
+    mix: BetaMixture,
+    draws: Any,
+    probs: Sequence[float] = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975),
+) -> pd.DataFrame:
+    """Compare a fitted mixture with the draws it approximates (RBesT style).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows ``mean``, ``sd`` and the quantiles ``probs`` (labelled "2.5%",
+        ...); columns ``draws``, ``mixture`` and ``difference`` (mixture minus
+        draws).  ``df.attrs["ks_distance"]`` is the Kolmogorov-Smirnov
+        distance sup |F_draws - F_mixture|; with MCMC draws its p-value would
+        mostly measure the number of draws, so none is reported.
+    """
+    x = _as_draws(draws)
+    probs = _check_unit_interval("probs", probs)
+    labels = ["mean", "sd", *(f"{100 * p:g}%" for p in probs)]
+    emp = [x.mean(), x.std(ddof=1), *np.quantile(x, probs)]
+    fit = [mix.mean(), mix.sd(), *np.atleast_1d(mix.ppf(probs))]
+    df = pd.DataFrame({"draws": emp, "mixture": fit}, index=labels)
+    df["difference"] = df["mixture"] - df["draws"]
+    ks = stats.kstest(x, mix.cdf)
+    df.attrs["ks_distance"] = float(ks.statistic)
+    return df
+
+
+def map_prior(
+    draws: Any,
+    *,
+    max_components: int = 4,
+    criterion: str = "bic",
+    provenance: Mapping[str, Any] | None = None,
+    rng: Any = 0,
+) -> BetaMixture:
+    """Meta-analytic-predictive (MAP) prior from predictive draws of a new trial's rate.
+
+    Parameters
+    ----------
+    draws : array_like or xarray.DataArray
+        Posterior-predictive draws of the rate in a new trial (``chain`` and
+        ``draw`` dims are flattened).
+    max_components, criterion
+        Passed to :func:`fit_mixture`.
+    provenance : mapping, optional
+        Where the draws came from (data hash, spec, seed, ...); kept on the
+        prior together with the fit record and the draws' summary, and
+        written to JSON.
+    rng : int or Generator, default 0
+        Seed for :func:`fit_mixture`; fixed by default so a MAP prior is
+        reproducible from its draws.
+
+    Returns
+    -------
+    BetaMixture
+    """
+    mix = fit_mixture(draws, max_components=max_components, criterion=criterion, rng=rng)
+    diag = mixture_fit_diagnostic(mix, draws)
+    prov = dict(provenance or {})
+    prov["fit"] = {**mix.provenance["fit"], "ks_distance": diag.attrs["ks_distance"]}
+    if hasattr(draws, "dims") and getattr(draws, "name", None) is not None:
+        prov.setdefault("draws_name", str(draws.name))
+    return BetaMixture(weights=mix.weights, a=mix.a, b=mix.b, provenance=prov)
