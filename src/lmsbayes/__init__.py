@@ -24,9 +24,6 @@ _LAZY = {
     "ModelSpec": "lmsbayes.spec",
     "load_spec": "lmsbayes.spec",
     "build_model": "lmsbayes.model",
-    "fit": "lmsbayes.fit",
-    "Fit": "lmsbayes.fit",
-    "load_fit": "lmsbayes.fit",
     "predict": "lmsbayes.predict",
     "thresholds": "lmsbayes.predict",
     "Setting": "lmsbayes.predict",
@@ -35,9 +32,20 @@ _LAZY = {
     "robustify": "lmsbayes.prior",
     "ess": "lmsbayes.prior",
     "map_prior": "lmsbayes.prior",
+    "simon": "lmsbayes.design",
+    "BayesianSingleArm": "lmsbayes.design",
+    "TwoArmDesign": "lmsbayes.design",
+    "operating_characteristics": "lmsbayes.design",
+    "PosteriorDecision": "lmsbayes.design",
+    "DifferenceDecision": "lmsbayes.design",
 }
 
-__all__ = ["__version__", *sorted(_LAZY)]
+# ``fit`` is both a module and the function users call. Binding the function
+# eagerly (fit.py imports PyMC only inside functions) guarantees that
+# ``lmsbayes.fit`` is the function however the submodule was first imported.
+from lmsbayes.fit import Fit, fit, load_fit  # noqa: E402
+
+__all__ = ["__version__", "Fit", "fit", "load_fit", *sorted(_LAZY)]
 
 
 def __getattr__(name: str) -> Any:
@@ -46,7 +54,6 @@ def __getattr__(name: str) -> Any:
     except KeyError:
         raise AttributeError(f"module 'lmsbayes' has no attribute {name!r}") from None
     value = getattr(importlib.import_module(module), name)
-    # `fit` is both a module and a function; the function wins at package level
     globals()[name] = value
     return value
 
@@ -57,7 +64,6 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmsbayes.data import DataValidationError, load_trials, long_table
-    from lmsbayes.fit import Fit, fit, load_fit
     from lmsbayes.model import build_model
     from lmsbayes.predict import Setting, predict, thresholds
     from lmsbayes.prior import BetaMixture, ess, fit_mixture, map_prior, robustify

@@ -292,6 +292,7 @@ def fit(
     dt = nutpie.sample(
         compiled, draws=s.draws, tune=s.tune, chains=s.chains, seed=s.seed,
         progress_bar=progress, target_accept=s.target_accept, save_warmup=False,
+        adaptation=s.adaptation,
     )  # fmt: skip
     dt = _finish_datatree(dt, spec, data)
     diag = compute_diagnostics(dt)

@@ -215,6 +215,8 @@ class SamplerSettings:
     chains: int = 4
     target_accept: float = 0.9
     seed: int = 20210617
+    #: nutpie mass-matrix adaptation; "low_rank" copes with correlated regression coefficients
+    adaptation: str = "low_rank"
 
 
 @dataclass(frozen=True)
@@ -431,6 +433,8 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
         v = getattr(s, name)
         if isinstance(v, int) and v < 1:
             problems.append(f"[sampler] {name} must be >= 1, got {v!r}")
+    if s.adaptation not in ("diag", "low_rank"):
+        problems.append(f"[sampler] adaptation must be 'diag' or 'low_rank', got {s.adaptation!r}")
     if not (0.5 <= s.target_accept < 1):
         problems.append(f"[sampler] target_accept must be in [0.5, 1), got {s.target_accept!r}")
     if spec.thresholds.reference not in ("pooled", "predictive"):
