@@ -23,3 +23,43 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+# --- fitted models shared by the whole session (compiling costs 10-30 s each) ---
+
+
+@pytest.fixture(scope="session")
+def trials():
+    from lmsbayes.data import load_trials
+
+    return load_trials()
+
+
+@pytest.fixture(scope="session")
+def default_fit(trials):
+    """The bundled default analysis, fitted once per test session."""
+    import warnings
+
+    import lmsbayes
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return lmsbayes.fit("default", trials)
+
+
+@pytest.fixture(scope="session")
+def eortc_fit(trials):
+    """The EORTC-mirror spec (logit-normal, no covariates but line), fitted once per session."""
+    import warnings
+
+    import lmsbayes
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return lmsbayes.fit("eortc2021", trials)
+
+
+@pytest.fixture(scope="session")
+def saved_default_fit(default_fit, tmp_path_factory):
+    """Path of the default fit saved to netCDF."""
+    return default_fit.save(tmp_path_factory.mktemp("fits") / "default.nc")
