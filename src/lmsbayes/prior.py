@@ -27,7 +27,14 @@ from scipy import integrate, special, stats
 from scipy.optimize import elementwise
 
 __all__ = [
+    "SCHEMA",
+    "SCHEMA_VERSION",
     "BetaMixture",
+    "ess",
+    "fit_mixture",
+    "map_prior",
+    "mixture_fit_diagnostic",
+    "robustify",
 ]
 
 SCHEMA = "lmsbayes.betamixture"
@@ -336,8 +343,14 @@ class BetaMixture:
 
     # ------------------------------------------------------------------ summaries
     def summary(self) -> pd.Series:
-        """Mean, sd, 2.5%/50%/97.5% quantiles and the ELIR effective sample size."""
+        """Mean, sd, 2.5%/50%/97.5% quantiles and the ELIR effective sample size.
+
+        ``ess_elir`` is NaN when some ``a < 1`` or ``b < 1`` (see :func:`ess`).
+        """
         q = self.ppf([0.025, 0.5, 0.975])
+        # ELIR is undefined when some a or b < 1 (the integral diverges); a
+        # summary should still print, so it shows NaN there
+        ess_elir = ess(self, "elir") if np.all(self.a >= 1) and np.all(self.b >= 1) else np.nan
         return pd.Series(
             {
                 "mean": self.mean(),
@@ -345,7 +358,7 @@ class BetaMixture:
                 "2.5%": float(q[0]),
                 "50%": float(q[1]),
                 "97.5%": float(q[2]),
-                "ess_elir": ess(self, "elir"),
+                "ess_elir": ess_elir,
             },
             name="BetaMixture",
         )
