@@ -414,7 +414,10 @@ class BetaMixture:
         str
             The JSON text.
         """
-        text = json.dumps(self.to_dict(provenance), indent=2, allow_nan=False) + "\n"
+        try:
+            text = json.dumps(self.to_dict(provenance), indent=2, allow_nan=False) + "\n"
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"provenance must be JSON-serialisable (str, numbers, lists, dicts): {err}") from None
         if path is not None:
             path = os.fspath(path)
             directory = os.path.dirname(os.path.abspath(path))
