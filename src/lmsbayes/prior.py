@@ -17,6 +17,7 @@ import math
 import os
 import tempfile
 import types
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import integrate, special, stats
-from scipy.optimize import elementwise
+from scipy.optimize import elementwise, minimize_scalar
 
 __all__ = [
     "SCHEMA",
@@ -500,6 +501,17 @@ def ess(mix: BetaMixture, method: str = "elir", *, s: float = 100.0) -> float:
         For a single Beta(a, b) all three methods give ``a + b`` (Morita up to
         O(1/s)).
 
+    Notes
+    -----
+    ELIR is computed semi-analytically: since pi(p) r_k(p) = w_k f_k(p), the
+    within-component curvature integrates to sum_k w_k (b_k [a_k > 1] +
+    a_k [b_k > 1]) in closed form, and only the between-component term (zero
+    for a single beta) is integrated numerically, on the logit scale.  Hence
+    ELIR jumps at a = 1 and b = 1, by definition: Beta(1, 1) has no
+    curvature and ELIR 0, whereas a component with b = 1 + 1e-8 still
+    contributes w a, from p within 1e-300 of 1, which a purely numerical
+    integral (RBesT's) does not see.
+
     References
     ----------
     Neuenschwander B, Weber S, Schmidli H, O'Hagan A (2020). Predictively
@@ -623,8 +635,6 @@ def _mixture_modes(mix: BetaMixture) -> np.ndarray:
     right = np.concatenate([logf[1:], [-np.inf]])
     peaks = np.flatnonzero((logf >= left) & (logf > right))
     modes = []
-    from scipy.optimize import minimize_scalar
-
     for i in peaks:
         lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
         if hi > lo:
@@ -641,8 +651,6 @@ def _mixture_modes(mix: BetaMixture) -> np.ndarray:
 
 
 def _ess_morita(mix: BetaMixture, s: float) -> float:
-    import warnings
-
     if not s > 0:
         raise ValueError(f"s must be > 0, got s={s!r}")
     modes = _mixture_modes(mix)
@@ -937,8 +945,6 @@ def fit_mixture(
         Components ordered by decreasing weight.  ``provenance["fit"]`` holds
         the log-likelihood and criterion of every ``k`` tried.
     """
-    import warnings
-
     x = _as_draws(draws)
     if isinstance(max_components, bool) or not (
         isinstance(max_components, int | np.integer) and max_components >= 1
