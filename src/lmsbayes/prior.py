@@ -734,6 +734,7 @@ def robustify(
 
 # ---------------------------------------------------------------------- fitting to draws
 _CRITERIA = ("aic", "bic")
+_SHORT_EM = 25  # iterations per start before the best start is run to convergence
 
 
 def _as_draws(draws: Any) -> np.ndarray:
@@ -906,13 +907,14 @@ def fit_mixture(
     *,
     constrain_gt1: bool = True,
     max_iter: int = 500,
-    tol: float = 1e-9,
+    tol: float = 1e-8,
 ) -> BetaMixture:
     """Fit a beta mixture to draws by EM, choosing the number of components.
 
-    For each ``k = 1..max_components`` EM is run from two starts (equal-count
-    quantile groups, and k-means on the logit scale); the start with the
-    higher log-likelihood is kept, and ``k`` is chosen by ``criterion``.  The
+    For each ``k = 1..max_components`` EM is started from equal-count quantile
+    groups and from k-means on the logit scale; after a few iterations the
+    start with the higher log-likelihood is run to convergence, and ``k`` is
+    chosen by ``criterion``.  The
     M-step matches each component's weighted moments and then refines by
     weighted maximum likelihood on (log a, log b) from the weighted sufficient
     statistics sum r log x and sum r log(1 - x).  This is RBesT's ``mixfit`` /
@@ -960,11 +962,15 @@ def fit_mixture(
     table = []
     best = None
     for k in range(1, max_components + 1):
-        fits = [
-            _em(x, lx, l1x, init, constrain_gt1, max_iter, tol)
+        # "small EM" (Biernacki, Celeux & Govaert 2003): a few iterations from
+        # each start, then only the most promising one is run to convergence
+        short = [
+            _em(x, lx, l1x, init, constrain_gt1, _SHORT_EM, tol)
             for init in _inits(x, k, rng, floor)
         ]
-        w, a, b, ll, converged = max(fits, key=lambda f: f[3])
+        w, a, b, ll, converged = max(short, key=lambda f: f[3])
+        if not converged:
+            w, a, b, ll, converged = _em(x, lx, l1x, (w, a, b), constrain_gt1, max_iter, tol)
         df = 3 * k - 1
         ic = -2.0 * ll + penalty * df
         table.append({"k": k, "loglik": ll, criterion: ic, "converged": converged})
