@@ -768,6 +768,7 @@ def _as_draws(draws: Any) -> np.ndarray:
 
 
 def _moment_ab(m: float, v: float, floor: float) -> tuple[float, float]:
+    """Beta (a, b) with mean m and variance v, kept above ``floor``."""
     n = m * (1.0 - m) / v - 1.0 if v > 0 else 1e6
     n = max(n, 2.0 * floor + 1e-3)
     return max(m * n, floor), max((1.0 - m) * n, floor)
@@ -914,11 +915,12 @@ def fit_mixture(
     For each ``k = 1..max_components`` EM is started from equal-count quantile
     groups and from k-means on the logit scale; after a few iterations the
     start with the higher log-likelihood is run to convergence, and ``k`` is
-    chosen by ``criterion``.  The
-    M-step matches each component's weighted moments and then refines by
-    weighted maximum likelihood on (log a, log b) from the weighted sufficient
-    statistics sum r log x and sum r log(1 - x).  This is RBesT's ``mixfit`` /
-    ``automixfit`` for ``type="beta"``.
+    chosen by ``criterion``.  The M-step matches each component's weighted
+    moments and then refines by weighted maximum likelihood from the weighted
+    sufficient statistics sum r log x and sum r log(1 - x) (Newton's method on
+    (a, b), where the objective is convex).  This is RBesT's ``mixfit`` /
+    ``automixfit`` for ``type="beta"``; convergence is declared on the
+    log-likelihood.
 
     Parameters
     ----------
