@@ -319,7 +319,9 @@ def build_model(spec: ModelSpec, data: ModelData | pd.DataFrame) -> pm.Model:
         coords["trial"] = list(data.trials)
 
     with pm.Model(coords=coords) as model:
-        x = {k: pm.Data(f"x_{k}", arr[f"x_{k}"], dims="arm") for k in ("line", "nrt", "uterine")}
+        # only the main effects the spec uses: unused containers are optimised away by the compiler
+        used = {p for c in data.covariates for p in c.split(":")}
+        x = {k: pm.Data(f"x_{k}", arr[f"x_{k}"], dims="arm") for k in ("line", "nrt", "uterine") if k in used}
         arm_idx = pm.Data("arm_idx", arr["arm_idx"], dims="obs")
         lm_idx = pm.Data("landmark_idx", arr["landmark_idx"], dims="obs")
         effects = dict(x)

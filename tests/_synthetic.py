@@ -1,0 +1,50 @@
+"""Build valid trial-arm CSV files from simulated or published binomial data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+Z95 = 1.959963984540054
+
+
+def trials_csv(
+    path: Path,
+    *,
+    rate: np.ndarray,
+    n: np.ndarray | None = None,
+    se_logit: np.ndarray | None = None,
+    landmark: int = 6,
+    line: np.ndarray | None = None,
+    treatment_class: np.ndarray | None = None,
+    uterine_fraction: np.ndarray | None = None,
+) -> Path:
+    """Write a schema-valid CSV with one reported rate per arm.
+
+    With ``se_logit`` the rate's 95% CI is built on the logit scale so that the
+    data module recovers exactly that standard error; otherwise the binomial
+    standard error with ``n`` applies.
+    """
+    k = len(rate)
+    line = np.asarray(line if line is not None else ["2L+"] * k)
+    klass = np.asarray(treatment_class if treatment_class is not None else ["R-T"] * k)
+    df = pd.DataFrame({
+        "arm_id": [f"arm{i:05d}" for i in range(k)], "trial": [f"T{i}" for i in range(k)],
+        "year": 2010, "evidence": "publication", "phase": "2", "design": "single_arm", "arm": "x",
+        "agents": "x", "placebo": "false", "treatment_class": klass, "line": line, "population": "LMS",
+    })  # fmt: skip
+    if n is not None:
+        df["n"] = np.asarray(n, int)
+    if uterine_fraction is not None:
+        df["n_uterine"] = np.round(np.asarray(uterine_fraction) * df["n"]).astype(int)
+    col = f"pfsr_{landmark}m"
+    df[col] = np.asarray(rate, float)
+    df[f"{col}_source"] = "reported"
+    if se_logit is not None:
+        lg = np.log(df[col] / (1 - df[col]))
+        df[f"{col}_lo"] = 1 / (1 + np.exp(-(lg - Z95 * np.asarray(se_logit))))
+        df[f"{col}_hi"] = 1 / (1 + np.exp(-(lg + Z95 * np.asarray(se_logit))))
+    df.to_csv(path, index=False, float_format="%.17g")
+    return path

@@ -1,0 +1,149 @@
+"""Statistical validation of the models against independent computations.
+
+- logit-normal model without covariates vs exact quadrature over tau
+  (normal-normal conjugacy given tau), on RBesT's AS data set;
+- the quadrature engine itself vs brute-force 2-D integration;
+- recovery of known alpha, beta, tau from data simulated from the model.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import integrate, stats
+
+import lmsbayes
+from lmsbayes.data import load_trials
+from lmsbayes.exact import normal_normal
+from lmsbayes.predict import Setting, predict
+from lmsbayes.spec import parse_spec
+
+from _synthetic import trials_csv
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+def _as_data() -> pd.DataFrame:
+    path = SHARED / "AS.csv"
+    if not path.exists():  # the shared folder sits beside the clone in CI
+        pytest.skip(f"{path} not available")
+    return pd.read_csv(path)
+
+
+def _logit(p):
+    return np.log(p / (1 - p))
+
+
+def test_quadrature_engine_matches_bruteforce_2d_integration():
+    y = np.array([-1.2, -0.8, -1.5, -0.3, -1.0])
+    se = np.array([0.3, 0.5, 0.4, 0.6, 0.25])
+    post = normal_normal(y, se, mu_prior=(0.0, 2.0))
+
+    def joint(mu, tau):
+        lik = np.prod(stats.norm.pdf(y, mu, np.sqrt(se**2 + tau**2)))
+        return lik * stats.norm.pdf(mu, 0, 2) * stats.halfnorm.pdf(tau, scale=0.5)
+
+    opts = dict(epsabs=1e-13, epsrel=1e-10)
+    z = integrate.dblquad(lambda mu, tau: joint(mu, tau), 0, 4, -8, 6, **opts)[0]
+    e_mu = integrate.dblquad(lambda mu, tau: mu * joint(mu, tau), 0, 4, -8, 6, **opts)[0] / z
+    e_tau = integrate.dblquad(lambda mu, tau: tau * joint(mu, tau), 0, 4, -8, 6, **opts)[0] / z
+    assert post.mu_mean_() == pytest.approx(e_mu, abs=1e-6)
+    assert post.tau_mean() == pytest.approx(e_tau, abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def as_logit_normal_fit(tmp_path_factory):
+    """Logit-normal, no covariates, one landmark, RBesT's AS placebo data (8 arms)."""
+    d = _as_data()
+    rate = (d["r"] / d["n"]).to_numpy()
+    se = 1 / np.sqrt(d["n"] * rate * (1 - rate))
+    path = trials_csv(tmp_path_factory.mktemp("as") / "as.csv", rate=rate, n=d["n"], se_logit=se)
+    spec = parse_spec({
+        "name": "as-logit-normal", "landmarks": [6],
+        "model": {"likelihood": "logit-normal", "covariates": []},
+        "priors": {"alpha": {"dist": "Normal", "mu": 0.0, "sigma": 2.0},
+                   "tau": {"dist": "HalfNormal", "sigma": 0.5}},
+        "sampler": {"draws": 2500, "tune": 1000, "chains": 4, "seed": 11},
+    })  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = lmsbayes.fit(spec, load_trials(path))
+    exact = normal_normal(_logit(rate), se, mu_prior=(0.0, 2.0))
+    return fit, exact
+
+
+def _mcse_mean(x: np.ndarray) -> float:
+    import arviz_stats as azs
+
+    return float(azs.mcse(x, method="mean"))
+
+
+def test_logit_normal_posterior_matches_quadrature(as_logit_normal_fit):
+    fit, exact = as_logit_normal_fit
+    assert fit.diagnostics.divergences == 0
+    mu = fit.posterior["alpha"].sel(landmark=6.0).values
+    tau = fit.posterior["tau"].sel(landmark=6.0, stratum="all").values
+    # tolerance: 4 Monte Carlo standard errors of the posterior mean
+    assert abs(mu.mean() - exact.mu_mean_()) < 4 * _mcse_mean(mu)
+    assert abs(tau.mean() - exact.tau_mean()) < 4 * _mcse_mean(tau)
+    assert mu.std() == pytest.approx(exact.mu_sd(), rel=0.05)
+    assert tau.std() == pytest.approx(exact.tau_sd(), rel=0.05)
+
+
+def test_predictive_quantiles_match_quadrature(as_logit_normal_fit):
+    """predict(): pooled and predictive rate quantiles vs numerical integration."""
+    fit, exact = as_logit_normal_fit
+    rate = predict(fit, [Setting("2L+", name="AS")], [6.0])["rate"].sel(setting="AS", landmark=6.0)
+    expit = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    for quantity, predictive in (("pooled", False), ("predictive", True)):
+        draws = rate.sel(quantity=quantity).values.ravel()
+        for q in (0.05, 0.5, 0.95):
+            ref = exact.quantile(q, predictive=predictive, transform=expit)[0]
+            # Monte Carlo error of a quantile: sqrt(q(1-q)/ESS) / density; ESS >= 1000 here
+            dens = stats.gaussian_kde(draws)(ref)[0]
+            tol = 4 * np.sqrt(q * (1 - q) / 1000) / dens
+            assert abs(np.quantile(draws, q) - ref) < tol, (quantity, q)
+    # pooled mean rate: E[logistic(mu)] by Gauss-Hermite within each tau node
+    assert rate.sel(quantity="pooled").mean() == pytest.approx(exact.expectation(expit), abs=0.01)
+
+
+def test_recovery_of_known_parameters(tmp_path):
+    """Data simulated from the model (60 arms, fixed seed): 95% intervals contain the truth."""
+    rng = np.random.default_rng(2024)
+    k = 60
+    line = rng.choice(["1L", "2L+"], k)
+    klass = rng.choice(["R-T", "NR-T"], k)
+    frac = rng.choice([0.0, 0.5, 1.0], k)
+    n = rng.integers(30, 90, k)
+    truth = {"alpha": 0.4, "line": -1.0, "nrt": 0.3, "uterine": -0.7, "tau": 0.35}
+    eta = (truth["alpha"] + truth["line"] * (line == "2L+") + truth["nrt"] * (klass == "NR-T")
+           + truth["uterine"] * (frac - 0.5) + truth["tau"] * rng.standard_normal(k))  # fmt: skip
+    y = rng.binomial(n, 1 / (1 + np.exp(-eta)))
+    path = trials_csv(tmp_path / "sim.csv", rate=y / n, n=n, line=line, treatment_class=klass,
+                      uterine_fraction=frac)  # fmt: skip
+    spec = parse_spec({
+        "name": "recovery", "landmarks": [6],
+        "model": {"likelihood": "logit-binomial", "covariates": ["line", "nrt", "uterine"]},
+        "sampler": {"draws": 1000, "tune": 1000, "chains": 4, "seed": 5},
+    })  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = lmsbayes.fit(spec, load_trials(path))
+    assert fit.diagnostics.divergences == 0
+    # the effective binomial data are the simulated counts (binomial se -> n_eff = n)
+    assert np.array_equal(fit.data.obs["y_eff"].to_numpy(), y)
+    post = fit.posterior.sel(landmark=6.0)
+    checks = {
+        "alpha": post["alpha"].values.ravel(),
+        "line": post["beta"].sel(covariate="line").values.ravel(),
+        "nrt": post["beta"].sel(covariate="nrt").values.ravel(),
+        "uterine": post["beta"].sel(covariate="uterine").values.ravel(),
+        "tau": post["tau"].sel(stratum="all").values.ravel(),
+    }
+    for name, draws in checks.items():
+        lo, hi = np.quantile(draws, [0.025, 0.975])
+        assert lo < truth[name] < hi, (name, lo, hi, truth[name])
