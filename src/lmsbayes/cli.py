@@ -165,7 +165,13 @@ def cmd_prior(args) -> int:
     print(f"MAP prior for {setting.label} at {args.landmark:g} months (spec {result.spec.name!r}):")
     print(repr(mix))
     print(mix.summary().round(4).to_string())
-    print(f"ESS: elir {ess(mix, 'elir'):.1f}, moment {ess(mix, 'moment'):.1f}, morita {ess(mix, 'morita'):.1f}")
+    def _ess(method: str) -> str:
+        try:
+            return f"{ess(mix, method):.1f}"
+        except ValueError as exc:  # e.g. ELIR is undefined when a component has a or b < 1
+            return f"undefined ({exc})"
+
+    print(f"ESS: elir {_ess('elir')}, moment {_ess('moment')}, morita {_ess('morita')}")
     print("RBesT: " + mix.to_rbest())
     if args.output:
         mix.to_json(args.output)

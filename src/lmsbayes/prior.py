@@ -1031,6 +1031,8 @@ def mixture_fit_diagnostic(
 
 def map_prior(
     draws: Any,
+    setting: Any = None,
+    landmark: float | None = None,
     *,
     max_components: int = 4,
     criterion: str = "bic",
@@ -1041,9 +1043,16 @@ def map_prior(
 
     Parameters
     ----------
-    draws : array_like or xarray.DataArray
+    draws : array_like, xarray.DataArray or lmsbayes Fit
         Posterior-predictive draws of the rate in a new trial (``chain`` and
-        ``draw`` dims are flattened).
+        ``draw`` dims are flattened), or a fitted model: then ``setting`` and
+        ``landmark`` select the predictive rate of a new trial
+        (:func:`lmsbayes.predict.predict`) and the provenance records the
+        fit's spec, data hash, setting and landmark.
+    setting : lmsbayes.predict.Setting, optional
+        Required with a fit.
+    landmark : float, optional
+        Months; required with a fit.
     max_components, criterion
         Passed to :func:`fit_mixture`.
     provenance : mapping, optional
@@ -1058,6 +1067,23 @@ def map_prior(
     -------
     BetaMixture
     """
+    if hasattr(draws, "posterior") and hasattr(draws, "spec"):
+        # a fitted model: imported here so that prior.py stays free of the modelling stack
+        from lmsbayes.predict import predict
+
+        fit = draws
+        if setting is None or landmark is None:
+            raise ValueError("map_prior(fit, setting, landmark): setting and landmark are required with a fit")
+        pred = predict(fit, [setting], [float(landmark)])
+        draws = pred["rate"].sel(quantity="predictive").isel(setting=0, landmark=0, drop=True)
+        draws.name = "p_new"
+        provenance = {
+            "source": "lmsbayes predictive draws of a new trial's rate",
+            "spec_name": fit.spec.name, "spec_hash": fit.spec.hash, "data_sha256": fit.data.data_sha256,
+            "seed": int(fit.spec.sampler.seed), "setting": {"line": setting.line,
+            "treatment_class": setting.treatment_class, "uterine": float(setting.uterine)},
+            "landmark_months": float(landmark), **dict(provenance or {}),
+        }  # fmt: skip
     mix = fit_mixture(draws, max_components=max_components, criterion=criterion, rng=rng)
     diag = mixture_fit_diagnostic(mix, draws)
     prov = dict(provenance or {})
