@@ -1,0 +1,920 @@
+"""Figures and the HTML report: computed results in, matplotlib Figures out.
+
+Every function takes a :class:`~lmsbayes.fit.Fit` or a result object
+(a :class:`~lmsbayes.prior.BetaMixture`, an operating-characteristics
+Dataset) and returns a :class:`matplotlib.figure.Figure`. Nothing here fits
+a model. Figures are created with ``matplotlib.figure.Figure`` (not pyplot),
+so building many of them leaks no global state; in a notebook run
+``%matplotlib inline`` once and a returned figure displays itself.
+
+Colours are fixed across figures: one hue per line of therapy (1L blue,
+2L+ vermillion, Okabe-Ito), a dark shade for recommended (R-T) and a light
+shade for non-recommended (NR-T) treatments. Observed rates are circles,
+filled when the rate was reported and open when it was derived from the
+median under an exponential model; posterior arm estimates are diamonds.
+
+Example
+-------
+>>> import lmsbayes as lb
+>>> from lmsbayes import plots
+>>> f = lb.fit("default")
+>>> fig = plots.plot_forest(f, landmark=6.0)
+>>> fig.savefig("forest.png")
+>>> plots.write_report(f, "report")        # tables, PNGs and report/index.html
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from lmsbayes.fit import Fit
+    from lmsbayes.predict import Setting
+    from lmsbayes.prior import BetaMixture
+
+__all__ = [
+    "LINE_COLOURS",
+    "plot_forest",
+    "plot_predictive",
+    "plot_effects",
+    "plot_prior",
+    "plot_oc",
+    "plot_ppc",
+    "write_report",
+]
+
+#: One colour per line of therapy (Okabe-Ito, colour-blind safe).
+LINE_COLOURS = {"1L": "#0072B2", "2L+": "#D55E00", "all": "#555555"}
+#: Shade per treatment class: weight of white mixed into the line colour.
+_CLASS_TINT = {"R-T": 0.0, "NR-T": 0.5}
+_COVARIATE_LABELS = {
+    "line": "2L+ vs 1L",
+    "nrt": "NR-T vs R-T",
+    "uterine": "uterine fraction 1 vs 0",
+    "line:nrt": "2L+ x NR-T (interaction)",
+    "line:uterine": "2L+ x uterine (interaction)",
+    "nrt:uterine": "NR-T x uterine (interaction)",
+}
+_MAX_LABEL = 52
+
+
+# --------------------------------------------------------------------------- helpers
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _tint(colour: str, amount: float) -> tuple[float, float, float]:
+    from matplotlib.colors import to_rgb
+
+    rgb = np.asarray(to_rgb(colour))
+    return tuple(rgb + (1.0 - rgb) * amount)
+
+
+def arm_colour(line: str, treatment_class: str) -> tuple[float, float, float]:
+    """Colour of an arm: hue by line, shade by treatment class."""
+    return _tint(LINE_COLOURS.get(line, LINE_COLOURS["all"]), _CLASS_TINT.get(treatment_class, 0.25))
+
+
+def _short(label: str, width: int = _MAX_LABEL) -> str:
+    """Shorten a label to ``width`` characters, keeping a trailing ``(year)``."""
+    label = " ".join(str(label).split())
+    if len(label) <= width:
+        return label
+    tail = ""
+    if label.endswith(")") and "(" in label:
+        head, _, year = label.rpartition(" (")
+        if len(year) <= 6:
+            label, tail = head, f" ({year}"
+    return label[: width - len(tail) - 1].rstrip(" +,;") + "\u2026" + tail
+
+
+def _arm_text(label: str, trial: str, width: int = 62) -> str:
+    """An arm label of at most ``width`` characters that keeps agents and year.
+
+    Labels read ``trial agents (year)``; when too long the trial name is cut
+    first, since the agents and the year tell arms of one trial apart.
+    """
+    label, trial = " ".join(str(label).split()), " ".join(str(trial).split())
+    if len(label) <= width or not label.startswith(trial):
+        return _short(label, width)
+    rest = label[len(trial):]
+    keep = max(14, width - len(rest) - 1)
+    head = trial if len(trial) <= keep else trial[: keep - 1].rstrip(" ,;(") + "\u2026"
+    return _short(head + rest, width)
+
+
+def _expit(x: Any) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=float)))
+
+
+def _flat(da: xr.DataArray) -> np.ndarray:
+    return np.asarray(da.values, dtype=float).ravel()
+
+
+def _interval(x: np.ndarray, prob: float = 0.95) -> tuple[float, float, float]:
+    lo, med, hi = np.quantile(x, [(1 - prob) / 2, 0.5, 1 - (1 - prob) / 2])
+    return float(med), float(lo), float(hi)
+
+
+def _check_landmark(fit: Fit, landmark: float) -> float:
+    landmark = float(landmark)
+    if landmark not in fit.data.landmarks:
+        raise ValueError(
+            f"landmark {landmark:g} months was not fitted (fitted: {[f'{t:g}' for t in fit.data.landmarks]})"
+        )
+    return landmark
+
+
+def _rate_label(landmark: float) -> str:
+    return f"Proportion progression-free at {landmark:g} months"
+
+
+# --------------------------------------------------------------------------- forest
+def _forest_rows(fit: Fit, landmark: float, z: float = 1.959964, prob: float = 0.95) -> pd.DataFrame:
+    """Arms observed at ``landmark`` with observed and posterior summaries, in plot order."""
+    arms = fit.data.arms
+    obs = fit.data.obs
+    arr = fit.data.arrays()
+    li = fit.data.landmarks.index(landmark)
+    sel = np.flatnonzero(obs["landmark_idx"].to_numpy() == li)
+    o = obs.iloc[sel]
+    logit = arr["logit_rate"][sel]
+    se = arr["se_logit"][sel]
+    arm_ids = arms.index[o["arm_idx"].to_numpy()]
+    p = fit.posterior["p"].sel(landmark=landmark)
+    lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
+    q = p.quantile([lo, 0.5, hi], dim=("chain", "draw")).sel(arm=list(arm_ids))
+    rows = pd.DataFrame({
+        "arm": arm_ids,
+        "label": arms.loc[arm_ids, "label"].astype(str).to_numpy(),
+        "trial": arms.loc[arm_ids, "trial"].astype(str).to_numpy(),
+        "line": arms.loc[arm_ids, "line"].astype(str).to_numpy(),
+        "treatment_class": arms.loc[arm_ids, "treatment_class"].astype(str).to_numpy(),
+        "year": pd.to_numeric(arms.loc[arm_ids, "year"], errors="coerce").to_numpy(),
+        "rate": o["rate"].to_numpy(float),
+        "rate_source": o["rate_source"].astype(str).to_numpy(),
+        "obs_lower": _expit(logit - z * se),
+        "obs_upper": _expit(logit + z * se),
+        "post_median": q.sel(quantile=0.5).values,
+        "post_lower": q.sel(quantile=lo).values,
+        "post_upper": q.sel(quantile=hi).values,
+    })  # fmt: skip
+    line_order = {v: i for i, v in enumerate(("1L", "2L+"))}
+    class_order = {v: i for i, v in enumerate(("R-T", "NR-T"))}
+    rows["_l"] = rows["line"].map(line_order).fillna(9)
+    rows["_c"] = rows["treatment_class"].map(class_order).fillna(9)
+    rows = rows.sort_values(["_l", "_c", "year", "label"]).drop(columns=["_l", "_c"])
+    return rows.reset_index(drop=True)
+
+
+def plot_forest(fit: Fit, landmark: float = 6.0, *, prob: float = 0.95) -> Figure:
+    """Forest plot with shrinkage: observed and posterior rate of every arm.
+
+    Per arm (grouped by line, then treatment class, then year) the observed
+    rate with its interval (logit(rate) +/- z se_logit, back-transformed;
+    filled circle: reported rate, open circle: derived from the median) and,
+    just below it, the posterior arm rate ``p[arm, landmark]`` (diamond,
+    median and ``prob`` interval), so the pull towards the pooled mean is
+    visible. After each line the pooled rate of a typical R-T trial with half
+    uterine patients and the predictive interval of a new such trial.
+
+    Parameters
+    ----------
+    fit : Fit
+    landmark : float
+        Months; must be a fitted landmark.
+    prob : float
+        Interval probability (observed, posterior, pooled, predictive).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One y tick per arm (its ``label``) plus two summary ticks per line.
+    """
+    from matplotlib.lines import Line2D
+    from scipy import stats
+
+    from lmsbayes.predict import Setting, predict
+
+    landmark = _check_landmark(fit, landmark)
+    rows = _forest_rows(fit, landmark, float(stats.norm.ppf(0.5 + prob / 2)), prob)
+    lines = [v for v in ("1L", "2L+") if v in set(rows["line"])] or sorted(set(rows["line"]))
+    can_predict = "line" in fit.spec.main_effects or len(set(fit.data.arms["line"])) == 1
+    summary = {}
+    if can_predict:
+        settings = [Setting(line, "R-T", 0.5, f"{line} R-T") for line in lines]
+        rate = predict(fit, settings, [landmark])["rate"].sel(landmark=landmark)
+        lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
+        q = rate.quantile([lo, 0.5, hi], dim=("chain", "draw"))
+        for s in settings:
+            summary[s.line] = {k: q.sel(setting=s.label, quantity=k).values for k in ("pooled", "predictive")}
+
+    # layout: y decreases down the page; a gap between groups
+    ypos, ticks, tick_labels, kinds = {}, [], [], []
+    y = 0.0
+    group_spans = []
+    for line in lines:
+        start = y
+        for klass in ("R-T", "NR-T"):
+            sub = rows[(rows["line"] == line) & (rows["treatment_class"] == klass)]
+            if sub.empty:
+                continue
+            group_spans.append((line, klass, y, y - len(sub) + 1))
+            for i, r in sub.iterrows():
+                ypos[i] = y
+                ticks.append(y)
+                tick_labels.append(_arm_text(r["label"], r["trial"]))
+                kinds.append("arm")
+                y -= 1
+            y -= 0.6
+        if line in summary:
+            for kind, text in (("pooled", f"Pooled, {line} R-T (uterine 0.5)"),
+                               ("predictive", f"New trial, {line} R-T (predictive)")):  # fmt: skip
+                ticks.append(y)
+                tick_labels.append(text)
+                kinds.append(kind)
+                summary[line][f"y_{kind}"] = y
+                y -= 1
+        group_spans_line = (start, y + 1)
+        summary.setdefault(line, {})["span"] = group_spans_line
+        y -= 0.9
+    n_rows = len(ticks)
+    fig = _figure(10.0, 1.6 + 0.27 * n_rows + 0.25 * len(group_spans))
+    ax = fig.add_subplot()
+    off = 0.17
+    for i, r in rows.iterrows():
+        colour = arm_colour(r["line"], r["treatment_class"])
+        yy = ypos[i]
+        reported = r["rate_source"] == "reported"
+        ax.plot([r["obs_lower"], r["obs_upper"]], [yy + off] * 2, color=colour, lw=1.2, solid_capstyle="butt")
+        ax.plot([r["rate"]], [yy + off], "o", ms=5.5, mec=colour, mew=1.3,
+                mfc=colour if reported else "white", gid=f"observed:{r['arm']}")  # fmt: skip
+        dark = _tint(LINE_COLOURS.get(r["line"], "#555555"), 0.0)
+        ax.plot([r["post_lower"], r["post_upper"]], [yy - off] * 2, color=dark, lw=2.4, alpha=0.8,
+                solid_capstyle="butt")  # fmt: skip
+        ax.plot([r["post_median"]], [yy - off], "D", ms=4.5, color=dark, mec="black", mew=0.5,
+                gid=f"posterior:{r['arm']}")  # fmt: skip
+    for line, s in summary.items():
+        if "pooled" not in s:
+            continue
+        colour = LINE_COLOURS.get(line, "#555555")
+        lo, med, hi = s["pooled"]
+        yp = s["y_pooled"]
+        ax.fill([lo, med, hi, med], [yp, yp + 0.32, yp, yp - 0.32], color=colour, ec="black", lw=0.6,
+                gid=f"pooled:{line}")  # fmt: skip
+        lo, med, hi = s["predictive"]
+        yq = s["y_predictive"]
+        ax.plot([lo, hi], [yq, yq], color=colour, lw=5, alpha=0.35, solid_capstyle="butt",
+                gid=f"predictive:{line}")  # fmt: skip
+        ax.plot([med], [yq], "|", ms=10, mew=2, color=colour)
+        top, bottom = s["span"]
+        ax.plot([s["pooled"][1]] * 2, [top + 0.5, bottom - 0.5], color=colour, lw=0.8, ls=":", zorder=0)
+    for line, klass, top, bottom in group_spans:
+        ax.axhspan(bottom - 0.5, top + 0.5, color=arm_colour(line, klass), alpha=0.07, lw=0, zorder=-1)
+        ax.text(1.005, (top + bottom) / 2, f"{line}\n{klass}", transform=ax.get_yaxis_transform(),
+                ha="left", va="center", fontsize=8.5, color=LINE_COLOURS.get(line, "#555555"),
+                fontweight="bold")  # fmt: skip
+    ax.set_yticks(ticks, tick_labels, fontsize=8)
+    for lab, kind in zip(ax.get_yticklabels(), kinds, strict=True):
+        if kind != "arm":
+            lab.set_fontweight("bold")
+    ax.set_ylim(min(ticks) - 0.8, max(ticks) + 0.8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(_rate_label(landmark))
+    ax.grid(axis="x", color="0.9", lw=0.6)
+    ax.set_axisbelow(True)
+    ax.tick_params(axis="y", length=0)
+    pct = int(round(prob * 100))
+    fig.suptitle(f"Observed and posterior PFS rate at {landmark:g} months, {len(rows)} arms "
+                 f"(spec '{fit.spec.name}')", x=0.01, ha="left", fontsize=11)  # fmt: skip
+    handles = [
+        Line2D([], [], marker="o", color="0.3", mfc="0.3", ls="-", label=f"observed, reported ({pct}% CI)"),
+        Line2D([], [], marker="o", color="0.3", mfc="white", ls="-", label="observed, derived from median"),
+        Line2D([], [], marker="D", color="0.2", lw=2.4, mec="black", label=f"posterior arm rate ({pct}% CrI)"),
+        Line2D([], [], marker="D", color="0.5", ls="none", mec="black", ms=8,
+               label=f"pooled rate, typical trial ({pct}% CrI)"),  # fmt: skip
+        Line2D([], [], color="0.5", lw=5, alpha=0.4, label=f"predictive rate, new trial ({pct}%)"),
+    ]
+    handles += [Line2D([], [], color=arm_colour(line, k), lw=6, label=f"{line} {k}")
+                for line in lines for k in ("R-T", "NR-T")]  # fmt: skip
+    fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=8, frameon=False)
+    fig.lmsbayes = {"arms": list(rows["arm"]), "landmark": landmark}  # for tests and callers
+    return fig
+
+
+# --------------------------------------------------------------------------- predictive
+def plot_predictive(
+    fit: Fit,
+    settings: Sequence[Setting] | None = None,
+    landmark: float = 6.0,
+    hr: float = 0.65,
+) -> Figure:
+    """Predictive distribution of a new trial's rate per setting, with thresholds.
+
+    One half-violin per setting (the predictive rate of a new trial), the
+    pooled rate's median and interval below it, the thresholds p0 (solid) and
+    p1 = p0 ** hr (dashed) from :func:`lmsbayes.predict.thresholds` as
+    vertical segments, and the EORTC 2021 published pooled rate (cross, with
+    its 95% CI) and its p1 (open cross) where EORTC reported that line.
+
+    Parameters
+    ----------
+    fit : Fit
+    settings : sequence of Setting, optional
+        Default :func:`lmsbayes.predict.standard_settings` of the fitted lines.
+    landmark : float
+        Months.
+    hr : float
+        Hazard ratio under the alternative.
+    """
+    from matplotlib.lines import Line2D
+    from scipy import stats
+
+    from lmsbayes.predict import EORTC2021, standard_settings, thresholds
+
+    landmark = _check_landmark(fit, landmark)
+    if settings is None:
+        settings = standard_settings(sorted(set(fit.data.arms["line"])))
+    settings = list(settings)
+    th = thresholds(fit, settings, hr=[hr], landmarks=[landmark])
+    from lmsbayes.predict import predict
+
+    rate = predict(fit, settings, [landmark])["rate"].sel(landmark=landmark)
+    n = len(settings)
+    step = 1.5  # vertical distance between settings, in data units
+    fig = _figure(9.5, 1.9 + 0.85 * n)
+    ax = fig.add_subplot()
+    grid = np.linspace(0.001, 0.999, 400)
+    labels = []
+    for k, s in enumerate(settings):
+        y = -k * step
+        colour = arm_colour(s.line, s.treatment_class)
+        dark = LINE_COLOURS.get(s.line, "#555555")
+        draws = _flat(rate.sel(setting=s.label, quantity="predictive"))
+        dens = stats.gaussian_kde(draws)(grid)
+        dens = 0.7 * dens / dens.max()
+        ax.fill_between(grid, y, y + dens, color=colour, alpha=0.55, lw=0.8, ec=dark,
+                        gid=f"predictive:{s.label}")  # fmt: skip
+        med, lo, hi = _interval(_flat(rate.sel(setting=s.label, quantity="pooled")))
+        ax.plot([lo, hi], [y - 0.14] * 2, color=dark, lw=2.2, solid_capstyle="butt")
+        ax.plot([med], [y - 0.14], "D", color=dark, mec="black", mew=0.5, ms=5)
+        p0 = float(th["p0_median"].sel(setting=s.label, landmark=landmark))
+        p1 = float(th["p1_median"].sel(setting=s.label, landmark=landmark, hr=hr))
+        ax.plot([p0, p0], [y - 0.45, y + 0.72], color="black", lw=1.4, gid=f"p0:{s.label}")
+        ax.plot([p1, p1], [y - 0.45, y + 0.72], color="black", lw=1.4, ls="--", gid=f"p1:{s.label}")
+        ax.text(p0 - 0.005, y + 0.74, f"p0 {p0:.2f}", ha="right", va="bottom", fontsize=7.5)
+        ax.text(p1 + 0.005, y + 0.74, f"p1 {p1:.2f}", ha="left", va="bottom", fontsize=7.5)
+        key = (s.line, landmark)
+        if key in EORTC2021.index:
+            ref = EORTC2021.loc[key]
+            ye = y - 0.32
+            ax.plot([ref["lo"], ref["hi"]], [ye] * 2, color="#CC79A7", lw=1.4)
+            ax.plot([ref["pooled"]], [ye], "X", color="#CC79A7", mec="black", mew=0.4, ms=7,
+                    gid=f"eortc:{s.label}")  # fmt: skip
+            ax.plot([ref["pooled"] ** hr], [ye], "x", color="#CC79A7", ms=7, mew=1.8,
+                    gid=f"eortc_p1:{s.label}")  # fmt: skip
+        labels.append(s.label)
+    ax.set_yticks([-k * step for k in range(n)], labels, fontsize=9)
+    ax.set_ylim(-(n - 1) * step - 0.6, 1.1)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(_rate_label(landmark))
+    ax.grid(axis="x", color="0.9", lw=0.6)
+    ax.set_axisbelow(True)
+    ax.tick_params(axis="y", length=0)
+    ref = th.attrs.get("reference", "pooled")
+    fig.suptitle(f"Rate of a new trial at {landmark:g} months (spec '{fit.spec.name}'): predictive distribution, "
+                 f"\nthresholds p0 (median {ref} rate) and p1 = p0^{hr:g}, EORTC 2021 published values",
+                 x=0.01, ha="left", fontsize=10.5)  # fmt: skip
+    handles = [
+        Line2D([], [], color="0.5", lw=6, alpha=0.6, label="predictive rate of a new trial (density)"),
+        Line2D([], [], marker="D", color="0.3", mec="black", lw=2.2, label="pooled rate (median, 95% CrI)"),
+        Line2D([], [], color="black", lw=1.4, label="p0 (posterior median)"),
+        Line2D([], [], color="black", lw=1.4, ls="--", label=f"p1 = p0^{hr:g}"),
+        Line2D([], [], marker="X", color="#CC79A7", mec="black", label="EORTC 2021 pooled (95% CI)"),
+        Line2D([], [], marker="x", color="#CC79A7", ls="none", mew=1.6, label=f"EORTC 2021 p0^{hr:g}"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
+    return fig
+
+
+# --------------------------------------------------------------------------- effects
+def _kde_line(ax: Axes, x: np.ndarray, colour, label: str, lower: float | None = 0.0, **kw):
+    from scipy import stats
+
+    hi = np.quantile(x, 0.999)
+    lo = lower if lower is not None else np.quantile(x, 0.001)
+    grid = np.linspace(lo, hi, 300)
+    kde = stats.gaussian_kde(x)
+    dens = kde(grid)
+    if lower is not None:  # reflect at the boundary so a density on (0, inf) does not dip at 0
+        dens = dens + kde(2 * lower - grid)
+    return ax.plot(grid, dens, color=colour, label=label, **kw)
+
+
+def plot_effects(fit: Fit, *, prob: float = 0.95) -> Figure:
+    """Covariate effects as odds ratios per landmark, and heterogeneity (tau) posteriors.
+
+    Left: ``exp(beta)`` (posterior median, 50% and ``prob`` intervals) per
+    covariate, one row per landmark, on a log axis with the null at 1.
+    Right: posterior densities of ``tau`` (between-arm sd on the logit
+    scale) per stratum and landmark, with the prior density for comparison.
+    """
+    from scipy import stats
+
+    post = fit.posterior
+    landmarks = [float(t) for t in post["landmark"].values]
+    has_beta = "beta" in post and post.sizes.get("covariate", 0) > 0
+    covs = [str(c) for c in post["covariate"].values] if has_beta else []
+    fig = _figure(11.0, max(3.6, 1.4 + 0.55 * len(covs) * len(landmarks)))
+    ax_b, ax_t = fig.subplots(1, 2, width_ratios=[1.35, 1])
+    styles = {t: dict(color=c, marker=m) for t, c, m in zip(landmarks, ("0.15", "#009E73", "#56B4E9", "#E69F00"),
+                                                            ("o", "s", "^", "v"))}  # fmt: skip
+    if has_beta:
+        k = len(landmarks)
+        ticks, labels = [], []
+        for i, cov in enumerate(covs):
+            for j, t in enumerate(landmarks):
+                y = -i - (j - (k - 1) / 2) * 0.22
+                x = np.exp(_flat(post["beta"].sel(covariate=cov, landmark=t)))
+                med, lo, hi = _interval(x, prob)
+                _, lo50, hi50 = _interval(x, 0.5)
+                st = styles[t]
+                ax_b.plot([lo, hi], [y, y], color=st["color"], lw=1.2)
+                ax_b.plot([lo50, hi50], [y, y], color=st["color"], lw=3.2, solid_capstyle="butt")
+                ax_b.plot([med], [y], ls="none", ms=5.5, mec="black", mew=0.4, gid=f"or:{cov}:{t:g}",
+                          label=f"{t:g} months" if i == 0 else None, **st)  # fmt: skip
+            ticks.append(-i)
+            labels.append(_COVARIATE_LABELS.get(cov, cov))
+        ax_b.axvline(1.0, color="0.4", lw=0.9, ls="--")
+        ax_b.set_xscale("log")
+        ax_b.set_yticks(ticks, labels, fontsize=9)
+        ax_b.set_ylim(-len(covs) + 0.5, 0.5)
+        ax_b.tick_params(axis="y", length=0)
+        ax_b.legend(fontsize=8, loc="best", title="landmark", title_fontsize=8)
+        from matplotlib.ticker import FixedLocator, NullFormatter
+
+        lo_lim, hi_lim = ax_b.get_xlim()
+        cand = [0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20]
+        ax_b.xaxis.set_major_locator(FixedLocator([c for c in cand if lo_lim <= c <= hi_lim]))
+        ax_b.xaxis.set_major_formatter(lambda v, _: f"{v:g}")
+        ax_b.xaxis.set_minor_formatter(NullFormatter())
+    else:
+        ax_b.text(0.5, 0.5, "no covariates in this model", ha="center", va="center", transform=ax_b.transAxes)
+        ax_b.set_yticks([])
+    ax_b.set_xlabel(f"Odds ratio of progression-free (median, 50% and {int(round(prob * 100))}% CrI)")
+    ax_b.set_title("Covariate effects, exp(beta)", loc="left", fontsize=10.5)
+    ax_b.grid(axis="x", color="0.92", lw=0.6, which="both")
+
+    xmax = 0.0
+    dashes = {t: ls for t, ls in zip(landmarks, ("-", "--", ":", "-."))}
+    for stratum in post["stratum"].values:
+        colour = LINE_COLOURS.get(str(stratum), LINE_COLOURS["all"])
+        for t in landmarks:
+            x = _flat(post["tau"].sel(stratum=stratum, landmark=t))
+            xmax = max(xmax, float(np.quantile(x, 0.995)))
+            name = "all arms" if str(stratum) == "all" else str(stratum)
+            med = np.median(x)
+            _kde_line(ax_t, x, colour, f"{name}, {t:g} mo (median {med:.2f})", ls=dashes[t], lw=1.6,
+                      gid=f"tau:{stratum}:{t:g}")  # fmt: skip
+    prior = fit.spec.priors.tau
+    grid = np.linspace(0, max(xmax, 0.1), 300)
+    pdf = _prior_pdf(prior, grid)
+    if pdf is not None:
+        ax_t.plot(grid, pdf, color="0.55", lw=1.0, ls=(0, (1, 1.5)), label=f"prior {prior.dist}{_kw(prior)}")
+    ax_t.set_xlim(0, max(xmax, 0.1))
+    ax_t.set_ylim(bottom=0)
+    ax_t.set_xlabel("tau, between-arm sd of the logit rate")
+    ax_t.set_ylabel("posterior density")
+    ax_t.set_title("Heterogeneity, tau", loc="left", fontsize=10.5)
+    ax_t.legend(fontsize=7.5, loc="upper right")
+    fig.suptitle(f"Meta-regression parameters (spec '{fit.spec.name}')", x=0.01, ha="left", fontsize=11.5)
+    del stats
+    return fig
+
+
+def _kw(prior) -> str:
+    return "(" + ", ".join(f"{k}={v:g}" for k, v in prior.params) + ")"
+
+
+def _prior_pdf(prior, grid: np.ndarray) -> np.ndarray | None:
+    from scipy import stats
+
+    kw = prior.kwargs
+    match prior.dist:
+        case "HalfNormal":
+            return stats.halfnorm(scale=kw["sigma"]).pdf(grid)
+        case "HalfStudentT":
+            return 2 * stats.t(df=kw["nu"], scale=kw["sigma"]).pdf(grid)
+        case "HalfCauchy":
+            return stats.halfcauchy(scale=kw["beta"]).pdf(grid)
+        case "Exponential":
+            return stats.expon(scale=1 / kw["lam"]).pdf(grid)
+        case "Uniform":
+            return stats.uniform(kw["lower"], kw["upper"] - kw["lower"]).pdf(grid)
+    return None
+
+
+# --------------------------------------------------------------------------- prior
+def _ess_text(mix: BetaMixture) -> str:
+    from lmsbayes.prior import ess
+
+    if np.all(mix.a >= 1) and np.all(mix.b >= 1):
+        return f"ESS {ess(mix, 'elir'):.1f} (ELIR)"
+    return f"ESS {ess(mix, 'moment'):.1f} (moment)"
+
+
+def _describe_mix(mix: BetaMixture) -> str:
+    parts = [f"{w:.2f} Beta({a:.1f}, {b:.1f})" for w, a, b in zip(mix.weights, mix.a, mix.b, strict=True)]
+    return " + ".join(parts) if len(parts) <= 2 else f"{len(parts)}-component mixture"
+
+
+def plot_prior(
+    mix: BetaMixture,
+    draws: Any = None,
+    robust: BetaMixture | None = None,
+    *,
+    title: str | None = None,
+    xlabel: str = "Proportion progression-free",
+) -> Figure:
+    """A MAP Beta mixture over the histogram of the draws it was fitted to.
+
+    Parameters
+    ----------
+    mix : BetaMixture
+        The (MAP) prior.
+    draws : array_like or xarray.DataArray, optional
+        Predictive draws of the new trial's rate (histogram, density scale).
+    robust : BetaMixture, optional
+        A robustified version, overlaid dashed.
+    title, xlabel : str, optional
+
+    The legend gives each prior's effective sample size (:func:`lmsbayes.prior.ess`,
+    ELIR; moment-based when some component has a or b < 1).
+    """
+    fig = _figure(7.5, 4.4)
+    ax = fig.add_subplot()
+    x = np.linspace(0.0005, 0.9995, 800)
+    ymax = 0.0
+    if draws is not None:
+        d = np.asarray(getattr(draws, "values", draws), dtype=float).ravel()
+        d = d[np.isfinite(d)]
+        counts, _, _ = ax.hist(d, bins=60, range=(0, 1), density=True, color="0.82", ec="white", lw=0.3,
+                               label=f"predictive draws (n = {d.size})")  # fmt: skip
+        ymax = max(ymax, float(counts.max()))
+    y = mix.pdf(x)
+    ax.plot(x, y, color="#0072B2", lw=2.0,
+            label=f"MAP prior: {_describe_mix(mix)}\nmean {mix.mean():.3f}, sd {mix.sd():.3f}; {_ess_text(mix)}")  # fmt: skip
+    ymax = max(ymax, float(np.nanmax(y)))
+    if robust is not None:
+        yr = robust.pdf(x)
+        rw = (robust.provenance or {}).get("robustify", {})
+        wtxt = f" (w = {rw['weight']:g})" if "weight" in rw else ""
+        ax.plot(x, yr, color="#D55E00", lw=1.8, ls="--",
+                label=f"robust MAP{wtxt}: mean {robust.mean():.3f}, sd {robust.sd():.3f}; {_ess_text(robust)}")  # fmt: skip
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, ymax * 1.45)  # head room for the legend
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    ax.set_title(title or "Meta-analytic-predictive prior", loc="left", fontsize=11)
+    ax.legend(fontsize=8, loc="upper right")
+    return fig
+
+
+# --------------------------------------------------------------------------- OC
+def plot_oc(
+    oc_dataset: xr.Dataset | Mapping[str, xr.Dataset],
+    *,
+    p0: float | None = None,
+    p1: float | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Operating characteristics against the true rate.
+
+    Parameters
+    ----------
+    oc_dataset : xarray.Dataset or mapping of name -> Dataset
+        Output of :func:`lmsbayes.design.operating_characteristics` for a
+        single-arm design (dim ``p``); several designs are overlaid when a
+        mapping is given.
+    p0, p1 : float, optional
+        Null and alternative rates, drawn as vertical reference lines with the
+        probability of success there annotated.
+
+    Left: probability of declaring success (type I error at p0, power at p1)
+    and of stopping early; right: expected number of patients.
+    """
+    sets = {"design": oc_dataset} if isinstance(oc_dataset, xr.Dataset) else dict(oc_dataset)
+    for name, ds in sets.items():
+        if not isinstance(ds, xr.Dataset) or "p" not in ds.dims or "prob_success" not in ds:
+            raise ValueError(f"{name!r}: expected a single-arm operating_characteristics Dataset (dim 'p')")
+    fig = _figure(11.0, 4.6)
+    ax_s, ax_n = fig.subplots(1, 2)
+    palette = ["#0072B2", "#D55E00", "#009E73", "#CC79A7"]
+    for k, (name, ds) in enumerate(sets.items()):
+        c = palette[k % len(palette)]
+        p = ds["p"].values
+        lab = name if len(sets) > 1 else "design"
+        at = [f"{float(np.interp(ref, p, ds['prob_success'].values)):.3f} at {nm}"
+              for ref, nm in ((p0, "p0"), (p1, "p1")) if ref is not None and p.min() <= ref <= p.max()]  # fmt: skip
+        if at:
+            lab += ": P(success) " + ", ".join(at)
+        ax_s.plot(p, ds["prob_success"].values, color=c, lw=2, label=lab, gid=f"prob_success:{name}")
+        if "prob_early_stop" in ds and ds.sizes.get("look", 1) > 1:
+            ax_s.plot(p, ds["prob_early_stop"].values, color=c, lw=1.2, ls=":", gid=f"prob_early_stop:{name}")
+        en = [f"{float(np.interp(ref, p, ds['expected_n'].values)):.1f} at {nm}"
+              for ref, nm in ((p0, "p0"), (p1, "p1")) if ref is not None and p.min() <= ref <= p.max()]  # fmt: skip
+        ax_n.plot(p, ds["expected_n"].values, color=c, lw=2, gid=f"expected_n:{name}",
+                  label=(name if len(sets) > 1 else "design") + (": E[N] " + ", ".join(en) if en else ""))  # fmt: skip
+        if "n" in ds.coords:
+            ax_n.axhline(float(ds["n"].values.max()), color=c, lw=0.8, ls="--", alpha=0.6)
+    refs = [(ref, name) for ref, name in ((p0, "p0"), (p1, "p1")) if ref is not None]
+    for ax in (ax_s, ax_n):
+        for ref, _ in refs:
+            ax.axvline(ref, color="0.35", lw=0.9, ls="--")
+        if refs:
+            top = ax.secondary_xaxis("top")
+            top.set_xticks([r for r, _ in refs], [f"{n} = {r:.2f}" for r, n in refs], fontsize=8)
+            top.tick_params(length=3, pad=1)
+    ax_s.set_ylim(0, 1.22)
+    ax_s.set_yticks(np.linspace(0, 1, 6))
+    ax_s.set_xlabel("True proportion progression-free")
+    ax_s.set_ylabel("Probability")
+    ax_s.set_title("Probability of success (solid) and of early stop (dotted)", loc="left", fontsize=10)
+    n_max = max(float(ds["n"].values.max()) if "n" in ds.coords else float(ds["expected_n"].max())
+                for ds in sets.values())  # fmt: skip
+    ax_n.set_ylim(0, n_max * 1.25)
+    ax_n.set_xlabel("True proportion progression-free")
+    ax_n.set_ylabel("Expected number of patients")
+    ax_n.set_title("Expected sample size (dashed: maximum)", loc="left", fontsize=10)
+    for ax in (ax_s, ax_n):
+        ax.grid(color="0.92", lw=0.6)
+        ax.set_xlim(float(min(ds["p"].min() for ds in sets.values())), float(max(ds["p"].max() for ds in sets.values())))
+    ax_s.legend(fontsize=7.5, loc="upper left")
+    ax_n.legend(fontsize=7.5, loc="upper left")
+    if title:
+        fig.suptitle(title, x=0.01, ha="left", fontsize=11)
+    return fig
+
+
+# --------------------------------------------------------------------------- PPC
+def plot_ppc(fit: Fit, *, prob: float = 0.95) -> Figure:
+    """Posterior predictive check of the observed rates, one panel per landmark.
+
+    Per arm: the observed rate (``y_eff / n_eff``; the rate itself for the
+    logit-normal likelihood) against the 50% and ``prob`` intervals of its
+    replicates from ``datatree['posterior_predictive']['y']``. Observations
+    outside the ``prob`` interval are drawn in red and counted in the title.
+    """
+    dt = fit.datatree
+    if "posterior_predictive" not in dt.children:
+        raise ValueError("the fit has no posterior_predictive group")
+    y_rep = dt["posterior_predictive"]["y"]
+    obs = fit.data.obs
+    arr = fit.data.arrays()
+    if fit.spec.model.likelihood == "logit-binomial":
+        n = arr["n_eff"].astype(float)
+        rep = y_rep / xr.DataArray(n, dims="obs")
+        observed = arr["y_eff"] / n
+        what = "y_eff / n_eff"
+    else:
+        rep = 1 / (1 + np.exp(-y_rep))
+        observed = _expit(arr["logit_rate"])
+        what = "observed rate"
+    lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
+    q = rep.quantile([lo, 0.25, 0.5, 0.75, hi], dim=("chain", "draw")).values  # (5, obs)
+    arms = fit.data.arms
+    # arm order as in the forest plot: line, class, year
+    order = arms.assign(_l=arms["line"].astype(str).map({"1L": 0, "2L+": 1}).fillna(9),
+                        _c=arms["treatment_class"].astype(str).map({"R-T": 0, "NR-T": 1}).fillna(9),
+                        _y=pd.to_numeric(arms["year"], errors="coerce")).sort_values(["_l", "_c", "_y", "label"])  # fmt: skip
+    ypos = {a: -i for i, a in enumerate(order.index)}
+    landmarks = list(fit.data.landmarks)
+    fig = _figure(4.5 + 3.2 * len(landmarks), 1.6 + 0.24 * len(arms))
+    axes = np.atleast_1d(fig.subplots(1, len(landmarks), sharey=True))
+    n_out = 0
+    for j, (ax, t) in enumerate(zip(axes, landmarks, strict=True)):
+        sel = np.flatnonzero(obs["landmark_idx"].to_numpy() == j)
+        for i in sel:
+            arm = arms.index[obs["arm_idx"].iloc[i]]
+            y = ypos[arm]
+            r = arms.loc[arm]
+            colour = arm_colour(str(r["line"]), str(r["treatment_class"]))
+            ax.plot([q[0, i], q[4, i]], [y, y], color=colour, lw=1.2)
+            ax.plot([q[1, i], q[3, i]], [y, y], color=colour, lw=4, solid_capstyle="butt")
+            outside = not (q[0, i] <= observed[i] <= q[4, i])
+            n_out += outside
+            ax.plot([observed[i]], [y], "o", ms=4.5, mfc="#E41A1C" if outside else "black", mec="white",
+                    mew=0.5, zorder=3, gid=f"observed:{arm}:{t:g}")  # fmt: skip
+        ax.set_xlim(0, 1)
+        ax.set_xlabel(_rate_label(t))
+        n_t = len(sel)
+        out_t = int(sum(not (q[0, i] <= observed[i] <= q[4, i]) for i in sel))
+        ax.set_title(f"{t:g} months: {out_t} of {n_t} outside the {int(round(prob * 100))}% interval",
+                     loc="left", fontsize=9.5)  # fmt: skip
+        ax.grid(axis="x", color="0.92", lw=0.6)
+        ax.tick_params(axis="y", length=0)
+    tick_labels = [_arm_text(arms.loc[a, "label"], arms.loc[a, "trial"], 60) for a in ypos]
+    axes[0].set_yticks(list(ypos.values()), tick_labels, fontsize=7.5)
+    axes[0].set_ylim(min(ypos.values()) - 0.7, 0.7)
+    fig.suptitle(f"Posterior predictive check ({what}; bars: replicated 50% and {int(round(prob * 100))}% "
+                 f"intervals; dot: observed)", x=0.01, ha="left", fontsize=10.5)  # fmt: skip
+    fig.lmsbayes = {"n_outside": int(n_out), "n_obs": int(len(obs))}
+    return fig
+
+
+# --------------------------------------------------------------------------- report
+def _png_bytes(fig: Figure, path: Path) -> bytes:
+    fig.savefig(path, dpi=110)
+    return path.read_bytes()
+
+
+def _design_for_report(fit: Fit, line: str = "2L+", landmark: float = 6.0, looks=(30, 55, 80)):
+    """MAP prior, robust MAP and a 3-look Bayesian single-arm design with its OC, for the report.
+
+    Two versions of the design: against the fixed threshold p0 (posterior
+    median of the spec's reference rate, rounded to 0.01) and against the
+    MAP prior of the historical rate (``p0`` a Beta mixture), which carries
+    the between-trial heterogeneity into the success criterion.
+    """
+    from lmsbayes.design import BayesianSingleArm, operating_characteristics
+    from lmsbayes.predict import Setting, predict, thresholds
+    from lmsbayes.prior import map_prior, robustify
+
+    setting = Setting(line, "R-T", 0.5, f"{line} R-T")
+    draws = predict(fit, [setting], [landmark])["rate"].sel(setting=setting.label, landmark=landmark,
+                                                            quantity="predictive")  # fmt: skip
+    mix = map_prior(draws, provenance={"spec": fit.spec.name, "data_sha256": fit.data.data_sha256,
+                                       "setting": setting.label, "landmark": landmark})  # fmt: skip
+    th = thresholds(fit, [setting], landmarks=[landmark])
+    hr = float(th["hr"].values[0])
+    p0 = round(float(th["p0_median"].sel(setting=setting.label, landmark=landmark)), 2)
+    p1 = round(p0**hr, 2)
+    robust = robustify(mix, 0.2, mean=p0)
+    fixed = BayesianSingleArm(looks=looks, p0=p0)
+    against_map = BayesianSingleArm(looks=looks, p0=mix)
+    grid = np.round(np.linspace(0.02, 0.90, 45), 4)
+    oc = {f"p0 fixed at {p0:.2f}": operating_characteristics(fixed, grid),
+          "p0 ~ MAP prior": operating_characteristics(against_map, grid)}  # fmt: skip
+    return dict(setting=setting, draws=draws, mix=mix, robust=robust, design=fixed, design_map=against_map,
+                oc=oc, p0=p0, p1=p1, hr=hr)  # fmt: skip
+
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
+color:#222;line-height:1.45;padding:0 1em}
+h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;font-size:.8em;margin:.5em 0}th,td{border:1px solid #ddd;padding:.2em .5em;
+text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
+img{max-width:100%;border:1px solid #eee}.ok{color:#1a7f37}.bad{color:#c00}code,pre{background:#f6f6f6}
+pre{padding:.6em;overflow-x:auto;font-size:.8em}
+"""
+
+
+def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
+    """Write tables, figures and a self-contained ``index.html`` for a fit.
+
+    Files: ``thresholds.csv`` (:func:`lmsbayes.predict.threshold_table` of
+    the standard settings), ``diagnostics.csv``, ``exclusions.csv``, the
+    figures of this module as PNG (forest per landmark, predictive, effects,
+    posterior predictive check; MAP prior and the operating characteristics
+    of a 3-look Bayesian single-arm design for 2L+ R-T at 6 months when the
+    fit has that line and landmark) and ``index.html`` with the PNGs embedded
+    as base64 and the tables as HTML, readable without the other files.
+
+    Everything is written to a temporary directory next to ``outdir`` and
+    moved into place at the end, so an interrupted run never leaves a
+    half-written report (an existing ``outdir`` is replaced).
+
+    Returns
+    -------
+    pathlib.Path
+        The path of ``index.html`` inside ``outdir``.
+    """
+    import lmsbayes
+    from lmsbayes.predict import comparisons, threshold_table, thresholds
+
+    outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise ValueError(f"output {str(outdir)!r} exists and is not a directory")
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
+    try:
+        table = threshold_table(thresholds(fit))
+        table.to_csv(tmp / "thresholds.csv", index=False)
+        diag = fit.diagnostics.table.copy()
+        diag.index.name = "variable"
+        diag["divergences"] = fit.diagnostics.divergences
+        diag["n_draws"] = fit.diagnostics.n_draws
+        diag.to_csv(tmp / "diagnostics.csv")
+        excluded = fit.data.excluded
+        excluded.to_csv(tmp / "exclusions.csv", index=False)
+        try:
+            comp = comparisons(fit)
+        except ValueError:
+            comp = None
+
+        figures: list[tuple[str, str, str]] = []  # (file, title, caption)
+        images: dict[str, bytes] = {}
+
+        def add(name: str, fig: Figure, title: str, caption: str) -> None:
+            images[name] = _png_bytes(fig, tmp / name)
+            figures.append((name, title, caption))
+
+        for t in fit.data.landmarks:
+            add(f"forest_{t:g}m.png", plot_forest(fit, t), f"Forest plot, {t:g} months",
+                "Observed rate per arm (circle, filled if reported, open if derived from the median) and "
+                "posterior arm rate (diamond) with 95% intervals; pooled rate and predictive interval of a "
+                "new R-T trial (half uterine patients) per line.")  # fmt: skip
+        lines = sorted(set(fit.data.arms["line"].astype(str)))
+        can_predict = "line" in fit.spec.main_effects or len(lines) == 1
+        if can_predict:
+            for t in fit.data.landmarks:
+                add(f"predictive_{t:g}m.png", plot_predictive(fit, landmark=t), f"New-trial rate, {t:g} months",
+                    "Predictive distribution of a new trial's rate per setting, pooled rate, thresholds p0 and "
+                    "p1 = p0^HR, and the EORTC 2021 published values.")  # fmt: skip
+        add("effects.png", plot_effects(fit), "Covariate effects and heterogeneity",
+            "Odds ratios exp(beta) per landmark; posterior of the between-arm sd tau.")
+        add("ppc.png", plot_ppc(fit), "Posterior predictive check",
+            "Observed rate of each arm against the distribution of its replicates.")
+        design_html = ""
+        if "2L+" in lines and 6.0 in fit.data.landmarks and can_predict:
+            d = _design_for_report(fit)
+            add("prior_2L_6m.png",
+                plot_prior(d["mix"], d["draws"], d["robust"],
+                           title="MAP prior for a new 2L+ R-T trial, PFS rate at 6 months",
+                           xlabel=_rate_label(6.0)),
+                "MAP prior, 2L+ at 6 months",
+                "Beta mixture fitted to the predictive draws of a new 2L+ R-T trial's rate at 6 months, "
+                "and its robust version (weight 0.2 on a vague component).")  # fmt: skip
+            looks = "/".join(str(n) for n in d["design"].looks)
+            add("oc_2L_6m.png",
+                plot_oc(d["oc"], p0=d["p0"], p1=d["p1"],
+                        title=f"Bayesian single-arm design, looks at {looks} patients, 2L+ R-T at 6 months"),
+                "Operating characteristics, 2L+ at 6 months",
+                f"Success at n = {d['design'].n_max} when P(p > p0 | data) >= 0.95 (Beta(1, 1) prior for p), "
+                f"with p0 fixed at the threshold {d['p0']:.2f} or distributed as the MAP prior; futility at the "
+                "interims when the predictive probability of success is < 0.05. p1 = p0^HR. Exact enumeration.")  # fmt: skip
+            bounds = d["design"].boundaries()
+            bounds.to_csv(tmp / "design_2L_6m_boundaries.csv", index=False)
+            design_html = (f"<pre>{html.escape(str(d['design']))}</pre>"
+                           + bounds.to_html(index=False, na_rep=""))  # fmt: skip
+
+        diag_line = fit.diagnostics.line()
+        cls = "ok" if fit.diagnostics.ok else "bad"
+        parts = [
+            "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+            f"<title>lmsbayes report: {html.escape(fit.spec.name)}</title><style>{_CSS}</style></head><body>",
+            f"<h1>lmsbayes report: spec <code>{html.escape(fit.spec.name)}</code></h1>",
+            f"<p>{html.escape(fit.spec.description)}</p>",
+            f"<p>lmsbayes {lmsbayes.__version__}; data SHA-256 <code>{fit.data.data_sha256[:16]}</code>; "
+            f"spec hash <code>{fit.spec.hash[:16]}</code>; seed {fit.spec.sampler.seed}; "
+            f"{len(fit.data.arms)} arms, {len(fit.data.obs)} observations, "
+            f"landmarks {', '.join(f'{t:g}' for t in fit.data.landmarks)} months.</p>",
+            f"<p class='{cls}'>{html.escape(diag_line)}</p>",
+            "<h2>Thresholds</h2>",
+            f"<p>{html.escape(str(table.attrs.get('rule', '')))}; medians and 95% credible intervals.</p>",
+            table.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""),
+        ]
+        if comp is not None:
+            parts += ["<h2>Comparisons of pooled rates</h2>",
+                      comp.to_html(index=False, float_format=lambda v: f"{v:.3f}")]  # fmt: skip
+        for name, title, caption in figures:
+            b64 = base64.b64encode(images[name]).decode("ascii")
+            parts += [f"<h2>{html.escape(title)}</h2><p>{html.escape(caption)}</p>",
+                      f"<img alt='{html.escape(title)}' src='data:image/png;base64,{b64}'>"]  # fmt: skip
+            if name.startswith("oc_") and design_html:
+                parts.append(design_html)
+        parts += [
+            "<h2>Diagnostics</h2>", diag.to_html(float_format=lambda v: f"{v:.3f}"),
+            f"<h2>Exclusions ({len(excluded)})</h2>", excluded.to_html(index=False, na_rep=""),
+            "<h2>Spec</h2>", f"<pre>{html.escape(fit.spec.text or repr(fit.spec))}</pre>",
+            "</body></html>",
+        ]  # fmt: skip
+        (tmp / "index.html").write_text("\n".join(parts), encoding="utf-8")
+        os.chmod(tmp, 0o755)
+        if outdir.exists():
+            old = outdir.with_name(f".{outdir.name}.old-{os.getpid()}")
+            os.replace(outdir, old)
+            os.replace(tmp, outdir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, outdir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return outdir / "index.html"
