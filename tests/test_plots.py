@@ -1,0 +1,181 @@
+"""Smoke tests of lmsbayes.plots that assert on content (Agg backend, session fits)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+
+from lmsbayes import plots
+from lmsbayes.design import BayesianSingleArm, operating_characteristics, simon
+from lmsbayes.predict import EORTC2021, Setting, thresholds
+from lmsbayes.prior import BetaMixture, ess, robustify
+
+
+def by_gid(fig, prefix: str) -> dict[str, object]:
+    """Artists whose gid starts with ``prefix``, keyed by the rest of the gid."""
+    found = fig.findobj(lambda a: (a.get_gid() or "").startswith(prefix))
+    return {a.get_gid()[len(prefix):]: a for a in found}
+
+
+def arms_at(fit, landmark: float) -> list[str]:
+    li = fit.data.landmarks.index(landmark)
+    idx = fit.data.obs.loc[fit.data.obs["landmark_idx"] == li, "arm_idx"]
+    return list(fit.data.arms.index[idx])
+
+
+@pytest.mark.parametrize("landmark", [3.0, 6.0])
+def test_forest_one_row_per_arm_shown(default_fit, landmark):
+    fig = plots.plot_forest(default_fit, landmark=landmark)
+    ax = fig.axes[0]
+    shown = arms_at(default_fit, landmark)
+    assert sorted(fig.lmsbayes["arms"]) == sorted(shown)
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    n_lines = default_fit.data.arms["line"].nunique()
+    summary = [t for t in labels if t.startswith(("Pooled", "New trial"))]
+    assert len(summary) == 2 * n_lines
+    assert len(labels) - len(summary) == len(shown)
+    # one observed and one posterior marker per arm, at the right place
+    observed, posterior = by_gid(fig, "observed:"), by_gid(fig, "posterior:")
+    assert set(observed) == set(posterior) == set(shown)
+    obs = default_fit.data.obs[default_fit.data.obs["landmark_idx"] == default_fit.data.landmarks.index(landmark)]
+    for _, row in obs.iterrows():
+        arm = default_fit.data.arms.index[row["arm_idx"]]
+        marker = observed[arm]
+        assert marker.get_xdata()[0] == pytest.approx(row["rate"])
+        filled = marker.get_markerfacecolor() != "white"
+        assert filled == (row["rate_source"] == "reported")
+        med = float(default_fit.posterior["p"].sel(arm=arm, landmark=landmark).median())
+        assert posterior[arm].get_xdata()[0] == pytest.approx(med, abs=1e-9)
+    assert "months" in ax.get_xlabel() and "progression-free" in ax.get_xlabel()
+
+
+def test_forest_labels_keep_agents_and_year(default_fit):
+    fig = plots.plot_forest(default_fit, landmark=6.0)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert all(len(t) <= 62 for t in labels)
+    arm_labels = [t for t in labels if not t.startswith(("Pooled", "New trial"))]
+    assert all(t.endswith(")") and t[-5:-1].isdigit() for t in arm_labels)  # "(year)"
+    assert len(set(arm_labels)) == len(arm_labels)  # arms of one trial stay distinguishable
+
+
+def test_forest_rejects_unfitted_landmark(default_fit):
+    with pytest.raises(ValueError, match="12 months was not fitted"):
+        plots.plot_forest(default_fit, landmark=12)
+
+
+def test_predictive_reference_lines_at_thresholds(default_fit):
+    settings = [Setting("1L", "R-T", 0.5, "1L R-T"), Setting("2L+", "NR-T", 0.5, "2L+ NR-T")]
+    fig = plots.plot_predictive(default_fit, settings, landmark=6.0, hr=0.65)
+    th = thresholds(default_fit, settings, hr=[0.65], landmarks=[6.0])
+    p0, p1 = by_gid(fig, "p0:"), by_gid(fig, "p1:")
+    assert set(p0) == set(p1) == {s.label for s in settings}
+    for s in settings:
+        want0 = float(th["p0_median"].sel(setting=s.label, landmark=6.0))
+        want1 = float(th["p1_median"].sel(setting=s.label, landmark=6.0, hr=0.65))
+        assert np.allclose(p0[s.label].get_xdata(), want0)
+        assert np.allclose(p1[s.label].get_xdata(), want1)
+    eortc = by_gid(fig, "eortc:")
+    for s in settings:
+        assert eortc[s.label].get_xdata()[0] == pytest.approx(EORTC2021.loc[(s.line, 6.0), "pooled"])
+    assert len(by_gid(fig, "predictive:")) == len(settings)
+
+
+def test_effects_odds_ratios_and_tau(default_fit):
+    fig = plots.plot_effects(default_fit)
+    post = default_fit.posterior
+    ors = by_gid(fig, "or:")
+    covs, lms = list(post["covariate"].values), list(post["landmark"].values)
+    assert len(ors) == len(covs) * len(lms)
+    beta = post["beta"].sel(covariate="line", landmark=6.0).values.ravel()
+    assert ors["line:6"].get_xdata()[0] == pytest.approx(np.median(np.exp(beta)))
+    assert fig.axes[0].get_xscale() == "log"
+    assert len(by_gid(fig, "tau:")) == post.sizes["stratum"] * len(lms)
+
+
+def test_prior_legend_has_ess():
+    mix = BetaMixture([0.7, 0.3], [12.0, 3.0], [20.0, 4.0])
+    robust = robustify(mix, 0.2, mean=0.4)
+    draws = mix.rvs(2000, rng=np.random.default_rng(1))
+    fig = plots.plot_prior(mix, draws, robust)
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any(f"ESS {ess(mix):.1f}" in t for t in texts)
+    assert sum("ESS" in t for t in texts) == 2
+    assert any("predictive draws (n = 2000)" in t for t in texts)
+
+
+def test_oc_curve_is_prob_success():
+    design = BayesianSingleArm(looks=(10, 20, 30), p0=0.3)
+    p = np.linspace(0.1, 0.7, 13)
+    oc = operating_characteristics(design, p)
+    fig = plots.plot_oc(oc, p0=0.3, p1=0.45)
+    line = by_gid(fig, "prob_success:")["design"]
+    np.testing.assert_allclose(line.get_xdata(), p)
+    np.testing.assert_allclose(line.get_ydata(), oc["prob_success"].values)
+    en = by_gid(fig, "expected_n:")["design"]
+    np.testing.assert_allclose(en.get_ydata(), oc["expected_n"].values)
+    assert "Expected number of patients" in fig.axes[1].get_ylabel()
+
+
+def test_oc_overlays_several_designs():
+    p = np.linspace(0.2, 0.6, 9)
+    sets = {"Bayesian": operating_characteristics(BayesianSingleArm(looks=(15, 30), p0=0.3), p),
+            "Simon optimal": operating_characteristics(simon(0.3, 0.5).optimal, p)}  # fmt: skip
+    fig = plots.plot_oc(sets)
+    lines = by_gid(fig, "prob_success:")
+    assert set(lines) == set(sets)
+    for name, ds in sets.items():
+        np.testing.assert_allclose(lines[name].get_ydata(), ds["prob_success"].values)
+    with pytest.raises(ValueError, match="single-arm"):
+        plots.plot_oc({"bad": oc_without_p()})
+
+
+def oc_without_p():
+    import xarray as xr
+
+    return xr.Dataset({"prob_success": ("x", [0.1])})
+
+
+def test_ppc_one_point_per_observation(default_fit):
+    fig = plots.plot_ppc(default_fit)
+    points = by_gid(fig, "observed:")
+    assert len(points) == len(default_fit.data.obs)
+    obs = default_fit.data.obs.iloc[0]
+    arm = default_fit.data.arms.index[obs["arm_idx"]]
+    t = default_fit.data.landmarks[obs["landmark_idx"]]
+    assert points[f"{arm}:{t:g}"].get_xdata()[0] == pytest.approx(obs["y_eff"] / obs["n_eff"])
+    assert 0 <= fig.lmsbayes["n_outside"] <= len(default_fit.data.obs)
+
+
+def test_figures_from_a_saved_fit(saved_default_fit):
+    from lmsbayes import load_fit
+
+    fit = load_fit(saved_default_fit)
+    fig = plots.plot_forest(fit, landmark=6.0)
+    assert len(fig.lmsbayes["arms"]) == len(arms_at(fit, 6.0))
+
+
+def test_report_writes_files_and_self_contained_html(default_fit, tmp_path):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "stale.txt").write_text("old report")
+    index = plots.write_report(default_fit, out)
+    assert index == out / "index.html"
+    names = {p.name for p in out.iterdir()}
+    assert {"thresholds.csv", "diagnostics.csv", "exclusions.csv", "index.html", "forest_6m.png",
+            "predictive_6m.png", "effects.png", "ppc.png", "prior_2L_6m.png", "oc_2L_6m.png"} <= names  # fmt: skip
+    assert "stale.txt" not in names  # the directory was replaced as a whole
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no temporary directory left
+    text = index.read_text()
+    pngs = [n for n in names if n.endswith(".png")]
+    assert text.count("<img") == len(pngs)
+    assert text.count("src='data:image/png;base64,") == len(pngs)
+    assert "<table" in text and "thresholds" in text.lower()
+    import pandas as pd
+
+    table = pd.read_csv(out / "thresholds.csv")
+    assert {"setting", "landmark", "p0", "p1", "eortc_p0"} <= set(table.columns)
+    assert len(pd.read_csv(out / "exclusions.csv")) == len(default_fit.data.excluded)
