@@ -245,8 +245,15 @@ def _version() -> str:
     return __version__
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the command's error format: one line on stderr, exit status 2, no usage dump."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"lmsbayes: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lmsbayes", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="lmsbayes", description=__doc__.split("\n\n")[0])
     p.add_argument("--version", action="version", version=f"lmsbayes {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -327,7 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (SpecError, DataValidationError) as exc:
-        print(f"lmsbayes: error: {exc}", file=sys.stderr)
+        single = isinstance(exc, DataValidationError) and len(exc.problems) == 1
+        print(f"lmsbayes: error: {exc.problems[0] if single else exc}", file=sys.stderr)
         return EXIT_USAGE
     except SamplingError as exc:
         print(f"lmsbayes: error: {exc}", file=sys.stderr)
