@@ -345,15 +345,13 @@ def plot_predictive(
     from matplotlib.lines import Line2D
     from scipy import stats
 
-    from lmsbayes.predict import EORTC2021, standard_settings, thresholds
+    from lmsbayes.predict import EORTC2021, predict, standard_settings, thresholds
 
     landmark = _check_landmark(fit, landmark)
     if settings is None:
         settings = standard_settings(sorted(set(fit.data.arms["line"])))
     settings = list(settings)
     th = thresholds(fit, settings, hr=[hr], landmarks=[landmark])
-    from lmsbayes.predict import predict
-
     rate = predict(fit, settings, [landmark])["rate"].sel(landmark=landmark)
     n = len(settings)
     step = 1.5  # vertical distance between settings, in data units
@@ -434,8 +432,6 @@ def plot_effects(fit: Fit, *, prob: float = 0.95) -> Figure:
     Right: posterior densities of ``tau`` (between-arm sd on the logit
     scale) per stratum and landmark, with the prior density for comparison.
     """
-    from scipy import stats
-
     post = fit.posterior
     landmarks = [float(t) for t in post["landmark"].values]
     has_beta = "beta" in post and post.sizes.get("covariate", 0) > 0
@@ -503,7 +499,6 @@ def plot_effects(fit: Fit, *, prob: float = 0.95) -> Figure:
     ax_t.set_title("Heterogeneity, tau", loc="left", fontsize=10.5)
     ax_t.legend(fontsize=7.5, loc="upper right")
     fig.suptitle(f"Meta-regression parameters (spec '{fit.spec.name}')", x=0.01, ha="left", fontsize=11.5)
-    del stats
     return fig
 
 
@@ -577,15 +572,15 @@ def plot_prior(
                                label=f"predictive draws (n = {d.size})")  # fmt: skip
         ymax = max(ymax, float(counts.max()))
     y = mix.pdf(x)
-    ax.plot(x, y, color="#0072B2", lw=2.0,
-            label=f"MAP prior: {_describe_mix(mix)}\nmean {mix.mean():.3f}, sd {mix.sd():.3f}; {_ess_text(mix)}")  # fmt: skip
+    label = f"MAP prior: {_describe_mix(mix)}\nmean {mix.mean():.3f}, sd {mix.sd():.3f}; {_ess_text(mix)}"
+    ax.plot(x, y, color="#0072B2", lw=2.0, label=label)
     ymax = max(ymax, float(np.nanmax(y)))
     if robust is not None:
         yr = robust.pdf(x)
         rw = (robust.provenance or {}).get("robustify", {})
         wtxt = f" (w = {rw['weight']:g})" if "weight" in rw else ""
-        ax.plot(x, yr, color="#D55E00", lw=1.8, ls="--",
-                label=f"robust MAP{wtxt}: mean {robust.mean():.3f}, sd {robust.sd():.3f}; {_ess_text(robust)}")  # fmt: skip
+        label = f"robust MAP{wtxt}: mean {robust.mean():.3f}, sd {robust.sd():.3f}; {_ess_text(robust)}"
+        ax.plot(x, yr, color="#D55E00", lw=1.8, ls="--", label=label)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, ymax * 1.45)  # head room for the legend
     ax.set_xlabel(xlabel)
@@ -663,7 +658,8 @@ def plot_oc(
     ax_n.set_title("Expected sample size (dashed: maximum)", loc="left", fontsize=10)
     for ax in (ax_s, ax_n):
         ax.grid(color="0.92", lw=0.6)
-        ax.set_xlim(float(min(ds["p"].min() for ds in sets.values())), float(max(ds["p"].max() for ds in sets.values())))
+        ax.set_xlim(min(float(ds["p"].min()) for ds in sets.values()),
+                    max(float(ds["p"].max()) for ds in sets.values()))
     ax_s.legend(fontsize=7.5, loc="upper left")
     ax_n.legend(fontsize=7.5, loc="upper left")
     if title:
