@@ -124,7 +124,7 @@ def test_run_writes_json_and_csv(run_output, workdir):
     np.testing.assert_allclose(rows["p0"], table["p0"], rtol=1e-9)  # JSON keeps 10 digits
 
 
-def test_run_progress_messages_go_to_stderr(workdir, monkeypatch):
+def test_run_progress_messages_go_to_stderr(workdir):
     # a starved spec (5 draws) keeps this cheap; progress lines are on stderr, the table on stdout
     spec = _starved_spec(workdir)
     code, out, err = call("run", "--spec", spec)
