@@ -56,7 +56,9 @@ def _fit_from_args(args, progress: _Progress):
 
     spec = load_spec(args.spec)
     if getattr(args, "fast", False) or os.environ.get("LMSBAYES_FAST") == "1":
-        spec = spec.replace(**{"sampler.draws": 500, "sampler.tune": 500})
+        # fast mode only ever shortens a run; a spec that already asks for less keeps its settings
+        spec = spec.replace(**{"sampler.draws": min(spec.sampler.draws, 500),
+                               "sampler.tune": min(spec.sampler.tune, 500)})  # fmt: skip
     progress(f"spec {spec.name!r} ({spec.model.likelihood}; covariates {list(spec.model.covariates)})")
     trials = load_trials(args.data)
     data = prepare_data(spec, trials)
