@@ -224,6 +224,11 @@ def plot_forest(fit: Fit, landmark: float = 6.0, *, prob: float = 0.95) -> Figur
         for s in settings:
             summary[s.line] = {k: q.sel(setting=s.label, quantity=k).values for k in ("pooled", "predictive")}
 
+    # summary rows name only what the model distinguishes
+    effects = set(fit.spec.main_effects)
+    who = {line: line + (" R-T" if "nrt" in effects else "") + (", uterine 0.5" if "uterine" in effects else "")
+           for line in lines}  # fmt: skip
+
     # layout: y decreases down the page; a gap between groups
     ypos, ticks, tick_labels, kinds = {}, [], [], []
     y = 0.0
@@ -243,8 +248,8 @@ def plot_forest(fit: Fit, landmark: float = 6.0, *, prob: float = 0.95) -> Figur
                 y -= 1
             y -= 0.6
         if line in summary:
-            for kind, text in (("pooled", f"Pooled, {line} R-T (uterine 0.5)"),
-                               ("predictive", f"New trial, {line} R-T (predictive)")):  # fmt: skip
+            for kind, text in (("pooled", f"Pooled, {who[line]}"),
+                               ("predictive", f"New trial, {who[line]}")):  # fmt: skip
                 ticks.append(y)
                 tick_labels.append(text)
                 kinds.append(kind)
@@ -617,24 +622,27 @@ def plot_oc(
     for name, ds in sets.items():
         if not isinstance(ds, xr.Dataset) or "p" not in ds.dims or "prob_success" not in ds:
             raise ValueError(f"{name!r}: expected a single-arm operating_characteristics Dataset (dim 'p')")
-    fig = _figure(11.0, 4.6)
+    fig = _figure(11.0, 4.8 + 0.22 * ((len(sets) + 1) // 2))
     ax_s, ax_n = fig.subplots(1, 2)
     palette = ["#0072B2", "#D55E00", "#009E73", "#CC79A7"]
+    handles, interpolated = [], False
     for k, (name, ds) in enumerate(sets.items()):
         c = palette[k % len(palette)]
         p = ds["p"].values
-        lab = name if len(sets) > 1 else "design"
-        at = [f"{float(np.interp(ref, p, ds['prob_success'].values)):.3f} at {nm}"
-              for ref, nm in ((p0, "p0"), (p1, "p1")) if ref is not None and p.min() <= ref <= p.max()]  # fmt: skip
-        if at:
-            lab += ": P(success) " + ", ".join(at)
-        ax_s.plot(p, ds["prob_success"].values, color=c, lw=2, label=lab, gid=f"prob_success:{name}")
+        parts = []
+        for var, fmt, what in (("prob_success", ".3f", "P(success)"), ("expected_n", ".1f", "E[N]")):
+            vals = [f"{_at(ds, var, ref, fmt)} at {nm}" for ref, nm in ((p0, "p0"), (p1, "p1"))
+                    if ref is not None and p.min() <= ref <= p.max()]  # fmt: skip
+            if vals:
+                parts.append(f"{what} " + ", ".join(vals))
+                interpolated |= any(v.startswith("~") for v in vals)
+        label = name if len(sets) > 1 else "design"
+        label += (": " + "; ".join(parts)) if parts else ""
+        (h,) = ax_s.plot(p, ds["prob_success"].values, color=c, lw=2, label=label, gid=f"prob_success:{name}")
+        handles.append(h)
         if "prob_early_stop" in ds and ds.sizes.get("look", 1) > 1:
             ax_s.plot(p, ds["prob_early_stop"].values, color=c, lw=1.2, ls=":", gid=f"prob_early_stop:{name}")
-        en = [f"{float(np.interp(ref, p, ds['expected_n'].values)):.1f} at {nm}"
-              for ref, nm in ((p0, "p0"), (p1, "p1")) if ref is not None and p.min() <= ref <= p.max()]  # fmt: skip
-        ax_n.plot(p, ds["expected_n"].values, color=c, lw=2, gid=f"expected_n:{name}",
-                  label=(name if len(sets) > 1 else "design") + (": E[N] " + ", ".join(en) if en else ""))  # fmt: skip
+        ax_n.plot(p, ds["expected_n"].values, color=c, lw=2, gid=f"expected_n:{name}")
         if "n" in ds.coords:
             ax_n.axhline(float(ds["n"].values.max()), color=c, lw=0.8, ls="--", alpha=0.6)
     refs = [(ref, name) for ref, name in ((p0, "p0"), (p1, "p1")) if ref is not None]
@@ -645,14 +653,13 @@ def plot_oc(
             top = ax.secondary_xaxis("top")
             top.set_xticks([r for r, _ in refs], [f"{n} = {r:.2f}" for r, n in refs], fontsize=8)
             top.tick_params(length=3, pad=1)
-    ax_s.set_ylim(0, 1.22)
-    ax_s.set_yticks(np.linspace(0, 1, 6))
+    ax_s.set_ylim(0, 1.02)
     ax_s.set_xlabel("True proportion progression-free")
     ax_s.set_ylabel("Probability")
     ax_s.set_title("Probability of success (solid) and of early stop (dotted)", loc="left", fontsize=10)
     n_max = max(float(ds["n"].values.max()) if "n" in ds.coords else float(ds["expected_n"].max())
                 for ds in sets.values())  # fmt: skip
-    ax_n.set_ylim(0, n_max * 1.25)
+    ax_n.set_ylim(0, n_max * 1.08)
     ax_n.set_xlabel("True proportion progression-free")
     ax_n.set_ylabel("Expected number of patients")
     ax_n.set_title("Expected sample size (dashed: maximum)", loc="left", fontsize=10)
@@ -660,11 +667,21 @@ def plot_oc(
         ax.grid(color="0.92", lw=0.6)
         ax.set_xlim(min(float(ds["p"].min()) for ds in sets.values()),
                     max(float(ds["p"].max()) for ds in sets.values()))
-    ax_s.legend(fontsize=7.5, loc="upper left")
-    ax_n.legend(fontsize=7.5, loc="upper left")
+    fig.legend(handles=handles, loc="outside lower center", ncol=1 if len(handles) < 3 else 2, fontsize=8,
+               frameon=False, title="~: interpolated between grid points" if interpolated else None,
+               title_fontsize=7.5)  # fmt: skip
     if title:
         fig.suptitle(title, x=0.01, ha="left", fontsize=11)
     return fig
+
+
+def _at(ds: xr.Dataset, var: str, ref: float, fmt: str) -> str:
+    """Value of ``var`` at the true rate ``ref``: exact on the grid, else interpolated (marked ~)."""
+    p = ds["p"].values
+    hit = np.flatnonzero(np.isclose(p, ref, rtol=0, atol=1e-9))
+    if hit.size:
+        return format(float(ds[var].values[hit[0]]), fmt)
+    return "~" + format(float(np.interp(ref, p, ds[var].values)), fmt)
 
 
 # --------------------------------------------------------------------------- PPC
@@ -763,7 +780,7 @@ def _design_for_report(fit: Fit, line: str = "2L+", landmark: float = 6.0, looks
     robust = robustify(mix, 0.2, mean=p0)
     fixed = BayesianSingleArm(looks=looks, p0=p0)
     against_map = BayesianSingleArm(looks=looks, p0=mix)
-    grid = np.round(np.linspace(0.02, 0.90, 45), 4)
+    grid = np.union1d(np.round(np.linspace(0.02, 0.90, 45), 4), [p0, p1])
     oc = {f"p0 fixed at {p0:.2f}": operating_characteristics(fixed, grid),
           "p0 ~ MAP prior": operating_characteristics(against_map, grid)}  # fmt: skip
     return dict(setting=setting, draws=draws, mix=mix, robust=robust, design=fixed, design_map=against_map,
