@@ -37,6 +37,7 @@ def test_forest_one_row_per_arm_shown(default_fit, landmark):
     n_lines = default_fit.data.arms["line"].nunique()
     summary = [t for t in labels if t.startswith(("Pooled", "New trial"))]
     assert len(summary) == 2 * n_lines
+    assert "Pooled, 2L+ R-T, uterine 0.5" in summary  # the default spec has class and uterine effects
     assert len(labels) - len(summary) == len(shown)
     # one observed and one posterior marker per arm, at the right place
     observed, posterior = by_gid(fig, "observed:"), by_gid(fig, "posterior:")
@@ -115,6 +116,9 @@ def test_oc_curve_is_prob_success():
     line = by_gid(fig, "prob_success:")["design"]
     np.testing.assert_allclose(line.get_xdata(), p)
     np.testing.assert_allclose(line.get_ydata(), oc["prob_success"].values)
+    (label,) = [t.get_text() for t in fig.legends[0].get_texts()]
+    at_p0 = float(oc["prob_success"].sel(p=0.3, method="nearest"))
+    assert f"P(success) {at_p0:.3f} at p0" in label and "~" not in label  # exact: p0 is on the grid
     en = by_gid(fig, "expected_n:")["design"]
     np.testing.assert_allclose(en.get_ydata(), oc["expected_n"].values)
     assert "Expected number of patients" in fig.axes[1].get_ylabel()
