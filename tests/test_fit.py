@@ -297,3 +297,17 @@ def test_load_fit_of_an_unknown_format_version(tmp_path):
     ds.to_netcdf(path, engine="netcdf4")
     with pytest.raises(ValueError, match="version 99 is not supported"):
         load_fit(path)
+
+
+def test_summary_rows_match_the_posterior_arrays(default_fit):
+    """Each summary row's mean is the mean of the draws its label names (tau has dims stratum, landmark)."""
+    table = default_fit.summary()
+    post = default_fit.posterior
+    for stratum in post["tau"]["stratum"].values:
+        for t in post["tau"]["landmark"].values:
+            expected = float(post["tau"].sel(stratum=stratum, landmark=t).mean())
+            assert float(table.loc[f"tau[{stratum}, {t:g} mo]", "mean"]) == pytest.approx(expected, abs=1e-3)
+    for t in post["beta"]["landmark"].values:
+        for c in post["beta"]["covariate"].values:
+            expected = float(post["beta"].sel(landmark=t, covariate=c).mean())
+            assert float(table.loc[f"beta[{t:g} mo, {c}]", "mean"]) == pytest.approx(expected, abs=1e-3)

@@ -148,7 +148,9 @@ class Fit:
         import arviz as az
 
         names = [v for v in var_names if v in self.posterior]
-        table = az.summary(self.datatree, var_names=names, ci_prob=prob)
+        # one variable per call: ArviZ 1.3 mislabels rows when variables with
+        # different dim orders (landmark / stratum, landmark) share one call
+        table = pd.concat([az.summary(self.datatree, var_names=[v], ci_prob=prob) for v in names])
         table.index = [_readable(i) for i in table.index]
         return table
 
