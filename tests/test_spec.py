@@ -351,3 +351,20 @@ def test_filter_leaving_no_observation(trials):
     spec = parse_spec({"data": {"years": [1990, 1995]}})
     with pytest.raises(SpecError, match="no observation remains"):
         prepare_data(spec, trials)
+
+
+def test_structural_and_semantic_problems_are_reported_together():
+    from lmsbayes.spec import SpecError, parse_spec
+
+    with pytest.raises(SpecError) as info:
+        parse_spec({
+            "model": {"likelyhood": "x", "covariates": ["line", "nrtt"]},
+            "sampler": {"draws": "many"},
+            "random_effects": {"tau_by": "site"},
+        })  # fmt: skip
+    msg = str(info.value)
+    assert "did you mean 'likelihood'" in msg  # unknown key
+    assert "draws must be an integer, got 'many'" in msg  # wrong type
+    assert "unknown covariate 'nrtt'" in msg  # semantic, reported in the same error
+    assert "tau_by must be 'none' or 'line', got 'site'" in msg
+    assert len(info.value.problems) == 4

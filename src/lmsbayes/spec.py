@@ -297,28 +297,35 @@ _TOP = {"name", "description", "landmarks", *_SECTIONS}
 
 
 def _coerce(value: Any, target: Any, where: str, problems: list[str]) -> Any:
-    """Coerce a TOML value to the type of the dataclass default ``target``."""
+    """Coerce a TOML value to the type of the dataclass default ``target``.
+
+    A value of the wrong type is reported and replaced by the default, so that
+    the semantic checks can still run on the rest of the spec.
+    """
     if isinstance(target, bool):
         if not isinstance(value, bool):
             problems.append(f"{where} must be true or false, got {value!r}")
+            return target
         return value
     if isinstance(target, int):
         if isinstance(value, bool) or not isinstance(value, int):
             problems.append(f"{where} must be an integer, got {value!r}")
+            return target
         return value
     if isinstance(target, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             problems.append(f"{where} must be a number, got {value!r}")
-            return value
+            return target
         return float(value)
     if isinstance(target, str):
         if not isinstance(value, str):
             problems.append(f"{where} must be a string, got {value!r}")
+            return target
         return value
     if isinstance(target, tuple):
         if not isinstance(value, list):
             problems.append(f"{where} must be a list, got {value!r}")
-            return value
+            return target
         return tuple(value)
     return value
 
@@ -361,14 +368,20 @@ def parse_spec(raw: Mapping[str, Any], *, source: str = "<spec>", text: str = ""
             except TypeError as exc:  # pragma: no cover - guarded by the field check
                 problems.append(f"[{key}]: {exc}")
         elif key == "landmarks":
-            lm = _coerce(value, (), "landmarks", problems)
+            lm = _coerce(value, ModelSpec().landmarks, "landmarks", problems)
             if isinstance(lm, tuple):
                 top[key] = tuple(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in lm)
         else:
             top[key] = _coerce(value, "", key, problems)
-    spec = ModelSpec(**top, text=text) if not problems else None
-    if spec is not None:
+    structural = list(problems)
+    try:
+        spec = ModelSpec(**top, text=text)
         _check(spec, problems, source)
+    except (TypeError, ValueError, AttributeError):
+        # a value of the wrong type already reported above can trip a semantic check;
+        # the structural problems are then the ones to report
+        spec = None
+        problems[:] = structural
     if problems:
         raise SpecError(problems, source)
     assert spec is not None
