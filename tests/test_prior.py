@@ -521,3 +521,20 @@ def test_fit_warnings_are_quiet_for_good_data():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit_mixture(draws, max_components=2, rng=0)
+
+
+def test_robustified_prior_has_one_mode_and_no_false_warning():
+    """A vague Beta(1, 1) component makes the density flat near 1; float noise there is not a mode."""
+    import warnings
+
+    from lmsbayes.prior import _mixture_modes
+
+    mix = robustify(BetaMixture.from_ab(2.2, 2.8), 0.2)
+    modes = _mixture_modes(mix)
+    assert modes.size == 1
+    assert modes[0] == pytest.approx(1.2 / 3.0, abs=1e-6)  # (a - 1) / (a + b - 2) of the informative part
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ess(mix, "morita")
+    two = BetaMixture(weights=[0.5, 0.5], a=[5.0, 30.0], b=[30.0, 5.0])
+    np.testing.assert_allclose(_mixture_modes(two), [4 / 33, 29 / 33], atol=1e-3)

@@ -633,7 +633,15 @@ def _mixture_modes(mix: BetaMixture) -> np.ndarray:
     logf = mix.logpdf(grid)
     left = np.concatenate([[-np.inf], logf[:-1]])
     right = np.concatenate([logf[1:], [-np.inf]])
-    peaks = np.flatnonzero((logf >= left) & (logf > right))
+    # a peak must stand out from its right neighbour by more than rounding noise:
+    # where a vague component makes the density flat near 0 or 1, float noise
+    # would otherwise create many false "modes"
+    tol = 1e-9 * np.maximum(1.0, np.abs(logf))
+    is_peak = (logf >= left) & (logf > right + tol)
+    is_peak[-1] = logf[-1] > left[-1] + tol[-1]  # the upper end must rise, not just be flat
+    peaks = np.flatnonzero(is_peak)
+    if peaks.size == 0:  # a flat density (e.g. Beta(1, 1)): the grid maximum stands in
+        peaks = np.array([int(np.argmax(logf))])
     modes = []
     for i in peaks:
         lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
@@ -646,7 +654,8 @@ def _mixture_modes(mix: BetaMixture) -> np.ndarray:
         else:
             x = grid[i]
         modes.append(float(x))
-    modes_arr = np.array(modes)
+    modes_arr = np.sort(np.array(modes))
+    modes_arr = modes_arr[np.concatenate([[True], np.diff(modes_arr) > 1e-9])]  # one per peak
     return modes_arr[np.argsort(-mix.logpdf(modes_arr))]
 
 
