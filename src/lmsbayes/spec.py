@@ -215,8 +215,9 @@ class SamplerSettings:
     chains: int = 4
     target_accept: float = 0.9
     seed: int = 20210617
-    #: nutpie mass-matrix adaptation; "low_rank" copes with correlated regression coefficients
-    adaptation: str = "low_rank"
+    #: nutpie mass-matrix adaptation. "low_rank" copes better with correlated coefficients
+    #: but its cost grows fast with dimension (48 s vs 1.4 s for 100 arms), so "diag" is the default
+    adaptation: str = "diag"
 
 
 @dataclass(frozen=True)
