@@ -104,16 +104,15 @@ def test_bad_setting(args, match):
         Setting(*args)
 
 
-def test_line_not_in_fitted_data_is_an_error(eortc_fit):
-    from lmsbayes.spec import load_spec
+def test_line_not_in_fitted_data_is_an_error(default_fit):
+    """A fit of first-line arms only cannot predict for 2L+ (no extrapolation)."""
+    from types import SimpleNamespace
 
-    assert eortc_fit.spec.name == "eortc2021"
-    spec = load_spec("uterine")
-    assert "line" in spec.model.covariates  # the uterine spec spans both lines
-    with pytest.raises(ValueError, match="not in the fitted data"):
-        from lmsbayes.predict import _check_settings
+    from lmsbayes.predict import _check_settings
 
-        fake = type("F", (), {"data": type("D", (), {"arms": eortc_fit.data.arms.iloc[:1],
-                                                     "landmarks": (3.0, 6.0)})(),
-                              "spec": eortc_fit.spec})()  # fmt: skip
-        _check_settings(fake, [Setting("2L+")], [6.0])
+    first_line = default_fit.data.arms[default_fit.data.arms["line"] == "1L"]
+    fit_1l = SimpleNamespace(spec=default_fit.spec,
+                             data=SimpleNamespace(arms=first_line, landmarks=default_fit.data.landmarks))  # fmt: skip
+    _check_settings(fit_1l, [Setting("1L")], [6.0])  # fine
+    with pytest.raises(ValueError, match="line '2L\\+' is not in the fitted data"):
+        _check_settings(fit_1l, [Setting("2L+")], [6.0])

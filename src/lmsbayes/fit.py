@@ -140,7 +140,7 @@ class Fit:
     def data_sha256(self) -> str:
         return self.data.data_sha256
 
-    def summary(self, var_names=("alpha", "beta", "tau", "trial_tau"), prob: float = 0.95) -> pd.DataFrame:
+    def summary(self, var_names=HYPER, prob: float = 0.95) -> pd.DataFrame:
         """ArviZ summary of the hyper-parameters with readable row names.
 
         Rows read e.g. ``beta[6 mo, line]`` rather than positional indices.

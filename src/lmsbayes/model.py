@@ -161,11 +161,16 @@ class ModelData:
         return cls(
             arms=arms, obs=obs, excluded=excluded,
             landmarks=tuple(float(v) for v in np.atleast_1d(a["landmarks"])),
-            covariates=tuple(str(v) for v in np.atleast_1d(a["covariates"])) if len(np.atleast_1d(a["covariates"])) and str(np.atleast_1d(a["covariates"])[0]) else (),
-            strata=tuple(str(v) for v in np.atleast_1d(a["strata"])),
+            covariates=_str_tuple(a["covariates"]),
+            strata=_str_tuple(a["strata"]),
             uterine_centre=float(a["uterine_centre"]), data_sha256=str(a["data_sha256"]),
-            trials=tuple(str(v) for v in np.atleast_1d(a["trials"])),
+            trials=_str_tuple(a["trials"]),
         )  # fmt: skip
+
+
+def _str_tuple(attr) -> tuple[str, ...]:
+    """A list attribute read back from netCDF (an empty list may come back as '')."""
+    return tuple(str(v) for v in np.atleast_1d(attr) if str(v))
 
 
 def _arm_label(trials: pd.DataFrame) -> pd.Series:
@@ -244,10 +249,8 @@ def prepare_data(spec: ModelSpec, trials: pd.DataFrame) -> ModelData:
     problems = []
     eff = main_effects(arms["line"], arms["treatment_class"], arms["uterine_fraction"])
     for cov in spec.model.covariates:
-        col = design_matrix(eff.fillna(0.5), [cov])[:, 0]  # latent fractions could vary; known ones decide
-        if "uterine" in cov.split(":"):
-            col = design_matrix(eff, [cov])[:, 0]
-            col = col[~np.isnan(col)]
+        col = design_matrix(eff, [cov])[:, 0]
+        col = col[~np.isnan(col)]  # only known uterine fractions can show variation
         if len(col) < 2 or np.ptp(col) == 0:
             problems.append(
                 f"[model] covariates: {cov!r} does not vary in the {len(arms)} selected arms "
@@ -272,7 +275,7 @@ def prepare_data(spec: ModelSpec, trials: pd.DataFrame) -> ModelData:
 def structure_key(spec: ModelSpec, data: ModelData) -> str:
     """What determines the compiled model: structure and shapes, not data values."""
     parts = (
-        spec.model, spec.random_effects, spec.priors.to_dict() if hasattr(spec.priors, "to_dict") else repr(spec.priors),
+        spec.model, spec.random_effects, repr(spec.priors),
         data.landmarks, data.strata, len(data.arms), len(data.obs), len(data.latent_uterine),
         len(data.trials) if spec.random_effects.trial_effect else 0,
     )  # fmt: skip

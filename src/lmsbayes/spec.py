@@ -297,37 +297,28 @@ _SECTIONS: dict[str, type] = {
 _TOP = {"name", "description", "landmarks", *_SECTIONS}
 
 
+#: TOML type checks per dataclass default type: (accepts, description, convert)
+_TYPES: tuple[tuple[type, Any, str, Any], ...] = (
+    (bool, lambda v: isinstance(v, bool), "true or false", bool),
+    (int, lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer", int),
+    (float, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number", float),
+    (str, lambda v: isinstance(v, str), "a string", str),
+    (tuple, lambda v: isinstance(v, list), "a list", tuple),
+)
+
+
 def _coerce(value: Any, target: Any, where: str, problems: list[str]) -> Any:
     """Coerce a TOML value to the type of the dataclass default ``target``.
 
     A value of the wrong type is reported and replaced by the default, so that
     the semantic checks can still run on the rest of the spec.
     """
-    if isinstance(target, bool):
-        if not isinstance(value, bool):
-            problems.append(f"{where} must be true or false, got {value!r}")
-            return target
-        return value
-    if isinstance(target, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            problems.append(f"{where} must be an integer, got {value!r}")
-            return target
-        return value
-    if isinstance(target, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            problems.append(f"{where} must be a number, got {value!r}")
-            return target
-        return float(value)
-    if isinstance(target, str):
-        if not isinstance(value, str):
-            problems.append(f"{where} must be a string, got {value!r}")
-            return target
-        return value
-    if isinstance(target, tuple):
-        if not isinstance(value, list):
-            problems.append(f"{where} must be a list, got {value!r}")
-            return target
-        return tuple(value)
+    for kind, accepts, description, convert in _TYPES:  # bool before int: bool is an int
+        if isinstance(target, kind):
+            if not accepts(value):
+                problems.append(f"{where} must be {description}, got {value!r}")
+                return target
+            return convert(value)
     return value
 
 
