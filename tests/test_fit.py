@@ -8,6 +8,7 @@ change), so nothing below compiles a new model.
 from __future__ import annotations
 
 import dataclasses
+import os
 import warnings
 
 import numpy as np
@@ -269,6 +270,27 @@ def test_save_of_a_spec_built_in_python_round_trips(tmp_path, default_fit, starv
     loaded = load_fit(result.save(tmp_path / "sub" / "starved.nc"))
     assert loaded.spec == result.spec
     np.testing.assert_array_equal(loaded.posterior["beta"].values, result.posterior["beta"].values)
+
+
+def _open_handles(path) -> int:
+    """How many of this process's file descriptors point at ``path`` (Linux /proc)."""
+    target = str(path.resolve())
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}") == target
+        except OSError:  # the descriptor listdir itself used is gone
+            pass
+    return count
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs Linux /proc")
+def test_load_fit_closes_the_file(saved_default_fit):
+    # a handle left to the garbage collector crashed CI: HDF5 re-opened the
+    # same file while the collector closed the old handle
+    loaded = load_fit(saved_default_fit)
+    assert _open_handles(saved_default_fit) == 0
+    assert loaded.posterior["beta"].values.size > 0  # data in memory, not lazily on disk
 
 
 def test_load_fit_of_a_missing_file(tmp_path):

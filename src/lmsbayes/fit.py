@@ -360,7 +360,11 @@ def load_fit(path: str | os.PathLike[str]) -> Fit:
     if not path.is_file():
         raise FileNotFoundError(f"no fit file {str(path)!r}")
     try:
-        dt = xr.open_datatree(path, engine="netcdf4").load()
+        # load and close at once: a handle left to the garbage collector can be
+        # closed while HDF5 opens the same file again (same inode after
+        # Fit.save's rename), which crashes the process (xarray #8289,
+        # netcdf4-python #1444)
+        dt = xr.load_datatree(path, engine="netcdf4")
     except Exception as exc:  # h5py/xarray raise many types for a non-netCDF file
         raise ValueError(f"{path}: not a netCDF file written by lmsbayes ({type(exc).__name__})") from None
     if dt.attrs.get("lmsbayes_format") != FIT_FORMAT:
