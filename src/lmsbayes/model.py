@@ -343,7 +343,10 @@ def build_model(spec: ModelSpec, data: ModelData | pd.DataFrame) -> pm.Model:
                     col = col * effects[part]
                 cols.append(col)
             X = pt.stack(cols, axis=1)  # (arm, covariate)
-            eta = eta + pt.dot(X, beta.T)
+            # a broadcast product, not pt.dot: numba compiles its BLAS dot (and
+            # the transposed dots of the gradient) in about a minute on a new
+            # machine, longer than the rest of the model together
+            eta = eta + (X[:, None, :] * beta[None, :, :]).sum(axis=-1)
         tau = pri.tau.create("tau", dims=("stratum", "landmark"))
         if re.distribution == "student_t":
             z = pm.StudentT("z", nu=re.nu, mu=0.0, sigma=1.0, dims=("arm", "landmark"))
