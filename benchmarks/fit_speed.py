@@ -4,9 +4,11 @@ Run with ``python benchmarks/fit_speed.py`` (add ``--quick`` to skip the 10,000-
 
 1. Cold: a NEW Python process imports lmsbayes, builds, compiles and samples
    the default spec on the bundled data (wall clock measured outside the
-   process, and the fit itself inside it). Note that PyTensor keeps an
-   on-disk compilation cache (``~/.pytensor``), so "cold" means a new process,
-   not a new machine.
+   process, and the fit itself inside it), twice: first with an EMPTY
+   PyTensor/numba cache (``base_compiledir`` in a temporary folder), which is
+   what the first run on a new machine costs, then with the cache that run
+   left (a new process on a machine that has compiled before). Last,
+   ``lmsbayes run`` as a whole, timed from outside, on an empty cache.
 2. Warm: in this process, after a first fit, a refit of the same structure
    on new data of the same shape (y redrawn from Binomial(n_eff, observed
    rate)): no recompilation, the new values go in through ``pm.Data``.
@@ -58,11 +60,31 @@ def line(label: str, seconds: float, diag=None, sample_seconds: float | None = N
     print(text, flush=True)
 
 
+def _env_with_cache(cache: str) -> dict[str, str]:
+    flags = ",".join(f for f in [os.environ.get("PYTENSOR_FLAGS", ""), f"base_compiledir={cache}"] if f)
+    return {**os.environ, "PYTHONWARNINGS": "ignore", "PYTENSOR_FLAGS": flags}
+
+
 def cold_start() -> None:
-    print("Cold start: new process, import + build + compile + sample (default spec, 4 x 2000 draws)")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="lmsbayes-bench-cache-") as cache:
+        env = _env_with_cache(cache)
+        for label in ("empty cache (a new machine)", "cached kernels (a new process)"):
+            print(f"Cold start, {label}: import + build + compile + sample (default spec, 4 x 2000 draws)")
+            _cold_once(env)
+    with tempfile.TemporaryDirectory(prefix="lmsbayes-bench-cache-") as cache:
+        print("`lmsbayes run` on an empty cache (a new machine), wall time from outside")
+        t0 = time.perf_counter()
+        res = subprocess.run([sys.executable, "-m", "lmsbayes", "run", "--quiet"], capture_output=True,
+                             text=True, env=_env_with_cache(cache))  # fmt: skip
+        status = "exit 0" if res.returncode == 0 else f"FAILED (exit {res.returncode})"
+        print(f"  {'lmsbayes run':<44s} {time.perf_counter() - t0:8.2f} s | {status}")
+
+
+def _cold_once(env: dict[str, str]) -> None:
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-c", COLD_SCRIPT], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONWARNINGS": "ignore"})  # fmt: skip
+    res = subprocess.run([sys.executable, "-c", COLD_SCRIPT], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     if res.returncode != 0:
         print("  cold run failed:\n" + res.stderr[-2000:])

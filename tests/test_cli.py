@@ -294,3 +294,10 @@ def test_installed_entry_point_version():
     result = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"lmsbayes {lmsbayes.__version__}"
+
+
+def test_python_dash_m_is_the_same_command():
+    result = subprocess.run([sys.executable, "-m", "lmsbayes", "--version"], capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"lmsbayes {lmsbayes.__version__}"
