@@ -198,6 +198,25 @@ def test_refit_on_new_data_of_the_same_shape_uses_the_new_values(default_fit, sm
     )
 
 
+@pytest.mark.parametrize("y_shift, n_eff, needle", [
+    (+1, None, "0 <= y_eff <= n_eff"),  # y = n + 1
+    (None, None, "0 <= y_eff <= n_eff"),  # y = -1
+    (0, 0, "n_eff > 0"),
+])  # fmt: skip
+def test_observations_outside_the_support_are_refused(default_fit, small_spec, y_shift, n_eff, needle):
+    # the log density is compiled without PyMC's parameter checks, so new data
+    # for a compiled model are checked before they reach the sampler
+    obs = default_fit.data.obs.copy()
+    row = obs.index[3]
+    if n_eff is not None:
+        obs.loc[row, "n_eff"] = n_eff
+    obs.loc[row, "y_eff"] = -1 if y_shift is None else obs.loc[row, "n_eff"] + y_shift
+    bad = dataclasses.replace(default_fit.data, obs=obs)
+    with pytest.raises(ValueError, match=needle) as info:
+        lmsbayes.fit(small_spec, bad)
+    assert "observation 3" in str(info.value) and obs.loc[row, "arm_id"] in str(info.value)
+
+
 # --- strict mode ---------------------------------------------------------------
 
 

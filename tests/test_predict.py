@@ -82,6 +82,25 @@ def test_comparisons_are_probabilities(default_fit):
     assert (c.lower < c.difference).all() and (c.difference < c.upper).all()
 
 
+def test_comparisons_equal_raw_draw_computation(default_fit):
+    """uterine - non-uterine (2L+ R-T) and NR-T - R-T (1L, uterine 0.5), by hand from alpha and beta."""
+    post = default_fit.posterior
+    c = comparisons(default_fit).set_index(["line", "landmark", "comparison"])
+    for t in (3.0, 6.0):
+        a = post["alpha"].sel(landmark=t).values
+        b = {k: post["beta"].sel(landmark=t, covariate=k).values for k in ("line", "nrt", "line:nrt", "uterine")}
+        # 2L+ R-T: line = 1, nrt = 0; uterine effect centred at 0.5
+        uterine = _expit(a + b["line"] + 0.5 * b["uterine"]) - _expit(a + b["line"] - 0.5 * b["uterine"])
+        # 1L at uterine fraction 0.5: line = 0, so the interaction is 0
+        nrt = _expit(a + b["nrt"]) - _expit(a)
+        for line, label, d in (("2L+", "uterine - non-uterine", uterine.ravel()), ("1L", "NR-T - R-T", nrt.ravel())):
+            row = c.loc[(line, t, label)]
+            assert row.difference == pytest.approx(d.mean(), rel=1e-10)
+            assert row.lower == pytest.approx(np.quantile(d, 0.025), rel=1e-10)
+            assert row.upper == pytest.approx(np.quantile(d, 0.975), rel=1e-10)
+            assert row.prob_positive == pytest.approx((d > 0).mean())
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

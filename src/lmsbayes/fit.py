@@ -26,7 +26,7 @@ import pandas as pd
 import xarray as xr
 
 from lmsbayes import __version__
-from lmsbayes.model import ModelData, prepare_data, structure_key
+from lmsbayes.model import ModelData, check_observations, prepare_data, structure_key
 from lmsbayes.spec import ModelSpec, load_spec, parse_spec
 
 __all__ = ["Diagnostics", "Fit", "FitWarning", "SamplingError", "fit", "load_fit"]
@@ -240,6 +240,7 @@ def _compiled(spec: ModelSpec, data: ModelData):
         model = build_model(spec, data)
         _COMPILED[key] = (nutpie.compile_pymc_model(model), model)
     compiled, model = _COMPILED[key]
+    check_observations(spec, data)  # the compiled log density has no parameter checks
     names = {d.name for d in model.data_vars}
     updates = {k: v for k, v in data.arrays().items() if k in names}
     return compiled.with_data(**updates), model

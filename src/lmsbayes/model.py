@@ -282,6 +282,30 @@ def structure_key(spec: ModelSpec, data: ModelData) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
+def check_observations(spec: ModelSpec, data: ModelData) -> None:
+    """Raise ValueError for observations outside the likelihood's support.
+
+    The model is built without PyMC's parameter checks (``check_bounds=False``),
+    so data that ``load_trials``/``prepare_data`` did not produce (a
+    hand-built :class:`ModelData`, new data for a compiled model) are checked
+    here instead.
+    """
+    arr = data.arrays()
+    ids = list(data.obs["arm_id"]) if "arm_id" in data.obs else list(range(len(data.obs)))
+    if spec.model.likelihood == "logit-binomial":
+        n, y = np.asarray(arr["n_eff"], float), np.asarray(arr["y_eff"], float)
+        bad = ~(np.isfinite(n) & np.isfinite(y) & (n > 0) & (y >= 0) & (y <= n))
+        what = "needs 0 <= y_eff <= n_eff and n_eff > 0"
+    else:
+        se, lr = np.asarray(arr["se_logit"], float), np.asarray(arr["logit_rate"], float)
+        bad = ~(np.isfinite(se) & np.isfinite(lr) & (se > 0))
+        what = "needs a finite logit_rate and se_logit > 0"
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"observation {i} (arm {ids[i]!r}): {spec.model.likelihood} {what} "
+                         f"({int(bad.sum())} observation(s) fail)")  # fmt: skip
+
+
 def build_model(spec: ModelSpec, data: ModelData | pd.DataFrame) -> pm.Model:
     """Build the non-centred hierarchical model.
 
@@ -306,6 +330,7 @@ def build_model(spec: ModelSpec, data: ModelData | pd.DataFrame) -> pm.Model:
 
     if not isinstance(data, ModelData):
         data = prepare_data(spec, data)
+    check_observations(spec, data)
     re, pri = spec.random_effects, spec.priors
     arr = data.arrays()
     latent = data.latent_uterine
@@ -321,7 +346,10 @@ def build_model(spec: ModelSpec, data: ModelData | pd.DataFrame) -> pm.Model:
     if re.trial_effect:
         coords["trial"] = list(data.trials)
 
-    with pm.Model(coords=coords) as model:
+    # no parameter checks in the log density: every parameter is transformed
+    # to its support and the data were validated (n >= 1, 0 <= y <= n), and
+    # the checks add a dozen boolean kernels to compile
+    with pm.Model(coords=coords, check_bounds=False) as model:
         # only the main effects the spec uses: unused containers are optimised away by the compiler
         used = {p for c in data.covariates for p in c.split(":")}
         x = {k: pm.Data(f"x_{k}", arr[f"x_{k}"], dims="arm") for k in ("line", "nrt", "uterine") if k in used}
@@ -336,17 +364,15 @@ def build_model(spec: ModelSpec, data: ModelData | pd.DataFrame) -> pm.Model:
         eta = pt.zeros((len(data.arms), len(data.landmarks))) + alpha[None, :]
         if data.covariates:
             beta = pri.beta.create("beta", dims=("landmark", "covariate"))
-            cols = []
-            for cov in data.covariates:
+            for j, cov in enumerate(data.covariates):
                 col = pt.ones(len(data.arms))
                 for part in cov.split(":"):
                     col = col * effects[part]
-                cols.append(col)
-            X = pt.stack(cols, axis=1)  # (arm, covariate)
-            # a broadcast product, not pt.dot: numba compiles its BLAS dot (and
-            # the transposed dots of the gradient) in about a minute on a new
-            # machine, longer than the rest of the model together
-            eta = eta + (X[:, None, :] * beta[None, :, :]).sum(axis=-1)
+                # a sum of elementwise products, not pt.dot or a stacked design
+                # matrix: numba compiles BLAS dot, joins and reductions slowly
+                # (one dot and its gradient: 63 s on an empty cache), while
+                # these fuse into one elementwise kernel
+                eta = eta + col[:, None] * beta[None, :, j]
         tau = pri.tau.create("tau", dims=("stratum", "landmark"))
         if re.distribution == "student_t":
             z = pm.StudentT("z", nu=re.nu, mu=0.0, sigma=1.0, dims=("arm", "landmark"))
