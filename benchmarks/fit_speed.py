@@ -181,7 +181,7 @@ def scaling(sizes: list[int]) -> None:
         s = spec.sampler
         fewer = (s.draws, s.tune, s.chains) != (base.sampler.draws, base.sampler.tune, base.sampler.chains)
         print(f" {n_arms:>6,d} arms ({len(data.obs):,d} observations; {s.chains} chains x {s.draws} draws "
-              f"+ {s.tune} tune{'; FEWER than the default spec (4 x 2000 + 1500)' if fewer else ''})")  # fmt: skip
+              f"+ {s.tune} tune{'; FEWER than the default spec (4 x 2000 + 1000)' if fewer else ''})")  # fmt: skip
         t0 = time.perf_counter()
         _compiled(spec, data)
         line("build + compile", time.perf_counter() - t0)

@@ -265,7 +265,7 @@ def test_thresholds_of_a_file_that_is_not_a_fit(workdir):
 def _starved_spec(workdir: Path) -> Path:
     """The default spec with 5 draws: every diagnostic fails, the compiled model is reused."""
     path = workdir / "starved.toml"
-    text = DEFAULT_TOML.read_text().replace("draws = 2000", "draws = 5").replace("tune = 1500", "tune = 5")
+    text = DEFAULT_TOML.read_text().replace("draws = 2000", "draws = 5").replace("tune = 1000", "tune = 5")
     assert "draws = 5" in text and "tune = 5" in text
     path.write_text(text)
     return path

@@ -306,7 +306,7 @@ def test_hash_ignores_formatting_and_comments(tmp_path):
         [sampler]
         seed = {d['sampler']['seed']}
         chains=4
-        tune = 1500
+        tune = 1000
         draws = 2_000
         target_accept = 0.90
         [priors]

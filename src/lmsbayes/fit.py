@@ -318,6 +318,8 @@ def _finish_datatree(dt: xr.DataTree, spec: ModelSpec, data: ModelData) -> xr.Da
     if "trial" in post.dims:
         relabel["trial"] = list(data.trials)
     post = post.assign_coords(relabel)
+    if "p" not in post:  # the model stores theta only (see build_model)
+        post["p"] = 1 / (1 + np.exp(-post["theta"]))
     arr = data.arrays()
     theta = post["theta"].values[:, :, arr["arm_idx"], arr["landmark_idx"]]
     rng = np.random.default_rng(spec.sampler.seed + 1)

@@ -322,8 +322,8 @@ def build_model(spec: ModelSpec, data: ModelData | pd.DataFrame) -> pm.Model:
         Coords ``arm``, ``landmark``, ``covariate``, ``stratum``, ``obs``
         (and ``trial``, ``arm_latent`` when used). Free variables ``alpha``
         (landmark), ``beta`` (landmark, covariate), ``tau`` (stratum,
-        landmark), ``z`` (arm, landmark); deterministics ``theta`` (arm-level
-        logit rate) and ``p`` (arm-level rate).
+        landmark), ``z`` (arm, landmark); deterministic ``theta`` (arm-level
+        logit rate); :func:`lmsbayes.fit` adds ``p`` = invlogit(theta).
     """
     import pymc as pm
     import pytensor.tensor as pt
@@ -384,7 +384,8 @@ def build_model(spec: ModelSpec, data: ModelData | pd.DataFrame) -> pm.Model:
             v = pm.Normal("v", 0.0, 1.0, dims=("trial", "landmark"))
             eta = eta + trial_tau[None, :] * v[data.trial_idx, :]
         theta = pm.Deterministic("theta", eta, dims=("arm", "landmark"))
-        pm.Deterministic("p", pm.math.invlogit(theta), dims=("arm", "landmark"))
+        # p = invlogit(theta) is added to the posterior by lmsbayes.fit in numpy:
+        # one kernel fewer for numba to compile on a new machine
 
         eta_obs = theta[arm_idx, lm_idx]
         if spec.model.likelihood == "logit-binomial":
