@@ -291,7 +291,6 @@ def check_observations(spec: ModelSpec, data: ModelData) -> None:
     here instead.
     """
     arr = data.arrays()
-    ids = list(data.obs["arm_id"]) if "arm_id" in data.obs else list(range(len(data.obs)))
     if spec.model.likelihood == "logit-binomial":
         n, y = np.asarray(arr["n_eff"], float), np.asarray(arr["y_eff"], float)
         bad = ~(np.isfinite(n) & np.isfinite(y) & (n > 0) & (y >= 0) & (y <= n))
@@ -302,7 +301,7 @@ def check_observations(spec: ModelSpec, data: ModelData) -> None:
         what = "needs a finite logit_rate and se_logit > 0"
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"observation {i} (arm {ids[i]!r}): {spec.model.likelihood} {what} "
+        raise ValueError(f"observation {i} (arm {data.obs['arm_id'].iloc[i]!r}): {spec.model.likelihood} {what} "
                          f"({int(bad.sum())} observation(s) fail)")  # fmt: skip
 
 
