@@ -96,10 +96,26 @@ def _cold_once(env: dict[str, str]) -> None:
           f"max R-hat {r['max_rhat']:.3f}, min ESS bulk {r['min_ess_bulk']:.0f}")  # fmt: skip
 
 
+def compile_then_fit(spec, data, label: str):
+    """Time build + compile, then the fit that reuses the compiled model; print both lines."""
+    import lmsbayes
+    from lmsbayes.fit import _compiled
+
+    t0 = time.perf_counter()
+    _compiled(spec, data)
+    line("build + compile", time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = lmsbayes.fit(spec, data)
+    seconds = time.perf_counter() - t0
+    line(label, seconds, result.diagnostics)
+    return result, seconds
+
+
 def warm_refit() -> None:
     import lmsbayes
     from lmsbayes.data import load_trials
-    from lmsbayes.fit import _compiled
     from lmsbayes.model import prepare_data
     from lmsbayes.spec import load_spec
 
@@ -108,13 +124,7 @@ def warm_refit() -> None:
     data = prepare_data(spec, load_trials())
     print(f"  {len(data.arms)} arms, {len(data.obs)} observations, "
           f"{spec.sampler.chains} chains x {spec.sampler.draws} draws (+ {spec.sampler.tune} tune)")  # fmt: skip
-    t0 = time.perf_counter()
-    _compiled(spec, data)
-    line("build + compile", time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    first = lmsbayes.fit(spec, data)
-    t = time.perf_counter() - t0
-    line("first sample (compiled model cached)", t, first.diagnostics)
+    compile_then_fit(spec, data, "first sample (compiled model cached)")
     rng = np.random.default_rng(1)
     obs = data.obs.copy()
     obs["y_eff"] = rng.binomial(obs["n_eff"].to_numpy(), obs["rate"].clip(0, 1).to_numpy())
@@ -168,12 +178,11 @@ def simulate(n_arms: int, seed: int = 0):
 
 
 def scaling(sizes: list[int]) -> None:
-    import lmsbayes
-    from lmsbayes.fit import _compiled
     from lmsbayes.spec import load_spec
 
     print("\nScaling: synthetic arms simulated from the default model (uterine fraction known for all arms)")
     base = load_spec("default")
+    default = f"{base.sampler.chains} x {base.sampler.draws} + {base.sampler.tune}"
     for n_arms in sizes:
         data = simulate(n_arms)
         draws, tune, chains = SCALING_SAMPLER.get(n_arms, (base.sampler.draws, base.sampler.tune, base.sampler.chains))
@@ -181,16 +190,8 @@ def scaling(sizes: list[int]) -> None:
         s = spec.sampler
         fewer = (s.draws, s.tune, s.chains) != (base.sampler.draws, base.sampler.tune, base.sampler.chains)
         print(f" {n_arms:>6,d} arms ({len(data.obs):,d} observations; {s.chains} chains x {s.draws} draws "
-              f"+ {s.tune} tune{'; FEWER than the default spec (4 x 2000 + 1000)' if fewer else ''})")  # fmt: skip
-        t0 = time.perf_counter()
-        _compiled(spec, data)
-        line("build + compile", time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = lmsbayes.fit(spec, data)
-        t = time.perf_counter() - t0
-        line("sample (+ DataTree, diagnostics)", t, result.diagnostics)
+              f"+ {s.tune} tune{'; FEWER than the default spec (' + default + ')' if fewer else ''})")  # fmt: skip
+        result, t = compile_then_fit(spec, data, "sample (+ DataTree, diagnostics)")
         stats = result.datatree["sample_stats"]
         steps = int(stats["n_steps"].sum()) if "n_steps" in stats else None
         # n_steps counts leapfrog steps of the kept draws only; the time includes warm-up
