@@ -237,10 +237,11 @@ def _compiled(spec: ModelSpec, data: ModelData):
 
     key = structure_key(spec, data)
     if key not in _COMPILED:
-        model = build_model(spec, data)
+        model = build_model(spec, data)  # checks the observations
         _COMPILED[key] = (nutpie.compile_pymc_model(model), model)
+    else:
+        check_observations(spec, data)  # new data for a log density compiled without parameter checks
     compiled, model = _COMPILED[key]
-    check_observations(spec, data)  # the compiled log density has no parameter checks
     names = {d.name for d in model.data_vars}
     updates = {k: v for k, v in data.arrays().items() if k in names}
     return compiled.with_data(**updates), model
