@@ -17,6 +17,7 @@ import pytest
 import xarray as xr
 
 import lmsbayes
+from conftest import theta_from_model_graph
 from lmsbayes.fit import _COMPILED, FitWarning, SamplingError, load_fit
 
 HYPER = ("alpha", "beta", "tau")
@@ -107,6 +108,14 @@ def test_datatree_groups_and_named_dims(default_fit):
     assert dt["sample_stats"]["diverging"].dims == ("chain", "draw")
     assert dt.attrs["spec_hash"] == default_fit.spec.hash
     assert dt.attrs["data_sha256"] == default_fit.data_sha256
+
+
+def test_theta_is_the_models_deterministic(default_fit):
+    """theta, computed in numpy after sampling, equals the PyMC graph's theta (latent uterine arms too)."""
+    ref, got = theta_from_model_graph(default_fit)
+    assert default_fit.data.latent_uterine.size > 0
+    assert np.isfinite(ref).all()
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
 
 
 def test_p_is_the_inverse_logit_of_theta(default_fit):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import lmsbayes
+from conftest import theta_from_model_graph
 from lmsbayes.predict import Setting, predict
 from lmsbayes.spec import load_spec
 
@@ -57,6 +58,12 @@ def test_arms_of_one_trial_share_its_effect(robust_fit):
     np.testing.assert_allclose(post["theta"].values[:, :, known], expected[:, :, known], rtol=1e-9, atol=1e-9)
     # at least one trial contributes two arms, so the sharing is exercised
     assert np.bincount(data.trial_idx).max() >= 2
+
+
+def test_theta_is_the_models_deterministic(robust_fit):
+    """With the trial effect and Student-t effects, numpy's theta equals the PyMC graph's."""
+    ref, got = theta_from_model_graph(robust_fit)
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
 
 
 def test_predictive_spread_is_student_t_plus_trial_effect(robust_fit):

@@ -26,7 +26,7 @@ import pandas as pd
 import xarray as xr
 
 from lmsbayes import __version__
-from lmsbayes.model import ModelData, check_observations, prepare_data, structure_key
+from lmsbayes.model import ModelData, arm_logits, check_observations, prepare_data, structure_key
 from lmsbayes.spec import ModelSpec, load_spec, parse_spec
 
 __all__ = ["Diagnostics", "Fit", "FitWarning", "SamplingError", "fit", "load_fit"]
@@ -238,7 +238,10 @@ def _compiled(spec: ModelSpec, data: ModelData):
     key = structure_key(spec, data)
     if key not in _COMPILED:
         model = build_model(spec, data)  # checks the observations
-        _COMPILED[key] = (nutpie.compile_pymc_model(model), model)
+        # the free variables only: deterministics are computed afterwards in
+        # numpy (arm_logits), sparing numba their compilation
+        free = [rv.name for rv in model.free_RVs]
+        _COMPILED[key] = (nutpie.compile_pymc_model(model, var_names=free), model)
     else:
         check_observations(spec, data)  # new data for a log density compiled without parameter checks
     compiled, model = _COMPILED[key]
@@ -319,8 +322,8 @@ def _finish_datatree(dt: xr.DataTree, spec: ModelSpec, data: ModelData) -> xr.Da
     if "trial" in post.dims:
         relabel["trial"] = list(data.trials)
     post = post.assign_coords(relabel)
-    if "p" not in post:  # the model stores theta only (see build_model)
-        post["p"] = 1 / (1 + np.exp(-post["theta"]))
+    post["theta"] = arm_logits(post, spec, data)
+    post["p"] = 1 / (1 + np.exp(-post["theta"]))
     arr = data.arrays()
     theta = post["theta"].values[:, :, arr["arm_idx"], arr["landmark_idx"]]
     rng = np.random.default_rng(spec.sampler.seed + 1)

@@ -29,7 +29,7 @@ from lmsbayes.spec import ModelSpec, SpecError
 if TYPE_CHECKING:  # pragma: no cover
     import pymc as pm
 
-__all__ = ["ModelData", "prepare_data", "build_model", "structure_key"]
+__all__ = ["ModelData", "prepare_data", "build_model", "structure_key", "arm_logits"]
 
 
 @dataclass(frozen=True)
@@ -351,16 +351,17 @@ def build_model(spec: ModelSpec, data: ModelData | pd.DataFrame) -> pm.Model:
     with pm.Model(coords=coords, check_bounds=False) as model:
         # only the main effects the spec uses: unused containers are optimised away by the compiler
         used = {p for c in data.covariates for p in c.split(":")}
-        x = {k: pm.Data(f"x_{k}", arr[f"x_{k}"], dims="arm") for k in ("line", "nrt", "uterine") if k in used}
-        arm_idx = pm.Data("arm_idx", arr["arm_idx"], dims="obs")
-        lm_idx = pm.Data("landmark_idx", arr["landmark_idx"], dims="obs")
+        x = {k: pm.Data(f"x_{k}", arr[f"x_{k}"], dims="arm", shape=arr[f"x_{k}"].shape) for k in ("line", "nrt", "uterine") if k in used}
+        arm_idx = pm.Data("arm_idx", arr["arm_idx"], dims="obs", shape=arr["arm_idx"].shape)
+        lm_idx = pm.Data("landmark_idx", arr["landmark_idx"], dims="obs", shape=arr["landmark_idx"].shape)
         effects = dict(x)
         if latent.size:
             frac = pm.Beta("uterine_latent", 1.0, 1.0, dims="arm_latent")
             effects["uterine"] = pt.set_subtensor(x["uterine"][latent], frac - data.uterine_centre)
 
         alpha = pri.alpha.create("alpha", dims="landmark")
-        eta = pt.zeros((len(data.arms), len(data.landmarks))) + alpha[None, :]
+        one = pm.Data("x_intercept", np.ones(len(data.arms)), dims="arm", shape=(len(data.arms),))
+        eta = one[:, None] * alpha[None, :]
         if data.covariates:
             beta = pri.beta.create("beta", dims=("landmark", "covariate"))
             for j, cov in enumerate(data.covariates):
@@ -382,17 +383,60 @@ def build_model(spec: ModelSpec, data: ModelData | pd.DataFrame) -> pm.Model:
             trial_tau = pri.trial_tau.create("trial_tau", dims="landmark")
             v = pm.Normal("v", 0.0, 1.0, dims=("trial", "landmark"))
             eta = eta + trial_tau[None, :] * v[data.trial_idx, :]
+        # lmsbayes.fit samples the free variables only and computes theta (and
+        # p) with arm_logits in numpy: a deterministic costs numba seconds to
+        # compile on a new machine; the test suite checks the two agree
         theta = pm.Deterministic("theta", eta, dims=("arm", "landmark"))
-        # p = invlogit(theta) is added to the posterior by lmsbayes.fit in numpy:
-        # one kernel fewer for numba to compile on a new machine
 
         eta_obs = theta[arm_idx, lm_idx]
         if spec.model.likelihood == "logit-binomial":
-            n_eff = pm.Data("n_eff", arr["n_eff"], dims="obs")
-            y_eff = pm.Data("y_eff", arr["y_eff"], dims="obs")
+            n_eff = pm.Data("n_eff", arr["n_eff"], dims="obs", shape=arr["n_eff"].shape)
+            y_eff = pm.Data("y_eff", arr["y_eff"], dims="obs", shape=arr["y_eff"].shape)
             pm.Binomial("y", n=n_eff, logit_p=eta_obs, observed=y_eff, dims="obs")
         else:
-            se = pm.Data("se_logit", arr["se_logit"], dims="obs")
-            logit_rate = pm.Data("logit_rate", arr["logit_rate"], dims="obs")
+            se = pm.Data("se_logit", arr["se_logit"], dims="obs", shape=arr["se_logit"].shape)
+            logit_rate = pm.Data("logit_rate", arr["logit_rate"], dims="obs", shape=arr["logit_rate"].shape)
             pm.Normal("y", mu=eta_obs, sigma=se, observed=logit_rate, dims="obs")
     return model
+
+
+def arm_logits(posterior, spec: ModelSpec, data: ModelData):
+    """The arm-level logit rates ``theta`` from posterior draws of the free variables.
+
+    The same algebra as :func:`build_model`, in xarray, so that the sampler
+    need not compute and store the deterministic ``theta``.
+
+    Parameters
+    ----------
+    posterior : xarray.Dataset
+        Draws of ``alpha``, ``beta``, ``tau``, ``z`` (and ``uterine_latent``,
+        ``trial_tau``, ``v`` when the model has them), dims ``chain``, ``draw``
+        and the model's named dims, coords labelled with ``data``'s arms.
+    spec : ModelSpec
+    data : ModelData
+
+    Returns
+    -------
+    xarray.DataArray
+        ``theta`` with dims ``chain``, ``draw``, ``arm``, ``landmark``.
+    """
+    import xarray as xr
+
+    arms = list(data.arms.index)
+    eff = {k: xr.DataArray(v.to_numpy(float), dims="arm", coords={"arm": arms}) for k, v in data.effects.items()}
+    latent = data.latent_uterine
+    if latent.size:
+        frac = posterior["uterine_latent"].rename(arm_latent="arm").assign_coords(arm=[arms[i] for i in latent])
+        eff["uterine"] = (frac - data.uterine_centre).combine_first(eff["uterine"])
+    theta = posterior["alpha"].expand_dims(arm=arms, axis=-1)
+    for cov in data.covariates:
+        col = 1.0
+        for part in cov.split(":"):
+            col = col * eff[part]
+        theta = theta + col * posterior["beta"].sel(covariate=cov, drop=True)
+    tau = posterior["tau"].isel(stratum=xr.DataArray(data.stratum_idx, dims="arm", coords={"arm": arms}), drop=True)
+    theta = theta + tau * posterior["z"]
+    if spec.random_effects.trial_effect:
+        v = posterior["v"].isel(trial=xr.DataArray(data.trial_idx, dims="arm", coords={"arm": arms}), drop=True)
+        theta = theta + posterior["trial_tau"] * v
+    return theta.transpose("chain", "draw", "arm", "landmark").rename("theta")
