@@ -20,12 +20,14 @@ def trials_csv(
     line: np.ndarray | None = None,
     treatment_class: np.ndarray | None = None,
     uterine_fraction: np.ndarray | None = None,
+    extra_rates: dict[int, np.ndarray] | None = None,
 ) -> Path:
     """Write a schema-valid CSV with one reported rate per arm.
 
     With ``se_logit`` the rate's 95% CI is built on the logit scale so that the
     data module recovers exactly that standard error; otherwise the binomial
-    standard error with ``n`` applies.
+    standard error with ``n`` applies. ``extra_rates`` adds reported rates at other landmarks ({months: rates},
+    binomial standard error with ``n``).
     """
     k = len(rate)
     line = np.asarray(line if line is not None else ["2L+"] * k)
@@ -39,6 +41,10 @@ def trials_csv(
         df["n"] = np.asarray(n, int)
     if uterine_fraction is not None:
         df["n_uterine"] = np.round(np.asarray(uterine_fraction) * df["n"]).astype(int)
+    if extra_rates:
+        for t, r in extra_rates.items():
+            df[f"pfsr_{t}m"] = np.asarray(r, float)
+            df[f"pfsr_{t}m_source"] = "reported"
     col = f"pfsr_{landmark}m"
     df[col] = np.asarray(rate, float)
     df[f"{col}_source"] = "reported"

@@ -26,7 +26,10 @@ import pandas as pd
 import xarray as xr
 
 from lmsbayes import __version__
-from lmsbayes.model import ModelData, arm_logits, check_observations, prepare_data, structure_key
+from lmsbayes.links import inverse_link
+from lmsbayes.model import (
+    ModelData, arm_logits, check_observations, observation_probability, prepare_data, structure_key,
+)
 from lmsbayes.spec import ModelSpec, load_spec, parse_spec
 
 __all__ = ["Diagnostics", "Fit", "FitWarning", "SamplingError", "fit", "load_fit"]
@@ -323,18 +326,18 @@ def _finish_datatree(dt: xr.DataTree, spec: ModelSpec, data: ModelData) -> xr.Da
         relabel["trial"] = list(data.trials)
     post = post.assign_coords(relabel)
     post["theta"] = arm_logits(post, spec, data)
-    post["p"] = 1 / (1 + np.exp(-post["theta"]))
+    post["p"] = inverse_link(post["theta"], spec.link)
     arr = data.arrays()
-    theta = post["theta"].values[:, :, arr["arm_idx"], arr["landmark_idx"]]
     rng = np.random.default_rng(spec.sampler.seed + 1)
     obs_coord = {"obs": np.arange(len(data.obs))}
-    if spec.model.likelihood == "logit-binomial":
-        p = 1 / (1 + np.exp(-theta))
-        y_rep = rng.binomial(arr["n_eff"], p)
-        observed = arr["y_eff"]
-    else:
+    if spec.model.likelihood == "logit-normal":
+        theta = post["theta"].values[:, :, arr["arm_idx"], arr["landmark_idx"]]
         y_rep = rng.normal(theta, arr["se_logit"])
         observed = arr["logit_rate"]
+    else:  # the binomial node the likelihood observes (conditional counts for joint-cloglog)
+        n_key, y_key = ("n_cond", "y_cond") if spec.joint else ("n_eff", "y_eff")
+        y_rep = rng.binomial(arr[n_key], observation_probability(post["theta"].values, spec, data))
+        observed = arr[y_key]
     pp = xr.Dataset({"y": (("chain", "draw", "obs"), y_rep)}, coords={**obs_coord,
                      "chain": post["chain"], "draw": post["draw"]})  # fmt: skip
     children = {
@@ -343,7 +346,8 @@ def _finish_datatree(dt: xr.DataTree, spec: ModelSpec, data: ModelData) -> xr.Da
         "observed_data": xr.DataTree(xr.Dataset({"y": ("obs", observed)}, coords=obs_coord)),
         "constant_data": xr.DataTree(xr.Dataset(
             {"n_eff": ("obs", arr["n_eff"]), "se_logit": ("obs", arr["se_logit"]),
-             "arm_idx": ("obs", arr["arm_idx"]), "landmark_idx": ("obs", arr["landmark_idx"])},
+             "arm_idx": ("obs", arr["arm_idx"]), "landmark_idx": ("obs", arr["landmark_idx"]),
+             **{k: ("obs", arr[k]) for k in ("n_cond", "prev_landmark_idx") if k in arr}},
             coords=obs_coord)),
     }  # fmt: skip
     if "sample_stats" in dt:

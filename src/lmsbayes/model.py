@@ -12,6 +12,13 @@ The model, per landmark t (see ARCHITECTURE.md, "Models")::
     logit p[i, t] = alpha[t] + X[i] @ beta[t] + tau[stratum(i), t] * z[i, t] (+ trial effect)
     logit-binomial:  y[i, t] ~ Binomial(n_eff[i, t], p[i, t])
     logit-normal:    logit s[i, t] ~ Normal(logit p[i, t], se[i, t])
+
+and, with the landmarks of an arm modelled jointly (``joint-cloglog``)::
+
+    log H[i, t] = alpha[t] + X[i] @ beta + tau[stratum(i)] * z[i],   p = exp(-H)
+    y[i, t1] ~ Binomial(n_eff, p[i, t1]),   y[i, t] ~ Binomial(at risk, p[i, t] / p[i, t'])
+
+with alpha increasing in t (see :func:`conditional_counts` for the counts).
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ from lmsbayes.spec import ModelSpec, SpecError
 if TYPE_CHECKING:  # pragma: no cover
     import pymc as pm
 
-__all__ = ["ModelData", "prepare_data", "build_model", "structure_key", "arm_logits"]
+__all__ = ["ModelData", "prepare_data", "build_model", "structure_key", "arm_logits", "conditional_counts",
+           "observation_probability"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +51,8 @@ class ModelData:
         population, evidence, design, n, uterine_fraction, label.
     obs : pandas.DataFrame
         Included (arm, landmark) observations: rate, rate_source, se_logit,
-        se_method, n_eff, y_eff, arm_idx, landmark_idx.
+        se_method, n_eff, y_eff, arm_idx, landmark_idx (and for the joint
+        likelihood prev_landmark_idx, has_prev, n_cond, y_cond).
     excluded : pandas.DataFrame
         Every (arm, landmark) left out, with its reason (``landmark`` NaN when
         the whole arm is excluded by the spec's data filter).
@@ -109,7 +118,9 @@ class ModelData:
             "y_eff": obs["y_eff"].to_numpy(np.int64),
             "logit_rate": np.log(rate_c / (1 - rate_c)),
             "se_logit": obs["se_logit"].to_numpy(float),
-        }
+            **({k: obs[k].to_numpy(np.float64 if k == "has_prev" else np.int64) for k in _JOINT_COLUMNS}
+               if "n_cond" in obs else {}),
+        }  # fmt: skip
 
     def to_xarray(self):
         """Arm- and observation-level inputs as an xarray Dataset (saved with a fit)."""
@@ -178,6 +189,76 @@ def _arm_label(trials: pd.DataFrame) -> pd.Series:
     return trials["trial"].astype(str) + " " + agents + " (" + trials["year"].astype(str) + ")"
 
 
+_JOINT_COLUMNS = ("prev_landmark_idx", "has_prev", "n_cond", "y_cond")
+
+
+def conditional_counts(obs: pd.DataFrame) -> pd.DataFrame:
+    """Binomial data of the joint-landmarks likelihood, one row per observation.
+
+    An arm's first observed landmark is binomial as usual, ``(n_cond,
+    y_cond) = (n_eff, y_eff)``. At each later landmark t, with the arm's
+    previous observed landmark t' and its rate S', the observation is the
+    conditional survival S(t) / S(t'): of ``n_cond = round(n_eff[t] S')``
+    patients progression-free at t' (a cohort of the size that carries the
+    information of the rate at t), ``y_cond = y_eff[t] = round(n_eff[t] S(t))``
+    are still progression-free at t. When both landmarks have the arm's n as
+    effective size this is exactly the multinomial likelihood of (progressed
+    before t', between t' and t, progression-free at t).
+
+    Parameters
+    ----------
+    obs : pandas.DataFrame
+        Columns ``arm_idx``, ``landmark_idx`` (landmarks in increasing order),
+        ``rate``, ``n_eff``, ``y_eff``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Same index: ``prev_landmark_idx`` (the landmark itself for a first
+        observation), ``has_prev`` (0.0 or 1.0), ``n_cond``, ``y_cond``, and
+        ``prev_rate`` (NaN for a first observation).
+    """
+    order = obs.sort_values(["arm_idx", "landmark_idx"], kind="stable")
+    first = order["arm_idx"].ne(order["arm_idx"].shift())
+    prev_lm = order["landmark_idx"].shift().where(~first, order["landmark_idx"]).astype(np.int64)
+    prev_rate = order["rate"].shift().where(~first).astype(float)
+    n_eff, y_eff = order["n_eff"].astype(np.int64), order["y_eff"].astype(np.int64)
+    at_risk = np.floor(n_eff.to_numpy(float) * prev_rate.to_numpy() + 0.5)
+    out = pd.DataFrame({
+        "prev_landmark_idx": prev_lm,
+        "has_prev": (~first).astype(np.float64),
+        "n_cond": np.where(first, n_eff, np.nan_to_num(at_risk)).astype(np.int64),
+        "y_cond": y_eff,
+        "prev_rate": prev_rate,
+    }, index=order.index)  # fmt: skip
+    return out.loc[obs.index]
+
+
+def _joint_observations(obs: pd.DataFrame, landmarks: tuple[float, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Add the conditional counts; exclude (with reasons) what the joint likelihood cannot use."""
+    dropped = []
+    while True:
+        cond = conditional_counts(obs)
+        up = cond["prev_rate"].to_numpy() < obs["rate"].to_numpy()  # NaN compares False
+        empty = (cond["has_prev"].to_numpy() == 1) & (cond["n_cond"].to_numpy() < 1)
+        if not (up | empty).any():
+            break
+        # one at a time, the earliest in time first: a removal changes the next landmark's predecessor
+        i = obs.index[up | empty][0]
+        r = cond.loc[i]
+        prev_t = landmarks[int(r["prev_landmark_idx"])]
+        if up[obs.index.get_loc(i)]:
+            why = (f"joint-cloglog: rate {obs.at[i, 'rate']:.3g} at {obs.at[i, 'landmark']:g} m exceeds the rate "
+                   f"{r['prev_rate']:.3g} at {prev_t:g} m (survival cannot increase)")
+        else:
+            why = f"joint-cloglog: no effective patient at risk after {prev_t:g} m (n_eff x S = {obs.at[i, 'n_eff'] * r['prev_rate']:.2g})"
+        dropped.append({"arm_id": obs.at[i, "arm_id"], "landmark": obs.at[i, "landmark"], "reason": why})
+        obs = obs.drop(index=i)
+    cond = conditional_counts(obs)
+    obs = pd.concat([obs, cond[list(_JOINT_COLUMNS)]], axis=1)
+    return obs, pd.DataFrame(dropped, columns=["arm_id", "landmark", "reason"])
+
+
 def prepare_data(spec: ModelSpec, trials: pd.DataFrame) -> ModelData:
     """Apply the spec's data filter and build the model inputs.
 
@@ -230,6 +311,13 @@ def prepare_data(spec: ModelSpec, trials: pd.DataFrame) -> ModelData:
     obs_excl = long.loc[~long["included"], ["arm_id", "landmark", "exclusion_reason"]].rename(
         columns={"exclusion_reason": "reason"})
     obs = long[long["included"]].reset_index(drop=True)
+    landmarks = tuple(float(x) for x in spec.landmarks)
+    if spec.joint:
+        obs["arm_idx"] = pd.factorize(obs["arm_id"])[0]
+        obs["landmark_idx"] = [landmarks.index(float(x)) for x in obs["landmark"]]
+        obs, joint_excl = _joint_observations(obs, landmarks)
+        obs_excl = pd.concat([obs_excl, joint_excl], ignore_index=True)
+        obs = obs.reset_index(drop=True)
 
     arm_ids = list(dict.fromkeys(obs["arm_id"]))  # file order, arms with >= 1 observation
     arms = kept.set_index("arm_id").loc[arm_ids]
@@ -240,11 +328,10 @@ def prepare_data(spec: ModelSpec, trials: pd.DataFrame) -> ModelData:
         "evidence": arms["evidence"].astype(str), "design": arms["design"].astype(str), "n": arms["n"],
         "uterine_fraction": arms["uterine_fraction"].astype(float),
     }, index=pd.Index(arm_ids, name="arm"))  # fmt: skip
-    landmarks = tuple(float(x) for x in spec.landmarks)
     obs["arm_idx"] = [arm_ids.index(a) for a in obs["arm_id"]]
     obs["landmark_idx"] = [landmarks.index(float(x)) for x in obs["landmark"]]
     obs = obs[["arm_id", "landmark", "rate", "rate_source", "se_logit", "se_method", "n_eff", "y_eff",
-               "n", "arm_idx", "landmark_idx"]]  # fmt: skip
+               "n", "arm_idx", "landmark_idx", *(_JOINT_COLUMNS if spec.joint else ())]]  # fmt: skip
 
     problems = []
     eff = main_effects(arms["line"], arms["treatment_class"], arms["uterine_fraction"])
@@ -291,10 +378,17 @@ def check_observations(spec: ModelSpec, data: ModelData) -> None:
     here instead.
     """
     arr = data.arrays()
-    if spec.model.likelihood == "logit-binomial":
-        n, y = np.asarray(arr["n_eff"], float), np.asarray(arr["y_eff"], float)
+    if spec.joint and "n_cond" not in arr:
+        raise ValueError("joint-cloglog needs the conditional counts of prepare_data (obs column n_cond)")
+    if spec.model.likelihood in ("logit-binomial", "joint-cloglog"):
+        nk, yk = ("n_cond", "y_cond") if spec.joint else ("n_eff", "y_eff")
+        n, y = np.asarray(arr[nk], float), np.asarray(arr[yk], float)
         bad = ~(np.isfinite(n) & np.isfinite(y) & (n > 0) & (y >= 0) & (y <= n))
-        what = "needs 0 <= y_eff <= n_eff and n_eff > 0"
+        what = f"needs 0 <= {yk} <= {nk} and {nk} > 0"
+        if spec.joint:
+            prev, lm = arr["prev_landmark_idx"], arr["landmark_idx"]
+            bad |= (arr["has_prev"] == 1) & ~(prev < lm)
+            what += ", and a previous landmark before its own"
     else:
         se, lr = np.asarray(arr["se_logit"], float), np.asarray(arr["logit_rate"], float)
         bad = ~(np.isfinite(se) & np.isfinite(lr) & (se > 0))
@@ -322,7 +416,9 @@ def build_model(spec: ModelSpec, data: ModelData | pd.DataFrame) -> pm.Model:
         (and ``trial``, ``arm_latent`` when used). Free variables ``alpha``
         (landmark), ``beta`` (landmark, covariate), ``tau`` (stratum,
         landmark), ``z`` (arm, landmark); deterministic ``theta`` (arm-level
-        logit rate); :func:`lmsbayes.fit` adds ``p`` = invlogit(theta).
+        logit rate); :func:`lmsbayes.fit` adds ``p`` = invlogit(theta). For
+        ``joint-cloglog``: ``beta`` (covariate), ``tau`` (stratum), ``z``
+        (arm), and ``theta`` is the log cumulative hazard, p = exp(-exp(theta)).
     """
     import pymc as pm
     import pytensor.tensor as pt
@@ -359,6 +455,9 @@ def build_model(spec: ModelSpec, data: ModelData | pd.DataFrame) -> pm.Model:
             frac = pm.Beta("uterine_latent", 1.0, 1.0, dims="arm_latent")
             effects["uterine"] = pt.set_subtensor(x["uterine"][latent], frac - data.uterine_centre)
 
+        if spec.joint:
+            _joint_likelihood(spec, data, x, effects, arr, arm_idx, lm_idx)
+            return model
         alpha = pri.alpha.create("alpha", dims="landmark")
         one = pm.Data("x_intercept", np.ones(len(data.arms)), dims="arm", shape=(len(data.arms),))
         eta = one[:, None] * alpha[None, :]
@@ -398,6 +497,83 @@ def build_model(spec: ModelSpec, data: ModelData | pd.DataFrame) -> pm.Model:
             logit_rate = pm.Data("logit_rate", arr["logit_rate"], dims="obs", shape=arr["logit_rate"].shape)
             pm.Normal("y", mu=eta_obs, sigma=se, observed=logit_rate, dims="obs")
     return model
+
+
+def _joint_likelihood(spec: ModelSpec, data: ModelData, x, effects, arr, arm_idx, lm_idx) -> None:
+    """The joint-landmarks model (inside the model context of :func:`build_model`).
+
+    log H[i, t] = alpha[t] + X[i] @ beta + tau[stratum(i)] * z[i] (+ trial_tau * v[trial(i)]):
+    one arm effect and one set of log hazard ratios for all landmarks
+    (proportional hazards), alpha increasing in t (an ordered transform), so
+    that S[i, t] = exp(-H[i, t]) never increases with t.
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+    from pymc.distributions.transforms import ordered
+
+    re, pri = spec.random_effects, spec.priors
+    n_arm, n_lm = len(data.arms), len(data.landmarks)
+    # a strictly increasing start: the ordered transform has no value at ties
+    alpha = pri.alpha.create("alpha", dims="landmark", transform=ordered, initval=np.linspace(-1.0, 0.0, n_lm))
+    arm_part = pt.zeros(n_arm)
+    if data.covariates:
+        beta = pri.beta.create("beta", dims="covariate")
+        for j, cov in enumerate(data.covariates):
+            col = pt.ones(n_arm)
+            for part in cov.split(":"):
+                col = col * effects[part]
+            arm_part = arm_part + col * beta[j]
+    tau = pri.tau.create("tau", dims="stratum")
+    if re.distribution == "student_t":
+        z = pm.StudentT("z", nu=re.nu, mu=0.0, sigma=1.0, dims="arm")
+    else:
+        z = pm.Normal("z", 0.0, 1.0, dims="arm")
+    arm_part = arm_part + tau[data.stratum_idx] * z
+    if re.trial_effect:
+        trial_tau = pri.trial_tau.create("trial_tau")
+        v = pm.Normal("v", 0.0, 1.0, dims="trial")
+        arm_part = arm_part + trial_tau * v[data.trial_idx]
+    one = pm.Data("x_intercept", np.ones(n_arm), dims="arm", shape=(n_arm,))
+    theta = pm.Deterministic("theta", one[:, None] * alpha[None, :] + arm_part[:, None], dims=("arm", "landmark"))
+
+    prev_idx = pm.Data("prev_landmark_idx", arr["prev_landmark_idx"], dims="obs", shape=arr["prev_landmark_idx"].shape)
+    has_prev = pm.Data("has_prev", arr["has_prev"], dims="obs", shape=arr["has_prev"].shape)
+    n_cond = pm.Data("n_cond", arr["n_cond"], dims="obs", shape=arr["n_cond"].shape)
+    y_cond = pm.Data("y_cond", arr["y_cond"], dims="obs", shape=arr["y_cond"].shape)
+    # hazard accumulated since the previous observed landmark, without
+    # cancellation: H_t - H_prev = H_t * -expm1(log H_prev - log H_t)
+    h = theta[arm_idx, lm_idx]
+    gap = pt.switch(pt.eq(has_prev, 1.0), -pt.expm1(theta[arm_idx, prev_idx] - h), 1.0)
+    d_hazard = pt.exp(h) * gap
+    # p = exp(-d_hazard) on the logit scale, stable near p = 0 and p = 1
+    pm.Binomial("y", n=n_cond, logit_p=-d_hazard - pt.log1mexp(-d_hazard), observed=y_cond, dims="obs")
+
+
+def observation_probability(theta: np.ndarray, spec: ModelSpec, data: ModelData) -> np.ndarray:
+    """The success probability of each binomial observation, from arm-level draws of theta.
+
+    Parameters
+    ----------
+    theta : numpy.ndarray
+        Shape (..., arm, landmark).
+    spec, data
+        A binomial likelihood (``logit-binomial`` or ``joint-cloglog``).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (..., obs): the rate at each observation's landmark, or for the
+        joint likelihood the conditional rate S(t) / S(previous landmark).
+    """
+    arr = data.arrays()
+    h = theta[..., arr["arm_idx"], arr["landmark_idx"]]
+    if spec.model.likelihood == "logit-binomial":
+        return 1 / (1 + np.exp(-h))
+    if spec.joint:
+        h_prev = theta[..., arr["arm_idx"], arr["prev_landmark_idx"]]
+        d_hazard = np.exp(h) * np.where(arr["has_prev"] == 1, -np.expm1(h_prev - h), 1.0)
+        return np.exp(-d_hazard)
+    raise ValueError(f"{spec.model.likelihood} is not a binomial likelihood")
 
 
 def arm_logits(posterior, spec: ModelSpec, data: ModelData):

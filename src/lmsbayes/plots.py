@@ -439,6 +439,10 @@ def plot_effects(fit: Fit, *, prob: float = 0.95) -> Figure:
     """
     post = fit.posterior
     landmarks = [float(t) for t in post["landmark"].values]
+    joint = fit.spec.joint  # one beta and tau for all landmarks, on the log cumulative hazard scale
+    if joint:
+        post = post.assign({v: post[v].expand_dims(landmark=landmarks, axis=-1) for v in ("beta", "tau") if v in post})
+        landmarks = landmarks[:1]
     has_beta = "beta" in post and post.sizes.get("covariate", 0) > 0
     covs = [str(c) for c in post["covariate"].values] if has_beta else []
     fig = _figure(11.0, max(3.6, 1.4 + 0.55 * len(covs) * len(landmarks)))
@@ -458,7 +462,7 @@ def plot_effects(fit: Fit, *, prob: float = 0.95) -> Figure:
                 ax_b.plot([lo, hi], [y, y], color=st["color"], lw=1.2)
                 ax_b.plot([lo50, hi50], [y, y], color=st["color"], lw=3.2, solid_capstyle="butt")
                 ax_b.plot([med], [y], ls="none", ms=5.5, mec="black", mew=0.4, gid=f"or:{cov}:{t:g}",
-                          label=f"{t:g} months" if i == 0 else None, **st)  # fmt: skip
+                          label=("all landmarks" if joint else f"{t:g} months") if i == 0 else None, **st)  # fmt: skip
             ticks.append(-i)
             labels.append(_COVARIATE_LABELS.get(cov, cov))
         ax_b.axvline(1.0, color="0.4", lw=0.9, ls="--")
@@ -477,7 +481,8 @@ def plot_effects(fit: Fit, *, prob: float = 0.95) -> Figure:
     else:
         ax_b.text(0.5, 0.5, "no covariates in this model", ha="center", va="center", transform=ax_b.transAxes)
         ax_b.set_yticks([])
-    ax_b.set_xlabel(f"Odds ratio of progression-free (median, 50% and {int(round(prob * 100))}% CrI)")
+    what = "Hazard ratio of progression" if joint else "Odds ratio of progression-free"
+    ax_b.set_xlabel(f"{what} (median, 50% and {int(round(prob * 100))}% CrI)")
     ax_b.set_title("Covariate effects, exp(beta)", loc="left", fontsize=10.5)
     ax_b.grid(axis="x", color="0.92", lw=0.6, which="both")
 
@@ -490,7 +495,8 @@ def plot_effects(fit: Fit, *, prob: float = 0.95) -> Figure:
             xmax = max(xmax, float(np.quantile(x, 0.995)))
             name = "all arms" if str(stratum) == "all" else str(stratum)
             med = np.median(x)
-            _kde_line(ax_t, x, colour, f"{name}, {t:g} mo (median {med:.2f})", ls=dashes[t], lw=1.6,
+            when = "all landmarks" if joint else f"{t:g} mo"
+            _kde_line(ax_t, x, colour, f"{name}, {when} (median {med:.2f})", ls=dashes[t], lw=1.6,
                       gid=f"tau:{stratum}:{t:g}")  # fmt: skip
     prior = fit.spec.priors.tau
     grid = np.linspace(0, max(xmax, 0.1), 300)
@@ -704,6 +710,11 @@ def plot_ppc(fit: Fit, *, prob: float = 0.95) -> Figure:
         rep = y_rep / xr.DataArray(n, dims="obs")
         observed = arr["y_eff"] / n
         what = "y_eff / n_eff"
+    elif fit.spec.joint:  # the first landmark of an arm as a rate, later ones conditional on the one before
+        n = arr["n_cond"].astype(float)
+        rep = y_rep / xr.DataArray(n, dims="obs")
+        observed = arr["y_cond"] / n
+        what = "y_cond / n_cond (conditional on the previous landmark after an arm's first)"
     else:
         rep = 1 / (1 + np.exp(-y_rep))
         observed = _expit(arr["logit_rate"])

@@ -11,6 +11,11 @@ For a setting s (line, treatment class, uterine fraction) and landmark t:
   plus a new trial effect when arms are nested in trials)
 - predictive observed rate of a trial of n patients: Binomial(n, p_new) / n
 
+With the ``joint-cloglog`` likelihood the inverse link is exp(-exp(.)) instead
+of the logistic, beta and tau have no landmark dim (proportional hazards), a
+new arm has one effect u_new for all landmarks, and the observed counts of a
+new trial are drawn landmark after landmark among those still progression-free.
+
 Thresholds for the next phase II trial: p0 from the pooled (EORTC's choice)
 or the predictive distribution, and p1 = p0 ** HR per draw.
 """
@@ -25,6 +30,7 @@ import pandas as pd
 import xarray as xr
 
 from lmsbayes.covariates import CLASSES, LINES, design_matrix, main_effects
+from lmsbayes.links import inverse_link
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmsbayes.fit import Fit
@@ -110,7 +116,7 @@ def _check_settings(fit: Fit, settings: Sequence[Setting], landmarks: Sequence[f
         if float(t) not in fit.data.landmarks:
             raise ValueError(
                 f"landmark {t:g} months was not fitted (fitted: {[f'{x:g}' for x in fit.data.landmarks]}); "
-                "landmarks are modelled separately, so the model cannot extrapolate to another one"
+                "the model has no parameter for another landmark, so it cannot extrapolate to it"
             )
 
 
@@ -123,9 +129,14 @@ def _linear_predictor(fit: Fit, settings: Sequence[Setting], landmarks: Sequence
     if fit.data.covariates:
         X = xr.DataArray(design_matrix(eff, fit.data.covariates), dims=("setting", "covariate"),
                          coords={"setting": [s.label for s in settings], "covariate": list(fit.data.covariates)})  # fmt: skip
-        beta = post["beta"].sel(landmark=list(landmarks))
+        beta = _at_landmarks(post["beta"], landmarks)
         eta = eta + xr.dot(X, beta, dim="covariate")
     return eta.transpose("chain", "draw", "setting", "landmark")
+
+
+def _at_landmarks(da: xr.DataArray, landmarks: Sequence[float]) -> xr.DataArray:
+    """``da`` at the landmarks; unchanged when it has none (joint model: one value for all)."""
+    return da.sel(landmark=list(landmarks)) if "landmark" in da.dims else da
 
 
 def predict(
@@ -171,19 +182,26 @@ def predict(
     post = fit.posterior
     rng = np.random.default_rng(fit.spec.sampler.seed + 2 if seed is None else seed)
     shape = eta.shape
-    re = fit.spec.random_effects
-    z = rng.standard_t(re.nu, size=shape) if re.distribution == "student_t" else rng.standard_normal(shape)
+    spec = fit.spec
+    re = spec.random_effects
+    # the joint model has one effect per new arm for all landmarks (proportional hazards)
+    z_shape = shape[:-1] + (1,) if spec.joint else shape
+    z = rng.standard_t(re.nu, size=z_shape) if re.distribution == "student_t" else rng.standard_normal(z_shape)
     strata = list(fit.data.strata)
     stratum = [s.line if strata != ["all"] else "all" for s in settings]
-    tau = post["tau"].sel(landmark=landmarks, stratum=xr.DataArray(stratum, dims="setting"))
-    tau = tau.transpose("chain", "draw", "setting", "landmark").values
+    tau = _at_landmarks(post["tau"], landmarks).sel(stratum=xr.DataArray(stratum, dims="setting"))
+    tau = tau.broadcast_like(eta).transpose("chain", "draw", "setting", "landmark").values
     u_new = tau * z
     if "trial_tau" in post:
-        trial_tau = post["trial_tau"].sel(landmark=landmarks).values[:, :, None, :]
-        u_new = u_new + trial_tau * rng.standard_normal(shape)
-    pooled = 1 / (1 + np.exp(-eta.values))
-    pred = 1 / (1 + np.exp(-(eta.values + u_new)))
-    observed = rng.binomial(n, pred) / n
+        trial_tau = _at_landmarks(post["trial_tau"], landmarks).broadcast_like(eta)
+        trial_tau = trial_tau.transpose("chain", "draw", "setting", "landmark").values
+        u_new = u_new + trial_tau * rng.standard_normal(z_shape)
+    pooled = inverse_link(eta.values, spec.link)
+    pred = inverse_link(eta.values + u_new, spec.link)
+    if spec.joint:
+        observed = _observed_in_sequence(rng, n, pred, landmarks) / n
+    else:
+        observed = rng.binomial(n, pred) / n
     rate = xr.DataArray(
         np.stack([pooled, pred, observed], axis=-1),
         dims=("chain", "draw", "setting", "landmark", "quantity"),
@@ -197,6 +215,23 @@ def predict(
     ds = xr.Dataset({"rate": rate, "eta": eta}).assign_coords(line=line, treatment_class=klass, uterine=ut)
     ds.attrs.update(n=int(n), spec_name=fit.spec.name, data_sha256=fit.data.data_sha256)
     return ds
+
+
+def _observed_in_sequence(rng: np.random.Generator, n: int, rate: np.ndarray, landmarks: Sequence[float]) -> np.ndarray:
+    """Progression-free counts of one cohort of n at increasing landmarks (last axis).
+
+    Each landmark's count is binomial among those still progression-free at
+    the one before, so the counts never increase: the joint model's own
+    data-generating process.
+    """
+    order = np.argsort(landmarks, kind="stable")
+    out = np.empty(rate.shape, dtype=np.int64)
+    at_risk, before = np.full(rate.shape[:-1], n), np.ones(rate.shape[:-1])
+    for k in order:
+        cond = np.clip(rate[..., k] / before, 0.0, 1.0)
+        at_risk = out[..., k] = rng.binomial(at_risk, cond)
+        before = rate[..., k]
+    return out
 
 
 def _summarise(da: xr.DataArray, prob: float) -> xr.Dataset:

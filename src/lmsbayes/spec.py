@@ -28,6 +28,7 @@ from typing import Any, Mapping
 __all__ = [
     "COVARIATES",
     "LIKELIHOODS",
+    "LINK_OF",
     "DataFilter",
     "ModelPart",
     "ModelSpec",
@@ -45,7 +46,13 @@ LIKELIHOODS: dict[str, str] = {
     "logit-binomial": "y ~ Binomial(n_eff, p): effective binomial data per arm and landmark",
     "logit-normal": "logit(rate) ~ Normal(logit p, se_logit): the two-stage model of frequentist "
     "meta-analysis (and of the EORTC 2021 analysis)",
+    "joint-cloglog": "the landmarks of one arm jointly: y[t1] ~ Binomial(n, S[t1]), then "
+    "y[t] ~ Binomial(at risk, S[t] / S[t-1]); log cumulative hazard scale, proportional hazards "
+    "across landmarks, so S is non-increasing in t and covariate effects are hazard ratios",
 }
+
+#: The link of each likelihood (see lmsbayes.links).
+LINK_OF: dict[str, str] = {"logit-binomial": "logit", "logit-normal": "logit", "joint-cloglog": "cloglog"}
 
 #: Main-effect covariates the data can provide; interactions are "a:b" of these.
 COVARIATES: dict[str, str] = {
@@ -252,6 +259,16 @@ class ModelSpec:
         return hashlib.sha256(repr(self.to_dict()).encode()).hexdigest()
 
     @property
+    def link(self) -> str:
+        """``'logit'`` or ``'cloglog'``: the scale of the linear predictor (from the likelihood)."""
+        return LINK_OF[self.model.likelihood]
+
+    @property
+    def joint(self) -> bool:
+        """True when the landmarks of an arm are modelled jointly (``joint-cloglog``)."""
+        return self.model.likelihood == "joint-cloglog"
+
+    @property
     def main_effects(self) -> tuple[str, ...]:
         return tuple(sorted({p for c in self.model.covariates for p in c.split(":")}))
 
@@ -405,6 +422,9 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
         problems.append(f"[data] uterine_missing must be 'latent' or 'exclude', got {d.uterine_missing!r}")
     if m.likelihood not in LIKELIHOODS:
         problems.append(f"[model] likelihood: unknown {m.likelihood!r}" + _did_you_mean(m.likelihood, tuple(LIKELIHOODS)))
+    elif m.likelihood == "joint-cloglog" and list(spec.landmarks) != sorted(spec.landmarks):
+        problems.append(f"landmarks: the joint-cloglog likelihood conditions each landmark on the one before, "
+                        f"so landmarks must be in increasing order, got {list(spec.landmarks)}")  # fmt: skip
     seen = set()
     for cov in m.covariates:
         parts = cov.split(":") if isinstance(cov, str) else [cov]

@@ -1,0 +1,231 @@
+"""The joint-landmarks likelihood (``joint-cloglog``): data, likelihood, posterior, predictions.
+
+Checked against independent computations: the conditional binomial equals
+the multinomial of (progressed before 3 m, between 3 and 6 m, progression-free
+at 6 m) evaluated by scipy; a one-arm posterior against a 2-D grid
+integral; the bundled-data fit against its own structure (survival never
+rises with time, one arm effect for all landmarks) and its data (PPC).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import integrate, special, stats
+
+import lmsbayes
+from conftest import theta_from_model_graph
+from lmsbayes.data import load_trials
+from lmsbayes.model import build_model, conditional_counts, prepare_data
+from lmsbayes.predict import Setting, predict, thresholds
+from lmsbayes.spec import SpecError, load_spec, parse_spec
+
+from _synthetic import trials_csv
+
+N, Y3, Y6 = 40, 30, 18  # one arm: 40 patients, 30 progression-free at 3 months, 18 at 6
+
+
+def _one_arm_spec(**sampler):
+    return parse_spec({
+        "name": "one-arm-joint", "landmarks": [3, 6],
+        "model": {"likelihood": "joint-cloglog", "covariates": []},
+        "priors": {"alpha": {"dist": "Normal", "mu": 0.0, "sigma": 2.0},
+                   # heterogeneity switched off in effect: one arm cannot inform it
+                   "tau": {"dist": "HalfNormal", "sigma": 0.001}},
+        "sampler": {"draws": 2500, "tune": 1000, "chains": 4, "seed": 5, **sampler},
+    })  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def one_arm(tmp_path_factory):
+    path = trials_csv(tmp_path_factory.mktemp("joint") / "one.csv", rate=np.array([Y3 / N]), n=np.array([N]),
+                      landmark=3, extra_rates={6: np.array([Y6 / N])})  # fmt: skip
+    return load_trials(path)
+
+
+@pytest.fixture(scope="module")
+def one_arm_fit(one_arm):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return lmsbayes.fit(_one_arm_spec(), one_arm)
+
+
+@pytest.fixture(scope="module")
+def joint_fit(trials):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return lmsbayes.fit("joint", trials)
+
+
+# --- data ------------------------------------------------------------------------
+
+
+def test_conditional_counts_by_hand():
+    obs = pd.DataFrame({
+        "arm_idx": [0, 0, 1, 2, 2], "landmark_idx": [0, 1, 1, 0, 1],
+        "rate": [0.75, 0.45, 0.30, 0.60, 0.50], "n_eff": [40, 40, 25, 50, 20], "y_eff": [30, 18, 8, 30, 10],
+    })  # fmt: skip
+    got = conditional_counts(obs)
+    # arm 0: same n at both landmarks -> (40, 30) then 18 of the 30 still progression-free
+    # arm 1: only 6 months -> marginal; arm 2: 6-month cohort of 20, 0.6 * 20 = 12 at risk after 3 months
+    assert got["n_cond"].tolist() == [40, 30, 25, 50, 12]
+    assert got["y_cond"].tolist() == [30, 18, 8, 30, 10]
+    assert got["has_prev"].tolist() == [0, 1, 0, 0, 1]
+    assert got["prev_landmark_idx"].tolist() == [0, 0, 1, 0, 0]
+
+
+def test_one_arm_data_are_the_multinomial_counts(one_arm):
+    data = prepare_data(_one_arm_spec(), one_arm)
+    assert data.obs[["n_cond", "y_cond"]].values.tolist() == [[N, Y3], [Y3, Y6]]
+
+
+def test_rising_survival_and_empty_risk_sets_are_excluded_with_reasons(tmp_path):
+    path = trials_csv(tmp_path / "bad.csv", rate=np.array([0.5, 0.02, 0.7]), n=np.array([30, 20, 30]),
+                      landmark=3, extra_rates={6: np.array([0.6, 0.0, 0.4])})  # fmt: skip
+    data = prepare_data(_one_arm_spec(), load_trials(path))
+    reasons = data.excluded.set_index("arm_id")["reason"]
+    assert "exceeds the rate 0.5 at 3 m" in reasons["arm00000"]
+    assert "no effective patient at risk" in reasons["arm00001"]
+    assert data.obs["arm_id"].tolist() == ["arm00000", "arm00001", "arm00002", "arm00002"]
+    assert (data.obs["landmark"] == 3.0).sum() == 3
+
+
+def test_joint_needs_increasing_landmarks():
+    with pytest.raises(SpecError, match="increasing order"):
+        parse_spec({"name": "x", "landmarks": [6, 3], "model": {"likelihood": "joint-cloglog", "covariates": []}})
+
+
+# --- likelihood and posterior against independent computations ----------------------
+
+
+def test_likelihood_is_the_multinomial(one_arm):
+    """log p(y | alpha, tau, z) from the PyMC graph = scipy's multinomial of the three outcomes."""
+    model = build_model(_one_arm_spec(), one_arm)
+    a3, a6, tau, z = -1.1, -0.3, 0.3, 0.5
+    logp = model.compile_logp(vars=[model["y"]], jacobian=False, mode="FAST_COMPILE")
+    point = {"alpha_ordered__": np.array([a3, np.log(a6 - a3)]), "tau_log__": np.array([np.log(tau)]), "z": np.array([z])}
+    s3, s6 = np.exp(-np.exp(a3 + tau * z)), np.exp(-np.exp(a6 + tau * z))
+    expected = stats.multinomial.logpmf([N - Y3, Y3 - Y6, Y6], N, [1 - s3, s3 - s6, s6])
+    assert float(logp(point)) == pytest.approx(expected, rel=1e-12)
+
+
+def _grid_posterior():
+    """E and sd of (S3, S6) by a 2-D grid integral over (alpha3 < alpha6), tau = 0."""
+    a = np.linspace(-5.0, 2.5, 1501)
+    a3, a6 = a[:, None], a[None, :]
+    s3, s6 = np.exp(-np.exp(a3)), np.exp(-np.exp(a6))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        loglik = (special.xlogy(Y6, s6) + special.xlogy(Y3 - Y6, s3 - s6) + special.xlogy(N - Y3, 1 - s3))
+    logpost = np.where(a6 > a3, loglik + stats.norm.logpdf(a3, 0, 2) + stats.norm.logpdf(a6, 0, 2), -np.inf)
+    w = np.exp(logpost - logpost[np.isfinite(logpost)].max())
+    z = integrate.trapezoid(integrate.trapezoid(w, a, axis=1), a)
+
+    def moment(f):
+        return integrate.trapezoid(integrate.trapezoid(w * f, a, axis=1), a) / z
+
+    out = {}
+    for name, s in (("s3", s3 + 0 * a6), ("s6", s6 + 0 * a3)):
+        m = moment(s)
+        out[name] = (m, np.sqrt(moment(s**2) - m**2))
+    return out
+
+
+def test_one_arm_posterior_matches_grid_integration(one_arm_fit):
+    import arviz_stats as azs
+
+    fit = one_arm_fit
+    assert fit.diagnostics.divergences == 0
+    exact = _grid_posterior()
+    for name, t in (("s3", 3.0), ("s6", 6.0)):
+        x = fit.posterior["p"].sel(landmark=t).isel(arm=0).values
+        mean, sd = exact[name]
+        # tolerance: 4 Monte Carlo standard errors of the mean; 5% on the sd
+        assert abs(x.mean() - mean) < 4 * float(azs.mcse(x, method="mean")), name
+        assert x.std() == pytest.approx(sd, rel=0.05), name
+
+
+# --- the bundled data ------------------------------------------------------------
+
+
+def test_joint_fit_samples_soundly(joint_fit):
+    d = joint_fit.diagnostics
+    assert d.divergences == 0 and d.max_rhat < 1.01 and d.min_ess_bulk > 400
+    post = joint_fit.posterior
+    assert post["beta"].dims == ("chain", "draw", "covariate")
+    assert post["tau"].dims == ("chain", "draw", "stratum")
+    assert post["z"].dims == ("chain", "draw", "arm")
+
+
+def test_survival_never_rises_with_time(joint_fit):
+    p = joint_fit.posterior["p"]
+    assert bool((p.sel(landmark=6.0) < p.sel(landmark=3.0)).all())
+
+
+def test_joint_theta_is_the_models_deterministic(joint_fit):
+    ref, got = theta_from_model_graph(joint_fit)
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_posterior_predictive_covers_the_data(joint_fit):
+    dt = joint_fit.datatree
+    y_rep = dt["posterior_predictive"]["y"].values.reshape(-1, dt["observed_data"]["y"].size)
+    lo, hi = np.quantile(y_rep, [0.025, 0.975], axis=0)
+    y = dt["observed_data"]["y"].values
+    np.testing.assert_array_equal(y, joint_fit.data.obs["y_cond"].to_numpy())
+    outside = np.mean((y < lo) | (y > hi))
+    assert outside <= 0.10, f"{outside:.0%} of observations outside their 95% predictive interval"
+
+
+def test_predictions_are_monotone_and_share_one_arm_effect(joint_fit):
+    ds = predict(joint_fit, [Setting("2L+", "R-T", 0.5), Setting("1L", "NR-T", 1.0)], n=30)
+    rate = ds["rate"]
+    for q in ("pooled", "predictive", "observed"):
+        r = rate.sel(quantity=q)
+        assert bool((r.sel(landmark=6.0) <= r.sel(landmark=3.0)).all()), q
+    # the new arm's effect is the same at both landmarks: log(-log S) moves by alpha6 - alpha3 only
+    cll = np.log(-np.log(rate.sel(quantity="predictive")))
+    shift = (cll.sel(landmark=6.0) - cll.sel(landmark=3.0)).transpose("chain", "draw", "setting")
+    alpha = joint_fit.posterior["alpha"]
+    gap = (alpha.sel(landmark=6.0) - alpha.sel(landmark=3.0)).values[..., None]
+    np.testing.assert_allclose(shift.values, np.broadcast_to(gap, shift.shape), atol=1e-9)
+    # pooled: the cloglog of the rate is alpha + x beta, computed by hand
+    post = joint_fit.posterior
+    x = {"line": 1.0, "nrt": 0.0, "line:nrt": 0.0, "uterine": 0.0}
+    eta = post["alpha"].sel(landmark=3.0) + sum(v * post["beta"].sel(covariate=k) for k, v in x.items())
+    np.testing.assert_allclose(rate.sel(quantity="pooled", landmark=3.0).isel(setting=0).values,
+                               np.exp(-np.exp(eta.values)), rtol=1e-12)  # fmt: skip
+
+
+def test_joint_thresholds_are_p0_to_the_hr(joint_fit):
+    th = thresholds(joint_fit, [Setting("2L+", "R-T", 0.5)], hr=(0.65,))
+    assert "p1" in th and "p0" in th
+    p0, p1 = th["p0"], th["p1"].sel(hr=0.65)
+    np.testing.assert_allclose(p1.values, p0.values ** 0.65, rtol=1e-12)
+
+
+def test_joint_fit_round_trips_through_netcdf(joint_fit, tmp_path):
+    loaded = lmsbayes.load_fit(joint_fit.save(tmp_path / "joint.nc"))
+    assert loaded.spec.joint
+    a = predict(joint_fit, [Setting("2L+")], seed=1)["rate"]
+    b = predict(loaded, [Setting("2L+")], seed=1)["rate"]
+    np.testing.assert_array_equal(a.values, b.values)
+
+
+def test_joint_plots(joint_fit):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lmsbayes.plots import plot_effects, plot_ppc
+
+    fig = plot_effects(joint_fit)
+    assert "Hazard ratio" in fig.axes[0].get_xlabel()
+    plot_ppc(joint_fit)
+
+
+def test_bundled_joint_spec():
+    spec = load_spec("joint")
+    assert spec.joint and spec.link == "cloglog"
+    assert load_spec("default").link == "logit"
