@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["LINKS", "inverse_link", "link"]
+__all__ = ["LINKS", "inverse_link"]
 
 LINKS = ("logit", "cloglog")
 
@@ -36,11 +36,3 @@ def inverse_link(eta, name: str):
         return np.exp(-np.exp(eta))
     raise ValueError(f"unknown link {name!r}; expected one of {list(LINKS)}")
 
-
-def link(s, name: str):
-    """The linear predictor for a rate ``s`` in (0, 1); inverse of :func:`inverse_link`."""
-    if name == "logit":
-        return np.log(s) - np.log1p(-s)
-    if name == "cloglog":
-        return np.log(-np.log(s))
-    raise ValueError(f"unknown link {name!r}; expected one of {list(LINKS)}")

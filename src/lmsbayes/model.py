@@ -455,14 +455,26 @@ def build_model(spec: ModelSpec, data: ModelData | pd.DataFrame) -> pm.Model:
             frac = pm.Beta("uterine_latent", 1.0, 1.0, dims="arm_latent")
             effects["uterine"] = pt.set_subtensor(x["uterine"][latent], frac - data.uterine_centre)
 
+        # the joint model has one arm effect and one log hazard ratio per
+        # covariate for all landmarks (proportional hazards): no landmark dim
+        lm = () if spec.joint else ("landmark",)
+
+        def per_arm(v):  # (arm, *lm) -> broadcastable against (arm, landmark)
+            return v if lm else v[:, None]
+
         if spec.joint:
-            _joint_likelihood(spec, data, x, effects, arr, arm_idx, lm_idx)
-            return model
-        alpha = pri.alpha.create("alpha", dims="landmark")
+            from pymc.distributions.transforms import ordered
+
+            # alpha increasing in t so that S = exp(-exp(theta)) never rises with
+            # time; the start must be strictly increasing (no value at ties)
+            alpha = pri.alpha.create("alpha", dims="landmark", transform=ordered,
+                                     initval=np.linspace(-1.0, 0.0, len(data.landmarks)))  # fmt: skip
+        else:
+            alpha = pri.alpha.create("alpha", dims="landmark")
         one = pm.Data("x_intercept", np.ones(len(data.arms)), dims="arm", shape=(len(data.arms),))
         eta = one[:, None] * alpha[None, :]
         if data.covariates:
-            beta = pri.beta.create("beta", dims=("landmark", "covariate"))
+            beta = pri.beta.create("beta", dims=(*lm, "covariate"))
             for j, cov in enumerate(data.covariates):
                 col = pt.ones(len(data.arms))
                 for part in cov.split(":"):
@@ -471,17 +483,17 @@ def build_model(spec: ModelSpec, data: ModelData | pd.DataFrame) -> pm.Model:
                 # matrix: numba compiles BLAS dot, joins and reductions slowly
                 # (one dot and its gradient: 63 s on an empty cache), while
                 # these fuse into one elementwise kernel
-                eta = eta + col[:, None] * beta[None, :, j]
-        tau = pri.tau.create("tau", dims=("stratum", "landmark"))
+                eta = eta + col[:, None] * beta[..., j]
+        tau = pri.tau.create("tau", dims=("stratum", *lm))
         if re.distribution == "student_t":
-            z = pm.StudentT("z", nu=re.nu, mu=0.0, sigma=1.0, dims=("arm", "landmark"))
+            z = pm.StudentT("z", nu=re.nu, mu=0.0, sigma=1.0, dims=("arm", *lm))
         else:
-            z = pm.Normal("z", 0.0, 1.0, dims=("arm", "landmark"))
-        eta = eta + tau[data.stratum_idx, :] * z
+            z = pm.Normal("z", 0.0, 1.0, dims=("arm", *lm))
+        eta = eta + per_arm(tau[data.stratum_idx] * z)
         if re.trial_effect:
-            trial_tau = pri.trial_tau.create("trial_tau", dims="landmark")
-            v = pm.Normal("v", 0.0, 1.0, dims=("trial", "landmark"))
-            eta = eta + trial_tau[None, :] * v[data.trial_idx, :]
+            trial_tau = pri.trial_tau.create("trial_tau", dims=lm or None)
+            v = pm.Normal("v", 0.0, 1.0, dims=("trial", *lm))
+            eta = eta + per_arm(trial_tau * v[data.trial_idx])
         # lmsbayes.fit samples the free variables only and computes theta (and
         # p) with arm_logits in numpy: a deterministic costs numba seconds to
         # compile on a new machine; the test suite checks the two agree
@@ -492,61 +504,21 @@ def build_model(spec: ModelSpec, data: ModelData | pd.DataFrame) -> pm.Model:
             n_eff = pm.Data("n_eff", arr["n_eff"], dims="obs", shape=arr["n_eff"].shape)
             y_eff = pm.Data("y_eff", arr["y_eff"], dims="obs", shape=arr["y_eff"].shape)
             pm.Binomial("y", n=n_eff, logit_p=eta_obs, observed=y_eff, dims="obs")
+        elif spec.joint:
+            obs_data = {k: pm.Data(k, arr[k], dims="obs", shape=arr[k].shape) for k in _JOINT_COLUMNS}
+            # hazard accumulated since the arm's previous observed landmark,
+            # without cancellation: H_t - H_prev = H_t * -expm1(log H_prev - log H_t)
+            gap = pt.switch(pt.eq(obs_data["has_prev"], 1.0),
+                            -pt.expm1(theta[arm_idx, obs_data["prev_landmark_idx"]] - eta_obs), 1.0)  # fmt: skip
+            d_hazard = pt.exp(eta_obs) * gap
+            # p = exp(-d_hazard) given on the logit scale: stable near p = 0 and p = 1
+            pm.Binomial("y", n=obs_data["n_cond"], logit_p=-d_hazard - pt.log1mexp(-d_hazard),
+                        observed=obs_data["y_cond"], dims="obs")  # fmt: skip
         else:
             se = pm.Data("se_logit", arr["se_logit"], dims="obs", shape=arr["se_logit"].shape)
             logit_rate = pm.Data("logit_rate", arr["logit_rate"], dims="obs", shape=arr["logit_rate"].shape)
             pm.Normal("y", mu=eta_obs, sigma=se, observed=logit_rate, dims="obs")
     return model
-
-
-def _joint_likelihood(spec: ModelSpec, data: ModelData, x, effects, arr, arm_idx, lm_idx) -> None:
-    """The joint-landmarks model (inside the model context of :func:`build_model`).
-
-    log H[i, t] = alpha[t] + X[i] @ beta + tau[stratum(i)] * z[i] (+ trial_tau * v[trial(i)]):
-    one arm effect and one set of log hazard ratios for all landmarks
-    (proportional hazards), alpha increasing in t (an ordered transform), so
-    that S[i, t] = exp(-H[i, t]) never increases with t.
-    """
-    import pymc as pm
-    import pytensor.tensor as pt
-    from pymc.distributions.transforms import ordered
-
-    re, pri = spec.random_effects, spec.priors
-    n_arm, n_lm = len(data.arms), len(data.landmarks)
-    # a strictly increasing start: the ordered transform has no value at ties
-    alpha = pri.alpha.create("alpha", dims="landmark", transform=ordered, initval=np.linspace(-1.0, 0.0, n_lm))
-    arm_part = pt.zeros(n_arm)
-    if data.covariates:
-        beta = pri.beta.create("beta", dims="covariate")
-        for j, cov in enumerate(data.covariates):
-            col = pt.ones(n_arm)
-            for part in cov.split(":"):
-                col = col * effects[part]
-            arm_part = arm_part + col * beta[j]
-    tau = pri.tau.create("tau", dims="stratum")
-    if re.distribution == "student_t":
-        z = pm.StudentT("z", nu=re.nu, mu=0.0, sigma=1.0, dims="arm")
-    else:
-        z = pm.Normal("z", 0.0, 1.0, dims="arm")
-    arm_part = arm_part + tau[data.stratum_idx] * z
-    if re.trial_effect:
-        trial_tau = pri.trial_tau.create("trial_tau")
-        v = pm.Normal("v", 0.0, 1.0, dims="trial")
-        arm_part = arm_part + trial_tau * v[data.trial_idx]
-    one = pm.Data("x_intercept", np.ones(n_arm), dims="arm", shape=(n_arm,))
-    theta = pm.Deterministic("theta", one[:, None] * alpha[None, :] + arm_part[:, None], dims=("arm", "landmark"))
-
-    prev_idx = pm.Data("prev_landmark_idx", arr["prev_landmark_idx"], dims="obs", shape=arr["prev_landmark_idx"].shape)
-    has_prev = pm.Data("has_prev", arr["has_prev"], dims="obs", shape=arr["has_prev"].shape)
-    n_cond = pm.Data("n_cond", arr["n_cond"], dims="obs", shape=arr["n_cond"].shape)
-    y_cond = pm.Data("y_cond", arr["y_cond"], dims="obs", shape=arr["y_cond"].shape)
-    # hazard accumulated since the previous observed landmark, without
-    # cancellation: H_t - H_prev = H_t * -expm1(log H_prev - log H_t)
-    h = theta[arm_idx, lm_idx]
-    gap = pt.switch(pt.eq(has_prev, 1.0), -pt.expm1(theta[arm_idx, prev_idx] - h), 1.0)
-    d_hazard = pt.exp(h) * gap
-    # p = exp(-d_hazard) on the logit scale, stable near p = 0 and p = 1
-    pm.Binomial("y", n=n_cond, logit_p=-d_hazard - pt.log1mexp(-d_hazard), observed=y_cond, dims="obs")
 
 
 def observation_probability(theta: np.ndarray, spec: ModelSpec, data: ModelData) -> np.ndarray:
