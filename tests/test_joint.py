@@ -229,3 +229,43 @@ def test_bundled_joint_spec():
     spec = load_spec("joint")
     assert spec.joint and spec.link == "cloglog"
     assert load_spec("default").link == "logit"
+
+
+@pytest.mark.slow
+def test_joint_recovery_of_known_parameters(tmp_path):
+    """Counts simulated from the joint model (80 arms, fixed seed): 95% intervals contain the truth."""
+    rng = np.random.default_rng(7)
+    k = 80
+    line = rng.choice(["1L", "2L+"], k)
+    klass = rng.choice(["R-T", "NR-T"], k)
+    n = rng.integers(30, 90, k)
+    truth = {"alpha3": -1.2, "alpha6": -0.4, "line": 0.6, "nrt": -0.3, "tau": 0.3}
+    arm = truth["line"] * (line == "2L+") + truth["nrt"] * (klass == "NR-T") + truth["tau"] * rng.standard_normal(k)
+    s3, s6 = np.exp(-np.exp(truth["alpha3"] + arm)), np.exp(-np.exp(truth["alpha6"] + arm))
+    y3 = rng.binomial(n, s3)
+    y6 = rng.binomial(y3, s6 / s3)
+    path = trials_csv(tmp_path / "sim.csv", rate=y3 / n, n=n, landmark=3, line=line, treatment_class=klass,
+                      extra_rates={6: y6 / n})  # fmt: skip
+    spec = parse_spec({
+        "name": "joint-recovery", "landmarks": [3, 6],
+        "model": {"likelihood": "joint-cloglog", "covariates": ["line", "nrt"]},
+        "sampler": {"draws": 1000, "tune": 1000, "chains": 4, "seed": 5},
+    })  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = lmsbayes.fit(spec, load_trials(path))
+    assert fit.diagnostics.divergences == 0
+    kept = fit.data.obs
+    assert len(kept) == 2 * k, fit.data.excluded  # no rate of 0 or 1 with this seed
+    # the conditional counts are the simulated ones
+    np.testing.assert_array_equal(kept.loc[kept["landmark"] == 6.0, ["n_cond", "y_cond"]].to_numpy(),
+                                  np.column_stack([y3, y6]))  # fmt: skip
+    post = fit.posterior
+    checks = {
+        "alpha3": post["alpha"].sel(landmark=3.0), "alpha6": post["alpha"].sel(landmark=6.0),
+        "line": post["beta"].sel(covariate="line"), "nrt": post["beta"].sel(covariate="nrt"),
+        "tau": post["tau"].sel(stratum="all"),
+    }  # fmt: skip
+    for name, draws in checks.items():
+        lo, hi = np.quantile(draws.values.ravel(), [0.025, 0.975])
+        assert lo < truth[name] < hi, (name, lo, hi, truth[name])

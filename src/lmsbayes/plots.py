@@ -505,7 +505,7 @@ def plot_effects(fit: Fit, *, prob: float = 0.95) -> Figure:
         ax_t.plot(grid, pdf, color="0.55", lw=1.0, ls=(0, (1, 1.5)), label=f"prior {prior.dist}{_kw(prior)}")
     ax_t.set_xlim(0, max(xmax, 0.1))
     ax_t.set_ylim(bottom=0)
-    ax_t.set_xlabel("tau, between-arm sd of the logit rate")
+    ax_t.set_xlabel("tau, between-arm sd of the " + ("log cumulative hazard" if joint else "logit rate"))
     ax_t.set_ylabel("posterior density")
     ax_t.set_title("Heterogeneity, tau", loc="left", fontsize=10.5)
     ax_t.legend(fontsize=7.5, loc="upper right")
@@ -714,7 +714,7 @@ def plot_ppc(fit: Fit, *, prob: float = 0.95) -> Figure:
         n = arr["n_cond"].astype(float)
         rep = y_rep / xr.DataArray(n, dims="obs")
         observed = arr["y_cond"] / n
-        what = "y_cond / n_cond (conditional on the previous landmark after an arm's first)"
+        what = "y / n at risk: after an arm's first landmark, given the one before"
     else:
         rep = 1 / (1 + np.exp(-y_rep))
         observed = _expit(arr["logit_rate"])
@@ -872,7 +872,8 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
                     "Predictive distribution of a new trial's rate per setting, pooled rate, thresholds p0 and "
                     "p1 = p0^HR, and the EORTC 2021 published values.")  # fmt: skip
         add("effects.png", plot_effects(fit), "Covariate effects and heterogeneity",
-            "Odds ratios exp(beta) per landmark; posterior of the between-arm sd tau.")
+            ("Hazard ratios exp(beta) for all landmarks (proportional hazards)" if fit.spec.joint
+             else "Odds ratios exp(beta) per landmark") + "; posterior of the between-arm sd tau.")
         add("ppc.png", plot_ppc(fit), "Posterior predictive check",
             "Observed rate of each arm against the distribution of its replicates.")
         design_html = ""
