@@ -312,14 +312,14 @@ def prepare_data(spec: ModelSpec, trials: pd.DataFrame) -> ModelData:
         columns={"exclusion_reason": "reason"})
     obs = long[long["included"]].reset_index(drop=True)
     landmarks = tuple(float(x) for x in spec.landmarks)
-    if spec.joint:
-        obs["arm_idx"] = pd.factorize(obs["arm_id"])[0]
-        obs["landmark_idx"] = [landmarks.index(float(x)) for x in obs["landmark"]]
+    arm_ids = list(dict.fromkeys(obs["arm_id"]))  # file order, arms with >= 1 observation
+    obs["arm_idx"] = pd.Index(arm_ids).get_indexer(obs["arm_id"])
+    obs["landmark_idx"] = [landmarks.index(float(x)) for x in obs["landmark"]]
+    if spec.joint:  # drops later landmarks only: every arm keeps its first observation and its index
         obs, joint_excl = _joint_observations(obs, landmarks)
         obs_excl = pd.concat([obs_excl, joint_excl], ignore_index=True)
         obs = obs.reset_index(drop=True)
 
-    arm_ids = list(dict.fromkeys(obs["arm_id"]))  # file order, arms with >= 1 observation
     arms = kept.set_index("arm_id").loc[arm_ids]
     arms = pd.DataFrame({
         "label": _arm_label(arms.reset_index()).to_numpy(),
@@ -328,8 +328,6 @@ def prepare_data(spec: ModelSpec, trials: pd.DataFrame) -> ModelData:
         "evidence": arms["evidence"].astype(str), "design": arms["design"].astype(str), "n": arms["n"],
         "uterine_fraction": arms["uterine_fraction"].astype(float),
     }, index=pd.Index(arm_ids, name="arm"))  # fmt: skip
-    obs["arm_idx"] = [arm_ids.index(a) for a in obs["arm_id"]]
-    obs["landmark_idx"] = [landmarks.index(float(x)) for x in obs["landmark"]]
     obs = obs[["arm_id", "landmark", "rate", "rate_source", "se_logit", "se_method", "n_eff", "y_eff",
                "n", "arm_idx", "landmark_idx", *(_JOINT_COLUMNS if spec.joint else ())]]  # fmt: skip
 
