@@ -185,6 +185,10 @@ def test_predictions_are_monotone_and_share_one_arm_effect(joint_fit):
     for q in ("pooled", "predictive", "observed"):
         r = rate.sel(quantity=q)
         assert bool((r.sel(landmark=6.0) <= r.sel(landmark=3.0)).all()), q
+    # counts drawn landmark after landmark keep each landmark's mean: E[y_t / n | S] = S_t (4 Monte Carlo se)
+    for t in (3.0, 6.0):
+        diff = (rate.sel(quantity="observed", landmark=t) - rate.sel(quantity="predictive", landmark=t)).values.ravel()
+        assert abs(diff.mean()) < 4 * diff.std() / np.sqrt(diff.size), t
     # the new arm's effect is the same at both landmarks: log(-log S) moves by alpha6 - alpha3 only
     cll = np.log(-np.log(rate.sel(quantity="predictive")))
     shift = (cll.sel(landmark=6.0) - cll.sel(landmark=3.0)).transpose("chain", "draw", "setting")
