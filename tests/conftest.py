@@ -35,28 +35,27 @@ def trials():
     return load_trials()
 
 
-@pytest.fixture(scope="session")
-def default_fit(trials):
-    """The bundled default analysis, fitted once per test session."""
+def quiet_fit(*args, **kwargs):
+    """``lmsbayes.fit`` without its sampling warnings (tests assert on the diagnostics instead)."""
     import warnings
 
     import lmsbayes
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return lmsbayes.fit("default", trials)
+        return lmsbayes.fit(*args, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def default_fit(trials):
+    """The bundled default analysis, fitted once per test session."""
+    return quiet_fit("default", trials)
 
 
 @pytest.fixture(scope="session")
 def eortc_fit(trials):
     """The EORTC-mirror spec (logit-normal, no covariates but line), fitted once per session."""
-    import warnings
-
-    import lmsbayes
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return lmsbayes.fit("eortc2021", trials)
+    return quiet_fit("eortc2021", trials)
 
 
 @pytest.fixture(scope="session")

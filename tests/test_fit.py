@@ -17,16 +17,10 @@ import pytest
 import xarray as xr
 
 import lmsbayes
-from conftest import theta_from_model_graph
+from conftest import quiet_fit, theta_from_model_graph
 from lmsbayes.fit import _COMPILED, FitWarning, SamplingError, load_fit
 
 HYPER = ("alpha", "beta", "tau")
-
-
-def _quiet_fit(*args, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FitWarning)
-        return lmsbayes.fit(*args, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +31,7 @@ def small_spec(default_fit):
 
 @pytest.fixture(scope="module")
 def small_fit(default_fit, small_spec):
-    return _quiet_fit(small_spec, default_fit.data)
+    return quiet_fit(small_spec, default_fit.data)
 
 
 # --- the "done when": a clean default fit ----------------------------
@@ -175,11 +169,11 @@ def _assert_same_draws(a, b):
 def test_same_seed_same_data_same_spec_gives_identical_draws(default_fit, small_spec, small_fit):
     n_compiled = len(_COMPILED)
     first = small_fit
-    second = _quiet_fit(small_spec, default_fit.data)
+    second = quiet_fit(small_spec, default_fit.data)
     assert len(_COMPILED) == n_compiled, "a refit of the same structure must not recompile"
     _assert_same_draws(first, second)
     xr.testing.assert_equal(first.posterior, second.posterior)  # values and coords; created_at differs
-    other = _quiet_fit(small_spec, default_fit.data, seed=small_spec.sampler.seed + 1)
+    other = quiet_fit(small_spec, default_fit.data, seed=small_spec.sampler.seed + 1)
     assert other.spec.sampler.seed == small_spec.sampler.seed + 1
     assert not np.array_equal(first.posterior["alpha"].values, other.posterior["alpha"].values)
 
@@ -193,7 +187,7 @@ def test_refit_on_new_data_of_the_same_shape_uses_the_new_values(default_fit, sm
     new_data = dataclasses.replace(data, obs=obs)
     n_compiled = len(_COMPILED)
     before = small_fit
-    after = _quiet_fit(small_spec, new_data)
+    after = quiet_fit(small_spec, new_data)
     assert len(_COMPILED) == n_compiled
     np.testing.assert_array_equal(after.datatree["observed_data"]["y"].values, obs["y_eff"].to_numpy())
     # the sampler saw the new data: 6-month arm rates move towards one half

@@ -9,15 +9,13 @@ rises with time, one arm effect for all landmarks) and its data (PPC).
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import integrate, special, stats
 
 import lmsbayes
-from conftest import theta_from_model_graph
+from conftest import quiet_fit, theta_from_model_graph
 from lmsbayes.data import load_trials
 from lmsbayes.model import build_model, conditional_counts, prepare_data
 from lmsbayes.predict import Setting, predict, thresholds
@@ -48,16 +46,12 @@ def one_arm(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def one_arm_fit(one_arm):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return lmsbayes.fit(_one_arm_spec(), one_arm)
+    return quiet_fit(_one_arm_spec(), one_arm)
 
 
 @pytest.fixture(scope="module")
 def joint_fit(trials):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return lmsbayes.fit("joint", trials)
+    return quiet_fit("joint", trials)
 
 
 # --- data ------------------------------------------------------------------------
@@ -255,9 +249,7 @@ def test_joint_recovery_of_known_parameters(tmp_path):
         "model": {"likelihood": "joint-cloglog", "covariates": ["line", "nrt"]},
         "sampler": {"draws": 1000, "tune": 1000, "chains": 4, "seed": 5},
     })  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = lmsbayes.fit(spec, load_trials(path))
+    fit = quiet_fit(spec, load_trials(path))
     assert fit.diagnostics.divergences == 0
     kept = fit.data.obs
     assert len(kept) == 2 * k, fit.data.excluded  # no rate of 0 or 1 with this seed

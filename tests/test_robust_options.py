@@ -8,13 +8,11 @@ predictive rate against its closed form.
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pytest
 
-import lmsbayes
-from conftest import theta_from_model_graph
+from conftest import quiet_fit, theta_from_model_graph
 from lmsbayes.predict import Setting, predict
 from lmsbayes.spec import load_spec
 
@@ -27,9 +25,7 @@ def robust_fit(trials):
         "random_effects.distribution": "student_t", "random_effects.nu": NU,
         "random_effects.trial_effect": True, "sampler.draws": 1000, "sampler.tune": 1000,
     })  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return lmsbayes.fit(spec, trials)
+    return quiet_fit(spec, trials)
 
 
 def test_robust_fit_samples_soundly(robust_fit):

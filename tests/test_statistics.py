@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +15,13 @@ import pandas as pd
 import pytest
 from scipy import integrate, stats
 
-import lmsbayes
 from lmsbayes.data import load_trials
 from lmsbayes.exact import normal_normal
 from lmsbayes.predict import Setting, predict
 from lmsbayes.spec import parse_spec
 
 from _synthetic import trials_csv
+from conftest import quiet_fit
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
@@ -71,9 +70,7 @@ def as_logit_normal_fit(tmp_path_factory):
         # 8 arms and tau near 0: a smaller step size keeps the non-centred funnel free of divergences
         "sampler": {"draws": 2500, "tune": 1000, "chains": 4, "seed": 11, "target_accept": 0.95},
     })  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = lmsbayes.fit(spec, load_trials(path))
+    fit = quiet_fit(spec, load_trials(path))
     exact = normal_normal(_logit(rate), se, mu_prior=(0.0, 2.0))
     return fit, exact
 
@@ -132,9 +129,7 @@ def test_recovery_of_known_parameters(tmp_path):
         "model": {"likelihood": "logit-binomial", "covariates": ["line", "nrt", "uterine"]},
         "sampler": {"draws": 1000, "tune": 1000, "chains": 4, "seed": 5},
     })  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = lmsbayes.fit(spec, load_trials(path))
+    fit = quiet_fit(spec, load_trials(path))
     assert fit.diagnostics.divergences == 0
     # the effective binomial data are the simulated counts (binomial se -> n_eff = n)
     assert np.array_equal(fit.data.obs["y_eff"].to_numpy(), y)

@@ -553,7 +553,7 @@ def _log_expit(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _lir(mix: BetaMixture, u: Any) -> np.ndarray:
     """Local information ratio i_prior(p) * p (1 - p) at p = expit(u)."""
-    w, a, b = mix.weights, mix.a, mix.b
+    a, b = mix.a, mix.b
     # beyond |u| = 700 exp(|u|) overflows; the prior has no mass there anyway
     u = np.clip(np.asarray(u, dtype=float), -700.0, 700.0)[..., None]
     lp, lq = _log_expit(u)
