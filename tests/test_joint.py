@@ -136,9 +136,9 @@ def test_one_arm_posterior_matches_grid_integration(one_arm_fit):
     for name, t in (("s3", 3.0), ("s6", 6.0)):
         x = fit.posterior["p"].sel(landmark=t).isel(arm=0).values
         mean, sd = exact[name]
-        # tolerance: 4 Monte Carlo standard errors of the mean; 5% on the sd
+        # tolerance: 4 Monte Carlo standard errors of the mean and of the sd
         assert abs(x.mean() - mean) < 4 * float(azs.mcse(x, method="mean")), name
-        assert x.std() == pytest.approx(sd, rel=0.05), name
+        assert abs(x.std() - sd) < 4 * float(azs.mcse(x, method="sd")), name
 
 
 # --- the bundled data ------------------------------------------------------------

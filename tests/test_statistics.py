@@ -51,8 +51,12 @@ def test_quadrature_engine_matches_bruteforce_2d_integration():
     z = integrate.trapezoid(integrate.trapezoid(joint, tau[0], axis=1), mu[:, 0])
     e_mu = integrate.trapezoid(integrate.trapezoid(joint * mu, tau[0], axis=1), mu[:, 0]) / z
     e_tau = integrate.trapezoid(integrate.trapezoid(joint * tau, tau[0], axis=1), mu[:, 0]) / z
+    e_mu2 = integrate.trapezoid(integrate.trapezoid(joint * mu**2, tau[0], axis=1), mu[:, 0]) / z
+    e_tau2 = integrate.trapezoid(integrate.trapezoid(joint * tau**2, tau[0], axis=1), mu[:, 0]) / z
     assert post.mu_mean_() == pytest.approx(e_mu, abs=1e-6)
     assert post.tau_mean() == pytest.approx(e_tau, abs=1e-5)
+    assert post.mu_sd() == pytest.approx(np.sqrt(e_mu2 - e_mu**2), abs=1e-5)
+    assert post.tau_sd() == pytest.approx(np.sqrt(e_tau2 - e_tau**2), abs=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +71,9 @@ def as_logit_normal_fit(tmp_path_factory):
         "model": {"likelihood": "logit-normal", "covariates": []},
         "priors": {"alpha": {"dist": "Normal", "mu": 0.0, "sigma": 2.0},
                    "tau": {"dist": "HalfNormal", "sigma": 0.5}},
-        # 8 arms and tau near 0: a smaller step size keeps the non-centred funnel free of divergences
-        "sampler": {"draws": 2500, "tune": 1000, "chains": 4, "seed": 11, "target_accept": 0.95},
+        # 8 arms and tau near 0: a small step size keeps the non-centred funnel free of divergences
+        # (0.95 left 1 divergence in 10,000 draws)
+        "sampler": {"draws": 2500, "tune": 1000, "chains": 4, "seed": 11, "target_accept": 0.99},
     })  # fmt: skip
     fit = quiet_fit(spec, load_trials(path))
     exact = normal_normal(_logit(rate), se, mu_prior=(0.0, 2.0))
@@ -81,16 +86,22 @@ def _mcse_mean(x: np.ndarray) -> float:
     return float(azs.mcse(x, method="mean"))
 
 
+def _mcse_sd(x: np.ndarray) -> float:
+    import arviz_stats as azs
+
+    return float(azs.mcse(x, method="sd"))
+
+
 def test_logit_normal_posterior_matches_quadrature(as_logit_normal_fit):
     fit, exact = as_logit_normal_fit
     assert fit.diagnostics.divergences == 0
     mu = fit.posterior["alpha"].sel(landmark=6.0).values
     tau = fit.posterior["tau"].sel(landmark=6.0, stratum="all").values
-    # tolerance: 4 Monte Carlo standard errors of the posterior mean
+    # tolerance: 4 Monte Carlo standard errors of the posterior mean and sd
     assert abs(mu.mean() - exact.mu_mean_()) < 4 * _mcse_mean(mu)
     assert abs(tau.mean() - exact.tau_mean()) < 4 * _mcse_mean(tau)
-    assert mu.std() == pytest.approx(exact.mu_sd(), rel=0.05)
-    assert tau.std() == pytest.approx(exact.tau_sd(), rel=0.05)
+    assert abs(mu.std() - exact.mu_sd()) < 4 * _mcse_sd(mu)
+    assert abs(tau.std() - exact.tau_sd()) < 4 * _mcse_sd(tau)
 
 
 def test_predictive_quantiles_match_quadrature(as_logit_normal_fit):

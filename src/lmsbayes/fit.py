@@ -235,6 +235,7 @@ def _spec_to_toml(spec: ModelSpec) -> str:
 def _compiled(spec: ModelSpec, data: ModelData):
     """The nutpie-compiled model for this structure, compiled once per process."""
     import nutpie
+    import pytensor
 
     from lmsbayes.model import build_model
 
@@ -244,7 +245,13 @@ def _compiled(spec: ModelSpec, data: ModelData):
         # the free variables only: deterministics are computed afterwards in
         # numpy (arm_logits), sparing numba their compilation
         free = [rv.name for rv in model.free_RVs]
-        _COMPILED[key] = (nutpie.compile_pymc_model(model, var_names=free), model)
+        # fastmath lets LLVM reassociate sums, and a kernel compiled fresh is
+        # optimised differently from the same kernel loaded from numba's cache:
+        # the log density then differs in its last bit, the NUTS trajectories
+        # part, and one seed gave two posteriors (first run on a machine vs
+        # later runs). Strict IEEE arithmetic costs no measurable time here.
+        with pytensor.config.change_flags(numba__fastmath=False):
+            _COMPILED[key] = (nutpie.compile_pymc_model(model, var_names=free), model)
     else:
         check_observations(spec, data)  # new data for a log density compiled without parameter checks
     compiled, model = _COMPILED[key]
