@@ -64,8 +64,8 @@ def _fit_from_args(args, progress: _Progress):
     data = prepare_data(spec, trials)
     progress(f"data: {len(trials)} arms in {trials.attrs.get('path')}, {len(data.arms)} arms / "
              f"{len(data.obs)} observations enter the model, {len(data.excluded)} exclusions")  # fmt: skip
-    progress("building, compiling (the first run on a machine compiles with numba for about 40 s; "
-             "later runs reuse its cache, ~25 s) and sampling ...")
+    progress("building, compiling (the first run on a machine compiles with numba, 30-45 s; "
+             "later runs reuse its cache, 15-25 s) and sampling ...")
     import warnings
 
     with warnings.catch_warnings():
