@@ -103,6 +103,8 @@ def test_run_prints_the_threshold_table(run_output):
     assert "0.44" in body  # EORTC p1 for 2L+ at 6 months under HR 0.65
     diag = [line for line in lines if line.startswith("diagnostics:")]
     assert len(diag) == 1 and "divergences" in diag[0] and "(2000 draws)" in diag[0]
+    order = [line for line in lines if line.startswith("landmarks fitted independently")]
+    assert len(order) == 1 and "--spec joint" in order[0]
     assert lines[-1].startswith("EORTC: Kantidakis et al.")
 
 
@@ -122,6 +124,9 @@ def test_run_writes_json_and_csv(run_output, workdir):
     assert ((table["p0_lower"] <= table["p0"]) & (table["p0"] <= table["p0_upper"])).all()
     assert (table["p1"] > table["p0"]).all()  # p1 = p0^0.65 > p0
     np.testing.assert_allclose(rows["p0"], table["p0"], rtol=1e-9)  # JSON keeps 10 digits
+    order = pd.DataFrame(payload["landmark_order"])
+    assert list(order.columns) == ["setting", "earlier", "later", "prob_later_higher"]
+    assert set(order["setting"]) == set(table["setting"]) and order.prob_later_higher.between(0, 1).all()
 
 
 def test_run_progress_messages_go_to_stderr(workdir):

@@ -18,7 +18,7 @@ import lmsbayes
 from conftest import quiet_fit, theta_from_model_graph
 from lmsbayes.data import load_trials
 from lmsbayes.model import build_model, conditional_counts, prepare_data
-from lmsbayes.predict import Setting, predict, thresholds
+from lmsbayes.predict import Setting, landmark_order, predict, thresholds
 from lmsbayes.spec import SpecError, load_spec, parse_spec
 
 from _synthetic import trials_csv
@@ -156,6 +156,12 @@ def test_joint_fit_samples_soundly(joint_fit):
 def test_survival_never_rises_with_time(joint_fit):
     p = joint_fit.posterior["p"]
     assert bool((p.sel(landmark=6.0) < p.sel(landmark=3.0)).all())
+
+
+def test_pooled_and_predictive_rates_keep_the_landmark_order(joint_fit):
+    for quantity in ("pooled", "predictive"):
+        order = landmark_order(joint_fit, quantity=quantity)
+        assert len(order) == 8 and (order.prob_later_higher == 0).all(), quantity
 
 
 def test_joint_theta_is_the_models_deterministic(joint_fit):

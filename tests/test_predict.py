@@ -9,6 +9,7 @@ from lmsbayes.predict import (
     EORTC2021,
     Setting,
     comparisons,
+    landmark_order,
     predict,
     standard_settings,
     threshold_table,
@@ -99,6 +100,31 @@ def test_comparisons_equal_raw_draw_computation(default_fit):
             assert row.lower == pytest.approx(np.quantile(d, 0.025), rel=1e-10)
             assert row.upper == pytest.approx(np.quantile(d, 0.975), rel=1e-10)
             assert row.prob_positive == pytest.approx((d > 0).mean())
+
+
+def test_landmark_order_equals_raw_draw_computation(default_fit):
+    """P(S(6) > S(3)) per setting, by hand from alpha and beta (landmarks fitted independently)."""
+    post = default_fit.posterior
+    order = landmark_order(default_fit).set_index("setting")
+    assert list(order.index) == [s.label for s in standard_settings(["1L", "2L+"])]
+    assert (order.earlier == 3.0).all() and (order.later == 6.0).all()
+
+    def pooled(t, line, nrt, uterine_centred):
+        a = post["alpha"].sel(landmark=t).values
+        b = {k: post["beta"].sel(landmark=t, covariate=k).values for k in ("line", "nrt", "line:nrt", "uterine")}
+        return _expit(a + line * b["line"] + nrt * b["nrt"] + line * nrt * b["line:nrt"] + uterine_centred * b["uterine"])
+
+    # 2L+ non-uterine: line 1, R-T, uterine fraction 0 (centred: -0.5); 1L NR-T at fraction 0.5
+    for label, x in (("2L+ non-uterine", (1, 0, -0.5)), ("1L NR-T", (0, 1, 0.0))):
+        by_hand = (pooled(6.0, *x) > pooled(3.0, *x)).mean()
+        assert order.loc[label, "prob_later_higher"] == pytest.approx(by_hand, abs=1e-12)
+    # independent landmarks do break the order on these data (the check can fail)
+    assert order.prob_later_higher.max() > 0.05
+
+
+def test_landmark_order_rejects_other_quantities(default_fit):
+    with pytest.raises(ValueError, match="quantity must be"):
+        landmark_order(default_fit, quantity="observed")
 
 
 @pytest.mark.parametrize(

@@ -75,6 +75,24 @@ def _fit_from_args(args, progress: _Progress):
     return result
 
 
+def _landmark_order(fit):
+    """The order check of :func:`lmsbayes.predict.landmark_order` and its one-line summary."""
+    from lmsbayes.predict import landmark_order
+
+    order = landmark_order(fit)
+    if order.empty:
+        return order, None
+    worst = order.loc[order["prob_later_higher"].idxmax()]
+    how = "jointly" if fit.spec.joint else "independently"
+    if worst.prob_later_higher == 0:
+        return order, f"landmarks fitted {how}: pooled rates fall with time in every draw of every setting"
+    text = (f"landmarks fitted {how}: pooled S({worst.later:g} mo) > S({worst.earlier:g} mo), which no survival "
+            f"curve can do, in {100 * worst.prob_later_higher:.0f}% of draws ({worst.setting})")  # fmt: skip
+    if not fit.spec.joint:
+        text += "; `--spec joint` keeps the order"
+    return order, text
+
+
 def _print_table(table, fit, args) -> None:
     import pandas as pd
 
@@ -94,6 +112,9 @@ def _print_table(table, fit, args) -> None:
           f"derived-from-median rates {'on' if fit.spec.data.derive_from_median else 'off'}")  # fmt: skip
     print(out.to_string(index=False))
     print(fit.diagnostics.line())
+    order_line = _landmark_order(fit)[1]
+    if order_line:
+        print(order_line)
     print("EORTC: Kantidakis et al., Eur J Cancer 2021;154:253-268 (pooled PFS rate, 95% CI; p1 = p0^HR).")
 
 
@@ -105,6 +126,7 @@ def _emit_table(table, fit, args) -> None:
             "diagnostics": {"divergences": fit.diagnostics.divergences, "max_rhat": fit.diagnostics.max_rhat,
                             "min_ess_bulk": fit.diagnostics.min_ess_bulk, "min_ess_tail": fit.diagnostics.min_ess_tail},
             "rows": json.loads(table.to_json(orient="records")),
+            "landmark_order": json.loads(_landmark_order(fit)[0].to_json(orient="records")),
         }  # fmt: skip
         _atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
     if getattr(args, "csv", None):

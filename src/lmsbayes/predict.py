@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from lmsbayes.fit import Fit
 
 __all__ = ["EORTC2021", "Setting", "standard_settings", "predict", "thresholds", "threshold_table",
-           "comparisons"]  # fmt: skip
+           "comparisons", "landmark_order"]  # fmt: skip
 
 #: Published EORTC STBSG 2021 results (Kantidakis et al., Eur J Cancer 2021;154:253-268,
 #: abstract): pooled PFS rate (95% CI) by line and landmark, and the thresholds under HR 0.65.
@@ -317,6 +317,45 @@ def comparisons(fit: Fit, landmarks: Sequence[float] | None = None) -> pd.DataFr
                              "difference": x.mean(), "lower": np.quantile(x, 0.025),
                              "upper": np.quantile(x, 0.975), "prob_positive": (x > 0).mean()})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def landmark_order(
+    fit: Fit, settings: Iterable[Setting] | None = None, quantity: str = "pooled"
+) -> pd.DataFrame:
+    """How often the posterior puts a later landmark's rate above an earlier one's.
+
+    A survival function cannot rise, so S(6) > S(3) is impossible for one
+    population. Models that fit each landmark separately (logit-binomial,
+    logit-normal) do not know this, and their draws can break the order; the
+    joint model (``joint-cloglog``) keeps it by construction. This measures
+    the damage in each setting, for consecutive fitted landmarks.
+
+    Parameters
+    ----------
+    fit : Fit
+    settings : iterable of Setting, optional
+        Default :func:`standard_settings` for the fitted lines.
+    quantity : {"pooled", "predictive"}
+        The rate whose order is checked.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per setting and pair of consecutive landmarks: ``setting``,
+        ``earlier``, ``later`` (months) and ``prob_later_higher``, the share
+        of posterior draws with rate(later) > rate(earlier). Empty when one
+        landmark was fitted.
+    """
+    if quantity not in ("pooled", "predictive"):
+        raise ValueError(f"quantity must be 'pooled' or 'predictive', got {quantity!r}")
+    rate = predict(fit, settings)["rate"].sel(quantity=quantity)
+    landmarks = [float(t) for t in rate["landmark"].values]
+    rows = []
+    for s in rate["setting"].values:
+        for a, b in zip(landmarks, landmarks[1:]):
+            higher = rate.sel(setting=s, landmark=b) > rate.sel(setting=s, landmark=a)
+            rows.append({"setting": str(s), "earlier": a, "later": b, "prob_later_higher": float(higher.mean())})
+    return pd.DataFrame(rows, columns=["setting", "earlier", "later", "prob_later_higher"])
 
 
 def threshold_table(ds: xr.Dataset, *, eortc: bool = True) -> pd.DataFrame:
