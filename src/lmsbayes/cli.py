@@ -93,7 +93,7 @@ def _landmark_order(fit):
     return order, text
 
 
-def _print_table(table, fit, args) -> None:
+def _print_table(table, fit, order_line: str | None) -> None:
     import pandas as pd
 
     show = table.copy()
@@ -112,13 +112,13 @@ def _print_table(table, fit, args) -> None:
           f"derived-from-median rates {'on' if fit.spec.data.derive_from_median else 'off'}")  # fmt: skip
     print(out.to_string(index=False))
     print(fit.diagnostics.line())
-    order_line = _landmark_order(fit)[1]
     if order_line:
         print(order_line)
     print("EORTC: Kantidakis et al., Eur J Cancer 2021;154:253-268 (pooled PFS rate, 95% CI; p1 = p0^HR).")
 
 
 def _emit_table(table, fit, args) -> None:
+    order, order_line = _landmark_order(fit)
     if getattr(args, "json", None):
         payload = {
             "lmsbayes_version": _version(), "spec": fit.spec.name, "spec_hash": fit.spec.hash,
@@ -126,12 +126,12 @@ def _emit_table(table, fit, args) -> None:
             "diagnostics": {"divergences": fit.diagnostics.divergences, "max_rhat": fit.diagnostics.max_rhat,
                             "min_ess_bulk": fit.diagnostics.min_ess_bulk, "min_ess_tail": fit.diagnostics.min_ess_tail},
             "rows": json.loads(table.to_json(orient="records")),
-            "landmark_order": json.loads(_landmark_order(fit)[0].to_json(orient="records")),
+            "landmark_order": json.loads(order.to_json(orient="records")),
         }  # fmt: skip
         _atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
     if getattr(args, "csv", None):
         _atomic_write_text(args.csv, table.to_csv(index=False))
-    _print_table(table, fit, args)
+    _print_table(table, fit, order_line)
 
 
 def _thresholds_table(fit, args):
