@@ -17,7 +17,7 @@ from scipy import integrate, stats
 
 from lmsbayes.data import load_trials
 from lmsbayes.exact import normal_normal
-from lmsbayes.predict import Setting, predict
+from lmsbayes.predict import Setting, landmark_order, predict
 from lmsbayes.spec import parse_spec
 
 from _synthetic import trials_csv
@@ -48,11 +48,12 @@ def test_quadrature_engine_matches_bruteforce_2d_integration():
     tau = np.linspace(0.0, 4.0, 1601)[None, :]
     loglik = sum(stats.norm.logpdf(yi, mu, np.sqrt(si**2 + tau**2)) for yi, si in zip(y, se))
     joint = np.exp(loglik + stats.norm.logpdf(mu, 0, 2) + stats.halfnorm.logpdf(tau, scale=0.5))
-    z = integrate.trapezoid(integrate.trapezoid(joint, tau[0], axis=1), mu[:, 0])
-    e_mu = integrate.trapezoid(integrate.trapezoid(joint * mu, tau[0], axis=1), mu[:, 0]) / z
-    e_tau = integrate.trapezoid(integrate.trapezoid(joint * tau, tau[0], axis=1), mu[:, 0]) / z
-    e_mu2 = integrate.trapezoid(integrate.trapezoid(joint * mu**2, tau[0], axis=1), mu[:, 0]) / z
-    e_tau2 = integrate.trapezoid(integrate.trapezoid(joint * tau**2, tau[0], axis=1), mu[:, 0]) / z
+
+    def integral(f):
+        return integrate.trapezoid(integrate.trapezoid(joint * f, tau[0], axis=1), mu[:, 0])
+
+    z = integral(1.0)
+    e_mu, e_tau, e_mu2, e_tau2 = (integral(f) / z for f in (mu, tau, mu**2, tau**2))
     assert post.mu_mean_() == pytest.approx(e_mu, abs=1e-6)
     assert post.tau_mean() == pytest.approx(e_tau, abs=1e-5)
     assert post.mu_sd() == pytest.approx(np.sqrt(e_mu2 - e_mu**2), abs=1e-5)
@@ -80,16 +81,10 @@ def as_logit_normal_fit(tmp_path_factory):
     return fit, exact
 
 
-def _mcse_mean(x: np.ndarray) -> float:
+def _mcse(x: np.ndarray, method: str) -> float:
     import arviz_stats as azs
 
-    return float(azs.mcse(x, method="mean"))
-
-
-def _mcse_sd(x: np.ndarray) -> float:
-    import arviz_stats as azs
-
-    return float(azs.mcse(x, method="sd"))
+    return float(azs.mcse(x, method=method))
 
 
 def test_logit_normal_posterior_matches_quadrature(as_logit_normal_fit):
@@ -98,10 +93,16 @@ def test_logit_normal_posterior_matches_quadrature(as_logit_normal_fit):
     mu = fit.posterior["alpha"].sel(landmark=6.0).values
     tau = fit.posterior["tau"].sel(landmark=6.0, stratum="all").values
     # tolerance: 4 Monte Carlo standard errors of the posterior mean and sd
-    assert abs(mu.mean() - exact.mu_mean_()) < 4 * _mcse_mean(mu)
-    assert abs(tau.mean() - exact.tau_mean()) < 4 * _mcse_mean(tau)
-    assert abs(mu.std() - exact.mu_sd()) < 4 * _mcse_sd(mu)
-    assert abs(tau.std() - exact.tau_sd()) < 4 * _mcse_sd(tau)
+    assert abs(mu.mean() - exact.mu_mean_()) < 4 * _mcse(mu, "mean")
+    assert abs(tau.mean() - exact.tau_mean()) < 4 * _mcse(tau, "mean")
+    assert abs(mu.std() - exact.mu_sd()) < 4 * _mcse(mu, "sd")
+    assert abs(tau.std() - exact.tau_sd()) < 4 * _mcse(tau, "sd")
+
+
+def test_landmark_order_is_empty_for_one_landmark(as_logit_normal_fit):
+    fit, _ = as_logit_normal_fit
+    order = landmark_order(fit, [Setting("2L+", name="AS")])
+    assert order.empty and list(order.columns) == ["setting", "earlier", "later", "prob_later_higher"]
 
 
 def test_predictive_quantiles_match_quadrature(as_logit_normal_fit):
