@@ -352,6 +352,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lmsbayes`` command; returns the exit status."""
     from lmsbayes.data import DataValidationError
+    from lmsbayes.errors import InputError
     from lmsbayes.fit import SamplingError
     from lmsbayes.spec import SpecError
 
@@ -365,6 +366,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SamplingError as exc:
         print(f"lmsbayes: error: {exc}", file=sys.stderr)
         return EXIT_SAMPLING
+    except InputError as exc:
+        print(f"lmsbayes: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         print(f"lmsbayes: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lmsbayes.errors import InputError
+
 __all__ = [
     "DataValidationError",
     "Problem",
@@ -92,7 +94,7 @@ class Problem:
         return f"{where}: {self.message}"
 
 
-class DataValidationError(ValueError):
+class DataValidationError(InputError):
     """The arm table has problems; ``.problems`` lists every one of them."""
 
     def __init__(self, problems: list[Problem]) -> None:

@@ -26,6 +26,7 @@ import pandas as pd
 import xarray as xr
 
 from lmsbayes import __version__
+from lmsbayes.errors import SamplingError
 from lmsbayes.links import inverse_link
 from lmsbayes.model import (
     ModelData, arm_logits, check_observations, observation_probability, prepare_data, structure_key,
@@ -47,8 +48,6 @@ class FitWarning(UserWarning):
     """A fit has sampling problems (divergences, R-hat, ESS)."""
 
 
-class SamplingError(RuntimeError):
-    """Raised by ``fit(..., strict=True)`` when the diagnostics fail."""
 
 
 @dataclass(frozen=True)

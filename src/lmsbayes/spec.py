@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from lmsbayes.errors import InputError
+
 __all__ = [
     "COVARIATES",
     "LIKELIHOODS",
@@ -75,7 +77,7 @@ _PRIOR_FAMILIES: dict[str, tuple[tuple[str, ...], str]] = {
 _POSITIVE_PARAMS = {"sigma", "nu", "beta", "lam", "alpha"}
 
 
-class SpecError(ValueError):
+class SpecError(InputError):
     """A model specification is invalid; the message lists every problem."""
 
     def __init__(self, problems: list[str], source: str = "<spec>") -> None:
