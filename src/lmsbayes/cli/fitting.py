@@ -1,0 +1,149 @@
+"""Verbs that fit or read a fit: ``run`` (the main job), ``fit``, ``thresholds``, ``report``."""
+
+from __future__ import annotations
+
+import json
+
+from lmsbayes.cli._common import (
+    Progress, atomic_write_text, exit_for, fit_args, fit_from_args, version,
+)  # fmt: skip
+
+
+def _landmark_order(fit):
+    """The order check of :func:`lmsbayes.predict.landmark_order` and its one-line summary."""
+    from lmsbayes.predict import landmark_order
+
+    order = landmark_order(fit)
+    if order.empty:
+        return order, None
+    worst = order.loc[order["prob_later_higher"].idxmax()]
+    how = "jointly" if fit.spec.joint else "independently"
+    if worst.prob_later_higher == 0:
+        return order, f"landmarks fitted {how}: pooled rates fall with time in every draw of every setting"
+    text = (f"landmarks fitted {how}: pooled S({worst.later:g} mo) > S({worst.earlier:g} mo), which no survival "
+            f"curve can do, in {100 * worst.prob_later_higher:.0f}% of draws ({worst.setting})")  # fmt: skip
+    if not fit.spec.joint:
+        text += "; `--spec joint` keeps the order"
+    return order, text
+
+
+def _print_table(table, fit, order_line: str | None) -> None:
+    import pandas as pd
+
+    show = table.copy()
+    show["landmark"] = show["landmark"].map(lambda t: f"{t:g} mo")
+    fmt = lambda lo, mid, hi: f"{mid:.2f} ({lo:.2f}-{hi:.2f})"  # noqa: E731
+    out = pd.DataFrame({
+        "setting": show["setting"], "landmark": show["landmark"], "HR": show["hr"].map("{:g}".format),
+        f"p0 [{table.attrs.get('reference', 'pooled')}]": [fmt(a, b, c) for a, b, c in zip(show.p0_lower, show.p0, show.p0_upper)],
+        "p1 = p0^HR": [fmt(a, b, c) for a, b, c in zip(show.p1_lower, show.p1, show.p1_upper)],
+        "EORTC p0": [f"{v:.2f} ({ci})" if v == v else "" for v, ci in zip(show.eortc_p0, show.eortc_p0_ci)],
+        "EORTC p1": [f"{v:.2f}" if v == v else "" for v in show.eortc_p1],
+    })  # fmt: skip
+    print(f"lmsbayes {version()} - efficacy thresholds for phase II LMS trials "
+          f"(spec {fit.spec.name!r}, medians with 95% credible intervals)")  # fmt: skip
+    print(f"data: {len(fit.data.arms)} arms, sha256 {fit.data.data_sha256[:12]}; "
+          f"derived-from-median rates {'on' if fit.spec.data.derive_from_median else 'off'}")  # fmt: skip
+    print(out.to_string(index=False))
+    print(fit.diagnostics.line())
+    if order_line:
+        print(order_line)
+    print("EORTC: Kantidakis et al., Eur J Cancer 2021;154:253-268 (pooled PFS rate, 95% CI; p1 = p0^HR).")
+
+
+def _emit_table(table, fit, args) -> None:
+    order, order_line = _landmark_order(fit)
+    if getattr(args, "json", None):
+        payload = {
+            "lmsbayes_version": version(), "spec": fit.spec.name, "spec_hash": fit.spec.hash,
+            "data_sha256": fit.data.data_sha256, "reference": table.attrs.get("reference"),
+            "diagnostics": {"divergences": fit.diagnostics.divergences, "max_rhat": fit.diagnostics.max_rhat,
+                            "min_ess_bulk": fit.diagnostics.min_ess_bulk, "min_ess_tail": fit.diagnostics.min_ess_tail},
+            "rows": json.loads(table.to_json(orient="records")),
+            "landmark_order": json.loads(order.to_json(orient="records")),
+        }  # fmt: skip
+        atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
+    if getattr(args, "csv", None):
+        atomic_write_text(args.csv, table.to_csv(index=False))
+    _print_table(table, fit, order_line)
+
+
+def _thresholds_table(fit, args):
+    from lmsbayes.predict import threshold_table, thresholds
+
+    hr = args.hr if getattr(args, "hr", None) else None
+    ds = thresholds(fit, hr=hr, reference=getattr(args, "reference", None))
+    return threshold_table(ds)
+
+
+def cmd_run(args) -> int:
+    progress = Progress(args.quiet)
+    result = fit_from_args(args, progress)
+    if args.output:
+        result.save(args.output)
+        progress(f"fit saved to {args.output}")
+    _emit_table(_thresholds_table(result, args), result, args)
+    return exit_for(result, args)
+
+
+def cmd_fit(args) -> int:
+    progress = Progress(args.quiet)
+    result = fit_from_args(args, progress)
+    result.save(args.output)
+    progress(f"fit saved to {args.output}")
+    print(result.summary().round(3).to_string())
+    print(result.diagnostics.line())
+    return exit_for(result, args)
+
+
+def cmd_thresholds(args) -> int:
+    from lmsbayes.fit import load_fit
+
+    result = load_fit(args.fit)
+    _emit_table(_thresholds_table(result, args), result, args)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from lmsbayes.fit import load_fit
+    from lmsbayes.plots import write_report
+
+    progress = Progress(args.quiet)
+    result = load_fit(args.fit) if args.fit else fit_from_args(args, progress)
+    path = write_report(result, args.output)
+    progress(f"report written to {path}")
+    return exit_for(result, args)
+
+
+
+
+def table_args(q) -> None:
+    q.add_argument("--hr", type=float, nargs="+", help="hazard ratios for p1 = p0^HR (default: the spec's)")
+    q.add_argument("--reference", choices=["pooled", "predictive"], help="p0 from the pooled or predictive rate")
+    q.add_argument("--json", metavar="FILE", help="also write the table as JSON")
+    q.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
+
+
+def register(sub) -> None:
+    """Add the verbs of this module to the ``lmsbayes`` parser."""
+    q = sub.add_parser("run", help="fit the default analysis on the bundled data and print the threshold table")
+    fit_args(q, spec_positional=False)
+    table_args(q)
+    q.add_argument("-o", "--output", help="also save the fit (netCDF)")
+    q.set_defaults(func=cmd_run)
+
+    q = sub.add_parser("fit", help="fit a model spec and save the fit (netCDF)")
+    fit_args(q, spec_positional=True)
+    q.add_argument("-o", "--output", default="fit.nc", help="output netCDF file (default fit.nc)")
+    q.set_defaults(func=cmd_fit)
+
+    q = sub.add_parser("thresholds", help="threshold table from a saved fit")
+    q.add_argument("fit", help="fit file written by `lmsbayes fit`")
+    table_args(q)
+    q.set_defaults(func=cmd_thresholds)
+
+    q = sub.add_parser("report", help="write tables, figures and an HTML page")
+    q.add_argument("fit", nargs="?", help="saved fit (default: fit the spec now)")
+    fit_args(q, spec_positional=False)
+    q.add_argument("-o", "--output", default="report", help="output directory (default report/)")
+    q.set_defaults(func=cmd_report)
