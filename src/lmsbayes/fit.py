@@ -1,20 +1,24 @@
 """Fitting: ``fit(spec, data) -> Fit``; diagnostics; netCDF save and load.
 
-Compiling a PyMC model with nutpie/numba takes seconds to tens of seconds,
-sampling a meta-analysis well under one. Compiled models are therefore
-cached per *structure* (spec model part and data shapes, see
-:func:`lmsbayes.model.structure_key`) for the life of the process, and new
-data of the same shape are swapped in through the ``pm.Data`` containers.
+``fit`` prepares the data (lmsbayes.model), picks the engine and returns a
+:class:`Fit`: the DataTree (posterior, posterior predictive, observed and
+constant data, engine statistics), the spec, the model inputs and the
+diagnostics. Two engines consume the one model definition:
 
-A :class:`Fit` is a plain value: the DataTree (posterior, posterior
-predictive, observed and constant data, sample stats), the spec, the model
-inputs and the diagnostics. It saves to one netCDF file with its provenance
-(spec text and hash, data SHA-256, package version, seed) and loads back
-without PyMC.
+- ``exact`` (lmsbayes.engines.exact): integration and importance sampling,
+  no compilation, milliseconds; diagnostics k-hat, importance ESS and the
+  tau grid's edge mass;
+- ``nuts`` (lmsbayes.engines.nuts): PyMC sampled by nutpie, the reference;
+  diagnostics divergences, R-hat and ESS.
+
+``engine = "auto"`` (the default) uses the exact engine wherever it supports
+the spec and NUTS otherwise, with a one-line note. A Fit saves to one netCDF
+file with its provenance and loads back without PyMC.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import warnings
@@ -27,40 +31,48 @@ import xarray as xr
 
 from lmsbayes import __version__
 from lmsbayes.errors import SamplingError
-from lmsbayes.links import inverse_link
-from lmsbayes.model import (
-    ModelData, arm_logits, check_observations, observation_probability, prepare_data, structure_key,
-)
-from lmsbayes.spec import ModelSpec, load_spec, parse_spec
+from lmsbayes.model import Model, ModelData, prepare_data
+from lmsbayes.spec import ModelSpec, SpecError, load_spec, parse_spec
 
-__all__ = ["Diagnostics", "Fit", "FitWarning", "SamplingError", "fit", "load_fit"]
+__all__ = ["Diagnostics", "Fit", "FitWarning", "SamplingError", "fit", "load_fit", "choose_engine"]
 
 #: Thresholds below/above which a fit is flagged (Vehtari et al. 2021 recommendations).
 RHAT_MAX = 1.01
 ESS_MIN = 400
+EDGE_MASS_MAX = 0.01
 FIT_FORMAT = "lmsbayes.fit"
-FIT_FORMAT_VERSION = 1
-
-_COMPILED: dict[str, object] = {}
+FIT_FORMAT_VERSION = 2
+_READABLE_VERSIONS = (2,)
 
 
 class FitWarning(UserWarning):
-    """A fit has sampling problems (divergences, R-hat, ESS)."""
-
-
+    """A fit has inference problems (divergences, R-hat, ESS, importance k-hat)."""
 
 
 @dataclass(frozen=True)
 class Diagnostics:
-    """Sampling diagnostics of a fit: part of every result, never hidden.
+    """Inference diagnostics of a fit: part of every result, never hidden.
 
     Attributes
     ----------
+    engine : {'nuts', 'exact'}
     divergences : int
-    max_rhat, min_ess_bulk, min_ess_tail : float
-        Over the hyper-parameters (alpha, beta, tau, trial_tau).
+    max_rhat : float
+        NaN for the exact engine (independent draws: no chains to compare).
+    min_ess_bulk, min_ess_tail : float
+        Over the hyper-parameters; for the exact engine the importance ESS.
+    n_draws : int
+    khat : float
+        Pareto k-hat of the importance weights (exact engine; NaN for NUTS).
+    is_ess : float
+        Importance-sampling effective sample size (exact engine).
+    tau_grid_edge_mass : float
+        Posterior mass in the outer cells of the log-tau grid (exact engine; NaN without a grid).
+    khat_max : float
+    note : str
+        E.g. why NUTS was used under ``engine = "auto"``.
     table : pandas.DataFrame
-        Per variable: max R-hat, min bulk and tail ESS.
+        Per variable: max R-hat, min bulk and tail ESS (NUTS).
     """
 
     divergences: int
@@ -69,10 +81,28 @@ class Diagnostics:
     min_ess_tail: float
     n_draws: int
     table: pd.DataFrame = field(compare=False, repr=False)
+    engine: str = "nuts"
+    khat: float = math.nan
+    is_ess: float = math.nan
+    tau_grid_edge_mass: float = math.nan
+    khat_max: float = 0.7
+    proposal: str = ""
+    note: str = ""
+    mode_converged: bool = True
 
     @property
     def problems(self) -> list[str]:
         out = []
+        if self.engine == "exact":
+            if not self.khat <= self.khat_max:
+                out.append(f"importance-sampling k-hat {self.khat:.2f} > {self.khat_max}")
+            if not self.is_ess >= ESS_MIN:
+                out.append(f"importance ESS {self.is_ess:.0f} < {ESS_MIN}")
+            if self.tau_grid_edge_mass > EDGE_MASS_MAX:
+                out.append(f"{100 * self.tau_grid_edge_mass:.1f}% of the posterior mass at the edge of the tau grid")
+            if not self.mode_converged:
+                out.append("the posterior mode search did not converge")
+            return out
         if self.divergences:
             out.append(f"{self.divergences} divergent transitions")
         if not self.max_rhat <= RHAT_MAX:
@@ -90,35 +120,45 @@ class Diagnostics:
     def line(self) -> str:
         """One-line summary for logs and the command line."""
         status = "OK" if self.ok else "PROBLEM: " + "; ".join(self.problems)
-        return (f"diagnostics: {self.divergences} divergences, max R-hat {self.max_rhat:.3f}, "
+        if self.engine == "exact":
+            grid = "" if math.isnan(self.tau_grid_edge_mass) else f", tau grid edge mass {self.tau_grid_edge_mass:.4f}"
+            return (f"diagnostics (exact engine): importance k-hat {self.khat:.2f}, importance ESS "
+                    f"{self.is_ess:.0f} of {self.n_draws} draws{grid} -> {status}")  # fmt: skip
+        return (f"diagnostics (NUTS): {self.divergences} divergences, max R-hat {self.max_rhat:.3f}, "
                 f"min ESS bulk {self.min_ess_bulk:.0f} / tail {self.min_ess_tail:.0f} "
                 f"({self.n_draws} draws) -> {status}")  # fmt: skip
 
 
-HYPER = ("alpha", "beta", "tau", "trial_tau")
+HYPER = ("alpha", "beta", "tau", "shape", "trial_tau")
 
 
 def compute_diagnostics(dt: xr.DataTree, var_names=HYPER) -> Diagnostics:
-    """Divergences, R-hat and ESS of the hyper-parameters of a sampled DataTree."""
+    """Diagnostics of a DataTree: from the engine's attrs (exact) or the draws (NUTS)."""
+    post = dt["posterior"].to_dataset()
+    n = int(post.sizes["chain"] * post.sizes["draw"])
+    a = dt.attrs
+    if a.get("engine") == "exact":
+        return Diagnostics(
+            divergences=0, max_rhat=math.nan, min_ess_bulk=float(a["is_ess"]), min_ess_tail=float(a["is_ess"]),
+            n_draws=n, table=pd.DataFrame(), engine="exact", khat=float(a["khat"]), is_ess=float(a["is_ess"]),
+            tau_grid_edge_mass=float(a.get("tau_grid_edge_mass", math.nan)), khat_max=float(a.get("khat_max", 0.7)),
+            proposal=str(a.get("proposal", "")), note=str(a.get("engine_note", "")),
+            mode_converged=bool(int(a.get("mode_converged", 1))),
+        )  # fmt: skip
     import arviz_stats as azs
 
-    post = dt["posterior"].to_dataset()
     names = [v for v in var_names if v in post]
     rows = {}
     for v in names:
         da = post[v]
-        rhat = azs.rhat(da)
-        bulk = azs.ess(da, method="bulk")
-        tail = azs.ess(da, method="tail")
-        rows[v] = {"max_rhat": float(np.nanmax(rhat)), "min_ess_bulk": float(np.nanmin(bulk)),
-                   "min_ess_tail": float(np.nanmin(tail))}  # fmt: skip
+        rows[v] = {"max_rhat": float(np.nanmax(azs.rhat(da))), "min_ess_bulk": float(np.nanmin(azs.ess(da, method="bulk"))),
+                   "min_ess_tail": float(np.nanmin(azs.ess(da, method="tail")))}  # fmt: skip
     table = pd.DataFrame(rows).T
     div = int(dt["sample_stats"]["diverging"].sum()) if "sample_stats" in dt else 0
-    n = int(post.sizes["chain"] * post.sizes["draw"])
     return Diagnostics(
-        divergences=div, max_rhat=float(table["max_rhat"].max()),
-        min_ess_bulk=float(table["min_ess_bulk"].min()), min_ess_tail=float(table["min_ess_tail"].min()),
-        n_draws=n, table=table,
+        divergences=div, max_rhat=float(table["max_rhat"].max()), min_ess_bulk=float(table["min_ess_bulk"].min()),
+        min_ess_tail=float(table["min_ess_tail"].min()), n_draws=n, table=table, engine="nuts",
+        note=str(a.get("engine_note", "")),
     )  # fmt: skip
 
 
@@ -142,14 +182,41 @@ class Fit:
     def data_sha256(self) -> str:
         return self.data.data_sha256
 
-    def summary(self, var_names=HYPER, prob: float = 0.95) -> pd.DataFrame:
-        """ArviZ summary of the hyper-parameters with readable row names.
+    @property
+    def engine(self) -> str:
+        return self.diagnostics.engine
 
-        Rows read e.g. ``beta[6 mo, line]`` rather than positional indices.
+    @property
+    def model(self) -> Model:
+        """The model definition of this fit (lmsbayes.model.Model)."""
+        return Model(self.spec, self.data)
+
+    def summary(self, var_names=HYPER, prob: float = 0.95) -> pd.DataFrame:
+        """Summary of the hyper-parameters with readable row names.
+
+        Mean, sd and the equal-tailed ``prob`` interval; for NUTS also the
+        ArviZ columns (MCSE, ESS, R-hat); for the exact engine the Monte
+        Carlo standard error of the mean from the importance ESS.
         """
+        names = [v for v in var_names if v in self.posterior]
+        if self.engine == "exact":
+            rows = {}
+            lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
+            ess = self.diagnostics.is_ess
+            for v in names:
+                da = self.posterior[v].stack(sample=("chain", "draw"))
+                flat = da.transpose(..., "sample")
+                extra = [d for d in flat.dims if d != "sample"]
+                for idx in np.ndindex(*[flat.sizes[d] for d in extra]) if extra else [()]:
+                    x = flat.values[idx] if extra else flat.values
+                    label = v + (f"[{', '.join(str(flat[d].values[i]) for d, i in zip(extra, idx))}]" if extra else "")
+                    rows[_readable(label)] = {"mean": x.mean(), "sd": x.std(ddof=1),
+                                              f"eti{lo * 100:g}%": np.quantile(x, lo),
+                                              f"eti{hi * 100:g}%": np.quantile(x, hi),
+                                              "mcse_mean": x.std(ddof=1) / math.sqrt(ess)}  # fmt: skip
+            return pd.DataFrame(rows).T
         import arviz as az
 
-        names = [v for v in var_names if v in self.posterior]
         # one variable per call: ArviZ 1.3 mislabels rows when variables with
         # different dim orders (landmark / stratum, landmark) share one call
         table = pd.concat([az.summary(self.datatree, var_names=[v], ci_prob=prob) for v in names])
@@ -231,38 +298,30 @@ def _spec_to_toml(spec: ModelSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _compiled(spec: ModelSpec, data: ModelData):
-    """The nutpie-compiled model for this structure, compiled once per process."""
-    import nutpie
-    import pytensor
 
-    from lmsbayes.model import build_model
 
-    key = structure_key(spec, data)
-    if key not in _COMPILED:
-        model = build_model(spec, data)  # checks the observations
-        # the free variables only: deterministics are computed afterwards in
-        # numpy (arm_logits), sparing numba their compilation
-        free = [rv.name for rv in model.free_RVs]
-        # fastmath lets LLVM reassociate sums, and a kernel compiled fresh is
-        # optimised differently from the same kernel loaded from numba's cache:
-        # the log density then differs in its last bit, the NUTS trajectories
-        # part, and one seed gave two posteriors (first run on a machine vs
-        # later runs). Strict IEEE arithmetic costs no measurable time here.
-        with pytensor.config.change_flags(numba__fastmath=False):
-            _COMPILED[key] = (nutpie.compile_pymc_model(model, var_names=free), model)
-    else:
-        check_observations(spec, data)  # new data for a log density compiled without parameter checks
-    compiled, model = _COMPILED[key]
-    names = {d.name for d in model.data_vars}
-    updates = {k: v for k, v in data.arrays().items() if k in names}
-    return compiled.with_data(**updates), model
+def choose_engine(spec: ModelSpec, engine: str | None = None) -> tuple[str, str]:
+    """(engine, note): the engine a fit uses, and why when ``auto`` falls back to NUTS."""
+    from lmsbayes.engines.exact import supports
+
+    engine = engine or spec.engine
+    if engine not in ("auto", "exact", "nuts"):
+        from lmsbayes.errors import OptionError
+
+        raise OptionError(f"engine must be 'auto', 'exact' or 'nuts', got {engine!r}")
+    reason = supports(spec)
+    if engine == "exact" and reason:
+        raise SpecError([f"engine = 'exact' cannot fit this spec: {reason}"], spec.name)
+    if engine == "auto":
+        return ("nuts", f"NUTS used: {reason}") if reason else ("exact", "")
+    return engine, ""
 
 
 def fit(
     spec: ModelSpec | str | os.PathLike[str] = "default",
-    data: pd.DataFrame | ModelData | str | os.PathLike[str] | None = None,
+    data=None,
     *,
+    engine: str | None = None,
     strict: bool = False,
     progress: bool = False,
     seed: int | None = None,
@@ -273,13 +332,16 @@ def fit(
     ----------
     spec : ModelSpec, str or path
         A spec, a TOML path, or a bundled spec name (default ``"default"``).
-    data : DataFrame, ModelData, path or None
-        The arm table (``load_trials``), prepared inputs, a CSV path, or None
-        for the bundled data.
+    data : Trials, DataFrame, ModelData, path or None
+        The LMS tables (``load_trials``), a plain binomial table (columns
+        ``study``, ``r``, ``n`` and any covariates the spec names), prepared
+        inputs, a CSV path, or None for the bundled data.
+    engine : {'auto', 'exact', 'nuts'}, optional
+        Overrides the spec's ``engine``.
     strict : bool
         Raise :class:`SamplingError` instead of warning when diagnostics fail.
     progress : bool
-        Show nutpie's progress bar.
+        Show nutpie's progress bar (NUTS).
     seed : int, optional
         Overrides ``spec.sampler.seed``.
 
@@ -290,27 +352,29 @@ def fit(
     Warns
     -----
     FitWarning
-        When there are divergences, R-hat > 1.01 or ESS < 400 (and not strict).
+        When the diagnostics fail (and not strict).
     """
-    import nutpie
-
-    from lmsbayes.data import load_trials
-
     if not isinstance(spec, ModelSpec):
         spec = load_spec(spec)
     if seed is not None:
         spec = spec.replace(**{"sampler.seed": int(seed)})
     if not isinstance(data, ModelData):
-        trials = data if isinstance(data, pd.DataFrame) else load_trials(data)
-        data = prepare_data(spec, trials)
-    compiled, model = _compiled(spec, data)
-    s = spec.sampler
-    dt = nutpie.sample(
-        compiled, draws=s.draws, tune=s.tune, chains=s.chains, seed=s.seed,
-        progress_bar=progress, target_accept=s.target_accept, save_warmup=False,
-        adaptation=s.adaptation,
-    )  # fmt: skip
-    dt = _finish_datatree(dt, spec, data)
+        data = prepare_data(spec, _read_data(data))
+    used, note = choose_engine(spec, engine)
+    model = Model(spec, data)
+    if used == "exact":
+        from lmsbayes.engines.exact import fit_exact
+
+        res = fit_exact(model, spec.exact, spec.sampler.seed)
+        dt = _exact_datatree(model, res)
+    else:
+        from lmsbayes.engines import nuts
+
+        dt = nuts.sample(spec, data, progress=progress)
+        dt.attrs["engine"] = "nuts"
+    if note:
+        dt.attrs["engine_note"] = note
+    dt = _finish_datatree(dt, model)
     diag = compute_diagnostics(dt)
     result = Fit(datatree=dt, spec=spec, data=data, diagnostics=diag)
     if not diag.ok:
@@ -321,44 +385,94 @@ def fit(
     return result
 
 
-def _finish_datatree(dt: xr.DataTree, spec: ModelSpec, data: ModelData) -> xr.DataTree:
-    """Current coords, observed data and posterior predictive (numpy, no recompilation)."""
+def _read_data(data):
+    """The input tables: the bundled data, a CSV path, or what the caller passed."""
+    if data is None or isinstance(data, (str, os.PathLike)):
+        from lmsbayes.data import load_trials
+
+        path = None if data is None else Path(data)
+        if path is not None and path.is_file():
+            head = path.read_text(encoding="utf-8", errors="replace").split("\n", 1)[0]
+            cols = [c.strip().strip('"') for c in head.split(",")]
+            if "study" in cols and "arm_id" not in cols:  # a plain binomial table
+                table = pd.read_csv(path)
+                table.attrs["path"] = str(path)
+                import hashlib
+
+                table.attrs["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+                return table
+        return load_trials(data)
+    return data
+
+
+def _exact_datatree(model: Model, res) -> xr.DataTree:
+    """The exact engine's draws as the DataTree NUTS gives (one chain of independent draws)."""
+    coords = model.coords
+    S = res.z.shape[0]
+    base = {"chain": [0], "draw": np.arange(S)}
+    data_vars = {}
+    for p in model.params:
+        data_vars[p.name] = (("chain", "draw", *p.dims), res.values[p.name][None])
+    z = res.z if model.per_landmark else res.z[..., 0]
+    data_vars["z"] = (("chain", "draw", *model.z_dims), z[None])
+    if model.data.latent.size:
+        data_vars["uterine_latent"] = (("chain", "draw", "arm_latent"), res.u[None])
+    post = xr.Dataset(data_vars, coords={**base, **{k: v for k, v in coords.items()}})
+    d = res.diagnostics
+    prop = res.proposals
+    isg = xr.Dataset({"theta": (("is_draw", "parameter"), prop["theta"]),
+                      "log_weight": (("is_draw",), prop["log_weight"])},
+                     coords={"parameter": list(prop["names"])})  # fmt: skip
+    dt = xr.DataTree.from_dict({"/posterior": post, "/importance_sampling": isg})
+    dt.attrs.update(
+        engine="exact", khat=d["khat"], is_ess=d["is_ess"], proposal=d["proposal"],
+        tau_grid_edge_mass=d["tau_grid_edge_mass"], khat_max=model.spec.exact.khat_max,
+        mode_converged=int(d["mode_converged"]), exact_seconds=d["seconds"], n_logpost_evals=d["n_logpost_evals"],
+    )  # fmt: skip
+    return dt
+
+
+def _finish_datatree(dt: xr.DataTree, model: Model) -> xr.DataTree:
+    """Coords, derived theta and p, observed data and posterior predictive (numpy)."""
+    from lmsbayes.derived import arm_predictor, arm_rates, observed, posterior_predictive
+
+    spec, data = model.spec, model.data
     post = dt["posterior"].to_dataset()
-    # nutpie keeps the coords it was compiled with: relabel with this data's arms
-    relabel = {"arm": list(data.arms.index)}
-    if "arm_latent" in post.dims:
-        relabel["arm_latent"] = [data.arms.index[i] for i in data.latent_uterine]
+    # nutpie keeps the coords it was compiled with: relabel with this data's
+    relabel = {k: v for k, v in model.coords.items() if k in post.dims}
     if "trial" in post.dims:
         relabel["trial"] = list(data.trials)
     post = post.assign_coords(relabel)
-    post["theta"] = arm_logits(post, spec, data)
-    post["p"] = inverse_link(post["theta"], spec.link)
-    arr = data.arrays()
+    eta = arm_predictor(model, post)
+    c = model.canonical({p.name: post[p.name].transpose("chain", "draw", *p.dims).values for p in model.params})
+    k_dims = ("landmark",) if data.landmarks else ()
+    theta = eta if k_dims else eta[..., 0]
+    post["theta"] = (("chain", "draw", "arm", *k_dims), theta)
+    landmarks = list(spec.landmarks) if spec.survival else list(data.landmarks)
+    rates = arm_rates(model, eta, c, landmarks)
+    if landmarks:
+        post = post.assign_coords(landmark=[float(t) for t in landmarks])
+        post["p"] = (("chain", "draw", "arm", "landmark"), rates)
+    else:
+        post["p"] = (("chain", "draw", "arm"), rates[..., 0])
     rng = np.random.default_rng(spec.sampler.seed + 1)
     obs_coord = {"obs": np.arange(len(data.obs))}
-    if spec.model.likelihood == "logit-normal":
-        theta = post["theta"].values[:, :, arr["arm_idx"], arr["landmark_idx"]]
-        y_rep = rng.normal(theta, arr["se_logit"])
-        observed = arr["logit_rate"]
-    else:  # the binomial node the likelihood observes (conditional counts for joint-cloglog)
-        n_key, y_key = ("n_cond", "y_cond") if spec.joint else ("n_eff", "y_eff")
-        y_rep = rng.binomial(arr[n_key], observation_probability(post["theta"].values, spec, data))
-        observed = arr[y_key]
-    pp = xr.Dataset({"y": (("chain", "draw", "obs"), y_rep)}, coords={**obs_coord,
-                     "chain": post["chain"], "draw": post["draw"]})  # fmt: skip
+    y_rep = posterior_predictive(model, eta, c, rng)
+    pp = xr.Dataset({"y": (("chain", "draw", "obs"), y_rep)},
+                    coords={**obs_coord, "chain": post["chain"], "draw": post["draw"]})  # fmt: skip
+    const = {"arm_idx": ("obs", model.arrays["arm_idx"]), "k_idx": ("obs", model.arrays["k_idx"])}
+    for k in ("lik_n", "lik_se"):
+        if k in model.arrays:
+            const[k] = ("obs", model.arrays[k])
     children = {
-        "posterior": xr.DataTree(post),
-        "posterior_predictive": xr.DataTree(pp),
-        "observed_data": xr.DataTree(xr.Dataset({"y": ("obs", observed)}, coords=obs_coord)),
-        "constant_data": xr.DataTree(xr.Dataset(
-            {"n_eff": ("obs", arr["n_eff"]), "se_logit": ("obs", arr["se_logit"]),
-             "arm_idx": ("obs", arr["arm_idx"]), "landmark_idx": ("obs", arr["landmark_idx"]),
-             **{k: ("obs", arr[k]) for k in ("n_cond", "prev_landmark_idx") if k in arr}},
-            coords=obs_coord)),
+        "posterior": post, "posterior_predictive": pp,
+        "observed_data": xr.Dataset({"y": ("obs", observed(model))}, coords=obs_coord),
+        "constant_data": xr.Dataset(const, coords=obs_coord),
     }  # fmt: skip
-    if "sample_stats" in dt:
-        children["sample_stats"] = xr.DataTree(dt["sample_stats"].to_dataset())
-    out = xr.DataTree.from_dict({f"/{k}": v.to_dataset() for k, v in children.items()})
+    for name in ("sample_stats", "importance_sampling"):
+        if name in dt:
+            children[name] = dt[name].to_dataset()
+    out = xr.DataTree.from_dict({f"/{k}": v for k, v in children.items()})
     out.attrs.update(dt.attrs)
     out.attrs.update(lmsbayes_version=__version__, spec_name=spec.name, spec_hash=spec.hash,
                      data_sha256=data.data_sha256, seed=int(spec.sampler.seed))  # fmt: skip
@@ -386,6 +500,9 @@ def load_fit(path: str | os.PathLike[str]) -> Fit:
         raise ValueError(f"{path}: not a netCDF file written by lmsbayes ({type(exc).__name__})") from None
     if dt.attrs.get("lmsbayes_format") != FIT_FORMAT:
         raise ValueError(f"{path}: not an lmsbayes fit (attribute lmsbayes_format missing)")
+    if int(dt.attrs.get("lmsbayes_format_version", -1)) == 1:
+        raise ValueError(f"{path}: fit format version 1 was written by lmsbayes 0.1, whose model inputs this "
+                         "version cannot rebuild; refit the spec (`lmsbayes fit SPEC -o FILE`)")
     if int(dt.attrs.get("lmsbayes_format_version", -1)) != FIT_FORMAT_VERSION:
         raise ValueError(f"{path}: fit format version {dt.attrs.get('lmsbayes_format_version')} "
                          f"is not supported (this lmsbayes reads {FIT_FORMAT_VERSION})")  # fmt: skip

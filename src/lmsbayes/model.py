@@ -1,43 +1,42 @@
-"""Model inputs and the PyMC model: ``prepare_data(spec, trials)`` and ``build_model``.
+"""The model, defined once from (spec, data): what both engines consume.
 
-``prepare_data`` is pure pandas: it applies the spec's data filter, builds
-the long (arm x landmark) table and records every exclusion with its reason.
-``build_model`` turns the result into a non-centred hierarchical
-``pymc.Model`` with named coords (arm, landmark, covariate, stratum, obs) and
-all observed quantities in ``pm.Data`` containers, so that a compiled model
-can be refitted on new data of the same shape without recompiling.
+``prepare_data(spec, data)`` is pure pandas: it applies the spec's data
+filter, builds the observations of the spec's likelihood family and the
+design matrix, and records every exclusion with its reason.
+:class:`Model` is the one model definition: the parameter layout with its
+priors, the linear predictor, and the log-likelihood terms, written against an
+``ops`` namespace so that the exact engine (numpy) and the NUTS engine
+(PyTensor) evaluate the same algebra.
 
-The model, per landmark t (see ARCHITECTURE.md, "Models")::
+The model::
 
-    logit p[i, t] = alpha[t] + X[i] @ beta[t] + tau[stratum(i), t] * z[i, t] (+ trial effect)
-    logit-binomial:  y[i, t] ~ Binomial(n_eff[i, t], p[i, t])
-    logit-normal:    logit s[i, t] ~ Normal(logit p[i, t], se[i, t])
+    eta[i, t] = alpha[t] + x_i @ beta[t] + tau[stratum(i), t] * z[i, t]    (per-landmark families)
+    eta[i]    = alpha    + x_i @ beta    + tau[stratum(i)] * z[i]          (one curve per arm)
 
-and, with the landmarks of an arm modelled jointly (``joint-cloglog``)::
-
-    log H[i, t] = alpha[t] + X[i] @ beta + tau[stratum(i)] * z[i],   p = exp(-H)
-    y[i, t1] ~ Binomial(n_eff, p[i, t1]),   y[i, t] ~ Binomial(at risk, p[i, t] / p[i, t'])
-
-with alpha increasing in t (see :func:`conditional_counts` for the counts).
+with z ~ Normal(0, 1) (non-centred), x_i = X_i + (u_i - centre) Xu_i where an
+arm's uterine fraction u_i is latent (Beta(1, 1)), and the likelihood of the
+spec's family (lmsbayes.likelihoods).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import special
 
-from lmsbayes.covariates import design_matrix, main_effects
-from lmsbayes.spec import ModelSpec, SpecError
+from lmsbayes import likelihoods as lik
+from lmsbayes.covariates import Covariate, LMS_COVARIATES, codings_from_json, codings_to_json, design_matrices, expand_terms
+from lmsbayes.spec import ModelSpec, Prior, SpecError
 
-if TYPE_CHECKING:  # pragma: no cover
-    import pymc as pm
+__all__ = ["ModelData", "Model", "Param", "prepare_data", "structure_key", "conditional_counts"]
 
-__all__ = ["ModelData", "prepare_data", "build_model", "structure_key", "arm_logits", "conditional_counts",
-           "observation_probability"]
+
+# ============================================================================ data
 
 
 @dataclass(frozen=True)
@@ -46,84 +45,144 @@ class ModelData:
 
     Attributes
     ----------
+    family : str
+        The likelihood (a key of :data:`lmsbayes.likelihoods.FAMILIES`).
     arms : pandas.DataFrame
-        Included arms (index ``arm``): trial, year, line, treatment_class,
-        population, evidence, design, n, uterine_fraction, label.
+        Included arms (index ``arm``): label, trial, year, n and the covariate
+        source columns (LMS table: line, treatment_class, population, evidence,
+        design, uterine_fraction).
     obs : pandas.DataFrame
-        Included (arm, landmark) observations: rate, rate_source, se_logit,
-        se_method, n_eff, y_eff, arm_idx, landmark_idx (and for the joint
-        likelihood prev_landmark_idx, has_prev, n_cond, y_cond).
+        One row per observation, with ``arm_idx``, ``k_idx`` (landmark or 0),
+        ``comp`` (random-effect component) and the family's columns.
+    terms : pandas.DataFrame
+        Survival only: the precision entries of each arm's Gaussian likelihood.
+    comp_const : ndarray
+        Per component: constant added to its log-likelihood (survival normalising constants).
     excluded : pandas.DataFrame
-        Every (arm, landmark) left out, with its reason (``landmark`` NaN when
-        the whole arm is excluded by the spec's data filter).
+        Every arm or observation left out, with its reason (``landmark`` NaN
+        for a whole arm or a median).
     landmarks : tuple of float
-    covariates : tuple of str
-    strata : tuple of str
-        Heterogeneity strata (``('all',)`` or the lines).
+        The landmark dim of per-landmark and joint families; () otherwise.
+    coding : tuple
+        The design columns: (label, main effects) pairs (lmsbayes.covariates).
+    X, Xu : ndarray (arm, covariate)
+        Design matrix at known values, and its slope in a latent fraction.
+    latent : ndarray of int
+        Arms with a latent uterine fraction.
+    strata, stratum_idx
+        Heterogeneity strata and each arm's stratum.
+    shape_groups, shape_idx
+        Survival shape groups and each arm's group.
+    trials, trial_idx
+        Trials (arms of one randomised trial share one) and each arm's trial.
+    uterine_centre : float
     data_sha256 : str
-        SHA-256 of the source CSV (or of the table when no file is known).
+    curve : str
+        Survival curve family ('' for other likelihoods).
+    t_ref : float
+    table : {'lms', 'binomial'}
+        The kind of input table.
     """
 
+    family: str
     arms: pd.DataFrame
     obs: pd.DataFrame
     excluded: pd.DataFrame
     landmarks: tuple[float, ...]
-    covariates: tuple[str, ...]
+    coding: tuple
+    X: np.ndarray
+    Xu: np.ndarray
+    latent: np.ndarray
     strata: tuple[str, ...]
-    uterine_centre: float
+    stratum_idx: np.ndarray
     data_sha256: str
-    trials: tuple[str, ...] = field(default=())
+    uterine_centre: float = 0.5
+    shape_groups: tuple[str, ...] = ()
+    shape_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    trials: tuple[str, ...] = ()
+    trial_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    terms: pd.DataFrame = field(default_factory=pd.DataFrame)
+    comp_const: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    curve: str = ""
+    t_ref: float = 6.0
+    table: str = "lms"
 
     @property
-    def effects(self) -> pd.DataFrame:
-        """Coded main effects per arm (``uterine`` NaN where unknown)."""
-        eff = main_effects(self.arms["line"], self.arms["treatment_class"],
-                           self.arms["uterine_fraction"], uterine_centre=self.uterine_centre)  # fmt: skip
-        eff.index = self.arms.index
-        return eff
+    def covariates(self) -> tuple[str, ...]:
+        """Labels of the design columns."""
+        return tuple(label for label, _ in self.coding)
+
+    @property
+    def n_arms(self) -> int:
+        return len(self.arms)
 
     @property
     def latent_uterine(self) -> np.ndarray:
-        """Positions of arms whose uterine fraction is unknown and modelled as latent."""
-        if "uterine" not in {p for c in self.covariates for p in c.split(":")}:
-            return np.zeros(0, dtype=int)
-        return np.flatnonzero(self.arms["uterine_fraction"].isna().to_numpy())
+        return self.latent
+
+    def take(self, positions, X: np.ndarray | None = None, labels=None) -> ModelData:
+        """The data of the arms at ``positions`` (repeats allowed), re-indexed.
+
+        ``X`` replaces their design rows (then no arm is latent), ``labels``
+        their arm ids. Used by the exact engine (an arm at each node of its
+        latent fraction) and by validation (held-out arms).
+        """
+        import dataclasses
+
+        pos = np.asarray(positions, dtype=np.int64)
+        kz = self.Kz
+        arms = self.arms.iloc[pos].copy()
+        if labels is not None:
+            arms.index = pd.Index(list(labels), name="arm")
+        arm_idx = self.obs["arm_idx"].to_numpy(np.int64)
+        # observations of each arm are contiguous, in arm order
+        counts = np.bincount(arm_idx, minlength=self.n_arms)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        n_new = counts[pos]
+        new_start = np.concatenate([[0], np.cumsum(n_new)[:-1]]) if len(pos) else np.zeros(0, np.int64)
+        rows = np.concatenate([np.arange(starts[a], starts[a] + counts[a]) for a in pos]) if len(pos) else np.zeros(0, np.int64)
+        copy_of_row = np.repeat(np.arange(len(pos)), n_new)
+        obs = self.obs.iloc[rows].reset_index(drop=True)
+        obs["arm_idx"] = copy_of_row
+        obs["comp"] = copy_of_row * kz + (self.obs["comp"].to_numpy(np.int64)[rows] - pos[copy_of_row] * kz)
+        terms = self.terms
+        if len(self.terms):
+            tcomp = self.terms["comp"].to_numpy(np.int64)
+            tcounts = np.bincount(tcomp, minlength=self.n_arms)
+            tstarts = np.concatenate([[0], np.cumsum(tcounts)[:-1]])
+            trows = np.concatenate([np.arange(tstarts[a], tstarts[a] + tcounts[a]) for a in pos])
+            tcopy = np.repeat(np.arange(len(pos)), tcounts[pos])
+            shift = new_start[tcopy] - starts[pos[tcopy]]
+            terms = pd.DataFrame({
+                "first": self.terms["first"].to_numpy(np.int64)[trows] + shift,
+                "second": self.terms["second"].to_numpy(np.int64)[trows] + shift,
+                "precision": self.terms["precision"].to_numpy(float)[trows], "comp": tcopy,
+            })  # fmt: skip
+        if X is None:
+            Xn, Xun = self.X[pos], self.Xu[pos]
+            lat = np.flatnonzero(np.isin(pos, self.latent))
+        else:
+            Xn, Xun, lat = np.asarray(X, float), np.zeros_like(X, dtype=float), np.zeros(0, dtype=np.int64)
+        const = self.comp_const.reshape(self.n_arms, kz)[pos].ravel() if len(self.comp_const) else self.comp_const
+        return dataclasses.replace(
+            self, arms=arms, obs=obs, terms=terms, X=Xn, Xu=Xun, latent=lat,
+            stratum_idx=self.stratum_idx[pos],
+            shape_idx=self.shape_idx[pos] if len(self.shape_idx) else self.shape_idx,
+            trial_idx=self.trial_idx[pos] if len(self.trial_idx) else self.trial_idx,
+            comp_const=const,
+        )  # fmt: skip
 
     @property
-    def stratum_idx(self) -> np.ndarray:
-        if self.strata == ("all",):
-            return np.zeros(len(self.arms), dtype=int)
-        return np.array([self.strata.index(v) for v in self.arms["line"].astype(str)])
+    def Kz(self) -> int:
+        """Random effects per arm: one per landmark for per-landmark families, else one."""
+        from lmsbayes.likelihoods import FAMILIES
 
-    @property
-    def trial_idx(self) -> np.ndarray:
-        return np.array([self.trials.index(t) for t in self.arms["trial"]])
+        return len(self.landmarks) if (FAMILIES[self.family].per_landmark and self.landmarks) else 1
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The values of every ``pm.Data`` container, by name."""
-        eff = self.effects
-        obs = self.obs
-        rate = obs["rate"].to_numpy(float)
-        n_known = obs["n"].astype("float64").to_numpy()
-        # logit of 0 or 1 is infinite: use the 0.5-corrected rate for the normal likelihood only
-        corrected = np.where(np.isnan(n_known), obs["n_eff"].astype(float), n_known)
-        rate_c = np.where((rate <= 0) | (rate >= 1), (rate * corrected + 0.5) / (corrected + 1), rate)
-        return {
-            "x_line": eff["line"].to_numpy(float),
-            "x_nrt": eff["nrt"].to_numpy(float),
-            "x_uterine": np.nan_to_num(eff["uterine"].to_numpy(float), nan=0.0),
-            "arm_idx": obs["arm_idx"].to_numpy(np.int64),
-            "landmark_idx": obs["landmark_idx"].to_numpy(np.int64),
-            "n_eff": obs["n_eff"].to_numpy(np.int64),
-            "y_eff": obs["y_eff"].to_numpy(np.int64),
-            "logit_rate": np.log(rate_c / (1 - rate_c)),
-            "se_logit": obs["se_logit"].to_numpy(float),
-            **({k: obs[k].to_numpy(np.float64 if k == "has_prev" else np.int64) for k in _JOINT_COLUMNS}
-               if "n_cond" in obs else {}),
-        }  # fmt: skip
+    # --- persistence -----------------------------------------------------------------
 
     def to_xarray(self):
-        """Arm- and observation-level inputs as an xarray Dataset (saved with a fit)."""
+        """The inputs as an xarray Dataset (saved with a fit)."""
         import xarray as xr
 
         def plain(df: pd.DataFrame) -> pd.DataFrame:
@@ -140,42 +199,66 @@ class ModelData:
 
         arms = plain(self.arms)
         arms.index = pd.Index(list(self.arms.index), name="arm", dtype=object)
-        obs = plain(self.obs.reset_index(drop=True)).rename(columns=lambda c: f"obs_{c}")
-        obs.index.name = "obs"
-        exc = plain(self.excluded.reset_index(drop=True)).rename(columns=lambda c: f"excluded_{c}")
-        exc.index.name = "excluded"
-        ds_arms, ds_obs, ds_exc = (xr.Dataset.from_dataframe(d) for d in (arms, obs, exc))
-        ds = xr.merge([ds_arms, ds_obs, ds_exc])
+        parts = [xr.Dataset.from_dataframe(arms)]
+        for name, df in (("obs", self.obs), ("excluded", self.excluded), ("terms", self.terms)):
+            d = plain(df.reset_index(drop=True)).rename(columns=lambda c, n=name: f"{n}_{c}")
+            d.index.name = name
+            parts.append(xr.Dataset.from_dataframe(d))
+        ds = xr.merge(parts)
+        cov = list(self.covariates)
+        ds["design_X"] = (("arm", "covariate"), self.X)
+        ds["design_Xu"] = (("arm", "covariate"), self.Xu)
+        ds = ds.assign_coords(covariate=cov)
+        ds["comp_const"] = ("comp", self.comp_const)
         ds.attrs.update(
-            landmarks=list(self.landmarks), covariates=list(self.covariates), strata=list(self.strata),
-            uterine_centre=self.uterine_centre, data_sha256=self.data_sha256, trials=list(self.trials),
+            family=self.family, landmarks=list(self.landmarks), coding=codings_to_json(self.coding),
+            latent=[int(i) for i in self.latent], strata=list(self.strata),
+            stratum_idx=[int(i) for i in self.stratum_idx], shape_groups=list(self.shape_groups),
+            shape_idx=[int(i) for i in self.shape_idx], trials=list(self.trials),
+            trial_idx=[int(i) for i in self.trial_idx], uterine_centre=self.uterine_centre,
+            data_sha256=self.data_sha256, curve=self.curve, t_ref=self.t_ref, table=self.table,
+            inputs_version=2,
         )  # fmt: skip
         return ds
 
     @classmethod
     def from_xarray(cls, ds) -> ModelData:
         """Inverse of :meth:`to_xarray`."""
+        a = ds.attrs
+
+        def frame(prefix: str, dim: str) -> pd.DataFrame:
+            names = [v for v in ds.data_vars if ds[v].dims == (dim,) and v.startswith(prefix)]
+            if not names:
+                return pd.DataFrame()
+            return ds[names].to_dataframe().rename(columns=lambda c: c[len(prefix):]).reset_index(drop=True)
+
         arm_vars = [v for v in ds.data_vars if ds[v].dims == ("arm",)]
         arms = ds[arm_vars].to_dataframe()
+        arms.index = pd.Index([str(i) for i in arms.index], name="arm")
         for c in ("year", "n"):
             if c in arms:
                 arms[c] = arms[c].round().astype("Int64")
-        obs_vars = [v for v in ds.data_vars if ds[v].dims == ("obs",)]
-        obs = ds[obs_vars].to_dataframe().rename(columns=lambda c: c[4:]).reset_index(drop=True)
-        for c in ("n_eff", "y_eff", "arm_idx", "landmark_idx"):
-            obs[c] = obs[c].astype(np.int64)
-        if "n" in obs:
-            obs["n"] = obs["n"].round().astype("Int64")
-        exc_vars = [v for v in ds.data_vars if ds[v].dims == ("excluded",)]
-        excluded = ds[exc_vars].to_dataframe().rename(columns=lambda c: c[9:]).reset_index(drop=True)
-        a = ds.attrs
+        obs = frame("obs_", "obs")
+        for c in ("arm_idx", "k_idx", "comp", "landmark_idx", "prev_idx"):
+            if c in obs:
+                obs[c] = obs[c].astype(np.int64)
+        terms = frame("terms_", "terms")
+        for c in ("first", "second", "comp"):
+            if c in terms:
+                terms[c] = terms[c].astype(np.int64)
+        ints = lambda key: np.asarray(np.atleast_1d(a.get(key, [])), dtype=np.int64) if _str_tuple(a.get(key, [])) else np.zeros(0, np.int64)  # noqa: E731
         return cls(
-            arms=arms, obs=obs, excluded=excluded,
-            landmarks=tuple(float(v) for v in np.atleast_1d(a["landmarks"])),
-            covariates=_str_tuple(a["covariates"]),
-            strata=_str_tuple(a["strata"]),
-            uterine_centre=float(a["uterine_centre"]), data_sha256=str(a["data_sha256"]),
-            trials=_str_tuple(a["trials"]),
+            family=str(a["family"]), arms=arms, obs=obs, excluded=frame("excluded_", "excluded"),
+            landmarks=tuple(float(v) for v in np.atleast_1d(a.get("landmarks", [])) if str(v) != ""),
+            coding=tuple(codings_from_json(str(a["coding"]))),
+            X=np.asarray(ds["design_X"].values, float).reshape(len(arms), -1),
+            Xu=np.asarray(ds["design_Xu"].values, float).reshape(len(arms), -1),
+            latent=ints("latent"), strata=_str_tuple(a["strata"]), stratum_idx=ints("stratum_idx"),
+            shape_groups=_str_tuple(a.get("shape_groups", [])), shape_idx=ints("shape_idx"),
+            trials=_str_tuple(a.get("trials", [])), trial_idx=ints("trial_idx"),
+            terms=terms, comp_const=np.asarray(ds["comp_const"].values, float) if "comp_const" in ds else np.zeros(0),
+            uterine_centre=float(a.get("uterine_centre", 0.5)), data_sha256=str(a["data_sha256"]),
+            curve=str(a.get("curve", "")), t_ref=float(a.get("t_ref", 6.0)), table=str(a.get("table", "lms")),
         )  # fmt: skip
 
 
@@ -184,10 +267,384 @@ def _str_tuple(attr) -> tuple[str, ...]:
     return tuple(str(v) for v in np.atleast_1d(attr) if str(v))
 
 
-def _arm_label(trials: pd.DataFrame) -> pd.Series:
-    agents = trials["agents"].astype(str).str.replace(";", "+")
-    return trials["trial"].astype(str) + " " + agents + " (" + trials["year"].astype(str) + ")"
+# ---------------------------------------------------------------------------- tables
 
+
+@dataclass(frozen=True)
+class _Tables:
+    kind: str  # "lms" or "binomial"
+    arms: pd.DataFrame
+    rates: pd.DataFrame
+    sha256: str
+
+
+_BINOMIAL_REQUIRED = ("study", "r", "n")
+
+
+def _tables(data: Any) -> _Tables:
+    """The input as arm and rate tables, whatever form it came in."""
+    if hasattr(data, "arms") and hasattr(data, "rates"):  # lmsbayes.data.Trials
+        return _Tables("lms", data.arms.reset_index(drop=True), data.rates.reset_index(drop=True), data.sha256)
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"data must be lmsbayes Trials, a DataFrame or a path, got {type(data).__name__}")
+    sha = data.attrs.get("sha256") or hashlib.sha256(
+        pd.util.hash_pandas_object(data.astype(str), index=False).to_numpy().tobytes()).hexdigest()
+    if "arm_id" in data and "line" in data:  # an LMS arm table in the 0.1 layout (rate columns pfsr_<t>m)
+        return _Tables("lms", data.reset_index(drop=True), _rates_from_columns(data), sha)
+    missing = [c for c in _BINOMIAL_REQUIRED if c not in data]
+    if missing:
+        raise SpecError([f"the table has no column {missing[0]!r}: a binomial table needs columns "
+                         f"{list(_BINOMIAL_REQUIRED)} (one row per study arm), an LMS table the columns of "
+                         "lmsbayes.load_trials"], "data")  # fmt: skip
+    return _Tables("binomial", _check_binomial(data), pd.DataFrame(), sha)
+
+
+def _rates_from_columns(arms: pd.DataFrame) -> pd.DataFrame:
+    """Reported rates of a 0.1-layout arm table (pfsr_<t>m column families) as a tidy table."""
+    import re
+
+    rows = []
+    for col in arms.columns:
+        m = re.fullmatch(r"pfsr_(\d+)m", col)
+        if not m:
+            continue
+        t = float(m[1])
+        for i, v in arms[col].items():
+            if pd.notna(v):
+                rows.append({"arm_id": arms.at[i, "arm_id"], "t": t, "rate": float(v),
+                             "lo": _num(arms.get(f"{col}_lo", pd.Series(dtype=float)).get(i)),
+                             "hi": _num(arms.get(f"{col}_hi", pd.Series(dtype=float)).get(i)),
+                             "kind": str(arms.get(f"{col}_source", pd.Series(dtype=object)).get(i) or "reported")})  # fmt: skip
+    return pd.DataFrame(rows, columns=["arm_id", "t", "rate", "lo", "hi", "kind"])
+
+
+def _num(v) -> float:
+    return float(v) if v is not None and pd.notna(v) else math.nan
+
+
+def _check_binomial(table: pd.DataFrame) -> pd.DataFrame:
+    """Validate a plain (study, r, n) table; one error naming row, column and value."""
+    where = table.attrs.get("path", "data")
+    problems = []
+    t = table.reset_index(drop=True).copy()
+    for col in ("r", "n"):
+        vals = pd.to_numeric(t[col], errors="coerce")
+        for i in np.flatnonzero(vals.isna() | ~np.isfinite(vals.fillna(0)) | (vals.fillna(0) % 1 != 0)):
+            problems.append(f"{where} row {i + 2}, column {col!r}: must be a whole number, got {t.at[i, col]!r}")
+        t[col] = vals
+    if not problems:
+        for i in np.flatnonzero(t["n"] < 1):
+            problems.append(f"{where} row {i + 2}, column 'n': must be >= 1, got {t.at[i, 'n']!r}")
+        for i in np.flatnonzero((t["r"] < 0) | (t["r"] > t["n"])):
+            problems.append(f"{where} row {i + 2}, column 'r': must be in [0, n = {t.at[i, 'n']:g}], got {t.at[i, 'r']!r}")
+    study = t["study"].astype(str)
+    for i in np.flatnonzero(study.duplicated()):
+        problems.append(f"{where} row {i + 2}, column 'study': duplicate study {study[i]!r} (one row per study arm)")
+    if problems:
+        raise SpecError(problems, where)
+    t["study"] = study
+    t["r"] = t["r"].astype(np.int64)
+    t["n"] = t["n"].astype(np.int64)
+    return t
+
+
+# ---------------------------------------------------------------------------- preparation
+
+
+def _coding(spec: ModelSpec, arms: pd.DataFrame, kind: str) -> list:
+    """The design columns of the spec's terms for these arms."""
+    effects: dict[str, list[Covariate]] = {}
+    builtin = LMS_COVARIATES(spec.model.uterine_centre) if kind == "lms" else {}
+    user = dict(spec.covariates)
+    problems = []
+    for name in spec.main_effects:
+        if name in user:
+            d = user[name]
+            if d.column not in arms:
+                problems.append(f"[covariates.{name}] column {d.column!r} is not in the data (columns: "
+                                f"{sorted(map(str, arms.columns))})")  # fmt: skip
+                continue
+            if d.type == "numeric":
+                vals = pd.to_numeric(arms[d.column], errors="coerce")
+                if vals.isna().any():
+                    i = int(np.flatnonzero(vals.isna())[0])
+                    problems.append(f"[covariates.{name}] column {d.column!r} must be numeric and complete, "
+                                    f"got {arms[d.column].iloc[i]!r} (row {i + 2})")  # fmt: skip
+                    continue
+                effects[name] = [Covariate(name, d.column, "numeric", centre=d.centre)]
+            else:
+                levels = sorted(map(str, arms[d.column].dropna().unique()))
+                ref = d.reference or (levels[0] if levels else "")
+                if ref not in levels:
+                    problems.append(f"[covariates.{name}] reference {ref!r} is not a level of {d.column!r} "
+                                    f"(levels: {levels})")  # fmt: skip
+                    continue
+                effects[name] = [Covariate(f"{name}[{lv}]", d.column, "indicator", level=lv, reference=ref)
+                                 for lv in levels if lv != ref]  # fmt: skip
+        elif name in builtin:
+            effects[name] = [builtin[name]]
+        else:
+            problems.append(f"[model] covariates: {name!r} is not a column of this table; define it in "
+                            f"[covariates.{name}]")  # fmt: skip
+    if problems:
+        raise SpecError(problems, spec.name)
+    return expand_terms(spec.model.covariates, effects)
+
+
+def _filter_lms(spec: ModelSpec, t: pd.DataFrame) -> pd.Series:
+    """The reason each LMS arm is excluded by the spec's data filter ('' when kept)."""
+    f = spec.data
+    reasons = pd.Series("", index=t.index, dtype=object)
+
+    def drop(mask, why: str) -> None:
+        mask = np.asarray(mask, dtype=bool) & (reasons == "").to_numpy()
+        reasons[mask] = why
+
+    unknown = sorted(set(f.exclude_arms) - set(t["arm_id"].astype(str)))
+    if unknown:
+        raise SpecError([f"[data] exclude_arms: no arm has id {a!r}" for a in unknown], spec.name)
+    drop(t["arm_id"].isin(f.exclude_arms), "listed in [data] exclude_arms")
+    drop(~t["line"].astype(str).isin(f.lines), f"line not in [data] lines {list(f.lines)}")
+    drop(~t["treatment_class"].astype(str).isin(f.classes), f"class not in [data] classes {list(f.classes)}")
+    if f.populations:
+        drop(~t["population"].astype(str).isin(f.populations), f"population not in [data] populations {list(f.populations)}")
+    year = t["year"].astype("float64")
+    drop((year < f.years[0]) | (year > f.years[1]), f"year outside [data] years {list(f.years)}")
+    drop(~t["evidence"].astype(str).isin(f.evidence), f"evidence not in [data] evidence {list(f.evidence)}")
+    if f.exclude_placebo:
+        drop(t["placebo"].astype(bool), "placebo arm ([data] exclude_placebo = true)")
+    if f.require_identifier:
+        pmid = t["pmid"] if "pmid" in t else pd.Series(pd.NA, index=t.index)
+        doi = t["doi"] if "doi" in t else pd.Series(pd.NA, index=t.index)
+        no_id = pmid.isna().to_numpy() & (doi.isna() | (doi.astype(str).str.strip() == "")).to_numpy()
+        drop(no_id, "no PMID or DOI identifies the source ([data] require_identifier = true)")
+    if "evidence_level" in t and len(f.evidence_levels) < 4:
+        lvl = t["evidence_level"].astype(object)
+        drop(lvl.notna() & ~lvl.astype(str).isin(f.evidence_levels),
+             f"evidence level of the arm's numbers not in [data] evidence_levels {list(f.evidence_levels)}")
+    if "uterine" in spec.main_effects and f.uterine_missing == "exclude":
+        drop(t["uterine_fraction"].isna(), "uterine fraction unknown ([data] uterine_missing = 'exclude')")
+    return reasons
+
+
+def _arm_label(t: pd.DataFrame) -> pd.Series:
+    agents = t["agents"].astype(str).str.replace(";", "+")
+    return t["trial"].astype(str) + " " + agents + " (" + t["year"].astype(str) + ")"
+
+
+def prepare_data(spec: ModelSpec, data: Any) -> ModelData:
+    """Apply the spec's data filter and build the model inputs.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    data : lmsbayes.data.Trials, pandas.DataFrame
+        The LMS tables from :func:`lmsbayes.data.load_trials`, an LMS arm
+        table, or a plain binomial table with columns ``study``, ``r``, ``n``
+        (optionally ``trial``, ``year`` and covariate columns the spec names).
+
+    Returns
+    -------
+    ModelData
+
+    Raises
+    ------
+    SpecError
+        When no observation remains, a covariate the spec asks for does not
+        vary in the selected arms, or the spec does not fit the table.
+    """
+    tables = _tables(data)
+    family = lik.FAMILIES[spec.model.likelihood]
+    if tables.kind == "binomial":
+        return _prepare_binomial(spec, tables, family)
+    t = tables.arms
+    reasons = _filter_lms(spec, t)
+    arm_excl = pd.DataFrame({"arm_id": t.loc[reasons != "", "arm_id"].to_numpy(), "landmark": np.nan,
+                             "reason": reasons[reasons != ""].to_numpy()})  # fmt: skip
+    kept = t[reasons == ""].reset_index(drop=True)
+    if spec.survival:
+        obs, terms, const, obs_excl = _survival_obs(spec, kept, tables.rates)
+        landmarks: tuple[float, ...] = ()
+    else:
+        obs, obs_excl, landmarks = _landmark_obs(spec, kept, tables.rates, family)
+        terms, const = pd.DataFrame(), np.zeros(0)
+    if obs.empty:
+        raise SpecError(["no observation remains after the [data] filter and the observation rules"], spec.name)
+    arm_ids = list(dict.fromkeys(obs["arm_id"]))  # file order, arms with >= 1 observation
+    src = kept.set_index("arm_id").loc[arm_ids].reset_index()
+    arms = pd.DataFrame({
+        "label": _arm_label(src).to_numpy(),
+        "trial": src["trial"].astype(str).to_numpy(), "year": src["year"].to_numpy(),
+        "line": src["line"].astype(str).to_numpy(), "treatment_class": src["treatment_class"].astype(str).to_numpy(),
+        "population": src["population"].astype(str).to_numpy(), "evidence": src["evidence"].astype(str).to_numpy(),
+        "design": src["design"].astype(str).to_numpy(), "n": src["n"].to_numpy(),
+        "uterine_fraction": src["uterine_fraction"].astype(float).to_numpy(),
+    }, index=pd.Index(arm_ids, name="arm"))  # fmt: skip
+    for name, d in spec.covariates:  # a user's own covariate columns
+        if d.column in src and d.column not in arms:
+            arms[d.column] = src[d.column].to_numpy()
+    arms["year"] = arms["year"].astype("Int64")
+    arms["n"] = pd.array(arms["n"], dtype="Float64").astype("Int64")
+    return _finish(spec, family, arms, obs, terms, const, pd.concat([arm_excl, obs_excl], ignore_index=True),
+                   landmarks, tables.sha256, "lms")  # fmt: skip
+
+
+def _survival_obs(spec, kept, rates):
+    from lmsbayes.observations import survival_observations
+
+    levels = spec.data.evidence_levels if len(spec.data.evidence_levels) < 4 else None
+    rates = rates[rates["arm_id"].isin(kept["arm_id"])] if len(rates) else rates
+    obs, terms, const, excl = survival_observations(
+        kept, rates, curve=spec.model.curve, t_ref=spec.model.t_ref,
+        correlated=spec.model.within_arm_correlation, evidence_levels=levels,
+    )  # fmt: skip
+    return obs, terms, const, excl
+
+
+def _landmark_obs(spec, kept, rates, family):
+    """Observations of the per-landmark and joint families: one per (arm, landmark)."""
+    from lmsbayes.data import long_table
+
+    landmarks = tuple(float(x) for x in spec.landmarks)
+    long = _long(long_table, kept, rates, landmarks, spec.data.derive_from_median) if len(kept) else None
+    if long is None or not long["included"].any():
+        return pd.DataFrame(), pd.DataFrame(columns=["arm_id", "landmark", "reason"]), landmarks
+    obs_excl = long.loc[~long["included"], ["arm_id", "landmark", "exclusion_reason"]].rename(
+        columns={"exclusion_reason": "reason"})
+    obs = long[long["included"]].reset_index(drop=True)
+    obs["landmark_idx"] = [landmarks.index(float(x)) for x in obs["landmark"]]
+    if spec.joint:
+        ids = list(dict.fromkeys(obs["arm_id"]))
+        obs["arm_idx"] = pd.Index(ids).get_indexer(obs["arm_id"])
+        obs, joint_excl = _joint_observations(obs, landmarks)
+        obs_excl = pd.concat([obs_excl, joint_excl], ignore_index=True)
+        obs = obs.drop(columns=["arm_idx"]).reset_index(drop=True)
+    keep = ["arm_id", "landmark", "landmark_idx", "rate", "rate_source", "se_logit", "se_method", "n_eff",
+            "y_eff", "n", *(_JOINT_COLUMNS if spec.joint else ())]  # fmt: skip
+    return obs[keep], obs_excl.reset_index(drop=True), landmarks
+
+
+def _long(long_table, kept, rates, landmarks, derive):
+    """long_table on the kept arms, whichever table API lmsbayes.data offers."""
+    try:
+        from lmsbayes.data import Trials  # the two-table API
+    except ImportError:
+        return long_table(kept, landmarks, derive_from_median=derive)
+    sub = Trials(arms=kept, rates=rates[rates["arm_id"].isin(kept["arm_id"])] if len(rates) else rates,
+                 sha256="", files=())  # fmt: skip
+    return long_table(sub, landmarks, derive_from_median=derive)
+
+
+def _prepare_binomial(spec: ModelSpec, tables: _Tables, family) -> ModelData:
+    """A plain (study, r, n) table: one observation per study arm."""
+    t = tables.arms
+    if spec.survival or spec.joint:
+        raise SpecError([f"[model] likelihood {spec.model.likelihood!r} needs the LMS tables (medians and "
+                         "landmark rates); a (study, r, n) table takes 'logit-binomial' or 'logit-normal'"], spec.name)
+    unknown = sorted(set(spec.data.exclude_arms) - set(t["study"]))
+    if unknown:
+        raise SpecError([f"[data] exclude_arms: no study {a!r}" for a in unknown], spec.name)
+    if spec.random_effects.tau_by == "line" and "line" not in t:
+        raise SpecError(["[random_effects] tau_by = 'line' needs a 'line' column"], spec.name)
+    drop = t["study"].isin(spec.data.exclude_arms)
+    excl = pd.DataFrame({"arm_id": t.loc[drop, "study"].to_numpy(), "landmark": np.nan,
+                         "reason": "listed in [data] exclude_arms"})  # fmt: skip
+    t = t[~drop].reset_index(drop=True)
+    if t.empty:
+        raise SpecError(["no study remains after [data] exclude_arms"], spec.name)
+    arms = t.copy()
+    arms.index = pd.Index(arms["study"].astype(str).to_numpy(), name="arm")
+    arms["label"] = arms["study"].astype(str)
+    arms["trial"] = arms["trial"].astype(str) if "trial" in arms else arms["label"]
+    if "year" in arms:
+        arms["year"] = pd.to_numeric(arms["year"], errors="coerce").astype("Int64")
+    r, n = t["r"].to_numpy(float), t["n"].to_numpy(float)
+    rate = r / n
+    rate_c = np.where((r == 0) | (r == n), (r + 0.5) / (n + 1), rate)
+    obs = pd.DataFrame({
+        "arm_id": arms.index.to_numpy(), "landmark": np.nan, "landmark_idx": 0, "rate": rate,
+        "rate_source": "reported", "se_logit": 1 / np.sqrt(n * rate_c * (1 - rate_c)), "se_method": "binomial",
+        "n_eff": t["n"].to_numpy(), "y_eff": t["r"].to_numpy(), "n": t["n"].to_numpy(),
+    })  # fmt: skip
+    return _finish(spec, family, arms, obs, pd.DataFrame(), np.zeros(0), excl, (), tables.sha256, "binomial")
+
+
+def _finish(spec, family, arms, obs, terms, const, excluded, landmarks, sha, table) -> ModelData:
+    """Indices, design matrix, strata and checks common to every table."""
+    arm_ids = list(arms.index)
+    obs = obs.reset_index(drop=True).copy()
+    obs["arm_idx"] = pd.Index(arm_ids).get_indexer(obs["arm_id"])
+    L = len(landmarks)
+    per_lm = family.per_landmark and L > 0
+    obs["k_idx"] = obs["landmark_idx"].astype(np.int64) if (L > 0 and "landmark_idx" in obs) else 0
+    kz = L if per_lm else 1
+    obs["comp"] = obs["arm_idx"] * kz + (obs["k_idx"] if per_lm else 0)
+    if family.name == "joint-cloglog":
+        obs["prev_idx"] = obs["prev_landmark_idx"].astype(np.int64)
+    _add_family_columns(family, obs)
+    if family.name == "survival" and len(terms):
+        # terms were numbered by arm order among arms with observations: the same order as arms
+        terms = terms.copy()
+    coding = _coding(spec, arms, table)
+    X, Xu, latent = design_matrices(arms, coding)
+    problems = []
+    for j, (label, _) in enumerate(coding):
+        col = X[np.setdiff1d(np.arange(len(arms)), latent), j] if latent.size else X[:, j]
+        if latent.size and np.any(Xu[:, j] != 0):
+            col = X[np.setdiff1d(np.arange(len(arms)), latent), j]
+        if len(col) < 2 or np.ptp(col) == 0:
+            problems.append(f"[model] covariates: {label!r} does not vary in the {len(arms)} selected arms; "
+                            "remove it or widen the [data] filter")  # fmt: skip
+    if problems:
+        raise SpecError(problems, spec.name)
+    if spec.random_effects.tau_by == "line":
+        strata = tuple(sorted(set(arms["line"].astype(str))))
+        stratum_idx = np.array([strata.index(v) for v in arms["line"].astype(str)], dtype=np.int64)
+    else:
+        strata, stratum_idx = ("all",), np.zeros(len(arms), dtype=np.int64)
+    if spec.survival and spec.model.shape == "by_line":
+        shape_groups = tuple(sorted(set(arms["line"].astype(str))))
+        shape_idx = np.array([shape_groups.index(v) for v in arms["line"].astype(str)], dtype=np.int64)
+    elif spec.survival:
+        shape_groups, shape_idx = ("all",), np.zeros(len(arms), dtype=np.int64)
+    else:
+        shape_groups, shape_idx = (), np.zeros(0, dtype=np.int64)
+    trials = tuple(dict.fromkeys(arms["trial"].astype(str)))
+    trial_idx = np.array([trials.index(v) for v in arms["trial"].astype(str)], dtype=np.int64)
+    if family.name == "survival":
+        comp_const = np.asarray(const, float)
+    else:
+        comp_const = np.zeros(len(arms) * kz)
+    return ModelData(
+        family=family.name, arms=arms, obs=obs, excluded=excluded.reset_index(drop=True), landmarks=landmarks,
+        coding=tuple(coding), X=X, Xu=Xu, latent=latent, strata=strata, stratum_idx=stratum_idx,
+        data_sha256=sha, uterine_centre=spec.model.uterine_centre, shape_groups=shape_groups,
+        shape_idx=shape_idx, trials=trials, trial_idx=trial_idx, terms=terms, comp_const=comp_const,
+        curve=spec.model.curve if spec.survival else "", t_ref=spec.model.t_ref, table=table,
+    )  # fmt: skip
+
+
+def _add_family_columns(family, obs: pd.DataFrame) -> None:
+    """The likelihood's own data columns (y, n, se, log_choose ...)."""
+    if family.name in ("logit-binomial", "joint-cloglog"):
+        nk, yk = ("n_cond", "y_cond") if family.name == "joint-cloglog" else ("n_eff", "y_eff")
+        n = obs[nk].astype(np.float64).to_numpy()
+        y = obs[yk].astype(np.float64).to_numpy()
+        obs["lik_n"], obs["lik_y"] = n, y
+        obs["log_choose"] = special.gammaln(n + 1) - special.gammaln(y + 1) - special.gammaln(n - y + 1)
+    elif family.name == "logit-normal":
+        rate = obs["rate"].to_numpy(float)
+        n_known = obs["n"].astype("float64").to_numpy()
+        size = np.where(np.isnan(n_known), obs["n_eff"].astype(float), n_known)
+        # logit of 0 or 1 is infinite: the 0.5-corrected rate for the normal likelihood only
+        rate_c = np.where((rate <= 0) | (rate >= 1), (rate * size + 0.5) / (size + 1), rate)
+        obs["lik_y"] = np.log(rate_c / (1 - rate_c))
+        obs["lik_se"] = obs["se_logit"].to_numpy(float)
+    elif family.name == "survival":
+        obs["lik_y"] = obs["y"].to_numpy(float)
+
+
+# ---------------------------------------------------------------------------- joint landmarks
 
 _JOINT_COLUMNS = ("prev_landmark_idx", "has_prev", "n_cond", "y_cond")
 
@@ -199,11 +656,10 @@ def conditional_counts(obs: pd.DataFrame) -> pd.DataFrame:
     y_cond) = (n_eff, y_eff)``. At each later landmark t, with the arm's
     previous observed landmark t' and its rate S', the observation is the
     conditional survival S(t) / S(t'): of ``n_cond = round(n_eff[t] S')``
-    patients progression-free at t' (a cohort of the size that carries the
-    information of the rate at t), ``y_cond = y_eff[t] = round(n_eff[t] S(t))``
-    are still progression-free at t. When both landmarks have the arm's n as
-    effective size this is exactly the multinomial likelihood of (progressed
-    before t', between t' and t, progression-free at t).
+    patients progression-free at t', ``y_cond = y_eff[t]`` are still
+    progression-free at t. When both landmarks have the arm's n as effective
+    size this is exactly the multinomial likelihood of (progressed before t',
+    between t' and t, progression-free at t).
 
     Parameters
     ----------
@@ -214,9 +670,7 @@ def conditional_counts(obs: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Same index: ``prev_landmark_idx`` (the landmark itself for a first
-        observation), ``has_prev`` (0.0 or 1.0), ``n_cond``, ``y_cond``, and
-        ``prev_rate`` (NaN for a first observation).
+        Same index: ``prev_landmark_idx``, ``has_prev``, ``n_cond``, ``y_cond``, ``prev_rate``.
     """
     order = obs.sort_values(["arm_idx", "landmark_idx"], kind="stable")
     first = order["arm_idx"].ne(order["arm_idx"].shift())
@@ -225,10 +679,8 @@ def conditional_counts(obs: pd.DataFrame) -> pd.DataFrame:
     n_eff, y_eff = order["n_eff"].astype(np.int64), order["y_eff"].astype(np.int64)
     at_risk = np.floor(n_eff.to_numpy(float) * prev_rate.to_numpy() + 0.5)
     out = pd.DataFrame({
-        "prev_landmark_idx": prev_lm,
-        "has_prev": (~first).astype(np.float64),
-        "n_cond": np.where(first, n_eff, np.nan_to_num(at_risk)).astype(np.int64),
-        "y_cond": y_eff,
+        "prev_landmark_idx": prev_lm, "has_prev": (~first).astype(np.float64),
+        "n_cond": np.where(first, n_eff, np.nan_to_num(at_risk)).astype(np.int64), "y_cond": y_eff,
         "prev_rate": prev_rate,
     }, index=order.index)  # fmt: skip
     return out.loc[obs.index]
@@ -259,330 +711,214 @@ def _joint_observations(obs: pd.DataFrame, landmarks: tuple[float, ...]) -> tupl
     return obs, pd.DataFrame(dropped, columns=["arm_id", "landmark", "reason"])
 
 
-def prepare_data(spec: ModelSpec, trials: pd.DataFrame) -> ModelData:
-    """Apply the spec's data filter and build the model inputs.
+# ============================================================================ the definition
+
+
+@dataclass(frozen=True)
+class Param:
+    """A global parameter block: its dims, prior and unconstraining transform."""
+
+    name: str
+    dims: tuple[str, ...]
+    shape: tuple[int, ...]
+    prior: Prior
+    transform: str  # "none", "log" or "ordered"
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape)) if self.shape else 1
+
+
+class Model:
+    """The one model definition both engines consume.
 
     Parameters
     ----------
-    spec : ModelSpec
-    trials : pandas.DataFrame
-        The validated arm table from :func:`lmsbayes.data.load_trials`.
-
-    Returns
-    -------
-    ModelData
-
-    Raises
-    ------
-    SpecError
-        When no observation remains, or a covariate the spec asks for does not
-        vary in the selected arms (the data cannot inform it).
-    """
-    from lmsbayes.data import long_table
-
-    f = spec.data
-    t = trials.reset_index(drop=True)
-    reasons = pd.Series("", index=t.index, dtype=object)
-
-    def drop(mask, why: str) -> None:
-        mask = np.asarray(mask, dtype=bool) & (reasons == "").to_numpy()
-        reasons[mask] = why
-
-    drop(t["arm_id"].isin(f.exclude_arms), "listed in [data] exclude_arms")
-    drop(~t["line"].astype(str).isin(f.lines), f"line not in [data] lines {list(f.lines)}")
-    drop(~t["treatment_class"].astype(str).isin(f.classes), f"class not in [data] classes {list(f.classes)}")
-    if f.populations:
-        drop(~t["population"].astype(str).isin(f.populations), f"population not in [data] populations {list(f.populations)}")
-    year = t["year"].astype("float64")
-    drop((year < f.years[0]) | (year > f.years[1]), f"year outside [data] years {list(f.years)}")
-    drop(~t["evidence"].astype(str).isin(f.evidence), f"evidence not in [data] evidence {list(f.evidence)}")
-    if f.exclude_placebo:
-        drop(t["placebo"].astype(bool), "placebo arm ([data] exclude_placebo = true)")
-    uses_uterine = "uterine" in spec.main_effects
-    if uses_uterine and f.uterine_missing == "exclude":
-        drop(t["uterine_fraction"].isna(), "uterine fraction unknown ([data] uterine_missing = 'exclude')")
-
-    arm_excl = pd.DataFrame({"arm_id": t.loc[reasons != "", "arm_id"].to_numpy(),
-                             "landmark": np.nan, "reason": reasons[reasons != ""].to_numpy()})  # fmt: skip
-    kept = t[reasons == ""]
-    long = long_table(kept, spec.landmarks, derive_from_median=f.derive_from_median) if len(kept) else None
-    if long is None or not long["included"].any():
-        raise SpecError(["no observation remains after the [data] filter and the landmark rules"], spec.name)
-    obs_excl = long.loc[~long["included"], ["arm_id", "landmark", "exclusion_reason"]].rename(
-        columns={"exclusion_reason": "reason"})
-    obs = long[long["included"]].reset_index(drop=True)
-    landmarks = tuple(float(x) for x in spec.landmarks)
-    arm_ids = list(dict.fromkeys(obs["arm_id"]))  # file order, arms with >= 1 observation
-    obs["arm_idx"] = pd.Index(arm_ids).get_indexer(obs["arm_id"])
-    obs["landmark_idx"] = [landmarks.index(float(x)) for x in obs["landmark"]]
-    if spec.joint:  # drops later landmarks only: every arm keeps its first observation and its index
-        obs, joint_excl = _joint_observations(obs, landmarks)
-        obs_excl = pd.concat([obs_excl, joint_excl], ignore_index=True)
-        obs = obs.reset_index(drop=True)
-
-    arms = kept.set_index("arm_id").loc[arm_ids]
-    arms = pd.DataFrame({
-        "label": _arm_label(arms.reset_index()).to_numpy(),
-        "trial": arms["trial"].astype(str), "year": arms["year"], "line": arms["line"].astype(str),
-        "treatment_class": arms["treatment_class"].astype(str), "population": arms["population"].astype(str),
-        "evidence": arms["evidence"].astype(str), "design": arms["design"].astype(str), "n": arms["n"],
-        "uterine_fraction": arms["uterine_fraction"].astype(float),
-    }, index=pd.Index(arm_ids, name="arm"))  # fmt: skip
-    obs = obs[["arm_id", "landmark", "rate", "rate_source", "se_logit", "se_method", "n_eff", "y_eff",
-               "n", "arm_idx", "landmark_idx", *(_JOINT_COLUMNS if spec.joint else ())]]  # fmt: skip
-
-    problems = []
-    eff = main_effects(arms["line"], arms["treatment_class"], arms["uterine_fraction"])
-    for cov in spec.model.covariates:
-        col = design_matrix(eff, [cov])[:, 0]
-        col = col[~np.isnan(col)]  # only known uterine fractions can show variation
-        if len(col) < 2 or np.ptp(col) == 0:
-            problems.append(
-                f"[model] covariates: {cov!r} does not vary in the {len(arms)} selected arms "
-                f"(e.g. all {', '.join(sorted(set(arms['line'])))} / {', '.join(sorted(set(arms['treatment_class'])))}); "
-                "remove it or widen the [data] filter"
-            )
-    if problems:
-        raise SpecError(problems, spec.name)
-
-    strata = tuple(sorted(set(arms["line"]))) if spec.random_effects.tau_by == "line" else ("all",)
-    sha = trials.attrs.get("sha256") or hashlib.sha256(
-        pd.util.hash_pandas_object(trials.astype(str), index=False).to_numpy().tobytes()).hexdigest()
-    excluded = pd.concat([arm_excl, obs_excl], ignore_index=True)
-    return ModelData(
-        arms=arms, obs=obs, excluded=excluded, landmarks=landmarks,
-        covariates=tuple(spec.model.covariates), strata=strata,
-        uterine_centre=spec.model.uterine_centre, data_sha256=sha,
-        trials=tuple(dict.fromkeys(arms["trial"])),
-    )  # fmt: skip
-
-
-def structure_key(spec: ModelSpec, data: ModelData) -> str:
-    """What determines the compiled model: structure and shapes, not data values."""
-    parts = (
-        spec.model, spec.random_effects, repr(spec.priors),
-        data.landmarks, data.strata, len(data.arms), len(data.obs), len(data.latent_uterine),
-        len(data.trials) if spec.random_effects.trial_effect else 0,
-    )  # fmt: skip
-    return hashlib.sha256(repr(parts).encode()).hexdigest()
-
-
-def check_observations(spec: ModelSpec, data: ModelData) -> None:
-    """Raise ValueError for observations outside the likelihood's support.
-
-    The model is built without PyMC's parameter checks (``check_bounds=False``),
-    so data that ``load_trials``/``prepare_data`` did not produce (a
-    hand-built :class:`ModelData`, new data for a compiled model) are checked
-    here instead.
-    """
-    arr = data.arrays()
-    if spec.joint and "n_cond" not in arr:
-        raise ValueError("joint-cloglog needs the conditional counts of prepare_data (obs column n_cond)")
-    if spec.model.likelihood in ("logit-binomial", "joint-cloglog"):
-        nk, yk = ("n_cond", "y_cond") if spec.joint else ("n_eff", "y_eff")
-        n, y = np.asarray(arr[nk], float), np.asarray(arr[yk], float)
-        bad = ~(np.isfinite(n) & np.isfinite(y) & (n > 0) & (y >= 0) & (y <= n))
-        what = f"needs 0 <= {yk} <= {nk} and {nk} > 0"
-        if spec.joint:
-            prev, lm = arr["prev_landmark_idx"], arr["landmark_idx"]
-            bad |= (arr["has_prev"] == 1) & ~(prev < lm)
-            what += ", and a previous landmark before its own"
-    else:
-        se, lr = np.asarray(arr["se_logit"], float), np.asarray(arr["logit_rate"], float)
-        bad = ~(np.isfinite(se) & np.isfinite(lr) & (se > 0))
-        what = "needs a finite logit_rate and se_logit > 0"
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"observation {i} (arm {data.obs['arm_id'].iloc[i]!r}): {spec.model.likelihood} {what} "
-                         f"({int(bad.sum())} observation(s) fail)")  # fmt: skip
-
-
-def build_model(spec: ModelSpec, data: ModelData | pd.DataFrame) -> pm.Model:
-    """Build the non-centred hierarchical model.
-
-    Parameters
-    ----------
-    spec : ModelSpec
-    data : ModelData or pandas.DataFrame
-        Prepared inputs, or the arm table from ``load_trials`` (then
-        :func:`prepare_data` is applied).
-
-    Returns
-    -------
-    pymc.Model
-        Coords ``arm``, ``landmark``, ``covariate``, ``stratum``, ``obs``
-        (and ``trial``, ``arm_latent`` when used). Free variables ``alpha``
-        (landmark), ``beta`` (landmark, covariate), ``tau`` (stratum,
-        landmark), ``z`` (arm, landmark); deterministic ``theta`` (arm-level
-        logit rate); :func:`lmsbayes.fit` adds ``p`` = invlogit(theta). For
-        ``joint-cloglog``: ``beta`` (covariate), ``tau`` (stratum), ``z``
-        (arm), and ``theta`` is the log cumulative hazard, p = exp(-exp(theta)).
-    """
-    import pymc as pm
-    import pytensor.tensor as pt
-
-    if not isinstance(data, ModelData):
-        data = prepare_data(spec, data)
-    check_observations(spec, data)
-    re, pri = spec.random_effects, spec.priors
-    arr = data.arrays()
-    latent = data.latent_uterine
-    coords = {
-        "arm": list(data.arms.index),
-        "landmark": list(data.landmarks),
-        "covariate": list(data.covariates),
-        "stratum": list(data.strata),
-        "obs": np.arange(len(data.obs)),
-    }
-    if latent.size:
-        coords["arm_latent"] = [data.arms.index[i] for i in latent]
-    if re.trial_effect:
-        coords["trial"] = list(data.trials)
-
-    # no parameter checks in the log density: every parameter is transformed
-    # to its support and the data were validated (n >= 1, 0 <= y <= n), and
-    # the checks add a dozen boolean kernels to compile
-    with pm.Model(coords=coords, check_bounds=False) as model:
-        # only the main effects the spec uses: unused containers are optimised away by the compiler
-        used = {p for c in data.covariates for p in c.split(":")}
-        x = {k: pm.Data(f"x_{k}", arr[f"x_{k}"], dims="arm", shape=arr[f"x_{k}"].shape) for k in ("line", "nrt", "uterine") if k in used}
-        arm_idx = pm.Data("arm_idx", arr["arm_idx"], dims="obs", shape=arr["arm_idx"].shape)
-        lm_idx = pm.Data("landmark_idx", arr["landmark_idx"], dims="obs", shape=arr["landmark_idx"].shape)
-        effects = dict(x)
-        if latent.size:
-            frac = pm.Beta("uterine_latent", 1.0, 1.0, dims="arm_latent")
-            effects["uterine"] = pt.set_subtensor(x["uterine"][latent], frac - data.uterine_centre)
-
-        # the joint model has one arm effect and one log hazard ratio per
-        # covariate for all landmarks (proportional hazards): no landmark dim
-        lm = () if spec.joint else ("landmark",)
-
-        def per_arm(v):  # (arm, *lm) -> broadcastable against (arm, landmark)
-            return v if lm else v[:, None]
-
-        if spec.joint:
-            from pymc.distributions.transforms import ordered
-
-            # alpha increasing in t so that S = exp(-exp(theta)) never rises with
-            # time; the start must be strictly increasing (no value at ties)
-            alpha = pri.alpha.create("alpha", dims="landmark", transform=ordered,
-                                     initval=np.linspace(-1.0, 0.0, len(data.landmarks)))  # fmt: skip
-        else:
-            alpha = pri.alpha.create("alpha", dims="landmark")
-        one = pm.Data("x_intercept", np.ones(len(data.arms)), dims="arm", shape=(len(data.arms),))
-        eta = one[:, None] * alpha[None, :]
-        if data.covariates:
-            beta = pri.beta.create("beta", dims=(*lm, "covariate"))
-            for j, cov in enumerate(data.covariates):
-                col = pt.ones(len(data.arms))
-                for part in cov.split(":"):
-                    col = col * effects[part]
-                # a sum of elementwise products, not pt.dot or a stacked design
-                # matrix: numba compiles BLAS dot, joins and reductions slowly
-                # (one dot and its gradient: 63 s on an empty cache), while
-                # these fuse into one elementwise kernel
-                eta = eta + col[:, None] * beta[..., j]
-        tau = pri.tau.create("tau", dims=("stratum", *lm))
-        if re.distribution == "student_t":
-            z = pm.StudentT("z", nu=re.nu, mu=0.0, sigma=1.0, dims=("arm", *lm))
-        else:
-            z = pm.Normal("z", 0.0, 1.0, dims=("arm", *lm))
-        eta = eta + per_arm(tau[data.stratum_idx] * z)
-        if re.trial_effect:
-            trial_tau = pri.trial_tau.create("trial_tau", dims=lm or None)
-            v = pm.Normal("v", 0.0, 1.0, dims=("trial", *lm))
-            eta = eta + per_arm(trial_tau * v[data.trial_idx])
-        # lmsbayes.fit samples the free variables only and computes theta (and
-        # p) with arm_logits in numpy: a deterministic costs numba seconds to
-        # compile on a new machine; the test suite checks the two agree
-        theta = pm.Deterministic("theta", eta, dims=("arm", "landmark"))
-
-        eta_obs = theta[arm_idx, lm_idx]
-        if spec.model.likelihood == "logit-binomial":
-            n_eff = pm.Data("n_eff", arr["n_eff"], dims="obs", shape=arr["n_eff"].shape)
-            y_eff = pm.Data("y_eff", arr["y_eff"], dims="obs", shape=arr["y_eff"].shape)
-            pm.Binomial("y", n=n_eff, logit_p=eta_obs, observed=y_eff, dims="obs")
-        elif spec.joint:
-            obs_data = {k: pm.Data(k, arr[k], dims="obs", shape=arr[k].shape) for k in _JOINT_COLUMNS}
-            # hazard accumulated since the arm's previous observed landmark,
-            # without cancellation: H_t - H_prev = H_t * -expm1(log H_prev - log H_t)
-            gap = pt.switch(pt.eq(obs_data["has_prev"], 1.0),
-                            -pt.expm1(theta[arm_idx, obs_data["prev_landmark_idx"]] - eta_obs), 1.0)  # fmt: skip
-            d_hazard = pt.exp(eta_obs) * gap
-            # p = exp(-d_hazard) given on the logit scale: stable near p = 0 and p = 1
-            pm.Binomial("y", n=obs_data["n_cond"], logit_p=-d_hazard - pt.log1mexp(-d_hazard),
-                        observed=obs_data["y_cond"], dims="obs")  # fmt: skip
-        else:
-            se = pm.Data("se_logit", arr["se_logit"], dims="obs", shape=arr["se_logit"].shape)
-            logit_rate = pm.Data("logit_rate", arr["logit_rate"], dims="obs", shape=arr["logit_rate"].shape)
-            pm.Normal("y", mu=eta_obs, sigma=se, observed=logit_rate, dims="obs")
-    return model
-
-
-def observation_probability(theta: np.ndarray, spec: ModelSpec, data: ModelData) -> np.ndarray:
-    """The success probability of each binomial observation, from arm-level draws of theta.
-
-    Parameters
-    ----------
-    theta : numpy.ndarray
-        Shape (..., arm, landmark).
-    spec, data
-        A binomial likelihood (``logit-binomial`` or ``joint-cloglog``).
-
-    Returns
-    -------
-    numpy.ndarray
-        Shape (..., obs): the rate at each observation's landmark, or for the
-        joint likelihood the conditional rate S(t) / S(previous landmark).
-    """
-    arr = data.arrays()
-    h = theta[..., arr["arm_idx"], arr["landmark_idx"]]
-    if spec.model.likelihood == "logit-binomial":
-        return 1 / (1 + np.exp(-h))
-    if spec.joint:
-        h_prev = theta[..., arr["arm_idx"], arr["prev_landmark_idx"]]
-        d_hazard = np.exp(h) * np.where(arr["has_prev"] == 1, -np.expm1(h_prev - h), 1.0)
-        return np.exp(-d_hazard)
-    raise ValueError(f"{spec.model.likelihood} is not a binomial likelihood")
-
-
-def arm_logits(posterior, spec: ModelSpec, data: ModelData):
-    """The arm-level logit rates ``theta`` from posterior draws of the free variables.
-
-    The same algebra as :func:`build_model`, in xarray, so that the sampler
-    need not compute and store the deterministic ``theta``.
-
-    Parameters
-    ----------
-    posterior : xarray.Dataset
-        Draws of ``alpha``, ``beta``, ``tau``, ``z`` (and ``uterine_latent``,
-        ``trial_tau``, ``v`` when the model has them), dims ``chain``, ``draw``
-        and the model's named dims, coords labelled with ``data``'s arms.
     spec : ModelSpec
     data : ModelData
 
-    Returns
-    -------
-    xarray.DataArray
-        ``theta`` with dims ``chain``, ``draw``, ``arm``, ``landmark``.
+    Notes
+    -----
+    Canonical shapes used by the algebra (engines add leading batch dims):
+    ``alpha_c`` (K,), ``beta_c`` (Kb, C), ``tau_c`` (S, Kz), ``shape_c`` (G,),
+    with K the columns of the arm-level linear predictor (landmarks of the
+    per-landmark and joint families, else 1), Kz the random effects per arm
+    (landmarks of per-landmark families, else 1).
     """
-    import xarray as xr
 
-    arms = list(data.arms.index)
-    eff = {k: xr.DataArray(v.to_numpy(float), dims="arm", coords={"arm": arms}) for k, v in data.effects.items()}
-    latent = data.latent_uterine
-    if latent.size:
-        frac = posterior["uterine_latent"].rename(arm_latent="arm").assign_coords(arm=[arms[i] for i in latent])
-        eff["uterine"] = (frac - data.uterine_centre).combine_first(eff["uterine"])
-    theta = posterior["alpha"].expand_dims(arm=arms, axis=-1)
-    for cov in data.covariates:
-        col = 1.0
-        for part in cov.split(":"):
-            col = col * eff[part]
-        theta = theta + col * posterior["beta"].sel(covariate=cov, drop=True)
-    tau = posterior["tau"].isel(stratum=xr.DataArray(data.stratum_idx, dims="arm", coords={"arm": arms}), drop=True)
-    theta = theta + tau * posterior["z"]
-    if spec.random_effects.trial_effect:
-        v = posterior["v"].isel(trial=xr.DataArray(data.trial_idx, dims="arm", coords={"arm": arms}), drop=True)
-        theta = theta + posterior["trial_tau"] * v
-    return theta.transpose("chain", "draw", "arm", "landmark").rename("theta")
+    def __init__(self, spec: ModelSpec, data: ModelData) -> None:
+        self.spec, self.data = spec, data
+        self.family = lik.FAMILIES[data.family]
+        L = len(data.landmarks)
+        self.per_landmark = self.family.per_landmark and L > 0
+        self.K = L if L > 0 else 1
+        self.Kz = L if self.per_landmark else 1
+        C, S = len(data.covariates), len(data.strata)
+        pri = spec.priors
+        lm = ("landmark",) if L > 0 else ()
+        params = [Param("alpha", lm, (L,) if L else (), pri.alpha,
+                        "ordered" if data.family == "joint-cloglog" and L > 1 else "none")]  # fmt: skip
+        if C:
+            dims = ("landmark", "covariate") if self.per_landmark else ("covariate",)
+            params.append(Param("beta", dims, (L, C) if self.per_landmark else (C,), pri.beta, "none"))
+        dims = ("stratum", "landmark") if self.per_landmark else ("stratum",)
+        params.append(Param("tau", dims, (S, L) if self.per_landmark else (S,), pri.tau, "log"))
+        if data.family == "survival" and spec.model.shape != "fixed":
+            params.append(Param("shape", ("shape_group",), (len(data.shape_groups),), pri.shape, "log"))
+        self.params: tuple[Param, ...] = tuple(params)
+        obs = data.obs
+        self.arm_idx = obs["arm_idx"].to_numpy(np.int64)
+        self.obs_comp = obs["comp"].to_numpy(np.int64)
+        self.n_comp = data.n_arms * self.Kz
+        self.term_comp = data.terms["comp"].to_numpy(np.int64) if data.family == "survival" else self.obs_comp
+        self.comp_const = np.zeros(self.n_comp) if data.family != "survival" else np.asarray(data.comp_const, float)
+        if data.family == "survival":
+            self.log_t_ref = math.log(spec.model.t_ref)
+        self.arrays = self.data_arrays(data)
+
+    def data_arrays(self, data: ModelData) -> dict[str, np.ndarray]:
+        """Every data array the algebra reads, by name (``pm.Data`` containers in the NUTS engine)."""
+        obs = data.obs
+        out = {"X": np.asarray(data.X, float), "Xu": np.asarray(data.Xu, float),
+               "stratum_idx": np.asarray(data.stratum_idx, np.int64),
+               "arm_idx": obs["arm_idx"].to_numpy(np.int64), "k_idx": obs["k_idx"].to_numpy(np.int64)}  # fmt: skip
+        for c in ("lik_y", "lik_n", "lik_se", "log_choose", "has_prev", "is_median", "log_t_rel"):
+            if c in obs:
+                out[c] = obs[c].to_numpy(float)
+        if data.family == "joint-cloglog":
+            out["prev_idx"] = obs["prev_idx"].to_numpy(np.int64)
+        if data.family == "survival":
+            out["first"] = data.terms["first"].to_numpy(np.int64)
+            out["second"] = data.terms["second"].to_numpy(np.int64)
+            out["precision"] = data.terms["precision"].to_numpy(float)
+            out["obs_shape_idx"] = np.asarray(data.shape_idx, np.int64)[out["arm_idx"]]
+        return out
+
+    # --- parameter layout -------------------------------------------------------------
+
+    @property
+    def coords(self) -> dict[str, list]:
+        d = self.data
+        out = {"arm": list(d.arms.index), "covariate": list(d.covariates), "stratum": list(d.strata)}
+        if d.landmarks:
+            out["landmark"] = list(d.landmarks)
+        if d.shape_groups:
+            out["shape_group"] = list(d.shape_groups)
+        if d.latent.size:
+            out["arm_latent"] = [d.arms.index[i] for i in d.latent]
+        return out
+
+    @property
+    def z_dims(self) -> tuple[str, ...]:
+        return ("arm", "landmark") if self.per_landmark else ("arm",)
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.size for p in self.params)
+
+    def canonical(self, values: dict[str, Any], xp=np) -> dict[str, Any]:
+        """Parameters in the canonical shapes of the algebra (leading batch dims kept)."""
+        alpha = values["alpha"]
+        alpha_c = alpha if self.data.landmarks else alpha[..., None]
+        if "beta" in values:
+            beta_c = values["beta"] if self.per_landmark else values["beta"][..., None, :]
+        else:
+            beta_c = None
+        tau = values["tau"]
+        tau_c = tau if self.per_landmark else tau[..., :, None]
+        out = {"alpha": alpha_c, "beta": beta_c, "tau": tau_c}
+        if self.data.family == "survival":
+            out["shape"] = values["shape"] if "shape" in values else self.spec.model.shape_value * xp.ones(1)
+        return out
+
+    # --- the algebra, written once ----------------------------------------------------
+
+    def base_predictor(self, ops, c: dict[str, Any], X, Xu=None, du=None):
+        """Arm-level linear predictor without the random effect: (..., arm, K).
+
+        ``X`` (arm, C) is the design at known values; ``Xu`` and ``du``
+        (..., arm) add the latent part ``du * Xu`` (du = u - centre).
+        """
+        eta = c["alpha"][..., None, :]
+        if c["beta"] is not None:
+            Xb = X if du is None else X + du[..., :, None] * Xu
+            eta = eta + ops.sum(Xb[..., :, None, :] * c["beta"][..., None, :, :], axis=-1)
+        return eta
+
+    def effect_scale(self, c: dict[str, Any], arrays: dict | None = None):
+        """Standard deviation of each arm's random effect(s): (..., arm, Kz)."""
+        a = self.arrays if arrays is None else arrays
+        return c["tau"][..., a["stratum_idx"], :]
+
+    def loglik_terms(self, ops, eta, c: dict[str, Any], arrays: dict | None = None):
+        """Log-likelihood terms from the arm-level linear predictor ``eta`` (..., arm, K).
+
+        Sum the terms by :attr:`term_comp` for each component's log-likelihood
+        (plus :attr:`comp_const`), or all of them for the total. ``arrays``
+        replaces :attr:`arrays` (the NUTS engine passes its data containers).
+        """
+        a = self.arrays if arrays is None else arrays
+        eta_obs = eta[..., a["arm_idx"], a["k_idx"]]
+        name = self.data.family
+        if name == "logit-binomial":
+            return lik.binomial_logit_terms(ops, eta_obs, a["lik_y"], a["lik_n"], a["log_choose"])
+        if name == "logit-normal":
+            return lik.normal_terms(ops, eta_obs, a["lik_y"], a["lik_se"])
+        if name == "joint-cloglog":
+            eta_prev = eta[..., a["arm_idx"], a["prev_idx"]]
+            return lik.conditional_cloglog_terms(ops, eta_obs, eta_prev, a["has_prev"], a["lik_n"], a["lik_y"],
+                                                 a["log_choose"])  # fmt: skip
+        if name == "survival":
+            shape = c["shape"][..., a["obs_shape_idx"]]
+            mu = lik.survival_mean(ops, eta_obs, shape, a["is_median"], a["log_t_rel"], self.log_t_ref,
+                                   self.data.curve)  # fmt: skip
+            return lik.gaussian_pair_terms(ops, mu, a["lik_y"], a["first"], a["second"], a["precision"])
+        raise ValueError(f"unknown likelihood {name!r}")  # pragma: no cover
+
+    def constant(self) -> float:
+        """Total of the components' constants."""
+        return float(np.sum(self.comp_const))
+
+    # --- numpy conveniences -----------------------------------------------------------
+
+    def log_prior(self, values: dict[str, np.ndarray]) -> np.ndarray:
+        """Log prior density of the global parameters (constrained scale), summed per batch."""
+        total = 0.0
+        for p in self.params:
+            x = np.asarray(values[p.name], float)
+            lp = p.prior.logpdf(x)
+            total = total + lp.reshape(lp.shape[: lp.ndim - len(p.shape)] + (-1,)).sum(-1)
+        return total
+
+    def joint_logp(self, values: dict[str, np.ndarray]) -> float:
+        """Joint log density of all parameters and latent variables (one point, numpy).
+
+        ``values`` holds the globals and ``z`` (arm[, landmark]), and
+        ``uterine_latent`` (arm_latent) when the model has latent fractions.
+        This is what both engines' log densities are tested against.
+        """
+        from scipy import stats
+
+        c = self.canonical({k: np.asarray(v, float) for k, v in values.items()})
+        d = self.data
+        du = None
+        if d.latent.size:
+            du = np.zeros(d.n_arms)
+            du[d.latent] = np.asarray(values["uterine_latent"], float) - d.uterine_centre
+        z = np.asarray(values["z"], float).reshape(d.n_arms, self.Kz)
+        eta = self.base_predictor(lik.NUMPY_OPS, c, d.X, d.Xu, du) + self.effect_scale(c) * z
+        ll = float(np.sum(self.loglik_terms(lik.NUMPY_OPS, eta, c))) + self.constant()
+        lp = float(np.sum(self.log_prior(values))) + float(np.sum(stats.norm.logpdf(z)))
+        if d.latent.size:
+            lp += float(np.sum(stats.beta.logpdf(values["uterine_latent"], 1.0, 1.0)))
+        return ll + lp
+
+
+def structure_key(spec: ModelSpec, data: ModelData) -> str:
+    """What determines a compiled model: structure and shapes, not data values."""
+    parts = (
+        spec.model, spec.random_effects, repr(spec.priors), data.family, data.landmarks, data.strata,
+        data.shape_groups, data.n_arms, len(data.obs), len(data.terms), len(data.latent),
+        tuple(data.covariates), len(data.trials) if spec.random_effects.trial_effect else 0,
+    )  # fmt: skip
+    return hashlib.sha256(repr(parts).encode()).hexdigest()

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from lmsbayes.errors import InputError
+from lmsbayes.likelihoods import FAMILIES
 
 __all__ = [
     "COVARIATES",
@@ -44,17 +45,19 @@ __all__ = [
 ]
 
 #: The closed registry of likelihoods a spec may name (bambi-style families as data).
-LIKELIHOODS: dict[str, str] = {
-    "logit-binomial": "y ~ Binomial(n_eff, p): effective binomial data per arm and landmark",
-    "logit-normal": "logit(rate) ~ Normal(logit p, se_logit): the two-stage model of frequentist "
-    "meta-analysis (and of the EORTC 2021 analysis)",
-    "joint-cloglog": "the landmarks of one arm jointly: y[t1] ~ Binomial(n, S[t1]), then "
-    "y[t] ~ Binomial(at risk, S[t] / S[t-1]); log cumulative hazard scale, proportional hazards "
-    "across landmarks, so S is non-increasing in t and covariate effects are hazard ratios",
+LIKELIHOODS: dict[str, str] = {name: f.description for name, f in FAMILIES.items()}
+
+#: The link of each likelihood (see lmsbayes.links); ``survival`` depends on the curve.
+LINK_OF: dict[str, str] = {name: f.link for name, f in FAMILIES.items()}
+
+#: Survival curve families of the ``survival`` likelihood.
+CURVES: dict[str, str] = {
+    "loglogistic": "logit S(t) = eta - k log(t / t_ref): proportional odds, logit rates linear in log t",
+    "weibull": "log(-log S(t)) = eta + k log(t / t_ref): proportional hazards (k = 1: constant hazard)",
 }
 
-#: The link of each likelihood (see lmsbayes.links).
-LINK_OF: dict[str, str] = {"logit-binomial": "logit", "logit-normal": "logit", "joint-cloglog": "cloglog"}
+#: Engines a spec may ask for.
+ENGINES = ("auto", "exact", "nuts")
 
 #: Main-effect covariates the data can provide; interactions are "a:b" of these.
 COVARIATES: dict[str, str] = {
@@ -73,6 +76,7 @@ _PRIOR_FAMILIES: dict[str, tuple[tuple[str, ...], str]] = {
     "Exponential": (("lam",), "positive"),
     "Uniform": (("lower", "upper"), "bounded"),
     "Beta": (("alpha", "beta"), "unit"),
+    "LogNormal": (("mu", "sigma"), "positive"),
 }
 _POSITIVE_PARAMS = {"sigma", "nu", "beta", "lam", "alpha"}
 
@@ -136,6 +140,49 @@ class Prior:
     def to_dict(self) -> dict[str, Any]:
         return {"dist": self.dist, **self.kwargs}
 
+    def logpdf(self, x):
+        """Log density at ``x`` (numpy; the exact engine's prior, tested equal to PyMC's logp)."""
+        import numpy as np
+        from scipy import special
+
+        k = self.kwargs
+        x = np.asarray(x, dtype=float)
+        half_log_2pi = 0.5 * math.log(2 * math.pi)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.dist == "Normal":
+                z = (x - k.get("mu", 0.0)) / k["sigma"]
+                return -0.5 * z * z - math.log(k["sigma"]) - half_log_2pi
+            if self.dist == "StudentT":
+                nu, s = k["nu"], k["sigma"]
+                z = (x - k.get("mu", 0.0)) / s
+                c = special.gammaln((nu + 1) / 2) - special.gammaln(nu / 2) - 0.5 * math.log(nu * math.pi) - math.log(s)
+                return c - (nu + 1) / 2 * np.log1p(z * z / nu)
+            if self.dist == "HalfNormal":
+                z = x / k["sigma"]
+                out = math.log(2) - 0.5 * z * z - math.log(k["sigma"]) - half_log_2pi
+            elif self.dist == "HalfStudentT":
+                nu, s = k["nu"], k["sigma"]
+                z = x / s
+                c = special.gammaln((nu + 1) / 2) - special.gammaln(nu / 2) - 0.5 * math.log(nu * math.pi) - math.log(s)
+                out = math.log(2) + c - (nu + 1) / 2 * np.log1p(z * z / nu)
+            elif self.dist == "HalfCauchy":
+                b = k["beta"]
+                out = math.log(2 / (math.pi * b)) - np.log1p((x / b) ** 2)
+            elif self.dist == "Exponential":
+                out = math.log(k["lam"]) - k["lam"] * x
+            elif self.dist == "Uniform":
+                lo, hi = k["lower"], k["upper"]
+                return np.where((x >= lo) & (x <= hi), -math.log(hi - lo), -np.inf)
+            elif self.dist == "Beta":
+                a, b = k["alpha"], k["beta"]
+                return np.where((x > 0) & (x < 1), (a - 1) * np.log(x) + (b - 1) * np.log1p(-x) - special.betaln(a, b), -np.inf)
+            elif self.dist == "LogNormal":
+                z = (np.log(x) - k["mu"]) / k["sigma"]
+                out = -0.5 * z * z - np.log(x) - math.log(k["sigma"]) - half_log_2pi
+            else:  # pragma: no cover - the registry is closed
+                raise ValueError(f"no density for {self.dist!r}")
+            return np.where(x >= 0, out, -np.inf)
+
     def create(self, name: str, **kwargs: Any):  # pragma: no cover - thin PyMC shim
         """Create the PyMC random variable (call inside a model context)."""
         import pymc as pm
@@ -190,6 +237,10 @@ class DataFilter:
     #: "exclude" drops arms with an unknown uterine fraction when `uterine` is a covariate;
     #: "latent" gives them a Beta(1, 1) fraction that the model integrates over.
     uterine_missing: str = "latent"
+    #: arms whose source has neither a PMID nor a DOI leave the model (with that reason)
+    require_identifier: bool = True
+    #: evidence levels of the numbers that may enter (a stricter spec drops e.g. "news")
+    evidence_levels: tuple[str, ...] = ("full_text", "abstract", "registry", "news")
 
 
 @dataclass(frozen=True)
@@ -207,6 +258,35 @@ class ModelPart:
     likelihood: str = "logit-binomial"
     covariates: tuple[str, ...] = ()
     uterine_centre: float = 0.5
+    #: survival likelihood: the curve family, its shape and the reference time of alpha
+    curve: str = "loglogistic"
+    shape: str = "pooled"  # "pooled", "by_line" (sensitivity) or "fixed"
+    shape_value: float = 1.0  # the shape when shape = "fixed" (Weibull k = 1: constant hazard)
+    t_ref: float = 6.0  # months: alpha is the pooled rate's linear predictor at t_ref
+    #: an arm's median and rates come from one Kaplan-Meier curve: correlate them (true),
+    #: or treat them as independent (false: counts the arm's patients more than once)
+    within_arm_correlation: bool = True
+
+
+@dataclass(frozen=True)
+class CovariateDef:
+    """A covariate column of a user's table (``[covariates.NAME]``)."""
+
+    column: str = ""
+    type: str = "numeric"  # "numeric" or "categorical"
+    centre: float = 0.0  # numeric: subtracted
+    reference: str = ""  # categorical: the level coded 0 (default: the first in sorted order)
+
+
+@dataclass(frozen=True)
+class ExactSettings:
+    """Settings of the exact (integration) engine."""
+
+    draws: int = 4000  # importance-sampling draws from the Laplace / Student-t proposal
+    nodes: int = 9  # adaptive Gauss-Hermite nodes per arm (non-Gaussian likelihoods)
+    uterine_nodes: int = 12  # Gauss-Legendre nodes over a latent uterine fraction
+    df: float = 5.0  # degrees of freedom of the Student-t proposal
+    khat_max: float = 0.7  # Pareto k-hat above this is a problem (warning; error under strict)
 
 
 @dataclass(frozen=True)
@@ -214,6 +294,7 @@ class Priors:
     alpha: Prior = field(default_factory=lambda: Prior("Normal", mu=0.0, sigma=2.0))
     beta: Prior = field(default_factory=lambda: Prior("Normal", mu=0.0, sigma=1.0))
     tau: Prior = field(default_factory=lambda: Prior("HalfNormal", sigma=0.5))
+    shape: Prior = field(default_factory=lambda: Prior("LogNormal", mu=0.0, sigma=1.0))
     trial_tau: Prior = field(default_factory=lambda: Prior("HalfNormal", sigma=0.25))
 
 
@@ -247,12 +328,15 @@ class ModelSpec:
     name: str = "custom"
     description: str = ""
     landmarks: tuple[float, ...] = (3.0, 6.0)
+    engine: str = "auto"
     data: DataFilter = field(default_factory=DataFilter)
     model: ModelPart = field(default_factory=ModelPart)
     random_effects: RandomEffects = field(default_factory=RandomEffects)
     priors: Priors = field(default_factory=Priors)
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
     thresholds: Thresholds = field(default_factory=Thresholds)
+    covariates: tuple[tuple[str, CovariateDef], ...] = ()
+    exact: ExactSettings = field(default_factory=ExactSettings)
     text: str = field(default="", compare=False, repr=False)
 
     @property
@@ -266,6 +350,16 @@ class ModelSpec:
         return LINK_OF[self.model.likelihood]
 
     @property
+    def family(self):
+        """The likelihood family (:class:`lmsbayes.likelihoods.Family`)."""
+        return FAMILIES[self.model.likelihood]
+
+    @property
+    def survival(self) -> bool:
+        """True for the survival-curve likelihood (any landmark from one model)."""
+        return self.model.likelihood == "survival"
+
+    @property
     def joint(self) -> bool:
         """True when the landmarks of an arm are modelled jointly (``joint-cloglog``)."""
         return self.model.likelihood == "joint-cloglog"
@@ -277,6 +371,7 @@ class ModelSpec:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out.pop("text")
+        out["covariates"] = {k: dataclasses.asdict(v) for k, v in self.covariates}
         for k, v in out["priors"].items():
             out["priors"][k] = getattr(self.priors, k).to_dict()
         return out
@@ -312,8 +407,9 @@ _SECTIONS: dict[str, type] = {
     "priors": Priors,
     "sampler": SamplerSettings,
     "thresholds": Thresholds,
+    "exact": ExactSettings,
 }
-_TOP = {"name", "description", "landmarks", *_SECTIONS}
+_TOP = {"name", "description", "landmarks", "engine", "covariates", *_SECTIONS}
 
 
 #: TOML type checks per dataclass default type: (accepts, description, convert)
@@ -378,6 +474,25 @@ def parse_spec(raw: Mapping[str, Any], *, source: str = "<spec>", text: str = ""
                 top[key] = cls(**kwargs)
             except TypeError as exc:  # pragma: no cover - guarded by the field check
                 problems.append(f"[{key}]: {exc}")
+        elif key == "covariates":
+            if not isinstance(value, Mapping):
+                problems.append(f"[covariates] must be a table of tables, got {value!r}")
+                continue
+            fields = {f.name for f in dataclasses.fields(CovariateDef)}
+            defs = []
+            for cname, cdef in value.items():
+                if not isinstance(cdef, Mapping):
+                    problems.append(f"[covariates.{cname}] must be a table like {{column = \"x\"}}, got {cdef!r}")
+                    continue
+                kw = {}
+                for sub, v in cdef.items():
+                    if sub not in fields:
+                        problems.append(f"unknown key {sub!r} in [covariates.{cname}]" + _did_you_mean(sub, tuple(fields)))
+                        continue
+                    kw[sub] = _coerce(v, getattr(CovariateDef(), sub), f"[covariates.{cname}] {sub}", problems)
+                kw.setdefault("column", cname)
+                defs.append((str(cname), CovariateDef(**kw)))
+            top[key] = tuple(defs)
         elif key == "landmarks":
             lm = _coerce(value, ModelSpec().landmarks, "landmarks", problems)
             if isinstance(lm, tuple):
@@ -422,17 +537,48 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
         problems.append(f"[data] years must be [first, last] integers, got {list(d.years)!r}")
     if d.uterine_missing not in ("latent", "exclude"):
         problems.append(f"[data] uterine_missing must be 'latent' or 'exclude', got {d.uterine_missing!r}")
+    if spec.engine not in ENGINES:
+        problems.append(f"engine must be one of {list(ENGINES)}, got {spec.engine!r}")
+    if m.curve not in CURVES:
+        problems.append(f"[model] curve must be one of {list(CURVES)}, got {m.curve!r}")
+    if m.shape not in ("pooled", "by_line", "fixed"):
+        problems.append(f"[model] shape must be 'pooled', 'by_line' or 'fixed', got {m.shape!r}")
+    if not (isinstance(m.shape_value, float) and math.isfinite(m.shape_value) and 0.05 <= m.shape_value <= 20):
+        problems.append(f"[model] shape_value must be a number in [0.05, 20], got {m.shape_value!r}")
+    if not (isinstance(m.t_ref, float) and math.isfinite(m.t_ref) and 0 < m.t_ref <= 120):
+        problems.append(f"[model] t_ref must be a number of months in (0, 120], got {m.t_ref!r}")
+    for cname, cdef in spec.covariates:
+        if cname in COVARIATES:
+            problems.append(f"[covariates.{cname}]: {cname!r} is a built-in covariate of the LMS table; use another name")
+        if cdef.type not in ("numeric", "categorical"):
+            problems.append(f"[covariates.{cname}] type must be 'numeric' or 'categorical', got {cdef.type!r}")
+        if not math.isfinite(cdef.centre):
+            problems.append(f"[covariates.{cname}] centre must be finite, got {cdef.centre!r}")
+    e = spec.exact
+    for name, lo, hi in (("draws", 100, 1_000_000), ("nodes", 1, 61), ("uterine_nodes", 2, 64)):
+        v = getattr(e, name)
+        if isinstance(v, int) and not lo <= v <= hi:
+            problems.append(f"[exact] {name} must be in [{lo}, {hi}], got {v!r}")
+    if not (math.isfinite(e.df) and e.df > 0):
+        problems.append(f"[exact] df must be a positive number, got {e.df!r}")
+    if not (0 < e.khat_max <= 1):
+        problems.append(f"[exact] khat_max must be in (0, 1], got {e.khat_max!r}")
+    for v in d.evidence_levels:
+        if v not in ("full_text", "abstract", "registry", "news"):
+            problems.append(f"[data] evidence_levels: must be among ['full_text', 'abstract', 'registry', 'news'], got {v!r}")
     if m.likelihood not in LIKELIHOODS:
         problems.append(f"[model] likelihood: unknown {m.likelihood!r}" + _did_you_mean(m.likelihood, tuple(LIKELIHOODS)))
     elif m.likelihood == "joint-cloglog" and list(spec.landmarks) != sorted(spec.landmarks):
         problems.append(f"landmarks: the joint-cloglog likelihood conditions each landmark on the one before, "
                         f"so landmarks must be in increasing order, got {list(spec.landmarks)}")  # fmt: skip
     seen = set()
+    known = {*COVARIATES, *(c for c, _ in spec.covariates)}
     for cov in m.covariates:
         parts = cov.split(":") if isinstance(cov, str) else [cov]
         for p in parts:
-            if p not in COVARIATES:
-                problems.append(f"[model] covariates: unknown covariate {p!r}" + _did_you_mean(str(p), tuple(COVARIATES)))
+            if p not in known:
+                problems.append(f"[model] covariates: unknown covariate {p!r}" + _did_you_mean(str(p), tuple(known))
+                                + f" (a column of your own table needs a [covariates.{p}] entry)")
         key = tuple(sorted(parts)) if all(isinstance(p, str) for p in parts) else cov
         if key in seen:
             problems.append(f"[model] covariates: {cov!r} is listed twice")
@@ -453,6 +599,8 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
             prior.dist == "Uniform" and prior.kwargs.get("lower", 0) < 0
         ):
             problems.append(f"[priors] {name} must have positive support (e.g. HalfNormal), got {prior!r}")
+    if spec.priors.shape.support != "positive":
+        problems.append(f"[priors] shape must have positive support (e.g. LogNormal), got {spec.priors.shape!r}")
     for name in ("alpha", "beta"):
         if getattr(spec.priors, name).support != "real":
             problems.append(f"[priors] {name} must be a distribution on the real line, got {getattr(spec.priors, name)!r}")

@@ -1,0 +1,128 @@
+"""The NUTS engine: the PyMC model of the one definition, sampled by nutpie.
+
+The only module of lmsbayes that imports PyMC, PyTensor and nutpie. The
+model is built from :class:`lmsbayes.model.Model`: its priors, its linear
+predictor and its log-likelihood terms, evaluated with PyTensor operations,
+so that it cannot drift from the exact engine (a test holds their joint log
+densities equal at random points). It also fits what the exact engine does
+not integrate: Student-t random effects and arms nested in trials.
+
+Compiled models are cached per structure for the life of the process; new
+data of the same shape go in through the ``pm.Data`` containers.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from lmsbayes.model import Model, ModelData, structure_key
+from lmsbayes.spec import ModelSpec
+
+__all__ = ["build_model", "sample", "pytensor_ops"]
+
+_COMPILED: dict[str, object] = {}
+
+
+def pytensor_ops():
+    """The operations of lmsbayes.likelihoods, in PyTensor."""
+    import pytensor.tensor as pt
+
+    return SimpleNamespace(
+        exp=pt.exp, log=pt.log, log1p=pt.log1p, expm1=pt.expm1, log1pexp=pt.softplus,
+        log1mexp=pt.log1mexp, where=pt.switch, square=pt.sqr,
+        sum=lambda x, axis=None: pt.sum(x, axis=axis),
+    )  # fmt: skip
+
+
+def build_model(spec: ModelSpec, data: ModelData):
+    """The PyMC model of (spec, data).
+
+    Returns
+    -------
+    pymc.Model
+        Coords ``arm``, ``covariate``, ``stratum`` (and ``landmark``,
+        ``shape_group``, ``arm_latent``, ``trial`` when used). Free variables:
+        the global parameters of :attr:`lmsbayes.model.Model.params`, ``z``
+        (non-centred random effects), ``uterine_latent`` and, with trial
+        effects, ``trial_tau`` and ``v``. The likelihood is the potential
+        ``loglik``: the terms of lmsbayes.likelihoods summed.
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    m = Model(spec, data)
+    ops = pytensor_ops()
+    re, pri = spec.random_effects, spec.priors
+    coords = m.coords
+    if re.trial_effect:
+        coords["trial"] = list(data.trials)
+    # no parameter checks in the log density: every parameter is transformed to its
+    # support and the data were validated; the checks add boolean kernels to compile
+    with pm.Model(coords=coords, check_bounds=False) as model:
+        arrays = {k: pm.Data(k, v, shape=v.shape) for k, v in m.arrays.items()}
+        values = {}
+        for p in m.params:
+            dims = p.dims or None
+            if p.transform == "ordered":
+                from pymc.distributions.transforms import ordered
+
+                # alpha increasing in t so that S = exp(-exp(theta)) never rises with time
+                values[p.name] = p.prior.create(p.name, dims=dims, transform=ordered,
+                                                initval=np.linspace(-1.0, 0.0, p.shape[0]))  # fmt: skip
+            else:
+                values[p.name] = p.prior.create(p.name, dims=dims)
+        if re.distribution == "student_t":
+            z = pm.StudentT("z", nu=re.nu, mu=0.0, sigma=1.0, dims=m.z_dims)
+        else:
+            z = pm.Normal("z", 0.0, 1.0, dims=m.z_dims)
+        z2 = z if m.per_landmark else z[:, None]
+        du = None
+        if data.latent.size:
+            u = pm.Beta("uterine_latent", 1.0, 1.0, dims="arm_latent")
+            du = pt.set_subtensor(pt.zeros(data.n_arms)[data.latent], u - data.uterine_centre)
+        c = m.canonical(values, xp=pt)
+        eta = m.base_predictor(ops, c, arrays["X"], arrays["Xu"], du) + m.effect_scale(c, arrays) * z2
+        if re.trial_effect:
+            lm = ("landmark",) if m.per_landmark else ()
+            trial_tau = pri.trial_tau.create("trial_tau", dims=lm or None)
+            v = pm.Normal("v", 0.0, 1.0, dims=("trial", *lm))
+            tv = (trial_tau * v)[data.trial_idx]
+            eta = eta + (tv if m.per_landmark else tv[:, None])
+        terms = m.loglik_terms(ops, eta, c, arrays)
+        pm.Potential("loglik", pt.sum(terms) + m.constant())
+    return model
+
+
+def _compiled(spec: ModelSpec, data: ModelData):
+    """The nutpie-compiled model for this structure, compiled once per process."""
+    import nutpie
+    import pytensor
+
+    key = structure_key(spec, data)
+    if key not in _COMPILED:
+        model = build_model(spec, data)
+        free = [rv.name for rv in model.free_RVs]
+        # fastmath lets LLVM reassociate sums, and a kernel compiled fresh is optimised
+        # differently from the same kernel loaded from numba's cache: one seed then gave
+        # two posteriors (first run on a machine vs later runs). Strict IEEE arithmetic
+        # costs no measurable time here.
+        with pytensor.config.change_flags(numba__fastmath=False):
+            _COMPILED[key] = (nutpie.compile_pymc_model(model, var_names=free), model)
+    compiled, model = _COMPILED[key]
+    names = {d.name for d in model.data_vars}
+    updates = {k: v for k, v in Model(spec, data).arrays.items() if k in names}
+    return compiled.with_data(**updates), model
+
+
+def sample(spec: ModelSpec, data: ModelData, *, progress: bool = False):
+    """NUTS draws of the free variables (DataTree with ``posterior`` and ``sample_stats``)."""
+    import nutpie
+
+    compiled, _ = _compiled(spec, data)
+    s = spec.sampler
+    return nutpie.sample(
+        compiled, draws=s.draws, tune=s.tune, chains=s.chains, seed=s.seed, progress_bar=progress,
+        target_accept=s.target_accept, save_warmup=False, adaptation=s.adaptation,
+    )  # fmt: skip

@@ -1,0 +1,241 @@
+"""Observations of the survival likelihood: what one Kaplan-Meier curve states.
+
+A publication states, for an arm, some of: the median PFS (with its 95% CI),
+PFS rates at landmarks (with CIs), n and the number of events. They all
+come from one Kaplan-Meier curve, so they are not independent data.
+
+Each quantity becomes an observation on its own scale: a rate on the logit
+scale (log-logistic curves) or the log cumulative hazard scale (Weibull), a
+median on the log-time scale. Its standard error comes from its CI where one
+is stated, else from n (binomial for a rate; ``1 / sqrt(d)`` or
+``1 / sqrt(n)`` for a median, a stated approximation).
+
+Their correlation is that of one curve. Without censoring the Kaplan-Meier
+estimates at two times a < b have ``corr(S_a, S_b) = sqrt(odds(S_b) / odds(S_a))``
+(a multinomial: the patients progressed before a, between a and b, after b),
+and the median is asymptotically the estimate of S at the median time,
+``m_hat - m ~ (S_hat(m) - 1/2) / f(m)``. Correlations to first order do not
+change under monotone transforms except in sign, so the arm's observations
+are jointly normal with covariance ``D R D``, D the standard errors and
+
+    R_jl = sign_j sign_l sqrt(min(odds_j, odds_l) / max(odds_j, odds_l)),
+
+with plug-in odds of the observed rates (1 at the median) and ``sign`` the
+direction of each transform in S. This counts each patient once
+(see tests/test_observations.py for the check against simulated curves).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["survival_observations", "within_arm_correlation", "precision_terms", "Z95"]
+
+Z95 = 1.959963984540054
+_MAX_CORR = 0.95  # equal plug-in odds would make R singular
+
+
+def _logit(p):
+    return np.log(p) - np.log1p(-p)
+
+
+def _cloglog(p):
+    return np.log(-np.log(p))
+
+
+def within_arm_correlation(s_plug: np.ndarray, sign: np.ndarray) -> np.ndarray:
+    """Correlation matrix of one curve's estimates (see the module docstring).
+
+    Parameters
+    ----------
+    s_plug : ndarray
+        Plug-in survival of each observation (0.5 for a median), in (0, 1).
+    sign : ndarray of +1/-1
+        Direction of each observation's transform in S.
+
+    Returns
+    -------
+    ndarray
+        Positive definite correlation matrix; off-diagonal entries are at most 0.95
+        in absolute value and are shrunk further if the plug-ins are inconsistent.
+    """
+    odds = s_plug / (1 - s_plug)
+    lo, hi = np.minimum.outer(odds, odds), np.maximum.outer(odds, odds)
+    r = np.sqrt(lo / hi) * np.outer(sign, sign)
+    r = np.clip(r, -_MAX_CORR, _MAX_CORR)
+    np.fill_diagonal(r, 1.0)
+    for _ in range(20):  # shrink towards independence until positive definite
+        try:
+            np.linalg.cholesky(r)
+            return r
+        except np.linalg.LinAlgError:
+            off = r - np.eye(len(r))
+            r = np.eye(len(r)) + 0.9 * off
+    return np.eye(len(r))  # pragma: no cover - 0.9**20 off-diagonals are always PD here
+
+
+def precision_terms(cov_blocks: list[np.ndarray], offsets: list[int], comps: list[int]) -> tuple[pd.DataFrame, np.ndarray]:
+    """Precision entries of a block-diagonal covariance and the blocks' log-normalising constants.
+
+    Returns
+    -------
+    terms : DataFrame
+        ``first``, ``second`` (observation positions), ``precision``, ``comp``;
+        both orders of an off-diagonal pair, so the quadratic form is the sum
+        of ``precision * r_first * r_second`` over rows.
+    log_norm : ndarray
+        ``-0.5 * log det(2 pi Sigma)`` of each block.
+    """
+    rows, log_norm = [], []
+    for cov, off, comp in zip(cov_blocks, offsets, comps, strict=True):
+        prec = np.linalg.inv(cov)
+        prec = 0.5 * (prec + prec.T)
+        k = len(cov)
+        sign, logdet = np.linalg.slogdet(cov)
+        log_norm.append(-0.5 * (k * math.log(2 * math.pi) + logdet))
+        for j in range(k):
+            for l in range(k):
+                if prec[j, l] != 0:
+                    rows.append((off + j, off + l, prec[j, l], comp))
+    terms = pd.DataFrame(rows, columns=["first", "second", "precision", "comp"])
+    terms = terms.astype({"first": np.int64, "second": np.int64, "comp": np.int64})
+    return terms, np.asarray(log_norm, dtype=float)
+
+
+def _se_rate(rate, lo, hi, n, scale: str) -> tuple[float, float, str]:
+    """(value on the scale, its se, method) of a reported rate; se NaN when unusable."""
+    transform = _logit if scale == "logit" else _cloglog
+    if np.isfinite(lo) and np.isfinite(hi) and 0 < lo < hi < 1 and 0 < rate < 1:
+        a, b = transform(lo), transform(hi)
+        return float(transform(rate)), float(abs(b - a) / (2 * Z95)), "rate_ci"
+    if np.isfinite(n) and n >= 1:
+        s = (rate * n + 0.5) / (n + 1) if rate in (0.0, 1.0) else rate
+        se_logit = 1 / math.sqrt(n * s * (1 - s))
+        if scale == "logit":
+            return float(_logit(s)), se_logit, "binomial"
+        return float(_cloglog(s)), se_logit * (1 - s) / abs(math.log(s)), "binomial"
+    return math.nan, math.nan, ""
+
+
+def _se_log_median(lo, hi, events, n) -> tuple[float, str]:
+    if np.isfinite(lo) and np.isfinite(hi) and 0 < lo < hi:
+        return float((math.log(hi) - math.log(lo)) / (2 * Z95)), "median_ci"
+    if np.isfinite(events) and events >= 1:
+        return 1 / math.sqrt(events), "events"
+    if np.isfinite(n) and n >= 1:
+        return 1 / math.sqrt(n), "n_approx"
+    return math.nan, ""
+
+
+def survival_observations(
+    arms: pd.DataFrame,
+    rates: pd.DataFrame,
+    *,
+    curve: str,
+    t_ref: float,
+    correlated: bool = True,
+    evidence_levels: tuple[str, ...] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """Observations, precision terms and exclusions of the survival likelihood.
+
+    Parameters
+    ----------
+    arms : DataFrame
+        One row per arm (``arm_id``, ``n``, ``pfs_median_m``, ``pfs_median_lo``,
+        ``pfs_median_hi``, ``pfs_events``; optional ``evidence_level``).
+    rates : DataFrame
+        Reported rates: ``arm_id``, ``t``, ``rate``, ``lo``, ``hi`` (optional
+        ``evidence_level``, ``kind``).
+    curve : {'loglogistic', 'weibull'}
+        Rates go on the logit scale (log-logistic) or the log cumulative hazard scale (Weibull).
+    t_ref : float
+    correlated : bool
+        Correlate an arm's observations as one curve (default) or treat them as independent.
+    evidence_levels : tuple of str, optional
+        Numbers from other evidence levels are excluded with the reason.
+
+    Returns
+    -------
+    obs : DataFrame
+        One row per observation, arms in the order of ``arms``: ``arm_id``,
+        ``kind`` ('median' or 'rate'), ``t`` (months: the landmark, or the
+        median itself), ``value`` (rate or median as reported), ``y`` (on the
+        model scale), ``se``, ``se_method``, ``is_median``, ``log_t_rel``,
+        ``s_plug``, ``source``.
+    terms : DataFrame
+        Precision entries (``first``, ``second``, ``precision``, ``comp``), comp =
+        position of the arm among the arms that have observations.
+    log_norm : ndarray
+        Normalising constant of the Gaussian likelihood of each arm with observations.
+    excluded : DataFrame
+        ``arm_id``, ``landmark`` (t of a rate, NaN for the median), ``reason``.
+    """
+    scale = "logit" if curve == "loglogistic" else "cloglog"
+    rate_sign = 1.0 if scale == "logit" else -1.0
+    by_arm = {a: g for a, g in rates.groupby("arm_id", sort=False)} if len(rates) else {}
+    obs_rows, excluded = [], []
+
+    def ok_level(level) -> bool:
+        return evidence_levels is None or level is None or (isinstance(level, float) and np.isnan(level)) \
+            or str(level) == "" or str(level) in evidence_levels
+
+    for _, arm in arms.iterrows():
+        arm_id = arm["arm_id"]
+        n = _f(arm.get("n"))
+        median = _f(arm.get("pfs_median_m"))
+        rows = []
+        if np.isfinite(median):
+            level = arm.get("evidence_level")
+            se, method = _se_log_median(_f(arm.get("pfs_median_lo")), _f(arm.get("pfs_median_hi")),
+                                        _f(arm.get("pfs_events")), n)  # fmt: skip
+            if not ok_level(level):
+                excluded.append((arm_id, math.nan, f"median: evidence level {level!r} not in [data] evidence_levels"))
+            elif not np.isfinite(se):
+                excluded.append((arm_id, math.nan, "median has no standard error (no 95% CI, events or n)"))
+            else:
+                rows.append(dict(kind="median", t=median, value=median, y=math.log(median), se=se, se_method=method,
+                                 is_median=1.0, log_t_rel=0.0, s_plug=0.5, sign=1.0, source="median"))  # fmt: skip
+        for _, r in (by_arm.get(arm_id, pd.DataFrame()).sort_values("t").iterrows() if arm_id in by_arm else []):
+            t, rate = float(r["t"]), float(r["rate"])
+            if not ok_level(r.get("evidence_level")):
+                excluded.append((arm_id, t, f"rate: evidence level {r.get('evidence_level')!r} not in [data] evidence_levels"))
+                continue
+            y, se, method = _se_rate(rate, _f(r.get("lo")), _f(r.get("hi")), n, scale)
+            if not np.isfinite(se):
+                excluded.append((arm_id, t, "reported rate has neither a usable 95% CI nor n"))
+                continue
+            s_plug = (rate * n + 0.5) / (n + 1) if rate in (0.0, 1.0) and np.isfinite(n) else rate
+            rows.append(dict(kind="rate", t=t, value=rate, y=y, se=se, se_method=method, is_median=0.0,
+                             log_t_rel=math.log(t / t_ref), s_plug=float(np.clip(s_plug, 1e-6, 1 - 1e-6)),
+                             sign=rate_sign, source=str(r.get("kind", "reported"))))  # fmt: skip
+        if not rows and not any(e[0] == arm_id for e in excluded):
+            excluded.append((arm_id, math.nan, "no median and no reported rate"))
+        for row in rows:
+            obs_rows.append({"arm_id": arm_id, **row})
+    obs = pd.DataFrame(obs_rows, columns=["arm_id", "kind", "t", "value", "y", "se", "se_method", "is_median",
+                                          "log_t_rel", "s_plug", "sign", "source"])  # fmt: skip
+    blocks, offsets, comps = [], [], []
+    for comp, (arm_id, g) in enumerate(obs.groupby("arm_id", sort=False)):
+        se = g["se"].to_numpy(float)
+        r = within_arm_correlation(g["s_plug"].to_numpy(float), g["sign"].to_numpy(float)) if correlated \
+            else np.eye(len(g))
+        blocks.append(np.outer(se, se) * r)
+        offsets.append(int(g.index[0]))
+        comps.append(comp)
+    terms, log_norm = precision_terms(blocks, offsets, comps) if blocks else (
+        pd.DataFrame(columns=["first", "second", "precision", "comp"]), np.zeros(0))
+    exc = pd.DataFrame(excluded, columns=["arm_id", "landmark", "reason"])
+    return obs, terms, log_norm, exc
+
+
+def _f(x) -> float:
+    """A cell as a float (NaN when missing)."""
+    if x is None or x is pd.NA:
+        return math.nan
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
