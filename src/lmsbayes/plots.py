@@ -133,6 +133,10 @@ def _interval(x: np.ndarray, prob: float = 0.95) -> tuple[float, float, float]:
 
 def _check_landmark(fit: Fit, landmark: float) -> float:
     landmark = float(landmark)
+    if fit.spec.survival:  # one curve per arm: any landmark
+        if not 0 < landmark <= 120:
+            raise ValueError(f"landmark must be in (0, 120] months, got {landmark:g}")
+        return landmark
     if landmark not in fit.data.landmarks:
         raise ValueError(
             f"landmark {landmark:g} months was not fitted (fitted: {[f'{t:g}' for t in fit.data.landmarks]})"
@@ -149,16 +153,43 @@ def _forest_rows(fit: Fit, landmark: float, z: float = 1.959964, prob: float = 0
     """Arms observed at ``landmark`` with observed and posterior summaries, in plot order."""
     arms = fit.data.arms
     obs = fit.data.obs
-    arr = fit.data.arrays()
-    li = fit.data.landmarks.index(landmark)
-    sel = np.flatnonzero(obs["landmark_idx"].to_numpy() == li)
-    o = obs.iloc[sel]
-    logit = arr["logit_rate"][sel]
-    se = arr["se_logit"][sel]
-    arm_ids = arms.index[o["arm_idx"].to_numpy()]
-    p = fit.posterior["p"].sel(landmark=landmark)
     lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
-    q = p.quantile([lo, 0.5, hi], dim=("chain", "draw")).sel(arm=list(arm_ids))
+    if fit.spec.survival:
+        # every arm has a posterior curve; the observed marker only where a rate is reported near the landmark
+        arm_ids = arms.index
+        rate = np.full(len(arms), np.nan)
+        o_lo, o_hi = np.full(len(arms), np.nan), np.full(len(arms), np.nan)
+        source = np.full(len(arms), "none", dtype=object)
+        near = obs[(obs["kind"] == "rate") & (np.abs(obs["t"] - landmark) <= 0.25)]
+        for _, r in near.iterrows():
+            i = int(r["arm_idx"])
+            rate[i] = r["value"]
+            lo_y, hi_y = r["y"] - z * r["se"], r["y"] + z * r["se"]
+            if fit.data.curve == "loglogistic":
+                o_lo[i], o_hi[i] = _expit(lo_y), _expit(hi_y)
+            else:
+                o_lo[i], o_hi[i] = np.exp(-np.exp(hi_y)), np.exp(-np.exp(lo_y))
+            source[i] = "reported"
+        from lmsbayes.derived import arm_rates
+
+        m = fit.model
+        c = m.canonical({p_.name: fit.posterior[p_.name].transpose("chain", "draw", *p_.dims).values for p_ in m.params})
+        eta = fit.posterior["theta"].transpose("chain", "draw", "arm").values[..., None]
+        p = xr.DataArray(arm_rates(m, eta, c, [landmark])[..., 0], dims=("chain", "draw", "arm"),
+                         coords={"arm": list(arms.index)})  # fmt: skip
+        q = p.quantile([lo, 0.5, hi], dim=("chain", "draw"))
+        o = pd.DataFrame({"rate": rate, "rate_source": source})
+        obs_lower, obs_upper = o_lo, o_hi
+    else:
+        li = fit.data.landmarks.index(landmark)
+        sel = np.flatnonzero(obs["landmark_idx"].to_numpy() == li)
+        o = obs.iloc[sel]
+        logit = np.log(o["rate"].clip(1e-6, 1 - 1e-6)) - np.log1p(-o["rate"].clip(1e-6, 1 - 1e-6))
+        se = o["se_logit"].to_numpy(float)
+        arm_ids = arms.index[o["arm_idx"].to_numpy()]
+        p = fit.posterior["p"].sel(landmark=landmark)
+        q = p.quantile([lo, 0.5, hi], dim=("chain", "draw")).sel(arm=list(arm_ids))
+        obs_lower, obs_upper = _expit(logit - z * se), _expit(logit + z * se)
     rows = pd.DataFrame({
         "arm": arm_ids,
         "label": arms.loc[arm_ids, "label"].astype(str).to_numpy(),
@@ -168,8 +199,8 @@ def _forest_rows(fit: Fit, landmark: float, z: float = 1.959964, prob: float = 0
         "year": pd.to_numeric(arms.loc[arm_ids, "year"], errors="coerce").to_numpy(),
         "rate": o["rate"].to_numpy(float),
         "rate_source": o["rate_source"].astype(str).to_numpy(),
-        "obs_lower": _expit(logit - z * se),
-        "obs_upper": _expit(logit + z * se),
+        "obs_lower": np.asarray(obs_lower, float),
+        "obs_upper": np.asarray(obs_upper, float),
         "post_median": q.sel(quantile=0.5).values,
         "post_lower": q.sel(quantile=lo).values,
         "post_upper": q.sel(quantile=hi).values,
@@ -217,7 +248,7 @@ def plot_forest(fit: Fit, landmark: float = 6.0, *, prob: float = 0.95) -> Figur
     can_predict = "line" in fit.spec.main_effects or len(set(fit.data.arms["line"])) == 1
     summary = {}
     if can_predict:
-        settings = [Setting(line, "R-T", 0.5, f"{line} R-T") for line in lines]
+        settings = [Setting(line, "R-T", 0.5, name=f"{line} R-T") for line in lines]
         rate = predict(fit, settings, [landmark])["rate"].sel(landmark=landmark)
         lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
         q = rate.quantile([lo, 0.5, hi], dim=("chain", "draw"))
@@ -266,9 +297,10 @@ def plot_forest(fit: Fit, landmark: float = 6.0, *, prob: float = 0.95) -> Figur
         colour = arm_colour(r["line"], r["treatment_class"])
         yy = ypos[i]
         reported = r["rate_source"] == "reported"
-        ax.plot([r["obs_lower"], r["obs_upper"]], [yy + off] * 2, color=colour, lw=1.2, solid_capstyle="butt")
-        ax.plot([r["rate"]], [yy + off], "o", ms=5.5, mec=colour, mew=1.3,
-                mfc=colour if reported else "white", gid=f"observed:{r['arm']}")  # fmt: skip
+        if np.isfinite(r["rate"]):
+            ax.plot([r["obs_lower"], r["obs_upper"]], [yy + off] * 2, color=colour, lw=1.2, solid_capstyle="butt")
+            ax.plot([r["rate"]], [yy + off], "o", ms=5.5, mec=colour, mew=1.3,
+                    mfc=colour if reported else "white", gid=f"observed:{r['arm']}")  # fmt: skip
         dark = _tint(LINE_COLOURS.get(r["line"], "#555555"), 0.0)
         ax.plot([r["post_lower"], r["post_upper"]], [yy - off] * 2, color=dark, lw=2.4, alpha=0.8,
                 solid_capstyle="butt")  # fmt: skip
@@ -309,7 +341,9 @@ def plot_forest(fit: Fit, landmark: float = 6.0, *, prob: float = 0.95) -> Figur
                  f"(spec '{fit.spec.name}')", x=0.01, ha="left", fontsize=11)  # fmt: skip
     handles = [
         Line2D([], [], marker="o", color="0.3", mfc="0.3", ls="-", label=f"observed, reported ({pct}% CI)"),
-        Line2D([], [], marker="o", color="0.3", mfc="white", ls="-", label="observed, derived from median"),
+        Line2D([], [], marker="o", color="0.3", mfc="white", ls="-",
+               label="observed, derived from median" if not fit.spec.survival else "(survival model: medians and "
+               "rates at other times enter the curve)"),  # fmt: skip
         Line2D([], [], marker="D", color="0.2", lw=2.4, mec="black", label=f"posterior arm rate ({pct}% CrI)"),
         Line2D([], [], marker="D", color="0.5", ls="none", mec="black", ms=8,
                label=f"pooled rate, typical trial ({pct}% CrI)"),  # fmt: skip
@@ -438,9 +472,11 @@ def plot_effects(fit: Fit, *, prob: float = 0.95) -> Figure:
     scale) per stratum and landmark, with the prior density for comparison.
     """
     post = fit.posterior
-    landmarks = [float(t) for t in post["landmark"].values]
-    joint = fit.spec.joint  # one beta and tau for all landmarks, on the log cumulative hazard scale
-    if joint:
+    landmarks = [float(t) for t in post["landmark"].values] if "landmark" in post.dims else [0.0]
+    joint = not fit.model.per_landmark  # one beta and tau for all landmarks (one curve per arm)
+    if joint and "landmark" not in post.dims:
+        post = post.assign({v: post[v].expand_dims(landmark=landmarks, axis=-1) for v in ("beta", "tau") if v in post})
+    elif joint:
         post = post.assign({v: post[v].expand_dims(landmark=landmarks, axis=-1) for v in ("beta", "tau") if v in post})
         landmarks = landmarks[:1]
     has_beta = "beta" in post and post.sizes.get("covariate", 0) > 0
@@ -481,7 +517,8 @@ def plot_effects(fit: Fit, *, prob: float = 0.95) -> Figure:
     else:
         ax_b.text(0.5, 0.5, "no covariates in this model", ha="center", va="center", transform=ax_b.transAxes)
         ax_b.set_yticks([])
-    what = "Hazard ratio of progression" if joint else "Odds ratio of progression-free"
+    hazard = fit.data.family == "joint-cloglog" or fit.data.curve == "weibull"
+    what = "Hazard ratio of progression" if hazard else "Odds ratio of progression-free"
     ax_b.set_xlabel(f"{what} (median, 50% and {int(round(prob * 100))}% CrI)")
     ax_b.set_title("Covariate effects, exp(beta)", loc="left", fontsize=10.5)
     ax_b.grid(axis="x", color="0.92", lw=0.6, which="both")
@@ -505,11 +542,15 @@ def plot_effects(fit: Fit, *, prob: float = 0.95) -> Figure:
         ax_t.plot(grid, pdf, color="0.55", lw=1.0, ls=(0, (1, 1.5)), label=f"prior {prior.dist}{_kw(prior)}")
     ax_t.set_xlim(0, max(xmax, 0.1))
     ax_t.set_ylim(bottom=0)
-    ax_t.set_xlabel("tau, between-arm sd of the " + ("log cumulative hazard" if joint else "logit rate"))
+    ax_t.set_xlabel("tau, between-arm sd of the " + ("log cumulative hazard" if hazard else "logit rate"))
     ax_t.set_ylabel("posterior density")
     ax_t.set_title("Heterogeneity, tau", loc="left", fontsize=10.5)
     ax_t.legend(fontsize=7.5, loc="upper right")
-    fig.suptitle(f"Meta-regression parameters (spec '{fit.spec.name}')", x=0.01, ha="left", fontsize=11.5)
+    title = f"Meta-regression parameters (spec '{fit.spec.name}')"
+    if "shape" in fit.posterior:
+        med, lo_s, hi_s = _interval(_flat(fit.posterior["shape"]), prob)
+        title += f"; {fit.data.curve} shape k {med:.2f} ({lo_s:.2f}-{hi_s:.2f})"
+    fig.suptitle(title, x=0.01, ha="left", fontsize=11.5)
     return fig
 
 
@@ -704,20 +745,22 @@ def plot_ppc(fit: Fit, *, prob: float = 0.95) -> Figure:
         raise ValueError("the fit has no posterior_predictive group")
     y_rep = dt["posterior_predictive"]["y"]
     obs = fit.data.obs
-    arr = fit.data.arrays()
-    if fit.spec.model.likelihood == "logit-binomial":
-        n = arr["n_eff"].astype(float)
+    arr = fit.model.arrays
+    fam = fit.data.family
+    if fam in ("logit-binomial", "joint-cloglog"):
+        n = arr["lik_n"].astype(float)
         rep = y_rep / xr.DataArray(n, dims="obs")
-        observed = arr["y_eff"] / n
-        what = "y_eff / n_eff"
-    elif fit.spec.joint:  # the first landmark of an arm as a rate, later ones conditional on the one before
-        n = arr["n_cond"].astype(float)
-        rep = y_rep / xr.DataArray(n, dims="obs")
-        observed = arr["y_cond"] / n
-        what = "y / n at risk: after an arm's first landmark, given the one before"
+        observed = arr["lik_y"] / n
+        what = "y / n" if fam == "logit-binomial" else "y / n at risk: after an arm's first landmark, given the one before"
+    elif fam == "survival":
+        y = xr.DataArray(np.asarray(arr["is_median"]), dims="obs")
+        to_rate = (lambda v: 1 / (1 + np.exp(-v))) if fit.data.curve == "loglogistic" else (lambda v: np.exp(-np.exp(v)))
+        rep = xr.where(y > 0.5, np.exp(y_rep), to_rate(y_rep))
+        observed = np.where(arr["is_median"] > 0.5, np.exp(arr["lik_y"]), to_rate(arr["lik_y"]))
+        what = "landmark rates and medians (months) on their own scales"
     else:
         rep = 1 / (1 + np.exp(-y_rep))
-        observed = _expit(arr["logit_rate"])
+        observed = _expit(arr["lik_y"])
         what = "observed rate"
     lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
     q = rep.quantile([lo, 0.25, 0.5, 0.75, hi], dim=("chain", "draw")).values  # (5, obs)
@@ -727,12 +770,20 @@ def plot_ppc(fit: Fit, *, prob: float = 0.95) -> Figure:
                         _c=arms["treatment_class"].astype(str).map({"R-T": 0, "NR-T": 1}).fillna(9),
                         _y=pd.to_numeric(arms["year"], errors="coerce")).sort_values(["_l", "_c", "_y", "label"])  # fmt: skip
     ypos = {a: -i for i, a in enumerate(order.index)}
-    landmarks = list(fit.data.landmarks)
-    fig = _figure(4.5 + 3.2 * len(landmarks), 1.6 + 0.24 * len(arms))
-    axes = np.atleast_1d(fig.subplots(1, len(landmarks), sharey=True))
+    if fam == "survival":
+        panels = [("rates", np.flatnonzero(obs["kind"].to_numpy() == "rate"), "PFS rate at the reported landmark"),
+                  ("medians", np.flatnonzero(obs["kind"].to_numpy() == "median"), "median PFS (months)")]
+        panels = [p_ for p_ in panels if p_[1].size]
+    elif fit.data.landmarks:
+        panels = [(f"{t:g} months", np.flatnonzero(obs["k_idx"].to_numpy() == j), _rate_label(t))
+                  for j, t in enumerate(fit.data.landmarks)]  # fmt: skip
+    else:
+        panels = [("all", np.arange(len(obs)), "observed rate")]
+    landmarks = [p_[0] for p_ in panels]
+    fig = _figure(4.5 + 3.2 * len(panels), 1.6 + 0.24 * len(arms))
+    axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
     n_out = 0
-    for j, (ax, t) in enumerate(zip(axes, landmarks, strict=True)):
-        sel = np.flatnonzero(obs["landmark_idx"].to_numpy() == j)
+    for ax, (t, sel, xlabel) in zip(axes, panels, strict=True):
         for i in sel:
             arm = arms.index[obs["arm_idx"].iloc[i]]
             y = ypos[arm]
@@ -743,12 +794,13 @@ def plot_ppc(fit: Fit, *, prob: float = 0.95) -> Figure:
             outside = not (q[0, i] <= observed[i] <= q[4, i])
             n_out += outside
             ax.plot([observed[i]], [y], "o", ms=4.5, mfc="#E41A1C" if outside else "black", mec="white",
-                    mew=0.5, zorder=3, gid=f"observed:{arm}:{t:g}")  # fmt: skip
-        ax.set_xlim(0, 1)
-        ax.set_xlabel(_rate_label(t))
+                    mew=0.5, zorder=3, gid=f"observed:{arm}:{t}")  # fmt: skip
+        if t != "medians":
+            ax.set_xlim(0, 1)
+        ax.set_xlabel(xlabel)
         n_t = len(sel)
         out_t = int(sum(not (q[0, i] <= observed[i] <= q[4, i]) for i in sel))
-        ax.set_title(f"{t:g} months: {out_t} of {n_t} outside the {int(round(prob * 100))}% interval",
+        ax.set_title(f"{t}: {out_t} of {n_t} outside the {int(round(prob * 100))}% interval",
                      loc="left", fontsize=9.5)  # fmt: skip
         ax.grid(axis="x", color="0.92", lw=0.6)
         ax.tick_params(axis="y", length=0)

@@ -3,40 +3,42 @@
 Everything here works on posterior draws (xarray), never on PyMC, so that a
 saved fit answers questions years later without recompiling anything.
 
-For a setting s (line, treatment class, uterine fraction) and landmark t:
+For a setting s (its covariate values: line, treatment class, uterine
+fraction, or a user's own covariates) and landmark t:
 
-- pooled rate of a typical trial:  logistic(alpha[t] + x_s @ beta[t])
-- predictive rate of a new trial:  logistic(alpha[t] + x_s @ beta[t] + u_new),
-  u_new ~ tau[stratum(s), t] * Normal(0, 1) (Student-t when the model says so,
-  plus a new trial effect when arms are nested in trials)
-- predictive observed rate of a trial of n patients: Binomial(n, p_new) / n
-
-With the ``joint-cloglog`` likelihood the inverse link is exp(-exp(.)) instead
-of the logistic, beta and tau have no landmark dim (proportional hazards), a
-new arm has one effect u_new for all landmarks, and the observed counts of a
-new trial are drawn landmark after landmark among those still progression-free.
+- pooled rate of a typical trial: S(t) at the linear predictor alpha + x_s beta
+  (the logistic of it for logit models; the survival curve at t for the
+  survival model, so any landmark comes from one model);
+- predictive rate of a new trial: the same with a new trial's random effect
+  u_new ~ tau[stratum(s)] * Normal(0, 1) (Student-t when the model says so,
+  plus a new trial effect when arms are nested in trials);
+- predictive observed rate of a trial of n patients: Binomial(n, p_new) / n,
+  counted landmark after landmark among those still progression-free where
+  one curve or conditional counts join the landmarks.
 
 Thresholds for the next phase II trial: p0 from the pooled (EORTC's choice)
-or the predictive distribution, and p1 = p0 ** HR per draw.
+or the predictive distribution, and p1 = p0 ** HR per draw. Every reported
+quantile carries its Monte Carlo standard error.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 import xarray as xr
+from scipy import special, stats
 
-from lmsbayes.covariates import CLASSES, LINES, design_matrix, main_effects
-from lmsbayes.links import inverse_link
+from lmsbayes.covariates import CLASSES, LINES, design_matrices
+from lmsbayes.likelihoods import NUMPY_OPS, rate_from_eta
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmsbayes.fit import Fit
 
 __all__ = ["EORTC2021", "Setting", "standard_settings", "predict", "thresholds", "threshold_table",
-           "comparisons", "landmark_order"]  # fmt: skip
+           "comparisons", "landmark_order", "mcse_quantile"]  # fmt: skip
 
 #: Published EORTC STBSG 2021 results (Kantidakis et al., Eur J Cancer 2021;154:253-268,
 #: abstract): pooled PFS rate (95% CI) by line and landmark, and the thresholds under HR 0.65.
@@ -50,93 +52,275 @@ EORTC2021 = pd.DataFrame(
     columns=["line", "landmark", "pooled", "lo", "hi"],
 ).set_index(["line", "landmark"])
 
+_LMS_COLUMN = {"line": "line", "treatment_class": "treatment_class", "uterine": "uterine_fraction"}
 
-@dataclass(frozen=True)
+
 class Setting:
-    """A future-trial setting.
+    """A future-trial setting: the covariate values of the new trial.
 
     Parameters
     ----------
-    line : {'1L', '2L+'}
-    treatment_class : {'R-T', 'NR-T'}
-    uterine : float
-        Fraction of uterine LMS patients expected in the trial, in [0, 1].
+    line : {'1L', '2L+'}, optional
+        LMS table: line of therapy.
+    treatment_class : {'R-T', 'NR-T'}, optional
+        LMS table: default 'R-T' when ``line`` is given.
+    uterine : float, optional
+        LMS table: fraction of uterine patients in [0, 1]; default 0.5 when ``line`` is given.
     name : str, optional
-        Label used as the ``setting`` coordinate (default built from the fields).
+        Label used as the ``setting`` coordinate.
+    **covariates
+        A user's own covariates, by spec name or column (``Setting(x=1.2)``).
+
+    Examples
+    --------
+    >>> Setting("2L+", "R-T", 1.0)        # pre-treated, recommended treatment, uterine LMS
+    >>> Setting(age=65)                   # a binomial table with covariate `age`
+    >>> Setting()                         # a model without covariates
     """
 
-    line: str
-    treatment_class: str = "R-T"
-    uterine: float = 0.5
-    name: str | None = None
+    def __init__(self, line: str | None = None, treatment_class: str | None = None, uterine: float | None = None,
+                 name: str | None = None, *, case_mix: str | None = None, **covariates) -> None:  # fmt: skip
+        if line is not None and line not in LINES:
+            raise ValueError(f"line must be one of {list(LINES)}, got {line!r}")
+        if line is not None:
+            treatment_class = "R-T" if treatment_class is None else treatment_class
+            uterine = 0.5 if uterine is None else uterine
+        if treatment_class is not None and treatment_class not in CLASSES:
+            raise ValueError(f"treatment_class must be one of {list(CLASSES)}, got {treatment_class!r}")
+        if uterine is not None and not (isinstance(uterine, (int, float, np.floating)) and not isinstance(uterine, bool)
+                                        and 0.0 <= float(uterine) <= 1.0):  # fmt: skip
+            raise ValueError(f"uterine fraction must be in [0, 1], got {uterine!r}")
+        for k, v in covariates.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"covariate {k!r} must be finite, got {v!r}")
+        self.line = line
+        self.treatment_class = treatment_class
+        self.uterine = None if uterine is None else float(uterine)
+        self.name = name
+        self.case_mix = case_mix
+        self.covariates = dict(covariates)
 
-    def __post_init__(self) -> None:
-        if self.line not in LINES:
-            raise ValueError(f"line must be one of {list(LINES)}, got {self.line!r}")
-        if self.treatment_class not in CLASSES:
-            raise ValueError(f"treatment_class must be one of {list(CLASSES)}, got {self.treatment_class!r}")
-        if not (isinstance(self.uterine, (int, float)) and 0.0 <= float(self.uterine) <= 1.0):
-            raise ValueError(f"uterine fraction must be in [0, 1], got {self.uterine!r}")
+    @classmethod
+    def standardised(cls, line: str) -> Setting:
+        """The case mix of the included arms of a line (EORTC-comparable: one pooled value per line)."""
+        return cls(line, name=f"{line} case mix", case_mix=line)
+
+    def values(self) -> dict[str, object]:
+        """Column values of this setting (LMS names mapped to the arm table's columns)."""
+        out = {}
+        if self.line is not None:
+            out.update(line=self.line, treatment_class=self.treatment_class, uterine_fraction=self.uterine)
+        out.update(self.covariates)
+        return out
 
     @property
     def label(self) -> str:
-        return self.name or f"{self.line} {self.treatment_class} uterine={self.uterine:g}"
+        if self.name:
+            return self.name
+        parts = []
+        if self.line is not None:
+            parts.append(f"{self.line} {self.treatment_class} uterine={self.uterine:g}")
+        parts += [f"{k}={v}" for k, v in self.covariates.items()]
+        return " ".join(parts) or "all"
+
+    def describe(self) -> str:
+        """The setting in words a clinician reads correctly."""
+        if self.case_mix:
+            return (f"{'first line' if self.case_mix == '1L' else 'pre-treated (2L+)'}, the case mix of the "
+                    "included arms (classes and sites as in the data; EORTC-comparable)")  # fmt: skip
+        parts = []
+        if self.line is not None:
+            parts.append("first line (1L)" if self.line == "1L" else "pre-treated (2L+)")
+            parts.append("ESMO-recommended treatment (R-T)" if self.treatment_class == "R-T"
+                         else "treatment not recommended by ESMO (NR-T)")  # fmt: skip
+            u = self.uterine
+            parts.append("uterine LMS only" if u == 1 else "soft-tissue (non-uterine) LMS only" if u == 0
+                         else f"{100 * u:.0f}% uterine patients")  # fmt: skip
+        parts += [f"{k} = {v}" for k, v in self.covariates.items()]
+        return ", ".join(parts) or "a new study (no covariates)"
+
+    def _key(self):
+        return (self.line, self.treatment_class, self.uterine, self.name, self.case_mix, tuple(sorted(self.covariates.items())))
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Setting) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        args = []
+        if self.line is not None:
+            args += [repr(self.line), repr(self.treatment_class), f"{self.uterine:g}"]
+        args += [f"{k}={v!r}" for k, v in self.covariates.items()]
+        if self.name:
+            args.append(f"name={self.name!r}")
+        return f"Setting({', '.join(args)})"
 
 
-def standard_settings(lines: Sequence[str] = LINES) -> list[Setting]:
-    """The settings of the threshold table: per line R-T, NR-T, uterine, non-uterine.
+def standard_settings(lines: Sequence[str] = LINES, *, case_mix: bool = True) -> list[Setting]:
+    """The settings of the threshold table, per line.
 
-    ``R-T`` and ``NR-T`` assume a population with half uterine patients (the
-    model's centre); ``uterine`` and ``non-uterine`` are R-T trials with all
-    or no uterine patients.
+    First the line's case mix (EORTC-comparable), then R-T and NR-T trials
+    with half uterine patients (the model's centre), and R-T trials of
+    uterine-only and soft-tissue-only patients.
     """
     out = []
     for line in lines:
+        if case_mix:
+            out.append(Setting.standardised(line))
         out += [
-            Setting(line, "R-T", 0.5, f"{line} R-T"),
-            Setting(line, "NR-T", 0.5, f"{line} NR-T"),
-            Setting(line, "R-T", 1.0, f"{line} uterine"),
-            Setting(line, "R-T", 0.0, f"{line} non-uterine"),
+            Setting(line, "R-T", 0.5, name=f"{line} R-T"),
+            Setting(line, "NR-T", 0.5, name=f"{line} NR-T"),
+            Setting(line, "R-T", 1.0, name=f"{line} uterine"),
+            Setting(line, "R-T", 0.0, name=f"{line} non-uterine"),
         ]
     return out
 
 
-def _check_settings(fit: Fit, settings: Sequence[Setting], landmarks: Sequence[float]) -> None:
-    fitted_lines = sorted(set(fit.data.arms["line"]))
-    uses_line = "line" in fit.spec.main_effects
+def _default_settings(fit: Fit) -> list[Setting]:
+    if fit.data.table == "lms":
+        lines = sorted(set(fit.data.arms["line"]))
+        if len(lines) > 1 and "line" not in fit.spec.main_effects:
+            return [Setting.standardised(line) for line in lines]
+        return standard_settings(lines)
+    return [Setting()] if not fit.data.covariates else []
+
+
+# ----------------------------------------------------------------------------- design of settings
+
+
+def _setting_design(fit: Fit, settings: Sequence[Setting]) -> np.ndarray:
+    """Design rows of the settings (setting, covariate); clear errors for values outside the coding."""
+    coding = fit.data.coding
+    if not coding:
+        return np.zeros((len(settings), 0))
+    user_col = {name: d.column for name, d in fit.spec.covariates}
+    rows = []
     for s in settings:
-        if s.line not in fitted_lines:
-            raise ValueError(
-                f"setting {s.label!r}: line {s.line!r} is not in the fitted data (lines: {fitted_lines}); "
-                "the model cannot extrapolate to it"
-            )
-        if len(fitted_lines) > 1 and not uses_line:
-            raise ValueError(f"setting {s.label!r}: the model pools both lines without a `line` covariate")
+        vals = s.values()
+        for k in list(s.covariates):
+            if k in user_col:
+                vals[user_col[k]] = vals.pop(k)
+        rows.append(vals)
+    frame = pd.DataFrame(rows)
+    levels: dict[str, set] = {}
+    for _, combo in coding:
+        for c in combo:
+            if c.kind == "indicator":
+                levels.setdefault(c.column, set()).update({c.level, c.reference})
+    for _, combo in coding:
+        for c in combo:
+            for s, v in zip(settings, frame.get(c.column, pd.Series([None] * len(settings)))):
+                if v is None or (isinstance(v, float) and math.isnan(v)):
+                    raise ValueError(f"setting {s.label!r} needs a value for covariate {c.name!r} (column {c.column!r})")
+                if c.kind == "indicator" and str(v) not in levels[c.column]:
+                    raise ValueError(f"setting {s.label!r}: {c.column} must be one of {sorted(levels[c.column])}, got {v!r}")
+                if c.kind == "numeric":
+                    try:
+                        x = float(v)
+                    except (TypeError, ValueError):
+                        raise ValueError(f"setting {s.label!r}: {c.column} must be a number, got {v!r}") from None
+                    if not math.isfinite(x) or (c.latent and not 0.0 <= x <= 1.0):
+                        raise ValueError(f"setting {s.label!r}: {c.column} must be in [0, 1], got {v!r}"
+                                         if c.latent else f"setting {s.label!r}: {c.column} must be finite, got {v!r}")  # fmt: skip
+    X, _, _ = design_matrices(frame, coding)
+    return X
+
+
+def _check_settings(fit: Fit, settings: Sequence[Setting], landmarks: Sequence[float]) -> None:
+    d = fit.data
+    if d.table == "lms":
+        fitted_lines = sorted(set(d.arms["line"]))
+        uses_line = "line" in fit.spec.main_effects
+        for s in settings:
+            if s.line is None:
+                raise ValueError(f"setting {s.label!r}: a fit of the LMS table needs a line (Setting('1L') or Setting('2L+'))")
+            if s.line not in fitted_lines:
+                raise ValueError(f"setting {s.label!r}: line {s.line!r} is not in the fitted data (lines: "
+                                 f"{fitted_lines}); the model cannot extrapolate to it")  # fmt: skip
+            if len(fitted_lines) > 1 and not uses_line and not s.case_mix:
+                raise ValueError(f"setting {s.label!r}: the model pools both lines without a `line` covariate")
     for t in landmarks:
-        if float(t) not in fit.data.landmarks:
-            raise ValueError(
-                f"landmark {t:g} months was not fitted (fitted: {[f'{x:g}' for x in fit.data.landmarks]}); "
-                "the model has no parameter for another landmark, so it cannot extrapolate to it"
-            )
+        if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
+            raise ValueError(f"landmark must be a positive number of months, got {t!r}")
+        if t > 120:
+            raise ValueError(f"landmark {t:g} months is beyond 10 years; the data do not reach it")
+    if d.landmarks and not fit.spec.survival:
+        for t in landmarks:
+            if float(t) not in d.landmarks:
+                raise ValueError(
+                    f"landmark {t:g} months was not fitted (fitted: {[f'{x:g}' for x in d.landmarks]}); this "
+                    "per-landmark model has no parameter for another landmark (the survival model gives any landmark)")
+    if not d.landmarks and not fit.spec.survival and landmarks:
+        raise ValueError("this model has no landmarks (a binomial table): call predict without landmarks")
 
 
-def _linear_predictor(fit: Fit, settings: Sequence[Setting], landmarks: Sequence[float]) -> xr.DataArray:
+def _strata_of(fit: Fit, settings: Sequence[Setting]) -> np.ndarray:
+    strata = list(fit.data.strata)
+    if strata == ["all"]:
+        return np.zeros(len(settings), dtype=np.int64)
+    return np.array([strata.index(s.line) for s in settings], dtype=np.int64)
+
+
+def _shape_group_of(fit: Fit, settings: Sequence[Setting]) -> np.ndarray:
+    groups = list(fit.data.shape_groups)
+    if groups in ([], ["all"]):
+        return np.zeros(len(settings), dtype=np.int64)
+    return np.array([groups.index(s.line) for s in settings], dtype=np.int64)
+
+
+def _posterior_values(fit: Fit) -> dict:
+    m = fit.model
     post = fit.posterior
-    eff = main_effects([s.line for s in settings], [s.treatment_class for s in settings],
-                       [s.uterine for s in settings], uterine_centre=fit.data.uterine_centre)  # fmt: skip
-    alpha = post["alpha"].sel(landmark=list(landmarks))
-    eta = alpha.expand_dims(setting=[s.label for s in settings], axis=-1)
-    if fit.data.covariates:
-        X = xr.DataArray(design_matrix(eff, fit.data.covariates), dims=("setting", "covariate"),
-                         coords={"setting": [s.label for s in settings], "covariate": list(fit.data.covariates)})  # fmt: skip
-        beta = _at_landmarks(post["beta"], landmarks)
-        eta = eta + xr.dot(X, beta, dim="covariate")
-    return eta.transpose("chain", "draw", "setting", "landmark")
+    return m, m.canonical({p.name: post[p.name].transpose("chain", "draw", *p.dims).values for p in m.params})
 
 
-def _at_landmarks(da: xr.DataArray, landmarks: Sequence[float]) -> xr.DataArray:
-    """``da`` at the landmarks; unchanged when it has none (joint model: one value for all)."""
-    return da.sel(landmark=list(landmarks)) if "landmark" in da.dims else da
+def _rates(fit: Fit, eta: np.ndarray, shape: np.ndarray | None, landmarks: Sequence[float]) -> np.ndarray:
+    """Rates at the landmarks from linear predictors eta (chain, draw, setting, K) -> (chain, draw, setting, L).
+
+    ``shape`` (survival): the curve's shape for each (chain, draw, setting).
+    """
+    d = fit.data
+    if fit.spec.survival:
+        return rate_from_eta(eta[..., :1], np.asarray(landmarks, float), shape[..., None], fit.spec.model.t_ref, d.curve)
+    if d.landmarks:
+        idx = [d.landmarks.index(float(t)) for t in landmarks]
+        e = eta[..., idx] if eta.shape[-1] > 1 else np.repeat(eta, len(idx), axis=-1)
+    else:
+        e = eta
+    return np.exp(-np.exp(e)) if d.family == "joint-cloglog" else special.expit(e)
+
+
+def _shape_values(fit: Fit, c: dict, groups: np.ndarray) -> np.ndarray | None:
+    return c["shape"][..., groups] if fit.spec.survival else None
+
+
+def _new_effects(fit: Fit, tau: np.ndarray, rng) -> np.ndarray:
+    """A new trial's random effect for each draw: tau (chain, draw, setting, Kz) times a standard draw."""
+    re = fit.spec.random_effects
+    z = rng.standard_t(re.nu, size=tau.shape) if re.distribution == "student_t" else rng.standard_normal(tau.shape)
+    u = tau * z
+    post = fit.posterior
+    if "trial_tau" in post:
+        tt = post["trial_tau"].values
+        tt = tt[:, :, None, :] if fit.model.per_landmark else tt[:, :, None, None]
+        u = u + tt * rng.standard_normal(tau.shape)
+    return u
+
+
+def _case_mix_predictors(fit: Fit, line: str, c: dict, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pooled predictors of every included arm of a line (chain, draw, arm, K), their strata and shape groups."""
+    m, d = fit.model, fit.data
+    sel = np.flatnonzero(d.arms["line"].astype(str).to_numpy() == line)
+    post = fit.posterior
+    C, D = post.sizes["chain"], post.sizes["draw"]
+    du = None
+    if d.latent.size:
+        du = np.zeros((C, D, d.n_arms))
+        du[..., d.latent] = post["uterine_latent"].transpose("chain", "draw", "arm_latent").values - d.uterine_centre
+    eta = m.base_predictor(NUMPY_OPS, c, d.X, d.Xu, du)[..., sel, :]
+    return eta, d.stratum_idx[sel], (d.shape_idx[sel] if len(d.shape_idx) else np.zeros(sel.size, np.int64))
 
 
 def predict(
@@ -153,9 +337,11 @@ def predict(
     ----------
     fit : Fit
     settings : iterable of Setting, optional
-        Default :func:`standard_settings` for the fitted lines.
+        Default :func:`standard_settings` for the fitted lines (LMS), or the
+        one setting of a model without covariates.
     landmarks : sequence of float, optional
-        Months; default all fitted landmarks.
+        Months; default the spec's landmarks. The survival model gives any
+        landmark; per-landmark models only the fitted ones.
     n : int
         Patients in the new trial for the predictive observed rate.
     seed : int, optional
@@ -164,56 +350,83 @@ def predict(
     Returns
     -------
     xarray.Dataset
-        Variable ``rate`` with dims (chain, draw, setting, landmark, quantity),
-        quantity in ``['pooled', 'predictive', 'observed']``; ``eta`` the
-        pooled logit. Attrs: ``n``, spec name and data hash.
+        ``rate`` with dims (chain, draw, setting, landmark, quantity) (no
+        landmark dim for a binomial table), quantity in ``['pooled',
+        'predictive', 'observed']``; ``logit`` the logit of the rate. Coords
+        ``description`` (the setting in words) and, for LMS fits, ``line``,
+        ``treatment_class``, ``uterine``. Attrs: ``n``, spec name and data hash.
 
     Raises
     ------
     ValueError
-        For a setting outside the data (unfitted line, landmark or bad label).
+        For a setting the model cannot support (unfitted line or landmark,
+        a covariate value outside its coding, a fraction outside [0, 1]).
     """
-    settings = list(settings) if settings is not None else standard_settings(sorted(set(fit.data.arms["line"])))
-    landmarks = [float(t) for t in (landmarks if landmarks is not None else fit.data.landmarks)]
-    if not isinstance(n, (int, np.integer)) or n < 1:
+    settings = list(settings) if settings is not None else _default_settings(fit)
+    if not settings:
+        raise ValueError("this model has covariates: give the settings to predict, e.g. Setting(x=1.0)")
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n (patients in the new trial) must be a positive integer, got {n!r}")
+    has_lm = bool(fit.data.landmarks) or fit.spec.survival
+    if landmarks is None:
+        landmarks = list(fit.spec.landmarks) if has_lm else []
+    landmarks = [float(t) for t in landmarks]
     _check_settings(fit, settings, landmarks)
-    eta = _linear_predictor(fit, settings, landmarks)
-    post = fit.posterior
+    m, c = _posterior_values(fit)
     rng = np.random.default_rng(fit.spec.sampler.seed + 2 if seed is None else seed)
-    shape = eta.shape
-    spec = fit.spec
-    re = spec.random_effects
-    # the joint model has one effect per new arm for all landmarks (proportional hazards)
-    z_shape = shape[:-1] + (1,) if spec.joint else shape
-    z = rng.standard_t(re.nu, size=z_shape) if re.distribution == "student_t" else rng.standard_normal(z_shape)
-    strata = list(fit.data.strata)
-    stratum = [s.line if strata != ["all"] else "all" for s in settings]
-    tau = _at_landmarks(post["tau"], landmarks).sel(stratum=xr.DataArray(stratum, dims="setting"))
-    tau = tau.broadcast_like(eta).transpose("chain", "draw", "setting", "landmark").values
-    u_new = tau * z
-    if "trial_tau" in post:
-        trial_tau = _at_landmarks(post["trial_tau"], landmarks).broadcast_like(eta)
-        trial_tau = trial_tau.transpose("chain", "draw", "setting", "landmark").values
-        u_new = u_new + trial_tau * rng.standard_normal(z_shape)
-    pooled = inverse_link(eta.values, spec.link)
-    pred = inverse_link(eta.values + u_new, spec.link)
-    if spec.joint:
-        observed = _observed_in_sequence(rng, n, pred, landmarks) / n
-    else:
-        observed = rng.binomial(n, pred) / n
-    rate = xr.DataArray(
-        np.stack([pooled, pred, observed], axis=-1),
-        dims=("chain", "draw", "setting", "landmark", "quantity"),
-        coords={**{k: eta.coords[k] for k in ("chain", "draw", "setting", "landmark")},
-                "quantity": ["pooled", "predictive", "observed"]},  # fmt: skip
-        attrs={"long_name": "PFS rate", "units": "proportion progression-free"},
-    )
-    line = xr.DataArray([s.line for s in settings], dims="setting")
-    klass = xr.DataArray([s.treatment_class for s in settings], dims="setting")
-    ut = xr.DataArray([float(s.uterine) for s in settings], dims="setting")
-    ds = xr.Dataset({"rate": rate, "eta": eta}).assign_coords(line=line, treatment_class=klass, uterine=ut)
-    ds.attrs.update(n=int(n), spec_name=fit.spec.name, data_sha256=fit.data.data_sha256)
+    C, D = fit.posterior.sizes["chain"], fit.posterior.sizes["draw"]
+    L = max(len(landmarks), 1)
+    pooled = np.empty((C, D, len(settings), L))
+    pred = np.empty_like(pooled)
+    plain = [k for k, s in enumerate(settings) if not s.case_mix]
+    if plain:
+        ps = [settings[k] for k in plain]
+        X = _setting_design(fit, ps)
+        eta = m.base_predictor(NUMPY_OPS, c, X)
+        strata, groups = _strata_of(fit, ps), _shape_group_of(fit, ps)
+        u = _new_effects(fit, c["tau"][..., strata, :], rng)
+        lm = landmarks if has_lm else []
+        shape = _shape_values(fit, c, groups)
+        pooled[:, :, plain] = _rates(fit, eta, shape, lm).reshape(C, D, len(ps), L)
+        pred[:, :, plain] = _rates(fit, eta + u, shape, lm).reshape(C, D, len(ps), L)
+    for k, s in enumerate(settings):
+        if s.case_mix:
+            eta_a, strata_a, groups_a = _case_mix_predictors(fit, s.case_mix, c, rng)
+            lm = landmarks if has_lm else []
+            pooled[:, :, k] = _rates(fit, eta_a, _shape_values(fit, c, groups_a), lm).mean(axis=2)
+            # a new trial drawn from the line's case mix: one included arm's covariates per draw
+            pick = rng.integers(0, eta_a.shape[2], size=(C, D))
+            e1 = np.take_along_axis(eta_a, pick[:, :, None, None], axis=2)
+            tau = c["tau"][..., strata_a, :]  # (chain, draw, arm, Kz)
+            tau1 = np.take_along_axis(tau, pick[:, :, None, None], axis=2)
+            shape1 = None
+            if fit.spec.survival:
+                shape1 = np.take_along_axis(_shape_values(fit, c, groups_a) * np.ones((C, D, 1)), pick[:, :, None], axis=2)
+            pred[:, :, k] = _rates(fit, e1 + _new_effects(fit, tau1, rng), shape1, lm)[:, :, 0]
+    joined = fit.spec.survival or fit.spec.joint
+    observed = (_observed_in_sequence(rng, n, pred, landmarks) if joined and has_lm else rng.binomial(n, pred)) / n
+    dims = ("chain", "draw", "setting", "landmark", "quantity") if has_lm else ("chain", "draw", "setting", "quantity")
+    stack = np.stack([pooled, pred, observed], axis=-1)
+    if not has_lm:
+        stack = stack[:, :, :, 0]
+    labels = [s.label for s in settings]
+    coords = {"chain": fit.posterior["chain"].values, "draw": fit.posterior["draw"].values, "setting": labels,
+              "quantity": ["pooled", "predictive", "observed"]}  # fmt: skip
+    if has_lm:
+        coords["landmark"] = landmarks
+    rate = xr.DataArray(stack, dims=dims, coords=coords,
+                        attrs={"long_name": "PFS rate", "units": "proportion progression-free"})  # fmt: skip
+    with np.errstate(divide="ignore"):
+        logit = np.log(rate) - np.log1p(-rate)
+    ds = xr.Dataset({"rate": rate, "logit": logit.assign_attrs(long_name="logit of the PFS rate")})
+    ds = ds.assign_coords(description=("setting", [s.describe() for s in settings]))
+    if fit.data.table == "lms":
+        ds = ds.assign_coords(
+            line=("setting", [s.line for s in settings]),
+            treatment_class=("setting", [s.treatment_class if not s.case_mix else "case mix" for s in settings]),
+            uterine=("setting", [float(s.uterine) if not s.case_mix else math.nan for s in settings]),
+        )  # fmt: skip
+    ds.attrs.update(n=int(n), spec_name=fit.spec.name, data_sha256=fit.data.data_sha256, engine=fit.engine)
     return ds
 
 
@@ -221,26 +434,60 @@ def _observed_in_sequence(rng: np.random.Generator, n: int, rate: np.ndarray, la
     """Progression-free counts of one cohort of n at increasing landmarks (last axis).
 
     Each landmark's count is binomial among those still progression-free at
-    the one before, so the counts never increase: the joint model's own
-    data-generating process.
+    the one before, so the counts never increase.
     """
     order = np.argsort(landmarks, kind="stable")
     out = np.empty(rate.shape, dtype=np.int64)
     at_risk, before = np.full(rate.shape[:-1], n), np.ones(rate.shape[:-1])
     for k in order:
-        cond = np.clip(rate[..., k] / before, 0.0, 1.0)
+        cond = np.clip(rate[..., k] / np.maximum(before, 1e-300), 0.0, 1.0)
         at_risk = out[..., k] = rng.binomial(at_risk, cond)
         before = rate[..., k]
     return out
 
 
-def _summarise(da: xr.DataArray, prob: float) -> xr.Dataset:
+# ----------------------------------------------------------------------------- Monte Carlo error
+
+
+def _effective_size(fit: Fit, x: np.ndarray) -> float:
+    """Effective sample size of draws x (chain, draw): importance ESS (exact) or bulk ESS (NUTS)."""
+    if fit.engine == "exact":
+        return float(min(fit.diagnostics.is_ess, x.size))
+    import arviz_stats as azs
+
+    return float(azs.ess(xr.DataArray(x, dims=("chain", "draw")), method="bulk").values)
+
+
+def mcse_quantile(x: np.ndarray, prob: float, ess: float) -> float:
+    """Monte Carlo standard error of the ``prob`` quantile of draws x with effective size ``ess``.
+
+    The order-statistic method of Vehtari et al. (2021), as ArviZ's
+    ``mcse(method="quantile")``, with the given effective sample size.
+    """
+    x = np.sort(np.asarray(x, float).ravel())
+    size = x.size
+    lo, hi = stats.beta.ppf([0.1586553, 0.8413447], ess * prob + 1, ess * (1 - prob) + 1)
+    i1 = int(np.floor(max(lo * size - 1, 0)))
+    i2 = int(np.ceil(min(hi * size - 1, size - 1)))
+    return float((x[i2] - x[i1]) / 2)
+
+
+def _summarise(fit: Fit, da: xr.DataArray, prob: float) -> xr.Dataset:
     lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
     q = da.quantile([0.5, lo, hi], dim=("chain", "draw"))
-    return xr.Dataset({
-        "mean": da.mean(("chain", "draw")), "median": q.sel(quantile=0.5, drop=True),
-        "lower": q.sel(quantile=lo, drop=True), "upper": q.sel(quantile=hi, drop=True),
-    })  # fmt: skip
+    out = {"mean": da.mean(("chain", "draw")), "median": q.sel(quantile=0.5, drop=True),
+           "lower": q.sel(quantile=lo, drop=True), "upper": q.sel(quantile=hi, drop=True)}  # fmt: skip
+    other = [d for d in da.dims if d not in ("chain", "draw")]
+    stacked = da.transpose("chain", "draw", *other)
+    vals = stacked.values.reshape(stacked.shape[0], stacked.shape[1], -1)
+    for name, p in (("median", 0.5), ("lower", lo), ("upper", hi)):
+        m = np.array([mcse_quantile(vals[:, :, j], p, _effective_size(fit, vals[:, :, j])) for j in range(vals.shape[-1])])
+        out[f"{name}_mcse"] = xr.DataArray(m.reshape([da.sizes[d] for d in other]), dims=other,
+                                           coords={d: da[d] for d in other if d in da.coords})  # fmt: skip
+    return xr.Dataset(out)
+
+
+# ----------------------------------------------------------------------------- thresholds
 
 
 def thresholds(
@@ -258,13 +505,14 @@ def thresholds(
     ----------
     fit : Fit
     settings : iterable of Setting, optional
-        Default :func:`standard_settings`.
+        Default :func:`standard_settings` (with the per-line case-mix rows first).
     hr : float or sequence of float, optional
         Hazard ratios under the alternative (default: the spec's, 0.65).
         ``S1 = S0 ** HR`` holds exactly under proportional hazards.
     reference : {'pooled', 'predictive'}, optional
         Which distribution p0 comes from (default: the spec's; EORTC used pooled).
     landmarks : sequence of float, optional
+        Any landmarks for the survival model (default: the spec's).
     prob : float
         Credible-interval probability.
 
@@ -272,8 +520,9 @@ def thresholds(
     -------
     xarray.Dataset
         ``p0`` draws (chain, draw, setting, landmark), ``p1`` draws (..., hr);
-        summaries ``p0_mean, p0_median, p0_lower, p0_upper`` and the same for
-        p1. Attrs record the rule (reference, hr, prob).
+        summaries ``p0_mean, p0_median, p0_lower, p0_upper`` with their Monte
+        Carlo standard errors (``p0_median_mcse`` ...) and the same for p1.
+        Attrs record the rule (reference, hr, prob).
     """
     reference = reference or fit.spec.thresholds.reference
     if reference not in ("pooled", "predictive"):
@@ -290,12 +539,55 @@ def thresholds(
     p1 = p0 ** hr_da
     ds = xr.Dataset({"p0": p0, "p1": p1})
     for name in ("p0", "p1"):
-        s = _summarise(ds[name], prob)
+        s = _summarise(fit, ds[name], prob)
         for k in s:
             ds[f"{name}_{k}"] = s[k]
     ds.attrs.update(reference=reference, hr=hrs, prob=prob, rule=f"p0 from the {reference} rate; p1 = p0 ** HR",
-                    spec_name=fit.spec.name, data_sha256=fit.data.data_sha256)  # fmt: skip
+                    spec_name=fit.spec.name, data_sha256=fit.data.data_sha256, engine=fit.engine)  # fmt: skip
     return ds
+
+
+def threshold_table(ds: xr.Dataset, *, eortc: bool = True, fit: Fit | None = None) -> pd.DataFrame:
+    """Flat table of a :func:`thresholds` result, one row per setting x landmark x HR.
+
+    Columns ``p0``, ``p0_lower``, ``p0_upper`` (posterior median and credible
+    interval) with Monte Carlo standard errors, the same for ``p1``. With
+    ``eortc=True`` the published EORTC 2021 per-line pooled rate is shown on
+    the case-mix rows only (the rows it is comparable with). With ``fit``,
+    each row also states what informs it and flags extrapolation
+    (:func:`lmsbayes.coverage.setting_evidence`).
+    """
+    rows = []
+    has_line = "line" in ds.coords
+    for s in ds["setting"].values:
+        line = str(ds["line"].sel(setting=s).values) if has_line else ""
+        desc = str(ds["description"].sel(setting=s).values) if "description" in ds.coords else ""
+        for t in (ds["landmark"].values if "landmark" in ds.dims else [np.nan]):
+            for h in ds["hr"].values:
+                sel = {"setting": s} if np.isnan(t) else {"setting": s, "landmark": t}
+                row = {"setting": str(s), "description": desc, "line": line, "landmark": float(t), "hr": float(h)}
+                for q in ("p0", "p1"):
+                    extra = {"hr": h} if q == "p1" else {}
+                    row[q] = float(ds[f"{q}_median"].sel(**sel, **extra))
+                    for part in ("lower", "upper"):
+                        row[f"{q}_{part}"] = float(ds[f"{q}_{part}"].sel(**sel, **extra))
+                    row[f"{q}_mcse"] = float(ds[f"{q}_median_mcse"].sel(**sel, **extra))
+                if eortc:
+                    key = (line, float(t))
+                    comparable = str(s).endswith("case mix") and key in EORTC2021.index
+                    ref = EORTC2021.loc[key] if comparable else None
+                    row["eortc_p0"] = float(ref["pooled"]) if ref is not None else np.nan
+                    row["eortc_p0_ci"] = f"{ref['lo']:.2f}-{ref['hi']:.2f}" if ref is not None else ""
+                    row["eortc_p1"] = float(ref["pooled"]) ** float(h) if ref is not None else np.nan
+                rows.append(row)
+    table = pd.DataFrame(rows)
+    if fit is not None:
+        from lmsbayes.coverage import setting_evidence
+
+        ev = setting_evidence(fit, list(ds["setting"].values), landmarks=sorted(set(table["landmark"])))
+        table = table.merge(ev, on=["setting", "landmark"], how="left")
+    table.attrs.update(ds.attrs)
+    return table
 
 
 def comparisons(fit: Fit, landmarks: Sequence[float] | None = None) -> pd.DataFrame:
@@ -306,7 +598,7 @@ def comparisons(fit: Fit, landmarks: Sequence[float] | None = None) -> pd.DataFr
     95% interval and P(difference > 0).
     """
     lines = sorted(set(fit.data.arms["line"]))
-    pred = predict(fit, standard_settings(lines), landmarks)["rate"].sel(quantity="pooled")
+    pred = predict(fit, standard_settings(lines, case_mix=False), landmarks)["rate"].sel(quantity="pooled")
     rows = []
     for line in lines:
         for label, a, b in (("NR-T - R-T", "NR-T", "R-T"), ("uterine - non-uterine", "uterine", "non-uterine")):
@@ -327,64 +619,25 @@ def landmark_order(
     A survival function cannot rise, so S(6) > S(3) is impossible for one
     population. Models that fit each landmark separately (logit-binomial,
     logit-normal) do not know this, and their draws can break the order; the
-    joint model (``joint-cloglog``) keeps it by construction. This measures
-    the damage in each setting, for consecutive fitted landmarks.
-
-    Parameters
-    ----------
-    fit : Fit
-    settings : iterable of Setting, optional
-        Default :func:`standard_settings` for the fitted lines.
-    quantity : {"pooled", "predictive"}
-        The rate whose order is checked.
+    survival model and the joint model keep it by construction.
 
     Returns
     -------
     pandas.DataFrame
         One row per setting and pair of consecutive landmarks: ``setting``,
-        ``earlier``, ``later`` (months) and ``prob_later_higher``, the share
-        of posterior draws with rate(later) > rate(earlier). Empty when one
-        landmark was fitted.
+        ``earlier``, ``later`` (months) and ``prob_later_higher``. Empty when
+        one landmark was fitted.
     """
     if quantity not in ("pooled", "predictive"):
         raise ValueError(f"quantity must be 'pooled' or 'predictive', got {quantity!r}")
-    rate = predict(fit, settings)["rate"].sel(quantity=quantity)
-    landmarks = [float(t) for t in rate["landmark"].values]
+    ds = predict(fit, settings)
+    if "landmark" not in ds.dims:
+        return pd.DataFrame(columns=["setting", "earlier", "later", "prob_later_higher"])
+    rate = ds["rate"].sel(quantity=quantity)
+    landmarks = sorted(float(t) for t in rate["landmark"].values)
     rows = []
     for s in rate["setting"].values:
         for a, b in zip(landmarks, landmarks[1:]):
             higher = rate.sel(setting=s, landmark=b) > rate.sel(setting=s, landmark=a)
             rows.append({"setting": str(s), "earlier": a, "later": b, "prob_later_higher": float(higher.mean())})
     return pd.DataFrame(rows, columns=["setting", "earlier", "later", "prob_later_higher"])
-
-
-def threshold_table(ds: xr.Dataset, *, eortc: bool = True) -> pd.DataFrame:
-    """Flat table of a :func:`thresholds` result, one row per setting x landmark x HR.
-
-    With ``eortc=True`` the published EORTC 2021 pooled rate and its
-    threshold under the same HR are added in adjacent columns (lines and
-    landmarks EORTC reported; blank elsewhere).
-    """
-    rows = []
-    for s in ds["setting"].values:
-        line = str(ds["line"].sel(setting=s).values)
-        for t in ds["landmark"].values:
-            for h in ds["hr"].values:
-                sel = {"setting": s, "landmark": t}
-                row = {
-                    "setting": str(s), "line": line, "landmark": float(t), "hr": float(h),
-                    "p0": float(ds["p0_median"].sel(sel)), "p0_lower": float(ds["p0_lower"].sel(sel)),
-                    "p0_upper": float(ds["p0_upper"].sel(sel)),
-                    "p1": float(ds["p1_median"].sel(**sel, hr=h)), "p1_lower": float(ds["p1_lower"].sel(**sel, hr=h)),
-                    "p1_upper": float(ds["p1_upper"].sel(**sel, hr=h)),
-                }  # fmt: skip
-                if eortc:
-                    key = (line, float(t))
-                    ref = EORTC2021.loc[key] if key in EORTC2021.index else None
-                    row["eortc_p0"] = float(ref["pooled"]) if ref is not None else np.nan
-                    row["eortc_p0_ci"] = f"{ref['lo']:.2f}-{ref['hi']:.2f}" if ref is not None else ""
-                    row["eortc_p1"] = float(ref["pooled"]) ** float(h) if ref is not None else np.nan
-                rows.append(row)
-    table = pd.DataFrame(rows)
-    table.attrs.update(ds.attrs)
-    return table

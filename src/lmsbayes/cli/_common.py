@@ -38,35 +38,43 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def fit_from_args(args, progress: Progress):
-    from lmsbayes.data import load_trials
-    from lmsbayes.fit import fit
+    from lmsbayes.fit import _read_data, choose_engine, fit
     from lmsbayes.model import prepare_data
     from lmsbayes.spec import load_spec
 
     spec = load_spec(args.spec)
-    if getattr(args, "fast", False) or os.environ.get("LMSBAYES_FAST") == "1":
+    engine = getattr(args, "engine", None)
+    used, note = choose_engine(spec, engine)
+    if used == "nuts" and (getattr(args, "fast", False) or os.environ.get("LMSBAYES_FAST") == "1"):
         # fast mode only ever shortens a run; a spec that already asks for less keeps its settings
         spec = spec.replace(**{"sampler.draws": min(spec.sampler.draws, 500),
                                "sampler.tune": min(spec.sampler.tune, 500)})  # fmt: skip
     progress(f"spec {spec.name!r} ({spec.model.likelihood}; covariates {list(spec.model.covariates)})")
-    trials = load_trials(args.data)
-    data = prepare_data(spec, trials)
-    progress(f"data: {len(trials)} arms in {trials.attrs.get('path')}, {len(data.arms)} arms / "
-             f"{len(data.obs)} observations enter the model, {len(data.excluded)} exclusions")  # fmt: skip
-    progress("building, compiling (the first run on a machine compiles with numba, 30-45 s; "
-             "later runs reuse its cache, 15-25 s) and sampling ...")
+    tables = _read_data(args.data)
+    data = prepare_data(spec, tables)
+    n_in = len(getattr(tables, "arms", tables))
+    excluded_arms = len(set(data.excluded["arm_id"]) - set(data.arms.index)) if len(data.excluded) else 0
+    progress(f"data: {n_in} arms read, {len(data.arms)} arms / {len(data.obs)} observations enter the model, "
+             f"{excluded_arms} arms excluded")  # fmt: skip
+    if note:
+        progress(note)
+    if used == "nuts":
+        progress("NUTS: compiling (the first run on a machine compiles with numba, 30-45 s; later runs reuse "
+                 "its cache) and sampling ...")  # fmt: skip
+    else:
+        progress("exact engine: integrating (no compilation) ...")
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # diagnostics are printed below, and decide the exit status
-        result = fit(spec, data, strict=False, progress=False)
+        result = fit(spec, data, engine=used, strict=False, progress=False)
     progress(result.diagnostics.line())
     return result
 
 
 def exit_for(fit, args) -> int:
     if getattr(args, "strict", False) and not fit.diagnostics.ok:
-        print("lmsbayes: error: sampling problems (--strict): " + "; ".join(fit.diagnostics.problems), file=sys.stderr)
+        print("lmsbayes: error: inference problems (--strict): " + "; ".join(fit.diagnostics.problems), file=sys.stderr)
         return EXIT_SAMPLING
     return 0
 
@@ -87,5 +95,8 @@ def fit_args(q, spec_positional: bool) -> None:
         q.add_argument("--spec", default="default", help="model spec (TOML file or bundled name; default: default)")
     q.add_argument("--data", default=None, help="trial-arm CSV (default: the bundled data)")
     q.add_argument("--fast", action="store_true", help="fewer draws (also LMSBAYES_FAST=1), for smoke runs")
-    q.add_argument("--strict", action="store_true", help="exit with status 3 on divergences, R-hat or ESS problems")
+    q.add_argument("--engine", choices=["auto", "exact", "nuts"], default=None,
+                   help="inference engine (default: the spec's, 'auto': exact where supported, else NUTS)")
+    q.add_argument("--strict", action="store_true",
+                   help="exit with status 3 on inference problems (divergences, R-hat, ESS, importance k-hat)")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress messages")

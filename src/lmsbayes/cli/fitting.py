@@ -17,38 +17,87 @@ def _landmark_order(fit):
     if order.empty:
         return order, None
     worst = order.loc[order["prob_later_higher"].idxmax()]
-    how = "jointly" if fit.spec.joint else "independently"
+    coherent = fit.spec.survival or fit.spec.joint
+    how = "one survival curve per arm" if fit.spec.survival else "jointly" if fit.spec.joint else "independently"
     if worst.prob_later_higher == 0:
         return order, f"landmarks fitted {how}: pooled rates fall with time in every draw of every setting"
     text = (f"landmarks fitted {how}: pooled S({worst.later:g} mo) > S({worst.earlier:g} mo), which no survival "
             f"curve can do, in {100 * worst.prob_later_higher:.0f}% of draws ({worst.setting})")  # fmt: skip
-    if not fit.spec.joint:
-        text += "; `--spec joint` keeps the order"
+    if not coherent:
+        text += "; the default survival model keeps the order"
     return order, text
+
+
+def _num(v):
+    """A float for JSON (None for NaN)."""
+    return None if v != v else float(v)
+
+
+def _evidence_text(r) -> str:
+    if r.get("arms", 0) != r.get("arms", 0):  # NaN: no evidence columns
+        return ""
+    parts = [f"{int(r['arms'])} arm{'s' if r['arms'] != 1 else ''}"]
+    if r["patients"] == r["patients"] and r["patients"] > 0:
+        parts.append(f"{int(r['patients'])} pts")
+    obs = []
+    if r.get("rates_reported", 0):
+        obs.append(f"{int(r['rates_reported'])} rates")
+    if r.get("medians", 0):
+        obs.append(f"{int(r['medians'])} medians")
+    if r.get("rates_derived", 0):
+        obs.append(f"{int(r['rates_derived'])} derived")
+    if obs:
+        parts.append(" + ".join(obs))
+    return ", ".join(parts)
 
 
 def _print_table(table, fit, order_line: str | None) -> None:
     import pandas as pd
 
-    show = table.copy()
-    show["landmark"] = show["landmark"].map(lambda t: f"{t:g} mo")
+    ref = table.attrs.get("reference", "pooled")
     fmt = lambda lo, mid, hi: f"{mid:.2f} ({lo:.2f}-{hi:.2f})"  # noqa: E731
+    has_ev = "arms" in table
     out = pd.DataFrame({
-        "setting": show["setting"], "landmark": show["landmark"], "HR": show["hr"].map("{:g}".format),
-        f"p0 [{table.attrs.get('reference', 'pooled')}]": [fmt(a, b, c) for a, b, c in zip(show.p0_lower, show.p0, show.p0_upper)],
-        "p1 = p0^HR": [fmt(a, b, c) for a, b, c in zip(show.p1_lower, show.p1, show.p1_upper)],
-        "EORTC p0": [f"{v:.2f} ({ci})" if v == v else "" for v, ci in zip(show.eortc_p0, show.eortc_p0_ci)],
-        "EORTC p1": [f"{v:.2f}" if v == v else "" for v in show.eortc_p1],
+        "setting": table["setting"], "landmark": table["landmark"].map(lambda t: f"{t:g} mo"),
+        "HR": table["hr"].map("{:g}".format),
+        "p0": [fmt(a, b, c) for a, b, c in zip(table.p0_lower, table.p0, table.p0_upper)],
+        "p1 = p0^HR": [fmt(a, b, c) for a, b, c in zip(table.p1_lower, table.p1, table.p1_upper)],
+        "EORTC 2021 p0 (per line)": [f"{v:.2f} ({ci})" if v == v else "" for v, ci in zip(table.eortc_p0, table.eortc_p0_ci)],
     })  # fmt: skip
-    print(f"lmsbayes {version()} - efficacy thresholds for phase II LMS trials "
-          f"(spec {fit.spec.name!r}, medians with 95% credible intervals)")  # fmt: skip
-    print(f"data: {len(fit.data.arms)} arms, sha256 {fit.data.data_sha256[:12]}; "
-          f"derived-from-median rates {'on' if fit.spec.data.derive_from_median else 'off'}")  # fmt: skip
+    if has_ev:
+        out["informed by (cell)"] = [_evidence_text(r) for _, r in table.iterrows()]
+        out["sd ratio"] = [f"{v:.2f}" if v == v else "" for v in table["sd_ratio"]]
+    what = "pooled" if ref == "pooled" else "predictive (new trial)"
+    print(f"lmsbayes {version()} - efficacy thresholds for phase II LMS trials (spec {fit.spec.name!r}, "
+          f"{fit.engine} engine)")  # fmt: skip
+    print(f"p0 = posterior median of the {what} PFS rate at the landmark, with its 95% credible interval (CrI);"
+          " p1 = p0^HR per draw")  # fmt: skip
+    n_exc = len(set(fit.data.excluded["arm_id"]) - set(fit.data.arms.index)) if len(fit.data.excluded) else 0
+    print(f"data: {len(fit.data.arms)} arms enter the model ({n_exc} arms excluded: `lmsbayes run --exclusions` "
+          f"lists the reasons), sha256 {fit.data.data_sha256[:12]}")  # fmt: skip
     print(out.to_string(index=False))
+    settings = dict(zip(table["setting"], table["description"])) if "description" in table else {}
+    if settings:
+        print("\nsettings:")
+        for name, desc in settings.items():
+            print(f"  {name}: {desc}")
+    if has_ev:
+        flagged = table[table["flags"].fillna("") != ""]
+        if len(flagged):
+            print("\nflags (read these before using a row):")
+            for (name, flags), g in flagged.groupby(["setting", "flags"], sort=False):
+                when = ", ".join(f"{t:g}" for t in g["landmark"])
+                print(f"  {name} ({when} mo): {flags}")
+        print("informed by: arms of the same line and class with a uterine fraction within 0.25 of the setting's "
+              "(case-mix rows: all arms of the line), their patients and reported observations; sd ratio: "
+              "posterior / prior sd of the pooled logit (1 = the data add nothing to the prior).")  # fmt: skip
     print(fit.diagnostics.line())
+    if fit.diagnostics.note:
+        print(fit.diagnostics.note)
     if order_line:
         print(order_line)
-    print("EORTC: Kantidakis et al., Eur J Cancer 2021;154:253-268 (pooled PFS rate, 95% CI; p1 = p0^HR).")
+    print("EORTC 2021: Kantidakis et al., Eur J Cancer 2021;154:253-268, pooled PFS rate per line (95% CI), "
+          "shown beside the case-mix rows it is comparable with.")  # fmt: skip
 
 
 def _emit_table(table, fit, args) -> None:
@@ -57,8 +106,13 @@ def _emit_table(table, fit, args) -> None:
         payload = {
             "lmsbayes_version": version(), "spec": fit.spec.name, "spec_hash": fit.spec.hash,
             "data_sha256": fit.data.data_sha256, "reference": table.attrs.get("reference"),
-            "diagnostics": {"divergences": fit.diagnostics.divergences, "max_rhat": fit.diagnostics.max_rhat,
-                            "min_ess_bulk": fit.diagnostics.min_ess_bulk, "min_ess_tail": fit.diagnostics.min_ess_tail},
+            "engine": fit.engine,
+            "diagnostics": {"engine": fit.engine, "divergences": fit.diagnostics.divergences,
+                            "max_rhat": _num(fit.diagnostics.max_rhat), "min_ess_bulk": _num(fit.diagnostics.min_ess_bulk),
+                            "min_ess_tail": _num(fit.diagnostics.min_ess_tail), "khat": _num(fit.diagnostics.khat),
+                            "importance_ess": _num(fit.diagnostics.is_ess), "ok": fit.diagnostics.ok,
+                            "problems": fit.diagnostics.problems, "note": fit.diagnostics.note},
+            "excluded": json.loads(fit.data.excluded.to_json(orient="records")),
             "rows": json.loads(table.to_json(orient="records")),
             "landmark_order": json.loads(order.to_json(orient="records")),
         }  # fmt: skip
@@ -66,14 +120,32 @@ def _emit_table(table, fit, args) -> None:
     if getattr(args, "csv", None):
         atomic_write_text(args.csv, table.to_csv(index=False))
     _print_table(table, fit, order_line)
+    if getattr(args, "exclusions", False):
+        exc = fit.data.excluded
+        print(f"\nexcluded ({len(set(exc['arm_id']) - set(fit.data.arms.index))} arms; rows with a landmark are single "
+              "observations of an arm that otherwise enters):")  # fmt: skip
+        print(exc.to_string(index=False) if len(exc) else "  none")
 
 
 def _thresholds_table(fit, args):
     from lmsbayes.predict import threshold_table, thresholds
 
     hr = args.hr if getattr(args, "hr", None) else None
-    ds = thresholds(fit, hr=hr, reference=getattr(args, "reference", None))
-    return threshold_table(ds)
+    landmarks = getattr(args, "landmarks", None)
+    ds = thresholds(fit, hr=hr, reference=getattr(args, "reference", None), landmarks=landmarks)
+    return threshold_table(ds, fit=fit)
+
+
+def _parse_landmarks(text: str) -> list[float]:
+    import argparse
+
+    try:
+        out = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated months such as 3,6,12, got {text!r}") from None
+    if not out or any(not (0 < t <= 120) for t in out):
+        raise argparse.ArgumentTypeError(f"each landmark must be in (0, 120] months, got {text!r}")
+    return out
 
 
 def cmd_run(args) -> int:
@@ -118,6 +190,10 @@ def cmd_report(args) -> int:
 
 
 def table_args(q) -> None:
+    q.add_argument("--landmarks", type=_parse_landmarks, default=None, metavar="T1,T2,...",
+                   help="landmarks in months, e.g. 3,6,9,12 (default: the spec's; any landmark from the "
+                   "survival model, only fitted ones from a per-landmark model)")
+    q.add_argument("--exclusions", action="store_true", help="also list the excluded arms and observations with the reason")
     q.add_argument("--hr", type=float, nargs="+", help="hazard ratios for p1 = p0^HR (default: the spec's)")
     q.add_argument("--reference", choices=["pooled", "predictive"], help="p0 from the pooled or predictive rate")
     q.add_argument("--json", metavar="FILE", help="also write the table as JSON")
