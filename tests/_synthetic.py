@@ -54,3 +54,29 @@ def trials_csv(
         df[f"{col}_hi"] = 1 / (1 + np.exp(-(lg + Z95 * np.asarray(se_logit))))
     df.to_csv(path, index=False, float_format="%.17g")
     return path
+
+
+def lms_tables(arms: list[dict], rates: list[dict] | None = None, sha256: str = "synthetic"):
+    """In-memory LMS tables (arm and reported-rate tables) with schema defaults filled in.
+
+    Each arm dict needs ``arm_id`` and may give line, treatment_class, n,
+    uterine_fraction, pfs_median_m, pfs_median_lo, pfs_median_hi; each rate
+    dict ``arm_id``, ``t``, ``rate`` and optionally ``lo``, ``hi``.
+    """
+    from types import SimpleNamespace
+
+    defaults = dict(trial=None, year=2010, evidence="publication", phase="2", design="single_arm", arm="x",
+                    agents="x", placebo=False, treatment_class="R-T", line="2L+", population="LMS", n=np.nan,
+                    n_uterine=np.nan, uterine_fraction=np.nan, pmid=1, doi="10.1/x", pfs_median_m=np.nan,
+                    pfs_median_lo=np.nan, pfs_median_hi=np.nan, pfs_events=np.nan)
+    rows = []
+    for i, a in enumerate(arms):
+        r = {**defaults, **a}
+        r["trial"] = r["trial"] or f"T{i}"
+        rows.append(r)
+    frame = pd.DataFrame(rows)
+    frame["n"] = pd.array(frame["n"], dtype="Float64").astype("Int64")
+    frame["year"] = frame["year"].astype("Int64")
+    rt = pd.DataFrame(rates or [], columns=["arm_id", "t", "rate", "lo", "hi", "kind"])
+    rt["kind"] = rt["kind"].astype(object).where(rt["kind"].notna(), "reported")
+    return SimpleNamespace(arms=frame, rates=rt, sha256=sha256)

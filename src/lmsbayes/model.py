@@ -458,6 +458,8 @@ def prepare_data(spec: ModelSpec, data: Any) -> ModelData:
     if tables.kind == "binomial":
         return _prepare_binomial(spec, tables, family)
     t = tables.arms
+    if not spec.landmarks:
+        raise SpecError(["landmarks: the LMS table needs at least one landmark (months)"], spec.name)
     reasons = _filter_lms(spec, t)
     arm_excl = pd.DataFrame({"arm_id": t.loc[reasons != "", "arm_id"].to_numpy(), "landmark": np.nan,
                              "reason": reasons[reasons != ""].to_numpy()})  # fmt: skip

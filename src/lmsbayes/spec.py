@@ -520,8 +520,8 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
     for lm in spec.landmarks:
         if not isinstance(lm, float) or not (0 < lm <= 120):
             problems.append(f"landmarks: each landmark must be a number of months in (0, 120], got {lm!r}")
-    if not spec.landmarks:
-        problems.append("landmarks: at least one landmark is needed")
+    if not spec.landmarks and (m.likelihood in ("survival", "joint-cloglog")):
+        problems.append("landmarks: at least one landmark is needed (the months of the threshold table)")
     if len(set(spec.landmarks)) != len(spec.landmarks):
         problems.append(f"landmarks: duplicates in {list(spec.landmarks)}")
     for v in d.lines:

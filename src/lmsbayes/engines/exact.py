@@ -557,34 +557,49 @@ def _grid_proposal(post, mode, cov, n, rng, df):
     dim = T.size
     sd_t = np.sqrt(np.diag(cov)[T])
     cond0 = np.linalg.inv(np.linalg.inv(cov)[np.ix_(O, O)]) if O.size else np.zeros((0, 0))
-    J = np.zeros((O.size, dim))
-    B = np.zeros((O.size, dim))
+    sd0 = np.sqrt(np.diag(cond0)) if O.size else np.zeros(0)
+    # conditional modes and log sds along each tau axis, piecewise linear between anchors
+    # and flat beyond them (as tau -> 0 the model tends to a fixed-effect one whose
+    # conditional scales stop shrinking; a straight-line extrapolation would not)
+    offsets = np.array([-4.0, -2.5, -1.25, 0.0, 1.25, 2.5])
+    axes_mean, axes_logsd = [], []
     if O.size:
-        delta = 1.5 * sd_t
-        anchors = np.tile(mode, (2 * dim, 1))
         reg = cov[np.ix_(O, T)] @ np.linalg.inv(cov[np.ix_(T, T)])
+        anchors = []
         for i in range(dim):
-            for k, sgn in enumerate((1.0, -1.0)):
-                row = anchors[2 * i + k]
-                row[T[i]] += sgn * delta[i]
-                row[O] += reg[:, i] * sgn * delta[i]
-        moved, covs = _conditional_newton(post, anchors, O)
-        sd0 = np.sqrt(np.diag(cond0))
+            for k in offsets:
+                if k == 0.0:
+                    continue
+                row = mode.copy()
+                row[T[i]] += k * sd_t[i]
+                row[O] += reg[:, i] * k * sd_t[i]
+                anchors.append(row)
+        moved, covs = _conditional_newton(post, np.array(anchors), O)
+        j = 0
         for i in range(dim):
-            J[:, i] = (moved[2 * i, O] - moved[2 * i + 1, O]) / (2 * delta[i])
-            ls_p = np.log(np.sqrt(np.diagonal(covs[2 * i])))
-            ls_m = np.log(np.sqrt(np.diagonal(covs[2 * i + 1])))
-            B[:, i] = (ls_p - ls_m) / (2 * delta[i])
+            mean_i, logsd_i = [], []
+            for k in offsets:
+                if k == 0.0:
+                    mean_i.append(mode[O])
+                    logsd_i.append(np.log(sd0))
+                else:
+                    mean_i.append(moved[j, O])
+                    logsd_i.append(np.log(np.sqrt(np.diagonal(covs[j]))))
+                    j += 1
+            axes_mean.append(np.array(mean_i) - mode[O])  # (anchor, O) shifts from the mode
+            axes_logsd.append(np.array(logsd_i) - np.log(sd0))
         corr0 = cond0 / np.outer(sd0, sd0)
         chol_corr = np.linalg.cholesky(_pd(corr0))
-    else:
-        sd0 = np.zeros(0)
 
     def cond(tau):
-        """Conditional mean, sd vector (per draw) of the others at tau."""
-        dt = tau - mode[T]
-        mean = mode[O] + dt @ J.T
-        logs = np.clip(dt @ B.T, -np.log(4.0), np.log(4.0))
+        """Conditional mean and sd (per draw) of the others at tau: additive over the tau axes."""
+        mean = np.tile(mode[O], (len(tau), 1))
+        logs = np.zeros((len(tau), O.size))
+        for i in range(dim):
+            x = mode[T[i]] + offsets * sd_t[i]
+            for o in range(O.size):
+                mean[:, o] += np.interp(tau[:, i], x, axes_mean[i][:, o])
+                logs[:, o] += np.interp(tau[:, i], x, axes_logsd[i][:, o])
         return mean, sd0 * 1.1 * np.exp(logs)
 
     G = 41 if dim == 1 else 17

@@ -111,7 +111,8 @@ def _compiled(spec: ModelSpec, data: ModelData):
         with pytensor.config.change_flags(numba__fastmath=False):
             _COMPILED[key] = (nutpie.compile_pymc_model(model, var_names=free), model)
     compiled, model = _COMPILED[key]
-    names = {d.name for d in model.data_vars}
+    # containers the compiler optimised away (e.g. an empty design matrix) cannot be updated
+    names = {var.name for var in getattr(compiled, "shared_var_keys", {})}
     updates = {k: v for k, v in Model(spec, data).arrays.items() if k in names}
     return compiled.with_data(**updates), model
 

@@ -71,7 +71,8 @@ def psis(log_ratios: np.ndarray, r_eff: float = 1.0) -> tuple[np.ndarray, float]
     lw[~finite] = -np.inf
     s = len(lw)
     lw -= np.max(lw[finite])
-    m = int(math.ceil(min(0.2 * s, 3 * math.sqrt(s / r_eff))))
+    # tail length of Vehtari et al. (2024), as ArviZ: 3 sqrt(S / r_eff), or S / 5 for small samples
+    m = int(math.floor(3 * math.sqrt(s / r_eff))) if s * r_eff > 225 else int(math.floor(s / 5))
     khat = math.nan
     if m >= 5 and finite.sum() > m + 1:
         order = np.argsort(lw, kind="stable")
