@@ -1,0 +1,189 @@
+"""The survival-curve likelihood: one Kaplan-Meier curve's median and rates, counted once.
+
+Independent checks:
+- the within-arm correlation of the observations against simulated
+  Kaplan-Meier curves (Monte Carlo, tolerance from the sampling error of a
+  correlation);
+- an arm's median and rates from one curve, fitted as correlated data, give
+  calibrated intervals for its curve; treated as independent they do not;
+- the median-as-data likelihood against its closed form (the random effect
+  integrated analytically);
+- recovery of known log-logistic and Weibull parameters from arms that
+  report only medians and some rates;
+- coherence: S(t) never rises with t, in any draw and setting.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from _synthetic import lms_tables
+from lmsbayes.engines.exact import Integrator, Layout
+from lmsbayes.model import Model, prepare_data
+from lmsbayes.observations import within_arm_correlation
+from lmsbayes.spec import parse_spec
+
+LOG2 = math.log(2.0)
+
+
+def _km(times: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, float]:
+    """Uncensored Kaplan-Meier: survival at the grid and the median (first time S <= 1/2)."""
+    t = np.sort(times)
+    n = len(t)
+    surv = np.array([(t > g).mean() for g in grid])
+    return surv, float(t[int(math.ceil(n / 2)) - 1])
+
+
+def _loglogistic_times(rng, n, median, k):
+    u = rng.uniform(size=n)
+    return median * (u / (1 - u)) ** (1 / k)  # S(t) = 1 / (1 + (t / m)^k)
+
+
+def test_within_arm_correlation_matches_simulated_curves():
+    rng = np.random.default_rng(1)
+    n, median, k = 80, 6.0, 1.6
+    grid = np.array([3.0, 6.0, 12.0])
+    true_s = 1 / (1 + (grid / median) ** k)
+    reps = 3000
+    vals = np.empty((reps, 4))
+    for r in range(reps):
+        s, m = _km(_loglogistic_times(rng, n, median, k), grid)
+        s = np.clip(s, 0.5 / n, 1 - 0.5 / n)
+        vals[r] = [*np.log(s / (1 - s)), math.log(m)]
+    emp = np.corrcoef(vals.T)
+    # the median is the curve's estimate at the median time: S = 1/2 there
+    model = within_arm_correlation(np.array([*true_s, 0.5]), np.ones(4))
+    se_corr = (1 - model**2) / math.sqrt(reps)
+    iu = np.triu_indices(4, 1)
+    # 4 Monte Carlo se (and the asymptotic formula's own error at n = 80)
+    assert np.all(np.abs(emp[iu] - model[iu]) < 4 * se_corr[iu] + 0.05)
+    # the correlations are far from zero: treating them as independent would count patients again
+    assert np.all(model[iu] > 0.3)
+
+
+def _one_arm_tables(median, lo, hi, rates, n):
+    arms = [{"arm_id": "a0", "line": "2L+", "n": n, "pfs_median_m": median, "pfs_median_lo": lo, "pfs_median_hi": hi,
+             "uterine_fraction": 1.0}]
+    return lms_tables(arms, [{"arm_id": "a0", "t": t, "rate": s} for t, s in rates])
+
+
+def _spec(curve="loglogistic", correlated=True, shape="pooled", covariates=()):
+    return parse_spec({"name": "surv", "landmarks": [3, 6],
+                       "data": {"require_identifier": False},
+                       "model": {"likelihood": "survival", "curve": curve, "shape": shape,
+                                 "covariates": list(covariates), "within_arm_correlation": correlated},
+                       "random_effects": {"tau_by": "none"}})  # fmt: skip
+
+
+@pytest.mark.parametrize("correlated, calibrated", [(True, True), (False, False)])
+def test_median_and_rates_of_one_curve_are_counted_once(correlated, calibrated):
+    """Arm-level intervals are calibrated only when the curve's correlation is used."""
+    rng = np.random.default_rng(7)
+    n, median, k = 60, 5.0, 1.5
+    eta_true = -k * math.log(6.0 / median)  # logit S(6) of a log-logistic curve with this median
+    grid = np.array([3.0, 6.0])
+    se_med = 2 / (k * math.sqrt(n))  # asymptotic se(log median) of a log-logistic KM median
+    zs = []
+    for _ in range(400):
+        s, m = _km(_loglogistic_times(rng, n, median, k), grid)
+        s = np.clip(s, 0.5 / n, 1 - 0.5 / n)
+        tables = _one_arm_tables(m, m * math.exp(-1.96 * se_med), m * math.exp(1.96 * se_med),
+                                 list(zip(grid, s)), n)  # fmt: skip
+        data = prepare_data(_spec(correlated=correlated), tables)
+        mdl = Model(_spec(correlated=correlated), data)
+        # the arm's likelihood in eta at the true shape, flat prior: a normal in eta
+        vals = {"alpha": np.array([0.0]), "tau": np.array([[1e-9]]), "shape": np.array([[k]])}
+        integ = Integrator(mdl)
+        ll = np.array([integ.arm_loglik({**vals, "alpha": np.array([e])})[0, 0] for e in (-1.0, 0.0, 1.0)])
+        c2 = 0.5 * (ll[0] + ll[2]) - ll[1]
+        c1 = 0.5 * (ll[2] - ll[0])
+        prec = -2 * c2
+        zs.append((c1 / prec - eta_true) * math.sqrt(prec))
+    sd = float(np.std(zs))
+    # the sd of standardised errors is 1 when the information is right (sampling error ~ 1/sqrt(2 * 400))
+    if calibrated:
+        assert 0.85 < sd < 1.15
+    else:
+        assert sd > 1.15
+
+
+@pytest.mark.parametrize("curve", ["loglogistic", "weibull"])
+def test_median_likelihood_has_its_closed_form(curve):
+    median, lo, hi, n = 6.5, 4.8, 8.9, 50
+    tables = _one_arm_tables(median, lo, hi, [], n)
+    spec = _spec(curve=curve)
+    m = Model(spec, prepare_data(spec, tables))
+    alpha, tau, k = 0.4, 0.6, 1.7
+    got = Integrator(m).arm_loglik({"alpha": np.array([alpha]), "tau": np.array([[tau]]), "shape": np.array([[k]])})[0, 0]
+    se = (math.log(hi) - math.log(lo)) / (2 * 1.959963984540054)
+    if curve == "loglogistic":  # logit S(median) = 0: log m = log t_ref + eta / k
+        mean = math.log(6.0) + alpha / k
+    else:  # log(-log S(median)) = log log 2: log m = log t_ref + (log log 2 - eta) / k
+        mean = math.log(6.0) + (math.log(LOG2) - alpha) / k
+    expected = stats.norm.logpdf(math.log(median), mean, math.sqrt(se**2 + (tau / k) ** 2))
+    assert got == pytest.approx(expected, abs=1e-10)
+
+
+def _simulated_arms(curve: str, seed: int, n_arms: int = 60):
+    """Arms from known curves: medians (with the CI a paper would give) and rates at some times."""
+    rng = np.random.default_rng(seed)
+    alpha, beta, k, tau = (-0.2, -0.9, 1.6, 0.35) if curve == "loglogistic" else (0.1, 0.7, 1.3, 0.3)
+    arms, rates = [], []
+    for i in range(n_arms):
+        x = i % 2  # 'line': 2L+ for odd arms
+        n = int(rng.integers(30, 120))
+        eta = alpha + beta * x + tau * rng.standard_normal()
+        u = rng.uniform(size=n)
+        if curve == "loglogistic":  # logit S(t) = eta - k log(t / 6)
+            t = 6.0 * (math.exp(eta) * (1 - u) / u) ** (1 / k)
+            se_med = 2 / (k * math.sqrt(n))
+        else:  # log(-log S(t)) = eta + k log(t / 6)
+            t = 6.0 * (-np.log(u) / math.exp(eta)) ** (1 / k)
+            se_med = 1 / (k * LOG2 * math.sqrt(n))
+        grid = np.array([3.0, 6.0, 12.0])
+        s, med = _km(t, grid)
+        a = {"arm_id": f"a{i}", "line": "2L+" if x else "1L", "n": n, "uterine_fraction": 1.0}
+        if i % 3 != 1:  # most arms report a median
+            a.update(pfs_median_m=med, pfs_median_lo=med * math.exp(-1.96 * se_med),
+                     pfs_median_hi=med * math.exp(1.96 * se_med))  # fmt: skip
+        arms.append(a)
+        for j, g in enumerate(grid):
+            if (i + j) % 3 == 0 or i % 3 == 1:  # some rates; median-less arms give all three
+                rates.append({"arm_id": f"a{i}", "t": float(g), "rate": float(np.clip(s[j], 0.5 / n, 1 - 0.5 / n))})
+    return lms_tables(arms, rates), dict(alpha=alpha, beta=beta, shape=k, tau=tau)
+
+
+@pytest.mark.parametrize("curve, seed", [("loglogistic", 11), ("weibull", 12)])
+def test_recovery_of_known_curve_parameters(curve, seed):
+    import lmsbayes
+
+    tables, truth = _simulated_arms(curve, seed)
+    spec = _spec(curve=curve, covariates=["line"])
+    fit = lmsbayes.fit(spec, tables, engine="exact")
+    assert fit.diagnostics.ok, fit.diagnostics.line()
+    post = fit.posterior
+    checks = {"alpha": post["alpha"], "beta": post["beta"].sel(covariate="line"), "shape": post["shape"],
+              "tau": post["tau"]}  # fmt: skip
+    for name, da in checks.items():
+        lo, hi = np.quantile(da.values, [0.005, 0.995])
+        assert lo < truth[name] < hi, f"{name}: {truth[name]} outside 99% interval ({lo:.3f}, {hi:.3f})"
+
+
+def test_survival_never_rises_with_time_in_any_draw():
+    import lmsbayes
+    from lmsbayes.predict import Setting, predict
+
+    tables, _ = _simulated_arms("loglogistic", 3, n_arms=20)
+    fit = lmsbayes.fit(_spec(covariates=["line"]), tables, engine="exact")
+    grid = [1.0, 2.0, 3.0, 4.5, 6.0, 9.0, 12.0, 18.0, 24.0]
+    rate = predict(fit, [Setting("1L"), Setting("2L+")], grid)["rate"]
+    for q in ("pooled", "predictive"):
+        r = rate.sel(quantity=q).transpose("chain", "draw", "setting", "landmark").values
+        assert np.all(np.diff(r, axis=-1) <= 0)
+    # observed counts of one cohort never increase either
+    obs = rate.sel(quantity="observed").transpose("chain", "draw", "setting", "landmark").values
+    assert np.all(np.diff(obs, axis=-1) <= 0)
