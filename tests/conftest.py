@@ -62,22 +62,3 @@ def eortc_fit(trials):
 def saved_default_fit(default_fit, tmp_path_factory):
     """Path of the default fit saved to netCDF."""
     return default_fit.save(tmp_path_factory.mktemp("fits") / "default.nc")
-
-
-def theta_from_model_graph(fit, draws: int = 25):
-    """``theta`` evaluated by PyTensor from the PyMC model's own deterministic.
-
-    :func:`lmsbayes.fit` computes ``theta`` in numpy (``arm_logits``); this is
-    the independent computation it is tested against, on the first draws.
-    Returns (reference, computed) as arrays of the same dims.
-    """
-    import pymc as pm
-
-    from lmsbayes.model import build_model
-
-    model = build_model(fit.spec, fit.data)
-    post = fit.posterior.isel(draw=slice(0, draws))
-    free = [rv.name for rv in model.free_RVs]
-    ref = pm.compute_deterministics(post[free], var_names=["theta"], model=model, progressbar=False,
-                                    compile_kwargs={"mode": "FAST_COMPILE"})["theta"]  # fmt: skip
-    return ref.values, post["theta"].transpose(*ref.dims).values

@@ -291,10 +291,13 @@ def _spec_to_toml(spec: ModelSpec) -> str:
 
     d = spec.to_dict()
     lines = [f"name = {val(d['name'])}", f"description = {val(d['description'])}",
-             f"landmarks = {val(list(d['landmarks']))}"]  # fmt: skip
-    for section in ("data", "model", "random_effects", "priors", "sampler", "thresholds"):
+             f"landmarks = {val(list(d['landmarks']))}", f"engine = {val(d['engine'])}"]  # fmt: skip
+    for section in ("data", "model", "random_effects", "priors", "sampler", "thresholds", "exact"):
         lines.append(f"\n[{section}]")
         lines += [f"{k} = {val(v)}" for k, v in d[section].items()]
+    for name, cdef in d["covariates"].items():
+        lines.append(f"\n[covariates.{name}]")
+        lines += [f"{k} = {val(v)}" for k, v in cdef.items()]
     return "\n".join(lines) + "\n"
 
 
