@@ -29,6 +29,11 @@ __all__ = ["BayesRandomEffects", "bayesian", "Predictive"]
 QUANTITIES = ("mu", "tau", "theta_new")
 
 
+def _fmt_prob(p: float) -> str:
+    """'= 0.886', or '> 0.999' rather than a '= 1.000' a reader could take for a certainty."""
+    return "> 0.999" if p > 0.999 else "< 0.001" if p < 0.001 else f"= {p:.3f}"
+
+
 @dataclass(frozen=True)
 class Predictive:
     """A distribution of a log ratio as a mixture of normals (weights, means, sds).
@@ -207,10 +212,10 @@ class BayesRandomEffects:
             lines += [
                 "",
                 f"pooled {m} {s.at['mu', f'{m}_median']:.2f} ({lvl} CrI {s.at['mu', f'{m}_lower']:.2f}-"
-                f"{s.at['mu', f'{m}_upper']:.2f}), P({m} < 1) = {self.prob(1.0):.3f}",
+                f"{s.at['mu', f'{m}_upper']:.2f}), P({m} < 1) {_fmt_prob(self.prob(1.0))}",
                 f"a new trial's true {m}: median {s.at['theta_new', f'{m}_median']:.2f} ({lvl} predictive interval "
                 f"{s.at['theta_new', f'{m}_lower']:.2f}-{s.at['theta_new', f'{m}_upper']:.2f}), "
-                f"P({m} < 1) = {self.prob(1.0, quantity='theta_new'):.3f}",
+                f"P({m} < 1) {_fmt_prob(self.prob(1.0, quantity='theta_new'))}",
             ]  # fmt: skip
         return "\n".join(lines)
 

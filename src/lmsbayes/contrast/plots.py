@@ -24,6 +24,19 @@ def _check(result):
         raise OptionError(f"expected a RandomEffects or BayesRandomEffects result, got {type(result).__name__}")
 
 
+def _ratio_axis(ax, measure, label):
+    """Log x axis labelled with plain ratios (0.2, 0.5, 1, 2) instead of powers of ten."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    ax.set_xscale("log")
+    lo, hi = ax.get_xlim()
+    ticks = [t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 5, 10, 20, 50, 100) if lo <= t <= hi]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel(label)
+
+
 def _pooled(result):
     """(label, estimate, ci, pi) on the analysis scale."""
     if isinstance(result, RandomEffects):
@@ -73,8 +86,9 @@ def forest_plot(result, *, title: str | None = None):
         ax.hlines(y - 0.25, tf(sh["mean"] - z * sh["sd"]), tf(sh["mean"] + z * sh["sd"]), color=_GREY, lw=1)
         ax.scatter(tf(sh["mean"]), y - 0.25, s=18, color=_GREY, zorder=3, label="shrinkage estimate")
     label, est, (clo, chi), (plo, phi) = _pooled(result)
+    interval = "CI" if isinstance(result, RandomEffects) else "credible interval"
     ax.fill([tf(clo), tf(est), tf(chi), tf(est)], [0.5, 0.8, 0.5, 0.2], color=_BLUE, zorder=3,
-            label=f"pooled ({100 * result.level:g}% CI)")  # fmt: skip
+            label=f"pooled ({100 * result.level:g}% {interval})")  # fmt: skip
     ax.hlines(-0.4, tf(plo), tf(phi), color=_VERM, lw=3, label=f"{100 * result.level:g}% prediction interval")
     ax.axvline(1.0 if ratio else 0.0, color=_GREY, lw=0.8, ls="--")
     ax.axvline(tf(est), color=_BLUE, lw=0.6, ls=":")
@@ -85,8 +99,7 @@ def forest_plot(result, *, title: str | None = None):
                                        f"[{tf(plo):.2f}, {tf(phi):.2f}]"])  # fmt: skip
     right.tick_params(length=0)
     if ratio:
-        ax.set_xscale("log")
-        ax.set_xlabel(f"{result.measure} ({MEASURES[result.measure]}, log scale)")
+        _ratio_axis(ax, result.measure, f"{result.measure} ({MEASURES[result.measure]}, log scale)")
     else:
         ax.set_xlabel("estimate")
     ax.set_ylim(-1.0, k + 2.6)
@@ -126,12 +139,11 @@ def funnel_plot(result, *, title: str | None = None):
     ax.axvline(tf(est), color=_BLUE, lw=1, label="pooled estimate")
     ax.scatter(tf(d["yi"]), d["sei"], color="black", zorder=3, label="trials")
     ax.set_ylim(top, 0)
-    ax.set_ylabel("standard error" + (" (log scale)" if ratio else ""))
+    ax.set_ylabel(f"standard error of log {result.measure}" if ratio else "standard error")
     if ratio:
-        ax.set_xscale("log")
-        ax.set_xlabel(f"{result.measure} (log scale)")
+        _ratio_axis(ax, result.measure, f"{result.measure} (log scale)")
     else:
         ax.set_xlabel("estimate")
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3)
     ax.set_title(title or f"Funnel plot (k = {len(d)})")
     return fig
