@@ -465,3 +465,16 @@ def test_forest_and_funnel_plots_show_the_results(bcg):
     assert f2.axes[0].get_ylim()[0] > f2.axes[0].get_ylim()[1]  # se axis inverted
     fb = ct.forest_plot(ct.bayesian(bcg))
     assert any(c.get_label() == "shrinkage estimate" for c in fb.axes[0].collections)
+
+
+def test_excluded_rows_are_reported_not_dropped(tmp_path):
+    p = _write(tmp_path, "study,estimate,lower,upper,exclude\nA,0.5,0.3,0.8,\nB,,,,CI not published\nC,0.7,0.5,0.9,\n")
+    d = ct.read_contrasts(p)
+    assert list(d.index) == ["A", "C"]
+    assert d.attrs["excluded"][0]["study"] == "B" and d.attrs["excluded"][0]["row"] == 3
+    assert d.attrs["excluded"][0]["reason"] == "CI not published"
+    with pytest.raises(InputError, match="every row is excluded"):
+        ct.read_contrasts(_write(tmp_path, "study,estimate,lower,upper,exclude\nA,,,,x\n", "all.csv"))
+    one = ct.read_contrasts(_write(tmp_path, "study,estimate,lower,upper,exclude\nA,0.5,0.3,0.8,\nB,,,,x\n", "one.csv"))
+    with pytest.raises(InputError, match=r"got 1 in .*one.csv \(1 more rows are excluded"):
+        ct.random_effects(one)

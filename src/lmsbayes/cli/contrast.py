@@ -88,6 +88,12 @@ def cmd_contrast(args) -> int:
     if args.plots is not None and Path(args.plots).exists() and not Path(args.plots).is_dir():
         raise OptionError(f"--plots {args.plots}: exists and is not a directory")
     data = ct.read_contrasts(args.file, measure=args.measure)
+    excluded = data.attrs.get("excluded", [])
+    if excluded:
+        print(f"{len(excluded)} rows of {args.file} are excluded from the analysis (their 'exclude' column):")
+        for e in excluded:
+            print(f"  row {e['row']} {e['study']}: {e['reason']}")
+        print()
     m = args.measure
     ratio = m != "identity"
     methods = [s.strip().upper() for s in args.method.split(",") if s.strip()]
@@ -160,7 +166,8 @@ def cmd_contrast(args) -> int:
     if args.json is not None:
         doc = {
             "lmsbayes_version": __version__,
-            "input": {"file": str(args.file), "sha256": data.attrs["sha256"], "measure": m, "k": k},
+            "input": {"file": str(args.file), "sha256": data.attrs["sha256"], "measure": m, "k": k,
+                      "excluded": excluded},
             "options": {"method": methods, "test": tests, "prediction": args.prediction, "level": args.level,
                         "tau_prior": args.tau_prior, "mu_prior": args.mu_prior},
             "studies": json.loads(data[["yi", "sei", "estimate", "lower", "upper", "input"]].to_json(orient="index")),

@@ -15,7 +15,10 @@ difference, or a log ratio entered as ``estimate``); the CI is then taken to
 be symmetric on that scale.
 
 Any further columns (``pmid``, ``doi``, ``where``, ``n`` ...) are carried
-along untouched, so every number keeps its source. Every problem found is
+along untouched, so every number keeps its source. A row whose ``exclude``
+column is not blank (the reason, e.g. "95% CI not found in the publication")
+is kept out of the analysis and listed in ``attrs["excluded"]``; its numbers
+may be blank. Every problem found is
 reported in one :class:`~lmsbayes.errors.InputError` that names the file,
 the row (spreadsheet numbering: the header is row 1), the column and the
 value; nothing is dropped or repaired silently.
@@ -180,7 +183,8 @@ def contrast_table(table: pd.DataFrame, *, measure: str = "HR", source: str = "<
         ``sei`` (its standard error), ``estimate``, ``lower``, ``upper`` on the
         reported scale (derived from ``yi``, ``sei`` where the input gave those),
         ``level``, ``input`` (``"ci"`` or ``"se"``: which form the row gave), and the
-        table's other columns. ``attrs["measure"]`` is the measure.
+        table's other columns. ``attrs["measure"]`` is the measure; ``attrs["excluded"]``
+        lists the rows with an ``exclude`` reason (study, row, reason, and their other cells).
     """
     if not isinstance(table, pd.DataFrame):
         raise InputError(f"{source}: expected a pandas DataFrame, got {type(table).__name__}")
@@ -222,6 +226,7 @@ def _validate(df: pd.DataFrame, numbers: list[int], problems: _Problems, measure
     level = np.full(len(df), 0.95)
     form = [""] * len(df)
     first: dict[str, int] = {}
+    excluded: list[dict] = []
     for i in range(len(df)):
         row = numbers[i]
         study = cell("study", i)
@@ -231,6 +236,11 @@ def _validate(df: pd.DataFrame, numbers: list[int], problems: _Problems, measure
             problems.add(row, "study", f"duplicate study {study!r} (first in row {first[study]})")
         else:
             first[study] = row
+        if cell("exclude", i):
+            excluded.append({"study": study, "row": row, "reason": cell("exclude", i),
+                             **{c: cell(c, i) for c in df.columns if c not in ("study", "exclude")}})  # fmt: skip
+            form[i] = "excluded"
+            continue
         if "level" in cols and cell("level", i):
             lv = _number(cell("level", i))
             if lv is None or not 0 < lv < 1:
@@ -297,13 +307,17 @@ def _validate(df: pd.DataFrame, numbers: list[int], problems: _Problems, measure
             z = _z(level[i])
             tf = np.exp if ratio else (lambda v: v)
             est[i], lo[i], hi[i] = tf(y), tf(y - z * s), tf(y + z * s)
+    keep = [i for i in range(len(df)) if form[i] != "excluded"]
+    if not keep:
+        problems.add(None, "exclude", f"every row is excluded ({len(df)} rows): nothing to analyse")
     problems.raise_if_any()
-    extra = [c for c in df.columns if c not in {"study", "level", *_CI_COLS, *_SE_COLS}]
+    extra = [c for c in df.columns if c not in {"study", "level", "exclude", *_CI_COLS, *_SE_COLS}]
     out = pd.DataFrame({
-        "yi": yi, "sei": sei, "estimate": est, "lower": lo, "upper": hi, "level": level,
-        "input": form,
-    }, index=pd.Index([cell("study", i) for i in range(len(df))], name="study"))  # fmt: skip
+        "yi": yi[keep], "sei": sei[keep], "estimate": est[keep], "lower": lo[keep], "upper": hi[keep],
+        "level": level[keep], "input": [form[i] for i in keep],
+    }, index=pd.Index([cell("study", i) for i in keep], name="study"))  # fmt: skip
     for c in extra:
-        out[c] = [cell(c, i) for i in range(len(df))]
+        out[c] = [cell(c, i) for i in keep]
     out.attrs["measure"] = measure
+    out.attrs["excluded"] = excluded
     return out

@@ -392,9 +392,10 @@ def random_effects(
     y, se = _arrays(data)
     k = len(y)
     if k < 2:
-        raise InputError(f"a random-effects meta-analysis needs at least 2 trials, got {k}")
-    if test == "knha" and k < 2:
-        raise InputError("the Hartung-Knapp adjustment needs at least 2 trials")
+        n_ex = len(data.attrs.get("excluded", []))
+        where = f" in {data.attrs['path']}" if "path" in data.attrs else ""
+        raise InputError(f"a random-effects meta-analysis needs at least 2 trials, got {k}{where}"
+                         + (f" ({n_ex} more rows are excluded by their 'exclude' column)" if n_ex else ""))  # fmt: skip
     v = se**2
     X = np.ones((k, 1))
     r = _fit(y, v, X, method, test, level)
