@@ -113,7 +113,8 @@ def cmd_contrast(args) -> int:
     print(f"PI: {100 * args.level:g}% prediction interval for a new trial's true effect ({pi}).")
     print("REML and ML by Fisher scoring (step halving, start at the Hedges estimator).")
     print(f"Heterogeneity: Q({main_fit.Q_df}) = {main_fit.Q:.2f}, p = {main_fit.Q_pvalue:.2g}; "
-          f"tau^2 {100 * args.level:g}% Q-profile CI {main_fit.tau2_lower:.4f}-{main_fit.tau2_upper:.4f}\n")  # fmt: skip
+          f"tau^2 {100 * args.level:g}% Q-profile CI "
+          f"{main_fit.tau2_lower:.4f}-{main_fit.tau2_upper:.4f}\n")  # fmt: skip
     bayes = None
     if not args.no_bayes:
         bayes = ct.bayesian(data, tau_prior=ct.parse_tau_prior(args.tau_prior),
@@ -223,7 +224,8 @@ def register(sub) -> None:
     q.add_argument("--tau-prior", default="half-normal:0.5",
                    help="Bayesian tau prior: half-normal:S, half-cauchy:S, half-t:NU,S, exponential:RATE, "
                         "uniform, uniform:LO,HI, or a bayesmeta name (jeffreys, dumouchel, i2, sqrt, "
-                        "shrinkage, conventional, berger-deely, overall-jeffreys) (default: half-normal:0.5)")
+                        "shrinkage, conventional, berger-deely, overall-jeffreys) (default: half-normal:0.5, "
+                        "a weakly informative prior for log HR / log OR; set it for other scales)")
     q.add_argument("--mu-prior", default="normal:0,4",
                    help="Bayesian prior of the pooled log ratio: normal:MEAN,SD or flat (default: normal:0,4)")
     q.add_argument("--no-bayes", action="store_true", help="skip the Bayesian analysis")

@@ -54,7 +54,8 @@ class TimeToEventDesign:
         if not (isinstance(self.events, (int, np.integer)) and self.events >= 1):
             raise OptionError(f"events must be a whole number >= 1, got {self.events!r}")
         if not 0 < self.allocation < 1:
-            raise OptionError(f"allocation (fraction to the experimental arm) must be in (0, 1), got {self.allocation!r}")
+            raise OptionError("allocation (fraction to the experimental arm) must be in (0, 1), "
+                              f"got {self.allocation!r}")
         if not 0 < self.alpha < 0.5:
             raise OptionError(f"alpha (one-sided) must be in (0, 0.5), got {self.alpha!r}")
 

@@ -190,7 +190,8 @@ def contrast_table(table: pd.DataFrame, *, measure: str = "HR", source: str = "<
         raise InputError(f"{source}: expected a pandas DataFrame, got {type(table).__name__}")
     df = table.reset_index(drop=True).copy()
     df = df.astype(object).where(df.notna(), "")
-    df = df.map(lambda v: v if isinstance(v, str) else repr(float(v)) if isinstance(v, (int, float, np.number)) else str(v))
+    df = df.map(lambda v: v if isinstance(v, str)
+                else repr(float(v)) if isinstance(v, (int, float, np.number)) else str(v))  # fmt: skip
     return _validate(df, [i + 2 for i in range(len(df))], _Problems(source), measure)
 
 
@@ -280,7 +281,8 @@ def _validate(df: pd.DataFrame, numbers: list[int], problems: _Problems, measure
                 continue
             if not l <= e <= u:
                 problems.add(row, "estimate",
-                             f"the CI ({ci_cells[1]}, {ci_cells[2]}) does not contain the estimate {ci_cells[0]!r}")  # fmt: skip
+                             f"the CI ({ci_cells[1]}, {ci_cells[2]}) does not contain "
+                             f"the estimate {ci_cells[0]!r}")  # fmt: skip
                 continue
             est[i], lo[i], hi[i] = e, l, u
             z = _z(level[i])

@@ -222,6 +222,11 @@ def _fmt_p(p: float) -> str:
     return "<.0001" if p < 1e-4 else f"{p:.4f}"
 
 
+def _p_is(p: float) -> str:
+    """'p = 0.0073' or 'p < 0.0001'."""
+    return "p < 0.0001" if p < 1e-4 else f"p = {p:.4f}"
+
+
 @dataclass(frozen=True)
 class RandomEffects:
     """A frequentist random-effects meta-analysis (intercept only).
@@ -325,7 +330,7 @@ class RandomEffects:
             f"tau^2 = {self.tau2:.4f}" + (f" (SE = {self.se_tau2:.4f})" if np.isfinite(self.se_tau2) else "")
             + f", {lvl} Q-profile CI {self.tau2_lower:.4f} to {self.tau2_upper:.4f}; tau = {self.tau:.4f}",
             f"I^2 = {self.I2:.2f}%, H^2 = {self.H2:.2f}",
-            f"Q(df = {self.Q_df}) = {self.Q:.4f}, p = {_fmt_p(self.Q_pvalue)}",
+            f"Q(df = {self.Q_df}) = {self.Q:.4f}, {_p_is(self.Q_pvalue)}",
             "",
             f"estimate      se    {stat}    pval    ci.lb    ci.ub",
             f"{self.estimate:8.4f} {self.se:7.4f} {self.statistic:8.4f} {_fmt_p(self.pvalue):>7} "
@@ -475,7 +480,7 @@ class EggerTest:
                 else f"z = {self.statistic:.4f}")  # fmt: skip
         return (f"Egger's regression test for funnel-plot asymmetry (k = {self.k})\n"
                 f"  model: {kind}; predictor: standard error\n"
-                f"  test for asymmetry: {stat}, p = {_fmt_p(self.pvalue)}\n"
+                f"  test for asymmetry: {stat}, {_p_is(self.pvalue)}\n"
                 f"  limit estimate (as se -> 0): b = {self.limit_estimate:.4f} "
                 f"(CI: {self.limit_lower:.4f}, {self.limit_upper:.4f})")  # fmt: skip
 
