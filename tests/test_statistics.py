@@ -16,7 +16,7 @@ import pytest
 from scipy import integrate, stats
 
 from lmsbayes.data import load_trials
-from lmsbayes.exact import normal_normal
+from lmsbayes.engines.normal_normal import normal_normal
 from lmsbayes.predict import Setting, landmark_order, predict
 from lmsbayes.spec import parse_spec
 

@@ -1,0 +1,325 @@
+"""Per-trial contrasts (log hazard ratios, log odds ratios) read and validated.
+
+A contrast table has one row per trial (or per independent comparison) and a
+``study`` column, and gives each estimate in one of two forms:
+
+- ``estimate``, ``lower``, ``upper``: the ratio (HR, OR, RR) and its
+  confidence interval as published (95 % unless a ``level`` column says
+  otherwise). The analysis uses ``log(estimate)`` with the standard error
+  ``(log upper - log lower) / (2 z)``, z the normal quantile of the level:
+  the usual back-calculation from a Wald interval on the log scale.
+- ``log_estimate``, ``se``: the log ratio and its standard error.
+
+With ``measure="identity"`` the values are used on the scale given (a mean
+difference, or a log ratio entered as ``estimate``); the CI is then taken to
+be symmetric on that scale.
+
+Any further columns (``pmid``, ``doi``, ``where``, ``n`` ...) are carried
+along untouched, so every number keeps its source. A row whose ``exclude``
+column is not blank (the reason, e.g. "95% CI not found in the publication")
+is kept out of the analysis and listed in ``attrs["excluded"]``; its numbers
+may be blank. Every problem found is
+reported in one :class:`~lmsbayes.errors.InputError` that names the file,
+the row (spreadsheet numbering: the header is row 1), the column and the
+value; nothing is dropped or repaired silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import special
+
+from lmsbayes.errors import InputError
+
+__all__ = ["MEASURES", "read_contrasts", "contrast_table"]
+
+#: Measures the package knows: ratio measures are analysed on the log scale.
+MEASURES = {
+    "HR": "hazard ratio",
+    "OR": "odds ratio",
+    "RR": "risk ratio",
+    "identity": "estimate on the scale given (no transformation)",
+}
+_CI_COLS = ("estimate", "lower", "upper")
+_SE_COLS = ("log_estimate", "se")
+
+
+def _is_ratio(measure: str) -> bool:
+    return measure != "identity"
+
+
+def _check_measure(measure: str) -> str:
+    if measure not in MEASURES:
+        raise InputError(f"measure must be one of {sorted(MEASURES)}, got {measure!r}")
+    return measure
+
+
+def _z(level: float) -> float:
+    return float(special.ndtri(0.5 + level / 2))
+
+
+class _Problems:
+    """Collects problems as 'file row R, column 'c': message' lines."""
+
+    def __init__(self, source: str) -> None:
+        self.source, self.lines = source, []
+
+    def add(self, row: int | None, column: str | None, message: str) -> None:
+        where = self.source
+        if row is not None:
+            where += f" row {row}" + (" (header)" if row == 1 else "")
+        if column is not None:
+            where += f", column {column!r}"
+        self.lines.append(f"{where}: {message}")
+
+    def raise_if_any(self) -> None:
+        if len(self.lines) == 1:
+            raise InputError(self.lines[0])
+        if self.lines:
+            raise InputError(f"{len(self.lines)} problems in the contrast table: " + "; ".join(self.lines))
+
+
+def _number(text: str) -> float | None:
+    try:
+        x = float(text)
+    except ValueError:
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[list[str]], list[int], bytes]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a CSV file") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        rows = [[c.strip() for c in r] for r in csv.reader(io.StringIO(text, newline=""))]
+    except csv.Error as exc:
+        raise InputError(f"{path}: not a readable CSV file ({exc})") from None
+    if not rows or not any(rows[0]):
+        raise InputError(f"{path} row 1 (header): expected a header row, the file starts blank or empty")
+    numbers = [k + 1 for k, r in enumerate(rows) if k > 0 and any(r)]
+    return rows[0], [rows[n - 1] for n in numbers], numbers, raw
+
+
+def read_contrasts(path: str | os.PathLike[str], *, measure: str = "HR") -> pd.DataFrame:
+    """Read and validate a CSV of per-trial contrasts.
+
+    Parameters
+    ----------
+    path : path-like
+        CSV file with a ``study`` column and, per row, either ``estimate``,
+        ``lower``, ``upper`` (ratio and CI) or ``log_estimate``, ``se``.
+        Optional ``level`` (CI level, default 0.95); other columns are kept.
+    measure : {"HR", "OR", "RR", "identity"}
+        What the ratios are; ratios are analysed on the log scale.
+
+    Returns
+    -------
+    pandas.DataFrame
+        See :func:`contrast_table`. ``attrs`` holds the path and the file's SHA-256.
+
+    Raises
+    ------
+    lmsbayes.errors.InputError
+        Naming file, row, column and value of every problem found.
+    """
+    path = Path(path)
+    header, rows, numbers, raw = _read_rows(path)
+    problems = _Problems(str(path))
+    seen: dict[str, int] = {}
+    for j, name in enumerate(header):
+        if not name:
+            problems.add(1, None, f"column {j + 1} has no name")
+        elif name in seen:
+            problems.add(1, name, f"duplicate column name (also column {seen[name] + 1})")
+        else:
+            seen[name] = j
+    problems.raise_if_any()
+    cells = {}
+    for name, j in seen.items():
+        cells[name] = [r[j] if j < len(r) else "" for r in rows]
+    for i, r in enumerate(rows):
+        if len(r) > len(header):
+            problems.add(numbers[i], None, f"{len(r)} cells but the header names {len(header)} columns")
+    problems.raise_if_any()
+    df = pd.DataFrame(cells, dtype=object)
+    out = _validate(df, numbers, problems, measure)
+    out.attrs.update(path=str(path), sha256=hashlib.sha256(raw).hexdigest())
+    return out
+
+
+def contrast_table(table: pd.DataFrame, *, measure: str = "HR", source: str = "<table>") -> pd.DataFrame:
+    """Validate an in-memory contrast table (same rules as :func:`read_contrasts`).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Columns as for :func:`read_contrasts`; numbers or strings.
+    measure : {"HR", "OR", "RR", "identity"}
+    source : str
+        Name used in error messages (rows are numbered as in a spreadsheet: header = 1).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``study``, with ``yi`` (analysis scale, e.g. log HR) and
+        ``sei`` (its standard error), ``estimate``, ``lower``, ``upper`` on the
+        reported scale (derived from ``yi``, ``sei`` where the input gave those),
+        ``level``, ``input`` (``"ci"`` or ``"se"``: which form the row gave), and the
+        table's other columns. ``attrs["measure"]`` is the measure; ``attrs["excluded"]``
+        lists the rows with an ``exclude`` reason (study, row, reason, and their other cells).
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise InputError(f"{source}: expected a pandas DataFrame, got {type(table).__name__}")
+    df = table.reset_index(drop=True).copy()
+    df = df.astype(object).where(df.notna(), "")
+    df = df.map(lambda v: v if isinstance(v, str)
+                else repr(float(v)) if isinstance(v, (int, float, np.number)) else str(v))  # fmt: skip
+    return _validate(df, [i + 2 for i in range(len(df))], _Problems(source), measure)
+
+
+def _validate(df: pd.DataFrame, numbers: list[int], problems: _Problems, measure: str) -> pd.DataFrame:
+    measure = _check_measure(measure)
+    ratio = _is_ratio(measure)
+    cols = set(df.columns)
+    if "study" not in cols:
+        problems.add(1, "study", f"missing (columns found: {', '.join(map(str, df.columns)) or 'none'})")
+    has_ci = [c for c in _CI_COLS if c in cols]
+    has_se = [c for c in _SE_COLS if c in cols]
+    if has_ci and len(has_ci) < 3:
+        problems.add(1, [c for c in _CI_COLS if c not in cols][0],
+                     "missing: an estimate with a CI needs the columns estimate, lower, upper")  # fmt: skip
+    if has_se and len(has_se) < 2:
+        problems.add(1, [c for c in _SE_COLS if c not in cols][0],
+                     "missing: a log estimate needs the columns log_estimate, se")  # fmt: skip
+    if not has_ci and not has_se:
+        problems.add(1, "estimate", "missing: give estimate, lower, upper (ratio and CI) or log_estimate, se")
+    problems.raise_if_any()
+    if len(df) == 0:
+        problems.add(None, None, "no data rows")
+        problems.raise_if_any()
+
+    def cell(col, i):
+        return str(df[col].iat[i]).strip() if col in cols else ""
+
+    yi = np.full(len(df), np.nan)
+    sei = np.full(len(df), np.nan)
+    est = np.full(len(df), np.nan)
+    lo = np.full(len(df), np.nan)
+    hi = np.full(len(df), np.nan)
+    level = np.full(len(df), 0.95)
+    form = [""] * len(df)
+    first: dict[str, int] = {}
+    excluded: list[dict] = []
+    for i in range(len(df)):
+        row = numbers[i]
+        study = cell("study", i)
+        if not study:
+            problems.add(row, "study", "blank: every row needs a study label")
+        elif study in first:
+            problems.add(row, "study", f"duplicate study {study!r} (first in row {first[study]})")
+        else:
+            first[study] = row
+        if cell("exclude", i):
+            excluded.append({"study": study, "row": row, "reason": cell("exclude", i),
+                             **{c: cell(c, i) for c in df.columns if c not in ("study", "exclude")}})  # fmt: skip
+            form[i] = "excluded"
+            continue
+        if "level" in cols and cell("level", i):
+            lv = _number(cell("level", i))
+            if lv is None or not 0 < lv < 1:
+                problems.add(row, "level", f"must be a CI level in (0, 1) such as 0.95, got {cell('level', i)!r}")
+                continue
+            level[i] = lv
+        ci_cells = [cell(c, i) for c in _CI_COLS]
+        se_cells = [cell(c, i) for c in _SE_COLS]
+        gave_ci, gave_se = any(ci_cells), any(se_cells)
+        if gave_ci and gave_se:
+            problems.add(row, "estimate" if ci_cells[0] else "lower",
+                         "gives both an estimate with CI and log_estimate/se; keep one form per row")  # fmt: skip
+            continue
+        if not gave_ci and not gave_se:
+            problems.add(row, "estimate", "blank: give estimate, lower, upper or log_estimate, se")
+            continue
+        if gave_ci:
+            form[i] = "ci"
+            vals = []
+            for c, text in zip(_CI_COLS, ci_cells):
+                x = _number(text)
+                if not text:
+                    problems.add(row, c, "blank (an estimate with a CI needs estimate, lower and upper)")
+                elif x is None:
+                    problems.add(row, c, f"not a number: {text!r}")
+                elif ratio and x <= 0:
+                    problems.add(row, c, f"a {MEASURES[measure]} must be > 0, got {text!r}")
+                else:
+                    vals.append(x)
+                    continue
+                vals.append(None)
+            if None in vals:
+                continue
+            e, l, u = vals
+            if not l < u:
+                problems.add(row, "lower", f"lower ({ci_cells[1]}) must be below upper ({ci_cells[2]})")
+                continue
+            if not l <= e <= u:
+                problems.add(row, "estimate",
+                             f"the CI ({ci_cells[1]}, {ci_cells[2]}) does not contain "
+                             f"the estimate {ci_cells[0]!r}")  # fmt: skip
+                continue
+            est[i], lo[i], hi[i] = e, l, u
+            z = _z(level[i])
+            if ratio:
+                yi[i], sei[i] = math.log(e), (math.log(u) - math.log(l)) / (2 * z)
+            else:
+                yi[i], sei[i] = e, (u - l) / (2 * z)
+        else:
+            form[i] = "se"
+            y, s = (_number(t) for t in se_cells)
+            if not se_cells[0]:
+                problems.add(row, "log_estimate", "blank (a log estimate needs log_estimate and se)")
+            elif y is None:
+                problems.add(row, "log_estimate", f"not a number: {se_cells[0]!r}")
+            if not se_cells[1]:
+                problems.add(row, "se", "blank (a log estimate needs log_estimate and se)")
+            elif s is None:
+                problems.add(row, "se", f"not a number: {se_cells[1]!r}")
+            elif s <= 0:
+                problems.add(row, "se", f"a standard error must be > 0, got {se_cells[1]!r}")
+            if y is None or s is None or s <= 0:
+                continue
+            yi[i], sei[i] = y, s
+            z = _z(level[i])
+            tf = np.exp if ratio else (lambda v: v)
+            est[i], lo[i], hi[i] = tf(y), tf(y - z * s), tf(y + z * s)
+    keep = [i for i in range(len(df)) if form[i] != "excluded"]
+    if not keep:
+        problems.add(None, "exclude", f"every row is excluded ({len(df)} rows): nothing to analyse")
+    problems.raise_if_any()
+    extra = [c for c in df.columns if c not in {"study", "level", "exclude", *_CI_COLS, *_SE_COLS}]
+    out = pd.DataFrame({
+        "yi": yi[keep], "sei": sei[keep], "estimate": est[keep], "lower": lo[keep], "upper": hi[keep],
+        "level": level[keep], "input": [form[i] for i in keep],
+    }, index=pd.Index([cell("study", i) for i in keep], name="study"))  # fmt: skip
+    for c in extra:
+        out[c] = [cell(c, i) for i in keep]
+    out.attrs["measure"] = measure
+    out.attrs["excluded"] = excluded
+    return out
