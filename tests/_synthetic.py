@@ -36,6 +36,8 @@ def trials_csv(
         "arm_id": [f"arm{i:05d}" for i in range(k)], "trial": [f"T{i}" for i in range(k)],
         "year": 2010, "evidence": "publication", "phase": "2", "design": "single_arm", "arm": "x",
         "agents": "x", "placebo": "false", "treatment_class": klass, "line": line, "population": "LMS",
+        # 10.5555 is the DOI test prefix: simulated arms pass the rule that every arm has an identifier
+        "doi": [f"10.5555/synthetic.{i}" for i in range(k)],
     })  # fmt: skip
     if n is not None:
         df["n"] = np.asarray(n, int)
