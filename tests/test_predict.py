@@ -21,17 +21,30 @@ def _expit(x):
     return 1 / (1 + np.exp(-x))
 
 
+@pytest.fixture(scope="module")
+def per_landmark_fit(trials):
+    """The 0.1 default (per-landmark logit-binomial), fitted by the exact engine."""
+    import lmsbayes
+
+    return lmsbayes.fit("per_landmark", trials)
+
+
+def _logit_pooled(post, t, line, nrt, uterine_centred):
+    """Pooled logit S(t) of the default log-logistic model, by hand from the posterior arrays."""
+    a = post["alpha"].values
+    b = {k: post["beta"].sel(covariate=k).values for k in ("line", "nrt", "line:nrt", "uterine")}
+    k = post["shape"].sel(shape_group="all").values
+    eta = a + line * b["line"] + nrt * b["nrt"] + line * nrt * b["line:nrt"] + uterine_centred * b["uterine"]
+    return eta - k * np.log(t / 6.0)
+
+
 def test_pooled_rate_equals_raw_draw_computation(default_fit):
-    """pooled = logistic(alpha + x beta), recomputed by hand from the posterior arrays."""
+    """pooled S(t) = logistic(alpha + x beta - k log(t / 6)) at any t, by hand from the posterior arrays."""
     post = default_fit.posterior
     s = Setting("2L+", "NR-T", 1.0, "x")
-    got = predict(default_fit, [s], [6.0])["rate"].sel(setting="x", landmark=6.0, quantity="pooled").values
-    a = post["alpha"].sel(landmark=6.0).values
-    b = post["beta"].sel(landmark=6.0)
-    # covariates of the default spec: line, nrt, line:nrt, uterine (centred at 0.5)
-    eta = (a + b.sel(covariate="line").values + b.sel(covariate="nrt").values
-           + b.sel(covariate="line:nrt").values + 0.5 * b.sel(covariate="uterine").values)  # fmt: skip
-    np.testing.assert_allclose(got, _expit(eta), rtol=1e-12)
+    for t in (3.0, 6.0, 9.0, 24.0):
+        got = predict(default_fit, [s], [t])["rate"].sel(setting="x", landmark=t, quantity="pooled").values
+        np.testing.assert_allclose(got, _expit(_logit_pooled(post, t, 1, 1, 0.5)), rtol=1e-12)
 
 
 def test_predictive_spread_matches_tau(default_fit):
@@ -40,11 +53,26 @@ def test_predictive_spread_matches_tau(default_fit):
     rate = predict(default_fit, [s], [3.0])["rate"].sel(setting="x", landmark=3.0)
     lg = lambda p: np.log(p / (1 - p))  # noqa: E731
     diff = (lg(rate.sel(quantity="predictive")) - lg(rate.sel(quantity="pooled"))).values.ravel()
-    tau = default_fit.posterior["tau"].sel(stratum="1L", landmark=3.0).values.ravel()
+    tau = default_fit.posterior["tau"].sel(stratum="1L").values.ravel()
     expected = np.mean(tau**2)
     # Monte Carlo standard error of a variance estimate from m draws of a normal scale mixture
     se = np.sqrt(np.var(tau**2 * np.random.default_rng(0).standard_normal(tau.size) ** 2) / tau.size)
     assert abs(diff.var() - expected) < 5 * se
+
+
+def test_case_mix_row_is_the_mean_over_the_lines_arms(default_fit):
+    """The EORTC-comparable row: the pooled rate at each included arm's covariates, averaged over the arms."""
+    post = default_fit.posterior
+    d = default_fit.data
+    got = predict(default_fit, [Setting.standardised("2L+")], [6.0])["rate"].sel(quantity="pooled").values[..., 0, 0]
+    arms = np.flatnonzero(d.arms["line"].to_numpy() == "2L+")
+    u = np.broadcast_to(d.arms["uterine_fraction"].to_numpy(float), (1, post.sizes["draw"], d.n_arms)).copy()
+    u[..., d.latent] = post["uterine_latent"].transpose("chain", "draw", "arm_latent").values
+    rates = []
+    for i in arms:
+        x_nrt = float(d.arms["treatment_class"].iloc[i] == "NR-T")
+        rates.append(_expit(_logit_pooled(post, 6.0, 1, x_nrt, u[..., i] - 0.5)))
+    np.testing.assert_allclose(got, np.mean(rates, axis=0), rtol=1e-10)
 
 
 def test_thresholds_p1_is_p0_to_the_hr_per_draw(default_fit):
@@ -58,6 +86,9 @@ def test_thresholds_p1_is_p0_to_the_hr_per_draw(default_fit):
     assert float(ds["p0_median"].sel(sel)) == pytest.approx(np.median(draws))
     assert float(ds["p0_lower"].sel(sel)) == pytest.approx(np.quantile(draws, 0.025))
     assert ds.attrs["reference"] == "pooled"
+    # every quantile carries its Monte Carlo standard error: small, positive
+    mcse = ds["p0_median_mcse"].sel(sel).values
+    assert 0 < mcse < 0.01
 
 
 def test_predictive_reference_is_wider(default_fit):
@@ -67,13 +98,29 @@ def test_predictive_reference_is_wider(default_fit):
     assert np.all(width(pred) > width(pooled))
 
 
-def test_threshold_table_has_eortc_columns(default_fit):
+def test_threshold_table_has_eortc_columns_on_the_comparable_rows_only(default_fit):
     table = threshold_table(thresholds(default_fit))
     assert len(table) == len(standard_settings()) * 2
-    row = table[(table.setting == "2L+ R-T") & (table.landmark == 6.0)].iloc[0]
+    row = table[(table.setting == "2L+ case mix") & (table.landmark == 6.0)].iloc[0]
     assert row.eortc_p0 == EORTC2021.loc[("2L+", 6.0), "pooled"] == 0.28
     assert row.eortc_p1 == pytest.approx(0.28**0.65)  # 0.44 in the paper
     assert 0 < row.p0_lower < row.p0 < row.p0_upper < 1
+    other = table[table.setting == "2L+ R-T"]
+    assert other.eortc_p0.isna().all()
+    assert (table.description != "").all()
+
+
+def test_rows_state_their_evidence_and_flags(default_fit):
+    table = threshold_table(thresholds(default_fit, landmarks=[6.0, 24.0]), fit=default_fit)
+    assert {"arms", "patients", "rates_reported", "medians", "sd_ratio", "flags"} <= set(table.columns)
+    by = table.set_index(["setting", "landmark"])
+    # 1L R-T rests on one arm of these data
+    assert "rests on 1 arm" in by.loc[("1L R-T", 6.0), "flags"]
+    assert by.loc[("1L R-T", 6.0), "arms"] == 1
+    # 24 months lies beyond every reported rate or median of 2L+
+    assert "beyond the latest 2L+" in by.loc[("2L+ case mix", 24.0), "flags"]
+    # the data narrow the prior of a well-covered cell
+    assert 0 < by.loc[("2L+ uterine", 6.0), "sd_ratio"] < 0.5
 
 
 def test_comparisons_are_probabilities(default_fit):
@@ -84,16 +131,12 @@ def test_comparisons_are_probabilities(default_fit):
 
 
 def test_comparisons_equal_raw_draw_computation(default_fit):
-    """uterine - non-uterine (2L+ R-T) and NR-T - R-T (1L, uterine 0.5), by hand from alpha and beta."""
+    """uterine - non-uterine (2L+ R-T) and NR-T - R-T (1L, uterine 0.5), by hand from alpha, beta and k."""
     post = default_fit.posterior
     c = comparisons(default_fit).set_index(["line", "landmark", "comparison"])
     for t in (3.0, 6.0):
-        a = post["alpha"].sel(landmark=t).values
-        b = {k: post["beta"].sel(landmark=t, covariate=k).values for k in ("line", "nrt", "line:nrt", "uterine")}
-        # 2L+ R-T: line = 1, nrt = 0; uterine effect centred at 0.5
-        uterine = _expit(a + b["line"] + 0.5 * b["uterine"]) - _expit(a + b["line"] - 0.5 * b["uterine"])
-        # 1L at uterine fraction 0.5: line = 0, so the interaction is 0
-        nrt = _expit(a + b["nrt"]) - _expit(a)
+        uterine = _expit(_logit_pooled(post, t, 1, 0, 0.5)) - _expit(_logit_pooled(post, t, 1, 0, -0.5))
+        nrt = _expit(_logit_pooled(post, t, 0, 1, 0.0)) - _expit(_logit_pooled(post, t, 0, 0, 0.0))
         for line, label, d in (("2L+", "uterine - non-uterine", uterine.ravel()), ("1L", "NR-T - R-T", nrt.ravel())):
             row = c.loc[(line, t, label)]
             assert row.difference == pytest.approx(d.mean(), rel=1e-10)
@@ -102,11 +145,17 @@ def test_comparisons_equal_raw_draw_computation(default_fit):
             assert row.prob_positive == pytest.approx((d > 0).mean())
 
 
-def test_landmark_order_equals_raw_draw_computation(default_fit):
+def test_landmark_order_holds_in_every_draw_of_the_default(default_fit):
+    order = landmark_order(default_fit, standard_settings(["1L", "2L+"]))
+    assert (order.prob_later_higher == 0).all()
+
+
+def test_landmark_order_equals_raw_draw_computation(per_landmark_fit):
     """P(S(6) > S(3)) per setting, by hand from alpha and beta (landmarks fitted independently)."""
-    post = default_fit.posterior
-    order = landmark_order(default_fit).set_index("setting")
-    assert list(order.index) == [s.label for s in standard_settings(["1L", "2L+"])]
+    post = per_landmark_fit.posterior
+    settings = standard_settings(["1L", "2L+"], case_mix=False)
+    order = landmark_order(per_landmark_fit, settings).set_index("setting")
+    assert list(order.index) == [s.label for s in settings]
     assert (order.earlier == 3.0).all() and (order.later == 6.0).all()
 
     def pooled(t, line, nrt, uterine_centred):
@@ -114,7 +163,6 @@ def test_landmark_order_equals_raw_draw_computation(default_fit):
         b = {k: post["beta"].sel(landmark=t, covariate=k).values for k in ("line", "nrt", "line:nrt", "uterine")}
         return _expit(a + line * b["line"] + nrt * b["nrt"] + line * nrt * b["line:nrt"] + uterine_centred * b["uterine"])
 
-    # 2L+ non-uterine: line 1, R-T, uterine fraction 0 (centred: -0.5); 1L NR-T at fraction 0.5
     for label, x in (("2L+ non-uterine", (1, 0, -0.5)), ("1L NR-T", (0, 1, 0.0))):
         by_hand = (pooled(6.0, *x) > pooled(3.0, *x)).mean()
         assert order.loc[label, "prob_later_higher"] == pytest.approx(by_hand, abs=1e-12)
@@ -130,7 +178,7 @@ def test_landmark_order_rejects_other_quantities(default_fit):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        (dict(landmarks=[12.0]), "landmark 12 months was not fitted"),
+        (dict(landmarks=[150.0]), "beyond 10 years"),
         (dict(settings=[Setting("2L+")], hr=[1.5]), "hr must be in"),
         (dict(reference="median"), "reference must be"),
     ],
@@ -149,15 +197,18 @@ def test_bad_setting(args, match):
         Setting(*args)
 
 
-def test_line_not_in_fitted_data_is_an_error(default_fit):
+def test_per_landmark_model_cannot_give_another_landmark(per_landmark_fit):
+    with pytest.raises(ValueError, match="landmark 12 months was not fitted"):
+        thresholds(per_landmark_fit, landmarks=[12.0])
+
+
+def test_line_not_in_fitted_data_is_an_error(trials):
     """A fit of first-line arms only cannot predict for 2L+ (no extrapolation)."""
-    from types import SimpleNamespace
+    import lmsbayes
 
-    from lmsbayes.predict import _check_settings
-
-    first_line = default_fit.data.arms[default_fit.data.arms["line"] == "1L"]
-    fit_1l = SimpleNamespace(spec=default_fit.spec,
-                             data=SimpleNamespace(arms=first_line, landmarks=default_fit.data.landmarks))  # fmt: skip
-    _check_settings(fit_1l, [Setting("1L")], [6.0])  # fine
+    spec = lmsbayes.load_spec("default").replace(**{"data.lines": ("1L",), "model.covariates": ("nrt",),
+                                                   "random_effects.tau_by": "none"})  # fmt: skip
+    fit_1l = lmsbayes.fit(spec, trials)
+    predict(fit_1l, [Setting("1L")], [6.0])  # fine
     with pytest.raises(ValueError, match="line '2L\\+' is not in the fitted data"):
-        _check_settings(fit_1l, [Setting("2L+")], [6.0])
+        predict(fit_1l, [Setting("2L+")], [6.0])
