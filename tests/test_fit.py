@@ -126,7 +126,7 @@ def test_every_arm_is_fitted_or_excluded_with_a_reason(default_fit, trials):
     assert {"arm_id", "landmark", "reason"} <= set(excluded.columns)
     assert excluded["reason"].astype(str).str.strip().ne("").all()
 
-    all_arms = set(trials["arm_id"])
+    all_arms = set(trials.arms["arm_id"])
     fitted = set(data.arms.index)
     whole = set(excluded.loc[excluded["landmark"].isna(), "arm_id"])
     assert not fitted & whole
@@ -146,7 +146,7 @@ def test_every_arm_is_fitted_or_excluded_with_a_reason(default_fit, trials):
 
 
 def test_placebo_arms_are_excluded_by_the_default_spec(default_fit, trials):
-    placebo = set(trials.loc[trials["placebo"].astype(bool), "arm_id"])
+    placebo = set(trials.arms.loc[trials.arms["placebo"].astype(bool), "arm_id"])
     assert placebo
     excluded = default_fit.data.excluded
     reasons = excluded.set_index("arm_id").loc[sorted(placebo), "reason"]

@@ -274,8 +274,8 @@ def fit(
     spec : ModelSpec, str or path
         A spec, a TOML path, or a bundled spec name (default ``"default"``).
     data : DataFrame, ModelData, path or None
-        The arm table (``load_trials``), prepared inputs, a CSV path, or None
-        for the bundled data.
+        The trial data (``load_trials``: a Trials, or an arm DataFrame),
+        prepared inputs, a CSV path, or None for the bundled data.
     strict : bool
         Raise :class:`SamplingError` instead of warning when diagnostics fail.
     progress : bool
@@ -294,14 +294,14 @@ def fit(
     """
     import nutpie
 
-    from lmsbayes.data import load_trials
+    from lmsbayes.data import Trials, load_trials
 
     if not isinstance(spec, ModelSpec):
         spec = load_spec(spec)
     if seed is not None:
         spec = spec.replace(**{"sampler.seed": int(seed)})
     if not isinstance(data, ModelData):
-        trials = data if isinstance(data, pd.DataFrame) else load_trials(data)
+        trials = data if isinstance(data, (pd.DataFrame, Trials)) else load_trials(data)
         data = prepare_data(spec, trials)
     compiled, model = _compiled(spec, data)
     s = spec.sampler

@@ -36,6 +36,8 @@ from lmsbayes.spec import ModelSpec, SpecError
 if TYPE_CHECKING:  # pragma: no cover
     import pymc as pm
 
+    from lmsbayes.data import Trials
+
 __all__ = ["ModelData", "prepare_data", "build_model", "structure_key", "arm_logits", "conditional_counts",
            "observation_probability"]
 
@@ -259,14 +261,15 @@ def _joint_observations(obs: pd.DataFrame, landmarks: tuple[float, ...]) -> tupl
     return obs, pd.DataFrame(dropped, columns=["arm_id", "landmark", "reason"])
 
 
-def prepare_data(spec: ModelSpec, trials: pd.DataFrame) -> ModelData:
+def prepare_data(spec: ModelSpec, trials: Trials | pd.DataFrame) -> ModelData:
     """Apply the spec's data filter and build the model inputs.
 
     Parameters
     ----------
     spec : ModelSpec
-    trials : pandas.DataFrame
-        The validated arm table from :func:`lmsbayes.data.load_trials`.
+    trials : Trials or pandas.DataFrame
+        The validated data from :func:`lmsbayes.data.load_trials` (an arm
+        DataFrame is converted by :func:`lmsbayes.data.as_trials`).
 
     Returns
     -------
@@ -278,10 +281,11 @@ def prepare_data(spec: ModelSpec, trials: pd.DataFrame) -> ModelData:
         When no observation remains, or a covariate the spec asks for does not
         vary in the selected arms (the data cannot inform it).
     """
-    from lmsbayes.data import long_table
+    from lmsbayes.data import as_trials, long_table
 
     f = spec.data
-    t = trials.reset_index(drop=True)
+    trials = as_trials(trials)
+    t = trials.arms.reset_index(drop=True)
     reasons = pd.Series("", index=t.index, dtype=object)
 
     def drop(mask, why: str) -> None:
@@ -305,7 +309,8 @@ def prepare_data(spec: ModelSpec, trials: pd.DataFrame) -> ModelData:
     arm_excl = pd.DataFrame({"arm_id": t.loc[reasons != "", "arm_id"].to_numpy(),
                              "landmark": np.nan, "reason": reasons[reasons != ""].to_numpy()})  # fmt: skip
     kept = t[reasons == ""]
-    long = long_table(kept, spec.landmarks, derive_from_median=f.derive_from_median) if len(kept) else None
+    long = (long_table(trials.select((reasons == "").to_numpy()), spec.landmarks,
+                       derive_from_median=f.derive_from_median) if len(kept) else None)  # fmt: skip
     if long is None or not long["included"].any():
         raise SpecError(["no observation remains after the [data] filter and the landmark rules"], spec.name)
     obs_excl = long.loc[~long["included"], ["arm_id", "landmark", "exclusion_reason"]].rename(
@@ -346,8 +351,7 @@ def prepare_data(spec: ModelSpec, trials: pd.DataFrame) -> ModelData:
         raise SpecError(problems, spec.name)
 
     strata = tuple(sorted(set(arms["line"]))) if spec.random_effects.tau_by == "line" else ("all",)
-    sha = trials.attrs.get("sha256") or hashlib.sha256(
-        pd.util.hash_pandas_object(trials.astype(str), index=False).to_numpy().tobytes()).hexdigest()
+    sha = trials.sha256
     excluded = pd.concat([arm_excl, obs_excl], ignore_index=True)
     return ModelData(
         arms=arms, obs=obs, excluded=excluded, landmarks=landmarks,

@@ -51,7 +51,7 @@ def fit_from_args(args, progress: Progress):
     progress(f"spec {spec.name!r} ({spec.model.likelihood}; covariates {list(spec.model.covariates)})")
     trials = load_trials(args.data)
     data = prepare_data(spec, trials)
-    progress(f"data: {len(trials)} arms in {trials.attrs.get('path')}, {len(data.arms)} arms / "
+    progress(f"data: {len(trials)} arms in {' + '.join(trials.files)}, {len(data.arms)} arms / "
              f"{len(data.obs)} observations enter the model, {len(data.excluded)} exclusions")  # fmt: skip
     progress("building, compiling (the first run on a machine compiles with numba, 30-45 s; "
              "later runs reuse its cache, 15-25 s) and sampling ...")
