@@ -506,6 +506,8 @@ def _parse_number(value: str, integer: bool) -> tuple[float, str | None]:
             "and explain in 'notes')"
         )
     x = float(value)
+    if not math.isfinite(x):  # 1e999 is plain notation, but not a number a table can hold
+        return math.nan, f"must be a finite number, got {value!r}"
     if integer and not x.is_integer():
         return math.nan, f"must be a whole number, got {value!r}"
     return x, None
@@ -592,7 +594,10 @@ def _rate_kind(col: str) -> str:
 
 
 def _bounds_message(low: float, high: float, low_open: bool) -> str:
-    return f"must be in {'(' if low_open else '['}{low:g}, {high:g}]"
+    def num(x: float) -> str:
+        return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+    return f"must be in {'(' if low_open else '['}{num(low)}, {num(high)}]"
 
 
 def _convert(
@@ -774,13 +779,19 @@ def _check_header(
     for k, col in enumerate(header):
         if col == "":
             out.header(None, f"header cell {k + 1} is blank; every column needs a name")
+        elif _CONTROL.search(col):
+            out.header(None, f"header cell {k + 1} ({_clip(col)!r}) holds a control character "
+                       "(NUL bytes and the like); is the file binary or corrupted?", _clip(col))  # fmt: skip
     for col in sorted({c for c in header if c and header.count(c) > 1}):
         out.header(col, "column appears more than once in the header", col)
     user = []
     candidates = [*known, *(f"pfsr_{t}m{s}" for t in (3, 6, 12) for s in ("", "_lo", "_hi", "_source"))
                   ] if arm_table else list(known)  # fmt: skip
     for col in dict.fromkeys(header):
-        if not col or col in known or col in extra or (arm_table and _RATE_FAMILY.fullmatch(col)):
+        if col in extra and col not in known:
+            user.append(col)
+            continue
+        if not col or _CONTROL.search(col) or col in known or (arm_table and _RATE_FAMILY.fullmatch(col)):
             continue
         if arm_table and col in COMPUTED_COLUMNS:
             out.header(col, "is computed by the loader (from n_uterine, n and population); "
