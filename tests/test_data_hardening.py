@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_data import arm, base_rates, base_rows, only, pair, problems_of, rate, write
 
 import lmsbayes.data as data_module
 from lmsbayes.data import RATE_COLUMNS, DataValidationError, load_trials
 from lmsbayes.errors import InputError
-
-from test_data import arm, base_rates, base_rows, only, pair, problems_of, rate, write
-
 
 # ---------------------------------------------------------------------------- numbers
 

@@ -39,6 +39,7 @@ from lmsbayes.data import (
 FAST = settings(max_examples=150, deadline=None, derandomize=False,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
 DEEP = settings(FAST, max_examples=3000)
+VALID = settings(FAST, max_examples=50)
 
 SAFE_TEXT = st.text(
     alphabet=st.characters(blacklist_categories=("Cs", "Cc")) | st.sampled_from(",\"\n'"),
@@ -239,7 +240,7 @@ def _attempt(arm_bytes: bytes, rate_bytes: bytes | None, what: str) -> None:
         _check_loaded(trials)
 
 
-@FAST
+@VALID
 @given(tables=valid_tables())
 def test_valid_tables_load_and_expand(tables):
     arms, rates = tables
