@@ -13,6 +13,7 @@ from dataclasses import FrozenInstanceError
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lmsbayes.data import (
@@ -454,7 +455,8 @@ def test_legacy_dataframe_is_converted_by_as_trials(tmp_path):
     frame = trials.arms.copy()
     frame["pfsr_3m"] = [np.nan, 0.6, np.nan]
     frame["pfsr_3m_source"] = [None, "reported", None]
-    t2 = as_trials(frame)
+    with pytest.warns(FutureWarning, match="a DataFrame of arms was given"):
+        t2 = as_trials(frame)
     assert t2.rates[["arm_id", "t", "rate"]].values.tolist() == [["a2", 3.0, 0.6]]
     assert "pfsr_3m" not in t2.arms and t2.sha256 == trials.sha256
     assert as_trials(trials) is trials
@@ -475,6 +477,8 @@ def test_select_by_mask_and_by_ids_keeps_file_order_and_rates(tmp_path):
     assert list(only_a1.arms["arm_id"]) == ["a1"] and len(only_a1.rates) == 0
     assert list(trials.select(trials.arms["line"] == "1L").arms["arm_id"]) == ["a3"]
     assert len(trials.select([])) == 0
+    nullable = pd.Series([True, pd.NA, False], dtype="boolean")
+    assert list(trials.select(nullable).arms["arm_id"]) == ["a1"]
     with pytest.raises(ValueError, match="not in the trial data: \\['zz'\\]"):
         trials.select(["a1", "zz"])
     with pytest.raises(ValueError, match="one per arm"):
@@ -681,8 +685,9 @@ def test_landmark_tolerance_maps_weeks_to_landmarks(tmp_path):
             long_table(trials, tolerance=bad)
 
 
-def test_long_table_accepts_an_arm_dataframe(rule_table):
-    lt = long_table(rule_table.arms, landmarks=(3,))
+def test_long_table_accepts_an_arm_dataframe_with_a_warning(rule_table):
+    with pytest.warns(FutureWarning, match="every rate is derived"):
+        lt = long_table(rule_table.arms, landmarks=(3,))
     assert set(lt["rate_source"]) <= {"exponential", ""}  # a bare arm frame has no rates
 
 

@@ -247,6 +247,8 @@ class Trials:
         ids = self.arms["arm_id"].astype(str).to_numpy()
         if isinstance(which, str):
             which = [which]
+        if isinstance(which, pd.Series) and pd.api.types.is_bool_dtype(which.dtype):
+            which = which.fillna(False).to_numpy(dtype=bool)  # nullable boolean: NA is not selected
         arr = np.asarray(list(which) if not hasattr(which, "__array__") else which)
         if arr.dtype == bool:
             if arr.shape != (len(ids),):
@@ -1112,8 +1114,9 @@ def as_trials(data: Trials | pd.DataFrame) -> Trials:
 
     A DataFrame (e.g. a filtered ``trials.arms``, or the table an older
     ``load_trials`` returned) becomes a Trials whose rates come from its
-    ``pfsr_<t>m`` columns, if it has any; its provenance is ``attrs['sha256']``
-    when present, else a hash of its content.
+    ``pfsr_<t>m`` columns, if it has any, with a ``FutureWarning`` (a frame
+    has no rates table); its provenance is ``attrs['sha256']`` when present,
+    else a hash of its content.
 
     Parameters
     ----------
@@ -1127,6 +1130,14 @@ def as_trials(data: Trials | pd.DataFrame) -> Trials:
         return data
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"expected Trials or a DataFrame of arms, got {type(data).__name__}")
+    # a frame carries no rates table: say so rather than let reported rates vanish unnoticed
+    warnings.warn(
+        "a DataFrame of arms was given where the Trials of load_trials() is expected; its rates "
+        "come from pfsr_<t>m columns only (none: every rate is derived from the median). Pass the "
+        "Trials, or trials.select(mask) for a subset",
+        FutureWarning,
+        stacklevel=3,
+    )
     arms = data.reset_index(drop=True)
     legacy = [c for c in arms.columns if (m := _RATE_FAMILY.fullmatch(str(c))) and m[2] is None]
     def get(c: str, has: np.ndarray) -> np.ndarray:
