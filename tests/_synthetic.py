@@ -1,4 +1,4 @@
-"""Build valid trial-arm CSV files from simulated or published binomial data."""
+"""Build valid trial-arm CSV files (with their rates table) from simulated or published binomial data."""
 
 from __future__ import annotations
 
@@ -22,18 +22,22 @@ def trials_csv(
     uterine_fraction: np.ndarray | None = None,
     extra_rates: dict[int, np.ndarray] | None = None,
 ) -> Path:
-    """Write a schema-valid CSV with one reported rate per arm.
+    """Write a schema-valid arm table with one reported rate per arm; returns the arm table's path.
 
-    With ``se_logit`` the rate's 95% CI is built on the logit scale so that the
-    data module recovers exactly that standard error; otherwise the binomial
-    standard error with ``n`` applies. ``extra_rates`` adds reported rates at other landmarks ({months: rates},
+    The rates go to the rates table beside it (``<stem>_rates.csv``, which
+    ``load_trials(path)`` finds). With ``se_logit`` the rate's 95% CI is built
+    on the logit scale so that the data module recovers exactly that standard
+    error; otherwise the binomial standard error with ``n`` applies.
+    ``extra_rates`` adds reported rates at other landmarks ({months: rates},
     binomial standard error with ``n``).
     """
+    path = Path(path)
     k = len(rate)
     line = np.asarray(line if line is not None else ["2L+"] * k)
     klass = np.asarray(treatment_class if treatment_class is not None else ["R-T"] * k)
+    ids = [f"arm{i:05d}" for i in range(k)]
     df = pd.DataFrame({
-        "arm_id": [f"arm{i:05d}" for i in range(k)], "trial": [f"T{i}" for i in range(k)],
+        "arm_id": ids, "trial": [f"T{i}" for i in range(k)],
         "year": 2010, "evidence": "publication", "phase": "2", "design": "single_arm", "arm": "x",
         "agents": "x", "placebo": "false", "treatment_class": klass, "line": line, "population": "LMS",
         # 10.5555 is the DOI test prefix: simulated arms pass the rule that every arm has an identifier
@@ -43,18 +47,18 @@ def trials_csv(
         df["n"] = np.asarray(n, int)
     if uterine_fraction is not None:
         df["n_uterine"] = np.round(np.asarray(uterine_fraction) * df["n"]).astype(int)
-    if extra_rates:
-        for t, r in extra_rates.items():
-            df[f"pfsr_{t}m"] = np.asarray(r, float)
-            df[f"pfsr_{t}m_source"] = "reported"
-    col = f"pfsr_{landmark}m"
-    df[col] = np.asarray(rate, float)
-    df[f"{col}_source"] = "reported"
+    rates = [pd.DataFrame({"arm_id": ids, "t": float(landmark), "rate": np.asarray(rate, float),
+                           "kind": "reported"})]  # fmt: skip
     if se_logit is not None:
-        lg = np.log(df[col] / (1 - df[col]))
-        df[f"{col}_lo"] = 1 / (1 + np.exp(-(lg - Z95 * np.asarray(se_logit))))
-        df[f"{col}_hi"] = 1 / (1 + np.exp(-(lg + Z95 * np.asarray(se_logit))))
+        lg = np.log(rates[0]["rate"] / (1 - rates[0]["rate"]))
+        rates[0]["lo"] = 1 / (1 + np.exp(-(lg - Z95 * np.asarray(se_logit))))
+        rates[0]["hi"] = 1 / (1 + np.exp(-(lg + Z95 * np.asarray(se_logit))))
+    for t, r in (extra_rates or {}).items():
+        rates.append(pd.DataFrame({"arm_id": ids, "t": float(t), "rate": np.asarray(r, float),
+                                   "kind": "reported"}))  # fmt: skip
     df.to_csv(path, index=False, float_format="%.17g")
+    pd.concat(rates, ignore_index=True).to_csv(path.with_name(f"{path.stem}_rates.csv"), index=False,
+                                               float_format="%.17g")  # fmt: skip
     return path
 
 

@@ -44,8 +44,9 @@ _LAZY = {
 # eagerly (fit.py imports PyMC only inside functions) guarantees that
 # ``lmsbayes.fit`` is the function however the submodule was first imported.
 from lmsbayes.fit import Fit, fit, load_fit  # noqa: E402
+from lmsbayes.evidence import evidence  # noqa: E402  (same reason: module and function share the name)
 
-__all__ = ["__version__", "Fit", "fit", "load_fit", *sorted(_LAZY)]
+__all__ = ["__version__", "Fit", "evidence", "fit", "load_fit", *sorted(_LAZY)]
 
 
 def __getattr__(name: str) -> Any:

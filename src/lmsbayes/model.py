@@ -289,33 +289,17 @@ def _tables(data: Any) -> _Tables:
         raise TypeError(f"data must be lmsbayes Trials, a DataFrame or a path, got {type(data).__name__}")
     sha = data.attrs.get("sha256") or hashlib.sha256(
         pd.util.hash_pandas_object(data.astype(str), index=False).to_numpy().tobytes()).hexdigest()
-    if "arm_id" in data and "line" in data:  # an LMS arm table in the 0.1 layout (rate columns pfsr_<t>m)
-        return _Tables("lms", data.reset_index(drop=True), _rates_from_columns(data), sha)
+    if "arm_id" in data and "line" in data:  # an LMS arm table (0.1 layout: rate columns pfsr_<t>m)
+        from lmsbayes.data import as_trials
+
+        trials = as_trials(data)
+        return _Tables("lms", trials.arms.reset_index(drop=True), trials.rates.reset_index(drop=True), sha)
     missing = [c for c in _BINOMIAL_REQUIRED if c not in data]
     if missing:
         raise SpecError([f"the table has no column {missing[0]!r}: a binomial table needs columns "
                          f"{list(_BINOMIAL_REQUIRED)} (one row per study arm), an LMS table the columns of "
                          "lmsbayes.load_trials"], "data")  # fmt: skip
     return _Tables("binomial", _check_binomial(data), pd.DataFrame(), sha)
-
-
-def _rates_from_columns(arms: pd.DataFrame) -> pd.DataFrame:
-    """Reported rates of a 0.1-layout arm table (pfsr_<t>m column families) as a tidy table."""
-    import re
-
-    rows = []
-    for col in arms.columns:
-        m = re.fullmatch(r"pfsr_(\d+)m", col)
-        if not m:
-            continue
-        t = float(m[1])
-        for i, v in arms[col].items():
-            if pd.notna(v):
-                rows.append({"arm_id": arms.at[i, "arm_id"], "t": t, "rate": float(v),
-                             "lo": _num(arms.get(f"{col}_lo", pd.Series(dtype=float)).get(i)),
-                             "hi": _num(arms.get(f"{col}_hi", pd.Series(dtype=float)).get(i)),
-                             "kind": str(arms.get(f"{col}_source", pd.Series(dtype=object)).get(i) or "reported")})  # fmt: skip
-    return pd.DataFrame(rows, columns=["arm_id", "t", "rate", "lo", "hi", "kind"])
 
 
 def _num(v) -> float:
