@@ -52,12 +52,12 @@ def _prior_for_weight(prior: BetaMixture, w: float, mean: float, n: float, bound
     return robustify(prior, w, mean=mean, n=n, bounded=bounded)
 
 
-def _ess(mix: BetaMixture) -> tuple[float, str]:
+def _ess(mix: BetaMixture) -> tuple[float, float]:
+    """ELIR (NaN where a component has a or b < 1, where it is undefined) and the moment ESS."""
     from lmsbayes.prior import ess
 
-    if np.all(mix.a >= 1) and np.all(mix.b >= 1):
-        return float(ess(mix, "elir")), "elir"
-    return float(ess(mix, "moment")), "moment"
+    elir = float(ess(mix, "elir")) if np.all(mix.a >= 1) and np.all(mix.b >= 1) else float("nan")
+    return elir, float(ess(mix, "moment"))
 
 
 def _check_weights(weights: Any) -> np.ndarray:
@@ -76,7 +76,10 @@ class TradeoffResult:
     table : pandas.DataFrame
         One row per robust weight ``w`` (index), plus a ``vague`` reference
         row: ``max_type1`` over the range, ``worst_p`` where it occurs,
-        ``power`` at the alternative, ``ess`` of the prior and ``ess_method``.
+        ``power`` at the alternative, and the prior's ESS: ``ess_elir`` (the
+        one to report; NaN where a component has a or b < 1, e.g. RBesT's
+        robust component with a mean other than 1/2 -- use ``bounded=True``)
+        and ``ess_moment``.
     curves : xarray.Dataset
         ``type1`` over dims ``w`` and ``p`` (the true control rate, on the
         stated range's grid; the whole [0, 1] is in ``type1_full``).
@@ -98,8 +101,13 @@ class TradeoffResult:
         tab = self.table.copy()
         for col in ("max_type1", "worst_p", "power"):
             tab[col] = tab[col].map(lambda v: f"{v:.3f}")
-        tab["ess"] = tab["ess"].map(lambda v: f"{v:.1f}")
-        return head + "\n" + tab.to_string() + "\n" + KOPP_SCHNEIDER_2020
+        for col in ("ess_elir", "ess_moment"):
+            tab[col] = tab[col].map(lambda v: "undefined" if v != v else f"{v:.1f}")
+        note = ""
+        if self.table["ess_elir"].isna().any():
+            note = ("\nELIR is undefined where the robust component has a shape < 1; "
+                    "robustify with bounded=True (--robust-bounded) for one where it is defined")
+        return head + "\n" + tab.to_string() + note + "\n" + KOPP_SCHNEIDER_2020
 
 
 def _evaluate(design: Any, prior: BetaMixture, grid: np.ndarray, alt: tuple[float, float]) -> tuple[np.ndarray, float]:
@@ -191,9 +199,9 @@ def borrowing_tradeoff(
         pr = _vague_prior() if w == "vague" else _prior_for_weight(prior, float(w), mean, robust_n, bounded)
         type1, power = _evaluate(design, pr, grid, alt)
         i = int(np.argmax(type1))
-        e, method = _ess(pr)
+        elir, moment = _ess(pr)
         rows[w] = {"max_type1": float(type1[i]), "worst_p": float(grid[i]), "power": power,
-                   "ess": e, "ess_method": method}  # fmt: skip
+                   "ess_elir": elir, "ess_moment": moment}  # fmt: skip
         curves.append(type1)
         labels.append(str(w) if w == "vague" else float(w))
     table = pd.DataFrame.from_dict(rows, orient="index")
