@@ -244,7 +244,7 @@ def two_arm_oc(
         raise ValueError(f"design must be a TwoArmDesign, got {type(design).__name__}")
     if scale not in _SCALES:
         raise OptionError(f"scale must be one of {list(_SCALES)}, got {scale!r}")
-    grid = np.linspace(0.0, 1.0, 101) if p_c is None else _check_rates("p_c", p_c)
+    grid = np.round(np.linspace(0.0, 1.0, 101), 12) if p_c is None else _check_rates("p_c", p_c)
     null = _null_effect(scale)
     eff_list = [null] + [float(e) for e in effects if float(e) != null]
     priors = {"design prior": design.prior_c} if priors is None else dict(priors)

@@ -173,7 +173,7 @@ def borrowing_tradeoff(
         default_mean = prior.mean()
         alt = (p_t, p_c)
         alt_text = f"p_t = {_fmt(p_t)}, p_c = {_fmt(p_c)}"
-        grid = np.linspace(lo, hi, grid_points)
+        grid = np.round(np.linspace(lo, hi, grid_points), 12)
     elif isinstance(design, BayesianSingleArm):
         if isinstance(design.p0, BetaMixture):
             raise OptionError(
@@ -186,7 +186,7 @@ def borrowing_tradeoff(
             raise OptionError(f"type1_range {type1_range!r} has no rate at or below p0 = {design.p0:g}")
         alt = (p_t, float("nan"))
         alt_text = f"p = {_fmt(p_t)}"
-        grid = np.linspace(lo, hi, grid_points)
+        grid = np.round(np.linspace(lo, hi, grid_points), 12)
     else:
         raise ValueError(f"design must be a TwoArmDesign or BayesianSingleArm, got {type(design).__name__}")
     if not isinstance(prior, BetaMixture):

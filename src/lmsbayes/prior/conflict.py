@@ -55,6 +55,11 @@ class ConflictReport:
     ess_prior, ess_posterior : float
         Effective sample sizes; ``ess_method`` says which (``"elir"`` when
         defined for both, else ``"moment"``).
+    p_box_informative : float or None
+        With a robust component: Box's p-value under the informative part
+        alone (the other components, reweighted).  The robust component makes
+        almost any count plausible under the whole prior, so the conflict
+        with the historical data shows here.
     """
 
     r: int
@@ -69,6 +74,7 @@ class ConflictReport:
     ess_prior: float
     ess_posterior: float
     ess_method: str
+    p_box_informative: float | None = None
 
     def to_series(self) -> pd.Series:
         """The scalar results as one row (for a table of several trials)."""
@@ -78,7 +84,7 @@ class ConflictReport:
             "p_lower": self.p_lower, "p_upper": self.p_upper,
             "p_two_sided": self.p_two_sided, "p_box": self.p_box,
             "ess_prior": self.ess_prior, "ess_posterior": self.ess_posterior,
-            "ess_method": self.ess_method,
+            "ess_method": self.ess_method, "p_box_informative": self.p_box_informative,
         }, name="conflict")  # fmt: skip
 
     def __str__(self) -> str:
@@ -102,11 +108,19 @@ class ConflictReport:
             f"ESS ({self.ess_method}): prior {self.ess_prior:.1f}, posterior {self.ess_posterior:.1f} "
             f"(prior + n = {self.ess_prior + self.n:.1f} if the data agreed with the prior on average)",
         ]
+        if self.p_box_informative is not None:
+            lines.append(f"Box's p-value under the informative part alone (without the robust component): "
+                         f"{self.p_box_informative:.4f}" + ("  <- conflict (< 0.05)" if self.p_box_informative < 0.05 else ""))  # fmt: skip
         if "robust" in self.components.index:
             w0, w1 = self.components.loc["robust", ["prior_weight", "posterior_weight"]]
             lines.append(f"Robust component weight {w0:.3f} -> {w1:.3f}"
                          + ("  (the data moved weight to it)" if w1 > w0 else ""))  # fmt: skip
         return "\n".join(lines)
+
+
+def _box(pmf: np.ndarray, r: int) -> float:
+    # a relative slack so that counts exactly as likely as r are not lost to rounding
+    return float(min(1.0, pmf[pmf <= pmf[r] * (1 + 1e-9)].sum()))
 
 
 def conflict(prior: BetaMixture, r: int, n: int) -> ConflictReport:
@@ -139,11 +153,15 @@ def conflict(prior: BetaMixture, r: int, n: int) -> ConflictReport:
     pmf = prior.predictive_pmf(n)
     p_lower = float(min(1.0, pmf[: r + 1].sum()))
     p_upper = float(min(1.0, pmf[r:].sum()))
-    # a relative slack so that counts exactly as likely as r are not lost to rounding
-    p_box = float(min(1.0, pmf[pmf <= pmf[r] * (1 + 1e-9)].sum()))
+    p_box = _box(pmf, r)
     names = [f"comp{k + 1}" for k in range(prior.n_components)]
-    if prior.provenance and "robustify" in prior.provenance:
+    p_inf = None
+    if prior.provenance and "robustify" in prior.provenance and prior.n_components > 1:
         names[-1] = "robust"
+        w = prior.weights[:-1]
+        if w.sum() > 0:
+            informative = BetaMixture(weights=w / w.sum(), a=prior.a[:-1], b=prior.b[:-1])
+            p_inf = _box(informative.predictive_pmf(n), r)
     comps = pd.DataFrame(
         {"a": prior.a, "b": prior.b, "prior_weight": prior.weights,
          "posterior_weight": post.weights, "a_post": post.a, "b_post": post.b},
@@ -159,4 +177,5 @@ def conflict(prior: BetaMixture, r: int, n: int) -> ConflictReport:
         r=r, n=n, prior=prior, posterior=post, components=comps,
         p_lower=p_lower, p_upper=p_upper, p_two_sided=min(1.0, 2 * min(p_lower, p_upper)),
         p_box=p_box, ess_prior=float(e0), ess_posterior=float(e1), ess_method=m0,
+        p_box_informative=p_inf,
     )  # fmt: skip

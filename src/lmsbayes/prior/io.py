@@ -66,9 +66,25 @@ MAX_FILE_BYTES = 1_000_000
 
 _KEYS = ("schema", "schema_version", "weights", "a", "b", "provenance", "lmsbayes_version")
 _REQUIRED = ("schema", "schema_version", "weights", "a", "b")
-# |sum(weights) - 1| up to which an RBesT file's weights are taken as rounded
-# (jsonlite writes 4 digits by default) and rescaled, as read_mix_json does
-_RBEST_RESCALE_TOL = 1e-3
+
+
+def _rounding_tolerance(values: list[float]) -> float:
+    """Largest |sum - 1| that rounding the weights to the decimals they show can explain.
+
+    jsonlite writes ``digits`` decimals (4 by default); a weight shown with D
+    decimals is off by at most 0.5e-D, so k such weights sum to 1 within
+    k * 0.5e-D.
+    """
+    decimals = 0
+    for v in values:
+        text = repr(float(v))
+        if "e" in text or "E" in text:
+            mant, _, exp = text.lower().partition("e")
+            d = len(mant.partition(".")[2].rstrip("0")) - int(exp)
+        else:
+            d = len(text.partition(".")[2].rstrip("0"))
+        decimals = max(decimals, d)
+    return len(values) * 0.5 * 10.0 ** (-decimals) + 1e-12
 
 
 def _package_version() -> str:
@@ -374,12 +390,13 @@ def _from_rbest(doc: Mapping[str, Any], source: str) -> BetaMixture:
         if len(dimnames) > 1 and isinstance(dimnames[1], list):
             names = [str(v) for v in dimnames[1]]
     total = math.fsum(rows["w"])
-    if not abs(total - 1.0) <= _RBEST_RESCALE_TOL:
+    tol = _rounding_tolerance(rows["w"])
+    if not abs(total - 1.0) <= tol:
         raise _fail(
             source,
-            f"RBesT weights sum to {total!r}; weights rounded for JSON sum to 1 within "
-            f"{_RBEST_RESCALE_TOL:g}, and a larger gap is not rounding (RBesT's read_mix_json "
-            "would rescale it silently; lmsbayes refuses)",
+            f"RBesT weights sum to {total!r}; weights rounded to the decimals shown would sum to 1 "
+            f"within {tol:.3g}, so the gap is not rounding (RBesT's read_mix_json would rescale "
+            "it silently; lmsbayes refuses)",
         )
     prov = {
         "source": "RBesT write_mix_json",
