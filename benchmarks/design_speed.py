@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 
 from lmsbayes.design import (TwoArmDesign, find_robust_weight, simon, two_arm_oc,
                              two_arm_sample_size)

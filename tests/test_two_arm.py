@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from scipy import integrate, stats
+from scipy import integrate
 
 from lmsbayes.cli import main
 from lmsbayes.design import (

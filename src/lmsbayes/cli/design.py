@@ -229,7 +229,7 @@ def _single_arm(args, mix) -> int:
 
 
 def _two_arm(args, mix) -> int:
-    from lmsbayes.design import TwoArmDesign, effect_rates, two_arm_oc, two_arm_sample_size
+    from lmsbayes.design import TwoArmDesign, two_arm_oc, two_arm_sample_size
     from lmsbayes.errors import OptionError
     from lmsbayes.prior import BetaMixture, robustify
 
@@ -292,7 +292,6 @@ def _two_arm(args, mix) -> int:
             raise OptionError("--tradeoff/--max-type1 need a PRIOR.json (the MAP prior to borrow from)")
         _tradeoff(args, TwoArmDesign(n_t=args.n_t, n_c=args.n_c, delta=args.delta, success_prob=success),
                   mix, p_t=p1, p_c=p0)  # fmt: skip
-    _ = effect_rates  # the scale convention is documented there
     _warn(warnings)
     return 0
 

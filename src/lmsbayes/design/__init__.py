@@ -27,11 +27,27 @@ Plain numpy/scipy/xarray: this package knows nothing of PyMC.
 from __future__ import annotations
 
 from lmsbayes.design.decisions import DifferenceDecision, HazardRatioDecision, PosteriorDecision
-from lmsbayes.design.oc import design_warnings, effect_rates, headline, operating_characteristics, two_arm_oc
+from lmsbayes.design.oc import (
+    design_warnings,
+    effect_rates,
+    headline,
+    operating_characteristics,
+    two_arm_oc,
+)
 from lmsbayes.design.simon import MAX_SIMON_N, SimonDesign, SimonDesigns, simon
 from lmsbayes.design.single_arm import BayesianSingleArm
-from lmsbayes.design.tradeoff import KOPP_SCHNEIDER_2020, TradeoffResult, borrowing_tradeoff, find_robust_weight
-from lmsbayes.design.two_arm import SampleSizeResult, TwoArmDesign, paired_success, two_arm_sample_size
+from lmsbayes.design.tradeoff import (
+    KOPP_SCHNEIDER_2020,
+    TradeoffResult,
+    borrowing_tradeoff,
+    find_robust_weight,
+)
+from lmsbayes.design.two_arm import (
+    SampleSizeResult,
+    TwoArmDesign,
+    paired_success,
+    two_arm_sample_size,
+)
 
 __all__ = [
     "KOPP_SCHNEIDER_2020",

@@ -13,7 +13,14 @@ from functools import cached_property
 
 import numpy as np
 
-from lmsbayes.design._common import _TOL, _check_open_unit, _check_threshold, _describe, _fmt, _mixture_rule
+from lmsbayes.design._common import (
+    _TOL,
+    _check_open_unit,
+    _check_threshold,
+    _describe,
+    _fmt,
+    _mixture_rule,
+)
 from lmsbayes.prior import BetaMixture
 
 __all__ = ["DifferenceDecision", "HazardRatioDecision", "PosteriorDecision"]

@@ -10,7 +10,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lmsbayes.design._common import _TOL, _boundary_table, _check_open_unit, _check_positive_int, _fmt
+from lmsbayes.design._common import (
+    _TOL,
+    _boundary_table,
+    _check_open_unit,
+    _check_positive_int,
+    _fmt,
+)
 from lmsbayes.errors import WorkLimitError
 
 __all__ = ["MAX_SIMON_N", "SimonDesign", "SimonDesigns", "simon"]
