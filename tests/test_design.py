@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-import lmsbayes.design as design_module
 from lmsbayes.design import (
     BayesianSingleArm,
     DifferenceDecision,
@@ -333,7 +332,7 @@ def test_two_arm_posterior_prob_against_double_integral():
         lambda c: post_c.pdf(c) * post_t.sf(c + 0.05), 0, 1, epsabs=1e-13, limit=500
     )[0]
     assert d.posterior_prob(14, 4) == pytest.approx(ref, abs=1e-9)
-    assert d._prob_table[14, 4] == pytest.approx(ref, abs=1e-9)
+    assert d.prob_table()[14, 4] == pytest.approx(ref, abs=1e-9)
 
 
 def test_two_arm_symmetry_with_equal_vague_priors():
@@ -348,12 +347,18 @@ def test_two_arm_oc_exact_and_monotone():
     oc = operating_characteristics(d, p_t=p_t, p_c=[0.25, 0.3])
     assert oc.prob_success.dims == ("p_t", "p_c")
     assert np.all(np.diff(oc.prob_success.values, axis=0) >= -1e-12)
-    # brute-force double sum over (r_t, r_c) at one point of the grid
+    # brute force: the full table of posterior probabilities, and a double sum over (r_t, r_c)
+    success = d.prob_table() >= 0.975 - 1e-12
     rt, rc = np.arange(41)[:, None], np.arange(21)[None, :]
     w = stats.binom.pmf(rt, 40, p_t[5]) * stats.binom.pmf(rc, 20, 0.3)
-    assert oc.prob_success.values[5, 1] == pytest.approx(np.sum(w * d._success), abs=1e-14)
+    assert oc.prob_success.values[5, 1] == pytest.approx(np.sum(w * success), abs=1e-14)
     b = d.boundaries()
-    assert b.index.name == "r_c" and np.all(np.diff(b["min_r_t"]) >= 0)
+    assert list(b.columns[:5]) == ["look", "n_c", "r_c", "n_t", "min_r_t"]
+    # the staircase bisection finds exactly the brute-force boundary
+    brute = np.where(success.any(axis=0), success.argmax(axis=0), -1)
+    got = b["min_r_t"].fillna(-1).to_numpy(dtype=int)
+    np.testing.assert_array_equal(got, brute)
+    assert np.all(np.diff(got[got >= 0]) >= 0)
 
 
 # --------------------------------------------------------------------------- errors
@@ -400,6 +405,10 @@ def test_other_bad_input():
         DESIGN.posterior_prob(25, 20)
 
 
-def test_docstring_examples_run():
-    result = doctest.testmod(design_module, optionflags=doctest.NORMALIZE_WHITESPACE)
+@pytest.mark.parametrize("name", ["decisions", "simon", "single_arm", "two_arm", "oc", "tradeoff"])
+def test_docstring_examples_run(name):
+    import importlib
+
+    module = importlib.import_module(f"lmsbayes.design.{name}")
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0

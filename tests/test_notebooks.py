@@ -18,9 +18,10 @@ pytest.importorskip("ipykernel")
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
 
-def test_the_three_notebooks_are_there():
+def test_the_notebooks_are_there():
     names = [p.stem for p in NOTEBOOKS]
-    assert names == ["01_eortc_benchmark", "02_meta_regression", "03_prior_to_design"]
+    assert names == ["01_eortc_benchmark", "02_meta_regression", "03_prior_to_design",
+                     "04_lms04_randomized_borrowing"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

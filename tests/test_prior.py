@@ -265,7 +265,8 @@ def test_robustify_follows_rbest():
     assert rob3.a[-1] / (rob3.a[-1] + rob3.b[-1]) == pytest.approx(0.3)
     assert rob3.a[-1] + rob3.b[-1] == pytest.approx(10.0)
     assert rob3.mean() == pytest.approx(0.75 * bmix.mean() + 0.25 * 0.3)
-    assert rob3.provenance["robustify"] == {"weight": 0.25, "mean": 0.3, "n": 9.0}
+    assert rob3.provenance["robustify"] == {"weight": 0.25, "mean": 0.3, "n": 9.0, "bounded": False,
+                                               "a": 3.0, "b": 7.0}
 
 
 @pytest.mark.parametrize(
@@ -527,7 +528,7 @@ def test_robustified_prior_has_one_mode_and_no_false_warning():
     """A vague Beta(1, 1) component makes the density flat near 1; float noise there is not a mode."""
     import warnings
 
-    from lmsbayes.prior import _mixture_modes
+    from lmsbayes.prior.ess import _mixture_modes
 
     mix = robustify(BetaMixture.from_ab(2.2, 2.8), 0.2)
     modes = _mixture_modes(mix)

@@ -32,12 +32,19 @@ _LAZY = {
     "robustify": "lmsbayes.prior",
     "ess": "lmsbayes.prior",
     "map_prior": "lmsbayes.prior",
+    "read_prior": "lmsbayes.prior",
+    "conflict": "lmsbayes.prior",
     "simon": "lmsbayes.design",
     "BayesianSingleArm": "lmsbayes.design",
     "TwoArmDesign": "lmsbayes.design",
     "operating_characteristics": "lmsbayes.design",
     "PosteriorDecision": "lmsbayes.design",
     "DifferenceDecision": "lmsbayes.design",
+    "HazardRatioDecision": "lmsbayes.design",
+    "two_arm_oc": "lmsbayes.design",
+    "two_arm_sample_size": "lmsbayes.design",
+    "borrowing_tradeoff": "lmsbayes.design",
+    "find_robust_weight": "lmsbayes.design",
 }
 
 # ``fit`` is both a module and the function users call. Binding the function

@@ -52,6 +52,8 @@ __all__ = [
     "plot_effects",
     "plot_prior",
     "plot_oc",
+    "plot_two_arm_oc",
+    "plot_tradeoff",
     "plot_ppc",
     "write_report",
 ]
@@ -657,7 +659,8 @@ def plot_oc(
     oc_dataset : xarray.Dataset or mapping of name -> Dataset
         Output of :func:`lmsbayes.design.operating_characteristics` for a
         single-arm design (dim ``p``); several designs are overlaid when a
-        mapping is given.
+        mapping is given.  A :func:`lmsbayes.design.two_arm_oc` Dataset goes
+        to :func:`plot_two_arm_oc`.
     p0, p1 : float, optional
         Null and alternative rates, drawn as vertical reference lines with the
         probability of success there annotated.
@@ -665,6 +668,8 @@ def plot_oc(
     Left: probability of declaring success (type I error at p0, power at p1)
     and of stopping early; right: expected number of patients.
     """
+    if isinstance(oc_dataset, xr.Dataset) and "prior" in oc_dataset.dims and "effect" in oc_dataset.dims:
+        return plot_two_arm_oc(oc_dataset, title=title)
     sets = {"design": oc_dataset} if isinstance(oc_dataset, xr.Dataset) else dict(oc_dataset)
     for name, ds in sets.items():
         if not isinstance(ds, xr.Dataset) or "p" not in ds.dims or "prob_success" not in ds:
@@ -719,6 +724,130 @@ def plot_oc(
                title_fontsize=7.5)  # fmt: skip
     if title:
         fig.suptitle(title, x=0.01, ha="left", fontsize=11)
+    return fig
+
+
+_PRIOR_COLOURS = ["#555555", "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00"]
+
+
+def plot_two_arm_oc(
+    oc_dataset: xr.Dataset,
+    *,
+    type1_range: tuple[float, float] | None = None,
+    alpha: float | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Two-arm type I error curve and power against the true control rate, one line per control prior.
+
+    Parameters
+    ----------
+    oc_dataset : xarray.Dataset
+        Output of :func:`lmsbayes.design.two_arm_oc` (dims ``prior``,
+        ``effect``, ``p_c``).
+    type1_range : (float, float), optional
+        The range of true control rates over which the type I error is
+        controlled, shaded; the worst type I error inside it is in the legend.
+    alpha : float, optional
+        A target type I error, drawn as a horizontal line.
+
+    Left: ``P(success | p_t = p_c)``; right: the power at each stated effect
+    (solid for the first, dashed after), on the dataset's effect scale.
+    """
+    if not isinstance(oc_dataset, xr.Dataset) or not {"prior", "effect", "p_c"} <= set(oc_dataset.dims):
+        raise ValueError("expected a two_arm_oc Dataset (dims 'prior', 'effect', 'p_c')")
+    ds = oc_dataset
+    scale = ds.attrs.get("scale", ds["effect"].attrs.get("scale", "difference"))
+    null = 1.0 if scale == "hr" else 0.0
+    fig = _figure(11.0, 4.9)
+    ax1, ax2 = fig.subplots(1, 2)
+    p = ds["p_c"].values
+    lo, hi = type1_range if type1_range is not None else (None, None)
+    effects = [float(e) for e in ds["effect"].values if float(e) != null]
+    for k, name in enumerate(ds["prior"].values):
+        c = _PRIOR_COLOURS[k % len(_PRIOR_COLOURS)]
+        y = ds["prob_success"].sel(prior=name, effect=null).values
+        label = str(name)
+        if lo is not None:
+            inside = (p >= lo - 1e-12) & (p <= hi + 1e-12)
+            if inside.any():
+                i = int(np.nanargmax(np.where(inside, y, -np.inf)))
+                label += f": worst {y[i]:.3f} at {p[i]:.2f}"
+        ax1.plot(p, y, color=c, lw=2, label=label, gid=f"type1:{name}")
+        for j, e in enumerate(effects):
+            ax2.plot(p, ds["prob_success"].sel(prior=name, effect=e).values, color=c, lw=2 if j == 0 else 1.2,
+                     ls="-" if j == 0 else "--", label=str(name) if j == 0 else None, gid=f"power:{name}:{e:g}")  # fmt: skip
+    for ax in (ax1, ax2):
+        if lo is not None:
+            ax.axvspan(lo, hi, color="0.9", zorder=0, lw=0)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("True proportion progression-free on control, p_c")
+        ax.grid(color="0.92", lw=0.6)
+    if alpha is not None:
+        ax1.axhline(alpha, color="0.3", lw=0.9, ls=":")
+    ax1.set_ylim(0, max(0.1, float(np.nanmax(ds["prob_success"].sel(effect=null).values)) * 1.1))
+    ax1.set_ylabel("P(success) when p_t = p_c (type I error)")
+    ax1.set_title("Type I error over the true control rate" + (" (shaded: stated range)" if lo is not None else ""),
+                  loc="left", fontsize=10)  # fmt: skip
+    ax1.legend(fontsize=8, loc="upper left")
+    ax2.set_ylim(0, 1.02)
+    ax2.set_ylabel("Power")
+    eff_txt = ", ".join(f"p_t = p_c^{e:g}" if scale == "hr" else f"p_t = p_c + {e:g}" for e in effects)
+    ax2.set_title(f"Power at {eff_txt}" if effects else "Power (no effect given)", loc="left", fontsize=10)
+    if effects:
+        ax2.legend(fontsize=8, loc="lower right")
+    fig.suptitle(title or f"Two-arm design, {ds.attrs.get('decision', '')} (n_t = {ds.attrs.get('n_t')}, "
+                 f"n_c = {ds.attrs.get('n_c')})", x=0.01, ha="left", fontsize=11)  # fmt: skip
+    return fig
+
+
+def plot_tradeoff(result: Any, *, title: str | None = None) -> Figure:
+    """The borrowing trade-off: worst type I error, power and ESS against the robust weight.
+
+    Parameters
+    ----------
+    result : lmsbayes.design.TradeoffResult
+        Output of :func:`lmsbayes.design.borrowing_tradeoff` or
+        :func:`~lmsbayes.design.find_robust_weight`.
+
+    Left: worst type I error over the stated range and power at the
+    alternative against ``w`` (the vague-prior design as horizontal
+    references); right: the ESS (ELIR where defined, else moment) against ``w``.
+    """
+    tab = result.table
+    if not {"max_type1", "power"} <= set(tab.columns):
+        raise ValueError("expected a TradeoffResult (table with max_type1 and power)")
+    rows = tab.drop(index="vague", errors="ignore")
+    w = np.array([float(v) for v in rows.index])
+    fig = _figure(11.0, 4.6)
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.plot(w, rows["max_type1"], color="#D55E00", lw=2, marker="o", ms=3, label="worst type I error over the range",
+             gid="max_type1")  # fmt: skip
+    ax1.plot(w, rows["power"], color="#0072B2", lw=2, marker="o", ms=3, label="power at the alternative", gid="power")
+    if "vague" in tab.index:
+        ax1.axhline(tab.loc["vague", "max_type1"], color="#D55E00", lw=0.9, ls=":", label="vague prior: type I error")
+        ax1.axhline(tab.loc["vague", "power"], color="#0072B2", lw=0.9, ls=":", label="vague prior: power")
+    ax1.set_xlim(0, 1)
+    top = float(np.nanmax(np.r_[rows["max_type1"], rows["power"], tab.get("power", rows["power"])]))
+    ax1.set_ylim(0, min(1.02, 1.25 * top + 0.02))
+    ax1.set_xlabel("Robust weight w (0: the MAP prior, 1: the robust component alone)")
+    ax1.set_ylabel("Probability")
+    lo, hi = result.targets["type1_range"]
+    ax1.set_title(f"Worst type I error over p_c in [{lo:g}, {hi:g}] and power", loc="left", fontsize=10)
+    ax1.legend(fontsize=7.5, loc="center right")
+    elir = rows["ess_elir"].to_numpy(dtype=float)
+    ax2.plot(w, rows["ess_moment"], color="0.4", lw=1.5, ls="--", label="moment ESS", gid="ess_moment")
+    if np.isfinite(elir).any():
+        ax2.plot(w, elir, color="#009E73", lw=2, label="ELIR ESS (to report)", gid="ess_elir")
+    ax2.set_xlim(0, 1)
+    ax2.set_ylim(bottom=0)
+    ax2.set_xlabel("Robust weight w")
+    ax2.set_ylabel("Effective sample size (patients)")
+    ax2.set_title("Prior effective sample size", loc="left", fontsize=10)
+    ax2.legend(fontsize=8)
+    for ax in (ax1, ax2):
+        ax.grid(color="0.92", lw=0.6)
+    fig.suptitle(title or f"Borrowing trade-off; robust component {result.targets['robust_component']}",
+                 x=0.01, ha="left", fontsize=11)  # fmt: skip
     return fig
 
 

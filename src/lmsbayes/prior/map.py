@@ -1,0 +1,76 @@
+"""Meta-analytic-predictive (MAP) priors: a beta mixture fitted to predictive draws of a new trial's rate."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lmsbayes.prior.em import fit_mixture, mixture_fit_diagnostic
+from lmsbayes.prior.mixture import BetaMixture
+
+__all__ = ["map_prior"]
+
+
+def map_prior(
+    draws: Any,
+    setting: Any = None,
+    landmark: float | None = None,
+    *,
+    max_components: int = 4,
+    criterion: str = "bic",
+    provenance: Mapping[str, Any] | None = None,
+    rng: Any = 0,
+) -> BetaMixture:
+    """Meta-analytic-predictive (MAP) prior from predictive draws of a new trial's rate.
+
+    Parameters
+    ----------
+    draws : array_like, xarray.DataArray or lmsbayes Fit
+        Posterior-predictive draws of the rate in a new trial (``chain`` and
+        ``draw`` dims are flattened), or a fitted model: then ``setting`` and
+        ``landmark`` select the predictive rate of a new trial
+        (:func:`lmsbayes.predict.predict`) and the provenance records the
+        fit's spec, data hash, setting and landmark.
+    setting : lmsbayes.predict.Setting, optional
+        Required with a fit.
+    landmark : float, optional
+        Months; required with a fit.
+    max_components, criterion
+        Passed to :func:`fit_mixture`.
+    provenance : mapping, optional
+        Where the draws came from (data hash, spec, seed, ...); kept on the
+        prior together with the fit record and the draws' summary, and
+        written to JSON.
+    rng : int or Generator, default 0
+        Seed for :func:`fit_mixture`; fixed by default so a MAP prior is
+        reproducible from its draws.
+
+    Returns
+    -------
+    BetaMixture
+    """
+    if hasattr(draws, "posterior") and hasattr(draws, "spec"):
+        # a fitted model: imported here so that prior.py stays free of the modelling stack
+        from lmsbayes.predict import predict
+
+        fit = draws
+        if setting is None or landmark is None:
+            raise ValueError("map_prior(fit, setting, landmark): setting and landmark are required with a fit")
+        pred = predict(fit, [setting], [float(landmark)])
+        draws = pred["rate"].sel(quantity="predictive").isel(setting=0, landmark=0, drop=True)
+        draws.name = "p_new"
+        provenance = {
+            "source": "lmsbayes predictive draws of a new trial's rate",
+            "spec_name": fit.spec.name, "spec_hash": fit.spec.hash, "data_sha256": fit.data.data_sha256,
+            "seed": int(fit.spec.sampler.seed), "setting": {"line": setting.line,
+            "treatment_class": setting.treatment_class, "uterine": float(setting.uterine)},
+            "landmark_months": float(landmark), **dict(provenance or {}),
+        }  # fmt: skip
+    mix = fit_mixture(draws, max_components=max_components, criterion=criterion, rng=rng)
+    diag = mixture_fit_diagnostic(mix, draws)
+    prov = dict(provenance or {})
+    prov["fit"] = {**mix.provenance["fit"], "ks_distance": diag.attrs["ks_distance"]}
+    if hasattr(draws, "dims") and getattr(draws, "name", None) is not None:
+        prov.setdefault("draws_name", str(draws.name))
+    return BetaMixture(weights=mix.weights, a=mix.a, b=mix.b, provenance=prov)
+
