@@ -22,8 +22,9 @@ def by_gid(fig, prefix: str) -> dict[str, object]:
 
 
 def arms_at(fit, landmark: float) -> list[str]:
-    li = fit.data.landmarks.index(landmark)
-    idx = fit.data.obs.loc[fit.data.obs["landmark_idx"] == li, "arm_idx"]
+    """Arms with a rate reported at (within 0.25 months of) the landmark."""
+    obs = fit.data.obs
+    idx = obs.loc[(obs["kind"] == "rate") & ((obs["t"] - landmark).abs() <= 0.25), "arm_idx"]
     return list(fit.data.arms.index[idx])
 
 
@@ -31,8 +32,10 @@ def arms_at(fit, landmark: float) -> list[str]:
 def test_forest_one_row_per_arm_shown(default_fit, landmark):
     fig = plots.plot_forest(default_fit, landmark=landmark)
     ax = fig.axes[0]
-    shown = arms_at(default_fit, landmark)
-    assert sorted(fig.lmsbayes["arms"]) == sorted(shown)
+    # the survival model gives every arm a curve: all arms are shown, observed markers where reported
+    shown = list(default_fit.data.arms.index)
+    reported = arms_at(default_fit, landmark)
+    assert reported and sorted(fig.lmsbayes["arms"]) == sorted(shown)
     labels = [t.get_text() for t in ax.get_yticklabels()]
     n_lines = default_fit.data.arms["line"].nunique()
     summary = [t for t in labels if t.startswith(("Pooled", "New trial"))]
@@ -41,14 +44,13 @@ def test_forest_one_row_per_arm_shown(default_fit, landmark):
     assert len(labels) - len(summary) == len(shown)
     # one observed and one posterior marker per arm, at the right place
     observed, posterior = by_gid(fig, "observed:"), by_gid(fig, "posterior:")
-    assert set(observed) == set(posterior) == set(shown)
-    obs = default_fit.data.obs[default_fit.data.obs["landmark_idx"] == default_fit.data.landmarks.index(landmark)]
-    for _, row in obs.iterrows():
+    assert set(posterior) == set(shown) and set(observed) == set(reported)
+    obs = default_fit.data.obs
+    near = obs[(obs["kind"] == "rate") & ((obs["t"] - landmark).abs() <= 0.25)]
+    for _, row in near.iterrows():
         arm = default_fit.data.arms.index[row["arm_idx"]]
-        marker = observed[arm]
-        assert marker.get_xdata()[0] == pytest.approx(row["rate"])
-        filled = marker.get_markerfacecolor() != "white"
-        assert filled == (row["rate_source"] == "reported")
+        assert observed[arm].get_xdata()[0] == pytest.approx(row["value"])
+    for arm in shown:
         med = float(default_fit.posterior["p"].sel(arm=arm, landmark=landmark).median())
         assert posterior[arm].get_xdata()[0] == pytest.approx(med, abs=1e-9)
     assert "months" in ax.get_xlabel() and "progression-free" in ax.get_xlabel()
@@ -63,9 +65,15 @@ def test_forest_labels_keep_agents_and_year(default_fit):
     assert len(set(arm_labels)) == len(arm_labels)  # arms of one trial stay distinguishable
 
 
-def test_forest_rejects_unfitted_landmark(default_fit):
-    with pytest.raises(ValueError, match="12 months was not fitted"):
-        plots.plot_forest(default_fit, landmark=12)
+def test_forest_rejects_a_landmark_beyond_ten_years(default_fit):
+    with pytest.raises(ValueError, match=r"landmark must be in \(0, 120\]"):
+        plots.plot_forest(default_fit, landmark=150)
+
+
+def test_forest_at_any_landmark_of_the_survival_model(default_fit):
+    fig = plots.plot_forest(default_fit, landmark=24.0)
+    assert set(by_gid(fig, "observed:")) == set(arms_at(default_fit, 24.0))  # LMS-04's 2-year rates
+    assert len(by_gid(fig, "posterior:")) == default_fit.data.n_arms
 
 
 def test_predictive_reference_lines_at_thresholds(default_fit):
@@ -89,12 +97,15 @@ def test_effects_odds_ratios_and_tau(default_fit):
     fig = plots.plot_effects(default_fit)
     post = default_fit.posterior
     ors = by_gid(fig, "or:")
-    covs, lms = list(post["covariate"].values), list(post["landmark"].values)
-    assert len(ors) == len(covs) * len(lms)
-    beta = post["beta"].sel(covariate="line", landmark=6.0).values.ravel()
-    assert ors["line:6"].get_xdata()[0] == pytest.approx(np.median(np.exp(beta)))
+    covs = list(post["covariate"].values)
+    assert len(ors) == len(covs)  # one curve per arm: one effect per covariate for all landmarks
+    beta = post["beta"].sel(covariate="line").values.ravel()
+    (line_or,) = [a for k, a in ors.items() if k.split(":")[0] == "line" and len(k.split(":")) == 2]
+    assert line_or.get_xdata()[0] == pytest.approx(np.median(np.exp(beta)))
     assert fig.axes[0].get_xscale() == "log"
-    assert len(by_gid(fig, "tau:")) == post.sizes["stratum"] * len(lms)
+    assert "Odds ratio of progression-free" in fig.axes[0].get_xlabel()
+    assert len(by_gid(fig, "tau:")) == post.sizes["stratum"]
+    assert "log-logistic shape" in fig._suptitle.get_text() or "loglogistic shape" in fig._suptitle.get_text()
 
 
 def test_prior_legend_has_ess():
@@ -147,10 +158,11 @@ def test_ppc_one_point_per_observation(default_fit):
     fig = plots.plot_ppc(default_fit)
     points = by_gid(fig, "observed:")
     assert len(points) == len(default_fit.data.obs)
-    obs = default_fit.data.obs.iloc[0]
-    arm = default_fit.data.arms.index[obs["arm_idx"]]
-    t = default_fit.data.landmarks[obs["landmark_idx"]]
-    assert points[f"{arm}:{t:g}"].get_xdata()[0] == pytest.approx(obs["y_eff"] / obs["n_eff"])
+    obs = default_fit.data.obs
+    for kind, panel in (("median", "medians"), ("rate", "rates")):
+        i = int(np.flatnonzero(obs["kind"].to_numpy() == kind)[0])
+        arm = default_fit.data.arms.index[obs["arm_idx"].iloc[i]]
+        assert points[f"{arm}:{panel}:{i}"].get_xdata()[0] == pytest.approx(obs["value"].iloc[i])
     assert 0 <= fig.lmsbayes["n_outside"] <= len(default_fit.data.obs)
 
 
@@ -159,7 +171,7 @@ def test_figures_from_a_saved_fit(saved_default_fit):
 
     fit = load_fit(saved_default_fit)
     fig = plots.plot_forest(fit, landmark=6.0)
-    assert len(fig.lmsbayes["arms"]) == len(arms_at(fit, 6.0))
+    assert len(fig.lmsbayes["arms"]) == fit.data.n_arms
 
 
 def test_report_writes_files_and_self_contained_html(default_fit, tmp_path):

@@ -923,7 +923,7 @@ def plot_ppc(fit: Fit, *, prob: float = 0.95) -> Figure:
             outside = not (q[0, i] <= observed[i] <= q[4, i])
             n_out += outside
             ax.plot([observed[i]], [y], "o", ms=4.5, mfc="#E41A1C" if outside else "black", mec="white",
-                    mew=0.5, zorder=3, gid=f"observed:{arm}:{t}")  # fmt: skip
+                    mew=0.5, zorder=3, gid=f"observed:{arm}:{t}:{i}")  # fmt: skip
         if t != "medians":
             ax.set_xlim(0, 1)
         ax.set_xlabel(xlabel)
@@ -960,7 +960,7 @@ def _design_for_report(fit: Fit, line: str = "2L+", landmark: float = 6.0, looks
     from lmsbayes.predict import Setting, predict, thresholds
     from lmsbayes.prior import map_prior, robustify
 
-    setting = Setting(line, "R-T", 0.5, f"{line} R-T")
+    setting = Setting(line, "R-T", 0.5, name=f"{line} R-T")
     draws = predict(fit, [setting], [landmark])["rate"].sel(setting=setting.label, landmark=landmark,
                                                             quantity="predictive")  # fmt: skip
     mix = map_prior(draws, provenance={"spec": fit.spec.name, "data_sha256": fit.data.data_sha256,
@@ -1019,7 +1019,7 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
     outdir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
     try:
-        table = threshold_table(thresholds(fit))
+        table = threshold_table(thresholds(fit), fit=fit)
         table.to_csv(tmp / "thresholds.csv", index=False)
         diag = fit.diagnostics.table.copy()
         diag.index.name = "variable"
@@ -1040,7 +1040,8 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
             images[name] = _png_bytes(fig, tmp / name)
             figures.append((name, title, caption))
 
-        for t in fit.data.landmarks:
+        landmarks = list(fit.spec.landmarks) if fit.spec.survival else list(fit.data.landmarks)
+        for t in landmarks:
             add(f"forest_{t:g}m.png", plot_forest(fit, t), f"Forest plot, {t:g} months",
                 "Observed rate per arm (circle, filled if reported, open if derived from the median) and "
                 "posterior arm rate (diamond) with 95% intervals; pooled rate and predictive interval of a "
@@ -1048,7 +1049,7 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
         lines = sorted(set(fit.data.arms["line"].astype(str)))
         can_predict = "line" in fit.spec.main_effects or len(lines) == 1
         if can_predict:
-            for t in fit.data.landmarks:
+            for t in landmarks:
                 add(f"predictive_{t:g}m.png", plot_predictive(fit, landmark=t), f"New-trial rate, {t:g} months",
                     "Predictive distribution of a new trial's rate per setting, pooled rate, thresholds p0 and "
                     "p1 = p0^HR, and the EORTC 2021 published values.")  # fmt: skip
@@ -1058,7 +1059,7 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
         add("ppc.png", plot_ppc(fit), "Posterior predictive check",
             "Observed rate of each arm against the distribution of its replicates.")
         design_html = ""
-        if "2L+" in lines and 6.0 in fit.data.landmarks and can_predict:
+        if "2L+" in lines and 6.0 in landmarks and can_predict:
             d = _design_for_report(fit)
             add("prior_2L_6m.png",
                 plot_prior(d["mix"], d["draws"], d["robust"],
@@ -1090,7 +1091,7 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
             f"<p>lmsbayes {lmsbayes.__version__}; data SHA-256 <code>{fit.data.data_sha256[:16]}</code>; "
             f"spec hash <code>{fit.spec.hash[:16]}</code>; seed {fit.spec.sampler.seed}; "
             f"{len(fit.data.arms)} arms, {len(fit.data.obs)} observations, "
-            f"landmarks {', '.join(f'{t:g}' for t in fit.data.landmarks)} months.</p>",
+            f"landmarks {', '.join(f'{t:g}' for t in landmarks)} months.</p>",
             f"<p class='{cls}'>{html.escape(diag_line)}</p>",
             "<h2>Thresholds</h2>",
             f"<p>{html.escape(str(table.attrs.get('rule', '')))}; medians and 95% credible intervals.</p>",
