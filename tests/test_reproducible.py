@@ -31,7 +31,7 @@ spec = parse_spec({
 })
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    fit = lmsbayes.fit(spec, load_trials(sys.argv[1]))
+    fit = lmsbayes.fit(spec, load_trials(sys.argv[1]), engine="nuts")
 alpha = fit.posterior["alpha"].values
 print(json.dumps({"sha": hashlib.sha256(alpha.tobytes()).hexdigest(), "first": alpha.ravel()[:3].tolist()}))
 """

@@ -230,7 +230,7 @@ def test_prior_value_semantics():
 @pytest.mark.parametrize(
     "text, needle",
     [
-        ("landmarks = []", "at least one landmark"),
+        ('landmarks = []\n[model]\nlikelihood = "survival"', "at least one landmark"),
         ("landmarks = [0, 6]", "months in (0, 120], got 0.0"),
         ("landmarks = [-3]", "months in (0, 120]"),
         ("landmarks = [3, 240]", "got 240.0"),
@@ -242,6 +242,10 @@ def test_prior_value_semantics():
 )
 def test_bad_landmarks(text, needle):
     assert any(needle in p for p in problems_of(text))
+
+
+def test_a_binomial_table_needs_no_landmarks():
+    assert parse_spec({"landmarks": [], "model": {"likelihood": "logit-binomial"}}).landmarks == ()
 
 
 def test_landmarks_are_floats():
@@ -317,6 +321,7 @@ def test_hash_ignores_formatting_and_comments(tmp_path):
         tau_by = "line"
         [model]
         covariates = ["line", "nrt", "line:nrt", "uterine"]
+        likelihood = 'survival'
         [data]
         uterine_missing = "latent"
     """
