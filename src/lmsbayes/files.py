@@ -306,7 +306,14 @@ def atomic_write(dest: str | os.PathLike[str], write: Callable[[Path], object]) 
     """
     dest = Path(dest)
     with Staging() as stage:
-        write(stage.path(dest))
+        tmp = stage.path(dest)
+        try:
+            write(tmp)
+        except OSError as exc:
+            if exc.filename not in (None, str(tmp), os.fspath(tmp)):
+                raise
+            # name the user's destination, never the temp file (disk full, file too large ...)
+            raise type(exc)(exc.errno, exc.strerror or str(exc), str(dest)) from None
     return dest
 
 
@@ -360,7 +367,7 @@ def read_text(
     try:
         st = p.stat()
     except FileNotFoundError:
-        raise FileNotFoundError(errno.ENOENT, f"no {what} file {name!r}", name) from None
+        raise FileNotFoundError(f"no {what} file {name!r}") from None
     except (OSError, ValueError) as exc:
         raise error(name, f"cannot read the {what}: {getattr(exc, 'strerror', None) or exc}") from None
     if stat.S_ISDIR(st.st_mode):

@@ -22,6 +22,7 @@ common damages (truncation, a foreign or partly written file).
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tomllib
@@ -65,7 +66,14 @@ def save_fit(fit: Fit, path: str | os.PathLike[str]) -> Path:
         seed=int(fit.spec.sampler.seed),
     )  # fmt: skip
     dt = _sanitize_for_netcdf(dt)
-    atomic_write(path, lambda tmp: dt.to_netcdf(tmp, engine="netcdf4", encoding=_checksummed(dt)))
+
+    def write(tmp: Path) -> None:
+        try:
+            dt.to_netcdf(tmp, engine="netcdf4", encoding=_checksummed(dt))
+        except RuntimeError as exc:  # netCDF-C reports a failed write (disk full ...) as "NetCDF: HDF error"
+            raise OSError(errno.EIO, f"netCDF could not write the fit ({exc}); is the disk full?", str(tmp)) from None
+
+    atomic_write(path, write)
     return path
 
 
@@ -174,7 +182,7 @@ def check_fit_file(path: str | os.PathLike[str]) -> Path:
     try:
         st = p.stat()
     except FileNotFoundError:
-        raise FileNotFoundError(2, f"no fit file {str(p)!r}", str(p)) from None
+        raise FileNotFoundError(f"no fit file {str(p)!r}") from None
     except OSError as exc:
         raise FitFileError(f"{p}: cannot read the fit file: {exc.strerror}") from None
     if not stat.S_ISREG(st.st_mode):
@@ -257,7 +265,7 @@ def load_fit(path: str | os.PathLike[str]) -> Fit:
     except MemoryError:
         raise FitFileError(f"{p}: the fit is too large to load into memory") from None
     except Exception as exc:  # netCDF4/HDF5 raise OSError, RuntimeError, KeyError ... for a damaged file
-        raise FitFileError(f"{p}: not a readable netCDF file written by lmsbayes "
+        raise FitFileError(f"{p}: damaged fit file, netCDF/HDF5 cannot read it "
                            f"({type(exc).__name__}: {_short(exc)})") from None  # fmt: skip
     spec = _saved_spec(dt, p)
     data = _saved_inputs(dt["lmsbayes_inputs"].to_dataset(), p, ModelData)
