@@ -327,3 +327,13 @@ def test_json_output_file_permissions(tmp_path, saved_default_fit):
     os.umask(umask)
     assert dest.stat().st_mode & 0o777 == 0o666 & ~umask
     assert json.loads(dest.read_text())["rows"]
+
+
+def test_prior_json_gets_normal_permissions(tmp_path, saved_default_fit):
+    dest = tmp_path / "prior.json"
+    code, _, err = call("prior", saved_default_fit, "--line", "2L+", "--landmark", "6", "-o", dest)
+    assert code == 0, err
+    umask = os.umask(0)
+    os.umask(umask)
+    assert dest.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["prior.json"]

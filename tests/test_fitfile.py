@@ -15,22 +15,6 @@ import lmsbayes.fitfile as fitfile
 from lmsbayes.errors import FitFileError, OutputPathError
 from lmsbayes.fitfile import REQUIRED_GROUPS, load_fit
 
-from conftest import quiet_fit
-
-
-@pytest.fixture(scope="session")
-def small_fit_file(tmp_path_factory) -> Path:
-    """A saved fit of the default structure with few draws (compiled once per session, files stay small)."""
-    from lmsbayes.spec import load_spec
-
-    spec = load_spec("default").replace(**{"sampler.draws": 20, "sampler.tune": 20, "sampler.chains": 2})
-    return quiet_fit(spec).save(tmp_path_factory.mktemp("fitfile") / "small.nc")
-
-
-@pytest.fixture(scope="session")
-def small_tree(small_fit_file) -> xr.DataTree:
-    return xr.load_datatree(small_fit_file, engine="netcdf4")
-
 
 def write_variant(tree: xr.DataTree, path: Path, mutate) -> Path:
     """``tree`` changed by ``mutate(copy)`` and written as a netCDF file at ``path``."""

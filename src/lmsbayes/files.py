@@ -257,7 +257,10 @@ class Staging:
             return dest
         dest.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(dest)
-        tmp = _create_exclusive(dest.parent, dest)
+        try:
+            tmp = _create_exclusive(dest.parent, dest)
+        except OSError as exc:  # name the destination, not the temp file we could not create
+            raise type(exc)(exc.errno, exc.strerror or str(exc), str(dest)) from None
         self._pending.append((tmp, dest))
         with contextlib.suppress(OSError):  # a replaced file keeps its mode
             os.chmod(tmp, stat.S_IMODE(dest.stat().st_mode))
@@ -271,7 +274,10 @@ class Staging:
                 _fsync(tmp)
         for tmp, dest in self._pending:
             if tmp != dest:
-                os.replace(tmp, dest)
+                try:
+                    os.replace(tmp, dest)
+                except OSError as exc:
+                    raise type(exc)(exc.errno, exc.strerror or str(exc), str(dest)) from None
             out.append(dest)
         self._pending.clear()
         return out

@@ -271,7 +271,7 @@ def load_fit(path: str | os.PathLike[str]) -> Fit:
     data = _saved_inputs(dt["lmsbayes_inputs"].to_dataset(), p, ModelData)
     tree = xr.DataTree.from_dict({f"/{k}": dt[k].to_dataset() for k in dt.children if k != "lmsbayes_inputs"})
     tree.attrs.update(dt.attrs)
-    _check_posterior(tree["posterior"].to_dataset(), data, p)
+    _check_posterior(tree, data, p)
     try:
         diagnostics = compute_diagnostics(tree)
     except (KeyError, ValueError, TypeError, IndexError) as exc:
@@ -389,10 +389,16 @@ def _saved_inputs(ds: xr.Dataset, p: Path, model_data: type) -> Any:
         raise FitFileError(f"{p}: the saved model inputs are malformed ({type(exc).__name__}: {_short(exc)})") from None
 
 
-def _check_posterior(post: xr.Dataset, data: Any, p: Path) -> None:
-    for name, da in post.data_vars.items():
-        if da.dtype.kind == "f" and not np.all(np.isfinite(da.values)):
-            raise FitFileError(f"{p}: posterior variable {name!r} holds values that are not finite")
+#: Groups whose numbers are all finite in every fit lmsbayes writes (sample_stats may hold NaN).
+_FINITE_GROUPS = ("posterior", "posterior_predictive", "observed_data", "constant_data")
+
+
+def _check_posterior(tree: xr.DataTree, data: Any, p: Path) -> None:
+    for group in _FINITE_GROUPS:
+        for name, da in tree[group].to_dataset().data_vars.items():
+            if da.dtype.kind == "f" and not np.all(np.isfinite(da.values)):
+                raise FitFileError(f"{p}: {group} variable {name!r} holds values that are not finite")
+    post = tree["posterior"].to_dataset()
     if "landmark" in post["alpha"].dims:
         saved = [float(v) for v in post["alpha"]["landmark"].values]
         if saved != [float(v) for v in data.landmarks]:

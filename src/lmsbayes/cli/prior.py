@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lmsbayes.cli._common import bounded, check_outputs, fraction, landmark_months
+from lmsbayes.cli._common import atomic_write_text, bounded, check_outputs, fraction, landmark_months
 
 
 def cmd_prior(args) -> int:
@@ -28,7 +28,7 @@ def cmd_prior(args) -> int:
     print(f"ESS: elir {_ess('elir')}, moment {_ess('moment')}, morita {_ess('morita')}")
     print("RBesT: " + mix.to_rbest())
     if args.output:
-        mix.to_json(args.output)
+        atomic_write_text(args.output, mix.to_json())  # lmsbayes.files: package temp, umask permissions
         print(f"written to {args.output}")
     return 0
 
