@@ -244,3 +244,14 @@ def test_the_cli_prints_one_line_for_a_damaged_fit(small_fit_file, tmp_path):
     path.write_bytes(small_fit_file.read_bytes()[:5000])
     code, _, err = call("thresholds", path)
     assert_user_error(code, err, str(path), "truncated")
+
+
+def test_a_spec_built_in_python_round_trips_through_its_toml(small_fit_file, tmp_path):
+    import dataclasses
+
+    fit = load_fit(small_fit_file)
+    text = 'a "quoted" description\\with a backslash\nand a second line'
+    spec = fit.spec.replace(description=text, name="python-built")
+    assert spec.text == ""  # no source text: the file gets the TOML that fitfile writes for it
+    loaded = load_fit(dataclasses.replace(fit, spec=spec).save(tmp_path / "py.nc"))
+    assert loaded.spec == spec and loaded.spec.description == text
