@@ -172,26 +172,3 @@ def test_figures_from_a_saved_fit(saved_default_fit):
     fit = load_fit(saved_default_fit)
     fig = plots.plot_forest(fit, landmark=6.0)
     assert len(fig.lmsbayes["arms"]) == fit.data.n_arms
-
-
-def test_report_writes_files_and_self_contained_html(default_fit, tmp_path):
-    out = tmp_path / "report"
-    out.mkdir()
-    (out / "stale.txt").write_text("old report")
-    index = plots.write_report(default_fit, out)
-    assert index == out / "index.html"
-    names = {p.name for p in out.iterdir()}
-    assert {"thresholds.csv", "diagnostics.csv", "exclusions.csv", "index.html", "forest_6m.png",
-            "predictive_6m.png", "effects.png", "ppc.png", "prior_2L_6m.png", "oc_2L_6m.png"} <= names  # fmt: skip
-    assert "stale.txt" not in names  # the directory was replaced as a whole
-    assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no temporary directory left
-    text = index.read_text()
-    pngs = [n for n in names if n.endswith(".png")]
-    assert text.count("<img") == len(pngs)
-    assert text.count("src='data:image/png;base64,") == len(pngs)
-    assert "<table" in text and "thresholds" in text.lower()
-    import pandas as pd
-
-    table = pd.read_csv(out / "thresholds.csv")
-    assert {"setting", "landmark", "p0", "p1", "eortc_p0"} <= set(table.columns)
-    assert len(pd.read_csv(out / "exclusions.csv")) == len(default_fit.data.excluded)

@@ -23,14 +23,13 @@ from lmsbayes.spec import parse_spec
 from _synthetic import trials_csv
 from conftest import quiet_fit
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+#: Public data sets the tests need, shipped with their source notes (tests/data/*.md)
+DATA = Path(__file__).resolve().parent / "data"
 
 
 def _as_data() -> pd.DataFrame:
-    path = SHARED / "AS.csv"
-    if not path.exists():  # the shared folder sits beside the clone in CI
-        pytest.skip(f"{path} not available")
-    return pd.read_csv(path)
+    """RBesT's AS example (8 placebo arms); source in tests/data/AS.md."""
+    return pd.read_csv(DATA / "AS.csv")
 
 
 def _logit(p):

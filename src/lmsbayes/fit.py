@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,10 @@ import xarray as xr
 from lmsbayes import __version__
 from lmsbayes.errors import SamplingError
 from lmsbayes.model import Model, ModelData, prepare_data
-from lmsbayes.spec import ModelSpec, SpecError, load_spec, parse_spec
+from lmsbayes.spec import ModelSpec, SpecError, load_spec
+
+# persistence lives in fitfile.py; load_fit stays importable from here (lmsbayes.load_fit)
+from lmsbayes.fitfile import load_fit  # noqa: E402
 
 __all__ = ["Diagnostics", "Fit", "FitWarning", "SamplingError", "fit", "load_fit", "choose_engine"]
 
@@ -40,9 +42,6 @@ __all__ = ["Diagnostics", "Fit", "FitWarning", "SamplingError", "fit", "load_fit
 RHAT_MAX = 1.01
 ESS_MIN = 400
 EDGE_MASS_MAX = 0.01
-FIT_FORMAT = "lmsbayes.fit"
-FIT_FORMAT_VERSION = 2
-_READABLE_VERSIONS = (2,)
 
 
 class FitWarning(UserWarning):
@@ -224,27 +223,15 @@ class Fit:
         return table
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the fit to one netCDF file, atomically (temp file, then rename)."""
-        path = Path(path)
-        dt = self.datatree.copy()
-        inputs = self.data.to_xarray()
-        dt["lmsbayes_inputs"] = xr.DataTree(inputs)
-        dt.attrs.update(
-            lmsbayes_format=FIT_FORMAT, lmsbayes_format_version=FIT_FORMAT_VERSION,
-            lmsbayes_version=__version__, spec_text=self.spec.text or _spec_to_toml(self.spec),
-            spec_name=self.spec.name, spec_hash=self.spec.hash, data_sha256=self.data.data_sha256,
-            seed=int(self.spec.sampler.seed),
-        )  # fmt: skip
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".nc.tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            _sanitize_for_netcdf(dt).to_netcdf(tmp, engine="netcdf4")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        """Write the fit to one netCDF file, atomically; see :func:`lmsbayes.fitfile.save_fit`.
+
+        The path is checked before anything is written
+        (:class:`~lmsbayes.errors.OutputPathError`); an existing file is
+        replaced only once the new one is complete.
+        """
+        from lmsbayes.fitfile import save_fit
+
+        return save_fit(self, path)
 
 
 def _readable(name: str) -> str:
@@ -260,45 +247,6 @@ def _readable(name: str) -> str:
         except ValueError:
             out.append(p)
     return f"{head}[{', '.join(out)}]"
-
-
-def _sanitize_for_netcdf(dt: xr.DataTree) -> xr.DataTree:
-    """Drop object-typed sample stats (e.g. nutpie's divergence messages) netCDF cannot store."""
-    out = dt.copy()
-    for node in out.subtree:
-        ds = node.to_dataset()
-        drop = [v for v in ds.data_vars if ds[v].dtype == object and node.name != "lmsbayes_inputs"]
-        if drop:
-            node.dataset = ds.drop_vars(drop)
-        for k, v in list(node.attrs.items()):
-            if isinstance(v, (dict, list)) and not all(isinstance(x, (int, float, str)) for x in v):
-                node.attrs[k] = str(v)
-    return out
-
-
-def _spec_to_toml(spec: ModelSpec) -> str:
-    """Minimal TOML for a spec built in Python (no source text)."""
-    def val(v):
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return '"' + v.replace('"', '\\"') + '"'
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(val(x) for x in v) + "]"
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k} = {val(x)}" for k, x in v.items()) + " }"
-        return repr(v)
-
-    d = spec.to_dict()
-    lines = [f"name = {val(d['name'])}", f"description = {val(d['description'])}",
-             f"landmarks = {val(list(d['landmarks']))}", f"engine = {val(d['engine'])}"]  # fmt: skip
-    for section in ("data", "model", "random_effects", "priors", "sampler", "thresholds", "exact"):
-        lines.append(f"\n[{section}]")
-        lines += [f"{k} = {val(v)}" for k, v in d[section].items()]
-    for name, cdef in d["covariates"].items():
-        lines.append(f"\n[covariates.{name}]")
-        lines += [f"{k} = {val(v)}" for k, v in cdef.items()]
-    return "\n".join(lines) + "\n"
 
 
 
@@ -480,41 +428,3 @@ def _finish_datatree(dt: xr.DataTree, model: Model) -> xr.DataTree:
     out.attrs.update(lmsbayes_version=__version__, spec_name=spec.name, spec_hash=spec.hash,
                      data_sha256=data.data_sha256, seed=int(spec.sampler.seed))  # fmt: skip
     return out
-
-
-def load_fit(path: str | os.PathLike[str]) -> Fit:
-    """Load a fit saved with :meth:`Fit.save` (no PyMC, no recompilation).
-
-    Raises
-    ------
-    ValueError
-        If the file is not an lmsbayes fit or has an unknown format version.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no fit file {str(path)!r}")
-    try:
-        # load and close at once: a handle left to the garbage collector can be
-        # closed while HDF5 opens the same file again (same inode after
-        # Fit.save's rename), which crashes the process (xarray #8289,
-        # netcdf4-python #1444)
-        dt = xr.load_datatree(path, engine="netcdf4")
-    except Exception as exc:  # h5py/xarray raise many types for a non-netCDF file
-        raise ValueError(f"{path}: not a netCDF file written by lmsbayes ({type(exc).__name__})") from None
-    if dt.attrs.get("lmsbayes_format") != FIT_FORMAT:
-        raise ValueError(f"{path}: not an lmsbayes fit (attribute lmsbayes_format missing)")
-    if int(dt.attrs.get("lmsbayes_format_version", -1)) == 1:
-        raise ValueError(f"{path}: fit format version 1 was written by lmsbayes 0.1, whose model inputs this "
-                         "version cannot rebuild; refit the spec (`lmsbayes fit SPEC -o FILE`)")
-    if int(dt.attrs.get("lmsbayes_format_version", -1)) != FIT_FORMAT_VERSION:
-        raise ValueError(f"{path}: fit format version {dt.attrs.get('lmsbayes_format_version')} "
-                         f"is not supported (this lmsbayes reads {FIT_FORMAT_VERSION})")  # fmt: skip
-    import tomllib
-
-    text = str(dt.attrs["spec_text"])
-    spec = parse_spec(tomllib.loads(text), source=f"{path} (saved spec)", text=text)
-    inputs = dt["lmsbayes_inputs"].to_dataset()
-    data = ModelData.from_xarray(inputs)
-    tree = xr.DataTree.from_dict({f"/{k}": dt[k].to_dataset() for k in dt.children if k != "lmsbayes_inputs"})
-    tree.attrs.update(dt.attrs)
-    return Fit(datatree=tree, spec=spec, data=data, diagnostics=compute_diagnostics(tree))

@@ -1,4 +1,4 @@
-"""Figures and the HTML report: computed results in, matplotlib Figures out.
+"""Figures: computed results in, matplotlib Figures out (the HTML report is lmsbayes.report).
 
 Every function takes a :class:`~lmsbayes.fit.Fit` or a result object
 (a :class:`~lmsbayes.prior.BetaMixture`, an operating-characteristics
@@ -20,17 +20,12 @@ Example
 >>> f = lb.fit("default")
 >>> fig = plots.plot_forest(f, landmark=6.0)
 >>> fig.savefig("forest.png")
->>> plots.write_report(f, "report")        # tables, PNGs and report/index.html
+>>> from lmsbayes.report import write_report
+>>> write_report(f, "report")              # tables, PNGs and report/index.html
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import os
-import shutil
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
@@ -55,7 +50,6 @@ __all__ = [
     "plot_two_arm_oc",
     "plot_tradeoff",
     "plot_ppc",
-    "write_report",
 ]
 
 #: One colour per line of therapy (Okabe-Ito, colour-blind safe).
@@ -908,7 +902,6 @@ def plot_ppc(fit: Fit, *, prob: float = 0.95) -> Figure:
                   for j, t in enumerate(fit.data.landmarks)]  # fmt: skip
     else:
         panels = [("all", np.arange(len(obs)), "observed rate")]
-    landmarks = [p_[0] for p_ in panels]
     fig = _figure(4.5 + 3.2 * len(panels), 1.6 + 0.24 * len(arms))
     axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
     n_out = 0
@@ -942,186 +935,10 @@ def plot_ppc(fit: Fit, *, prob: float = 0.95) -> Figure:
     return fig
 
 
-# --------------------------------------------------------------------------- report
-def _png_bytes(fig: Figure, path: Path) -> bytes:
-    fig.savefig(path, dpi=110)
-    return path.read_bytes()
+def __getattr__(name: str):
+    # write_report moved to lmsbayes.report; this keeps ``plots.write_report`` working
+    if name == "write_report":
+        from lmsbayes.report import write_report
 
-
-def _design_for_report(fit: Fit, line: str = "2L+", landmark: float = 6.0, looks=(30, 55, 80)):
-    """MAP prior, robust MAP and a 3-look Bayesian single-arm design with its OC, for the report.
-
-    Two versions of the design: against the fixed threshold p0 (posterior
-    median of the spec's reference rate, rounded to 0.01) and against the
-    MAP prior of the historical rate (``p0`` a Beta mixture), which carries
-    the between-trial heterogeneity into the success criterion.
-    """
-    from lmsbayes.design import BayesianSingleArm, operating_characteristics
-    from lmsbayes.predict import Setting, predict, thresholds
-    from lmsbayes.prior import map_prior, robustify
-
-    setting = Setting(line, "R-T", 0.5, name=f"{line} R-T")
-    draws = predict(fit, [setting], [landmark])["rate"].sel(setting=setting.label, landmark=landmark,
-                                                            quantity="predictive")  # fmt: skip
-    mix = map_prior(draws, provenance={"spec": fit.spec.name, "data_sha256": fit.data.data_sha256,
-                                       "setting": setting.label, "landmark": landmark})  # fmt: skip
-    th = thresholds(fit, [setting], landmarks=[landmark])
-    hr = float(th["hr"].values[0])
-    p0 = round(float(th["p0_median"].sel(setting=setting.label, landmark=landmark)), 2)
-    p1 = round(p0**hr, 2)
-    robust = robustify(mix, 0.2, mean=p0)
-    fixed = BayesianSingleArm(looks=looks, p0=p0)
-    against_map = BayesianSingleArm(looks=looks, p0=mix)
-    grid = np.union1d(np.round(np.linspace(0.02, 0.90, 45), 4), [p0, p1])
-    oc = {f"p0 fixed at {p0:.2f}": operating_characteristics(fixed, grid),
-          "p0 ~ MAP prior": operating_characteristics(against_map, grid)}  # fmt: skip
-    return dict(setting=setting, draws=draws, mix=mix, robust=robust, design=fixed, design_map=against_map,
-                oc=oc, p0=p0, p1=p1, hr=hr)  # fmt: skip
-
-
-_CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
-color:#222;line-height:1.45;padding:0 1em}
-h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;font-size:.8em;margin:.5em 0}th,td{border:1px solid #ddd;padding:.2em .5em;
-text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
-img{max-width:100%;border:1px solid #eee}.ok{color:#1a7f37}.bad{color:#c00}code,pre{background:#f6f6f6}
-pre{padding:.6em;overflow-x:auto;font-size:.8em}
-"""
-
-
-def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
-    """Write tables, figures and a self-contained ``index.html`` for a fit.
-
-    Files: ``thresholds.csv`` (:func:`lmsbayes.predict.threshold_table` of
-    the standard settings), ``diagnostics.csv``, ``exclusions.csv``, the
-    figures of this module as PNG (forest per landmark, predictive, effects,
-    posterior predictive check; MAP prior and the operating characteristics
-    of a 3-look Bayesian single-arm design for 2L+ R-T at 6 months when the
-    fit has that line and landmark) and ``index.html`` with the PNGs embedded
-    as base64 and the tables as HTML, readable without the other files.
-
-    Everything is written to a temporary directory next to ``outdir`` and
-    moved into place at the end, so an interrupted run never leaves a
-    half-written report (an existing ``outdir`` is replaced).
-
-    Returns
-    -------
-    pathlib.Path
-        The path of ``index.html`` inside ``outdir``.
-    """
-    import lmsbayes
-    from lmsbayes.predict import comparisons, threshold_table, thresholds
-
-    outdir = Path(outdir)
-    if outdir.exists() and not outdir.is_dir():
-        raise ValueError(f"output {str(outdir)!r} exists and is not a directory")
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
-    try:
-        table = threshold_table(thresholds(fit), fit=fit)
-        table.to_csv(tmp / "thresholds.csv", index=False)
-        diag = fit.diagnostics.table.copy()
-        diag.index.name = "variable"
-        diag["divergences"] = fit.diagnostics.divergences
-        diag["n_draws"] = fit.diagnostics.n_draws
-        diag.to_csv(tmp / "diagnostics.csv")
-        excluded = fit.data.excluded
-        excluded.to_csv(tmp / "exclusions.csv", index=False)
-        try:
-            comp = comparisons(fit)
-        except ValueError:
-            comp = None
-
-        figures: list[tuple[str, str, str]] = []  # (file, title, caption)
-        images: dict[str, bytes] = {}
-
-        def add(name: str, fig: Figure, title: str, caption: str) -> None:
-            images[name] = _png_bytes(fig, tmp / name)
-            figures.append((name, title, caption))
-
-        landmarks = list(fit.spec.landmarks) if fit.spec.survival else list(fit.data.landmarks)
-        for t in landmarks:
-            add(f"forest_{t:g}m.png", plot_forest(fit, t), f"Forest plot, {t:g} months",
-                "Observed rate per arm (circle, filled if reported, open if derived from the median) and "
-                "posterior arm rate (diamond) with 95% intervals; pooled rate and predictive interval of a "
-                "new R-T trial (half uterine patients) per line.")  # fmt: skip
-        lines = sorted(set(fit.data.arms["line"].astype(str)))
-        can_predict = "line" in fit.spec.main_effects or len(lines) == 1
-        if can_predict:
-            for t in landmarks:
-                add(f"predictive_{t:g}m.png", plot_predictive(fit, landmark=t), f"New-trial rate, {t:g} months",
-                    "Predictive distribution of a new trial's rate per setting, pooled rate, thresholds p0 and "
-                    "p1 = p0^HR, and the EORTC 2021 published values.")  # fmt: skip
-        add("effects.png", plot_effects(fit), "Covariate effects and heterogeneity",
-            ("Hazard ratios exp(beta) for all landmarks (proportional hazards)" if fit.spec.joint
-             else "Odds ratios exp(beta) per landmark") + "; posterior of the between-arm sd tau.")
-        add("ppc.png", plot_ppc(fit), "Posterior predictive check",
-            "Observed rate of each arm against the distribution of its replicates.")
-        design_html = ""
-        if "2L+" in lines and 6.0 in landmarks and can_predict:
-            d = _design_for_report(fit)
-            add("prior_2L_6m.png",
-                plot_prior(d["mix"], d["draws"], d["robust"],
-                           title="MAP prior for a new 2L+ R-T trial, PFS rate at 6 months",
-                           xlabel=_rate_label(6.0)),
-                "MAP prior, 2L+ at 6 months",
-                "Beta mixture fitted to the predictive draws of a new 2L+ R-T trial's rate at 6 months, "
-                "and its robust version (weight 0.2 on a vague component).")  # fmt: skip
-            looks = "/".join(str(n) for n in d["design"].looks)
-            add("oc_2L_6m.png",
-                plot_oc(d["oc"], p0=d["p0"], p1=d["p1"],
-                        title=f"Bayesian single-arm design, looks at {looks} patients, 2L+ R-T at 6 months"),
-                "Operating characteristics, 2L+ at 6 months",
-                f"Success at n = {d['design'].n_max} when P(p > p0 | data) >= 0.95 (Beta(1, 1) prior for p), "
-                f"with p0 fixed at the threshold {d['p0']:.2f} or distributed as the MAP prior; futility at the "
-                "interims when the predictive probability of success is < 0.05. p1 = p0^HR. Exact enumeration.")  # fmt: skip
-            bounds = d["design"].boundaries()
-            bounds.to_csv(tmp / "design_2L_6m_boundaries.csv", index=False)
-            design_html = (f"<pre>{html.escape(str(d['design']))}</pre>"
-                           + bounds.to_html(index=False, na_rep=""))  # fmt: skip
-
-        diag_line = fit.diagnostics.line()
-        cls = "ok" if fit.diagnostics.ok else "bad"
-        parts = [
-            "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-            f"<title>lmsbayes report: {html.escape(fit.spec.name)}</title><style>{_CSS}</style></head><body>",
-            f"<h1>lmsbayes report: spec <code>{html.escape(fit.spec.name)}</code></h1>",
-            f"<p>{html.escape(fit.spec.description)}</p>",
-            f"<p>lmsbayes {lmsbayes.__version__}; data SHA-256 <code>{fit.data.data_sha256[:16]}</code>; "
-            f"spec hash <code>{fit.spec.hash[:16]}</code>; seed {fit.spec.sampler.seed}; "
-            f"{len(fit.data.arms)} arms, {len(fit.data.obs)} observations, "
-            f"landmarks {', '.join(f'{t:g}' for t in landmarks)} months.</p>",
-            f"<p class='{cls}'>{html.escape(diag_line)}</p>",
-            "<h2>Thresholds</h2>",
-            f"<p>{html.escape(str(table.attrs.get('rule', '')))}; medians and 95% credible intervals.</p>",
-            table.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""),
-        ]
-        if comp is not None:
-            parts += ["<h2>Comparisons of pooled rates</h2>",
-                      comp.to_html(index=False, float_format=lambda v: f"{v:.3f}")]  # fmt: skip
-        for name, title, caption in figures:
-            b64 = base64.b64encode(images[name]).decode("ascii")
-            parts += [f"<h2>{html.escape(title)}</h2><p>{html.escape(caption)}</p>",
-                      f"<img alt='{html.escape(title)}' src='data:image/png;base64,{b64}'>"]  # fmt: skip
-            if name.startswith("oc_") and design_html:
-                parts.append(design_html)
-        parts += [
-            "<h2>Diagnostics</h2>", diag.to_html(float_format=lambda v: f"{v:.3f}"),
-            f"<h2>Exclusions ({len(excluded)})</h2>", excluded.to_html(index=False, na_rep=""),
-            "<h2>Spec</h2>", f"<pre>{html.escape(fit.spec.text or repr(fit.spec))}</pre>",
-            "</body></html>",
-        ]  # fmt: skip
-        (tmp / "index.html").write_text("\n".join(parts), encoding="utf-8")
-        os.chmod(tmp, 0o755)
-        if outdir.exists():
-            old = outdir.with_name(f".{outdir.name}.old-{os.getpid()}")
-            os.replace(outdir, old)
-            os.replace(tmp, outdir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, outdir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return outdir / "index.html"
+        return write_report
+    raise AttributeError(f"module 'lmsbayes.plots' has no attribute {name!r}")

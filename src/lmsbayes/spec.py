@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from lmsbayes.errors import InputError
+from lmsbayes.files import read_text
 from lmsbayes.likelihoods import FAMILIES
 
 __all__ = [
@@ -39,6 +40,9 @@ __all__ = [
     "RandomEffects",
     "SamplerSettings",
     "SpecError",
+    "MAX_CHAINS",
+    "MAX_TOTAL_DRAWS",
+    "MAX_TUNE",
     "load_spec",
     "parse_spec",
     "bundled_specs",
@@ -80,6 +84,25 @@ _PRIOR_FAMILIES: dict[str, tuple[tuple[str, ...], str]] = {
 }
 _POSITIVE_PARAMS = {"sigma", "nu", "beta", "lam", "alpha"}
 
+# --- bounds at the door: a spec never asks for work the machine cannot do ---
+#: Most chains a spec may ask for.
+MAX_CHAINS = 64
+#: Most posterior draws in all (draws x chains): every draw of every arm is kept in memory.
+MAX_TOTAL_DRAWS = 200_000
+#: Most tuning steps per chain.
+MAX_TUNE = 100_000
+#: Seeds numpy and nutpie both accept.
+SEED_RANGE = (0, 2**32 - 1)
+#: Degrees of freedom of a Student-t (random effects or prior): 1 is a Cauchy, beyond ~30 a normal.
+NU_RANGE = (1.0, 1000.0)
+#: Largest magnitude of a prior parameter (on the logit/cloglog scale 1e6 is beyond vague).
+MAX_PRIOR_PARAM = 1e6
+#: Most landmarks a spec may name.
+MAX_LANDMARKS = 24
+YEAR_RANGE = (1900, 2100)
+#: Largest spec file read (a spec is a few kilobytes).
+MAX_SPEC_BYTES = 1_000_000
+
 
 class SpecError(InputError):
     """A model specification is invalid; the message lists every problem."""
@@ -95,7 +118,7 @@ class SpecError(InputError):
 
 
 def _did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else f"; valid keys are {sorted(options)}"
 
 
@@ -193,10 +216,10 @@ class Prior:
     def parse(cls, value: Any, where: str, problems: list[str]) -> Prior | None:
         """Parse ``{dist = "HalfNormal", sigma = 0.5}``; append problems instead of raising."""
         if not isinstance(value, Mapping) or "dist" not in value:
-            problems.append(f"{where} must be a table like {{dist = \"HalfNormal\", sigma = 0.5}}, got {value!r}")
+            problems.append(f"{where} must be a table like {{dist = \"HalfNormal\", sigma = 0.5}}, got {_show(value)}")
             return None
         dist = value["dist"]
-        if dist not in _PRIOR_FAMILIES:
+        if not isinstance(dist, str) or dist not in _PRIOR_FAMILIES:
             problems.append(f"{where}: unknown distribution {dist!r}" + _did_you_mean(str(dist), tuple(_PRIOR_FAMILIES)))
             return None
         names, _ = _PRIOR_FAMILIES[dist]
@@ -206,11 +229,17 @@ class Prior:
             if key not in names:
                 problems.append(f"{where}: {dist} has no parameter {key!r}" + _did_you_mean(key, names))
                 ok = False
-            elif isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                problems.append(f"{where}.{key} must be a finite number, got {v!r}")
+            elif not _is_finite_number(v):
+                problems.append(f"{where}.{key} must be a finite number, got {_show(v)}")
                 ok = False
             elif key in _POSITIVE_PARAMS and v <= 0:
                 problems.append(f"{where}.{key} must be > 0, got {v!r}")
+                ok = False
+            elif key == "nu" and not NU_RANGE[0] <= v <= NU_RANGE[1]:
+                problems.append(f"{where}.nu must be in [{NU_RANGE[0]:g}, {NU_RANGE[1]:g}], got {v!r}")
+                ok = False
+            elif abs(v) > MAX_PRIOR_PARAM:
+                problems.append(f"{where}.{key} must be within +-{MAX_PRIOR_PARAM:g}, got {v!r}")
                 ok = False
         missing = [n for n in names if n not in params and not (n == "mu" and dist in ("Normal", "StudentT"))]
         if missing:
@@ -412,26 +441,59 @@ _SECTIONS: dict[str, type] = {
 _TOP = {"name", "description", "landmarks", "engine", "covariates", *_SECTIONS}
 
 
-#: TOML type checks per dataclass default type: (accepts, description, convert)
+def _is_finite_number(v: Any) -> bool:
+    """A TOML number usable as a float: not a bool, finite, an integer within 64 bits."""
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, int):
+        return -(2**63) <= v < 2**63
+    return isinstance(v, float) and math.isfinite(v)
+
+
+def _show(v: Any, width: int = 80) -> str:
+    """``repr`` cut to ``width`` characters (a message never prints a megabyte of input)."""
+    text = repr(v)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+#: TOML type checks per dataclass default type: (accepts, description, convert).
+#: Types and ranges are checked here, before any cast: a 64-bit overflow, inf or
+#: nan never reaches numpy, nutpie or PyMC.
 _TYPES: tuple[tuple[type, Any, str, Any], ...] = (
     (bool, lambda v: isinstance(v, bool), "true or false", bool),
     (int, lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer", int),
     (float, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number", float),
     (str, lambda v: isinstance(v, str), "a string", str),
-    (tuple, lambda v: isinstance(v, list), "a list", tuple),
 )
 
 
 def _coerce(value: Any, target: Any, where: str, problems: list[str]) -> Any:
     """Coerce a TOML value to the type of the dataclass default ``target``.
 
-    A value of the wrong type is reported and replaced by the default, so that
-    the semantic checks can still run on the rest of the spec.
+    A list's elements take the type of the default's first element (strings
+    when the default is empty). A value of the wrong type is reported and
+    replaced by the default, so that the semantic checks can still run on the
+    rest of the spec.
     """
+    if isinstance(target, tuple):
+        if not isinstance(value, list):
+            problems.append(f"{where} must be a list, got {_show(value)}")
+            return target
+        element = target[0] if target else ""
+        out, ok = [], True
+        for i, v in enumerate(value):
+            before = len(problems)
+            out.append(_coerce(v, element, f"{where}[{i}]", problems))
+            ok = ok and len(problems) == before
+        return tuple(out) if ok else target
     for kind, accepts, description, convert in _TYPES:  # bool before int: bool is an int
         if isinstance(target, kind):
             if not accepts(value):
-                problems.append(f"{where} must be {description}, got {value!r}")
+                problems.append(f"{where} must be {description}, got {_show(value)}")
+                return target
+            if kind in (int, float) and not _is_finite_number(value):
+                what = "finite" if isinstance(value, float) else "within 64 bits (|value| < 2**63)"
+                problems.append(f"{where} must be {what}, got {_show(value)}")
                 return target
             return convert(value)
     return value
@@ -494,9 +556,7 @@ def parse_spec(raw: Mapping[str, Any], *, source: str = "<spec>", text: str = ""
                 defs.append((str(cname), CovariateDef(**kw)))
             top[key] = tuple(defs)
         elif key == "landmarks":
-            lm = _coerce(value, ModelSpec().landmarks, "landmarks", problems)
-            if isinstance(lm, tuple):
-                top[key] = tuple(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in lm)
+            top[key] = _coerce(value, ModelSpec().landmarks, "landmarks", problems)
         else:
             top[key] = _coerce(value, "", key, problems)
     structural = list(problems)
@@ -506,6 +566,8 @@ def parse_spec(raw: Mapping[str, Any], *, source: str = "<spec>", text: str = ""
     except (TypeError, ValueError, AttributeError):
         # a value of the wrong type already reported above can trip a semantic check;
         # the structural problems are then the ones to report
+        if not structural:
+            raise
         spec = None
         problems[:] = structural
     if problems:
@@ -524,17 +586,22 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
         problems.append("landmarks: at least one landmark is needed (the months of the threshold table)")
     if len(set(spec.landmarks)) != len(spec.landmarks):
         problems.append(f"landmarks: duplicates in {list(spec.landmarks)}")
+    if len(spec.landmarks) > MAX_LANDMARKS:
+        problems.append(f"landmarks: at most {MAX_LANDMARKS} landmarks, got {len(spec.landmarks)}")
     for v in d.lines:
         if v not in ("1L", "2L+"):
             problems.append(f"[data] lines: must be among ['1L', '2L+'], got {v!r}")
     for v in d.classes:
         if v not in ("R-T", "NR-T"):
             problems.append(f"[data] classes: must be among ['R-T', 'NR-T'], got {v!r}")
+    _check_populations(d.populations, problems)
     for v in d.evidence:
         if v not in ("publication", "conference"):
             problems.append(f"[data] evidence: must be among ['publication', 'conference'], got {v!r}")
     if len(d.years) != 2 or not all(isinstance(y, int) for y in d.years) or d.years[0] > d.years[1]:
-        problems.append(f"[data] years must be [first, last] integers, got {list(d.years)!r}")
+        problems.append(f"[data] years must be [first, last] integers, got {_show(list(d.years))}")
+    elif not all(YEAR_RANGE[0] <= y <= YEAR_RANGE[1] for y in d.years):
+        problems.append(f"[data] years must lie in {YEAR_RANGE[0]}..{YEAR_RANGE[1]}, got {list(d.years)!r}")
     if d.uterine_missing not in ("latent", "exclude"):
         problems.append(f"[data] uterine_missing must be 'latent' or 'exclude', got {d.uterine_missing!r}")
     if spec.engine not in ENGINES:
@@ -589,8 +656,9 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
         problems.append(f"[model] uterine_centre must be in [0, 1], got {m.uterine_centre!r}")
     if r.distribution not in ("normal", "student_t"):
         problems.append(f"[random_effects] distribution must be 'normal' or 'student_t', got {r.distribution!r}")
-    if not r.nu > 0:
-        problems.append(f"[random_effects] nu must be > 0, got {r.nu!r}")
+    if not NU_RANGE[0] <= r.nu <= NU_RANGE[1]:
+        problems.append(f"[random_effects] nu must be in [{NU_RANGE[0]:g}, {NU_RANGE[1]:g}] (1 is a Cauchy; "
+                        f"beyond ~30 the Student-t is a normal), got {r.nu!r}")  # fmt: skip
     if r.tau_by not in ("none", "line"):
         problems.append(f"[random_effects] tau_by must be 'none' or 'line', got {r.tau_by!r}")
     for name in ("tau", "trial_tau"):
@@ -608,6 +676,16 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
         v = getattr(s, name)
         if isinstance(v, int) and v < 1:
             problems.append(f"[sampler] {name} must be >= 1, got {v!r}")
+    if s.chains > MAX_CHAINS:
+        problems.append(f"[sampler] chains must be <= {MAX_CHAINS}, got {s.chains!r}")
+    elif s.draws >= 1 and s.chains >= 1 and s.draws * s.chains > MAX_TOTAL_DRAWS:
+        problems.append(f"[sampler] draws x chains = {s.draws:,} x {s.chains} exceeds the bound of "
+                        f"{MAX_TOTAL_DRAWS:,} draws in all (every draw of every arm is kept in memory)")  # fmt: skip
+    if s.tune > MAX_TUNE:
+        problems.append(f"[sampler] tune must be <= {MAX_TUNE:,} per chain, got {s.tune:,}")
+    if not SEED_RANGE[0] <= s.seed <= SEED_RANGE[1]:
+        problems.append(f"[sampler] seed must be an integer in {SEED_RANGE[0]}..{SEED_RANGE[1]} "
+                        f"(2**32 - 1, what numpy and nutpie accept), got {s.seed!r}")  # fmt: skip
     if s.adaptation not in ("diag", "low_rank"):
         problems.append(f"[sampler] adaptation must be 'diag' or 'low_rank', got {s.adaptation!r}")
     if not (0.5 <= s.target_accept < 1):
@@ -616,9 +694,23 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
         problems.append(f"[thresholds] reference must be 'pooled' or 'predictive', got {spec.thresholds.reference!r}")
     for hr in spec.thresholds.hr:
         if not isinstance(hr, (int, float)) or not (0 < hr < 1):
-            problems.append(f"[thresholds] hr: each hazard ratio must be in (0, 1), got {hr!r}")
+            problems.append(f"[thresholds] hr: each hazard ratio must be in (0, 1), got {_show(hr)}")
+    if not spec.thresholds.hr:
+        problems.append("[thresholds] hr: at least one hazard ratio is needed")
     if raise_ and problems:
         raise SpecError(problems, source)
+
+
+def _check_populations(populations: tuple[str, ...], problems: list[str]) -> None:
+    """Each [data] populations label must be one the arm table knows: a typo would drop arms silently."""
+    from lmsbayes.data import LABELS
+
+    known = LABELS["population"]
+    for v in populations:
+        if v not in known:
+            close = difflib.get_close_matches(str(v), list(known), n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(f"[data] populations: unknown population {_show(v)}{hint} (known: {list(known)})")
 
 
 def bundled_specs() -> dict[str, Path]:
@@ -657,10 +749,13 @@ def load_spec(path_or_name: str | Path = "default") -> ModelSpec:
                 f"no spec file {str(path_or_name)!r} and no bundled spec of that name "
                 f"(bundled: {sorted(bundled)})"
             )
-    text = p.read_text(encoding="utf-8")
+    text = read_text(p, what="spec", max_bytes=MAX_SPEC_BYTES,
+                     error=lambda path, reason: SpecError([reason], path))  # fmt: skip
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError([f"not valid TOML: {exc}"], str(p)) from None
+    except RecursionError:
+        raise SpecError(["not valid TOML: nested too deeply"], str(p)) from None
     raw.setdefault("name", p.stem)
     return parse_spec(raw, source=str(p), text=text)

@@ -1,15 +1,25 @@
-"""Helpers shared by the command-line verbs (progress, fitting from options, exit codes)."""
+"""Helpers shared by the command-line verbs: progress, option types, output checks, fitting, exit codes."""
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-EXIT_USAGE = 2
-EXIT_SAMPLING = 3
+from lmsbayes.files import atomic_write_text, check_output_path  # noqa: F401  (verb modules import them here)
+
+#: Exit statuses of the ``lmsbayes`` command (see ``lmsbayes --help`` and the README).
+EXIT_OK = 0
+EXIT_OS = 1  # the system failed: disk full, permission denied, I/O error, broken pipe
+EXIT_USAGE = 2  # a user mistake: bad option, input file or output path (lmsbayes.errors.InputError)
+EXIT_SAMPLING = 3  # sampling problems under --strict (lmsbayes.errors.SamplingError)
+EXIT_BUG = 70  # an unexpected exception: a bug in lmsbayes (EX_SOFTWARE of sysexits.h)
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT); SIGTERM and SIGHUP give 128 + their number
+
+#: Most draws per chain and tuning steps ``--fast`` keeps.
+FAST_DRAWS = 500
 
 
 class Progress:
@@ -24,31 +34,91 @@ class Progress:
             print(f"[{time.perf_counter() - self.t0:5.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+# --- option types: a bad value fails at parse time, before any fit ---------------
+
+
+def _number(text: str) -> float:
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
 
 
-def fit_from_args(args, progress: Progress):
-    from lmsbayes.fit import _read_data, choose_engine, fit
-    from lmsbayes.model import prepare_data
+def bounded(lo: float, hi: float, *, lo_open: bool = True, hi_open: bool = True, what: str = "value"):
+    """An argparse ``type`` accepting a finite number in the interval from ``lo`` to ``hi``."""
+    left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+
+    def parse(text: str) -> float:
+        value = _number(text)
+        if (value <= lo if lo_open else value < lo) or (value >= hi if hi_open else value > hi):
+            raise argparse.ArgumentTypeError(f"{what} must be in {left}{lo:g}, {hi:g}{right}, got {text}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+hazard_ratio = bounded(0, 1, what="a hazard ratio")
+landmark_months = bounded(0, 120, hi_open=False, what="a landmark in months")
+fraction = bounded(0, 1, lo_open=False, hi_open=False, what="a fraction")
+
+
+def check_outputs(args: argparse.Namespace, files: tuple[str, ...] = (), directories: tuple[str, ...] = ()) -> None:
+    """Check every output path the options name, before any work (OutputPathError naming it).
+
+    ``files`` and ``directories`` are attribute names of ``args``; unset ones are skipped. Two
+    options naming the same file are refused too: the second write would replace the first.
+    """
+    seen: dict[str, str] = {}
+    for names, kind in ((files, "file"), (directories, "directory")):
+        for name in names:
+            value = getattr(args, name, None)
+            if value is None:
+                continue
+            option = "-o/--output" if name == "output" else f"--{name.replace('_', '-')}"
+            path = check_output_path(value, kind=kind, what=f"{option} {kind}")
+            key = os.path.normcase(os.path.abspath(path))
+            if key in seen:
+                from lmsbayes.errors import OutputPathError
+
+                raise OutputPathError(f"{seen[key]} and {option} name the same file {str(path)!r}")
+            seen[key] = option
+
+
+def fast_spec(spec):
+    """What ``--fast`` (or LMSBAYES_FAST=1) means: at most 500 draws and 500 tuning steps per chain.
+
+    Fast mode only ever shortens a run: a spec that already asks for less keeps its settings.
+    """
+    return spec.replace(**{"sampler.draws": min(spec.sampler.draws, FAST_DRAWS),
+                           "sampler.tune": min(spec.sampler.tune, FAST_DRAWS)})  # fmt: skip
+
+
+def fast_mode(args) -> bool:
+    return bool(getattr(args, "fast", False)) or os.environ.get("LMSBAYES_FAST") == "1"
+
+
+def load_spec_from_args(args):
+    """The spec the options name; ``--fast`` shortens NUTS runs only (the exact engine is fast anyway)."""
+    from lmsbayes.fit import choose_engine
     from lmsbayes.spec import load_spec
 
     spec = load_spec(args.spec)
+    if fast_mode(args) and choose_engine(spec, getattr(args, "engine", None))[0] == "nuts":
+        return fast_spec(spec)
+    return spec
+
+
+def fit_from_args(args, progress: Progress, spec=None):
+    from lmsbayes.fit import _read_data, choose_engine, fit
+    from lmsbayes.model import prepare_data
+
+    spec = spec if spec is not None else load_spec_from_args(args)
     engine = getattr(args, "engine", None)
     used, note = choose_engine(spec, engine)
-    if used == "nuts" and (getattr(args, "fast", False) or os.environ.get("LMSBAYES_FAST") == "1"):
-        # fast mode only ever shortens a run; a spec that already asks for less keeps its settings
-        spec = spec.replace(**{"sampler.draws": min(spec.sampler.draws, 500),
-                               "sampler.tune": min(spec.sampler.tune, 500)})  # fmt: skip
     progress(f"spec {spec.name!r} ({spec.model.likelihood}; covariates {list(spec.model.covariates)})")
     tables = _read_data(args.data)
     data = prepare_data(spec, tables)
@@ -72,11 +142,20 @@ def fit_from_args(args, progress: Progress):
     return result
 
 
-def exit_for(fit, args) -> int:
-    if getattr(args, "strict", False) and not fit.diagnostics.ok:
-        print("lmsbayes: error: inference problems (--strict): " + "; ".join(fit.diagnostics.problems), file=sys.stderr)
+def strict_failed(fit, args) -> bool:
+    """True when ``--strict`` is set and the fit's diagnostics fail: nothing is then written."""
+    return bool(getattr(args, "strict", False)) and not fit.diagnostics.ok
+
+
+def exit_for(fit, args, not_written: tuple[str | os.PathLike[str] | None, ...] = ()) -> int:
+    """Exit status of a verb that fitted: 3 (with one error line) when ``--strict`` fails, else 0."""
+    if strict_failed(fit, args):
+        skipped = [str(p) for p in not_written if p]
+        tail = f"; nothing was written ({', '.join(skipped)} left as they were)" if skipped else ""
+        print("lmsbayes: error: inference problems (--strict): " + "; ".join(fit.diagnostics.problems) + tail,
+              file=sys.stderr)  # fmt: skip
         return EXIT_SAMPLING
-    return 0
+    return EXIT_OK
 
 
 def version() -> str:
@@ -85,18 +164,24 @@ def version() -> str:
     return __version__
 
 
-
-
 def fit_args(q, spec_positional: bool) -> None:
     """Options of every verb that fits a spec."""
+    from lmsbayes.spec import bundled_specs
+
+    specs = "a TOML file or a bundled name: " + ", ".join(sorted(bundled_specs()))
     if spec_positional:
-        q.add_argument("spec", help="model spec: a TOML file or a bundled name (default, eortc2021, uterine)")
+        q.add_argument("spec", metavar="SPEC", help=f"model spec ({specs})")
     else:
-        q.add_argument("--spec", default="default", help="model spec (TOML file or bundled name; default: default)")
-    q.add_argument("--data", default=None, help="trial-arm CSV (default: the bundled data)")
-    q.add_argument("--fast", action="store_true", help="fewer draws (also LMSBAYES_FAST=1), for smoke runs")
+        q.add_argument("--spec", default="default", metavar="SPEC", help=f"model spec ({specs})")
+    q.add_argument("--data", default=None, metavar="CSV",
+                   help="trial-arm table (default: the bundled data/lms_trials.csv)")  # fmt: skip
+    q.add_argument("--fast", action="store_true",
+                   help=f"at most {FAST_DRAWS} draws and tuning steps per chain, for smoke runs "
+                        "(also LMSBAYES_FAST=1)")  # fmt: skip
     q.add_argument("--engine", choices=["auto", "exact", "nuts"], default=None,
-                   help="inference engine (default: the spec's, 'auto': exact where supported, else NUTS)")
+                   help="inference engine (default: the spec's; 'auto' is the exact engine where it supports the "
+                        "spec, else NUTS)")  # fmt: skip
     q.add_argument("--strict", action="store_true",
-                   help="exit with status 3 on inference problems (divergences, R-hat, ESS, importance k-hat)")
-    q.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+                   help="on inference problems (divergences, R-hat, ESS, importance k-hat) exit with status 3 "
+                        "and write no output file")  # fmt: skip
+    q.add_argument("-q", "--quiet", action="store_true", help="no progress messages on stderr")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from lmsbayes.cli._common import (
-    Progress, atomic_write_text, exit_for, fit_args, fit_from_args, version,
+    Progress, atomic_write_text, check_outputs, exit_for, fit_args, fit_from_args, hazard_ratio, load_spec_from_args,
+    strict_failed, version,
 )  # fmt: skip
 
 
@@ -100,9 +101,10 @@ def _print_table(table, fit, order_line: str | None) -> None:
           "shown beside the case-mix rows it is comparable with.")  # fmt: skip
 
 
-def _emit_table(table, fit, args) -> None:
+def _emit_table(table, fit, args, *, write: bool = True) -> None:
+    """Print the table; also write --json / --csv unless ``write`` is False (a failed --strict fit)."""
     order, order_line = _landmark_order(fit)
-    if getattr(args, "json", None):
+    if write and getattr(args, "json", None):
         payload = {
             "lmsbayes_version": version(), "spec": fit.spec.name, "spec_hash": fit.spec.hash,
             "data_sha256": fit.data.data_sha256, "reference": table.attrs.get("reference"),
@@ -117,7 +119,7 @@ def _emit_table(table, fit, args) -> None:
             "landmark_order": json.loads(order.to_json(orient="records")),
         }  # fmt: skip
         atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
-    if getattr(args, "csv", None):
+    if write and getattr(args, "csv", None):
         atomic_write_text(args.csv, table.to_csv(index=False))
     _print_table(table, fit, order_line)
     if getattr(args, "exclusions", False):
@@ -149,28 +151,34 @@ def _parse_landmarks(text: str) -> list[float]:
 
 
 def cmd_run(args) -> int:
+    check_outputs(args, files=("output", "json", "csv"))
     progress = Progress(args.quiet)
-    result = fit_from_args(args, progress)
-    if args.output:
+    result = fit_from_args(args, progress, load_spec_from_args(args))
+    failed = strict_failed(result, args)
+    table = _thresholds_table(result, args)
+    if args.output and not failed:
         result.save(args.output)
         progress(f"fit saved to {args.output}")
-    _emit_table(_thresholds_table(result, args), result, args)
-    return exit_for(result, args)
+    _emit_table(table, result, args, write=not failed)
+    return exit_for(result, args, (args.output, args.json, args.csv))
 
 
 def cmd_fit(args) -> int:
+    check_outputs(args, files=("output",))
     progress = Progress(args.quiet)
-    result = fit_from_args(args, progress)
-    result.save(args.output)
-    progress(f"fit saved to {args.output}")
+    result = fit_from_args(args, progress, load_spec_from_args(args))
+    if not strict_failed(result, args):
+        result.save(args.output)
+        progress(f"fit saved to {args.output}")
     print(result.summary().round(3).to_string())
     print(result.diagnostics.line())
-    return exit_for(result, args)
+    return exit_for(result, args, (args.output,))
 
 
 def cmd_thresholds(args) -> int:
     from lmsbayes.fit import load_fit
 
+    check_outputs(args, files=("json", "csv"))
     result = load_fit(args.fit)
     _emit_table(_thresholds_table(result, args), result, args)
     return 0
@@ -178,48 +186,61 @@ def cmd_thresholds(args) -> int:
 
 def cmd_report(args) -> int:
     from lmsbayes.fit import load_fit
-    from lmsbayes.plots import write_report
+    from lmsbayes.report import write_report
 
+    check_outputs(args, directories=("output",))
     progress = Progress(args.quiet)
-    result = load_fit(args.fit) if args.fit else fit_from_args(args, progress)
+    result = load_fit(args.fit) if args.fit else fit_from_args(args, progress, load_spec_from_args(args))
+    if strict_failed(result, args):
+        return exit_for(result, args, (args.output,))
     path = write_report(result, args.output)
     progress(f"report written to {path}")
     return exit_for(result, args)
-
-
 
 
 def table_args(q) -> None:
     q.add_argument("--landmarks", type=_parse_landmarks, default=None, metavar="T1,T2,...",
                    help="landmarks in months, e.g. 3,6,9,12 (default: the spec's; any landmark from the "
                    "survival model, only fitted ones from a per-landmark model)")
-    q.add_argument("--exclusions", action="store_true", help="also list the excluded arms and observations with the reason")
-    q.add_argument("--hr", type=float, nargs="+", help="hazard ratios for p1 = p0^HR (default: the spec's)")
-    q.add_argument("--reference", choices=["pooled", "predictive"], help="p0 from the pooled or predictive rate")
-    q.add_argument("--json", metavar="FILE", help="also write the table as JSON")
+    q.add_argument("--exclusions", action="store_true",
+                   help="also list the excluded arms and observations, with the reason")
+    q.add_argument("--hr", type=hazard_ratio, nargs="+", metavar="HR",
+                   help="hazard ratios in (0, 1) for p1 = p0^HR (default: the spec's, 0.65 in the bundled specs)")
+    q.add_argument("--reference", choices=["pooled", "predictive"],
+                   help="p0 from the pooled rate of a typical trial or the predictive rate of a new one "
+                        "(default: the spec's, pooled in the bundled specs as in EORTC 2021)")  # fmt: skip
+    q.add_argument("--json", metavar="FILE", help="also write the table, with provenance and diagnostics, as JSON")
     q.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
 
 
 def register(sub) -> None:
     """Add the verbs of this module to the ``lmsbayes`` parser."""
-    q = sub.add_parser("run", help="fit the default analysis on the bundled data and print the threshold table")
+    q = sub.add_parser("run", help="fit the default analysis on the bundled data and print the threshold table",
+                       description="Fit a spec (the default analysis unless --spec) and print the threshold "
+                                   "table p0 / p1 = p0^HR next to the EORTC 2021 values.")  # fmt: skip
     fit_args(q, spec_positional=False)
     table_args(q)
-    q.add_argument("-o", "--output", help="also save the fit (netCDF)")
+    q.add_argument("-o", "--output", metavar="FILE", help="also save the fit (netCDF)")
     q.set_defaults(func=cmd_run)
 
-    q = sub.add_parser("fit", help="fit a model spec and save the fit (netCDF)")
+    q = sub.add_parser("fit", help="fit a model spec and save the fit (netCDF)",
+                       description="Fit a model spec, save the fit as netCDF (with its spec, data hash, "
+                                   "version and seed) and print the posterior summary.")  # fmt: skip
     fit_args(q, spec_positional=True)
-    q.add_argument("-o", "--output", default="fit.nc", help="output netCDF file (default fit.nc)")
+    q.add_argument("-o", "--output", default="fit.nc", metavar="FILE", help="output netCDF file")
     q.set_defaults(func=cmd_fit)
 
-    q = sub.add_parser("thresholds", help="threshold table from a saved fit")
-    q.add_argument("fit", help="fit file written by `lmsbayes fit`")
+    q = sub.add_parser("thresholds", help="threshold table from a saved fit",
+                       description="Print the threshold table of a fit saved by `lmsbayes fit` (no refit).")
+    q.add_argument("fit", metavar="FIT", help="fit file (netCDF) written by `lmsbayes fit` or `run -o`")
     table_args(q)
     q.set_defaults(func=cmd_thresholds)
 
-    q = sub.add_parser("report", help="write tables, figures and an HTML page")
-    q.add_argument("fit", nargs="?", help="saved fit (default: fit the spec now)")
+    q = sub.add_parser("report", help="write tables, figures and an HTML page",
+                       description="Write the report of a fit (CSV tables, PNG figures, a self-contained "
+                                   "index.html) into a directory. An existing directory is written into: "
+                                   "only the report's own files are replaced.")  # fmt: skip
+    q.add_argument("fit", nargs="?", metavar="FIT", help="saved fit (netCDF); without it the spec is fitted now")
     fit_args(q, spec_positional=False)
-    q.add_argument("-o", "--output", default="report", help="output directory (default report/)")
+    q.add_argument("-o", "--output", default="report", metavar="DIR", help="output directory")
     q.set_defaults(func=cmd_report)
