@@ -116,7 +116,7 @@ def test_a_spec_with_many_problems_is_one_line(tmp_path, no_fit):
 
 def test_a_spec_that_is_not_utf8_names_the_file(tmp_path, no_fit):
     path = tmp_path / "latin1.toml"
-    path.write_bytes(DEFAULT_TOML.read_bytes().replace(b"Logit-binomial", b"Logit-binomi\xe4l"))
+    path.write_bytes(DEFAULT_TOML.read_bytes().replace(b"Survival-coherent", b"Survival-coh\xe4rent"))
     code, _, err = call("run", "--spec", path, "--quiet")
     assert_user_error(code, err, str(path), "not valid UTF-8", "line")
 
@@ -130,7 +130,7 @@ def test_a_failed_strict_fit_does_not_write_over_an_earlier_file(tmp_path):
     code, out, err = call("fit", _starved_spec(tmp_path), "-o", earlier, "--strict", "--quiet")
     assert code == EXIT_SAMPLING
     line = _one_line(err)
-    assert "sampling problems (--strict)" in line and "nothing was written" in line and str(earlier) in line
+    assert "inference problems (--strict)" in line and "nothing was written" in line and str(earlier) in line
     assert earlier.read_bytes() == b"the earlier, good fit"
     assert "PROBLEM" in out
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(TMP_PREFIX)] == []

@@ -40,7 +40,7 @@ def assert_fit_file_error(path: Path, *needles: str) -> str:
 
 def test_round_trip_and_permissions(small_fit_file):
     fit = load_fit(small_fit_file)
-    assert fit.posterior["alpha"].sizes == {"chain": 2, "draw": 20, "landmark": 2}
+    assert fit.posterior["alpha"].sizes == {"chain": 1, "draw": 200}
     umask = os.umask(0)
     os.umask(umask)
     assert small_fit_file.stat().st_mode & 0o777 == 0o666 & ~umask
@@ -166,7 +166,7 @@ def test_a_missing_root_attribute(small_tree, tmp_path, attr):
     assert_fit_file_error(path, attr)
 
 
-@pytest.mark.parametrize("attr", ["landmarks", "covariates", "strata", "trials", "uterine_centre", "data_sha256"])
+@pytest.mark.parametrize("attr", ["coding", "strata", "family", "stratum_idx", "uterine_centre", "data_sha256"])
 def test_a_missing_inputs_attribute(small_tree, tmp_path, attr):
     path = write_variant(small_tree, tmp_path / "i.nc", lambda dt: dt["lmsbayes_inputs"].attrs.pop(attr))
     assert_fit_file_error(path, attr)
@@ -193,9 +193,9 @@ def test_a_malformed_root_attribute(small_tree, tmp_path, attr, value, needle):
     "var, values, needle",
     [
         ("obs_arm_idx", lambda v: v + 1000, "outside 0.."),
-        ("obs_landmark_idx", lambda v: -v - 1, "outside 0.."),
-        ("obs_n_eff", lambda v: v + 0.5, "must hold integers"),
-        ("obs_y_eff", lambda v: np.full(v.shape, np.nan), "must hold integers"),
+        ("obs_k_idx", lambda v: -v - 1, "outside 0.."),
+        ("obs_comp", lambda v: v + 0.5, "must hold integers"),
+        ("terms_first", lambda v: np.full(v.shape, np.nan), "must hold integers"),
     ],
 )
 def test_malformed_inputs(small_tree, tmp_path, var, values, needle):
@@ -234,7 +234,7 @@ def test_a_posterior_that_is_not_finite(small_tree, tmp_path):
 
 def test_more_draws_than_the_bound(small_fit_file, monkeypatch):
     monkeypatch.setattr(fitfile, "MAX_TOTAL_DRAWS", 10)
-    assert_fit_file_error(small_fit_file, "2 x 20 draws", "10 draws in all")
+    assert_fit_file_error(small_fit_file, "1 x 200 draws", "10 draws in all")
 
 
 def test_the_cli_prints_one_line_for_a_damaged_fit(small_fit_file, tmp_path):

@@ -215,7 +215,8 @@ def fit_mutation(draw, tree: xr.DataTree):
             ops.append((op, draw(st.sampled_from(groups))))
         elif op in ("drop_attr", "set_attr"):
             attrs = tree.attrs if node == "/" else tree[node].attrs
-            key = draw(st.sampled_from(sorted(attrs)) | st.text(alphabet="abcdefgh_", min_size=1, max_size=8))
+            names = st.text(alphabet="abcdefgh_", min_size=1, max_size=8)
+            key = draw(st.sampled_from(sorted(attrs)) | names if attrs else names)
             ops.append((op, node, key, draw(attr_values) if op == "set_attr" else None))
         elif op == "spec_text":
             ops.append(("set_attr", "/", "spec_text", _mutated_spec_string(draw)))
@@ -263,7 +264,7 @@ def apply_ops(tree: xr.DataTree, ops) -> xr.DataTree:
 
 
 def _check_loaded(fit) -> None:
-    assert fit.diagnostics.line().startswith("diagnostics:")
+    assert fit.diagnostics.line().startswith("diagnostics (")
     for group in ("posterior", "posterior_predictive", "observed_data", "constant_data"):
         for name, da in fit.datatree[group].to_dataset().data_vars.items():
             if da.dtype.kind == "f":

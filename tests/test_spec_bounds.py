@@ -126,7 +126,7 @@ def test_an_accepted_spec_has_its_population_labels(tmp_path):
 
 def test_a_spec_that_is_not_utf8(tmp_path):
     path = tmp_path / "latin1.toml"
-    path.write_bytes(DEFAULT.encode("utf-8").replace(b"Logit-binomial", b"Logit-binomi\xe4l"))
+    path.write_bytes(DEFAULT.encode("utf-8").replace(b"Survival-coherent", b"Survival-coh\xe4rent"))
     with pytest.raises(SpecError, match=r"not valid UTF-8 \(line \d+, byte \d+"):
         load_spec(path)
 
