@@ -175,14 +175,20 @@ def survival_observations(
     """
     scale = "logit" if curve == "loglogistic" else "cloglog"
     rate_sign = 1.0 if scale == "logit" else -1.0
-    by_arm = {a: g for a, g in rates.groupby("arm_id", sort=False)} if len(rates) else {}
+    # plain records: pandas row access costs more than the arithmetic here
+    rate_cols = [c for c in ("arm_id", "t", "rate", "lo", "hi", "evidence_level", "kind") if c in rates]
+    by_arm: dict[str, list[dict]] = {}
+    for r in rates[rate_cols].to_dict("records") if len(rates) else []:
+        by_arm.setdefault(r["arm_id"], []).append(r)
+    arm_cols = [c for c in ("arm_id", "n", "pfs_median_m", "pfs_median_lo", "pfs_median_hi", "pfs_events",
+                            "evidence_level") if c in arms]  # fmt: skip
     obs_rows, excluded = [], []
 
     def ok_level(level) -> bool:
         return evidence_levels is None or level is None or (isinstance(level, float) and np.isnan(level)) \
-            or str(level) == "" or str(level) in evidence_levels
+            or level is pd.NA or str(level) == "" or str(level) in evidence_levels
 
-    for _, arm in arms.iterrows():
+    for arm in arms[arm_cols].to_dict("records"):
         arm_id = arm["arm_id"]
         n = _f(arm.get("n"))
         median = _f(arm.get("pfs_median_m"))
@@ -198,7 +204,7 @@ def survival_observations(
             else:
                 rows.append(dict(kind="median", t=median, value=median, y=math.log(median), se=se, se_method=method,
                                  is_median=1.0, log_t_rel=0.0, s_plug=0.5, sign=1.0, source="median"))  # fmt: skip
-        for _, r in (by_arm.get(arm_id, pd.DataFrame()).sort_values("t").iterrows() if arm_id in by_arm else []):
+        for r in sorted(by_arm.get(arm_id, []), key=lambda r: float(r["t"])):
             t, rate = float(r["t"]), float(r["rate"])
             if not ok_level(r.get("evidence_level")):
                 excluded.append((arm_id, t, f"rate: evidence level {r.get('evidence_level')!r} not in [data] evidence_levels"))
@@ -210,7 +216,7 @@ def survival_observations(
             s_plug = (rate * n + 0.5) / (n + 1) if rate in (0.0, 1.0) and np.isfinite(n) else rate
             rows.append(dict(kind="rate", t=t, value=rate, y=y, se=se, se_method=method, is_median=0.0,
                              log_t_rel=math.log(t / t_ref), s_plug=float(np.clip(s_plug, 1e-6, 1 - 1e-6)),
-                             sign=rate_sign, source=str(r.get("kind", "reported"))))  # fmt: skip
+                             sign=rate_sign, source=str(r.get("kind") or "reported")))  # fmt: skip
         if not rows and not any(e[0] == arm_id for e in excluded):
             excluded.append((arm_id, math.nan, "no median and no reported rate"))
         for row in rows:
@@ -218,12 +224,15 @@ def survival_observations(
     obs = pd.DataFrame(obs_rows, columns=["arm_id", "kind", "t", "value", "y", "se", "se_method", "is_median",
                                           "log_t_rel", "s_plug", "sign", "source"])  # fmt: skip
     blocks, offsets, comps = [], [], []
-    for comp, (arm_id, g) in enumerate(obs.groupby("arm_id", sort=False)):
-        se = g["se"].to_numpy(float)
-        r = within_arm_correlation(g["s_plug"].to_numpy(float), g["sign"].to_numpy(float)) if correlated \
-            else np.eye(len(g))
+    ids = obs["arm_id"].to_numpy()
+    se_all, s_all, sign_all = (obs[c].to_numpy(float) for c in ("se", "s_plug", "sign"))
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, int)
+    ends = np.r_[starts[1:], len(ids)]
+    for comp, (a, b) in enumerate(zip(starts, ends)):
+        se = se_all[a:b]
+        r = within_arm_correlation(s_all[a:b], sign_all[a:b]) if correlated and b - a > 1 else np.eye(b - a)
         blocks.append(np.outer(se, se) * r)
-        offsets.append(int(g.index[0]))
+        offsets.append(int(a))
         comps.append(comp)
     terms, log_norm = precision_terms(blocks, offsets, comps) if blocks else (
         pd.DataFrame(columns=["first", "second", "precision", "comp"]), np.zeros(0))

@@ -338,12 +338,14 @@ def _log_int_exp_quadratic(a0, a1, a2) -> np.ndarray:
     big = np.where(use_upper, upper[0], hi)
     small = np.where(use_upper, upper[1], lo)
     log_mass = big + np.log1p(-np.exp(np.minimum(small - big, 0.0)))
-    gauss = a0 - a1 * a1 / (4 * a2n) + 0.5 * np.log(2 * np.pi) + np.log(s) + log_mass
-    # nearly flat in u (an effect near 0): Gauss-Legendre on the quadratic itself
-    x, w = np.polynomial.legendre.leggauss(16)
-    uu = 0.5 * (x + 1)
-    flat = special.logsumexp(a0[..., None] + a1[..., None] * uu + a2[..., None] * uu**2 + np.log(0.5 * w), axis=-1)
-    return np.where(a2 < -1e-4, gauss, flat)
+    out = a0 - a1 * a1 / (4 * a2n) + 0.5 * np.log(2 * np.pi) + np.log(s) + log_mass
+    flat = ~(a2 < -1e-4)
+    if flat.any():  # nearly flat in u (an effect near 0): Gauss-Legendre on the quadratic itself
+        x, w = np.polynomial.legendre.leggauss(16)
+        uu = 0.5 * (x + 1)
+        q = a0[flat][:, None] + a1[flat][:, None] * uu + a2[flat][:, None] * uu**2 + np.log(0.5 * w)
+        out[flat] = special.logsumexp(q, axis=-1)
+    return out
 
 
 def _draw_exp_quadratic(a0, a1, a2, rng) -> np.ndarray:

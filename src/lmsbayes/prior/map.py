@@ -32,9 +32,10 @@ def map_prior(
         (:func:`lmsbayes.predict.predict`) and the provenance records the
         fit's spec, data hash, setting and landmark.
     setting : lmsbayes.predict.Setting, optional
-        Required with a fit.
+        With a fit: the new trial's setting; may be omitted for a model
+        without covariates (a plain binomial table).
     landmark : float, optional
-        Months; required with a fit.
+        Months; required with a fit that has landmarks (not for a binomial table).
     max_components, criterion
         Passed to :func:`fit_mixture`.
     provenance : mapping, optional
@@ -51,20 +52,29 @@ def map_prior(
     """
     if hasattr(draws, "posterior") and hasattr(draws, "spec"):
         # a fitted model: imported here so that prior.py stays free of the modelling stack
-        from lmsbayes.predict import predict
+        from lmsbayes.predict import Setting, predict
 
         fit = draws
-        if setting is None or landmark is None:
-            raise ValueError("map_prior(fit, setting, landmark): setting and landmark are required with a fit")
-        pred = predict(fit, [setting], [float(landmark)])
-        draws = pred["rate"].sel(quantity="predictive").isel(setting=0, landmark=0, drop=True)
+        has_landmarks = bool(fit.data.landmarks) or fit.spec.survival
+        if setting is None:
+            if fit.data.covariates or fit.data.table == "lms":
+                raise ValueError("map_prior(fit, setting, landmark): this model has covariates; give the setting "
+                                 "of the new trial, e.g. Setting('2L+', 'R-T', 0.5)")
+            setting = Setting()
+        if has_landmarks and landmark is None:
+            raise ValueError("map_prior(fit, setting, landmark): give the landmark (months) of the rate")
+        pred = predict(fit, [setting], [float(landmark)] if has_landmarks else None)
+        sel = {"setting": 0, **({"landmark": 0} if has_landmarks else {})}
+        draws = pred["rate"].sel(quantity="predictive").isel(sel, drop=True)
         draws.name = "p_new"
+        values = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in setting.values().items()}
         provenance = {
             "source": "lmsbayes predictive draws of a new trial's rate",
             "spec_name": fit.spec.name, "spec_hash": fit.spec.hash, "data_sha256": fit.data.data_sha256,
-            "seed": int(fit.spec.sampler.seed), "setting": {"line": setting.line,
-            "treatment_class": setting.treatment_class, "uterine": float(setting.uterine)},
-            "landmark_months": float(landmark), **dict(provenance or {}),
+            "seed": int(fit.spec.sampler.seed), "engine": fit.engine,
+            "setting": ({"line": setting.line, "treatment_class": setting.treatment_class,
+                         "uterine": float(setting.uterine)} if setting.line is not None else values),
+            **({"landmark_months": float(landmark)} if has_landmarks else {}), **dict(provenance or {}),
         }  # fmt: skip
     mix = fit_mixture(draws, max_components=max_components, criterion=criterion, rng=rng)
     diag = mixture_fit_diagnostic(mix, draws)
