@@ -22,27 +22,17 @@ OLD_FIT = Path(__file__).parent / "data" / "fit_before_data2.nc"
 OLD_SHA = "e1065ceebac04fc90374477642f3ca9444b4eae674fabe1156e7420b5eacee00"
 
 
-def test_a_fit_saved_before_the_rates_table_loads():
+def test_a_fit_saved_by_version_0_1_gives_a_clear_message():
+    """Fits of lmsbayes 0.1 (format 1) cannot be rebuilt by the one model definition: one clear line."""
     import lmsbayes
+    from lmsbayes.errors import FitFileError
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # one chain: R-hat is undefined
-        warnings.simplefilter("error", FutureWarning)  # nothing about the old layout is re-read
-        fit = lmsbayes.load_fit(OLD_FIT)
-    d = fit.data
-    assert d.data_sha256 == OLD_SHA
-    assert len(d.arms) == 31 and len(d.obs) == 55 and d.landmarks == (3.0, 6.0)
-    assert list(d.arms.columns) == ["label", "trial", "year", "line", "treatment_class", "population",
-                                    "evidence", "design", "n", "uterine_fraction"]  # fmt: skip
-    assert d.arms["n"].dtype == "Int64"
-    assert set(d.obs["rate_source"]) <= {"reported", "exponential"}
-    # the arrays the model is built from are all there and finite
-    arrays = d.arrays()
-    assert all(np.isfinite(v).all() for v in arrays.values())
+    with pytest.raises(FitFileError, match=r"fit format version 1 was written by lmsbayes 0.1.*refit the spec"):
+        lmsbayes.load_fit(OLD_FIT)
 
 
 def test_model_data_round_trips_with_the_new_loader():
-    spec = load_spec("default")
+    spec = load_spec("per_landmark")
     data = prepare_data(spec, load_trials())
     back = ModelData.from_xarray(data.to_xarray())
     assert back.data_sha256 == data.data_sha256 == load_trials().sha256
@@ -52,7 +42,7 @@ def test_model_data_round_trips_with_the_new_loader():
 
 
 def test_prepare_data_takes_trials_or_an_arm_frame_with_a_warning():
-    spec = load_spec("default")
+    spec = load_spec("per_landmark")
     trials = load_trials()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -60,3 +50,7 @@ def test_prepare_data_takes_trials_or_an_arm_frame_with_a_warning():
     with pytest.warns(FutureWarning, match="every rate is derived from the median"):
         data = prepare_data(spec, trials.arms)  # a bare arm frame has no rates table
     assert set(data.obs["rate_source"]) == {"exponential"}
+    # the survival default needs no derivation: a bare arm frame gives it the medians only
+    with pytest.warns(FutureWarning):
+        surv = prepare_data(load_spec("default"), trials.arms)
+    assert set(surv.obs["kind"]) == {"median"}

@@ -163,8 +163,14 @@ def setting_evidence(fit: Fit, settings: Sequence, landmarks: Sequence[float]) -
                 flags_base.append(f"extrapolated: no {s.line} arm with a uterine fraction above {lu.max():.2f}")
             if not np.any(line_sel & (arms["treatment_class"].astype(str).to_numpy() == s.treatment_class)):
                 flags_base.append(f"extrapolated: no {s.line} {s.treatment_class} arm")
-        if len(idx) <= 1:
-            flags_base.append("rests on 1 arm" if len(idx) == 1 else "no arm in this cell: from covariate effects only")
+        n_unknown = int(unknown.sum())
+        if len(idx) + n_unknown == 0:
+            flags_base.append("no arm in this cell: from covariate effects only")
+        elif len(idx) + n_unknown == 1:
+            flags_base.append("rests on 1 arm")
+        elif len(idx) <= 1:
+            flags_base.append(f"rests on {len(idx)} arm{'s' if len(idx) != 1 else ''} of known site "
+                              f"(+{n_unknown} of unknown uterine fraction)")  # fmt: skip
         if not s.case_mix:
             X = _setting_design(fit, [s])
             groups = _shape_group_of(fit, [s])

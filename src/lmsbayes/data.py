@@ -137,7 +137,7 @@ _NONFINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
 _DOI = re.compile(r"10\.[0-9]{4,9}/\S+")
 _PMID = re.compile(r"[1-9][0-9]{0,7}")
 _URL = re.compile(r"https?://\S+")
-_REGISTRY = re.compile(r"NCT[0-9]{8}|[0-9]{4}-[0-9]{6}-[0-9]{2}")  # ClinicalTrials.gov | EudraCT
+_REGISTRY = re.compile(r"NCT[0-9]{8}|[0-9]{4}-[0-9]{6}-[0-9]{2}|ISRCTN[0-9]{8}")  # ClinicalTrials.gov | EudraCT | ISRCTN
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # tab, CR, LF allowed (quoted notes)
 COVARIATES = (
     "trial", "year", "line", "treatment_class", "placebo", "population", "evidence",
@@ -672,7 +672,7 @@ def _check_formats(cells: dict[str, np.ndarray], out: _Collector, columns: dict[
                 return all(_REGISTRY.fullmatch(p.strip()) for p in v.split(";"))
 
             out.where(bad(col, registry_ok), col, "must be ';'-separated trial registry ids "
-                      "(NCT followed by 8 digits, or an EudraCT number such as 2016-001234-56), "
+                      "(NCT or ISRCTN followed by 8 digits, or an EudraCT number such as 2016-001234-56), "
                       "got {value!r}")  # fmt: skip
         elif fmt == "source":
             def source_ok(v: str) -> bool:

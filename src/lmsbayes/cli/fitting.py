@@ -38,6 +38,8 @@ def _evidence_text(r) -> str:
     if r.get("arms", 0) != r.get("arms", 0):  # NaN: no evidence columns
         return ""
     parts = [f"{int(r['arms'])} arm{'s' if r['arms'] != 1 else ''}"]
+    if r.get("arms_unknown_site", 0) == r.get("arms_unknown_site", 0) and r.get("arms_unknown_site", 0):
+        parts[0] += f" (+{int(r['arms_unknown_site'])} site unknown)"
     if r["patients"] == r["patients"] and r["patients"] > 0:
         parts.append(f"{int(r['patients'])} pts")
     obs = []
