@@ -225,6 +225,19 @@ def test_a_shifted_or_too_narrow_posterior_fails_the_uniformity_test(as_sbc):
     assert not cal.sbc_summary(narrow)["uniform"].any()
 
 
+def test_replay_gives_a_simulation_and_its_posterior_again(as_sbc, as_spec, as_data):
+    import lmsbayes
+
+    values, data, fit_seed = cal.replay(as_spec, as_data, as_sbc.attrs["seed"], 7)
+    m = Model(as_spec, data)
+    np.testing.assert_array_equal(cal.quantities(m, values), as_sbc["truth"].values[7])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        post = lmsbayes.fit(as_spec, data, engine="exact", seed=fit_seed).posterior
+    q = cal.quantities(m, {"alpha": post["alpha"].values, "tau": post["tau"].values}).reshape(-1, 3)
+    np.testing.assert_allclose(q.mean(0), as_sbc["post_mean"].values[7], rtol=1e-12)
+
+
 def test_sbc_result_saves_to_netcdf(as_sbc, tmp_path):
     path = cal.save_sbc(as_sbc, tmp_path / "sbc.nc")
     back = xr.load_dataset(path)

@@ -71,6 +71,7 @@ __all__ = [
     "sbc_summary",
     "save_sbc",
     "sbc_one",
+    "replay",
     "check_support",
     "prior_draw",
     "simulate",
@@ -402,6 +403,43 @@ class SBCSetup:
         return Model(self.spec, self.data)
 
 
+def _draw(model: Model, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], int]:
+    """The truth of one simulation and its fit's seed: the first draws of its stream."""
+    values = prior_draw(model, rng)
+    return values, int(rng.integers(2**31 - 1))
+
+
+def replay(spec, data, seed: int, index: int) -> tuple[dict[str, np.ndarray], ModelData, int]:
+    """The simulated data set ``index`` of an :func:`sbc` study, to look at one simulation again.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    data : ModelData
+        The prepared data of the study (its design).
+    seed : int
+        The study's seed (``ds.attrs["seed"]``).
+    index : int
+        The simulation.
+
+    Returns
+    -------
+    values : dict
+        The true parameters and latent quantities.
+    data : ModelData
+        The simulated data set, as the study fitted it.
+    fit_seed : int
+        The seed its fit used: ``lmsbayes.fit(spec, data, engine=..., seed=fit_seed)``
+        gives the study's posterior again.
+    """
+    model = Model(spec, data)
+    ss = np.random.SeedSequence(int(seed), spawn_key=(int(index),))  # = spawn_seeds(seed, n)[index]
+    rng = np.random.default_rng(ss)
+    values, fit_seed = _draw(model, rng)
+    y = simulate(model, values, rng)
+    return values, with_observations(data, y, label=f"sbc seed {ss.entropy} {ss.spawn_key}"), fit_seed
+
+
 def sbc_one(setup: SBCSetup, seed: np.random.SeedSequence) -> dict[str, Any]:
     """One simulation: draw from the prior, simulate data, fit, rank.
 
@@ -421,7 +459,7 @@ def sbc_one(setup: SBCSetup, seed: np.random.SeedSequence) -> dict[str, Any]:
 
     model = setup.model
     rng = np.random.default_rng(seed)
-    truth_vals = prior_draw(model, rng)
+    truth_vals, fit_seed = _draw(model, rng)
     truth = quantities(model, truth_vals)
     Q, L = truth.size, setup.n_ranks
     out = {"truth": truth, "rank": np.full(Q, np.nan), "u": np.full(Q, np.nan), "draws": np.full((L, Q), np.nan),
@@ -429,7 +467,6 @@ def sbc_one(setup: SBCSetup, seed: np.random.SeedSequence) -> dict[str, Any]:
            "upper": np.full((len(setup.levels), Q), np.nan), "khat": math.nan, "is_ess": math.nan,
            "divergences": -1, "max_rhat": math.nan, "min_ess_bulk": math.nan, "ok": False, "problems": "",
            "error": "", "fit_seconds": math.nan, "fit_cpu_seconds": math.nan}  # fmt: skip
-    fit_seed = int(rng.integers(2**31 - 1))
     t0, c0 = time.perf_counter(), time.process_time()
     try:
         y = simulate(model, truth_vals, rng)
