@@ -181,6 +181,13 @@ def test_uniform_ranks_pass_and_skewed_ranks_fail():
     assert t.loc[1, "p_chi2"] < 1e-6 and t.loc[1, "p_ks"] < 1e-6
 
 
+def test_too_few_simulations_for_a_test_leave_it_out_not_failed():
+    rng = np.random.default_rng(8)
+    r = rng.integers(0, 100, size=(5, 1)).astype(float)
+    t = cal.uniformity_tests(r, cal.randomized_pit(r, 99, rng), 99)
+    assert t.loc[0, "bins"] == 1 and np.isnan(t.loc[0, "p_chi2"]) and 0 < t.loc[0, "p_ks"] <= 1
+
+
 def test_ecdf_bands_hold_their_simultaneous_coverage():
     n, z = 200, np.arange(1, 50) / 50
     lo, hi = cal.ecdf_bands(n, z, prob=0.9, n_sim=4000, seed=1)

@@ -345,14 +345,14 @@ def uniformity_tests(rank: np.ndarray, u: np.ndarray, n_ranks: int, bins: int | 
         b = bins or _n_bins(n_ranks, n)
         if (n_ranks + 1) % b:
             raise OptionError(f"bins must divide L + 1 = {n_ranks + 1}, got {b}")
-        if n < 2 or b < 2:
-            rows.append({"n": n, "bins": b, "chi2": math.nan, "p_chi2": math.nan, "ks": math.nan, "p_ks": math.nan})
-            continue
-        counts = np.bincount(r * b // (n_ranks + 1), minlength=b)
-        chi = stats.chisquare(counts)
-        ks = stats.kstest(uj, "uniform")
-        rows.append({"n": n, "bins": b, "chi2": float(chi.statistic), "p_chi2": float(chi.pvalue),
-                     "ks": float(ks.statistic), "p_ks": float(ks.pvalue)})  # fmt: skip
+        row = {"n": n, "bins": b, "chi2": math.nan, "p_chi2": math.nan, "ks": math.nan, "p_ks": math.nan}
+        if n >= 2 and b >= 2:  # too few simulations for 2 bins of 10: no chi-square test
+            chi = stats.chisquare(np.bincount(r * b // (n_ranks + 1), minlength=b))
+            row.update(chi2=float(chi.statistic), p_chi2=float(chi.pvalue))
+        if uj.size >= 2:
+            ks = stats.kstest(uj, "uniform")
+            row.update(ks=float(ks.statistic), p_ks=float(ks.pvalue))
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -781,7 +781,8 @@ def sbc_summary(ds: xr.Dataset, alpha: float = 0.01, bins: int | None = None) ->
     pandas.DataFrame
         Index ``quantity``; columns ``kind``, ``n`` (simulations with a fit),
         ``bins``, ``p_chi2``, ``p_ks`` and their Holm-adjusted values
-        ``p_chi2_holm``, ``p_ks_holm``, ``uniform`` (both adjusted p >= alpha),
+        ``p_chi2_holm``, ``p_ks_holm``, ``uniform`` (every test that ran has adjusted
+        p >= alpha; NA when too few simulations for any test),
         and per level c ``coverage_<c>`` with its 95% Clopper-Pearson interval
         ``coverage_<c>_lo``, ``coverage_<c>_hi``. Attrs: ``alpha``,
         ``n_sims``, ``failed`` and ``khat_high`` (simulation indices),
@@ -794,7 +795,10 @@ def sbc_summary(ds: xr.Dataset, alpha: float = 0.01, bins: int | None = None) ->
     adj = holm(np.concatenate([tests["p_chi2"].to_numpy(), tests["p_ks"].to_numpy()]))
     Q = rank.shape[1]
     tests["p_chi2_holm"], tests["p_ks_holm"] = adj[:Q], adj[Q:]
-    tests["uniform"] = (tests["p_chi2_holm"] >= alpha) & (tests["p_ks_holm"] >= alpha)
+    # a test that could not be run (too few simulations) neither passes nor fails: NA if neither ran
+    ran = tests[["p_chi2_holm", "p_ks_holm"]].notna()
+    passed = ((tests["p_chi2_holm"] >= alpha) | ~ran["p_chi2_holm"]) & ((tests["p_ks_holm"] >= alpha) | ~ran["p_ks_holm"])
+    tests["uniform"] = pd.array(np.where(ran.any(axis=1), passed, pd.NA), dtype="boolean")
     tests.index = pd.Index(list(ds["quantity"].values), name="quantity")
     tests.insert(0, "kind", list(ds["kind"].values))
     truth = ds["truth"].transpose("simulation", "quantity").values

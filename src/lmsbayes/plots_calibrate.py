@@ -58,7 +58,7 @@ def _title(ds: xr.Dataset, summary: pd.DataFrame | None, what: str) -> str:
     if high:
         notes.append(f"{high} with importance k-hat > {ds.attrs.get('khat_max', 0.7)} (included)")
     if summary is not None:
-        bad = [str(q) for q, ok in summary["uniform"].items() if not ok]
+        bad = [str(q) for q, ok in summary["uniform"].items() if not pd.isna(ok) and not ok]
         notes.append(f"rejected at {summary.attrs.get('alpha', 0.01):g} after Holm: " + (", ".join(bad) if bad else "none"))
     return parts[0] + ("\n" + "; ".join(notes) if notes else "")
 

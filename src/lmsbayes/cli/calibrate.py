@@ -54,18 +54,20 @@ def _print_summary(ds, summary, alpha: float) -> None:
     print(f"{n} data sets from the prior predictive on the design of the data (sha256 "
           f"{str(a['data_sha256'])[:12]}), seed {a['seed']}; each truth ranked among L = {a['n_ranks']} "
           "posterior draws thinned from all draws")  # fmt: skip
+    import pandas as pd
+
     rows = []
     for q, r in summary.iterrows():
         cov = [f"{r[f'coverage_{c:g}']:.3f} ({r[f'coverage_{c:g}_lo']:.2f}-{r[f'coverage_{c:g}_hi']:.2f})"
                for c in (50, 90, 95)]  # fmt: skip
         rows.append([q, r["kind"], int(r["n"]), _fmt_p(r["p_chi2"]), _fmt_p(r["p_ks"]), _fmt_p(r["p_chi2_holm"]),
-                     _fmt_p(r["p_ks_holm"]), "yes" if r["uniform"] else "NO", *cov])  # fmt: skip
-    import pandas as pd
-
+                     _fmt_p(r["p_ks_holm"]), "n/a" if pd.isna(r["uniform"]) else "yes" if r["uniform"] else "NO",
+                     *cov])  # fmt: skip
     table = pd.DataFrame(rows, columns=["quantity", "kind", "n", "p chi2", "p KS", "p chi2 (Holm)", "p KS (Holm)",
                                         f"uniform at {alpha:g}", "cover 50%", "cover 90%", "cover 95%"])  # fmt: skip
     print(table.to_string(index=False))
-    print(f"tests: chi-square on {int(summary['bins'].iloc[0])} equal rank bins and Kolmogorov-Smirnov on the "
+    print(f"tests: chi-square on {int(summary['bins'].iloc[0])} equal rank bins (none below 2 bins of 10 "
+          "simulations) and Kolmogorov-Smirnov on the "
           f"randomised PIT, Holm-corrected over all {2 * len(summary)} tests; coverage of central intervals "
           "with 95% Clopper-Pearson intervals")  # fmt: skip
     if n_fit < n:
@@ -146,11 +148,13 @@ def cmd_calibrate(args) -> int:
             os.replace(tmp, out / name)
         progress(f"figures written to {out}/sbc_ranks.png and {out}/sbc_ecdf.png")
     _print_summary(ds, summary, args.alpha)
-    failed = bool(summary.attrs["failed"]) or not bool(summary["uniform"].all())
+    failed = bool(summary.attrs["failed"]) or not bool(summary["uniform"].fillna(True).all())
     if args.strict and failed:
+        import pandas as pd
+
         print("lmsbayes: error: calibration failed (--strict): "
               + "; ".join(filter(None, [f"{len(summary.attrs['failed'])} fits failed" if summary.attrs["failed"] else "",
-                                        ", ".join(f"{q} not uniform" for q, ok in summary["uniform"].items() if not ok)])),
+                                        ", ".join(f"{q} not uniform" for q, ok in summary["uniform"].items() if not pd.isna(ok) and not ok)])),
               file=sys.stderr)  # fmt: skip
         return EXIT_SAMPLING
     return 0
