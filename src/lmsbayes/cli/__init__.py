@@ -29,14 +29,14 @@ __all__ = ["main", "EXIT_CODES", "EXIT_OK", "EXIT_OS", "EXIT_USAGE", "EXIT_SAMPL
            "EXIT_INTERRUPTED"]  # fmt: skip
 
 #: Modules under lmsbayes.cli that add verbs (each has ``register(subparsers)``), in --help order.
-VERB_MODULES = ("fitting", "prior", "design", "contrast", "data")
+VERB_MODULES = ("fitting", "prior", "design", "contrast", "data", "calibrate")
 
 #: Exit status -> meaning (printed by ``lmsbayes --help``; the README has the same table).
 EXIT_CODES = {
     EXIT_OK: "success",
     EXIT_OS: "the system failed: disk full, permission denied, I/O error, output pipe closed",
     EXIT_USAGE: "a user mistake: bad option, input file or output path (one 'lmsbayes: error:' line)",
-    EXIT_SAMPLING: "sampling problems under --strict (nothing was written)",
+    EXIT_SAMPLING: "inference problems under --strict (nothing was written)",
     EXIT_BUG: "an unexpected error: a bug in lmsbayes (LMSBAYES_DEBUG=1 shows the traceback)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); SIGTERM and SIGHUP give 143 and 129",
 }
