@@ -88,6 +88,7 @@ class Diagnostics:
     proposal: str = ""
     note: str = ""
     mode_converged: bool = True
+    n_modes: int = 1
 
     @property
     def problems(self) -> list[str]:
@@ -121,6 +122,8 @@ class Diagnostics:
         status = "OK" if self.ok else "PROBLEM: " + "; ".join(self.problems)
         if self.engine == "exact":
             grid = "" if math.isnan(self.tau_grid_edge_mass) else f", tau grid edge mass {self.tau_grid_edge_mass:.4f}"
+            if self.n_modes > 1:
+                grid += f", {self.n_modes} posterior modes (mixture proposal)"
             return (f"diagnostics (exact engine): importance k-hat {self.khat:.2f}, importance ESS "
                     f"{self.is_ess:.0f} of {self.n_draws} draws{grid} -> {status}")  # fmt: skip
         return (f"diagnostics (NUTS): {self.divergences} divergences, max R-hat {self.max_rhat:.3f}, "
@@ -142,7 +145,7 @@ def compute_diagnostics(dt: xr.DataTree, var_names=HYPER) -> Diagnostics:
             n_draws=n, table=pd.DataFrame(), engine="exact", khat=float(a["khat"]), is_ess=float(a["is_ess"]),
             tau_grid_edge_mass=float(a.get("tau_grid_edge_mass", math.nan)), khat_max=float(a.get("khat_max", 0.7)),
             proposal=str(a.get("proposal", "")), note=str(a.get("engine_note", "")),
-            mode_converged=bool(int(a.get("mode_converged", 1))),
+            mode_converged=bool(int(a.get("mode_converged", 1))), n_modes=int(a.get("n_modes", 1)),
         )  # fmt: skip
     import arviz_stats as azs
 
@@ -379,6 +382,7 @@ def _exact_datatree(model: Model, res) -> xr.DataTree:
         engine="exact", khat=d["khat"], is_ess=d["is_ess"], proposal=d["proposal"],
         tau_grid_edge_mass=d["tau_grid_edge_mass"], khat_max=model.spec.exact.khat_max,
         mode_converged=int(d["mode_converged"]), exact_seconds=d["seconds"], n_logpost_evals=d["n_logpost_evals"],
+        n_modes=int(d.get("n_modes", 1)),
     )  # fmt: skip
     return dt
 

@@ -463,18 +463,82 @@ class _Posterior:
         return -H  # Hessian of the negative log posterior
 
 
-def _mode(post: _Posterior, theta0: np.ndarray) -> tuple[np.ndarray, dict]:
+def _bfgs(post: _Posterior, theta0: np.ndarray):
     res = optimize.minimize(post.value_and_grad, theta0, jac=True, method="BFGS",
                             options={"gtol": 1e-5, "maxiter": 500})  # fmt: skip
-    if not np.all(np.isfinite(res.x)):  # pragma: no cover - defensive
-        raise RuntimeError("the exact engine could not find the posterior mode")
-    info = {"mode_converged": bool(res.success) or float(np.max(np.abs(res.jac))) < 1e-3,
-            "mode_grad_norm": float(np.max(np.abs(res.jac))), "mode_iterations": int(res.nit)}  # fmt: skip
-    return res.x, info
+    grad = float(np.max(np.abs(res.jac))) if np.all(np.isfinite(res.jac)) else math.inf
+    if grad > 1e-3 and np.all(np.isfinite(res.x)):  # a line search that gave up: try once more from there
+        res2 = optimize.minimize(post.value_and_grad, res.x, jac=True, method="L-BFGS-B",
+                                 options={"gtol": 1e-7, "maxiter": 500})  # fmt: skip
+        if np.isfinite(res2.fun) and res2.fun <= res.fun:
+            res = res2
+            grad = float(np.max(np.abs(res.jac))) if np.all(np.isfinite(res.jac)) else math.inf
+    return res.x, -float(res.fun), grad, int(res.nit)
+
+
+def _starts(post: _Posterior) -> np.ndarray:
+    """Starting points for the mode search: the default start and others across log tau and log shape.
+
+    Posteriors of these models can have more than one mode (simulation-based
+    calibration found spurious optima at extreme shapes), so the search starts
+    from several points and keeps every distinct optimum.
+    """
+    lay = post.layout
+    base = lay.initial()
+    tau = lay.tau_coords
+    shape = np.concatenate([np.arange(s.start, s.stop) for p, s in lay.blocks if p.name == "shape"]) \
+        if any(p.name == "shape" for p, _ in lay.blocks) else np.zeros(0, dtype=int)
+    grid = []
+    for log_tau in (np.log(0.3), np.log(0.08), np.log(1.0)):
+        for log_k in ((np.log(1.5), np.log(0.5), np.log(4.0)) if shape.size else (None,)):
+            th = base.copy()
+            th[tau] = log_tau
+            if log_k is not None:
+                th[shape] = log_k
+            grid.append(th)
+    return np.array(grid)
+
+
+def _mode(post: _Posterior, theta0: np.ndarray | None = None) -> tuple[np.ndarray, dict, list]:
+    """The posterior mode of theta, by BFGS from several starts; every distinct optimum is kept.
+
+    Returns
+    -------
+    mode, info, optima
+        ``optima`` lists (theta, log posterior) of the distinct local optima, best first.
+    """
+    starts = _starts(post) if theta0 is None else np.atleast_2d(theta0)
+    lp0 = post.logpost(starts)
+    order = np.argsort(-lp0)
+    runs = []
+    for i in order[: min(3, len(order))]:
+        if not np.isfinite(lp0[i]) and runs:
+            continue
+        runs.append(_bfgs(post, starts[i]))
+    runs = [r for r in runs if np.all(np.isfinite(r[0])) and np.isfinite(r[1])]
+    if not runs:
+        raise RuntimeError("the exact engine could not find a finite posterior mode")
+    runs.sort(key=lambda r: -r[1])
+    optima = []
+    for x, lp, grad, nit in runs:
+        if all(np.max(np.abs(x - y)) > 0.25 for y, _ in optima):
+            optima.append((x, lp))
+    best, lp_best, grad, nit = runs[0]
+    info = {"mode_converged": grad < 1e-3, "mode_grad_norm": grad, "mode_iterations": nit,
+            "n_modes": len([o for o in optima if o[1] > lp_best - 8.0])}  # fmt: skip
+    return best, info, optima
 
 
 def _covariance(H: np.ndarray) -> np.ndarray:
-    """The inverse of a Hessian, its eigenvalues floored (positive definite)."""
+    """The inverse of a Hessian, its eigenvalues floored (positive definite).
+
+    A Hessian with non-finite entries (the log posterior is -inf next to the
+    point) falls back to its finite diagonal: a cautious, wide proposal.
+    """
+    H = np.asarray(H, dtype=float)
+    if not np.all(np.isfinite(H)):
+        d = np.diag(H)
+        H = np.diag(np.where(np.isfinite(d) & (d > 0), d, 1.0))
     H = 0.5 * (H + H.T)
     vals, vecs = np.linalg.eigh(H)
     vals = np.maximum(vals, 1e-6 * max(1.0, vals.max()))
@@ -588,8 +652,9 @@ def _grid_proposal(post, mode, cov, n, rng, df):
                     mean_i.append(moved[j, O])
                     logsd_i.append(np.log(np.sqrt(np.diagonal(covs[j]))))
                     j += 1
-            axes_mean.append(np.array(mean_i) - mode[O])  # (anchor, O) shifts from the mode
-            axes_logsd.append(np.array(logsd_i) - np.log(sd0))
+            # an anchor where the log posterior is not finite keeps the mode's values
+            axes_mean.append(np.nan_to_num(np.array(mean_i) - mode[O], nan=0.0, posinf=0.0, neginf=0.0))
+            axes_logsd.append(np.nan_to_num(np.array(logsd_i) - np.log(sd0), nan=0.0, posinf=0.0, neginf=0.0))
         corr0 = cond0 / np.outer(sd0, sd0)
         chol_corr = np.linalg.cholesky(_pd(corr0))
 
@@ -671,13 +736,22 @@ def fit_exact(model: Model, settings, seed: int, draws: int | None = None) -> Ex
     rng = np.random.default_rng(seed)
     integrator = Integrator(model, nodes=settings.nodes, uterine_nodes=settings.uterine_nodes)
     post = _Posterior(model, integrator)
-    mode, info = _mode(post, post.layout.initial())
+    mode, info, optima = _mode(post)
     H = post.hessian(mode)
     cov = _covariance(H)
     n = int(draws or settings.draws)
-    use_grid = 0 < post.layout.tau_coords.size <= _GRID_MAX_TAU
-    maker = _grid_proposal if use_grid else _t_proposal
-    theta, logq, pinfo = maker(post, mode, cov, n, rng, settings.df)
+    others = [(x, lp) for x, lp in optima[1:] if lp > optima[0][1] - 8.0]
+    use_grid = 0 < post.layout.tau_coords.size <= _GRID_MAX_TAU and not others
+    if others:  # several modes: a mixture of Student-t proposals, one at each mode, weighted by its Laplace mass
+        theta, logq, pinfo = _mixture_proposal(post, [(mode, cov, optima[0][1])] + [
+            (x, _covariance(post.hessian(x)), lp) for x, lp in others], n, rng, settings.df)
+    else:
+        maker = _grid_proposal if use_grid else _t_proposal
+        try:
+            theta, logq, pinfo = maker(post, mode, cov, n, rng, settings.df)
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError):  # a degenerate conditional: the t proposal
+            theta, logq, pinfo = _t_proposal(post, mode, cov, n, rng, settings.df)
+            use_grid = False
     logp = post.logpost(theta)
     lw, khat = psis(logp - logq)
     if not use_grid and khat > 0.5:  # one round of moment matching to the weighted draws
@@ -701,6 +775,21 @@ def fit_exact(model: Model, settings, seed: int, draws: int | None = None) -> Ex
     }  # fmt: skip
     return ExactResult(values=vals, z=z, u=u, diagnostics=diag,
                        proposals={"theta": theta, "log_weight": lw, "names": post.layout.names})
+
+
+def _mixture_proposal(post, components, n, rng, df):
+    """A mixture of multivariate Student-t proposals (one per mode), weights by the modes' Laplace mass."""
+    chols = [np.linalg.cholesky(c * 1.1**2) for _, c, _ in components]
+    logw = np.array([lp + np.sum(np.log(np.diag(L))) for (_, _, lp), L in zip(components, chols)])
+    w = np.exp(logw - logw.max())
+    w = 0.8 * w / w.sum() + 0.2 / len(w)  # defensive: no mode starved of draws
+    pick = rng.choice(len(components), size=n, p=w)
+    theta = np.empty((n, components[0][0].size))
+    for k, ((m, _, _), L) in enumerate(zip(components, chols)):
+        sel = pick == k
+        theta[sel] = _mvt_draw(rng, int(sel.sum()), m, L, df)
+    dens = np.stack([np.log(w[k]) + _mvt_logpdf(theta, m, L, df) for k, ((m, _, _), L) in enumerate(zip(components, chols))])
+    return theta, special.logsumexp(dens, axis=0), {"proposal": f"mixture of {len(components)} Student-t (one per mode)"}
 
 
 def _systematic(w: np.ndarray, n: int, rng) -> np.ndarray:
