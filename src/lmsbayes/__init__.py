@@ -23,9 +23,12 @@ _LAZY = {
     "DataValidationError": "lmsbayes.data",
     "ModelSpec": "lmsbayes.spec",
     "load_spec": "lmsbayes.spec",
-    "build_model": "lmsbayes.model",
-    "predict": "lmsbayes.predict",
+    "build_model": "lmsbayes.engines.nuts",
+    "Model": "lmsbayes.model",
+    "prepare_data": "lmsbayes.model",
+    "Trials": "lmsbayes.data",
     "thresholds": "lmsbayes.predict",
+    "threshold_table": "lmsbayes.predict",
     "Setting": "lmsbayes.predict",
     "BetaMixture": "lmsbayes.prior",
     "fit_mixture": "lmsbayes.prior",
@@ -52,8 +55,9 @@ _LAZY = {
 # ``lmsbayes.fit`` is the function however the submodule was first imported.
 from lmsbayes.fit import Fit, fit, load_fit  # noqa: E402
 from lmsbayes.evidence import evidence  # noqa: E402  (same reason: module and function share the name)
+from lmsbayes.predict import predict  # noqa: E402  (same reason)
 
-__all__ = ["__version__", "Fit", "evidence", "fit", "load_fit", *sorted(_LAZY)]
+__all__ = ["__version__", "Fit", "evidence", "fit", "load_fit", "predict", *sorted(_LAZY)]
 
 
 def __getattr__(name: str) -> Any:
@@ -72,7 +76,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmsbayes.data import DataValidationError, load_trials, long_table
-    from lmsbayes.model import build_model
+    from lmsbayes.engines.nuts import build_model
+    from lmsbayes.model import Model, prepare_data
     from lmsbayes.predict import Setting, predict, thresholds
     from lmsbayes.prior import BetaMixture, ess, fit_mixture, map_prior, robustify
     from lmsbayes.spec import ModelSpec, load_spec

@@ -703,7 +703,8 @@ def sbc(
         :func:`sbc_summary`.
     """
     from lmsbayes import __version__
-    from lmsbayes.fit import _read_data, _spec_to_toml, choose_engine
+    from lmsbayes.fit import _read_data, choose_engine
+    from lmsbayes.fitfile import _spec_to_toml
     from lmsbayes.model import prepare_data
     from lmsbayes.spec import ModelSpec, load_spec
 
