@@ -52,7 +52,7 @@ def one_arm_fit(one_arm):
 
 @pytest.fixture(scope="module")
 def joint_fit(trials):
-    return quiet_fit("joint", trials)
+    return quiet_fit(lmsbayes.load_spec("joint").replace(**{"exact.draws": 2000}), trials)
 
 
 # --- data ------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import pytest
 from scipy import stats
 
 from _synthetic import lms_tables
-from lmsbayes.engines.exact import Integrator, Layout
+from lmsbayes.engines.exact import Integrator
 from lmsbayes.model import Model, prepare_data
 from lmsbayes.observations import within_arm_correlation
 from lmsbayes.spec import parse_spec
@@ -81,34 +81,42 @@ def _spec(curve="loglogistic", correlated=True, shape="pooled", covariates=()):
 
 @pytest.mark.parametrize("correlated, calibrated", [(True, True), (False, False)])
 def test_median_and_rates_of_one_curve_are_counted_once(correlated, calibrated):
-    """Arm-level intervals are calibrated only when the curve's correlation is used."""
+    """Arm-level intervals are calibrated only when the curve's correlation is used.
+
+    One arm, n patients, reports its median (with the CI a paper gives) and its
+    rates at 3 and 6 months from one simulated Kaplan-Meier curve. With the
+    shape known and a flat prior, the arm's likelihood in eta (logit S at 6
+    months) is a normal; the standardised errors of its mean must have sd 1.
+    """
+    from lmsbayes.observations import survival_observations
+
     rng = np.random.default_rng(7)
     n, median, k = 60, 5.0, 1.5
     eta_true = -k * math.log(6.0 / median)  # logit S(6) of a log-logistic curve with this median
     grid = np.array([3.0, 6.0])
     se_med = 2 / (k * math.sqrt(n))  # asymptotic se(log median) of a log-logistic KM median
     zs = []
-    for _ in range(400):
+    for _ in range(600):
         s, m = _km(_loglogistic_times(rng, n, median, k), grid)
         s = np.clip(s, 0.5 / n, 1 - 0.5 / n)
         tables = _one_arm_tables(m, m * math.exp(-1.96 * se_med), m * math.exp(1.96 * se_med),
                                  list(zip(grid, s)), n)  # fmt: skip
-        data = prepare_data(_spec(correlated=correlated), tables)
-        mdl = Model(_spec(correlated=correlated), data)
-        # the arm's likelihood in eta at the true shape, flat prior: a normal in eta
-        vals = {"alpha": np.array([0.0]), "tau": np.array([[1e-9]]), "shape": np.array([[k]])}
-        integ = Integrator(mdl)
-        ll = np.array([integ.arm_loglik({**vals, "alpha": np.array([e])})[0, 0] for e in (-1.0, 0.0, 1.0)])
-        c2 = 0.5 * (ll[0] + ll[2]) - ll[1]
-        c1 = 0.5 * (ll[2] - ll[0])
-        prec = -2 * c2
-        zs.append((c1 / prec - eta_true) * math.sqrt(prec))
+        obs, terms, _, _ = survival_observations(tables.arms, tables.rates, curve="loglogistic", t_ref=6.0,
+                                                 correlated=correlated)  # fmt: skip
+        P = np.zeros((len(obs), len(obs)))
+        P[terms["first"], terms["second"]] = terms["precision"]
+        # the observations' means are linear in eta: rates eta - k log(t / 6), the median log 6 + eta / k
+        b = np.where(obs["kind"] == "median", 1 / k, 1.0)
+        c = np.where(obs["kind"] == "median", math.log(6.0), -k * np.log(obs["t"] / 6.0))
+        prec = b @ P @ b
+        eta_hat = b @ P @ (obs["y"].to_numpy() - c) / prec
+        zs.append((eta_hat - eta_true) * math.sqrt(prec))
     sd = float(np.std(zs))
-    # the sd of standardised errors is 1 when the information is right (sampling error ~ 1/sqrt(2 * 400))
+    # the sd of standardised errors is 1 when the information is right (sampling error ~ 1/sqrt(2 * 600) = 0.03)
     if calibrated:
-        assert 0.85 < sd < 1.15
+        assert 0.88 < sd < 1.12
     else:
-        assert sd > 1.15
+        assert sd > 1.12
 
 
 @pytest.mark.parametrize("curve", ["loglogistic", "weibull"])
