@@ -183,3 +183,23 @@ def test_psis_agrees_with_arviz():
     ref_lw, ref_k = array_stats.psislw(-log_ratios, r_eff=1.0)
     assert khat == pytest.approx(float(ref_k), abs=1e-6)
     np.testing.assert_allclose(lw, np.asarray(ref_lw) - np.logaddexp.reduce(ref_lw), atol=1e-8)
+
+
+def test_the_exact_path_imports_no_sampler_stack():
+    """`import lmsbayes`, an exact fit and `lmsbayes run` import neither PyMC, nutpie, numba nor plotting."""
+    import subprocess
+    import sys
+
+    code = (
+        "import contextlib, io, sys\n"
+        "import lmsbayes\n"
+        "light = {m for m in ('pymc', 'nutpie', 'numba', 'pytensor', 'arviz_plots', 'matplotlib') if m in sys.modules}\n"
+        "lmsbayes.fit('default')\n"
+        "from lmsbayes.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['run', '--quiet'])\n"
+        "heavy = sorted(m for m in ('pymc', 'nutpie', 'numba', 'pytensor', 'arviz_plots', 'matplotlib') if m in sys.modules)\n"
+        "print(sorted(light), heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[] []", out.stdout

@@ -89,6 +89,7 @@ class Diagnostics:
     note: str = ""
     mode_converged: bool = True
     n_modes: int = 1
+    n_proposals: int = 0
 
     @property
     def problems(self) -> list[str]:
@@ -124,8 +125,9 @@ class Diagnostics:
             grid = "" if math.isnan(self.tau_grid_edge_mass) else f", tau grid edge mass {self.tau_grid_edge_mass:.4f}"
             if self.n_modes > 1:
                 grid += f", {self.n_modes} posterior modes (mixture proposal)"
+            of = f"{self.n_proposals} proposals, {self.n_draws} draws" if self.n_proposals else f"{self.n_draws} draws"
             return (f"diagnostics (exact engine): importance k-hat {self.khat:.2f}, importance ESS "
-                    f"{self.is_ess:.0f} of {self.n_draws} draws{grid} -> {status}")  # fmt: skip
+                    f"{self.is_ess:.0f} of {of}{grid} -> {status}")  # fmt: skip
         return (f"diagnostics (NUTS): {self.divergences} divergences, max R-hat {self.max_rhat:.3f}, "
                 f"min ESS bulk {self.min_ess_bulk:.0f} / tail {self.min_ess_tail:.0f} "
                 f"({self.n_draws} draws) -> {status}")  # fmt: skip
@@ -146,6 +148,7 @@ def compute_diagnostics(dt: xr.DataTree, var_names=HYPER) -> Diagnostics:
             tau_grid_edge_mass=float(a.get("tau_grid_edge_mass", math.nan)), khat_max=float(a.get("khat_max", 0.7)),
             proposal=str(a.get("proposal", "")), note=str(a.get("engine_note", "")),
             mode_converged=bool(int(a.get("mode_converged", 1))), n_modes=int(a.get("n_modes", 1)),
+            n_proposals=int(a.get("n_proposals", 0)),
         )  # fmt: skip
     import arviz_stats as azs
 
@@ -382,7 +385,7 @@ def _exact_datatree(model: Model, res) -> xr.DataTree:
         engine="exact", khat=d["khat"], is_ess=d["is_ess"], proposal=d["proposal"],
         tau_grid_edge_mass=d["tau_grid_edge_mass"], khat_max=model.spec.exact.khat_max,
         mode_converged=int(d["mode_converged"]), exact_seconds=d["seconds"], n_logpost_evals=d["n_logpost_evals"],
-        n_modes=int(d.get("n_modes", 1)),
+        n_modes=int(d.get("n_modes", 1)), n_proposals=int(d.get("n_proposals", 0)),
     )  # fmt: skip
     return dt
 

@@ -569,11 +569,11 @@ def _mvt_draw(rng, n: int, mean: np.ndarray, chol: np.ndarray, df: float) -> np.
     return mean + (zz @ chol.T) * w
 
 
-def _t_proposal(post, mode, cov, n, rng, df):
-    chol = np.linalg.cholesky(cov * 1.1**2)
+def _t_proposal(post, mode, cov, n, rng, df, inflate: float = 1.1):
+    chol = np.linalg.cholesky(cov * inflate**2)
     theta = _mvt_draw(rng, n, mode, chol, df)
     logq = _mvt_logpdf(theta, mode, chol, df)
-    return theta, logq, {"proposal": "student-t"}
+    return theta, logq, {"proposal": "student-t", "logq": lambda th: _mvt_logpdf(th, mode, chol, df)}
 
 
 def _conditional_newton(post, points: np.ndarray, O: np.ndarray, h: float = 1e-3):
@@ -713,8 +713,22 @@ def _grid_proposal(post, mode, cov, n, rng, df):
         edge[tuple(idx)] = True
         idx[i] = G - 1
         edge[tuple(idx)] = True
+
+    def logq_at(th: np.ndarray) -> np.ndarray:
+        """The proposal's log density at any points (for multiple importance sampling)."""
+        tau_ = th[:, T]
+        pos = np.round((tau_ - lo) / width).astype(int)
+        inside = np.all((pos >= 0) & (pos < G) & (np.abs(tau_ - (lo + pos * width)) <= width / 2 + 1e-12), axis=1)
+        flat = np.ravel_multi_index(tuple(np.clip(pos, 0, G - 1).T), (G,) * dim)
+        out = np.where(inside, logpi[flat] - np.sum(np.log(width)), -np.inf)
+        if O.size:
+            mean_, sd_ = cond(tau_)
+            zt_ = (th[:, O] - mean_) / sd_
+            out = out + _mvt_logpdf(zt_, np.zeros(O.size), chol_corr, df) - np.sum(np.log(sd_), axis=1)
+        return out
+
     return theta, logq, {"proposal": f"grid over log tau ({dim}-D, {G**dim} nodes) x conditional Student-t",
-                         "edge_cells": edge.ravel()[cell]}  # fmt: skip
+                         "edge_cells": edge.ravel()[cell], "logq": logq_at}  # fmt: skip
 
 
 def fit_exact(model: Model, settings, seed: int, draws: int | None = None) -> ExactResult:
@@ -754,21 +768,31 @@ def fit_exact(model: Model, settings, seed: int, draws: int | None = None) -> Ex
             use_grid = False
     logp = post.logpost(theta)
     lw, khat = psis(logp - logq)
-    if not use_grid and khat > 0.5:  # one round of moment matching to the weighted draws
+    if khat > 0.5 and "logq" in pinfo:
+        # a second round: a Student-t matched to the weighted draws (wider, heavier-tailed), and the
+        # two rounds combined by multiple importance sampling (the balance heuristic: every draw
+        # weighted against the mixture of both proposals), so no draw of the first round is wasted
         w = np.exp(lw)
         m2 = w @ theta
         c2 = _pd(((theta - m2) * w[:, None]).T @ (theta - m2))
-        theta, logq, pinfo = _t_proposal(post, m2, c2, n, rng, settings.df)
-        pinfo["proposal"] = "student-t (moment-matched)"
-        logp = post.logpost(theta)
-        lw, khat = psis(logp - logq)
+        theta2, _, p2 = _t_proposal(post, m2, c2, n, rng, min(settings.df, 4.0), inflate=1.3)
+        both = np.vstack([theta, theta2])
+        logq_mix = np.logaddexp(pinfo["logq"](both), p2["logq"](both)) - math.log(2.0)
+        logp_both = np.concatenate([logp, post.logpost(theta2)])
+        lw2, khat2 = psis(logp_both - logq_mix)
+        if khat2 < khat or not np.isfinite(khat):
+            edge = pinfo.get("edge_cells")
+            pinfo = {"proposal": pinfo["proposal"] + " + moment-matched Student-t (2 rounds)"}
+            if edge is not None:
+                pinfo["edge_cells"] = np.concatenate([edge, np.zeros(n, dtype=bool)])
+            theta, logp, lw, khat = both, logp_both, lw2, khat2
     ess = importance_ess(lw)
-    idx = _systematic(np.exp(lw), n, rng)
+    idx = _systematic(np.exp(lw), n, rng)  # n equal-weight draws, whichever number of proposals
     vals, _ = post.layout.unpack(theta[idx])
     z, u = integrator.draw_latent(vals, rng)
     edge_mass = float(np.exp(lw)[pinfo["edge_cells"]].sum()) if "edge_cells" in pinfo else math.nan
     diag = {
-        "engine": "exact", "khat": float(khat), "is_ess": ess, "n_proposals": n,
+        "engine": "exact", "khat": float(khat), "is_ess": ess, "n_proposals": int(len(theta)),
         "proposal": pinfo["proposal"], "tau_grid_edge_mass": edge_mass,
         "n_logpost_evals": post.n_evals, "seconds": time.perf_counter() - t0,
         "mode": mode, "mode_names": post.layout.names, **info,
