@@ -212,3 +212,14 @@ def test_line_not_in_fitted_data_is_an_error(trials):
     predict(fit_1l, [Setting("1L")], [6.0])  # fine
     with pytest.raises(ValueError, match="line '2L\\+' is not in the fitted data"):
         predict(fit_1l, [Setting("2L+")], [6.0])
+
+
+def test_printed_threshold_table_shows_every_column_whole(default_fit):
+    table = threshold_table(thresholds(default_fit), fit=default_fit)
+    text = repr(table)
+    header = text.splitlines()[0]
+    for column in ("p0", "p0_lower", "p0_upper", "p1", "hr", "eortc_p0", "flags"):
+        assert column in header
+    assert "..." not in header
+    assert "<table" in table._repr_html_() and "p0_mcse" in table._repr_html_()
+    assert type(table.head()).__name__ == "ThresholdTable"  # slicing keeps the readable view

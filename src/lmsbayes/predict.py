@@ -37,7 +37,7 @@ from lmsbayes.likelihoods import NUMPY_OPS, rate_from_eta
 if TYPE_CHECKING:  # pragma: no cover
     from lmsbayes.fit import Fit
 
-__all__ = ["EORTC2021", "Setting", "standard_settings", "predict", "thresholds", "threshold_table",
+__all__ = ["EORTC2021", "Setting", "ThresholdTable", "standard_settings", "predict", "thresholds", "threshold_table",
            "comparisons", "landmark_order", "mcse_quantile"]  # fmt: skip
 
 #: Published EORTC STBSG 2021 results (Kantidakis et al., Eur J Cancer 2021;154:253-268,
@@ -547,6 +547,30 @@ def thresholds(
     return ds
 
 
+class ThresholdTable(pd.DataFrame):
+    """A threshold table: a pandas DataFrame whose printed form shows every column whole.
+
+    ``print(table)`` in a terminal and the notebook view keep the p0, p1, HR
+    and evidence columns instead of eliding them with "...".
+    """
+
+    @property
+    def _constructor(self):
+        return ThresholdTable
+
+    def _full(self):
+        return pd.option_context("display.max_columns", None, "display.expand_frame_repr", False, "display.max_colwidth", 90,
+                                 "display.max_rows", 500, "display.float_format", "{:.4g}".format)  # fmt: skip
+
+    def __repr__(self) -> str:
+        with self._full():
+            return super().__repr__()
+
+    def _repr_html_(self) -> str:
+        with self._full():
+            return super()._repr_html_()
+
+
 def threshold_table(ds: xr.Dataset, *, eortc: bool = True, fit: Fit | None = None) -> pd.DataFrame:
     """Flat table of a :func:`thresholds` result, one row per setting x landmark x HR.
 
@@ -586,6 +610,7 @@ def threshold_table(ds: xr.Dataset, *, eortc: bool = True, fit: Fit | None = Non
 
         ev = setting_evidence(fit, list(ds["setting"].values), landmarks=sorted(set(table["landmark"])))
         table = table.merge(ev, on=["setting", "landmark"], how="left")
+    table = ThresholdTable(table)
     table.attrs.update(ds.attrs)
     return table
 

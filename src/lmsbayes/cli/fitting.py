@@ -103,6 +103,35 @@ def _print_table(table, fit, order_line: str | None) -> None:
           "shown beside the case-mix rows it is comparable with.")  # fmt: skip
 
 
+def _print_binomial(table, fit) -> None:
+    """A binomial (study, r, n) table: pooled and predictive rates, and the MAP prior of a new study."""
+    import numpy as np
+
+    from lmsbayes.predict import predict
+    from lmsbayes.prior import ess, map_prior
+
+    d = fit.data
+    patients = int(np.nansum(d.arms["n"].astype(float)))
+    print(f"lmsbayes {version()} - random-effects meta-analysis of a binomial table (spec {fit.spec.name!r}, "
+          f"{fit.engine} engine)")  # fmt: skip
+    print(f"data: {d.n_arms} studies, {patients} patients, sha256 {d.data_sha256[:12]}"
+          + (f"; covariates {list(d.covariates)}" if d.covariates else ""))  # fmt: skip
+    rate = predict(fit)["rate"]
+    fmt = lambda x: f"{np.median(x):.3f} ({np.quantile(x, 0.025):.3f}-{np.quantile(x, 0.975):.3f})"  # noqa: E731
+    for s in rate["setting"].values:
+        r = rate.sel(setting=s)
+        print(f"  {s}: pooled rate {fmt(r.sel(quantity='pooled').values)}; predictive rate of a new study "
+              f"{fmt(r.sel(quantity='predictive').values)} (posterior medians, 95% credible intervals)")  # fmt: skip
+    if not d.covariates:
+        mix = map_prior(fit)
+        ests = {m: ess(mix, m) for m in ("elir", "moment", "morita")}
+        print(f"MAP prior of a new study's rate: {mix!r}")
+        print(f"  mean {mix.mean():.4f}, sd {mix.sd():.4f}; ESS: ELIR {ests['elir']:.1f} (report this one), "
+              f"moment {ests['moment']:.1f}, Morita {ests['morita']:.1f}")  # fmt: skip
+        print("  RBesT: " + mix.to_rbest())
+    print(fit.diagnostics.line())
+
+
 def _emit_table(table, fit, args, *, write: bool = True) -> None:
     """Print the table; also write --json / --csv unless ``write`` is False (a failed --strict fit)."""
     order, order_line = _landmark_order(fit)
@@ -123,7 +152,10 @@ def _emit_table(table, fit, args, *, write: bool = True) -> None:
         atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
     if write and getattr(args, "csv", None):
         atomic_write_text(args.csv, table.to_csv(index=False))
-    _print_table(table, fit, order_line)
+    if fit.data.table == "binomial":
+        _print_binomial(table, fit)
+    else:
+        _print_table(table, fit, order_line)
     if getattr(args, "exclusions", False):
         exc = fit.data.excluded
         print(f"\nexcluded ({len(set(exc['arm_id']) - set(fit.data.arms.index))} arms; rows with a landmark are single "
