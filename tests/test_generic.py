@@ -1,0 +1,134 @@
+"""Any (study, r, n) table, with or without covariates: the RBesT AS example end to end.
+
+The pooled and predictive rates are checked against the brute-force quadrature
+of tests/test_agreement.py; the MAP prior's ESS against RBesT's documented
+value for this example (introduction vignette: ELIR ESS rounds to 37).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import special
+
+import lmsbayes as lb
+from lmsbayes.predict import Setting
+from lmsbayes.spec import SpecError, parse_spec
+from test_agreement import _grid_posterior, _quantile
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def as_reference():
+    alpha, tau, w = _grid_posterior(pd.read_csv(DATA / "AS.csv"))
+    cdf_alpha = np.cumsum(w.sum(axis=1))
+    pooled = {q: _quantile(lambda x: np.interp(special.logit(x), alpha, cdf_alpha), q, 1e-4, 1 - 1e-4)
+              for q in (0.025, 0.5, 0.975)}  # fmt: skip
+    pred = {q: _quantile(lambda x: float(np.sum(w * special.ndtr((special.logit(x) - alpha[:, None]) / tau))),
+                         q, 1e-4, 1 - 1e-4) for q in (0.025, 0.5, 0.975)}  # fmt: skip
+    return pooled, pred
+
+
+def test_five_lines_of_python_give_rbest_as_results(as_reference):
+    pooled, pred = as_reference
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # --- the README's five lines ---
+        table = pd.read_csv(DATA / "AS.csv")            # columns study, n, r
+        fit = lb.fit("binomial", table)                 # logit-binomial random effects, tau ~ HalfNormal(1)
+        mix = lb.map_prior(fit)                         # MAP prior of a new study's rate
+        robust = lb.robustify(mix, weight=0.2, mean=0.25)
+        ess = lb.ess(mix, "elir")
+    assert fit.engine == "exact" and fit.diagnostics.ok
+    rate = lb.predict(fit)["rate"]
+    for q in (0.025, 0.5, 0.975):  # Monte Carlo error of 4000 draws: well under 0.01
+        assert abs(float(rate.sel(quantity="pooled").quantile(q)) - pooled[q]) < 0.01
+        assert abs(float(rate.sel(quantity="predictive").quantile(q)) - pred[q]) < 0.015
+    assert 33 < ess < 41  # RBesT: 37 (its own Monte Carlo draws and EM fit)
+    assert abs(mix.mean() - 0.2586) < 0.01  # RBesT's summary mean of the MAP prior
+    assert robust.n_components == mix.n_components + 1 and np.isclose(robust.weights[-1], 0.2)
+
+
+def test_one_cli_command_gives_rbest_as_results(as_reference):
+    from lmsbayes.cli import main
+
+    pooled, pred = as_reference
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        code = main(["run", "--spec", "binomial", "--data", str(DATA / "AS.csv"), "--quiet"])
+    text = out.getvalue()
+    assert code == 0, text
+    m = re.search(r"pooled rate ([0-9.]+) \(([0-9.]+)-([0-9.]+)\); predictive rate of a new study "
+                  r"([0-9.]+) \(([0-9.]+)-([0-9.]+)\)", text)  # fmt: skip
+    assert m, text
+    got = [float(v) for v in m.groups()]
+    want = [pooled[0.5], pooled[0.025], pooled[0.975], pred[0.5], pred[0.025], pred[0.975]]
+    assert np.allclose(got, want, atol=0.015), (got, want)
+    assert "ESS: ELIR" in text and "RBesT: mixbeta(" in text and "8 studies, 513 patients" in text
+
+
+def _year_spec(**model):
+    return parse_spec({"name": "as-year", "landmarks": [], "model": {"likelihood": "logit-binomial",
+                       "covariates": ["year_c"], **model}, "covariates": {"year_c": {"type": "numeric", "centre": 2.0}},
+                       "random_effects": {"tau_by": "none"},
+                       "priors": {"tau": {"dist": "HalfNormal", "sigma": 1.0}}})  # fmt: skip
+
+
+def test_a_numeric_covariate_of_the_users_table():
+    table = pd.read_csv(DATA / "AS_year.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = lb.fit(_year_spec(), table)
+    assert list(fit.data.covariates) == ["year_c"]
+    np.testing.assert_allclose(fit.data.X[:, 0], table["year_c"] - 2.0)
+    ds = lb.predict(fit, [Setting(year_c=2.0), Setting(year_c=4.0, name="later")])
+    post = fit.posterior
+    # at the centre the pooled logit is alpha; two years later alpha + 2 beta
+    got = ds["rate"].sel(quantity="pooled").transpose("chain", "draw", "setting").values
+    a, b = post["alpha"].values, post["beta"].sel(covariate="year_c").values
+    np.testing.assert_allclose(got[..., 0], special.expit(a), rtol=1e-12)
+    np.testing.assert_allclose(got[..., 1], special.expit(a + 2 * b), rtol=1e-12)
+    with pytest.raises(ValueError, match="needs a value for covariate 'year_c'"):
+        lb.predict(fit, [Setting()])
+    with pytest.raises(ValueError, match="map_prior.*covariates"):
+        lb.map_prior(fit)
+    assert lb.map_prior(fit, Setting(year_c=3.0)).n_components >= 1
+
+
+def test_a_categorical_covariate_with_its_reference_level():
+    table = pd.read_csv(DATA / "AS_year.csv").assign(region=["EU", "NA", "EU", "NA", "EU", "NA", "AS", "AS"])
+    spec = parse_spec({"name": "region", "landmarks": [], "model": {"likelihood": "logit-binomial",
+                       "covariates": ["region"]}, "covariates": {"region": {"type": "categorical", "reference": "EU"}},
+                       "random_effects": {"tau_by": "none"}})  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = lb.fit(spec, table)
+    assert list(fit.data.covariates) == ["region[AS]", "region[NA]"]  # treatment coding, EU the reference
+    np.testing.assert_array_equal(fit.data.X, np.column_stack([table["region"] == "AS", table["region"] == "NA"]))
+    with pytest.raises(ValueError, match=r"region must be one of \['AS', 'EU', 'NA'\], got 'SA'"):
+        lb.predict(fit, [Setting(region="SA")])
+    bad = parse_spec({"name": "x", "landmarks": [], "model": {"likelihood": "logit-binomial", "covariates": ["region"]},
+                      "covariates": {"region": {"type": "categorical", "reference": "XX"}}})  # fmt: skip
+    with pytest.raises(SpecError, match="reference 'XX' is not a level"):
+        lb.fit(bad, table)
+
+
+@pytest.mark.parametrize("mutate, needle", [
+    (lambda t: t.assign(r=t["r"].where(t.index != 2, t["n"] + 1)), "row 4, column 'r': must be in [0, n"),
+    (lambda t: t.drop(columns="study"), "no column 'study'"),
+    (lambda t: t.assign(n=t["n"].astype(float).where(t.index != 0, 10.5)), "row 2, column 'n': must be a whole number"),
+    (lambda t: t.assign(study=["a"] * len(t)), "duplicate study 'a'"),
+])  # fmt: skip
+def test_bad_binomial_tables_give_one_clear_error(mutate, needle):
+    table = mutate(pd.read_csv(DATA / "AS.csv"))
+    with pytest.raises(SpecError) as info:
+        lb.fit("binomial", table)
+    assert needle in str(info.value)
