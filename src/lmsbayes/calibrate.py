@@ -827,21 +827,10 @@ def sbc_summary(ds: xr.Dataset, alpha: float = 0.01, bins: int | None = None) ->
 
 
 def save_sbc(ds: xr.Dataset, path) -> "os.PathLike":
-    """Write an :func:`sbc` result to netCDF, atomically (temp file, then rename)."""
-    import tempfile
-    from pathlib import Path
+    """Write an :func:`sbc` result to netCDF, atomically (lmsbayes.files: temp file, then rename; umask mode)."""
+    from lmsbayes.files import atomic_write
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".nc.tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        out = ds.copy()
-        for v in ("problems", "error"):
-            out[v] = out[v].astype(str)
-        out.to_netcdf(tmp, engine="netcdf4")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    out = ds.copy()
+    for v in ("problems", "error"):
+        out[v] = out[v].astype(str)
+    return atomic_write(path, lambda tmp: out.to_netcdf(tmp, engine="netcdf4"))

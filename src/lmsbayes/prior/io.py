@@ -27,7 +27,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -121,22 +120,11 @@ def to_dict(mix: BetaMixture, provenance: Mapping[str, Any] | None = None) -> di
 
 
 def _atomic_write_text(path: str, text: str) -> None:
-    # a temp file beside the destination, moved into place: a reader sees the
-    # old prior or the new one, never half of one
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".lmsbayes-", suffix=".json.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        # mkstemp makes the file 0600; a prior is a normal user file
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    # lmsbayes.files: a package temp beside the destination, moved into place (a reader sees the
+    # old prior or the new one, never half of one), umask permissions, stale temps of killed runs removed
+    from lmsbayes.files import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 def to_json(
