@@ -16,7 +16,9 @@ unknown, that fraction (its Beta(1, 1) prior); the observation noise is the
 spec's own likelihood (the arm's reported se, or its effective binomial n).
 
 Reported per held-out observation: the probability integral transform
-(PIT: the predictive CDF at the observed value; randomised for counts,
+(PIT: the predictive CDF at the observed value, oriented on the reported
+quantity, i.e. P(replicate rate <= observed rate), whatever the scale the
+likelihood uses; randomised for counts,
 ``F(y - 1) + V (F(y) - F(y - 1))`` with V uniform, so that it is uniform
 under a correct model), and whether the observation lies inside the central
 50/80/90/95% predictive interval (``|PIT - 1/2| <= level / 2``). Per spec:
@@ -111,8 +113,8 @@ class Validation:
         One row per held-out observation: ``arm``, ``trial``, ``fold``,
         ``kind`` ('median' or 'rate'), ``t`` (landmark, or the median in
         months), ``value`` (as reported), ``reported`` (False: derived from
-        the median), ``y`` (on the likelihood's scale), ``pit``, ``in_50`` ...
-        ``in_95``.
+        the median), ``y`` (on the likelihood's scale), ``pit`` (P(replicate
+        <= observed) for the rate or median as reported), ``in_50`` ... ``in_95``.
     folds : pandas.DataFrame
         One row per fit: ``fold`` (the held-out trial, or the year cut),
         ``train_arms``, ``held_arms``, ``engine``, ``khat``, ``is_ess``,
@@ -170,6 +172,7 @@ class Validation:
         out["fits"] = len(self.folds)
         out["max_khat"] = float(self.folds["khat"].max())
         bad = self.folds[self.folds["problems"] != ""]
+        out["refits_with_problems"] = len(bad)
         out["problems"] = "; ".join(f"{f}: {p}" for f, p in zip(bad["fold"], bad["problems"]))
         out["seconds"] = self.seconds
         out["seconds_per_fit"] = float(self.folds["seconds"].mean())
@@ -466,8 +469,11 @@ def _pit(m: Model, c: dict, i: int, rows: np.ndarray, rng) -> np.ndarray:
         else:  # logit-normal
             mu, slope, se = eta, np.ones_like(eta), a["lik_se"][rows]
         sd = np.sqrt(se**2 + (slope * tau[:, None, kz]) ** 2)
-        F = special.ndtr((y - mu) / sd)
-        return np.einsum("snj,n->j", F, w) / F.shape[0]
+        F = np.einsum("snj,n->j", special.ndtr((y - mu) / sd), w) / mu.shape[0]
+        if d.family == "survival" and d.curve == "weibull":
+            # log(-log S) falls as S rises: P(C_rep <= c) = P(S_rep >= S); report P(S_rep <= S)
+            F = np.where(a["is_median"][rows] > 0.5, F, 1.0 - F)
+        return F
     # binomial families: the CDF of a count over a grid of the new random effect
     S = tau.shape[0]
     sub = np.unique(np.linspace(0, S - 1, min(S, _PIT_DRAWS_BINOM)).round().astype(int))
@@ -484,11 +490,18 @@ def _pit(m: Model, c: dict, i: int, rows: np.ndarray, rng) -> np.ndarray:
         p = np.exp(-np.exp(eta[..., k]) * gap)
     else:
         p = special.expit(eta[..., k])
-    F = special.bdtr(y, n, p)
-    Fm = np.where(y >= 1, special.bdtr(np.maximum(y - 1, 0), n, p), 0.0)
+    F, Fm = _binom_cdf(y, n, p), _binom_cdf(y - 1, n, p)
     F = np.einsum("sngj,n,g->j", F, w, wz) / len(sub)
     Fm = np.einsum("sngj,n,g->j", Fm, w, wz) / len(sub)
     return Fm + rng.uniform(size=rows.size) * (F - Fm)
+
+
+def _binom_cdf(k, n, p):
+    """P(Y <= k) for Y ~ Binomial(n, p), real-valued counts allowed (regularised incomplete beta)."""
+    k, n = np.broadcast_arrays(np.asarray(k, float), np.asarray(n, float))
+    inside = (k >= 0) & (k < n)
+    a, b = np.where(inside, n - k, 1.0), np.where(inside, k + 1, 1.0)
+    return np.where(k >= n, 1.0, np.where(k < 0, 0.0, special.betainc(a, b, 1 - p)))
 
 
 # ============================================================================ the common target
@@ -649,13 +662,14 @@ class Comparison:
         surv = t[t["elpd_survival"].notna()] if "elpd_survival" in t else t.iloc[:0]
         if len(surv) > 1:
             parts.append(_prefer(self._paired("elpd_survival", list(surv.index)), "ELPD",
-                                 f"the survival observations (medians and reported rates, {int(surv['arms'].iloc[0])} "
-                                 "arms held out)"))  # fmt: skip
+                                 f"the survival observations (medians and reported rates, "
+                                 f"{_n(int(surv['arms'].iloc[0]), 'arm')} held out)"))  # fmt: skip
         if len(t) > 1 and len(self.target) and (len(surv) < len(t)):
             lm = sorted(set(self.target["t"]))
             n_arms = self.target["arm"].nunique()
             parts.append(_prefer(self._paired("target_log_score", list(t.index)), "log score",
-                                 f"the reported {_months(lm)} rates ({n_arms} arms, {len(self.target)} rates)"))
+                                 f"the reported {_months(lm)} rates ({_n(n_arms, 'arm')}, "
+                                 f"{_n(len(self.target), 'rate')})"))  # fmt: skip
         if not parts:
             best = t.index[0]
             return f"validation of {best!r} only: nothing to compare"
@@ -680,6 +694,10 @@ class Comparison:
         return plot_calibration(self)
 
 
+def _n(k: int, word: str) -> str:
+    return f"{k} {word}{'' if k == 1 else 's'}"
+
+
 def _months(lm: Sequence[float]) -> str:
     v = [f"{x:g}" for x in lm]
     return (", ".join(v[:-1]) + " and " + v[-1] if len(v) > 1 else v[0]) + "-month"
@@ -690,7 +708,9 @@ def _prefer(per: pd.DataFrame, what: str, target: str) -> str:
     order = tot.sort_values(ascending=False).index
     best, second = order[0], order[1]
     d = (per[best] - per[second]).to_numpy(float)
-    se = math.sqrt(d.size) * d.std(ddof=1) if d.size > 1 else math.nan
+    if d.size < 2:
+        return f"{best!r} on {target}: {what} {d.sum():+.1f} over {second!r} (one arm: no se, no preference)"
+    se = math.sqrt(d.size) * d.std(ddof=1)
     clear = "" if d.sum() > 2 * se else ", within 2 se: no clear preference"
     return f"{best!r} on {target}: {what} {d.sum():+.1f} (se {se:.1f}) over {second!r}{clear}"
 
@@ -800,7 +820,7 @@ def _ci(v, lo, hi) -> str:
 def _pm(v, se) -> str:
     if v != v:
         return ""
-    return f"{v:+.1f} ({se:.1f})" if se == se else f"{v:+.1f}"
+    return f"{v:+.1f} ({se:.1f})" if se == se else f"{v:+.1f} (n/a)"
 
 
 def _format(cmp: Comparison) -> str:
@@ -834,19 +854,23 @@ def _format(cmp: Comparison) -> str:
             "spec": t.index, "rates": t["target_rates"].astype(int),
             "cov 50%": [_ci(r.target_cov50, r.target_cov50_lo, r.target_cov50_hi) for r in t.itertuples()],
             "cov 90%": [_ci(r.target_cov90, r.target_cov90_lo, r.target_cov90_hi) for r in t.itertuples()],
-            "log score (se)": [f"{x:.1f} ({s:.1f})" for x, s in zip(t["target_log_score"], t["target_log_score_se"])],
+            "log score (se)": [_pm(x, s).lstrip("+") for x, s in zip(t["target_log_score"], t["target_log_score_se"])],
             f"diff vs {cmp.reference!r} (se)": [_pm(x, s) for x, s in zip(t["target_diff"], t["target_diff_se"])],
         })  # fmt: skip
         lines += ["", f"3. Common target: the reported (not derived) {_months(lm)} rates of "
-                  f"{cmp.target['arm'].nunique()} held-out arms every spec includes; coverage under each model's own "
+                  f"{_n(cmp.target['arm'].nunique(), 'held-out arm')} every spec includes; coverage under each model's own "
                   "predictive; log score = log E[Normal(logit r | logit p_new, se_r)], summed per arm",
                   b.to_string(index=False)]  # fmt: skip
     fits = ", ".join(f"{n} {r['seconds']:.1f} s ({int(r['fits'])} fits, max k-hat {r['max_khat']:.2f})"
                      for n, r in t.iterrows())  # fmt: skip
     lines += ["", f"time: {fits}"]
-    probs = [f"{n}: {p}" for n, p in t["problems"].items() if p]
+    probs = []
+    for n, v in cmp.validations.items():
+        bad = v.folds[v.folds["problems"] != ""]
+        if len(bad):
+            probs.append(f"{n}: {len(bad)} of {len(v.folds)} refits, e.g. {bad['fold'].iloc[0]}: {bad['problems'].iloc[0]}")
     if probs:
-        lines.append("inference problems in some refits: " + " | ".join(probs))
+        lines.append("inference problems (Validation.folds lists them all): " + " | ".join(probs))
     if t.attrs.get("note"):
         lines.append("note: " + t.attrs["note"])
     lines += ["", cmp.preference()]

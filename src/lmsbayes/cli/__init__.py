@@ -18,7 +18,7 @@ from lmsbayes.cli._common import EXIT_SAMPLING, EXIT_USAGE, version
 __all__ = ["main", "EXIT_USAGE", "EXIT_SAMPLING"]
 
 #: Modules under lmsbayes.cli that add verbs (each has ``register(subparsers)``), in --help order.
-VERB_MODULES = ("fitting", "prior", "design")
+VERB_MODULES = ("fitting", "prior", "design", "validate")
 
 
 class _Parser(argparse.ArgumentParser):
