@@ -320,6 +320,24 @@ def test_loto_holds_out_each_trial_once(small_loto):
     assert s["arms"] == 10 and s["fits"] == 8 and s["elpd_survival"] == pytest.approx(total)  # log-logistic: logit already
 
 
+def test_refits_are_the_fits_lmsbayes_fit_makes():
+    """The exact engine called directly: the same draws and diagnostics as lmsbayes.fit."""
+    from lmsbayes.fit import fit
+
+    spec = _spec(covariates=("line", "uterine"))
+    data = prepare_data(spec, _survival_tables(k=8, latent=(3,)))
+    train = data.take(np.arange(1, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f = fit(spec, train)
+    full = Model(spec, data)
+    values, diag = V._fit_globals(spec, train, "exact", full)
+    ref = V._posterior_values(f, full)
+    assert all(np.array_equal(values[k], ref[k]) for k in ref)
+    assert diag.khat == f.diagnostics.khat and diag.is_ess == f.diagnostics.is_ess
+    assert diag.problems == f.diagnostics.problems
+
+
 def test_temporal_splits_on_the_year():
     spec = _spec()
     years = [2005, 2008, 2010, 2012, 2015, 2017, 2018, 2019, 2021, 2023]
