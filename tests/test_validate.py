@@ -377,6 +377,8 @@ def test_compare_rejects_bad_arguments():
         V.compare(["default"], scheme="kfold")
     with pytest.raises(V.ValidationError, match="twice"):
         V.compare([_spec(name="x"), _spec(name="x")])
+    with pytest.raises(V.ValidationError, match="input tables"):
+        V.compare([_spec()], prepare_data(_spec(), _survival_tables(k=4)))
     with pytest.raises(V.ValidationError, match="draws"):
         V.loto(_spec(), _survival_tables(k=4), draws=10)
 
@@ -475,6 +477,7 @@ def test_misspecified_shape_loses_elpd():
     vg, vb = V.loto(good, data), V.loto(bad, data)
     d = (vb.arms["elpd"] - vg.arms["elpd"]).to_numpy()
     assert d.sum() < -2 * math.sqrt(d.size) * d.std(ddof=1)
+    assert V.elpd_difference(vb, vg) == pytest.approx((d.sum(), math.sqrt(d.size) * d.std(ddof=1), d.size))
 
 
 # ---------------------------------------------------------------------------- command line

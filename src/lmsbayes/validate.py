@@ -71,8 +71,8 @@ from lmsbayes.spec import ModelSpec, load_spec
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["LEVELS", "Validation", "Comparison", "loto", "temporal", "compare", "coverage_interval",
-           "DEFAULT_SPECS"]  # fmt: skip
+__all__ = ["LEVELS", "Validation", "Comparison", "ValidationError", "loto", "temporal", "compare",
+           "common_target", "elpd_difference", "coverage_interval", "DEFAULT_SPECS"]  # fmt: skip
 
 #: Nominal levels of the central predictive intervals whose coverage is reported.
 LEVELS = (0.5, 0.8, 0.9, 0.95)
@@ -189,7 +189,6 @@ def _describe(spec: ModelSpec) -> str:
 
 
 def _total(x: np.ndarray) -> tuple[float, float]:
-    x = x[np.isfinite(x)] if np.isfinite(x).any() else x
     n = x.size
     if n == 0:
         return math.nan, math.nan
@@ -307,6 +306,8 @@ def temporal(
     data = _model_data(spec, data)
     if isinstance(year, bool) or not isinstance(year, (int, np.integer)):
         raise ValidationError(f"year must be an integer, got {year!r}")
+    if "year" not in data.arms:
+        raise ValidationError(f"temporal validation of spec {spec.name!r}: the data have no column 'year'")
     y = pd.to_numeric(data.arms["year"], errors="coerce").astype(float).to_numpy()
     train, held = np.flatnonzero(y <= year), np.flatnonzero(y > year)
     years = sorted({int(v) for v in y[np.isfinite(y)]})
@@ -682,7 +683,7 @@ class Comparison:
         """One line: which spec validation prefers, and by how much (difference and its se)."""
         parts = []
         t = self.table
-        surv = t[t["elpd_survival"].notna()] if "elpd_survival" in t else t.iloc[:0]
+        surv = t[t["elpd_survival_diff"].notna()] if "elpd_survival_diff" in t else t.iloc[:0]
         if len(surv) > 1:
             parts.append(_prefer(self._paired("elpd_survival", list(surv.index)), "ELPD",
                                  f"the survival observations (medians and reported rates, "
@@ -738,6 +739,17 @@ def _prefer(per: pd.DataFrame, what: str, target: str) -> str:
     return f"{best!r} on {target}: {what} {d.sum():+.1f} (se {se:.1f}) over {second!r}{clear}"
 
 
+def elpd_difference(a: Validation, b: Validation, column: str = "elpd") -> tuple[float, float, int]:
+    """ELPD of ``a`` minus that of ``b`` on the arms both hold out, its se and the number of arms.
+
+    The se is ``sqrt(n) sd_i(d_i)`` of the paired per-arm differences (as
+    loo's ``compare``). Meaningful only when both predict the same
+    observations on the same scales: the same survival observations with
+    ``column='elpd_survival'``, or two specs of one family on one data set.
+    """
+    return _paired_diff(a.arms[column], b.arms[column])
+
+
 def _paired_diff(a: pd.Series, b: pd.Series) -> tuple[float, float, int]:
     both = pd.concat([a, b], axis=1).dropna()
     d = (both.iloc[:, 0] - both.iloc[:, 1]).to_numpy(float)
@@ -786,6 +798,10 @@ def compare(
     """
     if scheme not in ("loto", "temporal"):
         raise ValidationError(f"scheme must be 'loto' or 'temporal', got {scheme!r}")
+    if isinstance(data, ModelData):
+        raise ValidationError("compare needs the input tables (each spec prepares its own data and the common "
+                              "target comes from them); with prepared data call loto or temporal per spec and "
+                              "elpd_difference")  # fmt: skip
     specs = [_spec(s) for s in specs]
     if not specs:
         raise ValidationError("compare needs at least one spec")
@@ -803,12 +819,13 @@ def compare(
     target = common_target(list(vals.values()), data)
     scores = pd.concat([_score_target(v, target) for v in vals.values()], ignore_index=True)
     table = pd.DataFrame([v.summary() for v in vals.values()]).set_index("spec")
-    ref = vals[reference]
     surv = [v for v in vals.values() if v.spec.survival]
     same = len(surv) > 1 and _same_survival_obs(surv)
+    # survival-scale differences from the reference, or from the first survival spec when it is not one
+    sref = vals[reference] if vals[reference].spec.survival else (surv[0] if surv else None)
     for name, v in vals.items():
-        if v.spec.survival and ref.spec.survival and (same or name == reference):
-            d, se, n = _paired_diff(v.arms["elpd_survival"], ref.arms["elpd_survival"])
+        if v.spec.survival and sref is not None and (same or v is sref):
+            d, se, n = _paired_diff(v.arms["elpd_survival"], sref.arms["elpd_survival"])
         else:
             d, se, n = math.nan, math.nan, 0
         table.loc[name, "elpd_survival_diff"], table.loc[name, "elpd_survival_diff_se"] = d, se
@@ -828,6 +845,7 @@ def compare(
             key = f"target_cov{100 * lv:g}"
             table.loc[name, key] = inside / pit.size if pit.size else math.nan
             table.loc[name, key + "_lo"], table.loc[name, key + "_hi"] = lo, hi
+    table.attrs["survival_reference"] = sref.name if sref is not None else ""
     if len(surv) > 1 and not same:
         table.attrs["note"] = "survival specs do not share their observations: no survival-scale ELPD difference"
     return Comparison(validations=vals, table=table, target=target, scores=scores, reference=reference)
@@ -866,7 +884,8 @@ def _format(cmp: Comparison) -> str:
     if len(surv) > 1:
         a = pd.DataFrame({
             "spec": surv.index, "ELPD (se)": [f"{x:.1f} ({s:.1f})" for x, s in zip(surv["elpd_survival"], surv["elpd_survival_se"])],
-            f"diff vs {cmp.reference!r} (se)": [_pm(x, s) for x, s in zip(surv["elpd_survival_diff"], surv["elpd_survival_diff_se"])],
+            f"diff vs {t.attrs.get('survival_reference', cmp.reference)!r} (se)":
+                [_pm(x, s) for x, s in zip(surv["elpd_survival_diff"], surv["elpd_survival_diff_se"])],
         })  # fmt: skip
         lines += ["", "2. Survival specs on the same observations (medians in log months, rates on the logit scale: "
                   "Weibull densities carry the Jacobian of log(-log S) -> logit S); paired differences per arm",
