@@ -517,6 +517,8 @@ def test_cli_prints_the_comparison_and_writes_its_files(tmp_path, capsys):
     assert out["png"].stat().st_size > 10_000
     obs = pd.read_csv(tmp_path / "obs.csv")
     assert len(obs) == 2 * 25 and obs["pit"].between(0, 1).all()
+    per_arm = obs.drop_duplicates(["spec", "arm"]).groupby("spec")["arm_elpd"].sum()
+    assert per_arm["eortc2021"] == pytest.approx(doc["table"][0]["elpd"], abs=1e-6)
 
 
 def test_cli_errors_are_one_line_before_any_work(tmp_path, capsys):

@@ -26,7 +26,8 @@ def register(sub) -> None:
     q.add_argument("--draws", type=int, default=None, help="posterior draws per refit (default: the spec's)")
     q.add_argument("--csv", metavar="FILE", help="also write the comparison table as CSV")
     q.add_argument("--json", metavar="FILE", help="also write the comparison (table, target, preference) as JSON")
-    q.add_argument("--observations", metavar="FILE", help="also write every held-out observation's PIT as CSV")
+    q.add_argument("--observations", metavar="FILE",
+                   help="also write every held-out observation's PIT (and its arm's ELPD term) as CSV")
     q.add_argument("--plot", metavar="FILE", help="also write the calibration figure (PNG, PDF or SVG)")
     q.add_argument("--strict", action="store_true", help="exit with status 3 if any refit has inference problems")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
@@ -80,7 +81,13 @@ def cmd_validate(args) -> int:
     if args.observations:
         import pandas as pd
 
-        obs = pd.concat([v.obs.assign(spec=n) for n, v in result.validations.items()], ignore_index=True)
+        # each observation with its arm's ELPD term, so that the arms driving a difference are one sort away
+        parts = []
+        for n, v in result.validations.items():
+            cols = [c for c in ("elpd", "elpd_survival") if c in v.arms]
+            arm_terms = v.arms[cols].add_prefix("arm_")
+            parts.append(v.obs.assign(spec=n).merge(arm_terms, left_on="arm", right_index=True, how="left"))
+        obs = pd.concat(parts, ignore_index=True)
         atomic_write_text(args.observations, obs.to_csv(index=False))
         progress(f"observations written to {args.observations}")
     if args.json:
