@@ -26,9 +26,9 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from _synthetic import lms_tables
 from scipy import integrate, special, stats
 
-from _synthetic import lms_tables
 from lmsbayes import validate as V
 from lmsbayes.derived import posterior_predictive
 from lmsbayes.likelihoods import NUMPY_OPS
@@ -149,7 +149,7 @@ def test_log_normal_mix_against_quadrature():
 
     for y, se, m, tau in ((0.3, 0.3, -0.5, 0.5), (-2.0, 0.1, 1.0, 0.05), (1.5, 1.0, -2.0, 1.5),
                           (0.0, 0.05, -0.4, 2.0), (-3.2, 1.5, 0.9, 0.02)):  # fmt: skip
-        q, _ = integrate.quad(lambda x: stats.norm.pdf(x, m, tau) * stats.norm.pdf(y, h(x), se),
+        q, _ = integrate.quad(lambda x, m=m, tau=tau, y=y, se=se: stats.norm.pdf(x, m, tau) * stats.norm.pdf(y, h(x), se),
                               m - 12 * tau, m + 12 * tau, points=[m], limit=500, epsabs=1e-15)  # fmt: skip
         assert float(V._log_normal_mix(y, se, m, tau, "cloglog")) == pytest.approx(math.log(q), abs=1e-6)
         assert float(V._log_normal_mix(y, se, m, tau, "logit")) == pytest.approx(
@@ -175,7 +175,7 @@ def test_heldout_density_equals_direct_normal_integrals():
         is_med = obs["is_median"].to_numpy()[rows]
         rel = obs["log_t_rel"].to_numpy()[rows]
 
-        def dens(s, u):
+        def dens(s, u, i=i, y=y, is_med=is_med, rel=rel, Sigma=Sigma):
             x = hd.X[i] + ((u - hd.uterine_centre) * hd.Xu[i] if i in hd.latent else 0)
             eta = c["alpha"][s, 0] + x @ c["beta"][s, 0]
             k, tau = c["shape"][s, 0], c["tau"][s, 0, 0]

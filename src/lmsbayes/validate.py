@@ -56,23 +56,35 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy import special, stats
 
 from lmsbayes.errors import InputError
-from lmsbayes.likelihoods import FAMILIES, NUMPY_OPS, survival_mean
+from lmsbayes.likelihoods import NUMPY_OPS, survival_mean
 from lmsbayes.model import Model, ModelData, prepare_data
 from lmsbayes.spec import ModelSpec, load_spec
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["LEVELS", "Validation", "Comparison", "ValidationError", "loto", "temporal", "compare",
-           "common_target", "elpd_difference", "coverage_interval", "DEFAULT_SPECS"]  # fmt: skip
+__all__ = [
+    "DEFAULT_SPECS",
+    "LEVELS",
+    "Comparison",
+    "Validation",
+    "ValidationError",
+    "common_target",
+    "compare",
+    "coverage_interval",
+    "elpd_difference",
+    "loto",
+    "temporal",
+]  # fmt: skip
 
 #: Nominal levels of the central predictive intervals whose coverage is reported.
 LEVELS = (0.5, 0.8, 0.9, 0.95)
@@ -759,7 +771,7 @@ def _paired_diff(a: pd.Series, b: pd.Series) -> tuple[float, float, int]:
 
 
 def _same_survival_obs(vs: Sequence[Validation]) -> bool:
-    key = lambda v: sorted(zip(v.obs["arm"], v.obs["kind"], np.round(v.obs["t"].astype(float), 9),  # noqa: E731
+    key = lambda v: sorted(zip(v.obs["arm"], v.obs["kind"], np.round(v.obs["t"].astype(float), 9),
                                np.round(v.obs["value"].astype(float), 9)))  # fmt: skip
     first = key(vs[0])
     return all(key(v) == first for v in vs[1:])
@@ -825,9 +837,9 @@ def compare(
     sref = vals[reference] if vals[reference].spec.survival else (surv[0] if surv else None)
     for name, v in vals.items():
         if v.spec.survival and sref is not None and (same or v is sref):
-            d, se, n = _paired_diff(v.arms["elpd_survival"], sref.arms["elpd_survival"])
+            d, se, _ = _paired_diff(v.arms["elpd_survival"], sref.arms["elpd_survival"])
         else:
-            d, se, n = math.nan, math.nan, 0
+            d, se = math.nan, math.nan
         table.loc[name, "elpd_survival_diff"], table.loc[name, "elpd_survival_diff_se"] = d, se
         sc = scores[scores["spec"] == name]
         per_arm = sc.groupby("arm", sort=False)["log_score"].sum()
@@ -855,21 +867,21 @@ def compare(
 
 
 def _ci(v, lo, hi) -> str:
-    return "" if v != v else f"{v:.2f} ({lo:.2f}-{hi:.2f})"
+    return "" if math.isnan(v) else f"{v:.2f} ({lo:.2f}-{hi:.2f})"
 
 
 def _pm(v, se) -> str:
-    if v != v:
+    if math.isnan(v):
         return ""
-    return f"{v:+.1f} ({se:.1f})" if se == se else f"{v:+.1f} (n/a)"
+    return f"{v:+.1f} (n/a)" if math.isnan(se) else f"{v:+.1f} ({se:.1f})"
 
 
 def _format(cmp: Comparison) -> str:
     t = cmp.table
     v0 = next(iter(cmp.validations.values()))
     how = ("leave-one-trial-out" if v0.scheme == "loto" else f"temporal (fit <= {v0.year}, predict later arms)")
-    lines = [f"lmsbayes validate - {how} predictive checks; each held-out arm predicted as a new trial of its "
-             "size at its covariates"]  # fmt: skip
+    lines = [(f"lmsbayes validate - {how} predictive checks; each held-out arm predicted as a new trial of its "
+              "size at its covariates")]  # fmt: skip
     own = pd.DataFrame({
         "spec": t.index, "model": t["likelihood"], "arms": t["arms"].astype(int),
         "obs (derived)": [f"{int(a)} ({int(b)})" for a, b in zip(t["obs"], t["obs_derived"])],
@@ -878,8 +890,8 @@ def _format(cmp: Comparison) -> str:
         "PIT KS p": [f"{p:.2f}" for p in t["pit_ks_p"]],
         "ELPD own (se)": [f"{a:.1f} ({b:.1f})" for a, b in zip(t["elpd"], t["elpd_se"])],
     })  # fmt: skip
-    lines += ["", "1. Each spec on its own observations (coverage of central predictive intervals, Clopper-Pearson "
-              "95% CI; ELPD on the spec's own scales: not comparable across families)", own.to_string(index=False)]
+    lines += ["", ("1. Each spec on its own observations (coverage of central predictive intervals, Clopper-Pearson "
+                   "95% CI; ELPD on the spec's own scales: not comparable across families)"), own.to_string(index=False)]
     surv = t[t["elpd_survival_diff"].notna()] if "elpd_survival_diff" in t else t.iloc[:0]
     if len(surv) > 1:
         a = pd.DataFrame({
@@ -887,9 +899,9 @@ def _format(cmp: Comparison) -> str:
             f"diff vs {t.attrs.get('survival_reference', cmp.reference)!r} (se)":
                 [_pm(x, s) for x, s in zip(surv["elpd_survival_diff"], surv["elpd_survival_diff_se"])],
         })  # fmt: skip
-        lines += ["", "2. Survival specs on the same observations (medians in log months, rates on the logit scale: "
-                  "Weibull densities carry the Jacobian of log(-log S) -> logit S); paired differences per arm",
-                  a.to_string(index=False)]  # fmt: skip
+        lines += ["", ("2. Survival specs on the same observations (medians in log months, rates on the logit "
+                       "scale: Weibull densities carry the Jacobian of log(-log S) -> logit S); paired differences "
+                       "per arm"), a.to_string(index=False)]  # fmt: skip
     if len(cmp.target):
         lm = sorted(set(cmp.target["t"]))
         b = pd.DataFrame({
@@ -899,9 +911,9 @@ def _format(cmp: Comparison) -> str:
             "log score (se)": [_pm(x, s).lstrip("+") for x, s in zip(t["target_log_score"], t["target_log_score_se"])],
             f"diff vs {cmp.reference!r} (se)": [_pm(x, s) for x, s in zip(t["target_diff"], t["target_diff_se"])],
         })  # fmt: skip
-        lines += ["", f"3. Common target: the reported (not derived) {_months(lm)} rates of "
-                  f"{_n(cmp.target['arm'].nunique(), 'held-out arm')} every spec includes; coverage under each model's own "
-                  "predictive; log score = log E[Normal(logit r | logit p_new, se_r)], summed per arm",
+        lines += ["", (f"3. Common target: the reported (not derived) {_months(lm)} rates of "
+                       f"{_n(cmp.target['arm'].nunique(), 'held-out arm')} every spec includes; coverage under each "
+                       "model's own predictive; log score = log E[Normal(logit r | logit p_new, se_r)], summed per arm"),
                   b.to_string(index=False)]  # fmt: skip
     fits = ", ".join(f"{n} {r['seconds']:.1f} s ({_n(int(r['fits']), 'fit')}, max k-hat {r['max_khat']:.2f})"
                      for n, r in t.iterrows())  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def _check_outputs(args) -> None:
 
 
 def _json_value(v):
-    if isinstance(v, float) and v != v:
+    if isinstance(v, float) and math.isnan(v):
         return None
     if hasattr(v, "item"):
         return _json_value(v.item())
