@@ -408,7 +408,8 @@ def _predict_held(spec, data: ModelData, held: np.ndarray, values, rng, ess: flo
 
     hd = data.take(held)
     m = Model(spec, hd)
-    ll = Integrator(m).arm_loglik(values)  # (draw, arm)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # as the engine's own log posterior
+        ll = Integrator(m).arm_loglik(values)  # (draw, arm)
     S = ll.shape[0]
     elpd = special.logsumexp(ll, axis=0) - math.log(S)
     r = np.exp(ll - ll.max(axis=0))
