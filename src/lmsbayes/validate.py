@@ -916,7 +916,8 @@ def _format(cmp: Comparison) -> str:
                        f"{_n(cmp.target['arm'].nunique(), 'held-out arm')} every spec includes; coverage under each "
                        "model's own predictive; log score = log E[Normal(logit r | logit p_new, se_r)], summed per arm"),
                   b.to_string(index=False)]  # fmt: skip
-    fits = ", ".join(f"{n} {r['seconds']:.1f} s ({_n(int(r['fits']), 'fit')}, max k-hat {r['max_khat']:.2f})"
+    fits = ", ".join(f"{n} {r['seconds']:.1f} s ({_n(int(r['fits']), 'fit')}"
+                     + (")" if math.isnan(r["max_khat"]) else f", max k-hat {r['max_khat']:.2f})")
                      for n, r in t.iterrows())  # fmt: skip
     lines += ["", f"time: {fits}"]
     probs = []
