@@ -214,6 +214,16 @@ def test_pit_of_survival_observations_matches_simulation(curve):
     np.testing.assert_array_less(np.abs(obs["pit"].to_numpy() - emp), tol)
 
 
+class _FixedUniform:
+    """Stands in for the generator of the randomised PIT: V = v gives F(y - 1) + v (F(y) - F(y - 1))."""
+
+    def __init__(self, v):
+        self.v = v
+
+    def uniform(self, size):
+        return np.full(size, self.v)
+
+
 def test_randomised_pit_of_counts_matches_simulation():
     spec = _spec("logit-binomial", covariates=(), tau_by="none")
     spec = spec.replace(landmarks=(6.0,))
@@ -236,16 +246,37 @@ def test_randomised_pit_of_counts_matches_simulation():
     m = Model(spec, data.take([2]))
     c = m.canonical(values)
 
-    class Fixed:  # V = 0 gives F(y - 1), V = 1 gives F(y)
-        def __init__(self, v):
-            self.v = v
-
-        def uniform(self, size):
-            return np.full(size, self.v)
-
-    lo, hi = (V._pit(m, c, 0, np.array([0]), Fixed(v))[0] for v in (0.0, 1.0))
+    lo, hi = (V._pit(m, c, 0, np.array([0]), _FixedUniform(v))[0] for v in (0.0, 1.0))
     assert lo == pytest.approx(Fm, abs=mc) and hi == pytest.approx(F, abs=mc)
     assert lo < obs["pit"].iloc[0] < hi
+
+
+def test_pit_of_joint_conditional_counts_matches_simulation():
+    """Joint landmarks: each conditional count's CDF, the arm's one random effect shared by its landmarks."""
+    raw = {"name": "j", "landmarks": [3, 6], "data": {"require_identifier": False, "derive_from_median": True},
+           "model": {"likelihood": "joint-cloglog", "covariates": ["line"]}, "random_effects": {"tau_by": "none"},
+           "exact": {"draws": 1000}}  # fmt: skip
+    spec = parse_spec(raw)
+    data = prepare_data(spec, _survival_tables(k=8))
+    values, _, obs = _held(spec, data, [1], draws=500)
+    hd = data.take([1])
+    m = Model(spec, hd)
+    c = m.canonical(values)
+    rows = np.arange(len(hd.obs))
+    lo = V._pit(m, c, 0, rows, _FixedUniform(0.0))
+    hi = V._pit(m, c, 0, rows, _FixedUniform(1.0))
+    rng = np.random.default_rng(2)
+    R = 400
+    rep = {k: np.repeat(v, R, axis=0) for k, v in values.items()}
+    cr = m.canonical(rep)
+    eta = m.base_predictor(NUMPY_OPS, cr, hd.X) + m.effect_scale(cr) * rng.standard_normal((len(rep["tau"]), 1, 1))
+    y_rep = posterior_predictive(m, eta[None], {k: (v[None] if v is not None else v) for k, v in cr.items()}, rng)[0]
+    y = hd.obs["lik_y"].to_numpy()
+    F, Fm = (y_rep <= y).mean(axis=0), (y_rep <= y - 1).mean(axis=0)
+    tol = 4 * np.sqrt(0.25 / y_rep.shape[0]) + 2e-3
+    np.testing.assert_allclose(lo, Fm, atol=tol)
+    np.testing.assert_allclose(hi, F, atol=tol)
+    assert ((obs["pit"].to_numpy() >= lo) & (obs["pit"].to_numpy() <= hi)).all()
 
 
 def test_weibull_density_on_the_logit_scale_is_the_derivative_of_its_cdf():
