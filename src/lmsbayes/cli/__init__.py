@@ -29,7 +29,7 @@ __all__ = ["main", "EXIT_CODES", "EXIT_OK", "EXIT_OS", "EXIT_USAGE", "EXIT_SAMPL
            "EXIT_INTERRUPTED"]  # fmt: skip
 
 #: Modules under lmsbayes.cli that add verbs (each has ``register(subparsers)``), in --help order.
-VERB_MODULES = ("fitting", "prior", "design", "contrast", "data", "calibrate")
+VERB_MODULES = ("fitting", "prior", "design", "contrast", "data", "validate", "calibrate")
 
 #: Exit status -> meaning (printed by ``lmsbayes --help``; the README has the same table).
 EXIT_CODES = {

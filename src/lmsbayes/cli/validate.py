@@ -1,0 +1,128 @@
+"""The ``validate`` verb: out-of-sample predictive checks of specs, side by side (lmsbayes.validate)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from lmsbayes.cli._common import EXIT_SAMPLING, Progress, atomic_write_text, version
+
+
+def register(sub) -> None:
+    """Add the ``validate`` verb to the ``lmsbayes`` parser."""
+    from lmsbayes.validate import DEFAULT_SPECS
+
+    q = sub.add_parser("validate", help="leave-one-trial-out (or temporal) predictive checks of specs, compared")
+    q.add_argument("specs", nargs="*", metavar="SPEC",
+                   help=f"specs to compare: TOML files or bundled names (default: {' '.join(DEFAULT_SPECS)})")
+    q.add_argument("--temporal", action="store_true",
+                   help="fit the arms published up to --year and predict the later ones (default: leave one trial out)")
+    q.add_argument("--year", type=int, default=2018, help="last year of the training arms with --temporal (default 2018)")
+    q.add_argument("--reference", default=None, help="spec the differences are taken from (default: the first)")
+    q.add_argument("--data", default=None, help="trial-arm CSV (default: the bundled data)")
+    q.add_argument("--engine", choices=["auto", "exact", "nuts"], default="exact",
+                   help="engine of every refit (default: exact)")
+    q.add_argument("--draws", type=int, default=None, help="posterior draws per refit (default: the spec's)")
+    q.add_argument("--csv", metavar="FILE", help="also write the comparison table as CSV")
+    q.add_argument("--json", metavar="FILE", help="also write the comparison (table, target, preference) as JSON")
+    q.add_argument("--observations", metavar="FILE",
+                   help="also write every held-out observation's PIT (and its arm's ELPD term) as CSV")
+    q.add_argument("--plot", metavar="FILE", help="also write the calibration figure (PNG, PDF or SVG)")
+    q.add_argument("--strict", action="store_true", help="exit with status 3 if any refit has inference problems")
+    q.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    q.set_defaults(func=cmd_validate)
+
+
+def _check_outputs(args) -> None:
+    """Every output path is writable before any work is done (nothing is written half)."""
+    from lmsbayes.errors import OutputPathError
+
+    for opt in ("csv", "json", "observations", "plot"):
+        path = getattr(args, opt)
+        if not path:
+            continue
+        p = Path(path)
+        if p.is_dir():
+            raise OutputPathError(f"--{opt} {path}: is a directory, give a file name")
+        parent = p.parent if str(p.parent) else Path(".")
+        if not parent.is_dir():
+            raise OutputPathError(f"--{opt} {path}: directory {str(parent)!r} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise OutputPathError(f"--{opt} {path}: directory {str(parent)!r} is not writable")
+    if args.plot and Path(args.plot).suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise OutputPathError(f"--plot {args.plot}: the figure is written as .png, .pdf or .svg")
+
+
+def _json_value(v):
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if hasattr(v, "item"):
+        return _json_value(v.item())
+    return v
+
+
+def cmd_validate(args) -> int:
+    from lmsbayes.validate import DEFAULT_SPECS, compare
+
+    _check_outputs(args)
+    progress = Progress(args.quiet)
+    specs = args.specs or list(DEFAULT_SPECS)
+    how = f"temporal (fit <= {args.year})" if args.temporal else "leave-one-trial-out"
+    progress(f"validating {', '.join(specs)}: {how}, {args.engine} engine")
+    result = compare(specs, args.data, scheme="temporal" if args.temporal else "loto", year=args.year,
+                     reference=args.reference, engine=args.engine, draws=args.draws,
+                     progress=None if args.quiet else progress)  # fmt: skip
+    print(result.format())
+    table = result.table.reset_index()
+    if args.csv:
+        atomic_write_text(args.csv, table.to_csv(index=False))
+        progress(f"table written to {args.csv}")
+    if args.observations:
+        import pandas as pd
+
+        # each observation with its arm's ELPD term, so that the arms driving a difference are one sort away
+        parts = []
+        for n, v in result.validations.items():
+            cols = [c for c in ("elpd", "elpd_survival") if c in v.arms]
+            arm_terms = v.arms[cols].add_prefix("arm_")
+            parts.append(v.obs.assign(spec=n).merge(arm_terms, left_on="arm", right_index=True, how="left"))
+        obs = pd.concat(parts, ignore_index=True)
+        atomic_write_text(args.observations, obs.to_csv(index=False))
+        progress(f"observations written to {args.observations}")
+    if args.json:
+        v0 = next(iter(result.validations.values()))
+        doc = {
+            "lmsbayes_version": version(), "scheme": v0.scheme, "year": v0.year, "reference": result.reference,
+            "data_sha256": {n: v.data.data_sha256 for n, v in result.validations.items()},
+            "spec_hash": {n: v.spec.hash for n, v in result.validations.items()},
+            "preference": result.preference(),
+            "table": [{k: _json_value(x) for k, x in row.items()} for row in table.to_dict(orient="records")],
+            "target": [{k: _json_value(x) for k, x in row.items()} for row in result.target.to_dict(orient="records")],
+        }  # fmt: skip
+        atomic_write_text(args.json, json.dumps(doc, indent=2) + "\n")
+        progress(f"comparison written to {args.json}")
+    if args.plot:
+        _save_figure(result.plot(), args.plot)
+        progress(f"figure written to {args.plot}")
+    if args.strict and (table["problems"] != "").any():
+        import sys
+
+        print("lmsbayes: error: inference problems in some refits (--strict)", file=sys.stderr)
+        return EXIT_SAMPLING
+    return 0
+
+
+def _save_figure(fig, path: str) -> None:
+    import tempfile
+
+    p = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", suffix=p.suffix)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

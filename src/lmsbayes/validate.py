@@ -1,0 +1,933 @@
+"""Predictive validation: leave-one-trial-out, temporal, and the comparison of specs.
+
+Every check here predicts data the fit did not see, each held-out arm as a
+new trial of its size at its covariates:
+
+- **leave-one-trial-out** (:func:`loto`): for each trial, the spec is refitted
+  without the trial's arms (all arms of a randomised trial leave together)
+  and predicts them;
+- **temporal** (:func:`temporal`): one fit on the arms published up to a
+  year predicts the arms published later.
+
+The predictive distribution of a held-out arm integrates the posterior of the
+global parameters (intercepts, effects, shape, tau), a new random effect
+``u_new ~ Normal(0, tau[stratum])`` and, where the arm's uterine fraction is
+unknown, that fraction (its Beta(1, 1) prior); the observation noise is the
+spec's own likelihood (the arm's reported se, or its effective binomial n).
+
+Reported per held-out observation: the probability integral transform
+(PIT: the predictive CDF at the observed value, oriented on the reported
+quantity, i.e. P(replicate rate <= observed rate), whatever the scale the
+likelihood uses; randomised for counts,
+``F(y - 1) + V (F(y) - F(y - 1))`` with V uniform, so that it is uniform
+under a correct model), and whether the observation lies inside the central
+50/80/90/95% predictive interval (``|PIT - 1/2| <= level / 2``). Per spec:
+the coverage of each interval with a Clopper-Pearson 95% interval, and the
+expected log predictive density ``ELPD = sum_i log mean_s p(y_i | theta_s)``
+over held-out arms i (the arm's observations jointly, its random effect and
+latent fraction integrated out exactly by the exact engine's
+:class:`~lmsbayes.engines.exact.Integrator`), with standard error
+``sqrt(n) sd_i(elpd_i)`` as in loo (Vehtari et al. 2017).
+
+Comparing specs (:func:`compare`) is honest only on a common target:
+
+(a) Survival specs (log-logistic, Weibull, constant hazard, shape by line)
+    use the same observations: each arm's reported median (log months) and
+    reported rates. A log-logistic curve models a rate on the logit scale, a
+    Weibull curve on the log cumulative hazard scale c = log(-log S); their
+    densities are put on the logit scale by adding
+    ``log |dc / dlogit| = log(1 - S) - log(-log S)`` for each rate. The
+    column ``elpd_survival`` is that ELPD; differences are paired per arm,
+    with ``se_diff = sqrt(n) sd_i(d_i)``.
+(b) Per-landmark models observe other things (rates at fixed landmarks,
+    partly derived from medians under a constant hazard). Across families the
+    target is the held-out arms' *reported* (never derived) rates at the
+    landmarks every compared spec predicts, for the arms every spec
+    includes. Coverage and PIT of each reported rate use each model's own
+    predictive (its own observation noise); the common log score is
+    ``log mean_s E[Normal(logit r | logit p_new, se_r)]``, the density of
+    the observed logit rate r (se from its CI, else binomial with n) around
+    each model's predictive true rate p_new of a new arm at the arm's
+    covariates, summed per arm.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from scipy import special, stats
+
+from lmsbayes.errors import InputError
+from lmsbayes.likelihoods import NUMPY_OPS, survival_mean
+from lmsbayes.model import Model, ModelData, prepare_data
+from lmsbayes.spec import ModelSpec, load_spec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "DEFAULT_SPECS",
+    "LEVELS",
+    "Comparison",
+    "Validation",
+    "ValidationError",
+    "common_target",
+    "compare",
+    "coverage_interval",
+    "elpd_difference",
+    "loto",
+    "temporal",
+]  # fmt: skip
+
+#: Nominal levels of the central predictive intervals whose coverage is reported.
+LEVELS = (0.5, 0.8, 0.9, 0.95)
+#: Specs ``lmsbayes validate`` compares when none is named.
+DEFAULT_SPECS = ("default", "weibull", "constant_hazard", "per_landmark")
+#: Rate sources that count as reported (lmsbayes.data.RATE_SOURCES).
+_REPORTED = ("reported", "km_text")
+_U_NODES_GAUSS = 16  # Gauss-Legendre nodes over a latent uterine fraction (smooth integrands)
+_U_NODES_BINOM = 8
+_Z_GRID = np.linspace(-6.0, 6.0, 97)  # new random effect for binomial CDFs (a step in z needs a grid)
+_PIT_DRAWS_BINOM = 1000  # posterior draws used for binomial PITs (MCSE of a PIT <= 0.016)
+_GH_NODES = 24
+
+
+class ValidationError(InputError):
+    """A validation cannot be set up on these data (e.g. no arm after the year)."""
+
+
+# ============================================================================ results
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Out-of-sample predictive checks of one spec.
+
+    Attributes
+    ----------
+    spec : ModelSpec
+    scheme : {'loto', 'temporal'}
+    data : ModelData
+        All arms of the spec (training and held-out).
+    arms : pandas.DataFrame
+        One row per held-out arm (index ``arm``): ``trial``, ``fold``,
+        ``n_obs``, ``elpd`` (log predictive density of the arm's observations
+        on the spec's scales), ``elpd_mcse`` and, for survival specs,
+        ``elpd_survival`` (rates on the logit scale, medians in log months).
+    obs : pandas.DataFrame
+        One row per held-out observation: ``arm``, ``trial``, ``fold``,
+        ``kind`` ('median' or 'rate'), ``t`` (landmark, or the median in
+        months), ``value`` (as reported), ``reported`` (False: derived from
+        the median), ``y`` (on the likelihood's scale), ``pit`` (P(replicate
+        <= observed) for the rate or median as reported), ``in_50`` ... ``in_95``.
+    folds : pandas.DataFrame
+        One row per fit: ``fold`` (the held-out trial, or the year cut),
+        ``train_arms``, ``held_arms``, ``engine``, ``khat``, ``is_ess``,
+        ``problems`` ('' when the diagnostics pass), ``seconds``.
+    draws : tuple of dict
+        Per fold, the posterior draws of the global parameters (draw, *shape).
+    seconds : float
+        Wall time of the whole validation.
+    year : int or None
+        The temporal cut.
+    """
+
+    spec: ModelSpec
+    scheme: str
+    data: ModelData
+    arms: pd.DataFrame
+    obs: pd.DataFrame
+    folds: pd.DataFrame
+    draws: tuple = field(repr=False)
+    seconds: float
+    year: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def coverage(self, levels: Sequence[float] = LEVELS, reported_only: bool = False) -> pd.DataFrame:
+        """Coverage of the central predictive intervals, with Clopper-Pearson 95% intervals.
+
+        Observations of one arm are correlated (one curve), so the binomial
+        interval is somewhat narrow when arms report several quantities.
+        """
+        obs = self.obs[self.obs["reported"]] if reported_only else self.obs
+        return _coverage_table(obs["pit"].to_numpy(float), levels)
+
+    def elpd(self, column: str = "elpd") -> tuple[float, float]:
+        """Total ELPD over the held-out arms and its standard error ``sqrt(n) sd``."""
+        return _total(self.arms[column].to_numpy(float))
+
+    def summary(self) -> dict:
+        """The spec's row of the comparison table (numbers only)."""
+        out = {"spec": self.name, "likelihood": _describe(self.spec), "scheme": self.scheme,
+               "arms": len(self.arms), "obs": len(self.obs),
+               "obs_derived": int((~self.obs["reported"]).sum())}  # fmt: skip
+        cov = self.coverage()
+        for lv, r in cov.iterrows():
+            key = f"cov{100 * lv:g}"
+            out[key], out[key + "_lo"], out[key + "_hi"] = r["coverage"], r["lo"], r["hi"]
+        pit = self.obs["pit"].to_numpy(float)
+        out["pit_ks_p"] = float(stats.kstest(pit, "uniform").pvalue) if pit.size else math.nan
+        out["elpd"], out["elpd_se"] = self.elpd()
+        out["elpd_mcse"] = float(np.sqrt(np.sum(self.arms["elpd_mcse"].to_numpy(float) ** 2)))
+        if "elpd_survival" in self.arms:
+            out["elpd_survival"], out["elpd_survival_se"] = self.elpd("elpd_survival")
+        out["fits"] = len(self.folds)
+        out["max_khat"] = float(self.folds["khat"].max())
+        bad = self.folds[self.folds["problems"] != ""]
+        out["refits_with_problems"] = len(bad)
+        out["problems"] = "; ".join(f"{f}: {p}" for f, p in zip(bad["fold"], bad["problems"]))
+        out["seconds"] = self.seconds
+        out["seconds_per_fit"] = float(self.folds["seconds"].mean())
+        return out
+
+
+def _describe(spec: ModelSpec) -> str:
+    if spec.survival:
+        m = spec.model
+        if m.shape == "fixed":
+            return f"survival {m.curve}, shape fixed at {m.shape_value:g}"
+        return f"survival {m.curve}, shape {m.shape}"
+    return spec.model.likelihood
+
+
+def _total(x: np.ndarray) -> tuple[float, float]:
+    n = x.size
+    if n == 0:
+        return math.nan, math.nan
+    return float(x.sum()), float(math.sqrt(n) * x.std(ddof=1)) if n > 1 else math.nan
+
+
+def coverage_interval(covered: int, n: int, prob: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson (exact binomial) interval of a coverage of ``covered`` out of ``n``."""
+    if n == 0:
+        return math.nan, math.nan
+    a = (1 - prob) / 2
+    lo = stats.beta.ppf(a, covered, n - covered + 1) if covered > 0 else 0.0
+    hi = stats.beta.ppf(1 - a, covered + 1, n - covered) if covered < n else 1.0
+    return float(lo), float(hi)
+
+
+def _coverage_table(pit: np.ndarray, levels: Sequence[float]) -> pd.DataFrame:
+    rows = {}
+    for lv in levels:
+        inside = np.abs(pit - 0.5) <= lv / 2
+        k, n = int(inside.sum()), int(pit.size)
+        lo, hi = coverage_interval(k, n)
+        rows[float(lv)] = {"covered": k, "n": n, "coverage": k / n if n else math.nan, "lo": lo, "hi": hi}
+    out = pd.DataFrame(rows).T
+    out.index.name = "level"
+    return out.astype({"covered": int, "n": int})
+
+
+# ============================================================================ the schemes
+
+
+def _spec(spec) -> ModelSpec:
+    return spec if isinstance(spec, ModelSpec) else load_spec(spec)
+
+
+def _model_data(spec: ModelSpec, data) -> ModelData:
+    if isinstance(data, ModelData):
+        return data
+    from lmsbayes.fit import _read_data
+
+    return prepare_data(spec, _read_data(data))
+
+
+def _with_draws(spec: ModelSpec, draws: int | None) -> ModelSpec:
+    if draws is None:
+        return spec
+    if not isinstance(draws, (int, np.integer)) or isinstance(draws, bool) or draws < 100:
+        raise ValidationError(f"draws must be an integer >= 100, got {draws!r}")
+    return spec.replace(**{"exact.draws": int(draws), "sampler.draws": int(draws)})
+
+
+def loto(
+    spec: ModelSpec | str = "default",
+    data=None,
+    *,
+    engine: str | None = "exact",
+    draws: int | None = None,
+    seed: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Validation:
+    """Leave-one-trial-out predictive checks of a spec.
+
+    Parameters
+    ----------
+    spec : ModelSpec or str
+        A spec or a bundled spec name / TOML path.
+    data : Trials, DataFrame, ModelData, path or None
+        The input tables (None: the bundled data), or prepared inputs.
+    engine : {'exact', 'nuts', 'auto'}, optional
+        Engine of every refit (default the exact engine; None: the spec's).
+    draws : int, optional
+        Posterior draws per refit (default: the spec's).
+    seed : int, optional
+        Seed of the randomised PITs (default: the spec's seed).
+    progress : callable, optional
+        Called with a message after each refit.
+
+    Returns
+    -------
+    Validation
+    """
+    spec = _with_draws(_spec(spec), draws)
+    data = _model_data(spec, data)
+    trial = data.arms["trial"].astype(str).to_numpy()
+    groups = list(dict.fromkeys(trial))
+    if len(groups) < 2:
+        raise ValidationError(f"leave-one-trial-out needs at least 2 trials, the data of spec {spec.name!r} "
+                              f"have {len(groups)}")  # fmt: skip
+    folds = [(g, np.flatnonzero(trial != g), np.flatnonzero(trial == g)) for g in groups]
+    return _run(spec, data, folds, "loto", engine, seed, progress, None)
+
+
+def temporal(
+    spec: ModelSpec | str = "default",
+    data=None,
+    year: int = 2018,
+    *,
+    engine: str | None = "exact",
+    draws: int | None = None,
+    seed: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Validation:
+    """Temporal validation: fit on the arms published up to ``year``, predict the later ones.
+
+    Parameters are those of :func:`loto`, and ``year`` (inclusive end of the
+    training period). Arms without a year are in neither set (counted in
+    the fold's row).
+
+    Raises
+    ------
+    ValidationError
+        When no arm lies on one side of the cut.
+    """
+    spec = _with_draws(_spec(spec), draws)
+    data = _model_data(spec, data)
+    if isinstance(year, bool) or not isinstance(year, (int, np.integer)):
+        raise ValidationError(f"year must be an integer, got {year!r}")
+    if "year" not in data.arms:
+        raise ValidationError(f"temporal validation of spec {spec.name!r}: the data have no column 'year'")
+    y = pd.to_numeric(data.arms["year"], errors="coerce").astype(float).to_numpy()
+    train, held = np.flatnonzero(y <= year), np.flatnonzero(y > year)
+    years = sorted({int(v) for v in y[np.isfinite(y)]})
+    if train.size == 0 or held.size == 0:
+        side = "up to" if train.size == 0 else "after"
+        raise ValidationError(f"temporal validation of spec {spec.name!r}: no arm published {side} {year} "
+                              f"(years in the data: {years[0]}-{years[-1]})")  # fmt: skip
+    return _run(spec, data, [(f"<= {year}", train, held)], "temporal", engine, seed, progress, int(year))
+
+
+def _posterior_values(fit, model: Model) -> dict[str, np.ndarray]:
+    post = fit.posterior
+    out = {}
+    for p in model.params:
+        x = post[p.name].transpose("chain", "draw", *p.dims).values
+        out[p.name] = x.reshape((-1, *p.shape))
+    return out
+
+
+def _fit_globals(spec: ModelSpec, train: ModelData, engine: str | None, full_model: Model):
+    """Posterior draws of the global parameters (draw, *shape) of a fit to ``train``, and its diagnostics.
+
+    The exact engine is called directly (the draws and diagnostics of
+    ``lmsbayes.fit``, without building its DataTree and posterior
+    predictive: a third of a refit's time); other engines through ``lmsbayes.fit``.
+    """
+    from lmsbayes.fit import Diagnostics, choose_engine
+    from lmsbayes.fit import fit as fit_spec
+
+    used, _ = choose_engine(spec, engine)
+    if used == "exact":
+        from lmsbayes.engines.exact import fit_exact
+
+        res = fit_exact(Model(spec, train), spec.exact, spec.sampler.seed)
+        d = res.diagnostics
+        diag = Diagnostics(
+            divergences=0, max_rhat=math.nan, min_ess_bulk=float(d["is_ess"]), min_ess_tail=float(d["is_ess"]),
+            n_draws=int(np.shape(res.values["tau"])[0]), table=pd.DataFrame(), engine="exact",
+            khat=float(d["khat"]), is_ess=float(d["is_ess"]), tau_grid_edge_mass=float(d["tau_grid_edge_mass"]),
+            khat_max=spec.exact.khat_max, proposal=str(d["proposal"]), mode_converged=bool(d["mode_converged"]),
+        )  # fmt: skip
+        return {p.name: np.asarray(res.values[p.name], float) for p in full_model.params}, diag
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the diagnostics are kept in the folds table instead
+        f = fit_spec(spec, train, engine=used, strict=False)
+    return _posterior_values(f, full_model), f.diagnostics
+
+
+def _run(spec, data, folds, scheme, engine, seed, progress, year) -> Validation:
+    t_all = time.perf_counter()
+    rng = np.random.default_rng(spec.sampler.seed + 7 if seed is None else seed)
+    full_model = Model(spec, data)
+    arm_rows, obs_rows, fold_rows, all_draws = [], [], [], []
+    for k, (label, train, held) in enumerate(folds):
+        t0 = time.perf_counter()
+        values, d = _fit_globals(spec, data.take(train), engine, full_model)
+        seconds_fit = time.perf_counter() - t0
+        ess = d.is_ess if d.engine == "exact" else d.min_ess_bulk
+        a_rows, o_rows = _predict_held(spec, data, held, values, rng, ess)
+        for r in a_rows + o_rows:
+            r["fold"] = label
+        arm_rows += a_rows
+        obs_rows += o_rows
+        all_draws.append(values)
+        fold_rows.append({"fold": label, "train_arms": int(train.size), "held_arms": int(held.size),
+                          "engine": d.engine, "khat": d.khat, "is_ess": d.is_ess,
+                          "problems": "; ".join(d.problems), "seconds_fit": seconds_fit,
+                          "seconds": time.perf_counter() - t0})  # fmt: skip
+        if progress:
+            progress(f"{spec.name}: fold {k + 1}/{len(folds)} ({label}, {held.size} arm{'s' if held.size != 1 else ''}"
+                     f" held out) {fold_rows[-1]['seconds']:.2f} s")  # fmt: skip
+    arms = pd.DataFrame(arm_rows).set_index("arm")
+    obs = pd.DataFrame(obs_rows)
+    for lv in LEVELS:
+        obs[f"in_{100 * lv:g}"] = np.abs(obs["pit"] - 0.5) <= lv / 2
+    return Validation(spec=spec, scheme=scheme, data=data, arms=arms, obs=obs, folds=pd.DataFrame(fold_rows),
+                      draws=tuple(all_draws), seconds=time.perf_counter() - t_all, year=year)  # fmt: skip
+
+
+# ============================================================================ held-out predictions
+
+
+def _predict_held(spec, data: ModelData, held: np.ndarray, values, rng, ess: float):
+    """Rows of the arms and observations of one fold's held-out arms."""
+    from lmsbayes.engines.exact import Integrator
+
+    hd = data.take(held)
+    m = Model(spec, hd)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # as the engine's own log posterior
+        ll = Integrator(m).arm_loglik(values)  # (draw, arm)
+    S = ll.shape[0]
+    elpd = special.logsumexp(ll, axis=0) - math.log(S)
+    r = np.exp(ll - ll.max(axis=0))
+    mcse = r.std(axis=0, ddof=1) / r.mean(axis=0) / math.sqrt(max(min(ess, S), 1.0))
+    c = m.canonical(values)
+    obs = hd.obs
+    arm_rows, obs_rows = [], []
+    for i, arm in enumerate(hd.arms.index):
+        rows = np.flatnonzero(obs["arm_idx"].to_numpy() == i)
+        desc = _obs_description(hd, rows)
+        pit = _pit(m, c, i, rows, rng)
+        row = {"arm": arm, "trial": str(hd.arms["trial"].iloc[i]), "n_obs": rows.size,
+               "elpd": float(elpd[i]), "elpd_mcse": float(mcse[i])}  # fmt: skip
+        if hd.family == "survival":
+            row["elpd_survival"] = float(elpd[i]) + float(np.sum(_to_logit_scale(hd, rows)))
+        arm_rows.append(row)
+        for j, q in enumerate(rows):
+            obs_rows.append({"arm": arm, "trial": row["trial"], **{k: v[j] for k, v in desc.items()},
+                             "pit": float(pit[j])})  # fmt: skip
+    return arm_rows, obs_rows
+
+
+def _obs_description(d: ModelData, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """kind, t, value, reported and y of observations (whatever the family)."""
+    o = d.obs.iloc[rows]
+    if d.family == "survival":
+        return {"kind": o["kind"].to_numpy(object), "t": o["t"].to_numpy(float), "value": o["value"].to_numpy(float),
+                "reported": np.ones(rows.size, dtype=bool), "y": o["lik_y"].to_numpy(float)}  # fmt: skip
+    lm = o["landmark"].to_numpy(float) if "landmark" in o else np.full(rows.size, math.nan)
+    src = o["rate_source"].astype(str).to_numpy() if "rate_source" in o else np.full(rows.size, "reported")
+    return {"kind": np.full(rows.size, "rate", dtype=object), "t": lm, "value": o["rate"].to_numpy(float),
+            "reported": np.isin(src, _REPORTED), "y": o["lik_y"].to_numpy(float)}  # fmt: skip
+
+
+def _to_logit_scale(d: ModelData, rows: np.ndarray) -> np.ndarray:
+    """log |d c / d logit| of each observation: c the likelihood's scale, 0 where it is already logit or log time.
+
+    A Weibull rate is observed as c = log(-log S); its density on the logit
+    scale is the density of c times |dc / dlogit| = (1 - S) / (-log S).
+    """
+    o = d.obs.iloc[rows]
+    out = np.zeros(rows.size)
+    if d.curve != "weibull":
+        return out
+    rate = o["is_median"].to_numpy(float) < 0.5
+    c = o["lik_y"].to_numpy(float)[rate]
+    log_s = -np.exp(c)  # S = exp(-exp(c)): the rate the observation states
+    out[rate] = np.log(-np.expm1(log_s)) - np.log(-log_s)
+    return out
+
+
+def _arm_predictor(m: Model, c: dict, i: int, nodes: int):
+    """Linear predictor of arm i without random effect at its uterine fraction(s).
+
+    Returns ``base`` (draw, node, K) and the nodes' weights (node,): one node
+    of weight 1 for a known fraction, Gauss-Legendre nodes over [0, 1] (the
+    Beta(1, 1) prior of an unknown fraction) otherwise.
+    """
+    d = m.data
+    X = d.X[i][None]
+    w = np.ones(1)
+    if i in set(d.latent.tolist()):
+        xg, wg = np.polynomial.legendre.leggauss(nodes)
+        u = 0.5 * (xg + 1)
+        X = d.X[i][None] + (u[:, None] - d.uterine_centre) * d.Xu[i][None]
+        w = 0.5 * wg
+    S = np.shape(c["tau"])[0]
+    base = m.base_predictor(NUMPY_OPS, c, X)
+    return np.broadcast_to(base, (S, X.shape[0], base.shape[-1])), w
+
+
+def _arm_shape(m: Model, c: dict, i: int) -> np.ndarray:
+    S = np.shape(c["tau"])[0]
+    return np.broadcast_to(np.asarray(c["shape"], float)[..., m.data.shape_idx[i]], (S,))
+
+
+def _pit(m: Model, c: dict, i: int, rows: np.ndarray, rng) -> np.ndarray:
+    """Predictive CDF at each observation of held-out arm i (randomised for counts)."""
+    d = m.data
+    a = m.arrays
+    tau = c["tau"][:, d.stratum_idx[i], :]  # (draw, Kz)
+    k = a["k_idx"][rows]
+    kz = k if m.per_landmark else np.zeros_like(k)
+    y = a["lik_y"][rows]
+    if m.family.gaussian:
+        base, w = _arm_predictor(m, c, i, _U_NODES_GAUSS)
+        eta = base[..., k]  # (draw, node, obs)
+        if d.family == "survival":
+            shape = _arm_shape(m, c, i)[:, None, None]
+            args = (a["is_median"][rows], a["log_t_rel"][rows], m.log_t_ref, d.curve)
+            mu = survival_mean(NUMPY_OPS, eta, shape, *args)
+            slope = survival_mean(NUMPY_OPS, eta + 1.0, shape, *args) - mu  # the mean is linear in eta
+            se = d.obs["se"].to_numpy(float)[rows]
+        else:  # logit-normal
+            mu, slope, se = eta, np.ones_like(eta), a["lik_se"][rows]
+        sd = np.sqrt(se**2 + (slope * tau[:, None, kz]) ** 2)
+        F = np.einsum("snj,n->j", special.ndtr((y - mu) / sd), w) / mu.shape[0]
+        if d.family == "survival" and d.curve == "weibull":
+            # log(-log S) falls as S rises: P(C_rep <= c) = P(S_rep >= S); report P(S_rep <= S)
+            F = np.where(a["is_median"][rows] > 0.5, F, 1.0 - F)
+        return F
+    # binomial families: the CDF of a count over a grid of the new random effect
+    S = tau.shape[0]
+    sub = np.unique(np.linspace(0, S - 1, min(S, _PIT_DRAWS_BINOM)).round().astype(int))
+    c_sub = {key: (v[sub] if isinstance(v, np.ndarray) and v.ndim and v.shape[0] == S else v) for key, v in c.items()}
+    base, w = _arm_predictor(m, c_sub, i, _U_NODES_BINOM)
+    zg = _Z_GRID
+    wz = stats.norm.pdf(zg)
+    wz = wz / wz.sum()
+    eta = base[:, :, None, :] + tau[sub][:, None, None, :] * zg[None, None, :, None]  # (draw, node, z, K)
+    n = a["lik_n"][rows]
+    if d.family == "joint-cloglog":
+        prev = a["prev_idx"][rows]
+        gap = np.where(a["has_prev"][rows] > 0.5, -np.expm1(eta[..., prev] - eta[..., k]), 1.0)
+        p = np.exp(-np.exp(eta[..., k]) * gap)
+    else:
+        p = special.expit(eta[..., k])
+    F, Fm = _binom_cdf(y, n, p), _binom_cdf(y - 1, n, p)
+    F = np.einsum("sngj,n,g->j", F, w, wz) / len(sub)
+    Fm = np.einsum("sngj,n,g->j", Fm, w, wz) / len(sub)
+    return Fm + rng.uniform(size=rows.size) * (F - Fm)
+
+
+def _binom_cdf(k, n, p):
+    """P(Y <= k) for Y ~ Binomial(n, p), real-valued counts allowed (regularised incomplete beta)."""
+    k, n = np.broadcast_arrays(np.asarray(k, float), np.asarray(n, float))
+    inside = (k >= 0) & (k < n)
+    a, b = np.where(inside, n - k, 1.0), np.where(inside, k + 1, 1.0)
+    return np.where(k >= n, 1.0, np.where(k < 0, 0.0, special.betainc(a, b, 1 - p)))
+
+
+# ============================================================================ the common target
+
+
+def _log_normal_mix(y, se, m, tau, link: str, nodes: int = _GH_NODES) -> np.ndarray:
+    """log of the integral over x ~ Normal(m, tau) of Normal(y | h(x), se).
+
+    ``link`` 'logit': h(x) = x (closed form); 'cloglog': x is a log
+    cumulative hazard and h(x) = logit(exp(-exp(x))), integrated by
+    Gauss-Hermite quadrature centred at the integrand's mode with its
+    curvature's scale (Gauss-Newton), so that narrow integrands are resolved.
+    Arrays broadcast.
+    """
+    y, se, m, tau = np.broadcast_arrays(*(np.asarray(v, float) for v in (y, se, m, tau)))
+    if link == "logit":
+        return stats.norm.logpdf(y, m, np.sqrt(se**2 + tau**2))
+    if link != "cloglog":  # pragma: no cover - internal
+        raise ValueError(link)
+
+    def h(x):
+        hz = np.exp(x)
+        return -hz - np.log(-np.expm1(-hz)), -hz / -np.expm1(-hz)  # logit S and its derivative
+
+    x = m.copy()
+    for _ in range(12):
+        hx, dh = h(x)
+        prec = 1 / tau**2 + dh**2 / se**2
+        x = (m / tau**2 + dh * (y - hx + dh * x) / se**2) / prec
+    _, dh = h(x)
+    s = 1 / np.sqrt(1 / tau**2 + dh**2 / se**2)
+    xi, wi = np.polynomial.hermite.hermgauss(nodes)
+    xs = x[..., None] + math.sqrt(2) * s[..., None] * xi
+    hx, _ = h(xs)
+    g = stats.norm.logpdf(xs, m[..., None], tau[..., None]) + stats.norm.logpdf(y[..., None], hx, se[..., None])
+    return np.log(math.sqrt(2) * s) + special.logsumexp(g + np.log(wi) + xi**2, axis=-1)
+
+
+def _new_arm_scale(m: Model, c: dict, i: int, t: float):
+    """The scale variable of a new arm's true rate at t: mean (draw, node), tau (draw,), link, node weights."""
+    d = m.data
+    base, w = _arm_predictor(m, c, i, _U_NODES_GAUSS)
+    tau = c["tau"][:, d.stratum_idx[i], :]
+    if d.family == "survival":
+        shape = _arm_shape(m, c, i)[:, None]
+        rel = math.log(t / m.spec.model.t_ref)
+        if d.curve == "loglogistic":
+            return base[..., 0] - shape * rel, tau[:, 0], "logit", w
+        return base[..., 0] + shape * rel, tau[:, 0], "cloglog", w
+    kk = d.landmarks.index(float(t))
+    link = "cloglog" if d.family == "joint-cloglog" else "logit"
+    return base[..., kk], tau[:, kk if m.per_landmark else 0], link, w
+
+
+def _common_log_score(m: Model, values, i: int, t: float, y: float, se: float) -> float:
+    """log E[Normal(y | logit p_new(t), se)] over the predictive of a new arm at arm i's covariates."""
+    c = m.canonical(values)
+    mu, tau, link, w = _new_arm_scale(m, c, i, t)
+    lp = _log_normal_mix(y, se, mu, tau[:, None], link)  # (draw, node)
+    return float(special.logsumexp(lp + np.log(w)[None, :]) - math.log(lp.shape[0]))
+
+
+def _target_spec() -> ModelSpec:
+    """A log-logistic survival spec that keeps every arm: its rate observations are the reported rates."""
+    return load_spec("default").replace(**{
+        "data.years": (1900, 2100), "data.exclude_placebo": False, "data.require_identifier": False,
+        "model.covariates": (),
+    })  # fmt: skip
+
+
+def _predicted_landmarks(v: Validation) -> set[float] | None:
+    """Landmarks a spec predicts: any (None) for one curve per arm, else its fitted ones."""
+    return None if v.spec.survival else {float(t) for t in v.data.landmarks}
+
+
+def common_target(validations: Sequence[Validation], data=None) -> pd.DataFrame:
+    """The reported rates every compared spec predicts, for the held-out arms every spec includes.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (arm, landmark): ``arm``, ``t``, ``rate``, ``y`` (logit
+        rate, 0.5-corrected at 0 or 1 as the survival observations are), ``se``
+        (logit scale, from the CI, else binomial with n), ``se_method``.
+    """
+    from lmsbayes.fit import _read_data
+
+    arms = None
+    for v in validations:
+        ids = list(v.arms.index)
+        arms = ids if arms is None else [a for a in arms if a in set(ids)]
+    lms = [set(x) for x in (_predicted_landmarks(v) for v in validations) if x is not None]
+    landmarks = set.intersection(*lms) if lms else None
+    tables = data if data is not None and not isinstance(data, ModelData) else None
+    td = prepare_data(_target_spec(), _read_data(tables))
+    o = td.obs
+    sel = (o["kind"] == "rate") & o["source"].astype(str).isin(_REPORTED) & o["arm_id"].isin(arms or [])
+    if landmarks is not None:
+        sel &= o["t"].astype(float).isin(landmarks)
+    out = o.loc[sel, ["arm_id", "t", "value", "lik_y", "se", "se_method"]].rename(
+        columns={"arm_id": "arm", "value": "rate", "lik_y": "y"})
+    order = {a: k for k, a in enumerate(arms or [])}
+    out = out.assign(_o=out["arm"].map(order)).sort_values(["_o", "t"]).drop(columns="_o")
+    return out.reset_index(drop=True)
+
+
+def _score_target(v: Validation, target: pd.DataFrame) -> pd.DataFrame:
+    """Common log score and own-noise PIT of each target rate under one spec."""
+    pos_of = {a: k for k, a in enumerate(v.data.arms.index)}
+    fold_of = v.arms["fold"]
+    fold_index = {f: k for k, f in enumerate(v.folds["fold"])}
+    rows = []
+    obs = v.obs[(v.obs["kind"] == "rate") & v.obs["reported"]]
+    for _, r in target.iterrows():
+        a, t = r["arm"], float(r["t"])
+        values = v.draws[fold_index[fold_of[a]]]
+        m = Model(v.spec, v.data.take([pos_of[a]]))
+        score = _common_log_score(m, values, 0, t, float(r["y"]), float(r["se"]))
+        own = obs[(obs["arm"] == a) & np.isclose(obs["t"].astype(float), t) & np.isclose(obs["value"], r["rate"])]
+        pit = float(own["pit"].iloc[0]) if len(own) else math.nan
+        rows.append({"spec": v.name, "arm": a, "t": t, "log_score": score, "pit": pit})
+    return pd.DataFrame(rows, columns=["spec", "arm", "t", "log_score", "pit"])
+
+
+# ============================================================================ comparison
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Several specs validated side by side (see the module docstring for what is compared).
+
+    Attributes
+    ----------
+    validations : dict of str to Validation
+    table : pandas.DataFrame
+        One row per spec (index ``spec``): the summary of each
+        :class:`Validation`, the paired differences of ``elpd_survival`` from
+        the reference spec (survival specs, same observations), and the
+        common target (``target_*`` columns).
+    target : pandas.DataFrame
+        The common target observations (:func:`common_target`).
+    scores : pandas.DataFrame
+        Per spec and target observation: ``log_score`` and ``pit``.
+    reference : str
+        The spec differences are taken from.
+    """
+
+    validations: dict
+    table: pd.DataFrame
+    target: pd.DataFrame
+    scores: pd.DataFrame
+    reference: str
+
+    def preference(self) -> str:
+        """One line: which spec validation prefers, and by how much (difference and its se)."""
+        parts = []
+        t = self.table
+        surv = t[t["elpd_survival_diff"].notna()] if "elpd_survival_diff" in t else t.iloc[:0]
+        if len(surv) > 1:
+            parts.append(_prefer(self._paired("elpd_survival", list(surv.index)), "ELPD",
+                                 f"the survival observations (medians and reported rates, "
+                                 f"{_n(int(surv['arms'].iloc[0]), 'arm')} held out)"))  # fmt: skip
+        if len(t) > 1 and len(self.target) and (len(surv) < len(t)):
+            lm = sorted(set(self.target["t"]))
+            n_arms = self.target["arm"].nunique()
+            parts.append(_prefer(self._paired("target_log_score", list(t.index)), "log score",
+                                 f"the reported {_months(lm)} rates ({_n(n_arms, 'arm')}, "
+                                 f"{_n(len(self.target), 'rate')})"))  # fmt: skip
+        if not parts:
+            best = t.index[0]
+            return f"validation of {best!r} only: nothing to compare"
+        return "validation prefers " + "; ".join(parts)
+
+    def _paired(self, column: str, specs: list[str]) -> pd.DataFrame:
+        """Per-arm values of a column for the specs, on the arms they share."""
+        if column == "target_log_score":
+            per = self.scores.groupby(["spec", "arm"], sort=False)["log_score"].sum().unstack(0)
+        else:
+            per = pd.DataFrame({s: self.validations[s].arms[column.replace("target_", "")] for s in specs})
+        return per[specs].dropna()
+
+    def format(self) -> str:
+        """The comparison as printable text (tables and the preference line)."""
+        return _format(self)
+
+    def plot(self) -> Figure:
+        """PIT histograms and coverage against nominal, per spec (lmsbayes.plots_validate)."""
+        from lmsbayes.plots_validate import plot_calibration
+
+        return plot_calibration(self)
+
+
+def _n(k: int, word: str) -> str:
+    return f"{k} {word}{'' if k == 1 else 's'}"
+
+
+def _months(lm: Sequence[float]) -> str:
+    v = [f"{x:g}" for x in lm]
+    return (", ".join(v[:-1]) + " and " + v[-1] if len(v) > 1 else v[0]) + "-month"
+
+
+def _prefer(per: pd.DataFrame, what: str, target: str) -> str:
+    tot = per.sum()
+    order = tot.sort_values(ascending=False).index
+    best, second = order[0], order[1]
+    d = (per[best] - per[second]).to_numpy(float)
+    if d.size < 2:
+        return f"{best!r} on {target}: {what} {d.sum():+.1f} over {second!r} (one arm: no se, no preference)"
+    se = math.sqrt(d.size) * d.std(ddof=1)
+    clear = "" if d.sum() > 2 * se else ", within 2 se: no clear preference"
+    return f"{best!r} on {target}: {what} {d.sum():+.1f} (se {se:.1f}) over {second!r}{clear}"
+
+
+def elpd_difference(a: Validation, b: Validation, column: str = "elpd") -> tuple[float, float, int]:
+    """ELPD of ``a`` minus that of ``b`` on the arms both hold out, its se and the number of arms.
+
+    The se is ``sqrt(n) sd_i(d_i)`` of the paired per-arm differences (as
+    loo's ``compare``). Meaningful only when both predict the same
+    observations on the same scales: the same survival observations with
+    ``column='elpd_survival'``, or two specs of one family on one data set.
+    """
+    return _paired_diff(a.arms[column], b.arms[column])
+
+
+def _paired_diff(a: pd.Series, b: pd.Series) -> tuple[float, float, int]:
+    both = pd.concat([a, b], axis=1).dropna()
+    d = (both.iloc[:, 0] - both.iloc[:, 1]).to_numpy(float)
+    if d.size == 0:
+        return math.nan, math.nan, 0
+    return float(d.sum()), float(math.sqrt(d.size) * d.std(ddof=1)) if d.size > 1 else math.nan, int(d.size)
+
+
+def _same_survival_obs(vs: Sequence[Validation]) -> bool:
+    key = lambda v: sorted(zip(v.obs["arm"], v.obs["kind"], np.round(v.obs["t"].astype(float), 9),
+                               np.round(v.obs["value"].astype(float), 9)))  # fmt: skip
+    first = key(vs[0])
+    return all(key(v) == first for v in vs[1:])
+
+
+def compare(
+    specs: Iterable[ModelSpec | str] = DEFAULT_SPECS,
+    data=None,
+    *,
+    scheme: str = "loto",
+    year: int = 2018,
+    reference: str | None = None,
+    engine: str | None = "exact",
+    draws: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Comparison:
+    """Validate several specs on the same data and compare them on common targets.
+
+    Parameters
+    ----------
+    specs : iterable of ModelSpec or str
+        Default :data:`DEFAULT_SPECS`.
+    data : Trials, DataFrame, path or None
+        The input tables (None: the bundled data); each spec prepares its own inputs.
+    scheme : {'loto', 'temporal'}
+    year : int
+        The temporal cut (``scheme='temporal'``).
+    reference : str, optional
+        The spec differences are taken from (default: the first).
+    engine, draws, progress
+        As in :func:`loto`.
+
+    Returns
+    -------
+    Comparison
+    """
+    if scheme not in ("loto", "temporal"):
+        raise ValidationError(f"scheme must be 'loto' or 'temporal', got {scheme!r}")
+    if isinstance(data, ModelData):
+        raise ValidationError("compare needs the input tables (each spec prepares its own data and the common "
+                              "target comes from them); with prepared data call loto or temporal per spec and "
+                              "elpd_difference")  # fmt: skip
+    specs = [_spec(s) for s in specs]
+    if not specs:
+        raise ValidationError("compare needs at least one spec")
+    names = [s.name for s in specs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValidationError(f"specs must have distinct names, got {dup[0]!r} twice")
+    reference = names[0] if reference is None else reference
+    if reference not in names:
+        raise ValidationError(f"reference must be one of the compared specs {names}, got {reference!r}")
+    vals = {}
+    for s in specs:
+        run = loto if scheme == "loto" else (lambda sp, dd, **kw: temporal(sp, dd, year, **kw))
+        vals[s.name] = run(s, data, engine=engine, draws=draws, progress=progress)
+    target = common_target(list(vals.values()), data)
+    scores = pd.concat([_score_target(v, target) for v in vals.values()], ignore_index=True)
+    table = pd.DataFrame([v.summary() for v in vals.values()]).set_index("spec")
+    surv = [v for v in vals.values() if v.spec.survival]
+    same = len(surv) > 1 and _same_survival_obs(surv)
+    # survival-scale differences from the reference, or from the first survival spec when it is not one
+    sref = vals[reference] if vals[reference].spec.survival else (surv[0] if surv else None)
+    for name, v in vals.items():
+        if v.spec.survival and sref is not None and (same or v is sref):
+            d, se, _ = _paired_diff(v.arms["elpd_survival"], sref.arms["elpd_survival"])
+        else:
+            d, se = math.nan, math.nan
+        table.loc[name, "elpd_survival_diff"], table.loc[name, "elpd_survival_diff_se"] = d, se
+        sc = scores[scores["spec"] == name]
+        per_arm = sc.groupby("arm", sort=False)["log_score"].sum()
+        ref_arm = scores[scores["spec"] == reference].groupby("arm", sort=False)["log_score"].sum()
+        table.loc[name, "target_rates"] = len(sc)
+        table.loc[name, "target_arms"] = sc["arm"].nunique()
+        tl, tse = _total(per_arm.to_numpy(float))
+        table.loc[name, "target_log_score"], table.loc[name, "target_log_score_se"] = tl, tse
+        d, se, _ = _paired_diff(per_arm, ref_arm)
+        table.loc[name, "target_diff"], table.loc[name, "target_diff_se"] = d, se
+        pit = sc["pit"].dropna().to_numpy(float)
+        for lv in (0.5, 0.9):
+            inside = int((np.abs(pit - 0.5) <= lv / 2).sum())
+            lo, hi = coverage_interval(inside, pit.size)
+            key = f"target_cov{100 * lv:g}"
+            table.loc[name, key] = inside / pit.size if pit.size else math.nan
+            table.loc[name, key + "_lo"], table.loc[name, key + "_hi"] = lo, hi
+    table.attrs["survival_reference"] = sref.name if sref is not None else ""
+    if len(surv) > 1 and not same:
+        table.attrs["note"] = "survival specs do not share their observations: no survival-scale ELPD difference"
+    return Comparison(validations=vals, table=table, target=target, scores=scores, reference=reference)
+
+
+# ============================================================================ text
+
+
+def _ci(v, lo, hi) -> str:
+    return "" if math.isnan(v) else f"{v:.2f} ({lo:.2f}-{hi:.2f})"
+
+
+def _pm(v, se) -> str:
+    if math.isnan(v):
+        return ""
+    return f"{v:+.1f} (n/a)" if math.isnan(se) else f"{v:+.1f} ({se:.1f})"
+
+
+def _format(cmp: Comparison) -> str:
+    t = cmp.table
+    v0 = next(iter(cmp.validations.values()))
+    how = ("leave-one-trial-out" if v0.scheme == "loto" else f"temporal (fit <= {v0.year}, predict later arms)")
+    lines = [(f"lmsbayes validate - {how} predictive checks; each held-out arm predicted as a new trial of its "
+              "size at its covariates")]  # fmt: skip
+    own = pd.DataFrame({
+        "spec": t.index, "model": t["likelihood"], "arms": t["arms"].astype(int),
+        "obs (derived)": [f"{int(a)} ({int(b)})" for a, b in zip(t["obs"], t["obs_derived"])],
+        **{f"cov {lv * 100:g}%": [_ci(r[f"cov{lv * 100:g}"], r[f"cov{lv * 100:g}_lo"], r[f"cov{lv * 100:g}_hi"])
+                                  for _, r in t.iterrows()] for lv in LEVELS},
+        "PIT KS p": [f"{p:.2f}" for p in t["pit_ks_p"]],
+        "ELPD own (se)": [f"{a:.1f} ({b:.1f})" for a, b in zip(t["elpd"], t["elpd_se"])],
+    })  # fmt: skip
+    lines += ["", ("1. Each spec on its own observations (coverage of central predictive intervals, Clopper-Pearson "
+                   "95% CI; ELPD on the spec's own scales: not comparable across families)"), own.to_string(index=False)]
+    surv = t[t["elpd_survival_diff"].notna()] if "elpd_survival_diff" in t else t.iloc[:0]
+    if len(surv) > 1:
+        a = pd.DataFrame({
+            "spec": surv.index, "ELPD (se)": [f"{x:.1f} ({s:.1f})" for x, s in zip(surv["elpd_survival"], surv["elpd_survival_se"])],
+            f"diff vs {t.attrs.get('survival_reference', cmp.reference)!r} (se)":
+                [_pm(x, s) for x, s in zip(surv["elpd_survival_diff"], surv["elpd_survival_diff_se"])],
+        })  # fmt: skip
+        lines += ["", ("2. Survival specs on the same observations (medians in log months, rates on the logit "
+                       "scale: Weibull densities carry the Jacobian of log(-log S) -> logit S); paired differences "
+                       "per arm"), a.to_string(index=False)]  # fmt: skip
+    if len(cmp.target):
+        lm = sorted(set(cmp.target["t"]))
+        b = pd.DataFrame({
+            "spec": t.index, "rates": t["target_rates"].astype(int),
+            "cov 50%": [_ci(r.target_cov50, r.target_cov50_lo, r.target_cov50_hi) for r in t.itertuples()],
+            "cov 90%": [_ci(r.target_cov90, r.target_cov90_lo, r.target_cov90_hi) for r in t.itertuples()],
+            "log score (se)": [_pm(x, s).lstrip("+") for x, s in zip(t["target_log_score"], t["target_log_score_se"])],
+            f"diff vs {cmp.reference!r} (se)": [_pm(x, s) for x, s in zip(t["target_diff"], t["target_diff_se"])],
+        })  # fmt: skip
+        lines += ["", (f"3. Common target: the reported (not derived) {_months(lm)} rates of "
+                       f"{_n(cmp.target['arm'].nunique(), 'held-out arm')} every spec includes; coverage under each "
+                       "model's own predictive; log score = log E[Normal(logit r | logit p_new, se_r)], summed per arm"),
+                  b.to_string(index=False)]  # fmt: skip
+    fits = ", ".join(f"{n} {r['seconds']:.1f} s ({_n(int(r['fits']), 'fit')}"
+                     + (")" if math.isnan(r["max_khat"]) else f", max k-hat {r['max_khat']:.2f})")
+                     for n, r in t.iterrows())  # fmt: skip
+    lines += ["", f"time: {fits}"]
+    probs = []
+    for n, v in cmp.validations.items():
+        bad = v.folds[v.folds["problems"] != ""]
+        if len(bad):
+            probs.append(f"{n}: {len(bad)} of {len(v.folds)} refits, e.g. {bad['fold'].iloc[0]}: {bad['problems'].iloc[0]}")
+    if probs:
+        lines.append("inference problems (Validation.folds lists them all): " + " | ".join(probs))
+    if t.attrs.get("note"):
+        lines.append("note: " + t.attrs["note"])
+    lines += ["", cmp.preference()]
+    return "\n".join(lines)
