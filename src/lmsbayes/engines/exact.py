@@ -38,7 +38,7 @@ from lmsbayes.engines.psis import importance_ess, psis
 from lmsbayes.likelihoods import NUMPY_OPS as OPS
 from lmsbayes.model import Model, ModelData
 
-__all__ = ["ExactResult", "supports", "fit_exact", "Integrator", "Layout"]
+__all__ = ["ExactResult", "supports", "fit_exact", "posterior_mode", "Integrator", "Layout"]
 
 _GRID_MAX_TAU = 2  # grid over log tau for at most this many tau coordinates
 _FD_STEP = 1e-4
@@ -731,7 +731,15 @@ def _grid_proposal(post, mode, cov, n, rng, df):
                          "edge_cells": edge.ravel()[cell], "logq": logq_at}  # fmt: skip
 
 
-def fit_exact(model: Model, settings, seed: int, draws: int | None = None) -> ExactResult:
+def posterior_mode(model: Model, settings=None) -> np.ndarray:
+    """The posterior mode of the global parameters (unconstrained vector, lmsbayes.engines.exact.Layout)."""
+    integ = Integrator(model, **({} if settings is None else {"nodes": settings.nodes,
+                                                                "uterine_nodes": settings.uterine_nodes}))  # fmt: skip
+    return _mode(_Posterior(model, integ))[0]
+
+
+def fit_exact(model: Model, settings, seed: int, draws: int | None = None, *, latent: bool = True,
+              start: np.ndarray | None = None) -> ExactResult:  # fmt: skip
     """Fit a model by integration and importance sampling (see the module docstring).
 
     Parameters
@@ -741,6 +749,13 @@ def fit_exact(model: Model, settings, seed: int, draws: int | None = None) -> Ex
     seed : int
     draws : int, optional
         Overrides ``settings.draws``.
+    latent : bool
+        Draw the arms' random effects and latent fractions (False: only the
+        global parameters are drawn; ``z`` and ``u`` are returned as zeros;
+        validation refits need no more).
+    start : ndarray, optional
+        A starting point for the mode search (e.g. the mode of the full data
+        for a leave-one-out refit); default: several starts.
 
     Returns
     -------
@@ -750,7 +765,7 @@ def fit_exact(model: Model, settings, seed: int, draws: int | None = None) -> Ex
     rng = np.random.default_rng(seed)
     integrator = Integrator(model, nodes=settings.nodes, uterine_nodes=settings.uterine_nodes)
     post = _Posterior(model, integrator)
-    mode, info, optima = _mode(post)
+    mode, info, optima = _mode(post, start)
     H = post.hessian(mode)
     cov = _covariance(H)
     n = int(draws or settings.draws)
@@ -789,7 +804,11 @@ def fit_exact(model: Model, settings, seed: int, draws: int | None = None) -> Ex
     ess = importance_ess(lw)
     idx = _systematic(np.exp(lw), n, rng)  # n equal-weight draws, whichever number of proposals
     vals, _ = post.layout.unpack(theta[idx])
-    z, u = integrator.draw_latent(vals, rng)
+    if latent:
+        z, u = integrator.draw_latent(vals, rng)
+    else:
+        z = np.zeros((n, model.data.n_arms, model.Kz))
+        u = np.zeros((n, model.data.latent.size))
     edge_mass = float(np.exp(lw)[pinfo["edge_cells"]].sum()) if "edge_cells" in pinfo else math.nan
     diag = {
         "engine": "exact", "khat": float(khat), "is_ess": ess, "n_proposals": int(len(theta)),
