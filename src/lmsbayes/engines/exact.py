@@ -694,6 +694,8 @@ def _grid_proposal(post, mode, cov, n, rng, df):
                 widen = True
         if not widen:
             break
+    # the grid actually evaluated (a last widening that was not evaluated must not move it)
+    lo, hi = np.array([a[0] for a in axes]), np.array([a[-1] for a in axes])
     width = (hi - lo) / (G - 1)
     logpi = lp.ravel() - special.logsumexp(lp)
     cell = rng.choice(logpi.size, size=n, p=np.exp(logpi))
