@@ -166,7 +166,7 @@ def setting_evidence(fit: Fit, settings: Sequence, landmarks: Sequence[float]) -
         n_unknown = int(unknown.sum())
         if len(idx) + n_unknown == 0:
             flags_base.append("no arm in this cell: from covariate effects only")
-        elif len(idx) + n_unknown == 1:
+        elif len(idx) == 1 and n_unknown == 0:
             flags_base.append("rests on 1 arm")
         elif len(idx) <= 1:
             flags_base.append(f"rests on {len(idx)} arm{'s' if len(idx) != 1 else ''} of known site "

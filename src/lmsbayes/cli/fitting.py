@@ -43,12 +43,11 @@ def _evidence_text(r) -> str:
     if r["patients"] == r["patients"] and r["patients"] > 0:
         parts.append(f"{int(r['patients'])} pts")
     obs = []
-    if r.get("rates_reported", 0):
-        obs.append(f"{int(r['rates_reported'])} rates")
-    if r.get("medians", 0):
-        obs.append(f"{int(r['medians'])} medians")
-    if r.get("rates_derived", 0):
-        obs.append(f"{int(r['rates_derived'])} derived")
+    for key, one, many in (("rates_reported", "rate", "rates"), ("medians", "median", "medians"),
+                           ("rates_derived", "derived rate", "derived rates")):
+        k = int(r.get(key, 0) or 0)
+        if k:
+            obs.append(f"{k} {one if k == 1 else many}")
     if obs:
         parts.append(" + ".join(obs))
     return ", ".join(parts)
