@@ -91,6 +91,10 @@ def test_survival_simulation_follows_the_correlated_gaussian_likelihood(trials):
     mu = np.where(obs["is_median"] > 0.5, math.log(t_ref) + e / k, e - k * obs["log_t_rel"].to_numpy())
     P = np.zeros((len(obs), len(obs)))
     P[data.terms["first"], data.terms["second"]] = data.terms["precision"]
+    # a median without a CI has sd se / k (the KM median's asymptotic sd): precision S P S, S = k^power
+    s = k ** obs["se_shape_power"].to_numpy(float)
+    assert (s != 1).any()
+    P = P * np.outer(s, s)
     M = 3000
     r = np.stack([cal.simulate(m, values, rng) for _ in range(M)]) - mu
     quad = np.einsum("mi,ij,mj->m", r, P, r)

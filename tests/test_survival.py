@@ -23,6 +23,7 @@ from scipy import stats
 
 from _synthetic import lms_tables
 from lmsbayes.engines.exact import Integrator
+from lmsbayes.likelihoods import NUMPY_OPS
 from lmsbayes.model import Model, prepare_data
 from lmsbayes.observations import within_arm_correlation
 from lmsbayes.spec import parse_spec
@@ -134,6 +135,79 @@ def test_median_likelihood_has_its_closed_form(curve):
         mean = math.log(6.0) + (math.log(LOG2) - alpha) / k
     expected = stats.norm.logpdf(math.log(median), mean, math.sqrt(se**2 + (tau / k) ** 2))
     assert got == pytest.approx(expected, abs=1e-10)
+
+
+def _weibull_times(rng, n, median, k):
+    return median * (-np.log(rng.uniform(size=n)) / LOG2) ** (1 / k)  # S(t) = exp(-log 2 (t / m)^k)
+
+
+@pytest.mark.parametrize("curve, k", [("loglogistic", 1.5), ("weibull", 1.0), ("weibull", 2.0)])
+def test_km_median_sd_is_the_asymptotic_one_the_model_uses(curve, k):
+    """sd(log KM median) of n patients from a curve of shape k, by simulation, vs the model's se / k.
+
+    The model gives a median without a CI the sd 2 / (k sqrt(n)) (log-logistic)
+    or 1 / (k log 2 sqrt(n)) (Weibull); a fixed 1 / sqrt(n) is off by 25-45% in these cases.
+    """
+    from lmsbayes.observations import _se_log_median
+
+    rng = np.random.default_rng(11)
+    n, median, reps = 100, 6.0, 4000
+    draw = _loglogistic_times if curve == "loglogistic" else _weibull_times
+    logm = np.array([math.log(_km(draw(rng, n, median, k), np.zeros(0))[1]) for _ in range(reps)])
+    se1, method, power = _se_log_median(math.nan, math.nan, math.nan, n, curve)
+    assert (method, power) == ("n_approx", 1.0)
+    model_sd = se1 / k**power
+    # Monte Carlo se of an sd: sd / sqrt(2 reps) (1.1%); 4 of them, plus 4% for n = 100 not being infinite
+    assert abs(np.std(logm) / model_sd - 1) < 4 / math.sqrt(2 * reps) + 0.04
+    assert abs((1 / math.sqrt(n)) / np.std(logm) - 1) > 0.2  # a fixed 1 / sqrt(n) would fail the check above
+
+
+@pytest.mark.parametrize("curve", ["loglogistic", "weibull"])
+def test_median_without_ci_has_the_shape_dependent_closed_form(curve):
+    n, median = 50, 6.5
+    tables = _one_arm_tables(median, math.nan, math.nan, [], n)
+    spec = _spec(curve=curve)
+    m = Model(spec, prepare_data(spec, tables))
+    assert m.se_by_shape and m.data.obs["se_method"].tolist() == ["n_approx"]
+    alpha, tau = 0.4, 0.6
+    for k in (0.8, 1.7, 3.0):
+        got = Integrator(m).arm_loglik({"alpha": np.array([alpha]), "tau": np.array([[tau]]),
+                                        "shape": np.array([[k]])})[0, 0]  # fmt: skip
+        if curve == "loglogistic":
+            mean, se = math.log(6.0) + alpha / k, 2 / (k * math.sqrt(n))
+        else:
+            mean, se = math.log(6.0) + (math.log(LOG2) - alpha) / k, 1 / (k * LOG2 * math.sqrt(n))
+        expected = stats.norm.logpdf(math.log(median), mean, math.sqrt(se**2 + (tau / k) ** 2))
+        assert got == pytest.approx(expected, abs=1e-10)
+
+
+def test_shape_dependent_sd_with_a_rate_matches_the_bivariate_normal():
+    """Median without a CI + a rate with its CI: the arm's Gaussian is S^-1 Sigma S^-1, counted once."""
+    from lmsbayes.derived import posterior_predictive
+
+    n, median = 60, 5.0
+    tables = _one_arm_tables(median, math.nan, math.nan, [(3.0, 0.7)], n)
+    spec = _spec()
+    m = Model(spec, prepare_data(spec, tables))
+    obs = m.data.obs
+    assert obs["kind"].tolist() == ["median", "rate"]
+    eta, k = 0.3, 1.4
+    rho = within_arm_correlation(np.array([0.5, 0.7]), np.ones(2))[0, 1]
+    sd = np.array([2 / (k * math.sqrt(n)), 1 / math.sqrt(n * 0.7 * 0.3)])
+    cov = np.outer(sd, sd) * np.array([[1, rho], [rho, 1]])
+    mean = np.array([math.log(6.0) + eta / k, eta - k * math.log(3.0 / 6.0)])
+    c = {"alpha": np.array([[eta]]), "beta": None, "tau": np.array([[[0.0]]]), "shape": np.array([[k]])}
+    terms = m.loglik_terms(NUMPY_OPS, np.array([[[eta]]]), c)
+    got = float(np.sum(terms)) + m.constant()
+    assert got == pytest.approx(stats.multivariate_normal.logpdf(obs["y"].to_numpy(), mean, cov), abs=1e-9)
+    # the replicates have that covariance too (Monte Carlo: 4 se of a covariance entry at 20,000 draws)
+    rng = np.random.default_rng(2)
+    c_rep = {"alpha": np.full((1, 20000, 1), eta), "beta": None, "tau": np.zeros((1, 20000, 1, 1)),
+             "shape": np.full((1, 20000, 1), k)}  # fmt: skip
+    y = posterior_predictive(m, np.full((1, 20000, 1, 1), eta), c_rep, rng)[0]
+    emp = np.cov(y.T)
+    se_cov = np.sqrt((cov[0, 0] * cov[1, 1] + cov ** 2) / 20000)
+    assert np.all(np.abs(emp - cov) < 4 * se_cov)
 
 
 def _simulated_arms(curve: str, seed: int, n_arms: int = 60):

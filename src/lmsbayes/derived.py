@@ -85,7 +85,10 @@ def posterior_predictive(model: Model, eta: np.ndarray, c: dict, rng: np.random.
         shape = c["shape"][..., a["obs_shape_idx"]]
         mu = survival_mean(NUMPY_OPS, eta_obs, shape, a["is_median"], a["log_t_rel"], model.log_t_ref,
                            model.data.curve)  # fmt: skip
-        return mu + rng.standard_normal(mu.shape) @ _block_cholesky(model).T
+        noise = rng.standard_normal(mu.shape) @ _block_cholesky(model).T
+        if model.se_by_shape:  # medians without a CI: sd = se / k at the draw's shape
+            noise = noise * np.exp(-a["se_shape_power"] * np.log(shape))
+        return mu + noise
     raise ValueError(f"unknown likelihood {fam!r}")  # pragma: no cover
 
 

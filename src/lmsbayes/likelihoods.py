@@ -158,15 +158,24 @@ def survival_mean(ops, eta, shape, is_median, log_t_rel, log_t_ref, curve: str):
     return ops.where(is_median > 0.5, median, rate)
 
 
-def gaussian_pair_terms(ops, mu, y, first, second, precision):
+def gaussian_pair_terms(ops, mu, y, first, second, precision, log_scale=None, diagonal=None):
     """Terms ``-0.5 P_jl r_j r_l`` of a block-diagonal Gaussian quadratic form.
 
     ``first`` and ``second`` index the observations of each precision entry
     (both orders of an off-diagonal pair are listed); the normalising
-    constants are data and are added by the caller.
+    constants that are data are added by the caller.
+
+    ``log_scale`` (per observation, may depend on parameters) divides the
+    standard deviations: the covariance is ``S^-1 Sigma S^-1`` with
+    ``S = diag(exp(log_scale))``, so ``r`` is scaled by ``S`` and the
+    diagonal terms (``diagonal`` = 1 where first == second) carry that
+    part of the normalising constant, ``+ log_scale_j``.
     """
     r = y - mu
-    return -0.5 * precision * r[..., first] * r[..., second]
+    if log_scale is None:
+        return -0.5 * precision * r[..., first] * r[..., second]
+    r = r * ops.exp(log_scale)
+    return -0.5 * precision * r[..., first] * r[..., second] + diagonal * log_scale[..., first]
 
 
 def rate_from_eta(eta, t, shape, t_ref: float, curve: str):

@@ -262,6 +262,16 @@ class ModelData:
         )  # fmt: skip
 
 
+def _se_shape_power(obs: pd.DataFrame) -> np.ndarray:
+    """Per survival observation, the power of the shape dividing its sd (0 where the sd is data).
+
+    Fits saved before the column existed used fixed standard errors throughout: zeros.
+    """
+    if "se_shape_power" in obs:
+        return obs["se_shape_power"].to_numpy(float)
+    return np.zeros(len(obs))
+
+
 def _str_tuple(attr) -> tuple[str, ...]:
     """A list attribute read back from netCDF (an empty list may come back as '')."""
     return tuple(str(v) for v in np.atleast_1d(attr) if str(v))
@@ -760,6 +770,8 @@ class Model:
         self.comp_const = np.zeros(self.n_comp) if data.family != "survival" else np.asarray(data.comp_const, float)
         if data.family == "survival":
             self.log_t_ref = math.log(spec.model.t_ref)
+        #: some survival observation's sd moves with the shape (a median without a CI)
+        self.se_by_shape = data.family == "survival" and bool(np.any(_se_shape_power(obs) > 0))
         self.arrays = self.data_arrays(data)
 
     def data_arrays(self, data: ModelData) -> dict[str, np.ndarray]:
@@ -778,6 +790,8 @@ class Model:
             out["second"] = data.terms["second"].to_numpy(np.int64)
             out["precision"] = data.terms["precision"].to_numpy(float)
             out["obs_shape_idx"] = np.asarray(data.shape_idx, np.int64)[out["arm_idx"]]
+            out["se_shape_power"] = _se_shape_power(obs)
+            out["diagonal"] = (out["first"] == out["second"]).astype(float)
         return out
 
     # --- parameter layout -------------------------------------------------------------
@@ -858,7 +872,12 @@ class Model:
             shape = c["shape"][..., a["obs_shape_idx"]]
             mu = lik.survival_mean(ops, eta_obs, shape, a["is_median"], a["log_t_rel"], self.log_t_ref,
                                    self.data.curve)  # fmt: skip
-            return lik.gaussian_pair_terms(ops, mu, a["lik_y"], a["first"], a["second"], a["precision"])
+            if not self.se_by_shape:
+                return lik.gaussian_pair_terms(ops, mu, a["lik_y"], a["first"], a["second"], a["precision"])
+            # medians without a CI: sd = se / k (the Kaplan-Meier median's asymptotic sd at the arm's curve)
+            log_scale = a["se_shape_power"] * ops.log(shape)
+            return lik.gaussian_pair_terms(ops, mu, a["lik_y"], a["first"], a["second"], a["precision"],
+                                           log_scale=log_scale, diagonal=a["diagonal"])  # fmt: skip
         raise ValueError(f"unknown likelihood {name!r}")  # pragma: no cover
 
     def constant(self) -> float:

@@ -7,8 +7,10 @@ come from one Kaplan-Meier curve, so they are not independent data.
 Each quantity becomes an observation on its own scale: a rate on the logit
 scale (log-logistic curves) or the log cumulative hazard scale (Weibull), a
 median on the log-time scale. Its standard error comes from its CI where one
-is stated, else from n (binomial for a rate; ``1 / sqrt(d)`` or
-``1 / sqrt(n)`` for a median, a stated approximation).
+is stated, else from n (binomial for a rate; for a median the asymptotic sd
+of a Kaplan-Meier median under the arm's own curve, ``2 / (k sqrt(n))`` for a
+log-logistic curve of shape k, with the events for n where stated: a stated
+approximation that moves with the fitted shape, see ``_se_log_median``).
 
 Their correlation is that of one curve. Without censoring the Kaplan-Meier
 estimates at two times a < b have ``corr(S_a, S_b) = sqrt(odds(S_b) / odds(S_a))``
@@ -120,14 +122,32 @@ def _se_rate(rate, lo, hi, n, scale: str) -> tuple[float, float, str]:
     return math.nan, math.nan, ""
 
 
-def _se_log_median(lo, hi, events, n) -> tuple[float, str]:
+#: f(m) m / k at the median m of a curve with shape k (log-logistic: 1/4; Weibull: log(2) / 2), so
+#: that the Kaplan-Meier median of n uncensored patients has sd(log m) = 1 / (2 sqrt(n) f(m) m)
+_DENSITY_AT_MEDIAN = {"loglogistic": 0.25, "weibull": 0.5 * math.log(2.0)}
+
+
+def _se_log_median(lo, hi, events, n, curve: str) -> tuple[float, str, float]:
+    """(se, method, power) of a log median: its sd is ``se * k**-power`` for a curve of shape k.
+
+    From a 95% CI the se is the CI's (power 0). Without one it is the
+    asymptotic sd of the Kaplan-Meier median under the arm's own curve,
+    ``1 / (2 sqrt(n) f(m) m)`` = ``2 / (k sqrt(n))`` (log-logistic) or
+    ``1 / (k log 2 sqrt(n))`` (Weibull), with the number of events for n where
+    it is stated (censoring makes this a lower bound): a stated
+    approximation that moves with the fitted shape. ``1 / sqrt(n)`` (the
+    exponential MLE's) would treat the nonparametric median as 1.4 to 2 times
+    as precise as it is; the bundled arms that state a CI have
+    ``se sqrt(n)`` of median 1.24.
+    """
     if np.isfinite(lo) and np.isfinite(hi) and 0 < lo < hi:
-        return float((math.log(hi) - math.log(lo)) / (2 * Z95)), "median_ci"
+        return float((math.log(hi) - math.log(lo)) / (2 * Z95)), "median_ci", 0.0
+    c = 1.0 / (2.0 * _DENSITY_AT_MEDIAN[curve])
     if np.isfinite(events) and events >= 1:
-        return 1 / math.sqrt(events), "events"
+        return c / math.sqrt(events), "events", 1.0
     if np.isfinite(n) and n >= 1:
-        return 1 / math.sqrt(n), "n_approx"
-    return math.nan, ""
+        return c / math.sqrt(n), "n_approx", 1.0
+    return math.nan, "", 0.0
 
 
 def survival_observations(
@@ -195,15 +215,16 @@ def survival_observations(
         rows = []
         if np.isfinite(median):
             level = arm.get("evidence_level")
-            se, method = _se_log_median(_f(arm.get("pfs_median_lo")), _f(arm.get("pfs_median_hi")),
-                                        _f(arm.get("pfs_events")), n)  # fmt: skip
+            se, method, power = _se_log_median(_f(arm.get("pfs_median_lo")), _f(arm.get("pfs_median_hi")),
+                                               _f(arm.get("pfs_events")), n, curve)  # fmt: skip
             if not ok_level(level):
                 excluded.append((arm_id, math.nan, f"median: evidence level {level!r} not in [data] evidence_levels"))
             elif not np.isfinite(se):
                 excluded.append((arm_id, math.nan, "median has no standard error (no 95% CI, events or n)"))
             else:
                 rows.append(dict(kind="median", t=median, value=median, y=math.log(median), se=se, se_method=method,
-                                 is_median=1.0, log_t_rel=0.0, s_plug=0.5, sign=1.0, source="median"))  # fmt: skip
+                                 se_shape_power=power, is_median=1.0, log_t_rel=0.0, s_plug=0.5, sign=1.0,
+                                 source="median"))  # fmt: skip
         for r in sorted(by_arm.get(arm_id, []), key=lambda r: float(r["t"])):
             t, rate = float(r["t"]), float(r["rate"])
             if not ok_level(r.get("evidence_level")):
@@ -214,15 +235,16 @@ def survival_observations(
                 excluded.append((arm_id, t, "reported rate has neither a usable 95% CI nor n"))
                 continue
             s_plug = (rate * n + 0.5) / (n + 1) if rate in (0.0, 1.0) and np.isfinite(n) else rate
-            rows.append(dict(kind="rate", t=t, value=rate, y=y, se=se, se_method=method, is_median=0.0,
+            rows.append(dict(kind="rate", t=t, value=rate, y=y, se=se, se_method=method, se_shape_power=0.0,
+                             is_median=0.0,
                              log_t_rel=math.log(t / t_ref), s_plug=float(np.clip(s_plug, 1e-6, 1 - 1e-6)),
                              sign=rate_sign, source=str(r.get("kind") or "reported")))  # fmt: skip
         if not rows and not any(e[0] == arm_id for e in excluded):
             excluded.append((arm_id, math.nan, "no median and no reported rate"))
         for row in rows:
             obs_rows.append({"arm_id": arm_id, **row})
-    obs = pd.DataFrame(obs_rows, columns=["arm_id", "kind", "t", "value", "y", "se", "se_method", "is_median",
-                                          "log_t_rel", "s_plug", "sign", "source"])  # fmt: skip
+    obs = pd.DataFrame(obs_rows, columns=["arm_id", "kind", "t", "value", "y", "se", "se_method", "se_shape_power",
+                                          "is_median", "log_t_rel", "s_plug", "sign", "source"])  # fmt: skip
     blocks, offsets, comps = [], [], []
     ids = obs["arm_id"].to_numpy()
     se_all, s_all, sign_all = (obs[c].to_numpy(float) for c in ("se", "s_plug", "sign"))

@@ -519,6 +519,8 @@ def _pit(m: Model, c: dict, i: int, rows: np.ndarray, rng) -> np.ndarray:
             mu = survival_mean(NUMPY_OPS, eta, shape, *args)
             slope = survival_mean(NUMPY_OPS, eta + 1.0, shape, *args) - mu  # the mean is linear in eta
             se = d.obs["se"].to_numpy(float)[rows]
+            if m.se_by_shape:  # medians without a CI: sd = se / k at the draw's shape
+                se = se * np.exp(-a["se_shape_power"][rows] * np.log(shape))
         else:  # logit-normal
             mu, slope, se = eta, np.ones_like(eta), a["lik_se"][rows]
         sd = np.sqrt(se**2 + (slope * tau[:, None, kz]) ** 2)
