@@ -309,3 +309,27 @@ def test_python_dash_m_is_the_same_command():
                             timeout=60)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"lmsbayes {lmsbayes.__version__}"
+
+
+def test_a_time_trend_needs_the_new_trials_year_before_any_fit(workdir, monkeypatch):
+    """The time_trend spec: no year -> one error before fitting; --at year=... -> settings at that year,
+    flagged where the year lies outside the included arms' years (the coding itself: test_generic)."""
+    import lmsbayes.cli.fitting as cf
+
+    fitted = []
+    monkeypatch.setattr(cf, "fit_from_args", lambda *a, **k: fitted.append(1) or pytest.fail("fitted"))
+    code, _, err = call("run", "--spec", "time_trend", "--quiet")
+    assert_user_error(code, err, "'decade' (column 'year')", "--at year=VALUE")
+    assert not fitted
+    monkeypatch.undo()
+    code, out, err = call("run", "--spec", "time_trend", "--fast", "--quiet", "--at", "year=2030",
+                          "--json", workdir / "trend.json")  # fmt: skip
+    assert code == 0, err
+    assert "2L+ R-T: pre-treated (2L+), ESMO-recommended treatment (R-T), 50% uterine patients, year = 2030" in out
+    doc = json.loads((workdir / "trend.json").read_text())
+    assert doc["at"] == {"year": 2030.0}
+    rows = {(r["setting"], r["landmark"]): r for r in doc["rows"]}
+    assert "extrapolated: year 2030 outside the included arms' " in rows[("2L+ R-T", 6.0)]["flags"]
+    assert "year" not in rows[("2L+ case mix", 6.0)]["flags"]  # the case mix takes the arms' own years
+    code, _, err = call("run", "--fast", "--quiet", "--at", "year=2026")
+    assert_user_error(code, err, "'year' is not a covariate of spec 'default'")

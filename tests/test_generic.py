@@ -7,6 +7,8 @@ value for this example (introduction vignette: ELIR ESS rounds to 37).
 
 from __future__ import annotations
 
+import dataclasses
+
 import contextlib
 import io
 import re
@@ -101,6 +103,47 @@ def test_a_numeric_covariate_of_the_users_table():
     with pytest.raises(ValueError, match="map_prior.*covariates"):
         lb.map_prior(fit)
     assert lb.map_prior(fit, Setting(year_c=3.0)).n_components >= 1
+
+
+def test_a_scaled_numeric_covariate_and_values_at_the_spec_level(tmp_path):
+    """scale divides the centred value; [thresholds] at fills the settings; a saved fit keeps both."""
+    table = pd.read_csv(DATA / "AS_year.csv")
+    raw = {"name": "as-year10", "landmarks": [], "model": {"likelihood": "logit-binomial", "covariates": ["yr"]},
+           "covariates": {"yr": {"column": "year_c", "type": "numeric", "centre": 2.0, "scale": 0.5}},
+           "random_effects": {"tau_by": "none"}, "thresholds": {"at": {"year_c": 3.0}},
+           "priors": {"tau": {"dist": "HalfNormal", "sigma": 1.0}}}  # fmt: skip
+    spec = parse_spec(raw)
+    assert spec.thresholds.at == (("year_c", 3.0),)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = lb.fit(spec, table)
+    np.testing.assert_allclose(fit.data.X[:, 0], (table["year_c"] - 2.0) / 0.5)
+    a, b = fit.posterior["alpha"].values, fit.posterior["beta"].sel(covariate="yr").values
+    # the spec's value (year_c = 3: coded (3 - 2) / 0.5 = 2), then an explicit one (year_c = 2.5: coded 1)
+    for at, coded in ((None, 2.0), ({"year_c": 2.5}, 1.0), ({"yr": 2.5}, 1.0)):
+        got = lb.predict(fit, [Setting(name="new")], at=at)["rate"].sel(quantity="pooled", setting="new")
+        np.testing.assert_allclose(got.transpose("chain", "draw").values, special.expit(a + coded * b), rtol=1e-12)
+    with pytest.raises(ValueError, match="'month' is not a covariate of spec 'as-year10'"):
+        lb.predict(fit, [Setting(name="new")], at={"month": 1.0})
+    fit.save(tmp_path / "f.nc")
+    back = lb.load_fit(tmp_path / "f.nc")
+    assert back.spec.thresholds.at == (("year_c", 3.0),) and back.spec.covariates == spec.covariates
+    import tomllib
+
+    from lmsbayes.fitfile import _spec_to_toml
+
+    # a spec built in Python (no source text) is saved through the TOML it would have
+    again = parse_spec(tomllib.loads(_spec_to_toml(dataclasses.replace(spec, text=""))))
+    assert again.thresholds.at == (("year_c", 3.0),) and again.covariates == spec.covariates
+    for bad, msg in (({"scale": 0.0}, "scale must be a finite number > 0"),
+                     ({"scale": -2.0}, "scale must be a finite number > 0")):  # fmt: skip
+        r = {**raw, "covariates": {"yr": {**raw["covariates"]["yr"], **bad}}}
+        with pytest.raises(SpecError, match=msg):
+            parse_spec(r)
+    with pytest.raises(SpecError, match=r"\[thresholds\] at must be a table"):
+        parse_spec({**raw, "thresholds": {"at": [2026]}})
+    with pytest.raises(SpecError, match=r"\[thresholds\] at.year_c must be a number"):
+        parse_spec({**raw, "thresholds": {"at": {"year_c": "2026"}}})
 
 
 def test_a_categorical_covariate_with_its_reference_level():

@@ -11,7 +11,7 @@ A main effect is a column of the arm table, coded one of two ways:
 - ``indicator``: 1 where the column equals ``level``, 0 where it equals the
   ``reference`` level (a categorical column gives one indicator per
   non-reference level, treatment coding);
-- ``numeric``: the value minus ``centre``. A numeric covariate may be
+- ``numeric``: the value minus ``centre``, divided by ``scale``. A numeric covariate may be
   ``latent`` where unknown (the uterine fraction: Beta(1, 1), integrated over
   by the model).
 
@@ -58,6 +58,8 @@ class Covariate:
         Indicator: the level coded 1 and the reference level coded 0.
     centre : float
         Numeric: subtracted from the value.
+    scale : float
+        Numeric: the centred value is divided by it (e.g. 10 for a year covariate per decade).
     latent : bool
         Numeric in [0, 1] whose missing values are latent Beta(1, 1).
     """
@@ -69,6 +71,7 @@ class Covariate:
     reference: str | None = None
     centre: float = 0.0
     latent: bool = False
+    scale: float = 1.0
 
     def code(self, values: Sequence) -> np.ndarray:
         """Coded values (NaN where a numeric value is missing)."""
@@ -77,7 +80,7 @@ class Covariate:
                             for x in values], dtype=object)  # fmt: skip
             return np.where(v == self.level, 1.0, 0.0)
         x = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce").to_numpy(float)
-        return x - self.centre
+        return (x - self.centre) / self.scale
 
 
 def LMS_COVARIATES(uterine_centre: float = 0.5) -> dict[str, Covariate]:

@@ -104,7 +104,7 @@ def _pooled_logit(fit: Fit, values: dict, X: np.ndarray, shape_groups: np.ndarra
     return np.log(rate) - np.log1p(-rate)
 
 
-def setting_evidence(fit: Fit, settings: Sequence, landmarks: Sequence[float]) -> pd.DataFrame:
+def setting_evidence(fit: Fit, settings: Sequence, landmarks: Sequence[float], at=None) -> pd.DataFrame:
     """What informs each setting at each landmark, and its flags.
 
     Parameters
@@ -113,6 +113,10 @@ def setting_evidence(fit: Fit, settings: Sequence, landmarks: Sequence[float]) -
     settings : sequence of Setting or labels
         Labels are looked up among :func:`lmsbayes.predict.standard_settings`.
     landmarks : sequence of float
+    at : mapping, optional
+        Values of the spec's own covariates for the settings (see
+        :func:`lmsbayes.predict.predict`); a value outside the included
+        arms' range is flagged as an extrapolation.
 
     Returns
     -------
@@ -123,11 +127,15 @@ def setting_evidence(fit: Fit, settings: Sequence, landmarks: Sequence[float]) -
         (observations of the cell's arms), ``sd_ratio`` (posterior / prior sd
         of the pooled logit), ``flags`` ('' when none).
     """
-    from lmsbayes.predict import Setting, _setting_design, _shape_group_of, standard_settings
+    from lmsbayes.predict import Setting, _at, _setting_design, _shape_group_of, standard_settings
 
     d = fit.data
     known = {s.label: s for s in standard_settings(sorted(set(d.arms["line"])) if d.table == "lms" else ())}
     objs = [s if isinstance(s, Setting) else known.get(str(s)) for s in settings]
+    filled = _at(fit, [s for s in objs if s is not None], at)
+    it = iter(filled)
+    objs = [None if s is None else next(it) for s in objs]
+    user_numeric = {name: cdef.column for name, cdef in fit.spec.covariates if cdef.type == "numeric"}
     reach = data_reach(fit).set_index("line") if d.table == "lms" else None
     post = fit.posterior
     values = {p.name: post[p.name].transpose("chain", "draw", *p.dims).values for p in fit.model.params}
@@ -163,6 +171,13 @@ def setting_evidence(fit: Fit, settings: Sequence, landmarks: Sequence[float]) -
                 flags_base.append(f"extrapolated: no {s.line} arm with a uterine fraction above {lu.max():.2f}")
             if not np.any(line_sel & (arms["treatment_class"].astype(str).to_numpy() == s.treatment_class)):
                 flags_base.append(f"extrapolated: no {s.line} {s.treatment_class} arm")
+            for name, column in user_numeric.items():
+                v = s.covariates.get(name, s.covariates.get(column))
+                have = pd.to_numeric(arms[column], errors="coerce").to_numpy(float) if column in arms else np.zeros(0)
+                have = have[np.isfinite(have)]
+                if v is not None and have.size and not (have.min() <= float(v) <= have.max()):
+                    flags_base.append(f"extrapolated: {column} {float(v):g} outside the included arms' "
+                                      f"{have.min():g}-{have.max():g}")  # fmt: skip
         n_unknown = int(unknown.sum())
         if len(idx) + n_unknown == 0:
             flags_base.append("no arm in this cell: from covariate effects only")

@@ -22,6 +22,7 @@ common damages (truncation, a foreign or partly written file).
 
 from __future__ import annotations
 
+import re
 import errno
 import os
 import stat
@@ -114,7 +115,8 @@ def _spec_to_toml(spec: ModelSpec) -> str:
         if isinstance(v, (list, tuple)):
             return "[" + ", ".join(val(x) for x in v) + "]"
         if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k} = {val(x)}" for k, x in v.items()) + " }"
+            return "{ " + ", ".join(f"{k if re.fullmatch(r'[A-Za-z0-9_-]+', str(k)) else val(str(k))} = {val(x)}"
+                                    for k, x in v.items()) + " }"  # fmt: skip
         return repr(v)
 
     d = spec.to_dict()

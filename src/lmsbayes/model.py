@@ -365,7 +365,7 @@ def _coding(spec: ModelSpec, arms: pd.DataFrame, kind: str) -> list:
                     problems.append(f"[covariates.{name}] column {d.column!r} must be numeric and complete, "
                                     f"got {arms[d.column].iloc[i]!r} (row {i + 2})")  # fmt: skip
                     continue
-                effects[name] = [Covariate(name, d.column, "numeric", centre=d.centre)]
+                effects[name] = [Covariate(name, d.column, "numeric", centre=d.centre, scale=d.scale)]
             else:
                 levels = sorted(map(str, arms[d.column].dropna().unique()))
                 ref = d.reference or (levels[0] if levels else "")

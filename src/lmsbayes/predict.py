@@ -23,8 +23,9 @@ quantile carries its Monte Carlo standard error.
 
 from __future__ import annotations
 
+import json
 import math
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import Mapping, TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -139,6 +140,12 @@ class Setting:
         parts += [f"{k} = {v}" for k, v in self.covariates.items()]
         return ", ".join(parts) or "a new study (no covariates)"
 
+    def with_covariates(self, **covariates) -> Setting:
+        """A copy with more of a user's covariate values (by spec name or column)."""
+        new = Setting(self.line, self.treatment_class, self.uterine, self.name, case_mix=self.case_mix,
+                      **{**self.covariates, **covariates})  # fmt: skip
+        return new
+
     def _key(self):
         return (self.line, self.treatment_class, self.uterine, self.name, self.case_mix, tuple(sorted(self.covariates.items())))
 
@@ -185,6 +192,32 @@ def _default_settings(fit: Fit) -> list[Setting]:
             return [Setting.standardised(line) for line in lines]
         return standard_settings(lines)
     return [Setting()] if not fit.data.covariates else []
+
+
+def _at(fit: Fit, settings: list[Setting], at: Mapping[str, float] | None) -> list[Setting]:
+    """Settings with the user's covariates filled in from ``at`` and then ``[thresholds] at``.
+
+    A value a setting states itself is kept; case-mix settings take the included
+    arms' own values and need none.
+    """
+    values = {**dict(fit.spec.thresholds.at), **dict(at or {})}
+    if not values:
+        return settings
+    names = {name: d.column for name, d in fit.spec.covariates}
+    known = set(names) | set(names.values())
+    for k in values:
+        if k not in known:
+            raise ValueError(f"at: {k!r} is not a covariate of spec {fit.spec.name!r} "
+                             f"(its own covariates: {sorted(known) or 'none'})")  # fmt: skip
+    out = []
+    for s in settings:
+        if s.case_mix:
+            out.append(s)
+            continue
+        have = set(s.covariates) | {names.get(k, k) for k in s.covariates}
+        extra = {k: v for k, v in values.items() if k not in have and names.get(k, k) not in have}
+        out.append(s.with_covariates(**extra) if extra else s)
+    return out
 
 
 # ----------------------------------------------------------------------------- design of settings
@@ -330,6 +363,7 @@ def predict(
     *,
     n: int = 40,
     seed: int | None = None,
+    at: Mapping[str, float] | None = None,
 ) -> xr.Dataset:
     """Posterior draws of pooled, predictive and predictive-observed rates.
 
@@ -346,6 +380,10 @@ def predict(
         Patients in the new trial for the predictive observed rate.
     seed : int, optional
         Seed for the new-trial random effects (default: the spec's seed).
+    at : mapping, optional
+        Values of the spec's own covariates for settings that do not state
+        them (by spec name or column, in the column's units: ``{"year": 2026}``);
+        default the spec's ``[thresholds] at``.
 
     Returns
     -------
@@ -362,7 +400,7 @@ def predict(
         For a setting the model cannot support (unfitted line or landmark,
         a covariate value outside its coding, a fraction outside [0, 1]).
     """
-    settings = list(settings) if settings is not None else _default_settings(fit)
+    settings = _at(fit, list(settings) if settings is not None else _default_settings(fit), at)
     if not settings:
         raise ValueError("this model has covariates: give the settings to predict, e.g. Setting(x=1.0)")
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
@@ -498,6 +536,7 @@ def thresholds(
     *,
     landmarks: Sequence[float] | None = None,
     prob: float = 0.95,
+    at: Mapping[str, float] | None = None,
 ) -> xr.Dataset:
     """Phase II thresholds: p0 and p1 = p0 ** HR per draw, with credible intervals.
 
@@ -515,6 +554,8 @@ def thresholds(
         Any landmarks for the survival model (default: the spec's).
     prob : float
         Credible-interval probability.
+    at : mapping, optional
+        Values of the spec's own covariates (see :func:`predict`).
 
     Returns
     -------
@@ -533,7 +574,7 @@ def thresholds(
             raise ValueError(f"hr must be in (0, 1) (an improvement), got {h!r}")
     if not 0 < prob < 1:
         raise ValueError(f"prob must be in (0, 1), got {prob!r}")
-    pred = predict(fit, settings, landmarks)
+    pred = predict(fit, settings, landmarks, at=at)
     p0 = pred["rate"].sel(quantity=reference, drop=True)
     hr_da = xr.DataArray(hrs, dims="hr", coords={"hr": hrs})
     p1 = p0 ** hr_da
@@ -542,6 +583,8 @@ def thresholds(
         s = _summarise(fit, ds[name], prob)
         for k in s:
             ds[f"{name}_{k}"] = s[k]
+    used = {**dict(fit.spec.thresholds.at), **dict(at or {})}
+    ds.attrs.update(at=json.dumps(used, sort_keys=True))
     ds.attrs.update(reference=reference, hr=hrs, prob=prob, rule=f"p0 from the {reference} rate; p1 = p0 ** HR",
                     spec_name=fit.spec.name, data_sha256=fit.data.data_sha256, engine=fit.engine)  # fmt: skip
     return ds
@@ -608,7 +651,8 @@ def threshold_table(ds: xr.Dataset, *, eortc: bool = True, fit: Fit | None = Non
     if fit is not None:
         from lmsbayes.coverage import setting_evidence
 
-        ev = setting_evidence(fit, list(ds["setting"].values), landmarks=sorted(set(table["landmark"])))
+        at = json.loads(ds.attrs.get("at", "{}") or "{}")
+        ev = setting_evidence(fit, list(ds["setting"].values), landmarks=sorted(set(table["landmark"])), at=at)
         table = table.merge(ev, on=["setting", "landmark"], how="left")
     table = ThresholdTable(table)
     table.attrs.update(ds.attrs)
@@ -637,7 +681,8 @@ def comparisons(fit: Fit, landmarks: Sequence[float] | None = None) -> pd.DataFr
 
 
 def landmark_order(
-    fit: Fit, settings: Iterable[Setting] | None = None, quantity: str = "pooled"
+    fit: Fit, settings: Iterable[Setting] | None = None, quantity: str = "pooled", *,
+    at: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """How often the posterior puts a later landmark's rate above an earlier one's.
 
@@ -651,11 +696,12 @@ def landmark_order(
     pandas.DataFrame
         One row per setting and pair of consecutive landmarks: ``setting``,
         ``earlier``, ``later`` (months) and ``prob_later_higher``. Empty when
-        one landmark was fitted.
+        one landmark was fitted. ``at``: values of the spec's own covariates
+        (see :func:`predict`).
     """
     if quantity not in ("pooled", "predictive"):
         raise ValueError(f"quantity must be 'pooled' or 'predictive', got {quantity!r}")
-    ds = predict(fit, settings)
+    ds = predict(fit, settings, at=at)
     if "landmark" not in ds.dims:
         return pd.DataFrame(columns=["setting", "earlier", "later", "prob_later_higher"])
     rate = ds["rate"].sel(quantity=quantity)

@@ -304,6 +304,7 @@ class CovariateDef:
     column: str = ""
     type: str = "numeric"  # "numeric" or "categorical"
     centre: float = 0.0  # numeric: subtracted
+    scale: float = 1.0  # numeric: the centred value is divided by it (10: a year covariate per decade)
     reference: str = ""  # categorical: the level coded 0 (default: the first in sorted order)
 
 
@@ -346,6 +347,9 @@ class SamplerSettings:
 class Thresholds:
     reference: str = "pooled"  # or "predictive"
     hr: tuple[float, ...] = (0.65,)
+    #: values of a user's covariates for the threshold table's settings, in the data column's
+    #: units (``at = { year = 2026 }``): a trend model needs to know when the new trial runs
+    at: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -404,6 +408,7 @@ class ModelSpec:
         out = dataclasses.asdict(self)
         out.pop("text")
         out["covariates"] = {k: dataclasses.asdict(v) for k, v in self.covariates}
+        out["thresholds"]["at"] = dict(self.thresholds.at)
         for k, v in out["priors"].items():
             out["priors"][k] = getattr(self.priors, k).to_dict()
         return out
@@ -470,6 +475,18 @@ _TYPES: tuple[tuple[type, Any, str, Any], ...] = (
 )
 
 
+def _parse_at(value: Any, where: str, problems: list[str]) -> tuple[tuple[str, float], ...]:
+    """``{ column = number, ... }`` -> sorted (name, value) pairs; problems reported, () on error."""
+    if not isinstance(value, Mapping):
+        problems.append(f"{where} must be a table like {{ year = 2026 }}, got {_show(value)}")
+        return ()
+    out = []
+    for k, v in value.items():
+        x = _coerce(v, 0.0, f"{where}.{k}", problems)
+        out.append((str(k), float(x)))
+    return tuple(sorted(out))
+
+
 def _coerce(value: Any, target: Any, where: str, problems: list[str]) -> Any:
     """Coerce a TOML value to the type of the dataclass default ``target``.
 
@@ -533,6 +550,9 @@ def parse_spec(raw: Mapping[str, Any], *, source: str = "<spec>", text: str = ""
                     prior = Prior.parse(v, f"[priors] {sub}", problems)
                     if prior is not None:
                         kwargs[sub] = prior
+                    continue
+                if cls is Thresholds and sub == "at":
+                    kwargs[sub] = _parse_at(v, where, problems)
                     continue
                 kwargs[sub] = _coerce(v, getattr(defaults, sub), where, problems)
             try:
@@ -624,6 +644,8 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
             problems.append(f"[covariates.{cname}] type must be 'numeric' or 'categorical', got {cdef.type!r}")
         if not math.isfinite(cdef.centre):
             problems.append(f"[covariates.{cname}] centre must be finite, got {cdef.centre!r}")
+        if not (math.isfinite(cdef.scale) and cdef.scale > 0):
+            problems.append(f"[covariates.{cname}] scale must be a finite number > 0, got {cdef.scale!r}")
     e = spec.exact
     for name, lo, hi in (("draws", 100, 1_000_000), ("nodes", 1, 61), ("uterine_nodes", 2, 64)):
         v = getattr(e, name)

@@ -10,11 +10,11 @@ from lmsbayes.cli._common import (
 )  # fmt: skip
 
 
-def _landmark_order(fit):
+def _landmark_order(fit, at=None):
     """The order check of :func:`lmsbayes.predict.landmark_order` and its one-line summary."""
     from lmsbayes.predict import landmark_order
 
-    order = landmark_order(fit)
+    order = landmark_order(fit, at=at)
     if order.empty:
         return order, None
     worst = order.loc[order["prob_later_higher"].idxmax()]
@@ -133,12 +133,12 @@ def _print_binomial(table, fit) -> None:
 
 def _emit_table(table, fit, args, *, write: bool = True) -> None:
     """Print the table; also write --json / --csv unless ``write`` is False (a failed --strict fit)."""
-    order, order_line = _landmark_order(fit)
+    order, order_line = _landmark_order(fit, at=json.loads(table.attrs.get("at", "{}") or "{}"))
     if write and getattr(args, "json", None):
         payload = {
             "lmsbayes_version": version(), "spec": fit.spec.name, "spec_hash": fit.spec.hash,
             "data_sha256": fit.data.data_sha256, "reference": table.attrs.get("reference"),
-            "engine": fit.engine,
+            "at": json.loads(table.attrs.get("at", "{}") or "{}"), "engine": fit.engine,
             "diagnostics": {"engine": fit.engine, "divergences": fit.diagnostics.divergences,
                             "max_rhat": _num(fit.diagnostics.max_rhat), "min_ess_bulk": _num(fit.diagnostics.min_ess_bulk),
                             "min_ess_tail": _num(fit.diagnostics.min_ess_tail), "khat": _num(fit.diagnostics.khat),
@@ -167,8 +167,35 @@ def _thresholds_table(fit, args):
 
     hr = args.hr if getattr(args, "hr", None) else None
     landmarks = getattr(args, "landmarks", None)
-    ds = thresholds(fit, hr=hr, reference=getattr(args, "reference", None), landmarks=landmarks)
+    ds = thresholds(fit, hr=hr, reference=getattr(args, "reference", None), landmarks=landmarks,
+                    at=dict(getattr(args, "at", None) or []))  # fmt: skip
     return threshold_table(ds, fit=fit)
+
+
+def _parse_at(text: str) -> tuple[str, float]:
+    import argparse
+    import math
+
+    name, sep, value = text.partition("=")
+    try:
+        x = float(value)
+    except ValueError:
+        x = math.nan
+    if not sep or not name.strip() or not math.isfinite(x):
+        raise argparse.ArgumentTypeError(f"must be NAME=NUMBER such as year=2026, got {text!r}")
+    return name.strip(), x
+
+
+def _check_at(spec, args) -> None:
+    """A spec with numeric covariates of its own needs their values for the table's settings: say so before fitting."""
+    from lmsbayes.errors import OptionError
+
+    given = {k for k, _ in spec.thresholds.at} | {k for k, _ in (getattr(args, "at", None) or [])}
+    for name, cdef in spec.covariates:
+        if cdef.type == "numeric" and name not in given and cdef.column not in given:
+            raise OptionError(f"spec {spec.name!r} has the covariate {name!r} (column {cdef.column!r}): give the "
+                             f"new trial's value with --at {cdef.column}=VALUE or [thresholds] at = "
+                             f"{{ {cdef.column} = VALUE }}")  # fmt: skip
 
 
 def _parse_landmarks(text: str) -> list[float]:
@@ -186,7 +213,9 @@ def _parse_landmarks(text: str) -> list[float]:
 def cmd_run(args) -> int:
     check_outputs(args, files=("output", "json", "csv"))
     progress = Progress(args.quiet)
-    result = fit_from_args(args, progress, load_spec_from_args(args))
+    spec = load_spec_from_args(args)
+    _check_at(spec, args)
+    result = fit_from_args(args, progress, spec)
     failed = strict_failed(result, args)
     table = _thresholds_table(result, args)
     if args.output and not failed:
@@ -242,6 +271,9 @@ def table_args(q) -> None:
     q.add_argument("--reference", choices=["pooled", "predictive"],
                    help="p0 from the pooled rate of a typical trial or the predictive rate of a new one "
                         "(default: the spec's, pooled in the bundled specs as in EORTC 2021)")  # fmt: skip
+    q.add_argument("--at", type=_parse_at, action="append", metavar="NAME=VALUE",
+                   help="value of a spec's own covariate for the new trial, in the data column's units "
+                        "(e.g. --at year=2026 for the time_trend spec; default: the spec's [thresholds] at)")  # fmt: skip
     q.add_argument("--json", metavar="FILE", help="also write the table, with provenance and diagnostics, as JSON")
     q.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
 
