@@ -71,6 +71,15 @@ def test_default_fit_diagnostics(default_fit):
     assert diag.line().startswith("diagnostics (exact engine): importance k-hat") and diag.line().endswith("OK")
 
 
+def test_the_default_fit_raises_no_numpy_warning(trials):
+    # the mode search's finite differences meet -inf where a step leaves the support; the engine
+    # handles that, so numpy's "invalid value" must not reach the user (a notebook shows it)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        result = lmsbayes.fit("default", trials)
+    assert result.diagnostics.ok, result.diagnostics.problems
+
+
 def test_summary_has_readable_names(default_fit):
     summary = default_fit.summary()
     names = list(summary.index)
