@@ -222,6 +222,21 @@ def test_map_prior_from_dataarray_keeps_provenance(tmp_path):
         map_prior(da.expand_dims(landmark=[3, 6]))
 
 
+def test_map_prior_of_a_fit_records_its_setting(default_fit, tmp_path):
+    from lmsbayes.predict import Setting
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # EM's convergence note on these draws
+        case_mix = map_prior(default_fit, Setting.standardised("2L+"), 6)
+        plain = map_prior(default_fit, Setting("2L+", "NR-T", 1.0), 6)
+    # the line's case mix, not the R-T / half-uterine defaults a Setting of that line carries
+    assert case_mix.provenance["setting"] == {"line": "2L+", "case_mix": True}
+    back = BetaMixture.from_json(case_mix.to_json(tmp_path / "map.json"))
+    assert back.provenance["setting"] == {"line": "2L+", "case_mix": True}
+    assert plain.provenance["setting"] == {"line": "2L+", "treatment_class": "NR-T", "uterine": 1.0}
+    assert plain.provenance["landmark_months"] == 6.0
+
+
 @pytest.mark.parametrize(
     ("draws", "match"),
     [

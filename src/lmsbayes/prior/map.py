@@ -68,12 +68,19 @@ def map_prior(
         draws = pred["rate"].sel(quantity="predictive").isel(sel, drop=True)
         draws.name = "p_new"
         values = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in setting.values().items()}
+        if setting.case_mix:
+            # the line's case mix (classes and sites as in its included arms), not the R-T default of Setting
+            described = {"line": setting.line, "case_mix": True}
+        elif setting.line is not None:
+            described = {"line": setting.line, "treatment_class": setting.treatment_class,
+                         "uterine": float(setting.uterine)}  # fmt: skip
+        else:
+            described = values
         provenance = {
             "source": "lmsbayes predictive draws of a new trial's rate",
             "spec_name": fit.spec.name, "spec_hash": fit.spec.hash, "data_sha256": fit.data.data_sha256,
             "seed": int(fit.spec.sampler.seed), "engine": fit.engine,
-            "setting": ({"line": setting.line, "treatment_class": setting.treatment_class,
-                         "uterine": float(setting.uterine)} if setting.line is not None else values),
+            "setting": described,
             **({"landmark_months": float(landmark)} if has_landmarks else {}), **dict(provenance or {}),
         }  # fmt: skip
     mix = fit_mixture(draws, max_components=max_components, criterion=criterion, rng=rng)
