@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lmsbayes.predict import (
@@ -127,6 +128,42 @@ def test_rows_state_their_evidence_and_flags(default_fit):
             assert (r["arms"], r["arms_unknown_site"]) == (1, 0), setting
         if "of known site" in r["flags"]:
             assert f"rests on {r['arms']} arm" in r["flags"] and f"+{r['arms_unknown_site']} of unknown" in r["flags"]
+
+
+def test_rows_of_any_setting_state_their_own_evidence(default_fit):
+    from lmsbayes.coverage import SITE_TOLERANCE, setting_evidence
+
+    arms = default_fit.data.arms
+    u = arms["uterine_fraction"]
+    lms04 = Setting("1L", "R-T", 34 / 76, name="1L R-T, LMS-04 case mix")  # not a label of the standard table
+    pre = Setting("2L+", name="pre-treated, any", case_mix="2L+")
+    table = threshold_table(thresholds(default_fit, [lms04, pre], landmarks=[6.0]), fit=default_fit).set_index("setting")
+    row = table.loc[lms04.label]
+    # counted from the arm table: same line and class, uterine fraction within the tolerance
+    cell = (arms["line"] == "1L") & (arms["treatment_class"] == "R-T") & ((u - 34 / 76).abs() <= SITE_TOLERANCE)
+    assert row.arms == cell.sum() == 1 < len(arms)
+    assert row.patients == pd.to_numeric(arms.loc[cell, "n"]).sum()
+    assert row.arms_unknown_site == ((arms["line"] == "1L") & (arms["treatment_class"] == "R-T") & u.isna()).sum()
+    assert "rests on 1 arm" in row["flags"]
+    assert 0 < row.sd_ratio < 1
+    # a case mix under another name: every included arm of the line
+    assert table.loc[pre.label, "arms"] == (arms["line"] == "2L+").sum()
+    with pytest.raises(ValueError, match="unknown setting 'no such setting'"):
+        setting_evidence(default_fit, ["no such setting"], [6.0])
+
+
+def test_rows_keep_a_settings_own_covariate_values(trials):
+    import lmsbayes as lb
+
+    fit = lb.fit("time_trend", trials)
+    own = Setting("2L+", "R-T", 1.0, name="2L+ uterine, a 2035 trial", year=2035)
+    row = threshold_table(thresholds(fit, [own], landmarks=[6.0]), fit=fit).iloc[0]
+    assert "extrapolated: year 2035 outside the included arms'" in row["flags"]
+    # the same setting with the year given through at=
+    via_at = threshold_table(thresholds(fit, [Setting("2L+", "R-T", 1.0, name="2L+ uterine")], landmarks=[6.0],
+                                        at={"year": 2035}), fit=fit).iloc[0]  # fmt: skip
+    assert via_at["flags"] == row["flags"] and via_at["arms"] == row["arms"]
+    assert via_at["sd_ratio"] == pytest.approx(row["sd_ratio"])
 
 
 def test_comparisons_are_probabilities(default_fit):

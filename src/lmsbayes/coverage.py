@@ -111,7 +111,8 @@ def setting_evidence(fit: Fit, settings: Sequence, landmarks: Sequence[float], a
     ----------
     fit : Fit
     settings : sequence of Setting or labels
-        Labels are looked up among :func:`lmsbayes.predict.standard_settings`.
+        Labels are looked up among :func:`lmsbayes.predict.standard_settings`; another label
+        of an LMS fit is an error (ValueError).
     landmarks : sequence of float
     at : mapping, optional
         Values of the spec's own covariates for the settings (see
@@ -132,6 +133,10 @@ def setting_evidence(fit: Fit, settings: Sequence, landmarks: Sequence[float], a
     d = fit.data
     known = {s.label: s for s in standard_settings(sorted(set(d.arms["line"])) if d.table == "lms" else ())}
     objs = [s if isinstance(s, Setting) else known.get(str(s)) for s in settings]
+    if d.table == "lms":
+        unknown = [str(s) for s, o in zip(settings, objs) if o is None]
+        if unknown:  # never the whole data set's arms under a label this function cannot read
+            raise ValueError(f"unknown setting {unknown[0]!r}: give a Setting, or one of the labels {sorted(known)}")
     filled = _at(fit, [s for s in objs if s is not None], at)
     it = iter(filled)
     objs = [None if s is None else next(it) for s in objs]

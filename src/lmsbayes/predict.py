@@ -465,6 +465,9 @@ def predict(
             uterine=("setting", [float(s.uterine) if not s.case_mix else math.nan for s in settings]),
         )  # fmt: skip
     ds.attrs.update(n=int(n), spec_name=fit.spec.name, data_sha256=fit.data.data_sha256, engine=fit.engine)
+    if any(s.covariates for s in settings):  # a user's own covariate values, for the evidence of each setting
+        ds.attrs["setting_covariates"] = json.dumps({s.label: s.covariates for s in settings}, sort_keys=True,
+                                                    default=float)  # fmt: skip
     return ds
 
 
@@ -585,6 +588,8 @@ def thresholds(
             ds[f"{name}_{k}"] = s[k]
     used = {**dict(fit.spec.thresholds.at), **dict(at or {})}
     ds.attrs.update(at=json.dumps(used, sort_keys=True))
+    if "setting_covariates" in pred.attrs:
+        ds.attrs["setting_covariates"] = pred.attrs["setting_covariates"]
     ds.attrs.update(reference=reference, hr=hrs, prob=prob, rule=f"p0 from the {reference} rate; p1 = p0 ** HR",
                     spec_name=fit.spec.name, data_sha256=fit.data.data_sha256, engine=fit.engine)  # fmt: skip
     return ds
@@ -652,11 +657,33 @@ def threshold_table(ds: xr.Dataset, *, eortc: bool = True, fit: Fit | None = Non
         from lmsbayes.coverage import setting_evidence
 
         at = json.loads(ds.attrs.get("at", "{}") or "{}")
-        ev = setting_evidence(fit, list(ds["setting"].values), landmarks=sorted(set(table["landmark"])), at=at)
+        ev = setting_evidence(fit, _settings_of(ds), landmarks=sorted(set(table["landmark"])), at=at)
         table = table.merge(ev, on=["setting", "landmark"], how="left")
     table = ThresholdTable(table)
     table.attrs.update(ds.attrs)
     return table
+
+
+def _settings_of(ds: xr.Dataset) -> list:
+    """The settings of a :func:`thresholds` result, rebuilt from its coordinates (labels without them).
+
+    The evidence of a row is that of its own covariate values, whatever its label: a setting
+    outside the standard table must not be looked up by name.
+    """
+    labels = [str(s) for s in ds["setting"].values]
+    if not {"line", "treatment_class", "uterine"} <= set(ds.coords):
+        return labels
+    own = json.loads(ds.attrs.get("setting_covariates", "{}") or "{}")
+    out = []
+    for label in labels:
+        line = str(ds["line"].sel(setting=label).values)
+        klass = str(ds["treatment_class"].sel(setting=label).values)
+        if klass == "case mix":
+            out.append(Setting(line, name=label, case_mix=line, **own.get(label, {})))
+        else:
+            out.append(Setting(line, klass, float(ds["uterine"].sel(setting=label).values), name=label,
+                               **own.get(label, {})))  # fmt: skip
+    return out
 
 
 def comparisons(fit: Fit, landmarks: Sequence[float] | None = None) -> pd.DataFrame:
