@@ -468,16 +468,16 @@ def two_arm_sample_size(
     # Power rises with n up to the saw-tooth of discreteness: a doubling-and-bisection
     # search for the first size within 0.05 of the target power (well below any saw-tooth
     # seen in practice) skips the small sizes, then every size from just below it is tried
-    lo, hi = 0, 1
-    while hi < n_c_max and evaluate(hi)["power"] < power - 0.05:
-        lo, hi = hi, min(2 * hi, n_c_max)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
+    below, above = 0, 1  # sizes, not the type I error range (lo, hi) the targets record
+    while above < n_c_max and evaluate(above)["power"] < power - 0.05:
+        below, above = above, min(2 * above, n_c_max)
+    while above - below > 1:
+        mid = (below + above) // 2
         if evaluate(mid)["power"] < power - 0.05:
-            lo = mid
+            below = mid
         else:
-            hi = mid
-    start = max(1, lo - 2)
+            above = mid
+    start = max(1, below - 2)
     found = None
     for n_c in range(start, n_c_max + 1):
         if evaluate(n_c)["ok"]:
