@@ -173,3 +173,28 @@ def test_arm_draws_of_a_binomial_fit_have_the_exact_conditional_means(tables):
         mean = np.trapezoid(grid * dens, grid)
         sd = np.sqrt(np.trapezoid((grid - mean) ** 2 * dens, grid))
         assert abs(z[:, k, 0].mean() - mean) < 4.5 * sd / np.sqrt(20000)
+
+
+def test_block_cholesky_of_survival_replicates_equals_the_dense_factor():
+    """The posterior predictive's correlated noise, by blocks of equal size, equals the dense N @ L.T."""
+    from lmsbayes import derived
+    from lmsbayes.data import load_trials
+    from lmsbayes.spec import load_spec
+
+    spec = load_spec("default")
+    m = Model(spec, prepare_data(spec, load_trials()))
+    a = m.arrays
+    n = len(a["lik_y"])
+    P = np.zeros((n, n))
+    P[a["first"], a["second"]] = a["precision"]
+    L = np.zeros((n, n))
+    for k in np.unique(m.obs_comp):
+        idx = np.flatnonzero(m.obs_comp == k)
+        L[np.ix_(idx, idx)] = np.linalg.cholesky(np.linalg.inv(P[np.ix_(idx, idx)]))
+    noise = np.random.default_rng(0).standard_normal((2, 3, n))
+    out = np.zeros_like(noise)
+    blocks = derived._block_cholesky(m)
+    assert len(blocks) > 1  # blocks of several sizes
+    for idx, Lb in blocks:
+        out[..., idx] += np.einsum("...bj,bij->...bi", noise[..., idx], Lb)
+    np.testing.assert_allclose(out, noise @ L.T, atol=1e-12)

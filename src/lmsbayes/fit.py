@@ -392,7 +392,7 @@ def _exact_datatree(model: Model, res) -> xr.DataTree:
 
 def _finish_datatree(dt: xr.DataTree, model: Model) -> xr.DataTree:
     """Coords, derived theta and p, observed data and posterior predictive (numpy)."""
-    from lmsbayes.derived import arm_predictor, arm_rates, observed, posterior_predictive
+    from lmsbayes.derived import _block_cholesky, arm_rates, observed, posterior_arrays, posterior_predictive, predictor
 
     spec, data = model.spec, model.data
     post = dt["posterior"].to_dataset()
@@ -401,21 +401,37 @@ def _finish_datatree(dt: xr.DataTree, model: Model) -> xr.DataTree:
     if "trial" in post.dims:
         relabel["trial"] = list(data.trials)
     post = post.assign_coords(relabel)
-    eta = arm_predictor(model, post)
-    c = model.canonical({p.name: post[p.name].transpose("chain", "draw", *p.dims).values for p in model.params})
-    k_dims = ("landmark",) if data.landmarks else ()
-    theta = eta if k_dims else eta[..., 0]
-    post["theta"] = (("chain", "draw", "arm", *k_dims), theta)
+    arrays = posterior_arrays(model, post)
     landmarks = list(spec.landmarks) if spec.survival else list(data.landmarks)
-    rates = arm_rates(model, eta, c, landmarks)
+    rng = np.random.default_rng(spec.sampler.seed + 1)
+    blocks = _block_cholesky(model) if data.family == "survival" else None
+    C, D = post.sizes["chain"], post.sizes["draw"]
+    # draws in chunks whose arrays stay in cache: thousands of arms would otherwise page-fault
+    # gigabytes of temporaries; each output is written once
+    width = max(data.n_arms * max(model.K, len(landmarks), 1), len(data.obs), 1)
+    step = max(1, 2**15 // width)
+    eta_out = rates = y_rep = None
+    for ch in range(C):
+        for d0 in range(0, D, step):
+            sl = (slice(ch, ch + 1), slice(d0, d0 + step))
+            sub = {k: ({n: x[sl] for n, x in v.items()} if k == "values" else v[sl]) for k, v in arrays.items()}
+            eta = predictor(model, **sub)
+            c = model.canonical(sub["values"])
+            r = arm_rates(model, eta, c, landmarks)
+            y = posterior_predictive(model, eta, c, rng, blocks)
+            if eta_out is None:
+                eta_out = np.empty((C, D) + eta.shape[2:])
+                rates = np.empty((C, D) + r.shape[2:])
+                y_rep = np.empty((C, D) + y.shape[2:], dtype=y.dtype)
+            eta_out[sl], rates[sl], y_rep[sl] = eta, r, y
+    k_dims = ("landmark",) if data.landmarks else ()
+    post["theta"] = (("chain", "draw", "arm", *k_dims), eta_out if k_dims else eta_out[..., 0])
     if landmarks:
         post = post.assign_coords(landmark=[float(t) for t in landmarks])
         post["p"] = (("chain", "draw", "arm", "landmark"), rates)
     else:
         post["p"] = (("chain", "draw", "arm"), rates[..., 0])
-    rng = np.random.default_rng(spec.sampler.seed + 1)
     obs_coord = {"obs": np.arange(len(data.obs))}
-    y_rep = posterior_predictive(model, eta, c, rng)
     pp = xr.Dataset({"y": (("chain", "draw", "obs"), y_rep)},
                     coords={**obs_coord, "chain": post["chain"], "draw": post["draw"]})  # fmt: skip
     const = {"arm_idx": ("obs", model.arrays["arm_idx"]), "k_idx": ("obs", model.arrays["k_idx"])}

@@ -190,28 +190,8 @@ def _comp_sum(part: _Part, terms: np.ndarray, const: bool = True) -> np.ndarray:
 
 
 def _base(m: Model, c, X, Xu=None, du=None) -> np.ndarray:
-    """:meth:`Model.base_predictor` by matrix products (numpy): (..., arm, K).
-
-    ``X @ beta`` as one matrix product over the whole batch instead of a
-    broadcast product of (batch, arm, K, covariate) summed; the latent part
-    ``du * (Xu @ beta)`` likewise. Tested equal to the definition.
-    """
-    alpha = c["alpha"]
-    beta = c["beta"]
-    n_arms = X.shape[0]
-    if beta is None:
-        return np.broadcast_to(alpha[..., None, :], alpha.shape[:-1] + (n_arms, alpha.shape[-1]))
-    lead, (kb, C) = beta.shape[:-2], beta.shape[-2:]
-    b2 = beta.reshape(-1, C)
-
-    def times(M):  # M @ beta for every draw: (..., arm, Kb)
-        out = (b2 @ M.T).reshape(lead + (kb, n_arms))
-        return np.swapaxes(out, -1, -2)
-
-    xb = times(X)
-    if du is not None:
-        xb = xb + du[..., :, None] * times(Xu)
-    return alpha[..., None, :] + xb
+    """The base predictor (..., arm, K) by matrix products (Model.base_predictor_numpy)."""
+    return m.base_predictor_numpy(c, X, Xu, du)
 
 
 # --- Gaussian likelihoods: closed form from the log-likelihood's coefficients ----------------
@@ -235,6 +215,7 @@ class _Gauss:
     comp_group: np.ndarray | None  # shape group of each component (None: no free shape)
     n_groups: int
     _by_group: list | None = None
+    _const: tuple | None = None
 
     def coefficients(self, c) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """e0, e1, e2 (..., n_comp) at the draws' shapes (or constants)."""
@@ -252,6 +233,36 @@ class _Gauss:
                     self._by_group = [self.E * np.tile(self.comp_group == g, 3) for g in range(self.n_groups)]
                 e = sum(kp[..., g, :] @ Eg for g, Eg in enumerate(self._by_group))
         return e[..., :n], e[..., n:2 * n], e[..., 2 * n:]
+
+    def normal_form(self, c) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """ll(eta) = C - q / 2 (eta - mu)^2 per component: C, mu, q (..., n_comp)."""
+        if self.comp_group is None:
+            if self._const is None:
+                self._const = self._normal(*self.coefficients(c))
+            return self._const
+        return self._normal(*self.coefficients(c))
+
+    @staticmethod
+    def _normal(e0, e1, e2):
+        q = -2.0 * e2
+        mu = e1 / np.where(q > 0, q, 1.0)  # a component without observations: q = e1 = 0
+        return e0 + 0.5 * e1 * mu, mu, q
+
+    def log_integral(self, c, base, scale) -> np.ndarray:
+        """log of the integral of exp(ll(base + scale z)) N(z; 0, 1) dz per component (..., n_comp).
+
+        With ll = C - q / 2 (eta - mu)^2: C - (log(1 + q s^2) + q (base - mu)^2 / (1 + q s^2)) / 2.
+        """
+        C, mu, q = self.normal_form(c)
+        r = base - mu
+        qs2 = q * (scale * scale)
+        return C - 0.5 * (np.log1p(qs2) + q * (r * r) / (1.0 + qs2))
+
+    def posterior(self, c, base, scale) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and sd of each component's z given the data (normal)."""
+        _, mu, q = self.normal_form(c)
+        a = 1.0 + q * (scale * scale)
+        return -scale * q * (base - mu) / a, 1.0 / np.sqrt(a)
 
     def quadratic(self, c, base, scale):
         """Coefficients of ll(z) = c0 + c1 z + c2 z^2 per component, from eta = base + scale z."""
@@ -434,9 +445,10 @@ class Integrator:
             self.u_nodes = u
             self.latent_part = self._latent_part(u, log_wu)
             self.parts.append(self.latent_part)
-        # work per draw, for chunks of draws that stay in cache
-        per_draw = sum(p.model.n_comp * (2 if self.gaussian else nodes + 8) for p in self.parts)
-        self.chunk = int(min(1024, max(8, 2**17 // max(per_draw, 1))))
+        # draws per chunk: arrays of at most ~2^15 numbers (256 kB), which stay in cache and are
+        # recycled by the allocator (larger ones are mapped and page-faulted afresh at every operation)
+        width = max(max(p.model.n_comp, 0 if self.gaussian else p.model.term_comp.size) for p in self.parts)
+        self.chunk = int(min(1024, max(1, 2**15 // max(width, 1))))
 
     def _whole(self) -> _Part:
         """All arms in place (latent fractions given): the part of the arm-level draws."""
@@ -511,6 +523,10 @@ class Integrator:
         m = part.model
         base = _base(m, c, m.data.X)
         scale = m.effect_scale(c)
+        if part.gauss is not None:
+            lead = base.shape[:-2]
+            scale = np.broadcast_to(scale, base.shape).reshape(lead + (-1,))
+            return part.gauss.log_integral(c, base.reshape(lead + (-1,)), scale)
         if self.gaussian:
             c0, c1, c2 = self._quadratic(part, c, base, scale)
             a = 1.0 - 2.0 * c2
@@ -590,7 +606,10 @@ class Integrator:
         whole = self._whole()
         base = _base(m, c, d.X, d.Xu, du)
         scale = np.broadcast_to(m.effect_scale(c), (B, d.n_arms, m.Kz)).reshape(B, -1)
-        if self.gaussian:
+        if whole.gauss is not None:
+            mean, sd = whole.gauss.posterior(c, base.reshape(B, -1), scale)
+            z = mean + sd * rng.standard_normal(mean.shape)
+        elif self.gaussian:
             _, c1, c2 = self._quadratic(whole, c, base, scale.reshape(B, d.n_arms, m.Kz))
             a = 1.0 - 2.0 * c2
             z = c1 / a + rng.standard_normal(c1.shape) / np.sqrt(a)
@@ -696,12 +715,11 @@ def _log_int_exp_quadratic(a0, a1, a2) -> np.ndarray:
     a2n = np.minimum(a2, -1e-12)
     mu = -a1 / (2 * a2n)
     s = 1 / np.sqrt(-2 * a2n)
-    hi, lo = special.log_ndtr((1 - mu) / s), special.log_ndtr((0 - mu) / s)
-    # log(Phi(b) - Phi(a)) without cancellation, from whichever tail is smaller
-    upper = special.log_ndtr(-(0 - mu) / s), special.log_ndtr(-(1 - mu) / s)  # log(1-Phi(a)), log(1-Phi(b))
+    # log(Phi(b) - Phi(a)), a = -mu / s, b = (1 - mu) / s, without cancellation, from whichever tail is
+    # smaller: log Phi(b) and log Phi(a), or log(1 - Phi(a)) = log Phi(-a) and log(1 - Phi(b))
     use_upper = mu > 0.5
-    big = np.where(use_upper, upper[0], hi)
-    small = np.where(use_upper, upper[1], lo)
+    big = special.log_ndtr(np.where(use_upper, mu / s, (1 - mu) / s))
+    small = special.log_ndtr(np.where(use_upper, (mu - 1) / s, -mu / s))
     log_mass = big + np.log1p(-np.exp(np.minimum(small - big, 0.0)))
     out = a0 - a1 * a1 / (4 * a2n) + 0.5 * np.log(2 * np.pi) + np.log(s) + log_mass
     flat = ~(a2 < -1e-4)
