@@ -198,3 +198,25 @@ def test_block_cholesky_of_survival_replicates_equals_the_dense_factor():
     for idx, Lb in blocks:
         out[..., idx] += np.einsum("...bj,bij->...bi", noise[..., idx], Lb)
     np.testing.assert_allclose(out, noise @ L.T, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_parts_without_pandas_equal_the_models_of_taken_data(name, tables):
+    """_take_model (arrays re-indexed) gives the terms of Model(spec, data.take(...)), latent arms at nodes."""
+    spec = _spec(**SPECS[name])
+    m = Model(spec, prepare_data(spec, tables))
+    d = m.data
+    rng = np.random.default_rng(8)
+    pos = np.array([3, 0, 0, 5, 1, 7, 3])
+    X = d.X[pos] + rng.uniform(-0.5, 0.5, (pos.size, 1)) * d.Xu[pos]
+    for kw in ({}, {"X": X}):
+        ref = Model(spec, d.take(pos, **kw))
+        sub = ex._take_model(m, pos, kw.get("X"))
+        vals = {p.name: np.stack([np.asarray(_random_values(m, rng)[p.name], float) for _ in range(2)]) for p in m.params}
+        c = m.canonical(vals)
+        eta = rng.normal(0, 1, (2, pos.size, m.K))
+        np.testing.assert_allclose(sub.loglik_terms(NUMPY_OPS, eta, c), ref.loglik_terms(NUMPY_OPS, eta, c), rtol=1e-13)
+        np.testing.assert_array_equal(sub.term_comp, ref.term_comp)
+        np.testing.assert_allclose(sub.comp_const, ref.comp_const)
+        np.testing.assert_allclose(sub.effect_scale(c), ref.effect_scale(c))
+        np.testing.assert_allclose(ex._base(sub, c, sub.data.X), ex._base(ref, c, ref.data.X), rtol=1e-13, atol=1e-13)

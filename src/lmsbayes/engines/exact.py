@@ -178,6 +178,73 @@ def _make_part(spec, data: ModelData, arm_of: np.ndarray, n_nodes_u: int = 1, lo
     return part
 
 
+class _PartData:
+    """What the arm integrals read of a part's data (arrays only: no pandas frames to re-index)."""
+
+    def __init__(self, d: ModelData, pos: np.ndarray, X: np.ndarray | None = None) -> None:
+        self.family, self.landmarks, self.curve, self.t_ref = d.family, d.landmarks, d.curve, d.t_ref
+        self.shape_groups, self.uterine_centre = d.shape_groups, d.uterine_centre
+        self.n_arms = int(pos.size)
+        self.X = d.X[pos] if X is None else np.asarray(X, float)
+        self.Xu = d.Xu[pos] if X is None else np.zeros_like(self.X)
+        self.latent = np.flatnonzero(np.isin(pos, d.latent)) if X is None else np.zeros(0, dtype=np.int64)
+        self.stratum_idx = np.asarray(d.stratum_idx)[pos]
+        self.shape_idx = np.asarray(d.shape_idx)[pos] if len(d.shape_idx) else np.asarray(d.shape_idx)
+
+
+def _runs(counts: np.ndarray, pos: np.ndarray):
+    """Rows of the contiguous runs of ``pos`` (runs of ``counts[i]`` rows each, in order), and each row's copy."""
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    n_new = counts[pos]
+    copy = np.repeat(np.arange(pos.size), n_new)
+    new_start = np.concatenate([[0], np.cumsum(n_new)[:-1]]).astype(np.int64)
+    rows = starts[pos][copy] + np.arange(copy.size) - new_start[copy]
+    return rows, copy, starts, new_start
+
+
+def _take_model(m: Model, pos, X: np.ndarray | None = None) -> Model:
+    """The model of the arms at ``pos`` (repeats allowed; ``X`` replaces their design rows).
+
+    What ``Model(spec, data.take(pos, X=X))`` gives the integrals, from the
+    model's arrays without pandas (tested equal): a part of an integrator is
+    built at every fit, and re-indexing the data frames took most of that.
+    """
+    import copy as _copy
+
+    d = m.data
+    pos = np.asarray(pos, np.int64)
+    a = m.arrays
+    kz = m.Kz
+    rows, row_copy, starts, new_start = _runs(np.bincount(a["arm_idx"], minlength=d.n_arms), pos)
+    sub = _copy.copy(m)
+    sub.data = _PartData(d, pos, X)
+    arrays = {}
+    for k, v in a.items():
+        if k in ("X", "Xu"):
+            arrays[k] = getattr(sub.data, k)
+        elif k == "stratum_idx":
+            arrays[k] = sub.data.stratum_idx
+        elif k not in ("first", "second", "precision"):
+            arrays[k] = v[rows]  # one per observation
+    arrays["arm_idx"] = row_copy
+    sub.arm_idx = row_copy
+    sub.obs_comp = row_copy * kz + (m.obs_comp[rows] - pos[row_copy] * kz)
+    sub.n_comp = int(pos.size) * kz
+    if d.family == "survival":
+        trows, tcopy, _, _ = _runs(np.bincount(m.term_comp, minlength=d.n_arms), pos)
+        shift = new_start[tcopy] - starts[pos[tcopy]]
+        arrays["first"] = a["first"][trows] + shift
+        arrays["second"] = a["second"][trows] + shift
+        arrays["precision"] = a["precision"][trows]
+        sub.term_comp = tcopy
+        sub.comp_const = np.asarray(m.comp_const, float).reshape(d.n_arms, kz)[pos].ravel()
+    else:
+        sub.term_comp = sub.obs_comp
+        sub.comp_const = np.zeros(sub.n_comp)
+    sub.arrays = arrays
+    return sub
+
+
 def _comp_sum(part: _Part, terms: np.ndarray, const: bool = True) -> np.ndarray:
     """Sums of terms (..., term) by component (..., n_comp), plus the components' constants."""
     if part.single:
@@ -434,7 +501,7 @@ class Integrator:
             self.whole = _make_part(spec, data, regular, model=model)
             self.parts.append(self.whole)
         elif regular.size:
-            self.parts.append(_make_part(spec, data.take(regular), regular))
+            self.parts.append(_make_part(spec, None, regular, model=_take_model(model, regular)))
         if lat.size:
             if self.gaussian:
                 u = np.array([0.0, 0.5, 1.0])
@@ -461,8 +528,7 @@ class Integrator:
         lat = d.latent
         X = np.concatenate([d.X[i] + (u[:, None] - d.uterine_centre) * d.Xu[i] for i in lat])
         pos = np.repeat(lat, u.size)
-        labels = [f"{d.arms.index[i]}#{q}" for i in lat for q in range(u.size)]
-        return _make_part(self.model.spec, d.take(pos, X=X, labels=labels), pos, u.size, log_wu)
+        return _make_part(self.model.spec, None, pos, u.size, log_wu, model=_take_model(self.model, pos, X))
 
     # --- component log-likelihoods -------------------------------------------------
 
@@ -537,14 +603,18 @@ class Integrator:
         mode, g0, _, g2 = self._newton(part, pre, scale)
         sd = 1.0 / np.sqrt(-g2)
         sq = math.sqrt(2.0) * sd
-        acc = np.zeros(mode.shape)
-        for x, lw in zip(self.x_gh, self.log_w_gh):
-            if x == 0.0:  # the middle node is the mode, where g = g0
-                acc += math.exp(lw)
-                continue
+        off = self.x_gh != 0.0  # the middle node is the mode, where g = g0
+        acc = np.full(mode.shape, math.exp(self.log_w_gh[~off][0]) if not off.all() else 0.0)
+        if mode.size * off.sum() <= 2**15:  # small batches: all nodes in one array (fewer calls)
+            x, lw = self.x_gh[off].reshape((-1,) + (1,) * mode.ndim), self.log_w_gh[off].reshape((-1,) + (1,) * mode.ndim)
             z = mode + sq * x
             g = _comp_sum(part, part.kernel.value(pre, self._shift(part, scale, z))) - 0.5 * z * z
-            acc += np.exp(g - g0 + lw)  # g <= g0: g0 is the maximum
+            acc += np.exp(g - g0 + lw).sum(axis=0)
+        else:  # one node at a time: the arrays stay in cache
+            for x, lw in zip(self.x_gh[off], self.log_w_gh[off]):
+                z = mode + sq * x
+                g = _comp_sum(part, part.kernel.value(pre, self._shift(part, scale, z))) - 0.5 * z * z
+                acc += np.exp(g - g0 + lw)  # g <= g0: g0 is the maximum
         with np.errstate(divide="ignore", invalid="ignore"):
             out = np.log(sd) - 0.5 * math.log(math.pi) + g0 + np.log(acc)
         return np.where(np.isfinite(g0), out, -np.inf)
