@@ -191,13 +191,17 @@ def test_block_cholesky_of_survival_replicates_equals_the_dense_factor():
     for k in np.unique(m.obs_comp):
         idx = np.flatnonzero(m.obs_comp == k)
         L[np.ix_(idx, idx)] = np.linalg.cholesky(np.linalg.inv(P[np.ix_(idx, idx)]))
-    noise = np.random.default_rng(0).standard_normal((2, 3, n))
-    out = np.zeros_like(noise)
     blocks = derived._block_cholesky(m)
     assert len(blocks) > 1  # blocks of several sizes
-    for idx, Lb in blocks:
-        out[..., idx] += np.einsum("...bj,bij->...bi", noise[..., idx], Lb)
-    np.testing.assert_allclose(out, noise @ L.T, atol=1e-12)
+    # posterior_predictive draws the noise in block order: the same numbers in observation order
+    perm = np.concatenate([idx.ravel() for idx, _ in blocks])
+    eta = np.zeros((2, 3, m.data.n_arms, 1))
+    c = {"shape": np.full((2, 3, 1), 1.3)}
+    mu = derived.posterior_predictive(m, eta, c, np.random.default_rng(0), blocks) - \
+        derived.posterior_predictive(m, eta, c, np.random.default_rng(0), [(i, 0 * Lb) for i, Lb in blocks])
+    noise = np.empty((2, 3, n))
+    noise[..., perm] = np.random.default_rng(0).standard_normal((2, 3, n))
+    np.testing.assert_allclose(mu, noise @ L.T, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", list(SPECS))

@@ -91,7 +91,8 @@ def posterior_predictive(model: Model, eta: np.ndarray, c: dict, rng: np.random.
     """
     a = model.arrays
     fam = model.data.family
-    eta_obs = eta[..., a["arm_idx"], a["k_idx"]]
+    # one column (K = 1): a single index is half the cost of two
+    eta_obs = eta[..., 0][..., a["arm_idx"]] if eta.shape[-1] == 1 else eta[..., a["arm_idx"], a["k_idx"]]
     if fam == "logit-binomial":
         return rng.binomial(a["lik_n"].astype(np.int64), special.expit(eta_obs))
     if fam == "logit-normal":
@@ -106,9 +107,22 @@ def posterior_predictive(model: Model, eta: np.ndarray, c: dict, rng: np.random.
         shape = c["shape"][..., a["obs_shape_idx"]]
         mu = survival_mean(NUMPY_OPS, eta_obs, shape, a["is_median"], a["log_t_rel"], model.log_t_ref,
                            model.data.curve)  # fmt: skip
-        noise = rng.standard_normal(mu.shape)
-        for idx, L in blocks if blocks is not None else _block_cholesky(model):  # one KM curve's observations correlate
-            mu[..., idx] += np.einsum("...bj,bij->...bi", noise[..., idx], L)
+        # one Kaplan-Meier curve's observations are correlated: noise L^T block by block, the
+        # blocks of each size side by side (lower-triangular products written out: blocks are small)
+        blocks = blocks if blocks is not None else _block_cholesky(model)
+        perm = np.concatenate([idx.ravel() for idx, _ in blocks])
+        noise = rng.standard_normal(mu.shape[:-1] + (perm.size,))
+        corr = np.empty_like(noise)
+        o = 0
+        for idx, L in blocks:
+            nb, size = idx.shape
+            nz = noise[..., o:o + nb * size].reshape(noise.shape[:-1] + (nb, size))
+            acc = nz[..., 0:1] * L[:, :, 0]
+            for j in range(1, size):
+                acc += nz[..., j:j + 1] * L[:, :, j]
+            corr[..., o:o + nb * size] = acc.reshape(noise.shape[:-1] + (nb * size,))
+            o += nb * size
+        mu[..., perm] += corr
         return mu
     raise ValueError(f"unknown likelihood {fam!r}")  # pragma: no cover
 
