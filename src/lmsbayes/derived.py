@@ -14,7 +14,7 @@ from scipy import special
 from lmsbayes.likelihoods import NUMPY_OPS, rate_from_eta
 from lmsbayes.model import Model
 
-__all__ = ["arm_predictor", "arm_rates", "posterior_predictive", "observed"]
+__all__ = ["arm_predictor", "arm_rates", "observed", "posterior_arrays", "posterior_predictive", "predictor"]
 
 
 def _values(model: Model, post: xr.Dataset) -> dict[str, np.ndarray]:
@@ -25,28 +25,46 @@ def _values(model: Model, post: xr.Dataset) -> dict[str, np.ndarray]:
     return out
 
 
-def arm_predictor(model: Model, post: xr.Dataset) -> np.ndarray:
-    """The arm-level linear predictor of every draw: (chain, draw, arm, K).
-
-    The same algebra as the engines (base predictor plus tau z), with latent
-    uterine fractions and, for NUTS fits with trial effects, the trial effect.
-    """
+def posterior_arrays(model: Model, post: xr.Dataset) -> dict[str, np.ndarray]:
+    """The draws :func:`predictor` needs, as numpy arrays with leading dims (chain, draw)."""
     d = model.data
-    c = model.canonical(_values(model, post))
     C, D = post.sizes["chain"], post.sizes["draw"]
-    du = None
+    out = {"values": _values(model, post),
+           "z": post["z"].transpose("chain", "draw", *model.z_dims).values.reshape(C, D, d.n_arms, model.Kz)}  # fmt: skip
     if d.latent.size:
-        du = np.zeros((C, D, d.n_arms))
-        du[..., d.latent] = post["uterine_latent"].transpose("chain", "draw", "arm_latent").values - d.uterine_centre
-    z = post["z"].transpose("chain", "draw", *model.z_dims).values.reshape(C, D, d.n_arms, model.Kz)
-    eta = model.base_predictor(NUMPY_OPS, c, d.X, d.Xu, du) + model.effect_scale(c) * z
+        out["u"] = post["uterine_latent"].transpose("chain", "draw", "arm_latent").values
     if "v" in post:
         dims = ("chain", "draw", "trial", "landmark") if model.per_landmark else ("chain", "draw", "trial")
-        v = post["v"].transpose(*dims).values[:, :, d.trial_idx]
-        tt = post["trial_tau"].values
-        tv = (tt[:, :, None, :] if model.per_landmark else tt[:, :, None]) * v
-        eta = eta + (tv if model.per_landmark else tv[..., None])
+        out["v"] = post["v"].transpose(*dims).values
+        out["trial_tau"] = post["trial_tau"].values
+    return out
+
+
+def predictor(model: Model, values: dict, z: np.ndarray, u=None, v=None, trial_tau=None) -> np.ndarray:
+    """The arm-level linear predictor (..., arm, K) from arrays of draws (leading dims ...).
+
+    The same algebra as the engines (base predictor plus tau z), with latent
+    uterine fractions ``u`` (..., arm_latent) and, for NUTS fits with trial
+    effects, the trial effects ``v`` and their scale ``trial_tau``.
+    """
+    d = model.data
+    c = model.canonical(values)
+    du = None
+    if d.latent.size:
+        du = np.zeros(z.shape[:-2] + (d.n_arms,))
+        du[..., d.latent] = u - d.uterine_centre
+    eta = model.base_predictor_numpy(c, d.X, d.Xu, du) + model.effect_scale(c) * z
+    if v is not None:
+        if model.per_landmark:
+            eta = eta + trial_tau[..., None, :] * v[..., d.trial_idx, :]
+        else:
+            eta = eta + (trial_tau[..., None] * v[..., d.trial_idx])[..., None]
     return eta
+
+
+def arm_predictor(model: Model, post: xr.Dataset) -> np.ndarray:
+    """The arm-level linear predictor of every draw: (chain, draw, arm, K); see :func:`predictor`."""
+    return predictor(model, **posterior_arrays(model, post))
 
 
 def arm_rates(model: Model, eta: np.ndarray, c: dict, landmarks) -> np.ndarray:
@@ -66,11 +84,15 @@ def observed(model: Model) -> np.ndarray:
     return np.asarray(model.arrays["lik_y"], float)
 
 
-def posterior_predictive(model: Model, eta: np.ndarray, c: dict, rng: np.random.Generator) -> np.ndarray:
-    """Replicated observations (chain, draw, obs) on the likelihood's scale."""
+def posterior_predictive(model: Model, eta: np.ndarray, c: dict, rng: np.random.Generator, blocks=None) -> np.ndarray:
+    """Replicated observations (chain, draw, obs) on the likelihood's scale.
+
+    ``blocks``: :func:`_block_cholesky` of the model (survival), if computed already.
+    """
     a = model.arrays
     fam = model.data.family
-    eta_obs = eta[..., a["arm_idx"], a["k_idx"]]
+    # one column (K = 1): a single index is half the cost of two
+    eta_obs = eta[..., 0][..., a["arm_idx"]] if eta.shape[-1] == 1 else eta[..., a["arm_idx"], a["k_idx"]]
     if fam == "logit-binomial":
         return rng.binomial(a["lik_n"].astype(np.int64), special.expit(eta_obs))
     if fam == "logit-normal":
@@ -85,22 +107,51 @@ def posterior_predictive(model: Model, eta: np.ndarray, c: dict, rng: np.random.
         shape = c["shape"][..., a["obs_shape_idx"]]
         mu = survival_mean(NUMPY_OPS, eta_obs, shape, a["is_median"], a["log_t_rel"], model.log_t_ref,
                            model.data.curve)  # fmt: skip
-        noise = rng.standard_normal(mu.shape) @ _block_cholesky(model).T
+        # one Kaplan-Meier curve's observations are correlated: noise L^T block by block, the
+        # blocks of each size side by side (lower-triangular products written out: blocks are small)
+        blocks = blocks if blocks is not None else _block_cholesky(model)
+        perm = np.concatenate([idx.ravel() for idx, _ in blocks])
+        noise = rng.standard_normal(mu.shape[:-1] + (perm.size,))
+        corr = np.empty_like(noise)
+        o = 0
+        for idx, L in blocks:
+            nb, size = idx.shape
+            nz = noise[..., o:o + nb * size].reshape(noise.shape[:-1] + (nb, size))
+            acc = nz[..., 0:1] * L[:, :, 0]
+            for j in range(1, size):
+                acc += nz[..., j:j + 1] * L[:, :, j]
+            corr[..., o:o + nb * size] = acc.reshape(noise.shape[:-1] + (nb * size,))
+            o += nb * size
         if model.se_by_shape:  # medians without a CI: sd = se / k at the draw's shape
-            noise = noise * np.exp(-a["se_shape_power"] * np.log(shape))
-        return mu + noise
+            corr = corr * np.exp(-a["se_shape_power"][perm] * np.log(shape[..., perm]))
+        mu[..., perm] += corr
+        return mu
     raise ValueError(f"unknown likelihood {fam!r}")  # pragma: no cover
 
 
-def _block_cholesky(model: Model) -> np.ndarray:
-    """Cholesky factor of the survival observations' block-diagonal covariance."""
+def _block_cholesky(model: Model) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Cholesky factors of the survival observations' block-diagonal covariance, by block size.
+
+    One (index, factor) pair per block size: the observations of the blocks
+    (block, size) and their factors (block, size, size), so that thousands of
+    arms need neither a dense covariance nor a loop over arms.
+    """
     a = model.arrays
-    n = len(a["lik_y"])
-    P = np.zeros((n, n))
-    P[a["first"], a["second"]] = a["precision"]
-    L = np.zeros((n, n))
     comp = model.obs_comp
-    for k in np.unique(comp):
-        idx = np.flatnonzero(comp == k)
-        L[np.ix_(idx, idx)] = np.linalg.cholesky(np.linalg.inv(P[np.ix_(idx, idx)]))
-    return L
+    order = np.argsort(comp, kind="stable")
+    counts = np.bincount(comp)
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(comp.size, dtype=np.int64)
+    rank[order] = np.arange(comp.size) - start[comp[order]]
+    out = []
+    for size in np.unique(counts[counts > 0]):
+        blocks = np.flatnonzero(counts == size)
+        idx = order[start[blocks][:, None] + np.arange(size)]  # (block, size) observations
+        P = np.zeros((blocks.size, size, size))
+        row = np.full(comp.size, -1, dtype=np.int64)
+        row[idx.ravel()] = np.repeat(np.arange(blocks.size), size)
+        f, s_ = a["first"], a["second"]
+        mine = row[f] >= 0
+        P[row[f[mine]], rank[f[mine]], rank[s_[mine]]] = a["precision"][mine]
+        out.append((idx, np.linalg.cholesky(np.linalg.inv(P))))
+    return out

@@ -323,15 +323,18 @@ def fit(
         from lmsbayes.engines.exact import fit_exact
 
         res = fit_exact(model, spec.exact, spec.sampler.seed)
-        dt = _exact_datatree(model, res)
+        post, groups, attrs = _exact_groups(model, res)
     else:
         from lmsbayes.engines import nuts
 
         dt = nuts.sample(spec, data, progress=progress)
         dt.attrs["engine"] = "nuts"
+        post = dt["posterior"].to_dataset()
+        groups = {name: dt[name].to_dataset() for name in ("sample_stats", "importance_sampling") if name in dt}
+        attrs = dict(dt.attrs)
     if note:
-        dt.attrs["engine_note"] = note
-    dt = _finish_datatree(dt, model)
+        attrs["engine_note"] = note
+    dt = _finish_datatree(post, groups, attrs, model, relabel=used != "exact")
     diag = compute_diagnostics(dt)
     result = Fit(datatree=dt, spec=spec, data=data, diagnostics=diag)
     if not diag.ok:
@@ -362,8 +365,8 @@ def _read_data(data):
     return data
 
 
-def _exact_datatree(model: Model, res) -> xr.DataTree:
-    """The exact engine's draws as the DataTree NUTS gives (one chain of independent draws)."""
+def _exact_groups(model: Model, res) -> tuple[xr.Dataset, dict, dict]:
+    """The exact engine's draws as NUTS gives them (one chain of independent draws): posterior, groups, attrs."""
     coords = model.coords
     S = res.z.shape[0]
     base = {"chain": [0], "draw": np.arange(S)}
@@ -380,42 +383,61 @@ def _exact_datatree(model: Model, res) -> xr.DataTree:
     isg = xr.Dataset({"theta": (("is_draw", "parameter"), prop["theta"]),
                       "log_weight": (("is_draw",), prop["log_weight"])},
                      coords={"parameter": list(prop["names"])})  # fmt: skip
-    dt = xr.DataTree.from_dict({"/posterior": post, "/importance_sampling": isg})
-    dt.attrs.update(
+    attrs = dict(
         engine="exact", khat=d["khat"], is_ess=d["is_ess"], proposal=d["proposal"],
         tau_grid_edge_mass=d["tau_grid_edge_mass"], khat_max=model.spec.exact.khat_max,
         mode_converged=int(d["mode_converged"]), exact_seconds=d["seconds"], n_logpost_evals=d["n_logpost_evals"],
         n_modes=int(d.get("n_modes", 1)), n_proposals=int(d.get("n_proposals", 0)),
     )  # fmt: skip
-    return dt
+    return post, {"importance_sampling": isg}, attrs
 
 
-def _finish_datatree(dt: xr.DataTree, model: Model) -> xr.DataTree:
-    """Coords, derived theta and p, observed data and posterior predictive (numpy)."""
-    from lmsbayes.derived import arm_predictor, arm_rates, observed, posterior_predictive
+def _finish_datatree(post: xr.Dataset, groups: dict, attrs: dict, model: Model, relabel: bool = True) -> xr.DataTree:
+    """Coords, derived theta and p, observed data and posterior predictive (numpy), as one DataTree.
+
+    ``post``: the posterior draws; ``groups``: other groups kept as they are
+    (sample_stats, importance_sampling); ``relabel``: set the data's coords
+    (nutpie keeps those it was compiled with; the exact engine's are right).
+    """
+    from lmsbayes.derived import _block_cholesky, arm_rates, observed, posterior_arrays, posterior_predictive, predictor
 
     spec, data = model.spec, model.data
-    post = dt["posterior"].to_dataset()
-    # nutpie keeps the coords it was compiled with: relabel with this data's
-    relabel = {k: v for k, v in model.coords.items() if k in post.dims}
-    if "trial" in post.dims:
-        relabel["trial"] = list(data.trials)
-    post = post.assign_coords(relabel)
-    eta = arm_predictor(model, post)
-    c = model.canonical({p.name: post[p.name].transpose("chain", "draw", *p.dims).values for p in model.params})
-    k_dims = ("landmark",) if data.landmarks else ()
-    theta = eta if k_dims else eta[..., 0]
-    post["theta"] = (("chain", "draw", "arm", *k_dims), theta)
+    if relabel:  # nutpie keeps the coords it was compiled with: relabel with this data's
+        coords = {k: v for k, v in model.coords.items() if k in post.dims}
+        if "trial" in post.dims:
+            coords["trial"] = list(data.trials)
+        post = post.assign_coords(coords)
+    arrays = posterior_arrays(model, post)
     landmarks = list(spec.landmarks) if spec.survival else list(data.landmarks)
-    rates = arm_rates(model, eta, c, landmarks)
+    rng = np.random.default_rng(spec.sampler.seed + 1)
+    blocks = _block_cholesky(model) if data.family == "survival" else None
+    C, D = post.sizes["chain"], post.sizes["draw"]
+    # draws in chunks whose arrays stay in cache: thousands of arms would otherwise page-fault
+    # gigabytes of temporaries; each output is written once
+    width = max(data.n_arms * max(model.K, len(landmarks), 1), len(data.obs), 1)
+    step = max(1, 2**15 // width)
+    eta_out = rates = y_rep = None
+    for ch in range(C):
+        for d0 in range(0, D, step):
+            sl = (slice(ch, ch + 1), slice(d0, d0 + step))
+            sub = {k: ({n: x[sl] for n, x in v.items()} if k == "values" else v[sl]) for k, v in arrays.items()}
+            eta = predictor(model, **sub)
+            c = model.canonical(sub["values"])
+            r = arm_rates(model, eta, c, landmarks)
+            y = posterior_predictive(model, eta, c, rng, blocks)
+            if eta_out is None:
+                eta_out = np.empty((C, D) + eta.shape[2:])
+                rates = np.empty((C, D) + r.shape[2:])
+                y_rep = np.empty((C, D) + y.shape[2:], dtype=y.dtype)
+            eta_out[sl], rates[sl], y_rep[sl] = eta, r, y
+    k_dims = ("landmark",) if data.landmarks else ()
+    post["theta"] = (("chain", "draw", "arm", *k_dims), eta_out if k_dims else eta_out[..., 0])
     if landmarks:
         post = post.assign_coords(landmark=[float(t) for t in landmarks])
         post["p"] = (("chain", "draw", "arm", "landmark"), rates)
     else:
         post["p"] = (("chain", "draw", "arm"), rates[..., 0])
-    rng = np.random.default_rng(spec.sampler.seed + 1)
     obs_coord = {"obs": np.arange(len(data.obs))}
-    y_rep = posterior_predictive(model, eta, c, rng)
     pp = xr.Dataset({"y": (("chain", "draw", "obs"), y_rep)},
                     coords={**obs_coord, "chain": post["chain"], "draw": post["draw"]})  # fmt: skip
     const = {"arm_idx": ("obs", model.arrays["arm_idx"]), "k_idx": ("obs", model.arrays["k_idx"])}
@@ -427,11 +449,9 @@ def _finish_datatree(dt: xr.DataTree, model: Model) -> xr.DataTree:
         "observed_data": xr.Dataset({"y": ("obs", observed(model))}, coords=obs_coord),
         "constant_data": xr.Dataset(const, coords=obs_coord),
     }  # fmt: skip
-    for name in ("sample_stats", "importance_sampling"):
-        if name in dt:
-            children[name] = dt[name].to_dataset()
+    children.update(groups)
     out = xr.DataTree.from_dict({f"/{k}": v for k, v in children.items()})
-    out.attrs.update(dt.attrs)
+    out.attrs.update(attrs)
     out.attrs.update(lmsbayes_version=__version__, spec_name=spec.name, spec_hash=spec.hash,
                      data_sha256=data.data_sha256, seed=int(spec.sampler.seed))  # fmt: skip
     return out

@@ -845,6 +845,30 @@ class Model:
             eta = eta + ops.sum(Xb[..., :, None, :] * c["beta"][..., None, :, :], axis=-1)
         return eta
 
+    def base_predictor_numpy(self, c: dict[str, Any], X, Xu=None, du=None) -> np.ndarray:
+        """:meth:`base_predictor` in numpy by matrix products: (..., arm, K), broadcast over arms.
+
+        ``X @ beta`` for the whole batch is one matrix product (and the
+        latent part ``du * (Xu @ beta)`` another) instead of a broadcast
+        (batch, arm, K, covariate) product summed: the same algebra, tested
+        equal, without the memory of that product for thousands of arms.
+        """
+        alpha, beta = np.asarray(c["alpha"]), c["beta"]
+        n_arms = X.shape[0]
+        if beta is None:
+            return np.broadcast_to(alpha[..., None, :], alpha.shape[:-1] + (n_arms, alpha.shape[-1]))
+        beta = np.asarray(beta)
+        lead, (kb, n_cov) = beta.shape[:-2], beta.shape[-2:]
+        flat = beta.reshape(-1, n_cov)
+
+        def times(M):  # M @ beta for every draw: (..., arm, Kb)
+            return np.swapaxes((flat @ np.asarray(M, float).T).reshape(lead + (kb, n_arms)), -1, -2)
+
+        xb = times(X)
+        if du is not None:
+            xb = xb + np.asarray(du)[..., :, None] * times(Xu)
+        return alpha[..., None, :] + xb
+
     def effect_scale(self, c: dict[str, Any], arrays: dict | None = None):
         """Standard deviation of each arm's random effect(s): (..., arm, Kz)."""
         a = self.arrays if arrays is None else arrays

@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import special
 
 from lmsbayes.errors import InputError
 from lmsbayes.likelihoods import NUMPY_OPS, survival_mean
@@ -168,6 +168,7 @@ class Validation:
 
     def summary(self) -> dict:
         """The spec's row of the comparison table (numbers only)."""
+        from scipy import stats  # scipy.stats takes 0.5 s to import: only where used
         out = {"spec": self.name, "likelihood": _describe(self.spec), "scheme": self.scheme,
                "arms": len(self.arms), "obs": len(self.obs),
                "obs_derived": int((~self.obs["reported"]).sum())}  # fmt: skip
@@ -209,6 +210,7 @@ def _total(x: np.ndarray) -> tuple[float, float]:
 
 def coverage_interval(covered: int, n: int, prob: float = 0.95) -> tuple[float, float]:
     """Clopper-Pearson (exact binomial) interval of a coverage of ``covered`` out of ``n``."""
+    from scipy import stats  # scipy.stats takes 0.5 s to import: only where used
     if n == 0:
         return math.nan, math.nan
     a = (1 - prob) / 2
@@ -504,6 +506,7 @@ def _arm_shape(m: Model, c: dict, i: int) -> np.ndarray:
 
 def _pit(m: Model, c: dict, i: int, rows: np.ndarray, rng) -> np.ndarray:
     """Predictive CDF at each observation of held-out arm i (randomised for counts)."""
+    from scipy import stats  # scipy.stats takes 0.5 s to import: only where used
     d = m.data
     a = m.arrays
     tau = c["tau"][:, d.stratum_idx[i], :]  # (draw, Kz)
@@ -571,6 +574,7 @@ def _log_normal_mix(y, se, m, tau, link: str, nodes: int = _GH_NODES) -> np.ndar
     curvature's scale (Gauss-Newton), so that narrow integrands are resolved.
     Arrays broadcast.
     """
+    from scipy import stats  # scipy.stats takes 0.5 s to import: only where used
     y, se, m, tau = np.broadcast_arrays(*(np.asarray(v, float) for v in (y, se, m, tau)))
     if link == "logit":
         return stats.norm.logpdf(y, m, np.sqrt(se**2 + tau**2))

@@ -20,7 +20,9 @@ fraction u where unknown):
    exact marginal by Pareto-smoothed importance sampling (k-hat, importance
    ESS and the grid's edge mass are reported) and resampled to equal weight.
 3. **Arm-level draws** of u and z from their exact conditionals given each
-   draw of theta (closed form, or inverse CDF on a fine grid).
+   draw of theta: z in closed form (Gaussian likelihoods) or by rejection
+   from tangent lines of its log-concave density (binomial families, exact);
+   u of binomial families by inverse CDF on a grid.
 
 Everything is numpy/scipy: no compilation, milliseconds per fit.
 """
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize, special
 
+from lmsbayes import likelihoods as lik
 from lmsbayes.engines.psis import importance_ess, psis
 from lmsbayes.likelihoods import NUMPY_OPS as OPS
 from lmsbayes.model import Model, ModelData
@@ -149,14 +152,326 @@ class _Part:
     present: np.ndarray  # components with terms
     n_nodes_u: int = 1  # Gauss-Legendre nodes per latent arm (1: no latent fraction)
     log_wu: np.ndarray | None = None
+    single: bool = False  # one term per component, in component order: a component's sum is its term
+    const: np.ndarray | None = None  # the components' constants (None: all zero)
+    counts: np.ndarray | None = None  # terms per component
+    first: np.ndarray | None = None  # position of each component's first term in ``order``
+    gauss: _Gauss | None = None  # Gaussian likelihoods: the log-likelihood's coefficients in eta
+    kernel: object = None  # binomial likelihoods: terms and their derivatives in the random effect
 
 
-def _make_part(spec, data: ModelData, arm_of: np.ndarray, n_nodes_u: int = 1, log_wu=None) -> _Part:
-    model = Model(spec, data)
+def _make_part(spec, data: ModelData, arm_of: np.ndarray, n_nodes_u: int = 1, log_wu=None, model=None) -> _Part:
+    model = Model(spec, data) if model is None else model
     order = np.argsort(model.term_comp, kind="stable")
     comp_sorted = model.term_comp[order]
     present, starts = np.unique(comp_sorted, return_index=True)
-    return _Part(model, arm_of, order, starts, present, n_nodes_u, log_wu)
+    counts = np.bincount(model.term_comp, minlength=model.n_comp)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    const = np.asarray(model.comp_const, float)
+    part = _Part(model, arm_of, order, starts, present, n_nodes_u, log_wu,
+                 single=bool(model.term_comp.size == model.n_comp and np.array_equal(model.term_comp, np.arange(model.n_comp))),
+                 const=const if np.any(const != 0) else None, counts=counts, first=first)  # fmt: skip
+    if model.family.gaussian:
+        part.gauss = _gauss_coefficients(part)
+    else:
+        part.kernel = _KERNELS[model.data.family](model)
+    return part
+
+
+class _PartData:
+    """What the arm integrals read of a part's data (arrays only: no pandas frames to re-index)."""
+
+    def __init__(self, d: ModelData, pos: np.ndarray, X: np.ndarray | None = None) -> None:
+        self.family, self.landmarks, self.curve, self.t_ref = d.family, d.landmarks, d.curve, d.t_ref
+        self.shape_groups, self.uterine_centre = d.shape_groups, d.uterine_centre
+        self.n_arms = int(pos.size)
+        self.X = d.X[pos] if X is None else np.asarray(X, float)
+        self.Xu = d.Xu[pos] if X is None else np.zeros_like(self.X)
+        self.latent = np.flatnonzero(np.isin(pos, d.latent)) if X is None else np.zeros(0, dtype=np.int64)
+        self.stratum_idx = np.asarray(d.stratum_idx)[pos]
+        self.shape_idx = np.asarray(d.shape_idx)[pos] if len(d.shape_idx) else np.asarray(d.shape_idx)
+
+
+def _runs(counts: np.ndarray, pos: np.ndarray):
+    """Rows of the contiguous runs of ``pos`` (runs of ``counts[i]`` rows each, in order), and each row's copy."""
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    n_new = counts[pos]
+    copy = np.repeat(np.arange(pos.size), n_new)
+    new_start = np.concatenate([[0], np.cumsum(n_new)[:-1]]).astype(np.int64)
+    rows = starts[pos][copy] + np.arange(copy.size) - new_start[copy]
+    return rows, copy, starts, new_start
+
+
+def _take_model(m: Model, pos, X: np.ndarray | None = None) -> Model:
+    """The model of the arms at ``pos`` (repeats allowed; ``X`` replaces their design rows).
+
+    What ``Model(spec, data.take(pos, X=X))`` gives the integrals, from the
+    model's arrays without pandas (tested equal): a part of an integrator is
+    built at every fit, and re-indexing the data frames took most of that.
+    """
+    import copy as _copy
+
+    d = m.data
+    pos = np.asarray(pos, np.int64)
+    a = m.arrays
+    kz = m.Kz
+    rows, row_copy, starts, new_start = _runs(np.bincount(a["arm_idx"], minlength=d.n_arms), pos)
+    sub = _copy.copy(m)
+    sub.data = _PartData(d, pos, X)
+    arrays = {}
+    for k, v in a.items():
+        if k in ("X", "Xu"):
+            arrays[k] = getattr(sub.data, k)
+        elif k == "stratum_idx":
+            arrays[k] = sub.data.stratum_idx
+        elif k not in ("first", "second", "precision"):
+            arrays[k] = v[rows]  # one per observation
+    arrays["arm_idx"] = row_copy
+    sub.arm_idx = row_copy
+    sub.obs_comp = row_copy * kz + (m.obs_comp[rows] - pos[row_copy] * kz)
+    sub.n_comp = int(pos.size) * kz
+    if d.family == "survival":
+        trows, tcopy, _, _ = _runs(np.bincount(m.term_comp, minlength=d.n_arms), pos)
+        shift = new_start[tcopy] - starts[pos[tcopy]]
+        arrays["first"] = a["first"][trows] + shift
+        arrays["second"] = a["second"][trows] + shift
+        arrays["precision"] = a["precision"][trows]
+        sub.term_comp = tcopy
+        sub.comp_const = np.asarray(m.comp_const, float).reshape(d.n_arms, kz)[pos].ravel()
+    else:
+        sub.term_comp = sub.obs_comp
+        sub.comp_const = np.zeros(sub.n_comp)
+    sub.arrays = arrays
+    return sub
+
+
+def _comp_sum(part: _Part, terms: np.ndarray, const: bool = True) -> np.ndarray:
+    """Sums of terms (..., term) by component (..., n_comp), plus the components' constants."""
+    if part.single:
+        out = terms
+    else:
+        out = np.zeros(terms.shape[:-1] + (part.model.n_comp,))
+        if part.present.size:
+            out[..., part.present] = np.add.reduceat(terms[..., part.order], part.starts, axis=-1)
+    return out + part.const if (const and part.const is not None) else out
+
+
+def _base(m: Model, c, X, Xu=None, du=None) -> np.ndarray:
+    """The base predictor (..., arm, K) by matrix products (Model.base_predictor_numpy)."""
+    return m.base_predictor_numpy(c, X, Xu, du)
+
+
+# --- Gaussian likelihoods: closed form from the log-likelihood's coefficients ----------------
+
+
+@dataclass
+class _Gauss:
+    """A Gaussian likelihood's component log-likelihoods as polynomials in eta (and the shape k).
+
+    ll_c(eta) = e0_c(k) + e1_c(k) eta + e2_c(k) eta^2 exactly (the likelihood
+    is Gaussian in the linear predictor), with e_m(k) = sum_p E[m, p, c] k^p
+    over ``powers`` (survival: k^-2 .. k^2, from products of rate residuals,
+    linear in k, and median residuals, linear in 1/k; else the constant).
+    The coefficients are data constants, read off the definition
+    (Model.loglik_terms) at probe points once per model and verified at
+    random points; an arm integral is then a few operations per draw.
+    """
+
+    powers: np.ndarray  # (P,): -2 .. 2, or 0
+    E: np.ndarray  # (P, 3 * n_comp): [e0 | e1 | e2] per power
+    comp_group: np.ndarray | None  # shape group of each component (None: no free shape)
+    n_groups: int
+    _by_group: list | None = None
+    _const: tuple | None = None
+
+    def coefficients(self, c) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """e0, e1, e2 (..., n_comp) at the draws' shapes (or constants)."""
+        n = self.E.shape[1] // 3
+        if self.comp_group is None:
+            e = self.E[0]
+        else:
+            k = np.asarray(c["shape"], float)
+            inv = 1.0 / k
+            kp = np.stack([inv * inv, inv, np.ones_like(k), k, k * k], axis=-1)  # k ** powers, (..., G, 5)
+            if self.n_groups == 1:
+                e = kp[..., 0, :] @ self.E
+            else:
+                if self._by_group is None:
+                    self._by_group = [self.E * np.tile(self.comp_group == g, 3) for g in range(self.n_groups)]
+                e = sum(kp[..., g, :] @ Eg for g, Eg in enumerate(self._by_group))
+        return e[..., :n], e[..., n:2 * n], e[..., 2 * n:]
+
+    def normal_form(self, c) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """ll(eta) = C - q / 2 (eta - mu)^2 per component: C, mu, q (..., n_comp)."""
+        if self.comp_group is None:
+            if self._const is None:
+                self._const = self._normal(*self.coefficients(c))
+            return self._const
+        return self._normal(*self.coefficients(c))
+
+    @staticmethod
+    def _normal(e0, e1, e2):
+        q = -2.0 * e2
+        mu = e1 / np.where(q > 0, q, 1.0)  # a component without observations: q = e1 = 0
+        return e0 + 0.5 * e1 * mu, mu, q
+
+    def log_integral(self, c, base, scale) -> np.ndarray:
+        """log of the integral of exp(ll(base + scale z)) N(z; 0, 1) dz per component (..., n_comp).
+
+        With ll = C - q / 2 (eta - mu)^2: C - (log(1 + q s^2) + q (base - mu)^2 / (1 + q s^2)) / 2.
+        """
+        C, mu, q = self.normal_form(c)
+        r = base - mu
+        qs2 = q * (scale * scale)
+        return C - 0.5 * (np.log1p(qs2) + q * (r * r) / (1.0 + qs2))
+
+    def posterior(self, c, base, scale) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and sd of each component's z given the data (normal)."""
+        _, mu, q = self.normal_form(c)
+        a = 1.0 + q * (scale * scale)
+        return -scale * q * (base - mu) / a, 1.0 / np.sqrt(a)
+
+    def quadratic(self, c, base, scale):
+        """Coefficients of ll(z) = c0 + c1 z + c2 z^2 per component, from eta = base + scale z."""
+        e0, e1, e2 = self.coefficients(c)
+        c0 = e0 + base * (e1 + base * e2)
+        c1 = scale * (e1 + 2.0 * e2 * base)
+        c2 = scale * scale * e2
+        return c0, c1, c2
+
+
+def _gauss_coefficients(part: _Part) -> _Gauss | None:
+    """The coefficients of :class:`_Gauss` for a part, or None where its structure is not that one."""
+    m = part.model
+    d = m.data
+    if m.K != m.Kz:
+        return None
+    surv = d.family == "survival"
+    free = surv and any(p.name == "shape" for p in m.params)
+    G = max(1, len(d.shape_groups), int(d.shape_idx.max()) + 1 if len(d.shape_idx) else 1)
+    ks = np.array([0.5, 0.7, 1.0, 1.4, 2.0]) if free else np.array([float(m.spec.model.shape_value) if surv else 1.0])
+    powers = np.arange(-2, 3) if free else np.zeros(1)
+    n_arms, K = d.n_arms, m.K
+
+    def ll(eta, k):  # eta (P, arm, K) and shape k (P,) -> component log-likelihoods (P, n_comp)
+        c = {"shape": np.repeat(np.asarray(k, float)[:, None], G, axis=1)} if surv else {}
+        with np.errstate(all="ignore"):
+            return _comp_sum(part, m.loglik_terms(OPS, eta, c))
+
+    etas = np.tile([-1.0, 0.0, 1.0], ks.size)
+    v = ll(np.broadcast_to(etas[:, None, None], (etas.size, n_arms, K)), np.repeat(ks, 3)).reshape(ks.size, 3, -1)
+    e = np.concatenate([v[:, 1], 0.5 * (v[:, 2] - v[:, 0]), 0.5 * (v[:, 2] + v[:, 0]) - v[:, 1]], axis=1)
+    E = np.linalg.solve(ks[:, None] ** powers[None, :], e) if free else e
+    group = None
+    if free:
+        grp = np.asarray(d.shape_idx, np.int64) if len(d.shape_idx) else np.zeros(n_arms, np.int64)
+        group = np.repeat(grp, m.Kz)
+    out = _Gauss(powers=powers, E=E, comp_group=group, n_groups=G)
+    # verify at random points: a likelihood not of this form keeps the generic path
+    rng = np.random.default_rng(12345)
+    eta = rng.normal(0.0, 2.0, (2, n_arms, K))
+    kk = rng.uniform(0.3, 3.0, (2, G)) if free else np.full((2, G), ks[0])
+    with np.errstate(all="ignore"):
+        direct = _comp_sum(part, m.loglik_terms(OPS, eta, {"shape": kk} if surv else {}))
+    e0, e1, e2 = out.coefficients({"shape": kk})
+    x = eta.reshape(2, -1)
+    recon = e0 + x * (e1 + x * e2)
+    if not (np.all(np.isfinite(direct)) and np.all(np.abs(recon - direct) <= 1e-9 * (1.0 + np.abs(direct)))):
+        return None
+    return out
+
+
+# --- binomial likelihoods: terms and their derivatives in a shift of the linear predictor ------
+
+
+class _BinomialLogitKernel:
+    """logit-binomial terms (lmsbayes.likelihoods.binomial_logit_terms) and their derivatives.
+
+    ``shift`` is added to the linear predictor of a term (tau z of its
+    component); derivatives are with respect to it.
+    """
+
+    def __init__(self, m: Model) -> None:
+        a = m.arrays
+        self.y, self.n, self.lc = a["lik_y"], a["lik_n"], a["log_choose"]
+        self.arm, self.k = a["arm_idx"], a["k_idx"]
+        # each observation as a normal likelihood of its empirical logit (for Newton's starting point)
+        p = (self.y + 0.5) / (self.n + 1.0)
+        self.logit_hat, self.w_hat = np.log(p / (1 - p)), (self.n + 1.0) * p * (1 - p)
+
+    def prepare(self, base):
+        """Per-term constants of a batch (..., term)."""
+        return (base[..., self.arm, self.k],)
+
+    def start(self, part, pre, scale):
+        """A starting point for the mode of z: the posterior mode with each observation's normal approximation."""
+        A = _comp_sum(part, self.w_hat * (self.logit_hat - pre[0]), const=False)
+        W = _comp_sum(part, np.broadcast_to(self.w_hat, pre[0].shape), const=False)
+        return scale * A / (1.0 + scale * scale * W)
+
+    def value(self, pre, shift, t=None):
+        y, n, lc = (self.y, self.n, self.lc) if t is None else (self.y[t], self.n[t], self.lc[t])
+        return lik.binomial_logit_terms(OPS, pre[0] + shift, y, n, lc)
+
+    def derivs(self, pre, shift, value: bool = False, t=None):
+        y, n, lc = (self.y, self.n, self.lc) if t is None else (self.y[t], self.n[t], self.lc[t])
+        eta = pre[0] + shift
+        e = np.exp(-np.abs(eta))
+        s = np.where(eta >= 0, 1.0, e) / (1.0 + e)  # expit(eta)
+        d1 = y - n * s
+        d2 = -n * s * (1.0 - s)
+        if not value:
+            return d1, d2
+        v = lc + y * eta - n * (np.maximum(eta, 0.0) + np.log1p(e))  # binomial_logit_terms, sharing e
+        return v, d1, d2
+
+
+class _ConditionalCloglogKernel:
+    """joint-cloglog terms (lmsbayes.likelihoods.conditional_cloglog_terms) and their derivatives.
+
+    A shift s of the arm's log cumulative hazards multiplies the hazard
+    increment d = exp(eta) (1 - exp(eta_prev - eta)) by e^s; a term is
+    lc - y d + (n - y) log(1 - e^-d), so its derivatives in s are d T'(d) and
+    d T'(d) + d^2 T''(d).
+    """
+
+    def __init__(self, m: Model) -> None:
+        a = m.arrays
+        self.y, self.n, self.lc, self.has_prev = a["lik_y"], a["lik_n"], a["log_choose"], a["has_prev"]
+        self.arm, self.k, self.prev = a["arm_idx"], a["k_idx"], a["prev_idx"]
+
+    def prepare(self, base):
+        eta, prev = base[..., self.arm, self.k], base[..., self.arm, self.prev]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_gap = np.where(self.has_prev > 0.5, np.log(-np.expm1(prev - eta)), 0.0)
+        return eta, prev, eta + log_gap
+
+    def _data(self, t):
+        if t is None:
+            return self.y, self.n, self.lc, self.has_prev
+        return self.y[t], self.n[t], self.lc[t], self.has_prev[t]
+
+    def value(self, pre, shift, t=None):
+        y, n, lc, hp = self._data(t)
+        return lik.conditional_cloglog_terms(OPS, pre[0] + shift, pre[1] + shift, hp, n, y, lc)
+
+    def derivs(self, pre, shift, value: bool = False, t=None):
+        y, n, _, _ = self._data(t)
+        d = np.exp(pre[2] + shift)
+        em1 = np.expm1(d)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            t1 = -y + (n - y) / em1
+            t2 = -(n - y) / (em1 * -np.expm1(-d))  # -(n - y) e^d / (e^d - 1)^2
+            dt1 = d * t1
+            d2 = dt1 + d * d * t2
+        dt1 = np.where(d > 0, dt1, n - y)  # d -> 0: d / expm1(d) -> 1
+        d2 = np.where(d > 0, d2, 0.0)
+        if not value:
+            return dt1, d2
+        return self.value(pre, shift, t), dt1, d2
+
+
+_KERNELS = {"logit-binomial": _BinomialLogitKernel, "joint-cloglog": _ConditionalCloglogKernel}
 
 
 class Integrator:
@@ -166,7 +481,9 @@ class Integrator:
     fraction u in closed form too (the z-integrated log-likelihood is exactly
     quadratic in u, so its integral over [0, 1] is a difference of normal
     CDFs), evaluated at u = 0, 1/2, 1. Other likelihoods: adaptive
-    Gauss-Hermite over z inside Gauss-Legendre nodes over u.
+    Gauss-Hermite over z (centred at the mode found by Newton's method with
+    analytic derivatives, scaled by the curvature there) inside
+    Gauss-Legendre nodes over u.
     """
 
     def __init__(self, model: Model, nodes: int = 9, uterine_nodes: int = 12) -> None:
@@ -179,8 +496,12 @@ class Integrator:
         lat = data.latent
         regular = np.setdiff1d(np.arange(data.n_arms), lat)
         self.parts: list[_Part] = []
-        if regular.size:
-            self.parts.append(_make_part(spec, data.take(regular), regular))
+        self.whole = None
+        if regular.size == data.n_arms:
+            self.whole = _make_part(spec, data, regular, model=model)
+            self.parts.append(self.whole)
+        elif regular.size:
+            self.parts.append(_make_part(spec, None, regular, model=_take_model(model, regular)))
         if lat.size:
             if self.gaussian:
                 u = np.array([0.0, 0.5, 1.0])
@@ -191,53 +512,73 @@ class Integrator:
             self.u_nodes = u
             self.latent_part = self._latent_part(u, log_wu)
             self.parts.append(self.latent_part)
+        # draws per chunk: arrays of at most ~2^15 numbers (256 kB), which stay in cache and are
+        # recycled by the allocator (larger ones are mapped and page-faulted afresh at every operation)
+        width = max(max(p.model.n_comp, 0 if self.gaussian else p.model.term_comp.size) for p in self.parts)
+        self.chunk = int(min(1024, max(1, 2**15 // max(width, 1))))
+
+    def _whole(self) -> _Part:
+        """All arms in place (latent fractions given): the part of the arm-level draws."""
+        if self.whole is None:
+            self.whole = _make_part(self.model.spec, self.model.data, np.arange(self.model.data.n_arms), model=self.model)
+        return self.whole
 
     def _latent_part(self, u: np.ndarray, log_wu=None) -> _Part:
         d = self.model.data
         lat = d.latent
         X = np.concatenate([d.X[i] + (u[:, None] - d.uterine_centre) * d.Xu[i] for i in lat])
         pos = np.repeat(lat, u.size)
-        labels = [f"{d.arms.index[i]}#{q}" for i in lat for q in range(u.size)]
-        return _make_part(self.model.spec, d.take(pos, X=X, labels=labels), pos, u.size, log_wu)
+        return _make_part(self.model.spec, None, pos, u.size, log_wu, model=_take_model(self.model, pos, X))
 
     # --- component log-likelihoods -------------------------------------------------
 
     @staticmethod
     def _comp_sum(part: _Part, terms: np.ndarray) -> np.ndarray:
-        n_comp = part.model.n_comp
-        out = np.zeros(terms.shape[:-1] + (n_comp,))
-        if part.present.size:
-            out[..., part.present] = np.add.reduceat(terms[..., part.order], part.starts, axis=-1)
-        return out + part.model.comp_const
+        return _comp_sum(part, terms)
 
     def _ll_at(self, part: _Part, c, base, scale, z) -> np.ndarray:
-        """Component log-likelihoods at random effects ``z`` (..., n_comp)."""
+        """Component log-likelihoods at random effects ``z`` (..., n_comp) (the definition's terms)."""
         m = part.model
         zz = z.reshape(z.shape[:-1] + (m.data.n_arms, m.Kz))
         eta = base + scale * zz
-        return self._comp_sum(part, m.loglik_terms(OPS, eta, c))
+        return _comp_sum(part, m.loglik_terms(OPS, eta, c))
 
-    def _newton(self, part, c, base, scale, z0=None, iters: int = 30):
-        """Mode and curvature of g(z) = ll(z) - z^2 / 2 per component (finite differences)."""
-        shape = base.shape[:-2] + (part.model.n_comp,)
-        z = np.zeros(shape) if z0 is None else np.broadcast_to(z0, shape).copy()
-        h = 1e-4
-        hs = np.array([0.0, h, -h]).reshape((3,) + (1,) * len(shape))
-        for it in range(iters + 1):
-            zs = z[None] + hs
-            g = self._ll_at(part, c, base[None], scale[None], zs) - 0.5 * zs * zs
-            d2 = np.minimum((g[1] - 2 * g[0] + g[2]) / (h * h), -1e-6)
-            if it == iters:
+    def _shift(self, part: _Part, scale, z):
+        """tau z of each term's component (..., term)."""
+        s = scale * z
+        return s if part.single else s[..., part.model.term_comp]
+
+    def _newton(self, part: _Part, pre, scale, iters: int = 60, tol: float = 1e-7):
+        """Mode and curvature of g(z) = ll(z) - z^2 / 2 per component (analytic derivatives).
+
+        g is strictly concave (ll is concave in z for the binomial families
+        and the prior adds -1 to the curvature), so Newton's method with
+        bounded steps converges, quadratically near the mode: it stops once
+        every step is below ``tol`` (the error is then of order tol^2).
+        Returns the mode, the value, slope and curvature of g there.
+        """
+        kern = part.kernel
+        z = kern.start(part, pre, scale) if hasattr(kern, "start") else np.zeros(scale.shape)
+        s2 = scale * scale
+        for _ in range(iters):
+            d1, d2 = kern.derivs(pre, self._shift(part, scale, z))
+            g1 = scale * _comp_sum(part, d1, const=False) - z
+            g2 = s2 * _comp_sum(part, d2, const=False) - 1.0
+            step = np.clip(-g1 / g2, -3.0, 3.0)
+            z += step
+            if not np.max(np.abs(step), initial=0.0) >= tol:  # also stops on NaN (an infinite log-likelihood)
                 break
-            d1 = (g[1] - g[2]) / (2 * h)
-            step = np.clip(-d1 / d2, -3.0, 3.0)
-            z = z + step
-            if np.max(np.abs(step)) < 1e-9:
-                iters = it + 1  # one more pass for the curvature at the final z
-        return z, 1.0 / np.sqrt(-d2)
+        v, d1, d2 = kern.derivs(pre, self._shift(part, scale, z), value=True)
+        g0 = _comp_sum(part, v) - 0.5 * z * z
+        g1 = scale * _comp_sum(part, d1, const=False) - z
+        g2 = s2 * _comp_sum(part, d2, const=False) - 1.0
+        return z, g0, g1, g2
 
     def _quadratic(self, part, c, base, scale):
         """Coefficients of ll(z) = c0 + c1 z + c2 z^2 (exact for Gaussian likelihoods)."""
+        if part.gauss is not None:
+            lead = base.shape[:-2]
+            return part.gauss.quadratic(c, base.reshape(lead + (-1,)), np.broadcast_to(scale, base.shape).reshape(lead + (-1,)))
         shape = base.shape[:-2] + (part.model.n_comp,)
         zs = np.array([0.0, 1.0, -1.0]).reshape((3,) + (1,) * len(shape)) * np.ones(shape)
         ll = self._ll_at(part, c, base[None], scale[None], zs)
@@ -246,18 +587,37 @@ class Integrator:
     def _part_comp_logI(self, part: _Part, c) -> np.ndarray:
         """log of each component's integral over its random effect: (..., n_comp)."""
         m = part.model
-        base = m.base_predictor(OPS, c, m.data.X)
+        base = _base(m, c, m.data.X)
         scale = m.effect_scale(c)
+        if part.gauss is not None:
+            lead = base.shape[:-2]
+            scale = np.broadcast_to(scale, base.shape).reshape(lead + (-1,))
+            return part.gauss.log_integral(c, base.reshape(lead + (-1,)), scale)
         if self.gaussian:
             c0, c1, c2 = self._quadratic(part, c, base, scale)
             a = 1.0 - 2.0 * c2
             return c0 + 0.5 * c1 * c1 / a - 0.5 * np.log(a)
-        mode, sd = self._newton(part, c, base, scale)
-        nodes = mode[..., None] + math.sqrt(2.0) * sd[..., None] * self.x_gh  # (..., n_comp, K)
-        zn = np.moveaxis(nodes, -1, 0)  # (K, ..., n_comp)
-        g = self._ll_at(part, c, base[None], scale[None], zn) - 0.5 * zn * zn
-        g = np.moveaxis(g, 0, -1) + self.log_w_gh
-        return np.log(sd) - 0.5 * math.log(math.pi) + special.logsumexp(g, axis=-1)
+        lead = base.shape[:-2]
+        scale = np.broadcast_to(scale, lead + (m.data.n_arms, m.Kz)).reshape(lead + (-1,))
+        pre = part.kernel.prepare(base)
+        mode, g0, _, g2 = self._newton(part, pre, scale)
+        sd = 1.0 / np.sqrt(-g2)
+        sq = math.sqrt(2.0) * sd
+        off = self.x_gh != 0.0  # the middle node is the mode, where g = g0
+        acc = np.full(mode.shape, math.exp(self.log_w_gh[~off][0]) if not off.all() else 0.0)
+        if mode.size * off.sum() <= 2**15:  # small batches: all nodes in one array (fewer calls)
+            x, lw = self.x_gh[off].reshape((-1,) + (1,) * mode.ndim), self.log_w_gh[off].reshape((-1,) + (1,) * mode.ndim)
+            z = mode + sq * x
+            g = _comp_sum(part, part.kernel.value(pre, self._shift(part, scale, z))) - 0.5 * z * z
+            acc += np.exp(g - g0 + lw).sum(axis=0)
+        else:  # one node at a time: the arrays stay in cache
+            for x, lw in zip(self.x_gh[off], self.log_w_gh[off]):
+                z = mode + sq * x
+                g = _comp_sum(part, part.kernel.value(pre, self._shift(part, scale, z))) - 0.5 * z * z
+                acc += np.exp(g - g0 + lw)  # g <= g0: g0 is the maximum
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.log(sd) - 0.5 * math.log(math.pi) + g0 + np.log(acc)
+        return np.where(np.isfinite(g0), out, -np.inf)
 
     def _per_arm(self, part: _Part, c) -> np.ndarray:
         li = self._part_comp_logI(part, c)
@@ -284,12 +644,22 @@ class Integrator:
 
     # --- latent draws ----------------------------------------------------------------
 
-    def draw_latent(self, values: dict[str, np.ndarray], rng: np.random.Generator, n_grid: int = 41):
+    def draw_latent(self, values: dict[str, np.ndarray], rng: np.random.Generator):
         """Draws of z (batch, arm, Kz) and u (batch, latent arm) from their exact conditionals."""
+        B = np.shape(values["tau"])[0]
+        d = self.model.data
+        z = np.empty((B, d.n_arms, self.model.Kz))
+        u = np.empty((B, d.latent.size))
+        for s in range(0, B, self.chunk):
+            sl = slice(s, s + self.chunk)
+            z[sl], u[sl] = self._draw_latent({k: v[sl] for k, v in values.items()}, rng)
+        return z, u
+
+    def _draw_latent(self, values, rng):
         m, d = self.model, self.model.data
         c = m.canonical(values)
         B = np.shape(values["tau"])[0]
-        du = np.zeros((B, d.n_arms))
+        du = None
         u_draw = np.zeros((B, d.latent.size))
         if d.latent.size:
             if self.gaussian:  # u | theta, y is a normal truncated to [0, 1]
@@ -297,25 +667,109 @@ class Integrator:
                 u_draw = _draw_exp_quadratic(*_quad_from_three(per), rng)
             else:
                 grid = np.linspace(0.0, 1.0, 33)
-                part = self._latent_part(grid)
-                per = self._per_arm(part, c).reshape(B, d.latent.size, grid.size)
+                if getattr(self, "_u_grid_part", None) is None:
+                    self._u_grid_part = self._latent_part(grid)
+                per = self._per_arm(self._u_grid_part, c).reshape(B, d.latent.size, grid.size)
                 u_draw = _sample_piecewise_linear(grid, per, rng)
+            du = np.zeros((B, d.n_arms))
             du[:, d.latent] = u_draw - d.uterine_centre
-        base = m.base_predictor(OPS, c, d.X, d.Xu, du)
-        scale = m.effect_scale(c)
-        whole = _Part(m, np.arange(d.n_arms), *_sorted_terms(m))
-        if self.gaussian:
-            c0, c1, c2 = self._quadratic(whole, c, base, scale)
+        whole = self._whole()
+        base = _base(m, c, d.X, d.Xu, du)
+        scale = np.broadcast_to(m.effect_scale(c), (B, d.n_arms, m.Kz)).reshape(B, -1)
+        if whole.gauss is not None:
+            mean, sd = whole.gauss.posterior(c, base.reshape(B, -1), scale)
+            z = mean + sd * rng.standard_normal(mean.shape)
+        elif self.gaussian:
+            _, c1, c2 = self._quadratic(whole, c, base, scale.reshape(B, d.n_arms, m.Kz))
             a = 1.0 - 2.0 * c2
             z = c1 / a + rng.standard_normal(c1.shape) / np.sqrt(a)
         else:
-            mode, sd = self._newton(whole, c, base, scale)
-            offs = np.linspace(-6.0, 6.0, n_grid)
-            zg = mode[..., None] + sd[..., None] * offs  # (B, n_comp, G)
-            zgm = np.moveaxis(zg, -1, 0)
-            g = self._ll_at(whole, c, base[None], scale[None], zgm) - 0.5 * zgm**2
-            z = _sample_piecewise_linear_rows(zg, np.moveaxis(g, 0, -1), rng)
+            z = self._draw_z_rejection(whole, whole.kernel.prepare(base), scale, rng)
         return z.reshape(B, d.n_arms, m.Kz), u_draw
+
+    def _comp_values_at(self, part: _Part, pre, scale, b, cc, z):
+        """g(z) = ll(z) - z^2 / 2 of components ``cc`` of draws ``b`` (1-D index arrays)."""
+        if part.single:
+            t, owner = cc, None
+        else:
+            counts = part.counts[cc]
+            owner = np.repeat(np.arange(cc.size), counts)
+            offs = np.arange(owner.size) - np.repeat(np.cumsum(counts) - counts, counts)
+            t = part.order[np.repeat(part.first[cc], counts) + offs]
+        bt = b if owner is None else b[owner]
+        shift = (scale[b, cc] * z) if owner is None else (scale[b, cc] * z)[owner]
+        v = part.kernel.value(tuple(p[bt, t] for p in pre), shift, t=t)
+        ll = v if owner is None else np.bincount(owner, weights=v, minlength=cc.size)
+        if part.const is not None:
+            ll = ll + part.const[cc]
+        return ll - 0.5 * z * z
+
+    def _draw_z_rejection(self, part: _Part, pre, scale, rng, max_rounds: int = 1000):
+        """Exact draws of each component's z from exp(g(z)), g = ll(z) - z^2 / 2, by rejection.
+
+        g is concave, so every tangent line lies above it: the envelope is
+        the minimum of the tangents at the mode and at the mode +- sqrt(2)
+        sd (sd from the curvature at the mode), a three-piece exponential
+        density sampled exactly; a proposal is accepted with probability
+        exp(g - envelope). For a Gaussian g this accepts 89% of proposals.
+        """
+        kern = part.kernel
+        mode, g0, s0, g2 = self._newton(part, pre, scale)
+        off = math.sqrt(2.0) / np.sqrt(-g2)
+        tt = np.stack([mode - off, mode + off])
+        v, d1, _ = kern.derivs(pre, self._shift(part, scale, tt), value=True)
+        gt = _comp_sum(part, v) - 0.5 * tt * tt
+        st = scale * _comp_sum(part, d1, const=False) - tt
+        t1, g1, s1, t3, g3, s3 = tt[0], gt[0], st[0], tt[1], gt[1], st[1]
+        t2, g2v, s2 = mode, g0, s0
+        with np.errstate(all="ignore"):
+            b12 = (g2v - g1 + s1 * t1 - s2 * t2) / (s1 - s2)
+            b23 = (g3 - g2v + s2 * t2 - s3 * t3) / (s2 - s3)
+        # any breakpoints give a valid envelope (each piece is a tangent, above g everywhere); these are the tight ones
+        b12 = np.where(np.isfinite(b12), np.clip(b12, t1, t2), 0.5 * (t1 + t2))
+        b23 = np.where(np.isfinite(b23), np.clip(b23, t2, t3), 0.5 * (t2 + t3))
+        w = b23 - b12
+        x = s2 * w
+        with np.errstate(all="ignore"):
+            mid = np.where(np.abs(x) < 1e-8, np.log(w) + 0.5 * x, np.log(np.expm1(x) / s2))
+            m1 = g1 + s1 * (b12 - t1) - np.log(s1)  # log masses of the three pieces
+            m2 = g2v + s2 * (b12 - t2) + mid
+            m3 = g3 + s3 * (b23 - t3) - np.log(-s3)
+            top = np.maximum(np.maximum(m1, m2), m3)
+            c1 = np.exp(m1 - top)
+            c2 = c1 + np.exp(m2 - top)
+            c3 = c2 + np.exp(m3 - top)
+        env = np.stack([c1, c2, c3, b12, b23, w, x, t1, t2, t3, g1, g2v, g3, s1, s2, s3])
+        z = np.empty(mode.shape)
+        sel = None  # the first round: every component of every draw
+        for _ in range(max_rounds):
+            e = env if sel is None else env[:, sel[0], sel[1]]
+            n_left = e.shape[1] if sel is not None else mode.size
+            if n_left == 0:
+                return z
+            c1, c2, c3, b12, b23, w, x, t1, t2, t3, g1, g2v, g3, s1, s2, s3 = e
+            r = rng.uniform(size=c3.shape) * c3
+            v = rng.uniform(size=c3.shape)
+            with np.errstate(all="ignore"):
+                lv = np.log(v)
+                za = b12 + lv / s1
+                zb = np.where(np.abs(x) < 1e-8, b12 + v * w, b12 + np.log1p(v * np.expm1(x)) / s2)
+                zc = b23 + lv / s3
+            left, right = r <= c1, r > c2
+            zp = np.where(left, za, np.where(right, zc, zb))
+            envelope = np.where(left, g1 + s1 * (zp - t1), np.where(right, g3 + s3 * (zp - t3), g2v + s2 * (zp - t2)))
+            if sel is None:
+                g = _comp_sum(part, kern.value(pre, self._shift(part, scale, zp))) - 0.5 * zp * zp
+            else:
+                g = self._comp_values_at(part, pre, scale, sel[0], sel[1], zp)
+            ok = np.log(rng.uniform(size=c3.shape)) < g - envelope
+            if sel is None:
+                z[ok] = zp[ok]
+                sel = np.nonzero(~ok)
+            else:
+                z[sel[0][ok], sel[1][ok]] = zp[ok]
+                sel = (sel[0][~ok], sel[1][~ok])
+        raise RuntimeError("the exact engine's rejection sampler of the random effects did not finish")
 
 
 def _quad_from_three(v: np.ndarray):
@@ -331,12 +785,11 @@ def _log_int_exp_quadratic(a0, a1, a2) -> np.ndarray:
     a2n = np.minimum(a2, -1e-12)
     mu = -a1 / (2 * a2n)
     s = 1 / np.sqrt(-2 * a2n)
-    hi, lo = special.log_ndtr((1 - mu) / s), special.log_ndtr((0 - mu) / s)
-    # log(Phi(b) - Phi(a)) without cancellation, from whichever tail is smaller
-    upper = special.log_ndtr(-(0 - mu) / s), special.log_ndtr(-(1 - mu) / s)  # log(1-Phi(a)), log(1-Phi(b))
+    # log(Phi(b) - Phi(a)), a = -mu / s, b = (1 - mu) / s, without cancellation, from whichever tail is
+    # smaller: log Phi(b) and log Phi(a), or log(1 - Phi(a)) = log Phi(-a) and log(1 - Phi(b))
     use_upper = mu > 0.5
-    big = np.where(use_upper, upper[0], hi)
-    small = np.where(use_upper, upper[1], lo)
+    big = special.log_ndtr(np.where(use_upper, mu / s, (1 - mu) / s))
+    small = special.log_ndtr(np.where(use_upper, (mu - 1) / s, -mu / s))
     log_mass = big + np.log1p(-np.exp(np.minimum(small - big, 0.0)))
     out = a0 - a1 * a1 / (4 * a2n) + 0.5 * np.log(2 * np.pi) + np.log(s) + log_mass
     flat = ~(a2 < -1e-4)
@@ -363,12 +816,6 @@ def _draw_exp_quadratic(a0, a1, a2, rng) -> np.ndarray:
         grid = np.linspace(0.0, 1.0, 129)
         tn[bad] = _sample_piecewise_linear(grid, a1[bad][:, None] * grid + a2[bad][:, None] * grid**2, rng)
     return tn
-
-
-def _sorted_terms(m: Model):
-    order = np.argsort(m.term_comp, kind="stable")
-    present, starts = np.unique(m.term_comp[order], return_index=True)
-    return order, starts, present
 
 
 def _sample_piecewise_linear(grid: np.ndarray, logdens: np.ndarray, rng) -> np.ndarray:
@@ -419,9 +866,11 @@ class _Posterior:
     def __init__(self, model: Model, integrator: Integrator) -> None:
         self.model, self.integrator, self.layout = model, integrator, Layout(model)
         self.n_evals = 0
+        self._hessian = None
 
-    def logpost(self, theta: np.ndarray, chunk: int = 2000) -> np.ndarray:
+    def logpost(self, theta: np.ndarray, chunk: int | None = None) -> np.ndarray:
         theta = np.atleast_2d(theta)
+        chunk = chunk or self.integrator.chunk
         out = np.empty(theta.shape[0])
         for s in range(0, theta.shape[0], chunk):
             th = theta[s:s + chunk]
@@ -444,6 +893,15 @@ class _Posterior:
         return -f[0], -grad
 
     def hessian(self, theta: np.ndarray, h: float = 1e-3) -> np.ndarray:
+        """Hessian of the negative log posterior by central differences (the last one is kept: asked again, it is reused)."""
+        key = (np.asarray(theta, float).tobytes(), h)
+        if self._hessian is not None and self._hessian[0] == key:
+            return self._hessian[1].copy()
+        H = self._fd_hessian(np.asarray(theta, float), h)
+        self._hessian = (key, H)
+        return H.copy()
+
+    def _fd_hessian(self, theta: np.ndarray, h: float) -> np.ndarray:
         p = theta.size
         e = np.eye(p) * h
         pts = [theta]
@@ -464,17 +922,56 @@ class _Posterior:
         return -H  # Hessian of the negative log posterior
 
 
-def _bfgs(post: _Posterior, theta0: np.ndarray):
-    res = optimize.minimize(post.value_and_grad, theta0, jac=True, method="BFGS",
-                            options={"gtol": 1e-5, "maxiter": 500})  # fmt: skip
+def _bfgs(post: _Posterior, theta0: np.ndarray, hess_inv0: np.ndarray | None = None, known=()):
+    """BFGS from ``theta0``; the initial inverse Hessian ``hess_inv0`` (default identity).
+
+    ``known``: optima (theta, log posterior) found from other starts. A run
+    whose iterate comes within 0.1 of one (every coordinate) and within 0.5
+    of its log posterior stops there: it is converging to that optimum
+    (optima closer than 0.25 are merged anyway). Returns x, log posterior,
+    gradient norm, iterations, and whether the run stopped that way.
+    """
+    merged = False
+
+    def callback(intermediate_result):
+        nonlocal merged
+        x, lp = intermediate_result.x, -float(intermediate_result.fun)
+        if any(np.max(np.abs(x - y)) < 0.1 and lp > lp_y - 0.5 for y, lp_y in known):
+            merged = True
+            raise StopIteration
+
+    options = {"gtol": 1e-5, "maxiter": 500}
+    if hess_inv0 is not None:
+        options["hess_inv0"] = hess_inv0
+    res = optimize.minimize(post.value_and_grad, theta0, jac=True, method="BFGS", options=options,
+                            callback=callback if known else None)  # fmt: skip
     grad = float(np.max(np.abs(res.jac))) if np.all(np.isfinite(res.jac)) else math.inf
+    if merged:
+        return res.x, -float(res.fun), grad, int(res.nit), True
     if grad > 1e-3 and np.all(np.isfinite(res.x)):  # a line search that gave up: try once more from there
         res2 = optimize.minimize(post.value_and_grad, res.x, jac=True, method="L-BFGS-B",
                                  options={"gtol": 1e-7, "maxiter": 500})  # fmt: skip
         if np.isfinite(res2.fun) and res2.fun <= res.fun:
             res = res2
             grad = float(np.max(np.abs(res.jac))) if np.all(np.isfinite(res.jac)) else math.inf
-    return res.x, -float(res.fun), grad, int(res.nit)
+    return res.x, -float(res.fun), grad, int(res.nit), False
+
+
+def _inverse_metric(H: np.ndarray) -> np.ndarray | None:
+    """An initial inverse Hessian for BFGS from a finite-difference Hessian (None if not positive definite)."""
+    if not np.all(np.isfinite(H)):
+        return None
+    H = 0.5 * (H + H.T)
+    vals, vecs = np.linalg.eigh(H)
+    if vals.min() <= 1e-8 * np.max(np.abs(vals)):
+        return None
+    out = (vecs / vals) @ vecs.T
+    out = 0.5 * (out + out.T)
+    try:
+        np.linalg.cholesky(out)
+    except np.linalg.LinAlgError:
+        return None
+    return out
 
 
 def _starts(post: _Posterior) -> np.ndarray:
@@ -512,10 +1009,15 @@ def _mode(post: _Posterior, theta0: np.ndarray | None = None) -> tuple[np.ndarra
     lp0 = post.logpost(starts)
     order = np.argsort(-lp0)
     runs = []
+    metric = None
     for i in order[: min(3, len(order))]:
         if not np.isfinite(lp0[i]) and runs:
             continue
-        runs.append(_bfgs(post, starts[i]))
+        if metric is None and runs and not runs[0][4]:
+            # later starts: the curvature at the first optimum (the Hessian is kept for the proposal)
+            metric = _inverse_metric(post.hessian(runs[0][0]))
+        runs.append(_bfgs(post, starts[i], metric if runs else None, known=[(r[0], r[1]) for r in runs if not r[4]]))
+    runs = [r[:4] for r in runs if not r[4]]
     runs = [r for r in runs if np.all(np.isfinite(r[0])) and np.isfinite(r[1])]
     if not runs:
         raise RuntimeError("the exact engine could not find a finite posterior mode")

@@ -100,6 +100,64 @@ def _beta_ml(s1: float, s2: float, a0: float, b0: float, floor: float) -> tuple[
     return float(a), float(b)
 
 
+def _beta_ml_many(s1: np.ndarray, s2: np.ndarray, a0: np.ndarray, b0: np.ndarray, floor: float):
+    """:func:`_beta_ml` for several components at once (the same iterations, element by element).
+
+    The M-step of EM solves one such problem per component at every
+    iteration; as arrays, a Newton step for all of them is a few ufunc calls
+    instead of a few per component (polygamma(1, x) is zeta(2, x)).
+    """
+
+    def nll(a, b):
+        return special.betaln(a, b) - (a - 1.0) * s_1 - (b - 1.0) * s_2
+
+    a, b = np.array(a0, dtype=float), np.array(b0, dtype=float)
+    s_1, s_2 = s1, s2
+    f = nll(a, b)
+    active = np.ones(a.size, dtype=bool)
+    for _ in range(100):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        aa, bb, ff = a[idx], b[idx], f[idx]
+        s_1, s_2 = s1[idx], s2[idx]
+        psi_ab, tri_ab = special.digamma(aa + bb), special.zeta(2.0, aa + bb)
+        g0 = special.digamma(aa) - psi_ab - s_1
+        g1 = special.digamma(bb) - psi_ab - s_2
+        h11 = special.zeta(2.0, aa) - tri_ab
+        h22 = special.zeta(2.0, bb) - tri_ab
+        det = h11 * h22 - tri_ab**2
+        st0, st1 = (h22 * g0 + tri_ab * g1) / det, (tri_ab * g0 + h11 * g1) / det
+        t = np.ones(idx.size)
+        a_new, b_new = aa - st0, bb - st1
+        if np.all((a_new >= floor) & (b_new >= floor)):  # the full Newton step, usually accepted
+            f_new = nll(a_new, b_new)
+            pending = ~(f_new <= ff + 1e-14 * np.abs(ff))
+        else:
+            a_new, b_new, f_new = aa.copy(), bb.copy(), ff.copy()
+            pending = np.ones(idx.size, dtype=bool)
+        while pending.any():
+            an, bn = aa - t * st0, bb - t * st1
+            inside = (an >= floor) & (bn >= floor)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                fn = np.where(inside, nll(np.where(inside, an, 1.0), np.where(inside, bn, 1.0)), np.inf)
+            accept = pending & inside & (fn <= ff + 1e-14 * np.abs(ff))
+            a_new[accept], b_new[accept], f_new[accept] = an[accept], bn[accept], fn[accept]
+            pending &= ~accept
+            t = np.where(pending, 0.5 * t, t)
+            stuck = pending & (t < 1e-10)
+            if stuck.any():  # stuck at the constraint: the optimum lies on the boundary
+                ab = np.maximum(aa - t * st0, floor)
+                bb_ = np.maximum(bb - t * st1, floor)
+                a_new[stuck], b_new[stuck] = ab[stuck], bb_[stuck]
+                f_new[stuck] = nll(ab, bb_)[stuck]
+                pending &= ~stuck
+        done = (np.abs(a_new - aa) <= 1e-10 * aa) & (np.abs(b_new - bb) <= 1e-10 * bb)
+        a[idx], b[idx], f[idx] = a_new, b_new, f_new
+        active[idx[done]] = False
+    return a, b
+
+
 def _em(
     x: np.ndarray,
     lx: np.ndarray,
@@ -119,29 +177,33 @@ def _em(
     suff = np.column_stack([x, x * x, lx, l1x])
     for it in range(max_iter):
         # E-step on the log scale: points far out in a component's tail would
-        # otherwise underflow to responsibility 0/0
+        # otherwise underflow to responsibility 0/0. Components are rows (k, N):
+        # reductions over a few rows are elementwise, over a few columns they are slow
         with np.errstate(divide="ignore"):
-            logf = np.log(w) + (a - 1) * lx[:, None] + (b - 1) * l1x[:, None] - special.betaln(a, b)
-        top = logf.max(axis=1, keepdims=True)
+            logf = np.log(w)[:, None] + (a - 1)[:, None] * lx + (b - 1)[:, None] * l1x - special.betaln(a, b)[:, None]
+        top = logf.max(axis=0)
         resp = np.exp(logf - top)
-        dens = resp.sum(axis=1, keepdims=True)
+        dens = resp.sum(axis=0)
         ll = float((top + np.log(dens)).sum())
         if abs(ll - ll_old) <= tol * (1.0 + abs(ll)):
             converged = True
             break
         ll_old = ll
         resp /= dens
-        nk = resp.sum(axis=0)
+        nk = resp.sum(axis=1)
         w = nk / x.size
-        sums = resp.T @ suff
-        for k in range(w.size):
-            if nk[k] < 1e-8 * x.size:
-                continue  # an emptied component keeps its shape; its weight is ~0
-            m, m2, s1, s2 = sums[k] / nk[k]
+        sums = resp @ suff
+        live = np.flatnonzero(nk >= 1e-8 * x.size)  # an emptied component keeps its shape; its weight is ~0
+        if live.size:
+            m, m2, s1, s2 = (sums[live] / nk[live, None]).T
             # Newton from the previous iteration's shapes (one or two steps once EM settles;
             # the objective is convex, so any start converges) - 3x faster than from the moments
-            a0, b0 = (a[k], b[k]) if it else _moment_ab(m, max(m2 - m * m, 0.0), floor)
-            a[k], b[k] = _beta_ml(s1, s2, a0, b0, floor)
+            if it:
+                a0, b0 = a[live], b[live]
+            else:
+                a0, b0 = map(np.array, zip(*(_moment_ab(mk, max(m2k - mk * mk, 0.0), floor)
+                                             for mk, m2k in zip(m, m2, strict=True)), strict=True))  # fmt: skip
+            a[live], b[live] = _beta_ml_many(s1, s2, a0, b0, floor)
     w = w / w.sum()
     return w, a, b, ll, converged
 
