@@ -224,7 +224,7 @@ def _take_model(m: Model, pos, X: np.ndarray | None = None) -> Model:
             arrays[k] = getattr(sub.data, k)
         elif k == "stratum_idx":
             arrays[k] = sub.data.stratum_idx
-        elif k not in ("first", "second", "precision"):
+        elif k not in ("first", "second", "precision", "diagonal"):
             arrays[k] = v[rows]  # one per observation
     arrays["arm_idx"] = row_copy
     sub.arm_idx = row_copy
@@ -236,6 +236,8 @@ def _take_model(m: Model, pos, X: np.ndarray | None = None) -> Model:
         arrays["first"] = a["first"][trows] + shift
         arrays["second"] = a["second"][trows] + shift
         arrays["precision"] = a["precision"][trows]
+        if "diagonal" in a:  # one per term, like the precisions
+            arrays["diagonal"] = a["diagonal"][trows]
         sub.term_comp = tcopy
         sub.comp_const = np.asarray(m.comp_const, float).reshape(d.n_arms, kz)[pos].ravel()
     else:
@@ -278,6 +280,9 @@ class _Gauss:
     """
 
     powers: np.ndarray  # (P,): -2 .. 2, or 0
+    # a log k basis function too: medians without a CI have sd se / k, whose normalising
+    # constant adds log k to e0 (Model.se_by_shape)
+    log_k: bool
     E: np.ndarray  # (P, 3 * n_comp): [e0 | e1 | e2] per power
     comp_group: np.ndarray | None  # shape group of each component (None: no free shape)
     n_groups: int
@@ -292,7 +297,8 @@ class _Gauss:
         else:
             k = np.asarray(c["shape"], float)
             inv = 1.0 / k
-            kp = np.stack([inv * inv, inv, np.ones_like(k), k, k * k], axis=-1)  # k ** powers, (..., G, 5)
+            basis = [inv * inv, inv, np.ones_like(k), k, k * k] + ([np.log(k)] if self.log_k else [])
+            kp = np.stack(basis, axis=-1)  # k ** powers (and log k), (..., G, P)
             if self.n_groups == 1:
                 e = kp[..., 0, :] @ self.E
             else:
@@ -349,7 +355,9 @@ def _gauss_coefficients(part: _Part) -> _Gauss | None:
     surv = d.family == "survival"
     free = surv and any(p.name == "shape" for p in m.params)
     G = max(1, len(d.shape_groups), int(d.shape_idx.max()) + 1 if len(d.shape_idx) else 1)
-    ks = np.array([0.5, 0.7, 1.0, 1.4, 2.0]) if free else np.array([float(m.spec.model.shape_value) if surv else 1.0])
+    log_k = bool(free and m.se_by_shape)
+    ks = np.array([0.5, 0.7, 1.0, 1.4, 2.0] + ([3.0] if log_k else [])) if free else \
+        np.array([float(m.spec.model.shape_value) if surv else 1.0])
     powers = np.arange(-2, 3) if free else np.zeros(1)
     n_arms, K = d.n_arms, m.K
 
@@ -361,12 +369,16 @@ def _gauss_coefficients(part: _Part) -> _Gauss | None:
     etas = np.tile([-1.0, 0.0, 1.0], ks.size)
     v = ll(np.broadcast_to(etas[:, None, None], (etas.size, n_arms, K)), np.repeat(ks, 3)).reshape(ks.size, 3, -1)
     e = np.concatenate([v[:, 1], 0.5 * (v[:, 2] - v[:, 0]), 0.5 * (v[:, 2] + v[:, 0]) - v[:, 1]], axis=1)
-    E = np.linalg.solve(ks[:, None] ** powers[None, :], e) if free else e
+    if free:
+        B = ks[:, None] ** powers[None, :]
+        E = np.linalg.solve(np.column_stack([B, np.log(ks)]) if log_k else B, e)
+    else:
+        E = e
     group = None
     if free:
         grp = np.asarray(d.shape_idx, np.int64) if len(d.shape_idx) else np.zeros(n_arms, np.int64)
         group = np.repeat(grp, m.Kz)
-    out = _Gauss(powers=powers, E=E, comp_group=group, n_groups=G)
+    out = _Gauss(powers=powers, log_k=log_k, E=E, comp_group=group, n_groups=G)
     # verify at random points: a likelihood not of this form keeps the generic path
     rng = np.random.default_rng(12345)
     eta = rng.normal(0.0, 2.0, (2, n_arms, K))
