@@ -50,3 +50,28 @@ def test_same_seed_same_draws_on_an_empty_and_a_warm_compile_cache(tmp_path):
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     assert any((tmp_path / "pytensor").rglob("*.nbi")), "the first run should have filled the numba cache"
     assert runs[0] == runs[1]
+
+
+EXACT_SCRIPT = r"""
+import hashlib, json, warnings
+import lmsbayes
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    fit = lmsbayes.fit("default", engine="exact")
+post = fit.posterior
+digest = hashlib.sha256()
+for name in sorted(post.data_vars):
+    digest.update(name.encode() + post[name].values.tobytes())
+print(json.dumps({"sha": digest.hexdigest(), "first": post["alpha"].values.ravel()[:3].tolist()}))
+"""
+
+
+def test_the_exact_engine_gives_the_same_draws_in_two_new_processes():
+    """The default analysis' posterior is bit-identical across processes (a seeded, compile-free engine)."""
+    runs = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", EXACT_SCRIPT], capture_output=True, text=True, check=True)
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert runs[0] == runs[1]
+    assert np.all(np.isfinite(runs[0]["first"]))
