@@ -174,7 +174,8 @@ def fit_args(q, spec_positional: bool) -> None:
     else:
         q.add_argument("--spec", default="default", metavar="SPEC", help=f"model spec ({specs})")
     q.add_argument("--data", default=None, metavar="CSV",
-                   help="trial-arm table (default: the bundled data/lms_trials.csv)")  # fmt: skip
+                   help="trial-arm table, or a (study, r, n) table for a binomial spec "
+                        "(default: the bundled data/lms_trials.csv)")  # fmt: skip
     q.add_argument("--fast", action="store_true",
                    help=f"at most {FAST_DRAWS} draws and tuning steps per chain, for smoke runs "
                         "(also LMSBAYES_FAST=1)")  # fmt: skip
