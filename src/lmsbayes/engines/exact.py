@@ -44,6 +44,9 @@ from lmsbayes.model import Model, ModelData
 __all__ = ["ExactResult", "supports", "fit_exact", "posterior_mode", "Integrator", "Layout"]
 
 _GRID_MAX_TAU = 2  # grid over log tau for at most this many tau coordinates
+# k-hat above which a second importance round is drawn; below 0.7 a combined sample is usable
+_SECOND_ROUND_KHAT = 0.3
+_KHAT_USABLE = 0.7
 _FD_STEP = 1e-4
 
 
@@ -1300,10 +1303,14 @@ def fit_exact(model: Model, settings, seed: int, draws: int | None = None, *, la
             use_grid = False
     logp = post.logpost(theta)
     lw, khat = psis(logp - logq)
-    if khat > 0.5 and "logq" in pinfo:
+    if khat > _SECOND_ROUND_KHAT and "logq" in pinfo:
         # a second round: a Student-t matched to the weighted draws (wider, heavier-tailed), and the
         # two rounds combined by multiple importance sampling (the balance heuristic: every draw
-        # weighted against the mixture of both proposals), so no draw of the first round is wasted
+        # weighted against the mixture of both proposals), so no draw of the first round is wasted.
+        # The mixture is at least half the first proposal everywhere, so no weight grows by more
+        # than 2: the combined sample is kept unless its k-hat is unusable. Keeping the first round
+        # whenever its k-hat was the lower one left the left tail of a poorly identified tau short
+        # (eortc2021, 1L 6-month tau: P(tau < 0.05) 0.048 against 0.072 by NUTS and by 2 rounds)
         w = np.exp(lw)
         m2 = w @ theta
         c2 = _pd(((theta - m2) * w[:, None]).T @ (theta - m2))
@@ -1312,7 +1319,7 @@ def fit_exact(model: Model, settings, seed: int, draws: int | None = None, *, la
         logq_mix = np.logaddexp(pinfo["logq"](both), p2["logq"](both)) - math.log(2.0)
         logp_both = np.concatenate([logp, post.logpost(theta2)])
         lw2, khat2 = psis(logp_both - logq_mix)
-        if khat2 < khat or not np.isfinite(khat):
+        if khat2 < max(khat, _KHAT_USABLE) or not np.isfinite(khat):
             edge = pinfo.get("edge_cells")
             pinfo = {"proposal": pinfo["proposal"] + " + moment-matched Student-t (2 rounds)"}
             if edge is not None:
