@@ -293,6 +293,20 @@ def test_sampling_problems_without_strict_exit_0(workdir):
     assert "PROBLEM" in out.splitlines()[-1]
 
 
+def test_an_importance_k_hat_above_its_limit_is_a_warning_and_under_strict_an_error(workdir):
+    # the default's k-hat is 0.26: a limit of 0.05 makes it a problem without starving the sampler
+    path = workdir / "khat.toml"
+    path.write_text(DEFAULT_TOML.read_text() + "\n[exact]\nkhat_max = 0.05\n")
+    code, out, err = call("fit", path, "-o", workdir / "khat.nc", "--quiet")
+    assert code == 0, err
+    last = out.splitlines()[-1]
+    assert "PROBLEM" in last and "k-hat" in last and "> 0.05" in last
+    code, out, err = call("fit", path, "-o", workdir / "khat_strict.nc", "--strict", "--quiet")
+    assert code == EXIT_SAMPLING
+    assert err.startswith("lmsbayes: error: inference problems (--strict)") and "k-hat" in err + out
+    assert not (workdir / "khat_strict.nc").exists()
+
+
 # --- the installed entry point -------------------------------------------------
 
 
