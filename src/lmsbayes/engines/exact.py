@@ -47,6 +47,9 @@ _GRID_MAX_TAU = 2  # grid over log tau for at most this many tau coordinates
 # k-hat above which a second importance round is drawn; below 0.7 a combined sample is usable
 _SECOND_ROUND_KHAT = 0.3
 _KHAT_USABLE = 0.7
+# defensive component of the Student-t proposal: its share of the draws, and its log-tau sd factor
+_DEFENSIVE_WEIGHT = 0.25
+_DEFENSIVE_TAU_SCALE = 2.0
 _FD_STEP = 1e-4
 
 
@@ -1088,10 +1091,34 @@ def _mvt_draw(rng, n: int, mean: np.ndarray, chol: np.ndarray, df: float) -> np.
 
 
 def _t_proposal(post, mode, cov, n, rng, df, inflate: float = 1.1):
+    """A multivariate Student-t at ``mode``, with a defensive component wider in log tau.
+
+    A poorly identified tau has a long left tail in log tau (density ~ tau near 0), which a
+    Laplace-centred t reaches too rarely: quantiles of tau near 0 came out too high (per_landmark,
+    1L 6-month tau: 5% quantile 0.0155 against 0.011 from NUTS and from 100,000 draws). A quarter
+    of the draws come from the same t with the log-tau sds doubled (defensive importance
+    sampling, Hesterberg 1995): where it dominates, weights stay bounded.
+    """
     chol = np.linalg.cholesky(cov * inflate**2)
-    theta = _mvt_draw(rng, n, mode, chol, df)
-    logq = _mvt_logpdf(theta, mode, chol, df)
-    return theta, logq, {"proposal": "student-t", "logq": lambda th: _mvt_logpdf(th, mode, chol, df)}
+    T = post.layout.tau_coords
+    if T.size == 0:
+        theta = _mvt_draw(rng, n, mode, chol, df)
+        return theta, _mvt_logpdf(theta, mode, chol, df), {
+            "proposal": "student-t", "logq": lambda th: _mvt_logpdf(th, mode, chol, df)}
+    scale = np.ones(mode.size)
+    scale[T] = _DEFENSIVE_TAU_SCALE
+    chol_w = np.linalg.cholesky(cov * inflate**2 * np.outer(scale, scale))
+    eps = _DEFENSIVE_WEIGHT
+    wide = rng.random(n) < eps
+    theta = np.empty((n, mode.size))
+    theta[~wide] = _mvt_draw(rng, int((~wide).sum()), mode, chol, df)
+    theta[wide] = _mvt_draw(rng, int(wide.sum()), mode, chol_w, df)
+
+    def logq(th):
+        return np.logaddexp(math.log1p(-eps) + _mvt_logpdf(th, mode, chol, df),
+                            math.log(eps) + _mvt_logpdf(th, mode, chol_w, df))
+
+    return theta, logq(theta), {"proposal": "student-t (defensive in log tau)", "logq": logq}
 
 
 def _conditional_newton(post, points: np.ndarray, O: np.ndarray, h: float = 1e-3):
