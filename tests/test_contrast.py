@@ -338,7 +338,8 @@ def test_half_cauchy_posterior_matches_bayesmeta_vignette(schools):
     assert (s.at["mu", "lower"], s.at["mu", "upper"]) == pytest.approx((-1.823353, 17.824562), abs=0.005)
     assert (s.at["theta_new", "median"], s.at["theta_new", "sd"]) == pytest.approx((7.926819, 9.126767), abs=0.002)
     assert (s.at["theta_new", "lower"], s.at["theta_new", "upper"]) == pytest.approx((-10.623526, 26.827377), abs=0.03)
-    assert 1 - b.prob(0.0) == pytest.approx(0.9487521, abs=1e-4)  # 1 - pposterior(mu=0)
+    upper = 1 - b.prob(0.0)  # 1 - pposterior(mu=0)
+    assert upper == pytest.approx(0.9487521, abs=1e-4)
     assert b.posterior.quantile(0.95)[0] == pytest.approx(16.11009, abs=0.002)  # qposterior(mu.p=0.95)
     # shrinkage of schools A, G, H (vignette: $theta[, c("A","G","H")], mean and sd)
     sh = b.shrinkage().loc[["A", "G", "H"]]

@@ -162,10 +162,10 @@ def _floats_in(obj):
 def check_accepted_spec(spec) -> None:
     s = spec.sampler
     assert SEED_RANGE[0] <= s.seed <= SEED_RANGE[1]
-    assert 1 <= s.chains <= MAX_CHAINS and 1 <= s.draws and s.draws * s.chains <= MAX_TOTAL_DRAWS
-    assert 1 <= s.tune <= MAX_TUNE
+    assert s.chains >= 1 and s.chains <= MAX_CHAINS and s.draws >= 1 and s.draws * s.chains <= MAX_TOTAL_DRAWS
+    assert s.tune >= 1 and s.tune <= MAX_TUNE
     assert NU_RANGE[0] <= spec.random_effects.nu <= NU_RANGE[1]
-    assert 1 <= len(spec.landmarks) <= MAX_LANDMARKS and all(0 < t <= 120 for t in spec.landmarks)
+    assert len(spec.landmarks) >= 1 and len(spec.landmarks) <= MAX_LANDMARKS and all(0 < t <= 120 for t in spec.landmarks)
     assert set(spec.data.populations) <= set(LABELS["population"])
     assert all(math.isfinite(v) for v in _floats_in(spec.to_dict()))
 
