@@ -174,6 +174,16 @@ def _assert_agree(rows, alpha=0.01):
     assert not bad, f"{len(bad)} of {len(rows)} quantities outside {z:.2f} MCSE: {bad[:5]}"
 
 
+def _fit_both(spec, data):
+    """The exact and the NUTS fit of one spec and data set; the exact fit must pass its diagnostics."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fe = lmsbayes.fit(spec, data, engine="exact")
+        fn = lmsbayes.fit(spec, data, engine="nuts")
+    assert fe.diagnostics.ok, fe.diagnostics.line()
+    return fe, fn
+
+
 HYPER = ("alpha", "beta", "tau", "shape")
 
 
@@ -185,11 +195,7 @@ def test_bundled_specs_agree_with_long_nuts_runs(spec, trials):
 
     s = lmsbayes.load_spec(spec).replace(**{"sampler.draws": 4000, "sampler.tune": 1500, "sampler.target_accept": 0.95,
                                             "exact.draws": 20000})  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fe = lmsbayes.fit(s, trials, engine="exact")
-        fn = lmsbayes.fit(s, trials, engine="nuts")
-    assert fe.diagnostics.ok, fe.diagnostics.line()
+    fe, fn = _fit_both(s, trials)
     assert fn.diagnostics.divergences == 0 and fn.diagnostics.max_rhat < 1.01, fn.diagnostics.line()
     te, tn = thresholds(fe)["p0"], thresholds(fn)["p0"]
     extra = [(f"p0[{st}, {t:g}]", te.sel(setting=st, landmark=t).values, tn.sel(setting=st, landmark=t).values)
@@ -203,11 +209,7 @@ def test_binomial_data_sets_agree_with_long_nuts_runs(name):
     table = pd.read_csv(DATA / f"{name}.csv")
     s = _binomial_spec().replace(**{"sampler.draws": 5000, "sampler.tune": 1500, "sampler.target_accept": 0.99,
                                     "exact.draws": 20000})  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fe = lmsbayes.fit(s, table, engine="exact")
-        fn = lmsbayes.fit(s, table, engine="nuts")
-    assert fe.diagnostics.ok, fe.diagnostics.line()
+    fe, fn = _fit_both(s, table)
     pe = lmsbayes.predict(fe)["rate"].sel(quantity="predictive").values
     pn = lmsbayes.predict(fn)["rate"].sel(quantity="predictive").values[:, :, 0]
     rows = _compare(fe, fn, ("alpha", "tau"), extra=[("predictive rate", pe[:, :, 0], pn)])

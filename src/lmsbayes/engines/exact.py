@@ -208,6 +208,10 @@ def _runs(counts: np.ndarray, pos: np.ndarray):
     return rows, copy, starts, new_start
 
 
+# survival arrays with one entry per pair term (Model.arrays), not per observation
+_TERM_ARRAYS = ("first", "second", "precision", "diagonal")
+
+
 def _take_model(m: Model, pos, X: np.ndarray | None = None) -> Model:
     """The model of the arms at ``pos`` (repeats allowed; ``X`` replaces their design rows).
 
@@ -230,7 +234,7 @@ def _take_model(m: Model, pos, X: np.ndarray | None = None) -> Model:
             arrays[k] = getattr(sub.data, k)
         elif k == "stratum_idx":
             arrays[k] = sub.data.stratum_idx
-        elif k not in ("first", "second", "precision", "diagonal"):
+        elif k not in _TERM_ARRAYS:
             arrays[k] = v[rows]  # one per observation
     arrays["arm_idx"] = row_copy
     sub.arm_idx = row_copy
@@ -239,11 +243,9 @@ def _take_model(m: Model, pos, X: np.ndarray | None = None) -> Model:
     if d.family == "survival":
         trows, tcopy, _, _ = _runs(np.bincount(m.term_comp, minlength=d.n_arms), pos)
         shift = new_start[tcopy] - starts[pos[tcopy]]
-        arrays["first"] = a["first"][trows] + shift
-        arrays["second"] = a["second"][trows] + shift
-        arrays["precision"] = a["precision"][trows]
-        if "diagonal" in a:  # one per term, like the precisions
-            arrays["diagonal"] = a["diagonal"][trows]
+        for k in _TERM_ARRAYS:
+            if k in a:
+                arrays[k] = a[k][trows] + (shift if k in ("first", "second") else 0)
         sub.term_comp = tcopy
         sub.comp_const = np.asarray(m.comp_const, float).reshape(d.n_arms, kz)[pos].ravel()
     else:
