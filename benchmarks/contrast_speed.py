@@ -29,31 +29,44 @@ def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
 def _bcg() -> pd.DataFrame:
     d = pd.read_csv(Path(__file__).resolve().parents[1] / "tests" / "data" / "metafor_dat_bcg.csv")
     a, b, c, e = (d[k].to_numpy(float) for k in ("tpos", "tneg", "cpos", "cneg"))
-    return ct.contrast_table(pd.DataFrame({
-        "study": d["author"] + " " + d["year"].astype(str),
-        "log_estimate": np.log(a / (a + b)) - np.log(c / (c + e)),
-        "se": np.sqrt(1 / a - 1 / (a + b) + 1 / c - 1 / (c + e)),
-    }), measure="RR")  # fmt: skip
+    return ct.contrast_table(
+        pd.DataFrame(
+            {
+                "study": d["author"] + " " + d["year"].astype(str),
+                "log_estimate": np.log(a / (a + b)) - np.log(c / (c + e)),
+                "se": np.sqrt(1 / a - 1 / (a + b) + 1 / c - 1 / (c + e)),
+            }
+        ),
+        measure="RR",
+    )
 
 
 def _simulated(k: int = 100, seed: int = 1) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     se = rng.uniform(0.1, 0.5, k)
     y = rng.normal(rng.normal(-0.3, 0.2, k), se)
-    return ct.contrast_table(pd.DataFrame({"study": [f"t{i}" for i in range(k)], "log_estimate": y, "se": se}))
+    return ct.contrast_table(
+        pd.DataFrame({"study": [f"t{i}" for i in range(k)], "log_estimate": y, "se": se})
+    )
 
 
 def main() -> None:
     for name, d in (("dat.bcg (k = 13)", _bcg()), ("simulated (k = 100)", _simulated())):
         print(name)
         for method in ("DL", "REML"):
-            print(f"  random_effects {method:4s}      {best_of(lambda: ct.random_effects(d, method=method)):.4f} s")
-        print(f"  leave_one_out REML       {best_of(lambda: ct.leave_one_out(ct.random_effects(d)), 3):.4f} s")
+            print(
+                f"  random_effects {method:4s}      {best_of(lambda: ct.random_effects(d, method=method)):.4f} s"
+            )
+        print(
+            f"  leave_one_out REML       {best_of(lambda: ct.leave_one_out(ct.random_effects(d)), 3):.4f} s"
+        )
         print(f"  bayesian (half-normal)   {best_of(lambda: ct.bayesian(d)):.4f} s")
         b = ct.bayesian(d)
         print(f"  bayesian summary()       {best_of(b.summary):.4f} s")
         design = ct.TimeToEventDesign(events=200)
-        print(f"  assurance                {best_of(lambda: ct.assurance(b.predictive(), design)):.4f} s")
+        print(
+            f"  assurance                {best_of(lambda: ct.assurance(b.predictive(), design)):.4f} s"
+        )
 
 
 if __name__ == "__main__":

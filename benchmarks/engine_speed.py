@@ -89,21 +89,44 @@ def synthetic_tables(n_arms: int, seed: int = 1):
     rng = np.random.default_rng(seed)
     line = rng.choice(["1L", "2L+"], n_arms)
     klass = rng.choice(["R-T", "NR-T"], n_arms)
-    uterine = np.where(rng.uniform(size=n_arms) < 0.2, np.nan, np.round(rng.uniform(size=n_arms), 2))
+    uterine = np.where(
+        rng.uniform(size=n_arms) < 0.2, np.nan, np.round(rng.uniform(size=n_arms), 2)
+    )
     n = rng.integers(20, 120, n_arms)
-    eta = 0.2 - 0.8 * (line == "2L+") - 0.2 * (klass == "NR-T") - 0.9 * (np.nan_to_num(uterine, nan=0.5) - 0.5)
+    eta = (
+        0.2
+        - 0.8 * (line == "2L+")
+        - 0.2 * (klass == "NR-T")
+        - 0.9 * (np.nan_to_num(uterine, nan=0.5) - 0.5)
+    )
     eta = eta + 0.4 * rng.standard_normal(n_arms)
     k = 1.3
     median = 6.0 * np.exp(eta / k)
     se = 2 / (k * np.sqrt(n))
-    arms = pd.DataFrame({
-        "arm_id": [f"a{i:05d}" for i in range(n_arms)], "trial": [f"T{i}" for i in range(n_arms)], "year": 2015,
-        "evidence": "publication", "phase": "2", "design": "single_arm", "arm": "x", "agents": "x",
-        "placebo": False, "treatment_class": klass, "line": line, "population": "LMS", "n": n,
-        "uterine_fraction": uterine, "pmid": 1, "doi": "10.5555/x",
-        "pfs_median_m": np.round(median * np.exp(se * rng.standard_normal(n_arms)), 2),
-        "pfs_median_lo": np.nan, "pfs_median_hi": np.nan, "pfs_events": np.nan,
-    })  # fmt: skip
+    arms = pd.DataFrame(
+        {
+            "arm_id": [f"a{i:05d}" for i in range(n_arms)],
+            "trial": [f"T{i}" for i in range(n_arms)],
+            "year": 2015,
+            "evidence": "publication",
+            "phase": "2",
+            "design": "single_arm",
+            "arm": "x",
+            "agents": "x",
+            "placebo": False,
+            "treatment_class": klass,
+            "line": line,
+            "population": "LMS",
+            "n": n,
+            "uterine_fraction": uterine,
+            "pmid": 1,
+            "doi": "10.5555/x",
+            "pfs_median_m": np.round(median * np.exp(se * rng.standard_normal(n_arms)), 2),
+            "pfs_median_lo": np.nan,
+            "pfs_median_hi": np.nan,
+            "pfs_events": np.nan,
+        }
+    )
     arms["pfs_median_lo"] = np.round(arms["pfs_median_m"] * np.exp(-1.96 * se), 2)
     arms["pfs_median_hi"] = np.round(arms["pfs_median_m"] * np.exp(1.96 * se), 2)
     arms["n"] = arms["n"].astype("Int64")
@@ -114,8 +137,16 @@ def synthetic_tables(n_arms: int, seed: int = 1):
             if rng.uniform() < 0.4:
                 s = 1 / (1 + np.exp(-(eta[i] - k * np.log(t / 6.0))))
                 r = rng.binomial(n[i], s) / n[i]
-                rows.append({"arm_id": arms.at[i, "arm_id"], "t": t, "rate": float(np.clip(r, 0.5 / n[i], 1 - 0.5 / n[i])),
-                             "lo": np.nan, "hi": np.nan, "kind": "reported"})  # fmt: skip
+                rows.append(
+                    {
+                        "arm_id": arms.at[i, "arm_id"],
+                        "t": t,
+                        "rate": float(np.clip(r, 0.5 / n[i], 1 - 0.5 / n[i])),
+                        "lo": np.nan,
+                        "hi": np.nan,
+                        "kind": "reported",
+                    }
+                )
     return SimpleNamespace(arms=arms, rates=pd.DataFrame(rows), sha256=f"synthetic-{n_arms}")
 
 
@@ -128,7 +159,10 @@ def main() -> None:
     warnings.simplefilter("ignore")
     exe = [sys.executable, "-m", "lmsbayes"]
 
-    print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; repetitions: {reps}", flush=True)
+    print(
+        f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; repetitions: {reps}",
+        flush=True,
+    )
     print("\n1. `lmsbayes run`, new process, empty compile cache (median of repetitions)")
     results = {}
     for engine in ("exact", "nuts"):
@@ -136,19 +170,29 @@ def main() -> None:
         for _ in range(reps):
             with tempfile.TemporaryDirectory() as cache:
                 env = dict(os.environ, PYTENSOR_FLAGS=f"base_compiledir={cache}")
-                times += whole_process([*exe, "run", "--quiet", "--engine", engine], env=env, reps=1)
+                times += whole_process(
+                    [*exe, "run", "--quiet", "--engine", engine], env=env, reps=1
+                )
         results[engine] = median_of(times)
-        print(f"  {engine:6s} {results[engine]:7.2f} s   (runs: {', '.join(f'{t:.2f}' for t in times)})", flush=True)
+        print(
+            f"  {engine:6s} {results[engine]:7.2f} s   (runs: {', '.join(f'{t:.2f}' for t in times)})",
+            flush=True,
+        )
     print(f"  ratio exact / nuts: {results['exact'] / results['nuts']:.3f}")
 
     print("\n2. The RBesT AS job (fit + MAP mixture + ESS), new process")
     job = {}
     for engine in ("exact", "nuts"):
         if engine == "nuts":  # warm the compile cache first: NUTS at its best
-            subprocess.run([sys.executable, "-c", AS_JOB, str(AS_CSV), engine], check=True, capture_output=True)
+            subprocess.run(
+                [sys.executable, "-c", AS_JOB, str(AS_CSV), engine], check=True, capture_output=True
+            )
         times = whole_process([sys.executable, "-c", AS_JOB, str(AS_CSV), engine], reps=reps)
         job[engine] = median_of(times)
-        print(f"  {engine:6s} {job[engine]:7.2f} s   (runs: {', '.join(f'{t:.2f}' for t in times)})", flush=True)
+        print(
+            f"  {engine:6s} {job[engine]:7.2f} s   (runs: {', '.join(f'{t:.2f}' for t in times)})",
+            flush=True,
+        )
     print(f"  ratio exact / nuts: {job['exact'] / job['nuts']:.3f}")
 
     import lmsbayes as lb
@@ -156,18 +200,34 @@ def main() -> None:
     from lmsbayes.spec import load_spec, parse_spec
 
     print("\n3. One fit, data prepared once (median of 5; NUTS compiled beforehand)")
-    as_spec = parse_spec({"name": "as", "landmarks": [], "model": {"likelihood": "logit-binomial"},
-                          "random_effects": {"tau_by": "none"},
-                          "priors": {"alpha": {"dist": "Normal", "mu": 0.0, "sigma": 2.0},
-                                     "tau": {"dist": "HalfNormal", "sigma": 1.0}}})  # fmt: skip
-    cases = {"AS (8 arms)": (as_spec, prepare_data(as_spec, pd.read_csv(AS_CSV))),
-             "default analysis": (load_spec("default"), prepare_data(load_spec("default"), lb.load_trials()))}  # fmt: skip
+    as_spec = parse_spec(
+        {
+            "name": "as",
+            "landmarks": [],
+            "model": {"likelihood": "logit-binomial"},
+            "random_effects": {"tau_by": "none"},
+            "priors": {
+                "alpha": {"dist": "Normal", "mu": 0.0, "sigma": 2.0},
+                "tau": {"dist": "HalfNormal", "sigma": 1.0},
+            },
+        }
+    )
+    cases = {
+        "AS (8 arms)": (as_spec, prepare_data(as_spec, pd.read_csv(AS_CSV))),
+        "default analysis": (
+            load_spec("default"),
+            prepare_data(load_spec("default"), lb.load_trials()),
+        ),
+    }
     for name, (spec, data) in cases.items():
         t_exact, f_exact = timed(lambda: lb.fit(spec, data, engine="exact"))
         lb.fit(spec, data, engine="nuts")  # compile
         t_nuts, f_nuts = timed(lambda: lb.fit(spec, data, engine="nuts"), reps=3)
-        print(f"  {name:18s} exact {1000 * t_exact:8.1f} ms | NUTS {1000 * t_nuts:8.1f} ms | ratio "
-              f"{t_exact / t_nuts:.4f} | exact: {f_exact.diagnostics.line()}", flush=True)  # fmt: skip
+        print(
+            f"  {name:18s} exact {1000 * t_exact:8.1f} ms | NUTS {1000 * t_nuts:8.1f} ms | ratio "
+            f"{t_exact / t_nuts:.4f} | exact: {f_exact.diagnostics.line()}",
+            flush=True,
+        )
 
     print("\n4. Synthetic arms from the default model (exact engine; prepare_data timed apart)")
     spec = load_spec("default").replace(**{"data.require_identifier": False})
@@ -180,15 +240,33 @@ def main() -> None:
         t_prep = time.perf_counter() - t0
         t_fit, f = timed(lambda: lb.fit(spec, data, engine="exact"), reps=1 if k >= 10000 else 3)
         per_arm.append(t_fit / k)
-        print(f"  {k:6d} arms: prepare {t_prep:6.2f} s, fit {t_fit:6.2f} s ({1e6 * t_fit / k:7.1f} us per arm) | "
-              f"{f.diagnostics.line()}", flush=True)  # fmt: skip
-    print("  growth of the time per arm, 100 -> 10,000 arms: x" + f"{per_arm[-1] / per_arm[0]:.2f} (1 = linear)")
+        print(
+            f"  {k:6d} arms: prepare {t_prep:6.2f} s, fit {t_fit:6.2f} s ({1e6 * t_fit / k:7.1f} us per arm) | "
+            f"{f.diagnostics.line()}",
+            flush=True,
+        )
+    print(
+        "  growth of the time per arm, 100 -> 10,000 arms: x"
+        + f"{per_arm[-1] / per_arm[0]:.2f} (1 = linear)"
+    )
     if not args.quick:
         data = prepare_data(spec, synthetic_tables(1000))
-        lb.fit(spec.replace(**{"sampler.draws": 500, "sampler.tune": 500, "sampler.chains": 2}), data, engine="nuts")
-        t_nuts, f = timed(lambda: lb.fit(spec.replace(**{"sampler.draws": 500, "sampler.tune": 500,
-                                                        "sampler.chains": 2}), data, engine="nuts"), reps=1)  # fmt: skip
-        print(f"  NUTS, 1,000 arms (2 x 500 draws, compiled beforehand): {t_nuts:.2f} s | {f.diagnostics.line()}")
+        lb.fit(
+            spec.replace(**{"sampler.draws": 500, "sampler.tune": 500, "sampler.chains": 2}),
+            data,
+            engine="nuts",
+        )
+        t_nuts, f = timed(
+            lambda: lb.fit(
+                spec.replace(**{"sampler.draws": 500, "sampler.tune": 500, "sampler.chains": 2}),
+                data,
+                engine="nuts",
+            ),
+            reps=1,
+        )
+        print(
+            f"  NUTS, 1,000 arms (2 x 500 draws, compiled beforehand): {t_nuts:.2f} s | {f.diagnostics.line()}"
+        )
 
     print("\n5. Leave-one-trial-out over every trial of the bundled data")
     spec = load_spec("default")
@@ -199,10 +277,16 @@ def main() -> None:
         keep = np.flatnonzero(data.arms["trial"].to_numpy() != trial)
         lb.fit(spec, data.take(keep), engine="exact")
     t_loto = time.perf_counter() - t0
-    t_nuts, _ = timed(lambda: lb.fit(spec, data.take(np.arange(1, data.n_arms)), engine="nuts"), reps=1)
-    print(f"  exact: {len(trials)} refits in {t_loto:.2f} s ({1000 * t_loto / len(trials):.0f} ms each)")
-    print(f"  NUTS (one refit of a new shape {t_nuts:.1f} s, compile included) x {len(trials)} trials: "
-          f"~{t_nuts * len(trials):.0f} s; ratio {t_loto / (t_nuts * len(trials)):.4f}")
+    t_nuts, _ = timed(
+        lambda: lb.fit(spec, data.take(np.arange(1, data.n_arms)), engine="nuts"), reps=1
+    )
+    print(
+        f"  exact: {len(trials)} refits in {t_loto:.2f} s ({1000 * t_loto / len(trials):.0f} ms each)"
+    )
+    print(
+        f"  NUTS (one refit of a new shape {t_nuts:.1f} s, compile included) x {len(trials)} trials: "
+        f"~{t_nuts * len(trials):.0f} s; ratio {t_loto / (t_nuts * len(trials)):.4f}"
+    )
     print(json.dumps({"run": results, "as_job": job}))
 
 

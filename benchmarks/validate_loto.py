@@ -45,7 +45,9 @@ def breakdown(spec_name: str, trials) -> dict[str, float]:
     E._mode = _timed(store, "posterior mode (BFGS)", E._mode)
     E._grid_proposal = _timed(store, "proposal: tau grid + conditional Laplace", E._grid_proposal)
     E._t_proposal = _timed(store, "proposal: Student-t", E._t_proposal)
-    E.Integrator.draw_latent = _timed(store, "arm-level draws (z, u) - unused by validate", E.Integrator.draw_latent)
+    E.Integrator.draw_latent = _timed(
+        store, "arm-level draws (z, u) - unused by validate", E.Integrator.draw_latent
+    )
     try:
         t0 = time.perf_counter()
         res = E.fit_exact(model, spec.exact, spec.sampler.seed)
@@ -53,7 +55,8 @@ def breakdown(spec_name: str, trials) -> dict[str, float]:
     finally:
         E._mode, E._grid_proposal, E._t_proposal, E.Integrator.draw_latent = saved
     store["rest (Hessian, importance weights of the proposals, PSIS)"] = store["total"] - sum(
-        v for k, v in store.items() if k != "total")
+        v for k, v in store.items() if k != "total"
+    )
     store["log-posterior evaluations"] = res.diagnostics["n_logpost_evals"]
     return store
 
@@ -65,8 +68,10 @@ def main(specs) -> None:
         v = V.loto(name, trials)
         total = time.perf_counter() - t0
         fits = v.folds["seconds_fit"].sum()
-        print(f"{name}: LOTO {total:.2f} s over {len(v.folds)} refits "
-              f"(refits {fits:.2f} s, {fits / len(v.folds):.3f} s each; predictions {total - fits:.2f} s)")  # fmt: skip
+        print(
+            f"{name}: LOTO {total:.2f} s over {len(v.folds)} refits "
+            f"(refits {fits:.2f} s, {fits / len(v.folds):.3f} s each; predictions {total - fits:.2f} s)"
+        )
         for k, x in breakdown(name, trials).items():
             print(f"    {k}: {x:.3f}" if isinstance(x, float) else f"    {k}: {x}")
 

@@ -36,29 +36,52 @@ def trials_csv(
     line = np.asarray(line if line is not None else ["2L+"] * k)
     klass = np.asarray(treatment_class if treatment_class is not None else ["R-T"] * k)
     ids = [f"arm{i:05d}" for i in range(k)]
-    df = pd.DataFrame({
-        "arm_id": ids, "trial": [f"T{i}" for i in range(k)],
-        "year": 2010, "evidence": "publication", "phase": "2", "design": "single_arm", "arm": "x",
-        "agents": "x", "placebo": "false", "treatment_class": klass, "line": line, "population": "LMS",
-        # 10.5555 is the DOI test prefix: simulated arms pass the rule that every arm has an identifier
-        "doi": [f"10.5555/synthetic.{i}" for i in range(k)],
-    })  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "arm_id": ids,
+            "trial": [f"T{i}" for i in range(k)],
+            "year": 2010,
+            "evidence": "publication",
+            "phase": "2",
+            "design": "single_arm",
+            "arm": "x",
+            "agents": "x",
+            "placebo": "false",
+            "treatment_class": klass,
+            "line": line,
+            "population": "LMS",
+            # 10.5555 is the DOI test prefix: simulated arms pass the rule that every arm has an identifier
+            "doi": [f"10.5555/synthetic.{i}" for i in range(k)],
+        }
+    )
     if n is not None:
         df["n"] = np.asarray(n, int)
     if uterine_fraction is not None:
         df["n_uterine"] = np.round(np.asarray(uterine_fraction) * df["n"]).astype(int)
-    rates = [pd.DataFrame({"arm_id": ids, "t": float(landmark), "rate": np.asarray(rate, float),
-                           "kind": "reported"})]  # fmt: skip
+    rates = [
+        pd.DataFrame(
+            {
+                "arm_id": ids,
+                "t": float(landmark),
+                "rate": np.asarray(rate, float),
+                "kind": "reported",
+            }
+        )
+    ]
     if se_logit is not None:
         lg = np.log(rates[0]["rate"] / (1 - rates[0]["rate"]))
         rates[0]["lo"] = 1 / (1 + np.exp(-(lg - Z95 * np.asarray(se_logit))))
         rates[0]["hi"] = 1 / (1 + np.exp(-(lg + Z95 * np.asarray(se_logit))))
     for t, r in (extra_rates or {}).items():
-        rates.append(pd.DataFrame({"arm_id": ids, "t": float(t), "rate": np.asarray(r, float),
-                                   "kind": "reported"}))  # fmt: skip
+        rates.append(
+            pd.DataFrame(
+                {"arm_id": ids, "t": float(t), "rate": np.asarray(r, float), "kind": "reported"}
+            )
+        )
     df.to_csv(path, index=False, float_format="%.17g")
-    pd.concat(rates, ignore_index=True).to_csv(path.with_name(f"{path.stem}_rates.csv"), index=False,
-                                               float_format="%.17g")  # fmt: skip
+    pd.concat(rates, ignore_index=True).to_csv(
+        path.with_name(f"{path.stem}_rates.csv"), index=False, float_format="%.17g"
+    )
     return path
 
 
@@ -71,10 +94,28 @@ def lms_tables(arms: list[dict], rates: list[dict] | None = None, sha256: str = 
     """
     from types import SimpleNamespace
 
-    defaults = dict(trial=None, year=2010, evidence="publication", phase="2", design="single_arm", arm="x",
-                    agents="x", placebo=False, treatment_class="R-T", line="2L+", population="LMS", n=np.nan,
-                    n_uterine=np.nan, uterine_fraction=np.nan, pmid=1, doi="10.1/x", pfs_median_m=np.nan,
-                    pfs_median_lo=np.nan, pfs_median_hi=np.nan, pfs_events=np.nan)
+    defaults = dict(
+        trial=None,
+        year=2010,
+        evidence="publication",
+        phase="2",
+        design="single_arm",
+        arm="x",
+        agents="x",
+        placebo=False,
+        treatment_class="R-T",
+        line="2L+",
+        population="LMS",
+        n=np.nan,
+        n_uterine=np.nan,
+        uterine_fraction=np.nan,
+        pmid=1,
+        doi="10.1/x",
+        pfs_median_m=np.nan,
+        pfs_median_lo=np.nan,
+        pfs_median_hi=np.nan,
+        pfs_events=np.nan,
+    )
     rows = []
     for i, a in enumerate(arms):
         r = {**defaults, **a}

@@ -25,7 +25,9 @@ PROPERTY_COUNTS: dict[str, dict[str, int]] = {}
 
 def count_property(name: str, outcome: str) -> None:
     """Record one example of property ``name`` with its outcome."""
-    entry = PROPERTY_COUNTS.setdefault(name, {"examples": 0, "accepted": 0, "refused": 0, "escaped": 0})
+    entry = PROPERTY_COUNTS.setdefault(
+        name, {"examples": 0, "accepted": 0, "refused": 0, "escaped": 0}
+    )
     entry["examples"] += 1
     entry[outcome] = entry.get(outcome, 0) + 1
 
@@ -33,8 +35,14 @@ def count_property(name: str, outcome: str) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     from hypothesis import HealthCheck, settings
 
-    common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                                        HealthCheck.function_scoped_fixture])  # fmt: skip
+    common = dict(
+        deadline=None,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.function_scoped_fixture,
+        ],
+    )
     settings.register_profile("lmsbayes-fast", max_examples=40, **common)
     settings.register_profile("lmsbayes-deep", max_examples=400, **common)
     settings.load_profile("lmsbayes-deep" if config.getoption("--run-slow") else "lmsbayes-fast")
@@ -45,9 +53,15 @@ def pytest_terminal_summary(terminalreporter) -> None:
         return
     terminalreporter.section("property-based tests")
     for name, c in sorted(PROPERTY_COUNTS.items()):
-        extra = "".join(f", {k} {v}" for k, v in c.items() if k not in ("examples", "accepted", "refused", "escaped"))
-        terminalreporter.write_line(f"{name}: {c['examples']} examples, {c['escaped']} escaped the documented "
-                                    f"errors (accepted {c['accepted']}, refused {c['refused']}{extra})")
+        extra = "".join(
+            f", {k} {v}"
+            for k, v in c.items()
+            if k not in ("examples", "accepted", "refused", "escaped")
+        )
+        terminalreporter.write_line(
+            f"{name}: {c['examples']} examples, {c['escaped']} escaped the documented "
+            f"errors (accepted {c['accepted']}, refused {c['refused']}{extra})"
+        )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

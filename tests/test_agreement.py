@@ -30,11 +30,20 @@ DATA = Path(__file__).parent / "data"
 
 
 def _binomial_spec(tau_sigma: float = 1.0, **exact):
-    return parse_spec({"name": "binomial", "landmarks": [], "model": {"likelihood": "logit-binomial"},
-                       "random_effects": {"tau_by": "none"},
-                       "priors": {"alpha": {"dist": "Normal", "mu": 0.0, "sigma": 2.0},
-                                  "tau": {"dist": "HalfNormal", "sigma": tau_sigma}},
-                       "exact": exact or {}, "sampler": {"draws": 4000, "tune": 1000, "seed": 11}})  # fmt: skip
+    return parse_spec(
+        {
+            "name": "binomial",
+            "landmarks": [],
+            "model": {"likelihood": "logit-binomial"},
+            "random_effects": {"tau_by": "none"},
+            "priors": {
+                "alpha": {"dist": "Normal", "mu": 0.0, "sigma": 2.0},
+                "tau": {"dist": "HalfNormal", "sigma": tau_sigma},
+            },
+            "exact": exact or {},
+            "sampler": {"draws": 4000, "tune": 1000, "seed": 11},
+        }
+    )
 
 
 def _grid_posterior(table: pd.DataFrame, tau_sigma: float = 1.0):
@@ -42,8 +51,13 @@ def _grid_posterior(table: pd.DataFrame, tau_sigma: float = 1.0):
     de = 0.002
     e = np.arange(-9.0, 5.0 + de, de)  # the logit of an arm's rate
     r, n = table["r"].to_numpy(), table["n"].to_numpy()
-    loglik = special.gammaln(n + 1)[:, None] - special.gammaln(r + 1)[:, None] - special.gammaln(n - r + 1)[:, None] \
-        + r[:, None] * e - n[:, None] * np.logaddexp(0, e)  # (arm, e)
+    loglik = (
+        special.gammaln(n + 1)[:, None]
+        - special.gammaln(r + 1)[:, None]
+        - special.gammaln(n - r + 1)[:, None]
+        + r[:, None] * e
+        - n[:, None] * np.logaddexp(0, e)
+    )  # (arm, e)
     shift = loglik.max(axis=1, keepdims=True)
     lik = np.exp(loglik - shift)
     log_tau = np.linspace(-7.0, 1.8, 220)
@@ -54,18 +68,24 @@ def _grid_posterior(table: pd.DataFrame, tau_sigma: float = 1.0):
     F = np.fft.rfft(lik, n=size, axis=1)
     for j, lt in enumerate(log_tau):
         tau = math.exp(lt)
-        if tau < 0.01:  # narrower than the grid resolves: the arm's rate is alpha itself (error O(tau^2))
+        if (
+            tau < 0.01
+        ):  # narrower than the grid resolves: the arm's rate is alpha itself (error O(tau^2))
             integral = lik[:, keep]
         else:
             half = min(int(8 * tau / de) + 1, e.size - 1)
             x = np.arange(-half, half + 1) * de
             kern = stats.norm.pdf(x, 0, tau) * de
-            conv = np.fft.irfft(F * np.fft.rfft(kern, n=size), n=size)[:, half:half + e.size]
+            conv = np.fft.irfft(F * np.fft.rfft(kern, n=size), n=size)[:, half : half + e.size]
             integral = conv[:, keep]
         with np.errstate(divide="ignore"):
             logpost[:, j] = np.sum(np.log(np.maximum(integral, 1e-300)) + shift, axis=0)
     tau = np.exp(log_tau)
-    logpost += stats.norm.logpdf(alpha, 0, 2)[:, None] + stats.halfnorm.logpdf(tau, scale=tau_sigma)[None, :] + log_tau
+    logpost += (
+        stats.norm.logpdf(alpha, 0, 2)[:, None]
+        + stats.halfnorm.logpdf(tau, scale=tau_sigma)[None, :]
+        + log_tau
+    )
     w = np.exp(logpost - logpost.max())
     w /= w.sum()
     return alpha, tau, w
@@ -94,7 +114,9 @@ def test_as_pooled_and_predictive_quantiles_match_quadrature():
     a = fit.posterior["alpha"].values.ravel()
     t = fit.posterior["tau"].values.ravel()
 
-    def engine_predictive_cdf(x):  # the engine's draws of (alpha, tau), the new arm's effect integrated out
+    def engine_predictive_cdf(
+        x,
+    ):  # the engine's draws of (alpha, tau), the new arm's effect integrated out
         return float(np.mean(special.ndtr((special.logit(x) - a) / t)))
 
     from lmsbayes.predict import mcse_quantile
@@ -162,7 +184,9 @@ def _compare(fit_e, fit_n, names, quantiles=(0.05, 0.5, 0.95), extra=None):
     for label, xe, xn in extra or []:
         for q in quantiles:
             d = np.quantile(xe.ravel(), q) - np.quantile(xn.reshape(xn.shape[0], -1).ravel(), q)
-            se = math.hypot(mcse_quantile(xe, q, ess), _quantile_mcse_nuts(xn.reshape(xn.shape[0], -1), q))
+            se = math.hypot(
+                mcse_quantile(xe, q, ess), _quantile_mcse_nuts(xn.reshape(xn.shape[0], -1), q)
+            )
             rows.append((f"{label} q{q}", d, se))
     return rows
 
@@ -188,18 +212,42 @@ HYPER = ("alpha", "beta", "tau", "shape")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spec", ["default", "weibull", "constant_hazard", "shape_by_line", "eortc2021", "joint",
-                                  "uterine", "per_landmark"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "default",
+        "weibull",
+        "constant_hazard",
+        "shape_by_line",
+        "eortc2021",
+        "joint",
+        "uterine",
+        "per_landmark",
+    ],
+)
 def test_bundled_specs_agree_with_long_nuts_runs(spec, trials):
     from lmsbayes.predict import thresholds
 
-    s = lmsbayes.load_spec(spec).replace(**{"sampler.draws": 4000, "sampler.tune": 1500, "sampler.target_accept": 0.95,
-                                            "exact.draws": 20000})  # fmt: skip
+    s = lmsbayes.load_spec(spec).replace(
+        **{
+            "sampler.draws": 4000,
+            "sampler.tune": 1500,
+            "sampler.target_accept": 0.95,
+            "exact.draws": 20000,
+        }
+    )
     fe, fn = _fit_both(s, trials)
     assert fn.diagnostics.divergences == 0 and fn.diagnostics.max_rhat < 1.01, fn.diagnostics.line()
     te, tn = thresholds(fe)["p0"], thresholds(fn)["p0"]
-    extra = [(f"p0[{st}, {t:g}]", te.sel(setting=st, landmark=t).values, tn.sel(setting=st, landmark=t).values)
-             for st in te["setting"].values for t in te["landmark"].values]  # fmt: skip
+    extra = [
+        (
+            f"p0[{st}, {t:g}]",
+            te.sel(setting=st, landmark=t).values,
+            tn.sel(setting=st, landmark=t).values,
+        )
+        for st in te["setting"].values
+        for t in te["landmark"].values
+    ]
     _assert_agree(_compare(fe, fn, HYPER, extra=extra))
 
 
@@ -207,8 +255,14 @@ def test_bundled_specs_agree_with_long_nuts_runs(spec, trials):
 @pytest.mark.parametrize("name", ["AS", "colitis", "transplant", "synthetic_zero"])
 def test_binomial_data_sets_agree_with_long_nuts_runs(name):
     table = pd.read_csv(DATA / f"{name}.csv")
-    s = _binomial_spec().replace(**{"sampler.draws": 5000, "sampler.tune": 1500, "sampler.target_accept": 0.99,
-                                    "exact.draws": 20000})  # fmt: skip
+    s = _binomial_spec().replace(
+        **{
+            "sampler.draws": 5000,
+            "sampler.tune": 1500,
+            "sampler.target_accept": 0.99,
+            "exact.draws": 20000,
+        }
+    )
     fe, fn = _fit_both(s, table)
     pe = lmsbayes.predict(fe)["rate"].sel(quantity="predictive").values
     pn = lmsbayes.predict(fn)["rate"].sel(quantity="predictive").values[:, :, 0]
@@ -218,7 +272,9 @@ def test_binomial_data_sets_agree_with_long_nuts_runs(name):
     ess_e = lmsbayes.ess(lmsbayes.map_prior(fe), "elir")
     ess_n = lmsbayes.ess(lmsbayes.map_prior(fn), "elir")
     rng = np.random.default_rng(0)
-    boot = [lmsbayes.ess(lmsbayes.map_prior(rng.choice(pn.ravel(), pn.size)), "elir") for _ in range(10)]
+    boot = [
+        lmsbayes.ess(lmsbayes.map_prior(rng.choice(pn.ravel(), pn.size)), "elir") for _ in range(10)
+    ]
     assert abs(ess_e - ess_n) < 4 * math.sqrt(2) * np.std(boot) + 0.05 * ess_n
 
 

@@ -36,7 +36,9 @@ def test_bundled_numbers_carry_their_evidence(bundled):
     unsourced = rates[rates["source"].isna()]
     assert unsourced["notes"].str.contains("No PMID/DOI seen").all()
     # a rate computed from counts is flagged derived
-    assert rates.loc[rates["arm_id"] == "eortc62043_pazo_lms", "notes"].str.contains("DERIVED").all()
+    assert (
+        rates.loc[rates["arm_id"] == "eortc62043_pazo_lms", "notes"].str.contains("DERIVED").all()
+    )
 
 
 def test_bundled_rates_are_coherent_survival_curves(bundled):
@@ -48,18 +50,26 @@ def test_bundled_rates_are_coherent_survival_curves(bundled):
     # S(t) > 0.5 before the median and <= 0.5 after it; 10% slack for rounded medians and t
     assert (rates.loc[rates["t"] < 0.9 * m, "rate"] > 0.5).all()
     assert (rates.loc[rates["t"] > 1.1 * m, "rate"] <= 0.5).all()
+
+
 def test_bundled_lms04_is_the_final_analysis(bundled):
     """LMS-04: the values read in the NEJM 2024 full text (Table 1; Results, Efficacy End Points)."""
     a = bundled.arms.set_index("arm_id")
-    got = a.loc[["lms04_doxo", "lms04_doxtrab"], ["n", "n_uterine", "pfs_median_m", "pfs_median_lo",
-                                                  "pfs_median_hi", "year"]]  # fmt: skip
-    assert got.astype(float).values.tolist() == [[76, 34, 6, 4, 7, 2024], [74, 33, 12, 10, 16, 2024]]
+    got = a.loc[
+        ["lms04_doxo", "lms04_doxtrab"],
+        ["n", "n_uterine", "pfs_median_m", "pfs_median_lo", "pfs_median_hi", "year"],
+    ]
+    assert got.astype(float).values.tolist() == [
+        [76, 34, 6, 4, 7, 2024],
+        [74, 33, 12, 10, 16, 2024],
+    ]
     assert set(a.loc[["lms04_doxo", "lms04_doxtrab"], "doi"]) == {"10.1056/NEJMoa2403394"}
     assert set(a.loc[["lms04_doxo", "lms04_doxtrab"], "registry_id"]) == {"NCT02997358"}
     assert set(a.loc[["lms04_doxo", "lms04_doxtrab"], "evidence_level"]) == {"full_text"}
     r = bundled.rates.set_index("arm_id").loc[["lms04_doxo", "lms04_doxtrab"]]
-    assert r[["t", "rate", "lo", "hi"]].values.tolist() == [[24, 0.03, 0.01, 0.09], [24, 0.30, 0.21, 0.42]]
+    assert r[["t", "rate", "lo", "hi"]].values.tolist() == [
+        [24, 0.03, 0.01, 0.09],
+        [24, 0.30, 0.21, 0.42],
+    ]
     # the primary analysis (Lancet Oncol 2022) is kept in the notes only
     assert a.loc["lms04_doxo", "notes"].count("16.0% (9.4-25.9)") == 1
-
-

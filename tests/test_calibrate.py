@@ -33,11 +33,17 @@ from lmsbayes.model import Model, prepare_data
 from lmsbayes.spec import load_spec, parse_spec
 
 AS_CSV = Path(__file__).parent / "data" / "AS.csv"
-AS_SPEC = {"name": "as", "landmarks": [], "model": {"likelihood": "logit-binomial"},
-           "random_effects": {"tau_by": "none"},
-           "priors": {"alpha": {"dist": "Normal", "mu": 0.0, "sigma": 2.0},
-                      "tau": {"dist": "HalfNormal", "sigma": 1.0}},
-           "exact": {"draws": 1000}}  # fmt: skip
+AS_SPEC = {
+    "name": "as",
+    "landmarks": [],
+    "model": {"likelihood": "logit-binomial"},
+    "random_effects": {"tau_by": "none"},
+    "priors": {
+        "alpha": {"dist": "Normal", "mu": 0.0, "sigma": 2.0},
+        "tau": {"dist": "HalfNormal", "sigma": 1.0},
+    },
+    "exact": {"draws": 1000},
+}
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +67,12 @@ def as_sbc(as_spec, as_data):
 
 def test_binomial_simulation_has_the_binomial_mean(as_spec, as_data):
     m = Model(as_spec, as_data)
-    values = {"alpha": np.array(-1.2), "tau": np.array([0.6]), "z": np.linspace(-1.5, 1.5, 8)[:, None],
-              "uterine_latent": np.zeros(0)}  # fmt: skip
+    values = {
+        "alpha": np.array(-1.2),
+        "tau": np.array([0.6]),
+        "z": np.linspace(-1.5, 1.5, 8)[:, None],
+        "uterine_latent": np.zeros(0),
+    }
     rng = np.random.default_rng(1)
     y = np.stack([cal.simulate(m, values, rng) for _ in range(4000)])
     n = pd.read_csv(AS_CSV)["n"].to_numpy(float)
@@ -88,7 +98,9 @@ def test_survival_simulation_follows_the_correlated_gaussian_likelihood(trials):
     obs = data.obs
     e = eta[obs["arm_idx"].to_numpy()]
     k, t_ref = 1.4, spec.model.t_ref
-    mu = np.where(obs["is_median"] > 0.5, math.log(t_ref) + e / k, e - k * obs["log_t_rel"].to_numpy())
+    mu = np.where(
+        obs["is_median"] > 0.5, math.log(t_ref) + e / k, e - k * obs["log_t_rel"].to_numpy()
+    )
     P = np.zeros((len(obs), len(obs)))
     P[data.terms["first"], data.terms["second"]] = data.terms["precision"]
     # a median without a CI has sd se / k (the KM median's asymptotic sd): precision S P S, S = k^power
@@ -121,7 +133,11 @@ def test_simulated_data_enter_without_preparing_again(name, trials):
                 np.testing.assert_array_equal(arrays[key], v)
         if "lik_n" in arrays:
             assert np.all((y >= 0) & (y <= arrays["lik_n"]))
-            expect = stats.binom.logpmf(y, arrays["lik_n"], 0.3) - y * math.log(0.3) - (arrays["lik_n"] - y) * math.log(0.7)
+            expect = (
+                stats.binom.logpmf(y, arrays["lik_n"], 0.3)
+                - y * math.log(0.3)
+                - (arrays["lik_n"] - y) * math.log(0.7)
+            )
             np.testing.assert_allclose(arrays["log_choose"], expect, atol=1e-8)
         assert new.data_sha256 != data.data_sha256
 
@@ -209,9 +225,14 @@ def test_ecdf_bands_hold_their_simultaneous_coverage():
 
 def _reranked(ds: xr.Dataset, draws: xr.DataArray) -> xr.Dataset:
     out = ds.copy()
-    r = cal.ranks_from_draws(ds["truth"].values, draws.transpose("simulation", "sample", "quantity").values)
+    r = cal.ranks_from_draws(
+        ds["truth"].values, draws.transpose("simulation", "sample", "quantity").values
+    )
     out["rank"] = (("simulation", "quantity"), r.astype(float))
-    out["u"] = (("simulation", "quantity"), cal.randomized_pit(r, ds.attrs["n_ranks"], np.random.default_rng(0)))
+    out["u"] = (
+        ("simulation", "quantity"),
+        cal.randomized_pit(r, ds.attrs["n_ranks"], np.random.default_rng(0)),
+    )
     return out
 
 
@@ -221,7 +242,11 @@ def test_fast_sbc_is_uniform(as_sbc):
     assert s.attrs["failed"] == []
     assert s["n"].tolist() == [50, 50, 50]
     assert s["uniform"].all(), s
-    for c in (50, 90, 95):  # nominal coverage inside the 95% interval (3 x 3 checks: a loose family bound)
+    for c in (
+        50,
+        90,
+        95,
+    ):  # nominal coverage inside the 95% interval (3 x 3 checks: a loose family bound)
         lo, hi = s[f"coverage_{c}_lo"], s[f"coverage_{c}_hi"]
         assert ((lo <= c / 100) & (c / 100 <= hi)).all(), s.filter(like=f"coverage_{c}")
     assert as_sbc["draws"].sizes == {"simulation": 50, "sample": 99, "quantity": 3}
@@ -253,14 +278,19 @@ def test_sbc_result_saves_to_netcdf(as_sbc, tmp_path):
     path = cal.save_sbc(as_sbc, tmp_path / "sbc.nc")
     back = xr.load_dataset(path)
     np.testing.assert_array_equal(back["rank"].values, as_sbc["rank"].values)
-    assert back.attrs["spec_hash"] == as_sbc.attrs["spec_hash"] and back.attrs["lmsbayes_format"] == "lmsbayes.sbc"
+    assert (
+        back.attrs["spec_hash"] == as_sbc.attrs["spec_hash"]
+        and back.attrs["lmsbayes_format"] == "lmsbayes.sbc"
+    )
     pd.testing.assert_frame_equal(cal.sbc_summary(back), cal.sbc_summary(as_sbc))
 
 
 def test_a_failed_fit_is_recorded_and_reported(as_spec, as_data, monkeypatch):
     import importlib
 
-    fit_module = importlib.import_module("lmsbayes.fit")  # the package exports the function under the same name
+    fit_module = importlib.import_module(
+        "lmsbayes.fit"
+    )  # the package exports the function under the same name
     real = fit_module.fit
     calls = {"n": 0}
 
@@ -273,7 +303,9 @@ def test_a_failed_fit_is_recorded_and_reported(as_spec, as_data, monkeypatch):
     monkeypatch.setattr(fit_module, "fit", flaky)
     ds = cal.sbc(as_spec, as_data, n_sims=4, seed=5, scheduler="sequential")
     assert ds["error"].values[1] == "FloatingPointError: deliberate failure"
-    assert np.all(np.isnan(ds["rank"].values[1])) and np.all(np.isfinite(ds["rank"].values[[0, 2, 3]]))
+    assert np.all(np.isnan(ds["rank"].values[1])) and np.all(
+        np.isfinite(ds["rank"].values[[0, 2, 3]])
+    )
     s = cal.sbc_summary(ds)
     assert s.attrs["failed"] == [1] and s["n"].tolist() == [3, 3, 3]
 
@@ -303,7 +335,10 @@ def test_map_seeds_on_a_local_cluster_equals_sequential(as_spec, as_data):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. no port clash on a shared machine
         with cal._client(None, 2) as (client, where, _):
-            assert isinstance(client, distributed.Client) and "LocalCluster (2 worker processes)" in where
+            assert (
+                isinstance(client, distributed.Client)
+                and "LocalCluster (2 worker processes)" in where
+            )
             par = cal.map_seeds(task, seeds, scheduler=client, batch_size=5)
             assert par.results == seq.results and par.workers == 2 and par.tasks == 3
             # an SBC on two workers equals the sequential one, bit for bit
@@ -337,9 +372,11 @@ def test_bad_options_are_errors(as_spec, as_data):
 
 def _as_toml(tmp_path: Path) -> Path:
     p = tmp_path / "as.toml"
-    p.write_text('name = "as"\nlandmarks = []\n[model]\nlikelihood = "logit-binomial"\n[random_effects]\n'
-                 'tau_by = "none"\n[priors]\nalpha = { dist = "Normal", mu = 0.0, sigma = 2.0 }\n'
-                 'tau = { dist = "HalfNormal", sigma = 1.0 }\n[exact]\ndraws = 1000\n')  # fmt: skip
+    p.write_text(
+        'name = "as"\nlandmarks = []\n[model]\nlikelihood = "logit-binomial"\n[random_effects]\n'
+        'tau_by = "none"\n[priors]\nalpha = { dist = "Normal", mu = 0.0, sigma = 2.0 }\n'
+        'tau = { dist = "HalfNormal", sigma = 1.0 }\n[exact]\ndraws = 1000\n'
+    )
     return p
 
 
@@ -347,8 +384,25 @@ def test_cli_calibrate_writes_results_figures_and_a_summary(tmp_path, capsys):
     from lmsbayes.cli import main
 
     out = tmp_path / "out"
-    code = main(["calibrate", str(_as_toml(tmp_path)), "--data", str(AS_CSV), "-n", "8", "--scheduler", "sequential",
-                 "-o", str(out / "sbc.nc"), "--csv", str(out / "sbc.csv"), "--figures", str(out / "fig"), "-q"])  # fmt: skip
+    code = main(
+        [
+            "calibrate",
+            str(_as_toml(tmp_path)),
+            "--data",
+            str(AS_CSV),
+            "-n",
+            "8",
+            "--scheduler",
+            "sequential",
+            "-o",
+            str(out / "sbc.nc"),
+            "--csv",
+            str(out / "sbc.csv"),
+            "--figures",
+            str(out / "fig"),
+            "-q",
+        ]
+    )
     text = capsys.readouterr().out
     assert code == 0
     assert "simulation-based calibration of spec 'as', exact engine" in text
@@ -363,12 +417,28 @@ def test_cli_calibrate_writes_results_figures_and_a_summary(tmp_path, capsys):
 def test_cli_calibrate_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     from lmsbayes.cli import main
 
-    code = main(["calibrate", str(_as_toml(tmp_path)), "--data", str(AS_CSV), "-n", "2", "--alpha", "1.5"])
+    code = main(
+        ["calibrate", str(_as_toml(tmp_path)), "--data", str(AS_CSV), "-n", "2", "--alpha", "1.5"]
+    )
     err = capsys.readouterr().err
-    assert code == 2 and err.startswith("lmsbayes: error: --alpha must be in (0, 1)") and err.count("\n") == 1
+    assert (
+        code == 2
+        and err.startswith("lmsbayes: error: --alpha must be in (0, 1)")
+        and err.count("\n") == 1
+    )
     (tmp_path / "file").write_text("x")
-    code = main(["calibrate", str(_as_toml(tmp_path)), "--data", str(AS_CSV), "-n", "2",
-                 "-o", str(tmp_path / "file" / "sbc.nc")])  # fmt: skip
+    code = main(
+        [
+            "calibrate",
+            str(_as_toml(tmp_path)),
+            "--data",
+            str(AS_CSV),
+            "-n",
+            "2",
+            "-o",
+            str(tmp_path / "file" / "sbc.nc"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "is not a directory" in err and "sbc.nc" in err
 
@@ -393,7 +463,9 @@ def test_plots_show_each_quantity_with_its_p_value(as_sbc):
 def _assert_calibrated(ds: xr.Dataset) -> None:
     s = cal.sbc_summary(ds)
     print(s.round(4).to_string())
-    assert s.attrs["failed"] == [], f"{len(s.attrs['failed'])} fits failed: {set(ds['error'].values) - {''}}"
+    assert s.attrs["failed"] == [], (
+        f"{len(s.attrs['failed'])} fits failed: {set(ds['error'].values) - {''}}"
+    )
     assert s["uniform"].all(), s[["p_chi2_holm", "p_ks_holm"]]
 
 

@@ -59,7 +59,9 @@ def workdir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def run_output(workdir):
     """``lmsbayes run --fast --quiet --json --csv``: the main job, once per module."""
-    return call("run", "--fast", "--quiet", "--json", workdir / "t.json", "--csv", workdir / "t.csv")
+    return call(
+        "run", "--fast", "--quiet", "--json", workdir / "t.json", "--csv", workdir / "t.csv"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -69,14 +71,18 @@ def fit_file(workdir) -> Path:
     code, out, err = call("fit", DEFAULT_TOML, "-o", path, "--fast", "--quiet")
     assert code == 0, err
     assert path.is_file()
-    assert "beta[line]" in out and out.strip().splitlines()[-1].startswith("diagnostics (exact engine):")
+    assert "beta[line]" in out and out.strip().splitlines()[-1].startswith(
+        "diagnostics (exact engine):"
+    )
     return path
 
 
 @pytest.fixture(scope="module")
 def prior_file(workdir, fit_file) -> Path:
     path = workdir / "p.json"
-    code, out, err = call("prior", fit_file, "--line", "2L+", "--landmark", "6", "--robust", "0.2", "-o", path)
+    code, out, err = call(
+        "prior", fit_file, "--line", "2L+", "--landmark", "6", "--robust", "0.2", "-o", path
+    )
     assert code == 0, err
     assert "MAP prior for 2L+" in out and "ESS: elir" in out and "RBesT: mixbeta(" in out
     return path
@@ -92,7 +98,14 @@ def test_run_prints_the_threshold_table(run_output):
     lines = out.splitlines()
     assert lines[0].startswith(f"lmsbayes {lmsbayes.__version__} - efficacy thresholds")
     header = next(line for line in lines if line.lstrip().startswith("setting"))
-    for column in ("landmark", "HR", "p0", "p1 = p0^HR", "EORTC 2021 p0 (per line)", "informed by (cell)"):
+    for column in (
+        "landmark",
+        "HR",
+        "p0",
+        "p1 = p0^HR",
+        "EORTC 2021 p0 (per line)",
+        "informed by (cell)",
+    ):
         assert column in header
     assert any("posterior median of the pooled PFS rate" in line for line in lines[:3])
     body = "\n".join(lines)
@@ -103,7 +116,9 @@ def test_run_prints_the_threshold_table(run_output):
     assert "0.28 (0.22-0.34)" in body  # EORTC 2L+ PFSR-6m
     diag = [line for line in lines if line.startswith("diagnostics")]
     assert len(diag) == 1 and "importance k-hat" in diag[0] and "4000 draws" in diag[0]
-    order = [line for line in lines if line.startswith("landmarks fitted one survival curve per arm")]
+    order = [
+        line for line in lines if line.startswith("landmarks fitted one survival curve per arm")
+    ]
     assert len(order) == 1 and "every draw" in order[0]
     assert any(line.startswith("flags (read these") for line in lines)
     assert any("rests on 1 arm" in line for line in lines)
@@ -117,20 +132,36 @@ def test_run_writes_json_and_csv(run_output, workdir):
     assert payload["spec"] == "default" and payload["lmsbayes_version"] == lmsbayes.__version__
     assert payload["spec_hash"] == load_spec("default").hash  # --fast shortens NUTS runs only
     assert len(payload["data_sha256"]) == 64
-    assert {"engine", "khat", "importance_ess", "divergences", "max_rhat", "ok"} <= set(payload["diagnostics"])
+    assert {"engine", "khat", "importance_ess", "divergences", "max_rhat", "ok"} <= set(
+        payload["diagnostics"]
+    )
     assert payload["engine"] == "exact" and payload["diagnostics"]["ok"]
     assert {"arm_id", "reason"} <= set(pd.DataFrame(payload["excluded"]).columns)
     rows = pd.DataFrame(payload["rows"])
     table = pd.read_csv(workdir / "t.csv")
     assert len(rows) == len(table) > 0
-    assert {"setting", "landmark", "hr", "p0", "p0_lower", "p0_upper", "p0_mcse", "p1", "arms", "flags"} <= set(table.columns)
+    assert {
+        "setting",
+        "landmark",
+        "hr",
+        "p0",
+        "p0_lower",
+        "p0_upper",
+        "p0_mcse",
+        "p1",
+        "arms",
+        "flags",
+    } <= set(table.columns)
     assert set(table["landmark"]) == {3.0, 6.0}
     assert ((table["p0_lower"] <= table["p0"]) & (table["p0"] <= table["p0_upper"])).all()
     assert (table["p1"] > table["p0"]).all()  # p1 = p0^0.65 > p0
     np.testing.assert_allclose(rows["p0"], table["p0"], rtol=1e-9)  # JSON keeps 10 digits
     order = pd.DataFrame(payload["landmark_order"])
     assert list(order.columns) == ["setting", "earlier", "later", "prob_later_higher"]
-    assert set(order["setting"]) == set(table["setting"]) and order.prob_later_higher.between(0, 1).all()
+    assert (
+        set(order["setting"]) == set(table["setting"])
+        and order.prob_later_higher.between(0, 1).all()
+    )
 
 
 def test_run_progress_messages_go_to_stderr(workdir):
@@ -146,7 +177,9 @@ def test_run_progress_messages_go_to_stderr(workdir):
 
 
 def test_thresholds_from_a_saved_fit(fit_file, workdir):
-    code, out, err = call("thresholds", fit_file, "--hr", "0.65", "0.5", "--csv", workdir / "thr.csv")
+    code, out, err = call(
+        "thresholds", fit_file, "--hr", "0.65", "0.5", "--csv", workdir / "thr.csv"
+    )
     assert code == 0, err
     assert "EORTC 2021 p0" in out and "diagnostics (exact engine)" in out
     table = pd.read_csv(workdir / "thr.csv")
@@ -161,7 +194,9 @@ def test_api_and_cli_give_the_same_posterior(fit_file, trials):
         warnings.simplefilter("ignore", FitWarning)
         from_api = lmsbayes.fit(spec, trials)
     for v in ("alpha", "beta", "tau", "z"):
-        np.testing.assert_array_equal(from_cli.posterior[v].values, from_api.posterior[v].values, err_msg=v)
+        np.testing.assert_array_equal(
+            from_cli.posterior[v].values, from_api.posterior[v].values, err_msg=v
+        )
     assert from_cli.data_sha256 == from_api.data_sha256
 
 
@@ -233,7 +268,9 @@ def test_bad_csv(workdir):
     lines = (ROOT / "data" / "lms_trials.csv").read_text(encoding="utf-8").splitlines(keepends=True)
     assert lines[1].startswith("lms04_doxo,") and lines[1].count(",1L,") == 1
     bad = workdir / "bad.csv"
-    bad.write_text(lines[0] + lines[1].replace(",1L,", ",1st line,") + "".join(lines[2:]), encoding="utf-8")
+    bad.write_text(
+        lines[0] + lines[1].replace(",1L,", ",1st line,") + "".join(lines[2:]), encoding="utf-8"
+    )
     with pytest.raises(lmsbayes.DataValidationError):
         load_trials(bad)
     code, _, err = call("run", "--fast", "--quiet", "--data", bad)
@@ -280,7 +317,9 @@ def _starved_spec(workdir: Path) -> Path:
 
 
 def test_strict_with_sampling_problems_exits_3(workdir):
-    code, out, err = call("fit", _starved_spec(workdir), "-o", workdir / "starved.nc", "--strict", "--quiet")
+    code, out, err = call(
+        "fit", _starved_spec(workdir), "-o", workdir / "starved.nc", "--strict", "--quiet"
+    )
     assert code == EXIT_SAMPLING == 3
     assert err.startswith("lmsbayes: error: inference problems (--strict)")
     assert "Traceback" not in err
@@ -319,8 +358,9 @@ def test_installed_entry_point_version():
 
 
 def test_python_dash_m_is_the_same_command():
-    result = subprocess.run([sys.executable, "-m", "lmsbayes", "--version"], capture_output=True, text=True,
-                            timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "lmsbayes", "--version"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"lmsbayes {lmsbayes.__version__}"
 
@@ -331,19 +371,35 @@ def test_a_time_trend_needs_the_new_trials_year_before_any_fit(workdir, monkeypa
     import lmsbayes.cli.fitting as cf
 
     fitted = []
-    monkeypatch.setattr(cf, "fit_from_args", lambda *a, **k: fitted.append(1) or pytest.fail("fitted"))
+    monkeypatch.setattr(
+        cf, "fit_from_args", lambda *a, **k: fitted.append(1) or pytest.fail("fitted")
+    )
     code, _, err = call("run", "--spec", "time_trend", "--quiet")
     assert_user_error(code, err, "'decade' (column 'year')", "--at year=VALUE")
     assert not fitted
     monkeypatch.undo()
-    code, out, err = call("run", "--spec", "time_trend", "--fast", "--quiet", "--at", "year=2030",
-                          "--json", workdir / "trend.json")  # fmt: skip
+    code, out, err = call(
+        "run",
+        "--spec",
+        "time_trend",
+        "--fast",
+        "--quiet",
+        "--at",
+        "year=2030",
+        "--json",
+        workdir / "trend.json",
+    )
     assert code == 0, err
-    assert "2L+ R-T: pre-treated (2L+), ESMO-recommended treatment (R-T), 50% uterine patients, year = 2030" in out
+    assert (
+        "2L+ R-T: pre-treated (2L+), ESMO-recommended treatment (R-T), 50% uterine patients, year = 2030"
+        in out
+    )
     doc = json.loads((workdir / "trend.json").read_text())
     assert doc["at"] == {"year": 2030.0}
     rows = {(r["setting"], r["landmark"]): r for r in doc["rows"]}
     assert "extrapolated: year 2030 outside the included arms' " in rows[("2L+ R-T", 6.0)]["flags"]
-    assert "year" not in rows[("2L+ case mix", 6.0)]["flags"]  # the case mix takes the arms' own years
+    assert (
+        "year" not in rows[("2L+ case mix", 6.0)]["flags"]
+    )  # the case mix takes the arms' own years
     code, _, err = call("run", "--fast", "--quiet", "--at", "year=2026")
     assert_user_error(code, err, "'year' is not a covariate of spec 'default'")

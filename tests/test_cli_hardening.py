@@ -13,12 +13,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from test_cli import DEFAULT_TOML, ROOT, _starved_spec, assert_user_error, call
 
 import lmsbayes.cli.fitting as fitting
 from lmsbayes.cli import EXIT_BUG, EXIT_CODES, EXIT_OS, EXIT_SAMPLING, EXIT_USAGE, _parser
 from lmsbayes.files import TMP_PREFIX
-
-from test_cli import DEFAULT_TOML, ROOT, _starved_spec, assert_user_error, call
 
 
 @pytest.fixture
@@ -34,7 +33,9 @@ def no_fit(monkeypatch):
 
 def _one_line(err: str) -> str:
     lines = err.strip("\n").splitlines()
-    assert len(lines) == 1 and lines[0].startswith("lmsbayes: error: ") and "Traceback" not in err, err
+    assert (
+        len(lines) == 1 and lines[0].startswith("lmsbayes: error: ") and "Traceback" not in err
+    ), err
     return lines[0]
 
 
@@ -53,7 +54,10 @@ def _one_line(err: str) -> str:
         (("prior", "f.nc", "--line", "2L+", "--landmark", "inf"), "--landmark"),
         (("prior", "f.nc", "--line", "2L+", "--landmark", "6", "--uterine", "1.5"), "--uterine"),
         (("prior", "f.nc", "--line", "2L+", "--landmark", "6", "--robust", "1"), "--robust"),
-        (("prior", "f.nc", "--line", "2L+", "--landmark", "6", "--robust-mean", "0"), "--robust-mean"),
+        (
+            ("prior", "f.nc", "--line", "2L+", "--landmark", "6", "--robust-mean", "0"),
+            "--robust-mean",
+        ),
         (("prior", "f.nc", "--line", "2L", "--landmark", "6"), "'2L'"),
     ],
 )
@@ -65,19 +69,47 @@ def test_bad_options_fail_before_any_fit(argv, needle, no_fit):
 @pytest.mark.parametrize(
     "make_argv, needle",
     [
-        (lambda d: ("run", "--fast", "--json", d / "file.txt" / "t.json"), "is a file, not a directory"),
+        (
+            lambda d: ("run", "--fast", "--json", d / "file.txt" / "t.json"),
+            "is a file, not a directory",
+        ),
         (lambda d: ("run", "--fast", "--csv", d), "it is a directory"),
-        (lambda d: ("run", "--fast", "-o", d / "file.txt" / "sub" / "x.nc"), "is a file, not a directory"),
+        (
+            lambda d: ("run", "--fast", "-o", d / "file.txt" / "sub" / "x.nc"),
+            "is a file, not a directory",
+        ),
         (lambda d: ("fit", DEFAULT_TOML, "-o", d), "it is a directory"),
-        (lambda d: ("fit", DEFAULT_TOML, "-o", d / "file.txt" / "x.nc"), "is a file, not a directory"),
+        (
+            lambda d: ("fit", DEFAULT_TOML, "-o", d / "file.txt" / "x.nc"),
+            "is a file, not a directory",
+        ),
         (lambda d: ("report", "--fast", "-o", d / "file.txt"), "exists and is not a directory"),
-        (lambda d: ("report", "fit.nc", "-o", d / "file.txt" / "report"), "is a file, not a directory"),
+        (
+            lambda d: ("report", "fit.nc", "-o", d / "file.txt" / "report"),
+            "is a file, not a directory",
+        ),
         (lambda d: ("thresholds", "fit.nc", "--json", d / "file.txt" / "t.json"), "is a file"),
-        (lambda d: ("prior", "fit.nc", "--line", "2L+", "--landmark", "6", "-o", d), "it is a directory"),
-        (lambda d: ("run", "--fast", "--json", d / "t", "--csv", d / "t"), "--json and --csv name the same file"),
+        (
+            lambda d: ("prior", "fit.nc", "--line", "2L+", "--landmark", "6", "-o", d),
+            "it is a directory",
+        ),
+        (
+            lambda d: ("run", "--fast", "--json", d / "t", "--csv", d / "t"),
+            "--json and --csv name the same file",
+        ),
     ],
-    ids=["json-under-file", "csv-is-dir", "run-o-under-file", "fit-o-is-dir", "fit-o-under-file",
-         "report-o-is-file", "report-o-under-file", "thresholds-json", "prior-o-is-dir", "same-file-twice"],
+    ids=[
+        "json-under-file",
+        "csv-is-dir",
+        "run-o-under-file",
+        "fit-o-is-dir",
+        "fit-o-under-file",
+        "report-o-is-file",
+        "report-o-under-file",
+        "thresholds-json",
+        "prior-o-is-dir",
+        "same-file-twice",
+    ],
 )
 def test_bad_output_paths_fail_before_any_fit(make_argv, needle, tmp_path, no_fit, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -92,10 +124,22 @@ def test_bad_output_paths_fail_before_any_fit(make_argv, needle, tmp_path, no_fi
 def test_bad_spec_values_fail_before_compiling(tmp_path, no_fit):
     text = DEFAULT_TOML.read_text()
     cases = {
-        "seed": (text.replace("seed = 20210617", "seed = -1"), "seed must be an integer in 0..4294967295"),
-        "nu": (text.replace('distribution = "normal"', 'distribution = "student_t"\nnu = inf'), "nu must be finite"),
-        "draws": (text.replace("draws = 2000", "draws = 1000000000000"), "exceeds the bound of 200,000 draws"),
-        "population": (text.replace("[data]\n", '[data]\npopulations = ["uLSM"]\n'), "did you mean 'uLMS'?"),
+        "seed": (
+            text.replace("seed = 20210617", "seed = -1"),
+            "seed must be an integer in 0..4294967295",
+        ),
+        "nu": (
+            text.replace('distribution = "normal"', 'distribution = "student_t"\nnu = inf'),
+            "nu must be finite",
+        ),
+        "draws": (
+            text.replace("draws = 2000", "draws = 1000000000000"),
+            "exceeds the bound of 200,000 draws",
+        ),
+        "population": (
+            text.replace("[data]\n", '[data]\npopulations = ["uLSM"]\n'),
+            "did you mean 'uLMS'?",
+        ),
     }
     for name, (body, needle) in cases.items():
         path = tmp_path / f"{name}.toml"
@@ -107,8 +151,12 @@ def test_bad_spec_values_fail_before_compiling(tmp_path, no_fit):
 
 def test_a_spec_with_many_problems_is_one_line(tmp_path, no_fit):
     path = tmp_path / "bad.toml"
-    path.write_text(DEFAULT_TOML.read_text().replace("seed = 20210617", "seed = -1")
-                    .replace("draws = 2000", "draws = 0").replace("likelihood =", "likelyhood ="))  # fmt: skip
+    path.write_text(
+        DEFAULT_TOML.read_text()
+        .replace("seed = 20210617", "seed = -1")
+        .replace("draws = 2000", "draws = 0")
+        .replace("likelihood =", "likelyhood =")
+    )
     code, _, err = call("run", "--spec", path, "--quiet")
     line = assert_user_error(code, err, str(path), "3 problems", "seed", "draws", "likelyhood")
     assert line.count(";") >= 2
@@ -116,7 +164,9 @@ def test_a_spec_with_many_problems_is_one_line(tmp_path, no_fit):
 
 def test_a_spec_that_is_not_utf8_names_the_file(tmp_path, no_fit):
     path = tmp_path / "latin1.toml"
-    path.write_bytes(DEFAULT_TOML.read_bytes().replace(b"Survival-coherent", b"Survival-coh\xe4rent"))
+    path.write_bytes(
+        DEFAULT_TOML.read_bytes().replace(b"Survival-coherent", b"Survival-coh\xe4rent")
+    )
     code, _, err = call("run", "--spec", path, "--quiet")
     assert_user_error(code, err, str(path), "not valid UTF-8", "line")
 
@@ -130,7 +180,11 @@ def test_a_failed_strict_fit_does_not_write_over_an_earlier_file(tmp_path):
     code, out, err = call("fit", _starved_spec(tmp_path), "-o", earlier, "--strict", "--quiet")
     assert code == EXIT_SAMPLING
     line = _one_line(err)
-    assert "inference problems (--strict)" in line and "nothing was written" in line and str(earlier) in line
+    assert (
+        "inference problems (--strict)" in line
+        and "nothing was written" in line
+        and str(earlier) in line
+    )
     assert earlier.read_bytes() == b"the earlier, good fit"
     assert "PROBLEM" in out
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(TMP_PREFIX)] == []
@@ -140,8 +194,19 @@ def test_a_failed_strict_run_writes_no_table_and_no_fit(tmp_path):
     files = {name: tmp_path / name for name in ("fit.nc", "t.json", "t.csv")}
     for path in files.values():
         path.write_text("earlier")
-    code, out, err = call("run", "--spec", _starved_spec(tmp_path), "--strict", "--quiet",
-                          "-o", files["fit.nc"], "--json", files["t.json"], "--csv", files["t.csv"])  # fmt: skip
+    code, out, err = call(
+        "run",
+        "--spec",
+        _starved_spec(tmp_path),
+        "--strict",
+        "--quiet",
+        "-o",
+        files["fit.nc"],
+        "--json",
+        files["t.json"],
+        "--csv",
+        files["t.csv"],
+    )
     assert code == EXIT_SAMPLING
     _one_line(err)
     assert all(path.read_text() == "earlier" for path in files.values())
@@ -150,7 +215,9 @@ def test_a_failed_strict_run_writes_no_table_and_no_fit(tmp_path):
 
 def test_a_failed_strict_report_writes_no_report(tmp_path):
     out_dir = tmp_path / "report"
-    code, _, err = call("report", "--spec", _starved_spec(tmp_path), "--strict", "--quiet", "-o", out_dir)
+    code, _, err = call(
+        "report", "--spec", _starved_spec(tmp_path), "--strict", "--quiet", "-o", out_dir
+    )
     assert code == EXIT_SAMPLING
     _one_line(err)
     assert not out_dir.exists()
@@ -162,16 +229,37 @@ def test_a_failed_strict_report_writes_no_report(tmp_path):
 @pytest.mark.parametrize(
     "exc, status, needle",
     [
-        (OSError(errno.ENOSPC, "No space left on device", "out.json"), EXIT_OS, "out.json: No space left on device"),
-        (PermissionError(errno.EACCES, "Permission denied", "fit.nc"), EXIT_OS, "fit.nc: Permission denied"),
+        (
+            OSError(errno.ENOSPC, "No space left on device", "out.json"),
+            EXIT_OS,
+            "out.json: No space left on device",
+        ),
+        (
+            PermissionError(errno.EACCES, "Permission denied", "fit.nc"),
+            EXIT_OS,
+            "fit.nc: Permission denied",
+        ),
         (MemoryError(), EXIT_OS, "out of memory"),
         (RecursionError("maximum recursion depth exceeded"), EXIT_USAGE, "nested too deeply"),
-        (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), EXIT_USAGE, "not valid UTF-8"),
+        (
+            UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"),
+            EXIT_USAGE,
+            "not valid UTF-8",
+        ),
         (ValueError("landmark 12 was not fitted"), EXIT_USAGE, "landmark 12 was not fitted"),
         (KeyError("alpha"), EXIT_BUG, "bug in lmsbayes"),
         (TypeError("unsupported operand"), EXIT_BUG, "TypeError: unsupported operand"),
     ],
-    ids=["ENOSPC", "EACCES", "memory", "recursion", "unicode", "valueerror", "keyerror", "typeerror"],
+    ids=[
+        "ENOSPC",
+        "EACCES",
+        "memory",
+        "recursion",
+        "unicode",
+        "valueerror",
+        "keyerror",
+        "typeerror",
+    ],
 )
 def test_every_exception_is_one_line_with_its_status(exc, status, needle, monkeypatch):
     def raiser(args):
@@ -201,10 +289,14 @@ def test_lmsbayes_debug_shows_the_traceback_of_a_bug(monkeypatch):
     monkeypatch.setenv("LMSBAYES_DEBUG", "1")
     code, _, err = call("thresholds", "fit.nc")
     assert code == EXIT_BUG
-    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("lmsbayes: error: internal error")
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith(
+        "lmsbayes: error: internal error"
+    )
 
 
-def test_a_full_disk_during_a_save_names_the_destination_and_leaves_no_temp(tmp_path, saved_default_fit):
+def test_a_full_disk_during_a_save_names_the_destination_and_leaves_no_temp(
+    tmp_path, saved_default_fit
+):
     """RLIMIT_FSIZE makes the fit file's write fail as a full disk would (EFBIG instead of ENOSPC)."""
     dest = tmp_path / "out" / "fit.nc"
     script = textwrap.dedent(f"""
@@ -258,8 +350,13 @@ def _to_closed_pipe(argv: list[str]) -> subprocess.CompletedProcess:
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader (head) has gone before we write
     try:
-        return subprocess.run([sys.executable, "-m", "lmsbayes", *argv], stdout=write_end,
-                              stderr=subprocess.PIPE, text=True, timeout=300)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "lmsbayes", *argv],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
     finally:
         os.close(write_end)
 
@@ -274,8 +371,13 @@ def test_a_closed_pipe_is_quiet(saved_default_fit):
 
 def test_head_of_the_threshold_table(saved_default_fit):
     exe = Path(sys.executable).with_name("lmsbayes")
-    r = subprocess.run(f"'{exe}' thresholds '{saved_default_fit}' | head -1", shell=True, capture_output=True,
-                       text=True, timeout=300)  # fmt: skip
+    r = subprocess.run(
+        f"'{exe}' thresholds '{saved_default_fit}' | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0 and r.stderr == ""
     assert r.stdout.startswith("lmsbayes ")
 

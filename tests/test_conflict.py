@@ -22,7 +22,10 @@ def _beta_fn(x: int, y: int) -> Fraction:
 
 def _predictive(y: int, n: int) -> Fraction:
     """Beta-binomial mixture pmf, exactly: sum_k w_k C(n, y) B(a + y, b + n - y) / B(a, b)."""
-    return sum((w * math.comb(n, y) * _beta_fn(a + y, b + n - y) / _beta_fn(a, b) for w, a, b in COMPS), Fraction(0))
+    return sum(
+        (w * math.comb(n, y) * _beta_fn(a + y, b + n - y) / _beta_fn(a, b) for w, a, b in COMPS),
+        Fraction(0),
+    )
 
 
 @pytest.mark.parametrize(("r", "n"), [(14, 40), (0, 12), (12, 12), (31, 52)])
@@ -53,7 +56,9 @@ def test_conflict_moves_weight_to_the_robust_component():
     # informative part alone the conflict shows
     assert clash.p_box < agree.p_box
     assert clash.p_box_informative < 0.001 < 0.3 < agree.p_box_informative
-    assert clash.p_box_informative == pytest.approx(BetaMixture.from_ab(30, 22).conflict(8, 40).p_box)
+    assert clash.p_box_informative == pytest.approx(
+        BetaMixture.from_ab(30, 22).conflict(8, 40).p_box
+    )
     assert "conflict (< 0.05)" in str(clash) and "the data moved weight to it" in str(clash)
     s = clash.to_series()
     assert s["r"] == 8 and s["observed_rate"] == 0.2
@@ -69,9 +74,13 @@ def test_posterior_ess_is_predictively_consistent_on_average():
 
 @pytest.mark.parametrize(
     ("r", "n", "match"),
-    [(41, 40, r"r must be <= 40"), (-1, 10, "non-negative integer"), (3, 0, r"n must be >= 1"),
-     (2.5, 10, "non-negative integer")],
-)  # fmt: skip
+    [
+        (41, 40, r"r must be <= 40"),
+        (-1, 10, "non-negative integer"),
+        (3, 0, r"n must be >= 1"),
+        (2.5, 10, "non-negative integer"),
+    ],
+)
 def test_conflict_bad_counts(r, n, match):
     with pytest.raises(ValueError, match=match):
         PRIOR.conflict(r, n)

@@ -43,7 +43,9 @@ def _escalc_or(ai, n1, ci, n2):
 
 
 def _table(study, yi, vi, measure):
-    return ct.contrast_table(pd.DataFrame({"study": study, "log_estimate": yi, "se": np.sqrt(vi)}), measure=measure)
+    return ct.contrast_table(
+        pd.DataFrame({"study": study, "log_estimate": yi, "se": np.sqrt(vi)}), measure=measure
+    )
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +95,18 @@ def test_ci_input_gives_log_estimate_and_se(tmp_path):
 
 
 def test_se_input_and_level_column(tmp_path):
-    p = _write(tmp_path, "study,log_estimate,se,estimate,lower,upper,level\nA,-0.2,0.1,,,,\nB,,,0.8,0.6,0.9,0.9\n")
+    p = _write(
+        tmp_path,
+        "study,log_estimate,se,estimate,lower,upper,level\nA,-0.2,0.1,,,,\nB,,,0.8,0.6,0.9,0.9\n",
+    )
     d = ct.read_contrasts(p)
-    assert d.loc["A", "estimate"] == pytest.approx(np.exp(-0.2))  # derived, flagged by input == "se"
+    assert d.loc["A", "estimate"] == pytest.approx(
+        np.exp(-0.2)
+    )  # derived, flagged by input == "se"
     assert d.loc["A", "input"] == "se"
-    assert d.loc["B", "sei"] == pytest.approx((np.log(0.9) - np.log(0.6)) / (2 * stats.norm.ppf(0.95)))
+    assert d.loc["B", "sei"] == pytest.approx(
+        (np.log(0.9) - np.log(0.6)) / (2 * stats.norm.ppf(0.95))
+    )
 
 
 @pytest.mark.parametrize(
@@ -105,13 +114,34 @@ def test_se_input_and_level_column(tmp_path):
     [
         ("estimate,lower,upper\n0.5,0.3,0.8\n", "row 1 (header), column 'study': missing"),
         ("study,estimate,lower\nA,0.5,0.3\n", "column 'upper': missing"),
-        ("study,estimate,lower,upper\nA,0.5,0.6,0.8\n", "row 2, column 'estimate': the CI (0.6, 0.8) does not contain the estimate '0.5'"),
-        ("study,estimate,lower,upper\nA,1,0.5,2\nB,-0.5,0.3,0.8\n", "row 3, column 'estimate': a hazard ratio must be > 0, got '-0.5'"),
-        ("study,estimate,lower,upper\nA,0.5,0.3,0.8\nB,0.5,0,0.8\n", "row 3, column 'lower': a hazard ratio must be > 0, got '0'"),
-        ("study,estimate,lower,upper\nA,0.5,0.8,0.3\n", "row 2, column 'lower': lower (0.8) must be below upper (0.3)"),
-        ("study,estimate,lower,upper\nA,abc,0.3,0.8\n", "row 2, column 'estimate': not a number: 'abc'"),
-        ("study,estimate,lower,upper\nA,0.5,0.3,0.8\nA,0.6,0.4,0.9\n", "row 3, column 'study': duplicate study 'A' (first in row 2)"),
-        ("study,log_estimate,se\nA,-0.2,0\n", "row 2, column 'se': a standard error must be > 0, got '0'"),
+        (
+            "study,estimate,lower,upper\nA,0.5,0.6,0.8\n",
+            "row 2, column 'estimate': the CI (0.6, 0.8) does not contain the estimate '0.5'",
+        ),
+        (
+            "study,estimate,lower,upper\nA,1,0.5,2\nB,-0.5,0.3,0.8\n",
+            "row 3, column 'estimate': a hazard ratio must be > 0, got '-0.5'",
+        ),
+        (
+            "study,estimate,lower,upper\nA,0.5,0.3,0.8\nB,0.5,0,0.8\n",
+            "row 3, column 'lower': a hazard ratio must be > 0, got '0'",
+        ),
+        (
+            "study,estimate,lower,upper\nA,0.5,0.8,0.3\n",
+            "row 2, column 'lower': lower (0.8) must be below upper (0.3)",
+        ),
+        (
+            "study,estimate,lower,upper\nA,abc,0.3,0.8\n",
+            "row 2, column 'estimate': not a number: 'abc'",
+        ),
+        (
+            "study,estimate,lower,upper\nA,0.5,0.3,0.8\nA,0.6,0.4,0.9\n",
+            "row 3, column 'study': duplicate study 'A' (first in row 2)",
+        ),
+        (
+            "study,log_estimate,se\nA,-0.2,0\n",
+            "row 2, column 'se': a standard error must be > 0, got '0'",
+        ),
         ("study,estimate,lower,upper\n,0.5,0.3,0.8\n", "row 2, column 'study': blank"),
         ("study,estimate,lower,upper\nA,0.5,,0.8\n", "row 2, column 'lower': blank"),
     ],
@@ -129,7 +159,11 @@ def test_all_problems_in_one_error_and_blank_lines_keep_row_numbers(tmp_path):
     with pytest.raises(InputError) as err:
         ct.read_contrasts(p)
     msg = str(err.value)
-    assert msg.startswith("2 problems") and "row 3, column 'estimate'" in msg and "row 4, column 'estimate'" in msg
+    assert (
+        msg.startswith("2 problems")
+        and "row 3, column 'estimate'" in msg
+        and "row 4, column 'estimate'" in msg
+    )
 
 
 def test_unknown_measure_and_missing_file(tmp_path):
@@ -169,14 +203,18 @@ def test_dl_matches_metafor_and_stata_metan(bcg):
     assert r.statistic == pytest.approx(-3.9952, abs=5e-5)
     assert r.tau2 == pytest.approx(0.3088, abs=5e-5)
     assert r.I2 == pytest.approx(92.1173, abs=5e-5)
-    assert np.exp([r.estimate, r.ci_lower, r.ci_upper]) == pytest.approx([0.4896, 0.3449, 0.6950], abs=5e-5)
+    assert np.exp([r.estimate, r.ci_lower, r.ci_upper]) == pytest.approx(
+        [0.4896, 0.3449, 0.6950], abs=5e-5
+    )
     # for DL, metafor's I^2 is Higgins' (Q - df) / Q
     assert r.I2 == pytest.approx(100 * (r.Q - r.Q_df) / r.Q, rel=1e-10)
 
 
 def test_equal_effects_matches_metafor(bcg):
     r = ct.random_effects(bcg, method="EE")  # same metafor test file, EE model
-    assert (r.estimate, r.ci_lower, r.ci_upper) == pytest.approx((-0.4303, -0.5097, -0.3509), abs=5e-5)
+    assert (r.estimate, r.ci_lower, r.ci_upper) == pytest.approx(
+        (-0.4303, -0.5097, -0.3509), abs=5e-5
+    )
     assert r.statistic == pytest.approx(-10.6247, abs=5e-5)
 
 
@@ -207,7 +245,9 @@ def test_q_profile_ci_matches_metafor_confint(bcg):
         mu = np.sum(w * yi) / np.sum(w)
         assert np.sum(w * (yi - mu) ** 2) == pytest.approx(stats.chi2.ppf(q, len(yi) - 1), rel=1e-9)
     # the same file: ML with Knapp-Hartung, predict(transf=exp): CI 0.3175 to 0.7141; ML tau^2 .3025
-    r = ct.random_effects(_table(d["author"] + d["year"].astype(str), yi, vi, "OR"), method="ML", test="knha")
+    r = ct.random_effects(
+        _table(d["author"] + d["year"].astype(str), yi, vi, "OR"), method="ML", test="knha"
+    )
     assert r.tau2 == pytest.approx(0.3025, abs=5e-5)
     assert np.exp([r.ci_lower, r.ci_upper]) == pytest.approx([0.3175, 0.7141], abs=5e-5)
 
@@ -217,14 +257,20 @@ def test_q_profile_ci_matches_metafor_confint(bcg):
 
 _RAUD = pd.DataFrame(
     # metafor tests/testthat/test_analysis_example_raudenbush2009.r, "compare with results on page 309 (Table 16.3)"
-    {"tau2": [0, 0.0126, 0.0188, 0.0259, 0.0804], "mu": [0.0604, 0.0777, 0.0837, 0.0893, 0.1143],
-     "se": [0.0365, 0.0475, 0.0516, 0.0558, 0.0792], "z": [1.6553, 1.6368, 1.6208, 1.6009, 1.4432],
-     "ci_lb": [-0.0111, -0.0153, -0.0175, -0.02, -0.0409], "ci_ub": [0.1318, 0.1708, 0.1849, 0.1987, 0.2696],
-     "se_knha": [0.0515, 0.0593, 0.0616, 0.0636, 0.0711], "t_knha": [1.1733, 1.311, 1.3593, 1.405, 1.6078],
-     "lb_knha": [-0.0477, -0.0468, -0.0457, -0.0442, -0.0351],
-     "ub_knha": [0.1685, 0.2023, 0.2131, 0.2229, 0.2637]},
+    {
+        "tau2": [0, 0.0126, 0.0188, 0.0259, 0.0804],
+        "mu": [0.0604, 0.0777, 0.0837, 0.0893, 0.1143],
+        "se": [0.0365, 0.0475, 0.0516, 0.0558, 0.0792],
+        "z": [1.6553, 1.6368, 1.6208, 1.6009, 1.4432],
+        "ci_lb": [-0.0111, -0.0153, -0.0175, -0.02, -0.0409],
+        "ci_ub": [0.1318, 0.1708, 0.1849, 0.1987, 0.2696],
+        "se_knha": [0.0515, 0.0593, 0.0616, 0.0636, 0.0711],
+        "t_knha": [1.1733, 1.311, 1.3593, 1.405, 1.6078],
+        "lb_knha": [-0.0477, -0.0468, -0.0457, -0.0442, -0.0351],
+        "ub_knha": [0.1685, 0.2023, 0.2131, 0.2229, 0.2637],
+    },
     index=["EE", "ML", "REML", "DL", "HE"],
-)  # fmt: skip
+)
 
 
 @pytest.mark.parametrize("method", list(_RAUD.index))
@@ -234,7 +280,9 @@ def test_estimators_and_knapp_hartung_match_raudenbush_2009_table(raudenbush, me
     k = ct.random_effects(raudenbush, method=method, test="knha")
     tol = 1e-4  # the table is printed to 4 decimals; metafor's own tolerance for it is looser
     assert z.tau2 == pytest.approx(want["tau2"], abs=tol)
-    assert (z.estimate, z.se, z.statistic) == pytest.approx((want["mu"], want["se"], want["z"]), abs=tol)
+    assert (z.estimate, z.se, z.statistic) == pytest.approx(
+        (want["mu"], want["se"], want["z"]), abs=tol
+    )
     assert (z.ci_lower, z.ci_upper) == pytest.approx((want["ci_lb"], want["ci_ub"]), abs=tol)
     assert (k.se, k.statistic) == pytest.approx((want["se_knha"], want["t_knha"]), abs=tol)
     assert (k.ci_lower, k.ci_upper) == pytest.approx((want["lb_knha"], want["ub_knha"]), abs=tol)
@@ -250,7 +298,9 @@ def test_prediction_intervals_metafor_default_and_hts(raudenbush):
     # Higgins-Thompson-Spiegelhalter: mu +- t_{k-2} sqrt(se^2 + tau^2), closed form
     h = ct.random_effects(raudenbush, prediction="hts")
     half = stats.t.ppf(0.975, r.k - 2) * np.sqrt(r.se**2 + r.tau2)
-    assert (h.pi_lower, h.pi_upper) == pytest.approx((r.estimate - half, r.estimate + half), rel=1e-12)
+    assert (h.pi_lower, h.pi_upper) == pytest.approx(
+        (r.estimate - half, r.estimate + half), rel=1e-12
+    )
     # under knha metafor's default uses t_{k-1} with the adjusted se
     kn = ct.random_effects(raudenbush, test="knha")
     half = stats.t.ppf(0.975, r.k - 1) * np.sqrt(kn.se**2 + kn.tau2)
@@ -285,16 +335,21 @@ def test_reml_estimate_maximises_the_restricted_likelihood(bcg):
 def test_egger_tests_match_metafor_regtest(egger2001):
     # metafor docs/reference/regtest.html (dat.egger2001, ISIS-4 removed). First the escalc values:
     assert egger2001["yi"].to_numpy()[[0, 5, 7, 14]] == pytest.approx(
-        [-0.83034830, -2.40751999, -1.19170271, -1.57078846], abs=1e-8)  # fmt: skip
+        [-0.83034830, -2.40751999, -1.19170271, -1.57078846], abs=1e-8
+    )
     r = ct.random_effects(egger2001)
     assert (r.tau2, r.estimate, r.se) == pytest.approx((0.1911, -0.8745, 0.2080), abs=5e-5)
     assert r.Q == pytest.approx(20.9184, abs=5e-5) and r.I2 == pytest.approx(38.19, abs=5e-3)
     lm = ct.egger_test(egger2001, model="lm")  # regtest(res, model="lm")
     assert (lm.statistic, lm.df, lm.pvalue) == pytest.approx((-3.1783, 13, 0.0073), abs=5e-5)
-    assert (lm.limit_estimate, lm.limit_lower, lm.limit_upper) == pytest.approx((-0.1512, -0.5130, 0.2106), abs=5e-5)
+    assert (lm.limit_estimate, lm.limit_lower, lm.limit_upper) == pytest.approx(
+        (-0.1512, -0.5130, 0.2106), abs=5e-5
+    )
     me = ct.egger_test(r, model="rma")  # regtest(res)
     assert (me.statistic, me.pvalue) == pytest.approx((-2.8062, 0.0050), abs=5e-5)
-    assert (me.limit_estimate, me.limit_lower, me.limit_upper) == pytest.approx((-0.1639, -0.5681, 0.2402), abs=5e-5)
+    assert (me.limit_estimate, me.limit_lower, me.limit_upper) == pytest.approx(
+        (-0.1639, -0.5681, 0.2402), abs=5e-5
+    )
     assert "t = -3.1783, df = 13, p = 0.0073" in repr(lm)
 
 
@@ -313,9 +368,15 @@ def test_readable_tables(bcg):
     assert "tau^2 estimator: DL" in text and "Hartung-Knapp-Sidik-Jonkman t(12)" in text
     assert "prediction interval" in text and "RR 0.49" in text
     t = r.table()
-    assert list(t.index) == ["DL/knha"] and {"RR", "RR_pi_lower", "I2_pct", "Q_pvalue"} <= set(t.columns)
+    assert list(t.index) == ["DL/knha"] and {"RR", "RR_pi_lower", "I2_pct", "Q_pvalue"} <= set(
+        t.columns
+    )
     ds = r.to_dataset()
-    assert ds.sizes["study"] == 13 and ds.attrs["method"] == "DL" and float(ds["weight_pct"].sum()) == pytest.approx(100)
+    assert (
+        ds.sizes["study"] == 13
+        and ds.attrs["method"] == "DL"
+        and float(ds["weight_pct"].sum()) == pytest.approx(100)
+    )
 
 
 # ------------------------------------------------------------------ bayesmeta: eight schools
@@ -323,24 +384,38 @@ def test_readable_tables(bcg):
 
 def test_half_cauchy_posterior_matches_bayesmeta_vignette(schools):
     # bayesmeta vignette (inst/doc/bayesmeta.html): tau ~ half-Cauchy(25), mu ~ N(0, 50); shortest intervals
-    b = ct.bayesian(schools, tau_prior=ct.HalfCauchy(25), mu_prior=ct.Normal(0, 50), interval="shortest")
+    b = ct.bayesian(
+        schools, tau_prior=ct.HalfCauchy(25), mu_prior=ct.Normal(0, 50), interval="shortest"
+    )
     s = b.summary()
     # tau: bayesmeta integrates tau with R's integrate(); agreement to its printed 7 digits
     assert (s.at["tau", "median"], s.at["tau", "mean"], s.at["tau", "sd"]) == pytest.approx(
-        (4.758539, 5.884511, 4.869904), rel=2e-6)  # fmt: skip
+        (4.758539, 5.884511, 4.869904), rel=2e-6
+    )
     assert s.at["tau", "lower"] == pytest.approx(0.0, abs=1e-6)
     assert s.at["tau", "upper"] == pytest.approx(15.165894, rel=1e-4)
-    assert b.posterior.tau_quantile([0.025, 0.975]) == pytest.approx([0.2199559, 18.0531718], rel=1e-4)
+    assert b.posterior.tau_quantile([0.025, 0.975]) == pytest.approx(
+        [0.2199559, 18.0531718], rel=1e-4
+    )
     # mu and theta: bayesmeta approximates the mu mixture by its DIRECT algorithm (delta = 0.01,
     # Röver & Friede 2017), off by up to ~0.03 here; our values agree with brute force (next test)
     assert (s.at["mu", "median"], s.at["mu", "mean"], s.at["mu", "sd"]) == pytest.approx(
-        (7.962961, 7.985729, 4.995762), abs=0.002)  # fmt: skip
-    assert (s.at["mu", "lower"], s.at["mu", "upper"]) == pytest.approx((-1.823353, 17.824562), abs=0.005)
-    assert (s.at["theta_new", "median"], s.at["theta_new", "sd"]) == pytest.approx((7.926819, 9.126767), abs=0.002)
-    assert (s.at["theta_new", "lower"], s.at["theta_new", "upper"]) == pytest.approx((-10.623526, 26.827377), abs=0.03)
+        (7.962961, 7.985729, 4.995762), abs=0.002
+    )
+    assert (s.at["mu", "lower"], s.at["mu", "upper"]) == pytest.approx(
+        (-1.823353, 17.824562), abs=0.005
+    )
+    assert (s.at["theta_new", "median"], s.at["theta_new", "sd"]) == pytest.approx(
+        (7.926819, 9.126767), abs=0.002
+    )
+    assert (s.at["theta_new", "lower"], s.at["theta_new", "upper"]) == pytest.approx(
+        (-10.623526, 26.827377), abs=0.03
+    )
     upper = 1 - b.prob(0.0)  # 1 - pposterior(mu=0)
     assert upper == pytest.approx(0.9487521, abs=1e-4)
-    assert b.posterior.quantile(0.95)[0] == pytest.approx(16.11009, abs=0.002)  # qposterior(mu.p=0.95)
+    assert b.posterior.quantile(0.95)[0] == pytest.approx(
+        16.11009, abs=0.002
+    )  # qposterior(mu.p=0.95)
     # shrinkage of schools A, G, H (vignette: $theta[, c("A","G","H")], mean and sd)
     sh = b.shrinkage().loc[["A", "G", "H"]]
     assert sh["mean"].to_numpy() == pytest.approx([11.095255, 10.336032, 8.474644], abs=0.006)
@@ -352,18 +427,24 @@ def test_uniform_priors_match_bayesmeta_vignette(schools):
     b = ct.bayesian(schools, tau_prior=ct.Uniform(), mu_prior=ct.Flat(), interval="shortest")
     s = b.summary()
     assert (s.at["tau", "median"], s.at["tau", "mean"], s.at["tau", "sd"]) == pytest.approx(
-        (5.227732, 6.585992, 5.685974), rel=2e-6)  # fmt: skip
+        (5.227732, 6.585992, 5.685974), rel=2e-6
+    )
     assert s.at["tau", "upper"] == pytest.approx(17.265797, rel=1e-4)
     assert (s.at["mu", "median"], s.at["mu", "mean"], s.at["mu", "sd"]) == pytest.approx(
-        (8.055861, 8.092138, 5.246683), abs=0.004)  # fmt: skip
-    assert (s.at["theta_new", "lower"], s.at["theta_new", "upper"]) == pytest.approx((-12.511817, 29.014749), abs=0.03)
+        (8.055861, 8.092138, 5.246683), abs=0.004
+    )
+    assert (s.at["theta_new", "lower"], s.at["theta_new", "upper"]) == pytest.approx(
+        (-12.511817, 29.014749), abs=0.03
+    )
 
 
 def test_bayesian_posterior_matches_bruteforce_2d_integration(schools):
     """Independent of the conjugate step: the joint density of (mu, tau) on a 2-D grid."""
     y, se = schools["yi"].to_numpy(), schools["sei"].to_numpy()
     b = ct.bayesian(schools, tau_prior=ct.HalfCauchy(25), mu_prior=ct.Normal(0, 50))
-    mu = np.linspace(-80, 100, 1201)[:, None]  # wide: the mu posterior has the tails of its tau mixture
+    mu = np.linspace(-80, 100, 1201)[
+        :, None
+    ]  # wide: the mu posterior has the tails of its tau mixture
     s = np.linspace(np.log(10) - 15, np.log(10) + 20, 2001)[None, :]
     tau = np.exp(s)
     ll = sum(stats.norm.logpdf(yi, mu, np.sqrt(si**2 + tau**2)) for yi, si in zip(y, se))
@@ -387,7 +468,9 @@ def test_dumouchel_prior_density_is_bayesmeta_formula(schools):
     s0 = np.sqrt(len(se) / np.sum(1 / se**2))
     t = np.array([0.0, 1.0, 10.0])
     assert ct.Bayesmeta("dumouchel").pdf(t, se) == pytest.approx(s0 / (s0 + t) ** 2)
-    assert integrate.quad(lambda x: float(ct.Bayesmeta("dumouchel").pdf(x, se)), 0, np.inf)[0] == pytest.approx(1)
+    assert integrate.quad(lambda x: float(ct.Bayesmeta("dumouchel").pdf(x, se)), 0, np.inf)[
+        0
+    ] == pytest.approx(1)
 
 
 def test_improper_posterior_raises():
@@ -402,7 +485,10 @@ def test_prior_parsing():
     assert ct.parse_tau_prior("uniform") == ct.Uniform() and not ct.Uniform().proper
     assert ct.parse_tau_prior("uniform:0,2") == ct.Uniform(0, 2)
     assert ct.parse_tau_prior("DuMouchel") == ct.Bayesmeta("dumouchel")
-    assert ct.parse_mu_prior("normal:0,4") == ct.Normal(0, 4) and ct.parse_mu_prior("flat") == ct.Flat()
+    assert (
+        ct.parse_mu_prior("normal:0,4") == ct.Normal(0, 4)
+        and ct.parse_mu_prior("flat") == ct.Flat()
+    )
     for bad in ("half-normal", "half-normal:-1", "gamma:2", "uniform:2,1"):
         with pytest.raises(OptionError):
             ct.parse_tau_prior(bad)
@@ -469,13 +555,20 @@ def test_forest_and_funnel_plots_show_the_results(bcg):
 
 
 def test_excluded_rows_are_reported_not_dropped(tmp_path):
-    p = _write(tmp_path, "study,estimate,lower,upper,exclude\nA,0.5,0.3,0.8,\nB,,,,CI not published\nC,0.7,0.5,0.9,\n")
+    p = _write(
+        tmp_path,
+        "study,estimate,lower,upper,exclude\nA,0.5,0.3,0.8,\nB,,,,CI not published\nC,0.7,0.5,0.9,\n",
+    )
     d = ct.read_contrasts(p)
     assert list(d.index) == ["A", "C"]
     assert d.attrs["excluded"][0]["study"] == "B" and d.attrs["excluded"][0]["row"] == 3
     assert d.attrs["excluded"][0]["reason"] == "CI not published"
     with pytest.raises(InputError, match="every row is excluded"):
-        ct.read_contrasts(_write(tmp_path, "study,estimate,lower,upper,exclude\nA,,,,x\n", "all.csv"))
-    one = ct.read_contrasts(_write(tmp_path, "study,estimate,lower,upper,exclude\nA,0.5,0.3,0.8,\nB,,,,x\n", "one.csv"))
+        ct.read_contrasts(
+            _write(tmp_path, "study,estimate,lower,upper,exclude\nA,,,,x\n", "all.csv")
+        )
+    one = ct.read_contrasts(
+        _write(tmp_path, "study,estimate,lower,upper,exclude\nA,0.5,0.3,0.8,\nB,,,,x\n", "one.csv")
+    )
     with pytest.raises(InputError, match=r"got 1 in .*one.csv \(1 more rows are excluded"):
         ct.random_effects(one)

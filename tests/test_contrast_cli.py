@@ -18,9 +18,13 @@ DATA = Path(__file__).parent / "data"
 def bcg_csv(tmp_path):
     d = pd.read_csv(DATA / "metafor_dat_bcg.csv")
     a, b, c, e = (d[k].to_numpy(float) for k in ("tpos", "tneg", "cpos", "cneg"))
-    out = pd.DataFrame({"study": d["author"] + " " + d["year"].astype(str),
-                        "log_estimate": np.log(a / (a + b)) - np.log(c / (c + e)),
-                        "se": np.sqrt(1 / a - 1 / (a + b) + 1 / c - 1 / (c + e))})  # fmt: skip
+    out = pd.DataFrame(
+        {
+            "study": d["author"] + " " + d["year"].astype(str),
+            "log_estimate": np.log(a / (a + b)) - np.log(c / (c + e)),
+            "se": np.sqrt(1 / a - 1 / (a + b) + 1 / c - 1 / (c + e)),
+        }
+    )
     p = tmp_path / "bcg.csv"
     out.to_csv(p, index=False)
     return p
@@ -40,12 +44,31 @@ def test_contrast_prints_frequentist_bayesian_egger_and_loo(bcg_csv, capsys):
 
 def test_contrast_assurance_plots_and_json(bcg_csv, tmp_path, capsys):
     plots, js = tmp_path / "figs", tmp_path / "res" / "out.json"
-    argv = ["contrast", str(bcg_csv), "--measure", "HR", "--events", "100", "400", "--target-hr", "0.7",
-            "--plots", str(plots), "--json", str(js), "--tau-prior", "half-cauchy:0.5"]  # fmt: skip
+    argv = [
+        "contrast",
+        str(bcg_csv),
+        "--measure",
+        "HR",
+        "--events",
+        "100",
+        "400",
+        "--target-hr",
+        "0.7",
+        "--plots",
+        str(plots),
+        "--json",
+        str(js),
+        "--tau-prior",
+        "half-cauchy:0.5",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "Probability of success of a planned two-arm trial" in out and "power_at_hr_0.7" in out
-    assert sorted(p.name for p in plots.iterdir()) == ["forest.png", "forest_bayes.png", "funnel.png"]
+    assert sorted(p.name for p in plots.iterdir()) == [
+        "forest.png",
+        "forest_bayes.png",
+        "funnel.png",
+    ]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots.iterdir())
     doc = json.loads(js.read_text())
     assert doc["input"]["k"] == 13 and len(doc["input"]["sha256"]) == 64
@@ -61,7 +84,11 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["contrast", str(p)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert err[0].startswith("lmsbayes: error: ") and "row 2, column 'estimate'" in err[0] and "'0.5'" in err[0]
+    assert (
+        err[0].startswith("lmsbayes: error: ")
+        and "row 2, column 'estimate'" in err[0]
+        and "'0.5'" in err[0]
+    )
 
 
 def test_bad_options_exit_2(bcg_csv, tmp_path, capsys):
@@ -80,7 +107,18 @@ def test_help_describes_every_option(capsys):
     with pytest.raises(SystemExit):
         main(["contrast", "--help"])
     text = capsys.readouterr().out
-    for opt in ("--measure", "--method", "--test", "--prediction", "--tau-prior", "--mu-prior", "--events",
-                "--allocation", "--alpha", "--plots", "--json"):  # fmt: skip
+    for opt in (
+        "--measure",
+        "--method",
+        "--test",
+        "--prediction",
+        "--tau-prior",
+        "--mu-prior",
+        "--events",
+        "--allocation",
+        "--alpha",
+        "--plots",
+        "--json",
+    ):
         assert opt in text
     assert "default: DL,REML" in text and "not a target alternative" in text

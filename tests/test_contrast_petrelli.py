@@ -32,9 +32,15 @@ ROUNDING = 0.005 + 1e-9
 # whose publications report no PFS hazard ratio (Pautier 2012, Maki 2007), i.e. the "n = 8
 # studies" of Petrelli's Results (which 8 is not stated there; see data/petrelli2017.md).
 FIG3_CANDIDATES = {
-    "van der Graaf 2012 (PALETTE)", "Demetri 2016", "Schoffski 2016", "Demetri 2009",
-    "Kawai 2015", "Mir 2016 (REGOSARC)", "Garcia-del-Muro 2011", "van Oosterom 2002",
-}  # fmt: skip
+    "van der Graaf 2012 (PALETTE)",
+    "Demetri 2016",
+    "Schoffski 2016",
+    "Demetri 2009",
+    "Kawai 2015",
+    "Mir 2016 (REGOSARC)",
+    "Garcia-del-Muro 2011",
+    "van Oosterom 2002",
+}
 
 
 @pytest.fixture(scope="module")
@@ -106,11 +112,14 @@ _MISSING = sorted(FIG3_CANDIDATES - set(ct.read_contrasts(FILE).index))
 
 
 @pytest.mark.xfail(
-    bool(_MISSING), strict=True,
-    reason=(f"PFS/TTP HR with 95% CI not sourced for {len(_MISSING)} of Petrelli's 8 PFS trials "
-            f"({', '.join(_MISSING)}); the sourced ones pool to DL 0.58 (0.37-0.90), "
-            "not 0.51 (0.34-0.76)"),
-)  # fmt: skip
+    bool(_MISSING),
+    strict=True,
+    reason=(
+        f"PFS/TTP HR with 95% CI not sourced for {len(_MISSING)} of Petrelli's 8 PFS trials "
+        f"({', '.join(_MISSING)}); the sourced ones pool to DL 0.58 (0.37-0.90), "
+        "not 0.51 (0.34-0.76)"
+    ),
+)
 def test_pooled_pfs_hr_reproduces_petrelli(petrelli):
     r = ct.random_effects(petrelli, method="DL")  # the paper: "Der Simonian-Laird method"
     assert np.exp([r.estimate, r.ci_lower, r.ci_upper]) == pytest.approx(PETRELLI, abs=ROUNDING)
@@ -132,6 +141,9 @@ def test_the_file_is_what_the_note_describes():
     assert list(raw["petrelli_table2_ref"]) == refs
     sourced = raw[raw["exclude"] == ""]
     assert set(sourced["study"]) == {
-        "van der Graaf 2012 (PALETTE)", "Demetri 2016", "Schoffski 2016", "Demetri 2009",
-    }  # fmt: skip
+        "van der Graaf 2012 (PALETTE)",
+        "Demetri 2016",
+        "Schoffski 2016",
+        "Demetri 2009",
+    }
     assert not (raw.loc[raw["exclude"] != "", ["estimate", "lower", "upper"]] != "").any().any()

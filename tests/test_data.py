@@ -40,18 +40,38 @@ Z = 1.959963984540054
 LN2 = math.log(2)
 COLUMNS = [c for c in ARM_COLUMNS]
 LEGACY = [
-    "pfsr_3m", "pfsr_6m", "pfsr_3m_lo", "pfsr_3m_hi", "pfsr_6m_lo", "pfsr_6m_hi",
-    "pfsr_3m_source", "pfsr_6m_source",
-]  # fmt: skip
+    "pfsr_3m",
+    "pfsr_6m",
+    "pfsr_3m_lo",
+    "pfsr_3m_hi",
+    "pfsr_6m_lo",
+    "pfsr_6m_hi",
+    "pfsr_3m_source",
+    "pfsr_6m_source",
+]
 
 FILLED = {
-    "trial": "T-1", "first_author": "Doe", "year": "2015", "pmid": "12345",
-    "evidence": "publication", "evidence_level": "abstract", "phase": "2",
-    "design": "single_arm", "arm": "drug x", "agents": "drugx", "placebo": "false",
-    "treatment_class": "NR-T", "line": "2L+", "population": "LMS", "n": "40", "n_uterine": "20",
-    "pfs_median_m": "4.0", "pfs_median_lo": "3.0", "pfs_median_hi": "6.0",
+    "trial": "T-1",
+    "first_author": "Doe",
+    "year": "2015",
+    "pmid": "12345",
+    "evidence": "publication",
+    "evidence_level": "abstract",
+    "phase": "2",
+    "design": "single_arm",
+    "arm": "drug x",
+    "agents": "drugx",
+    "placebo": "false",
+    "treatment_class": "NR-T",
+    "line": "2L+",
+    "population": "LMS",
+    "n": "40",
+    "n_uterine": "20",
+    "pfs_median_m": "4.0",
+    "pfs_median_lo": "3.0",
+    "pfs_median_hi": "6.0",
     "notes": "a note, with a comma",
-}  # fmt: skip
+}
 
 
 def arm(arm_id: str, **cells: object) -> dict[str, str]:
@@ -63,8 +83,13 @@ def arm(arm_id: str, **cells: object) -> dict[str, str]:
 
 def rate(arm_id: str, t: object, r: object, **cells: object) -> dict[str, str]:
     """A valid rates row; keyword arguments override cells (None = blank)."""
-    row = {c: "" for c in RATE_COLUMNS} | {"arm_id": arm_id, "t": str(t), "rate": str(r),
-                                            "kind": "reported", "source": "12345"}  # fmt: skip
+    row = {c: "" for c in RATE_COLUMNS} | {
+        "arm_id": arm_id,
+        "t": str(t),
+        "rate": str(r),
+        "kind": "reported",
+        "source": "12345",
+    }
     row.update({k: "" if v is None else str(v) for k, v in cells.items()})
     return row
 
@@ -97,8 +122,11 @@ def write(path: Path, rows: list[dict[str, str]], columns: list[str] | None = No
 def pair(tmp_path: Path, rows=None, rates=None, name: str = "t.csv") -> Path:
     """Arm table and its sibling rates table; returns the arm table's path."""
     path = write(tmp_path / name, base_rows() if rows is None else rows)
-    write(path.with_name(f"{path.stem}_rates.csv"), base_rates() if rates is None else rates,
-          list(RATE_COLUMNS))  # fmt: skip
+    write(
+        path.with_name(f"{path.stem}_rates.csv"),
+        base_rates() if rates is None else rates,
+        list(RATE_COLUMNS),
+    )
     return path
 
 
@@ -130,7 +158,12 @@ def test_valid_pair_loads_with_dtypes(tmp_path):
         assert df[col].dtype == "Int64", col
     assert df["pfs_median_m"].dtype == "float64" and df["placebo"].dtype == bool
     assert list(df["line"].cat.categories) == ["1L", "2L+"]
-    assert list(df["evidence_level"].cat.categories) == ["full_text", "abstract", "registry", "news"]
+    assert list(df["evidence_level"].cat.categories) == [
+        "full_text",
+        "abstract",
+        "registry",
+        "news",
+    ]
     assert df["pfs_events"].isna().all() and df["registry_id"].isna().all()
     assert df["notes"].iloc[0] == "a note, with a comma"
     r = trials.rates
@@ -248,9 +281,15 @@ def test_each_arm_problem_names_file_row_column_and_value(tmp_path, column, valu
 
 
 def test_valid_identifiers_are_accepted(tmp_path):
-    rows = [arm("a1", registry_id="NCT02997358", doi="10.1016/S1470-2045(22)00380-1",
-                source_url="https://doi.org/10.1056/NEJMoa2403394"),
-            arm("a2", registry_id="NCT02997358; 2016-001234-56")]  # fmt: skip
+    rows = [
+        arm(
+            "a1",
+            registry_id="NCT02997358",
+            doi="10.1016/S1470-2045(22)00380-1",
+            source_url="https://doi.org/10.1056/NEJMoa2403394",
+        ),
+        arm("a2", registry_id="NCT02997358; 2016-001234-56"),
+    ]
     df = load_trials(write(tmp_path / "t.csv", rows)).arms
     assert df["registry_id"].tolist() == ["NCT02997358", "NCT02997358; 2016-001234-56"]
 
@@ -364,7 +403,9 @@ def test_each_rate_problem_names_file_row_column_and_value(tmp_path, column, val
     rates_file = str(tmp_path / "t_rates.csv")
     p = only(problems_of(path), column, expected)
     assert (p.file, p.row, p.value, p.arm_id) == (rates_file, 2, value, rates[0]["arm_id"])
-    assert str(p).startswith(f"{rates_file} row 2 (arm_id {rates[0]['arm_id']!r}), column {column!r}: ")
+    assert str(p).startswith(
+        f"{rates_file} row 2 (arm_id {rates[0]['arm_id']!r}), column {column!r}: "
+    )
 
 
 def test_duplicate_arm_and_t_points_at_both_rows(tmp_path):
@@ -417,7 +458,10 @@ def test_legacy_layout_loads_with_a_future_warning_naming_the_file(tmp_path):
     assert r["kind"].tolist() == ["reported", "km_text"]
     assert r["notes"].str.contains("converted from column 'pfsr_3m'").iloc[0]
     assert not any(c.startswith("pfsr_") for c in trials.arms.columns)
-    assert trials.files == (str(path),) and trials.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert (
+        trials.files == (str(path),)
+        and trials.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    )
     lt = long_table(trials, landmarks=(3, 6)).set_index(["arm_id", "landmark"])
     assert lt.loc[("a2", 3.0), "rate_source"] == "reported"
     assert lt.loc[("a3", 6.0), "rate_source"] == "km_text"
@@ -501,9 +545,11 @@ def test_exponential_rate_matches_closed_form():
 
 def test_se_log_median_prefers_ci_then_events_then_n():
     se, method = se_log_median(
-        lo=[4.0, np.nan, 4.0, np.nan, np.nan], hi=[9.0, 9.0, np.nan, np.nan, np.nan],
-        events=[np.nan, 25, 25, np.nan, 0], n=[np.nan, 40, 40, 16, np.nan],
-    )  # fmt: skip
+        lo=[4.0, np.nan, 4.0, np.nan, np.nan],
+        hi=[9.0, 9.0, np.nan, np.nan, np.nan],
+        events=[np.nan, 25, 25, np.nan, 0],
+        n=[np.nan, 40, 40, 16, np.nan],
+    )
     np.testing.assert_allclose(se, [math.log(9 / 4) / (2 * Z), 0.2, 0.2, 0.25, np.nan])
     assert list(method) == ["median_ci", "events", "events", "n_approx", ""]
 
@@ -594,12 +640,27 @@ def rule_table(tmp_path):
 def test_long_table_applies_each_rule(rule_table):
     lt = long_table(rule_table, landmarks=(3,)).set_index("arm_id")
     assert list(lt["rate_source"]) == [
-        "reported", "km_text", "reported", "reported", "exponential", "exponential",
-        "exponential", "exponential", "",
-    ]  # fmt: skip
+        "reported",
+        "km_text",
+        "reported",
+        "reported",
+        "exponential",
+        "exponential",
+        "exponential",
+        "exponential",
+        "",
+    ]
     assert list(lt["se_method"]) == [
-        "rate_ci", "binomial", "", "binomial", "median_ci", "events", "n_approx", "", "",
-    ]  # fmt: skip
+        "rate_ci",
+        "binomial",
+        "",
+        "binomial",
+        "median_ci",
+        "events",
+        "n_approx",
+        "",
+        "",
+    ]
     assert list(lt.index[~lt["included"]]) == ["rep_none", "med_only", "nothing"]
     assert (
         lt.loc["rep_none", "exclusion_reason"] == "reported rate has neither a usable 95% CI nor n"
@@ -633,10 +694,28 @@ def test_long_table_has_every_arm_and_landmark_and_covariates(rule_table):
     assert list(lt["arm_id"]) == [a for a in rule_table.arms["arm_id"] for _ in range(4)]
     assert list(lt["landmark"][:4]) == [3.0, 6.0, 12.0, 4.5]
     assert lt.columns.tolist() == [
-        "arm_id", "landmark", "rate", "rate_source", "se_logit", "se_method", "n_eff", "y_eff",
-        "included", "exclusion_reason", "trial", "year", "line", "treatment_class", "placebo",
-        "population", "evidence", "design", "n", "uterine_fraction", "rate_t",
-    ]  # fmt: skip
+        "arm_id",
+        "landmark",
+        "rate",
+        "rate_source",
+        "se_logit",
+        "se_method",
+        "n_eff",
+        "y_eff",
+        "included",
+        "exclusion_reason",
+        "trial",
+        "year",
+        "line",
+        "treatment_class",
+        "placebo",
+        "population",
+        "evidence",
+        "design",
+        "n",
+        "uterine_fraction",
+        "rate_t",
+    ]
     assert lt["n_eff"].dtype == "Int64" and lt["included"].dtype == bool
     # a landmark with no reported rate near it can only come from the median
     assert set(lt.loc[lt["landmark"] == 4.5, "rate_source"]) <= {"exponential", ""}
@@ -661,16 +740,22 @@ def test_landmark_tolerance_maps_weeks_to_landmarks(tmp_path):
         rate("w12", 12 * 12 / 52, "0.7"),  # 2.769...
         rate("w24", "5.538", "0.5"),
         rate("w26", "6.0", "0.5"),
-        rate("both", "2.769", "0.71"), rate("both", "3", "0.70"), rate("both", "3.25", "0.69"),
+        rate("both", "2.769", "0.71"),
+        rate("both", "3", "0.70"),
+        rate("both", "3.25", "0.69"),
         rate("m9", "9", "0.3"),
         rate("far", "3.4", "0.6"),  # 13% past 3 months: no landmark
-    ]  # fmt: skip
+    ]
     trials = load_trials(pair(tmp_path, rows, rates))
     lt = long_table(trials, landmarks=(3, 6, 12)).set_index(["arm_id", "landmark"])
-    assert lt.loc[("w12", 3.0), "rate"] == 0.7 and lt.loc[("w12", 3.0), "rate_t"] == pytest.approx(2.7692, abs=1e-4)
+    assert lt.loc[("w12", 3.0), "rate"] == 0.7 and lt.loc[("w12", 3.0), "rate_t"] == pytest.approx(
+        2.7692, abs=1e-4
+    )
     assert lt.loc[("w24", 6.0), "rate"] == 0.5 and lt.loc[("w24", 6.0), "rate_t"] == 5.538
     assert lt.loc[("w26", 6.0), "rate_source"] == "reported"
-    assert lt.loc[("both", 3.0), "rate"] == 0.70 and lt.loc[("both", 3.0), "rate_t"] == 3.0  # closest
+    assert (
+        lt.loc[("both", 3.0), "rate"] == 0.70 and lt.loc[("both", 3.0), "rate_t"] == 3.0
+    )  # closest
     assert lt.loc[("m9", 12.0), "rate_source"] == "exponential"  # 9 is 25% short of 12 months
     assert lt.loc[("far", 3.0), "rate_source"] == "exponential"
     exact = long_table(trials, landmarks=(3,), tolerance=0).set_index("arm_id")
@@ -678,7 +763,9 @@ def test_landmark_tolerance_maps_weeks_to_landmarks(tmp_path):
     wide = long_table(trials, landmarks=(3,), tolerance=0.15).set_index("arm_id")
     assert wide.loc["far", "rate"] == 0.6
     # a tie goes to the earlier t: 2.7 and 3.3 are both 0.3 from 3
-    tie = load_trials(pair(tmp_path, [arm("x")], [rate("x", "2.7", "0.8"), rate("x", "3.3", "0.75")], "tie.csv"))
+    tie = load_trials(
+        pair(tmp_path, [arm("x")], [rate("x", "2.7", "0.8"), rate("x", "3.3", "0.75")], "tie.csv")
+    )
     assert long_table(tie, landmarks=(3,))["rate"].iloc[0] == 0.8
     for bad in (-0.1, 0.5, "0.1", float("nan")):
         with pytest.raises(ValueError, match="tolerance"):

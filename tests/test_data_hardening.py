@@ -76,8 +76,12 @@ def test_hostile_cells_in_the_rates_table(tmp_path, column, value, expected):
 
 
 def test_largest_accepted_values_load_exactly(tmp_path):
-    rows = [arm("a1", n="100000", n_uterine="100000", pfs_events="100000", pmid="99999999",
-                year="1950"), arm("a2", n="4.0e1", n_uterine="20.0", pmid="")]  # fmt: skip
+    rows = [
+        arm(
+            "a1", n="100000", n_uterine="100000", pfs_events="100000", pmid="99999999", year="1950"
+        ),
+        arm("a2", n="4.0e1", n_uterine="20.0", pmid=""),
+    ]
     df = load_trials(write(tmp_path / "t.csv", rows)).arms
     assert df["n"].tolist() == [100000, 40] and df["pmid"].iloc[0] == 99999999
     assert df["n"].dtype == "Int64" and (df["n"] > 0).all()
@@ -86,7 +90,9 @@ def test_largest_accepted_values_load_exactly(tmp_path):
 def test_every_numeric_cell_that_loads_is_the_number_it_reads(tmp_path):
     rows = [arm("a1", pfs_median_m="+4.50", pfs_median_lo=".5", pfs_median_hi="6.")]
     df = load_trials(write(tmp_path / "t.csv", rows)).arms
-    assert df[["pfs_median_m", "pfs_median_lo", "pfs_median_hi"]].values.tolist() == [[4.5, 0.5, 6.0]]
+    assert df[["pfs_median_m", "pfs_median_lo", "pfs_median_hi"]].values.tolist() == [
+        [4.5, 0.5, 6.0]
+    ]
 
 
 # ---------------------------------------------------------------------------- headers
@@ -144,7 +150,9 @@ def test_known_columns_declares_a_users_column_close_to_a_known_name(tmp_path):
 
 def test_computed_columns_may_not_be_in_the_file(tmp_path):
     rows = [r | {"uterine_fraction": "0.5"} for r in base_rows()]
-    p = only(problems_of(write(tmp_path / "t.csv", rows)), "uterine_fraction", "computed by the loader")
+    p = only(
+        problems_of(write(tmp_path / "t.csv", rows)), "uterine_fraction", "computed by the loader"
+    )
     assert p.row == 1
 
 

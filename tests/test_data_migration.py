@@ -27,7 +27,9 @@ def test_a_fit_saved_by_version_0_1_gives_a_clear_message():
     import lmsbayes
     from lmsbayes.errors import FitFileError
 
-    with pytest.raises(FitFileError, match=r"fit format version 1 was written by lmsbayes 0.1.*refit the spec"):
+    with pytest.raises(
+        FitFileError, match=r"fit format version 1 was written by lmsbayes 0.1.*refit the spec"
+    ):
         lmsbayes.load_fit(OLD_FIT)
 
 

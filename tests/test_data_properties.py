@@ -36,8 +36,12 @@ from lmsbayes.data import (
     long_table,
 )
 
-FAST = settings(max_examples=150, deadline=None, derandomize=False,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
+FAST = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=False,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 DEEP = settings(FAST, max_examples=3000)
 VALID = settings(FAST, max_examples=50)
 
@@ -46,14 +50,68 @@ SAFE_TEXT = st.text(
     min_size=1,
     max_size=8,
 ).filter(lambda s: s.strip() != "")
-HOSTILE = st.sampled_from([
-    "", " ", "1e19", "-1e19", "9223372036854775808", "1e12", "99999", "-5", "0", "-0", "1.5",
-    "\u0664\u0660", "\uff14", "1_000", "4\x000", "\x00", "nan", "NaN", "inf", "-inf", "1e999",
-    "0x1A", "1,5", "5.6+", "NR", "true", "TRUE", "reported", "km_text", "1L", "2L+", "R-T",
-    "uLMS", "abstract", "news", "10.1000/x", "https://x.org", "NCT01234567", "2016-001234-56",
-    '"', '""', "\n", "\r", "a,b", "\ufeff", "é", "\u202e", "x" * 300, "0.5", "2.769", "120",
-    "120.0001", "1e-300", "-0.0", ".5", "5.", "+3", "++3",
-])  # fmt: skip
+HOSTILE = st.sampled_from(
+    [
+        "",
+        " ",
+        "1e19",
+        "-1e19",
+        "9223372036854775808",
+        "1e12",
+        "99999",
+        "-5",
+        "0",
+        "-0",
+        "1.5",
+        "\u0664\u0660",
+        "\uff14",
+        "1_000",
+        "4\x000",
+        "\x00",
+        "nan",
+        "NaN",
+        "inf",
+        "-inf",
+        "1e999",
+        "0x1A",
+        "1,5",
+        "5.6+",
+        "NR",
+        "true",
+        "TRUE",
+        "reported",
+        "km_text",
+        "1L",
+        "2L+",
+        "R-T",
+        "uLMS",
+        "abstract",
+        "news",
+        "10.1000/x",
+        "https://x.org",
+        "NCT01234567",
+        "2016-001234-56",
+        '"',
+        '""',
+        "\n",
+        "\r",
+        "a,b",
+        "\ufeff",
+        "é",
+        "\u202e",
+        "x" * 300,
+        "0.5",
+        "2.769",
+        "120",
+        "120.0001",
+        "1e-300",
+        "-0.0",
+        ".5",
+        "5.",
+        "+3",
+        "++3",
+    ]
+)
 CELL = HOSTILE | SAFE_TEXT | st.text(max_size=12)
 
 
@@ -65,8 +123,14 @@ def _fmt(x: float) -> str:
 def valid_tables(draw) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """A valid (arm rows, rate rows) pair, every optional cell sometimes blank."""
     k = draw(st.integers(1, 5))
-    ids = draw(st.lists(st.text(alphabet="abcxyz_0189", min_size=1, max_size=8),
-                        min_size=k, max_size=k, unique=True))  # fmt: skip
+    ids = draw(
+        st.lists(
+            st.text(alphabet="abcxyz_0189", min_size=1, max_size=8),
+            min_size=k,
+            max_size=k,
+            unique=True,
+        )
+    )
     arms, rates = [], []
     for arm_id in ids:
         population = draw(st.sampled_from(LABELS["population"]))
@@ -75,8 +139,12 @@ def valid_tables(draw) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
             population, draw(st.none() | st.integers(0, n or 300))
         )
         cells = {c: "" for c in ARM_COLUMNS} | {
-            "arm_id": arm_id, "trial": draw(SAFE_TEXT), "arm": draw(SAFE_TEXT),
-            "agents": draw(SAFE_TEXT), "notes": draw(SAFE_TEXT), "phase": "2",
+            "arm_id": arm_id,
+            "trial": draw(SAFE_TEXT),
+            "arm": draw(SAFE_TEXT),
+            "agents": draw(SAFE_TEXT),
+            "notes": draw(SAFE_TEXT),
+            "phase": "2",
             "year": str(draw(st.integers(1990, 2025))),
             "pmid": str(draw(st.integers(1, 10**8 - 1))) if draw(st.booleans()) else "",
             "registry_id": draw(st.sampled_from(["", "NCT02997358", "NCT02997358;2016-001234-56"])),
@@ -84,11 +152,13 @@ def valid_tables(draw) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
             "evidence_level": draw(st.sampled_from(("", *LABELS["evidence_level"]))),
             "design": draw(st.sampled_from(LABELS["design"])),
             "treatment_class": draw(st.sampled_from(LABELS["treatment_class"])),
-            "line": draw(st.sampled_from(LABELS["line"])), "population": population,
+            "line": draw(st.sampled_from(LABELS["line"])),
+            "population": population,
             "placebo": draw(st.sampled_from(["true", "false", "TRUE", "False"])),
-            "n": "" if n is None else str(n), "n_uterine": "" if n_ut is None else str(n_ut),
+            "n": "" if n is None else str(n),
+            "n_uterine": "" if n_ut is None else str(n_ut),
             "pfs_events": str(draw(st.integers(0, n))) if n and draw(st.booleans()) else "",
-        }  # fmt: skip
+        }
         if draw(st.booleans()):
             median = draw(st.integers(50, 3000)) / 100
             cells["pfs_median_m"] = _fmt(median)
@@ -96,17 +166,23 @@ def valid_tables(draw) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
                 cells["pfs_median_lo"] = _fmt(round(median * draw(st.floats(0.1, 1.0)), 2))
                 cells["pfs_median_hi"] = _fmt(round(median * draw(st.floats(1.0, 3.0)), 2))
         arms.append(cells)
-        ts = draw(st.lists(st.sampled_from([1, 2.769, 3, 5.538, 6, 9, 12, 24, 60]), max_size=3,
-                           unique=True))  # fmt: skip
+        ts = draw(
+            st.lists(
+                st.sampled_from([1, 2.769, 3, 5.538, 6, 9, 12, 24, 60]), max_size=3, unique=True
+            )
+        )
         for t in ts:
             s = draw(st.integers(0, 1000)) / 1000
             row = {c: "" for c in RATE_COLUMNS} | {
-                "arm_id": arm_id, "t": _fmt(t), "rate": _fmt(s),
+                "arm_id": arm_id,
+                "t": _fmt(t),
+                "rate": _fmt(s),
                 "kind": draw(st.sampled_from(["reported", "km_text"])),
                 "evidence_level": draw(st.sampled_from(("", *LABELS["evidence_level"]))),
                 "source": draw(st.sampled_from(["", "12345", "10.1056/NEJMoa2403394"])),
-                "location": draw(SAFE_TEXT), "notes": draw(SAFE_TEXT),
-            }  # fmt: skip
+                "location": draw(SAFE_TEXT),
+                "notes": draw(SAFE_TEXT),
+            }
             if draw(st.booleans()):
                 row["lo"] = _fmt(draw(st.integers(0, int(s * 1000))) / 1000)
                 row["hi"] = _fmt(draw(st.integers(int(s * 1000), 1000)) / 1000)
@@ -122,8 +198,20 @@ def _csv_bytes(rows: list[dict[str, str]], columns: list[str]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-MUTATIONS = ("cell", "header_rename", "header_drop", "header_repeat", "header_add", "truncate",
-             "insert", "flip", "line_delete", "line_repeat", "remove_rates", "legacy_column")  # fmt: skip
+MUTATIONS = (
+    "cell",
+    "header_rename",
+    "header_drop",
+    "header_repeat",
+    "header_add",
+    "truncate",
+    "insert",
+    "flip",
+    "line_delete",
+    "line_repeat",
+    "remove_rates",
+    "legacy_column",
+)
 
 
 @st.composite
@@ -145,8 +233,13 @@ def damaged(draw):
             j = draw(st.integers(0, len(columns) - 1))
             name = columns[j]
             edit = draw(st.sampled_from(["drop_last", "upper", "add", "zero_pad", "hostile"]))
-            new = {"drop_last": name[:-1], "upper": name.upper(), "add": name + "x",
-                   "zero_pad": name.replace("_", "_0", 1), "hostile": draw(CELL)}[edit]  # fmt: skip
+            new = {
+                "drop_last": name[:-1],
+                "upper": name.upper(),
+                "add": name + "x",
+                "zero_pad": name.replace("_", "_0", 1),
+                "hostile": draw(CELL),
+            }[edit]
             columns[j] = new
             for r in rows:
                 r[new] = r.pop(name, "")
@@ -155,13 +248,28 @@ def damaged(draw):
         elif kind == "header_repeat":
             columns.append(draw(st.sampled_from(columns)))
         elif kind == "header_add":
-            columns.append(draw(st.sampled_from(["ecog", "pfsr_3m", "pfsr_999m", "uterine_fraction",
-                                                 "N", "pfsr_03m", "extra col"])))  # fmt: skip
+            columns.append(
+                draw(
+                    st.sampled_from(
+                        [
+                            "ecog",
+                            "pfsr_3m",
+                            "pfsr_999m",
+                            "uterine_fraction",
+                            "N",
+                            "pfsr_03m",
+                            "extra col",
+                        ]
+                    )
+                )
+            )
         elif kind == "legacy_column" and which == "arms":
             columns.extend(["pfsr_6m", "pfsr_6m_source"])
             for r in rows:
                 if draw(st.booleans()):
-                    r.update(pfsr_6m=_fmt(draw(st.integers(0, 100)) / 100), pfsr_6m_source="reported")
+                    r.update(
+                        pfsr_6m=_fmt(draw(st.integers(0, 100)) / 100), pfsr_6m_source="reported"
+                    )
         elif kind == "remove_rates":
             raw["rates"] = None
     for name, (columns, rows) in files.items():
@@ -182,7 +290,11 @@ def damaged(draw):
         else:
             lines = bytes(b).split(b"\n")
             k = draw(st.integers(0, len(lines) - 1))
-            lines = lines[:k] + lines[k + 1:] if kind == "line_delete" else lines[:k] + [lines[k]] + lines[k:]
+            lines = (
+                lines[:k] + lines[k + 1 :]
+                if kind == "line_delete"
+                else lines[:k] + [lines[k]] + lines[k:]
+            )
             b = bytearray(b"\n".join(lines))
         raw[which] = bytes(b)
     return raw["arms"], raw["rates"], " ".join(done)
@@ -222,7 +334,9 @@ def _attempt(arm_bytes: bytes, rate_bytes: bytes | None, what: str) -> None:
         names = {str(arms_path), str(Path(tmp) / "arms_rates.csv")}
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # the legacy layout loads with a warning
+                warnings.simplefilter(
+                    "ignore", FutureWarning
+                )  # the legacy layout loads with a warning
                 trials = load_trials(arms_path)
         except DataValidationError as err:
             COUNTS["rejected"] += 1
@@ -271,5 +385,7 @@ def test_damaged_tables_deep(case):
 def test_report_counts(capsys):
     """Prints the counts of this session's property-based runs (visible with -s)."""
     with capsys.disabled():
-        print(f"\nproperty-based table mutations: {COUNTS} (escapes: any other exception fails a test)")
+        print(
+            f"\nproperty-based table mutations: {COUNTS} (escapes: any other exception fails a test)"
+        )
     assert pd.api.types.is_integer(COUNTS["examples"])

@@ -301,9 +301,14 @@ def test_uncertain_p0_against_quad(x, n):
     d = BayesianSingleArm(looks=(n,), p0=MAP, prior=BetaMixture.from_ab(0.5, 0.5))
     post = d.prior.posterior(x, n)
     ref = integrate.quad(
-        lambda t: post.sf(t) * MAP.pdf(t), 0, 1, epsabs=1e-13, epsrel=1e-12, limit=500,
+        lambda t: post.sf(t) * MAP.pdf(t),
+        0,
+        1,
+        epsabs=1e-13,
+        epsrel=1e-12,
+        limit=500,
         points=[x / n, 0.28],
-    )[0]  # fmt: skip
+    )[0]
     assert d.posterior_prob(x, n) == pytest.approx(ref, abs=1e-8)
 
 

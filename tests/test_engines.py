@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from _synthetic import lms_tables
 from scipy import integrate, stats
 
-from _synthetic import lms_tables
 from lmsbayes.engines.exact import Integrator, Layout
 from lmsbayes.engines.psis import psis
 from lmsbayes.model import Model, prepare_data
@@ -30,12 +30,20 @@ def _arms(k: int = 8, seed: int = 0, latent: bool = True):
     for i in range(k):
         line = "1L" if i % 3 == 0 else "2L+"
         med = float(np.round(rng.uniform(3, 10), 1))
-        a = {"arm_id": f"a{i}", "line": line, "treatment_class": "R-T" if i % 2 else "NR-T", "n": int(rng.integers(20, 90)),
-             "pfs_median_m": med, "uterine_fraction": np.nan if (latent and i in (2, 5)) else float(np.round(rng.uniform(0, 1), 2))}
+        a = {
+            "arm_id": f"a{i}",
+            "line": line,
+            "treatment_class": "R-T" if i % 2 else "NR-T",
+            "n": int(rng.integers(20, 90)),
+            "pfs_median_m": med,
+            "uterine_fraction": np.nan
+            if (latent and i in (2, 5))
+            else float(np.round(rng.uniform(0, 1), 2)),
+        }
         if i % 2 == 0:
             a["pfs_median_lo"], a["pfs_median_hi"] = med * 0.7, med * 1.4
         arms.append(a)
-        for t in ((3.0, 6.0) if i % 3 else (6.0, 12.0)):
+        for t in (3.0, 6.0) if i % 3 else (6.0, 12.0):
             s = float(np.clip(np.exp(-np.log(2) * t / med) + rng.normal(0, 0.03), 0.03, 0.97))
             r = {"arm_id": f"a{i}", "t": t, "rate": s}
             if i % 4 == 1:
@@ -46,18 +54,25 @@ def _arms(k: int = 8, seed: int = 0, latent: bool = True):
 
 def _spec(likelihood: str, **model):
     covs = model.pop("covariates", ["line", "nrt", "uterine"])
-    raw = {"name": f"t-{likelihood}", "landmarks": [3, 6],
-           "data": {"require_identifier": False, "derive_from_median": True},
-           "model": {"likelihood": likelihood, "covariates": covs, **model},
-           "random_effects": {"tau_by": "line"}}  # fmt: skip
+    raw = {
+        "name": f"t-{likelihood}",
+        "landmarks": [3, 6],
+        "data": {"require_identifier": False, "derive_from_median": True},
+        "model": {"likelihood": likelihood, "covariates": covs, **model},
+        "random_effects": {"tau_by": "line"},
+    }
     return parse_spec(raw)
 
 
 SPECS = {
     "survival-loglogistic": dict(likelihood="survival", curve="loglogistic"),
     "survival-weibull-by-line": dict(likelihood="survival", curve="weibull", shape="by_line"),
-    "survival-constant-hazard": dict(likelihood="survival", curve="weibull", shape="fixed", shape_value=1.0),
-    "survival-independent": dict(likelihood="survival", within_arm_correlation=False, covariates=["line", "line:uterine"]),
+    "survival-constant-hazard": dict(
+        likelihood="survival", curve="weibull", shape="fixed", shape_value=1.0
+    ),
+    "survival-independent": dict(
+        likelihood="survival", within_arm_correlation=False, covariates=["line", "line:uterine"]
+    ),
     "logit-binomial": dict(likelihood="logit-binomial"),
     "logit-normal": dict(likelihood="logit-normal", covariates=["line"]),
     "joint-cloglog": dict(likelihood="joint-cloglog", covariates=["nrt", "uterine"]),
@@ -117,28 +132,45 @@ def _brute_force_arm(m: Model, values: dict, arm: int) -> float:
 
         c = sub.canonical(values)
         du = np.array([u - d.uterine_centre]) if lat else None
-        eta = sub.base_predictor(NUMPY_OPS, c, sub.data.X, sub.data.Xu, du) + sub.effect_scale(c) * np.reshape(z, (1, -1))
+        eta = sub.base_predictor(NUMPY_OPS, c, sub.data.X, sub.data.Xu, du) + sub.effect_scale(
+            c
+        ) * np.reshape(z, (1, -1))
         return float(np.sum(sub.loglik_terms(NUMPY_OPS, eta, c))) + sub.constant()
 
     if sub.Kz > 1:  # per-landmark: independent effects per landmark, each integrated alone
+
         def per_u(u):
             total = 0.0
             for k in range(sub.Kz):
+
                 def f(zk, k=k):
                     z = np.zeros(sub.Kz)
                     z[k] = zk
                     others = np.zeros(sub.Kz)
                     return np.exp(ll(z, u) - ll(others, u)) * stats.norm.pdf(zk)
+
                 total += np.log(integrate.quad(f, -12, 12, epsabs=1e-13, limit=200)[0])
             # each integral is I_k / exp(ll_k(0)); ll(0) adds those parts back once
             return total + ll(np.zeros(sub.Kz), u)
+
         inner = per_u
     else:
         ref = ll(np.zeros(1), 0.5)
 
         def inner(u):
-            return np.log(integrate.quad(lambda z: np.exp(ll(np.array([z]), u) - ref) * stats.norm.pdf(z), -12, 12,
-                                         epsabs=1e-13, limit=200)[0]) + ref
+            return (
+                np.log(
+                    integrate.quad(
+                        lambda z: np.exp(ll(np.array([z]), u) - ref) * stats.norm.pdf(z),
+                        -12,
+                        12,
+                        epsabs=1e-13,
+                        limit=200,
+                    )[0]
+                )
+                + ref
+            )
+
     if lat:
         ref_u = inner(0.5)
         val = integrate.quad(lambda u: np.exp(inner(u) - ref_u), 0, 1, epsabs=1e-12, limit=100)[0]
@@ -146,8 +178,16 @@ def _brute_force_arm(m: Model, values: dict, arm: int) -> float:
     return float(inner(0.5))
 
 
-@pytest.mark.parametrize("name", ["survival-loglogistic", "survival-weibull-by-line", "joint-cloglog", "logit-binomial",
-                                  "logit-normal"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "survival-loglogistic",
+        "survival-weibull-by-line",
+        "joint-cloglog",
+        "logit-binomial",
+        "logit-normal",
+    ],
+)
 def test_exact_arm_integrals_equal_brute_force_integration(name, tables):
     spec = _spec(**SPECS[name])
     m = Model(spec, prepare_data(spec, tables))
@@ -177,7 +217,9 @@ def test_psis_agrees_with_arviz():
     from arviz_stats.base import array_stats
 
     rng = np.random.default_rng(0)
-    log_ratios = stats.t.logpdf(rng.standard_normal(4000) * 1.3, 3) - stats.norm.logpdf(rng.standard_normal(4000))
+    log_ratios = stats.t.logpdf(rng.standard_normal(4000) * 1.3, 3) - stats.norm.logpdf(
+        rng.standard_normal(4000)
+    )
     lw, khat = psis(log_ratios)
     # ArviZ's PSIS takes log-likelihood values (for LOO the log ratios are their negatives)
     ref_lw, ref_k = array_stats.psislw(-log_ratios, r_eff=1.0)
@@ -209,17 +251,30 @@ def _as_logit_normal_model():
     from pathlib import Path
 
     from _synthetic import trials_csv
+
     from lmsbayes.data import load_trials
 
     d = pd.read_csv(Path(__file__).resolve().parent / "data" / "AS.csv")
     rate = (d["r"] / d["n"]).to_numpy()
     import tempfile
 
-    path = trials_csv(Path(tempfile.mkdtemp()) / "as.csv", rate=rate, n=d["n"],
-                      se_logit=1 / np.sqrt(d["n"] * rate * (1 - rate)))  # fmt: skip
-    spec = parse_spec({"name": "as", "landmarks": [6], "model": {"likelihood": "logit-normal", "covariates": []},
-                       "priors": {"alpha": {"dist": "Normal", "mu": 0.0, "sigma": 2.0},
-                                  "tau": {"dist": "HalfNormal", "sigma": 0.5}}})  # fmt: skip
+    path = trials_csv(
+        Path(tempfile.mkdtemp()) / "as.csv",
+        rate=rate,
+        n=d["n"],
+        se_logit=1 / np.sqrt(d["n"] * rate * (1 - rate)),
+    )
+    spec = parse_spec(
+        {
+            "name": "as",
+            "landmarks": [6],
+            "model": {"likelihood": "logit-normal", "covariates": []},
+            "priors": {
+                "alpha": {"dist": "Normal", "mu": 0.0, "sigma": 2.0},
+                "tau": {"dist": "HalfNormal", "sigma": 0.5},
+            },
+        }
+    )
     return Model(spec, prepare_data(spec, load_trials(path)))
 
 
@@ -247,7 +302,9 @@ def test_proposal_densities_integrate_to_one_and_agree_with_their_draws(maker):
     lt = np.linspace(theta[:, 1].min() - 30, theta[:, 1].max() + 30, 4001)
     grid = np.stack(np.meshgrid(mu, lt, indexing="ij"), axis=-1).reshape(-1, 2)
     q = np.exp(info["logq"](grid)).reshape(mu.size, lt.size)
-    assert integrate.trapezoid(integrate.trapezoid(q, lt, axis=1), mu) == pytest.approx(1.0, abs=0.01)
+    assert integrate.trapezoid(integrate.trapezoid(q, lt, axis=1), mu) == pytest.approx(
+        1.0, abs=0.01
+    )
 
 
 def test_exact_as_logit_normal_matches_conjugate_quadrature():
@@ -264,4 +321,6 @@ def test_exact_as_logit_normal_matches_conjugate_quadrature():
     # tolerance: 4 Monte Carlo se of a mean from importance draws (se from the importance ESS)
     ess = res.diagnostics["is_ess"]
     assert abs(tau.mean() - ref.tau_mean()) < 4 * tau.std() / np.sqrt(ess)
-    assert abs(res.values["alpha"].ravel().mean() - ref.mu_mean_()) < 4 * res.values["alpha"].std() / np.sqrt(ess)
+    assert abs(res.values["alpha"].ravel().mean() - ref.mu_mean_()) < 4 * res.values[
+        "alpha"
+    ].std() / np.sqrt(ess)

@@ -33,16 +33,26 @@ def tables():
 def _skewed_binomial_model() -> Model:
     """Small counts, one arm with no success, one with all: conditionals of z far from normal."""
     table = pd.DataFrame({"study": ["a", "b", "c", "d"], "n": [5, 12, 40, 9], "r": [0, 12, 13, 4]})
-    spec = parse_spec({"name": "skew", "landmarks": [], "model": {"likelihood": "logit-binomial"},
-                       "random_effects": {"tau_by": "none"},
-                       "priors": {"alpha": {"dist": "Normal", "mu": 0.0, "sigma": 2.0},
-                                  "tau": {"dist": "HalfNormal", "sigma": 1.0}}})  # fmt: skip
+    spec = parse_spec(
+        {
+            "name": "skew",
+            "landmarks": [],
+            "model": {"likelihood": "logit-binomial"},
+            "random_effects": {"tau_by": "none"},
+            "priors": {
+                "alpha": {"dist": "Normal", "mu": 0.0, "sigma": 2.0},
+                "tau": {"dist": "HalfNormal", "sigma": 1.0},
+            },
+        }
+    )
     return Model(spec, prepare_data(spec, table))
 
 
 def _values(m: Model, rng, batch: int) -> dict:
     one = _random_values(m, rng)
-    return {p.name: np.repeat(np.asarray(one[p.name], float)[None], batch, axis=0) for p in m.params}
+    return {
+        p.name: np.repeat(np.asarray(one[p.name], float)[None], batch, axis=0) for p in m.params
+    }
 
 
 @pytest.mark.parametrize("name", list(SPECS))
@@ -50,14 +60,21 @@ def test_base_predictor_by_matrix_products_equals_the_definition(name, tables):
     spec = _spec(**SPECS[name])
     m = Model(spec, prepare_data(spec, tables))
     rng = np.random.default_rng(1)
-    vals = {p.name: np.stack([np.asarray(_random_values(m, rng)[p.name], float) for _ in range(3)]) for p in m.params}
+    vals = {
+        p.name: np.stack([np.asarray(_random_values(m, rng)[p.name], float) for _ in range(3)])
+        for p in m.params
+    }
     c = m.canonical(vals)
     d = m.data
     du = rng.uniform(-0.5, 0.5, (3, d.n_arms))
     ref = m.base_predictor(NUMPY_OPS, c, d.X, d.Xu, du)
     np.testing.assert_allclose(ex._base(m, c, d.X, d.Xu, du), ref, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(ex._base(m, c, d.X), np.broadcast_to(m.base_predictor(NUMPY_OPS, c, d.X), ref.shape),
-                               rtol=1e-12, atol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(
+        ex._base(m, c, d.X),
+        np.broadcast_to(m.base_predictor(NUMPY_OPS, c, d.X), ref.shape),
+        rtol=1e-12,
+        atol=1e-12,
+    )
 
 
 @pytest.mark.parametrize("name", ["logit-binomial", "joint-cloglog"])
@@ -71,7 +88,9 @@ def test_binomial_kernels_equal_the_definition_and_its_derivatives(name, tables)
     base = ex._base(m, c, m.data.X)
     kern = part.kernel
     pre = kern.prepare(base)
-    scale = np.broadcast_to(m.effect_scale(c), base.shape[:-2] + (m.data.n_arms, m.Kz)).reshape(2, -1)
+    scale = np.broadcast_to(m.effect_scale(c), base.shape[:-2] + (m.data.n_arms, m.Kz)).reshape(
+        2, -1
+    )
     z = rng.normal(0, 1.5, scale.shape)
 
     def ll(zz):  # the definition: component log-likelihoods at z
@@ -84,19 +103,34 @@ def test_binomial_kernels_equal_the_definition_and_its_derivatives(name, tables)
     h = 1e-4
     fd1 = (ll(z + h) - ll(z - h)) / (2 * h)
     fd2 = (ll(z + h) - 2 * ll(z) + ll(z - h)) / (h * h)
-    np.testing.assert_allclose(scale * ex._comp_sum(part, d1, const=False), fd1, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(scale**2 * ex._comp_sum(part, d2, const=False), fd2, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        scale * ex._comp_sum(part, d1, const=False), fd1, rtol=1e-6, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        scale**2 * ex._comp_sum(part, d2, const=False), fd2, rtol=1e-4, atol=1e-4
+    )
 
 
-@pytest.mark.parametrize("name", ["survival-loglogistic", "survival-weibull-by-line", "survival-constant-hazard",
-                                  "survival-independent", "logit-normal"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name",
+    [
+        "survival-loglogistic",
+        "survival-weibull-by-line",
+        "survival-constant-hazard",
+        "survival-independent",
+        "logit-normal",
+    ],
+)
 def test_gaussian_coefficients_give_the_generic_arm_integrals(name, tables):
     spec = _spec(**SPECS[name])
     m = Model(spec, prepare_data(spec, tables))
     integ = ex.Integrator(m)
     assert all(p.gauss is not None for p in integ.parts)  # the fast path is the one in use
     rng = np.random.default_rng(4)
-    vals = {p.name: np.stack([np.asarray(_random_values(m, rng)[p.name], float) for _ in range(5)]) for p in m.params}
+    vals = {
+        p.name: np.stack([np.asarray(_random_values(m, rng)[p.name], float) for _ in range(5)])
+        for p in m.params
+    }
     c = m.canonical(vals)
     for part in integ.parts:
         base = ex._base(part.model, c, part.model.data.X)
@@ -197,8 +231,11 @@ def test_block_cholesky_of_survival_replicates_equals_the_dense_factor():
     perm = np.concatenate([idx.ravel() for idx, _ in blocks])
     eta = np.zeros((2, 3, m.data.n_arms, 1))
     c = {"shape": np.full((2, 3, 1), 1.3)}
-    mu = derived.posterior_predictive(m, eta, c, np.random.default_rng(0), blocks) - \
-        derived.posterior_predictive(m, eta, c, np.random.default_rng(0), [(i, 0 * Lb) for i, Lb in blocks])
+    mu = derived.posterior_predictive(
+        m, eta, c, np.random.default_rng(0), blocks
+    ) - derived.posterior_predictive(
+        m, eta, c, np.random.default_rng(0), [(i, 0 * Lb) for i, Lb in blocks]
+    )
     noise = np.empty((2, 3, n))
     noise[..., perm] = np.random.default_rng(0).standard_normal((2, 3, n))
     # medians without a CI: their sd is se / k at the draw's shape (Model.se_by_shape)
@@ -219,11 +256,18 @@ def test_parts_without_pandas_equal_the_models_of_taken_data(name, tables):
     for kw in ({}, {"X": X}):
         ref = Model(spec, d.take(pos, **kw))
         sub = ex._take_model(m, pos, kw.get("X"))
-        vals = {p.name: np.stack([np.asarray(_random_values(m, rng)[p.name], float) for _ in range(2)]) for p in m.params}
+        vals = {
+            p.name: np.stack([np.asarray(_random_values(m, rng)[p.name], float) for _ in range(2)])
+            for p in m.params
+        }
         c = m.canonical(vals)
         eta = rng.normal(0, 1, (2, pos.size, m.K))
-        np.testing.assert_allclose(sub.loglik_terms(NUMPY_OPS, eta, c), ref.loglik_terms(NUMPY_OPS, eta, c), rtol=1e-13)
+        np.testing.assert_allclose(
+            sub.loglik_terms(NUMPY_OPS, eta, c), ref.loglik_terms(NUMPY_OPS, eta, c), rtol=1e-13
+        )
         np.testing.assert_array_equal(sub.term_comp, ref.term_comp)
         np.testing.assert_allclose(sub.comp_const, ref.comp_const)
         np.testing.assert_allclose(sub.effect_scale(c), ref.effect_scale(c))
-        np.testing.assert_allclose(ex._base(sub, c, sub.data.X), ex._base(ref, c, ref.data.X), rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(
+            ex._base(sub, c, sub.data.X), ex._base(ref, c, ref.data.X), rtol=1e-13, atol=1e-13
+        )

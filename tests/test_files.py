@@ -14,8 +14,14 @@ import pytest
 
 from lmsbayes.errors import InputError, OutputPathError
 from lmsbayes.files import (
-    TMP_PREFIX, Staging, atomic_write, atomic_write_text, check_output_path, read_text, remove_stale_temps,
-)  # fmt: skip
+    TMP_PREFIX,
+    Staging,
+    atomic_write,
+    atomic_write_text,
+    check_output_path,
+    read_text,
+    remove_stale_temps,
+)
 
 
 def _temps(directory: Path) -> list[str]:
@@ -87,14 +93,18 @@ def test_staging_moves_all_files_or_none(tmp_path):
     with Staging() as stage:
         stage.path(tmp_path / "a.txt").write_text("new a")
         stage.path(tmp_path / "b.txt").write_text("new b")
-    assert (tmp_path / "a.txt").read_text() == "new a" and (tmp_path / "b.txt").read_text() == "new b"
+    assert (tmp_path / "a.txt").read_text() == "new a" and (
+        tmp_path / "b.txt"
+    ).read_text() == "new b"
 
 
 def test_temp_names_carry_the_package_prefix_and_the_destination(tmp_path):
     seen: list[Path] = []
     atomic_write(tmp_path / "fit.nc", lambda tmp: seen.append(tmp) or tmp.write_bytes(b"x"))
     assert seen[0].name.startswith(f"{TMP_PREFIX}fit.nc-{os.getpid()}-")
-    assert seen[0].parent == tmp_path  # beside the destination: one filesystem, so the rename is atomic
+    assert (
+        seen[0].parent == tmp_path
+    )  # beside the destination: one filesystem, so the rename is atomic
     assert not seen[0].exists()
 
 
@@ -183,7 +193,13 @@ def test_a_missing_parent_is_fine_and_not_created(tmp_path):
         (lambda d: d / "file.txt", "directory", "exists and is not a directory"),
         (lambda d: d / "file.txt" / "report", "directory", "is a file, not a directory"),
     ],
-    ids=["under-a-file", "deep-under-a-file", "dir-for-a-file", "file-for-a-dir", "dir-under-a-file"],
+    ids=[
+        "under-a-file",
+        "deep-under-a-file",
+        "dir-for-a-file",
+        "file-for-a-dir",
+        "dir-under-a-file",
+    ],
 )
 def test_unwritable_output_paths(tmp_path, make, kind, needle):
     (tmp_path / "file.txt").write_text("the user's file")

@@ -7,7 +7,6 @@ containers, sampling diagnostics) is checked on RBesT's AS data set.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import warnings
 from pathlib import Path
@@ -16,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from conftest import quiet_fit
 
 import lmsbayes
-from conftest import quiet_fit
 from lmsbayes.fit import FitWarning, SamplingError, choose_engine, load_fit
 from lmsbayes.spec import SpecError, parse_spec
 
@@ -27,11 +26,19 @@ AS_CSV = Path(__file__).parent / "data" / "AS.csv"
 
 
 def _as_spec(**sampler):
-    return parse_spec({"name": "as", "landmarks": [], "model": {"likelihood": "logit-binomial"},
-                       "random_effects": {"tau_by": "none"},
-                       "priors": {"alpha": {"dist": "Normal", "mu": 0.0, "sigma": 2.0},
-                                  "tau": {"dist": "HalfNormal", "sigma": 1.0}},
-                       "sampler": {"draws": 500, "tune": 500, "seed": 3, **sampler}})  # fmt: skip
+    return parse_spec(
+        {
+            "name": "as",
+            "landmarks": [],
+            "model": {"likelihood": "logit-binomial"},
+            "random_effects": {"tau_by": "none"},
+            "priors": {
+                "alpha": {"dist": "Normal", "mu": 0.0, "sigma": 2.0},
+                "tau": {"dist": "HalfNormal", "sigma": 1.0},
+            },
+            "sampler": {"draws": 500, "tune": 500, "seed": 3, **sampler},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +75,9 @@ def test_default_fit_diagnostics(default_fit):
     assert diag.is_ess >= 1000
     assert diag.n_draws == default_fit.spec.exact.draws
     assert diag.ok, diag.problems
-    assert diag.line().startswith("diagnostics (exact engine): importance k-hat") and diag.line().endswith("OK")
+    assert diag.line().startswith(
+        "diagnostics (exact engine): importance k-hat"
+    ) and diag.line().endswith("OK")
 
 
 def test_the_default_fit_raises_no_numpy_warning(trials):
@@ -83,15 +92,31 @@ def test_the_default_fit_raises_no_numpy_warning(trials):
 def test_summary_has_readable_names(default_fit):
     summary = default_fit.summary()
     names = list(summary.index)
-    assert {"alpha", "beta[line]", "beta[line:nrt]", "beta[uterine]", "tau[1L]", "tau[2L+]", "shape[all]"} <= set(names)
+    assert {
+        "alpha",
+        "beta[line]",
+        "beta[line:nrt]",
+        "beta[uterine]",
+        "tau[1L]",
+        "tau[2L+]",
+        "shape[all]",
+    } <= set(names)
     assert {"mean", "sd", "mcse_mean"} <= set(summary.columns)
     post = default_fit.posterior
-    assert float(summary.loc["tau[2L+]", "mean"]) == pytest.approx(float(post["tau"].sel(stratum="2L+").mean()))
+    assert float(summary.loc["tau[2L+]", "mean"]) == pytest.approx(
+        float(post["tau"].sel(stratum="2L+").mean())
+    )
 
 
 def test_datatree_groups_and_named_dims(default_fit):
     dt, data = default_fit.datatree, default_fit.data
-    assert {"posterior", "posterior_predictive", "observed_data", "constant_data", "importance_sampling"} <= set(dt.children)
+    assert {
+        "posterior",
+        "posterior_predictive",
+        "observed_data",
+        "constant_data",
+        "importance_sampling",
+    } <= set(dt.children)
     post = default_fit.posterior
     assert post["alpha"].dims == ("chain", "draw")
     assert post["beta"].dims == ("chain", "draw", "covariate")
@@ -111,7 +136,10 @@ def test_datatree_groups_and_named_dims(default_fit):
     isg = dt["importance_sampling"].to_dataset()
     assert isg["log_weight"].dims == ("is_draw",)
     assert np.exp(isg["log_weight"].values).sum() == pytest.approx(1.0)
-    assert dt.attrs["spec_hash"] == default_fit.spec.hash and dt.attrs["data_sha256"] == default_fit.data_sha256
+    assert (
+        dt.attrs["spec_hash"] == default_fit.spec.hash
+        and dt.attrs["data_sha256"] == default_fit.data_sha256
+    )
 
 
 def test_arm_rates_are_the_curves_at_the_landmarks(default_fit):
@@ -120,7 +148,10 @@ def test_arm_rates_are_the_curves_at_the_landmarks(default_fit):
     k = post["shape"].sel(shape_group="all")
     for t in (3.0, 6.0):
         expected = 1 / (1 + np.exp(-(post["theta"] - k * np.log(t / 6.0))))
-        np.testing.assert_allclose(post["p"].sel(landmark=t).values, expected.transpose(*post["p"].sel(landmark=t).dims).values)
+        np.testing.assert_allclose(
+            post["p"].sel(landmark=t).values,
+            expected.transpose(*post["p"].sel(landmark=t).dims).values,
+        )
 
 
 def test_every_arm_is_fitted_or_excluded_with_a_reason(default_fit, trials):
@@ -146,7 +177,9 @@ def test_placebo_arms_are_excluded_by_the_default_spec(default_fit, trials):
 
 
 def test_unknown_exclude_arms_id_is_an_error(trials):
-    spec = lmsbayes.load_spec("default").replace(**{"data.exclude_arms": ("lms04_doxo", "no_such_arm")})
+    spec = lmsbayes.load_spec("default").replace(
+        **{"data.exclude_arms": ("lms04_doxo", "no_such_arm")}
+    )
     with pytest.raises(SpecError, match="exclude_arms: no arm has id 'no_such_arm'"):
         lmsbayes.fit(spec, trials)
 
@@ -158,7 +191,9 @@ def test_exact_fits_are_reproducible_from_their_seed(default_fit):
     again = lmsbayes.fit(default_fit.spec, default_fit.data)
     xr.testing.assert_equal(again.posterior, default_fit.posterior)
     other = lmsbayes.fit(default_fit.spec, default_fit.data, seed=default_fit.spec.sampler.seed + 1)
-    assert not np.array_equal(other.posterior["alpha"].values, default_fit.posterior["alpha"].values)
+    assert not np.array_equal(
+        other.posterior["alpha"].values, default_fit.posterior["alpha"].values
+    )
 
 
 def test_nuts_refits_reuse_the_compiled_model_and_the_new_data(as_table, as_nuts):
@@ -171,9 +206,15 @@ def test_nuts_refits_reuse_the_compiled_model_and_the_new_data(as_table, as_nuts
     halved = as_table.assign(r=as_table["n"] // 2)
     after = quiet_fit(_as_spec(), halved, engine="nuts")
     assert len(_COMPILED) == n_compiled
-    np.testing.assert_array_equal(after.datatree["observed_data"]["y"].values, halved["r"].to_numpy())
+    np.testing.assert_array_equal(
+        after.datatree["observed_data"]["y"].values, halved["r"].to_numpy()
+    )
     # the sampler saw the new data: the pooled rate moves to one half
-    assert abs(float(after.posterior["p"].mean()) - 0.5) < 0.05 < abs(float(as_nuts.posterior["p"].mean()) - 0.5)
+    assert (
+        abs(float(after.posterior["p"].mean()) - 0.5)
+        < 0.05
+        < abs(float(as_nuts.posterior["p"].mean()) - 0.5)
+    )
 
 
 def test_nuts_diagnostics(as_nuts):
@@ -298,16 +339,20 @@ def test_load_fit_of_a_file_that_is_not_netcdf(tmp_path):
 
 def test_load_fit_of_a_version_1_file_says_to_refit(tmp_path):
     path = tmp_path / "old.nc"
-    xr.Dataset({"x": ("t", np.arange(3.0))}, attrs={"lmsbayes_format": "lmsbayes.fit",
-                                                     "lmsbayes_format_version": 1}).to_netcdf(path, engine="netcdf4")  # fmt: skip
+    xr.Dataset(
+        {"x": ("t", np.arange(3.0))},
+        attrs={"lmsbayes_format": "lmsbayes.fit", "lmsbayes_format_version": 1},
+    ).to_netcdf(path, engine="netcdf4")
     with pytest.raises(ValueError, match="written by lmsbayes 0.1.*refit"):
         load_fit(path)
 
 
 def test_load_fit_of_an_unknown_format_version(tmp_path):
     path = tmp_path / "future.nc"
-    ds = xr.Dataset({"x": ("t", np.arange(3.0))}, attrs={"lmsbayes_format": "lmsbayes.fit",
-                                                          "lmsbayes_format_version": 99})  # fmt: skip
+    ds = xr.Dataset(
+        {"x": ("t", np.arange(3.0))},
+        attrs={"lmsbayes_format": "lmsbayes.fit", "lmsbayes_format_version": 99},
+    )
     ds.to_netcdf(path, engine="netcdf4")
     with pytest.raises(ValueError, match="version 99 is not supported"):
         load_fit(path)
@@ -320,8 +365,12 @@ def test_summary_rows_match_the_posterior_arrays(eortc_fit):
     for stratum in post["tau"]["stratum"].values:
         for t in post["tau"]["landmark"].values:
             expected = float(post["tau"].sel(stratum=stratum, landmark=t).mean())
-            assert float(table.loc[f"tau[{stratum}, {t:g} mo]", "mean"]) == pytest.approx(expected, abs=1e-3)
+            assert float(table.loc[f"tau[{stratum}, {t:g} mo]", "mean"]) == pytest.approx(
+                expected, abs=1e-3
+            )
     for t in post["beta"]["landmark"].values:
         for c in post["beta"]["covariate"].values:
             expected = float(post["beta"].sel(landmark=t, covariate=c).mean())
-            assert float(table.loc[f"beta[{t:g} mo, {c}]", "mean"]) == pytest.approx(expected, abs=1e-3)
+            assert float(table.loc[f"beta[{t:g} mo, {c}]", "mean"]) == pytest.approx(
+                expected, abs=1e-3
+            )

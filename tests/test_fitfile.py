@@ -75,7 +75,11 @@ def test_saving_under_a_regular_file_fails_before_writing(small_fit_file, tmp_pa
 @pytest.mark.parametrize("keep", [0, 5, 40, 47, 48, 96, 1000, 0.5, -1], ids=str)
 def test_a_truncated_file(small_fit_file, tmp_path, keep):
     data = small_fit_file.read_bytes()
-    n = int(len(data) * keep) if isinstance(keep, float) else (len(data) + keep if keep < 0 else keep)
+    n = (
+        int(len(data) * keep)
+        if isinstance(keep, float)
+        else (len(data) + keep if keep < 0 else keep)
+    )
     path = tmp_path / "cut.nc"
     path.write_bytes(data[:n])
     msg = assert_fit_file_error(path)
@@ -159,16 +163,29 @@ def test_a_missing_group(small_tree, tmp_path, group):
     assert_fit_file_error(path, f"['{group}'] missing")
 
 
-@pytest.mark.parametrize("attr", ["spec_text", "spec_hash", "data_sha256", "lmsbayes_version",
-                                  "lmsbayes_format_version", "lmsbayes_format"])  # fmt: skip
+@pytest.mark.parametrize(
+    "attr",
+    [
+        "spec_text",
+        "spec_hash",
+        "data_sha256",
+        "lmsbayes_version",
+        "lmsbayes_format_version",
+        "lmsbayes_format",
+    ],
+)
 def test_a_missing_root_attribute(small_tree, tmp_path, attr):
     path = write_variant(small_tree, tmp_path / "a.nc", lambda dt: dt.attrs.pop(attr))
     assert_fit_file_error(path, attr)
 
 
-@pytest.mark.parametrize("attr", ["coding", "strata", "family", "stratum_idx", "uterine_centre", "data_sha256"])
+@pytest.mark.parametrize(
+    "attr", ["coding", "strata", "family", "stratum_idx", "uterine_centre", "data_sha256"]
+)
 def test_a_missing_inputs_attribute(small_tree, tmp_path, attr):
-    path = write_variant(small_tree, tmp_path / "i.nc", lambda dt: dt["lmsbayes_inputs"].attrs.pop(attr))
+    path = write_variant(
+        small_tree, tmp_path / "i.nc", lambda dt: dt["lmsbayes_inputs"].attrs.pop(attr)
+    )
     assert_fit_file_error(path, attr)
 
 
@@ -201,7 +218,10 @@ def test_a_malformed_root_attribute(small_tree, tmp_path, attr, value, needle):
 def test_malformed_inputs(small_tree, tmp_path, var, values, needle):
     def mutate(dt):
         ds = dt["lmsbayes_inputs"].to_dataset()
-        ds[var] = (ds[var].dims, values(ds[var].values.astype(float)))  # a new variable: no saved encoding
+        ds[var] = (
+            ds[var].dims,
+            values(ds[var].values.astype(float)),
+        )  # a new variable: no saved encoding
         dt["lmsbayes_inputs"].dataset = ds
 
     path = write_variant(small_tree, tmp_path / "x.nc", mutate)
@@ -212,7 +232,9 @@ def test_a_missing_inputs_variable(small_tree, tmp_path):
     def mutate(dt):
         dt["lmsbayes_inputs"].dataset = dt["lmsbayes_inputs"].to_dataset().drop_vars("obs_arm_idx")
 
-    assert_fit_file_error(write_variant(small_tree, tmp_path / "m.nc", mutate), "'obs_arm_idx' missing")
+    assert_fit_file_error(
+        write_variant(small_tree, tmp_path / "m.nc", mutate), "'obs_arm_idx' missing"
+    )
 
 
 @pytest.mark.parametrize("var", ["alpha", "tau", "z"])
@@ -229,7 +251,9 @@ def test_a_posterior_that_is_not_finite(small_tree, tmp_path):
         ds["tau"] = ds["tau"].where(ds["tau"] > 1e9, np.inf)
         dt["posterior"].dataset = ds
 
-    assert_fit_file_error(write_variant(small_tree, tmp_path / "n.nc", mutate), "'tau'", "not finite")
+    assert_fit_file_error(
+        write_variant(small_tree, tmp_path / "n.nc", mutate), "'tau'", "not finite"
+    )
 
 
 def test_more_draws_than_the_bound(small_fit_file, monkeypatch):

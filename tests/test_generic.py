@@ -7,9 +7,8 @@ value for this example (introduction vignette: ELIR ESS rounds to 37).
 
 from __future__ import annotations
 
-import dataclasses
-
 import contextlib
+import dataclasses
 import io
 import re
 import warnings
@@ -19,11 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import special
+from test_agreement import _grid_posterior, _quantile
 
 import lmsbayes as lb
 from lmsbayes.predict import Setting
 from lmsbayes.spec import SpecError, parse_spec
-from test_agreement import _grid_posterior, _quantile
 
 DATA = Path(__file__).parent / "data"
 
@@ -32,10 +31,19 @@ DATA = Path(__file__).parent / "data"
 def as_reference():
     alpha, tau, w = _grid_posterior(pd.read_csv(DATA / "AS.csv"))
     cdf_alpha = np.cumsum(w.sum(axis=1))
-    pooled = {q: _quantile(lambda x: np.interp(special.logit(x), alpha, cdf_alpha), q, 1e-4, 1 - 1e-4)
-              for q in (0.025, 0.5, 0.975)}  # fmt: skip
-    pred = {q: _quantile(lambda x: float(np.sum(w * special.ndtr((special.logit(x) - alpha[:, None]) / tau))),
-                         q, 1e-4, 1 - 1e-4) for q in (0.025, 0.5, 0.975)}  # fmt: skip
+    pooled = {
+        q: _quantile(lambda x: np.interp(special.logit(x), alpha, cdf_alpha), q, 1e-4, 1 - 1e-4)
+        for q in (0.025, 0.5, 0.975)
+    }
+    pred = {
+        q: _quantile(
+            lambda x: float(np.sum(w * special.ndtr((special.logit(x) - alpha[:, None]) / tau))),
+            q,
+            1e-4,
+            1 - 1e-4,
+        )
+        for q in (0.025, 0.5, 0.975)
+    }
     return pooled, pred
 
 
@@ -44,9 +52,9 @@ def test_five_lines_of_python_give_rbest_as_results(as_reference):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # --- the README's five lines ---
-        table = pd.read_csv(DATA / "AS.csv")            # columns study, n, r
-        fit = lb.fit("binomial", table)                 # logit-binomial random effects, tau ~ HalfNormal(1)
-        mix = lb.map_prior(fit)                         # MAP prior of a new study's rate
+        table = pd.read_csv(DATA / "AS.csv")  # columns study, n, r
+        fit = lb.fit("binomial", table)  # logit-binomial random effects, tau ~ HalfNormal(1)
+        mix = lb.map_prior(fit)  # MAP prior of a new study's rate
         robust = lb.robustify(mix, weight=0.2, mean=0.25)
         ess = lb.ess(mix, "elir")
     assert fit.engine == "exact" and fit.diagnostics.ok
@@ -68,8 +76,11 @@ def test_one_cli_command_gives_rbest_as_results(as_reference):
         code = main(["run", "--spec", "binomial", "--data", str(DATA / "AS.csv"), "--quiet"])
     text = out.getvalue()
     assert code == 0, text
-    m = re.search(r"pooled rate ([0-9.]+) \(([0-9.]+)-([0-9.]+)\); predictive rate of a new study "
-                  r"([0-9.]+) \(([0-9.]+)-([0-9.]+)\)", text)  # fmt: skip
+    m = re.search(
+        r"pooled rate ([0-9.]+) \(([0-9.]+)-([0-9.]+)\); predictive rate of a new study "
+        r"([0-9.]+) \(([0-9.]+)-([0-9.]+)\)",
+        text,
+    )
     assert m, text
     got = [float(v) for v in m.groups()]
     want = [pooled[0.5], pooled[0.025], pooled[0.975], pred[0.5], pred[0.025], pred[0.975]]
@@ -78,10 +89,16 @@ def test_one_cli_command_gives_rbest_as_results(as_reference):
 
 
 def _year_spec(**model):
-    return parse_spec({"name": "as-year", "landmarks": [], "model": {"likelihood": "logit-binomial",
-                       "covariates": ["year_c"], **model}, "covariates": {"year_c": {"type": "numeric", "centre": 2.0}},
-                       "random_effects": {"tau_by": "none"},
-                       "priors": {"tau": {"dist": "HalfNormal", "sigma": 1.0}}})  # fmt: skip
+    return parse_spec(
+        {
+            "name": "as-year",
+            "landmarks": [],
+            "model": {"likelihood": "logit-binomial", "covariates": ["year_c"], **model},
+            "covariates": {"year_c": {"type": "numeric", "centre": 2.0}},
+            "random_effects": {"tau_by": "none"},
+            "priors": {"tau": {"dist": "HalfNormal", "sigma": 1.0}},
+        }
+    )
 
 
 def test_a_numeric_covariate_of_the_users_table():
@@ -108,10 +125,15 @@ def test_a_numeric_covariate_of_the_users_table():
 def test_a_scaled_numeric_covariate_and_values_at_the_spec_level(tmp_path):
     """scale divides the centred value; [thresholds] at fills the settings; a saved fit keeps both."""
     table = pd.read_csv(DATA / "AS_year.csv")
-    raw = {"name": "as-year10", "landmarks": [], "model": {"likelihood": "logit-binomial", "covariates": ["yr"]},
-           "covariates": {"yr": {"column": "year_c", "type": "numeric", "centre": 2.0, "scale": 0.5}},
-           "random_effects": {"tau_by": "none"}, "thresholds": {"at": {"year_c": 3.0}},
-           "priors": {"tau": {"dist": "HalfNormal", "sigma": 1.0}}}  # fmt: skip
+    raw = {
+        "name": "as-year10",
+        "landmarks": [],
+        "model": {"likelihood": "logit-binomial", "covariates": ["yr"]},
+        "covariates": {"yr": {"column": "year_c", "type": "numeric", "centre": 2.0, "scale": 0.5}},
+        "random_effects": {"tau_by": "none"},
+        "thresholds": {"at": {"year_c": 3.0}},
+        "priors": {"tau": {"dist": "HalfNormal", "sigma": 1.0}},
+    }
     spec = parse_spec(raw)
     assert spec.thresholds.at == (("year_c", 3.0),)
     with warnings.catch_warnings():
@@ -121,8 +143,12 @@ def test_a_scaled_numeric_covariate_and_values_at_the_spec_level(tmp_path):
     a, b = fit.posterior["alpha"].values, fit.posterior["beta"].sel(covariate="yr").values
     # the spec's value (year_c = 3: coded (3 - 2) / 0.5 = 2), then an explicit one (year_c = 2.5: coded 1)
     for at, coded in ((None, 2.0), ({"year_c": 2.5}, 1.0), ({"yr": 2.5}, 1.0)):
-        got = lb.predict(fit, [Setting(name="new")], at=at)["rate"].sel(quantity="pooled", setting="new")
-        np.testing.assert_allclose(got.transpose("chain", "draw").values, special.expit(a + coded * b), rtol=1e-12)
+        got = lb.predict(fit, [Setting(name="new")], at=at)["rate"].sel(
+            quantity="pooled", setting="new"
+        )
+        np.testing.assert_allclose(
+            got.transpose("chain", "draw").values, special.expit(a + coded * b), rtol=1e-12
+        )
     with pytest.raises(ValueError, match="'month' is not a covariate of spec 'as-year10'"):
         lb.predict(fit, [Setting(name="new")], at={"month": 1.0})
     fit.save(tmp_path / "f.nc")
@@ -135,8 +161,10 @@ def test_a_scaled_numeric_covariate_and_values_at_the_spec_level(tmp_path):
     # a spec built in Python (no source text) is saved through the TOML it would have
     again = parse_spec(tomllib.loads(_spec_to_toml(dataclasses.replace(spec, text=""))))
     assert again.thresholds.at == (("year_c", 3.0),) and again.covariates == spec.covariates
-    for bad, msg in (({"scale": 0.0}, "scale must be a finite number > 0"),
-                     ({"scale": -2.0}, "scale must be a finite number > 0")):  # fmt: skip
+    for bad, msg in (
+        ({"scale": 0.0}, "scale must be a finite number > 0"),
+        ({"scale": -2.0}, "scale must be a finite number > 0"),
+    ):
         r = {**raw, "covariates": {"yr": {**raw["covariates"]["yr"], **bad}}}
         with pytest.raises(SpecError, match=msg):
             parse_spec(r)
@@ -147,29 +175,57 @@ def test_a_scaled_numeric_covariate_and_values_at_the_spec_level(tmp_path):
 
 
 def test_a_categorical_covariate_with_its_reference_level():
-    table = pd.read_csv(DATA / "AS_year.csv").assign(region=["EU", "NA", "EU", "NA", "EU", "NA", "AS", "AS"])
-    spec = parse_spec({"name": "region", "landmarks": [], "model": {"likelihood": "logit-binomial",
-                       "covariates": ["region"]}, "covariates": {"region": {"type": "categorical", "reference": "EU"}},
-                       "random_effects": {"tau_by": "none"}})  # fmt: skip
+    table = pd.read_csv(DATA / "AS_year.csv").assign(
+        region=["EU", "NA", "EU", "NA", "EU", "NA", "AS", "AS"]
+    )
+    spec = parse_spec(
+        {
+            "name": "region",
+            "landmarks": [],
+            "model": {"likelihood": "logit-binomial", "covariates": ["region"]},
+            "covariates": {"region": {"type": "categorical", "reference": "EU"}},
+            "random_effects": {"tau_by": "none"},
+        }
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = lb.fit(spec, table)
-    assert list(fit.data.covariates) == ["region[AS]", "region[NA]"]  # treatment coding, EU the reference
-    np.testing.assert_array_equal(fit.data.X, np.column_stack([table["region"] == "AS", table["region"] == "NA"]))
+    assert list(fit.data.covariates) == [
+        "region[AS]",
+        "region[NA]",
+    ]  # treatment coding, EU the reference
+    np.testing.assert_array_equal(
+        fit.data.X, np.column_stack([table["region"] == "AS", table["region"] == "NA"])
+    )
     with pytest.raises(ValueError, match=r"region must be one of \['AS', 'EU', 'NA'\], got 'SA'"):
         lb.predict(fit, [Setting(region="SA")])
-    bad = parse_spec({"name": "x", "landmarks": [], "model": {"likelihood": "logit-binomial", "covariates": ["region"]},
-                      "covariates": {"region": {"type": "categorical", "reference": "XX"}}})  # fmt: skip
+    bad = parse_spec(
+        {
+            "name": "x",
+            "landmarks": [],
+            "model": {"likelihood": "logit-binomial", "covariates": ["region"]},
+            "covariates": {"region": {"type": "categorical", "reference": "XX"}},
+        }
+    )
     with pytest.raises(SpecError, match="reference 'XX' is not a level"):
         lb.fit(bad, table)
 
 
-@pytest.mark.parametrize("mutate, needle", [
-    (lambda t: t.assign(r=t["r"].where(t.index != 2, t["n"] + 1)), "row 4, column 'r': must be in [0, n"),
-    (lambda t: t.drop(columns="study"), "no column 'study'"),
-    (lambda t: t.assign(n=t["n"].astype(float).where(t.index != 0, 10.5)), "row 2, column 'n': must be a whole number"),
-    (lambda t: t.assign(study=["a"] * len(t)), "duplicate study 'a'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "mutate, needle",
+    [
+        (
+            lambda t: t.assign(r=t["r"].where(t.index != 2, t["n"] + 1)),
+            "row 4, column 'r': must be in [0, n",
+        ),
+        (lambda t: t.drop(columns="study"), "no column 'study'"),
+        (
+            lambda t: t.assign(n=t["n"].astype(float).where(t.index != 0, 10.5)),
+            "row 2, column 'n': must be a whole number",
+        ),
+        (lambda t: t.assign(study=["a"] * len(t)), "duplicate study 'a'"),
+    ],
+)
 def test_bad_binomial_tables_give_one_clear_error(mutate, needle):
     table = mutate(pd.read_csv(DATA / "AS.csv"))
     with pytest.raises(SpecError) as info:

@@ -12,36 +12,45 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from _synthetic import trials_csv
+from conftest import quiet_fit
 from scipy import integrate, special, stats
 
 import lmsbayes
-from conftest import quiet_fit
 from lmsbayes.data import load_trials
 from lmsbayes.likelihoods import NUMPY_OPS
 from lmsbayes.model import Model, conditional_counts, prepare_data
 from lmsbayes.predict import Setting, landmark_order, predict, thresholds
 from lmsbayes.spec import SpecError, load_spec, parse_spec
 
-from _synthetic import trials_csv
-
 N, Y3, Y6 = 40, 30, 18  # one arm: 40 patients, 30 progression-free at 3 months, 18 at 6
 
 
 def _one_arm_spec(**sampler):
-    return parse_spec({
-        "name": "one-arm-joint", "landmarks": [3, 6],
-        "model": {"likelihood": "joint-cloglog", "covariates": []},
-        "priors": {"alpha": {"dist": "Normal", "mu": 0.0, "sigma": 2.0},
-                   # heterogeneity switched off in effect: one arm cannot inform it
-                   "tau": {"dist": "HalfNormal", "sigma": 0.001}},
-        "sampler": {"draws": 2500, "tune": 1000, "chains": 4, "seed": 5, **sampler},
-    })  # fmt: skip
+    return parse_spec(
+        {
+            "name": "one-arm-joint",
+            "landmarks": [3, 6],
+            "model": {"likelihood": "joint-cloglog", "covariates": []},
+            "priors": {
+                "alpha": {"dist": "Normal", "mu": 0.0, "sigma": 2.0},
+                # heterogeneity switched off in effect: one arm cannot inform it
+                "tau": {"dist": "HalfNormal", "sigma": 0.001},
+            },
+            "sampler": {"draws": 2500, "tune": 1000, "chains": 4, "seed": 5, **sampler},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
 def one_arm(tmp_path_factory):
-    path = trials_csv(tmp_path_factory.mktemp("joint") / "one.csv", rate=np.array([Y3 / N]), n=np.array([N]),
-                      landmark=3, extra_rates={6: np.array([Y6 / N])})  # fmt: skip
+    path = trials_csv(
+        tmp_path_factory.mktemp("joint") / "one.csv",
+        rate=np.array([Y3 / N]),
+        n=np.array([N]),
+        landmark=3,
+        extra_rates={6: np.array([Y6 / N])},
+    )
     return load_trials(path)
 
 
@@ -59,10 +68,15 @@ def joint_fit(trials):
 
 
 def test_conditional_counts_by_hand():
-    obs = pd.DataFrame({
-        "arm_idx": [0, 0, 1, 2, 2], "landmark_idx": [0, 1, 1, 0, 1],
-        "rate": [0.75, 0.45, 0.30, 0.60, 0.50], "n_eff": [40, 40, 25, 50, 20], "y_eff": [30, 18, 8, 30, 10],
-    })  # fmt: skip
+    obs = pd.DataFrame(
+        {
+            "arm_idx": [0, 0, 1, 2, 2],
+            "landmark_idx": [0, 1, 1, 0, 1],
+            "rate": [0.75, 0.45, 0.30, 0.60, 0.50],
+            "n_eff": [40, 40, 25, 50, 20],
+            "y_eff": [30, 18, 8, 30, 10],
+        }
+    )
     got = conditional_counts(obs)
     # arm 0: same n at both landmarks -> (40, 30) then 18 of the 30 still progression-free
     # arm 1: only 6 months -> marginal; arm 2: 6-month cohort of 20, 0.6 * 20 = 12 at risk after 3 months
@@ -78,8 +92,13 @@ def test_one_arm_data_are_the_multinomial_counts(one_arm):
 
 
 def test_rising_survival_and_empty_risk_sets_are_excluded_with_reasons(tmp_path):
-    path = trials_csv(tmp_path / "bad.csv", rate=np.array([0.5, 0.02, 0.7]), n=np.array([30, 20, 30]),
-                      landmark=3, extra_rates={6: np.array([0.6, 0.0, 0.4])})  # fmt: skip
+    path = trials_csv(
+        tmp_path / "bad.csv",
+        rate=np.array([0.5, 0.02, 0.7]),
+        n=np.array([30, 20, 30]),
+        landmark=3,
+        extra_rates={6: np.array([0.6, 0.0, 0.4])},
+    )
     data = prepare_data(_one_arm_spec(), load_trials(path))
     reasons = data.excluded.set_index("arm_id")["reason"]
     assert "exceeds the rate 0.5 at 3 m" in reasons["arm00000"]
@@ -90,7 +109,13 @@ def test_rising_survival_and_empty_risk_sets_are_excluded_with_reasons(tmp_path)
 
 def test_joint_needs_increasing_landmarks():
     with pytest.raises(SpecError, match="increasing order"):
-        parse_spec({"name": "x", "landmarks": [6, 3], "model": {"likelihood": "joint-cloglog", "covariates": []}})
+        parse_spec(
+            {
+                "name": "x",
+                "landmarks": [6, 3],
+                "model": {"likelihood": "joint-cloglog", "covariates": []},
+            }
+        )
 
 
 # --- likelihood and posterior against independent computations ----------------------
@@ -117,8 +142,12 @@ def _grid_posterior():
     a3, a6 = a[:, None], a[None, :]
     s3, s6 = np.exp(-np.exp(a3)), np.exp(-np.exp(a6))
     with np.errstate(divide="ignore", invalid="ignore"):
-        loglik = (special.xlogy(Y6, s6) + special.xlogy(Y3 - Y6, s3 - s6) + special.xlogy(N - Y3, 1 - s3))
-    logpost = np.where(a6 > a3, loglik + stats.norm.logpdf(a3, 0, 2) + stats.norm.logpdf(a6, 0, 2), -np.inf)
+        loglik = (
+            special.xlogy(Y6, s6) + special.xlogy(Y3 - Y6, s3 - s6) + special.xlogy(N - Y3, 1 - s3)
+        )
+    logpost = np.where(
+        a6 > a3, loglik + stats.norm.logpdf(a3, 0, 2) + stats.norm.logpdf(a6, 0, 2), -np.inf
+    )
     w = np.exp(logpost - logpost[np.isfinite(logpost)].max())
     z = integrate.trapezoid(integrate.trapezoid(w, a, axis=1), a)
 
@@ -186,7 +215,9 @@ def test_predictions_are_monotone_and_share_one_arm_effect(joint_fit):
         assert bool((r.sel(landmark=6.0) <= r.sel(landmark=3.0)).all()), q
     # counts drawn landmark after landmark keep each landmark's mean: E[y_t / n | S] = S_t (4 Monte Carlo se)
     for t in (3.0, 6.0):
-        diff = (rate.sel(quantity="observed", landmark=t) - rate.sel(quantity="predictive", landmark=t)).values.ravel()
+        diff = (
+            rate.sel(quantity="observed", landmark=t) - rate.sel(quantity="predictive", landmark=t)
+        ).values.ravel()
         assert abs(diff.mean()) < 4 * diff.std() / np.sqrt(diff.size), t
     # the new arm's effect is the same at both landmarks: log(-log S) moves by alpha6 - alpha3 only
     cll = np.log(-np.log(rate.sel(quantity="predictive")))
@@ -197,16 +228,21 @@ def test_predictions_are_monotone_and_share_one_arm_effect(joint_fit):
     # pooled: the cloglog of the rate is alpha + x beta, computed by hand
     post = joint_fit.posterior
     x = {"line": 1.0, "nrt": 0.0, "line:nrt": 0.0, "uterine": 0.0}
-    eta = post["alpha"].sel(landmark=3.0) + sum(v * post["beta"].sel(covariate=k) for k, v in x.items())
-    np.testing.assert_allclose(rate.sel(quantity="pooled", landmark=3.0).isel(setting=0).values,
-                               np.exp(-np.exp(eta.values)), rtol=1e-12)  # fmt: skip
+    eta = post["alpha"].sel(landmark=3.0) + sum(
+        v * post["beta"].sel(covariate=k) for k, v in x.items()
+    )
+    np.testing.assert_allclose(
+        rate.sel(quantity="pooled", landmark=3.0).isel(setting=0).values,
+        np.exp(-np.exp(eta.values)),
+        rtol=1e-12,
+    )
 
 
 def test_joint_thresholds_are_p0_to_the_hr(joint_fit):
     th = thresholds(joint_fit, [Setting("2L+", "R-T", 0.5)], hr=(0.65,))
     assert "p1" in th and "p0" in th
     p0, p1 = th["p0"], th["p1"].sel(hr=0.65)
-    np.testing.assert_allclose(p1.values, p0.values ** 0.65, rtol=1e-12)
+    np.testing.assert_allclose(p1.values, p0.values**0.65, rtol=1e-12)
 
 
 def test_joint_fit_round_trips_through_netcdf(joint_fit, tmp_path):
@@ -244,30 +280,48 @@ def test_joint_recovery_of_known_parameters(tmp_path):
     klass = rng.choice(["R-T", "NR-T"], k)
     n = rng.integers(30, 90, k)
     truth = {"alpha3": -1.2, "alpha6": -0.4, "line": 0.6, "nrt": -0.3, "tau": 0.3}
-    arm = truth["line"] * (line == "2L+") + truth["nrt"] * (klass == "NR-T") + truth["tau"] * rng.standard_normal(k)
+    arm = (
+        truth["line"] * (line == "2L+")
+        + truth["nrt"] * (klass == "NR-T")
+        + truth["tau"] * rng.standard_normal(k)
+    )
     s3, s6 = np.exp(-np.exp(truth["alpha3"] + arm)), np.exp(-np.exp(truth["alpha6"] + arm))
     y3 = rng.binomial(n, s3)
     y6 = rng.binomial(y3, s6 / s3)
-    path = trials_csv(tmp_path / "sim.csv", rate=y3 / n, n=n, landmark=3, line=line, treatment_class=klass,
-                      extra_rates={6: y6 / n})  # fmt: skip
-    spec = parse_spec({
-        "name": "joint-recovery", "landmarks": [3, 6],
-        "model": {"likelihood": "joint-cloglog", "covariates": ["line", "nrt"]},
-        "sampler": {"draws": 1000, "tune": 1000, "chains": 4, "seed": 5},
-    })  # fmt: skip
+    path = trials_csv(
+        tmp_path / "sim.csv",
+        rate=y3 / n,
+        n=n,
+        landmark=3,
+        line=line,
+        treatment_class=klass,
+        extra_rates={6: y6 / n},
+    )
+    spec = parse_spec(
+        {
+            "name": "joint-recovery",
+            "landmarks": [3, 6],
+            "model": {"likelihood": "joint-cloglog", "covariates": ["line", "nrt"]},
+            "sampler": {"draws": 1000, "tune": 1000, "chains": 4, "seed": 5},
+        }
+    )
     fit = quiet_fit(spec, load_trials(path))
     assert fit.diagnostics.ok, fit.diagnostics.line()
     kept = fit.data.obs
     assert len(kept) == 2 * k, fit.data.excluded  # no rate of 0 or 1 with this seed
     # the conditional counts are the simulated ones
-    np.testing.assert_array_equal(kept.loc[kept["landmark"] == 6.0, ["n_cond", "y_cond"]].to_numpy(),
-                                  np.column_stack([y3, y6]))  # fmt: skip
+    np.testing.assert_array_equal(
+        kept.loc[kept["landmark"] == 6.0, ["n_cond", "y_cond"]].to_numpy(),
+        np.column_stack([y3, y6]),
+    )
     post = fit.posterior
     checks = {
-        "alpha3": post["alpha"].sel(landmark=3.0), "alpha6": post["alpha"].sel(landmark=6.0),
-        "line": post["beta"].sel(covariate="line"), "nrt": post["beta"].sel(covariate="nrt"),
+        "alpha3": post["alpha"].sel(landmark=3.0),
+        "alpha6": post["alpha"].sel(landmark=6.0),
+        "line": post["beta"].sel(covariate="line"),
+        "nrt": post["beta"].sel(covariate="nrt"),
         "tau": post["tau"].sel(stratum="all"),
-    }  # fmt: skip
+    }
     for name, draws in checks.items():
         lo, hi = np.quantile(draws.values.ravel(), [0.025, 0.975])
         assert lo < truth[name] < hi, (name, lo, hi, truth[name])

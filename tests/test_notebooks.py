@@ -94,7 +94,9 @@ def _tolerance(key: str, stored: float) -> float:
 
 
 def _texts(nb) -> list[str]:
-    return [o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    return [
+        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    ]
 
 
 def key_numbers(nb) -> dict[str, float]:
@@ -112,8 +114,12 @@ def key_numbers(nb) -> dict[str, float]:
 
 def test_the_notebooks_are_there():
     names = [p.stem for p in NOTEBOOKS]
-    assert names == ["01_eortc_benchmark", "02_meta_regression", "03_prior_to_design",
-                     "04_lms04_randomized_borrowing"]
+    assert names == [
+        "01_eortc_benchmark",
+        "02_meta_regression",
+        "03_prior_to_design",
+        "04_lms04_randomized_borrowing",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -130,7 +136,9 @@ def test_stored_notebooks_carry_their_outputs(path):
     assert path.stat().st_size < 2_000_000, f"{path.name}: {path.stat().st_size} bytes"
     nb = nbformat.read(path, as_version=4)
     cells = [c for c in nb.cells if c.cell_type == "code"]
-    assert [c.execution_count for c in cells] == list(range(1, len(cells) + 1)), "not run top to bottom"
+    assert [c.execution_count for c in cells] == list(range(1, len(cells) + 1)), (
+        "not run top to bottom"
+    )
     assert not [o for c in cells for o in c.outputs if o.get("output_type") == "error"]
     texts = _texts(nb)
     assert not any("harness: fast mode" in t for t in texts)
@@ -143,8 +151,9 @@ def test_stored_notebooks_carry_their_outputs(path):
 
 def _check_01(k: dict[str, float]) -> None:
     # the published EORTC 2021 values, as the paper's abstract states them
-    assert [k[f"EORTC 2021 {c}"] for c in ("1L 3 mo p0", "1L 6 mo p0", "2L+ 3 mo p0", "2L+ 6 mo p0")] == [
-        0.74, 0.58, 0.48, 0.28]
+    assert [
+        k[f"EORTC 2021 {c}"] for c in ("1L 3 mo p0", "1L 6 mo p0", "2L+ 3 mo p0", "2L+ 6 mo p0")
+    ] == [0.74, 0.58, 0.48, 0.28]
     for spec in ("eortc2021", "default"):
         for line in ("1L", "2L+"):
             for t in ("3", "6"):
@@ -161,11 +170,16 @@ def _check_01(k: dict[str, float]) -> None:
 
 def _check_02(k: dict[str, float]) -> None:
     assert 0 < k["OR uterine only vs extra-uterine only"] < 1 < k["OR NR-T vs R-T in 1L"]
-    assert k["weibull shape all"] < 1 < k["default shape all"]  # falling Weibull hazard; log-logistic k > 1
-    assert k["largest p0 difference between curve families"] < 0.08  # the text: "at most about 0.05"
+    assert (
+        k["weibull shape all"] < 1 < k["default shape all"]
+    )  # falling Weibull hazard; log-logistic k > 1
+    assert (
+        k["largest p0 difference between curve families"] < 0.08
+    )  # the text: "at most about 0.05"
     for spec in ("shape_by_line", "weibull", "constant_hazard"):
         assert k[f"LOTO ELPD {spec}"] - k["LOTO ELPD default"] == pytest.approx(
-            k[f"LOTO ELPD difference {spec} - default"], abs=0.15)
+            k[f"LOTO ELPD difference {spec} - default"], abs=0.15
+        )
     assert 0 <= k["temporal cov90 default"] < k["LOTO cov90 default"] <= 1
     assert k["temporal arms held out"] < k["LOTO arms held out"]
 
@@ -184,10 +198,17 @@ def _check_03(k: dict[str, float]) -> None:
 
 def _check_04(k: dict[str, float]) -> None:
     assert k["vague: worst type I in range"] <= 0.03  # ~ 1 - 0.975
-    assert (k["vague: worst type I in range"] < k["robust MAP (w=0.2): worst type I in range"]
-            < k["MAP: worst type I in range"])  # fmt: skip
-    assert k["vague: power HR 0.65"] < k["robust MAP (w=0.2): power HR 0.65"] < k["MAP: power HR 0.65"]
-    assert k["tradeoff w=0 worst type I"] == pytest.approx(k["MAP: worst type I in range"], abs=0.01)
+    assert (
+        k["vague: worst type I in range"]
+        < k["robust MAP (w=0.2): worst type I in range"]
+        < k["MAP: worst type I in range"]
+    )
+    assert (
+        k["vague: power HR 0.65"] < k["robust MAP (w=0.2): power HR 0.65"] < k["MAP: power HR 0.65"]
+    )
+    assert k["tradeoff w=0 worst type I"] == pytest.approx(
+        k["MAP: worst type I in range"], abs=0.01
+    )
     assert 0 <= k["robust weight for type I <= 0.10"] <= 1
     w = k["robust weight for type I <= 0.10"]
     robust, vague = f"80% power, robust MAP (w={w:g})", "80% power, vague"
@@ -195,8 +216,12 @@ def _check_04(k: dict[str, float]) -> None:
     assert k[f"{robust}: worst type I"] <= 0.10
 
 
-CHECKS = {"01_eortc_benchmark": _check_01, "02_meta_regression": _check_02, "03_prior_to_design": _check_03,
-          "04_lms04_randomized_borrowing": _check_04}  # fmt: skip
+CHECKS = {
+    "01_eortc_benchmark": _check_01,
+    "02_meta_regression": _check_02,
+    "03_prior_to_design": _check_03,
+    "04_lms04_randomized_borrowing": _check_04,
+}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -231,11 +256,18 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
         assert line.rstrip().endswith("-> OK"), line
 
     fresh, before = key_numbers(nb), key_numbers(stored)
-    assert fresh.keys() == before.keys(), f"key numbers added {fresh.keys() - before.keys()}, " \
-                                          f"lost {before.keys() - fresh.keys()}: re-execute {path.name}"
-    off = {name: (before[name], fresh[name]) for name in fresh
-           if not (math.isclose(fresh[name], before[name], abs_tol=_tolerance(name, before[name])))}
-    assert not off, f"{path.name}: stored (full run) vs fresh (fast run) key numbers differ: {off}; " \
-                    "re-execute the notebook if the code or the data changed"
+    assert fresh.keys() == before.keys(), (
+        f"key numbers added {fresh.keys() - before.keys()}, "
+        f"lost {before.keys() - fresh.keys()}: re-execute {path.name}"
+    )
+    off = {
+        name: (before[name], fresh[name])
+        for name in fresh
+        if not (math.isclose(fresh[name], before[name], abs_tol=_tolerance(name, before[name])))
+    }
+    assert not off, (
+        f"{path.name}: stored (full run) vs fresh (fast run) key numbers differ: {off}; "
+        "re-execute the notebook if the code or the data changed"
+    )
     CHECKS[path.stem](fresh)
     print(f"{path.name}: {elapsed:.1f} s")

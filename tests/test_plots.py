@@ -18,7 +18,7 @@ from lmsbayes.prior import BetaMixture, ess, robustify
 def by_gid(fig, prefix: str) -> dict[str, object]:
     """Artists whose gid starts with ``prefix``, keyed by the rest of the gid."""
     found = fig.findobj(lambda a: (a.get_gid() or "").startswith(prefix))
-    return {a.get_gid()[len(prefix):]: a for a in found}
+    return {a.get_gid()[len(prefix) :]: a for a in found}
 
 
 def arms_at(fit, landmark: float) -> list[str]:
@@ -40,7 +40,9 @@ def test_forest_one_row_per_arm_shown(default_fit, landmark):
     n_lines = default_fit.data.arms["line"].nunique()
     summary = [t for t in labels if t.startswith(("Pooled", "New trial"))]
     assert len(summary) == 2 * n_lines
-    assert "Pooled, 2L+ R-T, uterine 0.5" in summary  # the default spec has class and uterine effects
+    assert (
+        "Pooled, 2L+ R-T, uterine 0.5" in summary
+    )  # the default spec has class and uterine effects
     assert len(labels) - len(summary) == len(shown)
     # one observed and one posterior marker per arm, at the right place
     observed, posterior = by_gid(fig, "observed:"), by_gid(fig, "posterior:")
@@ -89,7 +91,9 @@ def test_predictive_reference_lines_at_thresholds(default_fit):
         assert np.allclose(p1[s.label].get_xdata(), want1)
     eortc = by_gid(fig, "eortc:")
     for s in settings:
-        assert eortc[s.label].get_xdata()[0] == pytest.approx(EORTC2021.loc[(s.line, 6.0), "pooled"])
+        assert eortc[s.label].get_xdata()[0] == pytest.approx(
+            EORTC2021.loc[(s.line, 6.0), "pooled"]
+        )
     assert len(by_gid(fig, "predictive:")) == len(settings)
 
 
@@ -105,7 +109,10 @@ def test_effects_odds_ratios_and_tau(default_fit):
     assert fig.axes[0].get_xscale() == "log"
     assert "Odds ratio of progression-free" in fig.axes[0].get_xlabel()
     assert len(by_gid(fig, "tau:")) == post.sizes["stratum"]
-    assert "log-logistic shape" in fig._suptitle.get_text() or "loglogistic shape" in fig._suptitle.get_text()
+    assert (
+        "log-logistic shape" in fig._suptitle.get_text()
+        or "loglogistic shape" in fig._suptitle.get_text()
+    )
 
 
 def test_prior_legend_has_ess():
@@ -137,8 +144,10 @@ def test_oc_curve_is_prob_success():
 
 def test_oc_overlays_several_designs():
     p = np.linspace(0.2, 0.6, 9)
-    sets = {"Bayesian": operating_characteristics(BayesianSingleArm(looks=(15, 30), p0=0.3), p),
-            "Simon optimal": operating_characteristics(simon(0.3, 0.5).optimal, p)}  # fmt: skip
+    sets = {
+        "Bayesian": operating_characteristics(BayesianSingleArm(looks=(15, 30), p0=0.3), p),
+        "Simon optimal": operating_characteristics(simon(0.3, 0.5).optimal, p),
+    }
     fig = plots.plot_oc(sets)
     lines = by_gid(fig, "prob_success:")
     assert set(lines) == set(sets)

@@ -27,7 +27,9 @@ def per_landmark_fit(trials):
     """The 0.1 default's per-landmark structure (logit-normal: the exact engine's fast Gaussian path)."""
     import lmsbayes
 
-    return lmsbayes.fit(lmsbayes.load_spec("per_landmark").replace(**{"model.likelihood": "logit-normal"}), trials)
+    return lmsbayes.fit(
+        lmsbayes.load_spec("per_landmark").replace(**{"model.likelihood": "logit-normal"}), trials
+    )
 
 
 def _logit_pooled(post, t, line, nrt, uterine_centred):
@@ -35,7 +37,13 @@ def _logit_pooled(post, t, line, nrt, uterine_centred):
     a = post["alpha"].values
     b = {k: post["beta"].sel(covariate=k).values for k in ("line", "nrt", "line:nrt", "uterine")}
     k = post["shape"].sel(shape_group="all").values
-    eta = a + line * b["line"] + nrt * b["nrt"] + line * nrt * b["line:nrt"] + uterine_centred * b["uterine"]
+    eta = (
+        a
+        + line * b["line"]
+        + nrt * b["nrt"]
+        + line * nrt * b["line:nrt"]
+        + uterine_centred * b["uterine"]
+    )
     return eta - k * np.log(t / 6.0)
 
 
@@ -44,7 +52,11 @@ def test_pooled_rate_equals_raw_draw_computation(default_fit):
     post = default_fit.posterior
     s = Setting("2L+", "NR-T", 1.0, "x")
     for t in (3.0, 6.0, 9.0, 24.0):
-        got = predict(default_fit, [s], [t])["rate"].sel(setting="x", landmark=t, quantity="pooled").values
+        got = (
+            predict(default_fit, [s], [t])["rate"]
+            .sel(setting="x", landmark=t, quantity="pooled")
+            .values
+        )
         np.testing.assert_allclose(got, _expit(_logit_pooled(post, t, 1, 1, 0.5)), rtol=1e-12)
 
 
@@ -57,7 +69,9 @@ def test_predictive_spread_matches_tau(default_fit):
     tau = default_fit.posterior["tau"].sel(stratum="1L").values.ravel()
     expected = np.mean(tau**2)
     # Monte Carlo standard error of a variance estimate from m draws of a normal scale mixture
-    se = np.sqrt(np.var(tau**2 * np.random.default_rng(0).standard_normal(tau.size) ** 2) / tau.size)
+    se = np.sqrt(
+        np.var(tau**2 * np.random.default_rng(0).standard_normal(tau.size) ** 2) / tau.size
+    )
     assert abs(diff.var() - expected) < 5 * se
 
 
@@ -65,9 +79,15 @@ def test_case_mix_row_is_the_mean_over_the_lines_arms(default_fit):
     """The EORTC-comparable row: the pooled rate at each included arm's covariates, averaged over the arms."""
     post = default_fit.posterior
     d = default_fit.data
-    got = predict(default_fit, [Setting.standardised("2L+")], [6.0])["rate"].sel(quantity="pooled").values[..., 0, 0]
+    got = (
+        predict(default_fit, [Setting.standardised("2L+")], [6.0])["rate"]
+        .sel(quantity="pooled")
+        .values[..., 0, 0]
+    )
     arms = np.flatnonzero(d.arms["line"].to_numpy() == "2L+")
-    u = np.broadcast_to(d.arms["uterine_fraction"].to_numpy(float), (1, post.sizes["draw"], d.n_arms)).copy()
+    u = np.broadcast_to(
+        d.arms["uterine_fraction"].to_numpy(float), (1, post.sizes["draw"], d.n_arms)
+    ).copy()
     u[..., d.latent] = post["uterine_latent"].transpose("chain", "draw", "arm_latent").values
     rates = []
     for i in arms:
@@ -80,7 +100,9 @@ def test_thresholds_p1_is_p0_to_the_hr_per_draw(default_fit):
     ds = thresholds(default_fit, hr=[0.65, 0.5])
     for h in (0.65, 0.5):
         # to rounding: numpy takes a sqrt fast path for a scalar exponent of 0.5
-        np.testing.assert_allclose(ds["p1"].sel(hr=h).values, ds["p0"].values ** h, rtol=1e-14, atol=0)
+        np.testing.assert_allclose(
+            ds["p1"].sel(hr=h).values, ds["p0"].values ** h, rtol=1e-14, atol=0
+        )
     # summaries are the quantiles of those draws
     sel = dict(setting="2L+ R-T", landmark=6.0)
     draws = ds["p0"].sel(sel).values.ravel()
@@ -113,7 +135,9 @@ def test_threshold_table_has_eortc_columns_on_the_comparable_rows_only(default_f
 
 def test_rows_state_their_evidence_and_flags(default_fit):
     table = threshold_table(thresholds(default_fit, landmarks=[6.0, 24.0]), fit=default_fit)
-    assert {"arms", "patients", "rates_reported", "medians", "sd_ratio", "flags"} <= set(table.columns)
+    assert {"arms", "patients", "rates_reported", "medians", "sd_ratio", "flags"} <= set(
+        table.columns
+    )
     by = table.set_index(["setting", "landmark"])
     # 1L R-T rests on one arm of these data
     assert "rests on 1 arm" in by.loc[("1L R-T", 6.0), "flags"]
@@ -127,7 +151,10 @@ def test_rows_state_their_evidence_and_flags(default_fit):
         if "rests on 1 arm" in r["flags"] and "of known site" not in r["flags"]:
             assert (r["arms"], r["arms_unknown_site"]) == (1, 0), setting
         if "of known site" in r["flags"]:
-            assert f"rests on {r['arms']} arm" in r["flags"] and f"+{r['arms_unknown_site']} of unknown" in r["flags"]
+            assert (
+                f"rests on {r['arms']} arm" in r["flags"]
+                and f"+{r['arms_unknown_site']} of unknown" in r["flags"]
+            )
 
 
 def test_rows_of_any_setting_state_their_own_evidence(default_fit):
@@ -135,15 +162,26 @@ def test_rows_of_any_setting_state_their_own_evidence(default_fit):
 
     arms = default_fit.data.arms
     u = arms["uterine_fraction"]
-    lms04 = Setting("1L", "R-T", 34 / 76, name="1L R-T, LMS-04 case mix")  # not a label of the standard table
+    lms04 = Setting(
+        "1L", "R-T", 34 / 76, name="1L R-T, LMS-04 case mix"
+    )  # not a label of the standard table
     pre = Setting("2L+", name="pre-treated, any", case_mix="2L+")
-    table = threshold_table(thresholds(default_fit, [lms04, pre], landmarks=[6.0]), fit=default_fit).set_index("setting")
+    table = threshold_table(
+        thresholds(default_fit, [lms04, pre], landmarks=[6.0]), fit=default_fit
+    ).set_index("setting")
     row = table.loc[lms04.label]
     # counted from the arm table: same line and class, uterine fraction within the tolerance
-    cell = (arms["line"] == "1L") & (arms["treatment_class"] == "R-T") & ((u - 34 / 76).abs() <= SITE_TOLERANCE)
+    cell = (
+        (arms["line"] == "1L")
+        & (arms["treatment_class"] == "R-T")
+        & ((u - 34 / 76).abs() <= SITE_TOLERANCE)
+    )
     assert row.arms == cell.sum() == 1 < len(arms)
     assert row.patients == pd.to_numeric(arms.loc[cell, "n"]).sum()
-    assert row.arms_unknown_site == ((arms["line"] == "1L") & (arms["treatment_class"] == "R-T") & u.isna()).sum()
+    assert (
+        row.arms_unknown_site
+        == ((arms["line"] == "1L") & (arms["treatment_class"] == "R-T") & u.isna()).sum()
+    )
     assert "rests on 1 arm" in row["flags"]
     assert 0 < row.sd_ratio < 1
     # a case mix under another name: every included arm of the line
@@ -160,8 +198,15 @@ def test_rows_keep_a_settings_own_covariate_values(trials):
     row = threshold_table(thresholds(fit, [own], landmarks=[6.0]), fit=fit).iloc[0]
     assert "extrapolated: year 2035 outside the included arms'" in row["flags"]
     # the same setting with the year given through at=
-    via_at = threshold_table(thresholds(fit, [Setting("2L+", "R-T", 1.0, name="2L+ uterine")], landmarks=[6.0],
-                                        at={"year": 2035}), fit=fit).iloc[0]  # fmt: skip
+    via_at = threshold_table(
+        thresholds(
+            fit,
+            [Setting("2L+", "R-T", 1.0, name="2L+ uterine")],
+            landmarks=[6.0],
+            at={"year": 2035},
+        ),
+        fit=fit,
+    ).iloc[0]
     assert via_at["flags"] == row["flags"] and via_at["arms"] == row["arms"]
     assert via_at["sd_ratio"] == pytest.approx(row["sd_ratio"])
 
@@ -178,9 +223,14 @@ def test_comparisons_equal_raw_draw_computation(default_fit):
     post = default_fit.posterior
     c = comparisons(default_fit).set_index(["line", "landmark", "comparison"])
     for t in (3.0, 6.0):
-        uterine = _expit(_logit_pooled(post, t, 1, 0, 0.5)) - _expit(_logit_pooled(post, t, 1, 0, -0.5))
+        uterine = _expit(_logit_pooled(post, t, 1, 0, 0.5)) - _expit(
+            _logit_pooled(post, t, 1, 0, -0.5)
+        )
         nrt = _expit(_logit_pooled(post, t, 0, 1, 0.0)) - _expit(_logit_pooled(post, t, 0, 0, 0.0))
-        for line, label, d in (("2L+", "uterine - non-uterine", uterine.ravel()), ("1L", "NR-T - R-T", nrt.ravel())):
+        for line, label, d in (
+            ("2L+", "uterine - non-uterine", uterine.ravel()),
+            ("1L", "NR-T - R-T", nrt.ravel()),
+        ):
             row = c.loc[(line, t, label)]
             assert row.difference == pytest.approx(d.mean(), rel=1e-10)
             assert row.lower == pytest.approx(np.quantile(d, 0.025), rel=1e-10)
@@ -203,8 +253,17 @@ def test_landmark_order_equals_raw_draw_computation(per_landmark_fit):
 
     def pooled(t, line, nrt, uterine_centred):
         a = post["alpha"].sel(landmark=t).values
-        b = {k: post["beta"].sel(landmark=t, covariate=k).values for k in ("line", "nrt", "line:nrt", "uterine")}
-        return _expit(a + line * b["line"] + nrt * b["nrt"] + line * nrt * b["line:nrt"] + uterine_centred * b["uterine"])
+        b = {
+            k: post["beta"].sel(landmark=t, covariate=k).values
+            for k in ("line", "nrt", "line:nrt", "uterine")
+        }
+        return _expit(
+            a
+            + line * b["line"]
+            + nrt * b["nrt"]
+            + line * nrt * b["line:nrt"]
+            + uterine_centred * b["uterine"]
+        )
 
     for label, x in (("2L+ non-uterine", (1, 0, -0.5)), ("1L NR-T", (0, 1, 0.0))):
         by_hand = (pooled(6.0, *x) > pooled(3.0, *x)).mean()
@@ -233,7 +292,11 @@ def test_settings_outside_the_data_are_errors(default_fit, kwargs, match):
 
 @pytest.mark.parametrize(
     ("args", "match"),
-    [(("2L",), "line must be one of"), (("1L", "RT"), "treatment_class must be"), (("1L", "R-T", 1.2), "uterine")],
+    [
+        (("2L",), "line must be one of"),
+        (("1L", "RT"), "treatment_class must be"),
+        (("1L", "R-T", 1.2), "uterine"),
+    ],
 )
 def test_bad_setting(args, match):
     with pytest.raises(ValueError, match=match):
@@ -249,8 +312,9 @@ def test_line_not_in_fitted_data_is_an_error(trials):
     """A fit of first-line arms only cannot predict for 2L+ (no extrapolation)."""
     import lmsbayes
 
-    spec = lmsbayes.load_spec("default").replace(**{"data.lines": ("1L",), "model.covariates": ("nrt",),
-                                                   "random_effects.tau_by": "none"})  # fmt: skip
+    spec = lmsbayes.load_spec("default").replace(
+        **{"data.lines": ("1L",), "model.covariates": ("nrt",), "random_effects.tau_by": "none"}
+    )
     fit_1l = lmsbayes.fit(spec, trials)
     predict(fit_1l, [Setting("1L")], [6.0])  # fine
     with pytest.raises(ValueError, match="line '2L\\+' is not in the fitted data"):

@@ -139,7 +139,9 @@ def test_single_beta_posterior_and_predictive_closed_form(a, b, r, n):
     y = np.arange(n + 1)
     np.testing.assert_allclose(mix.predictive_pmf(n), stats.betabinom.pmf(y, n, a, b), atol=1e-10)
     np.testing.assert_allclose(mix.predictive_cdf(n), stats.betabinom.cdf(y, n, a, b), atol=1e-10)
-    assert mix.predictive_pmf(n, y=[r])[0] == pytest.approx(stats.betabinom.pmf(r, n, a, b), abs=1e-10)
+    assert mix.predictive_pmf(n, y=[r])[0] == pytest.approx(
+        stats.betabinom.pmf(r, n, a, b), abs=1e-10
+    )
     assert mix.predictive_pmf(n, y=n + 1) == 0.0
 
 
@@ -149,8 +151,13 @@ def test_mixture_posterior_weights_against_quadrature():
     r, n = 9, 25
     # unnormalised posterior mass of each component: w_k int f_k(p) Bin(r | n, p) dp
     mass = [
-        wk * integrate.quad(lambda p, ak=ak, bk=bk: stats.beta.pdf(p, ak, bk)
-                            * stats.binom.pmf(r, n, p), 0, 1, limit=200)[0]
+        wk
+        * integrate.quad(
+            lambda p, ak=ak, bk=bk: stats.beta.pdf(p, ak, bk) * stats.binom.pmf(r, n, p),
+            0,
+            1,
+            limit=200,
+        )[0]
         for wk, ak, bk in zip(w, a, b, strict=True)
     ]
     post = mix.posterior(r, n)
@@ -280,14 +287,24 @@ def test_robustify_follows_rbest():
     assert rob3.a[-1] / (rob3.a[-1] + rob3.b[-1]) == pytest.approx(0.3)
     assert rob3.a[-1] + rob3.b[-1] == pytest.approx(10.0)
     assert rob3.mean() == pytest.approx(0.75 * bmix.mean() + 0.25 * 0.3)
-    assert rob3.provenance["robustify"] == {"weight": 0.25, "mean": 0.3, "n": 9.0, "bounded": False,
-                                               "a": 3.0, "b": 7.0}
+    assert rob3.provenance["robustify"] == {
+        "weight": 0.25,
+        "mean": 0.3,
+        "n": 9.0,
+        "bounded": False,
+        "a": 3.0,
+        "b": 7.0,
+    }
 
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"weight": 0.0}, "weight must lie in"), ({"weight": 1.0}, "weight must lie in"),
-     ({"weight": 0.1, "mean": 1.2}, "mean must lie in"), ({"weight": 0.1, "n": -1}, "n must be")],
+    [
+        ({"weight": 0.0}, "weight must lie in"),
+        ({"weight": 1.0}, "weight must lie in"),
+        ({"weight": 0.1, "mean": 1.2}, "mean must lie in"),
+        ({"weight": 0.1, "n": -1}, "n must be"),
+    ],
 )
 def test_robustify_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -326,8 +343,7 @@ def elir_by_quadrature(mix: BetaMixture) -> float:
 
     kw = {"limit": 1000, "epsabs": 1e-12, "epsrel": 1e-10}
     cut = math.log(0.5)
-    return (integrate.quad(lower, -700, cut, **kw)[0]
-            + integrate.quad(upper, -700, cut, **kw)[0])
+    return integrate.quad(lower, -700, cut, **kw)[0] + integrate.quad(upper, -700, cut, **kw)[0]
 
 
 @pytest.mark.parametrize(("a", "b"), [(5, 15), (1.5, 30), (2, 2), (200, 50)])
@@ -374,10 +390,17 @@ def test_ess_elir_problematic_rbest_mixtures():
     """Mixtures from RBesT test-utils.R that broke earlier RBesT versions: finite, > 0."""
     cases = [
         [(0.48, 1, 11), (0.34, 6.9, 173), (0.18, 1.0, 1.13)],
-        [(0.06429517, 437.32302999, 10.71709277), (0.03301215, 64.04211307, 2.14157953),
-         (0.00269268, 5.92543558, 1.00000001), (0.9, 1.0, 1.0)],
-        [(0.6051804, 1.0210697, 11.5485831), (0.2324492, 1.1955047, 1.0831573),
-         (0.1623704, 3.1342298, 6.7636286)],
+        [
+            (0.06429517, 437.32302999, 10.71709277),
+            (0.03301215, 64.04211307, 2.14157953),
+            (0.00269268, 5.92543558, 1.00000001),
+            (0.9, 1.0, 1.0),
+        ],
+        [
+            (0.6051804, 1.0210697, 11.5485831),
+            (0.2324492, 1.1955047, 1.0831573),
+            (0.1623704, 3.1342298, 6.7636286),
+        ],
     ]
     for comps in cases:
         mix = BetaMixture.mixture(comps)
@@ -406,7 +429,9 @@ def test_ess_morita_warns_for_multimodal():
 
 
 def test_ess_bad_method():
-    with pytest.raises(ValueError, match=r"method must be one of \['elir', 'moment', 'morita'\], got 'mle'"):
+    with pytest.raises(
+        ValueError, match=r"method must be one of \['elir', 'moment', 'morita'\], got 'mle'"
+    ):
         ess(BetaMixture.from_ab(2, 3), "mle")
 
 
@@ -449,8 +474,15 @@ def test_json_round_trip_is_exact(tmp_path):
     assert BetaMixture.from_json(text) == mix
     doc = json.loads(path.read_text())
     assert doc["schema"] == SCHEMA and doc["schema_version"] == 1
-    assert set(doc) == {"schema", "schema_version", "weights", "a", "b", "provenance",
-                        "lmsbayes_version"}
+    assert set(doc) == {
+        "schema",
+        "schema_version",
+        "weights",
+        "a",
+        "b",
+        "provenance",
+        "lmsbayes_version",
+    }
     # the atomic write leaves nothing but the target behind
     assert os.listdir(tmp_path) == ["prior.json"]
 
@@ -486,8 +518,10 @@ def test_from_json_missing_key_and_bad_text():
         ({"weights": [1.5, -0.5], "a": [1, 2], "b": [1, 2]}, r"weights must be >= 0.*-0\.5"),
         ({"weights": [1.0], "a": [0.0], "b": [1.0]}, r"a must be > 0, got a=\[0\.0\]"),
         ({"weights": [1.0], "a": [1.0], "b": [-2.0]}, r"b must be > 0, got b=\[-2\.0\]"),
-        ({"weights": [0.5, 0.5], "a": [1, 2], "b": [1]},
-         r"same length.*len\(weights\)=2, len\(a\)=2, len\(b\)=1"),
+        (
+            {"weights": [0.5, 0.5], "a": [1, 2], "b": [1]},
+            r"same length.*len\(weights\)=2, len\(a\)=2, len\(b\)=1",
+        ),
         ({"weights": [1.0], "a": [np.inf], "b": [1.0]}, r"a must be finite"),
         ({"weights": [1.0], "a": ["x"], "b": [1.0]}, r"a must be numeric"),
         ({"weights": [[1.0]], "a": [1.0], "b": [1.0]}, r"weights must be 1-D"),
@@ -506,8 +540,11 @@ def test_ppf_outside_unit_interval(q):
 
 @pytest.mark.parametrize(
     ("r", "n", "match"),
-    [(5, 3, "r must be <= 3, got 5"), (-1, 3, "r must be a non-negative integer, got -1"),
-     (1, 2.5, "n must be a non-negative integer, got 2.5")],
+    [
+        (5, 3, "r must be <= 3, got 5"),
+        (-1, 3, "r must be a non-negative integer, got -1"),
+        (1, 2.5, "n must be a non-negative integer, got 2.5"),
+    ],
 )
 def test_posterior_bad_counts(r, n, match):
     with pytest.raises(ValueError, match=match):
@@ -548,7 +585,9 @@ def test_robustified_prior_has_one_mode_and_no_false_warning():
     mix = robustify(BetaMixture.from_ab(2.2, 2.8), 0.2)
     modes = _mixture_modes(mix)
     assert modes.size == 1
-    assert modes[0] == pytest.approx(1.2 / 3.0, abs=1e-6)  # (a - 1) / (a + b - 2) of the informative part
+    assert modes[0] == pytest.approx(
+        1.2 / 3.0, abs=1e-6
+    )  # (a - 1) / (a + b - 2) of the informative part
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ess(mix, "morita")

@@ -27,8 +27,12 @@ from lmsbayes.prior.io import MAX_COMPONENTS, MAX_DEPTH
 
 DEEP = os.environ.get("LMSBAYES_RUN_SLOW") == "1" or "--run-slow" in sys.argv
 N_EXAMPLES = 3000 if DEEP else 150
-PROFILE = settings(max_examples=N_EXAMPLES, deadline=None, database=None,
-                   suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
+PROFILE = settings(
+    max_examples=N_EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 COUNTS: Counter = Counter()
 
 GOOD = robustify(BetaMixture(weights=[0.6, 0.4], a=[19.2, 3.5], b=[57.8, 9.4]), 0.2, mean=0.26)
@@ -52,7 +56,10 @@ def _refused(path, cls=PriorFileError, match: str = ""):
 
 # --------------------------------------------------------------------------- issue 11 cases
 def test_nesting_100000_deep_is_refused_quickly(tmp_path):
-    path = _write(tmp_path, '{"schema": "lmsbayes.betamixture", "provenance": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    path = _write(
+        tmp_path,
+        '{"schema": "lmsbayes.betamixture", "provenance": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    )
     t0 = time.perf_counter()
     msg = _refused(path, match="nests arrays/objects 100001 deep")
     assert time.perf_counter() - t0 < 2.0
@@ -61,11 +68,13 @@ def test_nesting_100000_deep_is_refused_quickly(tmp_path):
 
 @pytest.mark.parametrize(
     ("weights", "match"),
-    [(["0.5", "0.5"], r"'weights'\[0\] must be a number, got '0.5'"),
-     ([True, False], r"'weights'\[0\] must be a number, got True"),
-     ("0.5,0.5", r"'weights' must be an array of numbers, got '0.5,0.5'"),
-     ([0.5, None], r"'weights'\[1\] must be a number, got None")],
-)  # fmt: skip
+    [
+        (["0.5", "0.5"], r"'weights'\[0\] must be a number, got '0.5'"),
+        ([True, False], r"'weights'\[0\] must be a number, got True"),
+        ("0.5,0.5", r"'weights' must be an array of numbers, got '0.5,0.5'"),
+        ([0.5, None], r"'weights'\[1\] must be a number, got None"),
+    ],
+)
 def test_string_and_boolean_weights_are_refused(tmp_path, weights, match):
     doc = GOOD.to_dict() | {"weights": weights, "a": [1.0, 2.0], "b": [1.0, 2.0]}
     _refused(_write(tmp_path, json.dumps(doc)), match=match)
@@ -80,41 +89,70 @@ def test_unknown_key_is_refused_with_did_you_mean(tmp_path):
 
 def test_five_million_components_stop_at_the_door(tmp_path):
     k = 5_000_000
-    text = ('{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": ['
-            + ",".join(["2e-7"] * k) + '], "a": [1], "b": [1]}')  # fmt: skip
+    text = (
+        '{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": ['
+        + ",".join(["2e-7"] * k)
+        + '], "a": [1], "b": [1]}'
+    )
     path = _write(tmp_path, text)
     t0 = time.perf_counter()
     _refused(path, WorkLimitError, match="bytes")
     assert time.perf_counter() - t0 < 1.0
     # within the byte limit, the component count is bounded too
     n = MAX_COMPONENTS + 1
-    doc = {"schema": "lmsbayes.betamixture", "schema_version": 1,
-           "weights": [1 / n] * n, "a": [1.0] * n, "b": [1.0] * n}  # fmt: skip
-    _refused(_write(tmp_path, json.dumps(doc), "many.json"), WorkLimitError, match=f"at most {MAX_COMPONENTS}")
+    doc = {
+        "schema": "lmsbayes.betamixture",
+        "schema_version": 1,
+        "weights": [1 / n] * n,
+        "a": [1.0] * n,
+        "b": [1.0] * n,
+    }
+    _refused(
+        _write(tmp_path, json.dumps(doc), "many.json"),
+        WorkLimitError,
+        match=f"at most {MAX_COMPONENTS}",
+    )
 
 
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        ('{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [NaN], "a": [1], "b": [1]}',
-         "NaN is not a JSON number"),
+        (
+            '{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [NaN], "a": [1], "b": [1]}',
+            "NaN is not a JSON number",
+        ),
         ('{"schema": "lmsbayes.betamixture", "schema": "x"}', "duplicate key 'schema'"),
-        ('{"schema": "lmsbayes.betamixture", "schema_version": true, "weights": [1], "a": [1], "b": [1]}',
-         "schema_version must be 1"),
-        ('{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [1], "a": [0], "b": [1]}',
-         "a must be > 0"),
-        ('{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [0.5], "a": [1], "b": [1]}',
-         "weights must sum to 1"),
-        ('{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [1], "a": [1, 2], "b": [1]}',
-         "same length"),
-        ('{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [1], "a": [1]}',
-         r"missing required key\(s\) \['b'\]"),
-        ('{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [1], "a": [1], "b": [1], '
-         '"provenance": 3}', "'provenance' must be an object or null, got 3"),
-        ('[1, 2]', "must be a JSON object"),
+        (
+            '{"schema": "lmsbayes.betamixture", "schema_version": true, "weights": [1], "a": [1], "b": [1]}',
+            "schema_version must be 1",
+        ),
+        (
+            '{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [1], "a": [0], "b": [1]}',
+            "a must be > 0",
+        ),
+        (
+            '{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [0.5], "a": [1], "b": [1]}',
+            "weights must sum to 1",
+        ),
+        (
+            '{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [1], "a": [1, 2], "b": [1]}',
+            "same length",
+        ),
+        (
+            '{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [1], "a": [1]}',
+            r"missing required key\(s\) \['b'\]",
+        ),
+        (
+            '{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [1], "a": [1], "b": [1], '
+            '"provenance": 3}',
+            "'provenance' must be an object or null, got 3",
+        ),
+        ("[1, 2]", "must be a JSON object"),
         ('{"weights": [1], "a": [1], "b": [1]}', "has no 'schema' key"),
-        ('{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [1e999], "a": [1], "b": [1]}',
-         "must be finite"),
+        (
+            '{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [1e999], "a": [1], "b": [1]}',
+            "must be finite",
+        ),
         ('{"schema": "lmsbayes.betamixture", "schema_version": 1, "weigh', "is not valid JSON"),
     ],
 )
@@ -123,10 +161,15 @@ def test_bad_documents_give_one_clear_error(tmp_path, text, match):
 
 
 def test_files_of_the_wrong_kind(tmp_path):
-    _refused(_write(tmp_path, b"\x89HDF\r\n\x1a\n" + b"\0" * 64, "fit.nc"), match="HDF5/netCDF-4 file")
+    _refused(
+        _write(tmp_path, b"\x89HDF\r\n\x1a\n" + b"\0" * 64, "fit.nc"), match="HDF5/netCDF-4 file"
+    )
     _refused(_write(tmp_path, b"arm_id,trial,n\nA,B,3\n", "data.csv"), match="not valid JSON")
     _refused(_write(tmp_path, b'{"schema": "\xff"}', "latin.json"), match="not UTF-8 .* offset 12")
-    _refused(_write(tmp_path, '{"schema": "lmsbayes.betamixture"\x00}', "nul.json"), match="NUL character")
+    _refused(
+        _write(tmp_path, '{"schema": "lmsbayes.betamixture"\x00}', "nul.json"),
+        match="NUL character",
+    )
     _refused(tmp_path / "missing.json", match="does not exist")
     (tmp_path / "dir.json").mkdir()
     _refused(tmp_path / "dir.json", match="is a directory")
@@ -138,9 +181,18 @@ def test_good_file_reads_back_exactly_and_old_files_still_read(tmp_path):
     assert read_prior(path) == GOOD
     assert BetaMixture.from_json(path) == GOOD
     # a file as written before this reader (schema_version 1, the same keys) reads
-    old = {"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [0.8, 0.2],
-           "a": [12.0, 1.0], "b": [18.0, 1.0], "provenance": None, "lmsbayes_version": "0.1.0"}  # fmt: skip
-    assert read_prior(_write(tmp_path, json.dumps(old), "old.json")) == BetaMixture([0.8, 0.2], [12.0, 1.0], [18.0, 1.0])
+    old = {
+        "schema": "lmsbayes.betamixture",
+        "schema_version": 1,
+        "weights": [0.8, 0.2],
+        "a": [12.0, 1.0],
+        "b": [18.0, 1.0],
+        "provenance": None,
+        "lmsbayes_version": "0.1.0",
+    }
+    assert read_prior(_write(tmp_path, json.dumps(old), "old.json")) == BetaMixture(
+        [0.8, 0.2], [12.0, 1.0], [18.0, 1.0]
+    )
     # files are written with the user's permissions, not mkstemp's 0600, and no temp file is left
     mode = path.stat().st_mode & 0o777
     umask = os.umask(0)
@@ -161,8 +213,13 @@ def _rbest_json(w, a, b, cls=("betaMix", "mix"), names=None) -> str:
     """
     k = len(w)
     names = names or [f"comp{i + 1}" for i in range(k)]
-    meta = {"dim": [3, k], "dimnames": [["w", "a", "b"], names], "class": list(cls),
-            "likelihood": ["binomial"], "link": ["identity"]}  # fmt: skip
+    meta = {
+        "dim": [3, k],
+        "dimnames": [["w", "a", "b"], names],
+        "class": list(cls),
+        "likelihood": ["binomial"],
+        "link": ["identity"],
+    }
     return json.dumps({"meta": meta, "comp": [list(w), list(a), list(b)]})
 
 
@@ -175,7 +232,9 @@ def test_reads_rbest_write_mix_json(tmp_path):
     assert mix.provenance["source"] == "RBesT write_mix_json"
     assert mix.provenance["component_names"] == ["comp1", "comp2"]
     # rounded weights (digits = 2) are rescaled as read_mix_json does, and the record says so
-    r = read_prior(_write(tmp_path, _rbest_json([0.33, 0.33, 0.33], [1, 2, 3], [3, 2, 1]), "rounded.json"))
+    r = read_prior(
+        _write(tmp_path, _rbest_json([0.33, 0.33, 0.33], [1, 2, 3], [3, 2, 1]), "rounded.json")
+    )
     assert r.weights.sum() == pytest.approx(1.0) and r.provenance["weights_rescaled"] is True
     assert r.provenance["weight_sum_in_file"] == pytest.approx(0.99)
 
@@ -183,13 +242,17 @@ def test_reads_rbest_write_mix_json(tmp_path):
 def test_rbest_json_of_the_wrong_kind_or_shape(tmp_path):
     norm = _rbest_json([0.2, 0.8], [0, 2], [2, 2], cls=("normMix", "mix"))
     _refused(_write(tmp_path, norm, "norm.json"), match=r"wrong kind \(a normal mixture\)")
-    far = _rbest_json([0.15, 0.8], [1, 2], [1, 2])  # RBesT's own rescaling test: 0.95 is not rounding
+    far = _rbest_json(
+        [0.15, 0.8], [1, 2], [1, 2]
+    )  # RBesT's own rescaling test: 0.95 is not rounding
     _refused(_write(tmp_path, far, "far.json"), match="sum to 0.95")
     col = json.dumps({"meta": {"class": ["betaMix", "mix"]}, "comp": [[0.5, 1, 1], [0.5, 2, 2]]})
     _refused(_write(tmp_path, col, "colmajor.json"), match="3 rows w, a, b")
     dim = json.loads(_rbest_json([0.5, 0.5], [1, 2], [1, 2]))
     dim["meta"]["dim"] = [3, 3]
-    _refused(_write(tmp_path, json.dumps(dim), "dim.json"), match=r"does not match 'comp' \(3 x 2\)")
+    _refused(
+        _write(tmp_path, json.dumps(dim), "dim.json"), match=r"does not match 'comp' \(3 x 2\)"
+    )
 
 
 def test_rbest_r_call_and_json_agree(tmp_path):
@@ -197,7 +260,10 @@ def test_rbest_r_call_and_json_agree(tmp_path):
     text = _rbest_json(GOOD.weights.tolist(), GOOD.a.tolist(), GOOD.b.tolist())
     assert read_prior(_write(tmp_path, text, "r.json")) == GOOD
     call = GOOD.to_rbest()
-    triples = [tuple(float(v) for v in part.split(", ")) for part in call[len("mixbeta(c("):-2].split("), c(")]
+    triples = [
+        tuple(float(v) for v in part.split(", "))
+        for part in call[len("mixbeta(c(") : -2].split("), c(")
+    ]
     assert BetaMixture.mixture(triples) == GOOD
 
 
@@ -230,9 +296,14 @@ def test_preliz_round_trip():
 
 # --------------------------------------------------------------------------- property-based
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**20, 10**20) | st.floats(allow_nan=True, allow_infinity=True)
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**20), 10**20)
+    | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 KEYS = ["schema", "schema_version", "weights", "a", "b", "provenance", "lmsbayes_version"]
@@ -284,11 +355,13 @@ def test_byte_mutations_raise_only_documented_errors(tmp_path, op, pos, blob, de
     elif op == "insert":
         raw = raw[:i] + blob + raw[i:]
     elif op == "delete":
-        raw = raw[:i] + raw[i + len(blob):]
+        raw = raw[:i] + raw[i + len(blob) :]
     elif op == "flip":
-        raw = raw[:i] + bytes([(raw[i % len(raw)] ^ blob[0]) or 1]) + raw[i + 1:]
+        raw = raw[:i] + bytes([(raw[i % len(raw)] ^ blob[0]) or 1]) + raw[i + 1 :]
     else:  # deep nesting inside provenance
-        raw = raw.replace(b'"provenance": {', b'"provenance": {"x": ' + b"[" * depth + b"]" * depth + b", ", 1)
+        raw = raw.replace(
+            b'"provenance": {', b'"provenance": {"x": ' + b"[" * depth + b"]" * depth + b", ", 1
+        )
     COUNTS["bytes", _check(_write(tmp_path, raw))] += 1
 
 
@@ -301,8 +374,10 @@ def test_rbest_shaped_documents_raise_only_documented_errors(tmp_path, doc):
 def test_zz_property_counts():
     """Report how many mutated files were read (run with -s to see the counts)."""
     total = sum(COUNTS.values())
-    print(f"\nprior JSON reader, property-based: {total} examples "
-          f"({dict(sorted((f'{k[0]}/{k[1]}', v) for k, v in COUNTS.items()))}); "
-          "escaped the documented errors: 0")  # fmt: skip
+    print(
+        f"\nprior JSON reader, property-based: {total} examples "
+        f"({dict(sorted((f'{k[0]}/{k[1]}', v) for k, v in COUNTS.items()))}); "
+        "escaped the documented errors: 0"
+    )
     if COUNTS:  # the counts exist only when the property tests ran in this session
         assert total >= 3 * min(N_EXAMPLES, 100)

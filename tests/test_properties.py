@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import count_property
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -30,10 +31,15 @@ from lmsbayes.data import LABELS
 from lmsbayes.errors import FitFileError
 from lmsbayes.fitfile import load_fit
 from lmsbayes.spec import (
-    MAX_CHAINS, MAX_LANDMARKS, MAX_TOTAL_DRAWS, MAX_TUNE, NU_RANGE, SEED_RANGE, SpecError, load_spec,
-)  # fmt: skip
-
-from conftest import count_property
+    MAX_CHAINS,
+    MAX_LANDMARKS,
+    MAX_TOTAL_DRAWS,
+    MAX_TUNE,
+    NU_RANGE,
+    SEED_RANGE,
+    SpecError,
+    load_spec,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TEXT = (ROOT / "models" / "default.toml").read_text(encoding="utf-8")
@@ -65,7 +71,9 @@ def toml_value(v) -> str:
     if isinstance(v, int):
         return str(v)
     if isinstance(v, float):
-        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf") if math.isinf(v) else repr(v)
+        return (
+            "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf") if math.isinf(v) else repr(v)
+        )
     if isinstance(v, str):
         return _toml_string(v)
     if isinstance(v, (dt.date, dt.datetime)):
@@ -93,25 +101,80 @@ def test_the_toml_writer_round_trips_the_default_spec():
 
 # --- strategies -----------------------------------------------------------------------------------------
 
-_NAMES = sorted({k for sec in DEFAULT_RAW.values() if isinstance(sec, dict) for k in sec}
-                | set(DEFAULT_RAW) | {"nu", "populations", "exclude_arms", "tau_by", "trial_effect", "adaptation"})
-_WORDS = sorted({*_NAMES, *(w for labels in LABELS.values() for w in labels), "uLSM", "2L", "logit-binomal",
-                 "student_t", "HalfNormal", "Normal", "HalfCauchy", "line:nrt", "line", "nrt", "uterine"})
-_EDGE_INTS = [-1, 0, 1, 2, 24, 25, 64, 65, 1000, 2**31, 2**32 - 1, 2**32, 2**53 + 1, 2**63 - 1, 2**63, -(2**63),
-              10**12, 10**30]
-_EDGE_FLOATS = [0.0, -0.0, 0.5, 1.0, 1e-300, 1e300, 1e6, 1e7, float("inf"), float("-inf"), float("nan")]
+_NAMES = sorted(
+    {k for sec in DEFAULT_RAW.values() if isinstance(sec, dict) for k in sec}
+    | set(DEFAULT_RAW)
+    | {"nu", "populations", "exclude_arms", "tau_by", "trial_effect", "adaptation"}
+)
+_WORDS = sorted(
+    {
+        *_NAMES,
+        *(w for labels in LABELS.values() for w in labels),
+        "uLSM",
+        "2L",
+        "logit-binomal",
+        "student_t",
+        "HalfNormal",
+        "Normal",
+        "HalfCauchy",
+        "line:nrt",
+        "line",
+        "nrt",
+        "uterine",
+    }
+)
+_EDGE_INTS = [
+    -1,
+    0,
+    1,
+    2,
+    24,
+    25,
+    64,
+    65,
+    1000,
+    2**31,
+    2**32 - 1,
+    2**32,
+    2**53 + 1,
+    2**63 - 1,
+    2**63,
+    -(2**63),
+    10**12,
+    10**30,
+]
+_EDGE_FLOATS = [
+    0.0,
+    -0.0,
+    0.5,
+    1.0,
+    1e-300,
+    1e300,
+    1e6,
+    1e7,
+    float("inf"),
+    float("-inf"),
+    float("nan"),
+]
 
 toml_scalars = st.one_of(
-    st.integers(-(2**70), 2**70), st.sampled_from(_EDGE_INTS),
-    st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(_EDGE_FLOATS),
-    st.text(max_size=12), st.sampled_from(_WORDS), st.booleans(), st.dates(),
-)  # fmt: skip
+    st.integers(-(2**70), 2**70),
+    st.sampled_from(_EDGE_INTS),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(_EDGE_FLOATS),
+    st.text(max_size=12),
+    st.sampled_from(_WORDS),
+    st.booleans(),
+    st.dates(),
+)
 toml_values = st.recursive(
     toml_scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=4),
-                            st.dictionaries(st.sampled_from(_WORDS) | st.text(max_size=6), inner, max_size=3)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.sampled_from(_WORDS) | st.text(max_size=6), inner, max_size=3),
+    ),
     max_leaves=8,
-)  # fmt: skip
+)
 
 
 @st.composite
@@ -119,12 +182,18 @@ def mutated_spec_text(draw) -> bytes:
     raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_RAW.items()}
     for _ in range(draw(st.integers(1, 3))):
         op = draw(st.sampled_from(["set", "set", "set", "delete", "section"]))
-        section = draw(st.sampled_from([*raw, "sampler", "random_effects", "data", "priors"]) | st.text(max_size=6))
+        section = draw(
+            st.sampled_from([*raw, "sampler", "random_effects", "data", "priors"])
+            | st.text(max_size=6)
+        )
         if op == "section":
             raw[section] = draw(toml_values)
             continue
-        target = raw.setdefault(section, {}) if section in DEFAULT_RAW and isinstance(DEFAULT_RAW[section], dict) \
+        target = (
+            raw.setdefault(section, {})
+            if section in DEFAULT_RAW and isinstance(DEFAULT_RAW[section], dict)
             else raw
+        )
         if not isinstance(target, dict):
             continue
         key = draw(st.sampled_from([*target, *_NAMES]) if target else st.sampled_from(_NAMES))
@@ -138,13 +207,16 @@ def mutated_spec_text(draw) -> bytes:
             break
         at = draw(st.integers(0, len(data) - 1))
         kind = draw(st.sampled_from(["replace", "insert", "delete"]))
-        chunk = draw(st.binary(min_size=1, max_size=4) | st.sampled_from([b"\xff", b"\0", b"\xe4", b"[[", b"\n"]))
+        chunk = draw(
+            st.binary(min_size=1, max_size=4)
+            | st.sampled_from([b"\xff", b"\0", b"\xe4", b"[[", b"\n"])
+        )
         if kind == "replace":
-            data[at:at + len(chunk)] = chunk
+            data[at : at + len(chunk)] = chunk
         elif kind == "insert":
             data[at:at] = chunk
         else:
-            del data[at:at + draw(st.integers(1, 40))]
+            del data[at : at + draw(st.integers(1, 40))]
     return bytes(data)
 
 
@@ -162,10 +234,19 @@ def _floats_in(obj):
 def check_accepted_spec(spec) -> None:
     s = spec.sampler
     assert SEED_RANGE[0] <= s.seed <= SEED_RANGE[1]
-    assert s.chains >= 1 and s.chains <= MAX_CHAINS and s.draws >= 1 and s.draws * s.chains <= MAX_TOTAL_DRAWS
+    assert (
+        s.chains >= 1
+        and s.chains <= MAX_CHAINS
+        and s.draws >= 1
+        and s.draws * s.chains <= MAX_TOTAL_DRAWS
+    )
     assert s.tune >= 1 and s.tune <= MAX_TUNE
     assert NU_RANGE[0] <= spec.random_effects.nu <= NU_RANGE[1]
-    assert len(spec.landmarks) >= 1 and len(spec.landmarks) <= MAX_LANDMARKS and all(0 < t <= 120 for t in spec.landmarks)
+    assert (
+        len(spec.landmarks) >= 1
+        and len(spec.landmarks) <= MAX_LANDMARKS
+        and all(0 < t <= 120 for t in spec.landmarks)
+    )
     assert set(spec.data.populations) <= set(LABELS["population"])
     assert all(math.isfinite(v) for v in _floats_in(spec.to_dict()))
 
@@ -191,12 +272,15 @@ def test_spec_reader_gives_a_spec_or_a_spec_error_naming_the_file(text):
 # --- the fit loader ---------------------------------------------------------------------------------------
 
 attr_values = st.one_of(
-    st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), max_size=30),
-    st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=True, allow_infinity=True),
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), max_size=30
+    ),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
     st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=4),
     st.lists(st.integers(-(2**31), 2**31), min_size=1, max_size=4),
     st.sampled_from(["", "lmsbayes.fit", "seed = [", "[sampler]\nseed = -1\n", DEFAULT_TEXT]),
-)  # fmt: skip
+)
 
 
 def _mutated_spec_string(draw) -> str:
@@ -209,7 +293,11 @@ def fit_mutation(draw, tree: xr.DataTree):
     ops = []
     groups = [g for g in tree.children]
     for _ in range(draw(st.integers(1, 3))):
-        op = draw(st.sampled_from(["drop_group", "drop_attr", "set_attr", "spec_text", "drop_var", "set_var"]))
+        op = draw(
+            st.sampled_from(
+                ["drop_group", "drop_attr", "set_attr", "spec_text", "drop_var", "set_var"]
+            )
+        )
         node = draw(st.sampled_from(["/", "lmsbayes_inputs", "posterior"]))
         if op == "drop_group":
             ops.append((op, draw(st.sampled_from(groups))))
@@ -221,7 +309,9 @@ def fit_mutation(draw, tree: xr.DataTree):
         elif op == "spec_text":
             ops.append(("set_attr", "/", "spec_text", _mutated_spec_string(draw)))
         else:
-            group = draw(st.sampled_from(["lmsbayes_inputs", "posterior", "observed_data", "constant_data"]))
+            group = draw(
+                st.sampled_from(["lmsbayes_inputs", "posterior", "observed_data", "constant_data"])
+            )
             var = draw(st.sampled_from(sorted(tree[group].data_vars)))
             fill = draw(st.sampled_from([np.nan, np.inf, -1.0, 1e300, 0.5, 10**9, 0.0]))
             ops.append((op, group, var, fill))
@@ -258,7 +348,10 @@ def apply_ops(tree: xr.DataTree, ops) -> xr.DataTree:
                 ds = ds.drop_vars(var)
             else:
                 shape = ds[var].shape
-                ds[var] = (ds[var].dims, np.full(shape, fill, dtype=float))  # a new variable: no saved encoding
+                ds[var] = (
+                    ds[var].dims,
+                    np.full(shape, fill, dtype=float),
+                )  # a new variable: no saved encoding
             out[group].dataset = ds
     return out
 
@@ -279,7 +372,7 @@ def test_fit_loader_gives_a_fit_or_a_fit_file_error_naming_the_file(small_tree, 
         apply_ops(small_tree, ops).to_netcdf(path, engine="netcdf4")
         raw = bytearray(path.read_bytes())
         if damage == "truncate":
-            del raw[int(where * (len(raw) - 1)):]
+            del raw[int(where * (len(raw) - 1)) :]
         elif damage == "head":
             raw[int(where * 95)] = byte
         path.write_bytes(bytes(raw))
@@ -325,8 +418,12 @@ def test_fit_loader_on_byte_flips_in_the_body(small_fit_file, request, tmp_path)
             raw[j] = int(rng.integers(0, 256))
         path = tmp_path / f"flip_{i}.nc"
         path.write_bytes(bytes(raw))
-        r = subprocess.run([sys.executable, "-c", _LOAD_IN_CHILD, str(path)], capture_output=True, text=True,
-                           timeout=300)  # fmt: skip
+        r = subprocess.run(
+            [sys.executable, "-c", _LOAD_IN_CHILD, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if r.returncode != 0:
             count_property("fit loader, body byte flips (subprocess)", "crashed in HDF5")
             continue

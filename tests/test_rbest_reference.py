@@ -27,11 +27,18 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from lmsbayes.design import BayesianSingleArm, TwoArmDesign, operating_characteristics, paired_success
+from lmsbayes.design import (
+    BayesianSingleArm,
+    TwoArmDesign,
+    operating_characteristics,
+    paired_success,
+)
 from lmsbayes.prior import BetaMixture, ess, robustify
 
 # vignette: `map <- automixfit(map_mcmc); print(map)` (7 significant digits printed)
-AS_MAP = BetaMixture.mixture([(0.6167463, 19.1916387, 57.7779318), (0.3832537, 3.5278745, 9.3735980)])
+AS_MAP = BetaMixture.mixture(
+    [(0.6167463, 19.1916387, 57.7779318), (0.3832537, 3.5278745, 9.3735980)]
+)
 UNIFORM = BetaMixture.from_ab(1, 1)
 TREAT = BetaMixture.from_ab(0.5, 1)  # `treat_prior <- mixbeta(c(1, 0.5, 1))`
 
@@ -54,7 +61,9 @@ def test_as_map_summary_as_printed():
     assert AS_MAP.sd() == pytest.approx(0.08423297, abs=5e-8)
     # RBesT's qmix inverts the mixture cdf numerically to ~3e-5; ours inverts it to
     # machine precision (tests/test_prior.py), so the quantiles agree to 5e-5
-    np.testing.assert_allclose(AS_MAP.ppf([0.025, 0.5, 0.975]), [0.10808237, 0.25003652, 0.47028444], atol=5e-5)
+    np.testing.assert_allclose(
+        AS_MAP.ppf([0.025, 0.5, 0.975]), [0.10808237, 0.25003652, 0.47028444], atol=5e-5
+    )
 
 
 @pytest.mark.parametrize(
@@ -168,8 +177,13 @@ def _sf_exact(a: int, b: int, t: Fraction) -> Fraction:
 def _post_prob_exact(comps, r: int, n: int, t: Fraction) -> Fraction:
     w = [Fraction(wk) * _beta_fn(a + r, b + n - r) / _beta_fn(a, b) for wk, a, b in comps]
     total = sum(w)
-    return sum((wk / total * _sf_exact(a + r, b + n - r, t) for wk, (_, a, b) in zip(w, comps, strict=True)),
-               Fraction(0))  # fmt: skip
+    return sum(
+        (
+            wk / total * _sf_exact(a + r, b + n - r, t)
+            for wk, (_, a, b) in zip(w, comps, strict=True)
+        ),
+        Fraction(0),
+    )
 
 
 def test_cli_threshold_design_matches_exact_rational_decision1s(tmp_path, capsys):
@@ -182,13 +196,21 @@ def test_cli_threshold_design_matches_exact_rational_decision1s(tmp_path, capsys
     prior.to_json(path)
     t, c, n = Fraction(2, 5), Fraction(39, 40), 40
     exact_min = next(r for r in range(n + 1) if _post_prob_exact(comps, r, n, t) >= c)
+
     # the success probability at the threshold and at 0.55, also exactly
     def p_success(p: Fraction) -> float:
-        return float(sum(math.comb(n, r) * p**r * (1 - p) ** (n - r) for r in range(exact_min, n + 1)))
+        return float(
+            sum(math.comb(n, r) * p**r * (1 - p) ** (n - r) for r in range(exact_min, n + 1))
+        )
 
-    assert main(["design", str(path), "--threshold", "0.4", "--success", "0.975", "--looks", "40"]) == 0
+    assert (
+        main(["design", str(path), "--threshold", "0.4", "--success", "0.975", "--looks", "40"])
+        == 0
+    )
     out = capsys.readouterr().out
-    assert "the prior is the prior of the arm's own rate" in out and "RBesT's decision1S / oc1S" in out
+    assert (
+        "the prior is the prior of the arm's own rate" in out and "RBesT's decision1S / oc1S" in out
+    )
     assert f"{exact_min} of 40" in out
     assert f"P(success) at p0 = 0.400 (the fixed threshold): {p_success(t):.4f}" in out
     d = BayesianSingleArm(looks=(40,), p0=0.4, prior=prior, success_prob=0.975)

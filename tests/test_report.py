@@ -14,9 +14,21 @@ from lmsbayes.files import TMP_PREFIX
 from lmsbayes.report import MANIFEST, write_report
 
 #: What a report of the default fit (landmarks 3 and 6 months) holds
-REPORT_FILES = {"thresholds.csv", "diagnostics.csv", "exclusions.csv", "index.html", "forest_3m.png",
-                "forest_6m.png", "predictive_3m.png", "predictive_6m.png", "effects.png", "ppc.png",
-                "prior_2L_6m.png", "oc_2L_6m.png", "design_2L_6m_boundaries.csv"}  # fmt: skip
+REPORT_FILES = {
+    "thresholds.csv",
+    "diagnostics.csv",
+    "exclusions.csv",
+    "index.html",
+    "forest_3m.png",
+    "forest_6m.png",
+    "predictive_3m.png",
+    "predictive_6m.png",
+    "effects.png",
+    "ppc.png",
+    "prior_2L_6m.png",
+    "oc_2L_6m.png",
+    "design_2L_6m_boundaries.csv",
+}
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import subprocess
 import sys
 
 import numpy as np
-
 from _synthetic import trials_csv
 
 SCRIPT = r"""
@@ -45,10 +44,17 @@ def test_same_seed_same_draws_on_an_empty_and_a_warm_compile_cache(tmp_path):
     env = dict(os.environ, PYTENSOR_FLAGS=f"base_compiledir={tmp_path / 'pytensor'}")
     runs = []
     for _ in range(2):  # the first run fills the empty cache, the second loads from it
-        out = subprocess.run([sys.executable, "-c", SCRIPT, str(path)], env=env,
-                             capture_output=True, text=True, check=True)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-c", SCRIPT, str(path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    assert any((tmp_path / "pytensor").rglob("*.nbi")), "the first run should have filled the numba cache"
+    assert any((tmp_path / "pytensor").rglob("*.nbi")), (
+        "the first run should have filled the numba cache"
+    )
     assert runs[0] == runs[1]
 
 
@@ -71,7 +77,9 @@ def test_the_exact_engine_gives_the_same_draws_in_two_new_processes():
     """The default analysis' posterior is bit-identical across processes (a seeded, compile-free engine)."""
     runs = []
     for _ in range(2):
-        out = subprocess.run([sys.executable, "-c", EXACT_SCRIPT], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", EXACT_SCRIPT], capture_output=True, text=True, check=True
+        )
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     assert runs[0] == runs[1]
     assert np.all(np.isfinite(runs[0]["first"]))

@@ -8,11 +8,10 @@ predictive rate against its closed form.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
-
 from conftest import quiet_fit
+
 from lmsbayes.predict import Setting, predict
 from lmsbayes.spec import load_spec
 
@@ -21,10 +20,15 @@ NU = 10.0  # a finite fourth moment, so the variance check below has a finite Mo
 
 @pytest.fixture(scope="module")
 def robust_fit(trials):
-    spec = load_spec("per_landmark").replace(**{
-        "random_effects.distribution": "student_t", "random_effects.nu": NU,
-        "random_effects.trial_effect": True, "sampler.draws": 1000, "sampler.tune": 1000,
-    })  # fmt: skip
+    spec = load_spec("per_landmark").replace(
+        **{
+            "random_effects.distribution": "student_t",
+            "random_effects.nu": NU,
+            "random_effects.trial_effect": True,
+            "sampler.draws": 1000,
+            "sampler.tune": 1000,
+        }
+    )
     return quiet_fit(spec, trials)
 
 
@@ -42,14 +46,18 @@ def test_robust_fit_samples_soundly(robust_fit):
 def test_arms_of_one_trial_share_its_effect(robust_fit):
     """theta = alpha + x beta + tau[stratum] z + trial_tau v[trial], recomputed per draw."""
     data, post = robust_fit.data, robust_fit.posterior
-    known = np.setdiff1d(np.arange(len(data.arms)), data.latent_uterine)  # observed uterine fraction
+    known = np.setdiff1d(
+        np.arange(len(data.arms)), data.latent_uterine
+    )  # observed uterine fraction
     fixed = post["alpha"].values[:, :, None, :] * np.ones((1, 1, len(data.arms), 1))
     for j, cov in enumerate(data.covariates):
         fixed = fixed + data.X[None, None, :, None, j] * post["beta"].values[:, :, None, :, j]
     tau = post["tau"].values[:, :, data.stratum_idx, :]  # (chain, draw, arm, landmark)
     trial = post["trial_tau"].values[:, :, None, :] * post["v"].values[:, :, data.trial_idx, :]
     expected = fixed + tau * post["z"].values + trial
-    np.testing.assert_allclose(post["theta"].values[:, :, known], expected[:, :, known], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        post["theta"].values[:, :, known], expected[:, :, known], rtol=1e-9, atol=1e-9
+    )
     # at least one trial contributes two arms, so the sharing is exercised
     assert np.bincount(data.trial_idx).max() >= 2
 

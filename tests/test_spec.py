@@ -124,7 +124,13 @@ def test_several_problems_are_reported_at_once():
     assert len(problems) == 5, problems
     msg = str(info.value)
     assert msg.startswith("several.toml: 5 problems")
-    for needle in ("likelyhood", "draws must be an integer", "Normel", "tau.sigma must be > 0", "refrence"):
+    for needle in (
+        "likelyhood",
+        "draws must be an integer",
+        "Normel",
+        "tau.sigma must be > 0",
+        "refrence",
+    ):
         assert needle in msg
     assert len(msg.splitlines()) == 6  # header + one line per problem
 
@@ -172,7 +178,10 @@ def test_covariates(text, needle):
 @pytest.mark.parametrize(
     "prior, needle",
     [
-        ('alpha = { dist = "Normel", sigma = 1 }', "unknown distribution 'Normel'; did you mean 'Normal'?"),
+        (
+            'alpha = { dist = "Normel", sigma = 1 }',
+            "unknown distribution 'Normel'; did you mean 'Normal'?",
+        ),
         ('alpha = { dist = "Gumbel", mu = 0, beta = 1 }', "unknown distribution 'Gumbel'"),
         ('alpha = { dist = "Normal" }', "Normal needs ['sigma']"),
         ('tau = { dist = "HalfStudentT", sigma = 1 }', "HalfStudentT needs ['nu']"),
@@ -184,7 +193,10 @@ def test_covariates(text, needle):
         ('tau = { dist = "HalfNormal", sigma = true }', "tau.sigma must be a finite number"),
         ("tau = 0.5", "[priors] tau must be a table"),
         ('tau = { dist = "Uniform", lower = 2, upper = 1 }', "Uniform needs lower < upper"),
-        ('beta = { dist = "HalfNormal", sigma = 1 }', "beta must be a distribution on the real line"),
+        (
+            'beta = { dist = "HalfNormal", sigma = 1 }',
+            "beta must be a distribution on the real line",
+        ),
     ],
 )
 def test_bad_prior(prior, needle):
@@ -194,9 +206,12 @@ def test_bad_prior(prior, needle):
 
 @pytest.mark.parametrize(
     "prior",
-    ['{ dist = "Normal", mu = 0, sigma = 1 }', '{ dist = "StudentT", nu = 3, sigma = 1 }',
-     '{ dist = "Uniform", lower = -1, upper = 2 }'],
-)  # fmt: skip
+    [
+        '{ dist = "Normal", mu = 0, sigma = 1 }',
+        '{ dist = "StudentT", nu = 3, sigma = 1 }',
+        '{ dist = "Uniform", lower = -1, upper = 2 }',
+    ],
+)
 def test_tau_prior_with_real_support_is_rejected(prior):
     msg = one_problem(f"[priors]\ntau = {prior}\n")
     assert "[priors] tau must have positive support" in msg
@@ -204,10 +219,16 @@ def test_tau_prior_with_real_support_is_rejected(prior):
 
 @pytest.mark.parametrize(
     "prior",
-    [Prior("HalfNormal", sigma=0.5), Prior("Normal", mu=0.0, sigma=2.0), Prior("Normal", sigma=1),
-     Prior("StudentT", nu=3, mu=-1.5, sigma=0.25), Prior("Uniform", lower=0, upper=1e-7),
-     Prior("HalfCauchy", beta=0.1), Prior("Beta", alpha=2, beta=3)],
-)  # fmt: skip
+    [
+        Prior("HalfNormal", sigma=0.5),
+        Prior("Normal", mu=0.0, sigma=2.0),
+        Prior("Normal", sigma=1),
+        Prior("StudentT", nu=3, mu=-1.5, sigma=0.25),
+        Prior("Uniform", lower=0, upper=1e-7),
+        Prior("HalfCauchy", beta=0.1),
+        Prior("Beta", alpha=2, beta=3),
+    ],
+)
 def test_prior_repr_round_trips(prior):
     again = eval(repr(prior), {"Prior": Prior})  # noqa: S307 - our own repr
     assert again == prior
@@ -258,7 +279,7 @@ def test_landmarks_are_floats():
         ('[data]\nlines = ["1L", "3L"]', "'3L'"),
         ("[data]\nyears = [2018, 2003]", "[data] years"),
         ('[data]\nexclude_placebo = "yes"', "must be true or false"),
-        ('[sampler]\ntarget_accept = 1.0', "target_accept must be in [0.5, 1)"),
+        ("[sampler]\ntarget_accept = 1.0", "target_accept must be in [0.5, 1)"),
         ('[sampler]\nadaptation = "dense"', "adaptation"),
         ("[thresholds]\nhr = [0.65, 1.2]", "hr: each hazard ratio must be in (0, 1), got 1.2"),
         ("data = 3", "[data] must be a table"),
@@ -287,7 +308,12 @@ def test_replace_dotted_and_top_level():
     assert spec.sampler.draws == 2000  # frozen: the original is untouched
     assert new.text == ""  # the TOML no longer describes the spec
     assert new.hash != spec.hash
-    assert new.replace(**{"sampler.draws": 2000, "data.derive_from_median": True}, landmarks=(3.0, 6.0)) == spec
+    assert (
+        new.replace(
+            **{"sampler.draws": 2000, "data.derive_from_median": True}, landmarks=(3.0, 6.0)
+        )
+        == spec
+    )
 
 
 def test_replace_validates():
@@ -301,21 +327,28 @@ def test_replace_validates():
 def test_hash_ignores_formatting_and_comments(tmp_path):
     original = load_spec("default")
     d = original.to_dict()
-    prior = lambda p: "{" + ", ".join(f"{k} = {v!r}" if k != "dist" else f'dist = "{v}"' for k, v in p.items()) + "}"  # noqa: E731
+
+    def prior(p):
+        return (
+            "{"
+            + ", ".join(f"{k} = {v!r}" if k != "dist" else f'dist = "{v}"' for k, v in p.items())
+            + "}"
+        )  # noqa: E731
+
     text = f"""
         # the same analysis, written differently: key order, spacing, int vs float, comments
         landmarks = [3.0, 6.0]   # months
         name = "default"
-        description = "{d['description']}"
+        description = "{d["description"]}"
         [sampler]
-        seed = {d['sampler']['seed']}
+        seed = {d["sampler"]["seed"]}
         chains=4
         tune = 1000
         draws = 2_000
         target_accept = 0.90
         [priors]
-        tau = {prior(d['priors']['tau'])}
-        beta = {prior(d['priors']['beta'])}
+        tau = {prior(d["priors"]["tau"])}
+        beta = {prior(d["priors"]["beta"])}
         alpha = {{ sigma = 2, dist = "Normal", mu = 0 }}
         [random_effects]
         tau_by = "line"
@@ -341,7 +374,9 @@ def test_hash_ignores_formatting_and_comments(tmp_path):
 def test_covariate_the_data_cannot_inform(trials):
     from lmsbayes.model import prepare_data
 
-    spec = parse_spec({"model": {"covariates": ["line"]}, "data": {"lines": ["1L"]}}, source="first-line")
+    spec = parse_spec(
+        {"model": {"covariates": ["line"]}, "data": {"lines": ["1L"]}}, source="first-line"
+    )
     with pytest.raises(SpecError) as info:
         prepare_data(spec, trials)
     assert len(info.value.problems) == 1
@@ -362,11 +397,13 @@ def test_structural_and_semantic_problems_are_reported_together():
     from lmsbayes.spec import SpecError, parse_spec
 
     with pytest.raises(SpecError) as info:
-        parse_spec({
-            "model": {"likelyhood": "x", "covariates": ["line", "nrtt"]},
-            "sampler": {"draws": "many"},
-            "random_effects": {"tau_by": "site"},
-        })  # fmt: skip
+        parse_spec(
+            {
+                "model": {"likelyhood": "x", "covariates": ["line", "nrtt"]},
+                "sampler": {"draws": "many"},
+                "random_effects": {"tau_by": "site"},
+            }
+        )
     msg = str(info.value)
     assert "did you mean 'likelihood'" in msg  # unknown key
     assert "draws must be an integer, got 'many'" in msg  # wrong type

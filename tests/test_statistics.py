@@ -13,15 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _synthetic import trials_csv
+from conftest import quiet_fit
 from scipy import integrate, stats
 
 from lmsbayes.data import load_trials
 from lmsbayes.engines.normal_normal import normal_normal
 from lmsbayes.predict import Setting, landmark_order, predict
 from lmsbayes.spec import parse_spec
-
-from _synthetic import trials_csv
-from conftest import quiet_fit
 
 #: Public data sets the tests need, shipped with their source notes (tests/data/*.md)
 DATA = Path(__file__).resolve().parent / "data"
@@ -66,15 +65,26 @@ def as_logit_normal_fit(tmp_path_factory):
     rate = (d["r"] / d["n"]).to_numpy()
     se = 1 / np.sqrt(d["n"] * rate * (1 - rate))
     path = trials_csv(tmp_path_factory.mktemp("as") / "as.csv", rate=rate, n=d["n"], se_logit=se)
-    spec = parse_spec({
-        "name": "as-logit-normal", "landmarks": [6],
-        "model": {"likelihood": "logit-normal", "covariates": []},
-        "priors": {"alpha": {"dist": "Normal", "mu": 0.0, "sigma": 2.0},
-                   "tau": {"dist": "HalfNormal", "sigma": 0.5}},
-        # 8 arms and tau near 0: a small step size keeps the non-centred funnel free of divergences
-        # (0.95 left 1 divergence in 10,000 draws)
-        "sampler": {"draws": 2500, "tune": 1000, "chains": 4, "seed": 11, "target_accept": 0.99},
-    })  # fmt: skip
+    spec = parse_spec(
+        {
+            "name": "as-logit-normal",
+            "landmarks": [6],
+            "model": {"likelihood": "logit-normal", "covariates": []},
+            "priors": {
+                "alpha": {"dist": "Normal", "mu": 0.0, "sigma": 2.0},
+                "tau": {"dist": "HalfNormal", "sigma": 0.5},
+            },
+            # 8 arms and tau near 0: a small step size keeps the non-centred funnel free of divergences
+            # (0.95 left 1 divergence in 10,000 draws)
+            "sampler": {
+                "draws": 2500,
+                "tune": 1000,
+                "chains": 4,
+                "seed": 11,
+                "target_accept": 0.99,
+            },
+        }
+    )
     fit = quiet_fit(spec, load_trials(path))
     exact = normal_normal(_logit(rate), se, mu_prior=(0.0, 2.0))
     return fit, exact
@@ -101,7 +111,12 @@ def test_logit_normal_posterior_matches_quadrature(as_logit_normal_fit):
 def test_landmark_order_is_empty_for_one_landmark(as_logit_normal_fit):
     fit, _ = as_logit_normal_fit
     order = landmark_order(fit, [Setting("2L+", name="AS")])
-    assert order.empty and list(order.columns) == ["setting", "earlier", "later", "prob_later_higher"]
+    assert order.empty and list(order.columns) == [
+        "setting",
+        "earlier",
+        "later",
+        "prob_later_higher",
+    ]
 
 
 def test_predictive_quantiles_match_quadrature(as_logit_normal_fit):
@@ -130,16 +145,30 @@ def test_recovery_of_known_parameters(tmp_path):
     frac = rng.choice([0.0, 0.5, 1.0], k)
     n = rng.integers(30, 90, k)
     truth = {"alpha": 0.4, "line": -1.0, "nrt": 0.3, "uterine": -0.7, "tau": 0.35}
-    eta = (truth["alpha"] + truth["line"] * (line == "2L+") + truth["nrt"] * (klass == "NR-T")
-           + truth["uterine"] * (frac - 0.5) + truth["tau"] * rng.standard_normal(k))  # fmt: skip
+    eta = (
+        truth["alpha"]
+        + truth["line"] * (line == "2L+")
+        + truth["nrt"] * (klass == "NR-T")
+        + truth["uterine"] * (frac - 0.5)
+        + truth["tau"] * rng.standard_normal(k)
+    )
     y = rng.binomial(n, 1 / (1 + np.exp(-eta)))
-    path = trials_csv(tmp_path / "sim.csv", rate=y / n, n=n, line=line, treatment_class=klass,
-                      uterine_fraction=frac)  # fmt: skip
-    spec = parse_spec({
-        "name": "recovery", "landmarks": [6],
-        "model": {"likelihood": "logit-binomial", "covariates": ["line", "nrt", "uterine"]},
-        "sampler": {"draws": 1000, "tune": 1000, "chains": 4, "seed": 5},
-    })  # fmt: skip
+    path = trials_csv(
+        tmp_path / "sim.csv",
+        rate=y / n,
+        n=n,
+        line=line,
+        treatment_class=klass,
+        uterine_fraction=frac,
+    )
+    spec = parse_spec(
+        {
+            "name": "recovery",
+            "landmarks": [6],
+            "model": {"likelihood": "logit-binomial", "covariates": ["line", "nrt", "uterine"]},
+            "sampler": {"draws": 1000, "tune": 1000, "chains": 4, "seed": 5},
+        }
+    )
     fit = quiet_fit(spec, load_trials(path))
     assert fit.diagnostics.divergences == 0
     # the effective binomial data are the simulated counts (binomial se -> n_eff = n)

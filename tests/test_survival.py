@@ -19,9 +19,9 @@ import math
 
 import numpy as np
 import pytest
+from _synthetic import lms_tables
 from scipy import stats
 
-from _synthetic import lms_tables
 from lmsbayes.engines.exact import Integrator
 from lmsbayes.likelihoods import NUMPY_OPS
 from lmsbayes.model import Model, prepare_data
@@ -67,17 +67,36 @@ def test_within_arm_correlation_matches_simulated_curves():
 
 
 def _one_arm_tables(median, lo, hi, rates, n):
-    arms = [{"arm_id": "a0", "line": "2L+", "n": n, "pfs_median_m": median, "pfs_median_lo": lo, "pfs_median_hi": hi,
-             "uterine_fraction": 1.0}]
+    arms = [
+        {
+            "arm_id": "a0",
+            "line": "2L+",
+            "n": n,
+            "pfs_median_m": median,
+            "pfs_median_lo": lo,
+            "pfs_median_hi": hi,
+            "uterine_fraction": 1.0,
+        }
+    ]
     return lms_tables(arms, [{"arm_id": "a0", "t": t, "rate": s} for t, s in rates])
 
 
 def _spec(curve="loglogistic", correlated=True, shape="pooled", covariates=()):
-    return parse_spec({"name": "surv", "landmarks": [3, 6],
-                       "data": {"require_identifier": False},
-                       "model": {"likelihood": "survival", "curve": curve, "shape": shape,
-                                 "covariates": list(covariates), "within_arm_correlation": correlated},
-                       "random_effects": {"tau_by": "none"}})  # fmt: skip
+    return parse_spec(
+        {
+            "name": "surv",
+            "landmarks": [3, 6],
+            "data": {"require_identifier": False},
+            "model": {
+                "likelihood": "survival",
+                "curve": curve,
+                "shape": shape,
+                "covariates": list(covariates),
+                "within_arm_correlation": correlated,
+            },
+            "random_effects": {"tau_by": "none"},
+        }
+    )
 
 
 @pytest.mark.parametrize("correlated, calibrated", [(True, True), (False, False)])
@@ -100,10 +119,12 @@ def test_median_and_rates_of_one_curve_are_counted_once(correlated, calibrated):
     for _ in range(600):
         s, m = _km(_loglogistic_times(rng, n, median, k), grid)
         s = np.clip(s, 0.5 / n, 1 - 0.5 / n)
-        tables = _one_arm_tables(m, m * math.exp(-1.96 * se_med), m * math.exp(1.96 * se_med),
-                                 list(zip(grid, s)), n)  # fmt: skip
-        obs, terms, _, _ = survival_observations(tables.arms, tables.rates, curve="loglogistic", t_ref=6.0,
-                                                 correlated=correlated)  # fmt: skip
+        tables = _one_arm_tables(
+            m, m * math.exp(-1.96 * se_med), m * math.exp(1.96 * se_med), list(zip(grid, s)), n
+        )
+        obs, terms, _, _ = survival_observations(
+            tables.arms, tables.rates, curve="loglogistic", t_ref=6.0, correlated=correlated
+        )
         P = np.zeros((len(obs), len(obs)))
         P[terms["first"], terms["second"]] = terms["precision"]
         # the observations' means are linear in eta: rates eta - k log(t / 6), the median log 6 + eta / k
@@ -127,7 +148,9 @@ def test_median_likelihood_has_its_closed_form(curve):
     spec = _spec(curve=curve)
     m = Model(spec, prepare_data(spec, tables))
     alpha, tau, k = 0.4, 0.6, 1.7
-    got = Integrator(m).arm_loglik({"alpha": np.array([alpha]), "tau": np.array([[tau]]), "shape": np.array([[k]])})[0, 0]
+    got = Integrator(m).arm_loglik(
+        {"alpha": np.array([alpha]), "tau": np.array([[tau]]), "shape": np.array([[k]])}
+    )[0, 0]
     se = (math.log(hi) - math.log(lo)) / (2 * 1.959963984540054)
     if curve == "loglogistic":  # logit S(median) = 0: log m = log t_ref + eta / k
         mean = math.log(6.0) + alpha / k
@@ -159,7 +182,9 @@ def test_km_median_sd_is_the_asymptotic_one_the_model_uses(curve, k):
     model_sd = se1 / k**power
     # Monte Carlo se of an sd: sd / sqrt(2 reps) (1.1%); 4 of them, plus 4% for n = 100 not being infinite
     assert abs(np.std(logm) / model_sd - 1) < 4 / math.sqrt(2 * reps) + 0.04
-    assert abs((1 / math.sqrt(n)) / np.std(logm) - 1) > 0.2  # a fixed 1 / sqrt(n) would fail the check above
+    assert (
+        abs((1 / math.sqrt(n)) / np.std(logm) - 1) > 0.2
+    )  # a fixed 1 / sqrt(n) would fail the check above
 
 
 @pytest.mark.parametrize("curve", ["loglogistic", "weibull"])
@@ -171,8 +196,9 @@ def test_median_without_ci_has_the_shape_dependent_closed_form(curve):
     assert m.se_by_shape and m.data.obs["se_method"].tolist() == ["n_approx"]
     alpha, tau = 0.4, 0.6
     for k in (0.8, 1.7, 3.0):
-        got = Integrator(m).arm_loglik({"alpha": np.array([alpha]), "tau": np.array([[tau]]),
-                                        "shape": np.array([[k]])})[0, 0]  # fmt: skip
+        got = Integrator(m).arm_loglik(
+            {"alpha": np.array([alpha]), "tau": np.array([[tau]]), "shape": np.array([[k]])}
+        )[0, 0]
         if curve == "loglogistic":
             mean, se = math.log(6.0) + alpha / k, 2 / (k * math.sqrt(n))
         else:
@@ -196,24 +222,37 @@ def test_shape_dependent_sd_with_a_rate_matches_the_bivariate_normal():
     sd = np.array([2 / (k * math.sqrt(n)), 1 / math.sqrt(n * 0.7 * 0.3)])
     cov = np.outer(sd, sd) * np.array([[1, rho], [rho, 1]])
     mean = np.array([math.log(6.0) + eta / k, eta - k * math.log(3.0 / 6.0)])
-    c = {"alpha": np.array([[eta]]), "beta": None, "tau": np.array([[[0.0]]]), "shape": np.array([[k]])}
+    c = {
+        "alpha": np.array([[eta]]),
+        "beta": None,
+        "tau": np.array([[[0.0]]]),
+        "shape": np.array([[k]]),
+    }
     terms = m.loglik_terms(NUMPY_OPS, np.array([[[eta]]]), c)
     got = float(np.sum(terms)) + m.constant()
-    assert got == pytest.approx(stats.multivariate_normal.logpdf(obs["y"].to_numpy(), mean, cov), abs=1e-9)
+    assert got == pytest.approx(
+        stats.multivariate_normal.logpdf(obs["y"].to_numpy(), mean, cov), abs=1e-9
+    )
     # the replicates have that covariance too (Monte Carlo: 4 se of a covariance entry at 20,000 draws)
     rng = np.random.default_rng(2)
-    c_rep = {"alpha": np.full((1, 20000, 1), eta), "beta": None, "tau": np.zeros((1, 20000, 1, 1)),
-             "shape": np.full((1, 20000, 1), k)}  # fmt: skip
+    c_rep = {
+        "alpha": np.full((1, 20000, 1), eta),
+        "beta": None,
+        "tau": np.zeros((1, 20000, 1, 1)),
+        "shape": np.full((1, 20000, 1), k),
+    }
     y = posterior_predictive(m, np.full((1, 20000, 1, 1), eta), c_rep, rng)[0]
     emp = np.cov(y.T)
-    se_cov = np.sqrt((cov[0, 0] * cov[1, 1] + cov ** 2) / 20000)
+    se_cov = np.sqrt((cov[0, 0] * cov[1, 1] + cov**2) / 20000)
     assert np.all(np.abs(emp - cov) < 4 * se_cov)
 
 
 def _simulated_arms(curve: str, seed: int, n_arms: int = 60):
     """Arms from known curves: medians (with the CI a paper would give) and rates at some times."""
     rng = np.random.default_rng(seed)
-    alpha, beta, k, tau = (-0.2, -0.9, 1.6, 0.35) if curve == "loglogistic" else (0.1, 0.7, 1.3, 0.3)
+    alpha, beta, k, tau = (
+        (-0.2, -0.9, 1.6, 0.35) if curve == "loglogistic" else (0.1, 0.7, 1.3, 0.3)
+    )
     arms, rates = [], []
     for i in range(n_arms):
         x = i % 2  # 'line': 2L+ for odd arms
@@ -230,12 +269,21 @@ def _simulated_arms(curve: str, seed: int, n_arms: int = 60):
         s, med = _km(t, grid)
         a = {"arm_id": f"a{i}", "line": "2L+" if x else "1L", "n": n, "uterine_fraction": 1.0}
         if i % 3 != 1:  # most arms report a median
-            a.update(pfs_median_m=med, pfs_median_lo=med * math.exp(-1.96 * se_med),
-                     pfs_median_hi=med * math.exp(1.96 * se_med))  # fmt: skip
+            a.update(
+                pfs_median_m=med,
+                pfs_median_lo=med * math.exp(-1.96 * se_med),
+                pfs_median_hi=med * math.exp(1.96 * se_med),
+            )
         arms.append(a)
         for j, g in enumerate(grid):
             if (i + j) % 3 == 0 or i % 3 == 1:  # some rates; median-less arms give all three
-                rates.append({"arm_id": f"a{i}", "t": float(g), "rate": float(np.clip(s[j], 0.5 / n, 1 - 0.5 / n))})
+                rates.append(
+                    {
+                        "arm_id": f"a{i}",
+                        "t": float(g),
+                        "rate": float(np.clip(s[j], 0.5 / n, 1 - 0.5 / n)),
+                    }
+                )
     return lms_tables(arms, rates), dict(alpha=alpha, beta=beta, shape=k, tau=tau)
 
 
@@ -248,11 +296,17 @@ def test_recovery_of_known_curve_parameters(curve, seed):
     fit = lmsbayes.fit(spec, tables, engine="exact")
     assert fit.diagnostics.ok, fit.diagnostics.line()
     post = fit.posterior
-    checks = {"alpha": post["alpha"], "beta": post["beta"].sel(covariate="line"), "shape": post["shape"],
-              "tau": post["tau"]}  # fmt: skip
+    checks = {
+        "alpha": post["alpha"],
+        "beta": post["beta"].sel(covariate="line"),
+        "shape": post["shape"],
+        "tau": post["tau"],
+    }
     for name, da in checks.items():
         lo, hi = np.quantile(da.values, [0.005, 0.995])
-        assert lo < truth[name] < hi, f"{name}: {truth[name]} outside 99% interval ({lo:.3f}, {hi:.3f})"
+        assert lo < truth[name] < hi, (
+            f"{name}: {truth[name]} outside 99% interval ({lo:.3f}, {hi:.3f})"
+        )
 
 
 def test_survival_never_rises_with_time_in_any_draw():

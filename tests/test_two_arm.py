@@ -27,7 +27,9 @@ from lmsbayes.design import (
 from lmsbayes.errors import OptionError, WorkLimitError
 from lmsbayes.prior import BetaMixture, ess, robustify
 
-MAP = BetaMixture(weights=[0.7, 0.3], a=[30.0, 8.0], b=[22.0, 6.0])  # 1L-like PFSR-6m prior, mean 0.575
+MAP = BetaMixture(
+    weights=[0.7, 0.3], a=[30.0, 8.0], b=[22.0, 6.0]
+)  # 1L-like PFSR-6m prior, mean 0.575
 ROBUST = robustify(MAP, 0.2, mean=MAP.mean())
 VAGUE = BetaMixture.from_ab(1, 1)
 
@@ -36,7 +38,9 @@ VAGUE = BetaMixture.from_ab(1, 1)
 def test_hazard_ratio_decision_against_quadrature():
     post_t, post_c = VAGUE.posterior(30, 40), MAP.posterior(10, 20)
     rule = HazardRatioDecision(hr=0.8, prob=0.9)
-    ref = integrate.quad(lambda c: post_c.pdf(c) * post_t.sf(c**0.8), 0, 1, epsabs=1e-13, limit=500)[0]
+    ref = integrate.quad(
+        lambda c: post_c.pdf(c) * post_t.sf(c**0.8), 0, 1, epsabs=1e-13, limit=500
+    )[0]
     assert rule.prob_exceeds(post_t, post_c) == pytest.approx(ref, abs=1e-9)
     # hr = 1 is superiority, the same rule as a zero difference
     d_hr, d_diff = TwoArmDesign(30, 15, prior_c=MAP, hr=1.0), TwoArmDesign(30, 15, prior_c=MAP)
@@ -67,7 +71,11 @@ def _simulate(design: TwoArmDesign, p_t: float, p_c: float, reps: int, rng) -> d
         prob = tables[k][xt[:, k], xc[:, k]]
         final = k == len(looks) - 1
         eff = prob >= design.success_prob - 1e-12
-        fut = np.zeros(reps, dtype=bool) if final or design.futility_prob is None else prob < design.futility_prob
+        fut = (
+            np.zeros(reps, dtype=bool)
+            if final or design.futility_prob is None
+            else prob < design.futility_prob
+        )
         eff &= ~fut
         stop = running & (eff | fut | final)
         success |= running & eff & (final | design.efficacy_stop)
@@ -80,7 +88,9 @@ def _simulate(design: TwoArmDesign, p_t: float, p_c: float, reps: int, rng) -> d
 
 @pytest.mark.parametrize(("p_t", "p_c"), [(0.575, 0.575), (0.70, 0.575), (0.8, 0.8)])
 def test_interim_enumeration_agrees_with_simulation(p_t, p_c):
-    d = TwoArmDesign(40, 20, prior_c=ROBUST, success_prob=0.975, interims=((20, 10),), futility_prob=0.2)
+    d = TwoArmDesign(
+        40, 20, prior_c=ROBUST, success_prob=0.975, interims=((20, 10),), futility_prob=0.2
+    )
     _, eff = d._probs(np.array([p_t]), np.array([p_c]))
     oc = two_arm_oc(d, [p_c], priors={"robust": ROBUST})
     reps = 40_000
@@ -88,7 +98,9 @@ def test_interim_enumeration_agrees_with_simulation(p_t, p_c):
     q = float(eff.sum())
     assert abs(sim["prob_success"] - q) <= 4 * np.sqrt(max(q * (1 - q), 1e-6) / reps)
     if p_t == p_c:
-        assert float(oc["prob_success"].sel(prior="robust", effect=0.0)[0]) == pytest.approx(q, abs=1e-14)
+        assert float(oc["prob_success"].sel(prior="robust", effect=0.0)[0]) == pytest.approx(
+            q, abs=1e-14
+        )
         en = float(oc["expected_n"].sel(prior="robust", effect=0.0)[0])
         assert abs(sim["expected_n"] - en) <= 4 * sim["sd_n"] / np.sqrt(reps)
 
@@ -106,12 +118,17 @@ def test_interims_add_stops_and_sum_to_one():
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"interims": ((20, 30),)}, "interims must be"), ({"interims": ((30, 10), (20, 15))}, "interims must be"),
-     ({"interims": ((40, 20),)}, "interims must be"), ({"interims": 5}, "interims must be"),
-     ({"futility_prob": 0.99}, "futility_prob must be below success_prob"),
-     ({"hr": 0.0}, "hr must be a finite number > 0"), ({"hr": 0.8, "delta": 0.1}, "either delta or hr"),
-     ({"n_t": 5000}, "n_t must be <= 2000")],
-)  # fmt: skip
+    [
+        ({"interims": ((20, 30),)}, "interims must be"),
+        ({"interims": ((30, 10), (20, 15))}, "interims must be"),
+        ({"interims": ((40, 20),)}, "interims must be"),
+        ({"interims": 5}, "interims must be"),
+        ({"futility_prob": 0.99}, "futility_prob must be below success_prob"),
+        ({"hr": 0.0}, "hr must be a finite number > 0"),
+        ({"hr": 0.8, "delta": 0.1}, "either delta or hr"),
+        ({"n_t": 5000}, "n_t must be <= 2000"),
+    ],
+)
 def test_two_arm_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TwoArmDesign(**({"n_t": 40, "n_c": 20} | kwargs))
@@ -120,7 +137,9 @@ def test_two_arm_bad_input(kwargs, match):
 # --------------------------------------------------------------------------- OC over priors
 def test_two_arm_oc_curve_over_priors():
     d = TwoArmDesign(40, 20, prior_c=MAP)
-    oc = two_arm_oc(d, effects=[0.65], scale="hr", priors={"vague": VAGUE, "MAP": MAP, "robust MAP": ROBUST})
+    oc = two_arm_oc(
+        d, effects=[0.65], scale="hr", priors={"vague": VAGUE, "MAP": MAP, "robust MAP": ROBUST}
+    )
     assert oc["prob_success"].dims == ("prior", "effect", "p_c")
     assert list(oc["effect"].values) == [1.0, 0.65] and oc["p_c"].size == 101
     np.testing.assert_allclose(oc["p_t"].sel(effect=1.0), oc["p_c"])
@@ -129,26 +148,47 @@ def test_two_arm_oc_curve_over_priors():
     # inflates it where the true control rate is far above the historical one, the robust
     # MAP less so (the 0.117 at 0.7 vs 0.044-0.049 is of this kind)
     assert float(t1.sel(prior="vague").max()) < 0.035
-    assert float(t1.sel(prior="MAP", p_c=0.8)) > float(t1.sel(prior="robust MAP", p_c=0.8)) > float(t1.sel(prior="vague", p_c=0.8))
+    assert (
+        float(t1.sel(prior="MAP", p_c=0.8))
+        > float(t1.sel(prior="robust MAP", p_c=0.8))
+        > float(t1.sel(prior="vague", p_c=0.8))
+    )
     # each point is the paired OC of the design with that prior
     for name, prior in (("MAP", MAP), ("vague", VAGUE)):
         ref = paired_success(TwoArmDesign(40, 20, prior_c=prior), [0.3**0.65, 0.7], [0.3, 0.7])
-        np.testing.assert_allclose([float(oc["prob_success"].sel(prior=name, effect=0.65, p_c=0.3)),
-                                    float(t1.sel(prior=name, p_c=0.7))], ref, atol=1e-14)  # fmt: skip
+        np.testing.assert_allclose(
+            [
+                float(oc["prob_success"].sel(prior=name, effect=0.65, p_c=0.3)),
+                float(t1.sel(prior=name, p_c=0.7)),
+            ],
+            ref,
+            atol=1e-14,
+        )
     diff = two_arm_oc(d, [0.5, 0.95], [0.1], scale="difference")
     assert np.isnan(diff["prob_success"].sel(effect=0.1, p_c=0.95).item())
 
 
 # --------------------------------------------------------------------------- sample size
 def test_sample_size_is_the_first_size_meeting_both_targets():
-    res = two_arm_sample_size(VAGUE, p_c=0.3, p_t=0.6, power=0.8, alpha=0.05, ratio=1.0,
-                              type1_range=(0.1, 0.9), n_c_max=80)  # fmt: skip
+    res = two_arm_sample_size(
+        VAGUE,
+        p_c=0.3,
+        p_t=0.6,
+        power=0.8,
+        alpha=0.05,
+        ratio=1.0,
+        type1_range=(0.1, 0.9),
+        n_c_max=80,
+    )
     assert res.design is not None
     n = res.design.n_c
     grid = np.linspace(0.1, 0.9, 101)
     for m, expect_ok in ((n, True), (n - 1, False)):
         d = TwoArmDesign(m, m, success_prob=0.975)
-        ok = paired_success(d, grid, grid).max() <= 0.05 and paired_success(d, [0.6], [0.3])[0] >= 0.8
+        ok = (
+            paired_success(d, grid, grid).max() <= 0.05
+            and paired_success(d, [0.6], [0.3])[0] >= 0.8
+        )
         assert bool(ok) is expect_ok
     assert not res.table[res.table["n_c"] < n]["ok"].any()
     assert res.table["n_c"].is_monotonic_increasing
@@ -159,8 +199,16 @@ def test_sample_size_is_the_first_size_meeting_both_targets():
 
 
 def test_sample_size_with_a_map_prior_and_allocation_ratio():
-    res = two_arm_sample_size(ROBUST, p_c=0.575, p_t=0.575**0.5, power=0.8, alpha=0.1,
-                              type1_range=(0.4, 0.75), ratio=2.0, n_c_max=120)  # fmt: skip
+    res = two_arm_sample_size(
+        ROBUST,
+        p_c=0.575,
+        p_t=0.575**0.5,
+        power=0.8,
+        alpha=0.1,
+        type1_range=(0.4, 0.75),
+        ratio=2.0,
+        n_c_max=120,
+    )
     assert res.design is not None and res.design.n_t == int(np.ceil(2 * res.design.n_c))
     row = res.table.iloc[-1]
     assert row["power"] >= 0.8 and row["max_type1"] <= 0.1
@@ -173,13 +221,16 @@ def test_sample_size_with_a_map_prior_and_allocation_ratio():
 # --------------------------------------------------------------------------- trade-off
 def test_borrowing_tradeoff_rows_are_the_designs_they_name():
     d = TwoArmDesign(40, 20)
-    res = borrowing_tradeoff(d, MAP, [0.0, 0.3, 1.0], type1_range=(0.3, 0.8), p_t=0.7, p_c=0.575,
-                             bounded=True)  # fmt: skip
+    res = borrowing_tradeoff(
+        d, MAP, [0.0, 0.3, 1.0], type1_range=(0.3, 0.8), p_t=0.7, p_c=0.575, bounded=True
+    )
     grid = np.linspace(0.3, 0.8, 101)
     rob = robustify(MAP, 0.3, mean=MAP.mean(), bounded=True)
     t1 = paired_success(TwoArmDesign(40, 20, prior_c=rob), grid, grid)
     assert res.table.loc[0.3, "max_type1"] == pytest.approx(t1.max(), abs=1e-14)
-    assert res.table.loc[0.3, "power"] == pytest.approx(paired_success(TwoArmDesign(40, 20, prior_c=rob), [0.7], [0.575])[0])
+    assert res.table.loc[0.3, "power"] == pytest.approx(
+        paired_success(TwoArmDesign(40, 20, prior_c=rob), [0.7], [0.575])[0]
+    )
     assert res.table.loc[0.3, "ess_elir"] == pytest.approx(ess(rob, "elir"))
     assert res.table.loc[0.0, "ess_elir"] == pytest.approx(ess(MAP, "elir"))
     assert list(res.table.index) == [0.0, 0.3, 1.0, "vague"]
@@ -192,20 +243,27 @@ def test_borrowing_tradeoff_rows_are_the_designs_they_name():
 
 def test_find_robust_weight_caps_the_worst_type_one_error():
     d = TwoArmDesign(40, 20)
-    w, scan = find_robust_weight(d, MAP, max_type1=0.10, type1_range=(0.3, 0.8), p_t=0.7, p_c=0.575,
-                                 bounded=True, step=0.05)  # fmt: skip
+    w, scan = find_robust_weight(
+        d, MAP, max_type1=0.10, type1_range=(0.3, 0.8), p_t=0.7, p_c=0.575, bounded=True, step=0.05
+    )
     assert w is not None and 0 < w < 1
     tab = scan.table.drop(index="vague")
     assert tab.loc[w, "max_type1"] <= 0.10
     assert all(tab.loc[v, "max_type1"] > 0.10 for v in tab.index if v < w)
     # under strict control over all of [0, 1] even the robust component alone may not make the cap
-    w_all, _ = find_robust_weight(d, MAP, max_type1=0.03, type1_range=(0.0, 1.0), p_t=0.7, p_c=0.575, step=0.25)
+    w_all, _ = find_robust_weight(
+        d, MAP, max_type1=0.03, type1_range=(0.0, 1.0), p_t=0.7, p_c=0.575, step=0.25
+    )
     assert w_all is None or w_all >= 0.75
 
 
 def test_single_arm_tradeoff_and_warnings():
-    d = BayesianSingleArm(looks=(40,), p0=0.4, prior=BetaMixture.from_ab(12, 28), success_prob=0.975, futility_pp=None)
-    res = borrowing_tradeoff(d, BetaMixture.from_ab(12, 28), [0.0, 0.5], type1_range=(0.2, 0.6), p_t=0.6)
+    d = BayesianSingleArm(
+        looks=(40,), p0=0.4, prior=BetaMixture.from_ab(12, 28), success_prob=0.975, futility_pp=None
+    )
+    res = borrowing_tradeoff(
+        d, BetaMixture.from_ab(12, 28), [0.0, 0.5], type1_range=(0.2, 0.6), p_t=0.6
+    )
     assert res.curves["p"].values.max() == pytest.approx(0.4)  # the null region ends at p0
     with pytest.raises(OptionError, match="uncertain p0"):
         borrowing_tradeoff(BayesianSingleArm(looks=(40,), p0=MAP), MAP, [0.2], p_t=0.7)
@@ -236,7 +294,23 @@ def map_file(tmp_path):
 
 
 def test_cli_two_arm_shows_both_counts_and_type_one_error_curve(map_file, capsys):
-    assert main(["design", map_file, "--kind", "two-arm", "--n-t", "40", "--n-c", "20", "--type1-range", "0.3,0.8"]) == 0
+    assert (
+        main(
+            [
+                "design",
+                map_file,
+                "--kind",
+                "two-arm",
+                "--n-t",
+                "40",
+                "--n-c",
+                "20",
+                "--type1-range",
+                "0.3,0.8",
+            ]
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
     assert "control progression-free" in out and "treatment progression-free for success" in out
     assert "responders" not in out
@@ -254,22 +328,27 @@ def test_cli_single_arm_prior_roles(map_file, capsys):
     assert "the prior is the prior of the arm's own rate" in out  # a given prior is never ignored
     assert main(["design", map_file]) == 0
     out = capsys.readouterr().out
-    assert "uncertain historical rate p0" in out and "P(success) at p0 = 0.575 (mean of the historical p0 prior)" in out
+    assert (
+        "uncertain historical rate p0" in out
+        and "P(success) at p0 = 0.575 (mean of the historical p0 prior)" in out
+    )
     assert main(["design", "--threshold", "0.3"]) == 0
     assert "vague prior Beta(1, 1)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
     ("argv", "match"),
-    [(["--threshold", "1.5"], "argument --threshold: must lie in (0, 1), got '1.5'"),
-     (["--threshold", "0"], "argument --threshold: must lie in (0, 1)"),
-     (["--looks", "30,20"], "--looks must be strictly increasing"),
-     (["--kind", "two-arm", "--interims", "30:40"], "interims must be"),
-     (["--kind", "two-arm", "--interims", "30-40"], "--interims must be n_t:n_c pairs"),
-     (["--kind", "two-arm", "--type1-range", "0.8,0.3"], "--type1-range must satisfy"),
-     (["--kind", "simon", "--p0", "0.01", "--p1", "0.02"], "--nmax"),
-     (["--threshold", "0.3", "--p0", "0.3"], "give the fixed null rate once")],
-)  # fmt: skip
+    [
+        (["--threshold", "1.5"], "argument --threshold: must lie in (0, 1), got '1.5'"),
+        (["--threshold", "0"], "argument --threshold: must lie in (0, 1)"),
+        (["--looks", "30,20"], "--looks must be strictly increasing"),
+        (["--kind", "two-arm", "--interims", "30:40"], "interims must be"),
+        (["--kind", "two-arm", "--interims", "30-40"], "--interims must be n_t:n_c pairs"),
+        (["--kind", "two-arm", "--type1-range", "0.8,0.3"], "--type1-range must satisfy"),
+        (["--kind", "simon", "--p0", "0.01", "--p1", "0.02"], "--nmax"),
+        (["--threshold", "0.3", "--p0", "0.3"], "give the fixed null rate once"),
+    ],
+)
 def test_cli_design_bad_options(map_file, capsys, argv, match):
     try:
         code = main(["design", map_file, *argv] if "simon" not in argv else ["design", *argv])
@@ -288,10 +367,31 @@ def test_cli_wrong_kind_of_prior_file(tmp_path, capsys):
 
 
 def test_cli_tradeoff_and_weight_search(map_file, capsys):
-    assert main(["design", map_file, "--kind", "two-arm", "--n-t", "20", "--n-c", "10", "--type1-range",
-                 "0.3,0.8", "--max-type1", "0.1", "--robust-bounded"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "design",
+                map_file,
+                "--kind",
+                "two-arm",
+                "--n-t",
+                "20",
+                "--n-c",
+                "10",
+                "--type1-range",
+                "0.3,0.8",
+                "--max-type1",
+                "0.1",
+                "--robust-bounded",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    assert "Borrowing trade-off" in out and "smallest robust weight with worst type I error <= 0.1" in out
+    assert (
+        "Borrowing trade-off" in out
+        and "smallest robust weight with worst type I error <= 0.1" in out
+    )
     assert "Kopp-Schneider" in out
 
 

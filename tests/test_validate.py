@@ -41,16 +41,23 @@ Z95 = 1.959963984540054
 # ---------------------------------------------------------------------------- builders
 
 
-def _spec(likelihood="survival", name=None, covariates=("line",), tau_by="none", draws=1000, **model):
-    raw = {"name": name or f"v-{likelihood}", "landmarks": [3, 6],
-           "data": {"require_identifier": False, "derive_from_median": False},
-           "model": {"likelihood": likelihood, "covariates": list(covariates), **model},
-           "random_effects": {"tau_by": tau_by},
-           "priors": {"alpha": {"dist": "Normal", "mu": 0.0, "sigma": 1.0},
-                      "beta": {"dist": "Normal", "mu": 0.0, "sigma": 0.5},
-                      "tau": {"dist": "HalfNormal", "sigma": 0.5},
-                      "shape": {"dist": "LogNormal", "mu": 0.4, "sigma": 0.3}},
-           "exact": {"draws": draws}}  # fmt: skip
+def _spec(
+    likelihood="survival", name=None, covariates=("line",), tau_by="none", draws=1000, **model
+):
+    raw = {
+        "name": name or f"v-{likelihood}",
+        "landmarks": [3, 6],
+        "data": {"require_identifier": False, "derive_from_median": False},
+        "model": {"likelihood": likelihood, "covariates": list(covariates), **model},
+        "random_effects": {"tau_by": tau_by},
+        "priors": {
+            "alpha": {"dist": "Normal", "mu": 0.0, "sigma": 1.0},
+            "beta": {"dist": "Normal", "mu": 0.0, "sigma": 0.5},
+            "tau": {"dist": "HalfNormal", "sigma": 0.5},
+            "shape": {"dist": "LogNormal", "mu": 0.4, "sigma": 0.3},
+        },
+        "exact": {"draws": draws},
+    }
     return parse_spec(raw)
 
 
@@ -61,9 +68,15 @@ def _survival_tables(k=10, seed=0, latent=(), rates_at=(3.0, 12.0), trials=None,
     for i in range(k):
         med = float(np.round(rng.uniform(3, 9), 1))
         n = int(rng.integers(30, 90))
-        a = {"arm_id": f"a{i}", "line": "1L" if i % 3 == 0 else "2L+", "n": n, "pfs_median_m": med,
-             "pfs_median_lo": med * 0.75, "pfs_median_hi": med * 1.35,
-             "uterine_fraction": np.nan if i in latent else float(np.round(rng.uniform(0, 1), 2))}  # fmt: skip
+        a = {
+            "arm_id": f"a{i}",
+            "line": "1L" if i % 3 == 0 else "2L+",
+            "n": n,
+            "pfs_median_m": med,
+            "pfs_median_lo": med * 0.75,
+            "pfs_median_hi": med * 1.35,
+            "uterine_fraction": np.nan if i in latent else float(np.round(rng.uniform(0, 1), 2)),
+        }
         if trials is not None:
             a["trial"] = trials[i]
         if years is not None:
@@ -73,16 +86,33 @@ def _survival_tables(k=10, seed=0, latent=(), rates_at=(3.0, 12.0), trials=None,
             s = 1 / (1 + (t / med) ** 1.5)
             half = Z95 / math.sqrt(n * s * (1 - s))
             lg = math.log(s / (1 - s))
-            rates.append({"arm_id": f"a{i}", "t": t, "rate": s, "lo": special.expit(lg - half),
-                          "hi": special.expit(lg + half)})  # fmt: skip
+            rates.append(
+                {
+                    "arm_id": f"a{i}",
+                    "t": t,
+                    "rate": s,
+                    "lo": special.expit(lg - half),
+                    "hi": special.expit(lg + half),
+                }
+            )
     return lms_tables(arms, rates)
 
 
 def _rate_tables(n, rate, t=6, trials=None):
     """Arms with one reported rate each (both table layouts: the rate table and pfsr_<t>m columns)."""
-    arms = [{"arm_id": f"a{i}", "n": int(n[i]), f"pfsr_{t}m": float(rate[i]), f"pfsr_{t}m_source": "reported",
-             "trial": trials[i] if trials else None} for i in range(len(n))]  # fmt: skip
-    return lms_tables(arms, [{"arm_id": f"a{i}", "t": float(t), "rate": float(rate[i])} for i in range(len(n))])
+    arms = [
+        {
+            "arm_id": f"a{i}",
+            "n": int(n[i]),
+            f"pfsr_{t}m": float(rate[i]),
+            f"pfsr_{t}m_source": "reported",
+            "trial": trials[i] if trials else None,
+        }
+        for i in range(len(n))
+    ]
+    return lms_tables(
+        arms, [{"arm_id": f"a{i}", "t": float(t), "rate": float(rate[i])} for i in range(len(n))]
+    )
 
 
 def _prior_draw(prior, shape, rng):
@@ -99,8 +129,14 @@ def _prior_draw(prior, shape, rng):
 def _simulate(spec, data, rng, truth=None):
     """Data with the template's design and observations drawn from the model (prior predictive, or ``truth``)."""
     m = Model(spec, data)
-    vals = {p.name: (np.asarray(truth[p.name], float) if truth and p.name in truth else _prior_draw(p.prior, p.shape, rng))
-            for p in m.params}  # fmt: skip
+    vals = {
+        p.name: (
+            np.asarray(truth[p.name], float)
+            if truth and p.name in truth
+            else _prior_draw(p.prior, p.shape, rng)
+        )
+        for p in m.params
+    }
     c = m.canonical({k: v[None, None] for k, v in vals.items()})
     du = np.zeros((1, 1, data.n_arms))
     du[..., data.latent] = rng.uniform(size=data.latent.size) - data.uterine_centre
@@ -129,7 +165,9 @@ def _held(spec, data, held, draws=300, seed=1):
         f = fit(spec, data.take(train))
     values = V._posterior_values(f, Model(spec, data))
     values = {k: v[:draws] for k, v in values.items()}
-    arms, obs = V._predict_held(spec, data, np.asarray(held), values, np.random.default_rng(seed), draws)
+    arms, obs = V._predict_held(
+        spec, data, np.asarray(held), values, np.random.default_rng(seed), draws
+    )
     return values, pd.DataFrame(arms), pd.DataFrame(obs)
 
 
@@ -147,13 +185,29 @@ def test_log_normal_mix_against_quadrature():
         hz = np.exp(x)
         return -hz - np.log(-np.expm1(-hz))
 
-    for y, se, m, tau in ((0.3, 0.3, -0.5, 0.5), (-2.0, 0.1, 1.0, 0.05), (1.5, 1.0, -2.0, 1.5),
-                          (0.0, 0.05, -0.4, 2.0), (-3.2, 1.5, 0.9, 0.02)):  # fmt: skip
-        q, _ = integrate.quad(lambda x, m=m, tau=tau, y=y, se=se: stats.norm.pdf(x, m, tau) * stats.norm.pdf(y, h(x), se),
-                              m - 12 * tau, m + 12 * tau, points=[m], limit=500, epsabs=1e-15)  # fmt: skip
-        assert float(V._log_normal_mix(y, se, m, tau, "cloglog")) == pytest.approx(math.log(q), abs=1e-6)
+    for y, se, m, tau in (
+        (0.3, 0.3, -0.5, 0.5),
+        (-2.0, 0.1, 1.0, 0.05),
+        (1.5, 1.0, -2.0, 1.5),
+        (0.0, 0.05, -0.4, 2.0),
+        (-3.2, 1.5, 0.9, 0.02),
+    ):
+        q, _ = integrate.quad(
+            lambda x, m=m, tau=tau, y=y, se=se: (
+                stats.norm.pdf(x, m, tau) * stats.norm.pdf(y, h(x), se)
+            ),
+            m - 12 * tau,
+            m + 12 * tau,
+            points=[m],
+            limit=500,
+            epsabs=1e-15,
+        )
+        assert float(V._log_normal_mix(y, se, m, tau, "cloglog")) == pytest.approx(
+            math.log(q), abs=1e-6
+        )
         assert float(V._log_normal_mix(y, se, m, tau, "logit")) == pytest.approx(
-            stats.norm.logpdf(y, m, math.hypot(se, tau)), abs=1e-12)
+            stats.norm.logpdf(y, m, math.hypot(se, tau)), abs=1e-12
+        )
 
 
 def test_heldout_density_equals_direct_normal_integrals():
@@ -184,7 +238,9 @@ def test_heldout_density_equals_direct_normal_integrals():
             return stats.multivariate_normal.pdf(y, mu, Sigma + tau**2 * np.outer(a, a))
 
         if i in hd.latent:
-            p = [integrate.quad(lambda u, s=s: dens(s, u), 0, 1, epsabs=1e-13)[0] for s in range(120)]
+            p = [
+                integrate.quad(lambda u, s=s: dens(s, u), 0, 1, epsabs=1e-13)[0] for s in range(120)
+            ]
         else:
             p = [dens(s, None) for s in range(120)]
         assert arms["elpd"].iloc[i] == pytest.approx(math.log(np.mean(p)), abs=1e-6)
@@ -204,7 +260,9 @@ def test_pit_of_survival_observations_matches_simulation(curve):
     c = m.canonical(rep)
     du = np.zeros((len(rep["tau"]), hd.n_arms))
     du[:, hd.latent] = rng.uniform(size=(len(rep["tau"]), hd.latent.size)) - hd.uterine_centre
-    eta = m.base_predictor(NUMPY_OPS, c, hd.X, hd.Xu, du) + m.effect_scale(c) * rng.standard_normal((len(rep["tau"]), hd.n_arms, 1))
+    eta = m.base_predictor(NUMPY_OPS, c, hd.X, hd.Xu, du) + m.effect_scale(c) * rng.standard_normal(
+        (len(rep["tau"]), hd.n_arms, 1)
+    )
     y_rep = posterior_predictive(m, eta[None], {k: v[None] for k, v in c.items()}, rng)[0]
     emp = (y_rep <= hd.obs["lik_y"].to_numpy()[None]).mean(axis=0)
     if curve == "weibull":  # reported as P(S_rep <= S): log(-log S) falls as S rises
@@ -253,9 +311,14 @@ def test_randomised_pit_of_counts_matches_simulation():
 
 def test_pit_of_joint_conditional_counts_matches_simulation():
     """Joint landmarks: each conditional count's CDF, the arm's one random effect shared by its landmarks."""
-    raw = {"name": "j", "landmarks": [3, 6], "data": {"require_identifier": False, "derive_from_median": True},
-           "model": {"likelihood": "joint-cloglog", "covariates": ["line"]}, "random_effects": {"tau_by": "none"},
-           "exact": {"draws": 1000}}  # fmt: skip
+    raw = {
+        "name": "j",
+        "landmarks": [3, 6],
+        "data": {"require_identifier": False, "derive_from_median": True},
+        "model": {"likelihood": "joint-cloglog", "covariates": ["line"]},
+        "random_effects": {"tau_by": "none"},
+        "exact": {"draws": 1000},
+    }
     spec = parse_spec(raw)
     data = prepare_data(spec, _survival_tables(k=8))
     values, _, obs = _held(spec, data, [1], draws=500)
@@ -269,8 +332,12 @@ def test_pit_of_joint_conditional_counts_matches_simulation():
     R = 400
     rep = {k: np.repeat(v, R, axis=0) for k, v in values.items()}
     cr = m.canonical(rep)
-    eta = m.base_predictor(NUMPY_OPS, cr, hd.X) + m.effect_scale(cr) * rng.standard_normal((len(rep["tau"]), 1, 1))
-    y_rep = posterior_predictive(m, eta[None], {k: (v[None] if v is not None else v) for k, v in cr.items()}, rng)[0]
+    eta = m.base_predictor(NUMPY_OPS, cr, hd.X) + m.effect_scale(cr) * rng.standard_normal(
+        (len(rep["tau"]), 1, 1)
+    )
+    y_rep = posterior_predictive(
+        m, eta[None], {k: (v[None] if v is not None else v) for k, v in cr.items()}, rng
+    )[0]
     y = hd.obs["lik_y"].to_numpy()
     F, Fm = (y_rep <= y).mean(axis=0), (y_rep <= y - 1).mean(axis=0)
     tol = 4 * np.sqrt(0.25 / y_rep.shape[0]) + 2e-3
@@ -282,9 +349,19 @@ def test_pit_of_joint_conditional_counts_matches_simulation():
 def test_weibull_density_on_the_logit_scale_is_the_derivative_of_its_cdf():
     """elpd_survival of a Weibull rate = d/dl P(logit S_obs <= l), computed from the cloglog predictive."""
     spec = _spec(curve="weibull", covariates=())
-    tables = lms_tables([{"arm_id": f"a{i}", "n": 50} for i in range(6)],
-                        [{"arm_id": f"a{i}", "t": 6.0, "rate": 0.3 + 0.05 * i, "lo": 0.15 + 0.05 * i, "hi": 0.5 + 0.05 * i}
-                         for i in range(6)])  # fmt: skip
+    tables = lms_tables(
+        [{"arm_id": f"a{i}", "n": 50} for i in range(6)],
+        [
+            {
+                "arm_id": f"a{i}",
+                "t": 6.0,
+                "rate": 0.3 + 0.05 * i,
+                "lo": 0.15 + 0.05 * i,
+                "hi": 0.5 + 0.05 * i,
+            }
+            for i in range(6)
+        ],
+    )
     data = prepare_data(spec, tables)
     values, arms, _ = _held(spec, data, [1], draws=300)
     o = data.obs.iloc[1]
@@ -316,10 +393,16 @@ def test_common_log_score_matches_monte_carlo():
     c = m.canonical(values)
     u = rng.uniform(size=(200, R))
     x = m.data.X[0] + (u[..., None] - m.data.uterine_centre) * m.data.Xu[0]
-    eta = c["alpha"][:, None, 0] + np.einsum("srk,sk->sr", x, c["beta"][:, 0]) + c["tau"][:, None, 0, 0] * rng.standard_normal((200, R))
+    eta = (
+        c["alpha"][:, None, 0]
+        + np.einsum("srk,sk->sr", x, c["beta"][:, 0])
+        + c["tau"][:, None, 0, 0] * rng.standard_normal((200, R))
+    )
     logit_p = special.logit(np.exp(-np.exp(eta + c["shape"][:, None, 0] * math.log(t / 6.0))))
     d = stats.norm.pdf(y, logit_p, se)
-    assert score == pytest.approx(math.log(d.mean()), abs=4 * d.std() / d.mean() / math.sqrt(d.size) + 1e-3)
+    assert score == pytest.approx(
+        math.log(d.mean()), abs=4 * d.std() / d.mean() / math.sqrt(d.size) + 1e-3
+    )
 
 
 # ---------------------------------------------------------------------------- the schemes
@@ -328,7 +411,9 @@ def test_common_log_score_matches_monte_carlo():
 @pytest.fixture(scope="module")
 def small_loto():
     spec = _spec(covariates=("line", "uterine"))
-    tables = _survival_tables(k=10, latent=(2, 7), trials=["T0", "T0", "T1", "T2", "T3", "T3", "T4", "T5", "T6", "T7"])
+    tables = _survival_tables(
+        k=10, latent=(2, 7), trials=["T0", "T0", "T1", "T2", "T3", "T3", "T4", "T5", "T6", "T7"]
+    )
     return V.loto(spec, tables)
 
 
@@ -343,12 +428,18 @@ def test_loto_holds_out_each_trial_once(small_loto):
     assert ((v.obs["pit"] > 0) & (v.obs["pit"] < 1)).all()
     cov = v.coverage()
     assert list(cov.index) == list(V.LEVELS)
-    assert (cov["n"] == len(v.obs)).all() and (cov["lo"] <= cov["coverage"]).all() and (cov["coverage"] <= cov["hi"]).all()
+    assert (
+        (cov["n"] == len(v.obs)).all()
+        and (cov["lo"] <= cov["coverage"]).all()
+        and (cov["coverage"] <= cov["hi"]).all()
+    )
     total, se = v.elpd()
     assert total == pytest.approx(v.arms["elpd"].sum())
     assert se == pytest.approx(math.sqrt(10) * v.arms["elpd"].std(ddof=1))
     s = v.summary()
-    assert s["arms"] == 10 and s["fits"] == 8 and s["elpd_survival"] == pytest.approx(total)  # log-logistic: logit already
+    assert (
+        s["arms"] == 10 and s["fits"] == 8 and s["elpd_survival"] == pytest.approx(total)
+    )  # log-logistic: logit already
 
 
 def test_refits_are_the_fits_lmsbayes_fit_makes():
@@ -373,7 +464,11 @@ def test_temporal_splits_on_the_year():
     spec = _spec()
     years = [2005, 2008, 2010, 2012, 2015, 2017, 2018, 2019, 2021, 2023]
     v = V.temporal(spec, _survival_tables(k=10, years=years), year=2018)
-    assert len(v.folds) == 1 and v.folds["train_arms"].iloc[0] == 7 and v.folds["held_arms"].iloc[0] == 3
+    assert (
+        len(v.folds) == 1
+        and v.folds["train_arms"].iloc[0] == 7
+        and v.folds["held_arms"].iloc[0] == 3
+    )
     assert sorted(v.arms.index) == ["a7", "a8", "a9"]
     with pytest.raises(V.ValidationError, match="no arm published after 2023"):
         V.temporal(spec, _survival_tables(k=10, years=years), year=2023)
@@ -398,7 +493,12 @@ def test_compare_survival_specs_on_one_scale():
     # PITs are oriented on the reported quantity: the two curves agree on which rates are high
     assert np.corrcoef(ll.obs["pit"], wb.obs["pit"])[0, 1] > 0.8
     line = cmp.preference()
-    assert line.startswith("validation prefers ") and "(se " in line and "'ll'" in line and "'wb'" in line
+    assert (
+        line.startswith("validation prefers ")
+        and "(se " in line
+        and "'ll'" in line
+        and "'wb'" in line
+    )
     text = cmp.format()
     assert "2. Survival specs on the same observations" in text and text.endswith(line)
 
@@ -437,7 +537,9 @@ def _coverage_check(per_sim: np.ndarray, levels, family_alpha=0.01):
     q = stats.t.ppf(1 - family_alpha / (2 * len(levels)), n - 1)
     mean, se = per_sim.mean(0), per_sim.std(0, ddof=1) / math.sqrt(n)
     for lv, mu, s in zip(levels, mean, se):
-        assert abs(mu - lv) <= q * s + 1e-12, f"coverage {mu:.3f} at nominal {lv} (se {s:.3f}, tolerance {q * s:.3f})"
+        assert abs(mu - lv) <= q * s + 1e-12, (
+            f"coverage {mu:.3f} at nominal {lv} (se {s:.3f}, tolerance {q * s:.3f})"
+        )
     return mean, se
 
 
@@ -455,9 +557,12 @@ def _calibration_run(spec, template, n_sim, seed):
 def _logit_normal_template(k, n_trials):
     """k arms in n_trials trials (several arms predicted per refit: more checks per fit), tau large against se."""
     spec = _spec("logit-normal", covariates=(), draws=500).replace(
-        landmarks=(6.0,), **{"priors.tau": Prior("HalfNormal", sigma=1.0)})
+        landmarks=(6.0,), **{"priors.tau": Prior("HalfNormal", sigma=1.0)}
+    )
     rng = np.random.default_rng(11)
-    tables = _rate_tables(rng.integers(150, 400, k), np.full(k, 0.4), trials=[f"T{i % n_trials}" for i in range(k)])
+    tables = _rate_tables(
+        rng.integers(150, 400, k), np.full(k, 0.4), trials=[f"T{i % n_trials}" for i in range(k)]
+    )
     return spec, prepare_data(spec, tables)
 
 
@@ -481,7 +586,9 @@ def test_loto_coverage_is_nominal_on_prior_predictive_data_logit_normal():
 def test_loto_coverage_is_nominal_on_prior_predictive_data_survival():
     """The default model's structure: log-logistic curves, median + rates, covariates with a latent fraction."""
     spec = _spec(covariates=("line", "uterine"), draws=1000)
-    template = prepare_data(spec, _survival_tables(k=12, latent=(2, 7), trials=[f"T{i % 4}" for i in range(12)]))
+    template = prepare_data(
+        spec, _survival_tables(k=12, latent=(2, 7), trials=[f"T{i % 4}" for i in range(12)])
+    )
     cov, deciles = _calibration_run(spec, template, n_sim=60, seed=3)
     _coverage_check(cov, V.LEVELS)
     _coverage_check(deciles, [0.2] * 5)
@@ -492,7 +599,9 @@ def test_loto_coverage_is_nominal_on_prior_predictive_data_binomial():
     """Counts: the randomised PIT makes coverage nominal for discrete data too."""
     spec = _spec("logit-binomial", covariates=(), draws=1000).replace(landmarks=(6.0,))
     rng = np.random.default_rng(12)
-    tables = _rate_tables(rng.integers(15, 60, 10), np.full(10, 0.4), trials=[f"T{i % 5}" for i in range(10)])
+    tables = _rate_tables(
+        rng.integers(15, 60, 10), np.full(10, 0.4), trials=[f"T{i % 5}" for i in range(10)]
+    )
     cov, deciles = _calibration_run(spec, prepare_data(spec, tables), n_sim=60, seed=4)
     _coverage_check(cov, V.LEVELS)
     _coverage_check(deciles, [0.2] * 5)
@@ -503,12 +612,23 @@ def test_misspecified_shape_loses_elpd():
     good = _spec(name="pooled", covariates=("line",))
     bad = _spec(name="fixed", covariates=("line",), shape="fixed", shape_value=0.7)
     template = prepare_data(good, _survival_tables(k=12, seed=4, rates_at=(2.0, 12.0)))
-    data = _simulate(good, template, np.random.default_rng(9),
-                     truth={"alpha": -0.3, "beta": np.array([-0.8]), "tau": np.array([0.3]), "shape": np.array([2.0])})
+    data = _simulate(
+        good,
+        template,
+        np.random.default_rng(9),
+        truth={
+            "alpha": -0.3,
+            "beta": np.array([-0.8]),
+            "tau": np.array([0.3]),
+            "shape": np.array([2.0]),
+        },
+    )
     vg, vb = V.loto(good, data), V.loto(bad, data)
     d = (vb.arms["elpd"] - vg.arms["elpd"]).to_numpy()
     assert d.sum() < -2 * math.sqrt(d.size) * d.std(ddof=1)
-    assert V.elpd_difference(vb, vg) == pytest.approx((d.sum(), math.sqrt(d.size) * d.std(ddof=1), d.size))
+    assert V.elpd_difference(vb, vg) == pytest.approx(
+        (d.sum(), math.sqrt(d.size) * d.std(ddof=1), d.size)
+    )
 
 
 # ---------------------------------------------------------------------------- command line
@@ -521,7 +641,8 @@ def _variant(tmp_path):
 
     text = (Path(lmsbayes.__file__).parent / "_models" / "eortc2021.toml").read_text()
     text = text.replace('name = "eortc2021"', 'name = "eortc_wide"').replace(
-        'tau = { dist = "HalfNormal", sigma = 0.5 }', 'tau = { dist = "HalfNormal", sigma = 1.5 }')
+        'tau = { dist = "HalfNormal", sigma = 0.5 }', 'tau = { dist = "HalfNormal", sigma = 1.5 }'
+    )
     assert 'name = "eortc_wide"' in text and "sigma = 1.5" in text
     path = tmp_path / "eortc_wide.toml"
     path.write_text(text)
@@ -534,15 +655,34 @@ def test_cli_prints_the_comparison_and_writes_its_files(tmp_path, capsys):
     from lmsbayes.cli import main
 
     out = {k: tmp_path / f"v.{k}" for k in ("json", "csv", "png")}
-    rc = main(["validate", "eortc2021", str(_variant(tmp_path)), "--draws", "500", "-q", "--json", str(out["json"]),
-               "--csv", str(out["csv"]), "--plot", str(out["png"]), "--observations", str(tmp_path / "obs.csv")])
+    rc = main(
+        [
+            "validate",
+            "eortc2021",
+            str(_variant(tmp_path)),
+            "--draws",
+            "500",
+            "-q",
+            "--json",
+            str(out["json"]),
+            "--csv",
+            str(out["csv"]),
+            "--plot",
+            str(out["png"]),
+            "--observations",
+            str(tmp_path / "obs.csv"),
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0
     assert "1. Each spec on its own observations" in text and "3. Common target" in text
     last = text.strip().splitlines()[-1]
     assert last.startswith("validation prefers ") and "(se " in last
     doc = json.loads(out["json"].read_text())
-    assert doc["preference"] == last and [r["spec"] for r in doc["table"]] == ["eortc2021", "eortc_wide"]
+    assert doc["preference"] == last and [r["spec"] for r in doc["table"]] == [
+        "eortc2021",
+        "eortc_wide",
+    ]
     table = pd.read_csv(out["csv"])
     # one refit per trial with a spec's arms: counted here from the bundled table itself
     from lmsbayes.data import load_trials
@@ -565,7 +705,9 @@ def test_cli_errors_are_one_line_before_any_work(tmp_path, capsys):
 
     assert main(["validate", "eortc2021", "--temporal", "-q"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("lmsbayes: error: temporal validation of spec 'eortc2021': no arm published after 2018")
+    assert err.startswith(
+        "lmsbayes: error: temporal validation of spec 'eortc2021': no arm published after 2018"
+    )
     assert main(["validate", "eortc2021", "--plot", str(tmp_path / "x.gif")]) == 2
     assert "written as .png, .pdf or .svg" in capsys.readouterr().err
     assert main(["validate", "eortc2021", "--csv", str(tmp_path / "no" / "t.csv")]) == 2

@@ -50,8 +50,9 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -89,8 +90,10 @@ __all__ = [
 
 #: Central interval probabilities whose coverage is reported.
 COVERAGE_LEVELS = (0.5, 0.9, 0.95)
-_DASK_MISSING = ("dask.distributed is not installed: install the extra with "
-                 "`pip install 'lmsbayes[distributed]'`")  # fmt: skip
+_DASK_MISSING = (
+    "dask.distributed is not installed: install the extra with "
+    "`pip install 'lmsbayes[distributed]'`"
+)
 
 
 # ============================================================================ quantities
@@ -149,7 +152,9 @@ def quantities(model: Model, values: dict[str, np.ndarray]) -> np.ndarray:
     if d.family == "survival":
         g = int(np.bincount(d.shape_idx).argmax()) if len(d.shape_idx) else 0
         t = np.asarray(_derived_landmarks(model), float)
-        rate = rate_from_eta(eta[..., :1], t, c["shape"][..., g, None], model.spec.model.t_ref, d.curve)
+        rate = rate_from_eta(
+            eta[..., :1], t, c["shape"][..., g, None], model.spec.model.t_ref, d.curve
+        )
     elif d.family == "joint-cloglog":
         rate = np.exp(-np.exp(eta))
     else:
@@ -224,8 +229,10 @@ def check_support(model: Model, y: np.ndarray) -> None:
         bad = np.flatnonzero((y < 0) | (y > n) | (y != np.round(y)))
         if bad.size:
             i = int(bad[0])
-            raise ValueError(f"simulated count {y[i]!r} of observation {i} (arm {arm(i)!r}) is outside "
-                             f"the support {{0, ..., n = {n[i]:g}}}")  # fmt: skip
+            raise ValueError(
+                f"simulated count {y[i]!r} of observation {i} (arm {arm(i)!r}) is outside "
+                f"the support {{0, ..., n = {n[i]:g}}}"
+            )
 
 
 def with_observations(data: ModelData, y: np.ndarray, label: str = "simulated") -> ModelData:
@@ -246,7 +253,9 @@ def with_observations(data: ModelData, y: np.ndarray, label: str = "simulated") 
     obs["lik_y"] = y
     if data.family in ("logit-binomial", "joint-cloglog"):
         n = obs["lik_n"].to_numpy(float)
-        obs["log_choose"] = special.gammaln(n + 1) - special.gammaln(y + 1) - special.gammaln(n - y + 1)
+        obs["log_choose"] = (
+            special.gammaln(n + 1) - special.gammaln(y + 1) - special.gammaln(n - y + 1)
+        )
         col = "y_cond" if data.family == "joint-cloglog" else "y_eff"
         obs[col] = y.astype(np.int64)
         if data.family == "logit-binomial" and "rate" in obs:
@@ -267,7 +276,9 @@ def with_observations(data: ModelData, y: np.ndarray, label: str = "simulated") 
 # ============================================================================ ranks and tests
 
 
-def ranks_from_draws(truth: np.ndarray, draws: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+def ranks_from_draws(
+    truth: np.ndarray, draws: np.ndarray, rng: np.random.Generator | None = None
+) -> np.ndarray:
     """Rank of each true value among draws: the number of draws below it (ties split at random).
 
     Parameters
@@ -316,7 +327,9 @@ def _n_bins(n_ranks: int, n: int, min_expected: float = 10.0, max_bins: int = 20
     return max(ok) if ok else 1
 
 
-def uniformity_tests(rank: np.ndarray, u: np.ndarray, n_ranks: int, bins: int | None = None) -> pd.DataFrame:
+def uniformity_tests(
+    rank: np.ndarray, u: np.ndarray, n_ranks: int, bins: int | None = None
+) -> pd.DataFrame:
     """Chi-square (binned ranks) and Kolmogorov-Smirnov (randomised PIT) tests, per column.
 
     Parameters
@@ -345,7 +358,14 @@ def uniformity_tests(rank: np.ndarray, u: np.ndarray, n_ranks: int, bins: int | 
         b = bins or _n_bins(n_ranks, n)
         if (n_ranks + 1) % b:
             raise OptionError(f"bins must divide L + 1 = {n_ranks + 1}, got {b}")
-        row = {"n": n, "bins": b, "chi2": math.nan, "p_chi2": math.nan, "ks": math.nan, "p_ks": math.nan}
+        row = {
+            "n": n,
+            "bins": b,
+            "chi2": math.nan,
+            "p_chi2": math.nan,
+            "ks": math.nan,
+            "p_ks": math.nan,
+        }
         if n >= 2 and b >= 2:  # too few simulations for 2 bins of 10: no chi-square test
             chi = stats.chisquare(np.bincount(r * b // (n_ranks + 1), minlength=b))
             row.update(chi2=float(chi.statistic), p_chi2=float(chi.pvalue))
@@ -356,7 +376,9 @@ def uniformity_tests(rank: np.ndarray, u: np.ndarray, n_ranks: int, bins: int | 
     return pd.DataFrame(rows)
 
 
-def ecdf_bands(n: int, z: np.ndarray, prob: float = 0.95, n_sim: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def ecdf_bands(
+    n: int, z: np.ndarray, prob: float = 0.95, n_sim: int = 4000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Simultaneous ``prob`` bands for the ECDF of n Uniform(0, 1) values at points z.
 
     The simulation method of Säilynoja, Bürkner and Vehtari (2022, Statistics
@@ -375,7 +397,9 @@ def ecdf_bands(n: int, z: np.ndarray, prob: float = 0.95, n_sim: int = 4000, see
     # counts[m, k] = #(u[m] <= z[k]), from the interval each value falls in (memory n_sim x n, not x len(z))
     K = z.size
     cell = np.searchsorted(z, u, side="left") + (K + 1) * np.arange(n_sim)[:, None]
-    counts = np.cumsum(np.bincount(cell.ravel(), minlength=n_sim * (K + 1)).reshape(n_sim, K + 1), axis=1)[:, :K]
+    counts = np.cumsum(
+        np.bincount(cell.ravel(), minlength=n_sim * (K + 1)).reshape(n_sim, K + 1), axis=1
+    )[:, :K]
     below = stats.binom.cdf(counts, n, z)
     above = stats.binom.sf(counts - 1, n, z)
     tail = 2 * np.minimum(below, above)
@@ -437,7 +461,11 @@ def replay(spec, data, seed: int, index: int) -> tuple[dict[str, np.ndarray], Mo
     rng = np.random.default_rng(ss)
     values, fit_seed = _draw(model, rng)
     y = simulate(model, values, rng)
-    return values, with_observations(data, y, label=f"sbc seed {ss.entropy} {ss.spawn_key}"), fit_seed
+    return (
+        values,
+        with_observations(data, y, label=f"sbc seed {ss.entropy} {ss.spawn_key}"),
+        fit_seed,
+    )
 
 
 def sbc_one(setup: SBCSetup, seed: np.random.SeedSequence) -> dict[str, Any]:
@@ -462,11 +490,26 @@ def sbc_one(setup: SBCSetup, seed: np.random.SeedSequence) -> dict[str, Any]:
     truth_vals, fit_seed = _draw(model, rng)
     truth = quantities(model, truth_vals)
     Q, L = truth.size, setup.n_ranks
-    out = {"truth": truth, "rank": np.full(Q, np.nan), "u": np.full(Q, np.nan), "draws": np.full((L, Q), np.nan),
-           "mean": np.full(Q, np.nan), "sd": np.full(Q, np.nan), "lower": np.full((len(setup.levels), Q), np.nan),
-           "upper": np.full((len(setup.levels), Q), np.nan), "khat": math.nan, "is_ess": math.nan,
-           "divergences": -1, "max_rhat": math.nan, "min_ess_bulk": math.nan, "ok": False, "problems": "",
-           "error": "", "fit_seconds": math.nan, "fit_cpu_seconds": math.nan}  # fmt: skip
+    out = {
+        "truth": truth,
+        "rank": np.full(Q, np.nan),
+        "u": np.full(Q, np.nan),
+        "draws": np.full((L, Q), np.nan),
+        "mean": np.full(Q, np.nan),
+        "sd": np.full(Q, np.nan),
+        "lower": np.full((len(setup.levels), Q), np.nan),
+        "upper": np.full((len(setup.levels), Q), np.nan),
+        "khat": math.nan,
+        "is_ess": math.nan,
+        "divergences": -1,
+        "max_rhat": math.nan,
+        "min_ess_bulk": math.nan,
+        "ok": False,
+        "problems": "",
+        "error": "",
+        "fit_seconds": math.nan,
+        "fit_cpu_seconds": math.nan,
+    }
     t0, c0 = time.perf_counter(), time.process_time()
     try:
         y = simulate(model, truth_vals, rng)
@@ -476,7 +519,10 @@ def sbc_one(setup: SBCSetup, seed: np.random.SeedSequence) -> dict[str, Any]:
             result = fit(setup.spec, data, engine=setup.engine, seed=fit_seed)
     except Exception as exc:  # noqa: BLE001 - recorded per simulation and reported, never dropped
         out["error"] = f"{type(exc).__name__}: {exc}"
-        out["fit_seconds"], out["fit_cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
+        out["fit_seconds"], out["fit_cpu_seconds"] = (
+            time.perf_counter() - t0,
+            time.process_time() - c0,
+        )
         return out
     out["fit_seconds"], out["fit_cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
     post = result.posterior
@@ -485,16 +531,28 @@ def sbc_one(setup: SBCSetup, seed: np.random.SeedSequence) -> dict[str, Any]:
     S = draws.shape[0]
     thin = draws[np.round(np.linspace(0, S - 1, L)).astype(np.int64)]
     rank = ranks_from_draws(truth, thin, rng)
-    probs = np.concatenate([[(1 - c) / 2 for c in setup.levels], [(1 + c) / 2 for c in setup.levels]])
+    probs = np.concatenate(
+        [[(1 - c) / 2 for c in setup.levels], [(1 + c) / 2 for c in setup.levels]]
+    )
     q = np.quantile(draws, probs, axis=0)
     k = len(setup.levels)
     diag = result.diagnostics
     out.update(
-        rank=rank.astype(float), u=randomized_pit(rank, L, rng), draws=thin, mean=draws.mean(0),
-        sd=draws.std(0, ddof=1), lower=q[:k], upper=q[k:], khat=float(diag.khat), is_ess=float(diag.is_ess),
-        divergences=int(diag.divergences), max_rhat=float(diag.max_rhat), min_ess_bulk=float(diag.min_ess_bulk),
-        ok=bool(diag.ok), problems="; ".join(diag.problems),
-    )  # fmt: skip
+        rank=rank.astype(float),
+        u=randomized_pit(rank, L, rng),
+        draws=thin,
+        mean=draws.mean(0),
+        sd=draws.std(0, ddof=1),
+        lower=q[:k],
+        upper=q[k:],
+        khat=float(diag.khat),
+        is_ess=float(diag.is_ess),
+        divergences=int(diag.divergences),
+        max_rhat=float(diag.max_rhat),
+        min_ess_bulk=float(diag.min_ess_bulk),
+        ok=bool(diag.ok),
+        problems="; ".join(diag.problems),
+    )
     return out
 
 
@@ -539,7 +597,11 @@ def _client(scheduler, workers: int | None):
         return
     if distributed is None:
         if scheduler is None:
-            yield None, "sequential (this process)", _DASK_MISSING + "; the simulations ran sequentially in this process"
+            yield (
+                None,
+                "sequential (this process)",
+                _DASK_MISSING + "; the simulations ran sequentially in this process",
+            )
             return
         raise OptionError(f"scheduler {scheduler!r}: {_DASK_MISSING}")
     if isinstance(scheduler, distributed.Client):
@@ -552,13 +614,19 @@ def _client(scheduler, workers: int | None):
         try:
             # the scheduler serves HTTP (health, metrics) even without a dashboard: a free port,
             # not 8787, which another cluster on a shared machine may hold
-            cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                               dashboard_address=":0", silence_logs=logging.ERROR)  # fmt: skip
+            cluster = distributed.LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+                silence_logs=logging.ERROR,
+            )
         except RuntimeError as exc:
             raise RuntimeError(
                 f"could not start a dask LocalCluster of {n} worker processes ({exc}). Worker processes "
                 "import the main module again: a script that runs simulations must keep its code under "
-                "`if __name__ == \"__main__\":`; or pass scheduler='sequential'") from exc
+                "`if __name__ == \"__main__\":`; or pass scheduler='sequential'"
+            ) from exc
         try:
             client = distributed.Client(cluster)
             try:
@@ -569,7 +637,9 @@ def _client(scheduler, workers: int | None):
             cluster.close()
         return
     if not isinstance(scheduler, str):
-        raise OptionError(f"scheduler must be None, 'local', 'sequential', an address or a dask Client, got {scheduler!r}")
+        raise OptionError(
+            f"scheduler must be None, 'local', 'sequential', an address or a dask Client, got {scheduler!r}"
+        )
     try:
         client = distributed.Client(scheduler, timeout="20s")
     except (OSError, TimeoutError) as exc:
@@ -625,7 +695,7 @@ def map_seeds(
         size = int(batch_size or max(1, math.ceil(len(seeds) / (10 * max(n_workers, 1)))))
         if size < 1:
             raise OptionError(f"batch_size must be >= 1, got {batch_size}")
-        batches = [seeds[i:i + size] for i in range(0, len(seeds), size)]
+        batches = [seeds[i : i + size] for i in range(0, len(seeds), size)]
         results: list = [None] * len(batches)
         done = 0
         if client is None:
@@ -647,8 +717,14 @@ def map_seeds(
                 if progress:
                     progress(done, len(seeds))
     flat = [r for batch in results for r in batch]
-    return Mapped(results=flat, scheduler=where, workers=n_workers, tasks=len(batches),
-                  seconds=time.perf_counter() - t0, note=note)  # fmt: skip
+    return Mapped(
+        results=flat,
+        scheduler=where,
+        workers=n_workers,
+        tasks=len(batches),
+        seconds=time.perf_counter() - t0,
+        note=note,
+    )
 
 
 # ============================================================================ the study
@@ -722,8 +798,14 @@ def sbc(
     seed = int(spec.sampler.seed if seed is None else seed)
     setup = SBCSetup(spec=spec, data=data, engine=used, n_ranks=int(n_ranks))
     names, kinds = quantity_labels(setup.model)
-    mapped = map_seeds(functools.partial(sbc_one, setup), spawn_seeds(seed, n_sims), scheduler=scheduler,
-                       workers=workers, batch_size=batch_size, progress=progress)  # fmt: skip
+    mapped = map_seeds(
+        functools.partial(sbc_one, setup),
+        spawn_seeds(seed, n_sims),
+        scheduler=scheduler,
+        workers=workers,
+        batch_size=batch_size,
+        progress=progress,
+    )
     R = mapped.results
     stack = lambda k: np.stack([r[k] for r in R])  # noqa: E731
     sim = ("simulation",)
@@ -737,28 +819,52 @@ def sbc(
             "post_sd": (("simulation", "quantity"), stack("sd")),
             "lower": (("simulation", "level", "quantity"), stack("lower")),
             "upper": (("simulation", "level", "quantity"), stack("upper")),
-            "khat": (sim, stack("khat")), "is_ess": (sim, stack("is_ess")),
-            "divergences": (sim, stack("divergences")), "max_rhat": (sim, stack("max_rhat")),
-            "min_ess_bulk": (sim, stack("min_ess_bulk")), "fit_ok": (sim, stack("ok").astype(np.int8)),
+            "khat": (sim, stack("khat")),
+            "is_ess": (sim, stack("is_ess")),
+            "divergences": (sim, stack("divergences")),
+            "max_rhat": (sim, stack("max_rhat")),
+            "min_ess_bulk": (sim, stack("min_ess_bulk")),
+            "fit_ok": (sim, stack("ok").astype(np.int8)),
             "problems": (sim, np.array([r["problems"] for r in R], dtype=object)),
             "error": (sim, np.array([r["error"] for r in R], dtype=object)),
-            "fit_seconds": (sim, stack("fit_seconds")), "fit_cpu_seconds": (sim, stack("fit_cpu_seconds")),
+            "fit_seconds": (sim, stack("fit_seconds")),
+            "fit_cpu_seconds": (sim, stack("fit_cpu_seconds")),
         },
-        coords={"simulation": np.arange(n_sims), "quantity": names, "kind": ("quantity", kinds),
-                "sample": np.arange(n_ranks), "level": list(COVERAGE_LEVELS)},
-    )  # fmt: skip
+        coords={
+            "simulation": np.arange(n_sims),
+            "quantity": names,
+            "kind": ("quantity", kinds),
+            "sample": np.arange(n_ranks),
+            "level": list(COVERAGE_LEVELS),
+        },
+    )
     ds.attrs.update(
-        lmsbayes_format="lmsbayes.sbc", lmsbayes_version=__version__, spec_name=spec.name, spec_hash=spec.hash,
-        spec_text=spec.text or _spec_to_toml(spec), data_sha256=data.data_sha256, engine=used, seed=seed,
-        n_sims=int(n_sims), n_ranks=int(n_ranks), khat_max=float(spec.exact.khat_max),
-        rank_method=("rank = number of L posterior draws below the true value; the L draws are thinned evenly "
-                     "from all draws (NUTS: all chains; exact engine: its equal-weight draws resampled from "
-                     "the PSIS-weighted importance sample); u = (rank + Uniform(0, 1)) / (L + 1)"),
-        derived=("pooled rate at each landmark for the mean covariate row of the design (latent uterine "
-                 "fractions at the centre)"),
-        scheduler=mapped.scheduler, workers=mapped.workers, tasks=mapped.tasks, wall_seconds=mapped.seconds,
+        lmsbayes_format="lmsbayes.sbc",
+        lmsbayes_version=__version__,
+        spec_name=spec.name,
+        spec_hash=spec.hash,
+        spec_text=spec.text or _spec_to_toml(spec),
+        data_sha256=data.data_sha256,
+        engine=used,
+        seed=seed,
+        n_sims=int(n_sims),
+        n_ranks=int(n_ranks),
+        khat_max=float(spec.exact.khat_max),
+        rank_method=(
+            "rank = number of L posterior draws below the true value; the L draws are thinned evenly "
+            "from all draws (NUTS: all chains; exact engine: its equal-weight draws resampled from "
+            "the PSIS-weighted importance sample); u = (rank + Uniform(0, 1)) / (L + 1)"
+        ),
+        derived=(
+            "pooled rate at each landmark for the mean covariate row of the design (latent uterine "
+            "fractions at the centre)"
+        ),
+        scheduler=mapped.scheduler,
+        workers=mapped.workers,
+        tasks=mapped.tasks,
+        wall_seconds=mapped.seconds,
         note=mapped.note,
-    )  # fmt: skip
+    )
     if mapped.note:
         warnings.warn(mapped.note, stacklevel=2)
     return ds
@@ -798,7 +904,9 @@ def sbc_summary(ds: xr.Dataset, alpha: float = 0.01, bins: int | None = None) ->
     tests["p_chi2_holm"], tests["p_ks_holm"] = adj[:Q], adj[Q:]
     # a test that could not be run (too few simulations) neither passes nor fails: NA if neither ran
     ran = tests[["p_chi2_holm", "p_ks_holm"]].notna()
-    passed = ((tests["p_chi2_holm"] >= alpha) | ~ran["p_chi2_holm"]) & ((tests["p_ks_holm"] >= alpha) | ~ran["p_ks_holm"])
+    passed = ((tests["p_chi2_holm"] >= alpha) | ~ran["p_chi2_holm"]) & (
+        (tests["p_ks_holm"] >= alpha) | ~ran["p_ks_holm"]
+    )
     tests["uniform"] = pd.array(np.where(ran.any(axis=1), passed, pd.NA), dtype="boolean")
     tests.index = pd.Index(list(ds["quantity"].values), name="quantity")
     tests.insert(0, "kind", list(ds["kind"].values))
@@ -812,21 +920,26 @@ def sbc_summary(ds: xr.Dataset, alpha: float = 0.01, bins: int | None = None) ->
         k = (cov & valid).sum(0)
         n = valid.sum(0)
         tests[key] = np.where(n > 0, k / np.maximum(n, 1), np.nan)
-        ci = [stats.binomtest(int(ki), int(ni)).proportion_ci(0.95) if ni else None for ki, ni in zip(k, n)]
+        ci = [
+            stats.binomtest(int(ki), int(ni)).proportion_ci(0.95) if ni else None
+            for ki, ni in zip(k, n)
+        ]
         tests[f"{key}_lo"] = [c_.low if c_ else np.nan for c_ in ci]
         tests[f"{key}_hi"] = [c_.high if c_ else np.nan for c_ in ci]
     err = ds["error"].values.astype(str)
     khat = ds["khat"].values
     tests.attrs.update(
-        alpha=alpha, correction="Holm over all tests (chi-square and KS per quantity)", n_sims=int(ds.sizes["simulation"]),
+        alpha=alpha,
+        correction="Holm over all tests (chi-square and KS per quantity)",
+        n_sims=int(ds.sizes["simulation"]),
         failed=[int(i) for i in np.flatnonzero(err != "")],
         khat_high=[int(i) for i in np.flatnonzero(khat > float(ds.attrs.get("khat_max", 0.7)))],
         not_ok=[int(i) for i in np.flatnonzero((ds["fit_ok"].values == 0) & (err == ""))],
-    )  # fmt: skip
+    )
     return tests
 
 
-def save_sbc(ds: xr.Dataset, path) -> "os.PathLike":
+def save_sbc(ds: xr.Dataset, path) -> os.PathLike:
     """Write an :func:`sbc` result to netCDF, atomically (lmsbayes.files: temp file, then rename; umask mode)."""
     from lmsbayes.files import atomic_write
 

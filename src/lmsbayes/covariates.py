@@ -30,14 +30,25 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["LINES", "CLASSES", "Covariate", "LMS_COVARIATES", "expand_terms", "design_matrices",
-           "design_row", "main_effects", "design_matrix", "codings_to_json", "codings_from_json"]  # fmt: skip
+__all__ = [
+    "LINES",
+    "CLASSES",
+    "Covariate",
+    "LMS_COVARIATES",
+    "expand_terms",
+    "design_matrices",
+    "design_row",
+    "main_effects",
+    "design_matrix",
+    "codings_to_json",
+    "codings_from_json",
+]
 
 LINES = ("1L", "2L+")
 CLASSES = ("R-T", "NR-T")
@@ -76,8 +87,13 @@ class Covariate:
     def code(self, values: Sequence) -> np.ndarray:
         """Coded values (NaN where a numeric value is missing)."""
         if self.kind == "indicator":
-            v = np.asarray([None if x is None or (isinstance(x, float) and np.isnan(x)) else str(x)
-                            for x in values], dtype=object)  # fmt: skip
+            v = np.asarray(
+                [
+                    None if x is None or (isinstance(x, float) and np.isnan(x)) else str(x)
+                    for x in values
+                ],
+                dtype=object,
+            )
             return np.where(v == self.level, 1.0, 0.0)
         x = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce").to_numpy(float)
         return (x - self.centre) / self.scale
@@ -88,11 +104,15 @@ def LMS_COVARIATES(uterine_centre: float = 0.5) -> dict[str, Covariate]:
     return {
         "line": Covariate("line", "line", "indicator", level="2L+", reference="1L"),
         "nrt": Covariate("nrt", "treatment_class", "indicator", level="NR-T", reference="R-T"),
-        "uterine": Covariate("uterine", "uterine_fraction", "numeric", centre=float(uterine_centre), latent=True),
+        "uterine": Covariate(
+            "uterine", "uterine_fraction", "numeric", centre=float(uterine_centre), latent=True
+        ),
     }
 
 
-def expand_terms(terms: Sequence[str], effects: Mapping[str, list[Covariate]]) -> list[tuple[str, tuple[Covariate, ...]]]:
+def expand_terms(
+    terms: Sequence[str], effects: Mapping[str, list[Covariate]]
+) -> list[tuple[str, tuple[Covariate, ...]]]:
     """Design columns of spec terms: (label, main effects multiplied).
 
     ``effects`` maps a spec name to its main effects (one for a numeric or a
@@ -150,7 +170,9 @@ def design_matrices(
     return X, Xu, np.flatnonzero(missing)
 
 
-def design_row(values: Mapping[str, object], columns: Sequence[tuple[str, tuple[Covariate, ...]]]) -> np.ndarray:
+def design_row(
+    values: Mapping[str, object], columns: Sequence[tuple[str, tuple[Covariate, ...]]]
+) -> np.ndarray:
     """Design columns for settings given by column values (one row per mapping in a list)."""
     frame = pd.DataFrame([values]) if isinstance(values, Mapping) else pd.DataFrame(list(values))
     X, Xu, latent = design_matrices(frame, columns)
@@ -173,7 +195,10 @@ def codings_from_json(text: str) -> list[tuple[str, tuple[Covariate, ...]]]:
 
 
 def main_effects(
-    line: Iterable[str], treatment_class: Iterable[str], uterine_fraction: Iterable[float], *,
+    line: Iterable[str],
+    treatment_class: Iterable[str],
+    uterine_fraction: Iterable[float],
+    *,
     uterine_centre: float = 0.5,
 ) -> pd.DataFrame:
     """Coded LMS main effects, one row per arm or setting (``line``, ``nrt``, ``uterine``).
@@ -194,9 +219,16 @@ def main_effects(
         raise ValueError(f"treatment_class must be one of {list(CLASSES)}, got {bad[0]!r}")
     known = frac[~np.isnan(frac)]
     if np.any((known < 0) | (known > 1)):
-        raise ValueError(f"uterine fraction must be in [0, 1], got {known[(known < 0) | (known > 1)][0]!r}")
-    return pd.DataFrame({"line": (line == "2L+").astype(float), "nrt": (klass == "NR-T").astype(float),
-                         "uterine": frac - uterine_centre})  # fmt: skip
+        raise ValueError(
+            f"uterine fraction must be in [0, 1], got {known[(known < 0) | (known > 1)][0]!r}"
+        )
+    return pd.DataFrame(
+        {
+            "line": (line == "2L+").astype(float),
+            "nrt": (klass == "NR-T").astype(float),
+            "uterine": frac - uterine_centre,
+        }
+    )
 
 
 def design_matrix(effects: pd.DataFrame, covariates: Iterable[str]) -> np.ndarray:

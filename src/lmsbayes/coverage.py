@@ -18,7 +18,8 @@ say nothing beyond the prior, 0.1 that they have narrowed it tenfold.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -36,20 +37,36 @@ def data_reach(fit: Fit) -> pd.DataFrame:
     """Per line: the earliest and latest time (months) with a reported rate or median."""
     d = fit.data
     obs = d.obs
-    line = d.arms["line"].astype(str).to_numpy()[obs["arm_idx"].to_numpy()] if d.table == "lms" else np.full(len(obs), "all")
+    line = (
+        d.arms["line"].astype(str).to_numpy()[obs["arm_idx"].to_numpy()]
+        if d.table == "lms"
+        else np.full(len(obs), "all")
+    )
     if "kind" in obs:  # survival: rates at their landmark, medians at the median time
         t = obs["t"].to_numpy(float)
         reported = np.ones(len(obs), dtype=bool)
     else:
         t = obs["landmark"].to_numpy(float)
-        reported = obs.get("rate_source", pd.Series("", index=obs.index)).astype(str).isin(["reported", "km_text"]).to_numpy()
-        if d.table == "lms" and "pfs_median_m" in d.arms:  # pragma: no cover - per-landmark arms keep no median
+        reported = (
+            obs.get("rate_source", pd.Series("", index=obs.index))
+            .astype(str)
+            .isin(["reported", "km_text"])
+            .to_numpy()
+        )
+        if (
+            d.table == "lms" and "pfs_median_m" in d.arms
+        ):  # pragma: no cover - per-landmark arms keep no median
             pass
     rows = []
     for ln in sorted(set(line)):
         sel = (line == ln) & reported & np.isfinite(t)
-        rows.append({"line": ln, "earliest": float(t[sel].min()) if sel.any() else math.nan,
-                     "latest": float(t[sel].max()) if sel.any() else math.nan})  # fmt: skip
+        rows.append(
+            {
+                "line": ln,
+                "earliest": float(t[sel].min()) if sel.any() else math.nan,
+                "latest": float(t[sel].max()) if sel.any() else math.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -85,7 +102,9 @@ def _prior_rvs(prior, size, rng) -> np.ndarray:
     raise ValueError(f"no sampler for {d!r}")  # pragma: no cover
 
 
-def _pooled_logit(fit: Fit, values: dict, X: np.ndarray, shape_groups: np.ndarray, landmark: float) -> np.ndarray:
+def _pooled_logit(
+    fit: Fit, values: dict, X: np.ndarray, shape_groups: np.ndarray, landmark: float
+) -> np.ndarray:
     """Pooled logit of the settings' rate at a landmark: (draws..., setting)."""
     from scipy import special
 
@@ -95,16 +114,28 @@ def _pooled_logit(fit: Fit, values: dict, X: np.ndarray, shape_groups: np.ndarra
     c = m.canonical(values)
     eta = m.base_predictor(NUMPY_OPS, c, X)
     if fit.spec.survival:
-        rate = rate_from_eta(eta[..., 0], landmark, c["shape"][..., shape_groups], fit.spec.model.t_ref, fit.data.curve)
+        rate = rate_from_eta(
+            eta[..., 0],
+            landmark,
+            c["shape"][..., shape_groups],
+            fit.spec.model.t_ref,
+            fit.data.curve,
+        )
     else:
-        k = fit.data.landmarks.index(float(landmark)) if fit.data.landmarks and eta.shape[-1] > 1 else 0
+        k = (
+            fit.data.landmarks.index(float(landmark))
+            if fit.data.landmarks and eta.shape[-1] > 1
+            else 0
+        )
         e = eta[..., k]
         rate = np.exp(-np.exp(e)) if fit.data.family == "joint-cloglog" else special.expit(e)
     rate = np.clip(rate, 1e-12, 1 - 1e-12)
     return np.log(rate) - np.log1p(-rate)
 
 
-def setting_evidence(fit: Fit, settings: Sequence, landmarks: Sequence[float], at=None) -> pd.DataFrame:
+def setting_evidence(
+    fit: Fit, settings: Sequence, landmarks: Sequence[float], at=None
+) -> pd.DataFrame:
     """What informs each setting at each landmark, and its flags.
 
     Parameters
@@ -131,19 +162,28 @@ def setting_evidence(fit: Fit, settings: Sequence, landmarks: Sequence[float], a
     from lmsbayes.predict import Setting, _at, _setting_design, _shape_group_of, standard_settings
 
     d = fit.data
-    known = {s.label: s for s in standard_settings(sorted(set(d.arms["line"])) if d.table == "lms" else ())}
+    known = {
+        s.label: s
+        for s in standard_settings(sorted(set(d.arms["line"])) if d.table == "lms" else ())
+    }
     objs = [s if isinstance(s, Setting) else known.get(str(s)) for s in settings]
     if d.table == "lms":
         unknown = [str(s) for s, o in zip(settings, objs) if o is None]
         if unknown:  # never the whole data set's arms under a label this function cannot read
-            raise ValueError(f"unknown setting {unknown[0]!r}: give a Setting, or one of the labels {sorted(known)}")
+            raise ValueError(
+                f"unknown setting {unknown[0]!r}: give a Setting, or one of the labels {sorted(known)}"
+            )
     filled = _at(fit, [s for s in objs if s is not None], at)
     it = iter(filled)
     objs = [None if s is None else next(it) for s in objs]
-    user_numeric = {name: cdef.column for name, cdef in fit.spec.covariates if cdef.type == "numeric"}
+    user_numeric = {
+        name: cdef.column for name, cdef in fit.spec.covariates if cdef.type == "numeric"
+    }
     reach = data_reach(fit).set_index("line") if d.table == "lms" else None
     post = fit.posterior
-    values = {p.name: post[p.name].transpose("chain", "draw", *p.dims).values for p in fit.model.params}
+    values = {
+        p.name: post[p.name].transpose("chain", "draw", *p.dims).values for p in fit.model.params
+    }
     prior = _prior_draws(fit)
     arms = d.arms
     obs = d.obs
@@ -152,8 +192,15 @@ def setting_evidence(fit: Fit, settings: Sequence, landmarks: Sequence[float], a
         label = s.label if isinstance(label, Setting) else str(label)
         if s is None or d.table != "lms":
             for t in landmarks:
-                rows.append({"setting": label, "landmark": float(t), "arms": len(arms),
-                             "patients": float(pd.to_numeric(arms["n"], errors="coerce").sum()), "flags": ""})  # fmt: skip
+                rows.append(
+                    {
+                        "setting": label,
+                        "landmark": float(t),
+                        "arms": len(arms),
+                        "patients": float(pd.to_numeric(arms["n"], errors="coerce").sum()),
+                        "flags": "",
+                    }
+                )
             continue
         line_sel = arms["line"].astype(str).to_numpy() == s.line
         u = arms["uterine_fraction"].to_numpy(float)
@@ -171,26 +218,40 @@ def setting_evidence(fit: Fit, settings: Sequence, landmarks: Sequence[float], a
         if not s.case_mix:
             lu = u[line_sel & np.isfinite(u)]
             if lu.size and s.uterine < lu.min() - 0.05:
-                flags_base.append(f"extrapolated: no {s.line} arm with a uterine fraction below {lu.min():.2f}")
+                flags_base.append(
+                    f"extrapolated: no {s.line} arm with a uterine fraction below {lu.min():.2f}"
+                )
             if lu.size and s.uterine > lu.max() + 0.05:
-                flags_base.append(f"extrapolated: no {s.line} arm with a uterine fraction above {lu.max():.2f}")
-            if not np.any(line_sel & (arms["treatment_class"].astype(str).to_numpy() == s.treatment_class)):
+                flags_base.append(
+                    f"extrapolated: no {s.line} arm with a uterine fraction above {lu.max():.2f}"
+                )
+            if not np.any(
+                line_sel & (arms["treatment_class"].astype(str).to_numpy() == s.treatment_class)
+            ):
                 flags_base.append(f"extrapolated: no {s.line} {s.treatment_class} arm")
             for name, column in user_numeric.items():
                 v = s.covariates.get(name, s.covariates.get(column))
-                have = pd.to_numeric(arms[column], errors="coerce").to_numpy(float) if column in arms else np.zeros(0)
+                have = (
+                    pd.to_numeric(arms[column], errors="coerce").to_numpy(float)
+                    if column in arms
+                    else np.zeros(0)
+                )
                 have = have[np.isfinite(have)]
                 if v is not None and have.size and not (have.min() <= float(v) <= have.max()):
-                    flags_base.append(f"extrapolated: {column} {float(v):g} outside the included arms' "
-                                      f"{have.min():g}-{have.max():g}")  # fmt: skip
+                    flags_base.append(
+                        f"extrapolated: {column} {float(v):g} outside the included arms' "
+                        f"{have.min():g}-{have.max():g}"
+                    )
         n_unknown = int(unknown.sum())
         if len(idx) + n_unknown == 0:
             flags_base.append("no arm in this cell: from covariate effects only")
         elif len(idx) == 1 and n_unknown == 0:
             flags_base.append("rests on 1 arm")
         elif len(idx) <= 1:
-            flags_base.append(f"rests on {len(idx)} arm{'s' if len(idx) != 1 else ''} of known site "
-                              f"(+{n_unknown} of unknown uterine fraction)")  # fmt: skip
+            flags_base.append(
+                f"rests on {len(idx)} arm{'s' if len(idx) != 1 else ''} of known site "
+                f"(+{n_unknown} of unknown uterine fraction)"
+            )
         if not s.case_mix:
             X = _setting_design(fit, [s])
             groups = _shape_group_of(fit, [s])
@@ -199,7 +260,9 @@ def setting_evidence(fit: Fit, settings: Sequence, landmarks: Sequence[float], a
             if reach is not None and s.line in reach.index:
                 late = reach.at[s.line, "latest"]
                 if np.isfinite(late) and t > late * 1.05:
-                    flags.append(f"extrapolated: landmark beyond the latest {s.line} rate or median ({late:.1f} mo)")
+                    flags.append(
+                        f"extrapolated: landmark beyond the latest {s.line} rate or median ({late:.1f} mo)"
+                    )
             if "kind" in o:
                 rates_rep = int((o["kind"] == "rate").sum())
                 medians = int((o["kind"] == "median").sum())
@@ -214,10 +277,18 @@ def setting_evidence(fit: Fit, settings: Sequence, landmarks: Sequence[float], a
                 post_l = _pooled_logit(fit, values, X, groups, t).ravel()
                 prior_l = _pooled_logit(fit, prior, X, groups, t).ravel()
                 ratio = float(np.std(post_l) / np.std(prior_l)) if np.std(prior_l) > 0 else math.nan
-            rows.append({
-                "setting": label, "landmark": float(t), "arms": int(len(idx)),
-                "patients": float(pd.to_numeric(arms["n"].iloc[idx], errors="coerce").sum()),
-                "arms_unknown_site": int(unknown.sum()), "rates_reported": rates_rep, "medians": medians,
-                "rates_derived": derived, "sd_ratio": ratio, "flags": "; ".join(flags),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "setting": label,
+                    "landmark": float(t),
+                    "arms": int(len(idx)),
+                    "patients": float(pd.to_numeric(arms["n"].iloc[idx], errors="coerce").sum()),
+                    "arms_unknown_site": int(unknown.sum()),
+                    "rates_reported": rates_rep,
+                    "medians": medians,
+                    "rates_derived": derived,
+                    "sd_ratio": ratio,
+                    "flags": "; ".join(flags),
+                }
+            )
     return pd.DataFrame(rows)

@@ -90,20 +90,61 @@ RATE_SOURCES = RATE_KINDS  # the old name (values of a legacy pfsr_<t>m_source c
 
 #: Columns of the arm table, in output order (``notes`` last; a user's own columns follow).
 ARM_COLUMNS = (
-    "arm_id", "trial", "first_author", "year", "pmid", "doi", "registry_id", "source_url",
-    "source_location", "evidence", "evidence_level", "phase", "design", "arm", "agents",
-    "placebo", "treatment_class", "line", "population", "n", "n_uterine", "pfs_median_m",
-    "pfs_median_lo", "pfs_median_hi", "pfs_events", "notes",
-)  # fmt: skip
+    "arm_id",
+    "trial",
+    "first_author",
+    "year",
+    "pmid",
+    "doi",
+    "registry_id",
+    "source_url",
+    "source_location",
+    "evidence",
+    "evidence_level",
+    "phase",
+    "design",
+    "arm",
+    "agents",
+    "placebo",
+    "treatment_class",
+    "line",
+    "population",
+    "n",
+    "n_uterine",
+    "pfs_median_m",
+    "pfs_median_lo",
+    "pfs_median_hi",
+    "pfs_events",
+    "notes",
+)
 REQUIRED = (
-    "arm_id", "trial", "year", "evidence", "phase", "design", "arm", "agents",
-    "placebo", "treatment_class", "line", "population",
-)  # fmt: skip
+    "arm_id",
+    "trial",
+    "year",
+    "evidence",
+    "phase",
+    "design",
+    "arm",
+    "agents",
+    "placebo",
+    "treatment_class",
+    "line",
+    "population",
+)
 #: Columns of the rates table, in output order.
 RATE_COLUMNS = (
-    "arm_id", "t", "rate", "lo", "hi", "ci_scale", "kind", "evidence_level", "source",
-    "location", "notes",
-)  # fmt: skip
+    "arm_id",
+    "t",
+    "rate",
+    "lo",
+    "hi",
+    "ci_scale",
+    "kind",
+    "evidence_level",
+    "source",
+    "location",
+    "notes",
+)
 RATE_REQUIRED = ("arm_id", "t", "rate", "kind")
 #: Columns the loader adds to the arm table; a file must not hold them.
 COMPUTED_COLUMNS = ("uterine_fraction", "uterine_fraction_source")
@@ -137,12 +178,22 @@ _NONFINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
 _DOI = re.compile(r"10\.[0-9]{4,9}/\S+")
 _PMID = re.compile(r"[1-9][0-9]{0,7}")
 _URL = re.compile(r"https?://\S+")
-_REGISTRY = re.compile(r"NCT[0-9]{8}|[0-9]{4}-[0-9]{6}-[0-9]{2}|ISRCTN[0-9]{8}")  # ClinicalTrials.gov | EudraCT | ISRCTN
+_REGISTRY = re.compile(
+    r"NCT[0-9]{8}|[0-9]{4}-[0-9]{6}-[0-9]{2}|ISRCTN[0-9]{8}"
+)  # ClinicalTrials.gov | EudraCT | ISRCTN
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # tab, CR, LF allowed (quoted notes)
 COVARIATES = (
-    "trial", "year", "line", "treatment_class", "placebo", "population", "evidence",
-    "design", "n", "uterine_fraction",
-)  # fmt: skip
+    "trial",
+    "year",
+    "line",
+    "treatment_class",
+    "placebo",
+    "population",
+    "evidence",
+    "design",
+    "n",
+    "uterine_fraction",
+)
 BUNDLED_ARMS = "lms_trials.csv"
 BUNDLED_RATES = "pfs_rates.csv"
 
@@ -252,7 +303,9 @@ class Trials:
         arr = np.asarray(list(which) if not hasattr(which, "__array__") else which)
         if arr.dtype == bool:
             if arr.shape != (len(ids),):
-                raise ValueError(f"a mask needs {len(ids)} entries (one per arm), got shape {arr.shape}")
+                raise ValueError(
+                    f"a mask needs {len(ids)} entries (one per arm), got shape {arr.shape}"
+                )
             mask = arr
         else:
             wanted = [str(a) for a in arr.ravel()]
@@ -450,9 +503,10 @@ def _read_cells(path, file: str, what: str) -> tuple[list[str], list[list[str]],
     try:
         if isinstance(path, Path) and path.stat().st_size > MAX_FILE_BYTES:
             raise _unreadable(
-                file, f"file is {path.stat().st_size:,} bytes; the limit is {MAX_FILE_BYTES:,} "
+                file,
+                f"file is {path.stat().st_size:,} bytes; the limit is {MAX_FILE_BYTES:,} "
                 f"(a {what} is far smaller: is this the right file?)",
-            )  # fmt: skip
+            )
         raw = path.read_bytes()
     except OSError as err:
         raise _unreadable(file, f"cannot be read: {err.strerror or err}") from None
@@ -463,9 +517,10 @@ def _read_cells(path, file: str, what: str) -> tuple[list[str], list[list[str]],
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise _unreadable(
-            file, f"not UTF-8 text ({err.reason} at byte {err.start}, line {line}); "
+            file,
+            f"not UTF-8 text ({err.reason} at byte {err.start}, line {line}); "
             "save the file as UTF-8 CSV",
-        ) from None  # fmt: skip
+        ) from None
     records: list[list[str]] = []
     # newline="" lets csv keep line breaks inside quoted cells (notes); strict catches stray quotes
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
@@ -534,9 +589,7 @@ def _close_known(name: str, known: Iterable[str]) -> str | None:
 
 # pandas >= 3 has a real string dtype with NaN for missing; older pandas keeps object
 _TEXT = "str" if int(pd.__version__.split(".")[0]) >= 3 else object
-_CATEGORIES = {
-    a: pd.CategoricalDtype(list(a)) for a in (*LABELS.values(), *RATE_LABELS.values())
-}
+_CATEGORIES = {a: pd.CategoricalDtype(list(a)) for a in (*LABELS.values(), *RATE_LABELS.values())}
 
 
 class _Collector:
@@ -552,9 +605,10 @@ class _Collector:
         arm_id = self.cells["arm_id"][i] if "arm_id" in self.cells else None
         value = self.cells[column][i] if column in self.cells else None
         self.problems.append(
-            Problem(self.file, self.rows[i], _clip(arm_id) if arm_id else None, column, value,
-                    message)
-        )  # fmt: skip
+            Problem(
+                self.file, self.rows[i], _clip(arm_id) if arm_id else None, column, value, message
+            )
+        )
 
     def where(self, mask: np.ndarray, column: str, template: str) -> None:
         """Flag rows where ``mask``.
@@ -618,8 +672,12 @@ def _convert(
         bad_char = np.array([bool(_CONTROL.search(v)) for v in values], dtype=bool)
         for i in np.flatnonzero(bad_char):
             ch = _CONTROL.search(values[i])[0]
-            out.add(int(i), col, f"holds the control character {ch!r} (NUL bytes and other "
-                    "control characters are not allowed; is the file binary or corrupted?)")  # fmt: skip
+            out.add(
+                int(i),
+                col,
+                f"holds the control character {ch!r} (NUL bytes and other "
+                "control characters are not allowed; is the file binary or corrupted?)",
+            )
         if kind in ("int", "float"):
             parsed = np.full(len(values), np.nan)
             for i, v in enumerate(values):
@@ -640,7 +698,9 @@ def _convert(
             bad = ~blank & ~np.isin(values, allowed) & ~bad_char
             for i in np.flatnonzero(bad):
                 hint = _suggest(values[i], allowed)
-                out.add(int(i), col, f"must be one of {list(allowed)}, got {_clip(values[i])!r}{hint}")
+                out.add(
+                    int(i), col, f"must be one of {list(allowed)}, got {_clip(values[i])!r}{hint}"
+                )
             typed[col] = np.where(blank | bad | bad_char, None, values)
         elif kind == "bool":
             low = np.array([v.lower() for v in values], dtype=object)
@@ -656,30 +716,45 @@ def _check_formats(cells: dict[str, np.ndarray], out: _Collector, columns: dict[
     """Identifier columns: ``{column: format}`` with format doi, url, registry or source."""
 
     def bad(col: str, ok) -> np.ndarray:
-        return np.array([v != "" and not _CONTROL.search(v) and not ok(v) for v in cells[col]],
-                        dtype=bool)  # fmt: skip
+        return np.array(
+            [v != "" and not _CONTROL.search(v) and not ok(v) for v in cells[col]], dtype=bool
+        )
 
     for col, fmt in columns.items():
         if col not in cells:
             continue
         if fmt == "doi":
-            out.where(bad(col, _DOI.fullmatch), col, "must be a DOI such as 10.1200/JCO.2014.58.3781 "
-                      "(no https://doi.org/ prefix), got {value!r}")  # fmt: skip
+            out.where(
+                bad(col, _DOI.fullmatch),
+                col,
+                "must be a DOI such as 10.1200/JCO.2014.58.3781 "
+                "(no https://doi.org/ prefix), got {value!r}",
+            )
         elif fmt == "url":
             out.where(bad(col, _URL.fullmatch), col, "must be an http(s) URL, got {value!r}")
         elif fmt == "registry":
+
             def registry_ok(v: str) -> bool:
                 return all(_REGISTRY.fullmatch(p.strip()) for p in v.split(";"))
 
-            out.where(bad(col, registry_ok), col, "must be ';'-separated trial registry ids "
-                      "(NCT or ISRCTN followed by 8 digits, or an EudraCT number such as 2016-001234-56), "
-                      "got {value!r}")  # fmt: skip
+            out.where(
+                bad(col, registry_ok),
+                col,
+                "must be ';'-separated trial registry ids "
+                "(NCT or ISRCTN followed by 8 digits, or an EudraCT number such as 2016-001234-56), "
+                "got {value!r}",
+            )
         elif fmt == "source":
+
             def source_ok(v: str) -> bool:
                 return bool(_PMID.fullmatch(v) or _DOI.fullmatch(v))
 
-            out.where(bad(col, source_ok), col, "must be the PMID (digits) or the DOI "
-                      "(10.xxxx/...) of the publication the number is read in, got {value!r}")  # fmt: skip
+            out.where(
+                bad(col, source_ok),
+                col,
+                "must be the PMID (digits) or the DOI "
+                "(10.xxxx/...) of the publication the number is read in, got {value!r}",
+            )
 
 
 def _check_interval(v, cells, out, est, lo, hi) -> None:
@@ -700,7 +775,9 @@ def _check_interval(v, cells, out, est, lo, hi) -> None:
         )
 
 
-def _check_arm_rows(v: dict[str, np.ndarray], cells: dict[str, np.ndarray], out: _Collector) -> None:
+def _check_arm_rows(
+    v: dict[str, np.ndarray], cells: dict[str, np.ndarray], out: _Collector
+) -> None:
     """Consistency checks across columns of the arm table (on cells that parsed)."""
     ids = cells["arm_id"]
     bad_id = np.array([a != "" and not _ARM_ID.fullmatch(a) for a in ids], dtype=bool)
@@ -745,17 +822,23 @@ def _check_arm_rows(v: dict[str, np.ndarray], cells: dict[str, np.ndarray], out:
 
 
 def _check_rate_rows(
-    v: dict[str, np.ndarray], cells: dict[str, np.ndarray], out: _Collector,
-    arm_ids: np.ndarray, arms_file: str,
-) -> None:  # fmt: skip
+    v: dict[str, np.ndarray],
+    cells: dict[str, np.ndarray],
+    out: _Collector,
+    arm_ids: np.ndarray,
+    arms_file: str,
+) -> None:
     """Consistency checks of the rates table and its join with the arm table."""
     ids = cells["arm_id"]
     known = set(arm_ids)
     for i, a in enumerate(ids):
         if a and a not in known:
             hint = _suggest(a, sorted(known), cutoff=0.75)
-            out.add(i, "arm_id", f"rate for arm_id {_clip(a)!r}, which is not in the arm table "
-                    f"{arms_file}{hint}")  # fmt: skip
+            out.add(
+                i,
+                "arm_id",
+                f"rate for arm_id {_clip(a)!r}, which is not in the arm table {arms_file}{hint}",
+            )
     _check_interval(v, cells, out, "rate", "lo", "hi")
     _check_formats(cells, out, {"source": "source"})
     # one rate per (arm, t): t compared as the numbers they are ("6" and "6.0" are one t)
@@ -764,15 +847,23 @@ def _check_rate_rows(
         if not a or math.isnan(t):
             continue
         if (a, t) in first:
-            out.add(i, "t", f"duplicate rate for arm_id {a!r} at t = {t:g} months (first in row "
-                    f"{out.rows[first[a, t]]}); keep one analysis per arm")  # fmt: skip
+            out.add(
+                i,
+                "t",
+                f"duplicate rate for arm_id {a!r} at t = {t:g} months (first in row "
+                f"{out.rows[first[a, t]]}); keep one analysis per arm",
+            )
         first.setdefault((a, t), i)
 
 
 def _check_header(
-    header: list[str], out: _Collector, known: Sequence[str], required: Sequence[str],
-    extra_known: Iterable[str], arm_table: bool,
-) -> list[str]:  # fmt: skip
+    header: list[str],
+    out: _Collector,
+    known: Sequence[str],
+    required: Sequence[str],
+    extra_known: Iterable[str],
+    arm_table: bool,
+) -> list[str]:
     """Header problems go to ``out``; returns the user's own columns (kept as they are)."""
     extra = set(extra_known)
     for col in required:
@@ -782,45 +873,75 @@ def _check_header(
         if col == "":
             out.header(None, f"header cell {k + 1} is blank; every column needs a name")
         elif _CONTROL.search(col):
-            out.header(None, f"header cell {k + 1} ({_clip(col)!r}) holds a control character "
-                       "(NUL bytes and the like); is the file binary or corrupted?", _clip(col))  # fmt: skip
+            out.header(
+                None,
+                f"header cell {k + 1} ({_clip(col)!r}) holds a control character "
+                "(NUL bytes and the like); is the file binary or corrupted?",
+                _clip(col),
+            )
     for col in sorted({c for c in header if c and header.count(c) > 1}):
         out.header(col, "column appears more than once in the header", col)
     user = []
-    candidates = [*known, *(f"pfsr_{t}m{s}" for t in (3, 6, 12) for s in ("", "_lo", "_hi", "_source"))
-                  ] if arm_table else list(known)  # fmt: skip
+    candidates = (
+        [*known, *(f"pfsr_{t}m{s}" for t in (3, 6, 12) for s in ("", "_lo", "_hi", "_source"))]
+        if arm_table
+        else list(known)
+    )
     for col in dict.fromkeys(header):
         if col in extra and col not in known:
             user.append(col)
             continue
-        if not col or _CONTROL.search(col) or col in known or (arm_table and _RATE_FAMILY.fullmatch(col)):
+        if (
+            not col
+            or _CONTROL.search(col)
+            or col in known
+            or (arm_table and _RATE_FAMILY.fullmatch(col))
+        ):
             continue
         if arm_table and col in COMPUTED_COLUMNS:
-            out.header(col, "is computed by the loader (from n_uterine, n and population); "
-                       "remove it from the file", col)  # fmt: skip
+            out.header(
+                col,
+                "is computed by the loader (from n_uterine, n and population); "
+                "remove it from the file",
+                col,
+            )
             continue
         close = _close_known(col, candidates)
         if close is not None:
-            out.header(col, f"unknown column {_clip(col)!r}; did you mean {close!r}? (a column of "
-                       "your own must not be this close to a known name: rename it, or declare it "
-                       "with load_trials(..., known_columns=[...]))", col)  # fmt: skip
+            out.header(
+                col,
+                f"unknown column {_clip(col)!r}; did you mean {close!r}? (a column of "
+                "your own must not be this close to a known name: rename it, or declare it "
+                "with load_trials(..., known_columns=[...]))",
+                col,
+            )
         else:
             user.append(col)
     return user
 
 
 def _table_cells(
-    header: list[str], rows: list[list[str]], numbers: list[int], out: _Collector,
+    header: list[str],
+    rows: list[list[str]],
+    numbers: list[int],
+    out: _Collector,
     columns: list[str],
-) -> dict[str, np.ndarray] | None:  # fmt: skip
+) -> dict[str, np.ndarray] | None:
     """Cells by column (blank for absent optional columns), or None if rows do not line up."""
     ragged = False
     for i, r in enumerate(rows):
         if len(r) != len(header):
             ragged = True
-            out.problems.append(Problem(out.file, numbers[i], _clip(r[0]) if r and r[0] else None,
-                                        None, None, f"has {len(r)} cells but the header has "
-                                        f"{len(header)}"))  # fmt: skip
+            out.problems.append(
+                Problem(
+                    out.file,
+                    numbers[i],
+                    _clip(r[0]) if r and r[0] else None,
+                    None,
+                    None,
+                    f"has {len(r)} cells but the header has {len(header)}",
+                )
+            )
     if ragged:
         return None
     by_name = dict(zip(header, zip(*rows, strict=True), strict=False)) if rows else {}
@@ -879,8 +1000,16 @@ def _read_arms(
     header, rows, numbers, raw = _read_cells(source, file, "trial-arm table")
     out = _Collector(file, {}, numbers)
     if not rows:
-        out.problems.append(Problem(file, None, None, None, None, "the file has a header but no "
-                                    "arm rows (at least one arm is needed)"))  # fmt: skip
+        out.problems.append(
+            Problem(
+                file,
+                None,
+                None,
+                None,
+                None,
+                "the file has a header but no arm rows (at least one arm is needed)",
+            )
+        )
     user = _check_header(header, out, ARM_COLUMNS, REQUIRED, extra_known, arm_table=True)
     legacy = sorted(
         (c for c in header if _RATE_FAMILY.fullmatch(c)),
@@ -930,8 +1059,10 @@ def _read_rates(
 
 
 def _empty_rates() -> pd.DataFrame:
-    typed = {c: np.zeros(0) if _rate_kind(c) == "float" else np.array([], dtype=object)
-             for c in RATE_COLUMNS}  # fmt: skip
+    typed = {
+        c: np.zeros(0) if _rate_kind(c) == "float" else np.array([], dtype=object)
+        for c in RATE_COLUMNS
+    }
     return _frame(typed, _rate_kind, RATE_LABELS)
 
 
@@ -943,25 +1074,36 @@ def _rates_from_legacy(typed: dict[str, np.ndarray], file: str) -> pd.DataFrame:
         t = float(_RATE_FAMILY.fullmatch(col)[1])
         has = ~np.isnan(typed[col])
         k = int(has.sum())
-        parts.append(pd.DataFrame({
-            "arm_id": ids[has], "t": np.full(k, t), "rate": typed[col][has],
-            "lo": typed[f"{col}_lo"][has], "hi": typed[f"{col}_hi"][has],
-            "kind": typed[f"{col}_source"][has],
-            "notes": np.full(k, f"converted from column {col!r} of {file}", dtype=object),
-        }))  # fmt: skip
+        parts.append(
+            pd.DataFrame(
+                {
+                    "arm_id": ids[has],
+                    "t": np.full(k, t),
+                    "rate": typed[col][has],
+                    "lo": typed[f"{col}_lo"][has],
+                    "hi": typed[f"{col}_hi"][has],
+                    "kind": typed[f"{col}_source"][has],
+                    "notes": np.full(k, f"converted from column {col!r} of {file}", dtype=object),
+                }
+            )
+        )
     if not parts:
         return _empty_rates()
     legacy = pd.concat(parts, ignore_index=True)
     order = {a: i for i, a in enumerate(ids)}
-    legacy = legacy.sort_values(["arm_id", "t"], key=lambda s: s.map(order) if s.name == "arm_id"
-                                else s, kind="stable").reset_index(drop=True)  # fmt: skip
+    legacy = legacy.sort_values(
+        ["arm_id", "t"], key=lambda s: s.map(order) if s.name == "arm_id" else s, kind="stable"
+    ).reset_index(drop=True)
     typed_rates = {}
     for c in RATE_COLUMNS:
         if c in legacy:
             typed_rates[c] = legacy[c].to_numpy(dtype=float if _rate_kind(c) == "float" else object)
         else:
-            typed_rates[c] = np.full(len(legacy), np.nan if _rate_kind(c) == "float" else None,
-                                     dtype=float if _rate_kind(c) == "float" else object)  # fmt: skip
+            typed_rates[c] = np.full(
+                len(legacy),
+                np.nan if _rate_kind(c) == "float" else None,
+                dtype=float if _rate_kind(c) == "float" else object,
+            )
     return _frame(typed_rates, _rate_kind, RATE_LABELS)
 
 
@@ -1059,20 +1201,32 @@ def load_trials(
         rate_src = Path(rates) if rates is not None else rates_path_for(path)
         rate_file = str(rates) if rates is not None else (str(rate_src) if rate_src else "")
 
-    arms, legacy_typed, problems, arm_raw, legacy_cols = _read_arms(arm_src, arm_file, known_columns)
+    arms, legacy_typed, problems, arm_raw, legacy_cols = _read_arms(
+        arm_src, arm_file, known_columns
+    )
     blobs, files = [arm_raw], [arm_file]
     rate_frame = None
     if rate_src is not None:
         if legacy_cols:
-            problems.append(Problem(arm_file, 1, None, legacy_cols[0], legacy_cols[0],
-                                    f"holds PFS rates in pfsr_<t>m columns ({', '.join(legacy_cols)})"
-                                    f" while the rates table {rate_file} is also read; keep the "
-                                    "rates in one place (move them to the rates table)"))  # fmt: skip
+            problems.append(
+                Problem(
+                    arm_file,
+                    1,
+                    None,
+                    legacy_cols[0],
+                    legacy_cols[0],
+                    f"holds PFS rates in pfsr_<t>m columns ({', '.join(legacy_cols)})"
+                    f" while the rates table {rate_file} is also read; keep the "
+                    "rates in one place (move them to the rates table)",
+                )
+            )
         # the join needs the arm ids even when the arm table has other problems
-        arm_ids = (arms["arm_id"].astype(str).to_numpy() if arms is not None
-                   else _arm_ids_anyway(arm_src))  # fmt: skip
-        rate_frame, rate_problems, rate_raw = _read_rates(rate_src, rate_file, arm_ids, arm_file,
-                                                          known_columns)  # fmt: skip
+        arm_ids = (
+            arms["arm_id"].astype(str).to_numpy() if arms is not None else _arm_ids_anyway(arm_src)
+        )
+        rate_frame, rate_problems, rate_raw = _read_rates(
+            rate_src, rate_file, arm_ids, arm_file, known_columns
+        )
         problems += rate_problems
         blobs.append(rate_raw)
         files.append(rate_file)
@@ -1140,6 +1294,7 @@ def as_trials(data: Trials | pd.DataFrame) -> Trials:
     )
     arms = data.reset_index(drop=True)
     legacy = [c for c in arms.columns if (m := _RATE_FAMILY.fullmatch(str(c))) and m[2] is None]
+
     def get(c: str, has: np.ndarray) -> np.ndarray:
         if c not in arms:
             return np.full(int(has.sum()), np.nan)
@@ -1149,23 +1304,38 @@ def as_trials(data: Trials | pd.DataFrame) -> Trials:
     for col in legacy:
         has = arms[col].notna().to_numpy()
         src = f"{col}_source"
-        parts.append(pd.DataFrame({
-            "arm_id": arms.loc[has, "arm_id"].astype(str).to_numpy(),
-            "t": float(_RATE_FAMILY.fullmatch(col)[1]), "rate": get(col, has),
-            "lo": get(f"{col}_lo", has), "hi": get(f"{col}_hi", has),
-            "kind": (arms.loc[has, src].astype(object).to_numpy() if src in arms else "reported"),
-        }))  # fmt: skip
+        parts.append(
+            pd.DataFrame(
+                {
+                    "arm_id": arms.loc[has, "arm_id"].astype(str).to_numpy(),
+                    "t": float(_RATE_FAMILY.fullmatch(col)[1]),
+                    "rate": get(col, has),
+                    "lo": get(f"{col}_lo", has),
+                    "hi": get(f"{col}_hi", has),
+                    "kind": (
+                        arms.loc[has, src].astype(object).to_numpy() if src in arms else "reported"
+                    ),
+                }
+            )
+        )
     rates = _empty_rates() if not parts else pd.concat(parts, ignore_index=True)
     for c in RATE_COLUMNS:
         if c not in rates:
             rates[c] = np.nan if _rate_kind(c) == "float" else None
     rates = rates[list(RATE_COLUMNS)]
-    sha = data.attrs.get("sha256") or hashlib.sha256(
-        pd.util.hash_pandas_object(arms.astype(str), index=False).to_numpy().tobytes()
-    ).hexdigest()
+    sha = (
+        data.attrs.get("sha256")
+        or hashlib.sha256(
+            pd.util.hash_pandas_object(arms.astype(str), index=False).to_numpy().tobytes()
+        ).hexdigest()
+    )
     path = data.attrs.get("path")
-    return Trials(arms=arms.drop(columns=[c for c in arms.columns if _RATE_FAMILY.fullmatch(str(c))]),
-                  rates=rates, sha256=sha, files=(path,) if path else ())  # fmt: skip
+    return Trials(
+        arms=arms.drop(columns=[c for c in arms.columns if _RATE_FAMILY.fullmatch(str(c))]),
+        rates=rates,
+        sha256=sha,
+        files=(path,) if path else (),
+    )
 
 
 # ---------------------------------------------------------------------------- long table
@@ -1204,7 +1374,9 @@ def _reported_at(trials: Trials, t: float, tolerance: float) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _landmark_rows(trials: Trials, t: float, derive: bool, tolerance: float) -> dict[str, np.ndarray]:
+def _landmark_rows(
+    trials: Trials, t: float, derive: bool, tolerance: float
+) -> dict[str, np.ndarray]:
     """All arms at one landmark: rate, se, effective data and inclusion, as arrays."""
     arms = trials.arms
     k = len(arms)
@@ -1217,9 +1389,11 @@ def _landmark_rows(trials: Trials, t: float, derive: bool, tolerance: float) -> 
     se_ci = se_logit_from_ci(rep["lo"].to_numpy(), rep["hi"].to_numpy())
     se_bin = se_logit_binomial(s_rep, n)
     se_c, method_c = se_log_median(
-        _floats(arms, "pfs_median_lo"), _floats(arms, "pfs_median_hi"),
-        _floats(arms, "pfs_events"), n,
-    )  # fmt: skip
+        _floats(arms, "pfs_median_lo"),
+        _floats(arms, "pfs_median_hi"),
+        _floats(arms, "pfs_events"),
+        n,
+    )
     use_ci, use_bin = reported & ~np.isnan(se_ci), reported & np.isnan(se_ci) & ~np.isnan(se_bin)
     rate = np.where(reported, s_rep, np.where(derived, exponential_rate(median, t), np.nan))
     se = np.select(
@@ -1227,14 +1401,21 @@ def _landmark_rows(trials: Trials, t: float, derive: bool, tolerance: float) -> 
     )
     n_eff, y_eff = effective_binomial(rate, se, n)
     reason = np.select(
-        [reported & np.isnan(se), derived & np.isnan(se), ~reported & np.isnan(median),
-         ~reported & np.full(k, not derive)],
-        _REASONS, "",
-    )  # fmt: skip
+        [
+            reported & np.isnan(se),
+            derived & np.isnan(se),
+            ~reported & np.isnan(median),
+            ~reported & np.full(k, not derive),
+        ],
+        _REASONS,
+        "",
+    )
     return {
         "landmark": np.full(k, float(t)),
         "rate": rate,
-        "rate_source": np.where(reported, rep["kind"].to_numpy(), np.where(derived, "exponential", "")),
+        "rate_source": np.where(
+            reported, rep["kind"].to_numpy(), np.where(derived, "exponential", "")
+        ),
         "se_logit": se,
         "se_method": np.select([use_ci, use_bin, derived], ["rate_ci", "binomial", method_c], ""),
         "n_eff": n_eff,

@@ -14,7 +14,14 @@ from scipy import special
 from lmsbayes.likelihoods import NUMPY_OPS, rate_from_eta
 from lmsbayes.model import Model
 
-__all__ = ["arm_predictor", "arm_rates", "observed", "posterior_arrays", "posterior_predictive", "predictor"]
+__all__ = [
+    "arm_predictor",
+    "arm_rates",
+    "observed",
+    "posterior_arrays",
+    "posterior_predictive",
+    "predictor",
+]
 
 
 def _values(model: Model, post: xr.Dataset) -> dict[str, np.ndarray]:
@@ -29,18 +36,28 @@ def posterior_arrays(model: Model, post: xr.Dataset) -> dict[str, np.ndarray]:
     """The draws :func:`predictor` needs, as numpy arrays with leading dims (chain, draw)."""
     d = model.data
     C, D = post.sizes["chain"], post.sizes["draw"]
-    out = {"values": _values(model, post),
-           "z": post["z"].transpose("chain", "draw", *model.z_dims).values.reshape(C, D, d.n_arms, model.Kz)}  # fmt: skip
+    out = {
+        "values": _values(model, post),
+        "z": post["z"]
+        .transpose("chain", "draw", *model.z_dims)
+        .values.reshape(C, D, d.n_arms, model.Kz),
+    }
     if d.latent.size:
         out["u"] = post["uterine_latent"].transpose("chain", "draw", "arm_latent").values
     if "v" in post:
-        dims = ("chain", "draw", "trial", "landmark") if model.per_landmark else ("chain", "draw", "trial")
+        dims = (
+            ("chain", "draw", "trial", "landmark")
+            if model.per_landmark
+            else ("chain", "draw", "trial")
+        )
         out["v"] = post["v"].transpose(*dims).values
         out["trial_tau"] = post["trial_tau"].values
     return out
 
 
-def predictor(model: Model, values: dict, z: np.ndarray, u=None, v=None, trial_tau=None) -> np.ndarray:
+def predictor(
+    model: Model, values: dict, z: np.ndarray, u=None, v=None, trial_tau=None
+) -> np.ndarray:
     """The arm-level linear predictor (..., arm, K) from arrays of draws (leading dims ...).
 
     The same algebra as the engines (base predictor plus tau z), with latent
@@ -73,7 +90,9 @@ def arm_rates(model: Model, eta: np.ndarray, c: dict, landmarks) -> np.ndarray:
     if fam == "survival":
         shape = c["shape"][..., model.data.shape_idx]  # (chain, draw, arm) or (arm,)
         t = np.asarray(landmarks, float)
-        return rate_from_eta(eta[..., :1], t, shape[..., None], model.spec.model.t_ref, model.data.curve)
+        return rate_from_eta(
+            eta[..., :1], t, shape[..., None], model.spec.model.t_ref, model.data.curve
+        )
     if fam == "joint-cloglog":
         return np.exp(-np.exp(eta))
     return special.expit(eta)
@@ -84,7 +103,9 @@ def observed(model: Model) -> np.ndarray:
     return np.asarray(model.arrays["lik_y"], float)
 
 
-def posterior_predictive(model: Model, eta: np.ndarray, c: dict, rng: np.random.Generator, blocks=None) -> np.ndarray:
+def posterior_predictive(
+    model: Model, eta: np.ndarray, c: dict, rng: np.random.Generator, blocks=None
+) -> np.ndarray:
     """Replicated observations (chain, draw, obs) on the likelihood's scale.
 
     ``blocks``: :func:`_block_cholesky` of the model (survival), if computed already.
@@ -92,7 +113,9 @@ def posterior_predictive(model: Model, eta: np.ndarray, c: dict, rng: np.random.
     a = model.arrays
     fam = model.data.family
     # one column (K = 1): a single index is half the cost of two
-    eta_obs = eta[..., 0][..., a["arm_idx"]] if eta.shape[-1] == 1 else eta[..., a["arm_idx"], a["k_idx"]]
+    eta_obs = (
+        eta[..., 0][..., a["arm_idx"]] if eta.shape[-1] == 1 else eta[..., a["arm_idx"], a["k_idx"]]
+    )
     if fam == "logit-binomial":
         return rng.binomial(a["lik_n"].astype(np.int64), special.expit(eta_obs))
     if fam == "logit-normal":
@@ -105,8 +128,15 @@ def posterior_predictive(model: Model, eta: np.ndarray, c: dict, rng: np.random.
         from lmsbayes.likelihoods import survival_mean
 
         shape = c["shape"][..., a["obs_shape_idx"]]
-        mu = survival_mean(NUMPY_OPS, eta_obs, shape, a["is_median"], a["log_t_rel"], model.log_t_ref,
-                           model.data.curve)  # fmt: skip
+        mu = survival_mean(
+            NUMPY_OPS,
+            eta_obs,
+            shape,
+            a["is_median"],
+            a["log_t_rel"],
+            model.log_t_ref,
+            model.data.curve,
+        )
         # one Kaplan-Meier curve's observations are correlated: noise L^T block by block, the
         # blocks of each size side by side (lower-triangular products written out: blocks are small)
         blocks = blocks if blocks is not None else _block_cholesky(model)
@@ -116,11 +146,11 @@ def posterior_predictive(model: Model, eta: np.ndarray, c: dict, rng: np.random.
         o = 0
         for idx, L in blocks:
             nb, size = idx.shape
-            nz = noise[..., o:o + nb * size].reshape(noise.shape[:-1] + (nb, size))
+            nz = noise[..., o : o + nb * size].reshape(noise.shape[:-1] + (nb, size))
             acc = nz[..., 0:1] * L[:, :, 0]
             for j in range(1, size):
-                acc += nz[..., j:j + 1] * L[:, :, j]
-            corr[..., o:o + nb * size] = acc.reshape(noise.shape[:-1] + (nb * size,))
+                acc += nz[..., j : j + 1] * L[:, :, j]
+            corr[..., o : o + nb * size] = acc.reshape(noise.shape[:-1] + (nb * size,))
             o += nb * size
         if model.se_by_shape:  # medians without a CI: sd = se / k at the draw's shape
             corr = corr * np.exp(-a["se_shape_power"][perm] * np.log(shape[..., perm]))

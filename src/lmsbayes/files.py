@@ -204,12 +204,16 @@ def _create_exclusive(directory: Path, dest: Path) -> Path:
     for _ in range(100):
         tmp = directory / temp_name(dest)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+            fd = os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666
+            )
         except FileExistsError:
             continue
         os.close(fd)
         return tmp
-    raise FileExistsError(errno.EEXIST, "no free temp-file name", str(directory))  # pragma: no cover
+    raise FileExistsError(
+        errno.EEXIST, "no free temp-file name", str(directory)
+    )  # pragma: no cover
 
 
 def _fsync(path: Path) -> None:
@@ -338,7 +342,10 @@ def _input_error(path: str, reason: str) -> InputError:
 
 
 def read_text(
-    path: str | os.PathLike[str], *, what: str = "file", max_bytes: int = MAX_TEXT_BYTES,
+    path: str | os.PathLike[str],
+    *,
+    what: str = "file",
+    max_bytes: int = MAX_TEXT_BYTES,
     error: Callable[[str, str], BaseException] = _input_error,
 ) -> str:
     """Read a UTF-8 text file; every error names the file.
@@ -375,11 +382,16 @@ def read_text(
     except FileNotFoundError:
         raise FileNotFoundError(f"no {what} file {name!r}") from None
     except (OSError, ValueError) as exc:
-        raise error(name, f"cannot read the {what}: {getattr(exc, 'strerror', None) or exc}") from None
+        raise error(
+            name, f"cannot read the {what}: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
     if stat.S_ISDIR(st.st_mode):
         raise error(name, f"the {what} is a directory, not a file")
     if stat.S_ISREG(st.st_mode) and st.st_size > max_bytes:
-        raise error(name, f"the {what} is {st.st_size:,} bytes, more than the {max_bytes:,} this reader accepts")
+        raise error(
+            name,
+            f"the {what} is {st.st_size:,} bytes, more than the {max_bytes:,} this reader accepts",
+        )
     try:
         with open(p, "rb") as fh:
             data = fh.read(max_bytes + 1)
@@ -391,8 +403,11 @@ def read_text(
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise error(name, f"the {what} is not valid UTF-8 (line {line}, byte {exc.start}: "
-                          f"{data[exc.start:exc.start + 1]!r})") from None  # fmt: skip
+        raise error(
+            name,
+            f"the {what} is not valid UTF-8 (line {line}, byte {exc.start}: "
+            f"{data[exc.start : exc.start + 1]!r})",
+        ) from None
     if text.startswith("\ufeff"):
         text = text[1:]  # the byte-order mark some editors write
     if "\0" in text:

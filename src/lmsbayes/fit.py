@@ -30,11 +30,11 @@ import xarray as xr
 
 from lmsbayes import __version__
 from lmsbayes.errors import SamplingError
-from lmsbayes.model import Model, ModelData, prepare_data
-from lmsbayes.spec import ModelSpec, SpecError, load_spec
 
 # persistence lives in fitfile.py; load_fit stays importable from here (lmsbayes.load_fit)
 from lmsbayes.fitfile import load_fit  # noqa: E402
+from lmsbayes.model import Model, ModelData, prepare_data
+from lmsbayes.spec import ModelSpec, SpecError, load_spec
 
 __all__ = ["Diagnostics", "Fit", "FitWarning", "SamplingError", "fit", "load_fit", "choose_engine"]
 
@@ -100,7 +100,9 @@ class Diagnostics:
             if not self.is_ess >= ESS_MIN:
                 out.append(f"importance ESS {self.is_ess:.0f} < {ESS_MIN}")
             if self.tau_grid_edge_mass > EDGE_MASS_MAX:
-                out.append(f"{100 * self.tau_grid_edge_mass:.1f}% of the posterior mass at the edge of the tau grid")
+                out.append(
+                    f"{100 * self.tau_grid_edge_mass:.1f}% of the posterior mass at the edge of the tau grid"
+                )
             if not self.mode_converged:
                 out.append("the posterior mode search did not converge")
             return out
@@ -122,15 +124,27 @@ class Diagnostics:
         """One-line summary for logs and the command line."""
         status = "OK" if self.ok else "PROBLEM: " + "; ".join(self.problems)
         if self.engine == "exact":
-            grid = "" if math.isnan(self.tau_grid_edge_mass) else f", tau grid edge mass {self.tau_grid_edge_mass:.4f}"
+            grid = (
+                ""
+                if math.isnan(self.tau_grid_edge_mass)
+                else f", tau grid edge mass {self.tau_grid_edge_mass:.4f}"
+            )
             if self.n_modes > 1:
                 grid += f", {self.n_modes} posterior modes (mixture proposal)"
-            of = f"{self.n_proposals} proposals, {self.n_draws} draws" if self.n_proposals else f"{self.n_draws} draws"
-            return (f"diagnostics (exact engine): importance k-hat {self.khat:.2f}, importance ESS "
-                    f"{self.is_ess:.0f} of {of}{grid} -> {status}")  # fmt: skip
-        return (f"diagnostics (NUTS): {self.divergences} divergences, max R-hat {self.max_rhat:.3f}, "
-                f"min ESS bulk {self.min_ess_bulk:.0f} / tail {self.min_ess_tail:.0f} "
-                f"({self.n_draws} draws) -> {status}")  # fmt: skip
+            of = (
+                f"{self.n_proposals} proposals, {self.n_draws} draws"
+                if self.n_proposals
+                else f"{self.n_draws} draws"
+            )
+            return (
+                f"diagnostics (exact engine): importance k-hat {self.khat:.2f}, importance ESS "
+                f"{self.is_ess:.0f} of {of}{grid} -> {status}"
+            )
+        return (
+            f"diagnostics (NUTS): {self.divergences} divergences, max R-hat {self.max_rhat:.3f}, "
+            f"min ESS bulk {self.min_ess_bulk:.0f} / tail {self.min_ess_tail:.0f} "
+            f"({self.n_draws} draws) -> {status}"
+        )
 
 
 HYPER = ("alpha", "beta", "tau", "shape", "trial_tau")
@@ -143,28 +157,46 @@ def compute_diagnostics(dt: xr.DataTree, var_names=HYPER) -> Diagnostics:
     a = dt.attrs
     if a.get("engine") == "exact":
         return Diagnostics(
-            divergences=0, max_rhat=math.nan, min_ess_bulk=float(a["is_ess"]), min_ess_tail=float(a["is_ess"]),
-            n_draws=n, table=pd.DataFrame(), engine="exact", khat=float(a["khat"]), is_ess=float(a["is_ess"]),
-            tau_grid_edge_mass=float(a.get("tau_grid_edge_mass", math.nan)), khat_max=float(a.get("khat_max", 0.7)),
-            proposal=str(a.get("proposal", "")), note=str(a.get("engine_note", "")),
-            mode_converged=bool(int(a.get("mode_converged", 1))), n_modes=int(a.get("n_modes", 1)),
+            divergences=0,
+            max_rhat=math.nan,
+            min_ess_bulk=float(a["is_ess"]),
+            min_ess_tail=float(a["is_ess"]),
+            n_draws=n,
+            table=pd.DataFrame(),
+            engine="exact",
+            khat=float(a["khat"]),
+            is_ess=float(a["is_ess"]),
+            tau_grid_edge_mass=float(a.get("tau_grid_edge_mass", math.nan)),
+            khat_max=float(a.get("khat_max", 0.7)),
+            proposal=str(a.get("proposal", "")),
+            note=str(a.get("engine_note", "")),
+            mode_converged=bool(int(a.get("mode_converged", 1))),
+            n_modes=int(a.get("n_modes", 1)),
             n_proposals=int(a.get("n_proposals", 0)),
-        )  # fmt: skip
+        )
     import arviz_stats as azs
 
     names = [v for v in var_names if v in post]
     rows = {}
     for v in names:
         da = post[v]
-        rows[v] = {"max_rhat": float(np.nanmax(azs.rhat(da))), "min_ess_bulk": float(np.nanmin(azs.ess(da, method="bulk"))),
-                   "min_ess_tail": float(np.nanmin(azs.ess(da, method="tail")))}  # fmt: skip
+        rows[v] = {
+            "max_rhat": float(np.nanmax(azs.rhat(da))),
+            "min_ess_bulk": float(np.nanmin(azs.ess(da, method="bulk"))),
+            "min_ess_tail": float(np.nanmin(azs.ess(da, method="tail"))),
+        }
     table = pd.DataFrame(rows).T
     div = int(dt["sample_stats"]["diverging"].sum()) if "sample_stats" in dt else 0
     return Diagnostics(
-        divergences=div, max_rhat=float(table["max_rhat"].max()), min_ess_bulk=float(table["min_ess_bulk"].min()),
-        min_ess_tail=float(table["min_ess_tail"].min()), n_draws=n, table=table, engine="nuts",
+        divergences=div,
+        max_rhat=float(table["max_rhat"].max()),
+        min_ess_bulk=float(table["min_ess_bulk"].min()),
+        min_ess_tail=float(table["min_ess_tail"].min()),
+        n_draws=n,
+        table=table,
+        engine="nuts",
         note=str(a.get("engine_note", "")),
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True)
@@ -214,11 +246,18 @@ class Fit:
                 extra = [d for d in flat.dims if d != "sample"]
                 for idx in np.ndindex(*[flat.sizes[d] for d in extra]) if extra else [()]:
                     x = flat.values[idx] if extra else flat.values
-                    label = v + (f"[{', '.join(str(flat[d].values[i]) for d, i in zip(extra, idx))}]" if extra else "")
-                    rows[_readable(label)] = {"mean": x.mean(), "sd": x.std(ddof=1),
-                                              f"eti{lo * 100:g}%": np.quantile(x, lo),
-                                              f"eti{hi * 100:g}%": np.quantile(x, hi),
-                                              "mcse_mean": x.std(ddof=1) / math.sqrt(ess)}  # fmt: skip
+                    label = v + (
+                        f"[{', '.join(str(flat[d].values[i]) for d, i in zip(extra, idx))}]"
+                        if extra
+                        else ""
+                    )
+                    rows[_readable(label)] = {
+                        "mean": x.mean(),
+                        "sd": x.std(ddof=1),
+                        f"eti{lo * 100:g}%": np.quantile(x, lo),
+                        f"eti{hi * 100:g}%": np.quantile(x, hi),
+                        "mcse_mean": x.std(ddof=1) / math.sqrt(ess),
+                    }
             return pd.DataFrame(rows).T
         import arviz as az
 
@@ -253,8 +292,6 @@ def _readable(name: str) -> str:
         except ValueError:
             out.append(p)
     return f"{head}[{', '.join(out)}]"
-
-
 
 
 def choose_engine(spec: ModelSpec, engine: str | None = None) -> tuple[str, str]:
@@ -330,7 +367,11 @@ def fit(
         dt = nuts.sample(spec, data, progress=progress)
         dt.attrs["engine"] = "nuts"
         post = dt["posterior"].to_dataset()
-        groups = {name: dt[name].to_dataset() for name in ("sample_stats", "importance_sampling") if name in dt}
+        groups = {
+            name: dt[name].to_dataset()
+            for name in ("sample_stats", "importance_sampling")
+            if name in dt
+        }
         attrs = dict(dt.attrs)
     if note:
         attrs["engine_note"] = note
@@ -380,26 +421,46 @@ def _exact_groups(model: Model, res) -> tuple[xr.Dataset, dict, dict]:
     post = xr.Dataset(data_vars, coords={**base, **{k: v for k, v in coords.items()}})
     d = res.diagnostics
     prop = res.proposals
-    isg = xr.Dataset({"theta": (("is_draw", "parameter"), prop["theta"]),
-                      "log_weight": (("is_draw",), prop["log_weight"])},
-                     coords={"parameter": list(prop["names"])})  # fmt: skip
+    isg = xr.Dataset(
+        {
+            "theta": (("is_draw", "parameter"), prop["theta"]),
+            "log_weight": (("is_draw",), prop["log_weight"]),
+        },
+        coords={"parameter": list(prop["names"])},
+    )
     attrs = dict(
-        engine="exact", khat=d["khat"], is_ess=d["is_ess"], proposal=d["proposal"],
-        tau_grid_edge_mass=d["tau_grid_edge_mass"], khat_max=model.spec.exact.khat_max,
-        mode_converged=int(d["mode_converged"]), exact_seconds=d["seconds"], n_logpost_evals=d["n_logpost_evals"],
-        n_modes=int(d.get("n_modes", 1)), n_proposals=int(d.get("n_proposals", 0)),
-    )  # fmt: skip
+        engine="exact",
+        khat=d["khat"],
+        is_ess=d["is_ess"],
+        proposal=d["proposal"],
+        tau_grid_edge_mass=d["tau_grid_edge_mass"],
+        khat_max=model.spec.exact.khat_max,
+        mode_converged=int(d["mode_converged"]),
+        exact_seconds=d["seconds"],
+        n_logpost_evals=d["n_logpost_evals"],
+        n_modes=int(d.get("n_modes", 1)),
+        n_proposals=int(d.get("n_proposals", 0)),
+    )
     return post, {"importance_sampling": isg}, attrs
 
 
-def _finish_datatree(post: xr.Dataset, groups: dict, attrs: dict, model: Model, relabel: bool = True) -> xr.DataTree:
+def _finish_datatree(
+    post: xr.Dataset, groups: dict, attrs: dict, model: Model, relabel: bool = True
+) -> xr.DataTree:
     """Coords, derived theta and p, observed data and posterior predictive (numpy), as one DataTree.
 
     ``post``: the posterior draws; ``groups``: other groups kept as they are
     (sample_stats, importance_sampling); ``relabel``: set the data's coords
     (nutpie keeps those it was compiled with; the exact engine's are right).
     """
-    from lmsbayes.derived import _block_cholesky, arm_rates, observed, posterior_arrays, posterior_predictive, predictor
+    from lmsbayes.derived import (
+        _block_cholesky,
+        arm_rates,
+        observed,
+        posterior_arrays,
+        posterior_predictive,
+        predictor,
+    )
 
     spec, data = model.spec, model.data
     if relabel:  # nutpie keeps the coords it was compiled with: relabel with this data's
@@ -420,7 +481,10 @@ def _finish_datatree(post: xr.Dataset, groups: dict, attrs: dict, model: Model, 
     for ch in range(C):
         for d0 in range(0, D, step):
             sl = (slice(ch, ch + 1), slice(d0, d0 + step))
-            sub = {k: ({n: x[sl] for n, x in v.items()} if k == "values" else v[sl]) for k, v in arrays.items()}
+            sub = {
+                k: ({n: x[sl] for n, x in v.items()} if k == "values" else v[sl])
+                for k, v in arrays.items()
+            }
             eta = predictor(model, **sub)
             c = model.canonical(sub["values"])
             r = arm_rates(model, eta, c, landmarks)
@@ -438,20 +502,28 @@ def _finish_datatree(post: xr.Dataset, groups: dict, attrs: dict, model: Model, 
     else:
         post["p"] = (("chain", "draw", "arm"), rates[..., 0])
     obs_coord = {"obs": np.arange(len(data.obs))}
-    pp = xr.Dataset({"y": (("chain", "draw", "obs"), y_rep)},
-                    coords={**obs_coord, "chain": post["chain"], "draw": post["draw"]})  # fmt: skip
+    pp = xr.Dataset(
+        {"y": (("chain", "draw", "obs"), y_rep)},
+        coords={**obs_coord, "chain": post["chain"], "draw": post["draw"]},
+    )
     const = {"arm_idx": ("obs", model.arrays["arm_idx"]), "k_idx": ("obs", model.arrays["k_idx"])}
     for k in ("lik_n", "lik_se"):
         if k in model.arrays:
             const[k] = ("obs", model.arrays[k])
     children = {
-        "posterior": post, "posterior_predictive": pp,
+        "posterior": post,
+        "posterior_predictive": pp,
         "observed_data": xr.Dataset({"y": ("obs", observed(model))}, coords=obs_coord),
         "constant_data": xr.Dataset(const, coords=obs_coord),
-    }  # fmt: skip
+    }
     children.update(groups)
     out = xr.DataTree.from_dict({f"/{k}": v for k, v in children.items()})
     out.attrs.update(attrs)
-    out.attrs.update(lmsbayes_version=__version__, spec_name=spec.name, spec_hash=spec.hash,
-                     data_sha256=data.data_sha256, seed=int(spec.sampler.seed))  # fmt: skip
+    out.attrs.update(
+        lmsbayes_version=__version__,
+        spec_name=spec.name,
+        spec_hash=spec.hash,
+        data_sha256=data.data_sha256,
+        seed=int(spec.sampler.seed),
+    )
     return out

@@ -22,9 +22,9 @@ common damages (truncation, a foreign or partly written file).
 
 from __future__ import annotations
 
-import re
 import errno
 import os
+import re
 import stat
 import tomllib
 from pathlib import Path
@@ -48,7 +48,13 @@ FIT_FORMAT_VERSION = 2  # 2: the one model definition (lmsbayes 0.2); 1: lmsbaye
 #: Largest fit file :func:`load_fit` opens (it is read into memory whole).
 MAX_FIT_BYTES = 2 * 2**30
 #: Groups every saved fit has (``sample_stats`` is optional: an exact engine has none).
-REQUIRED_GROUPS = ("posterior", "posterior_predictive", "observed_data", "constant_data", "lmsbayes_inputs")
+REQUIRED_GROUPS = (
+    "posterior",
+    "posterior_predictive",
+    "observed_data",
+    "constant_data",
+    "lmsbayes_inputs",
+)
 _MAX_SPEC_CHARS = 1_000_000
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _INPUT_INT_VARS = ("obs_arm_idx", "obs_k_idx", "obs_comp")
@@ -61,18 +67,26 @@ def save_fit(fit: Fit, path: str | os.PathLike[str]) -> Path:
     dt = fit.datatree.copy()
     dt["lmsbayes_inputs"] = xr.DataTree(fit.data.to_xarray())
     dt.attrs.update(
-        lmsbayes_format=FIT_FORMAT, lmsbayes_format_version=FIT_FORMAT_VERSION,
-        lmsbayes_version=__version__, spec_text=fit.spec.text or _spec_to_toml(fit.spec),
-        spec_name=fit.spec.name, spec_hash=fit.spec.hash, data_sha256=fit.data.data_sha256,
+        lmsbayes_format=FIT_FORMAT,
+        lmsbayes_format_version=FIT_FORMAT_VERSION,
+        lmsbayes_version=__version__,
+        spec_text=fit.spec.text or _spec_to_toml(fit.spec),
+        spec_name=fit.spec.name,
+        spec_hash=fit.spec.hash,
+        data_sha256=fit.data.data_sha256,
         seed=int(fit.spec.sampler.seed),
-    )  # fmt: skip
+    )
     dt = _sanitize_for_netcdf(dt)
 
     def write(tmp: Path) -> None:
         try:
             dt.to_netcdf(tmp, engine="netcdf4", encoding=_checksummed(dt))
-        except RuntimeError as exc:  # netCDF-C reports a failed write (disk full ...) as "NetCDF: HDF error"
-            raise OSError(errno.EIO, f"netCDF could not write the fit ({exc}); is the disk full?", str(tmp)) from None
+        except (
+            RuntimeError
+        ) as exc:  # netCDF-C reports a failed write (disk full ...) as "NetCDF: HDF error"
+            raise OSError(
+                errno.EIO, f"netCDF could not write the fit ({exc}); is the disk full?", str(tmp)
+            ) from None
 
     atomic_write(path, write)
     return path
@@ -83,8 +97,11 @@ def _checksummed(dt: xr.DataTree) -> dict[str, dict[str, dict[str, Any]]]:
     enc: dict[str, dict[str, dict[str, Any]]] = {}
     for node in dt.subtree:
         ds = node.to_dataset(inherit=False)
-        numeric = {v: {"fletcher32": True} for v in ds.variables
-                   if ds[v].dtype.kind in "fiub" and ds[v].ndim > 0}  # fmt: skip
+        numeric = {
+            v: {"fletcher32": True}
+            for v in ds.variables
+            if ds[v].dtype.kind in "fiub" and ds[v].ndim > 0
+        }
         if numeric:
             enc[node.path] = numeric
     return enc
@@ -115,13 +132,23 @@ def _spec_to_toml(spec: ModelSpec) -> str:
         if isinstance(v, (list, tuple)):
             return "[" + ", ".join(val(x) for x in v) + "]"
         if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k if re.fullmatch(r'[A-Za-z0-9_-]+', str(k)) else val(str(k))} = {val(x)}"
-                                    for k, x in v.items()) + " }"  # fmt: skip
+            return (
+                "{ "
+                + ", ".join(
+                    f"{k if re.fullmatch(r'[A-Za-z0-9_-]+', str(k)) else val(str(k))} = {val(x)}"
+                    for k, x in v.items()
+                )
+                + " }"
+            )
         return repr(v)
 
     d = spec.to_dict()
-    lines = [f"name = {val(d['name'])}", f"description = {val(d['description'])}",
-             f"landmarks = {val(list(d['landmarks']))}", f"engine = {val(d['engine'])}"]  # fmt: skip
+    lines = [
+        f"name = {val(d['name'])}",
+        f"description = {val(d['description'])}",
+        f"landmarks = {val(list(d['landmarks']))}",
+        f"engine = {val(d['engine'])}",
+    ]
     for section in ("data", "model", "random_effects", "priors", "sampler", "thresholds", "exact"):
         lines.append(f"\n[{section}]")
         lines += [f"{k} = {val(v)}" for k, v in d[section].items()]
@@ -143,15 +170,27 @@ def _lookup3(data: bytes, initval: int = 0) -> int:
     a = b = c = (0xDEADBEEF + n + initval) & m
     i = 0
     while n > 12:
-        a = (a + int.from_bytes(data[i:i + 4], "little")) & m
-        b = (b + int.from_bytes(data[i + 4:i + 8], "little")) & m
-        c = (c + int.from_bytes(data[i + 8:i + 12], "little")) & m
-        a = (a - c) & m; a ^= rot(c, 4); c = (c + b) & m  # noqa: E702
-        b = (b - a) & m; b ^= rot(a, 6); a = (a + c) & m  # noqa: E702
-        c = (c - b) & m; c ^= rot(b, 8); b = (b + a) & m  # noqa: E702
-        a = (a - c) & m; a ^= rot(c, 16); c = (c + b) & m  # noqa: E702
-        b = (b - a) & m; b ^= rot(a, 19); a = (a + c) & m  # noqa: E702
-        c = (c - b) & m; c ^= rot(b, 4); b = (b + a) & m  # noqa: E702
+        a = (a + int.from_bytes(data[i : i + 4], "little")) & m
+        b = (b + int.from_bytes(data[i + 4 : i + 8], "little")) & m
+        c = (c + int.from_bytes(data[i + 8 : i + 12], "little")) & m
+        a = (a - c) & m
+        a ^= rot(c, 4)
+        c = (c + b) & m  # noqa: E702
+        b = (b - a) & m
+        b ^= rot(a, 6)
+        a = (a + c) & m  # noqa: E702
+        c = (c - b) & m
+        c ^= rot(b, 8)
+        b = (b + a) & m  # noqa: E702
+        a = (a - c) & m
+        a ^= rot(c, 16)
+        c = (c + b) & m  # noqa: E702
+        b = (b - a) & m
+        b ^= rot(a, 19)
+        a = (a + c) & m  # noqa: E702
+        c = (c - b) & m
+        c ^= rot(b, 4)
+        b = (b + a) & m  # noqa: E702
         n -= 12
         i += 12
     if n == 0:
@@ -160,13 +199,20 @@ def _lookup3(data: bytes, initval: int = 0) -> int:
     a = (a + int.from_bytes(tail[0:4], "little")) & m
     b = (b + int.from_bytes(tail[4:8], "little")) & m
     c = (c + int.from_bytes(tail[8:12], "little")) & m
-    c ^= b; c = (c - rot(b, 14)) & m  # noqa: E702
-    a ^= c; a = (a - rot(c, 11)) & m  # noqa: E702
-    b ^= a; b = (b - rot(a, 25)) & m  # noqa: E702
-    c ^= b; c = (c - rot(b, 16)) & m  # noqa: E702
-    a ^= c; a = (a - rot(c, 4)) & m  # noqa: E702
-    b ^= a; b = (b - rot(a, 14)) & m  # noqa: E702
-    c ^= b; c = (c - rot(b, 24)) & m  # noqa: E702
+    c ^= b
+    c = (c - rot(b, 14)) & m  # noqa: E702
+    a ^= c
+    a = (a - rot(c, 11)) & m  # noqa: E702
+    b ^= a
+    b = (b - rot(a, 25)) & m  # noqa: E702
+    c ^= b
+    c = (c - rot(b, 16)) & m  # noqa: E702
+    a ^= c
+    a = (a - rot(c, 4)) & m  # noqa: E702
+    b ^= a
+    b = (b - rot(a, 14)) & m  # noqa: E702
+    c ^= b
+    c = (c - rot(b, 24)) & m  # noqa: E702
     return c
 
 
@@ -194,7 +240,9 @@ def check_fit_file(path: str | os.PathLike[str]) -> Path:
         raise FitFileError(f"{p}: not a fit file (not a regular file)")
     size = st.st_size
     if size > MAX_FIT_BYTES:
-        raise FitFileError(f"{p}: {size:,} bytes, more than the {MAX_FIT_BYTES:,} a fit file may have")
+        raise FitFileError(
+            f"{p}: {size:,} bytes, more than the {MAX_FIT_BYTES:,} a fit file may have"
+        )
     try:
         with open(p, "rb") as fh:
             head = fh.read(96)
@@ -211,24 +259,28 @@ def check_fit_file(path: str | os.PathLike[str]) -> Path:
         if so not in (2, 4, 8) or len(head) < 12 + 4 * so + 4:
             raise FitFileError(f"{p}: truncated or damaged fit file (HDF5 superblock incomplete)")
         end = 12 + 4 * so
-        if _lookup3(head[:end]) != int.from_bytes(head[end:end + 4], "little"):
+        if _lookup3(head[:end]) != int.from_bytes(head[end : end + 4], "little"):
             raise FitFileError(f"{p}: damaged fit file (HDF5 superblock checksum does not match)")
         flags = head[11]
-        base = int.from_bytes(head[12:12 + so], "little")
-        eof = int.from_bytes(head[12 + 2 * so:12 + 3 * so], "little")
+        base = int.from_bytes(head[12 : 12 + so], "little")
+        eof = int.from_bytes(head[12 + 2 * so : 12 + 3 * so], "little")
         if flags & 0b101:
-            raise FitFileError(f"{p}: the fit file was not closed after writing (an interrupted writer?)")
+            raise FitFileError(
+                f"{p}: the fit file was not closed after writing (an interrupted writer?)"
+            )
     elif version in (0, 1):
         so = head[13] if len(head) > 13 else 0
         start = 24 + (4 if version == 1 else 0)
         if so not in (2, 4, 8) or len(head) < start + 4 * so:
             raise FitFileError(f"{p}: truncated or damaged fit file (HDF5 superblock incomplete)")
-        base = int.from_bytes(head[start:start + so], "little")
-        eof = int.from_bytes(head[start + 2 * so:start + 3 * so], "little")
+        base = int.from_bytes(head[start : start + so], "little")
+        eof = int.from_bytes(head[start + 2 * so : start + 3 * so], "little")
     else:
         raise FitFileError(f"{p}: damaged fit file (HDF5 superblock version {version} unknown)")
     if base + eof > size:
-        raise FitFileError(f"{p}: truncated fit file ({size:,} bytes, the file says {base + eof:,})")
+        raise FitFileError(
+            f"{p}: truncated fit file ({size:,} bytes, the file says {base + eof:,})"
+        )
     return p
 
 
@@ -269,18 +321,26 @@ def load_fit(path: str | os.PathLike[str]) -> Fit:
         raise
     except MemoryError:
         raise FitFileError(f"{p}: the fit is too large to load into memory") from None
-    except Exception as exc:  # netCDF4/HDF5 raise OSError, RuntimeError, KeyError ... for a damaged file
-        raise FitFileError(f"{p}: damaged fit file, netCDF/HDF5 cannot read it "
-                           f"({type(exc).__name__}: {_short(exc)})") from None  # fmt: skip
+    except (
+        Exception
+    ) as exc:  # netCDF4/HDF5 raise OSError, RuntimeError, KeyError ... for a damaged file
+        raise FitFileError(
+            f"{p}: damaged fit file, netCDF/HDF5 cannot read it "
+            f"({type(exc).__name__}: {_short(exc)})"
+        ) from None
     spec = _saved_spec(dt, p)
     data = _saved_inputs(dt["lmsbayes_inputs"].to_dataset(), p, ModelData)
-    tree = xr.DataTree.from_dict({f"/{k}": dt[k].to_dataset() for k in dt.children if k != "lmsbayes_inputs"})
+    tree = xr.DataTree.from_dict(
+        {f"/{k}": dt[k].to_dataset() for k in dt.children if k != "lmsbayes_inputs"}
+    )
     tree.attrs.update(dt.attrs)
     _check_posterior(tree, data, p)
     try:
         diagnostics = compute_diagnostics(tree)
     except (KeyError, ValueError, TypeError, IndexError) as exc:
-        raise FitFileError(f"{p}: the posterior is malformed ({type(exc).__name__}: {_short(exc)})") from None
+        raise FitFileError(
+            f"{p}: the posterior is malformed ({type(exc).__name__}: {_short(exc)})"
+        ) from None
     return Fit(datatree=tree, spec=spec, data=data, diagnostics=diagnostics)
 
 
@@ -291,7 +351,9 @@ def _short(exc: BaseException, width: int = 160) -> str:
 
 def _attr(attrs, name: str, kind: type, p: Path, where: str = "") -> Any:
     if name not in attrs:
-        raise FitFileError(f"{p}: not an lmsbayes fit, or damaged: attribute {name!r}{where} is missing")
+        raise FitFileError(
+            f"{p}: not an lmsbayes fit, or damaged: attribute {name!r}{where} is missing"
+        )
     value = attrs[name]
     if isinstance(value, np.ndarray) and value.size == 1:
         value = value.item()
@@ -300,7 +362,9 @@ def _attr(attrs, name: str, kind: type, p: Path, where: str = "") -> Any:
     if kind is int and isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise FitFileError(f"{p}: attribute {name!r}{where} must be {kind.__name__}, got {value!r:.80}")
+        raise FitFileError(
+            f"{p}: attribute {name!r}{where} must be {kind.__name__}, got {value!r:.80}"
+        )
     return value
 
 
@@ -312,11 +376,15 @@ def _check_structure(dt: xr.DataTree, p: Path) -> None:
         raise FitFileError(f"{p}: not an lmsbayes fit (attribute lmsbayes_format {got})")
     version = _attr(dt.attrs, "lmsbayes_format_version", int, p)
     if version == 1:
-        raise FitFileError(f"{p}: fit format version 1 was written by lmsbayes 0.1, whose model inputs this "
-                           "version cannot rebuild; refit the spec (`lmsbayes fit SPEC -o FILE`)")
+        raise FitFileError(
+            f"{p}: fit format version 1 was written by lmsbayes 0.1, whose model inputs this "
+            "version cannot rebuild; refit the spec (`lmsbayes fit SPEC -o FILE`)"
+        )
     if version != FIT_FORMAT_VERSION:
-        raise FitFileError(f"{p}: fit format version {version} is not supported "
-                           f"(this lmsbayes {__version__} reads version {FIT_FORMAT_VERSION})")  # fmt: skip
+        raise FitFileError(
+            f"{p}: fit format version {version} is not supported "
+            f"(this lmsbayes {__version__} reads version {FIT_FORMAT_VERSION})"
+        )
     for name in ("spec_text", "spec_hash", "data_sha256", "lmsbayes_version"):
         _attr(dt.attrs, name, str, p)
     missing = [g for g in REQUIRED_GROUPS if g not in dt.children]
@@ -328,8 +396,10 @@ def _check_structure(dt: xr.DataTree, p: Path) -> None:
             raise FitFileError(f"{p}: damaged fit file: the posterior has no {dim!r} dimension")
     chains, draws = int(post.sizes["chain"]), int(post.sizes["draw"])
     if chains > MAX_CHAINS or chains * draws > MAX_TOTAL_DRAWS:
-        raise FitFileError(f"{p}: the posterior holds {chains} x {draws} draws; at most {MAX_CHAINS} chains "
-                           f"and {MAX_TOTAL_DRAWS:,} draws in all are read")  # fmt: skip
+        raise FitFileError(
+            f"{p}: the posterior holds {chains} x {draws} draws; at most {MAX_CHAINS} chains "
+            f"and {MAX_TOTAL_DRAWS:,} draws in all are read"
+        )
     for var in ("alpha", "tau", "z"):
         if var not in post.data_vars:
             raise FitFileError(f"{p}: damaged fit file: posterior variable {var!r} missing")
@@ -338,7 +408,9 @@ def _check_structure(dt: xr.DataTree, p: Path) -> None:
 def _saved_spec(dt: xr.DataTree, p: Path) -> ModelSpec:
     text = _attr(dt.attrs, "spec_text", str, p)
     if len(text) > _MAX_SPEC_CHARS:
-        raise FitFileError(f"{p}: the saved spec is {len(text):,} characters, more than {_MAX_SPEC_CHARS:,}")
+        raise FitFileError(
+            f"{p}: the saved spec is {len(text):,} characters, more than {_MAX_SPEC_CHARS:,}"
+        )
     try:
         raw = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, RecursionError) as exc:
@@ -352,33 +424,53 @@ def _saved_spec(dt: xr.DataTree, p: Path) -> ModelSpec:
 def _finite_list(attrs, name: str, p: Path) -> list[float]:
     value = np.atleast_1d(attrs.get(name, np.array([])))
     if name not in attrs or value.dtype.kind not in "fiu":
-        raise FitFileError(f"{p}: lmsbayes_inputs attribute {name!r} must be numbers, got {attrs.get(name)!r:.80}")
+        raise FitFileError(
+            f"{p}: lmsbayes_inputs attribute {name!r} must be numbers, got {attrs.get(name)!r:.80}"
+        )
     if not np.all(np.isfinite(value)):
-        raise FitFileError(f"{p}: lmsbayes_inputs attribute {name!r} holds a value that is not finite")
+        raise FitFileError(
+            f"{p}: lmsbayes_inputs attribute {name!r} holds a value that is not finite"
+        )
     return [float(v) for v in value]
 
 
 def _saved_inputs(ds: xr.Dataset, p: Path, model_data: type) -> Any:
     """The model inputs, checked (types, finite values, indices in range) before they are rebuilt."""
     where = " of lmsbayes_inputs"
-    landmarks = _finite_list(ds.attrs, "landmarks", p) if len(np.atleast_1d(ds.attrs.get("landmarks", []))) else []
+    landmarks = (
+        _finite_list(ds.attrs, "landmarks", p)
+        if len(np.atleast_1d(ds.attrs.get("landmarks", [])))
+        else []
+    )
     centre = ds.attrs.get("uterine_centre")
     if isinstance(centre, np.ndarray) and centre.size == 1:
         centre = centre.item()
-    if isinstance(centre, (bool, np.bool_)) or not isinstance(centre, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(centre):
-        raise FitFileError(f"{p}: lmsbayes_inputs attribute 'uterine_centre' must be a finite number, "
-                           f"got {centre!r:.80}")  # fmt: skip
+    if (
+        isinstance(centre, (bool, np.bool_))
+        or not isinstance(centre, (int, float, np.integer, np.floating))
+        or not np.isfinite(centre)
+    ):
+        raise FitFileError(
+            f"{p}: lmsbayes_inputs attribute 'uterine_centre' must be a finite number, "
+            f"got {centre!r:.80}"
+        )
     _attr(ds.attrs, "data_sha256", str, p, where)
     for name in ("coding", "strata", "family", "stratum_idx"):
         if name not in ds.attrs:
-            raise FitFileError(f"{p}: not an lmsbayes fit, or damaged: attribute {name!r}{where} is missing")
+            raise FitFileError(
+                f"{p}: not an lmsbayes fit, or damaged: attribute {name!r}{where} is missing"
+            )
     if "arm" not in ds.dims or ds.sizes["arm"] < 1:
         raise FitFileError(f"{p}: damaged fit file: lmsbayes_inputs has no arms")
     n_arms = int(ds.sizes["arm"])
     n_obs = int(ds.sizes.get("obs", 0))
-    bounds = {"obs_arm_idx": n_arms, "obs_k_idx": max(len(landmarks), 1), "obs_comp": n_arms * max(len(landmarks), 1),
-              "terms_first": n_obs, "terms_second": n_obs}  # fmt: skip
+    bounds = {
+        "obs_arm_idx": n_arms,
+        "obs_k_idx": max(len(landmarks), 1),
+        "obs_comp": n_arms * max(len(landmarks), 1),
+        "terms_first": n_obs,
+        "terms_second": n_obs,
+    }
     optional = ("terms_first", "terms_second")
     for var in (*_INPUT_INT_VARS, *optional):
         if var not in ds.data_vars:
@@ -388,17 +480,23 @@ def _saved_inputs(ds: xr.Dataset, p: Path, model_data: type) -> Any:
         values = ds[var].values
         dim = "terms" if var.startswith("terms_") else "obs"
         if values.dtype.kind not in "fiu" or ds[var].dims != (dim,):
-            raise FitFileError(f"{p}: lmsbayes_inputs variable {var!r} must be numbers along {dim!r}")
+            raise FitFileError(
+                f"{p}: lmsbayes_inputs variable {var!r} must be numbers along {dim!r}"
+            )
         if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)):
             raise FitFileError(f"{p}: lmsbayes_inputs variable {var!r} must hold integers")
         hi = bounds.get(var, 2**31)
         if values.size and (values.min() < 0 or values.max() >= hi):
-            raise FitFileError(f"{p}: lmsbayes_inputs variable {var!r} holds {values.min():g}..{values.max():g}, "
-                               f"outside 0..{hi - 1}")  # fmt: skip
+            raise FitFileError(
+                f"{p}: lmsbayes_inputs variable {var!r} holds {values.min():g}..{values.max():g}, "
+                f"outside 0..{hi - 1}"
+            )
     try:
         return model_data.from_xarray(ds)
     except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
-        raise FitFileError(f"{p}: the saved model inputs are malformed ({type(exc).__name__}: {_short(exc)})") from None
+        raise FitFileError(
+            f"{p}: the saved model inputs are malformed ({type(exc).__name__}: {_short(exc)})"
+        ) from None
 
 
 #: Groups whose numbers are all finite in every fit lmsbayes writes (sample_stats may hold NaN).
@@ -409,12 +507,18 @@ def _check_posterior(tree: xr.DataTree, data: Any, p: Path) -> None:
     for group in _FINITE_GROUPS:
         for name, da in tree[group].to_dataset().data_vars.items():
             if da.dtype.kind == "f" and not np.all(np.isfinite(da.values)):
-                raise FitFileError(f"{p}: {group} variable {name!r} holds values that are not finite")
+                raise FitFileError(
+                    f"{p}: {group} variable {name!r} holds values that are not finite"
+                )
     post = tree["posterior"].to_dataset()
     if "landmark" in post["alpha"].dims:
         saved = [float(v) for v in post["alpha"]["landmark"].values]
         if saved != [float(v) for v in data.landmarks]:
-            raise FitFileError(f"{p}: the posterior's landmarks {saved} differ from the inputs' "
-                               f"{list(data.landmarks)}")  # fmt: skip
+            raise FitFileError(
+                f"{p}: the posterior's landmarks {saved} differ from the inputs' "
+                f"{list(data.landmarks)}"
+            )
     if "arm" in post["z"].dims and post.sizes["arm"] != len(data.arms):
-        raise FitFileError(f"{p}: the posterior has {post.sizes['arm']} arms, the inputs {len(data.arms)}")
+        raise FitFileError(
+            f"{p}: the posterior has {post.sizes['arm']} arms, the inputs {len(data.arms)}"
+        )

@@ -45,10 +45,16 @@ def _np_log1pexp(x):
 
 #: numpy implementation of the operations the families use.
 NUMPY_OPS = SimpleNamespace(
-    exp=np.exp, log=np.log, log1p=np.log1p, expm1=np.expm1,
-    log1pexp=_np_log1pexp, log1mexp=_np_log1mexp,
-    where=np.where, square=np.square, sum=np.sum,
-)  # fmt: skip
+    exp=np.exp,
+    log=np.log,
+    log1p=np.log1p,
+    expm1=np.expm1,
+    log1pexp=_np_log1pexp,
+    log1mexp=_np_log1mexp,
+    where=np.where,
+    square=np.square,
+    sum=np.sum,
+)
 
 
 @dataclass(frozen=True)
@@ -79,20 +85,40 @@ class Family:
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
-        Family("logit-binomial", "logit", True, False,
-               "y ~ Binomial(n_eff, p), logit p = eta: effective binomial data per arm (and landmark)"),
-        Family("logit-normal", "logit", True, True,
-               "logit(rate) ~ Normal(eta, se_logit): the two-stage model of frequentist meta-analysis "
-               "(and of the EORTC 2021 analysis)"),
-        Family("joint-cloglog", "cloglog", False, False,
-               "the landmarks of one arm jointly: y[t1] ~ Binomial(n, S[t1]), then y[t] ~ Binomial(at risk, "
-               "S[t] / S[t-1]); log cumulative hazard scale, proportional hazards across landmarks"),
-        Family("survival", "survival", False, True,
-               "one survival curve per arm (log-logistic or Weibull, shape shared): reported landmark rates "
-               "at any time and the median, jointly normal on the logit / log-time scale with the "
-               "correlation of one Kaplan-Meier curve"),
+        Family(
+            "logit-binomial",
+            "logit",
+            True,
+            False,
+            "y ~ Binomial(n_eff, p), logit p = eta: effective binomial data per arm (and landmark)",
+        ),
+        Family(
+            "logit-normal",
+            "logit",
+            True,
+            True,
+            "logit(rate) ~ Normal(eta, se_logit): the two-stage model of frequentist meta-analysis "
+            "(and of the EORTC 2021 analysis)",
+        ),
+        Family(
+            "joint-cloglog",
+            "cloglog",
+            False,
+            False,
+            "the landmarks of one arm jointly: y[t1] ~ Binomial(n, S[t1]), then y[t] ~ Binomial(at risk, "
+            "S[t] / S[t-1]); log cumulative hazard scale, proportional hazards across landmarks",
+        ),
+        Family(
+            "survival",
+            "survival",
+            False,
+            True,
+            "one survival curve per arm (log-logistic or Weibull, shape shared): reported landmark rates "
+            "at any time and the median, jointly normal on the logit / log-time scale with the "
+            "correlation of one Kaplan-Meier curve",
+        ),
     )
-}  # fmt: skip
+}
 
 
 # ----------------------------------------------------------------------------- terms

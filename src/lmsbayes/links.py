@@ -35,4 +35,3 @@ def inverse_link(eta, name: str):
     if name == "cloglog":
         return np.exp(-np.exp(eta))
     raise ValueError(f"unknown link {name!r}; expected one of {list(LINKS)}")
-

@@ -30,7 +30,14 @@ import pandas as pd
 from scipy import special
 
 from lmsbayes import likelihoods as lik
-from lmsbayes.covariates import Covariate, LMS_COVARIATES, codings_from_json, codings_to_json, design_matrices, expand_terms
+from lmsbayes.covariates import (
+    LMS_COVARIATES,
+    Covariate,
+    codings_from_json,
+    codings_to_json,
+    design_matrices,
+    expand_terms,
+)
 from lmsbayes.spec import ModelSpec, Prior, SpecError
 
 __all__ = ["ModelData", "Model", "Param", "prepare_data", "structure_key", "conditional_counts"]
@@ -139,12 +146,20 @@ class ModelData:
         counts = np.bincount(arm_idx, minlength=self.n_arms)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         n_new = counts[pos]
-        new_start = np.concatenate([[0], np.cumsum(n_new)[:-1]]) if len(pos) else np.zeros(0, np.int64)
-        rows = np.concatenate([np.arange(starts[a], starts[a] + counts[a]) for a in pos]) if len(pos) else np.zeros(0, np.int64)
+        new_start = (
+            np.concatenate([[0], np.cumsum(n_new)[:-1]]) if len(pos) else np.zeros(0, np.int64)
+        )
+        rows = (
+            np.concatenate([np.arange(starts[a], starts[a] + counts[a]) for a in pos])
+            if len(pos)
+            else np.zeros(0, np.int64)
+        )
         copy_of_row = np.repeat(np.arange(len(pos)), n_new)
         obs = self.obs.iloc[rows].reset_index(drop=True)
         obs["arm_idx"] = copy_of_row
-        obs["comp"] = copy_of_row * kz + (self.obs["comp"].to_numpy(np.int64)[rows] - pos[copy_of_row] * kz)
+        obs["comp"] = copy_of_row * kz + (
+            self.obs["comp"].to_numpy(np.int64)[rows] - pos[copy_of_row] * kz
+        )
         terms = self.terms
         if len(self.terms):
             tcomp = self.terms["comp"].to_numpy(np.int64)
@@ -153,24 +168,41 @@ class ModelData:
             trows = np.concatenate([np.arange(tstarts[a], tstarts[a] + tcounts[a]) for a in pos])
             tcopy = np.repeat(np.arange(len(pos)), tcounts[pos])
             shift = new_start[tcopy] - starts[pos[tcopy]]
-            terms = pd.DataFrame({
-                "first": self.terms["first"].to_numpy(np.int64)[trows] + shift,
-                "second": self.terms["second"].to_numpy(np.int64)[trows] + shift,
-                "precision": self.terms["precision"].to_numpy(float)[trows], "comp": tcopy,
-            })  # fmt: skip
+            terms = pd.DataFrame(
+                {
+                    "first": self.terms["first"].to_numpy(np.int64)[trows] + shift,
+                    "second": self.terms["second"].to_numpy(np.int64)[trows] + shift,
+                    "precision": self.terms["precision"].to_numpy(float)[trows],
+                    "comp": tcopy,
+                }
+            )
         if X is None:
             Xn, Xun = self.X[pos], self.Xu[pos]
             lat = np.flatnonzero(np.isin(pos, self.latent))
         else:
-            Xn, Xun, lat = np.asarray(X, float), np.zeros_like(X, dtype=float), np.zeros(0, dtype=np.int64)
-        const = self.comp_const.reshape(self.n_arms, kz)[pos].ravel() if len(self.comp_const) else self.comp_const
+            Xn, Xun, lat = (
+                np.asarray(X, float),
+                np.zeros_like(X, dtype=float),
+                np.zeros(0, dtype=np.int64),
+            )
+        const = (
+            self.comp_const.reshape(self.n_arms, kz)[pos].ravel()
+            if len(self.comp_const)
+            else self.comp_const
+        )
         return dataclasses.replace(
-            self, arms=arms, obs=obs, terms=terms, X=Xn, Xu=Xun, latent=lat,
+            self,
+            arms=arms,
+            obs=obs,
+            terms=terms,
+            X=Xn,
+            Xu=Xun,
+            latent=lat,
             stratum_idx=self.stratum_idx[pos],
             shape_idx=self.shape_idx[pos] if len(self.shape_idx) else self.shape_idx,
             trial_idx=self.trial_idx[pos] if len(self.trial_idx) else self.trial_idx,
             comp_const=const,
-        )  # fmt: skip
+        )
 
     @property
     def Kz(self) -> int:
@@ -189,7 +221,9 @@ class ModelData:
             # netCDF has no nullable integers or pandas strings: floats (NaN) and str
             out = df.copy()
             for c in out.columns:
-                if out[c].dtype.kind in "fiub" and not isinstance(out[c].dtype, pd.api.extensions.ExtensionDtype):
+                if out[c].dtype.kind in "fiub" and not isinstance(
+                    out[c].dtype, pd.api.extensions.ExtensionDtype
+                ):
                     continue
                 if pd.api.types.is_numeric_dtype(out[c].dtype):
                     out[c] = out[c].astype("float64")
@@ -211,14 +245,23 @@ class ModelData:
         ds = ds.assign_coords(covariate=cov)
         ds["comp_const"] = ("comp", self.comp_const)
         ds.attrs.update(
-            family=self.family, landmarks=list(self.landmarks), coding=codings_to_json(self.coding),
-            latent=[int(i) for i in self.latent], strata=list(self.strata),
-            stratum_idx=[int(i) for i in self.stratum_idx], shape_groups=list(self.shape_groups),
-            shape_idx=[int(i) for i in self.shape_idx], trials=list(self.trials),
-            trial_idx=[int(i) for i in self.trial_idx], uterine_centre=self.uterine_centre,
-            data_sha256=self.data_sha256, curve=self.curve, t_ref=self.t_ref, table=self.table,
+            family=self.family,
+            landmarks=list(self.landmarks),
+            coding=codings_to_json(self.coding),
+            latent=[int(i) for i in self.latent],
+            strata=list(self.strata),
+            stratum_idx=[int(i) for i in self.stratum_idx],
+            shape_groups=list(self.shape_groups),
+            shape_idx=[int(i) for i in self.shape_idx],
+            trials=list(self.trials),
+            trial_idx=[int(i) for i in self.trial_idx],
+            uterine_centre=self.uterine_centre,
+            data_sha256=self.data_sha256,
+            curve=self.curve,
+            t_ref=self.t_ref,
+            table=self.table,
             inputs_version=2,
-        )  # fmt: skip
+        )
         return ds
 
     @classmethod
@@ -230,7 +273,12 @@ class ModelData:
             names = [v for v in ds.data_vars if ds[v].dims == (dim,) and v.startswith(prefix)]
             if not names:
                 return pd.DataFrame()
-            return ds[names].to_dataframe().rename(columns=lambda c: c[len(prefix):]).reset_index(drop=True)
+            return (
+                ds[names]
+                .to_dataframe()
+                .rename(columns=lambda c: c[len(prefix) :])
+                .reset_index(drop=True)
+            )
 
         arm_vars = [v for v in ds.data_vars if ds[v].dims == ("arm",)]
         arms = ds[arm_vars].to_dataframe()
@@ -246,20 +294,42 @@ class ModelData:
         for c in ("first", "second", "comp"):
             if c in terms:
                 terms[c] = terms[c].astype(np.int64)
-        ints = lambda key: np.asarray(np.atleast_1d(a.get(key, [])), dtype=np.int64) if _str_tuple(a.get(key, [])) else np.zeros(0, np.int64)  # noqa: E731
+
+        def ints(key):
+            return (
+                np.asarray(np.atleast_1d(a.get(key, [])), dtype=np.int64)
+                if _str_tuple(a.get(key, []))
+                else np.zeros(0, np.int64)
+            )  # noqa: E731
+
         return cls(
-            family=str(a["family"]), arms=arms, obs=obs, excluded=frame("excluded_", "excluded"),
-            landmarks=tuple(float(v) for v in np.atleast_1d(a.get("landmarks", [])) if str(v) != ""),
+            family=str(a["family"]),
+            arms=arms,
+            obs=obs,
+            excluded=frame("excluded_", "excluded"),
+            landmarks=tuple(
+                float(v) for v in np.atleast_1d(a.get("landmarks", [])) if str(v) != ""
+            ),
             coding=tuple(codings_from_json(str(a["coding"]))),
             X=np.asarray(ds["design_X"].values, float).reshape(len(arms), -1),
             Xu=np.asarray(ds["design_Xu"].values, float).reshape(len(arms), -1),
-            latent=ints("latent"), strata=_str_tuple(a["strata"]), stratum_idx=ints("stratum_idx"),
-            shape_groups=_str_tuple(a.get("shape_groups", [])), shape_idx=ints("shape_idx"),
-            trials=_str_tuple(a.get("trials", [])), trial_idx=ints("trial_idx"),
-            terms=terms, comp_const=np.asarray(ds["comp_const"].values, float) if "comp_const" in ds else np.zeros(0),
-            uterine_centre=float(a.get("uterine_centre", 0.5)), data_sha256=str(a["data_sha256"]),
-            curve=str(a.get("curve", "")), t_ref=float(a.get("t_ref", 6.0)), table=str(a.get("table", "lms")),
-        )  # fmt: skip
+            latent=ints("latent"),
+            strata=_str_tuple(a["strata"]),
+            stratum_idx=ints("stratum_idx"),
+            shape_groups=_str_tuple(a.get("shape_groups", [])),
+            shape_idx=ints("shape_idx"),
+            trials=_str_tuple(a.get("trials", [])),
+            trial_idx=ints("trial_idx"),
+            terms=terms,
+            comp_const=np.asarray(ds["comp_const"].values, float)
+            if "comp_const" in ds
+            else np.zeros(0),
+            uterine_centre=float(a.get("uterine_centre", 0.5)),
+            data_sha256=str(a["data_sha256"]),
+            curve=str(a.get("curve", "")),
+            t_ref=float(a.get("t_ref", 6.0)),
+            table=str(a.get("table", "lms")),
+        )
 
 
 def _se_shape_power(obs: pd.DataFrame) -> np.ndarray:
@@ -294,21 +364,36 @@ _BINOMIAL_REQUIRED = ("study", "r", "n")
 def _tables(data: Any) -> _Tables:
     """The input as arm and rate tables, whatever form it came in."""
     if hasattr(data, "arms") and hasattr(data, "rates"):  # lmsbayes.data.Trials
-        return _Tables("lms", data.arms.reset_index(drop=True), data.rates.reset_index(drop=True), data.sha256)
+        return _Tables(
+            "lms", data.arms.reset_index(drop=True), data.rates.reset_index(drop=True), data.sha256
+        )
     if not isinstance(data, pd.DataFrame):
-        raise TypeError(f"data must be lmsbayes Trials, a DataFrame or a path, got {type(data).__name__}")
-    sha = data.attrs.get("sha256") or hashlib.sha256(
-        pd.util.hash_pandas_object(data.astype(str), index=False).to_numpy().tobytes()).hexdigest()
+        raise TypeError(
+            f"data must be lmsbayes Trials, a DataFrame or a path, got {type(data).__name__}"
+        )
+    sha = (
+        data.attrs.get("sha256")
+        or hashlib.sha256(
+            pd.util.hash_pandas_object(data.astype(str), index=False).to_numpy().tobytes()
+        ).hexdigest()
+    )
     if "arm_id" in data and "line" in data:  # an LMS arm table (0.1 layout: rate columns pfsr_<t>m)
         from lmsbayes.data import as_trials
 
         trials = as_trials(data)
-        return _Tables("lms", trials.arms.reset_index(drop=True), trials.rates.reset_index(drop=True), sha)
+        return _Tables(
+            "lms", trials.arms.reset_index(drop=True), trials.rates.reset_index(drop=True), sha
+        )
     missing = [c for c in _BINOMIAL_REQUIRED if c not in data]
     if missing:
-        raise SpecError([f"the table has no column {missing[0]!r}: a binomial table needs columns "
-                         f"{list(_BINOMIAL_REQUIRED)} (one row per study arm), an LMS table the columns of "
-                         "lmsbayes.load_trials"], "data")  # fmt: skip
+        raise SpecError(
+            [
+                f"the table has no column {missing[0]!r}: a binomial table needs columns "
+                f"{list(_BINOMIAL_REQUIRED)} (one row per study arm), an LMS table the columns of "
+                "lmsbayes.load_trials"
+            ],
+            "data",
+        )
     return _Tables("binomial", _check_binomial(data), pd.DataFrame(), sha)
 
 
@@ -323,17 +408,25 @@ def _check_binomial(table: pd.DataFrame) -> pd.DataFrame:
     t = table.reset_index(drop=True).copy()
     for col in ("r", "n"):
         vals = pd.to_numeric(t[col], errors="coerce")
-        for i in np.flatnonzero(vals.isna() | ~np.isfinite(vals.fillna(0)) | (vals.fillna(0) % 1 != 0)):
-            problems.append(f"{where} row {i + 2}, column {col!r}: must be a whole number, got {t.at[i, col]!r}")
+        for i in np.flatnonzero(
+            vals.isna() | ~np.isfinite(vals.fillna(0)) | (vals.fillna(0) % 1 != 0)
+        ):
+            problems.append(
+                f"{where} row {i + 2}, column {col!r}: must be a whole number, got {t.at[i, col]!r}"
+            )
         t[col] = vals
     if not problems:
         for i in np.flatnonzero(t["n"] < 1):
             problems.append(f"{where} row {i + 2}, column 'n': must be >= 1, got {t.at[i, 'n']!r}")
         for i in np.flatnonzero((t["r"] < 0) | (t["r"] > t["n"])):
-            problems.append(f"{where} row {i + 2}, column 'r': must be in [0, n = {t.at[i, 'n']:g}], got {t.at[i, 'r']!r}")
+            problems.append(
+                f"{where} row {i + 2}, column 'r': must be in [0, n = {t.at[i, 'n']:g}], got {t.at[i, 'r']!r}"
+            )
     study = t["study"].astype(str)
     for i in np.flatnonzero(study.duplicated()):
-        problems.append(f"{where} row {i + 2}, column 'study': duplicate study {study[i]!r} (one row per study arm)")
+        problems.append(
+            f"{where} row {i + 2}, column 'study': duplicate study {study[i]!r} (one row per study arm)"
+        )
     if problems:
         raise SpecError(problems, where)
     t["study"] = study
@@ -355,31 +448,44 @@ def _coding(spec: ModelSpec, arms: pd.DataFrame, kind: str) -> list:
         if name in user:
             d = user[name]
             if d.column not in arms:
-                problems.append(f"[covariates.{name}] column {d.column!r} is not in the data (columns: "
-                                f"{sorted(map(str, arms.columns))})")  # fmt: skip
+                problems.append(
+                    f"[covariates.{name}] column {d.column!r} is not in the data (columns: "
+                    f"{sorted(map(str, arms.columns))})"
+                )
                 continue
             if d.type == "numeric":
                 vals = pd.to_numeric(arms[d.column], errors="coerce")
                 if vals.isna().any():
                     i = int(np.flatnonzero(vals.isna())[0])
-                    problems.append(f"[covariates.{name}] column {d.column!r} must be numeric and complete, "
-                                    f"got {arms[d.column].iloc[i]!r} (row {i + 2})")  # fmt: skip
+                    problems.append(
+                        f"[covariates.{name}] column {d.column!r} must be numeric and complete, "
+                        f"got {arms[d.column].iloc[i]!r} (row {i + 2})"
+                    )
                     continue
-                effects[name] = [Covariate(name, d.column, "numeric", centre=d.centre, scale=d.scale)]
+                effects[name] = [
+                    Covariate(name, d.column, "numeric", centre=d.centre, scale=d.scale)
+                ]
             else:
                 levels = sorted(map(str, arms[d.column].dropna().unique()))
                 ref = d.reference or (levels[0] if levels else "")
                 if ref not in levels:
-                    problems.append(f"[covariates.{name}] reference {ref!r} is not a level of {d.column!r} "
-                                    f"(levels: {levels})")  # fmt: skip
+                    problems.append(
+                        f"[covariates.{name}] reference {ref!r} is not a level of {d.column!r} "
+                        f"(levels: {levels})"
+                    )
                     continue
-                effects[name] = [Covariate(f"{name}[{lv}]", d.column, "indicator", level=lv, reference=ref)
-                                 for lv in levels if lv != ref]  # fmt: skip
+                effects[name] = [
+                    Covariate(f"{name}[{lv}]", d.column, "indicator", level=lv, reference=ref)
+                    for lv in levels
+                    if lv != ref
+                ]
         elif name in builtin:
             effects[name] = [builtin[name]]
         else:
-            problems.append(f"[model] covariates: {name!r} is not a column of this table; define it in "
-                            f"[covariates.{name}]")  # fmt: skip
+            problems.append(
+                f"[model] covariates: {name!r} is not a column of this table; define it in "
+                f"[covariates.{name}]"
+            )
     if problems:
         raise SpecError(problems, spec.name)
     return expand_terms(spec.model.covariates, effects)
@@ -399,25 +505,41 @@ def _filter_lms(spec: ModelSpec, t: pd.DataFrame) -> pd.Series:
         raise SpecError([f"[data] exclude_arms: no arm has id {a!r}" for a in unknown], spec.name)
     drop(t["arm_id"].isin(f.exclude_arms), "listed in [data] exclude_arms")
     drop(~t["line"].astype(str).isin(f.lines), f"line not in [data] lines {list(f.lines)}")
-    drop(~t["treatment_class"].astype(str).isin(f.classes), f"class not in [data] classes {list(f.classes)}")
+    drop(
+        ~t["treatment_class"].astype(str).isin(f.classes),
+        f"class not in [data] classes {list(f.classes)}",
+    )
     if f.populations:
-        drop(~t["population"].astype(str).isin(f.populations), f"population not in [data] populations {list(f.populations)}")
+        drop(
+            ~t["population"].astype(str).isin(f.populations),
+            f"population not in [data] populations {list(f.populations)}",
+        )
     year = t["year"].astype("float64")
     drop((year < f.years[0]) | (year > f.years[1]), f"year outside [data] years {list(f.years)}")
-    drop(~t["evidence"].astype(str).isin(f.evidence), f"evidence not in [data] evidence {list(f.evidence)}")
+    drop(
+        ~t["evidence"].astype(str).isin(f.evidence),
+        f"evidence not in [data] evidence {list(f.evidence)}",
+    )
     if f.exclude_placebo:
         drop(t["placebo"].astype(bool), "placebo arm ([data] exclude_placebo = true)")
     if f.require_identifier:
         pmid = t["pmid"] if "pmid" in t else pd.Series(pd.NA, index=t.index)
         doi = t["doi"] if "doi" in t else pd.Series(pd.NA, index=t.index)
-        no_id = pmid.isna().to_numpy() & (doi.isna() | (doi.astype(str).str.strip() == "")).to_numpy()
+        no_id = (
+            pmid.isna().to_numpy() & (doi.isna() | (doi.astype(str).str.strip() == "")).to_numpy()
+        )
         drop(no_id, "no PMID or DOI identifies the source ([data] require_identifier = true)")
     if "evidence_level" in t and len(f.evidence_levels) < 4:
         lvl = t["evidence_level"].astype(object)
-        drop(lvl.notna() & ~lvl.astype(str).isin(f.evidence_levels),
-             f"evidence level of the arm's numbers not in [data] evidence_levels {list(f.evidence_levels)}")
+        drop(
+            lvl.notna() & ~lvl.astype(str).isin(f.evidence_levels),
+            f"evidence level of the arm's numbers not in [data] evidence_levels {list(f.evidence_levels)}",
+        )
     if "uterine" in spec.main_effects and f.uterine_missing == "exclude":
-        drop(t["uterine_fraction"].isna(), "uterine fraction unknown ([data] uterine_missing = 'exclude')")
+        drop(
+            t["uterine_fraction"].isna(),
+            "uterine fraction unknown ([data] uterine_missing = 'exclude')",
+        )
     return reasons
 
 
@@ -453,10 +575,17 @@ def prepare_data(spec: ModelSpec, data: Any) -> ModelData:
         return _prepare_binomial(spec, tables, family)
     t = tables.arms
     if not spec.landmarks:
-        raise SpecError(["landmarks: the LMS table needs at least one landmark (months)"], spec.name)
+        raise SpecError(
+            ["landmarks: the LMS table needs at least one landmark (months)"], spec.name
+        )
     reasons = _filter_lms(spec, t)
-    arm_excl = pd.DataFrame({"arm_id": t.loc[reasons != "", "arm_id"].to_numpy(), "landmark": np.nan,
-                             "reason": reasons[reasons != ""].to_numpy()})  # fmt: skip
+    arm_excl = pd.DataFrame(
+        {
+            "arm_id": t.loc[reasons != "", "arm_id"].to_numpy(),
+            "landmark": np.nan,
+            "reason": reasons[reasons != ""].to_numpy(),
+        }
+    )
     kept = t[reasons == ""].reset_index(drop=True)
     if spec.survival:
         obs, terms, const, obs_excl = _survival_obs(spec, kept, tables.rates)
@@ -465,24 +594,43 @@ def prepare_data(spec: ModelSpec, data: Any) -> ModelData:
         obs, obs_excl, landmarks = _landmark_obs(spec, kept, tables.rates, family)
         terms, const = pd.DataFrame(), np.zeros(0)
     if obs.empty:
-        raise SpecError(["no observation remains after the [data] filter and the observation rules"], spec.name)
+        raise SpecError(
+            ["no observation remains after the [data] filter and the observation rules"], spec.name
+        )
     arm_ids = list(dict.fromkeys(obs["arm_id"]))  # file order, arms with >= 1 observation
     src = kept.set_index("arm_id").loc[arm_ids].reset_index()
-    arms = pd.DataFrame({
-        "label": _arm_label(src).to_numpy(),
-        "trial": src["trial"].astype(str).to_numpy(), "year": src["year"].to_numpy(),
-        "line": src["line"].astype(str).to_numpy(), "treatment_class": src["treatment_class"].astype(str).to_numpy(),
-        "population": src["population"].astype(str).to_numpy(), "evidence": src["evidence"].astype(str).to_numpy(),
-        "design": src["design"].astype(str).to_numpy(), "n": src["n"].to_numpy(),
-        "uterine_fraction": src["uterine_fraction"].astype(float).to_numpy(),
-    }, index=pd.Index(arm_ids, name="arm"))  # fmt: skip
+    arms = pd.DataFrame(
+        {
+            "label": _arm_label(src).to_numpy(),
+            "trial": src["trial"].astype(str).to_numpy(),
+            "year": src["year"].to_numpy(),
+            "line": src["line"].astype(str).to_numpy(),
+            "treatment_class": src["treatment_class"].astype(str).to_numpy(),
+            "population": src["population"].astype(str).to_numpy(),
+            "evidence": src["evidence"].astype(str).to_numpy(),
+            "design": src["design"].astype(str).to_numpy(),
+            "n": src["n"].to_numpy(),
+            "uterine_fraction": src["uterine_fraction"].astype(float).to_numpy(),
+        },
+        index=pd.Index(arm_ids, name="arm"),
+    )
     for name, d in spec.covariates:  # a user's own covariate columns
         if d.column in src and d.column not in arms:
             arms[d.column] = src[d.column].to_numpy()
     arms["year"] = arms["year"].astype("Int64")
     arms["n"] = pd.array(arms["n"], dtype="Float64").astype("Int64")
-    return _finish(spec, family, arms, obs, terms, const, pd.concat([arm_excl, obs_excl], ignore_index=True),
-                   landmarks, tables.sha256, "lms")  # fmt: skip
+    return _finish(
+        spec,
+        family,
+        arms,
+        obs,
+        terms,
+        const,
+        pd.concat([arm_excl, obs_excl], ignore_index=True),
+        landmarks,
+        tables.sha256,
+        "lms",
+    )
 
 
 def _survival_obs(spec, kept, rates):
@@ -491,9 +639,13 @@ def _survival_obs(spec, kept, rates):
     levels = spec.data.evidence_levels if len(spec.data.evidence_levels) < 4 else None
     rates = rates[rates["arm_id"].isin(kept["arm_id"])] if len(rates) else rates
     obs, terms, const, excl = survival_observations(
-        kept, rates, curve=spec.model.curve, t_ref=spec.model.t_ref,
-        correlated=spec.model.within_arm_correlation, evidence_levels=levels,
-    )  # fmt: skip
+        kept,
+        rates,
+        curve=spec.model.curve,
+        t_ref=spec.model.t_ref,
+        correlated=spec.model.within_arm_correlation,
+        evidence_levels=levels,
+    )
     return obs, terms, const, excl
 
 
@@ -502,11 +654,16 @@ def _landmark_obs(spec, kept, rates, family):
     from lmsbayes.data import long_table
 
     landmarks = tuple(float(x) for x in spec.landmarks)
-    long = _long(long_table, kept, rates, landmarks, spec.data.derive_from_median) if len(kept) else None
+    long = (
+        _long(long_table, kept, rates, landmarks, spec.data.derive_from_median)
+        if len(kept)
+        else None
+    )
     if long is None or not long["included"].any():
         return pd.DataFrame(), pd.DataFrame(columns=["arm_id", "landmark", "reason"]), landmarks
     obs_excl = long.loc[~long["included"], ["arm_id", "landmark", "exclusion_reason"]].rename(
-        columns={"exclusion_reason": "reason"})
+        columns={"exclusion_reason": "reason"}
+    )
     obs = long[long["included"]].reset_index(drop=True)
     obs["landmark_idx"] = [landmarks.index(float(x)) for x in obs["landmark"]]
     if spec.joint:
@@ -515,8 +672,19 @@ def _landmark_obs(spec, kept, rates, family):
         obs, joint_excl = _joint_observations(obs, landmarks)
         obs_excl = pd.concat([obs_excl, joint_excl], ignore_index=True)
         obs = obs.drop(columns=["arm_idx"]).reset_index(drop=True)
-    keep = ["arm_id", "landmark", "landmark_idx", "rate", "rate_source", "se_logit", "se_method", "n_eff",
-            "y_eff", "n", *(_JOINT_COLUMNS if spec.joint else ())]  # fmt: skip
+    keep = [
+        "arm_id",
+        "landmark",
+        "landmark_idx",
+        "rate",
+        "rate_source",
+        "se_logit",
+        "se_method",
+        "n_eff",
+        "y_eff",
+        "n",
+        *(_JOINT_COLUMNS if spec.joint else ()),
+    ]
     return obs[keep], obs_excl.reset_index(drop=True), landmarks
 
 
@@ -526,8 +694,12 @@ def _long(long_table, kept, rates, landmarks, derive):
         from lmsbayes.data import Trials  # the two-table API
     except ImportError:
         return long_table(kept, landmarks, derive_from_median=derive)
-    sub = Trials(arms=kept, rates=rates[rates["arm_id"].isin(kept["arm_id"])] if len(rates) else rates,
-                 sha256="", files=())  # fmt: skip
+    sub = Trials(
+        arms=kept,
+        rates=rates[rates["arm_id"].isin(kept["arm_id"])] if len(rates) else rates,
+        sha256="",
+        files=(),
+    )
     return long_table(sub, landmarks, derive_from_median=derive)
 
 
@@ -535,16 +707,26 @@ def _prepare_binomial(spec: ModelSpec, tables: _Tables, family) -> ModelData:
     """A plain (study, r, n) table: one observation per study arm."""
     t = tables.arms
     if spec.survival or spec.joint:
-        raise SpecError([f"[model] likelihood {spec.model.likelihood!r} needs the LMS tables (medians and "
-                         "landmark rates); a (study, r, n) table takes 'logit-binomial' or 'logit-normal'"], spec.name)
+        raise SpecError(
+            [
+                f"[model] likelihood {spec.model.likelihood!r} needs the LMS tables (medians and "
+                "landmark rates); a (study, r, n) table takes 'logit-binomial' or 'logit-normal'"
+            ],
+            spec.name,
+        )
     unknown = sorted(set(spec.data.exclude_arms) - set(t["study"]))
     if unknown:
         raise SpecError([f"[data] exclude_arms: no study {a!r}" for a in unknown], spec.name)
     if spec.random_effects.tau_by == "line" and "line" not in t:
         raise SpecError(["[random_effects] tau_by = 'line' needs a 'line' column"], spec.name)
     drop = t["study"].isin(spec.data.exclude_arms)
-    excl = pd.DataFrame({"arm_id": t.loc[drop, "study"].to_numpy(), "landmark": np.nan,
-                         "reason": "listed in [data] exclude_arms"})  # fmt: skip
+    excl = pd.DataFrame(
+        {
+            "arm_id": t.loc[drop, "study"].to_numpy(),
+            "landmark": np.nan,
+            "reason": "listed in [data] exclude_arms",
+        }
+    )
     t = t[~drop].reset_index(drop=True)
     if t.empty:
         raise SpecError(["no study remains after [data] exclude_arms"], spec.name)
@@ -557,12 +739,23 @@ def _prepare_binomial(spec: ModelSpec, tables: _Tables, family) -> ModelData:
     r, n = t["r"].to_numpy(float), t["n"].to_numpy(float)
     rate = r / n
     rate_c = np.where((r == 0) | (r == n), (r + 0.5) / (n + 1), rate)
-    obs = pd.DataFrame({
-        "arm_id": arms.index.to_numpy(), "landmark": np.nan, "landmark_idx": 0, "rate": rate,
-        "rate_source": "reported", "se_logit": 1 / np.sqrt(n * rate_c * (1 - rate_c)), "se_method": "binomial",
-        "n_eff": t["n"].to_numpy(), "y_eff": t["r"].to_numpy(), "n": t["n"].to_numpy(),
-    })  # fmt: skip
-    return _finish(spec, family, arms, obs, pd.DataFrame(), np.zeros(0), excl, (), tables.sha256, "binomial")
+    obs = pd.DataFrame(
+        {
+            "arm_id": arms.index.to_numpy(),
+            "landmark": np.nan,
+            "landmark_idx": 0,
+            "rate": rate,
+            "rate_source": "reported",
+            "se_logit": 1 / np.sqrt(n * rate_c * (1 - rate_c)),
+            "se_method": "binomial",
+            "n_eff": t["n"].to_numpy(),
+            "y_eff": t["r"].to_numpy(),
+            "n": t["n"].to_numpy(),
+        }
+    )
+    return _finish(
+        spec, family, arms, obs, pd.DataFrame(), np.zeros(0), excl, (), tables.sha256, "binomial"
+    )
 
 
 def _finish(spec, family, arms, obs, terms, const, excluded, landmarks, sha, table) -> ModelData:
@@ -589,8 +782,10 @@ def _finish(spec, family, arms, obs, terms, const, excluded, landmarks, sha, tab
         if latent.size and np.any(Xu[:, j] != 0):
             col = X[np.setdiff1d(np.arange(len(arms)), latent), j]
         if len(col) < 2 or np.ptp(col) == 0:
-            problems.append(f"[model] covariates: {label!r} does not vary in the {len(arms)} selected arms; "
-                            "remove it or widen the [data] filter")  # fmt: skip
+            problems.append(
+                f"[model] covariates: {label!r} does not vary in the {len(arms)} selected arms; "
+                "remove it or widen the [data] filter"
+            )
     if problems:
         raise SpecError(problems, spec.name)
     if spec.random_effects.tau_by == "line":
@@ -600,7 +795,9 @@ def _finish(spec, family, arms, obs, terms, const, excluded, landmarks, sha, tab
         strata, stratum_idx = ("all",), np.zeros(len(arms), dtype=np.int64)
     if spec.survival and spec.model.shape == "by_line":
         shape_groups = tuple(sorted(set(arms["line"].astype(str))))
-        shape_idx = np.array([shape_groups.index(v) for v in arms["line"].astype(str)], dtype=np.int64)
+        shape_idx = np.array(
+            [shape_groups.index(v) for v in arms["line"].astype(str)], dtype=np.int64
+        )
     elif spec.survival:
         shape_groups, shape_idx = ("all",), np.zeros(len(arms), dtype=np.int64)
     else:
@@ -612,12 +809,29 @@ def _finish(spec, family, arms, obs, terms, const, excluded, landmarks, sha, tab
     else:
         comp_const = np.zeros(len(arms) * kz)
     return ModelData(
-        family=family.name, arms=arms, obs=obs, excluded=excluded.reset_index(drop=True), landmarks=landmarks,
-        coding=tuple(coding), X=X, Xu=Xu, latent=latent, strata=strata, stratum_idx=stratum_idx,
-        data_sha256=sha, uterine_centre=spec.model.uterine_centre, shape_groups=shape_groups,
-        shape_idx=shape_idx, trials=trials, trial_idx=trial_idx, terms=terms, comp_const=comp_const,
-        curve=spec.model.curve if spec.survival else "", t_ref=spec.model.t_ref, table=table,
-    )  # fmt: skip
+        family=family.name,
+        arms=arms,
+        obs=obs,
+        excluded=excluded.reset_index(drop=True),
+        landmarks=landmarks,
+        coding=tuple(coding),
+        X=X,
+        Xu=Xu,
+        latent=latent,
+        strata=strata,
+        stratum_idx=stratum_idx,
+        data_sha256=sha,
+        uterine_centre=spec.model.uterine_centre,
+        shape_groups=shape_groups,
+        shape_idx=shape_idx,
+        trials=trials,
+        trial_idx=trial_idx,
+        terms=terms,
+        comp_const=comp_const,
+        curve=spec.model.curve if spec.survival else "",
+        t_ref=spec.model.t_ref,
+        table=table,
+    )
 
 
 def _add_family_columns(family, obs: pd.DataFrame) -> None:
@@ -627,7 +841,9 @@ def _add_family_columns(family, obs: pd.DataFrame) -> None:
         n = obs[nk].astype(np.float64).to_numpy()
         y = obs[yk].astype(np.float64).to_numpy()
         obs["lik_n"], obs["lik_y"] = n, y
-        obs["log_choose"] = special.gammaln(n + 1) - special.gammaln(y + 1) - special.gammaln(n - y + 1)
+        obs["log_choose"] = (
+            special.gammaln(n + 1) - special.gammaln(y + 1) - special.gammaln(n - y + 1)
+        )
     elif family.name == "logit-normal":
         rate = obs["rate"].to_numpy(float)
         n_known = obs["n"].astype("float64").to_numpy()
@@ -674,15 +890,22 @@ def conditional_counts(obs: pd.DataFrame) -> pd.DataFrame:
     prev_rate = order["rate"].shift().where(~first).astype(float)
     n_eff, y_eff = order["n_eff"].astype(np.int64), order["y_eff"].astype(np.int64)
     at_risk = np.floor(n_eff.to_numpy(float) * prev_rate.to_numpy() + 0.5)
-    out = pd.DataFrame({
-        "prev_landmark_idx": prev_lm, "has_prev": (~first).astype(np.float64),
-        "n_cond": np.where(first, n_eff, np.nan_to_num(at_risk)).astype(np.int64), "y_cond": y_eff,
-        "prev_rate": prev_rate,
-    }, index=order.index)  # fmt: skip
+    out = pd.DataFrame(
+        {
+            "prev_landmark_idx": prev_lm,
+            "has_prev": (~first).astype(np.float64),
+            "n_cond": np.where(first, n_eff, np.nan_to_num(at_risk)).astype(np.int64),
+            "y_cond": y_eff,
+            "prev_rate": prev_rate,
+        },
+        index=order.index,
+    )
     return out.loc[obs.index]
 
 
-def _joint_observations(obs: pd.DataFrame, landmarks: tuple[float, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _joint_observations(
+    obs: pd.DataFrame, landmarks: tuple[float, ...]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Add the conditional counts; exclude (with reasons) what the joint likelihood cannot use."""
     dropped = []
     while True:
@@ -696,11 +919,15 @@ def _joint_observations(obs: pd.DataFrame, landmarks: tuple[float, ...]) -> tupl
         r = cond.loc[i]
         prev_t = landmarks[int(r["prev_landmark_idx"])]
         if up[obs.index.get_loc(i)]:
-            why = (f"joint-cloglog: rate {obs.at[i, 'rate']:.3g} at {obs.at[i, 'landmark']:g} m exceeds the rate "
-                   f"{r['prev_rate']:.3g} at {prev_t:g} m (survival cannot increase)")
+            why = (
+                f"joint-cloglog: rate {obs.at[i, 'rate']:.3g} at {obs.at[i, 'landmark']:g} m exceeds the rate "
+                f"{r['prev_rate']:.3g} at {prev_t:g} m (survival cannot increase)"
+            )
         else:
             why = f"joint-cloglog: no effective patient at risk after {prev_t:g} m (n_eff x S = {obs.at[i, 'n_eff'] * r['prev_rate']:.2g})"
-        dropped.append({"arm_id": obs.at[i, "arm_id"], "landmark": obs.at[i, "landmark"], "reason": why})
+        dropped.append(
+            {"arm_id": obs.at[i, "arm_id"], "landmark": obs.at[i, "landmark"], "reason": why}
+        )
         obs = obs.drop(index=i)
     cond = conditional_counts(obs)
     obs = pd.concat([obs, cond[list(_JOINT_COLUMNS)]], axis=1)
@@ -752,22 +979,39 @@ class Model:
         C, S = len(data.covariates), len(data.strata)
         pri = spec.priors
         lm = ("landmark",) if L > 0 else ()
-        params = [Param("alpha", lm, (L,) if L else (), pri.alpha,
-                        "ordered" if data.family == "joint-cloglog" and L > 1 else "none")]  # fmt: skip
+        params = [
+            Param(
+                "alpha",
+                lm,
+                (L,) if L else (),
+                pri.alpha,
+                "ordered" if data.family == "joint-cloglog" and L > 1 else "none",
+            )
+        ]
         if C:
             dims = ("landmark", "covariate") if self.per_landmark else ("covariate",)
-            params.append(Param("beta", dims, (L, C) if self.per_landmark else (C,), pri.beta, "none"))
+            params.append(
+                Param("beta", dims, (L, C) if self.per_landmark else (C,), pri.beta, "none")
+            )
         dims = ("stratum", "landmark") if self.per_landmark else ("stratum",)
         params.append(Param("tau", dims, (S, L) if self.per_landmark else (S,), pri.tau, "log"))
         if data.family == "survival" and spec.model.shape != "fixed":
-            params.append(Param("shape", ("shape_group",), (len(data.shape_groups),), pri.shape, "log"))
+            params.append(
+                Param("shape", ("shape_group",), (len(data.shape_groups),), pri.shape, "log")
+            )
         self.params: tuple[Param, ...] = tuple(params)
         obs = data.obs
         self.arm_idx = obs["arm_idx"].to_numpy(np.int64)
         self.obs_comp = obs["comp"].to_numpy(np.int64)
         self.n_comp = data.n_arms * self.Kz
-        self.term_comp = data.terms["comp"].to_numpy(np.int64) if data.family == "survival" else self.obs_comp
-        self.comp_const = np.zeros(self.n_comp) if data.family != "survival" else np.asarray(data.comp_const, float)
+        self.term_comp = (
+            data.terms["comp"].to_numpy(np.int64) if data.family == "survival" else self.obs_comp
+        )
+        self.comp_const = (
+            np.zeros(self.n_comp)
+            if data.family != "survival"
+            else np.asarray(data.comp_const, float)
+        )
         if data.family == "survival":
             self.log_t_ref = math.log(spec.model.t_ref)
         #: some survival observation's sd moves with the shape (a median without a CI)
@@ -777,9 +1021,13 @@ class Model:
     def data_arrays(self, data: ModelData) -> dict[str, np.ndarray]:
         """Every data array the algebra reads, by name (``pm.Data`` containers in the NUTS engine)."""
         obs = data.obs
-        out = {"X": np.asarray(data.X, float), "Xu": np.asarray(data.Xu, float),
-               "stratum_idx": np.asarray(data.stratum_idx, np.int64),
-               "arm_idx": obs["arm_idx"].to_numpy(np.int64), "k_idx": obs["k_idx"].to_numpy(np.int64)}  # fmt: skip
+        out = {
+            "X": np.asarray(data.X, float),
+            "Xu": np.asarray(data.Xu, float),
+            "stratum_idx": np.asarray(data.stratum_idx, np.int64),
+            "arm_idx": obs["arm_idx"].to_numpy(np.int64),
+            "k_idx": obs["k_idx"].to_numpy(np.int64),
+        }
         for c in ("lik_y", "lik_n", "lik_se", "log_choose", "has_prev", "is_median", "log_t_rel"):
             if c in obs:
                 out[c] = obs[c].to_numpy(float)
@@ -799,7 +1047,11 @@ class Model:
     @property
     def coords(self) -> dict[str, list]:
         d = self.data
-        out = {"arm": list(d.arms.index), "covariate": list(d.covariates), "stratum": list(d.strata)}
+        out = {
+            "arm": list(d.arms.index),
+            "covariate": list(d.covariates),
+            "stratum": list(d.strata),
+        }
         if d.landmarks:
             out["landmark"] = list(d.landmarks)
         if d.shape_groups:
@@ -828,7 +1080,9 @@ class Model:
         tau_c = tau if self.per_landmark else tau[..., :, None]
         out = {"alpha": alpha_c, "beta": beta_c, "tau": tau_c}
         if self.data.family == "survival":
-            out["shape"] = values["shape"] if "shape" in values else self.spec.model.shape_value * xp.ones(1)
+            out["shape"] = (
+                values["shape"] if "shape" in values else self.spec.model.shape_value * xp.ones(1)
+            )
         return out
 
     # --- the algebra, written once ----------------------------------------------------
@@ -856,7 +1110,9 @@ class Model:
         alpha, beta = np.asarray(c["alpha"]), c["beta"]
         n_arms = X.shape[0]
         if beta is None:
-            return np.broadcast_to(alpha[..., None, :], alpha.shape[:-1] + (n_arms, alpha.shape[-1]))
+            return np.broadcast_to(
+                alpha[..., None, :], alpha.shape[:-1] + (n_arms, alpha.shape[-1])
+            )
         beta = np.asarray(beta)
         lead, (kb, n_cov) = beta.shape[:-2], beta.shape[-2:]
         flat = beta.reshape(-1, n_cov)
@@ -890,18 +1146,30 @@ class Model:
             return lik.normal_terms(ops, eta_obs, a["lik_y"], a["lik_se"])
         if name == "joint-cloglog":
             eta_prev = eta[..., a["arm_idx"], a["prev_idx"]]
-            return lik.conditional_cloglog_terms(ops, eta_obs, eta_prev, a["has_prev"], a["lik_n"], a["lik_y"],
-                                                 a["log_choose"])  # fmt: skip
+            return lik.conditional_cloglog_terms(
+                ops, eta_obs, eta_prev, a["has_prev"], a["lik_n"], a["lik_y"], a["log_choose"]
+            )
         if name == "survival":
             shape = c["shape"][..., a["obs_shape_idx"]]
-            mu = lik.survival_mean(ops, eta_obs, shape, a["is_median"], a["log_t_rel"], self.log_t_ref,
-                                   self.data.curve)  # fmt: skip
+            mu = lik.survival_mean(
+                ops, eta_obs, shape, a["is_median"], a["log_t_rel"], self.log_t_ref, self.data.curve
+            )
             if not self.se_by_shape:
-                return lik.gaussian_pair_terms(ops, mu, a["lik_y"], a["first"], a["second"], a["precision"])
+                return lik.gaussian_pair_terms(
+                    ops, mu, a["lik_y"], a["first"], a["second"], a["precision"]
+                )
             # medians without a CI: sd = se / k (the Kaplan-Meier median's asymptotic sd at the arm's curve)
             log_scale = a["se_shape_power"] * ops.log(shape)
-            return lik.gaussian_pair_terms(ops, mu, a["lik_y"], a["first"], a["second"], a["precision"],
-                                           log_scale=log_scale, diagonal=a["diagonal"])  # fmt: skip
+            return lik.gaussian_pair_terms(
+                ops,
+                mu,
+                a["lik_y"],
+                a["first"],
+                a["second"],
+                a["precision"],
+                log_scale=log_scale,
+                diagonal=a["diagonal"],
+            )
         raise ValueError(f"unknown likelihood {name!r}")  # pragma: no cover
 
     def constant(self) -> float:
@@ -946,8 +1214,18 @@ class Model:
 def structure_key(spec: ModelSpec, data: ModelData) -> str:
     """What determines a compiled model: structure and shapes, not data values."""
     parts = (
-        spec.model, spec.random_effects, repr(spec.priors), data.family, data.landmarks, data.strata,
-        data.shape_groups, data.n_arms, len(data.obs), len(data.terms), len(data.latent),
-        tuple(data.covariates), len(data.trials) if spec.random_effects.trial_effect else 0,
-    )  # fmt: skip
+        spec.model,
+        spec.random_effects,
+        repr(spec.priors),
+        data.family,
+        data.landmarks,
+        data.strata,
+        data.shape_groups,
+        data.n_arms,
+        len(data.obs),
+        len(data.terms),
+        len(data.latent),
+        tuple(data.covariates),
+        len(data.trials) if spec.random_effects.trial_effect else 0,
+    )
     return hashlib.sha256(repr(parts).encode()).hexdigest()

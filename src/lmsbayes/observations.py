@@ -79,7 +79,9 @@ def within_arm_correlation(s_plug: np.ndarray, sign: np.ndarray) -> np.ndarray:
     return np.eye(len(r))  # pragma: no cover - 0.9**20 off-diagonals are always PD here
 
 
-def precision_terms(cov_blocks: list[np.ndarray], offsets: list[int], comps: list[int]) -> tuple[pd.DataFrame, np.ndarray]:
+def precision_terms(
+    cov_blocks: list[np.ndarray], offsets: list[int], comps: list[int]
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Precision entries of a block-diagonal covariance and the blocks' log-normalising constants.
 
     Returns
@@ -196,17 +198,36 @@ def survival_observations(
     scale = "logit" if curve == "loglogistic" else "cloglog"
     rate_sign = 1.0 if scale == "logit" else -1.0
     # plain records: pandas row access costs more than the arithmetic here
-    rate_cols = [c for c in ("arm_id", "t", "rate", "lo", "hi", "evidence_level", "kind") if c in rates]
+    rate_cols = [
+        c for c in ("arm_id", "t", "rate", "lo", "hi", "evidence_level", "kind") if c in rates
+    ]
     by_arm: dict[str, list[dict]] = {}
     for r in rates[rate_cols].to_dict("records") if len(rates) else []:
         by_arm.setdefault(r["arm_id"], []).append(r)
-    arm_cols = [c for c in ("arm_id", "n", "pfs_median_m", "pfs_median_lo", "pfs_median_hi", "pfs_events",
-                            "evidence_level") if c in arms]  # fmt: skip
+    arm_cols = [
+        c
+        for c in (
+            "arm_id",
+            "n",
+            "pfs_median_m",
+            "pfs_median_lo",
+            "pfs_median_hi",
+            "pfs_events",
+            "evidence_level",
+        )
+        if c in arms
+    ]
     obs_rows, excluded = [], []
 
     def ok_level(level) -> bool:
-        return evidence_levels is None or level is None or (isinstance(level, float) and np.isnan(level)) \
-            or level is pd.NA or str(level) == "" or str(level) in evidence_levels
+        return (
+            evidence_levels is None
+            or level is None
+            or (isinstance(level, float) and np.isnan(level))
+            or level is pd.NA
+            or str(level) == ""
+            or str(level) in evidence_levels
+        )
 
     for arm in arms[arm_cols].to_dict("records"):
         arm_id = arm["arm_id"]
@@ -215,36 +236,96 @@ def survival_observations(
         rows = []
         if np.isfinite(median):
             level = arm.get("evidence_level")
-            se, method, power = _se_log_median(_f(arm.get("pfs_median_lo")), _f(arm.get("pfs_median_hi")),
-                                               _f(arm.get("pfs_events")), n, curve)  # fmt: skip
+            se, method, power = _se_log_median(
+                _f(arm.get("pfs_median_lo")),
+                _f(arm.get("pfs_median_hi")),
+                _f(arm.get("pfs_events")),
+                n,
+                curve,
+            )
             if not ok_level(level):
-                excluded.append((arm_id, math.nan, f"median: evidence level {level!r} not in [data] evidence_levels"))
+                excluded.append(
+                    (
+                        arm_id,
+                        math.nan,
+                        f"median: evidence level {level!r} not in [data] evidence_levels",
+                    )
+                )
             elif not np.isfinite(se):
-                excluded.append((arm_id, math.nan, "median has no standard error (no 95% CI, events or n)"))
+                excluded.append(
+                    (arm_id, math.nan, "median has no standard error (no 95% CI, events or n)")
+                )
             else:
-                rows.append(dict(kind="median", t=median, value=median, y=math.log(median), se=se, se_method=method,
-                                 se_shape_power=power, is_median=1.0, log_t_rel=0.0, s_plug=0.5, sign=1.0,
-                                 source="median"))  # fmt: skip
+                rows.append(
+                    dict(
+                        kind="median",
+                        t=median,
+                        value=median,
+                        y=math.log(median),
+                        se=se,
+                        se_method=method,
+                        se_shape_power=power,
+                        is_median=1.0,
+                        log_t_rel=0.0,
+                        s_plug=0.5,
+                        sign=1.0,
+                        source="median",
+                    )
+                )
         for r in sorted(by_arm.get(arm_id, []), key=lambda r: float(r["t"])):
             t, rate = float(r["t"]), float(r["rate"])
             if not ok_level(r.get("evidence_level")):
-                excluded.append((arm_id, t, f"rate: evidence level {r.get('evidence_level')!r} not in [data] evidence_levels"))
+                excluded.append(
+                    (
+                        arm_id,
+                        t,
+                        f"rate: evidence level {r.get('evidence_level')!r} not in [data] evidence_levels",
+                    )
+                )
                 continue
             y, se, method = _se_rate(rate, _f(r.get("lo")), _f(r.get("hi")), n, scale)
             if not np.isfinite(se):
                 excluded.append((arm_id, t, "reported rate has neither a usable 95% CI nor n"))
                 continue
             s_plug = (rate * n + 0.5) / (n + 1) if rate in (0.0, 1.0) and np.isfinite(n) else rate
-            rows.append(dict(kind="rate", t=t, value=rate, y=y, se=se, se_method=method, se_shape_power=0.0,
-                             is_median=0.0,
-                             log_t_rel=math.log(t / t_ref), s_plug=float(np.clip(s_plug, 1e-6, 1 - 1e-6)),
-                             sign=rate_sign, source=str(r.get("kind") or "reported")))  # fmt: skip
+            rows.append(
+                dict(
+                    kind="rate",
+                    t=t,
+                    value=rate,
+                    y=y,
+                    se=se,
+                    se_method=method,
+                    se_shape_power=0.0,
+                    is_median=0.0,
+                    log_t_rel=math.log(t / t_ref),
+                    s_plug=float(np.clip(s_plug, 1e-6, 1 - 1e-6)),
+                    sign=rate_sign,
+                    source=str(r.get("kind") or "reported"),
+                )
+            )
         if not rows and not any(e[0] == arm_id for e in excluded):
             excluded.append((arm_id, math.nan, "no median and no reported rate"))
         for row in rows:
             obs_rows.append({"arm_id": arm_id, **row})
-    obs = pd.DataFrame(obs_rows, columns=["arm_id", "kind", "t", "value", "y", "se", "se_method", "se_shape_power",
-                                          "is_median", "log_t_rel", "s_plug", "sign", "source"])  # fmt: skip
+    obs = pd.DataFrame(
+        obs_rows,
+        columns=[
+            "arm_id",
+            "kind",
+            "t",
+            "value",
+            "y",
+            "se",
+            "se_method",
+            "se_shape_power",
+            "is_median",
+            "log_t_rel",
+            "s_plug",
+            "sign",
+            "source",
+        ],
+    )
     blocks, offsets, comps = [], [], []
     ids = obs["arm_id"].to_numpy()
     se_all, s_all, sign_all = (obs[c].to_numpy(float) for c in ("se", "s_plug", "sign"))
@@ -252,12 +333,19 @@ def survival_observations(
     ends = np.r_[starts[1:], len(ids)]
     for comp, (a, b) in enumerate(zip(starts, ends)):
         se = se_all[a:b]
-        r = within_arm_correlation(s_all[a:b], sign_all[a:b]) if correlated and b - a > 1 else np.eye(b - a)
+        r = (
+            within_arm_correlation(s_all[a:b], sign_all[a:b])
+            if correlated and b - a > 1
+            else np.eye(b - a)
+        )
         blocks.append(np.outer(se, se) * r)
         offsets.append(int(a))
         comps.append(comp)
-    terms, log_norm = precision_terms(blocks, offsets, comps) if blocks else (
-        pd.DataFrame(columns=["first", "second", "precision", "comp"]), np.zeros(0))
+    terms, log_norm = (
+        precision_terms(blocks, offsets, comps)
+        if blocks
+        else (pd.DataFrame(columns=["first", "second", "precision", "comp"]), np.zeros(0))
+    )
     exc = pd.DataFrame(excluded, columns=["arm_id", "landmark", "reason"])
     return obs, terms, log_norm, exc
 

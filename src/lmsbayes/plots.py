@@ -26,7 +26,8 @@ Example
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -83,7 +84,9 @@ def _tint(colour: str, amount: float) -> tuple[float, float, float]:
 
 def arm_colour(line: str, treatment_class: str) -> tuple[float, float, float]:
     """Colour of an arm: hue by line, shade by treatment class."""
-    return _tint(LINE_COLOURS.get(line, LINE_COLOURS["all"]), _CLASS_TINT.get(treatment_class, 0.25))
+    return _tint(
+        LINE_COLOURS.get(line, LINE_COLOURS["all"]), _CLASS_TINT.get(treatment_class, 0.25)
+    )
 
 
 def _short(label: str, width: int = _MAX_LABEL) -> str:
@@ -108,7 +111,7 @@ def _arm_text(label: str, trial: str, width: int = 62) -> str:
     label, trial = " ".join(str(label).split()), " ".join(str(trial).split())
     if len(label) <= width or not label.startswith(trial):
         return _short(label, width)
-    rest = label[len(trial):]
+    rest = label[len(trial) :]
     keep = max(14, width - len(rest) - 1)
     head = trial if len(trial) <= keep else trial[: keep - 1].rstrip(" ,;(") + "\u2026"
     return _short(head + rest, width)
@@ -145,7 +148,9 @@ def _rate_label(landmark: float) -> str:
 
 
 # --------------------------------------------------------------------------- forest
-def _forest_rows(fit: Fit, landmark: float, z: float = 1.959964, prob: float = 0.95) -> pd.DataFrame:
+def _forest_rows(
+    fit: Fit, landmark: float, z: float = 1.959964, prob: float = 0.95
+) -> pd.DataFrame:
     """Arms observed at ``landmark`` with observed and posterior summaries, in plot order."""
     arms = fit.data.arms
     obs = fit.data.obs
@@ -169,10 +174,18 @@ def _forest_rows(fit: Fit, landmark: float, z: float = 1.959964, prob: float = 0
         from lmsbayes.derived import arm_rates
 
         m = fit.model
-        c = m.canonical({p_.name: fit.posterior[p_.name].transpose("chain", "draw", *p_.dims).values for p_ in m.params})
+        c = m.canonical(
+            {
+                p_.name: fit.posterior[p_.name].transpose("chain", "draw", *p_.dims).values
+                for p_ in m.params
+            }
+        )
         eta = fit.posterior["theta"].transpose("chain", "draw", "arm").values[..., None]
-        p = xr.DataArray(arm_rates(m, eta, c, [landmark])[..., 0], dims=("chain", "draw", "arm"),
-                         coords={"arm": list(arms.index)})  # fmt: skip
+        p = xr.DataArray(
+            arm_rates(m, eta, c, [landmark])[..., 0],
+            dims=("chain", "draw", "arm"),
+            coords={"arm": list(arms.index)},
+        )
         q = p.quantile([lo, 0.5, hi], dim=("chain", "draw"))
         o = pd.DataFrame({"rate": rate, "rate_source": source})
         obs_lower, obs_upper = o_lo, o_hi
@@ -186,21 +199,23 @@ def _forest_rows(fit: Fit, landmark: float, z: float = 1.959964, prob: float = 0
         p = fit.posterior["p"].sel(landmark=landmark)
         q = p.quantile([lo, 0.5, hi], dim=("chain", "draw")).sel(arm=list(arm_ids))
         obs_lower, obs_upper = _expit(logit - z * se), _expit(logit + z * se)
-    rows = pd.DataFrame({
-        "arm": arm_ids,
-        "label": arms.loc[arm_ids, "label"].astype(str).to_numpy(),
-        "trial": arms.loc[arm_ids, "trial"].astype(str).to_numpy(),
-        "line": arms.loc[arm_ids, "line"].astype(str).to_numpy(),
-        "treatment_class": arms.loc[arm_ids, "treatment_class"].astype(str).to_numpy(),
-        "year": pd.to_numeric(arms.loc[arm_ids, "year"], errors="coerce").to_numpy(),
-        "rate": o["rate"].to_numpy(float),
-        "rate_source": o["rate_source"].astype(str).to_numpy(),
-        "obs_lower": np.asarray(obs_lower, float),
-        "obs_upper": np.asarray(obs_upper, float),
-        "post_median": q.sel(quantile=0.5).values,
-        "post_lower": q.sel(quantile=lo).values,
-        "post_upper": q.sel(quantile=hi).values,
-    })  # fmt: skip
+    rows = pd.DataFrame(
+        {
+            "arm": arm_ids,
+            "label": arms.loc[arm_ids, "label"].astype(str).to_numpy(),
+            "trial": arms.loc[arm_ids, "trial"].astype(str).to_numpy(),
+            "line": arms.loc[arm_ids, "line"].astype(str).to_numpy(),
+            "treatment_class": arms.loc[arm_ids, "treatment_class"].astype(str).to_numpy(),
+            "year": pd.to_numeric(arms.loc[arm_ids, "year"], errors="coerce").to_numpy(),
+            "rate": o["rate"].to_numpy(float),
+            "rate_source": o["rate_source"].astype(str).to_numpy(),
+            "obs_lower": np.asarray(obs_lower, float),
+            "obs_upper": np.asarray(obs_upper, float),
+            "post_median": q.sel(quantile=0.5).values,
+            "post_lower": q.sel(quantile=lo).values,
+            "post_upper": q.sel(quantile=hi).values,
+        }
+    )
     line_order = {v: i for i, v in enumerate(("1L", "2L+"))}
     class_order = {v: i for i, v in enumerate(("R-T", "NR-T"))}
     rows["_l"] = rows["line"].map(line_order).fillna(9)
@@ -249,12 +264,18 @@ def plot_forest(fit: Fit, landmark: float = 6.0, *, prob: float = 0.95) -> Figur
         lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
         q = rate.quantile([lo, 0.5, hi], dim=("chain", "draw"))
         for s in settings:
-            summary[s.line] = {k: q.sel(setting=s.label, quantity=k).values for k in ("pooled", "predictive")}
+            summary[s.line] = {
+                k: q.sel(setting=s.label, quantity=k).values for k in ("pooled", "predictive")
+            }
 
     # summary rows name only what the model distinguishes
     effects = set(fit.spec.main_effects)
-    who = {line: line + (" R-T" if "nrt" in effects else "") + (", uterine 0.5" if "uterine" in effects else "")
-           for line in lines}  # fmt: skip
+    who = {
+        line: line
+        + (" R-T" if "nrt" in effects else "")
+        + (", uterine 0.5" if "uterine" in effects else "")
+        for line in lines
+    }
 
     # layout: y decreases down the page; a gap between groups
     ypos, ticks, tick_labels, kinds = {}, [], [], []
@@ -275,8 +296,10 @@ def plot_forest(fit: Fit, landmark: float = 6.0, *, prob: float = 0.95) -> Figur
                 y -= 1
             y -= 0.6
         if line in summary:
-            for kind, text in (("pooled", f"Pooled, {who[line]}"),
-                               ("predictive", f"New trial, {who[line]}")):  # fmt: skip
+            for kind, text in (
+                ("pooled", f"Pooled, {who[line]}"),
+                ("predictive", f"New trial, {who[line]}"),
+            ):
                 ticks.append(y)
                 tick_labels.append(text)
                 kinds.append(kind)
@@ -294,34 +317,87 @@ def plot_forest(fit: Fit, landmark: float = 6.0, *, prob: float = 0.95) -> Figur
         yy = ypos[i]
         reported = r["rate_source"] == "reported"
         if np.isfinite(r["rate"]):
-            ax.plot([r["obs_lower"], r["obs_upper"]], [yy + off] * 2, color=colour, lw=1.2, solid_capstyle="butt")
-            ax.plot([r["rate"]], [yy + off], "o", ms=5.5, mec=colour, mew=1.3,
-                    mfc=colour if reported else "white", gid=f"observed:{r['arm']}")  # fmt: skip
+            ax.plot(
+                [r["obs_lower"], r["obs_upper"]],
+                [yy + off] * 2,
+                color=colour,
+                lw=1.2,
+                solid_capstyle="butt",
+            )
+            ax.plot(
+                [r["rate"]],
+                [yy + off],
+                "o",
+                ms=5.5,
+                mec=colour,
+                mew=1.3,
+                mfc=colour if reported else "white",
+                gid=f"observed:{r['arm']}",
+            )
         dark = _tint(LINE_COLOURS.get(r["line"], "#555555"), 0.0)
-        ax.plot([r["post_lower"], r["post_upper"]], [yy - off] * 2, color=dark, lw=2.4, alpha=0.8,
-                solid_capstyle="butt")  # fmt: skip
-        ax.plot([r["post_median"]], [yy - off], "D", ms=4.5, color=dark, mec="black", mew=0.5,
-                gid=f"posterior:{r['arm']}")  # fmt: skip
+        ax.plot(
+            [r["post_lower"], r["post_upper"]],
+            [yy - off] * 2,
+            color=dark,
+            lw=2.4,
+            alpha=0.8,
+            solid_capstyle="butt",
+        )
+        ax.plot(
+            [r["post_median"]],
+            [yy - off],
+            "D",
+            ms=4.5,
+            color=dark,
+            mec="black",
+            mew=0.5,
+            gid=f"posterior:{r['arm']}",
+        )
     for line, s in summary.items():
         if "pooled" not in s:
             continue
         colour = LINE_COLOURS.get(line, "#555555")
         lo, med, hi = s["pooled"]
         yp = s["y_pooled"]
-        ax.fill([lo, med, hi, med], [yp, yp + 0.32, yp, yp - 0.32], color=colour, ec="black", lw=0.6,
-                gid=f"pooled:{line}")  # fmt: skip
+        ax.fill(
+            [lo, med, hi, med],
+            [yp, yp + 0.32, yp, yp - 0.32],
+            color=colour,
+            ec="black",
+            lw=0.6,
+            gid=f"pooled:{line}",
+        )
         lo, med, hi = s["predictive"]
         yq = s["y_predictive"]
-        ax.plot([lo, hi], [yq, yq], color=colour, lw=5, alpha=0.35, solid_capstyle="butt",
-                gid=f"predictive:{line}")  # fmt: skip
+        ax.plot(
+            [lo, hi],
+            [yq, yq],
+            color=colour,
+            lw=5,
+            alpha=0.35,
+            solid_capstyle="butt",
+            gid=f"predictive:{line}",
+        )
         ax.plot([med], [yq], "|", ms=10, mew=2, color=colour)
         top, bottom = s["span"]
-        ax.plot([s["pooled"][1]] * 2, [top + 0.5, bottom - 0.5], color=colour, lw=0.8, ls=":", zorder=0)
+        ax.plot(
+            [s["pooled"][1]] * 2, [top + 0.5, bottom - 0.5], color=colour, lw=0.8, ls=":", zorder=0
+        )
     for line, klass, top, bottom in group_spans:
-        ax.axhspan(bottom - 0.5, top + 0.5, color=arm_colour(line, klass), alpha=0.07, lw=0, zorder=-1)
-        ax.text(1.005, (top + bottom) / 2, f"{line}\n{klass}", transform=ax.get_yaxis_transform(),
-                ha="left", va="center", fontsize=8.5, color=LINE_COLOURS.get(line, "#555555"),
-                fontweight="bold")  # fmt: skip
+        ax.axhspan(
+            bottom - 0.5, top + 0.5, color=arm_colour(line, klass), alpha=0.07, lw=0, zorder=-1
+        )
+        ax.text(
+            1.005,
+            (top + bottom) / 2,
+            f"{line}\n{klass}",
+            transform=ax.get_yaxis_transform(),
+            ha="left",
+            va="center",
+            fontsize=8.5,
+            color=LINE_COLOURS.get(line, "#555555"),
+            fontweight="bold",
+        )
     ax.set_yticks(ticks, tick_labels, fontsize=8)
     for lab, kind in zip(ax.get_yticklabels(), kinds, strict=True):
         if kind != "arm":
@@ -333,20 +409,60 @@ def plot_forest(fit: Fit, landmark: float = 6.0, *, prob: float = 0.95) -> Figur
     ax.set_axisbelow(True)
     ax.tick_params(axis="y", length=0)
     pct = int(round(prob * 100))
-    fig.suptitle(f"Observed and posterior PFS rate at {landmark:g} months, {len(rows)} arms "
-                 f"(spec '{fit.spec.name}')", x=0.01, ha="left", fontsize=11)  # fmt: skip
+    fig.suptitle(
+        f"Observed and posterior PFS rate at {landmark:g} months, {len(rows)} arms "
+        f"(spec '{fit.spec.name}')",
+        x=0.01,
+        ha="left",
+        fontsize=11,
+    )
     handles = [
-        Line2D([], [], marker="o", color="0.3", mfc="0.3", ls="-", label=f"observed, reported ({pct}% CI)"),
-        Line2D([], [], marker="o", color="0.3", mfc="white", ls="-",
-               label="observed, derived from median" if not fit.spec.survival else "(survival model: medians and "
-               "rates at other times enter the curve)"),  # fmt: skip
-        Line2D([], [], marker="D", color="0.2", lw=2.4, mec="black", label=f"posterior arm rate ({pct}% CrI)"),
-        Line2D([], [], marker="D", color="0.5", ls="none", mec="black", ms=8,
-               label=f"pooled rate, typical trial ({pct}% CrI)"),  # fmt: skip
+        Line2D(
+            [],
+            [],
+            marker="o",
+            color="0.3",
+            mfc="0.3",
+            ls="-",
+            label=f"observed, reported ({pct}% CI)",
+        ),
+        Line2D(
+            [],
+            [],
+            marker="o",
+            color="0.3",
+            mfc="white",
+            ls="-",
+            label="observed, derived from median"
+            if not fit.spec.survival
+            else "(survival model: medians and rates at other times enter the curve)",
+        ),
+        Line2D(
+            [],
+            [],
+            marker="D",
+            color="0.2",
+            lw=2.4,
+            mec="black",
+            label=f"posterior arm rate ({pct}% CrI)",
+        ),
+        Line2D(
+            [],
+            [],
+            marker="D",
+            color="0.5",
+            ls="none",
+            mec="black",
+            ms=8,
+            label=f"pooled rate, typical trial ({pct}% CrI)",
+        ),
         Line2D([], [], color="0.5", lw=5, alpha=0.4, label=f"predictive rate, new trial ({pct}%)"),
     ]
-    handles += [Line2D([], [], color=arm_colour(line, k), lw=6, label=f"{line} {k}")
-                for line in lines for k in ("R-T", "NR-T")]  # fmt: skip
+    handles += [
+        Line2D([], [], color=arm_colour(line, k), lw=6, label=f"{line} {k}")
+        for line in lines
+        for k in ("R-T", "NR-T")
+    ]
     fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=8, frameon=False)
     fig.lmsbayes = {"arms": list(rows["arm"]), "landmark": landmark}  # for tests and callers
     return fig
@@ -401,8 +517,16 @@ def plot_predictive(
         draws = _flat(rate.sel(setting=s.label, quantity="predictive"))
         dens = stats.gaussian_kde(draws)(grid)
         dens = 0.7 * dens / dens.max()
-        ax.fill_between(grid, y, y + dens, color=colour, alpha=0.55, lw=0.8, ec=dark,
-                        gid=f"predictive:{s.label}")  # fmt: skip
+        ax.fill_between(
+            grid,
+            y,
+            y + dens,
+            color=colour,
+            alpha=0.55,
+            lw=0.8,
+            ec=dark,
+            gid=f"predictive:{s.label}",
+        )
         med, lo, hi = _interval(_flat(rate.sel(setting=s.label, quantity="pooled")))
         ax.plot([lo, hi], [y - 0.14] * 2, color=dark, lw=2.2, solid_capstyle="butt")
         ax.plot([med], [y - 0.14], "D", color=dark, mec="black", mew=0.5, ms=5)
@@ -417,10 +541,25 @@ def plot_predictive(
             ref = EORTC2021.loc[key]
             ye = y - 0.32
             ax.plot([ref["lo"], ref["hi"]], [ye] * 2, color="#CC79A7", lw=1.4)
-            ax.plot([ref["pooled"]], [ye], "X", color="#CC79A7", mec="black", mew=0.4, ms=7,
-                    gid=f"eortc:{s.label}")  # fmt: skip
-            ax.plot([ref["pooled"] ** hr], [ye], "x", color="#CC79A7", ms=7, mew=1.8,
-                    gid=f"eortc_p1:{s.label}")  # fmt: skip
+            ax.plot(
+                [ref["pooled"]],
+                [ye],
+                "X",
+                color="#CC79A7",
+                mec="black",
+                mew=0.4,
+                ms=7,
+                gid=f"eortc:{s.label}",
+            )
+            ax.plot(
+                [ref["pooled"] ** hr],
+                [ye],
+                "x",
+                color="#CC79A7",
+                ms=7,
+                mew=1.8,
+                gid=f"eortc_p1:{s.label}",
+            )
         labels.append(s.label)
     ax.set_yticks([-k * step for k in range(n)], labels, fontsize=9)
     ax.set_ylim(-(n - 1) * step - 0.6, 1.1)
@@ -430,16 +569,34 @@ def plot_predictive(
     ax.set_axisbelow(True)
     ax.tick_params(axis="y", length=0)
     ref = th.attrs.get("reference", "pooled")
-    fig.suptitle(f"Rate of a new trial at {landmark:g} months (spec '{fit.spec.name}'): predictive distribution, "
-                 f"\nthresholds p0 (median {ref} rate) and p1 = p0^{hr:g}, EORTC 2021 published values",
-                 x=0.01, ha="left", fontsize=10.5)  # fmt: skip
+    fig.suptitle(
+        f"Rate of a new trial at {landmark:g} months (spec '{fit.spec.name}'): predictive distribution, "
+        f"\nthresholds p0 (median {ref} rate) and p1 = p0^{hr:g}, EORTC 2021 published values",
+        x=0.01,
+        ha="left",
+        fontsize=10.5,
+    )
     handles = [
-        Line2D([], [], color="0.5", lw=6, alpha=0.6, label="predictive rate of a new trial (density)"),
-        Line2D([], [], marker="D", color="0.3", mec="black", lw=2.2, label="pooled rate (median, 95% CrI)"),
+        Line2D(
+            [], [], color="0.5", lw=6, alpha=0.6, label="predictive rate of a new trial (density)"
+        ),
+        Line2D(
+            [],
+            [],
+            marker="D",
+            color="0.3",
+            mec="black",
+            lw=2.2,
+            label="pooled rate (median, 95% CrI)",
+        ),
         Line2D([], [], color="black", lw=1.4, label="p0 (posterior median)"),
         Line2D([], [], color="black", lw=1.4, ls="--", label=f"p1 = p0^{hr:g}"),
-        Line2D([], [], marker="X", color="#CC79A7", mec="black", label="EORTC 2021 pooled (95% CI)"),
-        Line2D([], [], marker="x", color="#CC79A7", ls="none", mew=1.6, label=f"EORTC 2021 p0^{hr:g}"),
+        Line2D(
+            [], [], marker="X", color="#CC79A7", mec="black", label="EORTC 2021 pooled (95% CI)"
+        ),
+        Line2D(
+            [], [], marker="x", color="#CC79A7", ls="none", mew=1.6, label=f"EORTC 2021 p0^{hr:g}"
+        ),
     ]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     return fig
@@ -471,16 +628,32 @@ def plot_effects(fit: Fit, *, prob: float = 0.95) -> Figure:
     landmarks = [float(t) for t in post["landmark"].values] if "landmark" in post.dims else [0.0]
     joint = not fit.model.per_landmark  # one beta and tau for all landmarks (one curve per arm)
     if joint and "landmark" not in post.dims:
-        post = post.assign({v: post[v].expand_dims(landmark=landmarks, axis=-1) for v in ("beta", "tau") if v in post})
+        post = post.assign(
+            {
+                v: post[v].expand_dims(landmark=landmarks, axis=-1)
+                for v in ("beta", "tau")
+                if v in post
+            }
+        )
     elif joint:
-        post = post.assign({v: post[v].expand_dims(landmark=landmarks, axis=-1) for v in ("beta", "tau") if v in post})
+        post = post.assign(
+            {
+                v: post[v].expand_dims(landmark=landmarks, axis=-1)
+                for v in ("beta", "tau")
+                if v in post
+            }
+        )
         landmarks = landmarks[:1]
     has_beta = "beta" in post and post.sizes.get("covariate", 0) > 0
     covs = [str(c) for c in post["covariate"].values] if has_beta else []
     fig = _figure(11.0, max(3.6, 1.4 + 0.55 * len(covs) * len(landmarks)))
     ax_b, ax_t = fig.subplots(1, 2, width_ratios=[1.35, 1])
-    styles = {t: dict(color=c, marker=m) for t, c, m in zip(landmarks, ("0.15", "#009E73", "#56B4E9", "#E69F00"),
-                                                            ("o", "s", "^", "v"))}  # fmt: skip
+    styles = {
+        t: dict(color=c, marker=m)
+        for t, c, m in zip(
+            landmarks, ("0.15", "#009E73", "#56B4E9", "#E69F00"), ("o", "s", "^", "v")
+        )
+    }
     if has_beta:
         k = len(landmarks)
         ticks, labels = [], []
@@ -493,8 +666,17 @@ def plot_effects(fit: Fit, *, prob: float = 0.95) -> Figure:
                 st = styles[t]
                 ax_b.plot([lo, hi], [y, y], color=st["color"], lw=1.2)
                 ax_b.plot([lo50, hi50], [y, y], color=st["color"], lw=3.2, solid_capstyle="butt")
-                ax_b.plot([med], [y], ls="none", ms=5.5, mec="black", mew=0.4, gid=f"or:{cov}:{t:g}",
-                          label=("all landmarks" if joint else f"{t:g} months") if i == 0 else None, **st)  # fmt: skip
+                ax_b.plot(
+                    [med],
+                    [y],
+                    ls="none",
+                    ms=5.5,
+                    mec="black",
+                    mew=0.4,
+                    gid=f"or:{cov}:{t:g}",
+                    label=("all landmarks" if joint else f"{t:g} months") if i == 0 else None,
+                    **st,
+                )
             ticks.append(-i)
             labels.append(_COVARIATE_LABELS.get(cov, cov))
         ax_b.axvline(1.0, color="0.4", lw=0.9, ls="--")
@@ -511,7 +693,14 @@ def plot_effects(fit: Fit, *, prob: float = 0.95) -> Figure:
         ax_b.xaxis.set_major_formatter(lambda v, _: f"{v:g}")
         ax_b.xaxis.set_minor_formatter(NullFormatter())
     else:
-        ax_b.text(0.5, 0.5, "no covariates in this model", ha="center", va="center", transform=ax_b.transAxes)
+        ax_b.text(
+            0.5,
+            0.5,
+            "no covariates in this model",
+            ha="center",
+            va="center",
+            transform=ax_b.transAxes,
+        )
         ax_b.set_yticks([])
     hazard = fit.data.family == "joint-cloglog" or fit.data.curve == "weibull"
     what = "Hazard ratio of progression" if hazard else "Odds ratio of progression-free"
@@ -529,16 +718,32 @@ def plot_effects(fit: Fit, *, prob: float = 0.95) -> Figure:
             name = "all arms" if str(stratum) == "all" else str(stratum)
             med = np.median(x)
             when = "all landmarks" if joint else f"{t:g} mo"
-            _kde_line(ax_t, x, colour, f"{name}, {when} (median {med:.2f})", ls=dashes[t], lw=1.6,
-                      gid=f"tau:{stratum}:{t:g}")  # fmt: skip
+            _kde_line(
+                ax_t,
+                x,
+                colour,
+                f"{name}, {when} (median {med:.2f})",
+                ls=dashes[t],
+                lw=1.6,
+                gid=f"tau:{stratum}:{t:g}",
+            )
     prior = fit.spec.priors.tau
     grid = np.linspace(0, max(xmax, 0.1), 300)
     pdf = _prior_pdf(prior, grid)
     if pdf is not None:
-        ax_t.plot(grid, pdf, color="0.55", lw=1.0, ls=(0, (1, 1.5)), label=f"prior {prior.dist}{_kw(prior)}")
+        ax_t.plot(
+            grid,
+            pdf,
+            color="0.55",
+            lw=1.0,
+            ls=(0, (1, 1.5)),
+            label=f"prior {prior.dist}{_kw(prior)}",
+        )
     ax_t.set_xlim(0, max(xmax, 0.1))
     ax_t.set_ylim(bottom=0)
-    ax_t.set_xlabel("tau, between-arm sd of the " + ("log cumulative hazard" if hazard else "logit rate"))
+    ax_t.set_xlabel(
+        "tau, between-arm sd of the " + ("log cumulative hazard" if hazard else "logit rate")
+    )
     ax_t.set_ylabel("posterior density")
     ax_t.set_title("Heterogeneity, tau", loc="left", fontsize=10.5)
     ax_t.legend(fontsize=7.5, loc="upper right")
@@ -582,7 +787,9 @@ def _ess_text(mix: BetaMixture) -> str:
 
 
 def _describe_mix(mix: BetaMixture) -> str:
-    parts = [f"{w:.2f} Beta({a:.1f}, {b:.1f})" for w, a, b in zip(mix.weights, mix.a, mix.b, strict=True)]
+    parts = [
+        f"{w:.2f} Beta({a:.1f}, {b:.1f})" for w, a, b in zip(mix.weights, mix.a, mix.b, strict=True)
+    ]
     return " + ".join(parts) if len(parts) <= 2 else f"{len(parts)}-component mixture"
 
 
@@ -616,8 +823,16 @@ def plot_prior(
     if draws is not None:
         d = np.asarray(getattr(draws, "values", draws), dtype=float).ravel()
         d = d[np.isfinite(d)]
-        counts, _, _ = ax.hist(d, bins=60, range=(0, 1), density=True, color="0.82", ec="white", lw=0.3,
-                               label=f"predictive draws (n = {d.size})")  # fmt: skip
+        counts, _, _ = ax.hist(
+            d,
+            bins=60,
+            range=(0, 1),
+            density=True,
+            color="0.82",
+            ec="white",
+            lw=0.3,
+            label=f"predictive draws (n = {d.size})",
+        )
         ymax = max(ymax, float(counts.max()))
     y = mix.pdf(x)
     label = f"MAP prior: {_describe_mix(mix)}\nmean {mix.mean():.3f}, sd {mix.sd():.3f}; {_ess_text(mix)}"
@@ -627,7 +842,9 @@ def plot_prior(
         yr = robust.pdf(x)
         rw = (robust.provenance or {}).get("robustify", {})
         wtxt = f" (w = {rw['weight']:g})" if "weight" in rw else ""
-        label = f"robust MAP{wtxt}: mean {robust.mean():.3f}, sd {robust.sd():.3f}; {_ess_text(robust)}"
+        label = (
+            f"robust MAP{wtxt}: mean {robust.mean():.3f}, sd {robust.sd():.3f}; {_ess_text(robust)}"
+        )
         ax.plot(x, yr, color="#D55E00", lw=1.8, ls="--", label=label)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, ymax * 1.45)  # head room for the legend
@@ -662,12 +879,18 @@ def plot_oc(
     Left: probability of declaring success (type I error at p0, power at p1)
     and of stopping early; right: expected number of patients.
     """
-    if isinstance(oc_dataset, xr.Dataset) and "prior" in oc_dataset.dims and "effect" in oc_dataset.dims:
+    if (
+        isinstance(oc_dataset, xr.Dataset)
+        and "prior" in oc_dataset.dims
+        and "effect" in oc_dataset.dims
+    ):
         return plot_two_arm_oc(oc_dataset, title=title)
     sets = {"design": oc_dataset} if isinstance(oc_dataset, xr.Dataset) else dict(oc_dataset)
     for name, ds in sets.items():
         if not isinstance(ds, xr.Dataset) or "p" not in ds.dims or "prob_success" not in ds:
-            raise ValueError(f"{name!r}: expected a single-arm operating_characteristics Dataset (dim 'p')")
+            raise ValueError(
+                f"{name!r}: expected a single-arm operating_characteristics Dataset (dim 'p')"
+            )
     fig = _figure(11.0, 4.8 + 0.22 * ((len(sets) + 1) // 2))
     ax_s, ax_n = fig.subplots(1, 2)
     palette = ["#0072B2", "#D55E00", "#009E73", "#CC79A7"]
@@ -676,18 +899,33 @@ def plot_oc(
         c = palette[k % len(palette)]
         p = ds["p"].values
         parts = []
-        for var, fmt, what in (("prob_success", ".3f", "P(success)"), ("expected_n", ".1f", "E[N]")):
-            vals = [f"{_at(ds, var, ref, fmt)} at {nm}" for ref, nm in ((p0, "p0"), (p1, "p1"))
-                    if ref is not None and p.min() <= ref <= p.max()]  # fmt: skip
+        for var, fmt, what in (
+            ("prob_success", ".3f", "P(success)"),
+            ("expected_n", ".1f", "E[N]"),
+        ):
+            vals = [
+                f"{_at(ds, var, ref, fmt)} at {nm}"
+                for ref, nm in ((p0, "p0"), (p1, "p1"))
+                if ref is not None and p.min() <= ref <= p.max()
+            ]
             if vals:
                 parts.append(f"{what} " + ", ".join(vals))
                 interpolated |= any(v.startswith("~") for v in vals)
         label = name if len(sets) > 1 else "design"
         label += (": " + "; ".join(parts)) if parts else ""
-        (h,) = ax_s.plot(p, ds["prob_success"].values, color=c, lw=2, label=label, gid=f"prob_success:{name}")
+        (h,) = ax_s.plot(
+            p, ds["prob_success"].values, color=c, lw=2, label=label, gid=f"prob_success:{name}"
+        )
         handles.append(h)
         if "prob_early_stop" in ds and ds.sizes.get("look", 1) > 1:
-            ax_s.plot(p, ds["prob_early_stop"].values, color=c, lw=1.2, ls=":", gid=f"prob_early_stop:{name}")
+            ax_s.plot(
+                p,
+                ds["prob_early_stop"].values,
+                color=c,
+                lw=1.2,
+                ls=":",
+                gid=f"prob_early_stop:{name}",
+            )
         ax_n.plot(p, ds["expected_n"].values, color=c, lw=2, gid=f"expected_n:{name}")
         if "n" in ds.coords:
             ax_n.axhline(float(ds["n"].values.max()), color=c, lw=0.8, ls="--", alpha=0.6)
@@ -702,20 +940,32 @@ def plot_oc(
     ax_s.set_ylim(0, 1.02)
     ax_s.set_xlabel("True proportion progression-free")
     ax_s.set_ylabel("Probability")
-    ax_s.set_title("Probability of success (solid) and of early stop (dotted)", loc="left", fontsize=10)
-    n_max = max(float(ds["n"].values.max()) if "n" in ds.coords else float(ds["expected_n"].max())
-                for ds in sets.values())  # fmt: skip
+    ax_s.set_title(
+        "Probability of success (solid) and of early stop (dotted)", loc="left", fontsize=10
+    )
+    n_max = max(
+        float(ds["n"].values.max()) if "n" in ds.coords else float(ds["expected_n"].max())
+        for ds in sets.values()
+    )
     ax_n.set_ylim(0, n_max * 1.08)
     ax_n.set_xlabel("True proportion progression-free")
     ax_n.set_ylabel("Expected number of patients")
     ax_n.set_title("Expected sample size (dashed: maximum)", loc="left", fontsize=10)
     for ax in (ax_s, ax_n):
         ax.grid(color="0.92", lw=0.6)
-        ax.set_xlim(min(float(ds["p"].min()) for ds in sets.values()),
-                    max(float(ds["p"].max()) for ds in sets.values()))
-    fig.legend(handles=handles, loc="outside lower center", ncol=1 if len(handles) < 3 else 2, fontsize=8,
-               frameon=False, title="~: interpolated between grid points" if interpolated else None,
-               title_fontsize=7.5)  # fmt: skip
+        ax.set_xlim(
+            min(float(ds["p"].min()) for ds in sets.values()),
+            max(float(ds["p"].max()) for ds in sets.values()),
+        )
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncol=1 if len(handles) < 3 else 2,
+        fontsize=8,
+        frameon=False,
+        title="~: interpolated between grid points" if interpolated else None,
+        title_fontsize=7.5,
+    )
     if title:
         fig.suptitle(title, x=0.01, ha="left", fontsize=11)
     return fig
@@ -747,7 +997,9 @@ def plot_two_arm_oc(
     Left: ``P(success | p_t = p_c)``; right: the power at each stated effect
     (solid for the first, dashed after), on the dataset's effect scale.
     """
-    if not isinstance(oc_dataset, xr.Dataset) or not {"prior", "effect", "p_c"} <= set(oc_dataset.dims):
+    if not isinstance(oc_dataset, xr.Dataset) or not {"prior", "effect", "p_c"} <= set(
+        oc_dataset.dims
+    ):
         raise ValueError("expected a two_arm_oc Dataset (dims 'prior', 'effect', 'p_c')")
     ds = oc_dataset
     scale = ds.attrs.get("scale", ds["effect"].attrs.get("scale", "difference"))
@@ -768,8 +1020,15 @@ def plot_two_arm_oc(
                 label += f": worst {y[i]:.3f} at {p[i]:.2f}"
         ax1.plot(p, y, color=c, lw=2, label=label, gid=f"type1:{name}")
         for j, e in enumerate(effects):
-            ax2.plot(p, ds["prob_success"].sel(prior=name, effect=e).values, color=c, lw=2 if j == 0 else 1.2,
-                     ls="-" if j == 0 else "--", label=str(name) if j == 0 else None, gid=f"power:{name}:{e:g}")  # fmt: skip
+            ax2.plot(
+                p,
+                ds["prob_success"].sel(prior=name, effect=e).values,
+                color=c,
+                lw=2 if j == 0 else 1.2,
+                ls="-" if j == 0 else "--",
+                label=str(name) if j == 0 else None,
+                gid=f"power:{name}:{e:g}",
+            )
     for ax in (ax1, ax2):
         if lo is not None:
             ax.axvspan(lo, hi, color="0.9", zorder=0, lw=0)
@@ -780,17 +1039,31 @@ def plot_two_arm_oc(
         ax1.axhline(alpha, color="0.3", lw=0.9, ls=":")
     ax1.set_ylim(0, max(0.1, float(np.nanmax(ds["prob_success"].sel(effect=null).values)) * 1.1))
     ax1.set_ylabel("P(success) when p_t = p_c (type I error)")
-    ax1.set_title("Type I error over the true control rate" + (" (shaded: stated range)" if lo is not None else ""),
-                  loc="left", fontsize=10)  # fmt: skip
+    ax1.set_title(
+        "Type I error over the true control rate"
+        + (" (shaded: stated range)" if lo is not None else ""),
+        loc="left",
+        fontsize=10,
+    )
     ax1.legend(fontsize=8, loc="upper left")
     ax2.set_ylim(0, 1.02)
     ax2.set_ylabel("Power")
-    eff_txt = ", ".join(f"p_t = p_c^{e:g}" if scale == "hr" else f"p_t = p_c + {e:g}" for e in effects)
-    ax2.set_title(f"Power at {eff_txt}" if effects else "Power (no effect given)", loc="left", fontsize=10)
+    eff_txt = ", ".join(
+        f"p_t = p_c^{e:g}" if scale == "hr" else f"p_t = p_c + {e:g}" for e in effects
+    )
+    ax2.set_title(
+        f"Power at {eff_txt}" if effects else "Power (no effect given)", loc="left", fontsize=10
+    )
     if effects:
         ax2.legend(fontsize=8, loc="lower right")
-    fig.suptitle(title or f"Two-arm design, {ds.attrs.get('decision', '')} (n_t = {ds.attrs.get('n_t')}, "
-                 f"n_c = {ds.attrs.get('n_c')})", x=0.01, ha="left", fontsize=11)  # fmt: skip
+    fig.suptitle(
+        title
+        or f"Two-arm design, {ds.attrs.get('decision', '')} (n_t = {ds.attrs.get('n_t')}, "
+        f"n_c = {ds.attrs.get('n_c')})",
+        x=0.01,
+        ha="left",
+        fontsize=11,
+    )
     return fig
 
 
@@ -814,22 +1087,51 @@ def plot_tradeoff(result: Any, *, title: str | None = None) -> Figure:
     w = np.array([float(v) for v in rows.index])
     fig = _figure(11.0, 4.6)
     ax1, ax2 = fig.subplots(1, 2)
-    ax1.plot(w, rows["max_type1"], color="#D55E00", lw=2, marker="o", ms=3, label="worst type I error over the range",
-             gid="max_type1")  # fmt: skip
-    ax1.plot(w, rows["power"], color="#0072B2", lw=2, marker="o", ms=3, label="power at the alternative", gid="power")
+    ax1.plot(
+        w,
+        rows["max_type1"],
+        color="#D55E00",
+        lw=2,
+        marker="o",
+        ms=3,
+        label="worst type I error over the range",
+        gid="max_type1",
+    )
+    ax1.plot(
+        w,
+        rows["power"],
+        color="#0072B2",
+        lw=2,
+        marker="o",
+        ms=3,
+        label="power at the alternative",
+        gid="power",
+    )
     if "vague" in tab.index:
-        ax1.axhline(tab.loc["vague", "max_type1"], color="#D55E00", lw=0.9, ls=":", label="vague prior: type I error")
-        ax1.axhline(tab.loc["vague", "power"], color="#0072B2", lw=0.9, ls=":", label="vague prior: power")
+        ax1.axhline(
+            tab.loc["vague", "max_type1"],
+            color="#D55E00",
+            lw=0.9,
+            ls=":",
+            label="vague prior: type I error",
+        )
+        ax1.axhline(
+            tab.loc["vague", "power"], color="#0072B2", lw=0.9, ls=":", label="vague prior: power"
+        )
     ax1.set_xlim(0, 1)
     top = float(np.nanmax(np.r_[rows["max_type1"], rows["power"], tab.get("power", rows["power"])]))
     ax1.set_ylim(0, min(1.02, 1.25 * top + 0.02))
     ax1.set_xlabel("Robust weight w (0: the MAP prior, 1: the robust component alone)")
     ax1.set_ylabel("Probability")
     lo, hi = result.targets["type1_range"]
-    ax1.set_title(f"Worst type I error over p_c in [{lo:g}, {hi:g}] and power", loc="left", fontsize=10)
+    ax1.set_title(
+        f"Worst type I error over p_c in [{lo:g}, {hi:g}] and power", loc="left", fontsize=10
+    )
     ax1.legend(fontsize=7.5, loc="center right")
     elir = rows["ess_elir"].to_numpy(dtype=float)
-    ax2.plot(w, rows["ess_moment"], color="0.4", lw=1.5, ls="--", label="moment ESS", gid="ess_moment")
+    ax2.plot(
+        w, rows["ess_moment"], color="0.4", lw=1.5, ls="--", label="moment ESS", gid="ess_moment"
+    )
     if np.isfinite(elir).any():
         ax2.plot(w, elir, color="#009E73", lw=2, label="ELIR ESS (to report)", gid="ess_elir")
     ax2.set_xlim(0, 1)
@@ -840,8 +1142,12 @@ def plot_tradeoff(result: Any, *, title: str | None = None) -> Figure:
     ax2.legend(fontsize=8)
     for ax in (ax1, ax2):
         ax.grid(color="0.92", lw=0.6)
-    fig.suptitle(title or f"Borrowing trade-off; robust component {result.targets['robust_component']}",
-                 x=0.01, ha="left", fontsize=11)  # fmt: skip
+    fig.suptitle(
+        title or f"Borrowing trade-off; robust component {result.targets['robust_component']}",
+        x=0.01,
+        ha="left",
+        fontsize=11,
+    )
     return fig
 
 
@@ -874,10 +1180,18 @@ def plot_ppc(fit: Fit, *, prob: float = 0.95) -> Figure:
         n = arr["lik_n"].astype(float)
         rep = y_rep / xr.DataArray(n, dims="obs")
         observed = arr["lik_y"] / n
-        what = "y / n" if fam == "logit-binomial" else "y / n at risk: after an arm's first landmark, given the one before"
+        what = (
+            "y / n"
+            if fam == "logit-binomial"
+            else "y / n at risk: after an arm's first landmark, given the one before"
+        )
     elif fam == "survival":
         y = xr.DataArray(np.asarray(arr["is_median"]), dims="obs")
-        to_rate = (lambda v: 1 / (1 + np.exp(-v))) if fit.data.curve == "loglogistic" else (lambda v: np.exp(-np.exp(v)))
+        to_rate = (
+            (lambda v: 1 / (1 + np.exp(-v)))
+            if fit.data.curve == "loglogistic"
+            else (lambda v: np.exp(-np.exp(v)))
+        )
         rep = xr.where(y > 0.5, np.exp(y_rep), to_rate(y_rep))
         observed = np.where(arr["is_median"] > 0.5, np.exp(arr["lik_y"]), to_rate(arr["lik_y"]))
         what = "landmark rates and medians (months) on their own scales"
@@ -889,17 +1203,27 @@ def plot_ppc(fit: Fit, *, prob: float = 0.95) -> Figure:
     q = rep.quantile([lo, 0.25, 0.5, 0.75, hi], dim=("chain", "draw")).values  # (5, obs)
     arms = fit.data.arms
     # arm order as in the forest plot: line, class, year
-    order = arms.assign(_l=arms["line"].astype(str).map({"1L": 0, "2L+": 1}).fillna(9),
-                        _c=arms["treatment_class"].astype(str).map({"R-T": 0, "NR-T": 1}).fillna(9),
-                        _y=pd.to_numeric(arms["year"], errors="coerce")).sort_values(["_l", "_c", "_y", "label"])  # fmt: skip
+    order = arms.assign(
+        _l=arms["line"].astype(str).map({"1L": 0, "2L+": 1}).fillna(9),
+        _c=arms["treatment_class"].astype(str).map({"R-T": 0, "NR-T": 1}).fillna(9),
+        _y=pd.to_numeric(arms["year"], errors="coerce"),
+    ).sort_values(["_l", "_c", "_y", "label"])
     ypos = {a: -i for i, a in enumerate(order.index)}
     if fam == "survival":
-        panels = [("rates", np.flatnonzero(obs["kind"].to_numpy() == "rate"), "PFS rate at the reported landmark"),
-                  ("medians", np.flatnonzero(obs["kind"].to_numpy() == "median"), "median PFS (months)")]
+        panels = [
+            (
+                "rates",
+                np.flatnonzero(obs["kind"].to_numpy() == "rate"),
+                "PFS rate at the reported landmark",
+            ),
+            ("medians", np.flatnonzero(obs["kind"].to_numpy() == "median"), "median PFS (months)"),
+        ]
         panels = [p_ for p_ in panels if p_[1].size]
     elif fit.data.landmarks:
-        panels = [(f"{t:g} months", np.flatnonzero(obs["k_idx"].to_numpy() == j), _rate_label(t))
-                  for j, t in enumerate(fit.data.landmarks)]  # fmt: skip
+        panels = [
+            (f"{t:g} months", np.flatnonzero(obs["k_idx"].to_numpy() == j), _rate_label(t))
+            for j, t in enumerate(fit.data.landmarks)
+        ]
     else:
         panels = [("all", np.arange(len(obs)), "observed rate")]
     fig = _figure(4.5 + 3.2 * len(panels), 1.6 + 0.24 * len(arms))
@@ -915,22 +1239,39 @@ def plot_ppc(fit: Fit, *, prob: float = 0.95) -> Figure:
             ax.plot([q[1, i], q[3, i]], [y, y], color=colour, lw=4, solid_capstyle="butt")
             outside = not (q[0, i] <= observed[i] <= q[4, i])
             n_out += outside
-            ax.plot([observed[i]], [y], "o", ms=4.5, mfc="#E41A1C" if outside else "black", mec="white",
-                    mew=0.5, zorder=3, gid=f"observed:{arm}:{t}:{i}")  # fmt: skip
+            ax.plot(
+                [observed[i]],
+                [y],
+                "o",
+                ms=4.5,
+                mfc="#E41A1C" if outside else "black",
+                mec="white",
+                mew=0.5,
+                zorder=3,
+                gid=f"observed:{arm}:{t}:{i}",
+            )
         if t != "medians":
             ax.set_xlim(0, 1)
         ax.set_xlabel(xlabel)
         n_t = len(sel)
         out_t = int(sum(not (q[0, i] <= observed[i] <= q[4, i]) for i in sel))
-        ax.set_title(f"{t}: {out_t} of {n_t} outside the {int(round(prob * 100))}% interval",
-                     loc="left", fontsize=9.5)  # fmt: skip
+        ax.set_title(
+            f"{t}: {out_t} of {n_t} outside the {int(round(prob * 100))}% interval",
+            loc="left",
+            fontsize=9.5,
+        )
         ax.grid(axis="x", color="0.92", lw=0.6)
         ax.tick_params(axis="y", length=0)
     tick_labels = [_arm_text(arms.loc[a, "label"], arms.loc[a, "trial"], 60) for a in ypos]
     axes[0].set_yticks(list(ypos.values()), tick_labels, fontsize=7.5)
     axes[0].set_ylim(min(ypos.values()) - 0.7, 0.7)
-    fig.suptitle(f"Posterior predictive check ({what}; bars: replicated 50% and {int(round(prob * 100))}% "
-                 f"intervals; dot: observed)", x=0.01, ha="left", fontsize=10.5)  # fmt: skip
+    fig.suptitle(
+        f"Posterior predictive check ({what}; bars: replicated 50% and {int(round(prob * 100))}% "
+        f"intervals; dot: observed)",
+        x=0.01,
+        ha="left",
+        fontsize=10.5,
+    )
     fig.lmsbayes = {"n_outside": int(n_out), "n_obs": int(len(obs))}
     return fig
 

@@ -50,8 +50,10 @@ def _title(ds: xr.Dataset, summary: pd.DataFrame | None, what: str) -> str:
     n_fit = int((err == "").sum())
     khat = ds["khat"].values
     high = int(np.sum(khat > float(ds.attrs.get("khat_max", 0.7))))
-    parts = [f"{what}: spec {ds.attrs.get('spec_name', '?')!r}, {ds.attrs.get('engine', '?')} engine, "
-             f"{n_fit} of {ds.sizes['simulation']} simulations fitted, L = {ds.attrs['n_ranks']} draws"]  # fmt: skip
+    parts = [
+        f"{what}: spec {ds.attrs.get('spec_name', '?')!r}, {ds.attrs.get('engine', '?')} engine, "
+        f"{n_fit} of {ds.sizes['simulation']} simulations fitted, L = {ds.attrs['n_ranks']} draws"
+    ]
     notes = []
     if n_fit < ds.sizes["simulation"]:
         notes.append(f"{ds.sizes['simulation'] - n_fit} fits failed (left out)")
@@ -59,7 +61,10 @@ def _title(ds: xr.Dataset, summary: pd.DataFrame | None, what: str) -> str:
         notes.append(f"{high} with importance k-hat > {ds.attrs.get('khat_max', 0.7)} (included)")
     if summary is not None:
         bad = [str(q) for q, ok in summary["uniform"].items() if not pd.isna(ok) and not ok]
-        notes.append(f"rejected at {summary.attrs.get('alpha', 0.01):g} after Holm: " + (", ".join(bad) if bad else "none"))
+        notes.append(
+            f"rejected at {summary.attrs.get('alpha', 0.01):g} after Holm: "
+            + (", ".join(bad) if bad else "none")
+        )
     return parts[0] + ("\n" + "; ".join(notes) if notes else "")
 
 
@@ -71,8 +76,13 @@ def _panel_label(summary: pd.DataFrame | None, q: str) -> str:
     return f"{q}\nHolm p = {p:.2g}" if np.isfinite(p) else q
 
 
-def plot_rank_histograms(ds: xr.Dataset, summary: pd.DataFrame | None = None, bins: int | None = None,
-                         prob: float = 0.99, ncols: int = 5) -> "Figure":
+def plot_rank_histograms(
+    ds: xr.Dataset,
+    summary: pd.DataFrame | None = None,
+    bins: int | None = None,
+    prob: float = 0.99,
+    ncols: int = 5,
+) -> Figure:
     """Rank histogram per quantity, with the range of a bin's count under uniformity.
 
     Parameters
@@ -110,8 +120,16 @@ def plot_rank_histograms(ds: xr.Dataset, summary: pd.DataFrame | None = None, bi
         ax.axhline(n / b, color="0.5", lw=0.8, zorder=1)
         for v in (lo, hi):  # on top of the bars too, where a bin falls short of the band
             ax.axhline(v, color="0.35", lw=0.7, ls="--", zorder=3)
-        ax.bar(edges[:-1], counts, width=edges[1] - edges[0], align="edge", color=_COLOUR.get(kinds[j], "#555555"),
-               edgecolor="white", lw=0.5, zorder=2)  # fmt: skip
+        ax.bar(
+            edges[:-1],
+            counts,
+            width=edges[1] - edges[0],
+            align="edge",
+            color=_COLOUR.get(kinds[j], "#555555"),
+            edgecolor="white",
+            lw=0.5,
+            zorder=2,
+        )
         ax.set_xlim(0, L + 1)
         ax.set_title(_panel_label(summary, q), fontsize=9)
         ax.set_xlabel(f"rank of the truth (0-{L})", fontsize=8)
@@ -123,8 +141,13 @@ def plot_rank_histograms(ds: xr.Dataset, summary: pd.DataFrame | None = None, bi
     return fig
 
 
-def plot_ecdf_difference(ds: xr.Dataset, summary: pd.DataFrame | None = None, prob: float = 0.95,
-                         points: int = 100, ncols: int = 5) -> "Figure":
+def plot_ecdf_difference(
+    ds: xr.Dataset,
+    summary: pd.DataFrame | None = None,
+    prob: float = 0.95,
+    points: int = 100,
+    ncols: int = 5,
+) -> Figure:
     """ECDF of the randomised PIT minus the uniform CDF, with a simultaneous band, per quantity.
 
     Parameters
@@ -160,7 +183,15 @@ def plot_ecdf_difference(ds: xr.Dataset, summary: pd.DataFrame | None = None, pr
             bands[n] = ecdf_bands(n, z, prob=prob)
         lo, hi = bands[n]
         ecdf = np.searchsorted(x, z, side="right") / n
-        ax.fill_between(z, lo - z, hi - z, color="0.85", step="mid", lw=0, label=f"simultaneous {100 * prob:g}% band")
+        ax.fill_between(
+            z,
+            lo - z,
+            hi - z,
+            color="0.85",
+            step="mid",
+            lw=0,
+            label=f"simultaneous {100 * prob:g}% band",
+        )
         ax.axhline(0, color="0.5", lw=0.8)
         ax.plot(z, ecdf - z, color=_COLOUR.get(kinds[j], "#555555"), lw=1.3)
         ax.set_xlim(0, 1)

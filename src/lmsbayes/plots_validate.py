@@ -57,7 +57,9 @@ def plot_calibration(result: Comparison | Validation | Sequence[Validation]) -> 
     fig = Figure(figsize=(max(7.0, 2.6 * k), 6.4), layout="constrained")
     grid = fig.add_gridspec(2, k, height_ratios=[1.0, 1.1])
     edges = np.linspace(0, 1, _BINS + 1)
-    scheme = "leave-one-trial-out" if vals[0].scheme == "loto" else f"temporal (fit <= {vals[0].year})"
+    scheme = (
+        "leave-one-trial-out" if vals[0].scheme == "loto" else f"temporal (fit <= {vals[0].year})"
+    )
     for j, v in enumerate(vals):
         ax = fig.add_subplot(grid[0, j])
         pit = v.obs["pit"].to_numpy(float)
@@ -67,8 +69,15 @@ def plot_calibration(result: Comparison | Validation | Sequence[Validation]) -> 
         ax.axhline(n / _BINS, color="0.5", lw=0.8, zorder=1)
         colour = SPEC_COLOURS[j % len(SPEC_COLOURS)]
         reported = v.obs["reported"].to_numpy(bool)
-        ax.hist([pit[reported], pit[~reported]], bins=edges, stacked=True, color=[colour, colour],
-                alpha=0.9, edgecolor="white", label=["reported", "derived"])  # fmt: skip
+        ax.hist(
+            [pit[reported], pit[~reported]],
+            bins=edges,
+            stacked=True,
+            color=[colour, colour],
+            alpha=0.9,
+            edgecolor="white",
+            label=["reported", "derived"],
+        )
         for patch in ax.containers[1] if len(ax.containers) > 1 else []:
             patch.set_alpha(0.35)
         ax.set_xlim(0, 1)
@@ -83,15 +92,29 @@ def plot_calibration(result: Comparison | Validation | Sequence[Validation]) -> 
     pos = np.arange(levels.size)
     half = 0.36
     for p, lv in zip(pos, levels):  # the nominal level as a short dashed segment at each level
-        ax.plot([p - half, p + half], [lv, lv], color="0.4", lw=1.0, ls="--",
-                label="nominal" if p == 0 else None)  # fmt: skip
+        ax.plot(
+            [p - half, p + half],
+            [lv, lv],
+            color="0.4",
+            lw=1.0,
+            ls="--",
+            label="nominal" if p == 0 else None,
+        )
     offsets = np.linspace(-half + 0.08, half - 0.08, k) if k > 1 else np.zeros(1)
     for j, v in enumerate(vals):
         cov = v.coverage()
         y = cov["coverage"].to_numpy(float)
         err = np.vstack([y - cov["lo"].to_numpy(float), cov["hi"].to_numpy(float) - y])
-        ax.errorbar(pos + offsets[j], y, yerr=err, fmt="o", ms=4, capsize=2, color=SPEC_COLOURS[j % len(SPEC_COLOURS)],
-                    label=f"{v.name} ({len(v.obs)} obs)")  # fmt: skip
+        ax.errorbar(
+            pos + offsets[j],
+            y,
+            yerr=err,
+            fmt="o",
+            ms=4,
+            capsize=2,
+            color=SPEC_COLOURS[j % len(SPEC_COLOURS)],
+            label=f"{v.name} ({len(v.obs)} obs)",
+        )
     ax.set_xlim(-0.5, levels.size - 0.5)
     ax.set_ylim(0.0, 1.02)
     ax.set_xticks(pos)

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Mapping, TYPE_CHECKING, Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -38,8 +39,18 @@ from lmsbayes.likelihoods import NUMPY_OPS, rate_from_eta
 if TYPE_CHECKING:  # pragma: no cover
     from lmsbayes.fit import Fit
 
-__all__ = ["EORTC2021", "Setting", "ThresholdTable", "standard_settings", "predict", "thresholds", "threshold_table",
-           "comparisons", "landmark_order", "mcse_quantile"]  # fmt: skip
+__all__ = [
+    "EORTC2021",
+    "Setting",
+    "ThresholdTable",
+    "standard_settings",
+    "predict",
+    "thresholds",
+    "threshold_table",
+    "comparisons",
+    "landmark_order",
+    "mcse_quantile",
+]
 
 #: Published EORTC STBSG 2021 results (Kantidakis et al., Eur J Cancer 2021;154:253-268,
 #: abstract): pooled PFS rate (95% CI) by line and landmark, and the thresholds under HR 0.65.
@@ -79,17 +90,30 @@ class Setting:
     >>> Setting()                         # a model without covariates
     """
 
-    def __init__(self, line: str | None = None, treatment_class: str | None = None, uterine: float | None = None,
-                 name: str | None = None, *, case_mix: str | None = None, **covariates) -> None:  # fmt: skip
+    def __init__(
+        self,
+        line: str | None = None,
+        treatment_class: str | None = None,
+        uterine: float | None = None,
+        name: str | None = None,
+        *,
+        case_mix: str | None = None,
+        **covariates,
+    ) -> None:
         if line is not None and line not in LINES:
             raise ValueError(f"line must be one of {list(LINES)}, got {line!r}")
         if line is not None:
             treatment_class = "R-T" if treatment_class is None else treatment_class
             uterine = 0.5 if uterine is None else uterine
         if treatment_class is not None and treatment_class not in CLASSES:
-            raise ValueError(f"treatment_class must be one of {list(CLASSES)}, got {treatment_class!r}")
-        if uterine is not None and not (isinstance(uterine, (int, float, np.floating)) and not isinstance(uterine, bool)
-                                        and 0.0 <= float(uterine) <= 1.0):  # fmt: skip
+            raise ValueError(
+                f"treatment_class must be one of {list(CLASSES)}, got {treatment_class!r}"
+            )
+        if uterine is not None and not (
+            isinstance(uterine, (int, float, np.floating))
+            and not isinstance(uterine, bool)
+            and 0.0 <= float(uterine) <= 1.0
+        ):
             raise ValueError(f"uterine fraction must be in [0, 1], got {uterine!r}")
         for k, v in covariates.items():
             if isinstance(v, float) and not math.isfinite(v):
@@ -110,7 +134,9 @@ class Setting:
         """Column values of this setting (LMS names mapped to the arm table's columns)."""
         out = {}
         if self.line is not None:
-            out.update(line=self.line, treatment_class=self.treatment_class, uterine_fraction=self.uterine)
+            out.update(
+                line=self.line, treatment_class=self.treatment_class, uterine_fraction=self.uterine
+            )
         out.update(self.covariates)
         return out
 
@@ -127,27 +153,50 @@ class Setting:
     def describe(self) -> str:
         """The setting in words a clinician reads correctly."""
         if self.case_mix:
-            return (f"{'first line' if self.case_mix == '1L' else 'pre-treated (2L+)'}, the case mix of the "
-                    "included arms (classes and sites as in the data; EORTC-comparable)")  # fmt: skip
+            return (
+                f"{'first line' if self.case_mix == '1L' else 'pre-treated (2L+)'}, the case mix of the "
+                "included arms (classes and sites as in the data; EORTC-comparable)"
+            )
         parts = []
         if self.line is not None:
             parts.append("first line (1L)" if self.line == "1L" else "pre-treated (2L+)")
-            parts.append("ESMO-recommended treatment (R-T)" if self.treatment_class == "R-T"
-                         else "treatment not recommended by ESMO (NR-T)")  # fmt: skip
+            parts.append(
+                "ESMO-recommended treatment (R-T)"
+                if self.treatment_class == "R-T"
+                else "treatment not recommended by ESMO (NR-T)"
+            )
             u = self.uterine
-            parts.append("uterine LMS only" if u == 1 else "soft-tissue (non-uterine) LMS only" if u == 0
-                         else f"{100 * u:.0f}% uterine patients")  # fmt: skip
+            parts.append(
+                "uterine LMS only"
+                if u == 1
+                else "soft-tissue (non-uterine) LMS only"
+                if u == 0
+                else f"{100 * u:.0f}% uterine patients"
+            )
         parts += [f"{k} = {v}" for k, v in self.covariates.items()]
         return ", ".join(parts) or "a new study (no covariates)"
 
     def with_covariates(self, **covariates) -> Setting:
         """A copy with more of a user's covariate values (by spec name or column)."""
-        new = Setting(self.line, self.treatment_class, self.uterine, self.name, case_mix=self.case_mix,
-                      **{**self.covariates, **covariates})  # fmt: skip
+        new = Setting(
+            self.line,
+            self.treatment_class,
+            self.uterine,
+            self.name,
+            case_mix=self.case_mix,
+            **{**self.covariates, **covariates},
+        )
         return new
 
     def _key(self):
-        return (self.line, self.treatment_class, self.uterine, self.name, self.case_mix, tuple(sorted(self.covariates.items())))
+        return (
+            self.line,
+            self.treatment_class,
+            self.uterine,
+            self.name,
+            self.case_mix,
+            tuple(sorted(self.covariates.items())),
+        )
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Setting) and self._key() == other._key()
@@ -207,8 +256,10 @@ def _at(fit: Fit, settings: list[Setting], at: Mapping[str, float] | None) -> li
     known = set(names) | set(names.values())
     for k in values:
         if k not in known:
-            raise ValueError(f"at: {k!r} is not a covariate of spec {fit.spec.name!r} "
-                             f"(its own covariates: {sorted(known) or 'none'})")  # fmt: skip
+            raise ValueError(
+                f"at: {k!r} is not a covariate of spec {fit.spec.name!r} "
+                f"(its own covariates: {sorted(known) or 'none'})"
+            )
     out = []
     for s in settings:
         if s.case_mix:
@@ -246,17 +297,26 @@ def _setting_design(fit: Fit, settings: Sequence[Setting]) -> np.ndarray:
         for c in combo:
             for s, v in zip(settings, frame.get(c.column, pd.Series([None] * len(settings)))):
                 if v is None or (isinstance(v, float) and math.isnan(v)):
-                    raise ValueError(f"setting {s.label!r} needs a value for covariate {c.name!r} (column {c.column!r})")
+                    raise ValueError(
+                        f"setting {s.label!r} needs a value for covariate {c.name!r} (column {c.column!r})"
+                    )
                 if c.kind == "indicator" and str(v) not in levels[c.column]:
-                    raise ValueError(f"setting {s.label!r}: {c.column} must be one of {sorted(levels[c.column])}, got {v!r}")
+                    raise ValueError(
+                        f"setting {s.label!r}: {c.column} must be one of {sorted(levels[c.column])}, got {v!r}"
+                    )
                 if c.kind == "numeric":
                     try:
                         x = float(v)
                     except (TypeError, ValueError):
-                        raise ValueError(f"setting {s.label!r}: {c.column} must be a number, got {v!r}") from None
+                        raise ValueError(
+                            f"setting {s.label!r}: {c.column} must be a number, got {v!r}"
+                        ) from None
                     if not math.isfinite(x) or (c.latent and not 0.0 <= x <= 1.0):
-                        raise ValueError(f"setting {s.label!r}: {c.column} must be in [0, 1], got {v!r}"
-                                         if c.latent else f"setting {s.label!r}: {c.column} must be finite, got {v!r}")  # fmt: skip
+                        raise ValueError(
+                            f"setting {s.label!r}: {c.column} must be in [0, 1], got {v!r}"
+                            if c.latent
+                            else f"setting {s.label!r}: {c.column} must be finite, got {v!r}"
+                        )
     X, _, _ = design_matrices(frame, coding)
     return X
 
@@ -268,12 +328,18 @@ def _check_settings(fit: Fit, settings: Sequence[Setting], landmarks: Sequence[f
         uses_line = "line" in fit.spec.main_effects
         for s in settings:
             if s.line is None:
-                raise ValueError(f"setting {s.label!r}: a fit of the LMS table needs a line (Setting('1L') or Setting('2L+'))")
+                raise ValueError(
+                    f"setting {s.label!r}: a fit of the LMS table needs a line (Setting('1L') or Setting('2L+'))"
+                )
             if s.line not in fitted_lines:
-                raise ValueError(f"setting {s.label!r}: line {s.line!r} is not in the fitted data (lines: "
-                                 f"{fitted_lines}); the model cannot extrapolate to it")  # fmt: skip
+                raise ValueError(
+                    f"setting {s.label!r}: line {s.line!r} is not in the fitted data (lines: "
+                    f"{fitted_lines}); the model cannot extrapolate to it"
+                )
             if len(fitted_lines) > 1 and not uses_line and not s.case_mix:
-                raise ValueError(f"setting {s.label!r}: the model pools both lines without a `line` covariate")
+                raise ValueError(
+                    f"setting {s.label!r}: the model pools both lines without a `line` covariate"
+                )
     for t in landmarks:
         if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
             raise ValueError(f"landmark must be a positive number of months, got {t!r}")
@@ -284,9 +350,12 @@ def _check_settings(fit: Fit, settings: Sequence[Setting], landmarks: Sequence[f
             if float(t) not in d.landmarks:
                 raise ValueError(
                     f"landmark {t:g} months was not fitted (fitted: {[f'{x:g}' for x in d.landmarks]}); this "
-                    "per-landmark model has no parameter for another landmark (the survival model gives any landmark)")
+                    "per-landmark model has no parameter for another landmark (the survival model gives any landmark)"
+                )
     if not d.landmarks and not fit.spec.survival and landmarks:
-        raise ValueError("this model has no landmarks (a binomial table): call predict without landmarks")
+        raise ValueError(
+            "this model has no landmarks (a binomial table): call predict without landmarks"
+        )
 
 
 def _strata_of(fit: Fit, settings: Sequence[Setting]) -> np.ndarray:
@@ -306,17 +375,27 @@ def _shape_group_of(fit: Fit, settings: Sequence[Setting]) -> np.ndarray:
 def _posterior_values(fit: Fit) -> dict:
     m = fit.model
     post = fit.posterior
-    return m, m.canonical({p.name: post[p.name].transpose("chain", "draw", *p.dims).values for p in m.params})
+    return m, m.canonical(
+        {p.name: post[p.name].transpose("chain", "draw", *p.dims).values for p in m.params}
+    )
 
 
-def _rates(fit: Fit, eta: np.ndarray, shape: np.ndarray | None, landmarks: Sequence[float]) -> np.ndarray:
+def _rates(
+    fit: Fit, eta: np.ndarray, shape: np.ndarray | None, landmarks: Sequence[float]
+) -> np.ndarray:
     """Rates at the landmarks from linear predictors eta (chain, draw, setting, K) -> (chain, draw, setting, L).
 
     ``shape`` (survival): the curve's shape for each (chain, draw, setting).
     """
     d = fit.data
     if fit.spec.survival:
-        return rate_from_eta(eta[..., :1], np.asarray(landmarks, float), shape[..., None], fit.spec.model.t_ref, d.curve)
+        return rate_from_eta(
+            eta[..., :1],
+            np.asarray(landmarks, float),
+            shape[..., None],
+            fit.spec.model.t_ref,
+            d.curve,
+        )
     if d.landmarks:
         idx = [d.landmarks.index(float(t)) for t in landmarks]
         e = eta[..., idx] if eta.shape[-1] > 1 else np.repeat(eta, len(idx), axis=-1)
@@ -332,7 +411,11 @@ def _shape_values(fit: Fit, c: dict, groups: np.ndarray) -> np.ndarray | None:
 def _new_effects(fit: Fit, tau: np.ndarray, rng) -> np.ndarray:
     """A new trial's random effect for each draw: tau (chain, draw, setting, Kz) times a standard draw."""
     re = fit.spec.random_effects
-    z = rng.standard_t(re.nu, size=tau.shape) if re.distribution == "student_t" else rng.standard_normal(tau.shape)
+    z = (
+        rng.standard_t(re.nu, size=tau.shape)
+        if re.distribution == "student_t"
+        else rng.standard_normal(tau.shape)
+    )
     u = tau * z
     post = fit.posterior
     if "trial_tau" in post:
@@ -342,7 +425,9 @@ def _new_effects(fit: Fit, tau: np.ndarray, rng) -> np.ndarray:
     return u
 
 
-def _case_mix_predictors(fit: Fit, line: str, c: dict, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _case_mix_predictors(
+    fit: Fit, line: str, c: dict, rng
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pooled predictors of every included arm of a line (chain, draw, arm, K), their strata and shape groups."""
     m, d = fit.model, fit.data
     sel = np.flatnonzero(d.arms["line"].astype(str).to_numpy() == line)
@@ -351,9 +436,16 @@ def _case_mix_predictors(fit: Fit, line: str, c: dict, rng) -> tuple[np.ndarray,
     du = None
     if d.latent.size:
         du = np.zeros((C, D, d.n_arms))
-        du[..., d.latent] = post["uterine_latent"].transpose("chain", "draw", "arm_latent").values - d.uterine_centre
+        du[..., d.latent] = (
+            post["uterine_latent"].transpose("chain", "draw", "arm_latent").values
+            - d.uterine_centre
+        )
     eta = m.base_predictor(NUMPY_OPS, c, d.X, d.Xu, du)[..., sel, :]
-    return eta, d.stratum_idx[sel], (d.shape_idx[sel] if len(d.shape_idx) else np.zeros(sel.size, np.int64))
+    return (
+        eta,
+        d.stratum_idx[sel],
+        (d.shape_idx[sel] if len(d.shape_idx) else np.zeros(sel.size, np.int64)),
+    )
 
 
 def predict(
@@ -402,7 +494,9 @@ def predict(
     """
     settings = _at(fit, list(settings) if settings is not None else _default_settings(fit), at)
     if not settings:
-        raise ValueError("this model has covariates: give the settings to predict, e.g. Setting(x=1.0)")
+        raise ValueError(
+            "this model has covariates: give the settings to predict, e.g. Setting(x=1.0)"
+        )
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n (patients in the new trial) must be a positive integer, got {n!r}")
     has_lm = bool(fit.data.landmarks) or fit.spec.survival
@@ -439,21 +533,39 @@ def predict(
             tau1 = np.take_along_axis(tau, pick[:, :, None, None], axis=2)
             shape1 = None
             if fit.spec.survival:
-                shape1 = np.take_along_axis(_shape_values(fit, c, groups_a) * np.ones((C, D, 1)), pick[:, :, None], axis=2)
+                shape1 = np.take_along_axis(
+                    _shape_values(fit, c, groups_a) * np.ones((C, D, 1)), pick[:, :, None], axis=2
+                )
             pred[:, :, k] = _rates(fit, e1 + _new_effects(fit, tau1, rng), shape1, lm)[:, :, 0]
     joined = fit.spec.survival or fit.spec.joint
-    observed = (_observed_in_sequence(rng, n, pred, landmarks) if joined and has_lm else rng.binomial(n, pred)) / n
-    dims = ("chain", "draw", "setting", "landmark", "quantity") if has_lm else ("chain", "draw", "setting", "quantity")
+    observed = (
+        _observed_in_sequence(rng, n, pred, landmarks)
+        if joined and has_lm
+        else rng.binomial(n, pred)
+    ) / n
+    dims = (
+        ("chain", "draw", "setting", "landmark", "quantity")
+        if has_lm
+        else ("chain", "draw", "setting", "quantity")
+    )
     stack = np.stack([pooled, pred, observed], axis=-1)
     if not has_lm:
         stack = stack[:, :, :, 0]
     labels = [s.label for s in settings]
-    coords = {"chain": fit.posterior["chain"].values, "draw": fit.posterior["draw"].values, "setting": labels,
-              "quantity": ["pooled", "predictive", "observed"]}  # fmt: skip
+    coords = {
+        "chain": fit.posterior["chain"].values,
+        "draw": fit.posterior["draw"].values,
+        "setting": labels,
+        "quantity": ["pooled", "predictive", "observed"],
+    }
     if has_lm:
         coords["landmark"] = landmarks
-    rate = xr.DataArray(stack, dims=dims, coords=coords,
-                        attrs={"long_name": "PFS rate", "units": "proportion progression-free"})  # fmt: skip
+    rate = xr.DataArray(
+        stack,
+        dims=dims,
+        coords=coords,
+        attrs={"long_name": "PFS rate", "units": "proportion progression-free"},
+    )
     with np.errstate(divide="ignore"):
         logit = np.log(rate) - np.log1p(-rate)
     ds = xr.Dataset({"rate": rate, "logit": logit.assign_attrs(long_name="logit of the PFS rate")})
@@ -461,17 +573,30 @@ def predict(
     if fit.data.table == "lms":
         ds = ds.assign_coords(
             line=("setting", [s.line for s in settings]),
-            treatment_class=("setting", [s.treatment_class if not s.case_mix else "case mix" for s in settings]),
-            uterine=("setting", [float(s.uterine) if not s.case_mix else math.nan for s in settings]),
-        )  # fmt: skip
-    ds.attrs.update(n=int(n), spec_name=fit.spec.name, data_sha256=fit.data.data_sha256, engine=fit.engine)
-    if any(s.covariates for s in settings):  # a user's own covariate values, for the evidence of each setting
-        ds.attrs["setting_covariates"] = json.dumps({s.label: s.covariates for s in settings}, sort_keys=True,
-                                                    default=float)  # fmt: skip
+            treatment_class=(
+                "setting",
+                [s.treatment_class if not s.case_mix else "case mix" for s in settings],
+            ),
+            uterine=(
+                "setting",
+                [float(s.uterine) if not s.case_mix else math.nan for s in settings],
+            ),
+        )
+    ds.attrs.update(
+        n=int(n), spec_name=fit.spec.name, data_sha256=fit.data.data_sha256, engine=fit.engine
+    )
+    if any(
+        s.covariates for s in settings
+    ):  # a user's own covariate values, for the evidence of each setting
+        ds.attrs["setting_covariates"] = json.dumps(
+            {s.label: s.covariates for s in settings}, sort_keys=True, default=float
+        )
     return ds
 
 
-def _observed_in_sequence(rng: np.random.Generator, n: int, rate: np.ndarray, landmarks: Sequence[float]) -> np.ndarray:
+def _observed_in_sequence(
+    rng: np.random.Generator, n: int, rate: np.ndarray, landmarks: Sequence[float]
+) -> np.ndarray:
     """Progression-free counts of one cohort of n at increasing landmarks (last axis).
 
     Each landmark's count is binomial among those still progression-free at
@@ -508,7 +633,9 @@ def mcse_quantile(x: np.ndarray, prob: float, ess: float) -> float:
     x = np.sort(np.asarray(x, float).ravel())
     size = x.size
     # the beta quantiles by betaincinv (scipy.stats.beta.ppf): scipy.stats costs 0.5 s to import
-    lo, hi = special.betaincinv(ess * prob + 1, ess * (1 - prob) + 1, np.array([0.1586553, 0.8413447]))
+    lo, hi = special.betaincinv(
+        ess * prob + 1, ess * (1 - prob) + 1, np.array([0.1586553, 0.8413447])
+    )
     i1 = int(np.floor(max(lo * size - 1, 0)))
     i2 = int(np.ceil(min(hi * size - 1, size - 1)))
     return float((x[i2] - x[i1]) / 2)
@@ -517,15 +644,27 @@ def mcse_quantile(x: np.ndarray, prob: float, ess: float) -> float:
 def _summarise(fit: Fit, da: xr.DataArray, prob: float) -> xr.Dataset:
     lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
     q = da.quantile([0.5, lo, hi], dim=("chain", "draw"))
-    out = {"mean": da.mean(("chain", "draw")), "median": q.sel(quantile=0.5, drop=True),
-           "lower": q.sel(quantile=lo, drop=True), "upper": q.sel(quantile=hi, drop=True)}  # fmt: skip
+    out = {
+        "mean": da.mean(("chain", "draw")),
+        "median": q.sel(quantile=0.5, drop=True),
+        "lower": q.sel(quantile=lo, drop=True),
+        "upper": q.sel(quantile=hi, drop=True),
+    }
     other = [d for d in da.dims if d not in ("chain", "draw")]
     stacked = da.transpose("chain", "draw", *other)
     vals = stacked.values.reshape(stacked.shape[0], stacked.shape[1], -1)
     for name, p in (("median", 0.5), ("lower", lo), ("upper", hi)):
-        m = np.array([mcse_quantile(vals[:, :, j], p, _effective_size(fit, vals[:, :, j])) for j in range(vals.shape[-1])])
-        out[f"{name}_mcse"] = xr.DataArray(m.reshape([da.sizes[d] for d in other]), dims=other,
-                                           coords={d: da[d] for d in other if d in da.coords})  # fmt: skip
+        m = np.array(
+            [
+                mcse_quantile(vals[:, :, j], p, _effective_size(fit, vals[:, :, j]))
+                for j in range(vals.shape[-1])
+            ]
+        )
+        out[f"{name}_mcse"] = xr.DataArray(
+            m.reshape([da.sizes[d] for d in other]),
+            dims=other,
+            coords={d: da[d] for d in other if d in da.coords},
+        )
     return xr.Dataset(out)
 
 
@@ -581,7 +720,7 @@ def thresholds(
     pred = predict(fit, settings, landmarks, at=at)
     p0 = pred["rate"].sel(quantity=reference, drop=True)
     hr_da = xr.DataArray(hrs, dims="hr", coords={"hr": hrs})
-    p1 = p0 ** hr_da
+    p1 = p0**hr_da
     ds = xr.Dataset({"p0": p0, "p1": p1})
     for name in ("p0", "p1"):
         s = _summarise(fit, ds[name], prob)
@@ -591,8 +730,15 @@ def thresholds(
     ds.attrs.update(at=json.dumps(used, sort_keys=True))
     if "setting_covariates" in pred.attrs:
         ds.attrs["setting_covariates"] = pred.attrs["setting_covariates"]
-    ds.attrs.update(reference=reference, hr=hrs, prob=prob, rule=f"p0 from the {reference} rate; p1 = p0 ** HR",
-                    spec_name=fit.spec.name, data_sha256=fit.data.data_sha256, engine=fit.engine)  # fmt: skip
+    ds.attrs.update(
+        reference=reference,
+        hr=hrs,
+        prob=prob,
+        rule=f"p0 from the {reference} rate; p1 = p0 ** HR",
+        spec_name=fit.spec.name,
+        data_sha256=fit.data.data_sha256,
+        engine=fit.engine,
+    )
     return ds
 
 
@@ -608,8 +754,18 @@ class ThresholdTable(pd.DataFrame):
         return ThresholdTable
 
     def _full(self):
-        return pd.option_context("display.max_columns", None, "display.expand_frame_repr", False, "display.max_colwidth", 90,
-                                 "display.max_rows", 500, "display.float_format", "{:.4g}".format)  # fmt: skip
+        return pd.option_context(
+            "display.max_columns",
+            None,
+            "display.expand_frame_repr",
+            False,
+            "display.max_colwidth",
+            90,
+            "display.max_rows",
+            500,
+            "display.float_format",
+            "{:.4g}".format,
+        )
 
     def __repr__(self) -> str:
         with self._full():
@@ -635,10 +791,16 @@ def threshold_table(ds: xr.Dataset, *, eortc: bool = True, fit: Fit | None = Non
     for s in ds["setting"].values:
         line = str(ds["line"].sel(setting=s).values) if has_line else ""
         desc = str(ds["description"].sel(setting=s).values) if "description" in ds.coords else ""
-        for t in (ds["landmark"].values if "landmark" in ds.dims else [np.nan]):
+        for t in ds["landmark"].values if "landmark" in ds.dims else [np.nan]:
             for h in ds["hr"].values:
                 sel = {"setting": s} if np.isnan(t) else {"setting": s, "landmark": t}
-                row = {"setting": str(s), "description": desc, "line": line, "landmark": float(t), "hr": float(h)}
+                row = {
+                    "setting": str(s),
+                    "description": desc,
+                    "line": line,
+                    "landmark": float(t),
+                    "hr": float(h),
+                }
                 for q in ("p0", "p1"):
                     extra = {"hr": h} if q == "p1" else {}
                     row[q] = float(ds[f"{q}_median"].sel(**sel, **extra))
@@ -650,15 +812,21 @@ def threshold_table(ds: xr.Dataset, *, eortc: bool = True, fit: Fit | None = Non
                     comparable = str(s).endswith("case mix") and key in EORTC2021.index
                     ref = EORTC2021.loc[key] if comparable else None
                     row["eortc_p0"] = float(ref["pooled"]) if ref is not None else np.nan
-                    row["eortc_p0_ci"] = f"{ref['lo']:.2f}-{ref['hi']:.2f}" if ref is not None else ""
-                    row["eortc_p1"] = float(ref["pooled"]) ** float(h) if ref is not None else np.nan
+                    row["eortc_p0_ci"] = (
+                        f"{ref['lo']:.2f}-{ref['hi']:.2f}" if ref is not None else ""
+                    )
+                    row["eortc_p1"] = (
+                        float(ref["pooled"]) ** float(h) if ref is not None else np.nan
+                    )
                 rows.append(row)
     table = pd.DataFrame(rows)
     if fit is not None:
         from lmsbayes.coverage import setting_evidence
 
         at = json.loads(ds.attrs.get("at", "{}") or "{}")
-        ev = setting_evidence(fit, _settings_of(ds), landmarks=sorted(set(table["landmark"])), at=at)
+        ev = setting_evidence(
+            fit, _settings_of(ds), landmarks=sorted(set(table["landmark"])), at=at
+        )
         table = table.merge(ev, on=["setting", "landmark"], how="left")
     table = ThresholdTable(table)
     table.attrs.update(ds.attrs)
@@ -682,8 +850,15 @@ def _settings_of(ds: xr.Dataset) -> list:
         if klass == "case mix":
             out.append(Setting(line, name=label, case_mix=line, **own.get(label, {})))
         else:
-            out.append(Setting(line, klass, float(ds["uterine"].sel(setting=label).values), name=label,
-                               **own.get(label, {})))  # fmt: skip
+            out.append(
+                Setting(
+                    line,
+                    klass,
+                    float(ds["uterine"].sel(setting=label).values),
+                    name=label,
+                    **own.get(label, {}),
+                )
+            )
     return out
 
 
@@ -695,21 +870,37 @@ def comparisons(fit: Fit, landmarks: Sequence[float] | None = None) -> pd.DataFr
     95% interval and P(difference > 0).
     """
     lines = sorted(set(fit.data.arms["line"]))
-    pred = predict(fit, standard_settings(lines, case_mix=False), landmarks)["rate"].sel(quantity="pooled")
+    pred = predict(fit, standard_settings(lines, case_mix=False), landmarks)["rate"].sel(
+        quantity="pooled"
+    )
     rows = []
     for line in lines:
-        for label, a, b in (("NR-T - R-T", "NR-T", "R-T"), ("uterine - non-uterine", "uterine", "non-uterine")):
+        for label, a, b in (
+            ("NR-T - R-T", "NR-T", "R-T"),
+            ("uterine - non-uterine", "uterine", "non-uterine"),
+        ):
             d = pred.sel(setting=f"{line} {a}") - pred.sel(setting=f"{line} {b}")
             for t in d["landmark"].values:
                 x = d.sel(landmark=t).values.ravel()
-                rows.append({"line": line, "landmark": float(t), "comparison": label,
-                             "difference": x.mean(), "lower": np.quantile(x, 0.025),
-                             "upper": np.quantile(x, 0.975), "prob_positive": (x > 0).mean()})  # fmt: skip
+                rows.append(
+                    {
+                        "line": line,
+                        "landmark": float(t),
+                        "comparison": label,
+                        "difference": x.mean(),
+                        "lower": np.quantile(x, 0.025),
+                        "upper": np.quantile(x, 0.975),
+                        "prob_positive": (x > 0).mean(),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def landmark_order(
-    fit: Fit, settings: Iterable[Setting] | None = None, quantity: str = "pooled", *,
+    fit: Fit,
+    settings: Iterable[Setting] | None = None,
+    quantity: str = "pooled",
+    *,
     at: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """How often the posterior puts a later landmark's rate above an earlier one's.
@@ -738,5 +929,12 @@ def landmark_order(
     for s in rate["setting"].values:
         for a, b in zip(landmarks, landmarks[1:]):
             higher = rate.sel(setting=s, landmark=b) > rate.sel(setting=s, landmark=a)
-            rows.append({"setting": str(s), "earlier": a, "later": b, "prob_later_higher": float(higher.mean())})
+            rows.append(
+                {
+                    "setting": str(s),
+                    "earlier": a,
+                    "later": b,
+                    "prob_later_higher": float(higher.mean()),
+                }
+            )
     return pd.DataFrame(rows, columns=["setting", "earlier", "later", "prob_later_higher"])

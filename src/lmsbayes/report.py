@@ -27,8 +27,14 @@ import numpy as np
 
 from lmsbayes.files import Staging, check_output_path
 from lmsbayes.plots import (
-    _rate_label, plot_effects, plot_forest, plot_oc, plot_ppc, plot_predictive, plot_prior,
-)  # fmt: skip
+    _rate_label,
+    plot_effects,
+    plot_forest,
+    plot_oc,
+    plot_ppc,
+    plot_predictive,
+    plot_prior,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -61,10 +67,18 @@ def _design_for_report(fit: Fit, line: str = "2L+", landmark: float = 6.0, looks
     from lmsbayes.prior import map_prior, robustify
 
     setting = Setting(line, "R-T", 0.5, name=f"{line} R-T")
-    draws = predict(fit, [setting], [landmark])["rate"].sel(setting=setting.label, landmark=landmark,
-                                                            quantity="predictive")  # fmt: skip
-    mix = map_prior(draws, provenance={"spec": fit.spec.name, "data_sha256": fit.data.data_sha256,
-                                       "setting": setting.label, "landmark": landmark})  # fmt: skip
+    draws = predict(fit, [setting], [landmark])["rate"].sel(
+        setting=setting.label, landmark=landmark, quantity="predictive"
+    )
+    mix = map_prior(
+        draws,
+        provenance={
+            "spec": fit.spec.name,
+            "data_sha256": fit.data.data_sha256,
+            "setting": setting.label,
+            "landmark": landmark,
+        },
+    )
     th = thresholds(fit, [setting], landmarks=[landmark])
     hr = float(th["hr"].values[0])
     p0 = round(float(th["p0_median"].sel(setting=setting.label, landmark=landmark)), 2)
@@ -73,10 +87,22 @@ def _design_for_report(fit: Fit, line: str = "2L+", landmark: float = 6.0, looks
     fixed = BayesianSingleArm(looks=looks, p0=p0)
     against_map = BayesianSingleArm(looks=looks, p0=mix)
     grid = np.union1d(np.round(np.linspace(0.02, 0.90, 45), 4), [p0, p1])
-    oc = {f"p0 fixed at {p0:.2f}": operating_characteristics(fixed, grid),
-          "p0 ~ MAP prior": operating_characteristics(against_map, grid)}  # fmt: skip
-    return dict(setting=setting, draws=draws, mix=mix, robust=robust, design=fixed, design_map=against_map,
-                oc=oc, p0=p0, p1=p1, hr=hr)  # fmt: skip
+    oc = {
+        f"p0 fixed at {p0:.2f}": operating_characteristics(fixed, grid),
+        "p0 ~ MAP prior": operating_characteristics(against_map, grid),
+    }
+    return dict(
+        setting=setting,
+        draws=draws,
+        mix=mix,
+        robust=robust,
+        design=fixed,
+        design_map=against_map,
+        oc=oc,
+        p0=p0,
+        p1=p1,
+        hr=hr,
+    )
 
 
 _CSS = """
@@ -149,46 +175,79 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
         figures.append((name, title, caption))
 
     for t in landmarks:
-        add(f"forest_{t:g}m.png", plot_forest(fit, t), f"Forest plot, {t:g} months",
+        add(
+            f"forest_{t:g}m.png",
+            plot_forest(fit, t),
+            f"Forest plot, {t:g} months",
             "Observed rate per arm (circle, filled if reported, open if derived from the median) and "
             "posterior arm rate (diamond) with 95% intervals; pooled rate and predictive interval of a "
-            "new R-T trial (half uterine patients) per line.")  # fmt: skip
+            "new R-T trial (half uterine patients) per line.",
+        )
     lines = sorted(set(fit.data.arms["line"].astype(str)))
     can_predict = "line" in fit.spec.main_effects or len(lines) == 1
     if can_predict:
         for t in landmarks:
-            add(f"predictive_{t:g}m.png", plot_predictive(fit, landmark=t), f"New-trial rate, {t:g} months",
+            add(
+                f"predictive_{t:g}m.png",
+                plot_predictive(fit, landmark=t),
+                f"New-trial rate, {t:g} months",
                 "Predictive distribution of a new trial's rate per setting, pooled rate, thresholds p0 and "
-                "p1 = p0^HR, and the EORTC 2021 published values.")  # fmt: skip
-    add("effects.png", plot_effects(fit), "Covariate effects and heterogeneity",
-        ("Hazard ratios exp(beta) for all landmarks (proportional hazards)"
-         if fit.spec.joint or fit.data.curve == "weibull"
-         else "Odds ratios exp(beta) of being progression-free, for all landmarks (one curve per arm)"
-         if fit.spec.survival else "Odds ratios exp(beta) per landmark") + "; posterior of the between-arm sd tau.")
-    add("ppc.png", plot_ppc(fit), "Posterior predictive check",
-        "Observed rate of each arm against the distribution of its replicates.")
+                "p1 = p0^HR, and the EORTC 2021 published values.",
+            )
+    add(
+        "effects.png",
+        plot_effects(fit),
+        "Covariate effects and heterogeneity",
+        (
+            "Hazard ratios exp(beta) for all landmarks (proportional hazards)"
+            if fit.spec.joint or fit.data.curve == "weibull"
+            else "Odds ratios exp(beta) of being progression-free, for all landmarks (one curve per arm)"
+            if fit.spec.survival
+            else "Odds ratios exp(beta) per landmark"
+        )
+        + "; posterior of the between-arm sd tau.",
+    )
+    add(
+        "ppc.png",
+        plot_ppc(fit),
+        "Posterior predictive check",
+        "Observed rate of each arm against the distribution of its replicates.",
+    )
     design_html = ""
     if "2L+" in lines and 6.0 in landmarks and can_predict:
         d = _design_for_report(fit)
-        add("prior_2L_6m.png",
-            plot_prior(d["mix"], d["draws"], d["robust"],
-                       title="MAP prior for a new 2L+ R-T trial, PFS rate at 6 months",
-                       xlabel=_rate_label(6.0)),
+        add(
+            "prior_2L_6m.png",
+            plot_prior(
+                d["mix"],
+                d["draws"],
+                d["robust"],
+                title="MAP prior for a new 2L+ R-T trial, PFS rate at 6 months",
+                xlabel=_rate_label(6.0),
+            ),
             "MAP prior, 2L+ at 6 months",
             "Beta mixture fitted to the predictive draws of a new 2L+ R-T trial's rate at 6 months, "
-            "and its robust version (weight 0.2 on a vague component).")  # fmt: skip
+            "and its robust version (weight 0.2 on a vague component).",
+        )
         looks = "/".join(str(n) for n in d["design"].looks)
-        add("oc_2L_6m.png",
-            plot_oc(d["oc"], p0=d["p0"], p1=d["p1"],
-                    title=f"Bayesian single-arm design, looks at {looks} patients, 2L+ R-T at 6 months"),
+        add(
+            "oc_2L_6m.png",
+            plot_oc(
+                d["oc"],
+                p0=d["p0"],
+                p1=d["p1"],
+                title=f"Bayesian single-arm design, looks at {looks} patients, 2L+ R-T at 6 months",
+            ),
             "Operating characteristics, 2L+ at 6 months",
             f"Success at n = {d['design'].n_max} when P(p > p0 | data) >= 0.95 (Beta(1, 1) prior for p), "
             f"with p0 fixed at the threshold {d['p0']:.2f} or distributed as the MAP prior; futility at the "
-            "interims when the predictive probability of success is < 0.05. p1 = p0^HR. Exact enumeration.")  # fmt: skip
+            "interims when the predictive probability of success is < 0.05. p1 = p0^HR. Exact enumeration.",
+        )
         bounds = d["design"].boundaries()
         files["design_2L_6m_boundaries.csv"] = bounds.to_csv(index=False).encode()
-        design_html = (f"<pre>{html.escape(str(d['design']))}</pre>"
-                       + bounds.to_html(index=False, na_rep=""))  # fmt: skip
+        design_html = f"<pre>{html.escape(str(d['design']))}</pre>" + bounds.to_html(
+            index=False, na_rep=""
+        )
 
     diag_line = fit.diagnostics.line()
     cls = "ok" if fit.diagnostics.ok else "bad"
@@ -207,20 +266,27 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
         table.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""),
     ]
     if comp is not None:
-        parts += ["<h2>Comparisons of pooled rates</h2>",
-                  comp.to_html(index=False, float_format=lambda v: f"{v:.3f}")]  # fmt: skip
+        parts += [
+            "<h2>Comparisons of pooled rates</h2>",
+            comp.to_html(index=False, float_format=lambda v: f"{v:.3f}"),
+        ]
     for name, title, caption in figures:
         b64 = base64.b64encode(images[name]).decode("ascii")
-        parts += [f"<h2>{html.escape(title)}</h2><p>{html.escape(caption)}</p>",
-                  f"<img alt='{html.escape(title)}' src='data:image/png;base64,{b64}'>"]  # fmt: skip
+        parts += [
+            f"<h2>{html.escape(title)}</h2><p>{html.escape(caption)}</p>",
+            f"<img alt='{html.escape(title)}' src='data:image/png;base64,{b64}'>",
+        ]
         if name.startswith("oc_") and design_html:
             parts.append(design_html)
     parts += [
-        "<h2>Diagnostics</h2>", diag.to_html(float_format=lambda v: f"{v:.3f}"),
-        f"<h2>Exclusions ({len(excluded)})</h2>", excluded.to_html(index=False, na_rep=""),
-        "<h2>Spec</h2>", f"<pre>{html.escape(fit.spec.text or repr(fit.spec))}</pre>",
+        "<h2>Diagnostics</h2>",
+        diag.to_html(float_format=lambda v: f"{v:.3f}"),
+        f"<h2>Exclusions ({len(excluded)})</h2>",
+        excluded.to_html(index=False, na_rep=""),
+        "<h2>Spec</h2>",
+        f"<pre>{html.escape(fit.spec.text or repr(fit.spec))}</pre>",
         "</body></html>",
-    ]  # fmt: skip
+    ]
     files["index.html"] = "\n".join(parts).encode("utf-8")
     _write_files(outdir, files)
     return outdir / "index.html"
@@ -229,18 +295,27 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
 def _write_files(outdir: Path, files: dict[str, bytes]) -> None:
     """Write ``files`` into ``outdir`` together; retire unchanged files of the previous report."""
     previous = _read_manifest(outdir)
-    manifest = {"written_by": "lmsbayes report", "files": {n: hashlib.sha256(b).hexdigest() for n, b in files.items()}}
+    manifest = {
+        "written_by": "lmsbayes report",
+        "files": {n: hashlib.sha256(b).hexdigest() for n, b in files.items()},
+    }
     outdir.mkdir(parents=True, exist_ok=True)
     with Staging() as stage:
         for name, data in files.items():
             stage.path(outdir / name).write_bytes(data)
-        stage.path(outdir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        stage.path(outdir / MANIFEST).write_text(
+            json.dumps(manifest, indent=1) + "\n", encoding="utf-8"
+        )
     for name, digest in previous.items():
         if name in files:
             continue
         path = outdir / name
         try:
-            if path.is_file() and not path.is_symlink() and hashlib.sha256(path.read_bytes()).hexdigest() == digest:
+            if (
+                path.is_file()
+                and not path.is_symlink()
+                and hashlib.sha256(path.read_bytes()).hexdigest() == digest
+            ):
                 path.unlink()
         except OSError:
             pass  # it stays; nothing is lost
@@ -255,5 +330,8 @@ def _read_manifest(outdir: Path) -> dict[str, str]:
         return {}
     if not isinstance(entries, dict):
         return {}
-    return {n: d for n, d in entries.items()
-            if isinstance(n, str) and isinstance(d, str) and _PLAIN_NAME.fullmatch(n)}  # fmt: skip
+    return {
+        n: d
+        for n, d in entries.items()
+        if isinstance(n, str) and isinstance(d, str) and _PLAIN_NAME.fullmatch(n)
+    }

@@ -21,9 +21,10 @@ import hashlib
 import importlib.resources
 import math
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from lmsbayes.errors import InputError
 from lmsbayes.files import read_text
@@ -178,7 +179,12 @@ class Prior:
             if self.dist == "StudentT":
                 nu, s = k["nu"], k["sigma"]
                 z = (x - k.get("mu", 0.0)) / s
-                c = special.gammaln((nu + 1) / 2) - special.gammaln(nu / 2) - 0.5 * math.log(nu * math.pi) - math.log(s)
+                c = (
+                    special.gammaln((nu + 1) / 2)
+                    - special.gammaln(nu / 2)
+                    - 0.5 * math.log(nu * math.pi)
+                    - math.log(s)
+                )
                 return c - (nu + 1) / 2 * np.log1p(z * z / nu)
             if self.dist == "HalfNormal":
                 z = x / k["sigma"]
@@ -186,7 +192,12 @@ class Prior:
             elif self.dist == "HalfStudentT":
                 nu, s = k["nu"], k["sigma"]
                 z = x / s
-                c = special.gammaln((nu + 1) / 2) - special.gammaln(nu / 2) - 0.5 * math.log(nu * math.pi) - math.log(s)
+                c = (
+                    special.gammaln((nu + 1) / 2)
+                    - special.gammaln(nu / 2)
+                    - 0.5 * math.log(nu * math.pi)
+                    - math.log(s)
+                )
                 out = math.log(2) + c - (nu + 1) / 2 * np.log1p(z * z / nu)
             elif self.dist == "HalfCauchy":
                 b = k["beta"]
@@ -198,7 +209,11 @@ class Prior:
                 return np.where((x >= lo) & (x <= hi), -math.log(hi - lo), -np.inf)
             elif self.dist == "Beta":
                 a, b = k["alpha"], k["beta"]
-                return np.where((x > 0) & (x < 1), (a - 1) * np.log(x) + (b - 1) * np.log1p(-x) - special.betaln(a, b), -np.inf)
+                return np.where(
+                    (x > 0) & (x < 1),
+                    (a - 1) * np.log(x) + (b - 1) * np.log1p(-x) - special.betaln(a, b),
+                    -np.inf,
+                )
             elif self.dist == "LogNormal":
                 z = (np.log(x) - k["mu"]) / k["sigma"]
                 out = -0.5 * z * z - np.log(x) - math.log(k["sigma"]) - half_log_2pi
@@ -216,18 +231,25 @@ class Prior:
     def parse(cls, value: Any, where: str, problems: list[str]) -> Prior | None:
         """Parse ``{dist = "HalfNormal", sigma = 0.5}``; append problems instead of raising."""
         if not isinstance(value, Mapping) or "dist" not in value:
-            problems.append(f"{where} must be a table like {{dist = \"HalfNormal\", sigma = 0.5}}, got {_show(value)}")
+            problems.append(
+                f'{where} must be a table like {{dist = "HalfNormal", sigma = 0.5}}, got {_show(value)}'
+            )
             return None
         dist = value["dist"]
         if not isinstance(dist, str) or dist not in _PRIOR_FAMILIES:
-            problems.append(f"{where}: unknown distribution {dist!r}" + _did_you_mean(str(dist), tuple(_PRIOR_FAMILIES)))
+            problems.append(
+                f"{where}: unknown distribution {dist!r}"
+                + _did_you_mean(str(dist), tuple(_PRIOR_FAMILIES))
+            )
             return None
         names, _ = _PRIOR_FAMILIES[dist]
         params = {k: v for k, v in value.items() if k != "dist"}
         ok = True
         for key, v in params.items():
             if key not in names:
-                problems.append(f"{where}: {dist} has no parameter {key!r}" + _did_you_mean(key, names))
+                problems.append(
+                    f"{where}: {dist} has no parameter {key!r}" + _did_you_mean(key, names)
+                )
                 ok = False
             elif not _is_finite_number(v):
                 problems.append(f"{where}.{key} must be a finite number, got {_show(v)}")
@@ -236,17 +258,25 @@ class Prior:
                 problems.append(f"{where}.{key} must be > 0, got {v!r}")
                 ok = False
             elif key == "nu" and not NU_RANGE[0] <= v <= NU_RANGE[1]:
-                problems.append(f"{where}.nu must be in [{NU_RANGE[0]:g}, {NU_RANGE[1]:g}], got {v!r}")
+                problems.append(
+                    f"{where}.nu must be in [{NU_RANGE[0]:g}, {NU_RANGE[1]:g}], got {v!r}"
+                )
                 ok = False
             elif abs(v) > MAX_PRIOR_PARAM:
                 problems.append(f"{where}.{key} must be within +-{MAX_PRIOR_PARAM:g}, got {v!r}")
                 ok = False
-        missing = [n for n in names if n not in params and not (n == "mu" and dist in ("Normal", "StudentT"))]
+        missing = [
+            n
+            for n in names
+            if n not in params and not (n == "mu" and dist in ("Normal", "StudentT"))
+        ]
         if missing:
             problems.append(f"{where}: {dist} needs {missing}")
             ok = False
         if dist == "Uniform" and ok and params["lower"] >= params["upper"]:
-            problems.append(f"{where}: Uniform needs lower < upper, got {params['lower']} >= {params['upper']}")
+            problems.append(
+                f"{where}: Uniform needs lower < upper, got {params['lower']} >= {params['upper']}"
+            )
             ok = False
         return cls(dist, **params) if ok else None
 
@@ -304,7 +334,9 @@ class CovariateDef:
     column: str = ""
     type: str = "numeric"  # "numeric" or "categorical"
     centre: float = 0.0  # numeric: subtracted
-    scale: float = 1.0  # numeric: the centred value is divided by it (10: a year covariate per decade)
+    scale: float = (
+        1.0  # numeric: the centred value is divided by it (10: a year covariate per decade)
+    )
     reference: str = ""  # categorical: the level coded 0 (default: the first in sorted order)
 
 
@@ -544,7 +576,9 @@ def parse_spec(raw: Mapping[str, Any], *, source: str = "<spec>", text: str = ""
             for sub, v in value.items():
                 where = f"[{key}] {sub}"
                 if sub not in fields:
-                    problems.append(f"unknown key {sub!r} in [{key}]" + _did_you_mean(sub, tuple(fields)))
+                    problems.append(
+                        f"unknown key {sub!r} in [{key}]" + _did_you_mean(sub, tuple(fields))
+                    )
                     continue
                 if cls is Priors:
                     prior = Prior.parse(v, f"[priors] {sub}", problems)
@@ -567,14 +601,21 @@ def parse_spec(raw: Mapping[str, Any], *, source: str = "<spec>", text: str = ""
             defs = []
             for cname, cdef in value.items():
                 if not isinstance(cdef, Mapping):
-                    problems.append(f"[covariates.{cname}] must be a table like {{column = \"x\"}}, got {cdef!r}")
+                    problems.append(
+                        f'[covariates.{cname}] must be a table like {{column = "x"}}, got {cdef!r}'
+                    )
                     continue
                 kw = {}
                 for sub, v in cdef.items():
                     if sub not in fields:
-                        problems.append(f"unknown key {sub!r} in [covariates.{cname}]" + _did_you_mean(sub, tuple(fields)))
+                        problems.append(
+                            f"unknown key {sub!r} in [covariates.{cname}]"
+                            + _did_you_mean(sub, tuple(fields))
+                        )
                         continue
-                    kw[sub] = _coerce(v, getattr(CovariateDef(), sub), f"[covariates.{cname}] {sub}", problems)
+                    kw[sub] = _coerce(
+                        v, getattr(CovariateDef(), sub), f"[covariates.{cname}] {sub}", problems
+                    )
                 kw.setdefault("column", cname)
                 defs.append((str(cname), CovariateDef(**kw)))
             top[key] = tuple(defs)
@@ -604,9 +645,13 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
     d, m, r, s = spec.data, spec.model, spec.random_effects, spec.sampler
     for lm in spec.landmarks:
         if not isinstance(lm, float) or not (0 < lm <= 120):
-            problems.append(f"landmarks: each landmark must be a number of months in (0, 120], got {lm!r}")
+            problems.append(
+                f"landmarks: each landmark must be a number of months in (0, 120], got {lm!r}"
+            )
     if not spec.landmarks and (m.likelihood in ("survival", "joint-cloglog")):
-        problems.append("landmarks: at least one landmark is needed (the months of the threshold table)")
+        problems.append(
+            "landmarks: at least one landmark is needed (the months of the threshold table)"
+        )
     if len(set(spec.landmarks)) != len(spec.landmarks):
         problems.append(f"landmarks: duplicates in {list(spec.landmarks)}")
     if len(spec.landmarks) > MAX_LANDMARKS:
@@ -620,32 +665,50 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
     _check_populations(d.populations, problems)
     for v in d.evidence:
         if v not in ("publication", "conference"):
-            problems.append(f"[data] evidence: must be among ['publication', 'conference'], got {v!r}")
+            problems.append(
+                f"[data] evidence: must be among ['publication', 'conference'], got {v!r}"
+            )
     if len(d.years) != 2 or not all(isinstance(y, int) for y in d.years) or d.years[0] > d.years[1]:
         problems.append(f"[data] years must be [first, last] integers, got {_show(list(d.years))}")
     elif not all(YEAR_RANGE[0] <= y <= YEAR_RANGE[1] for y in d.years):
-        problems.append(f"[data] years must lie in {YEAR_RANGE[0]}..{YEAR_RANGE[1]}, got {list(d.years)!r}")
+        problems.append(
+            f"[data] years must lie in {YEAR_RANGE[0]}..{YEAR_RANGE[1]}, got {list(d.years)!r}"
+        )
     if d.uterine_missing not in ("latent", "exclude"):
-        problems.append(f"[data] uterine_missing must be 'latent' or 'exclude', got {d.uterine_missing!r}")
+        problems.append(
+            f"[data] uterine_missing must be 'latent' or 'exclude', got {d.uterine_missing!r}"
+        )
     if spec.engine not in ENGINES:
         problems.append(f"engine must be one of {list(ENGINES)}, got {spec.engine!r}")
     if m.curve not in CURVES:
         problems.append(f"[model] curve must be one of {list(CURVES)}, got {m.curve!r}")
     if m.shape not in ("pooled", "by_line", "fixed"):
         problems.append(f"[model] shape must be 'pooled', 'by_line' or 'fixed', got {m.shape!r}")
-    if not (isinstance(m.shape_value, float) and math.isfinite(m.shape_value) and 0.05 <= m.shape_value <= 20):
-        problems.append(f"[model] shape_value must be a number in [0.05, 20], got {m.shape_value!r}")
+    if not (
+        isinstance(m.shape_value, float)
+        and math.isfinite(m.shape_value)
+        and 0.05 <= m.shape_value <= 20
+    ):
+        problems.append(
+            f"[model] shape_value must be a number in [0.05, 20], got {m.shape_value!r}"
+        )
     if not (isinstance(m.t_ref, float) and math.isfinite(m.t_ref) and 0 < m.t_ref <= 120):
         problems.append(f"[model] t_ref must be a number of months in (0, 120], got {m.t_ref!r}")
     for cname, cdef in spec.covariates:
         if cname in COVARIATES:
-            problems.append(f"[covariates.{cname}]: {cname!r} is a built-in covariate of the LMS table; use another name")
+            problems.append(
+                f"[covariates.{cname}]: {cname!r} is a built-in covariate of the LMS table; use another name"
+            )
         if cdef.type not in ("numeric", "categorical"):
-            problems.append(f"[covariates.{cname}] type must be 'numeric' or 'categorical', got {cdef.type!r}")
+            problems.append(
+                f"[covariates.{cname}] type must be 'numeric' or 'categorical', got {cdef.type!r}"
+            )
         if not math.isfinite(cdef.centre):
             problems.append(f"[covariates.{cname}] centre must be finite, got {cdef.centre!r}")
         if not (math.isfinite(cdef.scale) and cdef.scale > 0):
-            problems.append(f"[covariates.{cname}] scale must be a finite number > 0, got {cdef.scale!r}")
+            problems.append(
+                f"[covariates.{cname}] scale must be a finite number > 0, got {cdef.scale!r}"
+            )
     e = spec.exact
     for name, lo, hi in (("draws", 100, 1_000_000), ("nodes", 1, 61), ("uterine_nodes", 2, 64)):
         v = getattr(e, name)
@@ -657,20 +720,30 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
         problems.append(f"[exact] khat_max must be in (0, 1], got {e.khat_max!r}")
     for v in d.evidence_levels:
         if v not in ("full_text", "abstract", "registry", "news"):
-            problems.append(f"[data] evidence_levels: must be among ['full_text', 'abstract', 'registry', 'news'], got {v!r}")
+            problems.append(
+                f"[data] evidence_levels: must be among ['full_text', 'abstract', 'registry', 'news'], got {v!r}"
+            )
     if m.likelihood not in LIKELIHOODS:
-        problems.append(f"[model] likelihood: unknown {m.likelihood!r}" + _did_you_mean(m.likelihood, tuple(LIKELIHOODS)))
+        problems.append(
+            f"[model] likelihood: unknown {m.likelihood!r}"
+            + _did_you_mean(m.likelihood, tuple(LIKELIHOODS))
+        )
     elif m.likelihood == "joint-cloglog" and list(spec.landmarks) != sorted(spec.landmarks):
-        problems.append(f"landmarks: the joint-cloglog likelihood conditions each landmark on the one before, "
-                        f"so landmarks must be in increasing order, got {list(spec.landmarks)}")  # fmt: skip
+        problems.append(
+            f"landmarks: the joint-cloglog likelihood conditions each landmark on the one before, "
+            f"so landmarks must be in increasing order, got {list(spec.landmarks)}"
+        )
     seen = set()
     known = {*COVARIATES, *(c for c, _ in spec.covariates)}
     for cov in m.covariates:
         parts = cov.split(":") if isinstance(cov, str) else [cov]
         for p in parts:
             if p not in known:
-                problems.append(f"[model] covariates: unknown covariate {p!r}" + _did_you_mean(str(p), tuple(known))
-                                + f" (a column of your own table needs a [covariates.{p}] entry)")
+                problems.append(
+                    f"[model] covariates: unknown covariate {p!r}"
+                    + _did_you_mean(str(p), tuple(known))
+                    + f" (a column of your own table needs a [covariates.{p}] entry)"
+                )
         key = tuple(sorted(parts)) if all(isinstance(p, str) for p in parts) else cov
         if key in seen:
             problems.append(f"[model] covariates: {cov!r} is listed twice")
@@ -680,10 +753,14 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
     if not (0.0 <= m.uterine_centre <= 1.0):
         problems.append(f"[model] uterine_centre must be in [0, 1], got {m.uterine_centre!r}")
     if r.distribution not in ("normal", "student_t"):
-        problems.append(f"[random_effects] distribution must be 'normal' or 'student_t', got {r.distribution!r}")
+        problems.append(
+            f"[random_effects] distribution must be 'normal' or 'student_t', got {r.distribution!r}"
+        )
     if not NU_RANGE[0] <= r.nu <= NU_RANGE[1]:
-        problems.append(f"[random_effects] nu must be in [{NU_RANGE[0]:g}, {NU_RANGE[1]:g}] (1 is a Cauchy; "
-                        f"beyond ~30 the Student-t is a normal), got {r.nu!r}")  # fmt: skip
+        problems.append(
+            f"[random_effects] nu must be in [{NU_RANGE[0]:g}, {NU_RANGE[1]:g}] (1 is a Cauchy; "
+            f"beyond ~30 the Student-t is a normal), got {r.nu!r}"
+        )
     if r.tau_by not in ("none", "line"):
         problems.append(f"[random_effects] tau_by must be 'none' or 'line', got {r.tau_by!r}")
     for name in ("tau", "trial_tau"):
@@ -691,12 +768,18 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
         if prior.support not in ("positive", "unit", "bounded") or (
             prior.dist == "Uniform" and prior.kwargs.get("lower", 0) < 0
         ):
-            problems.append(f"[priors] {name} must have positive support (e.g. HalfNormal), got {prior!r}")
+            problems.append(
+                f"[priors] {name} must have positive support (e.g. HalfNormal), got {prior!r}"
+            )
     if spec.priors.shape.support != "positive":
-        problems.append(f"[priors] shape must have positive support (e.g. LogNormal), got {spec.priors.shape!r}")
+        problems.append(
+            f"[priors] shape must have positive support (e.g. LogNormal), got {spec.priors.shape!r}"
+        )
     for name in ("alpha", "beta"):
         if getattr(spec.priors, name).support != "real":
-            problems.append(f"[priors] {name} must be a distribution on the real line, got {getattr(spec.priors, name)!r}")
+            problems.append(
+                f"[priors] {name} must be a distribution on the real line, got {getattr(spec.priors, name)!r}"
+            )
     for name in ("draws", "tune", "chains"):
         v = getattr(s, name)
         if isinstance(v, int) and v < 1:
@@ -704,22 +787,30 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
     if s.chains > MAX_CHAINS:
         problems.append(f"[sampler] chains must be <= {MAX_CHAINS}, got {s.chains!r}")
     elif s.draws >= 1 and s.chains >= 1 and s.draws * s.chains > MAX_TOTAL_DRAWS:
-        problems.append(f"[sampler] draws x chains = {s.draws:,} x {s.chains} exceeds the bound of "
-                        f"{MAX_TOTAL_DRAWS:,} draws in all (every draw of every arm is kept in memory)")  # fmt: skip
+        problems.append(
+            f"[sampler] draws x chains = {s.draws:,} x {s.chains} exceeds the bound of "
+            f"{MAX_TOTAL_DRAWS:,} draws in all (every draw of every arm is kept in memory)"
+        )
     if s.tune > MAX_TUNE:
         problems.append(f"[sampler] tune must be <= {MAX_TUNE:,} per chain, got {s.tune:,}")
     if not SEED_RANGE[0] <= s.seed <= SEED_RANGE[1]:
-        problems.append(f"[sampler] seed must be an integer in {SEED_RANGE[0]}..{SEED_RANGE[1]} "
-                        f"(2**32 - 1, what numpy and nutpie accept), got {s.seed!r}")  # fmt: skip
+        problems.append(
+            f"[sampler] seed must be an integer in {SEED_RANGE[0]}..{SEED_RANGE[1]} "
+            f"(2**32 - 1, what numpy and nutpie accept), got {s.seed!r}"
+        )
     if s.adaptation not in ("diag", "low_rank"):
         problems.append(f"[sampler] adaptation must be 'diag' or 'low_rank', got {s.adaptation!r}")
     if not (0.5 <= s.target_accept < 1):
         problems.append(f"[sampler] target_accept must be in [0.5, 1), got {s.target_accept!r}")
     if spec.thresholds.reference not in ("pooled", "predictive"):
-        problems.append(f"[thresholds] reference must be 'pooled' or 'predictive', got {spec.thresholds.reference!r}")
+        problems.append(
+            f"[thresholds] reference must be 'pooled' or 'predictive', got {spec.thresholds.reference!r}"
+        )
     for hr in spec.thresholds.hr:
         if not isinstance(hr, (int, float)) or not (0 < hr < 1):
-            problems.append(f"[thresholds] hr: each hazard ratio must be in (0, 1), got {_show(hr)}")
+            problems.append(
+                f"[thresholds] hr: each hazard ratio must be in (0, 1), got {_show(hr)}"
+            )
     if not spec.thresholds.hr:
         problems.append("[thresholds] hr: at least one hazard ratio is needed")
     if raise_ and problems:
@@ -735,7 +826,9 @@ def _check_populations(populations: tuple[str, ...], problems: list[str]) -> Non
         if v not in known:
             close = difflib.get_close_matches(str(v), list(known), n=1, cutoff=0.5)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            problems.append(f"[data] populations: unknown population {_show(v)}{hint} (known: {list(known)})")
+            problems.append(
+                f"[data] populations: unknown population {_show(v)}{hint} (known: {list(known)})"
+            )
 
 
 def bundled_specs() -> dict[str, Path]:
@@ -774,8 +867,12 @@ def load_spec(path_or_name: str | Path = "default") -> ModelSpec:
                 f"no spec file {str(path_or_name)!r} and no bundled spec of that name "
                 f"(bundled: {sorted(bundled)})"
             )
-    text = read_text(p, what="spec", max_bytes=MAX_SPEC_BYTES,
-                     error=lambda path, reason: SpecError([reason], path))  # fmt: skip
+    text = read_text(
+        p,
+        what="spec",
+        max_bytes=MAX_SPEC_BYTES,
+        error=lambda path, reason: SpecError([reason], path),
+    )
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -84,7 +84,7 @@ __all__ = [
     "elpd_difference",
     "loto",
     "temporal",
-]  # fmt: skip
+]
 
 #: Nominal levels of the central predictive intervals whose coverage is reported.
 LEVELS = (0.5, 0.8, 0.9, 0.95)
@@ -94,7 +94,9 @@ DEFAULT_SPECS = ("default", "weibull", "constant_hazard", "per_landmark")
 _REPORTED = ("reported", "km_text")
 _U_NODES_GAUSS = 16  # Gauss-Legendre nodes over a latent uterine fraction (smooth integrands)
 _U_NODES_BINOM = 8
-_Z_GRID = np.linspace(-6.0, 6.0, 97)  # new random effect for binomial CDFs (a step in z needs a grid)
+_Z_GRID = np.linspace(
+    -6.0, 6.0, 97
+)  # new random effect for binomial CDFs (a step in z needs a grid)
 _PIT_DRAWS_BINOM = 1000  # posterior draws used for binomial PITs (MCSE of a PIT <= 0.016)
 _GH_NODES = 24
 
@@ -153,7 +155,9 @@ class Validation:
     def name(self) -> str:
         return self.spec.name
 
-    def coverage(self, levels: Sequence[float] = LEVELS, reported_only: bool = False) -> pd.DataFrame:
+    def coverage(
+        self, levels: Sequence[float] = LEVELS, reported_only: bool = False
+    ) -> pd.DataFrame:
         """Coverage of the central predictive intervals, with Clopper-Pearson 95% intervals.
 
         Observations of one arm are correlated (one curve), so the binomial
@@ -169,9 +173,15 @@ class Validation:
     def summary(self) -> dict:
         """The spec's row of the comparison table (numbers only)."""
         from scipy import stats  # scipy.stats takes 0.5 s to import: only where used
-        out = {"spec": self.name, "likelihood": _describe(self.spec), "scheme": self.scheme,
-               "arms": len(self.arms), "obs": len(self.obs),
-               "obs_derived": int((~self.obs["reported"]).sum())}  # fmt: skip
+
+        out = {
+            "spec": self.name,
+            "likelihood": _describe(self.spec),
+            "scheme": self.scheme,
+            "arms": len(self.arms),
+            "obs": len(self.obs),
+            "obs_derived": int((~self.obs["reported"]).sum()),
+        }
         cov = self.coverage()
         for lv, r in cov.iterrows():
             key = f"cov{100 * lv:g}"
@@ -211,6 +221,7 @@ def _total(x: np.ndarray) -> tuple[float, float]:
 def coverage_interval(covered: int, n: int, prob: float = 0.95) -> tuple[float, float]:
     """Clopper-Pearson (exact binomial) interval of a coverage of ``covered`` out of ``n``."""
     from scipy import stats  # scipy.stats takes 0.5 s to import: only where used
+
     if n == 0:
         return math.nan, math.nan
     a = (1 - prob) / 2
@@ -225,7 +236,13 @@ def _coverage_table(pit: np.ndarray, levels: Sequence[float]) -> pd.DataFrame:
         inside = np.abs(pit - 0.5) <= lv / 2
         k, n = int(inside.sum()), int(pit.size)
         lo, hi = coverage_interval(k, n)
-        rows[float(lv)] = {"covered": k, "n": n, "coverage": k / n if n else math.nan, "lo": lo, "hi": hi}
+        rows[float(lv)] = {
+            "covered": k,
+            "n": n,
+            "coverage": k / n if n else math.nan,
+            "lo": lo,
+            "hi": hi,
+        }
     out = pd.DataFrame(rows).T
     out.index.name = "level"
     return out.astype({"covered": int, "n": int})
@@ -297,8 +314,10 @@ def loto(
     trial = data.arms["trial"].astype(str).to_numpy()
     groups = list(dict.fromkeys(trial))
     if len(groups) < 2:
-        raise ValidationError(f"leave-one-trial-out needs at least 2 trials, the data of spec {spec.name!r} "
-                              f"have {len(groups)}")  # fmt: skip
+        raise ValidationError(
+            f"leave-one-trial-out needs at least 2 trials, the data of spec {spec.name!r} "
+            f"have {len(groups)}"
+        )
     folds = [(g, np.flatnonzero(trial != g), np.flatnonzero(trial == g)) for g in groups]
     return _run(spec, data, folds, "loto", engine, seed, progress, None)
 
@@ -329,15 +348,21 @@ def temporal(
     if isinstance(year, bool) or not isinstance(year, (int, np.integer)):
         raise ValidationError(f"year must be an integer, got {year!r}")
     if "year" not in data.arms:
-        raise ValidationError(f"temporal validation of spec {spec.name!r}: the data have no column 'year'")
+        raise ValidationError(
+            f"temporal validation of spec {spec.name!r}: the data have no column 'year'"
+        )
     y = pd.to_numeric(data.arms["year"], errors="coerce").astype(float).to_numpy()
     train, held = np.flatnonzero(y <= year), np.flatnonzero(y > year)
     years = sorted({int(v) for v in y[np.isfinite(y)]})
     if train.size == 0 or held.size == 0:
         side = "up to" if train.size == 0 else "after"
-        raise ValidationError(f"temporal validation of spec {spec.name!r}: no arm published {side} {year} "
-                              f"(years in the data: {years[0]}-{years[-1]})")  # fmt: skip
-    return _run(spec, data, [(f"<= {year}", train, held)], "temporal", engine, seed, progress, int(year))
+        raise ValidationError(
+            f"temporal validation of spec {spec.name!r}: no arm published {side} {year} "
+            f"(years in the data: {years[0]}-{years[-1]})"
+        )
+    return _run(
+        spec, data, [(f"<= {year}", train, held)], "temporal", engine, seed, progress, int(year)
+    )
 
 
 def _posterior_values(fit, model: Model) -> dict[str, np.ndarray]:
@@ -349,7 +374,9 @@ def _posterior_values(fit, model: Model) -> dict[str, np.ndarray]:
     return out
 
 
-def _fit_globals(spec: ModelSpec, train: ModelData, engine: str | None, full_model: Model, start=None):
+def _fit_globals(
+    spec: ModelSpec, train: ModelData, engine: str | None, full_model: Model, start=None
+):
     """Posterior draws of the global parameters (draw, *shape) of a fit to ``train``, and its diagnostics.
 
     The exact engine is called directly (the draws and diagnostics of
@@ -364,14 +391,25 @@ def _fit_globals(spec: ModelSpec, train: ModelData, engine: str | None, full_mod
         from lmsbayes.engines.exact import fit_exact
 
         # warm start from the full data's mode, and no arm-level draws (validation uses only the globals)
-        res = fit_exact(Model(spec, train), spec.exact, spec.sampler.seed, latent=False, start=start)
+        res = fit_exact(
+            Model(spec, train), spec.exact, spec.sampler.seed, latent=False, start=start
+        )
         d = res.diagnostics
         diag = Diagnostics(
-            divergences=0, max_rhat=math.nan, min_ess_bulk=float(d["is_ess"]), min_ess_tail=float(d["is_ess"]),
-            n_draws=int(np.shape(res.values["tau"])[0]), table=pd.DataFrame(), engine="exact",
-            khat=float(d["khat"]), is_ess=float(d["is_ess"]), tau_grid_edge_mass=float(d["tau_grid_edge_mass"]),
-            khat_max=spec.exact.khat_max, proposal=str(d["proposal"]), mode_converged=bool(d["mode_converged"]),
-        )  # fmt: skip
+            divergences=0,
+            max_rhat=math.nan,
+            min_ess_bulk=float(d["is_ess"]),
+            min_ess_tail=float(d["is_ess"]),
+            n_draws=int(np.shape(res.values["tau"])[0]),
+            table=pd.DataFrame(),
+            engine="exact",
+            khat=float(d["khat"]),
+            is_ess=float(d["is_ess"]),
+            tau_grid_edge_mass=float(d["tau_grid_edge_mass"]),
+            khat_max=spec.exact.khat_max,
+            proposal=str(d["proposal"]),
+            mode_converged=bool(d["mode_converged"]),
+        )
         return {p.name: np.asarray(res.values[p.name], float) for p in full_model.params}, diag
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the diagnostics are kept in the folds table instead
@@ -402,19 +440,39 @@ def _run(spec, data, folds, scheme, engine, seed, progress, year) -> Validation:
         arm_rows += a_rows
         obs_rows += o_rows
         all_draws.append(values)
-        fold_rows.append({"fold": label, "train_arms": int(train.size), "held_arms": int(held.size),
-                          "engine": d.engine, "khat": d.khat, "is_ess": d.is_ess,
-                          "problems": "; ".join(d.problems), "seconds_fit": seconds_fit,
-                          "seconds": time.perf_counter() - t0})  # fmt: skip
+        fold_rows.append(
+            {
+                "fold": label,
+                "train_arms": int(train.size),
+                "held_arms": int(held.size),
+                "engine": d.engine,
+                "khat": d.khat,
+                "is_ess": d.is_ess,
+                "problems": "; ".join(d.problems),
+                "seconds_fit": seconds_fit,
+                "seconds": time.perf_counter() - t0,
+            }
+        )
         if progress:
-            progress(f"{spec.name}: fold {k + 1}/{len(folds)} ({label}, {held.size} arm{'s' if held.size != 1 else ''}"
-                     f" held out) {fold_rows[-1]['seconds']:.2f} s")  # fmt: skip
+            progress(
+                f"{spec.name}: fold {k + 1}/{len(folds)} ({label}, {held.size} arm{'s' if held.size != 1 else ''}"
+                f" held out) {fold_rows[-1]['seconds']:.2f} s"
+            )
     arms = pd.DataFrame(arm_rows).set_index("arm")
     obs = pd.DataFrame(obs_rows)
     for lv in LEVELS:
         obs[f"in_{100 * lv:g}"] = np.abs(obs["pit"] - 0.5) <= lv / 2
-    return Validation(spec=spec, scheme=scheme, data=data, arms=arms, obs=obs, folds=pd.DataFrame(fold_rows),
-                      draws=tuple(all_draws), seconds=time.perf_counter() - t_all, year=year)  # fmt: skip
+    return Validation(
+        spec=spec,
+        scheme=scheme,
+        data=data,
+        arms=arms,
+        obs=obs,
+        folds=pd.DataFrame(fold_rows),
+        draws=tuple(all_draws),
+        seconds=time.perf_counter() - t_all,
+        year=year,
+    )
 
 
 # ============================================================================ held-out predictions
@@ -426,7 +484,9 @@ def _predict_held(spec, data: ModelData, held: np.ndarray, values, rng, ess: flo
 
     hd = data.take(held)
     m = Model(spec, hd)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # as the engine's own log posterior
+    with np.errstate(
+        over="ignore", invalid="ignore", divide="ignore"
+    ):  # as the engine's own log posterior
         ll = Integrator(m).arm_loglik(values)  # (draw, arm)
     S = ll.shape[0]
     elpd = special.logsumexp(ll, axis=0) - math.log(S)
@@ -439,14 +499,25 @@ def _predict_held(spec, data: ModelData, held: np.ndarray, values, rng, ess: flo
         rows = np.flatnonzero(obs["arm_idx"].to_numpy() == i)
         desc = _obs_description(hd, rows)
         pit = _pit(m, c, i, rows, rng)
-        row = {"arm": arm, "trial": str(hd.arms["trial"].iloc[i]), "n_obs": rows.size,
-               "elpd": float(elpd[i]), "elpd_mcse": float(mcse[i])}  # fmt: skip
+        row = {
+            "arm": arm,
+            "trial": str(hd.arms["trial"].iloc[i]),
+            "n_obs": rows.size,
+            "elpd": float(elpd[i]),
+            "elpd_mcse": float(mcse[i]),
+        }
         if hd.family == "survival":
             row["elpd_survival"] = float(elpd[i]) + float(np.sum(_to_logit_scale(hd, rows)))
         arm_rows.append(row)
         for j, q in enumerate(rows):
-            obs_rows.append({"arm": arm, "trial": row["trial"], **{k: v[j] for k, v in desc.items()},
-                             "pit": float(pit[j])})  # fmt: skip
+            obs_rows.append(
+                {
+                    "arm": arm,
+                    "trial": row["trial"],
+                    **{k: v[j] for k, v in desc.items()},
+                    "pit": float(pit[j]),
+                }
+            )
     return arm_rows, obs_rows
 
 
@@ -454,12 +525,26 @@ def _obs_description(d: ModelData, rows: np.ndarray) -> dict[str, np.ndarray]:
     """kind, t, value, reported and y of observations (whatever the family)."""
     o = d.obs.iloc[rows]
     if d.family == "survival":
-        return {"kind": o["kind"].to_numpy(object), "t": o["t"].to_numpy(float), "value": o["value"].to_numpy(float),
-                "reported": np.ones(rows.size, dtype=bool), "y": o["lik_y"].to_numpy(float)}  # fmt: skip
+        return {
+            "kind": o["kind"].to_numpy(object),
+            "t": o["t"].to_numpy(float),
+            "value": o["value"].to_numpy(float),
+            "reported": np.ones(rows.size, dtype=bool),
+            "y": o["lik_y"].to_numpy(float),
+        }
     lm = o["landmark"].to_numpy(float) if "landmark" in o else np.full(rows.size, math.nan)
-    src = o["rate_source"].astype(str).to_numpy() if "rate_source" in o else np.full(rows.size, "reported")
-    return {"kind": np.full(rows.size, "rate", dtype=object), "t": lm, "value": o["rate"].to_numpy(float),
-            "reported": np.isin(src, _REPORTED), "y": o["lik_y"].to_numpy(float)}  # fmt: skip
+    src = (
+        o["rate_source"].astype(str).to_numpy()
+        if "rate_source" in o
+        else np.full(rows.size, "reported")
+    )
+    return {
+        "kind": np.full(rows.size, "rate", dtype=object),
+        "t": lm,
+        "value": o["rate"].to_numpy(float),
+        "reported": np.isin(src, _REPORTED),
+        "y": o["lik_y"].to_numpy(float),
+    }
 
 
 def _to_logit_scale(d: ModelData, rows: np.ndarray) -> np.ndarray:
@@ -507,6 +592,7 @@ def _arm_shape(m: Model, c: dict, i: int) -> np.ndarray:
 def _pit(m: Model, c: dict, i: int, rows: np.ndarray, rng) -> np.ndarray:
     """Predictive CDF at each observation of held-out arm i (randomised for counts)."""
     from scipy import stats  # scipy.stats takes 0.5 s to import: only where used
+
     d = m.data
     a = m.arrays
     tau = c["tau"][:, d.stratum_idx[i], :]  # (draw, Kz)
@@ -520,7 +606,9 @@ def _pit(m: Model, c: dict, i: int, rows: np.ndarray, rng) -> np.ndarray:
             shape = _arm_shape(m, c, i)[:, None, None]
             args = (a["is_median"][rows], a["log_t_rel"][rows], m.log_t_ref, d.curve)
             mu = survival_mean(NUMPY_OPS, eta, shape, *args)
-            slope = survival_mean(NUMPY_OPS, eta + 1.0, shape, *args) - mu  # the mean is linear in eta
+            slope = (
+                survival_mean(NUMPY_OPS, eta + 1.0, shape, *args) - mu
+            )  # the mean is linear in eta
             se = d.obs["se"].to_numpy(float)[rows]
             if m.se_by_shape:  # medians without a CI: sd = se / k at the draw's shape
                 se = se * np.exp(-a["se_shape_power"][rows] * np.log(shape))
@@ -535,12 +623,17 @@ def _pit(m: Model, c: dict, i: int, rows: np.ndarray, rng) -> np.ndarray:
     # binomial families: the CDF of a count over a grid of the new random effect
     S = tau.shape[0]
     sub = np.unique(np.linspace(0, S - 1, min(S, _PIT_DRAWS_BINOM)).round().astype(int))
-    c_sub = {key: (v[sub] if isinstance(v, np.ndarray) and v.ndim and v.shape[0] == S else v) for key, v in c.items()}
+    c_sub = {
+        key: (v[sub] if isinstance(v, np.ndarray) and v.ndim and v.shape[0] == S else v)
+        for key, v in c.items()
+    }
     base, w = _arm_predictor(m, c_sub, i, _U_NODES_BINOM)
     zg = _Z_GRID
     wz = stats.norm.pdf(zg)
     wz = wz / wz.sum()
-    eta = base[:, :, None, :] + tau[sub][:, None, None, :] * zg[None, None, :, None]  # (draw, node, z, K)
+    eta = (
+        base[:, :, None, :] + tau[sub][:, None, None, :] * zg[None, None, :, None]
+    )  # (draw, node, z, K)
     n = a["lik_n"][rows]
     if d.family == "joint-cloglog":
         prev = a["prev_idx"][rows]
@@ -575,6 +668,7 @@ def _log_normal_mix(y, se, m, tau, link: str, nodes: int = _GH_NODES) -> np.ndar
     Arrays broadcast.
     """
     from scipy import stats  # scipy.stats takes 0.5 s to import: only where used
+
     y, se, m, tau = np.broadcast_arrays(*(np.asarray(v, float) for v in (y, se, m, tau)))
     if link == "logit":
         return stats.norm.logpdf(y, m, np.sqrt(se**2 + tau**2))
@@ -595,7 +689,9 @@ def _log_normal_mix(y, se, m, tau, link: str, nodes: int = _GH_NODES) -> np.ndar
     xi, wi = np.polynomial.hermite.hermgauss(nodes)
     xs = x[..., None] + math.sqrt(2) * s[..., None] * xi
     hx, _ = h(xs)
-    g = stats.norm.logpdf(xs, m[..., None], tau[..., None]) + stats.norm.logpdf(y[..., None], hx, se[..., None])
+    g = stats.norm.logpdf(xs, m[..., None], tau[..., None]) + stats.norm.logpdf(
+        y[..., None], hx, se[..., None]
+    )
     return np.log(math.sqrt(2) * s) + special.logsumexp(g + np.log(wi) + xi**2, axis=-1)
 
 
@@ -625,10 +721,14 @@ def _common_log_score(m: Model, values, i: int, t: float, y: float, se: float) -
 
 def _target_spec() -> ModelSpec:
     """A log-logistic survival spec that keeps every arm: its rate observations are the reported rates."""
-    return load_spec("default").replace(**{
-        "data.years": (1900, 2100), "data.exclude_placebo": False, "data.require_identifier": False,
-        "model.covariates": (),
-    })  # fmt: skip
+    return load_spec("default").replace(
+        **{
+            "data.years": (1900, 2100),
+            "data.exclude_placebo": False,
+            "data.require_identifier": False,
+            "model.covariates": (),
+        }
+    )
 
 
 def _predicted_landmarks(v: Validation) -> set[float] | None:
@@ -657,11 +757,16 @@ def common_target(validations: Sequence[Validation], data=None) -> pd.DataFrame:
     tables = data if data is not None and not isinstance(data, ModelData) else None
     td = prepare_data(_target_spec(), _read_data(tables))
     o = td.obs
-    sel = (o["kind"] == "rate") & o["source"].astype(str).isin(_REPORTED) & o["arm_id"].isin(arms or [])
+    sel = (
+        (o["kind"] == "rate")
+        & o["source"].astype(str).isin(_REPORTED)
+        & o["arm_id"].isin(arms or [])
+    )
     if landmarks is not None:
         sel &= o["t"].astype(float).isin(landmarks)
     out = o.loc[sel, ["arm_id", "t", "value", "lik_y", "se", "se_method"]].rename(
-        columns={"arm_id": "arm", "value": "rate", "lik_y": "y"})
+        columns={"arm_id": "arm", "value": "rate", "lik_y": "y"}
+    )
     order = {a: k for k, a in enumerate(arms or [])}
     out = out.assign(_o=out["arm"].map(order)).sort_values(["_o", "t"]).drop(columns="_o")
     return out.reset_index(drop=True)
@@ -679,7 +784,11 @@ def _score_target(v: Validation, target: pd.DataFrame) -> pd.DataFrame:
         values = v.draws[fold_index[fold_of[a]]]
         m = Model(v.spec, v.data.take([pos_of[a]]))
         score = _common_log_score(m, values, 0, t, float(r["y"]), float(r["se"]))
-        own = obs[(obs["arm"] == a) & np.isclose(obs["t"].astype(float), t) & np.isclose(obs["value"], r["rate"])]
+        own = obs[
+            (obs["arm"] == a)
+            & np.isclose(obs["t"].astype(float), t)
+            & np.isclose(obs["value"], r["rate"])
+        ]
         pit = float(own["pit"].iloc[0]) if len(own) else math.nan
         rows.append({"spec": v.name, "arm": a, "t": t, "log_score": score, "pit": pit})
     return pd.DataFrame(rows, columns=["spec", "arm", "t", "log_score", "pit"])
@@ -720,15 +829,25 @@ class Comparison:
         t = self.table
         surv = t[t["elpd_survival_diff"].notna()] if "elpd_survival_diff" in t else t.iloc[:0]
         if len(surv) > 1:
-            parts.append(_prefer(self._paired("elpd_survival", list(surv.index)), "ELPD",
-                                 f"the survival observations (medians and reported rates, "
-                                 f"{_n(int(surv['arms'].iloc[0]), 'arm')} held out)"))  # fmt: skip
+            parts.append(
+                _prefer(
+                    self._paired("elpd_survival", list(surv.index)),
+                    "ELPD",
+                    f"the survival observations (medians and reported rates, "
+                    f"{_n(int(surv['arms'].iloc[0]), 'arm')} held out)",
+                )
+            )
         if len(t) > 1 and len(self.target) and (len(surv) < len(t)):
             lm = sorted(set(self.target["t"]))
             n_arms = self.target["arm"].nunique()
-            parts.append(_prefer(self._paired("target_log_score", list(t.index)), "log score",
-                                 f"the reported {_months(lm)} rates ({_n(n_arms, 'arm')}, "
-                                 f"{_n(len(self.target), 'rate')})"))  # fmt: skip
+            parts.append(
+                _prefer(
+                    self._paired("target_log_score", list(t.index)),
+                    "log score",
+                    f"the reported {_months(lm)} rates ({_n(n_arms, 'arm')}, "
+                    f"{_n(len(self.target), 'rate')})",
+                )
+            )
         if not parts:
             best = t.index[0]
             return f"validation of {best!r} only: nothing to compare"
@@ -739,7 +858,9 @@ class Comparison:
         if column == "target_log_score":
             per = self.scores.groupby(["spec", "arm"], sort=False)["log_score"].sum().unstack(0)
         else:
-            per = pd.DataFrame({s: self.validations[s].arms[column.replace("target_", "")] for s in specs})
+            per = pd.DataFrame(
+                {s: self.validations[s].arms[column.replace("target_", "")] for s in specs}
+            )
         return per[specs].dropna()
 
     def format(self) -> str:
@@ -790,12 +911,24 @@ def _paired_diff(a: pd.Series, b: pd.Series) -> tuple[float, float, int]:
     d = (both.iloc[:, 0] - both.iloc[:, 1]).to_numpy(float)
     if d.size == 0:
         return math.nan, math.nan, 0
-    return float(d.sum()), float(math.sqrt(d.size) * d.std(ddof=1)) if d.size > 1 else math.nan, int(d.size)
+    return (
+        float(d.sum()),
+        float(math.sqrt(d.size) * d.std(ddof=1)) if d.size > 1 else math.nan,
+        int(d.size),
+    )
 
 
 def _same_survival_obs(vs: Sequence[Validation]) -> bool:
-    key = lambda v: sorted(zip(v.obs["arm"], v.obs["kind"], np.round(v.obs["t"].astype(float), 9),
-                               np.round(v.obs["value"].astype(float), 9)))  # fmt: skip
+    def key(v):
+        return sorted(
+            zip(
+                v.obs["arm"],
+                v.obs["kind"],
+                np.round(v.obs["t"].astype(float), 9),
+                np.round(v.obs["value"].astype(float), 9),
+            )
+        )
+
     first = key(vs[0])
     return all(key(v) == first for v in vs[1:])
 
@@ -834,9 +967,11 @@ def compare(
     if scheme not in ("loto", "temporal"):
         raise ValidationError(f"scheme must be 'loto' or 'temporal', got {scheme!r}")
     if isinstance(data, ModelData):
-        raise ValidationError("compare needs the input tables (each spec prepares its own data and the common "
-                              "target comes from them); with prepared data call loto or temporal per spec and "
-                              "elpd_difference")  # fmt: skip
+        raise ValidationError(
+            "compare needs the input tables (each spec prepares its own data and the common "
+            "target comes from them); with prepared data call loto or temporal per spec and "
+            "elpd_difference"
+        )
     specs = [_spec(s) for s in specs]
     if not specs:
         raise ValidationError("compare needs at least one spec")
@@ -846,7 +981,9 @@ def compare(
         raise ValidationError(f"specs must have distinct names, got {dup[0]!r} twice")
     reference = names[0] if reference is None else reference
     if reference not in names:
-        raise ValidationError(f"reference must be one of the compared specs {names}, got {reference!r}")
+        raise ValidationError(
+            f"reference must be one of the compared specs {names}, got {reference!r}"
+        )
     vals = {}
     for s in specs:
         run = loto if scheme == "loto" else (lambda sp, dd, **kw: temporal(sp, dd, year, **kw))
@@ -882,8 +1019,12 @@ def compare(
             table.loc[name, key + "_lo"], table.loc[name, key + "_hi"] = lo, hi
     table.attrs["survival_reference"] = sref.name if sref is not None else ""
     if len(surv) > 1 and not same:
-        table.attrs["note"] = "survival specs do not share their observations: no survival-scale ELPD difference"
-    return Comparison(validations=vals, table=table, target=target, scores=scores, reference=reference)
+        table.attrs["note"] = (
+            "survival specs do not share their observations: no survival-scale ELPD difference"
+        )
+    return Comparison(
+        validations=vals, table=table, target=target, scores=scores, reference=reference
+    )
 
 
 # ============================================================================ text
@@ -902,51 +1043,111 @@ def _pm(v, se) -> str:
 def _format(cmp: Comparison) -> str:
     t = cmp.table
     v0 = next(iter(cmp.validations.values()))
-    how = ("leave-one-trial-out" if v0.scheme == "loto" else f"temporal (fit <= {v0.year}, predict later arms)")
-    lines = [(f"lmsbayes validate - {how} predictive checks; each held-out arm predicted as a new trial of its "
-              "size at its covariates")]  # fmt: skip
-    own = pd.DataFrame({
-        "spec": t.index, "model": t["likelihood"], "arms": t["arms"].astype(int),
-        "obs (derived)": [f"{int(a)} ({int(b)})" for a, b in zip(t["obs"], t["obs_derived"])],
-        **{f"cov {lv * 100:g}%": [_ci(r[f"cov{lv * 100:g}"], r[f"cov{lv * 100:g}_lo"], r[f"cov{lv * 100:g}_hi"])
-                                  for _, r in t.iterrows()] for lv in LEVELS},
-        "PIT KS p": [f"{p:.2f}" for p in t["pit_ks_p"]],
-        "ELPD own (se)": [f"{a:.1f} ({b:.1f})" for a, b in zip(t["elpd"], t["elpd_se"])],
-    })  # fmt: skip
-    lines += ["", ("1. Each spec on its own observations (coverage of central predictive intervals, Clopper-Pearson "
-                   "95% CI; ELPD on the spec's own scales: not comparable across families)"), own.to_string(index=False)]
+    how = (
+        "leave-one-trial-out"
+        if v0.scheme == "loto"
+        else f"temporal (fit <= {v0.year}, predict later arms)"
+    )
+    lines = [
+        (
+            f"lmsbayes validate - {how} predictive checks; each held-out arm predicted as a new trial of its "
+            "size at its covariates"
+        )
+    ]
+    own = pd.DataFrame(
+        {
+            "spec": t.index,
+            "model": t["likelihood"],
+            "arms": t["arms"].astype(int),
+            "obs (derived)": [f"{int(a)} ({int(b)})" for a, b in zip(t["obs"], t["obs_derived"])],
+            **{
+                f"cov {lv * 100:g}%": [
+                    _ci(r[f"cov{lv * 100:g}"], r[f"cov{lv * 100:g}_lo"], r[f"cov{lv * 100:g}_hi"])
+                    for _, r in t.iterrows()
+                ]
+                for lv in LEVELS
+            },
+            "PIT KS p": [f"{p:.2f}" for p in t["pit_ks_p"]],
+            "ELPD own (se)": [f"{a:.1f} ({b:.1f})" for a, b in zip(t["elpd"], t["elpd_se"])],
+        }
+    )
+    lines += [
+        "",
+        (
+            "1. Each spec on its own observations (coverage of central predictive intervals, Clopper-Pearson "
+            "95% CI; ELPD on the spec's own scales: not comparable across families)"
+        ),
+        own.to_string(index=False),
+    ]
     surv = t[t["elpd_survival_diff"].notna()] if "elpd_survival_diff" in t else t.iloc[:0]
     if len(surv) > 1:
-        a = pd.DataFrame({
-            "spec": surv.index, "ELPD (se)": [f"{x:.1f} ({s:.1f})" for x, s in zip(surv["elpd_survival"], surv["elpd_survival_se"])],
-            f"diff vs {t.attrs.get('survival_reference', cmp.reference)!r} (se)":
-                [_pm(x, s) for x, s in zip(surv["elpd_survival_diff"], surv["elpd_survival_diff_se"])],
-        })  # fmt: skip
-        lines += ["", ("2. Survival specs on the same observations (medians in log months, rates on the logit "
-                       "scale: Weibull densities carry the Jacobian of log(-log S) -> logit S); paired differences "
-                       "per arm"), a.to_string(index=False)]  # fmt: skip
+        a = pd.DataFrame(
+            {
+                "spec": surv.index,
+                "ELPD (se)": [
+                    f"{x:.1f} ({s:.1f})"
+                    for x, s in zip(surv["elpd_survival"], surv["elpd_survival_se"])
+                ],
+                f"diff vs {t.attrs.get('survival_reference', cmp.reference)!r} (se)": [
+                    _pm(x, s)
+                    for x, s in zip(surv["elpd_survival_diff"], surv["elpd_survival_diff_se"])
+                ],
+            }
+        )
+        lines += [
+            "",
+            (
+                "2. Survival specs on the same observations (medians in log months, rates on the logit "
+                "scale: Weibull densities carry the Jacobian of log(-log S) -> logit S); paired differences "
+                "per arm"
+            ),
+            a.to_string(index=False),
+        ]
     if len(cmp.target):
         lm = sorted(set(cmp.target["t"]))
-        b = pd.DataFrame({
-            "spec": t.index, "rates": t["target_rates"].astype(int),
-            "cov 50%": [_ci(r.target_cov50, r.target_cov50_lo, r.target_cov50_hi) for r in t.itertuples()],
-            "cov 90%": [_ci(r.target_cov90, r.target_cov90_lo, r.target_cov90_hi) for r in t.itertuples()],
-            "log score (se)": [_pm(x, s).lstrip("+") for x, s in zip(t["target_log_score"], t["target_log_score_se"])],
-            f"diff vs {cmp.reference!r} (se)": [_pm(x, s) for x, s in zip(t["target_diff"], t["target_diff_se"])],
-        })  # fmt: skip
-        lines += ["", (f"3. Common target: the reported (not derived) {_months(lm)} rates of "
-                       f"{_n(cmp.target['arm'].nunique(), 'held-out arm')} every spec includes; coverage under each "
-                       "model's own predictive; log score = log E[Normal(logit r | logit p_new, se_r)], summed per arm"),
-                  b.to_string(index=False)]  # fmt: skip
-    fits = ", ".join(f"{n} {r['seconds']:.1f} s ({_n(int(r['fits']), 'fit')}"
-                     + (")" if math.isnan(r["max_khat"]) else f", max k-hat {r['max_khat']:.2f})")
-                     for n, r in t.iterrows())  # fmt: skip
+        b = pd.DataFrame(
+            {
+                "spec": t.index,
+                "rates": t["target_rates"].astype(int),
+                "cov 50%": [
+                    _ci(r.target_cov50, r.target_cov50_lo, r.target_cov50_hi)
+                    for r in t.itertuples()
+                ],
+                "cov 90%": [
+                    _ci(r.target_cov90, r.target_cov90_lo, r.target_cov90_hi)
+                    for r in t.itertuples()
+                ],
+                "log score (se)": [
+                    _pm(x, s).lstrip("+")
+                    for x, s in zip(t["target_log_score"], t["target_log_score_se"])
+                ],
+                f"diff vs {cmp.reference!r} (se)": [
+                    _pm(x, s) for x, s in zip(t["target_diff"], t["target_diff_se"])
+                ],
+            }
+        )
+        lines += [
+            "",
+            (
+                f"3. Common target: the reported (not derived) {_months(lm)} rates of "
+                f"{_n(cmp.target['arm'].nunique(), 'held-out arm')} every spec includes; coverage under each "
+                "model's own predictive; log score = log E[Normal(logit r | logit p_new, se_r)], summed per arm"
+            ),
+            b.to_string(index=False),
+        ]
+    fits = ", ".join(
+        f"{n} {r['seconds']:.1f} s ({_n(int(r['fits']), 'fit')}"
+        + (")" if math.isnan(r["max_khat"]) else f", max k-hat {r['max_khat']:.2f})")
+        for n, r in t.iterrows()
+    )
     lines += ["", f"time: {fits}"]
     probs = []
     for n, v in cmp.validations.items():
         bad = v.folds[v.folds["problems"] != ""]
         if len(bad):
-            probs.append(f"{n}: {len(bad)} of {len(v.folds)} refits, e.g. {bad['fold'].iloc[0]}: {bad['problems'].iloc[0]}")
+            probs.append(
+                f"{n}: {len(bad)} of {len(v.folds)} refits, e.g. {bad['fold'].iloc[0]}: {bad['problems'].iloc[0]}"
+            )
     if probs:
         lines.append("inference problems (Validation.folds lists them all): " + " | ".join(probs))
     if t.attrs.get("note"):

@@ -19,14 +19,28 @@ import os
 import signal
 import sys
 import traceback
-from typing import Sequence
+from collections.abc import Sequence
 
 from lmsbayes.cli._common import (
-    EXIT_BUG, EXIT_INTERRUPTED, EXIT_OK, EXIT_OS, EXIT_SAMPLING, EXIT_USAGE, version,
-)  # fmt: skip
+    EXIT_BUG,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_OS,
+    EXIT_SAMPLING,
+    EXIT_USAGE,
+    version,
+)
 
-__all__ = ["main", "EXIT_CODES", "EXIT_OK", "EXIT_OS", "EXIT_USAGE", "EXIT_SAMPLING", "EXIT_BUG",
-           "EXIT_INTERRUPTED"]  # fmt: skip
+__all__ = [
+    "main",
+    "EXIT_CODES",
+    "EXIT_OK",
+    "EXIT_OS",
+    "EXIT_USAGE",
+    "EXIT_SAMPLING",
+    "EXIT_BUG",
+    "EXIT_INTERRUPTED",
+]
 
 #: Modules under lmsbayes.cli that add verbs (each has ``register(subparsers)``), in --help order.
 VERB_MODULES = ("fitting", "prior", "design", "contrast", "data", "validate", "calibrate")
@@ -53,7 +67,8 @@ the EORTC STBSG 2021 values, meta-analytic-predictive (MAP) priors, and the
 decision rules and operating characteristics of designs that use them.
 """
 
-_EPILOG = """\
+_EPILOG = (
+    """\
 typical use:
   lmsbayes run                          fit the default analysis, print the thresholds
   lmsbayes fit default -o fit.nc        fit a spec and save the fit
@@ -65,10 +80,13 @@ typical use:
 `lmsbayes COMMAND --help` describes each command.
 
 exit status:
-""" + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES.items()) + """
+"""
+    + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES.items())
+    + """
 
 Output files are written atomically (temp file beside the destination, then
 renamed) and only after every option and output path has been checked."""
+)
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -82,8 +100,13 @@ class _Formatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if ("(default" in text.lower() or not action.option_strings or default is None or default is False
-                or default is argparse.SUPPRESS):
+        if (
+            "(default" in text.lower()
+            or not action.option_strings
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+        ):
             return text
         return f"{text} (default: %(default)s)"
 
@@ -92,7 +115,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse with the command's error format: one line on stderr, exit status 2, no usage dump."""
 
     def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("formatter_class", _Formatter)  # the verbs' parsers too (add_parser uses this class)
+        kwargs.setdefault(
+            "formatter_class", _Formatter
+        )  # the verbs' parsers too (add_parser uses this class)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):
@@ -143,7 +168,9 @@ def _one_line(exc: BaseException, limit: int = 20) -> str:
     """An error message on one line: the problems of a multi-problem error joined with '; '."""
     problems = getattr(exc, "problems", None)
     if isinstance(problems, list) and len(problems) == 1 and not getattr(exc, "source", None):
-        return " ".join(str(problems[0]).split())  # a data problem names its file, row and column itself
+        return " ".join(
+            str(problems[0]).split()
+        )  # a data problem names its file, row and column itself
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     if not lines:
         return type(exc).__name__
@@ -233,8 +260,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as exc:  # noqa: BLE001 - the last resort: a bug, said so in one line
             if os.environ.get("LMSBAYES_DEBUG") == "1":
                 traceback.print_exc()
-            _error(f"internal error, a bug in lmsbayes {version()} ({type(exc).__name__}: {_one_line(exc)}); "
-                   "please report it with the command line (LMSBAYES_DEBUG=1 shows the traceback)")  # fmt: skip
+            _error(
+                f"internal error, a bug in lmsbayes {version()} ({type(exc).__name__}: {_one_line(exc)}); "
+                "please report it with the command line (LMSBAYES_DEBUG=1 shows the traceback)"
+            )
             return EXIT_BUG
 
 

@@ -47,14 +47,18 @@ def _number(text: str) -> float:
     return value
 
 
-def bounded(lo: float, hi: float, *, lo_open: bool = True, hi_open: bool = True, what: str = "value"):
+def bounded(
+    lo: float, hi: float, *, lo_open: bool = True, hi_open: bool = True, what: str = "value"
+):
     """An argparse ``type`` accepting a finite number in the interval from ``lo`` to ``hi``."""
     left, right = "(" if lo_open else "[", ")" if hi_open else "]"
 
     def parse(text: str) -> float:
         value = _number(text)
         if (value <= lo if lo_open else value < lo) or (value >= hi if hi_open else value > hi):
-            raise argparse.ArgumentTypeError(f"{what} must be in {left}{lo:g}, {hi:g}{right}, got {text}")
+            raise argparse.ArgumentTypeError(
+                f"{what} must be in {left}{lo:g}, {hi:g}{right}, got {text}"
+            )
         return value
 
     parse.__name__ = what  # argparse names the type in its messages
@@ -66,7 +70,9 @@ landmark_months = bounded(0, 120, hi_open=False, what="a landmark in months")
 fraction = bounded(0, 1, lo_open=False, hi_open=False, what="a fraction")
 
 
-def check_outputs(args: argparse.Namespace, files: tuple[str, ...] = (), directories: tuple[str, ...] = ()) -> None:
+def check_outputs(
+    args: argparse.Namespace, files: tuple[str, ...] = (), directories: tuple[str, ...] = ()
+) -> None:
     """Check every output path the options name, before any work (OutputPathError naming it).
 
     ``files`` and ``directories`` are attribute names of ``args``; unset ones are skipped. Two
@@ -93,8 +99,12 @@ def fast_spec(spec):
 
     Fast mode only ever shortens a run: a spec that already asks for less keeps its settings.
     """
-    return spec.replace(**{"sampler.draws": min(spec.sampler.draws, FAST_DRAWS),
-                           "sampler.tune": min(spec.sampler.tune, FAST_DRAWS)})  # fmt: skip
+    return spec.replace(
+        **{
+            "sampler.draws": min(spec.sampler.draws, FAST_DRAWS),
+            "sampler.tune": min(spec.sampler.tune, FAST_DRAWS),
+        }
+    )
 
 
 def fast_mode(args) -> bool:
@@ -119,18 +129,26 @@ def fit_from_args(args, progress: Progress, spec=None):
     spec = spec if spec is not None else load_spec_from_args(args)
     engine = getattr(args, "engine", None)
     used, note = choose_engine(spec, engine)
-    progress(f"spec {spec.name!r} ({spec.model.likelihood}; covariates {list(spec.model.covariates)})")
+    progress(
+        f"spec {spec.name!r} ({spec.model.likelihood}; covariates {list(spec.model.covariates)})"
+    )
     tables = _read_data(args.data)
     data = prepare_data(spec, tables)
     n_in = len(getattr(tables, "arms", tables))
-    excluded_arms = len(set(data.excluded["arm_id"]) - set(data.arms.index)) if len(data.excluded) else 0
-    progress(f"data: {n_in} arms read, {len(data.arms)} arms / {len(data.obs)} observations enter the model, "
-             f"{excluded_arms} arms excluded")  # fmt: skip
+    excluded_arms = (
+        len(set(data.excluded["arm_id"]) - set(data.arms.index)) if len(data.excluded) else 0
+    )
+    progress(
+        f"data: {n_in} arms read, {len(data.arms)} arms / {len(data.obs)} observations enter the model, "
+        f"{excluded_arms} arms excluded"
+    )
     if note:
         progress(note)
     if used == "nuts":
-        progress("NUTS: compiling (the first run on a machine compiles with numba, 30-45 s; later runs reuse "
-                 "its cache) and sampling ...")  # fmt: skip
+        progress(
+            "NUTS: compiling (the first run on a machine compiles with numba, 30-45 s; later runs reuse "
+            "its cache) and sampling ..."
+        )
     else:
         progress("exact engine: integrating (no compilation) ...")
     import warnings
@@ -152,8 +170,12 @@ def exit_for(fit, args, not_written: tuple[str | os.PathLike[str] | None, ...] =
     if strict_failed(fit, args):
         skipped = [str(p) for p in not_written if p]
         tail = f"; nothing was written ({', '.join(skipped)} left as they were)" if skipped else ""
-        print("lmsbayes: error: inference problems (--strict): " + "; ".join(fit.diagnostics.problems) + tail,
-              file=sys.stderr)  # fmt: skip
+        print(
+            "lmsbayes: error: inference problems (--strict): "
+            + "; ".join(fit.diagnostics.problems)
+            + tail,
+            file=sys.stderr,
+        )
         return EXIT_SAMPLING
     return EXIT_OK
 
@@ -173,16 +195,30 @@ def fit_args(q, spec_positional: bool) -> None:
         q.add_argument("spec", metavar="SPEC", help=f"model spec ({specs})")
     else:
         q.add_argument("--spec", default="default", metavar="SPEC", help=f"model spec ({specs})")
-    q.add_argument("--data", default=None, metavar="CSV",
-                   help="trial-arm table, or a (study, r, n) table for a binomial spec "
-                        "(default: the bundled data/lms_trials.csv)")  # fmt: skip
-    q.add_argument("--fast", action="store_true",
-                   help=f"at most {FAST_DRAWS} draws and tuning steps per chain, for smoke runs "
-                        "(also LMSBAYES_FAST=1)")  # fmt: skip
-    q.add_argument("--engine", choices=["auto", "exact", "nuts"], default=None,
-                   help="inference engine (default: the spec's; 'auto' is the exact engine where it supports the "
-                        "spec, else NUTS)")  # fmt: skip
-    q.add_argument("--strict", action="store_true",
-                   help="on inference problems (divergences, R-hat, ESS, importance k-hat) exit with status 3 "
-                        "and write no output file")  # fmt: skip
+    q.add_argument(
+        "--data",
+        default=None,
+        metavar="CSV",
+        help="trial-arm table, or a (study, r, n) table for a binomial spec "
+        "(default: the bundled data/lms_trials.csv)",
+    )
+    q.add_argument(
+        "--fast",
+        action="store_true",
+        help=f"at most {FAST_DRAWS} draws and tuning steps per chain, for smoke runs "
+        "(also LMSBAYES_FAST=1)",
+    )
+    q.add_argument(
+        "--engine",
+        choices=["auto", "exact", "nuts"],
+        default=None,
+        help="inference engine (default: the spec's; 'auto' is the exact engine where it supports the "
+        "spec, else NUTS)",
+    )
+    q.add_argument(
+        "--strict",
+        action="store_true",
+        help="on inference problems (divergences, R-hat, ESS, importance k-hat) exit with status 3 "
+        "and write no output file",
+    )
     q.add_argument("-q", "--quiet", action="store_true", help="no progress messages on stderr")

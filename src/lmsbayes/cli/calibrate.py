@@ -49,49 +49,91 @@ def _print_summary(ds, summary, alpha: float) -> None:
     n = ds.sizes["simulation"]
     err = ds["error"].values.astype(str)
     n_fit = int((err == "").sum())
-    print(f"lmsbayes {a['lmsbayes_version']} - simulation-based calibration of spec {a['spec_name']!r}, "
-          f"{a['engine']} engine")  # fmt: skip
-    print(f"{n} data sets from the prior predictive on the design of the data (sha256 "
-          f"{str(a['data_sha256'])[:12]}), seed {a['seed']}; each truth ranked among L = {a['n_ranks']} "
-          "posterior draws thinned from all draws")  # fmt: skip
+    print(
+        f"lmsbayes {a['lmsbayes_version']} - simulation-based calibration of spec {a['spec_name']!r}, "
+        f"{a['engine']} engine"
+    )
+    print(
+        f"{n} data sets from the prior predictive on the design of the data (sha256 "
+        f"{str(a['data_sha256'])[:12]}), seed {a['seed']}; each truth ranked among L = {a['n_ranks']} "
+        "posterior draws thinned from all draws"
+    )
     import pandas as pd
 
     rows = []
     for q, r in summary.iterrows():
-        cov = [f"{r[f'coverage_{c:g}']:.3f} ({r[f'coverage_{c:g}_lo']:.2f}-{r[f'coverage_{c:g}_hi']:.2f})"
-               for c in (50, 90, 95)]  # fmt: skip
-        rows.append([q, r["kind"], int(r["n"]), _fmt_p(r["p_chi2"]), _fmt_p(r["p_ks"]), _fmt_p(r["p_chi2_holm"]),
-                     _fmt_p(r["p_ks_holm"]), "n/a" if pd.isna(r["uniform"]) else "yes" if r["uniform"] else "NO",
-                     *cov])  # fmt: skip
-    table = pd.DataFrame(rows, columns=["quantity", "kind", "n", "p chi2", "p KS", "p chi2 (Holm)", "p KS (Holm)",
-                                        f"uniform at {alpha:g}", "cover 50%", "cover 90%", "cover 95%"])  # fmt: skip
+        cov = [
+            f"{r[f'coverage_{c:g}']:.3f} ({r[f'coverage_{c:g}_lo']:.2f}-{r[f'coverage_{c:g}_hi']:.2f})"
+            for c in (50, 90, 95)
+        ]
+        rows.append(
+            [
+                q,
+                r["kind"],
+                int(r["n"]),
+                _fmt_p(r["p_chi2"]),
+                _fmt_p(r["p_ks"]),
+                _fmt_p(r["p_chi2_holm"]),
+                _fmt_p(r["p_ks_holm"]),
+                "n/a" if pd.isna(r["uniform"]) else "yes" if r["uniform"] else "NO",
+                *cov,
+            ]
+        )
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            "quantity",
+            "kind",
+            "n",
+            "p chi2",
+            "p KS",
+            "p chi2 (Holm)",
+            "p KS (Holm)",
+            f"uniform at {alpha:g}",
+            "cover 50%",
+            "cover 90%",
+            "cover 95%",
+        ],
+    )
     print(table.to_string(index=False))
-    print(f"tests: chi-square on {int(summary['bins'].iloc[0])} equal rank bins (none below 2 bins of 10 "
-          "simulations) and Kolmogorov-Smirnov on the "
-          f"randomised PIT, Holm-corrected over all {2 * len(summary)} tests; coverage of central intervals "
-          "with 95% Clopper-Pearson intervals")  # fmt: skip
+    print(
+        f"tests: chi-square on {int(summary['bins'].iloc[0])} equal rank bins (none below 2 bins of 10 "
+        "simulations) and Kolmogorov-Smirnov on the "
+        f"randomised PIT, Holm-corrected over all {2 * len(summary)} tests; coverage of central intervals "
+        "with 95% Clopper-Pearson intervals"
+    )
     if n_fit < n:
         from collections import Counter
 
-        print(f"FAILED fits: {n - n_fit} of {n} simulations (left out of the tests above, which then condition "
-              "on the engine succeeding):")  # fmt: skip
+        print(
+            f"FAILED fits: {n - n_fit} of {n} simulations (left out of the tests above, which then condition "
+            "on the engine succeeding):"
+        )
         for msg, k in Counter(err[err != ""]).most_common(5):
             print(f"  {k} x {msg}")
-        print(f"  simulations: {summary.attrs['failed'][:20]}{' ...' if len(summary.attrs['failed']) > 20 else ''}")
+        print(
+            f"  simulations: {summary.attrs['failed'][:20]}{' ...' if len(summary.attrs['failed']) > 20 else ''}"
+        )
     high = summary.attrs["khat_high"]
     if a["engine"] == "exact":
-        print(f"importance-sampling k-hat > {a['khat_max']:g}: {len(high)} of {n_fit} fitted simulations "
-              f"(included above){': ' + str(high[:20]) if high else ''}{' ...' if len(high) > 20 else ''}")  # fmt: skip
+        print(
+            f"importance-sampling k-hat > {a['khat_max']:g}: {len(high)} of {n_fit} fitted simulations "
+            f"(included above){': ' + str(high[:20]) if high else ''}{' ...' if len(high) > 20 else ''}"
+        )
     else:
         div = ds["divergences"].values
-        print(f"NUTS: {int((div > 0).sum())} simulations with divergences, "
-              f"{len(summary.attrs['not_ok'])} with failed diagnostics (R-hat, ESS; included above)")  # fmt: skip
+        print(
+            f"NUTS: {int((div > 0).sum())} simulations with divergences, "
+            f"{len(summary.attrs['not_ok'])} with failed diagnostics (R-hat, ESS; included above)"
+        )
     fs, cs = ds["fit_seconds"].values, ds["fit_cpu_seconds"].values
     import numpy as np
 
-    print(f"time: {a['wall_seconds']:.1f} s wall for {n} simulations on {a['scheduler']} ({a['tasks']} tasks); "
-          f"per simulation (simulate + fit) median {np.nanmedian(fs):.3f} s wall, {np.nanmedian(cs):.3f} s CPU, "
-          f"mean {np.nanmean(fs):.3f} s wall")  # fmt: skip
+    print(
+        f"time: {a['wall_seconds']:.1f} s wall for {n} simulations on {a['scheduler']} ({a['tasks']} tasks); "
+        f"per simulation (simulate + fit) median {np.nanmedian(fs):.3f} s wall, {np.nanmedian(cs):.3f} s CPU, "
+        f"mean {np.nanmean(fs):.3f} s wall"
+    )
     if a.get("note"):
         print(f"note: {a['note']}")
 
@@ -100,9 +142,8 @@ def cmd_calibrate(args) -> int:
     import warnings
 
     from lmsbayes.calibrate import save_sbc, sbc, sbc_summary
-    from lmsbayes.spec import load_spec
-
     from lmsbayes.errors import OptionError
+    from lmsbayes.spec import load_spec
 
     if not 0 < args.alpha < 1:
         raise OptionError(f"--alpha must be in (0, 1), got {args.alpha:g}")
@@ -113,11 +154,17 @@ def cmd_calibrate(args) -> int:
     progress = Progress(args.quiet)
     spec = load_spec(args.spec)
     if args.engine == "nuts" and (args.fast or os.environ.get("LMSBAYES_FAST") == "1"):
-        spec = spec.replace(**{"sampler.draws": min(spec.sampler.draws, 500),
-                               "sampler.tune": min(spec.sampler.tune, 500)})  # fmt: skip
+        spec = spec.replace(
+            **{
+                "sampler.draws": min(spec.sampler.draws, 500),
+                "sampler.tune": min(spec.sampler.tune, 500),
+            }
+        )
     scheduler = args.scheduler or ("sequential" if args.workers == 1 else None)
-    progress(f"spec {spec.name!r}: {args.n} simulated data sets, {args.engine} engine, "
-             f"scheduler {scheduler or 'LocalCluster'} ...")  # fmt: skip
+    progress(
+        f"spec {spec.name!r}: {args.n} simulated data sets, {args.engine} engine, "
+        f"scheduler {scheduler or 'LocalCluster'} ..."
+    )
     step = max(1, args.n // 10)
     state = {"next": step}
 
@@ -128,8 +175,18 @@ def cmd_calibrate(args) -> int:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the note is printed with the summary
-        ds = sbc(spec, args.data, n_sims=args.n, engine=args.engine, seed=args.seed, n_ranks=args.ranks,
-                 scheduler=scheduler, workers=args.workers, batch_size=args.batch_size, progress=tick)  # fmt: skip
+        ds = sbc(
+            spec,
+            args.data,
+            n_sims=args.n,
+            engine=args.engine,
+            seed=args.seed,
+            n_ranks=args.ranks,
+            scheduler=scheduler,
+            workers=args.workers,
+            batch_size=args.batch_size,
+            progress=tick,
+        )
     summary = sbc_summary(ds, alpha=args.alpha)
     if args.output:
         save_sbc(ds, args.output)
@@ -141,8 +198,10 @@ def cmd_calibrate(args) -> int:
 
         out = Path(args.figures)
         out.mkdir(parents=True, exist_ok=True)
-        for name, fig in (("sbc_ranks.png", plot_rank_histograms(ds, summary)),
-                          ("sbc_ecdf.png", plot_ecdf_difference(ds, summary))):  # fmt: skip
+        for name, fig in (
+            ("sbc_ranks.png", plot_rank_histograms(ds, summary)),
+            ("sbc_ecdf.png", plot_ecdf_difference(ds, summary)),
+        ):
             tmp = out / f".{name}.tmp.png"
             fig.savefig(tmp, dpi=110)
             os.replace(tmp, out / name)
@@ -152,40 +211,111 @@ def cmd_calibrate(args) -> int:
     if args.strict and failed:
         import pandas as pd
 
-        print("lmsbayes: error: calibration failed (--strict): "
-              + "; ".join(filter(None, [f"{len(summary.attrs['failed'])} fits failed" if summary.attrs["failed"] else "",
-                                        ", ".join(f"{q} not uniform" for q, ok in summary["uniform"].items() if not pd.isna(ok) and not ok)])),
-              file=sys.stderr)  # fmt: skip
+        print(
+            "lmsbayes: error: calibration failed (--strict): "
+            + "; ".join(
+                filter(
+                    None,
+                    [
+                        f"{len(summary.attrs['failed'])} fits failed"
+                        if summary.attrs["failed"]
+                        else "",
+                        ", ".join(
+                            f"{q} not uniform"
+                            for q, ok in summary["uniform"].items()
+                            if not pd.isna(ok) and not ok
+                        ),
+                    ],
+                )
+            ),
+            file=sys.stderr,
+        )
         return EXIT_SAMPLING
     return 0
 
 
 def register(sub) -> None:
     """Add the ``calibrate`` verb to the ``lmsbayes`` parser."""
-    q = sub.add_parser("calibrate", help="simulation-based calibration: simulate from the prior predictive, fit, rank")
-    q.add_argument("spec", nargs="?", default="default",
-                   help="model spec: a TOML file or a bundled name (default: default)")
-    q.add_argument("--data", default=None, help="trial-arm CSV whose design the simulations share (default: bundled)")
-    q.add_argument("--engine", choices=["exact", "nuts"], default="exact", help="engine to calibrate (default exact)")
-    q.add_argument("-n", "--n-sims", dest="n", type=_positive_int, default=1000,
-                   help="simulated data sets (default 1000)")
-    q.add_argument("--seed", type=int, default=None, help="seed of the study (default: the spec's sampler seed)")
-    q.add_argument("--ranks", type=_positive_int, default=99, metavar="L",
-                   help="posterior draws each truth is ranked against (default 99: ranks 0-99)")
-    q.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="dask scheduler address (tcp://host:8786), 'local' (a LocalCluster, the default) "
-                   "or 'sequential' (this process)")
-    q.add_argument("--workers", type=_positive_int, default=None,
-                   help="worker processes of the LocalCluster (default 2; 1 runs sequentially)")
-    q.add_argument("--batch-size", type=_positive_int, default=None,
-                   help="simulations per task (default: about 10 tasks per worker)")
-    q.add_argument("--alpha", type=float, default=0.01, help="level of the uniformity tests after Holm (default 0.01)")
+    q = sub.add_parser(
+        "calibrate",
+        help="simulation-based calibration: simulate from the prior predictive, fit, rank",
+    )
+    q.add_argument(
+        "spec",
+        nargs="?",
+        default="default",
+        help="model spec: a TOML file or a bundled name (default: default)",
+    )
+    q.add_argument(
+        "--data",
+        default=None,
+        help="trial-arm CSV whose design the simulations share (default: bundled)",
+    )
+    q.add_argument(
+        "--engine",
+        choices=["exact", "nuts"],
+        default="exact",
+        help="engine to calibrate (default exact)",
+    )
+    q.add_argument(
+        "-n",
+        "--n-sims",
+        dest="n",
+        type=_positive_int,
+        default=1000,
+        help="simulated data sets (default 1000)",
+    )
+    q.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the study (default: the spec's sampler seed)",
+    )
+    q.add_argument(
+        "--ranks",
+        type=_positive_int,
+        default=99,
+        metavar="L",
+        help="posterior draws each truth is ranked against (default 99: ranks 0-99)",
+    )
+    q.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="dask scheduler address (tcp://host:8786), 'local' (a LocalCluster, the default) "
+        "or 'sequential' (this process)",
+    )
+    q.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="worker processes of the LocalCluster (default 2; 1 runs sequentially)",
+    )
+    q.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help="simulations per task (default: about 10 tasks per worker)",
+    )
+    q.add_argument(
+        "--alpha",
+        type=float,
+        default=0.01,
+        help="level of the uniformity tests after Holm (default 0.01)",
+    )
     q.add_argument("-o", "--output", default=None, help="save the simulations (netCDF)")
     q.add_argument("--csv", default=None, help="save the summary table (CSV)")
-    q.add_argument("--figures", default=None, metavar="DIR",
-                   help="write sbc_ranks.png (rank histograms) and sbc_ecdf.png (ECDF differences) to DIR")
+    q.add_argument(
+        "--figures",
+        default=None,
+        metavar="DIR",
+        help="write sbc_ranks.png (rank histograms) and sbc_ecdf.png (ECDF differences) to DIR",
+    )
     q.add_argument("--fast", action="store_true", help="fewer NUTS draws (also LMSBAYES_FAST=1)")
-    q.add_argument("--strict", action="store_true",
-                   help="exit with status 3 when a fit fails or a uniformity test rejects")
+    q.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit with status 3 when a fit fails or a uniformity test rejects",
+    )
     q.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     q.set_defaults(func=cmd_calibrate)

@@ -41,14 +41,19 @@ def _studies_table(data, weights):
 
     m = data.attrs.get("measure", "HR")
     name = m if m != "identity" else "estimate"
-    out = pd.DataFrame({
-        name: data["estimate"].map(lambda v: f"{v:.2f}"),
-        f"{100 * data['level'].iloc[0]:g}% CI": [f"{lo:.2f}-{hi:.2f}" for lo, hi in zip(data["lower"], data["upper"])],
-        "from": data["input"].map({"ci": "reported CI", "se": "log est + se (CI derived)"}),
-        "log" if m != "identity" else "yi": data["yi"].map(lambda v: f"{v:.4f}"),
-        "se": data["sei"].map(lambda v: f"{v:.4f}"),
-        "weight %": [f"{w:.1f}" for w in weights],
-    }, index=data.index)  # fmt: skip
+    out = pd.DataFrame(
+        {
+            name: data["estimate"].map(lambda v: f"{v:.2f}"),
+            f"{100 * data['level'].iloc[0]:g}% CI": [
+                f"{lo:.2f}-{hi:.2f}" for lo, hi in zip(data["lower"], data["upper"])
+            ],
+            "from": data["input"].map({"ci": "reported CI", "se": "log est + se (CI derived)"}),
+            "log" if m != "identity" else "yi": data["yi"].map(lambda v: f"{v:.4f}"),
+            "se": data["sei"].map(lambda v: f"{v:.4f}"),
+            "weight %": [f"{w:.1f}" for w in weights],
+        },
+        index=data.index,
+    )
     return out
 
 
@@ -83,7 +88,9 @@ def cmd_contrast(args) -> int:
     data = ct.read_contrasts(args.file, measure=args.measure)
     excluded = data.attrs.get("excluded", [])
     if excluded:
-        print(f"{len(excluded)} rows of {args.file} are excluded from the analysis (their 'exclude' column):")
+        print(
+            f"{len(excluded)} rows of {args.file} are excluded from the analysis (their 'exclude' column):"
+        )
         for e in excluded:
             print(f"  row {e['row']} {e['study']}: {e['reason']}")
         print()
@@ -91,27 +98,41 @@ def cmd_contrast(args) -> int:
     ratio = m != "identity"
     methods = [s.strip().upper() for s in args.method.split(",") if s.strip()]
     tests = ["z", "knha"] if args.test == "both" else [args.test]
-    fits = [ct.random_effects(data, method=me, test=te, level=args.level, prediction=args.prediction)
-            for me in methods for te in tests]  # fmt: skip
+    fits = [
+        ct.random_effects(data, method=me, test=te, level=args.level, prediction=args.prediction)
+        for me in methods
+        for te in tests
+    ]
     main_fit = fits[0]
     k = len(data)
-    print(f"{k} trials from {args.file} ({ct.MEASURES[m]}"
-          f"{', analysed on the log scale' if ratio else ''}; sha256 {data.attrs['sha256'][:12]})\n")  # fmt: skip
+    print(
+        f"{k} trials from {args.file} ({ct.MEASURES[m]}"
+        f"{', analysed on the log scale' if ratio else ''}; sha256 {data.attrs['sha256'][:12]})\n"
+    )
     print(_studies_table(data, main_fit.weights).to_string())
     print(f"(weights: {main_fit.method} random-effects)\n")
     print("Frequentist random-effects estimates")
     print(_frequentist_rows(fits, m).to_string())
-    pi = ("metafor's default: normal quantile under z, t(k-1) under HKSJ" if args.prediction == "metafor"
-          else "Higgins-Thompson-Spiegelhalter, t(k-2)")  # fmt: skip
+    pi = (
+        "metafor's default: normal quantile under z, t(k-1) under HKSJ"
+        if args.prediction == "metafor"
+        else "Higgins-Thompson-Spiegelhalter, t(k-2)"
+    )
     print(f"PI: {100 * args.level:g}% prediction interval for a new trial's true effect ({pi}).")
     print("REML and ML by Fisher scoring (step halving, start at the Hedges estimator).")
-    print(f"Heterogeneity: Q({main_fit.Q_df}) = {main_fit.Q:.2f}, p = {main_fit.Q_pvalue:.2g}; "
-          f"tau^2 {100 * args.level:g}% Q-profile CI "
-          f"{main_fit.tau2_lower:.4f}-{main_fit.tau2_upper:.4f}\n")  # fmt: skip
+    print(
+        f"Heterogeneity: Q({main_fit.Q_df}) = {main_fit.Q:.2f}, p = {main_fit.Q_pvalue:.2g}; "
+        f"tau^2 {100 * args.level:g}% Q-profile CI "
+        f"{main_fit.tau2_lower:.4f}-{main_fit.tau2_upper:.4f}\n"
+    )
     bayes = None
     if not args.no_bayes:
-        bayes = ct.bayesian(data, tau_prior=ct.parse_tau_prior(args.tau_prior),
-                            mu_prior=ct.parse_mu_prior(args.mu_prior), level=args.level)  # fmt: skip
+        bayes = ct.bayesian(
+            data,
+            tau_prior=ct.parse_tau_prior(args.tau_prior),
+            mu_prior=ct.parse_mu_prior(args.mu_prior),
+            level=args.level,
+        )
         print(repr(bayes))
         print()
     egger = None
@@ -119,35 +140,64 @@ def cmd_contrast(args) -> int:
         egger = ct.egger_test(data, model="lm", level=args.level)
         print(repr(egger))
         if k < 10:
-            print(f"  (with {k} trials the test has little power: a non-significant result is not evidence "
-                  "of no small-study effects)")  # fmt: skip
+            print(
+                f"  (with {k} trials the test has little power: a non-significant result is not evidence "
+                "of no small-study effects)"
+            )
         print()
     loo = None
     if k >= 3 and not args.no_leave_one_out:
         loo = ct.leave_one_out(main_fit)
-        print(f"Leave-one-out ({main_fit.method}, {'z' if main_fit.test == 'z' else 'HKSJ'}): pooled estimate "
-              "without each trial")  # fmt: skip
+        print(
+            f"Leave-one-out ({main_fit.method}, {'z' if main_fit.test == 'z' else 'HKSJ'}): pooled estimate "
+            "without each trial"
+        )
         tf = np.exp if ratio else (lambda v: v)
-        view = loo.assign(**{
-            (m if ratio else "estimate"): tf(loo["estimate"]).map(lambda v: f"{v:.2f}"),
-            "CI": [f"{tf(a):.2f}-{tf(b):.2f}" for a, b in zip(loo["ci_lower"], loo["ci_upper"])],
-            "tau^2": loo["tau2"].map(lambda v: f"{v:.4f}"), "I^2 %": loo["I2"].map(lambda v: f"{v:.1f}"),
-        })[[m if ratio else "estimate", "CI", "tau^2", "I^2 %"]]  # fmt: skip
+        view = loo.assign(
+            **{
+                (m if ratio else "estimate"): tf(loo["estimate"]).map(lambda v: f"{v:.2f}"),
+                "CI": [
+                    f"{tf(a):.2f}-{tf(b):.2f}" for a, b in zip(loo["ci_lower"], loo["ci_upper"])
+                ],
+                "tau^2": loo["tau2"].map(lambda v: f"{v:.4f}"),
+                "I^2 %": loo["I2"].map(lambda v: f"{v:.1f}"),
+            }
+        )[[m if ratio else "estimate", "CI", "tau^2", "I^2 %"]]
         print(view.to_string())
         print()
     table = None
     if args.events:
         if not ratio or m != "HR":
             raise OptionError("--events (assurance of a time-to-event trial) needs --measure HR")
-        pred = bayes.predictive() if bayes is not None else ct.Predictive.normal(
-            main_fit.estimate, float(np.sqrt(main_fit.se**2 + main_fit.tau2)), label="N(mu, se^2 + tau^2)")
-        table = ct.assurance_table(pred, args.events, allocation=args.allocation, alpha=args.alpha,
-                                   target_hr=args.target_hr)  # fmt: skip
-        src = "Bayesian posterior predictive" if bayes is not None else f"{main_fit.method} normal approximation"
-        print(f"Probability of success of a planned two-arm trial (one-sided alpha {args.alpha:g}, "
-              f"{args.allocation:.3g} allocated to the new agent; Schoenfeld), over the {src} of a new trial's HR")  # fmt: skip
+        pred = (
+            bayes.predictive()
+            if bayes is not None
+            else ct.Predictive.normal(
+                main_fit.estimate,
+                float(np.sqrt(main_fit.se**2 + main_fit.tau2)),
+                label="N(mu, se^2 + tau^2)",
+            )
+        )
+        table = ct.assurance_table(
+            pred,
+            args.events,
+            allocation=args.allocation,
+            alpha=args.alpha,
+            target_hr=args.target_hr,
+        )
+        src = (
+            "Bayesian posterior predictive"
+            if bayes is not None
+            else f"{main_fit.method} normal approximation"
+        )
+        print(
+            f"Probability of success of a planned two-arm trial (one-sided alpha {args.alpha:g}, "
+            f"{args.allocation:.3g} allocated to the new agent; Schoenfeld), over the {src} of a new trial's HR"
+        )
         print(table.to_string(float_format=lambda v: f"{v:.3f}"))
-        print("assurance = power averaged over the predicted true HR; it cannot exceed P(true HR < 1).\n")
+        print(
+            "assurance = power averaged over the predicted true HR; it cannot exceed P(true HR < 1).\n"
+        )
     if args.plots is not None:
         out = Path(args.plots)
         _save_figure(ct.forest_plot(main_fit), out / "forest.png")
@@ -160,18 +210,35 @@ def cmd_contrast(args) -> int:
     if args.json is not None:
         doc = {
             "lmsbayes_version": __version__,
-            "input": {"file": str(args.file), "sha256": data.attrs["sha256"], "measure": m, "k": k,
-                      "excluded": excluded},
-            "options": {"method": methods, "test": tests, "prediction": args.prediction, "level": args.level,
-                        "tau_prior": args.tau_prior, "mu_prior": args.mu_prior},
-            "studies": json.loads(data[["yi", "sei", "estimate", "lower", "upper", "input"]].to_json(orient="index")),
+            "input": {
+                "file": str(args.file),
+                "sha256": data.attrs["sha256"],
+                "measure": m,
+                "k": k,
+                "excluded": excluded,
+            },
+            "options": {
+                "method": methods,
+                "test": tests,
+                "prediction": args.prediction,
+                "level": args.level,
+                "tau_prior": args.tau_prior,
+                "mu_prior": args.mu_prior,
+            },
+            "studies": json.loads(
+                data[["yi", "sei", "estimate", "lower", "upper", "input"]].to_json(orient="index")
+            ),
             "frequentist": [json.loads(f.table().to_json(orient="records"))[0] for f in fits],
-            "bayesian": None if bayes is None else json.loads(bayes.summary().to_json(orient="index")),
+            "bayesian": None
+            if bayes is None
+            else json.loads(bayes.summary().to_json(orient="index")),
             "egger": None if egger is None else json.loads(egger.to_series().to_json()),
             "leave_one_out": None if loo is None else json.loads(loo.to_json(orient="index")),
             "assurance": None if table is None else json.loads(table.to_json(orient="index")),
-        }  # fmt: skip
-        _atomic_write_bytes(Path(args.json), (json.dumps(doc, indent=2, allow_nan=True) + "\n").encode())
+        }
+        _atomic_write_bytes(
+            Path(args.json), (json.dumps(doc, indent=2, allow_nan=True) + "\n").encode()
+        )
         print(f"results written to {args.json}", file=sys.stderr)
     return 0
 
@@ -203,34 +270,79 @@ def register(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     q.add_argument("file", metavar="FILE.csv", help="contrast table (see below)")
-    q.add_argument("--measure", choices=["HR", "OR", "RR", "identity"], default="HR",
-                   help="what the estimates are (default: HR; ratios are pooled on the log scale)")
-    q.add_argument("--method", default="DL,REML",
-                   help="tau^2 estimators, comma-separated, from DL, REML, ML, PM, HE, EE (default: DL,REML; "
-                        "the first gives the weights, leave-one-out and plots)")
-    q.add_argument("--test", choices=["z", "knha", "both"], default="both",
-                   help="Wald z, Hartung-Knapp-Sidik-Jonkman (knha), or both (default: both)")
-    q.add_argument("--prediction", choices=["metafor", "hts"], default="metafor",
-                   help="prediction interval: metafor's default or Higgins-Thompson-Spiegelhalter t(k-2) "
-                        "(default: metafor)")
-    q.add_argument("--level", type=float, default=0.95, help="confidence / credible level (default: 0.95)")
-    q.add_argument("--tau-prior", default="half-normal:0.5",
-                   help="Bayesian tau prior: half-normal:S, half-cauchy:S, half-t:NU,S, exponential:RATE, "
-                        "uniform, uniform:LO,HI, or a bayesmeta name (jeffreys, dumouchel, i2, sqrt, "
-                        "shrinkage, conventional, berger-deely, overall-jeffreys) (default: half-normal:0.5, "
-                        "a weakly informative prior for log HR / log OR; set it for other scales)")
-    q.add_argument("--mu-prior", default="normal:0,4",
-                   help="Bayesian prior of the pooled log ratio: normal:MEAN,SD or flat (default: normal:0,4)")
+    q.add_argument(
+        "--measure",
+        choices=["HR", "OR", "RR", "identity"],
+        default="HR",
+        help="what the estimates are (default: HR; ratios are pooled on the log scale)",
+    )
+    q.add_argument(
+        "--method",
+        default="DL,REML",
+        help="tau^2 estimators, comma-separated, from DL, REML, ML, PM, HE, EE (default: DL,REML; "
+        "the first gives the weights, leave-one-out and plots)",
+    )
+    q.add_argument(
+        "--test",
+        choices=["z", "knha", "both"],
+        default="both",
+        help="Wald z, Hartung-Knapp-Sidik-Jonkman (knha), or both (default: both)",
+    )
+    q.add_argument(
+        "--prediction",
+        choices=["metafor", "hts"],
+        default="metafor",
+        help="prediction interval: metafor's default or Higgins-Thompson-Spiegelhalter t(k-2) "
+        "(default: metafor)",
+    )
+    q.add_argument(
+        "--level", type=float, default=0.95, help="confidence / credible level (default: 0.95)"
+    )
+    q.add_argument(
+        "--tau-prior",
+        default="half-normal:0.5",
+        help="Bayesian tau prior: half-normal:S, half-cauchy:S, half-t:NU,S, exponential:RATE, "
+        "uniform, uniform:LO,HI, or a bayesmeta name (jeffreys, dumouchel, i2, sqrt, "
+        "shrinkage, conventional, berger-deely, overall-jeffreys) (default: half-normal:0.5, "
+        "a weakly informative prior for log HR / log OR; set it for other scales)",
+    )
+    q.add_argument(
+        "--mu-prior",
+        default="normal:0,4",
+        help="Bayesian prior of the pooled log ratio: normal:MEAN,SD or flat (default: normal:0,4)",
+    )
     q.add_argument("--no-bayes", action="store_true", help="skip the Bayesian analysis")
     q.add_argument("--no-leave-one-out", action="store_true", help="skip the leave-one-out table")
-    q.add_argument("--events", type=_events, nargs="+", metavar="D",
-                   help="assurance of a planned two-arm time-to-event trial with D events (several allowed)")
-    q.add_argument("--allocation", type=float, default=0.5,
-                   help="fraction randomised to the new agent in the planned trial (default: 0.5)")
-    q.add_argument("--alpha", type=float, default=0.025, help="one-sided alpha of the planned trial (default: 0.025)")
-    q.add_argument("--target-hr", type=float, default=None,
-                   help="also show the conventional power at this fixed HR")
-    q.add_argument("--plots", metavar="DIR", default=None,
-                   help="write forest.png, funnel.png (and forest_bayes.png) to DIR")
+    q.add_argument(
+        "--events",
+        type=_events,
+        nargs="+",
+        metavar="D",
+        help="assurance of a planned two-arm time-to-event trial with D events (several allowed)",
+    )
+    q.add_argument(
+        "--allocation",
+        type=float,
+        default=0.5,
+        help="fraction randomised to the new agent in the planned trial (default: 0.5)",
+    )
+    q.add_argument(
+        "--alpha",
+        type=float,
+        default=0.025,
+        help="one-sided alpha of the planned trial (default: 0.025)",
+    )
+    q.add_argument(
+        "--target-hr",
+        type=float,
+        default=None,
+        help="also show the conventional power at this fixed HR",
+    )
+    q.add_argument(
+        "--plots",
+        metavar="DIR",
+        default=None,
+        help="write forest.png, funnel.png (and forest_bayes.png) to DIR",
+    )
     q.add_argument("--json", metavar="FILE", default=None, help="write all results as JSON to FILE")
     q.set_defaults(func=cmd_contrast)

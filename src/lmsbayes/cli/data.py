@@ -15,17 +15,25 @@ def cmd_data(args) -> int:
         return 0
     if args.exclusions:
         excl = exclusions(trials)
-        print(f"{len(excl)} of {len(trials)} arms cannot enter a model ({' + '.join(trials.files)}):")
+        print(
+            f"{len(excl)} of {len(trials)} arms cannot enter a model ({' + '.join(trials.files)}):"
+        )
         for r in excl.itertuples():
             print(f"  {r.arm_id} ({r.line} {r.treatment_class}, {r.site}): {r.reason}")
         return 0
     table = evidence(trials, args.landmarks)
-    print(f"{len(trials)} arms, {len(trials.rates)} reported rates in {' + '.join(trials.files)} "
-          f"(sha256 {trials.sha256[:12]})")  # fmt: skip
-    with pd.option_context("display.width", 250, "display.max_columns", None, "display.max_rows", None):
+    print(
+        f"{len(trials)} arms, {len(trials.rates)} reported rates in {' + '.join(trials.files)} "
+        f"(sha256 {trials.sha256[:12]})"
+    )
+    with pd.option_context(
+        "display.width", 250, "display.max_columns", None, "display.max_rows", None
+    ):
         print(table.to_string(index=False, na_rep=""))
-    print("arms_usable = arms that can enter a model (`lmsbayes data --exclusions` lists the others); "
-          "reported_/derived_<L>m = usable arms whose rate at L months is reported / derived from the median")  # fmt: skip
+    print(
+        "arms_usable = arms that can enter a model (`lmsbayes data --exclusions` lists the others); "
+        "reported_/derived_<L>m = usable arms whose rate at L months is reported / derived from the median"
+    )
     return 0
 
 
@@ -36,7 +44,9 @@ def _landmark(text: str) -> float:
     try:
         t = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"landmark must be a number of months, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"landmark must be a number of months, got {text!r}"
+        ) from None
     if not (math.isfinite(t) and 0 < t <= 120):
         raise argparse.ArgumentTypeError(f"landmark must be in (0, 120] months, got {text!r}")
     return t
@@ -44,13 +54,29 @@ def _landmark(text: str) -> float:
 
 def register(sub) -> None:
     """Add the ``data`` verb to the ``lmsbayes`` parser."""
-    q = sub.add_parser("data", help="evidence per line x class x site in the trial data; --exclusions lists "
-                       "arms that cannot enter a model")  # fmt: skip
+    q = sub.add_parser(
+        "data",
+        help="evidence per line x class x site in the trial data; --exclusions lists "
+        "arms that cannot enter a model",
+    )
     q.add_argument("--data", default=None, help="trial-arm CSV (default: the bundled data)")
-    q.add_argument("--rates", default=None, help="rates CSV (default: NAME_rates.csv beside --data, if any)")
-    q.add_argument("--landmarks", type=_landmark, nargs="+", default=[3.0, 6.0],
-                   help="landmarks (months) for the reported / derived counts (default 3 6)")  # fmt: skip
+    q.add_argument(
+        "--rates", default=None, help="rates CSV (default: NAME_rates.csv beside --data, if any)"
+    )
+    q.add_argument(
+        "--landmarks",
+        type=_landmark,
+        nargs="+",
+        default=[3.0, 6.0],
+        help="landmarks (months) for the reported / derived counts (default 3 6)",
+    )
     what = q.add_mutually_exclusive_group()
-    what.add_argument("--exclusions", action="store_true", help="list the arms that cannot enter a model, with the reason")
-    what.add_argument("--markdown", action="store_true", help="the block data/README.md holds (markdown)")
+    what.add_argument(
+        "--exclusions",
+        action="store_true",
+        help="list the arms that cannot enter a model, with the reason",
+    )
+    what.add_argument(
+        "--markdown", action="store_true", help="the block data/README.md holds (markdown)"
+    )
     q.set_defaults(func=cmd_data)

@@ -5,9 +5,17 @@ from __future__ import annotations
 import json
 
 from lmsbayes.cli._common import (
-    Progress, atomic_write_text, check_outputs, exit_for, fit_args, fit_from_args, hazard_ratio, load_spec_from_args,
-    strict_failed, version,
-)  # fmt: skip
+    Progress,
+    atomic_write_text,
+    check_outputs,
+    exit_for,
+    fit_args,
+    fit_from_args,
+    hazard_ratio,
+    load_spec_from_args,
+    strict_failed,
+    version,
+)
 
 
 def _landmark_order(fit, at=None):
@@ -19,11 +27,22 @@ def _landmark_order(fit, at=None):
         return order, None
     worst = order.loc[order["prob_later_higher"].idxmax()]
     coherent = fit.spec.survival or fit.spec.joint
-    how = "one survival curve per arm" if fit.spec.survival else "jointly" if fit.spec.joint else "independently"
+    how = (
+        "one survival curve per arm"
+        if fit.spec.survival
+        else "jointly"
+        if fit.spec.joint
+        else "independently"
+    )
     if worst.prob_later_higher == 0:
-        return order, f"landmarks fitted {how}: pooled rates fall with time in every draw of every setting"
-    text = (f"landmarks fitted {how}: pooled S({worst.later:g} mo) > S({worst.earlier:g} mo), which no survival "
-            f"curve can do, in {100 * worst.prob_later_higher:.0f}% of draws ({worst.setting})")  # fmt: skip
+        return (
+            order,
+            f"landmarks fitted {how}: pooled rates fall with time in every draw of every setting",
+        )
+    text = (
+        f"landmarks fitted {how}: pooled S({worst.later:g} mo) > S({worst.earlier:g} mo), which no survival "
+        f"curve can do, in {100 * worst.prob_later_higher:.0f}% of draws ({worst.setting})"
+    )
     if not coherent:
         text += "; the default survival model keeps the order"
     return order, text
@@ -38,13 +57,18 @@ def _evidence_text(r) -> str:
     if r.get("arms", 0) != r.get("arms", 0):  # NaN: no evidence columns
         return ""
     parts = [f"{int(r['arms'])} arm{'s' if r['arms'] != 1 else ''}"]
-    if r.get("arms_unknown_site", 0) == r.get("arms_unknown_site", 0) and r.get("arms_unknown_site", 0):
+    if r.get("arms_unknown_site", 0) == r.get("arms_unknown_site", 0) and r.get(
+        "arms_unknown_site", 0
+    ):
         parts[0] += f" (+{int(r['arms_unknown_site'])} site unknown)"
     if r["patients"] == r["patients"] and r["patients"] > 0:
         parts.append(f"{int(r['patients'])} pts")
     obs = []
-    for key, one, many in (("rates_reported", "rate", "rates"), ("medians", "median", "medians"),
-                           ("rates_derived", "derived rate", "derived rates")):
+    for key, one, many in (
+        ("rates_reported", "rate", "rates"),
+        ("medians", "median", "medians"),
+        ("rates_derived", "derived rate", "derived rates"),
+    ):
         k = int(r.get(key, 0) or 0)
         if k:
             obs.append(f"{k} {one if k == 1 else many}")
@@ -59,24 +83,42 @@ def _print_table(table, fit, order_line: str | None) -> None:
     ref = table.attrs.get("reference", "pooled")
     fmt = lambda lo, mid, hi: f"{mid:.2f} ({lo:.2f}-{hi:.2f})"  # noqa: E731
     has_ev = "arms" in table
-    out = pd.DataFrame({
-        "setting": table["setting"], "landmark": table["landmark"].map(lambda t: f"{t:g} mo"),
-        "HR": table["hr"].map("{:g}".format),
-        "p0": [fmt(a, b, c) for a, b, c in zip(table.p0_lower, table.p0, table.p0_upper)],
-        "p1 = p0^HR": [fmt(a, b, c) for a, b, c in zip(table.p1_lower, table.p1, table.p1_upper)],
-        "EORTC 2021 p0 (per line)": [f"{v:.2f} ({ci})" if v == v else "" for v, ci in zip(table.eortc_p0, table.eortc_p0_ci)],
-    })  # fmt: skip
+    out = pd.DataFrame(
+        {
+            "setting": table["setting"],
+            "landmark": table["landmark"].map(lambda t: f"{t:g} mo"),
+            "HR": table["hr"].map("{:g}".format),
+            "p0": [fmt(a, b, c) for a, b, c in zip(table.p0_lower, table.p0, table.p0_upper)],
+            "p1 = p0^HR": [
+                fmt(a, b, c) for a, b, c in zip(table.p1_lower, table.p1, table.p1_upper)
+            ],
+            "EORTC 2021 p0 (per line)": [
+                f"{v:.2f} ({ci})" if v == v else ""
+                for v, ci in zip(table.eortc_p0, table.eortc_p0_ci)
+            ],
+        }
+    )
     if has_ev:
         out["informed by (cell)"] = [_evidence_text(r) for _, r in table.iterrows()]
         out["sd ratio"] = [f"{v:.2f}" if v == v else "" for v in table["sd_ratio"]]
     what = "pooled" if ref == "pooled" else "predictive (new trial)"
-    print(f"lmsbayes {version()} - efficacy thresholds for phase II LMS trials (spec {fit.spec.name!r}, "
-          f"{fit.engine} engine)")  # fmt: skip
-    print(f"p0 = posterior median of the {what} PFS rate at the landmark, with its 95% credible interval (CrI);"
-          " p1 = p0^HR per draw")  # fmt: skip
-    n_exc = len(set(fit.data.excluded["arm_id"]) - set(fit.data.arms.index)) if len(fit.data.excluded) else 0
-    print(f"data: {len(fit.data.arms)} arms enter the model ({n_exc} arms excluded: `lmsbayes run --exclusions` "
-          f"lists the reasons), sha256 {fit.data.data_sha256[:12]}")  # fmt: skip
+    print(
+        f"lmsbayes {version()} - efficacy thresholds for phase II LMS trials (spec {fit.spec.name!r}, "
+        f"{fit.engine} engine)"
+    )
+    print(
+        f"p0 = posterior median of the {what} PFS rate at the landmark, with its 95% credible interval (CrI);"
+        " p1 = p0^HR per draw"
+    )
+    n_exc = (
+        len(set(fit.data.excluded["arm_id"]) - set(fit.data.arms.index))
+        if len(fit.data.excluded)
+        else 0
+    )
+    print(
+        f"data: {len(fit.data.arms)} arms enter the model ({n_exc} arms excluded: `lmsbayes run --exclusions` "
+        f"lists the reasons), sha256 {fit.data.data_sha256[:12]}"
+    )
     print(out.to_string(index=False))
     settings = dict(zip(table["setting"], table["description"])) if "description" in table else {}
     if settings:
@@ -90,16 +132,20 @@ def _print_table(table, fit, order_line: str | None) -> None:
             for (name, flags), g in flagged.groupby(["setting", "flags"], sort=False):
                 when = ", ".join(f"{t:g}" for t in g["landmark"])
                 print(f"  {name} ({when} mo): {flags}")
-        print("informed by: arms of the same line and class with a uterine fraction within 0.25 of the setting's "
-              "(case-mix rows: all arms of the line), their patients and reported observations; sd ratio: "
-              "posterior / prior sd of the pooled logit (1 = the data add nothing to the prior).")  # fmt: skip
+        print(
+            "informed by: arms of the same line and class with a uterine fraction within 0.25 of the setting's "
+            "(case-mix rows: all arms of the line), their patients and reported observations; sd ratio: "
+            "posterior / prior sd of the pooled logit (1 = the data add nothing to the prior)."
+        )
     print(fit.diagnostics.line())
     if fit.diagnostics.note:
         print(fit.diagnostics.note)
     if order_line:
         print(order_line)
-    print("EORTC 2021: Kantidakis et al., Eur J Cancer 2021;154:253-268, pooled PFS rate per line (95% CI), "
-          "shown beside the case-mix rows it is comparable with.")  # fmt: skip
+    print(
+        "EORTC 2021: Kantidakis et al., Eur J Cancer 2021;154:253-268, pooled PFS rate per line (95% CI), "
+        "shown beside the case-mix rows it is comparable with."
+    )
 
 
 def _print_binomial(table, fit) -> None:
@@ -111,22 +157,30 @@ def _print_binomial(table, fit) -> None:
 
     d = fit.data
     patients = int(np.nansum(d.arms["n"].astype(float)))
-    print(f"lmsbayes {version()} - random-effects meta-analysis of a binomial table (spec {fit.spec.name!r}, "
-          f"{fit.engine} engine)")  # fmt: skip
-    print(f"data: {d.n_arms} studies, {patients} patients, sha256 {d.data_sha256[:12]}"
-          + (f"; covariates {list(d.covariates)}" if d.covariates else ""))  # fmt: skip
+    print(
+        f"lmsbayes {version()} - random-effects meta-analysis of a binomial table (spec {fit.spec.name!r}, "
+        f"{fit.engine} engine)"
+    )
+    print(
+        f"data: {d.n_arms} studies, {patients} patients, sha256 {d.data_sha256[:12]}"
+        + (f"; covariates {list(d.covariates)}" if d.covariates else "")
+    )
     rate = predict(fit)["rate"]
     fmt = lambda x: f"{np.median(x):.3f} ({np.quantile(x, 0.025):.3f}-{np.quantile(x, 0.975):.3f})"  # noqa: E731
     for s in rate["setting"].values:
         r = rate.sel(setting=s)
-        print(f"  {s}: pooled rate {fmt(r.sel(quantity='pooled').values)}; predictive rate of a new study "
-              f"{fmt(r.sel(quantity='predictive').values)} (posterior medians, 95% credible intervals)")  # fmt: skip
+        print(
+            f"  {s}: pooled rate {fmt(r.sel(quantity='pooled').values)}; predictive rate of a new study "
+            f"{fmt(r.sel(quantity='predictive').values)} (posterior medians, 95% credible intervals)"
+        )
     if not d.covariates:
         mix = map_prior(fit)
         ests = {m: ess(mix, m) for m in ("elir", "moment", "morita")}
         print(f"MAP prior of a new study's rate: {mix!r}")
-        print(f"  mean {mix.mean():.4f}, sd {mix.sd():.4f}; ESS: ELIR {ests['elir']:.1f} (report this one), "
-              f"moment {ests['moment']:.1f}, Morita {ests['morita']:.1f}")  # fmt: skip
+        print(
+            f"  mean {mix.mean():.4f}, sd {mix.sd():.4f}; ESS: ELIR {ests['elir']:.1f} (report this one), "
+            f"moment {ests['moment']:.1f}, Morita {ests['morita']:.1f}"
+        )
         print("  RBesT: " + mix.to_rbest())
     print(fit.diagnostics.line())
 
@@ -136,18 +190,29 @@ def _emit_table(table, fit, args, *, write: bool = True) -> None:
     order, order_line = _landmark_order(fit, at=json.loads(table.attrs.get("at", "{}") or "{}"))
     if write and getattr(args, "json", None):
         payload = {
-            "lmsbayes_version": version(), "spec": fit.spec.name, "spec_hash": fit.spec.hash,
-            "data_sha256": fit.data.data_sha256, "reference": table.attrs.get("reference"),
-            "at": json.loads(table.attrs.get("at", "{}") or "{}"), "engine": fit.engine,
-            "diagnostics": {"engine": fit.engine, "divergences": fit.diagnostics.divergences,
-                            "max_rhat": _num(fit.diagnostics.max_rhat), "min_ess_bulk": _num(fit.diagnostics.min_ess_bulk),
-                            "min_ess_tail": _num(fit.diagnostics.min_ess_tail), "khat": _num(fit.diagnostics.khat),
-                            "importance_ess": _num(fit.diagnostics.is_ess), "ok": fit.diagnostics.ok,
-                            "problems": fit.diagnostics.problems, "note": fit.diagnostics.note},
+            "lmsbayes_version": version(),
+            "spec": fit.spec.name,
+            "spec_hash": fit.spec.hash,
+            "data_sha256": fit.data.data_sha256,
+            "reference": table.attrs.get("reference"),
+            "at": json.loads(table.attrs.get("at", "{}") or "{}"),
+            "engine": fit.engine,
+            "diagnostics": {
+                "engine": fit.engine,
+                "divergences": fit.diagnostics.divergences,
+                "max_rhat": _num(fit.diagnostics.max_rhat),
+                "min_ess_bulk": _num(fit.diagnostics.min_ess_bulk),
+                "min_ess_tail": _num(fit.diagnostics.min_ess_tail),
+                "khat": _num(fit.diagnostics.khat),
+                "importance_ess": _num(fit.diagnostics.is_ess),
+                "ok": fit.diagnostics.ok,
+                "problems": fit.diagnostics.problems,
+                "note": fit.diagnostics.note,
+            },
             "excluded": json.loads(fit.data.excluded.to_json(orient="records")),
             "rows": json.loads(table.to_json(orient="records")),
             "landmark_order": json.loads(order.to_json(orient="records")),
-        }  # fmt: skip
+        }
         atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
     if write and getattr(args, "csv", None):
         atomic_write_text(args.csv, table.to_csv(index=False))
@@ -157,8 +222,10 @@ def _emit_table(table, fit, args, *, write: bool = True) -> None:
         _print_table(table, fit, order_line)
     if getattr(args, "exclusions", False):
         exc = fit.data.excluded
-        print(f"\nexcluded ({len(set(exc['arm_id']) - set(fit.data.arms.index))} arms; rows with a landmark are single "
-              "observations of an arm that otherwise enters):")  # fmt: skip
+        print(
+            f"\nexcluded ({len(set(exc['arm_id']) - set(fit.data.arms.index))} arms; rows with a landmark are single "
+            "observations of an arm that otherwise enters):"
+        )
         print(exc.to_string(index=False) if len(exc) else "  none")
 
 
@@ -167,8 +234,13 @@ def _thresholds_table(fit, args):
 
     hr = args.hr if getattr(args, "hr", None) else None
     landmarks = getattr(args, "landmarks", None)
-    ds = thresholds(fit, hr=hr, reference=getattr(args, "reference", None), landmarks=landmarks,
-                    at=dict(getattr(args, "at", None) or []))  # fmt: skip
+    ds = thresholds(
+        fit,
+        hr=hr,
+        reference=getattr(args, "reference", None),
+        landmarks=landmarks,
+        at=dict(getattr(args, "at", None) or []),
+    )
     return threshold_table(ds, fit=fit)
 
 
@@ -193,9 +265,11 @@ def _check_at(spec, args) -> None:
     given = {k for k, _ in spec.thresholds.at} | {k for k, _ in (getattr(args, "at", None) or [])}
     for name, cdef in spec.covariates:
         if cdef.type == "numeric" and name not in given and cdef.column not in given:
-            raise OptionError(f"spec {spec.name!r} has the covariate {name!r} (column {cdef.column!r}): give the "
-                             f"new trial's value with --at {cdef.column}=VALUE or [thresholds] at = "
-                             f"{{ {cdef.column} = VALUE }}")  # fmt: skip
+            raise OptionError(
+                f"spec {spec.name!r} has the covariate {name!r} (column {cdef.column!r}): give the "
+                f"new trial's value with --at {cdef.column}=VALUE or [thresholds] at = "
+                f"{{ {cdef.column} = VALUE }}"
+            )
 
 
 def _parse_landmarks(text: str) -> list[float]:
@@ -204,7 +278,9 @@ def _parse_landmarks(text: str) -> list[float]:
     try:
         out = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be comma-separated months such as 3,6,12, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated months such as 3,6,12, got {text!r}"
+        ) from None
     if not out or any(not (0 < t <= 120) for t in out):
         raise argparse.ArgumentTypeError(f"each landmark must be in (0, 120] months, got {text!r}")
     return out
@@ -252,7 +328,9 @@ def cmd_report(args) -> int:
 
     check_outputs(args, directories=("output",))
     progress = Progress(args.quiet)
-    result = load_fit(args.fit) if args.fit else fit_from_args(args, progress, load_spec_from_args(args))
+    result = (
+        load_fit(args.fit) if args.fit else fit_from_args(args, progress, load_spec_from_args(args))
+    )
     if strict_failed(result, args):
         return exit_for(result, args, (args.output,))
     path = write_report(result, args.output)
@@ -261,51 +339,95 @@ def cmd_report(args) -> int:
 
 
 def table_args(q) -> None:
-    q.add_argument("--landmarks", type=_parse_landmarks, default=None, metavar="T1,T2,...",
-                   help="landmarks in months, e.g. 3,6,9,12 (default: the spec's; any landmark from the "
-                   "survival model, only fitted ones from a per-landmark model)")
-    q.add_argument("--exclusions", action="store_true",
-                   help="also list the excluded arms and observations, with the reason")
-    q.add_argument("--hr", type=hazard_ratio, nargs="+", metavar="HR",
-                   help="hazard ratios in (0, 1) for p1 = p0^HR (default: the spec's, 0.65 in the bundled specs)")
-    q.add_argument("--reference", choices=["pooled", "predictive"],
-                   help="p0 from the pooled rate of a typical trial or the predictive rate of a new one "
-                        "(default: the spec's, pooled in the bundled specs as in EORTC 2021)")  # fmt: skip
-    q.add_argument("--at", type=_parse_at, action="append", metavar="NAME=VALUE",
-                   help="value of a spec's own covariate for the new trial, in the data column's units "
-                        "(e.g. --at year=2026 for the time_trend spec; default: the spec's [thresholds] at)")  # fmt: skip
-    q.add_argument("--json", metavar="FILE", help="also write the table, with provenance and diagnostics, as JSON")
+    q.add_argument(
+        "--landmarks",
+        type=_parse_landmarks,
+        default=None,
+        metavar="T1,T2,...",
+        help="landmarks in months, e.g. 3,6,9,12 (default: the spec's; any landmark from the "
+        "survival model, only fitted ones from a per-landmark model)",
+    )
+    q.add_argument(
+        "--exclusions",
+        action="store_true",
+        help="also list the excluded arms and observations, with the reason",
+    )
+    q.add_argument(
+        "--hr",
+        type=hazard_ratio,
+        nargs="+",
+        metavar="HR",
+        help="hazard ratios in (0, 1) for p1 = p0^HR (default: the spec's, 0.65 in the bundled specs)",
+    )
+    q.add_argument(
+        "--reference",
+        choices=["pooled", "predictive"],
+        help="p0 from the pooled rate of a typical trial or the predictive rate of a new one "
+        "(default: the spec's, pooled in the bundled specs as in EORTC 2021)",
+    )
+    q.add_argument(
+        "--at",
+        type=_parse_at,
+        action="append",
+        metavar="NAME=VALUE",
+        help="value of a spec's own covariate for the new trial, in the data column's units "
+        "(e.g. --at year=2026 for the time_trend spec; default: the spec's [thresholds] at)",
+    )
+    q.add_argument(
+        "--json",
+        metavar="FILE",
+        help="also write the table, with provenance and diagnostics, as JSON",
+    )
     q.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
 
 
 def register(sub) -> None:
     """Add the verbs of this module to the ``lmsbayes`` parser."""
-    q = sub.add_parser("run", help="fit the default analysis on the bundled data and print the threshold table",
-                       description="Fit a spec (the default analysis unless --spec) and print the threshold "
-                                   "table p0 / p1 = p0^HR next to the EORTC 2021 values.")  # fmt: skip
+    q = sub.add_parser(
+        "run",
+        help="fit the default analysis on the bundled data and print the threshold table",
+        description="Fit a spec (the default analysis unless --spec) and print the threshold "
+        "table p0 / p1 = p0^HR next to the EORTC 2021 values.",
+    )
     fit_args(q, spec_positional=False)
     table_args(q)
     q.add_argument("-o", "--output", metavar="FILE", help="also save the fit (netCDF)")
     q.set_defaults(func=cmd_run)
 
-    q = sub.add_parser("fit", help="fit a model spec and save the fit (netCDF)",
-                       description="Fit a model spec, save the fit as netCDF (with its spec, data hash, "
-                                   "version and seed) and print the posterior summary.")  # fmt: skip
+    q = sub.add_parser(
+        "fit",
+        help="fit a model spec and save the fit (netCDF)",
+        description="Fit a model spec, save the fit as netCDF (with its spec, data hash, "
+        "version and seed) and print the posterior summary.",
+    )
     fit_args(q, spec_positional=True)
     q.add_argument("-o", "--output", default="fit.nc", metavar="FILE", help="output netCDF file")
     q.set_defaults(func=cmd_fit)
 
-    q = sub.add_parser("thresholds", help="threshold table from a saved fit",
-                       description="Print the threshold table of a fit saved by `lmsbayes fit` (no refit).")
-    q.add_argument("fit", metavar="FIT", help="fit file (netCDF) written by `lmsbayes fit` or `run -o`")
+    q = sub.add_parser(
+        "thresholds",
+        help="threshold table from a saved fit",
+        description="Print the threshold table of a fit saved by `lmsbayes fit` (no refit).",
+    )
+    q.add_argument(
+        "fit", metavar="FIT", help="fit file (netCDF) written by `lmsbayes fit` or `run -o`"
+    )
     table_args(q)
     q.set_defaults(func=cmd_thresholds)
 
-    q = sub.add_parser("report", help="write tables, figures and an HTML page",
-                       description="Write the report of a fit (CSV tables, PNG figures, a self-contained "
-                                   "index.html) into a directory. An existing directory is written into: "
-                                   "only the report's own files are replaced.")  # fmt: skip
-    q.add_argument("fit", nargs="?", metavar="FIT", help="saved fit (netCDF); without it the spec is fitted now")
+    q = sub.add_parser(
+        "report",
+        help="write tables, figures and an HTML page",
+        description="Write the report of a fit (CSV tables, PNG figures, a self-contained "
+        "index.html) into a directory. An existing directory is written into: "
+        "only the report's own files are replaced.",
+    )
+    q.add_argument(
+        "fit",
+        nargs="?",
+        metavar="FIT",
+        help="saved fit (netCDF); without it the spec is fitted now",
+    )
     fit_args(q, spec_positional=False)
     q.add_argument("-o", "--output", default="report", metavar="DIR", help="output directory")
     q.set_defaults(func=cmd_report)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from lmsbayes.cli._common import atomic_write_text, bounded, check_outputs, fraction, landmark_months
+from lmsbayes.cli._common import (
+    atomic_write_text,
+    bounded,
+    check_outputs,
+    fraction,
+    landmark_months,
+)
 
 
 def cmd_prior(args) -> int:
@@ -22,10 +28,11 @@ def cmd_prior(args) -> int:
     print(_ess_line(mix))
     print("RBesT: " + mix.to_rbest())
     if args.output:
-        atomic_write_text(args.output, mix.to_json())  # lmsbayes.files: package temp, umask permissions
+        atomic_write_text(
+            args.output, mix.to_json()
+        )  # lmsbayes.files: package temp, umask permissions
         print(f"written to {args.output}")
     return 0
-
 
 
 def _ess_line(mix) -> str:
@@ -41,34 +48,80 @@ def _ess_line(mix) -> str:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Morita's multi-modality note; it is labelled below
             morita = ess(mix, "morita")
-        return (f"ESS: elir {ess(mix, 'elir'):.1f} (the one to report, docs/designs.md); {moment} "
-                f"(conservative), morita {morita:.1f} (liberal for mixtures)")  # fmt: skip
+        return (
+            f"ESS: elir {ess(mix, 'elir'):.1f} (the one to report, docs/designs.md); {moment} "
+            f"(conservative), morita {morita:.1f} (liberal for mixtures)"
+        )
     bad = [f"Beta({a:.3g}, {b:.3g})" for a, b in zip(mix.a, mix.b, strict=True) if a < 1 or b < 1]
-    return (f"ESS: elir and morita undefined ({', '.join(bad)} has a shape < 1; --robust-bounded gives a "
-            f"robust component where they are defined); {moment}")  # fmt: skip
+    return (
+        f"ESS: elir and morita undefined ({', '.join(bad)} has a shape < 1; --robust-bounded gives a "
+        f"robust component where they are defined); {moment}"
+    )
 
 
 def register(sub) -> None:
     """Add the ``prior`` verb to the ``lmsbayes`` parser."""
-    q = sub.add_parser("prior", help="MAP prior (Beta mixture) for a setting from a saved fit",
-                       description="Fit a Beta mixture to the predictive distribution of a new trial's "
-                                   "PFS rate in one setting (a meta-analytic-predictive prior), optionally "
-                                   "robustified; print it, its ESS and the RBesT call, and write it as JSON.")  # fmt: skip
-    q.add_argument("fit", metavar="FIT", help="fit file (netCDF) written by `lmsbayes fit` or `run -o`")
-    q.add_argument("--line", required=True, choices=["1L", "2L+"],
-                   help="line of therapy of the new trial: 1L (first line) or 2L+ (pre-treated)")
-    q.add_argument("--landmark", type=landmark_months, required=True, metavar="MONTHS",
-                   help="landmark of the PFS rate, in months (one the fit has, e.g. 3 or 6)")
-    q.add_argument("--class", dest="treatment_class", default="R-T", choices=["R-T", "NR-T"],
-                   help="treatment class of the new trial: R-T (ESMO-recommended) or NR-T (not recommended)")
-    q.add_argument("--uterine", type=fraction, default=0.5, metavar="FRACTION",
-                   help="fraction of uterine LMS patients in the new trial, in [0, 1]")
-    q.add_argument("--robust", type=bounded(0, 1, lo_open=False, what="a weight"), default=0.0, metavar="WEIGHT",
-                   help="weight in [0, 1) of a vague component added to the MAP prior (e.g. 0.2; 0: none)")
-    q.add_argument("--robust-mean", type=bounded(0, 1, what="a mean"), default=None, metavar="MEAN",
-                   help="mean in (0, 1) of the vague component (default: 0.5, giving the uniform Beta(1, 1) as in RBesT; "
-                        "RBesT recommends the null rate p0)")
-    q.add_argument("--robust-bounded", action="store_true",
-                   help="robust component with both shapes >= 1 (ELIR defined) instead of RBesT's n = 1")
-    q.add_argument("-o", "--output", metavar="FILE", help="also write the prior as JSON (lmsbayes.prior schema)")
+    q = sub.add_parser(
+        "prior",
+        help="MAP prior (Beta mixture) for a setting from a saved fit",
+        description="Fit a Beta mixture to the predictive distribution of a new trial's "
+        "PFS rate in one setting (a meta-analytic-predictive prior), optionally "
+        "robustified; print it, its ESS and the RBesT call, and write it as JSON.",
+    )
+    q.add_argument(
+        "fit", metavar="FIT", help="fit file (netCDF) written by `lmsbayes fit` or `run -o`"
+    )
+    q.add_argument(
+        "--line",
+        required=True,
+        choices=["1L", "2L+"],
+        help="line of therapy of the new trial: 1L (first line) or 2L+ (pre-treated)",
+    )
+    q.add_argument(
+        "--landmark",
+        type=landmark_months,
+        required=True,
+        metavar="MONTHS",
+        help="landmark of the PFS rate, in months (one the fit has, e.g. 3 or 6)",
+    )
+    q.add_argument(
+        "--class",
+        dest="treatment_class",
+        default="R-T",
+        choices=["R-T", "NR-T"],
+        help="treatment class of the new trial: R-T (ESMO-recommended) or NR-T (not recommended)",
+    )
+    q.add_argument(
+        "--uterine",
+        type=fraction,
+        default=0.5,
+        metavar="FRACTION",
+        help="fraction of uterine LMS patients in the new trial, in [0, 1]",
+    )
+    q.add_argument(
+        "--robust",
+        type=bounded(0, 1, lo_open=False, what="a weight"),
+        default=0.0,
+        metavar="WEIGHT",
+        help="weight in [0, 1) of a vague component added to the MAP prior (e.g. 0.2; 0: none)",
+    )
+    q.add_argument(
+        "--robust-mean",
+        type=bounded(0, 1, what="a mean"),
+        default=None,
+        metavar="MEAN",
+        help="mean in (0, 1) of the vague component (default: 0.5, giving the uniform Beta(1, 1) as in RBesT; "
+        "RBesT recommends the null rate p0)",
+    )
+    q.add_argument(
+        "--robust-bounded",
+        action="store_true",
+        help="robust component with both shapes >= 1 (ELIR defined) instead of RBesT's n = 1",
+    )
+    q.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="also write the prior as JSON (lmsbayes.prior schema)",
+    )
     q.set_defaults(func=cmd_prior)

@@ -14,23 +14,58 @@ def register(sub) -> None:
     """Add the ``validate`` verb to the ``lmsbayes`` parser."""
     from lmsbayes.validate import DEFAULT_SPECS
 
-    q = sub.add_parser("validate", help="leave-one-trial-out (or temporal) predictive checks of specs, compared")
-    q.add_argument("specs", nargs="*", metavar="SPEC",
-                   help=f"specs to compare: TOML files or bundled names (default: {' '.join(DEFAULT_SPECS)})")
-    q.add_argument("--temporal", action="store_true",
-                   help="fit the arms published up to --year and predict the later ones (default: leave one trial out)")
-    q.add_argument("--year", type=int, default=2018, help="last year of the training arms with --temporal (default 2018)")
-    q.add_argument("--reference", default=None, help="spec the differences are taken from (default: the first)")
+    q = sub.add_parser(
+        "validate", help="leave-one-trial-out (or temporal) predictive checks of specs, compared"
+    )
+    q.add_argument(
+        "specs",
+        nargs="*",
+        metavar="SPEC",
+        help=f"specs to compare: TOML files or bundled names (default: {' '.join(DEFAULT_SPECS)})",
+    )
+    q.add_argument(
+        "--temporal",
+        action="store_true",
+        help="fit the arms published up to --year and predict the later ones (default: leave one trial out)",
+    )
+    q.add_argument(
+        "--year",
+        type=int,
+        default=2018,
+        help="last year of the training arms with --temporal (default 2018)",
+    )
+    q.add_argument(
+        "--reference", default=None, help="spec the differences are taken from (default: the first)"
+    )
     q.add_argument("--data", default=None, help="trial-arm CSV (default: the bundled data)")
-    q.add_argument("--engine", choices=["auto", "exact", "nuts"], default="exact",
-                   help="engine of every refit (default: exact)")
-    q.add_argument("--draws", type=int, default=None, help="posterior draws per refit (default: the spec's)")
+    q.add_argument(
+        "--engine",
+        choices=["auto", "exact", "nuts"],
+        default="exact",
+        help="engine of every refit (default: exact)",
+    )
+    q.add_argument(
+        "--draws", type=int, default=None, help="posterior draws per refit (default: the spec's)"
+    )
     q.add_argument("--csv", metavar="FILE", help="also write the comparison table as CSV")
-    q.add_argument("--json", metavar="FILE", help="also write the comparison (table, target, preference) as JSON")
-    q.add_argument("--observations", metavar="FILE",
-                   help="also write every held-out observation's PIT (and its arm's ELPD term) as CSV")
-    q.add_argument("--plot", metavar="FILE", help="also write the calibration figure (PNG, PDF or SVG)")
-    q.add_argument("--strict", action="store_true", help="exit with status 3 if any refit has inference problems")
+    q.add_argument(
+        "--json",
+        metavar="FILE",
+        help="also write the comparison (table, target, preference) as JSON",
+    )
+    q.add_argument(
+        "--observations",
+        metavar="FILE",
+        help="also write every held-out observation's PIT (and its arm's ELPD term) as CSV",
+    )
+    q.add_argument(
+        "--plot", metavar="FILE", help="also write the calibration figure (PNG, PDF or SVG)"
+    )
+    q.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit with status 3 if any refit has inference problems",
+    )
     q.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     q.set_defaults(func=cmd_validate)
 
@@ -71,9 +106,16 @@ def cmd_validate(args) -> int:
     specs = args.specs or list(DEFAULT_SPECS)
     how = f"temporal (fit <= {args.year})" if args.temporal else "leave-one-trial-out"
     progress(f"validating {', '.join(specs)}: {how}, {args.engine} engine")
-    result = compare(specs, args.data, scheme="temporal" if args.temporal else "loto", year=args.year,
-                     reference=args.reference, engine=args.engine, draws=args.draws,
-                     progress=None if args.quiet else progress)  # fmt: skip
+    result = compare(
+        specs,
+        args.data,
+        scheme="temporal" if args.temporal else "loto",
+        year=args.year,
+        reference=args.reference,
+        engine=args.engine,
+        draws=args.draws,
+        progress=None if args.quiet else progress,
+    )
     print(result.format())
     table = result.table.reset_index()
     if args.csv:
@@ -87,20 +129,31 @@ def cmd_validate(args) -> int:
         for n, v in result.validations.items():
             cols = [c for c in ("elpd", "elpd_survival") if c in v.arms]
             arm_terms = v.arms[cols].add_prefix("arm_")
-            parts.append(v.obs.assign(spec=n).merge(arm_terms, left_on="arm", right_index=True, how="left"))
+            parts.append(
+                v.obs.assign(spec=n).merge(arm_terms, left_on="arm", right_index=True, how="left")
+            )
         obs = pd.concat(parts, ignore_index=True)
         atomic_write_text(args.observations, obs.to_csv(index=False))
         progress(f"observations written to {args.observations}")
     if args.json:
         v0 = next(iter(result.validations.values()))
         doc = {
-            "lmsbayes_version": version(), "scheme": v0.scheme, "year": v0.year, "reference": result.reference,
+            "lmsbayes_version": version(),
+            "scheme": v0.scheme,
+            "year": v0.year,
+            "reference": result.reference,
             "data_sha256": {n: v.data.data_sha256 for n, v in result.validations.items()},
             "spec_hash": {n: v.spec.hash for n, v in result.validations.items()},
             "preference": result.preference(),
-            "table": [{k: _json_value(x) for k, x in row.items()} for row in table.to_dict(orient="records")],
-            "target": [{k: _json_value(x) for k, x in row.items()} for row in result.target.to_dict(orient="records")],
-        }  # fmt: skip
+            "table": [
+                {k: _json_value(x) for k, x in row.items()}
+                for row in table.to_dict(orient="records")
+            ],
+            "target": [
+                {k: _json_value(x) for k, x in row.items()}
+                for row in result.target.to_dict(orient="records")
+            ],
+        }
         atomic_write_text(args.json, json.dumps(doc, indent=2) + "\n")
         progress(f"comparison written to {args.json}")
     if args.plot:

@@ -28,7 +28,12 @@ Example
 
 from __future__ import annotations
 
-from lmsbayes.contrast.assurance import TimeToEventDesign, assurance, assurance_table, schoenfeld_events
+from lmsbayes.contrast.assurance import (
+    TimeToEventDesign,
+    assurance,
+    assurance_table,
+    schoenfeld_events,
+)
 from lmsbayes.contrast.bayes import BayesRandomEffects, Predictive, bayesian
 from lmsbayes.contrast.data import MEASURES, contrast_table, read_contrasts
 from lmsbayes.contrast.frequentist import (
@@ -56,11 +61,34 @@ from lmsbayes.contrast.priors import (
 )
 
 __all__ = [
-    "MEASURES", "METHODS", "read_contrasts", "contrast_table",
-    "random_effects", "RandomEffects", "leave_one_out", "egger_test", "EggerTest", "tau2_ci",
-    "bayesian", "BayesRandomEffects", "Predictive",
-    "TimeToEventDesign", "assurance", "assurance_table", "schoenfeld_events",
-    "forest_plot", "funnel_plot",
-    "TauPrior", "HalfNormal", "HalfCauchy", "HalfStudentT", "Exponential", "Uniform", "Bayesmeta",
-    "Normal", "Flat", "parse_tau_prior", "parse_mu_prior",
-]  # fmt: skip
+    "MEASURES",
+    "METHODS",
+    "read_contrasts",
+    "contrast_table",
+    "random_effects",
+    "RandomEffects",
+    "leave_one_out",
+    "egger_test",
+    "EggerTest",
+    "tau2_ci",
+    "bayesian",
+    "BayesRandomEffects",
+    "Predictive",
+    "TimeToEventDesign",
+    "assurance",
+    "assurance_table",
+    "schoenfeld_events",
+    "forest_plot",
+    "funnel_plot",
+    "TauPrior",
+    "HalfNormal",
+    "HalfCauchy",
+    "HalfStudentT",
+    "Exponential",
+    "Uniform",
+    "Bayesmeta",
+    "Normal",
+    "Flat",
+    "parse_tau_prior",
+    "parse_mu_prior",
+]

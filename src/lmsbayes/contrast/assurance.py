@@ -54,8 +54,10 @@ class TimeToEventDesign:
         if not (isinstance(self.events, (int, np.integer)) and self.events >= 1):
             raise OptionError(f"events must be a whole number >= 1, got {self.events!r}")
         if not 0 < self.allocation < 1:
-            raise OptionError("allocation (fraction to the experimental arm) must be in (0, 1), "
-                              f"got {self.allocation!r}")
+            raise OptionError(
+                "allocation (fraction to the experimental arm) must be in (0, 1), "
+                f"got {self.allocation!r}"
+            )
         if not 0 < self.alpha < 0.5:
             raise OptionError(f"alpha (one-sided) must be in (0, 0.5), got {self.alpha!r}")
 
@@ -75,11 +77,15 @@ class TimeToEventDesign:
         return special.ndtr((np.log(self.critical_hr) - np.log(hr)) / self.se)
 
     def __str__(self) -> str:
-        return (f"two-arm time-to-event trial: {self.events} events, {self.allocation:.3g} allocated to the "
-                f"experimental arm, one-sided alpha {self.alpha:g} (critical HR {self.critical_hr:.3f})")  # fmt: skip
+        return (
+            f"two-arm time-to-event trial: {self.events} events, {self.allocation:.3g} allocated to the "
+            f"experimental arm, one-sided alpha {self.alpha:g} (critical HR {self.critical_hr:.3f})"
+        )
 
 
-def schoenfeld_events(hr: float, *, alpha: float = 0.025, power: float = 0.8, allocation: float = 0.5) -> int:
+def schoenfeld_events(
+    hr: float, *, alpha: float = 0.025, power: float = 0.8, allocation: float = 0.5
+) -> int:
     """Events needed to detect ``hr`` with the given one-sided alpha and power (Schoenfeld 1981)."""
     if not hr > 0 or hr == 1:
         raise OptionError(f"hr must be > 0 and != 1, got {hr!r}")
@@ -101,14 +107,22 @@ def assurance(predictive: Predictive, design: TimeToEventDesign) -> float:
     float
     """
     if not isinstance(predictive, Predictive):
-        raise OptionError(f"predictive must be a Predictive (from BayesRandomEffects.predictive()), got {predictive!r}")
+        raise OptionError(
+            f"predictive must be a Predictive (from BayesRandomEffects.predictive()), got {predictive!r}"
+        )
     sd = np.sqrt(predictive.sd**2 + design.se**2)
     z = (np.log(design.critical_hr) - predictive.mean) / sd
     return float(np.sum(predictive.weight * special.ndtr(z)) / np.sum(predictive.weight))
 
 
-def assurance_table(predictive: Predictive, events, *, allocation: float = 0.5, alpha: float = 0.025,
-                    target_hr: float | None = None) -> pd.DataFrame:  # fmt: skip
+def assurance_table(
+    predictive: Predictive,
+    events,
+    *,
+    allocation: float = 0.5,
+    alpha: float = 0.025,
+    target_hr: float | None = None,
+) -> pd.DataFrame:
     """Assurance for several event counts, beside the power at the predictive median HR.
 
     Parameters
@@ -131,8 +145,11 @@ def assurance_table(predictive: Predictive, events, *, allocation: float = 0.5, 
     rows = []
     for d in events:
         des = TimeToEventDesign(int(d), allocation, alpha)
-        row = {"critical_hr": des.critical_hr, "assurance": assurance(predictive, des),
-               "power_at_median_hr": float(des.power(median_hr))}  # fmt: skip
+        row = {
+            "critical_hr": des.critical_hr,
+            "assurance": assurance(predictive, des),
+            "power_at_median_hr": float(des.power(median_hr)),
+        }
         if target_hr is not None:
             row[f"power_at_hr_{target_hr:g}"] = float(des.power(target_hr))
         row["p_true_hr_below_1"] = p_benefit

@@ -50,10 +50,14 @@ class Predictive:
     label: str = "new trial's true effect"
 
     @classmethod
-    def normal(cls, mean: float, sd: float, *, measure: str = "HR", label: str = "normal") -> "Predictive":
+    def normal(
+        cls, mean: float, sd: float, *, measure: str = "HR", label: str = "normal"
+    ) -> Predictive:
         """One normal component."""
         if not (np.isfinite(mean) and sd > 0):
-            raise OptionError(f"a normal predictive needs a finite mean and sd > 0, got ({mean!r}, {sd!r})")
+            raise OptionError(
+                f"a normal predictive needs a finite mean and sd > 0, got ({mean!r}, {sd!r})"
+            )
         return cls(np.array([1.0]), np.array([float(mean)]), np.array([float(sd)]), measure, label)
 
     def cdf(self, x) -> np.ndarray:
@@ -73,7 +77,9 @@ class Predictive:
 
         q = np.atleast_1d(np.asarray(q, float))
         lo, hi = float(np.min(self.mean - 40 * self.sd)), float(np.max(self.mean + 40 * self.sd))
-        return np.array([optimize.brentq(lambda x: float(self.cdf(x)) - qq, lo, hi, xtol=1e-12) for qq in q])
+        return np.array(
+            [optimize.brentq(lambda x: float(self.cdf(x)) - qq, lo, hi, xtol=1e-12) for qq in q]
+        )
 
     def mean_(self) -> float:
         """Mean on the log scale."""
@@ -94,8 +100,10 @@ class Predictive:
         lo, med, hi = self.quantile([0.025, 0.5, 0.975])
         tf = np.exp if _is_ratio(self.measure) else (lambda v: v)
         name = self.measure if _is_ratio(self.measure) else "effect"
-        return (f"Predictive({self.label}: {name} median {tf(med):.3g}, 95% interval {tf(lo):.3g}-{tf(hi):.3g}; "
-                f"{len(self.weight)} normal components)")  # fmt: skip
+        return (
+            f"Predictive({self.label}: {name} median {tf(med):.3g}, 95% interval {tf(lo):.3g}-{tf(hi):.3g}; "
+            f"{len(self.weight)} normal components)"
+        )
 
 
 @dataclass(frozen=True)
@@ -174,26 +182,42 @@ class BayesRandomEffects:
         """The posterior predictive distribution of a new trial's true log ratio (theta_new)."""
         p = self.posterior
         keep = p.weight > 0
-        return Predictive(p.weight[keep], p.mu_mean[keep], p.component_sd(True)[keep], self.measure,
-                          "new trial's true effect (posterior predictive)")  # fmt: skip
+        return Predictive(
+            p.weight[keep],
+            p.mu_mean[keep],
+            p.component_sd(True)[keep],
+            self.measure,
+            "new trial's true effect (posterior predictive)",
+        )
 
     def shrinkage(self) -> pd.DataFrame:
         """Each trial's estimate beside its posterior (shrinkage) mean and sd."""
         mean, sd = self.posterior.shrinkage(self.data["yi"], self.data["sei"])
-        out = pd.DataFrame({"yi": self.data["yi"], "sei": self.data["sei"], "mean": mean, "sd": sd},
-                           index=self.data.index)  # fmt: skip
+        out = pd.DataFrame(
+            {"yi": self.data["yi"], "sei": self.data["sei"], "mean": mean, "sd": sd},
+            index=self.data.index,
+        )
         return out
 
     def to_dataset(self) -> xr.Dataset:
         """Summaries as an xarray Dataset (dims ``quantity`` x ``stat``) plus the tau posterior grid."""
         s = self.summary()[["mean", "sd", "median", "lower", "upper"]]
         ds = xr.Dataset(
-            {"summary": (("quantity", "stat"), s.to_numpy(float)),
-             "tau_grid": ("node", self.posterior.tau), "tau_weight": ("node", self.posterior.weight)},
+            {
+                "summary": (("quantity", "stat"), s.to_numpy(float)),
+                "tau_grid": ("node", self.posterior.tau),
+                "tau_weight": ("node", self.posterior.weight),
+            },
             coords={"quantity": list(s.index), "stat": list(s.columns)},
-            attrs={"measure": self.measure, "tau_prior": str(self.tau_prior), "mu_prior": str(self.mu_prior),
-                   "level": self.level, "interval": self.interval, "k": self.k},
-        )  # fmt: skip
+            attrs={
+                "measure": self.measure,
+                "tau_prior": str(self.tau_prior),
+                "mu_prior": str(self.mu_prior),
+                "level": self.level,
+                "interval": self.interval,
+                "k": self.k,
+            },
+        )
         return ds
 
     def __repr__(self) -> str:
@@ -201,11 +225,14 @@ class BayesRandomEffects:
         lvl = f"{100 * self.level:g}%"
         lines = [
             f"Bayesian random-effects meta-analysis (k = {self.k}; exact quadrature over tau)",
-            f"  measure: {MEASURES[self.measure]}" + (" (log scale)" if _is_ratio(self.measure) else ""),
+            f"  measure: {MEASURES[self.measure]}"
+            + (" (log scale)" if _is_ratio(self.measure) else ""),
             f"  priors: tau ~ {self.tau_prior}; mu ~ {self.mu_prior}",
             f"  {lvl} {self.interval} credible intervals",
             "",
-            s[["mean", "sd", "median", "lower", "upper"]].to_string(float_format=lambda v: f"{v:.4f}"),
+            s[["mean", "sd", "median", "lower", "upper"]].to_string(
+                float_format=lambda v: f"{v:.4f}"
+            ),
         ]
         if _is_ratio(self.measure):
             m = self.measure
@@ -216,7 +243,7 @@ class BayesRandomEffects:
                 f"a new trial's true {m}: median {s.at['theta_new', f'{m}_median']:.2f} ({lvl} predictive interval "
                 f"{s.at['theta_new', f'{m}_lower']:.2f}-{s.at['theta_new', f'{m}_upper']:.2f}), "
                 f"P({m} < 1) {_fmt_prob(self.prob(1.0, quantity='theta_new'))}",
-            ]  # fmt: skip
+            ]
         return "\n".join(lines)
 
 
@@ -265,11 +292,21 @@ def bayesian(
     y, se = _arrays(data)
     try:
         post = normal_normal(
-            y, se,
+            y,
+            se,
             mu_prior=None if isinstance(mu_prior, Flat) else (mu_prior.mean, mu_prior.sd),
             tau_pdf=lambda t: tau_prior.pdf(t, se),
-        )  # fmt: skip
+        )
     except ValueError as exc:
-        raise InputError(f"{exc} (tau prior {tau_prior}, mu prior {mu_prior}, k = {len(y)})") from None
-    return BayesRandomEffects(data=data, measure=data.attrs.get("measure", "HR"), tau_prior=tau_prior,
-                              mu_prior=mu_prior, posterior=post, level=level, interval=interval)  # fmt: skip
+        raise InputError(
+            f"{exc} (tau prior {tau_prior}, mu prior {mu_prior}, k = {len(y)})"
+        ) from None
+    return BayesRandomEffects(
+        data=data,
+        measure=data.attrs.get("measure", "HR"),
+        tau_prior=tau_prior,
+        mu_prior=mu_prior,
+        posterior=post,
+        level=level,
+        interval=interval,
+    )

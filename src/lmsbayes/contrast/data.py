@@ -84,7 +84,9 @@ class _Problems:
         if len(self.lines) == 1:
             raise InputError(self.lines[0])
         if self.lines:
-            raise InputError(f"{len(self.lines)} problems in the contrast table: " + "; ".join(self.lines))
+            raise InputError(
+                f"{len(self.lines)} problems in the contrast table: " + "; ".join(self.lines)
+            )
 
 
 def _number(text: str) -> float | None:
@@ -113,7 +115,9 @@ def _read_rows(path: Path) -> tuple[list[str], list[list[str]], list[int], bytes
     except csv.Error as exc:
         raise InputError(f"{path}: not a readable CSV file ({exc})") from None
     if not rows or not any(rows[0]):
-        raise InputError(f"{path} row 1 (header): expected a header row, the file starts blank or empty")
+        raise InputError(
+            f"{path} row 1 (header): expected a header row, the file starts blank or empty"
+        )
     numbers = [k + 1 for k, r in enumerate(rows) if k > 0 and any(r)]
     return rows[0], [rows[n - 1] for n in numbers], numbers, raw
 
@@ -157,7 +161,9 @@ def read_contrasts(path: str | os.PathLike[str], *, measure: str = "HR") -> pd.D
         cells[name] = [r[j] if j < len(r) else "" for r in rows]
     for i, r in enumerate(rows):
         if len(r) > len(header):
-            problems.add(numbers[i], None, f"{len(r)} cells but the header names {len(header)} columns")
+            problems.add(
+                numbers[i], None, f"{len(r)} cells but the header names {len(header)} columns"
+            )
     problems.raise_if_any()
     df = pd.DataFrame(cells, dtype=object)
     out = _validate(df, numbers, problems, measure)
@@ -165,7 +171,9 @@ def read_contrasts(path: str | os.PathLike[str], *, measure: str = "HR") -> pd.D
     return out
 
 
-def contrast_table(table: pd.DataFrame, *, measure: str = "HR", source: str = "<table>") -> pd.DataFrame:
+def contrast_table(
+    table: pd.DataFrame, *, measure: str = "HR", source: str = "<table>"
+) -> pd.DataFrame:
     """Validate an in-memory contrast table (same rules as :func:`read_contrasts`).
 
     Parameters
@@ -190,27 +198,46 @@ def contrast_table(table: pd.DataFrame, *, measure: str = "HR", source: str = "<
         raise InputError(f"{source}: expected a pandas DataFrame, got {type(table).__name__}")
     df = table.reset_index(drop=True).copy()
     df = df.astype(object).where(df.notna(), "")
-    df = df.map(lambda v: v if isinstance(v, str)
-                else repr(float(v)) if isinstance(v, (int, float, np.number)) else str(v))  # fmt: skip
+    df = df.map(
+        lambda v: (
+            v
+            if isinstance(v, str)
+            else repr(float(v))
+            if isinstance(v, (int, float, np.number))
+            else str(v)
+        )
+    )
     return _validate(df, [i + 2 for i in range(len(df))], _Problems(source), measure)
 
 
-def _validate(df: pd.DataFrame, numbers: list[int], problems: _Problems, measure: str) -> pd.DataFrame:
+def _validate(
+    df: pd.DataFrame, numbers: list[int], problems: _Problems, measure: str
+) -> pd.DataFrame:
     measure = _check_measure(measure)
     ratio = _is_ratio(measure)
     cols = set(df.columns)
     if "study" not in cols:
-        problems.add(1, "study", f"missing (columns found: {', '.join(map(str, df.columns)) or 'none'})")
+        problems.add(
+            1, "study", f"missing (columns found: {', '.join(map(str, df.columns)) or 'none'})"
+        )
     has_ci = [c for c in _CI_COLS if c in cols]
     has_se = [c for c in _SE_COLS if c in cols]
     if has_ci and len(has_ci) < 3:
-        problems.add(1, [c for c in _CI_COLS if c not in cols][0],
-                     "missing: an estimate with a CI needs the columns estimate, lower, upper")  # fmt: skip
+        problems.add(
+            1,
+            [c for c in _CI_COLS if c not in cols][0],
+            "missing: an estimate with a CI needs the columns estimate, lower, upper",
+        )
     if has_se and len(has_se) < 2:
-        problems.add(1, [c for c in _SE_COLS if c not in cols][0],
-                     "missing: a log estimate needs the columns log_estimate, se")  # fmt: skip
+        problems.add(
+            1,
+            [c for c in _SE_COLS if c not in cols][0],
+            "missing: a log estimate needs the columns log_estimate, se",
+        )
     if not has_ci and not has_se:
-        problems.add(1, "estimate", "missing: give estimate, lower, upper (ratio and CI) or log_estimate, se")
+        problems.add(
+            1, "estimate", "missing: give estimate, lower, upper (ratio and CI) or log_estimate, se"
+        )
     problems.raise_if_any()
     if len(df) == 0:
         problems.add(None, None, "no data rows")
@@ -238,22 +265,35 @@ def _validate(df: pd.DataFrame, numbers: list[int], problems: _Problems, measure
         else:
             first[study] = row
         if cell("exclude", i):
-            excluded.append({"study": study, "row": row, "reason": cell("exclude", i),
-                             **{c: cell(c, i) for c in df.columns if c not in ("study", "exclude")}})  # fmt: skip
+            excluded.append(
+                {
+                    "study": study,
+                    "row": row,
+                    "reason": cell("exclude", i),
+                    **{c: cell(c, i) for c in df.columns if c not in ("study", "exclude")},
+                }
+            )
             form[i] = "excluded"
             continue
         if "level" in cols and cell("level", i):
             lv = _number(cell("level", i))
             if lv is None or not 0 < lv < 1:
-                problems.add(row, "level", f"must be a CI level in (0, 1) such as 0.95, got {cell('level', i)!r}")
+                problems.add(
+                    row,
+                    "level",
+                    f"must be a CI level in (0, 1) such as 0.95, got {cell('level', i)!r}",
+                )
                 continue
             level[i] = lv
         ci_cells = [cell(c, i) for c in _CI_COLS]
         se_cells = [cell(c, i) for c in _SE_COLS]
         gave_ci, gave_se = any(ci_cells), any(se_cells)
         if gave_ci and gave_se:
-            problems.add(row, "estimate" if ci_cells[0] else "lower",
-                         "gives both an estimate with CI and log_estimate/se; keep one form per row")  # fmt: skip
+            problems.add(
+                row,
+                "estimate" if ci_cells[0] else "lower",
+                "gives both an estimate with CI and log_estimate/se; keep one form per row",
+            )
             continue
         if not gave_ci and not gave_se:
             problems.add(row, "estimate", "blank: give estimate, lower, upper or log_estimate, se")
@@ -264,7 +304,9 @@ def _validate(df: pd.DataFrame, numbers: list[int], problems: _Problems, measure
             for c, text in zip(_CI_COLS, ci_cells):
                 x = _number(text)
                 if not text:
-                    problems.add(row, c, "blank (an estimate with a CI needs estimate, lower and upper)")
+                    problems.add(
+                        row, c, "blank (an estimate with a CI needs estimate, lower and upper)"
+                    )
                 elif x is None:
                     problems.add(row, c, f"not a number: {text!r}")
                 elif ratio and x <= 0:
@@ -277,12 +319,17 @@ def _validate(df: pd.DataFrame, numbers: list[int], problems: _Problems, measure
                 continue
             e, l, u = vals
             if not l < u:
-                problems.add(row, "lower", f"lower ({ci_cells[1]}) must be below upper ({ci_cells[2]})")
+                problems.add(
+                    row, "lower", f"lower ({ci_cells[1]}) must be below upper ({ci_cells[2]})"
+                )
                 continue
             if not l <= e <= u:
-                problems.add(row, "estimate",
-                             f"the CI ({ci_cells[1]}, {ci_cells[2]}) does not contain "
-                             f"the estimate {ci_cells[0]!r}")  # fmt: skip
+                problems.add(
+                    row,
+                    "estimate",
+                    f"the CI ({ci_cells[1]}, {ci_cells[2]}) does not contain "
+                    f"the estimate {ci_cells[0]!r}",
+                )
                 continue
             est[i], lo[i], hi[i] = e, l, u
             z = _z(level[i])
@@ -294,7 +341,9 @@ def _validate(df: pd.DataFrame, numbers: list[int], problems: _Problems, measure
             form[i] = "se"
             y, s = (_number(t) for t in se_cells)
             if not se_cells[0]:
-                problems.add(row, "log_estimate", "blank (a log estimate needs log_estimate and se)")
+                problems.add(
+                    row, "log_estimate", "blank (a log estimate needs log_estimate and se)"
+                )
             elif y is None:
                 problems.add(row, "log_estimate", f"not a number: {se_cells[0]!r}")
             if not se_cells[1]:
@@ -314,10 +363,18 @@ def _validate(df: pd.DataFrame, numbers: list[int], problems: _Problems, measure
         problems.add(None, "exclude", f"every row is excluded ({len(df)} rows): nothing to analyse")
     problems.raise_if_any()
     extra = [c for c in df.columns if c not in {"study", "level", "exclude", *_CI_COLS, *_SE_COLS}]
-    out = pd.DataFrame({
-        "yi": yi[keep], "sei": sei[keep], "estimate": est[keep], "lower": lo[keep], "upper": hi[keep],
-        "level": level[keep], "input": [form[i] for i in keep],
-    }, index=pd.Index([cell("study", i) for i in keep], name="study"))  # fmt: skip
+    out = pd.DataFrame(
+        {
+            "yi": yi[keep],
+            "sei": sei[keep],
+            "estimate": est[keep],
+            "lower": lo[keep],
+            "upper": hi[keep],
+            "level": level[keep],
+            "input": [form[i] for i in keep],
+        },
+        index=pd.Index([cell("study", i) for i in keep], name="study"),
+    )
     for c in extra:
         out[c] = [cell(c, i) for i in keep]
     out.attrs["measure"] = measure

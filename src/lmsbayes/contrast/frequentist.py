@@ -52,8 +52,15 @@ from scipy import optimize, stats
 from lmsbayes.contrast.data import MEASURES, _is_ratio
 from lmsbayes.errors import InputError, OptionError
 
-__all__ = ["METHODS", "RandomEffects", "random_effects", "leave_one_out", "EggerTest", "egger_test",
-           "tau2_ci"]  # fmt: skip
+__all__ = [
+    "METHODS",
+    "RandomEffects",
+    "random_effects",
+    "leave_one_out",
+    "EggerTest",
+    "egger_test",
+    "tau2_ci",
+]
 
 METHODS = ("REML", "DL", "ML", "PM", "HE", "EE")
 TESTS = ("z", "knha")
@@ -88,7 +95,9 @@ def _tau2_he(y, v, X):
     k, p = X.shape
     xtx_inv = np.linalg.inv(X.T @ X)
     r = y - X @ (xtx_inv @ X.T @ y)
-    return max(0.0, float((r @ r - (v.sum() - np.trace(xtx_inv @ X.T @ (v[:, None] * X)))) / (k - p)))
+    return max(
+        0.0, float((r @ r - (v.sum() - np.trace(xtx_inv @ X.T @ (v[:, None] * X)))) / (k - p))
+    )
 
 
 def _tau2_dl(y, v, X):
@@ -107,7 +116,9 @@ def _tau2_pm(y, v, X):
     hi = max(1.0, float(np.var(y)))
     while _q(y, v, X, hi) > k - p:
         hi *= 2
-    return float(optimize.brentq(lambda t: _q(y, v, X, t) - (k - p), 0.0, hi, xtol=1e-14, rtol=1e-12))
+    return float(
+        optimize.brentq(lambda t: _q(y, v, X, t) - (k - p), 0.0, hi, xtol=1e-14, rtol=1e-12)
+    )
 
 
 def _fisher_scoring(y, v, X, reml: bool):
@@ -175,12 +186,27 @@ def _fit(y, v, X, method="REML", test="z", level=0.95):
     q = float(y @ P0 @ y)
     s2 = (k - p) / float(np.trace(P0)) if k > p else float("nan")
     return dict(
-        b=b, vb=vb, se=se, stat=stat, pval=pval, df=df, crit=crit,
-        ci_lb=b - crit * se, ci_ub=b + crit * se, tau2=tau2, se_tau2=_se_tau2(y, v, X, tau2, method),
-        Q=q, Q_df=k - p, Q_p=float(stats.chi2.sf(q, k - p)) if k > p else float("nan"),
+        b=b,
+        vb=vb,
+        se=se,
+        stat=stat,
+        pval=pval,
+        df=df,
+        crit=crit,
+        ci_lb=b - crit * se,
+        ci_ub=b + crit * se,
+        tau2=tau2,
+        se_tau2=_se_tau2(y, v, X, tau2, method),
+        Q=q,
+        Q_df=k - p,
+        Q_p=float(stats.chi2.sf(q, k - p)) if k > p else float("nan"),
         I2=100 * tau2 / (tau2 + s2) if k > p else float("nan"),
-        H2=(tau2 + s2) / s2 if k > p else float("nan"), s2=s2, w=w, scale=scale, iterations=iterations,
-    )  # fmt: skip
+        H2=(tau2 + s2) / s2 if k > p else float("nan"),
+        s2=s2,
+        w=w,
+        scale=scale,
+        iterations=iterations,
+    )
 
 
 def tau2_ci(y, se, *, level: float = 0.95) -> tuple[float, float]:
@@ -281,15 +307,25 @@ class RandomEffects:
         """One-row summary: estimate with CI and PI (analysis and ratio scale), test, heterogeneity."""
         ratio = self.measure if _is_ratio(self.measure) else "estimate"
         row = {
-            "k": self.k, "method": self.method, "test": self.test,
-            "estimate": self.estimate, "se": self.se,
-            "ci_lower": self.ci_lower, "ci_upper": self.ci_upper,
-            ("z" if self.test == "z" else "t"): self.statistic, "pvalue": self.pvalue,
-            ratio: self._tf(self.estimate), f"{ratio}_ci_lower": self._tf(self.ci_lower),
+            "k": self.k,
+            "method": self.method,
+            "test": self.test,
+            "estimate": self.estimate,
+            "se": self.se,
+            "ci_lower": self.ci_lower,
+            "ci_upper": self.ci_upper,
+            ("z" if self.test == "z" else "t"): self.statistic,
+            "pvalue": self.pvalue,
+            ratio: self._tf(self.estimate),
+            f"{ratio}_ci_lower": self._tf(self.ci_lower),
             f"{ratio}_ci_upper": self._tf(self.ci_upper),
-            f"{ratio}_pi_lower": self._tf(self.pi_lower), f"{ratio}_pi_upper": self._tf(self.pi_upper),
-            "tau2": self.tau2, "I2_pct": self.I2, "Q": self.Q, "Q_pvalue": self.Q_pvalue,
-        }  # fmt: skip
+            f"{ratio}_pi_lower": self._tf(self.pi_lower),
+            f"{ratio}_pi_upper": self._tf(self.pi_upper),
+            "tau2": self.tau2,
+            "I2_pct": self.I2,
+            "Q": self.Q,
+            "Q_pvalue": self.Q_pvalue,
+        }
         if not _is_ratio(self.measure):
             for key in [k for k in row if k.startswith("estimate_")]:
                 row.pop(key)
@@ -308,15 +344,39 @@ class RandomEffects:
                 "yi": ("study", self.data["yi"].to_numpy()),
                 "sei": ("study", self.data["sei"].to_numpy()),
                 "weight_pct": ("study", np.asarray(self.weights)),
-                **{name: ((), float(getattr(self, name))) for name in (
-                    "estimate", "se", "statistic", "pvalue", "ci_lower", "ci_upper", "pi_lower",
-                    "pi_upper", "tau2", "se_tau2", "tau2_lower", "tau2_upper", "I2", "H2", "Q",
-                    "Q_pvalue")},
+                **{
+                    name: ((), float(getattr(self, name)))
+                    for name in (
+                        "estimate",
+                        "se",
+                        "statistic",
+                        "pvalue",
+                        "ci_lower",
+                        "ci_upper",
+                        "pi_lower",
+                        "pi_upper",
+                        "tau2",
+                        "se_tau2",
+                        "tau2_lower",
+                        "tau2_upper",
+                        "I2",
+                        "H2",
+                        "Q",
+                        "Q_pvalue",
+                    )
+                },
             },
             coords={"study": self.data.index.to_numpy()},
-            attrs={"measure": self.measure, "method": self.method, "test": self.test, "level": self.level,
-                   "prediction": self.prediction, "df": float(self.df), "Q_df": self.Q_df},
-        )  # fmt: skip
+            attrs={
+                "measure": self.measure,
+                "method": self.method,
+                "test": self.test,
+                "level": self.level,
+                "prediction": self.prediction,
+                "df": float(self.df),
+                "Q_df": self.Q_df,
+            },
+        )
         return ds
 
     def __repr__(self) -> str:
@@ -327,7 +387,8 @@ class RandomEffects:
             f"test: {'Wald z' if self.test == 'z' else 'Hartung-Knapp-Sidik-Jonkman t(' + str(int(self.df)) + ')'})",
             f"  measure: {MEASURES[self.measure]} ({'log scale' if _is_ratio(self.measure) else 'as given'})",
             "",
-            f"tau^2 = {self.tau2:.4f}" + (f" (SE = {self.se_tau2:.4f})" if np.isfinite(self.se_tau2) else "")
+            f"tau^2 = {self.tau2:.4f}"
+            + (f" (SE = {self.se_tau2:.4f})" if np.isfinite(self.se_tau2) else "")
             + f", {lvl} Q-profile CI {self.tau2_lower:.4f} to {self.tau2_upper:.4f}; tau = {self.tau:.4f}",
             f"I^2 = {self.I2:.2f}%, H^2 = {self.H2:.2f}",
             f"Q(df = {self.Q_df}) = {self.Q:.4f}, {_p_is(self.Q_pvalue)}",
@@ -335,22 +396,30 @@ class RandomEffects:
             f"estimate      se    {stat}    pval    ci.lb    ci.ub",
             f"{self.estimate:8.4f} {self.se:7.4f} {self.statistic:8.4f} {_fmt_p(self.pvalue):>7} "
             f"{self.ci_lower:8.4f} {self.ci_upper:8.4f}",
-        ]  # fmt: skip
-        pi = "metafor's default" if self.prediction == "metafor" else "Higgins-Thompson-Spiegelhalter, t(k-2)"
+        ]
+        pi = (
+            "metafor's default"
+            if self.prediction == "metafor"
+            else "Higgins-Thompson-Spiegelhalter, t(k-2)"
+        )
         if _is_ratio(self.measure):
             lines.append(
                 f"{self.measure} {self._tf(self.estimate):.2f} ({lvl} CI {self._tf(self.ci_lower):.2f}-"
                 f"{self._tf(self.ci_upper):.2f}); {lvl} prediction interval for a new trial's true "
-                f"{self.measure}: {self._tf(self.pi_lower):.2f}-{self._tf(self.pi_upper):.2f} ({pi})")  # fmt: skip
+                f"{self.measure}: {self._tf(self.pi_lower):.2f}-{self._tf(self.pi_upper):.2f} ({pi})"
+            )
         else:
-            lines.append(f"{lvl} prediction interval: {self.pi_lower:.4f} to {self.pi_upper:.4f} ({pi})")
+            lines.append(
+                f"{lvl} prediction interval: {self.pi_lower:.4f} to {self.pi_upper:.4f} ({pi})"
+            )
         return "\n".join(lines)
 
 
 def _arrays(data: pd.DataFrame):
     if not isinstance(data, pd.DataFrame) or not {"yi", "sei"} <= set(data.columns):
-        raise InputError("expected a contrast table from read_contrasts() or contrast_table() "
-                         "(columns yi, sei)")  # fmt: skip
+        raise InputError(
+            "expected a contrast table from read_contrasts() or contrast_table() (columns yi, sei)"
+        )
     y = data["yi"].to_numpy(float)
     se = data["sei"].to_numpy(float)
     return y, se
@@ -399,15 +468,19 @@ def random_effects(
     if k < 2:
         n_ex = len(data.attrs.get("excluded", []))
         where = f" in {data.attrs['path']}" if "path" in data.attrs else ""
-        raise InputError(f"a random-effects meta-analysis needs at least 2 trials, got {k}{where}"
-                         + (f" ({n_ex} more rows are excluded by their 'exclude' column)" if n_ex else ""))  # fmt: skip
+        raise InputError(
+            f"a random-effects meta-analysis needs at least 2 trials, got {k}{where}"
+            + (f" ({n_ex} more rows are excluded by their 'exclude' column)" if n_ex else "")
+        )
     v = se**2
     X = np.ones((k, 1))
     r = _fit(y, v, X, method, test, level)
     est, s = float(r["b"][0]), float(r["se"][0])
     if prediction == "hts":
         if k < 3:
-            raise InputError("the Higgins-Thompson-Spiegelhalter prediction interval (t_{k-2}) needs k >= 3")
+            raise InputError(
+                "the Higgins-Thompson-Spiegelhalter prediction interval (t_{k-2}) needs k >= 3"
+            )
         crit = stats.t.ppf(0.5 + level / 2, k - 2)
     else:
         crit = r["crit"]
@@ -415,14 +488,34 @@ def random_effects(
     lo_t2, hi_t2 = tau2_ci(y, se, level=level) if k > 1 else (np.nan, np.nan)
     w = r["w"]
     return RandomEffects(
-        data=data, measure=data.attrs.get("measure", "HR"), method=method, test=test, level=level,
-        prediction=prediction, estimate=est, se=s, statistic=float(r["stat"][0]), df=float(r["df"]),
-        pvalue=float(r["pval"][0]), ci_lower=float(r["ci_lb"][0]), ci_upper=float(r["ci_ub"][0]),
-        pi_lower=est - half, pi_upper=est + half, tau2=float(r["tau2"]), se_tau2=r["se_tau2"],
-        tau2_lower=lo_t2, tau2_upper=hi_t2, I2=float(r["I2"]), H2=float(r["H2"]), Q=r["Q"],
-        Q_df=int(r["Q_df"]), Q_pvalue=r["Q_p"], knha_scale=float(r["scale"]), iterations=r["iterations"],
+        data=data,
+        measure=data.attrs.get("measure", "HR"),
+        method=method,
+        test=test,
+        level=level,
+        prediction=prediction,
+        estimate=est,
+        se=s,
+        statistic=float(r["stat"][0]),
+        df=float(r["df"]),
+        pvalue=float(r["pval"][0]),
+        ci_lower=float(r["ci_lb"][0]),
+        ci_upper=float(r["ci_ub"][0]),
+        pi_lower=est - half,
+        pi_upper=est + half,
+        tau2=float(r["tau2"]),
+        se_tau2=r["se_tau2"],
+        tau2_lower=lo_t2,
+        tau2_upper=hi_t2,
+        I2=float(r["I2"]),
+        H2=float(r["H2"]),
+        Q=r["Q"],
+        Q_df=int(r["Q_df"]),
+        Q_pvalue=r["Q_p"],
+        knha_scale=float(r["scale"]),
+        iterations=r["iterations"],
         weights=100 * w / w.sum(),
-    )  # fmt: skip
+    )
 
 
 def leave_one_out(result: RandomEffects) -> pd.DataFrame:
@@ -446,11 +539,21 @@ def leave_one_out(result: RandomEffects) -> pd.DataFrame:
         sub = data.drop(index=study)
         sub.attrs = dict(data.attrs)
         r = random_effects(sub, method=result.method, test=result.test, level=result.level)
-        rows.append({
-            "estimate": r.estimate, "se": r.se, "statistic": r.statistic, "pvalue": r.pvalue,
-            "ci_lower": r.ci_lower, "ci_upper": r.ci_upper, "Q": r.Q, "Q_pvalue": r.Q_pvalue,
-            "tau2": r.tau2, "I2": r.I2, "H2": r.H2,
-        })  # fmt: skip
+        rows.append(
+            {
+                "estimate": r.estimate,
+                "se": r.se,
+                "statistic": r.statistic,
+                "pvalue": r.pvalue,
+                "ci_lower": r.ci_lower,
+                "ci_upper": r.ci_upper,
+                "Q": r.Q,
+                "Q_pvalue": r.Q_pvalue,
+                "tau2": r.tau2,
+                "I2": r.I2,
+                "H2": r.H2,
+            }
+        )
     out = pd.DataFrame(rows, index=pd.Index(data.index, name="omitted"))
     if _is_ratio(result.measure):
         for c in ("estimate", "ci_lower", "ci_upper"):
@@ -474,25 +577,51 @@ class EggerTest:
     k: int
 
     def __repr__(self) -> str:
-        kind = ("weighted regression with multiplicative dispersion (classical Egger test)" if self.model == "lm"
-                else "mixed-effects meta-regression")  # fmt: skip
-        stat = (f"t = {self.statistic:.4f}, df = {int(self.df)}" if self.model == "lm"
-                else f"z = {self.statistic:.4f}")  # fmt: skip
-        return (f"Egger's regression test for funnel-plot asymmetry (k = {self.k})\n"
-                f"  model: {kind}; predictor: standard error\n"
-                f"  test for asymmetry: {stat}, {_p_is(self.pvalue)}\n"
-                f"  limit estimate (as se -> 0): b = {self.limit_estimate:.4f} "
-                f"(CI: {self.limit_lower:.4f}, {self.limit_upper:.4f})")  # fmt: skip
+        kind = (
+            "weighted regression with multiplicative dispersion (classical Egger test)"
+            if self.model == "lm"
+            else "mixed-effects meta-regression"
+        )
+        stat = (
+            f"t = {self.statistic:.4f}, df = {int(self.df)}"
+            if self.model == "lm"
+            else f"z = {self.statistic:.4f}"
+        )
+        return (
+            f"Egger's regression test for funnel-plot asymmetry (k = {self.k})\n"
+            f"  model: {kind}; predictor: standard error\n"
+            f"  test for asymmetry: {stat}, {_p_is(self.pvalue)}\n"
+            f"  limit estimate (as se -> 0): b = {self.limit_estimate:.4f} "
+            f"(CI: {self.limit_lower:.4f}, {self.limit_upper:.4f})"
+        )
 
     def to_series(self) -> pd.Series:
         """The test as a pandas Series."""
-        return pd.Series({k: getattr(self, k) for k in (
-            "model", "k", "statistic", "df", "pvalue", "slope", "limit_estimate", "limit_lower",
-            "limit_upper")})  # fmt: skip
+        return pd.Series(
+            {
+                k: getattr(self, k)
+                for k in (
+                    "model",
+                    "k",
+                    "statistic",
+                    "df",
+                    "pvalue",
+                    "slope",
+                    "limit_estimate",
+                    "limit_lower",
+                    "limit_upper",
+                )
+            }
+        )
 
 
-def egger_test(data: pd.DataFrame | RandomEffects, *, model: str = "lm", method: str = "REML",
-               level: float = 0.95) -> EggerTest:  # fmt: skip
+def egger_test(
+    data: pd.DataFrame | RandomEffects,
+    *,
+    model: str = "lm",
+    method: str = "REML",
+    level: float = 0.95,
+) -> EggerTest:
     """Egger's regression test for funnel-plot asymmetry.
 
     Parameters
@@ -538,6 +667,14 @@ def egger_test(data: pd.DataFrame | RandomEffects, *, model: str = "lm", method:
         crit = stats.norm.ppf(0.5 + level / 2)
     else:
         raise OptionError(f"model must be 'lm' or 'rma', got {model!r}")
-    return EggerTest(model=model, statistic=float(stat), df=float(df), pvalue=float(p),
-                     limit_estimate=float(b[0]), limit_lower=float(b[0] - crit * sd[0]),
-                     limit_upper=float(b[0] + crit * sd[0]), slope=float(b[1]), k=k)  # fmt: skip
+    return EggerTest(
+        model=model,
+        statistic=float(stat),
+        df=float(df),
+        pvalue=float(p),
+        limit_estimate=float(b[0]),
+        limit_lower=float(b[0] - crit * sd[0]),
+        limit_upper=float(b[0] + crit * sd[0]),
+        slope=float(b[1]),
+        k=k,
+    )

@@ -28,8 +28,20 @@ from scipy import stats
 
 from lmsbayes.errors import OptionError
 
-__all__ = ["TauPrior", "HalfNormal", "HalfCauchy", "HalfStudentT", "Exponential", "Uniform", "Bayesmeta",
-           "Normal", "Flat", "parse_tau_prior", "parse_mu_prior", "BAYESMETA_PRIORS"]  # fmt: skip
+__all__ = [
+    "TauPrior",
+    "HalfNormal",
+    "HalfCauchy",
+    "HalfStudentT",
+    "Exponential",
+    "Uniform",
+    "Bayesmeta",
+    "Normal",
+    "Flat",
+    "parse_tau_prior",
+    "parse_mu_prior",
+    "BAYESMETA_PRIORS",
+]
 
 
 class TauPrior:
@@ -122,7 +134,9 @@ class Uniform(TauPrior):
 
     def __post_init__(self):
         if not (0 <= self.lower < self.upper):
-            raise OptionError(f"Uniform needs 0 <= lower < upper, got ({self.lower!r}, {self.upper!r})")
+            raise OptionError(
+                f"Uniform needs 0 <= lower < upper, got ({self.lower!r}, {self.upper!r})"
+            )
 
     @property
     def proper(self) -> bool:  # type: ignore[override]
@@ -157,7 +171,9 @@ class Bayesmeta(TauPrior):
 
     def __post_init__(self):
         if self.name not in BAYESMETA_PRIORS:
-            raise OptionError(f"bayesmeta prior must be one of {sorted(BAYESMETA_PRIORS)}, got {self.name!r}")
+            raise OptionError(
+                f"bayesmeta prior must be one of {sorted(BAYESMETA_PRIORS)}, got {self.name!r}"
+            )
 
     @property
     def proper(self) -> bool:  # type: ignore[override]
@@ -173,7 +189,9 @@ class Bayesmeta(TauPrior):
             if self.name == "jeffreys":
                 d = np.sqrt(np.sum((t / (s2 + t**2)) ** 2, axis=-1))
             elif self.name == "overall-jeffreys":
-                d = np.sqrt(np.sum(1 / (s2 + t**2), axis=-1) * np.sum((t / (s2 + t**2)) ** 2, axis=-1))
+                d = np.sqrt(
+                    np.sum(1 / (s2 + t**2), axis=-1) * np.sum((t / (s2 + t**2)) ** 2, axis=-1)
+                )
             elif self.name == "berger-deely":
                 d = np.exp(np.log(t[..., 0]) - np.sum(np.log(s2 + t**2), axis=-1) / k)
             elif self.name == "conventional":
@@ -224,15 +242,24 @@ class Flat:
 def _numbers(text: str, spec: str, n: int) -> list[float]:
     parts = [p for p in text.split(",")] if text else []
     if len(parts) != n:
-        raise OptionError(f"{spec!r}: expected {n} number{'s' if n > 1 else ''} after ':', got {text!r}")
+        raise OptionError(
+            f"{spec!r}: expected {n} number{'s' if n > 1 else ''} after ':', got {text!r}"
+        )
     try:
         return [float(p) for p in parts]
     except ValueError:
         raise OptionError(f"{spec!r}: not a number in {text!r}") from None
 
 
-_TAU_FORMS = ("half-normal:SCALE", "half-cauchy:SCALE", "half-t:NU,SCALE", "exponential:RATE", "uniform",
-              "uniform:LOWER,UPPER", *sorted(BAYESMETA_PRIORS))  # fmt: skip
+_TAU_FORMS = (
+    "half-normal:SCALE",
+    "half-cauchy:SCALE",
+    "half-t:NU,SCALE",
+    "exponential:RATE",
+    "uniform",
+    "uniform:LOWER,UPPER",
+    *sorted(BAYESMETA_PRIORS),
+)
 
 
 def parse_tau_prior(spec: str) -> TauPrior:

@@ -147,7 +147,6 @@ def _mixture_rule(mix: BetaMixture) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(xs), np.concatenate(ws)
 
 
-
 def _vague_prior() -> BetaMixture:
     return BetaMixture.from_ab(1.0, 1.0)
 
@@ -185,4 +184,3 @@ def _convolve_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     for j in range(nb):
         out[:, j : j + na] += a * b[:, j : j + 1]
     return out
-

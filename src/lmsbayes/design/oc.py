@@ -159,9 +159,7 @@ def operating_characteristics(
     [0.056, 0.895]
     """
     if isinstance(design, SimonDesigns):
-        raise ValueError(
-            "design must be one design; pass simon(...).optimal or simon(...).minimax"
-        )
+        raise ValueError("design must be one design; pass simon(...).optimal or simon(...).minimax")
     if isinstance(design, TwoArmDesign):
         if p is not None:
             raise ValueError("a two-arm design takes p_t and p_c, not p")
@@ -267,9 +265,16 @@ def two_arm_oc(
         succ[i], en[i] = s, e
     ds = xr.Dataset(
         data_vars={
-            "prob_success": (("prior", "effect", "p_c"), succ,
-                             {"long_name": "P(success); at the null effect the type I error"}),
-            "expected_n": (("prior", "effect", "p_c"), en, {"long_name": "expected number of patients"}),
+            "prob_success": (
+                ("prior", "effect", "p_c"),
+                succ,
+                {"long_name": "P(success); at the null effect the type I error"},
+            ),
+            "expected_n": (
+                ("prior", "effect", "p_c"),
+                en,
+                {"long_name": "expected number of patients"},
+            ),
         },
         coords={
             "prior": ("prior", list(priors)),
@@ -277,9 +282,15 @@ def two_arm_oc(
             "p_c": ("p_c", grid, {"long_name": "true rate on control"}),
             "p_t": (("effect", "p_c"), pt, {"long_name": "true rate on treatment"}),
         },
-        attrs={"design": str(design), "decision": str(design.decision), "scale": scale,
-               "n_t": design.n_t, "n_c": design.n_c, "sided": "one-sided",
-               "method": "exact enumeration"},  # fmt: skip
+        attrs={
+            "design": str(design),
+            "decision": str(design.decision),
+            "scale": scale,
+            "n_t": design.n_t,
+            "n_c": design.n_c,
+            "sided": "one-sided",
+            "method": "exact enumeration",
+        },
     )
     return ds
 
@@ -303,10 +314,18 @@ def headline(design: Any, p0: float, p1: float) -> dict[str, float]:
     ``p_t = p_c = p0`` (type I error) and at ``p_c = p0, p_t = p1`` (power).
     """
     if isinstance(design, TwoArmDesign):
-        return {"p0": p0, "p1": p1, "success_at_p0": _success_at(design, p0, p0),
-                "success_at_p1": _success_at(design, p1, p0)}  # fmt: skip
-    return {"p0": p0, "p1": p1, "success_at_p0": _success_at(design, p0),
-            "success_at_p1": _success_at(design, p1)}  # fmt: skip
+        return {
+            "p0": p0,
+            "p1": p1,
+            "success_at_p0": _success_at(design, p0, p0),
+            "success_at_p1": _success_at(design, p1, p0),
+        }
+    return {
+        "p0": p0,
+        "p1": p1,
+        "success_at_p0": _success_at(design, p0),
+        "success_at_p1": _success_at(design, p1),
+    }
 
 
 def design_warnings(design: Any, p0: float, p1: float) -> list[str]:
@@ -321,11 +340,19 @@ def design_warnings(design: Any, p0: float, p1: float) -> list[str]:
     out = []
     h = headline(design, p0, p1)
     if h["success_at_p1"] < 0.5:
-        out.append(f"power at p1 = {_fmt(p1)} is {h['success_at_p1']:.3f} (< 0.5): the design is "
-                   "unlikely to succeed even if the treatment works as hoped")  # fmt: skip
-    top = _success_at(design, 0.9, p0) if isinstance(design, TwoArmDesign) else _success_at(design, 0.9)
+        out.append(
+            f"power at p1 = {_fmt(p1)} is {h['success_at_p1']:.3f} (< 0.5): the design is "
+            "unlikely to succeed even if the treatment works as hoped"
+        )
+    top = (
+        _success_at(design, 0.9, p0)
+        if isinstance(design, TwoArmDesign)
+        else _success_at(design, 0.9)
+    )
     if top < IMPOSSIBLE_BELOW:
         where = "p_t = 0.9 (p_c = p0)" if isinstance(design, TwoArmDesign) else "a true rate of 0.9"
-        out.append(f"success is practically impossible: P(success) = {top:.2g} even at {where}; "
-                   "check the success threshold and the role of the prior")  # fmt: skip
+        out.append(
+            f"success is practically impossible: P(success) = {top:.2g} even at {where}; "
+            "check the success threshold and the role of the prior"
+        )
     return out

@@ -77,10 +77,18 @@ class SimonDesign:
         rej = _simon_reject(int(r1), n1, int(r), n, np.array([p0, p1]))
         pet0 = float(stats.binom.cdf(r1, n1, p0))
         return cls(
-            kind="custom", r1=int(r1), n1=n1, r=int(r), n=n, p0=p0, p1=p1,
-            en0=n1 + (1.0 - pet0) * (n - n1), pet0=pet0,
-            attained_alpha=float(rej[0]), attained_power=float(rej[1]),
-        )  # fmt: skip
+            kind="custom",
+            r1=int(r1),
+            n1=n1,
+            r=int(r),
+            n=n,
+            p0=p0,
+            p1=p1,
+            en0=n1 + (1.0 - pet0) * (n - n1),
+            pet0=pet0,
+            attained_alpha=float(rej[0]),
+            attained_power=float(rej[1]),
+        )
 
     @property
     def looks(self) -> tuple[int, int]:
@@ -102,10 +110,15 @@ class SimonDesign:
     def as_dict(self) -> dict[str, Any]:
         """The design as one table row (Simon's column names)."""
         return {
-            "r1": self.r1, "n1": self.n1, "r": self.r, "n": self.n,
-            "EN0": self.en0, "PET0": self.pet0,
-            "alpha": self.attained_alpha, "power": self.attained_power,
-        }  # fmt: skip
+            "r1": self.r1,
+            "n1": self.n1,
+            "r": self.r,
+            "n": self.n,
+            "EN0": self.en0,
+            "PET0": self.pet0,
+            "alpha": self.attained_alpha,
+            "power": self.attained_power,
+        }
 
     def __str__(self) -> str:
         return (
@@ -309,9 +322,7 @@ def simon(
         en0 = n1 + (1.0 - pet0) * n2s
         best_en0 = min(best_en0, float(en0.min()))
         best_n = min(best_n, int((n1 + n2s).min()))
-        rows.append(
-            np.column_stack([n1 + n2s, np.full(n2s.size, n1), r1s, rr, en0, pet0, a0, pw])
-        )
+        rows.append(np.column_stack([n1 + n2s, np.full(n2s.size, n1), r1s, rr, en0, pet0, a0, pw]))
     if not rows:
         raise ValueError(
             f"no two-stage design with n <= nmax={nmax} meets alpha={alpha} and power={power} "
@@ -328,13 +339,25 @@ def simon(
 
     def make(kind: str, row: pd.Series) -> SimonDesign:
         return SimonDesign(
-            kind=kind, r1=int(row.r1), n1=int(row.n1), r=int(row.r), n=int(row.n),
-            p0=p0, p1=p1, en0=float(row.EN0), pet0=float(row.PET0),
-            attained_alpha=float(row.alpha), attained_power=float(row.power),
-        )  # fmt: skip
+            kind=kind,
+            r1=int(row.r1),
+            n1=int(row.n1),
+            r=int(row.r),
+            n=int(row.n),
+            p0=p0,
+            p1=p1,
+            en0=float(row.EN0),
+            pet0=float(row.PET0),
+            attained_alpha=float(row.alpha),
+            attained_power=float(row.power),
+        )
 
     return SimonDesigns(
         optimal=make("optimal", opt),
         minimax=make("minimax", mm),
-        p0=p0, p1=p1, alpha=alpha, power=power, nmax=nmax,
-    )  # fmt: skip
+        p0=p0,
+        p1=p1,
+        alpha=alpha,
+        power=power,
+        nmax=nmax,
+    )

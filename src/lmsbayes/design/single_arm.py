@@ -105,13 +105,17 @@ class BayesianSingleArm:
     def prior_role(self) -> str:
         """Which role a prior plays in this design, in words (printed by the CLI)."""
         if isinstance(self.p0, BetaMixture):
-            return (f"the prior describes the uncertain historical rate p0 ({_describe(self.p0)}); "
-                    f"the arm's own rate has prior {_describe(self.prior)}")  # fmt: skip
+            return (
+                f"the prior describes the uncertain historical rate p0 ({_describe(self.p0)}); "
+                f"the arm's own rate has prior {_describe(self.prior)}"
+            )
         vague = self.prior.n_components == 1 and self.prior.a[0] == 1 and self.prior.b[0] == 1
         if vague:
             return f"fixed threshold p0 = {_fmt(self.p0)}; the arm's own rate has the vague prior Beta(1, 1)"
-        return (f"the prior is the prior of the arm's own rate ({_describe(self.prior)}), "
-                f"tested against the fixed threshold {_fmt(self.p0)} (RBesT's decision1S / oc1S)")  # fmt: skip
+        return (
+            f"the prior is the prior of the arm's own rate ({_describe(self.prior)}), "
+            f"tested against the fixed threshold {_fmt(self.p0)} (RBesT's decision1S / oc1S)"
+        )
 
     @property
     def n_max(self) -> int:

@@ -43,7 +43,9 @@ KOPP_SCHNEIDER_2020 = (
 )
 
 
-def _prior_for_weight(prior: BetaMixture, w: float, mean: float, n: float, bounded: bool) -> BetaMixture:
+def _prior_for_weight(
+    prior: BetaMixture, w: float, mean: float, n: float, bounded: bool
+) -> BetaMixture:
     if w == 0.0:
         return prior
     if w == 1.0:
@@ -105,12 +107,16 @@ class TradeoffResult:
             tab[col] = tab[col].map(lambda v: "undefined" if v != v else f"{v:.1f}")
         note = ""
         if self.table["ess_elir"].isna().any():
-            note = ("\nELIR is undefined where the robust component has a shape < 1; "
-                    "robustify with bounded=True (--robust-bounded) for one where it is defined")
+            note = (
+                "\nELIR is undefined where the robust component has a shape < 1; "
+                "robustify with bounded=True (--robust-bounded) for one where it is defined"
+            )
         return head + "\n" + tab.to_string() + note + "\n" + KOPP_SCHNEIDER_2020
 
 
-def _evaluate(design: Any, prior: BetaMixture, grid: np.ndarray, alt: tuple[float, float]) -> tuple[np.ndarray, float]:
+def _evaluate(
+    design: Any, prior: BetaMixture, grid: np.ndarray, alt: tuple[float, float]
+) -> tuple[np.ndarray, float]:
     if isinstance(design, TwoArmDesign):
         d = replace(design, prior_c=prior)
         p_t = np.concatenate([grid, [alt[0]]])
@@ -183,12 +189,16 @@ def borrowing_tradeoff(
         default_mean = float(design.p0)
         hi = min(hi, float(design.p0))
         if hi <= lo:
-            raise OptionError(f"type1_range {type1_range!r} has no rate at or below p0 = {design.p0:g}")
+            raise OptionError(
+                f"type1_range {type1_range!r} has no rate at or below p0 = {design.p0:g}"
+            )
         alt = (p_t, float("nan"))
         alt_text = f"p = {_fmt(p_t)}"
         grid = np.round(np.linspace(lo, hi, grid_points), 12)
     else:
-        raise ValueError(f"design must be a TwoArmDesign or BayesianSingleArm, got {type(design).__name__}")
+        raise ValueError(
+            f"design must be a TwoArmDesign or BayesianSingleArm, got {type(design).__name__}"
+        )
     if not isinstance(prior, BetaMixture):
         raise ValueError(f"prior must be a BetaMixture, got {type(prior).__name__}")
     mean = _check_open_unit("robust_mean", robust_mean if robust_mean is not None else default_mean)
@@ -196,25 +206,45 @@ def borrowing_tradeoff(
     rows, curves = {}, []
     labels: list[Any] = []
     for w in [*w_all, "vague"]:
-        pr = _vague_prior() if w == "vague" else _prior_for_weight(prior, float(w), mean, robust_n, bounded)
+        pr = (
+            _vague_prior()
+            if w == "vague"
+            else _prior_for_weight(prior, float(w), mean, robust_n, bounded)
+        )
         type1, power = _evaluate(design, pr, grid, alt)
         i = int(np.argmax(type1))
         elir, moment = _ess(pr)
-        rows[w] = {"max_type1": float(type1[i]), "worst_p": float(grid[i]), "power": power,
-                   "ess_elir": elir, "ess_moment": moment}  # fmt: skip
+        rows[w] = {
+            "max_type1": float(type1[i]),
+            "worst_p": float(grid[i]),
+            "power": power,
+            "ess_elir": elir,
+            "ess_moment": moment,
+        }
         curves.append(type1)
         labels.append(str(w) if w == "vague" else float(w))
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "w"
     ds = xr.Dataset(
-        {"type1": (("w", "p"), np.array(curves), {"long_name": "P(success) when the treatment is no better"})},
-        coords={"w": ("w", np.array([str(v) for v in labels], dtype=object)),
-                "p": ("p", grid, {"long_name": "true control rate"})},  # fmt: skip
+        {
+            "type1": (
+                ("w", "p"),
+                np.array(curves),
+                {"long_name": "P(success) when the treatment is no better"},
+            )
+        },
+        coords={
+            "w": ("w", np.array([str(v) for v in labels], dtype=object)),
+            "p": ("p", grid, {"long_name": "true control rate"}),
+        },
         attrs={"design": str(design), "type1_range": (lo, hi), "alternative": alt_text},
     )
-    targets = {"type1_range": (lo, hi), "alternative": alt_text,
-               "robust_component": f"Beta({ra:.4g}, {rb:.4g}) (mean {mean:.3g})",
-               "grid_points": int(grid.size)}  # fmt: skip
+    targets = {
+        "type1_range": (lo, hi),
+        "alternative": alt_text,
+        "robust_component": f"Beta({ra:.4g}, {rb:.4g}) (mean {mean:.3g})",
+        "grid_points": int(grid.size),
+    }
     return TradeoffResult(table=table, curves=ds, targets=targets)
 
 
@@ -252,8 +282,17 @@ def find_robust_weight(
     if not 0.0 < step <= 0.5:
         raise OptionError(f"step must lie in (0, 0.5], got {step!r}")
     weights = np.round(np.arange(0.0, 1.0 + step / 2, step), 10)
-    scan = borrowing_tradeoff(design, prior, weights, type1_range=type1_range, p_t=p_t, p_c=p_c,
-                              robust_mean=robust_mean, robust_n=robust_n, bounded=bounded)  # fmt: skip
+    scan = borrowing_tradeoff(
+        design,
+        prior,
+        weights,
+        type1_range=type1_range,
+        p_t=p_t,
+        p_c=p_c,
+        robust_mean=robust_mean,
+        robust_n=robust_n,
+        bounded=bounded,
+    )
     tab = scan.table.drop(index="vague")
     ok = tab.index[tab["max_type1"].to_numpy() <= cap + _TOL]
     return (float(ok[0]) if len(ok) else None), scan

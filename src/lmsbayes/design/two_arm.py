@@ -184,10 +184,14 @@ class TwoArmDesign:
         if self.hr is not None:
             object.__setattr__(self, "hr", HazardRatioDecision(self.hr, self.success_prob).hr)
             if self.delta != 0.0:
-                raise OptionError(f"give either delta or hr, not both (delta={self.delta!r}, hr={self.hr!r})")
+                raise OptionError(
+                    f"give either delta or hr, not both (delta={self.delta!r}, hr={self.hr!r})"
+                )
         object.__setattr__(self, "interims", _check_interims(self.interims, self.n_t, self.n_c))
         if self.futility_prob is not None:
-            object.__setattr__(self, "futility_prob", _check_open_unit("futility_prob", self.futility_prob))
+            object.__setattr__(
+                self, "futility_prob", _check_open_unit("futility_prob", self.futility_prob)
+            )
             if self.futility_prob >= self.success_prob:
                 raise OptionError(
                     f"futility_prob must be below success_prob={self.success_prob!r}, "
@@ -274,14 +278,23 @@ class TwoArmDesign:
         frames = []
         last = len(self.looks) - 1
         for k, ((n_t, n_c), (cont, succ)) in enumerate(zip(self.looks, self._bounds, strict=True)):
-            df = pd.DataFrame({
-                "look": k + 1, "n_c": n_c, "r_c": np.arange(n_c + 1), "n_t": n_t,
-                "min_r_t": pd.array(np.where(succ <= n_t, succ, -1), dtype="Int64"),
-            })  # fmt: skip
+            df = pd.DataFrame(
+                {
+                    "look": k + 1,
+                    "n_c": n_c,
+                    "r_c": np.arange(n_c + 1),
+                    "n_t": n_t,
+                    "min_r_t": pd.array(np.where(succ <= n_t, succ, -1), dtype="Int64"),
+                }
+            )
             df.loc[df["min_r_t"] < 0, "min_r_t"] = pd.NA
             if self.futility_prob is not None:
-                vals = pd.array(np.where(cont <= n_t, cont, -1), dtype="Int64") if k < last else None
-                df["min_r_t_continue"] = vals if vals is not None else pd.array([pd.NA] * len(df), dtype="Int64")
+                vals = (
+                    pd.array(np.where(cont <= n_t, cont, -1), dtype="Int64") if k < last else None
+                )
+                df["min_r_t_continue"] = (
+                    vals if vals is not None else pd.array([pd.NA] * len(df), dtype="Int64")
+                )
                 df.loc[df["min_r_t_continue"] < 0, "min_r_t_continue"] = pd.NA
             frames.append(df)
         return pd.concat(frames, ignore_index=True)
@@ -329,8 +342,12 @@ class TwoArmDesign:
             if self.efficacy_stop:
                 rules.append("stop for success when the criterion holds")
             if self.futility_prob is not None:
-                rules.append(f"stop for futility when the posterior probability < {_fmt(self.futility_prob)}")
-            lines.append(f"  interims at n_t:n_c = {looks}" + (f" ({'; '.join(rules)})" if rules else ""))
+                rules.append(
+                    f"stop for futility when the posterior probability < {_fmt(self.futility_prob)}"
+                )
+            lines.append(
+                f"  interims at n_t:n_c = {looks}" + (f" ({'; '.join(rules)})" if rules else "")
+            )
         return "\n".join(lines)
 
 
@@ -442,11 +459,15 @@ def two_arm_sample_size(
     power = _check_open_unit("power", power)
     alpha = _check_open_unit("alpha", alpha)
     lo, hi = _check_range(type1_range)
-    if isinstance(ratio, bool) or not (isinstance(ratio, int | float) and math.isfinite(ratio) and ratio > 0):
+    if isinstance(ratio, bool) or not (
+        isinstance(ratio, int | float) and math.isfinite(ratio) and ratio > 0
+    ):
         raise OptionError(f"ratio must be a number > 0 (n_t / n_c), got {ratio!r}")
     n_c_max = _check_positive_int("n_c_max", n_c_max)
     if max(n_c_max, math.ceil(ratio * n_c_max)) > MAX_TWO_ARM_N:
-        raise WorkLimitError(f"n_c_max * ratio must be <= {MAX_TWO_ARM_N}, got n_c_max={n_c_max}, ratio={ratio}")
+        raise WorkLimitError(
+            f"n_c_max * ratio must be <= {MAX_TWO_ARM_N}, got n_c_max={n_c_max}, ratio={ratio}"
+        )
     grid = np.round(np.linspace(lo, hi, _check_positive_int("grid_points", grid_points)), 12)
     prior_t = prior_t if prior_t is not None else _vague_prior()
     cache: dict[int, dict] = {}
@@ -454,13 +475,26 @@ def two_arm_sample_size(
     def evaluate(n_c: int) -> dict:
         if n_c not in cache:
             n_t = max(1, math.ceil(ratio * n_c - 1e-9))
-            d = TwoArmDesign(n_t, n_c, prior_t=prior_t, prior_c=prior_c, delta=delta, hr=hr,
-                             success_prob=success_prob)  # fmt: skip
+            d = TwoArmDesign(
+                n_t,
+                n_c,
+                prior_t=prior_t,
+                prior_c=prior_c,
+                delta=delta,
+                hr=hr,
+                success_prob=success_prob,
+            )
             _, eff = d._probs(np.concatenate([grid, [p_t]]), np.concatenate([grid, [p_c]]))
             succ = eff.sum(axis=1)
             i = int(np.argmax(succ[:-1]))
-            row = {"n_t": n_t, "n_c": n_c, "max_type1": float(succ[i]), "worst_p": float(grid[i]),
-                   "power": float(succ[-1]), "design": d}  # fmt: skip
+            row = {
+                "n_t": n_t,
+                "n_c": n_c,
+                "max_type1": float(succ[i]),
+                "worst_p": float(grid[i]),
+                "power": float(succ[-1]),
+                "design": d,
+            }
             row["ok"] = row["max_type1"] <= alpha + _TOL and row["power"] >= power - _TOL
             cache[n_c] = row
         return cache[n_c]
@@ -484,9 +518,17 @@ def two_arm_sample_size(
             found = cache[n_c]["design"]
             break
     rows = [{k: v for k, v in cache[n].items() if k != "design"} for n in sorted(cache)]
-    targets = {"p_c": p_c, "p_t": p_t, "power": power, "alpha": alpha, "type1_range": (lo, hi),
-               "ratio": float(ratio), "n_c_max": n_c_max, "grid_points": int(grid.size),
-               "success_prob": success_prob}  # fmt: skip
+    targets = {
+        "p_c": p_c,
+        "p_t": p_t,
+        "power": power,
+        "alpha": alpha,
+        "type1_range": (lo, hi),
+        "ratio": float(ratio),
+        "n_c_max": n_c_max,
+        "grid_points": int(grid.size),
+        "success_prob": success_prob,
+    }
     return SampleSizeResult(design=found, table=pd.DataFrame(rows), targets=targets)
 
 
@@ -494,9 +536,13 @@ def _check_range(rng: Any) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in rng)
     except (TypeError, ValueError):
-        raise OptionError(f"type1_range must be two rates (lo, hi) with 0 <= lo < hi <= 1, got {rng!r}") from None
+        raise OptionError(
+            f"type1_range must be two rates (lo, hi) with 0 <= lo < hi <= 1, got {rng!r}"
+        ) from None
     if not (0.0 <= lo < hi <= 1.0):
-        raise OptionError(f"type1_range must be two rates (lo, hi) with 0 <= lo < hi <= 1, got {rng!r}")
+        raise OptionError(
+            f"type1_range must be two rates (lo, hi) with 0 <= lo < hi <= 1, got {rng!r}"
+        )
     return lo, hi
 
 

@@ -84,7 +84,9 @@ class Layout:
                 names.append(f"{prefix}{p.name}[{label}]" if label else f"{prefix}{p.name}")
         self.size = k
         self.names = tuple(names)
-        self.tau_coords = np.concatenate([np.arange(s.start, s.stop) for p, s in self.blocks if p.name == "tau"])
+        self.tau_coords = np.concatenate(
+            [np.arange(s.start, s.stop) for p, s in self.blocks if p.name == "tau"]
+        )
 
     def unpack(self, theta: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Constrained values (batch, *shape) and the log Jacobian (batch,)."""
@@ -121,7 +123,11 @@ class Layout:
         for p, _ in self.blocks:
             if p.name == "alpha":
                 base = _alpha_start(m)
-                vals["alpha"] = np.full(p.shape, base) if p.transform != "ordered" else base + np.linspace(0, 0.7, p.shape[0])
+                vals["alpha"] = (
+                    np.full(p.shape, base)
+                    if p.transform != "ordered"
+                    else base + np.linspace(0, 0.7, p.shape[0])
+                )
             elif p.name == "tau":
                 vals["tau"] = np.full(p.shape, 0.3)
             elif p.name == "shape":
@@ -158,7 +164,9 @@ class _Part:
     present: np.ndarray  # components with terms
     n_nodes_u: int = 1  # Gauss-Legendre nodes per latent arm (1: no latent fraction)
     log_wu: np.ndarray | None = None
-    single: bool = False  # one term per component, in component order: a component's sum is its term
+    single: bool = (
+        False  # one term per component, in component order: a component's sum is its term
+    )
     const: np.ndarray | None = None  # the components' constants (None: all zero)
     counts: np.ndarray | None = None  # terms per component
     first: np.ndarray | None = None  # position of each component's first term in ``order``
@@ -166,7 +174,9 @@ class _Part:
     kernel: object = None  # binomial likelihoods: terms and their derivatives in the random effect
 
 
-def _make_part(spec, data: ModelData, arm_of: np.ndarray, n_nodes_u: int = 1, log_wu=None, model=None) -> _Part:
+def _make_part(
+    spec, data: ModelData, arm_of: np.ndarray, n_nodes_u: int = 1, log_wu=None, model=None
+) -> _Part:
     model = Model(spec, data) if model is None else model
     order = np.argsort(model.term_comp, kind="stable")
     comp_sorted = model.term_comp[order]
@@ -174,9 +184,22 @@ def _make_part(spec, data: ModelData, arm_of: np.ndarray, n_nodes_u: int = 1, lo
     counts = np.bincount(model.term_comp, minlength=model.n_comp)
     first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     const = np.asarray(model.comp_const, float)
-    part = _Part(model, arm_of, order, starts, present, n_nodes_u, log_wu,
-                 single=bool(model.term_comp.size == model.n_comp and np.array_equal(model.term_comp, np.arange(model.n_comp))),
-                 const=const if np.any(const != 0) else None, counts=counts, first=first)  # fmt: skip
+    part = _Part(
+        model,
+        arm_of,
+        order,
+        starts,
+        present,
+        n_nodes_u,
+        log_wu,
+        single=bool(
+            model.term_comp.size == model.n_comp
+            and np.array_equal(model.term_comp, np.arange(model.n_comp))
+        ),
+        const=const if np.any(const != 0) else None,
+        counts=counts,
+        first=first,
+    )
     if model.family.gaussian:
         part.gauss = _gauss_coefficients(part)
     else:
@@ -188,14 +211,23 @@ class _PartData:
     """What the arm integrals read of a part's data (arrays only: no pandas frames to re-index)."""
 
     def __init__(self, d: ModelData, pos: np.ndarray, X: np.ndarray | None = None) -> None:
-        self.family, self.landmarks, self.curve, self.t_ref = d.family, d.landmarks, d.curve, d.t_ref
+        self.family, self.landmarks, self.curve, self.t_ref = (
+            d.family,
+            d.landmarks,
+            d.curve,
+            d.t_ref,
+        )
         self.shape_groups, self.uterine_centre = d.shape_groups, d.uterine_centre
         self.n_arms = int(pos.size)
         self.X = d.X[pos] if X is None else np.asarray(X, float)
         self.Xu = d.Xu[pos] if X is None else np.zeros_like(self.X)
-        self.latent = np.flatnonzero(np.isin(pos, d.latent)) if X is None else np.zeros(0, dtype=np.int64)
+        self.latent = (
+            np.flatnonzero(np.isin(pos, d.latent)) if X is None else np.zeros(0, dtype=np.int64)
+        )
         self.stratum_idx = np.asarray(d.stratum_idx)[pos]
-        self.shape_idx = np.asarray(d.shape_idx)[pos] if len(d.shape_idx) else np.asarray(d.shape_idx)
+        self.shape_idx = (
+            np.asarray(d.shape_idx)[pos] if len(d.shape_idx) else np.asarray(d.shape_idx)
+        )
 
 
 def _runs(counts: np.ndarray, pos: np.ndarray):
@@ -305,15 +337,19 @@ class _Gauss:
         else:
             k = np.asarray(c["shape"], float)
             inv = 1.0 / k
-            basis = [inv * inv, inv, np.ones_like(k), k, k * k] + ([np.log(k)] if self.log_k else [])
+            basis = [inv * inv, inv, np.ones_like(k), k, k * k] + (
+                [np.log(k)] if self.log_k else []
+            )
             kp = np.stack(basis, axis=-1)  # k ** powers (and log k), (..., G, P)
             if self.n_groups == 1:
                 e = kp[..., 0, :] @ self.E
             else:
                 if self._by_group is None:
-                    self._by_group = [self.E * np.tile(self.comp_group == g, 3) for g in range(self.n_groups)]
+                    self._by_group = [
+                        self.E * np.tile(self.comp_group == g, 3) for g in range(self.n_groups)
+                    ]
                 e = sum(kp[..., g, :] @ Eg for g, Eg in enumerate(self._by_group))
-        return e[..., :n], e[..., n:2 * n], e[..., 2 * n:]
+        return e[..., :n], e[..., n : 2 * n], e[..., 2 * n :]
 
     def normal_form(self, c) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """ll(eta) = C - q / 2 (eta - mu)^2 per component: C, mu, q (..., n_comp)."""
@@ -364,8 +400,11 @@ def _gauss_coefficients(part: _Part) -> _Gauss | None:
     free = surv and any(p.name == "shape" for p in m.params)
     G = max(1, len(d.shape_groups), int(d.shape_idx.max()) + 1 if len(d.shape_idx) else 1)
     log_k = bool(free and m.se_by_shape)
-    ks = np.array([0.5, 0.7, 1.0, 1.4, 2.0] + ([3.0] if log_k else [])) if free else \
-        np.array([float(m.spec.model.shape_value) if surv else 1.0])
+    ks = (
+        np.array([0.5, 0.7, 1.0, 1.4, 2.0] + ([3.0] if log_k else []))
+        if free
+        else np.array([float(m.spec.model.shape_value) if surv else 1.0])
+    )
     powers = np.arange(-2, 3) if free else np.zeros(1)
     n_arms, K = d.n_arms, m.K
 
@@ -375,8 +414,12 @@ def _gauss_coefficients(part: _Part) -> _Gauss | None:
             return _comp_sum(part, m.loglik_terms(OPS, eta, c))
 
     etas = np.tile([-1.0, 0.0, 1.0], ks.size)
-    v = ll(np.broadcast_to(etas[:, None, None], (etas.size, n_arms, K)), np.repeat(ks, 3)).reshape(ks.size, 3, -1)
-    e = np.concatenate([v[:, 1], 0.5 * (v[:, 2] - v[:, 0]), 0.5 * (v[:, 2] + v[:, 0]) - v[:, 1]], axis=1)
+    v = ll(np.broadcast_to(etas[:, None, None], (etas.size, n_arms, K)), np.repeat(ks, 3)).reshape(
+        ks.size, 3, -1
+    )
+    e = np.concatenate(
+        [v[:, 1], 0.5 * (v[:, 2] - v[:, 0]), 0.5 * (v[:, 2] + v[:, 0]) - v[:, 1]], axis=1
+    )
     if free:
         B = ks[:, None] ** powers[None, :]
         E = np.linalg.solve(np.column_stack([B, np.log(ks)]) if log_k else B, e)
@@ -396,7 +439,10 @@ def _gauss_coefficients(part: _Part) -> _Gauss | None:
     e0, e1, e2 = out.coefficients({"shape": kk})
     x = eta.reshape(2, -1)
     recon = e0 + x * (e1 + x * e2)
-    if not (np.all(np.isfinite(direct)) and np.all(np.abs(recon - direct) <= 1e-9 * (1.0 + np.abs(direct)))):
+    if not (
+        np.all(np.isfinite(direct))
+        and np.all(np.abs(recon - direct) <= 1e-9 * (1.0 + np.abs(direct)))
+    ):
         return None
     return out
 
@@ -442,7 +488,9 @@ class _BinomialLogitKernel:
         d2 = -n * s * (1.0 - s)
         if not value:
             return d1, d2
-        v = lc + y * eta - n * (np.maximum(eta, 0.0) + np.log1p(e))  # binomial_logit_terms, sharing e
+        v = (
+            lc + y * eta - n * (np.maximum(eta, 0.0) + np.log1p(e))
+        )  # binomial_logit_terms, sharing e
         return v, d1, d2
 
 
@@ -457,7 +505,12 @@ class _ConditionalCloglogKernel:
 
     def __init__(self, m: Model) -> None:
         a = m.arrays
-        self.y, self.n, self.lc, self.has_prev = a["lik_y"], a["lik_n"], a["log_choose"], a["has_prev"]
+        self.y, self.n, self.lc, self.has_prev = (
+            a["lik_y"],
+            a["lik_n"],
+            a["log_choose"],
+            a["has_prev"],
+        )
         self.arm, self.k, self.prev = a["arm_idx"], a["k_idx"], a["prev_idx"]
 
     def prepare(self, base):
@@ -512,7 +565,9 @@ class Integrator:
         spec = model.spec
         self.gaussian = model.family.gaussian
         self.x_gh, w = np.polynomial.hermite.hermgauss(nodes)
-        self.log_w_gh = np.log(w) + self.x_gh**2  # e^{x^2} w: the integrand is not divided by the weight
+        self.log_w_gh = (
+            np.log(w) + self.x_gh**2
+        )  # e^{x^2} w: the integrand is not divided by the weight
         lat = data.latent
         regular = np.setdiff1d(np.arange(data.n_arms), lat)
         self.parts: list[_Part] = []
@@ -534,13 +589,20 @@ class Integrator:
             self.parts.append(self.latent_part)
         # draws per chunk: arrays of at most ~2^15 numbers (256 kB), which stay in cache and are
         # recycled by the allocator (larger ones are mapped and page-faulted afresh at every operation)
-        width = max(max(p.model.n_comp, 0 if self.gaussian else p.model.term_comp.size) for p in self.parts)
+        width = max(
+            max(p.model.n_comp, 0 if self.gaussian else p.model.term_comp.size) for p in self.parts
+        )
         self.chunk = int(min(1024, max(1, 2**15 // max(width, 1))))
 
     def _whole(self) -> _Part:
         """All arms in place (latent fractions given): the part of the arm-level draws."""
         if self.whole is None:
-            self.whole = _make_part(self.model.spec, self.model.data, np.arange(self.model.data.n_arms), model=self.model)
+            self.whole = _make_part(
+                self.model.spec,
+                self.model.data,
+                np.arange(self.model.data.n_arms),
+                model=self.model,
+            )
         return self.whole
 
     def _latent_part(self, u: np.ndarray, log_wu=None) -> _Part:
@@ -548,7 +610,9 @@ class Integrator:
         lat = d.latent
         X = np.concatenate([d.X[i] + (u[:, None] - d.uterine_centre) * d.Xu[i] for i in lat])
         pos = np.repeat(lat, u.size)
-        return _make_part(self.model.spec, None, pos, u.size, log_wu, model=_take_model(self.model, pos, X))
+        return _make_part(
+            self.model.spec, None, pos, u.size, log_wu, model=_take_model(self.model, pos, X)
+        )
 
     # --- component log-likelihoods -------------------------------------------------
 
@@ -586,7 +650,9 @@ class Integrator:
             g2 = s2 * _comp_sum(part, d2, const=False) - 1.0
             step = np.clip(-g1 / g2, -3.0, 3.0)
             z += step
-            if not np.max(np.abs(step), initial=0.0) >= tol:  # also stops on NaN (an infinite log-likelihood)
+            if (
+                not np.max(np.abs(step), initial=0.0) >= tol
+            ):  # also stops on NaN (an infinite log-likelihood)
                 break
         v, d1, d2 = kern.derivs(pre, self._shift(part, scale, z), value=True)
         g0 = _comp_sum(part, v) - 0.5 * z * z
@@ -598,7 +664,11 @@ class Integrator:
         """Coefficients of ll(z) = c0 + c1 z + c2 z^2 (exact for Gaussian likelihoods)."""
         if part.gauss is not None:
             lead = base.shape[:-2]
-            return part.gauss.quadratic(c, base.reshape(lead + (-1,)), np.broadcast_to(scale, base.shape).reshape(lead + (-1,)))
+            return part.gauss.quadratic(
+                c,
+                base.reshape(lead + (-1,)),
+                np.broadcast_to(scale, base.shape).reshape(lead + (-1,)),
+            )
         shape = base.shape[:-2] + (part.model.n_comp,)
         zs = np.array([0.0, 1.0, -1.0]).reshape((3,) + (1,) * len(shape)) * np.ones(shape)
         ll = self._ll_at(part, c, base[None], scale[None], zs)
@@ -626,14 +696,20 @@ class Integrator:
         off = self.x_gh != 0.0  # the middle node is the mode, where g = g0
         acc = np.full(mode.shape, math.exp(self.log_w_gh[~off][0]) if not off.all() else 0.0)
         if mode.size * off.sum() <= 2**15:  # small batches: all nodes in one array (fewer calls)
-            x, lw = self.x_gh[off].reshape((-1,) + (1,) * mode.ndim), self.log_w_gh[off].reshape((-1,) + (1,) * mode.ndim)
+            x, lw = (
+                self.x_gh[off].reshape((-1,) + (1,) * mode.ndim),
+                self.log_w_gh[off].reshape((-1,) + (1,) * mode.ndim),
+            )
             z = mode + sq * x
             g = _comp_sum(part, part.kernel.value(pre, self._shift(part, scale, z))) - 0.5 * z * z
             acc += np.exp(g - g0 + lw).sum(axis=0)
         else:  # one node at a time: the arrays stay in cache
             for x, lw in zip(self.x_gh[off], self.log_w_gh[off]):
                 z = mode + sq * x
-                g = _comp_sum(part, part.kernel.value(pre, self._shift(part, scale, z))) - 0.5 * z * z
+                g = (
+                    _comp_sum(part, part.kernel.value(pre, self._shift(part, scale, z)))
+                    - 0.5 * z * z
+                )
                 acc += np.exp(g - g0 + lw)  # g <= g0: g0 is the maximum
         with np.errstate(divide="ignore", invalid="ignore"):
             out = np.log(sd) - 0.5 * math.log(math.pi) + g0 + np.log(acc)
@@ -777,7 +853,11 @@ class Integrator:
                 zc = b23 + lv / s3
             left, right = r <= c1, r > c2
             zp = np.where(left, za, np.where(right, zc, zb))
-            envelope = np.where(left, g1 + s1 * (zp - t1), np.where(right, g3 + s3 * (zp - t3), g2v + s2 * (zp - t2)))
+            envelope = np.where(
+                left,
+                g1 + s1 * (zp - t1),
+                np.where(right, g3 + s3 * (zp - t3), g2v + s2 * (zp - t2)),
+            )
             if sel is None:
                 g = _comp_sum(part, kern.value(pre, self._shift(part, scale, zp))) - 0.5 * zp * zp
             else:
@@ -789,7 +869,9 @@ class Integrator:
             else:
                 z[sel[0][ok], sel[1][ok]] = zp[ok]
                 sel = (sel[0][~ok], sel[1][~ok])
-        raise RuntimeError("the exact engine's rejection sampler of the random effects did not finish")
+        raise RuntimeError(
+            "the exact engine's rejection sampler of the random effects did not finish"
+        )
 
 
 def _quad_from_three(v: np.ndarray):
@@ -834,7 +916,9 @@ def _draw_exp_quadratic(a0, a1, a2, rng) -> np.ndarray:
     bad = ~(ok & np.isfinite(tn))
     if bad.any():  # nearly flat, or all its mass in a far tail: inverse CDF on a fine grid
         grid = np.linspace(0.0, 1.0, 129)
-        tn[bad] = _sample_piecewise_linear(grid, a1[bad][:, None] * grid + a2[bad][:, None] * grid**2, rng)
+        tn[bad] = _sample_piecewise_linear(
+            grid, a1[bad][:, None] * grid + a2[bad][:, None] * grid**2, rng
+        )
     return tn
 
 
@@ -863,7 +947,9 @@ def _sample_piecewise_linear_rows(x: np.ndarray, logdens: np.ndarray, rng) -> np
     with np.errstate(invalid="ignore", divide="ignore"):
         s_lin = r / f0
         disc = np.sqrt(np.maximum(f0 * f0 + 2 * slope * r, 0.0))
-        s_quad = np.where(np.abs(slope) > 1e-12 * np.maximum(f0, 1e-300) / w, (disc - f0) / slope, s_lin)
+        s_quad = np.where(
+            np.abs(slope) > 1e-12 * np.maximum(f0, 1e-300) / w, (disc - f0) / slope, s_lin
+        )
     s = np.clip(np.where(np.isfinite(s_quad), s_quad, 0.5 * w), 0.0, w)
     return (np.take_along_axis(x, k, -1) + s)[..., 0]
 
@@ -893,11 +979,11 @@ class _Posterior:
         chunk = chunk or self.integrator.chunk
         out = np.empty(theta.shape[0])
         for s in range(0, theta.shape[0], chunk):
-            th = theta[s:s + chunk]
+            th = theta[s : s + chunk]
             vals, logjac = self.layout.unpack(th)
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 lp = self.model.log_prior(vals) + logjac + self.integrator.arm_loglik(vals).sum(-1)
-            out[s:s + chunk] = np.where(np.isfinite(lp), lp, -np.inf)
+            out[s : s + chunk] = np.where(np.isfinite(lp), lp, -np.inf)
         self.n_evals += theta.shape[0]
         return out
 
@@ -906,8 +992,10 @@ class _Posterior:
         h = _FD_STEP * np.maximum(1.0, np.abs(theta))
         pts = np.vstack([theta, theta + np.diag(h), theta - np.diag(h)])
         f = self.logpost(pts)
-        with np.errstate(invalid="ignore"):  # -inf - -inf where both steps leave the support: handled below
-            grad = (f[1:p + 1] - f[p + 1:]) / (2 * h)
+        with np.errstate(
+            invalid="ignore"
+        ):  # -inf - -inf where both steps leave the support: handled below
+            grad = (f[1 : p + 1] - f[p + 1 :]) / (2 * h)
         if not np.all(np.isfinite(grad)):
             grad = np.where(np.isfinite(grad), grad, 0.0)
         return -f[0], -grad
@@ -929,7 +1017,12 @@ class _Posterior:
             pts += [theta + e[i], theta - e[i]]
         pairs = [(i, j) for i in range(p) for j in range(i + 1, p)]
         for i, j in pairs:
-            pts += [theta + e[i] + e[j], theta + e[i] - e[j], theta - e[i] + e[j], theta - e[i] - e[j]]
+            pts += [
+                theta + e[i] + e[j],
+                theta + e[i] - e[j],
+                theta - e[i] + e[j],
+                theta - e[i] - e[j],
+            ]
         f = self.logpost(np.vstack(pts))
         H = np.zeros((p, p))
         f0 = f[0]
@@ -937,7 +1030,7 @@ class _Posterior:
             H[i, i] = (f[1 + 2 * i] - 2 * f0 + f[2 + 2 * i]) / (h * h)
         base = 1 + 2 * p
         for k, (i, j) in enumerate(pairs):
-            a, b, cc, d = f[base + 4 * k: base + 4 * k + 4]
+            a, b, cc, d = f[base + 4 * k : base + 4 * k + 4]
             H[i, j] = H[j, i] = (a - b - cc + d) / (4 * h * h)
         return -H  # Hessian of the negative log posterior
 
@@ -963,14 +1056,27 @@ def _bfgs(post: _Posterior, theta0: np.ndarray, hess_inv0: np.ndarray | None = N
     options = {"gtol": 1e-5, "maxiter": 500}
     if hess_inv0 is not None:
         options["hess_inv0"] = hess_inv0
-    res = optimize.minimize(post.value_and_grad, theta0, jac=True, method="BFGS", options=options,
-                            callback=callback if known else None)  # fmt: skip
+    res = optimize.minimize(
+        post.value_and_grad,
+        theta0,
+        jac=True,
+        method="BFGS",
+        options=options,
+        callback=callback if known else None,
+    )
     grad = float(np.max(np.abs(res.jac))) if np.all(np.isfinite(res.jac)) else math.inf
     if merged:
         return res.x, -float(res.fun), grad, int(res.nit), True
-    if grad > 1e-3 and np.all(np.isfinite(res.x)):  # a line search that gave up: try once more from there
-        res2 = optimize.minimize(post.value_and_grad, res.x, jac=True, method="L-BFGS-B",
-                                 options={"gtol": 1e-7, "maxiter": 500})  # fmt: skip
+    if grad > 1e-3 and np.all(
+        np.isfinite(res.x)
+    ):  # a line search that gave up: try once more from there
+        res2 = optimize.minimize(
+            post.value_and_grad,
+            res.x,
+            jac=True,
+            method="L-BFGS-B",
+            options={"gtol": 1e-7, "maxiter": 500},
+        )
         if np.isfinite(res2.fun) and res2.fun <= res.fun:
             res = res2
             grad = float(np.max(np.abs(res.jac))) if np.all(np.isfinite(res.jac)) else math.inf
@@ -1004,11 +1110,14 @@ def _starts(post: _Posterior) -> np.ndarray:
     lay = post.layout
     base = lay.initial()
     tau = lay.tau_coords
-    shape = np.concatenate([np.arange(s.start, s.stop) for p, s in lay.blocks if p.name == "shape"]) \
-        if any(p.name == "shape" for p, _ in lay.blocks) else np.zeros(0, dtype=int)
+    shape = (
+        np.concatenate([np.arange(s.start, s.stop) for p, s in lay.blocks if p.name == "shape"])
+        if any(p.name == "shape" for p, _ in lay.blocks)
+        else np.zeros(0, dtype=int)
+    )
     grid = []
     for log_tau in (np.log(0.3), np.log(0.08), np.log(1.0)):
-        for log_k in ((np.log(1.5), np.log(0.5), np.log(4.0)) if shape.size else (None,)):
+        for log_k in (np.log(1.5), np.log(0.5), np.log(4.0)) if shape.size else (None,):
             th = base.copy()
             th[tau] = log_tau
             if log_k is not None:
@@ -1036,7 +1145,14 @@ def _mode(post: _Posterior, theta0: np.ndarray | None = None) -> tuple[np.ndarra
         if metric is None and runs and not runs[0][4]:
             # later starts: the curvature at the first optimum (the Hessian is kept for the proposal)
             metric = _inverse_metric(post.hessian(runs[0][0]))
-        runs.append(_bfgs(post, starts[i], metric if runs else None, known=[(r[0], r[1]) for r in runs if not r[4]]))
+        runs.append(
+            _bfgs(
+                post,
+                starts[i],
+                metric if runs else None,
+                known=[(r[0], r[1]) for r in runs if not r[4]],
+            )
+        )
     runs = [r[:4] for r in runs if not r[4]]
     runs = [r for r in runs if np.all(np.isfinite(r[0])) and np.isfinite(r[1])]
     if not runs:
@@ -1047,8 +1163,12 @@ def _mode(post: _Posterior, theta0: np.ndarray | None = None) -> tuple[np.ndarra
         if all(np.max(np.abs(x - y)) > 0.25 for y, _ in optima):
             optima.append((x, lp))
     best, lp_best, grad, nit = runs[0]
-    info = {"mode_converged": grad < 1e-3, "mode_grad_norm": grad, "mode_iterations": nit,
-            "n_modes": len([o for o in optima if o[1] > lp_best - 8.0])}  # fmt: skip
+    info = {
+        "mode_converged": grad < 1e-3,
+        "mode_grad_norm": grad,
+        "mode_iterations": nit,
+        "n_modes": len([o for o in optima if o[1] > lp_best - 8.0]),
+    }
     return best, info, optima
 
 
@@ -1081,8 +1201,13 @@ def _mvt_logpdf(x: np.ndarray, mean: np.ndarray, chol: np.ndarray, df: float) ->
     r = np.linalg.solve(chol, (x - mean).T).T if d else np.zeros((len(x), 0))
     maha = np.sum(r * r, axis=-1)
     logdet = 2 * np.sum(np.log(np.diag(chol))) if d else 0.0
-    return (special.gammaln((df + d) / 2) - special.gammaln(df / 2) - 0.5 * d * math.log(df * math.pi)
-            - 0.5 * logdet - 0.5 * (df + d) * np.log1p(maha / df))  # fmt: skip
+    return (
+        special.gammaln((df + d) / 2)
+        - special.gammaln(df / 2)
+        - 0.5 * d * math.log(df * math.pi)
+        - 0.5 * logdet
+        - 0.5 * (df + d) * np.log1p(maha / df)
+    )
 
 
 def _mvt_draw(rng, n: int, mean: np.ndarray, chol: np.ndarray, df: float) -> np.ndarray:
@@ -1105,8 +1230,11 @@ def _t_proposal(post, mode, cov, n, rng, df, inflate: float = 1.1):
     T = post.layout.tau_coords
     if T.size == 0:
         theta = _mvt_draw(rng, n, mode, chol, df)
-        return theta, _mvt_logpdf(theta, mode, chol, df), {
-            "proposal": "student-t", "logq": lambda th: _mvt_logpdf(th, mode, chol, df)}
+        return (
+            theta,
+            _mvt_logpdf(theta, mode, chol, df),
+            {"proposal": "student-t", "logq": lambda th: _mvt_logpdf(th, mode, chol, df)},
+        )
     scale = np.ones(mode.size)
     scale[T] = _DEFENSIVE_TAU_SCALE
     chol_w = np.linalg.cholesky(cov * inflate**2 * np.outer(scale, scale))
@@ -1117,8 +1245,10 @@ def _t_proposal(post, mode, cov, n, rng, df, inflate: float = 1.1):
     theta[wide] = _mvt_draw(rng, int(wide.sum()), mode, chol_w, df)
 
     def logq(th):
-        return np.logaddexp(math.log1p(-eps) + _mvt_logpdf(th, mode, chol, df),
-                            math.log(eps) + _mvt_logpdf(th, mode, chol_w, df))
+        return np.logaddexp(
+            math.log1p(-eps) + _mvt_logpdf(th, mode, chol, df),
+            math.log(eps) + _mvt_logpdf(th, mode, chol_w, df),
+        )
 
     return theta, logq(theta), {"proposal": "student-t (defensive in log tau)", "logq": logq}
 
@@ -1147,7 +1277,7 @@ def _conditional_newton(post, points: np.ndarray, O: np.ndarray, h: float = 1e-3
         H[:, i, i] = (f[:, 1 + 2 * i] - 2 * f[:, 0] + f[:, 2 + 2 * i]) / (h * h)
     base = 1 + 2 * po
     for k, (i, j) in enumerate(pairs):
-        q = f[:, base + 4 * k: base + 4 * k + 4]
+        q = f[:, base + 4 * k : base + 4 * k + 4]
         H[:, i, j] = H[:, j, i] = (q[:, 0] - q[:, 1] - q[:, 2] + q[:, 3]) / (4 * h * h)
     covs = np.stack([_covariance(-Hk) for Hk in H])
     out = points.copy()
@@ -1200,8 +1330,12 @@ def _grid_proposal(post, mode, cov, n, rng, df):
                     logsd_i.append(np.log(np.sqrt(np.diagonal(covs[j]))))
                     j += 1
             # an anchor where the log posterior is not finite keeps the mode's values
-            axes_mean.append(np.nan_to_num(np.array(mean_i) - mode[O], nan=0.0, posinf=0.0, neginf=0.0))
-            axes_logsd.append(np.nan_to_num(np.array(logsd_i) - np.log(sd0), nan=0.0, posinf=0.0, neginf=0.0))
+            axes_mean.append(
+                np.nan_to_num(np.array(mean_i) - mode[O], nan=0.0, posinf=0.0, neginf=0.0)
+            )
+            axes_logsd.append(
+                np.nan_to_num(np.array(logsd_i) - np.log(sd0), nan=0.0, posinf=0.0, neginf=0.0)
+            )
         corr0 = cond0 / np.outer(sd0, sd0)
         chol_corr = np.linalg.cholesky(_pd(corr0))
 
@@ -1267,28 +1401,55 @@ def _grid_proposal(post, mode, cov, n, rng, df):
         """The proposal's log density at any points (for multiple importance sampling)."""
         tau_ = th[:, T]
         pos = np.round((tau_ - lo) / width).astype(int)
-        inside = np.all((pos >= 0) & (pos < G) & (np.abs(tau_ - (lo + pos * width)) <= width / 2 + 1e-12), axis=1)
+        inside = np.all(
+            (pos >= 0) & (pos < G) & (np.abs(tau_ - (lo + pos * width)) <= width / 2 + 1e-12),
+            axis=1,
+        )
         flat = np.ravel_multi_index(tuple(np.clip(pos, 0, G - 1).T), (G,) * dim)
         out = np.where(inside, logpi[flat] - np.sum(np.log(width)), -np.inf)
         if O.size:
             mean_, sd_ = cond(tau_)
             zt_ = (th[:, O] - mean_) / sd_
-            out = out + _mvt_logpdf(zt_, np.zeros(O.size), chol_corr, df) - np.sum(np.log(sd_), axis=1)
+            out = (
+                out
+                + _mvt_logpdf(zt_, np.zeros(O.size), chol_corr, df)
+                - np.sum(np.log(sd_), axis=1)
+            )
         return out
 
-    return theta, logq, {"proposal": f"grid over log tau ({dim}-D, {G**dim} nodes) x conditional Student-t",
-                         "edge_cells": edge.ravel()[cell], "logq": logq_at}  # fmt: skip
+    return (
+        theta,
+        logq,
+        {
+            "proposal": f"grid over log tau ({dim}-D, {G**dim} nodes) x conditional Student-t",
+            "edge_cells": edge.ravel()[cell],
+            "logq": logq_at,
+        },
+    )
 
 
 def posterior_mode(model: Model, settings=None) -> np.ndarray:
     """The posterior mode of the global parameters (unconstrained vector, lmsbayes.engines.exact.Layout)."""
-    integ = Integrator(model, **({} if settings is None else {"nodes": settings.nodes,
-                                                                "uterine_nodes": settings.uterine_nodes}))  # fmt: skip
+    integ = Integrator(
+        model,
+        **(
+            {}
+            if settings is None
+            else {"nodes": settings.nodes, "uterine_nodes": settings.uterine_nodes}
+        ),
+    )
     return _mode(_Posterior(model, integ))[0]
 
 
-def fit_exact(model: Model, settings, seed: int, draws: int | None = None, *, latent: bool = True,
-              start: np.ndarray | None = None) -> ExactResult:  # fmt: skip
+def fit_exact(
+    model: Model,
+    settings,
+    seed: int,
+    draws: int | None = None,
+    *,
+    latent: bool = True,
+    start: np.ndarray | None = None,
+) -> ExactResult:
     """Fit a model by integration and importance sampling (see the module docstring).
 
     Parameters
@@ -1321,13 +1482,23 @@ def fit_exact(model: Model, settings, seed: int, draws: int | None = None, *, la
     others = [(x, lp) for x, lp in optima[1:] if lp > optima[0][1] - 8.0]
     use_grid = 0 < post.layout.tau_coords.size <= _GRID_MAX_TAU and not others
     if others:  # several modes: a mixture of Student-t proposals, one at each mode, weighted by its Laplace mass
-        theta, logq, pinfo = _mixture_proposal(post, [(mode, cov, optima[0][1])] + [
-            (x, _covariance(post.hessian(x)), lp) for x, lp in others], n, rng, settings.df)
+        theta, logq, pinfo = _mixture_proposal(
+            post,
+            [(mode, cov, optima[0][1])]
+            + [(x, _covariance(post.hessian(x)), lp) for x, lp in others],
+            n,
+            rng,
+            settings.df,
+        )
     else:
         maker = _grid_proposal if use_grid else _t_proposal
         try:
             theta, logq, pinfo = maker(post, mode, cov, n, rng, settings.df)
-        except (np.linalg.LinAlgError, ValueError, FloatingPointError):  # a degenerate conditional: the t proposal
+        except (
+            np.linalg.LinAlgError,
+            ValueError,
+            FloatingPointError,
+        ):  # a degenerate conditional: the t proposal
             theta, logq, pinfo = _t_proposal(post, mode, cov, n, rng, settings.df)
             use_grid = False
     logp = post.logpost(theta)
@@ -1364,13 +1535,25 @@ def fit_exact(model: Model, settings, seed: int, draws: int | None = None, *, la
         u = np.zeros((n, model.data.latent.size))
     edge_mass = float(np.exp(lw)[pinfo["edge_cells"]].sum()) if "edge_cells" in pinfo else math.nan
     diag = {
-        "engine": "exact", "khat": float(khat), "is_ess": ess, "n_proposals": int(len(theta)),
-        "proposal": pinfo["proposal"], "tau_grid_edge_mass": edge_mass,
-        "n_logpost_evals": post.n_evals, "seconds": time.perf_counter() - t0,
-        "mode": mode, "mode_names": post.layout.names, **info,
-    }  # fmt: skip
-    return ExactResult(values=vals, z=z, u=u, diagnostics=diag,
-                       proposals={"theta": theta, "log_weight": lw, "names": post.layout.names})
+        "engine": "exact",
+        "khat": float(khat),
+        "is_ess": ess,
+        "n_proposals": int(len(theta)),
+        "proposal": pinfo["proposal"],
+        "tau_grid_edge_mass": edge_mass,
+        "n_logpost_evals": post.n_evals,
+        "seconds": time.perf_counter() - t0,
+        "mode": mode,
+        "mode_names": post.layout.names,
+        **info,
+    }
+    return ExactResult(
+        values=vals,
+        z=z,
+        u=u,
+        diagnostics=diag,
+        proposals={"theta": theta, "log_weight": lw, "names": post.layout.names},
+    )
 
 
 def _mixture_proposal(post, components, n, rng, df):
@@ -1384,8 +1567,17 @@ def _mixture_proposal(post, components, n, rng, df):
     for k, ((m, _, _), L) in enumerate(zip(components, chols)):
         sel = pick == k
         theta[sel] = _mvt_draw(rng, int(sel.sum()), m, L, df)
-    dens = np.stack([np.log(w[k]) + _mvt_logpdf(theta, m, L, df) for k, ((m, _, _), L) in enumerate(zip(components, chols))])
-    return theta, special.logsumexp(dens, axis=0), {"proposal": f"mixture of {len(components)} Student-t (one per mode)"}
+    dens = np.stack(
+        [
+            np.log(w[k]) + _mvt_logpdf(theta, m, L, df)
+            for k, ((m, _, _), L) in enumerate(zip(components, chols))
+        ]
+    )
+    return (
+        theta,
+        special.logsumexp(dens, axis=0),
+        {"proposal": f"mixture of {len(components)} Student-t (one per mode)"},
+    )
 
 
 def _systematic(w: np.ndarray, n: int, rng) -> np.ndarray:

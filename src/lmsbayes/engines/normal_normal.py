@@ -25,8 +25,8 @@ This gives an independent check of the MCMC fits, the Bayesian engine of
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from scipy import optimize, special, stats
@@ -98,7 +98,9 @@ class NormalNormalPosterior:
     def theta_sd(self) -> float:
         """Standard deviation of a new trial's theta (posterior predictive)."""
         m = self.mu_mean_()
-        return float(np.sqrt(np.sum(self.weight * (self.mu_var + self.tau**2 + self.mu_mean**2)) - m**2))
+        return float(
+            np.sqrt(np.sum(self.weight * (self.mu_var + self.tau**2 + self.mu_mean**2)) - m**2)
+        )
 
     def component_sd(self, predictive: bool = False) -> np.ndarray:
         """Standard deviation of each normal component (mu, or theta_new when ``predictive``)."""
@@ -119,7 +121,9 @@ class NormalNormalPosterior:
         x = np.asarray(x, float)[..., None]
         return np.sum(self.weight * stats.norm.pdf(x, self.mu_mean, sd), axis=-1)
 
-    def quantile(self, q, *, predictive: bool = False, transform: Callable | None = None) -> np.ndarray:
+    def quantile(
+        self, q, *, predictive: bool = False, transform: Callable | None = None
+    ) -> np.ndarray:
         """Quantiles of mu (pooled) or of a new trial's theta (predictive).
 
         ``transform`` (monotone increasing, e.g. the logistic function) maps
@@ -128,20 +132,30 @@ class NormalNormalPosterior:
         q = np.atleast_1d(np.asarray(q, float))
         sd = self.component_sd(predictive)
         lo, hi = float(np.min(self.mu_mean - 40 * sd)), float(np.max(self.mu_mean + 40 * sd))
-        out = np.array([optimize.brentq(lambda x: self.cdf(x, predictive=predictive) - qq, lo, hi, xtol=1e-12)
-                        for qq in q])  # fmt: skip
+        out = np.array(
+            [
+                optimize.brentq(
+                    lambda x: self.cdf(x, predictive=predictive) - qq, lo, hi, xtol=1e-12
+                )
+                for qq in q
+            ]
+        )
         return transform(out) if transform is not None else out
 
-    def shortest_interval(self, prob: float = 0.95, *, parameter: str = "mu") -> tuple[float, float]:
+    def shortest_interval(
+        self, prob: float = 0.95, *, parameter: str = "mu"
+    ) -> tuple[float, float]:
         """Shortest interval holding ``prob`` of the posterior of ``parameter``.
 
         ``parameter`` is ``"mu"``, ``"theta"`` (a new trial, predictive) or ``"tau"``;
         bayesmeta prints these intervals by default.
         """
         if parameter == "tau":
+
             def quant(a):
                 return float(self.tau_quantile(a)[0])
         elif parameter in ("mu", "theta"):
+
             def quant(a):
                 return float(self.quantile(a, predictive=parameter == "theta")[0])
         else:
@@ -150,12 +164,15 @@ class NormalNormalPosterior:
         def width(a):
             return quant(a + prob) - quant(a)
 
-        res = optimize.minimize_scalar(width, bounds=(0.0, 1.0 - prob), method="bounded",
-                                       options={"xatol": 1e-9})  # fmt: skip
+        res = optimize.minimize_scalar(
+            width, bounds=(0.0, 1.0 - prob), method="bounded", options={"xatol": 1e-9}
+        )
         a = min([0.0, float(res.x), 1.0 - prob], key=width)
         return quant(a), quant(a + prob)
 
-    def expectation(self, fn: Callable[[np.ndarray], np.ndarray], *, predictive: bool = False, n_nodes: int = 80) -> float:
+    def expectation(
+        self, fn: Callable[[np.ndarray], np.ndarray], *, predictive: bool = False, n_nodes: int = 80
+    ) -> float:
         """E[fn(mu)] or E[fn(theta_new)] by Gauss-Hermite quadrature within each tau node."""
         x, w = np.polynomial.hermite_e.hermegauss(n_nodes)
         w = w / w.sum()
@@ -234,7 +251,9 @@ def normal_normal(
     y = np.asarray(y, float)
     se = np.asarray(se, float)
     if y.shape != se.shape or y.ndim != 1 or len(y) < 1:
-        raise ValueError(f"y and se must be 1-D of equal length, got shapes {y.shape} and {se.shape}")
+        raise ValueError(
+            f"y and se must be 1-D of equal length, got shapes {y.shape} and {se.shape}"
+        )
     if np.any(~np.isfinite(y)) or np.any(~(se > 0)) or np.any(~np.isfinite(se)):
         raise ValueError("y must be finite and se finite and > 0")
     if mu_prior is None:
@@ -270,8 +289,10 @@ def normal_normal(
                 break
             hi += 10.0
         else:
-            raise ValueError("the posterior of tau is improper (no mass vanishing as tau grows): "
-                             "use a proper tau prior, or more estimates")  # fmt: skip
+            raise ValueError(
+                "the posterior of tau is improper (no mass vanishing as tau grows): "
+                "use a proper tau prior, or more estimates"
+            )
         step = np.full(n, s[1] - s[0])
         jac = s
     v = se[None, :] ** 2 + tau[:, None] ** 2
@@ -290,5 +311,6 @@ def normal_normal(
     # CDF at the nodes by the cumulative trapezoid rule (consistent with the weights)
     cum = np.concatenate([[0.0], np.cumsum((dens[1:] + dens[:-1]) / 2 * step[1:])]) / total
     log_evidence = float(np.log(total) + top)
-    return NormalNormalPosterior(tau=tau, weight=weight, mu_mean=mu_mean, mu_var=mu_var, cum=cum,
-                                 log_evidence=log_evidence)  # fmt: skip
+    return NormalNormalPosterior(
+        tau=tau, weight=weight, mu_mean=mu_mean, mu_var=mu_var, cum=cum, log_evidence=log_evidence
+    )

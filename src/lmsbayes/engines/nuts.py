@@ -30,10 +30,16 @@ def pytensor_ops():
     import pytensor.tensor as pt
 
     return SimpleNamespace(
-        exp=pt.exp, log=pt.log, log1p=pt.log1p, expm1=pt.expm1, log1pexp=pt.softplus,
-        log1mexp=pt.log1mexp, where=pt.switch, square=pt.sqr,
+        exp=pt.exp,
+        log=pt.log,
+        log1p=pt.log1p,
+        expm1=pt.expm1,
+        log1pexp=pt.softplus,
+        log1mexp=pt.log1mexp,
+        where=pt.switch,
+        square=pt.sqr,
         sum=lambda x, axis=None: pt.sum(x, axis=axis),
-    )  # fmt: skip
+    )
 
 
 def build_model(spec: ModelSpec, data: ModelData):
@@ -69,8 +75,9 @@ def build_model(spec: ModelSpec, data: ModelData):
                 from pymc.distributions.transforms import ordered
 
                 # alpha increasing in t so that S = exp(-exp(theta)) never rises with time
-                values[p.name] = p.prior.create(p.name, dims=dims, transform=ordered,
-                                                initval=np.linspace(-1.0, 0.0, p.shape[0]))  # fmt: skip
+                values[p.name] = p.prior.create(
+                    p.name, dims=dims, transform=ordered, initval=np.linspace(-1.0, 0.0, p.shape[0])
+                )
             else:
                 values[p.name] = p.prior.create(p.name, dims=dims)
         if re.distribution == "student_t":
@@ -83,7 +90,9 @@ def build_model(spec: ModelSpec, data: ModelData):
             u = pm.Beta("uterine_latent", 1.0, 1.0, dims="arm_latent")
             du = pt.set_subtensor(pt.zeros(data.n_arms)[data.latent], u - data.uterine_centre)
         c = m.canonical(values, xp=pt)
-        eta = m.base_predictor(ops, c, arrays["X"], arrays["Xu"], du) + m.effect_scale(c, arrays) * z2
+        eta = (
+            m.base_predictor(ops, c, arrays["X"], arrays["Xu"], du) + m.effect_scale(c, arrays) * z2
+        )
         if re.trial_effect:
             lm = ("landmark",) if m.per_landmark else ()
             trial_tau = pri.trial_tau.create("trial_tau", dims=lm or None)
@@ -124,6 +133,13 @@ def sample(spec: ModelSpec, data: ModelData, *, progress: bool = False):
     compiled, _ = _compiled(spec, data)
     s = spec.sampler
     return nutpie.sample(
-        compiled, draws=s.draws, tune=s.tune, chains=s.chains, seed=s.seed, progress_bar=progress,
-        target_accept=s.target_accept, save_warmup=False, adaptation=s.adaptation,
-    )  # fmt: skip
+        compiled,
+        draws=s.draws,
+        tune=s.tune,
+        chains=s.chains,
+        seed=s.seed,
+        progress_bar=progress,
+        target_accept=s.target_accept,
+        save_warmup=False,
+        adaptation=s.adaptation,
+    )

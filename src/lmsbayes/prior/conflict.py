@@ -78,14 +78,24 @@ class ConflictReport:
 
     def to_series(self) -> pd.Series:
         """The scalar results as one row (for a table of several trials)."""
-        return pd.Series({
-            "r": self.r, "n": self.n, "observed_rate": self.r / self.n,
-            "prior_mean": self.prior.mean(), "posterior_mean": self.posterior.mean(),
-            "p_lower": self.p_lower, "p_upper": self.p_upper,
-            "p_two_sided": self.p_two_sided, "p_box": self.p_box,
-            "ess_prior": self.ess_prior, "ess_posterior": self.ess_posterior,
-            "ess_method": self.ess_method, "p_box_informative": self.p_box_informative,
-        }, name="conflict")  # fmt: skip
+        return pd.Series(
+            {
+                "r": self.r,
+                "n": self.n,
+                "observed_rate": self.r / self.n,
+                "prior_mean": self.prior.mean(),
+                "posterior_mean": self.posterior.mean(),
+                "p_lower": self.p_lower,
+                "p_upper": self.p_upper,
+                "p_two_sided": self.p_two_sided,
+                "p_box": self.p_box,
+                "ess_prior": self.ess_prior,
+                "ess_posterior": self.ess_posterior,
+                "ess_method": self.ess_method,
+                "p_box_informative": self.p_box_informative,
+            },
+            name="conflict",
+        )
 
     def __str__(self) -> str:
         comp = self.components.copy()
@@ -109,12 +119,17 @@ class ConflictReport:
             f"(prior + n = {self.ess_prior + self.n:.1f} if the data agreed with the prior on average)",
         ]
         if self.p_box_informative is not None:
-            lines.append(f"Box's p-value under the informative part alone (without the robust component): "
-                         f"{self.p_box_informative:.4f}" + ("  <- conflict (< 0.05)" if self.p_box_informative < 0.05 else ""))  # fmt: skip
+            lines.append(
+                f"Box's p-value under the informative part alone (without the robust component): "
+                f"{self.p_box_informative:.4f}"
+                + ("  <- conflict (< 0.05)" if self.p_box_informative < 0.05 else "")
+            )
         if "robust" in self.components.index:
             w0, w1 = self.components.loc["robust", ["prior_weight", "posterior_weight"]]
-            lines.append(f"Robust component weight {w0:.3f} -> {w1:.3f}"
-                         + ("  (the data moved weight to it)" if w1 > w0 else ""))  # fmt: skip
+            lines.append(
+                f"Robust component weight {w0:.3f} -> {w1:.3f}"
+                + ("  (the data moved weight to it)" if w1 > w0 else "")
+            )
         return "\n".join(lines)
 
 
@@ -163,10 +178,16 @@ def conflict(prior: BetaMixture, r: int, n: int) -> ConflictReport:
             informative = BetaMixture(weights=w / w.sum(), a=prior.a[:-1], b=prior.b[:-1])
             p_inf = _box(informative.predictive_pmf(n), r)
     comps = pd.DataFrame(
-        {"a": prior.a, "b": prior.b, "prior_weight": prior.weights,
-         "posterior_weight": post.weights, "a_post": post.a, "b_post": post.b},
+        {
+            "a": prior.a,
+            "b": prior.b,
+            "prior_weight": prior.weights,
+            "posterior_weight": post.weights,
+            "a_post": post.a,
+            "b_post": post.b,
+        },
         index=pd.Index(names, name="component"),
-    )  # fmt: skip
+    )
     e0, m0 = _ess_with_method(prior)
     e1, m1 = _ess_with_method(post)
     if m0 != m1:  # report both on one scale
@@ -174,8 +195,17 @@ def conflict(prior: BetaMixture, r: int, n: int) -> ConflictReport:
 
         e0, e1, m0 = ess(prior, "moment"), ess(post, "moment"), "moment"
     return ConflictReport(
-        r=r, n=n, prior=prior, posterior=post, components=comps,
-        p_lower=p_lower, p_upper=p_upper, p_two_sided=min(1.0, 2 * min(p_lower, p_upper)),
-        p_box=p_box, ess_prior=float(e0), ess_posterior=float(e1), ess_method=m0,
+        r=r,
+        n=n,
+        prior=prior,
+        posterior=post,
+        components=comps,
+        p_lower=p_lower,
+        p_upper=p_upper,
+        p_two_sided=min(1.0, 2 * min(p_lower, p_upper)),
+        p_box=p_box,
+        ess_prior=float(e0),
+        ess_posterior=float(e1),
+        ess_method=m0,
         p_box_informative=p_inf,
-    )  # fmt: skip
+    )

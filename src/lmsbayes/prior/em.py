@@ -140,7 +140,9 @@ def _beta_ml_many(s1: np.ndarray, s2: np.ndarray, a0: np.ndarray, b0: np.ndarray
             an, bn = aa - t * st0, bb - t * st1
             inside = (an >= floor) & (bn >= floor)
             with np.errstate(invalid="ignore", divide="ignore"):
-                fn = np.where(inside, nll(np.where(inside, an, 1.0), np.where(inside, bn, 1.0)), np.inf)
+                fn = np.where(
+                    inside, nll(np.where(inside, an, 1.0), np.where(inside, bn, 1.0)), np.inf
+                )
             accept = pending & inside & (fn <= ff + 1e-14 * np.abs(ff))
             a_new[accept], b_new[accept], f_new[accept] = an[accept], bn[accept], fn[accept]
             pending &= ~accept
@@ -180,7 +182,12 @@ def _em(
         # otherwise underflow to responsibility 0/0. Components are rows (k, N):
         # reductions over a few rows are elementwise, over a few columns they are slow
         with np.errstate(divide="ignore"):
-            logf = np.log(w)[:, None] + (a - 1)[:, None] * lx + (b - 1)[:, None] * l1x - special.betaln(a, b)[:, None]
+            logf = (
+                np.log(w)[:, None]
+                + (a - 1)[:, None] * lx
+                + (b - 1)[:, None] * l1x
+                - special.betaln(a, b)[:, None]
+            )
         top = logf.max(axis=0)
         resp = np.exp(logf - top)
         dens = resp.sum(axis=0)
@@ -193,7 +200,9 @@ def _em(
         nk = resp.sum(axis=1)
         w = nk / x.size
         sums = resp @ suff
-        live = np.flatnonzero(nk >= 1e-8 * x.size)  # an emptied component keeps its shape; its weight is ~0
+        live = np.flatnonzero(
+            nk >= 1e-8 * x.size
+        )  # an emptied component keeps its shape; its weight is ~0
         if live.size:
             m, m2, s1, s2 = (sums[live] / nk[live, None]).T
             # Newton from the previous iteration's shapes (one or two steps once EM settles;
@@ -201,8 +210,16 @@ def _em(
             if it:
                 a0, b0 = a[live], b[live]
             else:
-                a0, b0 = map(np.array, zip(*(_moment_ab(mk, max(m2k - mk * mk, 0.0), floor)
-                                             for mk, m2k in zip(m, m2, strict=True)), strict=True))  # fmt: skip
+                a0, b0 = map(
+                    np.array,
+                    zip(
+                        *(
+                            _moment_ab(mk, max(m2k - mk * mk, 0.0), floor)
+                            for mk, m2k in zip(m, m2, strict=True)
+                        ),
+                        strict=True,
+                    ),
+                )
             a[live], b[live] = _beta_ml_many(s1, s2, a0, b0, floor)
     w = w / w.sum()
     return w, a, b, ll, converged
@@ -216,7 +233,9 @@ def _inits(x: np.ndarray, k: int, rng: np.random.Generator, floor: float) -> lis
     out.append(
         (
             np.array([g.size for g in groups], dtype=float) / x.size,
-            *map(np.array, zip(*(_moment_ab(g.mean(), g.var(), floor) for g in groups), strict=True)),
+            *map(
+                np.array, zip(*(_moment_ab(g.mean(), g.var(), floor) for g in groups), strict=True)
+            ),
         )
     )
     if k > 1:
@@ -373,5 +392,3 @@ def mixture_fit_diagnostic(
     ks = stats.kstest(x, mix.cdf)
     df.attrs["ks_distance"] = float(ks.statistic)
     return df
-
-

@@ -204,7 +204,9 @@ def _mixture_modes(mix: BetaMixture) -> np.ndarray:
         lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
         if hi > lo:
             res = minimize_scalar(
-                lambda x: -mix.logpdf(x), bounds=(lo, hi), method="bounded",
+                lambda x: -mix.logpdf(x),
+                bounds=(lo, hi),
+                method="bounded",
                 options={"xatol": 1e-12},
             )
             x = res.x if -res.fun >= logf[i] else grid[i]
@@ -238,5 +240,3 @@ def _ess_morita(mix: BetaMixture, s: float) -> float:
     mean = mix.mean()
     e_info = mean / x**2 + (1.0 - mean) / (1.0 - x) ** 2
     return float((deriv2 - info0) / e_info)
-
-

@@ -152,7 +152,8 @@ def to_rbest(mix: BetaMixture) -> str:
         return s[:-2] if s.endswith(".0") else s
 
     comps = ", ".join(
-        f"c({fmt(w)}, {fmt(a)}, {fmt(b)})" for w, a, b in zip(mix.weights, mix.a, mix.b, strict=True)
+        f"c({fmt(w)}, {fmt(a)}, {fmt(b)})"
+        for w, a, b in zip(mix.weights, mix.a, mix.b, strict=True)
     )
     return f"mixbeta({comps})"
 
@@ -206,7 +207,9 @@ def _parse(raw: bytes, source: str) -> Any:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise _fail(source, f"is not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
+        raise _fail(
+            source, f"is not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})"
+        ) from None
     if "\x00" in text:
         raise _fail(source, f"contains a NUL character at offset {text.index(chr(0))}")
     depth = _max_depth(text.encode("utf-8"))
@@ -215,7 +218,9 @@ def _parse(raw: bytes, source: str) -> Any:
     try:
         return json.loads(text, parse_constant=_no_constants, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as err:
-        raise _fail(source, f"is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
+        raise _fail(
+            source, f"is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}"
+        ) from None
     except ValueError as err:  # a non-finite constant or a duplicate key
         raise _fail(source, f"is not a valid prior JSON: {err}") from None
     except RecursionError:  # pragma: no cover - the depth check comes first
@@ -295,17 +300,23 @@ def _unknown_keys(keys: list[str], known: tuple[str, ...], source: str, where: s
         for k in unknown:
             close = difflib.get_close_matches(str(k), known, n=1, cutoff=0.6)
             hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise _fail(source, f"unknown key(s) {', '.join(hints)} in {where}; known keys are {list(known)}")
+        raise _fail(
+            source, f"unknown key(s) {', '.join(hints)} in {where}; known keys are {list(known)}"
+        )
 
 
 def from_dict(doc: Any, *, source: str = "<dict>") -> BetaMixture:
     """Validate an lmsbayes prior document (``docs/prior_schema.md``) and build the mixture."""
     if not isinstance(doc, Mapping):
-        raise _fail(source, f"must be a JSON object with schema {SCHEMA!r}, got {type(doc).__name__}")
+        raise _fail(
+            source, f"must be a JSON object with schema {SCHEMA!r}, got {type(doc).__name__}"
+        )
     if "schema" not in doc:
         if "comp" in doc or "meta" in doc:
             raise _fail(source, "looks like an RBesT mixture JSON but lacks 'meta' or 'comp'")
-        raise _fail(source, f"has no 'schema' key; expected schema {SCHEMA!r} (is it a prior file?)")
+        raise _fail(
+            source, f"has no 'schema' key; expected schema {SCHEMA!r} (is it a prior file?)"
+        )
     if doc["schema"] != SCHEMA:
         raise _fail(source, f"schema must be {SCHEMA!r}, got {_short(doc['schema'])}")
     version = doc.get("schema_version")
@@ -348,25 +359,40 @@ def _from_rbest(doc: Mapping[str, Any], source: str) -> BetaMixture:
     cls = meta.get("class")
     classes = [cls] if isinstance(cls, str) else cls if isinstance(cls, list) else []
     if "betaMix" not in classes:
-        kinds = {"normMix": "a normal mixture", "gammaMix": "a gamma mixture",
-                 "mvnormMix": "a multivariate normal mixture"}  # fmt: skip
+        kinds = {
+            "normMix": "a normal mixture",
+            "gammaMix": "a gamma mixture",
+            "mvnormMix": "a multivariate normal mixture",
+        }
         what = next((kinds[c] for c in classes if c in kinds), f"class {_short(cls)}")
-        raise _fail(source, f"is an RBesT mixture of the wrong kind ({what}); designs need a "
-                            "beta mixture (RBesT class 'betaMix', made by mixbeta())")  # fmt: skip
+        raise _fail(
+            source,
+            f"is an RBesT mixture of the wrong kind ({what}); designs need a "
+            "beta mixture (RBesT class 'betaMix', made by mixbeta())",
+        )
     link = _scalar_text(meta.get("link", "identity"))
     if link != "identity":
-        raise _fail(source, f"RBesT link must be 'identity' for a prior of a rate, got {_short(link)}")
-    if not (isinstance(comp, list) and len(comp) == 3 and all(isinstance(row, list) for row in comp)):
+        raise _fail(
+            source, f"RBesT link must be 'identity' for a prior of a rate, got {_short(link)}"
+        )
+    if not (
+        isinstance(comp, list) and len(comp) == 3 and all(isinstance(row, list) for row in comp)
+    ):
         raise _fail(
             source,
             "RBesT 'comp' must be the 3 rows w, a, b of the mixture matrix (jsonlite's default "
             f"row-major layout), got {_short(comp)}",
         )
-    rows = {name: _numbers({name: row}, name, source) for name, row in zip("wab", comp, strict=True)}
+    rows = {
+        name: _numbers({name: row}, name, source) for name, row in zip("wab", comp, strict=True)
+    }
     k = len(rows["w"])
     if not (len(rows["a"]) == len(rows["b"]) == k) or k == 0:
-        raise _fail(source, f"RBesT 'comp' rows must have one value per component, got lengths "
-                            f"{[len(r) for r in rows.values()]}")  # fmt: skip
+        raise _fail(
+            source,
+            f"RBesT 'comp' rows must have one value per component, got lengths "
+            f"{[len(r) for r in rows.values()]}",
+        )
     dim = meta.get("dim")
     if dim is not None and dim != [3, k]:
         raise _fail(source, f"RBesT 'meta.dim' {_short(dim)} does not match 'comp' (3 x {k})")
@@ -374,7 +400,9 @@ def _from_rbest(doc: Mapping[str, Any], source: str) -> BetaMixture:
     names: list[str] = []
     if isinstance(dimnames, list) and dimnames:
         if dimnames[0] != ["w", "a", "b"]:
-            raise _fail(source, f"RBesT row names must be ['w', 'a', 'b'], got {_short(dimnames[0])}")
+            raise _fail(
+                source, f"RBesT row names must be ['w', 'a', 'b'], got {_short(dimnames[0])}"
+            )
         if len(dimnames) > 1 and isinstance(dimnames[1], list):
             names = [str(v) for v in dimnames[1]]
     total = math.fsum(rows["w"])
@@ -445,7 +473,9 @@ def from_preliz(dist: Any) -> BetaMixture:
         raise ValueError(f"from_preliz: every mixture component must be a preliz.Beta, got {bad}")
     missing = [i for i, c in enumerate(comps) if c.alpha is None or c.beta is None]
     if missing:
-        raise ValueError(f"from_preliz: component(s) {missing} have no parameters set (fit them first)")
+        raise ValueError(
+            f"from_preliz: component(s) {missing} have no parameters set (fit them first)"
+        )
     return BetaMixture(
         weights=weights, a=[float(c.alpha) for c in comps], b=[float(c.beta) for c in comps]
     )

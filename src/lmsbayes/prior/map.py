@@ -58,31 +58,44 @@ def map_prior(
         has_landmarks = bool(fit.data.landmarks) or fit.spec.survival
         if setting is None:
             if fit.data.covariates or fit.data.table == "lms":
-                raise ValueError("map_prior(fit, setting, landmark): this model has covariates; give the setting "
-                                 "of the new trial, e.g. Setting('2L+', 'R-T', 0.5)")
+                raise ValueError(
+                    "map_prior(fit, setting, landmark): this model has covariates; give the setting "
+                    "of the new trial, e.g. Setting('2L+', 'R-T', 0.5)"
+                )
             setting = Setting()
         if has_landmarks and landmark is None:
-            raise ValueError("map_prior(fit, setting, landmark): give the landmark (months) of the rate")
+            raise ValueError(
+                "map_prior(fit, setting, landmark): give the landmark (months) of the rate"
+            )
         pred = predict(fit, [setting], [float(landmark)] if has_landmarks else None)
         sel = {"setting": 0, **({"landmark": 0} if has_landmarks else {})}
         draws = pred["rate"].sel(quantity="predictive").isel(sel, drop=True)
         draws.name = "p_new"
-        values = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in setting.values().items()}
+        values = {
+            k: (float(v) if isinstance(v, (int, float)) else v) for k, v in setting.values().items()
+        }
         if setting.case_mix:
             # the line's case mix (classes and sites as in its included arms), not the R-T default of Setting
             described = {"line": setting.line, "case_mix": True}
         elif setting.line is not None:
-            described = {"line": setting.line, "treatment_class": setting.treatment_class,
-                         "uterine": float(setting.uterine)}  # fmt: skip
+            described = {
+                "line": setting.line,
+                "treatment_class": setting.treatment_class,
+                "uterine": float(setting.uterine),
+            }
         else:
             described = values
         provenance = {
             "source": "lmsbayes predictive draws of a new trial's rate",
-            "spec_name": fit.spec.name, "spec_hash": fit.spec.hash, "data_sha256": fit.data.data_sha256,
-            "seed": int(fit.spec.sampler.seed), "engine": fit.engine,
+            "spec_name": fit.spec.name,
+            "spec_hash": fit.spec.hash,
+            "data_sha256": fit.data.data_sha256,
+            "seed": int(fit.spec.sampler.seed),
+            "engine": fit.engine,
             "setting": described,
-            **({"landmark_months": float(landmark)} if has_landmarks else {}), **dict(provenance or {}),
-        }  # fmt: skip
+            **({"landmark_months": float(landmark)} if has_landmarks else {}),
+            **dict(provenance or {}),
+        }
     mix = fit_mixture(draws, max_components=max_components, criterion=criterion, rng=rng)
     diag = mixture_fit_diagnostic(mix, draws)
     prov = dict(provenance or {})
@@ -90,4 +103,3 @@ def map_prior(
     if hasattr(draws, "dims") and getattr(draws, "name", None) is not None:
         prov.setdefault("draws_name", str(draws.name))
     return BetaMixture(weights=mix.weights, a=mix.a, b=mix.b, provenance=prov)
-

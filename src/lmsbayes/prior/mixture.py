@@ -296,7 +296,11 @@ class BetaMixture:
         a_post = self.a + r
         b_post = self.b + (n - r)
         with np.errstate(divide="ignore"):
-            logw = np.log(self.weights) + special.betaln(a_post, b_post) - special.betaln(self.a, self.b)
+            logw = (
+                np.log(self.weights)
+                + special.betaln(a_post, b_post)
+                - special.betaln(self.a, self.b)
+            )
         w = np.exp(logw - special.logsumexp(logw))
         w /= w.sum()
         return BetaMixture(weights=w, a=a_post, b=b_post, provenance=self.provenance)
@@ -382,7 +386,9 @@ class BetaMixture:
         return io.from_dict(d, source=source)
 
     def to_json(
-        self, path: str | os.PathLike[str] | None = None, provenance: Mapping[str, Any] | None = None
+        self,
+        path: str | os.PathLike[str] | None = None,
+        provenance: Mapping[str, Any] | None = None,
     ) -> str:
         """Serialise to JSON; write it to ``path`` (atomically) when given.
 

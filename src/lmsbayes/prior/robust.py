@@ -9,7 +9,9 @@ from lmsbayes.prior.mixture import BetaMixture
 __all__ = ["robust_component", "robustify"]
 
 
-def robust_component(mean: float = 0.5, n: float = 1.0, *, bounded: bool = False) -> tuple[float, float]:
+def robust_component(
+    mean: float = 0.5, n: float = 1.0, *, bounded: bool = False
+) -> tuple[float, float]:
     """Shape parameters ``(a, b)`` of the robust (weakly informative) component.
 
     Parameters
@@ -95,13 +97,17 @@ def robustify(
         mean = 0.5
     ra, rb = robust_component(mean, n, bounded=bounded)
     prov = dict(mix.provenance or {})
-    prov["robustify"] = {"weight": float(weight), "mean": float(mean), "n": float(n),
-                         "bounded": bool(bounded), "a": ra, "b": rb}  # fmt: skip
+    prov["robustify"] = {
+        "weight": float(weight),
+        "mean": float(mean),
+        "n": float(n),
+        "bounded": bool(bounded),
+        "a": ra,
+        "b": rb,
+    }
     return BetaMixture(
         weights=np.append(mix.weights * (1.0 - weight), weight),
         a=np.append(mix.a, ra),
         b=np.append(mix.b, rb),
         provenance=prov,
     )
-
-
