@@ -280,8 +280,13 @@ def test_robustify_follows_rbest():
     np.testing.assert_array_equal([rob.a[-1], rob.b[-1]], [1.0, 1.0])
     rob0 = robustify(bmix, weight=0.1, mean=0.5, n=0)
     np.testing.assert_array_equal([rob0.a[-1], rob0.b[-1]], [0.5, 0.5])
-    # default mean is 1/2 (RBesT's robustify.betaMix)
-    assert robustify(bmix, 0.1) == rob
+    # lmsbayes' one default: the robust component is centred at the prior's mean (RBesT: 1/2)
+    centred = robustify(bmix, 0.1)
+    assert centred.a[-1] / (centred.a[-1] + centred.b[-1]) == pytest.approx(bmix.mean())
+    assert centred.a[-1] + centred.b[-1] == pytest.approx(2.0)
+    # a robust prior is never robustified twice
+    with pytest.raises(ValueError, match="already robust"):
+        robustify(rob, 0.1)
     # mean of the robustified prior is the weighted average of the two parts
     rob3 = robustify(bmix, 0.25, mean=0.3, n=9)
     assert rob3.a[-1] / (rob3.a[-1] + rob3.b[-1]) == pytest.approx(0.3)
@@ -582,7 +587,7 @@ def test_robustified_prior_has_one_mode_and_no_false_warning():
 
     from lmsbayes.prior.ess import _mixture_modes
 
-    mix = robustify(BetaMixture.from_ab(2.2, 2.8), 0.2)
+    mix = robustify(BetaMixture.from_ab(2.2, 2.8), 0.2, mean=0.5)
     modes = _mixture_modes(mix)
     assert modes.size == 1
     assert modes[0] == pytest.approx(
@@ -593,3 +598,14 @@ def test_robustified_prior_has_one_mode_and_no_false_warning():
         ess(mix, "morita")
     two = BetaMixture(weights=[0.5, 0.5], a=[5.0, 30.0], b=[30.0, 5.0])
     np.testing.assert_allclose(_mixture_modes(two), [4 / 33, 29 / 33], atol=1e-3)
+
+
+def test_a_prior_knows_what_it_is():
+    from lmsbayes.prior import is_robust, prior_kind
+
+    plain = BetaMixture.from_ab(3, 7)
+    made = BetaMixture.from_ab(3, 7, provenance={"source": "lmsbayes predictive draws"})
+    assert prior_kind(plain) == "prior" and prior_kind(made) == "MAP"
+    rob = robustify(made, 0.2)
+    assert is_robust(rob) and not is_robust(made)
+    assert prior_kind(rob) == "robust MAP" and prior_kind(robustify(plain, 0.2)) == "robust prior"

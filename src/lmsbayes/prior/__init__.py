@@ -24,7 +24,7 @@ from lmsbayes.prior.ess import ess
 from lmsbayes.prior.io import SCHEMA, SCHEMA_VERSION, read_prior
 from lmsbayes.prior.map import map_prior
 from lmsbayes.prior.mixture import BetaMixture
-from lmsbayes.prior.robust import robust_component, robustify
+from lmsbayes.prior.robust import is_robust, prior_kind, robust_component, robustify
 
 __all__ = [
     "SCHEMA",
@@ -34,8 +34,10 @@ __all__ = [
     "conflict",
     "ess",
     "fit_mixture",
+    "is_robust",
     "map_prior",
     "mixture_fit_diagnostic",
+    "prior_kind",
     "read_prior",
     "robust_component",
     "robustify",
