@@ -22,10 +22,9 @@ def cmd_data(args) -> int:
             print(f"  {r.arm_id} ({r.line} {r.treatment_class}, {r.site}): {r.reason}")
         # a spec's own filters (placebo arms, lines, years, evidence) leave out more: say which,
         # so that this count and `lmsbayes run`'s agree
+        from lmsbayes.errors import InputError
         from lmsbayes.model.prepare import prepare_data
         from lmsbayes.spec import load_spec
-
-        from lmsbayes.errors import InputError
 
         spec = load_spec(args.spec)
         try:
