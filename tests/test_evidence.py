@@ -279,8 +279,8 @@ def test_exclusion_counts_agree_with_the_spec(capsys, trials):
     prepared = prepare_data(load_spec("default"), trials)
     total = len(trials) - prepared.n_arms
     assert f"{total} of {len(trials)} arms do not enter it ({prepared.n_arms} do)" in out
-    for arm in ("mir2016_pbo_lms", "alter0203_pbo_lms"):  # the placebo arms the spec leaves out
-        assert f"  {arm}: " in out
+    for placebo in ("mir2016_pbo_lms", "alter0203_pbo_lms"):  # the spec leaves these out
+        assert f"  {placebo}: " in out
 
 
 def test_landmarks_are_comma_separated_everywhere(capsys):
