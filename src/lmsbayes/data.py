@@ -58,6 +58,7 @@ __all__ = [
     "load_trials",
     "long_table",
     "rates_path_for",
+    "read_tables",
     "se_log_median",
     "se_logit_binomial",
     "se_logit_from_ci",
@@ -1515,3 +1516,32 @@ def long_table(
         "tolerance": float(tolerance),
     }
     return table
+
+
+def read_tables(data=None):
+    """The input tables of a fit: the bundled data, a CSV path, or what the caller passed.
+
+    Parameters
+    ----------
+    data : Trials, DataFrame, ModelData, path or None
+        None: the bundled data (:func:`load_trials`); a path: an arm table
+        read by :func:`load_trials`, or a plain binomial table (columns
+        ``study``, ``r``, ``n``) read as it is, with its path and SHA-256 in
+        ``attrs``; anything else is returned unchanged.
+
+    Returns
+    -------
+    Trials or pandas.DataFrame or the input
+    """
+    if data is None or isinstance(data, (str, PathLike)):
+        path = None if data is None else Path(data)
+        if path is not None and path.is_file():
+            head = path.read_text(encoding="utf-8", errors="replace").split("\n", 1)[0]
+            cols = [c.strip().strip('"') for c in head.split(",")]
+            if "study" in cols and "arm_id" not in cols:  # a plain binomial table
+                table = pd.read_csv(path)
+                table.attrs["path"] = str(path)
+                table.attrs["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+                return table
+        return load_trials(data)
+    return data

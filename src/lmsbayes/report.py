@@ -146,8 +146,8 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
     pathlib.Path
         The path of ``index.html`` inside ``outdir``.
     """
-    import lmsbayes
     from lmsbayes.predict import comparisons, threshold_table, thresholds
+    from lmsbayes.version import __version__
 
     outdir = check_output_path(outdir, kind="directory", what="report directory")
     files: dict[str, bytes] = {}
@@ -256,7 +256,7 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
         f"<title>lmsbayes report: {html.escape(fit.spec.name)}</title><style>{_CSS}</style></head><body>",
         f"<h1>lmsbayes report: spec <code>{html.escape(fit.spec.name)}</code></h1>",
         f"<p>{html.escape(fit.spec.description)}</p>",
-        f"<p>lmsbayes {lmsbayes.__version__}; data SHA-256 <code>{fit.data.data_sha256[:16]}</code>; "
+        f"<p>lmsbayes {__version__}; data SHA-256 <code>{fit.data.data_sha256[:16]}</code>; "
         f"spec hash <code>{fit.spec.hash[:16]}</code>; seed {fit.spec.sampler.seed}; "
         f"{len(fit.data.arms)} arms, {len(fit.data.obs)} observations, "
         f"landmarks {', '.join(f'{t:g}' for t in landmarks)} months.</p>",

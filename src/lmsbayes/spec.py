@@ -221,6 +221,30 @@ class Prior:
                 raise ValueError(f"no density for {self.dist!r}")
             return np.where(x >= 0, out, -np.inf)
 
+    def draw(self, size, rng):
+        """Random draws of the shape ``size`` from numpy's generator ``rng`` (prior simulation)."""
+        k = self.kwargs
+        d = self.dist
+        if d == "Normal":
+            return rng.normal(k.get("mu", 0.0), k["sigma"], size)
+        if d == "StudentT":
+            return k.get("mu", 0.0) + k["sigma"] * rng.standard_t(k["nu"], size)
+        if d == "HalfNormal":
+            return abs(rng.normal(0, k["sigma"], size))
+        if d == "HalfStudentT":
+            return abs(k["sigma"] * rng.standard_t(k["nu"], size))
+        if d == "HalfCauchy":
+            return abs(k["beta"] * rng.standard_cauchy(size))
+        if d == "Exponential":
+            return rng.exponential(1 / k["lam"], size)
+        if d == "Uniform":
+            return rng.uniform(k["lower"], k["upper"], size)
+        if d == "Beta":
+            return rng.beta(k["alpha"], k["beta"], size)
+        if d == "LogNormal":
+            return rng.lognormal(k["mu"], k["sigma"], size)
+        raise ValueError(f"no sampler for {d!r}")  # pragma: no cover - the registry is closed
+
     def create(self, name: str, **kwargs: Any):  # pragma: no cover - thin PyMC shim
         """Create the PyMC random variable (call inside a model context)."""
         import pymc as pm
