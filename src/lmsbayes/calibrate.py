@@ -324,7 +324,7 @@ def holm(p: np.ndarray) -> np.ndarray:
     return out
 
 
-def _n_bins(n_ranks: int, n: int, min_expected: float = 10.0, max_bins: int = 20) -> int:
+def rank_bins(n_ranks: int, n: int, min_expected: float = 10.0, max_bins: int = 20) -> int:
     """Bins for the chi-square test: a divisor of L + 1 (equal bins) with >= min_expected per bin."""
     divisors = [b for b in range(1, n_ranks + 2) if (n_ranks + 1) % b == 0]
     ok = [b for b in divisors if b <= max_bins and n / b >= min_expected]
@@ -359,7 +359,7 @@ def uniformity_tests(
         r = rank[:, j][np.isfinite(rank[:, j])].astype(np.int64)
         uj = u[:, j][np.isfinite(u[:, j])]
         n = r.size
-        b = bins or _n_bins(n_ranks, n)
+        b = bins or rank_bins(n_ranks, n)
         if (n_ranks + 1) % b:
             raise OptionError(f"bins must divide L + 1 = {n_ranks + 1}, got {b}")
         row = {
@@ -428,6 +428,7 @@ class SBCSetup:
 
     @functools.cached_property
     def model(self) -> Model:
+        """The model definition of the study design."""
         return Model(self.spec, self.data)
 
 

@@ -47,7 +47,9 @@ from lmsbayes.errors import InputError
 __all__ = [
     "ARM_COLUMNS",
     "CI_SCALES",
+    "CLASSES",
     "EVIDENCE_LEVELS",
+    "LINES",
     "RATE_COLUMNS",
     "DataValidationError",
     "Problem",
@@ -56,6 +58,7 @@ __all__ = [
     "effective_binomial",
     "exponential_rate",
     "load_trials",
+    "logit",
     "long_table",
     "rates_path_for",
     "read_tables",
@@ -63,6 +66,7 @@ __all__ = [
     "se_logit_binomial",
     "se_logit_from_ci",
     "se_logit_from_median",
+    "Z95",
 ]
 
 Z95 = 1.959963984540054  # standard normal 97.5% quantile: a 95% CI spans 2 * Z95 se
@@ -74,12 +78,16 @@ EVIDENCE_LEVELS = ("full_text", "abstract", "registry", "news")
 CI_SCALES = ("plain", "log", "log-log", "logit", "arcsine", "exact")
 RATE_KINDS = ("reported", "km_text")
 
+#: Lines of therapy and treatment classes (ESMO 2018: recommended or not), the labels the data use.
+LINES = ("1L", "2L+")
+CLASSES = ("R-T", "NR-T")
+
 LABELS: dict[str, tuple[str, ...]] = {
     "evidence": ("publication", "conference"),
     "evidence_level": EVIDENCE_LEVELS,
     "design": ("single_arm", "randomized"),
-    "treatment_class": ("R-T", "NR-T"),
-    "line": ("1L", "2L+"),
+    "treatment_class": CLASSES,
+    "line": LINES,
     "population": ("LMS", "uLMS", "stLMS", "STS-LMS-subgroup", "L-sarcoma-LMS-subgroup"),
 }
 RATE_LABELS: dict[str, tuple[str, ...]] = {
@@ -87,7 +95,6 @@ RATE_LABELS: dict[str, tuple[str, ...]] = {
     "ci_scale": CI_SCALES,
     "evidence_level": EVIDENCE_LEVELS,
 }
-RATE_SOURCES = RATE_KINDS  # the old name (values of a legacy pfsr_<t>m_source column)
 
 #: Columns of the arm table, in output order (``notes`` last; a user's own columns follow).
 ARM_COLUMNS = (
@@ -323,7 +330,8 @@ class Trials:
 # ---------------------------------------------------------------------------- math
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def logit(p: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)), elementwise."""
     return np.log(p) - np.log1p(-p)
 
 
@@ -421,7 +429,7 @@ def se_logit_from_ci(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
     ok = (lo > 0) & (hi < 1) & (hi > lo)
     with np.errstate(invalid="ignore", divide="ignore"):
-        se = (_logit(hi) - _logit(lo)) / (2 * Z95)
+        se = (logit(hi) - logit(lo)) / (2 * Z95)
     return np.where(ok, se, np.nan)
 
 

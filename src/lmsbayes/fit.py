@@ -67,14 +67,17 @@ class Fit:
 
     @property
     def posterior(self) -> xr.Dataset:
+        """The posterior draws (chain, draw, ...)."""
         return self.datatree["posterior"].to_dataset()
 
     @property
     def data_sha256(self) -> str:
+        """SHA-256 of the input data the fit used."""
         return self.data.data_sha256
 
     @property
     def engine(self) -> str:
+        """Name of the engine that made the draws."""
         return self.diagnostics.engine
 
     @property

@@ -27,13 +27,13 @@ import numpy as np
 
 from lmsbayes.files import Staging, check_output_path
 from lmsbayes.plots import (
-    _rate_label,
     plot_effects,
     plot_forest,
     plot_oc,
     plot_ppc,
     plot_predictive,
     plot_prior,
+    rate_label,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -223,7 +223,7 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
                 d["draws"],
                 d["robust"],
                 title="MAP prior for a new 2L+ R-T trial, PFS rate at 6 months",
-                xlabel=_rate_label(6.0),
+                xlabel=rate_label(6.0),
             ),
             "MAP prior, 2L+ at 6 months",
             "Beta mixture fitted to the predictive draws of a new 2L+ R-T trial's rate at 6 months, "

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from lmsbayes.covariates import CLASSES, LINES, design_matrices
+from lmsbayes.covariates import design_matrices
+from lmsbayes.data import CLASSES, LINES
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmsbayes.fit import Fit
@@ -107,6 +108,7 @@ class Setting:
 
     @property
     def label(self) -> str:
+        """The setting's name, or its covariate values in one line."""
         if self.name:
             return self.name
         parts = []
@@ -275,6 +277,7 @@ def setting_design(fit: Fit, settings: Sequence[Setting]) -> np.ndarray:
 
 
 def strata_of(fit: Fit, settings: Sequence[Setting]) -> np.ndarray:
+    """Random-effect stratum (index into ``fit.data.strata``) of each setting."""
     strata = list(fit.data.strata)
     if strata == ["all"]:
         return np.zeros(len(settings), dtype=np.int64)
@@ -282,6 +285,7 @@ def strata_of(fit: Fit, settings: Sequence[Setting]) -> np.ndarray:
 
 
 def shape_group_of(fit: Fit, settings: Sequence[Setting]) -> np.ndarray:
+    """Shape group (index into ``fit.data.shape_groups``) of each setting."""
     groups = list(fit.data.shape_groups)
     if groups in ([], ["all"]):
         return np.zeros(len(settings), dtype=np.int64)

@@ -155,6 +155,7 @@ class Prior:
 
     @property
     def support(self) -> str:
+        """The support of the distribution, in words."""
         return _PRIOR_FAMILIES[self.dist][1]
 
     def __repr__(self) -> str:
@@ -162,6 +163,7 @@ class Prior:
         return f"Prior({self.dist!r}{args})"
 
     def to_dict(self) -> dict[str, Any]:
+        """The prior as a TOML-ready table: ``{"dist": ..., **parameters}``."""
         return {"dist": self.dist, **self.kwargs}
 
     def logpdf(self, x):
@@ -338,6 +340,8 @@ class RandomEffects:
 
 @dataclass(frozen=True)
 class ModelPart:
+    """The ``[model]`` table of a spec: likelihood, covariates, survival curve."""
+
     likelihood: str = "logit-binomial"
     covariates: tuple[str, ...] = ()
     uterine_centre: float = 0.5
@@ -389,6 +393,8 @@ class Priors:
 
 @dataclass(frozen=True)
 class SamplerSettings:
+    """The ``[sampler]`` table of a spec: NUTS settings and the seed."""
+
     draws: int = 1000
     tune: int = 1000
     chains: int = 4
@@ -458,14 +464,16 @@ class ModelSpec:
 
     @property
     def main_effects(self) -> tuple[str, ...]:
+        """The main effects the covariates use (``a:b`` split into ``a`` and ``b``)."""
         return tuple(sorted({p for c in self.model.covariates for p in c.split(":")}))
 
     def to_dict(self) -> dict[str, Any]:
+        """The spec as nested plain dictionaries (the source text left out)."""
         out = dataclasses.asdict(self)
         out.pop("text")
         out["covariates"] = {k: dataclasses.asdict(v) for k, v in self.covariates}
         out["thresholds"]["at"] = dict(self.thresholds.at)
-        for k, v in out["priors"].items():
+        for k, _v in out["priors"].items():
             out["priors"][k] = getattr(self.priors, k).to_dict()
         return out
 

@@ -58,7 +58,6 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -72,9 +71,6 @@ from lmsbayes.errors import InputError
 from lmsbayes.likelihoods import NUMPY_OPS, survival_mean
 from lmsbayes.model import Model, ModelData, prepare_data
 from lmsbayes.spec import ModelSpec, load_spec
-
-if TYPE_CHECKING:  # pragma: no cover
-    from matplotlib.figure import Figure
 
 __all__ = [
     "DEFAULT_SPECS",
@@ -94,7 +90,7 @@ __all__ = [
 LEVELS = (0.5, 0.8, 0.9, 0.95)
 #: Specs ``lmsbayes validate`` compares when none is named.
 DEFAULT_SPECS = ("default", "weibull", "constant_hazard", "per_landmark")
-#: Rate sources that count as reported (lmsbayes.data.RATE_SOURCES).
+#: Rate sources that count as reported (lmsbayes.data.RATE_KINDS).
 _REPORTED = ("reported", "km_text")
 _U_NODES_GAUSS = 16  # Gauss-Legendre nodes over a latent uterine fraction (smooth integrands)
 _U_NODES_BINOM = 8
@@ -157,6 +153,7 @@ class Validation:
 
     @property
     def name(self) -> str:
+        """Name of the validated spec."""
         return self.spec.name
 
     def coverage(
@@ -471,7 +468,7 @@ def _predict_held(spec, data: ModelData, held: np.ndarray, values, rng, ess: flo
         if hd.family == "survival":
             row["elpd_survival"] = float(elpd[i]) + float(np.sum(_to_logit_scale(hd, rows)))
         arm_rows.append(row)
-        for j, q in enumerate(rows):
+        for j, _q in enumerate(rows):
             obs_rows.append(
                 {
                     "arm": arm,
@@ -826,12 +823,6 @@ class Comparison:
     def format(self) -> str:
         """The comparison as printable text (tables and the preference line)."""
         return _format(self)
-
-    def plot(self) -> Figure:
-        """PIT histograms and coverage against nominal, per spec (lmsbayes.plots_validate)."""
-        from lmsbayes.plots_validate import plot_calibration
-
-        return plot_calibration(self)
 
 
 def _n(k: int, word: str) -> str:

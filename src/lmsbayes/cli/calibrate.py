@@ -139,6 +139,7 @@ def _print_summary(ds, summary, alpha: float) -> None:
 
 
 def cmd_calibrate(args) -> int:
+    """The ``calibrate`` verb: run an SBC study and print its summary."""
     import warnings
 
     from lmsbayes.calibrate import save_sbc, sbc, sbc_summary

@@ -77,6 +77,7 @@ def _frequentist_rows(fits, measure):
 
 
 def cmd_contrast(args) -> int:
+    """The ``contrast`` verb: contrast-based meta-analysis of log HR or log OR."""
     import numpy as np
 
     from lmsbayes import contrast as ct

@@ -1177,7 +1177,7 @@ def _mode(post: _Posterior, theta0: np.ndarray | None = None) -> tuple[np.ndarra
         raise RuntimeError("the exact engine could not find a finite posterior mode")
     runs.sort(key=lambda r: -r[1])
     optima = []
-    for x, lp, grad, nit in runs:
+    for x, lp, _grad, _nit in runs:
         if all(np.max(np.abs(x - y)) > 0.25 for y, _ in optima):
             optima.append((x, lp))
     best, lp_best, grad, nit = runs[0]
@@ -1337,7 +1337,7 @@ def _grid_proposal(post, mode, cov, n, rng, df):
                 anchors.append(row)
         moved, covs = _conditional_newton(post, np.array(anchors), O)
         j = 0
-        for i in range(dim):
+        for _i in range(dim):
             mean_i, logsd_i = [], []
             for k in offsets:
                 if k == 0.0:
@@ -1617,10 +1617,12 @@ class ExactDiagnostics(Diagnostics):
 
     @property
     def ess(self) -> float:
+        """The importance ESS."""
         return self.is_ess
 
     @property
     def problems(self) -> list[str]:
+        """Importance k-hat, importance ESS, tau-grid edge mass and mode-search problems."""
         out = []
         if not self.khat <= self.khat_max:
             out.append(f"importance-sampling k-hat {self.khat:.2f} > {self.khat_max}")
@@ -1635,6 +1637,7 @@ class ExactDiagnostics(Diagnostics):
         return out
 
     def line(self) -> str:
+        """One-line summary for logs and the command line."""
         grid = (
             ""
             if math.isnan(self.tau_grid_edge_mass)

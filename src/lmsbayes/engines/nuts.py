@@ -174,6 +174,7 @@ class NutsDiagnostics(Diagnostics):
 
     @property
     def problems(self) -> list[str]:
+        """Divergence, R-hat and ESS problems."""
         out = []
         if self.divergences:
             out.append(f"{self.divergences} divergent transitions")
@@ -186,6 +187,7 @@ class NutsDiagnostics(Diagnostics):
         return out
 
     def line(self) -> str:
+        """One-line summary for logs and the command line."""
         return (
             f"diagnostics (NUTS): {self.divergences} divergences, max R-hat {self.max_rhat:.3f}, "
             f"min ESS bulk {self.min_ess_bulk:.0f} / tail {self.min_ess_tail:.0f} "
