@@ -60,13 +60,15 @@ import xarray as xr
 from scipy import special, stats
 
 from lmsbayes.data import read_tables
-from lmsbayes.derived import posterior_predictive
 from lmsbayes.engines import choose_engine, get_engine
 from lmsbayes.engines.base import EngineResult, FitSettings
 from lmsbayes.errors import OptionError
 from lmsbayes.fitfile import spec_to_toml
-from lmsbayes.likelihoods import NUMPY_OPS, rate_from_eta
-from lmsbayes.model import Model, ModelData, prepare_data
+from lmsbayes.model.definition import Model
+from lmsbayes.model.derived import posterior_predictive
+from lmsbayes.model.families import NUMPY_OPS, rate_from_eta
+from lmsbayes.model.inputs import ModelData
+from lmsbayes.model.prepare import prepare_data
 from lmsbayes.spec import ModelSpec, load_spec
 from lmsbayes.version import __version__
 
@@ -242,7 +244,7 @@ def check_support(model: Model, y: np.ndarray) -> None:
 def with_observations(data: ModelData, y: np.ndarray, label: str = "simulated") -> ModelData:
     """The same design with new observed values ``y`` (likelihood scale), without preparing again.
 
-    Replaces the likelihood columns that :meth:`lmsbayes.model.Model.data_arrays`
+    Replaces the likelihood columns that :meth:`lmsbayes.model.definition.Model.data_arrays`
     reads (``lik_y`` and, for binomial families, ``log_choose``) and the
     descriptive columns derived from them (counts, rates, the survival
     observation's value), and sets ``data_sha256`` to a hash of ``y``

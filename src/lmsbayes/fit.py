@@ -30,7 +30,12 @@ import pandas as pd
 import xarray as xr
 
 from lmsbayes.data import read_tables
-from lmsbayes.derived import (
+from lmsbayes.engines import choose_engine
+from lmsbayes.engines.base import HYPER, Diagnostics, FitSettings
+from lmsbayes.errors import SamplingError
+from lmsbayes.fitfile import read_fit, save_fit
+from lmsbayes.model.definition import Model
+from lmsbayes.model.derived import (
     arm_rates,
     block_cholesky,
     observed,
@@ -38,11 +43,8 @@ from lmsbayes.derived import (
     posterior_predictive,
     predictor,
 )
-from lmsbayes.engines import choose_engine
-from lmsbayes.engines.base import HYPER, Diagnostics, FitSettings
-from lmsbayes.errors import SamplingError
-from lmsbayes.fitfile import read_fit, save_fit
-from lmsbayes.model import Model, ModelData, prepare_data
+from lmsbayes.model.inputs import ModelData
+from lmsbayes.model.prepare import prepare_data
 from lmsbayes.spec import ModelSpec, load_spec
 from lmsbayes.version import __version__
 
@@ -82,7 +84,7 @@ class Fit:
 
     @property
     def model(self) -> Model:
-        """The model definition of this fit (lmsbayes.model.Model)."""
+        """The model definition of this fit (lmsbayes.model.definition.Model)."""
         return Model(self.spec, self.data)
 
     def summary(self, var_names=HYPER, prob: float = 0.95) -> pd.DataFrame:

@@ -37,7 +37,7 @@ import xarray as xr
 from lmsbayes.engines import get_engine
 from lmsbayes.errors import FitFileError
 from lmsbayes.files import atomic_write, check_output_path
-from lmsbayes.model import ModelData
+from lmsbayes.model.inputs import ModelData
 from lmsbayes.spec import MAX_CHAINS, MAX_TOTAL_DRAWS, ModelSpec, SpecError, parse_spec
 from lmsbayes.version import __version__
 

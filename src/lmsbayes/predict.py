@@ -34,7 +34,7 @@ import xarray as xr
 from scipy import special
 
 from lmsbayes.coverage import setting_evidence
-from lmsbayes.likelihoods import NUMPY_OPS, rate_from_eta
+from lmsbayes.model.families import NUMPY_OPS, rate_from_eta
 from lmsbayes.settings import (
     Setting,
     setting_design,

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from lmsbayes.covariates import design_matrices
 from lmsbayes.data import CLASSES, LINES
+from lmsbayes.model.covariates import design_matrices
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmsbayes.fit import Fit

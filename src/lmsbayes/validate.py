@@ -68,8 +68,10 @@ from lmsbayes.engines import choose_engine
 from lmsbayes.engines.base import FitSettings
 from lmsbayes.engines.exact import Integrator
 from lmsbayes.errors import InputError
-from lmsbayes.likelihoods import NUMPY_OPS, survival_mean
-from lmsbayes.model import Model, ModelData, prepare_data
+from lmsbayes.model.definition import Model
+from lmsbayes.model.families import NUMPY_OPS, survival_mean
+from lmsbayes.model.inputs import ModelData
+from lmsbayes.model.prepare import prepare_data
 from lmsbayes.spec import ModelSpec, load_spec
 
 __all__ = [

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import xarray as xr
 
-    from lmsbayes.model import Model
+    from lmsbayes.model.definition import Model
     from lmsbayes.spec import ModelSpec
 
 __all__ = [
