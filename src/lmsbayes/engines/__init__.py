@@ -14,13 +14,10 @@ light.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
 
 from lmsbayes.engines.base import Diagnostics, Engine, EngineResult, FitSettings
 from lmsbayes.errors import OptionError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from lmsbayes.spec import ModelSpec
+from lmsbayes.spec import ModelSpec, SpecError
 
 __all__ = [
     "AUTO",
@@ -78,8 +75,6 @@ def choose_engine(spec: ModelSpec, engine: str | None = None) -> tuple[Engine, s
     SpecError
         When the named engine cannot fit the spec (with the reason).
     """
-    from lmsbayes.spec import SpecError
-
     name = engine or spec.engine
     if name == AUTO:
         first = get_engine(ENGINE_NAMES[0])
