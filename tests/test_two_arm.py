@@ -25,7 +25,7 @@ from lmsbayes.design import (
     two_arm_sample_size,
 )
 from lmsbayes.errors import OptionError, WorkLimitError
-from lmsbayes.prior import BetaMixture, ess, robustify
+from lmsbayes.prior import BetaMixture, ess, robustify, to_json
 
 MAP = BetaMixture(
     weights=[0.7, 0.3], a=[30.0, 8.0], b=[22.0, 6.0]
@@ -296,7 +296,7 @@ def map_file(tmp_path):
     made = BetaMixture(
         MAP.weights, MAP.a, MAP.b, provenance={"source": "lmsbayes predictive draws"}
     )
-    made.to_json(path)
+    to_json(made, path)
     return str(path)
 
 
@@ -307,7 +307,7 @@ def test_cli_two_arm_never_robustifies_a_robust_prior(tmp_path, capsys):
         MAP.weights, MAP.a, MAP.b, provenance={"source": "lmsbayes predictive draws"}
     )
     path = tmp_path / "robust.json"
-    robustify(made, 0.3).to_json(path)
+    to_json(robustify(made, 0.3), path)
     argv = ["design", str(path), "--kind", "two-arm", "--n-t", "40", "--n-c", "20"]
     assert main(argv) == 0
     out = capsys.readouterr().out

@@ -747,9 +747,9 @@ def dossier(
     -------
     Dossier
     """
-    from lmsbayes import __version__
     from lmsbayes.design import TwoArmDesign, borrowing_tradeoff, find_robust_weight, two_arm_oc
     from lmsbayes.prior import BetaMixture, map_prior, robustify
+    from lmsbayes.version import __version__
 
     has_landmarks = bool(fit.data.landmarks) or fit.data.family == "survival"
     if has_landmarks and landmark is None:

@@ -27,13 +27,13 @@ import numpy as np
 
 from lmsbayes.files import Staging, check_output_path
 from lmsbayes.plots import (
-    _rate_label,
     plot_effects,
     plot_forest,
     plot_oc,
     plot_ppc,
     plot_predictive,
     plot_prior,
+    rate_label,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -183,8 +183,8 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
     pathlib.Path
         The path of ``index.html`` inside ``outdir``.
     """
-    import lmsbayes
     from lmsbayes.predict import comparisons, threshold_table, thresholds
+    from lmsbayes.version import __version__
 
     outdir = check_output_path(outdir, kind="directory", what="report directory")
     files: dict[str, bytes] = {}
@@ -260,7 +260,7 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
                 d["draws"],
                 d["robust"],
                 title="MAP prior for a new 2L+ trial (the line's case mix), PFS rate at 6 months",
-                xlabel=_rate_label(6.0),
+                xlabel=rate_label(6.0),
             ),
             "MAP prior, 2L+ case mix at 6 months",
             "Beta mixture fitted to the predictive draws of a new 2L+ trial's rate at 6 months (the "
@@ -328,7 +328,7 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
         "small means the data inform the row.</p>",
         _html_table(view),
         "</section>",
-        f"<p class='meta'>lmsbayes {lmsbayes.__version__}; data SHA-256 "
+        f"<p class='meta'>lmsbayes {__version__}; data SHA-256 "
         f"<code>{fit.data.data_sha256[:16]}</code>; spec hash <code>{fit.spec.hash[:16]}</code>; "
         f"seed {fit.spec.sampler.seed}; {len(fit.data.arms)} arms, {len(fit.data.obs)} "
         f"observations, landmarks {', '.join(f'{t:g}' for t in landmarks)} months.</p>",

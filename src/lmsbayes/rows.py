@@ -131,7 +131,7 @@ def caveats(table: pd.DataFrame) -> list[str]:
 def quotable(table: pd.DataFrame) -> pd.DataFrame:
     """Rows a protocol can quote: informed directly by arms of their cell, and not flagged."""
     keep = []
-    for i, r in table.iterrows():
+    for _i, r in table.iterrows():
         direct = _is_case_mix(r) or int(_num(r.get("arms", 0)) or 0) > 0
         keep.append(direct and not str(r.get("flags", "") or "").strip())
     return table.loc[keep]

@@ -8,6 +8,7 @@ from lmsbayes.cli._common import bounded, check_outputs, fraction, landmark_mont
 
 
 def cmd_dossier(args) -> int:
+    """The ``dossier`` verb: write the evidence pack of a MAP prior."""
     from lmsbayes.dossier import dossier
     from lmsbayes.files import atomic_write_text
     from lmsbayes.fit import load_fit
