@@ -145,7 +145,7 @@ def test_rows_state_their_evidence_and_flags(default_fit):
     # 24 months lies beyond every reported rate or median of 2L+
     assert "beyond the latest 2L+" in by.loc[("2L+ case mix", 24.0), "flags"]
     # the data narrow the prior of a well-covered cell
-    assert 0 < by.loc[("2L+ uterine", 6.0), "sd_ratio"] < 0.5
+    assert 0 < by.loc[("2L+ R-T uterine", 6.0), "sd_ratio"] < 0.5
     # a flag's count is the evidence columns' count (an arm of unknown site is not "1 arm")
     for (setting, _t), r in by.iterrows():
         if "rests on 1 arm" in r["flags"] and "of known site" not in r["flags"]:
@@ -265,7 +265,7 @@ def test_landmark_order_equals_raw_draw_computation(per_landmark_fit):
             + uterine_centred * b["uterine"]
         )
 
-    for label, x in (("2L+ non-uterine", (1, 0, -0.5)), ("1L NR-T", (0, 1, 0.0))):
+    for label, x in (("2L+ R-T non-uterine", (1, 0, -0.5)), ("1L NR-T", (0, 1, 0.0))):
         by_hand = (pooled(6.0, *x) > pooled(3.0, *x)).mean()
         assert order.loc[label, "prob_later_higher"] == pytest.approx(by_hand, abs=1e-12)
     # independent landmarks do break the order on these data (the check can fail)

@@ -624,7 +624,7 @@ def comparisons(fit: Fit, landmarks: Sequence[float] | None = None) -> pd.DataFr
     for line in lines:
         for label, a, b in (
             ("NR-T - R-T", "NR-T", "R-T"),
-            ("uterine - non-uterine", "uterine", "non-uterine"),
+            ("uterine - non-uterine", "R-T uterine", "R-T non-uterine"),
         ):
             d = pred.sel(setting=f"{line} {a}") - pred.sel(setting=f"{line} {b}")
             for t in d["landmark"].values:
