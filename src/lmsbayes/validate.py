@@ -404,6 +404,7 @@ def lfo(
     draws: int | None = None,
     seed: int | None = None,
     progress: Callable[[str], None] | None = None,
+    reuse: Validation | None = None,
 ) -> Validation:
     """Leave-future-out, one step ahead: each arm after ``start`` predicted by the arms before its year.
 
@@ -425,6 +426,10 @@ def lfo(
     Validation
         ``scheme = 'lfo'``, ``year = start``; one fold per scored year (``fold``
         is the year as text).
+    reuse : Validation, optional
+        An earlier leave-future-out of the same spec (e.g. before arms were added):
+        its folds whose training and held-out arms are the same arms by id are taken
+        over as they are, not refitted (``lmsbayes update``).
 
     Raises
     ------
@@ -452,7 +457,58 @@ def lfo(
             f"{'after' if not years else 'up to'} {start}"
         )
     folds = [(str(yr), np.flatnonzero(y < yr), np.flatnonzero(y == yr)) for yr in years]
-    return _run(spec, data, folds, "lfo", engine, seed, progress, int(start))
+    kept = _reusable_folds(reuse, data, folds, spec, start)
+    if not kept:
+        return _run(spec, data, folds, "lfo", engine, seed, progress, int(start))
+    t0 = time.perf_counter()
+    todo = [f for f in folds if f[0] not in kept]
+    new = _run(spec, data, todo, "lfo", engine, seed, progress, int(start)) if todo else None
+    parts = {f: (reuse, reuse.folds["fold"].tolist().index(f)) for f in kept}
+    if new is not None:
+        parts |= {f: (new, k) for k, f in enumerate(new.folds["fold"])}
+    order = [f[0] for f in folds]
+
+    def rows(attr: str, f: str) -> pd.DataFrame:
+        frame = getattr(parts[f][0], attr)
+        return frame[frame["fold"] == f]
+
+    fold_rows = pd.concat([rows("folds", f) for f in order], ignore_index=True)
+    fold_rows["reused"] = [f in kept for f in order]
+    return Validation(
+        spec=spec,
+        scheme="lfo",
+        data=data,
+        arms=pd.concat([rows("arms", f) for f in order]),
+        obs=pd.concat([rows("obs", f) for f in order], ignore_index=True),
+        folds=fold_rows,
+        draws=tuple(parts[f][0].draws[parts[f][1]] for f in order),
+        seconds=time.perf_counter() - t0,
+        year=int(start),
+    )
+
+
+def _reusable_folds(reuse, data: ModelData, folds, spec: ModelSpec, start) -> set[str]:
+    """Labels of the folds an earlier LFO of the same spec already ran on the same arms."""
+    if reuse is None:
+        return set()
+    if reuse.scheme != "lfo" or reuse.spec.hash != spec.hash or reuse.year != int(start):
+        raise ValidationError(
+            "reuse must be a leave-future-out of the same spec with the same start year"
+        )
+    old_ids = reuse.data.arms.index
+    old_y = pd.to_numeric(reuse.data.arms["year"], errors="coerce").astype(float).to_numpy()
+    ids = data.arms.index
+    done = set(reuse.folds["fold"])
+    kept = set()
+    for label, train, held in folds:
+        yr = int(label)
+        if (
+            label in done
+            and set(ids[train]) == set(old_ids[old_y < yr])
+            and set(ids[held]) == set(old_ids[old_y == yr])
+        ):
+            kept.add(label)
+    return kept
 
 
 def loro(
