@@ -289,3 +289,30 @@ def test_pseudo_prospective_uses_only_earlier_arms():
     table, summary = F._prospective(vals, "inc", vals["inc"])
     assert (table["chosen"] == "inc").all()  # no earlier arm shows the challenger better
     assert summary["arms"] == k and summary["elpd"] == pytest.approx(base.sum())
+
+
+# ---------------------------------------------------------------------------- the command line
+
+
+def test_cli_validate_future_prints_the_table_and_the_choice(tmp_path, capsys):
+    import json
+
+    from lmsbayes.cli import main
+
+    out_json = tmp_path / "lfo.json"
+    assert main(["validate", "--future", "default", "-q", "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "leave-future-out, one step ahead" in out and "(first training set: arms up to 2015)" in out
+    )
+    for section in ("1. All scored arms", "2. Median widths", "3. By the arm's role", "4. Pseudo"):
+        assert section in out
+    assert "choice (docs/validation.md section 5): " in out
+    doc = json.loads(out_json.read_text())
+    assert doc["scheme"] == "lfo" and doc["start"] == 2015 and doc["choice"] == "default"
+    (row,) = doc["table"]
+    assert row["arms"] == 18 and row["fits"] == 8  # arms of 2016-2025, one fit per year
+    roles = {r["role"]: r["arms"] for r in doc["by_role"]}
+    assert roles == {"single_arm": 8, "experimental": 6, "control": 3, "other randomised": 1}
+    assert main(["validate", "--future", "--temporal", "-q"]) != 0
+    assert "--future cannot be combined" in capsys.readouterr().err

@@ -137,6 +137,8 @@ def cmd_future(args) -> int:
 
     if args.temporal or args.regimen:
         raise InputError("--future cannot be combined with --temporal or --regimen")
+    if args.plot:
+        raise InputError("--plot draws leave-one-trial-out and temporal checks, not --future")
     progress = Progress(args.quiet)
     specs = args.specs or _future_specs()
     progress(f"leave-future-out of {', '.join(specs)}, {args.engine} engine")
@@ -187,8 +189,6 @@ def cmd_future(args) -> int:
         }
         atomic_write_text(args.json, json.dumps(doc, indent=2) + "\n")
         progress(f"comparison written to {args.json}")
-    if args.plot:
-        progress("--plot is not drawn for --future (no figure yet)")
     if args.strict and (result.table["refits_with_problems"] > 0).any():
         import sys
 
