@@ -110,7 +110,7 @@ def test_lfo_scores_each_later_arm_once_by_hand():
         o = v.obs[v.obs["arm"] == arm].iloc[0]
         assert o["pit"] == pytest.approx(stats.norm.cdf(y, alpha, sd).mean(), abs=1e-9)
 
-        def cdf(x):
+        def cdf(x, alpha=alpha, sd=sd):
             return stats.norm.cdf(x, alpha, sd).mean()
 
         lo = optimize.brentq(lambda x: cdf(x) - 0.05, -15, 15)

@@ -28,16 +28,21 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lmsbayes.spec import ModelSpec, load_spec
 from lmsbayes.validate import (
     LEVELS,
     Validation,
     ValidationError,
-    _paired_diff,
-    _spec,
-    _total,
     coverage_interval,
     lfo,
 )
+from lmsbayes.validate import paired_difference as _paired_diff
+from lmsbayes.validate import total_and_se as _total
+
+
+def _spec(spec) -> ModelSpec:
+    return spec if isinstance(spec, ModelSpec) else load_spec(spec)
+
 
 __all__ = [
     "FUTURE_SPECS",
@@ -326,7 +331,7 @@ def compare_future(
     *,
     incumbent: str | None = None,
     start: int | None = None,
-    engine: str | None = "exact",
+    engine: str | None = None,
     draws: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> FutureComparison:

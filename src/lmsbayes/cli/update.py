@@ -6,6 +6,7 @@ from lmsbayes.cli._common import Progress
 
 
 def cmd_update(args) -> int:
+    """``update --add``: refit with the added arms and print what changed."""
     from lmsbayes.update import update
 
     progress = Progress(args.quiet)
@@ -26,7 +27,7 @@ def cmd_update(args) -> int:
 
 def register(sub) -> None:
     """Add the ``update`` verb to the ``lmsbayes`` parser."""
-    from lmsbayes.cli.fitting import _parse_at, _parse_landmarks
+    from lmsbayes.cli.fitting import parse_at, parse_landmarks
 
     q = sub.add_parser(
         "update",
@@ -43,14 +44,14 @@ def register(sub) -> None:
     q.add_argument("--data", default=None, help="base arm table (default: the bundled data)")
     q.add_argument(
         "--landmarks",
-        type=_parse_landmarks,
+        type=parse_landmarks,
         default=None,
         metavar="MONTHS",
         help="threshold landmarks, e.g. 3,6,12 (default: the spec's)",
     )
     q.add_argument(
         "--at",
-        type=_parse_at,
+        type=parse_at,
         action="append",
         metavar="NAME=VALUE",
         help="covariate value of the settings, e.g. year=2027 for a spec with a time trend",
