@@ -51,6 +51,7 @@ VERB_MODULES = (
     "contrast",
     "data",
     "validate",
+    "update",
     "calibrate",
 )
 
