@@ -23,6 +23,7 @@ quantile carries its Monte Carlo standard error.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -488,7 +489,15 @@ def thresholds(
         data_sha256=fit.data.data_sha256,
         engine=fit.engine,
     )
+    # what informs each row travels with the result, so that threshold_table(ds) shows it
+    # without the fit (issue 24: the Python table carries the CLI's evidence and flags)
+    ev = setting_evidence(fit, _settings_of(ds), landmarks=_landmarks_of(ds), at=used)
+    ds.attrs["evidence"] = ev.to_json(orient="records")
     return ds
+
+
+def _landmarks_of(ds: xr.Dataset) -> list[float]:
+    return [float(t) for t in ds["landmark"].values] if "landmark" in ds.dims else [math.nan]
 
 
 class ThresholdTable(pd.DataFrame):
@@ -516,13 +525,28 @@ class ThresholdTable(pd.DataFrame):
             "{:.4g}".format,
         )
 
+    def _readable(self):
+        from lmsbayes.rows import readable
+
+        needed = {"setting", "landmark", "p0", "p0_lower", "p0_upper", "hr"}
+        return readable(pd.DataFrame(self)) if needed <= set(self.columns) else None
+
     def __repr__(self) -> str:
+        view = self._readable()
+        if view is None:
+            with self._full():
+                return super().__repr__()
         with self._full():
-            return super().__repr__()
+            return (
+                view.to_string(index=False)
+                + "\n(the numbers are columns: p0, p0_lower, p0_upper, p1, p1_lower, p1_upper, "
+                "informed_by, flags, arm_ids)"
+            )
 
     def _repr_html_(self) -> str:
+        view = self._readable()
         with self._full():
-            return super()._repr_html_()
+            return super()._repr_html_() if view is None else view.to_html(index=False)
 
 
 def threshold_table(ds: xr.Dataset, *, eortc: bool = True, fit: Fit | None = None) -> pd.DataFrame:
@@ -574,9 +598,18 @@ def threshold_table(ds: xr.Dataset, *, eortc: bool = True, fit: Fit | None = Non
         ev = setting_evidence(
             fit, _settings_of(ds), landmarks=sorted(set(table["landmark"])), at=at
         )
+    elif ds.attrs.get("evidence"):
+        ev = pd.read_json(io.StringIO(ds.attrs["evidence"]), orient="records")
+    else:
+        ev = None
+    if ev is not None and len(ev):
         table = table.merge(ev, on=["setting", "landmark"], how="left")
+        from lmsbayes.rows import informed_by
+
+        table["informed_by"] = [informed_by(r) for _, r in table.iterrows()]
+        table["flags"] = table["flags"].fillna("")
     table = ThresholdTable(table)
-    table.attrs.update(ds.attrs)
+    table.attrs.update({k: v for k, v in ds.attrs.items() if k != "evidence"})
     return table
 
 

@@ -81,6 +81,17 @@ def _ci(row: Mapping[str, Any], q: str) -> str:
     return f"{100 * mid:.0f}% ({100 * lo:.0f}-{100 * hi:.0f})"
 
 
+def _eortc(value: float, ci: str) -> str:
+    """The published pooled rate with its CI, as percentages ("58% (50-66)")."""
+    if not math.isfinite(value):
+        return ""
+    try:
+        lo, hi = (float(x) for x in ci.split("-"))
+    except ValueError:
+        return f"{100 * value:.0f}%"
+    return f"{100 * value:.0f}% ({100 * lo:.0f}-{100 * hi:.0f})"
+
+
 def readable(table: pd.DataFrame) -> pd.DataFrame:
     """The threshold table for reading: rates as percentages with 95% CrIs, evidence in words.
 
@@ -106,11 +117,7 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
                 "landmark": f"{_num(r.get('landmark')):g} mo",
                 "p0 (95% CrI)": _ci(r, "p0"),
                 p1_name: _ci(r, "p1"),
-                "EORTC 2021": (
-                    f"{100 * eortc:.0f}% ({r.get('eortc_p0_ci', '')})"
-                    if math.isfinite(eortc)
-                    else ""
-                ),
+                "EORTC 2021": _eortc(eortc, str(r.get("eortc_p0_ci", "") or "")),
                 "informed by": informed_by(r),
                 "flags": str(r.get("flags", "") or ""),
             }
