@@ -136,3 +136,41 @@ def test_as_against_rbest():
     assert abs(ess(mix, "moment") - ess(RBEST_AS, "moment")) < 3
     two = mix.provenance["fit"]["models"][1]
     assert two["kl"] > 0.005  # k = 2 is rejected on KL already
+
+
+def test_map_prior_of_a_fit_is_a_function_of_its_global_points():
+    """The same fit gives the same MAP prior; another fit of the same data within Monte Carlo error."""
+    import pandas as pd
+    from _quadrature import DATA
+
+    import lmsbayes as lb
+
+    table = pd.read_csv(DATA / "AS.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = lb.fit("binomial", table)
+        mix = lb.map_prior(fit)
+        assert lb.map_prior(fit) == mix
+    assert mix.provenance["fit"]["problems"] == []
+    # the engine's global points carry Monte Carlo error until they are deterministic
+    # (issue 22, deliverable 1); the mixture itself adds none
+    err = mix.ppf(PROBS) - reference("AS").predictive_quantiles
+    assert np.max(np.abs(err)) < 0.02
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the exact engine still samples the global parameters (issue 22, deliverable 1): "
+    "when it integrates them by a fixed rule this passes; then remove this mark",
+)
+def test_ess_is_identical_across_seeds():
+    import pandas as pd
+    from _quadrature import DATA
+
+    import lmsbayes as lb
+
+    table = pd.read_csv(DATA / "AS.csv")
+    mixes = [lb.map_prior(lb.fit("binomial", table, seed=seed)) for seed in (1, 2, 3)]
+    for method in ("elir", "moment", "morita"):
+        values = {ess(m, method) for m in mixes}
+        assert len(values) == 1, (method, values)
