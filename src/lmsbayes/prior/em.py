@@ -341,7 +341,10 @@ def _polish(x, v, lx, l1x, start, floor: float, max_iter: int):
         for j in range(p):
             t2 = theta.copy()
             t2[j] += h[j]
-            H[:, j] = (_objective(t2, k, lx, l1x, v, floor)[1] - g) / h[j]
+            with np.errstate(over="ignore", invalid="ignore"):
+                H[:, j] = (_objective(t2, k, lx, l1x, v, floor)[1] - g) / h[j]
+        if not np.all(np.isfinite(H)):
+            break
         H = 0.5 * (H + H.T)
         scale = np.maximum(np.abs(np.diag(H)), 1e-10)
         moved = False
@@ -353,8 +356,9 @@ def _polish(x, v, lx, l1x, start, floor: float, max_iter: int):
                 continue
             step = np.linalg.solve(L.T, np.linalg.solve(L, g))
             cand = theta - step
-            f_new, g_new = _objective(cand, k, lx, l1x, v, floor)
-            if f_new <= f:
+            with np.errstate(over="ignore", invalid="ignore"):
+                f_new, g_new = _objective(cand, k, lx, l1x, v, floor)
+            if f_new <= f and np.all(np.isfinite(g_new)):
                 moved = f_new < f
                 theta, f, g = cand, f_new, g_new
                 lam = max(lam / 10.0, 1e-12)
