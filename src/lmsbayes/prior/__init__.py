@@ -24,7 +24,17 @@ from lmsbayes.prior.conflict import ConflictReport, conflict
 from lmsbayes.prior.density import PredictiveDensity
 from lmsbayes.prior.em import fit_mixture, fit_mixture_to_density, mixture_fit_diagnostic
 from lmsbayes.prior.ess import ess
-from lmsbayes.prior.io import SCHEMA, SCHEMA_VERSION, read_prior
+from lmsbayes.prior.io import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    from_dict,
+    from_preliz,
+    read_prior,
+    to_dict,
+    to_json,
+    to_preliz,
+    to_rbest,
+)
 from lmsbayes.prior.map import map_prior
 from lmsbayes.prior.mixture import BetaMixture
 from lmsbayes.prior.robust import robust_component, robustify
@@ -39,9 +49,15 @@ __all__ = [
     "ess",
     "fit_mixture",
     "fit_mixture_to_density",
+    "from_dict",
+    "from_preliz",
     "map_prior",
     "mixture_fit_diagnostic",
     "read_prior",
     "robust_component",
     "robustify",
+    "to_dict",
+    "to_json",
+    "to_preliz",
+    "to_rbest",
 ]

@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from lmsbayes.prior.checks import check_unit_interval
 from lmsbayes.prior.density import PredictiveDensity
-from lmsbayes.prior.mixture import BetaMixture, _check_unit_interval
+from lmsbayes.prior.mixture import BetaMixture
 
 __all__ = ["KL_TOL", "fit_mixture", "fit_mixture_to_density", "mixture_fit_diagnostic"]
 
@@ -240,8 +241,11 @@ def _weighted_groups(x: np.ndarray, v: np.ndarray, edges: np.ndarray, floor: flo
 
 
 def _inits(x: np.ndarray, v: np.ndarray, k: int, floor: float, previous) -> list[tuple]:
-    """Deterministic starts: equal-mass groups, equal-width groups on the logit scale,
-    and the fit with one component fewer with its widest component split in two."""
+    """Deterministic starts for k components.
+
+    Equal-mass groups, equal-width groups on the logit scale, and the fit
+    with one component fewer with its widest component split in two.
+    """
     order = np.argsort(x, kind="stable")
     cum = np.cumsum(v[order])
     cuts = np.arange(1, k) / k
@@ -332,7 +336,8 @@ def _polish(x, v, lx, l1x, start, floor: float, max_iter: int):
     f, g = _objective(theta, k, lx, l1x, v, floor)
     lam, converged, it = 1e-8, False, 0
     p = theta.size
-    for it in range(1, max_iter + 1):
+    for step_no in range(1, max_iter + 1):
+        it = step_no
         if np.max(np.abs(g)) <= 1e-7:
             converged = True
             break
@@ -646,7 +651,7 @@ def mixture_fit_diagnostic(
         mostly measure the number of draws, so none is reported.
     """
     x = _as_draws(draws)
-    probs = _check_unit_interval("probs", probs)
+    probs = check_unit_interval("probs", probs)
     labels = ["mean", "sd", *(f"{100 * p:g}%" for p in probs)]
     emp = [x.mean(), x.std(ddof=1), *np.quantile(x, probs)]
     fit = [mix.mean(), mix.sd(), *np.atleast_1d(mix.ppf(probs))]
