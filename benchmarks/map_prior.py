@@ -27,7 +27,7 @@ import pandas as pd
 import lmsbayes as lb
 from lmsbayes.predict import new_trial_conditionals
 from lmsbayes.prior.density import PredictiveDensity
-from lmsbayes.prior.em import _fit_points, fit_mixture, fit_mixture_to_density
+from lmsbayes.prior.em import fit_mixture, fit_mixture_to_density
 
 REPEATS = int(sys.argv[1]) if len(sys.argv) > 1 else 7
 AS = Path(__file__).parents[1] / "tests" / "data" / "AS.csv"
@@ -52,7 +52,6 @@ def main() -> None:
     grid = density.grid()
     draws = lb.predict(fit)["rate"].sel(quantity="predictive").values.ravel()
     probs = np.array([0.025, 0.05, 0.25, 0.5, 0.75, 0.95, 0.975])
-    target_q = density.ppf(probs)
     rows = [
         ("density: quadrature grid (400 cells)", lambda: density.grid()),
         (
@@ -60,22 +59,9 @@ def main() -> None:
             lambda: density.ppf_on(grid, probs),
         ),
         (
-            "KL fit on the grid (k = 1..3, with quantile checks)",
-            lambda: _fit_points(
-                grid.p,
-                grid.mass,
-                grid.logpdf,
-                4,
-                "kl",
-                0.002,
-                None,
-                True,
-                200,
-                target_quantiles=(probs, target_q),
-                quantile_tol=0.002,
-            ),
+            "fit_mixture_to_density (grid, quantiles, KL fit of k = 1..3)",
+            lambda: fit_mixture_to_density(density),
         ),
-        ("fit_mixture_to_density (all of the above)", lambda: fit_mixture_to_density(density)),
         ("map_prior(fit) (plus the conditionals)", lambda: lb.map_prior(fit)),
         ("fit_mixture(4000 draws) (the NUTS path)", lambda: fit_mixture(draws)),
     ]
