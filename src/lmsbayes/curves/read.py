@@ -39,6 +39,7 @@ rises.
 from __future__ import annotations
 
 import math
+import numbers
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -297,10 +298,11 @@ def _check_risk(risk_t, risk_n, where: str):
     if len(risk_t) == 0:
         raise InputError(f"{where}: risk_table: needs at least the number at risk at time 0")
     for i, (t, n) in enumerate(zip(risk_t, risk_n, strict=True), start=1):
-        if not (isinstance(t, int | float) and math.isfinite(t) and t >= 0):
+        if isinstance(t, bool) or not (isinstance(t, numbers.Real) and math.isfinite(t) and t >= 0):
             raise InputError(f"{where}: risk_table row {i}: t must be a number >= 0, got {t!r}")
         if isinstance(n, bool) or not (
-            isinstance(n, int) or (isinstance(n, float) and n.is_integer())
+            isinstance(n, numbers.Integral)
+            or (isinstance(n, numbers.Real) and float(n).is_integer())
         ):
             raise InputError(f"{where}: risk_table row {i}: n must be a whole number, got {n!r}")
         if n < 0:
@@ -429,7 +431,7 @@ def curve_from_arrays(
             ct, cs = np.insert(ct, j, rt_used[i]), np.insert(cs, j, v)
             added.append(float(rt_used[i] / f))
     if total_events is not None:
-        if isinstance(total_events, bool) or not isinstance(total_events, int):
+        if isinstance(total_events, bool) or not isinstance(total_events, numbers.Integral):
             raise InputError(f"{tfile}: total_events must be a whole number, got {total_events!r}")
         if not (0 <= total_events <= n0):
             raise InputError(

@@ -266,6 +266,13 @@ class Reconstruction:
         lines.append(
             f"  reconstructed: {self.n_events} events, {len(self.time) - self.n_events} censored"
             + (f" (total events given: {c.total_events})" if c.total_events is not None else "")
+            + (
+                "; NOTE: the total is not met (Guyot's rule adjusts only the last interval of the "
+                "table, and its digitised drops allow no more, or the earlier intervals already "
+                "hold more)"
+                if c.total_events is not None and c.total_events != self.n_events
+                else ""
+            )
             + ("" if self.converged else "; WARNING: the censoring adjustment did not converge")
         )
         lines.append(
