@@ -68,3 +68,77 @@ def simulated_curve(rng, n, family="weibull", median=6.0, shape=1.3, cens_max=30
     t, s, rt, rn = digitise(rng, time, event, t_max)
     curve = curve_from_arrays(t, s, rt, rn, arm_id=f"sim-{family}-{n}", file="<simulated>")
     return time, event, scale, curve
+
+
+# --- what a curve carries about its arm, against what a paper prints (tests/test_curves_model.py)
+
+LOGLOG2 = float(np.log(np.log(2.0)))
+T_REF = 6.0
+
+
+def true_eta(family, scale, shape, t_ref=T_REF):
+    """The arm's linear predictor at t_ref on the model's scale (logit S or log H at t_ref)."""
+    s = survival(t_ref, family, scale, shape)
+    return float(np.log(s / (1 - s))) if family == "loglogistic" else float(np.log(-np.log(s)))
+
+
+def printed_loglik(time, event, family, landmarks=(3.0, 6.0, 12.0), t_ref=T_REF):
+    """The log-likelihood of what a paper prints about one arm's KM curve.
+
+    The median with its Brookmeyer-Crowley 95% CI (log-log; normal on log time, se from the CI)
+    and Greenwood landmark rates (normal on the logit, se from the log-log CI), jointly normal
+    with the correlation one KM curve gives them: estimates at times a <= b share the Greenwood
+    sum up to a, so corr = sqrt(G(a) / G(b)) (the median's error is its S-error at the median
+    divided by the density, so it enters at the median's time). Returns
+    (extra(eta, k), number of summaries used).
+    """
+    km = kaplan_meier(time, event)
+    parts = []
+    m, lo, hi = km.quantile_time(0.5)
+    if np.isfinite(m) and np.isfinite(lo) and np.isfinite(hi) and hi > lo:
+        parts.append(("median", m, np.log(m), (np.log(hi) - np.log(lo)) / 3.92))
+
+    def lg(p):
+        return np.log(p / (1 - p))
+
+    for t in landmarks:
+        s = float(km.at(t))
+        clo, chi = km.ci([t])
+        clo, chi = float(clo[0]), float(chi[0])
+        if 0 < s < 1 and np.isfinite(clo) and np.isfinite(chi) and 0 < clo < chi < 1:
+            parts.append((t, t, lg(s), (lg(chi) - lg(clo)) / 3.92))
+    # a summary perfectly correlated with an earlier one (no event between their times) adds
+    # nothing: keep the first
+    keep: list = []
+    for p in parts:
+        g = km._gw([p[1]])[0]
+        if all(abs(g - km._gw([q[1]])[0]) > 1e-12 for q in keep):
+            keep.append(p)
+    parts = keep
+    gw = km._gw(np.array([p[1] for p in parts]))
+    corr = np.minimum.outer(gw, gw) / np.sqrt(np.outer(gw, gw))
+    sd = np.array([p[3] for p in parts])
+    y = np.array([p[2] for p in parts])
+    prec = np.linalg.inv(corr * np.outer(sd, sd))
+
+    def extra(eta, k):
+        mus = []
+        for what, *_ in parts:
+            if what == "median":
+                mu = (
+                    np.log(t_ref) + eta / k
+                    if family == "loglogistic"
+                    else np.log(t_ref) + (LOGLOG2 - eta) / k
+                )
+            else:
+                x = np.log(what / t_ref)
+                if family == "loglogistic":
+                    mu = eta - k * x
+                else:  # the logit of the Weibull S(t)
+                    log_s = -np.exp(eta + k * x)
+                    mu = log_s - np.log(-np.expm1(log_s))
+            mus.append(np.broadcast_to(mu, np.broadcast(eta, k).shape))
+        r = y - np.stack(mus, axis=-1)
+        return -0.5 * np.einsum("...i,ij,...j->...", r, prec, r)
+
+    return extra, len(parts)

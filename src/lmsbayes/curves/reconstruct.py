@@ -178,8 +178,9 @@ class Reconstruction:
     time, event : numpy.ndarray
         One row per patient: time (months) and 1 for an event, 0 for a censoring.
     lower : numpy.ndarray
-        For an event, the previous digitised time: the event happened in (lower, time]
-        (interval-censored reading); for a censoring, equal to ``time``.
+        For an event, the previous digitised time before its own: the event happened in
+        (lower, time] (the interval-censored reading of a drop between two digitised times);
+        for a censoring, equal to ``time``.
     d, cen, n_hat : numpy.ndarray
         Per digitised point: events, censorings (placed after it), number at risk before it.
     risk_table : dict of numpy.ndarray
@@ -425,7 +426,8 @@ def reconstruct(curve: CurveArm) -> Reconstruction:
         if d[k] > 0:
             times += [t[k]] * d[k]
             events += [1] * d[k]
-            lowers += [t[k - 1] if k > 0 else 0.0] * d[k]
+            earlier = t[:k][t[:k] < t[k]]  # the previous digitised time (not a drop's upper corner)
+            lowers += [earlier[-1] if len(earlier) else 0.0] * d[k]
         if cen[k] > 0:
             ct = (t[k] + t[k + 1]) / 2 if k + 1 < total else t[k]
             times += [ct] * cen[k]
