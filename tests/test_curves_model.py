@@ -108,3 +108,63 @@ def test_curve_information_fast():
 @pytest.mark.slow
 def test_curve_information_200_trials():
     _check(_study(200, 12), 200)
+
+
+# --- the per-arm fit, truncation and goodness-of-fit check (lmsbayes.curves.fit)
+
+
+def test_chi2_tail_closed_forms():
+    from math import erfc, exp, sqrt
+
+    from lmsbayes.curves.fit import _chi2_sf
+
+    for x in (0.1, 1.0, 3.84, 12.0):
+        assert _chi2_sf(x, 2) == pytest.approx(exp(-x / 2), rel=1e-10)  # df 2: exponential
+        assert _chi2_sf(x, 1) == pytest.approx(erfc(sqrt(x / 2)), rel=1e-9)  # df 1: normal
+        # df 4: exp(-x/2) (1 + x/2)
+        assert _chi2_sf(x, 4) == pytest.approx(exp(-x / 2) * (1 + x / 2), rel=1e-10)
+
+
+def test_expected_events_closed_form():
+    from lmsbayes.curves.fit import _grouped_check
+
+    # 30 patients at risk from 0, 10 events before 6 and 20 censored at 6 (= the interval's end):
+    # E = 30 (1 - S(6)) on one interval; S(6) = 0.7
+    time = np.r_[np.linspace(1, 5, 10), np.full(20, 6.0)]
+    event = np.r_[np.ones(10), np.zeros(20)].astype(int)
+
+    def s_fit(t):
+        return np.where(np.asarray(t) >= 6, 0.7, 1 - 0.05 * np.asarray(t))
+
+    obs, exp_ = _grouped_check(time, event, time, np.array([0.0, 6.0 + 1e-9]), s_fit)
+    np.testing.assert_allclose(obs, [10])
+    # each event patient leaves at its event time t: 1 - S(t); the censored ones 1 - S(6)
+    np.testing.assert_allclose(exp_, [np.sum(0.05 * np.linspace(1, 5, 10)) + 20 * 0.3])
+
+
+def test_truncate_censors_at_t_max():
+    from lmsbayes.curves.fit import truncate
+
+    t, e, lo = truncate([2, 5, 7, 9], [1, 0, 1, 1], [1, 5, 5.5, 8.5], 6.0)
+    np.testing.assert_allclose(t, [2, 5, 6, 6])
+    np.testing.assert_array_equal(e, [1, 0, 0, 0])
+    np.testing.assert_allclose(lo, [1, 5, 6, 6])
+
+
+def test_goodness_of_fit_flags_a_plateau():
+    """A curve with a cured fraction (S = 0.4 + 0.6 exp(-t/4)) is neither log-logistic nor
+    Weibull: with 200 patients the check rejects both at 1%."""
+    from _curves_sim import digitise
+
+    from lmsbayes.curves import curve_from_arrays
+    from lmsbayes.curves.fit import fit_arm
+
+    rng = np.random.default_rng(3)
+    n = 200
+    cured = rng.uniform(size=n) < 0.4
+    x = np.where(cured, np.inf, rng.exponential(4.0, n))
+    c = rng.uniform(0, 30, n)
+    time, event = np.minimum(x, c), (x <= c).astype(int)
+    rec = reconstruct(curve_from_arrays(*digitise(rng, time, event, 24.0)))
+    for family in ("loglogistic", "weibull"):
+        assert fit_arm(rec, family).p_value < 0.01

@@ -17,6 +17,11 @@ def cmd_curve(args) -> int:
         if i:
             print()
         print(r.report(landmarks=args.landmarks, conf_type=args.conf_type))
+        if args.family:
+            from lmsbayes.curves.fit import fit_arm
+
+            for family in args.family:
+                print("\n".join(fit_arm(r, family, t_max=args.truncate).lines()))
     if args.ipd:
         lines = ["arm_id,time,event,lower"]
         for r in recs:
@@ -64,6 +69,21 @@ def register(sub) -> None:
         nargs="+",
         default=[3.0, 6.0, 9.0, 12.0],
         help="landmarks (months) for the rates (default 3 6 9 12)",
+    )
+    q.add_argument(
+        "--family",
+        nargs="+",
+        choices=["loglogistic", "weibull"],
+        default=None,
+        help="fit each arm on these curve families (flat priors, grid) and check the fit: "
+        "observed vs expected events per risk-table interval (X^2, Hosmer-Lemeshow-type)",
+    )
+    q.add_argument(
+        "--truncate",
+        type=landmark_months,
+        default=None,
+        metavar="MONTHS",
+        help="with --family: censor everyone still at risk at MONTHS there before fitting",
     )
     q.add_argument(
         "--conf-type",
