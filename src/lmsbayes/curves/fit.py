@@ -161,9 +161,10 @@ def _grouped_check(time, event, lower, edges, s_fit):
         at_risk = time >= a if a > 0 else np.ones_like(time, bool)
         # an event belongs to the interval holding its time (its reconstructed time)
         o = np.sum(at_risk & (event == 1) & (time < b))
+        # the martingale compensator: each patient's cumulative hazard from a to its exit
         exit_ = np.minimum(time[at_risk], b)
-        sa = s_fit(np.full(exit_.shape, a))
-        e = np.sum(1 - s_fit(exit_) / np.where(sa > 0, sa, 1.0))
+        with np.errstate(divide="ignore"):
+            e = np.sum(np.log(s_fit(np.full(exit_.shape, a))) - np.log(s_fit(exit_)))
         obs.append(o)
         exp_.append(e)
     obs, exp_ = np.array(obs, float), np.array(exp_, float)
