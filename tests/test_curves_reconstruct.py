@@ -254,3 +254,19 @@ def test_cli_curve_bad_file_is_one_line(tmp_path, capsys):
     assert main(["curve", str(f)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "p.csv: row 3: S rises from 0.5 to 0.9" in err
+
+
+def test_cli_curve_options_have_help_and_defaults():
+    from lmsbayes.cli import _parser
+
+    parser = _parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    q = sub.choices["curve"]
+    assert q.description
+    for action in q._actions:
+        if action.dest == "help":
+            continue
+        assert action.help, action.dest
+        if action.option_strings and action.default not in (None, False):
+            formatted = q._get_formatter()._get_help_string(action) % {"default": action.default}
+            assert "default" in formatted.lower(), action.dest
