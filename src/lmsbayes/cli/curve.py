@@ -17,6 +17,11 @@ def cmd_curve(args) -> int:
         if i:
             print()
         print(r.report(landmarks=args.landmarks, conf_type=args.conf_type))
+        if args.jitter:
+            from lmsbayes.curves.sensitivity import digitising_sensitivity
+
+            sens = digitising_sensitivity(r, landmarks=args.landmarks, n_rep=args.jitter)
+            print("\n".join(sens.lines()))
         if args.family:
             from lmsbayes.curves.fit import fit_arm
 
@@ -84,6 +89,15 @@ def register(sub) -> None:
         default=None,
         metavar="MONTHS",
         help="with --family: censor everyone still at risk at MONTHS there before fitting",
+    )
+    q.add_argument(
+        "--jitter",
+        type=int,
+        default=0,
+        metavar="REPS",
+        help="digitising sensitivity: rebuild each arm from REPS copies of its points moved by "
+        "up to 0.005 on S and 0.5%% of the time range, and print the spread of the landmark "
+        "rates and the median (0: off)",
     )
     q.add_argument(
         "--conf-type",
