@@ -111,11 +111,11 @@ def printed_loglik(time, event, family, landmarks=(3.0, 6.0, 12.0), t_ref=T_REF)
     # nothing: keep the first
     keep: list = []
     for p in parts:
-        g = km._gw([p[1]])[0]
-        if all(abs(g - km._gw([q[1]])[0]) > 1e-12 for q in keep):
+        g = km.greenwood_sum([p[1]])[0]
+        if all(abs(g - km.greenwood_sum([q[1]])[0]) > 1e-12 for q in keep):
             keep.append(p)
     parts = keep
-    gw = km._gw(np.array([p[1] for p in parts]))
+    gw = km.greenwood_sum(np.array([p[1] for p in parts]))
     corr = np.minimum.outer(gw, gw) / np.sqrt(np.outer(gw, gw))
     sd = np.array([p[3] for p in parts])
     y = np.array([p[2] for p in parts])

@@ -116,17 +116,17 @@ def test_curve_information_200_trials():
 def test_chi2_tail_closed_forms():
     from math import erfc, exp, sqrt
 
-    from lmsbayes.curves.fit import _chi2_sf
+    from lmsbayes.curves.fit import chi2_sf
 
     for x in (0.1, 1.0, 3.84, 12.0):
-        assert _chi2_sf(x, 2) == pytest.approx(exp(-x / 2), rel=1e-10)  # df 2: exponential
-        assert _chi2_sf(x, 1) == pytest.approx(erfc(sqrt(x / 2)), rel=1e-9)  # df 1: normal
+        assert chi2_sf(x, 2) == pytest.approx(exp(-x / 2), rel=1e-10)  # df 2: exponential
+        assert chi2_sf(x, 1) == pytest.approx(erfc(sqrt(x / 2)), rel=1e-9)  # df 1: normal
         # df 4: exp(-x/2) (1 + x/2)
-        assert _chi2_sf(x, 4) == pytest.approx(exp(-x / 2) * (1 + x / 2), rel=1e-10)
+        assert chi2_sf(x, 4) == pytest.approx(exp(-x / 2) * (1 + x / 2), rel=1e-10)
 
 
 def test_expected_events_closed_form():
-    from lmsbayes.curves.fit import _grouped_check
+    from lmsbayes.curves.fit import grouped_events
 
     # 30 patients at risk from 0, 10 events at 1..5 and 20 censored at 6 (= the interval's end):
     # E = sum of cumulative hazards to each exit, H = -log S; S(t) = 1 - 0.05 t before 6, 0.7 at 6
@@ -136,7 +136,7 @@ def test_expected_events_closed_form():
     def s_fit(t):
         return np.where(np.asarray(t) >= 6, 0.7, 1 - 0.05 * np.asarray(t))
 
-    obs, exp_ = _grouped_check(time, event, time, np.array([0.0, 6.0 + 1e-9]), s_fit)
+    obs, exp_ = grouped_events(time, event, time, np.array([0.0, 6.0 + 1e-9]), s_fit)
     np.testing.assert_allclose(obs, [10])
     expected = -np.sum(np.log(1 - 0.05 * np.linspace(1, 5, 10))) - 20 * np.log(0.7)
     np.testing.assert_allclose(exp_, [expected])

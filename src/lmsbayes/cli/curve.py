@@ -6,6 +6,7 @@ from lmsbayes.cli._common import check_outputs, landmark_months
 
 
 def cmd_curve(args) -> int:
+    """Run ``lmsbayes curve``: read, rebuild and report each arm; write the figure and patients."""
     import io
 
     from lmsbayes.curves import read_curve, reconstruct

@@ -26,7 +26,7 @@ import numpy as np
 from lmsbayes.curves.likelihood import CURVE_FAMILIES, grid_posterior, group, log_survival
 from lmsbayes.curves.reconstruct import Reconstruction
 
-__all__ = ["ArmFit", "fit_arm", "truncate"]
+__all__ = ["ArmFit", "chi2_sf", "fit_arm", "grouped_events", "truncate"]
 
 
 def truncate(time, event, lower, t_max: float):
@@ -120,7 +120,7 @@ def _floats(x) -> str:
     return "/".join(f"{v:.1f}" for v in x)
 
 
-def _chi2_sf(x: float, df: int) -> float:
+def chi2_sf(x: float, df: int) -> float:
     """Upper tail of the chi-square distribution (regularised incomplete gamma, series/fraction)."""
     if df <= 0:
         return float("nan")
@@ -154,7 +154,7 @@ def _chi2_sf(x: float, df: int) -> float:
     return math.exp(-z + a * math.log(z) - math.lgamma(a)) * h
 
 
-def _grouped_check(time, event, lower, edges, s_fit):
+def grouped_events(time, event, lower, edges, s_fit):
     """Observed and expected events per interval [edges[j], edges[j+1]), merged to E >= 5."""
     obs, exp_ = [], []
     for a, b in zip(edges[:-1], edges[1:], strict=True):
@@ -219,7 +219,7 @@ def fit_arm(
 
     end = float(time.max()) if t_max is None else min(t_max, float(time.max()))
     edges = np.r_[rec.curve.risk_t[rec.curve.risk_t < end], end + 1e-9]
-    obs, exp_ = _grouped_check(time, event, lower, edges, s_fit)
+    obs, exp_ = grouped_events(time, event, lower, edges, s_fit)
     chi2 = float(np.sum((obs - exp_) ** 2 / np.where(exp_ > 0, exp_, np.nan)))
     df = len(obs) - 2
     from lmsbayes.curves.reconstruct import kaplan_meier
@@ -238,7 +238,7 @@ def fit_arm(
         shape_hi=post["shape_q"][1],
         chi2=chi2,
         df=df,
-        p_value=_chi2_sf(chi2, df) if df > 0 else float("nan"),
+        p_value=chi2_sf(chi2, df) if df > 0 else float("nan"),
         observed=obs,
         expected=exp_,
         max_km_distance=dist,

@@ -66,7 +66,8 @@ class KaplanMeier:
         idx = np.searchsorted(self.time, np.asarray(t, float), side="left" if left else "right") - 1
         return np.where(idx >= 0, self.surv[np.maximum(idx, 0)], 1.0)
 
-    def _gw(self, t) -> np.ndarray:
+    def greenwood_sum(self, t) -> np.ndarray:
+        """Greenwood's sum at t (right-continuous), so var S(t) = S(t)^2 times it."""
         idx = np.searchsorted(self.time, np.asarray(t, float), side="right") - 1
         return np.where(idx >= 0, self.greenwood[np.maximum(idx, 0)], 0.0)
 
@@ -86,7 +87,7 @@ class KaplanMeier:
             Lower and upper limits; NaN where undefined (S = 0, or S = 1 on "log-log").
         """
         s = self.at(t)
-        gw = self._gw(t)
+        gw = self.greenwood_sum(t)
         with np.errstate(divide="ignore", invalid="ignore"):
             if conf_type == "log-log":
                 se = np.sqrt(gw) / np.abs(np.log(s))

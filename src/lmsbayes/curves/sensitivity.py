@@ -120,7 +120,7 @@ def digitising_sensitivity(
         r = reconstruct(curve)
         rates.append(r.km.at(lm))
         medians.append(r.median()[0])
-    gw = np.sqrt(rec.km._gw(lm)) * rec.km.at(lm)
+    gw = np.sqrt(rec.km.greenwood_sum(lm)) * rec.km.at(lm)
     return DigitisingSensitivity(
         landmarks=lm,
         rates=np.array(rates),
