@@ -49,6 +49,7 @@ VERB_MODULES = (
     "design",
     "contrast",
     "data",
+    "curve",
     "validate",
     "update",
     "calibrate",
