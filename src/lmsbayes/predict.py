@@ -35,7 +35,7 @@ import xarray as xr
 from scipy import special
 
 from lmsbayes.coverage import setting_evidence
-from lmsbayes.model.families import NUMPY_OPS, rate_from_eta
+from lmsbayes.model.families import CURVE_LINKS, NUMPY_OPS, rate_from_eta
 from lmsbayes.settings import (
     Setting,
     setting_design,
@@ -718,3 +718,72 @@ def landmark_order(
                 }
             )
     return pd.DataFrame(rows, columns=["setting", "earlier", "later", "prob_later_higher"])
+
+
+def new_trial_conditionals(
+    fit: Fit, setting: Setting | None = None, landmark: float | None = None
+) -> dict:
+    """A new trial's rate given each point of the global parameters: link-scale (loc, scale).
+
+    Given the globals, a new trial's rate is ``inverse_link(loc + scale * z)``
+    with ``z`` standard normal (Student-t with ``df`` degrees of freedom for
+    t random effects): ``loc`` is the link of the pooled rate of the setting
+    at the landmark, ``scale`` the random-effect sd of its stratum (and of a
+    new trial's own effect, for arms nested in trials). For a line's case
+    mix, every included arm of the line is a point of equal weight within
+    each draw. This is what :class:`lmsbayes.prior.density.PredictiveDensity`
+    integrates, with no new-trial effect sampled.
+
+    Returns
+    -------
+    dict
+        ``loc``, ``scale``, ``weights`` (1-D, one per point), ``link``
+        (``'logit'`` or ``'cloglog'``) and ``df`` (None for normal effects).
+
+    Raises
+    ------
+    NotImplementedError
+        Student-t arm effects within trials: the sum of a t and a normal
+        effect is no t (predict's draws remain available).
+    """
+    settings = [setting] if setting is not None else _default_settings(fit)
+    if len(settings) != 1:
+        raise ValueError("new_trial_conditionals needs one setting")
+    settings = settings_at(fit, settings, None)
+    s = settings[0]
+    has_lm = bool(fit.data.landmarks) or fit.spec.survival
+    lm = [float(landmark)] if has_lm else []
+    _check_settings(fit, settings, lm)
+    re = fit.spec.random_effects
+    student = re.distribution == "student_t"
+    post = fit.posterior
+    if student and "trial_tau" in post:
+        raise NotImplementedError("Student-t arm effects within trials: use predict's draws")
+    m, c = _posterior_values(fit)
+    if s.case_mix:
+        eta, strata, groups = _case_mix_predictors(fit, s.case_mix, c, None)
+    else:
+        eta = m.base_predictor(NUMPY_OPS, c, setting_design(fit, settings))
+        strata, groups = strata_of(fit, settings), shape_group_of(fit, settings)
+    C, D = post.sizes["chain"], post.sizes["draw"]
+    shape = _shape_values(fit, c, groups)
+    if shape is not None:
+        shape = shape * np.ones((C, D, 1))
+    rate = _rates(fit, eta, shape, lm)[..., 0]  # (chain, draw, point)
+    link = CURVE_LINKS[fit.data.curve] if fit.spec.survival else fit.spec.link
+    with np.errstate(divide="ignore"):
+        loc = np.log(rate) - np.log1p(-rate) if link == "logit" else np.log(-np.log(rate))
+    tau = c["tau"][..., strata, :]  # (chain, draw, point, Kz)
+    k = fit.data.landmarks.index(float(landmark)) if tau.shape[-1] > 1 else 0
+    var = tau[..., k] ** 2
+    if "trial_tau" in post:
+        tt = post["trial_tau"].values
+        var = var + (tt[..., k] if fit.model.per_landmark else tt)[:, :, None] ** 2
+    scale = np.sqrt(var) * np.ones_like(loc)
+    return {
+        "loc": loc.ravel(),
+        "scale": scale.ravel(),
+        "weights": np.full(loc.size, 1.0 / loc.size),
+        "link": link,
+        "df": float(re.nu) if student else None,
+    }

@@ -50,6 +50,7 @@ VERB_MODULES = (
     "design",
     "contrast",
     "data",
+    "curve",
     "validate",
     "update",
     "calibrate",
