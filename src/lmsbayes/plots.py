@@ -90,7 +90,7 @@ def arm_colour(line: str, treatment_class: str) -> tuple[float, float, float]:
 
 
 def _short(label: str, width: int = _MAX_LABEL) -> str:
-    """Shorten a label to ``width`` characters, keeping a trailing ``(year)``."""
+    """Shorten a label to ``width`` characters at a word boundary, keeping a trailing ``(year)``."""
     label = " ".join(str(label).split())
     if len(label) <= width:
         return label
@@ -99,7 +99,11 @@ def _short(label: str, width: int = _MAX_LABEL) -> str:
         head, _, year = label.rpartition(" (")
         if len(year) <= 6:
             label, tail = head, f" ({year}"
-    return label[: width - len(tail) - 1].rstrip(" +,;") + "\u2026" + tail
+    room = width - len(tail) - 1
+    cut = label[:room]
+    if len(label) > room and label[room] not in " +,;/" and " " in cut:
+        cut = cut[: cut.rfind(" ")]  # never mid-word: drop the partial word
+    return cut.rstrip(" +,;") + "\u2026" + tail
 
 
 def _arm_text(label: str, trial: str, width: int = 62) -> str:
@@ -113,7 +117,7 @@ def _arm_text(label: str, trial: str, width: int = 62) -> str:
         return _short(label, width)
     rest = label[len(trial) :]
     keep = max(14, width - len(rest) - 1)
-    head = trial if len(trial) <= keep else trial[: keep - 1].rstrip(" ,;(") + "\u2026"
+    head = trial if len(trial) <= keep else _short(trial, keep)
     return _short(head + rest, width)
 
 
@@ -494,6 +498,7 @@ def plot_predictive(
         Hazard ratio under the alternative.
     """
     from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
     from scipy import stats
 
     from lmsbayes.predict import EORTC2021, predict, standard_settings, thresholds
@@ -510,6 +515,7 @@ def plot_predictive(
     ax = fig.add_subplot()
     grid = np.linspace(0.001, 0.999, 400)
     labels = []
+    direct = _direct_rows(th, landmark)
     for k, s in enumerate(settings):
         y = -k * step
         colour = arm_colour(s.line, s.treatment_class)
@@ -517,19 +523,33 @@ def plot_predictive(
         draws = _flat(rate.sel(setting=s.label, quantity="predictive"))
         dens = stats.gaussian_kde(draws)(grid)
         dens = 0.7 * dens / dens.max()
+        # a row with no arm of its own cell (model-based) is drawn open and hatched: it must not
+        # look as solid as a row the data inform directly
+        solid = direct.get(s.label, True)
         ax.fill_between(
             grid,
             y,
             y + dens,
-            color=colour,
-            alpha=0.55,
+            facecolor=colour if solid else "none",
+            alpha=0.55 if solid else 0.9,
+            hatch=None if solid else "////",
             lw=0.8,
             ec=dark,
             gid=f"predictive:{s.label}",
         )
         med, lo, hi = _interval(_flat(rate.sel(setting=s.label, quantity="pooled")))
         ax.plot([lo, hi], [y - 0.14] * 2, color=dark, lw=2.2, solid_capstyle="butt")
-        ax.plot([med], [y - 0.14], "D", color=dark, mec="black", mew=0.5, ms=5)
+        ax.plot(
+            [med],
+            [y - 0.14],
+            "D",
+            color=dark,
+            mfc=dark if solid else "white",
+            mec="black",
+            mew=0.5,
+            ms=5,
+            gid=f"pooled:{s.label}",
+        )
         p0 = float(th["p0_median"].sel(setting=s.label, landmark=landmark))
         p1 = float(th["p1_median"].sel(setting=s.label, landmark=landmark, hr=hr))
         ax.plot([p0, p0], [y - 0.45, y + 0.72], color="black", lw=1.4, gid=f"p0:{s.label}")
@@ -537,7 +557,7 @@ def plot_predictive(
         ax.text(p0 - 0.005, y + 0.74, f"p0 {p0:.2f}", ha="right", va="bottom", fontsize=7.5)
         ax.text(p1 + 0.005, y + 0.74, f"p1 {p1:.2f}", ha="left", va="bottom", fontsize=7.5)
         key = (s.line, landmark)
-        if key in EORTC2021.index:
+        if s.case_mix and key in EORTC2021.index:  # EORTC pooled a line's case mix: only there
             ref = EORTC2021.loc[key]
             ye = y - 0.32
             ax.plot([ref["lo"], ref["hi"]], [ye] * 2, color="#CC79A7", lw=1.4)
@@ -560,7 +580,7 @@ def plot_predictive(
                 mew=1.8,
                 gid=f"eortc_p1:{s.label}",
             )
-        labels.append(s.label)
+        labels.append(f"{s.label}\n({'direct' if solid else 'model-based'})")
     ax.set_yticks([-k * step for k in range(n)], labels, fontsize=9)
     ax.set_ylim(-(n - 1) * step - 0.6, 1.1)
     ax.set_xlim(0, 1)
@@ -591,8 +611,19 @@ def plot_predictive(
         ),
         Line2D([], [], color="black", lw=1.4, label="p0 (posterior median)"),
         Line2D([], [], color="black", lw=1.4, ls="--", label=f"p1 = p0^{hr:g}"),
+        Patch(
+            facecolor="none",
+            hatch="////",
+            edgecolor="0.3",
+            label="model-based row: no arm in its cell (open)",
+        ),
         Line2D(
-            [], [], marker="X", color="#CC79A7", mec="black", label="EORTC 2021 pooled (95% CI)"
+            [],
+            [],
+            marker="X",
+            color="#CC79A7",
+            mec="black",
+            label="EORTC 2021 pooled (95% CI), case-mix rows only",
         ),
         Line2D(
             [], [], marker="x", color="#CC79A7", ls="none", mew=1.6, label=f"EORTC 2021 p0^{hr:g}"
@@ -600,6 +631,22 @@ def plot_predictive(
     ]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     return fig
+
+
+def _direct_rows(th, landmark: float) -> dict[str, bool]:
+    """Setting label -> whether arms of its own cell inform it (case-mix rows always do)."""
+    import io
+    import json
+
+    raw = th.attrs.get("evidence")
+    if not raw:
+        return {}
+    out = {}
+    for r in json.load(io.StringIO(raw)):
+        if abs(float(r.get("landmark", landmark)) - landmark) < 1e-9 or r.get("landmark") is None:
+            label = str(r["setting"])
+            out[label] = "case mix" in label or int(r.get("arms") or 0) > 0
+    return out
 
 
 # --------------------------------------------------------------------------- effects
@@ -778,12 +825,16 @@ def _prior_pdf(prior, grid: np.ndarray) -> np.ndarray | None:
 
 
 # --------------------------------------------------------------------------- prior
-def _ess_text(mix: BetaMixture) -> str:
+def _ess_method(*mixes: BetaMixture | None) -> str:
+    """One ESS method for every prior of a figure: ELIR where it is defined for all, else moment."""
+    given = [m for m in mixes if m is not None]
+    return "elir" if all(np.all(m.a >= 1) and np.all(m.b >= 1) for m in given) else "moment"
+
+
+def _ess_text(mix: BetaMixture, method: str) -> str:
     from lmsbayes.prior import ess
 
-    if np.all(mix.a >= 1) and np.all(mix.b >= 1):
-        return f"ESS {ess(mix, 'elir'):.1f} (ELIR)"
-    return f"ESS {ess(mix, 'moment'):.1f} (moment)"
+    return f"ESS {ess(mix, method):.1f} ({'ELIR' if method == 'elir' else 'moment'})"
 
 
 def _describe_mix(mix: BetaMixture) -> str:
@@ -835,16 +886,18 @@ def plot_prior(
         )
         ymax = max(ymax, float(counts.max()))
     y = mix.pdf(x)
-    label = f"MAP prior: {_describe_mix(mix)}\nmean {mix.mean():.3f}, sd {mix.sd():.3f}; {_ess_text(mix)}"
+    method = _ess_method(mix, robust)  # never ELIR beside moment in one legend
+    label = (
+        f"MAP prior: {_describe_mix(mix)}\nmean {mix.mean():.3f}, sd {mix.sd():.3f}; "
+        f"{_ess_text(mix, method)}"
+    )
     ax.plot(x, y, color="#0072B2", lw=2.0, label=label)
     ymax = max(ymax, float(np.nanmax(y)))
     if robust is not None:
         yr = robust.pdf(x)
         rw = (robust.provenance or {}).get("robustify", {})
         wtxt = f" (w = {rw['weight']:g})" if "weight" in rw else ""
-        label = (
-            f"robust MAP{wtxt}: mean {robust.mean():.3f}, sd {robust.sd():.3f}; {_ess_text(robust)}"
-        )
+        label = f"robust MAP{wtxt}: mean {robust.mean():.3f}, sd {robust.sd():.3f}; {_ess_text(robust, method)}"
         ax.plot(x, yr, color="#D55E00", lw=1.8, ls="--", label=label)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, ymax * 1.45)  # head room for the legend
