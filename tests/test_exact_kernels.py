@@ -226,7 +226,7 @@ def test_block_cholesky_of_survival_replicates_equals_the_dense_factor():
     for k in np.unique(m.obs_comp):
         idx = np.flatnonzero(m.obs_comp == k)
         L[np.ix_(idx, idx)] = np.linalg.cholesky(np.linalg.inv(P[np.ix_(idx, idx)]))
-    blocks = derived._block_cholesky(m)
+    blocks = derived.block_cholesky(m)
     assert len(blocks) > 1  # blocks of several sizes
     # posterior_predictive draws the noise in block order: the same numbers in observation order
     perm = np.concatenate([idx.ravel() for idx, _ in blocks])
