@@ -355,3 +355,17 @@ def test_the_python_table_carries_evidence_flags_and_arm_ids(default_fit):
     assert rt["arms"] == 0 and rt["informed_by"].startswith("model-based: no arm in this cell")
     text = repr(table)
     assert "model-based" in text and "direct" in text and "%" in text
+
+
+def test_at_applies_to_every_row_or_the_row_says_why_not(trials):
+    """`--at year=2026` moves the class and site rows; the case-mix rows say why they do not move."""
+    import lmsbayes
+
+    fit = lmsbayes.fit("time_trend", trials)
+    at = threshold_table(thresholds(fit, landmarks=[6], at={"year": 2026}))
+    plain = threshold_table(thresholds(fit, landmarks=[6], at={"year": 2015}))
+    a, p = at.set_index("setting"), plain.set_index("setting")
+    assert a.loc["1L R-T", "p0"] != p.loc["1L R-T", "p0"]  # a class row moves with the year
+    assert a.loc["1L case mix", "p0"] == p.loc["1L case mix", "p0"]  # the average does not
+    assert "not evaluated at year=2026" in a.loc["1L case mix", "flags"]
+    assert "not evaluated" not in a.loc["1L R-T", "flags"]

@@ -608,6 +608,19 @@ def threshold_table(ds: xr.Dataset, *, eortc: bool = True, fit: Fit | None = Non
 
         table["informed_by"] = [informed_by(r) for _, r in table.iterrows()]
         table["flags"] = table["flags"].fillna("")
+    at_used = json.loads(ds.attrs.get("at", "{}") or "{}")
+    if at_used and "flags" in table:
+        # --at moves the class and site rows; a case-mix row is the historical average of the
+        # included arms at their own values, and says so rather than silently staying put
+        given = ", ".join(f"{k}={v:g}" for k, v in at_used.items())
+        note = (
+            f"not evaluated at {given}: a case-mix row is the historical average of the "
+            "included arms, at their own values"
+        )
+        case_mix = table["setting"].astype(str).str.endswith("case mix")
+        table.loc[case_mix, "flags"] = [
+            f"{f}; {note}" if f else note for f in table.loc[case_mix, "flags"]
+        ]
     table = ThresholdTable(table)
     table.attrs.update({k: v for k, v in ds.attrs.items() if k != "evidence"})
     return table
