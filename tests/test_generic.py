@@ -246,3 +246,12 @@ def test_bad_binomial_tables_give_one_clear_error(mutate, needle):
     with pytest.raises(SpecError) as info:
         lb.fit("binomial", table)
     assert needle in str(info.value)
+
+
+def test_one_study_is_told_that_tau_is_not_identified(capsys, tmp_path):
+    import lmsbayes as lb
+
+    fit = lb.fit("binomial", pd.DataFrame({"study": ["only"], "r": [12], "n": [40]}))
+    assert "tau is not identified" in fit.diagnostics.note
+    two = lb.fit("binomial", pd.DataFrame({"study": ["a", "b"], "r": [12, 9], "n": [40, 35]}))
+    assert "not identified" not in two.diagnostics.note

@@ -210,6 +210,8 @@ def fit(
             f"data: {n_in} arms read, {len(data.arms)} arms / {len(data.obs)} observations enter "
             f"the model, {excluded_arms} arms excluded"
         )
+    thin = _thin_data_note(data)
+    note = "; ".join(n for n in (note, thin) if n)
     if note:
         report(note)
     model = Model(spec, data)
@@ -232,6 +234,16 @@ def fit(
 
 def _silent(message: str) -> None:
     """The progress callback of a quiet fit."""
+
+
+def _thin_data_note(data: ModelData) -> str:
+    """A warning in words when the data cannot identify the between-study heterogeneity."""
+    if data.n_arms == 1:
+        return (
+            "warning: one study only - the between-study sd tau is not identified by the data; "
+            "its prior alone sets how far a new study's rate may differ (the MAP prior's width)"
+        )
+    return ""
 
 
 def load_fit(path: str | os.PathLike[str]) -> Fit:
