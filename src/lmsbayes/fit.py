@@ -95,6 +95,16 @@ class Diagnostics:
     def problems(self) -> list[str]:
         out = []
         if self.engine == "exact":
+            if (
+                self.quadrature
+            ):  # a tensor grid: no importance weights, so no k-hat and no importance ESS
+                if self.tau_grid_edge_mass > EDGE_MASS_MAX:
+                    out.append(
+                        f"{100 * self.tau_grid_edge_mass:.1f}% of the posterior mass at the edge of the tau grid"
+                    )
+                if not self.mode_converged:
+                    out.append("the posterior mode search did not converge")
+                return out
             if not self.khat <= self.khat_max:
                 out.append(f"importance-sampling k-hat {self.khat:.2f} > {self.khat_max}")
             if not self.is_ess >= ESS_MIN:
@@ -117,6 +127,11 @@ class Diagnostics:
         return out
 
     @property
+    def quadrature(self) -> bool:
+        """True when the exact engine integrated the globals by a tensor grid (not importance sampling)."""
+        return self.engine == "exact" and self.proposal.startswith("tensor grid")
+
+    @property
     def ok(self) -> bool:
         return not self.problems
 
@@ -136,6 +151,11 @@ class Diagnostics:
                 if self.n_proposals
                 else f"{self.n_draws} draws"
             )
+            if self.quadrature:
+                return (
+                    f"diagnostics (exact engine): tensor-grid quadrature over the global parameters "
+                    f"({self.n_proposals} points), {self.n_draws} draws{grid} -> {status}"
+                )
             return (
                 f"diagnostics (exact engine): importance k-hat {self.khat:.2f}, importance ESS "
                 f"{self.is_ess:.0f} of {of}{grid} -> {status}"
@@ -428,8 +448,24 @@ def _exact_groups(model: Model, res) -> tuple[xr.Dataset, dict, dict]:
         },
         coords={"parameter": list(prop["names"])},
     )
+    groups = {"importance_sampling": isg}
+    if res.rule is not None:  # the fixed rule the integrated summaries use (lmsbayes.engines.rules)
+        r = res.rule
+        rule = {
+            "theta": (("rule_point", "parameter"), r.theta),
+            "log_weight": (("rule_point",), r.log_weight),
+            "group": (("rule_point",), r.group),
+        }
+        if r.coarse_log_weight is not None:
+            rule["coarse_log_weight"] = (("rule_point",), r.coarse_log_weight)
+        if r.cell is not None:
+            rule["cell"] = (("rule_point", "parameter", "cell_edge"), r.cell)
+        groups["integration_rule"] = xr.Dataset(
+            rule, coords={"parameter": list(prop["names"])}, attrs={"kind": r.kind}
+        )
     attrs = dict(
         engine="exact",
+        rule=d.get("rule", ""),
         khat=d["khat"],
         is_ess=d["is_ess"],
         proposal=d["proposal"],
@@ -441,7 +477,7 @@ def _exact_groups(model: Model, res) -> tuple[xr.Dataset, dict, dict]:
         n_modes=int(d.get("n_modes", 1)),
         n_proposals=int(d.get("n_proposals", 0)),
     )
-    return post, {"importance_sampling": isg}, attrs
+    return post, groups, attrs
 
 
 def _finish_datatree(

@@ -448,6 +448,21 @@ def _case_mix_predictors(
     )
 
 
+def _resolve(fit: Fit, settings, landmarks, at) -> tuple[list[Setting], list[float]]:
+    """The settings (``at`` filled in) and landmarks a prediction is for, checked."""
+    settings = _at(fit, list(settings) if settings is not None else _default_settings(fit), at)
+    if not settings:
+        raise ValueError(
+            "this model has covariates: give the settings to predict, e.g. Setting(x=1.0)"
+        )
+    has_lm = bool(fit.data.landmarks) or fit.spec.survival
+    if landmarks is None:
+        landmarks = list(fit.spec.landmarks) if has_lm else []
+    landmarks = [float(t) for t in landmarks]
+    _check_settings(fit, settings, landmarks)
+    return settings, landmarks
+
+
 def predict(
     fit: Fit,
     settings: Iterable[Setting] | None = None,
@@ -492,18 +507,10 @@ def predict(
         For a setting the model cannot support (unfitted line or landmark,
         a covariate value outside its coding, a fraction outside [0, 1]).
     """
-    settings = _at(fit, list(settings) if settings is not None else _default_settings(fit), at)
-    if not settings:
-        raise ValueError(
-            "this model has covariates: give the settings to predict, e.g. Setting(x=1.0)"
-        )
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n (patients in the new trial) must be a positive integer, got {n!r}")
+    settings, landmarks = _resolve(fit, settings, landmarks, at)
     has_lm = bool(fit.data.landmarks) or fit.spec.survival
-    if landmarks is None:
-        landmarks = list(fit.spec.landmarks) if has_lm else []
-    landmarks = [float(t) for t in landmarks]
-    _check_settings(fit, settings, landmarks)
     m, c = _posterior_values(fit)
     rng = np.random.default_rng(fit.spec.sampler.seed + 2 if seed is None else seed)
     C, D = fit.posterior.sizes["chain"], fit.posterior.sizes["draw"]
@@ -726,6 +733,10 @@ def thresholds(
         s = _summarise(fit, ds[name], prob)
         for k in s:
             ds[f"{name}_{k}"] = s[k]
+    from lmsbayes.integrated import has_rule
+
+    if has_rule(fit):
+        _integrated_summaries(fit, ds, settings, landmarks, at, reference, hrs, prob)
     used = {**dict(fit.spec.thresholds.at), **dict(at or {})}
     ds.attrs.update(at=json.dumps(used, sort_keys=True))
     if "setting_covariates" in pred.attrs:
@@ -740,6 +751,44 @@ def thresholds(
         engine=fit.engine,
     )
     return ds
+
+
+def _integrated_summaries(fit, ds, settings, landmarks, at, reference, hrs, prob) -> None:
+    """Replace the draws' summaries of p0 and p1 by integrals over the exact engine's rule.
+
+    Quantiles of p0 by the rule (lmsbayes.integrated); p1 = p0 ** HR is
+    monotone in p0, so its quantiles are p0's raised to HR, and so are their
+    errors (delta method). The ``*_mcse`` variables hold the rule's
+    integration error.
+    """
+    from lmsbayes.integrated import rate_summaries
+
+    settings, landmarks = _resolve(fit, settings, landmarks, at)
+    lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
+    r = rate_summaries(fit, settings, landmarks, reference, [0.5, lo, hi], hrs)
+    has_lm = "landmark" in ds["p0"].dims
+    q, err = r["quantiles"], r["error"]
+    if not has_lm:
+        q, err, mean, p1_mean = q[..., 0], err[..., 0], r["mean"][..., 0], r["p1_mean"][..., 0]
+    else:
+        mean, p1_mean = r["mean"], r["p1_mean"]
+    dims0 = ("setting", "landmark") if has_lm else ("setting",)
+    h = np.asarray(hrs, float).reshape((1, -1) + (1,) * len(dims0))
+    q1 = q[:, None] ** h  # (prob, hr, ...)
+    err1 = err[:, None] * h * q[:, None] ** (h - 1)
+    for k, name in enumerate(("median", "lower", "upper")):
+        ds[f"p0_{name}"] = (dims0, q[k])
+        ds[f"p0_{name}_mcse"] = (dims0, err[k])
+        ds[f"p1_{name}"] = (("hr", *dims0), q1[k])
+        ds[f"p1_{name}_mcse"] = (("hr", *dims0), err1[k])
+    ds["p0_mean"] = (dims0, mean)
+    ds["p1_mean"] = (("hr", *dims0), p1_mean)
+    for v in ("p1_median", "p1_lower", "p1_upper", "p1_mean"):
+        ds[v] = ds[v].transpose(*[d for d in ds["p1"].dims if d not in ("chain", "draw")])
+    ds.attrs["summaries"] = (
+        f"integrated over the exact engine's rule ({r['rule'].description}); "
+        "mcse columns: the rule's integration error"
+    )
 
 
 class ThresholdTable(pd.DataFrame):

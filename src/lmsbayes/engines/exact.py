@@ -37,6 +37,7 @@ import numpy as np
 from scipy import optimize, special
 
 from lmsbayes import likelihoods as lik
+from lmsbayes.engines import rules
 from lmsbayes.engines.psis import importance_ess, psis
 from lmsbayes.likelihoods import NUMPY_OPS as OPS
 from lmsbayes.model import Model, ModelData
@@ -44,6 +45,8 @@ from lmsbayes.model import Model, ModelData
 __all__ = ["ExactResult", "supports", "fit_exact", "posterior_mode", "Integrator", "Layout"]
 
 _GRID_MAX_TAU = 2  # grid over log tau for at most this many tau coordinates
+# a tensor rule (no importance sampling) with one tau and at most this many other globals
+_TENSOR_MAX_OTHERS = 1
 # k-hat above which a second importance round is drawn; below 0.7 a combined sample is usable
 _SECOND_ROUND_KHAT = 0.3
 _KHAT_USABLE = 0.7
@@ -966,6 +969,7 @@ class ExactResult:
     u: np.ndarray  # (draw, latent arm)
     diagnostics: dict
     proposals: dict = field(default_factory=dict)  # the importance sample: theta, log weights
+    rule: rules.Rule | None = None  # the fixed rule over the globals that summaries integrate with
 
 
 class _Posterior:
@@ -1188,6 +1192,16 @@ def _covariance(H: np.ndarray) -> np.ndarray:
     return (vecs / vals) @ vecs.T
 
 
+def _covariances(H: np.ndarray) -> np.ndarray:
+    """:func:`_covariance` of a stack of Hessians (..., p, p), vectorised where all are finite."""
+    if not np.all(np.isfinite(H)):
+        return np.stack([_covariance(Hk) for Hk in H])
+    H = 0.5 * (H + np.swapaxes(H, -1, -2))
+    vals, vecs = np.linalg.eigh(H)
+    vals = np.maximum(vals, 1e-6 * np.maximum(1.0, vals.max(axis=-1, keepdims=True)))
+    return (vecs / vals[..., None, :]) @ np.swapaxes(vecs, -1, -2)
+
+
 def _pd(C: np.ndarray) -> np.ndarray:
     """A covariance matrix made positive definite (eigenvalues floored)."""
     C = 0.5 * (C + C.T)
@@ -1240,9 +1254,10 @@ def _t_proposal(post, mode, cov, n, rng, df, inflate: float = 1.1):
     chol_w = np.linalg.cholesky(cov * inflate**2 * np.outer(scale, scale))
     eps = _DEFENSIVE_WEIGHT
     wide = rng.random(n) < eps
-    theta = np.empty((n, mode.size))
-    theta[~wide] = _mvt_draw(rng, int((~wide).sum()), mode, chol, df)
-    theta[wide] = _mvt_draw(rng, int(wide.sum()), mode, chol_w, df)
+    # one standard t vector per point, scaled by the component the point falls in (every point
+    # uses the same coordinates of a quasi-random rule, whichever component it is in)
+    base = _mvt_draw(rng, n, np.zeros(mode.size), np.eye(mode.size), df)
+    theta = mode + np.where(wide[:, None], base @ chol_w.T, base @ chol.T)
 
     def logq(th):
         return np.logaddexp(
@@ -1279,7 +1294,7 @@ def _conditional_newton(post, points: np.ndarray, O: np.ndarray, h: float = 1e-3
     for k, (i, j) in enumerate(pairs):
         q = f[:, base + 4 * k : base + 4 * k + 4]
         H[:, i, j] = H[:, j, i] = (q[:, 0] - q[:, 1] - q[:, 2] + q[:, 3]) / (4 * h * h)
-    covs = np.stack([_covariance(-Hk) for Hk in H])
+    covs = _covariances(-H)
     out = points.copy()
     step = np.einsum("nij,nj->ni", covs, g)
     out[:, O] += np.clip(step, -2.0, 2.0)
@@ -1480,66 +1495,44 @@ def fit_exact(
     cov = _covariance(H)
     n = int(draws or settings.draws)
     others = [(x, lp) for x, lp in optima[1:] if lp > optima[0][1] - 8.0]
-    use_grid = 0 < post.layout.tau_coords.size <= _GRID_MAX_TAU and not others
-    if others:  # several modes: a mixture of Student-t proposals, one at each mode, weighted by its Laplace mass
-        theta, logq, pinfo = _mixture_proposal(
-            post,
-            [(mode, cov, optima[0][1])]
-            + [(x, _covariance(post.hessian(x)), lp) for x, lp in others],
-            n,
-            rng,
-            settings.df,
-        )
-    else:
-        maker = _grid_proposal if use_grid else _t_proposal
+    T = post.layout.tau_coords
+    n_other = post.layout.size - T.size
+    rule, edge_mass, khat = None, math.nan, math.nan
+    if T.size == 1 and n_other <= _TENSOR_MAX_OTHERS and not others:
+        # few globals: a tensor grid (deterministic to quadrature accuracy, no importance sampling)
+        O = np.setdiff1d(np.arange(mode.size), T)
         try:
-            theta, logq, pinfo = maker(post, mode, cov, n, rng, settings.df)
-        except (
-            np.linalg.LinAlgError,
-            ValueError,
-            FloatingPointError,
-        ):  # a degenerate conditional: the t proposal
-            theta, logq, pinfo = _t_proposal(post, mode, cov, n, rng, settings.df)
-            use_grid = False
-    logp = post.logpost(theta)
-    lw, khat = psis(logp - logq)
-    if khat > _SECOND_ROUND_KHAT and "logq" in pinfo:
-        # a second round: a Student-t matched to the weighted draws (wider, heavier-tailed), and the
-        # two rounds combined by multiple importance sampling (the balance heuristic: every draw
-        # weighted against the mixture of both proposals), so no draw of the first round is wasted.
-        # The mixture is at least half the first proposal everywhere, so no weight grows by more
-        # than 2: the combined sample is kept unless its k-hat is unusable. Keeping the first round
-        # whenever its k-hat was the lower one left the left tail of a poorly identified tau short
-        # (eortc2021, 1L 6-month tau: P(tau < 0.05) 0.048 against 0.072 by NUTS and by 2 rounds)
-        w = np.exp(lw)
-        m2 = w @ theta
-        c2 = _pd(((theta - m2) * w[:, None]).T @ (theta - m2))
-        theta2, _, p2 = _t_proposal(post, m2, c2, n, rng, min(settings.df, 4.0), inflate=1.3)
-        both = np.vstack([theta, theta2])
-        logq_mix = np.logaddexp(pinfo["logq"](both), p2["logq"](both)) - math.log(2.0)
-        logp_both = np.concatenate([logp, post.logpost(theta2)])
-        lw2, khat2 = psis(logp_both - logq_mix)
-        if khat2 < max(khat, _KHAT_USABLE) or not np.isfinite(khat):
-            edge = pinfo.get("edge_cells")
-            pinfo = {"proposal": pinfo["proposal"] + " + moment-matched Student-t (2 rounds)"}
-            if edge is not None:
-                pinfo["edge_cells"] = np.concatenate([edge, np.zeros(n, dtype=bool)])
-            theta, logp, lw, khat = both, logp_both, lw2, khat2
-    ess = importance_ess(lw)
-    idx = _systematic(np.exp(lw), n, rng)  # n equal-weight draws, whichever number of proposals
-    vals, _ = post.layout.unpack(theta[idx])
+            rule, edge_mass = rules.tensor_rule(
+                post.logpost,
+                lambda pts: _conditional_newton(post, pts, O),
+                mode,
+                cov,
+                int(T[0]),
+            )
+            pinfo = {"proposal": "tensor grid over log tau x conditional trapezoid"}
+            if not np.all(np.isfinite(rule.log_weight[rule.log_weight > -np.inf])):
+                rule = None
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+            rule = None
+    if rule is None:
+        rule, pinfo, khat, edge_mass = _lattice_rule(post, mode, cov, others, optima, settings)
+    lw_rule = rule.log_weight
+    # a tensor rule's weights are quadrature weights, not importance weights: its draws are as
+    # good as their number (the Kish size of grid weights measures the grid's extent, not error)
+    ess = importance_ess(lw_rule) if rule.kind == "lattice" else float(n)
+    vals, _ = post.layout.unpack(rule.draw(n, rng))  # n equal-weight draws of the rule
     if latent:
         z, u = integrator.draw_latent(vals, rng)
     else:
         z = np.zeros((n, model.data.n_arms, model.Kz))
         u = np.zeros((n, model.data.latent.size))
-    edge_mass = float(np.exp(lw)[pinfo["edge_cells"]].sum()) if "edge_cells" in pinfo else math.nan
     diag = {
         "engine": "exact",
         "khat": float(khat),
         "is_ess": ess,
-        "n_proposals": int(len(theta)),
+        "n_proposals": int(len(rule.theta)),
         "proposal": pinfo["proposal"],
+        "rule": rule.description,
         "tau_grid_edge_mass": edge_mass,
         "n_logpost_evals": post.n_evals,
         "seconds": time.perf_counter() - t0,
@@ -1552,8 +1545,82 @@ def fit_exact(
         z=z,
         u=u,
         diagnostics=diag,
-        proposals={"theta": theta, "log_weight": lw, "names": post.layout.names},
+        proposals={"theta": rule.theta, "log_weight": lw_rule, "names": post.layout.names},
+        rule=rule,
     )
+
+
+def _lattice_rule(post, mode, cov, others, optima, settings, shift_seed=None):
+    """The proposal's points from a fixed shifted lattice rule, with importance weights.
+
+    The proposals (Student-t, log-tau grid x conditional Student-t, mixture of
+    Student-t at several modes) are those of random importance sampling; their
+    uniform numbers come from :class:`lmsbayes.engines.rules.LatticeStream`
+    instead of a generator, so the points, and every summary, are the same at
+    any seed. Returns the rule, the proposal's description, the Pareto k-hat of
+    the weights (a diagnostic: the rule keeps the raw weights) and the tau
+    grid's edge mass.
+    """
+    qr = rules.LatticeStream(shift_seed=shift_seed)
+    n = qr.size
+    T = post.layout.tau_coords
+    use_grid = 0 < T.size <= _GRID_MAX_TAU and not others
+    if others:  # several modes: a mixture of Student-t proposals, one at each mode, weighted by its Laplace mass
+        theta, logq, pinfo = _mixture_proposal(
+            post,
+            [(mode, cov, optima[0][1])]
+            + [(x, _covariance(post.hessian(x)), lp) for x, lp in others],
+            n,
+            qr,
+            settings.df,
+        )
+    else:
+        maker = _grid_proposal if use_grid else _t_proposal
+        try:
+            theta, logq, pinfo = maker(post, mode, cov, n, qr, settings.df)
+        except (
+            np.linalg.LinAlgError,
+            ValueError,
+            FloatingPointError,
+        ):  # a degenerate conditional: the t proposal
+            qr = rules.LatticeStream(shift_seed=shift_seed)
+            theta, logq, pinfo = _t_proposal(post, mode, cov, n, qr, settings.df)
+    group = qr.replicate
+    logp = post.logpost(theta)
+    lw, khat = psis(logp - logq)
+    if khat > _SECOND_ROUND_KHAT and "logq" in pinfo:
+        # a second round: a Student-t matched to the weighted points (wider, heavier-tailed), and the
+        # two rounds combined by multiple importance sampling (the balance heuristic: every point
+        # weighted against the mixture of both proposals), so no point of the first round is wasted.
+        # The mixture is at least half the first proposal everywhere, so no weight grows by more
+        # than 2: the combined rule is kept unless its k-hat is unusable. Keeping the first round
+        # whenever its k-hat was the lower one left the left tail of a poorly identified tau short
+        # (eortc2021, 1L 6-month tau: P(tau < 0.05) 0.048 against 0.072 by NUTS and by 2 rounds)
+        w = np.exp(lw)
+        m2 = w @ theta
+        c2 = _pd(((theta - m2) * w[:, None]).T @ (theta - m2))
+        try:
+            theta2, _, p2 = _t_proposal(post, m2, c2, n, qr, min(settings.df, 4.0), inflate=1.3)
+        except RuntimeError:  # the lattice's dimensions are used up: one round
+            theta2 = None
+        if theta2 is not None:
+            both = np.vstack([theta, theta2])
+            logq_mix = np.logaddexp(pinfo["logq"](both), p2["logq"](both)) - math.log(2.0)
+            logp_both = np.concatenate([logp, post.logpost(theta2)])
+            lw2, khat2 = psis(logp_both - logq_mix)
+            if khat2 < max(khat, _KHAT_USABLE) or not np.isfinite(khat):
+                edge = pinfo.get("edge_cells")
+                pinfo = {"proposal": pinfo["proposal"] + " + moment-matched Student-t (2 rounds)"}
+                if edge is not None:
+                    pinfo["edge_cells"] = np.concatenate([edge, np.zeros(n, dtype=bool)])
+                theta, logp, logq, khat = both, logp_both, logq_mix, khat2
+                group = np.concatenate([group, group])
+    raw = logp - logq
+    raw = np.where(np.isfinite(raw), raw, -np.inf)
+    raw = raw - special.logsumexp(raw)
+    edge_mass = float(np.exp(raw)[pinfo["edge_cells"]].sum()) if "edge_cells" in pinfo else math.nan
+    rule = rules.Rule(theta=theta, log_weight=raw, group=group, kind="lattice")
+    return rule, pinfo, khat, edge_mass
 
 
 def _mixture_proposal(post, components, n, rng, df):
@@ -1563,10 +1630,12 @@ def _mixture_proposal(post, components, n, rng, df):
     w = np.exp(logw - logw.max())
     w = 0.8 * w / w.sum() + 0.2 / len(w)  # defensive: no mode starved of draws
     pick = rng.choice(len(components), size=n, p=w)
-    theta = np.empty((n, components[0][0].size))
+    d = components[0][0].size
+    base = _mvt_draw(rng, n, np.zeros(d), np.eye(d), df)  # one standard t vector per point
+    theta = np.empty((n, d))
     for k, ((m, _, _), L) in enumerate(zip(components, chols)):
         sel = pick == k
-        theta[sel] = _mvt_draw(rng, int(sel.sum()), m, L, df)
+        theta[sel] = m + base[sel] @ L.T
     dens = np.stack(
         [
             np.log(w[k]) + _mvt_logpdf(theta, m, L, df)
