@@ -127,7 +127,8 @@ def test_lattice_error_is_honest_over_50_shifts():
     the 50 rules must lie within [0.8, 1.25] of their sd.
     """
     from lmsbayes.engines import exact as ex
-    from lmsbayes.model import Model, prepare_data
+    from lmsbayes.model.definition import Model
+    from lmsbayes.model.prepare import prepare_data
 
     m = Model(SPEC, prepare_data(SPEC, pd.read_csv(DATA / "colitis.csv")))
     integ = ex.Integrator(m)
