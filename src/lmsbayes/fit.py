@@ -381,8 +381,17 @@ def fit(
     if used == "exact":
         from lmsbayes.engines.exact import fit_exact
 
-        res = fit_exact(model, spec.exact, spec.sampler.seed)
-        post, groups, attrs = _exact_groups(model, res)
+        # large tables keep no arm-level draws (4,000 draws x 100,000 arms is 3.2 GB an array):
+        # their summaries come from the rule over the globals, which needs none
+        arm_draws = data.n_arms <= ARM_DRAWS_MAX
+        res = fit_exact(
+            model,
+            spec.exact,
+            spec.sampler.seed,
+            latent=arm_draws,
+            progress=_progress_line if progress else None,
+        )
+        post, groups, attrs = _exact_groups(model, res, arm_draws=arm_draws)
     else:
         from lmsbayes.engines import nuts
 
@@ -428,7 +437,18 @@ def _read_data(data):
     return data
 
 
-def _exact_groups(model: Model, res) -> tuple[xr.Dataset, dict, dict]:
+#: above this many arms an exact fit keeps no arm-level draws (random effects, latent
+#: fractions, arm rates, replicated data): the global parameters' draws and rule only
+ARM_DRAWS_MAX = 2000
+
+
+def _progress_line(message: str) -> None:
+    import sys
+
+    print(f"  exact engine: {message}", file=sys.stderr, flush=True)
+
+
+def _exact_groups(model: Model, res, arm_draws: bool = True) -> tuple[xr.Dataset, dict, dict]:
     """The exact engine's draws as NUTS gives them (one chain of independent draws): posterior, groups, attrs."""
     coords = model.coords
     S = res.z.shape[0]
@@ -436,10 +456,13 @@ def _exact_groups(model: Model, res) -> tuple[xr.Dataset, dict, dict]:
     data_vars = {}
     for p in model.params:
         data_vars[p.name] = (("chain", "draw", *p.dims), res.values[p.name][None])
-    z = res.z if model.per_landmark else res.z[..., 0]
-    data_vars["z"] = (("chain", "draw", *model.z_dims), z[None])
-    if model.data.latent.size:
-        data_vars["uterine_latent"] = (("chain", "draw", "arm_latent"), res.u[None])
+    if arm_draws:
+        z = res.z if model.per_landmark else res.z[..., 0]
+        data_vars["z"] = (("chain", "draw", *model.z_dims), z[None])
+        if model.data.latent.size:
+            data_vars["uterine_latent"] = (("chain", "draw", "arm_latent"), res.u[None])
+    else:
+        coords = {k: v for k, v in coords.items() if k not in ("arm", "arm_latent")}
     post = xr.Dataset(data_vars, coords={**base, **{k: v for k, v in coords.items()}})
     d = res.diagnostics
     prop = res.proposals
@@ -506,6 +529,24 @@ def _finish_datatree(
         if "trial" in post.dims:
             coords["trial"] = list(data.trials)
         post = post.assign_coords(coords)
+    if "z" not in post:  # a large table fitted without arm-level draws
+        attrs = {**attrs, "arm_draws": 0}
+        obs_coord = {"obs": np.arange(len(data.obs))}
+        children = {
+            "posterior": post,
+            "observed_data": xr.Dataset({"y": ("obs", observed(model))}, coords=obs_coord),
+        }
+        children.update(groups)
+        out = xr.DataTree.from_dict({f"/{k}": v for k, v in children.items()})
+        out.attrs.update(attrs)
+        out.attrs.update(
+            lmsbayes_version=__version__,
+            spec_name=spec.name,
+            spec_hash=spec.hash,
+            data_sha256=data.data_sha256,
+            seed=int(spec.sampler.seed),
+        )
+        return out
     arrays = posterior_arrays(model, post)
     landmarks = list(spec.landmarks) if spec.survival else list(data.landmarks)
     rng = np.random.default_rng(spec.sampler.seed + 1)

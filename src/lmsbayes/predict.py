@@ -434,6 +434,11 @@ def _case_mix_predictors(
     post = fit.posterior
     C, D = post.sizes["chain"], post.sizes["draw"]
     du = None
+    if d.latent.size and "uterine_latent" not in post:
+        raise ValueError(
+            f"this fit keeps no arm-level draws (more than {2000} arms): case-mix settings need "
+            "them; predict named settings (Setting('2L+', 'R-T', 0.5)) or use thresholds()"
+        )
     if d.latent.size:
         du = np.zeros((C, D, d.n_arms))
         du[..., d.latent] = (

@@ -155,7 +155,10 @@ def fit_from_args(args, progress: Progress, spec=None):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # diagnostics are printed below, and decide the exit status
-        result = fit(spec, data, engine=used, strict=False, progress=False)
+        # the exact engine prints a line per stage (large tables take seconds); NUTS no bar
+        result = fit(
+            spec, data, engine=used, strict=False, progress=used == "exact" and not args.quiet
+        )
     progress(result.diagnostics.line())
     return result
 

@@ -48,6 +48,8 @@ __all__ = ["ExactResult", "supports", "fit_exact", "posterior_mode", "Integrator
 _GRID_MAX_TAU = 2  # grid over log tau for at most this many tau coordinates
 # a tensor rule (no importance sampling) with one tau and at most this many other globals
 _TENSOR_MAX_OTHERS = 1
+# above this many arms the rules are coarser (each point is a pass over every arm)
+_LARGE_ARMS = 2000
 # k-hat above which a second importance round is drawn; below 0.7 a combined sample is usable
 _SECOND_ROUND_KHAT = 0.3
 _KHAT_USABLE = 0.7
@@ -1465,6 +1467,7 @@ def fit_exact(
     *,
     latent: bool = True,
     start: np.ndarray | None = None,
+    progress=None,
 ) -> ExactResult:
     """Fit a model by integration and importance sampling (see the module docstring).
 
@@ -1482,6 +1485,8 @@ def fit_exact(
     start : ndarray, optional
         A starting point for the mode search (e.g. the mode of the full data
         for a leave-one-out refit); default: several starts.
+    progress : callable, optional
+        Called with a line of text after each stage (mode, rule, arm draws).
 
     Returns
     -------
@@ -1491,10 +1496,13 @@ def fit_exact(
     rng = np.random.default_rng(seed)
     integrator = Integrator(model, nodes=settings.nodes, uterine_nodes=settings.uterine_nodes)
     post = _Posterior(model, integrator)
+    say = progress or (lambda message: None)
+    say(f"{model.data.n_arms} arms, {post.layout.size} global parameters: finding the mode ...")
     mode, info, optima = _mode(post, start)
     H = post.hessian(mode)
     cov = _covariance(H)
     n = int(draws or settings.draws)
+    say(f"mode found ({time.perf_counter() - t0:.1f} s); integrating the globals ...")
     others = [(x, lp) for x, lp in optima[1:] if lp > optima[0][1] - 8.0]
     T = post.layout.tau_coords
     n_other = post.layout.size - T.size
@@ -1503,12 +1511,14 @@ def fit_exact(
         # few globals: a tensor grid (deterministic to quadrature accuracy, no importance sampling)
         O = np.setdiff1d(np.arange(mode.size), T)
         try:
+            large = model.data.n_arms > _LARGE_ARMS
             rule, edge_mass = rules.tensor_rule(
                 post.logpost,
                 lambda pts: _conditional_newton(post, pts, O),
                 mode,
                 cov,
                 int(T[0]),
+                **({"n_tau": 41, "n_other": 21} if large else {}),
             )
             pinfo = {"proposal": "tensor grid over log tau x conditional trapezoid"}
             if not np.all(np.isfinite(rule.log_weight[rule.log_weight > -np.inf])):
@@ -1517,6 +1527,7 @@ def fit_exact(
             rule = None
     if rule is None:
         rule, pinfo, khat, edge_mass = _lattice_rule(post, mode, cov, others, optima, settings)
+    say(f"rule of {len(rule.theta)} points ({time.perf_counter() - t0:.1f} s)")
     lw_rule = rule.log_weight
     # a tensor rule's weights are quadrature weights, not importance weights: its draws are as
     # good as their number (the Kish size of grid weights measures the grid's extent, not error)
@@ -1524,6 +1535,7 @@ def fit_exact(
     vals, _ = post.layout.unpack(rule.draw(n, rng))  # n equal-weight draws of the rule
     if latent:
         z, u = integrator.draw_latent(vals, rng)
+        say(f"arm-level draws ({time.perf_counter() - t0:.1f} s)")
     else:
         z = np.zeros((n, model.data.n_arms, model.Kz))
         u = np.zeros((n, model.data.latent.size))
@@ -1562,7 +1574,10 @@ def _lattice_rule(post, mode, cov, others, optima, settings, shift_seed=None):
     the weights (a diagnostic: the rule keeps the raw weights) and the tau
     grid's edge mass.
     """
-    qr = rules.LatticeStream(shift_seed=shift_seed)
+    # many arms: the globals' posterior is close to its Laplace approximation, and every point
+    # costs a pass over the arms: 8 x 128 points (the stated error says what that costs)
+    n_lat = rules.LATTICE_N if post.model.data.n_arms <= _LARGE_ARMS else 128
+    qr = rules.LatticeStream(n=n_lat, shift_seed=shift_seed)
     n = qr.size
     T = post.layout.tau_coords
     use_grid = 0 < T.size <= _GRID_MAX_TAU and not others
@@ -1584,7 +1599,7 @@ def _lattice_rule(post, mode, cov, others, optima, settings, shift_seed=None):
             ValueError,
             FloatingPointError,
         ):  # a degenerate conditional: the t proposal
-            qr = rules.LatticeStream(shift_seed=shift_seed)
+            qr = rules.LatticeStream(n=n_lat, shift_seed=shift_seed)
             theta, logq, pinfo = _t_proposal(post, mode, cov, n, qr, settings.df)
     group = qr.replicate
     logp = post.logpost(theta)
