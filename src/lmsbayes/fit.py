@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from lmsbayes import __version__
+from lmsbayes._lazy import xarray as xr
 from lmsbayes.errors import SamplingError
 
 # persistence lives in fitfile.py; load_fit stays importable from here (lmsbayes.load_fit)

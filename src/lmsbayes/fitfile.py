@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
 from lmsbayes import __version__
+from lmsbayes._lazy import xarray as xr
 from lmsbayes.errors import FitFileError
 from lmsbayes.files import atomic_write, check_output_path
 from lmsbayes.spec import MAX_CHAINS, MAX_TOTAL_DRAWS, ModelSpec, SpecError, parse_spec

@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 from scipy import special
 
+from lmsbayes._lazy import xarray as xr
 from lmsbayes.model.covariates import CLASSES, LINES, design_matrices
 from lmsbayes.model.families import NUMPY_OPS, rate_from_eta
 

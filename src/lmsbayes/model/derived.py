@@ -8,9 +8,9 @@ questions later without PyMC.
 from __future__ import annotations
 
 import numpy as np
-import xarray as xr
 from scipy import special
 
+from lmsbayes._lazy import xarray as xr
 from lmsbayes.model.definition import Model
 from lmsbayes.model.families import NUMPY_OPS, rate_from_eta
 
