@@ -975,11 +975,51 @@ class ExactResult:
     rule: rules.Rule | None = None  # the fixed rule over the globals that summaries integrate with
 
 
+def _duplicates(model: Model) -> tuple[np.ndarray, np.ndarray] | None:
+    """Arms identical in everything the integrals read (design, stratum, their one observation).
+
+    A large (study, r, n) table repeats its (r, n) pairs many times (100,000
+    rows of n <= 200 hold at most ~20,000 distinct ones): each distinct arm's
+    integral is computed once and counted as often as it occurs. Returns the
+    first position of each distinct arm and its count, or None (no gain, or
+    arms with several observations, latent fractions or survival curves).
+    """
+    d, a = model.data, model.arrays
+    if d.latent.size or d.family not in ("logit-binomial", "logit-normal") or d.n_arms < 1000:
+        return None
+    arm = np.asarray(a["arm_idx"])
+    if arm.size != d.n_arms or not np.array_equal(arm, np.arange(d.n_arms)):
+        return None
+    cols = [np.asarray(d.X, float), np.asarray(d.stratum_idx, float)[:, None]]
+    for k, v in a.items():
+        if k in ("X", "Xu", "stratum_idx", "arm_idx") or k in _TERM_ARRAYS:
+            continue
+        v = np.asarray(v)
+        if v.shape[:1] != (arm.size,) or v.dtype.kind not in "biuf":
+            return None
+        cols.append(v.reshape(arm.size, -1).astype(float))
+    key = np.concatenate(cols, axis=1)
+    _, first, counts = np.unique(key, axis=0, return_index=True, return_counts=True)
+    if first.size > 0.8 * d.n_arms:
+        return None
+    return first, counts
+
+
 class _Posterior:
     def __init__(self, model: Model, integrator: Integrator) -> None:
         self.model, self.integrator, self.layout = model, integrator, Layout(model)
         self.n_evals = 0
         self._hessian = None
+        self.counts = None
+        dup = _duplicates(model)
+        if (
+            dup is not None
+        ):  # the integrals of the distinct arms, each counted as often as it occurs
+            first, self.counts = dup
+            self.integrator = Integrator(
+                _take_model(model, first),
+                nodes=integrator.x_gh.size,
+            )
 
     def logpost(self, theta: np.ndarray, chunk: int | None = None) -> np.ndarray:
         theta = np.atleast_2d(theta)
@@ -989,7 +1029,9 @@ class _Posterior:
             th = theta[s : s + chunk]
             vals, logjac = self.layout.unpack(th)
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                lp = self.model.log_prior(vals) + logjac + self.integrator.arm_loglik(vals).sum(-1)
+                ll = self.integrator.arm_loglik(vals)
+                ll = ll.sum(-1) if self.counts is None else ll @ self.counts
+                lp = self.model.log_prior(vals) + logjac + ll
             out[s : s + chunk] = np.where(np.isfinite(lp), lp, -np.inf)
         self.n_evals += theta.shape[0]
         return out
