@@ -120,8 +120,9 @@ def main() -> None:
             farm_bench([LMSBAYES, "run", "--quiet", "--engine", "nuts"], 1),
         )
 
-    import lmsbayes as lb
     from engine_speed import synthetic_tables
+
+    import lmsbayes as lb
     from lmsbayes.model.prepare import prepare_data
     from lmsbayes.spec import load_spec, parse_spec
 
