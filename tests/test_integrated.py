@@ -150,3 +150,25 @@ def test_lattice_error_is_honest_over_50_shifts():
     ratio = np.sqrt(np.mean(errs**2, axis=0)) / est.std(axis=0, ddof=1)
     print("stated / actual spread (2.5, 50, 97.5%):", np.round(ratio, 3))
     assert np.all((ratio >= 0.8) & (ratio <= 1.25)), ratio
+
+
+def test_repeated_arms_are_integrated_once_and_counted():
+    """A table repeating its (r, n) pairs: the posterior from the distinct arms equals the full one."""
+    from lmsbayes.engines import exact as ex
+    from lmsbayes.model.definition import Model
+    from lmsbayes.model.prepare import prepare_data
+    from lmsbayes.spec import load_spec
+
+    rng = np.random.default_rng(1)
+    k = 1200
+    n = rng.integers(10, 20, k)
+    table = pd.DataFrame({"study": [f"s{i}" for i in range(k)], "r": rng.binomial(n, 0.3), "n": n})
+    spec = load_spec("binomial")
+    m = Model(spec, prepare_data(spec, table))
+    integ = ex.Integrator(m)
+    post = ex._Posterior(m, integ)
+    assert post.counts is not None and post.counts.sum() == k and post.counts.size < k / 5
+    th = np.array([[-0.8, np.log(0.3)], [-1.2, np.log(0.05)], [0.0, np.log(1.5)]])
+    vals, logjac = ex.Layout(m).unpack(th)
+    full = m.log_prior(vals) + logjac + integ.arm_loglik(vals).sum(-1)
+    np.testing.assert_allclose(post.logpost(th), full, rtol=1e-12, atol=1e-8)

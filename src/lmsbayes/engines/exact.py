@@ -17,8 +17,13 @@ fraction u where unknown):
    identified, a funnel) with, at each tau, the Gaussian conditional of the
    other parameters (Student-t); or, with more tau coordinates, one
    multivariate Student-t. Draws from the proposal are corrected to the
-   exact marginal by Pareto-smoothed importance sampling (k-hat, importance
-   ESS and the grid's edge mass are reported) and resampled to equal weight.
+   exact marginal by importance weights (k-hat, importance ESS and the
+   grid's edge mass are reported). The proposal's points come from a fixed
+   rule, not a generator (lmsbayes.engines.rules): a shifted rank-1 lattice,
+   or, with one tau and at most one other global, a tensor grid that needs no
+   proposal at all. Summaries integrate over that rule (lmsbayes.integrated),
+   so they are the same at every seed; the rule is resampled to equal-weight
+   draws for the arm-level draws and the DataTree.
 3. **Arm-level draws** of u and z from their exact conditionals given each
    draw of theta: z in closed form (Gaussian likelihoods) or by rejection
    from tangent lines of its log-concave density (binomial families, exact);
