@@ -140,7 +140,7 @@ def test_lattice_error_is_honest_over_50_shifts():
         rule, *_ = ex._lattice_rule(post, mode, cov, [], optima, SPEC.exact, shift_seed=1000 + s)
         x = 1 / (1 + np.exp(-rule.theta[:, 0]))
 
-        def f(w):
+        def f(w, x=x):
             return rules.weighted_quantile(x, w, [0.025, 0.5, 0.975])
 
         q = f(rule.weights)

@@ -84,9 +84,11 @@ class LinkNormals:
 
     @property
     def decreasing(self) -> bool:
+        """True when the rate falls as the link value rises (cloglog)."""
         return self.link == "cloglog"
 
     def rate(self, x):
+        """The rate at link values x."""
         return special.expit(x) if self.link == "logit" else np.exp(-np.exp(x))
 
     def components(self, s: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -177,7 +179,7 @@ def _rule_cells(fit, rule) -> np.ndarray:
 def _normals_at(fit, theta: np.ndarray, settings, landmarks: Sequence[float]):
     """loc, scale, mix (see :class:`LinkNormals`) and the link at points theta."""
     from lmsbayes.engines.exact import Layout
-    from lmsbayes.predict import _setting_design, _shape_group_of, _strata_of
+    from lmsbayes.settings import setting_design, shape_group_of, strata_of
 
     m, d = fit.model, fit.data
     values, _ = Layout(m).unpack(theta)
@@ -190,9 +192,9 @@ def _normals_at(fit, theta: np.ndarray, settings, landmarks: Sequence[float]):
     link = None
     for s in settings:
         if not s.case_mix:
-            X = _setting_design(fit, [s])
+            X = setting_design(fit, [s])
             eta = m.base_predictor_numpy(c, X)  # (P, 1, K)
-            strata, groups = _strata_of(fit, [s]), _shape_group_of(fit, [s])
+            strata, groups = strata_of(fit, [s]), shape_group_of(fit, [s])
             shape = c["shape"][..., groups] if fit.spec.survival else None
             loc, link = _rate_link(fit, eta, shape, lm)  # (P, 1, L)
             tau = _tau_per_landmark(fit, c["tau"][..., strata, :], lm)  # (P, 1, L)

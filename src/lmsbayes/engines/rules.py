@@ -141,16 +141,20 @@ class LatticeStream:
         return int(np.prod(shape[1:], dtype=np.int64)), shape
 
     def random(self, size) -> np.ndarray:
+        """Uniforms in (0, 1), ``size[0]`` the rule's number of points."""
         k, shape = self._rows(size)
         return self._take(k).reshape(shape)
 
     def uniform(self, low=0.0, high=1.0, size=None) -> np.ndarray:
+        """Uniforms in (low, high)."""
         return low + (high - low) * self.random(size)
 
     def standard_normal(self, size) -> np.ndarray:
+        """Standard normals by the inverse CDF."""
         return special.ndtri(self.random(size))
 
     def chisquare(self, df, size) -> np.ndarray:
+        """Chi-square variates by the inverse survival function."""
         return special.chdtri(df, self.random(size))
 
     def choice(self, a, size, p=None) -> np.ndarray:
@@ -201,6 +205,7 @@ class Rule:
 
     @property
     def weights(self) -> np.ndarray:
+        """The normalised weights."""
         return np.exp(self.log_weight)
 
     def error_weights(self) -> list[np.ndarray]:
@@ -228,6 +233,7 @@ class Rule:
 
     @property
     def description(self) -> str:
+        """The rule and how its error is stated, in words."""
         if self.kind == "tensor":
             return (
                 f"tensor grid, {self.theta.shape[0]} points; error against the rule on every "
