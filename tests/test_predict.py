@@ -110,7 +110,7 @@ def test_thresholds_p1_is_p0_to_the_hr_per_draw(default_fit):
     draws = ds["p0"].sel(sel).values.ravel()
     assert float(ds["p0_median"].sel(sel)) == pytest.approx(np.median(draws), abs=0.012)
     assert float(ds["p0_lower"].sel(sel)) == pytest.approx(np.quantile(draws, 0.025), abs=0.012)
-    assert float(ds["p1_lower"].sel(sel, hr=0.5)) == pytest.approx(
+    assert float(ds["p1_lower"].sel(**sel, hr=0.5)) == pytest.approx(
         float(ds["p0_lower"].sel(sel)) ** 0.5, rel=1e-12
     )
     assert ds.attrs["reference"] == "pooled"
