@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from lmsbayes.errors import OptionError
+
 if TYPE_CHECKING:  # pragma: no cover
     from lmsbayes.fit import Fit
 
@@ -170,7 +172,7 @@ def setting_evidence(
     if d.table == "lms":
         unknown = [str(s) for s, o in zip(settings, objs) if o is None]
         if unknown:  # never the whole data set's arms under a label this function cannot read
-            raise ValueError(
+            raise OptionError(
                 f"unknown setting {unknown[0]!r}: give a Setting, or one of the labels {sorted(known)}"
             )
     filled = _at(fit, [s for s in objs if s is not None], at)

@@ -387,22 +387,11 @@ def fit(
 
 
 def _read_data(data):
-    """The input tables: the bundled data, a CSV path, or what the caller passed."""
+    """The input tables: the bundled data, a CSV path (LMS arm table or (study, r, n) table), or what the caller passed."""
     if data is None or isinstance(data, (str, os.PathLike)):
-        from lmsbayes.data import load_trials
+        from lmsbayes.data import read_table
 
-        path = None if data is None else Path(data)
-        if path is not None and path.is_file():
-            head = path.read_text(encoding="utf-8", errors="replace").split("\n", 1)[0]
-            cols = [c.strip().strip('"') for c in head.split(",")]
-            if "study" in cols and "arm_id" not in cols:  # a plain binomial table
-                table = pd.read_csv(path)
-                table.attrs["path"] = str(path)
-                import hashlib
-
-                table.attrs["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
-                return table
-        return load_trials(data)
+        return read_table(data)
     return data
 
 

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import stats
 
+from lmsbayes.errors import OptionError
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
@@ -52,7 +54,7 @@ def plot_calibration(result: Comparison | Validation | Sequence[Validation]) -> 
     else:
         vals = list(result)
     if not vals:
-        raise ValueError("plot_calibration needs at least one validation")
+        raise OptionError("plot_calibration needs at least one validation")
     k = len(vals)
     fig = Figure(figsize=(max(7.0, 2.6 * k), 6.4), layout="constrained")
     grid = fig.add_gridspec(2, k, height_ratios=[1.0, 1.1])

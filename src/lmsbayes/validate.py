@@ -64,7 +64,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from lmsbayes.errors import InputError
+from lmsbayes.errors import InputError, OptionError
 from lmsbayes.likelihoods import NUMPY_OPS, survival_mean
 from lmsbayes.model import Model, ModelData, prepare_data
 from lmsbayes.spec import ModelSpec, load_spec
@@ -673,7 +673,7 @@ def _log_normal_mix(y, se, m, tau, link: str, nodes: int = _GH_NODES) -> np.ndar
     if link == "logit":
         return stats.norm.logpdf(y, m, np.sqrt(se**2 + tau**2))
     if link != "cloglog":  # pragma: no cover - internal
-        raise ValueError(link)
+        raise OptionError(link)
 
     def h(x):
         hz = np.exp(x)
