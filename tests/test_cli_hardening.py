@@ -316,7 +316,7 @@ def test_a_full_disk_during_a_save_names_the_destination_and_leaves_no_temp(
         fit = load_fit({str(saved_default_fit)!r})
         fitting.fit_from_args = lambda args, progress, spec=None: fit  # no refit: the save is under test
         resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
-        sys.exit(main(["fit", "default", "--quiet", "-o", {str(dest)!r}]))
+        sys.exit(main(["fit", "default", "--quiet", "--mkdir", "-o", {str(dest)!r}]))
     """)
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert r.returncode == EXIT_OS, r.stderr

@@ -258,8 +258,8 @@ def _check_options(args):
     unknown = [m for m in methods if m not in METHODS]
     if not methods or unknown:
         raise OptionError(
-            f"--method {args.method!r}: give tau^2 estimators from {', '.join(METHODS)}, "
-            "comma-separated"
+            f"--method {args.method!r}: method must be one of {', '.join(METHODS)} "
+            "(tau^2 estimators, comma-separated)"
         )
     methods = list(dict.fromkeys(methods))
     given = [
@@ -285,8 +285,15 @@ def _check_options(args):
     check_outputs(args, files=("json",), directories=("plots",))
     tau_prior = mu_prior = None
     if not args.no_bayes:
-        tau_prior = ct.parse_tau_prior(args.tau_prior)
-        mu_prior = ct.parse_mu_prior(args.mu_prior)
+        for option, parse in (("tau_prior", ct.parse_tau_prior), ("mu_prior", ct.parse_mu_prior)):
+            try:
+                parsed = parse(getattr(args, option))
+            except OptionError as exc:
+                raise OptionError(f"--{option.replace('_', '-')}: {exc}") from None
+            if option == "tau_prior":
+                tau_prior = parsed
+            else:
+                mu_prior = parsed
     return tau_prior, mu_prior, methods
 
 
