@@ -85,7 +85,9 @@ exit status:
     + """
 
 Output files are written atomically (temp file beside the destination, then
-renamed) and only after every option and output path has been checked."""
+renamed) and only after every option and output path has been checked. An
+output path that is a symbolic link is refused (never written through); a
+missing directory is an error unless --mkdir."""
 )
 
 
