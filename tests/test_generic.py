@@ -21,6 +21,7 @@ from scipy import special
 from test_agreement import _grid_posterior, _quantile
 
 import lmsbayes as lb
+from lmsbayes.errors import InputError
 from lmsbayes.predict import Setting
 from lmsbayes.spec import SpecError, parse_spec
 
@@ -211,12 +212,18 @@ def test_a_categorical_covariate_with_its_reference_level():
         lb.fit(bad, table)
 
 
+def test_binomial_table_takes_role_and_regimen():
+    table = pd.read_csv(DATA / "AS.csv")
+    table = table.assign(role="control", regimen="placebo")
+    assert lb.fit("binomial", table) is not None
+
+
 @pytest.mark.parametrize(
     "mutate, needle",
     [
         (
             lambda t: t.assign(r=t["r"].where(t.index != 2, t["n"] + 1)),
-            "row 4, column 'r': must be in [0, n",
+            "row 4, column 'r': must be <= n (",
         ),
         (lambda t: t.drop(columns="study"), "no column 'study'"),
         (
@@ -224,10 +231,19 @@ def test_a_categorical_covariate_with_its_reference_level():
             "row 2, column 'n': must be a whole number",
         ),
         (lambda t: t.assign(study=["a"] * len(t)), "duplicate study 'a'"),
+        (
+            lambda t: t.assign(role=["control"] + ["contorl"] * (len(t) - 1)),
+            "row 3, column 'role': must be one of ['control', 'experimental', 'single_arm', "
+            "'noncomparative', 'calibration'], got 'contorl'; did you mean 'control'?",
+        ),
+        (
+            lambda t: t.assign(regimen=["dox+ifo"] + ["ifo+dox"] * (len(t) - 1)),
+            "row 3, column 'regimen': 'ifo+dox' and 'dox+ifo' (row 2) name one combination",
+        ),
     ],
 )
 def test_bad_binomial_tables_give_one_clear_error(mutate, needle):
     table = mutate(pd.read_csv(DATA / "AS.csv"))
-    with pytest.raises(SpecError) as info:
+    with pytest.raises(InputError) as info:  # the checked reader's DataValidationError (issue 20)
         lb.fit("binomial", table)
     assert needle in str(info.value)

@@ -41,13 +41,13 @@ def test_a_valid_table_with_role_regimen_year_and_a_column_of_ones_own(tmp_path)
         tmp_path,
         "study,r,n,role,regimen,year,ecog\n"
         "A,3,10,control,doxorubicin,2001,0.5\n"
-        'B,0,44,experimental,"trabectedin, 1.5 mg/m2",,1\n',
+        "B,0,44,experimental,gemcitabine+docetaxel,,1\n",
     )
     df = read_binomial(path)
     assert list(df.columns) == ["study", "r", "n", "role", "regimen", "year", "ecog"]
     assert df["r"].dtype == np.int64 and df["n"].dtype == np.int64
     assert df["r"].tolist() == [3, 0] and df["n"].tolist() == [10, 44]
-    assert df["regimen"].tolist() == ["doxorubicin", "trabectedin, 1.5 mg/m2"]
+    assert df["regimen"].tolist() == ["doxorubicin", "gemcitabine+docetaxel"]
     assert str(df["year"].dtype) == "Int64" and df["year"].isna().tolist() == [False, True]
     assert df["ecog"].tolist() == [0.5, 1.0]
     assert df.attrs["path"] == str(path) and len(df.attrs["sha256"]) == 64
@@ -74,6 +74,8 @@ def test_a_valid_table_with_role_regimen_year_and_a_column_of_ones_own(tmp_path)
         ("study,r,n\nA,3,10\nA,4,12\n", 3, "study", "duplicate study 'A' (first in row 2)"),
         ("study,r,n,year\nA,3,10,1850\n", 2, "year", "must be in [1950,"),
         ("study,r,n,role\nA,3,10,ctrl\x07\n", 2, "role", "control character"),
+        ("study,r,n,role\nA,3,10,contorl\n", 2, "role", "did you mean 'control'?"),
+        ("study,r,n,regimen\nA,3,10,Doxorubicin\n", 2, "regimen", "lowercase agent names"),
         ("study,r,n,regimen\nA,3,10,x\x00y\n", 2, "regimen", "control character"),
     ],
 )

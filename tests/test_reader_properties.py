@@ -34,7 +34,7 @@ from lmsbayes.contrast.data import (
     contrast_table,
     read_contrasts,
 )
-from lmsbayes.data import BINOMIAL_MAX_N, BOUNDS, binomial_table, read_binomial
+from lmsbayes.data import BINOMIAL_MAX_N, BOUNDS, ROLES, binomial_table, read_binomial
 from lmsbayes.errors import InputError
 
 _COMMON = dict(
@@ -147,8 +147,8 @@ def binomial_rows(draw) -> tuple[list[str], list[dict[str, str]]]:
                 "study": s,
                 "n": str(n),
                 "r": str(draw(st.integers(0, n))),
-                "role": draw(st.sampled_from(["", "control", "experimental", "historical"])),
-                "regimen": draw(st.sampled_from(["", "doxorubicin", "trabectedin 1.5 mg/m2"])),
+                "role": draw(st.sampled_from(["", "control", "experimental", "single_arm"])),
+                "regimen": draw(st.sampled_from(["", "doxorubicin", "gemcitabine+docetaxel"])),
                 "year": draw(st.sampled_from(["", "1990", "2024"])),
                 "ecog": draw(st.sampled_from(["", "0", "1.5", "x"])),
             }
@@ -293,6 +293,8 @@ def _check_binomial(df: pd.DataFrame) -> None:
     for col in ("role", "regimen"):
         if col in df:
             assert _text_ok(df[col])
+    if "role" in df:
+        assert df["role"].dropna().isin(ROLES).all()
     if "year" in df:
         y = df["year"].astype("float64")
         low, high, _ = BOUNDS["year"]

@@ -36,10 +36,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize, special
 
-from lmsbayes import likelihoods as lik
 from lmsbayes.engines.psis import importance_ess, psis
-from lmsbayes.likelihoods import NUMPY_OPS as OPS
-from lmsbayes.model import Model, ModelData
+from lmsbayes.model import families as lik
+from lmsbayes.model.definition import Model
+from lmsbayes.model.families import NUMPY_OPS as OPS
+from lmsbayes.model.inputs import ModelData
 
 __all__ = ["ExactResult", "supports", "fit_exact", "posterior_mode", "Integrator", "Layout"]
 
@@ -451,7 +452,7 @@ def _gauss_coefficients(part: _Part) -> _Gauss | None:
 
 
 class _BinomialLogitKernel:
-    """logit-binomial terms (lmsbayes.likelihoods.binomial_logit_terms) and their derivatives.
+    """logit-binomial terms (lmsbayes.model.families.binomial_logit_terms) and their derivatives.
 
     ``shift`` is added to the linear predictor of a term (tau z of its
     component); derivatives are with respect to it.
@@ -495,7 +496,7 @@ class _BinomialLogitKernel:
 
 
 class _ConditionalCloglogKernel:
-    """joint-cloglog terms (lmsbayes.likelihoods.conditional_cloglog_terms) and their derivatives.
+    """joint-cloglog terms (lmsbayes.model.families.conditional_cloglog_terms) and their derivatives.
 
     A shift s of the arm's log cumulative hazards multiplies the hazard
     increment d = exp(eta) (1 - exp(eta_prev - eta)) by e^s; a term is
@@ -1454,7 +1455,7 @@ def fit_exact(
 
     Parameters
     ----------
-    model : lmsbayes.model.Model
+    model : lmsbayes.model.definition.Model
     settings : lmsbayes.spec.ExactSettings
     seed : int
     draws : int, optional
