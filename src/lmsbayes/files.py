@@ -274,8 +274,8 @@ def check_output_path(
         raise _fail(
             p,
             what,
-            f"the directory {str(p.parent)!r} does not exist (create it first, or ask for it: "
-            "--mkdir on the command line, mkdir=True in Python)",
+            f"the directory {str(p.parent)!r} does not exist (create it first, or ask for it "
+            "with --mkdir)",
         )
     for d in reversed(missing):
         try:
