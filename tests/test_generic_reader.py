@@ -1,7 +1,7 @@
 """The (study, r, n) reader and the contrast reader: one checked reader discipline (issue 20).
 
 Every reproducer of the issue ends in one error naming the file, row, column and value, from
-the file (``read_binomial``, ``read_table``) or from a DataFrame (``lb.fit("binomial", df)``).
+the file (``read_binomial``, ``read_tables``) or from a DataFrame (``lb.fit("binomial", df)``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from lmsbayes.data import (
     binomial_table,
     load_trials,
     read_binomial,
-    read_table,
+    read_tables,
 )
 from lmsbayes.errors import InputError
 
@@ -103,20 +103,20 @@ def test_every_bad_cell_is_named_by_file_row_column_and_value(tmp_path, text, ro
 def test_misleading_messages_of_the_issue_now_name_the_file_and_say_what(tmp_path, raw, needle):
     path = _write(tmp_path, raw)
     with pytest.raises(DataValidationError) as err:
-        read_table(path)  # never read as an LMS arm table (12 'required column missing')
+        read_tables(path)  # never read as an LMS arm table (12 'required column missing')
     assert len(err.value.problems) == 1, err.value
     assert str(path) in str(err.value) and needle in str(err.value)
 
 
 def test_a_bom_does_not_change_the_kind_of_table(tmp_path):
     path = _write(tmp_path, b"\xef\xbb\xbfstudy,r,n\r\nA,3,10\r\nB,4,12\r\n")  # Excel 'CSV UTF-8'
-    df = read_table(path)
+    df = read_tables(path)
     assert isinstance(df, pd.DataFrame) and df["study"].tolist() == ["A", "B"]
-    assert isinstance(read_table(None), Trials)
+    assert isinstance(read_tables(None), Trials)
 
 
 def test_a_quoted_header_is_a_binomial_table(tmp_path):
-    df = read_table(_write(tmp_path, '"study","r","n"\n"A",3,10\n'))
+    df = read_tables(_write(tmp_path, '"study","r","n"\n"A",3,10\n'))
     assert df["n"].tolist() == [10]
 
 

@@ -47,7 +47,9 @@ from lmsbayes.errors import InputError, OptionError
 __all__ = [
     "ARM_COLUMNS",
     "CI_SCALES",
+    "CLASSES",
     "EVIDENCE_LEVELS",
+    "LINES",
     "RATE_COLUMNS",
     "DataValidationError",
     "Problem",
@@ -57,15 +59,17 @@ __all__ = [
     "effective_binomial",
     "exponential_rate",
     "load_trials",
+    "logit",
     "role_regimen_problems",
     "long_table",
     "rates_path_for",
     "read_binomial",
-    "read_table",
+    "read_tables",
     "se_log_median",
     "se_logit_binomial",
     "se_logit_from_ci",
     "se_logit_from_median",
+    "Z95",
 ]
 
 Z95 = 1.959963984540054  # standard normal 97.5% quantile: a 95% CI spans 2 * Z95 se
@@ -79,13 +83,17 @@ RATE_KINDS = ("reported", "km_text")
 #: An arm's role in its trial (data/README.md section 2a).
 ROLES = ("control", "experimental", "single_arm", "noncomparative", "calibration")
 
+#: Lines of therapy and treatment classes (ESMO 2018: recommended or not), the labels the data use.
+LINES = ("1L", "2L+")
+CLASSES = ("R-T", "NR-T")
+
 LABELS: dict[str, tuple[str, ...]] = {
     "evidence": ("publication", "conference"),
     "evidence_level": EVIDENCE_LEVELS,
     "design": ("single_arm", "randomized"),
     "role": ROLES,
-    "treatment_class": ("R-T", "NR-T"),
-    "line": ("1L", "2L+"),
+    "treatment_class": CLASSES,
+    "line": LINES,
     "population": ("LMS", "uLMS", "stLMS", "STS-LMS-subgroup", "L-sarcoma-LMS-subgroup"),
 }
 RATE_LABELS: dict[str, tuple[str, ...]] = {
@@ -93,7 +101,6 @@ RATE_LABELS: dict[str, tuple[str, ...]] = {
     "ci_scale": CI_SCALES,
     "evidence_level": EVIDENCE_LEVELS,
 }
-RATE_SOURCES = RATE_KINDS  # the old name (values of a legacy pfsr_<t>m_source column)
 
 #: Columns of the arm table, in output order (``notes`` last; a user's own columns follow).
 ARM_COLUMNS = (
@@ -335,7 +342,8 @@ class Trials:
 # ---------------------------------------------------------------------------- math
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def logit(p: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)), elementwise."""
     return np.log(p) - np.log1p(-p)
 
 
@@ -433,7 +441,7 @@ def se_logit_from_ci(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
     ok = (lo > 0) & (hi < 1) & (hi > lo)
     with np.errstate(invalid="ignore", divide="ignore"):
-        se = (_logit(hi) - _logit(lo)) / (2 * Z95)
+        se = (logit(hi) - logit(lo)) / (2 * Z95)
     return np.where(ok, se, np.nan)
 
 
@@ -1554,29 +1562,6 @@ def binomial_table(table: pd.DataFrame, *, source: str | None = None) -> pd.Data
     return df
 
 
-def read_table(path: str | PathLike[str] | None = None) -> Trials | pd.DataFrame:
-    """The input tables a path names: an LMS arm table (:func:`load_trials`) or a (study, r, n) table.
-
-    The kind is told from the header as the checked reader parses it (a
-    byte-order mark, quoting or blank lines do not change it): ``study``
-    without ``arm_id`` is a (study, r, n) table (:func:`read_binomial`);
-    anything else is read as an arm table. ``None`` is the bundled data.
-
-    Raises
-    ------
-    FileNotFoundError, DataValidationError
-        As the reader of the table's kind.
-    """
-    if path is None:
-        return load_trials()
-    p = Path(path)
-    if p.is_file():
-        header, _, _, _ = _read_cells(p, str(path), "data table")
-        if "study" in header and "arm_id" not in header:
-            return read_binomial(path)
-    return load_trials(path)
-
-
 def _arm_ids_anyway(source) -> np.ndarray:
     """Arm ids of an arm table that failed validation (for the join check), best effort."""
     try:
@@ -1841,3 +1826,39 @@ def long_table(
         "tolerance": float(tolerance),
     }
     return table
+
+
+def read_tables(data=None):
+    """The input tables of a fit: the bundled data, a CSV path, or what the caller passed.
+
+    The kind of a path's table is told from its header as the checked reader
+    parses it (a byte-order mark, quoting or blank lines do not change it):
+    ``study`` without ``arm_id`` is a (study, r, n) table
+    (:func:`read_binomial`); anything else is read as an arm table
+    (:func:`load_trials`).
+
+    Parameters
+    ----------
+    data : Trials, DataFrame, ModelData, path or None
+        None: the bundled data; a path: the table it names, checked; anything
+        else is returned unchanged.
+
+    Returns
+    -------
+    Trials or pandas.DataFrame or the input
+
+    Raises
+    ------
+    FileNotFoundError, DataValidationError
+        As the reader of the table's kind.
+    """
+    if data is None:
+        return load_trials()
+    if isinstance(data, (str, PathLike)):
+        path = Path(data)
+        if path.is_file():
+            header, _, _, _ = _read_cells(path, str(data), "data table")
+            if "study" in header and "arm_id" not in header:
+                return read_binomial(data)
+        return load_trials(data)
+    return data

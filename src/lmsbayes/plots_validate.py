@@ -13,11 +13,10 @@ import numpy as np
 from scipy import stats
 
 from lmsbayes.errors import OptionError
+from lmsbayes.validate import LEVELS, Comparison, Validation
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
-
-    from lmsbayes.validate import Comparison, Validation
 
 __all__ = ["plot_calibration"]
 
@@ -44,8 +43,6 @@ def plot_calibration(result: Comparison | Validation | Sequence[Validation]) -> 
         intervals (specs side by side at each level).
     """
     from matplotlib.figure import Figure
-
-    from lmsbayes.validate import LEVELS, Validation
 
     if isinstance(result, Validation):
         vals = [result]

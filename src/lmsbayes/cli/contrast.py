@@ -77,10 +77,11 @@ def _frequentist_rows(fits, measure):
 
 
 def cmd_contrast(args) -> int:
+    """The ``contrast`` verb: contrast-based meta-analysis of log HR or log OR."""
     import numpy as np
 
-    from lmsbayes import __version__
     from lmsbayes import contrast as ct
+    from lmsbayes.version import __version__
 
     tau_prior, mu_prior, methods = _check_options(args)
     data = ct.read_contrasts(args.file, measure=args.measure)

@@ -62,7 +62,7 @@ _SE_COLS = ("log_estimate", "se")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # as the other tables
 
 
-def _is_ratio(measure: str) -> bool:
+def is_ratio(measure: str) -> bool:
     return measure != "identity"
 
 
@@ -233,7 +233,7 @@ def _validate(
     df: pd.DataFrame, numbers: list[int], problems: _Problems, measure: str
 ) -> pd.DataFrame:
     measure = _check_measure(measure)
-    ratio = _is_ratio(measure)
+    ratio = is_ratio(measure)
     cols = set(df.columns)
     if "study" not in cols:
         problems.add(

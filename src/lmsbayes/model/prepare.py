@@ -254,7 +254,7 @@ def prepare_data(spec: ModelSpec, data: Any) -> ModelData:
         },
         index=pd.Index(arm_ids, name="arm"),
     )
-    for name, d in spec.covariates:  # a user's own covariate columns
+    for _name, d in spec.covariates:  # a user's own covariate columns
         if d.column in src and d.column not in arms:
             arms[d.column] = src[d.column].to_numpy()
     arms["year"] = arms["year"].astype("Int64")
