@@ -156,7 +156,7 @@ def test_a_full_disk_during_the_report_names_the_file(tmp_path, monkeypatch):
 def test_a_dollar_in_a_label_is_drawn_as_text(tmp_path):
     import matplotlib.pyplot as plt
 
-    from lmsbayes.report import _plain_text
+    from lmsbayes.report import plain_text
 
     labels = ["trial $x_$ b", "cost $\\bad$"]  # mathtext fails on each of these
     fig, ax = plt.subplots()
@@ -164,7 +164,7 @@ def test_a_dollar_in_a_label_is_drawn_as_text(tmp_path):
     with pytest.raises(ValueError):  # the failure the report met (the test can fail)
         fig.savefig(tmp_path / "a.png")
     plt.close(fig)
-    with _plain_text():
+    with plain_text():
         fig, ax = plt.subplots()
         ax.set_yticks([0, 1], labels)
         fig.savefig(tmp_path / "b.png")

@@ -511,7 +511,9 @@ def _unreadable(file: str, message: str, row: int | None = None) -> DataValidati
     return DataValidationError([Problem(file, row, None, None, None, message)])
 
 
-def _read_cells(path, file: str, what: str) -> tuple[list[str], list[list[str]], list[int], bytes]:
+def read_csv_cells(
+    path, file: str, what: str
+) -> tuple[list[str], list[list[str]], list[int], bytes]:
     """Header, records as stripped strings, their spreadsheet row numbers, and the raw bytes.
 
     The one reader discipline of every table (arm, rates, (study, r, n),
@@ -521,6 +523,18 @@ def _read_cells(path, file: str, what: str) -> tuple[list[str], list[list[str]],
     refused, saying so); strict CSV quoting. ``path`` is a Path or an
     importlib.resources Traversable (the bundled file); ``file`` is the name
     every message uses (the user's own spelling of it).
+
+    Returns
+    -------
+    tuple
+        (header, records, their spreadsheet row numbers, the raw bytes).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    DataValidationError
+        The file cannot be read as such a table (one problem naming it).
     """
     if not path.is_file():
         if isinstance(path, Path) and path.exists():
@@ -580,8 +594,19 @@ def _read_cells(path, file: str, what: str) -> tuple[list[str], list[list[str]],
     return records[0], [records[k - 1] for k in numbers], numbers, raw
 
 
-def _parse_number(value: str, integer: bool) -> tuple[float, str | None]:
+def parse_number(value: str, integer: bool) -> tuple[float, str | None]:
     """(number or NaN, error message or None) for one cell; ASCII decimal notation only.
+
+    Parameters
+    ----------
+    value : str
+        The stripped cell; blank gives (NaN, None).
+    integer : bool
+        A whole number is required.
+
+    Returns
+    -------
+    tuple of (float, str or None)
 
     Python's ``float`` accepts far more than a data file should hold (``1_000``,
     non-ASCII digits, ``nan``, ``infinity``); the grammar here is checked first.
@@ -723,7 +748,7 @@ def _convert(
             for i, v in enumerate(values):
                 if bad_char[i]:
                     continue
-                x, err = _parse_number(v, integer=kind == "int")
+                x, err = parse_number(v, integer=kind == "int")
                 if err:
                     out.add(i, col, err)
                     continue
@@ -1138,7 +1163,7 @@ def _read_arms(
     source, file: str, extra_known: Iterable[str]
 ) -> tuple[pd.DataFrame | None, dict[str, np.ndarray] | None, list[Problem], bytes, list[str]]:
     """Arm table -> (frame or None, typed legacy rate columns, problems, raw bytes, legacy columns)."""
-    header, rows, numbers, raw = _read_cells(source, file, "trial-arm table")
+    header, rows, numbers, raw = read_csv_cells(source, file, "trial-arm table")
     out = _Collector(file, {}, numbers)
     if not rows:
         out.problems.append(
@@ -1184,7 +1209,7 @@ def _read_arms(
 def _read_rates(
     source, file: str, arm_ids: np.ndarray, arms_file: str, extra_known: Iterable[str]
 ) -> tuple[pd.DataFrame | None, list[Problem], bytes]:
-    header, rows, numbers, raw = _read_cells(source, file, "rates table")
+    header, rows, numbers, raw = read_csv_cells(source, file, "rates table")
     out = _Collector(file, {}, numbers)
     user = _check_header(header, out, RATE_COLUMNS, RATE_REQUIRED, extra_known, arm_table=False)
     columns = [*RATE_COLUMNS, *(c for c in user if c not in RATE_COLUMNS)]
@@ -1503,7 +1528,7 @@ def read_binomial(path: str | PathLike[str]) -> pd.DataFrame:
         before any cast), r > n, a duplicate study, a control character.
     """
     file = str(path)
-    header, rows, numbers, raw = _read_cells(Path(path), file, "(study, r, n) table")
+    header, rows, numbers, raw = read_csv_cells(Path(path), file, "(study, r, n) table")
     df = _check_binomial_cells(header, rows, numbers, file)
     df.attrs = {"path": file, "sha256": hashlib.sha256(raw).hexdigest()}
     return df
@@ -1565,7 +1590,7 @@ def binomial_table(table: pd.DataFrame, *, source: str | None = None) -> pd.Data
 def _arm_ids_anyway(source) -> np.ndarray:
     """Arm ids of an arm table that failed validation (for the join check), best effort."""
     try:
-        header, rows, _, _ = _read_cells(source, "", "trial-arm table")
+        header, rows, _, _ = read_csv_cells(source, "", "trial-arm table")
     except (DataValidationError, FileNotFoundError):
         return np.array([], dtype=object)
     if "arm_id" not in header:
@@ -1857,7 +1882,7 @@ def read_tables(data=None):
     if isinstance(data, (str, PathLike)):
         path = Path(data)
         if path.is_file():
-            header, _, _, _ = _read_cells(path, str(data), "data table")
+            header, _, _, _ = read_csv_cells(path, str(data), "data table")
             if "study" in header and "arm_id" not in header:
                 return read_binomial(data)
         return load_trials(data)

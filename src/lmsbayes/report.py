@@ -51,7 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from lmsbayes.fit import Fit
 
-__all__ = ["MANIFEST", "write_report"]
+__all__ = ["ALWAYS_WRITTEN", "MANIFEST", "check_report_dir", "plain_text", "write_report"]
 
 #: The file in a report directory that lists what the report wrote (name -> SHA-256).
 MANIFEST = ".lmsbayes-report.json"
@@ -186,16 +186,21 @@ def write_report(
         The path of ``index.html`` inside ``outdir``.
     """
     outdir = check_output_path(outdir, kind="directory", what="report directory", mkdir=mkdir)
-    _check_in_the_way(outdir, None, overwrite)
-    with _plain_text():
+    check_report_dir(outdir, None, overwrite)
+    with plain_text():
         files = _report_files(fit)
     _write_files(outdir, files, overwrite)
     return outdir / "index.html"
 
 
 @contextlib.contextmanager
-def _plain_text():
-    """Text made while inside is drawn as it is: a ``$`` in a trial's name is not mathtext."""
+def plain_text():
+    """Context in which matplotlib text is drawn as it is: a ``$`` in a trial's name is not mathtext.
+
+    Yields
+    ------
+    None
+    """
     import matplotlib
 
     with matplotlib.rc_context({"text.parse_math": False}):
@@ -357,11 +362,28 @@ def _sha256_of(path: Path) -> str | None:
         return hashlib.sha256(fh.read()).hexdigest()
 
 
-def _check_in_the_way(outdir: Path, names: list[str] | None, overwrite: bool) -> None:
-    """Refuse to replace what the report may not: a link, a non-regular file, a file it did not write.
+def check_report_dir(
+    outdir: str | os.PathLike[str], names: list[str] | None = None, overwrite: bool = False
+) -> None:
+    """Refuse to replace what a report may not: a link, a non-regular file, a file it did not write.
 
-    ``names`` None: the files every report writes (:data:`ALWAYS_WRITTEN`), before the work.
+    Parameters
+    ----------
+    outdir : str or path-like
+        The report directory (missing: nothing is in the way).
+    names : list of str, optional
+        The files the report will write; None: :data:`ALWAYS_WRITTEN` (the
+        check before the work, when the full list is not known yet).
+    overwrite : bool
+        Accept a regular file the manifest does not list (or lists with
+        other content).
+
+    Raises
+    ------
+    OutputPathError
+        Naming every file in the way and why.
     """
+    outdir = Path(outdir)
     names = list(ALWAYS_WRITTEN if names is None else names)
     previous = _read_manifest(outdir)
     problems = []
@@ -399,7 +421,7 @@ def _write_files(outdir: Path, files: dict[str, bytes], overwrite: bool = False)
     """Write ``files`` into ``outdir`` together; retire unchanged files of the previous report."""
     with contextlib.suppress(FileExistsError):
         os.mkdir(outdir)  # the directory the user named; its parent was checked
-    _check_in_the_way(outdir, list(files), overwrite)
+    check_report_dir(outdir, list(files), overwrite)
     previous = _read_manifest(outdir)
     manifest = {
         "written_by": "lmsbayes report",

@@ -198,9 +198,9 @@ def cmd_contrast(args) -> int:
         out = Path(args.plots)
         with contextlib.suppress(FileExistsError):
             out.mkdir()  # the directory the user named (its parent was checked, or made by --mkdir)
-        from lmsbayes.report import _plain_text
+        from lmsbayes.report import plain_text
 
-        with _plain_text():  # a '$' in a study's label is drawn, not read as mathtext
+        with plain_text():  # a '$' in a study's label is drawn, not read as mathtext
             _save_figure(ct.forest_plot(main_fit), out / "forest.png")
             _save_figure(ct.funnel_plot(main_fit), out / "funnel.png")
             written = ["forest.png", "funnel.png"]

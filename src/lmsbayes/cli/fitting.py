@@ -335,9 +335,9 @@ def cmd_report(args) -> int:
     from lmsbayes.report import write_report
 
     check_outputs(args, directories=("output",))
-    from lmsbayes.report import _check_in_the_way
+    from lmsbayes.report import check_report_dir
 
-    _check_in_the_way(Path(args.output), None, args.overwrite)  # before the fit, not after it
+    check_report_dir(Path(args.output), None, args.overwrite)  # before the fit, not after it
     progress = Progress(args.quiet)
     result = (
         load_fit(args.fit) if args.fit else fit_from_args(args, progress, load_spec_from_args(args))

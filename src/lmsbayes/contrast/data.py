@@ -24,7 +24,7 @@ the row (spreadsheet numbering: the header is row 1), the column and the
 value; nothing is dropped or repaired silently.
 
 The file is read by the one checked reader of every table
-(:func:`lmsbayes.data._read_cells`: size bound, UTF-8 with or without a
+(:func:`lmsbayes.data.read_csv_cells`: size bound, UTF-8 with or without a
 byte-order mark, comma-separated, strict quoting), and every number is
 checked as text in plain decimal notation, finite, and in range before it
 is used: a ratio (estimate, lower, upper) in [1e-6, 1e6], a log estimate
@@ -109,25 +109,25 @@ IDENTITY_SE_RANGE = (1e-6, 1e6)
 
 def _number(text: str) -> float | None:
     """The cell as a finite float in plain decimal notation, else None (``1_0``, ``nan``, ``inf`` are not)."""
-    from lmsbayes.data import _parse_number
+    from lmsbayes.data import parse_number
 
-    x, err = _parse_number(text, integer=False)
+    x, err = parse_number(text, integer=False)
     return None if err or math.isnan(x) else x
 
 
 def _not_a_number(text: str) -> str:
-    from lmsbayes.data import _clip, _parse_number
+    from lmsbayes.data import parse_number
 
-    err = _parse_number(text, integer=False)[1]
-    return err or f"not a number: {_clip(text)!r}"
+    err = parse_number(text, integer=False)[1]
+    return err or f"not a number: {text[:57] + '...' if len(text) > 60 else text!r}"
 
 
 def _read_rows(path: Path) -> tuple[list[str], list[list[str]], list[int], bytes]:
-    from lmsbayes.data import _read_cells
+    from lmsbayes.data import read_csv_cells
 
     if not path.exists():
         raise InputError(f"{path}: no such file")
-    return _read_cells(path, str(path), "contrast table")
+    return read_csv_cells(path, str(path), "contrast table")
 
 
 def read_contrasts(path: str | os.PathLike[str], *, measure: str = "HR") -> pd.DataFrame:
