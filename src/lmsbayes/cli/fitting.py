@@ -449,3 +449,7 @@ def register(sub) -> None:
         "user's own index.html); a symbolic link is refused even then",
     )
     q.set_defaults(func=cmd_report)
+
+
+#: The option parsers other verbs share (``update`` takes the same --at and --landmarks).
+parse_at, parse_landmarks = _parse_at, _parse_landmarks
