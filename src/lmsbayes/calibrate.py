@@ -229,13 +229,13 @@ def check_support(model: Model, y: np.ndarray) -> None:
     bad = np.flatnonzero(~np.isfinite(y))
     if bad.size:
         i = int(bad[0])
-        raise ValueError(f"simulated observation {i} (arm {arm(i)!r}) is not finite: {y[i]!r}")
+        raise OptionError(f"simulated observation {i} (arm {arm(i)!r}) is not finite: {y[i]!r}")
     if d.family in ("logit-binomial", "joint-cloglog"):
         n = a["lik_n"]
         bad = np.flatnonzero((y < 0) | (y > n) | (y != np.round(y)))
         if bad.size:
             i = int(bad[0])
-            raise ValueError(
+            raise OptionError(
                 f"simulated count {y[i]!r} of observation {i} (arm {arm(i)!r}) is outside "
                 f"the support {{0, ..., n = {n[i]:g}}}"
             )
@@ -255,7 +255,7 @@ def with_observations(data: ModelData, y: np.ndarray, label: str = "simulated") 
     y = np.asarray(y, float)
     obs = data.obs.copy()
     if len(y) != len(obs):
-        raise ValueError(f"{len(y)} simulated values for {len(obs)} observations")
+        raise OptionError(f"{len(y)} simulated values for {len(obs)} observations")
     obs["lik_y"] = y
     if data.family in ("logit-binomial", "joint-cloglog"):
         n = obs["lik_n"].to_numpy(float)

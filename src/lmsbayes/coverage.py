@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from lmsbayes.errors import OptionError
 from lmsbayes.settings import (
     Setting,
     setting_design,
@@ -152,7 +153,7 @@ def setting_evidence(
     if d.table == "lms":
         unknown = [str(s) for s, o in zip(settings, objs) if o is None]
         if unknown:  # never the whole data set's arms under a label this function cannot read
-            raise ValueError(
+            raise OptionError(
                 f"unknown setting {unknown[0]!r}: give a Setting, or one of the labels {sorted(known)}"
             )
     filled = settings_at(fit, [s for s in objs if s is not None], at)

@@ -33,6 +33,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from lmsbayes.errors import OptionError
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -138,10 +140,10 @@ def _check_landmark(fit: Fit, landmark: float) -> float:
     landmark = float(landmark)
     if fit.spec.survival:  # one curve per arm: any landmark
         if not 0 < landmark <= 120:
-            raise ValueError(f"landmark must be in (0, 120] months, got {landmark:g}")
+            raise OptionError(f"landmark must be in (0, 120] months, got {landmark:g}")
         return landmark
     if landmark not in fit.data.landmarks:
-        raise ValueError(
+        raise OptionError(
             f"landmark {landmark:g} months was not fitted (fitted: {[f'{t:g}' for t in fit.data.landmarks]})"
         )
     return landmark
@@ -941,7 +943,7 @@ def plot_oc(
     sets = {"design": oc_dataset} if isinstance(oc_dataset, xr.Dataset) else dict(oc_dataset)
     for name, ds in sets.items():
         if not isinstance(ds, xr.Dataset) or "p" not in ds.dims or "prob_success" not in ds:
-            raise ValueError(
+            raise OptionError(
                 f"{name!r}: expected a single-arm operating_characteristics Dataset (dim 'p')"
             )
     fig = _figure(11.0, 4.8 + 0.22 * ((len(sets) + 1) // 2))
@@ -1053,7 +1055,7 @@ def plot_two_arm_oc(
     if not isinstance(oc_dataset, xr.Dataset) or not {"prior", "effect", "p_c"} <= set(
         oc_dataset.dims
     ):
-        raise ValueError("expected a two_arm_oc Dataset (dims 'prior', 'effect', 'p_c')")
+        raise OptionError("expected a two_arm_oc Dataset (dims 'prior', 'effect', 'p_c')")
     ds = oc_dataset
     scale = ds.attrs.get("scale", ds["effect"].attrs.get("scale", "difference"))
     null = 1.0 if scale == "hr" else 0.0
@@ -1135,7 +1137,7 @@ def plot_tradeoff(result: Any, *, title: str | None = None) -> Figure:
     """
     tab = result.table
     if not {"max_type1", "power"} <= set(tab.columns):
-        raise ValueError("expected a TradeoffResult (table with max_type1 and power)")
+        raise OptionError("expected a TradeoffResult (table with max_type1 and power)")
     rows = tab.drop(index="vague", errors="ignore")
     w = np.array([float(v) for v in rows.index])
     fig = _figure(11.0, 4.6)
@@ -1224,7 +1226,7 @@ def plot_ppc(fit: Fit, *, prob: float = 0.95) -> Figure:
     """
     dt = fit.datatree
     if "posterior_predictive" not in dt.children:
-        raise ValueError("the fit has no posterior_predictive group")
+        raise OptionError("the fit has no posterior_predictive group")
     y_rep = dt["posterior_predictive"]["y"]
     obs = fit.data.obs
     arr = fit.model.arrays

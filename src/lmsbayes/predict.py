@@ -35,6 +35,7 @@ import xarray as xr
 from scipy import special
 
 from lmsbayes.coverage import setting_evidence
+from lmsbayes.errors import OptionError
 from lmsbayes.model.families import CURVE_LINKS, NUMPY_OPS, rate_from_eta
 from lmsbayes.settings import (
     Setting,
@@ -90,32 +91,32 @@ def _check_settings(fit: Fit, settings: Sequence[Setting], landmarks: Sequence[f
         uses_line = "line" in fit.spec.main_effects
         for s in settings:
             if s.line is None:
-                raise ValueError(
+                raise OptionError(
                     f"setting {s.label!r}: a fit of the LMS table needs a line (Setting('1L') or Setting('2L+'))"
                 )
             if s.line not in fitted_lines:
-                raise ValueError(
+                raise OptionError(
                     f"setting {s.label!r}: line {s.line!r} is not in the fitted data (lines: "
                     f"{fitted_lines}); the model cannot extrapolate to it"
                 )
             if len(fitted_lines) > 1 and not uses_line and not s.case_mix:
-                raise ValueError(
+                raise OptionError(
                     f"setting {s.label!r}: the model pools both lines without a `line` covariate"
                 )
     for t in landmarks:
         if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
-            raise ValueError(f"landmark must be a positive number of months, got {t!r}")
+            raise OptionError(f"landmark must be a positive number of months, got {t!r}")
         if t > 120:
-            raise ValueError(f"landmark {t:g} months is beyond 10 years; the data do not reach it")
+            raise OptionError(f"landmark {t:g} months is beyond 10 years; the data do not reach it")
     if d.landmarks and not fit.spec.survival:
         for t in landmarks:
             if float(t) not in d.landmarks:
-                raise ValueError(
+                raise OptionError(
                     f"landmark {t:g} months was not fitted (fitted: {[f'{x:g}' for x in d.landmarks]}); this "
                     "per-landmark model has no parameter for another landmark (the survival model gives any landmark)"
                 )
     if not d.landmarks and not fit.spec.survival and landmarks:
-        raise ValueError(
+        raise OptionError(
             "this model has no landmarks (a binomial table): call predict without landmarks"
         )
 
@@ -244,11 +245,11 @@ def predict(
         fit, list(settings) if settings is not None else _default_settings(fit), at
     )
     if not settings:
-        raise ValueError(
+        raise OptionError(
             "this model has covariates: give the settings to predict, e.g. Setting(x=1.0)"
         )
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n (patients in the new trial) must be a positive integer, got {n!r}")
+        raise OptionError(f"n (patients in the new trial) must be a positive integer, got {n!r}")
     has_lm = bool(fit.data.landmarks) or fit.spec.survival
     if landmarks is None:
         landmarks = list(fit.spec.landmarks) if has_lm else []
@@ -460,13 +461,13 @@ def thresholds(
     """
     reference = reference or fit.spec.thresholds.reference
     if reference not in ("pooled", "predictive"):
-        raise ValueError(f"reference must be 'pooled' or 'predictive', got {reference!r}")
+        raise OptionError(f"reference must be 'pooled' or 'predictive', got {reference!r}")
     hrs = [float(h) for h in np.atleast_1d(hr if hr is not None else fit.spec.thresholds.hr)]
     for h in hrs:
         if not 0 < h < 1:
-            raise ValueError(f"hr must be in (0, 1) (an improvement), got {h!r}")
+            raise OptionError(f"hr must be in (0, 1) (an improvement), got {h!r}")
     if not 0 < prob < 1:
-        raise ValueError(f"prob must be in (0, 1), got {prob!r}")
+        raise OptionError(f"prob must be in (0, 1), got {prob!r}")
     pred = predict(fit, settings, landmarks, at=at)
     p0 = pred["rate"].sel(quantity=reference, drop=True)
     hr_da = xr.DataArray(hrs, dims="hr", coords={"hr": hrs})
@@ -712,7 +713,7 @@ def landmark_order(
         (see :func:`predict`).
     """
     if quantity not in ("pooled", "predictive"):
-        raise ValueError(f"quantity must be 'pooled' or 'predictive', got {quantity!r}")
+        raise OptionError(f"quantity must be 'pooled' or 'predictive', got {quantity!r}")
     ds = predict(fit, settings, at=at)
     if "landmark" not in ds.dims:
         return pd.DataFrame(columns=["setting", "earlier", "later", "prob_later_higher"])

@@ -3,28 +3,38 @@
 :func:`write_report` computes every file in memory first, then writes them
 into the output directory, each through a temp file beside it
 (:mod:`lmsbayes.files`), and moves them into place together at the end. An
-existing directory is written into: the report's own files are replaced and
-nothing else in it is touched. A manifest (``.lmsbayes-report.json``) lists
-the files a report wrote with their SHA-256, so that the next report into
-the same directory removes a figure the new one no longer has (e.g.
+existing directory is written into. A manifest (``.lmsbayes-report.json``)
+lists the files a report wrote with their SHA-256; it decides what the
+report may replace: a file of the same name as one of the report's is
+replaced only when the manifest lists it with its current content (an
+earlier report wrote it, and no one changed it since); any other file of
+that name (the user's own ``index.html``) is an error naming it, unless
+``overwrite=True`` (``--overwrite``). A symbolic link or other non-regular
+file in the report's place is always an error: the report writes only
+regular files it creates, never through a link. The next report into the
+same directory removes a figure the new one no longer has (e.g.
 ``forest_12m.png`` of a fit with other landmarks) only when that file is
-still the one lmsbayes wrote.
+still the one lmsbayes wrote. Labels taken from the data (trial names) are
+drawn as plain text: a ``$`` is never read as mathtext.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import html
 import io
 import json
 import os
 import re
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lmsbayes.errors import OutputPathError
 from lmsbayes.files import Staging, check_output_path
 from lmsbayes.plots import (
     plot_effects,
@@ -41,11 +51,21 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from lmsbayes.fit import Fit
 
-__all__ = ["MANIFEST", "write_report"]
+__all__ = ["ALWAYS_WRITTEN", "MANIFEST", "check_report_dir", "plain_text", "write_report"]
 
 #: The file in a report directory that lists what the report wrote (name -> SHA-256).
 MANIFEST = ".lmsbayes-report.json"
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+#: Files every report writes: checked before any work (the full list, which depends on the
+#: fit's landmarks, is checked again before anything is written).
+ALWAYS_WRITTEN = (
+    "index.html",
+    "thresholds.csv",
+    "diagnostics.csv",
+    "exclusions.csv",
+    "effects.png",
+    "ppc.png",
+)
 
 
 def _png_bytes(fig: Figure) -> bytes:
@@ -153,7 +173,9 @@ def _html_table(df, *, index: bool = False) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
+def write_report(
+    fit: Fit, outdir: str | os.PathLike[str], *, overwrite: bool = False, mkdir: bool = False
+) -> Path:
     """Write tables, figures and a self-contained ``index.html`` for a fit.
 
     Files: ``thresholds.csv`` (:func:`lmsbayes.predict.threshold_table` of
@@ -164,29 +186,69 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
     fit has that line and landmark) and ``index.html`` with the PNGs embedded
     as base64 and the tables as HTML, readable without the other files.
 
-    ``outdir`` is created if missing; an existing directory is written into.
-    The files are computed in memory, written to temp files in ``outdir`` and
-    moved into place together at the end, so an interrupted run leaves the
-    directory as it was. Only the report's own files are replaced; a file an
-    earlier report wrote and this one does not is removed only if its content
-    is still what lmsbayes wrote (the manifest ``.lmsbayes-report.json``
-    keeps its SHA-256). Nothing else in ``outdir`` is touched.
+    ``outdir`` is created if missing (its parent must exist unless
+    ``mkdir``); an existing directory is written into. The files are computed
+    in memory, written to temp files in ``outdir`` and moved into place
+    together at the end, so an interrupted run leaves the directory as it
+    was. A file is replaced only if an earlier report wrote it and it is
+    unchanged since (the manifest ``.lmsbayes-report.json`` keeps its
+    SHA-256), or with ``overwrite``; a file an earlier report wrote and this
+    one does not is removed only if its content is still what lmsbayes wrote.
+    Nothing else in ``outdir`` is touched, and nothing is written through a
+    symbolic link.
+
+    Parameters
+    ----------
+    fit : Fit
+    outdir : str or path-like
+    overwrite : bool
+        Replace a same-named regular file the manifest does not list (the
+        user's own ``index.html``). A link is refused even then.
+    mkdir : bool
+        Create the missing parents of ``outdir``.
 
     Raises
     ------
     OutputPathError
         ``outdir`` exists and is not a directory, lies under a regular file,
-        or cannot be written (checked before anything is computed).
+        its parent is missing (without ``mkdir``), or it cannot be written; a
+        file of the report's is in the way: a link, not a regular file, or a
+        file lmsbayes did not write (without ``overwrite``). Checked before
+        anything is computed, and again, for the exact list of files, before
+        anything is written.
 
     Returns
     -------
     pathlib.Path
         The path of ``index.html`` inside ``outdir``.
     """
+    outdir = check_output_path(outdir, kind="directory", what="report directory", mkdir=mkdir)
+    check_report_dir(outdir, None, overwrite)
+    with plain_text():
+        files = _report_files(fit)
+    _write_files(outdir, files, overwrite)
+    return outdir / "index.html"
+
+
+@contextlib.contextmanager
+def plain_text():
+    """Context in which matplotlib text is drawn as it is: a ``$`` in a trial's name is not mathtext.
+
+    Yields
+    ------
+    None
+    """
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False}):
+        yield
+
+
+def _report_files(fit: Fit) -> dict[str, bytes]:
+    """Every file of the report, by name, computed in memory."""
     from lmsbayes.predict import comparisons, threshold_table, thresholds
     from lmsbayes.version import __version__
 
-    outdir = check_output_path(outdir, kind="directory", what="report directory")
     files: dict[str, bytes] = {}
     table = threshold_table(thresholds(fit), fit=fit)
     # the survival model gives any landmark: the spec's; per-landmark models: the fitted ones
@@ -361,8 +423,7 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
         "</body></html>",
     ]
     files["index.html"] = "\n".join(parts).encode("utf-8")
-    _write_files(outdir, files)
-    return outdir / "index.html"
+    return files
 
 
 def _exclusions_view(excluded):
@@ -374,20 +435,84 @@ def _exclusions_view(excluded):
     return view.astype(object).where(view.notna(), "")
 
 
-def _write_files(outdir: Path, files: dict[str, bytes]) -> None:
+def _sha256_of(path: Path) -> str | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def check_report_dir(
+    outdir: str | os.PathLike[str], names: list[str] | None = None, overwrite: bool = False
+) -> None:
+    """Refuse to replace what a report may not: a link, a non-regular file, a file it did not write.
+
+    Parameters
+    ----------
+    outdir : str or path-like
+        The report directory (missing: nothing is in the way).
+    names : list of str, optional
+        The files the report will write; None: :data:`ALWAYS_WRITTEN` (the
+        check before the work, when the full list is not known yet).
+    overwrite : bool
+        Accept a regular file the manifest does not list (or lists with
+        other content).
+
+    Raises
+    ------
+    OutputPathError
+        Naming every file in the way and why.
+    """
+    outdir = Path(outdir)
+    names = list(ALWAYS_WRITTEN if names is None else names)
+    previous = _read_manifest(outdir)
+    problems = []
+    for name in sorted(set(names) | {MANIFEST}):
+        path = outdir / name
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            problems.append(f"{path}: {exc.strerror}")
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            problems.append(
+                f"{path} is a symbolic link (to {os.readlink(path)!r}); the report never writes "
+                "through a link: remove it"
+            )
+        elif not stat.S_ISREG(st.st_mode):
+            problems.append(f"{path} exists and is not a regular file")
+        elif name != MANIFEST and not overwrite and previous.get(name) != _sha256_of(path):
+            why = (
+                "changed since a report wrote it" if name in previous else "not written by a report"
+            )
+            problems.append(
+                f"{path} exists and was {why}; move it away, or pass --overwrite "
+                "(overwrite=True) to replace it"
+            )
+    if problems:
+        raise OutputPathError(
+            f"cannot write report directory {str(outdir)!r}: " + "; ".join(problems)
+        )
+
+
+def _write_files(outdir: Path, files: dict[str, bytes], overwrite: bool = False) -> None:
     """Write ``files`` into ``outdir`` together; retire unchanged files of the previous report."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(outdir)  # the directory the user named; its parent was checked
+    check_report_dir(outdir, list(files), overwrite)
     previous = _read_manifest(outdir)
     manifest = {
         "written_by": "lmsbayes report",
         "files": {n: hashlib.sha256(b).hexdigest() for n, b in files.items()},
     }
-    outdir.mkdir(parents=True, exist_ok=True)
     with Staging() as stage:
         for name, data in files.items():
-            stage.path(outdir / name).write_bytes(data)
-        stage.path(outdir / MANIFEST).write_text(
-            json.dumps(manifest, indent=1) + "\n", encoding="utf-8"
-        )
+            stage.write_bytes(outdir / name, data)
+        stage.write_bytes(outdir / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     for name, digest in previous.items():
         if name in files:
             continue

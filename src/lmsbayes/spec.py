@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmsbayes.errors import InputError
+from lmsbayes.errors import InputError, OptionError
 from lmsbayes.files import read_text
 from lmsbayes.model.families import FAMILIES
 
@@ -98,6 +98,9 @@ SEED_RANGE = (0, 2**32 - 1)
 NU_RANGE = (1.0, 1000.0)
 #: Largest magnitude of a prior parameter (on the logit/cloglog scale 1e6 is beyond vague).
 MAX_PRIOR_PARAM = 1e6
+#: Range of a prior's scale (sigma, beta, lam ...): below 1e-6 a prior is a point mass that
+#: no engine can integrate (sigma = 1e-300 stopped the mode search), above 1e6 beyond vague.
+PRIOR_SCALE_RANGE = (1e-6, 1e6)
 #: Most landmarks a spec may name.
 MAX_LANDMARKS = 24
 YEAR_RANGE = (1900, 2100)
@@ -220,7 +223,7 @@ class Prior:
                 z = (np.log(x) - k["mu"]) / k["sigma"]
                 out = -0.5 * z * z - np.log(x) - math.log(k["sigma"]) - half_log_2pi
             else:  # pragma: no cover - the registry is closed
-                raise ValueError(f"no density for {self.dist!r}")
+                raise OptionError(f"no density for {self.dist!r}")
             return np.where(x >= 0, out, -np.inf)
 
     def draw(self, size, rng):
@@ -282,6 +285,16 @@ class Prior:
                 ok = False
             elif key in _POSITIVE_PARAMS and v <= 0:
                 problems.append(f"{where}.{key} must be > 0, got {v!r}")
+                ok = False
+            elif (
+                key in _POSITIVE_PARAMS
+                and key != "nu"
+                and not (PRIOR_SCALE_RANGE[0] <= v <= PRIOR_SCALE_RANGE[1])
+            ):
+                problems.append(
+                    f"{where}.{key} must be in [{PRIOR_SCALE_RANGE[0]:g}, "
+                    f"{PRIOR_SCALE_RANGE[1]:g}], got {v!r}"
+                )
                 ok = False
             elif key == "nu" and not NU_RANGE[0] <= v <= NU_RANGE[1]:
                 problems.append(
@@ -905,11 +918,22 @@ def load_spec(path_or_name: str | Path = "default") -> ModelSpec:
         max_bytes=MAX_SPEC_BYTES,
         error=lambda path, reason: SpecError([reason], path),
     )
+    empty = SpecError(
+        [
+            "the spec is empty (no keys); an empty spec would fit the package's defaults, not "
+            "an analysis you chose: write the [model] table (see models/default.toml)"
+        ],
+        str(p),
+    )
+    if not text.strip():
+        raise empty
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError([f"not valid TOML: {exc}"], str(p)) from None
     except RecursionError:
         raise SpecError(["not valid TOML: nested too deeply"], str(p)) from None
+    if not raw:  # whitespace and comments only
+        raise empty
     raw.setdefault("name", p.stem)
     return parse_spec(raw, source=str(p), text=text)

@@ -67,7 +67,7 @@ from lmsbayes.data import read_tables
 from lmsbayes.engines import choose_engine
 from lmsbayes.engines.base import FitSettings
 from lmsbayes.engines.exact import Integrator
-from lmsbayes.errors import InputError
+from lmsbayes.errors import InputError, OptionError
 from lmsbayes.model.definition import Model
 from lmsbayes.model.families import NUMPY_OPS, survival_mean
 from lmsbayes.model.inputs import ModelData
@@ -891,7 +891,7 @@ def _log_normal_mix(y, se, m, tau, link: str, nodes: int = _GH_NODES) -> np.ndar
     if link == "logit":
         return stats.norm.logpdf(y, m, np.sqrt(se**2 + tau**2))
     if link != "cloglog":  # pragma: no cover - internal
-        raise ValueError(link)
+        raise OptionError(link)
 
     def h(x):
         hz = np.exp(x)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from lmsbayes.cli._common import (
     Progress,
@@ -14,6 +15,7 @@ from lmsbayes.cli._common import (
     hazard_ratio,
     load_spec_from_args,
     strict_failed,
+    unique_hrs,
     version,
 )
 
@@ -296,6 +298,7 @@ def _parse_landmarks(text: str) -> list[float]:
 
 def cmd_run(args) -> int:
     """The ``run`` verb: fit the default analysis and print the threshold table."""
+    unique_hrs(args)
     check_outputs(args, files=("output", "json", "csv"))
     progress = Progress(args.quiet)
     spec = load_spec_from_args(args)
@@ -327,6 +330,7 @@ def cmd_thresholds(args) -> int:
     """The ``thresholds`` verb: the threshold table of a saved fit."""
     from lmsbayes.fit import load_fit
 
+    unique_hrs(args)
     check_outputs(args, files=("json", "csv"))
     result = load_fit(args.fit)
     _emit_table(_thresholds_table(result, args), result, args)
@@ -339,13 +343,16 @@ def cmd_report(args) -> int:
     from lmsbayes.report import write_report
 
     check_outputs(args, directories=("output",))
+    from lmsbayes.report import check_report_dir
+
+    check_report_dir(Path(args.output), None, args.overwrite)  # before the fit, not after it
     progress = Progress(args.quiet)
     result = (
         load_fit(args.fit) if args.fit else fit_from_args(args, progress, load_spec_from_args(args))
     )
     if strict_failed(result, args):
         return exit_for(result, args, (args.output,))
-    path = write_report(result, args.output)
+    path = write_report(result, args.output, overwrite=args.overwrite)
     progress(f"report written to {path}")
     return exit_for(result, args)
 
@@ -433,7 +440,7 @@ def register(sub) -> None:
         help="write tables, figures and an HTML page",
         description="Write the report of a fit (CSV tables, PNG figures, a self-contained "
         "index.html) into a directory. An existing directory is written into: "
-        "only the report's own files are replaced.",
+        "only files an earlier report wrote, unchanged since, are replaced.",
     )
     q.add_argument(
         "fit",
@@ -443,6 +450,12 @@ def register(sub) -> None:
     )
     fit_args(q, spec_positional=False)
     q.add_argument("-o", "--output", default="report", metavar="DIR", help="output directory")
+    q.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a file of the report's name that an earlier report did not write (the "
+        "user's own index.html); a symbolic link is refused even then",
+    )
     q.set_defaults(func=cmd_report)
 
 

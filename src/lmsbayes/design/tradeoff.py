@@ -201,11 +201,11 @@ def borrowing_tradeoff(
         alt_text = f"p = {fmt(p_t)}"
         grid = np.round(np.linspace(lo, hi, grid_points), 12)
     else:
-        raise ValueError(
+        raise OptionError(
             f"design must be a TwoArmDesign or BayesianSingleArm, got {type(design).__name__}"
         )
     if not isinstance(prior, BetaMixture):
-        raise ValueError(f"prior must be a BetaMixture, got {type(prior).__name__}")
+        raise OptionError(f"prior must be a BetaMixture, got {type(prior).__name__}")
     mean = check_open_unit("robust_mean", robust_mean if robust_mean is not None else default_mean)
     ra, rb = robust_component(mean, robust_n, bounded=bounded)
     rows, curves = {}, []

@@ -70,52 +70,9 @@ def _tables(data: Any) -> _Tables:
             ],
             "data",
         )
-    return _Tables("binomial", _check_binomial(data), pd.DataFrame(), sha)
+    from lmsbayes.data import binomial_table  # the checked reader's rules (issue 20)
 
-
-def _check_binomial(table: pd.DataFrame) -> pd.DataFrame:
-    """Validate a plain (study, r, n) table; one error naming row, column and value."""
-    where = table.attrs.get("path", "data")
-    problems = []
-    t = table.reset_index(drop=True).copy()
-    for col in ("r", "n"):
-        vals = pd.to_numeric(t[col], errors="coerce")
-        for i in np.flatnonzero(
-            vals.isna() | ~np.isfinite(vals.fillna(0)) | (vals.fillna(0) % 1 != 0)
-        ):
-            problems.append(
-                f"{where} row {i + 2}, column {col!r}: must be a whole number, got {t.at[i, col]!r}"
-            )
-        t[col] = vals
-    if not problems:
-        for i in np.flatnonzero(t["n"] < 1):
-            problems.append(f"{where} row {i + 2}, column 'n': must be >= 1, got {t.at[i, 'n']!r}")
-        for i in np.flatnonzero((t["r"] < 0) | (t["r"] > t["n"])):
-            problems.append(
-                f"{where} row {i + 2}, column 'r': must be in [0, n = {t.at[i, 'n']:g}], got {t.at[i, 'r']!r}"
-            )
-    if "role" in t or "regimen" in t:  # the arm table's optional columns, same rules
-        from lmsbayes.data import role_regimen_problems
-
-        def cells(col: str) -> list[str]:
-            return [] if col not in t else [str(v) if pd.notna(v) else "" for v in t[col]]
-
-        role, regimen = cells("role") or [""] * len(t), cells("regimen") or [""] * len(t)
-        for i, col, message in role_regimen_problems(
-            role, regimen, row_name=lambda j: f"row {j + 2}"
-        ):
-            problems.append(f"{where} row {i + 2}, column {col!r}: {message}")
-    study = t["study"].astype(str)
-    for i in np.flatnonzero(study.duplicated()):
-        problems.append(
-            f"{where} row {i + 2}, column 'study': duplicate study {study[i]!r} (one row per study arm)"
-        )
-    if problems:
-        raise SpecError(problems, where)
-    t["study"] = study
-    t["r"] = t["r"].astype(np.int64)
-    t["n"] = t["n"].astype(np.int64)
-    return t
+    return _Tables("binomial", binomial_table(data), pd.DataFrame(), sha)
 
 
 # ---------------------------------------------------------------------------- preparation

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from lmsbayes.errors import OptionError
 from lmsbayes.prior.density import PredictiveDensity
 from lmsbayes.prior.em import fit_mixture, fit_mixture_to_density, mixture_fit_diagnostic
 from lmsbayes.prior.mixture import BetaMixture
@@ -74,13 +75,13 @@ def map_prior(
         has_landmarks = bool(fit.data.landmarks) or fit.spec.survival
         if setting is None:
             if fit.data.covariates or fit.data.table == "lms":
-                raise ValueError(
+                raise OptionError(
                     "map_prior(fit, setting, landmark): this model has covariates; give the setting "
                     "of the new trial, e.g. Setting('2L+', 'R-T', 0.5)"
                 )
             setting = Setting()
         if has_landmarks and landmark is None:
-            raise ValueError(
+            raise OptionError(
                 "map_prior(fit, setting, landmark): give the landmark (months) of the rate"
             )
         try:
