@@ -762,7 +762,7 @@ def new_trial_conditionals(
     """
     settings = [setting] if setting is not None else _default_settings(fit)
     if len(settings) != 1:
-        raise ValueError("new_trial_conditionals needs one setting")
+        raise OptionError("new_trial_conditionals needs one setting")
     settings = settings_at(fit, settings, None)
     s = settings[0]
     has_lm = bool(fit.data.landmarks) or fit.spec.survival

@@ -25,6 +25,7 @@ import numpy as np
 
 from lmsbayes.curves.likelihood import CURVE_FAMILIES, grid_posterior, group, log_survival
 from lmsbayes.curves.reconstruct import Reconstruction
+from lmsbayes.errors import OptionError
 
 __all__ = ["ArmFit", "chi2_sf", "fit_arm", "grouped_events", "truncate"]
 
@@ -205,11 +206,11 @@ def fit_arm(
     ArmFit
     """
     if family not in CURVE_FAMILIES:
-        raise ValueError(f"family must be one of {CURVE_FAMILIES}, got {family!r}")
+        raise OptionError(f"family must be one of {CURVE_FAMILIES}, got {family!r}")
     time, event, lower = rec.time, rec.event, rec.lower
     if t_max is not None:
         if not (t_max > 0):
-            raise ValueError(f"t_max must be > 0 months, got {t_max!r}")
+            raise OptionError(f"t_max must be > 0 months, got {t_max!r}")
         time, event, lower = truncate(time, event, lower, t_max)
     post = grid_posterior(group(lower, time, event), family, t_ref=t_ref)
     eta, k = post["eta_mean"], post["shape_mean"]

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lmsbayes.errors import OptionError
+
 __all__ = ["CURVE_FAMILIES", "GroupedData", "grid_posterior", "group", "log_survival", "loglik"]
 
 #: Curve families a reconstructed arm can be fitted on (the model's survival curves).
@@ -40,7 +42,7 @@ def log_survival(t, eta, shape, t_ref: float, curve: str) -> np.ndarray:
     elif curve == "weibull":
         out = -np.exp(eta + shape * x)
     else:
-        raise ValueError(f"curve must be one of {CURVE_FAMILIES}, got {curve!r}")
+        raise OptionError(f"curve must be one of {CURVE_FAMILIES}, got {curve!r}")
     return np.where(t > 0, out, 0.0)
 
 

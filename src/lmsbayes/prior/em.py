@@ -476,11 +476,11 @@ def _check_options(max_components, criterion, kl_tol) -> None:
     if isinstance(max_components, bool) or not (
         isinstance(max_components, int | np.integer) and max_components >= 1
     ):
-        raise ValueError(f"max_components must be an integer >= 1, got {max_components!r}")
+        raise OptionError(f"max_components must be an integer >= 1, got {max_components!r}")
     if criterion not in _CRITERIA:
-        raise ValueError(f"criterion must be one of {list(_CRITERIA)}, got {criterion!r}")
+        raise OptionError(f"criterion must be one of {list(_CRITERIA)}, got {criterion!r}")
     if not (isinstance(kl_tol, int | float) and kl_tol > 0):
-        raise ValueError(f"kl_tol must be a positive number, got {kl_tol!r}")
+        raise OptionError(f"kl_tol must be a positive number, got {kl_tol!r}")
 
 
 def fit_mixture(
@@ -600,7 +600,7 @@ def fit_mixture_to_density(
     """
     _check_options(max_components, "kl", kl_tol)
     if not quantile_tol > 0:
-        raise ValueError(f"quantile_tol must be > 0, got {quantile_tol!r}")
+        raise OptionError(f"quantile_tol must be > 0, got {quantile_tol!r}")
     probs = np.asarray(QUANTILE_PROBS)
     g = density.grid(nodes)
     mix, table, chosen = _fit_points(
