@@ -416,7 +416,7 @@ def _exact_groups(model: Model, res) -> tuple[xr.Dataset, dict, dict]:
     data_vars = {}
     for p in model.params:
         data_vars[p.name] = (("chain", "draw", *p.dims), res.values[p.name][None])
-    z = res.z if model.per_landmark else res.z[..., 0]
+    z = model.z_named(res.z)
     data_vars["z"] = (("chain", "draw", *model.z_dims), z[None])
     if model.data.latent.size:
         data_vars["uterine_latent"] = (("chain", "draw", "arm_latent"), res.u[None])
@@ -456,7 +456,6 @@ def _finish_datatree(
     (nutpie keeps those it was compiled with; the exact engine's are right).
     """
     from lmsbayes.model.derived import (
-        _block_cholesky,
         arm_rates,
         observed,
         posterior_arrays,
@@ -471,9 +470,9 @@ def _finish_datatree(
             coords["trial"] = list(data.trials)
         post = post.assign_coords(coords)
     arrays = posterior_arrays(model, post)
-    landmarks = list(spec.landmarks) if spec.survival else list(data.landmarks)
+    landmarks = data.family.reported_landmarks(spec.landmarks, data.landmarks)
     rng = np.random.default_rng(spec.sampler.seed + 1)
-    blocks = _block_cholesky(model) if data.family == "survival" else None
+    blocks = data.family.simulation_blocks(model)
     C, D = post.sizes["chain"], post.sizes["draw"]
     # draws in chunks whose arrays stay in cache: thousands of arms would otherwise page-fault
     # gigabytes of temporaries; each output is written once

@@ -34,7 +34,7 @@ import xarray as xr
 from scipy import special
 
 from lmsbayes.model.covariates import CLASSES, LINES, design_matrices
-from lmsbayes.model.families import NUMPY_OPS, rate_from_eta
+from lmsbayes.model.families import NUMPY_OPS
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmsbayes.fit import Fit
@@ -345,14 +345,14 @@ def _check_settings(fit: Fit, settings: Sequence[Setting], landmarks: Sequence[f
             raise ValueError(f"landmark must be a positive number of months, got {t!r}")
         if t > 120:
             raise ValueError(f"landmark {t:g} months is beyond 10 years; the data do not reach it")
-    if d.landmarks and not fit.spec.survival:
+    if d.landmarks and not d.family.any_landmark:
         for t in landmarks:
             if float(t) not in d.landmarks:
                 raise ValueError(
                     f"landmark {t:g} months was not fitted (fitted: {[f'{x:g}' for x in d.landmarks]}); this "
                     "per-landmark model has no parameter for another landmark (the survival model gives any landmark)"
                 )
-    if not d.landmarks and not fit.spec.survival and landmarks:
+    if not d.landmarks and not d.family.any_landmark and landmarks:
         raise ValueError(
             "this model has no landmarks (a binomial table): call predict without landmarks"
         )
@@ -388,24 +388,11 @@ def _rates(
     ``shape`` (survival): the curve's shape for each (chain, draw, setting).
     """
     d = fit.data
-    if fit.spec.survival:
-        return rate_from_eta(
-            eta[..., :1],
-            np.asarray(landmarks, float),
-            shape[..., None],
-            fit.spec.model.t_ref,
-            d.curve,
-        )
-    if d.landmarks:
-        idx = [d.landmarks.index(float(t)) for t in landmarks]
-        e = eta[..., idx] if eta.shape[-1] > 1 else np.repeat(eta, len(idx), axis=-1)
-    else:
-        e = eta
-    return np.exp(-np.exp(e)) if d.family == "joint-cloglog" else special.expit(e)
+    return d.family.rates(eta, landmarks, d.landmarks, shape, fit.spec.model.t_ref)
 
 
 def _shape_values(fit: Fit, c: dict, groups: np.ndarray) -> np.ndarray | None:
-    return c["shape"][..., groups] if fit.spec.survival else None
+    return c["shape"][..., groups] if "shape" in c else None
 
 
 def _new_effects(fit: Fit, tau: np.ndarray, rng) -> np.ndarray:
@@ -420,7 +407,7 @@ def _new_effects(fit: Fit, tau: np.ndarray, rng) -> np.ndarray:
     post = fit.posterior
     if "trial_tau" in post:
         tt = post["trial_tau"].values
-        tt = tt[:, :, None, :] if fit.model.per_landmark else tt[:, :, None, None]
+        tt = fit.model.z_canonical(tt)[:, :, None, :]
         u = u + tt * rng.standard_normal(tau.shape)
     return u
 
@@ -499,7 +486,8 @@ def predict(
         )
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n (patients in the new trial) must be a positive integer, got {n!r}")
-    has_lm = bool(fit.data.landmarks) or fit.spec.survival
+    family = fit.data.family
+    has_lm = bool(family.reported_landmarks(fit.spec.landmarks, fit.data.landmarks))
     if landmarks is None:
         landmarks = list(fit.spec.landmarks) if has_lm else []
     landmarks = [float(t) for t in landmarks]
@@ -532,12 +520,12 @@ def predict(
             tau = c["tau"][..., strata_a, :]  # (chain, draw, arm, Kz)
             tau1 = np.take_along_axis(tau, pick[:, :, None, None], axis=2)
             shape1 = None
-            if fit.spec.survival:
+            if "shape" in c:
                 shape1 = np.take_along_axis(
                     _shape_values(fit, c, groups_a) * np.ones((C, D, 1)), pick[:, :, None], axis=2
                 )
             pred[:, :, k] = _rates(fit, e1 + _new_effects(fit, tau1, rng), shape1, lm)[:, :, 0]
-    joined = fit.spec.survival or fit.spec.joint
+    joined = family.joined
     observed = (
         _observed_in_sequence(rng, n, pred, landmarks)
         if joined and has_lm

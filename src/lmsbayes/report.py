@@ -153,7 +153,7 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
     files: dict[str, bytes] = {}
     table = threshold_table(thresholds(fit), fit=fit)
     # the survival model gives any landmark: the spec's; per-landmark models: the fitted ones
-    landmarks = list(fit.spec.landmarks) if fit.spec.survival else list(fit.data.landmarks)
+    landmarks = fit.data.family.reported_landmarks(fit.spec.landmarks, fit.data.landmarks)
     files["thresholds.csv"] = table.to_csv(index=False).encode()
     diag = fit.diagnostics.table.copy()
     diag.index.name = "variable"
@@ -198,14 +198,7 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
         "effects.png",
         plot_effects(fit),
         "Covariate effects and heterogeneity",
-        (
-            "Hazard ratios exp(beta) for all landmarks (proportional hazards)"
-            if fit.spec.joint or fit.data.curve == "weibull"
-            else "Odds ratios exp(beta) of being progression-free, for all landmarks (one curve per arm)"
-            if fit.spec.survival
-            else "Odds ratios exp(beta) per landmark"
-        )
-        + "; posterior of the between-arm sd tau.",
+        fit.data.family.effect_caption + "; posterior of the between-arm sd tau.",
     )
     add(
         "ppc.png",
