@@ -13,17 +13,13 @@ import pandas as pd
 import pytest
 
 from lmsbayes.model.covariates import (
-    CLASSES,
-    LINES,
     LMS_COVARIATES,
     Covariate,
     codings_from_json,
     codings_to_json,
     design_matrices,
-    design_matrix,
     design_row,
     expand_terms,
-    main_effects,
 )
 
 ARMS = pd.DataFrame(
@@ -57,7 +53,6 @@ def test_lms_main_effects_are_coded_as_documented():
     )
     np.testing.assert_allclose(X, expected, atol=1e-15)
     np.testing.assert_array_equal(Xu, [[0, 0, 0], [0, 0, 1], [0, 0, 0], [0, 0, 0]])
-    assert LINES == ("1L", "2L+") and CLASSES == ("R-T", "NR-T")
 
 
 def test_interactions_are_products_and_linear_in_a_latent_fraction():
@@ -114,15 +109,9 @@ def test_the_coding_round_trips_through_json():
     np.testing.assert_array_equal(design_matrices(ARMS, back)[0], design_matrices(ARMS, cols)[0])
 
 
-def test_the_lms_coding_of_version_0_1_agrees_and_rejects_unknown_labels():
-    eff = main_effects(["1L", "2L+"], ["NR-T", "R-T"], [0.2, 0.9], uterine_centre=0.5)
-    np.testing.assert_allclose(
-        design_matrix(eff, ["line", "nrt", "line:nrt", "uterine"]),
-        [[0.0, 1.0, 0.0, -0.3], [1.0, 0.0, 0.0, 0.4]],
-    )
-    with pytest.raises(ValueError, match=r"line must be one of \['1L', '2L\+'\], got '2L'"):
-        main_effects(["2L"], ["R-T"], [0.5])
-    with pytest.raises(ValueError, match="treatment_class must be one of"):
-        main_effects(["1L"], ["RT"], [0.5])
-    with pytest.raises(ValueError, match="uterine fraction must be in"):
-        main_effects(["1L"], ["R-T"], [1.2])
+def test_an_unknown_label_codes_as_the_reference_and_a_non_number_as_missing():
+    """Coding is not validation: labels are checked when the data are read (lmsbayes.data)."""
+    line = LMS_COVARIATES()["line"]
+    np.testing.assert_array_equal(line.code(["2L+", "1L", "2L", None]), [1.0, 0.0, 0.0, 0.0])
+    uterine = LMS_COVARIATES(0.4)["uterine"]
+    np.testing.assert_allclose(uterine.code([0.9, "n/a", None]), [0.5, np.nan, np.nan])
