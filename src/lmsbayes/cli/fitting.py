@@ -147,7 +147,7 @@ def _print_binomial(table, fit) -> None:
     import numpy as np
 
     from lmsbayes.predict import predict
-    from lmsbayes.prior import ess, map_prior
+    from lmsbayes.prior import ess, map_prior, to_rbest
 
     d = fit.data
     patients = int(np.nansum(d.arms["n"].astype(float)))
@@ -175,7 +175,7 @@ def _print_binomial(table, fit) -> None:
             f"  mean {mix.mean():.4f}, sd {mix.sd():.4f}; ESS: ELIR {ests['elir']:.1f} (report this one), "
             f"moment {ests['moment']:.1f}, Morita {ests['morita']:.1f}"
         )
-        print("  RBesT: " + mix.to_rbest())
+        print("  RBesT: " + to_rbest(mix))
     print(fit.diagnostics.line())
 
 
@@ -281,6 +281,7 @@ def _parse_landmarks(text: str) -> list[float]:
 
 
 def cmd_run(args) -> int:
+    """The ``run`` verb: fit the default analysis and print the threshold table."""
     check_outputs(args, files=("output", "json", "csv"))
     progress = Progress(args.quiet)
     spec = load_spec_from_args(args)
@@ -296,6 +297,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_fit(args) -> int:
+    """The ``fit`` verb: fit a spec and save the fit."""
     check_outputs(args, files=("output",))
     progress = Progress(args.quiet)
     result = fit_from_args(args, progress, load_spec_from_args(args))
@@ -308,6 +310,7 @@ def cmd_fit(args) -> int:
 
 
 def cmd_thresholds(args) -> int:
+    """The ``thresholds`` verb: the threshold table of a saved fit."""
     from lmsbayes.fit import load_fit
 
     check_outputs(args, files=("json", "csv"))
@@ -317,6 +320,7 @@ def cmd_thresholds(args) -> int:
 
 
 def cmd_report(args) -> int:
+    """The ``report`` verb: the HTML report of a fit."""
     from lmsbayes.fit import load_fit
     from lmsbayes.report import write_report
 
@@ -333,6 +337,7 @@ def cmd_report(args) -> int:
 
 
 def table_args(q) -> None:
+    """Options of the verbs that print a threshold table."""
     q.add_argument(
         "--landmarks",
         type=_parse_landmarks,

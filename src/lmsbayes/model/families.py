@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from types import SimpleNamespace
+from typing import override
 
 import numpy as np
 from scipy import special
@@ -369,12 +370,15 @@ class Family:
 
 
 class LogitBinomial(Family):
+    """Effective binomial counts per arm and landmark, logit link (the EORTC-style per-landmark model)."""
+
     name = "logit-binomial"
     description = (
         "y ~ Binomial(n_eff, p), logit p = eta: effective binomial data per arm (and landmark)"
     )
     ppc_description = "y / n"
 
+    @override
     def add_columns(self, obs) -> None:
         self._counts(obs, "n_eff", "y_eff")
 
@@ -385,24 +389,30 @@ class LogitBinomial(Family):
         obs["lik_n"], obs["lik_y"] = n, y
         obs["log_choose"] = _log_choose(n, y)
 
+    @override
     def loglik_terms(self, ops, eta, eta_obs, c, a, model):
         return binomial_logit_terms(ops, eta_obs, a["lik_y"], a["lik_n"], a["log_choose"])
 
+    @override
     def alpha_start(self, obs) -> float:
         y, n = obs["lik_y"].to_numpy(float), obs["lik_n"].to_numpy(float)
         p = (y.sum() + 0.5) / (n.sum() + 1)
         return float(np.log(p / (1 - p)))
 
+    @override
     def exact_kernel(self, model):
         return BinomialLogitKernel(model.arrays)
 
+    @override
     def simulate(self, model, eta, eta_obs, c, rng, blocks=None):
         a = model.arrays
         return rng.binomial(a["lik_n"].astype(np.int64), special.expit(eta_obs))
 
+    @override
     def check_simulated(self, y, a, arm) -> None:
         _binomial_counts_check(y, a, arm)
 
+    @override
     def with_observations(self, obs, y) -> None:
         n = obs["lik_n"].to_numpy(float)
         obs["log_choose"] = _log_choose(n, y)
@@ -410,14 +420,18 @@ class LogitBinomial(Family):
         if "rate" in obs:
             obs["rate"] = y / np.maximum(n, 1)
 
+    @override
     def display_values(self, v, a):
         return v / a["lik_n"].astype(float)
 
+    @override
     def success_probability(self, eta, k, a, rows):
         return special.expit(eta[..., k])
 
 
 class LogitNormal(Family):
+    """The logit of each reported rate, normal with its se: the two-stage model (closed form in z)."""
+
     name = "logit-normal"
     gaussian = True
     description = (
@@ -425,6 +439,7 @@ class LogitNormal(Family):
         "(and of the EORTC 2021 analysis)"
     )
 
+    @override
     def add_columns(self, obs) -> None:
         rate = obs["rate"].to_numpy(float)
         n_known = obs["n"].astype("float64").to_numpy()
@@ -434,24 +449,31 @@ class LogitNormal(Family):
         obs["lik_y"] = np.log(rate_c / (1 - rate_c))
         obs["lik_se"] = obs["se_logit"].to_numpy(float)
 
+    @override
     def loglik_terms(self, ops, eta, eta_obs, c, a, model):
         return normal_terms(ops, eta_obs, a["lik_y"], a["lik_se"])
 
+    @override
     def alpha_start(self, obs) -> float:
         return float(obs["lik_y"].mean())
 
+    @override
     def simulate(self, model, eta, eta_obs, c, rng, blocks=None):
         return rng.normal(eta_obs, model.arrays["lik_se"])
 
+    @override
     def with_observations(self, obs, y) -> None:
         if "rate" in obs:
             obs["rate"] = special.expit(y)
 
+    @override
     def predictive_normal(self, eta, shape, a, rows, model):
         return eta, np.ones_like(eta), a["lik_se"][rows]
 
 
 class JointCloglog(Family):
+    """An arm's landmarks jointly: each conditional on the one before, log cumulative hazard scale."""
+
     name = "joint-cloglog"
     link = "cloglog"
     per_landmark = False
@@ -469,45 +491,56 @@ class JointCloglog(Family):
     ppc_description = "y / n at risk: after an arm's first landmark, given the one before"
     logit_of_scale = staticmethod(_cloglog_to_logit)
 
+    @override
     def add_columns(self, obs) -> None:
         obs["prev_idx"] = obs["prev_landmark_idx"].astype(np.int64)
         LogitBinomial._counts(obs, "n_cond", "y_cond")
 
+    @override
     def data_arrays(self, data) -> dict[str, np.ndarray]:
         return {"prev_idx": data.obs["prev_idx"].to_numpy(np.int64)}
 
+    @override
     def loglik_terms(self, ops, eta, eta_obs, c, a, model):
         eta_prev = eta[..., a["arm_idx"], a["prev_idx"]]
         return conditional_cloglog_terms(
             ops, eta_obs, eta_prev, a["has_prev"], a["lik_n"], a["lik_y"], a["log_choose"]
         )
 
+    @override
     def inverse_link(self, eta):
         return np.exp(-np.exp(eta))
 
+    @override
     def alpha_start(self, obs) -> float:
         return -0.5
 
+    @override
     def exact_kernel(self, model):
         return ConditionalCloglogKernel(model.arrays)
 
+    @override
     def simulate(self, model, eta, eta_obs, c, rng, blocks=None):
         a = model.arrays
         prev = eta[..., a["arm_idx"], a["prev_idx"]]
         gap = np.where(a["has_prev"] > 0.5, -np.expm1(prev - eta_obs), 1.0)
         return rng.binomial(a["lik_n"].astype(np.int64), np.exp(-np.exp(eta_obs) * gap))
 
+    @override
     def check_simulated(self, y, a, arm) -> None:
         _binomial_counts_check(y, a, arm)
 
+    @override
     def with_observations(self, obs, y) -> None:
         n = obs["lik_n"].to_numpy(float)
         obs["log_choose"] = _log_choose(n, y)
         obs["y_cond"] = y.astype(np.int64)
 
+    @override
     def display_values(self, v, a):
         return v / a["lik_n"].astype(float)
 
+    @override
     def success_probability(self, eta, k, a, rows):
         prev = a["prev_idx"][rows]
         gap = np.where(a["has_prev"][rows] > 0.5, -np.expm1(eta[..., prev] - eta[..., k]), 1.0)
@@ -543,15 +576,18 @@ class SurvivalCurve(Family):
     density_at_median = math.nan
 
     @property
+    @override
     def likelihood_description(self) -> str:
         return SURVIVAL_DESCRIPTION
 
+    @override
     def label(self, model_part) -> str:
         m = model_part
         if m.shape == "fixed":
             return f"survival {m.curve}, shape fixed at {m.shape_value:g}"
         return f"survival {m.curve}, shape {m.shape}"
 
+    @override
     def reported_landmarks(self, spec_landmarks, fitted_landmarks) -> list:
         return list(spec_landmarks)
 
@@ -594,12 +630,15 @@ class SurvivalCurve(Family):
         rel = np.log(t / t_ref)
         return self.rate_of_scale(self.linear(eta, shape, rel))
 
+    @override
     def rates(self, eta, landmarks, fitted_landmarks, shape=None, t_ref: float = 6.0):
         return self.rate_at(eta[..., :1], np.asarray(landmarks, float), shape[..., None], t_ref)
 
+    @override
     def add_columns(self, obs) -> None:
         obs["lik_y"] = obs["y"].to_numpy(float)
 
+    @override
     def data_arrays(self, data) -> dict[str, np.ndarray]:
         out = {
             "first": data.terms["first"].to_numpy(np.int64),
@@ -613,6 +652,7 @@ class SurvivalCurve(Family):
         out["diagonal"] = (out["first"] == out["second"]).astype(float)
         return out
 
+    @override
     def loglik_terms(self, ops, eta, eta_obs, c, a, model):
         shape = c["shape"][..., a["obs_shape_idx"]]
         mu = self.mean(ops, eta_obs, shape, a["is_median"], a["log_t_rel"], model.log_t_ref)
@@ -631,9 +671,11 @@ class SurvivalCurve(Family):
             diagonal=a["diagonal"],
         )
 
+    @override
     def simulation_blocks(self, model):
         return block_cholesky(model)
 
+    @override
     def simulate(self, model, eta, eta_obs, c, rng, blocks=None):
         a = model.arrays
         shape = c["shape"][..., a["obs_shape_idx"]]
@@ -658,6 +700,7 @@ class SurvivalCurve(Family):
         mu[..., perm] += corr
         return mu
 
+    @override
     def with_observations(self, obs, y) -> None:
         obs["y"] = y
         med = obs["is_median"].to_numpy(float) > 0.5
@@ -665,10 +708,12 @@ class SurvivalCurve(Family):
         obs["value"] = np.where(med, np.exp(np.where(med, y, 0.0)), rate)
         obs["t"] = np.where(med, obs["value"], obs["t"])
 
+    @override
     def display_values(self, v, a):
         med = np.asarray(a["is_median"]) > 0.5
         return np.where(med, np.exp(v), self.rate_of_scale(v))
 
+    @override
     def describe_observations(self, o, reported_sources) -> dict[str, np.ndarray]:
         return {
             "kind": o["kind"].to_numpy(object),
@@ -685,6 +730,7 @@ class SurvivalCurve(Family):
         out[rate] = self.log_jacobian_to_logit(o["lik_y"].to_numpy(float)[rate])
         return {"elpd_survival": float(elpd) + float(np.sum(out))}
 
+    @override
     def predictive_normal(self, eta, shape, a, rows, model):
         args = (a["is_median"][rows], a["log_t_rel"][rows], model.log_t_ref)
         mu = self.mean(NUMPY_OPS, eta, shape, *args)
@@ -694,12 +740,14 @@ class SurvivalCurve(Family):
             se = se * np.exp(-a["se_shape_power"][rows] * np.log(shape))
         return mu, slope, se
 
+    @override
     def orient_pit(self, F, a, rows):
         if self.sign > 0:
             return F
         # the scale falls as S rises: P(C_rep <= c) = P(S_rep >= S); report P(S_rep <= S)
         return np.where(a["is_median"][rows] > 0.5, F, 1.0 - F)
 
+    @override
     def new_arm_scale(self, base, shape, t: float, t_ref: float, fitted_landmarks):
         return self.linear(base[..., 0], shape, math.log(t / t_ref)), 0
 
@@ -716,21 +764,27 @@ class LogLogistic(SurvivalCurve):
         "Odds ratios exp(beta) of being progression-free, for all landmarks (one curve per arm)"
     )
 
+    @override
     def to_scale(self, p):
         return np.log(p) - np.log1p(-p)
 
+    @override
     def rate_of_scale(self, y):
         return special.expit(y)
 
+    @override
     def linear(self, eta, shape, log_t_rel):
         return eta - shape * log_t_rel
 
+    @override
     def log_median(self, eta, shape, log_t_ref):
         return log_t_ref + eta / shape
 
+    @override
     def se_from_logit(self, s, se_logit):
         return se_logit
 
+    @override
     def log_jacobian_to_logit(self, c):
         return np.zeros_like(c)
 
@@ -749,21 +803,27 @@ class Weibull(SurvivalCurve):
     effect_caption = "Hazard ratios exp(beta) for all landmarks (proportional hazards)"
     logit_of_scale = staticmethod(_cloglog_to_logit)
 
+    @override
     def to_scale(self, p):
         return np.log(-np.log(p))
 
+    @override
     def rate_of_scale(self, y):
         return np.exp(-np.exp(y))
 
+    @override
     def linear(self, eta, shape, log_t_rel):
         return eta + shape * log_t_rel
 
+    @override
     def log_median(self, eta, shape, log_t_ref):
         return log_t_ref + (LOGLOG2 - eta) / shape
 
+    @override
     def se_from_logit(self, s, se_logit):
         return se_logit * (1 - s) / abs(math.log(s))
 
+    @override
     def log_jacobian_to_logit(self, c):
         log_s = -np.exp(c)  # S = exp(-exp(c)): the rate the observation states
         return np.log(-np.expm1(log_s)) - np.log(-log_s)
@@ -793,23 +853,29 @@ class LogNormal(SurvivalCurve):
         "(one curve per arm)"
     )
 
+    @override
     def to_scale(self, p):
         return special.ndtri(p)
 
+    @override
     def rate_of_scale(self, y):
         return special.ndtr(y)
 
+    @override
     def linear(self, eta, shape, log_t_rel):
         return eta - shape * log_t_rel
 
+    @override
     def log_median(self, eta, shape, log_t_ref):
         return log_t_ref + eta / shape
 
+    @override
     def se_from_logit(self, s, se_logit):
         # d probit / d logit = S (1 - S) / phi(probit S)
         z = float(special.ndtri(s))
         return se_logit * s * (1 - s) * math.sqrt(2 * math.pi) * math.exp(0.5 * z * z)
 
+    @override
     def log_jacobian_to_logit(self, c):
         # c = probit S: log |dc / dlogit| = log S + log(1 - S) - log phi(c)
         return special.log_ndtr(c) + special.log_ndtr(-c) + 0.5 * c * c + 0.5 * LOG_2PI
@@ -888,10 +954,12 @@ class BinomialLogitKernel:
         W = comp_sum(np.broadcast_to(self.w_hat, pre[0].shape))
         return scale * A / (1.0 + scale * scale * W)
 
+    @override
     def value(self, pre, shift, t=None):
         y, n, lc = (self.y, self.n, self.lc) if t is None else (self.y[t], self.n[t], self.lc[t])
         return binomial_logit_terms(NUMPY_OPS, pre[0] + shift, y, n, lc)
 
+    @override
     def derivs(self, pre, shift, value: bool = False, t=None):
         y, n, lc = (self.y, self.n, self.lc) if t is None else (self.y[t], self.n[t], self.lc[t])
         eta = pre[0] + shift
@@ -925,6 +993,7 @@ class ConditionalCloglogKernel:
         )
         self.arm, self.k, self.prev = a["arm_idx"], a["k_idx"], a["prev_idx"]
 
+    @override
     def prepare(self, base):
         eta, prev = base[..., self.arm, self.k], base[..., self.arm, self.prev]
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -936,10 +1005,12 @@ class ConditionalCloglogKernel:
             return self.y, self.n, self.lc, self.has_prev
         return self.y[t], self.n[t], self.lc[t], self.has_prev[t]
 
+    @override
     def value(self, pre, shift, t=None):
         y, n, lc, hp = self._data(t)
         return conditional_cloglog_terms(NUMPY_OPS, pre[0] + shift, pre[1] + shift, hp, n, y, lc)
 
+    @override
     def derivs(self, pre, shift, value: bool = False, t=None):
         y, n, _, _ = self._data(t)
         d = np.exp(pre[2] + shift)

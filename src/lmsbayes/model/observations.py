@@ -35,11 +35,11 @@ import math
 import numpy as np
 import pandas as pd
 
+from lmsbayes.data import Z95
 from lmsbayes.model.families import SurvivalCurve, get_family
 
-__all__ = ["survival_observations", "within_arm_correlation", "precision_terms", "Z95"]
+__all__ = ["survival_observations", "within_arm_correlation", "precision_terms"]
 
-Z95 = 1.959963984540054
 _MAX_CORR = 0.95  # equal plug-in odds would make R singular
 
 
