@@ -209,9 +209,13 @@ def test_lognormal_validation_pieces_against_finite_differences():
     value, slope = LN.logit_of_scale(c)
     np.testing.assert_allclose(value, logit(c), rtol=1e-12)
     np.testing.assert_allclose(slope, dlogit, rtol=1e-7)
-    # the rate's scale rises with S: the PIT keeps its orientation
-    F = np.array([0.1, 0.7])
-    np.testing.assert_array_equal(LN.orient_pit(F, {"is_median": np.zeros(2)}, np.arange(2)), F)
+    # the rate's scale rises with S: no observation's PIT or interval is flipped (Weibull's rates are)
+    a = {"is_median": np.array([0.0, 1.0, 0.0])}
+    assert not LN.falls_with_rate(a, np.arange(3)).any()
+    np.testing.assert_array_equal(LN.rate_rows(a, np.arange(3)), [True, False, True])
+    np.testing.assert_array_equal(
+        get_family("survival", "weibull").falls_with_rate(a, np.arange(3)), [True, False, True]
+    )
 
 
 def test_lognormal_replicates_have_the_models_mean_and_covariance():

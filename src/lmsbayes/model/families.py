@@ -355,9 +355,13 @@ class Family:
         """Gaussian families: mean, slope in eta and sd of held-out observations ``rows`` at ``eta``."""
         raise NotImplementedError
 
-    def orient_pit(self, F, a, rows):
-        """The PIT as P(rate_rep <= rate) where the likelihood's scale falls as the rate rises."""
-        return F
+    def rate_rows(self, a, rows) -> np.ndarray:
+        """Which observations ``rows`` are rates (bool): all of them but a curve's medians."""
+        return np.ones(len(rows), dtype=bool)
+
+    def falls_with_rate(self, a, rows) -> np.ndarray:
+        """Which observations' scale falls as the reported rate rises (bool; validation flips them)."""
+        return np.zeros(len(rows), dtype=bool)
 
     def success_probability(self, eta, k, a, rows):
         """Binomial families: success probability of observations ``rows`` at ``eta`` (..., K)."""
@@ -741,11 +745,13 @@ class SurvivalCurve(Family):
         return mu, slope, se
 
     @override
-    def orient_pit(self, F, a, rows):
-        if self.sign > 0:
-            return F
-        # the scale falls as S rises: P(C_rep <= c) = P(S_rep >= S); report P(S_rep <= S)
-        return np.where(a["is_median"][rows] > 0.5, F, 1.0 - F)
+    def rate_rows(self, a, rows) -> np.ndarray:
+        return a["is_median"][rows] < 0.5
+
+    @override
+    def falls_with_rate(self, a, rows) -> np.ndarray:
+        # the scale of a Weibull rate, log(-log S), falls as S rises; a median's log time does not
+        return self.rate_rows(a, rows) if self.sign < 0 else np.zeros(len(rows), dtype=bool)
 
     @override
     def new_arm_scale(self, base, shape, t: float, t_ref: float, fitted_landmarks):

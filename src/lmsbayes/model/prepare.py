@@ -299,6 +299,9 @@ def prepare_data(spec: ModelSpec, data: Any) -> ModelData:
     for _name, d in spec.covariates:  # a user's own covariate columns
         if d.column in src and d.column not in arms:
             arms[d.column] = src[d.column].to_numpy()
+    for col in ("role", "regimen"):  # what an arm is (data/README.md 2a): validation splits by it
+        if col in src and col not in arms:
+            arms[col] = src[col].astype(object).to_numpy()
     arms["year"] = arms["year"].astype("Int64")
     arms["n"] = pd.array(arms["n"], dtype="Float64").astype("Int64")
     return _finish(
