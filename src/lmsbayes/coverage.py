@@ -91,29 +91,14 @@ def _pooled_logit(
     fit: Fit, values: dict, X: np.ndarray, shape_groups: np.ndarray, landmark: float
 ) -> np.ndarray:
     """Pooled logit of the settings' rate at a landmark: (draws..., setting)."""
-    from scipy import special
-
-    from lmsbayes.model.families import NUMPY_OPS, rate_from_eta
+    from lmsbayes.model.families import NUMPY_OPS
 
     m = fit.model
     c = m.canonical(values)
     eta = m.base_predictor(NUMPY_OPS, c, X)
-    if fit.spec.survival:
-        rate = rate_from_eta(
-            eta[..., 0],
-            landmark,
-            c["shape"][..., shape_groups],
-            fit.spec.model.t_ref,
-            fit.data.curve,
-        )
-    else:
-        k = (
-            fit.data.landmarks.index(float(landmark))
-            if fit.data.landmarks and eta.shape[-1] > 1
-            else 0
-        )
-        e = eta[..., k]
-        rate = np.exp(-np.exp(e)) if fit.data.family == "joint-cloglog" else special.expit(e)
+    shape = c["shape"][..., shape_groups] if "shape" in c else None
+    d = fit.data
+    rate = d.family.rates(eta, [landmark], d.landmarks, shape, fit.spec.model.t_ref)[..., 0]
     rate = np.clip(rate, 1e-12, 1 - 1e-12)
     return np.log(rate) - np.log1p(-rate)
 

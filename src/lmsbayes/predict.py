@@ -36,7 +36,7 @@ from scipy import special
 
 from lmsbayes.coverage import setting_evidence
 from lmsbayes.errors import OptionError
-from lmsbayes.model.families import CURVE_LINKS, NUMPY_OPS, rate_from_eta
+from lmsbayes.model.families import NUMPY_OPS
 from lmsbayes.settings import (
     Setting,
     setting_design,
@@ -108,14 +108,14 @@ def _check_settings(fit: Fit, settings: Sequence[Setting], landmarks: Sequence[f
             raise OptionError(f"landmark must be a positive number of months, got {t!r}")
         if t > 120:
             raise OptionError(f"landmark {t:g} months is beyond 10 years; the data do not reach it")
-    if d.landmarks and not fit.spec.survival:
+    if d.landmarks and not d.family.any_landmark:
         for t in landmarks:
             if float(t) not in d.landmarks:
                 raise OptionError(
                     f"landmark {t:g} months was not fitted (fitted: {[f'{x:g}' for x in d.landmarks]}); this "
                     "per-landmark model has no parameter for another landmark (the survival model gives any landmark)"
                 )
-    if not d.landmarks and not fit.spec.survival and landmarks:
+    if not d.landmarks and not d.family.any_landmark and landmarks:
         raise OptionError(
             "this model has no landmarks (a binomial table): call predict without landmarks"
         )
@@ -137,24 +137,11 @@ def _rates(
     ``shape`` (survival): the curve's shape for each (chain, draw, setting).
     """
     d = fit.data
-    if fit.spec.survival:
-        return rate_from_eta(
-            eta[..., :1],
-            np.asarray(landmarks, float),
-            shape[..., None],
-            fit.spec.model.t_ref,
-            d.curve,
-        )
-    if d.landmarks:
-        idx = [d.landmarks.index(float(t)) for t in landmarks]
-        e = eta[..., idx] if eta.shape[-1] > 1 else np.repeat(eta, len(idx), axis=-1)
-    else:
-        e = eta
-    return np.exp(-np.exp(e)) if d.family == "joint-cloglog" else special.expit(e)
+    return d.family.rates(eta, landmarks, d.landmarks, shape, fit.spec.model.t_ref)
 
 
 def _shape_values(fit: Fit, c: dict, groups: np.ndarray) -> np.ndarray | None:
-    return c["shape"][..., groups] if fit.spec.survival else None
+    return c["shape"][..., groups] if "shape" in c else None
 
 
 def _new_effects(fit: Fit, tau: np.ndarray, rng) -> np.ndarray:
@@ -169,7 +156,7 @@ def _new_effects(fit: Fit, tau: np.ndarray, rng) -> np.ndarray:
     post = fit.posterior
     if "trial_tau" in post:
         tt = post["trial_tau"].values
-        tt = tt[:, :, None, :] if fit.model.per_landmark else tt[:, :, None, None]
+        tt = fit.model.z_canonical(tt)[:, :, None, :]
         u = u + tt * rng.standard_normal(tau.shape)
     return u
 
@@ -250,7 +237,8 @@ def predict(
         )
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise OptionError(f"n (patients in the new trial) must be a positive integer, got {n!r}")
-    has_lm = bool(fit.data.landmarks) or fit.spec.survival
+    family = fit.data.family
+    has_lm = bool(family.reported_landmarks(fit.spec.landmarks, fit.data.landmarks))
     if landmarks is None:
         landmarks = list(fit.spec.landmarks) if has_lm else []
     landmarks = [float(t) for t in landmarks]
@@ -283,12 +271,12 @@ def predict(
             tau = c["tau"][..., strata_a, :]  # (chain, draw, arm, Kz)
             tau1 = np.take_along_axis(tau, pick[:, :, None, None], axis=2)
             shape1 = None
-            if fit.spec.survival:
+            if "shape" in c:
                 shape1 = np.take_along_axis(
                     _shape_values(fit, c, groups_a) * np.ones((C, D, 1)), pick[:, :, None], axis=2
                 )
             pred[:, :, k] = _rates(fit, e1 + _new_effects(fit, tau1, rng), shape1, lm)[:, :, 0]
-    joined = fit.spec.survival or fit.spec.joint
+    joined = family.joined
     observed = (
         _observed_in_sequence(rng, n, pred, landmarks)
         if joined and has_lm
@@ -765,7 +753,8 @@ def new_trial_conditionals(
         raise OptionError("new_trial_conditionals needs one setting")
     settings = settings_at(fit, settings, None)
     s = settings[0]
-    has_lm = bool(fit.data.landmarks) or fit.spec.survival
+    family = fit.data.family
+    has_lm = bool(family.reported_landmarks(fit.spec.landmarks, fit.data.landmarks))
     lm = [float(landmark)] if has_lm else []
     _check_settings(fit, settings, lm)
     re = fit.spec.random_effects
@@ -784,7 +773,10 @@ def new_trial_conditionals(
     if shape is not None:
         shape = shape * np.ones((C, D, 1))
     rate = _rates(fit, eta, shape, lm)[..., 0]  # (chain, draw, point)
-    link = CURVE_LINKS[fit.data.curve] if fit.spec.survival else fit.spec.link
+    # the scale on which a new arm's effect adds to its rate: the family says (a curve's own scale)
+    link = family.effect_link
+    if link not in ("logit", "cloglog"):  # e.g. probit (log-normal): the draws stand in
+        raise NotImplementedError(f"no closed-form predictive density on the {link} scale")
     with np.errstate(divide="ignore"):
         loc = np.log(rate) - np.log1p(-rate) if link == "logit" else np.log(-np.log(rate))
     tau = c["tau"][..., strata, :]  # (chain, draw, point, Kz)

@@ -252,7 +252,7 @@ def _report_files(fit: Fit) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     table = threshold_table(thresholds(fit), fit=fit)
     # the survival model gives any landmark: the spec's; per-landmark models: the fitted ones
-    landmarks = list(fit.spec.landmarks) if fit.spec.survival else list(fit.data.landmarks)
+    landmarks = fit.data.family.reported_landmarks(fit.spec.landmarks, fit.data.landmarks)
     files["thresholds.csv"] = table.to_csv(index=False).encode()
     diag = fit.diagnostics.table.copy()
     diag.index.name = "variable"
@@ -297,14 +297,7 @@ def _report_files(fit: Fit) -> dict[str, bytes]:
         "effects.png",
         plot_effects(fit),
         "Covariate effects and heterogeneity",
-        (
-            "Hazard ratios exp(beta) for all landmarks (proportional hazards)"
-            if fit.spec.joint or fit.data.curve == "weibull"
-            else "Odds ratios exp(beta) of being progression-free, for all landmarks (one curve per arm)"
-            if fit.spec.survival
-            else "Odds ratios exp(beta) per landmark"
-        )
-        + "; posterior of the between-arm sd tau.",
+        fit.data.family.effect_caption + "; posterior of the between-arm sd tau.",
     )
     add(
         "ppc.png",

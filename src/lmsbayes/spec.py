@@ -28,7 +28,7 @@ from typing import Any
 
 from lmsbayes.errors import InputError, OptionError
 from lmsbayes.files import read_text
-from lmsbayes.model.families import FAMILIES
+from lmsbayes.model import families as _families
 
 __all__ = [
     "COVARIATES",
@@ -50,16 +50,15 @@ __all__ = [
 ]
 
 #: The closed registry of likelihoods a spec may name (bambi-style families as data).
-LIKELIHOODS: dict[str, str] = {name: f.description for name, f in FAMILIES.items()}
+LIKELIHOODS: dict[str, str] = {
+    name: f.likelihood_description for name, f in _families.FAMILIES.items()
+}
 
 #: The link of each likelihood; ``survival`` depends on the curve.
-LINK_OF: dict[str, str] = {name: f.link for name, f in FAMILIES.items()}
+LINK_OF: dict[str, str] = {name: f.link for name, f in _families.FAMILIES.items()}
 
-#: Survival curve families of the ``survival`` likelihood.
-CURVES: dict[str, str] = {
-    "loglogistic": "logit S(t) = eta - k log(t / t_ref): proportional odds, logit rates linear in log t",
-    "weibull": "log(-log S(t)) = eta + k log(t / t_ref): proportional hazards (k = 1: constant hazard)",
-}
+#: Survival curves of the ``survival`` likelihood (from the registry of lmsbayes.model.families).
+CURVES: dict[str, str] = {name: f.description for name, f in _families.CURVES.items()}
 
 #: Engines a spec may ask for.
 ENGINES = ("auto", "exact", "nuts")
@@ -462,18 +461,8 @@ class ModelSpec:
 
     @property
     def family(self):
-        """The likelihood family (:class:`lmsbayes.model.families.Family`)."""
-        return FAMILIES[self.model.likelihood]
-
-    @property
-    def survival(self) -> bool:
-        """True for the survival-curve likelihood (any landmark from one model)."""
-        return self.model.likelihood == "survival"
-
-    @property
-    def joint(self) -> bool:
-        """True when the landmarks of an arm are modelled jointly (``joint-cloglog``)."""
-        return self.model.likelihood == "joint-cloglog"
+        """The likelihood family, for ``survival`` the curve (:class:`lmsbayes.model.families.Family`)."""
+        return _families.get_family(self.model.likelihood, self.model.curve)
 
     @property
     def main_effects(self) -> tuple[str, ...]:
@@ -693,7 +682,8 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
             problems.append(
                 f"landmarks: each landmark must be a number of months in (0, 120], got {lm!r}"
             )
-    if not spec.landmarks and (m.likelihood in ("survival", "joint-cloglog")):
+    family = _families.FAMILIES.get(m.likelihood)
+    if not spec.landmarks and family is not None and not family.binomial_table:
         problems.append(
             "landmarks: at least one landmark is needed (the months of the threshold table)"
         )
@@ -773,9 +763,11 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
             f"[model] likelihood: unknown {m.likelihood!r}"
             + _did_you_mean(m.likelihood, tuple(LIKELIHOODS))
         )
-    elif m.likelihood == "joint-cloglog" and list(spec.landmarks) != sorted(spec.landmarks):
+    elif _families.FAMILIES[m.likelihood].ordered_intercepts and list(spec.landmarks) != sorted(
+        spec.landmarks
+    ):
         problems.append(
-            f"landmarks: the joint-cloglog likelihood conditions each landmark on the one before, "
+            f"landmarks: the {m.likelihood} likelihood conditions each landmark on the one before, "
             f"so landmarks must be in increasing order, got {list(spec.landmarks)}"
         )
     seen = set()

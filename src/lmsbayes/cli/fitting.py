@@ -28,14 +28,8 @@ def _landmark_order(fit, at=None):
     if order.empty:
         return order, None
     worst = order.loc[order["prob_later_higher"].idxmax()]
-    coherent = fit.spec.survival or fit.spec.joint
-    how = (
-        "one survival curve per arm"
-        if fit.spec.survival
-        else "jointly"
-        if fit.spec.joint
-        else "independently"
-    )
+    coherent = fit.data.family.joined
+    how = fit.data.family.landmark_relation
     if worst.prob_later_higher == 0:
         return (
             order,

@@ -21,7 +21,9 @@ def cmd_prior(args) -> int:
     check_outputs(args, files=("output",))
     result = load_fit(args.fit)
     lms = result.data.table == "lms"
-    has_landmarks = bool(result.data.landmarks) or bool(result.data.curve)
+    has_landmarks = bool(
+        result.data.family.reported_landmarks(result.spec.landmarks, result.data.landmarks)
+    )
     if lms and args.line is None:
         raise OptionError("this fit has a line covariate: give --line 1L or --line 2L+")
     if not lms:

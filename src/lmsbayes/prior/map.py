@@ -72,7 +72,9 @@ def map_prior(
         from lmsbayes.predict import Setting, new_trial_conditionals, predict
 
         fit = draws
-        has_landmarks = bool(fit.data.landmarks) or fit.spec.survival
+        has_landmarks = bool(
+            fit.data.family.reported_landmarks(fit.spec.landmarks, fit.data.landmarks)
+        )
         if setting is None:
             if fit.data.covariates or fit.data.table == "lms":
                 raise OptionError(
