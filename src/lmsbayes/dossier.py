@@ -753,7 +753,7 @@ def dossier(
     from lmsbayes.prior import BetaMixture, map_prior, robustify
     from lmsbayes.version import __version__
 
-    has_landmarks = bool(fit.data.landmarks) or fit.data.family == "survival"
+    has_landmarks = bool(fit.data.family.reported_landmarks(fit.spec.landmarks, fit.data.landmarks))
     if has_landmarks and landmark is None:
         raise OptionError("dossier: give the landmark (months) of the rate")
     if fit.data.table == "lms" and setting is None:

@@ -26,8 +26,8 @@ def cmd_curve(args) -> int:
         if args.family:
             from lmsbayes.curves.fit import fit_arm
 
-            for family in args.family:
-                print("\n".join(fit_arm(r, family, t_max=args.truncate).lines()))
+            for curve in args.family:
+                print("\n".join(fit_arm(r, curve, t_max=args.truncate).lines()))
     if args.ipd:
         lines = ["arm_id,time,event,lower"]
         for r in recs:

@@ -26,6 +26,7 @@ import numpy as np
 from lmsbayes.curves.likelihood import CURVE_FAMILIES, grid_posterior, group, log_survival
 from lmsbayes.curves.reconstruct import Reconstruction
 from lmsbayes.errors import OptionError
+from lmsbayes.model.families import CURVES
 
 __all__ = ["ArmFit", "chi2_sf", "fit_arm", "grouped_events", "truncate"]
 
@@ -96,7 +97,7 @@ class ArmFit:
 
     def lines(self) -> list[str]:
         """The fit and the check in words."""
-        link = "logit S" if self.family == "loglogistic" else "log H"
+        link = CURVES[self.family].scale_name
         trunc = f", truncated at {self.t_max:g} months" if self.t_max is not None else ""
         verdict = (
             "poor fit: the family does not describe this curve"

@@ -608,6 +608,10 @@ class SurvivalCurve(Family):
         """Inverse of :meth:`to_scale`."""
         raise NotImplementedError
 
+    def log_rate_of_scale(self, y):
+        """log S from the rate's scale, accurate in the tails (reconstructed curves' likelihood)."""
+        return np.log(self.rate_of_scale(y))
+
     def linear(self, eta, shape, log_t_rel):
         """The rate's scale at log(t / t_ref) (works with any ``ops``: linear in eta)."""
         raise NotImplementedError
@@ -782,6 +786,10 @@ class LogLogistic(SurvivalCurve):
         return special.expit(y)
 
     @override
+    def log_rate_of_scale(self, y):
+        return -np.logaddexp(0.0, -y)
+
+    @override
     def linear(self, eta, shape, log_t_rel):
         return eta - shape * log_t_rel
 
@@ -820,6 +828,10 @@ class Weibull(SurvivalCurve):
     @override
     def rate_of_scale(self, y):
         return np.exp(-np.exp(y))
+
+    @override
+    def log_rate_of_scale(self, y):
+        return -np.exp(y)
 
     @override
     def linear(self, eta, shape, log_t_rel):
@@ -871,6 +883,10 @@ class LogNormal(SurvivalCurve):
     @override
     def rate_of_scale(self, y):
         return special.ndtr(y)
+
+    @override
+    def log_rate_of_scale(self, y):
+        return special.log_ndtr(y)
 
     @override
     def linear(self, eta, shape, log_t_rel):
