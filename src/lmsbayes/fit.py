@@ -37,7 +37,6 @@ from lmsbayes.fitfile import read_fit, save_fit
 from lmsbayes.model.definition import Model
 from lmsbayes.model.derived import (
     arm_rates,
-    block_cholesky,
     observed,
     posterior_arrays,
     posterior_predictive,
@@ -272,9 +271,9 @@ def _finish_datatree(post: xr.Dataset, groups: dict, attrs: dict, model: Model) 
         )
         return out
     arrays = posterior_arrays(model, post)
-    landmarks = list(spec.landmarks) if spec.survival else list(data.landmarks)
+    landmarks = data.family.reported_landmarks(spec.landmarks, data.landmarks)
     rng = np.random.default_rng(spec.sampler.seed + 1)
-    blocks = block_cholesky(model) if data.family == "survival" else None
+    blocks = data.family.simulation_blocks(model)
     C, D = post.sizes["chain"], post.sizes["draw"]
     # draws in chunks whose arrays stay in cache: thousands of arms would otherwise page-fault
     # gigabytes of temporaries; each output is written once

@@ -51,7 +51,6 @@ from lmsbayes.engines.base import (
     Progress,
 )
 from lmsbayes.engines.psis import importance_ess, psis
-from lmsbayes.model import families as lik
 from lmsbayes.model.definition import Model
 from lmsbayes.model.families import NUMPY_OPS as OPS
 from lmsbayes.model.inputs import ModelData
@@ -167,16 +166,7 @@ class Layout:
 
 
 def _alpha_start(m: Model) -> float:
-    obs = m.data.obs
-    if m.data.family in ("logit-binomial",):
-        y, n = obs["lik_y"].to_numpy(float), obs["lik_n"].to_numpy(float)
-        p = (y.sum() + 0.5) / (n.sum() + 1)
-        return float(np.log(p / (1 - p)))
-    if m.data.family == "logit-normal":
-        return float(obs["lik_y"].mean())
-    if m.data.family == "joint-cloglog":
-        return -0.5
-    return 0.0
+    return m.family.alpha_start(m.data.obs)
 
 
 # ============================================================================ arm integrals
@@ -232,7 +222,7 @@ def _make_part(
     if model.family.gaussian:
         part.gauss = _gauss_coefficients(part)
     else:
-        part.kernel = _KERNELS[model.data.family](model)
+        part.kernel = model.family.exact_kernel(model)
     return part
 
 
@@ -240,12 +230,7 @@ class _PartData:
     """What the arm integrals read of a part's data (arrays only: no pandas frames to re-index)."""
 
     def __init__(self, d: ModelData, pos: np.ndarray, X: np.ndarray | None = None) -> None:
-        self.family, self.landmarks, self.curve, self.t_ref = (
-            d.family,
-            d.landmarks,
-            d.curve,
-            d.t_ref,
-        )
+        self.family, self.landmarks, self.t_ref = d.family, d.landmarks, d.t_ref
         self.shape_groups, self.uterine_centre = d.shape_groups, d.uterine_centre
         self.n_arms = int(pos.size)
         self.X = d.X[pos] if X is None else np.asarray(X, float)
@@ -301,7 +286,7 @@ def _take_model(m: Model, pos, X: np.ndarray | None = None) -> Model:
     sub.arm_idx = row_copy
     sub.obs_comp = row_copy * kz + (m.obs_comp[rows] - pos[row_copy] * kz)
     sub.n_comp = int(pos.size) * kz
-    if d.family == "survival":
+    if m.family.correlated_terms:  # terms are precision entries: re-index them too
         trows, tcopy, _, _ = _runs(np.bincount(m.term_comp, minlength=d.n_arms), pos)
         shift = new_start[tcopy] - starts[pos[tcopy]]
         for k in _TERM_ARRAYS:
@@ -425,7 +410,7 @@ def _gauss_coefficients(part: _Part) -> _Gauss | None:
     d = m.data
     if m.K != m.Kz:
         return None
-    surv = d.family == "survival"
+    surv = m.family.has_shape
     free = surv and any(p.name == "shape" for p in m.params)
     G = max(1, len(d.shape_groups), int(d.shape_idx.max()) + 1 if len(d.shape_idx) else 1)
     log_k = bool(free and m.se_by_shape)
@@ -474,106 +459,6 @@ def _gauss_coefficients(part: _Part) -> _Gauss | None:
     ):
         return None
     return out
-
-
-# --- binomial likelihoods: terms and their derivatives in a shift of the linear predictor ------
-
-
-class _BinomialLogitKernel:
-    """logit-binomial terms (lmsbayes.model.families.binomial_logit_terms) and their derivatives.
-
-    ``shift`` is added to the linear predictor of a term (tau z of its
-    component); derivatives are with respect to it.
-    """
-
-    def __init__(self, m: Model) -> None:
-        a = m.arrays
-        self.y, self.n, self.lc = a["lik_y"], a["lik_n"], a["log_choose"]
-        self.arm, self.k = a["arm_idx"], a["k_idx"]
-        # each observation as a normal likelihood of its empirical logit (for Newton's starting point)
-        p = (self.y + 0.5) / (self.n + 1.0)
-        self.logit_hat, self.w_hat = np.log(p / (1 - p)), (self.n + 1.0) * p * (1 - p)
-
-    def prepare(self, base):
-        """Per-term constants of a batch (..., term)."""
-        return (base[..., self.arm, self.k],)
-
-    def start(self, part, pre, scale):
-        """A starting point for the mode of z: the posterior mode with each observation's normal approximation."""
-        A = _comp_sum(part, self.w_hat * (self.logit_hat - pre[0]), const=False)
-        W = _comp_sum(part, np.broadcast_to(self.w_hat, pre[0].shape), const=False)
-        return scale * A / (1.0 + scale * scale * W)
-
-    def value(self, pre, shift, t=None):
-        y, n, lc = (self.y, self.n, self.lc) if t is None else (self.y[t], self.n[t], self.lc[t])
-        return lik.binomial_logit_terms(OPS, pre[0] + shift, y, n, lc)
-
-    def derivs(self, pre, shift, value: bool = False, t=None):
-        y, n, lc = (self.y, self.n, self.lc) if t is None else (self.y[t], self.n[t], self.lc[t])
-        eta = pre[0] + shift
-        e = np.exp(-np.abs(eta))
-        s = np.where(eta >= 0, 1.0, e) / (1.0 + e)  # expit(eta)
-        d1 = y - n * s
-        d2 = -n * s * (1.0 - s)
-        if not value:
-            return d1, d2
-        v = (
-            lc + y * eta - n * (np.maximum(eta, 0.0) + np.log1p(e))
-        )  # binomial_logit_terms, sharing e
-        return v, d1, d2
-
-
-class _ConditionalCloglogKernel:
-    """joint-cloglog terms (lmsbayes.model.families.conditional_cloglog_terms) and their derivatives.
-
-    A shift s of the arm's log cumulative hazards multiplies the hazard
-    increment d = exp(eta) (1 - exp(eta_prev - eta)) by e^s; a term is
-    lc - y d + (n - y) log(1 - e^-d), so its derivatives in s are d T'(d) and
-    d T'(d) + d^2 T''(d).
-    """
-
-    def __init__(self, m: Model) -> None:
-        a = m.arrays
-        self.y, self.n, self.lc, self.has_prev = (
-            a["lik_y"],
-            a["lik_n"],
-            a["log_choose"],
-            a["has_prev"],
-        )
-        self.arm, self.k, self.prev = a["arm_idx"], a["k_idx"], a["prev_idx"]
-
-    def prepare(self, base):
-        eta, prev = base[..., self.arm, self.k], base[..., self.arm, self.prev]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            log_gap = np.where(self.has_prev > 0.5, np.log(-np.expm1(prev - eta)), 0.0)
-        return eta, prev, eta + log_gap
-
-    def _data(self, t):
-        if t is None:
-            return self.y, self.n, self.lc, self.has_prev
-        return self.y[t], self.n[t], self.lc[t], self.has_prev[t]
-
-    def value(self, pre, shift, t=None):
-        y, n, lc, hp = self._data(t)
-        return lik.conditional_cloglog_terms(OPS, pre[0] + shift, pre[1] + shift, hp, n, y, lc)
-
-    def derivs(self, pre, shift, value: bool = False, t=None):
-        y, n, _, _ = self._data(t)
-        d = np.exp(pre[2] + shift)
-        em1 = np.expm1(d)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            t1 = -y + (n - y) / em1
-            t2 = -(n - y) / (em1 * -np.expm1(-d))  # -(n - y) e^d / (e^d - 1)^2
-            dt1 = d * t1
-            d2 = dt1 + d * d * t2
-        dt1 = np.where(d > 0, dt1, n - y)  # d -> 0: d / expm1(d) -> 1
-        d2 = np.where(d > 0, d2, 0.0)
-        if not value:
-            return dt1, d2
-        return self.value(pre, shift, t), dt1, d2
-
-
-_KERNELS = {"logit-binomial": _BinomialLogitKernel, "joint-cloglog": _ConditionalCloglogKernel}
 
 
 class Integrator:
@@ -671,7 +556,11 @@ class Integrator:
         Returns the mode, the value, slope and curvature of g there.
         """
         kern = part.kernel
-        z = kern.start(part, pre, scale) if hasattr(kern, "start") else np.zeros(scale.shape)
+        z = (
+            kern.start(lambda t: _comp_sum(part, t, const=False), pre, scale)
+            if hasattr(kern, "start")
+            else np.zeros(scale.shape)
+        )
         s2 = scale * scale
         for _ in range(iters):
             d1, d2 = kern.derivs(pre, self._shift(part, scale, z))
@@ -1885,7 +1774,7 @@ def _as_groups(model: Model, res: ExactResult, arm_draws: bool = True):
     for p in model.params:
         data_vars[p.name] = (("chain", "draw", *p.dims), res.values[p.name][None])
     if arm_draws:
-        z = res.z if model.per_landmark else res.z[..., 0]
+        z = model.z_named(res.z)
         data_vars["z"] = (("chain", "draw", *model.z_dims), z[None])
         if model.data.latent.size:
             data_vars["uterine_latent"] = (("chain", "draw", "arm_latent"), res.u[None])

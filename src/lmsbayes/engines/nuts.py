@@ -101,7 +101,7 @@ def pymc_model(m: Model):
             z = pm.StudentT("z", nu=re.nu, mu=0.0, sigma=1.0, dims=m.z_dims)
         else:
             z = pm.Normal("z", 0.0, 1.0, dims=m.z_dims)
-        z2 = z if m.per_landmark else z[:, None]
+        z2 = m.z_canonical(z)
         du = None
         if data.latent.size:
             u = pm.Beta("uterine_latent", 1.0, 1.0, dims="arm_latent")
@@ -111,11 +111,11 @@ def pymc_model(m: Model):
             m.base_predictor(ops, c, arrays["X"], arrays["Xu"], du) + m.effect_scale(c, arrays) * z2
         )
         if re.trial_effect:
-            lm = ("landmark",) if m.per_landmark else ()
+            lm = m.effect_dims
             trial_tau = pri.trial_tau.create("trial_tau", dims=lm or None)
             v = pm.Normal("v", 0.0, 1.0, dims=("trial", *lm))
             tv = (trial_tau * v)[data.trial_idx]
-            eta = eta + (tv if m.per_landmark else tv[:, None])
+            eta = eta + m.z_canonical(tv)
         terms = m.loglik_terms(ops, eta, c, arrays)
         pm.Potential("loglik", pt.sum(terms) + m.constant())
     return model
