@@ -98,19 +98,18 @@ class LinkNormals:
 
 
 def _rate_link(fit, eta: np.ndarray, shape, landmarks: Sequence[float]):
-    """Link-scale location of the rate at each landmark from predictors eta (..., K): (..., L), link."""
+    """Link-scale location of the rate at each landmark from predictors eta (..., K): (..., L), link.
+
+    The family computes the rate and names the scale a new arm's effect adds on.
+    """
     d = fit.data
-    if fit.spec.survival:
-        rel = np.log(np.asarray(landmarks, float) / fit.spec.model.t_ref)
-        if d.curve == "loglogistic":
-            return eta[..., :1] - shape[..., None] * rel, "logit"
-        return eta[..., :1] + shape[..., None] * rel, "cloglog"
-    if d.landmarks:
-        idx = [d.landmarks.index(float(t)) for t in landmarks]
-        e = eta[..., idx] if eta.shape[-1] > 1 else np.repeat(eta, len(idx), axis=-1)
-    else:
-        e = eta
-    return e, ("cloglog" if d.family == "joint-cloglog" else "logit")
+    rate = d.family.rates(eta, list(landmarks), d.landmarks, shape, fit.spec.model.t_ref)
+    link = d.family.effect_link
+    if link not in ("logit", "cloglog"):
+        raise NotImplementedError(f"no integrated summaries on the {link} scale")
+    with np.errstate(divide="ignore"):
+        loc = np.log(rate) - np.log1p(-rate) if link == "logit" else np.log(-np.log(rate))
+    return loc, link
 
 
 def _tau_per_landmark(fit, tau: np.ndarray, landmarks: Sequence[float]) -> np.ndarray:
@@ -195,7 +194,7 @@ def _normals_at(fit, theta: np.ndarray, settings, landmarks: Sequence[float]):
             X = setting_design(fit, [s])
             eta = m.base_predictor_numpy(c, X)  # (P, 1, K)
             strata, groups = strata_of(fit, [s]), shape_group_of(fit, [s])
-            shape = c["shape"][..., groups] if fit.spec.survival else None
+            shape = c["shape"][..., groups] if "shape" in c else None
             loc, link = _rate_link(fit, eta, shape, lm)  # (P, 1, L)
             tau = _tau_per_landmark(fit, c["tau"][..., strata, :], lm)  # (P, 1, L)
             per_setting.append((loc, tau, np.ones((P, 1))))
@@ -209,7 +208,7 @@ def _normals_at(fit, theta: np.ndarray, settings, landmarks: Sequence[float]):
         shape_idx = d.shape_idx if len(d.shape_idx) else np.zeros(d.n_arms, np.int64)
         if known.size:
             eta = m.base_predictor_numpy(c, d.X[known])  # (P, a, K)
-            shape = c["shape"][..., shape_idx[known]] if fit.spec.survival else None
+            shape = c["shape"][..., shape_idx[known]] if "shape" in c else None
             loc, link = _rate_link(fit, eta, shape, lm)
             tau = _tau_per_landmark(fit, c["tau"][..., d.stratum_idx[known], :], lm)
             locs.append(loc)
@@ -222,7 +221,7 @@ def _normals_at(fit, theta: np.ndarray, settings, landmarks: Sequence[float]):
             du = np.tile(u - d.uterine_centre, latent.size)
             Xq = d.X[arm] + du[:, None] * d.Xu[arm]
             eta = m.base_predictor_numpy(c, Xq)  # (P, a * Q, K)
-            shape = c["shape"][..., shape_idx[arm]] if fit.spec.survival else None
+            shape = c["shape"][..., shape_idx[arm]] if "shape" in c else None
             loc, link = _rate_link(fit, eta, shape, lm)
             tau = _tau_per_landmark(fit, c["tau"][..., d.stratum_idx[arm], :], lm)
             locs.append(loc)
