@@ -823,6 +823,21 @@ def new_trial_conditionals(
     _check_settings(fit, settings, lm)
     re = fit.spec.random_effects
     student = re.distribution == "student_t"
+    from lmsbayes.integrated import has_rule, link_normals
+
+    if has_rule(fit) and not student and family.effect_link in ("logit", "cloglog"):
+        # the exact engine's fixed rule: its weighted points, so the MAP prior, its ESS and
+        # every OC built on it are the same numbers at any seed
+        ln = link_normals(fit, settings, lm)
+        w, loc, scale = ln.components(0, 0)
+        keep = w > 0
+        return {
+            "loc": loc[keep],
+            "scale": scale[keep],
+            "weights": w[keep] / w[keep].sum(),
+            "link": ln.link,
+            "df": None,
+        }
     post = fit.posterior
     if student and "trial_tau" in post:
         raise NotImplementedError("Student-t arm effects within trials: use predict's draws")
