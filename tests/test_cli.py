@@ -392,8 +392,8 @@ def test_a_time_trend_needs_the_new_trials_year_before_any_fit(workdir, monkeypa
     )
     assert code == 0, err
     assert (
-        "2L+ R-T: pre-treated (2L+), ESMO-recommended treatment (R-T), 50% uterine patients, year = 2030"
-        in out
+        "2L+ R-T: pre-treated (2L+), ESMO-recommended treatment (R-T), 50% uterine patients, year "
+        "= 2030" in out
     )
     doc = json.loads((workdir / "trend.json").read_text())
     assert doc["at"] == {"year": 2030.0}

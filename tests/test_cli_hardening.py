@@ -351,7 +351,8 @@ def test_sigterm_during_a_write_removes_the_temp_file(tmp_path, saved_default_fi
     assert [p.name for p in tmp_path.iterdir()] == ["t.json"]
 
 
-# --- broken pipes: `lmsbayes ... | head` exits quietly ----------------------------------------------
+# --- broken pipes: `lmsbayes ... | head` exits quietly
+# ----------------------------------------------
 
 
 def _to_closed_pipe(argv: list[str]) -> subprocess.CompletedProcess:
@@ -390,7 +391,8 @@ def test_head_of_the_threshold_table(saved_default_fit):
     assert r.stdout.startswith("lmsbayes ")
 
 
-# --- help ---------------------------------------------------------------------------------------------
+# --- help
+# ---------------------------------------------------------------------------------------------
 
 
 def _verb_parsers():

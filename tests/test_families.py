@@ -196,7 +196,8 @@ def test_km_median_sd_under_lognormal_times_is_the_one_the_model_uses(k):
     logm = np.log(np.sort(times, axis=1)[:, n // 2 - 1])  # uncensored KM median: first S <= 1/2
     se1, method, power = _se_log_median(math.nan, math.nan, math.nan, n, "lognormal")
     assert (method, power) == ("n_approx", 1.0)
-    # Monte Carlo se of an sd: sd / sqrt(2 reps) (1.1%); 4 of them, plus 4% for n = 100 not being infinite
+    # Monte Carlo se of an sd: sd / sqrt(2 reps) (1.1%); 4 of them, plus 4% for n = 100 not being
+    # infinite
     assert abs(np.std(logm) / (se1 / k) - 1) < 4 / math.sqrt(2 * reps) + 0.04
 
 
@@ -209,7 +210,8 @@ def test_lognormal_validation_pieces_against_finite_differences():
     value, slope = LN.logit_of_scale(c)
     np.testing.assert_allclose(value, logit(c), rtol=1e-12)
     np.testing.assert_allclose(slope, dlogit, rtol=1e-7)
-    # the rate's scale rises with S: no observation's PIT or interval is flipped (Weibull's rates are)
+    # the rate's scale rises with S: no observation's PIT or interval is flipped (Weibull's rates
+    # are)
     a = {"is_median": np.array([0.0, 1.0, 0.0])}
     assert not LN.falls_with_rate(a, np.arange(3)).any()
     np.testing.assert_array_equal(LN.rate_rows(a, np.arange(3)), [True, False, True])

@@ -30,7 +30,8 @@ from lmsbayes.prior import BetaMixture, ess
 from lmsbayes.prior.density import PredictiveDensity
 from lmsbayes.prior.em import fit_mixture_to_density
 
-# summary(map) of RBesT's vignette "Getting started with RBesT (binary)" (see test_rbest_reference.py)
+# summary(map) of RBesT's vignette "Getting started with RBesT (binary)" (see
+# test_rbest_reference.py)
 RBEST_AS = BetaMixture.mixture(
     [(0.6167463, 19.1916387, 57.7779318), (0.3832537, 3.5278745, 9.3735980)]
 )

@@ -33,7 +33,8 @@ pytest.importorskip("ipykernel")
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
-#: Importance draws per validation refit in fast mode (the full run uses lmsbayes.validate's default,
+# : Importance draws per validation refit in fast mode (the full run uses lmsbayes.validate's
+# default,
 #: 2000). At 300 a temporal ELPD difference moved by 2.6 (importance ESS ~120); at 1000 by 0.2.
 FAST_VALIDATION_DRAWS = 1000
 

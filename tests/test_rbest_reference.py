@@ -124,7 +124,8 @@ def test_schmidli_2014_table_2_as_in_rbest_tests():
 
 
 def test_uniform_100_100_type_one_error_as_in_rbest_tests():
-    # oc2S(beta_prior, beta_prior, 100, 100, decision2S(0.95, 0, ...)) at p = 0.1, ..., 0.9: 0.05 +- 0.01
+    # oc2S(beta_prior, beta_prior, 100, 100, decision2S(0.95, 0, ...)) at p = 0.1, ..., 0.9: 0.05 +-
+    # 0.01
     d = TwoArmDesign(100, 100, success_prob=0.95)
     p = np.arange(1, 10) / 10
     assert np.all(np.abs(paired_success(d, p, p) - 0.05) < 0.01)

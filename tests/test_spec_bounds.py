@@ -132,7 +132,8 @@ def test_an_accepted_spec_has_its_population_labels(tmp_path):
     assert spec.data.populations == ("uLMS",)
 
 
-# --- the file itself ------------------------------------------------------------------------------------
+# --- the file itself
+# ------------------------------------------------------------------------------------
 
 
 def test_a_spec_that_is_not_utf8(tmp_path):

@@ -369,7 +369,8 @@ def ecdf_bands(
     z = np.asarray(z, float)
     rng = np.random.default_rng(seed)
     u = rng.uniform(size=(n_sim, n))
-    # counts[m, k] = #(u[m] <= z[k]), from the interval each value falls in (memory n_sim x n, not x len(z))
+    # counts[m, k] = #(u[m] <= z[k]), from the interval each value falls in (memory n_sim x n, not x
+    # len(z))
     K = z.size
     cell = np.searchsorted(z, u, side="left") + (K + 1) * np.arange(n_sim)[:, None]
     counts = np.cumsum(
@@ -606,9 +607,9 @@ def _client(scheduler, workers: int | None):
             )
         except RuntimeError as exc:
             raise RuntimeError(
-                f"could not start a dask LocalCluster of {n} worker processes ({exc}). Worker processes "
-                "import the main module again: a script that runs simulations must keep its code under "
-                "`if __name__ == \"__main__\":`; or pass scheduler='sequential'"
+                f"could not start a dask LocalCluster of {n} worker processes ({exc}). Worker "
+                "processes import the main module again: a script that runs simulations must keep "
+                "its code under `if __name__ == \"__main__\":`; or pass scheduler='sequential'"
             ) from exc
         try:
             client = distributed.Client(cluster)
@@ -621,7 +622,8 @@ def _client(scheduler, workers: int | None):
         return
     if not isinstance(scheduler, str):
         raise OptionError(
-            f"scheduler must be None, 'local', 'sequential', an address or a dask Client, got {scheduler!r}"
+            f"scheduler must be None, 'local', 'sequential', an address or a dask Client, got "
+            f"{scheduler!r}"
         )
     try:
         client = distributed.Client(scheduler, timeout="20s")
@@ -829,9 +831,10 @@ def sbc(
         n_ranks=int(n_ranks),
         khat_max=float(spec.exact.khat_max),
         rank_method=(
-            "rank = number of L posterior draws below the true value; the L draws are thinned evenly "
-            "from all draws (NUTS: all chains; exact engine: its equal-weight draws resampled from "
-            "the PSIS-weighted importance sample); u = (rank + Uniform(0, 1)) / (L + 1)"
+            "rank = number of L posterior draws below the true value; the L draws are thinned "
+            "evenly from all draws (NUTS: all chains; exact engine: its equal-weight draws "
+            "resampled from the PSIS-weighted importance sample); u = (rank + Uniform(0, 1)) / (L "
+            "+ 1)"
         ),
         derived=(
             "pooled rate at each landmark for the mean covariate row of the design (latent uterine "

@@ -278,9 +278,9 @@ def _report_files(fit: Fit) -> dict[str, bytes]:
             f"forest_{t:g}m.png",
             plot_forest(fit, t),
             f"Forest plot, {t:g} months",
-            "Observed rate per arm (circle, filled if reported, open if derived from the median) and "
-            "posterior arm rate (diamond) with 95% intervals; pooled rate and predictive interval of a "
-            "new R-T trial (half uterine patients) per line.",
+            "Observed rate per arm (circle, filled if reported, open if derived from the median) "
+            "and posterior arm rate (diamond) with 95% intervals; pooled rate and predictive "
+            "interval of a new R-T trial (half uterine patients) per line.",
         )
     lines = sorted(set(fit.data.arms["line"].astype(str)))
     can_predict = "line" in fit.spec.main_effects or len(lines) == 1
@@ -290,8 +290,8 @@ def _report_files(fit: Fit) -> dict[str, bytes]:
                 f"predictive_{t:g}m.png",
                 plot_predictive(fit, landmark=t),
                 f"New-trial rate, {t:g} months",
-                "Predictive distribution of a new trial's rate per setting, pooled rate, thresholds p0 and "
-                "p1 = p0^HR, and the EORTC 2021 published values.",
+                "Predictive distribution of a new trial's rate per setting, pooled rate, "
+                "thresholds p0 and p1 = p0^HR, and the EORTC 2021 published values.",
             )
     add(
         "effects.png",
@@ -318,8 +318,8 @@ def _report_files(fit: Fit) -> dict[str, bytes]:
                 xlabel=rate_label(6.0),
             ),
             "MAP prior, 2L+ case mix at 6 months",
-            "Beta mixture fitted to the predictive draws of a new 2L+ trial's rate at 6 months (the "
-            "line's case mix: the row every 2L+ arm informs directly), and its robust version "
+            "Beta mixture fitted to the predictive draws of a new 2L+ trial's rate at 6 months "
+            "(the line's case mix: the row every 2L+ arm informs directly), and its robust version "
             "(weight 0.2 on a vague component centred at p0).",
         )
         looks = "/".join(str(n) for n in d["design"].looks)
@@ -333,14 +333,14 @@ def _report_files(fit: Fit) -> dict[str, bytes]:
             ),
             "Operating characteristics, 2L+ case mix at 6 months",
             f"Success at n = {d['design'].n_max} when P(p > p0 | data) >= 0.95 (Beta(1, 1) prior "
-            f"for p), with p0 fixed at the threshold {d['p0']:.2f} or distributed as the MAP prior; "
-            "futility at the interims when the predictive probability of success is < 0.05. "
-            "p1 = p0^HR. Exact enumeration. Why the second curve is so low: with p0 uncertain "
-            f"(the MAP prior), success at n = {d['design'].n_max} needs at least {d['map_needs']} "
-            f"progression-free patients (an observed rate of "
+            f"for p), with p0 fixed at the threshold {d['p0']:.2f} or distributed as the MAP "
+            "prior; futility at the interims when the predictive probability of success is < 0.05. "
+            "p1 = p0^HR. Exact enumeration. Why the second curve is so low: with p0 uncertain (the "
+            f"MAP prior), success at n = {d['design'].n_max} needs at least {d['map_needs']} "
+            "progression-free patients (an observed rate of "
             f"{d['map_needs'] / d['design'].n_max:.2f}), because the trial's rate must exceed p0 "
-            "over the prior's whole spread; it is shown to make that cost visible, not as a "
-            "design to use.",
+            "over the prior's whole spread; it is shown to make that cost visible, not as a design "
+            "to use.",
         )
         bounds = d["design"].boundaries()
         files["design_2L_6m_boundaries.csv"] = bounds.to_csv(index=False).encode()

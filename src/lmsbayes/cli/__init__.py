@@ -60,7 +60,8 @@ VERB_MODULES = (
 EXIT_CODES = {
     EXIT_OK: "success",
     EXIT_OS: "the system failed: disk full, permission denied, I/O error, output pipe closed",
-    EXIT_USAGE: "a user mistake: bad option, input file or output path (one 'lmsbayes: error:' line)",
+    EXIT_USAGE: "a user mistake: bad option, input file or output path (one 'lmsbayes: error:' "
+    "line)",
     EXIT_SAMPLING: "inference problems under --strict (nothing was written)",
     EXIT_BUG: "an unexpected error: a bug in lmsbayes (LMSBAYES_DEBUG=1 shows the traceback)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); SIGTERM and SIGHUP give 143 and 129",
@@ -270,8 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if os.environ.get("LMSBAYES_DEBUG") == "1":
                 traceback.print_exc()
             _error(
-                f"internal error, a bug in lmsbayes {version()} ({type(exc).__name__}: {_one_line(exc)}); "
-                "please report it with the command line (LMSBAYES_DEBUG=1 shows the traceback)"
+                f"internal error, a bug in lmsbayes {version()} ({type(exc).__name__}: "
+                f"{_one_line(exc)}); please report it with the command line (LMSBAYES_DEBUG=1 "
+                "shows the traceback)"
             )
             return EXIT_BUG
 

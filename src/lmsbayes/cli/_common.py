@@ -211,8 +211,8 @@ def fit_args(q, spec_positional: bool) -> None:
         "--engine",
         choices=["auto", "exact", "nuts"],
         default=None,
-        help="inference engine (default: the spec's; 'auto' is the exact engine where it supports the "
-        "spec, else NUTS)",
+        help="inference engine (default: the spec's; 'auto' is the exact engine where it supports "
+        "the spec, else NUTS)",
     )
     q.add_argument(
         "--strict",

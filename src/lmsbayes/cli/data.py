@@ -57,8 +57,9 @@ def cmd_data(args) -> int:
     ):
         print(table.to_string(index=False, na_rep=""))
     print(
-        "arms_usable = arms that can enter a model (`lmsbayes data --exclusions` lists the others); "
-        "reported_/derived_<L>m = usable arms whose rate at L months is reported / derived from the median"
+        "arms_usable = arms that can enter a model (`lmsbayes data --exclusions` lists the "
+        "others); reported_/derived_<L>m = usable arms whose rate at L months is reported / "
+        "derived from the median"
     )
     return 0
 

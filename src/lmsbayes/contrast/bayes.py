@@ -101,7 +101,8 @@ class Predictive:
         tf = np.exp if is_ratio(self.measure) else (lambda v: v)
         name = self.measure if is_ratio(self.measure) else "effect"
         return (
-            f"Predictive({self.label}: {name} median {tf(med):.3g}, 95% interval {tf(lo):.3g}-{tf(hi):.3g}; "
+            f"Predictive({self.label}: {name} median {tf(med):.3g}, 95% interval "
+            f"{tf(lo):.3g}-{tf(hi):.3g}; "
             f"{len(self.weight)} normal components)"
         )
 
@@ -241,9 +242,11 @@ class BayesRandomEffects:
             m = self.measure
             lines += [
                 "",
-                f"pooled {m} {s.at['mu', f'{m}_median']:.2f} ({lvl} CrI {s.at['mu', f'{m}_lower']:.2f}-"
+                f"pooled {m} {s.at['mu', f'{m}_median']:.2f} ({lvl} CrI "
+                f"{s.at['mu', f'{m}_lower']:.2f}-"
                 f"{s.at['mu', f'{m}_upper']:.2f}), P({m} < 1) {_fmt_prob(self.prob(1.0))}",
-                f"a new trial's true {m}: median {s.at['theta_new', f'{m}_median']:.2f} ({lvl} predictive interval "
+                f"a new trial's true {m}: median {s.at['theta_new', f'{m}_median']:.2f} ({lvl} "
+                "predictive interval "
                 f"{s.at['theta_new', f'{m}_lower']:.2f}-{s.at['theta_new', f'{m}_upper']:.2f}), "
                 f"P({m} < 1) {_fmt_prob(self.prob(1.0, quantity='theta_new'))}",
             ]

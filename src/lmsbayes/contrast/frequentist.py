@@ -383,13 +383,15 @@ class RandomEffects:
         lvl = f"{100 * self.level:g}%"
         stat = "zval" if self.test == "z" else "tval"
         lines = [
-            f"Random-effects meta-analysis (k = {self.k}; tau^2 estimator: {self.method}; "
-            f"test: {'Wald z' if self.test == 'z' else 'Hartung-Knapp-Sidik-Jonkman t(' + str(int(self.df)) + ')'})",
-            f"  measure: {MEASURES[self.measure]} ({'log scale' if is_ratio(self.measure) else 'as given'})",
+            f"Random-effects meta-analysis (k = {self.k}; tau^2 estimator: {self.method}; test: "
+            f"{'Wald z' if self.test == 'z' else 'Hartung-Knapp-Sidik-Jonkman t(' + str(int(self.df)) + ')'})",
+            f"  measure: {MEASURES[self.measure]} "
+            f"({'log scale' if is_ratio(self.measure) else 'as given'})",
             "",
             f"tau^2 = {self.tau2:.4f}"
             + (f" (SE = {self.se_tau2:.4f})" if np.isfinite(self.se_tau2) else "")
-            + f", {lvl} Q-profile CI {self.tau2_lower:.4f} to {self.tau2_upper:.4f}; tau = {self.tau:.4f}",
+            + f", {lvl} Q-profile CI {self.tau2_lower:.4f} to {self.tau2_upper:.4f}; tau = "
+            f"{self.tau:.4f}",
             f"I^2 = {self.I2:.2f}%, H^2 = {self.H2:.2f}",
             f"Q(df = {self.Q_df}) = {self.Q:.4f}, {_p_is(self.Q_pvalue)}",
             "",
@@ -404,9 +406,11 @@ class RandomEffects:
         )
         if is_ratio(self.measure):
             lines.append(
-                f"{self.measure} {self._tf(self.estimate):.2f} ({lvl} CI {self._tf(self.ci_lower):.2f}-"
+                f"{self.measure} {self._tf(self.estimate):.2f} ({lvl} CI "
+                f"{self._tf(self.ci_lower):.2f}-"
                 f"{self._tf(self.ci_upper):.2f}); {lvl} prediction interval for a new trial's true "
-                f"{self.measure}: {self._tf(self.pi_lower):.2f}-{self._tf(self.pi_upper):.2f} ({pi})"
+                f"{self.measure}: {self._tf(self.pi_lower):.2f}-{self._tf(self.pi_upper):.2f} "
+                f"({pi})"
             )
         else:
             lines.append(

@@ -97,8 +97,8 @@ class TradeoffResult:
         t = self.targets
         lo, hi = t["type1_range"]
         head = (
-            f"Borrowing trade-off: worst type I error over true control rates [{fmt(lo)}, {fmt(hi)}], "
-            f"power at {t['alternative']}; robust component {t['robust_component']}"
+            f"Borrowing trade-off: worst type I error over true control rates [{fmt(lo)}, "
+            f"{fmt(hi)}], power at {t['alternative']}; robust component {t['robust_component']}"
         )
         tab = self.table.copy()
         for col in ("max_type1", "worst_p", "power"):

@@ -395,14 +395,16 @@ class SampleSizeResult:
         head = (
             f"Sample-size search: power >= {fmt(t['power'])} at p_c = {fmt(t['p_c'])}, "
             f"p_t = {fmt(t['p_t'])}; worst type I error <= {fmt(t['alpha'])} over true rates "
-            f"[{fmt(t['type1_range'][0])}, {fmt(t['type1_range'][1])}]; ratio n_t:n_c = {fmt(t['ratio'])}"
+            f"[{fmt(t['type1_range'][0])}, {fmt(t['type1_range'][1])}]; ratio n_t:n_c = "
+            f"{fmt(t['ratio'])}"
         )
         if self.design is None:
             return head + f"\n  no design with n_c <= {t['n_c_max']} meets both targets"
         row = self.table[self.table["ok"]].iloc[0]
         return head + (
             f"\n  smallest: n_t = {self.design.n_t}, n_c = {self.design.n_c} "
-            f"(power {row['power']:.3f}, worst type I error {row['max_type1']:.3f} at p = {row['worst_p']:.3f})"
+            f"(power {row['power']:.3f}, worst type I error {row['max_type1']:.3f} at p = "
+            f"{row['worst_p']:.3f})"
         )
 
 
