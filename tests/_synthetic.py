@@ -1,4 +1,5 @@
-"""Build valid trial-arm CSV files (with their rates table) from simulated or published binomial data."""
+"""Build valid trial-arm CSV files (with their rates table) from simulated or published binomial
+data."""
 
 from __future__ import annotations
 

@@ -165,7 +165,8 @@ N_SIM = 200
 
 @pytest.fixture(scope="module")
 def simulation():
-    """200 simulated trials (n 20-200, Weibull and log-logistic, uniform censoring), reconstructed."""
+    """200 simulated trials (n 20-200, Weibull and log-logistic, uniform censoring),
+    reconstructed."""
     rng = np.random.default_rng(20261207)
     landmarks = np.array([3.0, 6.0, 9.0, 12.0])
     out = []

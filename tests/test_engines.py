@@ -231,7 +231,8 @@ def test_psis_agrees_with_arviz():
 
 
 def test_the_exact_path_imports_no_sampler_stack():
-    """`import lmsbayes`, an exact fit and `lmsbayes run` import neither PyMC, nutpie, numba nor plotting."""
+    """`import lmsbayes`, an exact fit and `lmsbayes run` import neither PyMC, nutpie, numba nor
+    plotting."""
     import subprocess
     import sys
 

@@ -171,7 +171,8 @@ def test_lognormal_median_likelihood_has_its_closed_form():
 
 
 def test_lognormal_median_without_ci_has_the_shape_dependent_closed_form():
-    """sd(log KM median) = 1 / (2 sqrt(n) f(m) m) = sqrt(2 pi) / (2 k sqrt(n)) under a log-normal curve."""
+    """sd(log KM median) = 1 / (2 sqrt(n) f(m) m) = sqrt(2 pi) / (2 k sqrt(n)) under a log-normal
+    curve."""
     n, median = 50, 6.5
     m = Model(_spec(), prepare_data(_spec(), _one_arm(median, math.nan, math.nan, [], n)))
     assert m.se_by_shape and m.data.obs["se_method"].tolist() == ["n_approx"]
@@ -221,7 +222,8 @@ def test_lognormal_validation_pieces_against_finite_differences():
 
 
 def test_lognormal_replicates_have_the_models_mean_and_covariance():
-    """posterior_predictive (the family's simulate): a median without a CI and a rate, 20,000 draws."""
+    """posterior_predictive (the family's simulate): a median without a CI and a rate, 20,000
+    draws."""
     n, median = 60, 5.0
     tables = _one_arm(median, math.nan, math.nan, [(3.0, 0.7, {})], n)
     m = Model(_spec(), prepare_data(_spec(), tables))

@@ -1,4 +1,5 @@
-"""Fit files (lmsbayes.fitfile): every damaged, truncated, foreign or malformed file is one FitFileError
+"""Fit files (lmsbayes.fitfile): every damaged, truncated, foreign or malformed file is one
+FitFileError
 naming the file and what is wrong; never a KeyError, never HDF5 opening a file that is not whole.
 """
 

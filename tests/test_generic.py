@@ -124,7 +124,8 @@ def test_a_numeric_covariate_of_the_users_table():
 
 
 def test_a_scaled_numeric_covariate_and_values_at_the_spec_level(tmp_path):
-    """scale divides the centred value; [thresholds] at fills the settings; a saved fit keeps both."""
+    """scale divides the centred value; [thresholds] at fills the settings; a saved fit keeps
+    both."""
     table = pd.read_csv(DATA / "AS_year.csv")
     raw = {
         "name": "as-year10",

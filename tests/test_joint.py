@@ -277,7 +277,8 @@ def test_bundled_joint_spec():
 
 @pytest.mark.slow
 def test_joint_recovery_of_known_parameters(tmp_path):
-    """Counts simulated from the joint model (80 arms, fixed seed): 95% intervals contain the truth."""
+    """Counts simulated from the joint model (80 arms, fixed seed): 95% intervals contain the
+    truth."""
     rng = np.random.default_rng(7)
     k = 80
     line = rng.choice(["1L", "2L+"], k)

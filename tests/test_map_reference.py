@@ -1,4 +1,5 @@
-"""The deterministic MAP mixture against exact quadrature, on RBesT's AS, colitis, transplant and a zero-event set.
+"""The deterministic MAP mixture against exact quadrature, on RBesT's AS, colitis, transplant and a
+zero-event set.
 
 References (tests/_quadrature.py): a brute-force grid over (alpha, log tau) of
 the logit-binomial random-effects posterior of the bundled ``binomial`` spec
@@ -140,7 +141,8 @@ def test_as_against_rbest():
 
 
 def test_map_prior_of_a_fit_is_a_function_of_its_global_points():
-    """The same fit gives the same MAP prior; another fit of the same data within Monte Carlo error."""
+    """The same fit gives the same MAP prior; another fit of the same data within Monte Carlo
+    error."""
     import pandas as pd
     from _quadrature import DATA
 

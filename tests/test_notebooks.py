@@ -56,7 +56,8 @@ if os.environ.get("LMSBAYES_FAST") == "1":
 
     def _fast_fit(spec="default", *args, **kwargs):
         spec = spec if isinstance(spec, ModelSpec) else load_spec(spec)
-        return _full_fit(fast_spec(spec, kwargs.get("engine")), *args, **kwargs)  # shortens NUTS runs only
+        # shortens NUTS runs only
+        return _full_fit(fast_spec(spec, kwargs.get("engine")), *args, **kwargs)
 
     lmsbayes.fit = _fast_fit
 
@@ -133,7 +134,8 @@ def test_notebooks_show_no_ci_boilerplate(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_stored_notebooks_carry_their_outputs(path):
-    """Readers on GitHub see results: every code cell was run, in order, without an error, in full mode."""
+    """Readers on GitHub see results: every code cell was run, in order, without an error, in full
+    mode."""
     assert path.stat().st_size < 2_000_000, f"{path.name}: {path.stat().st_size} bytes"
     nb = nbformat.read(path, as_version=4)
     cells = [c for c in nb.cells if c.cell_type == "code"]

@@ -1,4 +1,5 @@
-"""The prior JSON reader at the door: hardening cases, RBesT's JSON, PreliZ, and property-based mutations.
+"""The prior JSON reader at the door: hardening cases, RBesT's JSON, PreliZ, and property-based
+mutations.
 
 The reader must give one documented error (PriorFileError, or WorkLimitError
 for a size bound) naming the file for every bad input, and read every good

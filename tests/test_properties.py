@@ -292,7 +292,8 @@ def _mutated_spec_string(draw) -> str:
 
 @st.composite
 def fit_mutation(draw, tree: xr.DataTree):
-    """A list of operations on the saved tree, then an optional byte-level damage of the written file."""
+    """A list of operations on the saved tree, then an optional byte-level damage of the written
+    file."""
     ops = []
     groups = [g for g in tree.children]
     for _ in range(draw(st.integers(1, 3))):

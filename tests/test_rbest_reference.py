@@ -188,7 +188,8 @@ def _post_prob_exact(comps, r: int, n: int, t: Fraction) -> Fraction:
 
 
 def test_cli_threshold_design_matches_exact_rational_decision1s(tmp_path, capsys):
-    """`lmsbayes design prior.json --threshold 0.4 --success 0.975 --looks 40` is decision1S/oc1S."""
+    """`lmsbayes design prior.json --threshold 0.4 --success 0.975 --looks 40` is
+    decision1S/oc1S."""
     from lmsbayes.cli import main
 
     comps = [(Fraction(4, 5), 12, 28), (Fraction(1, 5), 1, 1)]

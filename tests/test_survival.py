@@ -169,7 +169,8 @@ def _weibull_times(rng, n, median, k):
 
 @pytest.mark.parametrize("curve, k", [("loglogistic", 1.5), ("weibull", 1.0), ("weibull", 2.0)])
 def test_km_median_sd_is_the_asymptotic_one_the_model_uses(curve, k):
-    """sd(log KM median) of n patients from a curve of shape k, by simulation, vs the model's se / k.
+    """sd(log KM median) of n patients from a curve of shape k, by simulation, vs the model's se /
+    k.
 
     The model gives a median without a CI the sd 2 / (k sqrt(n)) (log-logistic)
     or 1 / (k log 2 sqrt(n)) (Weibull); a fixed 1 / sqrt(n) is off by 25-45% in these cases.
@@ -212,7 +213,8 @@ def test_median_without_ci_has_the_shape_dependent_closed_form(curve):
 
 
 def test_shape_dependent_sd_with_a_rate_matches_the_bivariate_normal():
-    """Median without a CI + a rate with its CI: the arm's Gaussian is S^-1 Sigma S^-1, counted once."""
+    """Median without a CI + a rate with its CI: the arm's Gaussian is S^-1 Sigma S^-1, counted
+    once."""
     from lmsbayes.model.derived import posterior_predictive
 
     n, median = 60, 5.0

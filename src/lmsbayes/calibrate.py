@@ -277,7 +277,10 @@ def ranks_from_draws(
 
 
 def randomized_pit(rank: np.ndarray, n_ranks: int, rng: np.random.Generator) -> np.ndarray:
-    """``(rank + U) / (L + 1)`` with U ~ Uniform(0, 1): exactly Uniform(0, 1) when ranks are uniform on 0..L."""
+    """``(rank + U) / (L + 1)`` with U ~ Uniform(0, 1).
+
+    Exactly Uniform(0, 1) when ranks are uniform on 0..L.
+    """
     return (np.asarray(rank, float) + rng.uniform(size=np.shape(rank))) / (n_ranks + 1)
 
 
@@ -296,7 +299,10 @@ def holm(p: np.ndarray) -> np.ndarray:
 
 
 def rank_bins(n_ranks: int, n: int, min_expected: float = 10.0, max_bins: int = 20) -> int:
-    """Bins for the chi-square test: a divisor of L + 1 (equal bins) with >= min_expected per bin."""
+    """Bins for the chi-square test.
+
+    A divisor of L + 1 (equal bins) with >= min_expected per bin.
+    """
     divisors = [b for b in range(1, n_ranks + 2) if (n_ranks + 1) % b == 0]
     ok = [b for b in divisors if b <= max_bins and n / b >= min_expected]
     return max(ok) if ok else 1
@@ -921,7 +927,10 @@ def sbc_summary(ds: xr.Dataset, alpha: float = 0.01, bins: int | None = None) ->
 
 
 def save_sbc(ds: xr.Dataset, path) -> os.PathLike:
-    """Write an :func:`sbc` result to netCDF, atomically (lmsbayes.files: temp file, then rename; umask mode)."""
+    """Write an :func:`sbc` result to netCDF, atomically.
+
+    lmsbayes.files: temp file, then rename; umask mode.
+    """
     from lmsbayes.files import atomic_write
 
     out = ds.copy()

@@ -1162,7 +1162,10 @@ def _sorted(problems: list[Problem], columns: Sequence[str]) -> list[Problem]:
 def _read_arms(
     source, file: str, extra_known: Iterable[str]
 ) -> tuple[pd.DataFrame | None, dict[str, np.ndarray] | None, list[Problem], bytes, list[str]]:
-    """Arm table -> (frame or None, typed legacy rate columns, problems, raw bytes, legacy columns)."""
+    """Read the arm table.
+
+    Returns (frame or None, typed legacy rate columns, problems, raw bytes, legacy columns).
+    """
     header, rows, numbers, raw = read_csv_cells(source, file, "trial-arm table")
     out = _Collector(file, {}, numbers)
     if not rows:

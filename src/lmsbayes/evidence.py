@@ -283,7 +283,9 @@ def markdown(table: pd.DataFrame) -> str:
 
 
 def readme_block(trials: Trials | pd.DataFrame, landmarks: Sequence[float] = (3, 6)) -> str:
-    """The generated counts of ``data/README.md``, between :data:`README_BEGIN` and :data:`README_END`.
+    """The generated counts of ``data/README.md``.
+
+    Between :data:`README_BEGIN` and :data:`README_END`.
 
     Parameters
     ----------

@@ -1039,7 +1039,9 @@ def plot_two_arm_oc(
     alpha: float | None = None,
     title: str | None = None,
 ) -> Figure:
-    """Two-arm type I error curve and power against the true control rate, one line per control prior.
+    """Two-arm type I error curve and power against the true control rate.
+
+    One line per control prior.
 
     Parameters
     ----------
@@ -1210,7 +1212,10 @@ def plot_tradeoff(result: Any, *, title: str | None = None) -> Figure:
 
 
 def _at(ds: xr.Dataset, var: str, ref: float, fmt: str) -> str:
-    """Value of ``var`` at the true rate ``ref``: exact on the grid, else interpolated (marked ~)."""
+    """Value of ``var`` at the true rate ``ref``.
+
+    Exact on the grid, else interpolated (marked ~).
+    """
     p = ds["p"].values
     hit = np.flatnonzero(np.isclose(p, ref, rtol=0, atol=1e-9))
     if hit.size:

@@ -131,7 +131,8 @@ def _design_for_report(fit: Fit, line: str = "2L+", landmark: float = 6.0, looks
 
 
 _CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:1.5em auto;
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;\
+margin:1.5em auto;
 color:#222;line-height:1.45;padding:0 1em;overflow-wrap:break-word}
 h1{font-size:1.5em;margin-bottom:.3em}h2{font-size:1.2em;border-bottom:1px solid #ddd;
 padding-bottom:.2em;margin-top:2em}
@@ -141,7 +142,8 @@ overflow-wrap:break-word;hyphens:none}th{background:#f4f4f4;word-break:keep-all}
 img{max-width:100%;height:auto;border:1px solid #eee}.ok{color:#1a7f37}.bad{color:#c00}
 code,pre{background:#f6f6f6}pre{padding:.6em;white-space:pre-wrap;font-size:.8em}
 .caveats{border-left:4px solid #c60;background:#fff7ef;padding:.4em .9em;margin:.8em 0}
-.caveats li{margin:.2em 0}.answer{border-left:4px solid #1a7f37;background:#f3faf4;padding:.4em .9em}
+.caveats li{margin:.2em 0}\
+.answer{border-left:4px solid #1a7f37;background:#f3faf4;padding:.4em .9em}
 .meta{color:#555;font-size:.9em}
 """
 
@@ -232,7 +234,9 @@ def write_report(
 
 @contextlib.contextmanager
 def plain_text():
-    """Context in which matplotlib text is drawn as it is: a ``$`` in a trial's name is not mathtext.
+    """Context in which matplotlib text is drawn as it is.
+
+    A ``$`` in a trial's name is not mathtext.
 
     Yields
     ------
@@ -522,7 +526,10 @@ def _write_files(outdir: Path, files: dict[str, bytes], overwrite: bool = False)
 
 
 def _read_manifest(outdir: Path) -> dict[str, str]:
-    """Names and SHA-256 of the files the previous report wrote (plain names only; {} if none or unreadable)."""
+    """Names and SHA-256 of the files the previous report wrote.
+
+    Plain names only; {} if none or unreadable.
+    """
     try:
         raw = json.loads((outdir / MANIFEST).read_text(encoding="utf-8"))
         entries = raw["files"]

@@ -104,7 +104,10 @@ missing directory is an error unless --mkdir."""
 
 
 class _Formatter(argparse.HelpFormatter):
-    """Every option's default shown (unless its help states it, or it has none); text with line breaks kept."""
+    """Every option's default shown (unless its help states it, or it has none).
+
+    Text with line breaks kept.
+    """
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         if "\n" in text.strip("\n"):
@@ -126,7 +129,10 @@ class _Formatter(argparse.HelpFormatter):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with the command's error format: one line on stderr, exit status 2, no usage dump."""
+    """argparse with the command's error format.
+
+    One line on stderr, exit status 2, no usage dump.
+    """
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault(
@@ -161,7 +167,10 @@ class _Terminated(BaseException):
 
 @contextlib.contextmanager
 def _signals():
-    """SIGTERM and SIGHUP unwind the stack like Ctrl-C does (temp files removed), then exit 128 + n."""
+    """SIGTERM and SIGHUP unwind the stack like Ctrl-C does, then exit 128 + n.
+
+    Temp files are removed on the way.
+    """
 
     def handler(signum, frame):
         raise _Terminated(signum)

@@ -18,7 +18,10 @@ the probability of success (assurance) of a planned trial, not a target alternat
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (lmsbayes.files: package temp beside it, umask mode)."""
+    """Write ``data`` to ``path`` atomically.
+
+    lmsbayes.files: package temp beside it, umask mode.
+    """
     from lmsbayes.files import atomic_write_bytes
 
     atomic_write_bytes(path, data)
@@ -252,7 +255,10 @@ _ASSURANCE_DEFAULTS = {"allocation": 0.5, "alpha": 0.025}
 
 
 def _check_options(args):
-    """Every option checked before the table is read or anything printed: (tau prior, mu prior, methods)."""
+    """Every option checked before the table is read or anything printed.
+
+    Returns (tau prior, mu prior, methods).
+    """
     from lmsbayes import contrast as ct
     from lmsbayes.cli._common import check_outputs
     from lmsbayes.contrast.frequentist import METHODS

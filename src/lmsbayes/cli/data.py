@@ -1,4 +1,7 @@
-"""The ``data`` verb: what the trial data hold per line x class x site, and what cannot enter a model."""
+"""The ``data`` verb.
+
+What the trial data hold per line x class x site, and what cannot enter a model.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The ``design`` and ``analyze`` verbs: designs with their operating characteristics, and prior-data conflict.
+"""The ``design`` and ``analyze`` verbs.
+
+Designs with their operating characteristics, and prior-data conflict.
 
 ``lmsbayes design`` prints, for every design, the role the prior plays, the
 decision boundaries in progression-free patients (both arms for two-arm
@@ -542,7 +544,8 @@ def register(sub) -> None:
         "--futility-two-arm",
         type=_open_unit("--futility-two-arm"),
         default=None,
-        help="two-arm: stop at an interim when the posterior probability of an effect is below this",
+        help="two-arm: stop at an interim when the posterior probability of an effect is below "
+        "this",
     )
     q.add_argument(
         "--robust",

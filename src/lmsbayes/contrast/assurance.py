@@ -95,7 +95,9 @@ def schoenfeld_events(
 
 
 def assurance(predictive: Predictive, design: TimeToEventDesign) -> float:
-    """Probability of success of ``design`` averaged over ``predictive`` (exact for normal mixtures).
+    """Probability of success of ``design`` averaged over ``predictive``.
+
+    Exact for normal mixtures.
 
     Parameters
     ----------

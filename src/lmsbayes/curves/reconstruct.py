@@ -234,7 +234,10 @@ class Reconstruction:
         }
 
     def landmarks(self, times, conf_type: str = "log-log") -> dict:
-        """KM rates at ``times`` with 95% Greenwood intervals, and the digitised curve's value there."""
+        """KM rates at ``times`` with 95% Greenwood intervals.
+
+        And the digitised curve's value there.
+        """
         times = np.asarray(times, float)
         lo, hi = self.km.ci(times, conf_type)
         c = self.curve

@@ -89,7 +89,10 @@ def _staircase(
     threshold_of: Any,
     prob: float,
 ) -> np.ndarray:
-    """``b[r_c]``: the fewest treatment successes with ``P(effect | data) >= prob``, else ``n_t + 1``."""
+    """``b[r_c]``: the fewest treatment successes with ``P(effect | data) >= prob``.
+
+    Else ``n_t + 1``.
+    """
     post_t: dict[int, BetaMixture] = {}
 
     def passes(rt: int, x: np.ndarray, w: np.ndarray) -> bool:
@@ -559,7 +562,10 @@ def _as_pairs(p_t: Any, p_c: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def paired_success(design: TwoArmDesign, p_t: Sequence[float], p_c: Sequence[float]) -> np.ndarray:
-    """``P(success)`` at paired true rates ``(p_t[i], p_c[i])`` (RBesT's ``oc2S(...)(theta1, theta2)``)."""
+    """``P(success)`` at paired true rates ``(p_t[i], p_c[i])``.
+
+    As RBesT's ``oc2S(...)(theta1, theta2)``.
+    """
     t, c = _as_pairs(p_t, p_c)
     _, eff = design._probs(t, c)
     return eff.sum(axis=1)

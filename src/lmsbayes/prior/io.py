@@ -104,7 +104,10 @@ def _short(value: Any, width: int = 60) -> str:
 
 # ---------------------------------------------------------------------- writing
 def to_dict(mix: BetaMixture, provenance: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON-ready dictionary of ``docs/prior_schema.md``; ``provenance`` is merged over the prior's."""
+    """The JSON-ready dictionary of ``docs/prior_schema.md``.
+
+    ``provenance`` is merged over the prior's.
+    """
     prov = dict(mix.provenance or {})
     if provenance:
         prov.update(provenance)

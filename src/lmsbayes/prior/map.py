@@ -1,4 +1,6 @@
-"""Meta-analytic-predictive (MAP) priors: a beta mixture fitted to the predictive distribution of a new trial's rate.
+"""Meta-analytic-predictive (MAP) priors.
+
+A beta mixture fitted to the predictive distribution of a new trial's rate.
 
 From a fit, the mixture is fitted to the predictive density itself
 (:class:`~lmsbayes.prior.density.PredictiveDensity` over the fit's global
