@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 from scipy import special
 
+from lmsbayes._lazy import xarray as xr
 from lmsbayes.coverage import setting_evidence
 from lmsbayes.errors import OptionError
 from lmsbayes.model.families import NUMPY_OPS
@@ -170,6 +170,11 @@ def _case_mix_predictors(
     post = fit.posterior
     C, D = post.sizes["chain"], post.sizes["draw"]
     du = None
+    if d.latent.size and "uterine_latent" not in post:
+        raise ValueError(
+            f"this fit keeps no arm-level draws (more than {2000} arms): case-mix settings need "
+            "them; predict named settings (Setting('2L+', 'R-T', 0.5)) or use thresholds()"
+        )
     if d.latent.size:
         du = np.zeros((C, D, d.n_arms))
         du[..., d.latent] = (
@@ -182,6 +187,23 @@ def _case_mix_predictors(
         d.stratum_idx[sel],
         (d.shape_idx[sel] if len(d.shape_idx) else np.zeros(sel.size, np.int64)),
     )
+
+
+def _resolve(fit: Fit, settings, landmarks, at) -> tuple[list[Setting], list[float]]:
+    """The settings (``at`` filled in) and landmarks a prediction is for, checked."""
+    settings = settings_at(
+        fit, list(settings) if settings is not None else _default_settings(fit), at
+    )
+    if not settings:
+        raise ValueError(
+            "this model has covariates: give the settings to predict, e.g. Setting(x=1.0)"
+        )
+    has_lm = bool(fit.data.family.reported_landmarks(fit.spec.landmarks, fit.data.landmarks))
+    if landmarks is None:
+        landmarks = list(fit.spec.landmarks) if has_lm else []
+    landmarks = [float(t) for t in landmarks]
+    _check_settings(fit, settings, landmarks)
+    return settings, landmarks
 
 
 def predict(
@@ -465,6 +487,10 @@ def thresholds(
         s = _summarise(fit, ds[name], prob)
         for k in s:
             ds[f"{name}_{k}"] = s[k]
+    from lmsbayes.integrated import has_rule
+
+    if has_rule(fit):
+        _integrated_summaries(fit, ds, settings, landmarks, at, reference, hrs, prob)
     used = {**dict(fit.spec.thresholds.at), **dict(at or {})}
     ds.attrs.update(at=json.dumps(used, sort_keys=True))
     if "setting_covariates" in pred.attrs:
@@ -483,6 +509,44 @@ def thresholds(
     ev = setting_evidence(fit, _settings_of(ds), landmarks=_landmarks_of(ds), at=used)
     ds.attrs["evidence"] = ev.to_json(orient="records")
     return ds
+
+
+def _integrated_summaries(fit, ds, settings, landmarks, at, reference, hrs, prob) -> None:
+    """Replace the draws' summaries of p0 and p1 by integrals over the exact engine's rule.
+
+    Quantiles of p0 by the rule (lmsbayes.integrated); p1 = p0 ** HR is
+    monotone in p0, so its quantiles are p0's raised to HR, and so are their
+    errors (delta method). The ``*_mcse`` variables hold the rule's
+    integration error.
+    """
+    from lmsbayes.integrated import rate_summaries
+
+    settings, landmarks = _resolve(fit, settings, landmarks, at)
+    lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
+    r = rate_summaries(fit, settings, landmarks, reference, [0.5, lo, hi], hrs)
+    has_lm = "landmark" in ds["p0"].dims
+    q, err = r["quantiles"], r["error"]
+    if not has_lm:
+        q, err, mean, p1_mean = q[..., 0], err[..., 0], r["mean"][..., 0], r["p1_mean"][..., 0]
+    else:
+        mean, p1_mean = r["mean"], r["p1_mean"]
+    dims0 = ("setting", "landmark") if has_lm else ("setting",)
+    h = np.asarray(hrs, float).reshape((1, -1) + (1,) * len(dims0))
+    q1 = q[:, None] ** h  # (prob, hr, ...)
+    err1 = err[:, None] * h * q[:, None] ** (h - 1)
+    for k, name in enumerate(("median", "lower", "upper")):
+        ds[f"p0_{name}"] = (dims0, q[k])
+        ds[f"p0_{name}_mcse"] = (dims0, err[k])
+        ds[f"p1_{name}"] = (("hr", *dims0), q1[k])
+        ds[f"p1_{name}_mcse"] = (("hr", *dims0), err1[k])
+    ds["p0_mean"] = (dims0, mean)
+    ds["p1_mean"] = (("hr", *dims0), p1_mean)
+    for v in ("p1_median", "p1_lower", "p1_upper", "p1_mean"):
+        ds[v] = ds[v].transpose(*[d for d in ds["p1"].dims if d not in ("chain", "draw")])
+    ds.attrs["summaries"] = (
+        f"integrated over the exact engine's rule ({r['rule'].description}); "
+        "mcse columns: the rule's integration error"
+    )
 
 
 def _landmarks_of(ds: xr.Dataset) -> list[float]:

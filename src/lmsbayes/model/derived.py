@@ -8,8 +8,8 @@ questions later without PyMC.
 from __future__ import annotations
 
 import numpy as np
-import xarray as xr
 
+from lmsbayes._lazy import xarray as xr
 from lmsbayes.model.definition import Model
 
 __all__ = [
