@@ -37,7 +37,8 @@ if os.environ.get("LMSBAYES_FAST") == "1":
 
     def _fast_fit(spec="default", *args, **kwargs):
         spec = spec if isinstance(spec, ModelSpec) else load_spec(spec)
-        return _full_fit(fast_spec(spec), *args, **kwargs)  # shortens NUTS runs; exact fits are unchanged
+        # shortens NUTS runs only; exact fits are unchanged
+        return _full_fit(fast_spec(spec, kwargs.get("engine")), *args, **kwargs)
 
     lmsbayes.fit = _fast_fit
 
