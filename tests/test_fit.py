@@ -249,17 +249,18 @@ def test_nuts_diagnostics(as_nuts):
 
 @pytest.fixture(scope="module")
 def starved_spec(default_fit):
-    """Too few importance draws for the diagnostics to pass."""
-    return default_fit.spec.replace(**{"exact.draws": 150})
+    """A k-hat limit the fit cannot meet: the diagnostics fail (the exact engine's fixed rule
+    does not shrink with ``draws``, so starving it of draws no longer makes a problem)."""
+    return default_fit.spec.replace(**{"exact.khat_max": 0.05})
 
 
 def test_strict_raises_sampling_error(default_fit, starved_spec):
-    with pytest.raises(SamplingError, match=r"fit of spec 'default': .*importance ESS"):
+    with pytest.raises(SamplingError, match=r"fit of spec 'default': .*k-hat"):
         lmsbayes.fit(starved_spec, default_fit.data, strict=True)
 
 
 def test_failing_diagnostics_warn_otherwise(default_fit, starved_spec):
-    with pytest.warns(FitWarning, match="ESS") as record:
+    with pytest.warns(FitWarning, match="k-hat") as record:
         result = lmsbayes.fit(starved_spec, default_fit.data)
     assert len([w for w in record if issubclass(w.category, FitWarning)]) == 1
     assert not result.diagnostics.ok and "PROBLEM" in result.diagnostics.line()
