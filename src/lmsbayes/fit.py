@@ -147,7 +147,7 @@ class Diagnostics:
         )
 
 
-HYPER = ("alpha", "beta", "tau", "shape", "trial_tau")
+HYPER = ("alpha", "beta", "tau", "shape", "group_tau", "drift_scale", "drift_step", "discount")
 
 
 def compute_diagnostics(dt: xr.DataTree, var_names=HYPER) -> Diagnostics:
@@ -418,6 +418,8 @@ def _exact_groups(model: Model, res) -> tuple[xr.Dataset, dict, dict]:
     data_vars["z"] = (("chain", "draw", *model.z_dims), z[None])
     if model.data.latent.size:
         data_vars["uterine_latent"] = (("chain", "draw", "arm_latent"), res.u[None])
+    if model.grouped:
+        data_vars["v"] = (("chain", "draw", "group"), res.v[None][..., 0])
     post = xr.Dataset(data_vars, coords={**base, **{k: v for k, v in coords.items()}})
     d = res.diagnostics
     prop = res.proposals
@@ -465,8 +467,8 @@ def _finish_datatree(
     spec, data = model.spec, model.data
     if relabel:  # nutpie keeps the coords it was compiled with: relabel with this data's
         coords = {k: v for k, v in model.coords.items() if k in post.dims}
-        if "trial" in post.dims:
-            coords["trial"] = list(data.trials)
+        if "group" in post.dims:
+            coords["group"] = list(data.groups)
         post = post.assign_coords(coords)
     arrays = posterior_arrays(model, post)
     landmarks = list(spec.landmarks) if spec.survival else list(data.landmarks)

@@ -39,6 +39,12 @@ from lmsbayes.covariates import (
     expand_terms,
 )
 from lmsbayes.spec import ModelSpec, Prior, SpecError
+from lmsbayes.structure import (
+    age_decades,
+    drift_basis,
+    group_column,
+    group_index,
+)
 
 __all__ = ["ModelData", "Model", "Param", "prepare_data", "structure_key", "conditional_counts"]
 
@@ -82,6 +88,9 @@ class ModelData:
         Survival shape groups and each arm's group.
     trials, trial_idx
         Trials (arms of one randomised trial share one) and each arm's trial.
+    groups, group_idx
+        Groups of the spec's group effect (``[random_effects] group``: trials or
+        regimens) and each arm's group; empty without one (lmsbayes.structure).
     uterine_centre : float
     data_sha256 : str
     curve : str
@@ -108,6 +117,8 @@ class ModelData:
     shape_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     trials: tuple[str, ...] = ()
     trial_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    groups: tuple[str, ...] = ()
+    group_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     terms: pd.DataFrame = field(default_factory=pd.DataFrame)
     comp_const: np.ndarray = field(default_factory=lambda: np.zeros(0))
     curve: str = ""
@@ -201,6 +212,7 @@ class ModelData:
             stratum_idx=self.stratum_idx[pos],
             shape_idx=self.shape_idx[pos] if len(self.shape_idx) else self.shape_idx,
             trial_idx=self.trial_idx[pos] if len(self.trial_idx) else self.trial_idx,
+            group_idx=self.group_idx[pos] if len(self.group_idx) else self.group_idx,
             comp_const=const,
         )
 
@@ -255,6 +267,8 @@ class ModelData:
             shape_idx=[int(i) for i in self.shape_idx],
             trials=list(self.trials),
             trial_idx=[int(i) for i in self.trial_idx],
+            groups=list(self.groups),
+            group_idx=[int(i) for i in self.group_idx],
             uterine_centre=self.uterine_centre,
             data_sha256=self.data_sha256,
             curve=self.curve,
@@ -320,6 +334,8 @@ class ModelData:
             shape_idx=ints("shape_idx"),
             trials=_str_tuple(a.get("trials", [])),
             trial_idx=ints("trial_idx"),
+            groups=_str_tuple(a.get("groups", [])),
+            group_idx=ints("group_idx"),
             terms=terms,
             comp_const=np.asarray(ds["comp_const"].values, float)
             if "comp_const" in ds
@@ -617,6 +633,9 @@ def prepare_data(spec: ModelSpec, data: Any) -> ModelData:
     for name, d in spec.covariates:  # a user's own covariate columns
         if d.column in src and d.column not in arms:
             arms[d.column] = src[d.column].to_numpy()
+    gcol = group_column(spec)
+    if gcol and gcol in src and gcol not in arms:  # the group effect's column (e.g. regimen)
+        arms[gcol] = src[gcol].to_numpy()
     arms["year"] = arms["year"].astype("Int64")
     arms["n"] = pd.array(arms["n"], dtype="Float64").astype("Int64")
     return _finish(
@@ -804,6 +823,18 @@ def _finish(spec, family, arms, obs, terms, const, excluded, landmarks, sha, tab
         shape_groups, shape_idx = (), np.zeros(0, dtype=np.int64)
     trials = tuple(dict.fromkeys(arms["trial"].astype(str)))
     trial_idx = np.array([trials.index(v) for v in arms["trial"].astype(str)], dtype=np.int64)
+    groups, group_idx = (), np.zeros(0, dtype=np.int64)
+    if group_column(spec):
+        try:
+            groups, group_idx = group_index(arms, group_column(spec))
+        except ValueError as exc:
+            raise SpecError([str(exc)], spec.name) from None
+    for what, on in (
+        ("drift", spec.model.drift != "none"),
+        ("age discount", spec.random_effects.age_discount),
+    ):
+        if on and ("year" not in arms or arms["year"].isna().any()):
+            raise SpecError([f"{what}: every included arm needs a publication year"], spec.name)
     if family.name == "survival":
         comp_const = np.asarray(const, float)
     else:
@@ -826,6 +857,8 @@ def _finish(spec, family, arms, obs, terms, const, excluded, landmarks, sha, tab
         shape_idx=shape_idx,
         trials=trials,
         trial_idx=trial_idx,
+        groups=groups,
+        group_idx=group_idx,
         terms=terms,
         comp_const=comp_const,
         curve=spec.model.curve if spec.survival else "",
@@ -999,6 +1032,49 @@ class Model:
             params.append(
                 Param("shape", ("shape_group",), (len(data.shape_groups),), pri.shape, "log")
             )
+        # structure beyond one effect per arm (lmsbayes.structure)
+        re, mp = spec.random_effects, spec.model
+        self.grouped = bool(data.groups)
+        if self.grouped:
+            params.append(
+                Param(
+                    "group_tau",
+                    ("landmark",) if self.per_landmark else (),
+                    (L,) if self.per_landmark else (),
+                    pri.group_tau,
+                    "log",
+                )
+            )
+        self.drift = mp.drift != "none"
+        n_cov = C
+        if self.drift:
+            J = len(mp.drift_knots)
+            params.append(Param("drift_scale", (), (), pri.drift_scale, "log"))
+            params.append(
+                Param(
+                    "drift_step",
+                    ("drift_interval",),
+                    (J - 1,),
+                    Prior("Normal", mu=0.0, sigma=1.0),
+                    "none",
+                )
+            )
+            B = drift_basis(data.arms["year"].astype(float), mp.drift_knots, mp.drift_reference)
+        else:
+            B = np.zeros((data.n_arms, 0))
+        #: design with the drift's basis as extra columns (their coefficients: drift_scale * drift_step)
+        self.X_design = np.hstack([np.asarray(data.X, float), B])
+        self.Xu_design = np.hstack([np.asarray(data.Xu, float), np.zeros_like(B)])
+        self.n_cov = n_cov
+        self.discounted = bool(re.age_discount)
+        if self.discounted:
+            params.append(Param("discount", (), (), pri.discount, "log"))
+        self.age = (
+            age_decades(data.arms["year"].astype(float), re.discount_year)
+            if self.discounted
+            else np.zeros(data.n_arms)
+        )
+        self.student_t = re.distribution == "student_t"
         self.params: tuple[Param, ...] = tuple(params)
         obs = data.obs
         self.arm_idx = obs["arm_idx"].to_numpy(np.int64)
@@ -1021,9 +1097,10 @@ class Model:
     def data_arrays(self, data: ModelData) -> dict[str, np.ndarray]:
         """Every data array the algebra reads, by name (``pm.Data`` containers in the NUTS engine)."""
         obs = data.obs
+        same = data is self.data
         out = {
-            "X": np.asarray(data.X, float),
-            "Xu": np.asarray(data.Xu, float),
+            "X": self.X_design if same else np.asarray(data.X, float),
+            "Xu": self.Xu_design if same else np.asarray(data.Xu, float),
             "stratum_idx": np.asarray(data.stratum_idx, np.int64),
             "arm_idx": obs["arm_idx"].to_numpy(np.int64),
             "k_idx": obs["k_idx"].to_numpy(np.int64),
@@ -1040,6 +1117,10 @@ class Model:
             out["obs_shape_idx"] = np.asarray(data.shape_idx, np.int64)[out["arm_idx"]]
             out["se_shape_power"] = _se_shape_power(obs)
             out["diagonal"] = (out["first"] == out["second"]).astype(float)
+        if self.discounted:
+            out["age"] = self.age if same else np.zeros(data.n_arms)
+        if self.grouped:
+            out["group_idx"] = np.asarray(data.group_idx, np.int64)
         return out
 
     # --- parameter layout -------------------------------------------------------------
@@ -1058,6 +1139,11 @@ class Model:
             out["shape_group"] = list(d.shape_groups)
         if d.latent.size:
             out["arm_latent"] = [d.arms.index[i] for i in d.latent]
+        if d.groups:
+            out["group"] = list(d.groups)
+        if self.drift:
+            k = self.spec.model.drift_knots
+            out["drift_interval"] = [f"{a}-{b}" for a, b in zip(k, k[1:])]
         return out
 
     @property
@@ -1078,7 +1164,17 @@ class Model:
             beta_c = None
         tau = values["tau"]
         tau_c = tau if self.per_landmark else tau[..., :, None]
+        if self.drift:  # the drift's coefficients follow the covariates' (X_design's extra columns)
+            dc = (values["drift_scale"][..., None] * values["drift_step"])[..., None, :]
+            if self.per_landmark:
+                dc = dc * xp.ones((self.K, 1))
+            beta_c = dc if beta_c is None else xp.concatenate([beta_c, dc], axis=-1)
         out = {"alpha": alpha_c, "beta": beta_c, "tau": tau_c}
+        if self.grouped:
+            gt = values["group_tau"]
+            out["group_tau"] = gt if self.per_landmark else gt[..., None]  # (..., Kz)
+        if self.discounted:
+            out["discount"] = values["discount"]
         if self.data.family == "survival":
             out["shape"] = (
                 values["shape"] if "shape" in values else self.spec.model.shape_value * xp.ones(1)
@@ -1128,7 +1224,24 @@ class Model:
     def effect_scale(self, c: dict[str, Any], arrays: dict | None = None):
         """Standard deviation of each arm's random effect(s): (..., arm, Kz)."""
         a = self.arrays if arrays is None else arrays
-        return c["tau"][..., a["stratum_idx"], :]
+        tau = c["tau"][..., a["stratum_idx"], :]
+        if not self.discounted:
+            return tau
+        d = c["discount"][..., None, None]
+        return (tau * tau + d * d * a["age"][:, None]) ** 0.5
+
+    def group_shift(self, c: dict[str, Any], v, arrays: dict | None = None):
+        """The group effects of the arms, group_tau v[group(i)]: (..., arm, Kz); v (..., group, Kz)."""
+        a = self.arrays if arrays is None else arrays
+        return c["group_tau"][..., None, :] * v[..., a["group_idx"], :]
+
+    def z_logpdf(self, z: np.ndarray) -> np.ndarray:
+        """Log density of the standardised arm effects (normal, or Student-t(nu))."""
+        from scipy import stats
+
+        if self.student_t:
+            return stats.t.logpdf(z, self.spec.random_effects.nu)
+        return stats.norm.logpdf(z)
 
     def loglik_terms(self, ops, eta, c: dict[str, Any], arrays: dict | None = None):
         """Log-likelihood terms from the arm-level linear predictor ``eta`` (..., arm, K).
@@ -1203,9 +1316,15 @@ class Model:
             du = np.zeros(d.n_arms)
             du[d.latent] = np.asarray(values["uterine_latent"], float) - d.uterine_centre
         z = np.asarray(values["z"], float).reshape(d.n_arms, self.Kz)
-        eta = self.base_predictor(lik.NUMPY_OPS, c, d.X, d.Xu, du) + self.effect_scale(c) * z
+        a = self.arrays
+        eta = self.base_predictor(lik.NUMPY_OPS, c, a["X"], a["Xu"], du) + self.effect_scale(c) * z
+        lp = 0.0
+        if self.grouped:
+            v = np.asarray(values["v"], float).reshape(len(d.groups), self.Kz)
+            eta = eta + self.group_shift(c, v)
+            lp += float(np.sum(stats.norm.logpdf(v)))
         ll = float(np.sum(self.loglik_terms(lik.NUMPY_OPS, eta, c))) + self.constant()
-        lp = float(np.sum(self.log_prior(values))) + float(np.sum(stats.norm.logpdf(z)))
+        lp += float(np.sum(self.log_prior(values))) + float(np.sum(self.z_logpdf(z)))
         if d.latent.size:
             lp += float(np.sum(stats.beta.logpdf(values["uterine_latent"], 1.0, 1.0)))
         return ll + lp
@@ -1226,6 +1345,6 @@ def structure_key(spec: ModelSpec, data: ModelData) -> str:
         len(data.terms),
         len(data.latent),
         tuple(data.covariates),
-        len(data.trials) if spec.random_effects.trial_effect else 0,
+        len(data.groups),
     )
     return hashlib.sha256(repr(parts).encode()).hexdigest()

@@ -5,7 +5,7 @@ model is built from :class:`lmsbayes.model.Model`: its priors, its linear
 predictor and its log-likelihood terms, evaluated with PyTensor operations,
 so that it cannot drift from the exact engine (a test holds their joint log
 densities equal at random points). It also fits what the exact engine does
-not integrate: Student-t random effects and arms nested in trials.
+not integrate: group effects of per-landmark families.
 
 Compiled models are cached per structure for the life of the process; new
 data of the same shape go in through the ``pm.Data`` containers.
@@ -49,10 +49,11 @@ def build_model(spec: ModelSpec, data: ModelData):
     -------
     pymc.Model
         Coords ``arm``, ``covariate``, ``stratum`` (and ``landmark``,
-        ``shape_group``, ``arm_latent``, ``trial`` when used). Free variables:
-        the global parameters of :attr:`lmsbayes.model.Model.params`, ``z``
-        (non-centred random effects), ``uterine_latent`` and, with trial
-        effects, ``trial_tau`` and ``v``. The likelihood is the potential
+        ``shape_group``, ``arm_latent``, ``group``, ``drift_step`` when used). Free
+        variables: the global parameters of :attr:`lmsbayes.model.Model.params`
+        (``group_tau``, ``drift_scale``, ``drift_step``, ``discount`` among them
+        when the spec has them), ``z`` (non-centred random effects),
+        ``uterine_latent`` and, with group effects, ``v``. The likelihood is the potential
         ``loglik``: the terms of lmsbayes.likelihoods summed.
     """
     import pymc as pm
@@ -60,10 +61,8 @@ def build_model(spec: ModelSpec, data: ModelData):
 
     m = Model(spec, data)
     ops = pytensor_ops()
-    re, pri = spec.random_effects, spec.priors
+    re = spec.random_effects
     coords = m.coords
-    if re.trial_effect:
-        coords["trial"] = list(data.trials)
     # no parameter checks in the log density: every parameter is transformed to its
     # support and the data were validated; the checks add boolean kernels to compile
     with pm.Model(coords=coords, check_bounds=False) as model:
@@ -93,12 +92,10 @@ def build_model(spec: ModelSpec, data: ModelData):
         eta = (
             m.base_predictor(ops, c, arrays["X"], arrays["Xu"], du) + m.effect_scale(c, arrays) * z2
         )
-        if re.trial_effect:
+        if m.grouped:  # group effects (trials or regimens): v ~ Normal(0, 1), scaled by group_tau
             lm = ("landmark",) if m.per_landmark else ()
-            trial_tau = pri.trial_tau.create("trial_tau", dims=lm or None)
-            v = pm.Normal("v", 0.0, 1.0, dims=("trial", *lm))
-            tv = (trial_tau * v)[data.trial_idx]
-            eta = eta + (tv if m.per_landmark else tv[:, None])
+            v = pm.Normal("v", 0.0, 1.0, dims=("group", *lm))
+            eta = eta + m.group_shift(c, v if m.per_landmark else v[:, None], arrays)
         terms = m.loglik_terms(ops, eta, c, arrays)
         pm.Potential("loglik", pt.sum(terms) + m.constant())
     return model
