@@ -196,7 +196,7 @@ def main() -> None:
     print(f"  ratio exact / nuts: {job['exact'] / job['nuts']:.3f}")
 
     import lmsbayes as lb
-    from lmsbayes.model import prepare_data
+    from lmsbayes.model.prepare import prepare_data
     from lmsbayes.spec import load_spec, parse_spec
 
     print("\n3. One fit, data prepared once (median of 5; NUTS compiled beforehand)")

@@ -18,7 +18,8 @@ import numpy as np
 from lmsbayes import validate as V
 from lmsbayes.data import load_trials
 from lmsbayes.engines import exact as E
-from lmsbayes.model import Model, prepare_data
+from lmsbayes.model.definition import Model
+from lmsbayes.model.prepare import prepare_data
 from lmsbayes.spec import load_spec
 
 

@@ -73,3 +73,33 @@ def test_bundled_lms04_is_the_final_analysis(bundled):
     ]
     # the primary analysis (Lancet Oncol 2022) is kept in the notes only
     assert a.loc["lms04_doxo", "notes"].count("16.0% (9.4-25.9)") == 1
+
+
+def test_bundled_roles_and_regimens_follow_their_rules(bundled):
+    """data/README.md section 2a: every arm has a role and a regimen, each with its reason."""
+    arms = bundled.arms.set_index("arm_id")
+    assert arms["role"].notna().all() and arms["regimen"].notna().all()
+    assert arms["role"].value_counts().to_dict() == {
+        "single_arm": 20,
+        "experimental": 9,
+        "control": 8,
+        "noncomparative": 4,
+        "calibration": 1,
+    }
+    assert ((arms["role"] == "single_arm") == (arms["design"] == "single_arm")).all()
+    # placebo arms are controls labelled 'placebo'; placebo add-ons leave the label
+    assert (arms.loc[arms["placebo"], "regimen"] == "placebo").all()
+    assert (arms.loc[arms["placebo"], "role"] == "control").all()
+    assert arms.loc["announce_lms_doxpbo", "regimen"] == "doxorubicin"
+    assert arms.loc["gog0250_gd_pbo", "regimen"] == "gemcitabine+docetaxel"
+    assert arms.loc["a092104_ic_ulms", "regimen"] == "pazopanib/trabectedin"
+    # every trial with a control has an arm that is compared with it
+    for _, trial in arms.groupby("trial"):
+        if (trial["role"] == "control").any():
+            assert (trial["role"] == "experimental").any()
+    # a role other than the design's obvious one says why in the notes
+    special = arms[arms["role"].isin(["control", "experimental", "noncomparative", "calibration"])]
+    assert special["notes"].str.contains("ROLE/REGIMEN (issue 23", regex=False).all()
+    # 1L doxorubicin alone: the two control arms a control-arm MAP prior rests on
+    dox = arms[(arms["regimen"] == "doxorubicin") & (arms["line"] == "1L")]
+    assert sorted(dox.index) == ["announce_lms_doxpbo", "lms04_doxo"]

@@ -29,7 +29,8 @@ from scipy import special, stats
 
 from lmsbayes import calibrate as cal
 from lmsbayes.errors import OptionError
-from lmsbayes.model import Model, prepare_data
+from lmsbayes.model.definition import Model
+from lmsbayes.model.prepare import prepare_data
 from lmsbayes.spec import load_spec, parse_spec
 
 AS_CSV = Path(__file__).parent / "data" / "AS.csv"

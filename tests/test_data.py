@@ -29,6 +29,7 @@ from lmsbayes.data import (
     load_trials,
     long_table,
     rates_path_for,
+    role_regimen_problems,
     se_log_median,
     se_logit_binomial,
     se_logit_from_ci,
@@ -59,8 +60,10 @@ FILLED = {
     "evidence_level": "abstract",
     "phase": "2",
     "design": "single_arm",
+    "role": "single_arm",
     "arm": "drug x",
     "agents": "drugx",
+    "regimen": "drugx",
     "placebo": "false",
     "treatment_class": "NR-T",
     "line": "2L+",
@@ -268,6 +271,17 @@ def test_missing_file_names_the_path(tmp_path):
         ("source_url", "www.example.org", "must be an http(s) URL"),
         ("registry_id", "NCT123", "must be ';'-separated trial registry ids"),
         ("registry_id", "NCT01234567; 20160012345", "must be ';'-separated trial registry ids"),
+        ("role", "contol", "got 'contol'; did you mean 'control'?"),
+        ("role", "control", "role 'control' does not fit design 'single_arm'"),
+        ("regimen", "Drugx", "must be lowercase agent names joined by '+'"),
+        ("regimen", "drugx + drugy", "must be lowercase agent names joined by '+'"),
+        ("regimen", "drugx+drugx", "each agent once"),
+        ("regimen", "drugx+placebo", "a placebo add-on is left out of the label"),
+        (
+            "regimen",
+            "drugy",
+            "'drugy' names the agents ['drugy'] but column 'agents' has ['drugx']",
+        ),
     ],
 )
 def test_each_arm_problem_names_file_row_column_and_value(tmp_path, column, value, expected):
@@ -278,6 +292,58 @@ def test_each_arm_problem_names_file_row_column_and_value(tmp_path, column, valu
     assert (p.file, p.row, p.value) == (str(path), 3, value)
     arm_id = value if column == "arm_id" else "a2"
     assert str(p).startswith(f"{path} row 3 (arm_id {arm_id!r}), column {column!r}: ")
+
+
+def test_role_and_regimen_rules(tmp_path):
+    """Section 2a: placebo add-ons leave the label, '/' joins alternatives, one label per set."""
+    rows = [
+        arm("c", design="randomized", role="control", agents="drugx;placebo", regimen="drugx"),
+        arm(
+            "e",
+            design="randomized",
+            role="experimental",
+            agents="drugx;drugy",
+            regimen="drugx+drugy",
+        ),
+        arm(
+            "p",
+            design="randomized",
+            role="control",
+            agents="placebo",
+            regimen="placebo",
+            placebo="true",
+        ),
+        arm("ic", design="randomized", role="control", agents="drugy;drugz", regimen="drugy/drugz"),
+        arm("nc", design="randomized", role="noncomparative", regimen=None),
+        arm("s", role=None),
+    ]
+    df = load_trials(write(tmp_path / "t.csv", rows)).arms
+    assert df["role"].tolist()[:5] == [
+        "control",
+        "experimental",
+        "control",
+        "control",
+        "noncomparative",
+    ]
+    assert pd.isna(df["role"].iloc[5]) and pd.isna(df["regimen"].iloc[4])  # blank: not stated
+    assert df["regimen"].tolist()[:4] == ["drugx", "drugx+drugy", "placebo", "drugy/drugz"]
+    rows.append(arm("e2", agents="drugx;drugy", regimen="drugy+drugx"))  # spreadsheet row 8
+    p = only(problems_of(write(tmp_path / "u.csv", rows)), "regimen", "name one combination")
+    assert p.row == 8 and "'drugx+drugy' (row 3)" in p.message
+
+
+def test_role_and_regimen_columns_are_optional(tmp_path):
+    columns = [c for c in COLUMNS if c not in ("role", "regimen")]
+    df = load_trials(write(tmp_path / "t.csv", base_rows(), columns)).arms
+    assert df["role"].isna().all() and df["regimen"].isna().all()
+
+
+def test_role_regimen_problems_without_agents_or_design():
+    """The check the generic (study, r, n) table uses: labels and format only."""
+    problems = role_regimen_problems(["control", "experimentl", ""], ["a+b", "b+a", "x y"])
+    assert [(i, c) for i, c, _ in problems] == [(1, "role"), (1, "regimen"), (2, "regimen")]
+    assert "did you mean 'experimental'?" in problems[0][2]
+    assert "(row index 0)" in problems[1][2]
 
 
 def test_valid_identifiers_are_accepted(tmp_path):

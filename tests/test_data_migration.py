@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from lmsbayes.data import load_trials
-from lmsbayes.model import ModelData, prepare_data
+from lmsbayes.model.inputs import ModelData
+from lmsbayes.model.prepare import prepare_data
 from lmsbayes.spec import load_spec
 
 OLD_FIT = Path(__file__).parent / "data" / "fit_before_data2.nc"

@@ -1,7 +1,7 @@
 """One model definition, two engines: their log densities agree, and the exact engine is exact.
 
 - The PyMC model (engines/nuts.py) and the definition's numpy joint log
-  density (lmsbayes.model.Model.joint_logp) are equal at random points, for
+  density (lmsbayes.model.definition.Model.joint_logp) are equal at random points, for
   every likelihood family and structure option.
 - The exact engine's arm integrals equal brute-force numerical integration
   (scipy.integrate) of the same joint density over the arm's random effect
@@ -19,7 +19,8 @@ from scipy import integrate, stats
 
 from lmsbayes.engines.exact import Integrator, Layout
 from lmsbayes.engines.psis import psis
-from lmsbayes.model import Model, prepare_data
+from lmsbayes.model.definition import Model
+from lmsbayes.model.prepare import prepare_data
 from lmsbayes.spec import parse_spec
 
 
@@ -128,7 +129,7 @@ def _brute_force_arm(m: Model, values: dict, arm: int) -> float:
     lat = arm in set(d.latent)
 
     def ll(z, u):
-        from lmsbayes.likelihoods import NUMPY_OPS
+        from lmsbayes.model.families import NUMPY_OPS
 
         c = sub.canonical(values)
         du = np.array([u - d.uterine_centre]) if lat else None

@@ -87,6 +87,7 @@ def small(tmp_path):
             pfs_median_hi="",
             placebo="true",
             agents="placebo",
+            regimen="placebo",
             trial="T-5",
         ),
     ]

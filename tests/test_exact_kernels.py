@@ -20,8 +20,9 @@ from scipy import integrate, stats
 from test_engines import SPECS, _arms, _random_values, _spec
 
 from lmsbayes.engines import exact as ex
-from lmsbayes.likelihoods import NUMPY_OPS
-from lmsbayes.model import Model, prepare_data
+from lmsbayes.model.definition import Model
+from lmsbayes.model.families import NUMPY_OPS
+from lmsbayes.model.prepare import prepare_data
 from lmsbayes.spec import parse_spec
 
 
@@ -211,8 +212,8 @@ def test_arm_draws_of_a_binomial_fit_have_the_exact_conditional_means(tables):
 
 def test_block_cholesky_of_survival_replicates_equals_the_dense_factor():
     """The posterior predictive's correlated noise, by blocks of equal size, equals the dense N @ L.T (scaled by k^-p)."""
-    from lmsbayes import derived
     from lmsbayes.data import load_trials
+    from lmsbayes.model import derived
     from lmsbayes.spec import load_spec
 
     spec = load_spec("default")

@@ -211,6 +211,12 @@ def test_a_categorical_covariate_with_its_reference_level():
         lb.fit(bad, table)
 
 
+def test_binomial_table_takes_role_and_regimen():
+    table = pd.read_csv(DATA / "AS.csv")
+    table = table.assign(role="control", regimen="placebo")
+    assert lb.fit("binomial", table) is not None
+
+
 @pytest.mark.parametrize(
     "mutate, needle",
     [
@@ -224,6 +230,15 @@ def test_a_categorical_covariate_with_its_reference_level():
             "row 2, column 'n': must be a whole number",
         ),
         (lambda t: t.assign(study=["a"] * len(t)), "duplicate study 'a'"),
+        (
+            lambda t: t.assign(role=["control"] + ["contorl"] * (len(t) - 1)),
+            "row 3, column 'role': must be one of ['control', 'experimental', 'single_arm', "
+            "'noncomparative', 'calibration'], got 'contorl'; did you mean 'control'?",
+        ),
+        (
+            lambda t: t.assign(regimen=["dox+ifo"] + ["ifo+dox"] * (len(t) - 1)),
+            "row 3, column 'regimen': 'ifo+dox' and 'dox+ifo' (row 2) name one combination",
+        ),
     ],
 )
 def test_bad_binomial_tables_give_one_clear_error(mutate, needle):

@@ -18,8 +18,9 @@ from scipy import integrate, special, stats
 
 import lmsbayes
 from lmsbayes.data import load_trials
-from lmsbayes.likelihoods import NUMPY_OPS
-from lmsbayes.model import Model, conditional_counts, prepare_data
+from lmsbayes.model.definition import Model
+from lmsbayes.model.families import NUMPY_OPS
+from lmsbayes.model.prepare import conditional_counts, prepare_data
 from lmsbayes.predict import Setting, landmark_order, predict, thresholds
 from lmsbayes.spec import SpecError, load_spec, parse_spec
 

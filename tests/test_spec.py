@@ -372,7 +372,7 @@ def test_hash_ignores_formatting_and_comments(tmp_path):
 
 
 def test_covariate_the_data_cannot_inform(trials):
-    from lmsbayes.model import prepare_data
+    from lmsbayes.model.prepare import prepare_data
 
     spec = parse_spec(
         {"model": {"covariates": ["line"]}, "data": {"lines": ["1L"]}}, source="first-line"
@@ -386,7 +386,7 @@ def test_covariate_the_data_cannot_inform(trials):
 
 
 def test_filter_leaving_no_observation(trials):
-    from lmsbayes.model import prepare_data
+    from lmsbayes.model.prepare import prepare_data
 
     spec = parse_spec({"data": {"years": [1990, 1995]}})
     with pytest.raises(SpecError, match="no observation remains"):

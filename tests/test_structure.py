@@ -1,4 +1,4 @@
-"""Random-effect structure (lmsbayes.structure): groups, drift, age discount, Student-t effects.
+"""Random-effect structure (lmsbayes.model.structure): groups, drift, age discount, Student-t effects.
 
 - Both engines read one definition: PyMC's joint log density equals
   Model.joint_logp at random points for every new option.
@@ -16,9 +16,10 @@ from _synthetic import lms_tables
 from scipy import integrate, stats
 
 from lmsbayes.engines.exact import Integrator, Layout
-from lmsbayes.model import Model, prepare_data
+from lmsbayes.model.definition import Model
+from lmsbayes.model.prepare import prepare_data
+from lmsbayes.model.structure import drift_basis, t_scale_mixture
 from lmsbayes.spec import parse_spec
-from lmsbayes.structure import drift_basis, t_scale_mixture
 
 REGIMENS = ("doxorubicin", "gem+doc", "trabectedin", "pazopanib", "eribulin", "dacarbazine")
 
@@ -161,7 +162,7 @@ def test_student_t_arm_integrals_equal_scipy_quadrature(tables):
             )
         else:
             want = inner(None)
-        # the 40-node scale mixture's error is below 4e-5 for nu >= 3 (lmsbayes.structure)
+        # the 40-node scale mixture's error is below 4e-5 for nu >= 3 (lmsbayes.model.structure)
         assert got[arm] == pytest.approx(want, abs=1e-4)
 
 

@@ -23,9 +23,10 @@ from _synthetic import lms_tables
 from scipy import stats
 
 from lmsbayes.engines.exact import Integrator
-from lmsbayes.likelihoods import NUMPY_OPS
-from lmsbayes.model import Model, prepare_data
-from lmsbayes.observations import within_arm_correlation
+from lmsbayes.model.definition import Model
+from lmsbayes.model.families import NUMPY_OPS
+from lmsbayes.model.observations import within_arm_correlation
+from lmsbayes.model.prepare import prepare_data
 from lmsbayes.spec import parse_spec
 
 LOG2 = math.log(2.0)
@@ -108,7 +109,7 @@ def test_median_and_rates_of_one_curve_are_counted_once(correlated, calibrated):
     shape known and a flat prior, the arm's likelihood in eta (logit S at 6
     months) is a normal; the standardised errors of its mean must have sd 1.
     """
-    from lmsbayes.observations import survival_observations
+    from lmsbayes.model.observations import survival_observations
 
     rng = np.random.default_rng(7)
     n, median, k = 60, 5.0, 1.5
@@ -171,7 +172,7 @@ def test_km_median_sd_is_the_asymptotic_one_the_model_uses(curve, k):
     The model gives a median without a CI the sd 2 / (k sqrt(n)) (log-logistic)
     or 1 / (k log 2 sqrt(n)) (Weibull); a fixed 1 / sqrt(n) is off by 25-45% in these cases.
     """
-    from lmsbayes.observations import _se_log_median
+    from lmsbayes.model.observations import _se_log_median
 
     rng = np.random.default_rng(11)
     n, median, reps = 100, 6.0, 4000
@@ -209,7 +210,7 @@ def test_median_without_ci_has_the_shape_dependent_closed_form(curve):
 
 def test_shape_dependent_sd_with_a_rate_matches_the_bivariate_normal():
     """Median without a CI + a rate with its CI: the arm's Gaussian is S^-1 Sigma S^-1, counted once."""
-    from lmsbayes.derived import posterior_predictive
+    from lmsbayes.model.derived import posterior_predictive
 
     n, median = 60, 5.0
     tables = _one_arm_tables(median, math.nan, math.nan, [(3.0, 0.7)], n)

@@ -30,9 +30,10 @@ from _synthetic import lms_tables
 from scipy import integrate, special, stats
 
 from lmsbayes import validate as V
-from lmsbayes.derived import posterior_predictive
-from lmsbayes.likelihoods import NUMPY_OPS
-from lmsbayes.model import Model, prepare_data
+from lmsbayes.model.definition import Model
+from lmsbayes.model.derived import posterior_predictive
+from lmsbayes.model.families import NUMPY_OPS
+from lmsbayes.model.prepare import prepare_data
 from lmsbayes.spec import Prior, parse_spec
 
 Z95 = 1.959963984540054
@@ -686,7 +687,7 @@ def test_cli_prints_the_comparison_and_writes_its_files(tmp_path, capsys):
     table = pd.read_csv(out["csv"])
     # one refit per trial with a spec's arms: counted here from the bundled table itself
     from lmsbayes.data import load_trials
-    from lmsbayes.model import prepare_data
+    from lmsbayes.model.prepare import prepare_data
     from lmsbayes.spec import load_spec
 
     data = prepare_data(load_spec("eortc2021"), load_trials())

@@ -24,8 +24,8 @@ _LAZY = {
     "ModelSpec": "lmsbayes.spec",
     "load_spec": "lmsbayes.spec",
     "build_model": "lmsbayes.engines.nuts",
-    "Model": "lmsbayes.model",
-    "prepare_data": "lmsbayes.model",
+    "Model": "lmsbayes.model.definition",
+    "prepare_data": "lmsbayes.model.prepare",
     "Trials": "lmsbayes.data",
     "thresholds": "lmsbayes.predict",
     "threshold_table": "lmsbayes.predict",
@@ -77,7 +77,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from lmsbayes.data import DataValidationError, load_trials, long_table
     from lmsbayes.engines.nuts import build_model
-    from lmsbayes.model import Model, prepare_data
+    from lmsbayes.model.definition import Model
+    from lmsbayes.model.prepare import prepare_data
     from lmsbayes.predict import Setting, predict, thresholds
     from lmsbayes.prior import BetaMixture, ess, fit_mixture, map_prior, robustify
     from lmsbayes.spec import ModelSpec, load_spec

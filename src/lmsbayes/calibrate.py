@@ -61,8 +61,9 @@ from scipy import special, stats
 
 from lmsbayes.coverage import _prior_rvs
 from lmsbayes.errors import OptionError
-from lmsbayes.likelihoods import NUMPY_OPS, rate_from_eta
-from lmsbayes.model import Model, ModelData
+from lmsbayes.model.definition import Model
+from lmsbayes.model.families import NUMPY_OPS, rate_from_eta
+from lmsbayes.model.inputs import ModelData
 
 __all__ = [
     "COVERAGE_LEVELS",
@@ -200,7 +201,7 @@ def simulate(model: Model, values: dict[str, np.ndarray], rng: np.random.Generat
         A simulated observation is outside the support (a count outside
         [0, n] or a non-finite value), naming the observation and its arm.
     """
-    from lmsbayes.derived import posterior_predictive
+    from lmsbayes.model.derived import posterior_predictive
 
     d = model.data
     c = model.canonical({p.name: np.asarray(values[p.name], float) for p in model.params})
@@ -238,7 +239,7 @@ def check_support(model: Model, y: np.ndarray) -> None:
 def with_observations(data: ModelData, y: np.ndarray, label: str = "simulated") -> ModelData:
     """The same design with new observed values ``y`` (likelihood scale), without preparing again.
 
-    Replaces the likelihood columns that :meth:`lmsbayes.model.Model.data_arrays`
+    Replaces the likelihood columns that :meth:`lmsbayes.model.definition.Model.data_arrays`
     reads (``lik_y`` and, for binomial families, ``log_choose``) and the
     descriptive columns derived from them (counts, rates, the survival
     observation's value), and sets ``data_sha256`` to a hash of ``y``
@@ -781,7 +782,7 @@ def sbc(
     from lmsbayes import __version__
     from lmsbayes.fit import _read_data, choose_engine
     from lmsbayes.fitfile import _spec_to_toml
-    from lmsbayes.model import prepare_data
+    from lmsbayes.model.prepare import prepare_data
     from lmsbayes.spec import ModelSpec, load_spec
 
     if not isinstance(spec, ModelSpec):

@@ -108,7 +108,7 @@ def _pooled_logit(
     """Pooled logit of the settings' rate at a landmark: (draws..., setting)."""
     from scipy import special
 
-    from lmsbayes.likelihoods import NUMPY_OPS, rate_from_eta
+    from lmsbayes.model.families import NUMPY_OPS, rate_from_eta
 
     m = fit.model
     c = m.canonical(values)

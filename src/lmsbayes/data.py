@@ -56,6 +56,7 @@ __all__ = [
     "effective_binomial",
     "exponential_rate",
     "load_trials",
+    "role_regimen_problems",
     "long_table",
     "rates_path_for",
     "se_log_median",
@@ -72,11 +73,14 @@ EVIDENCE_LEVELS = ("full_text", "abstract", "registry", "news")
 #: (complementary log-log), logit, arcsine (square root), exact (Clopper-Pearson on a count).
 CI_SCALES = ("plain", "log", "log-log", "logit", "arcsine", "exact")
 RATE_KINDS = ("reported", "km_text")
+#: An arm's role in its trial (data/README.md section 2a).
+ROLES = ("control", "experimental", "single_arm", "noncomparative", "calibration")
 
 LABELS: dict[str, tuple[str, ...]] = {
     "evidence": ("publication", "conference"),
     "evidence_level": EVIDENCE_LEVELS,
     "design": ("single_arm", "randomized"),
+    "role": ROLES,
     "treatment_class": ("R-T", "NR-T"),
     "line": ("1L", "2L+"),
     "population": ("LMS", "uLMS", "stLMS", "STS-LMS-subgroup", "L-sarcoma-LMS-subgroup"),
@@ -103,8 +107,10 @@ ARM_COLUMNS = (
     "evidence_level",
     "phase",
     "design",
+    "role",
     "arm",
     "agents",
+    "regimen",
     "placebo",
     "treatment_class",
     "line",
@@ -182,6 +188,10 @@ _REGISTRY = re.compile(
     r"NCT[0-9]{8}|[0-9]{4}-[0-9]{6}-[0-9]{2}|ISRCTN[0-9]{8}"
 )  # ClinicalTrials.gov | EudraCT | ISRCTN
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # tab, CR, LF allowed (quoted notes)
+_AGENT = r"[a-z0-9]+(?:-[a-z0-9]+)*"
+_COMBINATION = rf"{_AGENT}(?:\+{_AGENT})*"
+#: A regimen label: agents joined by '+' (one combination), alternatives by '/' (section 2a).
+_REGIMEN = re.compile(rf"{_COMBINATION}(?:/{_COMBINATION})*")
 COVARIATES = (
     "trial",
     "year",
@@ -805,6 +815,15 @@ def _check_arm_rows(
     )
     _check_interval(v, cells, out, "pfs_median_m", "pfs_median_lo", "pfs_median_hi")
     _check_formats(cells, out, {"doi": "doi", "source_url": "url", "registry_id": "registry"})
+    valid_role = [c if t is not None else "" for c, t in zip(cells["role"], v["role"], strict=True)]
+    for i, col, message in role_regimen_problems(
+        valid_role,
+        cells["regimen"],
+        cells["agents"],
+        cells["design"],
+        lambda j: f"row {out.rows[j]}",
+    ):
+        out.add(i, col, message)
     for col in [c for c in v if (m := _RATE_FAMILY.fullmatch(c)) and m[2] is None]:
         _check_interval(v, cells, out, col, f"{col}_lo", f"{col}_hi")
         src = f"{col}_source"
@@ -819,6 +838,98 @@ def _check_arm_rows(
             src,
             f"source given without a rate in {col!r}, got {{value!r}}",
         )
+
+
+def role_regimen_problems(
+    role: Sequence[str], regimen: Sequence[str], agents=None, design=None, row_name=None
+) -> list[tuple[int, str, str]]:
+    """Problems of the optional ``role`` and ``regimen`` columns (data/README.md section 2a).
+
+    Parameters
+    ----------
+    role, regimen : sequence of str
+        Raw cells, ``""`` where blank (a blank cell is allowed: not stated).
+    agents, design : sequence of str, optional
+        Raw cells of those columns when the table has them: the regimen must name the
+        arm's agents (placebo dropped), and role ``single_arm`` goes with design
+        ``single_arm`` and no other.
+    row_name : callable, optional
+        ``row_name(i)`` names row index ``i`` in a message (default ``"row index i"``).
+
+    Returns
+    -------
+    list of (int, str, str)
+        ``(row index, column, message)``, rows in table order; the messages quote the value.
+    """
+    row_name = row_name or (lambda i: f"row index {i}")
+    problems = []
+    seen: dict[frozenset, tuple[int, str]] = {}
+    for i, (ro, rg) in enumerate(zip(role, regimen, strict=True)):
+        if ro and ro not in ROLES:
+            problems.append(
+                (i, "role", f"must be one of {list(ROLES)}, got {_clip(ro)!r}{_suggest(ro, ROLES)}")
+            )
+        if design is not None and ro and design[i]:
+            if (ro == "single_arm") != (design[i] == "single_arm"):
+                problems.append(
+                    (
+                        i,
+                        "role",
+                        f"role {_clip(ro)!r} does not fit design "
+                        f"{_clip(design[i])!r} (role 'single_arm' goes with design "
+                        "'single_arm' and no other)",
+                    )
+                )
+        if not rg:
+            continue
+        parts = [a for alt in rg.split("/") for a in alt.split("+")]
+        if not _REGIMEN.fullmatch(rg) or len(set(parts)) < len(parts):
+            problems.append(
+                (
+                    i,
+                    "regimen",
+                    "must be lowercase agent names joined by '+' (one "
+                    "combination) or '/' (alternatives, e.g. investigator's choice), each "
+                    f"agent once, such as 'gemcitabine+docetaxel', got {_clip(rg)!r}",
+                )
+            )
+            continue
+        if "placebo" in parts and rg != "placebo":
+            problems.append(
+                (
+                    i,
+                    "regimen",
+                    "a placebo add-on is left out of the label "
+                    f"(doxorubicin + placebo is 'doxorubicin'), got {_clip(rg)!r}",
+                )
+            )
+            continue
+        if agents is not None and agents[i]:
+            named = {a.strip() for a in agents[i].split(";") if a.strip()}
+            active = named - {"placebo"} or named
+            if set(parts) != active:
+                problems.append(
+                    (
+                        i,
+                        "regimen",
+                        f"{_clip(rg)!r} names the agents "
+                        f"{sorted(set(parts))} but column 'agents' has "
+                        f"{sorted(active)} (placebo left out)",
+                    )
+                )
+                continue
+        if "/" not in rg:
+            first = seen.setdefault(frozenset(parts), (i, rg))
+            if first[1] != rg:
+                problems.append(
+                    (
+                        i,
+                        "regimen",
+                        f"{_clip(rg)!r} and {first[1]!r} "
+                        f"({row_name(first[0])}) name one combination; use one label",
+                    )
+                )
+    return problems
 
 
 def _check_rate_rows(

@@ -33,7 +33,9 @@ from lmsbayes.errors import SamplingError
 
 # persistence lives in fitfile.py; load_fit stays importable from here (lmsbayes.load_fit)
 from lmsbayes.fitfile import load_fit  # noqa: E402
-from lmsbayes.model import Model, ModelData, prepare_data
+from lmsbayes.model.definition import Model
+from lmsbayes.model.inputs import ModelData
+from lmsbayes.model.prepare import prepare_data
 from lmsbayes.spec import ModelSpec, SpecError, load_spec
 
 __all__ = ["Diagnostics", "Fit", "FitWarning", "SamplingError", "fit", "load_fit", "choose_engine"]
@@ -225,7 +227,7 @@ class Fit:
 
     @property
     def model(self) -> Model:
-        """The model definition of this fit (lmsbayes.model.Model)."""
+        """The model definition of this fit (lmsbayes.model.definition.Model)."""
         return Model(self.spec, self.data)
 
     def summary(self, var_names=HYPER, prob: float = 0.95) -> pd.DataFrame:
@@ -455,7 +457,7 @@ def _finish_datatree(
     (sample_stats, importance_sampling); ``relabel``: set the data's coords
     (nutpie keeps those it was compiled with; the exact engine's are right).
     """
-    from lmsbayes.derived import (
+    from lmsbayes.model.derived import (
         _block_cholesky,
         arm_rates,
         observed,

@@ -306,7 +306,7 @@ def load_fit(path: str | os.PathLike[str]) -> Fit:
         and what is wrong.
     """
     from lmsbayes.fit import Fit, compute_diagnostics
-    from lmsbayes.model import ModelData
+    from lmsbayes.model.inputs import ModelData
 
     p = check_fit_file(path)
     try:

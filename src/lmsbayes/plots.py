@@ -171,7 +171,7 @@ def _forest_rows(
             else:
                 o_lo[i], o_hi[i] = np.exp(-np.exp(hi_y)), np.exp(-np.exp(lo_y))
             source[i] = "reported"
-        from lmsbayes.derived import arm_rates
+        from lmsbayes.model.derived import arm_rates
 
         m = fit.model
         c = m.canonical(

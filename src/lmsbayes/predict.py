@@ -33,8 +33,8 @@ import pandas as pd
 import xarray as xr
 from scipy import special
 
-from lmsbayes.covariates import CLASSES, LINES, design_matrices
-from lmsbayes.likelihoods import NUMPY_OPS, rate_from_eta
+from lmsbayes.model.covariates import CLASSES, LINES, design_matrices
+from lmsbayes.model.families import NUMPY_OPS, rate_from_eta
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmsbayes.fit import Fit

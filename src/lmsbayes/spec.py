@@ -28,7 +28,7 @@ from typing import Any
 
 from lmsbayes.errors import InputError
 from lmsbayes.files import read_text
-from lmsbayes.likelihoods import FAMILIES
+from lmsbayes.model.families import FAMILIES
 
 __all__ = [
     "COVARIATES",
@@ -52,7 +52,7 @@ __all__ = [
 #: The closed registry of likelihoods a spec may name (bambi-style families as data).
 LIKELIHOODS: dict[str, str] = {name: f.description for name, f in FAMILIES.items()}
 
-#: The link of each likelihood (see lmsbayes.links); ``survival`` depends on the curve.
+#: The link of each likelihood; ``survival`` depends on the curve.
 LINK_OF: dict[str, str] = {name: f.link for name, f in FAMILIES.items()}
 
 #: Survival curve families of the ``survival`` likelihood.
@@ -441,7 +441,7 @@ class ModelSpec:
 
     @property
     def family(self):
-        """The likelihood family (:class:`lmsbayes.likelihoods.Family`)."""
+        """The likelihood family (:class:`lmsbayes.model.families.Family`)."""
         return FAMILIES[self.model.likelihood]
 
     @property

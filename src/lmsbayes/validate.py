@@ -65,8 +65,10 @@ import pandas as pd
 from scipy import special
 
 from lmsbayes.errors import InputError
-from lmsbayes.likelihoods import NUMPY_OPS, survival_mean
-from lmsbayes.model import Model, ModelData, prepare_data
+from lmsbayes.model.definition import Model
+from lmsbayes.model.families import NUMPY_OPS, survival_mean
+from lmsbayes.model.inputs import ModelData
+from lmsbayes.model.prepare import prepare_data
 from lmsbayes.spec import ModelSpec, load_spec
 
 if TYPE_CHECKING:  # pragma: no cover

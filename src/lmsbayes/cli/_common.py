@@ -124,7 +124,7 @@ def load_spec_from_args(args):
 
 def fit_from_args(args, progress: Progress, spec=None):
     from lmsbayes.fit import _read_data, choose_engine, fit
-    from lmsbayes.model import prepare_data
+    from lmsbayes.model.prepare import prepare_data
 
     spec = spec if spec is not None else load_spec_from_args(args)
     engine = getattr(args, "engine", None)

@@ -36,10 +36,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize, special
 
-from lmsbayes import likelihoods as lik
 from lmsbayes.engines.psis import importance_ess, psis
-from lmsbayes.likelihoods import NUMPY_OPS as OPS
-from lmsbayes.model import Model, ModelData
+from lmsbayes.model import families as lik
+from lmsbayes.model.definition import Model
+from lmsbayes.model.families import NUMPY_OPS as OPS
+from lmsbayes.model.inputs import ModelData
 
 __all__ = ["ExactResult", "supports", "fit_exact", "posterior_mode", "Integrator", "Layout"]
 
@@ -55,7 +56,7 @@ _FD_STEP = 1e-4
 
 def supports(spec) -> str | None:
     """None if the exact engine fits this spec, else the reason it cannot."""
-    from lmsbayes.structure import group_column
+    from lmsbayes.model.structure import group_column
 
     if group_column(spec) and lik.FAMILIES[spec.model.likelihood].per_landmark:
         return (
@@ -248,7 +249,7 @@ def _runs(counts: np.ndarray, pos: np.ndarray):
 
 # survival arrays with one entry per pair term (Model.arrays), not per observation
 _TERM_ARRAYS = ("first", "second", "precision", "diagonal")
-# arrays with one entry per arm (lmsbayes.structure)
+# arrays with one entry per arm (lmsbayes.model.structure)
 _ARM_ARRAYS = ("age", "group_idx")
 
 
@@ -468,7 +469,7 @@ def _gauss_coefficients(part: _Part) -> _Gauss | None:
 
 
 class _BinomialLogitKernel:
-    """logit-binomial terms (lmsbayes.likelihoods.binomial_logit_terms) and their derivatives.
+    """logit-binomial terms (lmsbayes.model.families.binomial_logit_terms) and their derivatives.
 
     ``shift`` is added to the linear predictor of a term (tau z of its
     component); derivatives are with respect to it.
@@ -512,7 +513,7 @@ class _BinomialLogitKernel:
 
 
 class _ConditionalCloglogKernel:
-    """joint-cloglog terms (lmsbayes.likelihoods.conditional_cloglog_terms) and their derivatives.
+    """joint-cloglog terms (lmsbayes.model.families.conditional_cloglog_terms) and their derivatives.
 
     A shift s of the arm's log cumulative hazards multiplies the hazard
     increment d = exp(eta) (1 - exp(eta_prev - eta)) by e^s; a term is
@@ -585,8 +586,8 @@ class Integrator:
         # likelihoods with normal effects; a Student-t's scale mixture is not quadratic in u
         self.u_closed = self.gaussian
         self.t_mix = None
-        if model.student_t:  # z ~ t(nu) as a scale mixture of normals (lmsbayes.structure)
-            from lmsbayes.structure import t_scale_mixture
+        if model.student_t:  # z ~ t(nu) as a scale mixture of normals (lmsbayes.model.structure)
+            from lmsbayes.model.structure import t_scale_mixture
 
             self.t_mix = t_scale_mixture(spec.random_effects.nu)
         self.x_gh, w = np.polynomial.hermite.hermgauss(nodes)
@@ -705,7 +706,7 @@ class Integrator:
 
         ``shift`` (..., arm of the part) is added to the linear predictor (group
         effects). Student-t effects: the normal integral at each scale of the
-        t's scale mixture, weighted (:func:`lmsbayes.structure.t_scale_mixture`).
+        t's scale mixture, weighted (:func:`lmsbayes.model.structure.t_scale_mixture`).
         """
         m = part.model
         base = _base(m, c, m.arrays["X"])
@@ -1654,7 +1655,7 @@ def fit_exact(
 
     Parameters
     ----------
-    model : lmsbayes.model.Model
+    model : lmsbayes.model.definition.Model
     settings : lmsbayes.spec.ExactSettings
     seed : int
     draws : int, optional

@@ -1,7 +1,7 @@
 """The NUTS engine: the PyMC model of the one definition, sampled by nutpie.
 
 The only module of lmsbayes that imports PyMC, PyTensor and nutpie. The
-model is built from :class:`lmsbayes.model.Model`: its priors, its linear
+model is built from :class:`lmsbayes.model.definition.Model`: its priors, its linear
 predictor and its log-likelihood terms, evaluated with PyTensor operations,
 so that it cannot drift from the exact engine (a test holds their joint log
 densities equal at random points). It also fits what the exact engine does
@@ -17,7 +17,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from lmsbayes.model import Model, ModelData, structure_key
+from lmsbayes.model.definition import Model, structure_key
+from lmsbayes.model.inputs import ModelData
 from lmsbayes.spec import ModelSpec
 
 __all__ = ["build_model", "sample", "pytensor_ops"]
@@ -26,7 +27,7 @@ _COMPILED: dict[str, object] = {}
 
 
 def pytensor_ops():
-    """The operations of lmsbayes.likelihoods, in PyTensor."""
+    """The operations of lmsbayes.model.families, in PyTensor."""
     import pytensor.tensor as pt
 
     return SimpleNamespace(
@@ -49,12 +50,12 @@ def build_model(spec: ModelSpec, data: ModelData):
     -------
     pymc.Model
         Coords ``arm``, ``covariate``, ``stratum`` (and ``landmark``,
-        ``shape_group``, ``arm_latent``, ``group``, ``drift_step`` when used). Free
-        variables: the global parameters of :attr:`lmsbayes.model.Model.params`
+        ``shape_group``, ``arm_latent``, ``group``, ``drift_interval`` when used). Free
+        variables: the global parameters of :attr:`lmsbayes.model.definition.Model.params`
         (``group_tau``, ``drift_scale``, ``drift_step``, ``discount`` among them
         when the spec has them), ``z`` (non-centred random effects),
         ``uterine_latent`` and, with group effects, ``v``. The likelihood is the potential
-        ``loglik``: the terms of lmsbayes.likelihoods summed.
+        ``loglik``: the terms of lmsbayes.model.families summed.
     """
     import pymc as pm
     import pytensor.tensor as pt

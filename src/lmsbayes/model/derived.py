@@ -1,7 +1,7 @@
 """Quantities derived from posterior draws, in numpy: arm-level predictors, rates, replicates.
 
 Whichever engine made the draws, these are computed the same way, from the
-one model definition (lmsbayes.model), so that a saved fit answers
+one model definition (lmsbayes.model.definition), so that a saved fit answers
 questions later without PyMC.
 """
 
@@ -11,8 +11,8 @@ import numpy as np
 import xarray as xr
 from scipy import special
 
-from lmsbayes.likelihoods import NUMPY_OPS, rate_from_eta
-from lmsbayes.model import Model
+from lmsbayes.model.definition import Model
+from lmsbayes.model.families import NUMPY_OPS, rate_from_eta
 
 __all__ = [
     "arm_predictor",
@@ -117,7 +117,7 @@ def posterior_predictive(
         gap = np.where(a["has_prev"] > 0.5, -np.expm1(prev - eta_obs), 1.0)
         return rng.binomial(a["lik_n"].astype(np.int64), np.exp(-np.exp(eta_obs) * gap))
     if fam == "survival":
-        from lmsbayes.likelihoods import survival_mean
+        from lmsbayes.model.families import survival_mean
 
         shape = c["shape"][..., a["obs_shape_idx"]]
         mu = survival_mean(

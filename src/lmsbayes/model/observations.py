@@ -24,7 +24,7 @@ are jointly normal with covariance ``D R D``, D the standard errors and
 
 with plug-in odds of the observed rates (1 at the median) and ``sign`` the
 direction of each transform in S. This counts each patient once
-(see tests/test_observations.py for the check against simulated curves).
+(see tests/test_survival.py for the check against simulated curves).
 """
 
 from __future__ import annotations
