@@ -58,7 +58,8 @@ def supports(spec) -> str | None:
     """None if the exact engine fits this spec, else the reason it cannot."""
     from lmsbayes.model.structure import group_column
 
-    if group_column(spec) and lik.FAMILIES[spec.model.likelihood].per_landmark:
+    # a binomial table has no landmarks: one effect per arm and group, whatever the family
+    if group_column(spec) and lik.FAMILIES[spec.model.likelihood].per_landmark and spec.landmarks:
         return (
             "group effects of a per-landmark family (one per group and landmark) are fitted by NUTS"
         )
@@ -88,7 +89,11 @@ class Layout:
         self.names = tuple(names)
         # heterogeneity scales: the proposal's grid (or defensive component) is over their logs
         self.tau_coords = np.concatenate(
-            [np.arange(s.start, s.stop) for p, s in self.blocks if p.name in ("tau", "group_tau")]
+            [
+                np.arange(s.start, s.stop)
+                for p, s in self.blocks
+                if p.name in ("tau", "group_tau", "drift_scale", "discount")
+            ]
         )
 
     def unpack(self, theta: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:

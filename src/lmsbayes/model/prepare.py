@@ -290,9 +290,11 @@ def prepare_data(spec: ModelSpec, data: Any) -> ModelData:
     for name, d in spec.covariates:  # a user's own covariate columns
         if d.column in src and d.column not in arms:
             arms[d.column] = src[d.column].to_numpy()
-    gcol = group_column(spec)
-    if gcol and gcol in src and gcol not in arms:  # the group effect's column (e.g. regimen)
-        arms[gcol] = src[gcol].to_numpy()
+    # what an arm is (its regimen and role: predictive targets name them), and the group
+    # effect's column where the spec nests arms in one
+    for col in ("regimen", "role", group_column(spec)):
+        if col and col in src and col not in arms:
+            arms[col] = src[col].to_numpy()
     arms["year"] = arms["year"].astype("Int64")
     arms["n"] = pd.array(arms["n"], dtype="Float64").astype("Int64")
     return _finish(
