@@ -33,8 +33,8 @@ import pandas as pd
 import xarray as xr
 from scipy import special
 
-from lmsbayes.model.covariates import CLASSES, LINES, design_matrices
 from lmsbayes import targets
+from lmsbayes.model.covariates import CLASSES, LINES, design_matrices
 from lmsbayes.model.families import NUMPY_OPS, rate_from_eta
 from lmsbayes.targets import Target
 
