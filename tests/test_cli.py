@@ -21,6 +21,7 @@ import pytest
 import lmsbayes
 from lmsbayes.cli import EXIT_SAMPLING, EXIT_USAGE, main
 from lmsbayes.fit import FitWarning, load_fit
+from lmsbayes.prior import read_prior
 from lmsbayes.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -210,9 +211,8 @@ def test_run_and_fit_agree(run_output, workdir, fit_file):
 
 
 def test_prior_then_design(prior_file):
-    from lmsbayes.prior import BetaMixture
 
-    mix = BetaMixture.from_json(prior_file)
+    mix = read_prior(prior_file)
     assert np.isclose(np.sum(mix.weights), 1.0)
     assert np.any(np.isclose(mix.weights, 0.2))  # the robust component
     assert 0.1 < mix.mean() < 0.6  # 2L+ PFSR-6m

@@ -1,4 +1,4 @@
-"""Prior-data conflict: BetaMixture.conflict(r, n) against exact rational arithmetic, and `lmsbayes analyze`."""
+"""Prior-data conflict: conflict(prior, r, n) against exact rational arithmetic, and `lmsbayes analyze`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lmsbayes.cli import main
-from lmsbayes.prior import BetaMixture, ess, robustify
+from lmsbayes.prior import BetaMixture, conflict, ess, robustify, to_json
 
 # integer shapes, so that every quantity below has an exact rational value
 COMPS = [(Fraction(3, 5), 30, 22), (Fraction(1, 4), 8, 6), (Fraction(3, 20), 1, 1)]
@@ -30,7 +30,7 @@ def _predictive(y: int, n: int) -> Fraction:
 
 @pytest.mark.parametrize(("r", "n"), [(14, 40), (0, 12), (12, 12), (31, 52)])
 def test_conflict_weights_and_tails_match_the_conjugate_closed_form(r, n):
-    rep = PRIOR.conflict(r, n)
+    rep = conflict(PRIOR, r, n)
     lik = [w * _beta_fn(a + r, b + n - r) / _beta_fn(a, b) for w, a, b in COMPS]
     exact_w = [float(v / sum(lik)) for v in lik]
     np.testing.assert_allclose(rep.components["posterior_weight"], exact_w, rtol=1e-12, atol=1e-300)
@@ -48,7 +48,7 @@ def test_conflict_weights_and_tails_match_the_conjugate_closed_form(r, n):
 
 def test_conflict_moves_weight_to_the_robust_component():
     robust = robustify(BetaMixture.from_ab(30, 22), 0.2, mean=0.5)
-    agree, clash = robust.conflict(23, 40), robust.conflict(8, 40)
+    agree, clash = conflict(robust, 23, 40), conflict(robust, 8, 40)
     assert agree.components.index[-1] == "robust"
     assert agree.components.loc["robust", "posterior_weight"] < 0.2
     assert clash.components.loc["robust", "posterior_weight"] > 0.9
@@ -57,7 +57,7 @@ def test_conflict_moves_weight_to_the_robust_component():
     assert clash.p_box < agree.p_box
     assert clash.p_box_informative < 0.001 < 0.3 < agree.p_box_informative
     assert clash.p_box_informative == pytest.approx(
-        BetaMixture.from_ab(30, 22).conflict(8, 40).p_box
+        conflict(BetaMixture.from_ab(30, 22), 8, 40).p_box
     )
     assert "conflict (< 0.05)" in str(clash) and "the data moved weight to it" in str(clash)
     s = clash.to_series()
@@ -83,15 +83,15 @@ def test_posterior_ess_is_predictively_consistent_on_average():
 )
 def test_conflict_bad_counts(r, n, match):
     with pytest.raises(ValueError, match=match):
-        PRIOR.conflict(r, n)
+        conflict(PRIOR, r, n)
 
 
 def test_analyze_cli(tmp_path, capsys):
     path = tmp_path / "prior.json"
-    PRIOR.to_json(path)
+    to_json(PRIOR, path)
     assert main(["analyze", str(path), "--r", "14", "--n", "40"]) == 0
     out = capsys.readouterr().out
-    rep = PRIOR.conflict(14, 40)
+    rep = conflict(PRIOR, 14, 40)
     assert f"P(Y <= 14) = {rep.p_lower:.4f}" in out
     assert f"posterior {rep.ess_posterior:.1f}" in out
     assert "how much of each component survives" in out

@@ -18,7 +18,9 @@ import xarray as xr
 from conftest import quiet_fit
 
 import lmsbayes
-from lmsbayes.fit import FitWarning, SamplingError, choose_engine, load_fit
+from lmsbayes.engines import choose_engine
+from lmsbayes.errors import OptionError
+from lmsbayes.fit import FitWarning, SamplingError, load_fit
 from lmsbayes.spec import SpecError, parse_spec
 
 HYPER = ("alpha", "beta", "tau", "shape")
@@ -56,13 +58,28 @@ def as_nuts(as_table):
 
 def test_auto_uses_the_exact_engine_where_it_can_and_says_why_not():
     spec = lmsbayes.load_spec("default")
-    assert choose_engine(spec) == ("exact", "")
+    engine, note = choose_engine(spec)
+    assert (engine.name, note) == ("exact", "")
     t = spec.replace(**{"random_effects.distribution": "student_t"})
     engine, note = choose_engine(t)
-    assert engine == "nuts" and "Student-t" in note
+    assert engine.name == "nuts" and note.startswith("NUTS used: ") and "Student-t" in note
     with pytest.raises(SpecError, match="cannot fit this spec"):
         choose_engine(t, "exact")
-    assert choose_engine(spec, "nuts") == ("nuts", "")
+    engine, note = choose_engine(spec, "nuts")
+    assert (engine.name, note) == ("nuts", "")
+    with pytest.raises(OptionError, match=r"engine must be one of \['auto', 'exact', 'nuts'\]"):
+        choose_engine(spec, "hmc")
+
+
+def test_the_registry_offers_the_engines_a_spec_may_name():
+    from lmsbayes.engines import AUTO, ENGINE_NAMES, get_engine
+    from lmsbayes.spec import ENGINES
+
+    assert (AUTO, *ENGINE_NAMES) == ENGINES
+    for name in ENGINE_NAMES:
+        assert get_engine(name).name == name
+    with pytest.raises(OptionError, match="engine must be one of"):
+        get_engine(AUTO)  # "auto" is a choice among engines, not an engine
 
 
 # --- the default analysis --------------------------------------------------------

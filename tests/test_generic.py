@@ -156,10 +156,10 @@ def test_a_scaled_numeric_covariate_and_values_at_the_spec_level(tmp_path):
     assert back.spec.thresholds.at == (("year_c", 3.0),) and back.spec.covariates == spec.covariates
     import tomllib
 
-    from lmsbayes.fitfile import _spec_to_toml
+    from lmsbayes.fitfile import spec_to_toml
 
     # a spec built in Python (no source text) is saved through the TOML it would have
-    again = parse_spec(tomllib.loads(_spec_to_toml(dataclasses.replace(spec, text=""))))
+    again = parse_spec(tomllib.loads(spec_to_toml(dataclasses.replace(spec, text=""))))
     assert again.thresholds.at == (("year_c", 3.0),) and again.covariates == spec.covariates
     for bad, msg in (
         ({"scale": 0.0}, "scale must be a finite number > 0"),

@@ -55,7 +55,7 @@ if os.environ.get("LMSBAYES_FAST") == "1":
 
     def _fast_fit(spec="default", *args, **kwargs):
         spec = spec if isinstance(spec, ModelSpec) else load_spec(spec)
-        return _full_fit(fast_spec(spec), *args, **kwargs)  # shortens NUTS runs; exact fits are unchanged
+        return _full_fit(fast_spec(spec, kwargs.get("engine")), *args, **kwargs)  # shortens NUTS runs only
 
     lmsbayes.fit = _fast_fit
 

@@ -147,7 +147,7 @@ def test_rows_state_their_evidence_and_flags(default_fit):
     # the data narrow the prior of a well-covered cell
     assert 0 < by.loc[("2L+ uterine", 6.0), "sd_ratio"] < 0.5
     # a flag's count is the evidence columns' count (an arm of unknown site is not "1 arm")
-    for (setting, t), r in by.iterrows():
+    for (setting, _t), r in by.iterrows():
         if "rests on 1 arm" in r["flags"] and "of known site" not in r["flags"]:
             assert (r["arms"], r["arms_unknown_site"]) == (1, 0), setting
         if "of known site" in r["flags"]:

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from lmsbayes.data import LABELS
 from lmsbayes.errors import FitFileError
-from lmsbayes.fitfile import load_fit
+from lmsbayes.fit import load_fit
 from lmsbayes.spec import (
     MAX_CHAINS,
     MAX_LANDMARKS,
@@ -394,7 +394,7 @@ def test_fit_loader_gives_a_fit_or_a_fit_file_error_naming_the_file(small_tree, 
 _LOAD_IN_CHILD = """
 import sys
 from lmsbayes.errors import FitFileError
-from lmsbayes.fitfile import load_fit
+from lmsbayes.fit import load_fit
 try:
     load_fit(sys.argv[1])
 except FitFileError as exc:

@@ -33,7 +33,7 @@ from lmsbayes.design import (
     operating_characteristics,
     paired_success,
 )
-from lmsbayes.prior import BetaMixture, ess, robustify
+from lmsbayes.prior import BetaMixture, ess, robustify, to_json
 
 # vignette: `map <- automixfit(map_mcmc); print(map)` (7 significant digits printed)
 AS_MAP = BetaMixture.mixture(
@@ -193,7 +193,7 @@ def test_cli_threshold_design_matches_exact_rational_decision1s(tmp_path, capsys
     comps = [(Fraction(4, 5), 12, 28), (Fraction(1, 5), 1, 1)]
     prior = BetaMixture.mixture([(float(w), a, b) for w, a, b in comps])
     path = tmp_path / "prior.json"
-    prior.to_json(path)
+    to_json(prior, path)
     t, c, n = Fraction(2, 5), Fraction(39, 40), 40
     exact_min = next(r for r in range(n + 1) if _post_prob_exact(comps, r, n, t) >= c)
 

@@ -125,9 +125,3 @@ def test_an_unwritable_report_directory_fails_before_any_work(where, tmp_path, m
         write_report(None, out)  # the check comes before the fit is looked at
     assert str(out) in str(info.value)
     assert (tmp_path / "f").read_text() == "the user's file"
-
-
-def test_plots_write_report_still_works():
-    from lmsbayes import plots
-
-    assert plots.write_report is write_report

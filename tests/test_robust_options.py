@@ -50,7 +50,7 @@ def test_arms_of_one_trial_share_its_effect(robust_fit):
         np.arange(len(data.arms)), data.latent_uterine
     )  # observed uterine fraction
     fixed = post["alpha"].values[:, :, None, :] * np.ones((1, 1, len(data.arms), 1))
-    for j, cov in enumerate(data.covariates):
+    for j, _cov in enumerate(data.covariates):
         fixed = fixed + data.X[None, None, :, None, j] * post["beta"].values[:, :, None, :, j]
     tau = post["tau"].values[:, :, data.stratum_idx, :]  # (chain, draw, arm, landmark)
     trial = post["trial_tau"].values[:, :, None, :] * post["v"].values[:, :, data.trial_idx, :]

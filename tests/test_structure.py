@@ -158,7 +158,7 @@ def test_student_t_arm_integrals_equal_scipy_quadrature(tables):
         if lat:
             r0 = inner(0.5)
             want = r0 + np.log(
-                integrate.quad(lambda u: np.exp(inner(u) - r0), 0, 1, epsabs=1e-11)[0]
+                integrate.quad(lambda u, r0=r0: np.exp(inner(u) - r0), 0, 1, epsabs=1e-11)[0]
             )
         else:
             want = inner(None)
@@ -195,7 +195,11 @@ def test_group_integrals_equal_scipy_quadrature(name, tables):
 
         ref = ll(0.0)
         val = integrate.quad(
-            lambda w: np.exp(ll(w) - ref) * stats.norm.pdf(w), -10, 10, epsabs=1e-12, limit=200
+            lambda w, ref=ref: np.exp(ll(w) - ref) * stats.norm.pdf(w),
+            -10,
+            10,
+            epsabs=1e-12,
+            limit=200,
         )[0]
         assert got[g] == pytest.approx(np.log(val) + ref, abs=2e-6)
 

@@ -25,7 +25,7 @@ from lmsbayes.design import (
     two_arm_sample_size,
 )
 from lmsbayes.errors import OptionError, WorkLimitError
-from lmsbayes.prior import BetaMixture, ess, robustify
+from lmsbayes.prior import BetaMixture, ess, robustify, to_json
 
 MAP = BetaMixture(
     weights=[0.7, 0.3], a=[30.0, 8.0], b=[22.0, 6.0]
@@ -289,7 +289,7 @@ def test_simon_at_tiny_rates_stops_quickly_naming_nmax():
 @pytest.fixture
 def map_file(tmp_path):
     path = tmp_path / "map.json"
-    MAP.to_json(path)
+    to_json(MAP, path)
     return str(path)
 
 

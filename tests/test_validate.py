@@ -30,6 +30,7 @@ from _synthetic import lms_tables
 from scipy import integrate, special, stats
 
 from lmsbayes import validate as V
+from lmsbayes.engines import get_engine
 from lmsbayes.model.definition import Model
 from lmsbayes.model.derived import posterior_predictive
 from lmsbayes.model.families import NUMPY_OPS
@@ -156,6 +157,15 @@ def _simulate(spec, data, rng, truth=None):
     return dataclasses.replace(data, obs=obs)
 
 
+def _posterior_values(f, model):
+    """The global parameters' draws of a Fit as arrays (draw, *shape), chains stacked."""
+    post = f.posterior
+    return {
+        p.name: post[p.name].transpose("chain", "draw", *p.dims).values.reshape((-1, *p.shape))
+        for p in model.params
+    }
+
+
 def _held(spec, data, held, draws=300, seed=1):
     """Posterior draws of a fit without the held arms, and the held arms' predictions."""
     train = np.setdiff1d(np.arange(data.n_arms), held)
@@ -164,7 +174,7 @@ def _held(spec, data, held, draws=300, seed=1):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         f = fit(spec, data.take(train))
-    values = V._posterior_values(f, Model(spec, data))
+    values = _posterior_values(f, Model(spec, data))
     values = {k: v[:draws] for k, v in values.items()}
     arms, obs = V._predict_held(
         spec, data, np.asarray(held), values, np.random.default_rng(seed), draws
@@ -454,8 +464,8 @@ def test_refits_are_the_fits_lmsbayes_fit_makes():
         warnings.simplefilter("ignore")
         f = fit(spec, train)
     full = Model(spec, data)
-    values, diag = V._fit_globals(spec, train, "exact", full)
-    ref = V._posterior_values(f, full)
+    values, diag = V._fit_globals(spec, train, get_engine("exact"), full)
+    ref = _posterior_values(f, full)
     assert all(np.array_equal(values[k], ref[k]) for k in ref)
     assert diag.khat == f.diagnostics.khat and diag.is_ess == f.diagnostics.is_ess
     assert diag.problems == f.diagnostics.problems

@@ -38,7 +38,7 @@ study, e.g. design calibration over simulated historical data.
 Example
 -------
 >>> from lmsbayes.calibrate import sbc, sbc_summary
->>> ds = sbc("default", n_sims=1000, engine="exact")        # a LocalCluster, 2 workers
+>>> ds = sbc("default", n_sims=1000)        # the spec's engine, on a LocalCluster of 2 workers
 >>> sbc_summary(ds)                                         # p-values, coverages
 """
 
@@ -59,11 +59,18 @@ import pandas as pd
 import xarray as xr
 from scipy import special, stats
 
-from lmsbayes.coverage import _prior_rvs
+from lmsbayes.data import read_tables
+from lmsbayes.engines import choose_engine, get_engine
+from lmsbayes.engines.base import EngineResult, FitSettings
 from lmsbayes.errors import OptionError
+from lmsbayes.fitfile import spec_to_toml
 from lmsbayes.model.definition import Model
+from lmsbayes.model.derived import posterior_predictive
 from lmsbayes.model.families import NUMPY_OPS, rate_from_eta
 from lmsbayes.model.inputs import ModelData
+from lmsbayes.model.prepare import prepare_data
+from lmsbayes.spec import ModelSpec, load_spec
+from lmsbayes.version import __version__
 
 __all__ = [
     "COVERAGE_LEVELS",
@@ -180,7 +187,7 @@ def prior_draw(model: Model, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """
     out = {}
     for p in model.params:
-        x = np.asarray(_prior_rvs(p.prior, p.shape, rng), float).reshape(p.shape)
+        x = np.asarray(p.prior.draw(p.shape, rng), float).reshape(p.shape)
         out[p.name] = np.sort(x) if p.transform == "ordered" else x
     out["z"] = rng.standard_normal((model.data.n_arms, model.Kz))
     out["uterine_latent"] = rng.beta(1.0, 1.0, model.data.latent.size)
@@ -201,8 +208,6 @@ def simulate(model: Model, values: dict[str, np.ndarray], rng: np.random.Generat
         A simulated observation is outside the support (a count outside
         [0, n] or a non-finite value), naming the observation and its arm.
     """
-    from lmsbayes.model.derived import posterior_predictive
-
     d = model.data
     c = model.canonical({p.name: np.asarray(values[p.name], float) for p in model.params})
     du = None
@@ -321,7 +326,7 @@ def holm(p: np.ndarray) -> np.ndarray:
     return out
 
 
-def _n_bins(n_ranks: int, n: int, min_expected: float = 10.0, max_bins: int = 20) -> int:
+def rank_bins(n_ranks: int, n: int, min_expected: float = 10.0, max_bins: int = 20) -> int:
     """Bins for the chi-square test: a divisor of L + 1 (equal bins) with >= min_expected per bin."""
     divisors = [b for b in range(1, n_ranks + 2) if (n_ranks + 1) % b == 0]
     ok = [b for b in divisors if b <= max_bins and n / b >= min_expected]
@@ -356,7 +361,7 @@ def uniformity_tests(
         r = rank[:, j][np.isfinite(rank[:, j])].astype(np.int64)
         uj = u[:, j][np.isfinite(u[:, j])]
         n = r.size
-        b = bins or _n_bins(n_ranks, n)
+        b = bins or rank_bins(n_ranks, n)
         if (n_ranks + 1) % b:
             raise OptionError(f"bins must divide L + 1 = {n_ranks + 1}, got {b}")
         row = {
@@ -425,6 +430,7 @@ class SBCSetup:
 
     @functools.cached_property
     def model(self) -> Model:
+        """The model definition of the study design."""
         return Model(self.spec, self.data)
 
 
@@ -484,8 +490,6 @@ def sbc_one(setup: SBCSetup, seed: np.random.SeedSequence) -> dict[str, Any]:
         ``error``, ``fit_seconds`` (wall) and ``fit_cpu_seconds`` (CPU time of the process:
         on a shared machine the steadier measure).
     """
-    from lmsbayes.fit import fit
-
     model = setup.model
     rng = np.random.default_rng(seed)
     truth_vals, fit_seed = _draw(model, rng)
@@ -517,7 +521,7 @@ def sbc_one(setup: SBCSetup, seed: np.random.SeedSequence) -> dict[str, Any]:
         data = with_observations(setup.data, y, label=f"sbc seed {seed.entropy} {seed.spawn_key}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # diagnostics are recorded per simulation
-            result = fit(setup.spec, data, engine=setup.engine, seed=fit_seed)
+            result = _fit(setup, data, fit_seed)
     except Exception as exc:  # noqa: BLE001 - recorded per simulation and reported, never dropped
         out["error"] = f"{type(exc).__name__}: {exc}"
         out["fit_seconds"], out["fit_cpu_seconds"] = (
@@ -526,8 +530,7 @@ def sbc_one(setup: SBCSetup, seed: np.random.SeedSequence) -> dict[str, Any]:
         )
         return out
     out["fit_seconds"], out["fit_cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
-    post = result.posterior
-    vals = {p.name: post[p.name].transpose("chain", "draw", *p.dims).values for p in model.params}
+    vals = result.values(model)
     draws = quantities(model, vals).reshape(-1, Q)
     S = draws.shape[0]
     thin = draws[np.round(np.linspace(0, S - 1, L)).astype(np.int64)]
@@ -555,6 +558,16 @@ def sbc_one(setup: SBCSetup, seed: np.random.SeedSequence) -> dict[str, Any]:
         problems="; ".join(diag.problems),
     )
     return out
+
+
+def _fit(setup: SBCSetup, data: ModelData, seed: int) -> EngineResult:
+    """The engine's fit of one simulated data set (the globals' draws are all SBC ranks)."""
+    model = Model(setup.spec, data)
+    return get_engine(setup.engine).fit(model, FitSettings(seed=seed), _silent)
+
+
+def _silent(message: str) -> None:
+    """Simulations report through :func:`map_seeds`' progress, not their own."""
 
 
 # ============================================================================ mapping over seeds
@@ -736,7 +749,7 @@ def sbc(
     data=None,
     *,
     n_sims: int = 1000,
-    engine: str = "exact",
+    engine: str | None = None,
     seed: int | None = None,
     n_ranks: int = 99,
     scheduler=None,
@@ -755,7 +768,9 @@ def sbc(
         data sets share; None for the bundled data.
     n_sims : int
         Simulated data sets.
-    engine : {'exact', 'nuts'}
+    engine : str, optional
+        The engine to calibrate, by name (:data:`lmsbayes.engines.ENGINE_NAMES`;
+        default: the engine the spec chooses).
     seed : int, optional
         Seed of the study (default: the spec's sampler seed); simulation i uses
         child i of ``SeedSequence(seed)``.
@@ -779,25 +794,18 @@ def sbc(
         the scheduler, workers, tasks and the wall time. Summarise with
         :func:`sbc_summary`.
     """
-    from lmsbayes import __version__
-    from lmsbayes.fit import _read_data, choose_engine
-    from lmsbayes.fitfile import _spec_to_toml
-    from lmsbayes.model.prepare import prepare_data
-    from lmsbayes.spec import ModelSpec, load_spec
-
     if not isinstance(spec, ModelSpec):
         spec = load_spec(spec)
     if int(n_sims) < 1:
         raise OptionError(f"n_sims must be >= 1, got {n_sims}")
     if int(n_ranks) < 1:
         raise OptionError(f"n_ranks must be >= 1, got {n_ranks}")
-    if engine not in ("exact", "nuts"):
-        raise OptionError(f"engine must be 'exact' or 'nuts', got {engine!r}")
-    used, _ = choose_engine(spec, engine)
+    # SBC checks one named engine: get_engine refuses "auto"; None: the engine the spec chooses
+    used, _ = choose_engine(spec, None if engine is None else get_engine(engine).name)
     if not isinstance(data, ModelData):
-        data = prepare_data(spec, _read_data(data))
+        data = prepare_data(spec, read_tables(data))
     seed = int(spec.sampler.seed if seed is None else seed)
-    setup = SBCSetup(spec=spec, data=data, engine=used, n_ranks=int(n_ranks))
+    setup = SBCSetup(spec=spec, data=data, engine=used.name, n_ranks=int(n_ranks))
     names, kinds = quantity_labels(setup.model)
     mapped = map_seeds(
         functools.partial(sbc_one, setup),
@@ -844,9 +852,9 @@ def sbc(
         lmsbayes_version=__version__,
         spec_name=spec.name,
         spec_hash=spec.hash,
-        spec_text=spec.text or _spec_to_toml(spec),
+        spec_text=spec.text or spec_to_toml(spec),
         data_sha256=data.data_sha256,
-        engine=used,
+        engine=used.name,
         seed=seed,
         n_sims=int(n_sims),
         n_ranks=int(n_ranks),

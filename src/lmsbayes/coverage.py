@@ -24,6 +24,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from lmsbayes.settings import (
+    Setting,
+    setting_design,
+    settings_at,
+    shape_group_of,
+    standard_settings,
+)
+
 if TYPE_CHECKING:  # pragma: no cover
     from lmsbayes.fit import Fit
 
@@ -74,32 +82,8 @@ def _prior_draws(fit: Fit, n: int = 4000, seed: int = 0) -> dict[str, np.ndarray
     rng = np.random.default_rng(seed)
     out = {}
     for p in fit.model.params:
-        out[p.name] = _prior_rvs(p.prior, (n, 1, *p.shape), rng)
+        out[p.name] = p.prior.draw((n, 1, *p.shape), rng)
     return out
-
-
-def _prior_rvs(prior, size, rng) -> np.ndarray:
-    k = prior.kwargs
-    d = prior.dist
-    if d == "Normal":
-        return rng.normal(k.get("mu", 0.0), k["sigma"], size)
-    if d == "StudentT":
-        return k.get("mu", 0.0) + k["sigma"] * rng.standard_t(k["nu"], size)
-    if d == "HalfNormal":
-        return np.abs(rng.normal(0, k["sigma"], size))
-    if d == "HalfStudentT":
-        return np.abs(k["sigma"] * rng.standard_t(k["nu"], size))
-    if d == "HalfCauchy":
-        return np.abs(k["beta"] * rng.standard_cauchy(size))
-    if d == "Exponential":
-        return rng.exponential(1 / k["lam"], size)
-    if d == "Uniform":
-        return rng.uniform(k["lower"], k["upper"], size)
-    if d == "Beta":
-        return rng.beta(k["alpha"], k["beta"], size)
-    if d == "LogNormal":
-        return rng.lognormal(k["mu"], k["sigma"], size)
-    raise ValueError(f"no sampler for {d!r}")  # pragma: no cover
 
 
 def _pooled_logit(
@@ -142,7 +126,7 @@ def setting_evidence(
     ----------
     fit : Fit
     settings : sequence of Setting or labels
-        Labels are looked up among :func:`lmsbayes.predict.standard_settings`; another label
+        Labels are looked up among :func:`lmsbayes.settings.standard_settings`; another label
         of an LMS fit is an error (ValueError).
     landmarks : sequence of float
     at : mapping, optional
@@ -159,8 +143,6 @@ def setting_evidence(
         (observations of the cell's arms), ``sd_ratio`` (posterior / prior sd
         of the pooled logit), ``flags`` ('' when none).
     """
-    from lmsbayes.predict import Setting, _at, _setting_design, _shape_group_of, standard_settings
-
     d = fit.data
     known = {
         s.label: s
@@ -173,7 +155,7 @@ def setting_evidence(
             raise ValueError(
                 f"unknown setting {unknown[0]!r}: give a Setting, or one of the labels {sorted(known)}"
             )
-    filled = _at(fit, [s for s in objs if s is not None], at)
+    filled = settings_at(fit, [s for s in objs if s is not None], at)
     it = iter(filled)
     objs = [None if s is None else next(it) for s in objs]
     user_numeric = {
@@ -253,8 +235,8 @@ def setting_evidence(
                 f"(+{n_unknown} of unknown uterine fraction)"
             )
         if not s.case_mix:
-            X = _setting_design(fit, [s])
-            groups = _shape_group_of(fit, [s])
+            X = setting_design(fit, [s])
+            groups = shape_group_of(fit, [s])
         for t in landmarks:
             flags = list(flags_base)
             if reach is not None and s.line in reach.index:

@@ -47,7 +47,9 @@ from lmsbayes.errors import InputError
 __all__ = [
     "ARM_COLUMNS",
     "CI_SCALES",
+    "CLASSES",
     "EVIDENCE_LEVELS",
+    "LINES",
     "RATE_COLUMNS",
     "DataValidationError",
     "Problem",
@@ -56,13 +58,16 @@ __all__ = [
     "effective_binomial",
     "exponential_rate",
     "load_trials",
+    "logit",
     "role_regimen_problems",
     "long_table",
     "rates_path_for",
+    "read_tables",
     "se_log_median",
     "se_logit_binomial",
     "se_logit_from_ci",
     "se_logit_from_median",
+    "Z95",
 ]
 
 Z95 = 1.959963984540054  # standard normal 97.5% quantile: a 95% CI spans 2 * Z95 se
@@ -76,13 +81,17 @@ RATE_KINDS = ("reported", "km_text")
 #: An arm's role in its trial (data/README.md section 2a).
 ROLES = ("control", "experimental", "single_arm", "noncomparative", "calibration")
 
+#: Lines of therapy and treatment classes (ESMO 2018: recommended or not), the labels the data use.
+LINES = ("1L", "2L+")
+CLASSES = ("R-T", "NR-T")
+
 LABELS: dict[str, tuple[str, ...]] = {
     "evidence": ("publication", "conference"),
     "evidence_level": EVIDENCE_LEVELS,
     "design": ("single_arm", "randomized"),
     "role": ROLES,
-    "treatment_class": ("R-T", "NR-T"),
-    "line": ("1L", "2L+"),
+    "treatment_class": CLASSES,
+    "line": LINES,
     "population": ("LMS", "uLMS", "stLMS", "STS-LMS-subgroup", "L-sarcoma-LMS-subgroup"),
 }
 RATE_LABELS: dict[str, tuple[str, ...]] = {
@@ -90,7 +99,6 @@ RATE_LABELS: dict[str, tuple[str, ...]] = {
     "ci_scale": CI_SCALES,
     "evidence_level": EVIDENCE_LEVELS,
 }
-RATE_SOURCES = RATE_KINDS  # the old name (values of a legacy pfsr_<t>m_source column)
 
 #: Columns of the arm table, in output order (``notes`` last; a user's own columns follow).
 ARM_COLUMNS = (
@@ -332,7 +340,8 @@ class Trials:
 # ---------------------------------------------------------------------------- math
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def logit(p: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)), elementwise."""
     return np.log(p) - np.log1p(-p)
 
 
@@ -430,7 +439,7 @@ def se_logit_from_ci(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
     ok = (lo > 0) & (hi < 1) & (hi > lo)
     with np.errstate(invalid="ignore", divide="ignore"):
-        se = (_logit(hi) - _logit(lo)) / (2 * Z95)
+        se = (logit(hi) - logit(lo)) / (2 * Z95)
     return np.where(ok, se, np.nan)
 
 
@@ -1626,3 +1635,32 @@ def long_table(
         "tolerance": float(tolerance),
     }
     return table
+
+
+def read_tables(data=None):
+    """The input tables of a fit: the bundled data, a CSV path, or what the caller passed.
+
+    Parameters
+    ----------
+    data : Trials, DataFrame, ModelData, path or None
+        None: the bundled data (:func:`load_trials`); a path: an arm table
+        read by :func:`load_trials`, or a plain binomial table (columns
+        ``study``, ``r``, ``n``) read as it is, with its path and SHA-256 in
+        ``attrs``; anything else is returned unchanged.
+
+    Returns
+    -------
+    Trials or pandas.DataFrame or the input
+    """
+    if data is None or isinstance(data, (str, PathLike)):
+        path = None if data is None else Path(data)
+        if path is not None and path.is_file():
+            head = path.read_text(encoding="utf-8", errors="replace").split("\n", 1)[0]
+            cols = [c.strip().strip('"') for c in head.split(",")]
+            if "study" in cols and "arm_id" not in cols:  # a plain binomial table
+                table = pd.read_csv(path)
+                table.attrs["path"] = str(path)
+                table.attrs["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+                return table
+        return load_trials(data)
+    return data

@@ -2,7 +2,8 @@
 
 :func:`save_fit` writes it atomically (:mod:`lmsbayes.files`), every numeric
 variable with HDF5's Fletcher-32 checksum so that damaged data are refused
-on reading rather than read as other numbers. :func:`load_fit` checks the
+on reading rather than read as other numbers. :func:`read_fit` (behind
+:func:`lmsbayes.fit.load_fit`) checks the
 file at the door, in this order, and raises
 :class:`~lmsbayes.errors.FitFileError` naming the file and what is wrong:
 
@@ -33,15 +34,26 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from lmsbayes import __version__
+from lmsbayes.engines import get_engine
 from lmsbayes.errors import FitFileError
 from lmsbayes.files import atomic_write, check_output_path
+from lmsbayes.model.inputs import ModelData
 from lmsbayes.spec import MAX_CHAINS, MAX_TOTAL_DRAWS, ModelSpec, SpecError, parse_spec
+from lmsbayes.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmsbayes.fit import Fit
 
-__all__ = ["FIT_FORMAT", "FIT_FORMAT_VERSION", "MAX_FIT_BYTES", "load_fit", "save_fit"]
+__all__ = [
+    "FIT_FORMAT",
+    "FIT_FORMAT_VERSION",
+    "MAX_FIT_BYTES",
+    "REQUIRED_GROUPS",
+    "check_fit_file",
+    "read_fit",
+    "save_fit",
+    "spec_to_toml",
+]
 
 FIT_FORMAT = "lmsbayes.fit"
 FIT_FORMAT_VERSION = 2  # 2: the one model definition (lmsbayes 0.2); 1: lmsbayes 0.1
@@ -70,7 +82,7 @@ def save_fit(fit: Fit, path: str | os.PathLike[str]) -> Path:
         lmsbayes_format=FIT_FORMAT,
         lmsbayes_format_version=FIT_FORMAT_VERSION,
         lmsbayes_version=__version__,
-        spec_text=fit.spec.text or _spec_to_toml(fit.spec),
+        spec_text=fit.spec.text or spec_to_toml(fit.spec),
         spec_name=fit.spec.name,
         spec_hash=fit.spec.hash,
         data_sha256=fit.data.data_sha256,
@@ -121,7 +133,7 @@ def _sanitize_for_netcdf(dt: xr.DataTree) -> xr.DataTree:
     return out
 
 
-def _spec_to_toml(spec: ModelSpec) -> str:
+def spec_to_toml(spec: ModelSpec) -> str:
     """Minimal TOML for a spec built in Python (no source text)."""
 
     def val(v):
@@ -149,7 +161,9 @@ def _spec_to_toml(spec: ModelSpec) -> str:
         f"landmarks = {val(list(d['landmarks']))}",
         f"engine = {val(d['engine'])}",
     ]
-    for section in ("data", "model", "random_effects", "priors", "sampler", "thresholds", "exact"):
+    # every table of the spec in its order, [covariates.*] last
+    sections = [k for k, v in d.items() if isinstance(v, dict) and k != "covariates"]
+    for section in sections:
         lines.append(f"\n[{section}]")
         lines += [f"{k} = {val(v)}" for k, v in d[section].items()]
     for name, cdef in d["covariates"].items():
@@ -284,7 +298,7 @@ def check_fit_file(path: str | os.PathLike[str]) -> Path:
     return p
 
 
-def load_fit(path: str | os.PathLike[str]) -> Fit:
+def read_fit(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a fit saved with :meth:`Fit.save` (no PyMC, no recompilation).
 
     Parameters
@@ -293,7 +307,9 @@ def load_fit(path: str | os.PathLike[str]) -> Fit:
 
     Returns
     -------
-    Fit
+    dict
+        The fields of a :class:`lmsbayes.fit.Fit`: ``datatree``, ``spec``,
+        ``data`` and ``diagnostics`` (built by the engine that made the draws).
 
     Raises
     ------
@@ -305,9 +321,6 @@ def load_fit(path: str | os.PathLike[str]) -> Fit:
         holding an invalid spec or model inputs. The message names the file
         and what is wrong.
     """
-    from lmsbayes.fit import Fit, compute_diagnostics
-    from lmsbayes.model.inputs import ModelData
-
     p = check_fit_file(path)
     try:
         # load and close at once: a handle left to the garbage collector can be
@@ -336,12 +349,16 @@ def load_fit(path: str | os.PathLike[str]) -> Fit:
     tree.attrs.update(dt.attrs)
     _check_posterior(tree, data, p)
     try:
-        diagnostics = compute_diagnostics(tree)
+        post = tree["posterior"].to_dataset()
+        groups = {k: tree[k].to_dataset() for k in tree.children if k != "posterior"}
+        diagnostics = get_engine(str(tree.attrs.get("engine"))).diagnostics(
+            post, groups, dict(tree.attrs)
+        )
     except (KeyError, ValueError, TypeError, IndexError) as exc:
         raise FitFileError(
             f"{p}: the posterior is malformed ({type(exc).__name__}: {_short(exc)})"
         ) from None
-    return Fit(datatree=tree, spec=spec, data=data, diagnostics=diagnostics)
+    return {"datatree": tree, "spec": spec, "data": data, "diagnostics": diagnostics}
 
 
 def _short(exc: BaseException, width: int = 160) -> str:

@@ -143,7 +143,7 @@ def _check_landmark(fit: Fit, landmark: float) -> float:
     return landmark
 
 
-def _rate_label(landmark: float) -> str:
+def rate_label(landmark: float) -> str:
     return f"Proportion progression-free at {landmark:g} months"
 
 
@@ -404,7 +404,7 @@ def plot_forest(fit: Fit, landmark: float = 6.0, *, prob: float = 0.95) -> Figur
             lab.set_fontweight("bold")
     ax.set_ylim(min(ticks) - 0.8, max(ticks) + 0.8)
     ax.set_xlim(0, 1)
-    ax.set_xlabel(_rate_label(landmark))
+    ax.set_xlabel(rate_label(landmark))
     ax.grid(axis="x", color="0.9", lw=0.6)
     ax.set_axisbelow(True)
     ax.tick_params(axis="y", length=0)
@@ -564,7 +564,7 @@ def plot_predictive(
     ax.set_yticks([-k * step for k in range(n)], labels, fontsize=9)
     ax.set_ylim(-(n - 1) * step - 0.6, 1.1)
     ax.set_xlim(0, 1)
-    ax.set_xlabel(_rate_label(landmark))
+    ax.set_xlabel(rate_label(landmark))
     ax.grid(axis="x", color="0.9", lw=0.6)
     ax.set_axisbelow(True)
     ax.tick_params(axis="y", length=0)
@@ -1221,7 +1221,7 @@ def plot_ppc(fit: Fit, *, prob: float = 0.95) -> Figure:
         panels = [p_ for p_ in panels if p_[1].size]
     elif fit.data.landmarks:
         panels = [
-            (f"{t:g} months", np.flatnonzero(obs["k_idx"].to_numpy() == j), _rate_label(t))
+            (f"{t:g} months", np.flatnonzero(obs["k_idx"].to_numpy() == j), rate_label(t))
             for j, t in enumerate(fit.data.landmarks)
         ]
     else:
@@ -1274,12 +1274,3 @@ def plot_ppc(fit: Fit, *, prob: float = 0.95) -> Figure:
     )
     fig.lmsbayes = {"n_outside": int(n_out), "n_obs": int(len(obs))}
     return fig
-
-
-def __getattr__(name: str):
-    # write_report moved to lmsbayes.report; this keeps ``plots.write_report`` working
-    if name == "write_report":
-        from lmsbayes.report import write_report
-
-        return write_report
-    raise AttributeError(f"module 'lmsbayes.plots' has no attribute {name!r}")

@@ -102,7 +102,7 @@ def plot_rank_histograms(
     -------
     matplotlib.figure.Figure
     """
-    from lmsbayes.calibrate import _n_bins
+    from lmsbayes.calibrate import rank_bins
 
     L = int(ds.attrs["n_ranks"])
     rank = ds["rank"].transpose("simulation", "quantity").values
@@ -112,7 +112,7 @@ def plot_rank_histograms(
     for j, (q, ax) in enumerate(zip(names, axes)):
         r = rank[:, j][np.isfinite(rank[:, j])].astype(np.int64)
         n = r.size
-        b = bins or max(_n_bins(L, n), 2)
+        b = bins or max(rank_bins(L, n), 2)
         counts = np.bincount(r * b // (L + 1), minlength=b) if n else np.zeros(b)
         edges = np.arange(b + 1) * (L + 1) / b
         lo, hi = stats.binom.ppf([(1 - prob) / 2, (1 + prob) / 2], max(n, 1), 1 / b)

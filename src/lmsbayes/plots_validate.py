@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import stats
 
+from lmsbayes.validate import LEVELS, Comparison, Validation
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
-
-    from lmsbayes.validate import Comparison, Validation
 
 __all__ = ["plot_calibration"]
 
@@ -42,8 +42,6 @@ def plot_calibration(result: Comparison | Validation | Sequence[Validation]) -> 
         intervals (specs side by side at each level).
     """
     from matplotlib.figure import Figure
-
-    from lmsbayes.validate import LEVELS, Validation
 
     if isinstance(result, Validation):
         vals = [result]

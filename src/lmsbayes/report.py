@@ -27,13 +27,13 @@ import numpy as np
 
 from lmsbayes.files import Staging, check_output_path
 from lmsbayes.plots import (
-    _rate_label,
     plot_effects,
     plot_forest,
     plot_oc,
     plot_ppc,
     plot_predictive,
     plot_prior,
+    rate_label,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -146,8 +146,8 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
     pathlib.Path
         The path of ``index.html`` inside ``outdir``.
     """
-    import lmsbayes
     from lmsbayes.predict import comparisons, threshold_table, thresholds
+    from lmsbayes.version import __version__
 
     outdir = check_output_path(outdir, kind="directory", what="report directory")
     files: dict[str, bytes] = {}
@@ -223,7 +223,7 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
                 d["draws"],
                 d["robust"],
                 title="MAP prior for a new 2L+ R-T trial, PFS rate at 6 months",
-                xlabel=_rate_label(6.0),
+                xlabel=rate_label(6.0),
             ),
             "MAP prior, 2L+ at 6 months",
             "Beta mixture fitted to the predictive draws of a new 2L+ R-T trial's rate at 6 months, "
@@ -256,7 +256,7 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
         f"<title>lmsbayes report: {html.escape(fit.spec.name)}</title><style>{_CSS}</style></head><body>",
         f"<h1>lmsbayes report: spec <code>{html.escape(fit.spec.name)}</code></h1>",
         f"<p>{html.escape(fit.spec.description)}</p>",
-        f"<p>lmsbayes {lmsbayes.__version__}; data SHA-256 <code>{fit.data.data_sha256[:16]}</code>; "
+        f"<p>lmsbayes {__version__}; data SHA-256 <code>{fit.data.data_sha256[:16]}</code>; "
         f"spec hash <code>{fit.spec.hash[:16]}</code>; seed {fit.spec.sampler.seed}; "
         f"{len(fit.data.arms)} arms, {len(fit.data.obs)} observations, "
         f"landmarks {', '.join(f'{t:g}' for t in landmarks)} months.</p>",

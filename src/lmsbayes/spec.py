@@ -155,6 +155,7 @@ class Prior:
 
     @property
     def support(self) -> str:
+        """The support of the distribution, in words."""
         return _PRIOR_FAMILIES[self.dist][1]
 
     def __repr__(self) -> str:
@@ -162,6 +163,7 @@ class Prior:
         return f"Prior({self.dist!r}{args})"
 
     def to_dict(self) -> dict[str, Any]:
+        """The prior as a TOML-ready table: ``{"dist": ..., **parameters}``."""
         return {"dist": self.dist, **self.kwargs}
 
     def logpdf(self, x):
@@ -220,6 +222,30 @@ class Prior:
             else:  # pragma: no cover - the registry is closed
                 raise ValueError(f"no density for {self.dist!r}")
             return np.where(x >= 0, out, -np.inf)
+
+    def draw(self, size, rng):
+        """Random draws of the shape ``size`` from numpy's generator ``rng`` (prior simulation)."""
+        k = self.kwargs
+        d = self.dist
+        if d == "Normal":
+            return rng.normal(k.get("mu", 0.0), k["sigma"], size)
+        if d == "StudentT":
+            return k.get("mu", 0.0) + k["sigma"] * rng.standard_t(k["nu"], size)
+        if d == "HalfNormal":
+            return abs(rng.normal(0, k["sigma"], size))
+        if d == "HalfStudentT":
+            return abs(k["sigma"] * rng.standard_t(k["nu"], size))
+        if d == "HalfCauchy":
+            return abs(k["beta"] * rng.standard_cauchy(size))
+        if d == "Exponential":
+            return rng.exponential(1 / k["lam"], size)
+        if d == "Uniform":
+            return rng.uniform(k["lower"], k["upper"], size)
+        if d == "Beta":
+            return rng.beta(k["alpha"], k["beta"], size)
+        if d == "LogNormal":
+            return rng.lognormal(k["mu"], k["sigma"], size)
+        raise ValueError(f"no sampler for {d!r}")  # pragma: no cover - the registry is closed
 
     def create(self, name: str, **kwargs: Any):  # pragma: no cover - thin PyMC shim
         """Create the PyMC random variable (call inside a model context)."""
@@ -324,6 +350,8 @@ class RandomEffects:
 
 @dataclass(frozen=True)
 class ModelPart:
+    """The ``[model]`` table of a spec: likelihood, covariates, survival curve."""
+
     likelihood: str = "logit-binomial"
     covariates: tuple[str, ...] = ()
     uterine_centre: float = 0.5
@@ -387,6 +415,8 @@ class Priors:
 
 @dataclass(frozen=True)
 class SamplerSettings:
+    """The ``[sampler]`` table of a spec: NUTS settings and the seed."""
+
     draws: int = 1000
     tune: int = 1000
     chains: int = 4
@@ -456,14 +486,16 @@ class ModelSpec:
 
     @property
     def main_effects(self) -> tuple[str, ...]:
+        """The main effects the covariates use (``a:b`` split into ``a`` and ``b``)."""
         return tuple(sorted({p for c in self.model.covariates for p in c.split(":")}))
 
     def to_dict(self) -> dict[str, Any]:
+        """The spec as nested plain dictionaries (the source text left out)."""
         out = dataclasses.asdict(self)
         out.pop("text")
         out["covariates"] = {k: dataclasses.asdict(v) for k, v in self.covariates}
         out["thresholds"]["at"] = dict(self.thresholds.at)
-        for k, v in out["priors"].items():
+        for k, _v in out["priors"].items():
             out["priors"][k] = getattr(self.priors, k).to_dict()
         return out
 

@@ -61,17 +61,21 @@ class Target:
 
     @classmethod
     def average(cls, year: int | None = None) -> Target:
+        """The historical average of a setting (EORTC-comparable)."""
         return cls("average", None, year)
 
     @classmethod
     def new_arm(cls, regimen: str, year: int | None = None) -> Target:
+        """A new arm of a known regimen at a year (a control arm's MAP prior)."""
         return cls("new_arm", regimen, year)
 
     @classmethod
     def new_regimen(cls, year: int | None = None) -> Target:
+        """A new regimen at a year (a design prior for assurance, not a null)."""
         return cls("new_regimen", None, year)
 
     def describe(self) -> str:
+        """The target in words, e.g. 'new arm of doxorubicin in 2027'."""
         at = f" in {self.year}" if self.year is not None else ""
         if self.kind == "average":
             return "historical average" + at

@@ -58,21 +58,21 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy import special
 
+from lmsbayes.data import read_tables
+from lmsbayes.engines import choose_engine
+from lmsbayes.engines.base import FitSettings
+from lmsbayes.engines.exact import Integrator
 from lmsbayes.errors import InputError
 from lmsbayes.model.definition import Model
 from lmsbayes.model.families import NUMPY_OPS, survival_mean
 from lmsbayes.model.inputs import ModelData
 from lmsbayes.model.prepare import prepare_data
 from lmsbayes.spec import ModelSpec, load_spec
-
-if TYPE_CHECKING:  # pragma: no cover
-    from matplotlib.figure import Figure
 
 __all__ = [
     "DEFAULT_SPECS",
@@ -92,7 +92,7 @@ __all__ = [
 LEVELS = (0.5, 0.8, 0.9, 0.95)
 #: Specs ``lmsbayes validate`` compares when none is named.
 DEFAULT_SPECS = ("default", "weibull", "constant_hazard", "per_landmark")
-#: Rate sources that count as reported (lmsbayes.data.RATE_SOURCES).
+#: Rate sources that count as reported (lmsbayes.data.RATE_KINDS).
 _REPORTED = ("reported", "km_text")
 _U_NODES_GAUSS = 16  # Gauss-Legendre nodes over a latent uterine fraction (smooth integrands)
 _U_NODES_BINOM = 8
@@ -155,6 +155,7 @@ class Validation:
 
     @property
     def name(self) -> str:
+        """Name of the validated spec."""
         return self.spec.name
 
     def coverage(
@@ -260,9 +261,7 @@ def _spec(spec) -> ModelSpec:
 def _model_data(spec: ModelSpec, data) -> ModelData:
     if isinstance(data, ModelData):
         return data
-    from lmsbayes.fit import _read_data
-
-    return prepare_data(spec, _read_data(data))
+    return prepare_data(spec, read_tables(data))
 
 
 #: importance draws per exact refit by default: ELPD and PITs are stable at 2,000 (at 1,000 the
@@ -271,10 +270,9 @@ VALIDATION_DRAWS = 2000
 
 
 def _with_draws(spec: ModelSpec, draws: int | None) -> ModelSpec:
-    if draws is None and spec.engine != "nuts":
-        return spec.replace(**{"exact.draws": min(spec.exact.draws, VALIDATION_DRAWS)})
+    # only the exact engine reads exact.draws: a sampler's refits keep the spec's draws
     if draws is None:
-        return spec
+        return spec.replace(**{"exact.draws": min(spec.exact.draws, VALIDATION_DRAWS)})
     if not isinstance(draws, (int, np.integer)) or isinstance(draws, bool) or draws < 100:
         raise ValidationError(f"draws must be an integer >= 100, got {draws!r}")
     return spec.replace(**{"exact.draws": int(draws), "sampler.draws": int(draws)})
@@ -284,7 +282,7 @@ def loto(
     spec: ModelSpec | str = "default",
     data=None,
     *,
-    engine: str | None = "exact",
+    engine: str | None = None,
     draws: int | None = None,
     seed: int | None = None,
     progress: Callable[[str], None] | None = None,
@@ -297,8 +295,9 @@ def loto(
         A spec or a bundled spec name / TOML path.
     data : Trials, DataFrame, ModelData, path or None
         The input tables (None: the bundled data), or prepared inputs.
-    engine : {'exact', 'nuts', 'auto'}, optional
-        Engine of every refit (default the exact engine; None: the spec's).
+    engine : str, optional
+        Engine of every refit, ``"auto"`` or an engine's name (default: the
+        spec's, which for the bundled specs is the exact engine).
     draws : int, optional
         Posterior draws per refit (default: the spec's NUTS draws; for the exact engine at most
         :data:`VALIDATION_DRAWS`).
@@ -329,7 +328,7 @@ def temporal(
     data=None,
     year: int = 2018,
     *,
-    engine: str | None = "exact",
+    engine: str | None = None,
     draws: int | None = None,
     seed: int | None = None,
     progress: Callable[[str], None] | None = None,
@@ -367,75 +366,37 @@ def temporal(
     )
 
 
-def _posterior_values(fit, model: Model) -> dict[str, np.ndarray]:
-    post = fit.posterior
-    out = {}
-    for p in model.params:
-        x = post[p.name].transpose("chain", "draw", *p.dims).values
-        out[p.name] = x.reshape((-1, *p.shape))
-    return out
-
-
-def _fit_globals(
-    spec: ModelSpec, train: ModelData, engine: str | None, full_model: Model, start=None
-):
+def _fit_globals(spec: ModelSpec, train: ModelData, engine, full_model: Model, start=None):
     """Posterior draws of the global parameters (draw, *shape) of a fit to ``train``, and its diagnostics.
 
-    The exact engine is called directly (the draws and diagnostics of
-    ``lmsbayes.fit``, without building its DataTree and posterior
-    predictive: a third of a refit's time); other engines through ``lmsbayes.fit``.
+    Through the engine protocol, without building a Fit's DataTree and
+    posterior predictive (a third of a refit's time); ``start``: the engine's
+    warm start from the full data, and no arm-level draws (validation uses
+    only the globals).
     """
-    from lmsbayes.fit import Diagnostics, choose_engine
-    from lmsbayes.fit import fit as fit_spec
-
-    used, _ = choose_engine(spec, engine)
-    if used == "exact":
-        from lmsbayes.engines.exact import fit_exact
-
-        # warm start from the full data's mode, and no arm-level draws (validation uses only the globals)
-        res = fit_exact(
-            Model(spec, train), spec.exact, spec.sampler.seed, latent=False, start=start
-        )
-        d = res.diagnostics
-        diag = Diagnostics(
-            divergences=0,
-            max_rhat=math.nan,
-            min_ess_bulk=float(d["is_ess"]),
-            min_ess_tail=float(d["is_ess"]),
-            n_draws=int(np.shape(res.values["tau"])[0]),
-            table=pd.DataFrame(),
-            engine="exact",
-            khat=float(d["khat"]),
-            is_ess=float(d["is_ess"]),
-            tau_grid_edge_mass=float(d["tau_grid_edge_mass"]),
-            khat_max=spec.exact.khat_max,
-            proposal=str(d["proposal"]),
-            mode_converged=bool(d["mode_converged"]),
-        )
-        return {p.name: np.asarray(res.values[p.name], float) for p in full_model.params}, diag
+    settings = FitSettings(seed=spec.sampler.seed, latent=False, start=start)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the diagnostics are kept in the folds table instead
-        f = fit_spec(spec, train, engine=used, strict=False)
-    return _posterior_values(f, full_model), f.diagnostics
+        res = engine.fit(Model(spec, train), settings, _silent)
+    return res.values(full_model), res.diagnostics
+
+
+def _silent(message: str) -> None:
+    """Refits report through the fold messages of :func:`_run`, not their own."""
 
 
 def _run(spec, data, folds, scheme, engine, seed, progress, year) -> Validation:
     t_all = time.perf_counter()
     rng = np.random.default_rng(spec.sampler.seed + 7 if seed is None else seed)
     full_model = Model(spec, data)
-    start = None
-    from lmsbayes.fit import choose_engine
-
-    if choose_engine(spec, engine)[0] == "exact":
-        from lmsbayes.engines.exact import posterior_mode
-
-        start = posterior_mode(full_model, spec.exact)
+    chosen, _ = choose_engine(spec, engine)
+    start = chosen.warm_start(full_model)
     arm_rows, obs_rows, fold_rows, all_draws = [], [], [], []
     for k, (label, train, held) in enumerate(folds):
         t0 = time.perf_counter()
-        values, d = _fit_globals(spec, data.take(train), engine, full_model, start)
+        values, d = _fit_globals(spec, data.take(train), chosen, full_model, start)
         seconds_fit = time.perf_counter() - t0
-        ess = d.is_ess if d.engine == "exact" else d.min_ess_bulk
+        ess = d.ess
         a_rows, o_rows = _predict_held(spec, data, held, values, rng, ess)
         for r in a_rows + o_rows:
             r["fold"] = label
@@ -482,8 +443,6 @@ def _run(spec, data, folds, scheme, engine, seed, progress, year) -> Validation:
 
 def _predict_held(spec, data: ModelData, held: np.ndarray, values, rng, ess: float):
     """Rows of the arms and observations of one fold's held-out arms."""
-    from lmsbayes.engines.exact import Integrator
-
     hd = data.take(held)
     m = Model(spec, hd)
     with np.errstate(
@@ -511,7 +470,7 @@ def _predict_held(spec, data: ModelData, held: np.ndarray, values, rng, ess: flo
         if hd.family == "survival":
             row["elpd_survival"] = float(elpd[i]) + float(np.sum(_to_logit_scale(hd, rows)))
         arm_rows.append(row)
-        for j, q in enumerate(rows):
+        for j, _q in enumerate(rows):
             obs_rows.append(
                 {
                     "arm": arm,
@@ -748,8 +707,6 @@ def common_target(validations: Sequence[Validation], data=None) -> pd.DataFrame:
         rate, 0.5-corrected at 0 or 1 as the survival observations are), ``se``
         (logit scale, from the CI, else binomial with n), ``se_method``.
     """
-    from lmsbayes.fit import _read_data
-
     arms = None
     for v in validations:
         ids = list(v.arms.index)
@@ -757,7 +714,7 @@ def common_target(validations: Sequence[Validation], data=None) -> pd.DataFrame:
     lms = [set(x) for x in (_predicted_landmarks(v) for v in validations) if x is not None]
     landmarks = set.intersection(*lms) if lms else None
     tables = data if data is not None and not isinstance(data, ModelData) else None
-    td = prepare_data(_target_spec(), _read_data(tables))
+    td = prepare_data(_target_spec(), read_tables(tables))
     o = td.obs
     sel = (
         (o["kind"] == "rate")
@@ -869,12 +826,6 @@ class Comparison:
         """The comparison as printable text (tables and the preference line)."""
         return _format(self)
 
-    def plot(self) -> Figure:
-        """PIT histograms and coverage against nominal, per spec (lmsbayes.plots_validate)."""
-        from lmsbayes.plots_validate import plot_calibration
-
-        return plot_calibration(self)
-
 
 def _n(k: int, word: str) -> str:
     return f"{k} {word}{'' if k == 1 else 's'}"
@@ -942,7 +893,7 @@ def compare(
     scheme: str = "loto",
     year: int = 2018,
     reference: str | None = None,
-    engine: str | None = "exact",
+    engine: str | None = None,
     draws: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Comparison:

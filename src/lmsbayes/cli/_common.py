@@ -94,17 +94,16 @@ def check_outputs(
             seen[key] = option
 
 
-def fast_spec(spec):
-    """What ``--fast`` (or LMSBAYES_FAST=1) means: at most 500 draws and 500 tuning steps per chain.
+def fast_spec(spec, engine: str | None = None):
+    """What ``--fast`` (or LMSBAYES_FAST=1) means: at most 500 draws per chain where that shortens the run.
 
-    Fast mode only ever shortens a run: a spec that already asks for less keeps its settings.
+    The engine that fits the spec decides (NUTS: 500 draws and tuning steps; the
+    exact engine is fast anyway). Fast mode only ever shortens a run: a spec that
+    already asks for less keeps its settings.
     """
-    return spec.replace(
-        **{
-            "sampler.draws": min(spec.sampler.draws, FAST_DRAWS),
-            "sampler.tune": min(spec.sampler.tune, FAST_DRAWS),
-        }
-    )
+    from lmsbayes.engines import choose_engine
+
+    return choose_engine(spec, engine)[0].fast(spec, FAST_DRAWS)
 
 
 def fast_mode(args) -> bool:
@@ -112,52 +111,29 @@ def fast_mode(args) -> bool:
 
 
 def load_spec_from_args(args):
-    """The spec the options name; ``--fast`` shortens NUTS runs only (the exact engine is fast anyway)."""
-    from lmsbayes.fit import choose_engine
+    """The spec the options name, shortened under ``--fast``."""
     from lmsbayes.spec import load_spec
 
     spec = load_spec(args.spec)
-    if fast_mode(args) and choose_engine(spec, getattr(args, "engine", None))[0] == "nuts":
-        return fast_spec(spec)
+    if fast_mode(args):
+        return fast_spec(spec, getattr(args, "engine", None))
     return spec
 
 
 def fit_from_args(args, progress: Progress, spec=None):
-    from lmsbayes.fit import _read_data, choose_engine, fit
-    from lmsbayes.model.prepare import prepare_data
-
-    spec = spec if spec is not None else load_spec_from_args(args)
-    engine = getattr(args, "engine", None)
-    used, note = choose_engine(spec, engine)
-    progress(
-        f"spec {spec.name!r} ({spec.model.likelihood}; covariates {list(spec.model.covariates)})"
-    )
-    tables = _read_data(args.data)
-    data = prepare_data(spec, tables)
-    n_in = len(getattr(tables, "arms", tables))
-    excluded_arms = (
-        len(set(data.excluded["arm_id"]) - set(data.arms.index)) if len(data.excluded) else 0
-    )
-    progress(
-        f"data: {n_in} arms read, {len(data.arms)} arms / {len(data.obs)} observations enter the model, "
-        f"{excluded_arms} arms excluded"
-    )
-    if note:
-        progress(note)
-    if used == "nuts":
-        progress(
-            "NUTS: compiling (the first run on a machine compiles with numba, 30-45 s; later runs reuse "
-            "its cache) and sampling ..."
-        )
-    else:
-        progress("exact engine: integrating (no compilation) ...")
+    """The fit the options ask for; ``fit`` reports its steps through ``progress``."""
     import warnings
 
+    from lmsbayes.fit import fit
+
+    spec = spec if spec is not None else load_spec_from_args(args)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # diagnostics are printed below, and decide the exit status
-        result = fit(spec, data, engine=used, strict=False, progress=False)
-    progress(result.diagnostics.line())
-    return result
+        warnings.simplefilter(
+            "ignore"
+        )  # diagnostics are printed by fit, and decide the exit status
+        return fit(
+            spec, args.data, engine=getattr(args, "engine", None), strict=False, progress=progress
+        )
 
 
 def strict_failed(fit, args) -> bool:
@@ -181,7 +157,7 @@ def exit_for(fit, args, not_written: tuple[str | os.PathLike[str] | None, ...] =
 
 
 def version() -> str:
-    from lmsbayes import __version__
+    from lmsbayes.version import __version__
 
     return __version__
 

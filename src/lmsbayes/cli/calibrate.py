@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from lmsbayes.cli._common import EXIT_SAMPLING, Progress, atomic_write_text
+from lmsbayes.cli._common import EXIT_SAMPLING, FAST_DRAWS, Progress, atomic_write_text
 
 
 def _positive_int(text: str) -> int:
@@ -139,9 +139,11 @@ def _print_summary(ds, summary, alpha: float) -> None:
 
 
 def cmd_calibrate(args) -> int:
+    """The ``calibrate`` verb: run an SBC study and print its summary."""
     import warnings
 
     from lmsbayes.calibrate import save_sbc, sbc, sbc_summary
+    from lmsbayes.engines import get_engine
     from lmsbayes.errors import OptionError
     from lmsbayes.spec import load_spec
 
@@ -153,13 +155,8 @@ def cmd_calibrate(args) -> int:
         _check_writable(str(Path(args.figures) / "x.png"), "figure directory")
     progress = Progress(args.quiet)
     spec = load_spec(args.spec)
-    if args.engine == "nuts" and (args.fast or os.environ.get("LMSBAYES_FAST") == "1"):
-        spec = spec.replace(
-            **{
-                "sampler.draws": min(spec.sampler.draws, 500),
-                "sampler.tune": min(spec.sampler.tune, 500),
-            }
-        )
+    if args.fast or os.environ.get("LMSBAYES_FAST") == "1":
+        spec = get_engine(args.engine).fast(spec, FAST_DRAWS)
     scheduler = args.scheduler or ("sequential" if args.workers == 1 else None)
     progress(
         f"spec {spec.name!r}: {args.n} simulated data sets, {args.engine} engine, "

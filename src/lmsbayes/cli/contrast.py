@@ -77,11 +77,12 @@ def _frequentist_rows(fits, measure):
 
 
 def cmd_contrast(args) -> int:
+    """The ``contrast`` verb: contrast-based meta-analysis of log HR or log OR."""
     import numpy as np
 
-    from lmsbayes import __version__
     from lmsbayes import contrast as ct
     from lmsbayes.errors import OptionError
+    from lmsbayes.version import __version__
 
     if args.plots is not None and Path(args.plots).exists() and not Path(args.plots).is_dir():
         raise OptionError(f"--plots {args.plots}: exists and is not a directory")

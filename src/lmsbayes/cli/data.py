@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 def cmd_data(args) -> int:
+    """The ``data`` verb: check the trial tables and print what enters each analysis."""
     import pandas as pd
 
     from lmsbayes.data import load_trials

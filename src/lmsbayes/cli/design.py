@@ -396,6 +396,7 @@ def _tradeoff(args, design, mix, p_t: float, p_c: float | None) -> None:
 
 
 def cmd_design(args) -> int:
+    """The ``design`` verb: a Simon, single-arm or two-arm design with its boundaries."""
     if args.kind == "simon":
         return _simon(args)
     mix = _read_prior(args.prior)
@@ -406,6 +407,7 @@ def cmd_design(args) -> int:
 
 # ---------------------------------------------------------------------- analyze verb
 def cmd_analyze(args) -> int:
+    """The ``analyze`` verb: prior-data conflict of a finished trial."""
     from lmsbayes.errors import OptionError
 
     mix = _read_prior(args.prior)
@@ -418,7 +420,9 @@ def cmd_analyze(args) -> int:
     print(
         f"prior: {args.prior} ({mix.n_components} component(s), mean {mix.mean():.3f}, sd {mix.sd():.3f})"
     )
-    print(mix.conflict(args.r, args.n))
+    from lmsbayes.prior import conflict
+
+    print(conflict(mix, args.r, args.n))
     return 0
 
 

@@ -153,7 +153,7 @@ def _print_binomial(table, fit) -> None:
     import numpy as np
 
     from lmsbayes.predict import predict
-    from lmsbayes.prior import ess, map_prior
+    from lmsbayes.prior import ess, map_prior, to_rbest
 
     d = fit.data
     patients = int(np.nansum(d.arms["n"].astype(float)))
@@ -181,7 +181,7 @@ def _print_binomial(table, fit) -> None:
             f"  mean {mix.mean():.4f}, sd {mix.sd():.4f}; ESS: ELIR {ests['elir']:.1f} (report this one), "
             f"moment {ests['moment']:.1f}, Morita {ests['morita']:.1f}"
         )
-        print("  RBesT: " + mix.to_rbest())
+        print("  RBesT: " + to_rbest(mix))
     print(fit.diagnostics.line())
 
 
@@ -315,6 +315,7 @@ def _parse_landmarks(text: str) -> list[float]:
 
 
 def cmd_run(args) -> int:
+    """The ``run`` verb: fit the default analysis and print the threshold table."""
     check_outputs(args, files=("output", "json", "csv"))
     progress = Progress(args.quiet)
     spec = load_spec_from_args(args)
@@ -330,6 +331,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_fit(args) -> int:
+    """The ``fit`` verb: fit a spec and save the fit."""
     check_outputs(args, files=("output",))
     progress = Progress(args.quiet)
     result = fit_from_args(args, progress, load_spec_from_args(args))
@@ -342,6 +344,7 @@ def cmd_fit(args) -> int:
 
 
 def cmd_thresholds(args) -> int:
+    """The ``thresholds`` verb: the threshold table of a saved fit."""
     from lmsbayes.fit import load_fit
 
     check_outputs(args, files=("json", "csv"))
@@ -351,6 +354,7 @@ def cmd_thresholds(args) -> int:
 
 
 def cmd_report(args) -> int:
+    """The ``report`` verb: the HTML report of a fit."""
     from lmsbayes.fit import load_fit
     from lmsbayes.report import write_report
 
@@ -367,6 +371,7 @@ def cmd_report(args) -> int:
 
 
 def table_args(q) -> None:
+    """Options of the verbs that print a threshold table."""
     q.add_argument(
         "--landmarks",
         type=_parse_landmarks,

@@ -12,9 +12,10 @@ from lmsbayes.cli._common import (
 
 
 def cmd_prior(args) -> int:
+    """The ``prior`` verb: the MAP prior of a setting from a saved fit."""
     from lmsbayes.fit import load_fit
     from lmsbayes.predict import Setting
-    from lmsbayes.prior import map_prior, robustify
+    from lmsbayes.prior import map_prior, robustify, to_json, to_rbest
 
     check_outputs(args, files=("output",))
     result = load_fit(args.fit)
@@ -37,10 +38,10 @@ def cmd_prior(args) -> int:
     print(repr(mix))
     print(mix.summary().round(4).to_string())
     print(_ess_line(mix))
-    print("RBesT: " + mix.to_rbest())
+    print("RBesT: " + to_rbest(mix))
     if args.output:
         atomic_write_text(
-            args.output, mix.to_json()
+            args.output, to_json(mix)
         )  # lmsbayes.files: package temp, umask permissions
         print(f"written to {args.output}")
     return 0

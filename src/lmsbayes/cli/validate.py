@@ -99,6 +99,7 @@ def _json_value(v):
 
 
 def cmd_validate(args) -> int:
+    """The ``validate`` verb: predictive validation and comparison of specs."""
     from lmsbayes.validate import DEFAULT_SPECS, compare
 
     _check_outputs(args)
@@ -157,7 +158,9 @@ def cmd_validate(args) -> int:
         atomic_write_text(args.json, json.dumps(doc, indent=2) + "\n")
         progress(f"comparison written to {args.json}")
     if args.plot:
-        _save_figure(result.plot(), args.plot)
+        from lmsbayes.plots_validate import plot_calibration
+
+        _save_figure(plot_calibration(result), args.plot)
         progress(f"figure written to {args.plot}")
     if args.strict and (table["problems"] != "").any():
         import sys

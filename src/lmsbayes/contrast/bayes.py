@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from lmsbayes.contrast.data import MEASURES, _is_ratio
-from lmsbayes.contrast.frequentist import _arrays
+from lmsbayes.contrast.data import MEASURES, is_ratio
+from lmsbayes.contrast.frequentist import contrast_arrays
 from lmsbayes.contrast.priors import Flat, HalfNormal, Normal, TauPrior
 from lmsbayes.engines.normal_normal import NormalNormalPosterior, normal_normal
 from lmsbayes.errors import InputError, OptionError
@@ -69,7 +69,7 @@ class Predictive:
 
     def prob_below(self, ratio: float) -> float:
         """P(ratio < ``ratio``), e.g. the probability that a new trial's true HR is below 1."""
-        return float(self.cdf(np.log(ratio) if _is_ratio(self.measure) else ratio))
+        return float(self.cdf(np.log(ratio) if is_ratio(self.measure) else ratio))
 
     def quantile(self, q) -> np.ndarray:
         """Quantiles on the log scale."""
@@ -78,7 +78,7 @@ class Predictive:
         q = np.atleast_1d(np.asarray(q, float))
         lo, hi = float(np.min(self.mean - 40 * self.sd)), float(np.max(self.mean + 40 * self.sd))
         return np.array(
-            [optimize.brentq(lambda x: float(self.cdf(x)) - qq, lo, hi, xtol=1e-12) for qq in q]
+            [optimize.brentq(lambda x: float(self.cdf(x)) - qq, lo, hi, xtol=1e-12) for qq in q]  # noqa: B023 - called within the iteration
         )
 
     def mean_(self) -> float:
@@ -98,8 +98,8 @@ class Predictive:
 
     def __repr__(self) -> str:
         lo, med, hi = self.quantile([0.025, 0.5, 0.975])
-        tf = np.exp if _is_ratio(self.measure) else (lambda v: v)
-        name = self.measure if _is_ratio(self.measure) else "effect"
+        tf = np.exp if is_ratio(self.measure) else (lambda v: v)
+        name = self.measure if is_ratio(self.measure) else "effect"
         return (
             f"Predictive({self.label}: {name} median {tf(med):.3g}, 95% interval {tf(lo):.3g}-{tf(hi):.3g}; "
             f"{len(self.weight)} normal components)"
@@ -135,6 +135,7 @@ class BayesRandomEffects:
 
     @property
     def k(self) -> int:
+        """Number of studies."""
         return len(self.data)
 
     def _interval(self, q: str) -> tuple[float, float]:
@@ -149,8 +150,10 @@ class BayesRandomEffects:
         return float(lo), float(hi)
 
     def summary(self) -> pd.DataFrame:
-        """Posterior summaries of mu, tau and theta_new (mean, sd, median, interval), log scale,
-        with the median and interval on the ratio scale for mu and theta_new."""
+        """Posterior summaries of mu, tau and theta_new (mean, sd, median, interval).
+
+        On the log scale, with the median and interval on the ratio scale for mu and theta_new.
+        """
         p = self.posterior
         rows = {}
         for q in QUANTITIES:
@@ -165,7 +168,7 @@ class BayesRandomEffects:
             rows[q] = {"mean": mean, "sd": sd, "median": med, "lower": lo, "upper": hi}
         out = pd.DataFrame(rows).T
         out.index.name = "quantity"
-        if _is_ratio(self.measure):
+        if is_ratio(self.measure):
             for c in ("median", "lower", "upper"):
                 out[f"{self.measure}_{c}"] = np.where(out.index == "tau", np.nan, np.exp(out[c]))
         out.attrs.update(level=self.level, interval=self.interval, measure=self.measure)
@@ -175,7 +178,7 @@ class BayesRandomEffects:
         """P(ratio < threshold) for the pooled effect (``"mu"``) or a new trial (``"theta_new"``)."""
         if quantity not in ("mu", "theta_new"):
             raise OptionError(f"quantity must be 'mu' or 'theta_new', got {quantity!r}")
-        x = np.log(threshold) if _is_ratio(self.measure) else threshold
+        x = np.log(threshold) if is_ratio(self.measure) else threshold
         return float(self.posterior.cdf(x, predictive=quantity == "theta_new"))
 
     def predictive(self) -> Predictive:
@@ -226,7 +229,7 @@ class BayesRandomEffects:
         lines = [
             f"Bayesian random-effects meta-analysis (k = {self.k}; exact quadrature over tau)",
             f"  measure: {MEASURES[self.measure]}"
-            + (" (log scale)" if _is_ratio(self.measure) else ""),
+            + (" (log scale)" if is_ratio(self.measure) else ""),
             f"  priors: tau ~ {self.tau_prior}; mu ~ {self.mu_prior}",
             f"  {lvl} {self.interval} credible intervals",
             "",
@@ -234,7 +237,7 @@ class BayesRandomEffects:
                 float_format=lambda v: f"{v:.4f}"
             ),
         ]
-        if _is_ratio(self.measure):
+        if is_ratio(self.measure):
             m = self.measure
             lines += [
                 "",
@@ -289,7 +292,7 @@ def bayesian(
         raise OptionError(f"interval must be 'central' or 'shortest', got {interval!r}")
     if not 0 < level < 1:
         raise OptionError(f"level must be in (0, 1), got {level!r}")
-    y, se = _arrays(data)
+    y, se = contrast_arrays(data)
     try:
         post = normal_normal(
             y,

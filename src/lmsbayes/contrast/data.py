@@ -52,7 +52,7 @@ _CI_COLS = ("estimate", "lower", "upper")
 _SE_COLS = ("log_estimate", "se")
 
 
-def _is_ratio(measure: str) -> bool:
+def is_ratio(measure: str) -> bool:
     return measure != "identity"
 
 
@@ -214,7 +214,7 @@ def _validate(
     df: pd.DataFrame, numbers: list[int], problems: _Problems, measure: str
 ) -> pd.DataFrame:
     measure = _check_measure(measure)
-    ratio = _is_ratio(measure)
+    ratio = is_ratio(measure)
     cols = set(df.columns)
     if "study" not in cols:
         problems.add(

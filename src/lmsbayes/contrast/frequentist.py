@@ -49,7 +49,7 @@ import pandas as pd
 import xarray as xr
 from scipy import optimize, stats
 
-from lmsbayes.contrast.data import MEASURES, _is_ratio
+from lmsbayes.contrast.data import MEASURES, is_ratio
 from lmsbayes.errors import InputError, OptionError
 
 __all__ = [
@@ -301,11 +301,11 @@ class RandomEffects:
         return float(np.sqrt(self.tau2))
 
     def _tf(self, x):
-        return np.exp(x) if _is_ratio(self.measure) else x
+        return np.exp(x) if is_ratio(self.measure) else x
 
     def table(self) -> pd.DataFrame:
         """One-row summary: estimate with CI and PI (analysis and ratio scale), test, heterogeneity."""
-        ratio = self.measure if _is_ratio(self.measure) else "estimate"
+        ratio = self.measure if is_ratio(self.measure) else "estimate"
         row = {
             "k": self.k,
             "method": self.method,
@@ -326,7 +326,7 @@ class RandomEffects:
             "Q": self.Q,
             "Q_pvalue": self.Q_pvalue,
         }
-        if not _is_ratio(self.measure):
+        if not is_ratio(self.measure):
             for key in [k for k in row if k.startswith("estimate_")]:
                 row.pop(key)
         return pd.DataFrame([row], index=pd.Index([f"{self.method}/{self.test}"], name="analysis"))
@@ -385,7 +385,7 @@ class RandomEffects:
         lines = [
             f"Random-effects meta-analysis (k = {self.k}; tau^2 estimator: {self.method}; "
             f"test: {'Wald z' if self.test == 'z' else 'Hartung-Knapp-Sidik-Jonkman t(' + str(int(self.df)) + ')'})",
-            f"  measure: {MEASURES[self.measure]} ({'log scale' if _is_ratio(self.measure) else 'as given'})",
+            f"  measure: {MEASURES[self.measure]} ({'log scale' if is_ratio(self.measure) else 'as given'})",
             "",
             f"tau^2 = {self.tau2:.4f}"
             + (f" (SE = {self.se_tau2:.4f})" if np.isfinite(self.se_tau2) else "")
@@ -402,7 +402,7 @@ class RandomEffects:
             if self.prediction == "metafor"
             else "Higgins-Thompson-Spiegelhalter, t(k-2)"
         )
-        if _is_ratio(self.measure):
+        if is_ratio(self.measure):
             lines.append(
                 f"{self.measure} {self._tf(self.estimate):.2f} ({lvl} CI {self._tf(self.ci_lower):.2f}-"
                 f"{self._tf(self.ci_upper):.2f}); {lvl} prediction interval for a new trial's true "
@@ -415,7 +415,7 @@ class RandomEffects:
         return "\n".join(lines)
 
 
-def _arrays(data: pd.DataFrame):
+def contrast_arrays(data: pd.DataFrame):
     if not isinstance(data, pd.DataFrame) or not {"yi", "sei"} <= set(data.columns):
         raise InputError(
             "expected a contrast table from read_contrasts() or contrast_table() (columns yi, sei)"
@@ -463,7 +463,7 @@ def random_effects(
         raise OptionError(f"prediction must be one of {list(PREDICTION)}, got {prediction!r}")
     if not 0 < level < 1:
         raise OptionError(f"level must be in (0, 1), got {level!r}")
-    y, se = _arrays(data)
+    y, se = contrast_arrays(data)
     k = len(y)
     if k < 2:
         n_ex = len(data.attrs.get("excluded", []))
@@ -555,7 +555,7 @@ def leave_one_out(result: RandomEffects) -> pd.DataFrame:
             }
         )
     out = pd.DataFrame(rows, index=pd.Index(data.index, name="omitted"))
-    if _is_ratio(result.measure):
+    if is_ratio(result.measure):
         for c in ("estimate", "ci_lower", "ci_upper"):
             out[f"{result.measure}_{c}" if c != "estimate" else result.measure] = np.exp(out[c])
     out.attrs.update(method=result.method, test=result.test, measure=result.measure)
@@ -645,7 +645,7 @@ def egger_test(
     if isinstance(data, RandomEffects):
         method = data.method
         data = data.data
-    y, se = _arrays(data)
+    y, se = contrast_arrays(data)
     k = len(y)
     if k < 3:
         raise InputError(f"Egger's test needs at least 3 trials, got {k}")

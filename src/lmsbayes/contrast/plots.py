@@ -10,7 +10,7 @@ import numpy as np
 from scipy import stats
 
 from lmsbayes.contrast.bayes import BayesRandomEffects
-from lmsbayes.contrast.data import MEASURES, _is_ratio
+from lmsbayes.contrast.data import MEASURES, is_ratio
 from lmsbayes.contrast.frequentist import RandomEffects
 from lmsbayes.errors import OptionError
 
@@ -83,7 +83,7 @@ def forest_plot(result, *, title: str | None = None):
     _check(result)
     d = result.data
     k = len(d)
-    ratio = _is_ratio(result.measure)
+    ratio = is_ratio(result.measure)
     tf = np.exp if ratio else (lambda v: v)
     z = stats.norm.ppf(0.5 + result.level / 2)
     y = np.arange(k)[::-1] + 2.0
@@ -168,7 +168,7 @@ def funnel_plot(result, *, title: str | None = None):
 
     _check(result)
     d = result.data
-    ratio = _is_ratio(result.measure)
+    ratio = is_ratio(result.measure)
     tf = np.exp if ratio else (lambda v: v)
     _, est, _, _ = _pooled(result)
     z = stats.norm.ppf(0.5 + result.level / 2)

@@ -50,6 +50,7 @@ class TauPrior:
     proper: bool = True
 
     def pdf(self, tau, se=None) -> np.ndarray:  # pragma: no cover - interface
+        """Density of tau (``se``: the studies' standard errors, for priors that depend on them)."""
         raise NotImplementedError
 
 
@@ -68,6 +69,7 @@ class HalfNormal(TauPrior):
         _positive("HalfNormal scale", self.scale)
 
     def pdf(self, tau, se=None):
+        """Density of tau (``se``: the studies' standard errors, for priors that depend on them)."""
         return stats.halfnorm.pdf(tau, scale=self.scale)
 
     def __str__(self):
@@ -84,6 +86,7 @@ class HalfCauchy(TauPrior):
         _positive("HalfCauchy scale", self.scale)
 
     def pdf(self, tau, se=None):
+        """Density of tau (``se``: the studies' standard errors, for priors that depend on them)."""
         return stats.halfcauchy.pdf(tau, scale=self.scale)
 
     def __str__(self):
@@ -102,6 +105,7 @@ class HalfStudentT(TauPrior):
         _positive("HalfStudentT scale", self.scale)
 
     def pdf(self, tau, se=None):
+        """Density of tau (``se``: the studies' standard errors, for priors that depend on them)."""
         tau = np.asarray(tau, float)
         return np.where(tau >= 0, 2 * stats.t.pdf(tau, self.nu, scale=self.scale), 0.0)
 
@@ -119,6 +123,7 @@ class Exponential(TauPrior):
         _positive("Exponential rate", self.rate)
 
     def pdf(self, tau, se=None):
+        """Density of tau (``se``: the studies' standard errors, for priors that depend on them)."""
         return stats.expon.pdf(tau, scale=1 / self.rate)
 
     def __str__(self):
@@ -140,9 +145,11 @@ class Uniform(TauPrior):
 
     @property
     def proper(self) -> bool:  # type: ignore[override]
+        """True when the prior integrates to 1."""
         return bool(np.isfinite(self.upper))
 
     def pdf(self, tau, se=None):
+        """Density of tau (``se``: the studies' standard errors, for priors that depend on them)."""
         tau = np.asarray(tau, float)
         return np.where((tau >= self.lower) & (tau <= self.upper), 1.0, 0.0)
 
@@ -177,9 +184,11 @@ class Bayesmeta(TauPrior):
 
     @property
     def proper(self) -> bool:  # type: ignore[override]
+        """True when the prior integrates to 1."""
         return not BAYESMETA_PRIORS[self.name][0]
 
     def pdf(self, tau, se=None):
+        """Density of tau (``se``: the studies' standard errors, for priors that depend on them)."""
         if se is None:
             raise OptionError(f"the {self.name} prior depends on the standard errors: pass se")
         t = np.asarray(tau, float)[..., None]

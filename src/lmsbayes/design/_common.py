@@ -32,7 +32,7 @@ from lmsbayes.prior import BetaMixture
 # Probabilities computed in floating point are compared with thresholds with
 # this slack, so that a probability that equals the threshold exactly in exact
 # arithmetic is not lost to rounding (ph2bayes does the same with machine eps).
-_TOL = 1e-12
+TOL = 1e-12
 
 # quadrature rules for expectations over a Beta component (module docstring)
 _GJ_NODES = 64
@@ -44,7 +44,7 @@ del _gl_t, _gl_w
 
 
 # ---------------------------------------------------------------------- validation
-def _check_open_unit(name: str, value: Any) -> float:
+def check_open_unit(name: str, value: Any) -> float:
     """A probability strictly inside (0, 1), or one ValueError naming it."""
     try:
         v = float(value)
@@ -55,19 +55,19 @@ def _check_open_unit(name: str, value: Any) -> float:
     return v
 
 
-def _check_threshold(name: str, value: Any) -> float | BetaMixture:
+def check_threshold(name: str, value: Any) -> float | BetaMixture:
     if isinstance(value, BetaMixture):
         return value
-    return _check_open_unit(name, value)
+    return check_open_unit(name, value)
 
 
-def _check_positive_int(name: str, value: Any) -> int:
+def check_positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
-def _check_looks(looks: Any) -> tuple[int, ...]:
+def check_looks(looks: Any) -> tuple[int, ...]:
     try:
         seq = tuple(looks)
     except TypeError:
@@ -87,7 +87,7 @@ def _check_looks(looks: Any) -> tuple[int, ...]:
     return tuple(int(v) for v in seq)
 
 
-def _check_rates(name: str, p: Any) -> np.ndarray:
+def check_rates(name: str, p: Any) -> np.ndarray:
     arr = np.atleast_1d(np.asarray(p, dtype=float))
     if arr.ndim != 1:
         raise ValueError(f"{name} must be a scalar or 1-D array of rates, got shape {arr.shape}")
@@ -97,13 +97,13 @@ def _check_rates(name: str, p: Any) -> np.ndarray:
     return arr
 
 
-def _fmt(x: float) -> str:
+def fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
-def _describe(mix: BetaMixture) -> str:
+def describe(mix: BetaMixture) -> str:
     if mix.n_components == 1:
-        return f"Beta({_fmt(mix.a[0])}, {_fmt(mix.b[0])})"
+        return f"Beta({fmt(mix.a[0])}, {fmt(mix.b[0])})"
     return f"{mix.n_components}-component BetaMixture (mean {mix.mean():.3f}, sd {mix.sd():.3f})"
 
 
@@ -132,7 +132,7 @@ def _beta_rule(a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
     return x, w
 
 
-def _mixture_rule(mix: BetaMixture) -> tuple[np.ndarray, np.ndarray]:
+def mixture_rule(mix: BetaMixture) -> tuple[np.ndarray, np.ndarray]:
     """Nodes and weights with ``sum(w * g(x)) ~= E_mix[g(X)]``.
 
     One rule per component, scaled by the component weight; zero-weight
@@ -147,11 +147,11 @@ def _mixture_rule(mix: BetaMixture) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(xs), np.concatenate(ws)
 
 
-def _vague_prior() -> BetaMixture:
+def vague_prior() -> BetaMixture:
     return BetaMixture.from_ab(1.0, 1.0)
 
 
-def _boundary_table(
+def boundary_table(
     looks: Sequence[int], masks: Sequence[tuple[np.ndarray, np.ndarray]]
 ) -> pd.DataFrame:
     rows = []
@@ -174,7 +174,7 @@ def _boundary_table(
     return out.astype("Int64")
 
 
-def _convolve_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def convolve_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise full convolution of two (P, .) arrays, exact (no FFT)."""
     if a.shape[1] < b.shape[1]:
         a, b = b, a

@@ -14,12 +14,12 @@ from functools import cached_property
 import numpy as np
 
 from lmsbayes.design._common import (
-    _TOL,
-    _check_open_unit,
-    _check_threshold,
-    _describe,
-    _fmt,
-    _mixture_rule,
+    TOL,
+    check_open_unit,
+    check_threshold,
+    describe,
+    fmt,
+    mixture_rule,
 )
 from lmsbayes.prior import BetaMixture
 
@@ -54,13 +54,13 @@ class PosteriorDecision:
     prob: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "threshold", _check_threshold("threshold", self.threshold))
-        object.__setattr__(self, "prob", _check_open_unit("prob", self.prob))
+        object.__setattr__(self, "threshold", check_threshold("threshold", self.threshold))
+        object.__setattr__(self, "prob", check_open_unit("prob", self.prob))
 
     @cached_property
     def _rule(self) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(self.threshold, BetaMixture):
-            return _mixture_rule(self.threshold)
+            return mixture_rule(self.threshold)
         # a fixed threshold is a one-node "rule": the same code path, exactly
         return np.array([self.threshold]), np.array([1.0])
 
@@ -70,12 +70,13 @@ class PosteriorDecision:
         return float(posterior.sf(x) @ w)
 
     def __call__(self, posterior: BetaMixture) -> bool:
-        return self.prob_exceeds(posterior) >= self.prob - _TOL
+        """True when the decision rule declares success for these posteriors."""
+        return self.prob_exceeds(posterior) >= self.prob - TOL
 
     def __str__(self) -> str:
         if isinstance(self.threshold, BetaMixture):
-            return f"P(p > p0 | data) >= {_fmt(self.prob)}, p0 ~ {_describe(self.threshold)}"
-        return f"P(p > {_fmt(self.threshold)} | data) >= {_fmt(self.prob)}"
+            return f"P(p > p0 | data) >= {fmt(self.prob)}, p0 ~ {describe(self.threshold)}"
+        return f"P(p > {fmt(self.threshold)} | data) >= {fmt(self.prob)}"
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ class DifferenceDecision:
         if not -1.0 < d < 1.0:
             raise ValueError(f"delta must lie in (-1, 1), got {self.delta!r}")
         object.__setattr__(self, "delta", d)
-        object.__setattr__(self, "prob", _check_open_unit("prob", self.prob))
+        object.__setattr__(self, "prob", check_open_unit("prob", self.prob))
 
     def prob_exceeds(self, posterior_t: BetaMixture, posterior_c: BetaMixture) -> float:
         """``P(p_t - p_c > delta)`` for independent posteriors of the two rates.
@@ -114,7 +115,7 @@ class DifferenceDecision:
         ``= E_{p_c}[P(p_t > p_c + delta)]``: the treatment survival function
         integrated against the control posterior.
         """
-        x, w = _mixture_rule(posterior_c)
+        x, w = mixture_rule(posterior_c)
         return float(posterior_t.sf(self.treatment_threshold(x)) @ w)
 
     def treatment_threshold(self, p_c: np.ndarray) -> np.ndarray:
@@ -122,10 +123,11 @@ class DifferenceDecision:
         return np.asarray(p_c, dtype=float) + self.delta
 
     def __call__(self, posterior_t: BetaMixture, posterior_c: BetaMixture) -> bool:
-        return self.prob_exceeds(posterior_t, posterior_c) >= self.prob - _TOL
+        """True when the decision rule declares success for these posteriors."""
+        return self.prob_exceeds(posterior_t, posterior_c) >= self.prob - TOL
 
     def __str__(self) -> str:
-        return f"P(p_t - p_c > {_fmt(self.delta)} | data) >= {_fmt(self.prob)}"
+        return f"P(p_t - p_c > {fmt(self.delta)} | data) >= {fmt(self.prob)}"
 
 
 @dataclass(frozen=True)
@@ -160,11 +162,11 @@ class HazardRatioDecision:
         if isinstance(self.hr, bool) or not (np.isfinite(h) and h > 0):
             raise ValueError(f"hr must be a finite number > 0, got {self.hr!r}")
         object.__setattr__(self, "hr", h)
-        object.__setattr__(self, "prob", _check_open_unit("prob", self.prob))
+        object.__setattr__(self, "prob", check_open_unit("prob", self.prob))
 
     def prob_exceeds(self, posterior_t: BetaMixture, posterior_c: BetaMixture) -> float:
         """``P(p_t > p_c^hr)`` for independent posteriors of the two rates."""
-        x, w = _mixture_rule(posterior_c)
+        x, w = mixture_rule(posterior_c)
         return float(posterior_t.sf(self.treatment_threshold(x)) @ w)
 
     def treatment_threshold(self, p_c: np.ndarray) -> np.ndarray:
@@ -172,7 +174,8 @@ class HazardRatioDecision:
         return np.asarray(p_c, dtype=float) ** self.hr
 
     def __call__(self, posterior_t: BetaMixture, posterior_c: BetaMixture) -> bool:
-        return self.prob_exceeds(posterior_t, posterior_c) >= self.prob - _TOL
+        """True when the decision rule declares success for these posteriors."""
+        return self.prob_exceeds(posterior_t, posterior_c) >= self.prob - TOL
 
     def __str__(self) -> str:
-        return f"P(HR < {_fmt(self.hr)} | data) >= {_fmt(self.prob)}, HR = log p_t / log p_c"
+        return f"P(HR < {fmt(self.hr)} | data) >= {fmt(self.prob)}, HR = log p_t / log p_c"

@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 from scipy import stats
 
-from lmsbayes.design._common import _check_rates, _convolve_rows, _fmt
+from lmsbayes.design._common import check_rates, convolve_rows, fmt
 from lmsbayes.design.simon import SimonDesign, SimonDesigns
 from lmsbayes.design.single_arm import BayesianSingleArm
 from lmsbayes.design.two_arm import TwoArmDesign
@@ -55,7 +55,7 @@ def _single_arm_oc(
     for k, (n, (fut, eff)) in enumerate(zip(looks, masks, strict=True)):
         m = n - prev
         step = stats.binom.pmf(np.arange(m + 1)[None, :], m, p[:, None])
-        running = _convolve_rows(running, step)
+        running = convolve_rows(running, step)
         fut_prob[:, k] = running[:, fut].sum(axis=1)
         eff_prob[:, k] = running[:, eff].sum(axis=1)
         running = np.where(fut | eff, 0.0, running)
@@ -165,13 +165,13 @@ def operating_characteristics(
             raise ValueError("a two-arm design takes p_t and p_c, not p")
         if p_t is None or p_c is None:
             raise ValueError("a two-arm design needs both p_t and p_c")
-        return _two_arm_grid_dataset(design, _check_rates("p_t", p_t), _check_rates("p_c", p_c))
+        return _two_arm_grid_dataset(design, check_rates("p_t", p_t), check_rates("p_c", p_c))
     if isinstance(design, (SimonDesign, BayesianSingleArm)):
         if p_t is not None or p_c is not None:
             raise ValueError("a single-arm design takes p, not p_t / p_c")
         if p is None:
             raise ValueError("a single-arm design needs the true rates p")
-        return _single_arm_dataset(design, _check_rates("p", p))
+        return _single_arm_dataset(design, check_rates("p", p))
     raise ValueError(
         "design must be a SimonDesign, BayesianSingleArm or TwoArmDesign, "
         f"got {type(design).__name__}"
@@ -242,7 +242,7 @@ def two_arm_oc(
         raise ValueError(f"design must be a TwoArmDesign, got {type(design).__name__}")
     if scale not in _SCALES:
         raise OptionError(f"scale must be one of {list(_SCALES)}, got {scale!r}")
-    grid = np.round(np.linspace(0.0, 1.0, 101), 12) if p_c is None else _check_rates("p_c", p_c)
+    grid = np.round(np.linspace(0.0, 1.0, 101), 12) if p_c is None else check_rates("p_c", p_c)
     null = _null_effect(scale)
     eff_list = [null] + [float(e) for e in effects if float(e) != null]
     priors = {"design prior": design.prior_c} if priors is None else dict(priors)
@@ -341,7 +341,7 @@ def design_warnings(design: Any, p0: float, p1: float) -> list[str]:
     h = headline(design, p0, p1)
     if h["success_at_p1"] < 0.5:
         out.append(
-            f"power at p1 = {_fmt(p1)} is {h['success_at_p1']:.3f} (< 0.5): the design is "
+            f"power at p1 = {fmt(p1)} is {h['success_at_p1']:.3f} (< 0.5): the design is "
             "unlikely to succeed even if the treatment works as hoped"
         )
     top = (

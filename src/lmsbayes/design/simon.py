@@ -11,11 +11,11 @@ import pandas as pd
 from scipy import stats
 
 from lmsbayes.design._common import (
-    _TOL,
-    _boundary_table,
-    _check_open_unit,
-    _check_positive_int,
-    _fmt,
+    TOL,
+    boundary_table,
+    check_open_unit,
+    check_positive_int,
+    fmt,
 )
 from lmsbayes.errors import WorkLimitError
 
@@ -64,16 +64,16 @@ class SimonDesign:
     @classmethod
     def from_boundaries(cls, r1: int, n1: int, r: int, n: int, p0: float, p1: float) -> SimonDesign:
         """Evaluate a given ``(r1, n1, r, n)`` at ``p0`` and ``p1`` (kind ``"custom"``)."""
-        n1 = _check_positive_int("n1", n1)
-        n = _check_positive_int("n", n)
+        n1 = check_positive_int("n1", n1)
+        n = check_positive_int("n", n)
         if n <= n1:
             raise ValueError(f"n must exceed n1={n1}, got n={n}")
         if not (isinstance(r1, (int, np.integer)) and 0 <= r1 < n1):
             raise ValueError(f"r1 must be an integer in [0, n1), got r1={r1!r}")
         if not (isinstance(r, (int, np.integer)) and r1 <= r < n):
             raise ValueError(f"r must be an integer in [r1, n), got r={r!r}")
-        p0 = _check_open_unit("p0", p0)
-        p1 = _check_open_unit("p1", p1)
+        p0 = check_open_unit("p0", p0)
+        p1 = check_open_unit("p1", p1)
         rej = _simon_reject(int(r1), n1, int(r), n, np.array([p0, p1]))
         pet0 = float(stats.binom.cdf(r1, n1, p0))
         return cls(
@@ -105,7 +105,7 @@ class SimonDesign:
 
     def boundaries(self) -> pd.DataFrame:
         """Minimum number progression-free needed to continue / to succeed, per look."""
-        return _boundary_table(self.looks, self._stopping_masks())
+        return boundary_table(self.looks, self._stopping_masks())
 
     def as_dict(self) -> dict[str, Any]:
         """The design as one table row (Simon's column names)."""
@@ -122,7 +122,7 @@ class SimonDesign:
 
     def __str__(self) -> str:
         return (
-            f"Simon {self.kind} (p0={_fmt(self.p0)}, p1={_fmt(self.p1)}): "
+            f"Simon {self.kind} (p0={fmt(self.p0)}, p1={fmt(self.p1)}): "
             f"stop if <= {self.r1}/{self.n1}; reject H0 if > {self.r}/{self.n} "
             f"[EN0 {self.en0:.1f}, PET0 {self.pet0:.2f}, "
             f"alpha {self.attained_alpha:.3f}, power {self.attained_power:.3f}]"
@@ -157,8 +157,8 @@ class SimonDesigns:
 
     def __str__(self) -> str:
         head = (
-            f"Simon two-stage designs: p0={_fmt(self.p0)}, p1={_fmt(self.p1)}, "
-            f"alpha={_fmt(self.alpha)}, power={_fmt(self.power)}"
+            f"Simon two-stage designs: p0={fmt(self.p0)}, p1={fmt(self.p1)}, "
+            f"alpha={fmt(self.alpha)}, power={fmt(self.power)}"
         )
         return head + "\n" + self.to_dataframe().round(4).to_string()
 
@@ -175,9 +175,9 @@ def _single_stage_n(p0: float, p1: float, alpha: float, power: float, cap: int) 
     """Smallest n of an exact one-stage binomial test meeting alpha and power."""
     for n in range(1, cap + 1):
         r = int(stats.binom.isf(alpha, n, p0))  # smallest r with P(X > r | p0) <= alpha
-        while r > 0 and stats.binom.sf(r - 1, n, p0) <= alpha + _TOL:
+        while r > 0 and stats.binom.sf(r - 1, n, p0) <= alpha + TOL:
             r -= 1
-        if stats.binom.sf(r, n, p1) >= power - _TOL:
+        if stats.binom.sf(r, n, p1) >= power - TOL:
             return n
     return cap
 
@@ -244,12 +244,12 @@ def simon(
     >>> (d.optimal.r1, d.optimal.n1, d.optimal.r, d.optimal.n)
     (3, 13, 12, 43)
     """
-    p0 = _check_open_unit("p0", p0)
-    p1 = _check_open_unit("p1", p1)
+    p0 = check_open_unit("p0", p0)
+    p1 = check_open_unit("p1", p1)
     if not p1 > p0:
         raise ValueError(f"p1 must exceed p0={p0!r}, got p1={p1!r}")
-    alpha = _check_open_unit("alpha", alpha)
-    power = _check_open_unit("power", power)
+    alpha = check_open_unit("alpha", alpha)
+    power = check_open_unit("power", power)
     if nmax is None:
         n_one = _single_stage_n(p0, p1, alpha, power, cap=MAX_SIMON_N + 1)
         if n_one > MAX_SIMON_N:
@@ -261,7 +261,7 @@ def simon(
             )
         nmax = min(MAX_SIMON_N, max(20, 2 * n_one))
     else:
-        nmax = _check_positive_int("nmax", nmax)
+        nmax = check_positive_int("nmax", nmax)
         if nmax < 3:
             raise ValueError(f"nmax must be at least 3, got {nmax!r}")
         if nmax > MAX_SIMON_N:
@@ -278,7 +278,7 @@ def simon(
     sf1 = stats.binom.sf(k[None, :], m, p1)
     # The two-stage rejection region is a subset of the one-stage region
     # {X > r}, so the one-stage critical value at N bounds every useful r.
-    r_hi = min(N - 1, int(np.argmax(sf0[N, N:] <= alpha + _TOL)))
+    r_hi = min(N - 1, int(np.argmax(sf0[N, N:] <= alpha + TOL)))
     r_all = np.arange(r_hi + 1)
 
     best_en0 = math.inf  # EN0 >= n1: no n1 >= best_en0 can give a better optimal design
@@ -300,7 +300,7 @@ def simon(
         valid = (r_all[None, None, :] > r1[None, :, None]) & (
             r_all[None, None, :] < (n1 + n2)[:, None, None]
         )
-        ok = valid & (rej0 <= alpha + _TOL)
+        ok = valid & (rej0 <= alpha + TOL)
         has = ok.any(axis=-1)
         if not has.any():
             continue
@@ -313,7 +313,7 @@ def simon(
         contrib = b1[None, :] * sf1[n2s[:, None], rr[:, None] - x1[None, :] + N]
         contrib = np.where(x1[None, :] > r1s[:, None], contrib, 0.0)
         pw = contrib.sum(axis=1)
-        good = pw >= power - _TOL
+        good = pw >= power - TOL
         if not good.any():
             continue
         n2s, r1s, rr, pw = n2s[good], r1s[good], rr[good], pw[good]

@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 
 from lmsbayes.design._common import (
-    _TOL,
-    _boundary_table,
-    _check_looks,
-    _check_open_unit,
-    _check_threshold,
-    _describe,
-    _fmt,
-    _vague_prior,
+    TOL,
+    boundary_table,
+    check_looks,
+    check_open_unit,
+    check_threshold,
+    describe,
+    fmt,
+    vague_prior,
 )
 from lmsbayes.design.decisions import PosteriorDecision
 from lmsbayes.prior import BetaMixture
@@ -82,21 +82,21 @@ class BayesianSingleArm:
 
     looks: tuple[int, ...]
     p0: float | BetaMixture
-    prior: BetaMixture = field(default_factory=_vague_prior)
+    prior: BetaMixture = field(default_factory=vague_prior)
     success_prob: float = 0.95
     futility_pp: float | None = 0.05
     efficacy_stop: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "looks", _check_looks(self.looks))
-        object.__setattr__(self, "p0", _check_threshold("p0", self.p0))
+        object.__setattr__(self, "looks", check_looks(self.looks))
+        object.__setattr__(self, "p0", check_threshold("p0", self.p0))
         if not isinstance(self.prior, BetaMixture):
             raise ValueError(f"prior must be a BetaMixture, got {type(self.prior).__name__}")
-        success_prob = _check_open_unit("success_prob", self.success_prob)
+        success_prob = check_open_unit("success_prob", self.success_prob)
         object.__setattr__(self, "success_prob", success_prob)
         if self.futility_pp is not None:
             object.__setattr__(
-                self, "futility_pp", _check_open_unit("futility_pp", self.futility_pp)
+                self, "futility_pp", check_open_unit("futility_pp", self.futility_pp)
             )
         if not isinstance(self.efficacy_stop, (bool, np.bool_)):
             raise ValueError(f"efficacy_stop must be True or False, got {self.efficacy_stop!r}")
@@ -106,15 +106,15 @@ class BayesianSingleArm:
         """Which role a prior plays in this design, in words (printed by the CLI)."""
         if isinstance(self.p0, BetaMixture):
             return (
-                f"the prior describes the uncertain historical rate p0 ({_describe(self.p0)}); "
-                f"the arm's own rate has prior {_describe(self.prior)}"
+                f"the prior describes the uncertain historical rate p0 ({describe(self.p0)}); "
+                f"the arm's own rate has prior {describe(self.prior)}"
             )
         vague = self.prior.n_components == 1 and self.prior.a[0] == 1 and self.prior.b[0] == 1
         if vague:
-            return f"fixed threshold p0 = {_fmt(self.p0)}; the arm's own rate has the vague prior Beta(1, 1)"
+            return f"fixed threshold p0 = {fmt(self.p0)}; the arm's own rate has the vague prior Beta(1, 1)"
         return (
-            f"the prior is the prior of the arm's own rate ({_describe(self.prior)}), "
-            f"tested against the fixed threshold {_fmt(self.p0)} (RBesT's decision1S / oc1S)"
+            f"the prior is the prior of the arm's own rate ({describe(self.prior)}), "
+            f"tested against the fixed threshold {fmt(self.p0)} (RBesT's decision1S / oc1S)"
         )
 
     @property
@@ -149,7 +149,7 @@ class BayesianSingleArm:
     def _final_success(self) -> np.ndarray:
         n = self.n_max
         prob = np.array([self.posterior_prob(x, n) for x in range(n + 1)])
-        return prob >= self.success_prob - _TOL
+        return prob >= self.success_prob - TOL
 
     @cached_property
     def _masks(self) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -163,7 +163,7 @@ class BayesianSingleArm:
                 fut = pp < self.futility_pp
             if self.efficacy_stop:
                 post = np.array([self.posterior_prob(int(xi), n) for xi in x])
-                eff = (post >= self.success_prob - _TOL) & ~fut
+                eff = (post >= self.success_prob - TOL) & ~fut
             else:
                 eff = np.zeros(n + 1, dtype=bool)
             masks.append((fut, eff))
@@ -187,17 +187,17 @@ class BayesianSingleArm:
             with ``efficacy_stop``).  ``<NA>`` where the rule does not apply;
             ``n + 1`` where no count suffices.
         """
-        return _boundary_table(self.looks, self._masks)
+        return boundary_table(self.looks, self._masks)
 
     def __str__(self) -> str:
         lines = [
             "Bayesian single-arm design: looks at n = "
             + ", ".join(str(n) for n in self.looks)
-            + f"; prior {_describe(self.prior)}",
+            + f"; prior {describe(self.prior)}",
             f"  success at n = {self.n_max}: {self.decision}",
         ]
         if self.futility_pp is not None and len(self.looks) > 1:
-            pp = _fmt(self.futility_pp)
+            pp = fmt(self.futility_pp)
             lines.append(f"  futility at interims: P(final success | data) < {pp}")
         if self.efficacy_stop and len(self.looks) > 1:
             lines.append(f"  efficacy at interims: {self.decision}")

@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from lmsbayes.design._common import _TOL, _check_open_unit, _fmt, _vague_prior
+from lmsbayes.design._common import TOL, check_open_unit, fmt, vague_prior
 from lmsbayes.design.oc import operating_characteristics
 from lmsbayes.design.single_arm import BayesianSingleArm
-from lmsbayes.design.two_arm import TwoArmDesign, _check_range
+from lmsbayes.design.two_arm import TwoArmDesign, check_range
 from lmsbayes.errors import OptionError
 from lmsbayes.prior import BetaMixture, robust_component, robustify
 
@@ -97,7 +97,7 @@ class TradeoffResult:
         t = self.targets
         lo, hi = t["type1_range"]
         head = (
-            f"Borrowing trade-off: worst type I error over true control rates [{_fmt(lo)}, {_fmt(hi)}], "
+            f"Borrowing trade-off: worst type I error over true control rates [{fmt(lo)}, {fmt(hi)}], "
             f"power at {t['alternative']}; robust component {t['robust_component']}"
         )
         tab = self.table.copy()
@@ -171,14 +171,14 @@ def borrowing_tradeoff(
     -------
     TradeoffResult
     """
-    lo, hi = _check_range(type1_range)
+    lo, hi = check_range(type1_range)
     w_all = _check_weights(weights)
-    p_t = _check_open_unit("p_t", p_t)
+    p_t = check_open_unit("p_t", p_t)
     if isinstance(design, TwoArmDesign):
-        p_c = _check_open_unit("p_c", p_c if p_c is not None else prior.mean())
+        p_c = check_open_unit("p_c", p_c if p_c is not None else prior.mean())
         default_mean = prior.mean()
         alt = (p_t, p_c)
-        alt_text = f"p_t = {_fmt(p_t)}, p_c = {_fmt(p_c)}"
+        alt_text = f"p_t = {fmt(p_t)}, p_c = {fmt(p_c)}"
         grid = np.round(np.linspace(lo, hi, grid_points), 12)
     elif isinstance(design, BayesianSingleArm):
         if isinstance(design.p0, BetaMixture):
@@ -193,7 +193,7 @@ def borrowing_tradeoff(
                 f"type1_range {type1_range!r} has no rate at or below p0 = {design.p0:g}"
             )
         alt = (p_t, float("nan"))
-        alt_text = f"p = {_fmt(p_t)}"
+        alt_text = f"p = {fmt(p_t)}"
         grid = np.round(np.linspace(lo, hi, grid_points), 12)
     else:
         raise ValueError(
@@ -201,13 +201,13 @@ def borrowing_tradeoff(
         )
     if not isinstance(prior, BetaMixture):
         raise ValueError(f"prior must be a BetaMixture, got {type(prior).__name__}")
-    mean = _check_open_unit("robust_mean", robust_mean if robust_mean is not None else default_mean)
+    mean = check_open_unit("robust_mean", robust_mean if robust_mean is not None else default_mean)
     ra, rb = robust_component(mean, robust_n, bounded=bounded)
     rows, curves = {}, []
     labels: list[Any] = []
     for w in [*w_all, "vague"]:
         pr = (
-            _vague_prior()
+            vague_prior()
             if w == "vague"
             else _prior_for_weight(prior, float(w), mean, robust_n, bounded)
         )
@@ -278,7 +278,7 @@ def find_robust_weight(
     >>> w
     0.5
     """
-    cap = _check_open_unit("max_type1", max_type1)
+    cap = check_open_unit("max_type1", max_type1)
     if not 0.0 < step <= 0.5:
         raise OptionError(f"step must lie in (0, 0.5], got {step!r}")
     weights = np.round(np.arange(0.0, 1.0 + step / 2, step), 10)
@@ -294,5 +294,5 @@ def find_robust_weight(
         bounded=bounded,
     )
     tab = scan.table.drop(index="vague")
-    ok = tab.index[tab["max_type1"].to_numpy() <= cap + _TOL]
+    ok = tab.index[tab["max_type1"].to_numpy() <= cap + TOL]
     return (float(ok[0]) if len(ok) else None), scan

@@ -35,14 +35,14 @@ import pandas as pd
 from scipy import stats
 
 from lmsbayes.design._common import (
-    _TOL,
-    _check_open_unit,
-    _check_positive_int,
-    _check_rates,
-    _describe,
-    _fmt,
-    _mixture_rule,
-    _vague_prior,
+    TOL,
+    check_open_unit,
+    check_positive_int,
+    check_rates,
+    describe,
+    fmt,
+    mixture_rule,
+    vague_prior,
 )
 from lmsbayes.design.decisions import DifferenceDecision, HazardRatioDecision
 from lmsbayes.errors import OptionError, WorkLimitError
@@ -95,12 +95,12 @@ def _staircase(
     def passes(rt: int, x: np.ndarray, w: np.ndarray) -> bool:
         if rt not in post_t:
             post_t[rt] = prior_t.posterior(rt, n_t)
-        return float(post_t[rt].sf(x) @ w) >= prob - _TOL
+        return float(post_t[rt].sf(x) @ w) >= prob - TOL
 
     b = np.full(n_c + 1, n_t + 1, dtype=np.int64)
     fail = -1  # a treatment count known to fail at this r_c (-1: none yet)
     for rc in range(n_c + 1):
-        x, w = _mixture_rule(prior_c.posterior(rc, n_c))
+        x, w = mixture_rule(prior_c.posterior(rc, n_c))
         x = threshold_of(x)
         if not passes(n_t, x, w):
             break  # fails for every larger r_c too
@@ -158,8 +158,8 @@ class TwoArmDesign:
 
     n_t: int
     n_c: int
-    prior_t: BetaMixture = field(default_factory=_vague_prior)
-    prior_c: BetaMixture = field(default_factory=_vague_prior)
+    prior_t: BetaMixture = field(default_factory=vague_prior)
+    prior_c: BetaMixture = field(default_factory=vague_prior)
     delta: float = 0.0
     success_prob: float = 0.975
     hr: float | None = None
@@ -169,7 +169,7 @@ class TwoArmDesign:
 
     def __post_init__(self) -> None:
         for name in ("n_t", "n_c"):
-            v = _check_positive_int(name, getattr(self, name))
+            v = check_positive_int(name, getattr(self, name))
             if v > MAX_TWO_ARM_N:
                 raise WorkLimitError(f"{name} must be <= {MAX_TWO_ARM_N}, got {v}")
             object.__setattr__(self, name, v)
@@ -190,7 +190,7 @@ class TwoArmDesign:
         object.__setattr__(self, "interims", _check_interims(self.interims, self.n_t, self.n_c))
         if self.futility_prob is not None:
             object.__setattr__(
-                self, "futility_prob", _check_open_unit("futility_prob", self.futility_prob)
+                self, "futility_prob", check_open_unit("futility_prob", self.futility_prob)
             )
             if self.futility_prob >= self.success_prob:
                 raise OptionError(
@@ -231,7 +231,7 @@ class TwoArmDesign:
         The brute-force table the boundaries summarise; used to check them.
         """
         n_t, n_c = self.looks[look]
-        rules = [_mixture_rule(self.prior_c.posterior(rc, n_c)) for rc in range(n_c + 1)]
+        rules = [mixture_rule(self.prior_c.posterior(rc, n_c)) for rc in range(n_c + 1)]
         x = np.concatenate([self.decision.treatment_threshold(r[0]) for r in rules])
         w = np.concatenate([r[1] for r in rules])
         starts = np.cumsum([0] + [r[0].size for r in rules[:-1]])
@@ -333,7 +333,7 @@ class TwoArmDesign:
     def __str__(self) -> str:
         lines = [
             f"Two-arm design: n_t = {self.n_t}, n_c = {self.n_c} (ratio {self.ratio:.3g}:1); "
-            f"prior_t {_describe(self.prior_t)}, prior_c {_describe(self.prior_c)}",
+            f"prior_t {describe(self.prior_t)}, prior_c {describe(self.prior_c)}",
             f"  success (one-sided): {self.decision}",
         ]
         if self.interims:
@@ -343,7 +343,7 @@ class TwoArmDesign:
                 rules.append("stop for success when the criterion holds")
             if self.futility_prob is not None:
                 rules.append(
-                    f"stop for futility when the posterior probability < {_fmt(self.futility_prob)}"
+                    f"stop for futility when the posterior probability < {fmt(self.futility_prob)}"
                 )
             lines.append(
                 f"  interims at n_t:n_c = {looks}" + (f" ({'; '.join(rules)})" if rules else "")
@@ -393,9 +393,9 @@ class SampleSizeResult:
     def __str__(self) -> str:
         t = self.targets
         head = (
-            f"Sample-size search: power >= {_fmt(t['power'])} at p_c = {_fmt(t['p_c'])}, "
-            f"p_t = {_fmt(t['p_t'])}; worst type I error <= {_fmt(t['alpha'])} over true rates "
-            f"[{_fmt(t['type1_range'][0])}, {_fmt(t['type1_range'][1])}]; ratio n_t:n_c = {_fmt(t['ratio'])}"
+            f"Sample-size search: power >= {fmt(t['power'])} at p_c = {fmt(t['p_c'])}, "
+            f"p_t = {fmt(t['p_t'])}; worst type I error <= {fmt(t['alpha'])} over true rates "
+            f"[{fmt(t['type1_range'][0])}, {fmt(t['type1_range'][1])}]; ratio n_t:n_c = {fmt(t['ratio'])}"
         )
         if self.design is None:
             return head + f"\n  no design with n_c <= {t['n_c_max']} meets both targets"
@@ -454,22 +454,22 @@ def two_arm_sample_size(
     n_c_max : int, default 300
         Largest control size tried (at most :data:`MAX_TWO_ARM_N`).
     """
-    p_c = _check_open_unit("p_c", p_c)
-    p_t = _check_open_unit("p_t", p_t)
-    power = _check_open_unit("power", power)
-    alpha = _check_open_unit("alpha", alpha)
-    lo, hi = _check_range(type1_range)
+    p_c = check_open_unit("p_c", p_c)
+    p_t = check_open_unit("p_t", p_t)
+    power = check_open_unit("power", power)
+    alpha = check_open_unit("alpha", alpha)
+    lo, hi = check_range(type1_range)
     if isinstance(ratio, bool) or not (
         isinstance(ratio, int | float) and math.isfinite(ratio) and ratio > 0
     ):
         raise OptionError(f"ratio must be a number > 0 (n_t / n_c), got {ratio!r}")
-    n_c_max = _check_positive_int("n_c_max", n_c_max)
+    n_c_max = check_positive_int("n_c_max", n_c_max)
     if max(n_c_max, math.ceil(ratio * n_c_max)) > MAX_TWO_ARM_N:
         raise WorkLimitError(
             f"n_c_max * ratio must be <= {MAX_TWO_ARM_N}, got n_c_max={n_c_max}, ratio={ratio}"
         )
-    grid = np.round(np.linspace(lo, hi, _check_positive_int("grid_points", grid_points)), 12)
-    prior_t = prior_t if prior_t is not None else _vague_prior()
+    grid = np.round(np.linspace(lo, hi, check_positive_int("grid_points", grid_points)), 12)
+    prior_t = prior_t if prior_t is not None else vague_prior()
     cache: dict[int, dict] = {}
 
     def evaluate(n_c: int) -> dict:
@@ -495,7 +495,7 @@ def two_arm_sample_size(
                 "power": float(succ[-1]),
                 "design": d,
             }
-            row["ok"] = row["max_type1"] <= alpha + _TOL and row["power"] >= power - _TOL
+            row["ok"] = row["max_type1"] <= alpha + TOL and row["power"] >= power - TOL
             cache[n_c] = row
         return cache[n_c]
 
@@ -532,7 +532,7 @@ def two_arm_sample_size(
     return SampleSizeResult(design=found, table=pd.DataFrame(rows), targets=targets)
 
 
-def _check_range(rng: Any) -> tuple[float, float]:
+def check_range(rng: Any) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in rng)
     except (TypeError, ValueError):
@@ -547,8 +547,8 @@ def _check_range(rng: Any) -> tuple[float, float]:
 
 
 def _as_pairs(p_t: Any, p_c: Any) -> tuple[np.ndarray, np.ndarray]:
-    t = _check_rates("p_t", p_t)
-    c = _check_rates("p_c", p_c)
+    t = check_rates("p_t", p_t)
+    c = check_rates("p_c", p_c)
     if t.size != c.size:
         raise ValueError(f"paired p_t and p_c must have the same length, got {t.size} and {c.size}")
     return t, c

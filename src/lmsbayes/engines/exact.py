@@ -36,13 +36,31 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize, special
 
+from lmsbayes.engines.base import (
+    EDGE_MASS_MAX,
+    ESS_MIN,
+    Diagnostics,
+    EngineResult,
+    FitSettings,
+    Progress,
+)
 from lmsbayes.engines.psis import importance_ess, psis
 from lmsbayes.model import families as lik
 from lmsbayes.model.definition import Model
 from lmsbayes.model.families import NUMPY_OPS as OPS
 from lmsbayes.model.inputs import ModelData
 
-__all__ = ["ExactResult", "supports", "fit_exact", "posterior_mode", "Integrator", "Layout"]
+__all__ = [
+    "ENGINE",
+    "ExactDiagnostics",
+    "ExactEngine",
+    "ExactResult",
+    "Integrator",
+    "Layout",
+    "fit_exact",
+    "posterior_mode",
+    "supports",
+]
 
 _GRID_MAX_TAU = 2  # grid over log tau for at most this many tau coordinates
 # k-hat above which a second importance round is drawn; below 0.7 a combined sample is usable
@@ -1365,7 +1383,7 @@ def _mode(post: _Posterior, theta0: np.ndarray | None = None) -> tuple[np.ndarra
         raise RuntimeError("the exact engine could not find a finite posterior mode")
     runs.sort(key=lambda r: -r[1])
     optima = []
-    for x, lp, grad, nit in runs:
+    for x, lp, _grad, _nit in runs:
         if all(np.max(np.abs(x - y)) > 0.25 for y, _ in optima):
             optima.append((x, lp))
     best, lp_best, grad, nit = runs[0]
@@ -1525,7 +1543,7 @@ def _grid_proposal(post, mode, cov, n, rng, df):
                 anchors.append(row)
         moved, covs = _conditional_newton(post, np.array(anchors), O)
         j = 0
-        for i in range(dim):
+        for _i in range(dim):
             mean_i, logsd_i = [], []
             for k in offsets:
                 if k == 0.0:
@@ -1794,3 +1812,163 @@ def _systematic(w: np.ndarray, n: int, rng) -> np.ndarray:
     u = (rng.uniform() + np.arange(n)) / n
     idx = np.minimum(np.searchsorted(cdf, u), len(w) - 1)
     return rng.permutation(idx)
+
+
+# ============================================================================ the engine protocol
+
+
+@dataclass(frozen=True)
+class ExactDiagnostics(Diagnostics):
+    """Diagnostics of the exact engine: importance k-hat and ESS, tau-grid edge mass, mode search."""
+
+    independent_draws = True
+
+    @property
+    def ess(self) -> float:
+        """The importance ESS."""
+        return self.is_ess
+
+    @property
+    def problems(self) -> list[str]:
+        """Importance k-hat, importance ESS, tau-grid edge mass and mode-search problems."""
+        out = []
+        if not self.khat <= self.khat_max:
+            out.append(f"importance-sampling k-hat {self.khat:.2f} > {self.khat_max}")
+        if not self.is_ess >= ESS_MIN:
+            out.append(f"importance ESS {self.is_ess:.0f} < {ESS_MIN}")
+        if self.tau_grid_edge_mass > EDGE_MASS_MAX:
+            out.append(
+                f"{100 * self.tau_grid_edge_mass:.1f}% of the posterior mass at the edge of the tau grid"
+            )
+        if not self.mode_converged:
+            out.append("the posterior mode search did not converge")
+        return out
+
+    def line(self) -> str:
+        """One-line summary for logs and the command line."""
+        grid = (
+            ""
+            if math.isnan(self.tau_grid_edge_mass)
+            else f", tau grid edge mass {self.tau_grid_edge_mass:.4f}"
+        )
+        if self.n_modes > 1:
+            grid += f", {self.n_modes} posterior modes (mixture proposal)"
+        of = (
+            f"{self.n_proposals} proposals, {self.n_draws} draws"
+            if self.n_proposals
+            else f"{self.n_draws} draws"
+        )
+        return (
+            f"diagnostics (exact engine): importance k-hat {self.khat:.2f}, importance ESS "
+            f"{self.is_ess:.0f} of {of}{grid} -> {self._status()}"
+        )
+
+
+class ExactEngine:
+    """The exact engine under the protocol of :mod:`lmsbayes.engines.base`."""
+
+    name = "exact"
+    label = "exact engine"
+
+    def supports(self, spec) -> str | None:
+        """None if the exact engine fits this spec, else the reason it cannot."""
+        return supports(spec)
+
+    def fit(self, model: Model, settings: FitSettings, progress: Progress) -> EngineResult:
+        """Integrate and importance-sample (:func:`fit_exact`); the draws as one chain."""
+        progress("exact engine: integrating (no compilation) ...")
+        res = fit_exact(
+            model,
+            model.spec.exact,
+            settings.seed,
+            settings.draws,
+            latent=settings.latent,
+            start=settings.start,
+        )
+        posterior, groups, attrs = _as_groups(model, res)
+        return EngineResult(posterior, groups, attrs, self.diagnostics(posterior, groups, attrs))
+
+    def diagnostics(self, posterior, groups, attrs) -> ExactDiagnostics:
+        """The diagnostics from the engine statistics stored with the draws."""
+        n = int(posterior.sizes["chain"] * posterior.sizes["draw"])
+        return ExactDiagnostics(
+            divergences=0,
+            max_rhat=math.nan,
+            min_ess_bulk=float(attrs["is_ess"]),
+            min_ess_tail=float(attrs["is_ess"]),
+            n_draws=n,
+            table=_empty_table(),
+            engine=self.name,
+            khat=float(attrs["khat"]),
+            is_ess=float(attrs["is_ess"]),
+            tau_grid_edge_mass=float(attrs.get("tau_grid_edge_mass", math.nan)),
+            khat_max=float(attrs.get("khat_max", 0.7)),
+            proposal=str(attrs.get("proposal", "")),
+            note=str(attrs.get("engine_note", "")),
+            mode_converged=bool(int(attrs.get("mode_converged", 1))),
+            n_modes=int(attrs.get("n_modes", 1)),
+            n_proposals=int(attrs.get("n_proposals", 0)),
+        )
+
+    def warm_start(self, model: Model) -> np.ndarray:
+        """The posterior mode of the model's global parameters (a refit's starting point)."""
+        return posterior_mode(model, model.spec.exact)
+
+    def fast(self, spec, draws: int):
+        """The spec unchanged: an exact fit takes milliseconds."""
+        return spec
+
+
+def _empty_table():
+    import pandas as pd
+
+    return pd.DataFrame()
+
+
+def _as_groups(model: Model, res: ExactResult):
+    """The exact engine's draws as a sampler gives them (one chain of independent draws).
+
+    Returns the posterior Dataset, the other groups (the importance sample) and the attrs.
+    """
+    import xarray as xr
+
+    coords = model.coords
+    S = res.z.shape[0]
+    base = {"chain": [0], "draw": np.arange(S)}
+    data_vars = {}
+    for p in model.params:
+        data_vars[p.name] = (("chain", "draw", *p.dims), res.values[p.name][None])
+    z = res.z if model.per_landmark else res.z[..., 0]
+    data_vars["z"] = (("chain", "draw", *model.z_dims), z[None])
+    if model.data.latent.size:
+        data_vars["uterine_latent"] = (("chain", "draw", "arm_latent"), res.u[None])
+    if model.grouped:
+        data_vars["v"] = (("chain", "draw", "group"), res.v[None][..., 0])
+    post = xr.Dataset(data_vars, coords={**base, **{k: v for k, v in coords.items()}})
+    d = res.diagnostics
+    prop = res.proposals
+    isg = xr.Dataset(
+        {
+            "theta": (("is_draw", "parameter"), prop["theta"]),
+            "log_weight": (("is_draw",), prop["log_weight"]),
+        },
+        coords={"parameter": list(prop["names"])},
+    )
+    attrs = dict(
+        engine=ExactEngine.name,
+        khat=d["khat"],
+        is_ess=d["is_ess"],
+        proposal=d["proposal"],
+        tau_grid_edge_mass=d["tau_grid_edge_mass"],
+        khat_max=model.spec.exact.khat_max,
+        mode_converged=int(d["mode_converged"]),
+        exact_seconds=d["seconds"],
+        n_logpost_evals=d["n_logpost_evals"],
+        n_modes=int(d.get("n_modes", 1)),
+        n_proposals=int(d.get("n_proposals", 0)),
+    )
+    return post, {"importance_sampling": isg}, attrs
+
+
+#: The engine the registry (lmsbayes.engines) returns for ``"exact"``.
+ENGINE = ExactEngine()

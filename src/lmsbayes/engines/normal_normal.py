@@ -135,7 +135,10 @@ class NormalNormalPosterior:
         out = np.array(
             [
                 optimize.brentq(
-                    lambda x: self.cdf(x, predictive=predictive) - qq, lo, hi, xtol=1e-12
+                    lambda x: self.cdf(x, predictive=predictive) - qq,  # noqa: B023 - called within the iteration
+                    lo,
+                    hi,
+                    xtol=1e-12,
                 )
                 for qq in q
             ]

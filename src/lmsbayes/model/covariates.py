@@ -30,28 +30,21 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 
 __all__ = [
-    "LINES",
-    "CLASSES",
     "Covariate",
     "LMS_COVARIATES",
     "expand_terms",
     "design_matrices",
     "design_row",
-    "main_effects",
-    "design_matrix",
     "codings_to_json",
     "codings_from_json",
 ]
-
-LINES = ("1L", "2L+")
-CLASSES = ("R-T", "NR-T")
 
 
 @dataclass(frozen=True)
@@ -189,54 +182,3 @@ def codings_to_json(columns: Sequence[tuple[str, tuple[Covariate, ...]]]) -> str
 def codings_from_json(text: str) -> list[tuple[str, tuple[Covariate, ...]]]:
     """Inverse of :func:`codings_to_json`."""
     return [(label, tuple(Covariate(**c) for c in combo)) for label, combo in json.loads(text)]
-
-
-# --- the LMS coding of version 0.1, kept for callers that use it directly -----------------
-
-
-def main_effects(
-    line: Iterable[str],
-    treatment_class: Iterable[str],
-    uterine_fraction: Iterable[float],
-    *,
-    uterine_centre: float = 0.5,
-) -> pd.DataFrame:
-    """Coded LMS main effects, one row per arm or setting (``line``, ``nrt``, ``uterine``).
-
-    Raises
-    ------
-    ValueError
-        On an unknown label or a fraction outside [0, 1].
-    """
-    line = np.asarray(list(line), dtype=object)
-    klass = np.asarray(list(treatment_class), dtype=object)
-    frac = np.asarray(list(uterine_fraction), dtype=float)
-    bad = [v for v in line if v not in LINES]
-    if bad:
-        raise ValueError(f"line must be one of {list(LINES)}, got {bad[0]!r}")
-    bad = [v for v in klass if v not in CLASSES]
-    if bad:
-        raise ValueError(f"treatment_class must be one of {list(CLASSES)}, got {bad[0]!r}")
-    known = frac[~np.isnan(frac)]
-    if np.any((known < 0) | (known > 1)):
-        raise ValueError(
-            f"uterine fraction must be in [0, 1], got {known[(known < 0) | (known > 1)][0]!r}"
-        )
-    return pd.DataFrame(
-        {
-            "line": (line == "2L+").astype(float),
-            "nrt": (klass == "NR-T").astype(float),
-            "uterine": frac - uterine_centre,
-        }
-    )
-
-
-def design_matrix(effects: pd.DataFrame, covariates: Iterable[str]) -> np.ndarray:
-    """Columns of X for LMS ``covariates`` (main effects and ``a:b`` interactions) from :func:`main_effects`."""
-    cols = []
-    for cov in covariates:
-        col = np.ones(len(effects))
-        for part in cov.split(":"):
-            col = col * effects[part].to_numpy(dtype=float)
-        cols.append(col)
-    return np.column_stack(cols) if cols else np.zeros((len(effects), 0))

@@ -44,6 +44,7 @@ class Param:
 
     @property
     def size(self) -> int:
+        """Number of scalar values of the parameter."""
         return int(np.prod(self.shape)) if self.shape else 1
 
 
@@ -189,6 +190,7 @@ class Model:
 
     @property
     def coords(self) -> dict[str, list]:
+        """The coords of the model's dims (arm, covariate, stratum, landmark, ...)."""
         d = self.data
         out = {
             "arm": list(d.arms.index),
@@ -210,10 +212,12 @@ class Model:
 
     @property
     def z_dims(self) -> tuple[str, ...]:
+        """Dims of the non-centred random effects ``z``."""
         return ("arm", "landmark") if self.per_landmark else ("arm",)
 
     @property
     def n_params(self) -> int:
+        """Number of scalar global parameters."""
         return sum(p.size for p in self.params)
 
     def canonical(self, values: dict[str, Any], xp=np) -> dict[str, Any]:

@@ -100,7 +100,7 @@ def posterior_predictive(
 ) -> np.ndarray:
     """Replicated observations (chain, draw, obs) on the likelihood's scale.
 
-    ``blocks``: :func:`_block_cholesky` of the model (survival), if computed already.
+    ``blocks``: :func:`block_cholesky` of the model (survival), if computed already.
     """
     a = model.arrays
     fam = model.data.family
@@ -131,7 +131,7 @@ def posterior_predictive(
         )
         # one Kaplan-Meier curve's observations are correlated: noise L^T block by block, the
         # blocks of each size side by side (lower-triangular products written out: blocks are small)
-        blocks = blocks if blocks is not None else _block_cholesky(model)
+        blocks = blocks if blocks is not None else block_cholesky(model)
         perm = np.concatenate([idx.ravel() for idx, _ in blocks])
         noise = rng.standard_normal(mu.shape[:-1] + (perm.size,))
         corr = np.empty_like(noise)
@@ -151,7 +151,7 @@ def posterior_predictive(
     raise ValueError(f"unknown likelihood {fam!r}")  # pragma: no cover
 
 
-def _block_cholesky(model: Model) -> list[tuple[np.ndarray, np.ndarray]]:
+def block_cholesky(model: Model) -> list[tuple[np.ndarray, np.ndarray]]:
     """Cholesky factors of the survival observations' block-diagonal covariance, by block size.
 
     One (index, factor) pair per block size: the observations of the blocks

@@ -99,10 +99,12 @@ class ModelData:
 
     @property
     def n_arms(self) -> int:
+        """Number of arms that enter the model."""
         return len(self.arms)
 
     @property
     def latent_uterine(self) -> np.ndarray:
+        """Positions of the arms whose uterine fraction is latent (same as ``latent``)."""
         return self.latent
 
     def take(self, positions, X: np.ndarray | None = None, labels=None) -> ModelData:

@@ -34,14 +34,11 @@ import math
 import numpy as np
 import pandas as pd
 
-__all__ = ["survival_observations", "within_arm_correlation", "precision_terms", "Z95"]
+from lmsbayes.data import Z95, logit
 
-Z95 = 1.959963984540054
+__all__ = ["survival_observations", "within_arm_correlation", "precision_terms"]
+
 _MAX_CORR = 0.95  # equal plug-in odds would make R singular
-
-
-def _logit(p):
-    return np.log(p) - np.log1p(-p)
 
 
 def _cloglog(p):
@@ -111,7 +108,7 @@ def precision_terms(
 
 def _se_rate(rate, lo, hi, n, scale: str) -> tuple[float, float, str]:
     """(value on the scale, its se, method) of a reported rate; se NaN when unusable."""
-    transform = _logit if scale == "logit" else _cloglog
+    transform = logit if scale == "logit" else _cloglog
     if np.isfinite(lo) and np.isfinite(hi) and 0 < lo < hi < 1 and 0 < rate < 1:
         a, b = transform(lo), transform(hi)
         return float(transform(rate)), float(abs(b - a) / (2 * Z95)), "rate_ci"
@@ -119,7 +116,7 @@ def _se_rate(rate, lo, hi, n, scale: str) -> tuple[float, float, str]:
         s = (rate * n + 0.5) / (n + 1) if rate in (0.0, 1.0) else rate
         se_logit = 1 / math.sqrt(n * s * (1 - s))
         if scale == "logit":
-            return float(_logit(s)), se_logit, "binomial"
+            return float(logit(s)), se_logit, "binomial"
         return float(_cloglog(s)), se_logit * (1 - s) / abs(math.log(s)), "binomial"
     return math.nan, math.nan, ""
 

@@ -95,6 +95,17 @@ def _check_binomial(table: pd.DataFrame) -> pd.DataFrame:
             problems.append(
                 f"{where} row {i + 2}, column 'r': must be in [0, n = {t.at[i, 'n']:g}], got {t.at[i, 'r']!r}"
             )
+    if "role" in t or "regimen" in t:  # the arm table's optional columns, same rules
+        from lmsbayes.data import role_regimen_problems
+
+        def cells(col: str) -> list[str]:
+            return [] if col not in t else [str(v) if pd.notna(v) else "" for v in t[col]]
+
+        role, regimen = cells("role") or [""] * len(t), cells("regimen") or [""] * len(t)
+        for i, col, message in role_regimen_problems(
+            role, regimen, row_name=lambda j: f"row {j + 2}"
+        ):
+            problems.append(f"{where} row {i + 2}, column {col!r}: {message}")
     study = t["study"].astype(str)
     for i in np.flatnonzero(study.duplicated()):
         problems.append(
@@ -287,7 +298,7 @@ def prepare_data(spec: ModelSpec, data: Any) -> ModelData:
         },
         index=pd.Index(arm_ids, name="arm"),
     )
-    for name, d in spec.covariates:  # a user's own covariate columns
+    for _name, d in spec.covariates:  # a user's own covariate columns
         if d.column in src and d.column not in arms:
             arms[d.column] = src[d.column].to_numpy()
     # what an arm is (its regimen and role: predictive targets name them), and the group

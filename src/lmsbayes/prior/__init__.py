@@ -21,7 +21,17 @@ from __future__ import annotations
 from lmsbayes.prior.conflict import ConflictReport, conflict
 from lmsbayes.prior.em import fit_mixture, mixture_fit_diagnostic
 from lmsbayes.prior.ess import ess
-from lmsbayes.prior.io import SCHEMA, SCHEMA_VERSION, read_prior
+from lmsbayes.prior.io import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    from_dict,
+    from_preliz,
+    read_prior,
+    to_dict,
+    to_json,
+    to_preliz,
+    to_rbest,
+)
 from lmsbayes.prior.map import map_prior
 from lmsbayes.prior.mixture import BetaMixture
 from lmsbayes.prior.robust import robust_component, robustify
@@ -34,9 +44,15 @@ __all__ = [
     "conflict",
     "ess",
     "fit_mixture",
+    "from_dict",
+    "from_preliz",
     "map_prior",
     "mixture_fit_diagnostic",
     "read_prior",
     "robust_component",
     "robustify",
+    "to_dict",
+    "to_json",
+    "to_preliz",
+    "to_rbest",
 ]

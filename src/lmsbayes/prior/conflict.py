@@ -15,14 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lmsbayes.prior.mixture import BetaMixture, _check_count
+from lmsbayes.prior.checks import check_count
+from lmsbayes.prior.ess import ess
+from lmsbayes.prior.mixture import BetaMixture
 
 __all__ = ["ConflictReport", "conflict"]
 
 
 def _ess_with_method(mix: BetaMixture) -> tuple[float, str]:
-    from lmsbayes.prior.ess import ess
-
     # ELIR is the ESS to report (predictively consistent); it is undefined when
     # a component has a < 1 or b < 1, and then the moment ESS stands in
     if np.all(mix.a >= 1) and np.all(mix.b >= 1):
@@ -160,10 +160,10 @@ def conflict(prior: BetaMixture, r: int, n: int) -> ConflictReport:
     """
     if not isinstance(prior, BetaMixture):
         raise ValueError(f"prior must be a BetaMixture, got {type(prior).__name__}")
-    n = _check_count("n", n)
+    n = check_count("n", n)
     if n < 1:
         raise ValueError(f"n must be >= 1 (patients in the trial), got {n!r}")
-    r = _check_count("r", r, upper=n)
+    r = check_count("r", r, upper=n)
     post = prior.posterior(r, n)
     pmf = prior.predictive_pmf(n)
     p_lower = float(min(1.0, pmf[: r + 1].sum()))
@@ -191,8 +191,6 @@ def conflict(prior: BetaMixture, r: int, n: int) -> ConflictReport:
     e0, m0 = _ess_with_method(prior)
     e1, m1 = _ess_with_method(post)
     if m0 != m1:  # report both on one scale
-        from lmsbayes.prior.ess import ess
-
         e0, e1, m0 = ess(prior, "moment"), ess(post, "moment"), "moment"
     return ConflictReport(
         r=r,

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from lmsbayes.prior.mixture import BetaMixture, _check_unit_interval
+from lmsbayes.prior.checks import check_unit_interval
+from lmsbayes.prior.mixture import BetaMixture
 
 __all__ = ["fit_mixture", "mixture_fit_diagnostic"]
 
@@ -383,7 +384,7 @@ def mixture_fit_diagnostic(
         mostly measure the number of draws, so none is reported.
     """
     x = _as_draws(draws)
-    probs = _check_unit_interval("probs", probs)
+    probs = check_unit_interval("probs", probs)
     labels = ["mean", "sd", *(f"{100 * p:g}%" for p in probs)]
     emp = [x.mean(), x.std(ddof=1), *np.quantile(x, probs)]
     fit = [mix.mean(), mix.sd(), *np.atleast_1d(mix.ppf(probs))]

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import integrate, special, stats
 from scipy.optimize import minimize_scalar
 
-from lmsbayes.prior.mixture import BetaMixture, _fmt_list
+from lmsbayes.prior.checks import fmt_list
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lmsbayes.prior.mixture import BetaMixture
 
 __all__ = ["ess"]
 
@@ -74,7 +77,9 @@ def ess(mix: BetaMixture, method: str = "elir", *, s: float = 100.0) -> float:
     of a parametric prior. Biometrics 64(2):595-602.
     RBesT ``ess()`` (R/mixess.R).
     """
-    if not isinstance(mix, BetaMixture):
+    # ess sits below the mixture module (BetaMixture.summary reports the ELIR ESS), so it
+    # checks the mixture's interface rather than its class
+    if not all(hasattr(mix, k) for k in ("weights", "a", "b", "pdf", "ppf")):
         raise ValueError(f"mix must be a BetaMixture, got {type(mix).__name__}")
     if method == "moment":
         m, v = mix.mean(), mix.var()
@@ -95,7 +100,7 @@ def _require_ge1(mix: BetaMixture, method: str) -> None:
     if np.any(bad):
         raise ValueError(
             f"ess(method={method!r}) needs all a >= 1 and b >= 1 (the density is unbounded "
-            f"otherwise), got a={_fmt_list(mix.a)}, b={_fmt_list(mix.b)}; fit with "
+            f"otherwise), got a={fmt_list(mix.a)}, b={fmt_list(mix.b)}; fit with "
             "constrain_gt1=True"
         )
 

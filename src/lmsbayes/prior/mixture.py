@@ -16,29 +16,24 @@ never imports PyMC (see ARCHITECTURE.md, "Priors for designs").
 from __future__ import annotations
 
 import math
-import os
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import special, stats
 from scipy.optimize import elementwise
 
-if TYPE_CHECKING:  # pragma: no cover
-    from lmsbayes.prior.conflict import ConflictReport
+from lmsbayes.prior.checks import check_count, check_unit_interval, fmt_list
+from lmsbayes.prior.ess import ess
 
 __all__ = ["BetaMixture"]
 
 # weights are compared to 1 with this absolute tolerance; tighter than any
 # rounding a user would do by hand, looser than float accumulation error
 _WEIGHT_TOL = 1e-8
-
-
-def _fmt_list(x: np.ndarray) -> str:
-    return "[" + ", ".join(repr(float(v)) for v in x) + "]"
 
 
 def _as_param(name: str, value: Any) -> np.ndarray:
@@ -52,25 +47,9 @@ def _as_param(name: str, value: Any) -> np.ndarray:
     if arr.size == 0:
         raise ValueError(f"{name} must have at least one component, got {value!r}")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite, got {_fmt_list(arr)}")
+        raise ValueError(f"{name} must be finite, got {fmt_list(arr)}")
     arr.setflags(write=False)
     return arr
-
-
-def _check_unit_interval(name: str, value: Any) -> np.ndarray:
-    arr = np.asarray(value, dtype=float)
-    bad = ~((arr >= 0.0) & (arr <= 1.0))  # also catches NaN
-    if np.any(bad):
-        raise ValueError(f"{name} must lie in [0, 1], got {arr[bad].ravel()[:5].tolist()}")
-    return arr
-
-
-def _check_count(name: str, value: Any, *, upper: int | None = None) -> int:
-    if isinstance(value, bool) or not float(value).is_integer() or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    if upper is not None and value > upper:
-        raise ValueError(f"{name} must be <= {upper}, got {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,15 +96,15 @@ class BetaMixture:
                 f"len(weights)={w.size}, len(a)={a.size}, len(b)={b.size}"
             )
         if np.any(w < 0):
-            raise ValueError(f"weights must be >= 0, got weights={_fmt_list(w)}")
+            raise ValueError(f"weights must be >= 0, got weights={fmt_list(w)}")
         if abs(w.sum() - 1.0) > _WEIGHT_TOL:
             raise ValueError(
                 f"weights must sum to 1 (within {_WEIGHT_TOL:g}), got sum {w.sum()!r} "
-                f"for weights={_fmt_list(w)}"
+                f"for weights={fmt_list(w)}"
             )
         for name, p in (("a", a), ("b", b)):
             if np.any(p <= 0):
-                raise ValueError(f"{name} must be > 0, got {name}={_fmt_list(p)}")
+                raise ValueError(f"{name} must be > 0, got {name}={fmt_list(p)}")
         object.__setattr__(self, "weights", w)
         object.__setattr__(self, "a", a)
         object.__setattr__(self, "b", b)
@@ -198,8 +177,8 @@ class BetaMixture:
         # float repr is the shortest string that reads back to the same double,
         # so eval(repr(m)) == m holds exactly
         return (
-            f"BetaMixture(weights={_fmt_list(self.weights)}, "
-            f"a={_fmt_list(self.a)}, b={_fmt_list(self.b)})"
+            f"BetaMixture(weights={fmt_list(self.weights)}, "
+            f"a={fmt_list(self.a)}, b={fmt_list(self.b)})"
         )
 
     @property
@@ -240,7 +219,7 @@ class BetaMixture:
         q-quantile lies between the smallest and largest component q-quantiles;
         that bracket is exact and makes the root search safe.
         """
-        q = _check_unit_interval("q", q)
+        q = check_unit_interval("q", q)
         comp = stats.beta.ppf(q[..., None], self.a, self.b)
         if self.n_components == 1:
             return comp[..., 0]
@@ -291,8 +270,8 @@ class BetaMixture:
         binomial coefficient is common to all components and cancels; the
         rest is done on the log scale so that large ``n`` cannot underflow.
         """
-        n = _check_count("n", n)
-        r = _check_count("r", r, upper=n)
+        n = check_count("n", n)
+        r = check_count("r", r, upper=n)
         a_post = self.a + r
         b_post = self.b + (n - r)
         with np.errstate(divide="ignore"):
@@ -306,7 +285,7 @@ class BetaMixture:
         return BetaMixture(weights=w, a=a_post, b=b_post, provenance=self.provenance)
 
     def _predictive_y(self, n: int, y: Any) -> tuple[int, np.ndarray]:
-        n = _check_count("n", n)
+        n = check_count("n", n)
         if y is None:
             return n, np.arange(n + 1)
         y = np.asarray(y)
@@ -334,8 +313,6 @@ class BetaMixture:
 
         ``ess_elir`` is NaN when some ``a < 1`` or ``b < 1`` (see :func:`ess`).
         """
-        from lmsbayes.prior.ess import ess
-
         q = self.ppf([0.025, 0.5, 0.975])
         # ELIR is undefined when some a or b < 1 (the integral diverges); a
         # summary should still print, so it shows NaN there
@@ -351,94 +328,3 @@ class BetaMixture:
             },
             name="BetaMixture",
         )
-
-    # ------------------------------------------------------------------ prior-data conflict
-    def conflict(self, r: int, n: int) -> ConflictReport:
-        """How much of this prior survives ``r`` progression-free patients out of ``n``.
-
-        See :func:`lmsbayes.prior.conflict.conflict`: prior and posterior
-        component weights, the prior-predictive tail probabilities of the
-        observed count, and the prior and posterior effective sample sizes.
-        """
-        from lmsbayes.prior.conflict import conflict
-
-        return conflict(self, r, n)
-
-    # ------------------------------------------------------------------ persistence and interop
-    def to_dict(self, provenance: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The JSON-ready dictionary of ``docs/prior_schema.md``.
-
-        ``provenance`` entries are merged over the object's own provenance.
-        """
-        from lmsbayes.prior import io
-
-        return io.to_dict(self, provenance)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], *, source: str = "<dict>") -> BetaMixture:
-        """Inverse of :meth:`to_dict`; refuses unknown schemas, versions and keys.
-
-        Raises :class:`lmsbayes.errors.PriorFileError` (a ``ValueError``) naming
-        ``source`` and the offending key and value.
-        """
-        from lmsbayes.prior import io
-
-        return io.from_dict(d, source=source)
-
-    def to_json(
-        self,
-        path: str | os.PathLike[str] | None = None,
-        provenance: Mapping[str, Any] | None = None,
-    ) -> str:
-        """Serialise to JSON; write it to ``path`` (atomically) when given.
-
-        Floats are written with Python's repr, the shortest decimal string that
-        reads back to the same double, so the round trip is exact.  The file is
-        written to a temporary file in the same directory and moved into place
-        with ``os.replace``, so a reader never sees half a prior.
-
-        Returns
-        -------
-        str
-            The JSON text.
-        """
-        from lmsbayes.prior import io
-
-        return io.to_json(self, path, provenance)
-
-    @classmethod
-    def from_json(cls, source: str | os.PathLike[str]) -> BetaMixture:
-        """Read a prior: a file path, or the JSON text itself.
-
-        Reads both lmsbayes files (``docs/prior_schema.md``) and RBesT's
-        ``write_mix_json`` files of a beta mixture (:func:`lmsbayes.prior.io.read_prior`).
-        """
-        from lmsbayes.prior import io
-
-        return io.read_prior(source)
-
-    def to_rbest(self) -> str:
-        """R expression building the same prior with RBesT: ``mixbeta(c(w, a, b), ...)``.
-
-        Numbers are written with full (round-trip) precision.
-        """
-        from lmsbayes.prior import io
-
-        return io.to_rbest(self)
-
-    def to_preliz(self) -> Any:
-        """The same prior as a PreliZ distribution (``preliz.Beta`` or ``preliz.Mixture``).
-
-        PreliZ (the ArviZ team's package for exploring and eliciting
-        distributions) is optional and imported here only.
-        """
-        from lmsbayes.prior import io
-
-        return io.to_preliz(self)
-
-    @classmethod
-    def from_preliz(cls, dist: Any) -> BetaMixture:
-        """Build from a PreliZ ``Beta`` or a ``Mixture`` of ``Beta`` distributions."""
-        from lmsbayes.prior import io
-
-        return io.from_preliz(dist)
