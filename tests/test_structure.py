@@ -326,3 +326,94 @@ def test_age_discount_recovers_its_scale():
     lo, hi = _interval(fit, "discount")
     assert lo < 0.5 < hi
     assert fit.diagnostics.ok
+
+
+# ----------------------------------------------------------------------------- targets
+
+
+@pytest.fixture(scope="module")
+def drift_fit():
+    import warnings
+
+    import lmsbayes
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return lmsbayes.fit("drift", engine="exact")
+
+
+def test_a_control_arm_prior_states_its_target_and_the_arms_it_rests_on(drift_fit):
+    from lmsbayes.predict import Setting
+    from lmsbayes.prior import map_prior
+    from lmsbayes.targets import Target
+
+    mix = map_prior(
+        drift_fit, Setting("1L", "R-T", 0.45), 6.0, target=Target.new_arm("doxorubicin", 2027)
+    )
+    assert mix.provenance["regimen_arms"] == ["lms04_doxo", "announce_lms_doxpbo"]
+    assert mix.provenance["target"].startswith("new arm of doxorubicin in 2027")
+    assert "without regimen effects" in mix.provenance["target"]
+    with pytest.raises(ValueError, match="regimen 'doxorubicn' has no included arm"):
+        map_prior(drift_fit, Setting("1L"), 6.0, target=Target.new_arm("doxorubicn"))
+
+
+def test_a_year_beyond_the_drift_knots_widens_the_prediction(drift_fit):
+    """The random walk goes on after 2025: 2035 is less certain than 2025, by the walk's own sd."""
+    from lmsbayes.predict import Setting, predict
+    from lmsbayes.targets import Target
+
+    sd = {}
+    for year in (2025, 2035):
+        ds = predict(
+            drift_fit, [Setting("2L+", "R-T", 0.5, "x")], [6.0], target=Target.average(year)
+        )
+        sd[year] = float(ds["logit"].sel(quantity="pooled").std())
+    extra = (
+        float(np.mean(drift_fit.posterior["drift_scale"].values ** 2)) * 2.0
+    )  # 10 years = 2 steps
+    assert sd[2035] ** 2 - sd[2025] ** 2 == pytest.approx(extra, rel=0.15)
+
+
+def test_targets_parse_and_refuse_what_they_cannot_be():
+    from lmsbayes.targets import Target, parse_target
+
+    assert parse_target("arm:doxorubicin", 2027) == Target.new_arm("doxorubicin", 2027)
+    assert parse_target("new-regimen") == Target.new_regimen()
+    assert Target.new_regimen(2027).describe() == "new regimen in 2027"
+    with pytest.raises(ValueError, match="--target must be"):
+        parse_target("doxorubicin")
+    with pytest.raises(ValueError, match="needs the regimen"):
+        Target("new_arm")
+
+
+# ----------------------------------------------------------------------------- engines agree
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["regimen", "drift", "discount", "student_t", "regimen_drift_t"])
+def test_exact_engine_agrees_with_nuts(name, tables):
+    """Posterior means and sds of every global parameter within Monte Carlo error (Bonferroni over them)."""
+    import warnings
+
+    import lmsbayes
+
+    spec = _spec(**OPTIONS[name]).replace(
+        **{"sampler.draws": 2000, "sampler.tune": 1000, "exact.draws": 8000}
+    )
+    data = prepare_data(spec, tables)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ex = lmsbayes.fit(spec, data, engine="exact")
+        nu = lmsbayes.fit(spec, data, engine="nuts")
+    assert nu.diagnostics.divergences <= 10
+    names = [p.name for p in Model(spec, data).params]
+    k = sum(int(np.prod(ex.posterior[n].shape[2:])) for n in names)
+    zcrit = stats.norm.ppf(1 - 0.01 / (2 * k))
+    for n in names:
+        a = ex.posterior[n].values.reshape(ex.posterior.sizes["draw"], -1)
+        b = nu.posterior[n].values.reshape(-1, a.shape[1])
+        ess_a = min(ex.diagnostics.is_ess, a.shape[0])
+        ess_b = max(nu.diagnostics.min_ess_bulk, 100.0)
+        sd = np.sqrt(0.5 * (a.var(0) + b.var(0)))
+        se = sd * np.sqrt(1 / ess_a + 1 / ess_b)
+        assert np.all(np.abs(a.mean(0) - b.mean(0)) < zcrit * se), n
