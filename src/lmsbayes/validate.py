@@ -84,6 +84,12 @@ __all__ = [
     "compare",
     "coverage_interval",
     "elpd_difference",
+    "interval_score",
+    "lfo",
+    "lfo_start",
+    "paired_difference",
+    "total_and_se",
+    "loro",
     "loto",
     "temporal",
 ]
@@ -99,8 +105,11 @@ _U_NODES_BINOM = 8
 _Z_GRID = np.linspace(
     -6.0, 6.0, 97
 )  # new random effect for binomial CDFs (a step in z needs a grid)
+_INTERVAL_DRAWS = 500  # posterior draws for interval limits (the PITs use every draw)
 _PIT_DRAWS_BINOM = 1000  # posterior draws used for binomial PITs (MCSE of a PIT <= 0.016)
 _GH_NODES = 24
+#: Arm columns carried into the validation's rows (what an arm is: data/README.md 2a).
+_ARM_KINDS = ("year", "line", "role", "regimen")
 
 
 class ValidationError(InputError):
@@ -117,7 +126,7 @@ class Validation:
     Attributes
     ----------
     spec : ModelSpec
-    scheme : {'loto', 'temporal'}
+    scheme : {'loto', 'temporal', 'lfo', 'loro'}
     data : ModelData
         All arms of the spec (training and held-out).
     arms : pandas.DataFrame
@@ -366,6 +375,176 @@ def temporal(
     )
 
 
+#: Leave-future-out starts once the fit has this many arms, and this many per line.
+LFO_MIN_ARMS, LFO_MIN_PER_LINE = 10, 3
+
+
+def lfo_start(data: ModelData, min_arms: int = LFO_MIN_ARMS, min_per_line: int = LFO_MIN_PER_LINE):
+    """The first year whose arms, with all earlier ones, number ``min_arms`` and ``min_per_line`` per line.
+
+    Leave-future-out scores every arm published after that year. Returns None when no
+    year qualifies or no later arm exists.
+    """
+    y = pd.to_numeric(data.arms["year"], errors="coerce").astype(float).to_numpy()
+    line = data.arms["line"].astype(str).to_numpy() if "line" in data.arms else None
+    lines = sorted(set(line)) if line is not None else []
+    for year in sorted({int(v) for v in y[np.isfinite(y)]}):
+        upto = y <= year
+        per_line = [int((upto & (line == ln)).sum()) for ln in lines]
+        if upto.sum() >= min_arms and all(k >= min_per_line for k in per_line):
+            return year if (y > year).any() else None
+    return None
+
+
+def lfo(
+    spec: ModelSpec | str = "default",
+    data=None,
+    *,
+    start: int | None = None,
+    engine: str | None = None,
+    draws: int | None = None,
+    seed: int | None = None,
+    progress: Callable[[str], None] | None = None,
+    reuse: Validation | None = None,
+) -> Validation:
+    """Leave-future-out, one step ahead: each arm after ``start`` predicted by the arms before its year.
+
+    For each publication year Y after ``start``, the spec is fitted to the arms
+    published before Y and predicts the arms of Y (Bürkner, Gabry & Vehtari 2020,
+    J Stat Comput Simul 90:2499, one-step-ahead with the year as the step). Every
+    arm after ``start`` is scored once; the arms of one year are predicted
+    jointly by one fit, as a trial statistician would have predicted them.
+
+    Parameters
+    ----------
+    start : int, optional
+        Last year of the first training set (default :func:`lfo_start`: the first
+        year with at least 10 arms in the model and 3 per line, with its earlier ones).
+    Others as in :func:`loto`.
+
+    Returns
+    -------
+    Validation
+        ``scheme = 'lfo'``, ``year = start``; one fold per scored year (``fold``
+        is the year as text).
+    reuse : Validation, optional
+        An earlier leave-future-out of the same spec (e.g. before arms were added):
+        its folds whose training and held-out arms are the same arms by id are taken
+        over as they are, not refitted (``lmsbayes update``).
+
+    Raises
+    ------
+    ValidationError
+        No year qualifies as start, or no arm lies after ``start``.
+    """
+    spec = _with_draws(_spec(spec), draws)
+    data = _model_data(spec, data)
+    if "year" not in data.arms:
+        raise ValidationError(f"leave-future-out of spec {spec.name!r}: the data have no 'year'")
+    if start is None:
+        start = lfo_start(data)
+        if start is None:
+            raise ValidationError(
+                f"leave-future-out of spec {spec.name!r}: no year has {LFO_MIN_ARMS} arms "
+                f"({LFO_MIN_PER_LINE} per line) up to it and later arms to predict"
+            )
+    if isinstance(start, bool) or not isinstance(start, (int, np.integer)):
+        raise ValidationError(f"start must be an integer year, got {start!r}")
+    y = pd.to_numeric(data.arms["year"], errors="coerce").astype(float).to_numpy()
+    years = sorted({int(v) for v in y[np.isfinite(y) & (y > start)]})
+    if not years or not (y <= start).any():
+        raise ValidationError(
+            f"leave-future-out of spec {spec.name!r}: no arm published "
+            f"{'after' if not years else 'up to'} {start}"
+        )
+    folds = [(str(yr), np.flatnonzero(y < yr), np.flatnonzero(y == yr)) for yr in years]
+    kept = _reusable_folds(reuse, data, folds, spec, start)
+    if not kept:
+        return _run(spec, data, folds, "lfo", engine, seed, progress, int(start))
+    t0 = time.perf_counter()
+    todo = [f for f in folds if f[0] not in kept]
+    new = _run(spec, data, todo, "lfo", engine, seed, progress, int(start)) if todo else None
+    parts = {f: (reuse, reuse.folds["fold"].tolist().index(f)) for f in kept}
+    if new is not None:
+        parts |= {f: (new, k) for k, f in enumerate(new.folds["fold"])}
+    order = [f[0] for f in folds]
+
+    def rows(attr: str, f: str) -> pd.DataFrame:
+        frame = getattr(parts[f][0], attr)
+        return frame[frame["fold"] == f]
+
+    fold_rows = pd.concat([rows("folds", f) for f in order], ignore_index=True)
+    fold_rows["reused"] = [f in kept for f in order]
+    return Validation(
+        spec=spec,
+        scheme="lfo",
+        data=data,
+        arms=pd.concat([rows("arms", f) for f in order]),
+        obs=pd.concat([rows("obs", f) for f in order], ignore_index=True),
+        folds=fold_rows,
+        draws=tuple(parts[f][0].draws[parts[f][1]] for f in order),
+        seconds=time.perf_counter() - t0,
+        year=int(start),
+    )
+
+
+def _reusable_folds(reuse, data: ModelData, folds, spec: ModelSpec, start) -> set[str]:
+    """Labels of the folds an earlier LFO of the same spec already ran on the same arms."""
+    if reuse is None:
+        return set()
+    if reuse.scheme != "lfo" or reuse.spec.hash != spec.hash or reuse.year != int(start):
+        raise ValidationError(
+            "reuse must be a leave-future-out of the same spec with the same start year"
+        )
+    old_ids = reuse.data.arms.index
+    old_y = pd.to_numeric(reuse.data.arms["year"], errors="coerce").astype(float).to_numpy()
+    ids = data.arms.index
+    done = set(reuse.folds["fold"])
+    kept = set()
+    for label, train, held in folds:
+        yr = int(label)
+        if (
+            label in done
+            and set(ids[train]) == set(old_ids[old_y < yr])
+            and set(ids[held]) == set(old_ids[old_y == yr])
+        ):
+            kept.add(label)
+    return kept
+
+
+def loro(
+    spec: ModelSpec | str = "default",
+    data=None,
+    *,
+    engine: str | None = None,
+    draws: int | None = None,
+    seed: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Validation:
+    """Leave-one-regimen-out: all arms of a regimen leave together and are predicted as a new regimen.
+
+    Tests the prediction for an untested agent (a new regimen): nothing of the
+    held-out regimen is in the fit, other arms of its trials are. Arms without a
+    regimen label are held out on their own. Parameters as in :func:`loto`.
+    """
+    spec = _with_draws(_spec(spec), draws)
+    data = _model_data(spec, data)
+    if "regimen" not in data.arms:
+        raise ValidationError(
+            f"leave-one-regimen-out of spec {spec.name!r}: the data have no column 'regimen'"
+        )
+    reg = [
+        str(r) if isinstance(r, str) and r else f"(arm {a})"
+        for a, r in zip(data.arms.index, data.arms["regimen"], strict=True)
+    ]
+    groups = list(dict.fromkeys(reg))
+    if len(groups) < 2:
+        raise ValidationError(f"leave-one-regimen-out needs 2 regimens, got {len(groups)}")
+    reg = np.asarray(reg, dtype=object)
+    folds = [(g, np.flatnonzero(reg != g), np.flatnonzero(reg == g)) for g in groups]
+    return _run(spec, data, folds, "loro", engine, seed, progress, None)
+
+
 def _fit_globals(spec: ModelSpec, train: ModelData, engine, full_model: Model, start=None):
     """Posterior draws of the global parameters (draw, *shape) of a fit to ``train``, and its diagnostics.
 
@@ -460,9 +639,14 @@ def _predict_held(spec, data: ModelData, held: np.ndarray, values, rng, ess: flo
         rows = np.flatnonzero(obs["arm_idx"].to_numpy() == i)
         desc = _obs_description(hd, rows)
         pit = _pit(m, c, i, rows, rng)
+        lo, hi, y_rep = _intervals(m, c, i, rows)
+        scores = np.stack(
+            [interval_score(lo[:, li], hi[:, li], y_rep, lv) for li, lv in enumerate(LEVELS)], 1
+        )
         row = {
             "arm": arm,
             "trial": str(hd.arms["trial"].iloc[i]),
+            **{col: hd.arms[col].iloc[i] for col in _ARM_KINDS if col in hd.arms},
             "n_obs": rows.size,
             "elpd": float(elpd[i]),
             "elpd_mcse": float(mcse[i]),
@@ -477,6 +661,12 @@ def _predict_held(spec, data: ModelData, held: np.ndarray, values, rng, ess: flo
                     "trial": row["trial"],
                     **{k: v[j] for k, v in desc.items()},
                     "pit": float(pit[j]),
+                    "y_report": float(y_rep[j]),
+                    **{
+                        f"{key}{100 * lv:g}": float(x[j, li])
+                        for li, lv in enumerate(LEVELS)
+                        for key, x in (("lo", lo), ("hi", hi), ("is", scores))
+                    },
                 }
             )
     return arm_rows, obs_rows
@@ -550,6 +740,90 @@ def _arm_shape(m: Model, c: dict, i: int) -> np.ndarray:
     return np.broadcast_to(np.asarray(c["shape"], float)[..., m.data.shape_idx[i]], (S,))
 
 
+def _gauss_predictive(m: Model, c: dict, i: int, rows: np.ndarray):
+    """The predictive of arm i's observations ``rows`` as a normal mixture on the likelihood's scale.
+
+    Returns ``mu``, ``sd`` (draw, node, obs), the node weights (node,) and ``flip`` (obs,):
+    True where the scale falls as the reported quantity rises (a Weibull curve's rate,
+    observed as log(-log S)).
+    """
+    d = m.data
+    a = m.arrays
+    tau = c["tau"][:, d.stratum_idx[i], :]  # (draw, Kz)
+    k = a["k_idx"][rows]
+    kz = k if m.per_landmark else np.zeros_like(k)
+    base, w = _arm_predictor(m, c, i, _U_NODES_GAUSS)
+    eta = base[..., k]  # (draw, node, obs)
+    if d.family == "survival":
+        shape = _arm_shape(m, c, i)[:, None, None]
+        args = (a["is_median"][rows], a["log_t_rel"][rows], m.log_t_ref, d.curve)
+        mu = survival_mean(NUMPY_OPS, eta, shape, *args)
+        slope = survival_mean(NUMPY_OPS, eta + 1.0, shape, *args) - mu  # the mean is linear in eta
+        se = d.obs["se"].to_numpy(float)[rows]
+        if m.se_by_shape:  # medians without a CI: sd = se / k at the draw's shape
+            se = se * np.exp(-a["se_shape_power"][rows] * np.log(shape))
+    else:  # logit-normal
+        mu, slope, se = eta, np.ones_like(eta), a["lik_se"][rows]
+    sd = np.sqrt(se**2 + (slope * tau[:, None, kz]) ** 2)
+    flip = (
+        (a["is_median"][rows] < 0.5)
+        if d.family == "survival" and d.curve == "weibull"
+        else np.zeros(rows.size, dtype=bool)
+    )
+    mu, sd = np.broadcast_arrays(mu, sd)
+    return mu, sd, w, flip
+
+
+def _logit_of_cloglog(x: np.ndarray) -> np.ndarray:
+    """logit S for log(-log S) = x."""
+    hz = np.exp(x)
+    return -hz - np.log(-np.expm1(-hz))
+
+
+def _intervals(m: Model, c: dict, i: int, rows: np.ndarray, levels=LEVELS, iterations: int = 32):
+    """Central predictive intervals of arm i's observations on the reporting scale, and the observed value.
+
+    The reporting scale is logit S for a rate and log months for a median (for every curve:
+    a Weibull rate's interval is mapped from log(-log S)). Quantiles come from bisection of
+    the predictive mixture CDF over :data:`_INTERVAL_DRAWS` evenly spaced posterior draws
+    (bisection error below 1e-7 on that scale). Returns ``lo``, ``hi``
+    (obs, level) and ``y`` (obs,); NaN for count likelihoods (no interval score there).
+    """
+    if not m.family.gaussian:
+        nan = np.full((rows.size, len(levels)), math.nan)
+        return nan, nan.copy(), np.full(rows.size, math.nan)
+    mu, sd, w, flip = _gauss_predictive(m, c, i, rows)
+    sub = np.unique(np.linspace(0, mu.shape[0] - 1, _INTERVAL_DRAWS).round().astype(int))
+    mu, sd = mu[sub], sd[sub]
+    lv = np.asarray(levels, float)
+    probs = np.concatenate([(1 - lv) / 2, (1 + lv) / 2])  # (P,)
+    S = mu.shape[0]
+    lo = np.broadcast_to((mu - 9 * sd).min(axis=(0, 1))[:, None], (rows.size, probs.size)).copy()
+    hi = np.broadcast_to((mu + 9 * sd).max(axis=(0, 1))[:, None], (rows.size, probs.size)).copy()
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        F = np.einsum("snjp,n->jp", special.ndtr((mid - mu[..., None]) / sd[..., None]), w) / S
+        below = F < probs[None, :]
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    q = 0.5 * (lo + hi)  # (obs, P) on the likelihood's scale
+    y = m.arrays["lik_y"][rows].astype(float)
+    if flip.any():  # decreasing map: the lower limit on the logit scale is the upper quantile of c
+        L = lv.size
+        q[flip] = _logit_of_cloglog(np.concatenate([q[flip][:, L:], q[flip][:, :L]], axis=1))
+        y = np.where(flip, _logit_of_cloglog(y), y)
+    return q[:, : lv.size], q[:, lv.size :], y
+
+
+def interval_score(lo, hi, y, level: float):
+    """Interval score of a central interval (Gneiting & Raftery 2007, eq. 43): lower is better.
+
+    ``(hi - lo) + (2 / alpha) (lo - y)+ + (2 / alpha) (y - hi)+`` with ``alpha = 1 - level``.
+    """
+    alpha = 1.0 - level
+    lo, hi, y = (np.asarray(v, float) for v in (lo, hi, y))
+    return (hi - lo) + 2 / alpha * np.maximum(lo - y, 0) + 2 / alpha * np.maximum(y - hi, 0)
+
+
 def _pit(m: Model, c: dict, i: int, rows: np.ndarray, rng) -> np.ndarray:
     """Predictive CDF at each observation of held-out arm i (randomised for counts)."""
     from scipy import stats  # scipy.stats takes 0.5 s to import: only where used
@@ -558,29 +832,12 @@ def _pit(m: Model, c: dict, i: int, rows: np.ndarray, rng) -> np.ndarray:
     a = m.arrays
     tau = c["tau"][:, d.stratum_idx[i], :]  # (draw, Kz)
     k = a["k_idx"][rows]
-    kz = k if m.per_landmark else np.zeros_like(k)
     y = a["lik_y"][rows]
     if m.family.gaussian:
-        base, w = _arm_predictor(m, c, i, _U_NODES_GAUSS)
-        eta = base[..., k]  # (draw, node, obs)
-        if d.family == "survival":
-            shape = _arm_shape(m, c, i)[:, None, None]
-            args = (a["is_median"][rows], a["log_t_rel"][rows], m.log_t_ref, d.curve)
-            mu = survival_mean(NUMPY_OPS, eta, shape, *args)
-            slope = (
-                survival_mean(NUMPY_OPS, eta + 1.0, shape, *args) - mu
-            )  # the mean is linear in eta
-            se = d.obs["se"].to_numpy(float)[rows]
-            if m.se_by_shape:  # medians without a CI: sd = se / k at the draw's shape
-                se = se * np.exp(-a["se_shape_power"][rows] * np.log(shape))
-        else:  # logit-normal
-            mu, slope, se = eta, np.ones_like(eta), a["lik_se"][rows]
-        sd = np.sqrt(se**2 + (slope * tau[:, None, kz]) ** 2)
+        mu, sd, w, flip = _gauss_predictive(m, c, i, rows)
         F = np.einsum("snj,n->j", special.ndtr((y - mu) / sd), w) / mu.shape[0]
-        if d.family == "survival" and d.curve == "weibull":
-            # log(-log S) falls as S rises: P(C_rep <= c) = P(S_rep >= S); report P(S_rep <= S)
-            F = np.where(a["is_median"][rows] > 0.5, F, 1.0 - F)
-        return F
+        # log(-log S) falls as S rises: P(C_rep <= c) = P(S_rep >= S); report P(S_rep <= S)
+        return np.where(flip, 1.0 - F, F)
     # binomial families: the CDF of a count over a grid of the new random effect
     S = tau.shape[0]
     sub = np.unique(np.linspace(0, S - 1, min(S, _PIT_DRAWS_BINOM)).round().astype(int))
@@ -859,6 +1116,16 @@ def elpd_difference(a: Validation, b: Validation, column: str = "elpd") -> tuple
     return _paired_diff(a.arms[column], b.arms[column])
 
 
+def paired_difference(a: pd.Series, b: pd.Series) -> tuple[float, float, int]:
+    """Sum of ``a - b`` over the index both hold, its se ``sqrt(n) sd(d)`` and n (as loo's compare)."""
+    return _paired_diff(a, b)
+
+
+def total_and_se(x: np.ndarray) -> tuple[float, float]:
+    """Sum of per-arm terms and its standard error ``sqrt(n) sd`` (NaN when fewer than 2)."""
+    return _total(np.asarray(x, float))
+
+
 def _paired_diff(a: pd.Series, b: pd.Series) -> tuple[float, float, int]:
     both = pd.concat([a, b], axis=1).dropna()
     d = (both.iloc[:, 0] - both.iloc[:, 1]).to_numpy(float)
@@ -905,7 +1172,7 @@ def compare(
         Default :data:`DEFAULT_SPECS`.
     data : Trials, DataFrame, path or None
         The input tables (None: the bundled data); each spec prepares its own inputs.
-    scheme : {'loto', 'temporal'}
+    scheme : {'loto', 'temporal', 'loro'}
     year : int
         The temporal cut (``scheme='temporal'``).
     reference : str, optional
@@ -917,8 +1184,8 @@ def compare(
     -------
     Comparison
     """
-    if scheme not in ("loto", "temporal"):
-        raise ValidationError(f"scheme must be 'loto' or 'temporal', got {scheme!r}")
+    if scheme not in ("loto", "temporal", "loro"):
+        raise ValidationError(f"scheme must be 'loto', 'temporal' or 'loro', got {scheme!r}")
     if isinstance(data, ModelData):
         raise ValidationError(
             "compare needs the input tables (each spec prepares its own data and the common "
@@ -939,7 +1206,11 @@ def compare(
         )
     vals = {}
     for s in specs:
-        run = loto if scheme == "loto" else (lambda sp, dd, **kw: temporal(sp, dd, year, **kw))
+        run = {
+            "loto": loto,
+            "loro": loro,
+            "temporal": lambda sp, dd, **kw: temporal(sp, dd, year, **kw),
+        }[scheme]
         vals[s.name] = run(s, data, engine=engine, draws=draws, progress=progress)
     target = common_target(list(vals.values()), data)
     scores = pd.concat([_score_target(v, target) for v in vals.values()], ignore_index=True)
@@ -996,11 +1267,10 @@ def _pm(v, se) -> str:
 def _format(cmp: Comparison) -> str:
     t = cmp.table
     v0 = next(iter(cmp.validations.values()))
-    how = (
-        "leave-one-trial-out"
-        if v0.scheme == "loto"
-        else f"temporal (fit <= {v0.year}, predict later arms)"
-    )
+    how = {
+        "loto": "leave-one-trial-out",
+        "loro": "leave-one-regimen-out (all arms of a regimen held out: a new regimen)",
+    }.get(v0.scheme, f"temporal (fit <= {v0.year}, predict later arms)")
     lines = [
         (
             f"lmsbayes validate - {how} predictive checks; each held-out arm predicted as a new trial of its "

@@ -43,7 +43,16 @@ __all__ = [
 ]
 
 #: Modules under lmsbayes.cli that add verbs (each has ``register(subparsers)``), in --help order.
-VERB_MODULES = ("fitting", "prior", "design", "contrast", "data", "validate", "calibrate")
+VERB_MODULES = (
+    "fitting",
+    "prior",
+    "design",
+    "contrast",
+    "data",
+    "validate",
+    "update",
+    "calibrate",
+)
 
 #: Exit status -> meaning (printed by ``lmsbayes --help``; the README has the same table).
 EXIT_CODES = {

@@ -474,3 +474,7 @@ def register(sub) -> None:
     fit_args(q, spec_positional=False)
     q.add_argument("-o", "--output", default="report", metavar="DIR", help="output directory")
     q.set_defaults(func=cmd_report)
+
+
+#: The option parsers other verbs share (``update`` takes the same --at and --landmarks).
+parse_at, parse_landmarks = _parse_at, _parse_landmarks

@@ -15,7 +15,11 @@ def register(sub) -> None:
     from lmsbayes.validate import DEFAULT_SPECS
 
     q = sub.add_parser(
-        "validate", help="leave-one-trial-out (or temporal) predictive checks of specs, compared"
+        "validate",
+        help=(
+            "leave-one-trial-out (or leave-future-out, leave-one-regimen-out, temporal) "
+            "predictive checks of specs, compared"
+        ),
     )
     q.add_argument(
         "specs",
@@ -27,6 +31,26 @@ def register(sub) -> None:
         "--temporal",
         action="store_true",
         help="fit the arms published up to --year and predict the later ones (default: leave one trial out)",
+    )
+    q.add_argument(
+        "--future",
+        action="store_true",
+        help=(
+            "leave-future-out, one step ahead: each arm after the first year with 10 arms (3 per "
+            "line) predicted by the arms published before its year; compares the specs, applies "
+            "the choice rule of docs/validation.md section 5 and its pseudo-prospective check"
+        ),
+    )
+    q.add_argument(
+        "--regimen",
+        action="store_true",
+        help="leave-one-regimen-out: all arms of a regimen held out together (a new regimen)",
+    )
+    q.add_argument(
+        "--start",
+        type=int,
+        default=None,
+        help="with --future: last year of the first training set (default: the rule above)",
     )
     q.add_argument(
         "--year",
@@ -98,19 +122,105 @@ def _json_value(v):
     return v
 
 
+def _future_specs() -> list[str]:
+    from lmsbayes.future import FUTURE_SPECS
+    from lmsbayes.spec import bundled_specs
+
+    have = set(bundled_specs())
+    return [s for s in FUTURE_SPECS if s in have]
+
+
+def cmd_future(args) -> int:
+    """``validate --future``: leave-future-out comparison, choice and pseudo-prospective check."""
+    from lmsbayes.errors import InputError
+    from lmsbayes.future import compare_future
+
+    if args.temporal or args.regimen:
+        raise InputError("--future cannot be combined with --temporal or --regimen")
+    if args.plot:
+        raise InputError("--plot draws leave-one-trial-out and temporal checks, not --future")
+    progress = Progress(args.quiet)
+    specs = args.specs or _future_specs()
+    progress(f"leave-future-out of {', '.join(specs)}, {args.engine} engine")
+    result = compare_future(
+        specs,
+        args.data,
+        incumbent=args.reference,
+        start=args.start,
+        engine=args.engine,
+        draws=args.draws,
+        progress=None if args.quiet else progress,
+    )
+    print(result.format())
+    if args.csv:
+        atomic_write_text(args.csv, result.table.reset_index().to_csv(index=False))
+        progress(f"table written to {args.csv}")
+    if args.observations:
+        import pandas as pd
+
+        obs = pd.concat(
+            [v.obs.assign(spec=n) for n, v in result.validations.items()], ignore_index=True
+        )
+        atomic_write_text(args.observations, obs.to_csv(index=False))
+        progress(f"observations written to {args.observations}")
+    if args.json:
+        doc = {
+            "lmsbayes_version": version(),
+            "scheme": "lfo",
+            "start": result.start,
+            "incumbent": result.incumbent,
+            "choice": result.choice.spec,
+            "reason": result.choice.reason,
+            "table": [
+                {k: _json_value(x) for k, x in row.items()}
+                for row in result.table.reset_index().to_dict(orient="records")
+            ],
+            "by_role": [
+                {k: _json_value(x) for k, x in row.items()}
+                for row in result.by_role.to_dict(orient="records")
+            ],
+            "prospective": [
+                {k: _json_value(x) for k, x in row.items()}
+                for row in result.prospective.to_dict(orient="records")
+            ],
+            "prospective_summary": {
+                k: _json_value(x) for k, x in result.prospective_summary.items()
+            },
+        }
+        atomic_write_text(args.json, json.dumps(doc, indent=2) + "\n")
+        progress(f"comparison written to {args.json}")
+    if args.strict and (result.table["refits_with_problems"] > 0).any():
+        import sys
+
+        print("lmsbayes: error: inference problems in some refits (--strict)", file=sys.stderr)
+        return EXIT_SAMPLING
+    return 0
+
+
 def cmd_validate(args) -> int:
     """The ``validate`` verb: predictive validation and comparison of specs."""
     from lmsbayes.validate import DEFAULT_SPECS, compare
 
     _check_outputs(args)
+    if args.future:
+        return cmd_future(args)
     progress = Progress(args.quiet)
     specs = args.specs or list(DEFAULT_SPECS)
-    how = f"temporal (fit <= {args.year})" if args.temporal else "leave-one-trial-out"
+    if args.temporal and args.regimen:
+        from lmsbayes.errors import InputError
+
+        raise InputError("--temporal and --regimen are two schemes: give one")
+    scheme = "temporal" if args.temporal else "loro" if args.regimen else "loto"
+    how = {
+        "temporal": f"temporal (fit <= {args.year})",
+        "loro": "leave-one-regimen-out",
+        "loto": "leave-one-trial-out",
+    }[scheme]
     progress(f"validating {', '.join(specs)}: {how}, {args.engine} engine")
     result = compare(
         specs,
         args.data,
-        scheme="temporal" if args.temporal else "loto",
+        scheme=scheme,
         year=args.year,
         reference=args.reference,
         engine=args.engine,

@@ -301,11 +301,11 @@ def prepare_data(spec: ModelSpec, data: Any) -> ModelData:
     for _name, d in spec.covariates:  # a user's own covariate columns
         if d.column in src and d.column not in arms:
             arms[d.column] = src[d.column].to_numpy()
-    # what an arm is (its regimen and role: predictive targets name them), and the group
-    # effect's column where the spec nests arms in one
-    for col in ("regimen", "role", group_column(spec)):
+    # what an arm is (its regimen and role: validation splits by it, predictive targets name
+    # them; data/README.md 2a), and the group effect's column where the spec nests arms in one
+    for col in ("role", "regimen", group_column(spec)):
         if col and col in src and col not in arms:
-            arms[col] = src[col].to_numpy()
+            arms[col] = src[col].astype(object).to_numpy()
     arms["year"] = arms["year"].astype("Int64")
     arms["n"] = pd.array(arms["n"], dtype="Float64").astype("Int64")
     return _finish(
