@@ -396,6 +396,7 @@ def test_cli_calibrate_writes_results_figures_and_a_summary(tmp_path, capsys):
             str(out / "sbc.csv"),
             "--figures",
             str(out / "fig"),
+            "--mkdir",  # out/ does not exist: created only when asked for (issue 20)
             "-q",
         ]
     )
@@ -436,7 +437,7 @@ def test_cli_calibrate_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
         ]
     )
     err = capsys.readouterr().err
-    assert code == 2 and "is not a directory" in err and "sbc.nc" in err
+    assert code == 2 and "not a directory" in err and "sbc.nc" in err
 
 
 def test_plots_show_each_quantity_with_its_p_value(as_sbc):

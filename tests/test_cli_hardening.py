@@ -17,6 +17,7 @@ from test_cli import DEFAULT_TOML, ROOT, _starved_spec, assert_user_error, call
 
 import lmsbayes.cli.fitting as fitting
 from lmsbayes.cli import EXIT_BUG, EXIT_CODES, EXIT_OS, EXIT_SAMPLING, EXIT_USAGE, _parser
+from lmsbayes.errors import OptionError
 from lmsbayes.files import TMP_PREFIX
 
 
@@ -240,13 +241,19 @@ def test_a_failed_strict_report_writes_no_report(tmp_path):
             "fit.nc: Permission denied",
         ),
         (MemoryError(), EXIT_OS, "out of memory"),
-        (RecursionError("maximum recursion depth exceeded"), EXIT_USAGE, "nested too deeply"),
+        # only the package's own errors are user mistakes (issue 20): the rest are bugs, exit 70
+        (RecursionError("maximum recursion depth exceeded"), EXIT_BUG, "bug in lmsbayes"),
         (
             UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"),
-            EXIT_USAGE,
-            "not valid UTF-8",
+            EXIT_BUG,
+            "UnicodeDecodeError",
         ),
-        (ValueError("landmark 12 was not fitted"), EXIT_USAGE, "landmark 12 was not fitted"),
+        (
+            ValueError("landmark 12 was not fitted"),
+            EXIT_BUG,
+            "ValueError: landmark 12 was not fitted",
+        ),
+        (OptionError("landmark 12 was not fitted"), EXIT_USAGE, "landmark 12 was not fitted"),
         (KeyError("alpha"), EXIT_BUG, "bug in lmsbayes"),
         (TypeError("unsupported operand"), EXIT_BUG, "TypeError: unsupported operand"),
     ],
@@ -257,6 +264,7 @@ def test_a_failed_strict_report_writes_no_report(tmp_path):
         "recursion",
         "unicode",
         "valueerror",
+        "optionerror",
         "keyerror",
         "typeerror",
     ],
@@ -308,7 +316,7 @@ def test_a_full_disk_during_a_save_names_the_destination_and_leaves_no_temp(
         fit = load_fit({str(saved_default_fit)!r})
         fitting.fit_from_args = lambda args, progress, spec=None: fit  # no refit: the save is under test
         resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
-        sys.exit(main(["fit", "default", "--quiet", "-o", {str(dest)!r}]))
+        sys.exit(main(["fit", "default", "--quiet", "--mkdir", "-o", {str(dest)!r}]))
     """)
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert r.returncode == EXIT_OS, r.stderr

@@ -132,7 +132,7 @@ def test_se_input_and_level_column(tmp_path):
         ),
         (
             "study,estimate,lower,upper\nA,abc,0.3,0.8\n",
-            "row 2, column 'estimate': not a number: 'abc'",
+            "row 2, column 'estimate': must be a number in plain decimal notation, got 'abc'",
         ),
         (
             "study,estimate,lower,upper\nA,0.5,0.3,0.8\nA,0.6,0.4,0.9\n",

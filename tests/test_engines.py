@@ -68,6 +68,7 @@ def _spec(likelihood: str, **model):
 SPECS = {
     "survival-loglogistic": dict(likelihood="survival", curve="loglogistic"),
     "survival-weibull-by-line": dict(likelihood="survival", curve="weibull", shape="by_line"),
+    "survival-lognormal": dict(likelihood="survival", curve="lognormal"),
     "survival-constant-hazard": dict(
         likelihood="survival", curve="weibull", shape="fixed", shape_value=1.0
     ),
@@ -184,6 +185,7 @@ def _brute_force_arm(m: Model, values: dict, arm: int) -> float:
     [
         "survival-loglogistic",
         "survival-weibull-by-line",
+        "survival-lognormal",
         "joint-cloglog",
         "logit-binomial",
         "logit-normal",

@@ -117,6 +117,7 @@ def test_binomial_kernels_equal_the_definition_and_its_derivatives(name, tables)
     [
         "survival-loglogistic",
         "survival-weibull-by-line",
+        "survival-lognormal",
         "survival-constant-hazard",
         "survival-independent",
         "logit-normal",
@@ -214,6 +215,7 @@ def test_block_cholesky_of_survival_replicates_equals_the_dense_factor():
     """The posterior predictive's correlated noise, by blocks of equal size, equals the dense N @ L.T (scaled by k^-p)."""
     from lmsbayes.data import load_trials
     from lmsbayes.model import derived
+    from lmsbayes.model.families import block_cholesky
     from lmsbayes.spec import load_spec
 
     spec = load_spec("default")
@@ -226,7 +228,7 @@ def test_block_cholesky_of_survival_replicates_equals_the_dense_factor():
     for k in np.unique(m.obs_comp):
         idx = np.flatnonzero(m.obs_comp == k)
         L[np.ix_(idx, idx)] = np.linalg.cholesky(np.linalg.inv(P[np.ix_(idx, idx)]))
-    blocks = derived._block_cholesky(m)
+    blocks = block_cholesky(m)
     assert len(blocks) > 1  # blocks of several sizes
     # posterior_predictive draws the noise in block order: the same numbers in observation order
     perm = np.concatenate([idx.ravel() for idx, _ in blocks])

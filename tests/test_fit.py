@@ -315,7 +315,7 @@ def test_save_of_a_spec_built_in_python_round_trips(tmp_path, default_fit, starv
         warnings.simplefilter("ignore", FitWarning)
         result = lmsbayes.fit(starved_spec, default_fit.data)
     assert result.spec.text == ""  # built by replace(): no TOML source
-    loaded = load_fit(result.save(tmp_path / "sub" / "starved.nc"))
+    loaded = load_fit(result.save(tmp_path / "starved.nc"))  # no "sub/": not created (issue 20)
     assert loaded.spec == result.spec
     np.testing.assert_array_equal(loaded.posterior["beta"].values, result.posterior["beta"].values)
 

@@ -248,7 +248,7 @@ def test_joint_thresholds_are_p0_to_the_hr(joint_fit):
 
 def test_joint_fit_round_trips_through_netcdf(joint_fit, tmp_path):
     loaded = lmsbayes.load_fit(joint_fit.save(tmp_path / "joint.nc"))
-    assert loaded.spec.joint
+    assert loaded.spec.model.likelihood == "joint-cloglog" and loaded.data.family.joined
     a = predict(joint_fit, [Setting("2L+")], seed=1)["rate"]
     b = predict(loaded, [Setting("2L+")], seed=1)["rate"]
     np.testing.assert_array_equal(a.values, b.values)
@@ -267,9 +267,9 @@ def test_joint_plots(joint_fit):
 
 def test_bundled_joint_spec():
     spec = load_spec("joint")
-    assert spec.joint and spec.link == "cloglog"
+    assert spec.family.joined and spec.link == "cloglog"
     assert load_spec("per_landmark").link == "logit"
-    assert load_spec("default").survival
+    assert load_spec("default").family.any_landmark
 
 
 @pytest.mark.slow

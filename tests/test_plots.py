@@ -89,12 +89,26 @@ def test_predictive_reference_lines_at_thresholds(default_fit):
         want1 = float(th["p1_median"].sel(setting=s.label, landmark=6.0, hr=0.65))
         assert np.allclose(p0[s.label].get_xdata(), want0)
         assert np.allclose(p1[s.label].get_xdata(), want1)
-    eortc = by_gid(fig, "eortc:")
-    for s in settings:
-        assert eortc[s.label].get_xdata()[0] == pytest.approx(
-            EORTC2021.loc[(s.line, 6.0), "pooled"]
-        )
+    # EORTC pooled each line's case mix: its marker stands beside the case-mix rows only
+    assert by_gid(fig, "eortc:") == {}
     assert len(by_gid(fig, "predictive:")) == len(settings)
+
+
+def test_predictive_marks_evidence_and_eortc_only_where_comparable(default_fit):
+    settings = [Setting.standardised("2L+"), Setting("2L+", "R-T", 0.5, "2L+ R-T")]
+    fig = plots.plot_predictive(default_fit, settings, landmark=6.0, hr=0.65)
+    eortc = by_gid(fig, "eortc:")
+    assert set(eortc) == {"2L+ case mix"}
+    assert eortc["2L+ case mix"].get_xdata()[0] == pytest.approx(
+        EORTC2021.loc[("2L+", 6.0), "pooled"]
+    )
+    dens = by_gid(fig, "predictive:")
+    # the case-mix row is informed directly (filled); 2L+ R-T rests on no arm of its cell (open)
+    assert dens["2L+ case mix"].get_facecolor()[0][3] > 0
+    open_fc = dens["2L+ R-T"].get_facecolor()
+    assert (len(open_fc) == 0 or open_fc[0][3] == 0) and dens["2L+ R-T"].get_hatch() == "////"
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["2L+ case mix\n(direct)", "2L+ R-T\n(model-based)"]
 
 
 def test_effects_odds_ratios_and_tau(default_fit):
@@ -121,7 +135,8 @@ def test_prior_legend_has_ess():
     draws = mix.rvs(2000, rng=np.random.default_rng(1))
     fig = plots.plot_prior(mix, draws, robust)
     texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert any(f"ESS {ess(mix):.1f}" in t for t in texts)
+    # the robust component (mean 0.4, n = 1) has a shape < 1: both priors by moments
+    assert any(f"ESS {ess(mix, 'moment'):.1f} (moment)" in t for t in texts)
     assert sum("ESS" in t for t in texts) == 2
     assert any("predictive draws (n = 2000)" in t for t in texts)
 
@@ -181,3 +196,31 @@ def test_figures_from_a_saved_fit(saved_default_fit):
     fit = load_fit(saved_default_fit)
     fig = plots.plot_forest(fit, landmark=6.0)
     assert len(fig.lmsbayes["arms"]) == fit.data.n_arms
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        "Study 309 eribulin vs dacarbazine (LMS subgroup) eribulin 1.4 mg/m2 (2019)",
+        "SAR-3007 trabectedin vs dacarbazine (uLMS subgroup) dacarbazine 1 g/m2 (2017)",
+        "a" * 80,
+    ],
+)
+def test_labels_are_never_cut_mid_word(label):
+    from lmsbayes.plots import _short
+
+    out = _short(label, 40)
+    assert len(out) <= 40
+    kept = out.replace("\u2026", " ").split(" (")[0].split()
+    words = label.split()
+    if len(kept) > 1:  # every kept word is whole (a single over-long word is the exception)
+        assert all(w in words for w in kept), (out, kept)
+
+
+def test_a_prior_legend_uses_one_ess_method():
+    mix = BetaMixture([0.6, 0.4], [6.0, 3.0], [18.0, 9.0])
+    rob = robustify(mix, 0.2)  # RBesT's n = 1 component at the MAP mean: a shape < 1
+    fig = plots.plot_prior(mix, None, rob)
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    methods = {m for t in texts for m in ("(ELIR)", "(moment)") if m in t}
+    assert methods == {"(moment)"}

@@ -66,7 +66,10 @@ def refused(tmp_path: Path, text: str, *needles: str) -> str:
         ("random_effects", "nu = 0.5", "nu must be in [1, 1000]"),
         ("random_effects", "nu = 1e6", "nu must be in [1, 1000]"),
         ("model", "uterine_centre = -inf", "uterine_centre must be finite"),
-        ("priors", 'tau = { dist = "HalfNormal", sigma = 1e7 }', "within +-1e+06"),
+        ("priors", 'tau = { dist = "HalfNormal", sigma = 1e7 }', "must be in [1e-06, 1e+06]"),
+        # issue 20: a scale of 1e-300 stopped the engine's mode search (exit 70)
+        ("priors", 'tau = { dist = "HalfNormal", sigma = 1e-300 }', "must be in [1e-06, 1e+06]"),
+        ("priors", 'beta = { dist = "Normal", mu = 2e6, sigma = 1 }', "within +-1e+06"),
         ("priors", 'tau = { dist = "HalfNormal", sigma = inf }', "must be a finite number"),
         (
             "priors",

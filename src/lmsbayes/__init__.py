@@ -19,6 +19,7 @@ from lmsbayes.version import __version__
 # public name -> module that defines it; resolved on first attribute access
 _LAZY = {
     "load_trials": "lmsbayes.data",
+    "read_binomial": "lmsbayes.data",
     "long_table": "lmsbayes.data",
     "DataValidationError": "lmsbayes.data",
     "ModelSpec": "lmsbayes.spec",

@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import special, stats
+from scipy import stats
 
 from lmsbayes.data import read_tables
 from lmsbayes.engines import choose_engine, get_engine
@@ -66,7 +66,7 @@ from lmsbayes.errors import OptionError
 from lmsbayes.fitfile import spec_to_toml
 from lmsbayes.model.definition import Model
 from lmsbayes.model.derived import posterior_predictive
-from lmsbayes.model.families import NUMPY_OPS, rate_from_eta
+from lmsbayes.model.families import NUMPY_OPS
 from lmsbayes.model.inputs import ModelData
 from lmsbayes.model.prepare import prepare_data
 from lmsbayes.spec import ModelSpec, load_spec
@@ -132,11 +132,10 @@ def quantity_labels(model: Model) -> tuple[list[str], list[str]]:
 
 
 def _derived_landmarks(model: Model) -> list:
-    if model.data.family == "survival":
-        return [float(t) for t in model.spec.landmarks]
-    if model.data.landmarks:
-        return [float(t) for t in model.data.landmarks]
-    return [None]
+    d = model.data
+    return [float(t) for t in d.family.reported_landmarks(model.spec.landmarks, d.landmarks)] or [
+        None
+    ]
 
 
 def quantities(model: Model, values: dict[str, np.ndarray]) -> np.ndarray:
@@ -145,8 +144,8 @@ def quantities(model: Model, values: dict[str, np.ndarray]) -> np.ndarray:
     ``values`` holds each parameter block with any leading batch dims (e.g.
     chain, draw). The derived quantities are the pooled rates at the design's
     mean covariate row (latent fractions at the centre), with the shape of
-    the most common shape group: rate_from_eta for survival curves, the
-    inverse link at each landmark otherwise.
+    the most common shape group: the family's rates (a survival curve's at
+    any landmark, the inverse link at each fitted landmark otherwise).
     """
     blocks = []
     for p in model.params:
@@ -157,16 +156,11 @@ def quantities(model: Model, values: dict[str, np.ndarray]) -> np.ndarray:
     c = model.canonical({k: np.asarray(values[k], float) for k in (p.name for p in model.params)})
     x = d.X.mean(axis=0, keepdims=True) if d.X.size else np.zeros((1, 0))
     eta = model.base_predictor(NUMPY_OPS, c, x)[..., 0, :]  # (..., K)
-    if d.family == "survival":
-        g = int(np.bincount(d.shape_idx).argmax()) if len(d.shape_idx) else 0
-        t = np.asarray(_derived_landmarks(model), float)
-        rate = rate_from_eta(
-            eta[..., :1], t, c["shape"][..., g, None], model.spec.model.t_ref, d.curve
-        )
-    elif d.family == "joint-cloglog":
-        rate = np.exp(-np.exp(eta))
-    else:
-        rate = special.expit(eta)
+    g = int(np.bincount(d.shape_idx).argmax()) if len(d.shape_idx) else 0
+    shape = c["shape"][..., g] if "shape" in c else None
+    rate = d.family.rates(
+        eta, _derived_landmarks(model), d.landmarks, shape, model.spec.model.t_ref
+    )
     blocks.append(np.broadcast_to(rate, eta.shape[:-1] + rate.shape[-1:]))
     return np.concatenate(blocks, axis=-1)
 
@@ -229,16 +223,8 @@ def check_support(model: Model, y: np.ndarray) -> None:
     bad = np.flatnonzero(~np.isfinite(y))
     if bad.size:
         i = int(bad[0])
-        raise ValueError(f"simulated observation {i} (arm {arm(i)!r}) is not finite: {y[i]!r}")
-    if d.family in ("logit-binomial", "joint-cloglog"):
-        n = a["lik_n"]
-        bad = np.flatnonzero((y < 0) | (y > n) | (y != np.round(y)))
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(
-                f"simulated count {y[i]!r} of observation {i} (arm {arm(i)!r}) is outside "
-                f"the support {{0, ..., n = {n[i]:g}}}"
-            )
+        raise OptionError(f"simulated observation {i} (arm {arm(i)!r}) is not finite: {y[i]!r}")
+    d.family.check_simulated(y, a, arm)
 
 
 def with_observations(data: ModelData, y: np.ndarray, label: str = "simulated") -> ModelData:
@@ -255,26 +241,9 @@ def with_observations(data: ModelData, y: np.ndarray, label: str = "simulated") 
     y = np.asarray(y, float)
     obs = data.obs.copy()
     if len(y) != len(obs):
-        raise ValueError(f"{len(y)} simulated values for {len(obs)} observations")
+        raise OptionError(f"{len(y)} simulated values for {len(obs)} observations")
     obs["lik_y"] = y
-    if data.family in ("logit-binomial", "joint-cloglog"):
-        n = obs["lik_n"].to_numpy(float)
-        obs["log_choose"] = (
-            special.gammaln(n + 1) - special.gammaln(y + 1) - special.gammaln(n - y + 1)
-        )
-        col = "y_cond" if data.family == "joint-cloglog" else "y_eff"
-        obs[col] = y.astype(np.int64)
-        if data.family == "logit-binomial" and "rate" in obs:
-            obs["rate"] = y / np.maximum(n, 1)
-    elif data.family == "logit-normal":
-        if "rate" in obs:
-            obs["rate"] = special.expit(y)
-    elif data.family == "survival":
-        obs["y"] = y
-        med = obs["is_median"].to_numpy(float) > 0.5
-        rate = special.expit(y) if data.curve == "loglogistic" else np.exp(-np.exp(y))
-        obs["value"] = np.where(med, np.exp(np.where(med, y, 0.0)), rate)
-        obs["t"] = np.where(med, obs["value"], obs["t"])
+    data.family.with_observations(obs, y)
     sha = hashlib.sha256(y.tobytes()).hexdigest()
     return replace(data, obs=obs, data_sha256=f"{label}:{sha}")
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from lmsbayes.errors import OptionError
 from lmsbayes.settings import (
     Setting,
     setting_design,
@@ -90,29 +91,14 @@ def _pooled_logit(
     fit: Fit, values: dict, X: np.ndarray, shape_groups: np.ndarray, landmark: float
 ) -> np.ndarray:
     """Pooled logit of the settings' rate at a landmark: (draws..., setting)."""
-    from scipy import special
-
-    from lmsbayes.model.families import NUMPY_OPS, rate_from_eta
+    from lmsbayes.model.families import NUMPY_OPS
 
     m = fit.model
     c = m.canonical(values)
     eta = m.base_predictor(NUMPY_OPS, c, X)
-    if fit.spec.survival:
-        rate = rate_from_eta(
-            eta[..., 0],
-            landmark,
-            c["shape"][..., shape_groups],
-            fit.spec.model.t_ref,
-            fit.data.curve,
-        )
-    else:
-        k = (
-            fit.data.landmarks.index(float(landmark))
-            if fit.data.landmarks and eta.shape[-1] > 1
-            else 0
-        )
-        e = eta[..., k]
-        rate = np.exp(-np.exp(e)) if fit.data.family == "joint-cloglog" else special.expit(e)
+    shape = c["shape"][..., shape_groups] if "shape" in c else None
+    d = fit.data
+    rate = d.family.rates(eta, [landmark], d.landmarks, shape, fit.spec.model.t_ref)[..., 0]
     rate = np.clip(rate, 1e-12, 1 - 1e-12)
     return np.log(rate) - np.log1p(-rate)
 
@@ -152,7 +138,7 @@ def setting_evidence(
     if d.table == "lms":
         unknown = [str(s) for s, o in zip(settings, objs) if o is None]
         if unknown:  # never the whole data set's arms under a label this function cannot read
-            raise ValueError(
+            raise OptionError(
                 f"unknown setting {unknown[0]!r}: give a Setting, or one of the labels {sorted(known)}"
             )
     filled = settings_at(fit, [s for s in objs if s is not None], at)
@@ -181,6 +167,7 @@ def setting_evidence(
                         "arms": len(arms),
                         "patients": float(pd.to_numeric(arms["n"], errors="coerce").sum()),
                         "flags": "",
+                        "arm_ids": ", ".join(map(str, arms.index)),
                     }
                 )
             continue
@@ -271,6 +258,7 @@ def setting_evidence(
                     "rates_derived": derived,
                     "sd_ratio": ratio,
                     "flags": "; ".join(flags),
+                    "arm_ids": ", ".join(map(str, arms.index[idx])),
                 }
             )
     return pd.DataFrame(rows)

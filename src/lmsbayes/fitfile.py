@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
+from lmsbayes._lazy import xarray as xr
 from lmsbayes.engines import get_engine
 from lmsbayes.errors import FitFileError
 from lmsbayes.files import atomic_write, check_output_path

@@ -33,6 +33,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from lmsbayes.errors import OptionError
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -90,7 +92,7 @@ def arm_colour(line: str, treatment_class: str) -> tuple[float, float, float]:
 
 
 def _short(label: str, width: int = _MAX_LABEL) -> str:
-    """Shorten a label to ``width`` characters, keeping a trailing ``(year)``."""
+    """Shorten a label to ``width`` characters at a word boundary, keeping a trailing ``(year)``."""
     label = " ".join(str(label).split())
     if len(label) <= width:
         return label
@@ -99,7 +101,11 @@ def _short(label: str, width: int = _MAX_LABEL) -> str:
         head, _, year = label.rpartition(" (")
         if len(year) <= 6:
             label, tail = head, f" ({year}"
-    return label[: width - len(tail) - 1].rstrip(" +,;") + "\u2026" + tail
+    room = width - len(tail) - 1
+    cut = label[:room]
+    if len(label) > room and label[room] not in " +,;/" and " " in cut:
+        cut = cut[: cut.rfind(" ")]  # never mid-word: drop the partial word
+    return cut.rstrip(" +,;") + "\u2026" + tail
 
 
 def _arm_text(label: str, trial: str, width: int = 62) -> str:
@@ -113,7 +119,7 @@ def _arm_text(label: str, trial: str, width: int = 62) -> str:
         return _short(label, width)
     rest = label[len(trial) :]
     keep = max(14, width - len(rest) - 1)
-    head = trial if len(trial) <= keep else trial[: keep - 1].rstrip(" ,;(") + "\u2026"
+    head = trial if len(trial) <= keep else _short(trial, keep)
     return _short(head + rest, width)
 
 
@@ -132,12 +138,12 @@ def _interval(x: np.ndarray, prob: float = 0.95) -> tuple[float, float, float]:
 
 def _check_landmark(fit: Fit, landmark: float) -> float:
     landmark = float(landmark)
-    if fit.spec.survival:  # one curve per arm: any landmark
+    if fit.data.family.any_landmark:  # one curve per arm: any landmark
         if not 0 < landmark <= 120:
-            raise ValueError(f"landmark must be in (0, 120] months, got {landmark:g}")
+            raise OptionError(f"landmark must be in (0, 120] months, got {landmark:g}")
         return landmark
     if landmark not in fit.data.landmarks:
-        raise ValueError(
+        raise OptionError(
             f"landmark {landmark:g} months was not fitted (fitted: {[f'{t:g}' for t in fit.data.landmarks]})"
         )
     return landmark
@@ -155,7 +161,8 @@ def _forest_rows(
     arms = fit.data.arms
     obs = fit.data.obs
     lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
-    if fit.spec.survival:
+    family = fit.data.family
+    if family.any_landmark:
         # every arm has a posterior curve; the observed marker only where a rate is reported near the landmark
         arm_ids = arms.index
         rate = np.full(len(arms), np.nan)
@@ -166,10 +173,9 @@ def _forest_rows(
             i = int(r["arm_idx"])
             rate[i] = r["value"]
             lo_y, hi_y = r["y"] - z * r["se"], r["y"] + z * r["se"]
-            if fit.data.curve == "loglogistic":
-                o_lo[i], o_hi[i] = _expit(lo_y), _expit(hi_y)
-            else:
-                o_lo[i], o_hi[i] = np.exp(-np.exp(hi_y)), np.exp(-np.exp(lo_y))
+            # the curve's scale may fall as the rate rises (Weibull): order the ends
+            ends = sorted((float(family.rate_of_scale(lo_y)), float(family.rate_of_scale(hi_y))))
+            o_lo[i], o_hi[i] = ends
             source[i] = "reported"
         from lmsbayes.model.derived import arm_rates
 
@@ -434,7 +440,7 @@ def plot_forest(fit: Fit, landmark: float = 6.0, *, prob: float = 0.95) -> Figur
             mfc="white",
             ls="-",
             label="observed, derived from median"
-            if not fit.spec.survival
+            if not fit.data.family.any_landmark
             else "(survival model: medians and rates at other times enter the curve)",
         ),
         Line2D(
@@ -494,6 +500,7 @@ def plot_predictive(
         Hazard ratio under the alternative.
     """
     from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
     from scipy import stats
 
     from lmsbayes.predict import EORTC2021, predict, standard_settings, thresholds
@@ -510,6 +517,7 @@ def plot_predictive(
     ax = fig.add_subplot()
     grid = np.linspace(0.001, 0.999, 400)
     labels = []
+    direct = _direct_rows(th, landmark)
     for k, s in enumerate(settings):
         y = -k * step
         colour = arm_colour(s.line, s.treatment_class)
@@ -517,19 +525,33 @@ def plot_predictive(
         draws = _flat(rate.sel(setting=s.label, quantity="predictive"))
         dens = stats.gaussian_kde(draws)(grid)
         dens = 0.7 * dens / dens.max()
+        # a row with no arm of its own cell (model-based) is drawn open and hatched: it must not
+        # look as solid as a row the data inform directly
+        solid = direct.get(s.label, True)
         ax.fill_between(
             grid,
             y,
             y + dens,
-            color=colour,
-            alpha=0.55,
+            facecolor=colour if solid else "none",
+            alpha=0.55 if solid else 0.9,
+            hatch=None if solid else "////",
             lw=0.8,
             ec=dark,
             gid=f"predictive:{s.label}",
         )
         med, lo, hi = _interval(_flat(rate.sel(setting=s.label, quantity="pooled")))
         ax.plot([lo, hi], [y - 0.14] * 2, color=dark, lw=2.2, solid_capstyle="butt")
-        ax.plot([med], [y - 0.14], "D", color=dark, mec="black", mew=0.5, ms=5)
+        ax.plot(
+            [med],
+            [y - 0.14],
+            "D",
+            color=dark,
+            mfc=dark if solid else "white",
+            mec="black",
+            mew=0.5,
+            ms=5,
+            gid=f"pooled:{s.label}",
+        )
         p0 = float(th["p0_median"].sel(setting=s.label, landmark=landmark))
         p1 = float(th["p1_median"].sel(setting=s.label, landmark=landmark, hr=hr))
         ax.plot([p0, p0], [y - 0.45, y + 0.72], color="black", lw=1.4, gid=f"p0:{s.label}")
@@ -537,7 +559,7 @@ def plot_predictive(
         ax.text(p0 - 0.005, y + 0.74, f"p0 {p0:.2f}", ha="right", va="bottom", fontsize=7.5)
         ax.text(p1 + 0.005, y + 0.74, f"p1 {p1:.2f}", ha="left", va="bottom", fontsize=7.5)
         key = (s.line, landmark)
-        if key in EORTC2021.index:
+        if s.case_mix and key in EORTC2021.index:  # EORTC pooled a line's case mix: only there
             ref = EORTC2021.loc[key]
             ye = y - 0.32
             ax.plot([ref["lo"], ref["hi"]], [ye] * 2, color="#CC79A7", lw=1.4)
@@ -560,7 +582,7 @@ def plot_predictive(
                 mew=1.8,
                 gid=f"eortc_p1:{s.label}",
             )
-        labels.append(s.label)
+        labels.append(f"{s.label}\n({'direct' if solid else 'model-based'})")
     ax.set_yticks([-k * step for k in range(n)], labels, fontsize=9)
     ax.set_ylim(-(n - 1) * step - 0.6, 1.1)
     ax.set_xlim(0, 1)
@@ -591,8 +613,19 @@ def plot_predictive(
         ),
         Line2D([], [], color="black", lw=1.4, label="p0 (posterior median)"),
         Line2D([], [], color="black", lw=1.4, ls="--", label=f"p1 = p0^{hr:g}"),
+        Patch(
+            facecolor="none",
+            hatch="////",
+            edgecolor="0.3",
+            label="model-based row: no arm in its cell (open)",
+        ),
         Line2D(
-            [], [], marker="X", color="#CC79A7", mec="black", label="EORTC 2021 pooled (95% CI)"
+            [],
+            [],
+            marker="X",
+            color="#CC79A7",
+            mec="black",
+            label="EORTC 2021 pooled (95% CI), case-mix rows only",
         ),
         Line2D(
             [], [], marker="x", color="#CC79A7", ls="none", mew=1.6, label=f"EORTC 2021 p0^{hr:g}"
@@ -600,6 +633,22 @@ def plot_predictive(
     ]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     return fig
+
+
+def _direct_rows(th, landmark: float) -> dict[str, bool]:
+    """Setting label -> whether arms of its own cell inform it (case-mix rows always do)."""
+    import io
+    import json
+
+    raw = th.attrs.get("evidence")
+    if not raw:
+        return {}
+    out = {}
+    for r in json.load(io.StringIO(raw)):
+        if abs(float(r.get("landmark", landmark)) - landmark) < 1e-9 or r.get("landmark") is None:
+            label = str(r["setting"])
+            out[label] = "case mix" in label or int(r.get("arms") or 0) > 0
+    return out
 
 
 # --------------------------------------------------------------------------- effects
@@ -626,7 +675,7 @@ def plot_effects(fit: Fit, *, prob: float = 0.95) -> Figure:
     """
     post = fit.posterior
     landmarks = [float(t) for t in post["landmark"].values] if "landmark" in post.dims else [0.0]
-    joint = not fit.model.per_landmark  # one beta and tau for all landmarks (one curve per arm)
+    joint = not fit.model.effect_dims  # one beta and tau for all landmarks (one curve per arm)
     if joint and "landmark" not in post.dims:
         post = post.assign(
             {
@@ -702,8 +751,7 @@ def plot_effects(fit: Fit, *, prob: float = 0.95) -> Figure:
             transform=ax_b.transAxes,
         )
         ax_b.set_yticks([])
-    hazard = fit.data.family == "joint-cloglog" or fit.data.curve == "weibull"
-    what = "Hazard ratio of progression" if hazard else "Odds ratio of progression-free"
+    what = fit.data.family.effect_name
     ax_b.set_xlabel(f"{what} (median, 50% and {int(round(prob * 100))}% CrI)")
     ax_b.set_title("Covariate effects, exp(beta)", loc="left", fontsize=10.5)
     ax_b.grid(axis="x", color="0.92", lw=0.6, which="both")
@@ -741,16 +789,14 @@ def plot_effects(fit: Fit, *, prob: float = 0.95) -> Figure:
         )
     ax_t.set_xlim(0, max(xmax, 0.1))
     ax_t.set_ylim(bottom=0)
-    ax_t.set_xlabel(
-        "tau, between-arm sd of the " + ("log cumulative hazard" if hazard else "logit rate")
-    )
+    ax_t.set_xlabel("tau, between-arm sd of the " + fit.data.family.scale_name)
     ax_t.set_ylabel("posterior density")
     ax_t.set_title("Heterogeneity, tau", loc="left", fontsize=10.5)
     ax_t.legend(fontsize=7.5, loc="upper right")
     title = f"Meta-regression parameters (spec '{fit.spec.name}')"
     if "shape" in fit.posterior:
         med, lo_s, hi_s = _interval(_flat(fit.posterior["shape"]), prob)
-        title += f"; {fit.data.curve} shape k {med:.2f} ({lo_s:.2f}-{hi_s:.2f})"
+        title += f"; {fit.data.family.curve} shape k {med:.2f} ({lo_s:.2f}-{hi_s:.2f})"
     fig.suptitle(title, x=0.01, ha="left", fontsize=11.5)
     return fig
 
@@ -778,12 +824,16 @@ def _prior_pdf(prior, grid: np.ndarray) -> np.ndarray | None:
 
 
 # --------------------------------------------------------------------------- prior
-def _ess_text(mix: BetaMixture) -> str:
+def _ess_method(*mixes: BetaMixture | None) -> str:
+    """One ESS method for every prior of a figure: ELIR where it is defined for all, else moment."""
+    given = [m for m in mixes if m is not None]
+    return "elir" if all(np.all(m.a >= 1) and np.all(m.b >= 1) for m in given) else "moment"
+
+
+def _ess_text(mix: BetaMixture, method: str) -> str:
     from lmsbayes.prior import ess
 
-    if np.all(mix.a >= 1) and np.all(mix.b >= 1):
-        return f"ESS {ess(mix, 'elir'):.1f} (ELIR)"
-    return f"ESS {ess(mix, 'moment'):.1f} (moment)"
+    return f"ESS {ess(mix, method):.1f} ({'ELIR' if method == 'elir' else 'moment'})"
 
 
 def _describe_mix(mix: BetaMixture) -> str:
@@ -835,16 +885,18 @@ def plot_prior(
         )
         ymax = max(ymax, float(counts.max()))
     y = mix.pdf(x)
-    label = f"MAP prior: {_describe_mix(mix)}\nmean {mix.mean():.3f}, sd {mix.sd():.3f}; {_ess_text(mix)}"
+    method = _ess_method(mix, robust)  # never ELIR beside moment in one legend
+    label = (
+        f"MAP prior: {_describe_mix(mix)}\nmean {mix.mean():.3f}, sd {mix.sd():.3f}; "
+        f"{_ess_text(mix, method)}"
+    )
     ax.plot(x, y, color="#0072B2", lw=2.0, label=label)
     ymax = max(ymax, float(np.nanmax(y)))
     if robust is not None:
         yr = robust.pdf(x)
         rw = (robust.provenance or {}).get("robustify", {})
         wtxt = f" (w = {rw['weight']:g})" if "weight" in rw else ""
-        label = (
-            f"robust MAP{wtxt}: mean {robust.mean():.3f}, sd {robust.sd():.3f}; {_ess_text(robust)}"
-        )
+        label = f"robust MAP{wtxt}: mean {robust.mean():.3f}, sd {robust.sd():.3f}; {_ess_text(robust, method)}"
         ax.plot(x, yr, color="#D55E00", lw=1.8, ls="--", label=label)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, ymax * 1.45)  # head room for the legend
@@ -888,7 +940,7 @@ def plot_oc(
     sets = {"design": oc_dataset} if isinstance(oc_dataset, xr.Dataset) else dict(oc_dataset)
     for name, ds in sets.items():
         if not isinstance(ds, xr.Dataset) or "p" not in ds.dims or "prob_success" not in ds:
-            raise ValueError(
+            raise OptionError(
                 f"{name!r}: expected a single-arm operating_characteristics Dataset (dim 'p')"
             )
     fig = _figure(11.0, 4.8 + 0.22 * ((len(sets) + 1) // 2))
@@ -1000,7 +1052,7 @@ def plot_two_arm_oc(
     if not isinstance(oc_dataset, xr.Dataset) or not {"prior", "effect", "p_c"} <= set(
         oc_dataset.dims
     ):
-        raise ValueError("expected a two_arm_oc Dataset (dims 'prior', 'effect', 'p_c')")
+        raise OptionError("expected a two_arm_oc Dataset (dims 'prior', 'effect', 'p_c')")
     ds = oc_dataset
     scale = ds.attrs.get("scale", ds["effect"].attrs.get("scale", "difference"))
     null = 1.0 if scale == "hr" else 0.0
@@ -1082,7 +1134,7 @@ def plot_tradeoff(result: Any, *, title: str | None = None) -> Figure:
     """
     tab = result.table
     if not {"max_type1", "power"} <= set(tab.columns):
-        raise ValueError("expected a TradeoffResult (table with max_type1 and power)")
+        raise OptionError("expected a TradeoffResult (table with max_type1 and power)")
     rows = tab.drop(index="vague", errors="ignore")
     w = np.array([float(v) for v in rows.index])
     fig = _figure(11.0, 4.6)
@@ -1171,34 +1223,14 @@ def plot_ppc(fit: Fit, *, prob: float = 0.95) -> Figure:
     """
     dt = fit.datatree
     if "posterior_predictive" not in dt.children:
-        raise ValueError("the fit has no posterior_predictive group")
+        raise OptionError("the fit has no posterior_predictive group")
     y_rep = dt["posterior_predictive"]["y"]
     obs = fit.data.obs
     arr = fit.model.arrays
-    fam = fit.data.family
-    if fam in ("logit-binomial", "joint-cloglog"):
-        n = arr["lik_n"].astype(float)
-        rep = y_rep / xr.DataArray(n, dims="obs")
-        observed = arr["lik_y"] / n
-        what = (
-            "y / n"
-            if fam == "logit-binomial"
-            else "y / n at risk: after an arm's first landmark, given the one before"
-        )
-    elif fam == "survival":
-        y = xr.DataArray(np.asarray(arr["is_median"]), dims="obs")
-        to_rate = (
-            (lambda v: 1 / (1 + np.exp(-v)))
-            if fit.data.curve == "loglogistic"
-            else (lambda v: np.exp(-np.exp(v)))
-        )
-        rep = xr.where(y > 0.5, np.exp(y_rep), to_rate(y_rep))
-        observed = np.where(arr["is_median"] > 0.5, np.exp(arr["lik_y"]), to_rate(arr["lik_y"]))
-        what = "landmark rates and medians (months) on their own scales"
-    else:
-        rep = 1 / (1 + np.exp(-y_rep))
-        observed = _expit(arr["lik_y"])
-        what = "observed rate"
+    family = fit.data.family
+    rep = y_rep.copy(data=family.display_values(np.asarray(y_rep.values, float), arr))
+    observed = family.display_values(np.asarray(arr["lik_y"], float), arr)
+    what = family.ppc_description
     lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
     q = rep.quantile([lo, 0.25, 0.5, 0.75, hi], dim=("chain", "draw")).values  # (5, obs)
     arms = fit.data.arms
@@ -1209,7 +1241,7 @@ def plot_ppc(fit: Fit, *, prob: float = 0.95) -> Figure:
         _y=pd.to_numeric(arms["year"], errors="coerce"),
     ).sort_values(["_l", "_c", "_y", "label"])
     ypos = {a: -i for i, a in enumerate(order.index)}
-    if fam == "survival":
+    if family.any_landmark:  # medians and rates at any time: one panel each
         panels = [
             (
                 "rates",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import stats
 
+from lmsbayes.errors import OptionError
 from lmsbayes.validate import LEVELS, Comparison, Validation
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,7 +51,7 @@ def plot_calibration(result: Comparison | Validation | Sequence[Validation]) -> 
     else:
         vals = list(result)
     if not vals:
-        raise ValueError("plot_calibration needs at least one validation")
+        raise OptionError("plot_calibration needs at least one validation")
     k = len(vals)
     fig = Figure(figsize=(max(7.0, 2.6 * k), 6.4), layout="constrained")
     grid = fig.add_gridspec(2, k, height_ratios=[1.0, 1.1])

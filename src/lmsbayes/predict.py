@@ -23,6 +23,7 @@ quantile carries its Monte Carlo standard error.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,12 +31,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 from scipy import special
 
 from lmsbayes import targets
+from lmsbayes._lazy import xarray as xr
 from lmsbayes.coverage import setting_evidence
-from lmsbayes.model.families import NUMPY_OPS, rate_from_eta
+from lmsbayes.errors import OptionError
+from lmsbayes.model.families import NUMPY_OPS
 from lmsbayes.settings import (
     Setting,
     setting_design,
@@ -91,32 +93,32 @@ def _check_settings(fit: Fit, settings: Sequence[Setting], landmarks: Sequence[f
         uses_line = "line" in fit.spec.main_effects
         for s in settings:
             if s.line is None:
-                raise ValueError(
+                raise OptionError(
                     f"setting {s.label!r}: a fit of the LMS table needs a line (Setting('1L') or Setting('2L+'))"
                 )
             if s.line not in fitted_lines:
-                raise ValueError(
+                raise OptionError(
                     f"setting {s.label!r}: line {s.line!r} is not in the fitted data (lines: "
                     f"{fitted_lines}); the model cannot extrapolate to it"
                 )
             if len(fitted_lines) > 1 and not uses_line and not s.case_mix:
-                raise ValueError(
+                raise OptionError(
                     f"setting {s.label!r}: the model pools both lines without a `line` covariate"
                 )
     for t in landmarks:
         if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
-            raise ValueError(f"landmark must be a positive number of months, got {t!r}")
+            raise OptionError(f"landmark must be a positive number of months, got {t!r}")
         if t > 120:
-            raise ValueError(f"landmark {t:g} months is beyond 10 years; the data do not reach it")
-    if d.landmarks and not fit.spec.survival:
+            raise OptionError(f"landmark {t:g} months is beyond 10 years; the data do not reach it")
+    if d.landmarks and not d.family.any_landmark:
         for t in landmarks:
             if float(t) not in d.landmarks:
-                raise ValueError(
+                raise OptionError(
                     f"landmark {t:g} months was not fitted (fitted: {[f'{x:g}' for x in d.landmarks]}); this "
                     "per-landmark model has no parameter for another landmark (the survival model gives any landmark)"
                 )
-    if not d.landmarks and not fit.spec.survival and landmarks:
-        raise ValueError(
+    if not d.landmarks and not d.family.any_landmark and landmarks:
+        raise OptionError(
             "this model has no landmarks (a binomial table): call predict without landmarks"
         )
 
@@ -137,24 +139,11 @@ def _rates(
     ``shape`` (survival): the curve's shape for each (chain, draw, setting).
     """
     d = fit.data
-    if fit.spec.survival:
-        return rate_from_eta(
-            eta[..., :1],
-            np.asarray(landmarks, float),
-            shape[..., None],
-            fit.spec.model.t_ref,
-            d.curve,
-        )
-    if d.landmarks:
-        idx = [d.landmarks.index(float(t)) for t in landmarks]
-        e = eta[..., idx] if eta.shape[-1] > 1 else np.repeat(eta, len(idx), axis=-1)
-    else:
-        e = eta
-    return np.exp(-np.exp(e)) if d.family == "joint-cloglog" else special.expit(e)
+    return d.family.rates(eta, landmarks, d.landmarks, shape, fit.spec.model.t_ref)
 
 
 def _shape_values(fit: Fit, c: dict, groups: np.ndarray) -> np.ndarray | None:
-    return c["shape"][..., groups] if fit.spec.survival else None
+    return c["shape"][..., groups] if "shape" in c else None
 
 
 def _new_effects(fit: Fit, tau: np.ndarray, rng, new_group: bool = True) -> np.ndarray:
@@ -168,8 +157,7 @@ def _new_effects(fit: Fit, tau: np.ndarray, rng, new_group: bool = True) -> np.n
     u = tau * z
     post = fit.posterior
     if fit.model.grouped and new_group:  # a new arm of a new group (trial or regimen)
-        tt = post["group_tau"].values
-        tt = tt[:, :, None, :] if fit.model.per_landmark else tt[:, :, None, None]
+        tt = fit.model.z_canonical(post["group_tau"].values)[:, :, None, :]
         u = u + tt * rng.standard_normal(tau.shape)
     return u
 
@@ -183,6 +171,11 @@ def _case_mix_predictors(
     post = fit.posterior
     C, D = post.sizes["chain"], post.sizes["draw"]
     du = None
+    if d.latent.size and "uterine_latent" not in post:
+        raise ValueError(
+            f"this fit keeps no arm-level draws (more than {2000} arms): case-mix settings need "
+            "them; predict named settings (Setting('2L+', 'R-T', 0.5)) or use thresholds()"
+        )
     if d.latent.size:
         du = np.zeros((C, D, d.n_arms))
         du[..., d.latent] = (
@@ -196,6 +189,23 @@ def _case_mix_predictors(
         d.stratum_idx[sel],
         (d.shape_idx[sel] if len(d.shape_idx) else np.zeros(sel.size, np.int64)),
     )
+
+
+def _resolve(fit: Fit, settings, landmarks, at) -> tuple[list[Setting], list[float]]:
+    """The settings (``at`` filled in) and landmarks a prediction is for, checked."""
+    settings = settings_at(
+        fit, list(settings) if settings is not None else _default_settings(fit), at
+    )
+    if not settings:
+        raise ValueError(
+            "this model has covariates: give the settings to predict, e.g. Setting(x=1.0)"
+        )
+    has_lm = bool(fit.data.family.reported_landmarks(fit.spec.landmarks, fit.data.landmarks))
+    if landmarks is None:
+        landmarks = list(fit.spec.landmarks) if has_lm else []
+    landmarks = [float(t) for t in landmarks]
+    _check_settings(fit, settings, landmarks)
+    return settings, landmarks
 
 
 def predict(
@@ -257,12 +267,13 @@ def predict(
         fit, list(settings) if settings is not None else _default_settings(fit), at
     )
     if not settings:
-        raise ValueError(
+        raise OptionError(
             "this model has covariates: give the settings to predict, e.g. Setting(x=1.0)"
         )
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n (patients in the new trial) must be a positive integer, got {n!r}")
-    has_lm = bool(fit.data.landmarks) or fit.spec.survival
+        raise OptionError(f"n (patients in the new trial) must be a positive integer, got {n!r}")
+    family = fit.data.family
+    has_lm = bool(family.reported_landmarks(fit.spec.landmarks, fit.data.landmarks))
     if landmarks is None:
         landmarks = list(fit.spec.landmarks) if has_lm else []
     landmarks = [float(t) for t in landmarks]
@@ -302,12 +313,12 @@ def predict(
             tau = c["tau"][..., strata_a, :]  # (chain, draw, arm, Kz)
             tau1 = np.take_along_axis(tau, pick[:, :, None, None], axis=2)
             shape1 = None
-            if fit.spec.survival:
+            if "shape" in c:
                 shape1 = np.take_along_axis(
                     _shape_values(fit, c, groups_a) * np.ones((C, D, 1)), pick[:, :, None], axis=2
                 )
             pred[:, :, k] = _rates(fit, e1 + _new_effects(fit, tau1, rng), shape1, lm)[:, :, 0]
-    joined = fit.spec.survival or fit.spec.joint
+    joined = family.joined
     observed = (
         _observed_in_sequence(rng, n, pred, landmarks)
         if joined and has_lm
@@ -501,13 +512,13 @@ def thresholds(
     """
     reference = reference or fit.spec.thresholds.reference
     if reference not in ("pooled", "predictive"):
-        raise ValueError(f"reference must be 'pooled' or 'predictive', got {reference!r}")
+        raise OptionError(f"reference must be 'pooled' or 'predictive', got {reference!r}")
     hrs = [float(h) for h in np.atleast_1d(hr if hr is not None else fit.spec.thresholds.hr)]
     for h in hrs:
         if not 0 < h < 1:
-            raise ValueError(f"hr must be in (0, 1) (an improvement), got {h!r}")
+            raise OptionError(f"hr must be in (0, 1) (an improvement), got {h!r}")
     if not 0 < prob < 1:
-        raise ValueError(f"prob must be in (0, 1), got {prob!r}")
+        raise OptionError(f"prob must be in (0, 1), got {prob!r}")
     pred = predict(fit, settings, landmarks, at=at, target=target)
     p0 = pred["rate"].sel(quantity=reference, drop=True)
     hr_da = xr.DataArray(hrs, dims="hr", coords={"hr": hrs})
@@ -517,6 +528,10 @@ def thresholds(
         s = _summarise(fit, ds[name], prob)
         for k in s:
             ds[f"{name}_{k}"] = s[k]
+    from lmsbayes.integrated import rule_applies
+
+    if rule_applies(fit, target):  # else the draws' summaries stand (see rule_applies)
+        _integrated_summaries(fit, ds, settings, landmarks, at, reference, hrs, prob)
     used = {
         **dict(fit.spec.thresholds.at),
         **targets.year_covariates(fit, target),
@@ -539,7 +554,53 @@ def thresholds(
         data_sha256=fit.data.data_sha256,
         engine=fit.engine,
     )
+    # what informs each row travels with the result, so that threshold_table(ds) shows it
+    # without the fit (issue 24: the Python table carries the CLI's evidence and flags)
+    ev = setting_evidence(fit, _settings_of(ds), landmarks=_landmarks_of(ds), at=used)
+    ds.attrs["evidence"] = ev.to_json(orient="records")
     return ds
+
+
+def _integrated_summaries(fit, ds, settings, landmarks, at, reference, hrs, prob) -> None:
+    """Replace the draws' summaries of p0 and p1 by integrals over the exact engine's rule.
+
+    Quantiles of p0 by the rule (lmsbayes.integrated); p1 = p0 ** HR is
+    monotone in p0, so its quantiles are p0's raised to HR, and so are their
+    errors (delta method). The ``*_mcse`` variables hold the rule's
+    integration error.
+    """
+    from lmsbayes.integrated import rate_summaries
+
+    settings, landmarks = _resolve(fit, settings, landmarks, at)
+    lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
+    r = rate_summaries(fit, settings, landmarks, reference, [0.5, lo, hi], hrs)
+    has_lm = "landmark" in ds["p0"].dims
+    q, err = r["quantiles"], r["error"]
+    if not has_lm:
+        q, err, mean, p1_mean = q[..., 0], err[..., 0], r["mean"][..., 0], r["p1_mean"][..., 0]
+    else:
+        mean, p1_mean = r["mean"], r["p1_mean"]
+    dims0 = ("setting", "landmark") if has_lm else ("setting",)
+    h = np.asarray(hrs, float).reshape((1, -1) + (1,) * len(dims0))
+    q1 = q[:, None] ** h  # (prob, hr, ...)
+    err1 = err[:, None] * h * q[:, None] ** (h - 1)
+    for k, name in enumerate(("median", "lower", "upper")):
+        ds[f"p0_{name}"] = (dims0, q[k])
+        ds[f"p0_{name}_mcse"] = (dims0, err[k])
+        ds[f"p1_{name}"] = (("hr", *dims0), q1[k])
+        ds[f"p1_{name}_mcse"] = (("hr", *dims0), err1[k])
+    ds["p0_mean"] = (dims0, mean)
+    ds["p1_mean"] = (("hr", *dims0), p1_mean)
+    for v in ("p1_median", "p1_lower", "p1_upper", "p1_mean"):
+        ds[v] = ds[v].transpose(*[d for d in ds["p1"].dims if d not in ("chain", "draw")])
+    ds.attrs["summaries"] = (
+        f"integrated over the exact engine's rule ({r['rule'].description}); "
+        "mcse columns: the rule's integration error"
+    )
+
+
+def _landmarks_of(ds: xr.Dataset) -> list[float]:
+    return [float(t) for t in ds["landmark"].values] if "landmark" in ds.dims else [math.nan]
 
 
 class ThresholdTable(pd.DataFrame):
@@ -567,13 +628,28 @@ class ThresholdTable(pd.DataFrame):
             "{:.4g}".format,
         )
 
+    def _readable(self):
+        from lmsbayes.rows import readable
+
+        needed = {"setting", "landmark", "p0", "p0_lower", "p0_upper", "hr"}
+        return readable(pd.DataFrame(self)) if needed <= set(self.columns) else None
+
     def __repr__(self) -> str:
+        view = self._readable()
+        if view is None:
+            with self._full():
+                return super().__repr__()
         with self._full():
-            return super().__repr__()
+            return (
+                view.to_string(index=False)
+                + "\n(the numbers are columns: p0, p0_lower, p0_upper, p1, p1_lower, p1_upper, "
+                "informed_by, flags, arm_ids)"
+            )
 
     def _repr_html_(self) -> str:
+        view = self._readable()
         with self._full():
-            return super()._repr_html_()
+            return super()._repr_html_() if view is None else view.to_html(index=False)
 
 
 def threshold_table(ds: xr.Dataset, *, eortc: bool = True, fit: Fit | None = None) -> pd.DataFrame:
@@ -628,9 +704,31 @@ def threshold_table(ds: xr.Dataset, *, eortc: bool = True, fit: Fit | None = Non
         ev = setting_evidence(
             fit, _settings_of(ds), landmarks=sorted(set(table["landmark"])), at=at
         )
+    elif ds.attrs.get("evidence"):
+        ev = pd.read_json(io.StringIO(ds.attrs["evidence"]), orient="records")
+    else:
+        ev = None
+    if ev is not None and len(ev):
         table = table.merge(ev, on=["setting", "landmark"], how="left")
+        from lmsbayes.rows import informed_by
+
+        table["informed_by"] = [informed_by(r) for _, r in table.iterrows()]
+        table["flags"] = table["flags"].fillna("")
+    at_used = json.loads(ds.attrs.get("at", "{}") or "{}")
+    if at_used and "flags" in table:
+        # --at moves the class and site rows; a case-mix row is the historical average of the
+        # included arms at their own values, and says so rather than silently staying put
+        given = ", ".join(f"{k}={v:g}" for k, v in at_used.items())
+        note = (
+            f"not evaluated at {given}: a case-mix row is the historical average of the "
+            "included arms, at their own values"
+        )
+        case_mix = table["setting"].astype(str).str.endswith("case mix")
+        table.loc[case_mix, "flags"] = [
+            f"{f}; {note}" if f else note for f in table.loc[case_mix, "flags"]
+        ]
     table = ThresholdTable(table)
-    table.attrs.update(ds.attrs)
+    table.attrs.update({k: v for k, v in ds.attrs.items() if k != "evidence"})
     return table
 
 
@@ -678,7 +776,7 @@ def comparisons(fit: Fit, landmarks: Sequence[float] | None = None) -> pd.DataFr
     for line in lines:
         for label, a, b in (
             ("NR-T - R-T", "NR-T", "R-T"),
-            ("uterine - non-uterine", "uterine", "non-uterine"),
+            ("uterine - non-uterine", "R-T uterine", "R-T non-uterine"),
         ):
             d = pred.sel(setting=f"{line} {a}") - pred.sel(setting=f"{line} {b}")
             for t in d["landmark"].values:
@@ -720,7 +818,7 @@ def landmark_order(
         (see :func:`predict`).
     """
     if quantity not in ("pooled", "predictive"):
-        raise ValueError(f"quantity must be 'pooled' or 'predictive', got {quantity!r}")
+        raise OptionError(f"quantity must be 'pooled' or 'predictive', got {quantity!r}")
     ds = predict(fit, settings, at=at)
     if "landmark" not in ds.dims:
         return pd.DataFrame(columns=["setting", "earlier", "later", "prob_later_higher"])
@@ -739,3 +837,92 @@ def landmark_order(
                 }
             )
     return pd.DataFrame(rows, columns=["setting", "earlier", "later", "prob_later_higher"])
+
+
+def new_trial_conditionals(
+    fit: Fit, setting: Setting | None = None, landmark: float | None = None
+) -> dict:
+    """A new trial's rate given each point of the global parameters: link-scale (loc, scale).
+
+    Given the globals, a new trial's rate is ``inverse_link(loc + scale * z)``
+    with ``z`` standard normal (Student-t with ``df`` degrees of freedom for
+    t random effects): ``loc`` is the link of the pooled rate of the setting
+    at the landmark, ``scale`` the random-effect sd of its stratum (and of a
+    new trial's own effect, for arms nested in trials). For a line's case
+    mix, every included arm of the line is a point of equal weight within
+    each draw. This is what :class:`lmsbayes.prior.density.PredictiveDensity`
+    integrates, with no new-trial effect sampled.
+
+    Returns
+    -------
+    dict
+        ``loc``, ``scale``, ``weights`` (1-D, one per point), ``link``
+        (``'logit'`` or ``'cloglog'``) and ``df`` (None for normal effects).
+
+    Raises
+    ------
+    NotImplementedError
+        Group effects, drift over publication year or an age discount (a new
+        group's effect and the year's terms are not in the setting's design),
+        or a link without a closed form (predict's draws remain available).
+    """
+    settings = [setting] if setting is not None else _default_settings(fit)
+    if len(settings) != 1:
+        raise OptionError("new_trial_conditionals needs one setting")
+    settings = settings_at(fit, settings, None)
+    s = settings[0]
+    family = fit.data.family
+    has_lm = bool(family.reported_landmarks(fit.spec.landmarks, fit.data.landmarks))
+    lm = [float(landmark)] if has_lm else []
+    _check_settings(fit, settings, lm)
+    re = fit.spec.random_effects
+    student = re.distribution == "student_t"
+    from lmsbayes.integrated import link_normals, rule_applies
+
+    m = fit.model
+    if m.grouped or m.drift or m.discounted:
+        # a new group's effect, the drift's year basis and the age discount are not in the
+        # setting's design: the predictive draws (predict) stand in
+        raise NotImplementedError("group effects, drift or age discount: use predict's draws")
+    if rule_applies(fit) and family.effect_link in ("logit", "cloglog"):
+        # the exact engine's fixed rule: its weighted points, so the MAP prior, its ESS and
+        # every OC built on it are the same numbers at any seed
+        ln = link_normals(fit, settings, lm)
+        w, loc, scale = ln.components(0, 0)
+        keep = w > 0
+        return {
+            "loc": loc[keep],
+            "scale": scale[keep],
+            "weights": w[keep] / w[keep].sum(),
+            "link": ln.link,
+            "df": None,
+        }
+    post = fit.posterior
+    m, c = _posterior_values(fit)
+    if s.case_mix:
+        eta, strata, groups = _case_mix_predictors(fit, s.case_mix, c, None)
+    else:
+        eta = m.base_predictor(NUMPY_OPS, c, setting_design(fit, settings))
+        strata, groups = strata_of(fit, settings), shape_group_of(fit, settings)
+    C, D = post.sizes["chain"], post.sizes["draw"]
+    shape = _shape_values(fit, c, groups)
+    if shape is not None:
+        shape = shape * np.ones((C, D, 1))
+    rate = _rates(fit, eta, shape, lm)[..., 0]  # (chain, draw, point)
+    # the scale on which a new arm's effect adds to its rate: the family says (a curve's own scale)
+    link = family.effect_link
+    if link not in ("logit", "cloglog"):  # e.g. probit (log-normal): the draws stand in
+        raise NotImplementedError(f"no closed-form predictive density on the {link} scale")
+    with np.errstate(divide="ignore"):
+        loc = np.log(rate) - np.log1p(-rate) if link == "logit" else np.log(-np.log(rate))
+    tau = c["tau"][..., strata, :]  # (chain, draw, point, Kz)
+    k = fit.data.landmarks.index(float(landmark)) if tau.shape[-1] > 1 else 0
+    var = tau[..., k] ** 2
+    scale = np.sqrt(var) * np.ones_like(loc)
+    return {
+        "loc": loc.ravel(),
+        "scale": scale.ravel(),
+        "weights": np.full(loc.size, 1.0 / loc.size),
+        "link": link,
+        "df": float(re.nu) if student else None,
+    }

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmsbayes.errors import InputError
+from lmsbayes.errors import InputError, OptionError
 from lmsbayes.files import read_text
-from lmsbayes.model.families import FAMILIES
+from lmsbayes.model import families as _families
 
 __all__ = [
     "COVARIATES",
@@ -50,16 +50,15 @@ __all__ = [
 ]
 
 #: The closed registry of likelihoods a spec may name (bambi-style families as data).
-LIKELIHOODS: dict[str, str] = {name: f.description for name, f in FAMILIES.items()}
+LIKELIHOODS: dict[str, str] = {
+    name: f.likelihood_description for name, f in _families.FAMILIES.items()
+}
 
 #: The link of each likelihood; ``survival`` depends on the curve.
-LINK_OF: dict[str, str] = {name: f.link for name, f in FAMILIES.items()}
+LINK_OF: dict[str, str] = {name: f.link for name, f in _families.FAMILIES.items()}
 
-#: Survival curve families of the ``survival`` likelihood.
-CURVES: dict[str, str] = {
-    "loglogistic": "logit S(t) = eta - k log(t / t_ref): proportional odds, logit rates linear in log t",
-    "weibull": "log(-log S(t)) = eta + k log(t / t_ref): proportional hazards (k = 1: constant hazard)",
-}
+#: Survival curves of the ``survival`` likelihood (from the registry of lmsbayes.model.families).
+CURVES: dict[str, str] = {name: f.description for name, f in _families.CURVES.items()}
 
 #: Engines a spec may ask for.
 ENGINES = ("auto", "exact", "nuts")
@@ -98,6 +97,9 @@ SEED_RANGE = (0, 2**32 - 1)
 NU_RANGE = (1.0, 1000.0)
 #: Largest magnitude of a prior parameter (on the logit/cloglog scale 1e6 is beyond vague).
 MAX_PRIOR_PARAM = 1e6
+#: Range of a prior's scale (sigma, beta, lam ...): below 1e-6 a prior is a point mass that
+#: no engine can integrate (sigma = 1e-300 stopped the mode search), above 1e6 beyond vague.
+PRIOR_SCALE_RANGE = (1e-6, 1e6)
 #: Most landmarks a spec may name.
 MAX_LANDMARKS = 24
 YEAR_RANGE = (1900, 2100)
@@ -220,7 +222,7 @@ class Prior:
                 z = (np.log(x) - k["mu"]) / k["sigma"]
                 out = -0.5 * z * z - np.log(x) - math.log(k["sigma"]) - half_log_2pi
             else:  # pragma: no cover - the registry is closed
-                raise ValueError(f"no density for {self.dist!r}")
+                raise OptionError(f"no density for {self.dist!r}")
             return np.where(x >= 0, out, -np.inf)
 
     def draw(self, size, rng):
@@ -282,6 +284,16 @@ class Prior:
                 ok = False
             elif key in _POSITIVE_PARAMS and v <= 0:
                 problems.append(f"{where}.{key} must be > 0, got {v!r}")
+                ok = False
+            elif (
+                key in _POSITIVE_PARAMS
+                and key != "nu"
+                and not (PRIOR_SCALE_RANGE[0] <= v <= PRIOR_SCALE_RANGE[1])
+            ):
+                problems.append(
+                    f"{where}.{key} must be in [{PRIOR_SCALE_RANGE[0]:g}, "
+                    f"{PRIOR_SCALE_RANGE[1]:g}], got {v!r}"
+                )
                 ok = False
             elif key == "nu" and not NU_RANGE[0] <= v <= NU_RANGE[1]:
                 problems.append(
@@ -471,18 +483,8 @@ class ModelSpec:
 
     @property
     def family(self):
-        """The likelihood family (:class:`lmsbayes.model.families.Family`)."""
-        return FAMILIES[self.model.likelihood]
-
-    @property
-    def survival(self) -> bool:
-        """True for the survival-curve likelihood (any landmark from one model)."""
-        return self.model.likelihood == "survival"
-
-    @property
-    def joint(self) -> bool:
-        """True when the landmarks of an arm are modelled jointly (``joint-cloglog``)."""
-        return self.model.likelihood == "joint-cloglog"
+        """The likelihood family, for ``survival`` the curve (:class:`lmsbayes.model.families.Family`)."""
+        return _families.get_family(self.model.likelihood, self.model.curve)
 
     @property
     def main_effects(self) -> tuple[str, ...]:
@@ -702,7 +704,8 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
             problems.append(
                 f"landmarks: each landmark must be a number of months in (0, 120], got {lm!r}"
             )
-    if not spec.landmarks and (m.likelihood in ("survival", "joint-cloglog")):
+    family = _families.FAMILIES.get(m.likelihood)
+    if not spec.landmarks and family is not None and not family.binomial_table:
         problems.append(
             "landmarks: at least one landmark is needed (the months of the threshold table)"
         )
@@ -782,9 +785,11 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
             f"[model] likelihood: unknown {m.likelihood!r}"
             + _did_you_mean(m.likelihood, tuple(LIKELIHOODS))
         )
-    elif m.likelihood == "joint-cloglog" and list(spec.landmarks) != sorted(spec.landmarks):
+    elif _families.FAMILIES[m.likelihood].ordered_intercepts and list(spec.landmarks) != sorted(
+        spec.landmarks
+    ):
         problems.append(
-            f"landmarks: the joint-cloglog likelihood conditions each landmark on the one before, "
+            f"landmarks: the {m.likelihood} likelihood conditions each landmark on the one before, "
             f"so landmarks must be in increasing order, got {list(spec.landmarks)}"
         )
     seen = set()
@@ -944,11 +949,22 @@ def load_spec(path_or_name: str | Path = "default") -> ModelSpec:
         max_bytes=MAX_SPEC_BYTES,
         error=lambda path, reason: SpecError([reason], path),
     )
+    empty = SpecError(
+        [
+            "the spec is empty (no keys); an empty spec would fit the package's defaults, not "
+            "an analysis you chose: write the [model] table (see models/default.toml)"
+        ],
+        str(p),
+    )
+    if not text.strip():
+        raise empty
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError([f"not valid TOML: {exc}"], str(p)) from None
     except RecursionError:
         raise SpecError(["not valid TOML: nested too deeply"], str(p)) from None
+    if not raw:  # whitespace and comments only
+        raise empty
     raw.setdefault("name", p.stem)
     return parse_spec(raw, source=str(p), text=text)

@@ -46,9 +46,11 @@ __all__ = [
 VERB_MODULES = (
     "fitting",
     "prior",
+    "dossier",
     "design",
     "contrast",
     "data",
+    "curve",
     "validate",
     "update",
     "calibrate",
@@ -94,7 +96,9 @@ exit status:
     + """
 
 Output files are written atomically (temp file beside the destination, then
-renamed) and only after every option and output path has been checked."""
+renamed) and only after every option and output path has been checked. An
+output path that is a symbolic link is refused (never written through); a
+missing directory is an error unless --mkdir."""
 )
 
 
@@ -139,6 +143,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in VERB_MODULES:
         importlib.import_module(f"lmsbayes.cli.{name}").register(sub)
+    from lmsbayes.cli._common import add_mkdir_option
+
+    for verb in sub.choices.values():
+        add_mkdir_option(verb)
     return p
 
 
@@ -215,7 +223,7 @@ def _quiet_stdout() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lmsbayes`` command; returns the exit status (see :data:`EXIT_CODES`)."""
-    from lmsbayes.errors import InputError, SamplingError
+    from lmsbayes.errors import LmsbayesError, SamplingError
 
     with contextlib.suppress(AttributeError, ValueError):  # a terminal that cannot show a character
         sys.stdout.reconfigure(errors="backslashreplace")
@@ -244,21 +252,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SamplingError as exc:
             _error(_one_line(exc))
             return EXIT_SAMPLING
-        except InputError as exc:
+        except LmsbayesError as exc:  # the package's own checks: a user mistake, one line
             _error(_one_line(exc))
             return EXIT_USAGE
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             _error(_os_message(exc))  # an input path that is not there: a user mistake
-            return EXIT_USAGE
-        except UnicodeError as exc:  # a reader that did not name its file (each of ours does)
-            _error(f"a file is not valid UTF-8 text ({exc})")
-            return EXIT_USAGE
-        except ValueError as exc:
-            # the package's checks of function arguments raise ValueError (InputError is one too)
-            _error(_one_line(exc))
-            return EXIT_USAGE
-        except RecursionError:
-            _error("an input is nested too deeply to be read")
             return EXIT_USAGE
         except MemoryError:
             _error("out of memory")
@@ -267,6 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _error(_os_message(exc))
             return EXIT_OS
         except Exception as exc:  # noqa: BLE001 - the last resort: a bug, said so in one line
+            # a ValueError, UnicodeError, RecursionError ... that no check of lmsbayes turned into
+            # one of its own errors is a bug: user mistakes are caught as LmsbayesError above
             if os.environ.get("LMSBAYES_DEBUG") == "1":
                 traceback.print_exc()
             _error(

@@ -77,7 +77,9 @@ def check_outputs(
 
     ``files`` and ``directories`` are attribute names of ``args``; unset ones are skipped. Two
     options naming the same file are refused too: the second write would replace the first.
+    A missing parent directory is an error unless ``--mkdir`` is given (then it is created here).
     """
+    mkdir = bool(getattr(args, "mkdir", False))
     seen: dict[str, str] = {}
     for names, kind in ((files, "file"), (directories, "directory")):
         for name in names:
@@ -85,13 +87,34 @@ def check_outputs(
             if value is None:
                 continue
             option = "-o/--output" if name == "output" else f"--{name.replace('_', '-')}"
-            path = check_output_path(value, kind=kind, what=f"{option} {kind}")
+            path = check_output_path(value, kind=kind, what=f"{option} {kind}", mkdir=mkdir)
             key = os.path.normcase(os.path.abspath(path))
             if key in seen:
                 from lmsbayes.errors import OutputPathError
 
                 raise OutputPathError(f"{seen[key]} and {option} name the same file {str(path)!r}")
             seen[key] = option
+
+
+#: Options that name an output; a verb with any of them gets ``--mkdir``.
+OUTPUT_OPTIONS = ("-o", "--json", "--csv", "--observations", "--plot", "--plots", "--figures")
+
+
+def add_mkdir_option(parser: argparse.ArgumentParser) -> None:
+    """``--mkdir`` for a verb that writes files: create the missing parents of its output paths."""
+    if any(o in parser._option_string_actions for o in OUTPUT_OPTIONS):
+        parser.add_argument(
+            "--mkdir",
+            action="store_true",
+            help="create the missing parent directories of the output paths (without it a "
+            "missing directory is an error)",
+        )
+
+
+def unique_hrs(args: argparse.Namespace) -> None:
+    """``--hr 0.5 0.5``: a repeated hazard ratio is one row of the table (merged, order kept)."""
+    if getattr(args, "hr", None):
+        args.hr = list(dict.fromkeys(args.hr))
 
 
 def fast_spec(spec, engine: str | None = None):

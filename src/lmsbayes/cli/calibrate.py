@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
 
-from lmsbayes.cli._common import EXIT_SAMPLING, FAST_DRAWS, Progress, atomic_write_text
+from lmsbayes.cli._common import (
+    EXIT_SAMPLING,
+    FAST_DRAWS,
+    Progress,
+    atomic_write_text,
+    check_outputs,
+)
+from lmsbayes.files import atomic_write
 
 
 def _positive_int(text: str) -> int:
@@ -19,25 +27,6 @@ def _positive_int(text: str) -> int:
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
     return v
-
-
-def _check_writable(path: str | None, what: str) -> None:
-    """Fail before any simulation when an output cannot be written."""
-    from lmsbayes.errors import OutputPathError
-
-    if not path:
-        return
-    p = Path(path)
-    parent = p.parent if str(p.parent) else Path(".")
-    if p.is_dir():
-        raise OutputPathError(f"{what} {str(p)!r} is a directory")
-    probe = parent
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise OutputPathError(f"{what} {str(p)!r}: {str(probe)!r} is not a directory")
-    if not os.access(probe, os.W_OK):
-        raise OutputPathError(f"{what} {str(p)!r}: directory {str(probe)!r} is not writable")
 
 
 def _fmt_p(p: float) -> str:
@@ -149,10 +138,7 @@ def cmd_calibrate(args) -> int:
 
     if not 0 < args.alpha < 1:
         raise OptionError(f"--alpha must be in (0, 1), got {args.alpha:g}")
-    for path, what in ((args.output, "output"), (args.csv, "CSV output")):
-        _check_writable(path, what)
-    if args.figures:
-        _check_writable(str(Path(args.figures) / "x.png"), "figure directory")
+    check_outputs(args, files=("output", "csv"), directories=("figures",))
     progress = Progress(args.quiet)
     spec = load_spec(args.spec)
     if args.fast or os.environ.get("LMSBAYES_FAST") == "1":
@@ -194,14 +180,13 @@ def cmd_calibrate(args) -> int:
         from lmsbayes.plots_calibrate import plot_ecdf_difference, plot_rank_histograms
 
         out = Path(args.figures)
-        out.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            out.mkdir()  # the directory the user named (its parent checked, or made by --mkdir)
         for name, fig in (
             ("sbc_ranks.png", plot_rank_histograms(ds, summary)),
             ("sbc_ecdf.png", plot_ecdf_difference(ds, summary)),
         ):
-            tmp = out / f".{name}.tmp.png"
-            fig.savefig(tmp, dpi=110)
-            os.replace(tmp, out / name)
+            atomic_write(out / name, lambda tmp, fig=fig: fig.savefig(tmp, dpi=110, format="png"))
         progress(f"figures written to {out}/sbc_ranks.png and {out}/sbc_ecdf.png")
     _print_summary(ds, summary, args.alpha)
     failed = bool(summary.attrs["failed"]) or not bool(summary["uniform"].fillna(True).all())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -20,7 +21,6 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (lmsbayes.files: package temp beside it, umask mode)."""
     from lmsbayes.files import atomic_write_bytes
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, data)
 
 
@@ -81,11 +81,9 @@ def cmd_contrast(args) -> int:
     import numpy as np
 
     from lmsbayes import contrast as ct
-    from lmsbayes.errors import OptionError
     from lmsbayes.version import __version__
 
-    if args.plots is not None and Path(args.plots).exists() and not Path(args.plots).is_dir():
-        raise OptionError(f"--plots {args.plots}: exists and is not a directory")
+    tau_prior, mu_prior, methods = _check_options(args)
     data = ct.read_contrasts(args.file, measure=args.measure)
     excluded = data.attrs.get("excluded", [])
     if excluded:
@@ -97,7 +95,6 @@ def cmd_contrast(args) -> int:
         print()
     m = args.measure
     ratio = m != "identity"
-    methods = [s.strip().upper() for s in args.method.split(",") if s.strip()]
     tests = ["z", "knha"] if args.test == "both" else [args.test]
     fits = [
         ct.random_effects(data, method=me, test=te, level=args.level, prediction=args.prediction)
@@ -130,8 +127,8 @@ def cmd_contrast(args) -> int:
     if not args.no_bayes:
         bayes = ct.bayesian(
             data,
-            tau_prior=ct.parse_tau_prior(args.tau_prior),
-            mu_prior=ct.parse_mu_prior(args.mu_prior),
+            tau_prior=tau_prior,
+            mu_prior=mu_prior,
             level=args.level,
         )
         print(repr(bayes))
@@ -168,8 +165,6 @@ def cmd_contrast(args) -> int:
         print()
     table = None
     if args.events:
-        if not ratio or m != "HR":
-            raise OptionError("--events (assurance of a time-to-event trial) needs --measure HR")
         pred = (
             bayes.predictive()
             if bayes is not None
@@ -201,12 +196,17 @@ def cmd_contrast(args) -> int:
         )
     if args.plots is not None:
         out = Path(args.plots)
-        _save_figure(ct.forest_plot(main_fit), out / "forest.png")
-        _save_figure(ct.funnel_plot(main_fit), out / "funnel.png")
-        written = ["forest.png", "funnel.png"]
-        if bayes is not None:
-            _save_figure(ct.forest_plot(bayes), out / "forest_bayes.png")
-            written.append("forest_bayes.png")
+        with contextlib.suppress(FileExistsError):
+            out.mkdir()  # the directory the user named (its parent was checked, or made by --mkdir)
+        from lmsbayes.report import plain_text
+
+        with plain_text():  # a '$' in a study's label is drawn, not read as mathtext
+            _save_figure(ct.forest_plot(main_fit), out / "forest.png")
+            _save_figure(ct.funnel_plot(main_fit), out / "funnel.png")
+            written = ["forest.png", "funnel.png"]
+            if bayes is not None:
+                _save_figure(ct.forest_plot(bayes), out / "forest_bayes.png")
+                written.append("forest_bayes.png")
         print(f"plots written to {out}/: {', '.join(written)}", file=sys.stderr)
     if args.json is not None:
         doc = {
@@ -244,6 +244,60 @@ def cmd_contrast(args) -> int:
     return 0
 
 
+#: Defaults of the options that only mean something with --events (None: not given).
+_ASSURANCE_DEFAULTS = {"allocation": 0.5, "alpha": 0.025}
+
+
+def _check_options(args):
+    """Every option checked before the table is read or anything printed: (tau prior, mu prior, methods)."""
+    from lmsbayes import contrast as ct
+    from lmsbayes.cli._common import check_outputs
+    from lmsbayes.contrast.frequentist import METHODS
+    from lmsbayes.errors import OptionError
+
+    methods = [s.strip().upper() for s in args.method.split(",") if s.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if not methods or unknown:
+        raise OptionError(
+            f"--method {args.method!r}: method must be one of {', '.join(METHODS)} "
+            "(tau^2 estimators, comma-separated)"
+        )
+    methods = list(dict.fromkeys(methods))
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name in ("allocation", "alpha", "target_hr")
+        if getattr(args, name) is not None
+    ]
+    if given and not args.events:
+        raise OptionError(
+            f"{' and '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to the assurance "
+            "of a planned trial: give --events too"
+        )
+    for name, value in _ASSURANCE_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.events and args.measure != "HR":
+        raise OptionError(
+            "--events (assurance of a time-to-event trial) needs --measure HR, "
+            f"got --measure {args.measure}"
+        )
+    if args.events:
+        args.events = sorted(set(args.events))
+    check_outputs(args, files=("json",), directories=("plots",))
+    tau_prior = mu_prior = None
+    if not args.no_bayes:
+        for option, parse in (("tau_prior", ct.parse_tau_prior), ("mu_prior", ct.parse_mu_prior)):
+            try:
+                parsed = parse(getattr(args, option))
+            except OptionError as exc:
+                raise OptionError(f"--{option.replace('_', '-')}: {exc}") from None
+            if option == "tau_prior":
+                tau_prior = parsed
+            else:
+                mu_prior = parsed
+    return tau_prior, mu_prior, methods
+
+
 def _events(text: str) -> int:
     import argparse
 
@@ -259,6 +313,8 @@ def _events(text: str) -> int:
 def register(sub) -> None:
     """Add the ``contrast`` verb to the ``lmsbayes`` parser."""
     import argparse
+
+    from lmsbayes.cli._common import bounded
 
     q = sub.add_parser(
         "contrast",
@@ -297,7 +353,10 @@ def register(sub) -> None:
         "(default: metafor)",
     )
     q.add_argument(
-        "--level", type=float, default=0.95, help="confidence / credible level (default: 0.95)"
+        "--level",
+        type=bounded(0, 1, what="a confidence level"),
+        default=0.95,
+        help="confidence / credible level (default: 0.95)",
     )
     q.add_argument(
         "--tau-prior",
@@ -323,21 +382,22 @@ def register(sub) -> None:
     )
     q.add_argument(
         "--allocation",
-        type=float,
-        default=0.5,
-        help="fraction randomised to the new agent in the planned trial (default: 0.5)",
+        type=bounded(0, 1, what="an allocation fraction"),
+        default=None,
+        help="fraction randomised to the new agent in the planned trial, with --events "
+        "(default: 0.5)",
     )
     q.add_argument(
         "--alpha",
-        type=float,
-        default=0.025,
-        help="one-sided alpha of the planned trial (default: 0.025)",
+        type=bounded(0, 0.5, what="a one-sided alpha"),
+        default=None,
+        help="one-sided alpha of the planned trial, with --events (default: 0.025)",
     )
     q.add_argument(
         "--target-hr",
-        type=float,
+        type=bounded(0, 100, what="a hazard ratio"),
         default=None,
-        help="also show the conventional power at this fixed HR",
+        help="also show the conventional power at this fixed HR, with --events",
     )
     q.add_argument(
         "--plots",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from lmsbayes.cli._common import (
     Progress,
@@ -14,6 +15,7 @@ from lmsbayes.cli._common import (
     hazard_ratio,
     load_spec_from_args,
     strict_failed,
+    unique_hrs,
     version,
 )
 
@@ -26,14 +28,8 @@ def _landmark_order(fit, at=None):
     if order.empty:
         return order, None
     worst = order.loc[order["prob_later_higher"].idxmax()]
-    coherent = fit.spec.survival or fit.spec.joint
-    how = (
-        "one survival curve per arm"
-        if fit.spec.survival
-        else "jointly"
-        if fit.spec.joint
-        else "independently"
-    )
+    coherent = fit.data.family.joined
+    how = fit.data.family.landmark_relation
     if worst.prob_later_higher == 0:
         return (
             order,
@@ -56,7 +52,11 @@ def _num(v):
 def _evidence_text(r) -> str:
     if r.get("arms", 0) != r.get("arms", 0):  # NaN: no evidence columns
         return ""
-    parts = [f"{int(r['arms'])} arm{'s' if r['arms'] != 1 else ''}"]
+    direct = int(r["arms"]) > 0 or "case mix" in str(r.get("setting", ""))
+    if direct:
+        parts = [f"direct: {int(r['arms'])} arm{'s' if r['arms'] != 1 else ''}"]
+    else:
+        parts = ["model-based: no arm in cell"]
     if r.get("arms_unknown_site", 0) == r.get("arms_unknown_site", 0) and r.get(
         "arms_unknown_site", 0
     ):
@@ -142,9 +142,13 @@ def _print_table(table, fit, order_line: str | None) -> None:
                 when = ", ".join(f"{t:g}" for t in g["landmark"])
                 print(f"  {name} ({when} mo): {flags}")
         print(
-            "informed by: arms of the same line and class with a uterine fraction within 0.25 of the setting's "
-            "(case-mix rows: all arms of the line), their patients and reported observations; sd ratio: "
-            "posterior / prior sd of the pooled logit (1 = the data add nothing to the prior)."
+            "informed by: 'direct' = arms of the row's own cell (same line and class, uterine "
+            "fraction within 0.25 of the setting's; case-mix rows: all arms of the line), their "
+            "patients and reported observations; 'model-based' = no arm in the cell: the row comes "
+            "from the line, class and uterine effects fitted to the other arms, and its sd ratio "
+            "says how much they inform it. sd ratio: posterior / prior sd of the pooled logit (1 = "
+            "the data add nothing to the prior); blank for case-mix rows, which average over the "
+            "line's cells."
         )
     print(fit.diagnostics.line())
     if fit.diagnostics.note:
@@ -325,6 +329,7 @@ def _parse_landmarks(text: str) -> list[float]:
 
 def cmd_run(args) -> int:
     """The ``run`` verb: fit the default analysis and print the threshold table."""
+    unique_hrs(args)
     check_outputs(args, files=("output", "json", "csv"))
     progress = Progress(args.quiet)
     spec = load_spec_from_args(args)
@@ -356,6 +361,7 @@ def cmd_thresholds(args) -> int:
     """The ``thresholds`` verb: the threshold table of a saved fit."""
     from lmsbayes.fit import load_fit
 
+    unique_hrs(args)
     check_outputs(args, files=("json", "csv"))
     result = load_fit(args.fit)
     _emit_table(_thresholds_table(result, args), result, args)
@@ -368,13 +374,16 @@ def cmd_report(args) -> int:
     from lmsbayes.report import write_report
 
     check_outputs(args, directories=("output",))
+    from lmsbayes.report import check_report_dir
+
+    check_report_dir(Path(args.output), None, args.overwrite)  # before the fit, not after it
     progress = Progress(args.quiet)
     result = (
         load_fit(args.fit) if args.fit else fit_from_args(args, progress, load_spec_from_args(args))
     )
     if strict_failed(result, args):
         return exit_for(result, args, (args.output,))
-    path = write_report(result, args.output)
+    path = write_report(result, args.output, overwrite=args.overwrite)
     progress(f"report written to {path}")
     return exit_for(result, args)
 
@@ -463,7 +472,7 @@ def register(sub) -> None:
         help="write tables, figures and an HTML page",
         description="Write the report of a fit (CSV tables, PNG figures, a self-contained "
         "index.html) into a directory. An existing directory is written into: "
-        "only the report's own files are replaced.",
+        "only files an earlier report wrote, unchanged since, are replaced.",
     )
     q.add_argument(
         "fit",
@@ -473,6 +482,12 @@ def register(sub) -> None:
     )
     fit_args(q, spec_positional=False)
     q.add_argument("-o", "--output", default="report", metavar="DIR", help="output directory")
+    q.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a file of the report's name that an earlier report did not write (the "
+        "user's own index.html); a symbolic link is refused even then",
+    )
     q.set_defaults(func=cmd_report)
 
 

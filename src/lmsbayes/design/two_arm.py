@@ -176,7 +176,7 @@ class TwoArmDesign:
         for name in ("prior_t", "prior_c"):
             value = getattr(self, name)
             if not isinstance(value, BetaMixture):
-                raise ValueError(f"{name} must be a BetaMixture, got {type(value).__name__}")
+                raise OptionError(f"{name} must be a BetaMixture, got {type(value).__name__}")
         # the decision classes validate delta / hr and success_prob with their names
         dec = DifferenceDecision(self.delta, self.success_prob)
         object.__setattr__(self, "delta", dec.delta)
@@ -198,7 +198,7 @@ class TwoArmDesign:
                     f"got {self.futility_prob!r}"
                 )
         if not isinstance(self.efficacy_stop, bool | np.bool_):
-            raise ValueError(f"efficacy_stop must be True or False, got {self.efficacy_stop!r}")
+            raise OptionError(f"efficacy_stop must be True or False, got {self.efficacy_stop!r}")
 
     # ------------------------------------------------------------------ the rule
     @cached_property
@@ -550,7 +550,9 @@ def _as_pairs(p_t: Any, p_c: Any) -> tuple[np.ndarray, np.ndarray]:
     t = check_rates("p_t", p_t)
     c = check_rates("p_c", p_c)
     if t.size != c.size:
-        raise ValueError(f"paired p_t and p_c must have the same length, got {t.size} and {c.size}")
+        raise OptionError(
+            f"paired p_t and p_c must have the same length, got {t.size} and {c.size}"
+        )
     return t, c
 
 

@@ -17,8 +17,13 @@ fraction u where unknown):
    identified, a funnel) with, at each tau, the Gaussian conditional of the
    other parameters (Student-t); or, with more tau coordinates, one
    multivariate Student-t. Draws from the proposal are corrected to the
-   exact marginal by Pareto-smoothed importance sampling (k-hat, importance
-   ESS and the grid's edge mass are reported) and resampled to equal weight.
+   exact marginal by importance weights (k-hat, importance ESS and the
+   grid's edge mass are reported). The proposal's points come from a fixed
+   rule, not a generator (lmsbayes.engines.rules): a shifted rank-1 lattice,
+   or, with one tau and at most one other global, a tensor grid that needs no
+   proposal at all. Summaries integrate over that rule (lmsbayes.integrated),
+   so they are the same at every seed; the rule is resampled to equal-weight
+   draws for the arm-level draws and the DataTree.
 3. **Arm-level draws** of u and z from their exact conditionals given each
    draw of theta: z in closed form (Gaussian likelihoods) or by rejection
    from tangent lines of its log-concave density (binomial families, exact);
@@ -36,6 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize, special
 
+from lmsbayes.engines import rules
 from lmsbayes.engines.base import (
     EDGE_MASS_MAX,
     ESS_MIN,
@@ -45,7 +51,6 @@ from lmsbayes.engines.base import (
     Progress,
 )
 from lmsbayes.engines.psis import importance_ess, psis
-from lmsbayes.model import families as lik
 from lmsbayes.model.definition import Model
 from lmsbayes.model.families import NUMPY_OPS as OPS
 from lmsbayes.model.inputs import ModelData
@@ -63,6 +68,10 @@ __all__ = [
 ]
 
 _GRID_MAX_TAU = 2  # grid over log tau for at most this many tau coordinates
+# a tensor rule (no importance sampling) with one tau and at most this many other globals
+_TENSOR_MAX_OTHERS = 1
+# above this many arms the rules are coarser (each point is a pass over every arm)
+_LARGE_ARMS = 2000
 # k-hat above which a second importance round is drawn; below 0.7 a combined sample is usable
 _SECOND_ROUND_KHAT = 0.3
 _KHAT_USABLE = 0.7
@@ -74,10 +83,12 @@ _FD_STEP = 1e-4
 
 def supports(spec) -> str | None:
     """None if the exact engine fits this spec, else the reason it cannot."""
+    from lmsbayes.model.families import get_family
     from lmsbayes.model.structure import group_column
 
     # a binomial table has no landmarks: one effect per arm and group, whatever the family
-    if group_column(spec) and lik.FAMILIES[spec.model.likelihood].per_landmark and spec.landmarks:
+    family = get_family(spec.model.likelihood, spec.model.curve)
+    if group_column(spec) and family.per_landmark and spec.landmarks:
         return (
             "group effects of a per-landmark family (one per group and landmark) are fitted by NUTS"
         )
@@ -166,16 +177,7 @@ class Layout:
 
 
 def _alpha_start(m: Model) -> float:
-    obs = m.data.obs
-    if m.data.family in ("logit-binomial",):
-        y, n = obs["lik_y"].to_numpy(float), obs["lik_n"].to_numpy(float)
-        p = (y.sum() + 0.5) / (n.sum() + 1)
-        return float(np.log(p / (1 - p)))
-    if m.data.family == "logit-normal":
-        return float(obs["lik_y"].mean())
-    if m.data.family == "joint-cloglog":
-        return -0.5
-    return 0.0
+    return m.family.alpha_start(m.data.obs)
 
 
 # ============================================================================ arm integrals
@@ -231,7 +233,7 @@ def _make_part(
     if model.family.gaussian:
         part.gauss = _gauss_coefficients(part)
     else:
-        part.kernel = _KERNELS[model.data.family](model)
+        part.kernel = model.family.exact_kernel(model)
     return part
 
 
@@ -240,12 +242,7 @@ class _PartData:
 
     def __init__(self, m: Model, pos: np.ndarray, X: np.ndarray | None = None) -> None:
         d = m.data
-        self.family, self.landmarks, self.curve, self.t_ref = (
-            d.family,
-            d.landmarks,
-            d.curve,
-            d.t_ref,
-        )
+        self.family, self.landmarks, self.t_ref = d.family, d.landmarks, d.t_ref
         self.shape_groups, self.uterine_centre = d.shape_groups, d.uterine_centre
         self.n_arms = int(pos.size)
         # the model's design (with the drift's basis columns where it has one)
@@ -306,7 +303,7 @@ def _take_model(m: Model, pos, X: np.ndarray | None = None) -> Model:
     sub.arm_idx = row_copy
     sub.obs_comp = row_copy * kz + (m.obs_comp[rows] - pos[row_copy] * kz)
     sub.n_comp = int(pos.size) * kz
-    if d.family == "survival":
+    if m.family.correlated_terms:  # terms are precision entries: re-index them too
         trows, tcopy, _, _ = _runs(np.bincount(m.term_comp, minlength=d.n_arms), pos)
         shift = new_start[tcopy] - starts[pos[tcopy]]
         for k in _TERM_ARRAYS:
@@ -437,7 +434,7 @@ def _gauss_coefficients(part: _Part) -> _Gauss | None:
     d = m.data
     if m.K != m.Kz:
         return None
-    surv = d.family == "survival"
+    surv = m.family.has_shape
     free = surv and any(p.name == "shape" for p in m.params)
     G = max(1, len(d.shape_groups), int(d.shape_idx.max()) + 1 if len(d.shape_idx) else 1)
     log_k = bool(free and m.se_by_shape)
@@ -486,106 +483,6 @@ def _gauss_coefficients(part: _Part) -> _Gauss | None:
     ):
         return None
     return out
-
-
-# --- binomial likelihoods: terms and their derivatives in a shift of the linear predictor ------
-
-
-class _BinomialLogitKernel:
-    """logit-binomial terms (lmsbayes.model.families.binomial_logit_terms) and their derivatives.
-
-    ``shift`` is added to the linear predictor of a term (tau z of its
-    component); derivatives are with respect to it.
-    """
-
-    def __init__(self, m: Model) -> None:
-        a = m.arrays
-        self.y, self.n, self.lc = a["lik_y"], a["lik_n"], a["log_choose"]
-        self.arm, self.k = a["arm_idx"], a["k_idx"]
-        # each observation as a normal likelihood of its empirical logit (for Newton's starting point)
-        p = (self.y + 0.5) / (self.n + 1.0)
-        self.logit_hat, self.w_hat = np.log(p / (1 - p)), (self.n + 1.0) * p * (1 - p)
-
-    def prepare(self, base):
-        """Per-term constants of a batch (..., term)."""
-        return (base[..., self.arm, self.k],)
-
-    def start(self, part, pre, scale):
-        """A starting point for the mode of z: the posterior mode with each observation's normal approximation."""
-        A = _comp_sum(part, self.w_hat * (self.logit_hat - pre[0]), const=False)
-        W = _comp_sum(part, np.broadcast_to(self.w_hat, pre[0].shape), const=False)
-        return scale * A / (1.0 + scale * scale * W)
-
-    def value(self, pre, shift, t=None):
-        y, n, lc = (self.y, self.n, self.lc) if t is None else (self.y[t], self.n[t], self.lc[t])
-        return lik.binomial_logit_terms(OPS, pre[0] + shift, y, n, lc)
-
-    def derivs(self, pre, shift, value: bool = False, t=None):
-        y, n, lc = (self.y, self.n, self.lc) if t is None else (self.y[t], self.n[t], self.lc[t])
-        eta = pre[0] + shift
-        e = np.exp(-np.abs(eta))
-        s = np.where(eta >= 0, 1.0, e) / (1.0 + e)  # expit(eta)
-        d1 = y - n * s
-        d2 = -n * s * (1.0 - s)
-        if not value:
-            return d1, d2
-        v = (
-            lc + y * eta - n * (np.maximum(eta, 0.0) + np.log1p(e))
-        )  # binomial_logit_terms, sharing e
-        return v, d1, d2
-
-
-class _ConditionalCloglogKernel:
-    """joint-cloglog terms (lmsbayes.model.families.conditional_cloglog_terms) and their derivatives.
-
-    A shift s of the arm's log cumulative hazards multiplies the hazard
-    increment d = exp(eta) (1 - exp(eta_prev - eta)) by e^s; a term is
-    lc - y d + (n - y) log(1 - e^-d), so its derivatives in s are d T'(d) and
-    d T'(d) + d^2 T''(d).
-    """
-
-    def __init__(self, m: Model) -> None:
-        a = m.arrays
-        self.y, self.n, self.lc, self.has_prev = (
-            a["lik_y"],
-            a["lik_n"],
-            a["log_choose"],
-            a["has_prev"],
-        )
-        self.arm, self.k, self.prev = a["arm_idx"], a["k_idx"], a["prev_idx"]
-
-    def prepare(self, base):
-        eta, prev = base[..., self.arm, self.k], base[..., self.arm, self.prev]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            log_gap = np.where(self.has_prev > 0.5, np.log(-np.expm1(prev - eta)), 0.0)
-        return eta, prev, eta + log_gap
-
-    def _data(self, t):
-        if t is None:
-            return self.y, self.n, self.lc, self.has_prev
-        return self.y[t], self.n[t], self.lc[t], self.has_prev[t]
-
-    def value(self, pre, shift, t=None):
-        y, n, lc, hp = self._data(t)
-        return lik.conditional_cloglog_terms(OPS, pre[0] + shift, pre[1] + shift, hp, n, y, lc)
-
-    def derivs(self, pre, shift, value: bool = False, t=None):
-        y, n, _, _ = self._data(t)
-        d = np.exp(pre[2] + shift)
-        em1 = np.expm1(d)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            t1 = -y + (n - y) / em1
-            t2 = -(n - y) / (em1 * -np.expm1(-d))  # -(n - y) e^d / (e^d - 1)^2
-            dt1 = d * t1
-            d2 = dt1 + d * d * t2
-        dt1 = np.where(d > 0, dt1, n - y)  # d -> 0: d / expm1(d) -> 1
-        d2 = np.where(d > 0, d2, 0.0)
-        if not value:
-            return dt1, d2
-        return self.value(pre, shift, t), dt1, d2
-
-
-_KERNELS = {"logit-binomial": _BinomialLogitKernel, "joint-cloglog": _ConditionalCloglogKernel}
 
 
 class Integrator:
@@ -692,7 +589,11 @@ class Integrator:
         Returns the mode, the value, slope and curvature of g there.
         """
         kern = part.kernel
-        z = kern.start(part, pre, scale) if hasattr(kern, "start") else np.zeros(scale.shape)
+        z = (
+            kern.start(lambda t: _comp_sum(part, t, const=False), pre, scale)
+            if hasattr(kern, "start")
+            else np.zeros(scale.shape)
+        )
         s2 = scale * scale
         for _ in range(iters):
             d1, d2 = kern.derivs(pre, self._shift(part, scale, z))
@@ -821,7 +722,7 @@ class Integrator:
                     per_arm.reshape(per_arm.shape[:-2] + (-1, q, per_arm.shape[-1])), -1, -2
                 )
                 if self.u_closed:
-                    per_arm = _log_int_exp_quadratic(*_quad_from_three(per_arm))
+                    per_arm = _log_int_exp_quadratic(*quad_from_three(per_arm))
                 else:
                     per_arm = _lse(per_arm + part.log_wu, axis=-1)
                 out[..., part.arm_of[::q]] = _lse(per_arm, axis=-1)
@@ -832,7 +733,7 @@ class Integrator:
                 q = part.n_nodes_u
                 per_arm = per_arm.reshape(per_arm.shape[:-1] + (-1, q))
                 if self.u_closed:
-                    per_arm = _log_int_exp_quadratic(*_quad_from_three(per_arm))
+                    per_arm = _log_int_exp_quadratic(*quad_from_three(per_arm))
                 else:
                     per_arm = special.logsumexp(per_arm + part.log_wu, axis=-1)
                 out[..., part.arm_of[::q]] = per_arm
@@ -951,7 +852,7 @@ class Integrator:
         if d.latent.size:
             if self.u_closed and self.t_mix is None:  # u | theta, y: a normal truncated to [0, 1]
                 per = self._per_arm(self.latent_part, c, shift).reshape(B, d.latent.size, 3)
-                u_draw = _draw_exp_quadratic(*_quad_from_three(per), rng)
+                u_draw = _draw_exp_quadratic(*quad_from_three(per), rng)
             else:
                 grid = np.linspace(0.0, 1.0, 33)
                 if getattr(self, "_u_grid_part", None) is None:
@@ -1097,7 +998,7 @@ def _lse(x: np.ndarray, axis: int = -1) -> np.ndarray:
         return np.log(np.sum(np.exp(x - top), axis=axis)) + np.squeeze(top, axis=axis)
 
 
-def _quad_from_three(v: np.ndarray):
+def quad_from_three(v: np.ndarray):
     """Coefficients of q(u) = a0 + a1 u + a2 u^2 from its values at u = 0, 1/2, 1 (last axis)."""
     f0, fh, f1 = v[..., 0], v[..., 1], v[..., 2]
     a2 = 2 * (f0 + f1 - 2 * fh)
@@ -1190,6 +1091,44 @@ class ExactResult:
     diagnostics: dict
     v: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 1)))  # (draw, group, Kz)
     proposals: dict = field(default_factory=dict)  # the importance sample: theta, log weights
+    rule: rules.Rule | None = None  # the fixed rule over the globals that summaries integrate with
+
+
+def _duplicates(model: Model) -> tuple[np.ndarray, np.ndarray] | None:
+    """Arms identical in everything the integrals read (design, stratum, their one observation).
+
+    A large (study, r, n) table repeats its (r, n) pairs many times (100,000
+    rows of n <= 200 hold at most ~20,000 distinct ones): each distinct arm's
+    integral is computed once and counted as often as it occurs. Returns the
+    first position of each distinct arm and its count, or None (no gain, or
+    arms with several observations, latent fractions or survival curves).
+    """
+    from lmsbayes.model.families import LogitBinomial, LogitNormal
+
+    d, a = model.data, model.arrays
+    # the family is an object (never equal to its name): one observation per arm, no curve
+    one_per_arm = isinstance(d.family, (LogitBinomial, LogitNormal))
+    if d.latent.size or not one_per_arm or d.n_arms < 1000:
+        return None
+    if model.grouped:  # arms of a group share its effect: their integrals are not separable
+        return None
+    arm = np.asarray(a["arm_idx"])
+    if arm.size != d.n_arms or not np.array_equal(arm, np.arange(d.n_arms)):
+        return None
+    # the model's design (the drift's basis columns included); an age discount's ages are in a
+    cols = [np.asarray(a["X"], float), np.asarray(d.stratum_idx, float)[:, None]]
+    for k, v in a.items():
+        if k in ("X", "Xu", "stratum_idx", "arm_idx") or k in _TERM_ARRAYS:
+            continue
+        v = np.asarray(v)
+        if v.shape[:1] != (arm.size,) or v.dtype.kind not in "biuf":
+            return None
+        cols.append(v.reshape(arm.size, -1).astype(float))
+    key = np.concatenate(cols, axis=1)
+    _, first, counts = np.unique(key, axis=0, return_index=True, return_counts=True)
+    if first.size > 0.8 * d.n_arms:
+        return None
+    return first, counts
 
 
 class _Posterior:
@@ -1197,6 +1136,16 @@ class _Posterior:
         self.model, self.integrator, self.layout = model, integrator, Layout(model)
         self.n_evals = 0
         self._hessian = None
+        self.counts = None
+        dup = _duplicates(model)
+        if (
+            dup is not None
+        ):  # the integrals of the distinct arms, each counted as often as it occurs
+            first, self.counts = dup
+            self.integrator = Integrator(
+                _take_model(model, first),
+                nodes=integrator.x_gh.size,
+            )
 
     def logpost(self, theta: np.ndarray, chunk: int | None = None) -> np.ndarray:
         theta = np.atleast_2d(theta)
@@ -1206,7 +1155,11 @@ class _Posterior:
             th = theta[s : s + chunk]
             vals, logjac = self.layout.unpack(th)
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                lp = self.model.log_prior(vals) + logjac + self.integrator.loglik(vals)
+                if self.counts is None:  # group effects integrated here where the model has them
+                    ll = self.integrator.loglik(vals)
+                else:
+                    ll = self.integrator.arm_loglik(vals) @ self.counts
+                lp = self.model.log_prior(vals) + logjac + ll
             out[s : s + chunk] = np.where(np.isfinite(lp), lp, -np.inf)
         self.n_evals += theta.shape[0]
         return out
@@ -1412,6 +1365,16 @@ def _covariance(H: np.ndarray) -> np.ndarray:
     return (vecs / vals) @ vecs.T
 
 
+def _covariances(H: np.ndarray) -> np.ndarray:
+    """:func:`_covariance` of a stack of Hessians (..., p, p), vectorised where all are finite."""
+    if not np.all(np.isfinite(H)):
+        return np.stack([_covariance(Hk) for Hk in H])
+    H = 0.5 * (H + np.swapaxes(H, -1, -2))
+    vals, vecs = np.linalg.eigh(H)
+    vals = np.maximum(vals, 1e-6 * np.maximum(1.0, vals.max(axis=-1, keepdims=True)))
+    return (vecs / vals[..., None, :]) @ np.swapaxes(vecs, -1, -2)
+
+
 def _pd(C: np.ndarray) -> np.ndarray:
     """A covariance matrix made positive definite (eigenvalues floored)."""
     C = 0.5 * (C + C.T)
@@ -1464,9 +1427,10 @@ def _t_proposal(post, mode, cov, n, rng, df, inflate: float = 1.1):
     chol_w = np.linalg.cholesky(cov * inflate**2 * np.outer(scale, scale))
     eps = _DEFENSIVE_WEIGHT
     wide = rng.random(n) < eps
-    theta = np.empty((n, mode.size))
-    theta[~wide] = _mvt_draw(rng, int((~wide).sum()), mode, chol, df)
-    theta[wide] = _mvt_draw(rng, int(wide.sum()), mode, chol_w, df)
+    # one standard t vector per point, scaled by the component the point falls in (every point
+    # uses the same coordinates of a quasi-random rule, whichever component it is in)
+    base = _mvt_draw(rng, n, np.zeros(mode.size), np.eye(mode.size), df)
+    theta = mode + np.where(wide[:, None], base @ chol_w.T, base @ chol.T)
 
     def logq(th):
         return np.logaddexp(
@@ -1503,7 +1467,7 @@ def _conditional_newton(post, points: np.ndarray, O: np.ndarray, h: float = 1e-3
     for k, (i, j) in enumerate(pairs):
         q = f[:, base + 4 * k : base + 4 * k + 4]
         H[:, i, j] = H[:, j, i] = (q[:, 0] - q[:, 1] - q[:, 2] + q[:, 3]) / (4 * h * h)
-    covs = np.stack([_covariance(-Hk) for Hk in H])
+    covs = _covariances(-H)
     out = points.copy()
     step = np.einsum("nij,nj->ni", covs, g)
     out[:, O] += np.clip(step, -2.0, 2.0)
@@ -1673,6 +1637,7 @@ def fit_exact(
     *,
     latent: bool = True,
     start: np.ndarray | None = None,
+    progress=None,
 ) -> ExactResult:
     """Fit a model by integration and importance sampling (see the module docstring).
 
@@ -1690,6 +1655,8 @@ def fit_exact(
     start : ndarray, optional
         A starting point for the mode search (e.g. the mode of the full data
         for a leave-one-out refit); default: several starts.
+    progress : callable, optional
+        Called with a line of text after each stage (mode, rule, arm draws).
 
     Returns
     -------
@@ -1699,72 +1666,57 @@ def fit_exact(
     rng = np.random.default_rng(seed)
     integrator = Integrator(model, nodes=settings.nodes, uterine_nodes=settings.uterine_nodes)
     post = _Posterior(model, integrator)
+    say = progress or (lambda message: None)
+    say(f"{model.data.n_arms} arms, {post.layout.size} global parameters: finding the mode ...")
     mode, info, optima = _mode(post, start)
     H = post.hessian(mode)
     cov = _covariance(H)
     n = int(draws or settings.draws)
+    say(f"mode found ({time.perf_counter() - t0:.1f} s); integrating the globals ...")
     others = [(x, lp) for x, lp in optima[1:] if lp > optima[0][1] - 8.0]
-    use_grid = 0 < post.layout.tau_coords.size <= _GRID_MAX_TAU and not others
-    if others:  # several modes: a mixture of Student-t proposals, one at each mode, weighted by its Laplace mass
-        theta, logq, pinfo = _mixture_proposal(
-            post,
-            [(mode, cov, optima[0][1])]
-            + [(x, _covariance(post.hessian(x)), lp) for x, lp in others],
-            n,
-            rng,
-            settings.df,
-        )
-    else:
-        maker = _grid_proposal if use_grid else _t_proposal
+    T = post.layout.tau_coords
+    n_other = post.layout.size - T.size
+    rule, edge_mass, khat = None, math.nan, math.nan
+    if T.size == 1 and n_other <= _TENSOR_MAX_OTHERS and not others:
+        # few globals: a tensor grid (deterministic to quadrature accuracy, no importance sampling)
+        O = np.setdiff1d(np.arange(mode.size), T)
         try:
-            theta, logq, pinfo = maker(post, mode, cov, n, rng, settings.df)
-        except (
-            np.linalg.LinAlgError,
-            ValueError,
-            FloatingPointError,
-        ):  # a degenerate conditional: the t proposal
-            theta, logq, pinfo = _t_proposal(post, mode, cov, n, rng, settings.df)
-            use_grid = False
-    logp = post.logpost(theta)
-    lw, khat = psis(logp - logq)
-    if khat > _SECOND_ROUND_KHAT and "logq" in pinfo:
-        # a second round: a Student-t matched to the weighted draws (wider, heavier-tailed), and the
-        # two rounds combined by multiple importance sampling (the balance heuristic: every draw
-        # weighted against the mixture of both proposals), so no draw of the first round is wasted.
-        # The mixture is at least half the first proposal everywhere, so no weight grows by more
-        # than 2: the combined sample is kept unless its k-hat is unusable. Keeping the first round
-        # whenever its k-hat was the lower one left the left tail of a poorly identified tau short
-        # (eortc2021, 1L 6-month tau: P(tau < 0.05) 0.048 against 0.072 by NUTS and by 2 rounds)
-        w = np.exp(lw)
-        m2 = w @ theta
-        c2 = _pd(((theta - m2) * w[:, None]).T @ (theta - m2))
-        theta2, _, p2 = _t_proposal(post, m2, c2, n, rng, min(settings.df, 4.0), inflate=1.3)
-        both = np.vstack([theta, theta2])
-        logq_mix = np.logaddexp(pinfo["logq"](both), p2["logq"](both)) - math.log(2.0)
-        logp_both = np.concatenate([logp, post.logpost(theta2)])
-        lw2, khat2 = psis(logp_both - logq_mix)
-        if khat2 < max(khat, _KHAT_USABLE) or not np.isfinite(khat):
-            edge = pinfo.get("edge_cells")
-            pinfo = {"proposal": pinfo["proposal"] + " + moment-matched Student-t (2 rounds)"}
-            if edge is not None:
-                pinfo["edge_cells"] = np.concatenate([edge, np.zeros(n, dtype=bool)])
-            theta, logp, lw, khat = both, logp_both, lw2, khat2
-    ess = importance_ess(lw)
-    idx = _systematic(np.exp(lw), n, rng)  # n equal-weight draws, whichever number of proposals
-    vals, _ = post.layout.unpack(theta[idx])
+            large = model.data.n_arms > _LARGE_ARMS
+            rule, edge_mass = rules.tensor_rule(
+                post.logpost,
+                lambda pts: _conditional_newton(post, pts, O),
+                mode,
+                cov,
+                int(T[0]),
+                **({"n_tau": 41, "n_other": 21} if large else {}),
+            )
+            pinfo = {"proposal": "tensor grid over log tau x conditional trapezoid"}
+            if not np.all(np.isfinite(rule.log_weight[rule.log_weight > -np.inf])):
+                rule = None
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+            rule = None
+    if rule is None:
+        rule, pinfo, khat, edge_mass = _lattice_rule(post, mode, cov, others, optima, settings)
+    say(f"rule of {len(rule.theta)} points ({time.perf_counter() - t0:.1f} s)")
+    lw_rule = rule.log_weight
+    # a tensor rule's weights are quadrature weights, not importance weights: its draws are as
+    # good as their number (the Kish size of grid weights measures the grid's extent, not error)
+    ess = importance_ess(lw_rule) if rule.kind == "lattice" else float(n)
+    vals, _ = post.layout.unpack(rule.draw(n, rng))  # n equal-weight draws of the rule
     if latent:
         z, u, v = integrator.draw_latent(vals, rng)
+        say(f"arm-level draws ({time.perf_counter() - t0:.1f} s)")
     else:
         z = np.zeros((n, model.data.n_arms, model.Kz))
         u = np.zeros((n, model.data.latent.size))
         v = np.zeros((n, len(model.data.groups), model.Kz))
-    edge_mass = float(np.exp(lw)[pinfo["edge_cells"]].sum()) if "edge_cells" in pinfo else math.nan
     diag = {
         "engine": "exact",
         "khat": float(khat),
         "is_ess": ess,
-        "n_proposals": int(len(theta)),
+        "n_proposals": int(len(rule.theta)),
         "proposal": pinfo["proposal"],
+        "rule": rule.description,
         "tau_grid_edge_mass": edge_mass,
         "n_logpost_evals": post.n_evals,
         "seconds": time.perf_counter() - t0,
@@ -1778,8 +1730,85 @@ def fit_exact(
         u=u,
         v=v,
         diagnostics=diag,
-        proposals={"theta": theta, "log_weight": lw, "names": post.layout.names},
+        proposals={"theta": rule.theta, "log_weight": lw_rule, "names": post.layout.names},
+        rule=rule,
     )
+
+
+def _lattice_rule(post, mode, cov, others, optima, settings, shift_seed=None):
+    """The proposal's points from a fixed shifted lattice rule, with importance weights.
+
+    The proposals (Student-t, log-tau grid x conditional Student-t, mixture of
+    Student-t at several modes) are those of random importance sampling; their
+    uniform numbers come from :class:`lmsbayes.engines.rules.LatticeStream`
+    instead of a generator, so the points, and every summary, are the same at
+    any seed. Returns the rule, the proposal's description, the Pareto k-hat of
+    the weights (a diagnostic: the rule keeps the raw weights) and the tau
+    grid's edge mass.
+    """
+    # many arms: the globals' posterior is close to its Laplace approximation, and every point
+    # costs a pass over the arms: 8 x 128 points (the stated error says what that costs)
+    n_lat = rules.LATTICE_N if post.model.data.n_arms <= _LARGE_ARMS else 128
+    qr = rules.LatticeStream(n=n_lat, shift_seed=shift_seed)
+    n = qr.size
+    T = post.layout.tau_coords
+    use_grid = 0 < T.size <= _GRID_MAX_TAU and not others
+    if others:  # several modes: a mixture of Student-t proposals, one at each mode, weighted by its Laplace mass
+        theta, logq, pinfo = _mixture_proposal(
+            post,
+            [(mode, cov, optima[0][1])]
+            + [(x, _covariance(post.hessian(x)), lp) for x, lp in others],
+            n,
+            qr,
+            settings.df,
+        )
+    else:
+        maker = _grid_proposal if use_grid else _t_proposal
+        try:
+            theta, logq, pinfo = maker(post, mode, cov, n, qr, settings.df)
+        except (
+            np.linalg.LinAlgError,
+            ValueError,
+            FloatingPointError,
+        ):  # a degenerate conditional: the t proposal
+            qr = rules.LatticeStream(n=n_lat, shift_seed=shift_seed)
+            theta, logq, pinfo = _t_proposal(post, mode, cov, n, qr, settings.df)
+    group = qr.replicate
+    logp = post.logpost(theta)
+    lw, khat = psis(logp - logq)
+    if khat > _SECOND_ROUND_KHAT and "logq" in pinfo:
+        # a second round: a Student-t matched to the weighted points (wider, heavier-tailed), and the
+        # two rounds combined by multiple importance sampling (the balance heuristic: every point
+        # weighted against the mixture of both proposals), so no point of the first round is wasted.
+        # The mixture is at least half the first proposal everywhere, so no weight grows by more
+        # than 2: the combined rule is kept unless its k-hat is unusable. Keeping the first round
+        # whenever its k-hat was the lower one left the left tail of a poorly identified tau short
+        # (eortc2021, 1L 6-month tau: P(tau < 0.05) 0.048 against 0.072 by NUTS and by 2 rounds)
+        w = np.exp(lw)
+        m2 = w @ theta
+        c2 = _pd(((theta - m2) * w[:, None]).T @ (theta - m2))
+        try:
+            theta2, _, p2 = _t_proposal(post, m2, c2, n, qr, min(settings.df, 4.0), inflate=1.3)
+        except RuntimeError:  # the lattice's dimensions are used up: one round
+            theta2 = None
+        if theta2 is not None:
+            both = np.vstack([theta, theta2])
+            logq_mix = np.logaddexp(pinfo["logq"](both), p2["logq"](both)) - math.log(2.0)
+            logp_both = np.concatenate([logp, post.logpost(theta2)])
+            lw2, khat2 = psis(logp_both - logq_mix)
+            if khat2 < max(khat, _KHAT_USABLE) or not np.isfinite(khat):
+                edge = pinfo.get("edge_cells")
+                pinfo = {"proposal": pinfo["proposal"] + " + moment-matched Student-t (2 rounds)"}
+                if edge is not None:
+                    pinfo["edge_cells"] = np.concatenate([edge, np.zeros(n, dtype=bool)])
+                theta, logp, logq, khat = both, logp_both, logq_mix, khat2
+                group = np.concatenate([group, group])
+    raw = logp - logq
+    raw = np.where(np.isfinite(raw), raw, -np.inf)
+    raw = raw - special.logsumexp(raw)
+    edge_mass = float(np.exp(raw)[pinfo["edge_cells"]].sum()) if "edge_cells" in pinfo else math.nan
+    rule = rules.Rule(theta=theta, log_weight=raw, group=group, kind="lattice")
+    return rule, pinfo, khat, edge_mass
 
 
 def _mixture_proposal(post, components, n, rng, df):
@@ -1789,10 +1818,12 @@ def _mixture_proposal(post, components, n, rng, df):
     w = np.exp(logw - logw.max())
     w = 0.8 * w / w.sum() + 0.2 / len(w)  # defensive: no mode starved of draws
     pick = rng.choice(len(components), size=n, p=w)
-    theta = np.empty((n, components[0][0].size))
+    d = components[0][0].size
+    base = _mvt_draw(rng, n, np.zeros(d), np.eye(d), df)  # one standard t vector per point
+    theta = np.empty((n, d))
     for k, ((m, _, _), L) in enumerate(zip(components, chols)):
         sel = pick == k
-        theta[sel] = _mvt_draw(rng, int(sel.sum()), m, L, df)
+        theta[sel] = m + base[sel] @ L.T
     dens = np.stack(
         [
             np.log(w[k]) + _mvt_logpdf(theta, m, L, df)
@@ -1829,12 +1860,19 @@ class ExactDiagnostics(Diagnostics):
         return self.is_ess
 
     @property
+    def quadrature(self) -> bool:
+        """True when the globals were integrated by a tensor grid (no importance sampling)."""
+        return self.proposal.startswith("tensor grid")
+
+    @property
     def problems(self) -> list[str]:
         """Importance k-hat, importance ESS, tau-grid edge mass and mode-search problems."""
         out = []
-        if not self.khat <= self.khat_max:
+        if self.quadrature:  # quadrature weights: no k-hat and no importance ESS to check
+            pass
+        elif not self.khat <= self.khat_max:
             out.append(f"importance-sampling k-hat {self.khat:.2f} > {self.khat_max}")
-        if not self.is_ess >= ESS_MIN:
+        if not self.quadrature and not self.is_ess >= ESS_MIN:
             out.append(f"importance ESS {self.is_ess:.0f} < {ESS_MIN}")
         if self.tau_grid_edge_mass > EDGE_MASS_MAX:
             out.append(
@@ -1858,6 +1896,11 @@ class ExactDiagnostics(Diagnostics):
             if self.n_proposals
             else f"{self.n_draws} draws"
         )
+        if self.quadrature:
+            return (
+                f"diagnostics (exact engine): tensor-grid quadrature over the global parameters "
+                f"({self.n_proposals} points), {self.n_draws} draws{grid} -> {self._status()}"
+            )
         return (
             f"diagnostics (exact engine): importance k-hat {self.khat:.2f}, importance ESS "
             f"{self.is_ess:.0f} of {of}{grid} -> {self._status()}"
@@ -1877,15 +1920,19 @@ class ExactEngine:
     def fit(self, model: Model, settings: FitSettings, progress: Progress) -> EngineResult:
         """Integrate and importance-sample (:func:`fit_exact`); the draws as one chain."""
         progress("exact engine: integrating (no compilation) ...")
+        # large tables keep no arm-level draws (4,000 draws x 100,000 arms is 3.2 GB an array):
+        # their summaries come from the rule over the globals, which needs none
+        large = model.data.n_arms > ARM_DRAWS_MAX
         res = fit_exact(
             model,
             model.spec.exact,
             settings.seed,
             settings.draws,
-            latent=settings.latent,
+            latent=settings.latent and not large,
             start=settings.start,
+            progress=(lambda line: progress(f"exact engine: {line}")) if large else None,
         )
-        posterior, groups, attrs = _as_groups(model, res)
+        posterior, groups, attrs = _as_groups(model, res, arm_draws=not large)
         return EngineResult(posterior, groups, attrs, self.diagnostics(posterior, groups, attrs))
 
     def diagnostics(self, posterior, groups, attrs) -> ExactDiagnostics:
@@ -1925,10 +1972,16 @@ def _empty_table():
     return pd.DataFrame()
 
 
-def _as_groups(model: Model, res: ExactResult):
+#: above this many arms an exact fit keeps no arm-level draws (random effects, latent
+#: fractions, arm rates, replicated data): the global parameters' draws and rule only
+ARM_DRAWS_MAX = 2000
+
+
+def _as_groups(model: Model, res: ExactResult, arm_draws: bool = True):
     """The exact engine's draws as a sampler gives them (one chain of independent draws).
 
-    Returns the posterior Dataset, the other groups (the importance sample) and the attrs.
+    Returns the posterior Dataset, the other groups (the importance sample and the
+    integration rule) and the attrs.
     """
     import xarray as xr
 
@@ -1938,12 +1991,16 @@ def _as_groups(model: Model, res: ExactResult):
     data_vars = {}
     for p in model.params:
         data_vars[p.name] = (("chain", "draw", *p.dims), res.values[p.name][None])
-    z = res.z if model.per_landmark else res.z[..., 0]
-    data_vars["z"] = (("chain", "draw", *model.z_dims), z[None])
-    if model.data.latent.size:
-        data_vars["uterine_latent"] = (("chain", "draw", "arm_latent"), res.u[None])
-    if model.grouped:
-        data_vars["v"] = (("chain", "draw", "group"), res.v[None][..., 0])
+    if arm_draws:
+        z = model.z_named(res.z)
+        data_vars["z"] = (("chain", "draw", *model.z_dims), z[None])
+        if model.data.latent.size:
+            data_vars["uterine_latent"] = (("chain", "draw", "arm_latent"), res.u[None])
+    else:
+        coords = {k: v for k, v in coords.items() if k not in ("arm", "arm_latent")}
+    if model.grouped:  # the group effects are globals' companions: kept with or without arm draws
+        v = res.v if model.per_landmark else res.v[..., 0]
+        data_vars["v"] = (("chain", "draw", "group", *model.effect_dims), v[None])
     post = xr.Dataset(data_vars, coords={**base, **{k: v for k, v in coords.items()}})
     d = res.diagnostics
     prop = res.proposals
@@ -1954,8 +2011,24 @@ def _as_groups(model: Model, res: ExactResult):
         },
         coords={"parameter": list(prop["names"])},
     )
+    groups = {"importance_sampling": isg}
+    if res.rule is not None:  # the fixed rule the integrated summaries use (lmsbayes.integrated)
+        r = res.rule
+        rule = {
+            "theta": (("rule_point", "parameter"), r.theta),
+            "log_weight": (("rule_point",), r.log_weight),
+            "group": (("rule_point",), r.group),
+        }
+        if r.coarse_log_weight is not None:
+            rule["coarse_log_weight"] = (("rule_point",), r.coarse_log_weight)
+        if r.cell is not None:
+            rule["cell"] = (("rule_point", "parameter", "cell_edge"), r.cell)
+        groups["integration_rule"] = xr.Dataset(
+            rule, coords={"parameter": list(prop["names"])}, attrs={"kind": r.kind}
+        )
     attrs = dict(
         engine=ExactEngine.name,
+        rule=d.get("rule", ""),
         khat=d["khat"],
         is_ess=d["is_ess"],
         proposal=d["proposal"],
@@ -1967,7 +2040,9 @@ def _as_groups(model: Model, res: ExactResult):
         n_modes=int(d.get("n_modes", 1)),
         n_proposals=int(d.get("n_proposals", 0)),
     )
-    return post, {"importance_sampling": isg}, attrs
+    if not arm_draws:
+        attrs["arm_draws"] = 0
+    return post, groups, attrs
 
 
 #: The engine the registry (lmsbayes.engines) returns for ``"exact"``.

@@ -100,7 +100,7 @@ def pymc_model(m: Model):
             z = pm.StudentT("z", nu=re.nu, mu=0.0, sigma=1.0, dims=m.z_dims)
         else:
             z = pm.Normal("z", 0.0, 1.0, dims=m.z_dims)
-        z2 = z if m.per_landmark else z[:, None]
+        z2 = m.z_canonical(z)
         du = None
         if data.latent.size:
             u = pm.Beta("uterine_latent", 1.0, 1.0, dims="arm_latent")
@@ -110,9 +110,8 @@ def pymc_model(m: Model):
             m.base_predictor(ops, c, arrays["X"], arrays["Xu"], du) + m.effect_scale(c, arrays) * z2
         )
         if m.grouped:  # group effects (trials or regimens): v ~ Normal(0, 1), scaled by group_tau
-            lm = ("landmark",) if m.per_landmark else ()
-            v = pm.Normal("v", 0.0, 1.0, dims=("group", *lm))
-            eta = eta + m.group_shift(c, v if m.per_landmark else v[:, None], arrays)
+            v = pm.Normal("v", 0.0, 1.0, dims=("group", *m.effect_dims))
+            eta = eta + m.group_shift(c, m.z_canonical(v), arrays)
         terms = m.loglik_terms(ops, eta, c, arrays)
         pm.Potential("loglik", pt.sum(terms) + m.constant())
     return model

@@ -67,7 +67,7 @@ class Model:
 
     def __init__(self, spec: ModelSpec, data: ModelData) -> None:
         self.spec, self.data = spec, data
-        self.family = lik.FAMILIES[data.family]
+        self.family = data.family
         L = len(data.landmarks)
         self.per_landmark = self.family.per_landmark and L > 0
         self.K = L if L > 0 else 1
@@ -81,7 +81,7 @@ class Model:
                 lm,
                 (L,) if L else (),
                 pri.alpha,
-                "ordered" if data.family == "joint-cloglog" and L > 1 else "none",
+                "ordered" if self.family.ordered_intercepts and L > 1 else "none",
             )
         ]
         if C:
@@ -91,7 +91,7 @@ class Model:
             )
         dims = ("stratum", "landmark") if self.per_landmark else ("stratum",)
         params.append(Param("tau", dims, (S, L) if self.per_landmark else (S,), pri.tau, "log"))
-        if data.family == "survival" and spec.model.shape != "fixed":
+        if self.family.has_shape and spec.model.shape != "fixed":
             params.append(
                 Param("shape", ("shape_group",), (len(data.shape_groups),), pri.shape, "log")
             )
@@ -143,18 +143,14 @@ class Model:
         self.arm_idx = obs["arm_idx"].to_numpy(np.int64)
         self.obs_comp = obs["comp"].to_numpy(np.int64)
         self.n_comp = data.n_arms * self.Kz
-        self.term_comp = (
-            data.terms["comp"].to_numpy(np.int64) if data.family == "survival" else self.obs_comp
-        )
+        correlated = self.family.correlated_terms  # terms are precision entries, not observations
+        self.term_comp = data.terms["comp"].to_numpy(np.int64) if correlated else self.obs_comp
         self.comp_const = (
-            np.zeros(self.n_comp)
-            if data.family != "survival"
-            else np.asarray(data.comp_const, float)
+            np.asarray(data.comp_const, float) if correlated else np.zeros(self.n_comp)
         )
-        if data.family == "survival":
-            self.log_t_ref = math.log(spec.model.t_ref)
+        self.log_t_ref = math.log(spec.model.t_ref)
         #: some survival observation's sd moves with the shape (a median without a CI)
-        self.se_by_shape = data.family == "survival" and bool(np.any(data.se_shape_power > 0))
+        self.se_by_shape = self.family.has_shape and bool(np.any(data.se_shape_power > 0))
         self.arrays = self.data_arrays(data)
 
     def data_arrays(self, data: ModelData) -> dict[str, np.ndarray]:
@@ -171,15 +167,7 @@ class Model:
         for c in ("lik_y", "lik_n", "lik_se", "log_choose", "has_prev", "is_median", "log_t_rel"):
             if c in obs:
                 out[c] = obs[c].to_numpy(float)
-        if data.family == "joint-cloglog":
-            out["prev_idx"] = obs["prev_idx"].to_numpy(np.int64)
-        if data.family == "survival":
-            out["first"] = data.terms["first"].to_numpy(np.int64)
-            out["second"] = data.terms["second"].to_numpy(np.int64)
-            out["precision"] = data.terms["precision"].to_numpy(float)
-            out["obs_shape_idx"] = np.asarray(data.shape_idx, np.int64)[out["arm_idx"]]
-            out["se_shape_power"] = data.se_shape_power
-            out["diagonal"] = (out["first"] == out["second"]).astype(float)
+        out.update(data.family.data_arrays(data))
         if self.discounted:
             out["age"] = self.age if same else np.zeros(data.n_arms)
         if self.grouped:
@@ -216,6 +204,23 @@ class Model:
         return ("arm", "landmark") if self.per_landmark else ("arm",)
 
     @property
+    def effect_dims(self) -> tuple[str, ...]:
+        """Dims of a random effect beyond its unit (arm or trial): ('landmark',) or ()."""
+        return self.z_dims[1:]
+
+    def z_named(self, z):
+        """Random effects (..., unit, Kz) in the shape of :attr:`z_dims` (landmark axis only if any)."""
+        return z if self.per_landmark else z[..., 0]
+
+    def z_canonical(self, v):
+        """Inverse of :meth:`z_named`: random effects or their scales with the Kz axis (..., Kz)."""
+        return v if self.per_landmark else v[..., None]
+
+    def z_column(self, k):
+        """The random-effect column of landmark column(s) ``k`` (0 where one effect serves all)."""
+        return k if self.per_landmark else np.zeros_like(k)
+
+    @property
     def n_params(self) -> int:
         """Number of scalar global parameters."""
         return sum(p.size for p in self.params)
@@ -241,7 +246,7 @@ class Model:
             out["group_tau"] = gt if self.per_landmark else gt[..., None]  # (..., Kz)
         if self.discounted:
             out["discount"] = values["discount"]
-        if self.data.family == "survival":
+        if self.family.has_shape:
             out["shape"] = (
                 values["shape"] if "shape" in values else self.spec.model.shape_value * xp.ones(1)
             )
@@ -318,38 +323,7 @@ class Model:
         """
         a = self.arrays if arrays is None else arrays
         eta_obs = eta[..., a["arm_idx"], a["k_idx"]]
-        name = self.data.family
-        if name == "logit-binomial":
-            return lik.binomial_logit_terms(ops, eta_obs, a["lik_y"], a["lik_n"], a["log_choose"])
-        if name == "logit-normal":
-            return lik.normal_terms(ops, eta_obs, a["lik_y"], a["lik_se"])
-        if name == "joint-cloglog":
-            eta_prev = eta[..., a["arm_idx"], a["prev_idx"]]
-            return lik.conditional_cloglog_terms(
-                ops, eta_obs, eta_prev, a["has_prev"], a["lik_n"], a["lik_y"], a["log_choose"]
-            )
-        if name == "survival":
-            shape = c["shape"][..., a["obs_shape_idx"]]
-            mu = lik.survival_mean(
-                ops, eta_obs, shape, a["is_median"], a["log_t_rel"], self.log_t_ref, self.data.curve
-            )
-            if not self.se_by_shape:
-                return lik.gaussian_pair_terms(
-                    ops, mu, a["lik_y"], a["first"], a["second"], a["precision"]
-                )
-            # medians without a CI: sd = se / k (the Kaplan-Meier median's asymptotic sd at the arm's curve)
-            log_scale = a["se_shape_power"] * ops.log(shape)
-            return lik.gaussian_pair_terms(
-                ops,
-                mu,
-                a["lik_y"],
-                a["first"],
-                a["second"],
-                a["precision"],
-                log_scale=log_scale,
-                diagonal=a["diagonal"],
-            )
-        raise ValueError(f"unknown likelihood {name!r}")  # pragma: no cover
+        return self.family.loglik_terms(ops, eta, eta_obs, c, a, self)
 
     def constant(self) -> float:
         """Total of the components' constants."""
@@ -402,7 +376,7 @@ def structure_key(spec: ModelSpec, data: ModelData) -> str:
         spec.model,
         spec.random_effects,
         repr(spec.priors),
-        data.family,
+        data.family,  # its repr names the class (the curve for survival)
         data.landmarks,
         data.strata,
         data.shape_groups,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lmsbayes.errors import OptionError
 from lmsbayes.prior.checks import check_count
 from lmsbayes.prior.ess import ess
 from lmsbayes.prior.mixture import BetaMixture
@@ -159,10 +160,10 @@ def conflict(prior: BetaMixture, r: int, n: int) -> ConflictReport:
     beta-binomial mixture predictive (:meth:`BetaMixture.predictive_pmf`).
     """
     if not isinstance(prior, BetaMixture):
-        raise ValueError(f"prior must be a BetaMixture, got {type(prior).__name__}")
+        raise OptionError(f"prior must be a BetaMixture, got {type(prior).__name__}")
     n = check_count("n", n)
     if n < 1:
-        raise ValueError(f"n must be >= 1 (patients in the trial), got {n!r}")
+        raise OptionError(f"n must be >= 1 (patients in the trial), got {n!r}")
     r = check_count("r", r, upper=n)
     post = prior.posterior(r, n)
     pmf = prior.predictive_pmf(n)

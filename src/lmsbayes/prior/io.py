@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from lmsbayes.errors import PriorFileError, WorkLimitError
+from lmsbayes.errors import OptionError, PriorFileError, WorkLimitError
 from lmsbayes.prior.mixture import BetaMixture
 
 __all__ = [
@@ -136,7 +136,7 @@ def to_json(
     try:
         text = json.dumps(to_dict(mix, provenance), indent=2, allow_nan=False) + "\n"
     except (TypeError, ValueError) as err:
-        raise ValueError(
+        raise OptionError(
             f"provenance must be JSON-serialisable (str, numbers, lists, dicts): {err}"
         ) from None
     if path is not None:
@@ -175,14 +175,14 @@ def _max_depth(raw: bytes) -> int:
 
 
 def _no_constants(token: str) -> float:
-    raise ValueError(f"{token} is not a JSON number (non-finite values are not allowed)")
+    raise OptionError(f"{token} is not a JSON number (non-finite values are not allowed)")
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise ValueError(f"duplicate key {key!r}")
+            raise OptionError(f"duplicate key {key!r}")
         out[key] = value
     return out
 
@@ -465,15 +465,15 @@ def from_preliz(dist: Any) -> BetaMixture:
         total = math.fsum(weights)
         weights = [w / total for w in weights]  # PreliZ normalises weights the same way
     else:
-        raise ValueError(
+        raise OptionError(
             f"from_preliz needs a preliz.Beta or a preliz.Mixture of Beta, got {type(dist).__name__}"
         )
     bad = [type(c).__name__ for c in comps if not isinstance(c, pz.Beta)]
     if bad:
-        raise ValueError(f"from_preliz: every mixture component must be a preliz.Beta, got {bad}")
+        raise OptionError(f"from_preliz: every mixture component must be a preliz.Beta, got {bad}")
     missing = [i for i, c in enumerate(comps) if c.alpha is None or c.beta is None]
     if missing:
-        raise ValueError(
+        raise OptionError(
             f"from_preliz: component(s) {missing} have no parameters set (fit them first)"
         )
     return BetaMixture(
