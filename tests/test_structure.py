@@ -430,3 +430,15 @@ def test_exact_engine_agrees_with_nuts(name, tables):
         sd = np.sqrt(0.5 * (a.var(0) + b.var(0)))
         se = sd * np.sqrt(1 / ess_a + 1 / ess_b)
         assert np.all(np.abs(a.mean(0) - b.mean(0)) < zcrit * se), n
+
+
+def test_thresholds_of_a_drift_fit_read_the_drift_at_its_reference_year(drift_fit):
+    """The evidence's pooled rate adds the drift's columns (it raised a shape error without them)."""
+    from lmsbayes.integrated import has_rule, rule_applies
+    from lmsbayes.predict import thresholds
+
+    # the exact engine's rule is stored, but its summaries know no drift: the draws answer
+    assert has_rule(drift_fit) and not rule_applies(drift_fit)
+    ds = thresholds(drift_fit)
+    floats = [v for v in ds.data_vars if ds[v].dtype.kind == "f" and not v.endswith("_mcse")]
+    assert floats and all(np.isfinite(ds[v].values).all() for v in floats)
