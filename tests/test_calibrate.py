@@ -104,7 +104,8 @@ def test_survival_simulation_follows_the_correlated_gaussian_likelihood(trials):
     )
     P = np.zeros((len(obs), len(obs)))
     P[data.terms["first"], data.terms["second"]] = data.terms["precision"]
-    # a median without a CI has sd se / k (the KM median's asymptotic sd): precision S P S, S = k^power
+    # a median without a CI has sd se / k (the KM median's asymptotic sd): precision S P S, S =
+    # k^power
     s = k ** obs["se_shape_power"].to_numpy(float)
     assert (s != 1).any()
     P = P * np.outer(s, s)

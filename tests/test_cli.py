@@ -367,8 +367,9 @@ def test_python_dash_m_is_the_same_command():
 
 
 def test_a_time_trend_needs_the_new_trials_year_before_any_fit(workdir, monkeypatch):
-    """The time_trend spec: no year -> one error before fitting; --at year=... -> settings at that year,
-    flagged where the year lies outside the included arms' years (the coding itself: test_generic)."""
+    """The time_trend spec: no year -> one error before fitting; --at year=... -> settings at that
+    year, flagged where the year lies outside the included arms' years (the coding itself:
+    test_generic)."""
     import lmsbayes.cli.fitting as cf
 
     fitted = []
@@ -392,8 +393,8 @@ def test_a_time_trend_needs_the_new_trials_year_before_any_fit(workdir, monkeypa
     )
     assert code == 0, err
     assert (
-        "2L+ R-T: pre-treated (2L+), ESMO-recommended treatment (R-T), 50% uterine patients, year = 2030"
-        in out
+        "2L+ R-T: pre-treated (2L+), ESMO-recommended treatment (R-T), 50% uterine patients, year "
+        "= 2030" in out
     )
     doc = json.loads((workdir / "trend.json").read_text())
     assert doc["at"] == {"year": 2030.0}

@@ -1,5 +1,6 @@
-"""The command line under misuse: options and output paths checked before any fit, one line per error,
-documented exit statuses, nothing written by a failed --strict fit, temp files removed, quiet broken pipes.
+"""The command line under misuse: options and output paths checked before any fit, one line per
+error, documented exit statuses, nothing written by a failed --strict fit, temp files removed,
+quiet broken pipes.
 """
 
 from __future__ import annotations
@@ -305,7 +306,8 @@ def test_lmsbayes_debug_shows_the_traceback_of_a_bug(monkeypatch):
 def test_a_full_disk_during_a_save_names_the_destination_and_leaves_no_temp(
     tmp_path, saved_default_fit
 ):
-    """RLIMIT_FSIZE makes the fit file's write fail as a full disk would (EFBIG instead of ENOSPC)."""
+    """RLIMIT_FSIZE makes the fit file's write fail as a full disk would (EFBIG instead of
+    ENOSPC)."""
     dest = tmp_path / "out" / "fit.nc"
     script = textwrap.dedent(f"""
         import resource, signal, sys
@@ -314,7 +316,8 @@ def test_a_full_disk_during_a_save_names_the_destination_and_leaves_no_temp(
         from lmsbayes.fit import load_fit
         import lmsbayes.cli.fitting as fitting
         fit = load_fit({str(saved_default_fit)!r})
-        fitting.fit_from_args = lambda args, progress, spec=None: fit  # no refit: the save is under test
+        # no refit: the save is under test
+        fitting.fit_from_args = lambda args, progress, spec=None: fit
         resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
         sys.exit(main(["fit", "default", "--quiet", "--mkdir", "-o", {str(dest)!r}]))
     """)
@@ -351,7 +354,8 @@ def test_sigterm_during_a_write_removes_the_temp_file(tmp_path, saved_default_fi
     assert [p.name for p in tmp_path.iterdir()] == ["t.json"]
 
 
-# --- broken pipes: `lmsbayes ... | head` exits quietly ----------------------------------------------
+# --- broken pipes: `lmsbayes ... | head` exits quietly
+# ----------------------------------------------
 
 
 def _to_closed_pipe(argv: list[str]) -> subprocess.CompletedProcess:
@@ -390,7 +394,8 @@ def test_head_of_the_threshold_table(saved_default_fit):
     assert r.stdout.startswith("lmsbayes ")
 
 
-# --- help ---------------------------------------------------------------------------------------------
+# --- help
+# ---------------------------------------------------------------------------------------------
 
 
 def _verb_parsers():

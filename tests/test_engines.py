@@ -231,20 +231,18 @@ def test_psis_agrees_with_arviz():
 
 
 def test_the_exact_path_imports_no_sampler_stack():
-    """`import lmsbayes`, an exact fit and `lmsbayes run` import neither PyMC, nutpie, numba nor plotting."""
+    """`import lmsbayes`, an exact fit and `lmsbayes run` import neither PyMC, nutpie, numba nor
+    plotting."""
     import subprocess
     import sys
 
     code = (
-        "import contextlib, io, sys\n"
-        "import lmsbayes\n"
-        "light = {m for m in ('pymc', 'nutpie', 'numba', 'pytensor', 'arviz_plots', 'matplotlib') if m in sys.modules}\n"
-        "lmsbayes.fit('default')\n"
-        "from lmsbayes.cli import main\n"
-        "with contextlib.redirect_stdout(io.StringIO()):\n"
-        "    main(['run', '--quiet'])\n"
-        "heavy = sorted(m for m in ('pymc', 'nutpie', 'numba', 'pytensor', 'arviz_plots', 'matplotlib') if m in sys.modules)\n"
-        "print(sorted(light), heavy)\n"
+        "import contextlib, io, sys\nimport lmsbayes\nlight = {m for m in ('pymc', 'nutpie', "
+        "'numba', 'pytensor', 'arviz_plots', 'matplotlib') if m in "
+        "sys.modules}\nlmsbayes.fit('default')\nfrom lmsbayes.cli import main\nwith "
+        "contextlib.redirect_stdout(io.StringIO()):\n    main(['run', '--quiet'])\nheavy = "
+        "sorted(m for m in ('pymc', 'nutpie', 'numba', 'pytensor', 'arviz_plots', 'matplotlib') if "
+        "m in sys.modules)\nprint(sorted(light), heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[] []", out.stdout

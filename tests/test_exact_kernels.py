@@ -196,7 +196,8 @@ def test_rejection_draws_of_z_follow_the_exact_conditional(case, tables):
 
 
 def test_arm_draws_of_a_binomial_fit_have_the_exact_conditional_means(tables):
-    """Through draw_latent (u at the centre is not needed: the skewed model has no latent fraction)."""
+    """Through draw_latent (u at the centre is not needed: the skewed model has no latent
+    fraction)."""
     m = _skewed_binomial_model()
     integ = ex.Integrator(m)
     vals = {"alpha": np.full(20000, -0.3), "tau": np.full((20000, 1), 1.8)}
@@ -212,7 +213,8 @@ def test_arm_draws_of_a_binomial_fit_have_the_exact_conditional_means(tables):
 
 
 def test_block_cholesky_of_survival_replicates_equals_the_dense_factor():
-    """The posterior predictive's correlated noise, by blocks of equal size, equals the dense N @ L.T (scaled by k^-p)."""
+    """The posterior predictive's correlated noise, by blocks of equal size, equals the dense N @
+    L.T (scaled by k^-p)."""
     from lmsbayes.data import load_trials
     from lmsbayes.model import derived
     from lmsbayes.model.families import block_cholesky
@@ -249,7 +251,8 @@ def test_block_cholesky_of_survival_replicates_equals_the_dense_factor():
 
 @pytest.mark.parametrize("name", list(SPECS))
 def test_parts_without_pandas_equal_the_models_of_taken_data(name, tables):
-    """_take_model (arrays re-indexed) gives the terms of Model(spec, data.take(...)), latent arms at nodes."""
+    """_take_model (arrays re-indexed) gives the terms of Model(spec, data.take(...)), latent arms
+    at nodes."""
     spec = _spec(**SPECS[name])
     m = Model(spec, prepare_data(spec, tables))
     d = m.data

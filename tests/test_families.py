@@ -171,7 +171,8 @@ def test_lognormal_median_likelihood_has_its_closed_form():
 
 
 def test_lognormal_median_without_ci_has_the_shape_dependent_closed_form():
-    """sd(log KM median) = 1 / (2 sqrt(n) f(m) m) = sqrt(2 pi) / (2 k sqrt(n)) under a log-normal curve."""
+    """sd(log KM median) = 1 / (2 sqrt(n) f(m) m) = sqrt(2 pi) / (2 k sqrt(n)) under a log-normal
+    curve."""
     n, median = 50, 6.5
     m = Model(_spec(), prepare_data(_spec(), _one_arm(median, math.nan, math.nan, [], n)))
     assert m.se_by_shape and m.data.obs["se_method"].tolist() == ["n_approx"]
@@ -196,7 +197,8 @@ def test_km_median_sd_under_lognormal_times_is_the_one_the_model_uses(k):
     logm = np.log(np.sort(times, axis=1)[:, n // 2 - 1])  # uncensored KM median: first S <= 1/2
     se1, method, power = _se_log_median(math.nan, math.nan, math.nan, n, "lognormal")
     assert (method, power) == ("n_approx", 1.0)
-    # Monte Carlo se of an sd: sd / sqrt(2 reps) (1.1%); 4 of them, plus 4% for n = 100 not being infinite
+    # Monte Carlo se of an sd: sd / sqrt(2 reps) (1.1%); 4 of them, plus 4% for n = 100 not being
+    # infinite
     assert abs(np.std(logm) / (se1 / k) - 1) < 4 / math.sqrt(2 * reps) + 0.04
 
 
@@ -209,7 +211,8 @@ def test_lognormal_validation_pieces_against_finite_differences():
     value, slope = LN.logit_of_scale(c)
     np.testing.assert_allclose(value, logit(c), rtol=1e-12)
     np.testing.assert_allclose(slope, dlogit, rtol=1e-7)
-    # the rate's scale rises with S: no observation's PIT or interval is flipped (Weibull's rates are)
+    # the rate's scale rises with S: no observation's PIT or interval is flipped (Weibull's rates
+    # are)
     a = {"is_median": np.array([0.0, 1.0, 0.0])}
     assert not LN.falls_with_rate(a, np.arange(3)).any()
     np.testing.assert_array_equal(LN.rate_rows(a, np.arange(3)), [True, False, True])
@@ -219,7 +222,8 @@ def test_lognormal_validation_pieces_against_finite_differences():
 
 
 def test_lognormal_replicates_have_the_models_mean_and_covariance():
-    """posterior_predictive (the family's simulate): a median without a CI and a rate, 20,000 draws."""
+    """posterior_predictive (the family's simulate): a median without a CI and a rate, 20,000
+    draws."""
     n, median = 60, 5.0
     tables = _one_arm(median, math.nan, math.nan, [(3.0, 0.7, {})], n)
     m = Model(_spec(), prepare_data(_spec(), tables))

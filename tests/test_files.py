@@ -1,4 +1,5 @@
-"""File safety (lmsbayes.files): atomic writes, temp files, permissions, output-path checks, text reads."""
+"""File safety (lmsbayes.files): atomic writes, temp files, permissions, output-path checks, text
+reads."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Fitting: engines, diagnostics of the default analysis, reproducibility, DataTree layout, save/load.
+"""Fitting: engines, diagnostics of the default analysis, reproducibility, DataTree layout,
+save/load.
 
 The default fits use the exact engine (no compilation); the NUTS-specific
 behaviour (one compiled model per structure, new data through the data
@@ -382,7 +383,8 @@ def test_load_fit_of_an_unknown_format_version(tmp_path):
 
 
 def test_summary_rows_match_the_posterior_arrays(eortc_fit):
-    """Each summary row's mean is the mean of the draws its label names (tau has dims stratum, landmark)."""
+    """Each summary row's mean is the mean of the draws its label names (tau has dims stratum,
+    landmark)."""
     table = eortc_fit.summary()
     post = eortc_fit.posterior
     for stratum in post["tau"]["stratum"].values:

@@ -124,7 +124,8 @@ def test_a_numeric_covariate_of_the_users_table():
 
 
 def test_a_scaled_numeric_covariate_and_values_at_the_spec_level(tmp_path):
-    """scale divides the centred value; [thresholds] at fills the settings; a saved fit keeps both."""
+    """scale divides the centred value; [thresholds] at fills the settings; a saved fit keeps
+    both."""
     table = pd.read_csv(DATA / "AS_year.csv")
     raw = {
         "name": "as-year10",
@@ -142,7 +143,8 @@ def test_a_scaled_numeric_covariate_and_values_at_the_spec_level(tmp_path):
         fit = lb.fit(spec, table)
     np.testing.assert_allclose(fit.data.X[:, 0], (table["year_c"] - 2.0) / 0.5)
     a, b = fit.posterior["alpha"].values, fit.posterior["beta"].sel(covariate="yr").values
-    # the spec's value (year_c = 3: coded (3 - 2) / 0.5 = 2), then an explicit one (year_c = 2.5: coded 1)
+    # the spec's value (year_c = 3: coded (3 - 2) / 0.5 = 2), then an explicit one (year_c = 2.5:
+    # coded 1)
     for at, coded in ((None, 2.0), ({"year_c": 2.5}, 1.0), ({"yr": 2.5}, 1.0)):
         got = lb.predict(fit, [Setting(name="new")], at=at)["rate"].sel(
             quantity="pooled", setting="new"

@@ -165,7 +165,8 @@ def test_an_in_memory_table_keeps_its_attrs_and_types():
         # the reproducer: scipy's 'solver cannot continue'
         (
             "study,log_estimate,se\nA,-0.2,1e-300\nB,0.1,0.3\n",
-            "row 2, column 'se': a standard error on the log scale must be in [0.0001, 100], got '1e-300'",
+            "row 2, column 'se': a standard error on the log scale must be in [0.0001, 100], got "
+            "'1e-300'",
         ),
         ("study,log_estimate,se\nA,-0.2,nan\n", "row 2, column 'se': must be a finite number"),
         (

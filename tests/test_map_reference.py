@@ -1,4 +1,5 @@
-"""The deterministic MAP mixture against exact quadrature, on RBesT's AS, colitis, transplant and a zero-event set.
+"""The deterministic MAP mixture against exact quadrature, on RBesT's AS, colitis, transplant and a
+zero-event set.
 
 References (tests/_quadrature.py): a brute-force grid over (alpha, log tau) of
 the logit-binomial random-effects posterior of the bundled ``binomial`` spec
@@ -30,7 +31,8 @@ from lmsbayes.prior import BetaMixture, ess
 from lmsbayes.prior.density import PredictiveDensity
 from lmsbayes.prior.em import fit_mixture_to_density
 
-# summary(map) of RBesT's vignette "Getting started with RBesT (binary)" (see test_rbest_reference.py)
+# summary(map) of RBesT's vignette "Getting started with RBesT (binary)" (see
+# test_rbest_reference.py)
 RBEST_AS = BetaMixture.mixture(
     [(0.6167463, 19.1916387, 57.7779318), (0.3832537, 3.5278745, 9.3735980)]
 )
@@ -139,7 +141,8 @@ def test_as_against_rbest():
 
 
 def test_map_prior_of_a_fit_is_a_function_of_its_global_points():
-    """The same fit gives the same MAP prior; another fit of the same data within Monte Carlo error."""
+    """The same fit gives the same MAP prior; another fit of the same data within Monte Carlo
+    error."""
     import pandas as pd
     from _quadrature import DATA
 

@@ -1,4 +1,5 @@
-"""The HTML report (lmsbayes.report): its files, and a directory that is written into, never replaced."""
+"""The HTML report (lmsbayes.report): its files, and a directory that is written into, never
+replaced."""
 
 from __future__ import annotations
 

@@ -277,7 +277,10 @@ def ranks_from_draws(
 
 
 def randomized_pit(rank: np.ndarray, n_ranks: int, rng: np.random.Generator) -> np.ndarray:
-    """``(rank + U) / (L + 1)`` with U ~ Uniform(0, 1): exactly Uniform(0, 1) when ranks are uniform on 0..L."""
+    """``(rank + U) / (L + 1)`` with U ~ Uniform(0, 1).
+
+    Exactly Uniform(0, 1) when ranks are uniform on 0..L.
+    """
     return (np.asarray(rank, float) + rng.uniform(size=np.shape(rank))) / (n_ranks + 1)
 
 
@@ -296,7 +299,10 @@ def holm(p: np.ndarray) -> np.ndarray:
 
 
 def rank_bins(n_ranks: int, n: int, min_expected: float = 10.0, max_bins: int = 20) -> int:
-    """Bins for the chi-square test: a divisor of L + 1 (equal bins) with >= min_expected per bin."""
+    """Bins for the chi-square test.
+
+    A divisor of L + 1 (equal bins) with >= min_expected per bin.
+    """
     divisors = [b for b in range(1, n_ranks + 2) if (n_ranks + 1) % b == 0]
     ok = [b for b in divisors if b <= max_bins and n / b >= min_expected]
     return max(ok) if ok else 1
@@ -369,7 +375,8 @@ def ecdf_bands(
     z = np.asarray(z, float)
     rng = np.random.default_rng(seed)
     u = rng.uniform(size=(n_sim, n))
-    # counts[m, k] = #(u[m] <= z[k]), from the interval each value falls in (memory n_sim x n, not x len(z))
+    # counts[m, k] = #(u[m] <= z[k]), from the interval each value falls in (memory n_sim x n, not x
+    # len(z))
     K = z.size
     cell = np.searchsorted(z, u, side="left") + (K + 1) * np.arange(n_sim)[:, None]
     counts = np.cumsum(
@@ -606,9 +613,9 @@ def _client(scheduler, workers: int | None):
             )
         except RuntimeError as exc:
             raise RuntimeError(
-                f"could not start a dask LocalCluster of {n} worker processes ({exc}). Worker processes "
-                "import the main module again: a script that runs simulations must keep its code under "
-                "`if __name__ == \"__main__\":`; or pass scheduler='sequential'"
+                f"could not start a dask LocalCluster of {n} worker processes ({exc}). Worker "
+                "processes import the main module again: a script that runs simulations must keep "
+                "its code under `if __name__ == \"__main__\":`; or pass scheduler='sequential'"
             ) from exc
         try:
             client = distributed.Client(cluster)
@@ -621,7 +628,8 @@ def _client(scheduler, workers: int | None):
         return
     if not isinstance(scheduler, str):
         raise OptionError(
-            f"scheduler must be None, 'local', 'sequential', an address or a dask Client, got {scheduler!r}"
+            f"scheduler must be None, 'local', 'sequential', an address or a dask Client, got "
+            f"{scheduler!r}"
         )
     try:
         client = distributed.Client(scheduler, timeout="20s")
@@ -829,9 +837,10 @@ def sbc(
         n_ranks=int(n_ranks),
         khat_max=float(spec.exact.khat_max),
         rank_method=(
-            "rank = number of L posterior draws below the true value; the L draws are thinned evenly "
-            "from all draws (NUTS: all chains; exact engine: its equal-weight draws resampled from "
-            "the PSIS-weighted importance sample); u = (rank + Uniform(0, 1)) / (L + 1)"
+            "rank = number of L posterior draws below the true value; the L draws are thinned "
+            "evenly from all draws (NUTS: all chains; exact engine: its equal-weight draws "
+            "resampled from the PSIS-weighted importance sample); u = (rank + Uniform(0, 1)) / (L "
+            "+ 1)"
         ),
         derived=(
             "pooled rate at each landmark for the mean covariate row of the design (latent uterine "
@@ -918,7 +927,10 @@ def sbc_summary(ds: xr.Dataset, alpha: float = 0.01, bins: int | None = None) ->
 
 
 def save_sbc(ds: xr.Dataset, path) -> os.PathLike:
-    """Write an :func:`sbc` result to netCDF, atomically (lmsbayes.files: temp file, then rename; umask mode)."""
+    """Write an :func:`sbc` result to netCDF, atomically.
+
+    lmsbayes.files: temp file, then rename; umask mode.
+    """
     from lmsbayes.files import atomic_write
 
     out = ds.copy()

@@ -143,7 +143,8 @@ def setting_evidence(
         unknown = [str(s) for s, o in zip(settings, objs) if o is None]
         if unknown:  # never the whole data set's arms under a label this function cannot read
             raise OptionError(
-                f"unknown setting {unknown[0]!r}: give a Setting, or one of the labels {sorted(known)}"
+                f"unknown setting {unknown[0]!r}: give a Setting, or one of the labels "
+                f"{sorted(known)}"
             )
     filled = settings_at(fit, [s for s in objs if s is not None], at)
     it = iter(filled)
@@ -234,7 +235,8 @@ def setting_evidence(
                 late = reach.at[s.line, "latest"]
                 if np.isfinite(late) and t > late * 1.05:
                     flags.append(
-                        f"extrapolated: landmark beyond the latest {s.line} rate or median ({late:.1f} mo)"
+                        f"extrapolated: landmark beyond the latest {s.line} rate or median "
+                        f"({late:.1f} mo)"
                     )
             if "kind" in o:
                 rates_rep = int((o["kind"] == "rate").sum())

@@ -806,8 +806,8 @@ def _check_formats(cells: dict[str, np.ndarray], out: _Collector, columns: dict[
                 bad(col, registry_ok),
                 col,
                 "must be ';'-separated trial registry ids "
-                "(NCT or ISRCTN followed by 8 digits, or an EudraCT number such as 2016-001234-56), "
-                "got {value!r}",
+                "(NCT or ISRCTN followed by 8 digits, or an EudraCT number such as "
+                "2016-001234-56), got {value!r}",
             )
         elif fmt == "source":
 
@@ -1162,7 +1162,10 @@ def _sorted(problems: list[Problem], columns: Sequence[str]) -> list[Problem]:
 def _read_arms(
     source, file: str, extra_known: Iterable[str]
 ) -> tuple[pd.DataFrame | None, dict[str, np.ndarray] | None, list[Problem], bytes, list[str]]:
-    """Arm table -> (frame or None, typed legacy rate columns, problems, raw bytes, legacy columns)."""
+    """Read the arm table.
+
+    Returns (frame or None, typed legacy rate columns, problems, raw bytes, legacy columns).
+    """
     header, rows, numbers, raw = read_csv_cells(source, file, "trial-arm table")
     out = _Collector(file, {}, numbers)
     if not rows:
@@ -1407,8 +1410,8 @@ def load_trials(
                 f"{arm_file}: PFS rates in pfsr_<t>m columns ({', '.join(families)}, ...) are the "
                 "layout before the rates table and will stop loading in a later version; they were "
                 f"converted to {len(rate_frame)} rates. Move them to a rates table "
-                f"{Path(arm_file).stem}_rates.csv beside the file (columns arm_id, t, rate, lo, hi, "
-                "kind, ...; see data/README.md)",
+                f"{Path(arm_file).stem}_rates.csv beside the file (columns arm_id, t, rate, lo, "
+                f"hi, kind, ...; see data/README.md)",
                 FutureWarning,
                 stacklevel=2,
             )

@@ -157,7 +157,10 @@ def _lstat(path: Path) -> os.stat_result | None:
 
 
 def _stat(path: Path) -> os.stat_result | None:
-    """``os.stat`` of a directory on the way (links followed: a user's path may pass through one)."""
+    """``os.stat`` of a directory on the way.
+
+    Links followed: a user's path may pass through one.
+    """
     try:
         return os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
@@ -411,7 +414,10 @@ class Staging:
         return tmp
 
     def write_bytes(self, dest: str | os.PathLike[str], data: bytes) -> Path:
-        """Stage ``data`` for ``dest``; a failed write (disk full) names ``dest``, never the temp."""
+        """Stage ``data`` for ``dest``.
+
+        A failed write (disk full) names ``dest``, never the temp.
+        """
         tmp = self.path(dest)
         try:
             tmp.write_bytes(data)
@@ -459,7 +465,9 @@ class Staging:
 
 
 def atomic_write(dest: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
-    """Write ``dest`` atomically: ``write(temp_path)`` fills a temp file, then it is moved into place.
+    """Write ``dest`` atomically.
+
+    ``write(temp_path)`` fills a temp file, then it is moved into place.
 
     ``write`` receives the path of an empty file beside ``dest`` and may
     overwrite it in any way (``to_netcdf``, ``savefig`` ...). If it raises,
@@ -484,7 +492,10 @@ def atomic_write_bytes(dest: str | os.PathLike[str], data: bytes) -> Path:
 
 
 def atomic_write_text(dest: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` (UTF-8, ``\\n`` line ends) to ``dest`` atomically (see :func:`atomic_write`)."""
+    """Write ``text`` (UTF-8, ``\\n`` line ends) to ``dest`` atomically.
+
+    See :func:`atomic_write`.
+    """
     return atomic_write_bytes(dest, text.encode("utf-8"))
 
 

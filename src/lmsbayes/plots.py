@@ -144,7 +144,8 @@ def _check_landmark(fit: Fit, landmark: float) -> float:
         return landmark
     if landmark not in fit.data.landmarks:
         raise OptionError(
-            f"landmark {landmark:g} months was not fitted (fitted: {[f'{t:g}' for t in fit.data.landmarks]})"
+            f"landmark {landmark:g} months was not fitted (fitted: "
+            f"{[f'{t:g}' for t in fit.data.landmarks]})"
         )
     return landmark
 
@@ -163,7 +164,8 @@ def _forest_rows(
     lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
     family = fit.data.family
     if family.any_landmark:
-        # every arm has a posterior curve; the observed marker only where a rate is reported near the landmark
+        # every arm has a posterior curve; the observed marker only where a rate is reported near
+        # the landmark
         arm_ids = arms.index
         rate = np.full(len(arms), np.nan)
         o_lo, o_hi = np.full(len(arms), np.nan), np.full(len(arms), np.nan)
@@ -592,8 +594,9 @@ def plot_predictive(
     ax.tick_params(axis="y", length=0)
     ref = th.attrs.get("reference", "pooled")
     fig.suptitle(
-        f"Rate of a new trial at {landmark:g} months (spec '{fit.spec.name}'): predictive distribution, "
-        f"\nthresholds p0 (median {ref} rate) and p1 = p0^{hr:g}, EORTC 2021 published values",
+        f"Rate of a new trial at {landmark:g} months (spec '{fit.spec.name}'): predictive "
+        f"distribution, \nthresholds p0 (median {ref} rate) and p1 = p0^{hr:g}, EORTC 2021 "
+        "published values",
         x=0.01,
         ha="left",
         fontsize=10.5,
@@ -896,7 +899,10 @@ def plot_prior(
         yr = robust.pdf(x)
         rw = (robust.provenance or {}).get("robustify", {})
         wtxt = f" (w = {rw['weight']:g})" if "weight" in rw else ""
-        label = f"robust MAP{wtxt}: mean {robust.mean():.3f}, sd {robust.sd():.3f}; {_ess_text(robust, method)}"
+        label = (
+            f"robust MAP{wtxt}: mean {robust.mean():.3f}, sd {robust.sd():.3f}; "
+            f"{_ess_text(robust, method)}"
+        )
         ax.plot(x, yr, color="#D55E00", lw=1.8, ls="--", label=label)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, ymax * 1.45)  # head room for the legend
@@ -1033,7 +1039,9 @@ def plot_two_arm_oc(
     alpha: float | None = None,
     title: str | None = None,
 ) -> Figure:
-    """Two-arm type I error curve and power against the true control rate, one line per control prior.
+    """Two-arm type I error curve and power against the true control rate.
+
+    One line per control prior.
 
     Parameters
     ----------
@@ -1204,7 +1212,10 @@ def plot_tradeoff(result: Any, *, title: str | None = None) -> Figure:
 
 
 def _at(ds: xr.Dataset, var: str, ref: float, fmt: str) -> str:
-    """Value of ``var`` at the true rate ``ref``: exact on the grid, else interpolated (marked ~)."""
+    """Value of ``var`` at the true rate ``ref``.
+
+    Exact on the grid, else interpolated (marked ~).
+    """
     p = ds["p"].values
     hit = np.flatnonzero(np.isclose(p, ref, rtol=0, atol=1e-9))
     if hit.size:

@@ -26,7 +26,9 @@ _BINS = 10
 
 
 def plot_calibration(result: Comparison | Validation | Sequence[Validation]) -> Figure:
-    """PIT histograms (one panel per spec) and coverage against nominal level (one panel, all specs).
+    """PIT histograms and coverage against nominal level.
+
+    One panel per spec for the histograms; one panel, all specs, for coverage.
 
     Parameters
     ----------

@@ -131,7 +131,8 @@ def _design_for_report(fit: Fit, line: str = "2L+", landmark: float = 6.0, looks
 
 
 _CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:1.5em auto;
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;\
+margin:1.5em auto;
 color:#222;line-height:1.45;padding:0 1em;overflow-wrap:break-word}
 h1{font-size:1.5em;margin-bottom:.3em}h2{font-size:1.2em;border-bottom:1px solid #ddd;
 padding-bottom:.2em;margin-top:2em}
@@ -141,7 +142,8 @@ overflow-wrap:break-word;hyphens:none}th{background:#f4f4f4;word-break:keep-all}
 img{max-width:100%;height:auto;border:1px solid #eee}.ok{color:#1a7f37}.bad{color:#c00}
 code,pre{background:#f6f6f6}pre{padding:.6em;white-space:pre-wrap;font-size:.8em}
 .caveats{border-left:4px solid #c60;background:#fff7ef;padding:.4em .9em;margin:.8em 0}
-.caveats li{margin:.2em 0}.answer{border-left:4px solid #1a7f37;background:#f3faf4;padding:.4em .9em}
+.caveats li{margin:.2em 0}\
+.answer{border-left:4px solid #1a7f37;background:#f3faf4;padding:.4em .9em}
 .meta{color:#555;font-size:.9em}
 """
 
@@ -232,7 +234,9 @@ def write_report(
 
 @contextlib.contextmanager
 def plain_text():
-    """Context in which matplotlib text is drawn as it is: a ``$`` in a trial's name is not mathtext.
+    """Context in which matplotlib text is drawn as it is.
+
+    A ``$`` in a trial's name is not mathtext.
 
     Yields
     ------
@@ -278,9 +282,9 @@ def _report_files(fit: Fit) -> dict[str, bytes]:
             f"forest_{t:g}m.png",
             plot_forest(fit, t),
             f"Forest plot, {t:g} months",
-            "Observed rate per arm (circle, filled if reported, open if derived from the median) and "
-            "posterior arm rate (diamond) with 95% intervals; pooled rate and predictive interval of a "
-            "new R-T trial (half uterine patients) per line.",
+            "Observed rate per arm (circle, filled if reported, open if derived from the median) "
+            "and posterior arm rate (diamond) with 95% intervals; pooled rate and predictive "
+            "interval of a new R-T trial (half uterine patients) per line.",
         )
     lines = sorted(set(fit.data.arms["line"].astype(str)))
     can_predict = "line" in fit.spec.main_effects or len(lines) == 1
@@ -290,8 +294,8 @@ def _report_files(fit: Fit) -> dict[str, bytes]:
                 f"predictive_{t:g}m.png",
                 plot_predictive(fit, landmark=t),
                 f"New-trial rate, {t:g} months",
-                "Predictive distribution of a new trial's rate per setting, pooled rate, thresholds p0 and "
-                "p1 = p0^HR, and the EORTC 2021 published values.",
+                "Predictive distribution of a new trial's rate per setting, pooled rate, "
+                "thresholds p0 and p1 = p0^HR, and the EORTC 2021 published values.",
             )
     add(
         "effects.png",
@@ -318,8 +322,8 @@ def _report_files(fit: Fit) -> dict[str, bytes]:
                 xlabel=rate_label(6.0),
             ),
             "MAP prior, 2L+ case mix at 6 months",
-            "Beta mixture fitted to the predictive draws of a new 2L+ trial's rate at 6 months (the "
-            "line's case mix: the row every 2L+ arm informs directly), and its robust version "
+            "Beta mixture fitted to the predictive draws of a new 2L+ trial's rate at 6 months "
+            "(the line's case mix: the row every 2L+ arm informs directly), and its robust version "
             "(weight 0.2 on a vague component centred at p0).",
         )
         looks = "/".join(str(n) for n in d["design"].looks)
@@ -333,14 +337,14 @@ def _report_files(fit: Fit) -> dict[str, bytes]:
             ),
             "Operating characteristics, 2L+ case mix at 6 months",
             f"Success at n = {d['design'].n_max} when P(p > p0 | data) >= 0.95 (Beta(1, 1) prior "
-            f"for p), with p0 fixed at the threshold {d['p0']:.2f} or distributed as the MAP prior; "
-            "futility at the interims when the predictive probability of success is < 0.05. "
-            "p1 = p0^HR. Exact enumeration. Why the second curve is so low: with p0 uncertain "
-            f"(the MAP prior), success at n = {d['design'].n_max} needs at least {d['map_needs']} "
-            f"progression-free patients (an observed rate of "
+            f"for p), with p0 fixed at the threshold {d['p0']:.2f} or distributed as the MAP "
+            "prior; futility at the interims when the predictive probability of success is < 0.05. "
+            "p1 = p0^HR. Exact enumeration. Why the second curve is so low: with p0 uncertain (the "
+            f"MAP prior), success at n = {d['design'].n_max} needs at least {d['map_needs']} "
+            "progression-free patients (an observed rate of "
             f"{d['map_needs'] / d['design'].n_max:.2f}), because the trial's rate must exceed p0 "
-            "over the prior's whole spread; it is shown to make that cost visible, not as a "
-            "design to use.",
+            "over the prior's whole spread; it is shown to make that cost visible, not as a design "
+            "to use.",
         )
         bounds = d["design"].boundaries()
         files["design_2L_6m_boundaries.csv"] = bounds.to_csv(index=False).encode()
@@ -522,7 +526,10 @@ def _write_files(outdir: Path, files: dict[str, bytes], overwrite: bool = False)
 
 
 def _read_manifest(outdir: Path) -> dict[str, str]:
-    """Names and SHA-256 of the files the previous report wrote (plain names only; {} if none or unreadable)."""
+    """Names and SHA-256 of the files the previous report wrote.
+
+    Plain names only; {} if none or unreadable.
+    """
     try:
         raw = json.loads((outdir / MANIFEST).read_text(encoding="utf-8"))
         entries = raw["files"]

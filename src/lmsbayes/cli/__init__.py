@@ -60,7 +60,8 @@ VERB_MODULES = (
 EXIT_CODES = {
     EXIT_OK: "success",
     EXIT_OS: "the system failed: disk full, permission denied, I/O error, output pipe closed",
-    EXIT_USAGE: "a user mistake: bad option, input file or output path (one 'lmsbayes: error:' line)",
+    EXIT_USAGE: "a user mistake: bad option, input file or output path (one 'lmsbayes: error:' "
+    "line)",
     EXIT_SAMPLING: "inference problems under --strict (nothing was written)",
     EXIT_BUG: "an unexpected error: a bug in lmsbayes (LMSBAYES_DEBUG=1 shows the traceback)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); SIGTERM and SIGHUP give 143 and 129",
@@ -103,7 +104,10 @@ missing directory is an error unless --mkdir."""
 
 
 class _Formatter(argparse.HelpFormatter):
-    """Every option's default shown (unless its help states it, or it has none); text with line breaks kept."""
+    """Every option's default shown (unless its help states it, or it has none).
+
+    Text with line breaks kept.
+    """
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         if "\n" in text.strip("\n"):
@@ -125,7 +129,10 @@ class _Formatter(argparse.HelpFormatter):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with the command's error format: one line on stderr, exit status 2, no usage dump."""
+    """argparse with the command's error format.
+
+    One line on stderr, exit status 2, no usage dump.
+    """
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault(
@@ -160,7 +167,10 @@ class _Terminated(BaseException):
 
 @contextlib.contextmanager
 def _signals():
-    """SIGTERM and SIGHUP unwind the stack like Ctrl-C does (temp files removed), then exit 128 + n."""
+    """SIGTERM and SIGHUP unwind the stack like Ctrl-C does, then exit 128 + n.
+
+    Temp files are removed on the way.
+    """
 
     def handler(signum, frame):
         raise _Terminated(signum)
@@ -270,8 +280,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if os.environ.get("LMSBAYES_DEBUG") == "1":
                 traceback.print_exc()
             _error(
-                f"internal error, a bug in lmsbayes {version()} ({type(exc).__name__}: {_one_line(exc)}); "
-                "please report it with the command line (LMSBAYES_DEBUG=1 shows the traceback)"
+                f"internal error, a bug in lmsbayes {version()} ({type(exc).__name__}: "
+                f"{_one_line(exc)}); please report it with the command line (LMSBAYES_DEBUG=1 "
+                "shows the traceback)"
             )
             return EXIT_BUG
 

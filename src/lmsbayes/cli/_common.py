@@ -1,4 +1,7 @@
-"""Helpers shared by the command-line verbs: progress, option types, output checks, fitting, exit codes."""
+"""Helpers shared by the command-line verbs.
+
+Progress, option types, output checks, fitting, exit codes.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ import os
 import sys
 import time
 
-from lmsbayes.files import atomic_write_text, check_output_path  # noqa: F401  (verb modules import them here)
+# the verb modules import these two from here
+from lmsbayes.files import atomic_write_text, check_output_path  # noqa: F401
 
 #: Exit statuses of the ``lmsbayes`` command (see ``lmsbayes --help`` and the README).
 EXIT_OK = 0
@@ -118,7 +122,9 @@ def unique_hrs(args: argparse.Namespace) -> None:
 
 
 def fast_spec(spec, engine: str | None = None):
-    """What ``--fast`` (or LMSBAYES_FAST=1) means: at most 500 draws per chain where that shortens the run.
+    """What ``--fast`` (or LMSBAYES_FAST=1) means.
+
+    At most 500 draws per chain where that shortens the run.
 
     The engine that fits the spec decides (NUTS: 500 draws and tuning steps; the
     exact engine is fast anyway). Fast mode only ever shortens a run: a spec that
@@ -165,7 +171,10 @@ def strict_failed(fit, args) -> bool:
 
 
 def exit_for(fit, args, not_written: tuple[str | os.PathLike[str] | None, ...] = ()) -> int:
-    """Exit status of a verb that fitted: 3 (with one error line) when ``--strict`` fails, else 0."""
+    """Exit status of a verb that fitted.
+
+    3 (with one error line) when ``--strict`` fails, else 0.
+    """
     if strict_failed(fit, args):
         skipped = [str(p) for p in not_written if p]
         tail = f"; nothing was written ({', '.join(skipped)} left as they were)" if skipped else ""
@@ -211,8 +220,8 @@ def fit_args(q, spec_positional: bool) -> None:
         "--engine",
         choices=["auto", "exact", "nuts"],
         default=None,
-        help="inference engine (default: the spec's; 'auto' is the exact engine where it supports the "
-        "spec, else NUTS)",
+        help="inference engine (default: the spec's; 'auto' is the exact engine where it supports "
+        "the spec, else NUTS)",
     )
     q.add_argument(
         "--strict",

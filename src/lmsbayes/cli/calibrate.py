@@ -39,20 +39,21 @@ def _print_summary(ds, summary, alpha: float) -> None:
     err = ds["error"].values.astype(str)
     n_fit = int((err == "").sum())
     print(
-        f"lmsbayes {a['lmsbayes_version']} - simulation-based calibration of spec {a['spec_name']!r}, "
-        f"{a['engine']} engine"
+        f"lmsbayes {a['lmsbayes_version']} - simulation-based calibration of spec "
+        f"{a['spec_name']!r}, {a['engine']} engine"
     )
     print(
         f"{n} data sets from the prior predictive on the design of the data (sha256 "
-        f"{str(a['data_sha256'])[:12]}), seed {a['seed']}; each truth ranked among L = {a['n_ranks']} "
-        "posterior draws thinned from all draws"
+        f"{str(a['data_sha256'])[:12]}), seed {a['seed']}; each truth ranked among L = "
+        f"{a['n_ranks']} posterior draws thinned from all draws"
     )
     import pandas as pd
 
     rows = []
     for q, r in summary.iterrows():
         cov = [
-            f"{r[f'coverage_{c:g}']:.3f} ({r[f'coverage_{c:g}_lo']:.2f}-{r[f'coverage_{c:g}_hi']:.2f})"
+            f"{r[f'coverage_{c:g}']:.3f} "
+            f"({r[f'coverage_{c:g}_lo']:.2f}-{r[f'coverage_{c:g}_hi']:.2f})"
             for c in (50, 90, 95)
         ]
         rows.append(
@@ -86,28 +87,30 @@ def _print_summary(ds, summary, alpha: float) -> None:
     )
     print(table.to_string(index=False))
     print(
-        f"tests: chi-square on {int(summary['bins'].iloc[0])} equal rank bins (none below 2 bins of 10 "
-        "simulations) and Kolmogorov-Smirnov on the "
-        f"randomised PIT, Holm-corrected over all {2 * len(summary)} tests; coverage of central intervals "
-        "with 95% Clopper-Pearson intervals"
+        f"tests: chi-square on {int(summary['bins'].iloc[0])} equal rank bins (none below 2 bins "
+        f"of 10 simulations) and Kolmogorov-Smirnov on the "
+        f"randomised PIT, Holm-corrected over all {2 * len(summary)} tests; coverage of central "
+        f"intervals with 95% Clopper-Pearson intervals"
     )
     if n_fit < n:
         from collections import Counter
 
         print(
-            f"FAILED fits: {n - n_fit} of {n} simulations (left out of the tests above, which then condition "
-            "on the engine succeeding):"
+            f"FAILED fits: {n - n_fit} of {n} simulations (left out of the tests above, which then "
+            f"condition on the engine succeeding):"
         )
         for msg, k in Counter(err[err != ""]).most_common(5):
             print(f"  {k} x {msg}")
         print(
-            f"  simulations: {summary.attrs['failed'][:20]}{' ...' if len(summary.attrs['failed']) > 20 else ''}"
+            "  simulations: "
+            f"{summary.attrs['failed'][:20]}{' ...' if len(summary.attrs['failed']) > 20 else ''}"
         )
     high = summary.attrs["khat_high"]
     if a["engine"] == "exact":
         print(
-            f"importance-sampling k-hat > {a['khat_max']:g}: {len(high)} of {n_fit} fitted simulations "
-            f"(included above){': ' + str(high[:20]) if high else ''}{' ...' if len(high) > 20 else ''}"
+            f"importance-sampling k-hat > {a['khat_max']:g}: {len(high)} of {n_fit} fitted "
+            "simulations (included "
+            f"above){': ' + str(high[:20]) if high else ''}{' ...' if len(high) > 20 else ''}"
         )
     else:
         div = ds["divergences"].values
@@ -119,9 +122,9 @@ def _print_summary(ds, summary, alpha: float) -> None:
     import numpy as np
 
     print(
-        f"time: {a['wall_seconds']:.1f} s wall for {n} simulations on {a['scheduler']} ({a['tasks']} tasks); "
-        f"per simulation (simulate + fit) median {np.nanmedian(fs):.3f} s wall, {np.nanmedian(cs):.3f} s CPU, "
-        f"mean {np.nanmean(fs):.3f} s wall"
+        f"time: {a['wall_seconds']:.1f} s wall for {n} simulations on {a['scheduler']} "
+        f"({a['tasks']} tasks); per simulation (simulate + fit) median {np.nanmedian(fs):.3f} s "
+        f"wall, {np.nanmedian(cs):.3f} s CPU, mean {np.nanmean(fs):.3f} s wall"
     )
     if a.get("note"):
         print(f"note: {a['note']}")

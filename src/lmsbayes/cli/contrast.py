@@ -18,7 +18,10 @@ the probability of success (assurance) of a planned trial, not a target alternat
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (lmsbayes.files: package temp beside it, umask mode)."""
+    """Write ``data`` to ``path`` atomically.
+
+    lmsbayes.files: package temp beside it, umask mode.
+    """
     from lmsbayes.files import atomic_write_bytes
 
     atomic_write_bytes(path, data)
@@ -88,7 +91,8 @@ def cmd_contrast(args) -> int:
     excluded = data.attrs.get("excluded", [])
     if excluded:
         print(
-            f"{len(excluded)} rows of {args.file} are excluded from the analysis (their 'exclude' column):"
+            f"{len(excluded)} rows of {args.file} are excluded from the analysis (their 'exclude' "
+            f"column):"
         )
         for e in excluded:
             print(f"  row {e['row']} {e['study']}: {e['reason']}")
@@ -139,16 +143,16 @@ def cmd_contrast(args) -> int:
         print(repr(egger))
         if k < 10:
             print(
-                f"  (with {k} trials the test has little power: a non-significant result is not evidence "
-                "of no small-study effects)"
+                f"  (with {k} trials the test has little power: a non-significant result is not "
+                f"evidence of no small-study effects)"
             )
         print()
     loo = None
     if k >= 3 and not args.no_leave_one_out:
         loo = ct.leave_one_out(main_fit)
         print(
-            f"Leave-one-out ({main_fit.method}, {'z' if main_fit.test == 'z' else 'HKSJ'}): pooled estimate "
-            "without each trial"
+            f"Leave-one-out ({main_fit.method}, {'z' if main_fit.test == 'z' else 'HKSJ'}): pooled "
+            f"estimate without each trial"
         )
         tf = np.exp if ratio else (lambda v: v)
         view = loo.assign(
@@ -188,11 +192,13 @@ def cmd_contrast(args) -> int:
         )
         print(
             f"Probability of success of a planned two-arm trial (one-sided alpha {args.alpha:g}, "
-            f"{args.allocation:.3g} allocated to the new agent; Schoenfeld), over the {src} of a new trial's HR"
+            f"{args.allocation:.3g} allocated to the new agent; Schoenfeld), over the {src} of a "
+            f"new trial's HR"
         )
         print(table.to_string(float_format=lambda v: f"{v:.3f}"))
         print(
-            "assurance = power averaged over the predicted true HR; it cannot exceed P(true HR < 1).\n"
+            "assurance = power averaged over the predicted true HR; it cannot exceed P(true HR < "
+            "1).\n"
         )
     if args.plots is not None:
         out = Path(args.plots)
@@ -249,7 +255,10 @@ _ASSURANCE_DEFAULTS = {"allocation": 0.5, "alpha": 0.025}
 
 
 def _check_options(args):
-    """Every option checked before the table is read or anything printed: (tau prior, mu prior, methods)."""
+    """Every option checked before the table is read or anything printed.
+
+    Returns (tau prior, mu prior, methods).
+    """
     from lmsbayes import contrast as ct
     from lmsbayes.cli._common import check_outputs
     from lmsbayes.contrast.frequentist import METHODS
@@ -270,8 +279,8 @@ def _check_options(args):
     ]
     if given and not args.events:
         raise OptionError(
-            f"{' and '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to the assurance "
-            "of a planned trial: give --events too"
+            f"{' and '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to the "
+            f"assurance of a planned trial: give --events too"
         )
     for name, value in _ASSURANCE_DEFAULTS.items():
         if getattr(args, name) is None:
@@ -319,10 +328,10 @@ def register(sub) -> None:
     q = sub.add_parser(
         "contrast",
         help="meta-analysis of per-trial hazard ratios / odds ratios (frequentist and Bayesian)",
-        description="Random-effects meta-analysis of per-trial contrasts (log HR, log OR): DerSimonian-Laird "
-        "and REML with Q, I^2, tau^2, the Hartung-Knapp-Sidik-Jonkman adjustment and the prediction "
-        "interval; the Bayesian normal-normal model by exact quadrature; Egger's test; leave-one-out; "
-        "and the probability of success of a planned trial.",
+        description="Random-effects meta-analysis of per-trial contrasts (log HR, log OR): "
+        "DerSimonian-Laird and REML with Q, I^2, tau^2, the Hartung-Knapp-Sidik-Jonkman adjustment "
+        "and the prediction interval; the Bayesian normal-normal model by exact quadrature; "
+        "Egger's test; leave-one-out; and the probability of success of a planned trial.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,4 +1,7 @@
-"""The ``curve`` verb: reconstruct patient data from digitised Kaplan-Meier curves and report accuracy."""
+"""The ``curve`` verb.
+
+Reconstruct patient data from digitised Kaplan-Meier curves and report accuracy.
+"""
 
 from __future__ import annotations
 

@@ -108,7 +108,10 @@ IDENTITY_SE_RANGE = (1e-6, 1e6)
 
 
 def _number(text: str) -> float | None:
-    """The cell as a finite float in plain decimal notation, else None (``1_0``, ``nan``, ``inf`` are not)."""
+    """The cell as a finite float in plain decimal notation, else None.
+
+    ``1_0``, ``nan``, ``inf`` are not.
+    """
     from lmsbayes.data import parse_number
 
     x, err = parse_number(text, integer=False)

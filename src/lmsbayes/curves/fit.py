@@ -1,4 +1,6 @@
-"""One reconstructed arm on the model's curve: its fit, an optional truncation, and a goodness-of-fit check.
+"""One reconstructed arm on the model's curve.
+
+Its fit, an optional truncation, and a goodness-of-fit check.
 
 Before a curve arm enters a pooled model, whose shape k is shared across arms, its own fit
 shows whether the family describes it: a 200-patient curve that the family does not fit can

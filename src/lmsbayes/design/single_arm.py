@@ -112,7 +112,10 @@ class BayesianSingleArm:
             )
         vague = self.prior.n_components == 1 and self.prior.a[0] == 1 and self.prior.b[0] == 1
         if vague:
-            return f"fixed threshold p0 = {fmt(self.p0)}; the arm's own rate has the vague prior Beta(1, 1)"
+            return (
+                f"fixed threshold p0 = {fmt(self.p0)}; the arm's own rate has the vague prior "
+                f"Beta(1, 1)"
+            )
         return (
             f"the prior is the prior of the arm's own rate ({describe(self.prior)}), "
             f"tested against the fixed threshold {fmt(self.p0)} (RBesT's decision1S / oc1S)"

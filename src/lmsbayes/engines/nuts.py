@@ -205,8 +205,8 @@ class NutsEngine:
     def fit(self, model: Model, settings: FitSettings, progress: Progress) -> EngineResult:
         """Sample the model with nutpie; the posterior carries the model's coords."""
         progress(
-            "NUTS: compiling (the first run on a machine compiles with numba, 30-45 s; later runs reuse "
-            "its cache) and sampling ..."
+            "NUTS: compiling (the first run on a machine compiles with numba, 30-45 s; later runs "
+            "reuse its cache) and sampling ..."
         )
         dt = _sample(model, settings.seed, settings.draws, progress_bar=False)
         post = dt["posterior"].to_dataset()

@@ -21,7 +21,10 @@ def fmt_list(x: np.ndarray) -> str:
 
 
 def check_unit_interval(name: str, value: Any) -> np.ndarray:
-    """``value`` as a float array, or a ValueError naming ``name`` when a value lies outside [0, 1]."""
+    """``value`` as a float array.
+
+    Or a ValueError naming ``name`` when a value lies outside [0, 1].
+    """
     arr = np.asarray(value, dtype=float)
     bad = ~((arr >= 0.0) & (arr <= 1.0))  # also catches NaN
     if np.any(bad):

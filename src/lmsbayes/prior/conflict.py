@@ -112,12 +112,15 @@ class ConflictReport:
             "Mixture weights, prior -> posterior (how much of each component survives):",
             comp.to_string(),
             "",
-            f"Prior-predictive probability of a count as low or lower:  P(Y <= {self.r}) = {self.p_lower:.4f}",
-            f"Prior-predictive probability of a count as high or higher: P(Y >= {self.r}) = {self.p_upper:.4f}",
+            f"Prior-predictive probability of a count as low or lower:  P(Y <= {self.r}) = "
+            f"{self.p_lower:.4f}",
+            f"Prior-predictive probability of a count as high or higher: P(Y >= {self.r}) = "
+            f"{self.p_upper:.4f}",
             f"Two-sided tail probability {self.p_two_sided:.4f}; Box's p-value {self.p_box:.4f}"
             + ("  <- conflict (< 0.05)" if self.p_box < 0.05 else ""),
-            f"ESS ({self.ess_method}): prior {self.ess_prior:.1f}, posterior {self.ess_posterior:.1f} "
-            f"(prior + n = {self.ess_prior + self.n:.1f} if the data agreed with the prior on average)",
+            f"ESS ({self.ess_method}): prior {self.ess_prior:.1f}, posterior "
+            f"{self.ess_posterior:.1f} (prior + n = {self.ess_prior + self.n:.1f} if the data "
+            "agreed with the prior on average)",
         ]
         if self.p_box_informative is not None:
             lines.append(

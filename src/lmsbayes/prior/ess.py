@@ -145,7 +145,8 @@ def _lir_var(mix: BetaMixture, r: np.ndarray, lp: np.ndarray, lq: np.ndarray) ->
 def _ess_elir(mix: BetaMixture) -> float:
     # Split -d2 log pi into its two parts (see _lir).  The first integrates in
     # closed form, because pi(p) r_k(p) = w_k f_k(p):
-    #     E_pi[ sum_k r_k ((a_k-1)(1-p)/p + (b_k-1) p/(1-p)) ] = sum_k w_k (b_k 1[a_k>1] + a_k 1[b_k>1]).
+    # E_pi[ sum_k r_k ((a_k-1)(1-p)/p + (b_k-1) p/(1-p)) ] = sum_k w_k (b_k 1[a_k>1] + a_k
+    # 1[b_k>1]).
     # Done numerically, this part is the unstable one (for a_k near 1 its
     # mass sits at p < 1e-300).  Only the between-component variance term,
     # which is >= 0 and vanishes for k = 1, is integrated, on the logit scale.

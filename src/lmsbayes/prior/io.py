@@ -104,7 +104,10 @@ def _short(value: Any, width: int = 60) -> str:
 
 # ---------------------------------------------------------------------- writing
 def to_dict(mix: BetaMixture, provenance: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON-ready dictionary of ``docs/prior_schema.md``; ``provenance`` is merged over the prior's."""
+    """The JSON-ready dictionary of ``docs/prior_schema.md``.
+
+    ``provenance`` is merged over the prior's.
+    """
     prov = dict(mix.provenance or {})
     if provenance:
         prov.update(provenance)
@@ -121,7 +124,8 @@ def to_dict(mix: BetaMixture, provenance: Mapping[str, Any] | None = None) -> di
 
 def _atomic_write_text(path: str, text: str) -> None:
     # lmsbayes.files: a package temp beside the destination, moved into place (a reader sees the
-    # old prior or the new one, never half of one), umask permissions, stale temps of killed runs removed
+    # old prior or the new one, never half of one), umask permissions, stale temps of killed runs
+    # removed
     from lmsbayes.files import atomic_write_text
 
     atomic_write_text(path, text)
@@ -466,7 +470,8 @@ def from_preliz(dist: Any) -> BetaMixture:
         weights = [w / total for w in weights]  # PreliZ normalises weights the same way
     else:
         raise OptionError(
-            f"from_preliz needs a preliz.Beta or a preliz.Mixture of Beta, got {type(dist).__name__}"
+            f"from_preliz needs a preliz.Beta or a preliz.Mixture of Beta, got "
+            f"{type(dist).__name__}"
         )
     bad = [type(c).__name__ for c in comps if not isinstance(c, pz.Beta)]
     if bad:

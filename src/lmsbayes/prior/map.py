@@ -1,4 +1,6 @@
-"""Meta-analytic-predictive (MAP) priors: a beta mixture fitted to the predictive distribution of a new trial's rate.
+"""Meta-analytic-predictive (MAP) priors.
+
+A beta mixture fitted to the predictive distribution of a new trial's rate.
 
 From a fit, the mixture is fitted to the predictive density itself
 (:class:`~lmsbayes.prior.density.PredictiveDensity` over the fit's global
@@ -85,8 +87,8 @@ def map_prior(
         if setting is None:
             if fit.data.covariates or fit.data.table == "lms":
                 raise OptionError(
-                    "map_prior(fit, setting, landmark): this model has covariates; give the setting "
-                    "of the new trial, e.g. Setting('2L+', 'R-T', 0.5)"
+                    "map_prior(fit, setting, landmark): this model has covariates; give the "
+                    "setting of the new trial, e.g. Setting('2L+', 'R-T', 0.5)"
                 )
             setting = Setting()
         if has_landmarks and landmark is None:
@@ -120,7 +122,8 @@ def map_prior(
             k: (float(v) if isinstance(v, (int, float)) else v) for k, v in setting.values().items()
         }
         if setting.case_mix:
-            # the line's case mix (classes and sites as in its included arms), not the R-T default of Setting
+            # the line's case mix (classes and sites as in its included arms), not the R-T default
+            # of Setting
             described = {"line": setting.line, "case_mix": True}
         elif setting.line is not None:
             described = {
