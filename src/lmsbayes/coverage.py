@@ -92,9 +92,13 @@ def _pooled_logit(
 ) -> np.ndarray:
     """Pooled logit of the settings' rate at a landmark: (draws..., setting)."""
     from lmsbayes.model.families import NUMPY_OPS
+    from lmsbayes.targets import drift_row
 
     m = fit.model
     c = m.canonical(values)
+    row = drift_row(fit, None)
+    if row.size:  # a drift model's design: the drift at its reference year, as predict's default
+        X = np.hstack([X, np.tile(row, (X.shape[0], 1))])
     eta = m.base_predictor(NUMPY_OPS, c, X)
     shape = c["shape"][..., shape_groups] if "shape" in c else None
     d = fit.data

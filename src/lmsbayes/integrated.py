@@ -31,7 +31,7 @@ from scipy import special
 
 from lmsbayes.engines import rules
 
-__all__ = ["LinkNormals", "has_rule", "link_normals", "rate_summaries"]
+__all__ = ["LinkNormals", "has_rule", "link_normals", "rate_summaries", "rule_applies"]
 
 _GL_NODES = 12  # Gauss-Legendre nodes over a latent uterine fraction
 
@@ -39,6 +39,20 @@ _GL_NODES = 12  # Gauss-Legendre nodes over a latent uterine fraction
 def has_rule(fit) -> bool:
     """True when the fit carries a fixed integration rule (exact engine)."""
     return "integration_rule" in fit.datatree.children
+
+
+def rule_applies(fit, target=None) -> bool:
+    """True when the fit's fixed rule answers its new-trial summaries.
+
+    An exact-engine fit whose new-trial predictive is the arm effect's normal
+    at the setting's design: no group effects (a new group adds their scale),
+    no drift over publication year (its basis is no setting column), no age
+    discount and no Student-t arm effects, and no predictive ``target``.
+    Otherwise the summaries come from the draws.
+    """
+    m = fit.model
+    structured = m.grouped or m.drift or m.discounted or m.student_t
+    return has_rule(fit) and not structured and target is None
 
 
 def _rule(fit) -> rules.Rule:
@@ -126,7 +140,7 @@ def _latent_weights(fit, values: dict, arms: np.ndarray) -> tuple[np.ndarray, np
     Returns the nodes (Q,) and the weights (P, arm, Q) for the ``arms`` (positions among the
     latent arms).
     """
-    from lmsbayes.engines.exact import Integrator, _quad_from_three
+    from lmsbayes.engines.exact import Integrator, quad_from_three
 
     m = fit.model
     integ = Integrator(m, nodes=fit.spec.exact.nodes, uterine_nodes=_GL_NODES)
@@ -136,7 +150,7 @@ def _latent_weights(fit, values: dict, arms: np.ndarray) -> tuple[np.ndarray, np
     xg, wg = np.polynomial.legendre.leggauss(_GL_NODES)
     u, log_wu = 0.5 * (xg + 1), np.log(0.5 * wg)
     if integ.gaussian:  # the log-likelihood is exactly quadratic in u: evaluate it at the nodes
-        a0, a1, a2 = _quad_from_three(per.reshape(P, -1, 3))
+        a0, a1, a2 = quad_from_three(per.reshape(P, -1, 3))
         logd = a1[..., None] * u + a2[..., None] * u**2 + log_wu
     else:
         logd = per.reshape(P, -1, _GL_NODES) + log_wu

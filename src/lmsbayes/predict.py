@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from lmsbayes import targets
 from lmsbayes._lazy import xarray as xr
 from lmsbayes.coverage import setting_evidence
 from lmsbayes.errors import OptionError
@@ -45,6 +46,7 @@ from lmsbayes.settings import (
     standard_settings,
     strata_of,
 )
+from lmsbayes.targets import Target
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmsbayes.fit import Fit
@@ -144,7 +146,7 @@ def _shape_values(fit: Fit, c: dict, groups: np.ndarray) -> np.ndarray | None:
     return c["shape"][..., groups] if "shape" in c else None
 
 
-def _new_effects(fit: Fit, tau: np.ndarray, rng) -> np.ndarray:
+def _new_effects(fit: Fit, tau: np.ndarray, rng, new_group: bool = True) -> np.ndarray:
     """A new trial's random effect for each draw: tau (chain, draw, setting, Kz) times a standard draw."""
     re = fit.spec.random_effects
     z = (
@@ -154,9 +156,8 @@ def _new_effects(fit: Fit, tau: np.ndarray, rng) -> np.ndarray:
     )
     u = tau * z
     post = fit.posterior
-    if "trial_tau" in post:
-        tt = post["trial_tau"].values
-        tt = fit.model.z_canonical(tt)[:, :, None, :]
+    if fit.model.grouped and new_group:  # a new arm of a new group (trial or regimen)
+        tt = fit.model.z_canonical(post["group_tau"].values)[:, :, None, :]
         u = u + tt * rng.standard_normal(tau.shape)
     return u
 
@@ -181,7 +182,8 @@ def _case_mix_predictors(
             post["uterine_latent"].transpose("chain", "draw", "arm_latent").values
             - d.uterine_centre
         )
-    eta = m.base_predictor(NUMPY_OPS, c, d.X, d.Xu, du)[..., sel, :]
+    # the model's own design: an arm's drift at its year is part of its case mix
+    eta = m.base_predictor(NUMPY_OPS, c, m.arrays["X"], m.arrays["Xu"], du)[..., sel, :]
     return (
         eta,
         d.stratum_idx[sel],
@@ -214,6 +216,7 @@ def predict(
     n: int = 40,
     seed: int | None = None,
     at: Mapping[str, float] | None = None,
+    target: Target | None = None,
 ) -> xr.Dataset:
     """Posterior draws of pooled, predictive and predictive-observed rates.
 
@@ -234,6 +237,13 @@ def predict(
         Values of the spec's own covariates for settings that do not state
         them (by spec name or column, in the column's units: ``{"year": 2026}``);
         default the spec's ``[thresholds] at``.
+    target : lmsbayes.targets.Target, optional
+        What the defined settings' rates are for: the historical average, a
+        new arm of a named regimen at a year, or a new regimen at a year
+        (:mod:`lmsbayes.targets`). ``pooled`` is then the target's mean (a
+        named regimen's own effect included) and ``predictive`` a new arm of
+        it. Case-mix settings are the historical average whatever the target.
+        Default: version 0.1's rows (a new arm of the setting), unlabelled.
 
     Returns
     -------
@@ -250,6 +260,9 @@ def predict(
         For a setting the model cannot support (unfitted line or landmark,
         a covariate value outside its coding, a fraction outside [0, 1]).
     """
+    if target is not None:
+        targets.check(fit, target)
+        at = {**targets.year_covariates(fit, target), **dict(at or {})}
     settings = settings_at(
         fit, list(settings) if settings is not None else _default_settings(fit), at
     )
@@ -275,9 +288,16 @@ def predict(
     if plain:
         ps = [settings[k] for k in plain]
         X = setting_design(fit, ps)
+        row = targets.drift_row(fit, None if target is None else target.year)
+        if row.size:  # the drift at the target's year (its reference year without one)
+            X = np.hstack([X, np.tile(row, (len(ps), 1))])
         eta = m.base_predictor(NUMPY_OPS, c, X)
         strata, groups = strata_of(fit, ps), shape_group_of(fit, ps)
-        u = _new_effects(fit, c["tau"][..., strata, :], rng)
+        u = _new_effects(fit, c["tau"][..., strata, :], rng, new_group=target is None)
+        if target is not None:
+            mean_shift, extra = targets.shifts(fit, target, (C, D), rng)
+            eta = eta + mean_shift[:, :, None, None]
+            u = u + extra[:, :, None, None]
         lm = landmarks if has_lm else []
         shape = _shape_values(fit, c, groups)
         pooled[:, :, plain] = _rates(fit, eta, shape, lm).reshape(C, D, len(ps), L)
@@ -331,6 +351,23 @@ def predict(
         logit = np.log(rate) - np.log1p(-rate)
     ds = xr.Dataset({"rate": rate, "logit": logit.assign_attrs(long_name="logit of the PFS rate")})
     ds = ds.assign_coords(description=("setting", [s.describe() for s in settings]))
+    if target is not None:  # each row states what it predicts, and the regimen arms it rests on
+        ds = ds.assign_coords(
+            target=(
+                "setting",
+                [
+                    "historical average (case mix)"
+                    if s.case_mix
+                    else targets.describe_for(fit, target)
+                    for s in settings
+                ],
+            ),
+            regimen_arms=(
+                "setting",
+                [0 if s.case_mix else len(targets.rests_on(fit, target, s.line)) for s in settings],
+            ),
+        )
+        ds.attrs["target"] = target.describe()
     if fit.data.table == "lms":
         ds = ds.assign_coords(
             line=("setting", [s.line for s in settings]),
@@ -441,6 +478,7 @@ def thresholds(
     landmarks: Sequence[float] | None = None,
     prob: float = 0.95,
     at: Mapping[str, float] | None = None,
+    target: Target | None = None,
 ) -> xr.Dataset:
     """Phase II thresholds: p0 and p1 = p0 ** HR per draw, with credible intervals.
 
@@ -460,6 +498,9 @@ def thresholds(
         Credible-interval probability.
     at : mapping, optional
         Values of the spec's own covariates (see :func:`predict`).
+    target : lmsbayes.targets.Target, optional
+        What p0 is for (see :func:`predict`): the historical average, a named
+        standard regimen's new arm, or a new regimen; each row states it.
 
     Returns
     -------
@@ -478,7 +519,7 @@ def thresholds(
             raise OptionError(f"hr must be in (0, 1) (an improvement), got {h!r}")
     if not 0 < prob < 1:
         raise OptionError(f"prob must be in (0, 1), got {prob!r}")
-    pred = predict(fit, settings, landmarks, at=at)
+    pred = predict(fit, settings, landmarks, at=at, target=target)
     p0 = pred["rate"].sel(quantity=reference, drop=True)
     hr_da = xr.DataArray(hrs, dims="hr", coords={"hr": hrs})
     p1 = p0**hr_da
@@ -487,12 +528,21 @@ def thresholds(
         s = _summarise(fit, ds[name], prob)
         for k in s:
             ds[f"{name}_{k}"] = s[k]
-    from lmsbayes.integrated import has_rule
+    from lmsbayes.integrated import rule_applies
 
-    if has_rule(fit):
+    if rule_applies(fit, target):  # else the draws' summaries stand (see rule_applies)
         _integrated_summaries(fit, ds, settings, landmarks, at, reference, hrs, prob)
-    used = {**dict(fit.spec.thresholds.at), **dict(at or {})}
+    used = {
+        **dict(fit.spec.thresholds.at),
+        **targets.year_covariates(fit, target),
+        **dict(at or {}),
+    }
     ds.attrs.update(at=json.dumps(used, sort_keys=True))
+    for name in ("target", "regimen_arms"):
+        if name in pred.coords:
+            ds = ds.assign_coords({name: pred[name]})
+    if "target" in pred.attrs:
+        ds.attrs["target"] = pred.attrs["target"]
     if "setting_covariates" in pred.attrs:
         ds.attrs["setting_covariates"] = pred.attrs["setting_covariates"]
     ds.attrs.update(
@@ -627,6 +677,9 @@ def threshold_table(ds: xr.Dataset, *, eortc: bool = True, fit: Fit | None = Non
                     "landmark": float(t),
                     "hr": float(h),
                 }
+                if "target" in ds.coords:  # what the row predicts, and its regimen's arms
+                    row["target"] = str(ds["target"].sel(setting=s).values)
+                    row["regimen_arms"] = int(ds["regimen_arms"].sel(setting=s).values)
                 for q in ("p0", "p1"):
                     extra = {"hr": h} if q == "p1" else {}
                     row[q] = float(ds[f"{q}_median"].sel(**sel, **extra))
@@ -809,8 +862,9 @@ def new_trial_conditionals(
     Raises
     ------
     NotImplementedError
-        Student-t arm effects within trials: the sum of a t and a normal
-        effect is no t (predict's draws remain available).
+        Group effects, drift over publication year or an age discount (a new
+        group's effect and the year's terms are not in the setting's design),
+        or a link without a closed form (predict's draws remain available).
     """
     settings = [setting] if setting is not None else _default_settings(fit)
     if len(settings) != 1:
@@ -823,9 +877,14 @@ def new_trial_conditionals(
     _check_settings(fit, settings, lm)
     re = fit.spec.random_effects
     student = re.distribution == "student_t"
-    from lmsbayes.integrated import has_rule, link_normals
+    from lmsbayes.integrated import link_normals, rule_applies
 
-    if has_rule(fit) and not student and family.effect_link in ("logit", "cloglog"):
+    m = fit.model
+    if m.grouped or m.drift or m.discounted:
+        # a new group's effect, the drift's year basis and the age discount are not in the
+        # setting's design: the predictive draws (predict) stand in
+        raise NotImplementedError("group effects, drift or age discount: use predict's draws")
+    if rule_applies(fit) and family.effect_link in ("logit", "cloglog"):
         # the exact engine's fixed rule: its weighted points, so the MAP prior, its ESS and
         # every OC built on it are the same numbers at any seed
         ln = link_normals(fit, settings, lm)
@@ -839,8 +898,6 @@ def new_trial_conditionals(
             "df": None,
         }
     post = fit.posterior
-    if student and "trial_tau" in post:
-        raise NotImplementedError("Student-t arm effects within trials: use predict's draws")
     m, c = _posterior_values(fit)
     if s.case_mix:
         eta, strata, groups = _case_mix_predictors(fit, s.case_mix, c, None)
@@ -861,9 +918,6 @@ def new_trial_conditionals(
     tau = c["tau"][..., strata, :]  # (chain, draw, point, Kz)
     k = fit.data.landmarks.index(float(landmark)) if tau.shape[-1] > 1 else 0
     var = tau[..., k] ** 2
-    if "trial_tau" in post:
-        tt = post["trial_tau"].values
-        var = var + (tt[..., k] if fit.model.per_landmark else tt)[:, :, None] ** 2
     scale = np.sqrt(var) * np.ones_like(loc)
     return {
         "loc": loc.ravel(),

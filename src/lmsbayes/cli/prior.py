@@ -13,6 +13,7 @@ from lmsbayes.cli._common import (
 
 def cmd_prior(args) -> int:
     """The ``prior`` verb: the MAP prior of a setting from a saved fit."""
+    from lmsbayes.cli.fitting import target_from_args
     from lmsbayes.errors import OptionError
     from lmsbayes.fit import load_fit
     from lmsbayes.predict import Setting
@@ -48,7 +49,8 @@ def cmd_prior(args) -> int:
         setting = Setting(args.line, args.treatment_class or "R-T", args.uterine)
     else:
         setting = Setting()
-    mix = map_prior(result, setting, args.landmark)
+    target = target_from_args(args)
+    mix = map_prior(result, setting, args.landmark, target=target)
     if args.robust:
         mix = robustify(mix, args.robust, mean=args.robust_mean, bounded=args.robust_bounded)
     where = f" at {args.landmark:g} months" if args.landmark is not None else ""
@@ -56,6 +58,14 @@ def cmd_prior(args) -> int:
         f"{prior_kind(mix)} prior of a new trial's rate: {setting.describe()}{where} "
         f"(spec {result.spec.name!r})"
     )
+    if target is not None:
+        print(f"target: {mix.provenance['target']}")
+        if "regimen_arms" in mix.provenance:
+            arms = mix.provenance["regimen_arms"]
+            print(
+                f"rests on {len(arms)} included arm(s) of {target.regimen} in {setting.line}: "
+                + (", ".join(arms) or "none")
+            )
     print(repr(mix))
     print(mix.summary().round(4).to_string())
     print(_ess_line(mix))
@@ -152,6 +162,9 @@ def register(sub) -> None:
         action="store_true",
         help="robust component with both shapes >= 1 (ELIR defined) instead of RBesT's n = 1",
     )
+    from lmsbayes.cli.fitting import target_args
+
+    target_args(q)
     q.add_argument(
         "-o",
         "--output",

@@ -32,6 +32,7 @@ def map_prior(
     criterion: str = "kl",
     provenance: Mapping[str, Any] | None = None,
     rng: Any = None,
+    target: Any = None,
 ) -> BetaMixture:
     """Meta-analytic-predictive (MAP) prior of a new trial's rate.
 
@@ -60,6 +61,12 @@ def map_prior(
         written to JSON.
     rng : ignored
         Kept for compatibility: the fit is deterministic.
+    target : lmsbayes.targets.Target, optional
+        With a fit: what the prior is for (a new arm of a named regimen at a
+        year: a control arm's MAP prior; a new regimen: a design prior). The
+        provenance records it and the included arms of the regimen it rests on.
+        A target is answered from the predictive draws (the closed-form
+        conditionals know no regimen or year).
 
     Returns
     -------
@@ -89,11 +96,21 @@ def map_prior(
                 "map_prior(fit, setting, landmark): give the landmark (months) of the rate"
             )
         try:
-            cond = new_trial_conditionals(fit, setting, landmark if has_landmarks else None)
+            # the closed-form conditionals know no target, group effect, drift or age discount
+            m = fit.model
+            structured = bool(m.grouped or m.drift or m.discounted)
+            cond = (
+                None
+                if target is not None or structured
+                else new_trial_conditionals(fit, setting, landmark if has_landmarks else None)
+            )
         except NotImplementedError:
             cond = None  # no closed-form conditional: the predictive draws stand in
+        pred = None
         if cond is None:
-            pred = predict(fit, [setting], [float(landmark)] if has_landmarks else None)
+            pred = predict(
+                fit, [setting], [float(landmark)] if has_landmarks else None, target=target
+            )
             sel = {"setting": 0, **({"landmark": 0} if has_landmarks else {})}
             draws = pred["rate"].sel(quantity="predictive").isel(sel, drop=True)
             draws.name = "p_new"
@@ -127,6 +144,13 @@ def map_prior(
             **({"landmark_months": float(landmark)} if has_landmarks else {}),
             **dict(provenance or {}),
         }
+        if target is not None:
+            from lmsbayes.targets import rests_on
+
+            provenance["target"] = str(pred["target"].values[0])
+            arms = rests_on(fit, target, setting.line)
+            if target.kind == "new_arm":
+                provenance["regimen_arms"] = arms
     prov = dict(provenance or {})
     if isinstance(draws, PredictiveDensity):
         mix = fit_mixture_to_density(draws, max_components=max_components)
