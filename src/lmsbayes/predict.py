@@ -33,6 +33,7 @@ import pandas as pd
 import xarray as xr
 from scipy import special
 
+from lmsbayes import targets
 from lmsbayes.coverage import setting_evidence
 from lmsbayes.model.families import NUMPY_OPS, rate_from_eta
 from lmsbayes.settings import (
@@ -43,6 +44,7 @@ from lmsbayes.settings import (
     standard_settings,
     strata_of,
 )
+from lmsbayes.targets import Target
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmsbayes.fit import Fit
@@ -155,7 +157,7 @@ def _shape_values(fit: Fit, c: dict, groups: np.ndarray) -> np.ndarray | None:
     return c["shape"][..., groups] if fit.spec.survival else None
 
 
-def _new_effects(fit: Fit, tau: np.ndarray, rng) -> np.ndarray:
+def _new_effects(fit: Fit, tau: np.ndarray, rng, new_group: bool = True) -> np.ndarray:
     """A new trial's random effect for each draw: tau (chain, draw, setting, Kz) times a standard draw."""
     re = fit.spec.random_effects
     z = (
@@ -165,8 +167,8 @@ def _new_effects(fit: Fit, tau: np.ndarray, rng) -> np.ndarray:
     )
     u = tau * z
     post = fit.posterior
-    if "trial_tau" in post:
-        tt = post["trial_tau"].values
+    if fit.model.grouped and new_group:  # a new arm of a new group (trial or regimen)
+        tt = post["group_tau"].values
         tt = tt[:, :, None, :] if fit.model.per_landmark else tt[:, :, None, None]
         u = u + tt * rng.standard_normal(tau.shape)
     return u
@@ -187,7 +189,8 @@ def _case_mix_predictors(
             post["uterine_latent"].transpose("chain", "draw", "arm_latent").values
             - d.uterine_centre
         )
-    eta = m.base_predictor(NUMPY_OPS, c, d.X, d.Xu, du)[..., sel, :]
+    # the model's own design: an arm's drift at its year is part of its case mix
+    eta = m.base_predictor(NUMPY_OPS, c, m.arrays["X"], m.arrays["Xu"], du)[..., sel, :]
     return (
         eta,
         d.stratum_idx[sel],
@@ -203,6 +206,7 @@ def predict(
     n: int = 40,
     seed: int | None = None,
     at: Mapping[str, float] | None = None,
+    target: Target | None = None,
 ) -> xr.Dataset:
     """Posterior draws of pooled, predictive and predictive-observed rates.
 
@@ -223,6 +227,13 @@ def predict(
         Values of the spec's own covariates for settings that do not state
         them (by spec name or column, in the column's units: ``{"year": 2026}``);
         default the spec's ``[thresholds] at``.
+    target : lmsbayes.targets.Target, optional
+        What the defined settings' rates are for: the historical average, a
+        new arm of a named regimen at a year, or a new regimen at a year
+        (:mod:`lmsbayes.targets`). ``pooled`` is then the target's mean (a
+        named regimen's own effect included) and ``predictive`` a new arm of
+        it. Case-mix settings are the historical average whatever the target.
+        Default: version 0.1's rows (a new arm of the setting), unlabelled.
 
     Returns
     -------
@@ -239,6 +250,9 @@ def predict(
         For a setting the model cannot support (unfitted line or landmark,
         a covariate value outside its coding, a fraction outside [0, 1]).
     """
+    if target is not None:
+        targets.check(fit, target)
+        at = {**targets.year_covariates(fit, target), **dict(at or {})}
     settings = settings_at(
         fit, list(settings) if settings is not None else _default_settings(fit), at
     )
@@ -263,9 +277,16 @@ def predict(
     if plain:
         ps = [settings[k] for k in plain]
         X = setting_design(fit, ps)
+        row = targets.drift_row(fit, None if target is None else target.year)
+        if row.size:  # the drift at the target's year (its reference year without one)
+            X = np.hstack([X, np.tile(row, (len(ps), 1))])
         eta = m.base_predictor(NUMPY_OPS, c, X)
         strata, groups = strata_of(fit, ps), shape_group_of(fit, ps)
-        u = _new_effects(fit, c["tau"][..., strata, :], rng)
+        u = _new_effects(fit, c["tau"][..., strata, :], rng, new_group=target is None)
+        if target is not None:
+            mean_shift, extra = targets.shifts(fit, target, (C, D), rng)
+            eta = eta + mean_shift[:, :, None, None]
+            u = u + extra[:, :, None, None]
         lm = landmarks if has_lm else []
         shape = _shape_values(fit, c, groups)
         pooled[:, :, plain] = _rates(fit, eta, shape, lm).reshape(C, D, len(ps), L)
@@ -319,6 +340,23 @@ def predict(
         logit = np.log(rate) - np.log1p(-rate)
     ds = xr.Dataset({"rate": rate, "logit": logit.assign_attrs(long_name="logit of the PFS rate")})
     ds = ds.assign_coords(description=("setting", [s.describe() for s in settings]))
+    if target is not None:  # each row states what it predicts, and the regimen arms it rests on
+        ds = ds.assign_coords(
+            target=(
+                "setting",
+                [
+                    "historical average (case mix)"
+                    if s.case_mix
+                    else targets.describe_for(fit, target)
+                    for s in settings
+                ],
+            ),
+            regimen_arms=(
+                "setting",
+                [0 if s.case_mix else len(targets.rests_on(fit, target, s.line)) for s in settings],
+            ),
+        )
+        ds.attrs["target"] = target.describe()
     if fit.data.table == "lms":
         ds = ds.assign_coords(
             line=("setting", [s.line for s in settings]),
@@ -429,6 +467,7 @@ def thresholds(
     landmarks: Sequence[float] | None = None,
     prob: float = 0.95,
     at: Mapping[str, float] | None = None,
+    target: Target | None = None,
 ) -> xr.Dataset:
     """Phase II thresholds: p0 and p1 = p0 ** HR per draw, with credible intervals.
 
@@ -448,6 +487,9 @@ def thresholds(
         Credible-interval probability.
     at : mapping, optional
         Values of the spec's own covariates (see :func:`predict`).
+    target : lmsbayes.targets.Target, optional
+        What p0 is for (see :func:`predict`): the historical average, a named
+        standard regimen's new arm, or a new regimen; each row states it.
 
     Returns
     -------
@@ -466,7 +508,7 @@ def thresholds(
             raise ValueError(f"hr must be in (0, 1) (an improvement), got {h!r}")
     if not 0 < prob < 1:
         raise ValueError(f"prob must be in (0, 1), got {prob!r}")
-    pred = predict(fit, settings, landmarks, at=at)
+    pred = predict(fit, settings, landmarks, at=at, target=target)
     p0 = pred["rate"].sel(quantity=reference, drop=True)
     hr_da = xr.DataArray(hrs, dims="hr", coords={"hr": hrs})
     p1 = p0**hr_da
@@ -475,8 +517,17 @@ def thresholds(
         s = _summarise(fit, ds[name], prob)
         for k in s:
             ds[f"{name}_{k}"] = s[k]
-    used = {**dict(fit.spec.thresholds.at), **dict(at or {})}
+    used = {
+        **dict(fit.spec.thresholds.at),
+        **targets.year_covariates(fit, target),
+        **dict(at or {}),
+    }
     ds.attrs.update(at=json.dumps(used, sort_keys=True))
+    for name in ("target", "regimen_arms"):
+        if name in pred.coords:
+            ds = ds.assign_coords({name: pred[name]})
+    if "target" in pred.attrs:
+        ds.attrs["target"] = pred.attrs["target"]
     if "setting_covariates" in pred.attrs:
         ds.attrs["setting_covariates"] = pred.attrs["setting_covariates"]
     ds.attrs.update(
@@ -550,6 +601,9 @@ def threshold_table(ds: xr.Dataset, *, eortc: bool = True, fit: Fit | None = Non
                     "landmark": float(t),
                     "hr": float(h),
                 }
+                if "target" in ds.coords:  # what the row predicts, and its regimen's arms
+                    row["target"] = str(ds["target"].sel(setting=s).values)
+                    row["regimen_arms"] = int(ds["regimen_arms"].sel(setting=s).values)
                 for q in ("p0", "p1"):
                     extra = {"hr": h} if q == "p1" else {}
                     row[q] = float(ds[f"{q}_median"].sel(**sel, **extra))

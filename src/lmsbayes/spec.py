@@ -335,7 +335,17 @@ class RandomEffects:
     distribution: str = "normal"  # or "student_t"
     nu: float = 4.0  # degrees of freedom of the Student-t
     tau_by: str = "none"  # "none" or "line": one tau per stratum
-    trial_effect: bool = False  # arms of one randomized trial share a trial effect
+    trial_effect: bool = (
+        False  # arms of one randomized trial share a trial effect (group = "trial")
+    )
+    #: a column whose arms share a group effect above their own: eta_i = ... + v[group(i)] + u_i,
+    #: two heterogeneity scales (group_tau between groups, tau between arms of a group);
+    #: "trial" (arms nested in trials) or "regimen" (arms nested in regimens); "" for none
+    group: str = ""
+    #: sensitivity: an arm's heterogeneity grows with its age, tau_i^2 = tau^2 + discount^2 a_i,
+    #: a_i = (discount_year - year_i) / 10 (decades before discount_year, at least 0)
+    age_discount: bool = False
+    discount_year: int = 2025
 
 
 @dataclass(frozen=True)
@@ -353,6 +363,12 @@ class ModelPart:
     #: an arm's median and rates come from one Kaplan-Meier curve: correlate them (true),
     #: or treat them as independent (false: counts the arm's patients more than once)
     within_arm_correlation: bool = True
+    #: calendar-time drift over publication year: "none", or "random_walk" (piecewise linear
+    #: between drift_knots, a Gaussian random walk of scale drift_scale per knot interval,
+    #: zero at drift_reference; at most 6 knots, 5 basis functions among the global parameters)
+    drift: str = "none"
+    drift_knots: tuple[int, ...] = (2005, 2010, 2015, 2020, 2025)
+    drift_reference: int = 2015
 
 
 @dataclass(frozen=True)
@@ -388,7 +404,13 @@ class Priors:
     # under LogNormal(0, 1) drew curves flat for years or falling from 90% to 10% within a factor
     # 1.7 of the median, which no LMS arm shows, and where posteriors have spurious modes)
     shape: Prior = field(default_factory=lambda: Prior("LogNormal", mu=0.4, sigma=0.5))
-    trial_tau: Prior = field(default_factory=lambda: Prior("HalfNormal", sigma=0.25))
+    #: scale of the group effects (``[random_effects] group``, or trial_effect)
+    group_tau: Prior = field(default_factory=lambda: Prior("HalfNormal", sigma=0.25))
+    #: drift: sd of the random walk's step per knot interval (logit scale); HalfNormal(0.25)
+    #: puts 95% of a 5-year step's odds ratio of being progression-free within 1/1.8 to 1.8
+    drift_scale: Prior = field(default_factory=lambda: Prior("HalfNormal", sigma=0.25))
+    #: age discount: extra heterogeneity sd per sqrt(decade) of age
+    discount: Prior = field(default_factory=lambda: Prior("HalfNormal", sigma=0.25))
 
 
 @dataclass(frozen=True)
@@ -795,7 +817,24 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
         )
     if r.tau_by not in ("none", "line"):
         problems.append(f"[random_effects] tau_by must be 'none' or 'line', got {r.tau_by!r}")
-    for name in ("tau", "trial_tau"):
+    if r.trial_effect and r.group not in ("", "trial"):
+        problems.append(
+            f"[random_effects] trial_effect = true nests arms in trials; it cannot be combined "
+            f"with group = {r.group!r} (one grouping per model)"
+        )
+    if not isinstance(r.group, str) or (r.group and not r.group.isidentifier()):
+        problems.append(f"[random_effects] group must be a column name or '', got {r.group!r}")
+    if m.drift not in ("none", "random_walk"):
+        problems.append(f"[model] drift must be 'none' or 'random_walk', got {m.drift!r}")
+    elif m.drift == "random_walk":
+        knots = list(m.drift_knots)
+        if not 3 <= len(knots) <= 6 or any(b <= a for a, b in zip(knots, knots[1:])):
+            problems.append(f"[model] drift_knots must be 3 to 6 increasing years, got {knots!r}")
+        elif not knots[0] <= m.drift_reference <= knots[-1]:
+            problems.append(
+                f"[model] drift_reference must lie in [{knots[0]}, {knots[-1]}], got {m.drift_reference!r}"
+            )
+    for name in ("tau", "group_tau", "drift_scale", "discount"):
         prior = getattr(spec.priors, name)
         if prior.support not in ("positive", "unit", "bounded") or (
             prior.dist == "Uniform" and prior.kwargs.get("lower", 0) < 0

@@ -240,8 +240,36 @@ def _thresholds_table(fit, args):
         reference=getattr(args, "reference", None),
         landmarks=landmarks,
         at=dict(getattr(args, "at", None) or []),
+        target=target_from_args(args),
     )
     return threshold_table(ds, fit=fit)
+
+
+def target_from_args(args):
+    """The predictive target of --target/--year (None: version 0.1's unlabelled rows)."""
+    from lmsbayes.targets import parse_target
+
+    text, year = getattr(args, "target", None), getattr(args, "year", None)
+    if text is None and year is not None:
+        text = "average"
+    return parse_target(text, year)
+
+
+def target_args(q) -> None:
+    """--target and --year: what a row or prior predicts (lmsbayes.targets)."""
+    q.add_argument(
+        "--target",
+        metavar="TARGET",
+        help="what the rates are for: 'average' (historical average, EORTC-comparable), "
+        "'arm:REGIMEN' (a new arm of a regimen, e.g. arm:doxorubicin: a control arm's MAP prior) "
+        "or 'new-regimen' (an untested regimen: a design prior for assurance, not a null)",
+    )
+    q.add_argument(
+        "--year",
+        type=int,
+        metavar="YEAR",
+        help="calendar year of the new trial (drift and time-trend specs), e.g. 2027",
+    )
 
 
 def _parse_at(text: str) -> tuple[str, float]:
@@ -378,6 +406,7 @@ def table_args(q) -> None:
         help="value of a spec's own covariate for the new trial, in the data column's units "
         "(e.g. --at year=2026 for the time_trend spec; default: the spec's [thresholds] at)",
     )
+    target_args(q)
     q.add_argument(
         "--json",
         metavar="FILE",

@@ -19,11 +19,22 @@ def cmd_prior(args) -> int:
 
     check_outputs(args, files=("output",))
     result = load_fit(args.fit)
+    from lmsbayes.cli.fitting import target_from_args
+
     setting = Setting(args.line, args.treatment_class, args.uterine)
-    mix = map_prior(result, setting, args.landmark)
+    target = target_from_args(args)
+    mix = map_prior(result, setting, args.landmark, target=target)
     if args.robust:
         mix = robustify(mix, args.robust, mean=args.robust_mean, bounded=args.robust_bounded)
     print(f"MAP prior for {setting.label} at {args.landmark:g} months (spec {result.spec.name!r}):")
+    if target is not None:
+        print(f"target: {mix.provenance['target']}")
+        if "regimen_arms" in mix.provenance:
+            arms = mix.provenance["regimen_arms"]
+            print(
+                f"rests on {len(arms)} included arm(s) of {target.regimen} in {setting.line}: "
+                + (", ".join(arms) or "none")
+            )
     print(repr(mix))
     print(mix.summary().round(4).to_string())
     print(_ess_line(mix))
@@ -119,6 +130,9 @@ def register(sub) -> None:
         action="store_true",
         help="robust component with both shapes >= 1 (ELIR defined) instead of RBesT's n = 1",
     )
+    from lmsbayes.cli.fitting import target_args
+
+    target_args(q)
     q.add_argument(
         "-o",
         "--output",

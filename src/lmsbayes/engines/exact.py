@@ -74,11 +74,13 @@ _FD_STEP = 1e-4
 
 def supports(spec) -> str | None:
     """None if the exact engine fits this spec, else the reason it cannot."""
-    re = spec.random_effects
-    if re.distribution != "normal":
-        return "Student-t random effects are fitted by NUTS (the exact engine integrates normal random effects)"
-    if re.trial_effect:
-        return "arms nested in trials (trial effects) are fitted by NUTS"
+    from lmsbayes.model.structure import group_column
+
+    # a binomial table has no landmarks: one effect per arm and group, whatever the family
+    if group_column(spec) and lik.FAMILIES[spec.model.likelihood].per_landmark and spec.landmarks:
+        return (
+            "group effects of a per-landmark family (one per group and landmark) are fitted by NUTS"
+        )
     return None
 
 
@@ -103,8 +105,13 @@ class Layout:
                 names.append(f"{prefix}{p.name}[{label}]" if label else f"{prefix}{p.name}")
         self.size = k
         self.names = tuple(names)
+        # heterogeneity scales: the proposal's grid (or defensive component) is over their logs
         self.tau_coords = np.concatenate(
-            [np.arange(s.start, s.stop) for p, s in self.blocks if p.name == "tau"]
+            [
+                np.arange(s.start, s.stop)
+                for p, s in self.blocks
+                if p.name in ("tau", "group_tau", "drift_scale", "discount")
+            ]
         )
 
     def unpack(self, theta: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -151,6 +158,8 @@ class Layout:
                 vals["tau"] = np.full(p.shape, 0.3)
             elif p.name == "shape":
                 vals["shape"] = np.full(p.shape, 1.5)
+            elif p.transform == "log":  # other scales (group, drift, discount)
+                vals[p.name] = np.full(p.shape, 0.2)
             else:
                 vals[p.name] = np.zeros(p.shape)
         return self.pack(vals)
@@ -229,7 +238,8 @@ def _make_part(
 class _PartData:
     """What the arm integrals read of a part's data (arrays only: no pandas frames to re-index)."""
 
-    def __init__(self, d: ModelData, pos: np.ndarray, X: np.ndarray | None = None) -> None:
+    def __init__(self, m: Model, pos: np.ndarray, X: np.ndarray | None = None) -> None:
+        d = m.data
         self.family, self.landmarks, self.curve, self.t_ref = (
             d.family,
             d.landmarks,
@@ -238,8 +248,9 @@ class _PartData:
         )
         self.shape_groups, self.uterine_centre = d.shape_groups, d.uterine_centre
         self.n_arms = int(pos.size)
-        self.X = d.X[pos] if X is None else np.asarray(X, float)
-        self.Xu = d.Xu[pos] if X is None else np.zeros_like(self.X)
+        # the model's design (with the drift's basis columns where it has one)
+        self.X = m.arrays["X"][pos] if X is None else np.asarray(X, float)
+        self.Xu = m.arrays["Xu"][pos] if X is None else np.zeros_like(self.X)
         self.latent = (
             np.flatnonzero(np.isin(pos, d.latent)) if X is None else np.zeros(0, dtype=np.int64)
         )
@@ -261,6 +272,8 @@ def _runs(counts: np.ndarray, pos: np.ndarray):
 
 # survival arrays with one entry per pair term (Model.arrays), not per observation
 _TERM_ARRAYS = ("first", "second", "precision", "diagonal")
+# arrays with one entry per arm (lmsbayes.model.structure)
+_ARM_ARRAYS = ("age", "group_idx")
 
 
 def _take_model(m: Model, pos, X: np.ndarray | None = None) -> Model:
@@ -278,13 +291,15 @@ def _take_model(m: Model, pos, X: np.ndarray | None = None) -> Model:
     kz = m.Kz
     rows, row_copy, starts, new_start = _runs(np.bincount(a["arm_idx"], minlength=d.n_arms), pos)
     sub = _copy.copy(m)
-    sub.data = _PartData(d, pos, X)
+    sub.data = _PartData(m, pos, X)
     arrays = {}
     for k, v in a.items():
         if k in ("X", "Xu"):
             arrays[k] = getattr(sub.data, k)
         elif k == "stratum_idx":
             arrays[k] = sub.data.stratum_idx
+        elif k in _ARM_ARRAYS:
+            arrays[k] = v[pos]
         elif k not in _TERM_ARRAYS:
             arrays[k] = v[rows]  # one per observation
     arrays["arm_idx"] = row_copy
@@ -393,6 +408,13 @@ class _Gauss:
         r = base - mu
         qs2 = q * (scale * scale)
         return C - 0.5 * (np.log1p(qs2) + q * (r * r) / (1.0 + qs2))
+
+    def log_integral_nodes(self, c, base, scale, mult) -> np.ndarray:
+        """:meth:`log_integral` at sd ``scale * mult[j]`` for every j: (..., n_comp, node)."""
+        C, mu, q = self.normal_form(c)
+        r = (base - mu)[..., None]
+        qs2 = (q * (scale * scale))[..., None] * (mult * mult)
+        return C[..., None] - 0.5 * (np.log1p(qs2) + q[..., None] * (r * r) / (1.0 + qs2))
 
     def posterior(self, c, base, scale) -> tuple[np.ndarray, np.ndarray]:
         """Mean and sd of each component's z given the data (normal)."""
@@ -583,6 +605,14 @@ class Integrator:
         data = model.data
         spec = model.spec
         self.gaussian = model.family.gaussian
+        # a latent fraction in closed form (the z-integrated log-likelihood quadratic in u): Gaussian
+        # likelihoods with normal effects; a Student-t's scale mixture is not quadratic in u
+        self.u_closed = self.gaussian
+        self.t_mix = None
+        if model.student_t:  # z ~ t(nu) as a scale mixture of normals (lmsbayes.model.structure)
+            from lmsbayes.model.structure import t_scale_mixture
+
+            self.t_mix = t_scale_mixture(spec.random_effects.nu)
         self.x_gh, w = np.polynomial.hermite.hermgauss(nodes)
         self.log_w_gh = (
             np.log(w) + self.x_gh**2
@@ -597,7 +627,7 @@ class Integrator:
         elif regular.size:
             self.parts.append(_make_part(spec, None, regular, model=_take_model(model, regular)))
         if lat.size:
-            if self.gaussian:
+            if self.u_closed:
                 u = np.array([0.0, 0.5, 1.0])
                 log_wu = None
             else:
@@ -627,7 +657,8 @@ class Integrator:
     def _latent_part(self, u: np.ndarray, log_wu=None) -> _Part:
         d = self.model.data
         lat = d.latent
-        X = np.concatenate([d.X[i] + (u[:, None] - d.uterine_centre) * d.Xu[i] for i in lat])
+        Xd, Xud = self.model.arrays["X"], self.model.arrays["Xu"]
+        X = np.concatenate([Xd[i] + (u[:, None] - d.uterine_centre) * Xud[i] for i in lat])
         pos = np.repeat(lat, u.size)
         return _make_part(
             self.model.spec, None, pos, u.size, log_wu, model=_take_model(self.model, pos, X)
@@ -693,11 +724,33 @@ class Integrator:
         ll = self._ll_at(part, c, base[None], scale[None], zs)
         return ll[0], 0.5 * (ll[1] - ll[2]), 0.5 * (ll[1] + ll[2]) - ll[0]
 
-    def _part_comp_logI(self, part: _Part, c) -> np.ndarray:
-        """log of each component's integral over its random effect: (..., n_comp)."""
+    def _part_comp_logI(self, part: _Part, c, shift=None) -> np.ndarray:
+        """log of each component's integral over its random effect: (..., n_comp).
+
+        ``shift`` (..., arm of the part) is added to the linear predictor (group
+        effects). Student-t effects: the normal integral at each scale of the
+        t's scale mixture, weighted (:func:`lmsbayes.model.structure.t_scale_mixture`).
+        """
         m = part.model
-        base = _base(m, c, m.data.X)
+        base = _base(m, c, m.arrays["X"])
+        if shift is not None:
+            base = base + shift[..., :, None]
         scale = m.effect_scale(c)
+        if self.t_mix is None:
+            return self._comp_logI_normal(part, c, base, scale)
+        mult, logw = self.t_mix
+        if part.gauss is not None:  # every node of the mixture at once: (..., n_comp, node)
+            lead = base.shape[:-2]
+            sc = np.broadcast_to(scale, base.shape).reshape(lead + (-1,))
+            return part.gauss.log_integral_nodes(c, base.reshape(lead + (-1,)), sc, mult) + logw
+        return np.stack(
+            [self._comp_logI_normal(part, c, base, scale * k) + lw for k, lw in zip(mult, logw)],
+            axis=-1,
+        )
+
+    def _comp_logI_normal(self, part: _Part, c, base, scale) -> np.ndarray:
+        """:meth:`_part_comp_logI` of a normal random effect of sd ``scale``, at the base predictor."""
+        m = part.model
         if part.gauss is not None:
             lead = base.shape[:-2]
             scale = np.broadcast_to(scale, base.shape).reshape(lead + (-1,))
@@ -734,21 +787,51 @@ class Integrator:
             out = np.log(sd) - 0.5 * math.log(math.pi) + g0 + np.log(acc)
         return np.where(np.isfinite(g0), out, -np.inf)
 
-    def _per_arm(self, part: _Part, c) -> np.ndarray:
-        li = self._part_comp_logI(part, c)
-        return li.reshape(li.shape[:-1] + (part.model.data.n_arms, part.model.Kz)).sum(-1)
+    def _per_arm(self, part: _Part, c, shift=None) -> np.ndarray:
+        """Per arm (..., arm), or per arm and node of a Student-t's scale mixture (..., arm, node)."""
+        li = self._part_comp_logI(part, c, None if shift is None else shift[..., part.arm_of])
+        n, kz = part.model.data.n_arms, part.model.Kz
+        if self.t_mix is None:
+            return li.reshape(li.shape[:-1] + (n, kz)).sum(-1)
+        T = li.shape[-1]
+        # a component's nodes are its own (independent effects): mix within a component first
+        li = special.logsumexp(li, axis=-1) if kz > 1 else li
+        return (
+            li.reshape(li.shape[:-2] + (n, kz, T)).sum(-2)
+            if kz == 1
+            else (li.reshape(li.shape[:-1] + (n, kz)).sum(-1))
+        )
 
-    def arm_loglik(self, values: dict[str, np.ndarray]) -> np.ndarray:
-        """log p(y_i | theta) of every arm, latent quantities integrated out: (batch, arm)."""
+    def arm_loglik(self, values: dict[str, np.ndarray], shift=None) -> np.ndarray:
+        """log p(y_i | theta) of every arm, latent quantities integrated out: (batch, arm).
+
+        ``shift`` (batch, arm): added to every arm's linear predictor (a group
+        effect held fixed); the group effects themselves are integrated by
+        :meth:`loglik`.
+        """
         c = self.model.canonical(values)
         d = self.model.data
         out = np.zeros(np.shape(values["tau"])[:1] + (d.n_arms,))
         for part in self.parts:
-            per_arm = self._per_arm(part, c)
+            per_arm = self._per_arm(part, c, shift)
+            nodes = self.t_mix is not None and per_arm.ndim == out.ndim + 1
+            if nodes and part.n_nodes_u > 1:  # u integrated at each node of the t mixture
+                q = part.n_nodes_u
+                per_arm = np.swapaxes(
+                    per_arm.reshape(per_arm.shape[:-2] + (-1, q, per_arm.shape[-1])), -1, -2
+                )
+                if self.u_closed:
+                    per_arm = _log_int_exp_quadratic(*_quad_from_three(per_arm))
+                else:
+                    per_arm = _lse(per_arm + part.log_wu, axis=-1)
+                out[..., part.arm_of[::q]] = _lse(per_arm, axis=-1)
+                continue
+            if nodes:
+                per_arm = _lse(per_arm, axis=-1)
             if part.n_nodes_u > 1:
                 q = part.n_nodes_u
                 per_arm = per_arm.reshape(per_arm.shape[:-1] + (-1, q))
-                if self.gaussian:
+                if self.u_closed:
                     per_arm = _log_int_exp_quadratic(*_quad_from_three(per_arm))
                 else:
                     per_arm = special.logsumexp(per_arm + part.log_wu, axis=-1)
@@ -757,40 +840,151 @@ class Integrator:
                 out[..., part.arm_of] = per_arm
         return out
 
+    # --- group effects: adaptive Gauss-Hermite per group ------------------------------
+
+    def loglik(self, values: dict[str, np.ndarray]) -> np.ndarray:
+        """log p(y | theta), every latent quantity integrated out: (batch,)."""
+        if not self.model.grouped:
+            return self.arm_loglik(values).sum(-1)
+        return self.group_loglik(values).sum(-1)
+
+    def _onehot(self) -> np.ndarray:
+        d = self.model.data
+        if getattr(self, "_oh", None) is None:
+            self._oh = np.zeros((d.n_arms, len(d.groups)))
+            self._oh[np.arange(d.n_arms), d.group_idx] = 1.0
+        return self._oh
+
+    def _group_g(self, values, gt, w) -> np.ndarray:
+        """g(w) = sum of the group's arm log-likelihoods at v = w, minus w^2 / 2: (batch, group)."""
+        shift = gt[:, None] * w[:, self.model.data.group_idx]
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            ll = self.arm_loglik(values, shift) @ self._onehot()
+        return ll - 0.5 * w * w
+
+    def _group_mode(self, values):
+        """Mode and sd of each group's standardised effect w given theta (two Newton steps).
+
+        The steps use central differences of g at +-h; for a likelihood Gaussian in the
+        linear predictor (survival with known fractions) g is exactly quadratic and the
+        first step lands on the mode with the exact curvature.
+        """
+        gt = np.asarray(self.model.canonical(values)["group_tau"], float)[..., 0]
+        B, G = gt.shape[0], len(self.model.data.groups)
+        mode, sd = np.zeros((B, G)), np.ones((B, G))
+        for _ in range(2):
+            h = 0.5 * sd
+            f0 = self._group_g(values, gt, mode)
+            fp = self._group_g(values, gt, mode + h)
+            fm = self._group_g(values, gt, mode - h)
+            g1 = (fp - fm) / (2 * h)
+            g2 = np.minimum(
+                (fp - 2 * f0 + fm) / (h * h), -0.25
+            )  # concave in w; guard a flat region
+            ok = np.isfinite(g1) & np.isfinite(g2)
+            mode = np.where(ok, mode + np.clip(-g1 / np.where(ok, g2, -1.0), -3.0, 3.0), mode)
+            sd = np.where(ok, 1.0 / np.sqrt(-np.where(ok, g2, -1.0)), sd)
+        return gt, mode, sd
+
+    def group_loglik(self, values: dict[str, np.ndarray]) -> np.ndarray:
+        """log p(y_g | theta) of every group, its effect integrated out: (batch, group).
+
+        Adaptive Gauss-Hermite over the group's standardised effect w ~ Normal(0, 1),
+        centred at the mode of g(w) with the curvature's scale, the arms' own latent
+        quantities integrated at each node. Exact (to rounding) where g is quadratic;
+        tested against scipy quadrature otherwise.
+        """
+        gt, mode, sd = self._group_mode(values)
+        sq = math.sqrt(2.0) * sd
+        acc = None
+        for x, lw in zip(self.x_gh, self.log_w_gh):
+            g = self._group_g(values, gt, mode + sq * x) + lw
+            acc = g if acc is None else np.logaddexp(acc, g)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.log(sq) - 0.5 * math.log(2 * math.pi) + acc
+        return np.where(np.isfinite(out), out, -np.inf)
+
+    def _draw_groups(self, values, rng, n_grid: int = 49) -> np.ndarray:
+        """Draws of each group's standardised effect w given theta and y: (batch, group).
+
+        Inverse CDF of g on a grid of ``n_grid`` points over the mode +- 6 sd,
+        linear between nodes (the density's discretisation error is of order
+        (12 sd / n_grid)^2 times its curvature).
+        """
+        gt, mode, sd = self._group_mode(values)
+        x = np.linspace(-6.0, 6.0, n_grid)
+        pts = mode[..., None] + sd[..., None] * x  # (batch, group, grid)
+        g = np.stack([self._group_g(values, gt, pts[..., j]) for j in range(n_grid)], axis=-1)
+        g = np.where(np.isfinite(g), g, -np.inf)
+        return _sample_piecewise_linear_rows(pts, g, rng)
+
     # --- latent draws ----------------------------------------------------------------
 
     def draw_latent(self, values: dict[str, np.ndarray], rng: np.random.Generator):
-        """Draws of z (batch, arm, Kz) and u (batch, latent arm) from their exact conditionals."""
+        """Draws of z (batch, arm, Kz), u (batch, latent arm) and v (batch, group, Kz).
+
+        From their conditionals given theta: v from its integrated density on a
+        grid (:meth:`_draw_groups`), then u and z given v exactly (a Student-t's
+        z through a node of its scale mixture drawn with its posterior weight).
+        """
         B = np.shape(values["tau"])[0]
         d = self.model.data
         z = np.empty((B, d.n_arms, self.model.Kz))
         u = np.empty((B, d.latent.size))
+        v = np.zeros((B, len(d.groups), self.model.Kz))
         for s in range(0, B, self.chunk):
             sl = slice(s, s + self.chunk)
-            z[sl], u[sl] = self._draw_latent({k: v[sl] for k, v in values.items()}, rng)
-        return z, u
+            z[sl], u[sl], v[sl] = self._draw_latent({k: x[sl] for k, x in values.items()}, rng)
+        return z, u, v
 
     def _draw_latent(self, values, rng):
         m, d = self.model, self.model.data
         c = m.canonical(values)
         B = np.shape(values["tau"])[0]
         du = None
+        shift, v = None, np.zeros((B, len(d.groups), m.Kz))
+        if m.grouped:
+            w = self._draw_groups(values, rng)
+            v[..., 0] = w
+            shift = np.asarray(c["group_tau"], float)[..., 0][:, None] * w[:, d.group_idx]
         u_draw = np.zeros((B, d.latent.size))
         if d.latent.size:
-            if self.gaussian:  # u | theta, y is a normal truncated to [0, 1]
-                per = self._per_arm(self.latent_part, c).reshape(B, d.latent.size, 3)
+            if self.u_closed and self.t_mix is None:  # u | theta, y: a normal truncated to [0, 1]
+                per = self._per_arm(self.latent_part, c, shift).reshape(B, d.latent.size, 3)
                 u_draw = _draw_exp_quadratic(*_quad_from_three(per), rng)
             else:
                 grid = np.linspace(0.0, 1.0, 33)
                 if getattr(self, "_u_grid_part", None) is None:
                     self._u_grid_part = self._latent_part(grid)
-                per = self._per_arm(self._u_grid_part, c).reshape(B, d.latent.size, grid.size)
+                per = self._per_arm(self._u_grid_part, c, shift)
+                if per.ndim == 3:  # a Student-t's mixture nodes: u's density mixes over them
+                    per = special.logsumexp(per, axis=-1)
+                per = per.reshape(B, d.latent.size, grid.size)
                 u_draw = _sample_piecewise_linear(grid, per, rng)
             du = np.zeros((B, d.n_arms))
             du[:, d.latent] = u_draw - d.uterine_centre
         whole = self._whole()
-        base = _base(m, c, d.X, d.Xu, du)
+        base = _base(m, c, m.arrays["X"], m.arrays["Xu"], du)
+        if shift is not None:
+            base = base + shift[..., None]
         scale = np.broadcast_to(m.effect_scale(c), (B, d.n_arms, m.Kz)).reshape(B, -1)
+        mult = None
+        if self.t_mix is not None:  # a node of the t's scale mixture per component, by its weight
+            k, logw = self.t_mix
+            li = np.stack(
+                [
+                    self._comp_logI_normal(whole, c, base, scale.reshape(B, d.n_arms, m.Kz) * kk)
+                    + lw
+                    for kk, lw in zip(k, logw)
+                ],
+                axis=-1,
+            )
+            li = np.where(np.isfinite(li), li, -np.inf)
+            p = np.exp(li - li.max(axis=-1, keepdims=True))
+            cdf = np.cumsum(p, axis=-1)
+            pick = (cdf < rng.uniform(size=cdf.shape[:-1] + (1,)) * cdf[..., -1:]).sum(-1)
+            mult = k[np.minimum(pick, k.size - 1)]
+            scale = scale * mult
         if whole.gauss is not None:
             mean, sd = whole.gauss.posterior(c, base.reshape(B, -1), scale)
             z = mean + sd * rng.standard_normal(mean.shape)
@@ -800,7 +994,9 @@ class Integrator:
             z = c1 / a + rng.standard_normal(c1.shape) / np.sqrt(a)
         else:
             z = self._draw_z_rejection(whole, whole.kernel.prepare(base), scale, rng)
-        return z.reshape(B, d.n_arms, m.Kz), u_draw
+        if mult is not None:  # z = the node's sd multiplier times the standard normal drawn
+            z = z * mult
+        return z.reshape(B, d.n_arms, m.Kz), u_draw, v
 
     def _comp_values_at(self, part: _Part, pre, scale, b, cc, z):
         """g(z) = ll(z) - z^2 / 2 of components ``cc`` of draws ``b`` (1-D index arrays)."""
@@ -893,6 +1089,14 @@ class Integrator:
         )
 
 
+def _lse(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """log-sum-exp over an axis in plain numpy (scipy's is several times slower on small axes)."""
+    top = np.max(x, axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.log(np.sum(np.exp(x - top), axis=axis)) + np.squeeze(top, axis=axis)
+
+
 def _quad_from_three(v: np.ndarray):
     """Coefficients of q(u) = a0 + a1 u + a2 u^2 from its values at u = 0, 1/2, 1 (last axis)."""
     f0, fh, f1 = v[..., 0], v[..., 1], v[..., 2]
@@ -918,7 +1122,7 @@ def _log_int_exp_quadratic(a0, a1, a2) -> np.ndarray:
         x, w = np.polynomial.legendre.leggauss(16)
         uu = 0.5 * (x + 1)
         q = a0[flat][:, None] + a1[flat][:, None] * uu + a2[flat][:, None] * uu**2 + np.log(0.5 * w)
-        out[flat] = special.logsumexp(q, axis=-1)
+        out[flat] = _lse(q, axis=-1)
     return out
 
 
@@ -984,6 +1188,7 @@ class ExactResult:
     z: np.ndarray  # (draw, arm, Kz)
     u: np.ndarray  # (draw, latent arm)
     diagnostics: dict
+    v: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 1)))  # (draw, group, Kz)
     proposals: dict = field(default_factory=dict)  # the importance sample: theta, log weights
 
 
@@ -1001,7 +1206,7 @@ class _Posterior:
             th = theta[s : s + chunk]
             vals, logjac = self.layout.unpack(th)
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                lp = self.model.log_prior(vals) + logjac + self.integrator.arm_loglik(vals).sum(-1)
+                lp = self.model.log_prior(vals) + logjac + self.integrator.loglik(vals)
             out[s : s + chunk] = np.where(np.isfinite(lp), lp, -np.inf)
         self.n_evals += theta.shape[0]
         return out
@@ -1548,10 +1753,11 @@ def fit_exact(
     idx = _systematic(np.exp(lw), n, rng)  # n equal-weight draws, whichever number of proposals
     vals, _ = post.layout.unpack(theta[idx])
     if latent:
-        z, u = integrator.draw_latent(vals, rng)
+        z, u, v = integrator.draw_latent(vals, rng)
     else:
         z = np.zeros((n, model.data.n_arms, model.Kz))
         u = np.zeros((n, model.data.latent.size))
+        v = np.zeros((n, len(model.data.groups), model.Kz))
     edge_mass = float(np.exp(lw)[pinfo["edge_cells"]].sum()) if "edge_cells" in pinfo else math.nan
     diag = {
         "engine": "exact",
@@ -1570,6 +1776,7 @@ def fit_exact(
         values=vals,
         z=z,
         u=u,
+        v=v,
         diagnostics=diag,
         proposals={"theta": theta, "log_weight": lw, "names": post.layout.names},
     )
@@ -1735,6 +1942,8 @@ def _as_groups(model: Model, res: ExactResult):
     data_vars["z"] = (("chain", "draw", *model.z_dims), z[None])
     if model.data.latent.size:
         data_vars["uterine_latent"] = (("chain", "draw", "arm_latent"), res.u[None])
+    if model.grouped:
+        data_vars["v"] = (("chain", "draw", "group"), res.v[None][..., 0])
     post = xr.Dataset(data_vars, coords={**base, **{k: v for k, v in coords.items()}})
     d = res.diagnostics
     prop = res.proposals

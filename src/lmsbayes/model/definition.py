@@ -26,6 +26,7 @@ import numpy as np
 
 from lmsbayes.model import families as lik
 from lmsbayes.model.inputs import ModelData
+from lmsbayes.model.structure import age_decades, drift_basis
 from lmsbayes.spec import ModelSpec, Prior
 
 __all__ = ["Model", "Param", "structure_key"]
@@ -94,6 +95,49 @@ class Model:
             params.append(
                 Param("shape", ("shape_group",), (len(data.shape_groups),), pri.shape, "log")
             )
+        # structure beyond one effect per arm (lmsbayes.model.structure)
+        re, mp = spec.random_effects, spec.model
+        self.grouped = bool(data.groups)
+        if self.grouped:
+            params.append(
+                Param(
+                    "group_tau",
+                    ("landmark",) if self.per_landmark else (),
+                    (L,) if self.per_landmark else (),
+                    pri.group_tau,
+                    "log",
+                )
+            )
+        self.drift = mp.drift != "none"
+        n_cov = C
+        if self.drift:
+            J = len(mp.drift_knots)
+            params.append(Param("drift_scale", (), (), pri.drift_scale, "log"))
+            params.append(
+                Param(
+                    "drift_step",
+                    ("drift_interval",),
+                    (J - 1,),
+                    Prior("Normal", mu=0.0, sigma=1.0),
+                    "none",
+                )
+            )
+            B = drift_basis(data.arms["year"].astype(float), mp.drift_knots, mp.drift_reference)
+        else:
+            B = np.zeros((data.n_arms, 0))
+        #: design with the drift's basis as extra columns (their coefficients: drift_scale * drift_step)
+        self.X_design = np.hstack([np.asarray(data.X, float), B])
+        self.Xu_design = np.hstack([np.asarray(data.Xu, float), np.zeros_like(B)])
+        self.n_cov = n_cov
+        self.discounted = bool(re.age_discount)
+        if self.discounted:
+            params.append(Param("discount", (), (), pri.discount, "log"))
+        self.age = (
+            age_decades(data.arms["year"].astype(float), re.discount_year)
+            if self.discounted
+            else np.zeros(data.n_arms)
+        )
+        self.student_t = re.distribution == "student_t"
         self.params: tuple[Param, ...] = tuple(params)
         obs = data.obs
         self.arm_idx = obs["arm_idx"].to_numpy(np.int64)
@@ -116,9 +160,10 @@ class Model:
     def data_arrays(self, data: ModelData) -> dict[str, np.ndarray]:
         """Every data array the algebra reads, by name (``pm.Data`` containers in the NUTS engine)."""
         obs = data.obs
+        same = data is self.data
         out = {
-            "X": np.asarray(data.X, float),
-            "Xu": np.asarray(data.Xu, float),
+            "X": self.X_design if same else np.asarray(data.X, float),
+            "Xu": self.Xu_design if same else np.asarray(data.Xu, float),
             "stratum_idx": np.asarray(data.stratum_idx, np.int64),
             "arm_idx": obs["arm_idx"].to_numpy(np.int64),
             "k_idx": obs["k_idx"].to_numpy(np.int64),
@@ -135,6 +180,10 @@ class Model:
             out["obs_shape_idx"] = np.asarray(data.shape_idx, np.int64)[out["arm_idx"]]
             out["se_shape_power"] = data.se_shape_power
             out["diagonal"] = (out["first"] == out["second"]).astype(float)
+        if self.discounted:
+            out["age"] = self.age if same else np.zeros(data.n_arms)
+        if self.grouped:
+            out["group_idx"] = np.asarray(data.group_idx, np.int64)
         return out
 
     # --- parameter layout -------------------------------------------------------------
@@ -154,6 +203,11 @@ class Model:
             out["shape_group"] = list(d.shape_groups)
         if d.latent.size:
             out["arm_latent"] = [d.arms.index[i] for i in d.latent]
+        if d.groups:
+            out["group"] = list(d.groups)
+        if self.drift:
+            k = self.spec.model.drift_knots
+            out["drift_interval"] = [f"{a}-{b}" for a, b in zip(k, k[1:])]
         return out
 
     @property
@@ -176,7 +230,17 @@ class Model:
             beta_c = None
         tau = values["tau"]
         tau_c = tau if self.per_landmark else tau[..., :, None]
+        if self.drift:  # the drift's coefficients follow the covariates' (X_design's extra columns)
+            dc = (values["drift_scale"][..., None] * values["drift_step"])[..., None, :]
+            if self.per_landmark:
+                dc = dc * xp.ones((self.K, 1))
+            beta_c = dc if beta_c is None else xp.concatenate([beta_c, dc], axis=-1)
         out = {"alpha": alpha_c, "beta": beta_c, "tau": tau_c}
+        if self.grouped:
+            gt = values["group_tau"]
+            out["group_tau"] = gt if self.per_landmark else gt[..., None]  # (..., Kz)
+        if self.discounted:
+            out["discount"] = values["discount"]
         if self.data.family == "survival":
             out["shape"] = (
                 values["shape"] if "shape" in values else self.spec.model.shape_value * xp.ones(1)
@@ -226,7 +290,24 @@ class Model:
     def effect_scale(self, c: dict[str, Any], arrays: dict | None = None):
         """Standard deviation of each arm's random effect(s): (..., arm, Kz)."""
         a = self.arrays if arrays is None else arrays
-        return c["tau"][..., a["stratum_idx"], :]
+        tau = c["tau"][..., a["stratum_idx"], :]
+        if not self.discounted:
+            return tau
+        d = c["discount"][..., None, None]
+        return (tau * tau + d * d * a["age"][:, None]) ** 0.5
+
+    def group_shift(self, c: dict[str, Any], v, arrays: dict | None = None):
+        """The group effects of the arms, group_tau v[group(i)]: (..., arm, Kz); v (..., group, Kz)."""
+        a = self.arrays if arrays is None else arrays
+        return c["group_tau"][..., None, :] * v[..., a["group_idx"], :]
+
+    def z_logpdf(self, z: np.ndarray) -> np.ndarray:
+        """Log density of the standardised arm effects (normal, or Student-t(nu))."""
+        from scipy import stats
+
+        if self.student_t:
+            return stats.t.logpdf(z, self.spec.random_effects.nu)
+        return stats.norm.logpdf(z)
 
     def loglik_terms(self, ops, eta, c: dict[str, Any], arrays: dict | None = None):
         """Log-likelihood terms from the arm-level linear predictor ``eta`` (..., arm, K).
@@ -301,9 +382,15 @@ class Model:
             du = np.zeros(d.n_arms)
             du[d.latent] = np.asarray(values["uterine_latent"], float) - d.uterine_centre
         z = np.asarray(values["z"], float).reshape(d.n_arms, self.Kz)
-        eta = self.base_predictor(lik.NUMPY_OPS, c, d.X, d.Xu, du) + self.effect_scale(c) * z
+        a = self.arrays
+        eta = self.base_predictor(lik.NUMPY_OPS, c, a["X"], a["Xu"], du) + self.effect_scale(c) * z
+        lp = 0.0
+        if self.grouped:
+            v = np.asarray(values["v"], float).reshape(len(d.groups), self.Kz)
+            eta = eta + self.group_shift(c, v)
+            lp += float(np.sum(stats.norm.logpdf(v)))
         ll = float(np.sum(self.loglik_terms(lik.NUMPY_OPS, eta, c))) + self.constant()
-        lp = float(np.sum(self.log_prior(values))) + float(np.sum(stats.norm.logpdf(z)))
+        lp += float(np.sum(self.log_prior(values))) + float(np.sum(self.z_logpdf(z)))
         if d.latent.size:
             lp += float(np.sum(stats.beta.logpdf(values["uterine_latent"], 1.0, 1.0)))
         return ll + lp
@@ -324,6 +411,6 @@ def structure_key(spec: ModelSpec, data: ModelData) -> str:
         len(data.terms),
         len(data.latent),
         tuple(data.covariates),
-        len(data.trials) if spec.random_effects.trial_effect else 0,
+        len(data.groups),
     )
     return hashlib.sha256(repr(parts).encode()).hexdigest()

@@ -44,25 +44,19 @@ def posterior_arrays(model: Model, post: xr.Dataset) -> dict[str, np.ndarray]:
     }
     if d.latent.size:
         out["u"] = post["uterine_latent"].transpose("chain", "draw", "arm_latent").values
-    if "v" in post:
-        dims = (
-            ("chain", "draw", "trial", "landmark")
-            if model.per_landmark
-            else ("chain", "draw", "trial")
-        )
-        out["v"] = post["v"].transpose(*dims).values
-        out["trial_tau"] = post["trial_tau"].values
+    if model.grouped:
+        v = post["v"].transpose("chain", "draw", "group", *model.z_dims[1:]).values
+        out["v"] = v.reshape(C, D, len(d.groups), model.Kz)
     return out
 
 
-def predictor(
-    model: Model, values: dict, z: np.ndarray, u=None, v=None, trial_tau=None
-) -> np.ndarray:
+def predictor(model: Model, values: dict, z: np.ndarray, u=None, v=None) -> np.ndarray:
     """The arm-level linear predictor (..., arm, K) from arrays of draws (leading dims ...).
 
-    The same algebra as the engines (base predictor plus tau z), with latent
-    uterine fractions ``u`` (..., arm_latent) and, for NUTS fits with trial
-    effects, the trial effects ``v`` and their scale ``trial_tau``.
+    The same algebra as the engines (base predictor, with the drift where the
+    model has one, plus s_i z_i), with latent uterine fractions ``u``
+    (..., arm_latent) and, with group effects, their standardised values ``v``
+    (..., group, Kz).
     """
     d = model.data
     c = model.canonical(values)
@@ -70,12 +64,10 @@ def predictor(
     if d.latent.size:
         du = np.zeros(z.shape[:-2] + (d.n_arms,))
         du[..., d.latent] = u - d.uterine_centre
-    eta = model.base_predictor_numpy(c, d.X, d.Xu, du) + model.effect_scale(c) * z
+    a = model.arrays
+    eta = model.base_predictor_numpy(c, a["X"], a["Xu"], du) + model.effect_scale(c) * z
     if v is not None:
-        if model.per_landmark:
-            eta = eta + trial_tau[..., None, :] * v[..., d.trial_idx, :]
-        else:
-            eta = eta + (trial_tau[..., None] * v[..., d.trial_idx])[..., None]
+        eta = eta + model.group_shift(c, v)
     return eta
 
 

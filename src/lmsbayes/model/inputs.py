@@ -55,6 +55,9 @@ class ModelData:
         Survival shape groups and each arm's group.
     trials, trial_idx
         Trials (arms of one randomised trial share one) and each arm's trial.
+    groups, group_idx
+        Groups of the spec's group effect (``[random_effects] group``: trials or
+        regimens) and each arm's group; empty without one (lmsbayes.model.structure).
     uterine_centre : float
     data_sha256 : str
     curve : str
@@ -81,6 +84,8 @@ class ModelData:
     shape_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     trials: tuple[str, ...] = ()
     trial_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    groups: tuple[str, ...] = ()
+    group_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     terms: pd.DataFrame = field(default_factory=pd.DataFrame)
     comp_const: np.ndarray = field(default_factory=lambda: np.zeros(0))
     curve: str = ""
@@ -174,6 +179,7 @@ class ModelData:
             stratum_idx=self.stratum_idx[pos],
             shape_idx=self.shape_idx[pos] if len(self.shape_idx) else self.shape_idx,
             trial_idx=self.trial_idx[pos] if len(self.trial_idx) else self.trial_idx,
+            group_idx=self.group_idx[pos] if len(self.group_idx) else self.group_idx,
             comp_const=const,
         )
 
@@ -236,6 +242,8 @@ class ModelData:
             shape_idx=[int(i) for i in self.shape_idx],
             trials=list(self.trials),
             trial_idx=[int(i) for i in self.trial_idx],
+            groups=list(self.groups),
+            group_idx=[int(i) for i in self.group_idx],
             uterine_centre=self.uterine_centre,
             data_sha256=self.data_sha256,
             curve=self.curve,
@@ -301,6 +309,8 @@ class ModelData:
             shape_idx=ints("shape_idx"),
             trials=_str_tuple(a.get("trials", [])),
             trial_idx=ints("trial_idx"),
+            groups=_str_tuple(a.get("groups", [])),
+            group_idx=ints("group_idx"),
             terms=terms,
             comp_const=np.asarray(ds["comp_const"].values, float)
             if "comp_const" in ds

@@ -18,6 +18,7 @@ from scipy import special
 from lmsbayes.model import families as lik
 from lmsbayes.model.covariates import LMS_COVARIATES, Covariate, design_matrices, expand_terms
 from lmsbayes.model.inputs import ModelData
+from lmsbayes.model.structure import group_column, group_index
 from lmsbayes.spec import ModelSpec, SpecError
 
 __all__ = ["prepare_data", "conditional_counts"]
@@ -300,8 +301,10 @@ def prepare_data(spec: ModelSpec, data: Any) -> ModelData:
     for _name, d in spec.covariates:  # a user's own covariate columns
         if d.column in src and d.column not in arms:
             arms[d.column] = src[d.column].to_numpy()
-    for col in ("role", "regimen"):  # what an arm is (data/README.md 2a): validation splits by it
-        if col in src and col not in arms:
+    # what an arm is (its regimen and role: validation splits by it, predictive targets name
+    # them; data/README.md 2a), and the group effect's column where the spec nests arms in one
+    for col in ("regimen", "role", group_column(spec)):
+        if col and col in src and col not in arms:
             arms[col] = src[col].astype(object).to_numpy()
     arms["year"] = arms["year"].astype("Int64")
     arms["n"] = pd.array(arms["n"], dtype="Float64").astype("Int64")
@@ -490,6 +493,18 @@ def _finish(spec, family, arms, obs, terms, const, excluded, landmarks, sha, tab
         shape_groups, shape_idx = (), np.zeros(0, dtype=np.int64)
     trials = tuple(dict.fromkeys(arms["trial"].astype(str)))
     trial_idx = np.array([trials.index(v) for v in arms["trial"].astype(str)], dtype=np.int64)
+    groups, group_idx = (), np.zeros(0, dtype=np.int64)
+    if group_column(spec):
+        try:
+            groups, group_idx = group_index(arms, group_column(spec))
+        except ValueError as exc:
+            raise SpecError([str(exc)], spec.name) from None
+    for what, on in (
+        ("drift", spec.model.drift != "none"),
+        ("age discount", spec.random_effects.age_discount),
+    ):
+        if on and ("year" not in arms or arms["year"].isna().any()):
+            raise SpecError([f"{what}: every included arm needs a publication year"], spec.name)
     if family.name == "survival":
         comp_const = np.asarray(const, float)
     else:
@@ -512,6 +527,8 @@ def _finish(spec, family, arms, obs, terms, const, excluded, landmarks, sha, tab
         shape_idx=shape_idx,
         trials=trials,
         trial_idx=trial_idx,
+        groups=groups,
+        group_idx=group_idx,
         terms=terms,
         comp_const=comp_const,
         curve=spec.model.curve if spec.survival else "",

@@ -20,6 +20,7 @@ def map_prior(
     criterion: str = "bic",
     provenance: Mapping[str, Any] | None = None,
     rng: Any = 0,
+    target: Any = None,
 ) -> BetaMixture:
     """Meta-analytic-predictive (MAP) prior from predictive draws of a new trial's rate.
 
@@ -45,6 +46,10 @@ def map_prior(
     rng : int or Generator, default 0
         Seed for :func:`fit_mixture`; fixed by default so a MAP prior is
         reproducible from its draws.
+    target : lmsbayes.targets.Target, optional
+        With a fit: what the prior is for (a new arm of a named regimen at a
+        year: a control arm's MAP prior; a new regimen: a design prior). The
+        provenance records it and the included arms of the regimen it rests on.
 
     Returns
     -------
@@ -67,7 +72,7 @@ def map_prior(
             raise ValueError(
                 "map_prior(fit, setting, landmark): give the landmark (months) of the rate"
             )
-        pred = predict(fit, [setting], [float(landmark)] if has_landmarks else None)
+        pred = predict(fit, [setting], [float(landmark)] if has_landmarks else None, target=target)
         sel = {"setting": 0, **({"landmark": 0} if has_landmarks else {})}
         draws = pred["rate"].sel(quantity="predictive").isel(sel, drop=True)
         draws.name = "p_new"
@@ -96,6 +101,13 @@ def map_prior(
             **({"landmark_months": float(landmark)} if has_landmarks else {}),
             **dict(provenance or {}),
         }
+        if target is not None:
+            from lmsbayes.targets import rests_on
+
+            provenance["target"] = str(pred["target"].values[0])
+            arms = rests_on(fit, target, setting.line)
+            if target.kind == "new_arm":
+                provenance["regimen_arms"] = arms
     mix = fit_mixture(draws, max_components=max_components, criterion=criterion, rng=rng)
     diag = mixture_fit_diagnostic(mix, draws)
     prov = dict(provenance or {})
