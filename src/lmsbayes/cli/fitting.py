@@ -98,6 +98,15 @@ def _print_table(table, fit, order_line: str | None) -> None:
             ],
         }
     )
+    if "target" in table:  # what each row predicts (lmsbayes.targets), and its regimen's arms
+        out.insert(
+            1,
+            "target",
+            [
+                t + (f" ({n} arms)" if n else "")
+                for t, n in zip(table["target"], table["regimen_arms"])
+            ],
+        )
     if has_ev:
         out["informed by (cell)"] = [_evidence_text(r) for _, r in table.iterrows()]
         out["sd ratio"] = [f"{v:.2f}" if v == v else "" for v in table["sd_ratio"]]

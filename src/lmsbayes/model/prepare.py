@@ -303,7 +303,7 @@ def prepare_data(spec: ModelSpec, data: Any) -> ModelData:
             arms[d.column] = src[d.column].to_numpy()
     # what an arm is (its regimen and role: validation splits by it, predictive targets name
     # them; data/README.md 2a), and the group effect's column where the spec nests arms in one
-    for col in ("regimen", "role", group_column(spec)):
+    for col in ("role", "regimen", group_column(spec)):
         if col and col in src and col not in arms:
             arms[col] = src[col].astype(object).to_numpy()
     arms["year"] = arms["year"].astype("Int64")
