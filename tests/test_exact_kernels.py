@@ -199,7 +199,7 @@ def test_arm_draws_of_a_binomial_fit_have_the_exact_conditional_means(tables):
     m = _skewed_binomial_model()
     integ = ex.Integrator(m)
     vals = {"alpha": np.full(20000, -0.3), "tau": np.full((20000, 1), 1.8)}
-    z, _ = integ.draw_latent(vals, np.random.default_rng(5))
+    z, _, _ = integ.draw_latent(vals, np.random.default_rng(5))
     c = m.canonical(vals)
     base = ex._base(m, c, m.data.X)
     scale = np.broadcast_to(m.effect_scale(c), (20000, m.data.n_arms, 1)).reshape(20000, -1)
