@@ -85,7 +85,8 @@ def prior_file(workdir, fit_file) -> Path:
         "prior", fit_file, "--line", "2L+", "--landmark", "6", "--robust", "0.2", "-o", path
     )
     assert code == 0, err
-    assert "MAP prior for 2L+" in out and "ESS: elir" in out and "RBesT: mixbeta(" in out
+    assert out.startswith("robust MAP prior of a new trial's rate: pre-treated (2L+)")
+    assert "ESS: " in out and "RBesT: mixbeta(" in out
     return path
 
 

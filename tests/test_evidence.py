@@ -266,3 +266,25 @@ def test_cli_data_errors_are_one_line(argv, needle, capsys, tmp_path, monkeypatc
     assert (
         code == 2 and needle in err and err.startswith("lmsbayes: error:") and err.count("\n") == 1
     )
+
+
+def test_exclusion_counts_agree_with_the_spec(capsys, trials):
+    """`data --exclusions` names the spec's own exclusions too, so its count is `run`'s."""
+    from lmsbayes.cli import main
+    from lmsbayes.model.prepare import prepare_data
+    from lmsbayes.spec import load_spec
+
+    assert main(["data", "--exclusions"]) == 0
+    out = capsys.readouterr().out
+    prepared = prepare_data(load_spec("default"), trials)
+    total = len(trials) - prepared.n_arms
+    assert f"{total} of {len(trials)} arms do not enter it ({prepared.n_arms} do)" in out
+    for placebo in ("mir2016_pbo_lms", "alter0203_pbo_lms"):  # the spec leaves these out
+        assert f"  {placebo}: " in out
+
+
+def test_landmarks_are_comma_separated_everywhere(capsys):
+    from lmsbayes.cli import main
+
+    assert main(["data", "--landmarks", "3,6,12"]) == 0
+    assert "12m" in capsys.readouterr().out

@@ -145,7 +145,7 @@ def test_rows_state_their_evidence_and_flags(default_fit):
     # 24 months lies beyond every reported rate or median of 2L+
     assert "beyond the latest 2L+" in by.loc[("2L+ case mix", 24.0), "flags"]
     # the data narrow the prior of a well-covered cell
-    assert 0 < by.loc[("2L+ uterine", 6.0), "sd_ratio"] < 0.5
+    assert 0 < by.loc[("2L+ R-T uterine", 6.0), "sd_ratio"] < 0.5
     # a flag's count is the evidence columns' count (an arm of unknown site is not "1 arm")
     for (setting, _t), r in by.iterrows():
         if "rests on 1 arm" in r["flags"] and "of known site" not in r["flags"]:
@@ -265,7 +265,7 @@ def test_landmark_order_equals_raw_draw_computation(per_landmark_fit):
             + uterine_centred * b["uterine"]
         )
 
-    for label, x in (("2L+ non-uterine", (1, 0, -0.5)), ("1L NR-T", (0, 1, 0.0))):
+    for label, x in (("2L+ R-T non-uterine", (1, 0, -0.5)), ("1L NR-T", (0, 1, 0.0))):
         by_hand = (pooled(6.0, *x) > pooled(3.0, *x)).mean()
         assert order.loc[label, "prob_later_higher"] == pytest.approx(by_hand, abs=1e-12)
     # independent landmarks do break the order on these data (the check can fail)
@@ -325,8 +325,33 @@ def test_printed_threshold_table_shows_every_column_whole(default_fit):
     table = threshold_table(thresholds(default_fit), fit=default_fit)
     text = repr(table)
     header = text.splitlines()[0]
-    for column in ("p0", "p0_lower", "p0_upper", "p1", "hr", "eortc_p0", "flags"):
+    # the readable view: rates as percentages with CrIs, evidence in words, flags whole
+    for column in ("setting", "landmark", "p0 (95% CrI)", "p1 = p0^0.65", "informed by", "flags"):
         assert column in header
-    assert "..." not in header
-    assert "<table" in table._repr_html_() and "p0_mcse" in table._repr_html_()
+    assert "..." not in text and "58% (50-66)" in text
+    assert "<table" in table._repr_html_() and "informed by" in table._repr_html_()
+    assert {"p0_lower", "p0_mcse", "arm_ids"} <= set(table.columns)  # the numbers stay columns
     assert type(table.head()).__name__ == "ThresholdTable"  # slicing keeps the readable view
+
+
+def test_the_python_table_carries_evidence_flags_and_arm_ids(default_fit):
+    """threshold_table(thresholds(fit)) without the fit: the CLI's evidence, flags and arm ids."""
+    from lmsbayes.predict import threshold_table, thresholds
+
+    table = threshold_table(thresholds(default_fit, landmarks=[6]))
+    for col in ("arms", "patients", "sd_ratio", "flags", "informed_by", "arm_ids"):
+        assert col in table, col
+    arms = default_fit.data.arms
+    u = arms["uterine_fraction"].to_numpy(float)
+    by_hand = arms.index[
+        (arms["line"] == "1L").to_numpy()
+        & (arms["treatment_class"] == "NR-T").to_numpy()
+        & (np.abs(u - 0.5) <= 0.25)
+    ]
+    row = table.set_index("setting").loc["1L NR-T"]
+    assert row["arm_ids"].split(", ") == list(by_hand) and row["arms"] == len(by_hand)
+    assert row["informed_by"].startswith(f"direct: {len(by_hand)} arms in this cell")
+    rt = table.set_index("setting").loc["2L+ R-T"]
+    assert rt["arms"] == 0 and rt["informed_by"].startswith("model-based: no arm in this cell")
+    text = repr(table)
+    assert "model-based" in text and "direct" in text and "%" in text

@@ -182,19 +182,21 @@ def test_posterior_large_n_does_not_underflow():
 def test_em_recovers_two_component_mixture():
     true = BetaMixture.mixture([(0.6, 20.0, 60.0), (0.4, 30.0, 10.0)])
     draws = true.rvs(20_000, rng=20260101)
-    fit = fit_mixture(draws, max_components=3, rng=1)
-    assert fit.n_components == 2  # BIC picks the true k
-    np.testing.assert_allclose(fit.weights, true.weights, rtol=0.05)
-    np.testing.assert_allclose(fit.a, true.a, rtol=0.05)
-    np.testing.assert_allclose(fit.b, true.b, rtol=0.05)
-    models = fit.provenance["fit"]["models"]
-    assert [m["k"] for m in models] == [1, 2, 3]
+    for criterion in ("kl", "bic"):
+        fit = fit_mixture(draws, max_components=3, criterion=criterion)
+        assert fit.n_components == 2, criterion  # the true k
+        np.testing.assert_allclose(fit.weights, true.weights, rtol=0.05)
+        np.testing.assert_allclose(fit.a, true.a, rtol=0.05)
+        np.testing.assert_allclose(fit.b, true.b, rtol=0.05)
+        models = fit.provenance["fit"]["models"]
+        assert [m["k"] for m in models] == [1, 2, 3]
+        assert all(m["converged"] for m in models) and fit.provenance["fit"]["problems"] == []
     assert all(np.isfinite(m["bic"]) for m in models)
 
 
 def test_em_single_beta_and_aic():
     draws = stats.beta.rvs(8.0, 24.0, size=5000, random_state=3)
-    fit = fit_mixture(draws, max_components=2, criterion="aic", rng=0)
+    fit = fit_mixture(draws, max_components=2, criterion="aic")
     # AIC may keep a second, nearly redundant component; the fit must still match
     assert fit.mean() == pytest.approx(8 / 32, rel=0.01)
     assert fit.sd() == pytest.approx(stats.beta(8, 24).std(), rel=0.05)
@@ -238,9 +240,14 @@ def test_map_prior_of_a_fit_records_its_setting(default_fit, tmp_path):
     from lmsbayes.predict import Setting
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # EM's convergence note on these draws
+        warnings.simplefilter(
+            "error"
+        )  # a fit problem is a diagnostic on the result, never a warning
         case_mix = map_prior(default_fit, Setting.standardised("2L+"), 6)
         plain = map_prior(default_fit, Setting("2L+", "NR-T", 1.0), 6)
+    for prior in (case_mix, plain):
+        assert prior.provenance["fit"]["problems"] == []
+        assert prior.provenance["fit"]["target"]["link"] in ("logit", "cloglog")
     # the line's case mix, not the R-T / half-uterine defaults a Setting of that line carries
     assert case_mix.provenance["setting"] == {"line": "2L+", "case_mix": True}
     back = read_prior(to_json(case_mix, tmp_path / "map.json"))
@@ -264,7 +271,9 @@ def test_fit_mixture_bad_draws(draws, match):
 
 
 def test_fit_mixture_bad_options():
-    with pytest.raises(ValueError, match=r"criterion must be one of \['aic', 'bic'\], got 'dic'"):
+    with pytest.raises(
+        ValueError, match=r"criterion must be one of \['kl', 'aic', 'bic'\], got 'dic'"
+    ):
         fit_mixture([0.1, 0.2, 0.3], criterion="dic")
     with pytest.raises(ValueError, match="max_components must be an integer >= 1, got 0"):
         fit_mixture([0.1, 0.2, 0.3], max_components=0)
@@ -285,8 +294,13 @@ def test_robustify_follows_rbest():
     np.testing.assert_array_equal([rob.a[-1], rob.b[-1]], [1.0, 1.0])
     rob0 = robustify(bmix, weight=0.1, mean=0.5, n=0)
     np.testing.assert_array_equal([rob0.a[-1], rob0.b[-1]], [0.5, 0.5])
-    # default mean is 1/2 (RBesT's robustify.betaMix)
-    assert robustify(bmix, 0.1) == rob
+    # lmsbayes' one default: the robust component is centred at the prior's mean (RBesT: 1/2)
+    centred = robustify(bmix, 0.1)
+    assert centred.a[-1] / (centred.a[-1] + centred.b[-1]) == pytest.approx(bmix.mean())
+    assert centred.a[-1] + centred.b[-1] == pytest.approx(2.0)
+    # a robust prior is never robustified twice
+    with pytest.raises(ValueError, match="already robust"):
+        robustify(rob, 0.1)
     # mean of the robustified prior is the weighted average of the two parts
     rob3 = robustify(bmix, 0.25, mean=0.3, n=9)
     assert rob3.a[-1] / (rob3.a[-1] + rob3.b[-1]) == pytest.approx(0.3)
@@ -578,7 +592,7 @@ def test_fit_warnings_are_quiet_for_good_data():
     draws = BetaMixture(*MIXTURES["two"]).rvs(3000, rng=2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fit_mixture(draws, max_components=2, rng=0)
+        fit_mixture(draws, max_components=2)
 
 
 def test_robustified_prior_has_one_mode_and_no_false_warning():
@@ -587,7 +601,7 @@ def test_robustified_prior_has_one_mode_and_no_false_warning():
 
     from lmsbayes.prior.ess import _mixture_modes
 
-    mix = robustify(BetaMixture.from_ab(2.2, 2.8), 0.2)
+    mix = robustify(BetaMixture.from_ab(2.2, 2.8), 0.2, mean=0.5)
     modes = _mixture_modes(mix)
     assert modes.size == 1
     assert modes[0] == pytest.approx(
@@ -598,3 +612,14 @@ def test_robustified_prior_has_one_mode_and_no_false_warning():
         ess(mix, "morita")
     two = BetaMixture(weights=[0.5, 0.5], a=[5.0, 30.0], b=[30.0, 5.0])
     np.testing.assert_allclose(_mixture_modes(two), [4 / 33, 29 / 33], atol=1e-3)
+
+
+def test_a_prior_knows_what_it_is():
+    from lmsbayes.prior import is_robust, prior_kind
+
+    plain = BetaMixture.from_ab(3, 7)
+    made = BetaMixture.from_ab(3, 7, provenance={"source": "lmsbayes predictive draws"})
+    assert prior_kind(plain) == "prior" and prior_kind(made) == "MAP"
+    rob = robustify(made, 0.2)
+    assert is_robust(rob) and not is_robust(made)
+    assert prior_kind(rob) == "robust MAP" and prior_kind(robustify(plain, 0.2)) == "robust prior"

@@ -238,7 +238,10 @@ def test_borrowing_tradeoff_rows_are_the_designs_they_name():
     assert KOPP_SCHNEIDER_2020 in str(res)
     # RBesT's robust component with a mean other than 1/2 has a < 1: ELIR undefined, said so
     rb = borrowing_tradeoff(d, MAP, [0.2], type1_range=(0.3, 0.8), p_t=0.7, p_c=0.575)
-    assert np.isnan(rb.table.loc[0.2, "ess_elir"]) and "ELIR is undefined" in str(rb)
+    assert np.isnan(rb.table.loc[0.2, "ess_elir"])
+    # the printed table then reports one ESS, by moments, and says why
+    assert "ESS (moment)" in str(rb) and "ELIR is not defined" in str(rb)
+    assert "undefined" not in str(rb) and "ESS (ELIR)" in str(res)
 
 
 def test_find_robust_weight_caps_the_worst_type_one_error():
@@ -289,8 +292,28 @@ def test_simon_at_tiny_rates_stops_quickly_naming_nmax():
 @pytest.fixture
 def map_file(tmp_path):
     path = tmp_path / "map.json"
-    to_json(MAP, path)
+    # as `lmsbayes prior` writes it: the file says it is a MAP prior
+    made = BetaMixture(
+        MAP.weights, MAP.a, MAP.b, provenance={"source": "lmsbayes predictive draws"}
+    )
+    to_json(made, path)
     return str(path)
+
+
+def test_cli_two_arm_never_robustifies_a_robust_prior(tmp_path, capsys):
+    from lmsbayes.prior import robustify
+
+    made = BetaMixture(
+        MAP.weights, MAP.a, MAP.b, provenance={"source": "lmsbayes predictive draws"}
+    )
+    path = tmp_path / "robust.json"
+    to_json(robustify(made, 0.3), path)
+    argv = ["design", str(path), "--kind", "two-arm", "--n-t", "40", "--n-c", "20"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "robust MAP (w=0.3, from the file)" in out and "robust robust" not in out
+    assert main([*argv, "--robust", "0.2"]) == 2
+    assert "already a robust MAP prior" in capsys.readouterr().err
 
 
 def test_cli_two_arm_shows_both_counts_and_type_one_error_curve(map_file, capsys):
@@ -331,6 +354,14 @@ def test_cli_single_arm_prior_roles(map_file, capsys):
     assert (
         "uncertain historical rate p0" in out
         and "P(success) at p0 = 0.575 (mean of the historical p0 prior)" in out
+    )
+    # why the power against an uncertain p0 is what it is, with the count it needs
+    assert "Decision rule: success at n = 50 needs >= " in out and "--threshold p0" in out
+    need = int(out.split("needs >= ")[1].split()[0])
+    from lmsbayes.design import BayesianSingleArm
+
+    assert need == int(
+        BayesianSingleArm(looks=(20, 35, 50), p0=MAP).boundaries().iloc[-1]["min_for_success"]
     )
     assert main(["design", "--threshold", "0.3"]) == 0
     assert "vague prior Beta(1, 1)" in capsys.readouterr().out

@@ -181,6 +181,7 @@ def setting_evidence(
                         "arms": len(arms),
                         "patients": float(pd.to_numeric(arms["n"], errors="coerce").sum()),
                         "flags": "",
+                        "arm_ids": ", ".join(map(str, arms.index)),
                     }
                 )
             continue
@@ -271,6 +272,7 @@ def setting_evidence(
                     "rates_derived": derived,
                     "sd_ratio": ratio,
                     "flags": "; ".join(flags),
+                    "arm_ids": ", ".join(map(str, arms.index[idx])),
                 }
             )
     return pd.DataFrame(rows)

@@ -23,6 +23,7 @@ quantile carries its Monte Carlo standard error.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,7 +36,7 @@ from scipy import special
 
 from lmsbayes import targets
 from lmsbayes.coverage import setting_evidence
-from lmsbayes.model.families import NUMPY_OPS, rate_from_eta
+from lmsbayes.model.families import CURVE_LINKS, NUMPY_OPS, rate_from_eta
 from lmsbayes.settings import (
     Setting,
     setting_design,
@@ -539,7 +540,15 @@ def thresholds(
         data_sha256=fit.data.data_sha256,
         engine=fit.engine,
     )
+    # what informs each row travels with the result, so that threshold_table(ds) shows it
+    # without the fit (issue 24: the Python table carries the CLI's evidence and flags)
+    ev = setting_evidence(fit, _settings_of(ds), landmarks=_landmarks_of(ds), at=used)
+    ds.attrs["evidence"] = ev.to_json(orient="records")
     return ds
+
+
+def _landmarks_of(ds: xr.Dataset) -> list[float]:
+    return [float(t) for t in ds["landmark"].values] if "landmark" in ds.dims else [math.nan]
 
 
 class ThresholdTable(pd.DataFrame):
@@ -567,13 +576,28 @@ class ThresholdTable(pd.DataFrame):
             "{:.4g}".format,
         )
 
+    def _readable(self):
+        from lmsbayes.rows import readable
+
+        needed = {"setting", "landmark", "p0", "p0_lower", "p0_upper", "hr"}
+        return readable(pd.DataFrame(self)) if needed <= set(self.columns) else None
+
     def __repr__(self) -> str:
+        view = self._readable()
+        if view is None:
+            with self._full():
+                return super().__repr__()
         with self._full():
-            return super().__repr__()
+            return (
+                view.to_string(index=False)
+                + "\n(the numbers are columns: p0, p0_lower, p0_upper, p1, p1_lower, p1_upper, "
+                "informed_by, flags, arm_ids)"
+            )
 
     def _repr_html_(self) -> str:
+        view = self._readable()
         with self._full():
-            return super()._repr_html_()
+            return super()._repr_html_() if view is None else view.to_html(index=False)
 
 
 def threshold_table(ds: xr.Dataset, *, eortc: bool = True, fit: Fit | None = None) -> pd.DataFrame:
@@ -628,9 +652,18 @@ def threshold_table(ds: xr.Dataset, *, eortc: bool = True, fit: Fit | None = Non
         ev = setting_evidence(
             fit, _settings_of(ds), landmarks=sorted(set(table["landmark"])), at=at
         )
+    elif ds.attrs.get("evidence"):
+        ev = pd.read_json(io.StringIO(ds.attrs["evidence"]), orient="records")
+    else:
+        ev = None
+    if ev is not None and len(ev):
         table = table.merge(ev, on=["setting", "landmark"], how="left")
+        from lmsbayes.rows import informed_by
+
+        table["informed_by"] = [informed_by(r) for _, r in table.iterrows()]
+        table["flags"] = table["flags"].fillna("")
     table = ThresholdTable(table)
-    table.attrs.update(ds.attrs)
+    table.attrs.update({k: v for k, v in ds.attrs.items() if k != "evidence"})
     return table
 
 
@@ -678,7 +711,7 @@ def comparisons(fit: Fit, landmarks: Sequence[float] | None = None) -> pd.DataFr
     for line in lines:
         for label, a, b in (
             ("NR-T - R-T", "NR-T", "R-T"),
-            ("uterine - non-uterine", "uterine", "non-uterine"),
+            ("uterine - non-uterine", "R-T uterine", "R-T non-uterine"),
         ):
             d = pred.sel(setting=f"{line} {a}") - pred.sel(setting=f"{line} {b}")
             for t in d["landmark"].values:
@@ -739,3 +772,72 @@ def landmark_order(
                 }
             )
     return pd.DataFrame(rows, columns=["setting", "earlier", "later", "prob_later_higher"])
+
+
+def new_trial_conditionals(
+    fit: Fit, setting: Setting | None = None, landmark: float | None = None
+) -> dict:
+    """A new trial's rate given each point of the global parameters: link-scale (loc, scale).
+
+    Given the globals, a new trial's rate is ``inverse_link(loc + scale * z)``
+    with ``z`` standard normal (Student-t with ``df`` degrees of freedom for
+    t random effects): ``loc`` is the link of the pooled rate of the setting
+    at the landmark, ``scale`` the random-effect sd of its stratum (and of a
+    new trial's own effect, for arms nested in trials). For a line's case
+    mix, every included arm of the line is a point of equal weight within
+    each draw. This is what :class:`lmsbayes.prior.density.PredictiveDensity`
+    integrates, with no new-trial effect sampled.
+
+    Returns
+    -------
+    dict
+        ``loc``, ``scale``, ``weights`` (1-D, one per point), ``link``
+        (``'logit'`` or ``'cloglog'``) and ``df`` (None for normal effects).
+
+    Raises
+    ------
+    NotImplementedError
+        Student-t arm effects within trials: the sum of a t and a normal
+        effect is no t (predict's draws remain available).
+    """
+    settings = [setting] if setting is not None else _default_settings(fit)
+    if len(settings) != 1:
+        raise ValueError("new_trial_conditionals needs one setting")
+    settings = settings_at(fit, settings, None)
+    s = settings[0]
+    has_lm = bool(fit.data.landmarks) or fit.spec.survival
+    lm = [float(landmark)] if has_lm else []
+    _check_settings(fit, settings, lm)
+    re = fit.spec.random_effects
+    student = re.distribution == "student_t"
+    post = fit.posterior
+    if student and "trial_tau" in post:
+        raise NotImplementedError("Student-t arm effects within trials: use predict's draws")
+    m, c = _posterior_values(fit)
+    if s.case_mix:
+        eta, strata, groups = _case_mix_predictors(fit, s.case_mix, c, None)
+    else:
+        eta = m.base_predictor(NUMPY_OPS, c, setting_design(fit, settings))
+        strata, groups = strata_of(fit, settings), shape_group_of(fit, settings)
+    C, D = post.sizes["chain"], post.sizes["draw"]
+    shape = _shape_values(fit, c, groups)
+    if shape is not None:
+        shape = shape * np.ones((C, D, 1))
+    rate = _rates(fit, eta, shape, lm)[..., 0]  # (chain, draw, point)
+    link = CURVE_LINKS[fit.data.curve] if fit.spec.survival else fit.spec.link
+    with np.errstate(divide="ignore"):
+        loc = np.log(rate) - np.log1p(-rate) if link == "logit" else np.log(-np.log(rate))
+    tau = c["tau"][..., strata, :]  # (chain, draw, point, Kz)
+    k = fit.data.landmarks.index(float(landmark)) if tau.shape[-1] > 1 else 0
+    var = tau[..., k] ** 2
+    if "trial_tau" in post:
+        tt = post["trial_tau"].values
+        var = var + (tt[..., k] if fit.model.per_landmark else tt)[:, :, None] ** 2
+    scale = np.sqrt(var) * np.ones_like(loc)
+    return {
+        "loc": loc.ravel(),
+        "scale": scale.ravel(),
+        "weights": np.full(loc.size, 1.0 / loc.size),
+        "link": link,
+        "df": float(re.nu) if student else None,
+    }

@@ -57,22 +57,25 @@ def _png_bytes(fig: Figure) -> bytes:
 def _design_for_report(fit: Fit, line: str = "2L+", landmark: float = 6.0, looks=(30, 55, 80)):
     """MAP prior, robust MAP and a 3-look Bayesian single-arm design with its OC, for the report.
 
-    Two versions of the design: against the fixed threshold p0 (posterior
-    median of the spec's reference rate, rounded to 0.01) and against the
-    MAP prior of the historical rate (``p0`` a Beta mixture), which carries
-    the between-trial heterogeneity into the success criterion.
+    The design is built on the line's case-mix row, the row the table supports best (every arm
+    of the line informs it directly; EORTC-comparable). Two versions: against the fixed
+    threshold p0 (posterior median of the spec's reference rate, rounded to 0.01) and against
+    the MAP prior of the historical rate (``p0`` a Beta mixture), which carries the
+    between-trial heterogeneity into the success criterion and therefore needs a much higher
+    observed rate: the report says so beside its curve.
     """
     from lmsbayes.design import BayesianSingleArm, operating_characteristics
     from lmsbayes.predict import Setting, predict, thresholds
     from lmsbayes.prior import map_prior, robustify
 
-    setting = Setting(line, "R-T", 0.5, name=f"{line} R-T")
+    setting = Setting.standardised(line)
     draws = predict(fit, [setting], [landmark])["rate"].sel(
         setting=setting.label, landmark=landmark, quantity="predictive"
     )
     mix = map_prior(
         draws,
         provenance={
+            "source": "lmsbayes predictive draws of a new trial's rate",
             "spec": fit.spec.name,
             "data_sha256": fit.data.data_sha256,
             "setting": setting.label,
@@ -91,6 +94,7 @@ def _design_for_report(fit: Fit, line: str = "2L+", landmark: float = 6.0, looks
         f"p0 fixed at {p0:.2f}": operating_characteristics(fixed, grid),
         "p0 ~ MAP prior": operating_characteristics(against_map, grid),
     }
+    need = int(against_map.boundaries().iloc[-1]["min_for_success"])
     return dict(
         setting=setting,
         draws=draws,
@@ -102,18 +106,51 @@ def _design_for_report(fit: Fit, line: str = "2L+", landmark: float = 6.0, looks
         p0=p0,
         p1=p1,
         hr=hr,
+        map_needs=need,
     )
 
 
 _CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
-color:#222;line-height:1.45;padding:0 1em}
-h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;font-size:.8em;margin:.5em 0}th,td{border:1px solid #ddd;padding:.2em .5em;
-text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
-img{max-width:100%;border:1px solid #eee}.ok{color:#1a7f37}.bad{color:#c00}code,pre{background:#f6f6f6}
-pre{padding:.6em;overflow-x:auto;font-size:.8em}
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:1.5em auto;
+color:#222;line-height:1.45;padding:0 1em;overflow-wrap:break-word}
+h1{font-size:1.5em;margin-bottom:.3em}h2{font-size:1.2em;border-bottom:1px solid #ddd;
+padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0;max-width:100%}
+th,td{border:1px solid #ddd;padding:.2em .5em;text-align:left;vertical-align:top;white-space:normal;
+overflow-wrap:break-word;hyphens:none}th{background:#f4f4f4;word-break:keep-all}
+img{max-width:100%;height:auto;border:1px solid #eee}.ok{color:#1a7f37}.bad{color:#c00}
+code,pre{background:#f6f6f6}pre{padding:.6em;white-space:pre-wrap;font-size:.8em}
+.caveats{border-left:4px solid #c60;background:#fff7ef;padding:.4em .9em;margin:.8em 0}
+.caveats li{margin:.2em 0}.answer{border-left:4px solid #1a7f37;background:#f3faf4;padding:.4em .9em}
+.meta{color:#555;font-size:.9em}
 """
+
+#: At most this many columns in any table of the report: it must read without scrolling.
+MAX_COLUMNS = 8
+
+
+def _html_table(df, *, index: bool = False) -> str:
+    """A table for reading: text cells as they are, floats to 3 significant digits."""
+    if df.shape[1] + int(index) > MAX_COLUMNS:
+        raise ValueError(f"report tables have at most {MAX_COLUMNS} columns, got {df.shape[1]}")
+
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return "" if v != v else f"{v:.3g}"
+        return html.escape(str(v))
+
+    head = "".join(
+        f"<th>{html.escape(str(c))}</th>"
+        for c in ([df.index.name or ""] if index else []) + list(df.columns)
+    )
+    body = "".join(
+        "<tr>"
+        + (f"<td>{html.escape(str(i))}</td>" if index else "")
+        + "".join(f"<td>{cell(v)}</td>" for v in row)
+        + "</tr>"
+        for i, row in zip(df.index, df.itertuples(index=False))
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
@@ -222,12 +259,13 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
                 d["mix"],
                 d["draws"],
                 d["robust"],
-                title="MAP prior for a new 2L+ R-T trial, PFS rate at 6 months",
+                title="MAP prior for a new 2L+ trial (the line's case mix), PFS rate at 6 months",
                 xlabel=rate_label(6.0),
             ),
-            "MAP prior, 2L+ at 6 months",
-            "Beta mixture fitted to the predictive draws of a new 2L+ R-T trial's rate at 6 months, "
-            "and its robust version (weight 0.2 on a vague component).",
+            "MAP prior, 2L+ case mix at 6 months",
+            "Beta mixture fitted to the predictive draws of a new 2L+ trial's rate at 6 months (the "
+            "line's case mix: the row every 2L+ arm informs directly), and its robust version "
+            "(weight 0.2 on a vague component centred at p0).",
         )
         looks = "/".join(str(n) for n in d["design"].looks)
         add(
@@ -236,39 +274,73 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
                 d["oc"],
                 p0=d["p0"],
                 p1=d["p1"],
-                title=f"Bayesian single-arm design, looks at {looks} patients, 2L+ R-T at 6 months",
+                title=f"Bayesian single-arm design, looks at {looks} patients, 2L+ at 6 months",
             ),
-            "Operating characteristics, 2L+ at 6 months",
-            f"Success at n = {d['design'].n_max} when P(p > p0 | data) >= 0.95 (Beta(1, 1) prior for p), "
-            f"with p0 fixed at the threshold {d['p0']:.2f} or distributed as the MAP prior; futility at the "
-            "interims when the predictive probability of success is < 0.05. p1 = p0^HR. Exact enumeration.",
+            "Operating characteristics, 2L+ case mix at 6 months",
+            f"Success at n = {d['design'].n_max} when P(p > p0 | data) >= 0.95 (Beta(1, 1) prior "
+            f"for p), with p0 fixed at the threshold {d['p0']:.2f} or distributed as the MAP prior; "
+            "futility at the interims when the predictive probability of success is < 0.05. "
+            "p1 = p0^HR. Exact enumeration. Why the second curve is so low: with p0 uncertain "
+            f"(the MAP prior), success at n = {d['design'].n_max} needs at least {d['map_needs']} "
+            f"progression-free patients (an observed rate of "
+            f"{d['map_needs'] / d['design'].n_max:.2f}), because the trial's rate must exceed p0 "
+            "over the prior's whole spread; it is shown to make that cost visible, not as a "
+            "design to use.",
         )
         bounds = d["design"].boundaries()
         files["design_2L_6m_boundaries.csv"] = bounds.to_csv(index=False).encode()
-        design_html = f"<pre>{html.escape(str(d['design']))}</pre>" + bounds.to_html(
-            index=False, na_rep=""
+        design_html = f"<pre>{html.escape(str(d['design']))}</pre>" + _html_table(
+            bounds.astype(object).where(bounds.notna(), "")
         )
+
+    from lmsbayes.rows import caveats, quotable, readable
 
     diag_line = fit.diagnostics.line()
     cls = "ok" if fit.diagnostics.ok else "bad"
+    quote = readable(quotable(table)).drop(columns="flags")
+    flagged = caveats(table)
+    view = readable(table)
     parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>lmsbayes report: {html.escape(fit.spec.name)}</title><style>{_CSS}</style></head><body>",
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        f"<title>lmsbayes report: {html.escape(fit.spec.name)}</title><style>{_CSS}</style>"
+        "</head><body>",
         f"<h1>lmsbayes report: spec <code>{html.escape(fit.spec.name)}</code></h1>",
-        f"<p>{html.escape(fit.spec.description)}</p>",
-        f"<p>lmsbayes {__version__}; data SHA-256 <code>{fit.data.data_sha256[:16]}</code>; "
-        f"spec hash <code>{fit.spec.hash[:16]}</code>; seed {fit.spec.sampler.seed}; "
-        f"{len(fit.data.arms)} arms, {len(fit.data.obs)} observations, "
-        f"landmarks {', '.join(f'{t:g}' for t in landmarks)} months.</p>",
+        f"<p class='meta'>{html.escape(fit.spec.description)}</p>",
         f"<p class='{cls}'>{html.escape(diag_line)}</p>",
-        "<h2>Thresholds</h2>",
-        f"<p>{html.escape(str(table.attrs.get('rule', '')))}; medians and 95% credible intervals.</p>",
-        table.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""),
+        "<section id='caveats'><h2>Caveats: read these before quoting any other row</h2>",
+        "<div class='caveats'><ul>"
+        + "".join(f"<li>{html.escape(c)}</li>" for c in flagged)
+        + "</ul></div>"
+        if flagged
+        else "<p>No row is flagged.</p>",
+        "</section>",
+        "<section id='answer'><h2>The answer: rows a protocol can quote</h2>",
+        "<div class='answer'><p>Rows informed directly by arms of their own cell and not "
+        f"flagged; {html.escape(str(table.attrs.get('rule', '')))}; medians and 95% credible "
+        "intervals.</p>",
+        _html_table(quote) if len(quote) else "<p>No row is both direct and unflagged.</p>",
+        "</div></section>",
+        "<section id='thresholds'><h2>All thresholds</h2>",
+        "<p>Every row says how it is informed: <b>direct</b> (arms of its own cell) or "
+        "<b>model-based</b> (no arm in its cell; the regression carries the other arms' "
+        "information to it). The sd ratio is the posterior / prior sd of the row's pooled logit: "
+        "small means the data inform the row.</p>",
+        _html_table(view),
+        "</section>",
+        f"<p class='meta'>lmsbayes {__version__}; data SHA-256 "
+        f"<code>{fit.data.data_sha256[:16]}</code>; spec hash <code>{fit.spec.hash[:16]}</code>; "
+        f"seed {fit.spec.sampler.seed}; {len(fit.data.arms)} arms, {len(fit.data.obs)} "
+        f"observations, landmarks {', '.join(f'{t:g}' for t in landmarks)} months.</p>",
     ]
     if comp is not None:
+        comp_view = comp.copy()
+        for col in ("difference", "lower", "upper", "prob_positive"):
+            comp_view[col] = comp_view[col].map(lambda v: f"{v:.2f}")
+        comp_view["landmark"] = comp_view["landmark"].map(lambda v: f"{v:g} mo")
         parts += [
             "<h2>Comparisons of pooled rates</h2>",
-            comp.to_html(index=False, float_format=lambda v: f"{v:.3f}"),
+            _html_table(comp_view),
         ]
     for name, title, caption in figures:
         b64 = base64.b64encode(images[name]).decode("ascii")
@@ -278,11 +350,12 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
         ]
         if name.startswith("oc_") and design_html:
             parts.append(design_html)
+    diag_view = diag.reset_index()
     parts += [
         "<h2>Diagnostics</h2>",
-        diag.to_html(float_format=lambda v: f"{v:.3f}"),
+        _html_table(diag_view.iloc[:, :MAX_COLUMNS]),
         f"<h2>Exclusions ({len(excluded)})</h2>",
-        excluded.to_html(index=False, na_rep=""),
+        _html_table(_exclusions_view(excluded)),
         "<h2>Spec</h2>",
         f"<pre>{html.escape(fit.spec.text or repr(fit.spec))}</pre>",
         "</body></html>",
@@ -290,6 +363,15 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
     files["index.html"] = "\n".join(parts).encode("utf-8")
     _write_files(outdir, files)
     return outdir / "index.html"
+
+
+def _exclusions_view(excluded):
+    """Exclusions for reading: the arm, what was left out and why."""
+    cols = [c for c in ("arm_id", "trial", "line", "landmark", "reason") if c in excluded]
+    view = excluded[cols].copy() if cols else excluded.iloc[:, :MAX_COLUMNS].copy()
+    if "landmark" in view:
+        view["landmark"] = view["landmark"].map(lambda v: "whole arm" if v != v else f"{v:g} mo")
+    return view.astype(object).where(view.notna(), "")
 
 
 def _write_files(outdir: Path, files: dict[str, bytes]) -> None:

@@ -195,8 +195,8 @@ def standard_settings(lines: Sequence[str] = LINES, *, case_mix: bool = True) ->
         out += [
             Setting(line, "R-T", 0.5, name=f"{line} R-T"),
             Setting(line, "NR-T", 0.5, name=f"{line} NR-T"),
-            Setting(line, "R-T", 1.0, name=f"{line} uterine"),
-            Setting(line, "R-T", 0.0, name=f"{line} non-uterine"),
+            Setting(line, "R-T", 1.0, name=f"{line} R-T uterine"),
+            Setting(line, "R-T", 0.0, name=f"{line} R-T non-uterine"),
         ]
     return out
 

@@ -46,9 +46,11 @@ __all__ = [
 VERB_MODULES = (
     "fitting",
     "prior",
+    "dossier",
     "design",
     "contrast",
     "data",
+    "curve",
     "validate",
     "update",
     "calibrate",

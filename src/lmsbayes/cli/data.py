@@ -21,6 +21,31 @@ def cmd_data(args) -> int:
         )
         for r in excl.itertuples():
             print(f"  {r.arm_id} ({r.line} {r.treatment_class}, {r.site}): {r.reason}")
+        # a spec's own filters (placebo arms, lines, years, evidence) leave out more: say which,
+        # so that this count and `lmsbayes run`'s agree
+        from lmsbayes.errors import InputError
+        from lmsbayes.model.prepare import prepare_data
+        from lmsbayes.spec import load_spec
+
+        spec = load_spec(args.spec)
+        try:
+            prepared = prepare_data(spec, trials)
+        except InputError as exc:  # e.g. a covariate that does not vary in a small table
+            print(f"spec {spec.name!r} cannot be applied to this table: {exc}")
+            return 0
+        whole = prepared.excluded
+        if "landmark" in whole:
+            whole = whole[whole["landmark"].isna()]
+        more = whole[~whole["arm_id"].astype(str).isin(set(excl["arm_id"]))]
+        more = more.drop_duplicates("arm_id")
+        total = len(trials) - prepared.n_arms
+        print(
+            f"spec {spec.name!r} also leaves out {len(more)} arm{'s' if len(more) != 1 else ''} "
+            f"by its own filters: {total} of {len(trials)} arms do not enter it "
+            f"({prepared.n_arms} do)"
+        )
+        for r in more.itertuples():
+            print(f"  {r.arm_id}: {r.reason}")
         return 0
     table = evidence(trials, args.landmarks)
     print(
@@ -53,12 +78,21 @@ def _landmark(text: str) -> float:
     return t
 
 
+def _landmarks(text: str) -> list[float]:
+    """Comma-separated landmarks, the syntax of every list option of lmsbayes."""
+    return [_landmark(part.strip()) for part in text.split(",") if part.strip()]
+
+
 def register(sub) -> None:
     """Add the ``data`` verb to the ``lmsbayes`` parser."""
     q = sub.add_parser(
         "data",
         help="evidence per line x class x site in the trial data; --exclusions lists "
         "arms that cannot enter a model",
+        description="Show what the trial-arm table holds per line x treatment class x uterine "
+        "site: arms, patients, reported and derived rates at the landmarks. With --exclusions, "
+        "list every arm that cannot enter a model (with the reason) and, for a spec, the arms "
+        "its own filters leave out, so that the counts agree with `lmsbayes run`.",
     )
     q.add_argument("--data", default=None, help="trial-arm CSV (default: the bundled data)")
     q.add_argument(
@@ -66,10 +100,16 @@ def register(sub) -> None:
     )
     q.add_argument(
         "--landmarks",
-        type=_landmark,
-        nargs="+",
+        type=_landmarks,
         default=[3.0, 6.0],
-        help="landmarks (months) for the reported / derived counts (default 3 6)",
+        metavar="MONTHS",
+        help="landmarks (months) for the reported / derived counts, comma-separated as in "
+        "`lmsbayes run` (default 3,6)",
+    )
+    q.add_argument(
+        "--spec",
+        default="default",
+        help="with --exclusions: the spec whose own filters are applied too (default: default)",
     )
     what = q.add_mutually_exclusive_group()
     what.add_argument(

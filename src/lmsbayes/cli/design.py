@@ -254,6 +254,8 @@ def _single_arm(args, mix) -> int:
     print("\nOperating characteristics across true rates (exact enumeration):")
     print(table.round(4).to_string())
     warnings = _headline(design, p0, p1, what0, what1)
+    if mix is not None and threshold is None:
+        _explain_uncertain_p0(design, mix, p1)
     if args.tradeoff or args.max_type1 is not None:
         if mix is None or threshold is None:
             raise OptionError(
@@ -264,10 +266,27 @@ def _single_arm(args, mix) -> int:
     return 0
 
 
+def _explain_uncertain_p0(design, mix, p1: float) -> None:
+    """Why a design against an uncertain p0 needs a high observed rate, in words."""
+    b = design.boundaries()
+    last = b.iloc[-1]
+    need, n = int(last["min_for_success"]), int(last["n"])
+    lo, hi = (float(q) for q in mix.ppf([0.025, 0.975]))
+    print(
+        f"\nDecision rule: success at n = {n} needs >= {need} progression-free patients "
+        f"(an observed rate of {need / n:.2f}), because p0 is not a number here but the MAP "
+        f"prior of the historical rate (95% interval {lo:.2f}-{hi:.2f}): the trial's rate must "
+        "exceed p0 with the required probability over that whole spread. Power at "
+        f"p1 = {p1:.3f} is low for that reason, not because of a small n. To test against the "
+        "historical rate as a fixed number (the usual phase II design), give --threshold p0; "
+        "to borrow the prior for the arm's own rate, give both PRIOR.json and --threshold."
+    )
+
+
 def _two_arm(args, mix) -> int:
     from lmsbayes.design import TwoArmDesign, two_arm_oc, two_arm_sample_size
     from lmsbayes.errors import OptionError
-    from lmsbayes.prior import BetaMixture, robustify
+    from lmsbayes.prior import BetaMixture, is_robust, prior_kind, robustify
 
     if args.threshold is not None:
         raise OptionError(
@@ -280,11 +299,22 @@ def _two_arm(args, mix) -> int:
         priors = {"vague": vague}
         prior_c = vague
         p0 = args.p0 if args.p0 is not None else 0.5
+    elif is_robust(mix):
+        # never robustified twice: the file's prior is the analysis prior as it stands
+        if args.robust:
+            raise OptionError(
+                f"{args.prior} is already a {prior_kind(mix)} prior; drop --robust, or pass the "
+                "MAP prior to robustify it once"
+            )
+        w = float(mix.provenance["robustify"]["weight"])
+        priors = {"vague": vague, f"{prior_kind(mix)} (w={w:g}, from the file)": mix}
+        prior_c = mix
+        p0 = args.p0 if args.p0 is not None else mix.mean()
     else:
         w = args.robust if args.robust else 0.2
-        robust_mean = args.robust_mean if args.robust_mean is not None else mix.mean()
-        robust = robustify(mix, w, mean=robust_mean, bounded=args.robust_bounded)
-        priors = {"vague": vague, "MAP": mix, f"robust MAP (w={w:g})": robust}
+        robust = robustify(mix, w, mean=args.robust_mean, bounded=args.robust_bounded)
+        kind = prior_kind(mix)
+        priors = {"vague": vague, kind: mix, f"robust {kind} (w={w:g})": robust}
         prior_c = robust if args.robust else mix
         p0 = args.p0 if args.p0 is not None else mix.mean()
     p1 = args.p1 if args.p1 is not None else p0**args.hr

@@ -56,7 +56,11 @@ def _num(v):
 def _evidence_text(r) -> str:
     if r.get("arms", 0) != r.get("arms", 0):  # NaN: no evidence columns
         return ""
-    parts = [f"{int(r['arms'])} arm{'s' if r['arms'] != 1 else ''}"]
+    direct = int(r["arms"]) > 0 or "case mix" in str(r.get("setting", ""))
+    if direct:
+        parts = [f"direct: {int(r['arms'])} arm{'s' if r['arms'] != 1 else ''}"]
+    else:
+        parts = ["model-based: no arm in cell"]
     if r.get("arms_unknown_site", 0) == r.get("arms_unknown_site", 0) and r.get(
         "arms_unknown_site", 0
     ):
@@ -147,9 +151,13 @@ def _print_table(table, fit, order_line: str | None) -> None:
                 when = ", ".join(f"{t:g}" for t in g["landmark"])
                 print(f"  {name} ({when} mo): {flags}")
         print(
-            "informed by: arms of the same line and class with a uterine fraction within 0.25 of the setting's "
-            "(case-mix rows: all arms of the line), their patients and reported observations; sd ratio: "
-            "posterior / prior sd of the pooled logit (1 = the data add nothing to the prior)."
+            "informed by: 'direct' = arms of the row's own cell (same line and class, uterine "
+            "fraction within 0.25 of the setting's; case-mix rows: all arms of the line), their "
+            "patients and reported observations; 'model-based' = no arm in the cell: the row comes "
+            "from the line, class and uterine effects fitted to the other arms, and its sd ratio "
+            "says how much they inform it. sd ratio: posterior / prior sd of the pooled logit (1 = "
+            "the data add nothing to the prior); blank for case-mix rows, which average over the "
+            "line's cells."
         )
     print(fit.diagnostics.line())
     if fit.diagnostics.note:

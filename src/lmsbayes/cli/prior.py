@@ -13,20 +13,50 @@ from lmsbayes.cli._common import (
 
 def cmd_prior(args) -> int:
     """The ``prior`` verb: the MAP prior of a setting from a saved fit."""
+    from lmsbayes.errors import OptionError
     from lmsbayes.fit import load_fit
     from lmsbayes.predict import Setting
-    from lmsbayes.prior import map_prior, robustify, to_json, to_rbest
+    from lmsbayes.prior import map_prior, prior_kind, robustify, to_json, to_rbest
 
     check_outputs(args, files=("output",))
     result = load_fit(args.fit)
+    lms = result.data.table == "lms"
+    has_landmarks = bool(result.data.landmarks) or bool(result.data.curve)
+    if lms and args.line is None:
+        raise OptionError("this fit has a line covariate: give --line 1L or --line 2L+")
+    if not lms:
+        given = [
+            f"--{name}"
+            for name, v in (
+                ("line", args.line),
+                ("class", args.treatment_class),
+                ("uterine", args.uterine),
+            )
+            if v is not None
+        ]
+        if given:
+            raise OptionError(
+                f"{', '.join(given)}: this fit of a (study, r, n) table has no such covariate"
+            )
+    if has_landmarks and args.landmark is None:
+        raise OptionError("this fit has landmarks: give --landmark MONTHS (e.g. 6)")
+    if not has_landmarks and args.landmark is not None:
+        raise OptionError("--landmark: this fit has no landmarks (a binomial table)")
+    if lms:
+        setting = Setting(args.line, args.treatment_class or "R-T", args.uterine)
+    else:
+        setting = Setting()
     from lmsbayes.cli.fitting import target_from_args
 
-    setting = Setting(args.line, args.treatment_class, args.uterine)
     target = target_from_args(args)
     mix = map_prior(result, setting, args.landmark, target=target)
     if args.robust:
         mix = robustify(mix, args.robust, mean=args.robust_mean, bounded=args.robust_bounded)
-    print(f"MAP prior for {setting.label} at {args.landmark:g} months (spec {result.spec.name!r}):")
+    where = f" at {args.landmark:g} months" if args.landmark is not None else ""
+    print(
+        f"{prior_kind(mix)} prior of a new trial's rate: {setting.describe()}{where} "
+        f"(spec {result.spec.name!r})"
+    )
     if target is not None:
         print(f"target: {mix.provenance['target']}")
         if "regimen_arms" in mix.provenance:
@@ -85,30 +115,31 @@ def register(sub) -> None:
     )
     q.add_argument(
         "--line",
-        required=True,
+        default=None,
         choices=["1L", "2L+"],
-        help="line of therapy of the new trial: 1L (first line) or 2L+ (pre-treated)",
+        help="LMS fits (required there): line of therapy of the new trial, 1L or 2L+",
     )
     q.add_argument(
         "--landmark",
         type=landmark_months,
-        required=True,
+        default=None,
         metavar="MONTHS",
-        help="landmark of the PFS rate, in months (one the fit has, e.g. 3 or 6)",
+        help="fits with landmarks (required there): landmark of the PFS rate in months, e.g. 6",
     )
     q.add_argument(
         "--class",
         dest="treatment_class",
-        default="R-T",
+        default=None,
         choices=["R-T", "NR-T"],
-        help="treatment class of the new trial: R-T (ESMO-recommended) or NR-T (not recommended)",
+        help="LMS fits: treatment class of the new trial, R-T (ESMO-recommended, the default) "
+        "or NR-T",
     )
     q.add_argument(
         "--uterine",
         type=fraction,
-        default=0.5,
+        default=None,
         metavar="FRACTION",
-        help="fraction of uterine LMS patients in the new trial, in [0, 1]",
+        help="LMS fits: fraction of uterine LMS patients in the new trial (default 0.5)",
     )
     q.add_argument(
         "--robust",
@@ -122,8 +153,8 @@ def register(sub) -> None:
         type=bounded(0, 1, what="a mean"),
         default=None,
         metavar="MEAN",
-        help="mean in (0, 1) of the vague component (default: 0.5, giving the uniform Beta(1, 1) as in RBesT; "
-        "RBesT recommends the null rate p0)",
+        help="mean in (0, 1) of the vague component (default: the MAP mean, as everywhere in "
+        "lmsbayes; RBesT's default is 0.5 and it recommends the null rate p0)",
     )
     q.add_argument(
         "--robust-bounded",

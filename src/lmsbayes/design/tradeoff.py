@@ -103,13 +103,18 @@ class TradeoffResult:
         tab = self.table.copy()
         for col in ("max_type1", "worst_p", "power"):
             tab[col] = tab[col].map(lambda v: f"{v:.3f}")
-        for col in ("ess_elir", "ess_moment"):
-            tab[col] = tab[col].map(lambda v: "undefined" if v != v else f"{v:.1f}")
-        note = ""
-        if self.table["ess_elir"].isna().any():
+        # one ESS, by one named method: ELIR where it is defined on every row, else moments
+        if self.table["ess_elir"].notna().all():
+            tab = tab.drop(columns="ess_moment").rename(columns={"ess_elir": "ESS (ELIR)"})
+            tab["ESS (ELIR)"] = tab["ESS (ELIR)"].map(lambda v: f"{v:.1f}")
+            note = ""
+        else:
+            tab = tab.drop(columns="ess_elir").rename(columns={"ess_moment": "ESS (moment)"})
+            tab["ESS (moment)"] = tab["ESS (moment)"].map(lambda v: f"{v:.1f}")
             note = (
-                "\nELIR is undefined where the robust component has a shape < 1; "
-                "robustify with bounded=True (--robust-bounded) for one where it is defined"
+                "\nESS by moments: ELIR is not defined for a robust component with a shape < 1 "
+                "(RBesT's n = 1 component away from a mean of 1/2); robustify with bounded=True "
+                "(--robust-bounded) to report ELIR"
             )
         return head + "\n" + tab.to_string() + note + "\n" + KOPP_SCHNEIDER_2020
 

@@ -204,6 +204,11 @@ def gaussian_pair_terms(ops, mu, y, first, second, precision, log_scale=None, di
     return -0.5 * precision * r[..., first] * r[..., second] + diagonal * log_scale[..., first]
 
 
+#: The link (lmsbayes.links) on which a new arm's random effect adds to a curve's rate at any t:
+#: logit S(t) = eta - k log(t / t_ref) (log-logistic), log(-log S(t)) = eta + k log(t / t_ref) (Weibull).
+CURVE_LINKS = {"loglogistic": "logit", "weibull": "cloglog"}
+
+
 def rate_from_eta(eta, t, shape, t_ref: float, curve: str):
     """Survival S(t) of a curve with linear predictor ``eta`` and shape (numpy/xarray).
 

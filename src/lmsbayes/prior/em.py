@@ -1,9 +1,16 @@
-"""Fitting a beta mixture to draws by EM (RBesT's ``mixfit`` / ``automixfit`` for beta)."""
+"""Fitting a beta mixture to a predictive density or to draws, by KL minimisation.
+
+The target is either the predictive density of a new trial's rate on a fixed
+quadrature grid (:func:`fit_mixture_to_density`: deterministic, no Monte
+Carlo error) or equal-weight draws (:func:`fit_mixture`, for NUTS fits): the
+same weighted-point fit, EM for the start and damped Newton steps to convergence. This
+replaces RBesT's ``mixfit`` / ``automixfit`` for beta, which run EM on MCMC
+draws and choose ``k`` by AIC.
+"""
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,12 +19,19 @@ import pandas as pd
 from scipy import special, stats
 
 from lmsbayes.prior.checks import check_unit_interval
+from lmsbayes.prior.density import PredictiveDensity
 from lmsbayes.prior.mixture import BetaMixture
 
-__all__ = ["fit_mixture", "mixture_fit_diagnostic"]
+__all__ = ["KL_TOL", "fit_mixture", "fit_mixture_to_density", "mixture_fit_diagnostic"]
 
-_CRITERIA = ("aic", "bic")
-_SHORT_EM = 25  # iterations per start before the best start is run to convergence
+_CRITERIA = ("kl", "aic", "bic")
+_SHORT_EM = 3  # EM iterations per start before the best start is run to convergence
+
+#: Default tolerances of the component choice: the smallest k whose KL divergence from the
+#: target (nats) and whose largest quantile error at QUANTILE_PROBS are within them.
+KL_TOL = 0.002
+QUANTILE_TOL = 0.0025
+QUANTILE_PROBS = (0.025, 0.05, 0.25, 0.5, 0.75, 0.95, 0.975)
 
 
 def _as_draws(draws: Any) -> np.ndarray:
@@ -163,25 +177,22 @@ def _beta_ml_many(s1: np.ndarray, s2: np.ndarray, a0: np.ndarray, b0: np.ndarray
 
 def _em(
     x: np.ndarray,
-    lx: np.ndarray,
-    l1x: np.ndarray,
+    v: np.ndarray,
+    suff: np.ndarray,
     init: tuple[np.ndarray, np.ndarray, np.ndarray],
-    constrain_gt1: bool,
-    max_iter: int,
-    tol: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, bool]:
-    w, a, b = (np.array(v, dtype=float) for v in init)
-    floor = 1.0 + 1e-8 if constrain_gt1 else 1e-8
+    floor: float,
+    iters: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``iters`` EM iterations on points ``x`` with weights ``v`` (summing to 1).
+
+    EM finds the basin quickly and then crawls where components overlap; it
+    only provides the start of :func:`_polish`.
+    """
+    w, a, b = (np.array(t, dtype=float) for t in init)
     a, b = np.maximum(a, floor), np.maximum(b, floor)
-    ll_old = -np.inf
-    converged = False
-    # columns of the per-draw statistics the M-step needs; one matrix product
-    # resp.T @ stats gives all weighted sums (and avoids BLAS dot on long vectors)
-    suff = np.column_stack([x, x * x, lx, l1x])
-    for it in range(max_iter):
-        # E-step on the log scale: points far out in a component's tail would
-        # otherwise underflow to responsibility 0/0. Components are rows (k, N):
-        # reductions over a few rows are elementwise, over a few columns they are slow
+    lx, l1x = suff[:, 2], suff[:, 3]
+    for it in range(iters):
+        # components are rows (k, N): reductions over a few rows are elementwise
         with np.errstate(divide="ignore"):
             logf = (
                 np.log(w)[:, None]
@@ -191,102 +202,304 @@ def _em(
             )
         top = logf.max(axis=0)
         resp = np.exp(logf - top)
-        dens = resp.sum(axis=0)
-        ll = float((top + np.log(dens)).sum())
-        if abs(ll - ll_old) <= tol * (1.0 + abs(ll)):
-            converged = True
-            break
-        ll_old = ll
-        resp /= dens
+        resp *= v / resp.sum(axis=0)
         nk = resp.sum(axis=1)
-        w = nk / x.size
-        sums = resp @ suff
-        live = np.flatnonzero(
-            nk >= 1e-8 * x.size
-        )  # an emptied component keeps its shape; its weight is ~0
+        w = nk / nk.sum()
+        live = np.flatnonzero(nk >= 1e-10)  # an emptied component keeps its shape
         if live.size:
-            m, m2, s1, s2 = (sums[live] / nk[live, None]).T
-            # Newton from the previous iteration's shapes (one or two steps once EM settles;
-            # the objective is convex, so any start converges) - 3x faster than from the moments
+            m, m2, s1, s2 = ((resp @ suff)[live] / nk[live, None]).T
             if it:
                 a0, b0 = a[live], b[live]
             else:
-                a0, b0 = map(
-                    np.array,
-                    zip(
-                        *(
-                            _moment_ab(mk, max(m2k - mk * mk, 0.0), floor)
-                            for mk, m2k in zip(m, m2, strict=True)
-                        ),
-                        strict=True,
-                    ),
-                )
+                a0, b0 = _moment_ab_many(m, m2 - m * m, floor)
             a[live], b[live] = _beta_ml_many(s1, s2, a0, b0, floor)
-    w = w / w.sum()
-    return w, a, b, ll, converged
+    return w, a, b
 
 
-def _inits(x: np.ndarray, k: int, rng: np.random.Generator, floor: float) -> list[tuple]:
-    """Starting values: equal-count quantile groups, and k-means on the logit scale."""
-    xs = np.sort(x)
-    out = []
-    groups = np.array_split(xs, k)
-    out.append(
-        (
-            np.array([g.size for g in groups], dtype=float) / x.size,
-            *map(
-                np.array, zip(*(_moment_ab(g.mean(), g.var(), floor) for g in groups), strict=True)
-            ),
-        )
-    )
+def _moment_ab_many(m: np.ndarray, v: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
+    ab = [_moment_ab(float(mk), float(vk), floor) for mk, vk in zip(m, v, strict=True)]
+    return np.array([t[0] for t in ab]), np.array([t[1] for t in ab])
+
+
+def _weighted_groups(x: np.ndarray, v: np.ndarray, edges: np.ndarray, floor: float):
+    """(w, a, b) of the groups of points between ``edges``, by weighted moments."""
+    w, a, b = [], [], []
+    lab = np.searchsorted(edges, x, side="right")
+    for j in range(edges.size + 1):
+        sel = lab == j
+        mass = v[sel].sum()
+        if mass <= 0:
+            continue
+        m = float(v[sel] @ x[sel] / mass)
+        var = float(v[sel] @ (x[sel] - m) ** 2 / mass)
+        aj, bj = _moment_ab(m, var, floor)
+        w.append(mass)
+        a.append(aj)
+        b.append(bj)
+    w = np.array(w)
+    return w / w.sum(), np.array(a), np.array(b)
+
+
+def _inits(x: np.ndarray, v: np.ndarray, k: int, floor: float, previous) -> list[tuple]:
+    """Deterministic starts for k components.
+
+    Equal-mass groups, equal-width groups on the logit scale, and the fit
+    with one component fewer with its widest component split in two.
+    """
+    order = np.argsort(x, kind="stable")
+    cum = np.cumsum(v[order])
+    cuts = np.arange(1, k) / k
+    edges = x[order][np.minimum(np.searchsorted(cum, cuts), x.size - 1)]
+    out = [_weighted_groups(x, v, np.unique(edges), floor)]
     if k > 1:
-        # 1-D k-means (Lloyd) on logit(x), seeded k-means++ style from rng
         z = special.logit(x)
-        centers = [rng.choice(z)]
-        for _ in range(1, k):
-            d2 = np.min((z[:, None] - np.array(centers)[None, :]) ** 2, axis=1)
-            centers.append(rng.choice(z, p=d2 / d2.sum()) if d2.sum() > 0 else rng.choice(z))
-        c = np.sort(np.array(centers))
-        for _ in range(50):
-            lab = np.argmin(np.abs(z[:, None] - c[None, :]), axis=1)
-            new = np.array([z[lab == j].mean() if np.any(lab == j) else c[j] for j in range(k)])
-            if np.allclose(new, c):
+        zlo, zhi = z.min(), z.max()
+        out.append(
+            _weighted_groups(x, v, special.expit(zlo + (zhi - zlo) * np.arange(1, k) / k), floor)
+        )
+    if previous is not None:
+        w, a, b = previous
+        n = a + b
+        m = a / n
+        sd = np.sqrt(m * (1 - m) / (n + 1))
+        j = int(np.argmax(w * sd))
+        lo, hi = max(m[j] - 0.5 * sd[j], 1e-6), min(m[j] + 0.5 * sd[j], 1 - 1e-6)
+        # the halves: the same spread as the parent within each, half the weight each
+        nn = max(m[j] * (1 - m[j]) / (0.75 * sd[j] ** 2) - 1.0, 2.0 * floor + 1e-3)
+        ws = np.concatenate([np.delete(w, j), [w[j] / 2, w[j] / 2]])
+        as_ = np.concatenate([np.delete(a, j), [max(lo * nn, floor), max(hi * nn, floor)]])
+        bs = np.concatenate(
+            [np.delete(b, j), [max((1 - lo) * nn, floor), max((1 - hi) * nn, floor)]]
+        )
+        out.append((ws, as_, bs))
+    return [o for o in out if o[0].size == k]
+
+
+def _objective(theta: np.ndarray, k: int, lx: np.ndarray, l1x: np.ndarray, v: np.ndarray, floor):
+    """Cross-entropy -sum_i v_i log m(x_i) and its gradient.
+
+    theta = (eta_1..eta_{k-1}, log(a - floor), log(b - floor)), weights
+    softmax(eta, 0): unconstrained, with a, b > floor. Minimising it
+    minimises the KL divergence of the mixture from the target whose
+    quadrature (or draws) the points are.
+    """
+    eta = np.concatenate([theta[: k - 1], [0.0]])
+    ea, eb = np.exp(theta[k - 1 : 2 * k - 1]), np.exp(theta[2 * k - 1 :])
+    a, b = floor + ea, floor + eb
+    eta = eta - eta.max()
+    logw = eta - math.log(np.exp(eta).sum())
+    logf = (logw - special.betaln(a, b))[:, None] + (a - 1)[:, None] * lx + (b - 1)[:, None] * l1x
+    top = logf.max(axis=0)
+    e = np.exp(logf - top)
+    dens = e.sum(axis=0)
+    lm = top + np.log(dens)
+    rv = e * (v / dens)  # v_i r_ik
+    nk = rv.sum(axis=1)
+    psi_ab = special.digamma(a + b)
+    ga = -ea * (rv @ lx - nk * (special.digamma(a) - psi_ab))
+    gb = -eb * (rv @ l1x - nk * (special.digamma(b) - psi_ab))
+    geta = -(nk - np.exp(logw))[: k - 1]
+    return float(-(v @ lm)), np.concatenate([geta, ga, gb])
+
+
+def _pack(w, a, b, floor):
+    k = w.size
+    lw = np.log(np.maximum(w, 1e-12))
+    return np.concatenate(
+        [
+            lw[: k - 1] - lw[-1],
+            np.log(np.maximum(a - floor, 1e-12)),
+            np.log(np.maximum(b - floor, 1e-12)),
+        ]
+    )
+
+
+def _unpack(theta, k, floor):
+    eta = np.concatenate([theta[: k - 1], [0.0]])
+    w = np.exp(eta - eta.max())
+    return w / w.sum(), floor + np.exp(theta[k - 1 : 2 * k - 1]), floor + np.exp(theta[2 * k - 1 :])
+
+
+def _polish(x, v, lx, l1x, start, floor: float, max_iter: int):
+    """Minimise the cross-entropy from ``start`` by damped Newton steps.
+
+    The Hessian is the finite difference of the analytic gradient (at most
+    11 parameters), damped Levenberg-Marquardt style where it is not
+    positive definite; steps are accepted only when they decrease the
+    objective. Converged: the largest gradient component is below 1e-7
+    (the objective is O(1)), or no step decreases it any more and the
+    gradient is below 1e-5. Returns (w, a, b, value, converged, iterations).
+    """
+    w, a, b = (np.asarray(t, float) for t in start)
+    k = w.size
+    theta = _pack(w, a, b, floor)
+    f, g = _objective(theta, k, lx, l1x, v, floor)
+    lam, converged, it = 1e-8, False, 0
+    p = theta.size
+    for step_no in range(1, max_iter + 1):
+        it = step_no
+        if np.max(np.abs(g)) <= 1e-7:
+            converged = True
+            break
+        h = 1e-6 * (1.0 + np.abs(theta))
+        H = np.empty((p, p))
+        for j in range(p):
+            t2 = theta.copy()
+            t2[j] += h[j]
+            with np.errstate(over="ignore", invalid="ignore"):
+                H[:, j] = (_objective(t2, k, lx, l1x, v, floor)[1] - g) / h[j]
+        if not np.all(np.isfinite(H)):
+            break
+        H = 0.5 * (H + H.T)
+        scale = np.maximum(np.abs(np.diag(H)), 1e-10)
+        moved = False
+        while lam <= 1e12:
+            try:
+                L = np.linalg.cholesky(H + lam * np.diag(scale))
+            except np.linalg.LinAlgError:
+                lam = max(10.0 * lam, 1e-6)
+                continue
+            step = np.linalg.solve(L.T, np.linalg.solve(L, g))
+            cand = theta - step
+            with np.errstate(over="ignore", invalid="ignore"):
+                f_new, g_new = _objective(cand, k, lx, l1x, v, floor)
+            if f_new <= f and np.all(np.isfinite(g_new)):
+                moved = f_new < f
+                theta, f, g = cand, f_new, g_new
+                lam = max(lam / 10.0, 1e-12)
                 break
-            c = new
-        w, a, b = [], [], []
-        for j in range(k):
-            g = x[lab == j]
-            if g.size < 2:
-                g = x  # an empty cluster starts as the whole sample
-            w.append(max(g.size, 1) / x.size)
-            aj, bj = _moment_ab(g.mean(), g.var(), floor)
-            a.append(aj)
-            b.append(bj)
-        out.append((np.array(w) / np.sum(w), np.array(a), np.array(b)))
-    return out
+            lam = max(10.0 * lam, 1e-6)
+        if not moved:
+            # no step decreases the objective: at its minimum to rounding level
+            converged = bool(np.max(np.abs(g)) <= 1e-5)
+            break
+    w, a, b = _unpack(theta, k, floor)
+    return w, a, b, f, converged, it
+
+
+def _fit_points(
+    x: np.ndarray,
+    v: np.ndarray,
+    log_target: np.ndarray | None,
+    max_components: int,
+    criterion: str,
+    kl_tol: float,
+    n_eff: float | None,
+    constrain_gt1: bool,
+    max_iter: int,
+    target_quantiles: tuple[np.ndarray, np.ndarray] | None = None,
+    quantile_tol: float = np.inf,
+) -> tuple[BetaMixture, list[dict], int]:
+    """Fit k = 1, 2, ... components to weighted points and choose k (see :func:`fit_mixture`)."""
+    floor = 1.0 + 1e-8 if constrain_gt1 else 1e-8
+    lx, l1x = np.log(x), np.log1p(-x)
+    suff = np.column_stack([x, x * x, lx, l1x])
+    # the target's own entropy term: KL = sum v (log f - log m) when f is known
+    entropy = float(v @ log_target) if log_target is not None else None
+    table, fits = [], []
+    previous = None
+    for k in range(1, max_components + 1):
+        # "small EM" (Biernacki, Celeux & Govaert 2003): a few EM iterations from each
+        # start, then only the most promising one is run to convergence
+        starts = [
+            _em(x, v, suff, init, floor, _SHORT_EM) for init in _inits(x, v, k, floor, previous)
+        ]
+        ce0 = [_objective(_pack(*st, floor), k, lx, l1x, v, floor)[0] for st in starts]
+        w, a, b, ce, conv, nit = _polish(
+            x, v, lx, l1x, starts[int(np.argmin(ce0))], floor, max_iter
+        )
+        previous = (w, a, b)
+        row = {"k": k, "cross_entropy": ce, "converged": conv, "iterations": nit}
+        if entropy is not None:
+            row["kl"] = entropy + ce
+        if criterion in ("aic", "bic"):
+            penalty = 2.0 if criterion == "aic" else math.log(n_eff)
+            row[criterion] = 2.0 * n_eff * ce + penalty * (3 * k - 1)
+        if target_quantiles is not None and row.get("kl", np.inf) <= kl_tol:
+            # only where KL alone would accept k: a mixture quantile costs a root search
+            mix = BetaMixture(weights=w / w.sum(), a=a, b=b)
+            err = np.abs(mix.ppf(target_quantiles[0]) - target_quantiles[1])
+            row["quantile_error"] = float(err.max())
+        table.append(row)
+        fits.append((w, a, b))
+        if criterion == "kl" and entropy is not None and _within(row, kl_tol, quantile_tol):
+            break  # the smallest k within the tolerances: no need to fit more
+    if criterion == "kl":
+        if entropy is not None:
+            ok = [i for i, r in enumerate(table) if _within(r, kl_tol, quantile_tol)]
+            chosen = ok[0] if ok else int(np.argmin([r["kl"] for r in table]))
+        else:
+            # draws: the target's entropy is unknown, so each k is compared with the best
+            # fit found, sum v log m_best - sum v log m_k (an estimate of KL_k - KL_best)
+            ce_best = min(r["cross_entropy"] for r in table)
+            for r in table:
+                r["kl_excess"] = r["cross_entropy"] - ce_best
+            chosen = next(i for i, r in enumerate(table) if r["kl_excess"] <= kl_tol)
+    else:
+        chosen = int(np.argmin([r[criterion] for r in table]))
+    w, a, b = fits[chosen]
+    order = np.argsort(-w, kind="stable")
+    mix = BetaMixture(weights=w[order] / w.sum(), a=a[order], b=b[order])
+    return mix, table, chosen
+
+
+def _within(row: dict, kl_tol: float, quantile_tol: float) -> bool:
+    return row["kl"] <= kl_tol and row.get("quantile_error", 0.0) <= quantile_tol
+
+
+def _record(table, chosen, criterion, kl_tol, quantile_tol=np.inf, **extra) -> dict:
+    row = table[chosen]
+    notes = []
+    if not row["converged"]:
+        notes.append(f"the optimiser did not converge for the chosen k={row['k']}")
+    if criterion == "kl" and "kl" in row and not _within(row, kl_tol, quantile_tol):
+        notes.append(
+            f"no mixture of up to {table[-1]['k']} components came within KL {kl_tol:g} and "
+            f"quantile error {quantile_tol:g} of the target (k={row['k']}: KL {row['kl']:.3g}, "
+            f"quantile error {row.get('quantile_error', float('nan')):.3g}); raise max_components"
+        )
+    return {
+        "method": "KL minimisation (EM start, damped Newton)",
+        "criterion": criterion,
+        **({"kl_tol": kl_tol} if criterion == "kl" else {}),
+        **({"quantile_tol": quantile_tol} if np.isfinite(quantile_tol) else {}),
+        "k": int(row["k"]),
+        "converged": bool(row["converged"]),
+        "problems": notes,
+        "models": table,
+        **extra,
+    }
+
+
+def _check_options(max_components, criterion, kl_tol) -> None:
+    if isinstance(max_components, bool) or not (
+        isinstance(max_components, int | np.integer) and max_components >= 1
+    ):
+        raise ValueError(f"max_components must be an integer >= 1, got {max_components!r}")
+    if criterion not in _CRITERIA:
+        raise ValueError(f"criterion must be one of {list(_CRITERIA)}, got {criterion!r}")
+    if not (isinstance(kl_tol, int | float) and kl_tol > 0):
+        raise ValueError(f"kl_tol must be a positive number, got {kl_tol!r}")
 
 
 def fit_mixture(
     draws: Any,
     max_components: int = 4,
-    criterion: str = "bic",
+    criterion: str = "kl",
     rng: Any = None,
     *,
+    kl_tol: float = KL_TOL,
     constrain_gt1: bool = True,
-    max_iter: int = 500,
-    tol: float = 1e-8,
+    max_iter: int = 200,
 ) -> BetaMixture:
-    """Fit a beta mixture to draws by EM, choosing the number of components.
+    """Fit a beta mixture to equal-weight draws, choosing the number of components.
 
-    For each ``k = 1..max_components`` EM is started from equal-count quantile
-    groups and from k-means on the logit scale; after a few iterations the
-    start with the higher log-likelihood is run to convergence, and ``k`` is
-    chosen by ``criterion``.  The M-step matches each component's weighted
-    moments and then refines by weighted maximum likelihood from the weighted
-    sufficient statistics sum r log x and sum r log(1 - x) (Newton's method on
-    (a, b), where the objective is convex).  This is RBesT's ``mixfit`` /
-    ``automixfit`` for ``type="beta"``; convergence is declared on the
-    log-likelihood.
+    The same fit as :func:`fit_mixture_to_density` with every draw a point of
+    weight 1/N: for each ``k`` EM runs a few iterations from deterministic
+    starts (equal-mass groups, equal-width groups on the logit scale, the
+    ``k - 1`` fit with its widest component split), and the best start is
+    run to convergence by damped Newton steps on the average log-likelihood. The fit
+    is a deterministic function of the draws.
 
     Parameters
     ----------
@@ -297,74 +510,128 @@ def fit_mixture(
         RBesT does: they have zero likelihood under a beta with a, b > 1.
     max_components : int, default 4
         Largest ``k`` tried.
-    criterion : {"bic", "aic"}
-        ``-2 loglik + penalty * (3k - 1)`` with penalty ``log(N)`` (BIC) or 2
-        (AIC).  RBesT's ``automixfit`` uses AIC with penalty 6 by default;
-        with thousands of MCMC draws BIC penalises at least as strongly.
-    rng : int or numpy.random.Generator, optional
-        Seeds the k-means start; the fit is deterministic given ``rng``.
+    criterion : {"kl", "aic", "bic"}
+        ``"kl"`` (default): the smallest ``k`` whose average log-likelihood
+        is within ``kl_tol`` of the best ``k`` tried (an estimate of the
+        excess KL divergence from the draws' distribution).  ``"aic"`` /
+        ``"bic"``: ``-2 loglik + penalty * (3k - 1)`` with penalty 2 or
+        ``log(N)``.
+    rng : ignored
+        Kept for compatibility: the starts are deterministic.
+    kl_tol : float
+        Tolerance of the ``"kl"`` criterion (nats).
     constrain_gt1 : bool, default True
         Keep all ``a, b > 1`` (RBesT's default), so that every component is
         unimodal with a bounded density and the ELIR ESS is defined.
-    max_iter, tol : int, float
-        EM stops when the relative change of the log-likelihood is ``<= tol``.
+    max_iter : int
+        Newton iterations per start and ``k`` (10-30 suffice on every data set tested).
 
     Returns
     -------
     BetaMixture
-        Components ordered by decreasing weight.  ``provenance["fit"]`` holds
-        the log-likelihood and criterion of every ``k`` tried.
+        Components ordered by decreasing weight. ``provenance["fit"]``
+        records every ``k`` tried (cross-entropy, criterion, convergence),
+        the chosen ``k`` and ``problems`` (empty when the fit is sound):
+        a fit problem is reported there, never as a warning.
     """
+    del rng
     x = _as_draws(draws)
-    if isinstance(max_components, bool) or not (
-        isinstance(max_components, int | np.integer) and max_components >= 1
-    ):
-        raise ValueError(f"max_components must be an integer >= 1, got {max_components!r}")
-    if criterion not in _CRITERIA:
-        raise ValueError(f"criterion must be one of {list(_CRITERIA)}, got {criterion!r}")
-    rng = np.random.default_rng(rng)
-    lx, l1x = np.log(x), np.log1p(-x)
-    floor = 1.0 + 1e-8 if constrain_gt1 else 1e-8
-    penalty = math.log(x.size) if criterion == "bic" else 2.0
-
-    table = []
-    best = None
-    for k in range(1, max_components + 1):
-        # "small EM" (Biernacki, Celeux & Govaert 2003): a few iterations from
-        # each start, then only the most promising one is run to convergence
-        short = [
-            _em(x, lx, l1x, init, constrain_gt1, _SHORT_EM, tol)
-            for init in _inits(x, k, rng, floor)
-        ]
-        w, a, b, ll, converged = max(short, key=lambda f: f[3])
-        if not converged:
-            w, a, b, ll, converged = _em(x, lx, l1x, (w, a, b), constrain_gt1, max_iter, tol)
-        df = 3 * k - 1
-        ic = -2.0 * ll + penalty * df
-        table.append({"k": k, "loglik": ll, criterion: ic, "converged": converged})
-        if best is None or ic < best[0]:
-            best = (ic, w, a, b, converged, k)
-    _, w, a, b, converged, k = best
-    # over-fitted k often crawl (two components sharing one mode); only the
-    # chosen model's convergence matters
-    if not converged:
-        warnings.warn(
-            f"EM for the chosen k={k} components did not converge in {max_iter} iterations; "
-            "check mixture_fit_diagnostic()",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    order = np.argsort(-w, kind="stable")
+    _check_options(max_components, criterion, kl_tol)
+    v = np.full(x.size, 1.0 / x.size)
+    mix, table, chosen = _fit_points(
+        x, v, None, max_components, criterion, kl_tol, float(x.size), constrain_gt1, max_iter
+    )
     prov = {
-        "fit": {
-            "method": "EM",
-            "criterion": criterion,
-            "n_draws": int(x.size),
-            "constrain_gt1": constrain_gt1,
-            "models": table,
-        }
+        "fit": _record(
+            table, chosen, criterion, kl_tol, n_draws=int(x.size), constrain_gt1=constrain_gt1
+        )
     }
-    return BetaMixture(weights=w[order], a=a[order], b=b[order], provenance=prov)
+    return BetaMixture(weights=mix.weights, a=mix.a, b=mix.b, provenance=prov)
+
+
+def fit_mixture_to_density(
+    density: PredictiveDensity,
+    max_components: int = 4,
+    *,
+    kl_tol: float = KL_TOL,
+    quantile_tol: float = QUANTILE_TOL,
+    nodes: int = 400,
+    constrain_gt1: bool = True,
+    max_iter: int = 200,
+) -> BetaMixture:
+    """Fit a beta mixture to a predictive density itself, on a fixed quadrature grid.
+
+    The mixture minimises the KL divergence from the density,
+    ``KL(f || m) = E_f[log f(p) - log m(p)]``, computed on ``nodes`` cells of the
+    link scale with their exact masses (:meth:`PredictiveDensity.grid`): a
+    weighted EM gives the start and damped Newton steps converge. The number of
+    components is the smallest ``k`` whose KL divergence is at most
+    ``kl_tol`` and whose quantiles at 2.5, 5, 25, 50, 75, 95 and 97.5% are
+    within ``quantile_tol`` of the density's (the summaries a design reads
+    off the prior). Nothing is random: the same density gives the same mixture.
+
+    Parameters
+    ----------
+    density : PredictiveDensity
+        The predictive distribution of a new trial's rate.
+    max_components : int, default 4
+    kl_tol : float, default 0.002
+        Nats.
+    quantile_tol : float, default 0.0025
+        Largest difference of a mixture quantile from the density's. KL
+        alone does not bound the tails: on RBesT's AS data the best
+        2-component mixture has KL 0.0055 and misses the 97.5% quantile by
+        0.010, and on the zero-event set a 3-component mixture within KL
+        0.0012 misses it by 0.005.
+    nodes : int, default 400
+        Cells of the quadrature grid (:meth:`PredictiveDensity.grid`).
+    constrain_gt1 : bool, default True
+        Keep all ``a, b > 1`` (see :func:`fit_mixture`).
+    max_iter : int
+        Newton iterations per start and ``k`` (10-30 suffice on every data set tested).
+
+    Returns
+    -------
+    BetaMixture
+        ``provenance["fit"]`` records the KL divergence of every ``k``
+        tried, the chosen ``k``, the quadrature and ``problems`` (empty when
+        the fit is sound).
+    """
+    _check_options(max_components, "kl", kl_tol)
+    if not quantile_tol > 0:
+        raise ValueError(f"quantile_tol must be > 0, got {quantile_tol!r}")
+    probs = np.asarray(QUANTILE_PROBS)
+    g = density.grid(nodes)
+    mix, table, chosen = _fit_points(
+        g.p,
+        g.mass,
+        g.logpdf,
+        max_components,
+        "kl",
+        kl_tol,
+        None,
+        constrain_gt1,
+        max_iter,
+        target_quantiles=(probs, density.ppf_on(g, probs)),
+        quantile_tol=quantile_tol,
+    )
+    prov = {
+        "fit": _record(
+            table,
+            chosen,
+            "kl",
+            kl_tol,
+            quantile_tol,
+            target={
+                "link": density.link,
+                "points": int(density.loc.size),
+                "df": density.df,
+                "quadrature": f"{nodes} equal cells on the link scale, exact cell masses",
+            },
+            constrain_gt1=constrain_gt1,
+        )
+    }
+    return BetaMixture(weights=mix.weights, a=mix.a, b=mix.b, provenance=prov)
 
 
 def mixture_fit_diagnostic(

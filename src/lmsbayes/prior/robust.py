@@ -6,7 +6,7 @@ import numpy as np
 
 from lmsbayes.prior.mixture import BetaMixture
 
-__all__ = ["robust_component", "robustify"]
+__all__ = ["is_robust", "prior_kind", "robust_component", "robustify"]
 
 
 def robust_component(
@@ -45,6 +45,28 @@ def robust_component(
     return mean * m, (1.0 - mean) * m
 
 
+def is_robust(mix: BetaMixture) -> bool:
+    """Whether ``mix`` already carries a robust component (:func:`robustify` made it)."""
+    return bool(mix.provenance) and "robustify" in mix.provenance
+
+
+def prior_kind(mix: BetaMixture) -> str:
+    """What a prior is, in the words every command uses: 'robust MAP', 'MAP' or 'prior'.
+
+    A prior made by :func:`lmsbayes.prior.map_prior` (or read from its JSON) records its source;
+    :func:`robustify` records its step. Anything else is a plain 'prior'.
+    """
+    if is_robust(mix):
+        return "robust MAP" if _is_map(mix) else "robust prior"
+    return "MAP" if _is_map(mix) else "prior"
+
+
+def _is_map(mix: BetaMixture) -> bool:
+    prov = mix.provenance or {}
+    source = str(prov.get("source", ""))
+    return "predictive" in source or "spec_hash" in prov or "map" in str(prov.get("kind", ""))
+
+
 def robustify(
     mix: BetaMixture,
     weight: float,
@@ -58,7 +80,7 @@ def robustify(
     Follows RBesT's ``robustify`` for beta mixtures exactly: the robust
     component is Beta(mean * (n + 1), (1 - mean) * (n + 1)) with weight
     ``weight``, and the existing weights are scaled by ``1 - weight``.  With
-    the defaults (``mean=0.5, n=1``) that is the uniform Beta(1, 1); RBesT uses
+    ``mean=0.5, n=1`` that is the uniform Beta(1, 1); RBesT uses
     ``n + 1`` rather than ``n`` so that the default is the uniform and not the
     strict unit-information Beta(1/2, 1/2) (``n=0`` gives that one).
 
@@ -69,8 +91,10 @@ def robustify(
     weight : float
         Prior probability of the robust component, ``0 < weight < 1``.
     mean : float, optional
-        Mean of the robust component.  Defaults to 0.5 as in RBesT; like
-        RBesT we strongly recommend setting it to the null rate ``p0``.
+        Mean of the robust component.  Default: the mean of ``mix`` (the
+        vague component centred where the MAP prior is, Schmidli et al. 2014),
+        in every command and function of lmsbayes.  RBesT defaults to 0.5
+        (give ``mean=0.5`` for its numbers) and recommends the null rate ``p0``.
     n : float, default 1
         Prior observations of the robust component (RBesT's ``n``), ``>= 0``.
     bounded : bool, default False
@@ -93,8 +117,14 @@ def robustify(
         raise ValueError(f"mix must be a BetaMixture, got {type(mix).__name__}")
     if not 0.0 < weight < 1.0:
         raise ValueError(f"weight must lie in (0, 1), got weight={weight!r}")
+    if is_robust(mix):
+        done = mix.provenance["robustify"]
+        raise ValueError(
+            f"this prior is already robust (weight {done.get('weight')} on a vague component "
+            f"with mean {done.get('mean')}); robustify the MAP prior, never a robust one twice"
+        )
     if mean is None:
-        mean = 0.5
+        mean = mix.mean()
     ra, rb = robust_component(mean, n, bounded=bounded)
     prov = dict(mix.provenance or {})
     prov["robustify"] = {
