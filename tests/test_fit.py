@@ -60,9 +60,15 @@ def test_auto_uses_the_exact_engine_where_it_can_and_says_why_not():
     spec = lmsbayes.load_spec("default")
     engine, note = choose_engine(spec)
     assert (engine.name, note) == ("exact", "")
-    t = spec.replace(**{"random_effects.distribution": "student_t"})
+    # Student-t effects are integrated by the exact engine (a scale mixture of normals);
+    # group effects of a per-landmark family are not
+    assert (
+        choose_engine(spec.replace(**{"random_effects.distribution": "student_t"}))[0].name
+        == "exact"
+    )
+    t = lmsbayes.load_spec("per_landmark").replace(**{"random_effects.group": "trial"})
     engine, note = choose_engine(t)
-    assert engine.name == "nuts" and note.startswith("NUTS used: ") and "Student-t" in note
+    assert engine.name == "nuts" and note.startswith("NUTS used: ") and "per-landmark" in note
     with pytest.raises(SpecError, match="cannot fit this spec"):
         choose_engine(t, "exact")
     engine, note = choose_engine(spec, "nuts")
