@@ -125,6 +125,11 @@ def test_run_prints_the_threshold_table(run_output):
     assert any(line.startswith("flags (read these") for line in lines)
     assert any("rests on 1 arm" in line for line in lines)
     assert lines[-1].startswith("EORTC 2021: Kantidakis et al.")
+    # the default's leave-future-out validation, one line before the table (lmsbayes.decision)
+    val = [line for line in lines if line.startswith("validation: ")]
+    assert len(val) == 1 and lines.index(val[0]) < lines.index(header)
+    assert "0.70 (0.47-0.87)" in val[0] and "too narrow for future trials" in val[0]
+    assert "these data differ" not in val[0]
 
 
 def test_run_writes_json_and_csv(run_output, workdir):

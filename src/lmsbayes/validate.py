@@ -72,6 +72,7 @@ from lmsbayes.model.definition import Model
 from lmsbayes.model.families import NUMPY_OPS
 from lmsbayes.model.inputs import ModelData
 from lmsbayes.model.prepare import prepare_data
+from lmsbayes.model.structure import t_scale_mixture
 from lmsbayes.spec import ModelSpec, load_spec
 
 __all__ = [
@@ -571,7 +572,7 @@ def _run(spec, data, folds, scheme, engine, seed, progress, year) -> Validation:
         values, d = _fit_globals(spec, data.take(train), chosen, full_model, start)
         seconds_fit = time.perf_counter() - t0
         ess = d.ess
-        a_rows, o_rows = _predict_held(spec, data, held, values, rng, ess)
+        a_rows, o_rows = _predict_held(spec, data, held, values, rng, ess, data.take(train))
         for r in a_rows + o_rows:
             r["fold"] = label
         arm_rows += a_rows
@@ -615,19 +616,54 @@ def _run(spec, data, folds, scheme, engine, seed, progress, year) -> Validation:
 # ============================================================================ held-out predictions
 
 
-def _predict_held(spec, data: ModelData, held: np.ndarray, values, rng, ess: float):
-    """Rows of the arms and observations of one fold's held-out arms."""
+def _group_shift(spec, train: ModelData | None, hd: ModelData, values, rng) -> np.ndarray | None:
+    """Each held-out arm's group effect group_tau v (draw, arm), or None without group effects.
+
+    An arm of a group (regimen, trial) with training arms keeps that group's effect, drawn
+    from its conditional given the draw's globals and the training arms (the exact engine's
+    grid inverse CDF); an arm of a new group draws a new standardised effect from its
+    Normal(0, 1) prior (one per new group, shared by that group's held-out arms).
+    """
+    m = Model(spec, hd)
+    if not m.grouped:
+        return None
+    gt = np.asarray(m.canonical(values)["group_tau"], float)[..., 0]  # (draw,)
+    S = gt.shape[0]
+    held_groups = [hd.groups[g] for g in np.asarray(hd.group_idx, int)]
+    w_new = {g: rng.standard_normal(S) for g in dict.fromkeys(held_groups)}
+    if train is not None and len(train.groups):
+        integ = Integrator(Model(spec, train))
+        w = np.empty((S, len(train.groups)))
+        step = max(int(getattr(integ, "chunk", S)), 1)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for s0 in range(0, S, step):
+                sl = slice(s0, s0 + step)
+                w[sl] = integ._draw_groups({k: x[sl] for k, x in values.items()}, rng)
+        known = {g: w[:, j] for j, g in enumerate(train.groups)}
+        w_new.update({g: known[g] for g in w_new if g in known})
+    return np.stack([gt * w_new[g] for g in held_groups], axis=1)
+
+
+def _predict_held(spec, data: ModelData, held: np.ndarray, values, rng, ess: float, train=None):
+    """Rows of the arms and observations of one fold's held-out arms.
+
+    ``train``: the fold's training data (its groups' effects carry over to held-out arms
+    of the same regimen or trial; without it every held-out group is new).
+    """
     hd = data.take(held)
     m = Model(spec, hd)
+    shift = _group_shift(spec, train, hd, values, rng)
     with np.errstate(
         over="ignore", invalid="ignore", divide="ignore"
     ):  # as the engine's own log posterior
-        ll = Integrator(m).arm_loglik(values)  # (draw, arm)
+        ll = Integrator(m).arm_loglik(values, shift)  # (draw, arm)
     S = ll.shape[0]
     elpd = special.logsumexp(ll, axis=0) - math.log(S)
     r = np.exp(ll - ll.max(axis=0))
     mcse = r.std(axis=0, ddof=1) / r.mean(axis=0) / math.sqrt(max(min(ess, S), 1.0))
     c = m.canonical(values)
+    if shift is not None:
+        c = {**c, "_shift": shift}  # read by _arm_predictor
     obs = hd.obs
     arm_rows, obs_rows = [], []
     for i, arm in enumerate(hd.arms.index):
@@ -674,16 +710,26 @@ def _arm_predictor(m: Model, c: dict, i: int, nodes: int):
     Beta(1, 1) prior of an unknown fraction) otherwise.
     """
     d = m.data
-    X = d.X[i][None]
+    # the model's design: the covariates and, with a drift, its basis at the arm's year
+    Xd, Xud = m.arrays["X"], m.arrays["Xu"]
+    X = Xd[i][None]
     w = np.ones(1)
     if i in set(d.latent.tolist()):
         xg, wg = np.polynomial.legendre.leggauss(nodes)
         u = 0.5 * (xg + 1)
-        X = d.X[i][None] + (u[:, None] - d.uterine_centre) * d.Xu[i][None]
+        X = Xd[i][None] + (u[:, None] - d.uterine_centre) * Xud[i][None]
         w = 0.5 * wg
     S = np.shape(c["tau"])[0]
     base = m.base_predictor(NUMPY_OPS, c, X)
-    return np.broadcast_to(base, (S, X.shape[0], base.shape[-1])), w
+    base = np.broadcast_to(base, (S, X.shape[0], base.shape[-1]))
+    if "_shift" in c:  # the arm's group effect (regimen or trial), per draw
+        base = base + np.asarray(c["_shift"])[:, i][:, None, None]
+    return base, w
+
+
+def _effect_sd(m: Model, c: dict, i: int) -> np.ndarray:
+    """The sd of arm i's own effect (draw, Kz): tau of its stratum, widened by an age discount."""
+    return np.asarray(m.effect_scale(c), float)[..., i, :]
 
 
 def _arm_shape(m: Model, c: dict, i: int) -> np.ndarray:
@@ -700,14 +746,26 @@ def _gauss_predictive(m: Model, c: dict, i: int, rows: np.ndarray):
     """
     d = m.data
     a = m.arrays
-    tau = c["tau"][:, d.stratum_idx[i], :]  # (draw, Kz)
+    tau = _effect_sd(m, c, i)  # (draw, Kz)
     k = a["k_idx"][rows]
     kz = m.z_column(k)
     base, w = _arm_predictor(m, c, i, _U_NODES_GAUSS)
     eta = base[..., k]  # (draw, node, obs)
     shape = _arm_shape(m, c, i)[:, None, None] if "shape" in c else None
     mu, slope, se = d.family.predictive_normal(eta, shape, a, rows, m)
-    sd = np.sqrt(se**2 + (slope * tau[:, None, kz]) ** 2)
+    if m.student_t:  # a Student-t effect: its scale mixture's nodes times the fraction's nodes
+        mult, logw = t_scale_mixture(m.spec.random_effects.nu)
+        n_u, T = w.size, mult.size
+        se = np.broadcast_to(se, mu.shape)[..., None, :]  # (draw, node, 1, obs)
+        sd = np.sqrt(
+            se**2 + (slope[:, :, None, :] * tau[:, None, None, kz] * mult[None, None, :, None]) ** 2
+        )
+        mu = np.broadcast_to(mu[:, :, None, :], sd.shape)
+        sd = sd.reshape(sd.shape[0], n_u * T, -1)
+        mu = mu.reshape(sd.shape)
+        w = (w[:, None] * np.exp(logw)[None, :]).reshape(-1)
+    else:
+        sd = np.sqrt(se**2 + (slope * tau[:, None, kz]) ** 2)
     flip = d.family.falls_with_rate(a, rows)
     mu, sd = np.broadcast_arrays(mu, sd)
     return mu, sd, w, flip
@@ -767,7 +825,7 @@ def _pit(m: Model, c: dict, i: int, rows: np.ndarray, rng) -> np.ndarray:
 
     d = m.data
     a = m.arrays
-    tau = c["tau"][:, d.stratum_idx[i], :]  # (draw, Kz)
+    tau = _effect_sd(m, c, i)  # (draw, Kz)
     k = a["k_idx"][rows]
     y = a["lik_y"][rows]
     if m.family.gaussian:
@@ -845,7 +903,7 @@ def _new_arm_scale(m: Model, c: dict, i: int, t: float):
     """The scale variable of a new arm's true rate at t: mean (draw, node), tau (draw,), link, node weights."""
     d = m.data
     base, w = _arm_predictor(m, c, i, _U_NODES_GAUSS)
-    tau = c["tau"][:, d.stratum_idx[i], :]
+    tau = _effect_sd(m, c, i)
     shape = _arm_shape(m, c, i)[:, None] if "shape" in c else None
     mu, kk = d.family.new_arm_scale(base, shape, t, m.spec.model.t_ref, d.landmarks)
     return mu, tau[:, m.z_column(kk)], d.family.logit_of_scale, w

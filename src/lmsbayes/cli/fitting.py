@@ -80,6 +80,8 @@ def _evidence_text(r) -> str:
 def _print_table(table, fit, order_line: str | None) -> None:
     import pandas as pd
 
+    from lmsbayes.decision import choice_line
+
     ref = table.attrs.get("reference", "pooled")
     fmt = lambda lo, mid, hi: f"{mid:.2f} ({lo:.2f}-{hi:.2f})"  # noqa: E731
     has_ev = "arms" in table
@@ -128,6 +130,9 @@ def _print_table(table, fit, order_line: str | None) -> None:
         f"data: {len(fit.data.arms)} arms enter the model ({n_exc} arms excluded: `lmsbayes run --exclusions` "
         f"lists the reasons), sha256 {fit.data.data_sha256[:12]}"
     )
+    line = choice_line(fit.spec.name, fit.data.data_sha256)
+    if line:  # the default's leave-future-out validation, in one line (lmsbayes.decision)
+        print(line)
     print(out.to_string(index=False))
     settings = dict(zip(table["setting"], table["description"])) if "description" in table else {}
     if settings:

@@ -11,16 +11,39 @@ from lmsbayes.cli._common import (
 )
 
 
+def _fit_or_load(text: str):
+    """A saved fit, or a fresh fit of the bundled data when FIT names a spec (name or .toml).
+
+    So a control-arm MAP prior is one command (``lmsbayes prior regimen_drift --line 1L
+    --landmark 6 --target arm:doxorubicin --year 2027``); an existing file is always read
+    as a fit, so a fit file is never shadowed by a spec of the same name.
+    """
+    from pathlib import Path
+
+    from lmsbayes.fit import load_fit
+    from lmsbayes.spec import bundled_specs
+
+    path = Path(text)
+    if (not path.is_file() and text in bundled_specs()) or path.suffix == ".toml":
+        import warnings
+
+        import lmsbayes as lb
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the fit's diagnostics are its own report
+            return lb.fit(text)
+    return load_fit(path)
+
+
 def cmd_prior(args) -> int:
     """The ``prior`` verb: the MAP prior of a setting from a saved fit."""
     from lmsbayes.cli.fitting import target_from_args
     from lmsbayes.errors import OptionError
-    from lmsbayes.fit import load_fit
     from lmsbayes.predict import Setting
     from lmsbayes.prior import map_prior, prior_kind, robustify, to_json, to_rbest
 
     check_outputs(args, files=("output",))
-    result = load_fit(args.fit)
+    result = _fit_or_load(args.fit)
     lms = result.data.table == "lms"
     has_landmarks = bool(
         result.data.family.reported_landmarks(result.spec.landmarks, result.data.landmarks)
@@ -49,6 +72,8 @@ def cmd_prior(args) -> int:
         setting = Setting(args.line, args.treatment_class or "R-T", args.uterine)
     else:
         setting = Setting()
+    from lmsbayes.cli.fitting import target_from_args
+
     target = target_from_args(args)
     mix = map_prior(result, setting, args.landmark, target=target)
     if args.robust:
@@ -112,7 +137,10 @@ def register(sub) -> None:
         "robustified; print it, its ESS and the RBesT call, and write it as JSON.",
     )
     q.add_argument(
-        "fit", metavar="FIT", help="fit file (netCDF) written by `lmsbayes fit` or `run -o`"
+        "fit",
+        metavar="FIT",
+        help="fit file (netCDF) written by `lmsbayes fit` or `run -o`, or a spec (a bundled "
+        "name such as regimen_drift, or a .toml) to fit to the bundled data first",
     )
     q.add_argument(
         "--line",
