@@ -72,7 +72,6 @@ def cmd_prior(args) -> int:
         setting = Setting(args.line, args.treatment_class or "R-T", args.uterine)
     else:
         setting = Setting()
-    from lmsbayes.cli.fitting import target_from_args
 
     target = target_from_args(args)
     mix = map_prior(result, setting, args.landmark, target=target)
