@@ -55,17 +55,20 @@ def main() -> None:
         print(name)
         for method in ("DL", "REML"):
             print(
-                f"  random_effects {method:4s}      {best_of(lambda: ct.random_effects(d, method=method)):.4f} s"
+                f"  random_effects {method:4s}      "
+                f"{best_of(lambda: ct.random_effects(d, method=method)):.4f} s"
             )
         print(
-            f"  leave_one_out REML       {best_of(lambda: ct.leave_one_out(ct.random_effects(d)), 3):.4f} s"
+            f"  leave_one_out REML       "
+            f"{best_of(lambda: ct.leave_one_out(ct.random_effects(d)), 3):.4f} s"
         )
         print(f"  bayesian (half-normal)   {best_of(lambda: ct.bayesian(d)):.4f} s")
         b = ct.bayesian(d)
         print(f"  bayesian summary()       {best_of(b.summary):.4f} s")
         design = ct.TimeToEventDesign(events=200)
         print(
-            f"  assurance                {best_of(lambda: ct.assurance(b.predictive(), design)):.4f} s"
+            f"  assurance                "
+            f"{best_of(lambda: ct.assurance(b.predictive(), design)):.4f} s"
         )
 
 

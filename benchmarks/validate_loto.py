@@ -71,7 +71,8 @@ def main(specs) -> None:
         fits = v.folds["seconds_fit"].sum()
         print(
             f"{name}: LOTO {total:.2f} s over {len(v.folds)} refits "
-            f"(refits {fits:.2f} s, {fits / len(v.folds):.3f} s each; predictions {total - fits:.2f} s)"
+            f"(refits {fits:.2f} s, {fits / len(v.folds):.3f} s each; predictions "
+            f"{total - fits:.2f} s)"
         )
         for k, x in breakdown(name, trials).items():
             print(f"    {k}: {x:.3f}" if isinstance(x, float) else f"    {k}: {x}")

@@ -1,4 +1,5 @@
-"""Brute-force quadrature references for the logit-binomial random-effects model (a shared test helper).
+"""Brute-force quadrature references for the logit-binomial random-effects model (a shared test
+helper).
 
 The model of the bundled ``binomial`` spec and of RBesT's examples,
 
@@ -41,7 +42,8 @@ PROBS = (0.025, 0.5, 0.975)
 
 
 def grid_posterior(table: pd.DataFrame, tau_sigma: float = 1.0, alpha_sd: float = 2.0):
-    """Posterior of (alpha, tau) on a grid: alpha nodes, tau nodes and normalised weights (alpha, tau)."""
+    """Posterior of (alpha, tau) on a grid: alpha nodes, tau nodes and normalised weights (alpha,
+    tau)."""
     de = 0.002
     e = np.arange(-12.0, 6.0 + de, de)  # the logit of an arm's rate
     r, n = table["r"].to_numpy(), table["n"].to_numpy()

@@ -1,4 +1,5 @@
-"""Build valid trial-arm CSV files (with their rates table) from simulated or published binomial data."""
+"""Build valid trial-arm CSV files (with their rates table) from simulated or published binomial
+data."""
 
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ def trials_csv(
             "treatment_class": klass,
             "line": line,
             "population": "LMS",
-            # 10.5555 is the DOI test prefix: simulated arms pass the rule that every arm has an identifier
+            # 10.5555 is the DOI test prefix: simulated arms pass the rule that every arm has an
+            # identifier
             "doi": [f"10.5555/synthetic.{i}" for i in range(k)],
         }
     )

@@ -1,4 +1,5 @@
-"""The exact engine agrees with independent computations: brute-force quadrature, and long NUTS runs.
+"""The exact engine agrees with independent computations: brute-force quadrature, and long NUTS
+runs.
 
 - RBesT's AS data (logit-binomial, tau ~ HalfNormal(1)): the pooled and
   predictive quantiles of the exact engine match a brute-force grid
@@ -199,7 +200,8 @@ def _assert_agree(rows, alpha=0.01):
 
 
 def _fit_both(spec, data):
-    """The exact and the NUTS fit of one spec and data set; the exact fit must pass its diagnostics."""
+    """The exact and the NUTS fit of one spec and data set; the exact fit must pass its
+    diagnostics."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fe = lmsbayes.fit(spec, data, engine="exact")

@@ -53,7 +53,8 @@ def test_bundled_rates_are_coherent_survival_curves(bundled):
 
 
 def test_bundled_lms04_is_the_final_analysis(bundled):
-    """LMS-04: the values read in the NEJM 2024 full text (Table 1; Results, Efficacy End Points)."""
+    """LMS-04: the values read in the NEJM 2024 full text (Table 1; Results, Efficacy End
+    Points)."""
     a = bundled.arms.set_index("arm_id")
     got = a.loc[
         ["lms04_doxo", "lms04_doxtrab"],

@@ -125,6 +125,11 @@ def test_run_prints_the_threshold_table(run_output):
     assert any(line.startswith("flags (read these") for line in lines)
     assert any("rests on 1 arm" in line for line in lines)
     assert lines[-1].startswith("EORTC 2021: Kantidakis et al.")
+    # the default's leave-future-out validation, one line before the table (lmsbayes.decision)
+    val = [line for line in lines if line.startswith("validation: ")]
+    assert len(val) == 1 and lines.index(val[0]) < lines.index(header)
+    assert "0.70 (0.47-0.87)" in val[0] and "too narrow for future trials" in val[0]
+    assert "these data differ" not in val[0]
 
 
 def test_run_writes_json_and_csv(run_output, workdir):
@@ -310,9 +315,13 @@ def test_thresholds_of_a_file_that_is_not_a_fit(workdir):
 
 
 def _starved_spec(workdir: Path) -> Path:
-    """The default spec with 150 importance draws: the importance ESS falls below 400."""
+    """The default spec with a k-hat limit its fit cannot meet: a fit with an inference problem.
+
+    (The exact engine integrates over a fixed rule whose size does not follow ``draws``, so
+    starving it of draws no longer makes a problem; a limit of 0.05 on k-hat does.)
+    """
     path = workdir / "starved.toml"
-    text = DEFAULT_TOML.read_text() + "\n[exact]\ndraws = 150\n"
+    text = DEFAULT_TOML.read_text() + "\n[exact]\nkhat_max = 0.05\n"
     path.write_text(text)
     return path
 
@@ -367,8 +376,9 @@ def test_python_dash_m_is_the_same_command():
 
 
 def test_a_time_trend_needs_the_new_trials_year_before_any_fit(workdir, monkeypatch):
-    """The time_trend spec: no year -> one error before fitting; --at year=... -> settings at that year,
-    flagged where the year lies outside the included arms' years (the coding itself: test_generic)."""
+    """The time_trend spec: no year -> one error before fitting; --at year=... -> settings at that
+    year, flagged where the year lies outside the included arms' years (the coding itself:
+    test_generic)."""
     import lmsbayes.cli.fitting as cf
 
     fitted = []
@@ -392,15 +402,15 @@ def test_a_time_trend_needs_the_new_trials_year_before_any_fit(workdir, monkeypa
     )
     assert code == 0, err
     assert (
-        "2L+ R-T: pre-treated (2L+), ESMO-recommended treatment (R-T), 50% uterine patients, year = 2030"
-        in out
+        "2L+ R-T: pre-treated (2L+), ESMO-recommended treatment (R-T), 50% uterine patients, year "
+        "= 2030" in out
     )
     doc = json.loads((workdir / "trend.json").read_text())
     assert doc["at"] == {"year": 2030.0}
     rows = {(r["setting"], r["landmark"]): r for r in doc["rows"]}
     assert "extrapolated: year 2030 outside the included arms' " in rows[("2L+ R-T", 6.0)]["flags"]
-    assert (
-        "year" not in rows[("2L+ case mix", 6.0)]["flags"]
-    )  # the case mix takes the arms' own years
+    # the case mix takes the arms' own years, and says so instead of an extrapolation flag
+    case_mix = rows[("2L+ case mix", 6.0)]["flags"]
+    assert "not evaluated at year=2030" in case_mix and "extrapolated" not in case_mix
     code, _, err = call("run", "--fast", "--quiet", "--at", "year=2026")
     assert_user_error(code, err, "'year' is not a covariate of spec 'default'")

@@ -1,5 +1,6 @@
-"""The command line under misuse: options and output paths checked before any fit, one line per error,
-documented exit statuses, nothing written by a failed --strict fit, temp files removed, quiet broken pipes.
+"""The command line under misuse: options and output paths checked before any fit, one line per
+error, documented exit statuses, nothing written by a failed --strict fit, temp files removed,
+quiet broken pipes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from test_cli import DEFAULT_TOML, ROOT, _starved_spec, assert_user_error, call
 
 import lmsbayes.cli.fitting as fitting
 from lmsbayes.cli import EXIT_BUG, EXIT_CODES, EXIT_OS, EXIT_SAMPLING, EXIT_USAGE, _parser
+from lmsbayes.errors import OptionError
 from lmsbayes.files import TMP_PREFIX
 
 
@@ -240,13 +242,19 @@ def test_a_failed_strict_report_writes_no_report(tmp_path):
             "fit.nc: Permission denied",
         ),
         (MemoryError(), EXIT_OS, "out of memory"),
-        (RecursionError("maximum recursion depth exceeded"), EXIT_USAGE, "nested too deeply"),
+        # only the package's own errors are user mistakes (issue 20): the rest are bugs, exit 70
+        (RecursionError("maximum recursion depth exceeded"), EXIT_BUG, "bug in lmsbayes"),
         (
             UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"),
-            EXIT_USAGE,
-            "not valid UTF-8",
+            EXIT_BUG,
+            "UnicodeDecodeError",
         ),
-        (ValueError("landmark 12 was not fitted"), EXIT_USAGE, "landmark 12 was not fitted"),
+        (
+            ValueError("landmark 12 was not fitted"),
+            EXIT_BUG,
+            "ValueError: landmark 12 was not fitted",
+        ),
+        (OptionError("landmark 12 was not fitted"), EXIT_USAGE, "landmark 12 was not fitted"),
         (KeyError("alpha"), EXIT_BUG, "bug in lmsbayes"),
         (TypeError("unsupported operand"), EXIT_BUG, "TypeError: unsupported operand"),
     ],
@@ -257,6 +265,7 @@ def test_a_failed_strict_report_writes_no_report(tmp_path):
         "recursion",
         "unicode",
         "valueerror",
+        "optionerror",
         "keyerror",
         "typeerror",
     ],
@@ -297,7 +306,8 @@ def test_lmsbayes_debug_shows_the_traceback_of_a_bug(monkeypatch):
 def test_a_full_disk_during_a_save_names_the_destination_and_leaves_no_temp(
     tmp_path, saved_default_fit
 ):
-    """RLIMIT_FSIZE makes the fit file's write fail as a full disk would (EFBIG instead of ENOSPC)."""
+    """RLIMIT_FSIZE makes the fit file's write fail as a full disk would (EFBIG instead of
+    ENOSPC)."""
     dest = tmp_path / "out" / "fit.nc"
     script = textwrap.dedent(f"""
         import resource, signal, sys
@@ -306,9 +316,10 @@ def test_a_full_disk_during_a_save_names_the_destination_and_leaves_no_temp(
         from lmsbayes.fit import load_fit
         import lmsbayes.cli.fitting as fitting
         fit = load_fit({str(saved_default_fit)!r})
-        fitting.fit_from_args = lambda args, progress, spec=None: fit  # no refit: the save is under test
+        # no refit: the save is under test
+        fitting.fit_from_args = lambda args, progress, spec=None: fit
         resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
-        sys.exit(main(["fit", "default", "--quiet", "-o", {str(dest)!r}]))
+        sys.exit(main(["fit", "default", "--quiet", "--mkdir", "-o", {str(dest)!r}]))
     """)
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert r.returncode == EXIT_OS, r.stderr
@@ -343,7 +354,8 @@ def test_sigterm_during_a_write_removes_the_temp_file(tmp_path, saved_default_fi
     assert [p.name for p in tmp_path.iterdir()] == ["t.json"]
 
 
-# --- broken pipes: `lmsbayes ... | head` exits quietly ----------------------------------------------
+# --- broken pipes: `lmsbayes ... | head` exits quietly
+# ----------------------------------------------
 
 
 def _to_closed_pipe(argv: list[str]) -> subprocess.CompletedProcess:
@@ -382,7 +394,8 @@ def test_head_of_the_threshold_table(saved_default_fit):
     assert r.stdout.startswith("lmsbayes ")
 
 
-# --- help ---------------------------------------------------------------------------------------------
+# --- help
+# ---------------------------------------------------------------------------------------------
 
 
 def _verb_parsers():

@@ -1,4 +1,5 @@
-"""Prior-data conflict: conflict(prior, r, n) against exact rational arithmetic, and `lmsbayes analyze`."""
+"""Prior-data conflict: conflict(prior, r, n) against exact rational arithmetic, and `lmsbayes
+analyze`."""
 
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ def test_conflict_moves_weight_to_the_robust_component():
 
 
 def test_posterior_ess_is_predictively_consistent_on_average():
-    """ELIR's defining property (Neuenschwander et al. 2020): E_r[ESS(posterior)] = ESS(prior) + n."""
+    """ELIR's defining property (Neuenschwander et al. 2020): E_r[ESS(posterior)] = ESS(prior) +
+    n."""
     n = 20
     pmf = PRIOR.predictive_pmf(n)
     post = np.array([ess(PRIOR.posterior(r, n), "elir") for r in range(n + 1)])

@@ -132,7 +132,7 @@ def test_se_input_and_level_column(tmp_path):
         ),
         (
             "study,estimate,lower,upper\nA,abc,0.3,0.8\n",
-            "row 2, column 'estimate': not a number: 'abc'",
+            "row 2, column 'estimate': must be a number in plain decimal notation, got 'abc'",
         ),
         (
             "study,estimate,lower,upper\nA,0.5,0.3,0.8\nA,0.6,0.4,0.9\n",
@@ -196,7 +196,8 @@ def test_reml_matches_metafor_rma_uni_documentation(bcg):
 
 
 def test_dl_matches_metafor_and_stata_metan(bcg):
-    # metafor tests/testthat/test_misc_metan_vs_rma.uni_with_dat.bcg.r (values checked against Stata metan)
+    # metafor tests/testthat/test_misc_metan_vs_rma.uni_with_dat.bcg.r (values checked against Stata
+    # metan)
     r = ct.random_effects(bcg, method="DL")
     assert r.estimate == pytest.approx(-0.7141, abs=5e-5)
     assert (r.ci_lower, r.ci_upper) == pytest.approx((-1.0644, -0.3638), abs=5e-5)
@@ -233,11 +234,13 @@ def test_leave_one_out_matches_metafor_leave1out(bcg):
 
 
 def test_q_profile_ci_matches_metafor_confint(bcg):
-    # metafor tests/testthat/test_analysis_example_vanhouwelingen2002.r: confint(res) for dat.colditz1994
+    # metafor tests/testthat/test_analysis_example_vanhouwelingen2002.r: confint(res) for
+    # dat.colditz1994
     # (the same 13 trials as dat.bcg) on the log odds ratio scale: tau^2 CI 0.1302 to 1.1812
     d = pd.read_csv(DATA / "metafor_dat_bcg.csv")
     yi, vi = _escalc_or(d["tpos"], d["tpos"] + d["tneg"], d["cpos"], d["cpos"] + d["cneg"])
-    # metafor finds the bounds with uniroot(tol = .Machine$double.eps^0.25 = 1.2e-4) (R/confint.rma.uni.r)
+    # metafor finds the bounds with uniroot(tol = .Machine$double.eps^0.25 = 1.2e-4)
+    # (R/confint.rma.uni.r)
     lo, hi = ct.tau2_ci(yi, np.sqrt(vi))
     assert (lo, hi) == pytest.approx((0.1302, 1.1812), abs=1.3e-4)
     for bound, q in ((lo, 0.975), (hi, 0.025)):  # the defining equation, to machine precision
@@ -252,11 +255,13 @@ def test_q_profile_ci_matches_metafor_confint(bcg):
     assert np.exp([r.ci_lower, r.ci_upper]) == pytest.approx([0.3175, 0.7141], abs=5e-5)
 
 
-# ------------------------------------------------------------------ metafor: Raudenbush (2009) Table 16.3
+# ------------------------------------------------------------------ metafor: Raudenbush (2009)
+# Table 16.3
 
 
 _RAUD = pd.DataFrame(
-    # metafor tests/testthat/test_analysis_example_raudenbush2009.r, "compare with results on page 309 (Table 16.3)"
+    # metafor tests/testthat/test_analysis_example_raudenbush2009.r, "compare with results on page
+    # 309 (Table 16.3)"
     {
         "tau2": [0, 0.0126, 0.0188, 0.0259, 0.0804],
         "mu": [0.0604, 0.0777, 0.0837, 0.0893, 0.1143],
@@ -292,7 +297,8 @@ def test_estimators_and_knapp_hartung_match_raudenbush_2009_table(raudenbush, me
 def test_prediction_intervals_metafor_default_and_hts(raudenbush):
     r = ct.random_effects(raudenbush)
     # metafor test_analysis_example_raudenbush2009.r: predict(res.RE): pi.lb -0.2036, pi.ub 0.3711
-    # metafor stops Fisher scoring when tau^2 changes by < 1e-5, and the PI bounds move by ~7 per unit
+    # metafor stops Fisher scoring when tau^2 changes by < 1e-5, and the PI bounds move by ~7 per
+    # unit
     # of tau^2 here, so its 4th decimal can differ from the converged REML solution by ~1e-4
     assert (r.pi_lower, r.pi_upper) == pytest.approx((-0.2036, 0.3711), abs=2e-4)
     # Higgins-Thompson-Spiegelhalter: mu +- t_{k-2} sqrt(se^2 + tau^2), closed form
@@ -383,7 +389,8 @@ def test_readable_tables(bcg):
 
 
 def test_half_cauchy_posterior_matches_bayesmeta_vignette(schools):
-    # bayesmeta vignette (inst/doc/bayesmeta.html): tau ~ half-Cauchy(25), mu ~ N(0, 50); shortest intervals
+    # bayesmeta vignette (inst/doc/bayesmeta.html): tau ~ half-Cauchy(25), mu ~ N(0, 50); shortest
+    # intervals
     b = ct.bayesian(
         schools, tau_prior=ct.HalfCauchy(25), mu_prior=ct.Normal(0, 50), interval="shortest"
     )
@@ -557,7 +564,8 @@ def test_forest_and_funnel_plots_show_the_results(bcg):
 def test_excluded_rows_are_reported_not_dropped(tmp_path):
     p = _write(
         tmp_path,
-        "study,estimate,lower,upper,exclude\nA,0.5,0.3,0.8,\nB,,,,CI not published\nC,0.7,0.5,0.9,\n",
+        "study,estimate,lower,upper,exclude\nA,0.5,0.3,0.8,\nB,,,,CI not "
+        "published\nC,0.7,0.5,0.9,\n",
     )
     d = ct.read_contrasts(p)
     assert list(d.index) == ["A", "C"]

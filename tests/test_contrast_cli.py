@@ -58,6 +58,7 @@ def test_contrast_assurance_plots_and_json(bcg_csv, tmp_path, capsys):
         str(plots),
         "--json",
         str(js),
+        "--mkdir",  # res/ does not exist: created only when asked for (issue 20)
         "--tau-prior",
         "half-cauchy:0.5",
     ]

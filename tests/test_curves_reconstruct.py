@@ -36,7 +36,8 @@ def test_kaplan_meier_and_greenwood_by_hand():
     assert km.at(2.9) == pytest.approx(0.8) and km.at(3, left=True) == pytest.approx(0.8)
 
 
-# R 4.2.2, survival 3.5.3: summary(survfit(Surv(time, status) ~ 1, IPDfromKM's IPD), times = c(12, 24, 36))
+# R 4.2.2, survival 3.5.3: summary(survfit(Surv(time, status) ~ 1, IPDfromKM's IPD), times = c(12,
+# 24, 36))
 # and quantile(fit, 0.5) with survfit's default conf.type = "log" (printed to 3 significant digits)
 R_SURVFIT = {
     "radio": (
@@ -164,7 +165,8 @@ N_SIM = 200
 
 @pytest.fixture(scope="module")
 def simulation():
-    """200 simulated trials (n 20-200, Weibull and log-logistic, uniform censoring), reconstructed."""
+    """200 simulated trials (n 20-200, Weibull and log-logistic, uniform censoring),
+    reconstructed."""
     rng = np.random.default_rng(20261207)
     landmarks = np.array([3.0, 6.0, 9.0, 12.0])
     out = []

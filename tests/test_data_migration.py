@@ -24,7 +24,8 @@ OLD_SHA = "e1065ceebac04fc90374477642f3ca9444b4eae674fabe1156e7420b5eacee00"
 
 
 def test_a_fit_saved_by_version_0_1_gives_a_clear_message():
-    """Fits of lmsbayes 0.1 (format 1) cannot be rebuilt by the one model definition: one clear line."""
+    """Fits of lmsbayes 0.1 (format 1) cannot be rebuilt by the one model definition: one clear
+    line."""
     import lmsbayes
     from lmsbayes.errors import FitFileError
 

@@ -386,6 +386,7 @@ def test_report_counts(capsys):
     """Prints the counts of this session's property-based runs (visible with -s)."""
     with capsys.disabled():
         print(
-            f"\nproperty-based table mutations: {COUNTS} (escapes: any other exception fails a test)"
+            f"\nproperty-based table mutations: {COUNTS} (escapes: any other exception fails a "
+            f"test)"
         )
     assert pd.api.types.is_integer(COUNTS["examples"])

@@ -68,6 +68,7 @@ def _spec(likelihood: str, **model):
 SPECS = {
     "survival-loglogistic": dict(likelihood="survival", curve="loglogistic"),
     "survival-weibull-by-line": dict(likelihood="survival", curve="weibull", shape="by_line"),
+    "survival-lognormal": dict(likelihood="survival", curve="lognormal"),
     "survival-constant-hazard": dict(
         likelihood="survival", curve="weibull", shape="fixed", shape_value=1.0
     ),
@@ -184,6 +185,7 @@ def _brute_force_arm(m: Model, values: dict, arm: int) -> float:
     [
         "survival-loglogistic",
         "survival-weibull-by-line",
+        "survival-lognormal",
         "joint-cloglog",
         "logit-binomial",
         "logit-normal",
@@ -229,20 +231,18 @@ def test_psis_agrees_with_arviz():
 
 
 def test_the_exact_path_imports_no_sampler_stack():
-    """`import lmsbayes`, an exact fit and `lmsbayes run` import neither PyMC, nutpie, numba nor plotting."""
+    """`import lmsbayes`, an exact fit and `lmsbayes run` import neither PyMC, nutpie, numba nor
+    plotting."""
     import subprocess
     import sys
 
     code = (
-        "import contextlib, io, sys\n"
-        "import lmsbayes\n"
-        "light = {m for m in ('pymc', 'nutpie', 'numba', 'pytensor', 'arviz_plots', 'matplotlib') if m in sys.modules}\n"
-        "lmsbayes.fit('default')\n"
-        "from lmsbayes.cli import main\n"
-        "with contextlib.redirect_stdout(io.StringIO()):\n"
-        "    main(['run', '--quiet'])\n"
-        "heavy = sorted(m for m in ('pymc', 'nutpie', 'numba', 'pytensor', 'arviz_plots', 'matplotlib') if m in sys.modules)\n"
-        "print(sorted(light), heavy)\n"
+        "import contextlib, io, sys\nimport lmsbayes\nlight = {m for m in ('pymc', 'nutpie', "
+        "'numba', 'pytensor', 'arviz_plots', 'matplotlib') if m in "
+        "sys.modules}\nlmsbayes.fit('default')\nfrom lmsbayes.cli import main\nwith "
+        "contextlib.redirect_stdout(io.StringIO()):\n    main(['run', '--quiet'])\nheavy = "
+        "sorted(m for m in ('pymc', 'nutpie', 'numba', 'pytensor', 'arviz_plots', 'matplotlib') if "
+        "m in sys.modules)\nprint(sorted(light), heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[] []", out.stdout

@@ -1,4 +1,5 @@
-"""Tests for lmsbayes.evidence: evidence per line x class x site, exclusions, the README block, the CLI."""
+"""Tests for lmsbayes.evidence: evidence per line x class x site, exclusions, the README block, the
+CLI."""
 
 from __future__ import annotations
 

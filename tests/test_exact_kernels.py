@@ -117,6 +117,7 @@ def test_binomial_kernels_equal_the_definition_and_its_derivatives(name, tables)
     [
         "survival-loglogistic",
         "survival-weibull-by-line",
+        "survival-lognormal",
         "survival-constant-hazard",
         "survival-independent",
         "logit-normal",
@@ -195,11 +196,12 @@ def test_rejection_draws_of_z_follow_the_exact_conditional(case, tables):
 
 
 def test_arm_draws_of_a_binomial_fit_have_the_exact_conditional_means(tables):
-    """Through draw_latent (u at the centre is not needed: the skewed model has no latent fraction)."""
+    """Through draw_latent (u at the centre is not needed: the skewed model has no latent
+    fraction)."""
     m = _skewed_binomial_model()
     integ = ex.Integrator(m)
     vals = {"alpha": np.full(20000, -0.3), "tau": np.full((20000, 1), 1.8)}
-    z, _ = integ.draw_latent(vals, np.random.default_rng(5))
+    z, _, _ = integ.draw_latent(vals, np.random.default_rng(5))
     c = m.canonical(vals)
     base = ex._base(m, c, m.data.X)
     scale = np.broadcast_to(m.effect_scale(c), (20000, m.data.n_arms, 1)).reshape(20000, -1)
@@ -211,9 +213,11 @@ def test_arm_draws_of_a_binomial_fit_have_the_exact_conditional_means(tables):
 
 
 def test_block_cholesky_of_survival_replicates_equals_the_dense_factor():
-    """The posterior predictive's correlated noise, by blocks of equal size, equals the dense N @ L.T (scaled by k^-p)."""
+    """The posterior predictive's correlated noise, by blocks of equal size, equals the dense N @
+    L.T (scaled by k^-p)."""
     from lmsbayes.data import load_trials
     from lmsbayes.model import derived
+    from lmsbayes.model.families import block_cholesky
     from lmsbayes.spec import load_spec
 
     spec = load_spec("default")
@@ -226,7 +230,7 @@ def test_block_cholesky_of_survival_replicates_equals_the_dense_factor():
     for k in np.unique(m.obs_comp):
         idx = np.flatnonzero(m.obs_comp == k)
         L[np.ix_(idx, idx)] = np.linalg.cholesky(np.linalg.inv(P[np.ix_(idx, idx)]))
-    blocks = derived.block_cholesky(m)
+    blocks = block_cholesky(m)
     assert len(blocks) > 1  # blocks of several sizes
     # posterior_predictive draws the noise in block order: the same numbers in observation order
     perm = np.concatenate([idx.ravel() for idx, _ in blocks])
@@ -247,7 +251,8 @@ def test_block_cholesky_of_survival_replicates_equals_the_dense_factor():
 
 @pytest.mark.parametrize("name", list(SPECS))
 def test_parts_without_pandas_equal_the_models_of_taken_data(name, tables):
-    """_take_model (arrays re-indexed) gives the terms of Model(spec, data.take(...)), latent arms at nodes."""
+    """_take_model (arrays re-indexed) gives the terms of Model(spec, data.take(...)), latent arms
+    at nodes."""
     spec = _spec(**SPECS[name])
     m = Model(spec, prepare_data(spec, tables))
     d = m.data

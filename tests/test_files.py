@@ -1,4 +1,5 @@
-"""File safety (lmsbayes.files): atomic writes, temp files, permissions, output-path checks, text reads."""
+"""File safety (lmsbayes.files): atomic writes, temp files, permissions, output-path checks, text
+reads."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def umask_027():
 
 
 def test_atomic_write_text_writes_and_leaves_no_temp(tmp_path):
-    dest = tmp_path / "sub" / "table.json"  # a missing parent is created
+    dest = tmp_path / "sub" / "table.json"
+    dest.parent.mkdir()
     assert atomic_write_text(dest, "{}\n") == dest
     assert dest.read_text() == "{}\n"
     assert _temps(dest.parent) == []
@@ -166,22 +168,70 @@ def test_a_special_file_is_written_directly(tmp_path):
     assert not [n for n in os.listdir(os.path.dirname(os.devnull)) if n.startswith(TMP_PREFIX)]
 
 
-def test_a_symlink_stays_a_link(tmp_path):
-    target = tmp_path / "real.json"
-    target.write_text("old")
+@pytest.mark.parametrize("dangling", [False, True], ids=["link", "dangling-link"])
+def test_a_symlink_destination_is_refused_and_never_written_through(tmp_path, dangling):
+    target = tmp_path / "elsewhere" / "real.json" if dangling else tmp_path / "real.json"
+    if not dangling:
+        target.write_text("old")
     link = tmp_path / "link.json"
     link.symlink_to(target)
-    atomic_write_text(link, "new")
-    assert link.is_symlink() and target.read_text() == "new"
+    with pytest.raises(OutputPathError, match="symbolic link") as info:
+        check_output_path(link)
+    assert str(link) in str(info.value)
+    with pytest.raises(OutputPathError, match="symbolic link"):
+        atomic_write_text(link, "new")
+    assert link.is_symlink()
+    assert _temps(tmp_path) == []
+    if dangling:
+        assert not (tmp_path / "elsewhere").exists()  # no directory created where it points
+    else:
+        assert target.read_text() == "old"
+
+
+def test_a_link_swapped_in_after_the_check_is_replaced_not_written_through(tmp_path):
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    dest = tmp_path / "out.json"
+    with Staging() as stage:
+        stage.path(dest).write_text("new")
+        dest.symlink_to(target)  # an attacker's link, after the check
+    assert not dest.is_symlink() and dest.read_text() == "new"
+    assert target.read_text() == "old"
+
+
+def test_the_stream_links_of_the_system_are_written(tmp_path):
+    assert check_output_path("/dev/stdout") == Path("/dev/stdout")
+
+
+def test_a_symlinked_directory_named_by_the_user_is_written_into(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "via").symlink_to(real)
+    atomic_write_text(tmp_path / "via" / "x.json", "{}")  # a link on the way, not the destination
+    assert (real / "x.json").read_text() == "{}"
+    assert check_output_path(tmp_path / "via", kind="directory") == tmp_path / "via"
 
 
 # --- output paths, checked before any work --------------------------------------------
 
 
-def test_a_missing_parent_is_fine_and_not_created(tmp_path):
+def test_a_missing_parent_is_an_error_unless_asked_for(tmp_path):
     path = tmp_path / "a" / "b" / "fit.nc"
-    assert check_output_path(path) == path
+    with pytest.raises(OutputPathError, match="does not exist .*--mkdir") as info:
+        check_output_path(path)
+    assert str(path.parent) in str(info.value)
     assert not (tmp_path / "a").exists()
+    with pytest.raises(FileNotFoundError):  # the writer does not create it either
+        atomic_write_text(path, "x")
+    assert not (tmp_path / "a").exists()
+    assert check_output_path(path, mkdir=True) == path
+    assert (tmp_path / "a" / "b").is_dir() and not path.exists()
+
+
+def test_a_report_directory_needs_its_parent(tmp_path):
+    assert check_output_path(tmp_path / "report", kind="directory") == tmp_path / "report"
+    with pytest.raises(OutputPathError, match="does not exist"):
+        check_output_path(tmp_path / "a" / "report", kind="directory")
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""Fit files (lmsbayes.fitfile): every damaged, truncated, foreign or malformed file is one FitFileError
+"""Fit files (lmsbayes.fitfile): every damaged, truncated, foreign or malformed file is one
+FitFileError
 naming the file and what is wrong; never a KeyError, never HDF5 opening a file that is not whole.
 """
 
@@ -36,7 +37,8 @@ def assert_fit_file_error(path: Path, *needles: str) -> str:
     return msg
 
 
-# --- round trip -------------------------------------------------------------------------------------
+# --- round trip
+# -------------------------------------------------------------------------------------
 
 
 def test_round_trip_and_permissions(small_fit_file):
@@ -69,7 +71,8 @@ def test_saving_under_a_regular_file_fails_before_writing(small_fit_file, tmp_pa
     assert (tmp_path / "f").read_text() == "the user's file"
 
 
-# --- before HDF5 opens the file ----------------------------------------------------------------------
+# --- before HDF5 opens the file
+# ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("keep", [0, 5, 40, 47, 48, 96, 1000, 0.5, -1], ids=str)
@@ -151,7 +154,8 @@ def test_damaged_data_fail_their_checksum(small_fit_file, small_tree, tmp_path):
     assert_fit_file_error(path, "damaged fit file")
 
 
-# --- after opening: attributes, groups, sizes ------------------------------------------------------------
+# --- after opening: attributes, groups, sizes
+# ------------------------------------------------------------
 
 
 @pytest.mark.parametrize("group", REQUIRED_GROUPS)

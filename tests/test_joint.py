@@ -80,7 +80,8 @@ def test_conditional_counts_by_hand():
     )
     got = conditional_counts(obs)
     # arm 0: same n at both landmarks -> (40, 30) then 18 of the 30 still progression-free
-    # arm 1: only 6 months -> marginal; arm 2: 6-month cohort of 20, 0.6 * 20 = 12 at risk after 3 months
+    # arm 1: only 6 months -> marginal; arm 2: 6-month cohort of 20, 0.6 * 20 = 12 at risk after 3
+    # months
     assert got["n_cond"].tolist() == [40, 30, 25, 50, 12]
     assert got["y_cond"].tolist() == [30, 18, 8, 30, 10]
     assert got["has_prev"].tolist() == [0, 1, 0, 0, 1]
@@ -170,7 +171,8 @@ def test_one_arm_posterior_matches_grid_integration(one_arm_fit):
     for name, t in (("s3", 3.0), ("s6", 6.0)):
         x = fit.posterior["p"].sel(landmark=t).isel(arm=0).values
         mean, sd = exact[name]
-        # tolerance: 4 Monte Carlo standard errors of the mean (sd / sqrt(ESS)) and of the sd (sd / sqrt(2 ESS))
+        # tolerance: 4 Monte Carlo standard errors of the mean (sd / sqrt(ESS)) and of the sd (sd /
+        # sqrt(2 ESS))
         assert abs(x.mean() - mean) < 4 * sd / np.sqrt(ess), name
         assert abs(x.std() - sd) < 4 * sd / np.sqrt(2 * ess), name
 
@@ -214,7 +216,8 @@ def test_predictions_are_monotone_and_share_one_arm_effect(joint_fit):
     for q in ("pooled", "predictive", "observed"):
         r = rate.sel(quantity=q)
         assert bool((r.sel(landmark=6.0) <= r.sel(landmark=3.0)).all()), q
-    # counts drawn landmark after landmark keep each landmark's mean: E[y_t / n | S] = S_t (4 Monte Carlo se)
+    # counts drawn landmark after landmark keep each landmark's mean: E[y_t / n | S] = S_t (4 Monte
+    # Carlo se)
     for t in (3.0, 6.0):
         diff = (
             rate.sel(quantity="observed", landmark=t) - rate.sel(quantity="predictive", landmark=t)
@@ -248,7 +251,7 @@ def test_joint_thresholds_are_p0_to_the_hr(joint_fit):
 
 def test_joint_fit_round_trips_through_netcdf(joint_fit, tmp_path):
     loaded = lmsbayes.load_fit(joint_fit.save(tmp_path / "joint.nc"))
-    assert loaded.spec.joint
+    assert loaded.spec.model.likelihood == "joint-cloglog" and loaded.data.family.joined
     a = predict(joint_fit, [Setting("2L+")], seed=1)["rate"]
     b = predict(loaded, [Setting("2L+")], seed=1)["rate"]
     np.testing.assert_array_equal(a.values, b.values)
@@ -267,14 +270,15 @@ def test_joint_plots(joint_fit):
 
 def test_bundled_joint_spec():
     spec = load_spec("joint")
-    assert spec.joint and spec.link == "cloglog"
+    assert spec.family.joined and spec.link == "cloglog"
     assert load_spec("per_landmark").link == "logit"
-    assert load_spec("default").survival
+    assert load_spec("default").family.any_landmark
 
 
 @pytest.mark.slow
 def test_joint_recovery_of_known_parameters(tmp_path):
-    """Counts simulated from the joint model (80 arms, fixed seed): 95% intervals contain the truth."""
+    """Counts simulated from the joint model (80 arms, fixed seed): 95% intervals contain the
+    truth."""
     rng = np.random.default_rng(7)
     k = 80
     line = rng.choice(["1L", "2L+"], k)

@@ -21,7 +21,8 @@ def _modules() -> dict[str, Path]:
 
 
 def _imports(path: Path, module: str, modules: dict[str, Path]):
-    """(imported module, name, line) of every lmsbayes import, at any depth; TYPE_CHECKING blocks aside."""
+    """(imported module, name, line) of every lmsbayes import, at any depth; TYPE_CHECKING blocks
+    aside."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     is_package = path.name == "__init__.py"
     found = []

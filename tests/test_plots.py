@@ -32,7 +32,8 @@ def arms_at(fit, landmark: float) -> list[str]:
 def test_forest_one_row_per_arm_shown(default_fit, landmark):
     fig = plots.plot_forest(default_fit, landmark=landmark)
     ax = fig.axes[0]
-    # the survival model gives every arm a curve: all arms are shown, observed markers where reported
+    # the survival model gives every arm a curve: all arms are shown, observed markers where
+    # reported
     shown = list(default_fit.data.arms.index)
     reported = arms_at(default_fit, landmark)
     assert reported and sorted(fig.lmsbayes["arms"]) == sorted(shown)

@@ -103,11 +103,16 @@ def test_thresholds_p1_is_p0_to_the_hr_per_draw(default_fit):
         np.testing.assert_allclose(
             ds["p1"].sel(hr=h).values, ds["p0"].values ** h, rtol=1e-14, atol=0
         )
-    # summaries are the quantiles of those draws
+    # summaries are integrated over the exact engine's rule (lmsbayes.integrated), not read off
+    # the draws: they agree with the draws' quantiles within the draws' Monte Carlo error
+    # (4000 draws: sd of a median ~ 0.003 here), and p1's are p0's raised to HR
     sel = dict(setting="2L+ R-T", landmark=6.0)
     draws = ds["p0"].sel(sel).values.ravel()
-    assert float(ds["p0_median"].sel(sel)) == pytest.approx(np.median(draws))
-    assert float(ds["p0_lower"].sel(sel)) == pytest.approx(np.quantile(draws, 0.025))
+    assert float(ds["p0_median"].sel(sel)) == pytest.approx(np.median(draws), abs=0.012)
+    assert float(ds["p0_lower"].sel(sel)) == pytest.approx(np.quantile(draws, 0.025), abs=0.012)
+    assert float(ds["p1_lower"].sel(**sel, hr=0.5)) == pytest.approx(
+        float(ds["p0_lower"].sel(sel)) ** 0.5, rel=1e-12
+    )
     assert ds.attrs["reference"] == "pooled"
     # every quantile carries its Monte Carlo standard error: small, positive
     mcse = ds["p0_median_mcse"].sel(sel).values

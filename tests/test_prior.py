@@ -596,7 +596,8 @@ def test_fit_warnings_are_quiet_for_good_data():
 
 
 def test_robustified_prior_has_one_mode_and_no_false_warning():
-    """A vague Beta(1, 1) component makes the density flat near 1; float noise there is not a mode."""
+    """A vague Beta(1, 1) component makes the density flat near 1; float noise there is not a
+    mode."""
     import warnings
 
     from lmsbayes.prior.ess import _mixture_modes

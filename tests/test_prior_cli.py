@@ -52,3 +52,13 @@ def test_prior_of_an_lms_fit_needs_line_and_landmark(saved_default_fit, capsys):
     assert main(["prior", str(saved_default_fit), "--line", "2L+", "--landmark", "6"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("MAP prior of a new trial's rate: pre-treated (2L+), ESMO-recommended")
+
+
+def test_prior_fits_a_named_spec_first(saved_default_fit, capsys):
+    """FIT may name a spec: the same prior as from the saved fit of that spec (one command)."""
+    argv = ["--line", "1L", "--landmark", "6"]
+    assert main(["prior", str(saved_default_fit), *argv]) == 0
+    from_file = capsys.readouterr().out
+    assert main(["prior", "default", *argv]) == 0
+    assert capsys.readouterr().out == from_file
+    assert main(["prior", "no_such_spec_or_file", *argv]) != 0

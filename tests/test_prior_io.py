@@ -1,4 +1,5 @@
-"""The prior JSON reader at the door: hardening cases, RBesT's JSON, PreliZ, and property-based mutations.
+"""The prior JSON reader at the door: hardening cases, RBesT's JSON, PreliZ, and property-based
+mutations.
 
 The reader must give one documented error (PriorFileError, or WorkLimitError
 for a size bound) naming the file for every bad input, and read every good
@@ -127,24 +128,29 @@ def test_five_million_components_stop_at_the_door(tmp_path):
     ("text", "match"),
     [
         (
-            '{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [NaN], "a": [1], "b": [1]}',
+            '{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [NaN], "a": [1], '
+            '"b": [1]}',
             "NaN is not a JSON number",
         ),
         ('{"schema": "lmsbayes.betamixture", "schema": "x"}', "duplicate key 'schema'"),
         (
-            '{"schema": "lmsbayes.betamixture", "schema_version": true, "weights": [1], "a": [1], "b": [1]}',
+            '{"schema": "lmsbayes.betamixture", "schema_version": true, "weights": [1], "a": [1], '
+            '"b": [1]}',
             "schema_version must be 1",
         ),
         (
-            '{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [1], "a": [0], "b": [1]}',
+            '{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [1], "a": [0], '
+            '"b": [1]}',
             "a must be > 0",
         ),
         (
-            '{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [0.5], "a": [1], "b": [1]}',
+            '{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [0.5], "a": [1], '
+            '"b": [1]}',
             "weights must sum to 1",
         ),
         (
-            '{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [1], "a": [1, 2], "b": [1]}',
+            '{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [1], "a": [1, 2], '
+            '"b": [1]}',
             "same length",
         ),
         (
@@ -152,14 +158,16 @@ def test_five_million_components_stop_at_the_door(tmp_path):
             r"missing required key\(s\) \['b'\]",
         ),
         (
-            '{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [1], "a": [1], "b": [1], '
+            '{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [1], "a": [1], '
+            '"b": [1], '
             '"provenance": 3}',
             "'provenance' must be an object or null, got 3",
         ),
         ("[1, 2]", "must be a JSON object"),
         ('{"weights": [1], "a": [1], "b": [1]}', "has no 'schema' key"),
         (
-            '{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [1e999], "a": [1], "b": [1]}',
+            '{"schema": "lmsbayes.betamixture", "schema_version": 1, "weights": [1e999], "a": [1], '
+            '"b": [1]}',
             "must be finite",
         ),
         ('{"schema": "lmsbayes.betamixture", "schema_version": 1, "weigh', "is not valid JSON"),

@@ -46,7 +46,8 @@ DEFAULT_TEXT = (ROOT / "models" / "default.toml").read_text(encoding="utf-8")
 DEFAULT_RAW = tomllib.loads(DEFAULT_TEXT)
 
 
-# --- a small TOML writer (the standard library reads TOML but does not write it) -----------------------
+# --- a small TOML writer (the standard library reads TOML but does not write it)
+# -----------------------
 
 
 def _toml_string(s: str) -> str:
@@ -99,7 +100,8 @@ def test_the_toml_writer_round_trips_the_default_spec():
     assert tomllib.loads(toml_document(DEFAULT_RAW)) == DEFAULT_RAW
 
 
-# --- strategies -----------------------------------------------------------------------------------------
+# --- strategies
+# -----------------------------------------------------------------------------------------
 
 _NAMES = sorted(
     {k for sec in DEFAULT_RAW.values() if isinstance(sec, dict) for k in sec}
@@ -269,7 +271,8 @@ def test_spec_reader_gives_a_spec_or_a_spec_error_naming_the_file(text):
         check_accepted_spec(spec)
 
 
-# --- the fit loader ---------------------------------------------------------------------------------------
+# --- the fit loader
+# ---------------------------------------------------------------------------------------
 
 attr_values = st.one_of(
     st.text(
@@ -289,7 +292,8 @@ def _mutated_spec_string(draw) -> str:
 
 @st.composite
 def fit_mutation(draw, tree: xr.DataTree):
-    """A list of operations on the saved tree, then an optional byte-level damage of the written file."""
+    """A list of operations on the saved tree, then an optional byte-level damage of the written
+    file."""
     ops = []
     groups = [g for g in tree.children]
     for _ in range(draw(st.integers(1, 3))):

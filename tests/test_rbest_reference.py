@@ -124,7 +124,8 @@ def test_schmidli_2014_table_2_as_in_rbest_tests():
 
 
 def test_uniform_100_100_type_one_error_as_in_rbest_tests():
-    # oc2S(beta_prior, beta_prior, 100, 100, decision2S(0.95, 0, ...)) at p = 0.1, ..., 0.9: 0.05 +- 0.01
+    # oc2S(beta_prior, beta_prior, 100, 100, decision2S(0.95, 0, ...)) at p = 0.1, ..., 0.9: 0.05 +-
+    # 0.01
     d = TwoArmDesign(100, 100, success_prob=0.95)
     p = np.arange(1, 10) / 10
     assert np.all(np.abs(paired_success(d, p, p) - 0.05) < 0.01)
@@ -187,7 +188,8 @@ def _post_prob_exact(comps, r: int, n: int, t: Fraction) -> Fraction:
 
 
 def test_cli_threshold_design_matches_exact_rational_decision1s(tmp_path, capsys):
-    """`lmsbayes design prior.json --threshold 0.4 --success 0.975 --looks 40` is decision1S/oc1S."""
+    """`lmsbayes design prior.json --threshold 0.4 --success 0.975 --looks 40` is
+    decision1S/oc1S."""
     from lmsbayes.cli import main
 
     comps = [(Fraction(4, 5), 12, 28), (Fraction(1, 5), 1, 1)]

@@ -1,4 +1,5 @@
-"""The HTML report (lmsbayes.report): its files, and a directory that is written into, never replaced."""
+"""The HTML report (lmsbayes.report): its files, and a directory that is written into, never
+replaced."""
 
 from __future__ import annotations
 
@@ -38,7 +39,9 @@ def report_dir(default_fit, tmp_path_factory):
     (out / "notes.txt").write_text("the user's notes")
     (out / "data").mkdir()
     (out / "data" / "x.csv").write_text("a,b\n1,2\n")
-    (out / "index.html").write_text("an older page")  # a report's own file: replaced
+    (out / "index.html").write_text("an older page")  # an earlier report's file: replaced
+    digest = hashlib.sha256(b"an older page").hexdigest()
+    (out / MANIFEST).write_text(json.dumps({"files": {"index.html": digest}}))
     write_report(default_fit, out)
     return out
 
@@ -109,7 +112,7 @@ def test_an_interrupted_report_leaves_the_directory_as_it_was(default_fit, tmp_p
 
     monkeypatch.setattr(report, "plot_ppc", broken)
     with pytest.raises(KeyboardInterrupt):
-        write_report(default_fit, out)
+        write_report(default_fit, out, overwrite=True)
     assert [p.name for p in out.iterdir()] == ["index.html"]
     assert (out / "index.html").read_text() == "the earlier page"
 

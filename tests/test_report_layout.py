@@ -109,7 +109,8 @@ window.addEventListener('load', () => {
                  cav.querySelector('li').getBoundingClientRect().bottom : -1,
              viewport: window.innerHeight,
              wideTables: [...document.querySelectorAll('table')]
-                 .filter(t => t.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
+                 .filter(t => t.getBoundingClientRect().right >
+                              document.documentElement.clientWidth + 1)
                  .length};
   document.body.setAttribute('data-metrics', JSON.stringify(m));
 });

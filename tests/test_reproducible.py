@@ -32,7 +32,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     fit = lmsbayes.fit(spec, load_trials(sys.argv[1]), engine="nuts")
 alpha = fit.posterior["alpha"].values
-print(json.dumps({"sha": hashlib.sha256(alpha.tobytes()).hexdigest(), "first": alpha.ravel()[:3].tolist()}))
+print(json.dumps({"sha": hashlib.sha256(alpha.tobytes()).hexdigest(),
+                  "first": alpha.ravel()[:3].tolist()}))
 """
 
 
@@ -74,7 +75,8 @@ print(json.dumps({"sha": digest.hexdigest(), "first": post["alpha"].values.ravel
 
 
 def test_the_exact_engine_gives_the_same_draws_in_two_new_processes():
-    """The default analysis' posterior is bit-identical across processes (a seeded, compile-free engine)."""
+    """The default analysis' posterior is bit-identical across processes (a seeded, compile-free
+    engine)."""
     runs = []
     for _ in range(2):
         out = subprocess.run(

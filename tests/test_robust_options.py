@@ -39,12 +39,12 @@ def test_robust_fit_samples_soundly(robust_fit):
     assert d.max_rhat < 1.02
     assert d.min_ess_bulk > 200
     post = robust_fit.posterior
-    assert post["v"].dims == ("chain", "draw", "trial", "landmark")
-    assert list(post["trial"].values) == list(robust_fit.data.trials)
+    assert post["v"].dims == ("chain", "draw", "group", "landmark")
+    assert list(post["group"].values) == list(robust_fit.data.trials)  # the groups are the trials
 
 
 def test_arms_of_one_trial_share_its_effect(robust_fit):
-    """theta = alpha + x beta + tau[stratum] z + trial_tau v[trial], recomputed per draw."""
+    """theta = alpha + x beta + tau[stratum] z + group_tau v[trial], recomputed per draw."""
     data, post = robust_fit.data, robust_fit.posterior
     known = np.setdiff1d(
         np.arange(len(data.arms)), data.latent_uterine
@@ -53,7 +53,7 @@ def test_arms_of_one_trial_share_its_effect(robust_fit):
     for j, _cov in enumerate(data.covariates):
         fixed = fixed + data.X[None, None, :, None, j] * post["beta"].values[:, :, None, :, j]
     tau = post["tau"].values[:, :, data.stratum_idx, :]  # (chain, draw, arm, landmark)
-    trial = post["trial_tau"].values[:, :, None, :] * post["v"].values[:, :, data.trial_idx, :]
+    trial = post["group_tau"].values[:, :, None, :] * post["v"].values[:, :, data.group_idx, :]
     expected = fixed + tau * post["z"].values + trial
     np.testing.assert_allclose(
         post["theta"].values[:, :, known], expected[:, :, known], rtol=1e-9, atol=1e-9
@@ -63,14 +63,14 @@ def test_arms_of_one_trial_share_its_effect(robust_fit):
 
 
 def test_predictive_spread_is_student_t_plus_trial_effect(robust_fit):
-    """Var(logit predictive - logit pooled) = E[tau^2] nu / (nu - 2) + E[trial_tau^2]."""
+    """Var(logit predictive - logit pooled) = E[tau^2] nu / (nu - 2) + E[group_tau^2]."""
     s = Setting("2L+", "R-T", 0.5, "x")
     rate = predict(robust_fit, [s], [6.0])["rate"].sel(setting="x", landmark=6.0)
     lg = lambda p: np.log(p / (1 - p))  # noqa: E731
     diff = (lg(rate.sel(quantity="predictive")) - lg(rate.sel(quantity="pooled"))).values.ravel()
     post = robust_fit.posterior
     tau2 = (post["tau"].sel(stratum="2L+", landmark=6.0).values.ravel()) ** 2
-    trial2 = post["trial_tau"].sel(landmark=6.0).values.ravel() ** 2
+    trial2 = post["group_tau"].sel(landmark=6.0).values.ravel() ** 2
     expected = np.mean(tau2) * NU / (NU - 2) + np.mean(trial2)
     # Monte Carlo error of the variance of m independent draws of the mixture
     se = np.std(diff**2) / np.sqrt(diff.size)

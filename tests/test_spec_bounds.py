@@ -1,4 +1,5 @@
-"""The spec reader at the door: types and ranges before any cast, bounded work, every message naming the file.
+"""The spec reader at the door: types and ranges before any cast, bounded work, every message naming
+the file.
 
 Each case of issue 11 that reached the sampler (``seed = -1`` -> OverflowError after compiling,
 ``nu = inf`` -> RuntimeError and a segfault, ``draws = 1000000000000`` -> an aborted allocation,
@@ -24,7 +25,8 @@ def spec_file(tmp_path: Path, text: str, name: str = "spec.toml") -> Path:
 
 
 def with_line(section: str, line: str) -> str:
-    """The default spec with ``line`` added at the top of ``[section]`` (a later duplicate key wins nowhere:
+    """The default spec with ``line`` added at the top of ``[section]`` (a later duplicate key wins
+    nowhere:
     the default's own key is removed first)."""
     key = line.split("=")[0].strip()
     lines = [x for x in DEFAULT.splitlines() if x.split("=")[0].strip() != key or "=" not in x]
@@ -66,7 +68,10 @@ def refused(tmp_path: Path, text: str, *needles: str) -> str:
         ("random_effects", "nu = 0.5", "nu must be in [1, 1000]"),
         ("random_effects", "nu = 1e6", "nu must be in [1, 1000]"),
         ("model", "uterine_centre = -inf", "uterine_centre must be finite"),
-        ("priors", 'tau = { dist = "HalfNormal", sigma = 1e7 }', "within +-1e+06"),
+        ("priors", 'tau = { dist = "HalfNormal", sigma = 1e7 }', "must be in [1e-06, 1e+06]"),
+        # issue 20: a scale of 1e-300 stopped the engine's mode search (exit 70)
+        ("priors", 'tau = { dist = "HalfNormal", sigma = 1e-300 }', "must be in [1e-06, 1e+06]"),
+        ("priors", 'beta = { dist = "Normal", mu = 2e6, sigma = 1 }', "within +-1e+06"),
         ("priors", 'tau = { dist = "HalfNormal", sigma = inf }', "must be a finite number"),
         (
             "priors",
@@ -129,7 +134,8 @@ def test_an_accepted_spec_has_its_population_labels(tmp_path):
     assert spec.data.populations == ("uLMS",)
 
 
-# --- the file itself ------------------------------------------------------------------------------------
+# --- the file itself
+# ------------------------------------------------------------------------------------
 
 
 def test_a_spec_that_is_not_utf8(tmp_path):

@@ -74,7 +74,8 @@ def as_logit_normal_fit(tmp_path_factory):
                 "alpha": {"dist": "Normal", "mu": 0.0, "sigma": 2.0},
                 "tau": {"dist": "HalfNormal", "sigma": 0.5},
             },
-            # 8 arms and tau near 0: a small step size keeps the non-centred funnel free of divergences
+            # 8 arms and tau near 0: a small step size keeps the non-centred funnel free of
+            # divergences
             # (0.95 left 1 divergence in 10,000 draws)
             "sampler": {
                 "draws": 2500,

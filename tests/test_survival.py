@@ -128,14 +128,16 @@ def test_median_and_rates_of_one_curve_are_counted_once(correlated, calibrated):
         )
         P = np.zeros((len(obs), len(obs)))
         P[terms["first"], terms["second"]] = terms["precision"]
-        # the observations' means are linear in eta: rates eta - k log(t / 6), the median log 6 + eta / k
+        # the observations' means are linear in eta: rates eta - k log(t / 6), the median log 6 +
+        # eta / k
         b = np.where(obs["kind"] == "median", 1 / k, 1.0)
         c = np.where(obs["kind"] == "median", math.log(6.0), -k * np.log(obs["t"] / 6.0))
         prec = b @ P @ b
         eta_hat = b @ P @ (obs["y"].to_numpy() - c) / prec
         zs.append((eta_hat - eta_true) * math.sqrt(prec))
     sd = float(np.std(zs))
-    # the sd of standardised errors is 1 when the information is right (sampling error ~ 1/sqrt(2 * 600) = 0.03)
+    # the sd of standardised errors is 1 when the information is right (sampling error ~ 1/sqrt(2 *
+    # 600) = 0.03)
     if calibrated:
         assert 0.88 < sd < 1.12
     else:
@@ -167,7 +169,8 @@ def _weibull_times(rng, n, median, k):
 
 @pytest.mark.parametrize("curve, k", [("loglogistic", 1.5), ("weibull", 1.0), ("weibull", 2.0)])
 def test_km_median_sd_is_the_asymptotic_one_the_model_uses(curve, k):
-    """sd(log KM median) of n patients from a curve of shape k, by simulation, vs the model's se / k.
+    """sd(log KM median) of n patients from a curve of shape k, by simulation, vs the model's se /
+    k.
 
     The model gives a median without a CI the sd 2 / (k sqrt(n)) (log-logistic)
     or 1 / (k log 2 sqrt(n)) (Weibull); a fixed 1 / sqrt(n) is off by 25-45% in these cases.
@@ -181,7 +184,8 @@ def test_km_median_sd_is_the_asymptotic_one_the_model_uses(curve, k):
     se1, method, power = _se_log_median(math.nan, math.nan, math.nan, n, curve)
     assert (method, power) == ("n_approx", 1.0)
     model_sd = se1 / k**power
-    # Monte Carlo se of an sd: sd / sqrt(2 reps) (1.1%); 4 of them, plus 4% for n = 100 not being infinite
+    # Monte Carlo se of an sd: sd / sqrt(2 reps) (1.1%); 4 of them, plus 4% for n = 100 not being
+    # infinite
     assert abs(np.std(logm) / model_sd - 1) < 4 / math.sqrt(2 * reps) + 0.04
     assert (
         abs((1 / math.sqrt(n)) / np.std(logm) - 1) > 0.2
@@ -209,7 +213,8 @@ def test_median_without_ci_has_the_shape_dependent_closed_form(curve):
 
 
 def test_shape_dependent_sd_with_a_rate_matches_the_bivariate_normal():
-    """Median without a CI + a rate with its CI: the arm's Gaussian is S^-1 Sigma S^-1, counted once."""
+    """Median without a CI + a rate with its CI: the arm's Gaussian is S^-1 Sigma S^-1, counted
+    once."""
     from lmsbayes.model.derived import posterior_predictive
 
     n, median = 60, 5.0
@@ -234,7 +239,8 @@ def test_shape_dependent_sd_with_a_rate_matches_the_bivariate_normal():
     assert got == pytest.approx(
         stats.multivariate_normal.logpdf(obs["y"].to_numpy(), mean, cov), abs=1e-9
     )
-    # the replicates have that covariance too (Monte Carlo: 4 se of a covariance entry at 20,000 draws)
+    # the replicates have that covariance too (Monte Carlo: 4 se of a covariance entry at 20,000
+    # draws)
     rng = np.random.default_rng(2)
     c_rep = {
         "alpha": np.full((1, 20000, 1), eta),

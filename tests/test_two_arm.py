@@ -193,7 +193,8 @@ def test_sample_size_is_the_first_size_meeting_both_targets():
     assert not res.table[res.table["n_c"] < n]["ok"].any()
     assert res.table["n_c"].is_monotonic_increasing
     assert f"n_t = {n}, n_c = {n}" in str(res)
-    # the record states the range the type I error was controlled over (not the search's bracket of sizes)
+    # the record states the range the type I error was controlled over (not the search's bracket of
+    # sizes)
     assert res.targets["type1_range"] == (0.1, 0.9)
     assert "over true rates [0.1, 0.9]" in str(res)
 

@@ -147,10 +147,10 @@ def _simulate(spec, data, rng, truth=None):
     y = posterior_predictive(m, eta, c, rng)[0, 0].astype(float)
     obs = data.obs.copy()
     obs["lik_y"] = y
-    if data.family == "survival":
+    if data.family.name == "survival":  # log-logistic: rates on the logit scale
         obs["y"] = y
         obs["value"] = np.where(obs["is_median"] > 0.5, np.exp(y), special.expit(y))
-    elif data.family == "logit-normal":
+    elif data.family.name == "logit-normal":
         obs["rate"] = special.expit(y)
     else:
         obs["rate"] = y / obs["lik_n"]
@@ -191,10 +191,22 @@ def test_coverage_interval_is_clopper_pearson():
         assert V.coverage_interval(k, n) == pytest.approx((ref.low, ref.high), abs=1e-9)
 
 
-def test_log_normal_mix_against_quadrature():
-    def h(x):  # logit S of a log cumulative hazard x, without underflow: log S - log(1 - S)
-        hz = np.exp(x)
-        return -hz - np.log(-np.expm1(-hz))
+@pytest.mark.parametrize("curve", ["joint-cloglog", "lognormal"])
+def test_log_normal_mix_against_quadrature(curve):
+    from lmsbayes.model.families import get_family
+
+    if curve == "joint-cloglog":
+        to_logit = get_family("joint-cloglog").logit_of_scale
+
+        def h(x):  # logit S of a log cumulative hazard x, without underflow: log S - log(1 - S)
+            hz = np.exp(x)
+            return -hz - np.log(-np.expm1(-hz))
+
+    else:
+        to_logit = get_family("survival", "lognormal").logit_of_scale
+
+        def h(x):  # logit S of a probit rate x, written from scipy's normal cdf
+            return stats.norm.logcdf(x) - stats.norm.logsf(x)
 
     for y, se, m, tau in (
         (0.3, 0.3, -0.5, 0.5),
@@ -203,20 +215,29 @@ def test_log_normal_mix_against_quadrature():
         (0.0, 0.05, -0.4, 2.0),
         (-3.2, 1.5, 0.9, 0.02),
     ):
+        # the integrand in log space, scaled by its maximum: where the observation conflicts with
+        # the prior (the mode 18 tau from m for the log-normal case) it is e^-394, far below
+        # what quad resolves unscaled, and the mode lies outside m +- 12 tau
+        def log_f(x, m=m, tau=tau, y=y, se=se):
+            return stats.norm.logpdf(x, m, tau) + stats.norm.logpdf(y, h(x), se)
+
+        grid = np.linspace(m - 60 * tau, m + 60 * tau, 200001)
+        lg = log_f(grid)
+        top = float(np.nanmax(lg))
+        x_mode = float(grid[np.nanargmax(lg)])
+        mass = np.flatnonzero(lg > top - 60)  # beyond, the integrand is below e^-60 of its peak
         q, _ = integrate.quad(
-            lambda x, m=m, tau=tau, y=y, se=se: (
-                stats.norm.pdf(x, m, tau) * stats.norm.pdf(y, h(x), se)
-            ),
-            m - 12 * tau,
-            m + 12 * tau,
-            points=[m],
+            lambda x, top=top: math.exp(log_f(x) - top),
+            grid[max(mass[0] - 1, 0)],
+            grid[min(mass[-1] + 1, grid.size - 1)],
+            points=[x_mode],
             limit=500,
-            epsabs=1e-15,
+            epsabs=1e-13,
         )
-        assert float(V._log_normal_mix(y, se, m, tau, "cloglog")) == pytest.approx(
-            math.log(q), abs=1e-6
+        assert float(V._log_normal_mix(y, se, m, tau, to_logit)) == pytest.approx(
+            math.log(q) + top, abs=1e-6
         )
-        assert float(V._log_normal_mix(y, se, m, tau, "logit")) == pytest.approx(
+        assert float(V._log_normal_mix(y, se, m, tau, None)) == pytest.approx(
             stats.norm.logpdf(y, m, math.hypot(se, tau)), abs=1e-12
         )
 

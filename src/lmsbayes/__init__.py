@@ -19,6 +19,7 @@ from lmsbayes.version import __version__
 # public name -> module that defines it; resolved on first attribute access
 _LAZY = {
     "load_trials": "lmsbayes.data",
+    "read_binomial": "lmsbayes.data",
     "long_table": "lmsbayes.data",
     "DataValidationError": "lmsbayes.data",
     "ModelSpec": "lmsbayes.spec",
@@ -53,7 +54,8 @@ _LAZY = {
 # ``fit`` is both a module and the function users call. Binding the function
 # eagerly (fit.py imports PyMC only inside functions) guarantees that
 # ``lmsbayes.fit`` is the function however the submodule was first imported.
-from lmsbayes.evidence import evidence  # noqa: E402  (same reason: module and function share the name)
+# Same reason for ``evidence``: module and function share the name.
+from lmsbayes.evidence import evidence  # noqa: E402
 from lmsbayes.fit import Fit, fit, load_fit  # noqa: E402
 from lmsbayes.predict import predict  # noqa: E402  (same reason)
 

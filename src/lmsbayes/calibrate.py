@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import special, stats
+from scipy import stats
 
 from lmsbayes.data import read_tables
 from lmsbayes.engines import choose_engine, get_engine
@@ -66,7 +66,7 @@ from lmsbayes.errors import OptionError
 from lmsbayes.fitfile import spec_to_toml
 from lmsbayes.model.definition import Model
 from lmsbayes.model.derived import posterior_predictive
-from lmsbayes.model.families import NUMPY_OPS, rate_from_eta
+from lmsbayes.model.families import NUMPY_OPS
 from lmsbayes.model.inputs import ModelData
 from lmsbayes.model.prepare import prepare_data
 from lmsbayes.spec import ModelSpec, load_spec
@@ -132,11 +132,10 @@ def quantity_labels(model: Model) -> tuple[list[str], list[str]]:
 
 
 def _derived_landmarks(model: Model) -> list:
-    if model.data.family == "survival":
-        return [float(t) for t in model.spec.landmarks]
-    if model.data.landmarks:
-        return [float(t) for t in model.data.landmarks]
-    return [None]
+    d = model.data
+    return [float(t) for t in d.family.reported_landmarks(model.spec.landmarks, d.landmarks)] or [
+        None
+    ]
 
 
 def quantities(model: Model, values: dict[str, np.ndarray]) -> np.ndarray:
@@ -145,8 +144,8 @@ def quantities(model: Model, values: dict[str, np.ndarray]) -> np.ndarray:
     ``values`` holds each parameter block with any leading batch dims (e.g.
     chain, draw). The derived quantities are the pooled rates at the design's
     mean covariate row (latent fractions at the centre), with the shape of
-    the most common shape group: rate_from_eta for survival curves, the
-    inverse link at each landmark otherwise.
+    the most common shape group: the family's rates (a survival curve's at
+    any landmark, the inverse link at each fitted landmark otherwise).
     """
     blocks = []
     for p in model.params:
@@ -157,16 +156,11 @@ def quantities(model: Model, values: dict[str, np.ndarray]) -> np.ndarray:
     c = model.canonical({k: np.asarray(values[k], float) for k in (p.name for p in model.params)})
     x = d.X.mean(axis=0, keepdims=True) if d.X.size else np.zeros((1, 0))
     eta = model.base_predictor(NUMPY_OPS, c, x)[..., 0, :]  # (..., K)
-    if d.family == "survival":
-        g = int(np.bincount(d.shape_idx).argmax()) if len(d.shape_idx) else 0
-        t = np.asarray(_derived_landmarks(model), float)
-        rate = rate_from_eta(
-            eta[..., :1], t, c["shape"][..., g, None], model.spec.model.t_ref, d.curve
-        )
-    elif d.family == "joint-cloglog":
-        rate = np.exp(-np.exp(eta))
-    else:
-        rate = special.expit(eta)
+    g = int(np.bincount(d.shape_idx).argmax()) if len(d.shape_idx) else 0
+    shape = c["shape"][..., g] if "shape" in c else None
+    rate = d.family.rates(
+        eta, _derived_landmarks(model), d.landmarks, shape, model.spec.model.t_ref
+    )
     blocks.append(np.broadcast_to(rate, eta.shape[:-1] + rate.shape[-1:]))
     return np.concatenate(blocks, axis=-1)
 
@@ -229,16 +223,8 @@ def check_support(model: Model, y: np.ndarray) -> None:
     bad = np.flatnonzero(~np.isfinite(y))
     if bad.size:
         i = int(bad[0])
-        raise ValueError(f"simulated observation {i} (arm {arm(i)!r}) is not finite: {y[i]!r}")
-    if d.family in ("logit-binomial", "joint-cloglog"):
-        n = a["lik_n"]
-        bad = np.flatnonzero((y < 0) | (y > n) | (y != np.round(y)))
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(
-                f"simulated count {y[i]!r} of observation {i} (arm {arm(i)!r}) is outside "
-                f"the support {{0, ..., n = {n[i]:g}}}"
-            )
+        raise OptionError(f"simulated observation {i} (arm {arm(i)!r}) is not finite: {y[i]!r}")
+    d.family.check_simulated(y, a, arm)
 
 
 def with_observations(data: ModelData, y: np.ndarray, label: str = "simulated") -> ModelData:
@@ -255,26 +241,9 @@ def with_observations(data: ModelData, y: np.ndarray, label: str = "simulated") 
     y = np.asarray(y, float)
     obs = data.obs.copy()
     if len(y) != len(obs):
-        raise ValueError(f"{len(y)} simulated values for {len(obs)} observations")
+        raise OptionError(f"{len(y)} simulated values for {len(obs)} observations")
     obs["lik_y"] = y
-    if data.family in ("logit-binomial", "joint-cloglog"):
-        n = obs["lik_n"].to_numpy(float)
-        obs["log_choose"] = (
-            special.gammaln(n + 1) - special.gammaln(y + 1) - special.gammaln(n - y + 1)
-        )
-        col = "y_cond" if data.family == "joint-cloglog" else "y_eff"
-        obs[col] = y.astype(np.int64)
-        if data.family == "logit-binomial" and "rate" in obs:
-            obs["rate"] = y / np.maximum(n, 1)
-    elif data.family == "logit-normal":
-        if "rate" in obs:
-            obs["rate"] = special.expit(y)
-    elif data.family == "survival":
-        obs["y"] = y
-        med = obs["is_median"].to_numpy(float) > 0.5
-        rate = special.expit(y) if data.curve == "loglogistic" else np.exp(-np.exp(y))
-        obs["value"] = np.where(med, np.exp(np.where(med, y, 0.0)), rate)
-        obs["t"] = np.where(med, obs["value"], obs["t"])
+    data.family.with_observations(obs, y)
     sha = hashlib.sha256(y.tobytes()).hexdigest()
     return replace(data, obs=obs, data_sha256=f"{label}:{sha}")
 
@@ -308,7 +277,10 @@ def ranks_from_draws(
 
 
 def randomized_pit(rank: np.ndarray, n_ranks: int, rng: np.random.Generator) -> np.ndarray:
-    """``(rank + U) / (L + 1)`` with U ~ Uniform(0, 1): exactly Uniform(0, 1) when ranks are uniform on 0..L."""
+    """``(rank + U) / (L + 1)`` with U ~ Uniform(0, 1).
+
+    Exactly Uniform(0, 1) when ranks are uniform on 0..L.
+    """
     return (np.asarray(rank, float) + rng.uniform(size=np.shape(rank))) / (n_ranks + 1)
 
 
@@ -327,7 +299,10 @@ def holm(p: np.ndarray) -> np.ndarray:
 
 
 def rank_bins(n_ranks: int, n: int, min_expected: float = 10.0, max_bins: int = 20) -> int:
-    """Bins for the chi-square test: a divisor of L + 1 (equal bins) with >= min_expected per bin."""
+    """Bins for the chi-square test.
+
+    A divisor of L + 1 (equal bins) with >= min_expected per bin.
+    """
     divisors = [b for b in range(1, n_ranks + 2) if (n_ranks + 1) % b == 0]
     ok = [b for b in divisors if b <= max_bins and n / b >= min_expected]
     return max(ok) if ok else 1
@@ -400,7 +375,8 @@ def ecdf_bands(
     z = np.asarray(z, float)
     rng = np.random.default_rng(seed)
     u = rng.uniform(size=(n_sim, n))
-    # counts[m, k] = #(u[m] <= z[k]), from the interval each value falls in (memory n_sim x n, not x len(z))
+    # counts[m, k] = #(u[m] <= z[k]), from the interval each value falls in (memory n_sim x n, not x
+    # len(z))
     K = z.size
     cell = np.searchsorted(z, u, side="left") + (K + 1) * np.arange(n_sim)[:, None]
     counts = np.cumsum(
@@ -637,9 +613,9 @@ def _client(scheduler, workers: int | None):
             )
         except RuntimeError as exc:
             raise RuntimeError(
-                f"could not start a dask LocalCluster of {n} worker processes ({exc}). Worker processes "
-                "import the main module again: a script that runs simulations must keep its code under "
-                "`if __name__ == \"__main__\":`; or pass scheduler='sequential'"
+                f"could not start a dask LocalCluster of {n} worker processes ({exc}). Worker "
+                "processes import the main module again: a script that runs simulations must keep "
+                "its code under `if __name__ == \"__main__\":`; or pass scheduler='sequential'"
             ) from exc
         try:
             client = distributed.Client(cluster)
@@ -652,7 +628,8 @@ def _client(scheduler, workers: int | None):
         return
     if not isinstance(scheduler, str):
         raise OptionError(
-            f"scheduler must be None, 'local', 'sequential', an address or a dask Client, got {scheduler!r}"
+            f"scheduler must be None, 'local', 'sequential', an address or a dask Client, got "
+            f"{scheduler!r}"
         )
     try:
         client = distributed.Client(scheduler, timeout="20s")
@@ -860,9 +837,10 @@ def sbc(
         n_ranks=int(n_ranks),
         khat_max=float(spec.exact.khat_max),
         rank_method=(
-            "rank = number of L posterior draws below the true value; the L draws are thinned evenly "
-            "from all draws (NUTS: all chains; exact engine: its equal-weight draws resampled from "
-            "the PSIS-weighted importance sample); u = (rank + Uniform(0, 1)) / (L + 1)"
+            "rank = number of L posterior draws below the true value; the L draws are thinned "
+            "evenly from all draws (NUTS: all chains; exact engine: its equal-weight draws "
+            "resampled from the PSIS-weighted importance sample); u = (rank + Uniform(0, 1)) / (L "
+            "+ 1)"
         ),
         derived=(
             "pooled rate at each landmark for the mean covariate row of the design (latent uterine "
@@ -949,7 +927,10 @@ def sbc_summary(ds: xr.Dataset, alpha: float = 0.01, bins: int | None = None) ->
 
 
 def save_sbc(ds: xr.Dataset, path) -> os.PathLike:
-    """Write an :func:`sbc` result to netCDF, atomically (lmsbayes.files: temp file, then rename; umask mode)."""
+    """Write an :func:`sbc` result to netCDF, atomically.
+
+    lmsbayes.files: temp file, then rename; umask mode.
+    """
     from lmsbayes.files import atomic_write
 
     out = ds.copy()

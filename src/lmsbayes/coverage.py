@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from lmsbayes.errors import OptionError
 from lmsbayes.settings import (
     Setting,
     setting_design,
@@ -90,29 +91,18 @@ def _pooled_logit(
     fit: Fit, values: dict, X: np.ndarray, shape_groups: np.ndarray, landmark: float
 ) -> np.ndarray:
     """Pooled logit of the settings' rate at a landmark: (draws..., setting)."""
-    from scipy import special
-
-    from lmsbayes.model.families import NUMPY_OPS, rate_from_eta
+    from lmsbayes.model.families import NUMPY_OPS
+    from lmsbayes.targets import drift_row
 
     m = fit.model
     c = m.canonical(values)
+    row = drift_row(fit, None)
+    if row.size:  # a drift model's design: the drift at its reference year, as predict's default
+        X = np.hstack([X, np.tile(row, (X.shape[0], 1))])
     eta = m.base_predictor(NUMPY_OPS, c, X)
-    if fit.spec.survival:
-        rate = rate_from_eta(
-            eta[..., 0],
-            landmark,
-            c["shape"][..., shape_groups],
-            fit.spec.model.t_ref,
-            fit.data.curve,
-        )
-    else:
-        k = (
-            fit.data.landmarks.index(float(landmark))
-            if fit.data.landmarks and eta.shape[-1] > 1
-            else 0
-        )
-        e = eta[..., k]
-        rate = np.exp(-np.exp(e)) if fit.data.family == "joint-cloglog" else special.expit(e)
+    shape = c["shape"][..., shape_groups] if "shape" in c else None
+    d = fit.data
+    rate = d.family.rates(eta, [landmark], d.landmarks, shape, fit.spec.model.t_ref)[..., 0]
     rate = np.clip(rate, 1e-12, 1 - 1e-12)
     return np.log(rate) - np.log1p(-rate)
 
@@ -152,8 +142,9 @@ def setting_evidence(
     if d.table == "lms":
         unknown = [str(s) for s, o in zip(settings, objs) if o is None]
         if unknown:  # never the whole data set's arms under a label this function cannot read
-            raise ValueError(
-                f"unknown setting {unknown[0]!r}: give a Setting, or one of the labels {sorted(known)}"
+            raise OptionError(
+                f"unknown setting {unknown[0]!r}: give a Setting, or one of the labels "
+                f"{sorted(known)}"
             )
     filled = settings_at(fit, [s for s in objs if s is not None], at)
     it = iter(filled)
@@ -244,7 +235,8 @@ def setting_evidence(
                 late = reach.at[s.line, "latest"]
                 if np.isfinite(late) and t > late * 1.05:
                     flags.append(
-                        f"extrapolated: landmark beyond the latest {s.line} rate or median ({late:.1f} mo)"
+                        f"extrapolated: landmark beyond the latest {s.line} rate or median "
+                        f"({late:.1f} mo)"
                     )
             if "kind" in o:
                 rates_rep = int((o["kind"] == "rate").sum())

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lmsbayes.errors import InputError
+from lmsbayes.errors import InputError, OptionError
 
 __all__ = [
     "ARM_COLUMNS",
@@ -55,6 +55,7 @@ __all__ = [
     "Problem",
     "Trials",
     "as_trials",
+    "binomial_table",
     "effective_binomial",
     "exponential_rate",
     "load_trials",
@@ -62,6 +63,7 @@ __all__ = [
     "role_regimen_problems",
     "long_table",
     "rates_path_for",
+    "read_binomial",
     "read_tables",
     "se_log_median",
     "se_logit_binomial",
@@ -321,7 +323,7 @@ class Trials:
         arr = np.asarray(list(which) if not hasattr(which, "__array__") else which)
         if arr.dtype == bool:
             if arr.shape != (len(ids),):
-                raise ValueError(
+                raise OptionError(
                     f"a mask needs {len(ids)} entries (one per arm), got shape {arr.shape}"
                 )
             mask = arr
@@ -329,7 +331,7 @@ class Trials:
             wanted = [str(a) for a in arr.ravel()]
             unknown = sorted(set(wanted) - set(ids))
             if unknown:
-                raise ValueError(f"arm ids not in the trial data: {unknown}")
+                raise OptionError(f"arm ids not in the trial data: {unknown}")
             mask = np.isin(ids, wanted)
         arms = self.arms[mask].reset_index(drop=True)
         arms.attrs = dict(self.arms.attrs)
@@ -509,11 +511,30 @@ def _unreadable(file: str, message: str, row: int | None = None) -> DataValidati
     return DataValidationError([Problem(file, row, None, None, None, message)])
 
 
-def _read_cells(path, file: str, what: str) -> tuple[list[str], list[list[str]], list[int], bytes]:
+def read_csv_cells(
+    path, file: str, what: str
+) -> tuple[list[str], list[list[str]], list[int], bytes]:
     """Header, records as stripped strings, their spreadsheet row numbers, and the raw bytes.
 
-    ``path`` is a Path or an importlib.resources Traversable (the bundled file);
-    ``file`` is the name every message uses (the user's own spelling of it).
+    The one reader discipline of every table (arm, rates, (study, r, n),
+    contrast): at most :data:`MAX_FILE_BYTES`; UTF-8 with or without a
+    byte-order mark (other encodings are refused naming the file, line and
+    byte); comma-separated (a header separated by semicolons or tabs is
+    refused, saying so); strict CSV quoting. ``path`` is a Path or an
+    importlib.resources Traversable (the bundled file); ``file`` is the name
+    every message uses (the user's own spelling of it).
+
+    Returns
+    -------
+    tuple
+        (header, records, their spreadsheet row numbers, the raw bytes).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    DataValidationError
+        The file cannot be read as such a table (one problem naming it).
     """
     if not path.is_file():
         if isinstance(path, Path) and path.exists():
@@ -559,13 +580,33 @@ def _read_cells(path, file: str, what: str) -> tuple[list[str], list[list[str]],
         raise _unreadable(file, "file is empty (no header row)")
     if not any(records[0]):
         raise _unreadable(file, "row is blank; expected the header", row=1)
+    if len(records[0]) == 1:
+        for sep, name in ((";", "semicolons"), ("\t", "tabs")):
+            if sep in records[0][0]:  # a spreadsheet's 'CSV' in a locale with decimal commas
+                raise _unreadable(
+                    file,
+                    f"the header {_clip(records[0][0])!r} is separated by {name}, not commas; "
+                    "save the table as comma-separated CSV (UTF-8)",
+                    row=1,
+                )
     # blank records are not data, but they keep their place in the spreadsheet numbering
     numbers = [k + 1 for k, r in enumerate(records) if any(r) and k > 0]
     return records[0], [records[k - 1] for k in numbers], numbers, raw
 
 
-def _parse_number(value: str, integer: bool) -> tuple[float, str | None]:
+def parse_number(value: str, integer: bool) -> tuple[float, str | None]:
     """(number or NaN, error message or None) for one cell; ASCII decimal notation only.
+
+    Parameters
+    ----------
+    value : str
+        The stripped cell; blank gives (NaN, None).
+    integer : bool
+        A whole number is required.
+
+    Returns
+    -------
+    tuple of (float, str or None)
 
     Python's ``float`` accepts far more than a data file should hold (``1_000``,
     non-ASCII digits, ``nan``, ``infinity``); the grammar here is checked first.
@@ -676,7 +717,12 @@ def _bounds_message(low: float, high: float, low_open: bool) -> str:
 
 
 def _convert(
-    cells: dict[str, np.ndarray], out: _Collector, kind_of, labels: dict, required: tuple
+    cells: dict[str, np.ndarray],
+    out: _Collector,
+    kind_of,
+    labels: dict,
+    required: tuple,
+    bounds: dict[str, tuple[float, float, bool]] = BOUNDS,
 ) -> dict[str, np.ndarray]:
     """Typed arrays (floats with NaN, labels/text with None); cell problems go to ``out``.
 
@@ -702,11 +748,11 @@ def _convert(
             for i, v in enumerate(values):
                 if bad_char[i]:
                     continue
-                x, err = _parse_number(v, integer=kind == "int")
+                x, err = parse_number(v, integer=kind == "int")
                 if err:
                     out.add(i, col, err)
                     continue
-                low, high, low_open = BOUNDS.get(col, (0.0, 1.0, False))  # legacy rates: [0, 1]
+                low, high, low_open = bounds.get(col, (0.0, 1.0, False))  # legacy rates: [0, 1]
                 if not math.isnan(x) and ((x <= low if low_open else x < low) or x > high):
                     out.add(i, col, f"{_bounds_message(low, high, low_open)}, got {_clip(v)!r}")
                     continue
@@ -760,8 +806,8 @@ def _check_formats(cells: dict[str, np.ndarray], out: _Collector, columns: dict[
                 bad(col, registry_ok),
                 col,
                 "must be ';'-separated trial registry ids "
-                "(NCT or ISRCTN followed by 8 digits, or an EudraCT number such as 2016-001234-56), "
-                "got {value!r}",
+                "(NCT or ISRCTN followed by 8 digits, or an EudraCT number such as "
+                "2016-001234-56), got {value!r}",
             )
         elif fmt == "source":
 
@@ -1116,8 +1162,11 @@ def _sorted(problems: list[Problem], columns: Sequence[str]) -> list[Problem]:
 def _read_arms(
     source, file: str, extra_known: Iterable[str]
 ) -> tuple[pd.DataFrame | None, dict[str, np.ndarray] | None, list[Problem], bytes, list[str]]:
-    """Arm table -> (frame or None, typed legacy rate columns, problems, raw bytes, legacy columns)."""
-    header, rows, numbers, raw = _read_cells(source, file, "trial-arm table")
+    """Read the arm table.
+
+    Returns (frame or None, typed legacy rate columns, problems, raw bytes, legacy columns).
+    """
+    header, rows, numbers, raw = read_csv_cells(source, file, "trial-arm table")
     out = _Collector(file, {}, numbers)
     if not rows:
         out.problems.append(
@@ -1163,7 +1212,7 @@ def _read_arms(
 def _read_rates(
     source, file: str, arm_ids: np.ndarray, arms_file: str, extra_known: Iterable[str]
 ) -> tuple[pd.DataFrame | None, list[Problem], bytes]:
-    header, rows, numbers, raw = _read_cells(source, file, "rates table")
+    header, rows, numbers, raw = read_csv_cells(source, file, "rates table")
     out = _Collector(file, {}, numbers)
     user = _check_header(header, out, RATE_COLUMNS, RATE_REQUIRED, extra_known, arm_table=False)
     columns = [*RATE_COLUMNS, *(c for c in user if c not in RATE_COLUMNS)]
@@ -1361,8 +1410,8 @@ def load_trials(
                 f"{arm_file}: PFS rates in pfsr_<t>m columns ({', '.join(families)}, ...) are the "
                 "layout before the rates table and will stop loading in a later version; they were "
                 f"converted to {len(rate_frame)} rates. Move them to a rates table "
-                f"{Path(arm_file).stem}_rates.csv beside the file (columns arm_id, t, rate, lo, hi, "
-                "kind, ...; see data/README.md)",
+                f"{Path(arm_file).stem}_rates.csv beside the file (columns arm_id, t, rate, lo, "
+                f"hi, kind, ...; see data/README.md)",
                 FutureWarning,
                 stacklevel=2,
             )
@@ -1371,10 +1420,180 @@ def load_trials(
     return Trials(arms=arms, rates=rate_frame, sha256=sha, files=tuple(files))
 
 
+# ---------------------------------------------------------------------------- (study, r, n) tables
+
+#: Columns of a plain binomial table: ``study``, ``r`` and ``n`` required, the rest optional.
+BINOMIAL_COLUMNS = ("study", "r", "n", "role", "regimen", "year")
+BINOMIAL_REQUIRED = ("study", "r", "n")
+#: n of a (study, r, n) row: as in the arm table.
+BINOMIAL_MAX_N = int(BOUNDS["n"][1])
+# r is checked against its row's n below; its own bound keeps the cast safe
+_BINOMIAL_BOUNDS = {**BOUNDS, "r": (0, BINOMIAL_MAX_N, False)}
+
+
+def _binomial_kind(col: str) -> str:  # role and regimen: text, checked as in the arm table
+    if col in ("r", "n", "year"):
+        return "int"
+    return "text" if col in BINOMIAL_COLUMNS else "user"
+
+
+def _check_binomial_cells(
+    header: list[str], rows: list[list[str]], numbers: list[int], file: str
+) -> pd.DataFrame:
+    """The checked (study, r, n) table, or DataValidationError listing every problem."""
+    out = _Collector(file, {}, numbers)
+    if not rows:
+        out.problems.append(
+            Problem(
+                file,
+                None,
+                None,
+                None,
+                None,
+                "the table has a header but no study rows (one row per study arm: study, r, n)",
+            )
+        )
+    for col in BINOMIAL_REQUIRED:
+        if col not in header:
+            out.header(
+                col,
+                f"required column is missing (a binomial table has the columns study, r, n; "
+                f"found {', '.join(repr(_clip(c, 20)) for c in header[:8])})",
+            )
+    for k, col in enumerate(header):
+        if col == "":
+            out.header(None, f"header cell {k + 1} is blank; every column needs a name")
+        elif _CONTROL.search(col):
+            out.header(None, f"header cell {k + 1} ({_clip(col)!r}) holds a control character")
+    for col in sorted({c for c in header if c and header.count(c) > 1}):
+        out.header(col, "column appears more than once in the header", col)
+    if out.problems:
+        raise DataValidationError(out.problems)
+    columns = [*BINOMIAL_COLUMNS, *(c for c in dict.fromkeys(header) if c not in BINOMIAL_COLUMNS)]
+    cells = _table_cells(header, rows, numbers, out, columns)
+    if cells is None:
+        raise DataValidationError(out.problems)
+    out.cells = cells
+    typed = _convert(cells, out, _binomial_kind, {}, BINOMIAL_REQUIRED, _BINOMIAL_BOUNDS)
+    out.where(typed["r"] > typed["n"], "r", "must be <= n ({row[n]}), got {value!r}")
+    clean = [  # role and regimen by the arm table's rules (data/README.md section 2a)
+        np.where([bool(_CONTROL.search(v)) for v in cells[c]], "", cells[c])
+        for c in ("role", "regimen")
+    ]
+    for i, col, message in role_regimen_problems(*clean, row_name=lambda j: f"row {out.rows[j]}"):
+        out.add(i, col, message)
+    first: dict[str, int] = {}
+    for i, a in enumerate(cells["study"]):
+        if a and a in first:
+            out.add(
+                i,
+                "study",
+                f"duplicate study {_clip(a)!r} (first in row {out.rows[first[a]]}); "
+                "one row per study arm",
+            )
+        first.setdefault(a, i)
+    if out.problems:
+        raise DataValidationError(_sorted(out.problems, columns))
+    present = [c for c in columns if c in header]
+    df = _frame({c: typed[c] for c in present}, _binomial_kind, {})
+    df["r"] = df["r"].astype(np.int64)  # required and bounds-checked: no missing, no wrap-around
+    df["n"] = df["n"].astype(np.int64)
+    df["study"] = df["study"].astype(str)
+    return df
+
+
+def read_binomial(path: str | PathLike[str]) -> pd.DataFrame:
+    """Read and validate a plain (study, r, n) table: one row per study arm.
+
+    Parameters
+    ----------
+    path : str or path-like
+        CSV (comma-separated, UTF-8 with or without a byte-order mark) with the
+        columns ``study`` (a unique label), ``r`` (responders or events, a whole
+        number in [0, n]) and ``n`` (patients, a whole number in [1, 100,000]);
+        optional ``role`` and ``regimen`` (text) and ``year`` (a whole number in
+        [1950, next year]); a user's own columns are kept (float64 if every
+        cell is a number, else text) for a spec's covariates.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``study`` (str), ``r`` and ``n`` (int64), the optional columns present,
+        then the user's own; ``attrs`` holds ``path`` and ``sha256`` (of the bytes).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    DataValidationError
+        Every problem of the file at once, each naming file, row, column and
+        value: encoding, delimiter, header, a number out of range (checked
+        before any cast), r > n, a duplicate study, a control character.
+    """
+    file = str(path)
+    header, rows, numbers, raw = read_csv_cells(Path(path), file, "(study, r, n) table")
+    df = _check_binomial_cells(header, rows, numbers, file)
+    df.attrs = {"path": file, "sha256": hashlib.sha256(raw).hexdigest()}
+    return df
+
+
+def _cell_text(v) -> str:
+    """A DataFrame cell as the text a CSV would hold (numbers exactly, missing blank)."""
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return str(v)
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        x = float(v)
+        return str(int(x)) if x.is_integer() and abs(x) < 1e15 else repr(x)
+    try:
+        if pd.isna(v):
+            return ""
+    except (TypeError, ValueError):
+        pass
+    return str(v).strip()
+
+
+def binomial_table(table: pd.DataFrame, *, source: str | None = None) -> pd.DataFrame:
+    """Validate an in-memory (study, r, n) table by the rules of :func:`read_binomial`.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Columns as for :func:`read_binomial`, as numbers or text; each cell is
+        checked as the text a CSV would hold, so ``1e19`` or a wrapped-around
+        negative int64 is refused, never cast.
+    source : str, optional
+        The name messages use (default: ``attrs["path"]``, else ``"data"``);
+        rows are numbered as in a spreadsheet (header = 1).
+
+    Returns
+    -------
+    pandas.DataFrame
+        As :func:`read_binomial`; ``attrs`` kept.
+
+    Raises
+    ------
+    DataValidationError
+        As :func:`read_binomial`.
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise InputError(f"a (study, r, n) table must be a DataFrame, got {type(table).__name__}")
+    file = source or str(table.attrs.get("path", "data"))
+    header = [str(c).strip() for c in table.columns]
+    rows = [[_cell_text(v) for v in row] for row in table.itertuples(index=False, name=None)]
+    numbers = [k + 2 for k in range(len(rows))]
+    df = _check_binomial_cells(header, rows, numbers, file)
+    df.attrs = dict(table.attrs)
+    return df
+
+
 def _arm_ids_anyway(source) -> np.ndarray:
     """Arm ids of an arm table that failed validation (for the join check), best effort."""
     try:
-        header, rows, _, _ = _read_cells(source, "", "trial-arm table")
+        header, rows, _, _ = read_csv_cells(source, "", "trial-arm table")
     except (DataValidationError, FileNotFoundError):
         return np.array([], dtype=object)
     if "arm_id" not in header:
@@ -1601,16 +1820,16 @@ def long_table(
         or any(not (math.isfinite(t) and t > 0) for t in marks)
         or len(set(marks)) != len(marks)
     ):
-        raise ValueError(
+        raise OptionError(
             f"landmarks must be distinct positive numbers of months, got {landmarks!r}"
         )
     if not (isinstance(tolerance, (int, float)) and 0 <= tolerance < 0.5):
-        raise ValueError(f"tolerance must be a number in [0, 0.5), got {tolerance!r}")
+        raise OptionError(f"tolerance must be a number in [0, 0.5), got {tolerance!r}")
     trials = as_trials(trials)
     # outcome columns may be absent (treated as blank); identity and covariates may not
     missing = [c for c in ("arm_id", *COVARIATES) if c not in trials.arms]
     if missing:
-        raise ValueError(f"trials lacks columns {missing}; pass the output of load_trials()")
+        raise OptionError(f"trials lacks columns {missing}; pass the output of load_trials()")
     arms = trials.arms.reset_index(drop=True)
     trials = Trials(arms=arms, rates=trials.rates, sha256=trials.sha256, files=trials.files)
     parts = [_landmark_rows(trials, t, derive_from_median, tolerance) for t in marks]
@@ -1640,27 +1859,34 @@ def long_table(
 def read_tables(data=None):
     """The input tables of a fit: the bundled data, a CSV path, or what the caller passed.
 
+    The kind of a path's table is told from its header as the checked reader
+    parses it (a byte-order mark, quoting or blank lines do not change it):
+    ``study`` without ``arm_id`` is a (study, r, n) table
+    (:func:`read_binomial`); anything else is read as an arm table
+    (:func:`load_trials`).
+
     Parameters
     ----------
     data : Trials, DataFrame, ModelData, path or None
-        None: the bundled data (:func:`load_trials`); a path: an arm table
-        read by :func:`load_trials`, or a plain binomial table (columns
-        ``study``, ``r``, ``n``) read as it is, with its path and SHA-256 in
-        ``attrs``; anything else is returned unchanged.
+        None: the bundled data; a path: the table it names, checked; anything
+        else is returned unchanged.
 
     Returns
     -------
     Trials or pandas.DataFrame or the input
+
+    Raises
+    ------
+    FileNotFoundError, DataValidationError
+        As the reader of the table's kind.
     """
-    if data is None or isinstance(data, (str, PathLike)):
-        path = None if data is None else Path(data)
-        if path is not None and path.is_file():
-            head = path.read_text(encoding="utf-8", errors="replace").split("\n", 1)[0]
-            cols = [c.strip().strip('"') for c in head.split(",")]
-            if "study" in cols and "arm_id" not in cols:  # a plain binomial table
-                table = pd.read_csv(path)
-                table.attrs["path"] = str(path)
-                table.attrs["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
-                return table
+    if data is None:
+        return load_trials()
+    if isinstance(data, (str, PathLike)):
+        path = Path(data)
+        if path.is_file():
+            header, _, _, _ = read_csv_cells(path, str(data), "data table")
+            if "study" in header and "arm_id" not in header:
+                return read_binomial(data)
         return load_trials(data)
     return data

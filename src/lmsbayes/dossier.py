@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from lmsbayes.errors import OptionError
+
 if TYPE_CHECKING:  # pragma: no cover
     from lmsbayes.fit import Fit
     from lmsbayes.prior import BetaMixture
@@ -751,11 +753,11 @@ def dossier(
     from lmsbayes.prior import BetaMixture, map_prior, robustify
     from lmsbayes.version import __version__
 
-    has_landmarks = bool(fit.data.landmarks) or fit.data.family == "survival"
+    has_landmarks = bool(fit.data.family.reported_landmarks(fit.spec.landmarks, fit.data.landmarks))
     if has_landmarks and landmark is None:
-        raise ValueError("dossier: give the landmark (months) of the rate")
+        raise OptionError("dossier: give the landmark (months) of the rate")
     if fit.data.table == "lms" and setting is None:
-        raise ValueError("dossier: give the setting of the planned trial, e.g. Setting('2L+')")
+        raise OptionError("dossier: give the setting of the planned trial, e.g. Setting('2L+')")
     mix = prior if prior is not None else map_prior(fit, setting, landmark)
     lo, hi = _interval(mix)
     median = float(mix.ppf(0.5))
@@ -777,7 +779,7 @@ def dossier(
             step=0.05,
         )
         if w is None:
-            raise ValueError(
+            raise OptionError(
                 f"no robust weight keeps the worst type I error over {lo:.2f}-{hi:.2f} at "
                 f"{max_type1:g} for this design; raise max_type1 or enlarge the trial"
             )
@@ -985,7 +987,7 @@ def _fit_input(fit: Fit) -> Any:
         bundled = load_trials()
         if bundled.sha256 == fit.data.data_sha256:
             return bundled
-        raise ValueError("sensitivity refits need the fit's own data; pass sensitivity=False")
+        raise OptionError("sensitivity refits need the fit's own data; pass sensitivity=False")
     arms = fit.data.arms.reset_index()
     arms = arms.rename(columns={arms.columns[0]: "study"})
     return arms
@@ -1013,7 +1015,7 @@ def write_dossier(d: Dossier, out_dir: str | Path, *, name: str = "dossier") -> 
     from lmsbayes.files import atomic_write_text
 
     if not _SAFE_NAME.fullmatch(name):
-        raise ValueError(f"dossier name must be letters, digits, _ . + -; got {name!r}")
+        raise OptionError(f"dossier name must be letters, digits, _ . + -; got {name!r}")
     out = Path(out_dir)
     paths = [out / f"{name}.html", out / f"{name}.json"]
     atomic_write_text(paths[0], d.to_html())

@@ -1,8 +1,11 @@
 """The package's error classes: every user mistake is one of these.
 
-The command line prints an :class:`InputError` as one ``lmsbayes: error:``
-line and exits with status 2; a :class:`SamplingError` (``--strict``) exits
-with status 3. Anything else escaping is a bug in lmsbayes.
+The command line prints an :class:`InputError` (any :class:`LmsbayesError`
+but :class:`SamplingError`) as one ``lmsbayes: error:`` line and exits with
+status 2; a :class:`SamplingError` (``--strict``) exits with status 3. Any
+other exception escaping, a plain ``ValueError`` included, is a bug in
+lmsbayes (exit status 70): every check a user's input or argument can fail
+raises one of these classes.
 
 The classes also derive from the built-in exception a Python user would
 expect (``ValueError`` for bad values, ``RuntimeError`` for sampling), so

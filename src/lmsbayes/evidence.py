@@ -283,7 +283,9 @@ def markdown(table: pd.DataFrame) -> str:
 
 
 def readme_block(trials: Trials | pd.DataFrame, landmarks: Sequence[float] = (3, 6)) -> str:
-    """The generated counts of ``data/README.md``, between :data:`README_BEGIN` and :data:`README_END`.
+    """The generated counts of ``data/README.md``.
+
+    Between :data:`README_BEGIN` and :data:`README_END`.
 
     Parameters
     ----------
@@ -318,15 +320,15 @@ def readme_block(trials: Trials | pd.DataFrame, landmarks: Sequence[float] = (3,
     by_t = rates.groupby("t").size()
     t_text = ", ".join(f"t = {t:g}: {k}" for t, k in by_t.items()) or "none"
     summary = (
-        f"**{len(arms)} arms from {arms['trial'].nunique()} trials; {int(total['arms_usable'])} can "
-        f"enter a model** ({len(excl)} cannot, listed below). With PMID: {int(pmid.sum())}; with DOI: "
-        f"{int(doi.sum())}; with PMID or DOI: {int((pmid | doi).sum())}; with a registry id: "
-        f"{int(arms['registry_id'].notna().sum())}. With n: {int(arms['n'].notna().sum())} "
+        f"**{len(arms)} arms from {arms['trial'].nunique()} trials; {int(total['arms_usable'])} "
+        f"can enter a model** ({len(excl)} cannot, listed below). With PMID: {int(pmid.sum())}; "
+        f"with DOI: {int(doi.sum())}; with PMID or DOI: {int((pmid | doi).sum())}; with a registry "
+        f"id: {int(arms['registry_id'].notna().sum())}. With n: {int(arms['n'].notna().sum())} "
         f"({int(total['patients'])} patients). Medians: {int(arms['pfs_median_m'].notna().sum())} "
         f"(with both 95% CI limits: {int(total['medians_ci'])}). Evidence level of the arm numbers "
-        f"(the weakest source among n, median and its CI): {counts(levels)}. "
-        f"Reported rates: {len(rates)} on {rates['arm_id'].nunique()} arms (months {t_text}); "
-        f"evidence level: {counts(rate_levels)}. Per landmark (within the long table's 10% tolerance: "
+        f"(the weakest source among n, median and its CI): {counts(levels)}. Reported rates: "
+        f"{len(rates)} on {rates['arm_id'].nunique()} arms (months {t_text}); evidence level: "
+        f"{counts(rate_levels)}. Per landmark (within the long table's 10% tolerance: "
         + ", ".join(
             f"{t:g} months: {int(total[f'reported_{_label(t)}'])} reported, "
             f"{int(total[f'derived_{_label(t)}'])} derived from the median"
@@ -352,7 +354,8 @@ def readme_block(trials: Trials | pd.DataFrame, landmarks: Sequence[float] = (3,
             textwrap.fill(summary, 100, break_on_hyphens=False),
             "",
             "Per cell (line x class x site; `arms_usable` = can enter a model; `reported_<L>m` /",
-            "`derived_<L>m` = usable arms whose rate at L months is reported / derived from the median):",
+            "`derived_<L>m` = usable arms whose rate at L months is reported / derived from the "
+            "median):",
             "",
             markdown(table),
             "",

@@ -15,10 +15,28 @@ Guarantees (see the README, "Errors and guarantees"):
 - **Normal permissions.** A new file gets the user's umask (``0o666 &
   ~umask``), not the ``0o600`` of :func:`tempfile.mkstemp`; a replaced file
   keeps its mode.
+- **No write through a link.** A destination is examined with
+  :func:`os.lstat` and never resolved. A destination that is a symbolic link
+  (dangling or not) is refused at the door with an
+  :class:`~lmsbayes.errors.OutputPathError`: lmsbayes never writes through a
+  link, so a link planted where an output goes cannot redirect the write to
+  another file (``/etc/passwd`` when run as root). The only links accepted
+  are the operating system's own names of a stream: ``/dev/stdout``,
+  ``/dev/stderr`` and ``/dev/fd/N``, whose targets are written directly. A
+  temp is created with ``O_EXCL | O_NOFOLLOW`` beside the destination and
+  moved onto it with :func:`os.replace`, which replaces a name, never the
+  file a link points to.
+- **No directory created unasked.** A missing parent directory is an error
+  (naming it) unless the caller asks for it with ``mkdir=True`` (the command
+  line's ``--mkdir``); only then are the missing directories created, at the
+  check, before the work.
 - **Checked before work.** :func:`check_output_path` tells, before a fit
-  runs, whether a path can be written (parent missing but creatable, path
+  runs, whether a path can be written (a link, a missing parent, a path
   under a regular file, a directory where a file is expected, no write
   permission) and raises :class:`~lmsbayes.errors.OutputPathError` naming it.
+- **Temps registered before they exist.** A temp's name is recorded for
+  removal before the file is created, so a signal arriving between the two
+  cannot orphan it.
 - **Bounded, named reads.** :func:`read_text` refuses a file larger than its
   bound and names the file in a UTF-8 decoding error.
 
@@ -118,9 +136,18 @@ def _fail(path: Path, what: str, reason: str) -> OutputPathError:
     return OutputPathError(f"cannot write {what} {str(path)!r}: {reason}")
 
 
+#: Links the system itself provides for a process's streams: written straight through.
+_STREAM_LINK = re.compile(r"/dev/(?:stdout|stderr|fd/[0-9]{1,6})|/proc/self/fd/[0-9]{1,6}")
+
+
+def _is_stream_link(path: Path) -> bool:
+    return bool(_STREAM_LINK.fullmatch(os.path.normpath(os.fspath(path.absolute()))))
+
+
 def _lstat(path: Path) -> os.stat_result | None:
+    """``os.lstat`` of the path itself (a link is not followed); None if it does not exist."""
     try:
-        return path.stat()
+        return os.lstat(path)
     except FileNotFoundError:
         return None
     except NotADirectoryError:
@@ -129,8 +156,38 @@ def _lstat(path: Path) -> os.stat_result | None:
         raise OutputPathError(f"{path}: {exc.strerror}") from None
 
 
+def _stat(path: Path) -> os.stat_result | None:
+    """``os.stat`` of a directory on the way.
+
+    Links followed: a user's path may pass through one.
+    """
+    try:
+        return os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise OutputPathError(f"{path}: {exc.strerror}") from None
+
+
+def _link_refused(p: Path, what: str) -> OutputPathError:
+    try:
+        target = os.readlink(p)
+    except OSError:
+        target = "?"
+    return _fail(
+        p,
+        what,
+        f"it is a symbolic link (to {target!r}); lmsbayes does not write through links: "
+        "name the file itself, or remove the link",
+    )
+
+
 def check_output_path(
-    path: str | os.PathLike[str], *, kind: str = "file", what: str = "output file"
+    path: str | os.PathLike[str],
+    *,
+    kind: str = "file",
+    what: str = "output file",
+    mkdir: bool = False,
 ) -> Path:
     """Check, before any work, that ``path`` can be written; return it as a Path.
 
@@ -141,15 +198,22 @@ def check_output_path(
         What will be written there.
     what : str
         How the message names it (``"fit file"``, ``"report directory"`` ...).
+    mkdir : bool
+        Create the missing parent directories (now, before the work). Without
+        it a missing parent is an error: lmsbayes creates no directory the
+        user did not ask for. A report directory itself (``kind="directory"``)
+        is what the user named and is created when the report is written; its
+        parent must exist unless ``mkdir``.
 
     Raises
     ------
     OutputPathError
         The path is empty or holds a NUL byte; a file is expected where a
-        directory exists (or the reverse); a component of the path is a regular
-        file; the nearest existing directory is not writable; an existing file
-        is read-only. Missing parent directories are not an error: they are
-        created when the file is written.
+        directory exists (or the reverse); the file is a symbolic link (a
+        directory may be one: the files are created inside it); a component of
+        the path is a regular file; the parent directory is missing (unless
+        ``mkdir``); the nearest existing directory is not writable; an
+        existing file is read-only.
     """
     if kind not in ("file", "directory"):
         raise ValueError(f"kind must be 'file' or 'directory', got {kind!r}")
@@ -165,6 +229,17 @@ def check_output_path(
         st = _lstat(p)
     except NotADirectoryError:
         st = None
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        if kind == "file" and _is_stream_link(p):
+            return p  # /dev/stdout: the process's own stream, nothing to replace
+        if kind == "file":
+            raise _link_refused(p, what)
+        target = _stat(
+            p
+        )  # a directory given as a link: the files go inside it, never through a link
+        if target is None or not stat.S_ISDIR(target.st_mode):
+            raise _link_refused(p, what)
+        st = target
     if st is not None:
         if kind == "file" and stat.S_ISDIR(st.st_mode):
             raise _fail(p, what, "it is a directory (give a file name)")
@@ -173,42 +248,85 @@ def check_output_path(
         if kind == "file" and any(f(st.st_mode) for f in _SPECIAL):
             if not os.access(p, os.W_OK):
                 raise _fail(p, what, "permission denied")
-            return p  # /dev/stdout, a FIFO: written directly, nothing to replace
+            return p  # /dev/null, a FIFO: written directly, nothing to replace
         if kind == "file" and not stat.S_ISREG(st.st_mode):
             raise _fail(p, what, "it exists and is not a regular file")
         if kind == "file" and not os.access(p, os.W_OK):
             raise _fail(p, what, "the file exists and is read-only")
         if kind == "directory" and not os.access(p, os.W_OK | os.X_OK):
             raise _fail(p, what, "the directory is not writable")
+        return p
     # the nearest existing ancestor must be a writable directory
-    parent = p.absolute().parent if st is None or kind == "file" else None
-    while parent is not None:
-        try:
-            pst = _lstat(parent)
-        except NotADirectoryError:
-            pst = None
+    missing: list[Path] = []
+    parent = p.absolute().parent
+    while True:
+        pst = _stat(parent)
         if pst is not None:
             if not stat.S_ISDIR(pst.st_mode):
                 raise _fail(p, what, f"{str(parent)!r} is a file, not a directory")
             if not os.access(parent, os.W_OK | os.X_OK):
                 raise _fail(p, what, f"the directory {str(parent)!r} is not writable")
             break
+        if _lstat_quiet(parent) is not None:  # a dangling link on the way
+            raise _fail(p, what, f"{str(parent)!r} is a link to nothing")
+        missing.append(parent)
         if parent.parent == parent:
             break
         parent = parent.parent
+    if missing and not mkdir:
+        raise _fail(
+            p,
+            what,
+            f"the directory {str(p.parent)!r} does not exist (create it first, or ask for it "
+            "with --mkdir)",
+        )
+    for d in reversed(missing):
+        try:
+            os.mkdir(d)
+        except FileExistsError:
+            pass  # made meanwhile by someone else: checked by the write
+        except OSError as exc:
+            raise _fail(
+                p, what, f"cannot create the directory {str(d)!r}: {exc.strerror}"
+            ) from None
     return p
 
 
-def _create_exclusive(directory: Path, dest: Path) -> Path:
-    """Create an empty temp file for ``dest`` in ``directory`` (mode 0o666 & ~umask)."""
+def _lstat_quiet(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except OSError:
+        return None
+
+
+_TEMP_FLAGS = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+)
+
+
+def _create_exclusive(directory: Path, dest: Path, pending: list[tuple[Path, Path]]) -> Path:
+    """Create an empty temp file for ``dest`` in ``directory`` (mode 0o666 & ~umask).
+
+    The name is appended to ``pending`` (the list of temps to remove) *before*
+    the file is created, so a signal between the two leaves nothing behind:
+    removing a name that was never created is a no-op. A name that turns out to
+    be taken is taken off the list again at once.
+    """
     for _ in range(100):
         tmp = directory / temp_name(dest)
+        entry = (tmp, dest)
+        pending.append(entry)
         try:
-            fd = os.open(
-                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666
-            )
+            fd = os.open(tmp, _TEMP_FLAGS, 0o666)
         except FileExistsError:
+            pending.remove(entry)  # someone else's file: never ours to remove
             continue
+        # on any other error (or a signal) the name stays listed: removing it is then
+        # a no-op, or removes the file the open made before the signal arrived
         os.close(fd)
         return tmp
     raise FileExistsError(
@@ -226,11 +344,19 @@ def _fsync(path: Path) -> None:
 
 
 def _is_special(path: Path) -> bool:
+    """A FIFO, socket or character device (``/dev/null``), or the process's stream link."""
     try:
-        mode = path.stat().st_mode
+        st = os.lstat(path)
     except OSError:
         return False
-    return any(f(mode) for f in _SPECIAL)
+    if stat.S_ISLNK(st.st_mode):
+        if not _is_stream_link(path):
+            return False
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+    return any(f(st.st_mode) for f in _SPECIAL)
 
 
 class Staging:
@@ -252,22 +378,51 @@ class Staging:
         self._pending: list[tuple[Path, Path]] = []  # (temp, destination)
 
     def path(self, dest: str | os.PathLike[str]) -> Path:
-        """The temp path to write ``dest``'s content to (created empty, normal permissions)."""
+        """The temp path to write ``dest``'s content to (created empty, normal permissions).
+
+        Raises
+        ------
+        OutputPathError
+            ``dest`` is a symbolic link (never written through) or an existing
+            directory or other non-regular file.
+        FileNotFoundError
+            ``dest``'s directory does not exist (it is not created here: see
+            :func:`check_output_path`'s ``mkdir``).
+        """
         dest = Path(dest)
-        if dest.is_symlink():  # write through the link: the user's link stays a link
-            dest = dest.resolve()
-        if _is_special(dest):  # /dev/stdout, a FIFO: nothing to replace, write straight to it
+        if _is_special(dest):  # /dev/null, /dev/stdout, a FIFO: nothing to replace
             self._pending.append((dest, dest))
             return dest
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            st = os.lstat(dest)
+        except FileNotFoundError:
+            st = None
+        except OSError:
+            st = None  # the temp's creation below reports it, naming dest
+        if st is not None and stat.S_ISLNK(st.st_mode):
+            raise _link_refused(dest, "output file")
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            raise _fail(dest, "output file", "it exists and is not a regular file")
         remove_stale_temps(dest)
         try:
-            tmp = _create_exclusive(dest.parent, dest)
+            tmp = _create_exclusive(dest.parent, dest, self._pending)
         except OSError as exc:  # name the destination, not the temp file we could not create
             raise type(exc)(exc.errno, exc.strerror or str(exc), str(dest)) from None
-        self._pending.append((tmp, dest))
-        with contextlib.suppress(OSError):  # a replaced file keeps its mode
-            os.chmod(tmp, stat.S_IMODE(dest.stat().st_mode))
+        if st is not None:  # a replaced file keeps its mode
+            with contextlib.suppress(OSError):
+                os.chmod(tmp, stat.S_IMODE(st.st_mode))
+        return tmp
+
+    def write_bytes(self, dest: str | os.PathLike[str], data: bytes) -> Path:
+        """Stage ``data`` for ``dest``.
+
+        A failed write (disk full) names ``dest``, never the temp.
+        """
+        tmp = self.path(dest)
+        try:
+            tmp.write_bytes(data)
+        except OSError as exc:
+            raise type(exc)(exc.errno, exc.strerror or str(exc), str(dest)) from None
         return tmp
 
     def commit(self) -> list[Path]:
@@ -290,6 +445,8 @@ class Staging:
         """Remove every temp not yet moved into place."""
         for tmp, dest in self._pending:
             if tmp != dest:
+                # a registered name may not exist yet (a signal before its creation):
+                # nothing to remove then; its name holds our pid, so it is no one else's
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
         self._pending.clear()
@@ -308,7 +465,9 @@ class Staging:
 
 
 def atomic_write(dest: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
-    """Write ``dest`` atomically: ``write(temp_path)`` fills a temp file, then it is moved into place.
+    """Write ``dest`` atomically.
+
+    ``write(temp_path)`` fills a temp file, then it is moved into place.
 
     ``write`` receives the path of an empty file beside ``dest`` and may
     overwrite it in any way (``to_netcdf``, ``savefig`` ...). If it raises,
@@ -333,7 +492,10 @@ def atomic_write_bytes(dest: str | os.PathLike[str], data: bytes) -> Path:
 
 
 def atomic_write_text(dest: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` (UTF-8, ``\\n`` line ends) to ``dest`` atomically (see :func:`atomic_write`)."""
+    """Write ``text`` (UTF-8, ``\\n`` line ends) to ``dest`` atomically.
+
+    See :func:`atomic_write`.
+    """
     return atomic_write_bytes(dest, text.encode("utf-8"))
 
 

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
+from lmsbayes._lazy import xarray as xr
 from lmsbayes.data import read_tables
 from lmsbayes.engines import choose_engine
 from lmsbayes.engines.base import HYPER, Diagnostics, FitSettings
@@ -37,7 +37,6 @@ from lmsbayes.fitfile import read_fit, save_fit
 from lmsbayes.model.definition import Model
 from lmsbayes.model.derived import (
     arm_rates,
-    block_cholesky,
     observed,
     posterior_arrays,
     posterior_predictive,
@@ -266,10 +265,27 @@ def _finish_datatree(post: xr.Dataset, groups: dict, attrs: dict, model: Model) 
     ``groups``: other groups kept as they are (sample_stats, importance_sampling).
     """
     spec, data = model.spec, model.data
+    if "z" not in post:  # a large table fitted without arm-level draws: the globals only
+        obs_coord = {"obs": np.arange(len(data.obs))}
+        children = {
+            "posterior": post,
+            "observed_data": xr.Dataset({"y": ("obs", observed(model))}, coords=obs_coord),
+            **groups,
+        }
+        out = xr.DataTree.from_dict({f"/{k}": v for k, v in children.items()})
+        out.attrs.update(attrs)
+        out.attrs.update(
+            lmsbayes_version=__version__,
+            spec_name=spec.name,
+            spec_hash=spec.hash,
+            data_sha256=data.data_sha256,
+            seed=int(spec.sampler.seed),
+        )
+        return out
     arrays = posterior_arrays(model, post)
-    landmarks = list(spec.landmarks) if spec.survival else list(data.landmarks)
+    landmarks = data.family.reported_landmarks(spec.landmarks, data.landmarks)
     rng = np.random.default_rng(spec.sampler.seed + 1)
-    blocks = block_cholesky(model) if data.family == "survival" else None
+    blocks = data.family.simulation_blocks(model)
     C, D = post.sizes["chain"], post.sizes["draw"]
     # draws in chunks whose arrays stay in cache: thousands of arms would otherwise page-fault
     # gigabytes of temporaries; each output is written once

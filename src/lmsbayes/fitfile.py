@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
+from lmsbayes._lazy import xarray as xr
 from lmsbayes.engines import get_engine
 from lmsbayes.errors import FitFileError
 from lmsbayes.files import atomic_write, check_output_path
@@ -105,7 +105,10 @@ def save_fit(fit: Fit, path: str | os.PathLike[str]) -> Path:
 
 
 def _checksummed(dt: xr.DataTree) -> dict[str, dict[str, dict[str, Any]]]:
-    """netCDF encoding: a Fletcher-32 checksum on every numeric variable (HDF5 verifies it on read)."""
+    """netCDF encoding: a Fletcher-32 checksum on every numeric variable.
+
+    HDF5 verifies it on read.
+    """
     enc: dict[str, dict[str, dict[str, Any]]] = {}
     for node in dt.subtree:
         ds = node.to_dataset(inherit=False)
@@ -452,7 +455,10 @@ def _finite_list(attrs, name: str, p: Path) -> list[float]:
 
 
 def _saved_inputs(ds: xr.Dataset, p: Path, model_data: type) -> Any:
-    """The model inputs, checked (types, finite values, indices in range) before they are rebuilt."""
+    """The model inputs, checked before they are rebuilt.
+
+    Types, finite values, indices in range.
+    """
     where = " of lmsbayes_inputs"
     landmarks = (
         _finite_list(ds.attrs, "landmarks", p)

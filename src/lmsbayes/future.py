@@ -59,10 +59,11 @@ __all__ = [
 FUTURE_SPECS = (
     "default",
     "time_trend",
-    "drift",
     "regimen",
+    "drift",
     "regimen_drift",
     "student_t",
+    "age_discount",
 )
 #: The pseudo-prospective choice keeps the incumbent until this many arms have been scored.
 MIN_SCORED = 5

@@ -33,6 +33,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from lmsbayes.errors import OptionError
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -136,13 +138,14 @@ def _interval(x: np.ndarray, prob: float = 0.95) -> tuple[float, float, float]:
 
 def _check_landmark(fit: Fit, landmark: float) -> float:
     landmark = float(landmark)
-    if fit.spec.survival:  # one curve per arm: any landmark
+    if fit.data.family.any_landmark:  # one curve per arm: any landmark
         if not 0 < landmark <= 120:
-            raise ValueError(f"landmark must be in (0, 120] months, got {landmark:g}")
+            raise OptionError(f"landmark must be in (0, 120] months, got {landmark:g}")
         return landmark
     if landmark not in fit.data.landmarks:
-        raise ValueError(
-            f"landmark {landmark:g} months was not fitted (fitted: {[f'{t:g}' for t in fit.data.landmarks]})"
+        raise OptionError(
+            f"landmark {landmark:g} months was not fitted (fitted: "
+            f"{[f'{t:g}' for t in fit.data.landmarks]})"
         )
     return landmark
 
@@ -159,8 +162,10 @@ def _forest_rows(
     arms = fit.data.arms
     obs = fit.data.obs
     lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
-    if fit.spec.survival:
-        # every arm has a posterior curve; the observed marker only where a rate is reported near the landmark
+    family = fit.data.family
+    if family.any_landmark:
+        # every arm has a posterior curve; the observed marker only where a rate is reported near
+        # the landmark
         arm_ids = arms.index
         rate = np.full(len(arms), np.nan)
         o_lo, o_hi = np.full(len(arms), np.nan), np.full(len(arms), np.nan)
@@ -170,10 +175,9 @@ def _forest_rows(
             i = int(r["arm_idx"])
             rate[i] = r["value"]
             lo_y, hi_y = r["y"] - z * r["se"], r["y"] + z * r["se"]
-            if fit.data.curve == "loglogistic":
-                o_lo[i], o_hi[i] = _expit(lo_y), _expit(hi_y)
-            else:
-                o_lo[i], o_hi[i] = np.exp(-np.exp(hi_y)), np.exp(-np.exp(lo_y))
+            # the curve's scale may fall as the rate rises (Weibull): order the ends
+            ends = sorted((float(family.rate_of_scale(lo_y)), float(family.rate_of_scale(hi_y))))
+            o_lo[i], o_hi[i] = ends
             source[i] = "reported"
         from lmsbayes.model.derived import arm_rates
 
@@ -438,7 +442,7 @@ def plot_forest(fit: Fit, landmark: float = 6.0, *, prob: float = 0.95) -> Figur
             mfc="white",
             ls="-",
             label="observed, derived from median"
-            if not fit.spec.survival
+            if not fit.data.family.any_landmark
             else "(survival model: medians and rates at other times enter the curve)",
         ),
         Line2D(
@@ -590,8 +594,9 @@ def plot_predictive(
     ax.tick_params(axis="y", length=0)
     ref = th.attrs.get("reference", "pooled")
     fig.suptitle(
-        f"Rate of a new trial at {landmark:g} months (spec '{fit.spec.name}'): predictive distribution, "
-        f"\nthresholds p0 (median {ref} rate) and p1 = p0^{hr:g}, EORTC 2021 published values",
+        f"Rate of a new trial at {landmark:g} months (spec '{fit.spec.name}'): predictive "
+        f"distribution, \nthresholds p0 (median {ref} rate) and p1 = p0^{hr:g}, EORTC 2021 "
+        "published values",
         x=0.01,
         ha="left",
         fontsize=10.5,
@@ -673,7 +678,7 @@ def plot_effects(fit: Fit, *, prob: float = 0.95) -> Figure:
     """
     post = fit.posterior
     landmarks = [float(t) for t in post["landmark"].values] if "landmark" in post.dims else [0.0]
-    joint = not fit.model.per_landmark  # one beta and tau for all landmarks (one curve per arm)
+    joint = not fit.model.effect_dims  # one beta and tau for all landmarks (one curve per arm)
     if joint and "landmark" not in post.dims:
         post = post.assign(
             {
@@ -749,8 +754,7 @@ def plot_effects(fit: Fit, *, prob: float = 0.95) -> Figure:
             transform=ax_b.transAxes,
         )
         ax_b.set_yticks([])
-    hazard = fit.data.family == "joint-cloglog" or fit.data.curve == "weibull"
-    what = "Hazard ratio of progression" if hazard else "Odds ratio of progression-free"
+    what = fit.data.family.effect_name
     ax_b.set_xlabel(f"{what} (median, 50% and {int(round(prob * 100))}% CrI)")
     ax_b.set_title("Covariate effects, exp(beta)", loc="left", fontsize=10.5)
     ax_b.grid(axis="x", color="0.92", lw=0.6, which="both")
@@ -788,16 +792,14 @@ def plot_effects(fit: Fit, *, prob: float = 0.95) -> Figure:
         )
     ax_t.set_xlim(0, max(xmax, 0.1))
     ax_t.set_ylim(bottom=0)
-    ax_t.set_xlabel(
-        "tau, between-arm sd of the " + ("log cumulative hazard" if hazard else "logit rate")
-    )
+    ax_t.set_xlabel("tau, between-arm sd of the " + fit.data.family.scale_name)
     ax_t.set_ylabel("posterior density")
     ax_t.set_title("Heterogeneity, tau", loc="left", fontsize=10.5)
     ax_t.legend(fontsize=7.5, loc="upper right")
     title = f"Meta-regression parameters (spec '{fit.spec.name}')"
     if "shape" in fit.posterior:
         med, lo_s, hi_s = _interval(_flat(fit.posterior["shape"]), prob)
-        title += f"; {fit.data.curve} shape k {med:.2f} ({lo_s:.2f}-{hi_s:.2f})"
+        title += f"; {fit.data.family.curve} shape k {med:.2f} ({lo_s:.2f}-{hi_s:.2f})"
     fig.suptitle(title, x=0.01, ha="left", fontsize=11.5)
     return fig
 
@@ -897,7 +899,10 @@ def plot_prior(
         yr = robust.pdf(x)
         rw = (robust.provenance or {}).get("robustify", {})
         wtxt = f" (w = {rw['weight']:g})" if "weight" in rw else ""
-        label = f"robust MAP{wtxt}: mean {robust.mean():.3f}, sd {robust.sd():.3f}; {_ess_text(robust, method)}"
+        label = (
+            f"robust MAP{wtxt}: mean {robust.mean():.3f}, sd {robust.sd():.3f}; "
+            f"{_ess_text(robust, method)}"
+        )
         ax.plot(x, yr, color="#D55E00", lw=1.8, ls="--", label=label)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, ymax * 1.45)  # head room for the legend
@@ -941,7 +946,7 @@ def plot_oc(
     sets = {"design": oc_dataset} if isinstance(oc_dataset, xr.Dataset) else dict(oc_dataset)
     for name, ds in sets.items():
         if not isinstance(ds, xr.Dataset) or "p" not in ds.dims or "prob_success" not in ds:
-            raise ValueError(
+            raise OptionError(
                 f"{name!r}: expected a single-arm operating_characteristics Dataset (dim 'p')"
             )
     fig = _figure(11.0, 4.8 + 0.22 * ((len(sets) + 1) // 2))
@@ -1034,7 +1039,9 @@ def plot_two_arm_oc(
     alpha: float | None = None,
     title: str | None = None,
 ) -> Figure:
-    """Two-arm type I error curve and power against the true control rate, one line per control prior.
+    """Two-arm type I error curve and power against the true control rate.
+
+    One line per control prior.
 
     Parameters
     ----------
@@ -1053,7 +1060,7 @@ def plot_two_arm_oc(
     if not isinstance(oc_dataset, xr.Dataset) or not {"prior", "effect", "p_c"} <= set(
         oc_dataset.dims
     ):
-        raise ValueError("expected a two_arm_oc Dataset (dims 'prior', 'effect', 'p_c')")
+        raise OptionError("expected a two_arm_oc Dataset (dims 'prior', 'effect', 'p_c')")
     ds = oc_dataset
     scale = ds.attrs.get("scale", ds["effect"].attrs.get("scale", "difference"))
     null = 1.0 if scale == "hr" else 0.0
@@ -1135,7 +1142,7 @@ def plot_tradeoff(result: Any, *, title: str | None = None) -> Figure:
     """
     tab = result.table
     if not {"max_type1", "power"} <= set(tab.columns):
-        raise ValueError("expected a TradeoffResult (table with max_type1 and power)")
+        raise OptionError("expected a TradeoffResult (table with max_type1 and power)")
     rows = tab.drop(index="vague", errors="ignore")
     w = np.array([float(v) for v in rows.index])
     fig = _figure(11.0, 4.6)
@@ -1205,7 +1212,10 @@ def plot_tradeoff(result: Any, *, title: str | None = None) -> Figure:
 
 
 def _at(ds: xr.Dataset, var: str, ref: float, fmt: str) -> str:
-    """Value of ``var`` at the true rate ``ref``: exact on the grid, else interpolated (marked ~)."""
+    """Value of ``var`` at the true rate ``ref``.
+
+    Exact on the grid, else interpolated (marked ~).
+    """
     p = ds["p"].values
     hit = np.flatnonzero(np.isclose(p, ref, rtol=0, atol=1e-9))
     if hit.size:
@@ -1224,34 +1234,14 @@ def plot_ppc(fit: Fit, *, prob: float = 0.95) -> Figure:
     """
     dt = fit.datatree
     if "posterior_predictive" not in dt.children:
-        raise ValueError("the fit has no posterior_predictive group")
+        raise OptionError("the fit has no posterior_predictive group")
     y_rep = dt["posterior_predictive"]["y"]
     obs = fit.data.obs
     arr = fit.model.arrays
-    fam = fit.data.family
-    if fam in ("logit-binomial", "joint-cloglog"):
-        n = arr["lik_n"].astype(float)
-        rep = y_rep / xr.DataArray(n, dims="obs")
-        observed = arr["lik_y"] / n
-        what = (
-            "y / n"
-            if fam == "logit-binomial"
-            else "y / n at risk: after an arm's first landmark, given the one before"
-        )
-    elif fam == "survival":
-        y = xr.DataArray(np.asarray(arr["is_median"]), dims="obs")
-        to_rate = (
-            (lambda v: 1 / (1 + np.exp(-v)))
-            if fit.data.curve == "loglogistic"
-            else (lambda v: np.exp(-np.exp(v)))
-        )
-        rep = xr.where(y > 0.5, np.exp(y_rep), to_rate(y_rep))
-        observed = np.where(arr["is_median"] > 0.5, np.exp(arr["lik_y"]), to_rate(arr["lik_y"]))
-        what = "landmark rates and medians (months) on their own scales"
-    else:
-        rep = 1 / (1 + np.exp(-y_rep))
-        observed = _expit(arr["lik_y"])
-        what = "observed rate"
+    family = fit.data.family
+    rep = y_rep.copy(data=family.display_values(np.asarray(y_rep.values, float), arr))
+    observed = family.display_values(np.asarray(arr["lik_y"], float), arr)
+    what = family.ppc_description
     lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
     q = rep.quantile([lo, 0.25, 0.5, 0.75, hi], dim=("chain", "draw")).values  # (5, obs)
     arms = fit.data.arms
@@ -1262,7 +1252,7 @@ def plot_ppc(fit: Fit, *, prob: float = 0.95) -> Figure:
         _y=pd.to_numeric(arms["year"], errors="coerce"),
     ).sort_values(["_l", "_c", "_y", "label"])
     ypos = {a: -i for i, a in enumerate(order.index)}
-    if fam == "survival":
+    if family.any_landmark:  # medians and rates at any time: one panel each
         panels = [
             (
                 "rates",

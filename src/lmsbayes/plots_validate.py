@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import stats
 
+from lmsbayes.errors import OptionError
 from lmsbayes.validate import LEVELS, Comparison, Validation
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,7 +26,9 @@ _BINS = 10
 
 
 def plot_calibration(result: Comparison | Validation | Sequence[Validation]) -> Figure:
-    """PIT histograms (one panel per spec) and coverage against nominal level (one panel, all specs).
+    """PIT histograms and coverage against nominal level.
+
+    One panel per spec for the histograms; one panel, all specs, for coverage.
 
     Parameters
     ----------
@@ -50,7 +53,7 @@ def plot_calibration(result: Comparison | Validation | Sequence[Validation]) -> 
     else:
         vals = list(result)
     if not vals:
-        raise ValueError("plot_calibration needs at least one validation")
+        raise OptionError("plot_calibration needs at least one validation")
     k = len(vals)
     fig = Figure(figsize=(max(7.0, 2.6 * k), 6.4), layout="constrained")
     grid = fig.add_gridspec(2, k, height_ratios=[1.0, 1.1])

@@ -31,11 +31,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 from scipy import special
 
+from lmsbayes import targets
+from lmsbayes._lazy import xarray as xr
 from lmsbayes.coverage import setting_evidence
-from lmsbayes.model.families import CURVE_LINKS, NUMPY_OPS, rate_from_eta
+from lmsbayes.errors import OptionError
+from lmsbayes.model.families import NUMPY_OPS
 from lmsbayes.settings import (
     Setting,
     setting_design,
@@ -44,6 +46,7 @@ from lmsbayes.settings import (
     standard_settings,
     strata_of,
 )
+from lmsbayes.targets import Target
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmsbayes.fit import Fit
@@ -90,32 +93,32 @@ def _check_settings(fit: Fit, settings: Sequence[Setting], landmarks: Sequence[f
         uses_line = "line" in fit.spec.main_effects
         for s in settings:
             if s.line is None:
-                raise ValueError(
+                raise OptionError(
                     f"setting {s.label!r}: a fit of the LMS table needs a line (Setting('1L') or Setting('2L+'))"
                 )
             if s.line not in fitted_lines:
-                raise ValueError(
+                raise OptionError(
                     f"setting {s.label!r}: line {s.line!r} is not in the fitted data (lines: "
                     f"{fitted_lines}); the model cannot extrapolate to it"
                 )
             if len(fitted_lines) > 1 and not uses_line and not s.case_mix:
-                raise ValueError(
+                raise OptionError(
                     f"setting {s.label!r}: the model pools both lines without a `line` covariate"
                 )
     for t in landmarks:
         if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
-            raise ValueError(f"landmark must be a positive number of months, got {t!r}")
+            raise OptionError(f"landmark must be a positive number of months, got {t!r}")
         if t > 120:
-            raise ValueError(f"landmark {t:g} months is beyond 10 years; the data do not reach it")
-    if d.landmarks and not fit.spec.survival:
+            raise OptionError(f"landmark {t:g} months is beyond 10 years; the data do not reach it")
+    if d.landmarks and not d.family.any_landmark:
         for t in landmarks:
             if float(t) not in d.landmarks:
-                raise ValueError(
+                raise OptionError(
                     f"landmark {t:g} months was not fitted (fitted: {[f'{x:g}' for x in d.landmarks]}); this "
                     "per-landmark model has no parameter for another landmark (the survival model gives any landmark)"
                 )
-    if not d.landmarks and not fit.spec.survival and landmarks:
-        raise ValueError(
+    if not d.landmarks and not d.family.any_landmark and landmarks:
+        raise OptionError(
             "this model has no landmarks (a binomial table): call predict without landmarks"
         )
 
@@ -136,27 +139,14 @@ def _rates(
     ``shape`` (survival): the curve's shape for each (chain, draw, setting).
     """
     d = fit.data
-    if fit.spec.survival:
-        return rate_from_eta(
-            eta[..., :1],
-            np.asarray(landmarks, float),
-            shape[..., None],
-            fit.spec.model.t_ref,
-            d.curve,
-        )
-    if d.landmarks:
-        idx = [d.landmarks.index(float(t)) for t in landmarks]
-        e = eta[..., idx] if eta.shape[-1] > 1 else np.repeat(eta, len(idx), axis=-1)
-    else:
-        e = eta
-    return np.exp(-np.exp(e)) if d.family == "joint-cloglog" else special.expit(e)
+    return d.family.rates(eta, landmarks, d.landmarks, shape, fit.spec.model.t_ref)
 
 
 def _shape_values(fit: Fit, c: dict, groups: np.ndarray) -> np.ndarray | None:
-    return c["shape"][..., groups] if fit.spec.survival else None
+    return c["shape"][..., groups] if "shape" in c else None
 
 
-def _new_effects(fit: Fit, tau: np.ndarray, rng) -> np.ndarray:
+def _new_effects(fit: Fit, tau: np.ndarray, rng, new_group: bool = True) -> np.ndarray:
     """A new trial's random effect for each draw: tau (chain, draw, setting, Kz) times a standard draw."""
     re = fit.spec.random_effects
     z = (
@@ -166,9 +156,8 @@ def _new_effects(fit: Fit, tau: np.ndarray, rng) -> np.ndarray:
     )
     u = tau * z
     post = fit.posterior
-    if "trial_tau" in post:
-        tt = post["trial_tau"].values
-        tt = tt[:, :, None, :] if fit.model.per_landmark else tt[:, :, None, None]
+    if fit.model.grouped and new_group:  # a new arm of a new group (trial or regimen)
+        tt = fit.model.z_canonical(post["group_tau"].values)[:, :, None, :]
         u = u + tt * rng.standard_normal(tau.shape)
     return u
 
@@ -182,18 +171,41 @@ def _case_mix_predictors(
     post = fit.posterior
     C, D = post.sizes["chain"], post.sizes["draw"]
     du = None
+    if d.latent.size and "uterine_latent" not in post:
+        raise ValueError(
+            f"this fit keeps no arm-level draws (more than {2000} arms): case-mix settings need "
+            "them; predict named settings (Setting('2L+', 'R-T', 0.5)) or use thresholds()"
+        )
     if d.latent.size:
         du = np.zeros((C, D, d.n_arms))
         du[..., d.latent] = (
             post["uterine_latent"].transpose("chain", "draw", "arm_latent").values
             - d.uterine_centre
         )
-    eta = m.base_predictor(NUMPY_OPS, c, d.X, d.Xu, du)[..., sel, :]
+    # the model's own design: an arm's drift at its year is part of its case mix
+    eta = m.base_predictor(NUMPY_OPS, c, m.arrays["X"], m.arrays["Xu"], du)[..., sel, :]
     return (
         eta,
         d.stratum_idx[sel],
         (d.shape_idx[sel] if len(d.shape_idx) else np.zeros(sel.size, np.int64)),
     )
+
+
+def _resolve(fit: Fit, settings, landmarks, at) -> tuple[list[Setting], list[float]]:
+    """The settings (``at`` filled in) and landmarks a prediction is for, checked."""
+    settings = settings_at(
+        fit, list(settings) if settings is not None else _default_settings(fit), at
+    )
+    if not settings:
+        raise ValueError(
+            "this model has covariates: give the settings to predict, e.g. Setting(x=1.0)"
+        )
+    has_lm = bool(fit.data.family.reported_landmarks(fit.spec.landmarks, fit.data.landmarks))
+    if landmarks is None:
+        landmarks = list(fit.spec.landmarks) if has_lm else []
+    landmarks = [float(t) for t in landmarks]
+    _check_settings(fit, settings, landmarks)
+    return settings, landmarks
 
 
 def predict(
@@ -204,6 +216,7 @@ def predict(
     n: int = 40,
     seed: int | None = None,
     at: Mapping[str, float] | None = None,
+    target: Target | None = None,
 ) -> xr.Dataset:
     """Posterior draws of pooled, predictive and predictive-observed rates.
 
@@ -224,6 +237,13 @@ def predict(
         Values of the spec's own covariates for settings that do not state
         them (by spec name or column, in the column's units: ``{"year": 2026}``);
         default the spec's ``[thresholds] at``.
+    target : lmsbayes.targets.Target, optional
+        What the defined settings' rates are for: the historical average, a
+        new arm of a named regimen at a year, or a new regimen at a year
+        (:mod:`lmsbayes.targets`). ``pooled`` is then the target's mean (a
+        named regimen's own effect included) and ``predictive`` a new arm of
+        it. Case-mix settings are the historical average whatever the target.
+        Default: version 0.1's rows (a new arm of the setting), unlabelled.
 
     Returns
     -------
@@ -240,16 +260,20 @@ def predict(
         For a setting the model cannot support (unfitted line or landmark,
         a covariate value outside its coding, a fraction outside [0, 1]).
     """
+    if target is not None:
+        targets.check(fit, target)
+        at = {**targets.year_covariates(fit, target), **dict(at or {})}
     settings = settings_at(
         fit, list(settings) if settings is not None else _default_settings(fit), at
     )
     if not settings:
-        raise ValueError(
+        raise OptionError(
             "this model has covariates: give the settings to predict, e.g. Setting(x=1.0)"
         )
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n (patients in the new trial) must be a positive integer, got {n!r}")
-    has_lm = bool(fit.data.landmarks) or fit.spec.survival
+        raise OptionError(f"n (patients in the new trial) must be a positive integer, got {n!r}")
+    family = fit.data.family
+    has_lm = bool(family.reported_landmarks(fit.spec.landmarks, fit.data.landmarks))
     if landmarks is None:
         landmarks = list(fit.spec.landmarks) if has_lm else []
     landmarks = [float(t) for t in landmarks]
@@ -264,9 +288,16 @@ def predict(
     if plain:
         ps = [settings[k] for k in plain]
         X = setting_design(fit, ps)
+        row = targets.drift_row(fit, None if target is None else target.year)
+        if row.size:  # the drift at the target's year (its reference year without one)
+            X = np.hstack([X, np.tile(row, (len(ps), 1))])
         eta = m.base_predictor(NUMPY_OPS, c, X)
         strata, groups = strata_of(fit, ps), shape_group_of(fit, ps)
-        u = _new_effects(fit, c["tau"][..., strata, :], rng)
+        u = _new_effects(fit, c["tau"][..., strata, :], rng, new_group=target is None)
+        if target is not None:
+            mean_shift, extra = targets.shifts(fit, target, (C, D), rng)
+            eta = eta + mean_shift[:, :, None, None]
+            u = u + extra[:, :, None, None]
         lm = landmarks if has_lm else []
         shape = _shape_values(fit, c, groups)
         pooled[:, :, plain] = _rates(fit, eta, shape, lm).reshape(C, D, len(ps), L)
@@ -282,12 +313,12 @@ def predict(
             tau = c["tau"][..., strata_a, :]  # (chain, draw, arm, Kz)
             tau1 = np.take_along_axis(tau, pick[:, :, None, None], axis=2)
             shape1 = None
-            if fit.spec.survival:
+            if "shape" in c:
                 shape1 = np.take_along_axis(
                     _shape_values(fit, c, groups_a) * np.ones((C, D, 1)), pick[:, :, None], axis=2
                 )
             pred[:, :, k] = _rates(fit, e1 + _new_effects(fit, tau1, rng), shape1, lm)[:, :, 0]
-    joined = fit.spec.survival or fit.spec.joint
+    joined = family.joined
     observed = (
         _observed_in_sequence(rng, n, pred, landmarks)
         if joined and has_lm
@@ -320,6 +351,23 @@ def predict(
         logit = np.log(rate) - np.log1p(-rate)
     ds = xr.Dataset({"rate": rate, "logit": logit.assign_attrs(long_name="logit of the PFS rate")})
     ds = ds.assign_coords(description=("setting", [s.describe() for s in settings]))
+    if target is not None:  # each row states what it predicts, and the regimen arms it rests on
+        ds = ds.assign_coords(
+            target=(
+                "setting",
+                [
+                    "historical average (case mix)"
+                    if s.case_mix
+                    else targets.describe_for(fit, target)
+                    for s in settings
+                ],
+            ),
+            regimen_arms=(
+                "setting",
+                [0 if s.case_mix else len(targets.rests_on(fit, target, s.line)) for s in settings],
+            ),
+        )
+        ds.attrs["target"] = target.describe()
     if fit.data.table == "lms":
         ds = ds.assign_coords(
             line=("setting", [s.line for s in settings]),
@@ -430,6 +478,7 @@ def thresholds(
     landmarks: Sequence[float] | None = None,
     prob: float = 0.95,
     at: Mapping[str, float] | None = None,
+    target: Target | None = None,
 ) -> xr.Dataset:
     """Phase II thresholds: p0 and p1 = p0 ** HR per draw, with credible intervals.
 
@@ -449,6 +498,9 @@ def thresholds(
         Credible-interval probability.
     at : mapping, optional
         Values of the spec's own covariates (see :func:`predict`).
+    target : lmsbayes.targets.Target, optional
+        What p0 is for (see :func:`predict`): the historical average, a named
+        standard regimen's new arm, or a new regimen; each row states it.
 
     Returns
     -------
@@ -460,14 +512,14 @@ def thresholds(
     """
     reference = reference or fit.spec.thresholds.reference
     if reference not in ("pooled", "predictive"):
-        raise ValueError(f"reference must be 'pooled' or 'predictive', got {reference!r}")
+        raise OptionError(f"reference must be 'pooled' or 'predictive', got {reference!r}")
     hrs = [float(h) for h in np.atleast_1d(hr if hr is not None else fit.spec.thresholds.hr)]
     for h in hrs:
         if not 0 < h < 1:
-            raise ValueError(f"hr must be in (0, 1) (an improvement), got {h!r}")
+            raise OptionError(f"hr must be in (0, 1) (an improvement), got {h!r}")
     if not 0 < prob < 1:
-        raise ValueError(f"prob must be in (0, 1), got {prob!r}")
-    pred = predict(fit, settings, landmarks, at=at)
+        raise OptionError(f"prob must be in (0, 1), got {prob!r}")
+    pred = predict(fit, settings, landmarks, at=at, target=target)
     p0 = pred["rate"].sel(quantity=reference, drop=True)
     hr_da = xr.DataArray(hrs, dims="hr", coords={"hr": hrs})
     p1 = p0**hr_da
@@ -476,8 +528,21 @@ def thresholds(
         s = _summarise(fit, ds[name], prob)
         for k in s:
             ds[f"{name}_{k}"] = s[k]
-    used = {**dict(fit.spec.thresholds.at), **dict(at or {})}
+    from lmsbayes.integrated import rule_applies
+
+    if rule_applies(fit, target):  # else the draws' summaries stand (see rule_applies)
+        _integrated_summaries(fit, ds, settings, landmarks, at, reference, hrs, prob)
+    used = {
+        **dict(fit.spec.thresholds.at),
+        **targets.year_covariates(fit, target),
+        **dict(at or {}),
+    }
     ds.attrs.update(at=json.dumps(used, sort_keys=True))
+    for name in ("target", "regimen_arms"):
+        if name in pred.coords:
+            ds = ds.assign_coords({name: pred[name]})
+    if "target" in pred.attrs:
+        ds.attrs["target"] = pred.attrs["target"]
     if "setting_covariates" in pred.attrs:
         ds.attrs["setting_covariates"] = pred.attrs["setting_covariates"]
     ds.attrs.update(
@@ -494,6 +559,44 @@ def thresholds(
     ev = setting_evidence(fit, _settings_of(ds), landmarks=_landmarks_of(ds), at=used)
     ds.attrs["evidence"] = ev.to_json(orient="records")
     return ds
+
+
+def _integrated_summaries(fit, ds, settings, landmarks, at, reference, hrs, prob) -> None:
+    """Replace the draws' summaries of p0 and p1 by integrals over the exact engine's rule.
+
+    Quantiles of p0 by the rule (lmsbayes.integrated); p1 = p0 ** HR is
+    monotone in p0, so its quantiles are p0's raised to HR, and so are their
+    errors (delta method). The ``*_mcse`` variables hold the rule's
+    integration error.
+    """
+    from lmsbayes.integrated import rate_summaries
+
+    settings, landmarks = _resolve(fit, settings, landmarks, at)
+    lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
+    r = rate_summaries(fit, settings, landmarks, reference, [0.5, lo, hi], hrs)
+    has_lm = "landmark" in ds["p0"].dims
+    q, err = r["quantiles"], r["error"]
+    if not has_lm:
+        q, err, mean, p1_mean = q[..., 0], err[..., 0], r["mean"][..., 0], r["p1_mean"][..., 0]
+    else:
+        mean, p1_mean = r["mean"], r["p1_mean"]
+    dims0 = ("setting", "landmark") if has_lm else ("setting",)
+    h = np.asarray(hrs, float).reshape((1, -1) + (1,) * len(dims0))
+    q1 = q[:, None] ** h  # (prob, hr, ...)
+    err1 = err[:, None] * h * q[:, None] ** (h - 1)
+    for k, name in enumerate(("median", "lower", "upper")):
+        ds[f"p0_{name}"] = (dims0, q[k])
+        ds[f"p0_{name}_mcse"] = (dims0, err[k])
+        ds[f"p1_{name}"] = (("hr", *dims0), q1[k])
+        ds[f"p1_{name}_mcse"] = (("hr", *dims0), err1[k])
+    ds["p0_mean"] = (dims0, mean)
+    ds["p1_mean"] = (("hr", *dims0), p1_mean)
+    for v in ("p1_median", "p1_lower", "p1_upper", "p1_mean"):
+        ds[v] = ds[v].transpose(*[d for d in ds["p1"].dims if d not in ("chain", "draw")])
+    ds.attrs["summaries"] = (
+        f"integrated over the exact engine's rule ({r['rule'].description}); "
+        "mcse columns: the rule's integration error"
+    )
 
 
 def _landmarks_of(ds: xr.Dataset) -> list[float]:
@@ -574,6 +677,9 @@ def threshold_table(ds: xr.Dataset, *, eortc: bool = True, fit: Fit | None = Non
                     "landmark": float(t),
                     "hr": float(h),
                 }
+                if "target" in ds.coords:  # what the row predicts, and its regimen's arms
+                    row["target"] = str(ds["target"].sel(setting=s).values)
+                    row["regimen_arms"] = int(ds["regimen_arms"].sel(setting=s).values)
                 for q in ("p0", "p1"):
                     extra = {"hr": h} if q == "p1" else {}
                     row[q] = float(ds[f"{q}_median"].sel(**sel, **extra))
@@ -712,7 +818,7 @@ def landmark_order(
         (see :func:`predict`).
     """
     if quantity not in ("pooled", "predictive"):
-        raise ValueError(f"quantity must be 'pooled' or 'predictive', got {quantity!r}")
+        raise OptionError(f"quantity must be 'pooled' or 'predictive', got {quantity!r}")
     ds = predict(fit, settings, at=at)
     if "landmark" not in ds.dims:
         return pd.DataFrame(columns=["setting", "earlier", "later", "prob_later_higher"])
@@ -756,22 +862,42 @@ def new_trial_conditionals(
     Raises
     ------
     NotImplementedError
-        Student-t arm effects within trials: the sum of a t and a normal
-        effect is no t (predict's draws remain available).
+        Group effects, drift over publication year or an age discount (a new
+        group's effect and the year's terms are not in the setting's design),
+        or a link without a closed form (predict's draws remain available).
     """
     settings = [setting] if setting is not None else _default_settings(fit)
     if len(settings) != 1:
-        raise ValueError("new_trial_conditionals needs one setting")
+        raise OptionError("new_trial_conditionals needs one setting")
     settings = settings_at(fit, settings, None)
     s = settings[0]
-    has_lm = bool(fit.data.landmarks) or fit.spec.survival
+    family = fit.data.family
+    has_lm = bool(family.reported_landmarks(fit.spec.landmarks, fit.data.landmarks))
     lm = [float(landmark)] if has_lm else []
     _check_settings(fit, settings, lm)
     re = fit.spec.random_effects
     student = re.distribution == "student_t"
+    from lmsbayes.integrated import link_normals, rule_applies
+
+    m = fit.model
+    if m.grouped or m.drift or m.discounted:
+        # a new group's effect, the drift's year basis and the age discount are not in the
+        # setting's design: the predictive draws (predict) stand in
+        raise NotImplementedError("group effects, drift or age discount: use predict's draws")
+    if rule_applies(fit) and family.effect_link in ("logit", "cloglog"):
+        # the exact engine's fixed rule: its weighted points, so the MAP prior, its ESS and
+        # every OC built on it are the same numbers at any seed
+        ln = link_normals(fit, settings, lm)
+        w, loc, scale = ln.components(0, 0)
+        keep = w > 0
+        return {
+            "loc": loc[keep],
+            "scale": scale[keep],
+            "weights": w[keep] / w[keep].sum(),
+            "link": ln.link,
+            "df": None,
+        }
     post = fit.posterior
-    if student and "trial_tau" in post:
-        raise NotImplementedError("Student-t arm effects within trials: use predict's draws")
     m, c = _posterior_values(fit)
     if s.case_mix:
         eta, strata, groups = _case_mix_predictors(fit, s.case_mix, c, None)
@@ -783,15 +909,15 @@ def new_trial_conditionals(
     if shape is not None:
         shape = shape * np.ones((C, D, 1))
     rate = _rates(fit, eta, shape, lm)[..., 0]  # (chain, draw, point)
-    link = CURVE_LINKS[fit.data.curve] if fit.spec.survival else fit.spec.link
+    # the scale on which a new arm's effect adds to its rate: the family says (a curve's own scale)
+    link = family.effect_link
+    if link not in ("logit", "cloglog"):  # e.g. probit (log-normal): the draws stand in
+        raise NotImplementedError(f"no closed-form predictive density on the {link} scale")
     with np.errstate(divide="ignore"):
         loc = np.log(rate) - np.log1p(-rate) if link == "logit" else np.log(-np.log(rate))
     tau = c["tau"][..., strata, :]  # (chain, draw, point, Kz)
     k = fit.data.landmarks.index(float(landmark)) if tau.shape[-1] > 1 else 0
     var = tau[..., k] ** 2
-    if "trial_tau" in post:
-        tt = post["trial_tau"].values
-        var = var + (tt[..., k] if fit.model.per_landmark else tt)[:, :, None] ** 2
     scale = np.sqrt(var) * np.ones_like(loc)
     return {
         "loc": loc.ravel(),

@@ -3,28 +3,38 @@
 :func:`write_report` computes every file in memory first, then writes them
 into the output directory, each through a temp file beside it
 (:mod:`lmsbayes.files`), and moves them into place together at the end. An
-existing directory is written into: the report's own files are replaced and
-nothing else in it is touched. A manifest (``.lmsbayes-report.json``) lists
-the files a report wrote with their SHA-256, so that the next report into
-the same directory removes a figure the new one no longer has (e.g.
+existing directory is written into. A manifest (``.lmsbayes-report.json``)
+lists the files a report wrote with their SHA-256; it decides what the
+report may replace: a file of the same name as one of the report's is
+replaced only when the manifest lists it with its current content (an
+earlier report wrote it, and no one changed it since); any other file of
+that name (the user's own ``index.html``) is an error naming it, unless
+``overwrite=True`` (``--overwrite``). A symbolic link or other non-regular
+file in the report's place is always an error: the report writes only
+regular files it creates, never through a link. The next report into the
+same directory removes a figure the new one no longer has (e.g.
 ``forest_12m.png`` of a fit with other landmarks) only when that file is
-still the one lmsbayes wrote.
+still the one lmsbayes wrote. Labels taken from the data (trial names) are
+drawn as plain text: a ``$`` is never read as mathtext.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import html
 import io
 import json
 import os
 import re
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lmsbayes.errors import OutputPathError
 from lmsbayes.files import Staging, check_output_path
 from lmsbayes.plots import (
     plot_effects,
@@ -41,11 +51,21 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from lmsbayes.fit import Fit
 
-__all__ = ["MANIFEST", "write_report"]
+__all__ = ["ALWAYS_WRITTEN", "MANIFEST", "check_report_dir", "plain_text", "write_report"]
 
 #: The file in a report directory that lists what the report wrote (name -> SHA-256).
 MANIFEST = ".lmsbayes-report.json"
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+#: Files every report writes: checked before any work (the full list, which depends on the
+#: fit's landmarks, is checked again before anything is written).
+ALWAYS_WRITTEN = (
+    "index.html",
+    "thresholds.csv",
+    "diagnostics.csv",
+    "exclusions.csv",
+    "effects.png",
+    "ppc.png",
+)
 
 
 def _png_bytes(fig: Figure) -> bytes:
@@ -111,7 +131,8 @@ def _design_for_report(fit: Fit, line: str = "2L+", landmark: float = 6.0, looks
 
 
 _CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:1.5em auto;
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;\
+margin:1.5em auto;
 color:#222;line-height:1.45;padding:0 1em;overflow-wrap:break-word}
 h1{font-size:1.5em;margin-bottom:.3em}h2{font-size:1.2em;border-bottom:1px solid #ddd;
 padding-bottom:.2em;margin-top:2em}
@@ -121,7 +142,8 @@ overflow-wrap:break-word;hyphens:none}th{background:#f4f4f4;word-break:keep-all}
 img{max-width:100%;height:auto;border:1px solid #eee}.ok{color:#1a7f37}.bad{color:#c00}
 code,pre{background:#f6f6f6}pre{padding:.6em;white-space:pre-wrap;font-size:.8em}
 .caveats{border-left:4px solid #c60;background:#fff7ef;padding:.4em .9em;margin:.8em 0}
-.caveats li{margin:.2em 0}.answer{border-left:4px solid #1a7f37;background:#f3faf4;padding:.4em .9em}
+.caveats li{margin:.2em 0}\
+.answer{border-left:4px solid #1a7f37;background:#f3faf4;padding:.4em .9em}
 .meta{color:#555;font-size:.9em}
 """
 
@@ -153,7 +175,9 @@ def _html_table(df, *, index: bool = False) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
+def write_report(
+    fit: Fit, outdir: str | os.PathLike[str], *, overwrite: bool = False, mkdir: bool = False
+) -> Path:
     """Write tables, figures and a self-contained ``index.html`` for a fit.
 
     Files: ``thresholds.csv`` (:func:`lmsbayes.predict.threshold_table` of
@@ -164,33 +188,75 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
     fit has that line and landmark) and ``index.html`` with the PNGs embedded
     as base64 and the tables as HTML, readable without the other files.
 
-    ``outdir`` is created if missing; an existing directory is written into.
-    The files are computed in memory, written to temp files in ``outdir`` and
-    moved into place together at the end, so an interrupted run leaves the
-    directory as it was. Only the report's own files are replaced; a file an
-    earlier report wrote and this one does not is removed only if its content
-    is still what lmsbayes wrote (the manifest ``.lmsbayes-report.json``
-    keeps its SHA-256). Nothing else in ``outdir`` is touched.
+    ``outdir`` is created if missing (its parent must exist unless
+    ``mkdir``); an existing directory is written into. The files are computed
+    in memory, written to temp files in ``outdir`` and moved into place
+    together at the end, so an interrupted run leaves the directory as it
+    was. A file is replaced only if an earlier report wrote it and it is
+    unchanged since (the manifest ``.lmsbayes-report.json`` keeps its
+    SHA-256), or with ``overwrite``; a file an earlier report wrote and this
+    one does not is removed only if its content is still what lmsbayes wrote.
+    Nothing else in ``outdir`` is touched, and nothing is written through a
+    symbolic link.
+
+    Parameters
+    ----------
+    fit : Fit
+    outdir : str or path-like
+    overwrite : bool
+        Replace a same-named regular file the manifest does not list (the
+        user's own ``index.html``). A link is refused even then.
+    mkdir : bool
+        Create the missing parents of ``outdir``.
 
     Raises
     ------
     OutputPathError
         ``outdir`` exists and is not a directory, lies under a regular file,
-        or cannot be written (checked before anything is computed).
+        its parent is missing (without ``mkdir``), or it cannot be written; a
+        file of the report's is in the way: a link, not a regular file, or a
+        file lmsbayes did not write (without ``overwrite``). Checked before
+        anything is computed, and again, for the exact list of files, before
+        anything is written.
 
     Returns
     -------
     pathlib.Path
         The path of ``index.html`` inside ``outdir``.
     """
+    outdir = check_output_path(outdir, kind="directory", what="report directory", mkdir=mkdir)
+    check_report_dir(outdir, None, overwrite)
+    with plain_text():
+        files = _report_files(fit)
+    _write_files(outdir, files, overwrite)
+    return outdir / "index.html"
+
+
+@contextlib.contextmanager
+def plain_text():
+    """Context in which matplotlib text is drawn as it is.
+
+    A ``$`` in a trial's name is not mathtext.
+
+    Yields
+    ------
+    None
+    """
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False}):
+        yield
+
+
+def _report_files(fit: Fit) -> dict[str, bytes]:
+    """Every file of the report, by name, computed in memory."""
     from lmsbayes.predict import comparisons, threshold_table, thresholds
     from lmsbayes.version import __version__
 
-    outdir = check_output_path(outdir, kind="directory", what="report directory")
     files: dict[str, bytes] = {}
     table = threshold_table(thresholds(fit), fit=fit)
     # the survival model gives any landmark: the spec's; per-landmark models: the fitted ones
-    landmarks = list(fit.spec.landmarks) if fit.spec.survival else list(fit.data.landmarks)
+    landmarks = fit.data.family.reported_landmarks(fit.spec.landmarks, fit.data.landmarks)
     files["thresholds.csv"] = table.to_csv(index=False).encode()
     diag = fit.diagnostics.table.copy()
     diag.index.name = "variable"
@@ -216,9 +282,9 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
             f"forest_{t:g}m.png",
             plot_forest(fit, t),
             f"Forest plot, {t:g} months",
-            "Observed rate per arm (circle, filled if reported, open if derived from the median) and "
-            "posterior arm rate (diamond) with 95% intervals; pooled rate and predictive interval of a "
-            "new R-T trial (half uterine patients) per line.",
+            "Observed rate per arm (circle, filled if reported, open if derived from the median) "
+            "and posterior arm rate (diamond) with 95% intervals; pooled rate and predictive "
+            "interval of a new R-T trial (half uterine patients) per line.",
         )
     lines = sorted(set(fit.data.arms["line"].astype(str)))
     can_predict = "line" in fit.spec.main_effects or len(lines) == 1
@@ -228,21 +294,14 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
                 f"predictive_{t:g}m.png",
                 plot_predictive(fit, landmark=t),
                 f"New-trial rate, {t:g} months",
-                "Predictive distribution of a new trial's rate per setting, pooled rate, thresholds p0 and "
-                "p1 = p0^HR, and the EORTC 2021 published values.",
+                "Predictive distribution of a new trial's rate per setting, pooled rate, "
+                "thresholds p0 and p1 = p0^HR, and the EORTC 2021 published values.",
             )
     add(
         "effects.png",
         plot_effects(fit),
         "Covariate effects and heterogeneity",
-        (
-            "Hazard ratios exp(beta) for all landmarks (proportional hazards)"
-            if fit.spec.joint or fit.data.curve == "weibull"
-            else "Odds ratios exp(beta) of being progression-free, for all landmarks (one curve per arm)"
-            if fit.spec.survival
-            else "Odds ratios exp(beta) per landmark"
-        )
-        + "; posterior of the between-arm sd tau.",
+        fit.data.family.effect_caption + "; posterior of the between-arm sd tau.",
     )
     add(
         "ppc.png",
@@ -263,8 +322,8 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
                 xlabel=rate_label(6.0),
             ),
             "MAP prior, 2L+ case mix at 6 months",
-            "Beta mixture fitted to the predictive draws of a new 2L+ trial's rate at 6 months (the "
-            "line's case mix: the row every 2L+ arm informs directly), and its robust version "
+            "Beta mixture fitted to the predictive draws of a new 2L+ trial's rate at 6 months "
+            "(the line's case mix: the row every 2L+ arm informs directly), and its robust version "
             "(weight 0.2 on a vague component centred at p0).",
         )
         looks = "/".join(str(n) for n in d["design"].looks)
@@ -278,14 +337,14 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
             ),
             "Operating characteristics, 2L+ case mix at 6 months",
             f"Success at n = {d['design'].n_max} when P(p > p0 | data) >= 0.95 (Beta(1, 1) prior "
-            f"for p), with p0 fixed at the threshold {d['p0']:.2f} or distributed as the MAP prior; "
-            "futility at the interims when the predictive probability of success is < 0.05. "
-            "p1 = p0^HR. Exact enumeration. Why the second curve is so low: with p0 uncertain "
-            f"(the MAP prior), success at n = {d['design'].n_max} needs at least {d['map_needs']} "
-            f"progression-free patients (an observed rate of "
+            f"for p), with p0 fixed at the threshold {d['p0']:.2f} or distributed as the MAP "
+            "prior; futility at the interims when the predictive probability of success is < 0.05. "
+            "p1 = p0^HR. Exact enumeration. Why the second curve is so low: with p0 uncertain (the "
+            f"MAP prior), success at n = {d['design'].n_max} needs at least {d['map_needs']} "
+            "progression-free patients (an observed rate of "
             f"{d['map_needs'] / d['design'].n_max:.2f}), because the trial's rate must exceed p0 "
-            "over the prior's whole spread; it is shown to make that cost visible, not as a "
-            "design to use.",
+            "over the prior's whole spread; it is shown to make that cost visible, not as a design "
+            "to use.",
         )
         bounds = d["design"].boundaries()
         files["design_2L_6m_boundaries.csv"] = bounds.to_csv(index=False).encode()
@@ -361,8 +420,7 @@ def write_report(fit: Fit, outdir: str | os.PathLike[str]) -> Path:
         "</body></html>",
     ]
     files["index.html"] = "\n".join(parts).encode("utf-8")
-    _write_files(outdir, files)
-    return outdir / "index.html"
+    return files
 
 
 def _exclusions_view(excluded):
@@ -374,20 +432,84 @@ def _exclusions_view(excluded):
     return view.astype(object).where(view.notna(), "")
 
 
-def _write_files(outdir: Path, files: dict[str, bytes]) -> None:
+def _sha256_of(path: Path) -> str | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def check_report_dir(
+    outdir: str | os.PathLike[str], names: list[str] | None = None, overwrite: bool = False
+) -> None:
+    """Refuse to replace what a report may not: a link, a non-regular file, a file it did not write.
+
+    Parameters
+    ----------
+    outdir : str or path-like
+        The report directory (missing: nothing is in the way).
+    names : list of str, optional
+        The files the report will write; None: :data:`ALWAYS_WRITTEN` (the
+        check before the work, when the full list is not known yet).
+    overwrite : bool
+        Accept a regular file the manifest does not list (or lists with
+        other content).
+
+    Raises
+    ------
+    OutputPathError
+        Naming every file in the way and why.
+    """
+    outdir = Path(outdir)
+    names = list(ALWAYS_WRITTEN if names is None else names)
+    previous = _read_manifest(outdir)
+    problems = []
+    for name in sorted(set(names) | {MANIFEST}):
+        path = outdir / name
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            problems.append(f"{path}: {exc.strerror}")
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            problems.append(
+                f"{path} is a symbolic link (to {os.readlink(path)!r}); the report never writes "
+                "through a link: remove it"
+            )
+        elif not stat.S_ISREG(st.st_mode):
+            problems.append(f"{path} exists and is not a regular file")
+        elif name != MANIFEST and not overwrite and previous.get(name) != _sha256_of(path):
+            why = (
+                "changed since a report wrote it" if name in previous else "not written by a report"
+            )
+            problems.append(
+                f"{path} exists and was {why}; move it away, or pass --overwrite "
+                "(overwrite=True) to replace it"
+            )
+    if problems:
+        raise OutputPathError(
+            f"cannot write report directory {str(outdir)!r}: " + "; ".join(problems)
+        )
+
+
+def _write_files(outdir: Path, files: dict[str, bytes], overwrite: bool = False) -> None:
     """Write ``files`` into ``outdir`` together; retire unchanged files of the previous report."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(outdir)  # the directory the user named; its parent was checked
+    check_report_dir(outdir, list(files), overwrite)
     previous = _read_manifest(outdir)
     manifest = {
         "written_by": "lmsbayes report",
         "files": {n: hashlib.sha256(b).hexdigest() for n, b in files.items()},
     }
-    outdir.mkdir(parents=True, exist_ok=True)
     with Staging() as stage:
         for name, data in files.items():
-            stage.path(outdir / name).write_bytes(data)
-        stage.path(outdir / MANIFEST).write_text(
-            json.dumps(manifest, indent=1) + "\n", encoding="utf-8"
-        )
+            stage.write_bytes(outdir / name, data)
+        stage.write_bytes(outdir / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     for name, digest in previous.items():
         if name in files:
             continue
@@ -404,7 +526,10 @@ def _write_files(outdir: Path, files: dict[str, bytes]) -> None:
 
 
 def _read_manifest(outdir: Path) -> dict[str, str]:
-    """Names and SHA-256 of the files the previous report wrote (plain names only; {} if none or unreadable)."""
+    """Names and SHA-256 of the files the previous report wrote.
+
+    Plain names only; {} if none or unreadable.
+    """
     try:
         raw = json.loads((outdir / MANIFEST).read_text(encoding="utf-8"))
         entries = raw["files"]

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from lmsbayes.data import CLASSES, LINES
+from lmsbayes.errors import OptionError
 from lmsbayes.model.covariates import design_matrices
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -67,12 +68,12 @@ class Setting:
         **covariates,
     ) -> None:
         if line is not None and line not in LINES:
-            raise ValueError(f"line must be one of {list(LINES)}, got {line!r}")
+            raise OptionError(f"line must be one of {list(LINES)}, got {line!r}")
         if line is not None:
             treatment_class = "R-T" if treatment_class is None else treatment_class
             uterine = 0.5 if uterine is None else uterine
         if treatment_class is not None and treatment_class not in CLASSES:
-            raise ValueError(
+            raise OptionError(
                 f"treatment_class must be one of {list(CLASSES)}, got {treatment_class!r}"
             )
         if uterine is not None and not (
@@ -80,10 +81,10 @@ class Setting:
             and not isinstance(uterine, bool)
             and 0.0 <= float(uterine) <= 1.0
         ):
-            raise ValueError(f"uterine fraction must be in [0, 1], got {uterine!r}")
+            raise OptionError(f"uterine fraction must be in [0, 1], got {uterine!r}")
         for k, v in covariates.items():
             if isinstance(v, float) and not math.isfinite(v):
-                raise ValueError(f"covariate {k!r} must be finite, got {v!r}")
+                raise OptionError(f"covariate {k!r} must be finite, got {v!r}")
         self.line = line
         self.treatment_class = treatment_class
         self.uterine = None if uterine is None else float(uterine)
@@ -214,7 +215,7 @@ def settings_at(fit: Fit, settings: list[Setting], at: Mapping[str, float] | Non
     known = set(names) | set(names.values())
     for k in values:
         if k not in known:
-            raise ValueError(
+            raise OptionError(
                 f"at: {k!r} is not a covariate of spec {fit.spec.name!r} "
                 f"(its own covariates: {sorted(known) or 'none'})"
             )
@@ -252,22 +253,22 @@ def setting_design(fit: Fit, settings: Sequence[Setting]) -> np.ndarray:
         for c in combo:
             for s, v in zip(settings, frame.get(c.column, pd.Series([None] * len(settings)))):
                 if v is None or (isinstance(v, float) and math.isnan(v)):
-                    raise ValueError(
+                    raise OptionError(
                         f"setting {s.label!r} needs a value for covariate {c.name!r} (column {c.column!r})"
                     )
                 if c.kind == "indicator" and str(v) not in levels[c.column]:
-                    raise ValueError(
+                    raise OptionError(
                         f"setting {s.label!r}: {c.column} must be one of {sorted(levels[c.column])}, got {v!r}"
                     )
                 if c.kind == "numeric":
                     try:
                         x = float(v)
                     except (TypeError, ValueError):
-                        raise ValueError(
+                        raise OptionError(
                             f"setting {s.label!r}: {c.column} must be a number, got {v!r}"
                         ) from None
                     if not math.isfinite(x) or (c.latent and not 0.0 <= x <= 1.0):
-                        raise ValueError(
+                        raise OptionError(
                             f"setting {s.label!r}: {c.column} must be in [0, 1], got {v!r}"
                             if c.latent
                             else f"setting {s.label!r}: {c.column} must be finite, got {v!r}"

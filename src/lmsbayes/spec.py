@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmsbayes.errors import InputError
+from lmsbayes.errors import InputError, OptionError
 from lmsbayes.files import read_text
-from lmsbayes.model.families import FAMILIES
+from lmsbayes.model import families as _families
 
 __all__ = [
     "COVARIATES",
@@ -50,16 +50,15 @@ __all__ = [
 ]
 
 #: The closed registry of likelihoods a spec may name (bambi-style families as data).
-LIKELIHOODS: dict[str, str] = {name: f.description for name, f in FAMILIES.items()}
+LIKELIHOODS: dict[str, str] = {
+    name: f.likelihood_description for name, f in _families.FAMILIES.items()
+}
 
 #: The link of each likelihood; ``survival`` depends on the curve.
-LINK_OF: dict[str, str] = {name: f.link for name, f in FAMILIES.items()}
+LINK_OF: dict[str, str] = {name: f.link for name, f in _families.FAMILIES.items()}
 
-#: Survival curve families of the ``survival`` likelihood.
-CURVES: dict[str, str] = {
-    "loglogistic": "logit S(t) = eta - k log(t / t_ref): proportional odds, logit rates linear in log t",
-    "weibull": "log(-log S(t)) = eta + k log(t / t_ref): proportional hazards (k = 1: constant hazard)",
-}
+#: Survival curves of the ``survival`` likelihood (from the registry of lmsbayes.model.families).
+CURVES: dict[str, str] = {name: f.description for name, f in _families.CURVES.items()}
 
 #: Engines a spec may ask for.
 ENGINES = ("auto", "exact", "nuts")
@@ -98,6 +97,9 @@ SEED_RANGE = (0, 2**32 - 1)
 NU_RANGE = (1.0, 1000.0)
 #: Largest magnitude of a prior parameter (on the logit/cloglog scale 1e6 is beyond vague).
 MAX_PRIOR_PARAM = 1e6
+#: Range of a prior's scale (sigma, beta, lam ...): below 1e-6 a prior is a point mass that
+#: no engine can integrate (sigma = 1e-300 stopped the mode search), above 1e6 beyond vague.
+PRIOR_SCALE_RANGE = (1e-6, 1e6)
 #: Most landmarks a spec may name.
 MAX_LANDMARKS = 24
 YEAR_RANGE = (1900, 2100)
@@ -220,7 +222,7 @@ class Prior:
                 z = (np.log(x) - k["mu"]) / k["sigma"]
                 out = -0.5 * z * z - np.log(x) - math.log(k["sigma"]) - half_log_2pi
             else:  # pragma: no cover - the registry is closed
-                raise ValueError(f"no density for {self.dist!r}")
+                raise OptionError(f"no density for {self.dist!r}")
             return np.where(x >= 0, out, -np.inf)
 
     def draw(self, size, rng):
@@ -283,6 +285,16 @@ class Prior:
             elif key in _POSITIVE_PARAMS and v <= 0:
                 problems.append(f"{where}.{key} must be > 0, got {v!r}")
                 ok = False
+            elif (
+                key in _POSITIVE_PARAMS
+                and key != "nu"
+                and not (PRIOR_SCALE_RANGE[0] <= v <= PRIOR_SCALE_RANGE[1])
+            ):
+                problems.append(
+                    f"{where}.{key} must be in [{PRIOR_SCALE_RANGE[0]:g}, "
+                    f"{PRIOR_SCALE_RANGE[1]:g}], got {v!r}"
+                )
+                ok = False
             elif key == "nu" and not NU_RANGE[0] <= v <= NU_RANGE[1]:
                 problems.append(
                     f"{where}.nu must be in [{NU_RANGE[0]:g}, {NU_RANGE[1]:g}], got {v!r}"
@@ -335,7 +347,17 @@ class RandomEffects:
     distribution: str = "normal"  # or "student_t"
     nu: float = 4.0  # degrees of freedom of the Student-t
     tau_by: str = "none"  # "none" or "line": one tau per stratum
-    trial_effect: bool = False  # arms of one randomized trial share a trial effect
+    trial_effect: bool = (
+        False  # arms of one randomized trial share a trial effect (group = "trial")
+    )
+    #: a column whose arms share a group effect above their own: eta_i = ... + v[group(i)] + u_i,
+    #: two heterogeneity scales (group_tau between groups, tau between arms of a group);
+    #: "trial" (arms nested in trials) or "regimen" (arms nested in regimens); "" for none
+    group: str = ""
+    #: sensitivity: an arm's heterogeneity grows with its age, tau_i^2 = tau^2 + discount^2 a_i,
+    #: a_i = (discount_year - year_i) / 10 (decades before discount_year, at least 0)
+    age_discount: bool = False
+    discount_year: int = 2025
 
 
 @dataclass(frozen=True)
@@ -353,6 +375,12 @@ class ModelPart:
     #: an arm's median and rates come from one Kaplan-Meier curve: correlate them (true),
     #: or treat them as independent (false: counts the arm's patients more than once)
     within_arm_correlation: bool = True
+    #: calendar-time drift over publication year: "none", or "random_walk" (piecewise linear
+    #: between drift_knots, a Gaussian random walk of scale drift_scale per knot interval,
+    #: zero at drift_reference; at most 6 knots, 5 basis functions among the global parameters)
+    drift: str = "none"
+    drift_knots: tuple[int, ...] = (2005, 2010, 2015, 2020, 2025)
+    drift_reference: int = 2015
 
 
 @dataclass(frozen=True)
@@ -388,7 +416,13 @@ class Priors:
     # under LogNormal(0, 1) drew curves flat for years or falling from 90% to 10% within a factor
     # 1.7 of the median, which no LMS arm shows, and where posteriors have spurious modes)
     shape: Prior = field(default_factory=lambda: Prior("LogNormal", mu=0.4, sigma=0.5))
-    trial_tau: Prior = field(default_factory=lambda: Prior("HalfNormal", sigma=0.25))
+    #: scale of the group effects (``[random_effects] group``, or trial_effect)
+    group_tau: Prior = field(default_factory=lambda: Prior("HalfNormal", sigma=0.25))
+    #: drift: sd of the random walk's step per knot interval (logit scale); HalfNormal(0.25)
+    #: puts 95% of a 5-year step's odds ratio of being progression-free within 1/1.8 to 1.8
+    drift_scale: Prior = field(default_factory=lambda: Prior("HalfNormal", sigma=0.25))
+    #: age discount: extra heterogeneity sd per sqrt(decade) of age
+    discount: Prior = field(default_factory=lambda: Prior("HalfNormal", sigma=0.25))
 
 
 @dataclass(frozen=True)
@@ -449,18 +483,8 @@ class ModelSpec:
 
     @property
     def family(self):
-        """The likelihood family (:class:`lmsbayes.model.families.Family`)."""
-        return FAMILIES[self.model.likelihood]
-
-    @property
-    def survival(self) -> bool:
-        """True for the survival-curve likelihood (any landmark from one model)."""
-        return self.model.likelihood == "survival"
-
-    @property
-    def joint(self) -> bool:
-        """True when the landmarks of an arm are modelled jointly (``joint-cloglog``)."""
-        return self.model.likelihood == "joint-cloglog"
+        """The likelihood family, for ``survival`` the curve (:class:`lmsbayes.model.families.Family`)."""
+        return _families.get_family(self.model.likelihood, self.model.curve)
 
     @property
     def main_effects(self) -> tuple[str, ...]:
@@ -680,7 +704,8 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
             problems.append(
                 f"landmarks: each landmark must be a number of months in (0, 120], got {lm!r}"
             )
-    if not spec.landmarks and (m.likelihood in ("survival", "joint-cloglog")):
+    family = _families.FAMILIES.get(m.likelihood)
+    if not spec.landmarks and family is not None and not family.binomial_table:
         problems.append(
             "landmarks: at least one landmark is needed (the months of the threshold table)"
         )
@@ -760,9 +785,11 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
             f"[model] likelihood: unknown {m.likelihood!r}"
             + _did_you_mean(m.likelihood, tuple(LIKELIHOODS))
         )
-    elif m.likelihood == "joint-cloglog" and list(spec.landmarks) != sorted(spec.landmarks):
+    elif _families.FAMILIES[m.likelihood].ordered_intercepts and list(spec.landmarks) != sorted(
+        spec.landmarks
+    ):
         problems.append(
-            f"landmarks: the joint-cloglog likelihood conditions each landmark on the one before, "
+            f"landmarks: the {m.likelihood} likelihood conditions each landmark on the one before, "
             f"so landmarks must be in increasing order, got {list(spec.landmarks)}"
         )
     seen = set()
@@ -795,7 +822,24 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
         )
     if r.tau_by not in ("none", "line"):
         problems.append(f"[random_effects] tau_by must be 'none' or 'line', got {r.tau_by!r}")
-    for name in ("tau", "trial_tau"):
+    if r.trial_effect and r.group not in ("", "trial"):
+        problems.append(
+            f"[random_effects] trial_effect = true nests arms in trials; it cannot be combined "
+            f"with group = {r.group!r} (one grouping per model)"
+        )
+    if not isinstance(r.group, str) or (r.group and not r.group.isidentifier()):
+        problems.append(f"[random_effects] group must be a column name or '', got {r.group!r}")
+    if m.drift not in ("none", "random_walk"):
+        problems.append(f"[model] drift must be 'none' or 'random_walk', got {m.drift!r}")
+    elif m.drift == "random_walk":
+        knots = list(m.drift_knots)
+        if not 3 <= len(knots) <= 6 or any(b <= a for a, b in zip(knots, knots[1:])):
+            problems.append(f"[model] drift_knots must be 3 to 6 increasing years, got {knots!r}")
+        elif not knots[0] <= m.drift_reference <= knots[-1]:
+            problems.append(
+                f"[model] drift_reference must lie in [{knots[0]}, {knots[-1]}], got {m.drift_reference!r}"
+            )
+    for name in ("tau", "group_tau", "drift_scale", "discount"):
         prior = getattr(spec.priors, name)
         if prior.support not in ("positive", "unit", "bounded") or (
             prior.dist == "Uniform" and prior.kwargs.get("lower", 0) < 0
@@ -905,11 +949,22 @@ def load_spec(path_or_name: str | Path = "default") -> ModelSpec:
         max_bytes=MAX_SPEC_BYTES,
         error=lambda path, reason: SpecError([reason], path),
     )
+    empty = SpecError(
+        [
+            "the spec is empty (no keys); an empty spec would fit the package's defaults, not "
+            "an analysis you chose: write the [model] table (see models/default.toml)"
+        ],
+        str(p),
+    )
+    if not text.strip():
+        raise empty
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError([f"not valid TOML: {exc}"], str(p)) from None
     except RecursionError:
         raise SpecError(["not valid TOML: nested too deeply"], str(p)) from None
+    if not raw:  # whitespace and comments only
+        raise empty
     raw.setdefault("name", p.stem)
     return parse_spec(raw, source=str(p), text=text)

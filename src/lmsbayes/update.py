@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from lmsbayes.data import DataValidationError, Problem, Trials, load_trials, role_regimen_problems
+from lmsbayes.errors import OptionError
 
 __all__ = ["Update", "combine", "update"]
 
@@ -245,7 +246,7 @@ def update(
     t = time.perf_counter()
     pri = pd.DataFrame()
     if priors not in ("rt", "line", "none"):
-        raise ValueError(f"priors must be 'rt', 'line' or 'none', got {priors!r}")
+        raise OptionError(f"priors must be 'rt', 'line' or 'none', got {priors!r}")
     if priors != "none" and entered and d_after.table == "lms":
         lines = sorted(set(d_after.arms.loc[entered, "line"].astype(str)))
         settings = []

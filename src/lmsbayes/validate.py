@@ -69,9 +69,10 @@ from lmsbayes.engines.base import FitSettings
 from lmsbayes.engines.exact import Integrator
 from lmsbayes.errors import InputError
 from lmsbayes.model.definition import Model
-from lmsbayes.model.families import NUMPY_OPS, survival_mean
+from lmsbayes.model.families import NUMPY_OPS
 from lmsbayes.model.inputs import ModelData
 from lmsbayes.model.prepare import prepare_data
+from lmsbayes.model.structure import t_scale_mixture
 from lmsbayes.spec import ModelSpec, load_spec
 
 __all__ = [
@@ -215,12 +216,7 @@ class Validation:
 
 
 def _describe(spec: ModelSpec) -> str:
-    if spec.survival:
-        m = spec.model
-        if m.shape == "fixed":
-            return f"survival {m.curve}, shape fixed at {m.shape_value:g}"
-        return f"survival {m.curve}, shape {m.shape}"
-    return spec.model.likelihood
+    return spec.family.label(spec.model)
 
 
 def _total(x: np.ndarray) -> tuple[float, float]:
@@ -576,7 +572,7 @@ def _run(spec, data, folds, scheme, engine, seed, progress, year) -> Validation:
         values, d = _fit_globals(spec, data.take(train), chosen, full_model, start)
         seconds_fit = time.perf_counter() - t0
         ess = d.ess
-        a_rows, o_rows = _predict_held(spec, data, held, values, rng, ess)
+        a_rows, o_rows = _predict_held(spec, data, held, values, rng, ess, data.take(train))
         for r in a_rows + o_rows:
             r["fold"] = label
         arm_rows += a_rows
@@ -620,24 +616,59 @@ def _run(spec, data, folds, scheme, engine, seed, progress, year) -> Validation:
 # ============================================================================ held-out predictions
 
 
-def _predict_held(spec, data: ModelData, held: np.ndarray, values, rng, ess: float):
-    """Rows of the arms and observations of one fold's held-out arms."""
+def _group_shift(spec, train: ModelData | None, hd: ModelData, values, rng) -> np.ndarray | None:
+    """Each held-out arm's group effect group_tau v (draw, arm), or None without group effects.
+
+    An arm of a group (regimen, trial) with training arms keeps that group's effect, drawn
+    from its conditional given the draw's globals and the training arms (the exact engine's
+    grid inverse CDF); an arm of a new group draws a new standardised effect from its
+    Normal(0, 1) prior (one per new group, shared by that group's held-out arms).
+    """
+    m = Model(spec, hd)
+    if not m.grouped:
+        return None
+    gt = np.asarray(m.canonical(values)["group_tau"], float)[..., 0]  # (draw,)
+    S = gt.shape[0]
+    held_groups = [hd.groups[g] for g in np.asarray(hd.group_idx, int)]
+    w_new = {g: rng.standard_normal(S) for g in dict.fromkeys(held_groups)}
+    if train is not None and len(train.groups):
+        integ = Integrator(Model(spec, train))
+        w = np.empty((S, len(train.groups)))
+        step = max(int(getattr(integ, "chunk", S)), 1)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for s0 in range(0, S, step):
+                sl = slice(s0, s0 + step)
+                w[sl] = integ._draw_groups({k: x[sl] for k, x in values.items()}, rng)
+        known = {g: w[:, j] for j, g in enumerate(train.groups)}
+        w_new.update({g: known[g] for g in w_new if g in known})
+    return np.stack([gt * w_new[g] for g in held_groups], axis=1)
+
+
+def _predict_held(spec, data: ModelData, held: np.ndarray, values, rng, ess: float, train=None):
+    """Rows of the arms and observations of one fold's held-out arms.
+
+    ``train``: the fold's training data (its groups' effects carry over to held-out arms
+    of the same regimen or trial; without it every held-out group is new).
+    """
     hd = data.take(held)
     m = Model(spec, hd)
+    shift = _group_shift(spec, train, hd, values, rng)
     with np.errstate(
         over="ignore", invalid="ignore", divide="ignore"
     ):  # as the engine's own log posterior
-        ll = Integrator(m).arm_loglik(values)  # (draw, arm)
+        ll = Integrator(m).arm_loglik(values, shift)  # (draw, arm)
     S = ll.shape[0]
     elpd = special.logsumexp(ll, axis=0) - math.log(S)
     r = np.exp(ll - ll.max(axis=0))
     mcse = r.std(axis=0, ddof=1) / r.mean(axis=0) / math.sqrt(max(min(ess, S), 1.0))
     c = m.canonical(values)
+    if shift is not None:
+        c = {**c, "_shift": shift}  # read by _arm_predictor
     obs = hd.obs
     arm_rows, obs_rows = [], []
     for i, arm in enumerate(hd.arms.index):
         rows = np.flatnonzero(obs["arm_idx"].to_numpy() == i)
-        desc = _obs_description(hd, rows)
+        desc = hd.family.describe_observations(hd.obs.iloc[rows], _REPORTED)
         pit = _pit(m, c, i, rows, rng)
         lo, hi, y_rep = _intervals(m, c, i, rows)
         scores = np.stack(
@@ -651,8 +682,7 @@ def _predict_held(spec, data: ModelData, held: np.ndarray, values, rng, ess: flo
             "elpd": float(elpd[i]),
             "elpd_mcse": float(mcse[i]),
         }
-        if hd.family == "survival":
-            row["elpd_survival"] = float(elpd[i]) + float(np.sum(_to_logit_scale(hd, rows)))
+        row.update(hd.family.heldout_scores(float(elpd[i]), hd.obs.iloc[rows]))
         arm_rows.append(row)
         for j, _q in enumerate(rows):
             obs_rows.append(
@@ -672,49 +702,6 @@ def _predict_held(spec, data: ModelData, held: np.ndarray, values, rng, ess: flo
     return arm_rows, obs_rows
 
 
-def _obs_description(d: ModelData, rows: np.ndarray) -> dict[str, np.ndarray]:
-    """kind, t, value, reported and y of observations (whatever the family)."""
-    o = d.obs.iloc[rows]
-    if d.family == "survival":
-        return {
-            "kind": o["kind"].to_numpy(object),
-            "t": o["t"].to_numpy(float),
-            "value": o["value"].to_numpy(float),
-            "reported": np.ones(rows.size, dtype=bool),
-            "y": o["lik_y"].to_numpy(float),
-        }
-    lm = o["landmark"].to_numpy(float) if "landmark" in o else np.full(rows.size, math.nan)
-    src = (
-        o["rate_source"].astype(str).to_numpy()
-        if "rate_source" in o
-        else np.full(rows.size, "reported")
-    )
-    return {
-        "kind": np.full(rows.size, "rate", dtype=object),
-        "t": lm,
-        "value": o["rate"].to_numpy(float),
-        "reported": np.isin(src, _REPORTED),
-        "y": o["lik_y"].to_numpy(float),
-    }
-
-
-def _to_logit_scale(d: ModelData, rows: np.ndarray) -> np.ndarray:
-    """log |d c / d logit| of each observation: c the likelihood's scale, 0 where it is already logit or log time.
-
-    A Weibull rate is observed as c = log(-log S); its density on the logit
-    scale is the density of c times |dc / dlogit| = (1 - S) / (-log S).
-    """
-    o = d.obs.iloc[rows]
-    out = np.zeros(rows.size)
-    if d.curve != "weibull":
-        return out
-    rate = o["is_median"].to_numpy(float) < 0.5
-    c = o["lik_y"].to_numpy(float)[rate]
-    log_s = -np.exp(c)  # S = exp(-exp(c)): the rate the observation states
-    out[rate] = np.log(-np.expm1(log_s)) - np.log(-log_s)
-    return out
-
-
 def _arm_predictor(m: Model, c: dict, i: int, nodes: int):
     """Linear predictor of arm i without random effect at its uterine fraction(s).
 
@@ -723,16 +710,26 @@ def _arm_predictor(m: Model, c: dict, i: int, nodes: int):
     Beta(1, 1) prior of an unknown fraction) otherwise.
     """
     d = m.data
-    X = d.X[i][None]
+    # the model's design: the covariates and, with a drift, its basis at the arm's year
+    Xd, Xud = m.arrays["X"], m.arrays["Xu"]
+    X = Xd[i][None]
     w = np.ones(1)
     if i in set(d.latent.tolist()):
         xg, wg = np.polynomial.legendre.leggauss(nodes)
         u = 0.5 * (xg + 1)
-        X = d.X[i][None] + (u[:, None] - d.uterine_centre) * d.Xu[i][None]
+        X = Xd[i][None] + (u[:, None] - d.uterine_centre) * Xud[i][None]
         w = 0.5 * wg
     S = np.shape(c["tau"])[0]
     base = m.base_predictor(NUMPY_OPS, c, X)
-    return np.broadcast_to(base, (S, X.shape[0], base.shape[-1])), w
+    base = np.broadcast_to(base, (S, X.shape[0], base.shape[-1]))
+    if "_shift" in c:  # the arm's group effect (regimen or trial), per draw
+        base = base + np.asarray(c["_shift"])[:, i][:, None, None]
+    return base, w
+
+
+def _effect_sd(m: Model, c: dict, i: int) -> np.ndarray:
+    """The sd of arm i's own effect (draw, Kz): tau of its stratum, widened by an age discount."""
+    return np.asarray(m.effect_scale(c), float)[..., i, :]
 
 
 def _arm_shape(m: Model, c: dict, i: int) -> np.ndarray:
@@ -745,46 +742,40 @@ def _gauss_predictive(m: Model, c: dict, i: int, rows: np.ndarray):
 
     Returns ``mu``, ``sd`` (draw, node, obs), the node weights (node,) and ``flip`` (obs,):
     True where the scale falls as the reported quantity rises (a Weibull curve's rate,
-    observed as log(-log S)).
+    observed as log(-log S)). The family gives the mean, its slope in eta and the se.
     """
     d = m.data
     a = m.arrays
-    tau = c["tau"][:, d.stratum_idx[i], :]  # (draw, Kz)
+    tau = _effect_sd(m, c, i)  # (draw, Kz)
     k = a["k_idx"][rows]
-    kz = k if m.per_landmark else np.zeros_like(k)
+    kz = m.z_column(k)
     base, w = _arm_predictor(m, c, i, _U_NODES_GAUSS)
     eta = base[..., k]  # (draw, node, obs)
-    if d.family == "survival":
-        shape = _arm_shape(m, c, i)[:, None, None]
-        args = (a["is_median"][rows], a["log_t_rel"][rows], m.log_t_ref, d.curve)
-        mu = survival_mean(NUMPY_OPS, eta, shape, *args)
-        slope = survival_mean(NUMPY_OPS, eta + 1.0, shape, *args) - mu  # the mean is linear in eta
-        se = d.obs["se"].to_numpy(float)[rows]
-        if m.se_by_shape:  # medians without a CI: sd = se / k at the draw's shape
-            se = se * np.exp(-a["se_shape_power"][rows] * np.log(shape))
-    else:  # logit-normal
-        mu, slope, se = eta, np.ones_like(eta), a["lik_se"][rows]
-    sd = np.sqrt(se**2 + (slope * tau[:, None, kz]) ** 2)
-    flip = (
-        (a["is_median"][rows] < 0.5)
-        if d.family == "survival" and d.curve == "weibull"
-        else np.zeros(rows.size, dtype=bool)
-    )
+    shape = _arm_shape(m, c, i)[:, None, None] if "shape" in c else None
+    mu, slope, se = d.family.predictive_normal(eta, shape, a, rows, m)
+    if m.student_t:  # a Student-t effect: its scale mixture's nodes times the fraction's nodes
+        mult, logw = t_scale_mixture(m.spec.random_effects.nu)
+        n_u, T = w.size, mult.size
+        se = np.broadcast_to(se, mu.shape)[..., None, :]  # (draw, node, 1, obs)
+        sd = np.sqrt(
+            se**2 + (slope[:, :, None, :] * tau[:, None, None, kz] * mult[None, None, :, None]) ** 2
+        )
+        mu = np.broadcast_to(mu[:, :, None, :], sd.shape)
+        sd = sd.reshape(sd.shape[0], n_u * T, -1)
+        mu = mu.reshape(sd.shape)
+        w = (w[:, None] * np.exp(logw)[None, :]).reshape(-1)
+    else:
+        sd = np.sqrt(se**2 + (slope * tau[:, None, kz]) ** 2)
+    flip = d.family.falls_with_rate(a, rows)
     mu, sd = np.broadcast_arrays(mu, sd)
     return mu, sd, w, flip
-
-
-def _logit_of_cloglog(x: np.ndarray) -> np.ndarray:
-    """logit S for log(-log S) = x."""
-    hz = np.exp(x)
-    return -hz - np.log(-np.expm1(-hz))
 
 
 def _intervals(m: Model, c: dict, i: int, rows: np.ndarray, levels=LEVELS, iterations: int = 32):
     """Central predictive intervals of arm i's observations on the reporting scale, and the observed value.
 
     The reporting scale is logit S for a rate and log months for a median (for every curve:
-    a Weibull rate's interval is mapped from log(-log S)). Quantiles come from bisection of
+    a Weibull rate's interval is mapped from log(-log S), a log-normal one's from probit S). Quantiles come from bisection of
     the predictive mixture CDF over :data:`_INTERVAL_DRAWS` evenly spaced posterior draws
     (bisection error below 1e-7 on that scale). Returns ``lo``, ``hi``
     (obs, level) and ``y`` (obs,); NaN for count likelihoods (no interval score there).
@@ -807,10 +798,14 @@ def _intervals(m: Model, c: dict, i: int, rows: np.ndarray, levels=LEVELS, itera
         lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
     q = 0.5 * (lo + hi)  # (obs, P) on the likelihood's scale
     y = m.arrays["lik_y"][rows].astype(float)
-    if flip.any():  # decreasing map: the lower limit on the logit scale is the upper quantile of c
+    to_logit = m.family.logit_of_scale  # None: rates are observed as logit S already
+    rate = m.family.rate_rows(m.arrays, rows)
+    if to_logit is not None and rate.any():
         L = lv.size
-        q[flip] = _logit_of_cloglog(np.concatenate([q[flip][:, L:], q[flip][:, :L]], axis=1))
-        y = np.where(flip, _logit_of_cloglog(y), y)
+        if flip.any():  # decreasing map: the lower limit on the logit scale is the upper quantile
+            q[flip] = np.concatenate([q[flip][:, L:], q[flip][:, :L]], axis=1)
+        q[rate] = to_logit(q[rate])[0]
+        y = np.where(rate, to_logit(np.where(rate, y, 0.0))[0], y)
     return q[:, : lv.size], q[:, lv.size :], y
 
 
@@ -830,13 +825,13 @@ def _pit(m: Model, c: dict, i: int, rows: np.ndarray, rng) -> np.ndarray:
 
     d = m.data
     a = m.arrays
-    tau = c["tau"][:, d.stratum_idx[i], :]  # (draw, Kz)
+    tau = _effect_sd(m, c, i)  # (draw, Kz)
     k = a["k_idx"][rows]
     y = a["lik_y"][rows]
     if m.family.gaussian:
         mu, sd, w, flip = _gauss_predictive(m, c, i, rows)
         F = np.einsum("snj,n->j", special.ndtr((y - mu) / sd), w) / mu.shape[0]
-        # log(-log S) falls as S rises: P(C_rep <= c) = P(S_rep >= S); report P(S_rep <= S)
+        # a scale that falls as S rises: P(C_rep <= c) = P(S_rep >= S); report P(S_rep <= S)
         return np.where(flip, 1.0 - F, F)
     # binomial families: the CDF of a count over a grid of the new random effect
     S = tau.shape[0]
@@ -853,12 +848,7 @@ def _pit(m: Model, c: dict, i: int, rows: np.ndarray, rng) -> np.ndarray:
         base[:, :, None, :] + tau[sub][:, None, None, :] * zg[None, None, :, None]
     )  # (draw, node, z, K)
     n = a["lik_n"][rows]
-    if d.family == "joint-cloglog":
-        prev = a["prev_idx"][rows]
-        gap = np.where(a["has_prev"][rows] > 0.5, -np.expm1(eta[..., prev] - eta[..., k]), 1.0)
-        p = np.exp(-np.exp(eta[..., k]) * gap)
-    else:
-        p = special.expit(eta[..., k])
+    p = d.family.success_probability(eta, k, a, rows)
     F, Fm = _binom_cdf(y, n, p), _binom_cdf(y - 1, n, p)
     F = np.einsum("sngj,n,g->j", F, w, wz) / len(sub)
     Fm = np.einsum("sngj,n,g->j", Fm, w, wz) / len(sub)
@@ -876,26 +866,22 @@ def _binom_cdf(k, n, p):
 # ============================================================================ the common target
 
 
-def _log_normal_mix(y, se, m, tau, link: str, nodes: int = _GH_NODES) -> np.ndarray:
+def _log_normal_mix(y, se, m, tau, to_logit=None, nodes: int = _GH_NODES) -> np.ndarray:
     """log of the integral over x ~ Normal(m, tau) of Normal(y | h(x), se).
 
-    ``link`` 'logit': h(x) = x (closed form); 'cloglog': x is a log
-    cumulative hazard and h(x) = logit(exp(-exp(x))), integrated by
-    Gauss-Hermite quadrature centred at the integrand's mode with its
-    curvature's scale (Gauss-Newton), so that narrow integrands are resolved.
-    Arrays broadcast.
+    ``to_logit`` None: x is itself logit S, h(x) = x (closed form); else
+    ``to_logit(x)`` gives h(x) = logit S and its derivative (a family's
+    ``logit_of_scale``: x a log cumulative hazard, a probit rate ...), and the
+    integral is by Gauss-Hermite quadrature centred at the integrand's mode
+    with its curvature's scale (Gauss-Newton), so that narrow integrands are
+    resolved. Arrays broadcast.
     """
     from scipy import stats  # scipy.stats takes 0.5 s to import: only where used
 
     y, se, m, tau = np.broadcast_arrays(*(np.asarray(v, float) for v in (y, se, m, tau)))
-    if link == "logit":
+    if to_logit is None:
         return stats.norm.logpdf(y, m, np.sqrt(se**2 + tau**2))
-    if link != "cloglog":  # pragma: no cover - internal
-        raise ValueError(link)
-
-    def h(x):
-        hz = np.exp(x)
-        return -hz - np.log(-np.expm1(-hz)), -hz / -np.expm1(-hz)  # logit S and its derivative
+    h = to_logit
 
     x = m.copy()
     for _ in range(12):
@@ -917,16 +903,10 @@ def _new_arm_scale(m: Model, c: dict, i: int, t: float):
     """The scale variable of a new arm's true rate at t: mean (draw, node), tau (draw,), link, node weights."""
     d = m.data
     base, w = _arm_predictor(m, c, i, _U_NODES_GAUSS)
-    tau = c["tau"][:, d.stratum_idx[i], :]
-    if d.family == "survival":
-        shape = _arm_shape(m, c, i)[:, None]
-        rel = math.log(t / m.spec.model.t_ref)
-        if d.curve == "loglogistic":
-            return base[..., 0] - shape * rel, tau[:, 0], "logit", w
-        return base[..., 0] + shape * rel, tau[:, 0], "cloglog", w
-    kk = d.landmarks.index(float(t))
-    link = "cloglog" if d.family == "joint-cloglog" else "logit"
-    return base[..., kk], tau[:, kk if m.per_landmark else 0], link, w
+    tau = _effect_sd(m, c, i)
+    shape = _arm_shape(m, c, i)[:, None] if "shape" in c else None
+    mu, kk = d.family.new_arm_scale(base, shape, t, m.spec.model.t_ref, d.landmarks)
+    return mu, tau[:, m.z_column(kk)], d.family.logit_of_scale, w
 
 
 def _common_log_score(m: Model, values, i: int, t: float, y: float, se: float) -> float:
@@ -951,7 +931,7 @@ def _target_spec() -> ModelSpec:
 
 def _predicted_landmarks(v: Validation) -> set[float] | None:
     """Landmarks a spec predicts: any (None) for one curve per arm, else its fitted ones."""
-    return None if v.spec.survival else {float(t) for t in v.data.landmarks}
+    return None if v.data.family.any_landmark else {float(t) for t in v.data.landmarks}
 
 
 def common_target(validations: Sequence[Validation], data=None) -> pd.DataFrame:
@@ -1215,12 +1195,14 @@ def compare(
     target = common_target(list(vals.values()), data)
     scores = pd.concat([_score_target(v, target) for v in vals.values()], ignore_index=True)
     table = pd.DataFrame([v.summary() for v in vals.values()]).set_index("spec")
-    surv = [v for v in vals.values() if v.spec.survival]
+    surv = [v for v in vals.values() if "elpd_survival" in v.arms]
     same = len(surv) > 1 and _same_survival_obs(surv)
     # survival-scale differences from the reference, or from the first survival spec when it is not one
-    sref = vals[reference] if vals[reference].spec.survival else (surv[0] if surv else None)
+    sref = (
+        vals[reference] if "elpd_survival" in vals[reference].arms else (surv[0] if surv else None)
+    )
     for name, v in vals.items():
-        if v.spec.survival and sref is not None and (same or v is sref):
+        if "elpd_survival" in v.arms and sref is not None and (same or v is sref):
             d, se, _ = _paired_diff(v.arms["elpd_survival"], sref.arms["elpd_survival"])
         else:
             d, se = math.nan, math.nan
@@ -1321,7 +1303,8 @@ def _format(cmp: Comparison) -> str:
             "",
             (
                 "2. Survival specs on the same observations (medians in log months, rates on the logit "
-                "scale: Weibull densities carry the Jacobian of log(-log S) -> logit S); paired differences "
+                "scale: densities of rates on another scale carry its Jacobian to logit S, e.g. "
+                "log(-log S) for Weibull, probit S for log-normal); paired differences "
                 "per arm"
             ),
             a.to_string(index=False),

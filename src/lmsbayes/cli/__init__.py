@@ -60,7 +60,8 @@ VERB_MODULES = (
 EXIT_CODES = {
     EXIT_OK: "success",
     EXIT_OS: "the system failed: disk full, permission denied, I/O error, output pipe closed",
-    EXIT_USAGE: "a user mistake: bad option, input file or output path (one 'lmsbayes: error:' line)",
+    EXIT_USAGE: "a user mistake: bad option, input file or output path (one 'lmsbayes: error:' "
+    "line)",
     EXIT_SAMPLING: "inference problems under --strict (nothing was written)",
     EXIT_BUG: "an unexpected error: a bug in lmsbayes (LMSBAYES_DEBUG=1 shows the traceback)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); SIGTERM and SIGHUP give 143 and 129",
@@ -96,12 +97,17 @@ exit status:
     + """
 
 Output files are written atomically (temp file beside the destination, then
-renamed) and only after every option and output path has been checked."""
+renamed) and only after every option and output path has been checked. An
+output path that is a symbolic link is refused (never written through); a
+missing directory is an error unless --mkdir."""
 )
 
 
 class _Formatter(argparse.HelpFormatter):
-    """Every option's default shown (unless its help states it, or it has none); text with line breaks kept."""
+    """Every option's default shown (unless its help states it, or it has none).
+
+    Text with line breaks kept.
+    """
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         if "\n" in text.strip("\n"):
@@ -123,7 +129,10 @@ class _Formatter(argparse.HelpFormatter):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with the command's error format: one line on stderr, exit status 2, no usage dump."""
+    """argparse with the command's error format.
+
+    One line on stderr, exit status 2, no usage dump.
+    """
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault(
@@ -141,6 +150,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in VERB_MODULES:
         importlib.import_module(f"lmsbayes.cli.{name}").register(sub)
+    from lmsbayes.cli._common import add_mkdir_option
+
+    for verb in sub.choices.values():
+        add_mkdir_option(verb)
     return p
 
 
@@ -154,7 +167,10 @@ class _Terminated(BaseException):
 
 @contextlib.contextmanager
 def _signals():
-    """SIGTERM and SIGHUP unwind the stack like Ctrl-C does (temp files removed), then exit 128 + n."""
+    """SIGTERM and SIGHUP unwind the stack like Ctrl-C does, then exit 128 + n.
+
+    Temp files are removed on the way.
+    """
 
     def handler(signum, frame):
         raise _Terminated(signum)
@@ -217,7 +233,7 @@ def _quiet_stdout() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lmsbayes`` command; returns the exit status (see :data:`EXIT_CODES`)."""
-    from lmsbayes.errors import InputError, SamplingError
+    from lmsbayes.errors import LmsbayesError, SamplingError
 
     with contextlib.suppress(AttributeError, ValueError):  # a terminal that cannot show a character
         sys.stdout.reconfigure(errors="backslashreplace")
@@ -246,21 +262,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SamplingError as exc:
             _error(_one_line(exc))
             return EXIT_SAMPLING
-        except InputError as exc:
+        except LmsbayesError as exc:  # the package's own checks: a user mistake, one line
             _error(_one_line(exc))
             return EXIT_USAGE
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             _error(_os_message(exc))  # an input path that is not there: a user mistake
-            return EXIT_USAGE
-        except UnicodeError as exc:  # a reader that did not name its file (each of ours does)
-            _error(f"a file is not valid UTF-8 text ({exc})")
-            return EXIT_USAGE
-        except ValueError as exc:
-            # the package's checks of function arguments raise ValueError (InputError is one too)
-            _error(_one_line(exc))
-            return EXIT_USAGE
-        except RecursionError:
-            _error("an input is nested too deeply to be read")
             return EXIT_USAGE
         except MemoryError:
             _error("out of memory")
@@ -269,11 +275,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             _error(_os_message(exc))
             return EXIT_OS
         except Exception as exc:  # noqa: BLE001 - the last resort: a bug, said so in one line
+            # a ValueError, UnicodeError, RecursionError ... that no check of lmsbayes turned into
+            # one of its own errors is a bug: user mistakes are caught as LmsbayesError above
             if os.environ.get("LMSBAYES_DEBUG") == "1":
                 traceback.print_exc()
             _error(
-                f"internal error, a bug in lmsbayes {version()} ({type(exc).__name__}: {_one_line(exc)}); "
-                "please report it with the command line (LMSBAYES_DEBUG=1 shows the traceback)"
+                f"internal error, a bug in lmsbayes {version()} ({type(exc).__name__}: "
+                f"{_one_line(exc)}); please report it with the command line (LMSBAYES_DEBUG=1 "
+                "shows the traceback)"
             )
             return EXIT_BUG
 

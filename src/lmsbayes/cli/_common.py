@@ -1,4 +1,7 @@
-"""Helpers shared by the command-line verbs: progress, option types, output checks, fitting, exit codes."""
+"""Helpers shared by the command-line verbs.
+
+Progress, option types, output checks, fitting, exit codes.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ import os
 import sys
 import time
 
-from lmsbayes.files import atomic_write_text, check_output_path  # noqa: F401  (verb modules import them here)
+# the verb modules import these two from here
+from lmsbayes.files import atomic_write_text, check_output_path  # noqa: F401
 
 #: Exit statuses of the ``lmsbayes`` command (see ``lmsbayes --help`` and the README).
 EXIT_OK = 0
@@ -77,7 +81,9 @@ def check_outputs(
 
     ``files`` and ``directories`` are attribute names of ``args``; unset ones are skipped. Two
     options naming the same file are refused too: the second write would replace the first.
+    A missing parent directory is an error unless ``--mkdir`` is given (then it is created here).
     """
+    mkdir = bool(getattr(args, "mkdir", False))
     seen: dict[str, str] = {}
     for names, kind in ((files, "file"), (directories, "directory")):
         for name in names:
@@ -85,7 +91,7 @@ def check_outputs(
             if value is None:
                 continue
             option = "-o/--output" if name == "output" else f"--{name.replace('_', '-')}"
-            path = check_output_path(value, kind=kind, what=f"{option} {kind}")
+            path = check_output_path(value, kind=kind, what=f"{option} {kind}", mkdir=mkdir)
             key = os.path.normcase(os.path.abspath(path))
             if key in seen:
                 from lmsbayes.errors import OutputPathError
@@ -94,8 +100,31 @@ def check_outputs(
             seen[key] = option
 
 
+#: Options that name an output; a verb with any of them gets ``--mkdir``.
+OUTPUT_OPTIONS = ("-o", "--json", "--csv", "--observations", "--plot", "--plots", "--figures")
+
+
+def add_mkdir_option(parser: argparse.ArgumentParser) -> None:
+    """``--mkdir`` for a verb that writes files: create the missing parents of its output paths."""
+    if any(o in parser._option_string_actions for o in OUTPUT_OPTIONS):
+        parser.add_argument(
+            "--mkdir",
+            action="store_true",
+            help="create the missing parent directories of the output paths (without it a "
+            "missing directory is an error)",
+        )
+
+
+def unique_hrs(args: argparse.Namespace) -> None:
+    """``--hr 0.5 0.5``: a repeated hazard ratio is one row of the table (merged, order kept)."""
+    if getattr(args, "hr", None):
+        args.hr = list(dict.fromkeys(args.hr))
+
+
 def fast_spec(spec, engine: str | None = None):
-    """What ``--fast`` (or LMSBAYES_FAST=1) means: at most 500 draws per chain where that shortens the run.
+    """What ``--fast`` (or LMSBAYES_FAST=1) means.
+
+    At most 500 draws per chain where that shortens the run.
 
     The engine that fits the spec decides (NUTS: 500 draws and tuning steps; the
     exact engine is fast anyway). Fast mode only ever shortens a run: a spec that
@@ -142,7 +171,10 @@ def strict_failed(fit, args) -> bool:
 
 
 def exit_for(fit, args, not_written: tuple[str | os.PathLike[str] | None, ...] = ()) -> int:
-    """Exit status of a verb that fitted: 3 (with one error line) when ``--strict`` fails, else 0."""
+    """Exit status of a verb that fitted.
+
+    3 (with one error line) when ``--strict`` fails, else 0.
+    """
     if strict_failed(fit, args):
         skipped = [str(p) for p in not_written if p]
         tail = f"; nothing was written ({', '.join(skipped)} left as they were)" if skipped else ""
@@ -188,8 +220,8 @@ def fit_args(q, spec_positional: bool) -> None:
         "--engine",
         choices=["auto", "exact", "nuts"],
         default=None,
-        help="inference engine (default: the spec's; 'auto' is the exact engine where it supports the "
-        "spec, else NUTS)",
+        help="inference engine (default: the spec's; 'auto' is the exact engine where it supports "
+        "the spec, else NUTS)",
     )
     q.add_argument(
         "--strict",

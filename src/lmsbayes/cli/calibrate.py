@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
 
-from lmsbayes.cli._common import EXIT_SAMPLING, FAST_DRAWS, Progress, atomic_write_text
+from lmsbayes.cli._common import (
+    EXIT_SAMPLING,
+    FAST_DRAWS,
+    Progress,
+    atomic_write_text,
+    check_outputs,
+)
+from lmsbayes.files import atomic_write
 
 
 def _positive_int(text: str) -> int:
@@ -21,25 +29,6 @@ def _positive_int(text: str) -> int:
     return v
 
 
-def _check_writable(path: str | None, what: str) -> None:
-    """Fail before any simulation when an output cannot be written."""
-    from lmsbayes.errors import OutputPathError
-
-    if not path:
-        return
-    p = Path(path)
-    parent = p.parent if str(p.parent) else Path(".")
-    if p.is_dir():
-        raise OutputPathError(f"{what} {str(p)!r} is a directory")
-    probe = parent
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise OutputPathError(f"{what} {str(p)!r}: {str(probe)!r} is not a directory")
-    if not os.access(probe, os.W_OK):
-        raise OutputPathError(f"{what} {str(p)!r}: directory {str(probe)!r} is not writable")
-
-
 def _fmt_p(p: float) -> str:
     return "nan" if p != p else (f"{p:.3f}" if p >= 0.001 else f"{p:.1e}")
 
@@ -50,20 +39,21 @@ def _print_summary(ds, summary, alpha: float) -> None:
     err = ds["error"].values.astype(str)
     n_fit = int((err == "").sum())
     print(
-        f"lmsbayes {a['lmsbayes_version']} - simulation-based calibration of spec {a['spec_name']!r}, "
-        f"{a['engine']} engine"
+        f"lmsbayes {a['lmsbayes_version']} - simulation-based calibration of spec "
+        f"{a['spec_name']!r}, {a['engine']} engine"
     )
     print(
         f"{n} data sets from the prior predictive on the design of the data (sha256 "
-        f"{str(a['data_sha256'])[:12]}), seed {a['seed']}; each truth ranked among L = {a['n_ranks']} "
-        "posterior draws thinned from all draws"
+        f"{str(a['data_sha256'])[:12]}), seed {a['seed']}; each truth ranked among L = "
+        f"{a['n_ranks']} posterior draws thinned from all draws"
     )
     import pandas as pd
 
     rows = []
     for q, r in summary.iterrows():
         cov = [
-            f"{r[f'coverage_{c:g}']:.3f} ({r[f'coverage_{c:g}_lo']:.2f}-{r[f'coverage_{c:g}_hi']:.2f})"
+            f"{r[f'coverage_{c:g}']:.3f} "
+            f"({r[f'coverage_{c:g}_lo']:.2f}-{r[f'coverage_{c:g}_hi']:.2f})"
             for c in (50, 90, 95)
         ]
         rows.append(
@@ -97,28 +87,30 @@ def _print_summary(ds, summary, alpha: float) -> None:
     )
     print(table.to_string(index=False))
     print(
-        f"tests: chi-square on {int(summary['bins'].iloc[0])} equal rank bins (none below 2 bins of 10 "
-        "simulations) and Kolmogorov-Smirnov on the "
-        f"randomised PIT, Holm-corrected over all {2 * len(summary)} tests; coverage of central intervals "
-        "with 95% Clopper-Pearson intervals"
+        f"tests: chi-square on {int(summary['bins'].iloc[0])} equal rank bins (none below 2 bins "
+        f"of 10 simulations) and Kolmogorov-Smirnov on the "
+        f"randomised PIT, Holm-corrected over all {2 * len(summary)} tests; coverage of central "
+        f"intervals with 95% Clopper-Pearson intervals"
     )
     if n_fit < n:
         from collections import Counter
 
         print(
-            f"FAILED fits: {n - n_fit} of {n} simulations (left out of the tests above, which then condition "
-            "on the engine succeeding):"
+            f"FAILED fits: {n - n_fit} of {n} simulations (left out of the tests above, which then "
+            f"condition on the engine succeeding):"
         )
         for msg, k in Counter(err[err != ""]).most_common(5):
             print(f"  {k} x {msg}")
         print(
-            f"  simulations: {summary.attrs['failed'][:20]}{' ...' if len(summary.attrs['failed']) > 20 else ''}"
+            "  simulations: "
+            f"{summary.attrs['failed'][:20]}{' ...' if len(summary.attrs['failed']) > 20 else ''}"
         )
     high = summary.attrs["khat_high"]
     if a["engine"] == "exact":
         print(
-            f"importance-sampling k-hat > {a['khat_max']:g}: {len(high)} of {n_fit} fitted simulations "
-            f"(included above){': ' + str(high[:20]) if high else ''}{' ...' if len(high) > 20 else ''}"
+            f"importance-sampling k-hat > {a['khat_max']:g}: {len(high)} of {n_fit} fitted "
+            "simulations (included "
+            f"above){': ' + str(high[:20]) if high else ''}{' ...' if len(high) > 20 else ''}"
         )
     else:
         div = ds["divergences"].values
@@ -130,9 +122,9 @@ def _print_summary(ds, summary, alpha: float) -> None:
     import numpy as np
 
     print(
-        f"time: {a['wall_seconds']:.1f} s wall for {n} simulations on {a['scheduler']} ({a['tasks']} tasks); "
-        f"per simulation (simulate + fit) median {np.nanmedian(fs):.3f} s wall, {np.nanmedian(cs):.3f} s CPU, "
-        f"mean {np.nanmean(fs):.3f} s wall"
+        f"time: {a['wall_seconds']:.1f} s wall for {n} simulations on {a['scheduler']} "
+        f"({a['tasks']} tasks); per simulation (simulate + fit) median {np.nanmedian(fs):.3f} s "
+        f"wall, {np.nanmedian(cs):.3f} s CPU, mean {np.nanmean(fs):.3f} s wall"
     )
     if a.get("note"):
         print(f"note: {a['note']}")
@@ -149,10 +141,7 @@ def cmd_calibrate(args) -> int:
 
     if not 0 < args.alpha < 1:
         raise OptionError(f"--alpha must be in (0, 1), got {args.alpha:g}")
-    for path, what in ((args.output, "output"), (args.csv, "CSV output")):
-        _check_writable(path, what)
-    if args.figures:
-        _check_writable(str(Path(args.figures) / "x.png"), "figure directory")
+    check_outputs(args, files=("output", "csv"), directories=("figures",))
     progress = Progress(args.quiet)
     spec = load_spec(args.spec)
     if args.fast or os.environ.get("LMSBAYES_FAST") == "1":
@@ -194,14 +183,13 @@ def cmd_calibrate(args) -> int:
         from lmsbayes.plots_calibrate import plot_ecdf_difference, plot_rank_histograms
 
         out = Path(args.figures)
-        out.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            out.mkdir()  # the directory the user named (its parent checked, or made by --mkdir)
         for name, fig in (
             ("sbc_ranks.png", plot_rank_histograms(ds, summary)),
             ("sbc_ecdf.png", plot_ecdf_difference(ds, summary)),
         ):
-            tmp = out / f".{name}.tmp.png"
-            fig.savefig(tmp, dpi=110)
-            os.replace(tmp, out / name)
+            atomic_write(out / name, lambda tmp, fig=fig: fig.savefig(tmp, dpi=110, format="png"))
         progress(f"figures written to {out}/sbc_ranks.png and {out}/sbc_ecdf.png")
     _print_summary(ds, summary, args.alpha)
     failed = bool(summary.attrs["failed"]) or not bool(summary["uniform"].fillna(True).all())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -17,10 +18,12 @@ the probability of success (assurance) of a planned trial, not a target alternat
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (lmsbayes.files: package temp beside it, umask mode)."""
+    """Write ``data`` to ``path`` atomically.
+
+    lmsbayes.files: package temp beside it, umask mode.
+    """
     from lmsbayes.files import atomic_write_bytes
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, data)
 
 
@@ -81,23 +84,21 @@ def cmd_contrast(args) -> int:
     import numpy as np
 
     from lmsbayes import contrast as ct
-    from lmsbayes.errors import OptionError
     from lmsbayes.version import __version__
 
-    if args.plots is not None and Path(args.plots).exists() and not Path(args.plots).is_dir():
-        raise OptionError(f"--plots {args.plots}: exists and is not a directory")
+    tau_prior, mu_prior, methods = _check_options(args)
     data = ct.read_contrasts(args.file, measure=args.measure)
     excluded = data.attrs.get("excluded", [])
     if excluded:
         print(
-            f"{len(excluded)} rows of {args.file} are excluded from the analysis (their 'exclude' column):"
+            f"{len(excluded)} rows of {args.file} are excluded from the analysis (their 'exclude' "
+            f"column):"
         )
         for e in excluded:
             print(f"  row {e['row']} {e['study']}: {e['reason']}")
         print()
     m = args.measure
     ratio = m != "identity"
-    methods = [s.strip().upper() for s in args.method.split(",") if s.strip()]
     tests = ["z", "knha"] if args.test == "both" else [args.test]
     fits = [
         ct.random_effects(data, method=me, test=te, level=args.level, prediction=args.prediction)
@@ -130,8 +131,8 @@ def cmd_contrast(args) -> int:
     if not args.no_bayes:
         bayes = ct.bayesian(
             data,
-            tau_prior=ct.parse_tau_prior(args.tau_prior),
-            mu_prior=ct.parse_mu_prior(args.mu_prior),
+            tau_prior=tau_prior,
+            mu_prior=mu_prior,
             level=args.level,
         )
         print(repr(bayes))
@@ -142,16 +143,16 @@ def cmd_contrast(args) -> int:
         print(repr(egger))
         if k < 10:
             print(
-                f"  (with {k} trials the test has little power: a non-significant result is not evidence "
-                "of no small-study effects)"
+                f"  (with {k} trials the test has little power: a non-significant result is not "
+                f"evidence of no small-study effects)"
             )
         print()
     loo = None
     if k >= 3 and not args.no_leave_one_out:
         loo = ct.leave_one_out(main_fit)
         print(
-            f"Leave-one-out ({main_fit.method}, {'z' if main_fit.test == 'z' else 'HKSJ'}): pooled estimate "
-            "without each trial"
+            f"Leave-one-out ({main_fit.method}, {'z' if main_fit.test == 'z' else 'HKSJ'}): pooled "
+            f"estimate without each trial"
         )
         tf = np.exp if ratio else (lambda v: v)
         view = loo.assign(
@@ -168,8 +169,6 @@ def cmd_contrast(args) -> int:
         print()
     table = None
     if args.events:
-        if not ratio or m != "HR":
-            raise OptionError("--events (assurance of a time-to-event trial) needs --measure HR")
         pred = (
             bayes.predictive()
             if bayes is not None
@@ -193,20 +192,27 @@ def cmd_contrast(args) -> int:
         )
         print(
             f"Probability of success of a planned two-arm trial (one-sided alpha {args.alpha:g}, "
-            f"{args.allocation:.3g} allocated to the new agent; Schoenfeld), over the {src} of a new trial's HR"
+            f"{args.allocation:.3g} allocated to the new agent; Schoenfeld), over the {src} of a "
+            f"new trial's HR"
         )
         print(table.to_string(float_format=lambda v: f"{v:.3f}"))
         print(
-            "assurance = power averaged over the predicted true HR; it cannot exceed P(true HR < 1).\n"
+            "assurance = power averaged over the predicted true HR; it cannot exceed P(true HR < "
+            "1).\n"
         )
     if args.plots is not None:
         out = Path(args.plots)
-        _save_figure(ct.forest_plot(main_fit), out / "forest.png")
-        _save_figure(ct.funnel_plot(main_fit), out / "funnel.png")
-        written = ["forest.png", "funnel.png"]
-        if bayes is not None:
-            _save_figure(ct.forest_plot(bayes), out / "forest_bayes.png")
-            written.append("forest_bayes.png")
+        with contextlib.suppress(FileExistsError):
+            out.mkdir()  # the directory the user named (its parent was checked, or made by --mkdir)
+        from lmsbayes.report import plain_text
+
+        with plain_text():  # a '$' in a study's label is drawn, not read as mathtext
+            _save_figure(ct.forest_plot(main_fit), out / "forest.png")
+            _save_figure(ct.funnel_plot(main_fit), out / "funnel.png")
+            written = ["forest.png", "funnel.png"]
+            if bayes is not None:
+                _save_figure(ct.forest_plot(bayes), out / "forest_bayes.png")
+                written.append("forest_bayes.png")
         print(f"plots written to {out}/: {', '.join(written)}", file=sys.stderr)
     if args.json is not None:
         doc = {
@@ -244,6 +250,63 @@ def cmd_contrast(args) -> int:
     return 0
 
 
+#: Defaults of the options that only mean something with --events (None: not given).
+_ASSURANCE_DEFAULTS = {"allocation": 0.5, "alpha": 0.025}
+
+
+def _check_options(args):
+    """Every option checked before the table is read or anything printed.
+
+    Returns (tau prior, mu prior, methods).
+    """
+    from lmsbayes import contrast as ct
+    from lmsbayes.cli._common import check_outputs
+    from lmsbayes.contrast.frequentist import METHODS
+    from lmsbayes.errors import OptionError
+
+    methods = [s.strip().upper() for s in args.method.split(",") if s.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if not methods or unknown:
+        raise OptionError(
+            f"--method {args.method!r}: method must be one of {', '.join(METHODS)} "
+            "(tau^2 estimators, comma-separated)"
+        )
+    methods = list(dict.fromkeys(methods))
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name in ("allocation", "alpha", "target_hr")
+        if getattr(args, name) is not None
+    ]
+    if given and not args.events:
+        raise OptionError(
+            f"{' and '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to the "
+            f"assurance of a planned trial: give --events too"
+        )
+    for name, value in _ASSURANCE_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.events and args.measure != "HR":
+        raise OptionError(
+            "--events (assurance of a time-to-event trial) needs --measure HR, "
+            f"got --measure {args.measure}"
+        )
+    if args.events:
+        args.events = sorted(set(args.events))
+    check_outputs(args, files=("json",), directories=("plots",))
+    tau_prior = mu_prior = None
+    if not args.no_bayes:
+        for option, parse in (("tau_prior", ct.parse_tau_prior), ("mu_prior", ct.parse_mu_prior)):
+            try:
+                parsed = parse(getattr(args, option))
+            except OptionError as exc:
+                raise OptionError(f"--{option.replace('_', '-')}: {exc}") from None
+            if option == "tau_prior":
+                tau_prior = parsed
+            else:
+                mu_prior = parsed
+    return tau_prior, mu_prior, methods
+
+
 def _events(text: str) -> int:
     import argparse
 
@@ -260,13 +323,15 @@ def register(sub) -> None:
     """Add the ``contrast`` verb to the ``lmsbayes`` parser."""
     import argparse
 
+    from lmsbayes.cli._common import bounded
+
     q = sub.add_parser(
         "contrast",
         help="meta-analysis of per-trial hazard ratios / odds ratios (frequentist and Bayesian)",
-        description="Random-effects meta-analysis of per-trial contrasts (log HR, log OR): DerSimonian-Laird "
-        "and REML with Q, I^2, tau^2, the Hartung-Knapp-Sidik-Jonkman adjustment and the prediction "
-        "interval; the Bayesian normal-normal model by exact quadrature; Egger's test; leave-one-out; "
-        "and the probability of success of a planned trial.",
+        description="Random-effects meta-analysis of per-trial contrasts (log HR, log OR): "
+        "DerSimonian-Laird and REML with Q, I^2, tau^2, the Hartung-Knapp-Sidik-Jonkman adjustment "
+        "and the prediction interval; the Bayesian normal-normal model by exact quadrature; "
+        "Egger's test; leave-one-out; and the probability of success of a planned trial.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -297,7 +362,10 @@ def register(sub) -> None:
         "(default: metafor)",
     )
     q.add_argument(
-        "--level", type=float, default=0.95, help="confidence / credible level (default: 0.95)"
+        "--level",
+        type=bounded(0, 1, what="a confidence level"),
+        default=0.95,
+        help="confidence / credible level (default: 0.95)",
     )
     q.add_argument(
         "--tau-prior",
@@ -323,21 +391,22 @@ def register(sub) -> None:
     )
     q.add_argument(
         "--allocation",
-        type=float,
-        default=0.5,
-        help="fraction randomised to the new agent in the planned trial (default: 0.5)",
+        type=bounded(0, 1, what="an allocation fraction"),
+        default=None,
+        help="fraction randomised to the new agent in the planned trial, with --events "
+        "(default: 0.5)",
     )
     q.add_argument(
         "--alpha",
-        type=float,
-        default=0.025,
-        help="one-sided alpha of the planned trial (default: 0.025)",
+        type=bounded(0, 0.5, what="a one-sided alpha"),
+        default=None,
+        help="one-sided alpha of the planned trial, with --events (default: 0.025)",
     )
     q.add_argument(
         "--target-hr",
-        type=float,
+        type=bounded(0, 100, what="a hazard ratio"),
         default=None,
-        help="also show the conventional power at this fixed HR",
+        help="also show the conventional power at this fixed HR, with --events",
     )
     q.add_argument(
         "--plots",

@@ -1,4 +1,7 @@
-"""The ``curve`` verb: reconstruct patient data from digitised Kaplan-Meier curves and report accuracy."""
+"""The ``curve`` verb.
+
+Reconstruct patient data from digitised Kaplan-Meier curves and report accuracy.
+"""
 
 from __future__ import annotations
 
@@ -26,8 +29,8 @@ def cmd_curve(args) -> int:
         if args.family:
             from lmsbayes.curves.fit import fit_arm
 
-            for family in args.family:
-                print("\n".join(fit_arm(r, family, t_max=args.truncate).lines()))
+            for curve in args.family:
+                print("\n".join(fit_arm(r, curve, t_max=args.truncate).lines()))
     if args.ipd:
         lines = ["arm_id,time,event,lower"]
         for r in recs:

@@ -1,4 +1,7 @@
-"""The ``data`` verb: what the trial data hold per line x class x site, and what cannot enter a model."""
+"""The ``data`` verb.
+
+What the trial data hold per line x class x site, and what cannot enter a model.
+"""
 
 from __future__ import annotations
 
@@ -57,8 +60,9 @@ def cmd_data(args) -> int:
     ):
         print(table.to_string(index=False, na_rep=""))
     print(
-        "arms_usable = arms that can enter a model (`lmsbayes data --exclusions` lists the others); "
-        "reported_/derived_<L>m = usable arms whose rate at L months is reported / derived from the median"
+        "arms_usable = arms that can enter a model (`lmsbayes data --exclusions` lists the "
+        "others); reported_/derived_<L>m = usable arms whose rate at L months is reported / "
+        "derived from the median"
     )
     return 0
 

@@ -1,4 +1,6 @@
-"""The ``design`` and ``analyze`` verbs: designs with their operating characteristics, and prior-data conflict.
+"""The ``design`` and ``analyze`` verbs.
+
+Designs with their operating characteristics, and prior-data conflict.
 
 ``lmsbayes design`` prints, for every design, the role the prior plays, the
 decision boundaries in progression-free patients (both arms for two-arm
@@ -259,7 +261,8 @@ def _single_arm(args, mix) -> int:
     if args.tradeoff or args.max_type1 is not None:
         if mix is None or threshold is None:
             raise OptionError(
-                "--tradeoff/--max-type1 for a single arm need PRIOR.json as the arm's prior and --threshold"
+                "--tradeoff/--max-type1 for a single arm need PRIOR.json as the arm's prior and "
+                "--threshold"
             )
         _tradeoff(args, design, mix, p_t=p1, p_c=None)
     _warn(warnings)
@@ -348,7 +351,8 @@ def _two_arm(args, mix) -> int:
     table.index.name = "true p_c"
     eff_txt = f"p_t = p_c ** {args.hr:g}" if args.scale == "hr" else f"p_t = p_c + {effects[0]:g}"
     print(
-        f"\nOperating characteristics across true control rates (exact; type I: p_t = p_c; power: {eff_txt}):"
+        f"\nOperating characteristics across true control rates (exact; type I: p_t = p_c; power: "
+        f"{eff_txt}):"
     )
     print(table.round(4).to_string())
     import numpy as np
@@ -414,7 +418,8 @@ def _tradeoff(args, design, mix, p_t: float, p_c: float | None) -> None:
         print(scan)
         if w is None:
             print(
-                f"no robust weight keeps the worst type I error over [{lo:g}, {hi:g}] <= {args.max_type1:g}"
+                f"no robust weight keeps the worst type I error over [{lo:g}, {hi:g}] <= "
+                f"{args.max_type1:g}"
             )
         else:
             print(
@@ -448,7 +453,8 @@ def cmd_analyze(args) -> int:
             f"--r must be <= --n = {args.n} (progression-free patients among n), got {args.r}"
         )
     print(
-        f"prior: {args.prior} ({mix.n_components} component(s), mean {mix.mean():.3f}, sd {mix.sd():.3f})"
+        f"prior: {args.prior} ({mix.n_components} component(s), mean {mix.mean():.3f}, sd "
+        f"{mix.sd():.3f})"
     )
     from lmsbayes.prior import conflict
 
@@ -463,11 +469,11 @@ def register(sub) -> None:
         "design",
         formatter_class=fmt,
         help="decision boundaries and operating characteristics of a design",
-        description="A single-arm, two-arm or Simon design with its decision boundaries (progression-free "
-        "patients) and exact operating characteristics across true rates. Single arm: with PRIOR and "
-        "--threshold the prior is the arm's own prior (RBesT decision1S/oc1S); with PRIOR alone it is an "
-        "uncertain historical p0. Two arms: PRIOR is the control prior; the OC are shown under the vague, "
-        "MAP and robust MAP control priors side by side.",
+        description="A single-arm, two-arm or Simon design with its decision boundaries "
+        "(progression-free patients) and exact operating characteristics across true rates. Single "
+        "arm: with PRIOR and --threshold the prior is the arm's own prior (RBesT decision1S/oc1S); "
+        "with PRIOR alone it is an uncertain historical p0. Two arms: PRIOR is the control prior; "
+        "the OC are shown under the vague, MAP and robust MAP control priors side by side.",
     )
     q.add_argument(
         "prior",
@@ -514,7 +520,8 @@ def register(sub) -> None:
         "--futility",
         type=_open_unit("--futility"),
         default=0.05,
-        help="single-arm: stop at an interim when the predictive probability of success is below this",
+        help="single-arm: stop at an interim when the predictive probability of success is below "
+        "this",
     )
     q.add_argument("--n-t", type=int, default=40, help="two-arm: patients on treatment")
     q.add_argument("--n-c", type=int, default=20, help="two-arm: patients on control")
@@ -537,7 +544,8 @@ def register(sub) -> None:
         "--futility-two-arm",
         type=_open_unit("--futility-two-arm"),
         default=None,
-        help="two-arm: stop at an interim when the posterior probability of an effect is below this",
+        help="two-arm: stop at an interim when the posterior probability of an effect is below "
+        "this",
     )
     q.add_argument(
         "--robust",
@@ -569,7 +577,8 @@ def register(sub) -> None:
         "--max-type1",
         type=_open_unit("--max-type1"),
         default=None,
-        help="find the smallest robust weight whose worst type I error over --type1-range is at most this",
+        help="find the smallest robust weight whose worst type I error over --type1-range is at "
+        "most this",
     )
     q.add_argument(
         "--sample-size",
@@ -603,9 +612,9 @@ def register(sub) -> None:
         "analyze",
         formatter_class=fmt,
         help="prior-data conflict: how much of a prior survives a trial's data",
-        description="After r progression-free patients out of n: the posterior mixture weights (how much of "
-        "each component survives), the prior-predictive tail probabilities of r, and the prior and "
-        "posterior effective sample sizes.",
+        description="After r progression-free patients out of n: the posterior mixture weights "
+        "(how much of each component survives), the prior-predictive tail probabilities of r, and "
+        "the prior and posterior effective sample sizes.",
     )
     a.add_argument("prior", help="PRIOR.json (lmsbayes or RBesT write_mix_json)")
     a.add_argument("--r", type=_count, required=True, help="progression-free patients observed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from lmsbayes.cli._common import (
     Progress,
@@ -14,6 +15,7 @@ from lmsbayes.cli._common import (
     hazard_ratio,
     load_spec_from_args,
     strict_failed,
+    unique_hrs,
     version,
 )
 
@@ -26,14 +28,8 @@ def _landmark_order(fit, at=None):
     if order.empty:
         return order, None
     worst = order.loc[order["prob_later_higher"].idxmax()]
-    coherent = fit.spec.survival or fit.spec.joint
-    how = (
-        "one survival curve per arm"
-        if fit.spec.survival
-        else "jointly"
-        if fit.spec.joint
-        else "independently"
-    )
+    coherent = fit.data.family.joined
+    how = fit.data.family.landmark_relation
     if worst.prob_later_higher == 0:
         return (
             order,
@@ -84,6 +80,8 @@ def _evidence_text(r) -> str:
 def _print_table(table, fit, order_line: str | None) -> None:
     import pandas as pd
 
+    from lmsbayes.decision import choice_line
+
     ref = table.attrs.get("reference", "pooled")
     fmt = lambda lo, mid, hi: f"{mid:.2f} ({lo:.2f}-{hi:.2f})"  # noqa: E731
     has_ev = "arms" in table
@@ -102,6 +100,15 @@ def _print_table(table, fit, order_line: str | None) -> None:
             ],
         }
     )
+    if "target" in table:  # what each row predicts (lmsbayes.targets), and its regimen's arms
+        out.insert(
+            1,
+            "target",
+            [
+                t + (f" ({n} arms)" if n else "")
+                for t, n in zip(table["target"], table["regimen_arms"])
+            ],
+        )
     if has_ev:
         out["informed by (cell)"] = [_evidence_text(r) for _, r in table.iterrows()]
         out["sd ratio"] = [f"{v:.2f}" if v == v else "" for v in table["sd_ratio"]]
@@ -123,6 +130,9 @@ def _print_table(table, fit, order_line: str | None) -> None:
         f"data: {len(fit.data.arms)} arms enter the model ({n_exc} arms excluded: `lmsbayes run --exclusions` "
         f"lists the reasons), sha256 {fit.data.data_sha256[:12]}"
     )
+    line = choice_line(fit.spec.name, fit.data.data_sha256)
+    if line:  # the default's leave-future-out validation, in one line (lmsbayes.decision)
+        print(line)
     print(out.to_string(index=False))
     settings = dict(zip(table["setting"], table["description"])) if "description" in table else {}
     if settings:
@@ -248,8 +258,36 @@ def _thresholds_table(fit, args):
         reference=getattr(args, "reference", None),
         landmarks=landmarks,
         at=dict(getattr(args, "at", None) or []),
+        target=target_from_args(args),
     )
     return threshold_table(ds, fit=fit)
+
+
+def target_from_args(args):
+    """The predictive target of --target/--year (None: version 0.1's unlabelled rows)."""
+    from lmsbayes.targets import parse_target
+
+    text, year = getattr(args, "target", None), getattr(args, "year", None)
+    if text is None and year is not None:
+        text = "average"
+    return parse_target(text, year)
+
+
+def target_args(q) -> None:
+    """--target and --year: what a row or prior predicts (lmsbayes.targets)."""
+    q.add_argument(
+        "--target",
+        metavar="TARGET",
+        help="what the rates are for: 'average' (historical average, EORTC-comparable), "
+        "'arm:REGIMEN' (a new arm of a regimen, e.g. arm:doxorubicin: a control arm's MAP prior) "
+        "or 'new-regimen' (an untested regimen: a design prior for assurance, not a null)",
+    )
+    q.add_argument(
+        "--year",
+        type=int,
+        metavar="YEAR",
+        help="calendar year of the new trial (drift and time-trend specs), e.g. 2027",
+    )
 
 
 def _parse_at(text: str) -> tuple[str, float]:
@@ -296,6 +334,7 @@ def _parse_landmarks(text: str) -> list[float]:
 
 def cmd_run(args) -> int:
     """The ``run`` verb: fit the default analysis and print the threshold table."""
+    unique_hrs(args)
     check_outputs(args, files=("output", "json", "csv"))
     progress = Progress(args.quiet)
     spec = load_spec_from_args(args)
@@ -327,6 +366,7 @@ def cmd_thresholds(args) -> int:
     """The ``thresholds`` verb: the threshold table of a saved fit."""
     from lmsbayes.fit import load_fit
 
+    unique_hrs(args)
     check_outputs(args, files=("json", "csv"))
     result = load_fit(args.fit)
     _emit_table(_thresholds_table(result, args), result, args)
@@ -339,13 +379,16 @@ def cmd_report(args) -> int:
     from lmsbayes.report import write_report
 
     check_outputs(args, directories=("output",))
+    from lmsbayes.report import check_report_dir
+
+    check_report_dir(Path(args.output), None, args.overwrite)  # before the fit, not after it
     progress = Progress(args.quiet)
     result = (
         load_fit(args.fit) if args.fit else fit_from_args(args, progress, load_spec_from_args(args))
     )
     if strict_failed(result, args):
         return exit_for(result, args, (args.output,))
-    path = write_report(result, args.output)
+    path = write_report(result, args.output, overwrite=args.overwrite)
     progress(f"report written to {path}")
     return exit_for(result, args)
 
@@ -386,6 +429,7 @@ def table_args(q) -> None:
         help="value of a spec's own covariate for the new trial, in the data column's units "
         "(e.g. --at year=2026 for the time_trend spec; default: the spec's [thresholds] at)",
     )
+    target_args(q)
     q.add_argument(
         "--json",
         metavar="FILE",
@@ -433,7 +477,7 @@ def register(sub) -> None:
         help="write tables, figures and an HTML page",
         description="Write the report of a fit (CSV tables, PNG figures, a self-contained "
         "index.html) into a directory. An existing directory is written into: "
-        "only the report's own files are replaced.",
+        "only files an earlier report wrote, unchanged since, are replaced.",
     )
     q.add_argument(
         "fit",
@@ -443,6 +487,12 @@ def register(sub) -> None:
     )
     fit_args(q, spec_positional=False)
     q.add_argument("-o", "--output", default="report", metavar="DIR", help="output directory")
+    q.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a file of the report's name that an earlier report did not write (the "
+        "user's own index.html); a symbolic link is refused even then",
+    )
     q.set_defaults(func=cmd_report)
 
 

@@ -11,17 +11,43 @@ from lmsbayes.cli._common import (
 )
 
 
+def _fit_or_load(text: str):
+    """A saved fit, or a fresh fit of the bundled data when FIT names a spec (name or .toml).
+
+    So a control-arm MAP prior is one command (``lmsbayes prior regimen_drift --line 1L
+    --landmark 6 --target arm:doxorubicin --year 2027``); an existing file is always read
+    as a fit, so a fit file is never shadowed by a spec of the same name.
+    """
+    from pathlib import Path
+
+    from lmsbayes.fit import load_fit
+    from lmsbayes.spec import bundled_specs
+
+    path = Path(text)
+    if (not path.is_file() and text in bundled_specs()) or path.suffix == ".toml":
+        import warnings
+
+        import lmsbayes as lb
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the fit's diagnostics are its own report
+            return lb.fit(text)
+    return load_fit(path)
+
+
 def cmd_prior(args) -> int:
     """The ``prior`` verb: the MAP prior of a setting from a saved fit."""
+    from lmsbayes.cli.fitting import target_from_args
     from lmsbayes.errors import OptionError
-    from lmsbayes.fit import load_fit
     from lmsbayes.predict import Setting
     from lmsbayes.prior import map_prior, prior_kind, robustify, to_json, to_rbest
 
     check_outputs(args, files=("output",))
-    result = load_fit(args.fit)
+    result = _fit_or_load(args.fit)
     lms = result.data.table == "lms"
-    has_landmarks = bool(result.data.landmarks) or bool(result.data.curve)
+    has_landmarks = bool(
+        result.data.family.reported_landmarks(result.spec.landmarks, result.data.landmarks)
+    )
     if lms and args.line is None:
         raise OptionError("this fit has a line covariate: give --line 1L or --line 2L+")
     if not lms:
@@ -46,7 +72,9 @@ def cmd_prior(args) -> int:
         setting = Setting(args.line, args.treatment_class or "R-T", args.uterine)
     else:
         setting = Setting()
-    mix = map_prior(result, setting, args.landmark)
+
+    target = target_from_args(args)
+    mix = map_prior(result, setting, args.landmark, target=target)
     if args.robust:
         mix = robustify(mix, args.robust, mean=args.robust_mean, bounded=args.robust_bounded)
     where = f" at {args.landmark:g} months" if args.landmark is not None else ""
@@ -54,6 +82,14 @@ def cmd_prior(args) -> int:
         f"{prior_kind(mix)} prior of a new trial's rate: {setting.describe()}{where} "
         f"(spec {result.spec.name!r})"
     )
+    if target is not None:
+        print(f"target: {mix.provenance['target']}")
+        if "regimen_arms" in mix.provenance:
+            arms = mix.provenance["regimen_arms"]
+            print(
+                f"rests on {len(arms)} included arm(s) of {target.regimen} in {setting.line}: "
+                + (", ".join(arms) or "none")
+            )
     print(repr(mix))
     print(mix.summary().round(4).to_string())
     print(_ess_line(mix))
@@ -100,7 +136,10 @@ def register(sub) -> None:
         "robustified; print it, its ESS and the RBesT call, and write it as JSON.",
     )
     q.add_argument(
-        "fit", metavar="FIT", help="fit file (netCDF) written by `lmsbayes fit` or `run -o`"
+        "fit",
+        metavar="FIT",
+        help="fit file (netCDF) written by `lmsbayes fit` or `run -o`, or a spec (a bundled "
+        "name such as regimen_drift, or a .toml) to fit to the bundled data first",
     )
     q.add_argument(
         "--line",
@@ -150,6 +189,9 @@ def register(sub) -> None:
         action="store_true",
         help="robust component with both shapes >= 1 (ELIR defined) instead of RBesT's n = 1",
     )
+    from lmsbayes.cli.fitting import target_args
+
+    target_args(q)
     q.add_argument(
         "-o",
         "--output",

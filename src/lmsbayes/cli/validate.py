@@ -96,20 +96,10 @@ def register(sub) -> None:
 
 def _check_outputs(args) -> None:
     """Every output path is writable before any work is done (nothing is written half)."""
+    from lmsbayes.cli._common import check_outputs
     from lmsbayes.errors import OutputPathError
 
-    for opt in ("csv", "json", "observations", "plot"):
-        path = getattr(args, opt)
-        if not path:
-            continue
-        p = Path(path)
-        if p.is_dir():
-            raise OutputPathError(f"--{opt} {path}: is a directory, give a file name")
-        parent = p.parent if str(p.parent) else Path(".")
-        if not parent.is_dir():
-            raise OutputPathError(f"--{opt} {path}: directory {str(parent)!r} does not exist")
-        if not os.access(parent, os.W_OK):
-            raise OutputPathError(f"--{opt} {path}: directory {str(parent)!r} is not writable")
+    check_outputs(args, files=("csv", "json", "observations", "plot"))
     if args.plot and Path(args.plot).suffix.lower() not in (".png", ".pdf", ".svg"):
         raise OutputPathError(f"--plot {args.plot}: the figure is written as .png, .pdf or .svg")
 

@@ -78,8 +78,9 @@ class TimeToEventDesign:
 
     def __str__(self) -> str:
         return (
-            f"two-arm time-to-event trial: {self.events} events, {self.allocation:.3g} allocated to the "
-            f"experimental arm, one-sided alpha {self.alpha:g} (critical HR {self.critical_hr:.3f})"
+            f"two-arm time-to-event trial: {self.events} events, {self.allocation:.3g} allocated "
+            f"to the experimental arm, one-sided alpha {self.alpha:g} (critical HR "
+            f"{self.critical_hr:.3f})"
         )
 
 
@@ -94,7 +95,9 @@ def schoenfeld_events(
 
 
 def assurance(predictive: Predictive, design: TimeToEventDesign) -> float:
-    """Probability of success of ``design`` averaged over ``predictive`` (exact for normal mixtures).
+    """Probability of success of ``design`` averaged over ``predictive``.
+
+    Exact for normal mixtures.
 
     Parameters
     ----------
@@ -108,7 +111,8 @@ def assurance(predictive: Predictive, design: TimeToEventDesign) -> float:
     """
     if not isinstance(predictive, Predictive):
         raise OptionError(
-            f"predictive must be a Predictive (from BayesRandomEffects.predictive()), got {predictive!r}"
+            f"predictive must be a Predictive (from BayesRandomEffects.predictive()), got "
+            f"{predictive!r}"
         )
     sd = np.sqrt(predictive.sd**2 + design.se**2)
     z = (np.log(design.critical_hr) - predictive.mean) / sd

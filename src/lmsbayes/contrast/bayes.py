@@ -77,8 +77,17 @@ class Predictive:
 
         q = np.atleast_1d(np.asarray(q, float))
         lo, hi = float(np.min(self.mean - 40 * self.sd)), float(np.max(self.mean + 40 * self.sd))
+        # B023: the lambda is called within the iteration that defines it
         return np.array(
-            [optimize.brentq(lambda x: float(self.cdf(x)) - qq, lo, hi, xtol=1e-12) for qq in q]  # noqa: B023 - called within the iteration
+            [
+                optimize.brentq(
+                    lambda x: float(self.cdf(x)) - qq,  # noqa: B023
+                    lo,
+                    hi,
+                    xtol=1e-12,
+                )
+                for qq in q
+            ]
         )
 
     def mean_(self) -> float:
@@ -101,7 +110,8 @@ class Predictive:
         tf = np.exp if is_ratio(self.measure) else (lambda v: v)
         name = self.measure if is_ratio(self.measure) else "effect"
         return (
-            f"Predictive({self.label}: {name} median {tf(med):.3g}, 95% interval {tf(lo):.3g}-{tf(hi):.3g}; "
+            f"Predictive({self.label}: {name} median {tf(med):.3g}, 95% interval "
+            f"{tf(lo):.3g}-{tf(hi):.3g}; "
             f"{len(self.weight)} normal components)"
         )
 
@@ -175,7 +185,10 @@ class BayesRandomEffects:
         return out
 
     def prob(self, threshold: float = 1.0, *, quantity: str = "mu") -> float:
-        """P(ratio < threshold) for the pooled effect (``"mu"``) or a new trial (``"theta_new"``)."""
+        """P(ratio < threshold).
+
+        For the pooled effect (``"mu"``) or a new trial (``"theta_new"``).
+        """
         if quantity not in ("mu", "theta_new"):
             raise OptionError(f"quantity must be 'mu' or 'theta_new', got {quantity!r}")
         x = np.log(threshold) if is_ratio(self.measure) else threshold
@@ -203,7 +216,10 @@ class BayesRandomEffects:
         return out
 
     def to_dataset(self) -> xr.Dataset:
-        """Summaries as an xarray Dataset (dims ``quantity`` x ``stat``) plus the tau posterior grid."""
+        """Summaries as an xarray Dataset, plus the tau posterior grid.
+
+        Dims ``quantity`` x ``stat``.
+        """
         s = self.summary()[["mean", "sd", "median", "lower", "upper"]]
         ds = xr.Dataset(
             {
@@ -241,9 +257,11 @@ class BayesRandomEffects:
             m = self.measure
             lines += [
                 "",
-                f"pooled {m} {s.at['mu', f'{m}_median']:.2f} ({lvl} CrI {s.at['mu', f'{m}_lower']:.2f}-"
+                f"pooled {m} {s.at['mu', f'{m}_median']:.2f} ({lvl} CrI "
+                f"{s.at['mu', f'{m}_lower']:.2f}-"
                 f"{s.at['mu', f'{m}_upper']:.2f}), P({m} < 1) {_fmt_prob(self.prob(1.0))}",
-                f"a new trial's true {m}: median {s.at['theta_new', f'{m}_median']:.2f} ({lvl} predictive interval "
+                f"a new trial's true {m}: median {s.at['theta_new', f'{m}_median']:.2f} ({lvl} "
+                "predictive interval "
                 f"{s.at['theta_new', f'{m}_lower']:.2f}-{s.at['theta_new', f'{m}_upper']:.2f}), "
                 f"P({m} < 1) {_fmt_prob(self.prob(1.0, quantity='theta_new'))}",
             ]

@@ -22,15 +22,24 @@ may be blank. Every problem found is
 reported in one :class:`~lmsbayes.errors.InputError` that names the file,
 the row (spreadsheet numbering: the header is row 1), the column and the
 value; nothing is dropped or repaired silently.
+
+The file is read by the one checked reader of every table
+(:func:`lmsbayes.data.read_csv_cells`: size bound, UTF-8 with or without a
+byte-order mark, comma-separated, strict quoting), and every number is
+checked as text in plain decimal notation, finite, and in range before it
+is used: a ratio (estimate, lower, upper) in [1e-6, 1e6], a log estimate
+within +-log(1e6), a standard error in [1e-4, 100] on the log scale (so the
+CI bounds of a row must differ: a standard error of 1e-300 would make one
+trial's weight swamp the solver), and on the identity scale values within
++-1e6 and standard errors in [1e-6, 1e6].
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +59,7 @@ MEASURES = {
 }
 _CI_COLS = ("estimate", "lower", "upper")
 _SE_COLS = ("log_estimate", "se")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # as the other tables
 
 
 def is_ratio(measure: str) -> bool:
@@ -89,37 +99,38 @@ class _Problems:
             )
 
 
+#: Accepted ranges: (ratio estimate and CI, |log estimate|, se) on the log scale ...
+RATIO_RANGE = (1e-6, 1e6)
+LOG_SE_RANGE = (1e-4, 100.0)
+#: ... and (|value|, se) on the identity scale.
+IDENTITY_ABS_MAX = 1e6
+IDENTITY_SE_RANGE = (1e-6, 1e6)
+
+
 def _number(text: str) -> float | None:
-    try:
-        x = float(text)
-    except ValueError:
-        return None
-    return x if math.isfinite(x) else None
+    """The cell as a finite float in plain decimal notation, else None.
+
+    ``1_0``, ``nan``, ``inf`` are not.
+    """
+    from lmsbayes.data import parse_number
+
+    x, err = parse_number(text, integer=False)
+    return None if err or math.isnan(x) else x
+
+
+def _not_a_number(text: str) -> str:
+    from lmsbayes.data import parse_number
+
+    err = parse_number(text, integer=False)[1]
+    return err or f"not a number: {text[:57] + '...' if len(text) > 60 else text!r}"
 
 
 def _read_rows(path: Path) -> tuple[list[str], list[list[str]], list[int], bytes]:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not a CSV file") from None
-    except PermissionError:
-        raise InputError(f"{path}: permission denied") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    try:
-        rows = [[c.strip() for c in r] for r in csv.reader(io.StringIO(text, newline=""))]
-    except csv.Error as exc:
-        raise InputError(f"{path}: not a readable CSV file ({exc})") from None
-    if not rows or not any(rows[0]):
-        raise InputError(
-            f"{path} row 1 (header): expected a header row, the file starts blank or empty"
-        )
-    numbers = [k + 1 for k, r in enumerate(rows) if k > 0 and any(r)]
-    return rows[0], [rows[n - 1] for n in numbers], numbers, raw
+    from lmsbayes.data import read_csv_cells
+
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    return read_csv_cells(path, str(path), "contrast table")
 
 
 def read_contrasts(path: str | os.PathLike[str], *, measure: str = "HR") -> pd.DataFrame:
@@ -151,6 +162,8 @@ def read_contrasts(path: str | os.PathLike[str], *, measure: str = "HR") -> pd.D
     for j, name in enumerate(header):
         if not name:
             problems.add(1, None, f"column {j + 1} has no name")
+        elif _CONTROL.search(name):
+            problems.add(1, None, f"column {j + 1} ({name[:40]!r}) holds a control character")
         elif name in seen:
             problems.add(1, name, f"duplicate column name (also column {seen[name] + 1})")
         else:
@@ -164,6 +177,15 @@ def read_contrasts(path: str | os.PathLike[str], *, measure: str = "HR") -> pd.D
             problems.add(
                 numbers[i], None, f"{len(r)} cells but the header names {len(header)} columns"
             )
+        for j, c in enumerate(r):
+            if _CONTROL.search(c):
+                name = header[j] if j < len(header) else None
+                problems.add(
+                    numbers[i],
+                    name,
+                    f"holds the control character {_CONTROL.search(c)[0]!r} (is the file "
+                    "binary or corrupted?)",
+                )
     problems.raise_if_any()
     df = pd.DataFrame(cells, dtype=object)
     out = _validate(df, numbers, problems, measure)
@@ -277,11 +299,11 @@ def _validate(
             continue
         if "level" in cols and cell("level", i):
             lv = _number(cell("level", i))
-            if lv is None or not 0 < lv < 1:
+            if lv is None or not 0.5 <= lv <= 0.999:
                 problems.add(
                     row,
                     "level",
-                    f"must be a CI level in (0, 1) such as 0.95, got {cell('level', i)!r}",
+                    f"must be a CI level in [0.5, 0.999] such as 0.95, got {cell('level', i)!r}",
                 )
                 continue
             level[i] = lv
@@ -308,9 +330,18 @@ def _validate(
                         row, c, "blank (an estimate with a CI needs estimate, lower and upper)"
                     )
                 elif x is None:
-                    problems.add(row, c, f"not a number: {text!r}")
+                    problems.add(row, c, _not_a_number(text))
                 elif ratio and x <= 0:
                     problems.add(row, c, f"a {MEASURES[measure]} must be > 0, got {text!r}")
+                elif ratio and not RATIO_RANGE[0] <= x <= RATIO_RANGE[1]:
+                    problems.add(
+                        row,
+                        c,
+                        f"a {MEASURES[measure]} must be in [{RATIO_RANGE[0]:g}, "
+                        f"{RATIO_RANGE[1]:g}], got {text!r}",
+                    )
+                elif not ratio and abs(x) > IDENTITY_ABS_MAX:
+                    problems.add(row, c, f"must be within +-{IDENTITY_ABS_MAX:g}, got {text!r}")
                 else:
                     vals.append(x)
                     continue
@@ -331,12 +362,23 @@ def _validate(
                     f"the estimate {ci_cells[0]!r}",
                 )
                 continue
-            est[i], lo[i], hi[i] = e, l, u
             z = _z(level[i])
             if ratio:
-                yi[i], sei[i] = math.log(e), (math.log(u) - math.log(l)) / (2 * z)
+                y, se = math.log(e), (math.log(u) - math.log(l)) / (2 * z)
             else:
-                yi[i], sei[i] = e, (u - l) / (2 * z)
+                y, se = e, (u - l) / (2 * z)
+            low, high = LOG_SE_RANGE if ratio else IDENTITY_SE_RANGE
+            if not low <= se <= high:
+                problems.add(
+                    row,
+                    "lower",
+                    f"the CI ({ci_cells[1]}, {ci_cells[2]}) gives a standard error of {se:.3g}"
+                    f"{' on the log scale' if ratio else ''}, outside [{low:g}, {high:g}]: "
+                    "check the bounds",
+                )
+                continue
+            est[i], lo[i], hi[i] = e, l, u
+            yi[i], sei[i] = y, se
         else:
             form[i] = "se"
             y, s = (_number(t) for t in se_cells)
@@ -345,13 +387,28 @@ def _validate(
                     row, "log_estimate", "blank (a log estimate needs log_estimate and se)"
                 )
             elif y is None:
-                problems.add(row, "log_estimate", f"not a number: {se_cells[0]!r}")
+                problems.add(row, "log_estimate", _not_a_number(se_cells[0]))
+            elif abs(y) > (math.log(RATIO_RANGE[1]) if ratio else IDENTITY_ABS_MAX):
+                bound = math.log(RATIO_RANGE[1]) if ratio else IDENTITY_ABS_MAX
+                problems.add(
+                    row, "log_estimate", f"must be within +-{bound:.4g}, got {se_cells[0]!r}"
+                )
+                y = None
+            low, high = LOG_SE_RANGE if ratio else IDENTITY_SE_RANGE
             if not se_cells[1]:
                 problems.add(row, "se", "blank (a log estimate needs log_estimate and se)")
             elif s is None:
-                problems.add(row, "se", f"not a number: {se_cells[1]!r}")
+                problems.add(row, "se", _not_a_number(se_cells[1]))
             elif s <= 0:
                 problems.add(row, "se", f"a standard error must be > 0, got {se_cells[1]!r}")
+            elif not low <= s <= high:
+                problems.add(
+                    row,
+                    "se",
+                    f"a standard error{' on the log scale' if ratio else ''} must be in "
+                    f"[{low:g}, {high:g}], got {se_cells[1]!r}",
+                )
+                s = None
             if y is None or s is None or s <= 0:
                 continue
             yi[i], sei[i] = y, s

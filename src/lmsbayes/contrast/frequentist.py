@@ -122,7 +122,10 @@ def _tau2_pm(y, v, X):
 
 
 def _fisher_scoring(y, v, X, reml: bool):
-    """(Restricted) ML tau^2 by Fisher scoring with step halving, as metafor; returns (tau2, iterations)."""
+    """(Restricted) ML tau^2 by Fisher scoring with step halving, as metafor.
+
+    Returns (tau2, iterations).
+    """
     tau2 = _tau2_he(y, v, X)
     for it in range(1, _MAXIT + 1):
         if reml:
@@ -304,7 +307,10 @@ class RandomEffects:
         return np.exp(x) if is_ratio(self.measure) else x
 
     def table(self) -> pd.DataFrame:
-        """One-row summary: estimate with CI and PI (analysis and ratio scale), test, heterogeneity."""
+        """One-row summary.
+
+        Estimate with CI and PI (analysis and ratio scale), test, heterogeneity.
+        """
         ratio = self.measure if is_ratio(self.measure) else "estimate"
         row = {
             "k": self.k,
@@ -382,14 +388,19 @@ class RandomEffects:
     def __repr__(self) -> str:
         lvl = f"{100 * self.level:g}%"
         stat = "zval" if self.test == "z" else "tval"
+        test_name = (
+            "Wald z" if self.test == "z" else f"Hartung-Knapp-Sidik-Jonkman t({int(self.df)})"
+        )
         lines = [
-            f"Random-effects meta-analysis (k = {self.k}; tau^2 estimator: {self.method}; "
-            f"test: {'Wald z' if self.test == 'z' else 'Hartung-Knapp-Sidik-Jonkman t(' + str(int(self.df)) + ')'})",
-            f"  measure: {MEASURES[self.measure]} ({'log scale' if is_ratio(self.measure) else 'as given'})",
+            f"Random-effects meta-analysis (k = {self.k}; tau^2 estimator: {self.method}; test: "
+            f"{test_name})",
+            f"  measure: {MEASURES[self.measure]} "
+            f"({'log scale' if is_ratio(self.measure) else 'as given'})",
             "",
             f"tau^2 = {self.tau2:.4f}"
             + (f" (SE = {self.se_tau2:.4f})" if np.isfinite(self.se_tau2) else "")
-            + f", {lvl} Q-profile CI {self.tau2_lower:.4f} to {self.tau2_upper:.4f}; tau = {self.tau:.4f}",
+            + f", {lvl} Q-profile CI {self.tau2_lower:.4f} to {self.tau2_upper:.4f}; tau = "
+            f"{self.tau:.4f}",
             f"I^2 = {self.I2:.2f}%, H^2 = {self.H2:.2f}",
             f"Q(df = {self.Q_df}) = {self.Q:.4f}, {_p_is(self.Q_pvalue)}",
             "",
@@ -404,9 +415,11 @@ class RandomEffects:
         )
         if is_ratio(self.measure):
             lines.append(
-                f"{self.measure} {self._tf(self.estimate):.2f} ({lvl} CI {self._tf(self.ci_lower):.2f}-"
+                f"{self.measure} {self._tf(self.estimate):.2f} ({lvl} CI "
+                f"{self._tf(self.ci_lower):.2f}-"
                 f"{self._tf(self.ci_upper):.2f}); {lvl} prediction interval for a new trial's true "
-                f"{self.measure}: {self._tf(self.pi_lower):.2f}-{self._tf(self.pi_upper):.2f} ({pi})"
+                f"{self.measure}: {self._tf(self.pi_lower):.2f}-{self._tf(self.pi_upper):.2f} "
+                f"({pi})"
             )
         else:
             lines.append(
@@ -519,7 +532,9 @@ def random_effects(
 
 
 def leave_one_out(result: RandomEffects) -> pd.DataFrame:
-    """Refit without each trial in turn (same estimator, test and level), as metafor's ``leave1out``.
+    """Refit without each trial in turn, as metafor's ``leave1out``.
+
+    Same estimator, test and level.
 
     Parameters
     ----------
@@ -564,7 +579,10 @@ def leave_one_out(result: RandomEffects) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class EggerTest:
-    """Egger's regression test for funnel-plot asymmetry (metafor's ``regtest`` with predictor sei)."""
+    """Egger's regression test for funnel-plot asymmetry.
+
+    As metafor's ``regtest`` with predictor sei.
+    """
 
     model: str
     statistic: float

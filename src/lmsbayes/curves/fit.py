@@ -1,4 +1,6 @@
-"""One reconstructed arm on the model's curve: its fit, an optional truncation, and a goodness-of-fit check.
+"""One reconstructed arm on the model's curve.
+
+Its fit, an optional truncation, and a goodness-of-fit check.
 
 Before a curve arm enters a pooled model, whose shape k is shared across arms, its own fit
 shows whether the family describes it: a 200-patient curve that the family does not fit can
@@ -25,6 +27,8 @@ import numpy as np
 
 from lmsbayes.curves.likelihood import CURVE_FAMILIES, grid_posterior, group, log_survival
 from lmsbayes.curves.reconstruct import Reconstruction
+from lmsbayes.errors import OptionError
+from lmsbayes.model.families import CURVES
 
 __all__ = ["ArmFit", "chi2_sf", "fit_arm", "grouped_events", "truncate"]
 
@@ -95,7 +99,7 @@ class ArmFit:
 
     def lines(self) -> list[str]:
         """The fit and the check in words."""
-        link = "logit S" if self.family == "loglogistic" else "log H"
+        link = CURVES[self.family].scale_name
         trunc = f", truncated at {self.t_max:g} months" if self.t_max is not None else ""
         verdict = (
             "poor fit: the family does not describe this curve"
@@ -205,11 +209,11 @@ def fit_arm(
     ArmFit
     """
     if family not in CURVE_FAMILIES:
-        raise ValueError(f"family must be one of {CURVE_FAMILIES}, got {family!r}")
+        raise OptionError(f"family must be one of {CURVE_FAMILIES}, got {family!r}")
     time, event, lower = rec.time, rec.event, rec.lower
     if t_max is not None:
         if not (t_max > 0):
-            raise ValueError(f"t_max must be > 0 months, got {t_max!r}")
+            raise OptionError(f"t_max must be > 0 months, got {t_max!r}")
         time, event, lower = truncate(time, event, lower, t_max)
     post = grid_posterior(group(lower, time, event), family, t_ref=t_ref)
     eta, k = post["eta_mean"], post["shape_mean"]

@@ -23,24 +23,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lmsbayes.errors import OptionError
+from lmsbayes.model.families import CURVES
+
 __all__ = ["CURVE_FAMILIES", "GroupedData", "grid_posterior", "group", "log_survival", "loglik"]
 
 #: Curve families a reconstructed arm can be fitted on (the model's survival curves).
-CURVE_FAMILIES = ("loglogistic", "weibull")
+CURVE_FAMILIES = tuple(CURVES)
 
 
 def log_survival(t, eta, shape, t_ref: float, curve: str) -> np.ndarray:
-    """log S(t) on the curve; S(0) = 1 (t = 0 gives 0)."""
+    """log S(t) on the curve (the model's own family class); S(0) = 1 (t = 0 gives 0)."""
+    family = CURVES.get(curve)
+    if family is None:
+        raise OptionError(f"curve must be one of {CURVE_FAMILIES}, got {curve!r}")
     t = np.asarray(t, float)
     with np.errstate(divide="ignore"):
         x = np.log(np.where(t > 0, t, 1.0) / t_ref)
-    if curve == "loglogistic":
-        z = eta - shape * x
-        out = -np.logaddexp(0.0, -z)
-    elif curve == "weibull":
-        out = -np.exp(eta + shape * x)
-    else:
-        raise ValueError(f"curve must be one of {CURVE_FAMILIES}, got {curve!r}")
+    out = family.log_rate_of_scale(family.linear(eta, shape, x))
     return np.where(t > 0, out, 0.0)
 
 

@@ -268,7 +268,8 @@ def _check_points(t, s, where: str, rows: np.ndarray):
     for i in np.flatnonzero(back > T_TOLERANCE * span):
         raise InputError(
             f"{where}: row {rows[i]}: times unsorted: t = {t[i]:g} after t = {running_max[i]:g} "
-            f"(more than {T_TOLERANCE:.0%} of the time range back; sort the points or check the file)"
+            f"(more than {T_TOLERANCE:.0%} of the time range back; sort the points or check the "
+            f"file)"
         )
     n_reordered = int(np.sum(back > 0))
     order = np.lexsort((-s, t))  # at equal times, the higher S first (a vertical drop)
@@ -283,7 +284,8 @@ def _check_points(t, s, where: str, rows: np.ndarray):
         raise InputError(
             f"{where}: row {rows[i]}: S rises from {floor[i]:g} to {s[i]:g} at t = {t[i]:g} "
             f"(non-monotone by more than the digitising tolerance {S_TOLERANCE} on S and "
-            f"{T_TOLERANCE:.0%} of the time range); a Kaplan-Meier curve never rises: check this point"
+            f"{T_TOLERANCE:.0%} of the time range); a Kaplan-Meier curve never rises: check this "
+            f"point"
         )
     clipped = np.clip(s, 0.0, 1.0)
     n_clipped = int(np.sum(clipped != s))
@@ -296,7 +298,8 @@ def _check_points(t, s, where: str, rows: np.ndarray):
 def _check_risk(risk_t, risk_n, where: str):
     if len(risk_t) != len(risk_n):
         raise InputError(
-            f"{where}: risk_table: t and n must have the same length, got {len(risk_t)} and {len(risk_n)}"
+            f"{where}: risk_table: t and n must have the same length, got {len(risk_t)} and "
+            f"{len(risk_n)}"
         )
     if len(risk_t) == 0:
         raise InputError(f"{where}: risk_table: needs at least the number at risk at time 0")
@@ -314,18 +317,21 @@ def _check_risk(risk_t, risk_n, where: str):
     rn = np.asarray(risk_n, dtype=float).astype(int)
     if rt[0] != 0:
         raise InputError(
-            f"{where}: risk_table row 1: the first time must be 0 (the arm's patients), got {rt[0]:g}"
+            f"{where}: risk_table row 1: the first time must be 0 (the arm's patients), got "
+            f"{rt[0]:g}"
         )
     if rn[0] < 1:
         raise InputError(f"{where}: risk_table row 1: n at time 0 must be >= 1, got {rn[0]}")
     for i in range(1, len(rt)):
         if rt[i] <= rt[i - 1]:
             raise InputError(
-                f"{where}: risk_table row {i + 1}: times must increase, got t = {rt[i]:g} after {rt[i - 1]:g}"
+                f"{where}: risk_table row {i + 1}: times must increase, got t = {rt[i]:g} after "
+                f"{rt[i - 1]:g}"
             )
         if rn[i] > rn[i - 1]:
             raise InputError(
-                f"{where}: risk_table row {i + 1}: numbers at risk never increase, got n = {rn[i]} after {rn[i - 1]}"
+                f"{where}: risk_table row {i + 1}: numbers at risk never increase, got n = {rn[i]} "
+                f"after {rn[i - 1]}"
             )
     return rt, rn
 
@@ -383,7 +389,8 @@ def curve_from_arrays(
     """
     if time_unit not in TIME_UNITS:
         raise InputError(
-            f"{table_file or file}: time_unit must be one of {sorted(TIME_UNITS)}, got {time_unit!r}"
+            f"{table_file or file}: time_unit must be one of {sorted(TIME_UNITS)}, got "
+            f"{time_unit!r}"
         )
     if s_scale not in ("fraction", "percent"):
         raise InputError(
@@ -415,10 +422,10 @@ def curve_from_arrays(
         bound = n0 * (s_left + S_TOLERANCE) + 1
         if rn[i] > bound:
             raise InputError(
-                f"{tfile}: risk_table row {i + 1}: {rn[i]} at risk at t = {rt[i] / f:g} {time_unit} is "
-                f"inconsistent with the curve: S = {s_left:.3f} just before leaves at most "
-                f"{math.floor(bound)} of {n0} patients at risk (n(t) <= n0 S(t-), within the "
-                f"digitising tolerance {S_TOLERANCE})"
+                f"{tfile}: risk_table row {i + 1}: {rn[i]} at risk at t = {rt[i] / f:g} "
+                f"{time_unit} is inconsistent with the curve: S = {s_left:.3f} just before leaves "
+                f"at most {math.floor(bound)} of {n0} patients at risk (n(t) <= n0 S(t-), within "
+                f"the digitising tolerance {S_TOLERANCE})"
             )
     unused = tuple(int(i + 1) for i in range(len(rt)) if rt[i] > ct[-1])
     keep = rt <= ct[-1]

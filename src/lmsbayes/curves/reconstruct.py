@@ -234,7 +234,10 @@ class Reconstruction:
         }
 
     def landmarks(self, times, conf_type: str = "log-log") -> dict:
-        """KM rates at ``times`` with 95% Greenwood intervals, and the digitised curve's value there."""
+        """KM rates at ``times`` with 95% Greenwood intervals.
+
+        And the digitised curve's value there.
+        """
         times = np.asarray(times, float)
         lo, hi = self.km.ci(times, conf_type)
         c = self.curve
@@ -290,8 +293,8 @@ class Reconstruction:
         for i, t in enumerate(lm["t"]):
             note = "  beyond the curve" if lm["beyond_curve"][i] else ""
             lines.append(
-                f"  {t:>6g}m  {lm['rate'][i]:7.3f}  {_fmt(lm['lo'][i], 3):>6} to {_fmt(lm['hi'][i], 3):<6}"
-                f"  {_fmt(lm['digitised'][i], 3):>9}{note}"
+                f"  {t:>6g}m  {lm['rate'][i]:7.3f}  {_fmt(lm['lo'][i], 3):>6} to "
+                f"{_fmt(lm['hi'][i], 3):<6}  {_fmt(lm['digitised'][i], 3):>9}{note}"
             )
         rt = self.risk_table
         lines.append(
@@ -299,7 +302,8 @@ class Reconstruction:
         )
         for i in range(len(rt["t"])):
             lines.append(
-                f"  {rt['t'][i]:>10g}  {rt['n'][i]:>5d}  {rt['n_hat'][i]:>13d}  {rt['events'][i]:>6d}  {rt['censored'][i]:>8d}"
+                f"  {rt['t'][i]:>10g}  {rt['n'][i]:>5d}  {rt['n_hat'][i]:>13d}  "
+                f"{rt['events'][i]:>6d}  {rt['censored'][i]:>8d}"
             )
         return "\n".join(lines)
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from lmsbayes.curves.read import CurveArm, curve_from_arrays
 from lmsbayes.curves.reconstruct import Reconstruction, reconstruct
+from lmsbayes.errors import OptionError
 
 __all__ = ["DigitisingSensitivity", "digitising_sensitivity"]
 
@@ -99,7 +100,7 @@ def digitising_sensitivity(
     DigitisingSensitivity
     """
     if n_rep < 2:
-        raise ValueError(f"n_rep must be >= 2, got {n_rep}")
+        raise OptionError(f"n_rep must be >= 2, got {n_rep}")
     c: CurveArm = rec.curve
     rng = np.random.default_rng(seed)
     lm = np.asarray(landmarks, float)

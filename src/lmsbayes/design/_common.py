@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from lmsbayes.errors import OptionError
 from lmsbayes.prior import BetaMixture
 
 # Probabilities computed in floating point are compared with thresholds with
@@ -49,9 +50,9 @@ def check_open_unit(name: str, value: Any) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}") from None
+        raise OptionError(f"{name} must be a number in (0, 1), got {value!r}") from None
     if isinstance(value, bool) or not 0.0 < v < 1.0:
-        raise ValueError(f"{name} must lie in (0, 1), got {value!r}")
+        raise OptionError(f"{name} must lie in (0, 1), got {value!r}")
     return v
 
 
@@ -63,7 +64,7 @@ def check_threshold(name: str, value: Any) -> float | BetaMixture:
 
 def check_positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise OptionError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
@@ -71,7 +72,7 @@ def check_looks(looks: Any) -> tuple[int, ...]:
     try:
         seq = tuple(looks)
     except TypeError:
-        raise ValueError(
+        raise OptionError(
             f"looks must be a sequence of strictly increasing positive integers, got {looks!r}"
         ) from None
     ok = (
@@ -81,7 +82,7 @@ def check_looks(looks: Any) -> tuple[int, ...]:
         and all(b > a for a, b in zip(seq, seq[1:], strict=False))
     )
     if not ok:
-        raise ValueError(
+        raise OptionError(
             f"looks must be a sequence of strictly increasing positive integers, got {looks!r}"
         )
     return tuple(int(v) for v in seq)
@@ -90,10 +91,10 @@ def check_looks(looks: Any) -> tuple[int, ...]:
 def check_rates(name: str, p: Any) -> np.ndarray:
     arr = np.atleast_1d(np.asarray(p, dtype=float))
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be a scalar or 1-D array of rates, got shape {arr.shape}")
+        raise OptionError(f"{name} must be a scalar or 1-D array of rates, got shape {arr.shape}")
     bad = ~((arr >= 0.0) & (arr <= 1.0))
     if np.any(bad):
-        raise ValueError(f"{name} must lie in [0, 1], got {arr[bad][:5].tolist()}")
+        raise OptionError(f"{name} must lie in [0, 1], got {arr[bad][:5].tolist()}")
     return arr
 
 

@@ -21,6 +21,7 @@ from lmsbayes.design._common import (
     fmt,
     mixture_rule,
 )
+from lmsbayes.errors import OptionError
 from lmsbayes.prior import BetaMixture
 
 __all__ = ["DifferenceDecision", "HazardRatioDecision", "PosteriorDecision"]
@@ -103,9 +104,9 @@ class DifferenceDecision:
         try:
             d = float(self.delta)
         except (TypeError, ValueError):
-            raise ValueError(f"delta must be a number in (-1, 1), got {self.delta!r}") from None
+            raise OptionError(f"delta must be a number in (-1, 1), got {self.delta!r}") from None
         if not -1.0 < d < 1.0:
-            raise ValueError(f"delta must lie in (-1, 1), got {self.delta!r}")
+            raise OptionError(f"delta must lie in (-1, 1), got {self.delta!r}")
         object.__setattr__(self, "delta", d)
         object.__setattr__(self, "prob", check_open_unit("prob", self.prob))
 
@@ -158,9 +159,9 @@ class HazardRatioDecision:
         try:
             h = float(self.hr)
         except (TypeError, ValueError):
-            raise ValueError(f"hr must be a positive number, got {self.hr!r}") from None
+            raise OptionError(f"hr must be a positive number, got {self.hr!r}") from None
         if isinstance(self.hr, bool) or not (np.isfinite(h) and h > 0):
-            raise ValueError(f"hr must be a finite number > 0, got {self.hr!r}")
+            raise OptionError(f"hr must be a finite number > 0, got {self.hr!r}")
         object.__setattr__(self, "hr", h)
         object.__setattr__(self, "prob", check_open_unit("prob", self.prob))
 

@@ -159,20 +159,22 @@ def operating_characteristics(
     [0.056, 0.895]
     """
     if isinstance(design, SimonDesigns):
-        raise ValueError("design must be one design; pass simon(...).optimal or simon(...).minimax")
+        raise OptionError(
+            "design must be one design; pass simon(...).optimal or simon(...).minimax"
+        )
     if isinstance(design, TwoArmDesign):
         if p is not None:
-            raise ValueError("a two-arm design takes p_t and p_c, not p")
+            raise OptionError("a two-arm design takes p_t and p_c, not p")
         if p_t is None or p_c is None:
-            raise ValueError("a two-arm design needs both p_t and p_c")
+            raise OptionError("a two-arm design needs both p_t and p_c")
         return _two_arm_grid_dataset(design, check_rates("p_t", p_t), check_rates("p_c", p_c))
     if isinstance(design, (SimonDesign, BayesianSingleArm)):
         if p_t is not None or p_c is not None:
-            raise ValueError("a single-arm design takes p, not p_t / p_c")
+            raise OptionError("a single-arm design takes p, not p_t / p_c")
         if p is None:
-            raise ValueError("a single-arm design needs the true rates p")
+            raise OptionError("a single-arm design needs the true rates p")
         return _single_arm_dataset(design, check_rates("p", p))
-    raise ValueError(
+    raise OptionError(
         "design must be a SimonDesign, BayesianSingleArm or TwoArmDesign, "
         f"got {type(design).__name__}"
     )
@@ -239,7 +241,7 @@ def two_arm_oc(
         decision and the sample sizes.
     """
     if not isinstance(design, TwoArmDesign):
-        raise ValueError(f"design must be a TwoArmDesign, got {type(design).__name__}")
+        raise OptionError(f"design must be a TwoArmDesign, got {type(design).__name__}")
     if scale not in _SCALES:
         raise OptionError(f"scale must be one of {list(_SCALES)}, got {scale!r}")
     grid = np.round(np.linspace(0.0, 1.0, 101), 12) if p_c is None else check_rates("p_c", p_c)
@@ -247,14 +249,14 @@ def two_arm_oc(
     eff_list = [null] + [float(e) for e in effects if float(e) != null]
     priors = {"design prior": design.prior_c} if priors is None else dict(priors)
     if not priors:
-        raise ValueError("priors must name at least one control prior")
+        raise OptionError("priors must name at least one control prior")
     succ = np.full((len(priors), len(eff_list), grid.size), np.nan)
     en = np.full_like(succ, np.nan)
     pt = np.stack([effect_rates(grid, e, scale) for e in eff_list])
     n_look = np.array([t + c for t, c in design.looks], dtype=float)
     for i, (name, prior) in enumerate(priors.items()):
         if not isinstance(prior, BetaMixture):
-            raise ValueError(f"priors[{name!r}] must be a BetaMixture, got {type(prior).__name__}")
+            raise OptionError(f"priors[{name!r}] must be a BetaMixture, got {type(prior).__name__}")
         d = replace(design, prior_c=prior)
         ok = np.isfinite(pt)
         fut, eff = d._probs(pt[ok], np.broadcast_to(grid, pt.shape)[ok])

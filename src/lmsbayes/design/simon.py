@@ -17,7 +17,7 @@ from lmsbayes.design._common import (
     check_positive_int,
     fmt,
 )
-from lmsbayes.errors import WorkLimitError
+from lmsbayes.errors import OptionError, WorkLimitError
 
 __all__ = ["MAX_SIMON_N", "SimonDesign", "SimonDesigns", "simon"]
 
@@ -67,11 +67,11 @@ class SimonDesign:
         n1 = check_positive_int("n1", n1)
         n = check_positive_int("n", n)
         if n <= n1:
-            raise ValueError(f"n must exceed n1={n1}, got n={n}")
+            raise OptionError(f"n must exceed n1={n1}, got n={n}")
         if not (isinstance(r1, (int, np.integer)) and 0 <= r1 < n1):
-            raise ValueError(f"r1 must be an integer in [0, n1), got r1={r1!r}")
+            raise OptionError(f"r1 must be an integer in [0, n1), got r1={r1!r}")
         if not (isinstance(r, (int, np.integer)) and r1 <= r < n):
-            raise ValueError(f"r must be an integer in [r1, n), got r={r!r}")
+            raise OptionError(f"r must be an integer in [r1, n), got r={r!r}")
         p0 = check_open_unit("p0", p0)
         p1 = check_open_unit("p1", p1)
         rej = _simon_reject(int(r1), n1, int(r), n, np.array([p0, p1]))
@@ -247,7 +247,7 @@ def simon(
     p0 = check_open_unit("p0", p0)
     p1 = check_open_unit("p1", p1)
     if not p1 > p0:
-        raise ValueError(f"p1 must exceed p0={p0!r}, got p1={p1!r}")
+        raise OptionError(f"p1 must exceed p0={p0!r}, got p1={p1!r}")
     alpha = check_open_unit("alpha", alpha)
     power = check_open_unit("power", power)
     if nmax is None:
@@ -263,7 +263,7 @@ def simon(
     else:
         nmax = check_positive_int("nmax", nmax)
         if nmax < 3:
-            raise ValueError(f"nmax must be at least 3, got {nmax!r}")
+            raise OptionError(f"nmax must be at least 3, got {nmax!r}")
         if nmax > MAX_SIMON_N:
             raise WorkLimitError(
                 f"nmax must be <= {MAX_SIMON_N} (--nmax on the command line), got {nmax}: "
@@ -324,7 +324,7 @@ def simon(
         best_n = min(best_n, int((n1 + n2s).min()))
         rows.append(np.column_stack([n1 + n2s, np.full(n2s.size, n1), r1s, rr, en0, pet0, a0, pw]))
     if not rows:
-        raise ValueError(
+        raise OptionError(
             f"no two-stage design with n <= nmax={nmax} meets alpha={alpha} and power={power} "
             f"for p0={p0}, p1={p1}; increase nmax (--nmax, at most {MAX_SIMON_N})"
         )

@@ -19,6 +19,7 @@ from lmsbayes.design._common import (
     vague_prior,
 )
 from lmsbayes.design.decisions import PosteriorDecision
+from lmsbayes.errors import OptionError
 from lmsbayes.prior import BetaMixture
 
 __all__ = ["BayesianSingleArm"]
@@ -91,7 +92,7 @@ class BayesianSingleArm:
         object.__setattr__(self, "looks", check_looks(self.looks))
         object.__setattr__(self, "p0", check_threshold("p0", self.p0))
         if not isinstance(self.prior, BetaMixture):
-            raise ValueError(f"prior must be a BetaMixture, got {type(self.prior).__name__}")
+            raise OptionError(f"prior must be a BetaMixture, got {type(self.prior).__name__}")
         success_prob = check_open_unit("success_prob", self.success_prob)
         object.__setattr__(self, "success_prob", success_prob)
         if self.futility_pp is not None:
@@ -99,7 +100,7 @@ class BayesianSingleArm:
                 self, "futility_pp", check_open_unit("futility_pp", self.futility_pp)
             )
         if not isinstance(self.efficacy_stop, (bool, np.bool_)):
-            raise ValueError(f"efficacy_stop must be True or False, got {self.efficacy_stop!r}")
+            raise OptionError(f"efficacy_stop must be True or False, got {self.efficacy_stop!r}")
 
     @property
     def prior_role(self) -> str:
@@ -111,7 +112,10 @@ class BayesianSingleArm:
             )
         vague = self.prior.n_components == 1 and self.prior.a[0] == 1 and self.prior.b[0] == 1
         if vague:
-            return f"fixed threshold p0 = {fmt(self.p0)}; the arm's own rate has the vague prior Beta(1, 1)"
+            return (
+                f"fixed threshold p0 = {fmt(self.p0)}; the arm's own rate has the vague prior "
+                f"Beta(1, 1)"
+            )
         return (
             f"the prior is the prior of the arm's own rate ({describe(self.prior)}), "
             f"tested against the fixed threshold {fmt(self.p0)} (RBesT's decision1S / oc1S)"
@@ -140,7 +144,7 @@ class BayesianSingleArm:
             Progression-free patients so far and patients so far, ``n <= n_max``.
         """
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= self.n_max:
-            raise ValueError(f"n must be an integer in [0, n_max={self.n_max}], got {n!r}")
+            raise OptionError(f"n must be an integer in [0, n_max={self.n_max}], got {n!r}")
         m = self.n_max - int(n)
         pred = self.prior.posterior(x, n).predictive_pmf(m)
         return float(pred @ self._final_success[int(x) : int(x) + m + 1])

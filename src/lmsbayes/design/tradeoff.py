@@ -97,8 +97,8 @@ class TradeoffResult:
         t = self.targets
         lo, hi = t["type1_range"]
         head = (
-            f"Borrowing trade-off: worst type I error over true control rates [{fmt(lo)}, {fmt(hi)}], "
-            f"power at {t['alternative']}; robust component {t['robust_component']}"
+            f"Borrowing trade-off: worst type I error over true control rates [{fmt(lo)}, "
+            f"{fmt(hi)}], power at {t['alternative']}; robust component {t['robust_component']}"
         )
         tab = self.table.copy()
         for col in ("max_type1", "worst_p", "power"):
@@ -201,11 +201,11 @@ def borrowing_tradeoff(
         alt_text = f"p = {fmt(p_t)}"
         grid = np.round(np.linspace(lo, hi, grid_points), 12)
     else:
-        raise ValueError(
+        raise OptionError(
             f"design must be a TwoArmDesign or BayesianSingleArm, got {type(design).__name__}"
         )
     if not isinstance(prior, BetaMixture):
-        raise ValueError(f"prior must be a BetaMixture, got {type(prior).__name__}")
+        raise OptionError(f"prior must be a BetaMixture, got {type(prior).__name__}")
     mean = check_open_unit("robust_mean", robust_mean if robust_mean is not None else default_mean)
     ra, rb = robust_component(mean, robust_n, bounded=bounded)
     rows, curves = {}, []
@@ -266,7 +266,9 @@ def find_robust_weight(
     bounded: bool = False,
     step: float = 0.01,
 ) -> tuple[float | None, TradeoffResult]:
-    """The smallest robust weight (most borrowing) whose worst type I error over the range is capped.
+    """The smallest robust weight (most borrowing) with a capped worst type I error.
+
+    The worst type I error is taken over the range.
 
     Scans ``w = 0, step, 2 step, ..., 1`` and returns the first ``w`` with
     ``max_type1`` at most the cap, and the scan as a :class:`TradeoffResult`.

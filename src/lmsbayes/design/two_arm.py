@@ -89,7 +89,10 @@ def _staircase(
     threshold_of: Any,
     prob: float,
 ) -> np.ndarray:
-    """``b[r_c]``: the fewest treatment successes with ``P(effect | data) >= prob``, else ``n_t + 1``."""
+    """``b[r_c]``: the fewest treatment successes with ``P(effect | data) >= prob``.
+
+    Else ``n_t + 1``.
+    """
     post_t: dict[int, BetaMixture] = {}
 
     def passes(rt: int, x: np.ndarray, w: np.ndarray) -> bool:
@@ -176,7 +179,7 @@ class TwoArmDesign:
         for name in ("prior_t", "prior_c"):
             value = getattr(self, name)
             if not isinstance(value, BetaMixture):
-                raise ValueError(f"{name} must be a BetaMixture, got {type(value).__name__}")
+                raise OptionError(f"{name} must be a BetaMixture, got {type(value).__name__}")
         # the decision classes validate delta / hr and success_prob with their names
         dec = DifferenceDecision(self.delta, self.success_prob)
         object.__setattr__(self, "delta", dec.delta)
@@ -198,7 +201,7 @@ class TwoArmDesign:
                     f"got {self.futility_prob!r}"
                 )
         if not isinstance(self.efficacy_stop, bool | np.bool_):
-            raise ValueError(f"efficacy_stop must be True or False, got {self.efficacy_stop!r}")
+            raise OptionError(f"efficacy_stop must be True or False, got {self.efficacy_stop!r}")
 
     # ------------------------------------------------------------------ the rule
     @cached_property
@@ -395,14 +398,16 @@ class SampleSizeResult:
         head = (
             f"Sample-size search: power >= {fmt(t['power'])} at p_c = {fmt(t['p_c'])}, "
             f"p_t = {fmt(t['p_t'])}; worst type I error <= {fmt(t['alpha'])} over true rates "
-            f"[{fmt(t['type1_range'][0])}, {fmt(t['type1_range'][1])}]; ratio n_t:n_c = {fmt(t['ratio'])}"
+            f"[{fmt(t['type1_range'][0])}, {fmt(t['type1_range'][1])}]; ratio n_t:n_c = "
+            f"{fmt(t['ratio'])}"
         )
         if self.design is None:
             return head + f"\n  no design with n_c <= {t['n_c_max']} meets both targets"
         row = self.table[self.table["ok"]].iloc[0]
         return head + (
             f"\n  smallest: n_t = {self.design.n_t}, n_c = {self.design.n_c} "
-            f"(power {row['power']:.3f}, worst type I error {row['max_type1']:.3f} at p = {row['worst_p']:.3f})"
+            f"(power {row['power']:.3f}, worst type I error {row['max_type1']:.3f} at p = "
+            f"{row['worst_p']:.3f})"
         )
 
 
@@ -550,12 +555,17 @@ def _as_pairs(p_t: Any, p_c: Any) -> tuple[np.ndarray, np.ndarray]:
     t = check_rates("p_t", p_t)
     c = check_rates("p_c", p_c)
     if t.size != c.size:
-        raise ValueError(f"paired p_t and p_c must have the same length, got {t.size} and {c.size}")
+        raise OptionError(
+            f"paired p_t and p_c must have the same length, got {t.size} and {c.size}"
+        )
     return t, c
 
 
 def paired_success(design: TwoArmDesign, p_t: Sequence[float], p_c: Sequence[float]) -> np.ndarray:
-    """``P(success)`` at paired true rates ``(p_t[i], p_c[i])`` (RBesT's ``oc2S(...)(theta1, theta2)``)."""
+    """``P(success)`` at paired true rates ``(p_t[i], p_c[i])``.
+
+    As RBesT's ``oc2S(...)(theta1, theta2)``.
+    """
     t, c = _as_pairs(p_t, p_c)
     _, eff = design._probs(t, c)
     return eff.sum(axis=1)

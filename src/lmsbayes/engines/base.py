@@ -46,7 +46,7 @@ ESS_MIN = 400
 EDGE_MASS_MAX = 0.01
 
 #: The hyper-parameters a fit's diagnostics and summary report.
-HYPER = ("alpha", "beta", "tau", "shape", "trial_tau")
+HYPER = ("alpha", "beta", "tau", "shape", "group_tau", "drift_scale", "drift_step", "discount")
 
 #: A progress callback: called with one line per step.
 Progress = Callable[[str], None]

@@ -17,8 +17,13 @@ fraction u where unknown):
    identified, a funnel) with, at each tau, the Gaussian conditional of the
    other parameters (Student-t); or, with more tau coordinates, one
    multivariate Student-t. Draws from the proposal are corrected to the
-   exact marginal by Pareto-smoothed importance sampling (k-hat, importance
-   ESS and the grid's edge mass are reported) and resampled to equal weight.
+   exact marginal by importance weights (k-hat, importance ESS and the
+   grid's edge mass are reported). The proposal's points come from a fixed
+   rule, not a generator (lmsbayes.engines.rules): a shifted rank-1 lattice,
+   or, with one tau and at most one other global, a tensor grid that needs no
+   proposal at all. Summaries integrate over that rule (lmsbayes.integrated),
+   so they are the same at every seed; the rule is resampled to equal-weight
+   draws for the arm-level draws and the DataTree.
 3. **Arm-level draws** of u and z from their exact conditionals given each
    draw of theta: z in closed form (Gaussian likelihoods) or by rejection
    from tangent lines of its log-concave density (binomial families, exact);
@@ -36,6 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize, special
 
+from lmsbayes.engines import rules
 from lmsbayes.engines.base import (
     EDGE_MASS_MAX,
     ESS_MIN,
@@ -45,7 +51,6 @@ from lmsbayes.engines.base import (
     Progress,
 )
 from lmsbayes.engines.psis import importance_ess, psis
-from lmsbayes.model import families as lik
 from lmsbayes.model.definition import Model
 from lmsbayes.model.families import NUMPY_OPS as OPS
 from lmsbayes.model.inputs import ModelData
@@ -63,6 +68,10 @@ __all__ = [
 ]
 
 _GRID_MAX_TAU = 2  # grid over log tau for at most this many tau coordinates
+# a tensor rule (no importance sampling) with one tau and at most this many other globals
+_TENSOR_MAX_OTHERS = 1
+# above this many arms the rules are coarser (each point is a pass over every arm)
+_LARGE_ARMS = 2000
 # k-hat above which a second importance round is drawn; below 0.7 a combined sample is usable
 _SECOND_ROUND_KHAT = 0.3
 _KHAT_USABLE = 0.7
@@ -74,11 +83,15 @@ _FD_STEP = 1e-4
 
 def supports(spec) -> str | None:
     """None if the exact engine fits this spec, else the reason it cannot."""
-    re = spec.random_effects
-    if re.distribution != "normal":
-        return "Student-t random effects are fitted by NUTS (the exact engine integrates normal random effects)"
-    if re.trial_effect:
-        return "arms nested in trials (trial effects) are fitted by NUTS"
+    from lmsbayes.model.families import get_family
+    from lmsbayes.model.structure import group_column
+
+    # a binomial table has no landmarks: one effect per arm and group, whatever the family
+    family = get_family(spec.model.likelihood, spec.model.curve)
+    if group_column(spec) and family.per_landmark and spec.landmarks:
+        return (
+            "group effects of a per-landmark family (one per group and landmark) are fitted by NUTS"
+        )
     return None
 
 
@@ -103,8 +116,13 @@ class Layout:
                 names.append(f"{prefix}{p.name}[{label}]" if label else f"{prefix}{p.name}")
         self.size = k
         self.names = tuple(names)
+        # heterogeneity scales: the proposal's grid (or defensive component) is over their logs
         self.tau_coords = np.concatenate(
-            [np.arange(s.start, s.stop) for p, s in self.blocks if p.name == "tau"]
+            [
+                np.arange(s.start, s.stop)
+                for p, s in self.blocks
+                if p.name in ("tau", "group_tau", "drift_scale", "discount")
+            ]
         )
 
     def unpack(self, theta: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -151,22 +169,15 @@ class Layout:
                 vals["tau"] = np.full(p.shape, 0.3)
             elif p.name == "shape":
                 vals["shape"] = np.full(p.shape, 1.5)
+            elif p.transform == "log":  # other scales (group, drift, discount)
+                vals[p.name] = np.full(p.shape, 0.2)
             else:
                 vals[p.name] = np.zeros(p.shape)
         return self.pack(vals)
 
 
 def _alpha_start(m: Model) -> float:
-    obs = m.data.obs
-    if m.data.family in ("logit-binomial",):
-        y, n = obs["lik_y"].to_numpy(float), obs["lik_n"].to_numpy(float)
-        p = (y.sum() + 0.5) / (n.sum() + 1)
-        return float(np.log(p / (1 - p)))
-    if m.data.family == "logit-normal":
-        return float(obs["lik_y"].mean())
-    if m.data.family == "joint-cloglog":
-        return -0.5
-    return 0.0
+    return m.family.alpha_start(m.data.obs)
 
 
 # ============================================================================ arm integrals
@@ -222,24 +233,21 @@ def _make_part(
     if model.family.gaussian:
         part.gauss = _gauss_coefficients(part)
     else:
-        part.kernel = _KERNELS[model.data.family](model)
+        part.kernel = model.family.exact_kernel(model)
     return part
 
 
 class _PartData:
     """What the arm integrals read of a part's data (arrays only: no pandas frames to re-index)."""
 
-    def __init__(self, d: ModelData, pos: np.ndarray, X: np.ndarray | None = None) -> None:
-        self.family, self.landmarks, self.curve, self.t_ref = (
-            d.family,
-            d.landmarks,
-            d.curve,
-            d.t_ref,
-        )
+    def __init__(self, m: Model, pos: np.ndarray, X: np.ndarray | None = None) -> None:
+        d = m.data
+        self.family, self.landmarks, self.t_ref = d.family, d.landmarks, d.t_ref
         self.shape_groups, self.uterine_centre = d.shape_groups, d.uterine_centre
         self.n_arms = int(pos.size)
-        self.X = d.X[pos] if X is None else np.asarray(X, float)
-        self.Xu = d.Xu[pos] if X is None else np.zeros_like(self.X)
+        # the model's design (with the drift's basis columns where it has one)
+        self.X = m.arrays["X"][pos] if X is None else np.asarray(X, float)
+        self.Xu = m.arrays["Xu"][pos] if X is None else np.zeros_like(self.X)
         self.latent = (
             np.flatnonzero(np.isin(pos, d.latent)) if X is None else np.zeros(0, dtype=np.int64)
         )
@@ -261,6 +269,8 @@ def _runs(counts: np.ndarray, pos: np.ndarray):
 
 # survival arrays with one entry per pair term (Model.arrays), not per observation
 _TERM_ARRAYS = ("first", "second", "precision", "diagonal")
+# arrays with one entry per arm (lmsbayes.model.structure)
+_ARM_ARRAYS = ("age", "group_idx")
 
 
 def _take_model(m: Model, pos, X: np.ndarray | None = None) -> Model:
@@ -278,20 +288,22 @@ def _take_model(m: Model, pos, X: np.ndarray | None = None) -> Model:
     kz = m.Kz
     rows, row_copy, starts, new_start = _runs(np.bincount(a["arm_idx"], minlength=d.n_arms), pos)
     sub = _copy.copy(m)
-    sub.data = _PartData(d, pos, X)
+    sub.data = _PartData(m, pos, X)
     arrays = {}
     for k, v in a.items():
         if k in ("X", "Xu"):
             arrays[k] = getattr(sub.data, k)
         elif k == "stratum_idx":
             arrays[k] = sub.data.stratum_idx
+        elif k in _ARM_ARRAYS:
+            arrays[k] = v[pos]
         elif k not in _TERM_ARRAYS:
             arrays[k] = v[rows]  # one per observation
     arrays["arm_idx"] = row_copy
     sub.arm_idx = row_copy
     sub.obs_comp = row_copy * kz + (m.obs_comp[rows] - pos[row_copy] * kz)
     sub.n_comp = int(pos.size) * kz
-    if d.family == "survival":
+    if m.family.correlated_terms:  # terms are precision entries: re-index them too
         trows, tcopy, _, _ = _runs(np.bincount(m.term_comp, minlength=d.n_arms), pos)
         shift = new_start[tcopy] - starts[pos[tcopy]]
         for k in _TERM_ARRAYS:
@@ -394,6 +406,13 @@ class _Gauss:
         qs2 = q * (scale * scale)
         return C - 0.5 * (np.log1p(qs2) + q * (r * r) / (1.0 + qs2))
 
+    def log_integral_nodes(self, c, base, scale, mult) -> np.ndarray:
+        """:meth:`log_integral` at sd ``scale * mult[j]`` for every j: (..., n_comp, node)."""
+        C, mu, q = self.normal_form(c)
+        r = (base - mu)[..., None]
+        qs2 = (q * (scale * scale))[..., None] * (mult * mult)
+        return C[..., None] - 0.5 * (np.log1p(qs2) + q[..., None] * (r * r) / (1.0 + qs2))
+
     def posterior(self, c, base, scale) -> tuple[np.ndarray, np.ndarray]:
         """Mean and sd of each component's z given the data (normal)."""
         _, mu, q = self.normal_form(c)
@@ -415,7 +434,7 @@ def _gauss_coefficients(part: _Part) -> _Gauss | None:
     d = m.data
     if m.K != m.Kz:
         return None
-    surv = d.family == "survival"
+    surv = m.family.has_shape
     free = surv and any(p.name == "shape" for p in m.params)
     G = max(1, len(d.shape_groups), int(d.shape_idx.max()) + 1 if len(d.shape_idx) else 1)
     log_k = bool(free and m.se_by_shape)
@@ -466,106 +485,6 @@ def _gauss_coefficients(part: _Part) -> _Gauss | None:
     return out
 
 
-# --- binomial likelihoods: terms and their derivatives in a shift of the linear predictor ------
-
-
-class _BinomialLogitKernel:
-    """logit-binomial terms (lmsbayes.model.families.binomial_logit_terms) and their derivatives.
-
-    ``shift`` is added to the linear predictor of a term (tau z of its
-    component); derivatives are with respect to it.
-    """
-
-    def __init__(self, m: Model) -> None:
-        a = m.arrays
-        self.y, self.n, self.lc = a["lik_y"], a["lik_n"], a["log_choose"]
-        self.arm, self.k = a["arm_idx"], a["k_idx"]
-        # each observation as a normal likelihood of its empirical logit (for Newton's starting point)
-        p = (self.y + 0.5) / (self.n + 1.0)
-        self.logit_hat, self.w_hat = np.log(p / (1 - p)), (self.n + 1.0) * p * (1 - p)
-
-    def prepare(self, base):
-        """Per-term constants of a batch (..., term)."""
-        return (base[..., self.arm, self.k],)
-
-    def start(self, part, pre, scale):
-        """A starting point for the mode of z: the posterior mode with each observation's normal approximation."""
-        A = _comp_sum(part, self.w_hat * (self.logit_hat - pre[0]), const=False)
-        W = _comp_sum(part, np.broadcast_to(self.w_hat, pre[0].shape), const=False)
-        return scale * A / (1.0 + scale * scale * W)
-
-    def value(self, pre, shift, t=None):
-        y, n, lc = (self.y, self.n, self.lc) if t is None else (self.y[t], self.n[t], self.lc[t])
-        return lik.binomial_logit_terms(OPS, pre[0] + shift, y, n, lc)
-
-    def derivs(self, pre, shift, value: bool = False, t=None):
-        y, n, lc = (self.y, self.n, self.lc) if t is None else (self.y[t], self.n[t], self.lc[t])
-        eta = pre[0] + shift
-        e = np.exp(-np.abs(eta))
-        s = np.where(eta >= 0, 1.0, e) / (1.0 + e)  # expit(eta)
-        d1 = y - n * s
-        d2 = -n * s * (1.0 - s)
-        if not value:
-            return d1, d2
-        v = (
-            lc + y * eta - n * (np.maximum(eta, 0.0) + np.log1p(e))
-        )  # binomial_logit_terms, sharing e
-        return v, d1, d2
-
-
-class _ConditionalCloglogKernel:
-    """joint-cloglog terms (lmsbayes.model.families.conditional_cloglog_terms) and their derivatives.
-
-    A shift s of the arm's log cumulative hazards multiplies the hazard
-    increment d = exp(eta) (1 - exp(eta_prev - eta)) by e^s; a term is
-    lc - y d + (n - y) log(1 - e^-d), so its derivatives in s are d T'(d) and
-    d T'(d) + d^2 T''(d).
-    """
-
-    def __init__(self, m: Model) -> None:
-        a = m.arrays
-        self.y, self.n, self.lc, self.has_prev = (
-            a["lik_y"],
-            a["lik_n"],
-            a["log_choose"],
-            a["has_prev"],
-        )
-        self.arm, self.k, self.prev = a["arm_idx"], a["k_idx"], a["prev_idx"]
-
-    def prepare(self, base):
-        eta, prev = base[..., self.arm, self.k], base[..., self.arm, self.prev]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            log_gap = np.where(self.has_prev > 0.5, np.log(-np.expm1(prev - eta)), 0.0)
-        return eta, prev, eta + log_gap
-
-    def _data(self, t):
-        if t is None:
-            return self.y, self.n, self.lc, self.has_prev
-        return self.y[t], self.n[t], self.lc[t], self.has_prev[t]
-
-    def value(self, pre, shift, t=None):
-        y, n, lc, hp = self._data(t)
-        return lik.conditional_cloglog_terms(OPS, pre[0] + shift, pre[1] + shift, hp, n, y, lc)
-
-    def derivs(self, pre, shift, value: bool = False, t=None):
-        y, n, _, _ = self._data(t)
-        d = np.exp(pre[2] + shift)
-        em1 = np.expm1(d)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            t1 = -y + (n - y) / em1
-            t2 = -(n - y) / (em1 * -np.expm1(-d))  # -(n - y) e^d / (e^d - 1)^2
-            dt1 = d * t1
-            d2 = dt1 + d * d * t2
-        dt1 = np.where(d > 0, dt1, n - y)  # d -> 0: d / expm1(d) -> 1
-        d2 = np.where(d > 0, d2, 0.0)
-        if not value:
-            return dt1, d2
-        return self.value(pre, shift, t), dt1, d2
-
-
-_KERNELS = {"logit-binomial": _BinomialLogitKernel, "joint-cloglog": _ConditionalCloglogKernel}
-
-
 class Integrator:
     """log p(y | theta) with every arm's latent quantities integrated out, for batches of theta.
 
@@ -583,6 +502,14 @@ class Integrator:
         data = model.data
         spec = model.spec
         self.gaussian = model.family.gaussian
+        # a latent fraction in closed form (the z-integrated log-likelihood quadratic in u): Gaussian
+        # likelihoods with normal effects; a Student-t's scale mixture is not quadratic in u
+        self.u_closed = self.gaussian
+        self.t_mix = None
+        if model.student_t:  # z ~ t(nu) as a scale mixture of normals (lmsbayes.model.structure)
+            from lmsbayes.model.structure import t_scale_mixture
+
+            self.t_mix = t_scale_mixture(spec.random_effects.nu)
         self.x_gh, w = np.polynomial.hermite.hermgauss(nodes)
         self.log_w_gh = (
             np.log(w) + self.x_gh**2
@@ -597,7 +524,7 @@ class Integrator:
         elif regular.size:
             self.parts.append(_make_part(spec, None, regular, model=_take_model(model, regular)))
         if lat.size:
-            if self.gaussian:
+            if self.u_closed:
                 u = np.array([0.0, 0.5, 1.0])
                 log_wu = None
             else:
@@ -627,7 +554,8 @@ class Integrator:
     def _latent_part(self, u: np.ndarray, log_wu=None) -> _Part:
         d = self.model.data
         lat = d.latent
-        X = np.concatenate([d.X[i] + (u[:, None] - d.uterine_centre) * d.Xu[i] for i in lat])
+        Xd, Xud = self.model.arrays["X"], self.model.arrays["Xu"]
+        X = np.concatenate([Xd[i] + (u[:, None] - d.uterine_centre) * Xud[i] for i in lat])
         pos = np.repeat(lat, u.size)
         return _make_part(
             self.model.spec, None, pos, u.size, log_wu, model=_take_model(self.model, pos, X)
@@ -661,7 +589,11 @@ class Integrator:
         Returns the mode, the value, slope and curvature of g there.
         """
         kern = part.kernel
-        z = kern.start(part, pre, scale) if hasattr(kern, "start") else np.zeros(scale.shape)
+        z = (
+            kern.start(lambda t: _comp_sum(part, t, const=False), pre, scale)
+            if hasattr(kern, "start")
+            else np.zeros(scale.shape)
+        )
         s2 = scale * scale
         for _ in range(iters):
             d1, d2 = kern.derivs(pre, self._shift(part, scale, z))
@@ -693,11 +625,33 @@ class Integrator:
         ll = self._ll_at(part, c, base[None], scale[None], zs)
         return ll[0], 0.5 * (ll[1] - ll[2]), 0.5 * (ll[1] + ll[2]) - ll[0]
 
-    def _part_comp_logI(self, part: _Part, c) -> np.ndarray:
-        """log of each component's integral over its random effect: (..., n_comp)."""
+    def _part_comp_logI(self, part: _Part, c, shift=None) -> np.ndarray:
+        """log of each component's integral over its random effect: (..., n_comp).
+
+        ``shift`` (..., arm of the part) is added to the linear predictor (group
+        effects). Student-t effects: the normal integral at each scale of the
+        t's scale mixture, weighted (:func:`lmsbayes.model.structure.t_scale_mixture`).
+        """
         m = part.model
-        base = _base(m, c, m.data.X)
+        base = _base(m, c, m.arrays["X"])
+        if shift is not None:
+            base = base + shift[..., :, None]
         scale = m.effect_scale(c)
+        if self.t_mix is None:
+            return self._comp_logI_normal(part, c, base, scale)
+        mult, logw = self.t_mix
+        if part.gauss is not None:  # every node of the mixture at once: (..., n_comp, node)
+            lead = base.shape[:-2]
+            sc = np.broadcast_to(scale, base.shape).reshape(lead + (-1,))
+            return part.gauss.log_integral_nodes(c, base.reshape(lead + (-1,)), sc, mult) + logw
+        return np.stack(
+            [self._comp_logI_normal(part, c, base, scale * k) + lw for k, lw in zip(mult, logw)],
+            axis=-1,
+        )
+
+    def _comp_logI_normal(self, part: _Part, c, base, scale) -> np.ndarray:
+        """:meth:`_part_comp_logI` of a normal random effect of sd ``scale``, at the base predictor."""
+        m = part.model
         if part.gauss is not None:
             lead = base.shape[:-2]
             scale = np.broadcast_to(scale, base.shape).reshape(lead + (-1,))
@@ -734,22 +688,52 @@ class Integrator:
             out = np.log(sd) - 0.5 * math.log(math.pi) + g0 + np.log(acc)
         return np.where(np.isfinite(g0), out, -np.inf)
 
-    def _per_arm(self, part: _Part, c) -> np.ndarray:
-        li = self._part_comp_logI(part, c)
-        return li.reshape(li.shape[:-1] + (part.model.data.n_arms, part.model.Kz)).sum(-1)
+    def _per_arm(self, part: _Part, c, shift=None) -> np.ndarray:
+        """Per arm (..., arm), or per arm and node of a Student-t's scale mixture (..., arm, node)."""
+        li = self._part_comp_logI(part, c, None if shift is None else shift[..., part.arm_of])
+        n, kz = part.model.data.n_arms, part.model.Kz
+        if self.t_mix is None:
+            return li.reshape(li.shape[:-1] + (n, kz)).sum(-1)
+        T = li.shape[-1]
+        # a component's nodes are its own (independent effects): mix within a component first
+        li = special.logsumexp(li, axis=-1) if kz > 1 else li
+        return (
+            li.reshape(li.shape[:-2] + (n, kz, T)).sum(-2)
+            if kz == 1
+            else (li.reshape(li.shape[:-1] + (n, kz)).sum(-1))
+        )
 
-    def arm_loglik(self, values: dict[str, np.ndarray]) -> np.ndarray:
-        """log p(y_i | theta) of every arm, latent quantities integrated out: (batch, arm)."""
+    def arm_loglik(self, values: dict[str, np.ndarray], shift=None) -> np.ndarray:
+        """log p(y_i | theta) of every arm, latent quantities integrated out: (batch, arm).
+
+        ``shift`` (batch, arm): added to every arm's linear predictor (a group
+        effect held fixed); the group effects themselves are integrated by
+        :meth:`loglik`.
+        """
         c = self.model.canonical(values)
         d = self.model.data
         out = np.zeros(np.shape(values["tau"])[:1] + (d.n_arms,))
         for part in self.parts:
-            per_arm = self._per_arm(part, c)
+            per_arm = self._per_arm(part, c, shift)
+            nodes = self.t_mix is not None and per_arm.ndim == out.ndim + 1
+            if nodes and part.n_nodes_u > 1:  # u integrated at each node of the t mixture
+                q = part.n_nodes_u
+                per_arm = np.swapaxes(
+                    per_arm.reshape(per_arm.shape[:-2] + (-1, q, per_arm.shape[-1])), -1, -2
+                )
+                if self.u_closed:
+                    per_arm = _log_int_exp_quadratic(*quad_from_three(per_arm))
+                else:
+                    per_arm = _lse(per_arm + part.log_wu, axis=-1)
+                out[..., part.arm_of[::q]] = _lse(per_arm, axis=-1)
+                continue
+            if nodes:
+                per_arm = _lse(per_arm, axis=-1)
             if part.n_nodes_u > 1:
                 q = part.n_nodes_u
                 per_arm = per_arm.reshape(per_arm.shape[:-1] + (-1, q))
-                if self.gaussian:
-                    per_arm = _log_int_exp_quadratic(*_quad_from_three(per_arm))
+                if self.u_closed:
+                    per_arm = _log_int_exp_quadratic(*quad_from_three(per_arm))
                 else:
                     per_arm = special.logsumexp(per_arm + part.log_wu, axis=-1)
                 out[..., part.arm_of[::q]] = per_arm
@@ -757,40 +741,151 @@ class Integrator:
                 out[..., part.arm_of] = per_arm
         return out
 
+    # --- group effects: adaptive Gauss-Hermite per group ------------------------------
+
+    def loglik(self, values: dict[str, np.ndarray]) -> np.ndarray:
+        """log p(y | theta), every latent quantity integrated out: (batch,)."""
+        if not self.model.grouped:
+            return self.arm_loglik(values).sum(-1)
+        return self.group_loglik(values).sum(-1)
+
+    def _onehot(self) -> np.ndarray:
+        d = self.model.data
+        if getattr(self, "_oh", None) is None:
+            self._oh = np.zeros((d.n_arms, len(d.groups)))
+            self._oh[np.arange(d.n_arms), d.group_idx] = 1.0
+        return self._oh
+
+    def _group_g(self, values, gt, w) -> np.ndarray:
+        """g(w) = sum of the group's arm log-likelihoods at v = w, minus w^2 / 2: (batch, group)."""
+        shift = gt[:, None] * w[:, self.model.data.group_idx]
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            ll = self.arm_loglik(values, shift) @ self._onehot()
+        return ll - 0.5 * w * w
+
+    def _group_mode(self, values):
+        """Mode and sd of each group's standardised effect w given theta (two Newton steps).
+
+        The steps use central differences of g at +-h; for a likelihood Gaussian in the
+        linear predictor (survival with known fractions) g is exactly quadratic and the
+        first step lands on the mode with the exact curvature.
+        """
+        gt = np.asarray(self.model.canonical(values)["group_tau"], float)[..., 0]
+        B, G = gt.shape[0], len(self.model.data.groups)
+        mode, sd = np.zeros((B, G)), np.ones((B, G))
+        for _ in range(2):
+            h = 0.5 * sd
+            f0 = self._group_g(values, gt, mode)
+            fp = self._group_g(values, gt, mode + h)
+            fm = self._group_g(values, gt, mode - h)
+            g1 = (fp - fm) / (2 * h)
+            g2 = np.minimum(
+                (fp - 2 * f0 + fm) / (h * h), -0.25
+            )  # concave in w; guard a flat region
+            ok = np.isfinite(g1) & np.isfinite(g2)
+            mode = np.where(ok, mode + np.clip(-g1 / np.where(ok, g2, -1.0), -3.0, 3.0), mode)
+            sd = np.where(ok, 1.0 / np.sqrt(-np.where(ok, g2, -1.0)), sd)
+        return gt, mode, sd
+
+    def group_loglik(self, values: dict[str, np.ndarray]) -> np.ndarray:
+        """log p(y_g | theta) of every group, its effect integrated out: (batch, group).
+
+        Adaptive Gauss-Hermite over the group's standardised effect w ~ Normal(0, 1),
+        centred at the mode of g(w) with the curvature's scale, the arms' own latent
+        quantities integrated at each node. Exact (to rounding) where g is quadratic;
+        tested against scipy quadrature otherwise.
+        """
+        gt, mode, sd = self._group_mode(values)
+        sq = math.sqrt(2.0) * sd
+        acc = None
+        for x, lw in zip(self.x_gh, self.log_w_gh):
+            g = self._group_g(values, gt, mode + sq * x) + lw
+            acc = g if acc is None else np.logaddexp(acc, g)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.log(sq) - 0.5 * math.log(2 * math.pi) + acc
+        return np.where(np.isfinite(out), out, -np.inf)
+
+    def _draw_groups(self, values, rng, n_grid: int = 49) -> np.ndarray:
+        """Draws of each group's standardised effect w given theta and y: (batch, group).
+
+        Inverse CDF of g on a grid of ``n_grid`` points over the mode +- 6 sd,
+        linear between nodes (the density's discretisation error is of order
+        (12 sd / n_grid)^2 times its curvature).
+        """
+        gt, mode, sd = self._group_mode(values)
+        x = np.linspace(-6.0, 6.0, n_grid)
+        pts = mode[..., None] + sd[..., None] * x  # (batch, group, grid)
+        g = np.stack([self._group_g(values, gt, pts[..., j]) for j in range(n_grid)], axis=-1)
+        g = np.where(np.isfinite(g), g, -np.inf)
+        return _sample_piecewise_linear_rows(pts, g, rng)
+
     # --- latent draws ----------------------------------------------------------------
 
     def draw_latent(self, values: dict[str, np.ndarray], rng: np.random.Generator):
-        """Draws of z (batch, arm, Kz) and u (batch, latent arm) from their exact conditionals."""
+        """Draws of z (batch, arm, Kz), u (batch, latent arm) and v (batch, group, Kz).
+
+        From their conditionals given theta: v from its integrated density on a
+        grid (:meth:`_draw_groups`), then u and z given v exactly (a Student-t's
+        z through a node of its scale mixture drawn with its posterior weight).
+        """
         B = np.shape(values["tau"])[0]
         d = self.model.data
         z = np.empty((B, d.n_arms, self.model.Kz))
         u = np.empty((B, d.latent.size))
+        v = np.zeros((B, len(d.groups), self.model.Kz))
         for s in range(0, B, self.chunk):
             sl = slice(s, s + self.chunk)
-            z[sl], u[sl] = self._draw_latent({k: v[sl] for k, v in values.items()}, rng)
-        return z, u
+            z[sl], u[sl], v[sl] = self._draw_latent({k: x[sl] for k, x in values.items()}, rng)
+        return z, u, v
 
     def _draw_latent(self, values, rng):
         m, d = self.model, self.model.data
         c = m.canonical(values)
         B = np.shape(values["tau"])[0]
         du = None
+        shift, v = None, np.zeros((B, len(d.groups), m.Kz))
+        if m.grouped:
+            w = self._draw_groups(values, rng)
+            v[..., 0] = w
+            shift = np.asarray(c["group_tau"], float)[..., 0][:, None] * w[:, d.group_idx]
         u_draw = np.zeros((B, d.latent.size))
         if d.latent.size:
-            if self.gaussian:  # u | theta, y is a normal truncated to [0, 1]
-                per = self._per_arm(self.latent_part, c).reshape(B, d.latent.size, 3)
-                u_draw = _draw_exp_quadratic(*_quad_from_three(per), rng)
+            if self.u_closed and self.t_mix is None:  # u | theta, y: a normal truncated to [0, 1]
+                per = self._per_arm(self.latent_part, c, shift).reshape(B, d.latent.size, 3)
+                u_draw = _draw_exp_quadratic(*quad_from_three(per), rng)
             else:
                 grid = np.linspace(0.0, 1.0, 33)
                 if getattr(self, "_u_grid_part", None) is None:
                     self._u_grid_part = self._latent_part(grid)
-                per = self._per_arm(self._u_grid_part, c).reshape(B, d.latent.size, grid.size)
+                per = self._per_arm(self._u_grid_part, c, shift)
+                if per.ndim == 3:  # a Student-t's mixture nodes: u's density mixes over them
+                    per = special.logsumexp(per, axis=-1)
+                per = per.reshape(B, d.latent.size, grid.size)
                 u_draw = _sample_piecewise_linear(grid, per, rng)
             du = np.zeros((B, d.n_arms))
             du[:, d.latent] = u_draw - d.uterine_centre
         whole = self._whole()
-        base = _base(m, c, d.X, d.Xu, du)
+        base = _base(m, c, m.arrays["X"], m.arrays["Xu"], du)
+        if shift is not None:
+            base = base + shift[..., None]
         scale = np.broadcast_to(m.effect_scale(c), (B, d.n_arms, m.Kz)).reshape(B, -1)
+        mult = None
+        if self.t_mix is not None:  # a node of the t's scale mixture per component, by its weight
+            k, logw = self.t_mix
+            li = np.stack(
+                [
+                    self._comp_logI_normal(whole, c, base, scale.reshape(B, d.n_arms, m.Kz) * kk)
+                    + lw
+                    for kk, lw in zip(k, logw)
+                ],
+                axis=-1,
+            )
+            li = np.where(np.isfinite(li), li, -np.inf)
+            p = np.exp(li - li.max(axis=-1, keepdims=True))
+            cdf = np.cumsum(p, axis=-1)
+            pick = (cdf < rng.uniform(size=cdf.shape[:-1] + (1,)) * cdf[..., -1:]).sum(-1)
+            mult = k[np.minimum(pick, k.size - 1)]
+            scale = scale * mult
         if whole.gauss is not None:
             mean, sd = whole.gauss.posterior(c, base.reshape(B, -1), scale)
             z = mean + sd * rng.standard_normal(mean.shape)
@@ -800,7 +895,9 @@ class Integrator:
             z = c1 / a + rng.standard_normal(c1.shape) / np.sqrt(a)
         else:
             z = self._draw_z_rejection(whole, whole.kernel.prepare(base), scale, rng)
-        return z.reshape(B, d.n_arms, m.Kz), u_draw
+        if mult is not None:  # z = the node's sd multiplier times the standard normal drawn
+            z = z * mult
+        return z.reshape(B, d.n_arms, m.Kz), u_draw, v
 
     def _comp_values_at(self, part: _Part, pre, scale, b, cc, z):
         """g(z) = ll(z) - z^2 / 2 of components ``cc`` of draws ``b`` (1-D index arrays)."""
@@ -893,7 +990,15 @@ class Integrator:
         )
 
 
-def _quad_from_three(v: np.ndarray):
+def _lse(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """log-sum-exp over an axis in plain numpy (scipy's is several times slower on small axes)."""
+    top = np.max(x, axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.log(np.sum(np.exp(x - top), axis=axis)) + np.squeeze(top, axis=axis)
+
+
+def quad_from_three(v: np.ndarray):
     """Coefficients of q(u) = a0 + a1 u + a2 u^2 from its values at u = 0, 1/2, 1 (last axis)."""
     f0, fh, f1 = v[..., 0], v[..., 1], v[..., 2]
     a2 = 2 * (f0 + f1 - 2 * fh)
@@ -918,7 +1023,7 @@ def _log_int_exp_quadratic(a0, a1, a2) -> np.ndarray:
         x, w = np.polynomial.legendre.leggauss(16)
         uu = 0.5 * (x + 1)
         q = a0[flat][:, None] + a1[flat][:, None] * uu + a2[flat][:, None] * uu**2 + np.log(0.5 * w)
-        out[flat] = special.logsumexp(q, axis=-1)
+        out[flat] = _lse(q, axis=-1)
     return out
 
 
@@ -984,7 +1089,46 @@ class ExactResult:
     z: np.ndarray  # (draw, arm, Kz)
     u: np.ndarray  # (draw, latent arm)
     diagnostics: dict
+    v: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 1)))  # (draw, group, Kz)
     proposals: dict = field(default_factory=dict)  # the importance sample: theta, log weights
+    rule: rules.Rule | None = None  # the fixed rule over the globals that summaries integrate with
+
+
+def _duplicates(model: Model) -> tuple[np.ndarray, np.ndarray] | None:
+    """Arms identical in everything the integrals read (design, stratum, their one observation).
+
+    A large (study, r, n) table repeats its (r, n) pairs many times (100,000
+    rows of n <= 200 hold at most ~20,000 distinct ones): each distinct arm's
+    integral is computed once and counted as often as it occurs. Returns the
+    first position of each distinct arm and its count, or None (no gain, or
+    arms with several observations, latent fractions or survival curves).
+    """
+    from lmsbayes.model.families import LogitBinomial, LogitNormal
+
+    d, a = model.data, model.arrays
+    # the family is an object (never equal to its name): one observation per arm, no curve
+    one_per_arm = isinstance(d.family, (LogitBinomial, LogitNormal))
+    if d.latent.size or not one_per_arm or d.n_arms < 1000:
+        return None
+    if model.grouped:  # arms of a group share its effect: their integrals are not separable
+        return None
+    arm = np.asarray(a["arm_idx"])
+    if arm.size != d.n_arms or not np.array_equal(arm, np.arange(d.n_arms)):
+        return None
+    # the model's design (the drift's basis columns included); an age discount's ages are in a
+    cols = [np.asarray(a["X"], float), np.asarray(d.stratum_idx, float)[:, None]]
+    for k, v in a.items():
+        if k in ("X", "Xu", "stratum_idx", "arm_idx") or k in _TERM_ARRAYS:
+            continue
+        v = np.asarray(v)
+        if v.shape[:1] != (arm.size,) or v.dtype.kind not in "biuf":
+            return None
+        cols.append(v.reshape(arm.size, -1).astype(float))
+    key = np.concatenate(cols, axis=1)
+    _, first, counts = np.unique(key, axis=0, return_index=True, return_counts=True)
+    if first.size > 0.8 * d.n_arms:
+        return None
+    return first, counts
 
 
 class _Posterior:
@@ -992,6 +1136,16 @@ class _Posterior:
         self.model, self.integrator, self.layout = model, integrator, Layout(model)
         self.n_evals = 0
         self._hessian = None
+        self.counts = None
+        dup = _duplicates(model)
+        if (
+            dup is not None
+        ):  # the integrals of the distinct arms, each counted as often as it occurs
+            first, self.counts = dup
+            self.integrator = Integrator(
+                _take_model(model, first),
+                nodes=integrator.x_gh.size,
+            )
 
     def logpost(self, theta: np.ndarray, chunk: int | None = None) -> np.ndarray:
         theta = np.atleast_2d(theta)
@@ -1001,7 +1155,11 @@ class _Posterior:
             th = theta[s : s + chunk]
             vals, logjac = self.layout.unpack(th)
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                lp = self.model.log_prior(vals) + logjac + self.integrator.arm_loglik(vals).sum(-1)
+                if self.counts is None:  # group effects integrated here where the model has them
+                    ll = self.integrator.loglik(vals)
+                else:
+                    ll = self.integrator.arm_loglik(vals) @ self.counts
+                lp = self.model.log_prior(vals) + logjac + ll
             out[s : s + chunk] = np.where(np.isfinite(lp), lp, -np.inf)
         self.n_evals += theta.shape[0]
         return out
@@ -1207,6 +1365,16 @@ def _covariance(H: np.ndarray) -> np.ndarray:
     return (vecs / vals) @ vecs.T
 
 
+def _covariances(H: np.ndarray) -> np.ndarray:
+    """:func:`_covariance` of a stack of Hessians (..., p, p), vectorised where all are finite."""
+    if not np.all(np.isfinite(H)):
+        return np.stack([_covariance(Hk) for Hk in H])
+    H = 0.5 * (H + np.swapaxes(H, -1, -2))
+    vals, vecs = np.linalg.eigh(H)
+    vals = np.maximum(vals, 1e-6 * np.maximum(1.0, vals.max(axis=-1, keepdims=True)))
+    return (vecs / vals[..., None, :]) @ np.swapaxes(vecs, -1, -2)
+
+
 def _pd(C: np.ndarray) -> np.ndarray:
     """A covariance matrix made positive definite (eigenvalues floored)."""
     C = 0.5 * (C + C.T)
@@ -1259,9 +1427,10 @@ def _t_proposal(post, mode, cov, n, rng, df, inflate: float = 1.1):
     chol_w = np.linalg.cholesky(cov * inflate**2 * np.outer(scale, scale))
     eps = _DEFENSIVE_WEIGHT
     wide = rng.random(n) < eps
-    theta = np.empty((n, mode.size))
-    theta[~wide] = _mvt_draw(rng, int((~wide).sum()), mode, chol, df)
-    theta[wide] = _mvt_draw(rng, int(wide.sum()), mode, chol_w, df)
+    # one standard t vector per point, scaled by the component the point falls in (every point
+    # uses the same coordinates of a quasi-random rule, whichever component it is in)
+    base = _mvt_draw(rng, n, np.zeros(mode.size), np.eye(mode.size), df)
+    theta = mode + np.where(wide[:, None], base @ chol_w.T, base @ chol.T)
 
     def logq(th):
         return np.logaddexp(
@@ -1298,7 +1467,7 @@ def _conditional_newton(post, points: np.ndarray, O: np.ndarray, h: float = 1e-3
     for k, (i, j) in enumerate(pairs):
         q = f[:, base + 4 * k : base + 4 * k + 4]
         H[:, i, j] = H[:, j, i] = (q[:, 0] - q[:, 1] - q[:, 2] + q[:, 3]) / (4 * h * h)
-    covs = np.stack([_covariance(-Hk) for Hk in H])
+    covs = _covariances(-H)
     out = points.copy()
     step = np.einsum("nij,nj->ni", covs, g)
     out[:, O] += np.clip(step, -2.0, 2.0)
@@ -1468,6 +1637,7 @@ def fit_exact(
     *,
     latent: bool = True,
     start: np.ndarray | None = None,
+    progress=None,
 ) -> ExactResult:
     """Fit a model by integration and importance sampling (see the module docstring).
 
@@ -1485,6 +1655,8 @@ def fit_exact(
     start : ndarray, optional
         A starting point for the mode search (e.g. the mode of the full data
         for a leave-one-out refit); default: several starts.
+    progress : callable, optional
+        Called with a line of text after each stage (mode, rule, arm draws).
 
     Returns
     -------
@@ -1494,71 +1666,57 @@ def fit_exact(
     rng = np.random.default_rng(seed)
     integrator = Integrator(model, nodes=settings.nodes, uterine_nodes=settings.uterine_nodes)
     post = _Posterior(model, integrator)
+    say = progress or (lambda message: None)
+    say(f"{model.data.n_arms} arms, {post.layout.size} global parameters: finding the mode ...")
     mode, info, optima = _mode(post, start)
     H = post.hessian(mode)
     cov = _covariance(H)
     n = int(draws or settings.draws)
+    say(f"mode found ({time.perf_counter() - t0:.1f} s); integrating the globals ...")
     others = [(x, lp) for x, lp in optima[1:] if lp > optima[0][1] - 8.0]
-    use_grid = 0 < post.layout.tau_coords.size <= _GRID_MAX_TAU and not others
-    if others:  # several modes: a mixture of Student-t proposals, one at each mode, weighted by its Laplace mass
-        theta, logq, pinfo = _mixture_proposal(
-            post,
-            [(mode, cov, optima[0][1])]
-            + [(x, _covariance(post.hessian(x)), lp) for x, lp in others],
-            n,
-            rng,
-            settings.df,
-        )
-    else:
-        maker = _grid_proposal if use_grid else _t_proposal
+    T = post.layout.tau_coords
+    n_other = post.layout.size - T.size
+    rule, edge_mass, khat = None, math.nan, math.nan
+    if T.size == 1 and n_other <= _TENSOR_MAX_OTHERS and not others:
+        # few globals: a tensor grid (deterministic to quadrature accuracy, no importance sampling)
+        O = np.setdiff1d(np.arange(mode.size), T)
         try:
-            theta, logq, pinfo = maker(post, mode, cov, n, rng, settings.df)
-        except (
-            np.linalg.LinAlgError,
-            ValueError,
-            FloatingPointError,
-        ):  # a degenerate conditional: the t proposal
-            theta, logq, pinfo = _t_proposal(post, mode, cov, n, rng, settings.df)
-            use_grid = False
-    logp = post.logpost(theta)
-    lw, khat = psis(logp - logq)
-    if khat > _SECOND_ROUND_KHAT and "logq" in pinfo:
-        # a second round: a Student-t matched to the weighted draws (wider, heavier-tailed), and the
-        # two rounds combined by multiple importance sampling (the balance heuristic: every draw
-        # weighted against the mixture of both proposals), so no draw of the first round is wasted.
-        # The mixture is at least half the first proposal everywhere, so no weight grows by more
-        # than 2: the combined sample is kept unless its k-hat is unusable. Keeping the first round
-        # whenever its k-hat was the lower one left the left tail of a poorly identified tau short
-        # (eortc2021, 1L 6-month tau: P(tau < 0.05) 0.048 against 0.072 by NUTS and by 2 rounds)
-        w = np.exp(lw)
-        m2 = w @ theta
-        c2 = _pd(((theta - m2) * w[:, None]).T @ (theta - m2))
-        theta2, _, p2 = _t_proposal(post, m2, c2, n, rng, min(settings.df, 4.0), inflate=1.3)
-        both = np.vstack([theta, theta2])
-        logq_mix = np.logaddexp(pinfo["logq"](both), p2["logq"](both)) - math.log(2.0)
-        logp_both = np.concatenate([logp, post.logpost(theta2)])
-        lw2, khat2 = psis(logp_both - logq_mix)
-        if khat2 < max(khat, _KHAT_USABLE) or not np.isfinite(khat):
-            edge = pinfo.get("edge_cells")
-            pinfo = {"proposal": pinfo["proposal"] + " + moment-matched Student-t (2 rounds)"}
-            if edge is not None:
-                pinfo["edge_cells"] = np.concatenate([edge, np.zeros(n, dtype=bool)])
-            theta, logp, lw, khat = both, logp_both, lw2, khat2
-    ess = importance_ess(lw)
-    idx = _systematic(np.exp(lw), n, rng)  # n equal-weight draws, whichever number of proposals
-    vals, _ = post.layout.unpack(theta[idx])
+            large = model.data.n_arms > _LARGE_ARMS
+            rule, edge_mass = rules.tensor_rule(
+                post.logpost,
+                lambda pts: _conditional_newton(post, pts, O),
+                mode,
+                cov,
+                int(T[0]),
+                **({"n_tau": 41, "n_other": 21} if large else {}),
+            )
+            pinfo = {"proposal": "tensor grid over log tau x conditional trapezoid"}
+            if not np.all(np.isfinite(rule.log_weight[rule.log_weight > -np.inf])):
+                rule = None
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+            rule = None
+    if rule is None:
+        rule, pinfo, khat, edge_mass = _lattice_rule(post, mode, cov, others, optima, settings)
+    say(f"rule of {len(rule.theta)} points ({time.perf_counter() - t0:.1f} s)")
+    lw_rule = rule.log_weight
+    # a tensor rule's weights are quadrature weights, not importance weights: its draws are as
+    # good as their number (the Kish size of grid weights measures the grid's extent, not error)
+    ess = importance_ess(lw_rule) if rule.kind == "lattice" else float(n)
+    vals, _ = post.layout.unpack(rule.draw(n, rng))  # n equal-weight draws of the rule
     if latent:
-        z, u = integrator.draw_latent(vals, rng)
+        z, u, v = integrator.draw_latent(vals, rng)
+        say(f"arm-level draws ({time.perf_counter() - t0:.1f} s)")
     else:
         z = np.zeros((n, model.data.n_arms, model.Kz))
         u = np.zeros((n, model.data.latent.size))
-    edge_mass = float(np.exp(lw)[pinfo["edge_cells"]].sum()) if "edge_cells" in pinfo else math.nan
+        v = np.zeros((n, len(model.data.groups), model.Kz))
     diag = {
         "engine": "exact",
         "khat": float(khat),
         "is_ess": ess,
-        "n_proposals": int(len(theta)),
+        "n_proposals": int(len(rule.theta)),
         "proposal": pinfo["proposal"],
+        "rule": rule.description,
         "tau_grid_edge_mass": edge_mass,
         "n_logpost_evals": post.n_evals,
         "seconds": time.perf_counter() - t0,
@@ -1570,9 +1728,87 @@ def fit_exact(
         values=vals,
         z=z,
         u=u,
+        v=v,
         diagnostics=diag,
-        proposals={"theta": theta, "log_weight": lw, "names": post.layout.names},
+        proposals={"theta": rule.theta, "log_weight": lw_rule, "names": post.layout.names},
+        rule=rule,
     )
+
+
+def _lattice_rule(post, mode, cov, others, optima, settings, shift_seed=None):
+    """The proposal's points from a fixed shifted lattice rule, with importance weights.
+
+    The proposals (Student-t, log-tau grid x conditional Student-t, mixture of
+    Student-t at several modes) are those of random importance sampling; their
+    uniform numbers come from :class:`lmsbayes.engines.rules.LatticeStream`
+    instead of a generator, so the points, and every summary, are the same at
+    any seed. Returns the rule, the proposal's description, the Pareto k-hat of
+    the weights (a diagnostic: the rule keeps the raw weights) and the tau
+    grid's edge mass.
+    """
+    # many arms: the globals' posterior is close to its Laplace approximation, and every point
+    # costs a pass over the arms: 8 x 128 points (the stated error says what that costs)
+    n_lat = rules.LATTICE_N if post.model.data.n_arms <= _LARGE_ARMS else 128
+    qr = rules.LatticeStream(n=n_lat, shift_seed=shift_seed)
+    n = qr.size
+    T = post.layout.tau_coords
+    use_grid = 0 < T.size <= _GRID_MAX_TAU and not others
+    if others:  # several modes: a mixture of Student-t proposals, one at each mode, weighted by its Laplace mass
+        theta, logq, pinfo = _mixture_proposal(
+            post,
+            [(mode, cov, optima[0][1])]
+            + [(x, _covariance(post.hessian(x)), lp) for x, lp in others],
+            n,
+            qr,
+            settings.df,
+        )
+    else:
+        maker = _grid_proposal if use_grid else _t_proposal
+        try:
+            theta, logq, pinfo = maker(post, mode, cov, n, qr, settings.df)
+        except (
+            np.linalg.LinAlgError,
+            ValueError,
+            FloatingPointError,
+        ):  # a degenerate conditional: the t proposal
+            qr = rules.LatticeStream(n=n_lat, shift_seed=shift_seed)
+            theta, logq, pinfo = _t_proposal(post, mode, cov, n, qr, settings.df)
+    group = qr.replicate
+    logp = post.logpost(theta)
+    lw, khat = psis(logp - logq)
+    if khat > _SECOND_ROUND_KHAT and "logq" in pinfo:
+        # a second round: a Student-t matched to the weighted points (wider, heavier-tailed), and the
+        # two rounds combined by multiple importance sampling (the balance heuristic: every point
+        # weighted against the mixture of both proposals), so no point of the first round is wasted.
+        # The mixture is at least half the first proposal everywhere, so no weight grows by more
+        # than 2: the combined rule is kept unless its k-hat is unusable. Keeping the first round
+        # whenever its k-hat was the lower one left the left tail of a poorly identified tau short
+        # (eortc2021, 1L 6-month tau: P(tau < 0.05) 0.048 against 0.072 by NUTS and by 2 rounds)
+        w = np.exp(lw)
+        m2 = w @ theta
+        c2 = _pd(((theta - m2) * w[:, None]).T @ (theta - m2))
+        try:
+            theta2, _, p2 = _t_proposal(post, m2, c2, n, qr, min(settings.df, 4.0), inflate=1.3)
+        except RuntimeError:  # the lattice's dimensions are used up: one round
+            theta2 = None
+        if theta2 is not None:
+            both = np.vstack([theta, theta2])
+            logq_mix = np.logaddexp(pinfo["logq"](both), p2["logq"](both)) - math.log(2.0)
+            logp_both = np.concatenate([logp, post.logpost(theta2)])
+            lw2, khat2 = psis(logp_both - logq_mix)
+            if khat2 < max(khat, _KHAT_USABLE) or not np.isfinite(khat):
+                edge = pinfo.get("edge_cells")
+                pinfo = {"proposal": pinfo["proposal"] + " + moment-matched Student-t (2 rounds)"}
+                if edge is not None:
+                    pinfo["edge_cells"] = np.concatenate([edge, np.zeros(n, dtype=bool)])
+                theta, logp, logq, khat = both, logp_both, logq_mix, khat2
+                group = np.concatenate([group, group])
+    raw = logp - logq
+    raw = np.where(np.isfinite(raw), raw, -np.inf)
+    raw = raw - special.logsumexp(raw)
+    edge_mass = float(np.exp(raw)[pinfo["edge_cells"]].sum()) if "edge_cells" in pinfo else math.nan
+    rule = rules.Rule(theta=theta, log_weight=raw, group=group, kind="lattice")
+    return rule, pinfo, khat, edge_mass
 
 
 def _mixture_proposal(post, components, n, rng, df):
@@ -1582,10 +1818,12 @@ def _mixture_proposal(post, components, n, rng, df):
     w = np.exp(logw - logw.max())
     w = 0.8 * w / w.sum() + 0.2 / len(w)  # defensive: no mode starved of draws
     pick = rng.choice(len(components), size=n, p=w)
-    theta = np.empty((n, components[0][0].size))
+    d = components[0][0].size
+    base = _mvt_draw(rng, n, np.zeros(d), np.eye(d), df)  # one standard t vector per point
+    theta = np.empty((n, d))
     for k, ((m, _, _), L) in enumerate(zip(components, chols)):
         sel = pick == k
-        theta[sel] = _mvt_draw(rng, int(sel.sum()), m, L, df)
+        theta[sel] = m + base[sel] @ L.T
     dens = np.stack(
         [
             np.log(w[k]) + _mvt_logpdf(theta, m, L, df)
@@ -1622,12 +1860,19 @@ class ExactDiagnostics(Diagnostics):
         return self.is_ess
 
     @property
+    def quadrature(self) -> bool:
+        """True when the globals were integrated by a tensor grid (no importance sampling)."""
+        return self.proposal.startswith("tensor grid")
+
+    @property
     def problems(self) -> list[str]:
         """Importance k-hat, importance ESS, tau-grid edge mass and mode-search problems."""
         out = []
-        if not self.khat <= self.khat_max:
+        if self.quadrature:  # quadrature weights: no k-hat and no importance ESS to check
+            pass
+        elif not self.khat <= self.khat_max:
             out.append(f"importance-sampling k-hat {self.khat:.2f} > {self.khat_max}")
-        if not self.is_ess >= ESS_MIN:
+        if not self.quadrature and not self.is_ess >= ESS_MIN:
             out.append(f"importance ESS {self.is_ess:.0f} < {ESS_MIN}")
         if self.tau_grid_edge_mass > EDGE_MASS_MAX:
             out.append(
@@ -1651,6 +1896,11 @@ class ExactDiagnostics(Diagnostics):
             if self.n_proposals
             else f"{self.n_draws} draws"
         )
+        if self.quadrature:
+            return (
+                f"diagnostics (exact engine): tensor-grid quadrature over the global parameters "
+                f"({self.n_proposals} points), {self.n_draws} draws{grid} -> {self._status()}"
+            )
         return (
             f"diagnostics (exact engine): importance k-hat {self.khat:.2f}, importance ESS "
             f"{self.is_ess:.0f} of {of}{grid} -> {self._status()}"
@@ -1670,15 +1920,19 @@ class ExactEngine:
     def fit(self, model: Model, settings: FitSettings, progress: Progress) -> EngineResult:
         """Integrate and importance-sample (:func:`fit_exact`); the draws as one chain."""
         progress("exact engine: integrating (no compilation) ...")
+        # large tables keep no arm-level draws (4,000 draws x 100,000 arms is 3.2 GB an array):
+        # their summaries come from the rule over the globals, which needs none
+        large = model.data.n_arms > ARM_DRAWS_MAX
         res = fit_exact(
             model,
             model.spec.exact,
             settings.seed,
             settings.draws,
-            latent=settings.latent,
+            latent=settings.latent and not large,
             start=settings.start,
+            progress=(lambda line: progress(f"exact engine: {line}")) if large else None,
         )
-        posterior, groups, attrs = _as_groups(model, res)
+        posterior, groups, attrs = _as_groups(model, res, arm_draws=not large)
         return EngineResult(posterior, groups, attrs, self.diagnostics(posterior, groups, attrs))
 
     def diagnostics(self, posterior, groups, attrs) -> ExactDiagnostics:
@@ -1718,10 +1972,16 @@ def _empty_table():
     return pd.DataFrame()
 
 
-def _as_groups(model: Model, res: ExactResult):
+#: above this many arms an exact fit keeps no arm-level draws (random effects, latent
+#: fractions, arm rates, replicated data): the global parameters' draws and rule only
+ARM_DRAWS_MAX = 2000
+
+
+def _as_groups(model: Model, res: ExactResult, arm_draws: bool = True):
     """The exact engine's draws as a sampler gives them (one chain of independent draws).
 
-    Returns the posterior Dataset, the other groups (the importance sample) and the attrs.
+    Returns the posterior Dataset, the other groups (the importance sample and the
+    integration rule) and the attrs.
     """
     import xarray as xr
 
@@ -1731,10 +1991,16 @@ def _as_groups(model: Model, res: ExactResult):
     data_vars = {}
     for p in model.params:
         data_vars[p.name] = (("chain", "draw", *p.dims), res.values[p.name][None])
-    z = res.z if model.per_landmark else res.z[..., 0]
-    data_vars["z"] = (("chain", "draw", *model.z_dims), z[None])
-    if model.data.latent.size:
-        data_vars["uterine_latent"] = (("chain", "draw", "arm_latent"), res.u[None])
+    if arm_draws:
+        z = model.z_named(res.z)
+        data_vars["z"] = (("chain", "draw", *model.z_dims), z[None])
+        if model.data.latent.size:
+            data_vars["uterine_latent"] = (("chain", "draw", "arm_latent"), res.u[None])
+    else:
+        coords = {k: v for k, v in coords.items() if k not in ("arm", "arm_latent")}
+    if model.grouped:  # the group effects are globals' companions: kept with or without arm draws
+        v = res.v if model.per_landmark else res.v[..., 0]
+        data_vars["v"] = (("chain", "draw", "group", *model.effect_dims), v[None])
     post = xr.Dataset(data_vars, coords={**base, **{k: v for k, v in coords.items()}})
     d = res.diagnostics
     prop = res.proposals
@@ -1745,8 +2011,24 @@ def _as_groups(model: Model, res: ExactResult):
         },
         coords={"parameter": list(prop["names"])},
     )
+    groups = {"importance_sampling": isg}
+    if res.rule is not None:  # the fixed rule the integrated summaries use (lmsbayes.integrated)
+        r = res.rule
+        rule = {
+            "theta": (("rule_point", "parameter"), r.theta),
+            "log_weight": (("rule_point",), r.log_weight),
+            "group": (("rule_point",), r.group),
+        }
+        if r.coarse_log_weight is not None:
+            rule["coarse_log_weight"] = (("rule_point",), r.coarse_log_weight)
+        if r.cell is not None:
+            rule["cell"] = (("rule_point", "parameter", "cell_edge"), r.cell)
+        groups["integration_rule"] = xr.Dataset(
+            rule, coords={"parameter": list(prop["names"])}, attrs={"kind": r.kind}
+        )
     attrs = dict(
         engine=ExactEngine.name,
+        rule=d.get("rule", ""),
         khat=d["khat"],
         is_ess=d["is_ess"],
         proposal=d["proposal"],
@@ -1758,7 +2040,9 @@ def _as_groups(model: Model, res: ExactResult):
         n_modes=int(d.get("n_modes", 1)),
         n_proposals=int(d.get("n_proposals", 0)),
     )
-    return post, {"importance_sampling": isg}, attrs
+    if not arm_draws:
+        attrs["arm_draws"] = 0
+    return post, groups, attrs
 
 
 #: The engine the registry (lmsbayes.engines) returns for ``"exact"``.

@@ -135,7 +135,8 @@ class NormalNormalPosterior:
         out = np.array(
             [
                 optimize.brentq(
-                    lambda x: self.cdf(x, predictive=predictive) - qq,  # noqa: B023 - called within the iteration
+                    # B023: the lambda is called within the iteration that defines it
+                    lambda x: self.cdf(x, predictive=predictive) - qq,  # noqa: B023
                     lo,
                     hi,
                     xtol=1e-12,

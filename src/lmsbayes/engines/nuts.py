@@ -5,7 +5,7 @@ model is built from :class:`lmsbayes.model.definition.Model`: its priors, its li
 predictor and its log-likelihood terms, evaluated with PyTensor operations,
 so that it cannot drift from the exact engine (a test holds their joint log
 densities equal at random points). It also fits what the exact engine does
-not integrate: Student-t random effects and arms nested in trials.
+not integrate: group effects of per-landmark families.
 
 Compiled models are cached per structure for the life of the process; new
 data of the same shape go in through the ``pm.Data`` containers.
@@ -66,10 +66,11 @@ def pymc_model(m: Model):
     -------
     pymc.Model
         Coords ``arm``, ``covariate``, ``stratum`` (and ``landmark``,
-        ``shape_group``, ``arm_latent``, ``trial`` when used). Free variables:
-        the global parameters of :attr:`lmsbayes.model.definition.Model.params`, ``z``
-        (non-centred random effects), ``uterine_latent`` and, with trial
-        effects, ``trial_tau`` and ``v``. The likelihood is the potential
+        ``shape_group``, ``arm_latent``, ``group``, ``drift_interval`` when used). Free
+        variables: the global parameters of :attr:`lmsbayes.model.definition.Model.params`
+        (``group_tau``, ``drift_scale``, ``drift_step``, ``discount`` among them
+        when the spec has them), ``z`` (non-centred random effects),
+        ``uterine_latent`` and, with group effects, ``v``. The likelihood is the potential
         ``loglik``: the terms of lmsbayes.model.families summed.
     """
     import pymc as pm
@@ -77,10 +78,8 @@ def pymc_model(m: Model):
 
     spec, data = m.spec, m.data
     ops = pytensor_ops()
-    re, pri = spec.random_effects, spec.priors
+    re = spec.random_effects
     coords = m.coords
-    if re.trial_effect:
-        coords["trial"] = list(data.trials)
     # no parameter checks in the log density: every parameter is transformed to its
     # support and the data were validated; the checks add boolean kernels to compile
     with pm.Model(coords=coords, check_bounds=False) as model:
@@ -101,7 +100,7 @@ def pymc_model(m: Model):
             z = pm.StudentT("z", nu=re.nu, mu=0.0, sigma=1.0, dims=m.z_dims)
         else:
             z = pm.Normal("z", 0.0, 1.0, dims=m.z_dims)
-        z2 = z if m.per_landmark else z[:, None]
+        z2 = m.z_canonical(z)
         du = None
         if data.latent.size:
             u = pm.Beta("uterine_latent", 1.0, 1.0, dims="arm_latent")
@@ -110,12 +109,9 @@ def pymc_model(m: Model):
         eta = (
             m.base_predictor(ops, c, arrays["X"], arrays["Xu"], du) + m.effect_scale(c, arrays) * z2
         )
-        if re.trial_effect:
-            lm = ("landmark",) if m.per_landmark else ()
-            trial_tau = pri.trial_tau.create("trial_tau", dims=lm or None)
-            v = pm.Normal("v", 0.0, 1.0, dims=("trial", *lm))
-            tv = (trial_tau * v)[data.trial_idx]
-            eta = eta + (tv if m.per_landmark else tv[:, None])
+        if m.grouped:  # group effects (trials or regimens): v ~ Normal(0, 1), scaled by group_tau
+            v = pm.Normal("v", 0.0, 1.0, dims=("group", *m.effect_dims))
+            eta = eta + m.group_shift(c, m.z_canonical(v), arrays)
         terms = m.loglik_terms(ops, eta, c, arrays)
         pm.Potential("loglik", pt.sum(terms) + m.constant())
     return model
@@ -209,15 +205,15 @@ class NutsEngine:
     def fit(self, model: Model, settings: FitSettings, progress: Progress) -> EngineResult:
         """Sample the model with nutpie; the posterior carries the model's coords."""
         progress(
-            "NUTS: compiling (the first run on a machine compiles with numba, 30-45 s; later runs reuse "
-            "its cache) and sampling ..."
+            "NUTS: compiling (the first run on a machine compiles with numba, 30-45 s; later runs "
+            "reuse its cache) and sampling ..."
         )
         dt = _sample(model, settings.seed, settings.draws, progress_bar=False)
         post = dt["posterior"].to_dataset()
         # nutpie keeps the coords it was compiled with: relabel with this data's
         coords = {k: v for k, v in model.coords.items() if k in post.dims}
-        if "trial" in post.dims:
-            coords["trial"] = list(model.data.trials)
+        if "group" in post.dims:
+            coords["group"] = list(model.data.groups)
         post = post.assign_coords(coords)
         groups = {
             name: dt[name].to_dataset()

@@ -5,6 +5,7 @@
 - :mod:`~lmsbayes.model.covariates`: covariate coding (arm or setting -> design row);
 - :mod:`~lmsbayes.model.inputs`: :class:`ModelData`, the model's inputs with named rows;
 - :mod:`~lmsbayes.model.prepare`: (spec, tables) -> ModelData (filters, observations, design);
+- :mod:`~lmsbayes.model.structure`: group effects, calendar-time drift, age discount, Student-t;
 - :mod:`~lmsbayes.model.definition`: :class:`Model`, parameters, priors, predictor, loglik terms;
 - :mod:`~lmsbayes.model.derived`: quantities derived from posterior draws (numpy).
 

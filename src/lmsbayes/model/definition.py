@@ -26,6 +26,7 @@ import numpy as np
 
 from lmsbayes.model import families as lik
 from lmsbayes.model.inputs import ModelData
+from lmsbayes.model.structure import age_decades, drift_basis
 from lmsbayes.spec import ModelSpec, Prior
 
 __all__ = ["Model", "Param", "structure_key"]
@@ -66,7 +67,7 @@ class Model:
 
     def __init__(self, spec: ModelSpec, data: ModelData) -> None:
         self.spec, self.data = spec, data
-        self.family = lik.FAMILIES[data.family]
+        self.family = data.family
         L = len(data.landmarks)
         self.per_landmark = self.family.per_landmark and L > 0
         self.K = L if L > 0 else 1
@@ -80,7 +81,7 @@ class Model:
                 lm,
                 (L,) if L else (),
                 pri.alpha,
-                "ordered" if data.family == "joint-cloglog" and L > 1 else "none",
+                "ordered" if self.family.ordered_intercepts and L > 1 else "none",
             )
         ]
         if C:
@@ -90,35 +91,75 @@ class Model:
             )
         dims = ("stratum", "landmark") if self.per_landmark else ("stratum",)
         params.append(Param("tau", dims, (S, L) if self.per_landmark else (S,), pri.tau, "log"))
-        if data.family == "survival" and spec.model.shape != "fixed":
+        if self.family.has_shape and spec.model.shape != "fixed":
             params.append(
                 Param("shape", ("shape_group",), (len(data.shape_groups),), pri.shape, "log")
             )
+        # structure beyond one effect per arm (lmsbayes.model.structure)
+        re, mp = spec.random_effects, spec.model
+        self.grouped = bool(data.groups)
+        if self.grouped:
+            params.append(
+                Param(
+                    "group_tau",
+                    ("landmark",) if self.per_landmark else (),
+                    (L,) if self.per_landmark else (),
+                    pri.group_tau,
+                    "log",
+                )
+            )
+        self.drift = mp.drift != "none"
+        n_cov = C
+        if self.drift:
+            J = len(mp.drift_knots)
+            params.append(Param("drift_scale", (), (), pri.drift_scale, "log"))
+            params.append(
+                Param(
+                    "drift_step",
+                    ("drift_interval",),
+                    (J - 1,),
+                    Prior("Normal", mu=0.0, sigma=1.0),
+                    "none",
+                )
+            )
+            B = drift_basis(data.arms["year"].astype(float), mp.drift_knots, mp.drift_reference)
+        else:
+            B = np.zeros((data.n_arms, 0))
+        #: design with the drift's basis as extra columns (their coefficients: drift_scale * drift_step)
+        self.X_design = np.hstack([np.asarray(data.X, float), B])
+        self.Xu_design = np.hstack([np.asarray(data.Xu, float), np.zeros_like(B)])
+        self.n_cov = n_cov
+        self.discounted = bool(re.age_discount)
+        if self.discounted:
+            params.append(Param("discount", (), (), pri.discount, "log"))
+        self.age = (
+            age_decades(data.arms["year"].astype(float), re.discount_year)
+            if self.discounted
+            else np.zeros(data.n_arms)
+        )
+        self.student_t = re.distribution == "student_t"
         self.params: tuple[Param, ...] = tuple(params)
         obs = data.obs
         self.arm_idx = obs["arm_idx"].to_numpy(np.int64)
         self.obs_comp = obs["comp"].to_numpy(np.int64)
         self.n_comp = data.n_arms * self.Kz
-        self.term_comp = (
-            data.terms["comp"].to_numpy(np.int64) if data.family == "survival" else self.obs_comp
-        )
+        correlated = self.family.correlated_terms  # terms are precision entries, not observations
+        self.term_comp = data.terms["comp"].to_numpy(np.int64) if correlated else self.obs_comp
         self.comp_const = (
-            np.zeros(self.n_comp)
-            if data.family != "survival"
-            else np.asarray(data.comp_const, float)
+            np.asarray(data.comp_const, float) if correlated else np.zeros(self.n_comp)
         )
-        if data.family == "survival":
-            self.log_t_ref = math.log(spec.model.t_ref)
+        self.log_t_ref = math.log(spec.model.t_ref)
         #: some survival observation's sd moves with the shape (a median without a CI)
-        self.se_by_shape = data.family == "survival" and bool(np.any(data.se_shape_power > 0))
+        self.se_by_shape = self.family.has_shape and bool(np.any(data.se_shape_power > 0))
         self.arrays = self.data_arrays(data)
 
     def data_arrays(self, data: ModelData) -> dict[str, np.ndarray]:
         """Every data array the algebra reads, by name (``pm.Data`` containers in the NUTS engine)."""
         obs = data.obs
+        same = data is self.data
         out = {
-            "X": np.asarray(data.X, float),
-            "Xu": np.asarray(data.Xu, float),
+            "X": self.X_design if same else np.asarray(data.X, float),
+            "Xu": self.Xu_design if same else np.asarray(data.Xu, float),
             "stratum_idx": np.asarray(data.stratum_idx, np.int64),
             "arm_idx": obs["arm_idx"].to_numpy(np.int64),
             "k_idx": obs["k_idx"].to_numpy(np.int64),
@@ -126,15 +167,11 @@ class Model:
         for c in ("lik_y", "lik_n", "lik_se", "log_choose", "has_prev", "is_median", "log_t_rel"):
             if c in obs:
                 out[c] = obs[c].to_numpy(float)
-        if data.family == "joint-cloglog":
-            out["prev_idx"] = obs["prev_idx"].to_numpy(np.int64)
-        if data.family == "survival":
-            out["first"] = data.terms["first"].to_numpy(np.int64)
-            out["second"] = data.terms["second"].to_numpy(np.int64)
-            out["precision"] = data.terms["precision"].to_numpy(float)
-            out["obs_shape_idx"] = np.asarray(data.shape_idx, np.int64)[out["arm_idx"]]
-            out["se_shape_power"] = data.se_shape_power
-            out["diagonal"] = (out["first"] == out["second"]).astype(float)
+        out.update(data.family.data_arrays(data))
+        if self.discounted:
+            out["age"] = self.age if same else np.zeros(data.n_arms)
+        if self.grouped:
+            out["group_idx"] = np.asarray(data.group_idx, np.int64)
         return out
 
     # --- parameter layout -------------------------------------------------------------
@@ -154,12 +191,34 @@ class Model:
             out["shape_group"] = list(d.shape_groups)
         if d.latent.size:
             out["arm_latent"] = [d.arms.index[i] for i in d.latent]
+        if d.groups:
+            out["group"] = list(d.groups)
+        if self.drift:
+            k = self.spec.model.drift_knots
+            out["drift_interval"] = [f"{a}-{b}" for a, b in zip(k, k[1:])]
         return out
 
     @property
     def z_dims(self) -> tuple[str, ...]:
         """Dims of the non-centred random effects ``z``."""
         return ("arm", "landmark") if self.per_landmark else ("arm",)
+
+    @property
+    def effect_dims(self) -> tuple[str, ...]:
+        """Dims of a random effect beyond its unit (arm or trial): ('landmark',) or ()."""
+        return self.z_dims[1:]
+
+    def z_named(self, z):
+        """Random effects (..., unit, Kz) in the shape of :attr:`z_dims` (landmark axis only if any)."""
+        return z if self.per_landmark else z[..., 0]
+
+    def z_canonical(self, v):
+        """Inverse of :meth:`z_named`: random effects or their scales with the Kz axis (..., Kz)."""
+        return v if self.per_landmark else v[..., None]
+
+    def z_column(self, k):
+        """The random-effect column of landmark column(s) ``k`` (0 where one effect serves all)."""
+        return k if self.per_landmark else np.zeros_like(k)
 
     @property
     def n_params(self) -> int:
@@ -176,8 +235,18 @@ class Model:
             beta_c = None
         tau = values["tau"]
         tau_c = tau if self.per_landmark else tau[..., :, None]
+        if self.drift:  # the drift's coefficients follow the covariates' (X_design's extra columns)
+            dc = (values["drift_scale"][..., None] * values["drift_step"])[..., None, :]
+            if self.per_landmark:
+                dc = dc * xp.ones((self.K, 1))
+            beta_c = dc if beta_c is None else xp.concatenate([beta_c, dc], axis=-1)
         out = {"alpha": alpha_c, "beta": beta_c, "tau": tau_c}
-        if self.data.family == "survival":
+        if self.grouped:
+            gt = values["group_tau"]
+            out["group_tau"] = gt if self.per_landmark else gt[..., None]  # (..., Kz)
+        if self.discounted:
+            out["discount"] = values["discount"]
+        if self.family.has_shape:
             out["shape"] = (
                 values["shape"] if "shape" in values else self.spec.model.shape_value * xp.ones(1)
             )
@@ -226,7 +295,24 @@ class Model:
     def effect_scale(self, c: dict[str, Any], arrays: dict | None = None):
         """Standard deviation of each arm's random effect(s): (..., arm, Kz)."""
         a = self.arrays if arrays is None else arrays
-        return c["tau"][..., a["stratum_idx"], :]
+        tau = c["tau"][..., a["stratum_idx"], :]
+        if not self.discounted:
+            return tau
+        d = c["discount"][..., None, None]
+        return (tau * tau + d * d * a["age"][:, None]) ** 0.5
+
+    def group_shift(self, c: dict[str, Any], v, arrays: dict | None = None):
+        """The group effects of the arms, group_tau v[group(i)]: (..., arm, Kz); v (..., group, Kz)."""
+        a = self.arrays if arrays is None else arrays
+        return c["group_tau"][..., None, :] * v[..., a["group_idx"], :]
+
+    def z_logpdf(self, z: np.ndarray) -> np.ndarray:
+        """Log density of the standardised arm effects (normal, or Student-t(nu))."""
+        from scipy import stats
+
+        if self.student_t:
+            return stats.t.logpdf(z, self.spec.random_effects.nu)
+        return stats.norm.logpdf(z)
 
     def loglik_terms(self, ops, eta, c: dict[str, Any], arrays: dict | None = None):
         """Log-likelihood terms from the arm-level linear predictor ``eta`` (..., arm, K).
@@ -237,38 +323,7 @@ class Model:
         """
         a = self.arrays if arrays is None else arrays
         eta_obs = eta[..., a["arm_idx"], a["k_idx"]]
-        name = self.data.family
-        if name == "logit-binomial":
-            return lik.binomial_logit_terms(ops, eta_obs, a["lik_y"], a["lik_n"], a["log_choose"])
-        if name == "logit-normal":
-            return lik.normal_terms(ops, eta_obs, a["lik_y"], a["lik_se"])
-        if name == "joint-cloglog":
-            eta_prev = eta[..., a["arm_idx"], a["prev_idx"]]
-            return lik.conditional_cloglog_terms(
-                ops, eta_obs, eta_prev, a["has_prev"], a["lik_n"], a["lik_y"], a["log_choose"]
-            )
-        if name == "survival":
-            shape = c["shape"][..., a["obs_shape_idx"]]
-            mu = lik.survival_mean(
-                ops, eta_obs, shape, a["is_median"], a["log_t_rel"], self.log_t_ref, self.data.curve
-            )
-            if not self.se_by_shape:
-                return lik.gaussian_pair_terms(
-                    ops, mu, a["lik_y"], a["first"], a["second"], a["precision"]
-                )
-            # medians without a CI: sd = se / k (the Kaplan-Meier median's asymptotic sd at the arm's curve)
-            log_scale = a["se_shape_power"] * ops.log(shape)
-            return lik.gaussian_pair_terms(
-                ops,
-                mu,
-                a["lik_y"],
-                a["first"],
-                a["second"],
-                a["precision"],
-                log_scale=log_scale,
-                diagonal=a["diagonal"],
-            )
-        raise ValueError(f"unknown likelihood {name!r}")  # pragma: no cover
+        return self.family.loglik_terms(ops, eta, eta_obs, c, a, self)
 
     def constant(self) -> float:
         """Total of the components' constants."""
@@ -301,9 +356,15 @@ class Model:
             du = np.zeros(d.n_arms)
             du[d.latent] = np.asarray(values["uterine_latent"], float) - d.uterine_centre
         z = np.asarray(values["z"], float).reshape(d.n_arms, self.Kz)
-        eta = self.base_predictor(lik.NUMPY_OPS, c, d.X, d.Xu, du) + self.effect_scale(c) * z
+        a = self.arrays
+        eta = self.base_predictor(lik.NUMPY_OPS, c, a["X"], a["Xu"], du) + self.effect_scale(c) * z
+        lp = 0.0
+        if self.grouped:
+            v = np.asarray(values["v"], float).reshape(len(d.groups), self.Kz)
+            eta = eta + self.group_shift(c, v)
+            lp += float(np.sum(stats.norm.logpdf(v)))
         ll = float(np.sum(self.loglik_terms(lik.NUMPY_OPS, eta, c))) + self.constant()
-        lp = float(np.sum(self.log_prior(values))) + float(np.sum(stats.norm.logpdf(z)))
+        lp += float(np.sum(self.log_prior(values))) + float(np.sum(self.z_logpdf(z)))
         if d.latent.size:
             lp += float(np.sum(stats.beta.logpdf(values["uterine_latent"], 1.0, 1.0)))
         return ll + lp
@@ -315,7 +376,7 @@ def structure_key(spec: ModelSpec, data: ModelData) -> str:
         spec.model,
         spec.random_effects,
         repr(spec.priors),
-        data.family,
+        data.family,  # its repr names the class (the curve for survival)
         data.landmarks,
         data.strata,
         data.shape_groups,
@@ -324,6 +385,6 @@ def structure_key(spec: ModelSpec, data: ModelData) -> str:
         len(data.terms),
         len(data.latent),
         tuple(data.covariates),
-        len(data.trials) if spec.random_effects.trial_effect else 0,
+        len(data.groups),
     )
     return hashlib.sha256(repr(parts).encode()).hexdigest()

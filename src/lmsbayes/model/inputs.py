@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from lmsbayes.model.covariates import codings_from_json, codings_to_json
-from lmsbayes.model.families import FAMILIES
+from lmsbayes.model.families import Family, get_family
 
 __all__ = ["ModelData"]
 
@@ -25,8 +25,9 @@ class ModelData:
 
     Attributes
     ----------
-    family : str
-        The likelihood (a key of :data:`lmsbayes.model.families.FAMILIES`).
+    family : lmsbayes.model.families.Family
+        The likelihood family (for ``survival``, the curve): everything that
+        differs between families is a method of it.
     arms : pandas.DataFrame
         Included arms (index ``arm``): label, trial, year, n and the covariate
         source columns (LMS table: line, treatment_class, population, evidence,
@@ -55,16 +56,17 @@ class ModelData:
         Survival shape groups and each arm's group.
     trials, trial_idx
         Trials (arms of one randomised trial share one) and each arm's trial.
+    groups, group_idx
+        Groups of the spec's group effect (``[random_effects] group``: trials or
+        regimens) and each arm's group; empty without one (lmsbayes.model.structure).
     uterine_centre : float
     data_sha256 : str
-    curve : str
-        Survival curve family ('' for other likelihoods).
     t_ref : float
     table : {'lms', 'binomial'}
         The kind of input table.
     """
 
-    family: str
+    family: Family
     arms: pd.DataFrame
     obs: pd.DataFrame
     excluded: pd.DataFrame
@@ -81,9 +83,10 @@ class ModelData:
     shape_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     trials: tuple[str, ...] = ()
     trial_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    groups: tuple[str, ...] = ()
+    group_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     terms: pd.DataFrame = field(default_factory=pd.DataFrame)
     comp_const: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    curve: str = ""
     t_ref: float = 6.0
     table: str = "lms"
 
@@ -174,6 +177,7 @@ class ModelData:
             stratum_idx=self.stratum_idx[pos],
             shape_idx=self.shape_idx[pos] if len(self.shape_idx) else self.shape_idx,
             trial_idx=self.trial_idx[pos] if len(self.trial_idx) else self.trial_idx,
+            group_idx=self.group_idx[pos] if len(self.group_idx) else self.group_idx,
             comp_const=const,
         )
 
@@ -190,7 +194,7 @@ class ModelData:
     @property
     def Kz(self) -> int:
         """Random effects per arm: one per landmark for per-landmark families, else one."""
-        return len(self.landmarks) if (FAMILIES[self.family].per_landmark and self.landmarks) else 1
+        return len(self.landmarks) if (self.family.per_landmark and self.landmarks) else 1
 
     # --- persistence -----------------------------------------------------------------
 
@@ -226,7 +230,7 @@ class ModelData:
         ds = ds.assign_coords(covariate=cov)
         ds["comp_const"] = ("comp", self.comp_const)
         ds.attrs.update(
-            family=self.family,
+            family=self.family.name,
             landmarks=list(self.landmarks),
             coding=codings_to_json(self.coding),
             latent=[int(i) for i in self.latent],
@@ -236,9 +240,11 @@ class ModelData:
             shape_idx=[int(i) for i in self.shape_idx],
             trials=list(self.trials),
             trial_idx=[int(i) for i in self.trial_idx],
+            groups=list(self.groups),
+            group_idx=[int(i) for i in self.group_idx],
             uterine_centre=self.uterine_centre,
             data_sha256=self.data_sha256,
-            curve=self.curve,
+            curve=self.family.curve,
             t_ref=self.t_ref,
             table=self.table,
             inputs_version=2,
@@ -284,7 +290,7 @@ class ModelData:
             )  # noqa: E731
 
         return cls(
-            family=str(a["family"]),
+            family=get_family(str(a["family"]), str(a.get("curve", ""))),
             arms=arms,
             obs=obs,
             excluded=frame("excluded_", "excluded"),
@@ -301,13 +307,14 @@ class ModelData:
             shape_idx=ints("shape_idx"),
             trials=_str_tuple(a.get("trials", [])),
             trial_idx=ints("trial_idx"),
+            groups=_str_tuple(a.get("groups", [])),
+            group_idx=ints("group_idx"),
             terms=terms,
             comp_const=np.asarray(ds["comp_const"].values, float)
             if "comp_const" in ds
             else np.zeros(0),
             uterine_centre=float(a.get("uterine_centre", 0.5)),
             data_sha256=str(a["data_sha256"]),
-            curve=str(a.get("curve", "")),
             t_ref=float(a.get("t_ref", 6.0)),
             table=str(a.get("table", "lms")),
         )

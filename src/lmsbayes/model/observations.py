@@ -4,8 +4,9 @@ A publication states, for an arm, some of: the median PFS (with its 95% CI),
 PFS rates at landmarks (with CIs), n and the number of events. They all
 come from one Kaplan-Meier curve, so they are not independent data.
 
-Each quantity becomes an observation on its own scale: a rate on the logit
-scale (log-logistic curves) or the log cumulative hazard scale (Weibull), a
+Each quantity becomes an observation on its own scale: a rate on the curve's
+scale (:class:`lmsbayes.model.families.SurvivalCurve`: logit for log-logistic
+curves, log cumulative hazard for Weibull, probit for log-normal), a
 median on the log-time scale. Its standard error comes from its CI where one
 is stated, else from n (binomial for a rate; for a median the asymptotic sd
 of a Kaplan-Meier median under the arm's own curve, ``2 / (k sqrt(n))`` for a
@@ -34,15 +35,12 @@ import math
 import numpy as np
 import pandas as pd
 
-from lmsbayes.data import Z95, logit
+from lmsbayes.data import Z95
+from lmsbayes.model.families import SurvivalCurve, get_family
 
 __all__ = ["survival_observations", "within_arm_correlation", "precision_terms"]
 
 _MAX_CORR = 0.95  # equal plug-in odds would make R singular
-
-
-def _cloglog(p):
-    return np.log(-np.log(p))
 
 
 def within_arm_correlation(s_plug: np.ndarray, sign: np.ndarray) -> np.ndarray:
@@ -106,27 +104,20 @@ def precision_terms(
     return terms, np.asarray(log_norm, dtype=float)
 
 
-def _se_rate(rate, lo, hi, n, scale: str) -> tuple[float, float, str]:
-    """(value on the scale, its se, method) of a reported rate; se NaN when unusable."""
-    transform = logit if scale == "logit" else _cloglog
+def _se_rate(rate, lo, hi, n, curve: SurvivalCurve) -> tuple[float, float, str]:
+    """(value on the curve's scale, its se, method) of a reported rate; se NaN when unusable."""
+    transform = curve.to_scale
     if np.isfinite(lo) and np.isfinite(hi) and 0 < lo < hi < 1 and 0 < rate < 1:
         a, b = transform(lo), transform(hi)
         return float(transform(rate)), float(abs(b - a) / (2 * Z95)), "rate_ci"
     if np.isfinite(n) and n >= 1:
         s = (rate * n + 0.5) / (n + 1) if rate in (0.0, 1.0) else rate
         se_logit = 1 / math.sqrt(n * s * (1 - s))
-        if scale == "logit":
-            return float(logit(s)), se_logit, "binomial"
-        return float(_cloglog(s)), se_logit * (1 - s) / abs(math.log(s)), "binomial"
+        return float(transform(s)), curve.se_from_logit(s, se_logit), "binomial"
     return math.nan, math.nan, ""
 
 
-#: f(m) m / k at the median m of a curve with shape k (log-logistic: 1/4; Weibull: log(2) / 2), so
-#: that the Kaplan-Meier median of n uncensored patients has sd(log m) = 1 / (2 sqrt(n) f(m) m)
-_DENSITY_AT_MEDIAN = {"loglogistic": 0.25, "weibull": 0.5 * math.log(2.0)}
-
-
-def _se_log_median(lo, hi, events, n, curve: str) -> tuple[float, str, float]:
+def _se_log_median(lo, hi, events, n, curve: SurvivalCurve | str) -> tuple[float, str, float]:
     """(se, method, power) of a log median: its sd is ``se * k**-power`` for a curve of shape k.
 
     From a 95% CI the se is the CI's (power 0). Without one it is the
@@ -141,7 +132,9 @@ def _se_log_median(lo, hi, events, n, curve: str) -> tuple[float, str, float]:
     """
     if np.isfinite(lo) and np.isfinite(hi) and 0 < lo < hi:
         return float((math.log(hi) - math.log(lo)) / (2 * Z95)), "median_ci", 0.0
-    c = 1.0 / (2.0 * _DENSITY_AT_MEDIAN[curve])
+    # f(m) m / k at the median m of the curve (SurvivalCurve.density_at_median)
+    curve = get_family("survival", curve) if isinstance(curve, str) else curve
+    c = 1.0 / (2.0 * curve.density_at_median)
     if np.isfinite(events) and events >= 1:
         return c / math.sqrt(events), "events", 1.0
     if np.isfinite(n) and n >= 1:
@@ -153,7 +146,7 @@ def survival_observations(
     arms: pd.DataFrame,
     rates: pd.DataFrame,
     *,
-    curve: str,
+    curve: SurvivalCurve | str,
     t_ref: float,
     correlated: bool = True,
     evidence_levels: tuple[str, ...] | None = None,
@@ -168,8 +161,9 @@ def survival_observations(
     rates : DataFrame
         Reported rates: ``arm_id``, ``t``, ``rate``, ``lo``, ``hi`` (optional
         ``evidence_level``, ``kind``).
-    curve : {'loglogistic', 'weibull'}
-        Rates go on the logit scale (log-logistic) or the log cumulative hazard scale (Weibull).
+    curve : str or SurvivalCurve
+        A name of :data:`lmsbayes.model.families.CURVES` or the curve: rates go on its scale
+        (logit for log-logistic, log cumulative hazard for Weibull, probit for log-normal).
     t_ref : float
     correlated : bool
         Correlate an arm's observations as one curve (default) or treat them as independent.
@@ -192,8 +186,8 @@ def survival_observations(
     excluded : DataFrame
         ``arm_id``, ``landmark`` (t of a rate, NaN for the median), ``reason``.
     """
-    scale = "logit" if curve == "loglogistic" else "cloglog"
-    rate_sign = 1.0 if scale == "logit" else -1.0
+    curve = get_family("survival", curve) if isinstance(curve, str) else curve
+    rate_sign = curve.sign
     # plain records: pandas row access costs more than the arithmetic here
     rate_cols = [
         c for c in ("arm_id", "t", "rate", "lo", "hi", "evidence_level", "kind") if c in rates
@@ -280,7 +274,7 @@ def survival_observations(
                     )
                 )
                 continue
-            y, se, method = _se_rate(rate, _f(r.get("lo")), _f(r.get("hi")), n, scale)
+            y, se, method = _se_rate(rate, _f(r.get("lo")), _f(r.get("hi")), n, curve)
             if not np.isfinite(se):
                 excluded.append((arm_id, t, "reported rate has neither a usable 95% CI nor n"))
                 continue

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import special
 
 from lmsbayes.model import families as lik
 from lmsbayes.model.covariates import LMS_COVARIATES, Covariate, design_matrices, expand_terms
 from lmsbayes.model.inputs import ModelData
+from lmsbayes.model.structure import group_column, group_index
 from lmsbayes.spec import ModelSpec, SpecError
 
 __all__ = ["prepare_data", "conditional_counts"]
@@ -70,52 +70,9 @@ def _tables(data: Any) -> _Tables:
             ],
             "data",
         )
-    return _Tables("binomial", _check_binomial(data), pd.DataFrame(), sha)
+    from lmsbayes.data import binomial_table  # the checked reader's rules (issue 20)
 
-
-def _check_binomial(table: pd.DataFrame) -> pd.DataFrame:
-    """Validate a plain (study, r, n) table; one error naming row, column and value."""
-    where = table.attrs.get("path", "data")
-    problems = []
-    t = table.reset_index(drop=True).copy()
-    for col in ("r", "n"):
-        vals = pd.to_numeric(t[col], errors="coerce")
-        for i in np.flatnonzero(
-            vals.isna() | ~np.isfinite(vals.fillna(0)) | (vals.fillna(0) % 1 != 0)
-        ):
-            problems.append(
-                f"{where} row {i + 2}, column {col!r}: must be a whole number, got {t.at[i, col]!r}"
-            )
-        t[col] = vals
-    if not problems:
-        for i in np.flatnonzero(t["n"] < 1):
-            problems.append(f"{where} row {i + 2}, column 'n': must be >= 1, got {t.at[i, 'n']!r}")
-        for i in np.flatnonzero((t["r"] < 0) | (t["r"] > t["n"])):
-            problems.append(
-                f"{where} row {i + 2}, column 'r': must be in [0, n = {t.at[i, 'n']:g}], got {t.at[i, 'r']!r}"
-            )
-    if "role" in t or "regimen" in t:  # the arm table's optional columns, same rules
-        from lmsbayes.data import role_regimen_problems
-
-        def cells(col: str) -> list[str]:
-            return [] if col not in t else [str(v) if pd.notna(v) else "" for v in t[col]]
-
-        role, regimen = cells("role") or [""] * len(t), cells("regimen") or [""] * len(t)
-        for i, col, message in role_regimen_problems(
-            role, regimen, row_name=lambda j: f"row {j + 2}"
-        ):
-            problems.append(f"{where} row {i + 2}, column {col!r}: {message}")
-    study = t["study"].astype(str)
-    for i in np.flatnonzero(study.duplicated()):
-        problems.append(
-            f"{where} row {i + 2}, column 'study': duplicate study {study[i]!r} (one row per study arm)"
-        )
-    if problems:
-        raise SpecError(problems, where)
-    t["study"] = study
-    t["r"] = t["r"].astype(np.int64)
-    t["n"] = t["n"].astype(np.int64)
-    return t
+    return _Tables("binomial", binomial_table(data), pd.DataFrame(), sha)
 
 
 # ---------------------------------------------------------------------------- preparation
@@ -253,7 +210,7 @@ def prepare_data(spec: ModelSpec, data: Any) -> ModelData:
         vary in the selected arms, or the spec does not fit the table.
     """
     tables = _tables(data)
-    family = lik.FAMILIES[spec.model.likelihood]
+    family = lik.get_family(spec.model.likelihood, spec.model.curve)
     if tables.kind == "binomial":
         return _prepare_binomial(spec, tables, family)
     t = tables.arms
@@ -270,8 +227,8 @@ def prepare_data(spec: ModelSpec, data: Any) -> ModelData:
         }
     )
     kept = t[reasons == ""].reset_index(drop=True)
-    if spec.survival:
-        obs, terms, const, obs_excl = _survival_obs(spec, kept, tables.rates)
+    if family.any_landmark:  # one curve per arm: medians and rates at any time
+        obs, terms, const, obs_excl = _survival_obs(spec, kept, tables.rates, family)
         landmarks: tuple[float, ...] = ()
     else:
         obs, obs_excl, landmarks = _landmark_obs(spec, kept, tables.rates, family)
@@ -300,8 +257,10 @@ def prepare_data(spec: ModelSpec, data: Any) -> ModelData:
     for _name, d in spec.covariates:  # a user's own covariate columns
         if d.column in src and d.column not in arms:
             arms[d.column] = src[d.column].to_numpy()
-    for col in ("role", "regimen"):  # what an arm is (data/README.md 2a): validation splits by it
-        if col in src and col not in arms:
+    # what an arm is (its regimen and role: validation splits by it, predictive targets name
+    # them; data/README.md 2a), and the group effect's column where the spec nests arms in one
+    for col in ("role", "regimen", group_column(spec)):
+        if col and col in src and col not in arms:
             arms[col] = src[col].astype(object).to_numpy()
     arms["year"] = arms["year"].astype("Int64")
     arms["n"] = pd.array(arms["n"], dtype="Float64").astype("Int64")
@@ -319,7 +278,7 @@ def prepare_data(spec: ModelSpec, data: Any) -> ModelData:
     )
 
 
-def _survival_obs(spec, kept, rates):
+def _survival_obs(spec, kept, rates, family):
     from lmsbayes.model.observations import survival_observations
 
     levels = spec.data.evidence_levels if len(spec.data.evidence_levels) < 4 else None
@@ -327,7 +286,7 @@ def _survival_obs(spec, kept, rates):
     obs, terms, const, excl = survival_observations(
         kept,
         rates,
-        curve=spec.model.curve,
+        curve=family,
         t_ref=spec.model.t_ref,
         correlated=spec.model.within_arm_correlation,
         evidence_levels=levels,
@@ -352,7 +311,7 @@ def _landmark_obs(spec, kept, rates, family):
     )
     obs = long[long["included"]].reset_index(drop=True)
     obs["landmark_idx"] = [landmarks.index(float(x)) for x in obs["landmark"]]
-    if spec.joint:
+    if family.joined:  # each landmark conditional on the one before
         ids = list(dict.fromkeys(obs["arm_id"]))
         obs["arm_idx"] = pd.Index(ids).get_indexer(obs["arm_id"])
         obs, joint_excl = _joint_observations(obs, landmarks)
@@ -369,7 +328,7 @@ def _landmark_obs(spec, kept, rates, family):
         "n_eff",
         "y_eff",
         "n",
-        *(_JOINT_COLUMNS if spec.joint else ()),
+        *(_JOINT_COLUMNS if family.joined else ()),
     ]
     return obs[keep], obs_excl.reset_index(drop=True), landmarks
 
@@ -392,7 +351,7 @@ def _long(long_table, kept, rates, landmarks, derive):
 def _prepare_binomial(spec: ModelSpec, tables: _Tables, family) -> ModelData:
     """A plain (study, r, n) table: one observation per study arm."""
     t = tables.arms
-    if spec.survival or spec.joint:
+    if not family.binomial_table:
         raise SpecError(
             [
                 f"[model] likelihood {spec.model.likelihood!r} needs the LMS tables (medians and "
@@ -454,10 +413,8 @@ def _finish(spec, family, arms, obs, terms, const, excluded, landmarks, sha, tab
     obs["k_idx"] = obs["landmark_idx"].astype(np.int64) if (L > 0 and "landmark_idx" in obs) else 0
     kz = L if per_lm else 1
     obs["comp"] = obs["arm_idx"] * kz + (obs["k_idx"] if per_lm else 0)
-    if family.name == "joint-cloglog":
-        obs["prev_idx"] = obs["prev_landmark_idx"].astype(np.int64)
-    _add_family_columns(family, obs)
-    if family.name == "survival" and len(terms):
+    family.add_columns(obs)
+    if len(terms):
         # terms were numbered by arm order among arms with observations: the same order as arms
         terms = terms.copy()
     coding = _coding(spec, arms, table)
@@ -479,23 +436,35 @@ def _finish(spec, family, arms, obs, terms, const, excluded, landmarks, sha, tab
         stratum_idx = np.array([strata.index(v) for v in arms["line"].astype(str)], dtype=np.int64)
     else:
         strata, stratum_idx = ("all",), np.zeros(len(arms), dtype=np.int64)
-    if spec.survival and spec.model.shape == "by_line":
+    if family.has_shape and spec.model.shape == "by_line":
         shape_groups = tuple(sorted(set(arms["line"].astype(str))))
         shape_idx = np.array(
             [shape_groups.index(v) for v in arms["line"].astype(str)], dtype=np.int64
         )
-    elif spec.survival:
+    elif family.has_shape:
         shape_groups, shape_idx = ("all",), np.zeros(len(arms), dtype=np.int64)
     else:
         shape_groups, shape_idx = (), np.zeros(0, dtype=np.int64)
     trials = tuple(dict.fromkeys(arms["trial"].astype(str)))
     trial_idx = np.array([trials.index(v) for v in arms["trial"].astype(str)], dtype=np.int64)
-    if family.name == "survival":
+    groups, group_idx = (), np.zeros(0, dtype=np.int64)
+    if group_column(spec):
+        try:
+            groups, group_idx = group_index(arms, group_column(spec))
+        except ValueError as exc:
+            raise SpecError([str(exc)], spec.name) from None
+    for what, on in (
+        ("drift", spec.model.drift != "none"),
+        ("age discount", spec.random_effects.age_discount),
+    ):
+        if on and ("year" not in arms or arms["year"].isna().any()):
+            raise SpecError([f"{what}: every included arm needs a publication year"], spec.name)
+    if family.correlated_terms:
         comp_const = np.asarray(const, float)
     else:
         comp_const = np.zeros(len(arms) * kz)
     return ModelData(
-        family=family.name,
+        family=family,
         arms=arms,
         obs=obs,
         excluded=excluded.reset_index(drop=True),
@@ -512,34 +481,13 @@ def _finish(spec, family, arms, obs, terms, const, excluded, landmarks, sha, tab
         shape_idx=shape_idx,
         trials=trials,
         trial_idx=trial_idx,
+        groups=groups,
+        group_idx=group_idx,
         terms=terms,
         comp_const=comp_const,
-        curve=spec.model.curve if spec.survival else "",
         t_ref=spec.model.t_ref,
         table=table,
     )
-
-
-def _add_family_columns(family, obs: pd.DataFrame) -> None:
-    """The likelihood's own data columns (y, n, se, log_choose ...)."""
-    if family.name in ("logit-binomial", "joint-cloglog"):
-        nk, yk = ("n_cond", "y_cond") if family.name == "joint-cloglog" else ("n_eff", "y_eff")
-        n = obs[nk].astype(np.float64).to_numpy()
-        y = obs[yk].astype(np.float64).to_numpy()
-        obs["lik_n"], obs["lik_y"] = n, y
-        obs["log_choose"] = (
-            special.gammaln(n + 1) - special.gammaln(y + 1) - special.gammaln(n - y + 1)
-        )
-    elif family.name == "logit-normal":
-        rate = obs["rate"].to_numpy(float)
-        n_known = obs["n"].astype("float64").to_numpy()
-        size = np.where(np.isnan(n_known), obs["n_eff"].astype(float), n_known)
-        # logit of 0 or 1 is infinite: the 0.5-corrected rate for the normal likelihood only
-        rate_c = np.where((rate <= 0) | (rate >= 1), (rate * size + 0.5) / (size + 1), rate)
-        obs["lik_y"] = np.log(rate_c / (1 - rate_c))
-        obs["lik_se"] = obs["se_logit"].to_numpy(float)
-    elif family.name == "survival":
-        obs["lik_y"] = obs["y"].to_numpy(float)
 
 
 # ---------------------------------------------------------------------------- joint landmarks

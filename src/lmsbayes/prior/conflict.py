@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lmsbayes.errors import OptionError
 from lmsbayes.prior.checks import check_count
 from lmsbayes.prior.ess import ess
 from lmsbayes.prior.mixture import BetaMixture
@@ -111,12 +112,15 @@ class ConflictReport:
             "Mixture weights, prior -> posterior (how much of each component survives):",
             comp.to_string(),
             "",
-            f"Prior-predictive probability of a count as low or lower:  P(Y <= {self.r}) = {self.p_lower:.4f}",
-            f"Prior-predictive probability of a count as high or higher: P(Y >= {self.r}) = {self.p_upper:.4f}",
+            f"Prior-predictive probability of a count as low or lower:  P(Y <= {self.r}) = "
+            f"{self.p_lower:.4f}",
+            f"Prior-predictive probability of a count as high or higher: P(Y >= {self.r}) = "
+            f"{self.p_upper:.4f}",
             f"Two-sided tail probability {self.p_two_sided:.4f}; Box's p-value {self.p_box:.4f}"
             + ("  <- conflict (< 0.05)" if self.p_box < 0.05 else ""),
-            f"ESS ({self.ess_method}): prior {self.ess_prior:.1f}, posterior {self.ess_posterior:.1f} "
-            f"(prior + n = {self.ess_prior + self.n:.1f} if the data agreed with the prior on average)",
+            f"ESS ({self.ess_method}): prior {self.ess_prior:.1f}, posterior "
+            f"{self.ess_posterior:.1f} (prior + n = {self.ess_prior + self.n:.1f} if the data "
+            "agreed with the prior on average)",
         ]
         if self.p_box_informative is not None:
             lines.append(
@@ -159,10 +163,10 @@ def conflict(prior: BetaMixture, r: int, n: int) -> ConflictReport:
     beta-binomial mixture predictive (:meth:`BetaMixture.predictive_pmf`).
     """
     if not isinstance(prior, BetaMixture):
-        raise ValueError(f"prior must be a BetaMixture, got {type(prior).__name__}")
+        raise OptionError(f"prior must be a BetaMixture, got {type(prior).__name__}")
     n = check_count("n", n)
     if n < 1:
-        raise ValueError(f"n must be >= 1 (patients in the trial), got {n!r}")
+        raise OptionError(f"n must be >= 1 (patients in the trial), got {n!r}")
     r = check_count("r", r, upper=n)
     post = prior.posterior(r, n)
     pmf = prior.predictive_pmf(n)

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from lmsbayes.errors import OptionError
+
 __all__ = ["LINKS", "PredictiveDensity", "QuadratureGrid"]
 
 #: Links of the rate (the names of :mod:`lmsbayes.links`).
@@ -46,11 +48,11 @@ def _as_points(name: str, value: Any, size: int | None) -> np.ndarray:
     if size is not None and arr.size == 1:
         arr = np.full(size, float(arr[0]))
     if arr.size == 0:
-        raise ValueError(f"{name} must hold at least one value, got none")
+        raise OptionError(f"{name} must hold at least one value, got none")
     if size is not None and arr.size != size:
-        raise ValueError(f"{name} must have one value per point ({size}), got {arr.size}")
+        raise OptionError(f"{name} must have one value per point ({size}), got {arr.size}")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite, got {arr[~np.isfinite(arr)][:3].tolist()}")
+        raise OptionError(f"{name} must be finite, got {arr[~np.isfinite(arr)][:3].tolist()}")
     return arr
 
 
@@ -112,20 +114,20 @@ class PredictiveDensity:
 
     def __post_init__(self) -> None:
         if self.link not in LINKS:
-            raise ValueError(f"link must be one of {list(LINKS)}, got {self.link!r}")
+            raise OptionError(f"link must be one of {list(LINKS)}, got {self.link!r}")
         loc = _as_points("loc", self.loc, None)
         scale = _as_points("scale", self.scale, loc.size)
         if np.any(scale <= 0):
-            raise ValueError(f"scale must be > 0, got {scale[scale <= 0][:3].tolist()}")
+            raise OptionError(f"scale must be > 0, got {scale[scale <= 0][:3].tolist()}")
         if self.weights is None:
             w = np.full(loc.size, 1.0 / loc.size)
         else:
             w = _as_points("weights", self.weights, loc.size)
             if np.any(w < 0) or not w.sum() > 0:
-                raise ValueError("weights must be >= 0 with a positive sum")
+                raise OptionError("weights must be >= 0 with a positive sum")
             w = w / w.sum()
         if self.df is not None and not (self.df > 0 and math.isfinite(self.df)):
-            raise ValueError(f"df must be a positive number, got {self.df!r}")
+            raise OptionError(f"df must be a positive number, got {self.df!r}")
         # points of zero weight change nothing but the cost
         keep = w > 0
         for name, arr in (("loc", loc[keep]), ("scale", scale[keep]), ("weights", w[keep])):
@@ -205,7 +207,7 @@ class PredictiveDensity:
         """
         q = np.asarray(q, dtype=float)
         if np.any(~((q > 0) & (q < 1))):
-            raise ValueError(f"q must lie in (0, 1), got {q[~((q > 0) & (q < 1))][:3].tolist()}")
+            raise OptionError(f"q must lie in (0, 1), got {q[~((q > 0) & (q < 1))][:3].tolist()}")
         flat = q.ravel()
         if bracket is None:
             zq = self._std_ppf(flat)
@@ -275,7 +277,7 @@ class PredictiveDensity:
         cells on the reference data sets.
         """
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 4:
-            raise ValueError(f"n must be an integer >= 4, got {n!r}")
+            raise OptionError(f"n must be an integer >= 4, got {n!r}")
         # the span need not be exact: 1e-4 on the link scale moves a tail mass of 1e-7 by 1e-11
         lo, hi = self.link_ppf(np.array([_TAIL, 1.0 - _TAIL]), xtol=1e-4)
         edges = np.linspace(lo, hi, n + 1)

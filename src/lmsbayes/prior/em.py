@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from lmsbayes.errors import OptionError
 from lmsbayes.prior.checks import check_unit_interval
 from lmsbayes.prior.density import PredictiveDensity
 from lmsbayes.prior.mixture import BetaMixture
@@ -41,22 +42,22 @@ def _as_draws(draws: Any) -> np.ndarray:
         # setting or landmark dim, which would silently pool different rates
         extra = [d for d in draws.dims if d not in ("chain", "draw", "sample")]
         if extra:
-            raise ValueError(
+            raise OptionError(
                 f"draws must only have sample dims ('chain', 'draw', 'sample'), got dims "
                 f"{tuple(draws.dims)}; select one value of {extra} first"
             )
         draws = draws.values
     x = np.asarray(draws, dtype=float).ravel()
     if x.size < 2:
-        raise ValueError(f"draws must hold at least 2 values, got {x.size}")
+        raise OptionError(f"draws must hold at least 2 values, got {x.size}")
     bad = ~((x >= 0.0) & (x <= 1.0))
     if np.any(bad):
-        raise ValueError(
+        raise OptionError(
             f"draws must lie in [0, 1] (they are rates), got {int(bad.sum())} value(s) outside, "
             f"e.g. {x[bad][:3].tolist()}"
         )
     if np.ptp(x) == 0:
-        raise ValueError(f"draws are all equal ({x[0]!r}); a beta mixture cannot be fitted")
+        raise OptionError(f"draws are all equal ({x[0]!r}); a beta mixture cannot be fitted")
     # exact 0s and 1s have -inf log-likelihood under any beta with a, b > 1;
     # as in RBesT's EM they are moved to machine epsilon, which changes no
     # quantile anyone could care about
@@ -475,11 +476,11 @@ def _check_options(max_components, criterion, kl_tol) -> None:
     if isinstance(max_components, bool) or not (
         isinstance(max_components, int | np.integer) and max_components >= 1
     ):
-        raise ValueError(f"max_components must be an integer >= 1, got {max_components!r}")
+        raise OptionError(f"max_components must be an integer >= 1, got {max_components!r}")
     if criterion not in _CRITERIA:
-        raise ValueError(f"criterion must be one of {list(_CRITERIA)}, got {criterion!r}")
+        raise OptionError(f"criterion must be one of {list(_CRITERIA)}, got {criterion!r}")
     if not (isinstance(kl_tol, int | float) and kl_tol > 0):
-        raise ValueError(f"kl_tol must be a positive number, got {kl_tol!r}")
+        raise OptionError(f"kl_tol must be a positive number, got {kl_tol!r}")
 
 
 def fit_mixture(
@@ -599,7 +600,7 @@ def fit_mixture_to_density(
     """
     _check_options(max_components, "kl", kl_tol)
     if not quantile_tol > 0:
-        raise ValueError(f"quantile_tol must be > 0, got {quantile_tol!r}")
+        raise OptionError(f"quantile_tol must be > 0, got {quantile_tol!r}")
     probs = np.asarray(QUANTILE_PROBS)
     g = density.grid(nodes)
     mix, table, chosen = _fit_points(

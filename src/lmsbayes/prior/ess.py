@@ -15,6 +15,7 @@ import numpy as np
 from scipy import integrate, special, stats
 from scipy.optimize import minimize_scalar
 
+from lmsbayes.errors import OptionError
 from lmsbayes.prior.checks import fmt_list
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -80,7 +81,7 @@ def ess(mix: BetaMixture, method: str = "elir", *, s: float = 100.0) -> float:
     # ess sits below the mixture module (BetaMixture.summary reports the ELIR ESS), so it
     # checks the mixture's interface rather than its class
     if not all(hasattr(mix, k) for k in ("weights", "a", "b", "pdf", "ppf")):
-        raise ValueError(f"mix must be a BetaMixture, got {type(mix).__name__}")
+        raise OptionError(f"mix must be a BetaMixture, got {type(mix).__name__}")
     if method == "moment":
         m, v = mix.mean(), mix.var()
         return float(m * (1.0 - m) / v - 1.0)
@@ -90,7 +91,7 @@ def ess(mix: BetaMixture, method: str = "elir", *, s: float = 100.0) -> float:
     if method == "morita":
         _require_ge1(mix, "morita")
         return _ess_morita(mix, s)
-    raise ValueError(f"method must be one of {list(_ESS_METHODS)}, got {method!r}")
+    raise OptionError(f"method must be one of {list(_ESS_METHODS)}, got {method!r}")
 
 
 def _require_ge1(mix: BetaMixture, method: str) -> None:
@@ -98,7 +99,7 @@ def _require_ge1(mix: BetaMixture, method: str) -> None:
     # integral diverges and the mode sits at 0 or 1 (RBesT raises the same)
     bad = (mix.a < 1.0) | (mix.b < 1.0)
     if np.any(bad):
-        raise ValueError(
+        raise OptionError(
             f"ess(method={method!r}) needs all a >= 1 and b >= 1 (the density is unbounded "
             f"otherwise), got a={fmt_list(mix.a)}, b={fmt_list(mix.b)}; fit with "
             "constrain_gt1=True"
@@ -144,7 +145,8 @@ def _lir_var(mix: BetaMixture, r: np.ndarray, lp: np.ndarray, lq: np.ndarray) ->
 def _ess_elir(mix: BetaMixture) -> float:
     # Split -d2 log pi into its two parts (see _lir).  The first integrates in
     # closed form, because pi(p) r_k(p) = w_k f_k(p):
-    #     E_pi[ sum_k r_k ((a_k-1)(1-p)/p + (b_k-1) p/(1-p)) ] = sum_k w_k (b_k 1[a_k>1] + a_k 1[b_k>1]).
+    # E_pi[ sum_k r_k ((a_k-1)(1-p)/p + (b_k-1) p/(1-p)) ] = sum_k w_k (b_k 1[a_k>1] + a_k
+    # 1[b_k>1]).
     # Done numerically, this part is the unstable one (for a_k near 1 its
     # mass sits at p < 1e-300).  Only the between-component variance term,
     # which is >= 0 and vanishes for k = 1, is integrated, on the logit scale.
@@ -225,7 +227,7 @@ def _mixture_modes(mix: BetaMixture) -> np.ndarray:
 
 def _ess_morita(mix: BetaMixture, s: float) -> float:
     if not s > 0:
-        raise ValueError(f"s must be > 0, got s={s!r}")
+        raise OptionError(f"s must be > 0, got s={s!r}")
     modes = _mixture_modes(mix)
     if modes.size > 1:
         warnings.warn(

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from lmsbayes.errors import PriorFileError, WorkLimitError
+from lmsbayes.errors import OptionError, PriorFileError, WorkLimitError
 from lmsbayes.prior.mixture import BetaMixture
 
 __all__ = [
@@ -104,7 +104,10 @@ def _short(value: Any, width: int = 60) -> str:
 
 # ---------------------------------------------------------------------- writing
 def to_dict(mix: BetaMixture, provenance: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON-ready dictionary of ``docs/prior_schema.md``; ``provenance`` is merged over the prior's."""
+    """The JSON-ready dictionary of ``docs/prior_schema.md``.
+
+    ``provenance`` is merged over the prior's.
+    """
     prov = dict(mix.provenance or {})
     if provenance:
         prov.update(provenance)
@@ -121,7 +124,8 @@ def to_dict(mix: BetaMixture, provenance: Mapping[str, Any] | None = None) -> di
 
 def _atomic_write_text(path: str, text: str) -> None:
     # lmsbayes.files: a package temp beside the destination, moved into place (a reader sees the
-    # old prior or the new one, never half of one), umask permissions, stale temps of killed runs removed
+    # old prior or the new one, never half of one), umask permissions, stale temps of killed runs
+    # removed
     from lmsbayes.files import atomic_write_text
 
     atomic_write_text(path, text)
@@ -136,7 +140,7 @@ def to_json(
     try:
         text = json.dumps(to_dict(mix, provenance), indent=2, allow_nan=False) + "\n"
     except (TypeError, ValueError) as err:
-        raise ValueError(
+        raise OptionError(
             f"provenance must be JSON-serialisable (str, numbers, lists, dicts): {err}"
         ) from None
     if path is not None:
@@ -175,14 +179,14 @@ def _max_depth(raw: bytes) -> int:
 
 
 def _no_constants(token: str) -> float:
-    raise ValueError(f"{token} is not a JSON number (non-finite values are not allowed)")
+    raise OptionError(f"{token} is not a JSON number (non-finite values are not allowed)")
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise ValueError(f"duplicate key {key!r}")
+            raise OptionError(f"duplicate key {key!r}")
         out[key] = value
     return out
 
@@ -465,15 +469,16 @@ def from_preliz(dist: Any) -> BetaMixture:
         total = math.fsum(weights)
         weights = [w / total for w in weights]  # PreliZ normalises weights the same way
     else:
-        raise ValueError(
-            f"from_preliz needs a preliz.Beta or a preliz.Mixture of Beta, got {type(dist).__name__}"
+        raise OptionError(
+            f"from_preliz needs a preliz.Beta or a preliz.Mixture of Beta, got "
+            f"{type(dist).__name__}"
         )
     bad = [type(c).__name__ for c in comps if not isinstance(c, pz.Beta)]
     if bad:
-        raise ValueError(f"from_preliz: every mixture component must be a preliz.Beta, got {bad}")
+        raise OptionError(f"from_preliz: every mixture component must be a preliz.Beta, got {bad}")
     missing = [i for i, c in enumerate(comps) if c.alpha is None or c.beta is None]
     if missing:
-        raise ValueError(
+        raise OptionError(
             f"from_preliz: component(s) {missing} have no parameters set (fit them first)"
         )
     return BetaMixture(

@@ -1,4 +1,6 @@
-"""Meta-analytic-predictive (MAP) priors: a beta mixture fitted to the predictive distribution of a new trial's rate.
+"""Meta-analytic-predictive (MAP) priors.
+
+A beta mixture fitted to the predictive distribution of a new trial's rate.
 
 From a fit, the mixture is fitted to the predictive density itself
 (:class:`~lmsbayes.prior.density.PredictiveDensity` over the fit's global
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from lmsbayes.errors import OptionError
 from lmsbayes.prior.density import PredictiveDensity
 from lmsbayes.prior.em import fit_mixture, fit_mixture_to_density, mixture_fit_diagnostic
 from lmsbayes.prior.mixture import BetaMixture
@@ -29,6 +32,7 @@ def map_prior(
     criterion: str = "kl",
     provenance: Mapping[str, Any] | None = None,
     rng: Any = None,
+    target: Any = None,
 ) -> BetaMixture:
     """Meta-analytic-predictive (MAP) prior of a new trial's rate.
 
@@ -57,6 +61,12 @@ def map_prior(
         written to JSON.
     rng : ignored
         Kept for compatibility: the fit is deterministic.
+    target : lmsbayes.targets.Target, optional
+        With a fit: what the prior is for (a new arm of a named regimen at a
+        year: a control arm's MAP prior; a new regimen: a design prior). The
+        provenance records it and the included arms of the regimen it rests on.
+        A target is answered from the predictive draws (the closed-form
+        conditionals know no regimen or year).
 
     Returns
     -------
@@ -71,24 +81,36 @@ def map_prior(
         from lmsbayes.predict import Setting, new_trial_conditionals, predict
 
         fit = draws
-        has_landmarks = bool(fit.data.landmarks) or fit.spec.survival
+        has_landmarks = bool(
+            fit.data.family.reported_landmarks(fit.spec.landmarks, fit.data.landmarks)
+        )
         if setting is None:
             if fit.data.covariates or fit.data.table == "lms":
-                raise ValueError(
-                    "map_prior(fit, setting, landmark): this model has covariates; give the setting "
-                    "of the new trial, e.g. Setting('2L+', 'R-T', 0.5)"
+                raise OptionError(
+                    "map_prior(fit, setting, landmark): this model has covariates; give the "
+                    "setting of the new trial, e.g. Setting('2L+', 'R-T', 0.5)"
                 )
             setting = Setting()
         if has_landmarks and landmark is None:
-            raise ValueError(
+            raise OptionError(
                 "map_prior(fit, setting, landmark): give the landmark (months) of the rate"
             )
         try:
-            cond = new_trial_conditionals(fit, setting, landmark if has_landmarks else None)
+            # the closed-form conditionals know no target, group effect, drift or age discount
+            m = fit.model
+            structured = bool(m.grouped or m.drift or m.discounted)
+            cond = (
+                None
+                if target is not None or structured
+                else new_trial_conditionals(fit, setting, landmark if has_landmarks else None)
+            )
         except NotImplementedError:
             cond = None  # no closed-form conditional: the predictive draws stand in
+        pred = None
         if cond is None:
-            pred = predict(fit, [setting], [float(landmark)] if has_landmarks else None)
+            pred = predict(
+                fit, [setting], [float(landmark)] if has_landmarks else None, target=target
+            )
             sel = {"setting": 0, **({"landmark": 0} if has_landmarks else {})}
             draws = pred["rate"].sel(quantity="predictive").isel(sel, drop=True)
             draws.name = "p_new"
@@ -100,7 +122,8 @@ def map_prior(
             k: (float(v) if isinstance(v, (int, float)) else v) for k, v in setting.values().items()
         }
         if setting.case_mix:
-            # the line's case mix (classes and sites as in its included arms), not the R-T default of Setting
+            # the line's case mix (classes and sites as in its included arms), not the R-T default
+            # of Setting
             described = {"line": setting.line, "case_mix": True}
         elif setting.line is not None:
             described = {
@@ -121,6 +144,13 @@ def map_prior(
             **({"landmark_months": float(landmark)} if has_landmarks else {}),
             **dict(provenance or {}),
         }
+        if target is not None:
+            from lmsbayes.targets import rests_on
+
+            provenance["target"] = str(pred["target"].values[0])
+            arms = rests_on(fit, target, setting.line)
+            if target.kind == "new_arm":
+                provenance["regimen_arms"] = arms
     prov = dict(provenance or {})
     if isinstance(draws, PredictiveDensity):
         mix = fit_mixture_to_density(draws, max_components=max_components)

@@ -26,6 +26,7 @@ import pandas as pd
 from scipy import special, stats
 from scipy.optimize import elementwise
 
+from lmsbayes.errors import OptionError
 from lmsbayes.prior.checks import check_count, check_unit_interval, fmt_list
 from lmsbayes.prior.ess import ess
 
@@ -41,13 +42,13 @@ def _as_param(name: str, value: Any) -> np.ndarray:
     try:
         arr = np.array(value, dtype=float, ndmin=1)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be numeric, got {value!r}") from None
+        raise OptionError(f"{name} must be numeric, got {value!r}") from None
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one value per component), got shape {arr.shape}")
+        raise OptionError(f"{name} must be 1-D (one value per component), got shape {arr.shape}")
     if arr.size == 0:
-        raise ValueError(f"{name} must have at least one component, got {value!r}")
+        raise OptionError(f"{name} must have at least one component, got {value!r}")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite, got {fmt_list(arr)}")
+        raise OptionError(f"{name} must be finite, got {fmt_list(arr)}")
     arr.setflags(write=False)
     return arr
 
@@ -91,26 +92,26 @@ class BetaMixture:
         a = _as_param("a", self.a)
         b = _as_param("b", self.b)
         if not (w.size == a.size == b.size):
-            raise ValueError(
+            raise OptionError(
                 "weights, a and b must have the same length, got "
                 f"len(weights)={w.size}, len(a)={a.size}, len(b)={b.size}"
             )
         if np.any(w < 0):
-            raise ValueError(f"weights must be >= 0, got weights={fmt_list(w)}")
+            raise OptionError(f"weights must be >= 0, got weights={fmt_list(w)}")
         if abs(w.sum() - 1.0) > _WEIGHT_TOL:
-            raise ValueError(
+            raise OptionError(
                 f"weights must sum to 1 (within {_WEIGHT_TOL:g}), got sum {w.sum()!r} "
                 f"for weights={fmt_list(w)}"
             )
         for name, p in (("a", a), ("b", b)):
             if np.any(p <= 0):
-                raise ValueError(f"{name} must be > 0, got {name}={fmt_list(p)}")
+                raise OptionError(f"{name} must be > 0, got {name}={fmt_list(p)}")
         object.__setattr__(self, "weights", w)
         object.__setattr__(self, "a", a)
         object.__setattr__(self, "b", b)
         if self.provenance is not None:
             if not isinstance(self.provenance, Mapping):
-                raise ValueError(f"provenance must be a mapping or None, got {self.provenance!r}")
+                raise OptionError(f"provenance must be a mapping or None, got {self.provenance!r}")
             object.__setattr__(self, "provenance", types.MappingProxyType(dict(self.provenance)))
 
     # ------------------------------------------------------------------ constructors
@@ -127,9 +128,9 @@ class BetaMixture:
         distribution on (0, 1) with that mean can have.
         """
         if not 0.0 < mean < 1.0:
-            raise ValueError(f"mean must lie in (0, 1), got mean={mean!r}")
+            raise OptionError(f"mean must lie in (0, 1), got mean={mean!r}")
         if not 0.0 < sd**2 < mean * (1.0 - mean):
-            raise ValueError(
+            raise OptionError(
                 f"sd must satisfy 0 < sd**2 < mean*(1-mean) = {mean * (1 - mean)!r}, got sd={sd!r}"
             )
         n = mean * (1.0 - mean) / sd**2 - 1.0
@@ -139,9 +140,9 @@ class BetaMixture:
     def from_mean_n(cls, mean: float, n: float, **kwargs: Any) -> BetaMixture:
         """A single Beta(mean * n, (1 - mean) * n): ``n = a + b`` prior observations."""
         if not 0.0 < mean < 1.0:
-            raise ValueError(f"mean must lie in (0, 1), got mean={mean!r}")
+            raise OptionError(f"mean must lie in (0, 1), got mean={mean!r}")
         if not n > 0:
-            raise ValueError(f"n must be > 0, got n={n!r}")
+            raise OptionError(f"n must be > 0, got n={n!r}")
         return cls.from_ab(mean * n, (1.0 - mean) * n, **kwargs)
 
     @classmethod
@@ -152,11 +153,11 @@ class BetaMixture:
         try:
             rows = [tuple(float(v) for v in c) for c in components]
         except (TypeError, ValueError):
-            raise ValueError(
+            raise OptionError(
                 f"components must be (weight, a, b) triples, got {components!r}"
             ) from None
         if not rows or any(len(r) != 3 for r in rows):
-            raise ValueError(f"components must be (weight, a, b) triples, got {components!r}")
+            raise OptionError(f"components must be (weight, a, b) triples, got {components!r}")
         w, a, b = zip(*rows, strict=True)
         return cls(weights=list(w), a=list(a), b=list(b), **kwargs)
 
@@ -290,7 +291,7 @@ class BetaMixture:
             return n, np.arange(n + 1)
         y = np.asarray(y)
         if not np.issubdtype(y.dtype, np.number) or np.any(y != np.round(y)):
-            raise ValueError(f"y must be integer counts, got {y!r}")
+            raise OptionError(f"y must be integer counts, got {y!r}")
         return n, y
 
     def predictive_pmf(self, n: int, y: Any = None) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lmsbayes.errors import OptionError
 from lmsbayes.prior.mixture import BetaMixture
 
 __all__ = ["is_robust", "prior_kind", "robust_component", "robustify"]
@@ -34,13 +35,13 @@ def robust_component(
     tuple of float
     """
     if isinstance(mean, bool) or not 0.0 < mean < 1.0:
-        raise ValueError(f"mean must lie in (0, 1), got mean={mean!r}")
+        raise OptionError(f"mean must lie in (0, 1), got mean={mean!r}")
     if bounded:
         if mean <= 0.5:
             return 1.0, (1.0 - mean) / mean
         return mean / (1.0 - mean), 1.0
     if not (np.isfinite(n) and n >= 0):
-        raise ValueError(f"n must be finite and >= 0, got n={n!r}")
+        raise OptionError(f"n must be finite and >= 0, got n={n!r}")
     m = float(n) + 1.0
     return mean * m, (1.0 - mean) * m
 
@@ -114,12 +115,12 @@ def robustify(
     70(4):1023-1032.
     """
     if not isinstance(mix, BetaMixture):
-        raise ValueError(f"mix must be a BetaMixture, got {type(mix).__name__}")
+        raise OptionError(f"mix must be a BetaMixture, got {type(mix).__name__}")
     if not 0.0 < weight < 1.0:
-        raise ValueError(f"weight must lie in (0, 1), got weight={weight!r}")
+        raise OptionError(f"weight must lie in (0, 1), got weight={weight!r}")
     if is_robust(mix):
         done = mix.provenance["robustify"]
-        raise ValueError(
+        raise OptionError(
             f"this prior is already robust (weight {done.get('weight')} on a vague component "
             f"with mean {done.get('mean')}); robustify the MAP prior, never a robust one twice"
         )
