@@ -173,3 +173,25 @@ def test_lms_dossier_lists_every_arm_with_its_fate(default_fit, trials):
     assert flow.loc["arms entering the model", "arms"] == default_fit.data.n_arms
     n_2l = int((default_fit.data.arms["line"] == "2L+").sum())
     assert f"direct: {n_2l} arms in this cell" in " ".join(d.section("answer").paragraphs)
+
+
+def test_a_control_arm_dossier_names_the_arms_of_its_regimen(default_fit):
+    """Target: a new doxorubicin arm; the dossier lists the regimen's included 1L arms, by hand."""
+    from lmsbayes.predict import Setting
+    from lmsbayes.targets import Target
+
+    arms = default_fit.data.arms
+    by_hand = list(arms.index[(arms["regimen"] == "doxorubicin") & (arms["line"] == "1L")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = dossier(
+            default_fit,
+            Setting("1L", "R-T", 0.45),
+            6.0,
+            target=Target.new_arm("doxorubicin"),
+            sensitivity=False,
+        )
+    answer = " ".join(d.section("answer").paragraphs)
+    assert "Target: new arm of doxorubicin" in answer
+    assert f"rests on {len(by_hand)} included arms of this line: {', '.join(by_hand)}" in answer
+    assert len(by_hand) == 2 and "CAVEAT: few arms of doxorubicin (2)" in answer

@@ -725,10 +725,12 @@ def dossier(
     landmark : float, optional
         Months (fits with landmarks).
     prior : BetaMixture, optional
-        The MAP prior, if computed for another target (e.g. a new arm of a named regimen);
-        default ``map_prior(fit, setting, landmark)``.
-    target : str, optional
-        What the prior predicts, in words; default "a new trial in this setting".
+        The MAP prior, if computed elsewhere; default ``map_prior(fit, setting, landmark,
+        target=target)``.
+    target : lmsbayes.targets.Target or str, optional
+        What the prior predicts: a Target (e.g. ``Target.new_arm("doxorubicin", 2027)``, a
+        control arm's MAP prior, whose regimen arms the dossier names), or words; default "a
+        new trial in this setting".
     trials : lmsbayes.data.Trials, optional
         The full arm table, so that arms that did not enter are listed too; default the
         bundled table when the fit was made on it.
@@ -758,7 +760,10 @@ def dossier(
         raise OptionError("dossier: give the landmark (months) of the rate")
     if fit.data.table == "lms" and setting is None:
         raise OptionError("dossier: give the setting of the planned trial, e.g. Setting('2L+')")
-    mix = prior if prior is not None else map_prior(fit, setting, landmark)
+    predictive_target = target if hasattr(target, "describe") else None
+    mix = (
+        prior if prior is not None else map_prior(fit, setting, landmark, target=predictive_target)
+    )
     lo, hi = _interval(mix)
     median = float(mix.ppf(0.5))
     robust_mean = float(mix.mean())
@@ -819,6 +824,19 @@ def dossier(
     )
     oc_table = _oc_view(oc, lo, hi, p_c_alt, hr)
     evidence = _setting_evidence(fit, setting, landmark)
+    if predictive_target is not None and predictive_target.kind == "new_arm":
+        from lmsbayes.targets import rests_on
+
+        arms = rests_on(fit, predictive_target, getattr(setting, "line", None))
+        evidence["informed"] += (
+            f"; the regimen {predictive_target.regimen} rests on {len(arms)} included arm"
+            f"{'s' if len(arms) != 1 else ''} of this line: {', '.join(arms) or 'none'}"
+        )
+        if len(arms) < 3:
+            evidence["flags"].append(
+                f"few arms of {predictive_target.regimen} ({len(arms)}): the within-regimen "
+                "heterogeneity prior decides much of the width (see Sensitivity)"
+            )
     if trials is None and fit.data.table == "lms":
         from lmsbayes.data import load_trials
 
@@ -855,9 +873,15 @@ def dossier(
         "arms_table": _arms_table(fit, trials, evidence["cell_arms"], median, landmark),
         "setting_text": setting.describe() if hasattr(setting, "describe") else "all studies",
         "landmark_text": f"{landmark:g} months" if landmark is not None else "the study endpoint",
-        "target": target or "a new trial in this setting",
+        "target": (
+            predictive_target.describe()
+            if predictive_target is not None
+            else (target or "a new trial in this setting")
+        ),
         "provenance": provenance,
-        "sensitivity": _sensitivity_table(fit, setting, landmark, mix, weight, robust_mean)
+        "sensitivity": _sensitivity_table(
+            fit, setting, landmark, mix, weight, robust_mean, predictive_target
+        )
         if sensitivity
         else pd.DataFrame({"note": ["not computed (sensitivity=False)"]}),
     }
@@ -941,7 +965,13 @@ def _oc_view(oc: Any, lo: float, hi: float, p_c_alt: float, hr: float) -> pd.Dat
 
 
 def _sensitivity_table(
-    fit: Fit, setting: Any, landmark: float | None, mix: BetaMixture, weight: float, mean: float
+    fit: Fit,
+    setting: Any,
+    landmark: float | None,
+    mix: BetaMixture,
+    weight: float,
+    mean: float,
+    target: Any = None,
 ) -> pd.DataFrame:
     from lmsbayes.fit import fit as refit
     from lmsbayes.prior import ess, map_prior, robustify
@@ -973,7 +1003,8 @@ def _sensitivity_table(
             except ValueError as exc:  # a refit the engine cannot do is stated, not hidden
                 rows.append({"analysis": f"tau prior scale x{factor:g}", "mean": str(exc)})
                 continue
-            rows.append(row(f"tau ~ {new_tau!r} (MAP)", map_prior(other, setting, landmark)))
+            other_mix = map_prior(other, setting, landmark, target=target)
+            rows.append(row(f"tau ~ {new_tau!r} (MAP)", other_mix))
     for w in sorted({0.1, weight, 0.5}):
         rows.append(row(f"robust weight {w:g}", robustify(mix, w, mean=mean, bounded=True)))
     return pd.DataFrame(rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lmsbayes.cli._common import bounded, check_outputs, fraction, landmark_months
+from lmsbayes.cli.fitting import target_args
 
 
 def cmd_dossier(args) -> int:
@@ -21,12 +22,21 @@ def cmd_dossier(args) -> int:
         from lmsbayes.errors import OptionError
 
         raise OptionError("give --robust or --max-type1, not both")
-    if args.fit is None:
+    if args.fit is None or not str(args.fit).endswith(".nc"):
         import lmsbayes as lb
 
-        result = lb.fit("default", lb.load_trials())
+        import warnings
+
+        from lmsbayes.fit import FitWarning
+
+        # a spec name (or none: the default) is fitted here, as `lmsbayes prior SPEC` does; an
+        # inference problem is printed as the diagnostics line, never as a raw warning
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FitWarning)
+            result = lb.fit(args.fit or "default", lb.load_trials())
     else:
         result = load_fit(args.fit)
+    print(result.diagnostics.line())
     if result.data.table == "lms":
         if args.line is None:
             from lmsbayes.errors import OptionError
@@ -38,10 +48,13 @@ def cmd_dossier(args) -> int:
             setting = Setting(args.line, args.treatment_class, args.uterine)
     else:
         setting = None
+    from lmsbayes.cli.fitting import target_from_args
+
     d = dossier(
         result,
         setting,
         args.landmark,
+        target=target_from_args(args),
         n_control=args.n_control,
         n_treatment=args.n_treatment,
         hr=args.hr,
@@ -77,12 +90,13 @@ def register(sub) -> None:
         metavar="FIT",
         nargs="?",
         default=None,
-        help="fit file (netCDF) from `lmsbayes fit`; default: fit the default analysis to the "
-        "bundled data",
+        help="fit file (netCDF) from `lmsbayes fit`, or a spec name fitted to the bundled data "
+        "(default: the default analysis)",
     )
     q.add_argument(
         "-o", "--output", required=True, metavar="FILE.html", help="the HTML document to write"
     )
+    target_args(q)
     q.add_argument(
         "--json", metavar="FILE", default=None, help="the JSON document (default: FILE.json)"
     )
