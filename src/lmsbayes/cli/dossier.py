@@ -23,10 +23,9 @@ def cmd_dossier(args) -> int:
 
         raise OptionError("give --robust or --max-type1, not both")
     if args.fit is None or not str(args.fit).endswith(".nc"):
-        import lmsbayes as lb
-
         import warnings
 
+        import lmsbayes as lb
         from lmsbayes.fit import FitWarning
 
         # a spec name (or none: the default) is fitted here, as `lmsbayes prior SPEC` does; an
