@@ -589,7 +589,9 @@ def _setting_evidence(fit: Fit, setting: Any, landmark: float | None) -> dict[st
     unknown = int(row.get("arms_unknown_site", 0) or 0)
     patients = float(row.get("patients", float("nan")))
     if arms:
-        informed = f"direct: {arms} arms in this cell ({patients:.0f} patients)"
+        informed = (
+            f"direct: {arms} arm{'s' if arms != 1 else ''} in this cell ({patients:.0f} patients)"
+        )
     else:
         informed = (
             "model-based: no arm in this cell; from the line, class and uterine effects of the "
@@ -973,6 +975,9 @@ def _sensitivity_table(
     mean: float,
     target: Any = None,
 ) -> pd.DataFrame:
+    import warnings
+
+    from lmsbayes.fit import FitWarning
     from lmsbayes.fit import fit as refit
     from lmsbayes.prior import ess, map_prior, robustify
 
@@ -999,12 +1004,20 @@ def _sensitivity_table(
             )
             spec = fit.spec.replace(**{"priors.tau": new_tau})
             try:
-                other = refit(spec, _fit_input(fit))
+                with warnings.catch_warnings():
+                    # its diagnostics go into the table's row, not onto the console
+                    warnings.simplefilter("ignore", FitWarning)
+                    other = refit(spec, _fit_input(fit))
             except ValueError as exc:  # a refit the engine cannot do is stated, not hidden
                 rows.append({"analysis": f"tau prior scale x{factor:g}", "mean": str(exc)})
                 continue
             other_mix = map_prior(other, setting, landmark, target=target)
-            rows.append(row(f"tau ~ {new_tau!r} (MAP)", other_mix))
+            problem = (
+                ""
+                if other.diagnostics.ok
+                else f"; fit problem: {'; '.join(other.diagnostics.problems)}"
+            )
+            rows.append(row(f"tau ~ {new_tau!r} (MAP){problem}", other_mix))
     for w in sorted({0.1, weight, 0.5}):
         rows.append(row(f"robust weight {w:g}", robustify(mix, w, mean=mean, bounded=True)))
     return pd.DataFrame(rows)
