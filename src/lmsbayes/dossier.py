@@ -446,36 +446,21 @@ def _conflict_section(ctx: dict) -> Section:
     from lmsbayes.prior import conflict
 
     robust, n = ctx["robust"], ctx["n_control"]
+    # outcomes at the MAP prior's quantiles, then the two extremes (no quantile)
+    outcomes = [
+        (q, int(round(float(ctx["map"].ppf(q)) * n))) for q in (0.025, 0.25, 0.5, 0.75, 0.975)
+    ]
+    outcomes += [(float("nan"), 0), (float("nan"), n)]
     rows = []
-    for q in (0.025, 0.25, 0.5, 0.75, 0.975):
-        p = float(ctx["map"].ppf(q))
-        for r in sorted({int(round(p * n))}):
-            rep = conflict(robust, r, n)
-            comps = rep.components
-            w_robust = (
-                float(comps["posterior_weight"].iloc[-1])
-                if "posterior_weight" in comps
-                else float("nan")
-            )
-            rows.append(
-                {
-                    "observed": f"{r}/{n}",
-                    "MAP quantile": q,
-                    "box p": round(rep.p_box, 3),
-                    "robust weight after": round(w_robust, 3),
-                    "posterior mean": round(float(rep.posterior.mean()), 3),
-                }
-            )
-    for r in (0, n):
+    for q, r in outcomes:
         rep = conflict(robust, r, n)
-        comps = rep.components
-        w_robust = float(comps["posterior_weight"].iloc[-1]) if "posterior_weight" in comps else 0
         rows.append(
             {
                 "observed": f"{r}/{n}",
-                "MAP quantile": float("nan"),
+                "MAP quantile": q,
                 "box p": round(rep.p_box, 3),
-                "robust weight after": round(w_robust, 3),
+                # the robust component is the last one (robustify appends it)
+                "robust weight after": round(float(rep.components["posterior_weight"].iloc[-1]), 3),
                 "posterior mean": round(float(rep.posterior.mean()), 3),
             }
         )
