@@ -734,7 +734,10 @@ def _convert(
         blank, kind = values == "", kind_of(col)
         if col in required:
             out.where(blank, col, "required value is blank")
-        bad_char = np.array([bool(_CONTROL.search(v)) for v in values], dtype=bool)
+        # each distinct cell is checked once (a 100,000-row table repeats its numbers); the
+        # problems are then listed row by row, as a cell-by-cell pass lists them
+        codes, distinct = pd.factorize(values)
+        bad_char = _has_control(distinct)[codes]
         for i in np.flatnonzero(bad_char):
             ch = _CONTROL.search(values[i])[0]
             out.add(
@@ -744,19 +747,22 @@ def _convert(
                 "control characters are not allowed; is the file binary or corrupted?)",
             )
         if kind in ("int", "float"):
-            parsed = np.full(len(values), np.nan)
-            for i, v in enumerate(values):
-                if bad_char[i]:
-                    continue
+            low, high, low_open = bounds.get(col, (0.0, 1.0, False))  # legacy rates: [0, 1]
+            number = np.full(len(distinct), np.nan)
+            error: list[str | None] = [None] * len(distinct)
+            for j, v in enumerate(distinct):
                 x, err = parse_number(v, integer=kind == "int")
-                if err:
-                    out.add(i, col, err)
-                    continue
-                low, high, low_open = bounds.get(col, (0.0, 1.0, False))  # legacy rates: [0, 1]
-                if not math.isnan(x) and ((x <= low if low_open else x < low) or x > high):
-                    out.add(i, col, f"{_bounds_message(low, high, low_open)}, got {_clip(v)!r}")
-                    continue
-                parsed[i] = x
+                if (
+                    not err
+                    and not math.isnan(x)
+                    and ((x <= low if low_open else x < low) or x > high)
+                ):
+                    err = f"{_bounds_message(low, high, low_open)}, got {_clip(v)!r}"
+                error[j], number[j] = err, (math.nan if err else x)
+            parsed = np.where(bad_char, np.nan, number[codes])
+            flagged = np.array([e is not None for e in error], dtype=bool)[codes] & ~bad_char
+            for i in np.flatnonzero(flagged):
+                out.add(int(i), col, error[codes[i]])
             typed[col] = parsed
         elif kind == "label":
             allowed = labels.get(col, RATE_KINDS)  # legacy pfsr_<t>m_source: reported / km_text
@@ -775,6 +781,13 @@ def _convert(
         else:
             typed[col] = np.where(blank, None, values)
     return typed
+
+
+def _has_control(values) -> np.ndarray:
+    """Per cell: True where it holds a control character (one scan when none does)."""
+    if not len(values) or not _CONTROL.search("\n".join(values)):  # "\n" is no control here
+        return np.zeros(len(values), dtype=bool)
+    return np.array([bool(_CONTROL.search(v)) for v in values], dtype=bool)
 
 
 def _check_formats(cells: dict[str, np.ndarray], out: _Collector, columns: dict[str, str]) -> None:
@@ -1531,7 +1544,11 @@ def read_binomial(path: str | PathLike[str]) -> pd.DataFrame:
         before any cast), r > n, a duplicate study, a control character.
     """
     file = str(path)
-    header, rows, numbers, raw = read_csv_cells(Path(path), file, "(study, r, n) table")
+    return _binomial_from_cells(file, *read_csv_cells(Path(path), file, "(study, r, n) table"))
+
+
+def _binomial_from_cells(file, header, rows, numbers, raw) -> pd.DataFrame:
+    """:func:`read_binomial` of cells already read (:func:`read_csv_cells`)."""
     df = _check_binomial_cells(header, rows, numbers, file)
     df.attrs = {"path": file, "sha256": hashlib.sha256(raw).hexdigest()}
     return df
@@ -1539,6 +1556,8 @@ def read_binomial(path: str | PathLike[str]) -> pd.DataFrame:
 
 def _cell_text(v) -> str:
     """A DataFrame cell as the text a CSV would hold (numbers exactly, missing blank)."""
+    if type(v) is str:
+        return v.strip()
     if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
         return ""
     if isinstance(v, (bool, np.bool_)):
@@ -1554,6 +1573,21 @@ def _cell_text(v) -> str:
     except (TypeError, ValueError):
         pass
     return str(v).strip()
+
+
+def _column_text(column: pd.Series) -> list[str]:
+    """:func:`_cell_text` of every cell of a column, each distinct value formatted once.
+
+    A column of one numeric, boolean or string dtype is factorized (its equal
+    values are one value); an object column may mix types that compare equal
+    (1, 1.0, True) yet read differently, so its cells are formatted one by one.
+    """
+    if column.dtype == object:
+        return [_cell_text(v) for v in column]
+    codes, distinct = pd.factorize(column, use_na_sentinel=True)
+    distinct = np.asarray(distinct, dtype=object)  # arrow strings iterate slowly
+    text = np.array([_cell_text(v) for v in distinct] + [""], dtype=object)
+    return text[codes].tolist()  # code -1 (missing) takes the last entry: blank
 
 
 def binomial_table(table: pd.DataFrame, *, source: str | None = None) -> pd.DataFrame:
@@ -1583,7 +1617,8 @@ def binomial_table(table: pd.DataFrame, *, source: str | None = None) -> pd.Data
         raise InputError(f"a (study, r, n) table must be a DataFrame, got {type(table).__name__}")
     file = source or str(table.attrs.get("path", "data"))
     header = [str(c).strip() for c in table.columns]
-    rows = [[_cell_text(v) for v in row] for row in table.itertuples(index=False, name=None)]
+    columns = [_column_text(table.iloc[:, k]) for k in range(table.shape[1])]
+    rows = [list(r) for r in zip(*columns, strict=True)] if columns else [[]] * len(table)
     numbers = [k + 2 for k in range(len(rows))]
     df = _check_binomial_cells(header, rows, numbers, file)
     df.attrs = dict(table.attrs)
@@ -1885,8 +1920,8 @@ def read_tables(data=None):
     if isinstance(data, (str, PathLike)):
         path = Path(data)
         if path.is_file():
-            header, _, _, _ = read_csv_cells(path, str(data), "data table")
-            if "study" in header and "arm_id" not in header:
-                return read_binomial(data)
+            cells = read_csv_cells(path, str(data), "data table")
+            if "study" in cells[0] and "arm_id" not in cells[0]:  # read once, not twice
+                return _binomial_from_cells(str(data), *cells)
         return load_trials(data)
     return data
