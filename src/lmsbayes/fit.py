@@ -22,7 +22,8 @@ import math
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from lmsbayes.engines import choose_engine
 from lmsbayes.engines.base import HYPER, Diagnostics, FitSettings
 from lmsbayes.errors import SamplingError
 from lmsbayes.fitfile import read_fit, save_fit
+from lmsbayes.groups import Group
 from lmsbayes.model.definition import Model
 from lmsbayes.model.derived import (
     arm_rates,
@@ -56,15 +58,31 @@ class FitWarning(UserWarning):
 
 @dataclass(frozen=True)
 class Fit:
-    """A fitted model: posterior DataTree, spec, inputs and diagnostics.
+    """A fitted model: its groups of draws, spec, inputs and diagnostics.
 
     Create with :func:`fit`; save with :meth:`save`; restore with :func:`load_fit`.
+    ``datatree`` (and ``posterior``) are built from the groups when first asked
+    for: the package's own summaries read the groups' arrays, so a fit and its
+    threshold table need no xarray.
     """
 
-    datatree: xr.DataTree
     spec: ModelSpec
     data: ModelData
     diagnostics: Diagnostics
+    #: group name -> :class:`lmsbayes.groups.Group` or xarray Dataset, in DataTree order
+    groups: dict = field(repr=False, compare=False)
+    #: the DataTree's attrs (engine statistics and provenance)
+    attrs: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @cached_property
+    def datatree(self) -> xr.DataTree:
+        """The fit as one DataTree (posterior, posterior predictive, observed data, ...)."""
+        children = {
+            f"/{k}": v.to_dataset() if isinstance(v, Group) else v for k, v in self.groups.items()
+        }
+        out = xr.DataTree.from_dict(children)
+        out.attrs.update(self.attrs)
+        return out
 
     @property
     def posterior(self) -> xr.Dataset:
@@ -220,8 +238,8 @@ def fit(
     if note:
         attrs["engine_note"] = note
         diag = replace(diag, note=note)
-    dt = _finish_datatree(res.posterior, res.groups, attrs, model)
-    result = Fit(datatree=dt, spec=spec, data=data, diagnostics=diag)
+    groups, attrs = _finish_groups(res.posterior, res.groups, attrs, model)
+    result = Fit(spec=spec, data=data, diagnostics=diag, groups=groups, attrs=attrs)
     report(diag.line())
     if not diag.ok:
         msg = f"fit of spec {spec.name!r}: " + "; ".join(diag.problems)
@@ -255,33 +273,34 @@ def load_fit(path: str | os.PathLike[str]) -> Fit:
     lmsbayes.errors.FitFileError
         The file is not a readable lmsbayes fit (the message names the file and what is wrong).
     """
-    return Fit(**read_fit(path))
+    got = read_fit(path)
+    dt = got.pop("datatree")
+    out = Fit(**got, groups={k: dt[k].to_dataset() for k in dt.children}, attrs=dict(dt.attrs))
+    out.__dict__["datatree"] = dt  # the tree as read (cached_property's own slot)
+    return out
 
 
-def _finish_datatree(post: xr.Dataset, groups: dict, attrs: dict, model: Model) -> xr.DataTree:
-    """Derived theta and p, observed data and posterior predictive (numpy), as one DataTree.
+def _finish_groups(post, groups: dict, attrs: dict, model: Model) -> tuple[dict, dict]:
+    """Derived theta and p, observed data and posterior predictive (numpy), and the attrs.
 
-    ``post``: the engine's posterior draws (with the model's coords);
-    ``groups``: other groups kept as they are (sample_stats, importance_sampling).
+    ``post``: the engine's posterior draws (a :class:`~lmsbayes.groups.Group` or an
+    xarray Dataset, with the model's coords); ``groups``: other groups kept as they
+    are (sample_stats, importance_sampling). Returns the groups in DataTree order
+    and the tree's attrs; no xarray object is built here.
     """
     spec, data = model.spec, model.data
+    attrs = dict(attrs)
+    attrs.update(
+        lmsbayes_version=__version__,
+        spec_name=spec.name,
+        spec_hash=spec.hash,
+        data_sha256=data.data_sha256,
+        seed=int(spec.sampler.seed),
+    )
+    obs_coord = {"obs": np.arange(len(data.obs))}
+    observed_data = Group({"y": ("obs", observed(model))}, coords=obs_coord)
     if "z" not in post:  # a large table fitted without arm-level draws: the globals only
-        obs_coord = {"obs": np.arange(len(data.obs))}
-        children = {
-            "posterior": post,
-            "observed_data": xr.Dataset({"y": ("obs", observed(model))}, coords=obs_coord),
-            **groups,
-        }
-        out = xr.DataTree.from_dict({f"/{k}": v for k, v in children.items()})
-        out.attrs.update(attrs)
-        out.attrs.update(
-            lmsbayes_version=__version__,
-            spec_name=spec.name,
-            spec_hash=spec.hash,
-            data_sha256=data.data_sha256,
-            seed=int(spec.sampler.seed),
-        )
-        return out
+        return {"posterior": post, "observed_data": observed_data, **groups}, attrs
     arrays = posterior_arrays(model, post)
     landmarks = data.family.reported_landmarks(spec.landmarks, data.landmarks)
     rng = np.random.default_rng(spec.sampler.seed + 1)
@@ -315,10 +334,10 @@ def _finish_datatree(post: xr.Dataset, groups: dict, attrs: dict, model: Model) 
         post["p"] = (("chain", "draw", "arm", "landmark"), rates)
     else:
         post["p"] = (("chain", "draw", "arm"), rates[..., 0])
-    obs_coord = {"obs": np.arange(len(data.obs))}
-    pp = xr.Dataset(
+    pp = Group(
         {"y": (("chain", "draw", "obs"), y_rep)},
-        coords={**obs_coord, "chain": post["chain"], "draw": post["draw"]},
+        # (chain, draw, obs): the order the DataArray coords of a Dataset gave, kept in the file
+        coords={"chain": post["chain"].values, "draw": post["draw"].values, **obs_coord},
     )
     const = {"arm_idx": ("obs", model.arrays["arm_idx"]), "k_idx": ("obs", model.arrays["k_idx"])}
     for k in ("lik_n", "lik_se"):
@@ -327,17 +346,8 @@ def _finish_datatree(post: xr.Dataset, groups: dict, attrs: dict, model: Model) 
     children = {
         "posterior": post,
         "posterior_predictive": pp,
-        "observed_data": xr.Dataset({"y": ("obs", observed(model))}, coords=obs_coord),
-        "constant_data": xr.Dataset(const, coords=obs_coord),
+        "observed_data": observed_data,
+        "constant_data": Group(const, coords=obs_coord),
     }
     children.update(groups)
-    out = xr.DataTree.from_dict({f"/{k}": v for k, v in children.items()})
-    out.attrs.update(attrs)
-    out.attrs.update(
-        lmsbayes_version=__version__,
-        spec_name=spec.name,
-        spec_hash=spec.hash,
-        data_sha256=data.data_sha256,
-        seed=int(spec.sampler.seed),
-    )
-    return out
+    return children, attrs

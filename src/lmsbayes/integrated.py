@@ -38,7 +38,7 @@ _GL_NODES = 12  # Gauss-Legendre nodes over a latent uterine fraction
 
 def has_rule(fit) -> bool:
     """True when the fit carries a fixed integration rule (exact engine)."""
-    return "integration_rule" in fit.datatree.children
+    return "integration_rule" in fit.groups
 
 
 def rule_applies(fit, target=None) -> bool:
@@ -56,7 +56,7 @@ def rule_applies(fit, target=None) -> bool:
 
 
 def _rule(fit) -> rules.Rule:
-    ds = fit.datatree["integration_rule"].to_dataset()
+    ds = fit.groups["integration_rule"]  # numpy (a fresh fit) or a Dataset (a loaded one)
     return rules.Rule(
         theta=ds["theta"].values,
         log_weight=ds["log_weight"].values,
@@ -185,8 +185,7 @@ def link_normals(fit, settings, landmarks: Sequence[float]) -> LinkNormals:
 
 
 def _rule_cells(fit, rule) -> np.ndarray:
-    ds = fit.datatree["integration_rule"].to_dataset()
-    return ds["cell"].values
+    return fit.groups["integration_rule"]["cell"].values
 
 
 def _normals_at(fit, theta: np.ndarray, settings, landmarks: Sequence[float]):

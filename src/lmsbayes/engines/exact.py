@@ -39,8 +39,9 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import optimize, special
+from scipy import special
 
+from lmsbayes._lazy import optimize
 from lmsbayes.engines import rules
 from lmsbayes.engines.base import (
     EDGE_MASS_MAX,
@@ -51,6 +52,7 @@ from lmsbayes.engines.base import (
     Progress,
 )
 from lmsbayes.engines.psis import importance_ess, psis
+from lmsbayes.groups import Group
 from lmsbayes.model.definition import Model
 from lmsbayes.model.families import NUMPY_OPS as OPS
 from lmsbayes.model.inputs import ModelData
@@ -1983,8 +1985,7 @@ def _as_groups(model: Model, res: ExactResult, arm_draws: bool = True):
     Returns the posterior Dataset, the other groups (the importance sample and the
     integration rule) and the attrs.
     """
-    import xarray as xr
-
+    # numpy groups: xarray (and its dask probe) only when a user asks for the DataTree
     coords = model.coords
     S = res.z.shape[0]
     base = {"chain": [0], "draw": np.arange(S)}
@@ -2001,10 +2002,10 @@ def _as_groups(model: Model, res: ExactResult, arm_draws: bool = True):
     if model.grouped:  # the group effects are globals' companions: kept with or without arm draws
         v = res.v if model.per_landmark else res.v[..., 0]
         data_vars["v"] = (("chain", "draw", "group", *model.effect_dims), v[None])
-    post = xr.Dataset(data_vars, coords={**base, **{k: v for k, v in coords.items()}})
+    post = Group(data_vars, coords={**base, **{k: v for k, v in coords.items()}})
     d = res.diagnostics
     prop = res.proposals
-    isg = xr.Dataset(
+    isg = Group(
         {
             "theta": (("is_draw", "parameter"), prop["theta"]),
             "log_weight": (("is_draw",), prop["log_weight"]),
@@ -2023,7 +2024,7 @@ def _as_groups(model: Model, res: ExactResult, arm_draws: bool = True):
             rule["coarse_log_weight"] = (("rule_point",), r.coarse_log_weight)
         if r.cell is not None:
             rule["cell"] = (("rule_point", "parameter", "cell_edge"), r.cell)
-        groups["integration_rule"] = xr.Dataset(
+        groups["integration_rule"] = Group(
             rule, coords={"parameter": list(prop["names"])}, attrs={"kind": r.kind}
         )
     attrs = dict(

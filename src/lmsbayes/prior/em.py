@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import special
 
+from lmsbayes._lazy import stats
 from lmsbayes.errors import OptionError
 from lmsbayes.prior.checks import check_unit_interval
 from lmsbayes.prior.density import PredictiveDensity

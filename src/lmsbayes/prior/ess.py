@@ -12,10 +12,11 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import integrate, special, stats
-from scipy.optimize import minimize_scalar
+from scipy import special
 
+from lmsbayes._lazy import integrate, optimize
 from lmsbayes.errors import OptionError
+from lmsbayes.prior.beta import beta_ppf
 from lmsbayes.prior.checks import fmt_list
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -174,7 +175,7 @@ def _ess_elir(mix: BetaMixture) -> float:
 
     # breakpoints at each component's central and extreme quantiles keep quad
     # from stepping over a narrow peak
-    qs = special.logit(stats.beta.ppf(np.array([1e-12, 0.01, 0.5, 0.99, 1 - 1e-12])[:, None], a, b))
+    qs = special.logit(beta_ppf(np.array([1e-12, 0.01, 0.5, 0.99, 1 - 1e-12])[:, None], a, b))
     pts = np.unique(qs[np.isfinite(qs)])
     var_term = integrate.quad(integrand, -np.inf, pts[0], limit=200)[0]
     for lo, hi in zip(pts[:-1], pts[1:], strict=True):
@@ -210,7 +211,7 @@ def _mixture_modes(mix: BetaMixture) -> np.ndarray:
     for i in peaks:
         lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
         if hi > lo:
-            res = minimize_scalar(
+            res = optimize.minimize_scalar(
                 lambda x: -mix.logpdf(x),
                 bounds=(lo, hi),
                 method="bounded",

@@ -76,7 +76,8 @@ def map_prior(
         problem is reported there, never as a warning.
     """
     del rng
-    if hasattr(draws, "posterior") and hasattr(draws, "spec"):
+    # a class attribute: hasattr on the instance would build the fit's DataTree
+    if hasattr(type(draws), "posterior") and hasattr(draws, "spec"):
         # a fitted model: imported here so that prior.py stays free of the modelling stack
         from lmsbayes.predict import Setting, new_trial_conditionals, predict
 

@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
-from scipy.optimize import elementwise
+from scipy import special
 
+from lmsbayes._lazy import elementwise, stats
 from lmsbayes.errors import OptionError
+from lmsbayes.prior.beta import beta_logpdf, beta_ppf
 from lmsbayes.prior.checks import check_count, check_unit_interval, fmt_list
 from lmsbayes.prior.ess import ess
 
@@ -191,7 +192,7 @@ class BetaMixture:
     def logpdf(self, x: Any) -> np.ndarray:
         """Log density at ``x`` (``-inf`` outside the support)."""
         x = np.asarray(x, dtype=float)
-        comp = stats.beta.logpdf(x[..., None], self.a, self.b)
+        comp = beta_logpdf(x[..., None], self.a, self.b)
         # logsumexp with b=weights keeps the tails finite where pdf underflows
         with np.errstate(divide="ignore"):
             return special.logsumexp(comp, axis=-1, b=self.weights)
@@ -221,7 +222,7 @@ class BetaMixture:
         that bracket is exact and makes the root search safe.
         """
         q = check_unit_interval("q", q)
-        comp = stats.beta.ppf(q[..., None], self.a, self.b)
+        comp = beta_ppf(q[..., None], self.a, self.b)
         if self.n_components == 1:
             return comp[..., 0]
         lo = np.atleast_1d(comp.min(axis=-1))
