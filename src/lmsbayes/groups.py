@@ -112,8 +112,10 @@ class Group:
 
     def to_dataset(self):
         """The group as an :class:`xarray.Dataset` (imports xarray)."""
-        import xarray as xr
+        from lmsbayes._lazy import defer_dask_probe
+        from lmsbayes._lazy import xarray as xr
 
+        defer_dask_probe()
         return xr.Dataset(
             {
                 k: (v.dims, v.values, v.attrs) if v.attrs else (v.dims, v.values)
