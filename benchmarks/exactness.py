@@ -1,4 +1,4 @@
-"""Issue 22's figures: every job beside the floor of its imports and beside the NUTS path, in one run.
+"""Issue 22's figures: each job beside the floor of its imports and the NUTS path, in one run.
 
 Run with ``python benchmarks/exactness.py`` (``--runs N`` whole-process runs per job, default 5;
 ``--skip-nuts`` leaves out the NUTS comparisons; ``--skip-large`` the 100,000-row table).
