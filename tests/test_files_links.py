@@ -191,7 +191,7 @@ def test_contrast_plots_with_a_dollar_in_a_study_label(tmp_path):
         ),
         (b"study;r;n\nA;3;10\n", ("b.csv row 1 (header)", "separated by semicolons")),
         (b"study,r,n\n", ("b.csv", "no study rows")),
-        (b"study,n\nA,10\n", ("b.csv row 1 (header), column 'r'", "required column is missing")),
+        (b"study,n\nA,10\n", ("b.csv row 1 (header): a (study, r, n) table", "missing 'r'")),
         ("study,r,n\nK\u00f6ln,3,10\n".encode("latin-1"), ("b.csv", "not UTF-8")),
     ],
     ids=["n-1e19", "semicolons", "header-only", "no-r", "latin-1"],

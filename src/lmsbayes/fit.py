@@ -187,7 +187,8 @@ def fit(
     Warns
     -----
     FitWarning
-        When the diagnostics fail (and not strict).
+        When the diagnostics fail (and not strict), and when the data hold one study only
+        (the between-study sd tau is then not identified by the data).
     """
     report = progress or _silent
     if not isinstance(spec, ModelSpec):
@@ -210,6 +211,8 @@ def fit(
             f"the model, {excluded_arms} arms excluded"
         )
     thin = _thin_data_note(data)
+    if thin:  # said once, in words, to a caller who passes no progress callback too
+        warnings.warn(thin.removeprefix("warning: "), FitWarning, stacklevel=2)
     note = "; ".join(n for n in (note, thin) if n)
     if note:
         report(note)

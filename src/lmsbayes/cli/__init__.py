@@ -84,7 +84,7 @@ _EPILOG = (
 typical use:
   lmsbayes run                          fit the default analysis, print the thresholds
   lmsbayes fit default -o fit.nc        fit a spec and save the fit
-  lmsbayes thresholds fit.nc --hr 0.65 0.5
+  lmsbayes thresholds fit.nc --hr 0.65,0.5
   lmsbayes prior fit.nc --line 2L+ --landmark 6 --robust 0.2 -o prior.json
   lmsbayes design prior.json --looks 20,35,50
   lmsbayes report fit.nc -o report/
@@ -113,6 +113,13 @@ class _Formatter(argparse.HelpFormatter):
         if "\n" in text.strip("\n"):
             return "".join(indent + line for line in text.splitlines(keepends=True))
         return super()._fill_text(text, width, indent)
+
+    def _format_args(self, action: argparse.Action, default_metavar: str) -> str:
+        from lmsbayes.cli._common import ListAction
+
+        if isinstance(action, ListAction):  # 'T1,T2,...', not 'T1,T2,... [T1,T2,... ...]'
+            return self._metavar_formatter(action, default_metavar)(1)[0]
+        return super()._format_args(action, default_metavar)
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -217,8 +224,10 @@ def _os_message(exc: OSError) -> str:
 
 
 def _error(message: str) -> None:
+    from lmsbayes.errors import plain_text  # np.int64(52) -> 52, whatever raised the error
+
     with contextlib.suppress(OSError, ValueError):
-        print(f"lmsbayes: error: {message}", file=sys.stderr, flush=True)
+        print(f"lmsbayes: error: {plain_text(message)}", file=sys.stderr, flush=True)
 
 
 def _quiet_stdout() -> None:
