@@ -203,9 +203,9 @@ def _print_binomial(table, fit) -> None:
         )
         print("  RBesT: " + to_rbest(mix))
     print(fit.diagnostics.line())
-    from lmsbayes.fit import _thin_data_note
+    from lmsbayes.fit import thin_data_note
 
-    thin = _thin_data_note(d)  # one study: tau is not identified (said even with --quiet)
+    thin = thin_data_note(d)  # one study: tau is not identified (said even with --quiet)
     if thin:
         print(thin)
 
