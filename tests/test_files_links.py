@@ -218,7 +218,7 @@ def test_a_repeated_hr_is_one_row(tmp_path):
     data = tmp_path / "b.csv"
     data.write_text(BINOMIAL)
     code, _, err = call(
-        "run", "--spec", "binomial", "--data", data, "-q", "--hr", "0.5", "0.50", "--csv",
+        "run", "--spec", "binomial", "--data", data, "-q", "--hr", "0.5,0.50", "--csv",
         tmp_path / "t.csv",
     )  # fmt: skip
     assert code == 0, err
@@ -228,7 +228,7 @@ def test_a_repeated_hr_is_one_row(tmp_path):
 
 
 def test_thresholds_with_a_repeated_hr(saved_default_fit):
-    code, out, err = call("thresholds", saved_default_fit, "--hr", "0.5", "0.5")
+    code, out, err = call("thresholds", saved_default_fit, "--hr", "0.5,0.5")
     assert code == 0, err
 
 

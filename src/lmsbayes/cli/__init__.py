@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import importlib
 import os
+import re
 import signal
 import sys
 import traceback
@@ -148,6 +149,15 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):
+        stray = message.removeprefix("unrecognized arguments: ").split()
+        if message.startswith("unrecognized arguments: ") and all(
+            re.fullmatch(r"[-+0-9.:eE,]+", word) for word in stray
+        ):
+            # lmsbayes 0.1 took `--hr 0.65 0.5`; every list option now takes one word
+            message += (
+                " (list options take their values comma-separated, in one word: "
+                "--hr 0.65,0.5, --landmarks 3,6,12)"
+            )
         self.exit(EXIT_USAGE, f"lmsbayes: error: {message} (see `{self.prog} --help`)\n")
 
 

@@ -78,20 +78,19 @@ fraction = bounded(0, 1, lo_open=False, hi_open=False, what="a fraction")
 
 
 class ListAction(argparse.Action):
-    """The values of a list option, flattened: ``--hr 0.6,0.7``, ``--hr 0.6 0.7`` or both mixed.
+    """The values of a list option: one comma-separated word, ``--hr 0.6,0.7``.
 
-    Comma-separated is the documented form (one shell word, so a positional argument after it
-    is never taken for a value); space-separated values stay accepted, as lmsbayes 0.1 took them.
-    Each word is split at commas by the option's ``type`` (see :func:`list_option`); a repeated
-    option replaces the earlier one, as for any other option.
+    One shell word, so a positional argument after it is never taken for a value
+    (``thresholds --landmarks 3,6 fit.nc``). A repeated option replaces the earlier one, as
+    for any other option.
     """
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        setattr(namespace, self.dest, [x for word in values for x in word])
+        setattr(namespace, self.dest, list(values))
 
 
 def list_option(parser, *flags: str, item, example: str, help: str, **kwargs) -> None:
-    """Add a list option to ``parser``: values comma-separated (``example``) or space-separated.
+    """Add a list option to ``parser``: its values in one comma-separated word (``example``).
 
     ``item`` parses one value (an argparse ``type``: raises ArgumentTypeError with the reason);
     the help text says the syntax, and the default if ``kwargs`` has one.
@@ -103,16 +102,7 @@ def list_option(parser, *flags: str, item, example: str, help: str, **kwargs) ->
             raise argparse.ArgumentTypeError(
                 f"empty value in {word!r}: give values separated by commas, e.g. {example}"
             )
-        try:
-            return [item(part) for part in parts]
-        except argparse.ArgumentTypeError as err:
-            if "," in word or not any(not a.option_strings for a in parser._actions):
-                raise
-            # `thresholds --hr 0.5 fit.nc`: the space-separated form took the positional argument
-            raise argparse.ArgumentTypeError(
-                f"{err} (was it meant as a positional argument? Put it before {flags[-1]}, or "
-                f"end the list with --)"
-            ) from None
+        return [item(part) for part in parts]
 
     parse.__name__ = getattr(item, "__name__", "value")
     default = kwargs.get("default")
@@ -126,9 +116,8 @@ def list_option(parser, *flags: str, item, example: str, help: str, **kwargs) ->
     parser.add_argument(
         *flags,
         type=parse,
-        nargs="+",
         action=ListAction,
-        help=f"{help}; comma-separated, e.g. {example} (space-separated values are accepted too)",
+        help=f"{help}; comma-separated, e.g. {example}",
         **kwargs,
     )
 
