@@ -41,6 +41,7 @@ the axis).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import tomllib
@@ -71,7 +72,17 @@ T_TOLERANCE = 0.02
 #: Time units a curve may be given in -> months per unit (the package's time scale is months).
 TIME_UNITS = {"months": 1.0, "weeks": 12.0 / 52.1775, "days": 12.0 / 365.25, "years": 12.0}
 
-_KEYS = {"arm_id", "time_unit", "points", "s_scale", "total_events", "source", "risk_table"}
+_KEYS = {
+    "arm_id",
+    "time_unit",
+    "points",
+    "s_scale",
+    "total_events",
+    "source",
+    "risk_table",
+    "truncate",
+    "arm",
+}
 
 
 @dataclass(frozen=True)
@@ -164,6 +175,8 @@ class CurveArm:
     cleanup: Cleanup = field(default_factory=Cleanup)
     raw_t: np.ndarray | None = None
     raw_s: np.ndarray | None = None
+    truncate: float | None = None
+    arm: tuple = ()
 
     @property
     def n(self) -> int:
@@ -508,7 +521,20 @@ def read_curve(path: str | Path) -> CurveArm:
         raise InputError(f"{path}: [risk_table] t and n must be lists")
     points = path.parent / str(doc["points"])
     t, s = read_points(points)
-    return curve_from_arrays(
+    unit = str(doc.get("time_unit", "months"))
+    truncate = doc.get("truncate")
+    if truncate is not None:
+        ok = isinstance(truncate, (int, float)) and not isinstance(truncate, bool)
+        if not (ok and math.isfinite(truncate) and truncate > 0):
+            raise InputError(f"{path}: truncate must be a time > 0, got {truncate!r}")
+        truncate = float(truncate) * TIME_UNITS.get(unit, math.nan)
+    arm = doc.get("arm", {})
+    if not isinstance(arm, dict):
+        raise InputError(f"{path}: [arm] must be a table of arm-table columns, got {arm!r}")
+    for key, value in arm.items():
+        if not isinstance(value, (str, int, float, bool)):
+            raise InputError(f"{path}: [arm] {key} must be a number or a string, got {value!r}")
+    curve = curve_from_arrays(
         t,
         s,
         table["t"],
@@ -521,3 +547,4 @@ def read_curve(path: str | Path) -> CurveArm:
         s_scale=str(doc.get("s_scale", "fraction")),
         table_file=str(path),
     )
+    return dataclasses.replace(curve, truncate=truncate, arm=tuple(sorted(arm.items())))

@@ -52,6 +52,7 @@ from lmsbayes.engines.base import (
 )
 from lmsbayes.engines.psis import importance_ess, psis
 from lmsbayes.model.definition import Model
+from lmsbayes.model.families import CURVE_ARRAYS
 from lmsbayes.model.families import NUMPY_OPS as OPS
 from lmsbayes.model.inputs import ModelData
 
@@ -230,7 +231,7 @@ def _make_part(
         counts=counts,
         first=first,
     )
-    if model.family.gaussian:
+    if model.gaussian:
         part.gauss = _gauss_coefficients(part)
     else:
         part.kernel = model.family.exact_kernel(model)
@@ -297,19 +298,26 @@ def _take_model(m: Model, pos, X: np.ndarray | None = None) -> Model:
             arrays[k] = sub.data.stratum_idx
         elif k in _ARM_ARRAYS:
             arrays[k] = v[pos]
-        elif k not in _TERM_ARRAYS:
+        elif k not in _TERM_ARRAYS and k not in CURVE_ARRAYS:
             arrays[k] = v[rows]  # one per observation
     arrays["arm_idx"] = row_copy
     sub.arm_idx = row_copy
     sub.obs_comp = row_copy * kz + (m.obs_comp[rows] - pos[row_copy] * kz)
     sub.n_comp = int(pos.size) * kz
     if m.family.correlated_terms:  # terms are precision entries: re-index them too
-        trows, tcopy, _, _ = _runs(np.bincount(m.term_comp, minlength=d.n_arms), pos)
+        n_pairs = len(a["first"])
+        trows, tcopy, _, _ = _runs(np.bincount(m.term_comp[:n_pairs], minlength=d.n_arms), pos)
         shift = new_start[tcopy] - starts[pos[tcopy]]
         for k in _TERM_ARRAYS:
             if k in a:
                 arrays[k] = a[k][trows] + (shift if k in ("first", "second") else 0)
         sub.term_comp = tcopy
+        if "curve_arm" in a:  # curve arms' groups (their own rows, after the pair terms)
+            crows, ccopy, _, _ = _runs(np.bincount(a["curve_arm"], minlength=d.n_arms), pos)
+            for k in CURVE_ARRAYS:
+                arrays[k] = a[k][crows]
+            arrays["curve_arm"] = ccopy
+            sub.term_comp = np.concatenate([tcopy, ccopy * kz])
         sub.comp_const = np.asarray(m.comp_const, float).reshape(d.n_arms, kz)[pos].ravel()
     else:
         sub.term_comp = sub.obs_comp
@@ -501,7 +509,7 @@ class Integrator:
         self.model = model
         data = model.data
         spec = model.spec
-        self.gaussian = model.family.gaussian
+        self.gaussian = model.gaussian
         # a latent fraction in closed form (the z-integrated log-likelihood quadratic in u): Gaussian
         # likelihoods with normal effects; a Student-t's scale mixture is not quadratic in u
         self.u_closed = self.gaussian
@@ -662,7 +670,7 @@ class Integrator:
             return c0 + 0.5 * c1 * c1 / a - 0.5 * np.log(a)
         lead = base.shape[:-2]
         scale = np.broadcast_to(scale, lead + (m.data.n_arms, m.Kz)).reshape(lead + (-1,))
-        pre = part.kernel.prepare(base)
+        pre = part.kernel.prepare(base, c)
         mode, g0, _, g2 = self._newton(part, pre, scale)
         sd = 1.0 / np.sqrt(-g2)
         sq = math.sqrt(2.0) * sd
@@ -894,7 +902,7 @@ class Integrator:
             a = 1.0 - 2.0 * c2
             z = c1 / a + rng.standard_normal(c1.shape) / np.sqrt(a)
         else:
-            z = self._draw_z_rejection(whole, whole.kernel.prepare(base), scale, rng)
+            z = self._draw_z_rejection(whole, whole.kernel.prepare(base, c), scale, rng)
         if mult is not None:  # z = the node's sd multiplier times the standard normal drawn
             z = z * mult
         return z.reshape(B, d.n_arms, m.Kz), u_draw, v
