@@ -209,6 +209,11 @@ def fit(
             f"data: {n_in} arms read, {len(data.arms)} arms / {len(data.obs)} observations enter "
             f"the model, {excluded_arms} arms excluded"
         )
+        if len(data.curve_arms):  # curve arms and their goodness-of-fit checks
+            from lmsbayes.model.curve_arms import summary_lines
+
+            for text in summary_lines(data.curve_arms, data.family.curve):
+                report(text)
     thin = _thin_data_note(data)
     note = "; ".join(n for n in (note, thin) if n)
     if note:

@@ -312,12 +312,15 @@ def _take_model(m: Model, pos, X: np.ndarray | None = None) -> Model:
             if k in a:
                 arrays[k] = a[k][trows] + (shift if k in ("first", "second") else 0)
         sub.term_comp = tcopy
+        sub.gaussian = m.family.gaussian
         if "curve_arm" in a:  # curve arms' groups (their own rows, after the pair terms)
             crows, ccopy, _, _ = _runs(np.bincount(a["curve_arm"], minlength=d.n_arms), pos)
-            for k in CURVE_ARRAYS:
-                arrays[k] = a[k][crows]
-            arrays["curve_arm"] = ccopy
-            sub.term_comp = np.concatenate([tcopy, ccopy * kz])
+            if ccopy.size:
+                for k in CURVE_ARRAYS:
+                    arrays[k] = a[k][crows]
+                arrays["curve_arm"] = ccopy
+                sub.term_comp = np.concatenate([tcopy, ccopy * kz])
+                sub.gaussian = False
         sub.comp_const = np.asarray(m.comp_const, float).reshape(d.n_arms, kz)[pos].ravel()
     else:
         sub.term_comp = sub.obs_comp
@@ -510,9 +513,13 @@ class Integrator:
         data = model.data
         spec = model.spec
         self.gaussian = model.gaussian
+        # curve arms (lmsbayes.model.curve_arms) are not Gaussian in their effect: they form parts
+        # of their own, integrated by quadrature, while the other arms keep the closed form
+        curve_arms = np.unique(model.arrays["curve_arm"]) if "curve_arm" in model.arrays else []
+        is_curve = np.isin(np.arange(data.n_arms), curve_arms)
         # a latent fraction in closed form (the z-integrated log-likelihood quadratic in u): Gaussian
         # likelihoods with normal effects; a Student-t's scale mixture is not quadratic in u
-        self.u_closed = self.gaussian
+        self.u_closed = bool(model.family.gaussian and not is_curve[data.latent].any())
         self.t_mix = None
         if model.student_t:  # z ~ t(nu) as a scale mixture of normals (lmsbayes.model.structure)
             from lmsbayes.model.structure import t_scale_mixture
@@ -526,11 +533,14 @@ class Integrator:
         regular = np.setdiff1d(np.arange(data.n_arms), lat)
         self.parts: list[_Part] = []
         self.whole = None
-        if regular.size == data.n_arms:
+        if regular.size == data.n_arms and not is_curve.any():
             self.whole = _make_part(spec, data, regular, model=model)
             self.parts.append(self.whole)
-        elif regular.size:
-            self.parts.append(_make_part(spec, None, regular, model=_take_model(model, regular)))
+        else:
+            for arms in (regular[~is_curve[regular]], regular[is_curve[regular]]):
+                if arms.size:
+                    sub = _take_model(model, arms)
+                    self.parts.append(_make_part(spec, None, arms, model=sub))
         if lat.size:
             if self.u_closed:
                 u = np.array([0.0, 0.5, 1.0])
@@ -544,7 +554,8 @@ class Integrator:
         # draws per chunk: arrays of at most ~2^15 numbers (256 kB), which stay in cache and are
         # recycled by the allocator (larger ones are mapped and page-faulted afresh at every operation)
         width = max(
-            max(p.model.n_comp, 0 if self.gaussian else p.model.term_comp.size) for p in self.parts
+            max(p.model.n_comp, 0 if p.kernel is None else p.model.term_comp.size)
+            for p in self.parts
         )
         self.chunk = int(min(1024, max(1, 2**15 // max(width, 1))))
 
@@ -664,7 +675,7 @@ class Integrator:
             lead = base.shape[:-2]
             scale = np.broadcast_to(scale, base.shape).reshape(lead + (-1,))
             return part.gauss.log_integral(c, base.reshape(lead + (-1,)), scale)
-        if self.gaussian:
+        if part.kernel is None:
             c0, c1, c2 = self._quadratic(part, c, base, scale)
             a = 1.0 - 2.0 * c2
             return c0 + 0.5 * c1 * c1 / a - 0.5 * np.log(a)
@@ -897,7 +908,7 @@ class Integrator:
         if whole.gauss is not None:
             mean, sd = whole.gauss.posterior(c, base.reshape(B, -1), scale)
             z = mean + sd * rng.standard_normal(mean.shape)
-        elif self.gaussian:
+        elif whole.kernel is None:
             _, c1, c2 = self._quadratic(whole, c, base, scale.reshape(B, d.n_arms, m.Kz))
             a = 1.0 - 2.0 * c2
             z = c1 / a + rng.standard_normal(c1.shape) / np.sqrt(a)

@@ -1234,8 +1234,27 @@ class SurvivalCurveKernel:
         return pair, ~pair, t
 
     def value(self, pre, shift, t=None):
-        """The terms at a shift (..., term)."""
-        return self.derivs(pre, shift, value=True, t=t)[0]
+        """The terms at a shift (..., term) (log S only: no derivatives)."""
+        p_sel, c_sel, t = self._split(t)
+        rf, rs, bf, bs, const, s = np.broadcast_arrays(*pre, shift)
+        prec = self.precision if t is None else self.precision[t]
+        out = np.empty(rf.shape)
+        ef = rf[..., p_sel] - bf[..., p_sel] * s[..., p_sel]
+        es = rs[..., p_sel] - bs[..., p_sel] * s[..., p_sel]
+        out[..., p_sel] = -0.5 * prec[p_sel] * ef * es + const[..., p_sel]
+        count, event, has_lo = (
+            (self.count, self.event, self.has_lo)
+            if t is None
+            else (self.count[t], self.event[t], self.has_lo[t])
+        )
+        ev = event[c_sel] > 0.5
+        sc = s[..., c_sel]
+        Lh = self.family.log_rate(NUMPY_OPS, rf[..., c_sel] + sc)
+        with np.errstate(all="ignore"):
+            Ll = has_lo[c_sel] * self.family.log_rate(NUMPY_OPS, rs[..., c_sel] + sc)
+            v_ev = Ll + _np_log1mexp(np.where(ev, Lh - Ll, -1.0))
+        out[..., c_sel] = count[c_sel] * np.where(ev, v_ev, Lh)
+        return out
 
     def derivs(self, pre, shift, value: bool = False, t=None):
         """First and second derivatives of the terms in the shift (and the value first)."""
