@@ -134,10 +134,10 @@ def test_curve_terms_equal_the_reconstruction_likelihood(curve, curve_dir):
     curve_part = terms[len(data.terms) :]
     for arm_id in ("a1", "new1"):
         i = list(data.arms.index).index(arm_id)
-        cr = data.curve[data.curve["arm_idx"] == i]
+        cr = data.curve_rows[data.curve_rows["arm_idx"] == i]
         g = GroupedData(*(cr[c].to_numpy() for c in ("lower", "upper", "event", "count")))
         ref = float(loglik(g, eta[i, 0], k, 6.0, curve))
-        mine = data.curve["arm_idx"].to_numpy() == i
+        mine = data.curve_rows["arm_idx"].to_numpy() == i
         assert curve_part[mine].sum() == pytest.approx(ref, rel=1e-12)
 
 
@@ -169,7 +169,7 @@ def _curve_arrays(rows, t_ref):
 
     from lmsbayes.model.families import curve_arrays
 
-    return curve_arrays(SimpleNamespace(curve=rows, shape_idx=np.zeros(1, int), t_ref=t_ref))
+    return curve_arrays(SimpleNamespace(curve_rows=rows, shape_idx=np.zeros(1, int), t_ref=t_ref))
 
 
 def _values(m: Model, k: float = 1.3, seed: int = 0) -> dict:
@@ -281,7 +281,7 @@ def test_one_source_per_arm(prepared):
     assert len(a1) == 3  # the median and the two rates, each replaced by the curve
     assert all(label in r and "used instead" in r for r in a1["reason"])
     assert "a1" not in set(data.obs["arm_id"])
-    assert {"a1", "new1"} <= set(data.curve["arm_id"])
+    assert {"a1", "new1"} <= set(data.curve_rows["arm_id"])
     assert data.arms.loc["new1", "line"] == "2L+" and int(data.arms.loc["new1", "n"]) == 60
     assert set(data.curve_arms["arm_id"]) == {"a1", "new1"} and data.curve_arms["used"].all()
     # every other arm keeps its median and rates
@@ -293,13 +293,13 @@ def test_one_source_per_arm(prepared):
 
 def test_truncation_censors_the_curve(curve_dir, tmp_path):
     spec = spec_with([curve_dir / "a1.toml"]).replace(**{"data.curve_truncate": 6.0})
-    cr = prepare_data(spec, small_tables()).curve
+    cr = prepare_data(spec, small_tables()).curve_rows
     assert cr["upper"].max() <= 6.0
     assert (cr.loc[cr["upper"] == 6.0, "event"] == 0).all()
     # a curve file's own truncate takes precedence
     write_curve(tmp_path, "b", "a1", n=80, median=5.0, shape=1.6, seed=1, extra="truncate = 9")
     spec = spec_with([tmp_path]).replace(**{"data.curve_truncate": 6.0})
-    assert prepare_data(spec, small_tables()).curve["upper"].max() == pytest.approx(9.0)
+    assert prepare_data(spec, small_tables()).curve_rows["upper"].max() == pytest.approx(9.0)
 
 
 def test_curve_arms_can_have_their_own_shape(curve_dir):
@@ -309,15 +309,15 @@ def test_curve_arms_can_have_their_own_shape(curve_dir):
     own = [list(data.arms.index).index(a) for a in ("a1", "new1")]
     assert set(data.shape_idx[own]) == {1} and set(np.delete(data.shape_idx, own)) == {0}
     m = Model(spec, data)
-    assert m.arrays["curve_shape_idx"].tolist() == [1] * len(data.curve)
+    assert m.arrays["curve_shape_idx"].tolist() == [1] * len(data.curve_rows)
 
 
 def test_model_data_with_curves_round_trips(prepared):
     _, data = prepared
     back = ModelData.from_xarray(data.to_xarray())
     pd.testing.assert_frame_equal(
-        back.curve[["arm_idx", "lower", "upper", "event", "count"]],
-        data.curve[["arm_idx", "lower", "upper", "event", "count"]],
+        back.curve_rows[["arm_idx", "lower", "upper", "event", "count"]],
+        data.curve_rows[["arm_idx", "lower", "upper", "event", "count"]],
     )
     assert list(back.curve_arms["arm_id"]) == list(data.curve_arms["arm_id"])
 
@@ -326,8 +326,8 @@ def test_without_curves_nothing_changes():
     spec = spec_with()
     data = prepare_data(spec, small_tables())
     m = Model(spec, data)
-    assert m.gaussian and data.curve.empty and "curve_arm" not in m.arrays
-    assert "curve" not in data.to_xarray().dims
+    assert m.gaussian and data.curve_rows.empty and "curve_arm" not in m.arrays
+    assert "curverow" not in data.to_xarray().dims
     assert "curves" not in spec.to_dict()["data"]
 
 
@@ -397,3 +397,12 @@ def test_exact_and_nuts_agree_with_a_curve_arm(prepared):
         mcse = np.std(b_flat) / math.sqrt(ess)
         assert abs(a.mean() - b_flat.mean()) < 4 * mcse + 0.02 * np.std(b_flat), name
         assert np.std(a) == pytest.approx(np.std(b_flat), rel=0.15), name
+
+
+def test_validation_refuses_curve_arms(prepared):
+    from lmsbayes.errors import OptionError
+    from lmsbayes.validate import loto
+
+    spec, data = prepared
+    with pytest.raises(OptionError, match="curve arms"):
+        loto(spec, data)

@@ -162,10 +162,10 @@ def setting_evidence(
     obs = d.obs
     # curve arms (lmsbayes.model.curve_arms): their patients, by arm position
     curve_n = {}
-    if len(getattr(d, "curve", ())):
+    if len(getattr(d, "curve_rows", ())):
         from lmsbayes.model.curve_arms import evidence_label
 
-        counts = d.curve.groupby("arm_idx")["count"].sum()
+        counts = d.curve_rows.groupby("arm_idx")["count"].sum()
         curve_n = {int(i): int(n) for i, n in counts.items()}
     rows = []
     for label, s in zip(settings, objs):

@@ -11,9 +11,16 @@ One TOML file per arm names the digitised points and holds the rest::
     total_events = 120               # optional: total number of events in the arm
     source = "PMID ...; Figure 2A; digitised by ... with WebPlotDigitizer 4.6"
 
+    truncate = 24                    # optional: a model censors the curve here (time unit)
+
     [risk_table]                     # the numbers at risk printed under the figure
     t = [0, 3, 6, 9, 12]
     n = [150, 110, 71, 40, 22]
+
+    [arm]                            # optional: an arm the data table does not hold
+    year = 2020                      # (columns of the arm table; year, line and
+    line = "2L+"                     # treatment_class required; lmsbayes.model.curve_arms)
+    treatment_class = "NR-T"
 
 The points file is what WebPlotDigitizer's "Download .CSV" gives: one point
 per line, ``t,S`` (comma, semicolon or tab separated), no header or a one-line

@@ -1136,7 +1136,7 @@ def curve_arrays(data) -> dict[str, np.ndarray]:
     and ``curve_x_lo`` (log(t / t_ref) of upper and lower; 0 where lower is 0, with
     ``curve_has_lo`` 0 there), ``curve_event``, ``curve_count``.
     """
-    cr = getattr(data, "curve", None)
+    cr = getattr(data, "curve_rows", None)
     if cr is None or not len(cr):
         return {}
     arm = cr["arm_idx"].to_numpy(np.int64)

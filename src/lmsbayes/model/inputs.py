@@ -64,7 +64,7 @@ class ModelData:
     t_ref : float
     table : {'lms', 'binomial'}
         The kind of input table.
-    curve : pandas.DataFrame
+    curve_rows : pandas.DataFrame
         Survival only, curve arms (lmsbayes.model.curve_arms): their reconstructed patients,
         grouped, one row per group in arm order: ``arm_id``, ``arm_idx``, ``lower``,
         ``upper`` (months), ``event`` (1: an event in (lower, upper]; 0: censored at upper),
@@ -97,7 +97,7 @@ class ModelData:
     comp_const: np.ndarray = field(default_factory=lambda: np.zeros(0))
     t_ref: float = 6.0
     table: str = "lms"
-    curve: pd.DataFrame = field(default_factory=pd.DataFrame)
+    curve_rows: pd.DataFrame = field(default_factory=pd.DataFrame)
     curve_arms: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
@@ -171,7 +171,7 @@ class ModelData:
                 np.zeros_like(X, dtype=float),
                 np.zeros(0, dtype=np.int64),
             )
-        curve = self.curve
+        curve = self.curve_rows
         if len(curve):  # the copies' curve rows, in the new arm order
             carm = curve["arm_idx"].to_numpy(np.int64)
             parts = [curve[carm == a].assign(arm_idx=i) for i, a in enumerate(pos)]
@@ -198,7 +198,7 @@ class ModelData:
             trial_idx=self.trial_idx[pos] if len(self.trial_idx) else self.trial_idx,
             group_idx=self.group_idx[pos] if len(self.group_idx) else self.group_idx,
             comp_const=const,
-            curve=curve,
+            curve_rows=curve,
         )
 
     @property
@@ -241,7 +241,7 @@ class ModelData:
         parts = [xr.Dataset.from_dataframe(arms)]
         frames = [("obs", self.obs), ("excluded", self.excluded), ("terms", self.terms)]
         if len(self.curve_arms):  # only with curves: a fit without them saves what it did
-            frames += [("curve", self.curve), ("curvearm", self.curve_arms)]
+            frames += [("curverow", self.curve_rows), ("curvearm", self.curve_arms)]
         for name, df in frames:
             d = plain(df.reset_index(drop=True)).rename(columns=lambda c, n=name: f"{n}_{c}")
             d.index.name = name
@@ -340,7 +340,7 @@ class ModelData:
             data_sha256=str(a["data_sha256"]),
             t_ref=float(a.get("t_ref", 6.0)),
             table=str(a.get("table", "lms")),
-            curve=_curve_frame(frame("curve_", "curve")),
+            curve_rows=_curve_frame(frame("curverow_", "curverow")),
             curve_arms=frame("curvearm_", "curvearm"),
         )
 

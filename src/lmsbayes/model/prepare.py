@@ -613,7 +613,7 @@ def _finish(
         comp_const=comp_const,
         t_ref=spec.model.t_ref,
         table=table,
-        curve=curve_rows,
+        curve_rows=curve_rows,
         curve_arms=pd.DataFrame() if curve_arms is None else curve_arms,
     )
 
