@@ -284,6 +284,8 @@ def test_one_source_per_arm(prepared):
     assert {"a1", "new1"} <= set(data.curve_rows["arm_id"])
     assert data.arms.loc["new1", "line"] == "2L+" and int(data.arms.loc["new1", "n"]) == 60
     assert set(data.curve_arms["arm_id"]) == {"a1", "new1"} and data.curve_arms["used"].all()
+    # the data hash covers the curve files (a saved fit records what it rests on)
+    assert data.data_sha256 != small_tables().sha256
     # every other arm keeps its median and rates
     assert set(data.obs["arm_id"]) == {"a0", "a2", "a3", "a4", "a5"}
     # terms belong to the arms of their observations
@@ -406,3 +408,17 @@ def test_validation_refuses_curve_arms(prepared):
     spec, data = prepared
     with pytest.raises(OptionError, match="curve arms"):
         loto(spec, data)
+
+
+def test_a_new_arm_takes_the_other_arms_shape_not_the_curve_arms():
+    from types import SimpleNamespace
+
+    from lmsbayes.settings import Setting, shape_group_of
+
+    for groups, want in (
+        (("all", CURVE_SHAPE_GROUP), [0, 0]),
+        (("1L", "2L+", CURVE_SHAPE_GROUP), [0, 1]),
+    ):
+        fit = SimpleNamespace(data=SimpleNamespace(shape_groups=groups))
+        got = shape_group_of(fit, [Setting("1L", "R-T"), Setting("2L+", "NR-T")])
+        assert got.tolist() == want

@@ -17,6 +17,7 @@ fit's output, the truncation (``truncate`` in the file or ``[data] curve_truncat
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,16 @@ import pandas as pd
 
 from lmsbayes.errors import InputError
 
-__all__ = ["CurveData", "add_curve_arms", "curve_files", "evidence_label", "load_curves"]
+__all__ = [
+    "CurveData",
+    "add_curve_arms",
+    "curve_files",
+    "data_sha256",
+    "evidence_label",
+    "load_curves",
+    "summary",
+    "summary_lines",
+]
 
 #: arm-table columns a curve file's [arm] table must give for an arm the table does not hold
 REQUIRED_ARM_KEYS = ("year", "line", "treatment_class")
@@ -57,6 +67,8 @@ class CurveData:
     source : str
     arm : tuple
         The file's [arm] table.
+    sha256 : str
+        Of the curve file and its points file (a fit's data hash includes it).
     """
 
     arm_id: str
@@ -69,6 +81,7 @@ class CurveData:
     accuracy: dict
     source: str
     arm: tuple
+    sha256: str = ""
 
 
 def evidence_label(n: int) -> str:
@@ -158,9 +171,18 @@ def load_curves(paths, curve, t_ref: float, truncate_all: float = 0.0) -> list[C
                 accuracy=rec.accuracy(),
                 source=c.source,
                 arm=c.arm,
+                sha256=hashlib.sha256(Path(f).read_bytes() + Path(c.file).read_bytes()).hexdigest(),
             )
         )
     return out
+
+
+def data_sha256(tables_sha256: str, curves: list[CurveData]) -> str:
+    """The data hash of a fit with curve arms: the tables' and every curve's (file order)."""
+    if not curves:
+        return tables_sha256
+    text = tables_sha256 + "".join(c.sha256 for c in curves)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def add_curve_arms(arms: pd.DataFrame, curves: list[CurveData]) -> pd.DataFrame:

@@ -289,7 +289,7 @@ def prepare_data(spec: ModelSpec, data: Any) -> ModelData:
         const,
         pd.concat([arm_excl, obs_excl], ignore_index=True),
         landmarks,
-        tables.sha256,
+        _curve_sha(tables.sha256, curves),
         "lms",
         curve_rows=curve_rows,
         curve_arms=_curve_summary(curves, used),
@@ -375,6 +375,14 @@ def _with_curve_arms(kept, obs, terms, const, obs_excl, curves, used):
     parts = [by_id[a].rows.assign(arm_id=a) for a in arm_ids if a in by_id]
     rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     return arm_ids, terms, full, obs_excl.reset_index(drop=True), rows
+
+
+def _curve_sha(sha, curves) -> str:
+    if not curves:
+        return sha
+    from lmsbayes.model.curve_arms import data_sha256
+
+    return data_sha256(sha, curves)
 
 
 def _curve_summary(curves, used) -> pd.DataFrame:
