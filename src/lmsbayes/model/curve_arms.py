@@ -10,9 +10,9 @@ One source per arm: the curve replaces the arm's median and reported rates (they
 same curve and are not counted again; each is listed as excluded with the reason), or adds the
 arm when the table does not hold it (from the file's ``[arm]`` table). Before the pooled fit
 each curve arm is fitted alone on the spec's curve and checked
-(:func:`lmsbayes.curves.fit.fit_arm`): a long curve that the family does not describe can pull a shared shape, hence the check in the
-fit's output, the truncation (``truncate`` in the file or ``[data] curve_truncate``) and
-``[model] curve_shape = "own"``.
+(:func:`lmsbayes.curves.fit.fit_arm`): a long curve that the family does not describe can pull
+a shared shape, hence the check in the fit's output, the truncation (``truncate`` in the file
+or ``[data] curve_truncate``) and ``[model] curve_shape = "own"``.
 """
 
 from __future__ import annotations
