@@ -1,4 +1,4 @@
-"""Random-effect structure (lmsbayes.model.structure): groups, drift, age discount, Student-t effects.
+"""Random-effect structure (lmsbayes.model.structure): groups, drift, eras, age discount, Student-t.
 
 - Both engines read one definition: PyMC's joint log density equals
   Model.joint_logp at random points for every new option.
@@ -18,7 +18,14 @@ from scipy import integrate, stats
 from lmsbayes.engines.exact import Integrator, Layout
 from lmsbayes.model.definition import Model
 from lmsbayes.model.prepare import prepare_data
-from lmsbayes.model.structure import drift_basis, t_scale_mixture
+from lmsbayes.model.structure import (
+    discount_at,
+    discount_reference,
+    drift_basis,
+    drift_labels,
+    era_basis,
+    t_scale_mixture,
+)
 from lmsbayes.spec import parse_spec
 
 REGIMENS = ("doxorubicin", "gem+doc", "trabectedin", "pazopanib", "eribulin", "dacarbazine")
@@ -67,6 +74,7 @@ OPTIONS = {
     "regimen": {"random_effects.group": "regimen"},
     "trial": {"random_effects.trial_effect": True},
     "drift": {"model.drift": "random_walk"},
+    "era": {"model.drift": "era"},
     "discount": {"random_effects.age_discount": True},
     "student_t": {"random_effects.distribution": "student_t"},
     "regimen_drift_t": {
@@ -226,6 +234,37 @@ def test_drift_basis_is_a_random_walk_anchored_at_the_reference():
     np.testing.assert_allclose(d, [-3.0, -3.0, -1.0, 0.0, 7.0, 7.0])
 
 
+def test_era_basis_indicates_each_era_but_the_reference():
+    """Eras <= 2009, 2010-2015, >= 2016 with 2015's era at 0; a year after the data is in the last."""
+    B = era_basis([2003, 2009, 2010, 2015, 2016, 2025, 2031], (2010, 2016), 2015)
+    np.testing.assert_array_equal(B, [[1, 0], [1, 0], [0, 0], [0, 0], [0, 1], [0, 1], [0, 1]])
+    spec = _spec(**{"model.drift": "era"})
+    assert drift_labels(spec.model) == ["<=2009", ">=2016"]
+    # the reference era is the one holding drift_reference, wherever it lies
+    np.testing.assert_array_equal(
+        era_basis([2005, 2012, 2020], (2010, 2016), 2005), np.eye(3)[:, 1:]
+    )
+    bad = {"name": "x", "model": {"drift": "era", "era_starts": [2016, 2010]}}
+    with pytest.raises(Exception, match="era_starts must be 1 to 4 increasing years"):
+        parse_spec(bad)
+
+
+def test_age_discount_counts_ages_to_the_target_year(tables):
+    """discount_year 0: the latest year of the fitted arms + 1, unless a target year is given."""
+    spec = _spec(**OPTIONS["discount"])
+    data = prepare_data(spec, tables)
+    latest = int(data.arms["year"].max())
+    m = Model(spec, data)
+    assert m.discount_year == latest + 1
+    np.testing.assert_allclose(m.age, (latest + 1 - data.arms["year"].to_numpy(float)) / 10)
+    at = discount_at(spec, 2030)
+    assert Model(at, data).discount_year == 2030 and at.hash != spec.hash
+    assert discount_at(spec, None) is spec  # no target year: the spec as it is
+    assert discount_at(_spec(), 2030) == _spec()  # no age discount: nothing to count
+    fixed = discount_at(spec, 2020)
+    assert discount_reference(fixed.random_effects, [2003.0]) == 2020
+
+
 # ----------------------------------------------------------------------------- recovery
 
 
@@ -314,6 +353,26 @@ def test_drift_recovers_a_simulated_trend():
     lo, hi = np.quantile(diff, [0.005, 0.995])
     assert lo < 0.8 < hi
     assert lo > 0  # and it is detected
+    assert fit.diagnostics.ok
+
+
+def test_era_effects_recover_simulated_era_offsets():
+    """Offsets -0.5 (<= 2009) and +0.6 (>= 2016) against 2010-2015: both within their 99%
+    intervals, and the later era's offset detected (its interval excludes 0)."""
+    import lmsbayes
+
+    def eras(y):
+        y = np.asarray(y)
+        return np.where(y < 2010, -0.5, np.where(y >= 2016, 0.6, 0.0))
+
+    table = _binomial(np.random.default_rng(6), k=60, tau=0.15, drift=eras)
+    fit = lmsbayes.fit(_binomial_spec(**{"model.drift": "era"}), table, engine="exact")
+    scale = fit.posterior["drift_scale"].values.ravel()
+    steps = fit.posterior["drift_step"].values.reshape(scale.size, -1)
+    offsets = scale[:, None] * steps  # (draw, era): <= 2009, >= 2016
+    lo, hi = np.quantile(offsets, [0.005, 0.995], axis=0)
+    assert lo[0] < -0.5 < hi[0] and lo[1] < 0.6 < hi[1]
+    assert lo[1] > 0
     assert fit.diagnostics.ok
 
 

@@ -72,7 +72,7 @@ from lmsbayes.model.definition import Model
 from lmsbayes.model.families import NUMPY_OPS
 from lmsbayes.model.inputs import ModelData
 from lmsbayes.model.prepare import prepare_data
-from lmsbayes.model.structure import t_scale_mixture
+from lmsbayes.model.structure import discount_at, t_scale_mixture
 from lmsbayes.spec import ModelSpec, load_spec
 
 __all__ = [
@@ -569,10 +569,12 @@ def _run(spec, data, folds, scheme, engine, seed, progress, year) -> Validation:
     arm_rows, obs_rows, fold_rows, all_draws = [], [], [], []
     for k, (label, train, held) in enumerate(folds):
         t0 = time.perf_counter()
-        values, d = _fit_globals(spec, data.take(train), chosen, full_model, start)
+        # an age discount counts ages to the year predicted: each cut's own year
+        fspec = discount_at(spec, int(label)) if scheme == "lfo" else spec
+        values, d = _fit_globals(fspec, data.take(train), chosen, full_model, start)
         seconds_fit = time.perf_counter() - t0
         ess = d.ess
-        a_rows, o_rows = _predict_held(spec, data, held, values, rng, ess, data.take(train))
+        a_rows, o_rows = _predict_held(fspec, data, held, values, rng, ess, data.take(train))
         for r in a_rows + o_rows:
             r["fold"] = label
         arm_rows += a_rows
