@@ -82,6 +82,7 @@ OPTIONS = {
     "era": {"model.drift": "era"},
     "discount": {"random_effects.age_discount": True},
     "student_t": {"random_effects.distribution": "student_t"},
+    "regimen_drift": {"random_effects.group": "regimen", "model.drift": "random_walk"},
     "regimen_drift_t": {
         "random_effects.group": "regimen",
         "model.drift": "random_walk",
@@ -476,7 +477,10 @@ def test_targets_parse_and_refuse_what_they_cannot_be():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["regimen", "drift", "discount", "student_t", "regimen_drift_t"])
+@pytest.mark.parametrize(
+    "name",
+    ["regimen", "drift", "era", "discount", "student_t", "regimen_drift", "regimen_drift_t"],
+)
 def test_exact_engine_agrees_with_nuts(name, tables):
     """Posterior means and sds of every global parameter within Monte Carlo error.
 
