@@ -275,6 +275,15 @@ def test_age_discount_counts_ages_to_the_target_year(tables):
     assert discount_at(_spec(), 2030) == _spec()  # no age discount: nothing to count
     fixed = discount_at(spec, 2020)
     assert discount_reference(fixed.random_effects, [2003.0]) == 2020
+    # the command line's --year is the target's year
+    import argparse
+
+    from lmsbayes.cli._common import load_spec_from_args
+
+    args = argparse.Namespace(spec="age_discount", year=2027, engine=None, fast=False)
+    assert load_spec_from_args(args).random_effects.discount_year == 2027
+    args.year = None
+    assert load_spec_from_args(args).random_effects.discount_year == 0
 
 
 # ----------------------------------------------------------------------------- recovery
