@@ -6,9 +6,13 @@ refuses an ``arm_id`` the base table already has or a regimen label that names a
 combination another label already names, fits the spec before and after, and
 returns the difference in every threshold row, in the MAP priors (with their ESS)
 of the added arms' lines, and in the spec's leave-future-out summary. The
-leave-future-out after the addition reuses every fold whose training and held-out
-arms did not change (:func:`lmsbayes.validate.lfo` with ``reuse``), so a trial
-published after all others costs one refit.
+leave-future-out after the addition takes over every fold whose training and held-out
+arms did not change and refits only the others (a trial published in or after the
+latest year: one refit). The independent steps (the fits before and after with their
+threshold rows and priors, the leave-future-out before in two halves, the changed folds
+after) run side by side in 2 forked processes where the machine has 2 cores; every step
+is deterministic (the exact engine's fixed rule), so the output is the same as in one
+process (benchmarks/update_speed.py measures it).
 """
 
 from __future__ import annotations
