@@ -96,7 +96,8 @@ def test_cli_update_prints_what_changed(tmp_path, capsys):
 
     path = tmp_path / "new.csv"
     path.write_text(ONE_ARM.format(regimen="doxorubicin"))
-    assert main(["update", "--add", str(path), "-q"]) == 0
+    # two forked processes (the default only where a second core is free)
+    assert main(["update", "--add", str(path), "-q", "--workers", "2"]) == 0
     out = capsys.readouterr().out
     assert "1 arm added (synthetic_2025_doxo); 1 enter the model" in out
     assert "1. Every threshold row, before and after" in out and "1L case mix" in out

@@ -243,6 +243,22 @@ def _preload() -> None:
     import lmsbayes.prior  # noqa: F401
 
 
+def _default_workers() -> int:
+    """2 where a second core is free (load average below the cores less one), else 1.
+
+    On 2 cores shared with other work the two processes only compete (measured: 28 s wall
+    with 2, 23 s with 1 at load 5; docs/validation.md section 7).
+    """
+    import os
+
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        load = 0.0
+    return 2 if cores >= 2 and load <= cores - 1 else 1
+
+
 def _pool(workers: int):
     """A pool of ``workers`` forked processes (they share the imported modules), or None.
 
@@ -306,7 +322,7 @@ def update(
     workers : int, optional
         Processes for the independent steps (the fits before and after with their
         thresholds and priors, and the two halves of the leave-future-out before); default
-        2 where the machine has 2 cores (forked; 1 runs every step here, one after another).
+        2 where a second core is free (forked; 1 runs every step here, one after another).
         The numbers do not depend on it: every step is deterministic (the exact engine's
         fixed rule).
     progress : callable, optional
@@ -315,8 +331,6 @@ def update(
     -------
     Update
     """
-    import os
-
     from lmsbayes.future import summarize
     from lmsbayes.model.prepare import prepare_data
     from lmsbayes.predict import Setting
@@ -349,7 +363,7 @@ def update(
     secs["read"] = time.perf_counter() - t0
     # the independent steps, spread over the workers: the fits before and after (each with
     # its threshold rows and priors) and the leave-future-out before in two halves
-    n_work = workers if workers is not None else min(2, os.cpu_count() or 1)
+    n_work = workers if workers is not None else _default_workers()
     if n_work > 1:
         _preload()
     t = time.perf_counter()

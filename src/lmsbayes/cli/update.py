@@ -67,8 +67,8 @@ def register(sub) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="processes for the independent refits (default: 2 where there are 2 cores; 1: "
-        "one after another; the numbers do not depend on it)",
+        help="processes for the independent refits (default: 2 where a second core is free, "
+        "else 1: one after another; the numbers do not depend on it)",
     )
     q.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     q.set_defaults(func=cmd_update)
