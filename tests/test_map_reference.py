@@ -25,7 +25,7 @@ import warnings
 
 import numpy as np
 import pytest
-from _quadrature import DATA_SETS, PROBS, reference
+from _quadrature import DATA_SETS, PROBS, QUANTILES, reference
 
 from lmsbayes.prior import BetaMixture, ess
 from lmsbayes.prior.density import PredictiveDensity
@@ -65,6 +65,14 @@ def test_density_reproduces_the_quadrature_predictive(fitted):
     x = np.quantile(ref.predictive_quantiles, [0.0, 0.3, 0.5, 0.8, 1.0])
     np.testing.assert_allclose(full.pdf(x), ref.predictive_pdf(x), rtol=1e-9)
     np.testing.assert_allclose(full.cdf(ref.predictive_quantiles), PROBS, atol=1e-8)
+
+
+def test_tabulated_quantiles_are_the_grids(fitted):
+    """tests/_quadrature.py's table (what test_integrated and test_generic use) is the grid's."""
+    name = fitted[0]
+    ref = reference(name)
+    np.testing.assert_allclose(ref.pooled_quantiles, QUANTILES[name]["pooled"], atol=5.1e-6)
+    np.testing.assert_allclose(ref.predictive_quantiles, QUANTILES[name]["predictive"], atol=5.1e-6)
 
 
 def test_map_mixture_quantiles_match_quadrature(fitted):
