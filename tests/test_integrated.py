@@ -154,7 +154,7 @@ def test_default_lattice_error_is_honest_over_50_shifts(monkeypatch):
 
     The default (8 globals) is integrated by the rank-1 lattice rule through the importance
     proposals, its 8 shifts fixed: the thresholds are the same at every fit seed. The answer's
-    randomness is the shifts': drawn anew 50 times (``SHIFT_SEED``), the spread of each
+    randomness is the shifts': drawn anew 50 times (``shift_seed``), the spread of each
     quantile over the 50 rules is what the stated error (sd of the 8 shifted rules' answers /
     sqrt(8)) estimates. Quantities: the pooled rate's 2.5/50/97.5% quantiles of every setting
     of the default table at 3 and 6 months (the threshold reference), and the new-trial
@@ -165,19 +165,32 @@ def test_default_lattice_error_is_honest_over_50_shifts(monkeypatch):
     """
     import importlib
 
-    from lmsbayes.integrated import rate_summaries
+    from lmsbayes import integrated
+    from lmsbayes.engines import exact as ex
     from lmsbayes.spec import load_spec
 
     predict = importlib.import_module("lmsbayes.predict")
     spec = load_spec("default").replace(**{"exact.draws": 200})  # the rule ignores the draws
+    fit = lb.fit(spec)
+    m = fit.model
+    post = ex._Posterior(m, ex.Integrator(m, spec.exact.nodes, spec.exact.uterine_nodes))
+    mode, _, optima = ex._mode(post)
+    cov = ex._covariance(post.hessian(mode))
+    others = [(x, lp) for x, lp in optima[1:] if lp > optima[0][1] - 8.0]  # as fit_exact
+
+    def rule(shift_seed):
+        return ex._lattice_rule(post, mode, cov, others, optima, spec.exact, shift_seed)[0]
+
+    # the engine's own rule is this one at the fixed shifts
+    np.testing.assert_allclose(rule(None).log_weight, integrated._rule(fit).log_weight, atol=1e-8)
+    settings, landmarks = predict._resolve(fit, None, None, None)
+    single = [s for s in settings if not s.case_mix]
     got = {"pooled": ([], []), "predictive": ([], [])}
     for i in range(50):
-        monkeypatch.setattr(rules, "SHIFT_SEED", 1000 + i)
-        fit = lb.fit(spec)
-        settings, landmarks = predict._resolve(fit, None, None, None)
-        single = [s for s in settings if not s.case_mix]
+        r_i = rule(1000 + i)
+        monkeypatch.setattr(integrated, "_rule", lambda fit, r_i=r_i: r_i)
         for kind, ss in (("pooled", settings), ("predictive", single)):
-            r = rate_summaries(fit, ss, landmarks, kind, [0.025, 0.5, 0.975])
+            r = integrated.rate_summaries(fit, ss, landmarks, kind, [0.025, 0.5, 0.975])
             got[kind][0].append(r["quantiles"])
             got[kind][1].append(r["error"])
     for kind, (q, e) in got.items():
