@@ -175,7 +175,8 @@ def main() -> None:
                 )
         results[engine] = median_of(times)
         print(
-            f"  {engine:6s} {results[engine]:7.2f} s   (runs: {', '.join(f'{t:.2f}' for t in times)})",
+            f"  {engine:6s} {results[engine]:7.2f} s   (runs: "
+            f"{', '.join(f'{t:.2f}' for t in times)})",
             flush=True,
         )
     print(f"  ratio exact / nuts: {results['exact'] / results['nuts']:.3f}")
@@ -241,7 +242,8 @@ def main() -> None:
         t_fit, f = timed(lambda: lb.fit(spec, data, engine="exact"), reps=1 if k >= 10000 else 3)
         per_arm.append(t_fit / k)
         print(
-            f"  {k:6d} arms: prepare {t_prep:6.2f} s, fit {t_fit:6.2f} s ({1e6 * t_fit / k:7.1f} us per arm) | "
+            f"  {k:6d} arms: prepare {t_prep:6.2f} s, fit {t_fit:6.2f} s ({1e6 * t_fit / k:7.1f} "
+            "us per arm) | "
             f"{f.diagnostics.line()}",
             flush=True,
         )
@@ -265,7 +267,8 @@ def main() -> None:
             reps=1,
         )
         print(
-            f"  NUTS, 1,000 arms (2 x 500 draws, compiled beforehand): {t_nuts:.2f} s | {f.diagnostics.line()}"
+            f"  NUTS, 1,000 arms (2 x 500 draws, compiled beforehand): {t_nuts:.2f} s | "
+            f"{f.diagnostics.line()}"
         )
 
     print("\n5. Leave-one-trial-out over every trial of the bundled data")
@@ -281,10 +284,12 @@ def main() -> None:
         lambda: lb.fit(spec, data.take(np.arange(1, data.n_arms)), engine="nuts"), reps=1
     )
     print(
-        f"  exact: {len(trials)} refits in {t_loto:.2f} s ({1000 * t_loto / len(trials):.0f} ms each)"
+        f"  exact: {len(trials)} refits in {t_loto:.2f} s ({1000 * t_loto / len(trials):.0f} ms "
+        "each)"
     )
     print(
-        f"  NUTS (one refit of a new shape {t_nuts:.1f} s, compile included) x {len(trials)} trials: "
+        f"  NUTS (one refit of a new shape {t_nuts:.1f} s, compile included) x {len(trials)} "
+        "trials: "
         f"~{t_nuts * len(trials):.0f} s; ratio {t_loto / (t_nuts * len(trials)):.4f}"
     )
     print(json.dumps({"run": results, "as_job": job}))

@@ -1,4 +1,6 @@
-"""Issue 22's figures: every job beside the floor of its imports and beside the NUTS path, in one run.
+"""Issue 22's figures.
+
+Every job beside the floor of its imports and beside the NUTS path, in one run.
 
 Run with ``python benchmarks/exactness.py`` (``--runs N`` whole-process runs per job, default 5;
 ``--skip-nuts`` leaves out the NUTS comparisons; ``--skip-large`` the 100,000-row table).
@@ -69,7 +71,10 @@ def show(name: str, r: dict) -> None:
     if "A wall" not in r:
         print(f"  {name}: farm-bench gave no figures:\n{r['raw']}", flush=True)
         return
-    line = f"  {name:34s} wall {r['A wall']:7.2f} s  cpu {r['A cpu']:6.2f} s  peak {r['A peak']:7.1f} MiB"
+    line = (
+        f"  {name:34s} wall {r['A wall']:7.2f} s  cpu {r['A cpu']:6.2f} s  "
+        f"peak {r['A peak']:7.1f} MiB"
+    )
     if "A/B wall" in r:
         line += (
             f" | floor wall {r['B wall']:.2f} s cpu {r['B cpu']:.2f} s"
@@ -97,10 +102,12 @@ def main() -> None:
     warnings.simplefilter("ignore")
     env_note = f"load {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)"
     print(
-        f"lmsbayes benchmarks (issue 22), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {env_note}"
+        f"lmsbayes benchmarks (issue 22), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"{env_note}"
     )
     print(
-        f"whole processes: farm-bench, medians of {args.runs} runs, each paired with the floor ({FLOOR})"
+        f"whole processes: farm-bench, medians of {args.runs} runs, each paired with the floor "
+        f"({FLOOR})"
     )
 
     print("\n1. Whole processes beside the floor")

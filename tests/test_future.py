@@ -1,4 +1,6 @@
-"""Leave-future-out, leave-one-regimen-out and the choice among specs (lmsbayes.validate, lmsbayes.future).
+"""Leave-future-out, leave-one-regimen-out and the choice among specs.
+
+Modules: lmsbayes.validate, lmsbayes.future.
 
 - The folds of leave-future-out, its ELPD terms, PITs, interval limits and interval
   scores against a hand computation from each fold's posterior draws (scipy normal

@@ -1,4 +1,6 @@
-"""Integrated summaries of the exact engine: deterministic rules against brute-force quadrature.
+"""Integrated summaries of the exact engine.
+
+Deterministic rules checked against brute-force quadrature.
 
 Reference values: tests/_quadrature.py (a brute-force grid over (alpha, log tau), each study's
 random effect integrated by FFT convolution on a fine logit grid; its quantiles tabulated in
@@ -73,7 +75,10 @@ def test_p1_quantiles_are_p0_raised_to_hr():
 
 
 def test_stated_error_bounds_the_actual_one():
-    """The tensor rule's stated error (against every second node) is no smaller than its real error."""
+    """The tensor rule's stated error is no smaller than its real error.
+
+    The stated error is that against every second node.
+    """
     fit = lb.fit(SPEC, pd.read_csv(DATA / "colitis.csv"), engine="exact")
     for ref in ("pooled", "predictive"):
         q, ds = _quantiles(fit, ref)
@@ -209,7 +214,10 @@ def test_default_lattice_error_is_honest_over_50_shifts(monkeypatch):
 
 
 def test_repeated_arms_are_integrated_once_and_counted():
-    """A table repeating its (r, n) pairs: the posterior from the distinct arms equals the full one."""
+    """A table repeating its (r, n) pairs.
+
+    The posterior from the distinct arms equals the full one.
+    """
     from lmsbayes.engines import exact as ex
     from lmsbayes.model.definition import Model
     from lmsbayes.model.prepare import prepare_data

@@ -171,7 +171,10 @@ def test_map_prior_of_a_fit_is_a_function_of_its_global_points():
 
 @pytest.mark.parametrize("name", ["AS", "colitis", "transplant", "synthetic_zero"])
 def test_map_prior_and_ess_are_identical_across_seeds_and_match_quadrature(name):
-    """Done when (issue 22): the MAP mixture within 0.003 of quadrature at every seed, ESS identical."""
+    """Done when (issue 22).
+
+    The MAP mixture within 0.003 of quadrature at every seed, ESS identical.
+    """
     import pandas as pd
     from _quadrature import DATA
 

@@ -91,7 +91,10 @@ def test_notebooks_show_no_ci_boilerplate(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_stored_notebooks_carry_their_outputs(path):
-    """Readers on GitHub see results: every code cell was run, in order, without an error (CI mode)."""
+    """Readers on GitHub see results: every code cell was run, in order, without an error.
+
+    CI mode.
+    """
     assert path.stat().st_size < 2_000_000, f"{path.name}: {path.stat().st_size} bytes"
     nb = nbformat.read(path, as_version=4)
     cells = [c for c in nb.cells if c.cell_type == "code"]

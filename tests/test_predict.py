@@ -24,7 +24,10 @@ def _expit(x):
 
 @pytest.fixture(scope="module")
 def per_landmark_fit(trials):
-    """The 0.1 default's per-landmark structure (logit-normal: the exact engine's fast Gaussian path)."""
+    """The 0.1 default's per-landmark structure.
+
+    Logit-normal: the exact engine's fast Gaussian path.
+    """
     import lmsbayes
 
     return lmsbayes.fit(
@@ -48,7 +51,10 @@ def _logit_pooled(post, t, line, nrt, uterine_centred):
 
 
 def test_pooled_rate_equals_raw_draw_computation(default_fit):
-    """pooled S(t) = logistic(alpha + x beta - k log(t / 6)) at any t, by hand from the posterior arrays."""
+    """pooled S(t) = logistic(alpha + x beta - k log(t / 6)) at any t.
+
+    By hand from the posterior arrays.
+    """
     post = default_fit.posterior
     s = Setting("2L+", "NR-T", 1.0, "x")
     for t in (3.0, 6.0, 9.0, 24.0):
@@ -76,7 +82,10 @@ def test_predictive_spread_matches_tau(default_fit):
 
 
 def test_case_mix_row_is_the_mean_over_the_lines_arms(default_fit):
-    """The EORTC-comparable row: the pooled rate at each included arm's covariates, averaged over the arms."""
+    """The EORTC-comparable row.
+
+    The pooled rate at each included arm's covariates, averaged over the arms.
+    """
     post = default_fit.posterior
     d = default_fit.data
     got = (
@@ -224,7 +233,10 @@ def test_comparisons_are_probabilities(default_fit):
 
 
 def test_comparisons_equal_raw_draw_computation(default_fit):
-    """uterine - non-uterine (2L+ R-T) and NR-T - R-T (1L, uterine 0.5), by hand from alpha, beta and k."""
+    """uterine - non-uterine (2L+ R-T) and NR-T - R-T (1L, uterine 0.5).
+
+    By hand from alpha, beta and k.
+    """
     post = default_fit.posterior
     c = comparisons(default_fit).set_index(["line", "landmark", "comparison"])
     for t in (3.0, 6.0):
@@ -363,7 +375,10 @@ def test_the_python_table_carries_evidence_flags_and_arm_ids(default_fit):
 
 
 def test_at_applies_to_every_row_or_the_row_says_why_not(trials):
-    """`--at year=2026` moves the class and site rows; the case-mix rows say why they do not move."""
+    """`--at year=2026` moves the class and site rows.
+
+    The case-mix rows say why they do not move.
+    """
     import lmsbayes
 
     fit = lmsbayes.fit("time_trend", trials)

@@ -1,4 +1,6 @@
-"""Random-effect structure (lmsbayes.model.structure): groups, drift, age discount, Student-t effects.
+"""Random-effect structure (lmsbayes.model.structure).
+
+Groups, drift, age discount, Student-t effects.
 
 - Both engines read one definition: PyMC's joint log density equals
   Model.joint_logp at random points for every new option.
@@ -25,7 +27,10 @@ REGIMENS = ("doxorubicin", "gem+doc", "trabectedin", "pazopanib", "eribulin", "d
 
 
 def _arms(k: int = 14, seed: int = 0):
-    """Survival arms with a regimen and a year; some medians with CIs, some rates, two latent fractions."""
+    """Survival arms with a regimen and a year.
+
+    Some medians with CIs, some rates, two latent fractions.
+    """
     rng = np.random.default_rng(seed)
     arms, rates = [], []
     for i in range(k):
@@ -127,7 +132,10 @@ def _point(m: Model, seed: int = 3):
 
 
 def _arm_ll(m: Model, one: dict, arm: int, z: float, u: float | None, shift: float = 0.0) -> float:
-    """The definition's log-likelihood of one arm at its effect z (on the t or normal scale), fraction u."""
+    """The definition's log-likelihood of one arm at its effect z, fraction u.
+
+    z on the t or normal scale.
+    """
     from lmsbayes.model.families import NUMPY_OPS
 
     sub = Model(m.spec, m.data.take([arm]))
@@ -190,7 +198,10 @@ def test_t_scale_mixture_is_the_student_t_density():
     ],
 )
 def test_group_integrals_equal_scipy_quadrature(name, tables):
-    """A group's log-likelihood: its arms' integrals at v = group_tau w, integrated over w ~ N(0, 1)."""
+    """A group's log-likelihood.
+
+    Its arms' integrals at v = group_tau w, integrated over w ~ N(0, 1).
+    """
     spec = _spec(**OPTIONS[name])
     m = Model(spec, prepare_data(spec, tables))
     vals, one = _point(m, seed=5)
@@ -300,7 +311,10 @@ def test_regimen_effects_recover_both_heterogeneity_scales():
 
 
 def test_drift_recovers_a_simulated_trend():
-    """A linear drift of +0.8 on the logit scale from 2005 to 2025: the fitted drift's difference covers it."""
+    """A linear drift of +0.8 on the logit scale from 2005 to 2025.
+
+    The fitted drift's difference covers it.
+    """
     import lmsbayes
 
     table = _binomial(
@@ -405,7 +419,10 @@ def test_targets_parse_and_refuse_what_they_cannot_be():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["regimen", "drift", "discount", "student_t", "regimen_drift_t"])
 def test_exact_engine_agrees_with_nuts(name, tables):
-    """Posterior means and sds of every global parameter within Monte Carlo error (Bonferroni over them)."""
+    """Posterior means and sds of every global parameter within Monte Carlo error.
+
+    Bonferroni over them.
+    """
     import warnings
 
     import lmsbayes
@@ -433,7 +450,10 @@ def test_exact_engine_agrees_with_nuts(name, tables):
 
 
 def test_thresholds_of_a_drift_fit_read_the_drift_at_its_reference_year(drift_fit):
-    """The evidence's pooled rate adds the drift's columns (it raised a shape error without them)."""
+    """The evidence's pooled rate adds the drift's columns.
+
+    It raised a shape error without them.
+    """
     from lmsbayes.integrated import has_rule, rule_applies
     from lmsbayes.predict import thresholds
 

@@ -64,7 +64,10 @@ def _spec(
 
 
 def _survival_tables(k=10, seed=0, latent=(), rates_at=(3.0, 12.0), trials=None, years=None):
-    """Arms with a median (95% CI) and rates (95% CIs) from log-logistic curves; values only set the design."""
+    """Arms with a median (95% CI) and rates (95% CIs) from log-logistic curves.
+
+    Values only set the design.
+    """
     rng = np.random.default_rng(seed)
     arms, rates = [], []
     for i in range(k):
@@ -101,7 +104,10 @@ def _survival_tables(k=10, seed=0, latent=(), rates_at=(3.0, 12.0), trials=None,
 
 
 def _rate_tables(n, rate, t=6, trials=None):
-    """Arms with one reported rate each (both table layouts: the rate table and pfsr_<t>m columns)."""
+    """Arms with one reported rate each.
+
+    Both table layouts: the rate table and pfsr_<t>m columns.
+    """
     arms = [
         {
             "arm_id": f"a{i}",
@@ -129,7 +135,10 @@ def _prior_draw(prior, shape, rng):
 
 
 def _simulate(spec, data, rng, truth=None):
-    """Data with the template's design and observations drawn from the model (prior predictive, or ``truth``)."""
+    """Data with the template's design and observations drawn from the model.
+
+    Prior predictive, or ``truth``.
+    """
     m = Model(spec, data)
     vals = {
         p.name: (
@@ -243,7 +252,10 @@ def test_log_normal_mix_against_quadrature(curve):
 
 
 def test_heldout_density_equals_direct_normal_integrals():
-    """ELPD terms: a multivariate normal per draw (median and rates correlated), u integrated by quad."""
+    """ELPD terms.
+
+    A multivariate normal per draw (median and rates correlated), u integrated by quad.
+    """
     spec = _spec(covariates=("line", "uterine"))
     data = prepare_data(spec, _survival_tables(k=9, latent=(4,)))
     held = [3, 4]
@@ -305,7 +317,10 @@ def test_pit_of_survival_observations_matches_simulation(curve):
 
 
 class _FixedUniform:
-    """Stands in for the generator of the randomised PIT: V = v gives F(y - 1) + v (F(y) - F(y - 1))."""
+    """Stands in for the generator of the randomised PIT.
+
+    V = v gives F(y - 1) + v (F(y) - F(y - 1)).
+    """
 
     def __init__(self, v):
         self.v = v
@@ -330,7 +345,8 @@ def test_randomised_pit_of_counts_matches_simulation():
     p = special.expit(np.repeat(values["alpha"][:, 0], reps) + tau * rng.standard_normal(tau.size))
     yr = rng.binomial(int(nn), p)
     F, Fm = (yr <= y).mean(), (yr <= y - 1).mean()
-    # the same posterior draws on both sides: only the simulation's Monte Carlo error (and the z grid) differ
+    # the same posterior draws on both sides: only the simulation's Monte Carlo error (and the z
+    # grid) differ
     mc = 4 * math.sqrt(0.25 / tau.size) + 1e-3
     assert Fm - mc <= obs["pit"].iloc[0] <= F + mc
     m = Model(spec, data.take([2]))
@@ -342,7 +358,10 @@ def test_randomised_pit_of_counts_matches_simulation():
 
 
 def test_pit_of_joint_conditional_counts_matches_simulation():
-    """Joint landmarks: each conditional count's CDF, the arm's one random effect shared by its landmarks."""
+    """Joint landmarks.
+
+    Each conditional count's CDF, the arm's one random effect shared by its landmarks.
+    """
     raw = {
         "name": "j",
         "landmarks": [3, 6],
@@ -379,7 +398,10 @@ def test_pit_of_joint_conditional_counts_matches_simulation():
 
 
 def test_weibull_density_on_the_logit_scale_is_the_derivative_of_its_cdf():
-    """elpd_survival of a Weibull rate = d/dl P(logit S_obs <= l), computed from the cloglog predictive."""
+    """elpd_survival of a Weibull rate = d/dl P(logit S_obs <= l).
+
+    Computed from the cloglog predictive.
+    """
     spec = _spec(curve="weibull", covariates=())
     tables = lms_tables(
         [{"arm_id": f"a{i}", "n": 50} for i in range(6)],
@@ -560,11 +582,14 @@ def test_calibration_figure_shows_every_spec(small_loto):
     np.testing.assert_allclose(y, small_loto.coverage()["coverage"].to_numpy())
 
 
-# ---------------------------------------------------------------------------- calibration by simulation
+# ---------------------------------------------------------------------- calibration by simulation
 
 
 def _coverage_check(per_sim: np.ndarray, levels, family_alpha=0.01):
-    """Mean coverage over independent simulations against nominal: t interval, Bonferroni over levels."""
+    """Mean coverage over independent simulations against nominal.
+
+    t interval, Bonferroni over levels.
+    """
     n = per_sim.shape[0]
     q = stats.t.ppf(1 - family_alpha / (2 * len(levels)), n - 1)
     mean, se = per_sim.mean(0), per_sim.std(0, ddof=1) / math.sqrt(n)
@@ -587,7 +612,10 @@ def _calibration_run(spec, template, n_sim, seed):
 
 
 def _logit_normal_template(k, n_trials):
-    """k arms in n_trials trials (several arms predicted per refit: more checks per fit), tau large against se."""
+    """k arms in n_trials trials (several arms predicted per refit: more checks per fit).
+
+    tau large against se.
+    """
     spec = _spec("logit-normal", covariates=(), draws=500).replace(
         landmarks=(6.0,), **{"priors.tau": Prior("HalfNormal", sigma=1.0)}
     )
@@ -599,7 +627,10 @@ def _logit_normal_template(k, n_trials):
 
 
 def test_loto_coverage_is_nominal_on_prior_predictive_data_fast():
-    """20 simulations x 4 refits. Power: predictive variances with 0.3 tau^2 instead of tau^2 fail it."""
+    """20 simulations x 4 refits.
+
+    Power: predictive variances with 0.3 tau^2 instead of tau^2 fail it.
+    """
     spec, template = _logit_normal_template(20, 4)
     cov, deciles = _calibration_run(spec, template, n_sim=20, seed=1)
     _coverage_check(cov, V.LEVELS)
@@ -616,7 +647,10 @@ def test_loto_coverage_is_nominal_on_prior_predictive_data_logit_normal():
 
 @pytest.mark.slow
 def test_loto_coverage_is_nominal_on_prior_predictive_data_survival():
-    """The default model's structure: log-logistic curves, median + rates, covariates with a latent fraction."""
+    """The default model's structure.
+
+    Log-logistic curves, median + rates, covariates with a latent fraction.
+    """
     spec = _spec(covariates=("line", "uterine"), draws=1000)
     template = prepare_data(
         spec, _survival_tables(k=12, latent=(2, 7), trials=[f"T{i % 4}" for i in range(12)])
@@ -640,7 +674,10 @@ def test_loto_coverage_is_nominal_on_prior_predictive_data_binomial():
 
 
 def test_misspecified_shape_loses_elpd():
-    """Log-logistic curves with shape 2 (truth); a fit with the shape fixed at 0.7 predicts worse."""
+    """Log-logistic curves with shape 2 (truth).
+
+    A fit with the shape fixed at 0.7 predicts worse.
+    """
     good = _spec(name="pooled", covariates=("line",))
     bad = _spec(name="fixed", covariates=("line",), shape="fixed", shape_value=0.7)
     template = prepare_data(good, _survival_tables(k=12, seed=4, rates_at=(2.0, 12.0)))

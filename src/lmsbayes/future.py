@@ -336,7 +336,9 @@ def compare_future(
     draws: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> FutureComparison:
-    """Score specs by leave-future-out, choose by the rule, and check the choice pseudo-prospectively.
+    """Score specs by leave-future-out and choose by the rule.
+
+    Then check the choice pseudo-prospectively.
 
     Parameters
     ----------

@@ -106,13 +106,18 @@ class LinkNormals:
         return special.expit(x) if self.link == "logit" else np.exp(-np.exp(x))
 
     def components(self, s: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(weights, loc, scale) of setting s at landmark k, flattened over points and components."""
+        """(weights, loc, scale) of setting s at landmark k.
+
+        Flattened over points and components.
+        """
         w = (self.rule.weights[:, None] * self.mix[:, s]).ravel()
         return w, self.loc[:, s, :, k].ravel(), self.scale[:, s, :, k].ravel()
 
 
 def _rate_link(fit, eta: np.ndarray, shape, landmarks: Sequence[float]):
-    """Link-scale location of the rate at each landmark from predictors eta (..., K): (..., L), link.
+    """Link-scale location of the rate at each landmark, and the link.
+
+    From predictors eta (..., K), the location is (..., L).
 
     The family computes the rate and names the scale a new arm's effect adds on.
     """
@@ -171,7 +176,8 @@ def link_normals(fit, settings, landmarks: Sequence[float]) -> LinkNormals:
     out.pooled = np.einsum("psm,psml->psl", mix, out.rate(loc))
     if rule.kind == "tensor":
         # a grid's atoms stand for their cells: the pooled rate's spread over each cell (along
-        # every edge of it) makes the atoms uniform intervals, so quantiles do not step between nodes
+        # every edge of it) makes the atoms uniform intervals, so quantiles do not step between
+        # nodes
         cell = _rule_cells(fit, rule)
         half = np.zeros_like(out.pooled)
         for i in range(cell.shape[-1]):

@@ -94,7 +94,8 @@ def _check_settings(fit: Fit, settings: Sequence[Setting], landmarks: Sequence[f
         for s in settings:
             if s.line is None:
                 raise OptionError(
-                    f"setting {s.label!r}: a fit of the LMS table needs a line (Setting('1L') or Setting('2L+'))"
+                    f"setting {s.label!r}: a fit of the LMS table needs a line (Setting('1L') or "
+                    "Setting('2L+'))"
                 )
             if s.line not in fitted_lines:
                 raise OptionError(
@@ -114,8 +115,10 @@ def _check_settings(fit: Fit, settings: Sequence[Setting], landmarks: Sequence[f
         for t in landmarks:
             if float(t) not in d.landmarks:
                 raise OptionError(
-                    f"landmark {t:g} months was not fitted (fitted: {[f'{x:g}' for x in d.landmarks]}); this "
-                    "per-landmark model has no parameter for another landmark (the survival model gives any landmark)"
+                    f"landmark {t:g} months was not fitted (fitted: "
+                    f"{[f'{x:g}' for x in d.landmarks]}); this "
+                    "per-landmark model has no parameter for another landmark (the survival model "
+                    "gives any landmark)"
                 )
     if not d.landmarks and not d.family.any_landmark and landmarks:
         raise OptionError(
@@ -134,7 +137,9 @@ def _posterior_values(fit: Fit) -> dict:
 def _rates(
     fit: Fit, eta: np.ndarray, shape: np.ndarray | None, landmarks: Sequence[float]
 ) -> np.ndarray:
-    """Rates at the landmarks from linear predictors eta (chain, draw, setting, K) -> (chain, draw, setting, L).
+    """Rates at the landmarks from linear predictors eta.
+
+    (chain, draw, setting, K) -> (chain, draw, setting, L).
 
     ``shape`` (survival): the curve's shape for each (chain, draw, setting).
     """
@@ -147,7 +152,10 @@ def _shape_values(fit: Fit, c: dict, groups: np.ndarray) -> np.ndarray | None:
 
 
 def _new_effects(fit: Fit, tau: np.ndarray, rng, new_group: bool = True) -> np.ndarray:
-    """A new trial's random effect for each draw: tau (chain, draw, setting, Kz) times a standard draw."""
+    """A new trial's random effect for each draw.
+
+    tau (chain, draw, setting, Kz) times a standard draw.
+    """
     re = fit.spec.random_effects
     z = (
         rng.standard_t(re.nu, size=tau.shape)
@@ -165,7 +173,10 @@ def _new_effects(fit: Fit, tau: np.ndarray, rng, new_group: bool = True) -> np.n
 def _case_mix_predictors(
     fit: Fit, line: str, c: dict, rng
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pooled predictors of every included arm of a line (chain, draw, arm, K), their strata and shape groups."""
+    """Pooled predictors of every included arm of a line (chain, draw, arm, K).
+
+    Also their strata and shape groups.
+    """
     m, d = fit.model, fit.data
     sel = np.flatnonzero(d.arms["line"].astype(str).to_numpy() == line)
     post = fit.posterior
@@ -414,7 +425,10 @@ def _observed_in_sequence(
 
 
 def _effective_size(fit: Fit, x: np.ndarray) -> float:
-    """Effective sample size of draws x (chain, draw): the engine's ESS for independent draws, else bulk ESS."""
+    """Effective sample size of draws x (chain, draw).
+
+    The engine's ESS for independent draws, else bulk ESS.
+    """
     if fit.diagnostics.independent_draws:
         return float(min(fit.diagnostics.ess, x.size))
     import arviz_stats as azs
@@ -733,7 +747,9 @@ def threshold_table(ds: xr.Dataset, *, eortc: bool = True, fit: Fit | None = Non
 
 
 def _settings_of(ds: xr.Dataset) -> list:
-    """The settings of a :func:`thresholds` result, rebuilt from its coordinates (labels without them).
+    """The settings of a :func:`thresholds` result, rebuilt from its coordinates.
+
+    Without those coordinates, the labels themselves.
 
     The evidence of a row is that of its own covariate values, whatever its label: a setting
     outside the standard table must not be looked up by name.

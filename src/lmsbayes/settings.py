@@ -94,7 +94,10 @@ class Setting:
 
     @classmethod
     def standardised(cls, line: str) -> Setting:
-        """The case mix of the included arms of a line (EORTC-comparable: one pooled value per line)."""
+        """The case mix of the included arms of a line.
+
+        EORTC-comparable: one pooled value per line.
+        """
         return cls(line, name=f"{line} case mix", case_mix=line)
 
     def values(self) -> dict[str, object]:
@@ -122,7 +125,8 @@ class Setting:
         """The setting in words a clinician reads correctly."""
         if self.case_mix:
             return (
-                f"{'first line' if self.case_mix == '1L' else 'pre-treated (2L+)'}, the case mix of the "
+                f"{'first line' if self.case_mix == '1L' else 'pre-treated (2L+)'}, the case mix "
+                "of the "
                 "included arms (classes and sites as in the data; EORTC-comparable)"
             )
         parts = []
@@ -231,7 +235,10 @@ def settings_at(fit: Fit, settings: list[Setting], at: Mapping[str, float] | Non
 
 
 def setting_design(fit: Fit, settings: Sequence[Setting]) -> np.ndarray:
-    """Design rows of the settings (setting, covariate); clear errors for values outside the coding."""
+    """Design rows of the settings (setting, covariate).
+
+    Clear errors for values outside the coding.
+    """
     coding = fit.data.coding
     if not coding:
         return np.zeros((len(settings), 0))
@@ -254,11 +261,13 @@ def setting_design(fit: Fit, settings: Sequence[Setting]) -> np.ndarray:
             for s, v in zip(settings, frame.get(c.column, pd.Series([None] * len(settings)))):
                 if v is None or (isinstance(v, float) and math.isnan(v)):
                     raise OptionError(
-                        f"setting {s.label!r} needs a value for covariate {c.name!r} (column {c.column!r})"
+                        f"setting {s.label!r} needs a value for covariate {c.name!r} (column "
+                        f"{c.column!r})"
                     )
                 if c.kind == "indicator" and str(v) not in levels[c.column]:
                     raise OptionError(
-                        f"setting {s.label!r}: {c.column} must be one of {sorted(levels[c.column])}, got {v!r}"
+                        f"setting {s.label!r}: {c.column} must be one of "
+                        f"{sorted(levels[c.column])}, got {v!r}"
                     )
                 if c.kind == "numeric":
                     try:

@@ -260,7 +260,8 @@ class Prior:
         """Parse ``{dist = "HalfNormal", sigma = 0.5}``; append problems instead of raising."""
         if not isinstance(value, Mapping) or "dist" not in value:
             problems.append(
-                f'{where} must be a table like {{dist = "HalfNormal", sigma = 0.5}}, got {_show(value)}'
+                f'{where} must be a table like {{dist = "HalfNormal", sigma = 0.5}}, got '
+                f"{_show(value)}"
             )
             return None
         dist = value["dist"]
@@ -483,7 +484,10 @@ class ModelSpec:
 
     @property
     def family(self):
-        """The likelihood family, for ``survival`` the curve (:class:`lmsbayes.model.families.Family`)."""
+        """The likelihood family, for ``survival`` the curve.
+
+        :class:`lmsbayes.model.families.Family`.
+        """
         return _families.get_family(self.model.likelihood, self.model.curve)
 
     @property
@@ -564,7 +568,10 @@ _TYPES: tuple[tuple[type, Any, str, Any], ...] = (
 
 
 def _parse_at(value: Any, where: str, problems: list[str]) -> tuple[tuple[str, float], ...]:
-    """``{ column = number, ... }`` -> sorted (name, value) pairs; problems reported, () on error."""
+    """``{ column = number, ... }`` -> sorted (name, value) pairs.
+
+    Problems reported, () on error.
+    """
     if not isinstance(value, Mapping):
         problems.append(f"{where} must be a table like {{ year = 2026 }}, got {_show(value)}")
         return ()
@@ -754,7 +761,8 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
     for cname, cdef in spec.covariates:
         if cname in COVARIATES:
             problems.append(
-                f"[covariates.{cname}]: {cname!r} is a built-in covariate of the LMS table; use another name"
+                f"[covariates.{cname}]: {cname!r} is a built-in covariate of the LMS table; use "
+                "another name"
             )
         if cdef.type not in ("numeric", "categorical"):
             problems.append(
@@ -778,7 +786,8 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
     for v in d.evidence_levels:
         if v not in ("full_text", "abstract", "registry", "news"):
             problems.append(
-                f"[data] evidence_levels: must be among ['full_text', 'abstract', 'registry', 'news'], got {v!r}"
+                "[data] evidence_levels: must be among ['full_text', 'abstract', 'registry', "
+                f"'news'], got {v!r}"
             )
     if m.likelihood not in LIKELIHOODS:
         problems.append(
@@ -837,7 +846,8 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
             problems.append(f"[model] drift_knots must be 3 to 6 increasing years, got {knots!r}")
         elif not knots[0] <= m.drift_reference <= knots[-1]:
             problems.append(
-                f"[model] drift_reference must lie in [{knots[0]}, {knots[-1]}], got {m.drift_reference!r}"
+                f"[model] drift_reference must lie in [{knots[0]}, {knots[-1]}], got "
+                f"{m.drift_reference!r}"
             )
     for name in ("tau", "group_tau", "drift_scale", "discount"):
         prior = getattr(spec.priors, name)
@@ -854,7 +864,8 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
     for name in ("alpha", "beta"):
         if getattr(spec.priors, name).support != "real":
             problems.append(
-                f"[priors] {name} must be a distribution on the real line, got {getattr(spec.priors, name)!r}"
+                f"[priors] {name} must be a distribution on the real line, got "
+                f"{getattr(spec.priors, name)!r}"
             )
     for name in ("draws", "tune", "chains"):
         v = getattr(s, name)
@@ -880,7 +891,8 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
         problems.append(f"[sampler] target_accept must be in [0.5, 1), got {s.target_accept!r}")
     if spec.thresholds.reference not in ("pooled", "predictive"):
         problems.append(
-            f"[thresholds] reference must be 'pooled' or 'predictive', got {spec.thresholds.reference!r}"
+            "[thresholds] reference must be 'pooled' or 'predictive', got "
+            f"{spec.thresholds.reference!r}"
         )
     for hr in spec.thresholds.hr:
         if not isinstance(hr, (int, float)) or not (0 < hr < 1):
@@ -894,7 +906,10 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
 
 
 def _check_populations(populations: tuple[str, ...], problems: list[str]) -> None:
-    """Each [data] populations label must be one the arm table knows: a typo would drop arms silently."""
+    """Each [data] populations label must be one the arm table knows.
+
+    A typo would drop arms silently.
+    """
     from lmsbayes.data import LABELS
 
     known = LABELS["population"]

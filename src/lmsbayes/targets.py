@@ -96,7 +96,8 @@ def parse_target(text: str | None, year: int | None = None) -> Target | None:
     if t.startswith("arm:") and t[4:].strip():
         return Target.new_arm(t[4:].strip(), year)
     raise ValueError(
-        f"--target must be 'average', 'new-regimen' or 'arm:REGIMEN' (e.g. arm:doxorubicin), got {text!r}"
+        "--target must be 'average', 'new-regimen' or 'arm:REGIMEN' (e.g. arm:doxorubicin), got "
+        f"{text!r}"
     )
 
 

@@ -51,7 +51,8 @@ def combine(base: Trials, added: Trials) -> Trials:
                     a,
                     "arm_id",
                     a,
-                    f"arm_id {a!r} is already in {base.files[0] if base.files else 'the base table'}"
+                    f"arm_id {a!r} is already in "
+                    f"{base.files[0] if base.files else 'the base table'}"
                     " (an added arm needs a new arm_id; to correct an arm, edit the table)",
                 )
             )
@@ -357,7 +358,8 @@ def _format(u: Update) -> str:
                     "arms": int(r["arms"]),
                     "obs": int(r["obs"]),
                     **{
-                        f"cov {100 * lv:g}%": f"{r[f'cov{100 * lv:g}']:.2f} ({r[f'cov{100 * lv:g}_lo']:.2f}-{r[f'cov{100 * lv:g}_hi']:.2f})"
+                        f"cov {100 * lv:g}%": f"{r[f'cov{100 * lv:g}']:.2f} "
+                        f"({r[f'cov{100 * lv:g}_lo']:.2f}-{r[f'cov{100 * lv:g}_hi']:.2f})"
                         for lv in (0.5, 0.8, 0.9, 0.95)
                     },
                     "IS90": f"{r['is90']:.2f}",
@@ -367,7 +369,8 @@ def _format(u: Update) -> str:
             )
         lines += [
             "",
-            f"3. Leave-future-out of {u.spec!r} (first training set up to {int(lf['start'].iloc[0])}); "
+            f"3. Leave-future-out of {u.spec!r} (first training set up to "
+            f"{int(lf['start'].iloc[0])}); "
             "after: folds whose arms did not change are reused",
             pd.DataFrame(rows).to_string(index=False),
         ]

@@ -376,7 +376,9 @@ LFO_MIN_ARMS, LFO_MIN_PER_LINE = 10, 3
 
 
 def lfo_start(data: ModelData, min_arms: int = LFO_MIN_ARMS, min_per_line: int = LFO_MIN_PER_LINE):
-    """The first year whose arms, with all earlier ones, number ``min_arms`` and ``min_per_line`` per line.
+    """The first year from which the training set is large enough.
+
+    Its arms, with all earlier ones, number ``min_arms`` and ``min_per_line`` per line.
 
     Leave-future-out scores every arm published after that year. Returns None when no
     year qualifies or no later arm exists.
@@ -403,7 +405,9 @@ def lfo(
     progress: Callable[[str], None] | None = None,
     reuse: Validation | None = None,
 ) -> Validation:
-    """Leave-future-out, one step ahead: each arm after ``start`` predicted by the arms before its year.
+    """Leave-future-out, one step ahead.
+
+    Each arm after ``start`` predicted by the arms before its year.
 
     For each publication year Y after ``start``, the spec is fitted to the arms
     published before Y and predicts the arms of Y (Bürkner, Gabry & Vehtari 2020,
@@ -517,7 +521,9 @@ def loro(
     seed: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Validation:
-    """Leave-one-regimen-out: all arms of a regimen leave together and are predicted as a new regimen.
+    """Leave-one-regimen-out.
+
+    All arms of a regimen leave together and are predicted as a new regimen.
 
     Tests the prediction for an untested agent (a new regimen): nothing of the
     held-out regimen is in the fit, other arms of its trials are. Arms without a
@@ -542,7 +548,9 @@ def loro(
 
 
 def _fit_globals(spec: ModelSpec, train: ModelData, engine, full_model: Model, start=None):
-    """Posterior draws of the global parameters (draw, *shape) of a fit to ``train``, and its diagnostics.
+    """Posterior draws of the global parameters (draw, *shape) of a fit to ``train``.
+
+    Also its diagnostics.
 
     Through the engine protocol, without building a Fit's DataTree and
     posterior predictive (a third of a refit's time); ``start``: the engine's
@@ -593,7 +601,8 @@ def _run(spec, data, folds, scheme, engine, seed, progress, year) -> Validation:
         )
         if progress:
             progress(
-                f"{spec.name}: fold {k + 1}/{len(folds)} ({label}, {held.size} arm{'s' if held.size != 1 else ''}"
+                f"{spec.name}: fold {k + 1}/{len(folds)} ({label}, {held.size} "
+                f"arm{'s' if held.size != 1 else ''}"
                 f" held out) {fold_rows[-1]['seconds']:.2f} s"
             )
     arms = pd.DataFrame(arm_rows).set_index("arm")
@@ -738,7 +747,9 @@ def _arm_shape(m: Model, c: dict, i: int) -> np.ndarray:
 
 
 def _gauss_predictive(m: Model, c: dict, i: int, rows: np.ndarray):
-    """The predictive of arm i's observations ``rows`` as a normal mixture on the likelihood's scale.
+    """The predictive of arm i's observations ``rows`` as a normal mixture.
+
+    The mixture is on the likelihood's scale.
 
     Returns ``mu``, ``sd`` (draw, node, obs), the node weights (node,) and ``flip`` (obs,):
     True where the scale falls as the reported quantity rises (a Weibull curve's rate,
@@ -772,13 +783,15 @@ def _gauss_predictive(m: Model, c: dict, i: int, rows: np.ndarray):
 
 
 def _intervals(m: Model, c: dict, i: int, rows: np.ndarray, levels=LEVELS, iterations: int = 32):
-    """Central predictive intervals of arm i's observations on the reporting scale, and the observed value.
+    """Central predictive intervals of arm i's observations on the reporting scale.
+
+    Also the observed value.
 
     The reporting scale is logit S for a rate and log months for a median (for every curve:
-    a Weibull rate's interval is mapped from log(-log S), a log-normal one's from probit S). Quantiles come from bisection of
-    the predictive mixture CDF over :data:`_INTERVAL_DRAWS` evenly spaced posterior draws
-    (bisection error below 1e-7 on that scale). Returns ``lo``, ``hi``
-    (obs, level) and ``y`` (obs,); NaN for count likelihoods (no interval score there).
+    a Weibull rate's interval is mapped from log(-log S), a log-normal one's from probit S).
+    Quantiles come from bisection of the predictive mixture CDF over :data:`_INTERVAL_DRAWS`
+    evenly spaced posterior draws (bisection error below 1e-7 on that scale). Returns ``lo``,
+    ``hi`` (obs, level) and ``y`` (obs,); NaN for count likelihoods (no interval score there).
     """
     if not m.family.gaussian:
         nan = np.full((rows.size, len(levels)), math.nan)
@@ -856,7 +869,10 @@ def _pit(m: Model, c: dict, i: int, rows: np.ndarray, rng) -> np.ndarray:
 
 
 def _binom_cdf(k, n, p):
-    """P(Y <= k) for Y ~ Binomial(n, p), real-valued counts allowed (regularised incomplete beta)."""
+    """P(Y <= k) for Y ~ Binomial(n, p), real-valued counts allowed.
+
+    Regularised incomplete beta.
+    """
     k, n = np.broadcast_arrays(np.asarray(k, float), np.asarray(n, float))
     inside = (k >= 0) & (k < n)
     a, b = np.where(inside, n - k, 1.0), np.where(inside, k + 1, 1.0)
@@ -900,7 +916,10 @@ def _log_normal_mix(y, se, m, tau, to_logit=None, nodes: int = _GH_NODES) -> np.
 
 
 def _new_arm_scale(m: Model, c: dict, i: int, t: float):
-    """The scale variable of a new arm's true rate at t: mean (draw, node), tau (draw,), link, node weights."""
+    """The scale variable of a new arm's true rate at t.
+
+    mean (draw, node), tau (draw,), link, node weights.
+    """
     d = m.data
     base, w = _arm_predictor(m, c, i, _U_NODES_GAUSS)
     tau = _effect_sd(m, c, i)
@@ -910,7 +929,10 @@ def _new_arm_scale(m: Model, c: dict, i: int, t: float):
 
 
 def _common_log_score(m: Model, values, i: int, t: float, y: float, se: float) -> float:
-    """log E[Normal(y | logit p_new(t), se)] over the predictive of a new arm at arm i's covariates."""
+    """log E[Normal(y | logit p_new(t), se)] over the predictive of a new arm.
+
+    The new arm has arm i's covariates.
+    """
     c = m.canonical(values)
     mu, tau, link, w = _new_arm_scale(m, c, i, t)
     lp = _log_normal_mix(y, se, mu, tau[:, None], link)  # (draw, node)
@@ -918,7 +940,10 @@ def _common_log_score(m: Model, values, i: int, t: float, y: float, se: float) -
 
 
 def _target_spec() -> ModelSpec:
-    """A log-logistic survival spec that keeps every arm: its rate observations are the reported rates."""
+    """A log-logistic survival spec that keeps every arm.
+
+    Its rate observations are the reported rates.
+    """
     return load_spec("default").replace(
         **{
             "data.years": (1900, 2100),
@@ -1079,7 +1104,10 @@ def _prefer(per: pd.DataFrame, what: str, target: str) -> str:
     best, second = order[0], order[1]
     d = (per[best] - per[second]).to_numpy(float)
     if d.size < 2:
-        return f"{best!r} on {target}: {what} {d.sum():+.1f} over {second!r} (one arm: no se, no preference)"
+        return (
+            f"{best!r} on {target}: {what} {d.sum():+.1f} over {second!r} "
+            "(one arm: no se, no preference)"
+        )
     se = math.sqrt(d.size) * d.std(ddof=1)
     clear = "" if d.sum() > 2 * se else ", within 2 se: no clear preference"
     return f"{best!r} on {target}: {what} {d.sum():+.1f} (se {se:.1f}) over {second!r}{clear}"
@@ -1097,7 +1125,10 @@ def elpd_difference(a: Validation, b: Validation, column: str = "elpd") -> tuple
 
 
 def paired_difference(a: pd.Series, b: pd.Series) -> tuple[float, float, int]:
-    """Sum of ``a - b`` over the index both hold, its se ``sqrt(n) sd(d)`` and n (as loo's compare)."""
+    """Sum of ``a - b`` over the index both hold, its se ``sqrt(n) sd(d)`` and n.
+
+    As loo's compare does.
+    """
     return _paired_diff(a, b)
 
 
@@ -1197,7 +1228,8 @@ def compare(
     table = pd.DataFrame([v.summary() for v in vals.values()]).set_index("spec")
     surv = [v for v in vals.values() if "elpd_survival" in v.arms]
     same = len(surv) > 1 and _same_survival_obs(surv)
-    # survival-scale differences from the reference, or from the first survival spec when it is not one
+    # survival-scale differences from the reference, or from the first survival spec when it is not
+    # one
     sref = (
         vals[reference] if "elpd_survival" in vals[reference].arms else (surv[0] if surv else None)
     )
@@ -1255,7 +1287,8 @@ def _format(cmp: Comparison) -> str:
     }.get(v0.scheme, f"temporal (fit <= {v0.year}, predict later arms)")
     lines = [
         (
-            f"lmsbayes validate - {how} predictive checks; each held-out arm predicted as a new trial of its "
+            f"lmsbayes validate - {how} predictive checks; each held-out arm predicted as a new "
+            "trial of its "
             "size at its covariates"
         )
     ]
@@ -1279,7 +1312,8 @@ def _format(cmp: Comparison) -> str:
     lines += [
         "",
         (
-            "1. Each spec on its own observations (coverage of central predictive intervals, Clopper-Pearson "
+            "1. Each spec on its own observations (coverage of central predictive intervals, "
+            "Clopper-Pearson "
             "95% CI; ELPD on the spec's own scales: not comparable across families)"
         ),
         own.to_string(index=False),
@@ -1302,7 +1336,8 @@ def _format(cmp: Comparison) -> str:
         lines += [
             "",
             (
-                "2. Survival specs on the same observations (medians in log months, rates on the logit "
+                "2. Survival specs on the same observations (medians in log months, rates on the "
+                "logit "
                 "scale: densities of rates on another scale carry its Jacobian to logit S, e.g. "
                 "log(-log S) for Weibull, probit S for log-normal); paired differences "
                 "per arm"
@@ -1336,8 +1371,10 @@ def _format(cmp: Comparison) -> str:
             "",
             (
                 f"3. Common target: the reported (not derived) {_months(lm)} rates of "
-                f"{_n(cmp.target['arm'].nunique(), 'held-out arm')} every spec includes; coverage under each "
-                "model's own predictive; log score = log E[Normal(logit r | logit p_new, se_r)], summed per arm"
+                f"{_n(cmp.target['arm'].nunique(), 'held-out arm')} every spec includes; coverage "
+                "under each "
+                "model's own predictive; log score = log E[Normal(logit r | logit p_new, se_r)], "
+                "summed per arm"
             ),
             b.to_string(index=False),
         ]
@@ -1352,7 +1389,8 @@ def _format(cmp: Comparison) -> str:
         bad = v.folds[v.folds["problems"] != ""]
         if len(bad):
             probs.append(
-                f"{n}: {len(bad)} of {len(v.folds)} refits, e.g. {bad['fold'].iloc[0]}: {bad['problems'].iloc[0]}"
+                f"{n}: {len(bad)} of {len(v.folds)} refits, e.g. {bad['fold'].iloc[0]}: "
+                f"{bad['problems'].iloc[0]}"
             )
     if probs:
         lines.append("inference problems (Validation.folds lists them all): " + " | ".join(probs))

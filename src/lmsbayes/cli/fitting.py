@@ -36,7 +36,8 @@ def _landmark_order(fit, at=None):
             f"landmarks fitted {how}: pooled rates fall with time in every draw of every setting",
         )
     text = (
-        f"landmarks fitted {how}: pooled S({worst.later:g} mo) > S({worst.earlier:g} mo), which no survival "
+        f"landmarks fitted {how}: pooled S({worst.later:g} mo) > S({worst.earlier:g} mo), which no "
+        "survival "
         f"curve can do, in {100 * worst.prob_later_higher:.0f}% of draws ({worst.setting})"
     )
     if not coherent:
@@ -114,11 +115,13 @@ def _print_table(table, fit, order_line: str | None) -> None:
         out["sd ratio"] = [f"{v:.2f}" if v == v else "" for v in table["sd_ratio"]]
     what = "pooled" if ref == "pooled" else "predictive (new trial)"
     print(
-        f"lmsbayes {version()} - efficacy thresholds for phase II LMS trials (spec {fit.spec.name!r}, "
+        f"lmsbayes {version()} - efficacy thresholds for phase II LMS trials (spec "
+        f"{fit.spec.name!r}, "
         f"{fit.engine} engine)"
     )
     print(
-        f"p0 = posterior median of the {what} PFS rate at the landmark, with its 95% credible interval (CrI);"
+        f"p0 = posterior median of the {what} PFS rate at the landmark, with its 95% credible "
+        "interval (CrI);"
         " p1 = p0^HR per draw"
     )
     n_exc = (
@@ -127,7 +130,8 @@ def _print_table(table, fit, order_line: str | None) -> None:
         else 0
     )
     print(
-        f"data: {len(fit.data.arms)} arms enter the model ({n_exc} arms excluded: `lmsbayes run --exclusions` "
+        f"data: {len(fit.data.arms)} arms enter the model ({n_exc} arms excluded: `lmsbayes run "
+        "--exclusions` "
         f"lists the reasons), sha256 {fit.data.data_sha256[:12]}"
     )
     line = choice_line(fit.spec.name, fit.data.data_sha256)
@@ -161,13 +165,17 @@ def _print_table(table, fit, order_line: str | None) -> None:
     if order_line:
         print(order_line)
     print(
-        "EORTC 2021: Kantidakis et al., Eur J Cancer 2021;154:253-268, pooled PFS rate per line (95% CI), "
+        "EORTC 2021: Kantidakis et al., Eur J Cancer 2021;154:253-268, pooled PFS rate per line "
+        "(95% CI), "
         "shown beside the case-mix rows it is comparable with."
     )
 
 
 def _print_binomial(table, fit) -> None:
-    """A binomial (study, r, n) table: pooled and predictive rates, and the MAP prior of a new study."""
+    """A binomial (study, r, n) table.
+
+    Pooled and predictive rates, and the MAP prior of a new study.
+    """
     import numpy as np
 
     from lmsbayes.predict import thresholds
@@ -176,7 +184,8 @@ def _print_binomial(table, fit) -> None:
     d = fit.data
     patients = int(np.nansum(d.arms["n"].astype(float)))
     print(
-        f"lmsbayes {version()} - random-effects meta-analysis of a binomial table (spec {fit.spec.name!r}, "
+        f"lmsbayes {version()} - random-effects meta-analysis of a binomial table (spec "
+        f"{fit.spec.name!r}, "
         f"{fit.engine} engine)"
     )
     print(
@@ -201,7 +210,8 @@ def _print_binomial(table, fit) -> None:
         ests = {m: ess(mix, m) for m in ("elir", "moment", "morita")}
         print(f"MAP prior of a new study's rate: {mix!r}")
         print(
-            f"  mean {mix.mean():.4f}, sd {mix.sd():.4f}; ESS: ELIR {ests['elir']:.1f} (report this one), "
+            f"  mean {mix.mean():.4f}, sd {mix.sd():.4f}; ESS: ELIR {ests['elir']:.1f} (report "
+            "this one), "
             f"moment {ests['moment']:.1f}, Morita {ests['morita']:.1f}"
         )
         print("  RBesT: " + to_rbest(mix))
@@ -209,7 +219,10 @@ def _print_binomial(table, fit) -> None:
 
 
 def _emit_table(table, fit, args, *, write: bool = True) -> None:
-    """Print the table; also write --json / --csv unless ``write`` is False (a failed --strict fit)."""
+    """Print the table; also write --json / --csv unless ``write`` is False.
+
+    ``write`` is False for a failed --strict fit.
+    """
     order, order_line = _landmark_order(fit, at=json.loads(table.attrs.get("at", "{}") or "{}"))
     if write and getattr(args, "json", None):
         payload = {
@@ -246,7 +259,8 @@ def _emit_table(table, fit, args, *, write: bool = True) -> None:
     if getattr(args, "exclusions", False):
         exc = fit.data.excluded
         print(
-            f"\nexcluded ({len(set(exc['arm_id']) - set(fit.data.arms.index))} arms; rows with a landmark are single "
+            f"\nexcluded ({len(set(exc['arm_id']) - set(fit.data.arms.index))} arms; "
+            "rows with a landmark are single "
             "observations of an arm that otherwise enters):"
         )
         print(exc.to_string(index=False) if len(exc) else "  none")
@@ -310,7 +324,10 @@ def _parse_at(text: str) -> tuple[str, float]:
 
 
 def _check_at(spec, args) -> None:
-    """A spec with numeric covariates of its own needs their values for the table's settings: say so before fitting."""
+    """A spec with numeric covariates of its own needs their values for the table's settings.
+
+    Say so before fitting.
+    """
     from lmsbayes.errors import OptionError
 
     given = {k for k, _ in spec.thresholds.at} | {k for k, _ in (getattr(args, "at", None) or [])}
@@ -418,7 +435,8 @@ def table_args(q) -> None:
         type=hazard_ratio,
         nargs="+",
         metavar="HR",
-        help="hazard ratios in (0, 1) for p1 = p0^HR (default: the spec's, 0.65 in the bundled specs)",
+        help="hazard ratios in (0, 1) for p1 = p0^HR "
+        "(default: the spec's, 0.65 in the bundled specs)",
     )
     q.add_argument(
         "--reference",

@@ -103,7 +103,10 @@ def cmd_prior(args) -> int:
 
 
 def _ess_line(mix) -> str:
-    """The ESS to report (ELIR, predictively consistent) first; the others labelled, never a long error."""
+    """The ESS to report (ELIR, predictively consistent) first.
+
+    The others labelled, never a long error.
+    """
     import numpy as np
 
     from lmsbayes.prior import ess
@@ -121,7 +124,8 @@ def _ess_line(mix) -> str:
         )
     bad = [f"Beta({a:.3g}, {b:.3g})" for a, b in zip(mix.a, mix.b, strict=True) if a < 1 or b < 1]
     return (
-        f"ESS: elir and morita undefined ({', '.join(bad)} has a shape < 1; --robust-bounded gives a "
+        f"ESS: elir and morita undefined ({', '.join(bad)} has a shape < 1; --robust-bounded gives "
+        "a "
         f"robust component where they are defined); {moment}"
     )
 

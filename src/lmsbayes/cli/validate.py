@@ -1,4 +1,7 @@
-"""The ``validate`` verb: out-of-sample predictive checks of specs, side by side (lmsbayes.validate)."""
+"""The ``validate`` verb: out-of-sample predictive checks of specs, side by side.
+
+The checks themselves are in lmsbayes.validate.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +33,8 @@ def register(sub) -> None:
     q.add_argument(
         "--temporal",
         action="store_true",
-        help="fit the arms published up to --year and predict the later ones (default: leave one trial out)",
+        help="fit the arms published up to --year and predict the later ones "
+        "(default: leave one trial out)",
     )
     q.add_argument(
         "--future",
@@ -225,7 +229,8 @@ def cmd_validate(args) -> int:
     if args.observations:
         import pandas as pd
 
-        # each observation with its arm's ELPD term, so that the arms driving a difference are one sort away
+        # each observation with its arm's ELPD term, so that the arms driving a difference are one
+        # sort away
         parts = []
         for n, v in result.validations.items():
             cols = [c for c in ("elpd", "elpd_survival") if c in v.arms]

@@ -258,7 +258,10 @@ class _PartData:
 
 
 def _runs(counts: np.ndarray, pos: np.ndarray):
-    """Rows of the contiguous runs of ``pos`` (runs of ``counts[i]`` rows each, in order), and each row's copy."""
+    """Rows of the contiguous runs of ``pos``, and each row's copy.
+
+    The runs have ``counts[i]`` rows each, in order.
+    """
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     n_new = counts[pos]
     copy = np.repeat(np.arange(pos.size), n_new)
@@ -429,7 +432,10 @@ class _Gauss:
 
 
 def _gauss_coefficients(part: _Part) -> _Gauss | None:
-    """The coefficients of :class:`_Gauss` for a part, or None where its structure is not that one."""
+    """The coefficients of :class:`_Gauss` for a part.
+
+    None where its structure is not that one.
+    """
     m = part.model
     d = m.data
     if m.K != m.Kz:
@@ -502,7 +508,8 @@ class Integrator:
         data = model.data
         spec = model.spec
         self.gaussian = model.family.gaussian
-        # a latent fraction in closed form (the z-integrated log-likelihood quadratic in u): Gaussian
+        # a latent fraction in closed form (the z-integrated log-likelihood quadratic in u):
+        # Gaussian
         # likelihoods with normal effects; a Student-t's scale mixture is not quadratic in u
         self.u_closed = self.gaussian
         self.t_mix = None
@@ -534,7 +541,8 @@ class Integrator:
             self.latent_part = self._latent_part(u, log_wu)
             self.parts.append(self.latent_part)
         # draws per chunk: arrays of at most ~2^15 numbers (256 kB), which stay in cache and are
-        # recycled by the allocator (larger ones are mapped and page-faulted afresh at every operation)
+        # recycled by the allocator (larger ones are mapped and page-faulted afresh at every
+        # operation)
         width = max(
             max(p.model.n_comp, 0 if self.gaussian else p.model.term_comp.size) for p in self.parts
         )
@@ -568,7 +576,10 @@ class Integrator:
         return _comp_sum(part, terms)
 
     def _ll_at(self, part: _Part, c, base, scale, z) -> np.ndarray:
-        """Component log-likelihoods at random effects ``z`` (..., n_comp) (the definition's terms)."""
+        """Component log-likelihoods at random effects ``z`` (..., n_comp).
+
+        The definition's terms.
+        """
         m = part.model
         zz = z.reshape(z.shape[:-1] + (m.data.n_arms, m.Kz))
         eta = base + scale * zz
@@ -650,7 +661,10 @@ class Integrator:
         )
 
     def _comp_logI_normal(self, part: _Part, c, base, scale) -> np.ndarray:
-        """:meth:`_part_comp_logI` of a normal random effect of sd ``scale``, at the base predictor."""
+        """:meth:`_part_comp_logI` of a normal random effect of sd ``scale``.
+
+        At the base predictor.
+        """
         m = part.model
         if part.gauss is not None:
             lead = base.shape[:-2]
@@ -689,7 +703,10 @@ class Integrator:
         return np.where(np.isfinite(g0), out, -np.inf)
 
     def _per_arm(self, part: _Part, c, shift=None) -> np.ndarray:
-        """Per arm (..., arm), or per arm and node of a Student-t's scale mixture (..., arm, node)."""
+        """Per arm (..., arm), or per arm and node (..., arm, node).
+
+        The nodes are those of a Student-t's scale mixture.
+        """
         li = self._part_comp_logI(part, c, None if shift is None else shift[..., part.arm_of])
         n, kz = part.model.data.n_arms, part.model.Kz
         if self.t_mix is None:
@@ -937,7 +954,8 @@ class Integrator:
         with np.errstate(all="ignore"):
             b12 = (g2v - g1 + s1 * t1 - s2 * t2) / (s1 - s2)
             b23 = (g3 - g2v + s2 * t2 - s3 * t3) / (s2 - s3)
-        # any breakpoints give a valid envelope (each piece is a tangent, above g everywhere); these are the tight ones
+        # any breakpoints give a valid envelope (each piece is a tangent, above g everywhere); these
+        # are the tight ones
         b12 = np.where(np.isfinite(b12), np.clip(b12, t1, t2), 0.5 * (t1 + t2))
         b23 = np.where(np.isfinite(b23), np.clip(b23, t2, t3), 0.5 * (t2 + t3))
         w = b23 - b12
@@ -1011,7 +1029,8 @@ def _log_int_exp_quadratic(a0, a1, a2) -> np.ndarray:
     a2n = np.minimum(a2, -1e-12)
     mu = -a1 / (2 * a2n)
     s = 1 / np.sqrt(-2 * a2n)
-    # log(Phi(b) - Phi(a)), a = -mu / s, b = (1 - mu) / s, without cancellation, from whichever tail is
+    # log(Phi(b) - Phi(a)), a = -mu / s, b = (1 - mu) / s, without cancellation, from whichever tail
+    # is
     # smaller: log Phi(b) and log Phi(a), or log(1 - Phi(a)) = log Phi(-a) and log(1 - Phi(b))
     use_upper = mu > 0.5
     big = special.log_ndtr(np.where(use_upper, mu / s, (1 - mu) / s))
@@ -1053,7 +1072,10 @@ def _sample_piecewise_linear(grid: np.ndarray, logdens: np.ndarray, rng) -> np.n
 
 
 def _sample_piecewise_linear_rows(x: np.ndarray, logdens: np.ndarray, rng) -> np.ndarray:
-    """One draw per row from the density exp(logdens) on nodes x (last axis), linear between them."""
+    """One draw per row from the density exp(logdens) on nodes x (last axis).
+
+    The density is linear between them.
+    """
     f = np.exp(logdens - logdens.max(axis=-1, keepdims=True))
     dx = np.diff(x, axis=-1)
     mass = 0.5 * (f[..., 1:] + f[..., :-1]) * dx
@@ -1078,7 +1100,7 @@ def _sample_piecewise_linear_rows(x: np.ndarray, logdens: np.ndarray, rng) -> np
     return (np.take_along_axis(x, k, -1) + s)[..., 0]
 
 
-# ============================================================================ the marginal posterior
+# ======================================================================== the marginal posterior
 
 
 @dataclass
@@ -1178,7 +1200,10 @@ class _Posterior:
         return -f[0], -grad
 
     def hessian(self, theta: np.ndarray, h: float = 1e-3) -> np.ndarray:
-        """Hessian of the negative log posterior by central differences (the last one is kept: asked again, it is reused)."""
+        """Hessian of the negative log posterior by central differences.
+
+        The last one is kept: asked again, it is reused.
+        """
         key = (np.asarray(theta, float).tobytes(), h)
         if self._hessian is not None and self._hessian[0] == key:
             return self._hessian[1].copy()
@@ -1261,7 +1286,10 @@ def _bfgs(post: _Posterior, theta0: np.ndarray, hess_inv0: np.ndarray | None = N
 
 
 def _inverse_metric(H: np.ndarray) -> np.ndarray | None:
-    """An initial inverse Hessian for BFGS from a finite-difference Hessian (None if not positive definite)."""
+    """An initial inverse Hessian for BFGS from a finite-difference Hessian.
+
+    None if not positive definite.
+    """
     if not np.all(np.isfinite(H)):
         return None
     H = 0.5 * (H + H.T)
@@ -1278,7 +1306,9 @@ def _inverse_metric(H: np.ndarray) -> np.ndarray | None:
 
 
 def _starts(post: _Posterior) -> np.ndarray:
-    """Starting points for the mode search: the default start and others across log tau and log shape.
+    """Starting points for the mode search.
+
+    The default start and others across log tau and log shape.
 
     Posteriors of these models can have more than one mode (simulation-based
     calibration found spurious optima at extreme shapes), so the search starts
@@ -1320,7 +1350,8 @@ def _mode(post: _Posterior, theta0: np.ndarray | None = None) -> tuple[np.ndarra
         if not np.isfinite(lp0[i]) and runs:
             continue
         if metric is None and runs and not runs[0][4]:
-            # later starts: the curvature at the first optimum (the Hessian is kept for the proposal)
+            # later starts: the curvature at the first optimum (the Hessian is kept for the
+            # proposal)
             metric = _inverse_metric(post.hessian(runs[0][0]))
         runs.append(
             _bfgs(
@@ -1617,7 +1648,10 @@ def _grid_proposal(post, mode, cov, n, rng, df):
 
 
 def posterior_mode(model: Model, settings=None) -> np.ndarray:
-    """The posterior mode of the global parameters (unconstrained vector, lmsbayes.engines.exact.Layout)."""
+    """The posterior mode of the global parameters.
+
+    Unconstrained vector, lmsbayes.engines.exact.Layout.
+    """
     integ = Integrator(
         model,
         **(
@@ -1753,7 +1787,9 @@ def _lattice_rule(post, mode, cov, others, optima, settings, shift_seed=None):
     n = qr.size
     T = post.layout.tau_coords
     use_grid = 0 < T.size <= _GRID_MAX_TAU and not others
-    if others:  # several modes: a mixture of Student-t proposals, one at each mode, weighted by its Laplace mass
+    # several modes: a mixture of Student-t proposals, one at each mode, weighted by its
+    # Laplace mass
+    if others:
         theta, logq, pinfo = _mixture_proposal(
             post,
             [(mode, cov, optima[0][1])]
@@ -1777,7 +1813,8 @@ def _lattice_rule(post, mode, cov, others, optima, settings, shift_seed=None):
     logp = post.logpost(theta)
     lw, khat = psis(logp - logq)
     if khat > _SECOND_ROUND_KHAT and "logq" in pinfo:
-        # a second round: a Student-t matched to the weighted points (wider, heavier-tailed), and the
+        # a second round: a Student-t matched to the weighted points (wider, heavier-tailed), and
+        # the
         # two rounds combined by multiple importance sampling (the balance heuristic: every point
         # weighted against the mixture of both proposals), so no point of the first round is wasted.
         # The mixture is at least half the first proposal everywhere, so no weight grows by more
@@ -1812,7 +1849,10 @@ def _lattice_rule(post, mode, cov, others, optima, settings, shift_seed=None):
 
 
 def _mixture_proposal(post, components, n, rng, df):
-    """A mixture of multivariate Student-t proposals (one per mode), weights by the modes' Laplace mass."""
+    """A mixture of multivariate Student-t proposals (one per mode).
+
+    Weights by the modes' Laplace mass.
+    """
     chols = [np.linalg.cholesky(c * 1.1**2) for _, c, _ in components]
     logw = np.array([lp + np.sum(np.log(np.diag(L))) for (_, _, lp), L in zip(components, chols)])
     w = np.exp(logw - logw.max())
@@ -1850,7 +1890,10 @@ def _systematic(w: np.ndarray, n: int, rng) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ExactDiagnostics(Diagnostics):
-    """Diagnostics of the exact engine: importance k-hat and ESS, tau-grid edge mass, mode search."""
+    """Diagnostics of the exact engine.
+
+    Importance k-hat and ESS, tau-grid edge mass, mode search.
+    """
 
     independent_draws = True
 
@@ -1876,7 +1919,8 @@ class ExactDiagnostics(Diagnostics):
             out.append(f"importance ESS {self.is_ess:.0f} < {ESS_MIN}")
         if self.tau_grid_edge_mass > EDGE_MASS_MAX:
             out.append(
-                f"{100 * self.tau_grid_edge_mass:.1f}% of the posterior mass at the edge of the tau grid"
+                f"{100 * self.tau_grid_edge_mass:.1f}% of the posterior mass at the edge of the "
+                "tau grid"
             )
         if not self.mode_converged:
             out.append("the posterior mode search did not converge")

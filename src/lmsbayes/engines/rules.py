@@ -192,7 +192,10 @@ class Rule:
     cell: np.ndarray | None = None  # tensor rules: each point's cell, (point, parameter, parameter)
 
     def draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """n draws from the rule's distribution (systematic resampling; tensor rules: uniform in the cell)."""
+        """n draws from the rule's distribution.
+
+        Systematic resampling; tensor rules: uniform in the cell.
+        """
         w = self.weights
         cdf = np.cumsum(w / w.sum())
         idx = np.minimum(np.searchsorted(cdf, (rng.uniform() + np.arange(n)) / n), len(w) - 1)
@@ -209,7 +212,10 @@ class Rule:
         return np.exp(self.log_weight)
 
     def error_weights(self) -> list[np.ndarray]:
-        """Weights of the rules whose spread states the error: the R shifted rules, or the coarse one."""
+        """Weights of the rules whose spread states the error.
+
+        The R shifted rules, or the coarse one.
+        """
         if self.kind == "tensor":
             return [np.exp(self.coarse_log_weight)]
         out = []
@@ -219,8 +225,9 @@ class Rule:
         return out
 
     def error(self, estimate, value: np.ndarray | float) -> np.ndarray:
-        """Integration error of ``estimate(weights) -> array`` whose value with all points is ``value``.
+        """Integration error of ``estimate(weights) -> array``.
 
+        Its value with all points is ``value``.
         Lattice rules: the standard error of the mean of the R shifted rules
         (their sd / sqrt(R)); tensor rules: the difference from the coarser rule.
         """

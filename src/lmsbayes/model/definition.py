@@ -125,7 +125,8 @@ class Model:
             B = drift_basis(data.arms["year"].astype(float), mp.drift_knots, mp.drift_reference)
         else:
             B = np.zeros((data.n_arms, 0))
-        #: design with the drift's basis as extra columns (their coefficients: drift_scale * drift_step)
+        #: design with the drift's basis as extra columns
+        #: (their coefficients: drift_scale * drift_step)
         self.X_design = np.hstack([np.asarray(data.X, float), B])
         self.Xu_design = np.hstack([np.asarray(data.Xu, float), np.zeros_like(B)])
         self.n_cov = n_cov
@@ -154,7 +155,10 @@ class Model:
         self.arrays = self.data_arrays(data)
 
     def data_arrays(self, data: ModelData) -> dict[str, np.ndarray]:
-        """Every data array the algebra reads, by name (``pm.Data`` containers in the NUTS engine)."""
+        """Every data array the algebra reads, by name.
+
+        ``pm.Data`` containers in the NUTS engine.
+        """
         obs = data.obs
         same = data is self.data
         out = {
@@ -209,7 +213,10 @@ class Model:
         return self.z_dims[1:]
 
     def z_named(self, z):
-        """Random effects (..., unit, Kz) in the shape of :attr:`z_dims` (landmark axis only if any)."""
+        """Random effects (..., unit, Kz) in the shape of :attr:`z_dims`.
+
+        Landmark axis only if any.
+        """
         return z if self.per_landmark else z[..., 0]
 
     def z_canonical(self, v):
@@ -302,7 +309,10 @@ class Model:
         return (tau * tau + d * d * a["age"][:, None]) ** 0.5
 
     def group_shift(self, c: dict[str, Any], v, arrays: dict | None = None):
-        """The group effects of the arms, group_tau v[group(i)]: (..., arm, Kz); v (..., group, Kz)."""
+        """The group effects of the arms, group_tau v[group(i)]: (..., arm, Kz).
+
+        v is (..., group, Kz).
+        """
         a = self.arrays if arrays is None else arrays
         return c["group_tau"][..., None, :] * v[..., a["group_idx"], :]
 

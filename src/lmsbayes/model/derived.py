@@ -70,7 +70,10 @@ def predictor(model: Model, values: dict, z: np.ndarray, u=None, v=None) -> np.n
 
 
 def arm_predictor(model: Model, post: xr.Dataset) -> np.ndarray:
-    """The arm-level linear predictor of every draw: (chain, draw, arm, K); see :func:`predictor`."""
+    """The arm-level linear predictor of every draw: (chain, draw, arm, K).
+
+    See :func:`predictor`.
+    """
     return predictor(model, **posterior_arrays(model, post))
 
 

@@ -154,7 +154,10 @@ def _cloglog_to_logit(x):
 
 
 def _rows_of_landmarks(eta, landmarks, fitted):
-    """Columns of ``eta`` (..., K) at ``landmarks`` among the ``fitted`` ones (all of eta without landmarks)."""
+    """Columns of ``eta`` (..., K) at ``landmarks`` among the ``fitted`` ones.
+
+    All of eta without landmarks.
+    """
     if not fitted:
         return eta
     idx = [fitted.index(float(t)) for t in landmarks]
@@ -257,7 +260,10 @@ class Family:
     # --- observations -----------------------------------------------------------------
 
     def add_columns(self, obs) -> None:
-        """Add the likelihood's own data columns (``lik_y``, ``lik_n``, ``lik_se``, ...) to ``obs``."""
+        """Add the likelihood's own data columns to ``obs``.
+
+        The columns are ``lik_y``, ``lik_n``, ``lik_se``, ...
+        """
         raise NotImplementedError
 
     def data_arrays(self, data) -> dict[str, np.ndarray]:
@@ -318,10 +324,16 @@ class Family:
         raise NotImplementedError
 
     def check_simulated(self, y, a, arm) -> None:
-        """Raise ValueError naming the first simulated value outside the support (finite checked already)."""
+        """Raise ValueError naming the first simulated value outside the support.
+
+        Finite checked already.
+        """
 
     def with_observations(self, obs, y) -> None:
-        """Set the descriptive columns of ``obs`` (a copy, ``lik_y`` already ``y``) from new values ``y``."""
+        """Set the descriptive columns of ``obs`` from new values ``y``.
+
+        ``obs`` is a copy whose ``lik_y`` is already ``y``.
+        """
 
     def display_values(self, v, a):
         """Values on the likelihood's scale -> what the posterior predictive check plots."""
@@ -354,7 +366,10 @@ class Family:
         return {}
 
     def predictive_normal(self, eta, shape, a, rows, model):
-        """Gaussian families: mean, slope in eta and sd of held-out observations ``rows`` at ``eta``."""
+        """Gaussian families.
+
+        Mean, slope in eta and sd of held-out observations ``rows`` at ``eta``.
+        """
         raise NotImplementedError
 
     def rate_rows(self, a, rows) -> np.ndarray:
@@ -362,7 +377,10 @@ class Family:
         return np.ones(len(rows), dtype=bool)
 
     def falls_with_rate(self, a, rows) -> np.ndarray:
-        """Which observations' scale falls as the reported rate rises (bool; validation flips them)."""
+        """Which observations' scale falls as the reported rate rises.
+
+        Bool; validation flips them.
+        """
         return np.zeros(len(rows), dtype=bool)
 
     def success_probability(self, eta, k, a, rows):
@@ -370,13 +388,19 @@ class Family:
         raise NotImplementedError
 
     def new_arm_scale(self, base, shape, t: float, t_ref: float, fitted_landmarks):
-        """A new arm's scale variable at landmark t without its random effect, and its landmark column."""
+        """A new arm's scale variable at landmark t without its random effect.
+
+        Also its landmark column.
+        """
         kk = fitted_landmarks.index(float(t))
         return base[..., kk], kk
 
 
 class LogitBinomial(Family):
-    """Effective binomial counts per arm and landmark, logit link (the EORTC-style per-landmark model)."""
+    """Effective binomial counts per arm and landmark, logit link.
+
+    The EORTC-style per-landmark model.
+    """
 
     name = "logit-binomial"
     description = (
@@ -436,7 +460,10 @@ class LogitBinomial(Family):
 
 
 class LogitNormal(Family):
-    """The logit of each reported rate, normal with its se: the two-stage model (closed form in z)."""
+    """The logit of each reported rate, normal with its se: the two-stage model.
+
+    Closed form in z.
+    """
 
     name = "logit-normal"
     gaussian = True
@@ -478,7 +505,10 @@ class LogitNormal(Family):
 
 
 class JointCloglog(Family):
-    """An arm's landmarks jointly: each conditional on the one before, log cumulative hazard scale."""
+    """An arm's landmarks jointly.
+
+    Each conditional on the one before, log cumulative hazard scale.
+    """
 
     name = "joint-cloglog"
     link = "cloglog"
@@ -488,7 +518,8 @@ class JointCloglog(Family):
     ordered_intercepts = True
     binomial_table = False
     description = (
-        "the landmarks of one arm jointly: y[t1] ~ Binomial(n, S[t1]), then y[t] ~ Binomial(at risk, "
+        "the landmarks of one arm jointly: y[t1] ~ Binomial(n, S[t1]), then y[t] ~ Binomial(at "
+        "risk, "
         "S[t] / S[t-1]); log cumulative hazard scale, proportional hazards across landmarks"
     )
     landmark_relation = "jointly"
@@ -669,7 +700,8 @@ class SurvivalCurve(Family):
         mu = self.mean(ops, eta_obs, shape, a["is_median"], a["log_t_rel"], model.log_t_ref)
         if not model.se_by_shape:
             return gaussian_pair_terms(ops, mu, a["lik_y"], a["first"], a["second"], a["precision"])
-        # medians without a CI: sd = se / k (the Kaplan-Meier median's asymptotic sd at the arm's curve)
+        # medians without a CI: sd = se / k (the Kaplan-Meier median's asymptotic sd at the arm's
+        # curve)
         log_scale = a["se_shape_power"] * ops.log(shape)
         return gaussian_pair_terms(
             ops,
@@ -919,7 +951,8 @@ class LogNormal(SurvivalCurve):
 
 #: Survival curves a spec's ``[model] curve`` may name (likelihood ``survival``).
 CURVES: dict[str, SurvivalCurve] = {f.curve: f for f in (LogLogistic(), Weibull(), LogNormal())}
-#: Likelihood families a spec's ``[model] likelihood`` may name (``survival``: any of :data:`CURVES`).
+#: Likelihood families a spec's ``[model] likelihood`` may name
+#: (``survival``: any of :data:`CURVES`).
 FAMILIES: dict[str, Family] = {
     f.name: f for f in (LogitBinomial(), LogitNormal(), JointCloglog(), CURVES["loglogistic"])
 }
@@ -964,7 +997,8 @@ class BinomialLogitKernel:
     def __init__(self, a: dict) -> None:
         self.y, self.n, self.lc = a["lik_y"], a["lik_n"], a["log_choose"]
         self.arm, self.k = a["arm_idx"], a["k_idx"]
-        # each observation as a normal likelihood of its empirical logit (for Newton's starting point)
+        # each observation as a normal likelihood of its empirical logit (for Newton's starting
+        # point)
         p = (self.y + 0.5) / (self.n + 1.0)
         self.logit_hat, self.w_hat = np.log(p / (1 - p)), (self.n + 1.0) * p * (1 - p)
 
@@ -973,7 +1007,9 @@ class BinomialLogitKernel:
         return (base[..., self.arm, self.k],)
 
     def start(self, comp_sum, pre, scale):
-        """A starting point for the mode of z: the posterior mode with each observation's normal approximation.
+        """A starting point for the mode of z.
+
+        The posterior mode with each observation's normal approximation.
 
         ``comp_sum`` sums terms (..., term) by component (without constants).
         """

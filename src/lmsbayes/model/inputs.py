@@ -183,7 +183,9 @@ class ModelData:
 
     @property
     def se_shape_power(self) -> np.ndarray:
-        """Per survival observation, the power of the shape dividing its sd (0 where the sd is data).
+        """Per survival observation, the power of the shape dividing its sd.
+
+        0 where the sd is data.
 
         Fits saved before the column existed used fixed standard errors throughout: zeros.
         """

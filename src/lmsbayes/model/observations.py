@@ -270,7 +270,8 @@ def survival_observations(
                     (
                         arm_id,
                         t,
-                        f"rate: evidence level {r.get('evidence_level')!r} not in [data] evidence_levels",
+                        f"rate: evidence level {r.get('evidence_level')!r} not in [data] "
+                        "evidence_levels",
                     )
                 )
                 continue

@@ -173,7 +173,8 @@ def _filter_lms(spec: ModelSpec, t: pd.DataFrame) -> pd.Series:
         lvl = t["evidence_level"].astype(object)
         drop(
             lvl.notna() & ~lvl.astype(str).isin(f.evidence_levels),
-            f"evidence level of the arm's numbers not in [data] evidence_levels {list(f.evidence_levels)}",
+            "evidence level of the arm's numbers not in [data] evidence_levels "
+            f"{list(f.evidence_levels)}",
         )
     if "uterine" in spec.main_effects and f.uterine_missing == "exclude":
         drop(
@@ -548,17 +549,22 @@ def _joint_observations(
         empty = (cond["has_prev"].to_numpy() == 1) & (cond["n_cond"].to_numpy() < 1)
         if not (up | empty).any():
             break
-        # one at a time, the earliest in time first: a removal changes the next landmark's predecessor
+        # one at a time, the earliest in time first: a removal changes the next landmark's
+        # predecessor
         i = obs.index[up | empty][0]
         r = cond.loc[i]
         prev_t = landmarks[int(r["prev_landmark_idx"])]
         if up[obs.index.get_loc(i)]:
             why = (
-                f"joint-cloglog: rate {obs.at[i, 'rate']:.3g} at {obs.at[i, 'landmark']:g} m exceeds the rate "
+                f"joint-cloglog: rate {obs.at[i, 'rate']:.3g} at {obs.at[i, 'landmark']:g} m "
+                "exceeds the rate "
                 f"{r['prev_rate']:.3g} at {prev_t:g} m (survival cannot increase)"
             )
         else:
-            why = f"joint-cloglog: no effective patient at risk after {prev_t:g} m (n_eff x S = {obs.at[i, 'n_eff'] * r['prev_rate']:.2g})"
+            why = (
+                f"joint-cloglog: no effective patient at risk after {prev_t:g} m "
+                f"(n_eff x S = {obs.at[i, 'n_eff'] * r['prev_rate']:.2g})"
+            )
         dropped.append(
             {"arm_id": obs.at[i, "arm_id"], "landmark": obs.at[i, "landmark"], "reason": why}
         )

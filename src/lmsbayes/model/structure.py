@@ -81,7 +81,10 @@ def group_index(
 
 
 def _knot_values(knots: np.ndarray, reference: float) -> np.ndarray:
-    """A (knot, step) matrix: drift at each knot from the random walk's steps, zero at ``reference``."""
+    """A (knot, step) matrix.
+
+    Drift at each knot from the random walk's steps, zero at ``reference``.
+    """
     J = knots.size
     walk = np.tril(np.ones((J, J - 1)), -1)  # d_k = sum of steps before k
     ref = _interp_rows(np.array([reference], float), knots) @ walk
