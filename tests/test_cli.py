@@ -184,9 +184,7 @@ def test_run_progress_messages_go_to_stderr(workdir):
 
 
 def test_thresholds_from_a_saved_fit(fit_file, workdir):
-    code, out, err = call(
-        "thresholds", fit_file, "--hr", "0.65", "0.5", "--csv", workdir / "thr.csv"
-    )
+    code, out, err = call("thresholds", fit_file, "--hr", "0.65,0.5", "--csv", workdir / "thr.csv")
     assert code == 0, err
     assert "EORTC 2021 p0" in out and "diagnostics (exact engine)" in out
     table = pd.read_csv(workdir / "thr.csv")

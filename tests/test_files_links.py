@@ -191,7 +191,7 @@ def test_contrast_plots_with_a_dollar_in_a_study_label(tmp_path):
         ),
         (b"study;r;n\nA;3;10\n", ("b.csv row 1 (header)", "separated by semicolons")),
         (b"study,r,n\n", ("b.csv", "no study rows")),
-        (b"study,n\nA,10\n", ("b.csv row 1 (header), column 'r'", "required column is missing")),
+        (b"study,n\nA,10\n", ("b.csv row 1 (header): a (study, r, n) table", "missing 'r'")),
         ("study,r,n\nK\u00f6ln,3,10\n".encode("latin-1"), ("b.csv", "not UTF-8")),
     ],
     ids=["n-1e19", "semicolons", "header-only", "no-r", "latin-1"],
@@ -218,7 +218,7 @@ def test_a_repeated_hr_is_one_row(tmp_path):
     data = tmp_path / "b.csv"
     data.write_text(BINOMIAL)
     code, _, err = call(
-        "run", "--spec", "binomial", "--data", data, "-q", "--hr", "0.5", "0.50", "--csv",
+        "run", "--spec", "binomial", "--data", data, "-q", "--hr", "0.5,0.50", "--csv",
         tmp_path / "t.csv",
     )  # fmt: skip
     assert code == 0, err
@@ -228,7 +228,7 @@ def test_a_repeated_hr_is_one_row(tmp_path):
 
 
 def test_thresholds_with_a_repeated_hr(saved_default_fit):
-    code, out, err = call("thresholds", saved_default_fit, "--hr", "0.5", "0.5")
+    code, out, err = call("thresholds", saved_default_fit, "--hr", "0.5,0.5")
     assert code == 0, err
 
 

@@ -216,7 +216,7 @@ def test_binomial_table_takes_role_and_regimen():
             lambda t: t.assign(r=t["r"].where(t.index != 2, t["n"] + 1)),
             "row 4, column 'r': must be <= n (",
         ),
-        (lambda t: t.drop(columns="study"), "no column 'study'"),
+        (lambda t: t.drop(columns="study"), "missing 'study'"),
         (
             lambda t: t.assign(n=t["n"].astype(float).where(t.index != 0, 10.5)),
             "row 2, column 'n': must be a whole number",
@@ -242,8 +242,10 @@ def test_bad_binomial_tables_give_one_clear_error(mutate, needle):
 
 def test_one_study_is_told_that_tau_is_not_identified(capsys, tmp_path):
     import lmsbayes as lb
+    from lmsbayes.fit import FitWarning
 
-    fit = lb.fit("binomial", pd.DataFrame({"study": ["only"], "r": [12], "n": [40]}))
+    with pytest.warns(FitWarning, match="one study only - the between-study sd tau is not identi"):
+        fit = lb.fit("binomial", pd.DataFrame({"study": ["only"], "r": [12], "n": [40]}))
     assert "tau is not identified" in fit.diagnostics.note
     two = lb.fit("binomial", pd.DataFrame({"study": ["a", "b"], "r": [12, 9], "n": [40, 35]}))
     assert "not identified" not in two.diagnostics.note

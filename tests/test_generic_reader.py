@@ -95,7 +95,7 @@ def test_every_bad_cell_is_named_by_file_row_column_and_value(tmp_path, text, ro
         (b"study\tr\tn\nA\t3\t10\n", "separated by tabs, not commas"),
         ("study,r,n\nK\u00f6ln,3,10\n".encode("latin-1"), "not UTF-8 text"),
         (b"study,r,n\n", "has a header but no study rows"),
-        (b"study,n\nA,10\n", "column 'r': required column is missing"),
+        (b"study,n\nA,10\n", "a (study, r, n) table needs the columns study"),
         (b"", "file is empty"),
     ],
     ids=["semicolons", "tabs", "latin-1", "header-only", "no-r", "empty"],

@@ -35,14 +35,14 @@ import math
 import re
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from os import PathLike
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from lmsbayes.errors import InputError, OptionError
+from lmsbayes.errors import InputError, OptionError, plain_text
 
 __all__ = [
     "ARM_COLUMNS",
@@ -239,7 +239,7 @@ class Problem:
                 where += f" (arm_id {self.arm_id!r})"
         if self.column is not None:
             where += f", column {self.column!r}"
-        return f"{where}: {self.message}"
+        return plain_text(f"{where}: {self.message}")
 
 
 class DataValidationError(InputError):
@@ -1168,6 +1168,17 @@ def _read_arms(
     """
     header, rows, numbers, raw = read_csv_cells(source, file, "trial-arm table")
     out = _Collector(file, {}, numbers)
+    lower = {c.lower() for c in header}
+    if "arm_id" not in lower and len(lower & set(BINOMIAL_REQUIRED)) >= 2:
+        # a (study, r, n) table where the arm table is read: one error, not one per column
+        found = ", ".join(repr(_clip(c, 20)) for c in header[:8])
+        out.header(
+            None,
+            f"is a (study, r, n) table (header {found}), not the LMS trial-arm table this reads "
+            "(columns arm_id, trial, year, ..., line, population; data/README.md); a (study, r, "
+            "n) table is fitted with the spec 'binomial'",
+        )
+        return None, None, out.problems, raw, []
     if not rows:
         out.problems.append(
             Problem(
@@ -1431,6 +1442,95 @@ BINOMIAL_MAX_N = int(BOUNDS["n"][1])
 _BINOMIAL_BOUNDS = {**BOUNDS, "r": (0, BINOMIAL_MAX_N, False)}
 
 
+#: Headers people give the required columns, for a "did you mean" (never renamed silently).
+_BINOMIAL_SYNONYMS = {
+    "study": ("trial", "studies", "name", "label", "id", "study_id", "studyid", "author", "source"),
+    "r": (
+        "events",
+        "event",
+        "responders",
+        "responses",
+        "response",
+        "successes",
+        "success",
+        "cases",
+        "count",
+        "x",
+        "y",
+        "k",
+        "resp",
+    ),
+    "n": (
+        "total",
+        "patients",
+        "pts",
+        "size",
+        "sample_size",
+        "samplesize",
+        "subjects",
+        "n_total",
+        "n_patients",
+        "number",
+    ),
+}
+_BINOMIAL_MEANING = {"study": "the study label", "r": "responders or events", "n": "patients"}
+
+
+def _binomial_header(header: list[str], file: str) -> tuple[list[str], list[Problem]]:
+    """The header with the known columns' names as the package spells them, and its problems.
+
+    A name that differs from a known column only in case (``Study``, ``N``, R's habit) is that
+    column: the header is unambiguous, so it is accepted. Missing required columns are one
+    problem that names study, r and n and, for each, the header cell that is probably meant
+    (a typo or a usual synonym: ``studies``, ``events``), which is never renamed silently.
+    """
+    problems: list[Problem] = []
+    out = list(header)
+    lower: dict[str, list[str]] = {}
+    for col in header:
+        lower.setdefault(col.lower(), []).append(col)
+    for known in BINOMIAL_COLUMNS:
+        spellings = list(dict.fromkeys(lower.get(known, [])))
+        if len(spellings) > 1:
+            problems.append(
+                Problem(
+                    file,
+                    1,
+                    None,
+                    known,
+                    None,
+                    f"columns {' and '.join(repr(c) for c in spellings)} differ only in case; "
+                    f"keep one column {known!r}",
+                )
+            )
+        elif spellings and spellings[0] != known:
+            out = [known if c == spellings[0] else c for c in out]
+    missing = [c for c in BINOMIAL_REQUIRED if c not in out]
+    if problems or not missing:
+        return out, problems
+    unused = [c for c in out if c and c not in BINOMIAL_COLUMNS]
+    hints = []
+    for col in missing:
+        close = difflib.get_close_matches(col, [c.lower() for c in unused], n=1, cutoff=0.6)
+        if not close:
+            close = [c.lower() for c in unused if c.lower() in _BINOMIAL_SYNONYMS[col]][:1]
+        if close:
+            meant = next(c for c in unused if c.lower() == close[0])
+            unused.remove(meant)
+            hints.append(f"{meant!r} for {col!r}")
+    found = ", ".join(repr(_clip(c, 20)) for c in header[:8]) + (", ..." if len(header) > 8 else "")
+    need = ", ".join(f"{c} ({_BINOMIAL_MEANING[c]})" for c in BINOMIAL_REQUIRED)
+    message = (
+        f"a (study, r, n) table needs the columns {need}; "
+        f"missing {', '.join(repr(c) for c in missing)} (the header has {found})"
+    )
+    if hints:
+        message += f"; did you mean {', '.join(hints)}? Rename the column"
+        message += "s" if len(hints) > 1 else ""
+    problems.append(Problem(file, 1, None, None, None, message))
+    return out, problems
+
+
 def _binomial_kind(col: str) -> str:  # role and regimen: text, checked as in the arm table
     if col in ("r", "n", "year"):
         return "int"
@@ -1453,13 +1553,17 @@ def _check_binomial_cells(
                 "the table has a header but no study rows (one row per study arm: study, r, n)",
             )
         )
-    for col in BINOMIAL_REQUIRED:
-        if col not in header:
-            out.header(
-                col,
-                f"required column is missing (a binomial table has the columns study, r, n; "
-                f"found {', '.join(repr(_clip(c, 20)) for c in header[:8])})",
-            )
+    given = header
+    header, problems = _binomial_header(header, file)
+    out.problems.extend(problems)
+    spelled = {k: g for k, g in zip(header, given, strict=True) if k != g}  # 'r' -> 'R'
+
+    def error(problems: list[Problem]) -> DataValidationError:
+        """The problems, each naming its column as the user's header spells it."""
+        return DataValidationError(
+            [replace(p, column=spelled.get(p.column, p.column)) for p in problems]
+        )
+
     for k, col in enumerate(header):
         if col == "":
             out.header(None, f"header cell {k + 1} is blank; every column needs a name")
@@ -1468,11 +1572,11 @@ def _check_binomial_cells(
     for col in sorted({c for c in header if c and header.count(c) > 1}):
         out.header(col, "column appears more than once in the header", col)
     if out.problems:
-        raise DataValidationError(out.problems)
+        raise error(out.problems)
     columns = [*BINOMIAL_COLUMNS, *(c for c in dict.fromkeys(header) if c not in BINOMIAL_COLUMNS)]
     cells = _table_cells(header, rows, numbers, out, columns)
     if cells is None:
-        raise DataValidationError(out.problems)
+        raise error(out.problems)
     out.cells = cells
     typed = _convert(cells, out, _binomial_kind, {}, BINOMIAL_REQUIRED, _BINOMIAL_BOUNDS)
     out.where(typed["r"] > typed["n"], "r", "must be <= n ({row[n]}), got {value!r}")
@@ -1493,7 +1597,7 @@ def _check_binomial_cells(
             )
         first.setdefault(a, i)
     if out.problems:
-        raise DataValidationError(_sorted(out.problems, columns))
+        raise error(_sorted(out.problems, columns))
     present = [c for c in columns if c in header]
     df = _frame({c: typed[c] for c in present}, _binomial_kind, {})
     df["r"] = df["r"].astype(np.int64)  # required and bounds-checked: no missing, no wrap-around
@@ -1856,12 +1960,37 @@ def long_table(
     return table
 
 
+#: Columns only the arm table has: two of them (or names close to them) make a header an arm
+#: table's even without ``arm_id``.
+_ARM_MARKERS = tuple(c for c in REQUIRED if c not in (*BINOMIAL_COLUMNS, "arm_id", "line"))
+
+
+def is_binomial_header(header: Sequence[str]) -> bool:
+    """True when a table with this header is a (study, r, n) table rather than an arm table.
+
+    ``arm_id`` (in any case) makes an arm table; otherwise ``study`` (in any case) makes a
+    (study, r, n) table, and so does any header without two of the arm table's own columns
+    (or names close to them): ``Study,N,R`` or ``studies,events,n`` are read as the
+    (study, r, n) tables they were meant to be, so that their errors speak of study, r and n.
+    """
+    lower = [str(c).strip().lower() for c in header]
+    if "arm_id" in lower:
+        return False
+    if "study" in lower:
+        return True
+    markers = sum(
+        1 for c in lower if c and difflib.get_close_matches(c, _ARM_MARKERS, n=1, cutoff=0.8)
+    )
+    return markers < 2
+
+
 def read_tables(data=None):
     """The input tables of a fit: the bundled data, a CSV path, or what the caller passed.
 
     The kind of a path's table is told from its header as the checked reader
-    parses it (a byte-order mark, quoting or blank lines do not change it):
-    ``study`` without ``arm_id`` is a (study, r, n) table
+    parses it (a byte-order mark, quoting or blank lines do not change it; see
+    :func:`is_binomial_header`): ``study`` without ``arm_id``, in any case, or
+    a header without the arm table's own columns is a (study, r, n) table
     (:func:`read_binomial`); anything else is read as an arm table
     (:func:`load_trials`).
 
@@ -1886,7 +2015,9 @@ def read_tables(data=None):
         path = Path(data)
         if path.is_file():
             header, _, _, _ = read_csv_cells(path, str(data), "data table")
-            if "study" in header and "arm_id" not in header:
+            if is_binomial_header(header):
                 return read_binomial(data)
+        elif not path.exists():
+            raise FileNotFoundError(f"data file not found: {data}")
         return load_trials(data)
     return data

@@ -14,6 +14,8 @@ expect (``ValueError`` for bad values, ``RuntimeError`` for sampling), so
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "LmsbayesError",
     "InputError",
@@ -26,8 +28,31 @@ __all__ = [
 ]
 
 
+#: A numpy scalar's repr (numpy >= 2): ``np.int64(52)``, ``np.float64(0.5)``, ``np.str_('a')``,
+#: ``np.True_``.
+_NUMPY_REPR = re.compile(
+    r"\bnp\.(?:(?:u?int|float|complex)\d*|bool|str_|bytes_|longdouble|intc|intp)\((.*?)\)"
+    r"|\bnp\.(True|False)_\b"
+)
+
+
+def plain_text(message: str) -> str:
+    """``message`` with numpy scalars' reprs as plain values: ``np.int64(52)`` -> ``52``.
+
+    A value formatted with ``!r`` shows numpy's type when it came out of an array; a user reads
+    the number (or the quoted text) only.
+    """
+    return _NUMPY_REPR.sub(lambda m: m[1] if m[1] is not None else m[2], message)
+
+
 class LmsbayesError(Exception):
-    """Base class of every error lmsbayes raises on purpose."""
+    """Base class of every error lmsbayes raises on purpose.
+
+    A message's numpy scalar reprs are shown as plain values (:func:`plain_text`).
+    """
+
+    def __init__(self, *args) -> None:
+        super().__init__(*(plain_text(a) if isinstance(a, str) else a for a in args))
 
 
 class InputError(LmsbayesError, ValueError):

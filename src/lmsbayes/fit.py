@@ -187,7 +187,8 @@ def fit(
     Warns
     -----
     FitWarning
-        When the diagnostics fail (and not strict).
+        When the diagnostics fail (and not strict), and when the data hold one study only
+        (the between-study sd tau is then not identified by the data).
     """
     report = progress or _silent
     if not isinstance(spec, ModelSpec):
@@ -209,7 +210,9 @@ def fit(
             f"data: {n_in} arms read, {len(data.arms)} arms / {len(data.obs)} observations enter "
             f"the model, {excluded_arms} arms excluded"
         )
-    thin = _thin_data_note(data)
+    thin = thin_data_note(data)
+    if thin:  # said once, in words, to a caller who passes no progress callback too
+        warnings.warn(thin.removeprefix("warning: "), FitWarning, stacklevel=2)
     note = "; ".join(n for n in (note, thin) if n)
     if note:
         report(note)
@@ -235,8 +238,19 @@ def _silent(message: str) -> None:
     """The progress callback of a quiet fit."""
 
 
-def _thin_data_note(data: ModelData) -> str:
-    """A warning in words when the data cannot identify the between-study heterogeneity."""
+def thin_data_note(data: ModelData) -> str:
+    """A warning in words when the data cannot identify the between-study heterogeneity.
+
+    Parameters
+    ----------
+    data : ModelData
+        The prepared data of a fit.
+
+    Returns
+    -------
+    str
+        ``"warning: one study only - ..."`` for one study (arm), else ``""``.
+    """
     if data.n_arms == 1:
         return (
             "warning: one study only - the between-study sd tau is not identified by the data; "

@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import importlib
 import os
+import re
 import signal
 import sys
 import traceback
@@ -84,7 +85,7 @@ _EPILOG = (
 typical use:
   lmsbayes run                          fit the default analysis, print the thresholds
   lmsbayes fit default -o fit.nc        fit a spec and save the fit
-  lmsbayes thresholds fit.nc --hr 0.65 0.5
+  lmsbayes thresholds fit.nc --hr 0.65,0.5
   lmsbayes prior fit.nc --line 2L+ --landmark 6 --robust 0.2 -o prior.json
   lmsbayes design prior.json --looks 20,35,50
   lmsbayes report fit.nc -o report/
@@ -114,6 +115,13 @@ class _Formatter(argparse.HelpFormatter):
             return "".join(indent + line for line in text.splitlines(keepends=True))
         return super()._fill_text(text, width, indent)
 
+    def _format_args(self, action: argparse.Action, default_metavar: str) -> str:
+        from lmsbayes.cli._common import ListAction
+
+        if isinstance(action, ListAction):  # 'T1,T2,...', not 'T1,T2,... [T1,T2,... ...]'
+            return self._metavar_formatter(action, default_metavar)(1)[0]
+        return super()._format_args(action, default_metavar)
+
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
@@ -141,6 +149,15 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):
+        stray = message.removeprefix("unrecognized arguments: ").split()
+        if message.startswith("unrecognized arguments: ") and all(
+            re.fullmatch(r"[-+0-9.:eE,]+", word) for word in stray
+        ):
+            # lmsbayes 0.1 took `--hr 0.65 0.5`; every list option now takes one word
+            message += (
+                " (list options take their values comma-separated, in one word: "
+                "--hr 0.65,0.5, --landmarks 3,6,12)"
+            )
         self.exit(EXIT_USAGE, f"lmsbayes: error: {message} (see `{self.prog} --help`)\n")
 
 
@@ -217,8 +234,10 @@ def _os_message(exc: OSError) -> str:
 
 
 def _error(message: str) -> None:
+    from lmsbayes.errors import plain_text  # np.int64(52) -> 52, whatever raised the error
+
     with contextlib.suppress(OSError, ValueError):
-        print(f"lmsbayes: error: {message}", file=sys.stderr, flush=True)
+        print(f"lmsbayes: error: {plain_text(message)}", file=sys.stderr, flush=True)
 
 
 def _quiet_stdout() -> None:

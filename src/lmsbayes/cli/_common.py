@@ -74,6 +74,85 @@ landmark_months = bounded(0, 120, hi_open=False, what="a landmark in months")
 fraction = bounded(0, 1, lo_open=False, hi_open=False, what="a fraction")
 
 
+# --- list options: one syntax for every option that takes several values -----------
+
+
+class ListAction(argparse.Action):
+    """The values of a list option: one comma-separated word, ``--hr 0.6,0.7``.
+
+    One shell word, so a positional argument after it is never taken for a value
+    (``thresholds --landmarks 3,6 fit.nc``). A repeated option replaces the earlier one, as
+    for any other option.
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, list(values))
+
+
+def list_option(parser, *flags: str, item, example: str, help: str, **kwargs) -> None:
+    """Add a list option to ``parser``: its values in one comma-separated word (``example``).
+
+    ``item`` parses one value (an argparse ``type``: raises ArgumentTypeError with the reason);
+    the help text says the syntax, and the default if ``kwargs`` has one.
+    """
+
+    def parse(word: str) -> list:
+        parts = [part.strip() for part in word.split(",")]
+        if not all(parts):
+            raise argparse.ArgumentTypeError(
+                f"empty value in {word!r}: give values separated by commas, e.g. {example}"
+            )
+        return [item(part) for part in parts]
+
+    parse.__name__ = getattr(item, "__name__", "value")
+    default = kwargs.get("default")
+    if default is not None and "(default" not in help:
+        shown = (
+            default
+            if isinstance(default, str)
+            else ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default)
+        )
+        help = f"{help} (default: {shown})"
+    parser.add_argument(
+        *flags,
+        type=parse,
+        action=ListAction,
+        help=f"{help}; comma-separated, e.g. {example}",
+        **kwargs,
+    )
+
+
+def landmark(text: str) -> float:
+    """One landmark of a ``--landmarks`` list: months in (0, 120]."""
+    try:
+        t = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"landmark must be a number of months, got {text!r}"
+        ) from None
+    if not (math.isfinite(t) and 0 < t <= 120):
+        raise argparse.ArgumentTypeError(f"landmark must be in (0, 120] months, got {text!r}")
+    return t
+
+
+def landmark_option(q, default=None, help: str = "landmarks in months") -> None:
+    """``--landmarks``, the same option in every verb that has it (months, e.g. 3,6,12)."""
+    list_option(
+        q,
+        "--landmarks",
+        item=landmark,
+        example="3,6,12",
+        default=default,
+        metavar="T1,T2,...",
+        help=help,
+    )
+
+
+def list_text(value) -> str:
+    """A list option's value as its comma-separated text (a default given as text stays so)."""
+    return value if isinstance(value, str) else ",".join(str(v) for v in value)
+
+
 def check_outputs(
     args: argparse.Namespace, files: tuple[str, ...] = (), directories: tuple[str, ...] = ()
 ) -> None:
@@ -116,7 +195,7 @@ def add_mkdir_option(parser: argparse.ArgumentParser) -> None:
 
 
 def unique_hrs(args: argparse.Namespace) -> None:
-    """``--hr 0.5 0.5``: a repeated hazard ratio is one row of the table (merged, order kept)."""
+    """``--hr 0.5,0.5``: a repeated hazard ratio is one row of the table (merged, order kept)."""
     if getattr(args, "hr", None):
         args.hr = list(dict.fromkeys(args.hr))
 
@@ -149,6 +228,41 @@ def load_spec_from_args(args):
     return spec
 
 
+def check_data_kind(spec, data, positional: bool = False) -> None:
+    """``--data`` of the other kind than the spec fits: one line saying which spec to give.
+
+    A (study, r, n) table with an LMS spec (the default) asks for ``--spec binomial``; the LMS
+    arm table (the bundled data, without --data) with a spec for (study, r, n) tables asks for
+    an LMS spec. Other mismatches are left to the fit's own checks. ``positional``: the verb
+    takes the spec as its first argument (``lmsbayes fit SPEC``), not as ``--spec``.
+    """
+    from pathlib import Path
+
+    from lmsbayes.data import is_binomial_header, read_csv_cells
+    from lmsbayes.errors import OptionError
+    from lmsbayes.model.families import get_family
+
+    if data is not None and not Path(data).is_file():
+        return  # the reader names the missing file
+    binomial = data is not None and is_binomial_header(
+        read_csv_cells(Path(data), str(data), "data table")[0]
+    )
+    family = get_family(spec.model.likelihood, spec.model.curve)
+    table = f"--data {data} is" if data is not None else "the bundled data are"
+    if binomial and not family.binomial_table:
+        use = "fit the spec binomial instead" if positional else "add --spec binomial"
+        raise OptionError(
+            f"{table} a (study, r, n) table, which the spec {spec.name!r} (for the LMS arm "
+            f"table) cannot fit: {use}"
+        )
+    if not binomial and family.binomial_table and not spec.landmarks:
+        use = "fit the spec default instead" if positional else "drop --spec"
+        raise OptionError(
+            f"{table} the LMS arm table, which the spec {spec.name!r} (for a (study, r, n) "
+            f"table) cannot fit: {use}, or give --data a (study, r, n) table"
+        )
+
+
 def fit_from_args(args, progress: Progress, spec=None):
     """The fit the options ask for; ``fit`` reports its steps through ``progress``."""
     import warnings
@@ -156,6 +270,7 @@ def fit_from_args(args, progress: Progress, spec=None):
     from lmsbayes.fit import fit
 
     spec = spec if spec is not None else load_spec_from_args(args)
+    check_data_kind(spec, args.data, positional=getattr(args, "command", "") == "fit")
     with warnings.catch_warnings():
         warnings.simplefilter(
             "ignore"

@@ -11,7 +11,7 @@ _EPILOG = """\
 The CSV has a `study` column and, per row, either `estimate`,`lower`,`upper` (the ratio and its
 95% CI as published; a `level` column may give another level) or `log_estimate`,`se`. Other
 columns (pmid, doi, where ...) are carried along. Example:
-  lmsbayes contrast data/petrelli2017_pfs_hr.csv --method DL --events 150 300 --plots out/
+  lmsbayes contrast data/petrelli2017_pfs_hr.csv --method DL --events 150,300 --plots out/
 The predictive distribution of a new trial's HR is the expected effect of a new agent: it gives
 the probability of success (assurance) of a planned trial, not a target alternative (not p1).
 """
@@ -260,15 +260,16 @@ def _check_options(args):
     Returns (tau prior, mu prior, methods).
     """
     from lmsbayes import contrast as ct
-    from lmsbayes.cli._common import check_outputs
+    from lmsbayes.cli._common import check_outputs, list_text
     from lmsbayes.contrast.frequentist import METHODS
     from lmsbayes.errors import OptionError
 
-    methods = [s.strip().upper() for s in args.method.split(",") if s.strip()]
+    given_methods = list_text(args.method)
+    methods = [s.strip().upper() for s in given_methods.split(",") if s.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if not methods or unknown:
         raise OptionError(
-            f"--method {args.method!r}: method must be one of {', '.join(METHODS)} "
+            f"--method {given_methods!r}: method must be one of {', '.join(METHODS)} "
             "(tau^2 estimators, comma-separated)"
         )
     methods = list(dict.fromkeys(methods))
@@ -321,9 +322,7 @@ def _events(text: str) -> int:
 
 def register(sub) -> None:
     """Add the ``contrast`` verb to the ``lmsbayes`` parser."""
-    import argparse
-
-    from lmsbayes.cli._common import bounded
+    from lmsbayes.cli._common import bounded, list_option
 
     q = sub.add_parser(
         "contrast",
@@ -333,7 +332,6 @@ def register(sub) -> None:
         "and the prediction interval; the Bayesian normal-normal model by exact quadrature; "
         "Egger's test; leave-one-out; and the probability of success of a planned trial.",
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     q.add_argument("file", metavar="FILE.csv", help="contrast table (see below)")
     q.add_argument(
@@ -342,11 +340,15 @@ def register(sub) -> None:
         default="HR",
         help="what the estimates are (default: HR; ratios are pooled on the log scale)",
     )
-    q.add_argument(
+    list_option(
+        q,
         "--method",
+        item=str,
+        example="DL,REML",
         default="DL,REML",
-        help="tau^2 estimators, comma-separated, from DL, REML, ML, PM, HE, EE (default: DL,REML; "
-        "the first gives the weights, leave-one-out and plots)",
+        metavar="M1,M2,...",
+        help="tau^2 estimators from DL, REML, ML, PM, HE, EE (default: DL,REML; the first gives "
+        "the weights, leave-one-out and plots)",
     )
     q.add_argument(
         "--test",
@@ -382,11 +384,12 @@ def register(sub) -> None:
     )
     q.add_argument("--no-bayes", action="store_true", help="skip the Bayesian analysis")
     q.add_argument("--no-leave-one-out", action="store_true", help="skip the leave-one-out table")
-    q.add_argument(
+    list_option(
+        q,
         "--events",
-        type=_events,
-        nargs="+",
-        metavar="D",
+        item=_events,
+        example="150,300",
+        metavar="D1,D2,...",
         help="assurance of a planned two-arm time-to-event trial with D events (several allowed)",
     )
     q.add_argument(

@@ -5,7 +5,20 @@ Reconstruct patient data from digitised Kaplan-Meier curves and report accuracy.
 
 from __future__ import annotations
 
-from lmsbayes.cli._common import check_outputs, landmark_months
+from lmsbayes.cli._common import check_outputs, landmark_months, landmark_option, list_option
+
+#: Curve families ``--family`` can fit.
+FAMILIES = ("loglogistic", "weibull")
+
+
+def _family(text: str) -> str:
+    import argparse
+
+    if text not in FAMILIES:
+        raise argparse.ArgumentTypeError(
+            f"family must be one of {', '.join(FAMILIES)}, got {text!r}"
+        )
+    return text
 
 
 def cmd_curve(args) -> int:
@@ -72,20 +85,17 @@ def register(sub) -> None:
     q.add_argument(
         "--ipd", default=None, metavar="OUT.csv", help="write the reconstructed patients"
     )
-    q.add_argument(
-        "--landmarks",
-        type=landmark_months,
-        nargs="+",
-        default=[3.0, 6.0, 9.0, 12.0],
-        help="landmarks (months) for the rates (default 3 6 9 12)",
-    )
-    q.add_argument(
+    landmark_option(q, default=[3.0, 6.0, 9.0, 12.0], help="landmarks in months for the rates")
+    list_option(
+        q,
         "--family",
-        nargs="+",
-        choices=["loglogistic", "weibull"],
+        item=_family,
+        example="loglogistic,weibull",
         default=None,
-        help="fit each arm on these curve families (flat priors, grid) and check the fit: "
-        "observed vs expected events per risk-table interval (X^2, Hosmer-Lemeshow-type)",
+        metavar="F1,F2",
+        help="fit each arm on these curve families, from loglogistic, weibull (flat priors, "
+        "grid) and check the fit: observed vs expected events per risk-table interval (X^2, "
+        "Hosmer-Lemeshow-type)",
     )
     q.add_argument(
         "--truncate",

@@ -5,6 +5,8 @@ What the trial data hold per line x class x site, and what cannot enter a model.
 
 from __future__ import annotations
 
+from lmsbayes.cli._common import landmark_option
+
 
 def cmd_data(args) -> int:
     """The ``data`` verb: check the trial tables and print what enters each analysis."""
@@ -67,26 +69,6 @@ def cmd_data(args) -> int:
     return 0
 
 
-def _landmark(text: str) -> float:
-    import argparse
-    import math
-
-    try:
-        t = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"landmark must be a number of months, got {text!r}"
-        ) from None
-    if not (math.isfinite(t) and 0 < t <= 120):
-        raise argparse.ArgumentTypeError(f"landmark must be in (0, 120] months, got {text!r}")
-    return t
-
-
-def _landmarks(text: str) -> list[float]:
-    """Comma-separated landmarks, the syntax of every list option of lmsbayes."""
-    return [_landmark(part.strip()) for part in text.split(",") if part.strip()]
-
-
 def register(sub) -> None:
     """Add the ``data`` verb to the ``lmsbayes`` parser."""
     q = sub.add_parser(
@@ -102,13 +84,8 @@ def register(sub) -> None:
     q.add_argument(
         "--rates", default=None, help="rates CSV (default: NAME_rates.csv beside --data, if any)"
     )
-    q.add_argument(
-        "--landmarks",
-        type=_landmarks,
-        default=[3.0, 6.0],
-        metavar="MONTHS",
-        help="landmarks (months) for the reported / derived counts, comma-separated as in "
-        "`lmsbayes run` (default 3,6)",
+    landmark_option(
+        q, default=[3.0, 6.0], help="landmarks in months for the reported / derived counts"
     )
     q.add_argument(
         "--spec",

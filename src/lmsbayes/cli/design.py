@@ -63,9 +63,11 @@ def _count(text: str) -> int:
     return v
 
 
-def _parse_looks(text: str) -> tuple[int, ...]:
+def _parse_looks(value) -> tuple[int, ...]:
+    from lmsbayes.cli._common import list_text
     from lmsbayes.errors import OptionError
 
+    text = list_text(value)
     try:
         looks = tuple(int(v) for v in text.split(","))
     except ValueError:
@@ -83,11 +85,13 @@ def _parse_looks(text: str) -> tuple[int, ...]:
     return looks
 
 
-def _parse_interims(text: str | None) -> tuple[tuple[int, int], ...]:
+def _parse_interims(value) -> tuple[tuple[int, int], ...]:
+    from lmsbayes.cli._common import list_text
     from lmsbayes.errors import OptionError
 
-    if not text:
+    if not value:
         return ()
+    text = list_text(value)
     try:
         pairs = tuple(tuple(int(v) for v in part.split(":")) for part in text.split(","))
     except ValueError:
@@ -99,9 +103,11 @@ def _parse_interims(text: str | None) -> tuple[tuple[int, int], ...]:
     return pairs
 
 
-def _parse_range(text: str) -> tuple[float, float]:
+def _parse_range(value) -> tuple[float, float]:
+    from lmsbayes.cli._common import list_text
     from lmsbayes.errors import OptionError
 
+    text = list_text(value)
     try:
         lo, hi = (float(v) for v in text.split(","))
     except ValueError:
@@ -464,10 +470,10 @@ def cmd_analyze(args) -> int:
 
 def register(sub) -> None:
     """Add the ``design`` and ``analyze`` verbs to the ``lmsbayes`` parser."""
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    from lmsbayes.cli._common import list_option
+
     q = sub.add_parser(
         "design",
-        formatter_class=fmt,
         help="decision boundaries and operating characteristics of a design",
         description="A single-arm, two-arm or Simon design with its decision boundaries "
         "(progression-free patients) and exact operating characteristics across true rates. Single "
@@ -505,9 +511,13 @@ def register(sub) -> None:
     q.add_argument(
         "--hr", type=_positive, default=_HR_DEFAULT, help="hazard ratio for p1 = p0 ** HR"
     )
-    q.add_argument(
+    list_option(
+        q,
         "--looks",
+        item=str,
+        example="20,35,50",
         default="20,35,50",
+        metavar="N1,N2,...",
         help="single-arm: patients at each analysis; one number = no interims",
     )
     q.add_argument(
@@ -537,8 +547,14 @@ def register(sub) -> None:
         default="hr",
         help="two-arm: effect scale for the power (p_t = p_c ** hr, or p_t = p_c + (p1 - p0))",
     )
-    q.add_argument(
-        "--interims", default=None, help="two-arm: interim analyses as n_t:n_c pairs, e.g. 20:10"
+    list_option(
+        q,
+        "--interims",
+        item=str,
+        example="20:10,30:15",
+        default=None,
+        metavar="NT:NC,...",
+        help="two-arm: interim analyses as n_t:n_c pairs",
     )
     q.add_argument(
         "--futility-two-arm",
@@ -565,8 +581,14 @@ def register(sub) -> None:
         action="store_true",
         help="robust component with both shapes >= 1 (ELIR defined) instead of RBesT's n = 1",
     )
-    q.add_argument(
-        "--type1-range", default="0,1", help="true control rates lo,hi for the worst type I error"
+    list_option(
+        q,
+        "--type1-range",
+        item=str,
+        example="0.3,0.8",
+        default="0,1",
+        metavar="LO,HI",
+        help="true control rates lo,hi for the worst type I error",
     )
     q.add_argument(
         "--tradeoff",
@@ -610,7 +632,6 @@ def register(sub) -> None:
 
     a = sub.add_parser(
         "analyze",
-        formatter_class=fmt,
         help="prior-data conflict: how much of a prior survives a trial's data",
         description="After r progression-free patients out of n: the posterior mixture weights "
         "(how much of each component survives), the prior-predictive tail probabilities of r, and "

@@ -13,6 +13,8 @@ from lmsbayes.cli._common import (
     fit_args,
     fit_from_args,
     hazard_ratio,
+    landmark_option,
+    list_option,
     load_spec_from_args,
     strict_failed,
     unique_hrs,
@@ -216,6 +218,11 @@ def _print_binomial(table, fit) -> None:
         )
         print("  RBesT: " + to_rbest(mix))
     print(fit.diagnostics.line())
+    from lmsbayes.fit import thin_data_note
+
+    thin = thin_data_note(d)  # one study: tau is not identified (said even with --quiet)
+    if thin:
+        print(thin)
 
 
 def _emit_table(table, fit, args, *, write: bool = True) -> None:
@@ -340,20 +347,6 @@ def _check_at(spec, args) -> None:
             )
 
 
-def _parse_landmarks(text: str) -> list[float]:
-    import argparse
-
-    try:
-        out = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be comma-separated months such as 3,6,12, got {text!r}"
-        ) from None
-    if not out or any(not (0 < t <= 120) for t in out):
-        raise argparse.ArgumentTypeError(f"each landmark must be in (0, 120] months, got {text!r}")
-    return out
-
-
 def cmd_run(args) -> int:
     """The ``run`` verb: fit the default analysis and print the threshold table."""
     unique_hrs(args)
@@ -417,26 +410,24 @@ def cmd_report(args) -> int:
 
 def table_args(q) -> None:
     """Options of the verbs that print a threshold table."""
-    q.add_argument(
-        "--landmarks",
-        type=_parse_landmarks,
-        default=None,
-        metavar="T1,T2,...",
-        help="landmarks in months, e.g. 3,6,9,12 (default: the spec's; any landmark from the "
-        "survival model, only fitted ones from a per-landmark model)",
+    landmark_option(
+        q,
+        help="landmarks in months (default: the spec's; any landmark from the survival model, "
+        "only fitted ones from a per-landmark model)",
     )
     q.add_argument(
         "--exclusions",
         action="store_true",
         help="also list the excluded arms and observations, with the reason",
     )
-    q.add_argument(
+    list_option(
+        q,
         "--hr",
-        type=hazard_ratio,
-        nargs="+",
-        metavar="HR",
-        help="hazard ratios in (0, 1) for p1 = p0^HR "
-        "(default: the spec's, 0.65 in the bundled specs)",
+        item=hazard_ratio,
+        example="0.65,0.5",
+        metavar="HR1,HR2,...",
+        help="hazard ratios in (0, 1) for p1 = p0^HR (default: the spec's, 0.65 in the bundled "
+        "specs)",
     )
     q.add_argument(
         "--reference",
@@ -519,5 +510,5 @@ def register(sub) -> None:
     q.set_defaults(func=cmd_report)
 
 
-#: The option parsers other verbs share (``update`` takes the same --at and --landmarks).
-parse_at, parse_landmarks = _parse_at, _parse_landmarks
+#: The option parser other verbs share (``update`` takes the same --at, and --landmarks above).
+parse_at = _parse_at

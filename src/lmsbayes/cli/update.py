@@ -27,7 +27,8 @@ def cmd_update(args) -> int:
 
 def register(sub) -> None:
     """Add the ``update`` verb to the ``lmsbayes`` parser."""
-    from lmsbayes.cli.fitting import parse_at, parse_landmarks
+    from lmsbayes.cli._common import landmark_option
+    from lmsbayes.cli.fitting import parse_at
 
     q = sub.add_parser(
         "update",
@@ -42,13 +43,7 @@ def register(sub) -> None:
     q.add_argument("--add", required=True, metavar="NEWARMS.csv", help="the arms to add")
     q.add_argument("--spec", default="default", help="spec to refit (default: default)")
     q.add_argument("--data", default=None, help="base arm table (default: the bundled data)")
-    q.add_argument(
-        "--landmarks",
-        type=parse_landmarks,
-        default=None,
-        metavar="MONTHS",
-        help="threshold landmarks, e.g. 3,6,12 (default: the spec's)",
-    )
+    landmark_option(q, help="threshold landmarks in months (default: the spec's)")
     q.add_argument(
         "--at",
         type=parse_at,

@@ -23,6 +23,13 @@ def register(sub) -> None:
             "leave-one-trial-out (or leave-future-out, leave-one-regimen-out, temporal) "
             "predictive checks of specs, compared"
         ),
+        description="Compare specs out of sample: refit each spec with some arms held out and "
+        "score its predictions of them (ELPD per arm, PIT calibration, interval coverage). "
+        "By default each trial is held out in turn (leave one trial out); --temporal fits the "
+        "arms published up to --year and predicts the later ones; --future predicts each year's "
+        "arms from the earlier ones and applies the choice rule of docs/validation.md; "
+        "--regimen holds out all arms of a regimen together. The table shows each spec's "
+        "difference from the reference spec with its standard error.",
     )
     q.add_argument(
         "specs",

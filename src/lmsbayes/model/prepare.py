@@ -60,8 +60,10 @@ def _tables(data: Any) -> _Tables:
         return _Tables(
             "lms", trials.arms.reset_index(drop=True), trials.rates.reset_index(drop=True), sha
         )
+    from lmsbayes.data import binomial_table, is_binomial_header
+
     missing = [c for c in _BINOMIAL_REQUIRED if c not in data]
-    if missing:
+    if missing and not is_binomial_header([str(c) for c in data.columns]):
         raise SpecError(
             [
                 f"the table has no column {missing[0]!r}: a binomial table needs columns "
@@ -70,8 +72,8 @@ def _tables(data: Any) -> _Tables:
             ],
             "data",
         )
-    from lmsbayes.data import binomial_table  # the checked reader's rules (issue 20)
-
+    # the checked reader's rules (issue 20): 'Study' is 'study'; a header without study, r and n
+    # is one error naming them, with "did you mean"
     return _Tables("binomial", binomial_table(data), pd.DataFrame(), sha)
 
 
@@ -97,9 +99,11 @@ def _coding(spec: ModelSpec, arms: pd.DataFrame, kind: str) -> list:
                 vals = pd.to_numeric(arms[d.column], errors="coerce")
                 if vals.isna().any():
                     i = int(np.flatnonzero(vals.isna())[0])
+                    cell = arms[d.column].iloc[i]
+                    got = "a blank cell" if pd.isna(cell) else repr(str(cell))
                     problems.append(
                         f"[covariates.{name}] column {d.column!r} must be numeric and complete, "
-                        f"got {arms[d.column].iloc[i]!r} (row {i + 2})"
+                        f"got {got} (row {i + 2})"
                     )
                     continue
                 effects[name] = [
@@ -217,7 +221,17 @@ def prepare_data(spec: ModelSpec, data: Any) -> ModelData:
     t = tables.arms
     if not spec.landmarks:
         raise SpecError(
-            ["landmarks: the LMS table needs at least one landmark (months)"], spec.name
+            [
+                "landmarks: the spec has none, and the LMS arm table needs at least one "
+                "landmark (months)"
+                + (
+                    "; this spec is for a (study, r, n) table: fit the LMS table with the spec "
+                    "'default'"
+                    if family.binomial_table
+                    else ""
+                )
+            ],
+            spec.name,
         )
     reasons = _filter_lms(spec, t)
     arm_excl = pd.DataFrame(
@@ -356,7 +370,8 @@ def _prepare_binomial(spec: ModelSpec, tables: _Tables, family) -> ModelData:
         raise SpecError(
             [
                 f"[model] likelihood {spec.model.likelihood!r} needs the LMS tables (medians and "
-                "landmark rates); a (study, r, n) table takes 'logit-binomial' or 'logit-normal'"
+                "landmark rates), and the data are a (study, r, n) table: fit it with the spec "
+                "'binomial' (or a spec whose likelihood is 'logit-binomial' or 'logit-normal')"
             ],
             spec.name,
         )
