@@ -78,6 +78,7 @@ def test_the_notebooks_are_there():
         "02_meta_regression",
         "03_prior_to_design",
         "04_lms04_randomized_borrowing",
+        "05_curves",
     ]
 
 
@@ -178,11 +179,23 @@ def _check_04(k: dict[str, float]) -> None:
     assert k[f"{robust}: worst type I"] <= 0.10
 
 
+def _check_05(k: dict[str, float]) -> None:
+    # the reconstruction meets the accuracy the simulation study states (docs/curves.md)
+    assert k["reconstruction RMS distance"] < 0.006 and k["reconstruction max distance"] < 0.02
+    assert abs(k["true KM S(9)"] - k["reconstructed KM S(9)"]) < 0.03
+    for ref in ("pooled", "predictive"):  # the text: "a few percent" either way
+        for t in (3, 6, 9):
+            c = f"{ref} 1L NR-T {t} mo width"
+            assert abs(k[f"{c} curve"] / k[f"{c} median"] - 1) < 0.1
+    assert 0 < k["MAP 9 mo curve mean"] < 1 and k["MAP 9 mo curve ESS"] > 0
+
+
 CHECKS = {
     "01_eortc_benchmark": _check_01,
     "02_meta_regression": _check_02,
     "03_prior_to_design": _check_03,
     "04_lms04_randomized_borrowing": _check_04,
+    "05_curves": _check_05,
 }
 
 

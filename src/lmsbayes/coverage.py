@@ -160,6 +160,13 @@ def setting_evidence(
     prior = _prior_draws(fit)
     arms = d.arms
     obs = d.obs
+    # curve arms (lmsbayes.model.curve_arms): their patients, by arm position
+    curve_n = {}
+    if len(getattr(d, "curve_rows", ())):
+        from lmsbayes.model.curve_arms import evidence_label
+
+        counts = d.curve_rows.groupby("arm_idx")["count"].sum()
+        curve_n = {int(i): int(n) for i, n in counts.items()}
     rows = []
     for label, s in zip(settings, objs):
         label = s.label if isinstance(label, Setting) else str(label)
@@ -267,4 +274,8 @@ def setting_evidence(
                     "arm_ids": ", ".join(map(str, arms.index[idx])),
                 }
             )
+            if curve_n:  # only with curve arms: a fit without them reports what it did
+                rows[-1]["curves"] = "; ".join(
+                    f"{arms.index[i]}: {evidence_label(curve_n[i])}" for i in idx if i in curve_n
+                )
     return pd.DataFrame(rows)

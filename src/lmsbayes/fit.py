@@ -210,6 +210,11 @@ def fit(
             f"data: {n_in} arms read, {len(data.arms)} arms / {len(data.obs)} observations enter "
             f"the model, {excluded_arms} arms excluded"
         )
+        if len(data.curve_arms):  # curve arms and their goodness-of-fit checks
+            from lmsbayes.model.curve_arms import summary_lines
+
+            for text in summary_lines(data.curve_arms, data.family.curve):
+                report(text)
     thin = thin_data_note(data)
     if thin:  # said once, in words, to a caller who passes no progress callback too
         warnings.warn(thin.removeprefix("warning: "), FitWarning, stacklevel=2)

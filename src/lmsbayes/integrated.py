@@ -154,7 +154,7 @@ def _latent_weights(fit, values: dict, arms: np.ndarray) -> tuple[np.ndarray, np
     per = integ._per_arm(integ.latent_part, c)
     xg, wg = np.polynomial.legendre.leggauss(_GL_NODES)
     u, log_wu = 0.5 * (xg + 1), np.log(0.5 * wg)
-    if integ.gaussian:  # the log-likelihood is exactly quadratic in u: evaluate it at the nodes
+    if integ.u_closed:  # the log-likelihood is exactly quadratic in u: evaluate it at the nodes
         a0, a1, a2 = quad_from_three(per.reshape(P, -1, 3))
         logd = a1[..., None] * u + a2[..., None] * u**2 + log_wu
     else:

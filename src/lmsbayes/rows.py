@@ -59,6 +59,9 @@ def informed_by(row: Mapping[str, Any]) -> str:
             "(no sd ratio: an average over the line's cells, not one cell)"
         )
     extra = f" (+{unknown} of unknown uterine fraction)" if unknown else ""
+    curves = str(row.get("curves", "") or "")
+    if curves and curves != "nan":  # curve arms: their evidence is the reconstructed curve
+        extra += f" [{curves}]"
     ratio = f"; sd ratio {sd:.2f}" if math.isfinite(sd) else ""
     if arms > 0:
         s = "" if arms == 1 else "s"

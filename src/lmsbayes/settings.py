@@ -299,4 +299,8 @@ def shape_group_of(fit: Fit, settings: Sequence[Setting]) -> np.ndarray:
     groups = list(fit.data.shape_groups)
     if groups in ([], ["all"]):
         return np.zeros(len(settings), dtype=np.int64)
-    return np.array([groups.index(s.line) for s in settings], dtype=np.int64)
+    # a new arm is no curve arm: with curve arms' own shape ([model] curve_shape = "own") it
+    # takes its line's group, or the shape of all the other arms
+    return np.array(
+        [groups.index(s.line if s.line in groups else "all") for s in settings], dtype=np.int64
+    )

@@ -339,6 +339,13 @@ class DataFilter:
     require_identifier: bool = True
     #: evidence levels of the numbers that may enter (a stricter spec drops e.g. "news")
     evidence_levels: tuple[str, ...] = ("full_text", "abstract", "registry", "news")
+    #: digitised Kaplan-Meier curves (lmsbayes.curves files, or directories of them; paths
+    #: relative to the spec file): each curve's reconstructed patients replace its arm's median
+    #: and rates, or add the arm (survival likelihood only; docs/curves.md)
+    curves: tuple[str, ...] = ()
+    #: censor every curve at this many months (0: no truncation; a curve file's own
+    #: ``truncate`` key takes precedence)
+    curve_truncate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -382,6 +389,9 @@ class ModelPart:
     drift: str = "none"
     drift_knots: tuple[int, ...] = (2005, 2010, 2015, 2020, 2025)
     drift_reference: int = 2015
+    #: curve arms ([data] curves): "shared" (the shape of their shape group) or "own" (one
+    #: shape for all curve arms, so that a long curve cannot pull the other arms' shape)
+    curve_shape: str = "shared"
 
 
 @dataclass(frozen=True)
@@ -499,6 +509,11 @@ class ModelSpec:
         """The spec as nested plain dictionaries (the source text left out)."""
         out = dataclasses.asdict(self)
         out.pop("text")
+        # curve options at their defaults are left out: the hash of a spec without curves is
+        # the one it had before curves existed (saved fits keep matching)
+        for part, key, default in _CURVE_DEFAULTS:
+            if out[part][key] == default:
+                del out[part][key]
         out["covariates"] = {k: dataclasses.asdict(v) for k, v in self.covariates}
         out["thresholds"]["at"] = dict(self.thresholds.at)
         for k, _v in out["priors"].items():
@@ -528,6 +543,12 @@ class ModelSpec:
 
 
 # --- parsing -----------------------------------------------------------------
+
+_CURVE_DEFAULTS = (
+    ("data", "curves", ()),
+    ("data", "curve_truncate", 0.0),
+    ("model", "curve_shape", "shared"),
+)
 
 _SECTIONS: dict[str, type] = {
     "data": DataFilter,
@@ -614,6 +635,16 @@ def _coerce(value: Any, target: Any, where: str, problems: list[str]) -> Any:
     return value
 
 
+def _resolve_curves(paths: tuple[str, ...], source: str) -> tuple[str, ...]:
+    """Curve paths relative to the spec file's folder (as given when the spec has no file)."""
+    base = Path(source).parent if Path(source).is_file() else None
+    out = []
+    for p in paths:
+        q = Path(p).expanduser()
+        out.append(str(base / q) if base is not None and not q.is_absolute() else str(q))
+    return tuple(out)
+
+
 def parse_spec(raw: Mapping[str, Any], *, source: str = "<spec>", text: str = "") -> ModelSpec:
     """Build a :class:`ModelSpec` from a parsed TOML mapping, collecting all problems.
 
@@ -686,6 +717,10 @@ def parse_spec(raw: Mapping[str, Any], *, source: str = "<spec>", text: str = ""
             top[key] = _coerce(value, ModelSpec().landmarks, "landmarks", problems)
         else:
             top[key] = _coerce(value, "", key, problems)
+    if "data" in top and top["data"].curves:
+        top["data"] = dataclasses.replace(
+            top["data"], curves=_resolve_curves(top["data"].curves, source)
+        )
     structural = list(problems)
     try:
         spec = ModelSpec(**top, text=text)
@@ -746,6 +781,21 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
         problems.append(f"engine must be one of {list(ENGINES)}, got {spec.engine!r}")
     if m.curve not in CURVES:
         problems.append(f"[model] curve must be one of {list(CURVES)}, got {m.curve!r}")
+    if m.curve_shape not in ("shared", "own"):
+        problems.append(f"[model] curve_shape must be 'shared' or 'own', got {m.curve_shape!r}")
+    fam = _families.FAMILIES.get(m.likelihood)
+    if d.curves and fam is not None and not fam.any_landmark:
+        problems.append(
+            "[data] curves: curve arms enter the survival likelihood only "
+            f"([model] likelihood = 'survival'), got {m.likelihood!r}"
+        )
+    if m.curve_shape == "own" and m.shape == "fixed":
+        problems.append("[model] curve_shape = 'own' needs a free shape (shape is 'fixed')")
+    if not (math.isfinite(d.curve_truncate) and 0 <= d.curve_truncate <= 240):
+        problems.append(
+            "[data] curve_truncate must be a number of months in [0, 240], "
+            f"got {d.curve_truncate!r}"
+        )
     if m.shape not in ("pooled", "by_line", "fixed"):
         problems.append(f"[model] shape must be 'pooled', 'by_line' or 'fixed', got {m.shape!r}")
     if not (

@@ -67,7 +67,7 @@ from lmsbayes.data import read_tables
 from lmsbayes.engines import choose_engine
 from lmsbayes.engines.base import FitSettings
 from lmsbayes.engines.exact import Integrator
-from lmsbayes.errors import InputError
+from lmsbayes.errors import InputError, OptionError
 from lmsbayes.model.definition import Model
 from lmsbayes.model.families import NUMPY_OPS
 from lmsbayes.model.inputs import ModelData
@@ -264,9 +264,14 @@ def _spec(spec) -> ModelSpec:
 
 
 def _model_data(spec: ModelSpec, data) -> ModelData:
-    if isinstance(data, ModelData):
-        return data
-    return prepare_data(spec, read_tables(data))
+    data = data if isinstance(data, ModelData) else prepare_data(spec, read_tables(data))
+    if len(data.curve_rows):
+        # a held-out curve arm's predictive density is not the Gaussian one validation scores
+        raise OptionError(
+            "validation of a spec with curve arms ([data] curves) is not supported yet: "
+            "validate the spec without them"
+        )
+    return data
 
 
 #: importance draws per exact refit by default: ELPD and PITs are stable at 2,000 (at 1,000 the

@@ -75,6 +75,10 @@ def _evidence_text(r) -> str:
         k = int(r.get(key, 0) or 0)
         if k:
             obs.append(f"{k} {one if k == 1 else many}")
+    curves = str(r.get("curves", "") or "")
+    if curves and curves != "nan":  # a curve arm's evidence: "curve (reconstructed, n patients)"
+        n_curves = curves.count("curve (")
+        obs.append("1 curve" if n_curves == 1 else f"{n_curves} curves")
     if obs:
         parts.append(" + ".join(obs))
     return ", ".join(parts)
@@ -136,6 +140,12 @@ def _print_table(table, fit, order_line: str | None) -> None:
         "--exclusions` "
         f"lists the reasons), sha256 {fit.data.data_sha256[:12]}"
     )
+    if len(fit.data.curve_arms):  # curve arms: one source per arm, and their checks
+        from lmsbayes.model.curve_arms import summary_lines
+
+        print("curve arms (their reconstructed patients replace the arm's median and rates):")
+        for text in summary_lines(fit.data.curve_arms, fit.data.family.curve):
+            print(f"  {text}")
     line = choice_line(fit.spec.name, fit.data.data_sha256)
     if line:  # the default's leave-future-out validation, in one line (lmsbayes.decision)
         print(line)

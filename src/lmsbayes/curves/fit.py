@@ -191,7 +191,11 @@ def grouped_events(time, event, lower, edges, s_fit):
 
 
 def fit_arm(
-    rec: Reconstruction, family: str = "loglogistic", t_ref: float = 6.0, t_max: float | None = None
+    rec: Reconstruction,
+    family: str = "loglogistic",
+    t_ref: float = 6.0,
+    t_max: float | None = None,
+    points: int = 161,
 ) -> ArmFit:
     """Fit one reconstructed arm on a curve family and check the fit.
 
@@ -203,6 +207,8 @@ def fit_arm(
         Reference time of eta (months).
     t_max : float, optional
         Truncate the curve there (see :func:`truncate`).
+    points : int
+        Fine-grid points per dimension of the posterior (:func:`grid_posterior`).
 
     Returns
     -------
@@ -215,7 +221,7 @@ def fit_arm(
         if not (t_max > 0):
             raise OptionError(f"t_max must be > 0 months, got {t_max!r}")
         time, event, lower = truncate(time, event, lower, t_max)
-    post = grid_posterior(group(lower, time, event), family, t_ref=t_ref)
+    post = grid_posterior(group(lower, time, event), family, t_ref=t_ref, points=points)
     eta, k = post["eta_mean"], post["shape_mean"]
 
     def s_fit(t):

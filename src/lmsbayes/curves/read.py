@@ -11,9 +11,16 @@ One TOML file per arm names the digitised points and holds the rest::
     total_events = 120               # optional: total number of events in the arm
     source = "PMID ...; Figure 2A; digitised by ... with WebPlotDigitizer 4.6"
 
+    truncate = 24                    # optional: a model censors the curve here (time unit)
+
     [risk_table]                     # the numbers at risk printed under the figure
     t = [0, 3, 6, 9, 12]
     n = [150, 110, 71, 40, 22]
+
+    [arm]                            # optional: an arm the data table does not hold
+    year = 2020                      # (columns of the arm table; year, line and
+    line = "2L+"                     # treatment_class required; lmsbayes.model.curve_arms)
+    treatment_class = "NR-T"
 
 The points file is what WebPlotDigitizer's "Download .CSV" gives: one point
 per line, ``t,S`` (comma, semicolon or tab separated), no header or a one-line
@@ -41,6 +48,7 @@ the axis).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import tomllib
@@ -71,7 +79,17 @@ T_TOLERANCE = 0.02
 #: Time units a curve may be given in -> months per unit (the package's time scale is months).
 TIME_UNITS = {"months": 1.0, "weeks": 12.0 / 52.1775, "days": 12.0 / 365.25, "years": 12.0}
 
-_KEYS = {"arm_id", "time_unit", "points", "s_scale", "total_events", "source", "risk_table"}
+_KEYS = {
+    "arm_id",
+    "time_unit",
+    "points",
+    "s_scale",
+    "total_events",
+    "source",
+    "risk_table",
+    "truncate",
+    "arm",
+}
 
 
 @dataclass(frozen=True)
@@ -164,6 +182,8 @@ class CurveArm:
     cleanup: Cleanup = field(default_factory=Cleanup)
     raw_t: np.ndarray | None = None
     raw_s: np.ndarray | None = None
+    truncate: float | None = None
+    arm: tuple = ()
 
     @property
     def n(self) -> int:
@@ -508,7 +528,20 @@ def read_curve(path: str | Path) -> CurveArm:
         raise InputError(f"{path}: [risk_table] t and n must be lists")
     points = path.parent / str(doc["points"])
     t, s = read_points(points)
-    return curve_from_arrays(
+    unit = str(doc.get("time_unit", "months"))
+    truncate = doc.get("truncate")
+    if truncate is not None:
+        ok = isinstance(truncate, (int, float)) and not isinstance(truncate, bool)
+        if not (ok and math.isfinite(truncate) and truncate > 0):
+            raise InputError(f"{path}: truncate must be a time > 0, got {truncate!r}")
+        truncate = float(truncate) * TIME_UNITS.get(unit, math.nan)
+    arm = doc.get("arm", {})
+    if not isinstance(arm, dict):
+        raise InputError(f"{path}: [arm] must be a table of arm-table columns, got {arm!r}")
+    for key, value in arm.items():
+        if not isinstance(value, (str, int, float, bool)):
+            raise InputError(f"{path}: [arm] {key} must be a number or a string, got {value!r}")
+    curve = curve_from_arrays(
         t,
         s,
         table["t"],
@@ -521,3 +554,4 @@ def read_curve(path: str | Path) -> CurveArm:
         s_scale=str(doc.get("s_scale", "fraction")),
         table_file=str(path),
     )
+    return dataclasses.replace(curve, truncate=truncate, arm=tuple(sorted(arm.items())))

@@ -52,6 +52,7 @@ from lmsbayes.engines.base import (
 )
 from lmsbayes.engines.psis import importance_ess, psis
 from lmsbayes.model.definition import Model
+from lmsbayes.model.families import CURVE_ARRAYS
 from lmsbayes.model.families import NUMPY_OPS as OPS
 from lmsbayes.model.inputs import ModelData
 
@@ -230,7 +231,7 @@ def _make_part(
         counts=counts,
         first=first,
     )
-    if model.family.gaussian:
+    if model.gaussian:
         part.gauss = _gauss_coefficients(part)
     else:
         part.kernel = model.family.exact_kernel(model)
@@ -300,19 +301,29 @@ def _take_model(m: Model, pos, X: np.ndarray | None = None) -> Model:
             arrays[k] = sub.data.stratum_idx
         elif k in _ARM_ARRAYS:
             arrays[k] = v[pos]
-        elif k not in _TERM_ARRAYS:
+        elif k not in _TERM_ARRAYS and k not in CURVE_ARRAYS:
             arrays[k] = v[rows]  # one per observation
     arrays["arm_idx"] = row_copy
     sub.arm_idx = row_copy
     sub.obs_comp = row_copy * kz + (m.obs_comp[rows] - pos[row_copy] * kz)
     sub.n_comp = int(pos.size) * kz
     if m.family.correlated_terms:  # terms are precision entries: re-index them too
-        trows, tcopy, _, _ = _runs(np.bincount(m.term_comp, minlength=d.n_arms), pos)
+        n_pairs = len(a["first"])
+        trows, tcopy, _, _ = _runs(np.bincount(m.term_comp[:n_pairs], minlength=d.n_arms), pos)
         shift = new_start[tcopy] - starts[pos[tcopy]]
         for k in _TERM_ARRAYS:
             if k in a:
                 arrays[k] = a[k][trows] + (shift if k in ("first", "second") else 0)
         sub.term_comp = tcopy
+        sub.gaussian = m.family.gaussian
+        if "curve_arm" in a:  # curve arms' groups (their own rows, after the pair terms)
+            crows, ccopy, _, _ = _runs(np.bincount(a["curve_arm"], minlength=d.n_arms), pos)
+            if ccopy.size:
+                for k in CURVE_ARRAYS:
+                    arrays[k] = a[k][crows]
+                arrays["curve_arm"] = ccopy
+                sub.term_comp = np.concatenate([tcopy, ccopy * kz])
+                sub.gaussian = False
         sub.comp_const = np.asarray(m.comp_const, float).reshape(d.n_arms, kz)[pos].ravel()
     else:
         sub.term_comp = sub.obs_comp
@@ -507,11 +518,15 @@ class Integrator:
         self.model = model
         data = model.data
         spec = model.spec
-        self.gaussian = model.family.gaussian
+        self.gaussian = model.gaussian
+        # curve arms (lmsbayes.model.curve_arms) are not Gaussian in their effect: they form parts
+        # of their own, integrated by quadrature, while the other arms keep the closed form
+        curve_arms = np.unique(model.arrays["curve_arm"]) if "curve_arm" in model.arrays else []
+        is_curve = np.isin(np.arange(data.n_arms), curve_arms)
         # a latent fraction in closed form (the z-integrated log-likelihood quadratic in u):
-        # Gaussian
-        # likelihoods with normal effects; a Student-t's scale mixture is not quadratic in u
-        self.u_closed = self.gaussian
+        # Gaussian likelihoods with normal effects; a Student-t's scale mixture is not
+        # quadratic in u
+        self.u_closed = bool(model.family.gaussian and not is_curve[data.latent].any())
         self.t_mix = None
         if model.student_t:  # z ~ t(nu) as a scale mixture of normals (lmsbayes.model.structure)
             from lmsbayes.model.structure import t_scale_mixture
@@ -525,11 +540,14 @@ class Integrator:
         regular = np.setdiff1d(np.arange(data.n_arms), lat)
         self.parts: list[_Part] = []
         self.whole = None
-        if regular.size == data.n_arms:
+        if regular.size == data.n_arms and not is_curve.any():
             self.whole = _make_part(spec, data, regular, model=model)
             self.parts.append(self.whole)
-        elif regular.size:
-            self.parts.append(_make_part(spec, None, regular, model=_take_model(model, regular)))
+        else:
+            for arms in (regular[~is_curve[regular]], regular[is_curve[regular]]):
+                if arms.size:
+                    sub = _take_model(model, arms)
+                    self.parts.append(_make_part(spec, None, arms, model=sub))
         if lat.size:
             if self.u_closed:
                 u = np.array([0.0, 0.5, 1.0])
@@ -544,7 +562,8 @@ class Integrator:
         # recycled by the allocator (larger ones are mapped and page-faulted afresh at every
         # operation)
         width = max(
-            max(p.model.n_comp, 0 if self.gaussian else p.model.term_comp.size) for p in self.parts
+            max(p.model.n_comp, 0 if p.kernel is None else p.model.term_comp.size)
+            for p in self.parts
         )
         self.chunk = int(min(1024, max(1, 2**15 // max(width, 1))))
 
@@ -670,13 +689,13 @@ class Integrator:
             lead = base.shape[:-2]
             scale = np.broadcast_to(scale, base.shape).reshape(lead + (-1,))
             return part.gauss.log_integral(c, base.reshape(lead + (-1,)), scale)
-        if self.gaussian:
+        if part.kernel is None:
             c0, c1, c2 = self._quadratic(part, c, base, scale)
             a = 1.0 - 2.0 * c2
             return c0 + 0.5 * c1 * c1 / a - 0.5 * np.log(a)
         lead = base.shape[:-2]
         scale = np.broadcast_to(scale, lead + (m.data.n_arms, m.Kz)).reshape(lead + (-1,))
-        pre = part.kernel.prepare(base)
+        pre = part.kernel.prepare(base, c)
         mode, g0, _, g2 = self._newton(part, pre, scale)
         sd = 1.0 / np.sqrt(-g2)
         sq = math.sqrt(2.0) * sd
@@ -906,12 +925,12 @@ class Integrator:
         if whole.gauss is not None:
             mean, sd = whole.gauss.posterior(c, base.reshape(B, -1), scale)
             z = mean + sd * rng.standard_normal(mean.shape)
-        elif self.gaussian:
+        elif whole.kernel is None:
             _, c1, c2 = self._quadratic(whole, c, base, scale.reshape(B, d.n_arms, m.Kz))
             a = 1.0 - 2.0 * c2
             z = c1 / a + rng.standard_normal(c1.shape) / np.sqrt(a)
         else:
-            z = self._draw_z_rejection(whole, whole.kernel.prepare(base), scale, rng)
+            z = self._draw_z_rejection(whole, whole.kernel.prepare(base, c), scale, rng)
         if mult is not None:  # z = the node's sd multiplier times the standard normal drawn
             z = z * mult
         return z.reshape(B, d.n_arms, m.Kz), u_draw, v

@@ -51,7 +51,16 @@ def pytensor_ops():
         where=pt.switch,
         square=pt.sqr,
         sum=lambda x, axis=None: pt.sum(x, axis=axis),
+        concatenate=lambda xs, axis=-1: pt.concatenate(xs, axis=axis),
+        log_ndtr=_log_ndtr,
     )
+
+
+def _log_ndtr(x):
+    """log Phi(x) in PyTensor, accurate in the lower tail (PyMC's normal log CDF)."""
+    from pymc.distributions.dist_math import normal_lcdf
+
+    return normal_lcdf(0.0, 1.0, x)
 
 
 def build_model(spec: ModelSpec, data: ModelData):

@@ -146,6 +146,12 @@ class Model:
         self.n_comp = data.n_arms * self.Kz
         correlated = self.family.correlated_terms  # terms are precision entries, not observations
         self.term_comp = data.terms["comp"].to_numpy(np.int64) if correlated else self.obs_comp
+        n_curve = len(getattr(data, "curve_rows", ()))
+        if n_curve:  # curve arms' groups: terms after the pair terms (families.curve_terms)
+            carm = data.curve_rows["arm_idx"].to_numpy(np.int64) * self.Kz
+            self.term_comp = np.concatenate([self.term_comp, carm])
+        #: the likelihood is Gaussian in each arm's effect (curve arms' patients are not)
+        self.gaussian = bool(self.family.gaussian and not n_curve)
         self.comp_const = (
             np.asarray(data.comp_const, float) if correlated else np.zeros(self.n_comp)
         )
@@ -393,6 +399,7 @@ def structure_key(spec: ModelSpec, data: ModelData) -> str:
         data.n_arms,
         len(data.obs),
         len(data.terms),
+        len(getattr(data, "curve_rows", ())),
         len(data.latent),
         tuple(data.covariates),
         len(data.groups),

@@ -52,6 +52,9 @@ __all__ = [
     "LOG_2PI",
     "NUMPY_OPS",
     "SurvivalCurve",
+    "SurvivalCurveKernel",
+    "CURVE_ARRAYS",
+    "curve_arrays",
     "LogitBinomial",
     "LogitNormal",
     "JointCloglog",
@@ -88,6 +91,8 @@ NUMPY_OPS = SimpleNamespace(
     where=np.where,
     square=np.square,
     sum=np.sum,
+    concatenate=np.concatenate,
+    log_ndtr=special.log_ndtr,
 )
 
 
@@ -643,6 +648,14 @@ class SurvivalCurve(Family):
         """log S from the rate's scale, accurate in the tails (reconstructed curves' likelihood)."""
         return np.log(self.rate_of_scale(y))
 
+    def log_rate(self, ops, y):
+        """:meth:`log_rate_of_scale` with any ``ops`` (the curve arms' terms in both engines)."""
+        raise NotImplementedError
+
+    def log_rate_derivs(self, y):
+        """log S and its first two derivatives in the rate's scale y (numpy; exact engine)."""
+        raise NotImplementedError
+
     def linear(self, eta, shape, log_t_rel):
         """The rate's scale at log(t / t_ref) (works with any ``ops``: linear in eta)."""
         raise NotImplementedError
@@ -692,10 +705,18 @@ class SurvivalCurve(Family):
             "se_shape_power": data.se_shape_power,
         }
         out["diagonal"] = (out["first"] == out["second"]).astype(float)
+        out.update(curve_arrays(data))
         return out
 
     @override
     def loglik_terms(self, ops, eta, eta_obs, c, a, model):
+        pairs = self._pair_terms(ops, eta_obs, c, a, model)
+        if "curve_arm" not in a:
+            return pairs
+        # curve arms (lmsbayes.model.curve_arms): their grouped patients after the pair terms
+        return ops.concatenate([pairs, self.curve_terms(ops, eta, c, a)], axis=-1)
+
+    def _pair_terms(self, ops, eta_obs, c, a, model):
         shape = c["shape"][..., a["obs_shape_idx"]]
         mu = self.mean(ops, eta_obs, shape, a["is_median"], a["log_t_rel"], model.log_t_ref)
         if not model.se_by_shape:
@@ -713,6 +734,29 @@ class SurvivalCurve(Family):
             log_scale=log_scale,
             diagonal=a["diagonal"],
         )
+
+    def curve_terms(self, ops, eta, c, a):
+        """Terms of the curve arms' grouped patients, one per group (lmsbayes.model.curve_arms).
+
+        An event in (lower, upper] contributes ``count * log(S(lower) - S(upper))``, written
+        ``log S(lower) + log1mexp(log S(upper) - log S(lower))`` (S(0) = 1: no lower term
+        where lower is 0); a censoring at upper ``count * log S(upper)``; S on the arm's curve
+        (its eta, the shape of its shape group). The same algebra as
+        :func:`lmsbayes.curves.likelihood.loglik` (tested equal).
+        """
+        e = eta[..., a["curve_arm"], 0]
+        k = c["shape"][..., a["curve_shape_idx"]]
+        log_hi = self.log_rate(ops, self.linear(e, k, a["curve_x_hi"]))
+        log_lo = a["curve_has_lo"] * self.log_rate(ops, self.linear(e, k, a["curve_x_lo"]))
+        # an event's gap is negative (upper > lower); a censoring's is replaced before the log
+        gap = ops.where(a["curve_event"] > 0.5, log_hi - log_lo, -1.0)
+        event = log_lo + ops.log1mexp(gap)
+        return a["curve_count"] * ops.where(a["curve_event"] > 0.5, event, log_hi)
+
+    @override
+    def exact_kernel(self, model):
+        # only asked for when curve arms make the likelihood non-Gaussian (Model.gaussian)
+        return SurvivalCurveKernel(model)
 
     @override
     def simulation_blocks(self, model):
@@ -822,6 +866,15 @@ class LogLogistic(SurvivalCurve):
         return -np.logaddexp(0.0, -y)
 
     @override
+    def log_rate(self, ops, y):
+        return -ops.log1pexp(-y)
+
+    @override
+    def log_rate_derivs(self, y):
+        s = special.expit(y)
+        return -_np_log1pexp(-y), 1.0 - s, -s * (1.0 - s)
+
+    @override
     def linear(self, eta, shape, log_t_rel):
         return eta - shape * log_t_rel
 
@@ -864,6 +917,15 @@ class Weibull(SurvivalCurve):
     @override
     def log_rate_of_scale(self, y):
         return -np.exp(y)
+
+    @override
+    def log_rate(self, ops, y):
+        return -ops.exp(y)
+
+    @override
+    def log_rate_derivs(self, y):
+        h = -np.exp(y)
+        return h, h, h
 
     @override
     def linear(self, eta, shape, log_t_rel):
@@ -919,6 +981,16 @@ class LogNormal(SurvivalCurve):
     @override
     def log_rate_of_scale(self, y):
         return special.log_ndtr(y)
+
+    @override
+    def log_rate(self, ops, y):
+        return ops.log_ndtr(y)
+
+    @override
+    def log_rate_derivs(self, y):
+        L = special.log_ndtr(y)
+        d1 = np.exp(-0.5 * y * y - 0.5 * LOG_2PI - L)  # phi / Phi (inverse Mills ratio)
+        return L, d1, -d1 * (y + d1)
 
     @override
     def linear(self, eta, shape, log_t_rel):
@@ -1002,7 +1074,7 @@ class BinomialLogitKernel:
         p = (self.y + 0.5) / (self.n + 1.0)
         self.logit_hat, self.w_hat = np.log(p / (1 - p)), (self.n + 1.0) * p * (1 - p)
 
-    def prepare(self, base):
+    def prepare(self, base, c=None):
         """Per-term constants of a batch (..., term)."""
         return (base[..., self.arm, self.k],)
 
@@ -1057,7 +1129,7 @@ class ConditionalCloglogKernel:
         self.arm, self.k, self.prev = a["arm_idx"], a["k_idx"], a["prev_idx"]
 
     @override
-    def prepare(self, base):
+    def prepare(self, base, c=None):
         eta, prev = base[..., self.arm, self.k], base[..., self.arm, self.prev]
         with np.errstate(divide="ignore", invalid="ignore"):
             log_gap = np.where(self.has_prev > 0.5, np.log(-np.expm1(prev - eta)), 0.0)
@@ -1088,6 +1160,173 @@ class ConditionalCloglogKernel:
         if not value:
             return dt1, d2
         return self.value(pre, shift, t), dt1, d2
+
+
+# ----------------------------------------------------------------------------- curve arms
+
+
+def curve_arrays(data) -> dict[str, np.ndarray]:
+    """The curve arms' arrays (lmsbayes.model.curve_arms), one entry per group; {} without.
+
+    ``curve_arm`` (the group's arm), ``curve_shape_idx`` (its shape group), ``curve_x_hi``
+    and ``curve_x_lo`` (log(t / t_ref) of upper and lower; 0 where lower is 0, with
+    ``curve_has_lo`` 0 there), ``curve_event``, ``curve_count``.
+    """
+    cr = getattr(data, "curve_rows", None)
+    if cr is None or not len(cr):
+        return {}
+    arm = cr["arm_idx"].to_numpy(np.int64)
+    lower, upper = cr["lower"].to_numpy(float), cr["upper"].to_numpy(float)
+    has_lo = lower > 0
+    shape_idx = np.asarray(data.shape_idx, np.int64)
+    return {
+        "curve_arm": arm,
+        "curve_shape_idx": shape_idx[arm] if shape_idx.size else np.zeros_like(arm),
+        "curve_x_hi": np.log(upper / data.t_ref),
+        "curve_x_lo": np.where(has_lo, np.log(np.where(has_lo, lower, 1.0) / data.t_ref), 0.0),
+        "curve_has_lo": has_lo.astype(float),
+        "curve_event": cr["event"].to_numpy(float),
+        "curve_count": cr["count"].to_numpy(float),
+    }
+
+
+#: the model arrays with one entry per curve group (the exact engine re-indexes them by arm)
+CURVE_ARRAYS = (
+    "curve_arm",
+    "curve_shape_idx",
+    "curve_x_hi",
+    "curve_x_lo",
+    "curve_has_lo",
+    "curve_event",
+    "curve_count",
+)
+
+
+class SurvivalCurveKernel:
+    """The survival terms with curve arms, and their derivatives in a shift of an arm's eta.
+
+    Terms are the Gaussian pair terms of the arms' medians and rates (quadratic in the shift s:
+    ``-0.5 P (r_f - b_f s)(r_s - b_s s)``, r the scaled residuals at s = 0, b the slopes of
+    the means in eta) followed by the curve groups' terms (:meth:`SurvivalCurve.curve_terms`),
+    whose derivatives come from :meth:`SurvivalCurve.log_rate_derivs`: with
+    ``r = S(upper) / S(lower)``, ``d log(S_lo - S_hi) = (L1_lo - r L1_hi) / (1 - r)`` and so on.
+    Every term is concave in s (log-concave interval probabilities of a log-concave location
+    family), as the exact engine's Newton steps and rejection sampler need.
+    """
+
+    def __init__(self, model) -> None:
+        a = model.arrays
+        self.family, self.model = model.family, model
+        self.a = a
+        self.n_pairs = len(a["first"])
+        n = self.n_pairs + len(a["curve_arm"])
+        zeros = np.zeros(n - self.n_pairs)
+        self.precision = np.concatenate([a["precision"], zeros])
+        self.count = np.concatenate([np.zeros(self.n_pairs), a["curve_count"]])
+        self.event = np.concatenate([np.zeros(self.n_pairs), a["curve_event"]])
+        self.has_lo = np.concatenate([np.zeros(self.n_pairs), a["curve_has_lo"]])
+        self.is_pair = np.arange(n) < self.n_pairs
+
+    def prepare(self, base, c=None):
+        """Per-term constants of a batch (..., term): residuals and slopes, or curve scales."""
+        a, f, m = self.a, self.family, self.model
+        eta_obs = base[..., a["arm_idx"], a["k_idx"]]
+        shape = np.asarray(c["shape"], float)
+        k_obs = shape[..., a["obs_shape_idx"]]
+        args = (a["is_median"], a["log_t_rel"], m.log_t_ref)
+        mu = f.mean(NUMPY_OPS, eta_obs, k_obs, *args)
+        slope = f.mean(NUMPY_OPS, eta_obs + 1.0, k_obs, *args) - mu  # linear in eta
+        r = a["lik_y"] - mu
+        const = np.zeros(r.shape[:-1] + (self.n_pairs,))
+        if m.se_by_shape:
+            log_scale = a["se_shape_power"] * np.log(k_obs)
+            sc = np.exp(log_scale)
+            r, slope = r * sc, slope * sc
+            const = a["diagonal"] * log_scale[..., a["first"]]
+        e = base[..., a["curve_arm"], 0]
+        k = shape[..., a["curve_shape_idx"]]
+        y_hi = f.linear(e, k, a["curve_x_hi"])
+        y_lo = f.linear(e, k, a["curve_x_lo"])
+        zc = np.zeros(y_hi.shape)
+
+        def cat(p, q):
+            lead = np.broadcast_shapes(p.shape[:-1], q.shape[:-1])
+            p, q = np.broadcast_to(p, lead + p.shape[-1:]), np.broadcast_to(q, lead + q.shape[-1:])
+            return np.concatenate([p, q], axis=-1)
+
+        fi, se = a["first"], a["second"]
+        return (
+            cat(r[..., fi], y_hi),
+            cat(r[..., se], y_lo),
+            cat(slope[..., fi], zc),
+            cat(slope[..., se], zc),
+            cat(const, zc),
+        )
+
+    def _split(self, t):
+        if t is None:
+            return slice(0, self.n_pairs), slice(self.n_pairs, None), None
+        pair = self.is_pair[t]
+        return pair, ~pair, t
+
+    def value(self, pre, shift, t=None):
+        """The terms at a shift (..., term) (log S only: no derivatives)."""
+        p_sel, c_sel, t = self._split(t)
+        rf, rs, bf, bs, const, s = np.broadcast_arrays(*pre, shift)
+        prec = self.precision if t is None else self.precision[t]
+        out = np.empty(rf.shape)
+        ef = rf[..., p_sel] - bf[..., p_sel] * s[..., p_sel]
+        es = rs[..., p_sel] - bs[..., p_sel] * s[..., p_sel]
+        out[..., p_sel] = -0.5 * prec[p_sel] * ef * es + const[..., p_sel]
+        count, event, has_lo = (
+            (self.count, self.event, self.has_lo)
+            if t is None
+            else (self.count[t], self.event[t], self.has_lo[t])
+        )
+        ev = event[c_sel] > 0.5
+        sc = s[..., c_sel]
+        Lh = self.family.log_rate(NUMPY_OPS, rf[..., c_sel] + sc)
+        with np.errstate(all="ignore"):
+            Ll = has_lo[c_sel] * self.family.log_rate(NUMPY_OPS, rs[..., c_sel] + sc)
+            v_ev = Ll + _np_log1mexp(np.where(ev, Lh - Ll, -1.0))
+        out[..., c_sel] = count[c_sel] * np.where(ev, v_ev, Lh)
+        return out
+
+    def derivs(self, pre, shift, value: bool = False, t=None):
+        """First and second derivatives of the terms in the shift (and the value first)."""
+        p_sel, c_sel, t = self._split(t)
+        rf, rs, bf, bs, const = np.broadcast_arrays(*pre, shift)[:5]
+        s = np.broadcast_to(shift, rf.shape)
+        prec = self.precision if t is None else self.precision[t]
+        out = [np.empty(rf.shape) for _ in range(3)]
+        # pair terms: quadratic in s
+        P = prec[p_sel]
+        ef = rf[..., p_sel] - bf[..., p_sel] * s[..., p_sel]
+        es = rs[..., p_sel] - bs[..., p_sel] * s[..., p_sel]
+        out[0][..., p_sel] = -0.5 * P * ef * es + const[..., p_sel]
+        out[1][..., p_sel] = 0.5 * P * (bf[..., p_sel] * es + bs[..., p_sel] * ef)
+        out[2][..., p_sel] = -P * bf[..., p_sel] * bs[..., p_sel]
+        # curve groups
+        count, event, has_lo = (
+            (self.count, self.event, self.has_lo)
+            if t is None
+            else (self.count[t], self.event[t], self.has_lo[t])
+        )
+        cnt, ev, hl = count[c_sel], event[c_sel] > 0.5, has_lo[c_sel]
+        sc = s[..., c_sel]
+        Lh, L1h, L2h = self.family.log_rate_derivs(rf[..., c_sel] + sc)
+        with np.errstate(all="ignore"):
+            Ll, L1l, L2l = (hl * v for v in self.family.log_rate_derivs(rs[..., c_sel] + sc))
+            log_r = np.where(ev, Lh - Ll, -1.0)
+            om = -np.expm1(log_r)  # 1 - S(upper) / S(lower)
+            r = 1.0 - om
+            v_ev = Ll + _np_log1mexp(log_r)
+            d1_ev = (L1l - r * L1h) / om
+            d2_ev = ((L1l * L1l + L2l) - r * (L1h * L1h + L2h)) / om - d1_ev * d1_ev
+        out[0][..., c_sel] = cnt * np.where(ev, v_ev, Lh)
+        out[1][..., c_sel] = cnt * np.where(ev, d1_ev, L1h)
+        out[2][..., c_sel] = cnt * np.where(ev, d2_ev, L2h)
+        return tuple(out) if value else (out[1], out[2])
 
 
 # ----------------------------------------------------------------------------- simulation

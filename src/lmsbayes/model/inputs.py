@@ -64,6 +64,14 @@ class ModelData:
     t_ref : float
     table : {'lms', 'binomial'}
         The kind of input table.
+    curve_rows : pandas.DataFrame
+        Survival only, curve arms (lmsbayes.model.curve_arms): their reconstructed patients,
+        grouped, one row per group in arm order: ``arm_id``, ``arm_idx``, ``lower``,
+        ``upper`` (months), ``event`` (1: an event in (lower, upper]; 0: censored at upper),
+        ``count``. Empty without curves.
+    curve_arms : pandas.DataFrame
+        One row per curve of the spec: its evidence, accuracy and goodness-of-fit check
+        (:func:`lmsbayes.model.curve_arms.summary`).
     """
 
     family: Family
@@ -89,6 +97,8 @@ class ModelData:
     comp_const: np.ndarray = field(default_factory=lambda: np.zeros(0))
     t_ref: float = 6.0
     table: str = "lms"
+    curve_rows: pd.DataFrame = field(default_factory=pd.DataFrame)
+    curve_arms: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def covariates(self) -> tuple[str, ...]:
@@ -161,6 +171,15 @@ class ModelData:
                 np.zeros_like(X, dtype=float),
                 np.zeros(0, dtype=np.int64),
             )
+        curve = self.curve_rows
+        if len(curve):  # the copies' curve rows, in the new arm order
+            carm = curve["arm_idx"].to_numpy(np.int64)
+            parts = [curve[carm == a].assign(arm_idx=i) for i, a in enumerate(pos)]
+            curve = pd.concat(parts, ignore_index=True) if parts else curve.iloc[:0]
+            if labels is not None:
+                curve["arm_id"] = np.asarray(list(labels), dtype=object)[
+                    curve["arm_idx"].to_numpy(np.int64)
+                ]
         const = (
             self.comp_const.reshape(self.n_arms, kz)[pos].ravel()
             if len(self.comp_const)
@@ -179,6 +198,7 @@ class ModelData:
             trial_idx=self.trial_idx[pos] if len(self.trial_idx) else self.trial_idx,
             group_idx=self.group_idx[pos] if len(self.group_idx) else self.group_idx,
             comp_const=const,
+            curve_rows=curve,
         )
 
     @property
@@ -221,7 +241,10 @@ class ModelData:
         arms = plain(self.arms)
         arms.index = pd.Index(list(self.arms.index), name="arm", dtype=object)
         parts = [xr.Dataset.from_dataframe(arms)]
-        for name, df in (("obs", self.obs), ("excluded", self.excluded), ("terms", self.terms)):
+        frames = [("obs", self.obs), ("excluded", self.excluded), ("terms", self.terms)]
+        if len(self.curve_arms):  # only with curves: a fit without them saves what it did
+            frames += [("curverow", self.curve_rows), ("curvearm", self.curve_arms)]
+        for name, df in frames:
             d = plain(df.reset_index(drop=True)).rename(columns=lambda c, n=name: f"{n}_{c}")
             d.index.name = name
             parts.append(xr.Dataset.from_dataframe(d))
@@ -319,7 +342,16 @@ class ModelData:
             data_sha256=str(a["data_sha256"]),
             t_ref=float(a.get("t_ref", 6.0)),
             table=str(a.get("table", "lms")),
+            curve_rows=_curve_frame(frame("curverow_", "curverow")),
+            curve_arms=frame("curvearm_", "curvearm"),
         )
+
+
+def _curve_frame(df: pd.DataFrame) -> pd.DataFrame:
+    for c in ("arm_idx", "event", "count"):
+        if c in df:
+            df[c] = df[c].astype(np.int64)
+    return df
 
 
 def _str_tuple(attr) -> tuple[str, ...]:

@@ -20,7 +20,10 @@ from lmsbayes.model.inputs import ModelData
 from lmsbayes.model.structure import group_column, group_index
 from lmsbayes.spec import ModelSpec, SpecError
 
-__all__ = ["prepare_data", "conditional_counts"]
+__all__ = ["CURVE_SHAPE_GROUP", "prepare_data", "conditional_counts"]
+
+#: the shape group of curve arms under ``[model] curve_shape = "own"``
+CURVE_SHAPE_GROUP = "curve arms"
 
 
 # ---------------------------------------------------------------------------- tables
@@ -233,6 +236,9 @@ def prepare_data(spec: ModelSpec, data: Any) -> ModelData:
             ],
             spec.name,
         )
+    curves = _load_curves(spec, family) if spec.data.curves else []
+    if curves:  # an arm the table does not hold joins it from its curve file's [arm] table
+        t = _add_curve_arms(spec, t, curves)
     reasons = _filter_lms(spec, t)
     arm_excl = pd.DataFrame(
         {
@@ -242,17 +248,27 @@ def prepare_data(spec: ModelSpec, data: Any) -> ModelData:
         }
     )
     kept = t[reasons == ""].reset_index(drop=True)
+    rates = tables.rates
+    used: list = []
+    if curves:  # one source per arm: the curve replaces its arm's median and rates
+        kept, rates, curve_excl, used = _curve_sources(kept, rates, curves)
+        arm_excl = pd.concat([arm_excl, curve_excl], ignore_index=True)
     if family.any_landmark:  # one curve per arm: medians and rates at any time
-        obs, terms, const, obs_excl = _survival_obs(spec, kept, tables.rates, family)
+        obs, terms, const, obs_excl = _survival_obs(spec, kept, rates, family)
         landmarks: tuple[float, ...] = ()
     else:
-        obs, obs_excl, landmarks = _landmark_obs(spec, kept, tables.rates, family)
+        obs, obs_excl, landmarks = _landmark_obs(spec, kept, rates, family)
         terms, const = pd.DataFrame(), np.zeros(0)
-    if obs.empty:
+    if obs.empty and not used:
         raise SpecError(
             ["no observation remains after the [data] filter and the observation rules"], spec.name
         )
     arm_ids = list(dict.fromkeys(obs["arm_id"]))  # file order, arms with >= 1 observation
+    curve_rows = pd.DataFrame()
+    if curves:
+        arm_ids, terms, const, obs_excl, curve_rows = _with_curve_arms(
+            kept, obs, terms, const, obs_excl, curves, used
+        )
     src = kept.set_index("arm_id").loc[arm_ids].reset_index()
     arms = pd.DataFrame(
         {
@@ -288,9 +304,106 @@ def prepare_data(spec: ModelSpec, data: Any) -> ModelData:
         const,
         pd.concat([arm_excl, obs_excl], ignore_index=True),
         landmarks,
-        tables.sha256,
+        _curve_sha(tables.sha256, curves),
         "lms",
+        curve_rows=curve_rows,
+        curve_arms=_curve_summary(curves, used),
     )
+
+
+# ---------------------------------------------------------------------------- curve arms
+
+
+def _load_curves(spec, family):
+    """The spec's curve arms (lmsbayes.model.curve_arms); a bad file is a SpecError naming it."""
+    from lmsbayes.errors import InputError
+    from lmsbayes.model.curve_arms import load_curves
+
+    try:
+        return load_curves(
+            spec.data.curves, family, spec.model.t_ref, truncate_all=spec.data.curve_truncate
+        )
+    except InputError as exc:
+        raise SpecError([str(exc)], spec.name) from None
+
+
+def _add_curve_arms(spec, t, curves):
+    from lmsbayes.errors import InputError
+    from lmsbayes.model.curve_arms import add_curve_arms
+
+    try:
+        return add_curve_arms(t, curves)
+    except InputError as exc:
+        raise SpecError([str(exc)], spec.name) from None
+
+
+def _curve_sources(kept, rates, curves):
+    """Take the median and rates of the kept curve arms out (listed as replaced by the curve).
+
+    Returns the kept arms (medians of curve arms blanked), the rates without theirs, the
+    exclusion rows of what the curve replaces and of curves whose arm is not kept, and the
+    ids of the curve arms that enter, in table order.
+    """
+    from lmsbayes.model.curve_arms import evidence_label
+
+    by_id = {c.arm_id: c for c in curves}
+    ids = kept["arm_id"].astype(str)
+    used = [a for a in ids if a in by_id]
+    rows = []
+    kept = kept.copy()
+    for a in used:
+        label = evidence_label(by_id[a].n)
+        i = int(np.flatnonzero(ids.to_numpy() == a)[0])
+        if np.isfinite(float(kept.at[i, "pfs_median_m"])):
+            rows.append((a, np.nan, f"median: {label} used instead (one source per arm)"))
+        for r in rates[rates["arm_id"] == a].itertuples() if len(rates) else ():
+            rows.append((a, float(r.t), f"rate: {label} used instead (one source per arm)"))
+    for col in ("pfs_median_m", "pfs_median_lo", "pfs_median_hi"):
+        kept.loc[ids.isin(used).to_numpy(), col] = np.nan
+    if len(rates):
+        rates = rates[~rates["arm_id"].isin(used)]
+    for c in curves:
+        if c.arm_id not in set(ids):
+            rows.append(
+                (c.arm_id, np.nan, f"{evidence_label(c.n)} not used: the arm does not enter")
+            )
+    excl = pd.DataFrame(rows, columns=["arm_id", "landmark", "reason"])
+    return kept, rates, excl, used
+
+
+def _with_curve_arms(kept, obs, terms, const, obs_excl, curves, used):
+    """Arm order with the curve arms, terms re-numbered to it, and the curve rows."""
+    with_obs = list(dict.fromkeys(obs["arm_id"]))
+    present = set(with_obs) | set(used)
+    arm_ids = [a for a in dict.fromkeys(kept["arm_id"].astype(str)) if a in present]
+    pos = pd.Index(arm_ids)
+    if len(terms):  # terms were numbered by position among the arms with observations
+        terms = terms.copy()
+        terms["comp"] = pos.get_indexer(np.asarray(with_obs, dtype=object)[terms["comp"]])
+    full = np.zeros(len(arm_ids))
+    if len(const):
+        full[pos.get_indexer(with_obs)] = const
+    # a curve arm has no median or rate left: that is no reason to exclude it
+    none = "no median and no reported rate"
+    obs_excl = obs_excl[~(obs_excl["arm_id"].isin(used) & (obs_excl["reason"] == none))]
+    by_id = {c.arm_id: c for c in curves}
+    parts = [by_id[a].rows.assign(arm_id=a) for a in arm_ids if a in by_id]
+    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    return arm_ids, terms, full, obs_excl.reset_index(drop=True), rows
+
+
+def _curve_sha(sha, curves) -> str:
+    if not curves:
+        return sha
+    from lmsbayes.model.curve_arms import data_sha256
+
+    return data_sha256(sha, curves)
+
+
+def _curve_summary(curves, used) -> pd.DataFrame:
+    from lmsbayes.model.curve_arms import summary
+
+    return summary(curves, set(used)) if curves else pd.DataFrame()
 
 
 def _survival_obs(spec, kept, rates, family):
@@ -419,11 +532,27 @@ def _prepare_binomial(spec: ModelSpec, tables: _Tables, family) -> ModelData:
     )
 
 
-def _finish(spec, family, arms, obs, terms, const, excluded, landmarks, sha, table) -> ModelData:
+def _finish(
+    spec,
+    family,
+    arms,
+    obs,
+    terms,
+    const,
+    excluded,
+    landmarks,
+    sha,
+    table,
+    curve_rows=None,
+    curve_arms=None,
+) -> ModelData:
     """Indices, design matrix, strata and checks common to every table."""
     arm_ids = list(arms.index)
     obs = obs.reset_index(drop=True).copy()
     obs["arm_idx"] = pd.Index(arm_ids).get_indexer(obs["arm_id"])
+    curve_rows = pd.DataFrame() if curve_rows is None else curve_rows.reset_index(drop=True)
+    if len(curve_rows):
+        curve_rows["arm_idx"] = pd.Index(arm_ids).get_indexer(curve_rows["arm_id"])
     L = len(landmarks)
     per_lm = family.per_landmark and L > 0
     obs["k_idx"] = obs["landmark_idx"].astype(np.int64) if (L > 0 and "landmark_idx" in obs) else 0
@@ -461,6 +590,11 @@ def _finish(spec, family, arms, obs, terms, const, excluded, landmarks, sha, tab
         shape_groups, shape_idx = ("all",), np.zeros(len(arms), dtype=np.int64)
     else:
         shape_groups, shape_idx = (), np.zeros(0, dtype=np.int64)
+    if len(curve_rows) and spec.model.curve_shape == "own":  # curve arms: a shape of their own
+        own = np.unique(curve_rows["arm_idx"].to_numpy(np.int64))
+        shape_groups = (*shape_groups, CURVE_SHAPE_GROUP)
+        shape_idx = shape_idx.copy()
+        shape_idx[own] = len(shape_groups) - 1
     trials = tuple(dict.fromkeys(arms["trial"].astype(str)))
     trial_idx = np.array([trials.index(v) for v in arms["trial"].astype(str)], dtype=np.int64)
     groups, group_idx = (), np.zeros(0, dtype=np.int64)
@@ -503,6 +637,8 @@ def _finish(spec, family, arms, obs, terms, const, excluded, landmarks, sha, tab
         comp_const=comp_const,
         t_ref=spec.model.t_ref,
         table=table,
+        curve_rows=curve_rows,
+        curve_arms=pd.DataFrame() if curve_arms is None else curve_arms,
     )
 
 
