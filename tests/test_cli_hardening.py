@@ -328,6 +328,7 @@ def test_a_full_disk_during_a_save_names_the_destination_and_leaves_no_temp(
     assert not dest.exists() and list(dest.parent.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_sigterm_during_a_write_removes_the_temp_file(tmp_path, saved_default_fit):
     dest = tmp_path / "t.json"
     dest.write_text("earlier")
@@ -373,6 +374,7 @@ def _to_closed_pipe(argv: list[str]) -> subprocess.CompletedProcess:
         os.close(write_end)
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_is_quiet(saved_default_fit):
     r = _to_closed_pipe(["thresholds", str(saved_default_fit)])
     assert r.stderr == ""

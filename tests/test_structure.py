@@ -157,6 +157,7 @@ def _arm_ll(m: Model, one: dict, arm: int, z: float, u: float | None, shift: flo
     return float(np.sum(sub.loglik_terms(NUMPY_OPS, eta, c))) + sub.constant()
 
 
+@pytest.mark.slow
 def test_student_t_arm_integrals_equal_scipy_quadrature(tables):
     """log of the integral of p(y_i | z, u) t_nu(z) dz (du): the scale mixture against scipy."""
     spec = _spec(**OPTIONS["student_t"])
@@ -344,6 +345,7 @@ def _interval(fit, name, prob=0.99):
     return np.quantile(x, [(1 - prob) / 2, (1 + prob) / 2])
 
 
+@pytest.mark.slow
 def test_regimen_effects_recover_both_heterogeneity_scales():
     """Simulated with group_tau 0.6 between 15 regimens and tau 0.2 between arms of a regimen."""
     import lmsbayes
@@ -400,6 +402,7 @@ def test_era_effects_recover_simulated_era_offsets():
     assert fit.diagnostics.ok
 
 
+@pytest.mark.slow
 def test_student_t_effects_recover_tau_with_an_outlying_arm():
     import lmsbayes
 
