@@ -5,6 +5,8 @@ Run with ``python benchmarks/lfo_candidates.py [SPEC ...]`` (default:
 and the wall and CPU time, in all and per spec. Measured 2026-12-07 on 2 cores shared at
 load ~20: 363 s wall, 70 s CPU for the seven specs (regimen 97 s and student_t 149 s wall
 of it: the regimen effects' per-group quadrature and the Student-t scale mixture).
+2026-12-08, eight specs (era added) through ``lmsbayes validate --future`` at load 13-21:
+533 s wall, 108 s CPU (era 17 s wall).
 """
 
 from __future__ import annotations

@@ -19,8 +19,15 @@ sampling, nothing shared with the package. From the grid weights:
 Quantiles are found by Brent's method on these CDFs to 1e-10. The grid
 error (alpha step 0.002, 220 log tau nodes, tau < 0.01 treated as 0) is
 below 1e-4 on every quantile of the four data sets used (halving both steps
-moves none by more than that). Used by tests/test_agreement.py and
-tests/test_map_reference.py.
+moves none by more than that). The one brute-force reference of the suite
+(tests/test_agreement.py, test_generic.py, test_integrated.py,
+test_map_reference.py): it replaced a second helper (a 561 x 561 grid with
+Gauss-Hermite random effects, alpha step 0.025), whose quantiles it agrees
+with to 4e-4, the difference being that grid's coarser alpha step.
+
+:data:`QUANTILES` tabulates the quantiles (5 decimals) for the tests that need
+only them (test_map_reference checks the table against the grid);
+``python tests/_quadrature.py`` prints the table anew (about 30 s).
 """
 
 from __future__ import annotations
@@ -39,6 +46,21 @@ DATA = Path(__file__).parent / "data"
 #: the data sets with a reference: RBesT's AS, colitis and transplant, and a zero-event set
 DATA_SETS = ("AS", "colitis", "transplant", "synthetic_zero")
 PROBS = (0.025, 0.5, 0.975)
+
+#: the grid's (2.5%, 50%, 97.5%) quantiles of the pooled rate expit(alpha) and of a new study's
+#: rate, to 5 decimals (``python tests/_quadrature.py``)
+QUANTILES = {
+    "AS": {"pooled": (0.18522, 0.24886, 0.32757), "predictive": (0.11083, 0.24861, 0.47148)},
+    "colitis": {"pooled": (0.06027, 0.11188, 0.21453), "predictive": (0.02833, 0.11152, 0.37969)},
+    "transplant": {
+        "pooled": (0.17187, 0.20925, 0.24631),
+        "predictive": (0.12826, 0.21006, 0.31262),
+    },
+    "synthetic_zero": {
+        "pooled": (0.03292, 0.07482, 0.1408),
+        "predictive": (0.01537, 0.07557, 0.25968),
+    },
+}
 
 
 def grid_posterior(table: pd.DataFrame, tau_sigma: float = 1.0, alpha_sd: float = 2.0):
@@ -155,3 +177,11 @@ def reference(name: str) -> Reference:
     """The quadrature reference of a data set in tests/data (computed once per session)."""
     alpha, tau, w = grid_posterior(pd.read_csv(DATA / f"{name}.csv"))
     return Reference(name, alpha, tau, w)
+
+
+if __name__ == "__main__":
+    for name in DATA_SETS:
+        ref = reference(name)
+        pooled = tuple(round(float(x), 5) for x in ref.pooled_quantiles)
+        pred = tuple(round(float(x), 5) for x in ref.predictive_quantiles)
+        print(f"{name!r}: {{'pooled': {pooled}, 'predictive': {pred}}},")

@@ -3,9 +3,9 @@ runs.
 
 - RBesT's AS data (logit-binomial, tau ~ HalfNormal(1)): the pooled and
   predictive quantiles of the exact engine match a brute-force grid
-  quadrature of the same posterior to 0.002 (a grid over (alpha, log tau),
-  each arm's random effect integrated by FFT convolution on a fine logit
-  grid: no Gauss-Hermite, no importance sampling).
+  quadrature of the same posterior to 0.002 (tests/_quadrature.py: a grid
+  over (alpha, log tau), each arm's random effect integrated by FFT
+  convolution on a fine logit grid: no Gauss-Hermite, no importance sampling).
 - Slow: every bundled spec the engine supports, and the AS, colitis,
   transplant and zero-event data sets, against long NUTS runs: posterior
   quantiles of every hyper-parameter and the threshold table agree within
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _quadrature import grid_posterior, reference
 from scipy import optimize, special, stats
 
 import lmsbayes
@@ -47,66 +48,15 @@ def _binomial_spec(tau_sigma: float = 1.0, **exact):
     )
 
 
-def _grid_posterior(table: pd.DataFrame, tau_sigma: float = 1.0):
-    """Brute-force posterior of (alpha, tau) on a grid; returns alpha grid, tau grid and weights."""
-    de = 0.002
-    e = np.arange(-9.0, 5.0 + de, de)  # the logit of an arm's rate
-    r, n = table["r"].to_numpy(), table["n"].to_numpy()
-    loglik = (
-        special.gammaln(n + 1)[:, None]
-        - special.gammaln(r + 1)[:, None]
-        - special.gammaln(n - r + 1)[:, None]
-        + r[:, None] * e
-        - n[:, None] * np.logaddexp(0, e)
-    )  # (arm, e)
-    shift = loglik.max(axis=1, keepdims=True)
-    lik = np.exp(loglik - shift)
-    log_tau = np.linspace(-7.0, 1.8, 220)
-    keep = (e >= -4.0) & (e <= 1.5)  # where alpha can be
-    alpha = e[keep]
-    logpost = np.empty((alpha.size, log_tau.size))
-    size = 2 * e.size
-    F = np.fft.rfft(lik, n=size, axis=1)
-    for j, lt in enumerate(log_tau):
-        tau = math.exp(lt)
-        if (
-            tau < 0.01
-        ):  # narrower than the grid resolves: the arm's rate is alpha itself (error O(tau^2))
-            integral = lik[:, keep]
-        else:
-            half = min(int(8 * tau / de) + 1, e.size - 1)
-            x = np.arange(-half, half + 1) * de
-            kern = stats.norm.pdf(x, 0, tau) * de
-            conv = np.fft.irfft(F * np.fft.rfft(kern, n=size), n=size)[:, half : half + e.size]
-            integral = conv[:, keep]
-        with np.errstate(divide="ignore"):
-            logpost[:, j] = np.sum(np.log(np.maximum(integral, 1e-300)) + shift, axis=0)
-    tau = np.exp(log_tau)
-    logpost += (
-        stats.norm.logpdf(alpha, 0, 2)[:, None]
-        + stats.halfnorm.logpdf(tau, scale=tau_sigma)[None, :]
-        + log_tau
-    )
-    w = np.exp(logpost - logpost.max())
-    w /= w.sum()
-    return alpha, tau, w
-
-
 def _quantile(cdf, q, lo, hi):
     return optimize.brentq(lambda x: cdf(x) - q, lo, hi, xtol=1e-10)
 
 
 def test_as_pooled_and_predictive_quantiles_match_quadrature():
     table = pd.read_csv(DATA / "AS.csv")
-    alpha, tau, w = _grid_posterior(table)
-    wa = w.sum(axis=1)
-    cdf_alpha = np.cumsum(wa)
-
-    def pooled_cdf(x):  # P(expit(alpha) <= x)
-        return np.interp(special.logit(x), alpha, cdf_alpha)
-
-    def predictive_cdf(x):  # P(expit(alpha + tau z) <= x), a mixture of normals on the logit scale
-        return float(np.sum(w * special.ndtr((special.logit(x) - alpha[:, None]) / tau[None, :])))
+    ref = reference("AS")  # the brute-force grid of tests/_quadrature.py
+    pooled_cdf = ref.pooled_cdf  # P(expit(alpha) <= x)
+    predictive_cdf = ref.predictive_cdf  # P(expit(alpha + tau z) <= x), normals on the logit scale
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -139,9 +89,9 @@ def test_as_pooled_and_predictive_quantiles_match_quadrature():
 def test_the_quadrature_reference_can_fail():
     """The reference is sharp: a posterior of the wrong data misses it."""
     table = pd.read_csv(DATA / "AS.csv")
-    alpha, tau, w = _grid_posterior(table)
+    alpha, tau, w = grid_posterior(table)
     other = table.assign(r=(table["r"] * 1.15).round().astype(int))
-    a2, t2, w2 = _grid_posterior(other)
+    a2, t2, w2 = grid_posterior(other)
     m1, m2 = np.sum(w.sum(1) * special.expit(alpha)), np.sum(w2.sum(1) * special.expit(a2))
     assert abs(m1 - m2) > 0.01
 

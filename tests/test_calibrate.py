@@ -325,6 +325,7 @@ def test_results_depend_on_the_seed_only_not_on_batches(as_spec, as_data):
     assert not np.array_equal(one["truth"].values, other["truth"].values)
 
 
+@pytest.mark.slow
 def test_map_seeds_on_a_local_cluster_equals_sequential(as_spec, as_data):
     distributed = pytest.importorskip("distributed")
     seeds = cal.spawn_seeds(8, 12)

@@ -50,7 +50,8 @@ def _one_line(err: str) -> str:
         (("run", "--hr", "1.5"), "--hr: a hazard ratio must be in (0, 1), got 1.5"),
         (("run", "--hr", "0"), "--hr"),
         (("run", "--hr", "nan"), "finite"),
-        (("run", "--hr", "0.65", "x"), "not a number: 'x'"),
+        (("run", "--hr", "0.65,x"), "not a number: 'x'"),
+        (("run", "--hr", "0.65", "x"), "unrecognized arguments: x"),
         (("thresholds", "f.nc", "--hr=-inf"), "finite"),
         (("prior", "f.nc", "--line", "2L+", "--landmark", "-3"), "--landmark"),
         (("prior", "f.nc", "--line", "2L+", "--landmark", "inf"), "--landmark"),
@@ -328,6 +329,7 @@ def test_a_full_disk_during_a_save_names_the_destination_and_leaves_no_temp(
     assert not dest.exists() and list(dest.parent.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_sigterm_during_a_write_removes_the_temp_file(tmp_path, saved_default_fit):
     dest = tmp_path / "t.json"
     dest.write_text("earlier")
@@ -373,6 +375,7 @@ def _to_closed_pipe(argv: list[str]) -> subprocess.CompletedProcess:
         os.close(write_end)
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_is_quiet(saved_default_fit):
     r = _to_closed_pipe(["thresholds", str(saved_default_fit)])
     assert r.stderr == ""

@@ -156,6 +156,7 @@ def test_write_dossier_refuses_a_symlinked_destination(as_dossier, tmp_path):
     assert decoy.read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_lms_dossier_lists_every_arm_with_its_fate(default_fit, trials):
     from lmsbayes.predict import Setting
 

@@ -101,7 +101,15 @@ def tables():
     return _arms()
 
 
-@pytest.mark.parametrize("name", list(SPECS))
+# Each spec compiles a PyMC model (10-40 s on 2 cores): the default curve and the binomial
+# family run by default, the other families in the slow tier.
+_LOGP_BY_DEFAULT = {"survival-loglogistic", "logit-binomial"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [n if n in _LOGP_BY_DEFAULT else pytest.param(n, marks=pytest.mark.slow) for n in SPECS],
+)
 def test_pymc_log_density_equals_the_definition(name, tables):
     pytest.importorskip("pymc")
     from lmsbayes.engines.nuts import build_model

@@ -220,6 +220,7 @@ def test_exact_fits_are_reproducible_from_their_seed(default_fit):
     )
 
 
+@pytest.mark.slow
 def test_nuts_refits_reuse_the_compiled_model_and_the_new_data(as_table, as_nuts):
     from lmsbayes.engines.nuts import _COMPILED
 
@@ -241,6 +242,7 @@ def test_nuts_refits_reuse_the_compiled_model_and_the_new_data(as_table, as_nuts
     )
 
 
+@pytest.mark.slow
 def test_nuts_diagnostics(as_nuts):
     diag = as_nuts.diagnostics
     assert diag.engine == "nuts"

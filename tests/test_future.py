@@ -163,6 +163,7 @@ def _template(k=24):
     return spec, prepare_data(spec, t)
 
 
+@pytest.mark.slow
 def test_lfo_coverage_is_nominal_on_prior_predictive_data_fast():
     """20 simulations, 7 refits each (start 2014: 10 arms), 14 arms scored per simulation."""
     spec, template = _template()

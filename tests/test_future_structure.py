@@ -69,6 +69,7 @@ def test_student_t_held_out_arm_by_numerical_integration():
         assert v.arms.loc[arm, "elpd"] == pytest.approx(math.log(dens.mean()), abs=2e-3)
 
 
+@pytest.mark.slow
 def test_regimen_effects_carry_over_to_held_out_arms_of_known_regimens():
     spec = _spec(draws=2000, group="regimen")
     regimen = ["a", "a", "b", "b", "c", "a", "d"]  # 2013: one arm of a known, one of a new regimen

@@ -128,6 +128,7 @@ def test_thresholds_p1_is_p0_to_the_hr_per_draw(default_fit):
     assert 0 < mcse < 0.01
 
 
+@pytest.mark.slow
 def test_predictive_reference_is_wider(default_fit):
     pooled = thresholds(default_fit, reference="pooled")
     pred = thresholds(default_fit, reference="predictive")

@@ -179,6 +179,7 @@ def test_posterior_large_n_does_not_underflow():
 
 
 # ---------------------------------------------------------------- EM fitting
+@pytest.mark.slow
 def test_em_recovers_two_component_mixture():
     true = BetaMixture.mixture([(0.6, 20.0, 60.0), (0.4, 30.0, 10.0)])
     draws = true.rvs(20_000, rng=20260101)
@@ -236,6 +237,7 @@ def test_map_prior_from_dataarray_keeps_provenance(tmp_path):
         map_prior(da.expand_dims(landmark=[3, 6]))
 
 
+@pytest.mark.slow
 def test_map_prior_of_a_fit_records_its_setting(default_fit, tmp_path):
     from lmsbayes.predict import Setting
 

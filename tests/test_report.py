@@ -80,6 +80,7 @@ def test_report_files_get_normal_permissions(report_dir):
     assert (report_dir / "index.html").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
+@pytest.mark.slow
 def test_a_second_report_retires_only_unchanged_files_of_the_first(default_fit, tmp_path):
     out = tmp_path / "report"
     write_report(default_fit, out)

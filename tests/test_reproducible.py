@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from _synthetic import trials_csv
 
 SCRIPT = r"""
@@ -37,6 +38,7 @@ print(json.dumps({"sha": hashlib.sha256(alpha.tobytes()).hexdigest(),
 """
 
 
+@pytest.mark.slow
 def test_same_seed_same_draws_on_an_empty_and_a_warm_compile_cache(tmp_path):
     rng = np.random.default_rng(1)
     n = rng.integers(20, 60, size=8)

@@ -32,6 +32,7 @@ def robust_fit(trials):
     return quiet_fit(spec, trials)
 
 
+@pytest.mark.slow
 def test_robust_fit_samples_soundly(robust_fit):
     d = robust_fit.diagnostics
     assert d.engine == "nuts" and "NUTS used" in d.note
@@ -43,6 +44,7 @@ def test_robust_fit_samples_soundly(robust_fit):
     assert list(post["group"].values) == list(robust_fit.data.trials)  # the groups are the trials
 
 
+@pytest.mark.slow
 def test_arms_of_one_trial_share_its_effect(robust_fit):
     """theta = alpha + x beta + tau[stratum] z + group_tau v[trial], recomputed per draw."""
     data, post = robust_fit.data, robust_fit.posterior
@@ -62,6 +64,7 @@ def test_arms_of_one_trial_share_its_effect(robust_fit):
     assert np.bincount(data.trial_idx).max() >= 2
 
 
+@pytest.mark.slow
 def test_predictive_spread_is_student_t_plus_trial_effect(robust_fit):
     """Var(logit predictive - logit pooled) = E[tau^2] nu / (nu - 2) + E[group_tau^2]."""
     s = Setting("2L+", "R-T", 0.5, "x")

@@ -1,6 +1,6 @@
 """Random-effect structure (lmsbayes.model.structure).
 
-Groups, drift, age discount, Student-t effects.
+Groups, drift, eras, age discount, Student-t effects.
 
 - Both engines read one definition: PyMC's joint log density equals
   Model.joint_logp at random points for every new option.
@@ -20,7 +20,14 @@ from scipy import integrate, stats
 from lmsbayes.engines.exact import Integrator, Layout
 from lmsbayes.model.definition import Model
 from lmsbayes.model.prepare import prepare_data
-from lmsbayes.model.structure import drift_basis, t_scale_mixture
+from lmsbayes.model.structure import (
+    discount_at,
+    discount_reference,
+    drift_basis,
+    drift_labels,
+    era_basis,
+    t_scale_mixture,
+)
 from lmsbayes.spec import parse_spec
 
 REGIMENS = ("doxorubicin", "gem+doc", "trabectedin", "pazopanib", "eribulin", "dacarbazine")
@@ -72,8 +79,10 @@ OPTIONS = {
     "regimen": {"random_effects.group": "regimen"},
     "trial": {"random_effects.trial_effect": True},
     "drift": {"model.drift": "random_walk"},
+    "era": {"model.drift": "era"},
     "discount": {"random_effects.age_discount": True},
     "student_t": {"random_effects.distribution": "student_t"},
+    "regimen_drift": {"random_effects.group": "regimen", "model.drift": "random_walk"},
     "regimen_drift_t": {
         "random_effects.group": "regimen",
         "model.drift": "random_walk",
@@ -148,6 +157,7 @@ def _arm_ll(m: Model, one: dict, arm: int, z: float, u: float | None, shift: flo
     return float(np.sum(sub.loglik_terms(NUMPY_OPS, eta, c))) + sub.constant()
 
 
+@pytest.mark.slow
 def test_student_t_arm_integrals_equal_scipy_quadrature(tables):
     """log of the integral of p(y_i | z, u) t_nu(z) dz (du): the scale mixture against scipy."""
     spec = _spec(**OPTIONS["student_t"])
@@ -237,6 +247,46 @@ def test_drift_basis_is_a_random_walk_anchored_at_the_reference():
     np.testing.assert_allclose(d, [-3.0, -3.0, -1.0, 0.0, 7.0, 7.0])
 
 
+def test_era_basis_indicates_each_era_but_the_reference():
+    """Eras <= 2009, 2010-2015, >= 2016, 2015's era at 0; a year after the data is in the last."""
+    B = era_basis([2003, 2009, 2010, 2015, 2016, 2025, 2031], (2010, 2016), 2015)
+    np.testing.assert_array_equal(B, [[1, 0], [1, 0], [0, 0], [0, 0], [0, 1], [0, 1], [0, 1]])
+    spec = _spec(**{"model.drift": "era"})
+    assert drift_labels(spec.model) == ["<=2009", ">=2016"]
+    # the reference era is the one holding drift_reference, wherever it lies
+    np.testing.assert_array_equal(
+        era_basis([2005, 2012, 2020], (2010, 2016), 2005), np.eye(3)[:, 1:]
+    )
+    bad = {"name": "x", "model": {"drift": "era", "era_starts": [2016, 2010]}}
+    with pytest.raises(Exception, match="era_starts must be 1 to 4 increasing years"):
+        parse_spec(bad)
+
+
+def test_age_discount_counts_ages_to_the_target_year(tables):
+    """discount_year 0: the latest year of the fitted arms + 1, unless a target year is given."""
+    spec = _spec(**OPTIONS["discount"])
+    data = prepare_data(spec, tables)
+    latest = int(data.arms["year"].max())
+    m = Model(spec, data)
+    assert m.discount_year == latest + 1
+    np.testing.assert_allclose(m.age, (latest + 1 - data.arms["year"].to_numpy(float)) / 10)
+    at = discount_at(spec, 2030)
+    assert Model(at, data).discount_year == 2030 and at.hash != spec.hash
+    assert discount_at(spec, None) is spec  # no target year: the spec as it is
+    assert discount_at(_spec(), 2030) == _spec()  # no age discount: nothing to count
+    fixed = discount_at(spec, 2020)
+    assert discount_reference(fixed.random_effects, [2003.0]) == 2020
+    # the command line's --year is the target's year
+    import argparse
+
+    from lmsbayes.cli._common import load_spec_from_args
+
+    args = argparse.Namespace(spec="age_discount", year=2027, engine=None, fast=False)
+    assert load_spec_from_args(args).random_effects.discount_year == 2027
+    args.year = None
+    assert load_spec_from_args(args).random_effects.discount_year == 0
+
+
 # ----------------------------------------------------------------------------- recovery
 
 
@@ -295,6 +345,7 @@ def _interval(fit, name, prob=0.99):
     return np.quantile(x, [(1 - prob) / 2, (1 + prob) / 2])
 
 
+@pytest.mark.slow
 def test_regimen_effects_recover_both_heterogeneity_scales():
     """Simulated with group_tau 0.6 between 15 regimens and tau 0.2 between arms of a regimen."""
     import lmsbayes
@@ -331,6 +382,27 @@ def test_drift_recovers_a_simulated_trend():
     assert fit.diagnostics.ok
 
 
+def test_era_effects_recover_simulated_era_offsets():
+    """Offsets -0.5 (<= 2009) and +0.6 (>= 2016) against 2010-2015: both within their 99%
+    intervals, and the later era's offset detected (its interval excludes 0)."""
+    import lmsbayes
+
+    def eras(y):
+        y = np.asarray(y)
+        return np.where(y < 2010, -0.5, np.where(y >= 2016, 0.6, 0.0))
+
+    table = _binomial(np.random.default_rng(6), k=60, tau=0.15, drift=eras)
+    fit = lmsbayes.fit(_binomial_spec(**{"model.drift": "era"}), table, engine="exact")
+    scale = fit.posterior["drift_scale"].values.ravel()
+    steps = fit.posterior["drift_step"].values.reshape(scale.size, -1)
+    offsets = scale[:, None] * steps  # (draw, era): <= 2009, >= 2016
+    lo, hi = np.quantile(offsets, [0.005, 0.995], axis=0)
+    assert lo[0] < -0.5 < hi[0] and lo[1] < 0.6 < hi[1]
+    assert lo[1] > 0
+    assert fit.diagnostics.ok
+
+
+@pytest.mark.slow
 def test_student_t_effects_recover_tau_with_an_outlying_arm():
     import lmsbayes
 
@@ -417,7 +489,10 @@ def test_targets_parse_and_refuse_what_they_cannot_be():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["regimen", "drift", "discount", "student_t", "regimen_drift_t"])
+@pytest.mark.parametrize(
+    "name",
+    ["regimen", "drift", "era", "discount", "student_t", "regimen_drift", "regimen_drift_t"],
+)
 def test_exact_engine_agrees_with_nuts(name, tables):
     """Posterior means and sds of every global parameter within Monte Carlo error.
 

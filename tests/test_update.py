@@ -1,7 +1,8 @@
 """lmsbayes update: added arms validated like the bundled table, the refit's differences, LFO reuse.
 
 - The reused leave-future-out equals a fresh leave-future-out of the updated data (each
-  arm's ELPD and PIT), and refits only the folds whose arms changed.
+  arm's ELPD and PIT), refits only the folds whose training arms changed, and keeps the
+  fit of a fold whose held-out arms alone changed; parts run apart and joined equal one run.
 - A duplicate arm_id and a regimen label naming another label's combination are
   refused with one error naming file, row, column and value.
 - The CLI prints every threshold row's difference, the MAP priors with their ESS and the
@@ -39,10 +40,23 @@ def test_lfo_reuse_equals_a_fresh_run_and_refits_only_changed_folds():
     vb = V.lfo(spec, before)
     va = V.lfo(spec, after, start=vb.year, reuse=vb)
     fresh = V.lfo(spec, after, start=vb.year)
-    assert va.folds["reused"].tolist() == [True] * (len(va.folds) - 1) + [False]
+    assert va.folds["reused"].tolist() == ["yes"] * (len(va.folds) - 1) + ["no"]
     assert list(va.arms.index) == list(fresh.arms.index)
     np.testing.assert_allclose(va.arms["elpd"], fresh.arms["elpd"], rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(va.obs["pit"], fresh.obs["pit"], atol=1e-6)
+    # an arm added to the latest year: that fold keeps its fit, only its arms are predicted;
+    # and parts of a leave-future-out run apart and joined equal one run
+    more = prepare_data(
+        spec, _tables(np.append(years, 2019), np.append(rates, 0.4), np.append(n, 90))
+    )
+    vm = V.lfo(spec, more, start=vb.year, reuse=va)
+    assert vm.folds["reused"].tolist() == ["yes"] * (len(vm.folds) - 1) + ["fit"]
+    labels = list(vm.folds["fold"])
+    parts = [V.lfo(spec, more, start=vb.year, only=labels[k::2]) for k in (0, 1)]
+    joined = V.join_folds(parts, labels)
+    assert list(joined.folds["fold"]) == labels and len(joined.arms) == len(va.arms) + 1
+    np.testing.assert_allclose(vm.arms["elpd"], joined.arms["elpd"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(vm.obs["pit"], joined.obs["pit"], atol=1e-6)
     with pytest.raises(V.ValidationError, match="same spec"):
         V.lfo(_logit_normal(tau=0.5), after, start=vb.year, reuse=vb)
 
@@ -82,7 +96,8 @@ def test_cli_update_prints_what_changed(tmp_path, capsys):
 
     path = tmp_path / "new.csv"
     path.write_text(ONE_ARM.format(regimen="doxorubicin"))
-    assert main(["update", "--add", str(path), "-q"]) == 0
+    # two forked processes (the default only where a second core is free)
+    assert main(["update", "--add", str(path), "-q", "--workers", "2"]) == 0
     out = capsys.readouterr().out
     assert "1 arm added (synthetic_2025_doxo); 1 enter the model" in out
     assert "1. Every threshold row, before and after" in out and "1L case mix" in out

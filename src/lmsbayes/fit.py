@@ -18,6 +18,7 @@ file with its provenance and loads back without PyMC.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import warnings
@@ -99,9 +100,12 @@ class Fit:
         """Name of the engine that made the draws."""
         return self.diagnostics.engine
 
-    @property
+    @functools.cached_property
     def model(self) -> Model:
-        """The model definition of this fit (lmsbayes.model.definition.Model)."""
+        """The model definition of this fit (lmsbayes.model.definition.Model).
+
+        Built once per fit (a table's rows read it dozens of times); treat it as read-only.
+        """
         return Model(self.spec, self.data)
 
     def summary(self, var_names=HYPER, prob: float = 0.95) -> pd.DataFrame:

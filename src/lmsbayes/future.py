@@ -64,6 +64,7 @@ FUTURE_SPECS = (
     "regimen_drift",
     "student_t",
     "age_discount",
+    "era",
 )
 #: The pseudo-prospective choice keeps the incumbent until this many arms have been scored.
 MIN_SCORED = 5

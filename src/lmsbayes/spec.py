@@ -365,7 +365,9 @@ class RandomEffects:
     #: sensitivity: an arm's heterogeneity grows with its age, tau_i^2 = tau^2 + discount^2 a_i,
     #: a_i = (discount_year - year_i) / 10 (decades before discount_year, at least 0)
     age_discount: bool = False
-    discount_year: int = 2025
+    #: the year ages are counted to: 0 (default) for the target's year (``--year``), else the
+    #: latest year of the fitted arms + 1; a positive year fixes it unless ``--year`` is given
+    discount_year: int = 0
 
 
 @dataclass(frozen=True)
@@ -385,10 +387,15 @@ class ModelPart:
     within_arm_correlation: bool = True
     #: calendar-time drift over publication year: "none", or "random_walk" (piecewise linear
     #: between drift_knots, a Gaussian random walk of scale drift_scale per knot interval,
-    #: zero at drift_reference; at most 6 knots, 5 basis functions among the global parameters)
+    #: zero at drift_reference; at most 6 knots, 5 basis functions among the global parameters),
+    #: or "era" (publication-year eras starting at era_starts, the era of drift_reference at 0,
+    #: the others exchangeable offsets of sd drift_scale; at most 5 eras)
     drift: str = "none"
     drift_knots: tuple[int, ...] = (2005, 2010, 2015, 2020, 2025)
     drift_reference: int = 2015
+    #: drift = "era": first publication year of each era after the first
+    #: (default: <= 2009, 2010-2015, >= 2016)
+    era_starts: tuple[int, ...] = (2010, 2016)
     #: curve arms ([data] curves): "shared" (the shape of their shape group) or "own" (one
     #: shape for all curve arms, so that a long curve cannot pull the other arms' shape)
     curve_shape: str = "shared"
@@ -879,6 +886,11 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
             f"[random_effects] nu must be in [{NU_RANGE[0]:g}, {NU_RANGE[1]:g}] (1 is a Cauchy; "
             f"beyond ~30 the Student-t is a normal), got {r.nu!r}"
         )
+    if r.discount_year and not 1900 <= r.discount_year <= 2200:
+        problems.append(
+            f"[random_effects] discount_year must be 0 (the target's year) or a calendar "
+            f"year, got {r.discount_year!r}"
+        )
     if r.tau_by not in ("none", "line"):
         problems.append(f"[random_effects] tau_by must be 'none' or 'line', got {r.tau_by!r}")
     if r.trial_effect and r.group not in ("", "trial"):
@@ -888,8 +900,14 @@ def _check(spec: ModelSpec, problems: list[str], source: str, raise_: bool = Fal
         )
     if not isinstance(r.group, str) or (r.group and not r.group.isidentifier()):
         problems.append(f"[random_effects] group must be a column name or '', got {r.group!r}")
-    if m.drift not in ("none", "random_walk"):
-        problems.append(f"[model] drift must be 'none' or 'random_walk', got {m.drift!r}")
+    if m.drift not in ("none", "random_walk", "era"):
+        problems.append(f"[model] drift must be 'none', 'random_walk' or 'era', got {m.drift!r}")
+    elif m.drift == "era":
+        starts = list(m.era_starts)
+        if not 1 <= len(starts) <= 4 or any(b <= a for a, b in zip(starts, starts[1:])):
+            problems.append(
+                f"[model] era_starts must be 1 to 4 increasing years (2 to 5 eras), got {starts!r}"
+            )
     elif m.drift == "random_walk":
         knots = list(m.drift_knots)
         if not 3 <= len(knots) <= 6 or any(b <= a for a, b in zip(knots, knots[1:])):

@@ -133,13 +133,13 @@ def rests_on(fit, target: Target, line: str | None) -> list[str]:
 
 def drift_row(fit, year: int | None) -> np.ndarray:
     """The drift's basis at a year (its reference without one): (steps,), empty without drift."""
-    from lmsbayes.model.structure import drift_basis
+    from lmsbayes.model.structure import drift_design
 
     mp = fit.spec.model
     if mp.drift == "none":
         return np.zeros(0)
     y = mp.drift_reference if year is None else year
-    return drift_basis([float(y)], mp.drift_knots, mp.drift_reference)[0]
+    return drift_design(mp, [float(y)])[0]
 
 
 def shifts(fit, target: Target, shape: tuple[int, int], rng) -> tuple[np.ndarray, np.ndarray]:
@@ -150,14 +150,14 @@ def shifts(fit, target: Target, shape: tuple[int, int], rng) -> tuple[np.ndarray
     effect where the target is a new regimen, or where the model nests arms in
     groups other than regimens (a new arm of a new trial).
     """
-    from lmsbayes.model.structure import drift_extrapolation_sd
+    from lmsbayes.model.structure import drift_extra_sd
 
     post = fit.posterior
     pooled = np.zeros(shape)
     extra = np.zeros(shape)
     mp = fit.spec.model
     if mp.drift != "none" and target.year is not None:
-        k = drift_extrapolation_sd(target.year, mp.drift_knots)
+        k = drift_extra_sd(mp, target.year)
         if k > 0:
             pooled = pooled + post["drift_scale"].values * k * rng.standard_normal(shape)
     if fit.model.grouped:

@@ -6,13 +6,18 @@ refuses an ``arm_id`` the base table already has or a regimen label that names a
 combination another label already names, fits the spec before and after, and
 returns the difference in every threshold row, in the MAP priors (with their ESS)
 of the added arms' lines, and in the spec's leave-future-out summary. The
-leave-future-out after the addition reuses every fold whose training and held-out
-arms did not change (:func:`lmsbayes.validate.lfo` with ``reuse``), so a trial
-published after all others costs one refit.
+leave-future-out after the addition takes over every fold whose training and held-out
+arms did not change and refits only the others (a trial published in or after the
+latest year: one refit). The independent steps (the fits before and after with their
+threshold rows and priors, the leave-future-out before in two halves, the changed folds
+after) run side by side in 2 forked processes where the machine has 2 cores; every step
+is deterministic (the exact engine's fixed rule), so the output is the same as in one
+process (benchmarks/update_speed.py measures it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import time
@@ -109,6 +114,10 @@ class Update:
         ``after``), with ``refits`` (folds refitted) and ``reused``.
     seconds : dict
         Wall time of each step.
+    cpu : dict
+        CPU seconds of the steps each process ran (by process id; ``this process`` for
+        the caller's own steps after the imports, the pool's steps included when it ran
+        them itself).
     """
 
     spec: str
@@ -119,6 +128,7 @@ class Update:
     priors: pd.DataFrame
     lfo: pd.DataFrame
     seconds: dict
+    cpu: dict = dataclasses.field(default_factory=dict)
 
     def format(self) -> str:
         """The differences as printable text."""
@@ -171,6 +181,111 @@ def _priors(fit, settings, landmarks) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _side(sp, data, landmarks, at, settings) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Fit ``sp`` to ``data``; its threshold rows and MAP priors, and the seconds of each."""
+    from lmsbayes.fit import fit
+
+    t = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # diagnostics are kept on the fits
+        f = fit(sp, data)
+    secs = {"fit": time.perf_counter() - t}
+    t = time.perf_counter()
+    thr = _threshold_rows(f, landmarks, at)
+    secs["thresholds"] = time.perf_counter() - t
+    t = time.perf_counter()
+    pri = _priors(f, settings, landmarks) if settings else pd.DataFrame()
+    secs["priors"] = time.perf_counter() - t
+    return thr, pri, secs
+
+
+def _lfo_part(sp, data, start, only):
+    from lmsbayes.validate import lfo
+
+    return lfo(sp, data, start=start, only=only)
+
+
+def _fold_sets(data, start) -> dict:
+    """Leave-future-out's folds after ``start``: year -> (training arm ids, held-out arm ids)."""
+    if start is None:
+        return {}
+    ids = np.asarray(data.arms.index)
+    y = pd.to_numeric(data.arms["year"], errors="coerce").to_numpy(float)
+    years = sorted({int(v) for v in y[np.isfinite(y) & (y > start)]})
+    return {str(yr): (frozenset(ids[y < yr]), frozenset(ids[y == yr])) for yr in years}
+
+
+def _timed(fn, *args):
+    """``fn(*args)`` with the process id and the CPU seconds it took (for the benchmark).
+
+    In a pool's process BLAS runs on one thread: two processes share the 2 cores.
+    """
+    import os
+
+    c0 = time.process_time()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: without it BLAS keeps its threads
+        out = fn(*args)
+    else:
+        with threadpool_limits(1):
+            out = fn(*args)
+    return out, os.getpid(), time.process_time() - c0
+
+
+def _preload() -> None:
+    """Import what the steps import lazily, once here: forked processes inherit it."""
+    import scipy.stats  # noqa: F401
+
+    import lmsbayes.coverage  # noqa: F401
+    import lmsbayes.integrated  # noqa: F401
+    import lmsbayes.predict  # noqa: F401
+    import lmsbayes.prior  # noqa: F401
+
+
+def _default_workers() -> int:
+    """2 where a second core is free (load average below the cores less one), else 1.
+
+    On 2 cores shared with other work the two processes only compete (measured: 28 s wall
+    with 2, 23 s with 1 at load 5; docs/validation.md section 7).
+    """
+    import os
+
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        load = 0.0
+    return 2 if cores >= 2 and load <= cores - 1 else 1
+
+
+def _pool(workers: int):
+    """A pool of ``workers`` forked processes (they share the imported modules), or None.
+
+    None where fork is not available (then every step runs here, one after another).
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+
+
+class _Here:
+    """The pool's interface, run in this process (one worker)."""
+
+    def submit(self, fn, *args):
+        from concurrent.futures import Future
+
+        fut = Future()
+        fut.set_result(fn(*args))
+        return fut
+
+    def shutdown(self):
+        pass
+
+
 def update(
     added,
     base=None,
@@ -180,6 +295,7 @@ def update(
     at: dict | None = None,
     priors: str = "rt",
     lfo: bool = True,
+    workers: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Update:
     """Refit ``spec`` with the ``added`` arms and compare with the fit without them.
@@ -200,80 +316,129 @@ def update(
     priors : {'rt', 'line', 'none'}
         MAP priors compared, for each line of an added arm that enters: 'rt' the R-T
         setting (50% uterine: a control arm of a recommended regimen; default), 'line'
-        also the line's case mix and NR-T, 'none' no priors (each costs about 1.5 s of CPU).
+        also the line's case mix and NR-T, 'none' no priors (each costs about 0.25 s of CPU).
     lfo : bool
         Whether to compare the leave-future-out summary.
+    workers : int, optional
+        Processes for the independent steps (the fits before and after with their
+        thresholds and priors, and the two halves of the leave-future-out before); default
+        2 where a second core is free (forked; 1 runs every step here, one after another).
+        The numbers do not depend on it: every step is deterministic (the exact engine's
+        fixed rule).
     progress : callable, optional
 
     Returns
     -------
     Update
     """
-    from lmsbayes.fit import fit
     from lmsbayes.future import summarize
     from lmsbayes.model.prepare import prepare_data
     from lmsbayes.predict import Setting
     from lmsbayes.spec import ModelSpec, load_spec
-    from lmsbayes.validate import lfo as run_lfo
+    from lmsbayes.validate import join_folds, lfo_start, select_folds
 
     say = progress or (lambda _m: None)
     secs: dict[str, float] = {}
-    t0 = time.perf_counter()
+    t0, c_start = time.perf_counter(), time.process_time()
+    if priors not in ("rt", "line", "none"):
+        raise OptionError(f"priors must be 'rt', 'line' or 'none', got {priors!r}")
     base_t = base if isinstance(base, Trials) else load_trials(base)
     new_t = added if isinstance(added, Trials) else load_trials(added)
     both = combine(base_t, new_t)
     sp = spec if isinstance(spec, ModelSpec) else load_spec(spec)
-    secs["read"] = time.perf_counter() - t0
-    t = time.perf_counter()
     d_before, d_after = prepare_data(sp, base_t), prepare_data(sp, both)
     ids = list(new_t.arms["arm_id"].astype(str))
     entered = [a for a in ids if a in set(d_after.arms.index)]
     exc = d_after.excluded
     excluded = exc[exc["arm_id"].isin(ids)][["arm_id", "reason"]].drop_duplicates("arm_id")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # diagnostics are kept on the fits
-        f_before = fit(sp, d_before)
-        f_after = fit(sp, d_after) if entered else f_before  # nothing enters: nothing changes
-    secs["fits"] = time.perf_counter() - t
-    say(f"refitted {sp.name!r} with {len(entered)} of {len(ids)} added arms")
-    t = time.perf_counter()
     lm = list(landmarks) if landmarks else list(sp.landmarks)
-    tb, ta = _threshold_rows(f_before, lm, at), _threshold_rows(f_after, lm, at)
-    key = ["setting", "landmark", "hr"]
-    thr = tb.merge(ta, on=key, how="left", suffixes=("_before", "_after"))  # the table's order
-    thr["d_p0"] = thr["p0_after"] - thr["p0_before"]
-    thr["d_p1"] = thr["p1_after"] - thr["p1_before"]
-    secs["thresholds"] = time.perf_counter() - t
-    t = time.perf_counter()
-    pri = pd.DataFrame()
-    if priors not in ("rt", "line", "none"):
-        raise OptionError(f"priors must be 'rt', 'line' or 'none', got {priors!r}")
+    settings = []
     if priors != "none" and entered and d_after.table == "lms":
-        lines = sorted(set(d_after.arms.loc[entered, "line"].astype(str)))
-        settings = []
-        for ln in lines:
+        for ln in sorted(set(d_after.arms.loc[entered, "line"].astype(str))):
             settings += [Setting(ln, "R-T", 0.5, name=f"{ln} R-T")]
             if priors == "line":
                 settings += [Setting.standardised(ln), Setting(ln, "NR-T", 0.5, name=f"{ln} NR-T")]
         if at:
             settings = [s.with_covariates(**at) for s in settings]
-        pb, pa = _priors(f_before, settings, lm), _priors(f_after, settings, lm)
+    secs["read"] = time.perf_counter() - t0
+    # the independent steps, spread over the workers: the fits before and after (each with
+    # its threshold rows and priors) and the leave-future-out before in two halves
+    n_work = workers if workers is not None else _default_workers()
+    if n_work > 1:
+        _preload()
+    t = time.perf_counter()
+    with warnings.catch_warnings():
+        # Python warns that forking a process with threads (BLAS pools) may deadlock; the
+        # pool forks before any step runs, with no lock held
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pool = _pool(n_work) or _Here()
+        try:
+            fut_before = pool.submit(_timed, _side, sp, d_before, lm, at, settings)
+            fut_after = (
+                pool.submit(_timed, _side, sp, d_after, lm, at, settings) if entered else None
+            )
+            parts, changed, labels = [], [], []
+            if lfo:
+                start = lfo_start(d_before) if "year" in d_before.arms else None
+                fb = _fold_sets(d_before, start)
+                labels = list(fb)
+                # alternate years: each half refits as many folds (the latest are the largest)
+                halves = [labels[-1::-2], labels[-2::-2]] if labels else [None]
+                parts = [
+                    pool.submit(_timed, _lfo_part, sp, d_before, start, h)
+                    for h in halves
+                    if h != []
+                ]
+                if entered and labels:
+                    # the folds whose arms the added ones change, refitted beside the others
+                    fa = _fold_sets(d_after, start)
+                    changed = [f for f in fa if fb.get(f) != fa[f]]
+                    if changed:
+                        parts.append(pool.submit(_timed, _lfo_part, sp, d_after, start, changed))
+            done = [f.result() for f in (fut_before, fut_after, *parts) if f is not None]
+        finally:
+            pool.shutdown()
+    cpu: dict[str, float] = {}
+    for _, pid, c in done:  # CPU seconds of the steps each process ran
+        cpu[f"pid {pid}"] = cpu.get(f"pid {pid}", 0.0) + c
+    tb, pb, s_before = done[0][0]
+    ta, pa, s_after = done[1][0] if fut_after is not None else (tb, pb, {})
+    lfo_parts = [r[0] for r in done[(2 if fut_after is not None else 1) :]]
+    va = vb = None
+    if lfo_parts:
+        new_part = lfo_parts.pop() if changed else None
+        vb = join_folds(lfo_parts, labels or None)
+        va = vb
+        if entered:
+            keep = select_folds(vb, [f for f in labels if f not in changed])
+            order = sorted(set(labels) | set(changed), key=int)
+            va = join_folds([keep] + ([new_part] if new_part else []), order)
+            va = dataclasses.replace(va, data=d_after)
+            va.folds["reused"] = ["no" if f in changed else "yes" for f in va.folds["fold"]]
+    secs["before (fit, thresholds, priors)"] = sum(s_before.values())
+    secs["after"] = sum(s_after.values())
+    secs["parallel steps"] = time.perf_counter() - t
+    say(f"refitted {sp.name!r} with {len(entered)} of {len(ids)} added arms")
+    key = ["setting", "landmark", "hr"]
+    thr = tb.merge(ta, on=key, how="left", suffixes=("_before", "_after"))  # the table's order
+    thr["d_p0"] = thr["p0_after"] - thr["p0_before"]
+    thr["d_p1"] = thr["p1_after"] - thr["p1_before"]
+    pri = pd.DataFrame()
+    if len(pb):
         pri = pb.merge(pa, on=["setting", "landmark"], suffixes=("_before", "_after"))
-    secs["priors"] = time.perf_counter() - t
     t = time.perf_counter()
     lfo_tab = pd.DataFrame()
-    if lfo:
-        vb = run_lfo(sp, d_before)
-        va = run_lfo(sp, d_after, start=vb.year, reuse=vb) if entered else vb
+    if vb is not None:
         col = "elpd_survival" if "elpd_survival" in vb.arms else "elpd"
         rows = []
         for name, v in (("before", vb), ("after", va)):
             s = summarize(v.obs, v.arms, col)
-            refits = int((~v.folds.get("reused", pd.Series(False, index=v.folds.index))).sum())
-            rows.append({"": name, **s, "refits": refits, "start": v.year})
+            reused = v.folds.get("reused", pd.Series("no", index=v.folds.index))
+            rows.append({"": name, **s, "refits": int((reused == "no").sum()), "start": v.year})
         lfo_tab = pd.DataFrame(rows).set_index("")
-    secs["lfo"] = time.perf_counter() - t
+    secs["lfo after"] = time.perf_counter() - t
     secs["total"] = time.perf_counter() - t0
+    cpu["this process"] = time.process_time() - c_start
     return Update(
         spec=sp.name,
         added=new_t.arms,
@@ -283,6 +448,7 @@ def update(
         priors=pri,
         lfo=lfo_tab,
         seconds=secs,
+        cpu=cpu,
     )
 
 
@@ -381,4 +547,10 @@ def _format(u: Update) -> str:
         + ", ".join(f"{k} {v:.1f} s" for k, v in s.items() if k != "total")
         + f"; total {s['total']:.1f} s",
     ]
+    if u.cpu:
+        workers = [v for k, v in u.cpu.items() if k != "this process"]
+        lines.append(
+            f"CPU: this process {u.cpu.get('this process', 0.0):.1f} s (after imports); steps "
+            "in the pool's processes " + ", ".join(f"{v:.1f} s" for v in workers)
+        )
     return "\n".join(lines)

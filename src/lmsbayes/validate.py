@@ -53,6 +53,7 @@ Comparing specs (:func:`compare`) is honest only on a common target:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -72,7 +73,7 @@ from lmsbayes.model.definition import Model
 from lmsbayes.model.families import NUMPY_OPS
 from lmsbayes.model.inputs import ModelData
 from lmsbayes.model.prepare import prepare_data
-from lmsbayes.model.structure import t_scale_mixture
+from lmsbayes.model.structure import discount_at, t_scale_mixture
 from lmsbayes.spec import ModelSpec, load_spec
 
 __all__ = [
@@ -86,9 +87,11 @@ __all__ = [
     "coverage_interval",
     "elpd_difference",
     "interval_score",
+    "join_folds",
     "lfo",
     "lfo_start",
     "paired_difference",
+    "select_folds",
     "total_and_se",
     "loro",
     "loto",
@@ -409,6 +412,7 @@ def lfo(
     seed: int | None = None,
     progress: Callable[[str], None] | None = None,
     reuse: Validation | None = None,
+    only: Iterable[str] | None = None,
 ) -> Validation:
     """Leave-future-out, one step ahead.
 
@@ -435,7 +439,12 @@ def lfo(
     reuse : Validation, optional
         An earlier leave-future-out of the same spec (e.g. before arms were added):
         its folds whose training and held-out arms are the same arms by id are taken
-        over as they are, not refitted (``lmsbayes update``).
+        over as they are, and those whose training arms are the same keep their fit
+        (only the held-out arms are predicted again), so neither is refitted
+        (``lmsbayes update``; ``folds["reused"]``: "yes", "fit" or "no").
+    only : iterable of str, optional
+        Run only these folds (years as text): a part of a leave-future-out, joined to
+        the others by :func:`join_folds` (``lmsbayes update`` runs parts in parallel).
 
     Raises
     ------
@@ -463,40 +472,113 @@ def lfo(
             f"{'after' if not years else 'up to'} {start}"
         )
     folds = [(str(yr), np.flatnonzero(y < yr), np.flatnonzero(y == yr)) for yr in years]
-    kept = _reusable_folds(reuse, data, folds, spec, start)
-    if not kept:
+    if only is not None:
+        folds = [f for f in folds if f[0] in set(only)]
+    kept, fitted = _reusable_folds(reuse, data, folds, spec, start)
+    if not kept and not fitted:
         return _run(spec, data, folds, "lfo", engine, seed, progress, int(start))
     t0 = time.perf_counter()
     todo = [f for f in folds if f[0] not in kept]
-    new = _run(spec, data, todo, "lfo", engine, seed, progress, int(start)) if todo else None
-    parts = {f: (reuse, reuse.folds["fold"].tolist().index(f)) for f in kept}
-    if new is not None:
-        parts |= {f: (new, k) for k, f in enumerate(new.folds["fold"])}
-    order = [f[0] for f in folds]
+    # a fold whose training arms did not change keeps its fit: only its held-out arms are
+    # predicted again (e.g. an arm added to the latest year)
+    given = {f: _reused_fit(reuse, f) for f in fitted}
+    new = _run(spec, data, todo, "lfo", engine, seed, progress, int(start), given) if todo else None
+    parts = [select_folds(reuse, kept)] + ([new] if new is not None else [])
+    out = join_folds(parts, [f[0] for f in folds], seconds=time.perf_counter() - t0)
+    out.folds["reused"] = [
+        "yes" if f in kept else ("fit" if f in fitted else "no") for f in out.folds["fold"]
+    ]
+    return out
 
-    def rows(attr: str, f: str) -> pd.DataFrame:
-        frame = getattr(parts[f][0], attr)
-        return frame[frame["fold"] == f]
 
-    fold_rows = pd.concat([rows("folds", f) for f in order], ignore_index=True)
-    fold_rows["reused"] = [f in kept for f in order]
-    return Validation(
-        spec=spec,
-        scheme="lfo",
-        data=data,
-        arms=pd.concat([rows("arms", f) for f in order]),
-        obs=pd.concat([rows("obs", f) for f in order], ignore_index=True),
-        folds=fold_rows,
-        draws=tuple(parts[f][0].draws[parts[f][1]] for f in order),
-        seconds=time.perf_counter() - t0,
-        year=int(start),
+def select_folds(v: Validation, labels) -> Validation:
+    """The folds ``labels`` of a validation (its rows and draws of those folds only)."""
+    labels = set(labels)
+    pos = [k for k, f in enumerate(v.folds["fold"]) if f in labels]
+    return dataclasses.replace(
+        v,
+        arms=v.arms[v.arms["fold"].isin(labels)],
+        obs=v.obs[v.obs["fold"].isin(labels)].reset_index(drop=True),
+        folds=v.folds.iloc[pos].reset_index(drop=True),
+        draws=tuple(v.draws[k] for k in pos),
     )
 
 
-def _reusable_folds(reuse, data: ModelData, folds, spec: ModelSpec, start) -> set[str]:
-    """Labels of the folds an earlier LFO of the same spec already ran on the same arms."""
+def join_folds(
+    parts: Sequence[Validation], order: Sequence[str] | None = None, seconds: float | None = None
+) -> Validation:
+    """One leave-future-out from validations of the same spec and data over disjoint folds.
+
+    Parameters
+    ----------
+    parts : sequence of Validation
+        Partial leave-future-outs (``lfo(..., only=...)`` or reused folds); the first
+        gives the spec, data and start year.
+    order : sequence of str, optional
+        The folds in their order (default: by year).
+    seconds : float, optional
+        Wall time to record (default: the parts' sum).
+
+    Returns
+    -------
+    Validation
+    """
+    where = {}
+    for v in parts:
+        for k, f in enumerate(v.folds["fold"]):
+            if f in where:
+                raise ValidationError(f"fold {f} is in two parts")
+            where[f] = (v, k)
+    order = list(order) if order is not None else sorted(where, key=int)
+
+    def rows(attr: str, f: str) -> pd.DataFrame:
+        frame = getattr(where[f][0], attr)
+        return frame[frame["fold"] == f]
+
+    first = parts[0]
+    return Validation(
+        spec=first.spec,
+        scheme="lfo",
+        data=first.data,
+        arms=pd.concat([rows("arms", f) for f in order]),
+        obs=pd.concat([rows("obs", f) for f in order], ignore_index=True),
+        folds=pd.concat([rows("folds", f) for f in order], ignore_index=True),
+        draws=tuple(where[f][0].draws[where[f][1]] for f in order),
+        seconds=sum(v.seconds for v in parts) if seconds is None else seconds,
+        year=first.year,
+    )
+
+
+@dataclass(frozen=True)
+class _FoldFit:
+    """A reused fold's fit: its draws and the diagnostics its fold row recorded."""
+
+    values: dict
+    engine: str
+    khat: float
+    is_ess: float
+    ess: float
+    problems: tuple
+
+
+def _reused_fit(reuse: Validation, label: str) -> _FoldFit:
+    k = reuse.folds["fold"].tolist().index(label)
+    row = reuse.folds.iloc[k]
+    problems = tuple(p for p in str(row.get("problems", "")).split("; ") if p)
+    ess = float(row["ess"]) if "ess" in row else float(row["is_ess"])
+    return _FoldFit(
+        reuse.draws[k], str(row["engine"]), float(row["khat"]), float(row["is_ess"]), ess, problems
+    )
+
+
+def _reusable_folds(reuse, data: ModelData, folds, spec: ModelSpec, start):
+    """Folds an earlier LFO of the same spec ran on the same arms, or on the same training arms.
+
+    Returns the labels of folds to take over as they are (same training and held-out
+    arms) and of folds whose fit is taken over (same training arms, other held-out arms).
+    """
     if reuse is None:
-        return set()
+        return set(), set()
     if reuse.scheme != "lfo" or reuse.spec.hash != spec.hash or reuse.year != int(start):
         raise ValidationError(
             "reuse must be a leave-future-out of the same spec with the same start year"
@@ -505,16 +587,16 @@ def _reusable_folds(reuse, data: ModelData, folds, spec: ModelSpec, start) -> se
     old_y = pd.to_numeric(reuse.data.arms["year"], errors="coerce").astype(float).to_numpy()
     ids = data.arms.index
     done = set(reuse.folds["fold"])
-    kept = set()
+    kept, fitted = set(), set()
     for label, train, held in folds:
         yr = int(label)
-        if (
-            label in done
-            and set(ids[train]) == set(old_ids[old_y < yr])
-            and set(ids[held]) == set(old_ids[old_y == yr])
-        ):
+        if label not in done or set(ids[train]) != set(old_ids[old_y < yr]):
+            continue
+        if set(ids[held]) == set(old_ids[old_y == yr]):
             kept.add(label)
-    return kept
+        else:
+            fitted.add(label)
+    return kept, fitted
 
 
 def loro(
@@ -573,19 +655,27 @@ def _silent(message: str) -> None:
     """Refits report through the fold messages of :func:`_run`, not their own."""
 
 
-def _run(spec, data, folds, scheme, engine, seed, progress, year) -> Validation:
+def _run(spec, data, folds, scheme, engine, seed, progress, year, given=None) -> Validation:
+    """Fit each fold (or take ``given[label]``, a :class:`_FoldFit`) and score its held-out arms."""
     t_all = time.perf_counter()
     rng = np.random.default_rng(spec.sampler.seed + 7 if seed is None else seed)
     full_model = Model(spec, data)
     chosen, _ = choose_engine(spec, engine)
-    start = chosen.warm_start(full_model)
+    # the warm start (the full data's mode) only where a fold is fitted
+    to_fit = [f for f in folds if not (given and f[0] in given)]
+    start = chosen.warm_start(full_model) if to_fit else None
     arm_rows, obs_rows, fold_rows, all_draws = [], [], [], []
     for k, (label, train, held) in enumerate(folds):
         t0 = time.perf_counter()
-        values, d = _fit_globals(spec, data.take(train), chosen, full_model, start)
+        # an age discount counts ages to the year predicted: each cut's own year
+        fspec = discount_at(spec, int(label)) if scheme == "lfo" else spec
+        if given and label in given:
+            values, d = given[label].values, given[label]
+        else:
+            values, d = _fit_globals(fspec, data.take(train), chosen, full_model, start)
         seconds_fit = time.perf_counter() - t0
         ess = d.ess
-        a_rows, o_rows = _predict_held(spec, data, held, values, rng, ess, data.take(train))
+        a_rows, o_rows = _predict_held(fspec, data, held, values, rng, ess, data.take(train))
         for r in a_rows + o_rows:
             r["fold"] = label
         arm_rows += a_rows
@@ -599,6 +689,7 @@ def _run(spec, data, folds, scheme, engine, seed, progress, year) -> Validation:
                 "engine": d.engine,
                 "khat": d.khat,
                 "is_ess": d.is_ess,
+                "ess": ess,
                 "problems": "; ".join(d.problems),
                 "seconds_fit": seconds_fit,
                 "seconds": time.perf_counter() - t0,

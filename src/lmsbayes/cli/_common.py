@@ -220,9 +220,11 @@ def fast_mode(args) -> bool:
 
 def load_spec_from_args(args):
     """The spec the options name, shortened under ``--fast``."""
+    from lmsbayes.model.structure import discount_at
     from lmsbayes.spec import load_spec
 
-    spec = load_spec(args.spec)
+    # an age discount counts arm ages to the target's year (--year)
+    spec = discount_at(load_spec(args.spec), getattr(args, "year", None))
     if fast_mode(args):
         return fast_spec(spec, getattr(args, "engine", None))
     return spec

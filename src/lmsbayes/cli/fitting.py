@@ -190,7 +190,7 @@ def _print_binomial(table, fit) -> None:
     """
     import numpy as np
 
-    from lmsbayes.predict import predict
+    from lmsbayes.predict import thresholds
     from lmsbayes.prior import ess, map_prior, to_rbest
 
     d = fit.data
@@ -204,15 +204,18 @@ def _print_binomial(table, fit) -> None:
         f"data: {d.n_arms} studies, {patients} patients, sha256 {d.data_sha256[:12]}"
         + (f"; covariates {list(d.covariates)}" if d.covariates else "")
     )
-    rate = predict(fit)["rate"]
-    fmt = lambda x: f"{np.median(x):.3f} ({np.quantile(x, 0.025):.3f}-{np.quantile(x, 0.975):.3f})"  # noqa: E731
-    for s in rate["setting"].values:
-        r = rate.sel(setting=s)
+    # the thresholds' p0 summaries: integrated over the exact engine's rule where it applies (the
+    # draws' quantiles moved the AS predictive 97.5% limit to 0.483 against 0.471 by quadrature)
+    ref = {q: thresholds(fit, reference=q, prob=0.95) for q in ("pooled", "predictive")}
+
+    def fmt(q: str, s) -> str:
+        v = [float(ref[q][f"p0_{k}"].sel(setting=s)) for k in ("median", "lower", "upper")]
+        return f"{v[0]:.3f} ({v[1]:.3f}-{v[2]:.3f})"
+
+    for s in ref["pooled"]["setting"].values:
         print(
-            f"  {s}: pooled rate {fmt(r.sel(quantity='pooled').values)}; predictive rate of a new "
-            "study "
-            f"{fmt(r.sel(quantity='predictive').values)} (posterior medians, 95% credible "
-            "intervals)"
+            f"  {s}: pooled rate {fmt('pooled', s)}; predictive rate of a new study "
+            f"{fmt('predictive', s)} (posterior medians, 95% credible intervals)"
         )
     if not d.covariates:
         mix = map_prior(fit)

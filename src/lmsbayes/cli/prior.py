@@ -11,7 +11,7 @@ from lmsbayes.cli._common import (
 )
 
 
-def _fit_or_load(text: str):
+def _fit_or_load(text: str, year: int | None = None):
     """A saved fit, or a fresh fit of the bundled data when FIT names a spec (name or .toml).
 
     So a control-arm MAP prior is one command (``lmsbayes prior regimen_drift --line 1L
@@ -28,10 +28,13 @@ def _fit_or_load(text: str):
         import warnings
 
         import lmsbayes as lb
+        from lmsbayes.model.structure import discount_at
+        from lmsbayes.spec import load_spec
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the fit's diagnostics are its own report
-            return lb.fit(text)
+            # an age discount counts arm ages to the target's year (--year)
+            return lb.fit(discount_at(load_spec(text), year))
     return load_fit(path)
 
 
@@ -43,7 +46,7 @@ def cmd_prior(args) -> int:
     from lmsbayes.prior import map_prior, prior_kind, robustify, to_json, to_rbest
 
     check_outputs(args, files=("output",))
-    result = _fit_or_load(args.fit)
+    result = _fit_or_load(args.fit, getattr(args, "year", None))
     lms = result.data.table == "lms"
     has_landmarks = bool(
         result.data.family.reported_landmarks(result.spec.landmarks, result.data.landmarks)

@@ -19,6 +19,7 @@ def cmd_update(args) -> int:
         at=dict(args.at or []),
         priors=args.priors,
         lfo=not args.no_lfo,
+        workers=args.workers,
         progress=None if args.quiet else progress,
     )
     print(result.format())
@@ -61,5 +62,13 @@ def register(sub) -> None:
         ),
     )
     q.add_argument("--no-lfo", action="store_true", help="skip the leave-future-out summary")
+    q.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes for the independent refits (default: 2 where a second core is free, "
+        "else 1: one after another; the numbers do not depend on it)",
+    )
     q.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     q.set_defaults(func=cmd_update)

@@ -26,7 +26,12 @@ import numpy as np
 
 from lmsbayes.model import families as lik
 from lmsbayes.model.inputs import ModelData
-from lmsbayes.model.structure import age_decades, drift_basis
+from lmsbayes.model.structure import (
+    age_decades,
+    discount_reference,
+    drift_design,
+    drift_labels,
+)
 from lmsbayes.spec import ModelSpec, Prior
 
 __all__ = ["Model", "Param", "structure_key"]
@@ -111,7 +116,7 @@ class Model:
         self.drift = mp.drift != "none"
         n_cov = C
         if self.drift:
-            J = len(mp.drift_knots)
+            J = len(drift_labels(mp)) + 1
             params.append(Param("drift_scale", (), (), pri.drift_scale, "log"))
             params.append(
                 Param(
@@ -122,7 +127,7 @@ class Model:
                     "none",
                 )
             )
-            B = drift_basis(data.arms["year"].astype(float), mp.drift_knots, mp.drift_reference)
+            B = drift_design(mp, data.arms["year"].astype(float))
         else:
             B = np.zeros((data.n_arms, 0))
         #: design with the drift's basis as extra columns
@@ -133,8 +138,12 @@ class Model:
         self.discounted = bool(re.age_discount)
         if self.discounted:
             params.append(Param("discount", (), (), pri.discount, "log"))
+        #: the year ages are counted to (the target's; lmsbayes.model.structure.discount_reference)
+        self.discount_year = (
+            discount_reference(re, data.arms["year"].astype(float)) if self.discounted else None
+        )
         self.age = (
-            age_decades(data.arms["year"].astype(float), re.discount_year)
+            age_decades(data.arms["year"].astype(float), self.discount_year)
             if self.discounted
             else np.zeros(data.n_arms)
         )
@@ -204,8 +213,7 @@ class Model:
         if d.groups:
             out["group"] = list(d.groups)
         if self.drift:
-            k = self.spec.model.drift_knots
-            out["drift_interval"] = [f"{a}-{b}" for a, b in zip(k, k[1:])]
+            out["drift_interval"] = drift_labels(self.spec.model)
         return out
 
     @property

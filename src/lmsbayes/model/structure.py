@@ -21,10 +21,21 @@ The model of lmsbayes.model, with the options of ``[random_effects]`` and ``[mod
   4 to 6 years after their accrual midpoint (LMS-04 accrued 2017-2019 and
   published its final analysis in 2024), so a drift at year y describes arms
   accrued around y - 5.
+- **Era effects** (``drift = "era"``). The same drift term with an indicator
+  basis: publication-year eras starting at ``era_starts`` (default
+  <= 2009, 2010-2015, >= 2016; with the lag above, accrued up to about 2004,
+  2005-2010 and from 2011), the era containing ``drift_reference`` at 0 and
+  each other era's offset drift_scale * drift_step, drift_step ~ Normal(0, 1):
+  exchangeable era effects with one scale (two basis functions for three
+  eras). A year after the data is in the last era (no extra uncertainty: the
+  era model assumes the latest era goes on).
 - **Age discount.** An older arm is less exchangeable with a new one: its
-  random effect's variance grows linearly with its age before
-  ``discount_year`` (a sensitivity model in the spirit of power priors with
-  ordered discounting).
+  random effect's variance grows linearly with its age before the year of the
+  trial predicted (a sensitivity model in the spirit of power priors with
+  ordered discounting). That year is the target's (``--year``,
+  :func:`discount_at`; each cut's year in leave-future-out), else
+  ``discount_year`` when the spec sets one, else the latest year of the
+  fitted arms + 1 (:func:`discount_reference`).
 
 Everything here is numpy: the model definition reads these arrays, both
 engines evaluate them.
@@ -42,7 +53,14 @@ __all__ = [
     "group_index",
     "drift_basis",
     "drift_extrapolation_sd",
+    "era_basis",
+    "era_labels",
+    "drift_design",
+    "drift_labels",
+    "drift_extra_sd",
     "age_decades",
+    "discount_reference",
+    "discount_at",
     "t_scale_mixture",
 ]
 
@@ -126,6 +144,93 @@ def drift_extrapolation_sd(year: float, knots) -> float:
     k = np.asarray(knots, float)
     interval = float(np.mean(np.diff(k)))
     return math.sqrt(max(0.0, float(year) - k[-1]) / interval)
+
+
+def _era_index(years, starts) -> np.ndarray:
+    return np.searchsorted(np.asarray(starts, float), np.asarray(years, float), side="right")
+
+
+def era_labels(starts) -> tuple[str, ...]:
+    """Every era's label: ``<=2009``, ``2010-2015``, ``>=2016`` for starts (2010, 2016)."""
+    s = [int(v) for v in starts]
+    out = [f"<={s[0] - 1}"]
+    out += [f"{a}-{b - 1}" if b - 1 > a else f"{a}" for a, b in zip(s, s[1:])]
+    return (*out, f">={s[-1]}")
+
+
+def era_basis(years, starts, reference: float) -> np.ndarray:
+    """The era effects' basis (year, era other than the reference's): 0/1 indicators.
+
+    Parameters
+    ----------
+    years : array of float
+        Publication years (NaN is an error).
+    starts : sequence of int
+        First year of each era after the first (increasing, 1 to 4 of them).
+    reference : float
+        A year of the reference era (its effect is 0: alpha describes it).
+    """
+    y = np.asarray(years, float)
+    if not np.all(np.isfinite(y)):
+        raise ValueError("era effects over publication year: every included arm needs a year")
+    e = _era_index(y, starts)
+    ref = int(_era_index([float(reference)], starts)[0])
+    others = [j for j in range(len(starts) + 1) if j != ref]
+    return (e[:, None] == np.asarray(others)[None, :]).astype(float)
+
+
+def drift_design(mp, years) -> np.ndarray:
+    """The drift term's basis (year, step) of a ``[model]`` part: random walk or eras."""
+    if mp.drift == "era":
+        return era_basis(years, mp.era_starts, mp.drift_reference)
+    return drift_basis(years, mp.drift_knots, mp.drift_reference)
+
+
+def drift_labels(mp) -> list[str]:
+    """Labels of the drift's steps (the ``drift_interval`` dim): knot intervals or eras."""
+    if mp.drift == "era":
+        labels = era_labels(mp.era_starts)
+        ref = int(_era_index([float(mp.drift_reference)], mp.era_starts)[0])
+        return [lab for j, lab in enumerate(labels) if j != ref]
+    k = mp.drift_knots
+    return [f"{a}-{b}" for a, b in zip(k, k[1:])]
+
+
+def drift_extra_sd(mp, year: float) -> float:
+    """The drift's extra sd (units of drift_scale) at ``year``.
+
+    The random walk's continuation beyond its last knot; 0 for eras (the last era goes on).
+    """
+    if mp.drift == "era":
+        return 0.0
+    return drift_extrapolation_sd(year, mp.drift_knots)
+
+
+def discount_reference(random_effects, years) -> int:
+    """The year an age discount counts arm ages to.
+
+    ``discount_year`` when set (a positive year: the target's, or the spec's), else the
+    latest publication year of ``years`` + 1 (the next trial after the data).
+    """
+    if random_effects.discount_year:
+        return int(random_effects.discount_year)
+    y = np.asarray(years, float)
+    y = y[np.isfinite(y)]
+    if not y.size:
+        raise ValueError("age discount: every included arm needs a year")
+    return int(y.max()) + 1
+
+
+def discount_at(spec, year):
+    """``spec`` with its age discount counted to ``year`` (unchanged without one or a year)."""
+    import dataclasses
+
+    re = spec.random_effects
+    if year is None or not re.age_discount or int(year) == re.discount_year:
+        return spec
+    return dataclasses.replace(
+        spec, random_effects=dataclasses.replace(re, discount_year=int(year))
+    )
 
 
 def age_decades(years, reference: int) -> np.ndarray:
