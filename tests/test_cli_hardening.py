@@ -384,6 +384,7 @@ def test_a_closed_pipe_is_quiet(saved_default_fit):
     assert r.stderr == ""
 
 
+@pytest.mark.slow
 def test_head_of_the_threshold_table(saved_default_fit):
     exe = Path(sys.executable).with_name("lmsbayes")
     r = subprocess.run(

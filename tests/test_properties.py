@@ -369,6 +369,7 @@ def _check_loaded(fit) -> None:
 
 
 @given(data=st.data())
+@pytest.mark.slow
 def test_fit_loader_gives_a_fit_or_a_fit_file_error_naming_the_file(small_tree, data):
     ops, damage, where, byte = data.draw(fit_mutation(small_tree))
     with tempfile.TemporaryDirectory() as d:

@@ -101,6 +101,7 @@ def test_a_second_report_retires_only_unchanged_files_of_the_first(default_fit, 
     assert (tmp_path / "outside.txt").read_text() == "keep"
 
 
+@pytest.mark.slow
 def test_an_interrupted_report_leaves_the_directory_as_it_was(default_fit, tmp_path, monkeypatch):
     import lmsbayes.report as report
 

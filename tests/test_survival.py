@@ -100,7 +100,10 @@ def _spec(curve="loglogistic", correlated=True, shape="pooled", covariates=()):
     )
 
 
-@pytest.mark.parametrize("correlated, calibrated", [(True, True), (False, False)])
+@pytest.mark.parametrize(
+    "correlated, calibrated",
+    [(True, True), pytest.param(False, False, marks=pytest.mark.slow)],  # each fits: 10 s
+)
 def test_median_and_rates_of_one_curve_are_counted_once(correlated, calibrated):
     """Arm-level intervals are calibrated only when the curve's correlation is used.
 
