@@ -48,11 +48,8 @@ import json, sys, time, warnings
 t0 = time.perf_counter()
 import pandas as pd
 import lmsbayes as lb
-from lmsbayes.spec import parse_spec
-spec = parse_spec({"name": "as", "landmarks": [], "model": {"likelihood": "logit-binomial"},
-                   "random_effects": {"tau_by": "none"},
-                   "priors": {"alpha": {"dist": "Normal", "mu": 0.0, "sigma": 2.0},
-                              "tau": {"dist": "HalfNormal", "sigma": 1.0}}})
+from lmsbayes.spec import load_spec
+spec = load_spec("binomial")
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     fit = lb.fit(spec, pd.read_csv(sys.argv[1]), engine=sys.argv[2])
@@ -198,21 +195,10 @@ def main() -> None:
 
     import lmsbayes as lb
     from lmsbayes.model.prepare import prepare_data
-    from lmsbayes.spec import load_spec, parse_spec
+    from lmsbayes.spec import load_spec
 
     print("\n3. One fit, data prepared once (median of 5; NUTS compiled beforehand)")
-    as_spec = parse_spec(
-        {
-            "name": "as",
-            "landmarks": [],
-            "model": {"likelihood": "logit-binomial"},
-            "random_effects": {"tau_by": "none"},
-            "priors": {
-                "alpha": {"dist": "Normal", "mu": 0.0, "sigma": 2.0},
-                "tau": {"dist": "HalfNormal", "sigma": 1.0},
-            },
-        }
-    )
+    as_spec = load_spec("binomial")  # the bundled spec a user fits to RBesT's AS table
     cases = {
         "AS (8 arms)": (as_spec, prepare_data(as_spec, pd.read_csv(AS_CSV))),
         "default analysis": (

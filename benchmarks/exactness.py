@@ -43,11 +43,8 @@ AS_JOB = r"""
 import sys
 import pandas as pd
 import lmsbayes as lb
-from lmsbayes.spec import parse_spec
-spec = parse_spec({"name": "as", "landmarks": [], "model": {"likelihood": "logit-binomial"},
-                   "random_effects": {"tau_by": "none"},
-                   "priors": {"alpha": {"dist": "Normal", "mu": 0.0, "sigma": 2.0},
-                              "tau": {"dist": "HalfNormal", "sigma": 1.0}}})
+from lmsbayes.spec import load_spec
+spec = load_spec("binomial")
 fit = lb.fit(spec, pd.read_csv(sys.argv[1]), engine=sys.argv[2])
 mix = lb.map_prior(fit)
 print(lb.ess(mix, "elir"), lb.ess(mix, "moment"), lb.ess(mix, "morita"))
@@ -169,22 +166,11 @@ def in_process(args) -> None:
     from lmsbayes.engines.exact import fit_exact
     from lmsbayes.model.definition import Model
     from lmsbayes.model.prepare import prepare_data
-    from lmsbayes.spec import load_spec, parse_spec
+    from lmsbayes.spec import load_spec
     from lmsbayes.validate import loto
 
     print("\n2. In this process (data prepared once; medians; wall and CPU)")
-    as_spec = parse_spec(
-        {
-            "name": "as",
-            "landmarks": [],
-            "model": {"likelihood": "logit-binomial"},
-            "random_effects": {"tau_by": "none"},
-            "priors": {
-                "alpha": {"dist": "Normal", "mu": 0.0, "sigma": 2.0},
-                "tau": {"dist": "HalfNormal", "sigma": 1.0},
-            },
-        }
-    )
+    as_spec = load_spec("binomial")  # the bundled spec a user fits to RBesT's AS table
     as_data = prepare_data(as_spec, pd.read_csv(AS_CSV))
     lb.fit(as_spec, as_data, engine="exact")
     w, c, f = timed(lambda: lb.fit(as_spec, as_data, engine="exact"), 21)
