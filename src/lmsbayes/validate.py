@@ -68,6 +68,7 @@ from scipy import special
 from lmsbayes.data import read_tables
 from lmsbayes.engines import choose_engine
 from lmsbayes.engines.base import FitSettings
+from lmsbayes.engines.exact import ENGINE as EXACT
 from lmsbayes.engines.exact import Integrator
 from lmsbayes.errors import InputError, OptionError
 from lmsbayes.model.definition import Model
@@ -686,7 +687,7 @@ class _LooFold:
     ess: float
     mode: np.ndarray
     problems: tuple
-    engine: str = "exact"
+    engine: str = EXACT.name
 
 
 def _reweighted_folds(spec: ModelSpec, model: Model, folds) -> dict[str, _LooFold]:
@@ -770,7 +771,7 @@ def _run(
     full_model = Model(spec, data)
     chosen, _ = choose_engine(spec, engine)
     loo = {}
-    if reweight and not given and chosen.name == "exact" and not full_model.grouped:
+    if reweight and not given and chosen.name == EXACT.name and not full_model.grouped:
         loo = _reweighted_folds(spec, full_model, folds)
     # the warm start (the full data's mode) only where a fold is fitted
     to_fit = [f for f in folds if not (given and f[0] in given) and f[0] not in loo]
