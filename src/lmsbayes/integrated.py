@@ -178,7 +178,7 @@ def link_normals(
     rates alone (``loc``, ``scale`` and ``mix`` are then empty lists).
     """
     rule = _rule(fit)
-    loc, scale, mix, link = _normals_at(fit, rule.theta, settings, landmarks)
+    loc, scale, mix, link = _normals_at(fit, rule.theta, settings, landmarks, pooled_only)
     pooled = _pooled(link, loc, mix)
     if pooled_only:
         loc, scale, mix = [], [], []
@@ -190,8 +190,8 @@ def link_normals(
         cell = _rule_cells(fit, rule)
         half = np.zeros_like(out.pooled)
         for i in range(cell.shape[-1]):
-            up = _normals_at(fit, rule.theta + 0.5 * cell[:, :, i], settings, landmarks)
-            dn = _normals_at(fit, rule.theta - 0.5 * cell[:, :, i], settings, landmarks)
+            up = _normals_at(fit, rule.theta + 0.5 * cell[:, :, i], settings, landmarks, True)
+            dn = _normals_at(fit, rule.theta - 0.5 * cell[:, :, i], settings, landmarks, True)
             half += 0.5 * np.abs(_pooled(link, up[0], up[2]) - _pooled(link, dn[0], dn[2]))
         out.pooled_half = half
     return out
@@ -223,8 +223,13 @@ def _rule_cells(fit, rule) -> np.ndarray:
     return fit.groups["integration_rule"]["cell"].values
 
 
-def _normals_at(fit, theta: np.ndarray, settings, landmarks: Sequence[float]):
-    """loc, scale, mix (lists over the settings, see :class:`LinkNormals`) and the link at theta."""
+def _normals_at(
+    fit, theta: np.ndarray, settings, landmarks: Sequence[float], pooled_only: bool = False
+):
+    """loc, scale, mix (lists over the settings, see :class:`LinkNormals`) and the link at theta.
+
+    ``pooled_only``: no scales (an empty list), for the pooled rate alone.
+    """
     from lmsbayes.engines.exact import Layout
     from lmsbayes.settings import setting_design, shape_group_of, strata_of
 
@@ -236,6 +241,7 @@ def _normals_at(fit, theta: np.ndarray, settings, landmarks: Sequence[float]):
     lm = list(landmarks)
     locs, scales, mixes = [], [], []
     link = None
+    latent_w = None  # the latent fractions' node weights, for every case mix at once
     for s in settings:
         if not s.case_mix:
             X = setting_design(fit, [s])
@@ -260,7 +266,9 @@ def _normals_at(fit, theta: np.ndarray, settings, landmarks: Sequence[float]):
                 tau = _tau_per_landmark(fit, c["tau"][..., d.stratum_idx[known], :], lm)
                 parts.append((loc, tau, np.full((P, known.size), 1.0 / A)))
             if latent.size:
-                u, wu = _latent_weights(fit, values, np.array([lat_pos[int(a)] for a in latent]))
+                if latent_w is None:
+                    latent_w = _latent_weights(fit, values, np.arange(d.latent.size))
+                u, wu = latent_w[0], latent_w[1][:, [lat_pos[int(a)] for a in latent]]
                 Q = u.size
                 arm = np.repeat(latent, Q)
                 du = np.tile(u - d.uterine_centre, latent.size)
@@ -273,8 +281,9 @@ def _normals_at(fit, theta: np.ndarray, settings, landmarks: Sequence[float]):
         loc = np.concatenate([p[0] for p in parts], axis=1)
         n = loc.shape[1]
         locs.append(loc.reshape(P, n, -1)[..., :L])
-        tau = np.concatenate([p[1] for p in parts], axis=1)
-        scales.append(np.broadcast_to(tau, loc.shape).reshape(P, n, -1)[..., :L])
+        if not pooled_only:
+            tau = np.concatenate([p[1] for p in parts], axis=1)
+            scales.append(np.broadcast_to(tau, loc.shape).reshape(P, n, -1)[..., :L])
         mixes.append(np.concatenate([p[2] for p in parts], axis=1))
     return locs, scales, mixes, link
 

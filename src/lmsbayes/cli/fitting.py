@@ -16,6 +16,7 @@ from lmsbayes.cli._common import (
     landmark_option,
     list_option,
     load_spec_from_args,
+    one_blas_thread,
     strict_failed,
     unique_hrs,
     version,
@@ -361,6 +362,11 @@ def _check_at(spec, args) -> None:
 
 def cmd_run(args) -> int:
     """The ``run`` verb: fit the default analysis and print the threshold table."""
+    with one_blas_thread():
+        return _run(args)
+
+
+def _run(args) -> int:
     unique_hrs(args)
     check_outputs(args, files=("output", "json", "csv"))
     progress = Progress(args.quiet)
