@@ -1050,13 +1050,15 @@ def _log_int_exp_quadratic(a0, a1, a2) -> np.ndarray:
     a2n = np.minimum(a2, -1e-12)
     mu = -a1 / (2 * a2n)
     s = 1 / np.sqrt(-2 * a2n)
-    # log(Phi(b) - Phi(a)), a = -mu / s, b = (1 - mu) / s, without cancellation, from whichever tail
-    # is
-    # smaller: log Phi(b) and log Phi(a), or log(1 - Phi(a)) = log Phi(-a) and log(1 - Phi(b))
+    # log(Phi(b) - Phi(a)), a = -mu / s, b = (1 - mu) / s, without cancellation, from whichever
+    # tail is smaller: log Phi(b) and log Phi(a), or log(1 - Phi(a)) = log Phi(-a) and
+    # log(1 - Phi(b))
     use_upper = mu > 0.5
     big = special.log_ndtr(np.where(use_upper, mu / s, (1 - mu) / s))
     small = special.log_ndtr(np.where(use_upper, (mu - 1) / s, -mu / s))
-    log_mass = big + np.log1p(-np.exp(np.minimum(small - big, 0.0)))
+    # where the quadratic is flat, small == big gives log(0): those entries are replaced below
+    with np.errstate(divide="ignore"):
+        log_mass = big + np.log1p(-np.exp(np.minimum(small - big, 0.0)))
     out = a0 - a1 * a1 / (4 * a2n) + 0.5 * np.log(2 * np.pi) + np.log(s) + log_mass
     flat = ~(a2 < -1e-4)
     if flat.any():  # nearly flat in u (an effect near 0): Gauss-Legendre on the quadratic itself
