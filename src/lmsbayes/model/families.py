@@ -1098,12 +1098,15 @@ class BinomialLogitKernel:
     def derivs(self, pre, shift, value: bool = False, t=None):
         y, n, lc = (self.y, self.n, self.lc) if t is None else (self.y[t], self.n[t], self.lc[t])
         eta = pre[0] + shift
+        if not value:
+            # few operations: Newton's method calls this on small arrays, where each costs ~1 us
+            s = special.expit(eta)
+            ns = n * s
+            return y - ns, ns * (s - 1.0)
         e = np.exp(-np.abs(eta))
         s = np.where(eta >= 0, 1.0, e) / (1.0 + e)  # expit(eta)
         d1 = y - n * s
         d2 = -n * s * (1.0 - s)
-        if not value:
-            return d1, d2
         v = (
             lc + y * eta - n * (np.maximum(eta, 0.0) + np.log1p(e))
         )  # binomial_logit_terms, sharing e
