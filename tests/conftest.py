@@ -76,6 +76,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # --- fitted models shared by the whole session (compiling costs 10-30 s each) ---
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """lmsbayes.cache writes into a folder of the test session, never the user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LMSBAYES_CACHE", str(tmp_path_factory.mktemp("lmsbayes-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def trials():
     from lmsbayes.data import load_trials

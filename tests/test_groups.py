@@ -86,3 +86,23 @@ def test_exact_path_imports_and_xarray_still_knows_dask():
     assert out[1] == "False"
     # ... and once dask.array is imported, xarray treats dask arrays as dask arrays
     assert out[2] == "True 0.0"
+
+
+def test_group_keeps_coordinates_along_another_dim():
+    """A setting's description along ``setting``: read as a Dataset reads it, and round-tripped."""
+    g = Group(
+        {"p": (("setting", "hr"), np.arange(6.0).reshape(3, 2))},
+        coords={
+            "setting": ["a", "b", "c"],
+            "hr": [0.5, 0.65],
+            "description": ("setting", ["first", "second", "third"]),
+        },
+    )
+    ds = g.to_dataset()
+    assert ds["description"].dims == ("setting",)
+    assert "description" not in ds.dims and g.sizes == dict(ds.sizes) == {"setting": 3, "hr": 2}
+    assert g["description"].dims == ("setting",)
+    assert list(g["description"].values) == ["first", "second", "third"]
+    back = Group.from_dataset(ds)
+    assert back.to_dataset().identical(ds)
+    assert back.coords["description"][0] == "setting"

@@ -390,3 +390,48 @@ def test_at_applies_to_every_row_or_the_row_says_why_not(trials):
     assert a.loc["1L case mix", "p0"] == p.loc["1L case mix", "p0"]  # the average does not
     assert "not evaluated at year=2026" in a.loc["1L case mix", "flags"]
     assert "not evaluated" not in a.loc["1L R-T", "flags"]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},  # the exact engine's integrated summaries
+        {  # one setting: a case mix's predictive quantiles take seconds each
+            "settings": [Setting("2L+", "R-T", 0.5, name="2L+ R-T")],
+            "reference": "predictive",
+            "landmarks": [6.0, 3.0],
+            "hr": [0.5, 0.65],
+        },
+        {"target": "average"},  # a target: the draws' summaries (xarray's quantiles)
+    ],
+)
+def test_the_cli_tables_numpy_core_is_the_public_thresholds(default_fit, kwargs):
+    """``lmsbayes run`` prints from threshold_group (no xarray): the same Dataset and table."""
+    from lmsbayes.predict import threshold_group
+    from lmsbayes.targets import Target
+
+    if kwargs.get("target") == "average":
+        kwargs = {**kwargs, "target": Target.average(None)}
+    group, evidence = threshold_group(default_fit, **kwargs)
+    ds = thresholds(default_fit, **kwargs)
+    assert group.to_dataset().identical(ds)
+    assert list(group) == list(ds.data_vars)
+    for name in ds.data_vars:  # bitwise, and in the Dataset's dims order
+        assert group[name].dims == ds[name].dims
+        np.testing.assert_array_equal(group[name].values, ds[name].values)
+    fast = threshold_table(group, evidence=evidence)
+    slow = threshold_table(ds, fit=default_fit)
+    pd.testing.assert_frame_equal(fast, slow, check_exact=True)
+    assert fast.attrs == slow.attrs
+
+
+def test_each_quantity_has_the_same_draws_whichever_are_asked_with_it(default_fit):
+    """predict's core computes only the quantities asked, without moving another's draws."""
+    from lmsbayes.predict import _predict_arrays
+
+    full = predict(default_fit)["rate"]
+    for quantities in (["pooled"], ["predictive"], ["pooled", "predictive"]):
+        part = _predict_arrays(default_fit, quantities=quantities)
+        assert part.quantities == tuple(quantities)
+        for k, q in enumerate(quantities):
+            np.testing.assert_array_equal(part.rate[..., k], full.sel(quantity=q).values)

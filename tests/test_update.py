@@ -96,8 +96,9 @@ def test_cli_update_prints_what_changed(tmp_path, capsys):
 
     path = tmp_path / "new.csv"
     path.write_text(ONE_ARM.format(regimen="doxorubicin"))
-    # two forked processes (the default only where a second core is free)
-    assert main(["update", "--add", str(path), "-q", "--workers", "2"]) == 0
+    # two forked processes (the default only where a second core is free); every step
+    # computed (--no-cache), as a first call computes them
+    assert main(["update", "--add", str(path), "-q", "--workers", "2", "--no-cache"]) == 0
     out = capsys.readouterr().out
     assert "1 arm added (synthetic_2025_doxo); 1 enter the model" in out
     assert "1. Every threshold row, before and after" in out and "1L case mix" in out
@@ -111,3 +112,31 @@ def test_cli_update_prints_what_changed(tmp_path, capsys):
     assert main(["update", "--add", str(bad), "-q"]) != 0
     err = capsys.readouterr().err
     assert "column 'regimen'" in err and "Doxorubicin" in err
+
+
+@pytest.mark.slow  # three updates with the leave-future-out: about 15 s of CPU
+def test_the_cached_base_analysis_is_what_a_refit_gives(tmp_path, monkeypatch):
+    """A second update takes the base fit and its leave-future-out from the cache: same numbers."""
+    import pandas as pd
+
+    from lmsbayes.update import update
+
+    monkeypatch.setenv("LMSBAYES_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "new.csv"
+    path.write_text(ONE_ARM.format(regimen="doxorubicin"))
+    fresh = update(path, workers=1, cache=False)
+    assert not (tmp_path / "cache").exists()  # cache=False stores nothing
+    first = update(path, workers=1)  # computes the base analysis and stores it
+    second = update(path, workers=1)  # takes it from the cache
+    assert not any("cached" in k for k in first.seconds)
+    assert "lfo before: cached" in second.seconds
+    assert "before (fit, thresholds, priors: cached)" in second.seconds
+    assert len(list((tmp_path / "cache").glob("update-*.json"))) == 2
+    for got in (first, second):
+        for name in ("thresholds", "priors", "lfo"):
+            pd.testing.assert_frame_equal(
+                getattr(got, name), getattr(fresh, name), check_exact=True, obj=name
+            )
+    # another spec or base table misses: nothing is taken over
+    other = update(path, workers=1, lfo=False, landmarks=[3.0])
+    assert not any("cached" in k for k in other.seconds)

@@ -153,7 +153,7 @@ def setting_evidence(
         name: cdef.column for name, cdef in fit.spec.covariates if cdef.type == "numeric"
     }
     reach = data_reach(fit).set_index("line") if d.table == "lms" else None
-    post = fit.posterior
+    post = fit.draws
     values = {
         p.name: post[p.name].transpose("chain", "draw", *p.dims).values for p in fit.model.params
     }

@@ -91,6 +91,18 @@ class Fit:
         return self.datatree["posterior"].to_dataset()
 
     @property
+    def draws(self):
+        """The posterior draws as the package's own summaries read them, without xarray.
+
+        A :class:`~lmsbayes.groups.Group` for a fresh fit, the Dataset for a loaded
+        one: both answer ``draws[name].transpose("chain", "draw", ...).values``,
+        ``draws[name].values``, ``draws.sizes`` and ``name in draws``. Building
+        :attr:`posterior` imports xarray and builds the DataTree, which took longer
+        than an exact fit and its threshold table together.
+        """
+        return self.groups["posterior"]
+
+    @property
     def data_sha256(self) -> str:
         """SHA-256 of the input data the fit used."""
         return self.data.data_sha256

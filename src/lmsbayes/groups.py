@@ -53,8 +53,10 @@ class Group:
     Parameters
     ----------
     data_vars : mapping of str to (dims, array) or (dims, array, attrs)
-    coords : mapping of str to array_like, optional
-        Dimension coordinates (their values), as an xarray Dataset takes them.
+    coords : mapping of str to array_like or (dim, array_like), optional
+        Coordinates as an xarray Dataset takes them: a dimension coordinate's
+        values, or ``(dim, values)`` for a coordinate along another dimension
+        (a setting's description along ``setting``).
     attrs : mapping, optional
     """
 
@@ -72,8 +74,14 @@ class Group:
 
     @classmethod
     def from_dataset(cls, ds) -> Group:
-        """The content of an xarray Dataset (dimension coordinates only)."""
-        out = cls({}, {k: ds[k].values for k in ds.coords}, ds.attrs)
+        """The content of an xarray Dataset (coordinates along one dimension or their own)."""
+        coords = {}
+        for k in ds.coords:
+            dims = ds[k].dims
+            if dims != (k,) and len(dims) != 1:
+                raise ValueError(f"coordinate {k!r} has dims {dims}: a Group keeps 1-D ones")
+            coords[k] = ds[k].values if dims == (k,) else (dims[0], ds[k].values)
+        out = cls({}, coords, ds.attrs)
         for name, da in ds.data_vars.items():
             out[name] = (tuple(da.dims), da.values, dict(da.attrs))
         return out
@@ -89,8 +97,16 @@ class Group:
         if name in self.data_vars:
             return self.data_vars[name]
         if name in self.coords:
-            return Variable((name,), np.asarray(self.coords[name]))
+            dim, values = self._coord(name)
+            return Variable((dim,), np.asarray(values))
         raise KeyError(name)
+
+    def _coord(self, name: str) -> tuple[str, Any]:
+        """A coordinate's dim and values."""
+        value = self.coords[name]
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):
+            return value
+        return name, value
 
     def __contains__(self, name: object) -> bool:
         return name in self.data_vars
@@ -101,7 +117,10 @@ class Group:
     @property
     def sizes(self) -> dict[str, int]:
         """Length of each dim of the variables (and of coordinates no variable uses)."""
-        out = {k: len(np.atleast_1d(v)) for k, v in self.coords.items()}
+        out = {}
+        for k in self.coords:
+            dim, values = self._coord(k)
+            out[dim] = len(np.atleast_1d(values))
         for v in self.data_vars.values():
             out.update(v.sizes)
         return out

@@ -74,12 +74,12 @@ class LinkNormals:
     ----------
     rule : lmsbayes.engines.rules.Rule
         The points (P) and their weights.
-    loc : ndarray (P, setting, M, L)
-        Each point's components' locations on the link scale (M components per
-        point: 1, or a case mix's arms times latent-fraction nodes).
-    scale : ndarray (P, setting, M, L)
-    mix : ndarray (P, setting, M)
-        The components' weights within a point (summing to 1 over M).
+    loc : list of ndarray (P, M_s, L), one per setting
+        Each point's components' locations on the link scale (M_s components
+        per point: 1, or a case mix's arms times latent-fraction nodes).
+    scale : list of ndarray (P, M_s, L)
+    mix : list of ndarray (P, M_s)
+        The components' weights within a point (summing to 1 over M_s).
     pooled : ndarray (P, setting, L)
         The pooled rate at each point.
     link : {'logit', 'cloglog'}
@@ -87,9 +87,9 @@ class LinkNormals:
     """
 
     rule: rules.Rule
-    loc: np.ndarray
-    scale: np.ndarray
-    mix: np.ndarray
+    loc: list
+    scale: list
+    mix: list
     pooled: np.ndarray
     link: str
     pooled_half: np.ndarray | None = (
@@ -103,15 +103,19 @@ class LinkNormals:
 
     def rate(self, x):
         """The rate at link values x."""
-        return special.expit(x) if self.link == "logit" else np.exp(-np.exp(x))
+        return _inverse_link(self.link, x)
 
     def components(self, s: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(weights, loc, scale) of setting s at landmark k.
 
         Flattened over points and components.
         """
-        w = (self.rule.weights[:, None] * self.mix[:, s]).ravel()
-        return w, self.loc[:, s, :, k].ravel(), self.scale[:, s, :, k].ravel()
+        w = (self.rule.weights[:, None] * self.mix[s]).ravel()
+        return w, self.loc[s][:, :, k].ravel(), self.scale[s][:, :, k].ravel()
+
+
+def _inverse_link(link: str, x):
+    return special.expit(x) if link == "logit" else np.exp(-np.exp(x))
 
 
 def _rate_link(fit, eta: np.ndarray, shape, landmarks: Sequence[float]):
@@ -164,16 +168,21 @@ def _latent_weights(fit, values: dict, arms: np.ndarray) -> tuple[np.ndarray, np
     return u, w
 
 
-def link_normals(fit, settings, landmarks: Sequence[float]) -> LinkNormals:
+def link_normals(
+    fit, settings, landmarks: Sequence[float], *, pooled_only: bool = False
+) -> LinkNormals:
     """The mixture-of-normals form of the pooled and predictive rates at the rule's points.
 
     ``settings`` and ``landmarks`` as checked by :func:`lmsbayes.predict.predict`
-    (an empty landmark list for a binomial table).
+    (an empty landmark list for a binomial table). ``pooled_only``: the pooled
+    rates alone (``loc``, ``scale`` and ``mix`` are then empty lists).
     """
     rule = _rule(fit)
-    loc, scale, mix, link = _normals_at(fit, rule.theta, settings, landmarks)
-    out = LinkNormals(rule=rule, loc=loc, scale=scale, mix=mix, pooled=None, link=link)
-    out.pooled = np.einsum("psm,psml->psl", mix, out.rate(loc))
+    loc, scale, mix, link = _normals_at(fit, rule.theta, settings, landmarks, pooled_only)
+    pooled = _pooled(link, loc, mix)
+    if pooled_only:
+        loc, scale, mix = [], [], []
+    out = LinkNormals(rule=rule, loc=loc, scale=scale, mix=mix, pooled=pooled, link=link)
     if rule.kind == "tensor":
         # a grid's atoms stand for their cells: the pooled rate's spread over each cell (along
         # every edge of it) makes the atoms uniform intervals, so quantiles do not step between
@@ -181,21 +190,46 @@ def link_normals(fit, settings, landmarks: Sequence[float]) -> LinkNormals:
         cell = _rule_cells(fit, rule)
         half = np.zeros_like(out.pooled)
         for i in range(cell.shape[-1]):
-            up = _normals_at(fit, rule.theta + 0.5 * cell[:, :, i], settings, landmarks)
-            dn = _normals_at(fit, rule.theta - 0.5 * cell[:, :, i], settings, landmarks)
-            f_up = np.einsum("psm,psml->psl", up[2], out.rate(up[0]))
-            f_dn = np.einsum("psm,psml->psl", dn[2], out.rate(dn[0]))
-            half += 0.5 * np.abs(f_up - f_dn)
+            up = _normals_at(fit, rule.theta + 0.5 * cell[:, :, i], settings, landmarks, True)
+            dn = _normals_at(fit, rule.theta - 0.5 * cell[:, :, i], settings, landmarks, True)
+            half += 0.5 * np.abs(_pooled(link, up[0], up[2]) - _pooled(link, dn[0], dn[2]))
         out.pooled_half = half
     return out
+
+
+def _pooled(link: str, loc: list, mix: list) -> np.ndarray:
+    """The pooled rate (P, setting, L): each setting's components' rates, averaged by ``mix``.
+
+    One component (a defined setting): its rate itself. Several (a case mix): their
+    weighted sum, over the components padded with zero weights to the most any
+    setting has, as the sum was first written (the same floating-point sums).
+    """
+    M = max(x.shape[1] for x in loc)
+    out = []
+    for lo, mi in zip(loc, mix):
+        r = _inverse_link(link, lo)  # (P, M_s, L)
+        if lo.shape[1] == 1:
+            out.append(r[:, 0] * mi[:, :1])  # times its weight, 1
+            continue
+        pad = M - lo.shape[1]
+        if pad:
+            r = np.concatenate([r, np.full((r.shape[0], pad, r.shape[2]), 0.5)], axis=1)
+            mi = np.concatenate([mi, np.zeros((mi.shape[0], pad))], axis=1)
+        out.append(np.einsum("psm,psml->psl", mi[:, None], r[:, None])[:, 0])
+    return np.stack(out, axis=1)
 
 
 def _rule_cells(fit, rule) -> np.ndarray:
     return fit.groups["integration_rule"]["cell"].values
 
 
-def _normals_at(fit, theta: np.ndarray, settings, landmarks: Sequence[float]):
-    """loc, scale, mix (see :class:`LinkNormals`) and the link at points theta."""
+def _normals_at(
+    fit, theta: np.ndarray, settings, landmarks: Sequence[float], pooled_only: bool = False
+):
+    """loc, scale, mix (lists over the settings, see :class:`LinkNormals`) and the link at theta.
+
+    ``pooled_only``: no scales (an empty list), for the pooled rate alone.
+    """
     from lmsbayes.engines.exact import Layout
     from lmsbayes.settings import setting_design, shape_group_of, strata_of
 
@@ -205,9 +239,9 @@ def _normals_at(fit, theta: np.ndarray, settings, landmarks: Sequence[float]):
     P = theta.shape[0]
     L = max(len(landmarks), 1)
     lm = list(landmarks)
-    S = len(settings)
-    per_setting = []
+    locs, scales, mixes = [], [], []
     link = None
+    latent_w = None  # the latent fractions' node weights, for every case mix at once
     for s in settings:
         if not s.case_mix:
             X = setting_design(fit, [s])
@@ -216,49 +250,42 @@ def _normals_at(fit, theta: np.ndarray, settings, landmarks: Sequence[float]):
             shape = c["shape"][..., groups] if "shape" in c else None
             loc, link = _rate_link(fit, eta, shape, lm)  # (P, 1, L)
             tau = _tau_per_landmark(fit, c["tau"][..., strata, :], lm)  # (P, 1, L)
-            per_setting.append((loc, tau, np.ones((P, 1))))
-            continue
-        sel = np.flatnonzero(d.arms["line"].astype(str).to_numpy() == s.case_mix)
-        lat_pos = {int(a): i for i, a in enumerate(d.latent)}
-        known = np.array([a for a in sel if int(a) not in lat_pos], dtype=np.int64)
-        latent = np.array([a for a in sel if int(a) in lat_pos], dtype=np.int64)
-        A = sel.size
-        locs, taus, mixes = [], [], []
-        shape_idx = d.shape_idx if len(d.shape_idx) else np.zeros(d.n_arms, np.int64)
-        if known.size:
-            eta = m.base_predictor_numpy(c, d.X[known])  # (P, a, K)
-            shape = c["shape"][..., shape_idx[known]] if "shape" in c else None
-            loc, link = _rate_link(fit, eta, shape, lm)
-            tau = _tau_per_landmark(fit, c["tau"][..., d.stratum_idx[known], :], lm)
-            locs.append(loc)
-            taus.append(tau)
-            mixes.append(np.full((P, known.size), 1.0 / A))
-        if latent.size:
-            u, wu = _latent_weights(fit, values, np.array([lat_pos[int(a)] for a in latent]))
-            Q = u.size
-            arm = np.repeat(latent, Q)
-            du = np.tile(u - d.uterine_centre, latent.size)
-            Xq = d.X[arm] + du[:, None] * d.Xu[arm]
-            eta = m.base_predictor_numpy(c, Xq)  # (P, a * Q, K)
-            shape = c["shape"][..., shape_idx[arm]] if "shape" in c else None
-            loc, link = _rate_link(fit, eta, shape, lm)
-            tau = _tau_per_landmark(fit, c["tau"][..., d.stratum_idx[arm], :], lm)
-            locs.append(loc)
-            taus.append(tau)
-            mixes.append(wu.reshape(P, -1) / A)
-        per_setting.append(
-            (np.concatenate(locs, axis=1), np.concatenate(taus, axis=1), np.concatenate(mixes, 1))
-        )
-    M = max(x[0].shape[1] for x in per_setting)
-    loc = np.zeros((P, S, M, L))
-    scale = np.ones((P, S, M, L))
-    mix = np.zeros((P, S, M))
-    for k, (lo, ta, mi) in enumerate(per_setting):
-        n = lo.shape[1]
-        loc[:, k, :n] = lo.reshape(P, n, -1)[..., :L]
-        scale[:, k, :n] = np.broadcast_to(ta, lo.shape).reshape(P, n, -1)[..., :L]
-        mix[:, k, :n] = mi
-    return loc, scale, mix, link
+            parts = [(loc, tau, np.ones((P, 1)))]
+        else:
+            sel = np.flatnonzero(d.arms["line"].astype(str).to_numpy() == s.case_mix)
+            lat_pos = {int(a): i for i, a in enumerate(d.latent)}
+            known = np.array([a for a in sel if int(a) not in lat_pos], dtype=np.int64)
+            latent = np.array([a for a in sel if int(a) in lat_pos], dtype=np.int64)
+            A = sel.size
+            parts = []
+            shape_idx = d.shape_idx if len(d.shape_idx) else np.zeros(d.n_arms, np.int64)
+            if known.size:
+                eta = m.base_predictor_numpy(c, d.X[known])  # (P, a, K)
+                shape = c["shape"][..., shape_idx[known]] if "shape" in c else None
+                loc, link = _rate_link(fit, eta, shape, lm)
+                tau = _tau_per_landmark(fit, c["tau"][..., d.stratum_idx[known], :], lm)
+                parts.append((loc, tau, np.full((P, known.size), 1.0 / A)))
+            if latent.size:
+                if latent_w is None:
+                    latent_w = _latent_weights(fit, values, np.arange(d.latent.size))
+                u, wu = latent_w[0], latent_w[1][:, [lat_pos[int(a)] for a in latent]]
+                Q = u.size
+                arm = np.repeat(latent, Q)
+                du = np.tile(u - d.uterine_centre, latent.size)
+                Xq = d.X[arm] + du[:, None] * d.Xu[arm]
+                eta = m.base_predictor_numpy(c, Xq)  # (P, a * Q, K)
+                shape = c["shape"][..., shape_idx[arm]] if "shape" in c else None
+                loc, link = _rate_link(fit, eta, shape, lm)
+                tau = _tau_per_landmark(fit, c["tau"][..., d.stratum_idx[arm], :], lm)
+                parts.append((loc, tau, wu.reshape(P, -1) / A))
+        loc = np.concatenate([p[0] for p in parts], axis=1)
+        n = loc.shape[1]
+        locs.append(loc.reshape(P, n, -1)[..., :L])
+        if not pooled_only:
+            tau = np.concatenate([p[1] for p in parts], axis=1)
+            scales.append(np.broadcast_to(tau, loc.shape).reshape(P, n, -1)[..., :L])
+        mixes.append(np.concatenate([p[2] for p in parts], axis=1))
+    return locs, scales, mixes, link
 
 
 def _p_power_mean(ln: LinkNormals, hr: float, s: int, k: int, predictive: bool, w=None):
@@ -268,8 +295,8 @@ def _p_power_mean(ln: LinkNormals, hr: float, s: int, k: int, predictive: bool, 
         return float(np.sum(w * ln.pooled[:, s, k] ** hr))
     x, gw = np.polynomial.hermite.hermgauss(40)
     z, gw = np.sqrt(2.0) * x, gw / np.sqrt(np.pi)
-    r = ln.rate(ln.loc[:, s, :, k, None] + ln.scale[:, s, :, k, None] * z)  # (P, M, G)
-    per_point = np.einsum("pmg,g,pm->p", r**hr, gw, ln.mix[:, s])
+    r = ln.rate(ln.loc[s][:, :, k, None] + ln.scale[s][:, :, k, None] * z)  # (P, M_s, G)
+    per_point = np.einsum("pmg,g,pm->p", r**hr, gw, ln.mix[s])
     return float(np.sum(w * per_point))
 
 
@@ -282,17 +309,19 @@ def rate_summaries(
     integration error, same shape), ``mean`` (setting, L) and, per HR,
     ``p1_mean`` (hr, setting, L); quantiles of p1 are those of p raised to HR.
     """
-    ln = link_normals(fit, settings, landmarks)
+    ln = link_normals(fit, settings, landmarks, pooled_only=quantity == "pooled")
     rule = ln.rule
     probs = np.atleast_1d(np.asarray(probs, float))
     S, L = ln.pooled.shape[1], ln.pooled.shape[2]
     if quantity == "pooled":
         flat = ln.pooled.reshape(ln.pooled.shape[0], -1)
         half = None if ln.pooled_half is None else ln.pooled_half.reshape(flat.shape)
+        # the atoms' order is the same under every weighting: sorted once for all of them
+        order = np.argsort(flat, axis=0, kind="stable") if half is None else None
 
         def estimate(w):
             if half is None:
-                return rules.weighted_quantile(flat, w, probs)
+                return rules.weighted_quantile(flat, w, probs, order=order)
             return rules.uniform_mixture_quantile(w, flat, half, probs)
 
         q = estimate(rule.weights)
@@ -305,11 +334,11 @@ def rate_summaries(
             for k in range(L):
 
                 def estimate(w, s=s, k=k):
-                    ww = (w[:, None] * ln.mix[:, s]).ravel()
+                    ww = (w[:, None] * ln.mix[s]).ravel()
                     x = rules.normal_mixture_quantile(
                         ww,
-                        ln.loc[:, s, :, k].ravel(),
-                        ln.scale[:, s, :, k].ravel(),
+                        ln.loc[s][:, :, k].ravel(),
+                        ln.scale[s][:, :, k].ravel(),
                         probs,
                         decreasing=ln.decreasing,
                     )

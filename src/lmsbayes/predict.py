@@ -27,6 +27,7 @@ import io
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -128,7 +129,7 @@ def _check_settings(fit: Fit, settings: Sequence[Setting], landmarks: Sequence[f
 
 def _posterior_values(fit: Fit) -> dict:
     m = fit.model
-    post = fit.posterior
+    post = fit.draws
     return m, m.canonical(
         {p.name: post[p.name].transpose("chain", "draw", *p.dims).values for p in m.params}
     )
@@ -163,7 +164,7 @@ def _new_effects(fit: Fit, tau: np.ndarray, rng, new_group: bool = True) -> np.n
         else rng.standard_normal(tau.shape)
     )
     u = tau * z
-    post = fit.posterior
+    post = fit.draws
     if fit.model.grouped and new_group:  # a new arm of a new group (trial or regimen)
         tt = fit.model.z_canonical(post["group_tau"].values)[:, :, None, :]
         u = u + tt * rng.standard_normal(tau.shape)
@@ -179,7 +180,7 @@ def _case_mix_predictors(
     """
     m, d = fit.model, fit.data
     sel = np.flatnonzero(d.arms["line"].astype(str).to_numpy() == line)
-    post = fit.posterior
+    post = fit.draws
     C, D = post.sizes["chain"], post.sizes["draw"]
     du = None
     if d.latent.size and "uterine_latent" not in post:
@@ -271,6 +272,61 @@ def predict(
         For a setting the model cannot support (unfitted line or landmark,
         a covariate value outside its coding, a fraction outside [0, 1]).
     """
+    p = _predict_arrays(fit, settings, landmarks, n=n, seed=seed, at=at, target=target)
+    dims = p.dims + ("quantity",)
+    rate = xr.DataArray(
+        p.rate,
+        dims=dims,
+        coords={k: v for k, v in p.coords.items() if not isinstance(v, tuple)},
+        attrs=dict(_RATE_ATTRS),
+    )
+    with np.errstate(divide="ignore"):
+        logit = np.log(rate) - np.log1p(-rate)
+    ds = xr.Dataset({"rate": rate, "logit": logit.assign_attrs(long_name="logit of the PFS rate")})
+    ds = ds.assign_coords({k: v for k, v in p.coords.items() if isinstance(v, tuple)})
+    ds.attrs.update(p.attrs)
+    return ds
+
+
+#: attrs of predict's ``rate`` (and of the thresholds' p0 and p1 draws)
+_RATE_ATTRS = {"long_name": "PFS rate", "units": "proportion progression-free"}
+_QUANTITIES = ("pooled", "predictive", "observed")
+
+
+@dataclass
+class _Draws:
+    """:func:`predict`'s draws as numpy, before any xarray object is built.
+
+    ``rate`` (chain, draw, setting[, landmark], quantity) holds the quantities asked for,
+    in the order of ``quantities``; ``coords`` the Dataset's coordinates in its order
+    (a tuple ``(dim, values)`` for one along another dim); ``attrs`` its attrs.
+    """
+
+    rate: np.ndarray
+    dims: tuple[str, ...]
+    quantities: tuple[str, ...]
+    coords: dict
+    attrs: dict
+    settings: list
+    landmarks: list
+
+
+def _predict_arrays(
+    fit: Fit,
+    settings: Iterable[Setting] | None = None,
+    landmarks: Sequence[float] | None = None,
+    *,
+    n: int = 40,
+    seed: int | None = None,
+    at: Mapping[str, float] | None = None,
+    target: Target | None = None,
+    quantities: Sequence[str] = _QUANTITIES,
+) -> _Draws:
+    """The draws of :func:`predict` as numpy arrays (see there), only the ``quantities`` asked.
+
+    The pooled rates take no random numbers and the observed ones come last, so a
+    quantity's draws are the same whichever others are asked with it.
+    """
     if target is not None:
         targets.check(fit, target)
         at = {**targets.year_covariates(fit, target), **dict(at or {})}
@@ -289,13 +345,17 @@ def predict(
         landmarks = list(fit.spec.landmarks) if has_lm else []
     landmarks = [float(t) for t in landmarks]
     _check_settings(fit, settings, landmarks)
+    quantities = tuple(q for q in _QUANTITIES if q in quantities)
+    need_pred = "predictive" in quantities or "observed" in quantities
     m, c = _posterior_values(fit)
     rng = np.random.default_rng(fit.spec.sampler.seed + 2 if seed is None else seed)
-    C, D = fit.posterior.sizes["chain"], fit.posterior.sizes["draw"]
+    post = fit.draws
+    C, D = post.sizes["chain"], post.sizes["draw"]
     L = max(len(landmarks), 1)
     pooled = np.empty((C, D, len(settings), L))
-    pred = np.empty_like(pooled)
+    pred = np.empty_like(pooled) if need_pred else None
     plain = [k for k, s in enumerate(settings) if not s.case_mix]
+    lm = landmarks if has_lm else []
     if plain:
         ps = [settings[k] for k in plain]
         X = setting_design(fit, ps)
@@ -304,20 +364,23 @@ def predict(
             X = np.hstack([X, np.tile(row, (len(ps), 1))])
         eta = m.base_predictor(NUMPY_OPS, c, X)
         strata, groups = strata_of(fit, ps), shape_group_of(fit, ps)
-        u = _new_effects(fit, c["tau"][..., strata, :], rng, new_group=target is None)
+        u = None
+        if need_pred or target is not None:
+            u = _new_effects(fit, c["tau"][..., strata, :], rng, new_group=target is None)
         if target is not None:
             mean_shift, extra = targets.shifts(fit, target, (C, D), rng)
             eta = eta + mean_shift[:, :, None, None]
             u = u + extra[:, :, None, None]
-        lm = landmarks if has_lm else []
         shape = _shape_values(fit, c, groups)
         pooled[:, :, plain] = _rates(fit, eta, shape, lm).reshape(C, D, len(ps), L)
-        pred[:, :, plain] = _rates(fit, eta + u, shape, lm).reshape(C, D, len(ps), L)
+        if need_pred:
+            pred[:, :, plain] = _rates(fit, eta + u, shape, lm).reshape(C, D, len(ps), L)
     for k, s in enumerate(settings):
         if s.case_mix:
             eta_a, strata_a, groups_a = _case_mix_predictors(fit, s.case_mix, c, rng)
-            lm = landmarks if has_lm else []
             pooled[:, :, k] = _rates(fit, eta_a, _shape_values(fit, c, groups_a), lm).mean(axis=2)
+            if not need_pred:
+                continue
             # a new trial drawn from the line's case mix: one included arm's covariates per draw
             pick = rng.integers(0, eta_a.shape[2], size=(C, D))
             e1 = np.take_along_axis(eta_a, pick[:, :, None, None], axis=2)
@@ -329,78 +392,59 @@ def predict(
                     _shape_values(fit, c, groups_a) * np.ones((C, D, 1)), pick[:, :, None], axis=2
                 )
             pred[:, :, k] = _rates(fit, e1 + _new_effects(fit, tau1, rng), shape1, lm)[:, :, 0]
-    joined = family.joined
-    observed = (
-        _observed_in_sequence(rng, n, pred, landmarks)
-        if joined and has_lm
-        else rng.binomial(n, pred)
-    ) / n
-    dims = (
-        ("chain", "draw", "setting", "landmark", "quantity")
-        if has_lm
-        else ("chain", "draw", "setting", "quantity")
-    )
-    stack = np.stack([pooled, pred, observed], axis=-1)
+    parts = {"pooled": pooled, "predictive": pred}
+    if "observed" in quantities:
+        parts["observed"] = (
+            _observed_in_sequence(rng, n, pred, landmarks)
+            if family.joined and has_lm
+            else rng.binomial(n, pred)
+        ) / n
+    stack = np.stack([parts[q] for q in quantities], axis=-1)
+    dims = ("chain", "draw", "setting", "landmark") if has_lm else ("chain", "draw", "setting")
     if not has_lm:
         stack = stack[:, :, :, 0]
-    labels = [s.label for s in settings]
     coords = {
-        "chain": fit.posterior["chain"].values,
-        "draw": fit.posterior["draw"].values,
-        "setting": labels,
-        "quantity": ["pooled", "predictive", "observed"],
+        "chain": post["chain"].values,
+        "draw": post["draw"].values,
+        "setting": [s.label for s in settings],
     }
     if has_lm:
         coords["landmark"] = landmarks
-    rate = xr.DataArray(
-        stack,
-        dims=dims,
-        coords=coords,
-        attrs={"long_name": "PFS rate", "units": "proportion progression-free"},
-    )
-    with np.errstate(divide="ignore"):
-        logit = np.log(rate) - np.log1p(-rate)
-    ds = xr.Dataset({"rate": rate, "logit": logit.assign_attrs(long_name="logit of the PFS rate")})
-    ds = ds.assign_coords(description=("setting", [s.describe() for s in settings]))
+    coords["quantity"] = list(quantities)
+    coords["description"] = ("setting", [s.describe() for s in settings])
+    attrs = {}
     if target is not None:  # each row states what it predicts, and the regimen arms it rests on
-        ds = ds.assign_coords(
-            target=(
-                "setting",
-                [
-                    "historical average (case mix)"
-                    if s.case_mix
-                    else targets.describe_for(fit, target)
-                    for s in settings
-                ],
-            ),
-            regimen_arms=(
-                "setting",
-                [0 if s.case_mix else len(targets.rests_on(fit, target, s.line)) for s in settings],
-            ),
+        coords["target"] = (
+            "setting",
+            [
+                "historical average (case mix)" if s.case_mix else targets.describe_for(fit, target)
+                for s in settings
+            ],
         )
-        ds.attrs["target"] = target.describe()
+        coords["regimen_arms"] = (
+            "setting",
+            [0 if s.case_mix else len(targets.rests_on(fit, target, s.line)) for s in settings],
+        )
+        attrs["target"] = target.describe()
     if fit.data.table == "lms":
-        ds = ds.assign_coords(
-            line=("setting", [s.line for s in settings]),
-            treatment_class=(
-                "setting",
-                [s.treatment_class if not s.case_mix else "case mix" for s in settings],
-            ),
-            uterine=(
-                "setting",
-                [float(s.uterine) if not s.case_mix else math.nan for s in settings],
-            ),
+        coords["line"] = ("setting", [s.line for s in settings])
+        coords["treatment_class"] = (
+            "setting",
+            [s.treatment_class if not s.case_mix else "case mix" for s in settings],
         )
-    ds.attrs.update(
+        coords["uterine"] = (
+            "setting",
+            [float(s.uterine) if not s.case_mix else math.nan for s in settings],
+        )
+    attrs.update(
         n=int(n), spec_name=fit.spec.name, data_sha256=fit.data.data_sha256, engine=fit.engine
     )
-    if any(
-        s.covariates for s in settings
-    ):  # a user's own covariate values, for the evidence of each setting
-        ds.attrs["setting_covariates"] = json.dumps(
+    if any(s.covariates for s in settings):
+        # a user's own covariate values, for the evidence of each setting
+        attrs["setting_covariates"] = json.dumps(
             {s.label: s.covariates for s in settings}, sort_keys=True, default=float
         )
-    return ds
+    return _Draws(stack, dims, quantities, coords, attrs, settings, landmarks)
 
 
 def _observed_in_sequence(
@@ -524,6 +568,36 @@ def thresholds(
         Carlo standard errors (``p0_median_mcse`` ...) and the same for p1.
         Attrs record the rule (reference, hr, prob).
     """
+    group, _ = threshold_group(
+        fit, settings, hr, reference, landmarks=landmarks, prob=prob, at=at, target=target
+    )
+    return group.to_dataset()
+
+
+def threshold_group(
+    fit: Fit,
+    settings: Iterable[Setting] | None = None,
+    hr: Sequence[float] | float | None = None,
+    reference: str | None = None,
+    *,
+    landmarks: Sequence[float] | None = None,
+    prob: float = 0.95,
+    at: Mapping[str, float] | None = None,
+    target: Target | None = None,
+):
+    """:func:`thresholds` as a :class:`~lmsbayes.groups.Group`, and the rows' evidence table.
+
+    The Dataset's content without xarray (``group.to_dataset()`` is what
+    :func:`thresholds` returns): :func:`threshold_table` reads either, and
+    ``lmsbayes run`` prints its table from this, since importing xarray and
+    building the Dataset took longer than the fit. The evidence is
+    :func:`lmsbayes.coverage.setting_evidence` of the rows (``threshold_table``'s
+    ``evidence``). Arguments as for :func:`thresholds`; the draws' summaries
+    (where the exact engine's rule does not apply) still use xarray.
+    """
+    from lmsbayes.groups import Group
+    from lmsbayes.integrated import rule_applies
+
     reference = reference or fit.spec.thresholds.reference
     if reference not in ("pooled", "predictive"):
         raise OptionError(f"reference must be 'pooled' or 'predictive', got {reference!r}")
@@ -533,33 +607,43 @@ def thresholds(
             raise OptionError(f"hr must be in (0, 1) (an improvement), got {h!r}")
     if not 0 < prob < 1:
         raise OptionError(f"prob must be in (0, 1), got {prob!r}")
-    pred = predict(fit, settings, landmarks, at=at, target=target)
-    p0 = pred["rate"].sel(quantity=reference, drop=True)
-    hr_da = xr.DataArray(hrs, dims="hr", coords={"hr": hrs})
-    p1 = p0**hr_da
-    ds = xr.Dataset({"p0": p0, "p1": p1})
-    for name in ("p0", "p1"):
-        s = _summarise(fit, ds[name], prob)
-        for k in s:
-            ds[f"{name}_{k}"] = s[k]
-    from lmsbayes.integrated import rule_applies
-
-    if rule_applies(fit, target):  # else the draws' summaries stand (see rule_applies)
-        _integrated_summaries(fit, ds, settings, landmarks, at, reference, hrs, prob)
+    draws = _predict_arrays(fit, settings, landmarks, at=at, target=target, quantities=[reference])
+    p0 = draws.rate[..., 0]
+    p1 = p0[..., None] ** np.asarray(hrs, float)  # as xarray broadcasts p0 ** hr
+    dims0 = draws.dims
+    coords = {k: v for k, v in draws.coords.items() if k != "quantity"}
+    dim_coords = {k: v for k, v in coords.items() if not isinstance(v, tuple)}
+    group = Group(
+        {"p0": (dims0, p0, dict(_RATE_ATTRS)), "p1": ((*dims0, "hr"), p1, dict(_RATE_ATTRS))},
+        coords={
+            **dim_coords,
+            "hr": hrs,
+            **{k: v for k, v in coords.items() if k not in dim_coords},
+        },
+    )
+    if rule_applies(fit, target):  # else the draws' summaries (see rule_applies)
+        _integrated_summaries(fit, group, settings, landmarks, at, reference, hrs, prob)
+    else:
+        for name, x, dims in (("p0", p0, dims0), ("p1", p1, (*dims0, "hr"))):
+            da = xr.DataArray(
+                x,
+                dims=dims,
+                coords={d: group[d].values for d in dims if d in group.coords},
+                attrs=dict(_RATE_ATTRS),
+            )
+            s = _summarise(fit, da, prob)
+            for k in s:
+                group[f"{name}_{k}"] = (s[k].dims, s[k].values, dict(s[k].attrs))
     used = {
         **dict(fit.spec.thresholds.at),
         **targets.year_covariates(fit, target),
         **dict(at or {}),
     }
-    ds.attrs.update(at=json.dumps(used, sort_keys=True))
-    for name in ("target", "regimen_arms"):
-        if name in pred.coords:
-            ds = ds.assign_coords({name: pred[name]})
-    if "target" in pred.attrs:
-        ds.attrs["target"] = pred.attrs["target"]
-    if "setting_covariates" in pred.attrs:
-        ds.attrs["setting_covariates"] = pred.attrs["setting_covariates"]
-    ds.attrs.update(
+    group.attrs.update(at=json.dumps(used, sort_keys=True))
+    for name in ("target", "setting_covariates"):
+        if name in draws.attrs:
+            group.attrs[name] = draws.attrs[name]
+    group.attrs.update(
         reference=reference,
         hr=hrs,
         prob=prob,
@@ -570,25 +654,26 @@ def thresholds(
     )
     # what informs each row travels with the result, so that threshold_table(ds) shows it
     # without the fit (issue 24: the Python table carries the CLI's evidence and flags)
-    ev = setting_evidence(fit, _settings_of(ds), landmarks=_landmarks_of(ds), at=used)
-    ds.attrs["evidence"] = ev.to_json(orient="records")
-    return ds
+    ev = setting_evidence(fit, _settings_of(group), landmarks=_landmarks_of(group), at=used)
+    group.attrs["evidence"] = ev.to_json(orient="records")
+    return group, ev
 
 
-def _integrated_summaries(fit, ds, settings, landmarks, at, reference, hrs, prob) -> None:
-    """Replace the draws' summaries of p0 and p1 by integrals over the exact engine's rule.
+def _integrated_summaries(fit, group, settings, landmarks, at, reference, hrs, prob) -> None:
+    """The summaries of p0 and p1, integrated over the exact engine's rule, into ``group``.
 
     Quantiles of p0 by the rule (lmsbayes.integrated); p1 = p0 ** HR is
     monotone in p0, so its quantiles are p0's raised to HR, and so are their
     errors (delta method). The ``*_mcse`` variables hold the rule's
-    integration error.
+    integration error. The variables come in the order and with the dims the
+    draws' summaries have (:func:`_summarise`), but for the mcse of p1: (hr, ...).
     """
     from lmsbayes.integrated import rate_summaries
 
     settings, landmarks = _resolve(fit, settings, landmarks, at)
     lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
     r = rate_summaries(fit, settings, landmarks, reference, [0.5, lo, hi], hrs)
-    has_lm = "landmark" in ds["p0"].dims
+    has_lm = "landmark" in group["p0"].dims
     q, err = r["quantiles"], r["error"]
     if not has_lm:
         q, err, mean, p1_mean = q[..., 0], err[..., 0], r["mean"][..., 0], r["p1_mean"][..., 0]
@@ -598,23 +683,26 @@ def _integrated_summaries(fit, ds, settings, landmarks, at, reference, hrs, prob
     h = np.asarray(hrs, float).reshape((1, -1) + (1,) * len(dims0))
     q1 = q[:, None] ** h  # (prob, hr, ...)
     err1 = err[:, None] * h * q[:, None] ** (h - 1)
+    # p1's summaries with hr last, as p1's draws have it
+    last = (*range(1, len(dims0) + 1), 0)
+    group["p0_mean"] = (dims0, mean)
     for k, name in enumerate(("median", "lower", "upper")):
-        ds[f"p0_{name}"] = (dims0, q[k])
-        ds[f"p0_{name}_mcse"] = (dims0, err[k])
-        ds[f"p1_{name}"] = (("hr", *dims0), q1[k])
-        ds[f"p1_{name}_mcse"] = (("hr", *dims0), err1[k])
-    ds["p0_mean"] = (dims0, mean)
-    ds["p1_mean"] = (("hr", *dims0), p1_mean)
-    for v in ("p1_median", "p1_lower", "p1_upper", "p1_mean"):
-        ds[v] = ds[v].transpose(*[d for d in ds["p1"].dims if d not in ("chain", "draw")])
-    ds.attrs["summaries"] = (
+        group[f"p0_{name}"] = (dims0, q[k])
+    for k, name in enumerate(("median", "lower", "upper")):
+        group[f"p0_{name}_mcse"] = (dims0, err[k])
+    group["p1_mean"] = ((*dims0, "hr"), np.transpose(p1_mean, last))
+    for k, name in enumerate(("median", "lower", "upper")):
+        group[f"p1_{name}"] = ((*dims0, "hr"), np.transpose(q1[k], last))
+    for k, name in enumerate(("median", "lower", "upper")):
+        group[f"p1_{name}_mcse"] = (("hr", *dims0), err1[k])
+    group.attrs["summaries"] = (
         f"integrated over the exact engine's rule ({r['rule'].description}); "
         "mcse columns: the rule's integration error"
     )
 
 
-def _landmarks_of(ds: xr.Dataset) -> list[float]:
-    return [float(t) for t in ds["landmark"].values] if "landmark" in ds.dims else [math.nan]
+def _landmarks_of(ds) -> list[float]:
+    return [float(t) for t in ds["landmark"].values] if "landmark" in ds.sizes else [math.nan]
 
 
 class ThresholdTable(pd.DataFrame):
@@ -666,7 +754,13 @@ class ThresholdTable(pd.DataFrame):
             return super()._repr_html_() if view is None else view.to_html(index=False)
 
 
-def threshold_table(ds: xr.Dataset, *, eortc: bool = True, fit: Fit | None = None) -> pd.DataFrame:
+def threshold_table(
+    ds: xr.Dataset,
+    *,
+    eortc: bool = True,
+    fit: Fit | None = None,
+    evidence: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Flat table of a :func:`thresholds` result, one row per setting x landmark x HR.
 
     Columns ``p0``, ``p0_lower``, ``p0_upper`` (posterior median and credible
@@ -674,35 +768,74 @@ def threshold_table(ds: xr.Dataset, *, eortc: bool = True, fit: Fit | None = Non
     ``eortc=True`` the published EORTC 2021 per-line pooled rate is shown on
     the case-mix rows only (the rows it is comparable with). With ``fit``,
     each row also states what informs it and flags extrapolation
-    (:func:`lmsbayes.coverage.setting_evidence`).
+    (:func:`lmsbayes.coverage.setting_evidence`); ``evidence`` gives that
+    table as :func:`threshold_group` returned it, instead of recomputing it.
+    ``ds`` may also be the Group of :func:`threshold_group`.
     """
+    ev = evidence
+    if ev is None and fit is not None:
+        at = json.loads(ds.attrs.get("at", "{}") or "{}")
+        landmarks = sorted({float(t) for t in _landmarks_of(ds)}, key=lambda t: (t != t, t))
+        ev = setting_evidence(fit, _settings_of(ds), landmarks=landmarks, at=at)
+    elif ev is None and ds.attrs.get("evidence"):
+        ev = pd.read_json(io.StringIO(ds.attrs["evidence"]), orient="records")
+    return _threshold_table(ds, eortc=eortc, evidence=ev)
+
+
+def _grid(ds, name: str) -> np.ndarray:
+    """A summary of ``ds`` as (setting, landmark, hr), a length-1 axis where it has no such dim."""
+    v = ds[name]
+    order = [d for d in ("setting", "landmark", "hr") if d in v.dims]
+    x = np.asarray(v.transpose(*order).values)
+    return x.reshape(
+        [x.shape[order.index(d)] if d in order else 1 for d in ("setting", "landmark", "hr")]
+    )
+
+
+def _threshold_table(ds, *, eortc: bool = True, evidence: pd.DataFrame | None = None):
+    """:func:`threshold_table` of a thresholds Dataset or Group, with the rows' evidence given."""
     rows = []
-    has_line = "line" in ds.coords
-    for s in ds["setting"].values:
-        line = str(ds["line"].sel(setting=s).values) if has_line else ""
-        desc = str(ds["description"].sel(setting=s).values) if "description" in ds.coords else ""
-        for t in ds["landmark"].values if "landmark" in ds.dims else [np.nan]:
-            for h in ds["hr"].values:
-                sel = {"setting": s} if np.isnan(t) else {"setting": s, "landmark": t}
+    labels = [str(s) for s in ds["setting"].values]
+    lines = [str(v) for v in ds["line"].values] if "line" in ds.coords else [""] * len(labels)
+    descs = (
+        [str(v) for v in ds["description"].values]
+        if "description" in ds.coords
+        else [""] * len(labels)
+    )
+    has_target = "target" in ds.coords
+    if has_target:  # what the row predicts, and its regimen's arms
+        target_of = [str(v) for v in ds["target"].values]
+        arms_of = [int(v) for v in ds["regimen_arms"].values]
+    landmarks = ds["landmark"].values if "landmark" in ds.sizes else [np.nan]
+    hrs = ds["hr"].values
+    grids = {
+        f"{q}_{part}": _grid(ds, f"{q}_{part}")
+        for q in ("p0", "p1")
+        for part in ("median", "lower", "upper", "median_mcse")
+    }
+    for i, s in enumerate(labels):
+        line = lines[i]
+        for j, t in enumerate(landmarks):
+            for k, h in enumerate(hrs):
                 row = {
-                    "setting": str(s),
-                    "description": desc,
+                    "setting": s,
+                    "description": descs[i],
                     "line": line,
                     "landmark": float(t),
                     "hr": float(h),
                 }
-                if "target" in ds.coords:  # what the row predicts, and its regimen's arms
-                    row["target"] = str(ds["target"].sel(setting=s).values)
-                    row["regimen_arms"] = int(ds["regimen_arms"].sel(setting=s).values)
+                if has_target:
+                    row["target"] = target_of[i]
+                    row["regimen_arms"] = arms_of[i]
                 for q in ("p0", "p1"):
-                    extra = {"hr": h} if q == "p1" else {}
-                    row[q] = float(ds[f"{q}_median"].sel(**sel, **extra))
+                    kk = k if q == "p1" else 0
+                    row[q] = float(grids[f"{q}_median"][i, j, kk])
                     for part in ("lower", "upper"):
-                        row[f"{q}_{part}"] = float(ds[f"{q}_{part}"].sel(**sel, **extra))
-                    row[f"{q}_mcse"] = float(ds[f"{q}_median_mcse"].sel(**sel, **extra))
+                        row[f"{q}_{part}"] = float(grids[f"{q}_{part}"][i, j, kk])
+                    row[f"{q}_mcse"] = float(grids[f"{q}_median_mcse"][i, j, kk])
                 if eortc:
                     key = (line, float(t))
-                    comparable = str(s).endswith("case mix") and key in EORTC2021.index
+                    comparable = s.endswith("case mix") and key in EORTC2021.index
                     ref = EORTC2021.loc[key] if comparable else None
                     row["eortc_p0"] = float(ref["pooled"]) if ref is not None else np.nan
                     row["eortc_p0_ci"] = (
@@ -713,15 +846,7 @@ def threshold_table(ds: xr.Dataset, *, eortc: bool = True, fit: Fit | None = Non
                     )
                 rows.append(row)
     table = pd.DataFrame(rows)
-    if fit is not None:
-        at = json.loads(ds.attrs.get("at", "{}") or "{}")
-        ev = setting_evidence(
-            fit, _settings_of(ds), landmarks=sorted(set(table["landmark"])), at=at
-        )
-    elif ds.attrs.get("evidence"):
-        ev = pd.read_json(io.StringIO(ds.attrs["evidence"]), orient="records")
-    else:
-        ev = None
+    ev = evidence
     if ev is not None and len(ev):
         table = table.merge(ev, on=["setting", "landmark"], how="left")
         from lmsbayes.rows import informed_by
@@ -731,7 +856,7 @@ def threshold_table(ds: xr.Dataset, *, eortc: bool = True, fit: Fit | None = Non
     at_used = json.loads(ds.attrs.get("at", "{}") or "{}")
     if at_used and "flags" in table:
         # --at moves the class and site rows; a case-mix row is the historical average of the
-        # included arms at their own values, and says so rather than silently staying put
+        # included arms, at their own values, and says so rather than silently staying put
         given = ", ".join(f"{k}={v:g}" for k, v in at_used.items())
         note = (
             f"not evaluated at {given}: a case-mix row is the historical average of the "
@@ -746,7 +871,7 @@ def threshold_table(ds: xr.Dataset, *, eortc: bool = True, fit: Fit | None = Non
     return table
 
 
-def _settings_of(ds: xr.Dataset) -> list:
+def _settings_of(ds) -> list:
     """The settings of a :func:`thresholds` result, rebuilt from its coordinates.
 
     Without those coordinates, the labels themselves.
@@ -759,21 +884,14 @@ def _settings_of(ds: xr.Dataset) -> list:
         return labels
     own = json.loads(ds.attrs.get("setting_covariates", "{}") or "{}")
     out = []
-    for label in labels:
-        line = str(ds["line"].sel(setting=label).values)
-        klass = str(ds["treatment_class"].sel(setting=label).values)
+    lines, classes = ds["line"].values, ds["treatment_class"].values
+    uterine = ds["uterine"].values
+    for i, label in enumerate(labels):
+        line, klass = str(lines[i]), str(classes[i])
         if klass == "case mix":
             out.append(Setting(line, name=label, case_mix=line, **own.get(label, {})))
         else:
-            out.append(
-                Setting(
-                    line,
-                    klass,
-                    float(ds["uterine"].sel(setting=label).values),
-                    name=label,
-                    **own.get(label, {}),
-                )
-            )
+            out.append(Setting(line, klass, float(uterine[i]), name=label, **own.get(label, {})))
     return out
 
 
@@ -835,15 +953,16 @@ def landmark_order(
     """
     if quantity not in ("pooled", "predictive"):
         raise OptionError(f"quantity must be 'pooled' or 'predictive', got {quantity!r}")
-    ds = predict(fit, settings, at=at)
-    if "landmark" not in ds.dims:
+    draws = _predict_arrays(fit, settings, at=at, quantities=[quantity])
+    if "landmark" not in draws.dims:
         return pd.DataFrame(columns=["setting", "earlier", "later", "prob_later_higher"])
-    rate = ds["rate"].sel(quantity=quantity)
-    landmarks = sorted(float(t) for t in rate["landmark"].values)
+    rate = draws.rate[..., 0]  # (chain, draw, setting, landmark)
+    column = {float(t): j for j, t in enumerate(draws.landmarks)}
+    landmarks = sorted(column)
     rows = []
-    for s in rate["setting"].values:
+    for i, s in enumerate(draws.coords["setting"]):
         for a, b in zip(landmarks, landmarks[1:]):
-            higher = rate.sel(setting=s, landmark=b) > rate.sel(setting=s, landmark=a)
+            higher = rate[:, :, i, column[b]] > rate[:, :, i, column[a]]
             rows.append(
                 {
                     "setting": str(s),
@@ -913,7 +1032,7 @@ def new_trial_conditionals(
             "link": ln.link,
             "df": None,
         }
-    post = fit.posterior
+    post = fit.draws
     m, c = _posterior_values(fit)
     if s.case_mix:
         eta, strata, groups = _case_mix_predictors(fit, s.case_mix, c, None)

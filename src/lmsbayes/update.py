@@ -136,10 +136,11 @@ class Update:
 
 
 def _threshold_rows(fit, landmarks, at) -> pd.DataFrame:
-    from lmsbayes.predict import threshold_table, thresholds
+    from lmsbayes.predict import threshold_group, threshold_table
 
-    ds = thresholds(fit, landmarks=landmarks, at=dict(at or {}))
-    t = pd.DataFrame(threshold_table(ds, fit=fit))
+    # the table from the numpy Group with its evidence (as lmsbayes run): no xarray Dataset
+    group, evidence = threshold_group(fit, landmarks=landmarks, at=dict(at or {}))
+    t = pd.DataFrame(threshold_table(group, evidence=evidence))
     keep = [
         "setting",
         "landmark",
@@ -243,6 +244,51 @@ def _preload() -> None:
     import lmsbayes.prior  # noqa: F401
 
 
+def _cached_side(parts: dict):
+    """The base fit's threshold rows and priors from the cache, or None."""
+    from lmsbayes.cache import cache_key, load_frames
+
+    got = load_frames("update-base", cache_key("update-base", parts)[0])
+    return None if got is None else (got["thresholds"], got["priors"], {})
+
+
+def _store_side(parts: dict, thresholds: pd.DataFrame, priors: pd.DataFrame) -> None:
+    from lmsbayes.cache import cache_key, store_frames
+
+    key, prov = cache_key("update-base", parts)
+    store_frames("update-base", key, prov, {"thresholds": thresholds, "priors": priors})
+
+
+def _cached_lfo(spec, data, parts: dict):
+    """The base leave-future-out from the cache (its rows; no draws are kept), or None."""
+    from lmsbayes.cache import cache_key, load_frames
+    from lmsbayes.validate import Validation
+
+    got = load_frames("update-lfo", cache_key("update-lfo", parts)[0])
+    if got is None:
+        return None
+    folds = got["folds"]
+    return Validation(
+        spec=spec,
+        scheme="lfo",
+        data=data,
+        arms=got["arms"],
+        obs=got["obs"],
+        folds=folds,
+        draws=tuple({} for _ in range(len(folds))),  # update reads the rows only
+        seconds=float(got["meta"].get("seconds", 0.0)),
+        year=parts["start"],
+    )
+
+
+def _store_lfo(parts: dict, v) -> None:
+    from lmsbayes.cache import cache_key, store_frames
+
+    key, prov = cache_key("update-lfo", parts)
+    frames = {"arms": v.arms, "obs": v.obs, "folds": v.folds}
+    store_frames("update-lfo", key, prov, frames, meta={"seconds": v.seconds})
+
+
 def _default_workers() -> int:
     """2 where a second core is free (load average below the cores less one), else 1.
 
@@ -297,6 +343,7 @@ def update(
     lfo: bool = True,
     workers: int | None = None,
     progress: Callable[[str], None] | None = None,
+    cache: bool = True,
 ) -> Update:
     """Refit ``spec`` with the ``added`` arms and compare with the fit without them.
 
@@ -326,6 +373,12 @@ def update(
         The numbers do not depend on it: every step is deterministic (the exact engine's
         fixed rule).
     progress : callable, optional
+    cache : bool
+        Take the base analysis (the fit before with its threshold rows and priors, and
+        its leave-future-out) from the package's cache where an earlier call with the
+        same spec, data, options, package source and library versions stored it, and
+        store it otherwise (:mod:`lmsbayes.cache`; the numbers are those a refit gives:
+        every step is deterministic). False: compute everything, store nothing.
 
     Returns
     -------
@@ -361,6 +414,27 @@ def update(
         if at:
             settings = [s.with_covariates(**at) for s in settings]
     secs["read"] = time.perf_counter() - t0
+    # the base analysis (the fit before with its rows and priors, and its leave-future-out)
+    # is the same at every call with this spec and data: taken from the cache when there
+    start = None
+    labels: list = []
+    if lfo:
+        start = lfo_start(d_before) if "year" in d_before.arms else None
+        labels = list(_fold_sets(d_before, start))
+    base_key = {
+        "spec_hash": sp.hash,
+        "data_sha256": d_before.data_sha256,
+        "arm_ids": [str(a) for a in d_before.arms.index],
+    }
+    side_key = {
+        **base_key,
+        "landmarks": lm,
+        "at": at or {},
+        "settings": [repr(s) for s in settings],
+    }
+    side_cached = _cached_side(side_key) if cache else None
+    lfo_key = {**base_key, "start": start, "folds": labels}
+    lfo_cached = _cached_lfo(sp, d_before, lfo_key) if (cache and lfo and labels) else None
     # the independent steps, spread over the workers: the fits before and after (each with
     # its threshold rows and priors) and the leave-future-out before in two halves
     n_work = workers if workers is not None else _default_workers()
@@ -373,41 +447,59 @@ def update(
         warnings.simplefilter("ignore", DeprecationWarning)
         pool = _pool(n_work) or _Here()
         try:
-            fut_before = pool.submit(_timed, _side, sp, d_before, lm, at, settings)
+            fut_before = (
+                pool.submit(_timed, _side, sp, d_before, lm, at, settings)
+                if side_cached is None
+                else None
+            )
             fut_after = (
                 pool.submit(_timed, _side, sp, d_after, lm, at, settings) if entered else None
             )
-            parts, changed, labels = [], [], []
+            parts, changed = [], []
             if lfo:
-                start = lfo_start(d_before) if "year" in d_before.arms else None
                 fb = _fold_sets(d_before, start)
-                labels = list(fb)
                 # alternate years: each half refits as many folds (the latest are the largest)
                 halves = [labels[-1::-2], labels[-2::-2]] if labels else [None]
-                parts = [
-                    pool.submit(_timed, _lfo_part, sp, d_before, start, h)
-                    for h in halves
-                    if h != []
-                ]
+                if lfo_cached is None:
+                    parts = [
+                        pool.submit(_timed, _lfo_part, sp, d_before, start, h)
+                        for h in halves
+                        if h != []
+                    ]
                 if entered and labels:
                     # the folds whose arms the added ones change, refitted beside the others
                     fa = _fold_sets(d_after, start)
                     changed = [f for f in fa if fb.get(f) != fa[f]]
                     if changed:
                         parts.append(pool.submit(_timed, _lfo_part, sp, d_after, start, changed))
-            done = [f.result() for f in (fut_before, fut_after, *parts) if f is not None]
+            results = {
+                name: f.result()
+                for name, f in (("before", fut_before), ("after", fut_after))
+                if f is not None
+            }
+            done_parts = [f.result() for f in parts]
         finally:
             pool.shutdown()
     cpu: dict[str, float] = {}
-    for _, pid, c in done:  # CPU seconds of the steps each process ran
+    for _, pid, c in [*results.values(), *done_parts]:  # CPU seconds of each process's steps
         cpu[f"pid {pid}"] = cpu.get(f"pid {pid}", 0.0) + c
-    tb, pb, s_before = done[0][0]
-    ta, pa, s_after = done[1][0] if fut_after is not None else (tb, pb, {})
-    lfo_parts = [r[0] for r in done[(2 if fut_after is not None else 1) :]]
+    if side_cached is None:
+        tb, pb, s_before = results["before"][0]
+        if cache:
+            _store_side(side_key, tb, pb)
+    else:
+        tb, pb, s_before = side_cached
+    ta, pa, s_after = results["after"][0] if fut_after is not None else (tb, pb, {})
+    lfo_parts = [r[0] for r in done_parts]
     va = vb = None
-    if lfo_parts:
+    if lfo and (lfo_parts or lfo_cached is not None):
         new_part = lfo_parts.pop() if changed else None
-        vb = join_folds(lfo_parts, labels or None)
+        if lfo_cached is None:
+            vb = join_folds(lfo_parts, labels or None)
+            if cache and labels:
+                _store_lfo(lfo_key, vb)
+        else:
+            vb = lfo_cached
         va = vb
         if entered:
             keep = select_folds(vb, [f for f in labels if f not in changed])
@@ -415,7 +507,12 @@ def update(
             va = join_folds([keep] + ([new_part] if new_part else []), order)
             va = dataclasses.replace(va, data=d_after)
             va.folds["reused"] = ["no" if f in changed else "yes" for f in va.folds["fold"]]
-    secs["before (fit, thresholds, priors)"] = sum(s_before.values())
+    if side_cached is None:
+        secs["before (fit, thresholds, priors)"] = sum(s_before.values())
+    else:
+        secs["before (fit, thresholds, priors: cached)"] = 0.0
+    if lfo_cached is not None:
+        secs["lfo before: cached"] = 0.0
     secs["after"] = sum(s_after.values())
     secs["parallel steps"] = time.perf_counter() - t
     say(f"refitted {sp.name!r} with {len(entered)} of {len(ids)} added arms")

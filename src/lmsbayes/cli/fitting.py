@@ -16,6 +16,7 @@ from lmsbayes.cli._common import (
     landmark_option,
     list_option,
     load_spec_from_args,
+    one_blas_thread,
     strict_failed,
     unique_hrs,
     version,
@@ -284,11 +285,13 @@ def _emit_table(table, fit, args, *, write: bool = True) -> None:
 
 
 def _thresholds_table(fit, args):
-    from lmsbayes.predict import threshold_table, thresholds
+    # the table from predict's numpy core: no xarray Dataset (its import and construction
+    # took longer than the fit); the same numbers as threshold_table(thresholds(fit, ...))
+    from lmsbayes.predict import threshold_group, threshold_table
 
     hr = args.hr if getattr(args, "hr", None) else None
     landmarks = getattr(args, "landmarks", None)
-    ds = thresholds(
+    group, evidence = threshold_group(
         fit,
         hr=hr,
         reference=getattr(args, "reference", None),
@@ -296,7 +299,7 @@ def _thresholds_table(fit, args):
         at=dict(getattr(args, "at", None) or []),
         target=target_from_args(args),
     )
-    return threshold_table(ds, fit=fit)
+    return threshold_table(group, evidence=evidence)
 
 
 def target_from_args(args):
@@ -359,6 +362,11 @@ def _check_at(spec, args) -> None:
 
 def cmd_run(args) -> int:
     """The ``run`` verb: fit the default analysis and print the threshold table."""
+    with one_blas_thread():
+        return _run(args)
+
+
+def _run(args) -> int:
     unique_hrs(args)
     check_outputs(args, files=("output", "json", "csv"))
     progress = Progress(args.quiet)

@@ -21,6 +21,7 @@ def cmd_update(args) -> int:
         lfo=not args.no_lfo,
         workers=args.workers,
         progress=None if args.quiet else progress,
+        cache=not args.no_cache,
     )
     print(result.format())
     return 0
@@ -38,7 +39,8 @@ def register(sub) -> None:
             "Add the arms of a CSV (same columns and checks as the bundled table; rates in "
             "NAME_rates.csv beside it) to the data, refit the spec, and print the difference "
             "in every threshold row, in the MAP priors (with their ESS) of the added arms' "
-            "lines, and in the spec's leave-future-out summary. Nothing is written."
+            "lines, and in the spec's leave-future-out summary. Nothing is written but the "
+            "package's cache of the base analysis (--no-cache: not that either)."
         ),
     )
     q.add_argument("--add", required=True, metavar="NEWARMS.csv", help="the arms to add")
@@ -69,6 +71,12 @@ def register(sub) -> None:
         metavar="N",
         help="processes for the independent refits (default: 2 where a second core is free, "
         "else 1: one after another; the numbers do not depend on it)",
+    )
+    q.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="compute the base analysis (the fit before, its leave-future-out) again instead of "
+        "taking it from the package's cache (LMSBAYES_CACHE: the folder, or 'off')",
     )
     q.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     q.set_defaults(func=cmd_update)

@@ -253,17 +253,20 @@ class Rule:
         )
 
 
-def weighted_quantile(x: np.ndarray, w: np.ndarray, probs) -> np.ndarray:
+def weighted_quantile(x: np.ndarray, w: np.ndarray, probs, order=None) -> np.ndarray:
     """Quantiles of the discrete distribution with atoms x (point, ...) and weights w (point,).
 
     The weighted empirical CDF interpolated linearly between atoms (at the
     midpoints of their masses), so that a fine rule's quantile varies
-    smoothly. Returns (prob, ...).
+    smoothly. Returns (prob, ...). ``order``: the stable argsort of x
+    reshaped to (point, -1) along its first axis, where the caller has it
+    (one sort for several weightings of the same atoms).
     """
     x = np.asarray(x, float)
     probs = np.atleast_1d(np.asarray(probs, float))
     flat = x.reshape(x.shape[0], -1)
-    order = np.argsort(flat, axis=0, kind="stable")
+    if order is None:
+        order = np.argsort(flat, axis=0, kind="stable")
     xs = np.take_along_axis(flat, order, axis=0)
     ws = np.asarray(w, float)[order]
     ws = ws / ws.sum(axis=0, keepdims=True)
