@@ -260,3 +260,26 @@ def test_lognormal_replicates_have_the_models_mean_and_covariance():
     emp = np.cov(y.T)
     se_cov = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / D)
     np.testing.assert_array_less(np.abs(emp - cov), 4 * se_cov)
+
+
+@pytest.mark.parametrize(
+    "likelihood, curve",
+    [("survival", "loglogistic"), ("survival", "weibull"), ("logit-binomial", "")],
+)
+def test_rate_links_are_the_rates_on_the_effect_link_scale(likelihood, curve):
+    """A curve's direct linear form equals its rates transformed by its effect link."""
+    fam = get_family(likelihood, curve)
+    name = curve or likelihood
+    rng = np.random.default_rng(3)
+    # rates kept away from 0 and 1, where the transformed rates lose their digits
+    eta = rng.normal(0.0, 0.7, size=(50, 4, 1))
+    shape = rng.uniform(0.5, 2.0, size=(50, 4))
+    lm = [1.5, 3.0, 6.0, 12.0]
+    fitted = [] if name == "logit-binomial" else [6.0]
+    got = fam.rate_links(eta, lm if fitted else [], fitted, shape, 6.0)
+    rate = fam.rates(eta, lm if fitted else [], fitted, shape, 6.0)
+    want = np.log(rate) - np.log1p(-rate) if fam.effect_link == "logit" else np.log(-np.log(rate))
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    if name == "loglogistic":  # logit S(t) = logit S(t_ref) - k log(t / t_ref), by hand
+        by_hand = eta[..., :1] - shape[..., None] * np.log(np.array(lm) / 6.0)
+        np.testing.assert_allclose(got, by_hand, rtol=1e-12)

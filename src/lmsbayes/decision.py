@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: Specs ``lmsbayes validate`` compares when none is named (here, not in lmsbayes.validate,
+#: so that the command line's help does not import the validation machinery).
+DEFAULT_SPECS = ("default", "weibull", "constant_hazard", "per_landmark")
+
 __all__ = ["DEFAULT_CHOICE", "DefaultChoice", "choice_line"]
 
 

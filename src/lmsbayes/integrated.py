@@ -126,12 +126,10 @@ def _rate_link(fit, eta: np.ndarray, shape, landmarks: Sequence[float]):
     The family computes the rate and names the scale a new arm's effect adds on.
     """
     d = fit.data
-    rate = d.family.rates(eta, list(landmarks), d.landmarks, shape, fit.spec.model.t_ref)
     link = d.family.effect_link
     if link not in ("logit", "cloglog"):
         raise NotImplementedError(f"no integrated summaries on the {link} scale")
-    with np.errstate(divide="ignore"):
-        loc = np.log(rate) - np.log1p(-rate) if link == "logit" else np.log(-np.log(rate))
+    loc = d.family.rate_links(eta, list(landmarks), d.landmarks, shape, fit.spec.model.t_ref)
     return loc, link
 
 
@@ -149,7 +147,7 @@ def _latent_weights(fit, values: dict, arms: np.ndarray) -> tuple[np.ndarray, np
     Returns the nodes (Q,) and the weights (P, arm, Q) for the ``arms`` (positions among the
     latent arms).
     """
-    from lmsbayes.engines.exact import Integrator, quad_from_three
+    from lmsbayes.engines.exact import Integrator, log_sum_exp, quad_from_three
 
     m = fit.model
     integ = Integrator(m, nodes=fit.spec.exact.nodes, uterine_nodes=_GL_NODES)
@@ -164,7 +162,8 @@ def _latent_weights(fit, values: dict, arms: np.ndarray) -> tuple[np.ndarray, np
     else:
         logd = per.reshape(P, -1, _GL_NODES) + log_wu
     logd = logd[:, arms]
-    w = np.exp(logd - special.logsumexp(logd, axis=-1, keepdims=True))
+    # plain numpy: scipy's logsumexp costs 3x as much on these (P, arm, Q) arrays
+    w = np.exp(logd - log_sum_exp(logd, axis=-1)[..., None])
     return u, w
 
 

@@ -66,6 +66,7 @@ import pandas as pd
 from scipy import special
 
 from lmsbayes.data import read_tables
+from lmsbayes.decision import DEFAULT_SPECS
 from lmsbayes.engines import choose_engine
 from lmsbayes.engines.base import FitSettings
 from lmsbayes.engines.exact import ENGINE as EXACT
@@ -102,8 +103,6 @@ __all__ = [
 
 #: Nominal levels of the central predictive intervals whose coverage is reported.
 LEVELS = (0.5, 0.8, 0.9, 0.95)
-#: Specs ``lmsbayes validate`` compares when none is named.
-DEFAULT_SPECS = ("default", "weibull", "constant_hazard", "per_landmark")
 #: Rate sources that count as reported (lmsbayes.data.RATE_KINDS).
 _REPORTED = ("reported", "km_text")
 _U_NODES_GAUSS = 16  # Gauss-Legendre nodes over a latent uterine fraction (smooth integrands)

@@ -15,7 +15,7 @@ from lmsbayes.cli._common import EXIT_SAMPLING, Progress, atomic_write_text, ver
 
 def register(sub) -> None:
     """Add the ``validate`` verb to the ``lmsbayes`` parser."""
-    from lmsbayes.validate import DEFAULT_SPECS
+    from lmsbayes.decision import DEFAULT_SPECS
 
     q = sub.add_parser(
         "validate",

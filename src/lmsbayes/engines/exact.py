@@ -766,11 +766,11 @@ class Integrator:
                 if self.u_closed:
                     per_arm = _log_int_exp_quadratic(*quad_from_three(per_arm))
                 else:
-                    per_arm = _lse(per_arm + part.log_wu, axis=-1)
-                out[..., part.arm_of[::q]] = _lse(per_arm, axis=-1)
+                    per_arm = log_sum_exp(per_arm + part.log_wu, axis=-1)
+                out[..., part.arm_of[::q]] = log_sum_exp(per_arm, axis=-1)
                 continue
             if nodes:
-                per_arm = _lse(per_arm, axis=-1)
+                per_arm = log_sum_exp(per_arm, axis=-1)
             if part.n_nodes_u > 1:
                 q = part.n_nodes_u
                 per_arm = per_arm.reshape(per_arm.shape[:-1] + (-1, q))
@@ -1033,7 +1033,7 @@ class Integrator:
         )
 
 
-def _lse(x: np.ndarray, axis: int = -1) -> np.ndarray:
+def log_sum_exp(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """log-sum-exp over an axis in plain numpy (scipy's is several times slower on small axes)."""
     top = np.max(x, axis=axis, keepdims=True)
     top = np.where(np.isfinite(top), top, 0.0)
@@ -1069,7 +1069,7 @@ def _log_int_exp_quadratic(a0, a1, a2) -> np.ndarray:
         x, w = np.polynomial.legendre.leggauss(16)
         uu = 0.5 * (x + 1)
         q = a0[flat][:, None] + a1[flat][:, None] * uu + a2[flat][:, None] * uu**2 + np.log(0.5 * w)
-        out[flat] = _lse(q, axis=-1)
+        out[flat] = log_sum_exp(q, axis=-1)
     return out
 
 

@@ -308,6 +308,20 @@ class Family:
         """
         return self.inverse_link(_rows_of_landmarks(eta, landmarks, fitted_landmarks))
 
+    def rate_links(self, eta, landmarks, fitted_landmarks, shape=None, t_ref: float = 6.0):
+        """The rates of :meth:`rates` on the :attr:`effect_link` scale (logit or cloglog).
+
+        Here the rates transformed; a curve, whose own scale is its effect link, gives its
+        linear form directly (no round trip through the rate).
+        """
+        rate = self.rates(eta, landmarks, fitted_landmarks, shape, t_ref)
+        with np.errstate(divide="ignore"):
+            if self.effect_link == "logit":
+                return np.log(rate) - np.log1p(-rate)
+            if self.effect_link == "cloglog":
+                return np.log(-np.log(rate))
+        raise NotImplementedError(f"no rates on the {self.effect_link} scale")
+
     # --- the exact engine ---------------------------------------------------------------
 
     def alpha_start(self, obs) -> float:
@@ -688,6 +702,11 @@ class SurvivalCurve(Family):
     @override
     def rates(self, eta, landmarks, fitted_landmarks, shape=None, t_ref: float = 6.0):
         return self.rate_at(eta[..., :1], np.asarray(landmarks, float), shape[..., None], t_ref)
+
+    @override
+    def rate_links(self, eta, landmarks, fitted_landmarks, shape=None, t_ref: float = 6.0):
+        rel = np.log(np.asarray(landmarks, float) / t_ref)
+        return self.linear(eta[..., :1], shape[..., None], rel)
 
     @override
     def add_columns(self, obs) -> None:
