@@ -29,7 +29,25 @@ def test_prior_of_a_binomial_fit_needs_no_setting(as_fit_file, capsys, tmp_path)
     out = capsys.readouterr().out
     assert out.startswith("MAP prior of a new trial's rate: a new study (no covariates)")
     assert "1L" not in out and "uterine" not in out and "months" not in out
+    assert "fit: diagnostics (exact engine): tensor-grid quadrature" in out and "-> OK" in out
     assert out_json.exists()
+
+
+def test_prior_shows_the_fits_inference_problems(as_fit_file, capsys, monkeypatch):
+    """A fit with too few effective importance draws: the prior says so (never hidden)."""
+    import dataclasses
+
+    import lmsbayes.cli.prior as cli_prior
+    from lmsbayes.fit import load_fit
+
+    fit = load_fit(as_fit_file)
+    bad = dataclasses.replace(fit.diagnostics, proposal="student-t", khat=0.9, is_ess=120.0)
+    forged = dataclasses.replace(fit, diagnostics=bad)
+    monkeypatch.setattr(cli_prior, "_fit_or_load", lambda text, year=None: forged)
+    assert main(["prior", "binomial"]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("fit: "))
+    assert "PROBLEM" in line and "k-hat 0.90 > 0.7" in line and "importance ESS 120 < 400" in line
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,8 @@ def _fit_or_load(text: str, year: int | None = None):
         from lmsbayes.spec import load_spec
 
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the fit's diagnostics are its own report
+            # the fit's diagnostics are printed with the prior (cmd_prior), not as a warning
+            warnings.simplefilter("ignore")
             # an age discount counts arm ages to the target's year (--year)
             return lb.fit(discount_at(load_spec(text), year))
     return load_fit(path)
@@ -97,6 +98,8 @@ def cmd_prior(args) -> int:
     print(mix.summary().round(4).to_string())
     print(_ess_line(mix))
     print("RBesT: " + to_rbest(mix))
+    # the prior is only as good as the fit it comes from: its inference problems are shown
+    print(f"fit: {result.diagnostics.line()}")
     if args.output:
         atomic_write_text(
             args.output, to_json(mix)
