@@ -101,6 +101,9 @@ def test_cli_update_prints_what_changed(tmp_path, capsys):
     assert main(["update", "--add", str(path), "-q", "--workers", "2", "--no-cache"]) == 0
     out = capsys.readouterr().out
     assert "1 arm added (synthetic_2025_doxo); 1 enter the model" in out
+    # both fits' inference diagnostics are shown (a problem would read "-> PROBLEM: ...")
+    assert "fit before: diagnostics (exact engine)" in out
+    assert "fit after: diagnostics (exact engine)" in out
     assert "1. Every threshold row, before and after" in out and "1L case mix" in out
     assert "9 -> 10" in out  # the 1L case mix rests on one more arm
     assert "2. MAP priors" in out and "1L R-T" in out and "ESS after" in out
@@ -137,6 +140,7 @@ def test_the_cached_base_analysis_is_what_a_refit_gives(tmp_path, monkeypatch):
             pd.testing.assert_frame_equal(
                 getattr(got, name), getattr(fresh, name), check_exact=True, obj=name
             )
+        assert got.diagnostics == fresh.diagnostics  # the cached fit's line is kept, too
     # another spec or base table misses: nothing is taken over
     other = update(path, workers=1, lfo=False, landmarks=[3.0])
     assert not any("cached" in k for k in other.seconds)

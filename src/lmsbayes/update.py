@@ -114,6 +114,8 @@ class Update:
         ``after``), with ``refits`` (folds refitted) and ``reused``.
     seconds : dict
         Wall time of each step.
+    diagnostics : dict
+        The diagnostics line of the fit before and of the fit after (``before``, ``after``).
     cpu : dict
         CPU seconds of the steps each process ran (by process id; ``this process`` for
         the caller's own steps after the imports, the pool's steps included when it ran
@@ -129,6 +131,7 @@ class Update:
     lfo: pd.DataFrame
     seconds: dict
     cpu: dict = dataclasses.field(default_factory=dict)
+    diagnostics: dict = dataclasses.field(default_factory=dict)
 
     def format(self) -> str:
         """The differences as printable text."""
@@ -182,13 +185,16 @@ def _priors(fit, settings, landmarks) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _side(sp, data, landmarks, at, settings) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Fit ``sp`` to ``data``; its threshold rows and MAP priors, and the seconds of each."""
+def _side(sp, data, landmarks, at, settings) -> tuple[pd.DataFrame, pd.DataFrame, dict, str]:
+    """Fit ``sp`` to ``data``: threshold rows, MAP priors, seconds and diagnostics line.
+
+    The diagnostics line is printed with the update: an inference problem is never hidden.
+    """
     from lmsbayes.fit import fit
 
     t = time.perf_counter()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # diagnostics are kept on the fits
+        warnings.simplefilter("ignore")  # the diagnostics line is returned and printed
         f = fit(sp, data)
     secs = {"fit": time.perf_counter() - t}
     t = time.perf_counter()
@@ -197,7 +203,7 @@ def _side(sp, data, landmarks, at, settings) -> tuple[pd.DataFrame, pd.DataFrame
     t = time.perf_counter()
     pri = _priors(f, settings, landmarks) if settings else pd.DataFrame()
     secs["priors"] = time.perf_counter() - t
-    return thr, pri, secs
+    return thr, pri, secs, f.diagnostics.line()
 
 
 def _lfo_part(sp, data, start, only):
@@ -249,14 +255,17 @@ def _cached_side(parts: dict):
     from lmsbayes.cache import cache_key, load_frames
 
     got = load_frames("update-base", cache_key("update-base", parts)[0])
-    return None if got is None else (got["thresholds"], got["priors"], {})
+    if got is None or "diagnostics" not in got["meta"]:
+        return None
+    return got["thresholds"], got["priors"], {}, str(got["meta"]["diagnostics"])
 
 
-def _store_side(parts: dict, thresholds: pd.DataFrame, priors: pd.DataFrame) -> None:
+def _store_side(parts: dict, thresholds: pd.DataFrame, priors: pd.DataFrame, diag: str) -> None:
     from lmsbayes.cache import cache_key, store_frames
 
     key, prov = cache_key("update-base", parts)
-    store_frames("update-base", key, prov, {"thresholds": thresholds, "priors": priors})
+    frames = {"thresholds": thresholds, "priors": priors}
+    store_frames("update-base", key, prov, frames, meta={"diagnostics": diag})
 
 
 def _cached_lfo(spec, data, parts: dict):
@@ -484,12 +493,14 @@ def update(
     for _, pid, c in [*results.values(), *done_parts]:  # CPU seconds of each process's steps
         cpu[f"pid {pid}"] = cpu.get(f"pid {pid}", 0.0) + c
     if side_cached is None:
-        tb, pb, s_before = results["before"][0]
+        tb, pb, s_before, diag_before = results["before"][0]
         if cache:
-            _store_side(side_key, tb, pb)
+            _store_side(side_key, tb, pb, diag_before)
     else:
-        tb, pb, s_before = side_cached
-    ta, pa, s_after = results["after"][0] if fut_after is not None else (tb, pb, {})
+        tb, pb, s_before, diag_before = side_cached
+    ta, pa, s_after, diag_after = (
+        results["after"][0] if fut_after is not None else (tb, pb, {}, diag_before)
+    )
     lfo_parts = [r[0] for r in done_parts]
     va = vb = None
     if lfo and (lfo_parts or lfo_cached is not None):
@@ -546,6 +557,7 @@ def update(
         lfo=lfo_tab,
         seconds=secs,
         cpu=cpu,
+        diagnostics={"before": diag_before, "after": diag_after},
     )
 
 
@@ -587,6 +599,8 @@ def _format(u: Update) -> str:
             "arms": [f"{int(a)} -> {int(b)}" for a, b in zip(t["arms_before"], t["arms_after"])],
         }
     )
+    for name, line in u.diagnostics.items():  # an inference problem of either fit is shown
+        lines.append(f"fit {name}: {line}")
     lines += ["", "1. Every threshold row, before and after", tab.to_string(index=False)]
     if len(u.priors):
         p = u.priors
