@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy import stats
 
 from lmsbayes.prior.beta import beta_logpdf, beta_ppf
@@ -32,3 +33,56 @@ def test_beta_logpdf_equals_scipy_stats_inside_and_outside_the_support():
     b = np.exp(rng.uniform(-2, 5, 5_000))
     x = np.concatenate([rng.uniform(0, 1, 4_990), [-0.5, 1.5, -1e-9, 1 + 1e-9] * 2 + [0.3, 0.7]])
     np.testing.assert_allclose(beta_logpdf(x, a, b), stats.beta.logpdf(x, a, b), rtol=1e-10)
+
+
+def test_adaptive_gauss_legendre_against_closed_forms():
+    """The ELIR's quadrature (plain numpy) on integrals with known values.
+
+    Like every adaptive rule it needs a narrow peak among its breakpoints (the ELIR puts
+    each component's quantiles there); between them it must halve until converged.
+    """
+    from lmsbayes.prior.ess import adaptive_gauss_legendre
+
+    def narrow(u):  # N(3, 0.001^2), its 1e-12, 1%, 50%, 99%, 1 - 1e-12 quantiles as breakpoints
+        return np.exp(-0.5 * ((u - 3.0) / 1e-3) ** 2) / (1e-3 * np.sqrt(2 * np.pi))
+
+    z = np.array([-7.034, -2.326, 0.0, 2.326, 7.034])  # as the ELIR places them
+    edges = np.concatenate([[-40.0], 3.0 + 1e-3 * z, [40.0]])
+    assert adaptive_gauss_legendre(narrow, edges) == pytest.approx(1, rel=1e-10)
+    got = adaptive_gauss_legendre(lambda u: np.exp(-u), np.array([0.0, 1.0, 40.0]))
+    assert got == pytest.approx(1 - np.exp(-40.0), rel=1e-12)
+    logistic = adaptive_gauss_legendre(
+        lambda u: np.exp(-u) / (1 + np.exp(-u)) ** 2, np.array([-40.0, 0.0, 40.0])
+    )
+    assert logistic == pytest.approx(np.tanh(20.0), rel=1e-12)  # F(40) - F(-40)
+
+
+def test_elir_with_the_numpy_rule_equals_elir_with_quadpack(monkeypatch):
+    """ELIR ESS of random mixtures: the numpy rule against scipy's adaptive QUADPACK."""
+    import importlib
+
+    from scipy import integrate
+
+    from lmsbayes.prior.mixture import BetaMixture
+
+    ess_mod = importlib.import_module("lmsbayes.prior.ess")  # the module, not the function
+
+    def quadpack(f, edges):
+        return sum(
+            integrate.quad(lambda u: float(f(np.array([u]))[0]), lo, hi, limit=400, epsrel=1e-11)[0]
+            for lo, hi in zip(edges[:-1], edges[1:], strict=True)
+        )
+
+    rng = np.random.default_rng(4)
+    mixes = [
+        BetaMixture(
+            rng.dirichlet(np.ones(k)),
+            np.exp(rng.uniform(0, np.log(500), k)),
+            np.exp(rng.uniform(0, np.log(500), k)),
+        )
+        for k in rng.integers(2, 5, size=25)
+    ]
+    got = [ess_mod.ess(m, "elir") for m in mixes]
+    monkeypatch.setattr(ess_mod, "adaptive_gauss_legendre", quadpack)
+    want = [ess_mod.ess(m, "elir") for m in mixes]
+    np.testing.assert_allclose(got, want, rtol=1e-9)
