@@ -86,3 +86,14 @@ def test_elir_with_the_numpy_rule_equals_elir_with_quadpack(monkeypatch):
     monkeypatch.setattr(ess_mod, "adaptive_gauss_legendre", quadpack)
     want = [ess_mod.ess(m, "elir") for m in mixes]
     np.testing.assert_allclose(got, want, rtol=1e-9)
+
+
+@pytest.mark.parametrize(("a", "b"), [(2.0, 5.0), (36.2, 110.3), (300.0, 1.5), (1.2, 1.1)])
+def test_the_morita_mode_search_finds_the_closed_form_mode(a, b):
+    """One Beta(a, b), a, b > 1: the mode (a - 1) / (a + b - 2), to the search's sqrt(eps)."""
+    from lmsbayes.prior.ess import _mixture_modes
+    from lmsbayes.prior.mixture import BetaMixture
+
+    modes = _mixture_modes(BetaMixture.from_ab(a, b))
+    assert modes.size == 1
+    assert modes[0] == pytest.approx((a - 1) / (a + b - 2), rel=1e-7, abs=1e-9)

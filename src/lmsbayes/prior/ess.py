@@ -7,13 +7,13 @@ predictively consistent (Neuenschwander et al. 2020); see docs/designs.md,
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import special
 
-from lmsbayes._lazy import optimize
 from lmsbayes.errors import OptionError
 from lmsbayes.prior.beta import beta_ppf
 from lmsbayes.prior.checks import fmt_list
@@ -244,19 +244,36 @@ def _mixture_modes(mix: BetaMixture) -> np.ndarray:
     for i in peaks:
         lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
         if hi > lo:
-            res = optimize.minimize_scalar(
-                lambda x: -mix.logpdf(x),
-                bounds=(lo, hi),
-                method="bounded",
-                options={"xatol": 1e-12},
-            )
-            x = res.x if -res.fun >= logf[i] else grid[i]
+            x, fx = _golden_max(lambda t: float(mix.logpdf(t)), lo, hi)
+            x = x if fx >= logf[i] else grid[i]
         else:
             x = grid[i]
         modes.append(float(x))
     modes_arr = np.sort(np.array(modes))
     modes_arr = modes_arr[np.concatenate([[True], np.diff(modes_arr) > 1e-9])]  # one per peak
     return modes_arr[np.argsort(-mix.logpdf(modes_arr))]
+
+
+def _golden_max(f, lo: float, hi: float, xatol: float = 1e-12) -> tuple[float, float]:
+    """(x, f(x)) at the maximum of a unimodal f on [lo, hi], by golden-section search.
+
+    Plain Python: scipy.optimize's import costs more than the whole MAP prior. Near a
+    maximum f is flat to rounding, so x is found to about sqrt(eps) relative at best,
+    like any search on function values (scipy's bounded Brent included).
+    """
+    g = (math.sqrt(5.0) - 1.0) / 2.0
+    c, d = hi - g * (hi - lo), lo + g * (hi - lo)
+    fc, fd = f(c), f(d)
+    while hi - lo > xatol:
+        if fc >= fd:
+            hi, d, fd = d, c, fc
+            c = hi - g * (hi - lo)
+            fc = f(c)
+        else:
+            lo, c, fc = c, d, fd
+            d = lo + g * (hi - lo)
+            fd = f(d)
+    return (c, fc) if fc >= fd else (d, fd)
 
 
 def _ess_morita(mix: BetaMixture, s: float) -> float:
