@@ -70,7 +70,14 @@ def test_the_cache_can_be_turned_off(tmp_path, monkeypatch, value):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_default_folder_follows_xdg(monkeypatch, tmp_path):
+def test_without_lmsbayes_cache_there_is_no_cache_and_no_folder(monkeypatch, tmp_path):
+    """Opt-in: no folder the user did not name (not ~/.cache, not $XDG_CACHE_HOME)."""
     monkeypatch.delenv("LMSBAYES_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert cache.cache_dir() == tmp_path / "lmsbayes"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cache.cache_dir() is None
+    key, prov = cache.cache_key("test", {})
+    assert cache.store_frames("test", key, prov, _frames()) is None
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv("LMSBAYES_CACHE", str(tmp_path / "named"))
+    assert cache.cache_dir() == tmp_path / "named"

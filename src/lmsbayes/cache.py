@@ -15,10 +15,10 @@ value exactly (Python writes floats by their shortest round-trip repr), their
 dtypes and index, and are read back identical (tested); no pickles. Each file
 records its provenance (the key's parts, the time it was written).
 
-The cache folder is ``$LMSBAYES_CACHE``, else ``$XDG_CACHE_HOME/lmsbayes``, else
-``~/.cache/lmsbayes``; ``LMSBAYES_CACHE=off`` turns the cache off. The package
-writes only its own ``*.json`` files there (atomically) and never deletes a file;
-an unreadable or mismatched file is a miss, replaced by the next store.
+The cache is off unless ``$LMSBAYES_CACHE`` names a folder: the package creates no
+folder the user did not name (``off``, ``0`` or empty: off). The package writes
+only its own ``*.json`` files there (atomically) and never deletes a file; an
+unreadable or mismatched file is a miss, replaced by the next store.
 """
 
 from __future__ import annotations
@@ -42,12 +42,14 @@ FORMAT = 1
 
 
 def cache_dir() -> Path | None:
-    """The cache folder (created on the first store), or None when the cache is off."""
+    """The folder ``$LMSBAYES_CACHE`` names (created on the first store), else None (off).
+
+    Opt-in: a default folder in the user's home would be a folder nobody named.
+    """
     env = os.environ.get("LMSBAYES_CACHE")
-    if env is not None:
-        return None if env.strip().lower() in ("", "0", "off", "no", "false") else Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lmsbayes"
+    if env is None or env.strip().lower() in ("", "0", "off", "no", "false"):
+        return None
+    return Path(env)
 
 
 @functools.cache

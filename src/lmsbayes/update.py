@@ -383,11 +383,12 @@ def update(
         fixed rule).
     progress : callable, optional
     cache : bool
-        Take the base analysis (the fit before with its threshold rows and priors, and
-        its leave-future-out) from the package's cache where an earlier call with the
-        same spec, data, options, package source and library versions stored it, and
-        store it otherwise (:mod:`lmsbayes.cache`; the numbers are those a refit gives:
-        every step is deterministic). False: compute everything, store nothing.
+        Where ``$LMSBAYES_CACHE`` names a folder (the cache is off otherwise), take the
+        base analysis (the fit before with its threshold rows and priors, and its
+        leave-future-out) from it where an earlier call with the same spec, data,
+        options, package source and library versions stored it, and store it otherwise
+        (:mod:`lmsbayes.cache`; the numbers are those a refit gives: every step is
+        deterministic). False: compute everything, store nothing.
 
     Returns
     -------

@@ -39,8 +39,9 @@ def register(sub) -> None:
             "Add the arms of a CSV (same columns and checks as the bundled table; rates in "
             "NAME_rates.csv beside it) to the data, refit the spec, and print the difference "
             "in every threshold row, in the MAP priors (with their ESS) of the added arms' "
-            "lines, and in the spec's leave-future-out summary. Nothing is written but the "
-            "package's cache of the base analysis (--no-cache: not that either)."
+            "lines, and in the spec's leave-future-out summary. Nothing is written, unless the "
+            "environment variable LMSBAYES_CACHE names a folder for the base analysis, kept "
+            "there to be reused by the next update (--no-cache: not even then)."
         ),
     )
     q.add_argument("--add", required=True, metavar="NEWARMS.csv", help="the arms to add")
@@ -76,7 +77,7 @@ def register(sub) -> None:
         "--no-cache",
         action="store_true",
         help="compute the base analysis (the fit before, its leave-future-out) again instead of "
-        "taking it from the package's cache (LMSBAYES_CACHE: the folder, or 'off')",
+        "taking it from the cache folder LMSBAYES_CACHE names (without it there is no cache)",
     )
     q.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     q.set_defaults(func=cmd_update)
